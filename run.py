@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Set up and run aitrace from a fresh clone, with nothing but Python 3.11.
+
+    python3.11 run.py demo     # the whole loop on the embedded stack
+    python3.11 run.py test     # the test suite (starts its own broker and search server)
+
+Creates `.venv/` beside this file, installs the project with the extras it needs
+(re-installing only when pyproject.toml changes), then runs the command inside it.
+Anything after the command is passed on (`run.py test -k producer`, `run.py demo --keep`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+EXTRAS = "embedded,demo,test"
+
+
+def _stamp() -> str:
+    text = (ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()
+    return hashlib.sha256(text).hexdigest()
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"aitrace needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    stamp_file = VENV / ".aitrace-installed"
+    if stamp_file.exists() and stamp_file.read_text() == _stamp():
+        return
+    if not (BIN / "python").exists():
+        print(f"run.py: creating {VENV.relative_to(ROOT)}/", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print(f"run.py: installing aitrace[{EXTRAS}] (first run takes a few minutes)", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip", "setuptools"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    stamp_file.write_text(_stamp())
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "aitrace"}:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    command, rest = argv[0], argv[1:]
+    env = dict(os.environ)
+    if command == "test":
+        cmd = [str(BIN / "python"), "-m", "pytest", *rest]
+    elif command == "demo":
+        cmd = [str(BIN / "aitrace"), "demo", *rest]
+    else:
+        cmd = [str(BIN / "aitrace"), *rest]
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
