@@ -1,0 +1,196 @@
+"""Avro codecs for Kafka records, shaped like confluent-kafka's serializers.
+
+A :class:`AvroSerializer` turns one object into bytes and an :class:`AvroDeserializer`
+turns bytes back, each called as ``codec(obj_or_bytes, ctx)`` with a
+:class:`SerializationContext`. Two wire formats:
+
+- Avro single-object encoding (default): ``C3 01`` + 8-byte little-endian CRC-64-AVRO
+  fingerprint of the schema's Parsing Canonical Form + the Avro body. Readers resolve the
+  fingerprint against ``schemas/``; no registry needed.
+- Confluent wire format, when a Schema Registry URL is configured: ``00`` + 4-byte
+  big-endian schema id + the Avro body.
+
+The deserializer accepts both, whatever it was built with. Union branches are written and
+read as ``(record_name, dict)`` tuples, and ``timestamp-micros`` fields stay ``int``
+microseconds (no datetime objects on the hot path).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import fastavro
+from aitrace import schemas
+from aitrace.schemas.registry import SchemaRegistryClient
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_FINGERPRINT = struct.Struct("<Q")
+_SCHEMA_ID = struct.Struct(">I")
+
+
+class DecodeError(ValueError):
+    """A record that cannot be decoded; ``reason`` is short and stable (used as a DLQ counter key)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class EncodeError(ValueError):
+    """An object that does not fit its schema; the message names the schema and the cause."""
+
+
+@dataclass(frozen=True)
+class SerializationContext:
+    """Where the bytes go to or come from (as in confluent-kafka)."""
+
+    topic: str
+    field: str = "value"
+
+
+@dataclass(frozen=True)
+class CompiledSchema:
+    """One schema ready for fastavro: parsed (logical types removed), JSON text, fingerprint."""
+
+    name: str
+    parsed: Any
+    text: str
+    fingerprint: int
+
+
+@cache
+def compiled(name: str) -> CompiledSchema:
+    """The compiled form of a shipped schema, cached per process."""
+    expanded = schemas.expanded(name)
+    return compile_schema(expanded)
+
+
+def compile_schema(expanded: dict[str, Any]) -> CompiledSchema:
+    """Compile an expanded schema (all named types inlined)."""
+    parsed = fastavro.parse_schema(schemas.without_logical_types(expanded), _write_hint=False)
+    canonical = to_parsing_canonical_form(fastavro.parse_schema(expanded))
+    fp = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
+    name = expanded["name"] if "." in expanded["name"] else f"{expanded.get('namespace')}.{expanded['name']}"
+    return CompiledSchema(name=name, parsed=parsed, text=json.dumps(expanded), fingerprint=fp)
+
+
+@cache
+def _by_fingerprint() -> dict[int, CompiledSchema]:
+    return {c.fingerprint: c for c in (compiled(n) for n in schemas.names())}
+
+
+class AvroSerializer:
+    """Encode objects of one schema.
+
+    >>> ser = AvroSerializer("aitrace.GroundTruth")
+    >>> data = ser({"request_id": "r1", "model_name": "m", "label": "1"})
+    >>> data[:2] == SINGLE_OBJECT_MAGIC
+    True
+    """
+
+    def __init__(self, schema_name: str, registry: SchemaRegistryClient | None = None) -> None:
+        self.schema = compiled(schema_name)
+        self._registry = registry
+        self._fp_header = SINGLE_OBJECT_MAGIC + _FINGERPRINT.pack(self.schema.fingerprint)
+
+    def header(self, ctx: SerializationContext | None = None) -> bytes:
+        """The bytes that precede the Avro body for this context."""
+        if self._registry is None:
+            return self._fp_header
+        subject = f"{ctx.topic if ctx else self.schema.name}-{ctx.field if ctx else 'value'}"
+        schema_id = self._registry.register(subject, self.schema.text)
+        return CONFLUENT_MAGIC + _SCHEMA_ID.pack(schema_id)
+
+    def __call__(self, obj: Any, ctx: SerializationContext | None = None) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header(ctx))
+        try:
+            fastavro.schemaless_writer(buf, self.schema.parsed, obj, strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"object does not fit {self.schema.name}: {exc}") from exc
+        return buf.getvalue()
+
+
+class AvroDeserializer:
+    """Decode records written in either wire format with any shipped schema.
+
+    Returns the decoded object; :meth:`decode` also returns the writer schema's name.
+    Registry-framed records need ``registry``; single-object records never do.
+    """
+
+    def __init__(self, registry: SchemaRegistryClient | None = None) -> None:
+        self._registry = registry
+        self._by_id: dict[int, CompiledSchema] = {}
+
+    def __call__(self, data: bytes | None, ctx: SerializationContext | None = None) -> Any:
+        return self.decode(data)[1]
+
+    def decode(self, data: bytes | None) -> tuple[str, Any]:
+        """``(schema_name, object)`` of one record; raises :class:`DecodeError` with a reason."""
+        if not data:
+            raise DecodeError("empty", "record has no value")
+        writer, offset = self._writer(data)
+        try:
+            obj = fastavro.schemaless_reader(
+                io.BytesIO(data[offset:]), writer.parsed, None, return_record_name=True
+            )
+        except (
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            UnicodeDecodeError,
+            OverflowError,
+        ) as exc:
+            raise DecodeError("corrupt-body", f"{writer.name}: {type(exc).__name__}: {exc}") from exc
+        return writer.name, obj
+
+    def _writer(self, data: bytes) -> tuple[CompiledSchema, int]:
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("truncated", f"{len(data)} bytes, single-object header needs 10")
+            (fp,) = _FINGERPRINT.unpack_from(data, 2)
+            writer = _by_fingerprint().get(fp)
+            if writer is None:
+                raise DecodeError("unknown-schema", f"fingerprint {fp:016x} matches no schema in schemas/")
+            return writer, 10
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < 5:
+                raise DecodeError("truncated", f"{len(data)} bytes, Confluent header needs 5")
+            (schema_id,) = _SCHEMA_ID.unpack_from(data, 1)
+            return self._registered(schema_id), 5
+        raise DecodeError("bad-magic", f"first bytes {data[:2].hex()} are neither C301 nor 00")
+
+    def _registered(self, schema_id: int) -> CompiledSchema:
+        if schema_id not in self._by_id:
+            if self._registry is None:
+                raise DecodeError(
+                    "no-registry", f"schema id {schema_id} but no schema registry is configured"
+                )
+            try:
+                text = self._registry.schema(schema_id)
+                self._by_id[schema_id] = compile_schema(json.loads(text))
+            except (OSError, ValueError, KeyError) as exc:
+                raise DecodeError("unknown-schema", f"registry schema id {schema_id}: {exc}") from exc
+        return self._by_id[schema_id]
+
+
+def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Normalise a decoded record to the shape of ``aitrace.Batch``.
+
+    Producers send batches; a lone ``aitrace.Event`` (from another client) becomes a batch of one.
+    """
+    if schema_name == "aitrace.Batch":
+        return obj
+    if schema_name == "aitrace.Event":
+        return {"batch_id": obj["event_id"], "events": [obj], "metric_blocks": []}
+    raise DecodeError("unexpected-schema", f"{schema_name} is not an event or a batch of events")
