@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,7 +31,7 @@ def _stamp() -> str:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run.py runs before the venv exists
         sys.exit(f"aitrace needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp_file = VENV / ".aitrace-installed"
     if stamp_file.exists() and stamp_file.read_text() == _stamp():
@@ -45,6 +46,16 @@ def ensure_venv() -> None:
     stamp_file.write_text(_stamp())
 
 
+def ensure_chromium() -> None:
+    """The report test renders in a real headless Chromium (Debian's package); install it if we can."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("run.py: installing Debian's chromium for the browser tests", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.call(["apt-get", "update", "-qq"], **quiet) == 0:
+        subprocess.call(["apt-get", "install", "-y", "-qq", "chromium"], **quiet)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "aitrace"}:
         print(__doc__)
@@ -53,6 +64,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     env = dict(os.environ)
     if command == "test":
+        ensure_chromium()
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
     elif command == "demo":
         cmd = [str(BIN / "aitrace"), "demo", *rest]
