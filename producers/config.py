@@ -42,6 +42,7 @@ class Settings:
     es_api_key: str | None = field(default=None, repr=False)
     es_ca_certs: str | None = None
     es_verify_certs: bool = True
+    kibana_url: str | None = None
     kafka_security_protocol: str | None = None
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

@@ -1,0 +1,247 @@
+"""Elasticsearch / OpenSearch-API client factory.
+
+One factory serves every part of aitrace that talks to the search server
+(indexer, ``aitrace setup``, ``aitrace search``/``trace``), so TLS, credentials
+and the distribution check live in one place.
+
+The official ``elasticsearch`` 8.x client sends
+``application/vnd.elasticsearch+json; compatible-with=8`` as Content-Type and
+Accept. OpenSearch-API servers (osmem-server in the embedded stack) answer 406 to
+that. The client supports passing a ``node_class``; when ``GET /`` reports
+``version.distribution == "opensearch"`` we pass a subclass of the transport's
+own node that rewrites those two headers back to plain ``application/json``
+(``application/x-ndjson`` for ``_bulk``). Against Elasticsearch the stock node
+is used and nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from aitrace.config import Settings
+from elastic_transport import (
+    AiohttpHttpNode,
+    HttpHeaders,
+    TransportError,
+    Urllib3HttpNode,
+)
+from elastic_transport._node import NodeApiResponse
+from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
+
+_COMPAT_RE = re.compile(r"application/vnd\.elasticsearch\+([\w-]+)(\s*;\s*compatible-with=\d+)?")
+_DETECT_TIMEOUT_S = 5.0
+
+
+class SearchUnavailable(ConnectionError):
+    """The search server could not be reached or did not answer ``GET /`` sensibly."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the server is, as far as aitrace needs to know.
+
+    ``has_ilm`` is true only for Elasticsearch (not OpenSearch, not serverless);
+    elsewhere daily indices plus templates do the lifecycle work.
+    """
+
+    distribution: str
+    version: str
+    has_ilm: bool
+    build_flavor: str | None = None
+
+    @property
+    def is_opensearch(self) -> bool:
+        return self.distribution == "opensearch"
+
+    @property
+    def major(self) -> int:
+        head = self.version.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    @classmethod
+    def from_root(cls, body: dict[str, Any]) -> Capabilities:
+        """Read the answer of ``GET /``."""
+        version = body.get("version")
+        if not isinstance(version, dict) or "number" not in version:
+            raise SearchUnavailable(f"GET / did not return a version object: {str(body)[:200]}")
+        distribution = str(version.get("distribution") or "elasticsearch")
+        flavor = version.get("build_flavor")
+        has_ilm = distribution == "elasticsearch" and flavor != "serverless"
+        return cls(distribution, str(version["number"]), has_ilm, flavor)
+
+
+def _plain_mimetype(value: str) -> str:
+    """``application/vnd.elasticsearch+json; compatible-with=8`` -> ``application/json``."""
+    return _COMPAT_RE.sub(r"application/\1", value)
+
+
+def _plain_headers(headers: HttpHeaders | None) -> HttpHeaders | None:
+    if not headers:
+        return headers
+    out = headers.copy()
+    for name in ("accept", "content-type"):
+        value = out.get(name)
+        if value:
+            out[name] = _plain_mimetype(value)
+    return out
+
+
+class PlainJsonUrllib3Node(Urllib3HttpNode):
+    """urllib3 node that sends plain JSON media types (for OpenSearch-API servers)."""
+
+    def perform_request(
+        self, method: str, target: str, body: bytes | None = None, headers: HttpHeaders | None = None, **kw: Any
+    ) -> NodeApiResponse:
+        return super().perform_request(method, target, body=body, headers=_plain_headers(headers), **kw)
+
+
+class PlainJsonAiohttpNode(AiohttpHttpNode):
+    """aiohttp node that sends plain JSON media types (for OpenSearch-API servers)."""
+
+    async def perform_request(  # type: ignore[override]
+        self, method: str, target: str, body: bytes | None = None, headers: HttpHeaders | None = None, **kw: Any
+    ) -> NodeApiResponse:
+        return await super().perform_request(method, target, body=body, headers=_plain_headers(headers), **kw)
+
+
+# Capabilities per transport: client.options() copies share the transport, so a
+# client derived with .options() still finds what was detected for its parent.
+_CAPABILITIES: weakref.WeakKeyDictionary[Any, Capabilities] = weakref.WeakKeyDictionary()
+
+
+def capabilities_of(client: AsyncElasticsearch | Elasticsearch) -> Capabilities:
+    """The capabilities detected when ``client`` was made by this module."""
+    try:
+        return _CAPABILITIES[client.transport]
+    except KeyError:
+        raise LookupError("client was not created by aitrace.sinks.es.make_client") from None
+
+
+def _auth_headers(settings: Settings) -> dict[str, str]:
+    if settings.es_api_key:
+        return {"authorization": f"ApiKey {settings.es_api_key}"}
+    if settings.es_username is not None:
+        raw = f"{settings.es_username}:{settings.es_password or ''}".encode()
+        return {"authorization": "Basic " + base64.b64encode(raw).decode()}
+    return {}
+
+
+def detect_capabilities(settings: Settings, timeout: float = _DETECT_TIMEOUT_S) -> Capabilities:
+    """``GET /`` with the configured credentials and TLS; raise :class:`SearchUnavailable` on failure.
+
+    Uses urllib3 directly (not the client) because the node class depends on the
+    answer, and because the client's product check would refuse a real OpenSearch
+    before we could read its version.
+    """
+    kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
+    if settings.es_url.startswith("https"):
+        kwargs["cert_reqs"] = "CERT_REQUIRED" if settings.es_verify_certs else "CERT_NONE"
+        if settings.es_ca_certs:
+            kwargs["ca_certs"] = settings.es_ca_certs
+    pool = urllib3.PoolManager(**kwargs)
+    url = settings.es_url.rstrip("/") + "/"
+    try:
+        resp = pool.request("GET", url, headers={"accept": "application/json", **_auth_headers(settings)})
+    except urllib3.exceptions.HTTPError as exc:
+        raise SearchUnavailable(f"search server at {_safe_url(settings.es_url)} unreachable: {exc}") from exc
+    finally:
+        pool.clear()
+    if resp.status in (401, 403):
+        raise SearchUnavailable(
+            f"search server at {_safe_url(settings.es_url)} refused the credentials (HTTP {resp.status})"
+        )
+    if resp.status != 200:
+        raise SearchUnavailable(f"GET / on {_safe_url(settings.es_url)} answered HTTP {resp.status}")
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise SearchUnavailable(f"GET / on {_safe_url(settings.es_url)} did not return JSON") from exc
+    return Capabilities.from_root(body)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user:password@, so errors never print secrets."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def _client_kwargs(settings: Settings, caps: Capabilities, node_class: type) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "hosts": [settings.es_url],
+        "serializer": OrjsonSerializer(),  # NaN/Inf become null instead of invalid JSON
+        "request_timeout": 30.0,
+    }
+    if caps.is_opensearch:
+        kwargs["node_class"] = node_class
+    if settings.es_api_key:
+        kwargs["api_key"] = settings.es_api_key
+    elif settings.es_username is not None:
+        kwargs["basic_auth"] = (settings.es_username, settings.es_password or "")
+    if settings.es_ca_certs:
+        kwargs["ca_certs"] = settings.es_ca_certs
+    if settings.es_url.startswith("https"):
+        kwargs["verify_certs"] = settings.es_verify_certs
+    return kwargs
+
+
+def make_client(settings: Settings, capabilities: Capabilities | None = None) -> AsyncElasticsearch:
+    """An ``AsyncElasticsearch`` that works with the configured server, whatever its distribution.
+
+    Detects the distribution with a blocking ``GET /`` unless ``capabilities`` is
+    given (use :func:`connect` from async code that must wait for the server).
+    Raises :class:`SearchUnavailable` when the server cannot be reached.
+    """
+    caps = capabilities or detect_capabilities(settings)
+    client = AsyncElasticsearch(**_client_kwargs(settings, caps, PlainJsonAiohttpNode))
+    _CAPABILITIES[client.transport] = caps
+    return client
+
+
+def make_sync_client(settings: Settings, capabilities: Capabilities | None = None) -> Elasticsearch:
+    """Synchronous twin of :func:`make_client` (CLI commands, setup, tests)."""
+    caps = capabilities or detect_capabilities(settings)
+    client = Elasticsearch(**_client_kwargs(settings, caps, PlainJsonUrllib3Node))
+    _CAPABILITIES[client.transport] = caps
+    return client
+
+
+async def connect(
+    settings: Settings, *, wait_s: float = 0.0, initial_backoff: float = 0.2, max_backoff: float = 5.0
+) -> AsyncElasticsearch:
+    """Async :func:`make_client` that keeps trying for up to ``wait_s`` seconds.
+
+    A worker that starts before the search server is up waits here (backing off)
+    instead of crashing; after ``wait_s`` the last :class:`SearchUnavailable` is raised.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = initial_backoff
+    while True:
+        try:
+            caps = await asyncio.to_thread(detect_capabilities, settings)
+            return make_client(settings, caps)
+        except SearchUnavailable:
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+
+
+__all__ = [
+    "Capabilities",
+    "PlainJsonAiohttpNode",
+    "PlainJsonUrllib3Node",
+    "SearchUnavailable",
+    "TransportError",
+    "capabilities_of",
+    "connect",
+    "detect_capabilities",
+    "make_client",
+    "make_sync_client",
+]
