@@ -1,0 +1,579 @@
+"""Decoded events, traces and alerts -> ECS documents and bulk actions.
+
+Pure functions: no I/O, no state. The processors call them on decoded records
+(``aitrace.schemas.codec`` output: ``time`` in int microseconds, ``payload`` as
+``(record_name, dict)``) and hand the actions to :mod:`aitrace.sinks.indexer`.
+
+Layout (the index templates in :mod:`aitrace.sinks.templates` map exactly these):
+
+* ECS fields for the envelope: ``@timestamp``, ``event.id``, ``trace.id``,
+  ``span.id``, ``parent.id``, ``service.{name,version,environment}``,
+  ``host.name``, ``process.pid``, ``labels.*``, ``event.{kind,category,dataset,
+  duration (ns),outcome}``, ``log.*``, ``message``, ``error.*``.
+* ML fields under ``aitrace.*``. Free-form maps whose keys the user chooses
+  (log attributes, run config, inference features, quantiles) are kept in
+  ``_source`` under objects the templates mark ``enabled: false``: readable,
+  never a new mapped field.
+* Training metrics use a **name/value layout**: one document per metric per
+  point (``aitrace.metric.name`` keyword + ``aitrace.metric.value`` double), so
+  any metric name costs no mapping and Kibana can chart ``value`` split or
+  filtered by ``name``. Its ``_id`` is ``<event_id>:<name>`` (the event id of a
+  columnar point is ``<block_id>:<i>``), deterministic, so redelivery overwrites.
+  NaN/Inf in a TrainingMetric are data: ``value`` is null and
+  ``aitrace.metric.nonfinite`` says ``nan``, ``inf`` or ``-inf``. In a
+  MetricBlock NaN means "absent at that step" (schema doc) and is skipped.
+* High-rate series are indexed as per-window rollups (:func:`rollup_action`,
+  built by :class:`aitrace.sinks.rollup.MetricRollup`): same name/value layout
+  with ``value`` = mean plus ``aitrace.metric.{count,min,max,last,first_step,
+  last_step}`` and ``aitrace.metric.rollup: true``.
+
+``_id`` is the event id for events, the trace id for traces and the alert id
+(dedup key) for alerts. Traces go to the daily index of their start time and
+alerts to that of ``first_seen``: both are stable while the document is updated,
+so a late update overwrites the same document instead of creating a second one
+in the next day's index.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+Doc = dict[str, Any]
+Action = dict[str, Any]
+
+EVENTS, TRACES, ALERTS = "events", "traces", "alerts"
+FAMILIES = (EVENTS, TRACES, ALERTS)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400_000_000
+_SEVERITY = {"info": 1, "warning": 2, "critical": 3}
+
+# record name -> (aitrace.kind, event.dataset, event.kind, event.category)
+_PAYLOAD_META: dict[str, tuple[str, str, str, list[str]]] = {
+    "aitrace.TrainingMetric": ("metric", "aitrace.training", "metric", ["process"]),
+    "aitrace.RunLifecycle": ("run", "aitrace.training", "event", ["process"]),
+    "aitrace.DataStats": ("data", "aitrace.data", "metric", ["database"]),
+    "aitrace.InferenceRecord": ("inference", "aitrace.inference", "event", ["api"]),
+    "aitrace.GroundTruth": ("ground_truth", "aitrace.inference", "event", ["api"]),
+    "aitrace.LogRecord": ("log", "aitrace.log", "event", []),
+    "aitrace.ResourceSample": ("resource", "aitrace.resources", "metric", ["host"]),
+    "aitrace.Span": ("span", "aitrace.span", "event", ["process"]),
+}
+
+
+class DocumentError(ValueError):
+    """A record cannot become a document (missing or malformed field); DLQ it."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@lru_cache(maxsize=64)
+def _day(day_number: int) -> str:
+    return (_EPOCH + timedelta(days=day_number)).strftime("%Y.%m.%d")
+
+
+def index_name(prefix: str, family: str, time_us: int) -> str:
+    """Daily index of a document: ``aitrace-events-2026.11.26`` (UTC day of ``time_us``)."""
+    return f"{prefix}-{family}-{_day(int(time_us) // _DAY_US)}"
+
+
+def iso_time(time_us: int) -> str:
+    """Microseconds since epoch -> ISO 8601 UTC with microseconds (what ``date`` fields parse)."""
+    return (_EPOCH + timedelta(microseconds=int(time_us))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None: JSON has no NaN/Inf and the server would reject them."""
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _nonfinite(value: float) -> str | None:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
+
+
+def _prune(doc: Doc) -> Doc:
+    """Drop None values and empty objects so documents carry only what is known."""
+    out: Doc = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = _prune(value)
+            if not value:
+                continue
+        elif value is None:
+            continue
+        out[key] = value
+    return out
+
+
+def _require(record: dict[str, Any], *names: str, what: str) -> None:
+    missing = [n for n in names if record.get(n) is None]
+    if missing:
+        raise DocumentError(f"{what} lacks required field(s) {', '.join(missing)}")
+
+
+def _payload(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    payload = event.get("payload")
+    if not (isinstance(payload, tuple | list) and len(payload) == 2 and isinstance(payload[1], dict)):
+        raise DocumentError(
+            f"event {event.get('event_id')!r}: payload must be (record_name, dict), got {type(payload).__name__}"
+        )
+    return str(payload[0]), payload[1]
+
+
+def _action(index: str, doc_id: str, source: Doc) -> Action:
+    return {"_index": index, "_id": doc_id, "_source": source}
+
+
+# ---------------------------------------------------------------- envelope
+
+
+def envelope_fields(event: dict[str, Any]) -> Doc:
+    """ECS fields every event document shares (no payload-specific parts)."""
+    _require(event, "event_id", "time", "trace_id", "span_id", "service", what="event")
+    return {
+        "@timestamp": iso_time(event["time"]),
+        "event": {"id": event["event_id"]},
+        "trace": {"id": event["trace_id"]},
+        "span": {"id": event["span_id"]},
+        "parent": {"id": event.get("parent_span_id")},
+        "service": {
+            "name": event["service"],
+            "version": event.get("service_version"),
+            "environment": event.get("environment"),
+        },
+        "host": {"name": event.get("host")},
+        "process": {"pid": event.get("pid")},
+        "labels": dict(event.get("labels") or {}),
+        "aitrace": {"run_id": event.get("run_id")},
+    }
+
+
+def _with_meta(base: Doc, record_name: str) -> Doc:
+    kind, dataset, event_kind, category = _PAYLOAD_META[record_name]
+    base["event"].update({"kind": event_kind, "dataset": dataset})
+    if category:
+        base["event"]["category"] = category
+    base["aitrace"]["kind"] = kind
+    return base
+
+
+# ---------------------------------------------------------------- payloads
+
+
+def _log(doc: Doc, p: dict[str, Any]) -> None:
+    doc["log"] = {"level": p.get("level"), "logger": p.get("logger")}
+    doc["message"] = p.get("message")
+    doc["error"] = {"type": p.get("error_type"), "message": p.get("error_message"), "stack_trace": p.get("stack_trace")}
+    doc["aitrace"]["attributes"] = dict(p.get("attributes") or {})
+
+
+def _run(doc: Doc, p: dict[str, Any]) -> None:
+    status = p.get("status")
+    doc["message"] = p.get("message")
+    doc["aitrace"]["run"] = {
+        "status": status.lower() if isinstance(status, str) else None,
+        "seed": p.get("seed"),
+        "code_version": p.get("code_version"),
+        "config": dict(p.get("config") or {}),
+        "library_versions": dict(p.get("library_versions") or {}),
+    }
+    if status in ("FAILED", "KILLED"):
+        doc["event"]["outcome"] = "failure"
+    elif status == "FINISHED":
+        doc["event"]["outcome"] = "success"
+
+
+def _feature(f: dict[str, Any]) -> Doc:
+    return {
+        "name": f.get("name"),
+        "dtype": f.get("dtype"),
+        "count": f.get("count"),
+        "missing": f.get("missing"),
+        "mean": _num(f.get("mean")),
+        "variance": _num(f.get("variance")),
+        "min": _num(f.get("min")),
+        "max": _num(f.get("max")),
+        # source-only detail: keys are user data (quantile levels, category names)
+        "detail": {
+            "quantiles": {k: _num(v) for k, v in (f.get("quantiles") or {}).items()},
+            "histogram_edges": [_num(v) for v in f.get("histogram_edges") or []],
+            "histogram_counts": list(f.get("histogram_counts") or []),
+            "categories": dict(f.get("categories") or {}),
+        },
+    }
+
+
+def _data(doc: Doc, p: dict[str, Any]) -> None:
+    doc["aitrace"]["data"] = {
+        "stage": p.get("stage"),
+        "dataset": p.get("dataset"),
+        "batch": p.get("batch"),
+        "row_count": p.get("row_count"),
+        "rows_dropped": p.get("rows_dropped"),
+        "label": p.get("label"),
+        "ingest_delay_ms": _num(p.get("ingest_delay_ms")),
+        "features": [_prune(_feature(f)) for f in p.get("features") or []],
+        "class_counts": [{"name": k, "count": v} for k, v in (p.get("class_counts") or {}).items()],
+    }
+
+
+def _inference(doc: Doc, p: dict[str, Any]) -> None:
+    latency = _num(p.get("latency_ms"))
+    status = p.get("status")
+    doc["aitrace"]["inference"] = {
+        "request_id": p.get("request_id"),
+        "model": p.get("model_name"),
+        "model_version": p.get("model_version"),
+        "latency_ms": latency,
+        "status": status,
+        "prediction": p.get("prediction"),
+        "confidence": _num(p.get("confidence")),
+        "inputs_summary": p.get("inputs_summary"),
+        "features": {k: _num(v) for k, v in (p.get("features") or {}).items()},
+        "categorical_features": dict(p.get("categorical_features") or {}),
+    }
+    if latency is not None:
+        doc["event"]["duration"] = int(latency * 1_000_000)
+    doc["event"]["outcome"] = "failure" if status == "error" else "success"
+    if p.get("error"):
+        doc["error"] = {"message": p["error"]}
+
+
+def _ground_truth(doc: Doc, p: dict[str, Any]) -> None:
+    doc["aitrace"]["inference"] = {"request_id": p.get("request_id"), "model": p.get("model_name")}
+    doc["aitrace"]["ground_truth"] = {"label": p.get("label")}
+
+
+def _gpu(g: dict[str, Any]) -> Doc:
+    return {
+        "index": g.get("index"),
+        "name": g.get("name"),
+        "utilization_percent": _num(g.get("utilization_percent")),
+        "memory_used_bytes": g.get("memory_used_bytes"),
+        "memory_total_bytes": g.get("memory_total_bytes"),
+        "temperature_c": _num(g.get("temperature_c")),
+        "power_w": _num(g.get("power_w")),
+    }
+
+
+def _resource(doc: Doc, p: dict[str, Any]) -> None:
+    gpus = [_prune(_gpu(g)) for g in p.get("gpus") or []]
+    used = [g["memory_used_bytes"] for g in gpus if g.get("memory_used_bytes") is not None]
+    util = [g["utilization_percent"] for g in gpus if g.get("utilization_percent") is not None]
+    doc["aitrace"]["resources"] = {
+        "cpu_percent": _num(p.get("cpu_percent")),
+        "memory_rss_bytes": p.get("memory_rss_bytes"),
+        "memory_percent": _num(p.get("memory_percent")),
+        "gpu": gpus,
+        # host-level summaries so a chart needs no per-GPU split
+        "gpu_memory_used_bytes": sum(used) if used else None,
+        "gpu_utilization_max": max(util) if util else None,
+    }
+
+
+def _span(doc: Doc, p: dict[str, Any]) -> None:
+    duration_us = p.get("duration_us")
+    status = p.get("status") or "ok"
+    doc["aitrace"]["span"] = {
+        "name": p.get("name"),
+        "kind": p.get("kind"),
+        "status": status,
+        "start": iso_time(p["start_time"]) if p.get("start_time") is not None else None,
+        "attributes": dict(p.get("attributes") or {}),
+    }
+    if duration_us is not None:
+        doc["event"]["duration"] = int(duration_us) * 1000
+    doc["event"]["outcome"] = "failure" if status == "error" else "success"
+    doc["error"] = {"type": p.get("error_type"), "message": p.get("error_message")}
+
+
+_FILLERS = {
+    "aitrace.RunLifecycle": _run,
+    "aitrace.DataStats": _data,
+    "aitrace.InferenceRecord": _inference,
+    "aitrace.GroundTruth": _ground_truth,
+    "aitrace.LogRecord": _log,
+    "aitrace.ResourceSample": _resource,
+    "aitrace.Span": _span,
+}
+
+
+def _metric_docs(event: dict[str, Any], p: dict[str, Any]) -> list[tuple[str, Doc]]:
+    _require(p, "step", "metrics", what=f"TrainingMetric of event {event.get('event_id')!r}")
+    out = []
+    for name, raw in p["metrics"].items():
+        doc = _with_meta(envelope_fields(event), "aitrace.TrainingMetric")
+        value = float(raw)
+        doc["aitrace"]["metric"] = {
+            "name": name,
+            "value": value if math.isfinite(value) else None,
+            "nonfinite": _nonfinite(value),
+            "step": p["step"],
+            "epoch": p.get("epoch"),
+            "split": p.get("split"),
+        }
+        out.append((f"{event['event_id']}:{name}", _prune(doc)))
+    return out
+
+
+def event_documents(event: dict[str, Any]) -> list[tuple[str, Doc]]:
+    """``(_id, document)`` pairs of one decoded event for the events index.
+
+    One pair for most events; one per metric for a TrainingMetric (name/value
+    layout). Raises :class:`DocumentError` for a record that cannot be indexed.
+    Trace and Alert payloads are not events: use :func:`event_actions`.
+    """
+    record_name, p = _payload(event)
+    if record_name == "aitrace.TrainingMetric":
+        return _metric_docs(event, p)
+    filler = _FILLERS.get(record_name)
+    if filler is None:
+        raise DocumentError(f"event {event.get('event_id')!r}: no event document for payload {record_name}")
+    doc = _with_meta(envelope_fields(event), record_name)
+    try:
+        filler(doc, p)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DocumentError(f"event {event.get('event_id')!r}: malformed {record_name}: {exc}") from exc
+    return [(event["event_id"], _prune(doc))]
+
+
+def event_actions(event: dict[str, Any], *, prefix: str = "aitrace") -> list[Action]:
+    """Bulk actions for one decoded event (Trace/Alert payloads go to their own index)."""
+    record_name, p = _payload(event)
+    if record_name == "aitrace.Trace":
+        return [trace_action(p, prefix=prefix, context=event)]
+    if record_name == "aitrace.Alert":
+        return [alert_action(p, prefix=prefix)]
+    index = index_name(prefix, EVENTS, event["time"]) if "time" in event else ""
+    return [_action(index, doc_id, doc) for doc_id, doc in event_documents(event)]
+
+
+# ---------------------------------------------------------------- metric blocks
+
+
+def metric_block_actions(
+    block: dict[str, Any], *, prefix: str = "aitrace", series: set[str] | None = None
+) -> list[Action]:
+    """Raw name/value documents for the points of a columnar MetricBlock.
+
+    ``series`` limits to those metric names (the others are rolled up); NaN cells
+    mean "absent at that step" and are skipped. ``_id`` is ``<block_id>:<i>:<name>``.
+    """
+    _require(block, "block_id", "trace_id", "span_id", "service", "steps", "times", "series", what="MetricBlock")
+    steps = np.asarray(block["steps"], dtype=np.int64)
+    times = np.asarray(block["times"], dtype=np.int64)
+    if steps.shape != times.shape:
+        raise DocumentError(f"MetricBlock {block['block_id']!r}: {len(steps)} steps but {len(times)} times")
+    epochs = np.asarray(block.get("epochs") or [], dtype=np.int64)
+    ctx = block_context(block)
+    actions: list[Action] = []
+    for s in block["series"]:
+        name = s["name"]
+        if series is not None and name not in series:
+            continue
+        values = np.asarray(s["values"], dtype=np.float64)
+        if values.shape != steps.shape:
+            raise DocumentError(f"MetricBlock {block['block_id']!r}: series {name!r} has {len(values)} values")
+        for i in np.flatnonzero(np.isfinite(values)).tolist():
+            metric = {"name": name, "value": float(values[i]), "step": int(steps[i]), "split": block.get("split")}
+            if epochs.size and epochs[i] >= 0:
+                metric["epoch"] = int(epochs[i])
+            doc = _metric_doc(ctx, int(times[i]), f"{block['block_id']}:{i}", metric)
+            actions.append(_action(index_name(prefix, EVENTS, int(times[i])), f"{block['block_id']}:{i}:{name}", doc))
+    return actions
+
+
+def block_context(block: dict[str, Any]) -> dict[str, Any]:
+    """The envelope fields of a MetricBlock (what every point document repeats)."""
+    return {k: block.get(k) for k in _BLOCK_CONTEXT}
+
+
+_BLOCK_CONTEXT = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "service_version",
+    "environment",
+    "host",
+    "pid",
+    "run_id",
+)
+
+
+def _metric_doc(ctx: dict[str, Any], time_us: int, event_id: str, metric: Doc) -> Doc:
+    event = {**ctx, "event_id": event_id, "time": time_us}
+    doc = _with_meta(envelope_fields(event), "aitrace.TrainingMetric")
+    doc["aitrace"]["metric"] = metric
+    return _prune(doc)
+
+
+def rollup_action(
+    ctx: dict[str, Any],
+    *,
+    name: str,
+    split: str | None,
+    window_start_us: int,
+    window_us: int,
+    count: int,
+    minimum: float,
+    maximum: float,
+    mean: float,
+    last: float,
+    first_step: int,
+    last_step: int,
+    prefix: str = "aitrace",
+) -> Action:
+    """One per-window rollup document of a metric series (name/value layout, value = mean).
+
+    ``_id`` = ``rollup:<trace_id>:<split>:<name>:<window_us>:<window_start_us>``: a
+    window recomputed after redelivery overwrites itself.
+    """
+    doc_id = f"rollup:{ctx.get('trace_id')}:{split or ''}:{name}:{window_us}:{window_start_us}"
+    metric = {
+        "name": name,
+        "value": _num(mean),
+        "split": split,
+        "rollup": True,
+        "count": int(count),
+        "min": _num(minimum),
+        "max": _num(maximum),
+        "last": _num(last),
+        "step": int(last_step),
+        "first_step": int(first_step),
+        "last_step": int(last_step),
+        "window_us": int(window_us),
+    }
+    doc = _metric_doc(ctx, window_start_us, doc_id, metric)
+    doc["event"]["duration"] = int(window_us) * 1000
+    return _action(index_name(prefix, EVENTS, window_start_us), doc_id, doc)
+
+
+# ---------------------------------------------------------------- traces and alerts
+
+
+def trace_document(trace: dict[str, Any], context: dict[str, Any] | None = None) -> Doc:
+    """An assembled aitrace.Trace -> document for the traces index.
+
+    ``context`` (optional) is an event of the trace whose environment, host and
+    run id are copied; the services touched are ``aitrace.trace.services``.
+    """
+    _require(trace, "trace_id", "start_time", "end_time", "duration_us", what="trace")
+    ctx = context or {}
+    spans = [
+        {**s, "start": iso_time(s["start_time"]) if s.get("start_time") is not None else None}
+        for s in trace.get("spans") or []
+    ]
+    root = next((s for s in spans if s.get("span_id") == trace.get("root_span_id")), None)
+    services = list(trace.get("services") or [])
+    has_error = bool(trace.get("has_error"))
+    doc = {
+        "@timestamp": iso_time(trace["start_time"]),
+        "trace": {"id": trace["trace_id"]},
+        "span": {"id": trace.get("root_span_id")},
+        "service": {
+            "name": (root or {}).get("service") or (services[0] if services else None),
+            "environment": ctx.get("environment"),
+        },
+        "host": {"name": ctx.get("host")},
+        "message": trace.get("first_error") or trace.get("root_name"),
+        "event": {
+            "kind": "event",
+            "dataset": "aitrace.trace",
+            "duration": int(trace["duration_us"]) * 1000,
+            "outcome": "failure" if has_error else "success",
+            "start": iso_time(trace["start_time"]),
+            "end": iso_time(trace["end_time"]),
+        },
+        "error": {"message": trace.get("first_error")},
+        "aitrace": {
+            "kind": "trace",
+            "run_id": ctx.get("run_id"),
+            "trace": {
+                "root_name": trace.get("root_name"),
+                "services": services,
+                "span_count": trace.get("span_count"),
+                "event_count": trace.get("event_count"),
+                "complete": bool(trace.get("complete")),
+                "has_error": has_error,
+                "first_error": trace.get("first_error"),
+                "duration_us": trace["duration_us"],
+                "critical_path": list(trace.get("critical_path") or []),
+                "span_names": sorted({s["name"] for s in spans if s.get("name")}),
+                "spans": spans,
+            },
+        },
+    }
+    return _prune(doc)
+
+
+def trace_action(trace: dict[str, Any], *, prefix: str = "aitrace", context: dict[str, Any] | None = None) -> Action:
+    """Bulk action for a trace: ``_id`` = trace id, daily index of its start time."""
+    doc = trace_document(trace, context)
+    return _action(index_name(prefix, TRACES, trace["start_time"]), trace["trace_id"], doc)
+
+
+def alert_document(alert: dict[str, Any]) -> Doc:
+    """An aitrace.Alert -> document for the alerts index (``@timestamp`` = first_seen)."""
+    _require(alert, "alert_id", "kind", "detector", "severity", "title", "series", "first_seen", what="alert")
+    last_seen = alert.get("last_seen", alert["first_seen"])
+    severity = alert["severity"]
+    doc = {
+        "@timestamp": iso_time(alert["first_seen"]),
+        "message": alert["title"],
+        "trace": {"id": alert.get("trace_id")},
+        "service": {"name": alert.get("service")},
+        "event": {
+            "id": alert["alert_id"],
+            "kind": "alert",
+            "dataset": "aitrace.alert",
+            "severity": _SEVERITY.get(severity, 0),
+            "start": iso_time(alert["first_seen"]),
+            "end": iso_time(last_seen),
+            "duration": max(0, int(last_seen) - int(alert["first_seen"])) * 1000,
+        },
+        "aitrace": {
+            "kind": "alert",
+            "run_id": alert.get("run_id"),
+            "alert": {
+                "id": alert["alert_id"],
+                "version": alert.get("version", 1),
+                "kind": alert["kind"],
+                "detector": alert["detector"],
+                "severity": severity,
+                "state": alert.get("state", "open"),
+                "title": alert["title"],
+                "series": alert["series"],
+                "model": alert.get("model"),
+                "feature": alert.get("feature"),
+                "step": alert.get("step"),
+                "last_seen": iso_time(last_seen),
+                "score": _num(alert.get("score")),
+                "statistic": _num(alert.get("statistic")),
+                "threshold": _num(alert.get("threshold")),
+                "pvalue": _num(alert.get("pvalue")),
+                "evidence": [_num(v) for v in alert.get("evidence") or []],
+                "details": dict(alert.get("details") or {}),
+            },
+        },
+    }
+    return _prune(doc)
+
+
+def alert_action(alert: dict[str, Any], *, prefix: str = "aitrace") -> Action:
+    """Bulk action for an alert: ``_id`` = alert id (dedup key), daily index of first_seen."""
+    doc = alert_document(alert)
+    return _action(index_name(prefix, ALERTS, alert["first_seen"]), alert["alert_id"], doc)
