@@ -125,7 +125,8 @@ def capabilities_of(client: AsyncElasticsearch | Elasticsearch) -> Capabilities:
         raise LookupError("client was not created by aitrace.sinks.es.make_client") from None
 
 
-def _auth_headers(settings: Settings) -> dict[str, str]:
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The Authorization header for the configured API key or basic credentials (Kibana uses the same)."""
     if settings.es_api_key:
         return {"authorization": f"ApiKey {settings.es_api_key}"}
     if settings.es_username is not None:
@@ -149,25 +150,25 @@ def detect_capabilities(settings: Settings, timeout: float = _DETECT_TIMEOUT_S) 
     pool = urllib3.PoolManager(**kwargs)
     url = settings.es_url.rstrip("/") + "/"
     try:
-        resp = pool.request("GET", url, headers={"accept": "application/json", **_auth_headers(settings)})
+        resp = pool.request("GET", url, headers={"accept": "application/json", **auth_headers(settings)})
     except urllib3.exceptions.HTTPError as exc:
-        raise SearchUnavailable(f"search server at {_safe_url(settings.es_url)} unreachable: {exc}") from exc
+        raise SearchUnavailable(f"search server at {safe_url(settings.es_url)} unreachable: {exc}") from exc
     finally:
         pool.clear()
     if resp.status in (401, 403):
         raise SearchUnavailable(
-            f"search server at {_safe_url(settings.es_url)} refused the credentials (HTTP {resp.status})"
+            f"search server at {safe_url(settings.es_url)} refused the credentials (HTTP {resp.status})"
         )
     if resp.status != 200:
-        raise SearchUnavailable(f"GET / on {_safe_url(settings.es_url)} answered HTTP {resp.status}")
+        raise SearchUnavailable(f"GET / on {safe_url(settings.es_url)} answered HTTP {resp.status}")
     try:
         body = resp.json()
     except ValueError as exc:
-        raise SearchUnavailable(f"GET / on {_safe_url(settings.es_url)} did not return JSON") from exc
+        raise SearchUnavailable(f"GET / on {safe_url(settings.es_url)} did not return JSON") from exc
     return Capabilities.from_root(body)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without user:password@, so errors never print secrets."""
     return re.sub(r"//[^/@]*@", "//***@", url)
 
@@ -239,9 +240,11 @@ __all__ = [
     "PlainJsonUrllib3Node",
     "SearchUnavailable",
     "TransportError",
+    "auth_headers",
     "capabilities_of",
     "connect",
     "detect_capabilities",
     "make_client",
     "make_sync_client",
+    "safe_url",
 ]
