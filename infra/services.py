@@ -21,6 +21,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -31,6 +32,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -148,6 +151,9 @@ def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[int
         sock.settimeout(timeout)
         sock.sendall(struct.pack(">i", len(body)) + body)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if not 8 <= size <= 64 * 1024 * 1024:
+            # Not Kafka (an HTTP server answers "HTTP", read as 1.2 GB): do not try to read it.
+            raise ConnectionError(f"not a Kafka response (frame size {size})")
         payload = _recv_exact(sock, size)
     return _parse_metadata_brokers(payload, correlation_id)
 
@@ -163,6 +169,13 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
 
 
 def _parse_metadata_brokers(payload: bytes, correlation_id: int) -> list[tuple[int, str, int]]:
+    try:
+        return _parse_brokers(payload, correlation_id)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ConnectionError(f"not a Kafka Metadata response ({exc})") from None
+
+
+def _parse_brokers(payload: bytes, correlation_id: int) -> list[tuple[int, str, int]]:
     (got_id, count) = struct.unpack_from(">ii", payload, 0)
     if got_id != correlation_id:
         raise ConnectionError(f"Kafka response carries correlation id {got_id}, expected {correlation_id}")
@@ -187,20 +200,64 @@ def http_info(url: str, timeout: float = 2.0) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes
 
 
-def _set_parent_death_signal() -> None:
-    """Runs in the child between fork and exec: die with SIGKILL when the parent goes away.
+_LIBC: Any = None
 
-    Linux only; elsewhere the atexit hook is the only guard. The signal follows the parent
-    *thread*, so start attached services from the main thread (pytest fixtures do).
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die with SIGKILL when its parent goes away.
+
+    Linux only (``PR_SET_PDEATHSIG``); elsewhere the atexit hook is the only guard. libc is
+    loaded here, in the parent, so the child between fork and exec only makes two syscalls.
     """
+    global _LIBC
     if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    # The parent may already have died between fork and prctl: then we are orphaned now.
-    if os.getppid() == 1:
-        os._exit(1)
+        return None
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    libc, parent = _LIBC, os.getpid()
+
+    def hook() -> None:
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died between fork and prctl: then no signal will ever come.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+class _Spawner:
+    """Forks every attached child from one thread that lives as long as the process.
+
+    Linux sends the parent-death signal when the *thread* that forked the child exits, not
+    the process. A fault test that restarts the broker from a short-lived thread would
+    otherwise see the broker killed the moment that thread returns.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="aitrace-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((argv, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            argv, kwargs, done = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(argv, **kwargs))
+            except BaseException as exc:  # handed to the caller, who raises it in its own thread
+                done.set_exception(exc)
+
+
+_spawner = _Spawner()
 
 
 class ServiceProcess:
@@ -278,15 +335,16 @@ class ServiceProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {self.name}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(
-                self.command(binary),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._child_env(),
-                start_new_session=self.detached,
-                preexec_fn=None if self.detached else _set_parent_death_signal,
-            )
+            options: dict[str, Any] = {
+                "stdin": subprocess.DEVNULL,
+                "stdout": log,
+                "stderr": subprocess.STDOUT,
+                "env": self._child_env(),
+            }
+            if self.detached:
+                self.process = subprocess.Popen(self.command(binary), start_new_session=True, **options)
+            else:
+                self.process = _spawner.popen(self.command(binary), preexec_fn=_parent_death_hook(), **options)
         if not self.detached:
             with self._live_lock:
                 self._live.add(self)
@@ -426,6 +484,7 @@ class TansuProcess(ServiceProcess):
         for var in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY"):
             env.pop(var, None)
         env.setdefault("RUST_LOG", "warn")
+        env["NO_COLOR"] = "1"  # plain log lines, so start errors can be quoted
         return env
 
 

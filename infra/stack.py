@@ -231,12 +231,16 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
     settings = Settings.from_env(kafka_bootstrap=bootstrap)
     protocol = (settings.kafka_security_protocol or "plaintext").lower()
     if protocol == "plaintext":
-        host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
-        try:
-            kafka_metadata(host.strip("[]") or HOST, int(port), timeout)
-        except (OSError, ValueError) as exc:
-            return str(exc) or type(exc).__name__
-        return ""
+        reason = "no bootstrap address"
+        for address in filter(None, (a.strip() for a in bootstrap.split(","))):
+            host, _, port = address.rpartition(":")
+            try:
+                kafka_metadata(host.strip("[]") or HOST, int(port), timeout)
+            except (OSError, ValueError) as exc:
+                reason = f"{address}: {exc or type(exc).__name__}"
+                continue
+            return ""
+        return reason
     from confluent_kafka.admin import AdminClient
 
     try:
@@ -401,6 +405,9 @@ def run(name: str, args: argparse.Namespace) -> int:
             return _run_status(args)
     except StackError as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an unwritable state dir, a full disk: one line, not a traceback
+        print(f"aitrace {name}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     raise ValueError(f"aitrace.infra.stack does not implement {name!r}")
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,9 @@ from aitrace.infra.stack import (
     find_binary,
     free_port,
     http_info,
+    kafka_metadata,
+    probe_http,
+    probe_kafka,
 )
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -292,3 +297,96 @@ def test_up_refuses_a_new_port_while_running(stack_dir: Path) -> None:
     assert aitrace("up", state=stack_dir).returncode == 0
     result = aitrace("up", "--kafka-port", str(free_port()), state=stack_dir)
     assert result.returncode == 1 and "aitrace down" in result.stderr
+
+
+CHILD_SCRIPT = """
+import sys, threading
+from aitrace.infra.stack import OsmemProcess, TansuProcess, start_service
+started = []
+# Started from a thread that ends at once: the services must outlive the thread, not the process.
+worker = threading.Thread(target=lambda: started.extend(
+    start_service(cls, sys.argv[1], timeout=60) for cls in (TansuProcess, OsmemProcess)))
+worker.start()
+worker.join()
+print(" ".join(str(s.pid) for s in started), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_attached_services_die_with_their_parent_process(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", CHILD_SCRIPT, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(0.5)  # the starting thread is gone by now; a thread-bound death signal would have fired
+        assert all(pid_runs_any(pid) for pid in pids)
+        parent.kill()  # SIGKILL: no atexit, no cleanup code runs in the parent
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(pid_runs_any(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(pid_runs_any(pid) for pid in pids)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_the_kafka_probe_rejects_a_server_that_is_not_kafka() -> None:
+    # An HTTP server's "HTTP/1.1 ..." would read as a 1.2 GB Kafka frame: refused, not allocated.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def answer_http() -> None:
+            for _ in range(2):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer_http, daemon=True)
+        thread.start()
+        with pytest.raises(ConnectionError, match="not a Kafka response"):
+            kafka_metadata("127.0.0.1", port, timeout=5)
+        assert "not a Kafka response" in probe_kafka(f"127.0.0.1:{port}", timeout=5)
+        thread.join(10)
+
+
+def test_the_kafka_probe_tries_every_bootstrap_address(kafka: TansuProcess) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    assert probe_kafka(f"{dead},{kafka.bootstrap}") == ""
+    assert probe_kafka(dead).startswith(dead)
+
+
+def test_the_http_probe_counts_an_auth_error_as_answering(tmp_path: Path) -> None:
+    class Secured(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Secured) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            assert probe_http(f"http://127.0.0.1:{server.server_address[1]}") == ""
+        finally:
+            server.shutdown()
+    assert probe_http(f"http://127.0.0.1:{free_port()}") != ""
+
+
+def test_an_unusable_state_dir_is_one_clear_line(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = aitrace("up", "--state-dir", str(not_a_dir), state=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and str(not_a_dir) in result.stderr, result.stderr
