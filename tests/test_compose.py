@@ -8,6 +8,7 @@ that is not in the repo (or is excluded by .dockerignore).
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import re
 import tomllib
@@ -179,6 +180,9 @@ def test_kafka_listeners_are_consistent(services: dict[str, dict[str, Any]]) -> 
     kafka = services["kafka"]
     env = env_of(kafka)
     assert listener_problems(env, {"kafka", kafka.get("hostname", "kafka")}) == []
+    # `kafka-storage format` refuses a cluster id that is not a base64url 16-byte UUID.
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
     assert int(env["KAFKA_NUM_PARTITIONS"]) > 1, "one partition would cap the workers at one"
     assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1, "one node cannot hold more replicas"
