@@ -428,6 +428,9 @@ def _run_up(args: argparse.Namespace) -> int:
             print(f"aitrace up: warning: external {role} at {address} does not answer", file=sys.stderr)
     if services:
         print(f"recorded in {directory / STATE_FILE}; stop with `aitrace down`")
+        if directory.resolve() != state_dir().resolve():
+            # Settings.from_env() looks in $AITRACE_STATE_DIR (or ./.aitrace), not here.
+            print(f"other commands find this stack after: export AITRACE_STATE_DIR={directory.resolve()}")
     return 0
 
 
