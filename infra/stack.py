@@ -35,6 +35,7 @@ from typing import Any
 from aitrace.config import STATE_FILE
 from aitrace.infra.services import (
     HOST,
+    STOP_GRACE,
     BinaryNotFound,
     OsmemProcess,
     PortInUse,
@@ -182,7 +183,7 @@ def pid_runs(pid: int, binary: str, port: int) -> bool:
     return bool(args) and Path(args[0]).name == Path(binary).name and any(str(port) in a for a in args[1:])
 
 
-def _terminate_pid(pid: int, grace: float = 5.0) -> None:
+def _terminate_pid(pid: int, grace: float = STOP_GRACE) -> None:
     """SIGTERM, wait up to ``grace`` seconds, then SIGKILL (a detached pid is not our child)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -331,7 +332,7 @@ def _record(service: ServiceProcess) -> dict[str, Any]:
     }
 
 
-def down(state: str | os.PathLike[str] | None = None, *, grace: float = 5.0) -> list[str]:
+def down(state: str | os.PathLike[str] | None = None, *, grace: float = STOP_GRACE) -> list[str]:
     """Stop exactly the recorded processes and remove the record; return one line per service."""
     directory = state_dir(state)
     lines: list[str] = []
