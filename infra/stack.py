@@ -296,20 +296,16 @@ def up(
         started: list[ServiceProcess] = []
         try:
             for role, (cls, _) in ROLES.items():
-                if role in external:
-                    continue
                 old = recorded.get(role)
-                if old and _record_runs(old) and ports[role] in (None, old.get("port")):
-                    services[role] = old
+                old_runs = bool(old) and _record_runs(old)
+                if role in external:
+                    if old_runs:
+                        services[role] = old  # still ours to stop with `down`, though unused now
                     continue
-                if old and _record_runs(old):
-                    raise StackError(
-                        f"{role} already runs on port {old['port']} (pid {old['pid']}); "
-                        f"run `aitrace down` before asking for port {ports[role]}"
-                    )
-                port = ports[role] or (old or {}).get("port")
-                if port is not None and ports[role] is None and not port_is_free(int(port)):
-                    port = None  # the old port went to someone else; any free one will do
+                if old_runs:
+                    services[role] = _keep_running(role, old, ports[role])
+                    continue
+                port = _port_for(ports[role], old)
                 service = start_service(cls, directory / "logs", port=port, timeout=timeout, detached=True)
                 started.append(service)
                 services[role] = _record(service)
@@ -319,6 +315,26 @@ def up(
             raise
         _write_state(directory, services, external)
         return read_state(directory) or {"services": {}, "endpoints": {}, "external": external}
+
+
+def _keep_running(role: str, record: dict[str, Any], wanted_port: int | None) -> dict[str, Any]:
+    """A recorded, running service stays as it is, unless another port is asked for."""
+    if wanted_port not in (None, record.get("port")):
+        raise StackError(
+            f"{role} already runs on port {record['port']} (pid {record['pid']}); "
+            f"run `aitrace down` before asking for port {wanted_port}"
+        )
+    return record
+
+
+def _port_for(wanted: int | None, old: dict[str, Any] | None) -> int | None:
+    """The configured port; else the port a dead service had, while it is free; else None (any)."""
+    if wanted is not None:
+        return wanted
+    port = (old or {}).get("port")
+    if isinstance(port, int) and port_is_free(port):
+        return port
+    return None
 
 
 def _record(service: ServiceProcess) -> dict[str, Any]:

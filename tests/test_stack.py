@@ -390,3 +390,16 @@ def test_an_unusable_state_dir_is_one_clear_line(tmp_path: Path) -> None:
     result = aitrace("up", "--state-dir", str(not_a_dir), state=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and str(not_a_dir) in result.stderr, result.stderr
+
+
+def test_a_running_service_made_external_later_is_still_stopped_by_down(stack_dir: Path, kafka: TansuProcess) -> None:
+    assert aitrace("up", state=stack_dir).returncode == 0
+    embedded = json.loads((stack_dir / "stack.json").read_text())["services"]["kafka"]
+    env = {"AITRACE_KAFKA_BOOTSTRAP": kafka.bootstrap}
+    assert aitrace("up", state=stack_dir, env=env).returncode == 0
+    state = json.loads((stack_dir / "stack.json").read_text())
+    assert state["services"]["kafka"]["pid"] == embedded["pid"]  # not forgotten, not restarted
+    assert state["external"] == {"kafka": kafka.bootstrap}
+    assert aitrace("down", state=stack_dir, env=env).returncode == 0
+    assert not pid_runs_any(embedded["pid"])
+    assert kafka.answers()  # the external broker is not ours to stop
