@@ -1,0 +1,1011 @@
+"""``aitrace report``: one self-contained HTML page with the pictures of a run or a model.
+
+The page is built in two halves:
+
+- :func:`collect` reads the search index (events, rollups, traces, alerts documents as
+  :mod:`aitrace.sinks.documents` writes them) and reduces them to plain series: training
+  curves per run and split, reference vs current distributions of drifted features,
+  latency percentiles and error rate per time bucket, tables of alerts and incomplete traces.
+- :func:`render` embeds that data as JSON in the page, and a small inline script draws the
+  charts as SVG. Nothing is fetched: no CDN, no network, the file opens anywhere. The script
+  records what it drew (``data-series`` on each chart, ``data-charts`` / ``data-errors`` on
+  ``<body>``) so a headless browser can check the page rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aitrace.config import Settings
+
+TRAINING_METRICS = ("loss", "grad_norm", "lr", "accuracy")
+PERCENTILES = (50, 95, 99)
+DEFAULT_LIMIT = 50_000  # documents per family; the page says when it was cut
+PAGE_SIZE = 2_000
+BUCKET_CHOICES_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+MAX_BUCKETS = 60
+
+Doc = dict[str, Any]
+
+
+class ReportError(RuntimeError):
+    """A report that cannot be built, worded for the person who asked for it."""
+
+
+# =========================================================================== data model
+
+
+@dataclass
+class Series:
+    """One line: ``points`` are ``[x, y]``; ``band`` (optional) ``[x, low, high]`` for rollups."""
+
+    name: str
+    points: list[list[float | None]]
+    band: list[list[float | None]] = field(default_factory=list)
+    nonfinite: list[list[Any]] = field(default_factory=list)  # [x, "nan" | "inf" | "-inf"]
+
+
+@dataclass
+class Marker:
+    """A vertical mark at ``x`` (a flagged step or an alert's time) with a label."""
+
+    x: float
+    label: str
+    severity: str = "warning"
+
+
+@dataclass
+class Chart:
+    """One chart; ``x_kind`` is ``step``, ``time`` (epoch ms) or ``value`` (a histogram axis)."""
+
+    id: str
+    title: str
+    x_kind: str
+    y_label: str
+    series: list[Series]
+    markers: list[Marker] = field(default_factory=list)
+    log_y: bool = False
+    steps: bool = False  # draw as a step function (histograms)
+    note: str = ""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    intro: str
+    charts: list[Chart] = field(default_factory=list)
+    empty: str = ""
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    empty: str
+
+
+@dataclass
+class ReportData:
+    title: str
+    generated_at: str
+    scope: str
+    sections: list[Section]
+    tables: list[Table]
+    summary: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+
+# =========================================================================== search
+
+
+def _get(doc: Doc, dotted: str, default: Any = None) -> Any:
+    """``_get(doc, "aitrace.metric.value")``; documents nest ECS paths as objects."""
+    value: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def _ms(iso: str | None) -> float | None:
+    """ISO 8601 (as the documents write ``@timestamp``) -> epoch milliseconds."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+    except ValueError:
+        return None
+
+
+class Fetcher:
+    """Pages through one index family with ``search_after`` on a unique sort key."""
+
+    def __init__(self, es: Any, prefix: str, limit: int = DEFAULT_LIMIT) -> None:
+        self.es = es
+        self.prefix = prefix
+        self.limit = limit
+        self.notes: list[str] = []
+
+    def fetch(self, family: str, filters: list[Doc], sort_keys: Sequence[str], what: str) -> list[Doc]:
+        """Up to ``limit`` documents matching every filter, oldest first."""
+        index = f"{self.prefix}-{family}-*"
+        query = {"bool": {"filter": filters}} if filters else {"match_all": {}}
+        sort = [{key: "asc"} for key in sort_keys]
+        docs: list[Doc] = []
+        after: list[Any] | None = None
+        while True:
+            size = min(PAGE_SIZE, self.limit - len(docs))
+            hits = self._page(index, query, sort, max(size, 1), after)
+            if size == 0:  # at the limit: one probe says whether anything was left unread
+                if hits:
+                    self.notes.append(f"only the first {self.limit} {what} documents were read")
+                return docs
+            docs.extend(h["_source"] for h in hits)
+            if len(hits) < size or not hits[-1].get("sort"):
+                return docs
+            after = hits[-1]["sort"]
+
+    def _page(self, index: str, query: Doc, sort: list[Doc], size: int, after: list[Any] | None) -> list[Doc]:
+        kwargs: dict[str, Any] = {"search_after": after} if after is not None else {}
+        answer = self.es.search(
+            index=index,
+            query=query,
+            sort=sort,
+            size=size,
+            ignore_unavailable=True,
+            allow_no_indices=True,
+            **kwargs,
+        )
+        return list(answer["hits"]["hits"])
+
+
+def _term(name: str, value: Any) -> Doc:
+    return {"term": {name: value}}
+
+
+# =========================================================================== training
+
+
+def _training_docs(fetcher: Fetcher, run: str | None) -> list[Doc]:
+    filters = [_term("aitrace.kind", "metric"), {"terms": {"aitrace.metric.name": list(TRAINING_METRICS)}}]
+    if run:
+        filters.append(_term("aitrace.run_id", run))
+    keys = ("@timestamp", "event.id", "aitrace.metric.name")
+    return fetcher.fetch("events", filters, keys, "training metric")
+
+
+def _series_key(doc: Doc) -> str:
+    run = _get(doc, "aitrace.run_id") or _get(doc, "service.name") or "run"
+    split = _get(doc, "aitrace.metric.split")
+    return f"{run} {split}" if split else str(run)
+
+
+def _alert_metric(alert: Doc) -> str | None:
+    """Which training metric an alert is about: details first, then the series name."""
+    details = _get(alert, "aitrace.alert.details", {}) or {}
+    if details.get("metric") in TRAINING_METRICS:
+        return str(details["metric"])
+    series = str(_get(alert, "aitrace.alert.series", "") or "")
+    for name in sorted(TRAINING_METRICS, key=len, reverse=True):  # grad_norm before a bare "norm"
+        if name in series.replace("-", "_").split(":") or series.endswith(name) or f"/{name}" in series:
+            return name
+    return None
+
+
+def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
+    """One chart per training metric; one series per run and split; flagged steps marked."""
+    by_metric: dict[str, dict[str, Series]] = defaultdict(dict)
+    for doc in docs:
+        metric = _get(doc, "aitrace.metric", {})
+        name, step = metric.get("name"), metric.get("step")
+        if name not in TRAINING_METRICS or step is None:
+            continue
+        key = _series_key(doc)
+        series = by_metric[name].setdefault(key, Series(key, []))
+        if metric.get("nonfinite"):
+            series.nonfinite.append([step, metric["nonfinite"]])
+            continue
+        series.points.append([step, metric.get("value")])
+        if metric.get("rollup") and metric.get("min") is not None and metric.get("max") is not None:
+            series.band.append([step, metric["min"], metric["max"]])
+    charts = []
+    for name in TRAINING_METRICS:
+        if name not in by_metric:
+            continue
+        series_list = sorted(by_metric[name].values(), key=lambda s: s.name)
+        for s in series_list:
+            s.points.sort(key=lambda p: p[0] or 0)
+            s.band.sort(key=lambda p: p[0] or 0)
+        markers = [
+            Marker(float(step), _marker_label(a), _get(a, "aitrace.alert.severity", "warning"))
+            for a in alerts
+            if (step := _get(a, "aitrace.alert.step")) is not None
+            and _get(a, "aitrace.run_id") in {s.name.split(" ")[0] for s in series_list}
+            and (_alert_metric(a) in (name, None))
+        ]
+        charts.append(
+            Chart(
+                id=f"training-{name}",
+                title=name,
+                x_kind="step",
+                y_label=name,
+                series=series_list,
+                markers=markers,
+                log_y=_wants_log(series_list),
+            )
+        )
+    return charts
+
+
+def _marker_label(alert: Doc) -> str:
+    step = _get(alert, "aitrace.alert.step")
+    title = _get(alert, "aitrace.alert.title") or _get(alert, "message") or "alert"
+    return f"{title} (step {step})" if step is not None else str(title)
+
+
+def _wants_log(series: Sequence[Series]) -> bool:
+    """Log scale when every value is positive and they span three decades or more (a divergence)."""
+    values = [p[1] for s in series for p in s.points if p[1] is not None]
+    values += [b[2] for s in series for b in s.band if b[2] is not None]
+    if not values or min(values) <= 0:
+        return False
+    return max(values) / min(values) >= 1e3
+
+
+# =========================================================================== drift
+
+
+@dataclass
+class Distribution:
+    """A density as a step function: ``edges`` (n+1) and ``density`` (n)."""
+
+    edges: list[float]
+    density: list[float]
+    label: str
+
+
+def histogram_density(edges: Sequence[float | None], counts: Sequence[int]) -> Distribution | None:
+    """Counts over bins -> density (area 1); None when the histogram is unusable."""
+    if len(edges) != len(counts) + 1 or not counts or any(e is None for e in edges):
+        return None
+    e = np.asarray(edges, dtype=float)
+    c = np.asarray(counts, dtype=float)
+    widths = np.diff(e)
+    total = c.sum()
+    if total <= 0 or np.any(widths < 0):
+        return None
+    density = np.where(widths > 0, c / (total * np.where(widths > 0, widths, 1)), 0.0)
+    return Distribution(e.tolist(), density.tolist(), "")
+
+
+def quantile_density(quantiles: dict[str, float | None]) -> Distribution | None:
+    """A density from quantiles: the mass between two levels spread over their value range."""
+    pairs = sorted((float(k), v) for k, v in quantiles.items() if v is not None and _is_level(k))
+    if len(pairs) < 2:
+        return None
+    edges, density = [pairs[0][1]], []
+    for (l0, v0), (l1, v1) in itertools.pairwise(pairs):
+        if v1 <= v0:
+            continue
+        density.append((l1 - l0) / (v1 - v0))
+        edges.append(v1)
+    if not density:
+        return None
+    return Distribution([float(e) for e in edges], density, "")
+
+
+def _is_level(key: str) -> bool:
+    try:
+        return 0.0 <= float(key) <= 1.0
+    except ValueError:
+        return False
+
+
+def sample_density(values: Sequence[float], edges: np.ndarray) -> Distribution:
+    counts, _ = np.histogram(values, bins=edges)
+    dist = histogram_density(edges.tolist(), counts.tolist())
+    return dist or Distribution(edges.tolist(), [0.0] * (len(edges) - 1), "")
+
+
+def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sample Kolmogorov-Smirnov D of the drawn samples (largest gap between the ECDFs)."""
+    x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    if not len(x) or not len(y):
+        return float("nan")
+    grid = np.concatenate([x, y])
+    fx = np.searchsorted(x, grid, side="right") / len(x)
+    fy = np.searchsorted(y, grid, side="right") / len(y)
+    return float(np.max(np.abs(fx - fy)))
+
+
+def _feature_stats(doc: Doc, feature: str) -> Doc | None:
+    for f in _get(doc, "aitrace.data.features", []) or []:
+        if f.get("name") == feature:
+            return f
+    return None
+
+
+def _stats_density(stats: Doc) -> Distribution | None:
+    detail = stats.get("detail") or {}
+    dist = histogram_density(detail.get("histogram_edges") or [], detail.get("histogram_counts") or [])
+    return dist or quantile_density(detail.get("quantiles") or {})
+
+
+def _statistic_note(alert: Doc) -> str:
+    a = _get(alert, "aitrace.alert", {})
+    parts = [f"detector {a.get('detector')}"]
+    details = a.get("details") or {}
+    test = details.get("test") or details.get("statistic_name")
+    if a.get("statistic") is not None:
+        parts.append(f"{test or 'statistic'} = {a['statistic']:.4g}")
+    if a.get("pvalue") is not None:
+        parts.append(f"p = {a['pvalue']:.3g}")
+    if a.get("threshold") is not None:
+        parts.append(f"threshold {a['threshold']:.4g}")
+    if a.get("score") is not None and a.get("statistic") is None:
+        parts.append(f"score {a['score']:.3g}")
+    return ", ".join(parts)
+
+
+def data_drift_chart(alert: Doc, data_docs: Sequence[Doc]) -> Chart | None:
+    """Reference (first batch seen) vs current (the flagged batch) for one data-stats drift alert."""
+    feature = _get(alert, "aitrace.alert.feature")
+    details = _get(alert, "aitrace.alert.details", {}) or {}
+    candidates = [d for d in data_docs if _feature_stats(d, feature) is not None]
+    stage = details.get("stage") or next(
+        (s for s in ("ingest", "clean", "features") if any(_get(d, "aitrace.data.stage") == s for d in candidates)),
+        None,
+    )
+    if stage is not None:
+        candidates = [d for d in candidates if _get(d, "aitrace.data.stage") == stage] or candidates
+    if dataset := details.get("dataset"):
+        candidates = [d for d in candidates if _get(d, "aitrace.data.dataset") == dataset] or candidates
+    if len(candidates) < 2:
+        return None
+    reference_doc = candidates[0]
+    batch = details.get("batch")
+    flagged_at = _ms(_get(alert, "aitrace.alert.last_seen")) or _ms(_get(alert, "@timestamp")) or math.inf
+    current_doc = next((d for d in candidates if batch and _get(d, "aitrace.data.batch") == batch), None) or next(
+        (d for d in reversed(candidates) if (_ms(_get(d, "@timestamp")) or 0) <= flagged_at + 60_000), candidates[-1]
+    )
+    series = []
+    for doc, role in ((reference_doc, "reference"), (current_doc, "current")):
+        dist = _stats_density(_feature_stats(doc, feature) or {})
+        if dist is None:
+            return None
+        series.append(_dist_series(dist, f"{role} (batch {_get(doc, 'aitrace.data.batch') or '?'})"))
+    where = f"{_get(current_doc, 'aitrace.data.dataset')} / {_get(current_doc, 'aitrace.data.stage')}"
+    return Chart(
+        id=f"drift-data-{feature}-{stage}",
+        title=f"{feature} ({where})",
+        x_kind="value",
+        y_label="density",
+        series=series,
+        steps=True,
+        note=_statistic_note(alert),
+    )
+
+
+def _dist_series(dist: Distribution, name: str) -> Series:
+    """A step function as points: (edge_i, density_i) ... closed at the last edge."""
+    points: list[list[float | None]] = [[dist.edges[0], 0.0]]  # rise from the baseline...
+    points += [[e, d] for e, d in zip(dist.edges, dist.density, strict=False)]
+    points.append([dist.edges[-1], 0.0])  # ...and fall back to it after the last bin
+    return Series(name, points)
+
+
+def inference_drift_chart(alert: Doc, inference_docs: Sequence[Doc]) -> Chart | None:
+    """Reference vs current inputs of one model feature, from the inference records themselves."""
+    feature = _get(alert, "aitrace.alert.feature")
+    model = _get(alert, "aitrace.alert.model")
+    timed = [
+        (t, float(v))
+        for d in inference_docs
+        if (model is None or _get(d, "aitrace.inference.model") == model)
+        and (v := (_get(d, "aitrace.inference.features", {}) or {}).get(feature)) is not None
+        and (t := _ms(_get(d, "@timestamp"))) is not None
+    ]
+    if len(timed) < 10:
+        return None
+    timed.sort()
+    first_seen = _ms(_get(alert, "@timestamp")) or timed[-1][0]
+    before = [v for t, v in timed if t < first_seen]
+    after = [v for t, v in timed if t >= first_seen]
+    # The reference is the early part of the traffic: the window just before detection is already drifted.
+    reference = before[: max(1, len(before) * 2 // 5)] if before else [v for _, v in timed[: len(timed) // 3]]
+    current = after if len(after) >= 10 else [v for _, v in timed[-max(10, len(timed) // 5) :]]
+    edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins=30)
+    series = [
+        _dist_series(sample_density(reference, edges), f"reference ({len(reference)} requests)"),
+        _dist_series(sample_density(current, edges), f"current ({len(current)} requests)"),
+    ]
+    note = f"{_statistic_note(alert)}; KS D of the drawn samples = {ks_statistic(reference, current):.3f}"
+    return Chart(
+        id=f"drift-model-{model}-{feature}",
+        title=f"{feature} (model {model})",
+        x_kind="value",
+        y_label="density",
+        series=series,
+        steps=True,
+        note=note,
+    )
+
+
+# =========================================================================== inference
+
+
+def _bucket_seconds(span_ms: float) -> int:
+    for choice in BUCKET_CHOICES_S:
+        if span_ms / (choice * 1000) <= MAX_BUCKETS:
+            return choice
+    return BUCKET_CHOICES_S[-1]
+
+
+@dataclass
+class Buckets:
+    starts_ms: list[float]
+    percentiles: dict[int, list[float | None]]
+    error_rate: list[float | None]
+    requests: list[int]
+
+
+def latency_buckets(docs: Sequence[Doc]) -> Buckets:
+    """Per time bucket: latency percentiles of the answered requests, error rate of all requests."""
+    rows = [
+        (t, _get(d, "aitrace.inference.latency_ms"), _get(d, "aitrace.inference.status") == "error")
+        for d in docs
+        if (t := _ms(_get(d, "@timestamp"))) is not None
+    ]
+    if not rows:
+        return Buckets([], {p: [] for p in PERCENTILES}, [], [])
+    start = min(r[0] for r in rows)
+    width = _bucket_seconds(max(r[0] for r in rows) - start) * 1000
+    groups: dict[int, list[tuple[float | None, bool]]] = defaultdict(list)
+    for t, latency, error in rows:
+        groups[int((t - start) // width)].append((latency, error))
+    out = Buckets([], {p: [] for p in PERCENTILES}, [], [])
+    for index in range(max(groups) + 1):
+        members = groups.get(index, [])
+        out.starts_ms.append(start + index * width)
+        ok = [lat for lat, error in members if not error and lat is not None]
+        for p in PERCENTILES:
+            out.percentiles[p].append(float(np.percentile(ok, p)) if ok else None)
+        out.requests.append(len(members))
+        out.error_rate.append(sum(error for _, error in members) / len(members) if members else None)
+    return out
+
+
+def inference_charts(docs: Sequence[Doc], alerts: Sequence[Doc]) -> list[Chart]:
+    """Latency percentiles and error rate over time for each model, alerts marked at first_seen."""
+    charts = []
+    models = sorted({m for d in docs if (m := _get(d, "aitrace.inference.model"))})
+    for model in models:
+        buckets = latency_buckets([d for d in docs if _get(d, "aitrace.inference.model") == model])
+        markers = [
+            Marker(t, str(_get(a, "aitrace.alert.title")), _get(a, "aitrace.alert.severity", "warning"))
+            for a in alerts
+            if _get(a, "aitrace.alert.model") == model
+            and _get(a, "aitrace.alert.kind") != "drift"
+            and (t := _ms(_get(a, "@timestamp"))) is not None
+        ]
+        latency = [
+            Series(f"p{p}", [[t, v] for t, v in zip(buckets.starts_ms, buckets.percentiles[p], strict=True)])
+            for p in PERCENTILES
+        ]
+        errors = [Series("error rate", [[t, v] for t, v in zip(buckets.starts_ms, buckets.error_rate, strict=True)])]
+        charts.append(Chart(f"latency-{model}", f"{model}: latency", "time", "ms", latency, markers))
+        charts.append(Chart(f"errors-{model}", f"{model}: error rate", "time", "fraction of requests", errors, markers))
+    return charts
+
+
+# =========================================================================== tables
+
+
+def _fmt_time(iso: str | None) -> str:
+    ms = _ms(iso)
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if ms is not None else ""
+
+
+def _fmt_num(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def alert_table(alerts: Sequence[Doc]) -> Table:
+    rows = []
+    for doc in sorted(alerts, key=lambda d: _get(d, "@timestamp") or ""):
+        a = _get(doc, "aitrace.alert", {})
+        where = ", ".join(
+            f"{label} {value}"
+            for label, value in (
+                ("run", _get(doc, "aitrace.run_id")),
+                ("model", a.get("model")),
+                ("feature", a.get("feature")),
+                ("service", _get(doc, "service.name")),
+            )
+            if value
+        )
+        measure = a.get("statistic") if a.get("statistic") is not None else a.get("score")
+        rows.append(
+            [
+                _fmt_time(_get(doc, "@timestamp")),
+                str(a.get("severity", "")),
+                str(a.get("kind", "")),
+                str(a.get("detector", "")),
+                str(a.get("title", "")),
+                where,
+                _fmt_num(a.get("step")),
+                _fmt_num(measure),
+                f"{a.get('state', '')} v{a.get('version', 1)}",
+            ]
+        )
+    columns = ["first seen (UTC)", "severity", "kind", "detector", "title", "where", "step", "statistic", "state"]
+    return Table("alerts", "Alerts", columns, rows, "No alerts in this scope.")
+
+
+def trace_table(traces: Sequence[Doc]) -> Table:
+    rows = []
+    for doc in traces:
+        t = _get(doc, "aitrace.trace", {})
+        rows.append(
+            [
+                _fmt_time(_get(doc, "@timestamp")),
+                str(_get(doc, "trace.id", "")),
+                str(t.get("root_name") or ""),
+                ", ".join(t.get("services") or []),
+                _fmt_num(t.get("span_count")),
+                _fmt_num((t.get("duration_us") or 0) / 1000),
+                str(t.get("first_error") or ""),
+            ]
+        )
+    columns = ["start (UTC)", "trace id", "root", "services", "spans", "duration ms", "first error"]
+    return Table("incomplete-traces", "Incomplete traces", columns, rows, "Every trace in this scope completed.")
+
+
+# =========================================================================== collect
+
+
+def collect(
+    es: Any, *, prefix: str = "aitrace", run: str | None = None, model: str | None = None, limit: int = DEFAULT_LIMIT
+) -> ReportData:
+    """Read the index and build the report's data; raises ReportError when the scope is empty."""
+    fetcher = Fetcher(es, prefix, limit)
+    alert_filters: list[Doc] = []
+    if run:
+        alert_filters.append(_term("aitrace.run_id", run))
+    if model:
+        alert_filters.append(_term("aitrace.alert.model", model))
+    alerts = fetcher.fetch("alerts", alert_filters, ("@timestamp", "event.id"), "alert")
+
+    sections: list[Section] = []
+    training_docs: list[Doc] = []
+    data_docs: list[Doc] = []
+    inference_docs: list[Doc] = []
+    if not model:
+        training_docs = _training_docs(fetcher, run)
+        data_filters = [_term("aitrace.kind", "data")] + ([_term("aitrace.run_id", run)] if run else [])
+        data_docs = fetcher.fetch("events", data_filters, ("@timestamp", "event.id"), "data stats")
+    if not run:
+        inference_filters = [_term("aitrace.kind", "inference")] + (
+            [_term("aitrace.inference.model", model)] if model else []
+        )
+        inference_docs = fetcher.fetch("events", inference_filters, ("@timestamp", "event.id"), "inference")
+
+    trace_filters: list[Doc] = [_term("aitrace.trace.complete", False)]
+    if run:
+        trace_filters.append(_term("aitrace.run_id", run))
+    traces = fetcher.fetch("traces", trace_filters, ("@timestamp", "trace.id"), "trace")
+    if model:
+        model_traces = {_get(d, "trace.id") for d in inference_docs}
+        traces = [t for t in traces if _get(t, "trace.id") in model_traces]
+
+    if not (alerts or training_docs or data_docs or inference_docs or traces):
+        scope = f"run {run!r}" if run else f"model {model!r}" if model else "any run or model"
+        raise ReportError(f"nothing indexed for {scope} under {prefix}-*-* (has the worker indexed anything yet?)")
+
+    if not model:
+        sections.append(
+            Section(
+                "training",
+                "Training curves",
+                "Loss, gradient norm, learning rate and accuracy per step; vertical marks are the steps "
+                "the detectors flagged, triangles on the top edge are NaN/Inf values.",
+                training_charts(training_docs, alerts),
+                "No training metrics in this scope.",
+            )
+        )
+    sections.append(_drift_section(alerts, data_docs, inference_docs))
+    if not run:
+        sections.append(
+            Section(
+                "inference",
+                "Inference",
+                "Latency percentiles of answered requests and the error rate, per time bucket; "
+                "vertical marks are alerts on the model.",
+                inference_charts(inference_docs, alerts),
+                "No inference records in this scope.",
+            )
+        )
+    summary = {
+        "alerts": len(alerts),
+        "training metric documents": len(training_docs),
+        "data stats documents": len(data_docs),
+        "inference records": len(inference_docs),
+        "incomplete traces": len(traces),
+    }
+    scope = f"run {run}" if run else f"model {model}" if model else "all runs and models"
+    return ReportData(
+        title=f"aitrace report: {scope}",
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        scope=scope,
+        sections=sections,
+        tables=[alert_table(alerts), trace_table(traces)],
+        summary=summary,
+        notes=fetcher.notes,
+    )
+
+
+def _drift_section(alerts: Sequence[Doc], data_docs: Sequence[Doc], inference_docs: Sequence[Doc]) -> Section:
+    charts: list[Chart] = []
+    seen: set[str] = set()
+    for alert in alerts:
+        if _get(alert, "aitrace.alert.kind") != "drift" or not _get(alert, "aitrace.alert.feature"):
+            continue
+        if _get(alert, "aitrace.alert.model"):
+            chart = inference_drift_chart(alert, inference_docs)
+        else:
+            chart = data_drift_chart(alert, data_docs)
+        if chart is not None and chart.id not in seen:
+            seen.add(chart.id)
+            charts.append(chart)
+    return Section(
+        "drift",
+        "Drift",
+        "For each feature a drift alert names: the reference distribution against the current one, "
+        "with the detector's statistic.",
+        charts,
+        "No drift alert with a feature in this scope.",
+    )
+
+
+# =========================================================================== render
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/Inf become null (JSON has neither), numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def page_data(data: ReportData) -> str:
+    """The data island: JSON with ``<``, ``>`` and ``&`` as escapes, so no string can end the element."""
+    text = json.dumps(_clean(asdict(data)), allow_nan=False, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    return text
+
+
+def _table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    if not table.rows:
+        body = f'<tr><td colspan="{len(table.columns)}" class="empty">{html.escape(table.empty)}</td></tr>'
+    else:
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    return (
+        f'<section id="{html.escape(table.id)}"><h2>{html.escape(table.title)} ({len(table.rows)})</h2>'
+        f'<table data-rows="{len(table.rows)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>'
+    )
+
+
+def render(data: ReportData) -> str:
+    """The whole page as one string: CSS, data island, drawing script; no external reference."""
+    summary = "".join(
+        f"<div class='card'><b>{value}</b><span>{html.escape(name)}</span></div>"
+        for name, value in data.summary.items()
+    )
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes)
+    tables = "".join(_table_html(t) for t in data.tables)
+    return (
+        _TEMPLATE.replace("@@TITLE@@", html.escape(data.title))
+        .replace("@@GENERATED@@", html.escape(data.generated_at))
+        .replace("@@SUMMARY@@", summary)
+        .replace("@@NOTES@@", notes)
+        .replace("@@TABLES@@", tables)
+        .replace("@@CSS@@", _CSS)
+        .replace("@@SCRIPT@@", _SCRIPT)
+        .replace("@@DATA@@", page_data(data))
+    )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write next to the target and rename: a reader never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# =========================================================================== CLI
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--run", metavar="ID", help="only this training run (its curves, alerts, traces)")
+    scope.add_argument("--model", metavar="NAME", help="only this model (latency, errors, input drift)")
+    parser.add_argument("-o", "--output", default="report.html", help="where to write the page (default report.html)")
+    parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="documents read per kind at most")
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from aitrace.sinks.es import SearchUnavailable, make_sync_client
+
+    settings = Settings.from_env(es_url=args.es_url)
+    try:
+        es = make_sync_client(settings)
+        data = collect(es, prefix=settings.index_prefix, run=args.run, model=args.model, limit=args.limit)
+    except ReportError as exc:
+        print(f"aitrace report: {exc}", file=sys.stderr)
+        return 1
+    except (SearchUnavailable, ConnectionError, OSError) as exc:
+        print(f"aitrace report: cannot read the search server at {settings.es_url}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the client's transport errors carry no common base we can name here
+        if type(exc).__module__.startswith(("elasticsearch", "elastic_transport")):
+            print(f"aitrace report: search failed at {settings.es_url}: {exc}", file=sys.stderr)
+            return 1
+        raise
+    output = Path(args.output)
+    try:
+        write_atomic(output, render(data))
+    except OSError as exc:
+        print(f"aitrace report: cannot write {output}: {exc}", file=sys.stderr)
+        return 1
+    charts = sum(len(s.charts) for s in data.sections)
+    print(f"wrote {output} ({data.scope}: {charts} charts, {len(data.tables[0].rows)} alerts)")
+    return 0
+
+
+# =========================================================================== page template
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#b8c0cc}main{padding:10px 28px 40px}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin:14px 0}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 16px;min-width:120px}
+.card b{display:block;font-size:22px}.card span{color:#5b6575;font-size:12px}
+section{margin-top:22px}h2{font-size:18px;margin:0 0 6px}.intro{color:#5b6575;margin:0 0 10px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px}
+.chart{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:8px 10px}
+.chart h3{font-size:14px;margin:2px 0 4px}.chart .note{font-size:12px;color:#5b6575;margin:2px 0}
+.legend{font-size:12px;display:flex;gap:12px;flex-wrap:wrap;margin-top:2px}
+.legend i{display:inline-block;width:14px;height:3px;margin-right:4px;vertical-align:middle}
+svg text{font-size:11px;fill:#5b6575}.empty{color:#5b6575;font-style:italic}
+table{border-collapse:collapse;background:#fff;width:100%;font-size:12.5px}
+th,td{border:1px solid #dde1e7;padding:4px 7px;text-align:left;vertical-align:top}th{background:#eef0f4}
+p.note{color:#8a5a00}
+"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>@@TITLE@@</title><style>@@CSS@@</style>
+<script>
+window.__reportErrors = [];
+window.addEventListener("error", function (e) { window.__reportErrors.push(String(e.message)); });
+</script>
+</head>
+<body data-rendered="0">
+<header><h1>@@TITLE@@</h1><p>generated @@GENERATED@@ by aitrace report</p></header>
+<main>
+<div class="cards">@@SUMMARY@@</div>@@NOTES@@
+<div id="sections"></div>
+@@TABLES@@
+</main>
+<script type="application/json" id="report-data">@@DATA@@</script>
+<script>@@SCRIPT@@</script>
+</body></html>
+"""
+
+_SCRIPT = r"""
+(function () {
+  "use strict";
+  var NS = "http://www.w3.org/2000/svg";
+  var COLORS = ["#2f6fdf", "#e0662b", "#2a9d5b", "#9b4dca", "#c2185b", "#00838f", "#7d6b00", "#5d4037"];
+  var SEVERITY = {critical: "#c62828", warning: "#ef6c00", info: "#1565c0"};
+  var W = 560, H = 270, M = {l: 62, r: 14, t: 22, b: 34};
+
+  function el(name, attrs, parent) {
+    var node = document.createElementNS(NS, name);
+    for (var k in attrs) node.setAttribute(k, attrs[k]);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+  function h(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function fmt(v) {
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
+    return String(Math.round(v * 1000) / 1000);
+  }
+  function fmtX(v, kind) {
+    if (kind === "time") return new Date(v).toISOString().substr(11, 8);
+    return fmt(v);
+  }
+  function ticks(lo, hi, n) {
+    if (hi <= lo) return [lo];
+    var step = Math.pow(10, Math.floor(Math.log10((hi - lo) / n)));
+    var err = (hi - lo) / n / step;
+    step *= err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1;
+    var out = [];
+    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(v);
+    return out;
+  }
+  function extent(values) {
+    var lo = Infinity, hi = -Infinity;
+    values.forEach(function (v) { if (v !== null && isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
+    if (lo === Infinity) return null;
+    if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
+    return [lo, hi];
+  }
+
+  function drawChart(chart, parent) {
+    var box = h("div", "chart");
+    box.id = "chart-" + chart.id;
+    box.appendChild(h("h3", "", chart.title));
+    if (chart.note) box.appendChild(h("p", "note", chart.note));
+    parent.appendChild(box);
+    var live = chart.series.filter(function (s) {
+      return s.points.some(function (p) { return p[1] !== null; }) || s.nonfinite.length;
+    });
+    var xs = [], ys = [];
+    live.forEach(function (s) {
+      s.points.forEach(function (p) { xs.push(p[0]); if (p[1] !== null && (!chart.log_y || p[1] > 0)) ys.push(p[1]); });
+      s.band.forEach(function (b) { ys.push(b[1]); ys.push(b[2]); });
+      s.nonfinite.forEach(function (p) { xs.push(p[0]); });
+    });
+    chart.markers.forEach(function (m) { xs.push(m.x); });
+    var xr = extent(xs), yr = extent(chart.log_y ? ys.filter(function (v) { return v > 0; }) : ys);
+    box.setAttribute("data-series", String(live.length));
+    if (!xr || !yr || !live.length) { box.appendChild(h("p", "empty", "no data")); return 0; }
+    if (!chart.log_y && chart.steps) yr[0] = Math.min(0, yr[0]);
+    var ly = chart.log_y;
+    var y0 = ly ? Math.log10(yr[0]) : yr[0], y1 = ly ? Math.log10(yr[1]) : yr[1];
+    var pad = (y1 - y0) * 0.05; y0 -= ly ? 0 : (chart.steps ? 0 : pad); y1 += pad;
+    function X(v) { return M.l + (v - xr[0]) / (xr[1] - xr[0] || 1) * (W - M.l - M.r); }
+    function Y(v) { var t = ly ? Math.log10(v) : v; return H - M.b - (t - y0) / (y1 - y0 || 1) * (H - M.t - M.b); }
+    var svg = el("svg", {viewBox: "0 0 " + W + " " + H, width: "100%", role: "img"}, box);
+    var grid = el("g", {stroke: "#e6e9ee"}, svg);
+    var yt = ly ? ticks(Math.ceil(y0), Math.floor(y1), 5).map(function (e) { return Math.pow(10, e); })
+                : ticks(y0, y1, 5);
+    yt.forEach(function (v) {
+      var y = Y(v);
+      el("line", {x1: M.l, x2: W - M.r, y1: y, y2: y}, grid);
+      el("text", {x: M.l - 6, y: y + 4, "text-anchor": "end"}, svg).textContent = fmt(v);
+    });
+    ticks(xr[0], xr[1], 6).forEach(function (v) {
+      var x = X(v);
+      el("line", {x1: x, x2: x, y1: M.t, y2: H - M.b}, grid);
+      el("text", {x: x, y: H - M.b + 15, "text-anchor": "middle"}, svg).textContent = fmtX(v, chart.x_kind);
+    });
+    el("text", {x: W - M.r, y: H - 4, "text-anchor": "end"}, svg).textContent =
+      chart.x_kind === "step" ? "step" : chart.x_kind === "time" ? "time (UTC)" : "value";
+    el("text", {x: 8, y: 12}, svg).textContent = chart.y_label + (ly ? " (log)" : "");
+    el("rect", {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b, fill: "none", stroke: "#c9ced6"}, svg);
+    var legend = h("div", "legend");
+    live.forEach(function (s, i) {
+      var color = COLORS[i % COLORS.length];
+      if (s.band.length) {
+        var floor = ly ? yr[0] : -Infinity;
+        var up = s.band.map(function (b) { return X(b[0]) + "," + Y(Math.max(b[2], floor)); });
+        var down = s.band.slice().reverse().map(function (b) { return X(b[0]) + "," + Y(Math.max(b[1], floor)); });
+        el("polygon", {points: up.concat(down).join(" "), fill: color, "fill-opacity": 0.15, stroke: "none"}, svg);
+      }
+      var d = "", pen = false, prevY = null;
+      s.points.forEach(function (p) {
+        if (p[1] === null || (ly && p[1] <= 0)) { pen = false; return; }
+        var x = X(p[0]), y = Y(p[1]);
+        if (chart.steps && pen) d += "H" + x + "V" + y;
+        else d += (pen ? "L" : "M") + x + "," + y;
+        pen = true; prevY = y;
+      });
+      var path = el("path", {d: d, fill: "none", stroke: color, "stroke-width": 1.6, "class": "series"}, svg);
+      path.setAttribute("data-name", s.name);
+      if (s.points.length < 60 && !chart.steps) {
+        s.points.forEach(function (p) {
+          if (p[1] === null || (ly && p[1] <= 0)) return;
+          var dot = el("circle", {cx: X(p[0]), cy: Y(p[1]), r: 2.2, fill: color}, svg);
+          el("title", {}, dot).textContent = s.name + ": " + fmtX(p[0], chart.x_kind) + " -> " + fmt(p[1]);
+        });
+      }
+      s.nonfinite.forEach(function (p) {
+        var x = X(p[0]);
+        var top = M.t + 1;
+        var shape = "M" + (x - 5) + "," + top + "L" + (x + 5) + "," + top + "L" + x + "," + (top + 8) + "Z";
+        var tri = el("path", {d: shape,
+          fill: "#c62828", "class": "nonfinite"}, svg);
+        el("title", {}, tri).textContent = s.name + ": " + p[1] + " at " + fmtX(p[0], chart.x_kind);
+      });
+      var item = h("span", "", s.name + (s.nonfinite.length ? " (" + s.nonfinite.length + " NaN/Inf)" : ""));
+      var swatch = h("i"); swatch.style.background = color; item.insertBefore(swatch, item.firstChild);
+      legend.appendChild(item);
+    });
+    chart.markers.forEach(function (m) {
+      var x = X(m.x), color = SEVERITY[m.severity] || "#c62828";
+      var line = el("line", {x1: x, x2: x, y1: M.t, y2: H - M.b, stroke: color, "stroke-width": 1.4,
+        "stroke-dasharray": "4 3", "class": "marker"}, svg);
+      el("title", {}, line).textContent = m.label;
+    });
+    if (chart.markers.length) {
+      var mk = h("span", "", chart.markers.length + " flagged");
+      var sw = h("i"); sw.style.background = "#c62828"; mk.insertBefore(sw, mk.firstChild);
+      legend.appendChild(mk);
+    }
+    box.appendChild(legend);
+    return live.length;
+  }
+
+  var data = JSON.parse(document.getElementById("report-data").textContent);
+  var root = document.getElementById("sections");
+  var charts = 0, series = 0;
+  data.sections.forEach(function (section) {
+    var node = h("section"); node.id = section.id;
+    node.appendChild(h("h2", "", section.title));
+    node.appendChild(h("p", "intro", section.intro));
+    var grid = h("div", "grid");
+    node.appendChild(grid);
+    root.appendChild(node);
+    if (!section.charts.length) { grid.appendChild(h("p", "empty", section.empty)); }
+    section.charts.forEach(function (chart) {
+      try {
+        series += drawChart(chart, grid);
+        charts += 1;
+      } catch (err) {
+        window.__reportErrors.push(chart.id + ": " + err);
+      }
+    });
+    node.setAttribute("data-charts", String(section.charts.length));
+  });
+  document.body.setAttribute("data-charts", String(charts));
+  document.body.setAttribute("data-series", String(series));
+  document.body.setAttribute("data-errors", String(window.__reportErrors.length));
+  document.body.setAttribute("data-error-messages", window.__reportErrors.join(" | "));
+  document.body.setAttribute("data-rendered", "1");
+})();
+"""

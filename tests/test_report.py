@@ -1,0 +1,475 @@
+"""`aitrace report`: data collected from a real osmem-server, page rendered in a real headless Chromium.
+
+The documents are built by :mod:`aitrace.sinks.documents` (what the worker indexes) from
+hand-made events with known shapes: a diverging and a healthy run, a data-stats drift, an
+inference latency spike with errors and input drift, an incomplete trace. The test then reads
+the page the way a person would open it: Chromium loads the file, runs its script, and the
+dumped DOM says how many charts and series it drew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aitrace.config import Settings
+from aitrace.infra import report
+from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.sinks import documents as D
+from aitrace.sinks.es import detect_capabilities, make_sync_client
+from aitrace.sinks.templates import install_templates
+from elasticsearch import helpers
+
+T0 = 1_790_000_000_000_000  # a fixed time (2026-09-21): daily index names are predictable
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MODEL = "cancer-classifier"
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _event(
+    i: int,
+    time_us: int,
+    payload: tuple[str, dict[str, Any]],
+    *,
+    run: str | None = None,
+    service: str = "trainer",
+    trace: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": f"ev-{payload[0].rsplit('.', 1)[-1]}-{run}-{i}",
+        "time": time_us,
+        "trace_id": trace or f"{i:032x}",
+        "span_id": f"{i:016x}",
+        "service": service,
+        "run_id": run,
+        "payload": payload,
+    }
+
+
+def _training(prefix: str) -> list[dict[str, Any]]:
+    actions = []
+    for run, diverge in (("run-diverge", True), ("run-healthy", False)):
+        for step in range(40):
+            loss = 1.0 / (step + 1) + (10.0 ** (step - 24) if diverge and step >= 25 else 0.0)
+            grad = 0.5 + (10.0 ** (step - 22) if diverge and step >= 25 else 0.0)
+            if diverge and step >= 38:
+                loss = float("nan")
+            metrics = {"loss": loss, "grad_norm": grad, "lr": 0.5 if step < 25 or not diverge else 5.0}
+            payload = ("aitrace.TrainingMetric", {"step": step, "split": "train", "metrics": metrics})
+            actions += D.event_actions(_event(step, T0 + step * 100_000, payload, run=run), prefix=prefix)
+            if step % 10 == 9:
+                val = ("aitrace.TrainingMetric", {"step": step, "split": "val", "metrics": {"accuracy": 0.8}})
+                actions += D.event_actions(_event(1000 + step, T0 + step * 100_000, val, run=run), prefix=prefix)
+    alert = _alert(
+        "train-1",
+        "training",
+        "exploding_gradient",
+        T0 + 26 * 100_000,
+        run_id="run-diverge",
+        step=26,
+        series="run-diverge:grad_norm",
+        title="grad_norm exploding on run-diverge",
+        score=1.0,
+    )
+    return [*actions, D.alert_action(alert, prefix=prefix)]
+
+
+def _alert(alert_id: str, kind: str, detector: str, first_seen: int, **extra: Any) -> dict[str, Any]:
+    alert = {
+        "alert_id": alert_id,
+        "kind": kind,
+        "detector": detector,
+        "severity": "critical",
+        "title": extra.pop("title", f"{kind} alert"),
+        "series": extra.pop("series", alert_id),
+        "first_seen": first_seen,
+        "last_seen": first_seen + 1_000_000,
+    }
+    alert.update(extra)
+    return alert
+
+
+def _feature_stats(name: str, values: np.ndarray) -> dict[str, Any]:
+    counts, edges = np.histogram(values, bins=12)
+    return {
+        "name": name,
+        "dtype": "numeric",
+        "count": len(values),
+        "missing": 0,
+        "mean": float(values.mean()),
+        "variance": float(values.var()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "quantiles": {"0.5": float(np.median(values))},
+        "histogram_edges": edges.tolist(),
+        "histogram_counts": counts.tolist(),
+    }
+
+
+def _data(prefix: str) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(1)
+    actions = []
+    for b in range(4):
+        alcohol = rng.normal(13.0 + (2.5 if b == 3 else 0.0), 0.8, 150)
+        ash = rng.normal(2.4, 0.3, 150)
+        payload = (
+            "aitrace.DataStats",
+            {
+                "stage": "ingest",
+                "dataset": "wine",
+                "batch": f"b{b}",
+                "row_count": 150,
+                "features": [_feature_stats("alcohol", alcohol), _feature_stats("ash", ash)],
+                "class_counts": {"0": 50, "1": 60, "2": 40},
+            },
+        )
+        event = _event(b, T0 + 5_000_000 + b * 1_000_000, payload, service="pipeline", trace=f"{b + 900:032x}")
+        actions += D.event_actions(event, prefix=prefix)
+    alert = _alert(
+        "drift-1",
+        "drift",
+        "ks",
+        T0 + 8_100_000,
+        feature="alcohol",
+        statistic=0.93,
+        pvalue=1e-40,
+        details={"stage": "ingest", "dataset": "wine", "batch": "b3", "test": "ks"},
+        title="alcohol drifted at wine/ingest",
+    )
+    return [*actions, D.alert_action(alert, prefix=prefix)]
+
+
+def _inference(prefix: str) -> tuple[list[dict[str, Any]], list[float]]:
+    rng = np.random.default_rng(2)
+    actions, ok_latencies = [], []
+    start = T0 + 20_000_000
+    for i in range(200):
+        slow = i >= 120
+        latency = float(rng.normal(60 if slow else 5, 1))
+        error = i in (130, 140, 150, 160, 170)
+        radius = float(rng.normal(14 + (3 if i >= 100 else 0), 1))
+        record = {
+            "request_id": f"r{i}",
+            "model_name": MODEL,
+            "latency_ms": latency,
+            "status": "error" if error else "ok",
+            "features": {"mean_radius": radius},
+            "prediction": "benign",
+            "confidence": 0.9,
+            "error": "bad input" if error else None,
+        }
+        if not error:
+            ok_latencies.append(latency)
+        event = _event(
+            i,
+            start + i * 500_000,
+            ("aitrace.InferenceRecord", record),
+            service="model-server",
+            trace=f"{i + 5000:032x}",
+        )
+        actions += D.event_actions(event, prefix=prefix)
+    spike = _alert(
+        "lat-1",
+        "anomaly",
+        "latency",
+        start + 121 * 500_000,
+        model=MODEL,
+        service="model-server",
+        series=f"{MODEL}:latency_ms",
+        title="latency spike on cancer-classifier",
+        score=0.99,
+    )
+    drift = _alert(
+        "drift-2",
+        "drift",
+        "ks",
+        start + 110 * 500_000,
+        model=MODEL,
+        feature="mean_radius",
+        statistic=0.8,
+        pvalue=1e-12,
+        title="mean_radius drifted on cancer-classifier",
+    )
+    return [*actions, D.alert_action(spike, prefix=prefix), D.alert_action(drift, prefix=prefix)], ok_latencies
+
+
+def _traces(prefix: str) -> list[dict[str, Any]]:
+    actions = []
+    for i, complete in enumerate((True, True, False)):
+        trace_id = f"{i + 5000:032x}"
+        trace = {
+            "trace_id": trace_id,
+            "root_span_id": "a" * 16,
+            "root_name": "POST /predict",
+            "services": ["loadgen", "model-server", "feature-service"],
+            "start_time": T0 + 20_000_000 + i,
+            "end_time": T0 + 20_100_000,
+            "duration_us": 100_000,
+            "span_count": 4,
+            "event_count": 6,
+            "complete": complete,
+            "first_error": None if complete else "feature-service never answered",
+        }
+        actions.append(D.trace_action(trace, prefix=prefix))
+    return actions
+
+
+@pytest.fixture
+def indexed(search: OsmemProcess, unique_name: Callable[[str], str]) -> dict[str, Any]:
+    """A fresh index prefix on the shared osmem-server, filled with every kind of document."""
+    prefix = unique_name("rep")
+    settings = Settings.from_env(es_url=search.url, index_prefix=prefix)
+    caps = detect_capabilities(settings)
+    es = make_sync_client(settings, caps)
+    install_templates(es, caps, prefix=prefix)
+    inference_actions, ok_latencies = _inference(prefix)
+    actions = _training(prefix) + _data(prefix) + inference_actions + _traces(prefix)
+    ok, errors = helpers.bulk(es, actions, refresh=True, raise_on_error=False)
+    assert not errors and ok == len(actions)
+    return {"es": es, "prefix": prefix, "url": search.url, "ok_latencies": ok_latencies}
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def _charts(data: report.ReportData) -> dict[str, report.Chart]:
+    return {c.id: c for s in data.sections for c in s.charts}
+
+
+def test_collect_builds_every_picture_from_the_index(indexed: dict[str, Any]) -> None:
+    data = report.collect(indexed["es"], prefix=indexed["prefix"])
+    charts = _charts(data)
+    assert {"training-loss", "training-grad_norm", "training-lr", "training-accuracy"} <= set(charts)
+    loss = charts["training-loss"]
+    assert [s.name for s in loss.series] == ["run-diverge train", "run-healthy train"]
+    assert loss.log_y  # the divergence spans many decades
+    diverge = loss.series[0]
+    assert [p[0] for p in diverge.nonfinite] == [38, 39]
+    assert len(diverge.points) == 38
+    # the flagged step is marked on grad_norm (the alert's metric) and not on lr
+    assert [m.x for m in charts["training-grad_norm"].markers] == [26.0]
+    assert charts["training-lr"].markers == []
+    assert [s.name for s in charts["training-accuracy"].series] == ["run-diverge val", "run-healthy val"]
+
+    data_drift = charts["drift-data-alcohol-ingest"]
+    assert [s.name for s in data_drift.series] == ["reference (batch b0)", "current (batch b3)"]
+    assert "0.93" in data_drift.note and "p = 1e-40" in data_drift.note
+    ref_mode = max(data_drift.series[0].points, key=lambda p: p[1] or 0)[0]
+    cur_mode = max(data_drift.series[1].points, key=lambda p: p[1] or 0)[0]
+    assert cur_mode > ref_mode + 1.0  # the shift is visible where it should be
+    model_drift = charts[f"drift-model-{MODEL}-mean_radius"]
+    assert len(model_drift.series) == 2 and "KS D" in model_drift.note
+
+    latency = charts[f"latency-{MODEL}"]
+    assert [s.name for s in latency.series] == ["p50", "p95", "p99"]
+    assert [m.label for m in latency.markers] == ["latency spike on cancer-classifier"]
+    p50 = [p[1] for p in latency.series[0].points]
+    assert p50[0] < 10 and p50[-1] > 50
+    errors = charts[f"errors-{MODEL}"].series[0].points
+    assert errors[0][1] == 0 and max(p[1] for p in errors) > 0
+
+    alerts = data.tables[0]
+    assert len(alerts.rows) == 4
+    traces = data.tables[1]
+    assert [r[6] for r in traces.rows] == ["feature-service never answered"]
+    assert data.summary["inference records"] == 200
+
+
+def test_latency_percentiles_match_numpy(indexed: dict[str, Any]) -> None:
+    data = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
+    chart = _charts(data)[f"latency-{MODEL}"]
+    buckets = chart.series[0].points
+    width_ms = buckets[1][0] - buckets[0][0]
+    # Recompute the first bucket independently from the generated latencies (0.5 s apart).
+    per_bucket = int(width_ms / 500)
+    expected = np.percentile(indexed["ok_latencies"][:per_bucket], 50)
+    assert buckets[0][1] == pytest.approx(expected)
+
+
+def test_scopes_select_their_sections(indexed: dict[str, Any]) -> None:
+    by_run = report.collect(indexed["es"], prefix=indexed["prefix"], run="run-healthy")
+    assert [s.id for s in by_run.sections] == ["training", "drift"]
+    assert {s.name for c in by_run.sections[0].charts for s in c.series} == {"run-healthy train", "run-healthy val"}
+    assert by_run.tables[0].rows == []  # the divergence alert belongs to the other run
+    by_model = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
+    assert [s.id for s in by_model.sections] == ["drift", "inference"]
+    assert len(by_model.tables[0].rows) == 2
+
+
+def test_unknown_scope_is_a_clear_error(indexed: dict[str, Any]) -> None:
+    with pytest.raises(report.ReportError, match="nothing indexed for run 'no-such-run'"):
+        report.collect(indexed["es"], prefix=indexed["prefix"], run="no-such-run")
+
+
+def test_paging_reads_past_one_page_and_says_when_it_stops(
+    indexed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "PAGE_SIZE", 7)
+    data = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
+    assert data.summary["inference records"] == 200  # 29 pages of 7, nothing lost at page edges
+    capped = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL, limit=50)
+    assert capped.summary["inference records"] == 50
+    assert any("only the first 50 inference" in n for n in capped.notes)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _args(**kw: Any) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    report.add_arguments("report", parser)
+    argv = []
+    for key, value in kw.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return parser.parse_args(argv)
+
+
+def test_cli_writes_the_page(
+    indexed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AITRACE_INDEX_PREFIX", indexed["prefix"])
+    out = tmp_path / "sub" / "report.html"
+    assert report.run("report", _args(es_url=indexed["url"], output=out)) == 0
+    text = out.read_text()
+    assert "wrote" in capsys.readouterr().out
+    # self-contained: no element loads anything from elsewhere
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    assert "@import" not in text and "url(" not in text
+
+
+def test_cli_unknown_run_exits_non_zero_and_writes_nothing(
+    indexed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AITRACE_INDEX_PREFIX", indexed["prefix"])
+    out = tmp_path / "report.html"
+    assert report.run("report", _args(es_url=indexed["url"], output=out, run="nope")) == 1
+    assert "nothing indexed for run 'nope'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_search_server_down_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    out = tmp_path / "report.html"
+    assert report.run("report", _args(es_url=url, output=out)) == 1
+    err = capsys.readouterr().err
+    assert url in err and "aitrace report:" in err
+    assert not out.exists()
+
+
+def test_cli_unwritable_output_is_a_clear_error(
+    indexed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AITRACE_INDEX_PREFIX", indexed["prefix"])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert report.run("report", _args(es_url=indexed["url"], output=blocker / "report.html")) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- render
+
+
+def test_data_island_survives_hostile_strings_and_nonfinite_numbers() -> None:
+    chart = report.Chart("c", "t", "step", "y", [report.Series("</script><b>x", [[0, float("nan")], [1, 2.0]])])
+    data = report.ReportData(
+        "</script>",
+        "now",
+        "all",
+        [report.Section("s", "S", "", [chart])],
+        [report.Table("t", "T", ["a"], [["<img src=x onerror=alert(1)>"]], "")],
+        {"n": 1},
+    )
+    page = report.render(data)
+    island = page.split('id="report-data">', 1)[1].split("</script>", 1)[0]
+    parsed = json.loads(island)
+    assert parsed["sections"][0]["charts"][0]["series"][0]["points"][0] == [0, None]
+    assert parsed["title"] == "</script>"
+    assert "<img src=x" not in page
+
+
+class _BodyAttrs(HTMLParser):
+    """Collects <body> attributes and each chart's data-series from a dumped DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body: dict[str, str] = {}
+        self.charts: dict[str, int] = {}
+        self.series_paths = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.body = a
+        if a.get("class") == "chart" and a.get("id", "").startswith("chart-"):
+            self.charts[a["id"][6:]] = int(a.get("data-series", "-1"))
+        if tag == "path" and a.get("class") == "series":
+            self.series_paths += 1
+
+
+def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
+def test_page_renders_in_headless_chromium(indexed: dict[str, Any], tmp_path: Path) -> None:
+    data = report.collect(indexed["es"], prefix=indexed["prefix"])
+    page = tmp_path / "report.html"
+    page.write_text(report.render(data))
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = _BodyAttrs()
+    dom.feed(done.stdout)
+    assert dom.body.get("data-rendered") == "1", done.stdout[-2000:]
+    assert dom.body.get("data-errors") == "0", dom.body.get("data-error-messages")
+    expected = {c.id: len(c.series) for c in _charts(data).values()}
+    assert dom.charts == expected
+    assert int(dom.body["data-charts"]) == len(expected) == 8
+    assert int(dom.body["data-series"]) == dom.series_paths == sum(expected.values())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
+def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> None:
+    """The browser check can fail: a chart the script cannot draw is counted as an error."""
+    chart = report.Chart("bad", "bad", "step", "y", [report.Series("s", [[0, 1.0]])])
+    data = report.ReportData("t", "now", "all", [report.Section("s", "S", "", [chart])], [], {})
+    page_text = report.render(data).replace('"series":[{', '"series":[null,{', 1)
+    page = tmp_path / "broken.html"
+    page.write_text(page_text)
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    dom = _BodyAttrs()
+    dom.feed(done.stdout)
+    assert dom.body.get("data-rendered") == "1"
+    assert dom.body.get("data-errors") == "1"
+    assert "bad:" in dom.body.get("data-error-messages", "")
+
+
+def test_wall_time_helpers_are_stable() -> None:
+    """Bucket choice and timestamp parsing the charts rely on."""
+    assert report._bucket_seconds(59_000) == 1
+    assert report._bucket_seconds(61_000) == 2
+    assert report._ms("2026-09-21T00:00:00.000000Z") == calendar.timegm((2026, 9, 21, 0, 0, 0)) * 1000
+    assert report._ms("not a time") is None
