@@ -32,6 +32,7 @@ from aitrace.infra.stack import (
     kafka_metadata,
     probe_http,
     probe_kafka,
+    start_service,
 )
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -403,3 +404,19 @@ def test_a_running_service_made_external_later_is_still_stopped_by_down(stack_di
     assert aitrace("down", state=stack_dir, env=env).returncode == 0
     assert not pid_runs_any(embedded["pid"])
     assert kafka.answers()  # the external broker is not ours to stop
+
+
+def test_a_picked_port_taken_before_the_bind_is_retried(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        picks = iter([taken, free_port()])
+        monkeypatch.setattr(services, "free_port", lambda host="127.0.0.1": next(picks))
+        server = start_service(OsmemProcess, tmp_path, timeout=60)
+        try:
+            assert server.port != taken and server.answers()
+        finally:
+            server.kill()
+        with pytest.raises(PortInUse):
+            start_service(OsmemProcess, tmp_path, port=taken)  # a configured port is never swapped
