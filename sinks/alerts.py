@@ -401,7 +401,11 @@ class AlertStream:
         try:
             meta = self._consumer.list_topics(self.topic, timeout=5.0)
         except KafkaException as exc:
-            log.warning("cannot read metadata of %s yet: %s", self.topic, exc.args[0] if exc.args else exc)
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, KafkaError) else -1
+            if code not in self._reported_errors:  # once per kind; librdkafka keeps retrying
+                self._reported_errors.add(code)
+                log.warning("cannot read metadata of %s yet: %s", self.topic, error or exc)
             return
         topic = meta.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:

@@ -28,6 +28,7 @@ error *without* committing, so the next start tries that version again.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import http.client
 import logging
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -102,8 +104,9 @@ class _Outcome:
     """One attempt's result: ``status`` None for a network error; ``retry_after`` in seconds."""
 
     status: int | None
-    reason: str
+    reason: str  # short and stable: a counter key
     retry_after: float | None = None
+    detail: str = ""  # what a person needs to fix it (never holds a secret)
 
 
 def idempotency_key(alert: Alert) -> str:
@@ -143,6 +146,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://u:p@host/x`` -> (``http://host/x``, ``"u:p"``), percent-decoded."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), urllib.parse.unquote(userinfo)
+
+
 def safe_url(url: str) -> str:
     """The URL without ``user:password@`` and without a query string (tokens live there)."""
     return re.sub(r"//[^/@]*@", "//***@", url).split("?", 1)[0]
@@ -177,8 +189,10 @@ class WebhookForwarder:
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook URL must start with http:// or https://, got {safe_url(url)!r}")
-        self.url = url
+        self.url, userinfo = _split_userinfo(url)
         self.headers = dict(headers or {})
+        if userinfo is not None:  # urllib does not read user:password@ from a URL itself
+            self.headers.setdefault("Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode())
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -206,8 +220,10 @@ class WebhookForwarder:
                 return False
             self.stats.failures[outcome.reason] += 1
             if self.max_attempts is not None and attempt >= self.max_attempts:
+                detail = f" ({outcome.detail})" if outcome.detail else ""
                 raise WebhookUnavailable(
-                    f"webhook {safe_url(self.url)} did not accept {key} after {attempt} attempt(s): {outcome.reason}"
+                    f"webhook {safe_url(self.url)} did not accept {key} after {attempt} attempt(s): "
+                    f"{outcome.reason}{detail}"
                 )
             delay = self._delay(attempt, outcome.retry_after)
             log.warning(
@@ -237,10 +253,10 @@ class WebhookForwarder:
                 retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 return _Outcome(exc.code, f"HTTP {exc.code}", retry_after)
         except urllib.error.URLError as exc:
-            return _Outcome(None, _network_reason(exc.reason))
+            return _network_outcome(exc.reason)
         except (OSError, http.client.HTTPException) as exc:
             # Dropped connections surface as RemoteDisconnected / ConnectionResetError / timeouts.
-            return _Outcome(None, _network_reason(exc))
+            return _network_outcome(exc)
 
     @staticmethod
     def _retryable(outcome: _Outcome) -> bool:
@@ -253,8 +269,10 @@ class WebhookForwarder:
         return ceiling * (0.5 + random.random() / 2)  # jitter: many forwarders do not retry in step
 
 
-def _network_reason(exc: object) -> str:
-    return type(exc).__name__ if isinstance(exc, BaseException) else str(exc)
+def _network_outcome(exc: object) -> _Outcome:
+    if isinstance(exc, BaseException):
+        return _Outcome(None, type(exc).__name__, detail=str(exc))
+    return _Outcome(None, str(exc))
 
 
 def parse_headers(specs: list[str]) -> dict[str, str]:
