@@ -1,0 +1,458 @@
+"""Decoded records -> ECS documents: fields, ids, index names, NaN handling, rollups.
+
+Pure-function tests; the property test checks that every field a document carries
+is mapped in the template (or sits under a source-only object or ``labels``), so
+the documents never depend on dynamic mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from aitrace.sinks import documents as d
+from aitrace.sinks import templates
+from aitrace.sinks.rollup import MetricRollup
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+T0 = 1_795_687_200_000_000  # 2026-11-26T10:00:00Z in microseconds
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+SPAN = "b7ad6b7169203331"
+
+
+def envelope(event_id: str = "e1", **payload_and_fields: Any) -> dict[str, Any]:
+    event = {
+        "event_id": event_id,
+        "time": T0,
+        "trace_id": TRACE,
+        "span_id": SPAN,
+        "parent_span_id": "00f067aa0ba902b7",
+        "service": "trainer",
+        "service_version": "1.2.0",
+        "environment": "prod",
+        "host": "gpu-7",
+        "pid": 4242,
+        "run_id": "run-7",
+        "sampled": True,
+        "labels": {"team": "nlp"},
+    }
+    event.update(payload_and_fields)
+    return event
+
+
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "aitrace.TrainingMetric": {"step": 120, "epoch": 3, "split": "train", "metrics": {"loss": 0.31, "grad_norm": 4.2}},
+    "aitrace.RunLifecycle": {
+        "status": "FAILED",
+        "config": {"lr": "0.001"},
+        "seed": 7,
+        "code_version": "abc123",
+        "library_versions": {"torch": "2.13"},
+        "message": "diverged",
+    },
+    "aitrace.DataStats": {
+        "stage": "clean",
+        "dataset": "clicks",
+        "batch": "b-9",
+        "row_count": 1000,
+        "rows_dropped": 12,
+        "features": [
+            {
+                "name": "age",
+                "dtype": "numeric",
+                "count": 988,
+                "missing": 3,
+                "mean": 41.5,
+                "variance": float("nan"),
+                "min": 18.0,
+                "max": 90.0,
+                "quantiles": {"0.5": 40.0},
+                "histogram_edges": [0.0, 50.0, 100.0],
+                "histogram_counts": [600, 388],
+                "categories": {},
+            }
+        ],
+        "label": "clicked",
+        "class_counts": {"yes": 100, "no": 888},
+        "ingest_delay_ms": 12.5,
+    },
+    "aitrace.InferenceRecord": {
+        "request_id": "req-1",
+        "model_name": "ranker",
+        "model_version": "v3",
+        "latency_ms": 12.5,
+        "status": "error",
+        "error": "timeout calling feature store",
+        "features": {"age": 41.0},
+        "categorical_features": {"country": "fr"},
+        "inputs_summary": "1 row",
+        "prediction": "click",
+        "confidence": 0.91,
+    },
+    "aitrace.GroundTruth": {"request_id": "req-1", "model_name": "ranker", "label": "no_click"},
+    "aitrace.LogRecord": {
+        "level": "error",
+        "message": "CUDA OOM in batch 17",
+        "logger": "train",
+        "attributes": {"batch": "17"},
+        "error_type": "torch.cuda.OutOfMemoryError",
+        "error_message": "CUDA out of memory",
+        "stack_trace": "Traceback ...",
+    },
+    "aitrace.ResourceSample": {
+        "cpu_percent": 87.5,
+        "memory_rss_bytes": 2_000_000,
+        "memory_percent": 12.0,
+        "gpus": [
+            {
+                "index": 0,
+                "name": "H100",
+                "utilization_percent": 80.0,
+                "memory_used_bytes": 10,
+                "memory_total_bytes": 80,
+            },
+            {
+                "index": 1,
+                "name": "H100",
+                "utilization_percent": 95.0,
+                "memory_used_bytes": 30,
+                "memory_total_bytes": 80,
+            },
+        ],
+    },
+    "aitrace.Span": {
+        "name": "preprocess",
+        "kind": "internal",
+        "start_time": T0 - 1500,
+        "duration_us": 1500,
+        "status": "error",
+        "error_type": "ValueError",
+        "error_message": "bad row",
+        "attributes": {"rows": "10"},
+    },
+}
+
+TRACE_RECORD = {
+    "trace_id": TRACE,
+    "root_span_id": SPAN,
+    "root_name": "POST /predict",
+    "services": ["gateway", "ranker"],
+    "start_time": T0,
+    "end_time": T0 + 25_000,
+    "duration_us": 25_000,
+    "span_count": 2,
+    "event_count": 5,
+    "complete": False,
+    "has_error": True,
+    "first_error": "timeout calling feature store",
+    "critical_path": [SPAN, "1111111111111111"],
+    "spans": [
+        {"span_id": SPAN, "parent_span_id": None, "service": "gateway", "name": "POST /predict",
+         "start_time": T0, "duration_us": 25_000, "status": "error"},
+        {"span_id": "1111111111111111", "parent_span_id": SPAN, "service": "ranker", "name": "score",
+         "start_time": T0 + 100, "duration_us": 20_000, "status": "ok"},
+    ],
+}  # fmt: skip
+
+ALERT_RECORD = {
+    "alert_id": "drift:ranker:age",
+    "version": 3,
+    "kind": "drift",
+    "detector": "ks",
+    "severity": "critical",
+    "state": "open",
+    "title": "Feature age drifted (KS 0.41)",
+    "series": "ranker/age",
+    "service": "ranker",
+    "run_id": None,
+    "model": "ranker",
+    "feature": "age",
+    "trace_id": None,
+    "step": None,
+    "first_seen": T0,
+    "last_seen": T0 + 60_000_000,
+    "score": 0.97,
+    "statistic": 0.41,
+    "threshold": 0.2,
+    "pvalue": float("nan"),
+    "evidence": [0.1, float("inf")],
+    "details": {"window": "1000"},
+}
+
+
+def flat_paths(doc: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.extend(flat_paths(value, path + "."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                out.extend(flat_paths(item, path + "."))
+        else:
+            out.append(path)
+    return out
+
+
+def assert_mapped(doc: dict[str, Any], family: str) -> None:
+    """Every leaf is mapped, or under an enabled:false object, or a label."""
+    types = templates.field_types(family)
+    source_only = {p for p, t in types.items() if t == "object" and _disabled(family, p)}
+    for path in flat_paths(doc):
+        if path.startswith("labels."):
+            continue
+        if any(path.startswith(s + ".") for s in source_only):
+            continue
+        assert path in types, f"{family}: {path} is not mapped"
+        assert types[path] != "object", f"{family}: {path} is an object in the mapping but a leaf in the doc"
+
+
+def _disabled(family: str, path: str) -> bool:
+    node: dict[str, Any] = {"properties": templates.mappings(family)["properties"]}
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node.get("enabled") is False
+
+
+def test_envelope_fields_follow_ecs() -> None:
+    [(doc_id, doc)] = d.event_documents(envelope(payload=("aitrace.LogRecord", PAYLOADS["aitrace.LogRecord"])))
+    assert doc_id == "e1"
+    assert doc["@timestamp"] == "2026-11-26T10:00:00.000000Z"
+    assert doc["trace"]["id"] == TRACE and doc["span"]["id"] == SPAN
+    assert doc["parent"]["id"] == "00f067aa0ba902b7"
+    assert doc["service"] == {"name": "trainer", "version": "1.2.0", "environment": "prod"}
+    assert doc["host"]["name"] == "gpu-7" and doc["process"]["pid"] == 4242
+    assert doc["labels"] == {"team": "nlp"}
+    assert doc["log"] == {"level": "error", "logger": "train"}
+    assert doc["message"] == "CUDA OOM in batch 17"
+    assert doc["error"]["type"] == "torch.cuda.OutOfMemoryError"
+    assert doc["event"]["dataset"] == "aitrace.log" and doc["event"]["id"] == "e1"
+    assert doc["aitrace"]["run_id"] == "run-7"
+
+
+@pytest.mark.parametrize("record_name", sorted(PAYLOADS))
+def test_every_payload_maps_only_declared_fields(record_name: str) -> None:
+    actions = d.event_actions(envelope(payload=(record_name, PAYLOADS[record_name])))
+    assert actions
+    for action in actions:
+        assert action["_index"] == "aitrace-events-2026.11.26"
+        assert_mapped(action["_source"], "events")
+
+
+def test_metric_event_uses_name_value_layout_with_stable_ids() -> None:
+    actions = d.event_actions(envelope(payload=("aitrace.TrainingMetric", PAYLOADS["aitrace.TrainingMetric"])))
+    by_id = {a["_id"]: a["_source"]["aitrace"]["metric"] for a in actions}
+    assert by_id == {
+        "e1:loss": {"name": "loss", "value": 0.31, "step": 120, "epoch": 3, "split": "train"},
+        "e1:grad_norm": {"name": "grad_norm", "value": 4.2, "step": 120, "epoch": 3, "split": "train"},
+    }
+    assert all(a["_source"]["event"]["kind"] == "metric" for a in actions)
+
+
+@pytest.mark.parametrize(("raw", "word"), [(float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf")])
+def test_nonfinite_metric_is_kept_as_data(raw: float, word: str) -> None:
+    payload = {"step": 5, "metrics": {"loss": raw}}
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.TrainingMetric", payload)))
+    assert "value" not in doc["aitrace"]["metric"]
+    assert doc["aitrace"]["metric"]["nonfinite"] == word
+
+
+def test_inference_duration_outcome_and_error() -> None:
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.InferenceRecord", PAYLOADS["aitrace.InferenceRecord"])))
+    assert doc["event"]["duration"] == 12_500_000  # ns
+    assert doc["event"]["outcome"] == "failure"
+    assert doc["error"]["message"] == "timeout calling feature store"
+    assert doc["aitrace"]["inference"]["model"] == "ranker"
+    assert doc["event"]["dataset"] == "aitrace.inference"
+
+
+def test_data_stats_nan_moment_is_dropped_not_sent() -> None:
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.DataStats", PAYLOADS["aitrace.DataStats"])))
+    feature = doc["aitrace"]["data"]["features"][0]
+    assert "variance" not in feature and feature["mean"] == 41.5
+    assert {c["name"] for c in doc["aitrace"]["data"]["class_counts"]} == {"yes", "no"}
+
+
+def test_resources_summaries() -> None:
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.ResourceSample", PAYLOADS["aitrace.ResourceSample"])))
+    res = doc["aitrace"]["resources"]
+    assert res["gpu_memory_used_bytes"] == 40 and res["gpu_utilization_max"] == 95.0
+
+
+def test_span_duration_in_nanoseconds() -> None:
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.Span", PAYLOADS["aitrace.Span"])))
+    assert doc["event"]["duration"] == 1_500_000 and doc["event"]["outcome"] == "failure"
+    assert doc["aitrace"]["span"]["name"] == "preprocess"
+
+
+def test_trace_document_and_action() -> None:
+    action = d.trace_action(TRACE_RECORD, context=envelope())
+    assert action["_id"] == TRACE and action["_index"] == "aitrace-traces-2026.11.26"
+    doc = action["_source"]
+    assert doc["service"]["name"] == "gateway"  # the root span's service
+    assert doc["aitrace"]["trace"]["complete"] is False
+    assert doc["aitrace"]["trace"]["span_names"] == ["POST /predict", "score"]
+    assert doc["event"]["duration"] == 25_000_000
+    assert doc["aitrace"]["run_id"] == "run-7"
+    assert_mapped(doc, "traces")
+
+
+def test_alert_document_and_action() -> None:
+    action = d.alert_action(ALERT_RECORD, prefix="ml")
+    assert action["_id"] == "drift:ranker:age" and action["_index"] == "ml-alerts-2026.11.26"
+    doc = action["_source"]
+    alert = doc["aitrace"]["alert"]
+    assert "pvalue" not in alert and alert["evidence"] == [0.1, None]
+    assert doc["event"]["severity"] == 3 and doc["event"]["kind"] == "alert"
+    assert doc["@timestamp"] == "2026-11-26T10:00:00.000000Z"
+    assert_mapped(doc, "alerts")
+
+
+def test_alert_update_lands_in_the_index_of_first_seen() -> None:
+    """A version seen the next day must overwrite the same document, not create a second one."""
+    later = {**ALERT_RECORD, "version": 9, "last_seen": T0 + 86_400_000_000}
+    assert d.alert_action(later)["_index"] == d.alert_action(ALERT_RECORD)["_index"]
+
+
+def test_trace_and_alert_payloads_in_an_envelope_route_to_their_index() -> None:
+    [trace] = d.event_actions(envelope(payload=("aitrace.Trace", TRACE_RECORD)))
+    [alert] = d.event_actions(envelope(payload=("aitrace.Alert", ALERT_RECORD)))
+    assert trace["_index"].startswith("aitrace-traces-") and alert["_index"].startswith("aitrace-alerts-")
+
+
+def test_index_name_uses_utc_day() -> None:
+    assert d.index_name("aitrace", "events", T0) == "aitrace-events-2026.11.26"
+    midnight = 1_795_737_600_000_000  # 2026-11-27T00:00:00Z
+    assert d.index_name("aitrace", "events", midnight - 1) == "aitrace-events-2026.11.26"
+    assert d.index_name("aitrace", "events", midnight) == "aitrace-events-2026.11.27"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (envelope(payload={"level": "x"}), "payload must be"),
+        (envelope(payload=("aitrace.Nope", {})), "no event document"),
+        ({**envelope(payload=("aitrace.LogRecord", {"level": "x", "message": "y"})), "trace_id": None}, "trace_id"),
+        (envelope(payload=("aitrace.TrainingMetric", {"metrics": {}})), "step"),
+        (envelope(payload=("aitrace.Span", {"name": "x", "start_time": "yesterday"})), "malformed"),
+    ],
+)
+def test_malformed_records_raise_document_error(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(d.DocumentError, match=message):
+        d.event_actions(event)
+
+
+def test_alert_without_required_fields_is_a_document_error() -> None:
+    with pytest.raises(d.DocumentError, match="first_seen"):
+        d.alert_action({k: v for k, v in ALERT_RECORD.items() if k != "first_seen"})
+
+
+def block(n: int, *, step_us: int, start: int = T0, block_id: str = "blk") -> dict[str, Any]:
+    values = np.linspace(1.0, 0.0, n)
+    values[3] = np.nan  # absent at step 3
+    return {
+        "block_id": block_id,
+        "trace_id": TRACE,
+        "span_id": SPAN,
+        "service": "trainer",
+        "run_id": "run-7",
+        "split": "train",
+        "steps": list(range(n)),
+        "times": [start + i * step_us for i in range(n)],
+        "epochs": [0] * n,
+        "series": [{"name": "loss", "values": values.tolist()}, {"name": "lr", "values": [0.1] * n}],
+    }
+
+
+def test_metric_block_raw_documents_skip_absent_cells() -> None:
+    actions = d.metric_block_actions(block(10, step_us=1_000_000))
+    ids = {a["_id"] for a in actions}
+    assert len(actions) == 19  # 10 lr + 9 loss (NaN at 3 is "absent")
+    assert "blk:3:loss" not in ids and "blk:3:lr" in ids
+    assert all(a["_source"]["aitrace"]["metric"]["epoch"] == 0 for a in actions)
+    for a in actions:
+        assert_mapped(a["_source"], "events")
+
+
+def test_metric_block_length_mismatch_is_a_document_error() -> None:
+    bad = block(10, step_us=1000)
+    bad["series"][0]["values"] = [1.0]
+    with pytest.raises(d.DocumentError, match="values"):
+        d.metric_block_actions(bad)
+
+
+def test_rollup_summarizes_fast_series_and_keeps_slow_ones_raw() -> None:
+    roll = MetricRollup(window_s=10.0, max_raw_rate=2.0)
+    fast = block(200, step_us=100_000)  # 10 points/s: rolled up
+    actions = roll.add_block(fast)
+    actions += roll.flush()
+    rollups = [a for a in actions if a["_id"].startswith("rollup:")]
+    assert {a["_source"]["aitrace"]["metric"]["name"] for a in rollups} == {"loss", "lr"}
+    loss = sorted((a for a in rollups if a["_source"]["aitrace"]["metric"]["name"] == "loss"), key=lambda a: a["_id"])
+    total = sum(a["_source"]["aitrace"]["metric"]["count"] for a in loss)
+    assert total == 199  # the NaN cell is absent
+    first = loss[0]["_source"]["aitrace"]["metric"]
+    values = np.linspace(1.0, 0.0, 200)
+    in_first = np.delete(values[:100], 3)
+    assert first["count"] == 99 and first["rollup"] is True
+    assert math.isclose(first["min"], in_first.min()) and math.isclose(first["max"], in_first.max())
+    assert math.isclose(first["value"], in_first.mean()) and math.isclose(first["last"], in_first[-1])
+    assert (first["first_step"], first["last_step"]) == (0, 99)
+    for a in rollups:
+        assert_mapped(a["_source"], "events")
+    slow = MetricRollup(window_s=10.0, max_raw_rate=2.0).add_block(block(5, step_us=5_000_000))
+    assert slow and not any(a["_id"].startswith("rollup:") for a in slow)
+
+
+def test_rollup_counts_rate_across_single_point_blocks() -> None:
+    """One point per block, many blocks per second: still a fast series."""
+    roll = MetricRollup(window_s=10.0, max_raw_rate=1.0)
+    raw = []
+    for i in range(50):
+        one = block(5, step_us=1, start=T0 + i * 100_000, block_id=f"b{i}")
+        one["series"] = [{"name": "loss", "values": [float(i)] + [np.nan] * 4}]
+        raw += [a for a in roll.add_block(one) if not a["_id"].startswith("rollup:")]
+    assert len(raw) <= 11  # only until the window count passed 1/s x 10 s
+    assert roll.open_windows == 1
+
+
+def test_rollup_windows_are_stable_across_redelivery() -> None:
+    first = MetricRollup(window_s=10.0, max_raw_rate=0.5)
+    again = MetricRollup(window_s=10.0, max_raw_rate=0.5)
+    ids_1 = {a["_id"] for a in first.add_block(block(50, step_us=100_000)) + first.flush()}
+    ids_2 = {a["_id"] for a in again.add_block(block(50, step_us=100_000)) + again.flush()}
+    assert ids_1 == ids_2
+
+
+def test_rollup_emits_closed_windows_as_time_moves_on() -> None:
+    roll = MetricRollup(window_s=1.0, max_raw_rate=0.5)
+    assert not [a for a in roll.add_block(block(20, step_us=10_000)) if a["_id"].startswith("rollup:")]
+    later = roll.add_block(block(20, step_us=10_000, start=T0 + 5_000_000, block_id="late"))
+    assert [a for a in later if a["_id"].startswith("rollup:")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    metrics=st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.floats(allow_nan=True, allow_infinity=True),
+        min_size=1,
+        max_size=6,
+    ),
+    labels=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.text(max_size=8), max_size=4),
+    step=st.integers(min_value=0, max_value=2**40),
+)
+def test_any_metric_event_gives_mapped_json_safe_documents(
+    metrics: dict[str, float], labels: dict[str, str], step: int
+) -> None:
+    event = envelope(payload=("aitrace.TrainingMetric", {"step": step, "metrics": metrics}), labels=labels)
+    actions = d.event_actions(event)
+    assert len(actions) == len(metrics)
+    assert len({a["_id"] for a in actions}) == len(metrics)
+    for a in actions:
+        metric = a["_source"]["aitrace"]["metric"]
+        assert "value" not in metric or math.isfinite(metric["value"])
+        assert_mapped(a["_source"], "events")
