@@ -61,6 +61,9 @@ class Settings:
     full_policy: str = "drop_newest"
     spool_dir: str = ".aitrace/spool"
     spool_max_bytes: int = 256 * 1024 * 1024
+    delivery_timeout_ms: int = 30_000
+    full_block_timeout_s: float = 5.0
+    close_timeout_s: float = 10.0
     topic_prefix: str = "aitrace"
     index_prefix: str = "aitrace"
     state_dir: str = ".aitrace"

@@ -95,7 +95,7 @@ def text_value(value: Any, stats: Counter[str]) -> str:
         stats["stringified"] += 1
         try:
             return repr(value)
-        except Exception:  # noqa: BLE001 - a broken __repr__ must not stop the exporter
+        except Exception:
             return f"<unrepresentable {type(value).__name__}>"
 
 
@@ -296,9 +296,11 @@ class MetricBlockBuilder:
     caller sent (data), never a filler for an absent metric.
     """
 
-    __slots__ = ("trace_id", "span_id", "parent_span_id", "split", "names", "steps", "times", "epochs", "columns")
+    __slots__ = ("columns", "epochs", "names", "parent_span_id", "span_id", "split", "steps", "times", "trace_id")
 
-    def __init__(self, trace_id: str, span_id: str, parent_span_id: str | None, split: str | None, names: tuple) -> None:
+    def __init__(
+        self, trace_id: str, span_id: str, parent_span_id: str | None, split: str | None, names: tuple
+    ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id

@@ -54,7 +54,10 @@ DEFAULT_ALLOW = frozenset(
     {"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id", "request_id", "time", "level"}
 )
 
-_SECRET_KEY_WORDS = r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|authorization|credentials?|cookie)"
+_SECRET_KEY_WORDS = (
+    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|authorization"
+    r"|credentials?|cookie)"
+)
 
 # Order matters: earlier alternatives win where matches overlap (a JWT inside "Bearer ...").
 _PATTERNS: list[tuple[str, str]] = [
@@ -70,7 +73,8 @@ _PATTERNS: list[tuple[str, str]] = [
     ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"),
     (
         "secret_assignment",
-        # A secret-named key (a whole word: "num_tokens" is not "token") = a value (not a short number: token_count=5000).
+        # A secret-named key (a whole word: "num_tokens" is not "token") = a value
+        # (not a short number: token_count=5000 stays).
         rf"(?i:\b(?:[a-z0-9]+[_.-])*{_SECRET_KEY_WORDS}(?:[_.-][a-z0-9]+)*\b)[\"']?\s*[:=]\s*[\"']?"
         r"(?![\d.]{1,5}\b)(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&]{4,}",
     ),

@@ -1,0 +1,553 @@
+"""The producer client: what user code calls. Every call only builds a tuple and enqueues it.
+
+Queue items (the exporter unpacks them):
+
+- metric: ``(METRIC, time_us, ctx, values, step, epoch, split)``
+- others: ``(kind, time_us, ctx, fields, urgent)``
+
+``ctx`` is the :class:`~aitrace.tracecontext.SpanContext` the event belongs to: the current span,
+else the current OpenTelemetry span, else the client's root (the run's trace when a run id is
+set, so every process of a run shares it). Times are ``time.time_ns() // 1000`` (no datetime).
+
+The queue is bounded by ``queue_size`` events. When it is full, ``full_policy="drop_newest"``
+drops the new event (counted in ``dropped_queue_full``); ``"block"`` makes the caller wait up
+to ``full_block_timeout_s`` for room, then drops and counts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from aitrace import events as ev
+from aitrace import tracecontext as tc
+from aitrace.config import Settings
+from aitrace.exporter import DeliveryListener, Exporter, Processor
+from aitrace.redact import Redactor
+from aitrace.sampling import TraceSampler, trace_sampled
+from aitrace.schemas.codec import compiled
+
+log = logging.getLogger("aitrace")
+
+_time_ns = time.time_ns
+_get_ctx = tc._CURRENT.get
+_METRIC = ev.METRIC
+FULL_POLICIES = ("drop_newest", "block")
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_default: Client | None = None
+
+
+class Span:
+    """A unit of work opened by :meth:`Client.span`; reported as an ``aitrace.Span`` when it ends."""
+
+    __slots__ = (
+        "_client",
+        "_start_us",
+        "_t0",
+        "_token",
+        "attributes",
+        "context",
+        "error_message",
+        "error_type",
+        "kind",
+        "name",
+        "status",
+    )
+
+    def __init__(self, client: Client, name: str, kind: str, attributes: dict[str, Any], ctx: tc.SpanContext) -> None:
+        self._client = client
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes
+        self.context = ctx
+        self.status = "ok"
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self._token: Any = None
+        self._t0 = 0
+        self._start_us = 0
+
+    @property
+    def trace_id(self) -> str:
+        return self.context.trace_id
+
+    @property
+    def span_id(self) -> str:
+        return self.context.span_id
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        """``"ok"`` or ``"error"`` (an error span is never sampled out and leaves at once)."""
+        self.status = "error" if status == "error" else "ok"
+        if message is not None:
+            self.error_message = message
+
+    def __enter__(self) -> Span:
+        self._start_us = _time_ns() // 1000
+        self._t0 = time.perf_counter_ns()
+        self._token = tc.push(self.context)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        duration_us = (time.perf_counter_ns() - self._t0) // 1000
+        tc.pop(self._token)
+        if exc is not None:
+            self.status = "error"
+            self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
+            self.error_message = str(exc)
+        fields = {
+            "name": self.name,
+            "kind": self.kind,
+            "start_time": self._start_us,
+            "duration_us": duration_us,
+            "status": self.status,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "attributes": self.attributes,
+        }
+        self._client._put((ev.SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
+
+
+class Client:
+    """The aitrace producer. Build it with :func:`aitrace.init`; see the module doc for the queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processors: list[Processor] | None = None,
+        delivery_listener: DeliveryListener | None = None,
+        producer_config: dict[str, Any] | None = None,
+        labels: Mapping[str, Any] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        _validate(settings)
+        compiled("aitrace.Batch")  # a missing or broken schema fails here, at init, with its name
+        self.settings = settings
+        self.redactor = redactor
+        self.sampler = next((p for p in processors or () if isinstance(p, TraceSampler)), None)
+        self._processors = list(processors or ())
+        self._listener = delivery_listener
+        self._producer_config = producer_config
+        self._labels = {str(k): str(v) for k, v in (labels or {}).items()}
+        self._qmax = settings.queue_size
+        self._caller_stats: Counter[str] = Counter()
+        self._caller_lock = threading.Lock()
+        self._closed = False
+        self._auto_step = 0
+        self._resource_sampler: Any = None
+        self._start_worker()
+        _clients.add(self)
+
+    # -- setup (also after fork)
+
+    def _start_worker(self) -> None:
+        settings = self.settings
+        trace_id = tc.trace_id_for(settings.run_id) if settings.run_id else tc.new_trace_id()
+        self._root = tc.SpanContext(trace_id, tc.new_span_id())
+        self._queue: deque = deque()
+        self.stats_counter: Counter[str] = Counter()
+        envelope = {
+            "service": settings.service,
+            "service_version": settings.service_version,
+            "environment": settings.environment,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "run_id": settings.run_id,
+            "sampled": True,
+            "labels": self._labels,
+        }
+        self._exporter = Exporter(
+            settings,
+            self._queue,
+            envelope,
+            self._processors,
+            os.urandom(6).hex(),
+            self.stats_counter,
+            self._listener,
+            self._producer_config,
+        )
+        self._exporter.start()
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets its own queue, producer, spool and worker; the parent's stay the parent's."""
+        self._exporter.abandon()
+        self._caller_lock = threading.Lock()
+        self._caller_stats = Counter()
+        if self._closed:
+            return
+        self._start_worker()
+        if self._resource_sampler is not None:
+            interval = self._resource_sampler.interval_s
+            self._resource_sampler = None
+            self.start_resource_sampler(interval)
+
+    # -- the hot path
+
+    def metric(
+        self, values: Mapping[str, Any], step: int | None = None, epoch: int | None = None, split: str | None = None
+    ) -> None:
+        """Training (or evaluation) metrics of one step. NaN and Inf are data and are kept."""
+        queue = self._queue
+        if len(queue) >= self._qmax and not self._room():
+            self._dropped("dropped_queue_full")
+            return
+        if step is None:
+            self._auto_step += 1
+            step = self._auto_step
+        queue.append((_METRIC, _time_ns() // 1000, _get_ctx() or self._fallback(), dict(values), step, epoch, split))
+        exporter = self._exporter
+        if exporter.sleeping:
+            exporter.wake.set()
+
+    def _put(self, item: tuple) -> None:
+        queue = self._queue
+        if len(queue) >= self._qmax and not self._room():
+            self._dropped("dropped_queue_full")
+            return
+        queue.append(item)
+        exporter = self._exporter
+        if exporter.sleeping or item[-1]:  # errors leave at once, even mid-linger
+            exporter.wake.set()
+
+    def _fallback(self) -> tc.SpanContext:
+        return tc.otel_current() or self._root
+
+    def _context(self) -> tc.SpanContext:
+        return _get_ctx() or self._fallback()
+
+    def _room(self) -> bool:
+        """Queue full: under ``block``, wait for room up to ``full_block_timeout_s``."""
+        if self._closed or self.settings.full_policy != "block":
+            return False
+        deadline = time.monotonic() + self.settings.full_block_timeout_s
+        while len(self._queue) >= self._qmax:
+            if time.monotonic() >= deadline or not self._exporter.alive():
+                return False
+            time.sleep(0.001)
+        return True
+
+    def _dropped(self, reason: str) -> None:
+        with self._caller_lock:
+            self._caller_stats[reason] += 1
+            first = self._caller_stats[reason] == 1
+        if first:
+            log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self._qmax)
+
+    # -- events
+
+    def log(
+        self,
+        level: str | int,
+        message: str,
+        *,
+        exc_info: Any = None,
+        logger: str | None = None,
+        **attributes: Any,
+    ) -> None:
+        """A log record; ``exc_info=True`` (or an exception) attaches the current exception's stack."""
+        norm = ev.normalize_level(level)
+        exc = _exception(exc_info)
+        fields = {"level": norm, "message": message, "logger": logger, "attributes": attributes, "exc": exc}
+        self._put((ev.LOG, _time_ns() // 1000, self._context(), fields, ev.is_urgent_level(norm)))
+
+    def run_started(
+        self,
+        config: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        code_version: str | None = None,
+        libraries: Iterable[str] = (),
+    ) -> None:
+        """Start of a run: hyper-parameters, seed, code version, versions of the ML libraries imported."""
+        fields = {
+            "status": "STARTED",
+            "config": dict(config or {}),
+            "seed": seed,
+            "code_version": code_version,
+            "library_versions": ev.library_versions(libraries),
+        }
+        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
+
+    def run_finished(self, status: str = "FINISHED", message: str | None = None) -> None:
+        """End of a run (FINISHED, FAILED or KILLED); leaves at once."""
+        fields = {"status": status, "message": message}
+        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, True))
+
+    def data_stats(
+        self,
+        stage: str,
+        dataset: str,
+        features: Iterable[Mapping[str, Any]] = (),
+        row_count: int = 0,
+        class_counts: Mapping[Any, int] | None = None,
+        label: str | None = None,
+        batch: Any = None,
+        rows_dropped: int = 0,
+        ingest_delay_ms: float | None = None,
+    ) -> None:
+        """Statistics of one batch at one pipeline stage (see :func:`aitrace.summarize`)."""
+        fields = {
+            "stage": stage,
+            "dataset": dataset,
+            "features": list(features),
+            "row_count": row_count,
+            "class_counts": dict(class_counts or {}),
+            "label": label,
+            "batch": batch,
+            "rows_dropped": rows_dropped,
+            "ingest_delay_ms": ingest_delay_ms,
+        }
+        self._put((ev.DATA, _time_ns() // 1000, self._context(), fields, False))
+
+    def inference(
+        self,
+        request_id: str,
+        model_name: str,
+        latency_ms: float,
+        model_version: str | None = None,
+        status: str = "ok",
+        features: Mapping[str, Any] | None = None,
+        prediction: Any = None,
+        confidence: float | None = None,
+        error: Any = None,
+        inputs_summary: str | None = None,
+        feature_version: str | None = None,
+    ) -> None:
+        """One prediction served. An ``error`` (or status ``"error"``) leaves at once and is never sampled out."""
+        fields = {
+            "request_id": request_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+            "status": status,
+            "features": dict(features or {}),
+            "prediction": prediction,
+            "confidence": confidence,
+            "error": error,
+            "inputs_summary": inputs_summary,
+            "feature_version": feature_version,
+        }
+        urgent = status == "error" or error is not None
+        self._put((ev.INFERENCE, _time_ns() // 1000, self._context(), fields, urgent))
+
+    def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
+        """The true label of an earlier prediction, joined to it by ``request_id``."""
+        fields = {"request_id": request_id, "model_name": model_name, "label": label}
+        self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), fields, False))
+
+    def resources(self) -> None:
+        """One resource sample (CPU, memory, GPUs when NVML is available) now."""
+        from aitrace.resources import sample
+
+        self._put((ev.RESOURCE, _time_ns() // 1000, self._context(), sample(), False))
+
+    def start_resource_sampler(self, interval_s: float = 10.0) -> None:
+        """Sample resources every ``interval_s`` on a daemon thread until :meth:`close`."""
+        from aitrace.resources import ResourceSampler
+
+        if self._resource_sampler is None:
+            self._resource_sampler = ResourceSampler(self, interval_s)
+            self._resource_sampler.start()
+
+    # -- spans and context propagation
+
+    def span(self, name: str, kind: str = "internal", new_trace: bool | None = None, **attributes: Any) -> Span:
+        """A span as a context manager; events inside belong to it. Exceptions mark it error and propagate.
+
+        A top-level span continues the run's trace when the client has a run id, and starts a new
+        trace otherwise, or for ``kind="server"``/``"consumer"`` (one trace per request), or when
+        ``new_trace=True``.
+        """
+        parent = tc.current()
+        if parent is None:
+            fresh = new_trace if new_trace is not None else (not self.settings.run_id or kind in ("server", "consumer"))
+            parent = None if fresh else self._root
+        if parent is None:
+            ctx = tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
+        else:
+            ctx = tc.SpanContext(parent.trace_id, tc.new_span_id(), parent.span_id)
+        return Span(self, name, kind, dict(attributes), ctx)
+
+    def inject(self, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Add a W3C ``traceparent`` for the current context to ``headers`` (a new dict if None)."""
+        headers = {} if headers is None else headers
+        ctx = self._context()
+        sampled = trace_sampled(ctx.trace_id, self.settings.sample_rate)
+        headers[tc.TRACEPARENT] = tc.format_traceparent(ctx, sampled)
+        return headers
+
+    @contextmanager
+    def extract(self, headers: Any) -> Iterator[tc.SpanContext | None]:
+        """Continue the remote trace named by ``headers``' ``traceparent`` inside the ``with`` block.
+
+        A missing or malformed header continues nothing (counted as ``bad_traceparent`` when present).
+        """
+        raw = tc.header_value(headers)
+        ctx = tc.parse_traceparent(raw)
+        if ctx is None:
+            if raw is not None:
+                self._dropped("bad_traceparent")
+            yield None
+            return
+        token = tc.push(ctx)
+        try:
+            yield ctx
+        finally:
+            tc.pop(token)
+
+    @property
+    def trace_id(self) -> str:
+        """The trace id events get outside any span (the run's trace when a run id is set)."""
+        return self._context().trace_id
+
+    # -- delivery
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send everything enqueued so far; True when all of it was acknowledged by the broker in time.
+
+        False means some events are still on their way or in the spool on disk (not lost).
+        """
+        exporter = self._exporter
+        ticket = exporter.request_flush()
+        deadline = time.monotonic() + timeout
+        with exporter.changed:
+            while not exporter.idle(ticket):
+                left = deadline - time.monotonic()
+                if left <= 0 or not exporter.alive():
+                    return exporter.idle(ticket)
+                exporter.changed.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush (up to ``timeout``), stop the worker, keep anything undelivered in the spool. Idempotent."""
+        if self._closed:
+            return True
+        timeout = self.settings.close_timeout_s if timeout is None else timeout
+        start = time.monotonic()
+        delivered = self.flush(timeout)
+        self._closed = True
+        if self._resource_sampler is not None:
+            self._resource_sampler.stop()
+        self._exporter.stop(max(0.0, timeout - (time.monotonic() - start)))
+        _clients.discard(self)
+        return delivered
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: enqueued, sent, spilled, drained, dropped_* by reason, redacted, sampled_out, ..."""
+        out: dict[str, Any] = dict(self.stats_counter)
+        with self._caller_lock:
+            out.update(self._caller_stats)
+        if self.redactor is not None:
+            out["redacted"] = self.redactor.total
+            for kind, n in self.redactor.counts.items():
+                out[f"redacted_{kind}"] = n
+        out["queued"] = len(self._queue)
+        out["enqueued"] = out.get("enqueued", 0) + out["queued"]
+        out["spool_bytes"] = self._exporter.spool.bytes_used
+        out["dropped"] = sum(v for k, v in out.items() if k.startswith("dropped_"))
+        for key in ("enqueued", "sent", "spilled", "drained", "dropped", "sampled_out", "redacted"):
+            out.setdefault(key, 0)
+        return out
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _exception(exc_info: Any) -> BaseException | None:
+    if exc_info is None or exc_info is False:
+        return None
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        return exc_info[1]
+    return sys.exc_info()[1]
+
+
+def _validate(settings: Settings) -> None:
+    if settings.full_policy not in FULL_POLICIES:
+        raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {settings.full_policy!r}")
+    if not 0.0 <= settings.sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must lie in [0, 1], got {settings.sample_rate!r}")
+    for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(settings, name)!r}")
+
+
+def default_processors(
+    settings: Settings, deny: Iterable[str] = (), allow: Iterable[str] = ()
+) -> tuple[list[Processor], Redactor]:
+    """The default chain: head sampling by trace, then redaction."""
+    redactor = Redactor(deny=deny, allow=allow)
+    return [TraceSampler(settings.sample_rate), redactor], redactor
+
+
+def init(
+    service: str | None = None,
+    run_id: str | None = None,
+    *,
+    processors: list[Processor] | None = None,
+    deny: Iterable[str] = (),
+    allow: Iterable[str] = (),
+    labels: Mapping[str, Any] | None = None,
+    delivery_listener: DeliveryListener | None = None,
+    producer_config: dict[str, Any] | None = None,
+    **settings_overrides: Any,
+) -> Client:
+    """Create the producer client (settings from ``AITRACE_*``, overridden by keywords) and make it the default.
+
+    ``processors`` replaces the default chain (sampling + redaction); ``deny``/``allow`` extend the
+    redactor's field-name lists; ``delivery_listener(topic, value, error)`` sees every delivery report.
+    """
+    global _default
+    settings = Settings.from_env(service=service, run_id=run_id, **settings_overrides)
+    redactor = None
+    if processors is None:
+        processors, redactor = default_processors(settings, deny, allow)
+    else:
+        redactor = next((p for p in processors if isinstance(p, Redactor)), None)
+    client = Client(settings, processors, delivery_listener, producer_config, labels, redactor)
+    _default = client
+    return client
+
+
+def get_client() -> Client | None:
+    """The client the last :func:`init` made (None before)."""
+    return _default
+
+
+def _close_all_at_exit() -> None:
+    for client in list(_clients):
+        try:
+            client.close()
+        except Exception:
+            log.exception("aitrace: close at exit failed")
+
+
+def _reinit_in_child() -> None:
+    global _clients
+    tc.reseed()
+    survivors = list(_clients)
+    _clients = weakref.WeakSet()
+    for client in survivors:
+        client._after_fork_in_child()
+        if not client._closed:
+            _clients.add(client)
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_reinit_in_child)
