@@ -1,0 +1,102 @@
+"""``aitrace.detect``: Numba-compiled anomaly and drift detectors with plain-array entry points.
+
+The same functions run offline (``aitrace backtest`` on a CSV) and inside the
+processors (one call per batch, state in a Faust table).
+
+Anomaly scores (``aitrace.detect.anomaly``)
+    ``anomaly_scores(values, *, window=64, **params) -> float64 array in [0, 1]``
+        causal robust score per point (spikes, dips, level shifts, variance
+        increases, flat lines; NaN/Inf score 1.0).
+    ``anomaly_details(values, **params) -> (scores, codes, z)``; ``CODE_NAMES``.
+    ``AnomalyDetector(**params)``: chunked form; ``.score(chunk)``, ``.to_state()``,
+        ``AnomalyDetector.from_state(d)``; chunked scores equal one-shot scores.
+    ``AnomalyParams``: the parameters and their defaults.
+
+Series monitors for the processors (``aitrace.detect.monitor``)
+    ``SeriesMonitor(kind, *, threshold=None, skip_seen=True, **params)`` with kind in
+        ``KINDS`` = loss, grad_norm, lr, accuracy, latency, error_rate, confidence,
+        throughput, generic; ``.update(steps, values) -> list[Finding]``,
+        ``.to_state()`` / ``SeriesMonitor.from_state(d)``.
+    ``Finding(index, step, value, score, reason, message, threshold, kind, severity)``.
+    ``overfitting(train_loss, val_loss, *, window=50, alpha=0.01) -> OverfitResult``.
+
+Drift kernels (``aitrace.detect.drift``)
+    ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
+    ``ks_2samp_batched(reference, current) -> (statistics, pvalues)`` for many features
+    ``psi(reference, current, *, bins=10)``, ``psi_from_counts(ref_counts, cur_counts)``
+    ``jensen_shannon(reference, current, *, bins=10)``, ``jensen_shannon_from_counts(p, q)``
+    ``wasserstein_1d(u, v)`` (= scipy.stats.wasserstein_distance)
+    ``chi2_drift(ref_counts, cur_counts) -> (statistic, pvalue, dof)`` (= scipy chi2_contingency)
+
+Drift verdicts (``aitrace.detect.drift_monitor``)
+    ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
+        raw arrays or data-stats summaries (histogram, quantiles, categories, moments);
+        test chosen by type and size, p-values adjusted (Benjamini-Hochberg by default),
+        effect sizes, ``drifted`` verdict.
+    ``DriftMonitor(reference_size=1000, window=1000, check_every=500, **config)``:
+        streaming form with ``.update(features)``, ``.to_state()`` / ``.from_state()``.
+    ``DriftResult``, ``DriftConfig``, ``adjust_pvalues(pvalues, method)``, ``rebin_counts``.
+
+Compiled kernels are cached on disk (``cache=True``); see ``aitrace.detect._cache``
+for where the cache lives when the package directory is read-only.
+"""
+
+from aitrace.detect import _cache  # first: Numba's cache directory must be set before any kernel
+from aitrace.detect.anomaly import (
+    CODE_NAMES,
+    AnomalyDetector,
+    AnomalyParams,
+    anomaly_details,
+    anomaly_scores,
+)
+from aitrace.detect.drift import (
+    chi2_drift,
+    chi2_sf,
+    jensen_shannon,
+    jensen_shannon_from_counts,
+    ks_2samp,
+    ks_2samp_batched,
+    psi,
+    psi_from_counts,
+    wasserstein_1d,
+)
+from aitrace.detect.drift_monitor import (
+    DriftConfig,
+    DriftMonitor,
+    DriftResult,
+    adjust_pvalues,
+    detect_drift,
+    rebin_counts,
+)
+from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
+
+CACHE_DIR = _cache.CACHE_DIR
+
+__all__ = [
+    "CACHE_DIR",
+    "CODE_NAMES",
+    "KINDS",
+    "AnomalyDetector",
+    "AnomalyParams",
+    "DriftConfig",
+    "DriftMonitor",
+    "DriftResult",
+    "Finding",
+    "OverfitResult",
+    "SeriesMonitor",
+    "adjust_pvalues",
+    "anomaly_details",
+    "anomaly_scores",
+    "chi2_drift",
+    "chi2_sf",
+    "detect_drift",
+    "jensen_shannon",
+    "jensen_shannon_from_counts",
+    "ks_2samp",
+    "ks_2samp_batched",
+    "overfitting",
+    "psi",
+    "psi_from_counts",
+    "rebin_counts",
+    "wasserstein_1d",
+]

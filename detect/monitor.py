@@ -1,0 +1,436 @@
+"""Per-series monitors for the processors: values in, findings out, state in a dict.
+
+:class:`SeriesMonitor` wraps :class:`~aitrace.detect.anomaly.AnomalyDetector`
+with what a series *kind* means: which transform makes its noise stable (log for
+positive, multiplicative quantities such as grad norms, latencies and rates),
+which directions matter (a loss dip is good news, a throughput dip is not), hard
+limits (a learning rate <= 0, an accuracy above 1), and the words a person on
+call wants to read ("exploding", "diverging", "vanishing", "error_burst").
+
+:func:`overfitting` checks a pair of train/validation loss curves.
+
+Example
+-------
+>>> import numpy as np
+>>> from aitrace.detect import SeriesMonitor
+>>> rng = np.random.default_rng(0)
+>>> steps = np.arange(400)
+>>> grad = np.exp(rng.normal(0.0, 0.2, 400))
+>>> grad[300:] *= 1e4                      # gradients blow up at step 300
+>>> mon = SeriesMonitor("grad_norm")
+>>> found = mon.update(steps[:250], grad[:250]) + mon.update(steps[250:], grad[250:])
+>>> int(found[0].step), found[0].reason
+(300, 'exploding')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from aitrace.detect.anomaly import (
+    CODE_DIP,
+    CODE_FLAT,
+    CODE_INF,
+    CODE_LEVEL_DOWN,
+    CODE_LEVEL_UP,
+    CODE_NAMES,
+    CODE_NAN,
+    CODE_NONE,
+    CODE_SPIKE,
+    CODE_VARIANCE,
+    AnomalyDetector,
+)
+
+KINDS = ("loss", "grad_norm", "lr", "accuracy", "latency", "error_rate", "confidence", "throughput", "generic")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One flagged point of a series.
+
+    index: position of the point in the series as the monitor has seen it (0-based).
+    step: the caller's step or timestamp for the point.
+    value: the raw value.
+    score: anomaly score in [0, 1] (1.0 for rule violations such as NaN or lr <= 0).
+    reason: short machine-readable cause: spike, dip, level_shift, variance_change,
+        flat, nan, inf, exploding, vanishing, diverging, lr_out_of_range, lr_jump,
+        out_of_range, latency_spike, error_burst, throughput_drop, ingestion_delay.
+    message: one sentence for a person.
+    threshold: the score threshold that was crossed.
+    kind: the monitor's series kind.
+    severity: 'warning' or 'critical'.
+    """
+
+    index: int
+    step: float
+    value: float
+    score: float
+    reason: str
+    message: str
+    threshold: float
+    kind: str
+    severity: str = "warning"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-safe except a NaN/Inf value, which is kept as a float)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KindProfile:
+    """What a series kind means to the monitor (see :data:`PROFILES`)."""
+
+    log: bool = False  # score log(value): multiplicative noise becomes additive
+    ignore: frozenset[str] = frozenset()  # generic reasons that are normal for this kind
+    lower: float | None = None  # values below are a rule violation
+    upper: float | None = None  # values above are a rule violation
+    threshold: float = 0.5
+    window: int = 64
+    gap_monitor: bool = False  # also score the gaps between steps (ingestion delays)
+
+
+PROFILES: dict[str, KindProfile] = {
+    # Dips are good news for a loss; rises and non-finite values are the failures.
+    "loss": KindProfile(ignore=frozenset({"dip", "level_down"})),
+    # Gradient norms are multiplicative: explosions and collapses are orders of magnitude.
+    "grad_norm": KindProfile(log=True, lower=0.0),
+    # Schedules step down by 10x routinely and hold constant for long stretches.
+    "lr": KindProfile(log=True, ignore=frozenset({"flat", "dip", "level_down", "variance_change"}), lower=0.0),
+    "accuracy": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
+    "confidence": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
+    "latency": KindProfile(log=True, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
+    # Mostly zero with bursts: repeats (zero) are normal.
+    "error_rate": KindProfile(ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
+    "throughput": KindProfile(log=True, ignore=frozenset({"spike", "level_up"}), lower=0.0, gap_monitor=True),
+    "generic": KindProfile(),
+}
+
+_LOG10 = math.log(10.0)
+
+
+class SeriesMonitor:
+    """Watch one metric series of a known kind; return :class:`Finding` objects per batch.
+
+    Parameters
+    ----------
+    kind:
+        One of :data:`KINDS`. ``generic`` reports every reason in both directions.
+    threshold:
+        Score at or above which a point is reported (default per kind, 0.5).
+    skip_seen:
+        Ignore points whose step is not greater than the last step processed, so a
+        batch delivered twice (Kafka/Faust are at-least-once) changes nothing.
+    **params:
+        Passed to :class:`~aitrace.detect.anomaly.AnomalyDetector` (``window``,
+        ``threshold`` is the monitor's, the detector's is ``z_threshold``...).
+
+    ``update(steps, values)`` takes two equal-length arrays and returns the findings
+    among them; ``to_state()`` / ``from_state()`` carry everything between batches
+    as a plain dict. Example in the module docstring.
+    """
+
+    STATE_VERSION = 1
+
+    def __init__(
+        self, kind: str = "generic", *, threshold: float | None = None, skip_seen: bool = True, **params: Any
+    ) -> None:
+        if kind not in PROFILES:
+            raise ValueError(f"unknown series kind {kind!r}; expected one of {', '.join(KINDS)}")
+        self.kind = kind
+        self.profile = PROFILES[kind]
+        self.threshold = float(self.profile.threshold if threshold is None else threshold)
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        self.skip_seen = bool(skip_seen)
+        if "z_threshold" in params:
+            params["threshold"] = params.pop("z_threshold")
+        params.setdefault("window", self.profile.window)
+        self.params = params
+        self.detector = AnomalyDetector(**params)
+        self.gap_detector = AnomalyDetector(**params) if self.profile.gap_monitor else None
+        self.n_points = 0
+        self.last_step: float | None = None
+
+    # ------------------------------------------------------------------ update
+    def update(self, steps: Any, values: Any) -> list[Finding]:
+        """Score the next batch of points and return those worth reporting, in order."""
+        steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        if steps_arr.shape != vals.shape:
+            raise ValueError(f"steps and values differ in length: {steps_arr.shape} vs {vals.shape}")
+        if self.skip_seen and self.last_step is not None and steps_arr.size:
+            keep = steps_arr > self.last_step
+            steps_arr, vals = steps_arr[keep], vals[keep]
+        if vals.size == 0:
+            return []
+        transformed, violations = self._transform(vals)
+        scores = self.detector.score(transformed)
+        codes = self.detector.last_codes
+        level = self.detector.last_level
+        findings: list[Finding] = []
+        gap_scores = self._gap_scores(steps_arr)
+        for k in range(vals.size):
+            finding = self._classify(k, steps_arr, vals, scores, codes, violations, level, gap_scores)
+            if finding is not None:
+                findings.append(finding)
+        self.n_points += int(vals.size)
+        finite_steps = steps_arr[np.isfinite(steps_arr)]
+        if finite_steps.size:
+            self.last_step = float(finite_steps.max())
+        return findings
+
+    def _transform(self, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values the detector sees, and a per-point rule-violation label ('' when none)."""
+        p = self.profile
+        violations = np.full(vals.shape, "", dtype=object)
+        finite = np.isfinite(vals)
+        if p.lower is not None:
+            # for log kinds, 0 itself is out of the detector's domain but may be meaningful
+            low = finite & ((vals <= p.lower) if p.log else (vals < p.lower))
+            violations[low] = "below"
+        if p.upper is not None:
+            violations[finite & (vals > p.upper)] = "above"
+        if not p.log:
+            return vals, violations
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(finite & (vals > 0), np.log(np.where(vals > 0, vals, 1.0)), np.nan)
+        out = np.where(np.isfinite(vals), out, vals)  # NaN/Inf stay themselves for the detector
+        # a non-positive value of a log kind is reported by its rule, not as "nan"
+        return out, violations
+
+    def _gap_scores(self, steps: np.ndarray) -> np.ndarray | None:
+        if self.gap_detector is None:
+            return None
+        prev = np.concatenate([[self.last_step if self.last_step is not None else np.nan], steps[:-1]])
+        gaps = steps - prev
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lg = np.where(gaps > 0, np.log(np.where(gaps > 0, gaps, 1.0)), np.nan)
+        # the first point of a series has no gap: skip it rather than call it NaN
+        lg_valid = lg[np.isfinite(lg)]
+        scores = np.zeros(steps.shape)
+        if lg_valid.size:
+            s = self.gap_detector.score(lg_valid)
+            z = self.gap_detector.last_z
+            scores[np.isfinite(lg)] = np.where(z > 0, s, 0.0)  # only longer gaps are delays
+        return scores
+
+    # ------------------------------------------------------------------ classification
+    def _classify(
+        self,
+        k: int,
+        steps: np.ndarray,
+        vals: np.ndarray,
+        scores: np.ndarray,
+        codes: np.ndarray,
+        violations: np.ndarray,
+        level: np.ndarray,
+        gap_scores: np.ndarray | None,
+    ) -> Finding | None:
+        value = float(vals[k])
+        index = self.n_points + k
+        step = float(steps[k])
+        make = lambda score, reason, message, severity="warning": Finding(  # noqa: E731
+            index, step, value, float(score), reason, message, self.threshold, self.kind, severity
+        )
+        if violations[k]:
+            return self._rule_finding(make, value, violations[k])
+        code = int(codes[k])
+        score = float(scores[k])
+        if code in (CODE_NAN, CODE_INF):
+            what = "NaN" if code == CODE_NAN else "infinite"
+            reason = CODE_NAMES[code]
+            if self.kind == "loss":
+                return make(1.0, "diverging", f"loss became {what} at step {step:g}: training diverged", "critical")
+            return make(1.0, reason, f"{self.kind} is {what} at step {step:g}", "critical")
+        if gap_scores is not None and gap_scores[k] >= self.threshold and gap_scores[k] > score:
+            return make(gap_scores[k], "ingestion_delay", f"unusually long gap before step {step:g}")
+        if score < self.threshold or code == CODE_NONE:
+            return None
+        generic = CODE_NAMES[code]
+        key = {CODE_LEVEL_UP: "level_up", CODE_LEVEL_DOWN: "level_down"}.get(code, generic)
+        if key in self.profile.ignore or generic in self.profile.ignore:
+            return None
+        return self._kind_finding(make, code, score, value, float(level[k]))
+
+    def _rule_finding(self, make: Any, value: float, violation: str) -> Finding:
+        kind = self.kind
+        if kind == "grad_norm" and violation == "below":
+            return make(1.0, "vanishing", f"gradient norm is {value:g}: no gradient flows", "critical")
+        if kind == "lr":
+            return make(1.0, "lr_out_of_range", f"learning rate {value:g} is not positive", "critical")
+        if kind == "throughput" and violation == "below":
+            return make(1.0, "throughput_drop", f"throughput fell to {value:g}: the pipeline stalled", "critical")
+        p = self.profile
+        bound = p.lower if violation == "below" else p.upper
+        side = "below" if violation == "below" else "above"
+        return make(1.0, "out_of_range", f"{kind} {value:g} is {side} its valid range limit {bound:g}", "critical")
+
+    def _kind_finding(self, make: Any, code: int, score: float, value: float, level: float) -> Finding:
+        kind = self.kind
+        up = code in (CODE_SPIKE, CODE_LEVEL_UP)
+        down = code in (CODE_DIP, CODE_LEVEL_DOWN)
+        ratio = self._ratio(value, level)  # to the recent level, in raw units
+        severity = "critical" if score >= 0.9 else "warning"
+        generic = CODE_NAMES[code]
+        if kind == "grad_norm" and up and ratio >= 10.0:
+            return make(score, "exploding", f"gradient norm {value:g} is {ratio:.3g}x its recent level", "critical")
+        if kind == "grad_norm" and down and ratio <= 0.01:
+            return make(
+                score, "vanishing", f"gradient norm {value:g} fell to {ratio:.2g}x its recent level", "critical"
+            )
+        if kind == "loss" and code == CODE_LEVEL_UP:
+            return make(score, "diverging", f"loss is rising away from its recent level ({value:g})", severity)
+        if kind == "lr" and up:
+            return make(
+                score, "lr_jump", f"learning rate jumped to {value:g} ({ratio:.3g}x its recent level)", severity
+            )
+        if kind == "latency" and up:
+            reason = "latency_spike" if code == CODE_SPIKE else "level_shift"
+            return make(score, reason, f"latency {value:g} is {ratio:.3g}x its recent level", severity)
+        if kind == "error_rate" and up:
+            return make(score, "error_burst", f"error rate {value:g} is well above its recent level", severity)
+        if kind == "throughput" and down:
+            return make(score, "throughput_drop", f"throughput {value:g} is {ratio:.2g}x its recent level", severity)
+        if code == CODE_FLAT:
+            return make(
+                score, "flat", f"{kind} has repeated the value {value:g} {self.detector.flat_run} times", severity
+            )
+        if code == CODE_VARIANCE:
+            return make(score, generic, f"{kind} has become noisier than its recent history", severity)
+        direction = "above" if up else "below"
+        return make(score, generic, f"{kind} {value:g} is far {direction} its recent level", severity)
+
+    def _ratio(self, value: float, level: float) -> float:
+        if not math.isfinite(level):
+            return 1.0
+        ref = math.exp(level) if self.profile.log else level
+        if ref == 0 or not math.isfinite(ref):
+            return math.inf if value > 0 else 1.0
+        return value / ref
+
+    # ------------------------------------------------------------------ state
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue, as a plain dict (JSON- and pickle-safe)."""
+        return {
+            "version": self.STATE_VERSION,
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "skip_seen": self.skip_seen,
+            "params": dict(self.params),
+            "n_points": self.n_points,
+            "last_step": self.last_step,
+            "detector": self.detector.to_state(),
+            "gap_detector": self.gap_detector.to_state() if self.gap_detector is not None else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SeriesMonitor:
+        """Restore a monitor from :meth:`to_state`; raise ValueError on a malformed state."""
+        try:
+            if state["version"] != cls.STATE_VERSION:
+                raise ValueError(f"unsupported state version {state['version']!r}")
+            mon = cls(state["kind"], threshold=state["threshold"], skip_seen=state["skip_seen"], **state["params"])
+            mon.n_points = int(state["n_points"])
+            mon.last_step = None if state["last_step"] is None else float(state["last_step"])
+            mon.detector = AnomalyDetector.from_state(state["detector"])
+            if state["gap_detector"] is not None:
+                mon.gap_detector = AnomalyDetector.from_state(state["gap_detector"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed series monitor state: {exc!r}") from exc
+        return mon
+
+    def __repr__(self) -> str:
+        return f"SeriesMonitor(kind={self.kind!r}, threshold={self.threshold}, n_points={self.n_points})"
+
+
+# ---------------------------------------------------------------------- overfitting
+@dataclass(frozen=True)
+class OverfitResult:
+    """Outcome of :func:`overfitting`.
+
+    overfitting: validation loss rises significantly while training loss does not.
+    score: in [0, 1], 1 - p-value of the validation trend when the pattern holds, else 0.
+    val_trend, train_trend: Kendall's tau of each curve against time over the window.
+    val_pvalue: one-sided p-value that the validation loss is not rising.
+    best_index: index of the lowest validation loss (the checkpoint to keep).
+    gap_change: (val - train) at the window's end minus at its start (medians of 5 points).
+    message: one sentence.
+    """
+
+    overfitting: bool
+    score: float
+    val_trend: float
+    train_trend: float
+    val_pvalue: float
+    best_index: int
+    gap_change: float
+    message: str = field(default="")
+
+
+def _kendall_tau_time(y: np.ndarray) -> tuple[float, float]:
+    """Kendall's tau of y against its index and the one-sided p-value for an upward trend.
+
+    Mann-Kendall with the normal approximation (variance without tie correction,
+    continuity-corrected), which is adequate from about 10 points.
+    """
+    n = y.size
+    diff = np.sign(y[None, :] - y[:, None])
+    s = float(np.triu(diff, 1).sum())
+    pairs = n * (n - 1) / 2.0
+    var = n * (n - 1) * (2 * n + 5) / 18.0
+    z = (s - 1.0) / math.sqrt(var) if s > 0 else (s + 1.0) / math.sqrt(var) if s < 0 else 0.0
+    p_up = 0.5 * math.erfc(z / math.sqrt(2.0))
+    return s / pairs, p_up
+
+
+def overfitting(
+    train_loss: Any, val_loss: Any, *, window: int = 50, alpha: float = 0.01, min_points: int = 10
+) -> OverfitResult:
+    """Is the model overfitting? Validation loss rising while training loss keeps falling (or holds).
+
+    ``train_loss`` and ``val_loss`` are aligned per evaluation (same length; use the
+    training loss at each validation step). Only the last ``window`` evaluations are
+    tested, so a curve that overfit long ago and was stopped is judged on its recent
+    behaviour. NaN entries are dropped pairwise.
+
+    >>> import numpy as np
+    >>> t = np.arange(60.0)
+    >>> train = 2.0 * np.exp(-t / 15)
+    >>> val = 2.0 * np.exp(-t / 15) + 0.002 * np.maximum(t - 20, 0) ** 1.5
+    >>> r = overfitting(train, val, window=30)
+    >>> r.overfitting, 30 < r.best_index < 45
+    (True, True)
+    """
+    tr = np.asarray(train_loss, dtype=np.float64).reshape(-1)
+    va = np.asarray(val_loss, dtype=np.float64).reshape(-1)
+    if tr.shape != va.shape:
+        raise ValueError(f"train_loss and val_loss differ in length: {tr.shape} vs {va.shape}")
+    if window < min_points or min_points < 4:
+        raise ValueError("need window >= min_points >= 4")
+    ok = np.isfinite(tr) & np.isfinite(va)
+    idx = np.flatnonzero(ok)
+    best = int(idx[np.argmin(va[ok])]) if idx.size else -1
+    if idx.size < min_points:
+        return OverfitResult(False, 0.0, 0.0, 0.0, 1.0, best, 0.0, f"need {min_points} finite points, got {idx.size}")
+    recent = idx[-window:]
+    tr_w, va_w = tr[recent], va[recent]
+    val_tau, val_p = _kendall_tau_time(va_w)
+    train_tau, _ = _kendall_tau_time(tr_w)
+    gap = va_w - tr_w
+    k = min(5, gap.size // 2)
+    gap_change = float(np.median(gap[-k:]) - np.median(gap[:k]))
+    flagged = val_p < alpha and train_tau <= 0.0 and gap_change > 0.0
+    score = (1.0 - val_p) if flagged else 0.0
+    if flagged:
+        msg = (
+            f"validation loss rises (tau={val_tau:.2f}, p={val_p:.2g}) while training loss falls "
+            f"(tau={train_tau:.2f}); best validation loss at index {best}"
+        )
+    else:
+        msg = "no overfitting pattern in the recent window"
+    return OverfitResult(
+        bool(flagged), float(score), float(val_tau), float(train_tau), float(val_p), best, gap_change, msg
+    )
