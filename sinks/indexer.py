@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 Action = dict[str, Any]
 
-# Whole-request or per-item statuses that are the cluster's trouble, not the document's.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Whole-request or per-item statuses that are the cluster's trouble, not the document's
+# (every 5xx counts too, see _retryable).
+RETRY_STATUSES = frozenset({408, 429})
 # Auth problems are an operator's to fix; dropping data meanwhile would be worse.
 WAIT_STATUSES = frozenset({401, 403})
 
@@ -252,7 +253,7 @@ class BulkIndexer:
             if ok:
                 self.counters["indexed"] += 1
                 result.indexed += 1
-            elif status in RETRY_STATUSES or status in WAIT_STATUSES:
+            elif _retryable(status):
                 self.retried_by_reason[str(status)] += 1
                 retry.append(doc)
             else:
@@ -286,7 +287,7 @@ class BulkIndexer:
         self, docs: list[_Doc], items: list[tuple[bool, dict[str, Any]]], status: int, result: IndexResult
     ) -> tuple[list[_Doc], list[list[_Doc]]]:
         reason = _reason(_status(items[0][1])[1])
-        if status in RETRY_STATUSES or status in WAIT_STATUSES:
+        if _retryable(status):
             self.retried_by_reason[str(status)] += len(docs)
             self.counters["retried"] += len(docs)
             self._on_trouble(f"bulk request answered HTTP {status}: {reason}", shrink=True)
@@ -380,6 +381,11 @@ class BulkIndexer:
 
 
 # ---------------------------------------------------------------- item parsing
+
+
+def _retryable(status: int) -> bool:
+    """The cluster's trouble (429, 408, any 5xx) or an operator's (401/403): retry, never drop."""
+    return status in RETRY_STATUSES or status in WAIT_STATUSES or status >= 500
 
 
 def _status(item: dict[str, Any]) -> tuple[int, Any]:

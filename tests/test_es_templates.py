@@ -1,0 +1,150 @@
+"""Index templates on a real osmem-server: installed, applied, explicit, bounded, idempotent ids."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aitrace.config import Settings
+from aitrace.infra.stack import OsmemProcess
+from aitrace.sinks import documents as d
+from aitrace.sinks import es, templates
+from aitrace.sinks.indexer import BulkIndexer
+from elasticsearch import Elasticsearch
+from test_documents import ALERT_RECORD, PAYLOADS, TRACE_RECORD, envelope
+
+
+@pytest.fixture
+def client(search: OsmemProcess) -> Iterator[Elasticsearch]:
+    c = es.make_sync_client(Settings(es_url=search.url))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def prefix(client: Elasticsearch, unique_name: Callable[[str], str]) -> Iterator[str]:
+    """A private index prefix with templates installed; its templates and indices go afterwards."""
+    p = unique_name("tpl")
+    templates.install_templates(client, es.capabilities_of(client), prefix=p)
+    yield p
+    for family in d.FAMILIES:
+        client.options(ignore_status=404).indices.delete_index_template(name=templates.template_name(p, family))
+    client.options(ignore_status=404).indices.delete(index=f"{p}-*")
+
+
+def all_actions(prefix: str) -> list[dict[str, Any]]:
+    actions = []
+    for i, (name, payload) in enumerate(sorted(PAYLOADS.items())):
+        actions += d.event_actions(envelope(f"e{i}", payload=(name, payload)), prefix=prefix)
+    actions.append(d.trace_action(TRACE_RECORD, prefix=prefix))
+    actions.append(d.alert_action(ALERT_RECORD, prefix=prefix))
+    return actions
+
+
+def index_all(url: str, actions: list[dict[str, Any]]) -> Any:
+    async def main() -> Any:
+        client = await es.connect(Settings(es_url=url))
+        try:
+            return await BulkIndexer(client).index(actions)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+def test_templates_are_installed_for_each_family(client: Elasticsearch, prefix: str) -> None:
+    for family in d.FAMILIES:
+        got = client.indices.get_index_template(name=templates.template_name(prefix, family))
+        [entry] = got["index_templates"]
+        assert entry["index_template"]["index_patterns"] == [f"{prefix}-{family}-*"]
+
+
+def test_every_document_kind_indexes_under_the_template_mapping(
+    client: Elasticsearch, prefix: str, search: OsmemProcess
+) -> None:
+    actions = all_actions(prefix)
+    result = index_all(search.url, actions)
+    assert result.rejected == [] and result.indexed == len(actions)
+    client.indices.refresh(index=f"{prefix}-*")
+    mapping = client.indices.get_mapping(index=f"{prefix}-events-*")
+    [body] = mapping.body.values()
+    assert body["mappings"]["dynamic"] in (False, "false")
+    props = body["mappings"]["properties"]
+    assert props["aitrace"]["properties"]["metric"]["properties"]["value"]["type"] == "double"
+    assert props["trace"]["properties"]["id"]["type"] == "keyword"
+    # a source-only map (run config) did not become mapped fields
+    assert "properties" not in props["aitrace"]["properties"]["run"]["properties"]["config"]
+    # labels are keywords and searchable
+    hits = client.search(index=f"{prefix}-events-*", query={"term": {"labels.team": "nlp"}}, size=0)
+    assert hits["hits"]["total"]["value"] == len(actions) - 2
+    metric = client.search(
+        index=f"{prefix}-events-*",
+        query={
+            "bool": {
+                "filter": [{"term": {"aitrace.metric.name": "loss"}}, {"range": {"aitrace.metric.value": {"lt": 1}}}]
+            }
+        },
+    )
+    assert [h["_id"] for h in metric["hits"]["hits"]] == [next(a["_id"] for a in actions if a["_id"].endswith(":loss"))]
+    drift = client.search(index=f"{prefix}-alerts-*", query={"term": {"aitrace.alert.feature": "age"}})
+    assert drift["hits"]["hits"][0]["_id"] == ALERT_RECORD["alert_id"]
+    incomplete = client.search(index=f"{prefix}-traces-*", query={"term": {"aitrace.trace.complete": False}})
+    assert incomplete["hits"]["total"]["value"] == 1
+
+
+def test_unknown_fields_do_not_grow_the_mapping(client: Elasticsearch, prefix: str, search: OsmemProcess) -> None:
+    action = d.event_actions(envelope(payload=("aitrace.LogRecord", PAYLOADS["aitrace.LogRecord"])), prefix=prefix)[0]
+    action["_source"]["surprise"] = {"nested": {"deep": 1}}
+    assert index_all(search.url, [action]).indexed == 1
+    [body] = client.indices.get_mapping(index=action["_index"]).body.values()
+    assert "surprise" not in body["mappings"]["properties"]
+
+
+def test_redelivery_overwrites_instead_of_duplicating(client: Elasticsearch, prefix: str, search: OsmemProcess) -> None:
+    actions = all_actions(prefix)
+    index_all(search.url, actions)
+    index_all(search.url, actions)  # the same records delivered again
+    newer_alert = d.alert_action({**ALERT_RECORD, "version": 4, "state": "resolved"}, prefix=prefix)
+    index_all(search.url, [newer_alert])
+    client.indices.refresh(index=f"{prefix}-*")
+    assert client.count(index=f"{prefix}-*")["count"] == len(actions)
+    alert = client.get(index=newer_alert["_index"], id=newer_alert["_id"])
+    assert alert["_source"]["aitrace"]["alert"]["state"] == "resolved"
+
+
+def test_field_count_is_bounded_under_the_limit() -> None:
+    for family in d.FAMILIES:
+        assert len(templates.field_types(family)) < templates.TOTAL_FIELDS_LIMIT // 4
+
+
+def test_ilm_policy_is_only_requested_where_the_server_has_ilm() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        """Records the API calls install_templates makes (unit-level: no ES with ILM here)."""
+
+        def __init__(self) -> None:
+            self.ilm = self
+            self.indices = self
+
+        def put_lifecycle(self, **kw: Any) -> None:
+            calls.append(("ilm", kw))
+
+        def put_index_template(self, **kw: Any) -> None:
+            calls.append(("template", kw))
+
+    es_caps = es.Capabilities("elasticsearch", "8.15.0", True)
+    templates.install_templates(Recorder(), es_caps, prefix="ml", retention_days=7)
+    assert calls[0] == ("ilm", {"name": "ml-retention", "policy": templates.ilm_policy_body(7)["policy"]})
+    assert {kw["template"]["settings"]["index.lifecycle.name"] for kind, kw in calls[1:]} == {"ml-retention"}
+    calls.clear()
+    templates.install_templates(Recorder(), es.Capabilities("opensearch", "3.8.0", False))
+    assert [kind for kind, _ in calls] == ["template"] * 3
+    assert all("index.lifecycle.name" not in kw["template"]["settings"] for _, kw in calls)
+
+
+def test_unknown_family_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown index family"):
+        templates.mappings("metrics")
