@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 class TracingClient(Protocol):
     """The part of the producer client a caller that propagates context uses."""
 
-    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]: ...
+    def span(self, name: str, kind: str = ..., **attributes: Any) -> AbstractContextManager[Any]: ...
 
     def inject(self, headers: dict[str, str]) -> Any: ...
 
@@ -139,7 +139,7 @@ class LoadGenerator:
                 conn.close()
 
     def _send(self, conn: http.client.HTTPConnection, request: Request) -> Response:
-        with self.client.span("http.request", path=request.path, tag=request.tag):
+        with self.client.span("http.request", kind="client", path=request.path, tag=request.tag):
             headers = {"Content-Type": request.content_type}
             self.client.inject(headers)
             start = time.perf_counter()

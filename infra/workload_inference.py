@@ -66,7 +66,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class ServiceClient(Protocol):
     """The part of the producer client a traced service uses."""
 
-    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]: ...
+    def span(self, name: str, kind: str = ..., **attributes: Any) -> AbstractContextManager[Any]: ...
 
     def inject(self, headers: dict[str, str]) -> Any: ...
 
@@ -214,7 +214,7 @@ def model_app(client: ServiceClient, model: Model, feature_url: str) -> ASGIApp:
             _record_error(client, exc, start)
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         headers = {"Content-Type": "application/json"}
-        with client.span("feature-service.call", url=feature_url):
+        with client.span("feature-service.call", kind="client", url=feature_url):
             client.inject(headers)
             status, answer = await asyncio.to_thread(_post_json, feature_url, body, headers)
         if status != 200:

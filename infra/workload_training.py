@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import platform
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +35,8 @@ class TrainingClient(Protocol):
     def metric(self, metrics: dict[str, float], step: int, epoch: int | None = ..., split: str | None = ...) -> Any: ...
 
     def log(self, level: str, message: str, **attributes: Any) -> Any: ...
+
+    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -144,10 +147,27 @@ def train(client: TrainingClient, config: TrainingConfig) -> TrainingResult:
     model, optimizer = _build(config)
     telemetry = TrainingTelemetry(client, config)
     result = TrainingResult(run_id=config.run_id, status="FINISHED", steps_run=0)
+    # The whole run is one span: its trace (the run's) closes, complete, when training ends.
+    with client.span("train", run=config.run_id, steps=config.steps):
+        telemetry.started()
+        _loop(config, model, optimizer, telemetry, result, (x_train, y_train, x_val, y_val))
+        telemetry.finished(result.status)
+    return result
+
+
+def _loop(
+    config: TrainingConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    telemetry: TrainingTelemetry,
+    result: TrainingResult,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """The SGD steps; fills ``result`` and stops early after repeated non-finite losses."""
+    x_train, y_train, x_val, y_val = data
     rng = np.random.default_rng(config.seed)
     batches_per_epoch = max(1, len(x_train) // config.batch_size)
     nonfinite = 0
-    telemetry.started()
     for step in range(config.steps):
         lr = config.lr * (config.diverge_factor if config.diverge_at is not None and step >= config.diverge_at else 1)
         for group in optimizer.param_groups:
@@ -179,5 +199,3 @@ def train(client: TrainingClient, config: TrainingConfig) -> TrainingResult:
             val_loss, val_accuracy = _evaluate(model, x_val, y_val)
             telemetry.on_eval(step, epoch, val_loss, val_accuracy)
             result.val_accuracy.append((step, val_accuracy))
-    telemetry.finished(result.status)
-    return result

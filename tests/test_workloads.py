@@ -114,7 +114,10 @@ def test_diverging_run_explodes_after_the_lr_jump_and_fails() -> None:
     assert train_points[config.diverge_at]["metrics"]["lr"] == pytest.approx(config.lr * config.diverge_factor)
     assert any(not math.isfinite(m["metrics"]["loss"]) for m in train_points)  # NaN/Inf are sent as data
     assert [e["level"] for e in client.of("log")] == ["error"] * config.max_nonfinite_steps
-    assert client.of("run_finished") == [{"status": "FAILED", "_trace": None}]
+    assert [f["status"] for f in client.of("run_finished")] == ["FAILED"]
+    # the whole run is one span, so every event of it shares that span's trace
+    assert [s["name"] for s in client.spans] == ["train"]
+    assert {f["_trace"] for _, f in client.calls} == {client.spans[0]["trace"]}
     started = client.of("run_started")[0]
     assert started["seed"] == config.seed and started["config"]["diverge_at"] == 150
 
