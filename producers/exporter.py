@@ -116,7 +116,10 @@ class Exporter:
         self._pending_events = 0
         self._urgent = False
         self._last_send = 0.0
-        self._inflight = 0  # records handed to librdkafka, not yet reported
+        # Records handed to librdkafka and not yet reported, by token: what a replaced producer
+        # never reported is settled from here, so no record depends on a report arriving.
+        self._outstanding: dict[int, tuple[Encoded, SpoolRecord | None]] = {}
+        self._token = 0
         self.wake = threading.Event()
         self.sleeping = False
         self._stop = False
@@ -411,17 +414,24 @@ class Exporter:
         if self._spooling or self._broker_down:
             self._spill(record)
             return
-        if not self._produce(record.topic, record.key, record.value, self._direct_report(record)):
+        if not self._produce(record, None):
             self._spill(record)
 
-    def _produce(self, topic: str, key: bytes, value: bytes, callback: Callable) -> bool:
+    def _produce(self, record: Encoded, spooled: SpoolRecord | None) -> bool:
+        """Hand one record to librdkafka; its delivery report settles it (see :meth:`_report`)."""
         producer = self._producer
         if producer is None:
             return False
+        self._token += 1
+        token = self._token
+
+        def report(err: KafkaError | None, msg: Any) -> None:
+            self._report(token, err)
+
         for _ in range(3):
             try:
-                producer.produce(topic, value, key, on_delivery=callback)
-                self._inflight += 1
+                producer.produce(record.topic, record.value, record.key, on_delivery=report)
+                self._outstanding[token] = (record, spooled)
                 return True
             except BufferError:
                 producer.poll(0.05)  # librdkafka's own queue is full: let deliveries drain it
@@ -430,39 +440,37 @@ class Exporter:
                 return False
         return False
 
-    def _direct_report(self, record: Encoded) -> Callable:
-        def report(err: KafkaError | None, msg: Any) -> None:
-            self._inflight -= 1
-            self._notify_listener(record, err)
-            if err is None:
-                self._producer_ok = True
-                self.stats["sent"] += record.events
-                self.stats["records_sent"] += 1
-                return
-            self.stats["delivery_failures"] += 1
-            self._failed(err)
-            self._spill(record)
+    @property
+    def _inflight(self) -> int:
+        return len(self._outstanding)
 
-        return report
-
-    def _spool_report(self, rec: SpoolRecord) -> Callable:
-        def report(err: KafkaError | None, msg: Any) -> None:
-            self._inflight -= 1
-            self._spool_out -= 1
-            self._notify_listener(Encoded(rec.topic, rec.key, rec.value, rec.events), err)
-            if err is None:
-                self._producer_ok = True
+    def _report(self, token: int, err: KafkaError | None) -> None:
+        entry = self._outstanding.pop(token, None)
+        if entry is None:
+            return  # already settled when its producer was replaced
+        record, spooled = entry
+        self._notify_listener(record, err)
+        if err is None:
+            self._producer_ok = True
+            self.stats["sent"] += record.events
+            self.stats["records_sent"] += 1
+            if spooled is not None:
                 self._broker_down = False
-                self.spool.ack(rec)
-                self.stats["sent"] += rec.events
-                self.stats["drained"] += rec.events
-                self.stats["records_sent"] += 1
-                return
-            self.stats["delivery_failures"] += 1
-            self._failed(err)
-            self.spool.nack(rec)
+                self._spool_out -= 1
+                self.spool.ack(spooled)
+                self.stats["drained"] += record.events
+            return
+        self.stats["delivery_failures"] += 1
+        self._failed(err)
+        self._unsent(record, spooled)
 
-        return report
+    def _unsent(self, record: Encoded, spooled: SpoolRecord | None) -> None:
+        """A record that was not delivered: back to the spool (in place when it came from there)."""
+        if spooled is None:
+            self._spill(record)
+        else:
+            self._spool_out -= 1
+            self.spool.nack(spooled)
 
     def _notify_listener(self, record: Encoded, err: KafkaError | None) -> None:
         if self.delivery_listener is not None:
@@ -513,7 +521,7 @@ class Exporter:
             rec = self.spool.next_record()
             if rec is None:
                 break
-            if not self._produce(rec.topic, rec.key, rec.value, self._spool_report(rec)):
+            if not self._produce(Encoded(rec.topic, rec.key, rec.value, rec.events), rec):
                 self.spool.nack(rec)
                 break
             self._spool_out += 1
@@ -540,6 +548,7 @@ class Exporter:
             "queue.buffering.max.kbytes": 64 * 1024,
             "error_cb": self._on_error,
             "client.id": f"aitrace-{self.envelope['service']}",
+            "logger": logging.getLogger("aitrace.kafka"),  # librdkafka's lines go to logging, not stderr
         }
         conf.update(self._producer_config)
         self._producer = Producer(conf)
@@ -563,34 +572,33 @@ class Exporter:
         self.stats["produce_errors"] += 1
 
     def _renew_producer(self) -> None:
-        """Replace the producer: its unacknowledged records come back (purged) and go to the spool."""
-        old = self._producer
-        self._producer = None
-        if old is not None:
-            with contextlib.suppress(KafkaException, RuntimeError):
-                old.purge(in_queue=True, in_flight=True, blocking=False)
-            with contextlib.suppress(KafkaException, RuntimeError):
-                old.poll(0)  # the purged records' reports run here and spill them
-            with contextlib.suppress(KafkaException, RuntimeError):
-                old.flush(0)
+        """Replace the producer; what it had not acknowledged goes back to the spool."""
+        self._retire_producer()
         self.stats["producer_restarts"] += 1
         self._new_producer()
         self._broker_down = True  # probe before draining
         self._spooling = True
 
+    def _retire_producer(self) -> None:
+        """Purge the producer, serve the purge reports, and settle whatever still went unreported."""
+        old = self._producer
+        self._producer = None
+        if old is not None:
+            with contextlib.suppress(KafkaException, RuntimeError):
+                old.purge(in_queue=True, in_flight=True)
+            with contextlib.suppress(KafkaException, RuntimeError):
+                old.flush(1.0)  # serves the purged records' reports: they spill
+        leftovers, self._outstanding = self._outstanding, {}
+        for record, spooled in leftovers.values():
+            self._unsent(record, spooled)
+
     def _shutdown(self) -> None:
         """After stop: whatever librdkafka still holds goes to the spool (on disk), then close."""
-        producer = self._producer
-        if producer is not None:
-            with contextlib.suppress(KafkaException, RuntimeError):
-                producer.purge(in_queue=True, in_flight=True, blocking=False)
-                producer.poll(0)
-                producer.flush(0)
-        self._producer = None
+        self._retire_producer()
         for record in self._held:
             self.stats["dropped_spool_full"] += record.events
         self._held.clear()
-        for _, group in self._groups.items():
+        for group in self._groups.values():
             self.stats["dropped_shutdown"] += len(group.events) + sum(len(b) for b in group.blocks.values())
         self.spool.close()
         self._notify()

@@ -1,0 +1,95 @@
+"""Helpers for the producer tests: read back what a client delivered, decoded, by event id.
+
+(No tests here; the module name lets the producer tests share it.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aitrace.schemas.codec import AvroDeserializer, as_batch
+from confluent_kafka import Consumer, TopicPartition
+
+_decoder = AvroDeserializer()
+
+
+def decode(value: bytes) -> dict[str, Any]:
+    """One Kafka record value as an ``aitrace.Batch``."""
+    name, obj = _decoder.decode(value)
+    return as_batch(name, obj)
+
+
+def event_ids(batch: dict[str, Any]) -> list[str]:
+    """Every event id a batch carries: envelopes' ids and ``<block_id>:<i>`` for metric points."""
+    ids = [e["event_id"] for e in batch["events"]]
+    for block in batch["metric_blocks"]:
+        ids.extend(f"{block['block_id']}:{i}" for i in range(len(block["steps"])))
+    return ids
+
+
+def metric_steps(batch: dict[str, Any]) -> list[int]:
+    """The steps of all metric points in a batch."""
+    return [s for block in batch["metric_blocks"] for s in block["steps"]]
+
+
+def consume(
+    bootstrap: str,
+    topic_prefix: str,
+    done: Callable[[list[tuple[str, dict[str, Any]]]], bool],
+    timeout: float = 30.0,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Read every partition of the topics under ``topic_prefix`` from the start until ``done(records)``.
+
+    Partitions are assigned explicitly (no group join: slow on Tansu); topics that appear later
+    are picked up on the next metadata refresh.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic_prefix}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 1,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    records: list[tuple[str, dict[str, Any]]] = []
+    assigned: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + timeout
+    next_refresh = 0.0
+    try:
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_refresh:
+                _assign_new(consumer, topic_prefix, assigned)
+                next_refresh = time.monotonic() + 1.0
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                records.append((msg.topic(), decode(msg.value())))
+            elif msg is None and done(records):
+                return records
+    finally:
+        consumer.close()
+    return records
+
+
+def _assign_new(consumer: Consumer, prefix: str, assigned: set[tuple[str, int]]) -> None:
+    metadata = consumer.list_topics(timeout=5)
+    new = [
+        TopicPartition(name, p, 0)
+        for name, topic in metadata.topics.items()
+        if name.startswith(prefix + ".")
+        for p in topic.partitions
+        if (name, p) not in assigned
+    ]
+    if new:
+        assigned.update((tp.topic, tp.partition) for tp in new)
+        consumer.incremental_assign(new)
+
+
+def all_ids(records: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
+    return {i for _, batch in records for i in event_ids(batch)}
+
+
+def all_steps(records: Iterable[tuple[str, dict[str, Any]]]) -> set[int]:
+    return {s for _, batch in records for s in metric_steps(batch)}
