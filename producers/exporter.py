@@ -491,7 +491,13 @@ class Exporter:
 
     def _spill(self, record: Encoded) -> None:
         self._spooling = True
-        if self.spool.append(record.topic, record.key, record.value, record.events):
+        try:
+            written = self.spool.append(record.topic, record.key, record.value, record.events)
+        except OSError as exc:  # disk full, spool directory removed, I/O error
+            self.stats["dropped_spool_error"] += record.events
+            self._warn_once("spool-error", f"aitrace: cannot write the spool {self.spool.dir}: {exc}")
+            return
+        if written:
             self.stats["spilled"] += record.events
             self._spool_dirty = True
             return
@@ -504,8 +510,14 @@ class Exporter:
     def _retry_held(self) -> None:
         while self._held:
             record = self._held[0]
-            if not self.spool.append(record.topic, record.key, record.value, record.events):
-                return
+            try:
+                if not self.spool.append(record.topic, record.key, record.value, record.events):
+                    return
+            except OSError as exc:
+                self._held.pop(0)
+                self.stats["dropped_spool_error"] += record.events
+                self._warn_once("spool-error", f"aitrace: cannot write the spool {self.spool.dir}: {exc}")
+                continue
             self._held.pop(0)
             self.stats["spilled"] += record.events
             self._spool_dirty = True

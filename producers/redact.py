@@ -30,9 +30,11 @@ REDACTED = "[REDACTED]"
 DEFAULT_DENY_WORDS = frozenset(
     {
         "password",
+        "passwords",
         "passwd",
         "pwd",
         "secret",
+        "secrets",
         "token",
         "authorization",
         "auth",
@@ -74,14 +76,17 @@ _PATTERNS: list[tuple[str, str]] = [
     (
         "secret_assignment",
         # A secret-named key (a whole word: "num_tokens" is not "token") = a value
-        # (not a short number: token_count=5000 stays).
+        # (not a short number: token_count=5000 stays; not a boolean: auth_enabled: true stays).
         rf"(?i:\b(?:[a-z0-9]+[_.-])*{_SECRET_KEY_WORDS}(?:[_.-][a-z0-9]+)*\b)[\"']?\s*[:=]\s*[\"']?"
-        r"(?![\d.]{1,5}\b)(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&]{4,}",
+        r"(?![\d.]{1,5}\b)(?!(?i:true|false|null|none|yes|no|on|off)\b)(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&]{4,}",
     ),
     ("aws_secret_key", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
     ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     ("card", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
-    ("ipv4", r"(?<![\w.=:])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])"),
+    (
+        "ipv4",
+        r"(?<![\w.:])(?<!==)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])",
+    ),
     ("ipv6", r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])"),
     ("phone", r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
     ("phone", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
