@@ -534,9 +534,13 @@ def render_trace(view: TraceView, colour: bool = False) -> list[str]:
         lines.append("")
         lines.extend(_span_lines(view, colour))
     others = [e for e in view.events if get(e, "aitrace.kind") != "span"]
+    notes = []
+    if len(others) < len(view.events):
+        notes.append(f"{len(view.events) - len(others)} span event(s) drawn above")
+    if view.events_total > len(view.events):
+        notes.append(f"first {len(view.events)} of {view.events_total} events; see --max-events")
     lines.append("")
-    shown = f"{len(view.events)} of {view.events_total}" if view.events_total > len(view.events) else len(view.events)
-    lines.append(f"events ({shown}; span events are drawn above):" if view.spans else f"events ({shown}):")
+    lines.append(f"events ({len(others)}" + "".join(f"; {n}" for n in notes) + "):")
     lines.extend(format_rows((event_row(e) for e in others), colour) or ["  (none)"])
     lines.append("")
     lines.append(f"alerts ({len(view.alerts)}):")

@@ -343,6 +343,7 @@ def test_trace_not_assembled_yet_is_drawn_from_span_events(indexed: Corpus, caps
     decode = next(line for line in lines if "└─ decode" in line)
     assert consume.startswith("* consume") and "40ms" in consume
     assert decode.startswith("* └─ decode") and "+5ms" in decode
+    assert "events (0; 2 span event(s) drawn above):" in lines
 
 
 def test_trace_json(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None:
@@ -350,6 +351,8 @@ def test_trace_json(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None
     view = json.loads("\n".join(lines))
     assert code == 0 and view["trace"]["trace"]["id"] == T1
     assert len(view["events"]) == 2 and view["events_total"] == 4 and len(view["alerts"]) == 1
+    code, lines, _ = aitrace(capsys, "trace", T1, "--max-events", "2")
+    assert code == 0 and "events (2; first 2 of 4 events; see --max-events):" in lines
 
 
 def test_unknown_trace_is_an_error(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None:
