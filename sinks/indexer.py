@@ -172,8 +172,7 @@ class BulkIndexer:
             if doc is not None:
                 docs.append(doc)
         self.counters["submitted"] += len(docs)
-        chunks = list(self._chunks(docs))
-        await asyncio.gather(*(self._send(chunk, result) for chunk in chunks))
+        await _all_or_cancel([self._send(chunk, result) for chunk in self._chunks(docs)])
         for rejection in result.rejected:
             await self._report(rejection)
         return result
@@ -226,7 +225,7 @@ class BulkIndexer:
                 await self._release()
             if split:
                 # bisect: whole-request 4xx or 413; each half goes its own way
-                await asyncio.gather(*(self._send(part, result) for part in split))
+                await _all_or_cancel([self._send(part, result) for part in split])
                 return
             if retry:
                 self._check_attempts(retry)
@@ -378,6 +377,31 @@ class BulkIndexer:
         outcome = self._on_reject(rejection)
         if inspect.isawaitable(outcome):
             await outcome
+
+
+async def _all_or_cancel(coros: list[Awaitable[None]]) -> None:
+    """Run concurrently; on the first error, or if the caller is cancelled, cancel the rest and re-raise.
+
+    So no chunk keeps retrying unseen after ``index()`` has given up or was cancelled.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if not tasks:
+        return
+    try:
+        _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        pending = {t for t in tasks if not t.done()}
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+        raise
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- item parsing

@@ -163,6 +163,27 @@ def test_max_attempts_turns_endless_retry_into_an_error() -> None:
     assert indexer.counters["requests"] == 3 and not indexer.healthy
 
 
+def test_cancelling_index_stops_its_retries() -> None:
+    """A worker shutting down cancels index(): no chunk goes on retrying in the background."""
+    url = f"http://127.0.0.1:{free_port()}"
+    cfg = IndexerConfig(initial_backoff_s=0.01, max_backoff_s=0.02, initial_chunk_docs=5, initial_concurrency=4)
+
+    async def body(client: AsyncElasticsearch) -> tuple[int, int]:
+        indexer = BulkIndexer(client, config=cfg)
+        task = asyncio.create_task(indexer.index(docs("never", 40)))
+        while indexer.counters["requests"] < 8:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        after_cancel = indexer.counters["requests"]
+        await asyncio.sleep(0.3)
+        return after_cancel, indexer.counters["requests"]
+
+    after_cancel, later = run_with_client(url, body)
+    assert later == after_cancel
+
+
 # ------------------------------------------------------------------ scripted _bulk server
 
 
@@ -320,6 +341,24 @@ def test_503_items_are_retried_and_auth_failure_waits(scripted: Callable[..., Sc
     indexer, result = run_with_client(server.url, body)
     assert result.indexed == 10
     assert indexer.retried_by_reason["401"] == 10 and indexer.retried_by_reason["503"] == 10
+
+
+def test_giving_up_on_one_chunk_stops_the_others(scripted: Callable[..., ScriptedBulk]) -> None:
+    """RetriesExhausted from one chunk cancels its siblings instead of leaving them retrying unseen."""
+    server = scripted(lambda n, ids: (503, {}))
+    cfg = IndexerConfig(
+        initial_backoff_s=0.01, max_backoff_s=0.02, max_attempts=2, initial_chunk_docs=5, initial_concurrency=1
+    )
+
+    async def body(client: AsyncElasticsearch) -> int:
+        with pytest.raises(RetriesExhausted):
+            await BulkIndexer(client, config=cfg).index(docs("x", 40))
+        sent = len(server.requests)
+        await asyncio.sleep(0.3)
+        return sent
+
+    sent = run_with_client(server.url, body)
+    assert len(server.requests) == sent < 16  # 8 chunks x 2 attempts would be 16
 
 
 def test_bytes_bound_the_chunks(scripted: Callable[..., ScriptedBulk]) -> None:
