@@ -1,0 +1,337 @@
+"""The one place where the processors reach into :mod:`aitrace.detect`, plus the small
+stateful checks that are about wiring (windows, joins, references), not about statistics.
+
+Every function here takes a series state (a JSON-safe dict from the Faust table) and whole
+arrays, and updates the state in place. The statistics themselves (robust anomaly scores,
+two-sample KS, PSI) are :mod:`aitrace.detect`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.detect.anomaly import CODE_NAMES, AnomalyDetector
+
+try:  # the drift kernels of aitrace.detect; a plain NumPy form until that module is installed
+    from aitrace.detect import ks_2samp as _ks_2samp
+    from aitrace.detect import psi as _psi
+except ImportError:  # pragma: no cover - exercised only while aitrace.detect lacks drift
+    _ks_2samp = None
+    _psi = None
+
+OVERFIT_MIN_RISE = 0.05  # validation loss 5 % above its best
+_MAX_TRAIN_KEPT = 512
+_MAX_VAL_KEPT = 64
+_MAX_CATEGORIES = 1000
+_EPS = 1e-6
+
+
+def anomaly_detector(state: dict[str, Any] | None) -> AnomalyDetector:
+    """The series' detector, restored from its table state (a fresh one for a new series)."""
+    return AnomalyDetector.from_state(state) if state else AnomalyDetector()
+
+
+def code_name(code: int) -> str:
+    return CODE_NAMES.get(code, "anomaly")
+
+
+# ---------------------------------------------------------------- drift statistics
+
+
+def ks_2samp(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sample KS statistic and p-value (aitrace.detect's; asymptotic NumPy form as fallback)."""
+    if _ks_2samp is not None:
+        stat, p = _ks_2samp(a, b)
+        return float(stat), float(p)
+    a, b = np.sort(a), np.sort(b)
+    both = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, both, side="right") / a.size
+    cdf_b = np.searchsorted(b, both, side="right") / b.size
+    d = float(np.max(np.abs(cdf_a - cdf_b)))
+    en = math.sqrt(a.size * b.size / (a.size + b.size))
+    lam = (en + 0.12 + 0.11 / en) * d
+    k = np.arange(1, 101)
+    p = float(2.0 * np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * k * k * lam * lam)))
+    return d, min(1.0, max(0.0, p))
+
+
+def psi_counts(reference: np.ndarray, current: np.ndarray) -> float:
+    """Population stability index of two count vectors over the same bins (smoothed)."""
+    p = np.asarray(reference, dtype=np.float64) + _EPS
+    q = np.asarray(current, dtype=np.float64) + _EPS
+    p /= p.sum()
+    q /= q.sum()
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def psi_samples(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """PSI of two samples on the reference's quantile bins."""
+    if _psi is not None:
+        return float(_psi(reference, current, bins=bins))
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    if edges.size < 2:
+        return 0.0 if np.all(current == reference[0]) else math.inf
+    edges[0], edges[-1] = -np.inf, np.inf
+    return psi_counts(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
+
+
+def window_drift(state: dict[str, Any], values: np.ndarray, *, window: int) -> list[tuple[float, float, float]]:
+    """Fill the reference window first, then test every full current window against it.
+
+    Returns ``(ks statistic, p-value, psi)`` per completed current window.
+    """
+    values = values[np.isfinite(values)]
+    ref = state.setdefault("ref", [])
+    cur = state.setdefault("cur", [])
+    need = window - len(ref)
+    if need > 0:
+        ref.extend(values[:need].tolist())
+        values = values[need:]
+    tests: list[tuple[float, float, float]] = []
+    reference = np.asarray(ref, dtype=np.float64)
+    while values.size:
+        take = window - len(cur)
+        cur.extend(values[:take].tolist())
+        values = values[take:]
+        if len(cur) == window:
+            current = np.asarray(cur, dtype=np.float64)
+            stat, p = ks_2samp(reference, current)
+            tests.append((stat, p, psi_samples(reference, current)))
+            cur.clear()
+    return tests
+
+
+# ---------------------------------------------------------------- windowed rates
+
+
+def rate_windows(
+    state: dict[str, Any], flags: np.ndarray, times: np.ndarray, *, window: int, min_events: int
+) -> tuple[tuple[float, float, float, int, int] | None, int, int]:
+    """Cut 0/1 outcomes into windows of ``window``; compare each window's rate with a baseline.
+
+    The baseline is an exponential average of earlier windows that did not alert. Returns
+    the worst alerting window ``(rate, baseline, limit, end time, bad count)`` or None, the
+    number of clean points after it, and the chunk's last time.
+    """
+    last_time = int(times[-1]) if times.size else 0
+    pending_n, pending_bad = state.get("n", 0), state.get("bad", 0)
+    total = pending_n + flags.size
+    full = total // window
+    if full == 0:
+        state["n"], state["bad"] = total, pending_bad + int(flags.sum())
+        return None, 0, last_time
+    used = full * window - pending_n
+    sums = flags[:used].reshape(-1)
+    cum = np.concatenate([[pending_bad], pending_bad + np.cumsum(sums)])
+    ends = np.arange(window - pending_n, used + 1, window)  # flag counts at each window's end
+    bad = np.diff(np.concatenate([[0], cum[ends]]))
+    state["n"], state["bad"] = total - full * window, int(flags[used:].sum())
+    worst: tuple[float, float, float, int, int] | None = None
+    clean = 0
+    base = state.get("base")
+    for i, b in enumerate(bad.tolist()):
+        rate = b / window
+        if base is None:
+            base = rate
+            clean += window
+            continue
+        limit = base + 4.0 * math.sqrt(max(base, 1.0 / window) * (1.0 - min(base, 0.99)) / window) + 0.02
+        if b >= min_events and rate > limit:
+            if worst is None or rate > worst[0]:
+                worst = (rate, base, limit, int(times[min(ends[i] - 1, times.size - 1)]), int(b))
+            clean = 0
+        else:
+            base = 0.9 * base + 0.1 * rate
+            clean += window
+    state["base"] = base
+    return worst, clean, last_time
+
+
+# ---------------------------------------------------------------- ground-truth join
+
+
+def join_labels(
+    state: dict[str, Any], requests: list[list[Any]], labels: list[dict[str, Any]], *, limit: int
+) -> list[tuple[dict[str, Any], list[Any] | None]]:
+    """Match labels to predictions by request id, whichever arrives first.
+
+    Returns ``(label event, [prediction, time, event_id, trace_id] or None)``: a label with
+    no prediction yet is returned (to be indexed) and kept waiting; it is returned again,
+    joined, when its prediction comes. Both waiting rooms keep the newest ``limit`` entries.
+    """
+    preds: dict[str, list[Any]] = state.setdefault("pred", {})
+    waiting: dict[str, dict[str, Any]] = state.setdefault("wait", {})
+    out: list[tuple[dict[str, Any], list[Any] | None]] = []
+    for request_id, prediction, time_us, event_id, trace_id in requests:
+        label = waiting.pop(request_id, None)
+        if label is not None:
+            out.append((label, [prediction, time_us, event_id, trace_id]))
+        else:
+            preds[request_id] = [prediction, time_us, event_id, trace_id]
+    for event in labels:
+        request_id = event["payload"][1]["request_id"]
+        pred = preds.pop(request_id, None)
+        if pred is None:
+            waiting[request_id] = event
+        out.append((event, pred))
+    for room in (preds, waiting):
+        while len(room) > limit:
+            room.pop(next(iter(room)))
+    return out
+
+
+# ---------------------------------------------------------------- data stats
+
+
+def _reference(feature: dict[str, Any]) -> dict[str, Any]:
+    cats = dict(sorted(feature.get("categories", {}).items(), key=lambda kv: -kv[1])[:_MAX_CATEGORIES])
+    return {
+        "count": feature["count"],
+        "missing": feature.get("missing", 0),
+        "mean": feature.get("mean"),
+        "variance": feature.get("variance"),
+        "edges": list(feature.get("histogram_edges") or []),
+        "hist": list(feature.get("histogram_counts") or []),
+        "categories": cats,
+    }
+
+
+def _missing_rate(count: int, missing: int) -> float:
+    return missing / max(count + missing, 1)
+
+
+def feature_checks(
+    state: dict[str, Any], feature: dict[str, Any], cfg: Any
+) -> list[tuple[str, str, str, float, float, str]]:
+    """Compare one batch's FeatureStats with the reference (the series' first batch).
+
+    Returns ``(kind, detector, severity, statistic, threshold, text)`` for each failed check.
+    """
+    ref = state.get("ref")
+    if ref is None:
+        state["ref"] = _reference(feature)
+        return []
+    name = feature["name"]
+    out: list[tuple[str, str, str, float, float, str]] = []
+    ref_rate = _missing_rate(ref["count"], ref["missing"])
+    rate = _missing_rate(feature["count"], feature.get("missing", 0))
+    n = feature["count"] + feature.get("missing", 0)
+    allowed = ref_rate + max(cfg.missing_jump, 3.0 * math.sqrt(max(ref_rate * (1 - ref_rate), _EPS) / max(n, 1)))
+    if rate > allowed:
+        out.append(
+            (
+                "data_quality",
+                "missing_rate",
+                "warning",
+                rate,
+                allowed,
+                f"missing values of {name!r} at {rate:.1%} (reference {ref_rate:.1%})",
+            )
+        )
+    edges, hist = list(feature.get("histogram_edges") or []), list(feature.get("histogram_counts") or [])
+    if hist and edges == ref["edges"] and len(hist) == len(ref["hist"]) and sum(hist) and sum(ref["hist"]):
+        value = psi_counts(np.asarray(ref["hist"]), np.asarray(hist))
+        if value >= cfg.psi_warning:
+            severity = "critical" if value >= cfg.psi_critical else "warning"
+            out.append(
+                ("drift", "psi", severity, value, cfg.psi_warning, f"distribution drift of {name!r} (PSI {value:.2f})")
+            )
+    elif feature.get("mean") is not None and ref["mean"] is not None and (ref["variance"] or 0) > 0:
+        shift = abs(feature["mean"] - ref["mean"]) / math.sqrt(ref["variance"])
+        if shift >= cfg.mean_shift:
+            out.append(
+                ("drift", "mean_shift", "warning", shift, cfg.mean_shift, f"mean of {name!r} moved {shift:.2f} sd")
+            )
+    categories = feature.get("categories") or {}
+    if categories and ref["categories"]:
+        out.extend(_category_checks(ref["categories"], categories, name, "unseen_category", cfg))
+    return out
+
+
+def label_checks(
+    state: dict[str, Any], counts: dict[str, int], cfg: Any
+) -> list[tuple[str, str, str, float, float, str]]:
+    """Class counts of a batch against the reference batch: unseen labels, label drift."""
+    ref = state.get("ref")
+    if ref is None:
+        state["ref"] = {"categories": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:_MAX_CATEGORIES])}
+        return []
+    return _category_checks(ref["categories"], counts, "label", "unseen_label", cfg)
+
+
+def _category_checks(
+    ref: dict[str, int], cur: dict[str, int], name: str, unseen_detector: str, cfg: Any
+) -> list[tuple[str, str, str, float, float, str]]:
+    out: list[tuple[str, str, str, float, float, str]] = []
+    total = sum(cur.values()) or 1
+    unseen = sorted(k for k in cur if k not in ref and cur[k] > 0)
+    if unseen:
+        share = sum(cur[k] for k in unseen) / total
+        shown = ", ".join(repr(k) for k in unseen[:5])
+        out.append(
+            (
+                "data_quality",
+                unseen_detector,
+                "warning",
+                share,
+                0.0,
+                f"{len(unseen)} unseen values of {name!r} ({shown})",
+            )
+        )
+    keys = sorted(set(ref) | set(cur))
+    value = psi_counts(np.asarray([ref.get(k, 0) for k in keys]), np.asarray([cur.get(k, 0) for k in keys]))
+    if value >= cfg.psi_warning:
+        severity = "critical" if value >= cfg.psi_critical else "warning"
+        out.append(
+            ("drift", "psi", severity, value, cfg.psi_warning, f"distribution drift of {name!r} (PSI {value:.2f})")
+        )
+    return out
+
+
+# ---------------------------------------------------------------- overfitting
+
+
+def overfitting_update(
+    state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None
+) -> tuple[tuple[float, int, int, list[float]] | None, int, int] | None:
+    """Keep recent train and validation loss; at each new validation point ask whether
+    validation loss rose above its best while training loss kept falling.
+
+    Returns None when no validation point arrived, else ``(finding or None, clean, time)``
+    where a finding is ``(relative rise, step, time, validation losses)``.
+    """
+    tr: list[list[float]] = state.setdefault("train", [])
+    va: list[list[float]] = state.setdefault("val", [])
+    if train is not None:
+        values = np.asarray(train["values"], dtype=np.float64)
+        keep = np.isfinite(values)
+        steps = np.asarray(train["steps"], dtype=np.int64)[keep]
+        tr.extend(zip(steps[-_MAX_TRAIN_KEPT:].tolist(), values[keep][-_MAX_TRAIN_KEPT:].tolist(), strict=True))
+        del tr[:-_MAX_TRAIN_KEPT]
+    if val is None:
+        return None
+    values = np.asarray(val["values"], dtype=np.float64)
+    keep = np.isfinite(values)
+    if not keep.any():
+        return None
+    steps = np.asarray(val["steps"], dtype=np.int64)[keep]
+    times = np.asarray(val["times"], dtype=np.int64)[keep]
+    va.extend(zip(steps.tolist(), values[keep].tolist(), times.tolist(), strict=True))
+    del va[:-_MAX_VAL_KEPT]
+    last_time = int(times[-1])
+    if len(va) < 3 or len(tr) < 4:
+        return None, 0, last_time
+    v = np.asarray([x[1] for x in va])
+    best = int(np.argmin(v))
+    rise = (v[-1] - v[best]) / max(abs(v[best]), 1e-12)
+    rising = best < len(v) - 1 and rise >= OVERFIT_MIN_RISE and v[-1] >= v[-2]
+    t_steps = np.asarray([x[0] for x in tr])
+    t_vals = np.asarray([x[1] for x in tr])
+    before = t_vals[t_steps <= va[best][0]][-16:]
+    after = t_vals[t_steps > va[best][0]][-16:]
+    falling = before.size > 0 and after.size > 0 and float(np.median(after)) < float(np.median(before))
+    if rising and falling:
+        return (float(rise), int(va[-1][0]), last_time, v[best:].tolist()), 0, last_time
+    return None, 10 * int(keep.sum()), last_time

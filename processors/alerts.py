@@ -1,0 +1,194 @@
+"""From detector findings to ``aitrace.Alert`` records: one incident, one alert, growing versions.
+
+Per series an :class:`IncidentTracker` keeps at most one open incident inside the series
+state (a plain dict, stored in the Faust table with the detector state). Its ``alert_id``
+is derived from the series and the event time of the incident's first finding, so a
+recomputation after a redelivery yields the same id: the alerts index (``_id`` = alert id)
+and a downstream consumer (``alert_id`` + ``version``) both see one incident.
+
+- a chunk with findings and no open incident opens one (version 1);
+- later findings update it (version + 1) when the severity rises or at most once per
+  ``update_every_us`` of event time, so a long incident does not flood the topic;
+- ``resolve_after`` clean points (or drift checks) in a row resolve it (version + 1,
+  ``state = "resolved"``) and the next finding opens a new incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass
+class Finding:
+    """What a detector saw in one chunk of one series (the worst point or test of the chunk)."""
+
+    kind: str  # anomaly, drift, error_rate, data_quality, training
+    detector: str  # spike, level_shift, nan, ks, psi, missing_rate, overfitting...
+    severity: str  # info, warning, critical
+    title: str
+    time_us: int
+    score: float | None = None
+    statistic: float | None = None
+    threshold: float | None = None
+    pvalue: float | None = None
+    step: int | None = None
+    evidence: list[float] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeriesContext:
+    """Where a series lives: what an alert says under "where"."""
+
+    series: str
+    service: str | None = None
+    run_id: str | None = None
+    model: str | None = None
+    feature: str | None = None
+    trace_id: str | None = None
+
+
+def alert_id(series: str, first_seen_us: int) -> str:
+    """Stable dedup key of an incident: the series and the event time it started."""
+    digest = hashlib.blake2b(f"{series}|{first_seen_us}".encode(), digest_size=12).hexdigest()
+    return f"al-{digest}"
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    """When an open incident is re-published and when it is resolved."""
+
+    update_every_us: int = 60_000_000
+    resolve_after: int = 50
+
+
+class IncidentTracker:
+    """Turns the findings of one series into alert versions; state lives in ``state["incident"]``."""
+
+    def __init__(self, policy: IncidentPolicy | None = None) -> None:
+        self.policy = policy or IncidentPolicy()
+
+    def observe(
+        self,
+        state: dict[str, Any],
+        ctx: SeriesContext,
+        finding: Finding | None,
+        *,
+        clean: int,
+        last_time_us: int,
+    ) -> dict[str, Any] | None:
+        """Fold one chunk's outcome in; return the alert version to publish, or None.
+
+        ``finding`` is the chunk's worst finding (None when it had none); ``clean`` is how
+        many clean points (or checks) followed it in the chunk, ``last_time_us`` the chunk's
+        last event time.
+        """
+        open_ = state.get("incident")
+        if finding is not None:
+            if open_ is None:
+                open_ = self._open(ctx, finding)
+                state["incident"] = open_
+                open_["quiet"] = clean
+                return self._record(open_)
+            changed = self._update(open_, finding)
+            open_["quiet"] = clean
+            return self._record(open_) if changed else None
+        if open_ is None:
+            return None
+        open_["quiet"] += clean
+        if open_["quiet"] < self.policy.resolve_after:
+            return None
+        open_["state"] = "resolved"
+        open_["version"] += 1
+        open_["last_seen"] = max(open_["last_seen"], last_time_us)
+        state["incident"] = None
+        return self._record(open_)
+
+    def _open(self, ctx: SeriesContext, f: Finding) -> dict[str, Any]:
+        return {
+            "alert_id": alert_id(ctx.series, f.time_us),
+            "version": 1,
+            "state": "open",
+            "series": ctx.series,
+            "service": ctx.service,
+            "run_id": ctx.run_id,
+            "model": ctx.model,
+            "feature": ctx.feature,
+            "trace_id": ctx.trace_id,
+            "first_seen": f.time_us,
+            "last_seen": f.time_us,
+            "published_at": f.time_us,
+            "findings": 1,
+            **_finding_fields(f),
+        }
+
+    def _update(self, open_: dict[str, Any], f: Finding) -> bool:
+        open_["findings"] += 1
+        open_["last_seen"] = max(open_["last_seen"], f.time_us)
+        escalates = _RANK[f.severity] > _RANK[open_["severity"]]
+        due = f.time_us - open_["published_at"] >= self.policy.update_every_us
+        if not (escalates or due):
+            return False
+        open_.update(_finding_fields(f))
+        if not escalates:
+            open_["severity"] = max(open_["severity"], f.severity, key=_RANK.__getitem__)
+        open_["version"] += 1
+        open_["published_at"] = f.time_us
+        return True
+
+    @staticmethod
+    def _record(open_: dict[str, Any]) -> dict[str, Any]:
+        details = dict(open_["details"])
+        details["findings"] = str(open_["findings"])
+        return {
+            "alert_id": open_["alert_id"],
+            "version": open_["version"],
+            "kind": open_["kind"],
+            "detector": open_["detector"],
+            "severity": open_["severity"],
+            "state": open_["state"],
+            "title": open_["title"],
+            "series": open_["series"],
+            "service": open_["service"],
+            "run_id": open_["run_id"],
+            "model": open_["model"],
+            "feature": open_["feature"],
+            "trace_id": open_["trace_id"],
+            "step": open_["step"],
+            "first_seen": open_["first_seen"],
+            "last_seen": open_["last_seen"],
+            "score": open_["score"],
+            "statistic": open_["statistic"],
+            "threshold": open_["threshold"],
+            "pvalue": open_["pvalue"],
+            # the JSON state turns NaN into null; the Avro record wants the NaN back
+            "evidence": [float("nan") if v is None else v for v in open_["evidence"]],
+            "details": details,
+        }
+
+
+def _finding_fields(f: Finding) -> dict[str, Any]:
+    return {
+        "kind": f.kind,
+        "detector": f.detector,
+        "severity": f.severity,
+        "title": f.title,
+        "step": f.step,
+        "score": _finite_or_none(f.score),
+        "statistic": _finite_or_none(f.statistic),
+        "threshold": _finite_or_none(f.threshold),
+        "pvalue": _finite_or_none(f.pvalue),
+        "evidence": [float(v) for v in f.evidence],
+        "details": {k: str(v) for k, v in f.details.items()},
+    }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    return v if v == v and v not in (float("inf"), float("-inf")) else None

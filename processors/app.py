@@ -1,0 +1,300 @@
+"""The Faust application: ``faust -A aitrace.processors.app worker -l info`` or ``aitrace worker``.
+
+Topology (all topics have ``partitions`` partitions, so Faust co-partitions them)::
+
+    aitrace.events.{training,data,inference,system}  (keyed by trace id)
+      + <app_id>-ticks  (one empty record per partition per tick interval)
+        └─ agent "records": decode/validate (bad -> aitrace.dlq), index events,
+           correlate into table <app_id>-traces (key trace id), close idle traces on ticks,
+           cut the batch into per-entity chunks
+             └─ <app_id>-series  (keyed by entity: run/<id>, model/<name>, data/<ds>/<stage>)
+                  └─ agent "series": detector state in table <app_id>-series (key series),
+                     alerts -> aitrace.alerts (+ index), labels joined, rollups indexed
+
+Why a repartition topic: a model's requests arrive under many trace ids, so on every
+partition; its latency, error-rate and feature-drift windows must see all of them. The
+records agent sends each entity's chunk keyed by entity (what ``group_by`` does, but one
+input batch yields several keys, so it is an explicit send). Training runs and data
+pipelines take the same path, so every series has exactly one owner.
+
+Delivery: outputs (DLQ, chunks, alerts) are sent attached to the source offset and the
+documents are indexed (``await`` on the bulk indexer) before the event is acknowledged, so
+Faust commits an offset only after everything it produced is delivered. Table writes are
+staged and written after that, so a changelog record never claims output that was lost.
+Redelivery after a crash is detected from the source offsets kept in the table state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import faust
+import orjson
+from aitrace.config import Settings
+from aitrace.processors.dlq import DeadLetter
+from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions
+from aitrace.schemas.codec import AvroSerializer
+from aitrace.sinks.documents import Action
+
+log = logging.getLogger("aitrace.processors")
+
+# Table keys are str and values JSON-safe dicts; JSON keeps both as they were across a restore.
+_JSON = faust.Schema(key_type=str, value_type=dict, key_serializer="json", value_serializer="json")
+
+INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.system")
+
+
+class Runtime:
+    """What the agents share: the pipeline, the output topics, the (lazily opened) indexer."""
+
+    def __init__(self, app: faust.App, settings: Settings, options: WorkerOptions) -> None:
+        self.app = app
+        self.settings = settings
+        self.options = options
+        self.pipeline = Pipeline(options, index_prefix=settings.index_prefix)
+        n = options.partitions
+        self.input_names = tuple(settings.topic(t) for t in INPUT_TOPICS)
+        self.ticks_name = f"{options.app_id}-ticks"
+        self.inputs = app.topic(*self.input_names, self.ticks_name, partitions=n, value_type=bytes)
+        self.ticks = app.topic(self.ticks_name, partitions=n, value_type=bytes, internal=True)
+        self.series_topic = app.topic(f"{options.app_id}-series", partitions=n, value_type=bytes, internal=True)
+        self.dlq = app.topic(settings.topic("dlq"), value_type=bytes)
+        self.alerts = app.topic(settings.topic("alerts"), value_type=bytes)
+        self.traces = app.Table("traces", partitions=n, schema=_JSON)
+        self.series_state = app.Table("series", partitions=n, schema=_JSON)
+        self._alert_codec = AvroSerializer("aitrace.Alert")
+        self._indexer: Any = None
+        self._client: Any = None
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------ indexing
+
+    async def indexer(self) -> Any:
+        """The bulk indexer, opened on first use; waits (backpressure) while the server is unreachable."""
+        if self._indexer is not None:
+            return self._indexer
+        from aitrace.sinks.es import capabilities_of, connect
+        from aitrace.sinks.indexer import BulkIndexer
+        from aitrace.sinks.templates import install_templates_async
+
+        # Waits (backing off) while the search server is unreachable: consumption pauses, nothing is dropped.
+        self._client = await connect(self.settings, wait_s=float("inf"))
+        # Templates before the first document: a daily index created without them would get dynamic mappings.
+        installed = await install_templates_async(
+            self._client, capabilities_of(self._client), prefix=self.settings.index_prefix
+        )
+        log.info("index templates: %s", ", ".join(installed))
+        self._indexer = BulkIndexer(self._client, on_reject=self._on_reject)
+        return self._indexer
+
+    async def index(self, actions: list[Action]) -> None:
+        if actions and self.options.index:
+            await (await self.indexer()).index(actions)
+
+    async def _on_reject(self, rejection: Any) -> None:
+        # The server refused this document for a reason of its own: keep it on the DLQ.
+        action = rejection.action
+        letter = DeadLetter(
+            orjson.dumps(action, default=str),
+            str(action.get("_id", "")).encode(),
+            action.get("_index", ""),
+            -1,
+            -1,
+            "index-rejected",
+            f"{rejection.status} {rejection.error_type}: {rejection.reason}",
+        )
+        self.pipeline.dlq.add("index-rejected")
+        await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers())
+
+    async def close(self) -> None:
+        if self._indexer is not None:
+            await self._indexer.close()
+        if self._client is not None:
+            await self._client.close()
+
+    # ------------------------------------------------------------ agents' steps
+
+    async def on_record(self, message: Any) -> None:
+        if message.topic == self.ticks_name:
+            await self.on_tick(message.partition)
+            return
+        staged = Staged(self.traces)
+        try:
+            out = self.pipeline.process_record(
+                message.value,
+                key=message.key,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                traces=staged,
+                now=time.time(),
+            )
+        except Exception as exc:  # a bug on one record must not stop the worker: keep the record
+            log.exception("processing failed at %s[%d]@%d", message.topic, message.partition, message.offset)
+            staged = Staged(self.traces)
+            letter = DeadLetter(
+                message.value,
+                message.key,
+                message.topic,
+                message.partition,
+                message.offset,
+                "processing-error",
+                f"{type(exc).__name__}: {exc}",
+            )
+            self.pipeline.dlq.add("processing-error")
+            out = RecordOutput(None, [letter], [], [])
+        await self._send_letters(out.dead_letters)
+        for key, value in out.chunks:
+            await self.series_topic.send(key=key.encode(), value=value)
+        await self.index(out.actions)
+        staged.commit()
+
+    async def on_tick(self, partition: int) -> None:
+        staged = Staged(self.traces)
+        actions = self.pipeline.tick(partition, staged, now=time.time())
+        await self.index(actions)
+        staged.commit()
+
+    async def on_chunk(self, message: Any) -> None:
+        staged = Staged(self.series_state)
+        try:
+            alerts, actions = self.pipeline.series(message.value, staged)
+        except Exception as exc:  # keep the chunk (it is derived data; the input record is safe upstream)
+            log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
+            letter = DeadLetter(
+                message.value,
+                message.key,
+                message.topic,
+                message.partition,
+                message.offset,
+                "processing-error",
+                f"{type(exc).__name__}: {exc}",
+            )
+            self.pipeline.dlq.add("processing-error")
+            await self._send_letters([letter])
+            return
+        for alert in alerts:
+            await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert))
+        await self.index(actions)
+        staged.commit()
+
+    async def _send_letters(self, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers())
+
+    async def send_ticks(self) -> None:
+        """One tick record per assigned partition, so idle traces close inside a stream event."""
+        for tp in self.app.consumer.assignment():
+            if tp.topic == self.ticks_name:
+                await self.ticks.send(value=b"", partition=tp.partition)
+
+    def stats_line(self) -> str:
+        extra = ""
+        if self._indexer is not None:
+            s = self._indexer.stats()
+            extra = f" indexed={s.get('acknowledged', s.get('indexed', 0))} index_healthy={s.get('healthy')}"
+        return f"t={time.monotonic() - self._started:.3f} {self.pipeline.stats_line()}{extra}"
+
+
+class TopicLayoutError(RuntimeError):
+    """The input topics exist with partition counts that cannot be co-partitioned."""
+
+
+def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 30.0) -> WorkerOptions:
+    """Create missing input topics with ``options.partitions``; adopt the count of existing ones.
+
+    Faust's tables need every source topic and changelog to have one partition count. Topics
+    that a producer created first (a broker's auto-create default) win over the flag, with
+    a warning, so the worker still starts; input topics that disagree among themselves are
+    an error that names them.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({**settings.kafka_config(), "socket.timeout.ms": 10_000})
+    names = [settings.topic(t) for t in INPUT_TOPICS]
+    meta = admin.list_topics(timeout=timeout)
+    existing = {n: len(meta.topics[n].partitions) for n in names if n in meta.topics and not meta.topics[n].error}
+    counts = set(existing.values())
+    if len(counts) > 1:
+        raise TopicLayoutError(
+            "input topics differ in partition count ("
+            + ", ".join(f"{n}: {c}" for n, c in sorted(existing.items()))
+            + "); recreate them with one count"
+        )
+    partitions = counts.pop() if counts else options.partitions
+    if partitions != options.partitions:
+        log.warning(
+            "input topics already have %d partitions; using %d, not %d", partitions, partitions, options.partitions
+        )
+        options = replace(options, partitions=partitions)
+    missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    if missing:
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                fut.result(timeout)
+            except Exception as exc:  # created meanwhile by a producer or another worker is fine
+                if "exist" not in str(exc).lower():
+                    raise TopicLayoutError(f"cannot create topic {name}: {exc}") from exc
+    return options
+
+
+def create_app(settings: Settings | None = None, options: WorkerOptions | None = None) -> faust.App:
+    """A configured Faust app with the two agents, the tick timer and the stats logger."""
+    settings = settings or Settings.from_env()
+    options = options or WorkerOptions.from_env()
+    app = faust.App(
+        options.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=options.partitions,
+        # Tansu: ~31 s to join a group with Faust's defaults, ~6 s with a 10 s session timeout.
+        broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, options.session_timeout_s / 3),
+        broker_commit_interval=options.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        store="memory://",
+        datadir=f"{options.data_dir}/{options.app_id}",
+        web_enabled=bool(options.web_port),
+        web_port=options.web_port or 6066,
+        web_bind="127.0.0.1",
+        autodiscover=False,
+    )
+    runtime = Runtime(app, settings, options)
+    app.aitrace = runtime  # type: ignore[attr-defined]  (tests and the worker CLI reach it here)
+
+    @app.agent(runtime.inputs, name="aitrace-records")
+    async def records(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await runtime.on_record(event.message)
+
+    @app.agent(runtime.series_topic, name="aitrace-series")
+    async def series(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await runtime.on_chunk(event.message)
+
+    @app.timer(interval=options.tick_interval_s)
+    async def ticks() -> None:
+        await runtime.send_ticks()
+
+    @app.timer(interval=options.stats_interval_s)
+    async def stats() -> None:
+        log.info("aitrace stats %s", runtime.stats_line())
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        runtime.pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic in runtime.input_names})
+
+    @app.on_before_shutdown.connect
+    def before_shutdown(sender: Any, **kwargs: Any) -> None:
+        log.info("aitrace stats %s (final)", runtime.stats_line())
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,242 @@
+"""Assemble the events of one trace id into one ``aitrace.Trace`` document.
+
+State is one plain dict per trace (JSON-safe, so a Faust table stores it): the spans seen,
+services touched, time bounds, the first error, and per source topic the last applied
+offset. All events of a trace share a partition number across the input topics (they are
+keyed by trace id), so that offset is enough to make a redelivered record a no-op: Faust is
+at-least-once and re-applies a record after a restart.
+
+Life of a trace:
+
+- open while events arrive;
+- **closed complete** when its root span (a span without parent) ends;
+- **closed incomplete** after ``idle_timeout_s`` without events and without a root end
+  (a service that never answered);
+- a late event after closing updates the same document (``_id`` = trace id) and, when it
+  is the root's end, flips it to complete;
+- evicted ``grace_s`` after the last change of a closed trace, so state stays bounded.
+
+A document is emitted at every close and every later change; never while open (a trace
+that is still being written would be rewritten on every batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# span entry layout in state["spans"][span_id]
+_PARENT, _SERVICE, _NAME, _START, _DURATION, _STATUS = range(6)
+_ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
+
+
+@dataclass(frozen=True)
+class CorrelationConfig:
+    """Timeouts (processing time, seconds) and the bound on spans kept per trace."""
+
+    idle_timeout_s: float = 30.0
+    grace_s: float = 600.0
+    max_spans: int = 2000
+
+
+def new_state(trace_id: str, partition: int) -> dict[str, Any]:
+    """An empty trace state."""
+    return {
+        "trace_id": trace_id,
+        "partition": partition,
+        "applied": {},
+        "spans": {},
+        "services": [],
+        "start": None,
+        "end": None,
+        "events": 0,
+        "dropped_spans": 0,
+        "error": None,  # [time, text] of the earliest error seen
+        "root": None,
+        "root_name": None,
+        "root_done": False,
+        "closed": False,
+        "complete": False,
+        "touched": 0.0,
+        "context": {},
+    }
+
+
+def already_applied(state: dict[str, Any], topic: str, offset: int) -> bool:
+    """True when this record (source topic + offset, same partition) was applied before."""
+    return offset <= state["applied"].get(topic, -1)
+
+
+def apply_record(
+    state: dict[str, Any],
+    events: list[dict[str, Any]],
+    blocks: list[dict[str, Any]],
+    *,
+    topic: str,
+    offset: int,
+    now: float,
+    config: CorrelationConfig,
+) -> dict[str, Any] | None:
+    """Fold one record's events of this trace into ``state``; return a Trace to emit, or None.
+
+    The caller checks :func:`already_applied` first (this function records the offset).
+    """
+    for event in events:
+        _apply_event(state, event, config)
+    for block in blocks:
+        _apply_block(state, block)
+    state["applied"][topic] = offset
+    state["touched"] = now
+    if state["closed"]:
+        state["complete"] = state["complete"] or state["root_done"]
+        return build_trace(state)
+    if state["root_done"]:
+        state["closed"] = True
+        state["complete"] = True
+        return build_trace(state)
+    return None
+
+
+def on_tick(state: dict[str, Any], *, now: float, config: CorrelationConfig) -> tuple[str, dict[str, Any] | None]:
+    """Timer step: ``("close", trace)`` when idle, ``("evict", None)`` after the grace period, else ``("keep", None)``.
+
+    Only called from an event of the trace's partition (a tick record), since Faust tables
+    can be changed only inside a stream event.
+    """
+    idle = now - state["touched"]
+    if not state["closed"]:
+        if idle >= config.idle_timeout_s:
+            state["closed"] = True
+            state["complete"] = state["root_done"]
+            state["touched"] = now  # the grace period runs from the close
+            return "close", build_trace(state)
+        return "keep", None
+    if idle >= config.grace_s:
+        return "evict", None
+    return "keep", None
+
+
+def _widen(state: dict[str, Any], start: int, end: int) -> None:
+    state["start"] = start if state["start"] is None else min(state["start"], start)
+    state["end"] = end if state["end"] is None else max(state["end"], end)
+
+
+def _touch_service(state: dict[str, Any], service: str) -> None:
+    if service not in state["services"]:
+        state["services"].append(service)
+
+
+def _note_error(state: dict[str, Any], when: int, text: str) -> None:
+    if state["error"] is None or when < state["error"][0]:
+        state["error"] = [when, text]
+
+
+def _apply_event(state: dict[str, Any], event: dict[str, Any], config: CorrelationConfig) -> None:
+    t = event["time"]
+    state["events"] += 1
+    _touch_service(state, event["service"])
+    if not state["context"]:
+        state["context"] = {k: event.get(k) for k in ("environment", "host", "run_id")}
+    kind, p = event["payload"]
+    short = kind.rsplit(".", 1)[-1]
+    if short == "Span":
+        _apply_span(state, event, p, config)
+        return
+    _widen(state, t, t)
+    if short == "LogRecord" and p["level"].lower() in _ERROR_LEVELS:
+        detail = p.get("error_type") or p["level"].upper()
+        _note_error(state, t, f"{event['service']}: {detail}: {p.get('error_message') or p['message']}")
+    elif short == "InferenceRecord" and p["status"] == "error":
+        _note_error(state, t, f"{event['service']}: {p['model_name']}: {p.get('error') or 'inference error'}")
+    elif short == "RunLifecycle" and p["status"] == "FAILED":
+        _note_error(state, t, f"{event['service']}: run failed: {p.get('message') or ''}".rstrip(": "))
+
+
+def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any], config: CorrelationConfig) -> None:
+    span_id = event["span_id"]
+    start, duration = p["start_time"], p["duration_us"]
+    _widen(state, start, start + duration)
+    parent = event.get("parent_span_id")
+    if span_id in state["spans"] or len(state["spans"]) < config.max_spans:
+        state["spans"][span_id] = [parent, event["service"], p["name"], start, duration, p["status"]]
+    else:
+        state["dropped_spans"] += 1
+    if p["status"] == "error":
+        text = p.get("error_message") or p.get("error_type") or "span failed"
+        _note_error(state, start + duration, f"{event['service']}: {p['name']}: {text}")
+    if parent is None:
+        state["root"] = span_id
+        state["root_name"] = p["name"]
+        state["root_done"] = True
+
+
+def _apply_block(state: dict[str, Any], block: dict[str, Any]) -> None:
+    times = block["times"]
+    state["events"] += len(times)
+    _touch_service(state, block["service"])
+    if times:
+        _widen(state, min(times), max(times))  # C-level scans, not a Python loop per point
+    if not state["context"]:
+        state["context"] = {k: block.get(k) for k in ("environment", "host", "run_id")}
+
+
+def critical_path(spans: dict[str, list[Any]], root: str | None) -> list[str]:
+    """Span ids from the root down, following at each level the child that ends last.
+
+    That child is what the parent waited for; with no root span known, the path starts at
+    the earliest span whose parent is not among the spans seen.
+    """
+    if not spans:
+        return []
+    children: dict[str, list[str]] = {}
+    for span_id, s in spans.items():
+        if s[_PARENT] in spans:
+            children.setdefault(s[_PARENT], []).append(span_id)
+    if root not in spans:
+        tops = [sid for sid, s in spans.items() if s[_PARENT] not in spans]
+        root = min(tops, key=lambda sid: spans[sid][_START]) if tops else None
+    path: list[str] = []
+    seen: set[str] = set()
+    node = root
+    while node is not None and node not in seen:
+        path.append(node)
+        seen.add(node)
+        kids = children.get(node)
+        node = max(kids, key=lambda sid: spans[sid][_START] + spans[sid][_DURATION]) if kids else None
+    return path
+
+
+def build_trace(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``aitrace.Trace`` record of the state as it is now."""
+    spans = state["spans"]
+    start = state["start"] if state["start"] is not None else 0
+    end = state["end"] if state["end"] is not None else start
+    ordered = sorted(spans.items(), key=lambda kv: kv[1][_START])
+    error = state["error"]
+    return {
+        "trace_id": state["trace_id"],
+        "root_span_id": state["root"],
+        "root_name": state["root_name"],
+        "services": list(state["services"]),
+        "start_time": start,
+        "end_time": end,
+        "duration_us": max(0, end - start),
+        "span_count": len(spans) + state["dropped_spans"],
+        "event_count": state["events"],
+        "complete": bool(state["complete"]),
+        "has_error": error is not None,
+        "first_error": error[1] if error else None,
+        "critical_path": critical_path(spans, state["root"]),
+        "spans": [
+            {
+                "span_id": sid,
+                "parent_span_id": s[_PARENT],
+                "service": s[_SERVICE],
+                "name": s[_NAME],
+                "start_time": s[_START],
+                "duration_us": s[_DURATION],
+                "status": s[_STATUS],
+            }
+            for sid, s in ordered
+        ],
+    }

@@ -1,0 +1,211 @@
+"""Decode and validate one Kafka record into an ``aitrace.Batch``.
+
+The codec (``aitrace.schemas.codec``) proves the bytes fit a schema; this module checks
+what Avro cannot: W3C ids, sane event times, payload fields that must not be empty, and
+columnar metric blocks whose arrays line up. A record whose bytes cannot be decoded is
+rejected whole (:class:`InvalidRecord`); a decodable batch keeps its valid events and
+reports the invalid ones (:class:`Decoded.rejected`), so one bad event never holds back
+the rest while the dead-letter copy of the original bytes still loses nothing.
+
+Metric blocks are validated as arrays (NumPy min/max over steps and times), never point
+by point: they carry most of the volume.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+# 2000-01-01T00:00:00Z in microseconds: anything earlier is a unit mistake (seconds, millis).
+MIN_TIME_US = 946_684_800_000_000
+DEFAULT_MAX_FUTURE_US = 24 * 3600 * 1_000_000
+
+_LOG_LEVELS = frozenset({"debug", "info", "warning", "warn", "error", "critical", "fatal", "trace"})
+_STATUSES = frozenset({"ok", "error"})
+
+
+class InvalidRecord(DecodeError):
+    """A record that decoded but carries nothing usable (every event invalid, or a bad block)."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One event (``events[index]``) or metric block (``metric_blocks[index]``) that failed validation."""
+
+    where: str  # "event" or "block"
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class Decoded:
+    """The valid part of one record, and what was dropped from it (to be dead-lettered)."""
+
+    schema: str
+    batch_id: str
+    events: list[dict[str, Any]]
+    metric_blocks: list[dict[str, Any]]
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def event_count(self) -> int:
+        """Events in the batch: plain events plus one per metric point (step) of each block."""
+        return len(self.events) + sum(len(b["steps"]) for b in self.metric_blocks)
+
+
+def valid_trace_id(value: Any) -> bool:
+    """32 lowercase hex digits, not all zero (W3C trace-context)."""
+    return isinstance(value, str) and len(value) == 32 and value != _ZERO_TRACE and bool(_HEX32.fullmatch(value))
+
+
+def valid_span_id(value: Any) -> bool:
+    """16 lowercase hex digits, not all zero (W3C trace-context)."""
+    return isinstance(value, str) and len(value) == 16 and value != _ZERO_SPAN and bool(_HEX16.fullmatch(value))
+
+
+class RecordDecoder:
+    """Bytes -> :class:`Decoded`; raises :class:`DecodeError` (or :class:`InvalidRecord`) with a reason.
+
+    ``max_future_us`` bounds how far ahead of this machine's clock an event time may be
+    (clock skew between hosts); ``now_us`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        deserializer: AvroDeserializer | None = None,
+        *,
+        max_future_us: int = DEFAULT_MAX_FUTURE_US,
+        now_us: Any = None,
+    ) -> None:
+        self._deserializer = deserializer or AvroDeserializer()
+        self._max_future_us = max_future_us
+        self._now_us = now_us or (lambda: int(time.time() * 1_000_000))
+
+    def decode(self, data: bytes | None) -> Decoded:
+        """Decode and validate one record value."""
+        name, obj = self._deserializer.decode(data)
+        batch = as_batch(name, obj)
+        max_time = self._now_us() + self._max_future_us
+        rejected: list[Rejected] = []
+        events: list[dict[str, Any]] = []
+        known_good: set[tuple[str, str]] = set()  # (trace, span) pairs already checked in this batch
+        for i, event in enumerate(batch["events"]):
+            problem = _check_event(event, max_time, known_good)
+            if problem is None:
+                events.append(event)
+            else:
+                rejected.append(Rejected("event", i, *problem))
+        blocks: list[dict[str, Any]] = []
+        for i, block in enumerate(batch["metric_blocks"]):
+            problem = _check_block(block, max_time)
+            if problem is None:
+                blocks.append(block)
+            else:
+                rejected.append(Rejected("block", i, *problem))
+        if rejected and not events and not blocks:
+            first = rejected[0]
+            raise InvalidRecord(first.reason, f"nothing valid in {batch['batch_id']!r}: {first.detail}")
+        return Decoded(name, batch["batch_id"], events, blocks, rejected)
+
+
+def _check_ids(trace_id: Any, span_id: Any, parent: Any) -> tuple[str, str] | None:
+    if not valid_trace_id(trace_id):
+        return "invalid-trace-id", f"trace_id {trace_id!r} is not 32 lowercase hex digits (non-zero)"
+    if not valid_span_id(span_id):
+        return "invalid-span-id", f"span_id {span_id!r} is not 16 lowercase hex digits (non-zero)"
+    if parent is not None and not valid_span_id(parent):
+        return "invalid-span-id", f"parent_span_id {parent!r} is not 16 lowercase hex digits (non-zero)"
+    return None
+
+
+def _check_event(event: dict[str, Any], max_time: int, known_good: set[tuple[str, str]]) -> tuple[str, str] | None:
+    ids = (event["trace_id"], event["span_id"])
+    if ids not in known_good:
+        problem = _check_ids(ids[0], ids[1], event.get("parent_span_id"))
+        if problem:
+            return problem
+        known_good.add(ids)
+    elif event.get("parent_span_id") is not None and not valid_span_id(event["parent_span_id"]):
+        return "invalid-span-id", f"parent_span_id {event['parent_span_id']!r} is not 16 lowercase hex digits"
+    t = event["time"]
+    if not MIN_TIME_US <= t <= max_time:
+        return "bad-time", f"event {event['event_id']!r}: time {t} us is before 2000 or too far in the future"
+    if not event["event_id"]:
+        return "missing-field", "event_id is empty"
+    if not event["service"]:
+        return "missing-field", f"event {event['event_id']!r}: service is empty"
+    kind, payload = event["payload"]
+    return _check_payload(event["event_id"], kind, payload)
+
+
+def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str, ...]) -> tuple[str, str] | None:
+    for name in names:
+        if not payload.get(name):
+            return "missing-field", f"event {event_id!r}: {kind}.{name} is empty"
+    return None
+
+
+def _check_payload(event_id: str, kind: str, payload: dict[str, Any]) -> tuple[str, str] | None:
+    short = kind.rsplit(".", 1)[-1]
+    if short == "InferenceRecord":
+        problem = _require(event_id, short, payload, ("request_id", "model_name"))
+        if problem:
+            return problem
+        if payload["status"] not in _STATUSES:
+            return "bad-value", f"event {event_id!r}: status {payload['status']!r} is not ok/error"
+        if not payload["latency_ms"] >= 0:  # also rejects NaN
+            return "bad-value", f"event {event_id!r}: latency_ms {payload['latency_ms']!r} is negative or NaN"
+        return None
+    if short == "GroundTruth":
+        return _require(event_id, short, payload, ("request_id", "model_name"))
+    if short == "DataStats":
+        problem = _require(event_id, short, payload, ("stage", "dataset"))
+        if problem is None and payload["row_count"] < 0:
+            return "bad-value", f"event {event_id!r}: row_count {payload['row_count']} < 0"
+        return problem
+    if short == "Span":
+        problem = _require(event_id, short, payload, ("name",))
+        if problem is None and payload["duration_us"] < 0:
+            return "bad-value", f"event {event_id!r}: span duration {payload['duration_us']} < 0"
+        return problem
+    if short == "LogRecord":
+        if payload["level"].lower() not in _LOG_LEVELS:
+            return "bad-value", f"event {event_id!r}: log level {payload['level']!r} is unknown"
+        return None
+    if short == "TrainingMetric":
+        if not payload["metrics"]:
+            return "missing-field", f"event {event_id!r}: TrainingMetric.metrics is empty"
+        return None
+    return None
+
+
+def _check_block(block: dict[str, Any], max_time: int) -> tuple[str, str] | None:
+    problem = _check_ids(block["trace_id"], block["span_id"], block.get("parent_span_id"))
+    if problem:
+        return problem
+    if not block["block_id"] or not block["service"]:
+        return "missing-field", f"metric block {block['block_id']!r}: block_id or service is empty"
+    n = len(block["steps"])
+    if len(block["times"]) != n or (block["epochs"] and len(block["epochs"]) != n):
+        return "bad-shape", f"metric block {block['block_id']!r}: steps, times and epochs differ in length"
+    for series in block["series"]:
+        if len(series["values"]) != n:
+            return "bad-shape", f"metric block {block['block_id']!r}: series {series['name']!r} has a wrong length"
+        if not series["name"]:
+            return "missing-field", f"metric block {block['block_id']!r}: a series has no name"
+    if n:
+        times = np.asarray(block["times"], dtype=np.int64)
+        if times.min() < MIN_TIME_US or times.max() > max_time:
+            return "bad-time", f"metric block {block['block_id']!r}: times outside [2000, now + skew]"
+    return None

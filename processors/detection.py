@@ -1,0 +1,621 @@
+"""Detectors wired to series: what each kind of event is checked for, with state per series.
+
+Two halves, on the two sides of the series repartition (see :mod:`aitrace.processors.app`):
+
+- :func:`extract_chunks` (trace-keyed side) cuts a decoded batch into one *chunk* per
+  entity: ``run/<run_id>`` (training metrics), ``model/<name>`` (inference records and
+  ground-truth labels), ``data/<dataset>/<stage>`` (data stats). A chunk holds arrays, so a
+  metric block becomes a few NumPy slices, not a loop over points.
+- :class:`SeriesDetectors` (entity-keyed side) folds a chunk into the state of each series
+  of the entity (one table key per series: ``run/<run>/<split>/<metric>``,
+  ``model/<m>/latency``, ``model/<m>/feature/<f>``, ``data/<ds>/<stage>/<feature>``...) and
+  returns alert versions (through :class:`~aitrace.processors.alerts.IncidentTracker`) and
+  documents to index (ground-truth labels joined to their prediction).
+
+Every series state records, per source partition of the input topics, the last source
+offset applied; a chunk that is not newer is skipped. Chunks of one source partition and
+one entity keep their order through the repartition topic (same key, same partition), so
+this is exact for redeliveries on either side.
+
+Detector kernels come from :mod:`aitrace.detect` (imported in one place, :mod:`._kernels`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aitrace.processors import _kernels as K
+from aitrace.processors import rollup
+from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
+from aitrace.sinks.documents import Action, block_context
+
+Chunk = dict[str, Any]
+State = dict[str, Any]
+
+_VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
+_TRAIN_SPLITS = frozenset({"", "train", "training"})
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Thresholds shared by the series detectors (defaults documented in the worker's --help)."""
+
+    anomaly_threshold: float = 0.9  # detect's scores: 0.5 = its decision level; 0.9 keeps alerts rare
+    critical_score: float = 0.999
+    drift_window: int = 200  # reference and current window length (points) for inference features
+    drift_alpha: float = 0.001  # family-wise, Bonferroni over the model's features
+    drift_min_effect: float = 0.1  # KS statistic below this is not worth an alert, whatever the p-value
+    psi_warning: float = 0.2
+    psi_critical: float = 0.5
+    mean_shift: float = 0.5  # |mean - ref mean| / ref sd for summaries without a comparable histogram
+    rate_window: int = 50  # requests per error-rate / accuracy window
+    rate_min_events: int = 5
+    missing_jump: float = 0.05
+    pending_limit: int = 20_000  # predictions / labels waiting for their partner, per model
+    rollup_window_s: float = 10.0
+    index_prefix: str = "aitrace"
+    policy: IncidentPolicy = field(default_factory=IncidentPolicy)
+
+
+_STEPWISE = ("lr", "learning_rate", "epoch", "step", "batch_size", "momentum", "weight_decay")
+
+
+def _may_stall(state: State, name: str) -> bool:
+    """Whether a flat run is news: not for schedules (lr is constant between steps by design),
+    not for a series that never varied (a constant config value logged as a metric)."""
+    lowered = name.lower()
+    if any(lowered == s or lowered.endswith(("_" + s, "/" + s, "." + s)) for s in _STEPWISE):
+        return False
+    return bool(state.get("varied"))
+
+
+def _note_variation(state: State, values: np.ndarray) -> None:
+    """Remember whether the series ever took two different values (across chunks)."""
+    if state.get("varied"):
+        return
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return
+    first = state.setdefault("first", float(finite[0]))
+    state["varied"] = bool(np.any(finite != first))
+
+
+# ---------------------------------------------------------------- trace-keyed side
+
+
+def _group_key(run_id: str | None, trace_id: str) -> str:
+    return f"run/{run_id or trace_id}"
+
+
+def fast_series(block: dict[str, Any], max_raw_rate: float, raw: bool) -> set[str]:
+    """Names of the block's series that are rolled up rather than indexed point by point."""
+    if raw:
+        return set()
+    times = np.asarray(block["times"], dtype=np.int64)
+    fast: set[str] = set()
+    for series in block["series"]:
+        present = ~np.isnan(np.asarray(series["values"], dtype=np.float64))
+        if rollup.is_fast(times[present], max_raw_rate):
+            fast.add(series["name"])
+    return fast
+
+
+def extract_chunks(
+    events: list[dict[str, Any]], blocks: list[dict[str, Any]], fast: list[set[str]] | None = None
+) -> dict[str, Chunk]:
+    """Entity key -> chunk of arrays for the detectors, from one decoded batch.
+
+    ``fast[i]`` names the series of ``blocks[i]`` whose rollups the entity side computes.
+    """
+    chunks: dict[str, Chunk] = {}
+    for i, block in enumerate(blocks):
+        _block_into(chunks, block, fast[i] if fast else set())
+    for event in events:
+        kind, p = event["payload"]
+        short = kind.rsplit(".", 1)[-1]
+        if short == "TrainingMetric":
+            _metric_event_into(chunks, event, p)
+        elif short == "InferenceRecord":
+            _inference_into(chunks, event, p)
+        elif short == "GroundTruth":
+            _model_chunk(chunks, p["model_name"], event)["labels"].append(event)
+        elif short == "DataStats":
+            key = f"data/{p['dataset']}/{p['stage']}"
+            chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
+            chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
+    for chunk in chunks.values():
+        if chunk["kind"] == "model":
+            _finish_model_chunk(chunk)
+    return chunks
+
+
+def _run_chunk(chunks: dict[str, Chunk], run_id: str | None, trace_id: str, service: str) -> Chunk:
+    key = _group_key(run_id, trace_id)
+    chunk = chunks.get(key)
+    if chunk is None:
+        chunk = {
+            "kind": "run",
+            "run_id": run_id or trace_id,
+            "service": service,
+            "trace_id": trace_id,
+            "series": {},
+            "ctx": None,
+        }
+        chunks[key] = chunk
+    return chunk
+
+
+def _append_series(chunk: Chunk, name: str, steps: Any, times: Any, values: Any, roll: bool = False) -> None:
+    s = chunk["series"].get(name)
+    if s is None:
+        chunk["series"][name] = {"steps": steps, "times": times, "values": values, "rollup": roll}
+        return
+    s["rollup"] = s["rollup"] or roll
+    s["steps"] = np.concatenate([s["steps"], steps])
+    s["times"] = np.concatenate([s["times"], times])
+    s["values"] = np.concatenate([s["values"], values])
+
+
+def _block_into(chunks: dict[str, Chunk], block: dict[str, Any], fast: set[str]) -> None:
+    chunk = _run_chunk(chunks, block.get("run_id"), block["trace_id"], block["service"])
+    if fast and chunk["ctx"] is None:
+        chunk["ctx"] = block_context(block)
+    steps = np.asarray(block["steps"], dtype=np.int64)
+    times = np.asarray(block["times"], dtype=np.int64)
+    split = block.get("split") or ""
+    for series in block["series"]:
+        values = np.asarray(series["values"], dtype=np.float64)
+        present = ~np.isnan(values)  # in a block NaN means "not logged at this step"
+        roll = series["name"] in fast
+        if present.all():
+            _append_series(chunk, f"{split}|{series['name']}", steps, times, values, roll)
+        elif present.any():
+            _append_series(chunk, f"{split}|{series['name']}", steps[present], times[present], values[present], roll)
+
+
+def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
+    # One event, a handful of metrics: NaN here is data (a diverged loss) and is kept.
+    chunk = _run_chunk(chunks, event.get("run_id"), event["trace_id"], event["service"])
+    split = p.get("split") or ""
+    one_step = np.array([p["step"]], dtype=np.int64)
+    one_time = np.array([event["time"]], dtype=np.int64)
+    for name, value in p["metrics"].items():
+        _append_series(chunk, f"{split}|{name}", one_step, one_time, np.array([value], dtype=np.float64))
+
+
+def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) -> Chunk:
+    key = f"model/{model}"
+    chunk = chunks.get(key)
+    if chunk is None:
+        chunk = {
+            "kind": "model",
+            "model": model,
+            "service": event["service"],
+            "rows": [],
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        chunks[key] = chunk
+    return chunk
+
+
+def _inference_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
+    chunk = _model_chunk(chunks, p["model_name"], event)
+    i = len(chunk["rows"])
+    conf = p.get("confidence")
+    chunk["rows"].append((event["time"], p["latency_ms"], p["status"] == "error", math.nan if conf is None else conf))
+    for name, value in p["features"].items():
+        chunk["features"].setdefault(name, []).append((i, value))
+    if p.get("prediction") is not None:
+        chunk["requests"].append(
+            [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
+        )
+
+
+def _finish_model_chunk(chunk: Chunk) -> None:
+    """Rows -> columns (times, latency, error flags, confidence; one array per feature)."""
+    rows = chunk.pop("rows")
+    if rows:
+        times, latency, errors, confidence = zip(*rows, strict=True)
+    else:
+        times, latency, errors, confidence = (), (), (), ()
+    chunk["times"] = np.asarray(times, dtype=np.int64)
+    chunk["latency"] = np.asarray(latency, dtype=np.float64)
+    chunk["errors"] = np.asarray(errors, dtype=np.float64)
+    chunk["confidence"] = np.asarray(confidence, dtype=np.float64)
+    chunk["features"] = {
+        name: np.asarray([v for _, v in pairs], dtype=np.float64) for name, pairs in chunk["features"].items()
+    }
+
+
+# ---------------------------------------------------------------- entity-keyed side
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk produced: alert versions to publish and documents to index."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    label_events: list[tuple[dict[str, Any], list[Any] | None]] = field(default_factory=list)  # (label, prediction)
+    actions: list[Action] = field(default_factory=list)  # rollup documents
+    skipped: int = 0  # series for which this chunk was a redelivery
+
+
+class SeriesDetectors:
+    """Apply chunks to per-series state held in ``table`` (a Faust table or any mutable mapping)."""
+
+    def __init__(self, table: MutableMapping[str, Any], config: DetectionConfig | None = None) -> None:
+        self.table = table
+        self.config = config or DetectionConfig()
+        self.incidents = IncidentTracker(self.config.policy)
+
+    # -- plumbing ------------------------------------------------------
+    def apply(self, chunk: Chunk, *, source: str, offset: int) -> ChunkResult:
+        """Fold one chunk (decoded from the repartition topic) into its series; idempotent by source offset."""
+        result = ChunkResult()
+        handler: Callable[[Chunk, ChunkResult, str, int], None] = {
+            "run": self._run,
+            "model": self._model,
+            "data": self._data,
+        }[chunk["kind"]]
+        handler(chunk, result, source, offset)
+        return result
+
+    def _with_state(
+        self,
+        key: str,
+        source: str,
+        offset: int,
+        result: ChunkResult,
+        work: Callable[[State], None],
+    ) -> None:
+        state = self.table.get(key)
+        state = dict(state) if state else {"applied": {}, "incident": None}
+        if offset <= state["applied"].get(source, -1):
+            result.skipped += 1
+            return
+        work(state)
+        state["applied"][source] = offset
+        self.table[key] = state  # one changelog record per series and chunk
+
+    def _publish(self, result: ChunkResult, state: State, ctx: SeriesContext, outcome: tuple[Any, ...]) -> None:
+        finding, clean, last_time = outcome
+        alert = self.incidents.observe(state, ctx, finding, clean=clean, last_time_us=last_time)
+        if alert is not None:
+            result.alerts.append(alert)
+
+    # -- training runs -------------------------------------------------
+    def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        run_id = chunk["run_id"]
+        for name, s in chunk["series"].items():
+            split, metric = name.split("|", 1)
+            key = f"run/{run_id}/{split or 'train'}/{metric}"
+            ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
+            values = np.asarray(s["values"], dtype=np.float64)
+
+            def work(
+                state: State,
+                s: dict[str, Any] = s,
+                ctx: SeriesContext = ctx,
+                metric: str = metric,
+                split: str = split,
+                values: np.ndarray = values,
+            ) -> None:
+                outcome = self._anomaly(state, values, s["times"], s["steps"], metric, f"run {run_id}", "training")
+                self._publish(result, state, ctx, outcome)
+                if s.get("rollup") and chunk.get("ctx"):
+                    result.actions.extend(
+                        rollup.update(
+                            state,
+                            chunk["ctx"],
+                            metric,
+                            split or None,
+                            np.asarray(s["steps"], dtype=np.int64),
+                            np.asarray(s["times"], dtype=np.int64),
+                            values,
+                            window_us=int(self.config.rollup_window_s * 1_000_000),
+                            prefix=self.config.index_prefix,
+                        )
+                    )
+
+            self._with_state(key, source, offset, result, work)
+        self._overfitting(chunk, result, source, offset)
+
+    def _anomaly(
+        self,
+        state: State,
+        values: np.ndarray,
+        times: Any,
+        steps: Any,
+        what: str,
+        where: str,
+        kind: str,
+    ) -> tuple[Finding | None, int, int]:
+        """Score a chunk of one series; the worst point above the threshold is the finding."""
+        cfg = self.config
+        det = K.anomaly_detector(state.get("det"))
+        scores = det.score(values)
+        state["det"] = det.to_state()
+        _note_variation(state, values)
+        times = np.asarray(times, dtype=np.int64)
+        if scores.size == 0:
+            return None, 0, 0
+        last_time = int(times[-1])
+        worst = int(np.argmax(scores))
+        score = float(scores[worst])
+        if score < cfg.anomaly_threshold:
+            return None, int(scores.size), last_time
+        code = K.code_name(int(det.last_codes[worst]))
+        if code == "flat" and not _may_stall(state, what):
+            return None, int(scores.size), last_time
+        severity = "critical" if score >= cfg.critical_score or code in ("nan", "inf") else "warning"
+        lo = max(0, worst - 15)
+        step = None if steps is None else int(np.asarray(steps)[worst])
+        finding = Finding(
+            kind=kind if kind != "training" else ("training" if code in ("nan", "inf") else "anomaly"),
+            detector=code,
+            severity=severity,
+            title=f"{what}: {code.replace('_', ' ')} in {where}" + (f" at step {step}" if step is not None else ""),
+            time_us=int(times[worst]),
+            score=score,
+            statistic=float(det.last_z[worst]),
+            threshold=cfg.anomaly_threshold,
+            step=step,
+            evidence=values[lo : worst + 1].tolist(),
+            details={"value": repr(float(values[worst]))},
+        )
+        clean = int(np.count_nonzero(scores[worst + 1 :] < cfg.anomaly_threshold))
+        return finding, clean, last_time
+
+    def _overfitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Validation loss rising while training loss falls (per run)."""
+        train = val = None
+        for name, s in chunk["series"].items():
+            split, metric = name.split("|", 1)
+            if metric in ("loss", "train_loss") and split in _TRAIN_SPLITS:
+                train = s
+            elif (metric == "loss" and split in _VAL_SPLITS) or metric in ("val_loss", "eval_loss", "valid_loss"):
+                val = s
+        if train is None and val is None:
+            return
+        run_id = chunk["run_id"]
+        key = f"run/{run_id}/overfitting"
+        ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
+
+        def work(state: State) -> None:
+            outcome = K.overfitting_update(state, train, val)
+            if outcome is None:
+                return
+            finding_stats, clean, last_time = outcome
+            finding = None
+            if finding_stats is not None:
+                gap, step, time_us, evidence = finding_stats
+                finding = Finding(
+                    kind="training",
+                    detector="overfitting",
+                    severity="warning",
+                    title=f"overfitting in run {run_id}: validation loss rising while training loss falls",
+                    time_us=time_us,
+                    statistic=gap,
+                    threshold=K.OVERFIT_MIN_RISE,
+                    step=step,
+                    evidence=evidence,
+                )
+            self._publish(result, state, ctx, (finding, clean, last_time))
+
+        self._with_state(key, source, offset, result, work)
+
+    # -- inference -----------------------------------------------------
+    def _model(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        model, service = chunk["model"], chunk["service"]
+        times = np.asarray(chunk["times"], dtype=np.int64)
+        if times.size:
+            self._model_numeric(
+                chunk, result, source, offset, "latency", np.asarray(chunk["latency"], dtype=np.float64)
+            )
+            conf = np.asarray(chunk["confidence"], dtype=np.float64)
+            finite = np.isfinite(conf)
+            if finite.any():
+                sub = {**chunk, "times": times[finite]}
+                self._model_numeric(sub, result, source, offset, "confidence", conf[finite])
+            errors = np.asarray(chunk["errors"], dtype=np.float64)
+            self._rate(f"model/{model}/error_rate", model, service, "error_rate", errors, times, result, source, offset)
+        features = chunk["features"]
+        for name, values in features.items():
+            self._feature_drift(
+                model, service, name, np.asarray(values, dtype=np.float64), times, len(features), result, source, offset
+            )
+        if chunk["requests"] or chunk["labels"]:
+            self._join_labels(chunk, result, source, offset)
+
+    def _model_numeric(
+        self, chunk: Chunk, result: ChunkResult, source: str, offset: int, metric: str, values: np.ndarray
+    ) -> None:
+        model = chunk["model"]
+        key = f"model/{model}/{metric}"
+        ctx = SeriesContext(key, chunk["service"], None, model, metric, None)
+
+        def work(state: State) -> None:
+            outcome = self._anomaly(state, values, chunk["times"], None, metric, f"model {model}", "anomaly")
+            self._publish(result, state, ctx, outcome)
+
+        self._with_state(key, source, offset, result, work)
+
+    def _rate(
+        self,
+        key: str,
+        model: str,
+        service: str,
+        what: str,
+        flags: np.ndarray,
+        times: np.ndarray,
+        result: ChunkResult,
+        source: str,
+        offset: int,
+    ) -> None:
+        """Windowed rate of bad outcomes (errors, wrong predictions) against its own baseline."""
+        cfg = self.config
+        ctx = SeriesContext(key, service, None, model, what, None)
+
+        def work(state: State) -> None:
+            out = K.rate_windows(state, flags, times, window=cfg.rate_window, min_events=cfg.rate_min_events)
+            finding = None
+            worst, clean, last_time = out
+            if worst is not None:
+                rate, baseline, limit, time_us, errors = worst
+                severity = "critical" if rate >= max(0.5, 4 * limit) else "warning"
+                label = "error rate" if what == "error_rate" else "wrong-prediction rate"
+                finding = Finding(
+                    kind="error_rate" if what == "error_rate" else "anomaly",
+                    detector=f"{what}_burst",
+                    severity=severity,
+                    title=f"{label} {rate:.0%} for model {model} (baseline {baseline:.1%})",
+                    time_us=time_us,
+                    score=rate,
+                    statistic=rate,
+                    threshold=limit,
+                    evidence=[rate, baseline, float(errors)],
+                    details={"window": str(cfg.rate_window)},
+                )
+            self._publish(result, state, ctx, (finding, clean, last_time))
+
+        self._with_state(key, source, offset, result, work)
+
+    def _feature_drift(
+        self,
+        model: str,
+        service: str,
+        feature: str,
+        values: np.ndarray,
+        times: np.ndarray,
+        n_features: int,
+        result: ChunkResult,
+        source: str,
+        offset: int,
+    ) -> None:
+        cfg = self.config
+        key = f"model/{model}/feature/{feature}"
+        ctx = SeriesContext(key, service, None, model, feature, None)
+        alpha = cfg.drift_alpha / max(1, n_features)
+        last_time = int(times[-1]) if times.size else 0
+
+        def work(state: State) -> None:
+            tests = K.window_drift(state, values, window=cfg.drift_window)
+            if not tests:
+                return
+            worst: Finding | None = None
+            clean = 0
+            for stat, pvalue, psi_value in tests:
+                if pvalue < alpha and stat >= cfg.drift_min_effect:
+                    severity = "critical" if psi_value >= cfg.psi_critical else "warning"
+                    worst = Finding(
+                        kind="drift",
+                        detector="ks",
+                        severity=severity,
+                        title=f"input drift of {feature!r} for model {model} (KS {stat:.2f}, PSI {psi_value:.2f})",
+                        time_us=last_time,
+                        score=stat,
+                        statistic=stat,
+                        threshold=cfg.drift_min_effect,
+                        pvalue=pvalue,
+                        evidence=[stat, psi_value],
+                        details={"alpha": f"{alpha:.3g}", "window": str(cfg.drift_window)},
+                    )
+                    clean = 0
+                else:
+                    clean += cfg.drift_window
+            self._publish(result, state, ctx, (worst, clean, last_time))
+
+        self._with_state(key, source, offset, result, work)
+
+    def _join_labels(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Join delayed ground-truth labels to their prediction by request id; windowed accuracy."""
+        model = chunk["model"]
+        key = f"model/{model}/labels"
+        cfg = self.config
+        outcomes: list[tuple[int, float]] = []
+
+        def work(state: State) -> None:
+            joined = K.join_labels(state, chunk["requests"], chunk["labels"], limit=cfg.pending_limit)
+            for event, prediction in joined:
+                result.label_events.append((event, prediction))
+                if prediction is not None:
+                    outcomes.append((event["time"], float(prediction[0] != event["payload"][1]["label"])))
+
+        self._with_state(key, source, offset, result, work)
+        if outcomes:
+            outcomes.sort()
+            times = np.asarray([t for t, _ in outcomes], dtype=np.int64)
+            wrong = np.asarray([w for _, w in outcomes], dtype=np.float64)
+            self._rate(
+                f"model/{model}/wrong_predictions",
+                model,
+                chunk["service"],
+                "wrong_predictions",
+                wrong,
+                times,
+                result,
+                source,
+                offset,
+            )
+
+    # -- data pipelines ------------------------------------------------
+    def _data(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        dataset, stage = chunk["dataset"], chunk["stage"]
+        for time_us, service, trace_id, stats in chunk["stats"]:
+            for feature in stats.get("features") or []:
+                key = f"data/{dataset}/{stage}/{feature['name']}"
+                ctx = SeriesContext(key, service, None, None, feature["name"], trace_id)
+                self._data_series(
+                    key,
+                    ctx,
+                    lambda st, f=feature: K.feature_checks(st, f, self.config),
+                    time_us,
+                    result,
+                    source,
+                    offset,
+                )
+            if stats.get("class_counts"):
+                key = f"data/{dataset}/{stage}/__label__"
+                ctx = SeriesContext(key, service, None, None, stats.get("label") or "label", trace_id)
+                counts = stats["class_counts"]
+                self._data_series(
+                    key, ctx, lambda st, c=counts: K.label_checks(st, c, self.config), time_us, result, source, offset
+                )
+
+    def _data_series(
+        self,
+        key: str,
+        ctx: SeriesContext,
+        check: Callable[[State], list[tuple[str, str, str, float, float, str]]],
+        time_us: int,
+        result: ChunkResult,
+        source: str,
+        offset: int,
+    ) -> None:
+        def work(state: State) -> None:
+            problems = check(state)
+            finding = None
+            if problems:
+                problems.sort(key=lambda p: (p[2] == "critical", p[3]), reverse=True)
+                kind, detector, severity, statistic, threshold, text = problems[0]
+                finding = Finding(
+                    kind=kind,
+                    detector=detector,
+                    severity=severity,
+                    title=f"{text} in {key.split('/', 1)[1]}",
+                    time_us=time_us,
+                    statistic=statistic,
+                    threshold=threshold,
+                    evidence=[p[3] for p in problems],
+                    details={"checks": ",".join(p[1] for p in problems)},
+                )
+            # One stats batch counts as this many clean points toward resolving.
+            self._publish(result, state, ctx, (finding, 0 if problems else self.config.policy.resolve_after, time_us))
+
+        self._with_state(key, source, offset, result, work)

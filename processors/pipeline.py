@@ -1,0 +1,346 @@
+"""The worker's work, free of Faust: what happens to one input record, one series chunk, one tick.
+
+:mod:`aitrace.processors.app` wires these steps to Faust topics, tables and timers; tests and
+the benchmark call them directly. Tables are any ``MutableMapping`` (a Faust table in the
+worker, a dict in tests).
+
+Input record (trace-keyed):
+
+1. :meth:`Pipeline.decode` -> the valid part of the batch, plus a dead letter for what is
+   invalid (the original bytes, whatever part failed);
+2. :meth:`Pipeline.event_actions` -> documents of the events (raw metric points only for
+   slow series; fast ones are rolled up on the series side);
+3. :meth:`Pipeline.correlate` -> trace documents of traces that closed or changed after closing;
+4. :meth:`Pipeline.chunks` -> ``(entity key, bytes)`` records for the series repartition topic.
+
+Series chunk (entity-keyed): :meth:`Pipeline.series` -> alert records, alert documents,
+ground-truth label documents (joined to their prediction), rollup documents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import orjson
+from aitrace.processors import correlate
+from aitrace.processors.decode import Decoded, RecordDecoder
+from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks, fast_series
+from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
+from aitrace.schemas.codec import DecodeError
+from aitrace.sinks.documents import (
+    Action,
+    DocumentError,
+    alert_action,
+    event_actions,
+    metric_block_actions,
+    trace_action,
+)
+
+_GROUND_TRUTH = "aitrace.GroundTruth"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Processor knobs; each reads ``AITRACE_WORKER_<NAME>`` and has a matching ``aitrace worker`` flag."""
+
+    app_id: str = "aitrace-processors"
+    partitions: int = 4
+    index: bool = True  # False: decode, correlate and detect only (benchmarks, dry runs)
+    raw_metrics: bool = False  # True: index every metric point, never rollups
+    max_raw_rate: float = 2.0  # points/s of one series above which it is rolled up
+    rollup_window_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    grace_s: float = 600.0
+    tick_interval_s: float = 1.0
+    stats_interval_s: float = 10.0
+    anomaly_threshold: float = 0.9
+    drift_window: int = 200
+    session_timeout_s: float = 10.0
+    commit_interval_s: float = 1.0
+    data_dir: str = ".aitrace/faust"
+    web_port: int = 0  # 0: no web server
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerOptions:
+        """Read ``AITRACE_WORKER_*`` variables, then apply ``overrides`` (None = unset)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"AITRACE_WORKER_{f.name.upper()}")
+            if raw:
+                values[f.name] = _cast(f.name, raw, type(getattr(cls, f.name)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _cast(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"AITRACE_WORKER_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+
+
+class Staged(MutableMapping[str, Any]):
+    """A write-behind view of a table: writes stay here until :meth:`commit`.
+
+    The worker commits after the record's documents are acknowledged, so a changelog
+    record never says "applied" for output that was not delivered: if the worker dies in
+    between, the redelivered record is applied again instead of being skipped.
+    """
+
+    _GONE = object()
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self.pending: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.pending.get(key, None) if key in self.pending else self.table[key]
+        if value is self._GONE:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key]
+        self.pending[key] = self._GONE
+
+    def __iter__(self) -> Any:
+        keys = [k for k in self.table if self.pending.get(k) is not self._GONE]
+        return iter(keys + [k for k, v in self.pending.items() if v is not self._GONE and k not in self.table])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.pending:
+            value = self.pending[key]
+            return default if value is self._GONE else value
+        return self.table.get(key, default)
+
+    def commit(self) -> None:
+        """Write the staged changes through (inside the same stream event, for Faust)."""
+        for key, value in self.pending.items():
+            if value is self._GONE:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self.pending.clear()
+
+
+@dataclass
+class RecordOutput:
+    """What one input record produced."""
+
+    decoded: Decoded | None
+    dead_letters: list[DeadLetter]
+    actions: list[Action]
+    chunks: list[tuple[str, bytes]]
+    events: int = 0
+
+
+class Pipeline:
+    """Decode, validate, correlate and detect; the Faust app and the benchmark share it."""
+
+    def __init__(self, options: WorkerOptions, *, index_prefix: str = "aitrace", decoder: RecordDecoder | None = None):
+        self.options = options
+        self.prefix = index_prefix
+        self.decoder = decoder or RecordDecoder()
+        self.dlq = DlqCounter()
+        self.correlation = correlate.CorrelationConfig(idle_timeout_s=options.idle_timeout_s, grace_s=options.grace_s)
+        self.detection = DetectionConfig(
+            anomaly_threshold=options.anomaly_threshold,
+            drift_window=options.drift_window,
+            rollup_window_s=options.rollup_window_s,
+            index_prefix=index_prefix,
+        )
+        # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
+        self._traces_by_partition: dict[int, set[str]] = {}
+        self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0}
+
+    # ------------------------------------------------------------ input records
+
+    def process_record(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        traces: MutableMapping[str, Any],
+        now: float,
+    ) -> RecordOutput:
+        """All trace-keyed work for one record (see the module doc)."""
+        self.counters["records"] += 1
+        try:
+            decoded = self.decoder.decode(value)
+        except DecodeError as exc:
+            letter = DeadLetter(value, key, topic, partition, offset, exc.reason, exc.detail)
+            self.dlq.add(exc.reason)
+            return RecordOutput(None, [letter], [], [])
+        letters: list[DeadLetter] = []
+        if decoded.rejected:
+            first = decoded.rejected[0]
+            detail = f"{len(decoded.rejected)} invalid part(s) of batch {decoded.batch_id!r}; first: {first.detail}"
+            letters.append(
+                DeadLetter(
+                    value, key, topic, partition, offset, first.reason, detail, rejected_labels(decoded.rejected)
+                )
+            )
+            for r in decoded.rejected:
+                self.dlq.add(r.reason)
+        fast = [fast_series(b, self.options.max_raw_rate, self.options.raw_metrics) for b in decoded.metric_blocks]
+        actions, unindexable = self.event_actions(decoded, fast)
+        if unindexable:
+            letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
+            self.dlq.add("unindexable", len(unindexable))
+        actions.extend(self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now))
+        chunks = self.chunks(decoded, fast, topic=topic, partition=partition, offset=offset)
+        n = decoded.event_count
+        self.counters["events"] += n
+        return RecordOutput(decoded, letters, actions, chunks, n)
+
+    def event_actions(self, decoded: Decoded, fast: list[set[str]]) -> tuple[list[Action], list[str]]:
+        """Documents of the batch's events and of its slow metric series; and what could not be indexed."""
+        actions: list[Action] = []
+        problems: list[str] = []
+        for event in decoded.events:
+            if event["payload"][0] == _GROUND_TRUTH:
+                continue  # indexed on the series side, joined to its prediction
+            try:
+                actions.extend(event_actions(event, prefix=self.prefix))
+            except DocumentError as exc:
+                problems.append(str(exc))
+        for block, fast_names in zip(decoded.metric_blocks, fast, strict=True):
+            slow = {s["name"] for s in block["series"]} - fast_names
+            if slow:
+                actions.extend(metric_block_actions(block, prefix=self.prefix, series=slow))
+        return actions, problems
+
+    def correlate(
+        self,
+        decoded: Decoded,
+        traces: MutableMapping[str, Any],
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        now: float,
+    ) -> list[Action]:
+        """Fold the batch into its traces' state; trace documents to (re)index."""
+        by_trace: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for event in decoded.events:
+            by_trace.setdefault(event["trace_id"], ([], []))[0].append(event)
+        for block in decoded.metric_blocks:
+            by_trace.setdefault(block["trace_id"], ([], []))[1].append(block)
+        actions: list[Action] = []
+        for trace_id, (events, blocks) in by_trace.items():
+            state = traces.get(trace_id)
+            if state is None:
+                state = correlate.new_state(trace_id, partition)
+            elif correlate.already_applied(state, topic, offset):
+                self.counters["duplicates"] += 1
+                continue
+            trace = correlate.apply_record(
+                state, events, blocks, topic=topic, offset=offset, now=now, config=self.correlation
+            )
+            traces[trace_id] = state
+            known = self._traces_by_partition.get(partition)
+            if known is not None:
+                known.add(trace_id)
+            if trace is not None:
+                actions.append(self._trace_action(trace, state))
+        return actions
+
+    def chunks(
+        self, decoded: Decoded, fast: list[set[str]], *, topic: str, partition: int, offset: int
+    ) -> list[tuple[str, bytes]]:
+        """Records for the series topic: one per entity, tagged with the source position."""
+        out = []
+        source = f"{topic}:{partition}"
+        for key, chunk in extract_chunks(decoded.events, decoded.metric_blocks, fast).items():
+            chunk["src"] = source
+            chunk["off"] = offset
+            out.append((key, orjson.dumps(chunk, option=orjson.OPT_SERIALIZE_NUMPY)))
+        self.counters["chunks"] += len(out)
+        return out
+
+    def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> Action:
+        self.counters["traces"] += 1
+        return trace_action(trace, prefix=self.prefix, context=state.get("context") or None)
+
+    # ------------------------------------------------------------ ticks
+
+    def tick(self, partition: int, traces: MutableMapping[str, Any], *, now: float) -> list[Action]:
+        """Close idle traces of ``partition`` and evict long-closed ones; trace documents to index."""
+        keys = self._traces_by_partition.get(partition)
+        if keys is None:
+            keys = {k for k, st in traces.items() if st.get("partition") == partition}
+            self._traces_by_partition[partition] = keys
+        actions: list[Action] = []
+        for trace_id in list(keys):
+            state = traces.get(trace_id)
+            if state is None:
+                keys.discard(trace_id)
+                continue
+            verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
+            if verdict == "close" and trace is not None:
+                traces[trace_id] = state
+                actions.append(self._trace_action(trace, state))
+            elif verdict == "evict":
+                del traces[trace_id]
+                keys.discard(trace_id)
+        return actions
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions moved away: their trace index is rebuilt from the table if they come back."""
+        for p in partitions:
+            self._traces_by_partition.pop(p, None)
+
+    # ------------------------------------------------------------ series chunks
+
+    def series(self, value: bytes, table: MutableMapping[str, Any]) -> tuple[list[dict[str, Any]], list[Action]]:
+        """Apply one series chunk; return alert records and documents (alerts, labels, rollups)."""
+        chunk = orjson.loads(value)
+        detectors = SeriesDetectors(table, self.detection)
+        result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"])
+        if result.skipped:
+            self.counters["duplicates"] += result.skipped
+        actions = list(result.actions)
+        actions.extend(alert_action(a, prefix=self.prefix) for a in result.alerts)
+        for event, prediction in result.label_events:
+            actions.extend(self._label_actions(event, prediction))
+        self.counters["alerts"] += len(result.alerts)
+        return result.alerts, actions
+
+    def _label_actions(self, event: dict[str, Any], prediction: list[Any] | None) -> list[Action]:
+        event = {**event, "payload": tuple(event["payload"])}  # JSON made the union tuple a list
+        actions = event_actions(event, prefix=self.prefix)
+        if prediction is not None:
+            truth = actions[0]["_source"].setdefault("aitrace", {}).setdefault("ground_truth", {})
+            predicted, time_us, event_id, trace_id = prediction
+            truth.update(
+                {
+                    "prediction": predicted,
+                    "correct": predicted == event["payload"][1]["label"],
+                    "prediction_event_id": event_id,
+                    "prediction_trace_id": trace_id,
+                    "delay_ms": (event["time"] - time_us) / 1000.0,
+                }
+            )
+        return actions
+
+    def stats_line(self) -> str:
+        c = self.counters
+        return (
+            f"records={c['records']} events={c['events']} chunks={c['chunks']} traces={c['traces']} "
+            f"alerts={c['alerts']} duplicates_skipped={c['duplicates']} {self.dlq}"
+        )

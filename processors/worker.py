@@ -1,0 +1,100 @@
+"""``aitrace worker``: run one processor worker (a Faust worker) in this process.
+
+Start as many as there are partitions to share the load; they form one consumer group
+(``--app-id``). Same app as ``faust -A aitrace.processors.app worker -l info``, whose settings
+come from ``AITRACE_*`` / ``AITRACE_WORKER_*`` variables; here flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import fields
+from typing import Any
+
+from aitrace.config import Settings
+from aitrace.processors.pipeline import WorkerOptions
+from confluent_kafka import KafkaException
+
+_HELP = {
+    "app_id": "Faust app id = consumer group; workers with the same id share the partitions",
+    "partitions": "partitions of the input, series and tick topics (created with this count when missing)",
+    "index": "index documents into the search server (--no-index: decode, correlate and detect only)",
+    "raw_metrics": "index every metric point instead of per-window rollups for fast series",
+    "max_raw_rate": "points per second of one series above which it is rolled up",
+    "rollup_window_s": "rollup window length in seconds",
+    "idle_timeout_s": "close a trace as incomplete after this many seconds without events",
+    "grace_s": "forget a closed trace this many seconds after its last change",
+    "tick_interval_s": "how often idle traces are looked for",
+    "stats_interval_s": "how often the stats line is logged",
+    "anomaly_threshold": "anomaly score (0..1) from which a point is a finding",
+    "drift_window": "points per reference/current window for inference feature drift",
+    "session_timeout_s": "Kafka consumer session timeout (Tansu joins much faster with 10 than Faust's default)",
+    "commit_interval_s": "how often acknowledged offsets are committed",
+    "data_dir": "Faust's local data directory (the tables themselves are restored from their changelogs)",
+    "web_port": "port of Faust's web server on 127.0.0.1 (0: off)",
+}
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags for every :class:`WorkerOptions` field plus the broker / search addresses."""
+    parser.add_argument("--kafka", dest="kafka_bootstrap", help="Kafka bootstrap servers (AITRACE_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--es-url", dest="es_url", help="Elasticsearch / OpenSearch-API URL (AITRACE_ES_URL)")
+    parser.add_argument("--topic-prefix", dest="topic_prefix", help="topic name prefix (AITRACE_TOPIC_PREFIX)")
+    parser.add_argument("--index-prefix", dest="index_prefix", help="index name prefix (AITRACE_INDEX_PREFIX)")
+    parser.add_argument("--workers-dir", dest="data_dir", help=_HELP["data_dir"])
+    parser.add_argument("-l", "--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    for f in fields(WorkerOptions):
+        if f.name == "data_dir":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(WorkerOptions, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_HELP[f.name]
+            )
+        else:
+            parser.add_argument(
+                flag, dest=f.name, type=type(default), default=None, help=f"{_HELP[f.name]} [{default}]"
+            )
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[Settings, WorkerOptions]:
+    """Settings and worker options: environment first, flags over it."""
+    settings = Settings.from_env(
+        kafka_bootstrap=getattr(args, "kafka_bootstrap", None),
+        es_url=getattr(args, "es_url", None),
+        topic_prefix=getattr(args, "topic_prefix", None),
+        index_prefix=getattr(args, "index_prefix", None),
+    )
+    overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in fields(WorkerOptions)}
+    options = WorkerOptions.from_env(**overrides)
+    if options.partitions < 1:
+        raise ValueError(f"--partitions must be >= 1, got {options.partitions}")
+    return settings, options
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run the worker until SIGINT/SIGTERM; exit code 0 on a clean stop."""
+    try:
+        settings, options = options_from_args(args)
+    except ValueError as exc:
+        print(f"aitrace worker: {exc}")
+        return 2
+    os.makedirs(options.data_dir, exist_ok=True)
+    # Import here: Faust and the detectors are heavy, and `aitrace --help` should not pay for them.
+    from aitrace.processors.app import TopicLayoutError, create_app, prepare_topics
+
+    try:
+        options = prepare_topics(settings, options)
+    except (TopicLayoutError, KafkaException) as exc:
+        print(f"aitrace worker: {exc}")
+        return 1
+    app = create_app(settings, options)
+    from faust.worker import Worker
+
+    logging.getLogger("aitrace").setLevel(args.loglevel.upper())
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
