@@ -237,6 +237,7 @@ def _inference(doc: Doc, p: dict[str, Any]) -> None:
         "request_id": p.get("request_id"),
         "model": p.get("model_name"),
         "model_version": p.get("model_version"),
+        "feature_version": p.get("feature_version"),
         "latency_ms": latency,
         "status": status,
         "prediction": p.get("prediction"),

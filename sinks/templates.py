@@ -121,6 +121,7 @@ def _events_aitrace() -> Mapping:
             request_id=KW,
             model=KW,
             model_version=KW,
+            feature_version=KW,
             latency_ms=DOUBLE,
             status=KW,
             prediction=KW,
@@ -129,7 +130,15 @@ def _events_aitrace() -> Mapping:
             features=SOURCE_ONLY,
             categorical_features=SOURCE_ONLY,
         ),
-        "ground_truth": _obj(label=KW),
+        # label of a GroundTruth event; the processors add the joined prediction to it
+        "ground_truth": _obj(
+            label=KW,
+            prediction=KW,
+            correct=BOOL,
+            prediction_event_id=KW,
+            prediction_trace_id=KW,
+            delay_ms=DOUBLE,
+        ),
         "resources": _obj(
             cpu_percent=DOUBLE,
             memory_rss_bytes=LONG,

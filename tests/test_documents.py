@@ -83,6 +83,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "request_id": "req-1",
         "model_name": "ranker",
         "model_version": "v3",
+        "feature_version": "fv-2",
         "latency_ms": 12.5,
         "status": "error",
         "error": "timeout calling feature store",
@@ -267,6 +268,17 @@ def test_inference_duration_outcome_and_error() -> None:
     assert doc["error"]["message"] == "timeout calling feature store"
     assert doc["aitrace"]["inference"]["model"] == "ranker"
     assert doc["event"]["dataset"] == "aitrace.inference"
+
+
+def test_joined_ground_truth_fields_are_mapped() -> None:
+    """The processors add the joined prediction to a label document; accuracy needs ``correct`` mapped."""
+    [action] = d.event_actions(envelope(payload=("aitrace.GroundTruth", PAYLOADS["aitrace.GroundTruth"])))
+    action["_source"]["aitrace"]["ground_truth"].update(
+        {"prediction": "click", "correct": False, "prediction_event_id": "e0", "prediction_trace_id": TRACE,
+         "delay_ms": 3.5}
+    )  # fmt: skip
+    assert_mapped(action["_source"], "events")
+    assert templates.field_types("events")["aitrace.ground_truth.correct"] == "boolean"
 
 
 def test_data_stats_nan_moment_is_dropped_not_sent() -> None:
