@@ -182,7 +182,7 @@ async def paced(client: AsyncElasticsearch, prefix: str, rate: int, seconds: flo
             await asyncio.sleep(0.005)
         visible.append(time.perf_counter() - t)
     achieved = n_batches * batch / (time.perf_counter() - start)
-    return {"achieved": achieved, "ack": ack, "visible": visible}
+    return {"achieved": achieved, "ack": ack, "visible": visible, "stats": indexer.stats()}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -204,17 +204,20 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                 rates.append(await fn(client, actions, cfg))
                 await client.options(ignore_status=404).indices.delete(index=f"{prefix}-*")
                 print(f"round {r} {name:8s} {rates[-1]:9.0f} docs/s", flush=True)
-        raw_med, idx_med = statistics.median(raw_rates), statistics.median(idx_rates)
-        print(f"\n{args.docs} docs x {args.rounds} rounds on {caps.distribution} {caps.version} at {url}")
-        print(f"raw _bulk (pre-serialized, sequential): median {raw_med:8.0f} docs/s")
-        print(f"BulkIndexer:                            median {idx_med:8.0f} docs/s")
-        print(f"indexer / raw: {idx_med / raw_med:.2f}")
+        if args.rounds:
+            raw_med, idx_med = statistics.median(raw_rates), statistics.median(idx_rates)
+            print(f"\n{args.docs} docs x {args.rounds} rounds on {caps.distribution} {caps.version} at {url}")
+            print(f"raw _bulk (pre-serialized, sequential): median {raw_med:8.0f} docs/s")
+            print(f"BulkIndexer:                            median {idx_med:8.0f} docs/s")
+            print(f"indexer / raw: {idx_med / raw_med:.2f}")
         if args.rate:
             await templates.install_templates_async(client, caps, prefix="benchpaced")
             res = await paced(client, "benchpaced", args.rate, args.seconds, args.batch)
             await client.options(ignore_status=404).indices.delete(index="benchpaced-*")
             print(f"\npaced at {args.rate} docs/s in batches of {args.batch} for {args.seconds:g} s:")
             print(f"  achieved {res['achieved']:.0f} docs/s")
+            slow = sum(1 for v in res["ack"] if v > args.batch / args.rate)
+            print(f"  batches slower than their period: {slow} of {len(res['ack'])}; indexer: {res['stats']}")
             print(
                 f"  call -> acknowledged   p50 {pct(res['ack'], 0.5) * 1e3:7.1f} ms  "
                 f"p99 {pct(res['ack'], 0.99) * 1e3:7.1f} ms"
