@@ -36,8 +36,8 @@ TRAINING_METRICS = ("loss", "grad_norm", "lr", "accuracy")
 PERCENTILES = (50, 95, 99)
 DEFAULT_LIMIT = 50_000  # documents per family; the page says when it was cut
 PAGE_SIZE = 2_000
-BUCKET_CHOICES_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-MAX_BUCKETS = 60
+BUCKET_CHOICES_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+MAX_BUCKETS = 40
 
 Doc = dict[str, Any]
 
@@ -452,7 +452,7 @@ def inference_drift_chart(alert: Doc, inference_docs: Sequence[Doc]) -> Chart | 
 # =========================================================================== inference
 
 
-def _bucket_seconds(span_ms: float) -> int:
+def _bucket_seconds(span_ms: float) -> float:
     for choice in BUCKET_CHOICES_S:
         if span_ms / (choice * 1000) <= MAX_BUCKETS:
             return choice

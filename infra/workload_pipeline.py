@@ -1,6 +1,6 @@
 """Demo workload: a batch data pipeline over scikit-learn's wine table, publishing data stats.
 
-Each batch is a sample of the 178 real rows of ``load_wine`` (shipped inside scikit-learn)
+The run is one trace; each batch is a sample of the 178 real rows of ``load_wine`` (shipped inside scikit-learn)
 and goes through three stages, each one a span and one ``data_stats`` event built with
 ``aitrace.summarize`` (summaries, never rows):
 
@@ -44,7 +44,7 @@ class PipelineConfig:
     """Shape of the run; the defaults give five clean reference batches, then two broken ones."""
 
     batches: int = 7
-    rows_per_batch: int = 150
+    rows_per_batch: int = 400
     seed: int = 7
     drift_from_batch: int | None = 5
     shifted_feature: str = "alcohol"
@@ -195,19 +195,24 @@ def batches(config: PipelineConfig) -> Iterator[tuple[str, bool, dict[str, np.nd
 
 
 def run_pipeline(client: PipelineClient, config: PipelineConfig, summarize: Summarize | None = None) -> PipelineResult:
-    """Push every batch through ingest -> clean -> features; one trace per batch."""
+    """Push every batch through ingest -> clean -> features.
+
+    The run is one trace (a root span, one child span per batch): its events share one Kafka key,
+    so the processors see the batches in order and the first batch is the detectors' reference.
+    """
     if summarize is None:
         import aitrace
 
         summarize = aitrace.summarize
     stages = PipelineStages(client, summarize)
     result = PipelineResult(shifted_feature=config.shifted_feature)
-    for name, drifted, columns, labels in batches(config):
-        with client.span("pipeline.batch", batch=name, dataset=DATASET):
-            stages.ingest(name, columns, labels)
-            cleaned, kept_labels, dropped = stages.clean(name, columns, labels)
-            stages.features(name, cleaned, kept_labels)
-        result.batches.append(BatchOutcome(name, drifted, len(labels), dropped, _class_counts(labels)))
-        if drifted:
-            result.drifted_batches.append(name)
+    with client.span("pipeline.run", dataset=DATASET, batches=config.batches):
+        for name, drifted, columns, labels in batches(config):
+            with client.span("pipeline.batch", batch=name, dataset=DATASET):
+                stages.ingest(name, columns, labels)
+                cleaned, kept_labels, dropped = stages.clean(name, columns, labels)
+                stages.features(name, cleaned, kept_labels)
+            result.batches.append(BatchOutcome(name, drifted, len(labels), dropped, _class_counts(labels)))
+            if drifted:
+                result.drifted_batches.append(name)
     return result

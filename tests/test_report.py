@@ -469,7 +469,8 @@ def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> 
 
 def test_wall_time_helpers_are_stable() -> None:
     """Bucket choice and timestamp parsing the charts rely on."""
-    assert report._bucket_seconds(59_000) == 1
-    assert report._bucket_seconds(61_000) == 2
+    assert report._bucket_seconds(3_900) == 0.1
+    assert report._bucket_seconds(39_000) == 1
+    assert report._bucket_seconds(41_000) == 2
     assert report._ms("2026-09-21T00:00:00.000000Z") == calendar.timegm((2026, 9, 21, 0, 0, 0)) * 1000
     assert report._ms("not a time") is None

@@ -163,12 +163,11 @@ def test_pipeline_emits_stats_per_stage_and_breaks_only_the_late_batches() -> No
     assert "rows_dropped" not in clean["b0"]
     features = [c for c in calls if c["stage"] == "features"]
     assert "flavanoid_ratio" in {f["name"] for f in features[0]["features"]}
-    # one trace per batch: the three stage spans share the batch span's trace
-    by_trace: dict[str, set[str]] = {}
-    for span in client.spans:
-        by_trace.setdefault(span["trace"], set()).add(span["name"])
-    assert len(by_trace) == config.batches
-    assert all(names == {"pipeline.batch", "ingest", "clean", "features"} for names in by_trace.values())
+    # the run is one trace (one Kafka key: batches reach the detectors in order), a span per batch and stage
+    assert {s["trace"] for s in client.spans} == {c["_trace"] for c in calls} and len({c["_trace"] for c in calls}) == 1
+    names = [s["name"] for s in client.spans]
+    assert names.count("pipeline.run") == 1 and names[-1] == "pipeline.run"
+    assert all(names.count(stage) == config.batches for stage in ("pipeline.batch", "ingest", "clean", "features"))
     warnings = [e for e in client.of("log") if e["level"] == "warning"]
     assert [w["batch"] for w in warnings] == ["b5", "b6"]
 
