@@ -10,7 +10,8 @@ and a downstream consumer (``alert_id`` + ``version``) both see one incident.
 - later findings update it (version + 1) when the severity rises or at most once per
   ``update_every_us`` of event time, so a long incident does not flood the topic;
 - ``resolve_after`` clean points (or drift checks) in a row resolve it (version + 1,
-  ``state = "resolved"``) and the next finding opens a new incident.
+  ``state = "resolved"``), in the same chunk when the clean points follow the finding
+  there; the next finding opens a new incident.
 """
 
 from __future__ import annotations
@@ -80,33 +81,32 @@ class IncidentTracker:
         *,
         clean: int,
         last_time_us: int,
-    ) -> dict[str, Any] | None:
-        """Fold one chunk's outcome in; return the alert version to publish, or None.
+    ) -> list[dict[str, Any]]:
+        """Fold one chunk's outcome in; return the alert versions to publish (oldest first).
 
         ``finding`` is the chunk's worst finding (None when it had none); ``clean`` is how
         many clean points (or checks) followed it in the chunk, ``last_time_us`` the chunk's
         last event time.
         """
+        out: list[dict[str, Any]] = []
         open_ = state.get("incident")
         if finding is not None:
             if open_ is None:
                 open_ = self._open(ctx, finding)
                 state["incident"] = open_
-                open_["quiet"] = clean
-                return self._record(open_)
-            changed = self._update(open_, finding)
+                out.append(self._record(open_))
+            elif self._update(open_, finding):
+                out.append(self._record(open_))
             open_["quiet"] = clean
-            return self._record(open_) if changed else None
-        if open_ is None:
-            return None
-        open_["quiet"] += clean
-        if open_["quiet"] < self.policy.resolve_after:
-            return None
-        open_["state"] = "resolved"
-        open_["version"] += 1
-        open_["last_seen"] = max(open_["last_seen"], last_time_us)
-        state["incident"] = None
-        return self._record(open_)
+        elif open_ is not None:
+            open_["quiet"] += clean
+        if open_ is not None and open_["quiet"] >= self.policy.resolve_after:
+            open_["state"] = "resolved"
+            open_["version"] += 1
+            open_["last_seen"] = max(open_["last_seen"], last_time_us)
+            state["incident"] = None
+            out.append(self._record(open_))
+        return out
 
     def _open(self, ctx: SeriesContext, f: Finding) -> dict[str, Any]:
         return {
@@ -123,6 +123,7 @@ class IncidentTracker:
             "last_seen": f.time_us,
             "published_at": f.time_us,
             "findings": 1,
+            "quiet": 0,
             **_finding_fields(f),
         }
 
@@ -133,9 +134,9 @@ class IncidentTracker:
         due = f.time_us - open_["published_at"] >= self.policy.update_every_us
         if not (escalates or due):
             return False
+        worst = max(open_["severity"], f.severity, key=_RANK.__getitem__)
         open_.update(_finding_fields(f))
-        if not escalates:
-            open_["severity"] = max(open_["severity"], f.severity, key=_RANK.__getitem__)
+        open_["severity"] = worst  # an incident never de-escalates while it lasts
         open_["version"] += 1
         open_["published_at"] = f.time_us
         return True

@@ -45,6 +45,7 @@ def new_state(trace_id: str, partition: int) -> dict[str, Any]:
         "trace_id": trace_id,
         "partition": partition,
         "applied": {},
+        "batches": [],
         "spans": {},
         "services": [],
         "start": None,
@@ -62,9 +63,13 @@ def new_state(trace_id: str, partition: int) -> dict[str, Any]:
     }
 
 
-def already_applied(state: dict[str, Any], topic: str, offset: int) -> bool:
-    """True when this record (source topic + offset, same partition) was applied before."""
-    return offset <= state["applied"].get(topic, -1)
+RECENT_BATCHES = 64
+
+
+def already_applied(state: dict[str, Any], topic: str, offset: int, batch_id: str | None = None) -> bool:
+    """True when this record was applied before: same source offset (a Kafka redelivery) or
+    same batch id among the recent ones (a producer retry that wrote the batch twice)."""
+    return offset <= state["applied"].get(topic, -1) or (batch_id is not None and batch_id in state["batches"])
 
 
 def apply_record(
@@ -76,6 +81,7 @@ def apply_record(
     offset: int,
     now: float,
     config: CorrelationConfig,
+    batch_id: str | None = None,
 ) -> dict[str, Any] | None:
     """Fold one record's events of this trace into ``state``; return a Trace to emit, or None.
 
@@ -86,6 +92,8 @@ def apply_record(
     for block in blocks:
         _apply_block(state, block)
     state["applied"][topic] = offset
+    if batch_id is not None:
+        state["batches"] = [*state["batches"][-(RECENT_BATCHES - 1) :], batch_id]
     state["touched"] = now
     if state["closed"]:
         state["complete"] = state["complete"] or state["root_done"]

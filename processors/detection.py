@@ -61,6 +61,7 @@ class DetectionConfig:
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 
 
+_RECENT_BATCHES = 32
 _STEPWISE = ("lr", "learning_rate", "epoch", "step", "batch_size", "momentum", "weight_decay")
 
 
@@ -253,11 +254,17 @@ class SeriesDetectors:
         self.table = table
         self.config = config or DetectionConfig()
         self.incidents = IncidentTracker(self.config.policy)
+        self._batch_id: str | None = None
 
     # -- plumbing ------------------------------------------------------
-    def apply(self, chunk: Chunk, *, source: str, offset: int) -> ChunkResult:
-        """Fold one chunk (decoded from the repartition topic) into its series; idempotent by source offset."""
+    def apply(self, chunk: Chunk, *, source: str, offset: int, batch_id: str | None = None) -> ChunkResult:
+        """Fold one chunk (decoded from the repartition topic) into its series.
+
+        Idempotent: skipped per series when its source offset is not newer than the last
+        applied one, or when its batch id is among the series' recent ones.
+        """
         result = ChunkResult()
+        self._batch_id = batch_id
         handler: Callable[[Chunk, ChunkResult, str, int], None] = {
             "run": self._run,
             "model": self._model,
@@ -276,18 +283,18 @@ class SeriesDetectors:
     ) -> None:
         state = self.table.get(key)
         state = dict(state) if state else {"applied": {}, "incident": None}
-        if offset <= state["applied"].get(source, -1):
+        if offset <= state["applied"].get(source, -1) or (self._batch_id and self._batch_id in state.get("bids", ())):
             result.skipped += 1
             return
         work(state)
         state["applied"][source] = offset
+        if self._batch_id:
+            state["bids"] = [*state.get("bids", [])[-(_RECENT_BATCHES - 1) :], self._batch_id]
         self.table[key] = state  # one changelog record per series and chunk
 
     def _publish(self, result: ChunkResult, state: State, ctx: SeriesContext, outcome: tuple[Any, ...]) -> None:
         finding, clean, last_time = outcome
-        alert = self.incidents.observe(state, ctx, finding, clean=clean, last_time_us=last_time)
-        if alert is not None:
-            result.alerts.append(alert)
+        result.alerts.extend(self.incidents.observe(state, ctx, finding, clean=clean, last_time_us=last_time))
 
     # -- training runs -------------------------------------------------
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:

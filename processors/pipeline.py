@@ -246,11 +246,18 @@ class Pipeline:
             state = traces.get(trace_id)
             if state is None:
                 state = correlate.new_state(trace_id, partition)
-            elif correlate.already_applied(state, topic, offset):
+            elif correlate.already_applied(state, topic, offset, decoded.batch_id):
                 self.counters["duplicates"] += 1
                 continue
             trace = correlate.apply_record(
-                state, events, blocks, topic=topic, offset=offset, now=now, config=self.correlation
+                state,
+                events,
+                blocks,
+                topic=topic,
+                offset=offset,
+                now=now,
+                config=self.correlation,
+                batch_id=decoded.batch_id,
             )
             traces[trace_id] = state
             known = self._traces_by_partition.get(partition)
@@ -269,6 +276,7 @@ class Pipeline:
         for key, chunk in extract_chunks(decoded.events, decoded.metric_blocks, fast).items():
             chunk["src"] = source
             chunk["off"] = offset
+            chunk["bid"] = decoded.batch_id
             out.append((key, orjson.dumps(chunk, option=orjson.OPT_SERIALIZE_NUMPY)))
         self.counters["chunks"] += len(out)
         return out
@@ -311,7 +319,7 @@ class Pipeline:
         """Apply one series chunk; return alert records and documents (alerts, labels, rollups)."""
         chunk = orjson.loads(value)
         detectors = SeriesDetectors(table, self.detection)
-        result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"])
+        result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
         if result.skipped:
             self.counters["duplicates"] += result.skipped
         actions = list(result.actions)

@@ -1,0 +1,262 @@
+"""Per-series detectors as the worker wires them: findings -> incidents -> alert versions; rollups."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from aitrace.processors import rollup
+from aitrace.processors import synth as S
+from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
+from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks
+
+T0 = 1_800_000_000_000_000
+
+
+def _through_json(chunks: dict) -> dict:
+    """What the series agent sees: the chunk after the repartition topic's JSON."""
+    return {k: orjson.loads(orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)) for k, v in chunks.items()}
+
+
+def _apply(det: SeriesDetectors, events: list = (), blocks: list = (), offset: int = 0, source: str = "t:0") -> list:
+    alerts = []
+    for chunk in _through_json(extract_chunks(list(events), list(blocks))).values():
+        alerts.extend(det.apply(chunk, source=source, offset=offset).alerts)
+    return alerts
+
+
+def _loss_block(values: np.ndarray, start: int, run: str = "r1") -> dict:
+    return S.metric_block(
+        trace="a" * 32, run_id=run, start_step=start, series={"loss": values}, start_us=T0 + start * 1000
+    )
+
+
+# ---------------------------------------------------------------- incidents
+
+
+def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None:
+    tracker = IncidentTracker(IncidentPolicy(update_every_us=10, resolve_after=5))
+    ctx = SeriesContext("s", service="svc")
+    state: dict = {}
+
+    def see(detector: str, severity: str, t: int, clean: int = 0) -> list[dict]:
+        return tracker.observe(
+            state, ctx, Finding("anomaly", detector, severity, detector, time_us=t), clean=clean, last_time_us=t
+        )
+
+    [first] = see("spike", "warning", 100)
+    assert first["version"] == 1 and first["state"] == "open" and first["alert_id"] == alert_id("s", 100)
+    assert see("spike", "warning", 105) == []  # same incident, not due for an update yet
+    [escalated] = see("nan", "critical", 106)
+    assert (
+        escalated["version"] == 2 and escalated["severity"] == "critical" and escalated["alert_id"] == first["alert_id"]
+    )
+    [updated] = see("spike", "warning", 120)  # due (update_every_us = 10): severity stays critical
+    assert updated["version"] == 3 and updated["severity"] == "critical"
+    assert tracker.observe(state, ctx, None, clean=4, last_time_us=200) == []
+    [resolved] = tracker.observe(state, ctx, None, clean=1, last_time_us=210)
+    assert resolved["state"] == "resolved" and resolved["version"] == 4 and resolved["last_seen"] == 210
+    [again] = see("spike", "warning", 300)
+    assert again["alert_id"] != first["alert_id"] and again["version"] == 1
+
+
+def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() -> None:
+    tracker = IncidentTracker(IncidentPolicy(resolve_after=5))
+    state: dict = {}
+    f = Finding("anomaly", "spike", "warning", "x", time_us=1)
+    opened, resolved = tracker.observe(state, SeriesContext("s"), f, clean=9, last_time_us=50)
+    assert (opened["version"], opened["state"]) == (1, "open")
+    assert (resolved["version"], resolved["state"], resolved["alert_id"]) == (2, "resolved", opened["alert_id"])
+    assert state["incident"] is None
+
+
+def test_incident_state_survives_json_including_nan_evidence() -> None:
+    tracker = IncidentTracker()
+    state: dict = {}
+    f = Finding("training", "nan", "critical", "loss is NaN", time_us=1, evidence=[1.0, float("nan")])
+    tracker.observe(state, SeriesContext("s"), f, clean=0, last_time_us=1)
+    state = orjson.loads(orjson.dumps(state))
+    record = tracker._record(state["incident"])
+    assert record["evidence"][0] == 1.0 and np.isnan(record["evidence"][1])
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_loss_spike_and_nan_loss_raise_alerts_for_the_run() -> None:
+    det = SeriesDetectors({})
+    rng = np.random.default_rng(3)
+    values = rng.normal(1.0, 0.01, 300)
+    values[200] = 30.0
+    alert, resolved = _apply(det, blocks=[_loss_block(values, 0)])  # 99 clean points follow: resolved too
+    assert resolved["state"] == "resolved" and resolved["alert_id"] == alert["alert_id"]
+    assert (alert["detector"], alert["run_id"], alert["step"], alert["series"]) == (
+        "spike",
+        "r1",
+        200,
+        "run/r1/train/loss",
+    )
+    assert alert["severity"] == "critical" and alert["evidence"][-1] == 30.0
+    nan_event = S.event(
+        ("aitrace.TrainingMetric", {"step": 301, "epoch": None, "split": None, "metrics": {"loss": float("nan")}}),
+        trace="a" * 32,
+        run_id="r1",
+        time_us=T0 + 301_000,
+    )
+    [nan_alert] = _apply(det, events=[nan_event], offset=1)
+    assert nan_alert["alert_id"] != alert["alert_id"]
+    assert nan_alert["detector"] == "nan" and nan_alert["severity"] == "critical"
+
+
+def test_constant_learning_rate_is_not_a_stall_but_a_frozen_loss_is() -> None:
+    det = SeriesDetectors({})
+    rng = np.random.default_rng(4)
+    loss = np.r_[rng.normal(1.0, 0.05, 200), np.full(200, 0.5)]
+    block = S.metric_block(
+        trace="a" * 32, run_id="r2", start_step=0, series={"loss": loss, "lr": np.full(400, 1e-3)}, start_us=T0
+    )
+    alerts = _apply(det, blocks=[block])
+    assert {a["series"] for a in alerts if a["detector"] == "flat"} == {"run/r2/train/loss"}
+
+
+def test_overfitting_validation_rising_while_training_falls() -> None:
+    det = SeriesDetectors({})
+    train = _loss_block(np.linspace(2.0, 0.1, 100), 0, run="r3")
+    alerts = []
+    for i, v in enumerate([1.0, 0.8, 0.7, 0.75, 0.85, 0.95]):
+        val = S.metric_block(
+            trace="a" * 32, run_id="r3", start_step=i * 20, series={"loss": [v]}, start_us=T0 + i, split="val"
+        )
+        alerts += _apply(det, blocks=[train, val] if i == 0 else [val], offset=i)
+    [over] = [a for a in alerts if a["detector"] == "overfitting"]
+    assert over["kind"] == "training" and over["run_id"] == "r3" and over["statistic"] > 0.05
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _requests(n: int, start: int, *, error_every: int = 0, feature_mean: float = 0.0, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        status = "error" if error_every and i % error_every == 0 else "ok"
+        payload = S.inference(
+            f"q{start + i}",
+            "m1",
+            float(rng.normal(20, 1)),
+            status=status,
+            features={"x": float(rng.normal(feature_mean, 1))},
+        )
+        out.append(S.event(payload, trace=S.trace_id(), time_us=T0 + (start + i) * 1000))
+    return out
+
+
+def test_error_rate_burst_raises_an_error_rate_alert() -> None:
+    det = SeriesDetectors({})
+    assert _apply(det, events=_requests(500, 0, error_every=100), offset=0) == []
+    alerts = _apply(det, events=_requests(100, 500, error_every=2), offset=1)
+    [burst] = [a for a in alerts if a["detector"] == "error_rate_burst"]
+    assert burst["kind"] == "error_rate" and burst["model"] == "m1" and burst["statistic"] >= 0.4
+
+
+def test_input_feature_drift_is_found_and_stable_inputs_are_not() -> None:
+    det = SeriesDetectors({}, DetectionConfig(drift_window=200))
+    quiet = _apply(det, events=_requests(600, 0, seed=1), offset=0)
+    assert not [a for a in quiet if a["kind"] == "drift"]
+    shifted = _apply(det, events=_requests(200, 600, feature_mean=1.5, seed=2), offset=1)
+    [drift] = [a for a in shifted if a["kind"] == "drift"]
+    assert drift["feature"] == "x" and drift["pvalue"] < 1e-6 and drift["detector"] == "ks"
+
+
+# ---------------------------------------------------------------- data stats
+
+
+def _stats(features: list[dict], classes: dict[str, int]) -> dict:
+    return S.event(S.data_stats("ds", "clean", features, classes), trace=S.trace_id(), time_us=T0)
+
+
+def test_data_stats_drift_missing_jump_unseen_category_and_label() -> None:
+    det = SeriesDetectors({})
+    ref = _stats(
+        [S.feature("age", mean=40, variance=100), S.feature("city", mean=0, categories={"a": 600, "b": 400})],
+        {"0": 500, "1": 500},
+    )
+    assert _apply(det, events=[ref], offset=0) == []
+    same = _stats(
+        [S.feature("age", mean=40.5, variance=100), S.feature("city", mean=0, categories={"a": 590, "b": 410})],
+        {"0": 510, "1": 490},
+    )
+    assert _apply(det, events=[same], offset=1) == []
+    bad = _stats(
+        [
+            S.feature("age", mean=60, variance=100, missing=300),
+            S.feature("city", mean=0, categories={"a": 500, "b": 300, "zz": 200}),
+        ],
+        {"0": 400, "1": 400, "2": 200},
+    )
+    alerts = {a["series"]: a for a in _apply(det, events=[bad], offset=2)}
+    assert set(alerts) == {"data/ds/clean/age", "data/ds/clean/city", "data/ds/clean/__label__"}
+    assert "missing_rate" in alerts["data/ds/clean/age"]["details"]["checks"]
+    assert "mean_shift" in alerts["data/ds/clean/age"]["details"]["checks"]
+    assert "unseen_category" in alerts["data/ds/clean/city"]["details"]["checks"]
+    assert "unseen_label" in alerts["data/ds/clean/__label__"]["details"]["checks"]
+
+
+# ---------------------------------------------------------------- idempotence
+
+
+def test_chunks_not_newer_than_the_last_applied_are_skipped() -> None:
+    table: dict = {}
+    det = SeriesDetectors(table)
+    block = _loss_block(np.ones(10), 0)
+    chunk = _through_json(extract_chunks([], [block]))["run/r1"]
+    assert det.apply(chunk, source="t:0", offset=7).skipped == 0
+    before = orjson.dumps(table)
+    assert det.apply(chunk, source="t:0", offset=7).skipped == 2  # loss + overfitting state
+    assert det.apply(chunk, source="t:0", offset=3).skipped == 2
+    assert orjson.dumps(table) == before
+    assert det.apply(chunk, source="t:1", offset=0, batch_id=None).skipped == 0  # other partition: new data
+
+
+# ---------------------------------------------------------------- rollups
+
+
+def test_rollup_windows_match_numpy_and_reemit_the_same_ids() -> None:
+    rng = np.random.default_rng(5)
+    times = T0 + np.arange(2500, dtype=np.int64) * 10_000  # 25 s at 100 points/s
+    values = rng.normal(size=2500)
+    steps = np.arange(2500)
+    state: dict = {}
+    ctx = {"trace_id": "a" * 32, "span_id": "b" * 16, "service": "trainer", "run_id": "r"}
+    actions = []
+    for lo in range(0, 2500, 700):
+        actions += rollup.update(
+            state,
+            ctx,
+            "loss",
+            None,
+            steps[lo : lo + 700],
+            times[lo : lo + 700],
+            values[lo : lo + 700],
+            window_us=10_000_000,
+            prefix="p",
+        )
+    final = {a["_id"]: a["_source"]["aitrace"]["metric"] for a in actions}  # later writes of a window win
+    wid = times // 10_000_000
+    for w in np.unique(wid)[:-1]:  # complete windows
+        sel = wid == w
+        m = final[f"rollup:{'a' * 32}::loss:10000000:{w * 10_000_000}"]
+        assert (
+            m["count"] == sel.sum()
+            and m["min"] == pytest.approx(values[sel].min())
+            and m["value"] == pytest.approx(values[sel].mean())
+        )
+        assert m["last"] == pytest.approx(values[sel][-1]) and m["last_step"] == steps[sel][-1]
+    late = rollup.update(state, ctx, "loss", None, steps[:5], times[:5], values[:5], window_us=10_000_000, prefix="p")
+    assert late == [] and state["late"] == 5
+
+
+def test_rate_decides_raw_or_rollup() -> None:
+    assert not rollup.is_fast(np.array([T0]), 2.0)
+    assert not rollup.is_fast(np.array([T0, T0 + 10_000_000]), 2.0)
+    assert rollup.is_fast(T0 + np.arange(100) * 1000, 2.0)
