@@ -186,3 +186,23 @@ def test_elasticsearch_gets_the_stock_node(fake_root: Callable[[int, bytes], str
         assert not isinstance(node, es.PlainJsonUrllib3Node)
     finally:
         client.close()
+
+
+def test_tls_and_credentials_reach_the_client_options() -> None:
+    settings = Settings(
+        es_url="https://es.example:9200",
+        es_api_key="key",
+        es_ca_certs="/etc/ca.pem",
+        es_verify_certs=False,
+    )
+    kwargs = es._client_kwargs(settings, es.Capabilities("elasticsearch", "8.15.0", True), es.PlainJsonUrllib3Node)
+    assert kwargs["api_key"] == "key" and "basic_auth" not in kwargs
+    assert (kwargs["ca_certs"], kwargs["verify_certs"]) == ("/etc/ca.pem", False)
+    assert "node_class" not in kwargs  # Elasticsearch keeps the stock node
+    basic = es._client_kwargs(
+        Settings(es_url="http://x:9200", es_username="elastic", es_password="pw"),
+        es.Capabilities("opensearch", "2.0.0", False),
+        es.PlainJsonUrllib3Node,
+    )
+    assert basic["basic_auth"] == ("elastic", "pw") and basic["node_class"] is es.PlainJsonUrllib3Node
+    assert "pw" not in repr(settings) + repr(Settings(es_password="pw"))

@@ -148,3 +148,30 @@ def test_ilm_policy_is_only_requested_where_the_server_has_ilm() -> None:
 def test_unknown_family_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown index family"):
         templates.mappings("metrics")
+
+
+def test_async_install_matches_sync(
+    search: OsmemProcess, client: Elasticsearch, unique_name: Callable[[str], str]
+) -> None:
+    """The worker installs templates with the async client before its first document."""
+    prefix = unique_name("async-tpl")
+
+    async def main() -> list[str]:
+        aclient = await es.connect(Settings(es_url=search.url))
+        try:
+            return await templates.install_templates_async(aclient, es.capabilities_of(aclient), prefix=prefix)
+        finally:
+            await aclient.close()
+
+    try:
+        assert asyncio.run(main()) == [f"index template {prefix}-{f}" for f in d.FAMILIES]
+        got = client.indices.get_index_template(name=f"{prefix}-events")["index_templates"][0]["index_template"]
+        assert (
+            got["template"]["mappings"]["properties"]["aitrace"]
+            == templates.mappings("events")["properties"]["aitrace"]
+        )
+    finally:
+        for family in d.FAMILIES:
+            client.options(ignore_status=404).indices.delete_index_template(
+                name=templates.template_name(prefix, family)
+            )
