@@ -61,6 +61,7 @@ class IndexerConfig:
     max_concurrency: int = 4
     initial_concurrency: int = 2
     grow_after: int = 4  # clean chunks in a row before growing
+    slow_request_s: float = 5.0  # a clean request slower than this shrinks the chunk (latency matters too)
     initial_backoff_s: float = 0.1
     max_backoff_s: float = 10.0
     request_timeout_s: float = 30.0
@@ -238,7 +239,9 @@ class BulkIndexer:
             doc.attempts += 1
         self.counters["requests"] += 1
         try:
+            started = time.monotonic()
             items = await self._bulk(docs)
+            elapsed = time.monotonic() - started
         except ConnectionTimeout as exc:
             return self._trouble(docs, "timeout", exc), []
         except TransportError as exc:
@@ -262,7 +265,7 @@ class BulkIndexer:
             self._on_trouble(f"{len(retry)} item(s) answered {statuses}")
             self.counters["retried"] += len(retry)
         else:
-            self._on_clean()
+            self._on_clean(elapsed)
         return retry, []
 
     async def _bulk(self, docs: list[_Doc]) -> list[tuple[bool, dict[str, Any]]]:
@@ -324,12 +327,18 @@ class BulkIndexer:
         if self._failures_in_row in (1, 10) or self._failures_in_row % 100 == 0:
             log.warning("search cluster trouble (%d in a row): %s", self._failures_in_row, message)
 
-    def _on_clean(self) -> None:
-        """Additive increase after a run of clean chunks."""
+    def _on_clean(self, elapsed: float) -> None:
+        """Additive increase after a run of clean chunks; a slow clean request halves the chunk instead."""
         if self._failures_in_row:
             log.info("search cluster accepts again after %d failed attempt(s)", self._failures_in_row)
         self._failures_in_row = 0
         self._healthy.set()
+        if elapsed > self.config.slow_request_s:
+            # accepted, but slowly: smaller bodies keep latency (and the request timeout) in reach
+            self._clean_streak = 0
+            self.chunk_docs = max(self.config.min_chunk_docs, self.chunk_docs // 2)
+            self.counters["slow_requests"] += 1
+            return
         self._clean_streak += 1
         if self._clean_streak >= self.config.grow_after:
             self._clean_streak = 0

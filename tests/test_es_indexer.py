@@ -12,6 +12,7 @@ import asyncio
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -297,6 +298,23 @@ def test_429_shrinks_concurrency_and_chunks(scripted: Callable[..., ScriptedBulk
 
     indexer = run_with_client(server.url, body)
     assert indexer.concurrency == 2 and indexer.chunk_docs == 200
+
+
+def test_slow_clean_requests_shrink_the_chunk(scripted: Callable[..., ScriptedBulk]) -> None:
+    def slow(n: int, ids: list[str]) -> tuple[int, dict[str, int]]:
+        time.sleep(0.15)
+        return 200, dict.fromkeys(ids, 201)
+
+    server = scripted(slow)
+    cfg = IndexerConfig(initial_chunk_docs=100, slow_request_s=0.1, grow_after=1, initial_concurrency=1)
+
+    async def body(client: AsyncElasticsearch) -> tuple[BulkIndexer, Any]:
+        indexer = BulkIndexer(client, config=cfg)
+        return indexer, await indexer.index(docs("x", 100))
+
+    indexer, result = run_with_client(server.url, body)
+    assert result.indexed == 100
+    assert indexer.chunk_docs == 50 and indexer.concurrency == 1 and indexer.counters["slow_requests"] == 1
 
 
 def test_whole_request_400_is_bisected_to_the_poisoned_document(scripted: Callable[..., ScriptedBulk]) -> None:
