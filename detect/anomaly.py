@@ -352,6 +352,7 @@ def _score_kernel(
     out_code: np.ndarray,
     out_z: np.ndarray,
     out_level: np.ndarray,
+    out_noise: np.ndarray,
 ) -> None:
     w = ring_l.shape[0]
     m = ring_s.shape[0]
@@ -371,6 +372,7 @@ def _score_kernel(
             out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
             out_z[i] = 0.0 if math.isnan(xi) else xi
             out_level[i] = math.nan
+            out_noise[i] = math.nan
             continue
         xi = xi + 0.0  # -0.0 -> 0.0 so the windows never hold both zeros
         score = 0.0
@@ -423,6 +425,7 @@ def _score_kernel(
         out_code[i] = code
         out_z[i] = z
         out_level[i] = med_s
+        out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods else math.nan
 
         # ---- accept the point; keep the count of exact repeats among adjacent window pairs
         if nl == w:
@@ -553,6 +556,7 @@ class AnomalyDetector:
         self.last_codes = np.zeros(0, dtype=np.int8)
         self.last_z = np.zeros(0)
         self.last_level = np.zeros(0)
+        self.last_noise = np.zeros(0)
 
     # -- inspection -------------------------------------------------------
     @property
@@ -585,15 +589,17 @@ class AnomalyDetector:
     def score(self, values: Any) -> np.ndarray:
         """Score the next chunk; return float64 scores in [0, 1], one per value.
 
-        The reason code, signed robust z and the level each point was compared with
-        (NaN while warming up) are kept in :attr:`last_codes`, :attr:`last_z` and
-        :attr:`last_level` (code names in :data:`CODE_NAMES`).
+        The reason code, signed robust z, and the level and noise scale each point
+        was compared with (NaN while warming up) are kept in :attr:`last_codes`,
+        :attr:`last_z`, :attr:`last_level` and :attr:`last_noise` (code names in
+        :data:`CODE_NAMES`).
         """
         x = _as_float_array(values)
         out = np.empty(x.shape[0])
         codes = np.empty(x.shape[0], dtype=np.int8)
         zs = np.empty(x.shape[0])
         levels = np.empty(x.shape[0])
+        noises = np.empty(x.shape[0])
         p = self.params
         _score_kernel(
             x,
@@ -613,10 +619,12 @@ class AnomalyDetector:
             codes,
             zs,
             levels,
+            noises,
         )
         self.last_codes = codes
         self.last_z = zs
         self.last_level = levels
+        self.last_noise = noises
         return out
 
     update = score
@@ -636,8 +644,16 @@ class AnomalyDetector:
             "evicted": self._evicted[: int(self._is[_I_NEVICTED])].tolist(),
             "recent": _chronological(self._ring_s, int(self._is[_I_NS]), int(self._is[_I_HEADS])).tolist(),
             "floats": self._fs.tolist(),
-            "ints": [int(v) for v in self._is],
+            "ints": self._canonical_ints(),
         }
+
+    def _canonical_ints(self) -> list[int]:
+        # The rings are written oldest-first, so the heads are stored as they will be
+        # after a restore: equal states serialize to equal dicts.
+        ints = [int(v) for v in self._is]
+        ints[_I_HEADL] = ints[_I_NL] % self._ring_l.shape[0]
+        ints[_I_HEADS] = ints[_I_NS] % self._ring_s.shape[0]
+        return ints
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AnomalyDetector:

@@ -26,7 +26,7 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from aitrace.detect.anomaly import (
     CODE_VARIANCE,
     AnomalyDetector,
 )
+from numba import njit
 
 KINDS = ("loss", "grad_norm", "lr", "accuracy", "latency", "error_rate", "confidence", "throughput", "generic")
 
@@ -90,6 +91,7 @@ class KindProfile:
     threshold: float = 0.5
     window: int = 64
     gap_monitor: bool = False  # also score the gaps between steps (ingestion delays)
+    tiny: float | None = None  # positive values below are "far off" (a learning rate of 1e-12)
 
 
 PROFILES: dict[str, KindProfile] = {
@@ -98,7 +100,10 @@ PROFILES: dict[str, KindProfile] = {
     # Gradient norms are multiplicative: explosions and collapses are orders of magnitude.
     "grad_norm": KindProfile(log=True, lower=0.0),
     # Schedules step down by 10x routinely and hold constant for long stretches.
-    "lr": KindProfile(log=True, ignore=frozenset({"flat", "dip", "level_down", "variance_change"}), lower=0.0),
+    # Sane learning rates for SGD/Adam-family optimizers lie within [1e-8, 10].
+    "lr": KindProfile(
+        log=True, ignore=frozenset({"flat", "dip", "level_down", "variance_change"}), lower=0.0, upper=10.0, tiny=1e-8
+    ),
     "accuracy": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
     "confidence": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
     "latency": KindProfile(log=True, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
@@ -109,6 +114,50 @@ PROFILES: dict[str, KindProfile] = {
 }
 
 _LOG10 = math.log(10.0)
+
+
+# Growth state: [baseline, best, noise at best, have baseline (0/1)]
+_G_BASE, _G_BEST, _G_BEST_NOISE, _G_HAVE = range(4)
+
+
+@njit(cache=True)
+def _growth_kernel(
+    levels: np.ndarray,
+    noise: np.ndarray,
+    alpha: float,
+    state: np.ndarray,
+    out_log_ratio: np.ndarray,
+    out_rise: np.ndarray,
+) -> None:
+    """Slow drifts the windowed detector cannot see, because its windows ride along with them.
+
+    out_log_ratio: recent level minus a slow exponential baseline (time constant
+    1/alpha points); in log space this is log(level / baseline), the measure of an
+    exploding or vanishing series. out_rise: how far the recent level sits above
+    the best (lowest) level seen, relative to that best, where the gap is also
+    larger than 5 noise sd at the time of the best; 0 otherwise (a diverging loss).
+    """
+    for i in range(levels.shape[0]):
+        lv = levels[i]
+        out_log_ratio[i] = 0.0
+        out_rise[i] = 0.0
+        if not math.isfinite(lv):
+            continue
+        if state[_G_HAVE] == 0.0:
+            state[_G_BASE] = lv
+            state[_G_BEST] = lv
+            state[_G_BEST_NOISE] = noise[i]
+            state[_G_HAVE] = 1.0
+            continue
+        out_log_ratio[i] = lv - state[_G_BASE]
+        best = state[_G_BEST]
+        gap = lv - best
+        if gap > 5.0 * state[_G_BEST_NOISE] and best != 0.0:
+            out_rise[i] = gap / abs(best)
+        state[_G_BASE] += alpha * (lv - state[_G_BASE])
+        if lv < best:
+            state[_G_BEST] = lv
+            state[_G_BEST_NOISE] = noise[i]
 
 
 class SeriesMonitor:
@@ -153,6 +202,7 @@ class SeriesMonitor:
         self.gap_detector = AnomalyDetector(**params) if self.profile.gap_monitor else None
         self.n_points = 0
         self.last_step: float | None = None
+        self.growth = np.zeros(4)
 
     # ------------------------------------------------------------------ update
     def update(self, steps: Any, values: Any) -> list[Finding]:
@@ -170,10 +220,22 @@ class SeriesMonitor:
         scores = self.detector.score(transformed)
         codes = self.detector.last_codes
         level = self.detector.last_level
-        findings: list[Finding] = []
+        log_ratio = np.zeros(vals.size)
+        rise = np.zeros(vals.size)
+        alpha = 0.5 / self.detector.params.window
+        _growth_kernel(level, self.detector.last_noise, alpha, self.growth, log_ratio, rise)
         gap_scores = self._gap_scores(steps_arr)
-        for k in range(vals.size):
-            finding = self._classify(k, steps_arr, vals, scores, codes, violations, level, gap_scores)
+        # Only candidates go through the (Python) classification.
+        candidates = (scores >= self.threshold) | (violations != "") | ~np.isfinite(vals)
+        if gap_scores is not None:
+            candidates |= gap_scores >= self.threshold
+        if self.kind in ("grad_norm", "loss"):
+            candidates |= (np.abs(log_ratio) >= math.log(10.0)) | (rise >= 0.5)
+        findings: list[Finding] = []
+        for k in np.flatnonzero(candidates):
+            finding = self._classify(
+                int(k), steps_arr, vals, scores, codes, violations, level, gap_scores, log_ratio[k], rise[k]
+            )
             if finding is not None:
                 findings.append(finding)
         self.n_points += int(vals.size)
@@ -193,6 +255,8 @@ class SeriesMonitor:
             violations[low] = "below"
         if p.upper is not None:
             violations[finite & (vals > p.upper)] = "above"
+        if p.tiny is not None:
+            violations[finite & (vals > 0) & (vals < p.tiny)] = "tiny"
         if not p.log:
             return vals, violations
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -228,6 +292,8 @@ class SeriesMonitor:
         violations: np.ndarray,
         level: np.ndarray,
         gap_scores: np.ndarray | None,
+        log_ratio: float,
+        rise: float,
     ) -> Finding | None:
         value = float(vals[k])
         index = self.n_points + k
@@ -247,6 +313,10 @@ class SeriesMonitor:
             return make(1.0, reason, f"{self.kind} is {what} at step {step:g}", "critical")
         if gap_scores is not None and gap_scores[k] >= self.threshold and gap_scores[k] > score:
             return make(gap_scores[k], "ingestion_delay", f"unusually long gap before step {step:g}")
+        slow = self._growth_finding(make, value, log_ratio, rise)
+        if slow is not None and max(slow.score, score) >= self.threshold:
+            # an explosion or divergence names the incident, whichever component scored higher
+            return replace(slow, score=max(slow.score, score))
         if score < self.threshold or code == CODE_NONE:
             return None
         generic = CODE_NAMES[code]
@@ -255,12 +325,30 @@ class SeriesMonitor:
             return None
         return self._kind_finding(make, code, score, value, float(level[k]))
 
+    def _growth_finding(self, make: Any, value: float, log_ratio: float, rise: float) -> Finding | None:
+        """Exploding/vanishing gradients and diverging loss measured against the slow baseline."""
+        decades = log_ratio / _LOG10
+        if self.kind == "grad_norm" and abs(decades) >= 1.0:
+            # one decade scores 0.5, two 0.8, three 0.9
+            score = decades * decades / (decades * decades + 1.0)
+            if decades > 0:
+                msg = f"gradient norm {value:g} has grown {10**decades:.3g}x above its baseline"
+                return make(score, "exploding", msg, "critical")
+            msg = f"gradient norm {value:g} has collapsed to {10**decades:.2g}x its baseline"
+            return make(score, "vanishing", msg, "critical")
+        if self.kind == "loss" and rise >= 0.5:
+            score = rise * rise / (rise * rise + 0.25)  # 50 % above the best loss scores 0.5
+            msg = f"loss {value:g} is {100 * rise:.0f}% above the best level it reached: training is diverging"
+            return make(score, "diverging", msg, "critical" if rise >= 1.0 else "warning")
+        return None
+
     def _rule_finding(self, make: Any, value: float, violation: str) -> Finding:
         kind = self.kind
         if kind == "grad_norm" and violation == "below":
             return make(1.0, "vanishing", f"gradient norm is {value:g}: no gradient flows", "critical")
         if kind == "lr":
-            return make(1.0, "lr_out_of_range", f"learning rate {value:g} is not positive", "critical")
+            why = {"below": "is not positive", "above": "is far too large", "tiny": "is far too small to learn"}
+            return make(1.0, "lr_out_of_range", f"learning rate {value:g} {why[violation]}", "critical")
         if kind == "throughput" and violation == "below":
             return make(1.0, "throughput_drop", f"throughput fell to {value:g}: the pipeline stalled", "critical")
         p = self.profile
@@ -322,6 +410,7 @@ class SeriesMonitor:
             "params": dict(self.params),
             "n_points": self.n_points,
             "last_step": self.last_step,
+            "growth": self.growth.tolist(),
             "detector": self.detector.to_state(),
             "gap_detector": self.gap_detector.to_state() if self.gap_detector is not None else None,
         }
@@ -336,6 +425,10 @@ class SeriesMonitor:
             mon.n_points = int(state["n_points"])
             mon.last_step = None if state["last_step"] is None else float(state["last_step"])
             mon.detector = AnomalyDetector.from_state(state["detector"])
+            growth = np.asarray(state["growth"], dtype=np.float64)
+            if growth.shape != (4,) or not np.all(np.isfinite(growth)):
+                raise ValueError("malformed series monitor state: bad growth state")
+            mon.growth = growth
             if state["gap_detector"] is not None:
                 mon.gap_detector = AnomalyDetector.from_state(state["gap_detector"])
         except (KeyError, TypeError) as exc:

@@ -1,0 +1,218 @@
+"""SeriesMonitor on the failures ML teams hunt, overfitting, and state/idempotency for the processors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from aitrace.detect import KINDS, Finding, SeriesMonitor, overfitting
+
+T = np.arange(2000)
+
+
+def run(kind: str, values: np.ndarray, steps: np.ndarray | None = None, chunk: int = 97) -> list[Finding]:
+    """Feed the series in batches, round-tripping the state through JSON between batches."""
+    steps = T[: len(values)] if steps is None else steps
+    state = SeriesMonitor(kind).to_state()
+    found: list[Finding] = []
+    for i in range(0, len(values), chunk):
+        mon = SeriesMonitor.from_state(json.loads(json.dumps(state)))
+        found += mon.update(steps[i : i + chunk], values[i : i + chunk])
+        state = mon.to_state()
+    return found
+
+
+def reasons(found: list[Finding]) -> Counter:
+    return Counter(f.reason for f in found)
+
+
+def first(found: list[Finding], reason: str) -> int:
+    return int(min(f.step for f in found if f.reason == reason))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def loss(rng) -> np.ndarray:
+    return 2 * np.exp(-T / 400) + 0.3 + 0.03 * rng.normal(size=T.size)
+
+
+@pytest.fixture
+def grad(rng) -> np.ndarray:
+    return np.exp(rng.normal(0, 0.3, T.size))
+
+
+def test_healthy_series_of_every_kind_stay_quiet(rng, loss, grad) -> None:
+    healthy = {
+        "loss": loss,
+        "grad_norm": grad,
+        "lr": np.where(T < 100, 1e-3 * (T + 1) / 100, 1e-3 * 0.5 * (1 + np.cos(np.pi * T / 2000))) + 1e-6,
+        "accuracy": np.clip(0.9 + 0.01 * rng.normal(size=T.size), 0, 1),
+        "confidence": np.clip(0.8 + 0.05 * rng.normal(size=T.size), 0, 1),
+        "latency": np.exp(rng.normal(np.log(20), 0.2, T.size)),
+        "error_rate": rng.binomial(100, 0.01, T.size) / 100,
+        "throughput": rng.normal(1000, 30, T.size),
+        "generic": rng.normal(size=T.size),
+    }
+    assert set(healthy) == set(KINDS)
+    for kind, values in healthy.items():
+        assert len(run(kind, values)) <= 2, (kind, reasons(run(kind, values)))
+
+
+def test_diverging_loss(loss) -> None:
+    rising = loss.copy()
+    rising[1500:] += 0.02 * np.exp((T[1500:] - 1500) / 40)
+    found = run("loss", rising)
+    assert set(reasons(found)) == {"diverging"}
+    assert 1500 <= first(found, "diverging") <= 1620
+    nan = loss.copy()
+    nan[1500] = np.nan
+    (f,) = run("loss", nan)
+    assert (f.step, f.reason, f.severity, f.score) == (1500, "diverging", "critical", 1.0)
+
+
+def test_loss_spike_and_stalled_loss(loss) -> None:
+    spiky = loss.copy()
+    spiky[1500] += 1.0
+    assert [(f.step, f.reason) for f in run("loss", spiky)] == [(1500, "spike")]
+    stalled = loss.copy()
+    stalled[1500:1700] = stalled[1499]
+    found = run("loss", stalled)
+    assert first(found, "flat") <= 1503
+    assert reasons(found)["flat"] >= 190
+
+
+def test_exploding_and_vanishing_gradients(grad) -> None:
+    exploding = grad.copy()
+    exploding[1500:] *= np.exp((T[1500:] - 1500) / 20)
+    found = run("grad_norm", exploding)
+    counts = reasons(found)
+    # the first 5x rise reads as a level shift; from one decade above baseline on it is an explosion
+    assert set(counts) <= {"exploding", "level_shift"} and counts["exploding"] >= 0.95 * len(found)
+    assert min(f.step for f in found) >= 1500
+    assert first(found, "exploding") <= 1575
+    collapsed = grad.copy()
+    collapsed[1500:] *= 1e-4
+    found = run("grad_norm", collapsed)
+    assert first(found, "vanishing") == 1500
+    zero = grad.copy()
+    zero[1500:] = 0.0
+    assert set(reasons(run("grad_norm", zero))) == {"vanishing"}
+
+
+def test_learning_rate_far_off_and_jumps() -> None:
+    steps = np.full(2000, 0.1)
+    steps[700:] = 0.01
+    steps[1400:] = 0.001  # step decay is normal
+    assert run("lr", steps) == []
+    for bad in (50.0, 1e-12, 0.0, -1e-3):
+        lr = steps.copy()
+        lr[1800] = bad
+        assert [(f.step, f.reason) for f in run("lr", lr)] == [(1800, "lr_out_of_range")]
+    jump = steps.copy()
+    jump[1800:] = 1.0
+    assert first(run("lr", jump), "lr_jump") == 1800
+
+
+def test_inference_latency_spikes_and_error_bursts(rng) -> None:
+    latency = np.exp(rng.normal(np.log(20), 0.2, T.size))
+    latency[[500, 900, 1500]] *= 20
+    assert [(f.step, f.reason) for f in run("latency", latency)] == [
+        (500, "latency_spike"),
+        (900, "latency_spike"),
+        (1500, "latency_spike"),
+    ]
+    errors = rng.binomial(100, 0.01, T.size) / 100
+    errors[1500:1520] = rng.binomial(100, 0.2, 20) / 100
+    found = run("error_rate", errors)
+    assert first(found, "error_burst") == 1500
+    assert all(1500 <= f.step < 1600 for f in found)
+
+
+def test_accuracy_drop_and_out_of_range(rng) -> None:
+    acc = np.clip(0.9 + 0.01 * rng.normal(size=T.size), 0, 1)
+    drop = acc.copy()
+    drop[1500:] -= 0.1
+    found = run("accuracy", drop)
+    assert min(f.step for f in found) == 1500 and {f.reason for f in found} <= {"dip", "level_shift"}
+    bad = acc.copy()
+    bad[1000] = 1.5
+    assert [(f.step, f.reason) for f in run("accuracy", bad)] == [(1000, "out_of_range")]
+
+
+def test_throughput_drops_and_ingestion_delays(rng) -> None:
+    thr = rng.normal(1000, 30, T.size)
+    drop = thr.copy()
+    drop[1500:] *= 0.3
+    assert first(run("throughput", drop), "throughput_drop") == 1500
+    stall = thr.copy()
+    stall[1500] = 0.0
+    assert [(f.step, f.reason) for f in run("throughput", stall)] == [(1500, "throughput_drop")]
+    times = np.cumsum(rng.uniform(0.9, 1.1, T.size))
+    delayed = times.copy()
+    delayed[1500:] += 60.0  # one batch arrived a minute late
+    found = run("throughput", thr, steps=delayed)
+    assert [f.reason for f in found] == ["ingestion_delay"]
+    assert found[0].step == delayed[1500]
+
+
+def test_replayed_batches_change_nothing(loss) -> None:
+    mon = SeriesMonitor("loss")
+    spiky = loss.copy()
+    spiky[300] += 2.0
+    first_pass = mon.update(T[:400], spiky[:400])
+    before = json.dumps(mon.to_state())
+    assert mon.update(T[200:400], spiky[200:400]) == []  # Kafka redelivery
+    assert json.dumps(mon.to_state()) == before
+    assert [f.step for f in first_pass] == [300]
+    assert SeriesMonitor("loss", skip_seen=False).update(T[:10], loss[:10]) == []
+
+
+def test_findings_are_plain_and_described(loss) -> None:
+    spiky = loss.copy()
+    spiky[1500] += 1.0
+    (f,) = run("loss", spiky)
+    d = f.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["kind"] == "loss" and d["threshold"] == 0.5 and 0.5 <= d["score"] < 1.0
+    assert "loss" in d["message"] and d["index"] == 1500
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown series kind"):
+        SeriesMonitor("temperature")
+    with pytest.raises(ValueError, match="threshold"):
+        SeriesMonitor("loss", threshold=1.5)
+    with pytest.raises(ValueError, match="differ in length"):
+        SeriesMonitor("loss").update([1, 2], [1.0])
+    with pytest.raises(ValueError, match="malformed"):
+        SeriesMonitor.from_state({"version": 1})
+
+
+# ---------------------------------------------------------------- overfitting
+def test_overfitting_detected_and_best_checkpoint_found() -> None:
+    t = np.arange(80.0)
+    rng = np.random.default_rng(1)
+    train = 2.0 * np.exp(-t / 15) + 0.01 * rng.normal(size=t.size)
+    val = 2.0 * np.exp(-t / 15) + 0.1 + 0.003 * np.maximum(t - 40, 0) ** 1.5 + 0.01 * rng.normal(size=t.size)
+    r = overfitting(train, val, window=30)
+    assert r.overfitting and r.score > 0.99 and r.val_trend > 0.5 and r.train_trend < 0
+    assert 30 <= r.best_index <= 50
+
+
+def test_no_overfitting_when_both_fall_or_both_rise() -> None:
+    t = np.arange(80.0)
+    rng = np.random.default_rng(2)
+    falling = 2.0 * np.exp(-t / 30)
+    assert not overfitting(falling + 0.01 * rng.normal(size=80), falling + 0.1).overfitting
+    rising = 1.0 + t / 50  # both diverge: that is divergence, not overfitting
+    assert not overfitting(rising, rising + 0.1).overfitting
+    short = overfitting([1.0, 0.9], [1.0, 1.1])
+    assert not short.overfitting and "need" in short.message
+    with pytest.raises(ValueError):
+        overfitting([1.0], [1.0, 2.0])
