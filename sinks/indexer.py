@@ -46,8 +46,10 @@ Action = dict[str, Any]
 # Whole-request or per-item statuses that are the cluster's trouble, not the document's
 # (every 5xx counts too, see _retryable).
 RETRY_STATUSES = frozenset({408, 429})
-# Auth problems are an operator's to fix; dropping data meanwhile would be worse.
+# Auth problems (and a read-only index block, 403) are an operator's to fix; dropping data meanwhile would be worse.
 WAIT_STATUSES = frozenset({401, 403})
+# A whole ``_bulk`` answered 404/405 means a wrong URL or proxy path, never one bad document: wait, do not bisect.
+WHOLE_REQUEST_WAIT = frozenset({404, 405})
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,10 @@ class BulkIndexer:
             if retry:
                 self._check_attempts(retry)
                 await self._backoff()
+                if len(retry) > self.chunk_docs:
+                    # the chunk size shrank meanwhile: resend in pieces of the new size
+                    await _all_or_cancel([self._send(part, result) for part in self._chunks(retry)])
+                    return
             pending = retry
 
     async def _attempt(self, docs: list[_Doc], result: IndexResult) -> tuple[list[_Doc], list[list[_Doc]]]:
@@ -289,7 +295,7 @@ class BulkIndexer:
         self, docs: list[_Doc], items: list[tuple[bool, dict[str, Any]]], status: int, result: IndexResult
     ) -> tuple[list[_Doc], list[list[_Doc]]]:
         reason = _reason(_status(items[0][1])[1])
-        if _retryable(status):
+        if _retryable(status) or status in WHOLE_REQUEST_WAIT:
             self.retried_by_reason[str(status)] += len(docs)
             self.counters["retried"] += len(docs)
             self._on_trouble(f"bulk request answered HTTP {status}: {reason}", shrink=True)

@@ -342,6 +342,30 @@ def test_413_splits_the_chunk(scripted: Callable[..., ScriptedBulk]) -> None:
     assert indexer.chunk_docs < 120
 
 
+def test_retry_after_429_resends_in_smaller_chunks(scripted: Callable[..., ScriptedBulk]) -> None:
+    server = scripted(lambda n, ids: (429, {}) if n == 1 else (200, dict.fromkeys(ids, 201)))
+    cfg = IndexerConfig(initial_chunk_docs=400, initial_concurrency=1, grow_after=1000, initial_backoff_s=0.01)
+
+    async def body(client: AsyncElasticsearch) -> Any:
+        return await BulkIndexer(client, config=cfg).index(docs("x", 400))
+
+    assert run_with_client(server.url, body).indexed == 400
+    assert [len(r) for r in server.requests] == [400, 200, 200]
+
+
+def test_whole_request_404_waits_instead_of_rejecting(scripted: Callable[..., ScriptedBulk]) -> None:
+    """A wrong path (proxy, URL prefix) answers 404 to every _bulk: retry, never dead-letter everything."""
+    server = scripted(lambda n, ids: (404, {}) if n <= 2 else (200, dict.fromkeys(ids, 201)))
+
+    async def body(client: AsyncElasticsearch) -> tuple[BulkIndexer, Any]:
+        indexer = BulkIndexer(client, config=FAST)
+        return indexer, await indexer.index(docs("x", 30))
+
+    indexer, result = run_with_client(server.url, body)
+    assert result.indexed == 30 and result.rejected == []
+    assert indexer.retried_by_reason["404"] >= 30
+
+
 def test_503_items_are_retried_and_auth_failure_waits(scripted: Callable[..., ScriptedBulk]) -> None:
     def decide(n: int, ids: list[str]) -> tuple[int, dict[str, int]]:
         if n == 1:
