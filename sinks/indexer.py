@@ -18,8 +18,9 @@ Idea of the flow:
   concurrency; a 429, a timeout or a connection error halves them at once;
 * per item: 2xx acknowledged; 429/5xx/connection retried; any other 4xx is a
   rejection of that document alone. A whole request answered 4xx (other than
-  auth/429/413) is bisected until the culprit stands alone, so one bad
-  document never blocks the rest; 413 (body too large) splits the chunk.
+  401/403/404/405/408/429/413, which wait or split) is bisected until the
+  culprit stands alone, so one bad document never blocks the rest; 413 (body
+  too large) splits the chunk; a retried chunk is resent at the current size.
 """
 
 from __future__ import annotations
