@@ -339,6 +339,8 @@ class Exporter:
             return None
         if result is None:
             self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += self._count(item)
+        elif "dropped_rows" in result:  # a processor that kept only some rows of a metric block
+            self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += result.pop("dropped_rows")
         return result
 
     @staticmethod

@@ -8,7 +8,8 @@ producer agrees with an OTel SDK configured with the same ratio.
 Errors and anomalies are kept whatever the trace decision (they are what on-call looks for):
 log records at level error/critical, spans and inference records with status ``error``, failed
 or killed runs, any event labelled ``anomaly``, and metric blocks holding a NaN or Inf value
-(a diverging loss). Such an event of an unsampled trace travels with ``sampled = false``.
+(a diverging loss: only those rows of the block are kept). Such an event of an unsampled trace
+travels with ``sampled = false``.
 """
 
 from __future__ import annotations
@@ -74,8 +75,24 @@ class TraceSampler:
     def __call__(self, item: dict[str, Any]) -> dict[str, Any] | None:
         if self.rate >= 1.0 or self.sampled(item["trace_id"]):
             return item
-        if must_keep(item):
-            if "payload" in item:
-                item["sampled"] = False
+        if not must_keep(item):
+            return None
+        if "payload" in item:
+            item["sampled"] = False
             return item
-        return None
+        return only_anomalous_rows(item)
+
+
+def only_anomalous_rows(block: dict[str, Any]) -> dict[str, Any]:
+    """The rows of a metric block that hold a NaN or Inf (kept from an unsampled trace)."""
+    columns = [s["values"] for s in block["series"]]
+    rows = [i for i in range(len(block["steps"])) if any(not math.isfinite(c[i]) for c in columns)]
+    if len(rows) == len(block["steps"]):
+        return block
+    out = dict(block)
+    out["steps"] = [block["steps"][i] for i in rows]
+    out["times"] = [block["times"][i] for i in rows]
+    out["epochs"] = [block["epochs"][i] for i in rows] if block["epochs"] else []
+    out["series"] = [{"name": s["name"], "values": [s["values"][i] for i in rows]} for s in block["series"]]
+    out["dropped_rows"] = len(block["steps"]) - len(rows)  # the exporter counts and removes it
+    return out

@@ -1,0 +1,101 @@
+"""W3C traceparent parsing and formatting, context propagation, OpenTelemetry pick-up."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from aitrace import tracecontext as tc
+
+VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_parse_and_format_round_trip() -> None:
+    ctx = tc.parse_traceparent(VALID)
+    assert ctx == tc.SpanContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, remote=True)
+    assert tc.format_traceparent(ctx) == VALID
+    assert tc.format_traceparent(ctx, sampled=False).endswith("-00")
+    assert tc.parse_traceparent(VALID.encode()) == ctx
+    assert tc.parse_traceparent(VALID.upper()) == ctx  # tolerant of case
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "",
+        "garbage",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  # 31 hex trace id
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # all-zero span id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # forbidden version
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # no flags
+        "00-xyz92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ],
+)
+def test_invalid_traceparents_are_rejected(bad: str | None) -> None:
+    assert tc.parse_traceparent(bad) is None
+
+
+def test_header_lookup_in_dicts_and_kafka_header_lists() -> None:
+    assert tc.header_value({"TraceParent": VALID}) == VALID
+    assert tc.header_value([("traceparent", VALID.encode())]) == VALID.encode()
+    assert tc.header_value({"other": "x"}) is None
+    assert tc.header_value(None) is None
+
+
+def test_ids_are_well_formed_and_distinct() -> None:
+    traces = {tc.new_trace_id() for _ in range(1000)}
+    spans = {tc.new_span_id() for _ in range(1000)}
+    assert len(traces) == 1000 and len(spans) == 1000
+    assert all(len(t) == 32 and int(t, 16) for t in traces)
+    assert all(len(s) == 16 and int(s, 16) for s in spans)
+    assert tc.trace_id_for("run-7") == tc.trace_id_for("run-7") != tc.trace_id_for("run-8")
+
+
+def test_push_pop_and_isolation_between_asyncio_tasks() -> None:
+    a = tc.SpanContext("a" * 32, "1" * 16)
+    b = tc.SpanContext("b" * 32, "2" * 16)
+
+    async def task(ctx: tc.SpanContext) -> tc.SpanContext | None:
+        token = tc.push(ctx)
+        await asyncio.sleep(0.01)
+        seen = tc.current()
+        tc.pop(token)
+        return seen
+
+    async def main() -> list[tc.SpanContext | None]:
+        return list(await asyncio.gather(task(a), task(b)))
+
+    assert asyncio.run(main()) == [a, b]
+    assert tc.current() is None
+
+
+def test_current_opentelemetry_span_is_picked_up() -> None:
+    trace = pytest.importorskip("opentelemetry.trace")
+    span_ctx = trace.SpanContext(
+        trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(1),
+    )
+    with trace.use_span(trace.NonRecordingSpan(span_ctx)):
+        ctx = tc.current()
+    assert ctx == tc.SpanContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, False)
+    assert tc.current() is None  # no OTel span current any more
+
+
+def test_without_opentelemetry_loaded_nothing_is_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "opentelemetry.trace", raising=False)
+    assert tc.otel_current() is None
+
+
+def test_a_broken_opentelemetry_does_not_break_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        @staticmethod
+        def get_current_span() -> None:
+            raise RuntimeError("misconfigured SDK")
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", Broken)
+    assert tc.otel_current() is None
