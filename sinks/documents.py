@@ -78,14 +78,27 @@ def _day(day_number: int) -> str:
     return (_EPOCH + timedelta(days=day_number)).strftime("%Y.%m.%d")
 
 
+def _micros(value: Any) -> int:
+    """An event time as int microseconds; anything else is a DocumentError (DLQ), never a crash."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise DocumentError(f"time must be int microseconds since epoch, got {value!r:.60}")
+    return int(value)
+
+
 def index_name(prefix: str, family: str, time_us: int) -> str:
     """Daily index of a document: ``aitrace-events-2026.11.26`` (UTC day of ``time_us``)."""
-    return f"{prefix}-{family}-{_day(int(time_us) // _DAY_US)}"
+    try:
+        return f"{prefix}-{family}-{_day(_micros(time_us) // _DAY_US)}"
+    except (OverflowError, ValueError) as exc:
+        raise DocumentError(f"time {time_us!r} is out of range: {exc}") from exc
 
 
 def iso_time(time_us: int) -> str:
     """Microseconds since epoch -> ISO 8601 UTC with microseconds (what ``date`` fields parse)."""
-    return (_EPOCH + timedelta(microseconds=int(time_us))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return (_EPOCH + timedelta(microseconds=_micros(time_us))).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError as exc:
+        raise DocumentError(f"time {time_us!r} is out of range: {exc}") from exc
 
 
 def _num(value: Any) -> float | None:

@@ -357,6 +357,15 @@ def test_malformed_records_raise_document_error(event: dict[str, Any], message: 
         d.event_actions(event)
 
 
+@pytest.mark.parametrize("bad_time", ["2026-11-26", 1.5e15, True, 10**20, -(10**20)])
+def test_bad_event_time_is_a_document_error(bad_time: Any) -> None:
+    event = envelope(payload=("aitrace.LogRecord", PAYLOADS["aitrace.LogRecord"]), time=bad_time)
+    with pytest.raises(d.DocumentError, match="time"):
+        d.event_actions(event)
+    with pytest.raises(d.DocumentError, match="time"):
+        d.alert_action({**ALERT_RECORD, "first_seen": bad_time})
+
+
 def test_alert_without_required_fields_is_a_document_error() -> None:
     with pytest.raises(d.DocumentError, match="first_seen"):
         d.alert_action({k: v for k, v in ALERT_RECORD.items() if k != "first_seen"})
