@@ -27,6 +27,7 @@ Drift kernels (``aitrace.detect.drift``)
     ``jensen_shannon(reference, current, *, bins=10)``, ``jensen_shannon_from_counts(p, q)``
     ``wasserstein_1d(u, v)`` (= scipy.stats.wasserstein_distance)
     ``chi2_drift(ref_counts, cur_counts) -> (statistic, pvalue, dof)`` (= scipy chi2_contingency)
+    ``chi2_sf(statistic, dof)`` (= scipy.stats.chi2.sf)
 
 Drift verdicts (``aitrace.detect.drift_monitor``)
     ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
@@ -37,8 +38,9 @@ Drift verdicts (``aitrace.detect.drift_monitor``)
         streaming form with ``.update(features)``, ``.to_state()`` / ``.from_state()``.
     ``DriftResult``, ``DriftConfig``, ``adjust_pvalues(pvalues, method)``, ``rebin_counts``.
 
-Compiled kernels are cached on disk (``cache=True``); see ``aitrace.detect._cache``
-for where the cache lives when the package directory is read-only.
+Compiled kernels are cached on disk (``cache=True``); ``CACHE_DIR`` is the directory
+chosen (None: next to the sources); see ``aitrace.detect._cache`` for the rules when
+the package directory is read-only.
 """
 
 from aitrace.detect import _cache  # first: Numba's cache directory must be set before any kernel

@@ -1,0 +1,97 @@
+"""`aitrace backtest FILE.csv --column NAME [--timestamp NAME] [--threshold X] [-o flagged.csv]`."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aitrace.infra.cli import main
+
+
+def write_csv(path: Path, n: int = 600) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(0)
+    loss = 2 * np.exp(-np.arange(n) / 150) + 0.3 + 0.02 * rng.normal(size=n)
+    loss[400] += 1.0
+    rows = [{"step": 10 * i, "loss": f"{v:.6f}", "note": "x"} for i, v in enumerate(loss)]
+    rows[450]["loss"] = ""  # a missing value counts as NaN
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", "loss", "note"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return loss, [400, 450]
+
+
+def test_backtest_prints_and_writes_flagged_points(tmp_path, capsys) -> None:
+    src = tmp_path / "history.csv"
+    _, expected_rows = write_csv(src)
+    out = tmp_path / "flagged.csv"
+    rc = main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--threshold", "0.5", "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "600 points" in text and "2 flagged" in text
+    with out.open() as fh:
+        flagged = list(csv.DictReader(fh))
+    assert [int(r["row"]) for r in flagged] == expected_rows
+    assert [float(r["timestamp"]) for r in flagged] == [4000.0, 4500.0]
+    assert flagged[0]["reason"] == "spike" and float(flagged[0]["score"]) > 0.9
+    assert flagged[1]["reason"] == "nan" and float(flagged[1]["score"]) == 1.0
+
+
+def test_backtest_threshold_trades_recall_for_precision(tmp_path, capsys) -> None:
+    src = tmp_path / "h.csv"
+    write_csv(src)
+    counts = []
+    for threshold in ("0.05", "0.3", "0.99"):
+        assert main(["backtest", str(src), "--column", "loss", "--threshold", threshold]) == 0
+        line = capsys.readouterr().out.splitlines()[0]
+        counts.append(int(line.split(", ")[1].split()[0]))
+    assert counts[0] > counts[1] > counts[2] >= 1
+
+
+def test_backtest_with_series_kind(tmp_path, capsys) -> None:
+    src = tmp_path / "h.csv"
+    write_csv(src)
+    out = tmp_path / "f.csv"
+    assert main(["backtest", str(src), "--column", "loss", "--kind", "loss", "-o", str(out)]) == 0
+    with out.open() as fh:
+        reasons = [r["reason"] for r in csv.DictReader(fh)]
+    assert reasons == ["spike", "diverging"]  # a NaN loss reads as a diverged run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--column", "nope"], "column 'nope' not in"),
+        (["--column", "loss", "--timestamp", "when"], "column 'when' not in"),
+        (["--column", "loss", "--threshold", "0"], "--threshold"),
+        (["--column", "loss", "--window", "3"], "--window"),
+    ],
+)
+def test_backtest_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:
+    src = tmp_path / "h.csv"
+    write_csv(src)
+    assert main(["backtest", str(src), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_backtest_missing_file_exits_2(tmp_path, capsys) -> None:
+    assert main(["backtest", str(tmp_path / "missing.csv"), "--column", "x"]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+
+
+def test_backtest_as_a_command(tmp_path) -> None:
+    src = tmp_path / "h.csv"
+    write_csv(src)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aitrace.infra.cli", "backtest", str(src), "--column", "loss"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 flagged" in proc.stdout
