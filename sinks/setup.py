@@ -9,8 +9,10 @@ index picks up a changed template.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from aitrace.sinks.es import (
 )
 from elastic_transport import ApiError, TransportError
 
-KIBANA_DIR = Path(__file__).resolve().parent.parent / "infra" / "kibana"
+# package data of aitrace.infra (infra/kibana in a checkout, aitrace/infra/kibana in a wheel)
+KIBANA_DIR = Path(str(importlib.resources.files("aitrace.infra") / "kibana"))
 # Import order: what others reference first (one request resolves them anyway; this keeps errors readable).
 _TYPE_ORDER = {"index-pattern": 0, "search": 1, "lens": 2, "visualization": 2, "dashboard": 3}
 
@@ -47,6 +50,13 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="ILM delete phase age, where the server has ILM (default: %(default)s)",
     )
     parser.add_argument("--skip-templates", action="store_true", help="only import Kibana saved objects")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep retrying an unreachable or starting (503) Kibana this long (default: %(default)s)",
+    )
     parser.add_argument("--kibana-dir", type=Path, default=KIBANA_DIR, help=argparse.SUPPRESS)
 
 
@@ -60,7 +70,7 @@ def run(name: str, args: argparse.Namespace) -> int:
             if not caps.has_ilm:
                 print(f"no ILM on {caps.distribution} {caps.version}: daily indices without a retention policy")
         if settings.kibana_url:
-            summary = import_saved_objects(settings, args.kibana_dir)
+            summary = import_saved_objects(settings, args.kibana_dir, wait_s=args.wait)
             print(f"imported {summary['successCount']} Kibana saved object(s) into {safe_url(settings.kibana_url)}")
         elif args.skip_templates:
             print("aitrace setup: --skip-templates without --kibana-url does nothing", file=sys.stderr)
@@ -111,12 +121,35 @@ def load_saved_objects(directory: Path, *, prefix: str = "aitrace") -> list[dict
     return objects
 
 
-def import_saved_objects(settings: Settings, directory: Path = KIBANA_DIR, *, timeout: float = 30.0) -> dict[str, Any]:
-    """``POST /api/saved_objects/_import?overwrite=true`` with all objects in one multipart file."""
+def import_saved_objects(
+    settings: Settings, directory: Path = KIBANA_DIR, *, timeout: float = 30.0, wait_s: float = 0.0
+) -> dict[str, Any]:
+    """``POST /api/saved_objects/_import?overwrite=true`` with all objects in one multipart file.
+
+    While Kibana is unreachable or answers 503 (still starting), retry with backoff for up to ``wait_s``.
+    """
     if not settings.kibana_url:
         raise KibanaError("no Kibana URL (set AITRACE_KIBANA_URL or pass --kibana-url)")
     objects = load_saved_objects(directory, prefix=settings.index_prefix)
     body = "".join(json.dumps(o) + "\n" for o in objects).encode()
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return _post_import(settings, body, timeout)
+        except _KibanaNotReady as exc:
+            if time.monotonic() + delay > deadline:
+                raise KibanaError(str(exc)) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class _KibanaNotReady(Exception):
+    """Unreachable, or 503 while Kibana starts: worth another try within --wait."""
+
+
+def _post_import(settings: Settings, body: bytes, timeout: float) -> dict[str, Any]:
+    assert settings.kibana_url is not None
     url = settings.kibana_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true"
     kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
     if url.startswith("https"):
@@ -132,9 +165,11 @@ def import_saved_objects(settings: Settings, directory: Path = KIBANA_DIR, *, ti
             headers={"kbn-xsrf": "true", **auth_headers(settings)},
         )
     except urllib3.exceptions.HTTPError as exc:
-        raise KibanaError(f"Kibana at {safe_url(settings.kibana_url)} unreachable: {exc}") from exc
+        raise _KibanaNotReady(f"Kibana at {safe_url(settings.kibana_url)} unreachable: {exc}") from exc
     finally:
         pool.clear()
+    if resp.status == 503:
+        raise _KibanaNotReady(f"Kibana at {safe_url(settings.kibana_url)} is not ready (HTTP 503)")
     return _check_import(resp, settings.kibana_url)
 
 

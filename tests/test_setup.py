@@ -138,6 +138,20 @@ def test_kibana_error_status_is_reported(kibana: Callable[..., FakeKibana]) -> N
         setup.import_saved_objects(Settings(kibana_url=fake.url))
 
 
+def test_starting_kibana_is_waited_for(kibana: Callable[..., FakeKibana]) -> None:
+    answers = iter([(503, {"message": "Kibana server is not ready yet"}), (503, {})])
+    fake = kibana(lambda objects: next(answers, None) or ok(objects))
+    summary = setup.import_saved_objects(Settings(kibana_url=fake.url), wait_s=30)
+    assert summary["success"] is True and len(fake.requests) == 3
+
+
+def test_starting_kibana_past_the_wait_is_an_error(kibana: Callable[..., FakeKibana]) -> None:
+    fake = kibana(lambda objects: (503, {"message": "Kibana server is not ready yet"}))
+    with pytest.raises(setup.KibanaError, match="not ready"):
+        setup.import_saved_objects(Settings(kibana_url=fake.url), wait_s=0)
+    assert len(fake.requests) == 1
+
+
 def test_unreachable_kibana_is_a_clear_error(capsys: Any) -> None:
     rc = cli_main(["setup", "--skip-templates", "--kibana-url", f"http://kibana:pw@127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err
