@@ -169,9 +169,15 @@ def envelope_fields(event: dict[str, Any]) -> Doc:
         },
         "host": {"name": event.get("host")},
         "process": {"pid": event.get("pid")},
-        "labels": dict(event.get("labels") or {}),
+        "labels": _labels(event.get("labels")),
         "aitrace": {"run_id": event.get("run_id")},
     }
+
+
+def _labels(labels: dict[str, str] | None) -> dict[str, str]:
+    """ECS labels: keys without dots (``k8s.pod`` -> ``k8s_pod``), so ``a`` and ``a.b`` never collide
+    as keyword vs object in the mapping, which would reject one of the documents."""
+    return {str(k).replace(".", "_"): v for k, v in (labels or {}).items()}
 
 
 def _with_meta(base: Doc, record_name: str) -> Doc:

@@ -234,6 +234,12 @@ def test_envelope_fields_follow_ecs() -> None:
     assert doc["aitrace"]["run_id"] == "run-7"
 
 
+def test_label_keys_lose_their_dots() -> None:
+    event = envelope(payload=("aitrace.LogRecord", PAYLOADS["aitrace.LogRecord"]), labels={"k8s.pod": "p", "k8s": "x"})
+    [(_, doc)] = d.event_documents(event)
+    assert doc["labels"] == {"k8s_pod": "p", "k8s": "x"}
+
+
 @pytest.mark.parametrize("record_name", sorted(PAYLOADS))
 def test_every_payload_maps_only_declared_fields(record_name: str) -> None:
     actions = d.event_actions(envelope(payload=(record_name, PAYLOADS[record_name])))
