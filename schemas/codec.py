@@ -31,7 +31,6 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
-_FINGERPRINT = struct.Struct("<Q")
 _SCHEMA_ID = struct.Struct(">I")
 
 
@@ -58,12 +57,16 @@ class SerializationContext:
 
 @dataclass(frozen=True)
 class CompiledSchema:
-    """One schema ready for fastavro: parsed (logical types removed), JSON text, fingerprint."""
+    """One schema ready for fastavro: parsed (logical types removed), JSON text, fingerprint.
+
+    ``fingerprint`` is the 8 header bytes: CRC-64-AVRO of the Parsing Canonical Form,
+    little-endian as the spec's single-object encoding writes it (fastavro's hex is already in that order).
+    """
 
     name: str
     parsed: Any
     text: str
-    fingerprint: int
+    fingerprint: bytes
 
 
 @cache
@@ -77,13 +80,13 @@ def compile_schema(expanded: dict[str, Any]) -> CompiledSchema:
     """Compile an expanded schema (all named types inlined)."""
     parsed = fastavro.parse_schema(schemas.without_logical_types(expanded), _write_hint=False)
     canonical = to_parsing_canonical_form(fastavro.parse_schema(expanded))
-    fp = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     name = expanded["name"] if "." in expanded["name"] else f"{expanded.get('namespace')}.{expanded['name']}"
     return CompiledSchema(name=name, parsed=parsed, text=json.dumps(expanded), fingerprint=fp)
 
 
 @cache
-def _by_fingerprint() -> dict[int, CompiledSchema]:
+def _by_fingerprint() -> dict[bytes, CompiledSchema]:
     return {c.fingerprint: c for c in (compiled(n) for n in schemas.names())}
 
 
@@ -99,7 +102,7 @@ class AvroSerializer:
     def __init__(self, schema_name: str, registry: SchemaRegistryClient | None = None) -> None:
         self.schema = compiled(schema_name)
         self._registry = registry
-        self._fp_header = SINGLE_OBJECT_MAGIC + _FINGERPRINT.pack(self.schema.fingerprint)
+        self._fp_header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
 
     def header(self, ctx: SerializationContext | None = None) -> bytes:
         """The bytes that precede the Avro body for this context."""
@@ -158,10 +161,10 @@ class AvroDeserializer:
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if len(data) < 10:
                 raise DecodeError("truncated", f"{len(data)} bytes, single-object header needs 10")
-            (fp,) = _FINGERPRINT.unpack_from(data, 2)
+            fp = bytes(data[2:10])
             writer = _by_fingerprint().get(fp)
             if writer is None:
-                raise DecodeError("unknown-schema", f"fingerprint {fp:016x} matches no schema in schemas/")
+                raise DecodeError("unknown-schema", f"fingerprint {fp.hex()} matches no schema in schemas/")
             return writer, 10
         if data[:1] == CONFLUENT_MAGIC:
             if len(data) < 5:

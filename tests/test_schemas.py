@@ -304,11 +304,6 @@ def test_the_apache_avro_reader_decodes_our_single_object_bodies() -> None:
         assert _without_dates(got_payload) == expected_payload, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/codec.py packs the fingerprint byte-reversed: fastavro's fingerprint() hex is already "
-    "little-endian, and int(hex, 16) + '<Q' reverses it (fix: bytes.fromhex(hex) as the 8 header bytes)",
-)
 def test_the_single_object_header_carries_the_spec_fingerprint() -> None:
     # GroundTruth has no logical types: Apache avro's canonical form agrees with the spec there.
     data = codec.AvroSerializer("aitrace.GroundTruth")(PAYLOADS["aitrace.GroundTruth"])
