@@ -27,10 +27,10 @@ Four components are scored and the largest wins (its name is the reason code):
   often needs a much longer run than a continuous one.
 
 Non-finite values (NaN, +-Inf) score exactly 1.0 and never enter the windows.
-The long window's median and noise are brought up to date every 8 accepted
-points with one merge (that, and keeping every scalar in registers, is what
-makes the kernel run at millions of points per second); the recent window is
-exact at every point.
+The long window's median and noise are brought up to date every 16 accepted
+points (every ``window`` points for shorter windows) with one linear merge; that,
+and keeping every scalar in registers, is what makes the kernel run at millions
+of points per second. The recent window is exact at every point.
 
 Scores are in [0, 1] and rank: every component maps its statistic ``s`` through
 ``s**2 / (s**2 + h**2)``, which is 0.5 at the component's own decision level
@@ -110,7 +110,7 @@ _N_I = 11
 # everything else per point, so they are brought up to date every _REFRESH
 # accepted points. The cadence counts accepted points, so chunked and one-shot
 # scoring agree exactly.
-_REFRESH = 8
+_REFRESH = 16
 
 _MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): MAD of a normal -> its sd
 
@@ -268,12 +268,27 @@ def _squash(s: float, h: float) -> float:
 
 # --------------------------------------------------------------------------- the kernel
 @njit(cache=True, inline="always")
+def _walk_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
+    """Replace one copy of old by new in buf[:n], walking from old's slot (best for short windows)."""
+    i = _lower_bound(buf, n, old)
+    if new >= old:
+        while i + 1 < n and buf[i + 1] < new:
+            buf[i] = buf[i + 1]
+            i += 1
+    else:
+        while i > 0 and buf[i - 1] > new:
+            buf[i] = buf[i - 1]
+            i -= 1
+    buf[i] = new
+
+
+@njit(cache=True, inline="always")
 def _push(ring: np.ndarray, srt: np.ndarray, n: int, head: int, x: float) -> None:
     """Write x at ring[head] and into the sorted copy, evicting ring[head] when full."""
     if n < ring.shape[0]:
         _sorted_insert(srt, n, x)
     else:
-        _sorted_replace(srt, n, ring[head], x)
+        _walk_replace(srt, n, ring[head], x)
     ring[head] = x
 
 
@@ -353,10 +368,13 @@ def _score_kernel(
     out_z: np.ndarray,
     out_level: np.ndarray,
     out_noise: np.ndarray,
+    details: bool,
 ) -> None:
     w = ring_l.shape[0]
     m = ring_s.shape[0]
     added = np.empty(_REFRESH)
+    # a value must reach the sorted copy before it can be evicted from it
+    block = _REFRESH if w >= _REFRESH else w
     scratch = np.empty(w)
     # Scalars live in locals for the loop: stores into the state arrays would
     # alias the windows and force LLVM to reload everything on every point.
@@ -370,9 +388,10 @@ def _score_kernel(
         if not math.isfinite(xi):
             out_score[i] = 1.0
             out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
-            out_z[i] = 0.0 if math.isnan(xi) else xi
-            out_level[i] = math.nan
-            out_noise[i] = math.nan
+            if details:
+                out_z[i] = 0.0 if math.isnan(xi) else xi
+                out_level[i] = math.nan
+                out_noise[i] = math.nan
             continue
         xi = xi + 0.0  # -0.0 -> 0.0 so the windows never hold both zeros
         score = 0.0
@@ -423,9 +442,10 @@ def _score_kernel(
             score = score + (1.0 - score) * 1e-3 * point_score
         out_score[i] = score
         out_code[i] = code
-        out_z[i] = z
-        out_level[i] = med_s
-        out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods else math.nan
+        if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
+            out_z[i] = z
+            out_level[i] = med_s
+            out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods else math.nan
 
         # ---- accept the point; keep the count of exact repeats among adjacent window pairs
         if nl == w:
@@ -449,7 +469,7 @@ def _score_kernel(
 
         # The long window's sorted copy, median and MAD follow in blocks of
         # _REFRESH points: one linear merge instead of an O(window) shift per point.
-        if pending == _REFRESH:
+        if pending == block:
             for k in range(pending):
                 added[k] = ring_l[(headl - pending + k) % w]
             n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch)
@@ -586,20 +606,21 @@ class AnomalyDetector:
         return int(self._is[_I_RUN])
 
     # -- scoring ----------------------------------------------------------
-    def score(self, values: Any) -> np.ndarray:
+    def score(self, values: Any, *, details: bool = True) -> np.ndarray:
         """Score the next chunk; return float64 scores in [0, 1], one per value.
 
-        The reason code, signed robust z, and the level and noise scale each point
-        was compared with (NaN while warming up) are kept in :attr:`last_codes`,
-        :attr:`last_z`, :attr:`last_level` and :attr:`last_noise` (code names in
-        :data:`CODE_NAMES`).
+        With ``details`` (the default) the reason code, signed robust z, and the
+        level and noise scale each point was compared with (NaN while warming up)
+        are kept in :attr:`last_codes`, :attr:`last_z`, :attr:`last_level` and
+        :attr:`last_noise` (code names in :data:`CODE_NAMES`); ``details=False``
+        skips z, level and noise (about 10 % faster) and leaves them empty.
         """
         x = _as_float_array(values)
-        out = np.empty(x.shape[0])
-        codes = np.empty(x.shape[0], dtype=np.int8)
-        zs = np.empty(x.shape[0])
-        levels = np.empty(x.shape[0])
-        noises = np.empty(x.shape[0])
+        n = x.shape[0]
+        out = np.empty(n)
+        codes = np.empty(n, dtype=np.int8)
+        size = n if details else 0
+        zs, levels, noises = np.empty(size), np.empty(size), np.empty(size)
         p = self.params
         _score_kernel(
             x,
@@ -620,6 +641,7 @@ class AnomalyDetector:
             zs,
             levels,
             noises,
+            details,
         )
         self.last_codes = codes
         self.last_z = zs
@@ -718,4 +740,4 @@ def anomaly_scores(values: Any, *, window: int = 64, **params: Any) -> np.ndarra
     >>> bool(s[-1] > 0.95), bool(s[:-1].max() < 0.5)
     (True, True)
     """
-    return AnomalyDetector(window=window, **params).score(values)
+    return AnomalyDetector(window=window, **params).score(values, details=False)

@@ -184,6 +184,12 @@ def test_warm_up_scores_zero() -> None:
 
 # ---------------------------------------------------------------- causality and chunking
 finite_floats = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+def tied_or_wide():
+    return st.integers(-3, 3).map(float), finite_floats, st.floats(-1e150, 1e150)
+
+
 any_floats = st.one_of(finite_floats, st.just(np.nan), st.just(np.inf), st.just(-np.inf), st.just(0.0), st.just(-0.0))
 
 
@@ -214,6 +220,26 @@ def test_chunked_scores_equal_one_shot_through_json_state(values, cuts, window) 
 def test_scores_are_causal(values, k) -> None:
     k = min(k, values.size)
     np.testing.assert_array_equal(anomaly_scores(values[:k]), anomaly_scores(values)[:k])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, st.integers(1, 40).map(lambda k: 16 * k), elements=st.one_of(*tied_or_wide())),
+    window=st.sampled_from([8, 12, 16, 17, 64, 100]),
+)
+def test_block_updated_median_and_mad_equal_numpy(values, window) -> None:
+    block = min(16, window)  # the long window's statistics are exact after every block
+    values = values[: values.size // block * block]
+    det = AnomalyDetector(window=window)
+    det.score(values)
+    win = det.window_values
+    np.testing.assert_array_equal(win, values[-window:])
+    state = det.to_state()
+    np.testing.assert_array_equal(state["long_sorted"], np.sort(win))
+    med = np.median(win)
+    mad = np.median(np.abs(win - med))
+    expected = 1.482602218505602 * mad if mad > 0 else np.sqrt(np.mean((win - med) ** 2))
+    assert det.noise == pytest.approx(expected, rel=1e-12, abs=1e-300)
 
 
 def test_state_is_small_plain_and_pickle_safe() -> None:
