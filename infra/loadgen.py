@@ -68,7 +68,11 @@ OnResponse = Callable[[Response], None]
 
 
 class LoadGenerator:
-    """POSTs requests to ``base_url`` from ``threads`` threads, at most ``rate`` per second overall."""
+    """POSTs requests to ``base_url`` from ``threads`` threads, at most ``rate`` per second overall.
+
+    ``on_response`` runs in the sending thread inside the request's span, so the events it emits
+    (a ground-truth label, say) join that request's trace.
+    """
 
     def __init__(
         self,
@@ -132,8 +136,6 @@ class LoadGenerator:
                     conn = None  # a broken keep-alive connection is replaced, not reused
                 with self._lock:
                     result.responses.append(response)
-                if self.on_response is not None:
-                    self.on_response(response)
         finally:
             if conn is not None:
                 conn.close()
@@ -149,5 +151,9 @@ class LoadGenerator:
                 body = resp.read()
             except (OSError, http.client.HTTPException) as exc:
                 elapsed = (time.perf_counter() - start) * 1000
-                return Response(request, 0, b"", elapsed, f"{type(exc).__name__}: {exc}")
-            return Response(request, resp.status, body, (time.perf_counter() - start) * 1000)
+                response = Response(request, 0, b"", elapsed, f"{type(exc).__name__}: {exc}")
+            else:
+                response = Response(request, resp.status, body, (time.perf_counter() - start) * 1000)
+            if self.on_response is not None:
+                self.on_response(response)  # inside the span: what it emits belongs to this request's trace
+            return response

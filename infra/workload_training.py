@@ -36,7 +36,7 @@ class TrainingClient(Protocol):
 
     def log(self, level: str, message: str, **attributes: Any) -> Any: ...
 
-    def span(self, name: str, **attributes: Any) -> AbstractContextManager[Any]: ...
+    def span(self, name: str, new_trace: bool | None = ..., **attributes: Any) -> AbstractContextManager[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,9 @@ def train(client: TrainingClient, config: TrainingConfig) -> TrainingResult:
     model, optimizer = _build(config)
     telemetry = TrainingTelemetry(client, config)
     result = TrainingResult(run_id=config.run_id, status="FINISHED", steps_run=0)
-    # The whole run is one span: its trace (the run's) closes, complete, when training ends.
-    with client.span("train", run=config.run_id, steps=config.steps):
+    # The whole run is one span and the root of its own trace, so the trace closes complete when
+    # training ends (the client's implicit run trace has no root span that ever ends).
+    with client.span("train", new_trace=True, run=config.run_id, steps=config.steps):
         telemetry.started()
         _loop(config, model, optimizer, telemetry, result, (x_train, y_train, x_val, y_val))
         telemetry.finished(result.status)

@@ -116,7 +116,7 @@ def test_diverging_run_explodes_after_the_lr_jump_and_fails() -> None:
     assert [e["level"] for e in client.of("log")] == ["error"] * config.max_nonfinite_steps
     assert [f["status"] for f in client.of("run_finished")] == ["FAILED"]
     # the whole run is one span, so every event of it shares that span's trace
-    assert [s["name"] for s in client.spans] == ["train"]
+    assert [s["name"] for s in client.spans] == ["train"] and client.spans[0]["new_trace"] is True
     assert {f["_trace"] for _, f in client.calls} == {client.spans[0]["trace"]}
     started = client.of("run_started")[0]
     assert started["seed"] == config.seed and started["config"]["diverge_at"] == 150
@@ -225,6 +225,9 @@ def test_one_request_is_one_trace_over_three_services(inference_run: Any) -> Non
     assert feature_traces < client_traces and len(feature_traces) == 120  # malformed ones stop at the model
     record = model.of("inference")[0]
     assert record["_trace"] in client_traces
+    # each delayed label rides in its own request's trace (not in one endless trace of the load generator)
+    labels = {g["_trace"] for g in loadgen.of("ground_truth")}
+    assert len(labels) == 120 and labels < client_traces
     ok = next(r for p in result.phases.values() for r in p.responses if r.status == 200)
     assert json.loads(ok.body)["prediction"] in wi.CLASSES
 
