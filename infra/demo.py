@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aitrace.config import Settings
+from elastic_transport import ApiError, TransportError
 
 DEFAULT_TIMEOUT_S = 170.0
 WORKER_STOP_GRACE_S = 15.0
@@ -215,7 +216,7 @@ class IndexCounter:
                 index=f"{self.prefix}-{family}-*", ignore_unavailable=True, allow_no_indices=True, **kwargs
             )
             return int(answer["count"])
-        except Exception:  # the progress line must not kill the demo; the summary reports zero
+        except (ApiError, TransportError, OSError):  # a busy server must not kill the progress line
             return 0
 
     def longest_trace(self) -> str | None:
@@ -229,7 +230,7 @@ class IndexCounter:
                 ignore_unavailable=True,
                 allow_no_indices=True,
             )
-        except Exception:
+        except (ApiError, TransportError, OSError):
             return None
         hits = answer["hits"]["hits"]
         return str(hits[0]["_source"]["trace"]["id"]) if hits else None
@@ -504,6 +505,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 def _run_with_stack(
     handle: StackHandle, state_dir: Path, deadline: float, started: float, out: TextIO, args: argparse.Namespace
 ) -> int:
+    from aitrace.sinks.es import SearchUnavailable
     from aitrace.sinks.setup import install
 
     settings = handle.settings
@@ -512,7 +514,7 @@ def _run_with_stack(
     out.write(f"  kafka {settings.kafka_bootstrap}, search {settings.es_url}\n")
     try:
         installed, _ = install(settings)
-    except Exception as exc:
+    except (SearchUnavailable, ApiError, TransportError, OSError) as exc:
         raise DemoError(f"cannot install the index templates at {settings.es_url}: {exc}") from exc
     out.write(f"  installed {len(installed)} index template(s)\n")
     worker = Worker(state_dir).start(dict(os.environ))

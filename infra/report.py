@@ -769,6 +769,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     from aitrace.sinks.es import SearchUnavailable, make_sync_client
+    from elastic_transport import ApiError, TransportError
 
     settings = Settings.from_env(es_url=args.es_url)
     try:
@@ -777,14 +778,12 @@ def run(name: str, args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"aitrace report: {exc}", file=sys.stderr)
         return 1
-    except (SearchUnavailable, ConnectionError, OSError) as exc:
+    except (SearchUnavailable, TransportError, OSError) as exc:
         print(f"aitrace report: cannot read the search server at {settings.es_url}: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # the client's transport errors carry no common base we can name here
-        if type(exc).__module__.startswith(("elasticsearch", "elastic_transport")):
-            print(f"aitrace report: search failed at {settings.es_url}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except ApiError as exc:
+        print(f"aitrace report: the search server refused the query at {settings.es_url}: {exc}", file=sys.stderr)
+        return 1
     output = Path(args.output)
     try:
         write_atomic(output, render(data))

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra import demo
-from aitrace.infra.stack import read_state
+from aitrace.infra.stack import free_port, read_state
 from aitrace.infra.stack import status as stack_status
 
 MODEL = "cancer-classifier"
@@ -223,3 +223,19 @@ def test_demo_keep_then_report_status_and_down(tmp_path: Path) -> None:
             timeout=60,
         )
     assert down.returncode == 0 and read_state(state).get("services", {}) == {}
+
+
+def test_external_stack_is_used_as_given_and_a_dead_search_server_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With both endpoints external the demo starts no service; an unreachable one fails setup, clearly."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AITRACE_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AITRACE_ES_URL", dead)
+    monkeypatch.setenv("AITRACE_STATE_DIR", str(tmp_path / "state"))
+    args = argparse.Namespace(keep=False, timeout=30.0, state_dir=str(tmp_path / "state"), report="")
+    assert demo.run("demo", args) == 1
+    captured = capsys.readouterr()
+    assert f"aitrace demo: cannot install the index templates at {dead}" in captured.err
+    assert "elasticsearch: external" in captured.out and "kafka: external" in captured.out
+    assert read_state(tmp_path / "state").get("services", {}) == {}
