@@ -110,6 +110,7 @@ def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
     len_a = min(2 * maxj + 2, n + 1)
     a = np.ones(len_a)
     a[minj:maxj] = 0.0
+    recip = np.empty(len_a)
     for i in range(1, m + 1):
         lastminj = minj
         lastlen = curlen
@@ -118,10 +119,15 @@ def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
         maxj = min(math.ceil((ng * i + h) / mg), n + 1)
         if maxj <= minj:
             return 1.0
+        # The recursion is a chain of dependent divisions; dividing up front (independent,
+        # pipelined) and multiplying in the chain halves the time. Differences from
+        # scipy's order of operations stay at a few ulp (tested against scipy to 1e-9).
+        for jj in range(maxj - minj):
+            recip[jj] = 1.0 / (i + jj + minj)
         val = 0.0 if minj == 0 else 1.0
         for jj in range(maxj - minj):
             j = jj + minj
-            val = (a[jj + minj - lastminj] * i + val * j) / (i + j)
+            val = (a[jj + minj - lastminj] * i + val * j) * recip[jj]
             a[jj] = val
         curlen = maxj - minj
         if lastlen > curlen:

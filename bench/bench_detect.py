@@ -1,0 +1,243 @@
+"""Benchmark of ``aitrace.detect`` next to numpy, scipy.stats and river, measured in the same run.
+
+Reports (medians of ``--repeat`` runs, single thread, so "per second" is per core):
+
+* Numba start-up: a fresh process importing ``aitrace.detect`` and scoring its
+  first points with an empty cache (cold: compiles) and again with the cache
+  the first one wrote (warm: loads);
+* anomaly scoring on ``--points`` points (default 10 million): one-shot
+  ``anomaly_scores`` and the stateful ``AnomalyDetector`` fed in chunks of
+  ``--chunk`` points (what a processor does per Kafka batch), next to the same
+  rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
+  and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
+* drift tests per second: ``ks_2samp_batched`` against ``scipy.stats.ks_2samp``
+  called per feature (exact and asymptotic regimes), Wasserstein, chi-square and
+  Jensen-Shannon against scipy's functions.
+
+pandas is not installed in this environment, so the numpy rolling baseline is
+the "numpy/pandas" column. Run:  .venv/bin/python bench/bench_detect.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+START_PROBE = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import aitrace.detect as d
+t1 = time.perf_counter()
+d.anomaly_scores(np.arange(100.0))
+t2 = time.perf_counter()
+d.ks_2samp(np.arange(10.0), np.arange(12.0) + 0.5)
+t3 = time.perf_counter()
+print(f"{t1 - t0} {t2 - t1} {t3 - t2}")
+"""
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def row(name: str, rate: float, unit: str, baseline: float | None = None, note: str = "") -> None:
+    ratio = f"{rate / baseline:10.1f}x" if baseline else " " * 11
+    print(f"  {name:<44} {rate:>14,.0f} {unit:<9} {ratio}  {note}")
+
+
+# ---------------------------------------------------------------------------- start-up
+def bench_startup() -> dict[str, float]:
+    print("\nNumba start-up (fresh process; import / first anomaly_scores / first ks_2samp), seconds")
+    cache = tempfile.mkdtemp(prefix="aitrace-bench-cache-")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["AITRACE_NUMBA_CACHE_DIR"] = cache
+    out: dict[str, float] = {}
+    for label in ("cold", "warm"):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", START_PROBE], env=env, capture_output=True, text=True, check=True)
+        total = time.perf_counter() - t
+        imp, first, ks = (float(v) for v in proc.stdout.split())
+        out[label] = first
+        print(
+            f"  {label:<5} cache: import {imp:6.3f}  first anomaly_scores {first:6.3f}  "
+            f"first ks_2samp {ks:6.3f}  whole process {total:6.2f}"
+        )
+    print(f"  (cache dir {cache})")
+    return out
+
+
+# ---------------------------------------------------------------------------- anomaly
+def numpy_rolling_scores(x: np.ndarray, window: int) -> np.ndarray:
+    """The same causal robust z, vectorized in numpy: median and MAD of the previous ``window`` points."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(x[:-1], window)
+    med = np.median(win, axis=1)
+    mad = np.median(np.abs(win - med[:, None]), axis=1)
+    z = (x[window:] - med) / np.maximum(1.4826 * mad, 1e-300)
+    return z * z / (z * z + 25.0)
+
+
+def river_rate(make: Callable[[], Any], x: np.ndarray) -> float:
+    det = make()
+    values = x.tolist()
+    t = time.perf_counter()
+    for v in values:
+        det.update(v)
+        _ = det.drift_detected
+    return len(values) / (time.perf_counter() - t)
+
+
+def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -> dict[str, float]:
+    from aitrace.detect import AnomalyDetector, anomaly_scores
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    x[rng.integers(0, n, n // 10000)] += 20.0  # a few real spikes
+    anomaly_scores(x[:1000])  # compiled or loaded before timing
+
+    one_shot = n / timed(lambda: anomaly_scores(x), repeat)
+
+    def chunked(details: bool) -> None:
+        det = AnomalyDetector()
+        for i in range(0, n, chunk):
+            det.score(x[i : i + chunk], details=details)
+
+    stateful = n / timed(lambda: chunked(True), max(1, repeat - 1))
+    stateful_lean = n / timed(lambda: chunked(False), max(1, repeat - 1))
+    one_shot_32 = n / timed(lambda: anomaly_scores(x, window=32), max(1, repeat - 1))
+
+    sub = x[:numpy_n]
+    numpy_rate = numpy_n / timed(lambda: numpy_rolling_scores(sub, 64), 1)
+
+    from river.drift import ADWIN, KSWIN, PageHinkley
+
+    rsub = x[:river_n]
+    rates = {
+        "river ADWIN": river_rate(ADWIN, rsub),
+        "river KSWIN (window 100)": river_rate(lambda: KSWIN(seed=0), rsub[: max(river_n // 10, 1000)]),
+        "river PageHinkley": river_rate(PageHinkley, rsub),
+    }
+    print(f"\nAnomaly scoring, {n:,} points (single thread); ratio = ours / that row")
+    row("aitrace anomaly_scores (window 64)", one_shot, "points/s")
+    row("aitrace anomaly_scores (window 32)", one_shot_32, "points/s")
+    row(f"aitrace AnomalyDetector, chunks of {chunk}", stateful, "points/s", note="with per-point diagnostics")
+    row(f"aitrace AnomalyDetector, chunks of {chunk}", stateful_lean, "points/s", note="details=False")
+    row(
+        "numpy rolling median/MAD (window 64)",
+        numpy_rate,
+        "points/s",
+        note=f"ours {one_shot / numpy_rate:.0f}x; on {numpy_n:,}",
+    )
+    for name, rate in rates.items():
+        row(name, rate, "points/s", note=f"ours {one_shot / rate:.0f}x; on a subset, per point")
+    return {"anomaly_scores": one_shot, "stateful": stateful, "numpy": numpy_rate, **rates}
+
+
+# ---------------------------------------------------------------------------- drift
+def bench_drift(repeat: int) -> dict[str, float]:
+    import scipy.stats
+    from aitrace.detect import (
+        chi2_drift,
+        jensen_shannon_from_counts,
+        ks_2samp,
+        ks_2samp_batched,
+        wasserstein_1d,
+    )
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(1)
+    out: dict[str, float] = {}
+    print("\nDrift tests (tests/s; ratio = ours / scipy per feature, same data, same run)")
+    configs = [
+        ("KS exact, 500 vs 500", 400, 500, 500),
+        ("KS exact, 1000 vs 800", 200, 1000, 800),
+        ("KS exact, 100 vs 60", 1000, 100, 60),
+        ("KS asymptotic, 20000 vs 15000", 40, 20000, 15000),
+    ]
+    ks_2samp_batched(rng.normal(size=(2, 50)), rng.normal(size=(2, 40)))  # warm the kernels
+    for label, k, n1, n2 in configs:
+        a = rng.normal(size=(k, n1))
+        b = rng.normal(0.05, 1.0, size=(k, n2))
+        ours = k / timed(lambda a=a, b=b: ks_2samp_batched(a, b), repeat)
+        single = k / timed(lambda a=a, b=b: [ks_2samp(ra, rb) for ra, rb in zip(a, b, strict=True)], 1)
+        ref = k / timed(lambda a=a, b=b: [scipy.stats.ks_2samp(ra, rb) for ra, rb in zip(a, b, strict=True)], 1)
+        row(f"{label}: ks_2samp_batched", ours, "tests/s", ref)
+        row(f"{label}: aitrace ks_2samp per feature", single, "tests/s", ref)
+        row(f"{label}: scipy.stats.ks_2samp per feature", ref, "tests/s")
+        out[label] = ours / ref
+
+    k, n1, n2 = 300, 2000, 2000
+    a, b = rng.normal(size=(k, n1)), rng.normal(size=(k, n2))
+    ours = k / timed(lambda: [wasserstein_1d(a[i], b[i]) for i in range(k)], repeat)
+    ref = k / timed(lambda: [scipy.stats.wasserstein_distance(a[i], b[i]) for i in range(k)], 1)
+    row("wasserstein_1d, 2000 vs 2000", ours, "tests/s", ref)
+    row("scipy.stats.wasserstein_distance", ref, "tests/s")
+
+    counts_a = rng.integers(1, 1000, size=(k, 12))
+    counts_b = rng.integers(1, 1000, size=(k, 12))
+    ours = k / timed(lambda: [chi2_drift(counts_a[i], counts_b[i]) for i in range(k)], repeat)
+    ref = k / timed(lambda: [scipy.stats.chi2_contingency(np.vstack([counts_a[i], counts_b[i]])) for i in range(k)], 1)
+    row("chi2_drift, 12 categories", ours, "tests/s", ref)
+    row("scipy.stats.chi2_contingency", ref, "tests/s")
+
+    ours = k / timed(lambda: [jensen_shannon_from_counts(counts_a[i], counts_b[i]) for i in range(k)], repeat)
+    ref = k / timed(lambda: [jensenshannon(counts_a[i], counts_b[i], base=2) for i in range(k)], 1)
+    row("jensen_shannon_from_counts, 12 bins", ours, "tests/s", ref)
+    row("scipy.spatial.distance.jensenshannon", ref, "tests/s")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=10_000_000, help="series length for anomaly scoring")
+    parser.add_argument("--chunk", type=int, default=1000, help="chunk size for the stateful form")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--river-points", type=int, default=50_000, help="subset for river (scaled per point)")
+    parser.add_argument("--numpy-points", type=int, default=300_000, help="subset for the numpy baseline")
+    parser.add_argument("--quick", action="store_true", help="1M points, fewer repeats (a smoke run)")
+    parser.add_argument("--json", help="also write the headline figures to this JSON file")
+    args = parser.parse_args()
+    if args.quick:
+        args.points, args.repeat, args.river_points, args.numpy_points = 1_000_000, 2, 10_000, 50_000
+    import numba
+    import scipy
+
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, numba {numba.__version__}, scipy {scipy.__version__}"
+    )
+    print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()}")
+    t0 = time.perf_counter()
+    results = {
+        "startup_s": bench_startup(),
+        "anomaly_points_per_s": bench_anomaly(
+            args.points, args.chunk, args.repeat, args.river_points, args.numpy_points
+        ),
+        "ks_batched_over_scipy": bench_drift(args.repeat),
+    }
+    print(f"\nbenchmark took {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
