@@ -378,8 +378,8 @@ class DriftMonitor:
     ``window`` values. Every ``check_every`` new values (counted over all features
     of a batch: one batch of rows counts its row count) the windows are compared
     with :func:`detect_drift` and the results returned; otherwise ``update`` returns
-    an empty list. Numeric features only; categorical streams pass summaries to
-    :func:`detect_drift` instead.
+    an empty list. Numeric and categorical (string/boolean) features both work; the
+    state stays JSON-safe.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -410,25 +410,27 @@ class DriftMonitor:
 
     def set_reference(self, features: Mapping[str, Any]) -> None:
         """Replace the reference windows (the last ``reference_size`` values of each feature)."""
-        self.reference = {
-            k: _tail(np.asarray(v, dtype=np.float64).reshape(-1), self.reference_size) for k, v in features.items()
-        }
+        self.reference = {k: _tail(_as_column(k, v), self.reference_size) for k, v in features.items()}
         self.current = {}
         self.since_check = 0
 
     def update(self, features: Mapping[str, Any]) -> list[DriftResult]:
-        """Add a batch (feature -> values); return results when a check is due, else []."""
+        """Add a batch (feature -> values); return results when a check is due, else [].
+
+        Numeric values are kept as float64, anything else (strings, booleans) as
+        strings and tested as categories.
+        """
         batch_len = 0
         for name, values in features.items():
-            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+            arr = _as_column(name, values)
             batch_len = max(batch_len, arr.size)
-            ref = self.reference.get(name, np.zeros(0))
+            ref = self.reference.get(name, arr[:0])
             room = self.reference_size - ref.size
             if room > 0:
                 self.reference[name] = np.concatenate([ref, arr[:room]])
                 arr = arr[room:]
             if arr.size:
-                cur = self.current.get(name, np.zeros(0))
+                cur = self.current.get(name, arr[:0])
                 self.current[name] = _tail(np.concatenate([cur, arr]), self.window)
         if not self.current:
             return []
@@ -467,12 +469,22 @@ class DriftMonitor:
                 check_every=state["check_every"],
                 **state["config"],
             )
-            mon.reference = {k: np.asarray(v, dtype=np.float64) for k, v in state["reference"].items()}
-            mon.current = {k: np.asarray(v, dtype=np.float64) for k, v in state["current"].items()}
+            mon.reference = {k: _as_column(k, v) for k, v in state["reference"].items()}
+            mon.current = {k: _as_column(k, v) for k, v in state["current"].items()}
             mon.since_check = int(state["since_check"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed drift monitor state: {exc!r}") from exc
         return mon
+
+
+def _as_column(name: str, values: Any) -> np.ndarray:
+    """A 1-D float64 column for numbers, a str column for everything else (JSON-safe either way)."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind in "fiu":
+        return arr.astype(np.float64)
+    if arr.dtype.kind in "bOUS":
+        return arr.astype(str)
+    raise TypeError(f"{name}: unsupported dtype {arr.dtype}")
 
 
 def _tail(arr: np.ndarray, n: int) -> np.ndarray:

@@ -211,6 +211,8 @@ class SeriesMonitor:
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if steps_arr.shape != vals.shape:
             raise ValueError(f"steps and values differ in length: {steps_arr.shape} vs {vals.shape}")
+        if not np.all(np.isfinite(steps_arr)):
+            raise ValueError("steps must be finite numbers (a step or a timestamp per value)")
         if self.skip_seen and self.last_step is not None and steps_arr.size:
             keep = steps_arr > self.last_step
             steps_arr, vals = steps_arr[keep], vals[keep]

@@ -344,3 +344,15 @@ def test_drift_monitor_streams_and_round_trips_its_state() -> None:
     results = mon.update({"x": rng.normal(size=200), "y": rng.normal(3.0, 1.0, size=200)})
     assert {r.feature: r.drifted for r in results} == {"x": False, "y": True}
     assert len(mon.current["x"]) == 400 and len(mon.reference["x"]) == 500
+
+
+def test_drift_monitor_handles_categorical_streams() -> None:
+    rng = np.random.default_rng(9)
+    mon = DriftMonitor(reference_size=600, window=600, check_every=600)
+    mon.update({"country": rng.choice(["de", "fr", "it"], 600), "ok": rng.random(600) < 0.9})
+    assert mon.update({"country": rng.choice(["de", "fr", "it"], 600), "ok": rng.random(600) < 0.9}) != []
+    mon = DriftMonitor.from_state(json.loads(json.dumps(mon.to_state())))
+    moved = mon.update({"country": rng.choice(["de", "fr", "it"], 600, p=[0.7, 0.2, 0.1]), "ok": rng.random(600) < 0.5})
+    assert {r.feature: (r.test, r.drifted) for r in moved} == {"country": ("chi2", True), "ok": ("chi2", True)}
+    with pytest.raises(TypeError):
+        mon.update({"when": np.array(["2024-01-01"], dtype="datetime64[D]")})

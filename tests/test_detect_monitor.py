@@ -190,6 +190,8 @@ def test_bad_arguments() -> None:
         SeriesMonitor("loss", threshold=1.5)
     with pytest.raises(ValueError, match="differ in length"):
         SeriesMonitor("loss").update([1, 2], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        SeriesMonitor("loss").update([1.0, np.nan], [1.0, 2.0])
     with pytest.raises(ValueError, match="malformed"):
         SeriesMonitor.from_state({"version": 1})
 
