@@ -555,15 +555,15 @@ def _wait(
     """Wait for the findings, then for the index to settle, so the summary and report are whole.
 
     Ends at the deadline, or once every required fault was found, optional ones had
-    ``OPTIONAL_GRACE_S`` more to show up, and the indexed event count held still for
-    ``SETTLED_S`` (the worker has caught up).
+    ``OPTIONAL_GRACE_S`` more to show up, and the indexed event and trace counts held still
+    for ``SETTLED_S`` (the worker has caught up).
     """
     required_met: float | None = None
     last_count, still_since = -1, time.monotonic()
     while True:
         now = time.monotonic()
         verdict = judge(collector.snapshot(), expected)
-        count = counter.count("events")
+        count = counter.count("events") + counter.count("traces")
         if count != last_count:
             last_count, still_since = count, now
         if required_met is None and not any(e.required for e in verdict.missed):

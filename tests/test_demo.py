@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,9 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
     summary = out.split("aitrace demo: summary", 1)[1]
     assert "found   divergence / exploding gradients on run-diverge" in summary
     assert "aitrace report -o report.html" in summary
+    # 666 requests (each one trace over three services), two training runs, one pipeline run; all closed
+    assert re.search(r"traces assembled +669 +\(0 incomplete\)", summary), summary
+    assert "(0 dropped, 0 spilled to disk)" in summary
     page = (tmp_path / "report.html").read_text()
     data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
     charts = {c["id"] for s in data["sections"] for c in s["charts"]}
