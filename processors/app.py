@@ -43,7 +43,7 @@ from aitrace.sinks.documents import Action
 log = logging.getLogger("aitrace.processors")
 
 # Table keys are str and values JSON-safe dicts; JSON keeps both as they were across a restore.
-_JSON = faust.Schema(key_type=str, value_type=dict, key_serializer="json", value_serializer="json")
+_JSON = faust.Schema(key_serializer="json", value_serializer="json")
 
 INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.system")
 
