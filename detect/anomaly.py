@@ -257,9 +257,12 @@ def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _squash(s: float, h: float) -> float:
-    """s**2 / (s**2 + h**2): 0.5 at s == h, 1.0 only in the floating-point limit."""
-    r = s / h
+def _squash(s: float, inv_h: float) -> float:
+    """r**2 / (r**2 + 1) with r = s / h: 0.5 at s == h, 1.0 only in the floating-point limit.
+
+    Takes 1 / h so that the per-point cost is one division.
+    """
+    r = s * inv_h
     r2 = r * r
     if r2 > 1e300:  # s**2 would overflow: the ratio is 1 to double precision long before
         return 1.0
@@ -344,7 +347,7 @@ def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[
     scale = sd_l if sd_l > floor else floor
     var_score = 0.0
     if sd_s > sd_l > floor:
-        var_score = _squash(math.log(sd_s / sd_l), var_h)
+        var_score = _squash(math.log(sd_s / sd_l), 1.0 / var_h)
     return 1.0 / scale, var_score
 
 
@@ -375,6 +378,7 @@ def _score_kernel(
     added = np.empty(_REFRESH)
     # a value must reach the sorted copy before it can be evicted from it
     block = _REFRESH if w >= _REFRESH else w
+    inv_threshold, inv_shift_h, inv_flat_h = 1.0 / threshold, 1.0 / shift_h, 1.0 / flat_h
     scratch = np.empty(w)
     # Scalars live in locals for the loop: stores into the state arrays would
     # alias the windows and force LLVM to reload everything on every point.
@@ -406,13 +410,13 @@ def _score_kernel(
             # spike / dip: the point against the recent level, in units of the long window's noise
             z = (xi - med_s) * inv_scale
             if z != 0.0:
-                point_score = _squash(z, threshold)
+                point_score = _squash(z, inv_threshold)
                 score = point_score
                 code = CODE_SPIKE if z > 0 else CODE_DIP
 
             # level shift: the recent level against the long one
             lv = (med_s - med_l) * inv_scale
-            sc = _squash(lv, shift_h)
+            sc = _squash(lv, inv_shift_h)
             if sc > score:
                 score = sc
                 code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
@@ -429,7 +433,7 @@ def _score_kernel(
                 run_p = (repeats + 0.5) / (pairs + 1.0)
             run += 1
             if n_sorted >= min_periods:
-                sc = _squash(-math.log(run_p) * run, flat_h)
+                sc = _squash(-math.log(run_p) * run, inv_flat_h)
                 if sc > score:
                     score = sc
                     code = CODE_FLAT
