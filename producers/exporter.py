@@ -69,11 +69,11 @@ class Encoded:
 class _Group:
     """The pending events and metric blocks of one (topic, trace)."""
 
-    __slots__ = ("blocks", "events")
+    __slots__ = ("events", "metrics")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.blocks: dict[tuple, ev.MetricBlockBuilder] = {}
+        self.metrics: list[tuple] = []  # queued metric tuples, made columnar when sent
 
 
 class Exporter:
@@ -242,44 +242,24 @@ class Exporter:
     def _take(self) -> None:
         queue = self.queue
         groups = self._groups
-        stats = self.stats
         topics = self._topics
         popleft = queue.popleft
+        metric = ev.METRIC
         taken = 0
         while queue and taken < _TAKE_CHUNK:
             item = popleft()
             taken += 1
-            kind = item[0]
             ctx = item[2]
-            key = (topics[kind], ctx.trace_id)
+            key = (topics[item[0]], ctx.trace_id)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group()
-            if kind == ev.METRIC:
-                self._add_metric(group, item, ctx, stats)
+            if item[0] == metric:
+                group.metrics.append(item)  # the exporter's hot path: nothing else per point
             else:
-                self._add_event(group, item, ctx, stats)
+                self._add_event(group, item, ctx, self.stats)
         self._pending_events += taken
-        stats["enqueued"] += taken
-
-    def _add_metric(self, group: _Group, item: tuple, ctx: Any, stats: Counter[str]) -> None:
-        _, time_us, _, values, step, epoch, split = item
-        names, floats = ev.metric_point(values, stats)
-        if not names:
-            stats["rejected_empty_metric"] += 1
-            return
-        block_key = (ctx.span_id, split, names)
-        block = group.blocks.get(block_key)
-        if block is None:
-            block = group.blocks[block_key] = ev.MetricBlockBuilder(
-                ctx.trace_id, ctx.span_id, ctx.parent_span_id, split, names
-            )
-        step_i = step if type(step) is int else ev.as_int(step)
-        if step_i is None:
-            stats["rejected_bad_step"] += 1
-            return
-        epoch_i = -1 if epoch is None else (ev.as_int(epoch) if ev.as_int(epoch) is not None else -1)
-        block.add(step_i, time_us, epoch_i, floats)
+        self.stats["enqueued"] += taken
 
     def _add_event(self, group: _Group, item: tuple, ctx: Any, stats: Counter[str]) -> None:
         kind, time_us, _, fields, urgent = item
@@ -310,10 +290,7 @@ class Exporter:
         self._urgent = False
         for (topic, trace_id), group in groups.items():
             events = self._process([e for e in group.events])
-            blocks = []
-            for builder in group.blocks.values():
-                if len(builder):
-                    blocks.append((self._new_id(), builder))
+            blocks = [(self._new_id(), b) for b in ev.metric_blocks(group.metrics, self.stats) if len(b)]
             self._send_group(topic, trace_id.encode(), events, blocks)
 
     def _process(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -613,7 +590,7 @@ class Exporter:
             self.stats["dropped_spool_full"] += record.events
         self._held.clear()
         for group in self._groups.values():
-            self.stats["dropped_shutdown"] += len(group.events) + sum(len(b) for b in group.blocks.values())
+            self.stats["dropped_shutdown"] += len(group.events) + len(group.metrics)
         self.spool.close()
         self._notify()
 

@@ -1,0 +1,168 @@
+"""Producer benchmark: caller-side cost per event and sustained events/s, next to raw confluent-kafka.
+
+Runs against a Tansu it starts on a free port (or ``--bootstrap``). Each figure is the median
+over ``--repeats`` runs, measured in this same process and run:
+
+- **client, caller µs/event**: wall time of the caller's loop of ``client.metric(...)`` (or
+  ``client.log(...)``) divided by the events, with the exporter thread running alongside (it
+  shares the GIL, so its work shows up here too, as it would in a training loop);
+- **client, events/s**: events from the first call until ``flush()`` returned True (every event
+  acknowledged by the broker);
+- **raw produce()**: the same count of records, each one pre-encoded single-event
+  ``aitrace.Batch`` (encoding not timed), through ``Producer.produce()`` with the client's
+  producer settings (idempotent, acks=all, linger 2 ms), until ``flush()`` returned.
+
+Targets (issue 2): caller time <= 2 µs/event; client rate >= 0.5 x raw produce rate.
+
+    .venv/bin/python bench/bench_producer.py --events 100000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aitrace
+from aitrace.config import Settings
+from aitrace.infra.stack import TansuProcess
+from aitrace.schemas.codec import AvroSerializer, SerializationContext
+from confluent_kafka import Producer
+
+
+def _client(bootstrap: str, prefix: str, events: int) -> aitrace.Client:
+    return aitrace.init(
+        service="bench",
+        run_id=f"bench-{prefix}",
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        spool_dir=tempfile.mkdtemp(prefix="aitrace-bench-spool-"),
+        queue_size=events + 1000,  # measure throughput, not drops
+    )
+
+
+def run_client(bootstrap: str, prefix: str, events: int, kind: str) -> tuple[float, float, dict[str, Any]]:
+    """(caller µs/event, events/s end to end, stats) for one run of the client."""
+    client = _client(bootstrap, prefix, events)
+    client.log("info", "warm up")
+    client.flush(30)
+    call: Callable[[int], None]
+    if kind == "metric":
+        metric = client.metric
+
+        def call(i: int) -> None:
+            metric({"loss": 0.5, "grad_norm": 1.5}, step=i)
+    else:
+        log = client.log
+
+        def call(i: int) -> None:
+            log("info", "batch done", batch=i)
+
+    start = time.perf_counter()
+    for i in range(events):
+        call(i)
+    caller_s = time.perf_counter() - start
+    ok = client.flush(timeout=300)
+    total_s = time.perf_counter() - start
+    stats = client.stats()
+    client.close(timeout=10)
+    if not ok:
+        raise RuntimeError(f"client did not deliver everything: {stats}")
+    return caller_s / events * 1e6, events / total_s, stats
+
+
+def run_raw(bootstrap: str, topic: str, events: int) -> tuple[float, float]:
+    """(µs per produce() call, records/s until flush) for pre-encoded single-event records."""
+    settings = Settings.from_env(kafka_bootstrap=bootstrap)
+    serializer = AvroSerializer("aitrace.Batch")
+    ctx = SerializationContext(topic)
+    template = {
+        "batch_id": "b",
+        "events": [],
+        "metric_blocks": [
+            {
+                "block_id": "b",
+                "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                "span_id": "00f067aa0ba902b7",
+                "service": "bench",
+                "steps": [0],
+                "times": [0],
+                "series": [{"name": "loss", "values": [0.5]}, {"name": "grad_norm", "values": [1.5]}],
+            }
+        ],
+    }
+    values = []
+    for i in range(events):
+        template["metric_blocks"][0]["block_id"] = f"b{i}"
+        template["metric_blocks"][0]["steps"] = [i]
+        values.append(serializer(template, ctx))
+    key = b"4bf92f3577b34da6a3ce929d0e0e4736"
+    producer = Producer(
+        {
+            **settings.kafka_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "queue.buffering.max.kbytes": 64 * 1024,
+        }
+    )
+    producer.produce(topic, b"warm-up", key)
+    producer.flush(30)
+    produce = producer.produce
+    start = time.perf_counter()
+    for value in values:
+        try:
+            produce(topic, value, key)
+        except BufferError:
+            producer.poll(0.01)
+            produce(topic, value, key)
+    caller_s = time.perf_counter() - start
+    left = producer.flush(300)
+    total_s = time.perf_counter() - start
+    if left:
+        raise RuntimeError(f"raw producer left {left} records undelivered")
+    return caller_s / events * 1e6, events / total_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu on a free port")
+    args = parser.parse_args()
+
+    broker = None
+    if args.bootstrap is None:
+        broker = TansuProcess(None, tempfile.mkdtemp(prefix="aitrace-bench-")).start().wait_ready(60)
+    bootstrap = args.bootstrap or broker.bootstrap
+    rows: dict[str, list[float]] = {k: [] for k in ("m_us", "m_rate", "l_us", "l_rate", "r_us", "r_rate")}
+    try:
+        for rep in range(args.repeats):
+            m_us, m_rate, m_stats = run_client(bootstrap, f"bench-m{rep}", args.events, "metric")
+            l_us, l_rate, _ = run_client(bootstrap, f"bench-l{rep}", args.events, "log")
+            r_us, r_rate = run_raw(bootstrap, f"bench-raw{rep}", args.events)
+            for key, value in zip(rows, (m_us, m_rate, l_us, l_rate, r_us, r_rate), strict=True):
+                rows[key].append(value)
+            print(
+                f"repeat {rep + 1}: metric {m_us:.2f} µs, {m_rate:,.0f}/s ({m_stats['records_sent']} records) | "
+                f"log {l_us:.2f} µs, {l_rate:,.0f}/s | raw {r_us:.2f} µs, {r_rate:,.0f}/s",
+                flush=True,
+            )
+    finally:
+        if broker is not None:
+            broker.kill()
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"\n{args.events:,} events per run, medians of {args.repeats} runs (Tansu, same process)")
+    print(f"{'path':<34}{'caller µs/event':>16}{'events/s':>14}{'rate / raw':>12}")
+    print(f"{'raw produce(), pre-encoded':<34}{med['r_us']:>16.2f}{med['r_rate']:>14,.0f}{1.0:>12.2f}")
+    print(f"{'client.metric()':<34}{med['m_us']:>16.2f}{med['m_rate']:>14,.0f}{med['m_rate'] / med['r_rate']:>12.2f}")
+    print(f"{'client.log()':<34}{med['l_us']:>16.2f}{med['l_rate']:>14,.0f}{med['l_rate'] / med['r_rate']:>12.2f}")
+    print("targets: caller <= 2 µs/event (metric); rate >= 0.50 x raw")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
