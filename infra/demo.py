@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -44,6 +45,8 @@ PRODUCER_COUNTERS = ("enqueued", "sent", "spilled", "dropped")
 SETTLED_S = 4.0  # the index counts as caught up when its event count held still this long
 DIVERGE_AT = 150
 RUN_DIVERGE, RUN_HEALTHY = "run-diverge", "run-healthy"
+# import name -> distribution, for the workloads (the `demo` extra)
+WORKLOAD_LIBRARIES = {"torch": "torch", "sklearn": "scikit-learn", "uvicorn": "uvicorn", "starlette": "starlette"}
 
 Alert = dict[str, Any]
 
@@ -477,9 +480,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     )
 
 
+def missing_libraries() -> list[str]:
+    """Distributions the workloads need that are not installed (looked up without importing them)."""
+    return [dist for module, dist in WORKLOAD_LIBRARIES.items() if importlib.util.find_spec(module) is None]
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     from aitrace.infra import stack
 
+    missing = missing_libraries()
+    if missing:
+        print(
+            f"aitrace demo: the workloads need {', '.join(missing)}; install them with `pip install 'aitrace[demo]'`",
+            file=sys.stderr,
+        )
+        return 1
     out = sys.stdout
     started = time.monotonic()
     deadline = started + args.timeout

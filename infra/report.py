@@ -66,6 +66,7 @@ class Marker:
     x: float
     label: str
     severity: str = "warning"
+    y: float | None = None  # the flagged value, ringed on its curve when known
 
 
 @dataclass
@@ -234,12 +235,17 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
         for s in series_list:
             s.points.sort(key=lambda p: p[0] or 0)
             s.band.sort(key=lambda p: p[0] or 0)
+        runs = {s.name.split(" ")[0] for s in series_list}
+        by_name = {s.name: s for s in series_list}
         markers = [
-            Marker(float(step), _marker_label(a), _get(a, "aitrace.alert.severity", "warning"))
+            Marker(
+                float(a["aitrace"]["alert"]["step"]),
+                _marker_label(a),
+                _get(a, "aitrace.alert.severity", "warning"),
+                _value_at(by_name.get(_alert_series_name(a) or ""), a["aitrace"]["alert"]["step"]),
+            )
             for a in alerts
-            if (step := _get(a, "aitrace.alert.step")) is not None
-            and _get(a, "aitrace.run_id") in {s.name.split(" ")[0] for s in series_list}
-            and (_alert_metric(a) in (name, None))
+            if _marks(a, runs, name)
         ]
         charts.append(
             Chart(
@@ -253,6 +259,29 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
             )
         )
     return charts
+
+
+def _marks(alert: Doc, runs: set[str], metric: str) -> bool:
+    return (
+        _get(alert, "aitrace.alert.step") is not None
+        and _get(alert, "aitrace.run_id") in runs
+        and _alert_metric(alert) in (metric, None)
+    )
+
+
+def _alert_series_name(alert: Doc) -> str | None:
+    """The chart series an alert is about: ``run/<run>/<split>/<metric>`` -> ``"<run> <split>"``."""
+    parts = str(_get(alert, "aitrace.alert.series", "") or "").split("/")
+    if len(parts) == 4 and parts[0] == "run":
+        return f"{parts[1]} {parts[2]}"
+    run = _get(alert, "aitrace.run_id")
+    return f"{run} train" if run else None
+
+
+def _value_at(series: Series | None, x: float) -> float | None:
+    if series is None:
+        return None
+    return next((p[1] for p in series.points if p[0] == x), None)
 
 
 def _marker_label(alert: Doc) -> str:
@@ -970,6 +999,11 @@ _SCRIPT = r"""
       var line = el("line", {x1: x, x2: x, y1: M.t, y2: H - M.b, stroke: color, "stroke-width": 1.4,
         "stroke-dasharray": "4 3", "class": "marker"}, svg);
       el("title", {}, line).textContent = m.label;
+      if (m.y !== null && m.y !== undefined && (!ly || m.y > 0)) {
+        var ring = el("circle", {cx: x, cy: Y(m.y), r: 5, fill: "none", stroke: color, "stroke-width": 2,
+          "class": "flagged"}, svg);
+        el("title", {}, ring).textContent = m.label + ": " + fmt(m.y);
+      }
     });
     if (chart.markers.length) {
       var mk = h("span", "", chart.markers.length + " flagged");

@@ -10,6 +10,7 @@ machine it took about 50 s, so it is part of the default run; the ``--keep`` wal
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -227,6 +228,19 @@ def test_demo_keep_then_report_status_and_down(tmp_path: Path) -> None:
             timeout=60,
         )
     assert down.returncode == 0 and read_state(state).get("services", {}) == {}
+
+
+def test_missing_workload_library_is_named_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setenv("AITRACE_STATE_DIR", str(tmp_path / "state"))
+    args = argparse.Namespace(keep=False, timeout=30.0, state_dir=str(tmp_path / "state"), report="")
+    assert demo.run("demo", args) == 1
+    err = capsys.readouterr().err
+    assert "the workloads need torch" in err and "pip install 'aitrace[demo]'" in err
+    assert not (tmp_path / "state").exists()
 
 
 def test_external_stack_is_used_as_given_and_a_dead_search_server_is_a_clear_error(

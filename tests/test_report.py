@@ -79,7 +79,7 @@ def _training(prefix: str) -> list[dict[str, Any]]:
         T0 + 26 * 100_000,
         run_id="run-diverge",
         step=26,
-        series="run-diverge:grad_norm",
+        series="run/run-diverge/train/grad_norm",
         title="grad_norm exploding on run-diverge",
         score=1.0,
     )
@@ -260,6 +260,7 @@ def test_collect_builds_every_picture_from_the_index(indexed: dict[str, Any]) ->
     assert len(diverge.points) == 38
     # the flagged step is marked on grad_norm (the alert's metric) and not on lr
     assert [m.x for m in charts["training-grad_norm"].markers] == [26.0]
+    assert charts["training-grad_norm"].markers[0].y == pytest.approx(0.5 + 10.0**4)  # ringed on its curve
     assert charts["training-lr"].markers == []
     assert [s.name for s in charts["training-accuracy"].series] == ["run-diverge val", "run-healthy val"]
 
@@ -407,6 +408,7 @@ class _BodyAttrs(HTMLParser):
         self.body: dict[str, str] = {}
         self.charts: dict[str, int] = {}
         self.series_paths = 0
+        self.flagged = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -416,6 +418,8 @@ class _BodyAttrs(HTMLParser):
             self.charts[a["id"][6:]] = int(a.get("data-series", "-1"))
         if tag == "path" and a.get("class") == "series":
             self.series_paths += 1
+        if tag == "circle" and a.get("class") == "flagged":
+            self.flagged += 1
 
 
 def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -449,6 +453,7 @@ def test_page_renders_in_headless_chromium(indexed: dict[str, Any], tmp_path: Pa
     assert dom.charts == expected
     assert int(dom.body["data-charts"]) == len(expected) == 8
     assert int(dom.body["data-series"]) == dom.series_paths == sum(expected.values())
+    assert dom.flagged == 1  # the flagged grad_norm point is ringed
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
