@@ -42,6 +42,8 @@ log = logging.getLogger("aitrace")
 _time_ns = time.time_ns
 _get_ctx = tc._CURRENT.get
 _METRIC = ev.METRIC
+_modules = sys.modules
+_OTEL = "opentelemetry.trace"
 FULL_POLICIES = ("drop_newest", "block")
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -207,7 +209,10 @@ class Client:
         if step is None:
             self._auto_step += 1
             step = self._auto_step
-        queue.append((_METRIC, _time_ns() // 1000, _get_ctx() or self._fallback(), dict(values), step, epoch, split))
+        ctx = _get_ctx()
+        if ctx is None:  # outside any span: the run's root, unless OpenTelemetry is loaded and has one
+            ctx = self._root if _OTEL not in _modules else self._fallback()
+        queue.append((_METRIC, _time_ns() // 1000, ctx, dict(values), step, epoch, split))
         exporter = self._exporter
         if exporter.sleeping:
             exporter.wake.set()

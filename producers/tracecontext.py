@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +76,6 @@ def otel_current() -> SpanContext | None:
     OpenTelemetry is only consulted when some code already imported it: looking it up costs
     nothing for users who do not use it, and aitrace never imports it itself.
     """
-    import sys
-
     trace_mod = sys.modules.get("opentelemetry.trace")
     if trace_mod is None:
         return None
