@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,7 +289,8 @@ class Progress:
             )
             with self._lock:
                 if self.out.isatty():
-                    self.out.write("\r\033[K" + line)
+                    # one screen line, or the carriage return cannot rewrite it
+                    self.out.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
                 else:
                     self.out.write(line + "\n")
                 self.out.flush()
