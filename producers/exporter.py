@@ -217,14 +217,15 @@ class Exporter:
         return self._inflight == 0 and not self.spool.pending()
 
     def _sleep(self) -> None:
-        if self.queue and not self._held:
-            return
-        if self._groups:
-            timeout = max(0.0, self._last_send + self.settings.batch_linger_ms / 1000.0 - time.monotonic())
-            if timeout > 0:
-                # Events are waiting out the linger: callers need not wake us for every append.
+        if self._groups and not self._held:
+            timeout = self._last_send + self.settings.batch_linger_ms / 1000.0 - time.monotonic()
+            if timeout > 0 and len(self.queue) < self.settings.batch_max_events:
+                # Events wait out the linger: no spinning on every new event (that would take the
+                # GIL from the callers), and callers need not wake us (errors still do).
                 self.wake.wait(min(timeout, _BUSY_WAIT_S))
                 self.wake.clear()
+            return
+        if self.queue and not self._held:
             return
         busy = self._inflight or self._spooling or self._held or self._stop
         self.sleeping = True
