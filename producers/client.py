@@ -204,7 +204,6 @@ class Client:
         """Training (or evaluation) metrics of one step. NaN and Inf are data and are kept."""
         queue = self._queue
         if len(queue) >= self._qmax and not self._room():
-            self._dropped("dropped_queue_full")
             return
         if step is None:
             self._auto_step += 1
@@ -220,7 +219,6 @@ class Client:
     def _put(self, item: tuple) -> None:
         queue = self._queue
         if len(queue) >= self._qmax and not self._room():
-            self._dropped("dropped_queue_full")
             return
         queue.append(item)
         exporter = self._exporter
@@ -234,22 +232,27 @@ class Client:
         return _get_ctx() or self._fallback()
 
     def _room(self) -> bool:
-        """Queue full: under ``block``, wait for room up to ``full_block_timeout_s``."""
-        if self._closed or self.settings.full_policy != "block":
+        """The queue is full (or the client closed): wait for room under ``block``, else count the drop."""
+        if self._closed:
+            self._dropped("dropped_closed")
             return False
-        deadline = time.monotonic() + self.settings.full_block_timeout_s
-        while len(self._queue) >= self._qmax:
-            if time.monotonic() >= deadline or not self._exporter.alive():
-                return False
-            time.sleep(0.001)
-        return True
+        if self.settings.full_policy == "block":
+            deadline = time.monotonic() + self.settings.full_block_timeout_s
+            while len(self._queue) >= self._qmax:
+                if time.monotonic() >= deadline or not self._exporter.alive():
+                    break
+                time.sleep(0.001)
+            else:
+                return True
+        self._dropped("dropped_queue_full")
+        return False
 
     def _dropped(self, reason: str) -> None:
         with self._caller_lock:
             self._caller_stats[reason] += 1
             first = self._caller_stats[reason] == 1
         if first:
-            log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self._qmax)
+            log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.queue_size)
 
     # -- events
 
@@ -443,6 +446,7 @@ class Client:
         start = time.monotonic()
         delivered = self.flush(timeout)
         self._closed = True
+        self._qmax = 0  # every later event takes the slow path, which counts it as dropped_closed
         if self._resource_sampler is not None:
             self._resource_sampler.stop()
         self._exporter.stop(max(0.0, timeout - (time.monotonic() - start)))

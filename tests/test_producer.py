@@ -614,3 +614,14 @@ def test_events_are_flushed_at_exit(kafka: TansuProcess, tmp_path: Path, unique_
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     records = consume(kafka.bootstrap, prefix, lambda r: n_events(r) >= 100)
     assert n_events(records) == 100
+
+
+def test_events_after_close_are_counted_not_lost_silently(make_client: Callable[..., aitrace.Client]) -> None:
+    client = make_client()
+    client.log("info", "before close")
+    assert client.close(timeout=10)
+    client.metric({"loss": 1.0}, step=1)
+    client.log("error", "after close")
+    assert client.close() is True  # idempotent
+    stats = client.stats()
+    assert stats["dropped_closed"] == 2 and stats["sent"] == 1
