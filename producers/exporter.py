@@ -41,6 +41,7 @@ from typing import Any
 from aitrace import events as ev
 from aitrace.config import Settings
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
+from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
 from aitrace.spool import Spool, SpoolRecord
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -99,6 +100,7 @@ class Exporter:
         self._id_prefix = id_prefix
         self._next_id = 0
         self._serializer = AvroSerializer("aitrace.Batch", registry=_registry(settings))
+        self._plain_serializer = AvroSerializer("aitrace.Batch")
         self._contexts: dict[str, SerializationContext] = {}
         self._topics = {kind: settings.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
         self._producer_config = producer_config or {}
@@ -290,9 +292,13 @@ class Exporter:
         self._pending_events = 0
         self._urgent = False
         for (topic, trace_id), group in groups.items():
-            events = self._process([e for e in group.events])
-            blocks = [(self._new_id(), b) for b in ev.metric_blocks(group.metrics, self.stats) if len(b)]
-            self._send_group(topic, trace_id.encode(), events, blocks)
+            try:
+                events = self._process(group.events)
+                blocks = [(self._new_id(), b) for b in ev.metric_blocks(group.metrics, self.stats) if len(b)]
+                self._send_group(topic, trace_id.encode(), events, blocks)
+            except Exception:
+                self.stats["dropped_exporter_error"] += len(group.events) + len(group.metrics)
+                log.exception("aitrace: a batch for %s could not be sent; its events are counted as dropped", topic)
 
     def _process(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self.processors:
@@ -348,7 +354,7 @@ class Exporter:
             return
         batch = {"batch_id": self._new_id(), "events": events, "metric_blocks": blocks}
         try:
-            value = self._serializer(batch, self._context(topic))
+            value = self._encode(batch, topic)
         except EncodeError as exc:
             self._encode_failed(topic, key, events, blocks, exc)
             return
@@ -371,6 +377,16 @@ class Exporter:
                 len(value),
                 self.settings.max_record_bytes,
             )
+
+    def _encode(self, batch: dict[str, Any], topic: str) -> bytes:
+        """Encode with the configured wire format; when the schema registry cannot be reached,
+        fall back to single-object encoding (every aitrace decoder reads both) rather than lose the batch."""
+        try:
+            return self._serializer(batch, self._context(topic))
+        except SchemaRegistryError as exc:
+            self.stats["registry_fallback"] += 1
+            self._warn_once("registry", f"aitrace: schema registry unavailable, using single-object encoding: {exc}")
+            return self._plain_serializer(batch, self._context(topic))
 
     def _encode_failed(self, topic: str, key: bytes, events: list[dict], blocks: list[dict], exc: Exception) -> None:
         """Find the events that do not fit the schema (by halves); drop only those, counted."""
@@ -625,6 +641,4 @@ def _halves(block: dict[str, Any]) -> list[dict[str, Any]]:
 def _registry(settings: Settings) -> Any:
     if not settings.schema_registry_url:
         return None
-    from aitrace.schemas.registry import SchemaRegistryClient
-
     return SchemaRegistryClient(settings.schema_registry_url)

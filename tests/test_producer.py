@@ -625,3 +625,39 @@ def test_events_after_close_are_counted_not_lost_silently(make_client: Callable[
     assert client.close() is True  # idempotent
     stats = client.stats()
     assert stats["dropped_closed"] == 2 and stats["sent"] == 1
+
+
+def test_with_a_schema_registry_records_use_the_confluent_format(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    from http.server import ThreadingHTTPServer
+
+    from aitrace.schemas.codec import CONFLUENT_MAGIC, AvroDeserializer
+    from aitrace.schemas.registry import SchemaRegistryClient
+    from test_schemas import _FakeRegistry  # the in-test registry fake
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    values: list[bytes] = []
+    try:
+        client = make_client(schema_registry_url=url, delivery_listener=lambda t, v, e: values.append(v))
+        client.log("info", "framed by the registry")
+        assert client.flush(timeout=30)
+        assert values and values[0][:1] == CONFLUENT_MAGIC
+        _, decoded = AvroDeserializer(SchemaRegistryClient(url)).decode(values[0])  # a reader's own registry client
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert decoded["events"][0]["payload"][1]["message"] == "framed by the registry"
+
+
+def test_an_unreachable_registry_falls_back_to_single_object_encoding(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    client = make_client(schema_registry_url=f"http://127.0.0.1:{free_port()}")
+    client.log("info", "still delivered")
+    assert client.flush(timeout=30)
+    (event,) = events_of(read(client, lambda r: n_events(r) >= 1))
+    assert event["payload"][1]["message"] == "still delivered"
+    assert client.stats()["registry_fallback"] == 1
