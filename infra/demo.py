@@ -553,9 +553,8 @@ def _run_with_stack(
         progress.set_phase("waiting for the pipeline's findings")
         verdict = _wait(collector, expected, worker, counter, deadline)
         progress.stop()
-        _summary(out, counter, collector, verdict, report, time.monotonic() - started, keep=args.keep)
-        if args.report:
-            _write_report(settings, Path(args.report), out)
+        written = _write_report(settings, Path(args.report), out) if args.report else None
+        _summary(out, counter, collector, verdict, report, time.monotonic() - started, keep=args.keep, page=written)
         if collector.error is not None:
             out.write(f"the alert tail failed: {collector.error}\n")
         return 0 if verdict.ok else 1
@@ -593,7 +592,7 @@ def _wait(
         time.sleep(0.5)
 
 
-def _write_report(settings: Settings, path: Path, out: TextIO) -> None:
+def _write_report(settings: Settings, path: Path, out: TextIO) -> Path | None:
     """The report of everything the demo indexed, written while the search server still runs."""
     from aitrace.infra import report
     from aitrace.sinks.es import make_sync_client
@@ -601,11 +600,12 @@ def _write_report(settings: Settings, path: Path, out: TextIO) -> None:
     es = make_sync_client(settings)
     try:
         report.write_atomic(path, report.render(report.collect(es, prefix=settings.index_prefix)))
-        out.write(f"wrote {path} (open it in a browser: no network needed)\n")
-    except (report.ReportError, OSError) as exc:
+    except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")
+        return None
     finally:
         es.close()
+    return path
 
 
 def _summary(
@@ -617,6 +617,7 @@ def _summary(
     elapsed: float,
     *,
     keep: bool,
+    page: Path | None = None,
 ) -> None:
     alerts = collector.snapshot()
     events = counter.count("events")
@@ -648,7 +649,9 @@ def _summary(
     else:
         w(f"  clean   no alert on {RUN_HEALTHY}\n")
     trace_id = counter.longest_trace()
-    w("\nlook further" + (":\n" if keep else " (these need the stack: run `aitrace demo --keep`, or `aitrace up`):\n"))
+    if page is not None:
+        w(f"\nthe pictures: {page} (training curves, drift, latency; opens offline in any browser)\n")
+    w("\nlook further" + (":\n" if keep else " (on the demo's data: run `aitrace demo --keep` first):\n"))
     w(f"  aitrace search 'aitrace.run_id:{RUN_DIVERGE} AND aitrace.metric.name:grad_norm'\n")
     w(f"  aitrace trace {trace_id or '<trace id>'}        # the slowest request, across three services\n")
     w("  aitrace alerts --from-beginning\n")

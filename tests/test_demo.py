@@ -181,6 +181,7 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
     summary = out.split("aitrace demo: summary", 1)[1]
     assert "found   divergence / exploding gradients on run-diverge" in summary
     assert "aitrace report -o report.html" in summary
+    assert f"the pictures: {tmp_path / 'report.html'}" in summary
     # 666 requests (each one trace over three services), two training runs, one pipeline run; all closed
     assert re.search(r"traces assembled +669 +\(0 incomplete\)", summary), summary
     assert "(0 dropped, 0 spilled to disk)" in summary
