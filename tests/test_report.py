@@ -72,6 +72,26 @@ def _training(prefix: str) -> list[dict[str, Any]]:
             if step % 10 == 9:
                 val = ("aitrace.TrainingMetric", {"step": step, "split": "val", "metrics": {"accuracy": 0.8}})
                 actions += D.event_actions(_event(1000 + step, T0 + step * 100_000, val, run=run), prefix=prefix)
+    # run-healthy's train accuracy arrives as per-window rollups (what the worker indexes for fast series)
+    ctx = {"trace_id": "c" * 32, "span_id": "d" * 16, "service": "trainer", "run_id": "run-healthy"}
+    for w in range(4):
+        actions.append(
+            D.rollup_action(
+                ctx,
+                name="accuracy",
+                split="train",
+                window_start_us=T0 + w * 1_000_000,
+                window_us=1_000_000,
+                count=10,
+                minimum=0.5 + w / 10,
+                maximum=0.7 + w / 10,
+                mean=0.6 + w / 10,
+                last=0.65 + w / 10,
+                first_step=w * 10,
+                last_step=w * 10 + 9,
+                prefix=prefix,
+            )
+        )
     alert = _alert(
         "train-1",
         "training",
@@ -262,7 +282,11 @@ def test_collect_builds_every_picture_from_the_index(indexed: dict[str, Any]) ->
     assert [m.x for m in charts["training-grad_norm"].markers] == [26.0]
     assert charts["training-grad_norm"].markers[0].y == pytest.approx(0.5 + 10.0**4)  # ringed on its curve
     assert charts["training-lr"].markers == []
-    assert [s.name for s in charts["training-accuracy"].series] == ["run-diverge val", "run-healthy val"]
+    accuracy = charts["training-accuracy"].series
+    assert [s.name for s in accuracy] == ["run-diverge val", "run-healthy train", "run-healthy val"]
+    rollups = np.asarray(accuracy[1].points)  # the window's mean, at its last step
+    np.testing.assert_allclose(rollups, [[9, 0.6], [19, 0.7], [29, 0.8], [39, 0.9]])
+    np.testing.assert_allclose(accuracy[1].band[0], [9, 0.5, 0.7])  # with the window's min..max band
 
     data_drift = charts["drift-data-alcohol-ingest"]
     assert [s.name for s in data_drift.series] == ["reference (batch b0)", "current (batch b3)"]
@@ -303,6 +327,7 @@ def test_scopes_select_their_sections(indexed: dict[str, Any]) -> None:
     by_run = report.collect(indexed["es"], prefix=indexed["prefix"], run="run-healthy")
     assert [s.id for s in by_run.sections] == ["training", "drift"]
     assert {s.name for c in by_run.sections[0].charts for s in c.series} == {"run-healthy train", "run-healthy val"}
+    assert by_run.summary["training metric documents"] == 40 * 3 + 4 + 4
     assert by_run.tables[0].rows == []  # the divergence alert belongs to the other run
     by_model = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
     assert [s.id for s in by_model.sections] == ["drift", "inference"]
