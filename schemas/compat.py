@@ -242,3 +242,19 @@ def _short(node: dict) -> str:
 def _full(node: dict) -> str:
     name = str(node["name"])
     return name if "." in name else f"{node.get('namespace', schemas.NAMESPACE)}.{name}"
+
+
+def released_compiled() -> dict[bytes, Any]:
+    """Single-object fingerprint -> compiled schema, for every schema of every release.
+
+    A decoder that must read what older producers wrote looks writers up here (after the
+    current schemas) and reads with the writer's schema resolved to the current one.
+    """
+    from aitrace.schemas.codec import compile_schema
+
+    out: dict[bytes, Any] = {}
+    for version in releases():
+        for expanded in released(version).values():
+            compiled = compile_schema(expanded)
+            out.setdefault(compiled.fingerprint, compiled)
+    return out
