@@ -552,14 +552,17 @@ def test_the_resource_sampler_reports_periodically(make_client: Callable[..., ai
     assert all(s["memory_percent"] > 0 for s in samples)
 
 
-def test_gpu_sampling_is_skipped_without_nvml(caplog: pytest.LogCaptureFixture) -> None:
+def test_gpu_sampling_is_skipped_without_pynvml(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from aitrace import resources
 
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     resources._nvml_state.clear()
     with caplog.at_level(logging.DEBUG, logger="aitrace.resources"):
-        assert resources.gpu_samples() == []
-    if "pynvml" not in sys.modules:
-        assert "no GPU sampling" in caplog.text
+        assert resources.sample()["gpus"] == []
+    assert "no GPU sampling (ImportError" in caplog.text
+    resources._nvml_state.clear()
 
 
 def test_summarize_numeric_and_categorical() -> None:
@@ -661,3 +664,51 @@ def test_an_unreachable_registry_falls_back_to_single_object_encoding(
     (event,) = events_of(read(client, lambda r: n_events(r) >= 1))
     assert event["payload"][1]["message"] == "still delivered"
     assert client.stats()["registry_fallback"] == 1
+
+
+def test_gpu_samples_come_from_nvml_when_pynvml_is_importable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NVML itself needs a GPU; this fakes the pynvml module to check the mapping onto GpuSample."""
+    import types
+
+    from aitrace import resources
+    from aitrace.schemas.codec import AvroSerializer
+
+    fake = types.SimpleNamespace(
+        NVML_TEMPERATURE_GPU=0,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: f"handle{i}",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=70 << 30, total=80 << 30),
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=97),
+        nvmlDeviceGetName=lambda h: b"NVIDIA H100",
+        nvmlDeviceGetTemperature=lambda h, sensor: 71,
+        nvmlDeviceGetPowerUsage=lambda h: 640_500,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    resources._nvml_state.clear()
+    sample = resources.sample()
+    assert sample["gpus"] == [
+        {
+            "index": 0,
+            "name": "NVIDIA H100",
+            "utilization_percent": 97.0,
+            "memory_used_bytes": 70 << 30,
+            "memory_total_bytes": 80 << 30,
+            "temperature_c": 71.0,
+            "power_w": 640.5,
+        }
+    ]
+    AvroSerializer("aitrace.ResourceSample")(sample)  # fits the schema
+
+    def broken() -> int:
+        raise RuntimeError("NVML Shared Library Not Found")
+
+    monkeypatch.setattr(fake, "nvmlDeviceGetCount", broken)
+    resources._nvml_state.clear()
+    with caplog.at_level(logging.DEBUG, logger="aitrace.resources"):
+        assert resources.gpu_samples() == []
+        assert resources.gpu_samples() == []  # not retried on every sample
+    assert caplog.text.count("no GPU sampling (RuntimeError: NVML Shared Library Not Found)") == 1
+    resources._nvml_state.clear()
