@@ -561,7 +561,7 @@ def test_gpu_sampling_is_skipped_without_pynvml(
     resources._nvml_state.clear()
     with caplog.at_level(logging.DEBUG, logger="aitrace.resources"):
         assert resources.sample()["gpus"] == []
-    assert "no GPU sampling (ImportError" in caplog.text
+    assert "no GPU sampling (ModuleNotFoundError" in caplog.text
     resources._nvml_state.clear()
 
 
