@@ -26,7 +26,9 @@ Four components are scored and the largest wins (its name is the reason code):
   long window were equal when the run began, so a quantized series that repeats
   often needs a much longer run than a continuous one.
 
-Non-finite values (NaN, +-Inf) score exactly 1.0 and never enter the windows.
+Non-finite values (NaN, +-Inf) score exactly 1.0 and never enter the windows;
+so do finite values beyond 1e300 in magnitude (reason ``inf``), whose differences
+would overflow float64.
 The long window's median and noise are brought up to date every 16 accepted
 points (every ``window`` points for shorter windows) with one linear merge; that,
 and keeping every scalar in registers, is what makes the kernel run at millions
@@ -122,11 +124,14 @@ _N_I = 11
 # scoring agree exactly.
 _REFRESH = 16
 
+# Beyond this magnitude differences of two values can overflow float64: such values
+# are scored like +-Inf (1.0, reason "inf") and kept out of the windows.
+_MAX_ABS = 1e300
 _MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4): MAD of a normal -> its sd
 
 
 # --------------------------------------------------------------------------- sorted windows
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _lower_bound(buf: np.ndarray, n: int, x: float) -> int:
     """First index of buf[:n] (sorted) whose value is >= x.
 
@@ -144,7 +149,7 @@ def _lower_bound(buf: np.ndarray, n: int, x: float) -> int:
     return base + (buf[base] < x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _upper_bound(buf: np.ndarray, n: int, x: float) -> int:
     """First index of buf[:n] (sorted) whose value is > x."""
     if n == 0:
@@ -158,7 +163,7 @@ def _upper_bound(buf: np.ndarray, n: int, x: float) -> int:
     return base + (buf[base] <= x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _sorted_insert(buf: np.ndarray, n: int, x: float) -> None:
     """Insert x into buf[:n] (sorted); the caller grows n."""
     i = n
@@ -168,7 +173,7 @@ def _sorted_insert(buf: np.ndarray, n: int, x: float) -> None:
     buf[i] = x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _sorted_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
     """Remove one copy of old from buf[:n] and insert new.
 
@@ -191,15 +196,15 @@ def _sorted_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
         buf[i] = new
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _median_sorted(buf: np.ndarray, n: int) -> float:
     h = n >> 1
     if n & 1:
         return buf[h]
-    return 0.5 * (buf[h - 1] + buf[h])
+    return 0.5 * buf[h - 1] + 0.5 * buf[h]  # halves first: no overflow near the float limit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _dev(buf: np.ndarray, s: int, med: float, side: int, j: int) -> float:
     # j-th smallest absolute deviation on one side of the split point s
     if side == 0:
@@ -207,7 +212,7 @@ def _dev(buf: np.ndarray, s: int, med: float, side: int, j: int) -> float:
     return buf[s + j] - med
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float:
     """k-th smallest |buf[i] - med| (0-based) in O(log n).
 
@@ -236,7 +241,7 @@ def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mad_sorted(buf: np.ndarray, n: int, med: float) -> float:
     s = _lower_bound(buf, n, med)
     h = n >> 1
@@ -245,16 +250,20 @@ def _mad_sorted(buf: np.ndarray, n: int, med: float) -> float:
     return 0.5 * (_kth_deviation(buf, n, med, s, h - 1) + _kth_deviation(buf, n, med, s, h))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rms_dev(buf: np.ndarray, n: int, med: float) -> float:
+    # scaled by the largest deviation so that squaring cannot overflow
+    big = max(abs(buf[0] - med), abs(buf[n - 1] - med))
+    if big == 0.0:
+        return 0.0
     acc = 0.0
     for i in range(n):
-        d = buf[i] - med
+        d = (buf[i] - med) / big
         acc += d * d
-    return math.sqrt(acc / n)
+    return big * math.sqrt(acc / n)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
     mad = _mad_sorted(buf, n, med)
     if mad > 0.0:
@@ -266,7 +275,7 @@ def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
     return _rms_dev(buf, n, med)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _squash(s: float, inv_h: float) -> float:
     """r**2 / (r**2 + 1) with r = s / h: 0.5 at s == h, 1.0 only in the floating-point limit.
 
@@ -280,7 +289,7 @@ def _squash(s: float, inv_h: float) -> float:
 
 
 # --------------------------------------------------------------------------- the kernel
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _walk_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
     """Replace one copy of old by new in buf[:n], walking from old's slot (best for short windows)."""
     i = _lower_bound(buf, n, old)
@@ -295,7 +304,7 @@ def _walk_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
     buf[i] = new
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _push(ring: np.ndarray, srt: np.ndarray, n: int, head: int, x: float) -> None:
     """Write x at ring[head] and into the sorted copy, evicting ring[head] when full."""
     if n < ring.shape[0]:
@@ -305,7 +314,7 @@ def _push(ring: np.ndarray, srt: np.ndarray, n: int, head: int, x: float) -> Non
     ring[head] = x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _insertion_sort(a: np.ndarray, n: int) -> None:
     for i in range(1, n):
         v = a[i]
@@ -316,7 +325,7 @@ def _insertion_sort(a: np.ndarray, n: int) -> None:
         a[j] = v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _merge_block(
     srt: np.ndarray, n: int, evicted: np.ndarray, ne: int, added: np.ndarray, na: int, scratch: np.ndarray
 ) -> int:
@@ -348,7 +357,7 @@ def _merge_block(
     return o
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[float, float]:
     """1 / noise scale and the variance-change score; both change only when the long window does."""
     floor = 1e-12 * abs(med_l)  # below this the window is constant for practical purposes
@@ -361,7 +370,7 @@ def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[
     return 1.0 / scale, var_score
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _score_kernel(
     x: np.ndarray,
     ring_l: np.ndarray,
@@ -399,7 +408,7 @@ def _score_kernel(
     inv_scale, var_score = _block_terms(med_l, sd_l, sd_s, var_h)
     for i in range(x.shape[0]):
         xi = x[i]
-        if not math.isfinite(xi):
+        if not abs(xi) <= _MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
             out_score[i] = 1.0
             out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
             if details:
@@ -459,7 +468,7 @@ def _score_kernel(
         if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
             out_z[i] = z
             out_level[i] = med_s
-            out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods else math.nan
+            out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods and inv_scale > 0.0 else math.nan
 
         # ---- accept the point; keep the count of exact repeats among adjacent window pairs
         if nl == w:

@@ -43,7 +43,7 @@ PSI_EPS = 1e-4  # floor on bin proportions so an empty bin does not make PSI inf
 
 
 # --------------------------------------------------------------------------- KS statistic
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ks_stat_sorted(a: np.ndarray, n1: int, b: np.ndarray, n2: int) -> tuple[float, float]:
     """(max(F1 - F2), max(F2 - F1) clipped to [0, 1]) over all data points, as scipy evaluates them.
 
@@ -77,7 +77,7 @@ def _ks_stat_sorted(a: np.ndarray, n1: int, b: np.ndarray, n2: int) -> tuple[flo
 
 
 # --------------------------------------------------------------------------- exact p-values
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _round_half_even(v: float) -> float:
     r = math.floor(v + 0.5)
     if r - v == 0.5 and r % 2.0 == 1.0:
@@ -85,7 +85,7 @@ def _round_half_even(v: float) -> float:
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _prob_outside_square(n: int, h: int) -> float:
     """P(D_{n,n} >= h/n): scipy's ``_compute_prob_outside_square`` (Horner-like, no cancellation)."""
     p = 0.0
@@ -101,7 +101,7 @@ def _prob_outside_square(n: int, h: int) -> float:
     return 2 * p
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
     """1 - P(paths stay strictly inside |x/m - y/n| < h/lcm): scipy's ``_compute_outer_prob_inside_method``.
 
@@ -142,7 +142,7 @@ def _outer_prob_inside(m: int, n: int, g: int, h: int) -> float:
     return a[maxj - minj - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _exact_two_sided(n1: int, n2: int, d: float) -> tuple[bool, float, float]:
     """(success, rounded d, p) as scipy's ``_attempt_exact_2kssamp`` for 'two-sided'."""
     g = _gcd(n1, n2)
@@ -157,14 +157,14 @@ def _exact_two_sided(n1: int, n2: int, d: float) -> tuple[bool, float, float]:
     return True, d, prob
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gcd(a: int, b: int) -> int:
     while b:
         a, b = b, a % b
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ks_batch_kernel(
     a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray, exact_limit: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,7 +192,7 @@ def _ks_batch_kernel(
     return stat, prob, en
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kolmogorov_sf(x: float) -> float:
     """Kolmogorov's limiting survival function (fallback when scipy is not installed)."""
     if x <= 0.0:
@@ -322,7 +322,7 @@ def ks_2samp_batched(
 
 
 # --------------------------------------------------------------------------- Wasserstein
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     nu = u.shape[0]
     nv = v.shape[0]
@@ -345,7 +345,9 @@ def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
 def wasserstein_1d(u: Any, v: Any) -> float:
     """Earth mover's distance between two 1-D samples (= ``scipy.stats.wasserstein_distance``).
 
-    NaN is dropped; +-Inf raises ValueError (the distance would be infinite).
+    NaN is dropped; +-Inf raises ValueError (the distance would be infinite). Values
+    near the float64 limit are rescaled first so that differences do not overflow; a
+    distance beyond the largest float is returned as inf.
 
     >>> wasserstein_1d([0.0, 1.0, 3.0], [5.0, 6.0, 8.0])
     5.0
@@ -354,6 +356,10 @@ def wasserstein_1d(u: Any, v: Any) -> float:
     b = _clean_sample(v, "v")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("wasserstein_1d needs finite values (got +-Inf)")
+    big = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
+    if big > 1e300:
+        with np.errstate(over="ignore"):
+            return float(_wasserstein_sorted(np.sort(a / big), np.sort(b / big)) * big)
     return float(_wasserstein_sorted(np.sort(a), np.sort(b)))
 
 
@@ -448,7 +454,7 @@ def jensen_shannon(reference: Any, current: Any, *, bins: int = 10) -> float:
 
 
 # --------------------------------------------------------------------------- chi-square
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _gammaincc(a: float, x: float) -> float:
     """Regularized upper incomplete gamma Q(a, x) (series below a + 1, Lentz continued fraction above)."""
     if x <= 0.0:

@@ -169,9 +169,14 @@ def _numeric_effect(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float | No
     if rf.size == 0 or cf.size == 0:
         return 0.0, None
     w = wasserstein_1d(rf, cf)
-    sd = float(np.std(rf))
-    # a constant reference: any movement at all is total
-    effect = (0.0 if w == 0.0 else math.inf) if sd == 0.0 else w / sd
+    big = float(np.max(np.abs(rf)))
+    sd = float(np.std(rf / big)) * big if big > 0 else 0.0  # scaled: no overflow near 1e308
+    if sd == 0.0:
+        effect = 0.0 if w == 0.0 else math.inf  # a constant reference: any movement is total
+    elif math.isinf(sd):
+        effect = 0.0 if math.isinf(w) else w / sd
+    else:
+        effect = w / sd
     return effect, (psi(rf, cf) if rf.size >= 2 else None)
 
 

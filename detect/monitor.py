@@ -120,7 +120,7 @@ _LOG10 = math.log(10.0)
 _G_BASE, _G_BEST, _G_BEST_NOISE, _G_HAVE = range(4)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _growth_kernel(
     levels: np.ndarray,
     noise: np.ndarray,

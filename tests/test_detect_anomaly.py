@@ -347,3 +347,22 @@ def test_malformed_state_raises_value_error(mutate) -> None:
     mutate(state)
     with pytest.raises(ValueError):
         AnomalyDetector.from_state(state)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float64,
+        st.integers(0, 200),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1.7e308, -1.7e308, 1e300, 5e-324])
+        ),
+    )
+)
+def test_any_float_gives_a_defined_score(values) -> None:
+    s, codes, z = anomaly_details(values)
+    assert np.all((s >= 0.0) & (s <= 1.0))
+    assert not np.any(np.isnan(z))
+    huge = ~(np.abs(values) <= 1e300)
+    assert np.all(s[huge] == 1.0)
+    assert set(np.unique(codes[huge])) <= {7, 8}  # nan, inf

@@ -356,3 +356,25 @@ def test_drift_monitor_handles_categorical_streams() -> None:
     assert {r.feature: (r.test, r.drifted) for r in moved} == {"country": ("chi2", True), "ok": ("chi2", True)}
     with pytest.raises(TypeError):
         mon.update({"when": np.array(["2024-01-01"], dtype="datetime64[D]")})
+
+
+nasty = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3).map(float))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=hnp.arrays(np.float64, st.integers(0, 60), elements=nasty),
+    b=hnp.arrays(np.float64, st.integers(0, 60), elements=nasty),
+)
+def test_detect_drift_never_returns_nan_on_nasty_input(a, b) -> None:
+    for r in detect_drift({"x": a}, {"x": b}):
+        fields = (r.statistic, r.pvalue, r.pvalue_adjusted, r.effect_size)
+        assert not any(math.isnan(f) for f in fields), r
+        assert 0.0 <= r.pvalue <= r.pvalue_adjusted <= 1.0
+        assert isinstance(r.drifted, bool)
+
+
+def test_wasserstein_near_the_float_limit() -> None:
+    big = 1.5e308
+    assert wasserstein_1d([-big], [big]) == math.inf
+    assert wasserstein_1d([big / 2], [big]) == pytest.approx(big / 2)

@@ -8,6 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 from aitrace.detect import KINDS, Finding, SeriesMonitor, overfitting
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 T = np.arange(2000)
 
@@ -218,3 +221,15 @@ def test_no_overfitting_when_both_fall_or_both_rise() -> None:
     assert not short.overfitting and "need" in short.message
     with pytest.raises(ValueError):
         overfitting([1.0], [1.0, 2.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, st.integers(0, 120), elements=st.floats(allow_nan=True, allow_infinity=True)),
+    kind=st.sampled_from(KINDS),
+)
+def test_any_values_give_well_formed_findings(values, kind) -> None:
+    mon = SeriesMonitor(kind)
+    for f in mon.update(np.arange(values.size), values):
+        assert 0.0 <= f.score <= 1.0 and f.reason and f.message and f.severity in ("warning", "critical")
+    assert json.loads(json.dumps(mon.to_state())) == mon.to_state()
