@@ -21,9 +21,10 @@ class SchemaNotFoundError(LookupError):
     """Raised for a schema name that has no ``.avsc`` file."""
 
 
-def names() -> list[str]:
-    """Full names of every schema shipped, e.g. ``["aitrace.Alert", ...]``."""
-    return sorted(p.name[: -len(".avsc")] for p in SCHEMA_DIR.glob(f"{NAMESPACE}.*.avsc"))
+@cache
+def names() -> tuple[str, ...]:
+    """Full names of every schema shipped, e.g. ``("aitrace.Alert", ...)``."""
+    return tuple(sorted(p.name[: -len(".avsc")] for p in SCHEMA_DIR.glob(f"{NAMESPACE}.*.avsc")))
 
 
 @cache

@@ -86,8 +86,16 @@ def compile_schema(expanded: dict[str, Any]) -> CompiledSchema:
 
 
 @cache
-def _by_fingerprint() -> dict[bytes, CompiledSchema]:
-    return {c.fingerprint: c for c in (compiled(n) for n in schemas.names())}
+def _by_fingerprint() -> dict[bytes, tuple[CompiledSchema, CompiledSchema]]:
+    """Fingerprint -> (writer, reader): current schemas read as themselves; schemas of earlier
+    releases (``schemas/released/``) are resolved to the current schema of the same name."""
+    from aitrace.schemas.compat import released_compiled
+
+    table = {c.fingerprint: (c, c) for c in (compiled(n) for n in schemas.names())}
+    for fp, writer in released_compiled().items():
+        if fp not in table and writer.name in schemas.names():
+            table[fp] = (writer, compiled(writer.name))
+    return table
 
 
 class AvroSerializer:
@@ -140,10 +148,13 @@ class AvroDeserializer:
         """``(schema_name, object)`` of one record; raises :class:`DecodeError` with a reason."""
         if not data:
             raise DecodeError("empty", "record has no value")
-        writer, offset = self._writer(data)
+        writer, reader, offset = self._writer(data)
         try:
             obj = fastavro.schemaless_reader(
-                io.BytesIO(data[offset:]), writer.parsed, None, return_record_name=True
+                io.BytesIO(data[offset:]),
+                writer.parsed,
+                None if reader is writer else reader.parsed,
+                return_record_name=True,
             )
         except (
             EOFError,
@@ -157,21 +168,30 @@ class AvroDeserializer:
             raise DecodeError("corrupt-body", f"{writer.name}: {type(exc).__name__}: {exc}") from exc
         return writer.name, obj
 
-    def _writer(self, data: bytes) -> tuple[CompiledSchema, int]:
+    def _writer(self, data: bytes) -> tuple[CompiledSchema, CompiledSchema, int]:
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if len(data) < 10:
                 raise DecodeError("truncated", f"{len(data)} bytes, single-object header needs 10")
             fp = bytes(data[2:10])
-            writer = _by_fingerprint().get(fp)
-            if writer is None:
+            pair = _by_fingerprint().get(fp)
+            if pair is None:
                 raise DecodeError("unknown-schema", f"fingerprint {fp.hex()} matches no schema in schemas/")
-            return writer, 10
+            return pair[0], pair[1], 10
         if data[:1] == CONFLUENT_MAGIC:
             if len(data) < 5:
                 raise DecodeError("truncated", f"{len(data)} bytes, Confluent header needs 5")
             (schema_id,) = _SCHEMA_ID.unpack_from(data, 1)
-            return self._registered(schema_id), 5
+            writer = self._registered(schema_id)
+            return writer, self._current(writer), 5
         raise DecodeError("bad-magic", f"first bytes {data[:2].hex()} are neither C301 nor 00")
+
+    @staticmethod
+    def _current(writer: CompiledSchema) -> CompiledSchema:
+        """The schema to read a registry writer's data as: ours of the same name, else its own."""
+        if writer.name not in schemas.names():
+            return writer
+        current = compiled(writer.name)
+        return writer if current.fingerprint == writer.fingerprint else current
 
     def _registered(self, schema_id: int) -> CompiledSchema:
         if schema_id not in self._by_id:

@@ -438,12 +438,6 @@ def test_released_fingerprints_are_known_where_they_differ_from_the_current_ones
     assert changed == {"aitrace.InferenceRecord", "aitrace.Event", "aitrace.Batch"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/codec.py resolves single-object fingerprints against the current schemas only: a record "
-    "from a 0.1 producer is 'unknown-schema'. Fix: look writers up in compat.released_compiled() too and read "
-    "with fastavro.schemaless_reader(buf, writer.parsed, compiled(writer.name).parsed)",
-)
 def test_a_record_from_a_released_producer_decodes_with_the_current_decoder() -> None:
     old_payload = {k: v for k, v in PAYLOADS["aitrace.InferenceRecord"].items() if k != "feature_version"}
     old_batch = {"batch_id": "old", "events": [event("aitrace.InferenceRecord", old_payload)], "metric_blocks": []}
