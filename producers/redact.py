@@ -93,6 +93,9 @@ _PATTERNS: list[tuple[str, str]] = [
 ]
 
 
+_SCALARS = frozenset({int, float, bool})
+
+
 def luhn_ok(digits: str) -> bool:
     """True when ``digits`` passes the Luhn checksum (as every real card number does)."""
     total = 0
@@ -227,10 +230,13 @@ class Redactor:
         """A copy of ``mapping`` with deny-listed keys blanked and other values redacted."""
         out: dict[str, Any] = {}
         for key, val in mapping.items():
+            if val is None or type(val) in _SCALARS:  # most payload fields: nothing to scan or blank
+                out[key] = val
+                continue
             action = self.key_action(key) if isinstance(key, str) else 0
             if action == 2:
                 out[key] = val
-            elif action == 1 and val is not None and not isinstance(val, int | float | bool | dict | list):
+            elif action == 1 and not isinstance(val, dict | list):
                 self.counts["field"] += 1
                 out[key] = REDACTED
             elif action == 1 and isinstance(val, dict):
