@@ -460,7 +460,7 @@ class Client:
             out.update(self._caller_stats)
         if self.redactor is not None:
             out["redacted"] = self.redactor.total
-            for kind, n in self.redactor.counts.items():
+            for kind, n in dict(self.redactor.counts).items():  # a copy: the exporter adds kinds
                 out[f"redacted_{kind}"] = n
         out["queued"] = len(self._queue)
         out["enqueued"] = out.get("enqueued", 0) + out["queued"]
