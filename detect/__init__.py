@@ -29,6 +29,12 @@ Drift kernels (``aitrace.detect.drift``)
     ``chi2_drift(ref_counts, cur_counts) -> (statistic, pvalue, dof)`` (= scipy chi2_contingency)
     ``chi2_sf(statistic, dof)`` (= scipy.stats.chi2.sf)
 
+Batched drift statistics, one row per feature (``aitrace.detect.batched``)
+    ``wasserstein_1d_batched(reference, current)``, ``psi_batched(reference, current, *, bins=10)``,
+    ``jensen_shannon_batched(reference, current, *, bins=10)``,
+    ``chi2_drift_batched(ref_counts, cur_counts) -> (statistics, pvalues, dofs)``
+    (``ks_2samp_batched`` above); each row equals the per-feature function.
+
 Drift verdicts (``aitrace.detect.drift_monitor``)
     ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
         raw arrays or data-stats summaries (histogram, quantiles, categories, moments);
@@ -50,6 +56,12 @@ from aitrace.detect.anomaly import (
     AnomalyParams,
     anomaly_details,
     anomaly_scores,
+)
+from aitrace.detect.batched import (
+    chi2_drift_batched,
+    jensen_shannon_batched,
+    psi_batched,
+    wasserstein_1d_batched,
 )
 from aitrace.detect.drift import (
     chi2_drift,
@@ -90,15 +102,19 @@ __all__ = [
     "anomaly_details",
     "anomaly_scores",
     "chi2_drift",
+    "chi2_drift_batched",
     "chi2_sf",
     "detect_drift",
     "jensen_shannon",
+    "jensen_shannon_batched",
     "jensen_shannon_from_counts",
     "ks_2samp",
     "ks_2samp_batched",
     "overfitting",
     "psi",
+    "psi_batched",
     "psi_from_counts",
     "rebin_counts",
     "wasserstein_1d",
+    "wasserstein_1d_batched",
 ]

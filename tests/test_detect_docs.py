@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["anomaly", "drift", "drift_monitor", "monitor", "backtest"]
+MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,233 @@
+"""Batched drift statistics: many features in one call, one Numba loop over the rows.
+
+Row ``i`` of ``reference`` is compared with row ``i`` of ``current``. Raw samples
+come as two 2-D arrays (features x samples; NaN entries are ignored, so ragged data
+can be NaN-padded) or two equal-length sequences of 1-D arrays; counts come as two
+2-D arrays (features x bins or categories). Each result equals the per-feature
+function of :mod:`aitrace.detect.drift` on that row (``ks_2samp_batched`` lives
+there too).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> ref = rng.normal(size=(3, 1000)); cur = rng.normal(size=(3, 800)); cur[1] += 1.0
+>>> psi_batched(ref, cur).round(1).tolist()
+[0.0, 1.0, 0.0]
+>>> w = wasserstein_1d_batched(ref, cur)
+>>> bool(0.9 < w[1] < 1.1 and w[0] < 0.1)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
+from aitrace.detect.drift import PSI_EPS, _gammaincc, _pack_rows, _wasserstein_sorted
+from numba import njit
+
+
+def _paired_rows(
+    reference: Sequence[Any] | np.ndarray, current: Sequence[Any] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    a, na = _pack_rows(reference, "reference")
+    b, nb = _pack_rows(current, "current")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"reference has {a.shape[0]} features, current has {b.shape[0]}")
+    return a, na, b, nb
+
+
+# --------------------------------------------------------------------------- Wasserstein
+@njit(cache=True, error_model="numpy")
+def _wasserstein_rows(a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    out = np.empty(a.shape[0])
+    for r in range(a.shape[0]):
+        out[r] = _wasserstein_sorted(a[r, : na[r]], b[r, : nb[r]])
+    return out
+
+
+def wasserstein_1d_batched(reference: Sequence[Any] | np.ndarray, current: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Earth mover's distance per feature (= ``wasserstein_1d`` per row); +-Inf raises ValueError."""
+    a, na, b, nb = _paired_rows(reference, current)
+    for rows, counts, name in ((a, na, "reference"), (b, nb, "current")):
+        valid = np.arange(rows.shape[1])[None, :] < counts[:, None]
+        if not np.all(np.isfinite(rows[valid])):
+            raise ValueError(f"wasserstein_1d_batched needs finite values (+-Inf in {name})")
+    big = max(float(np.max(np.abs(rows[np.isfinite(rows)]), initial=0.0)) for rows in (a, b))
+    if big > 1e300:  # rescale so that differences cannot overflow
+        with np.errstate(over="ignore"):
+            return _wasserstein_rows(a / big, na, b / big, nb) * big
+    return _wasserstein_rows(a, na, b, nb)
+
+
+# --------------------------------------------------------------------------- binned measures
+@njit(cache=True, error_model="numpy")
+def _count_bins(x: np.ndarray, lo: int, hi: int, edges: np.ndarray, n_edges: int, out: np.ndarray) -> None:
+    """Histogram of x[lo:hi] on open-ended bins split at edges[:n_edges] (searchsorted side='left')."""
+    out[: n_edges + 1] = 0.0
+    for t in range(lo, hi):
+        v = x[t]
+        k0 = 0
+        k1 = n_edges
+        while k0 < k1:
+            mid = (k0 + k1) >> 1
+            if edges[mid] < v:
+                k0 = mid + 1
+            else:
+                k1 = mid
+        out[k0] += 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _finite_span(row: np.ndarray, n: int) -> tuple[int, int]:
+    lo = 0
+    while lo < n and row[lo] == -np.inf:
+        lo += 1
+    hi = n
+    while hi > lo and row[hi - 1] == np.inf:
+        hi -= 1
+    return lo, hi
+
+
+@njit(cache=True, error_model="numpy")
+def _binned_kernel(
+    a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray, edges: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    k = a.shape[0]
+    n_bins = edges.shape[1] + 1
+    psi_out = np.empty(k)
+    js_out = np.empty(k)
+    uniq = np.empty(edges.shape[1])
+    rc = np.empty(n_bins)
+    cc = np.empty(n_bins)
+    for r in range(k):
+        # deduplicated inner edges, as np.unique does for the per-feature form
+        m = 0
+        for e in range(edges.shape[1]):
+            if m == 0 or edges[r, e] != uniq[m - 1]:
+                uniq[m] = edges[r, e]
+                m += 1
+        alo, ahi = _finite_span(a[r], na[r])
+        blo, bhi = _finite_span(b[r], nb[r])
+        _count_bins(a[r], alo, ahi, uniq, m, rc)
+        _count_bins(b[r], blo, bhi, uniq, m, cc)
+        rt = 0.0
+        ct = 0.0
+        for t in range(m + 1):
+            rt += rc[t]
+            ct += cc[t]
+        p_total = 0.0
+        js = 0.0
+        for t in range(m + 1):
+            p = rc[t] / rt
+            q = cc[t] / ct
+            pf = p if p > eps else eps
+            qf = q if q > eps else eps
+            p_total += (qf - pf) * math.log(qf / pf)
+            mid = 0.5 * (p + q)
+            if p > 0.0:
+                js += p * math.log(p / mid)
+            if q > 0.0:
+                js += q * math.log(q / mid)
+        psi_out[r] = p_total
+        js = js / math.log(2.0)
+        js_out[r] = math.sqrt(js / 2.0) if js > 0.0 else 0.0
+    return psi_out, js_out
+
+
+def _row_edges(a: np.ndarray, na: np.ndarray, bins: int) -> np.ndarray:
+    """Reference-quantile inner edges per row, computed by np.quantile exactly as ``quantile_edges``."""
+    if int(bins) != bins or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    levels = np.linspace(0, 1, int(bins) + 1)[1:-1]
+    edges = np.empty((a.shape[0], levels.size))
+    for r in range(a.shape[0]):
+        row = a[r, : na[r]]
+        row = row[np.isfinite(row)]
+        if row.size == 0:
+            raise ValueError(f"reference row {r} has no finite values")
+        edges[r] = np.quantile(row, levels)
+    return edges
+
+
+def _binned(reference: Any, current: Any, bins: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    a, na, b, nb = _paired_rows(reference, current)
+    edges = _row_edges(a, na, bins)
+    for r in range(b.shape[0]):
+        row = b[r, : nb[r]]
+        if not np.any(np.isfinite(row)):
+            raise ValueError(f"current row {r} has no finite values")
+    return _binned_kernel(a, na, b, nb, edges, float(eps))
+
+
+def psi_batched(
+    reference: Sequence[Any] | np.ndarray, current: Sequence[Any] | np.ndarray, *, bins: int = 10, eps: float = PSI_EPS
+) -> np.ndarray:
+    """Population stability index per feature on reference-quantile bins (= ``psi`` per row)."""
+    return _binned(reference, current, bins, eps)[0]
+
+
+def jensen_shannon_batched(
+    reference: Sequence[Any] | np.ndarray, current: Sequence[Any] | np.ndarray, *, bins: int = 10
+) -> np.ndarray:
+    """Jensen-Shannon distance (base 2) per feature on reference-quantile bins (= ``jensen_shannon`` per row)."""
+    return _binned(reference, current, bins, PSI_EPS)[1]
+
+
+# --------------------------------------------------------------------------- chi-square
+@njit(cache=True, error_model="numpy")
+def _chi2_rows(ref: np.ndarray, cur: np.ndarray, correction: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k, c = ref.shape
+    stat = np.zeros(k)
+    pval = np.ones(k)
+    dof = np.zeros(k, dtype=np.int64)
+    for r in range(k):
+        rt = 0.0
+        ct = 0.0
+        cols = 0
+        for j in range(c):
+            rt += ref[r, j]
+            ct += cur[r, j]
+            if ref[r, j] + cur[r, j] > 0.0:
+                cols += 1
+        if cols < 2:
+            continue
+        total = rt + ct
+        d = cols - 1
+        s = 0.0
+        for j in range(c):
+            col = ref[r, j] + cur[r, j]
+            if col <= 0.0:
+                continue
+            for obs, row_total in ((ref[r, j], rt), (cur[r, j], ct)):
+                exp = row_total * col / total
+                diff = obs - exp
+                if correction and d == 1:  # Yates, as scipy applies it for one degree of freedom
+                    mag = abs(diff) if abs(diff) < 0.5 else 0.5
+                    diff = diff - mag if diff > 0 else diff + mag
+                s += diff * diff / exp
+        stat[r] = s
+        dof[r] = d
+        pval[r] = _gammaincc(d / 2.0, s / 2.0) if s > 0.0 else 1.0
+    return stat, pval, dof
+
+
+def chi2_drift_batched(
+    reference_counts: Any, current_counts: Any, *, correction: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chi-square homogeneity test per feature on aligned count rows: (statistics, p-values, dofs).
+
+    Each row equals ``chi2_drift`` on that row (categories empty in both are dropped;
+    fewer than two non-empty categories gives (0, 1, 0)).
+    """
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    if ref.ndim != 2 or ref.shape != cur.shape:
+        raise ValueError(f"counts must be two aligned 2-D arrays, got {ref.shape} and {cur.shape}")
+    if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(cur))) or np.any(ref < 0) or np.any(cur < 0):
+        raise ValueError("counts must be finite and non-negative")
+    if np.any(ref.sum(axis=1) <= 0) or np.any(cur.sum(axis=1) <= 0):
+        raise ValueError("every row of both count arrays needs a positive total")
+    return _chi2_rows(np.ascontiguousarray(ref), np.ascontiguousarray(cur), bool(correction))
