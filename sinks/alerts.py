@@ -276,7 +276,7 @@ class AlertStream:
         self._reported_errors: set[int] = set()
         self._consumer = Consumer(self._config(consumer_config or {}))
         if group_id is not None:
-            self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+            self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._assigned = True
 
     # -- public API
@@ -304,6 +304,12 @@ class AlertStream:
         alert = self._accept(msg)
         if alert is None:
             return None
+        key = (msg.topic(), msg.partition())
+        if key not in self._pending:
+            # Pin where this run started (the alert in hand is re-read if it is never handled):
+            # otherwise a group with no commit yet would start at the end again next time.
+            self._pending[key] = msg.offset()
+            self._dirty = True
         self._current = (_Position(msg.topic(), msg.partition(), msg.offset()), alert)
         return alert
 
@@ -447,6 +453,29 @@ class AlertStream:
     def _advance(self, position: _Position) -> None:
         self._pending[(position.topic, position.partition)] = position.offset + 1
         self._dirty = True
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Group mode: start partitions the group never committed at an explicit offset, and pin it.
+
+        Committing that start at once means alerts published while this consumer is down are
+        read on its next start instead of being skipped by a second "start at the end". The
+        end is the high watermark; on Tansu it can read low (see DESIGN.md), which re-reads a
+        few old alerts on a group's very first start, never loses one.
+        """
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            fresh = [tp for tp in committed if tp.offset < 0]
+            for tp in fresh:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                tp.offset = low if self.from_beginning else high
+                self._pending[(tp.topic, tp.partition)] = tp.offset
+                self._dirty = True
+        except KafkaException as exc:
+            # Fall back on auto.offset.reset; only the pinning is lost.
+            log.warning("cannot resolve start offsets (%s); starting per auto.offset.reset", exc)
+            return
+        if fresh:
+            consumer.assign(committed)
 
     def _commit_if_dirty(self) -> None:
         if self._dirty:

@@ -313,6 +313,22 @@ def test_group_commits_after_handling_and_resumes(kafka: Any, unique_topic: Call
     assert stats.delivered == 2
 
 
+def test_a_new_group_remembers_where_it_started(kafka: Any, unique_topic: Callable[[str], str]) -> None:
+    """A group that saw nothing still commits its start: alerts sent while it is down are not skipped."""
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("history")])
+    settings = settings_for(kafka.bootstrap)
+    group = f"g-{topic}"
+    with AlertStream(settings, group_id=group, topic=topic) as stream:  # starts at the end
+        deadline = time.monotonic() + 60
+        while not stream._pending and time.monotonic() < deadline:
+            assert stream.poll(0.2) is None
+        assert stream._pending, "the start position was never pinned"
+    produce(kafka.bootstrap, topic, [make_alert("while-down")])
+    with AlertStream(settings, group_id=group, topic=topic) as stream:
+        assert [a["alert_id"] for a in _collect(stream, 1)] == ["while-down"]
+
+
 def test_tail_without_a_group_starts_at_the_end(kafka: Any, unique_topic: Callable[[str], str]) -> None:
     topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
     produce(kafka.bootstrap, topic, [make_alert("old")])

@@ -57,6 +57,9 @@ class Receiver:
                     receiver.attempts.append(key)
                     receiver.authorization.append(self.headers.get("Authorization"))
                     action = receiver.plan.pop(0) if receiver.plan else "ok"
+                if action.startswith("slow:"):  # answer after the client gave up: it still counts
+                    time.sleep(float(action.split(":", 1)[1]))
+                    action = "ok"
                 if action == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -159,12 +162,26 @@ def test_credentials_in_the_url_become_basic_auth(receiver: Receiver) -> None:
     assert receiver.authorization == ["Basic " + base64.b64encode(b"hook@ops:pa:ss").decode()]
 
 
-def test_client_errors_are_not_retried(receiver: Receiver) -> None:
+def test_client_errors_and_redirects_are_not_retried(receiver: Receiver) -> None:
     receiver.refuse = {"bad:1"}
+    receiver.plan = ["ok", "301"]
     forwarder = WebhookForwarder(receiver.url, sleep=_no_wait([]))
     assert forwarder(make_alert("bad")) is False
-    assert receiver.attempts == ["bad:1"]
-    assert forwarder.stats.rejected == Counter({400: 1}) and forwarder.stats.retries == 0
+    assert forwarder(make_alert("moved")) is False
+    assert receiver.attempts == ["bad:1", "moved:1"]
+    assert forwarder.stats.rejected == Counter({400: 1, 301: 1}) and forwarder.stats.retries == 0
+
+
+def test_a_timeout_is_retried_with_the_same_key_so_the_receiver_can_dedupe(receiver: Receiver) -> None:
+    receiver.plan = ["slow:1.5"]
+    forwarder = WebhookForwarder(receiver.url, timeout=0.3, sleep=_no_wait([]))
+    assert forwarder(make_alert("t")) is True
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 10
+    while len(receiver.keys()) < 2 and time.monotonic() < deadline:  # the slow answer lands late
+        time.sleep(0.05)
+    assert receiver.keys() == ["t:1", "t:1"] and set(receiver.keys()) == {"t:1"}
+    assert forwarder.stats.failures == Counter({"TimeoutError": 1}) and forwarder.stats.delivered == 1
 
 
 def test_gives_up_after_max_attempts_and_stops_when_asked(receiver: Receiver) -> None:
@@ -325,6 +342,40 @@ def test_cli_killed_mid_stream_delivers_every_version_after_dedupe(
     keys = receiver.keys()
     assert set(keys) == expected  # every version arrived
     assert len(keys) - len(set(keys)) <= 1  # at most the one in flight at the kill comes twice
+
+
+def test_cli_stops_gracefully_while_backing_off_and_resends_later(
+    kafka: Any, unique_topic: Callable[[str], str], receiver: Receiver, tmp_path: Path
+) -> None:
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("s1")])
+    receiver.plan = ["500"] * 1_000
+    args = cli(
+        "--topic", topic, "--bootstrap", kafka.bootstrap, "--from-beginning", "--webhook", receiver.url,
+        "--state-file", str(tmp_path / "state.jsonl"), "--backoff", "30", "-v",
+    )  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not receiver.attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.attempts, "the forwarder never called the receiver"
+        proc.send_signal(signal.SIGTERM)  # it is now waiting ~15-30 s to retry
+        _, err = proc.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "0 delivered" in err and receiver.keys() == []
+
+    receiver.plan = []
+    again = run_cli(
+        "--topic", topic, "--bootstrap", kafka.bootstrap, "--webhook", receiver.url,
+        "--state-file", str(tmp_path / "state.jsonl"), "--limit", "1",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert receiver.keys() == ["s1:1"]  # not committed by the stopped run, so sent now
 
 
 def test_cli_exits_with_a_clear_error_when_the_receiver_stays_down(
