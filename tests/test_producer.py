@@ -302,12 +302,12 @@ def test_queue_full_drops_newest_and_counts(make_client: Callable[..., aitrace.C
 
 def test_block_policy_waits_for_room_then_drops_and_counts(make_client: Callable[..., aitrace.Client]) -> None:
     gate = Gate()
-    client = make_client(queue_size=10, processors=[gate], full_policy="block", full_block_timeout_s=0.3)
+    client = make_client(queue_size=10, processors=[gate], full_policy="block", full_block_timeout_s=2.0)
     client.log("info", "holds the exporter")
     assert gate.entered.wait(10)
     for i in range(10):
         client.log("info", f"fits {i}")
-    client.log("info", "times out")  # blocks 0.3 s, then is dropped
+    client.log("info", "times out")  # blocks 2 s, then is dropped
     assert client.stats()["dropped_queue_full"] == 1
     waiter = threading.Thread(target=client.log, args=("info", "waits for room"))
     waiter.start()
