@@ -4,7 +4,8 @@ Use it to tune a threshold on your own history before turning alerts on:
 
     aitrace backtest history.csv --column loss --timestamp step --kind loss --threshold 0.6 -o flagged.csv
 
-Without ``--kind`` the raw anomaly score is thresholded (every reason, both
+It also prints how many points each of a few thresholds (0.3 ... 0.99) would
+flag. Without ``--kind`` the raw anomaly score is thresholded (every reason, both
 directions). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
 series type decides (directions, hard limits, reasons such as ``exploding``).
 Empty cells and unparsable numbers count as NaN (and are flagged as such).
@@ -110,6 +111,14 @@ def flag_points(
     ]
 
 
+SWEEP = (0.3, 0.5, 0.7, 0.9, 0.99)
+
+
+def threshold_sweep(values: np.ndarray, stamps: list[Any], *, kind: str | None, window: int) -> dict[float, int]:
+    """How many points each threshold in SWEEP would flag: the table to pick a threshold from."""
+    return {t: len(flag_points(values, stamps, threshold=t, kind=kind, window=window)) for t in SWEEP}
+
+
 def _print_table(rows: list[dict[str, Any]], out: TextIO, limit: int) -> None:
     print(f"{'row':>8}  {'timestamp':>20}  {'value':>14}  {'score':>8}  reason", file=out)
     for r in rows[: max(limit, 0)]:
@@ -137,6 +146,8 @@ def run(name: str, args: argparse.Namespace) -> int:
         f"{args.file}: {values.size} points in column {args.column!r}, "
         f"{len(rows)} flagged at threshold {args.threshold}",
     )
+    sweep = threshold_sweep(values, stamps, kind=args.kind, window=args.window)
+    print("flagged per threshold: " + ", ".join(f"{t:g}: {n}" for t, n in sweep.items()))
     if rows:
         _print_table(rows, sys.stdout, args.limit)
     if args.output is not None:

@@ -33,6 +33,9 @@ def test_backtest_prints_and_writes_flagged_points(tmp_path, capsys) -> None:
     assert rc == 0
     text = capsys.readouterr().out
     assert "600 points" in text and "2 flagged" in text
+    sweep = dict(item.split(": ") for item in text.split("flagged per threshold: ")[1].splitlines()[0].split(", "))
+    counts = [int(sweep[t]) for t in ("0.3", "0.5", "0.7", "0.9", "0.99")]
+    assert counts == sorted(counts, reverse=True) and counts[1] == 2
     with out.open() as fh:
         flagged = list(csv.DictReader(fh))
     assert [int(r["row"]) for r in flagged] == expected_rows
