@@ -116,8 +116,13 @@ PROFILES: dict[str, KindProfile] = {
 _LOG10 = math.log(10.0)
 
 
-# Growth state: [baseline, best, noise at best, have baseline (0/1)]
-_G_BASE, _G_BEST, _G_BEST_NOISE, _G_HAVE = range(4)
+# Growth state: [baseline, best, noise at best, points seen by the baseline]
+_G_BASE, _G_BEST, _G_BEST_NOISE, _G_COUNT = range(4)
+# The baseline's memory, in detector windows. Long enough that a series growing
+# 4 % per step runs away from it by decades; with a running mean for the first
+# points, so an ordinary early transient (gradients settling after init) is
+# averaged in rather than taken as the reference.
+BASELINE_WINDOWS = 16
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,9 +136,10 @@ def _growth_kernel(
 ) -> None:
     """Slow drifts the windowed detector cannot see, because its windows ride along with them.
 
-    out_log_ratio: recent level minus a slow exponential baseline (time constant
-    1/alpha points); in log space this is log(level / baseline), the measure of an
-    exploding or vanishing series. out_rise: how far the recent level sits above
+    out_log_ratio: recent level minus a slow baseline (a running mean of the levels,
+    turning into an exponential average with time constant 1/alpha points); in log
+    space this is log(level / baseline), the measure of an exploding or vanishing
+    series. out_rise: how far the recent level sits above
     the best (lowest) level seen, relative to that best, where the gap is also
     larger than 5 noise sd at the time of the best; 0 otherwise (a diverging loss).
     """
@@ -143,18 +149,20 @@ def _growth_kernel(
         out_rise[i] = 0.0
         if not math.isfinite(lv):
             continue
-        if state[_G_HAVE] == 0.0:
+        if state[_G_COUNT] == 0.0:
             state[_G_BASE] = lv
             state[_G_BEST] = lv
             state[_G_BEST_NOISE] = noise[i]
-            state[_G_HAVE] = 1.0
+            state[_G_COUNT] = 1.0
             continue
         out_log_ratio[i] = lv - state[_G_BASE]
         best = state[_G_BEST]
         gap = lv - best
         if gap > 5.0 * state[_G_BEST_NOISE] and best != 0.0:
             out_rise[i] = gap / abs(best)
-        state[_G_BASE] += alpha * (lv - state[_G_BASE])
+        state[_G_COUNT] += 1.0
+        rate = 1.0 / state[_G_COUNT]
+        state[_G_BASE] += (rate if rate > alpha else alpha) * (lv - state[_G_BASE])
         if lv < best:
             state[_G_BEST] = lv
             state[_G_BEST_NOISE] = noise[i]
@@ -224,7 +232,7 @@ class SeriesMonitor:
         level = self.detector.last_level
         log_ratio = np.zeros(vals.size)
         rise = np.zeros(vals.size)
-        alpha = 0.5 / self.detector.params.window
+        alpha = 1.0 / (BASELINE_WINDOWS * self.detector.params.window)
         _growth_kernel(level, self.detector.last_noise, alpha, self.growth, log_ratio, rise)
         gap_scores = self._gap_scores(steps_arr)
         # Only candidates go through the (Python) classification.

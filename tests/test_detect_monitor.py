@@ -233,3 +233,22 @@ def test_any_values_give_well_formed_findings(values, kind) -> None:
     for f in mon.update(np.arange(values.size), values):
         assert 0.0 <= f.score <= 1.0 and f.reason and f.message and f.severity in ("warning", "critical")
     assert json.loads(json.dumps(mon.to_state())) == mon.to_state()
+
+
+def test_settling_and_slowly_declining_gradients_are_not_vanishing() -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(5000)
+    settling = (1 + 9 * np.exp(-t / 60)) * np.exp(rng.normal(0, 0.25, t.size))  # 10x high at init
+    declining = np.exp(rng.normal(0, 0.25, t.size) - t / 2000)  # 10x lower over 4600 steps
+    for series in (settling, declining):
+        mon = SeriesMonitor("grad_norm")
+        found = [f for i in range(0, t.size, 100) for f in mon.update(t[i : i + 100], series[i : i + 100])]
+        assert not [f for f in found if f.reason in ("vanishing", "exploding")]
+        assert len(found) <= 3
+
+
+def test_exploding_scores_keep_rising_with_the_explosion(grad) -> None:
+    exploding = grad.copy()
+    exploding[1500:] *= np.exp((T[1500:] - 1500) / 25)
+    scores = [f.score for f in run("grad_norm", exploding) if f.reason == "exploding"]
+    assert max(scores) > 0.95  # many decades above the baseline, not a lag-bounded ratio
