@@ -174,19 +174,26 @@ class SeriesMonitor:
     Parameters
     ----------
     kind:
-        One of :data:`KINDS`. ``generic`` reports every reason in both directions.
+        One of :data:`KINDS` (see :data:`PROFILES` for what each means).
+        ``generic`` reports every reason in both directions. For parameter-update
+        norms ("vanishing updates") use ``grad_norm``: the same multiplicative rules.
     threshold:
-        Score at or above which a point is reported (default per kind, 0.5).
+        Score at or above which a point is reported (default 0.5).
     skip_seen:
         Ignore points whose step is not greater than the last step processed, so a
         batch delivered twice (Kafka/Faust are at-least-once) changes nothing.
     **params:
-        Passed to :class:`~aitrace.detect.anomaly.AnomalyDetector` (``window``,
-        ``threshold`` is the monitor's, the detector's is ``z_threshold``...).
+        Passed to :class:`~aitrace.detect.anomaly.AnomalyDetector`: ``window``,
+        ``shift_h``, ``var_h``, ``flat_h``, ``min_periods``; the detector's own
+        ``threshold`` (robust z at score 0.5) is spelled ``z_threshold`` here.
 
-    ``update(steps, values)`` takes two equal-length arrays and returns the findings
-    among them; ``to_state()`` / ``from_state()`` carry everything between batches
-    as a plain dict. Example in the module docstring.
+    ``update(steps, values)`` takes two equal-length arrays (steps: a step number or
+    a timestamp per value, finite) and returns the findings among them, in order;
+    ``to_state()`` / ``from_state()`` carry everything between batches as a plain
+    dict. Besides the windowed scores, a slow baseline of the level catches growth
+    the windows ride along with: ``exploding`` / ``vanishing`` once the level is a
+    decade away from it (grad_norm), ``diverging`` once a loss sits 50 % above the
+    best level it reached (and 5 noise sd). Example in the module docstring.
     """
 
     STATE_VERSION = 1
