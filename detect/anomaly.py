@@ -150,20 +150,6 @@ def _lower_bound(buf: np.ndarray, n: int, x: float) -> int:
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _upper_bound(buf: np.ndarray, n: int, x: float) -> int:
-    """First index of buf[:n] (sorted) whose value is > x."""
-    if n == 0:
-        return 0
-    base = 0
-    length = n
-    while length > 1:
-        half = length >> 1
-        base += half * (buf[base + half] <= x)
-        length -= half
-    return base + (buf[base] <= x)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
 def _sorted_insert(buf: np.ndarray, n: int, x: float) -> None:
     """Insert x into buf[:n] (sorted); the caller grows n."""
     i = n
@@ -171,29 +157,6 @@ def _sorted_insert(buf: np.ndarray, n: int, x: float) -> None:
         buf[i] = buf[i - 1]
         i -= 1
     buf[i] = x
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _sorted_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
-    """Remove one copy of old from buf[:n] and insert new.
-
-    Both positions come from binary searches and the span between them moves by
-    one slot in a compare-free loop, which is several times faster than an
-    insertion-sort walk on random data.
-    """
-    i = _lower_bound(buf, n, old)
-    if new > old:
-        j = _lower_bound(buf, n, new)  # first slot >= new; everything in (i, j) is < new
-        for k in range(i, j - 1):
-            buf[k] = buf[k + 1]
-        buf[j - 1] = new
-    elif new < old:
-        j = _upper_bound(buf, n, new)  # first slot > new; everything in [j, i) is > new
-        for k in range(i, j, -1):
-            buf[k] = buf[k - 1]
-        buf[j] = new
-    else:
-        buf[i] = new
 
 
 @njit(cache=True, inline="always", error_model="numpy")
