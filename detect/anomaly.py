@@ -741,7 +741,26 @@ class AnomalyDetector:
         det._is[_I_NSORTED] = len(arrays["long_sorted"])
         det._evicted[: len(arrays["evicted"])] = arrays["evicted"]
         det._is[_I_NEVICTED] = len(arrays["evicted"])
+        det._check_invariants()
         return det
+
+    def _check_invariants(self) -> None:
+        """Refuse a state the kernel could not run safely (it does no bounds checks)."""
+        i = self._is
+        nl, ns, n_sorted, ne = int(i[_I_NL]), int(i[_I_NS]), int(i[_I_NSORTED]), int(i[_I_NEVICTED])
+        pending, w = int(i[_I_PENDING]), self.params.window
+        block = min(_REFRESH, w)
+        problems = []
+        if not 0 <= pending < block or ne > pending:
+            problems.append(f"pending={pending}, evicted={ne} (block {block})")
+        if n_sorted != nl - pending + ne:
+            problems.append(f"sorted window holds {n_sorted}, expected {nl - pending + ne}")
+        if ns != min(nl, self.params.short_window) or int(i[_I_SEEN]) < nl:
+            problems.append(f"recent={ns}, long={nl}, seen={int(i[_I_SEEN])}")
+        if int(i[_I_HAS_LAST]) not in (0, 1) or int(i[_I_RUN]) < 0 or not 0 <= int(i[_I_REPEATS]) <= max(nl - 1, 0):
+            problems.append("bad run/repeat counters")
+        if problems:
+            raise ValueError("malformed anomaly detector state: " + "; ".join(problems))
 
     def __repr__(self) -> str:
         return f"AnomalyDetector(window={self.params.window}, n_seen={self.n_seen}, level={self.level:.6g})"

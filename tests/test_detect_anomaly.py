@@ -338,6 +338,10 @@ def test_bad_values_raise_clear_errors() -> None:
         lambda s: s.update(long=[1.0] * 1000),
         lambda s: s.update(recent=[math.nan]),
         lambda s: s.update(ints=[1, 2]),
+        lambda s: s["ints"].__setitem__(8, 99),  # pending beyond a block
+        lambda s: s["ints"].__setitem__(7, 0),  # fewer points seen than the window holds
+        lambda s: s.update(long_sorted=s["long_sorted"][:-1]),
+        lambda s: s["ints"].__setitem__(6, -1),  # negative repeat count
     ],
 )
 def test_malformed_state_raises_value_error(mutate) -> None:
