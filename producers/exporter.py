@@ -24,7 +24,8 @@ worker thread (this module) does everything else:
 5. **Spool full.** ``full_policy="drop_newest"`` drops the record (its events counted in
    ``dropped_spool_full``); ``"block"`` keeps it and stops taking from the queue, so callers
    block when the queue fills (up to ``full_block_timeout_s``, then their event is counted in
-   ``dropped_queue_full``).
+   ``dropped_queue_full``). A kept record goes to the spool when room frees up, or straight to
+   the broker once it is back and the spool is drained.
 """
 
 from __future__ import annotations
@@ -506,6 +507,10 @@ class Exporter:
     def _retry_held(self) -> None:
         while self._held:
             record = self._held[0]
+            healthy = self._producer_ok and not self._broker_down and self._spool_out == 0
+            if healthy and not self.spool.pending() and self._produce(record, None):
+                self._held.pop(0)  # the broker is back and the spool is drained: straight out, in order
+                continue
             try:
                 if not self.spool.append(record.topic, record.key, record.value, record.events):
                     return

@@ -712,3 +712,38 @@ def test_gpu_samples_come_from_nvml_when_pynvml_is_importable(
         assert resources.gpu_samples() == []  # not retried on every sample
     assert caplog.text.count("no GPU sampling (RuntimeError: NVML Shared Library Not Found)") == 1
     resources._nvml_state.clear()
+
+
+def test_block_policy_with_a_full_spool_holds_records_until_the_broker_returns(
+    tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    port = free_port()
+    prefix = unique_name("held")
+    client = _unreachable(
+        tmp_path,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        topic_prefix=prefix,
+        spool_max_bytes=3_000,
+        full_policy="block",
+        full_block_timeout_s=0.2,
+        queue_size=20,
+        delivery_timeout_ms=1000,
+    )
+    broker = TansuProcess(port, tmp_path / "logs")
+    try:
+        for i in range(60):
+            client.log("info", f"event {i} " + "q" * 400)
+            time.sleep(0.01)
+        stats = client.stats()
+        assert stats["dropped_queue_full"] > 0  # the spool filled, the exporter held on, the queue filled
+        assert stats.get("dropped_spool_full", 0) == 0  # nothing the exporter held was dropped
+        broker.start().wait_ready(60)
+        assert client.flush(timeout=90), client.stats()
+        stats = client.stats()
+        delivered = 60 - stats["dropped_queue_full"]
+        assert stats["sent"] == delivered
+        records = consume(broker.bootstrap, prefix, lambda r: n_events(r) >= delivered)
+        assert n_events(records) == delivered
+    finally:
+        client.close(timeout=5)
+        broker.kill()
