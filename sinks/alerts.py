@@ -21,7 +21,9 @@ How it holds together:
 - One confluent-kafka consumer. With a ``group_id`` it joins that group and commits offsets,
   *after* the handler returned (at-least-once): a crash re-reads what was not handled yet.
   Without one it is a plain tail: it assigns every partition itself (no group join, which
-  takes seconds on Tansu) and commits nothing.
+  takes seconds on Tansu) and commits nothing; partitions added to the topic later are not
+  followed until the next start. A group that never committed pins its start offset at
+  once, so alerts published while it is down are not skipped by a second "start at the end".
 - Records that cannot be decoded (corrupt bytes, an unknown schema, something that is not an
   alert) are skipped, counted by reason in :attr:`AlertStream.stats` and logged with their
   topic/partition/offset; they never stop the stream.
@@ -415,7 +417,8 @@ class AlertStream:
             return
         topic = meta.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
-            if not self._reported_errors:
+            if KafkaError.UNKNOWN_TOPIC_OR_PART not in self._reported_errors:
+                self._reported_errors.add(KafkaError.UNKNOWN_TOPIC_OR_PART)
                 log.info("waiting for topic %s to exist", self.topic)
             return
         start = -2 if self.from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END

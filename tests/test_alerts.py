@@ -354,6 +354,26 @@ def test_tail_waits_for_a_topic_that_does_not_exist_yet(kafka: Any, unique_topic
     assert got == ["late"]
 
 
+def test_stream_survives_a_broker_outage(fresh_kafka: Any, unique_topic: Callable[[str], str]) -> None:
+    """The broker goes away mid-stream: polls return nothing (no exception), then alerts flow again.
+
+    Tansu here stores in memory, so it comes back empty and its offsets start again at 0: the
+    stream resumes at the offset it had reached (1), which is where the second new alert lands.
+    """
+    topic = create_topic(fresh_kafka.bootstrap, unique_topic("alerts"))
+    produce(fresh_kafka.bootstrap, topic, [make_alert("before")])
+    with AlertStream(settings_for(fresh_kafka.bootstrap), topic=topic, from_beginning=True) as stream:
+        assert [a["alert_id"] for a in _collect(stream, 1)] == ["before"]
+        fresh_kafka.stop()
+        for _ in range(10):
+            assert stream.poll(0.2) is None
+        fresh_kafka.start()
+        fresh_kafka.wait_ready(60)
+        create_topic(fresh_kafka.bootstrap, topic)
+        produce(fresh_kafka.bootstrap, topic, [make_alert("after-0"), make_alert("after-1")])
+        assert [a["alert_id"] for a in _collect(stream, 1)] == ["after-1"]
+
+
 # -- integration: the CLI
 
 
