@@ -8,6 +8,7 @@ through :class:`AlertStream` and through the CLI in a subprocess.
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -409,6 +410,41 @@ def test_cli_prints_one_line_per_version_with_filters(kafka: Any, unique_topic: 
     as_json = run_cli(*args, "--limit", "1", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert '"alert_id":"x1"' in as_json.stdout
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv`` with stdout on a pseudo-terminal; (exit status, what it printed there)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(CLI_TIMEOUT)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, b"".join(chunks).decode()
+
+
+def test_cli_colours_only_on_a_terminal(kafka: Any, unique_topic: Callable[[str], str]) -> None:
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("tty", severity="critical")])
+    argv = cli("--topic", topic, "--bootstrap", kafka.bootstrap, "--from-beginning", "--limit", "1")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    code, shown = _run_on_a_terminal(argv, env)
+    assert code == 0 and "\033[1;31mCRITICAL" in shown and "(tty v1)" in shown
+    code, shown = _run_on_a_terminal(argv, {**env, "NO_COLOR": "1"})
+    assert code == 0 and "\033[" not in shown and "(tty v1)" in shown
 
 
 def test_cli_group_resumes_after_committed_alerts(kafka: Any, unique_topic: Callable[[str], str]) -> None:

@@ -8,6 +8,7 @@ filters behave as in production.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -410,6 +411,27 @@ class _Broken(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Dropping(_Broken):
+    """Answers GET / like an OpenSearch server, then drops the connection on every search."""
+
+    def _fail(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_connection_dropped_during_a_search_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dropping)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, lines, err = aitrace(capsys, "search", "oom", "--es-url", url)
+        assert code == 1 and not lines
+        assert "search server unreachable" in err and len(err.strip().splitlines()) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_server_errors_during_a_search_are_reported(
