@@ -56,6 +56,7 @@ _BUSY_WAIT_S = 0.02
 _PROBE_INTERVAL_S = 0.25
 _DRAIN_WINDOW = 256
 _TAKE_CHUNK = 20_000
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
 @dataclass(slots=True)
@@ -433,9 +434,26 @@ class Exporter:
             except BufferError:
                 producer.poll(0.05)  # librdkafka's own queue is full: let deliveries drain it
             except KafkaException as exc:
-                self._producer_error(exc.args[0] if exc.args else None)
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() in _TOO_LARGE:
+                    self._too_large(record, spooled, err)
+                    return True  # settled: retrying can never succeed
+                self._producer_error(err)
                 return False
         return False
+
+    def _too_large(self, record: Encoded, spooled: SpoolRecord | None, err: KafkaError) -> None:
+        """A record the broker or librdkafka refuses for its size: dropped and counted, never retried."""
+        self.stats["dropped_oversized"] += record.events
+        if spooled is not None:
+            self._spool_out -= 1
+            self.spool.ack(spooled)
+        log.error(
+            "aitrace: a record of %d events (%d bytes) was refused for its size (%s); lower max_record_bytes",
+            record.events,
+            len(record.value),
+            err.name(),
+        )
 
     @property
     def _inflight(self) -> int:
@@ -456,6 +474,9 @@ class Exporter:
                 self._spool_out -= 1
                 self.spool.ack(spooled)
                 self.stats["drained"] += record.events
+            return
+        if err.code() in _TOO_LARGE:
+            self._too_large(record, spooled, err)
             return
         self.stats["delivery_failures"] += 1
         self._failed(err)

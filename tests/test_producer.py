@@ -747,3 +747,17 @@ def test_block_policy_with_a_full_spool_holds_records_until_the_broker_returns(
     finally:
         client.close(timeout=5)
         broker.kill()
+
+
+def test_a_record_kafka_refuses_for_its_size_is_counted_not_retried_forever(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    client = make_client(max_record_bytes=4_000_000)  # above librdkafka's message.max.bytes (1 MB)
+    client.log("info", "big " + "b" * 1_500_000)
+    assert client.flush(timeout=30)
+    client.log("info", "small")
+    assert client.flush(timeout=30)
+    (event,) = events_of(read(client, lambda r: n_events(r) >= 1))
+    assert event["payload"][1]["message"] == "small"
+    stats = client.stats()
+    assert stats["dropped_oversized"] == 1 and stats["spilled"] == 0
