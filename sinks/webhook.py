@@ -18,7 +18,9 @@ on its own:
    a version twice never re-send a version the receiver acknowledged; versions older than
    the last delivered one are not sent either.
 
-The window left to part 2 is small: a crash after the receiver answered but before the
+Requests go out one at a time, in the order of the topic, so the versions of one alert
+(one partition, keyed by ``alert_id``) reach the receiver in order. The window left to
+part 2 is small: a crash after the receiver answered but before the
 state file line was written. Other 4xx answers (and 3xx: a webhook that redirects a POST
 is misconfigured) are not retried: that version is counted as rejected, logged, and the
 stream moves on. When ``max_attempts`` is set and exhausted, the forwarder stops with an
