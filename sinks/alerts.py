@@ -605,7 +605,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "--from-beginning", action="store_true", help="start at the oldest alert (without a committed offset)"
     )
     parser.add_argument(
-        "--group", help="consumer group: resume where it left off and commit (default: tail with no group)"
+        "--group",
+        help="consumer group: resume where it left off and commit (default: none when tailing; "
+        "aitrace-webhook-<hash of URL> with --webhook)",
     )
     parser.add_argument("--topic", help="alerts topic (default: <topic_prefix>.alerts)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: AITRACE_KAFKA_BOOTSTRAP)")
