@@ -205,7 +205,7 @@ class TopicLayoutError(RuntimeError):
 
 
 def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 30.0) -> WorkerOptions:
-    """Create missing input topics with ``options.partitions``; adopt the count of existing ones.
+    """Create missing input (and DLQ / alert) topics with ``options.partitions``; adopt the count of existing inputs.
 
     Faust's tables need every source topic and changelog to have one partition count. Topics
     that a producer created first (a broker's auto-create default) win over the flag, with
@@ -232,6 +232,10 @@ def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 
         )
         options = replace(options, partitions=partitions)
     missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    # Output topics too: a first send to a topic the broker must auto-create was seen to stall
+    # aiokafka's flush on Tansu, and an operator's broker may not auto-create at all.
+    outputs = [settings.topic("dlq"), settings.topic("alerts")]
+    missing += [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in outputs if n not in meta.topics]
     if missing:
         for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
             try:

@@ -296,3 +296,20 @@ def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
     settings, options = options_from_args(_parse(["--kafka", f"127.0.0.1:{free_port()}"]))
     with pytest.raises(KafkaException):
         prepare_topics(settings, options, timeout=2.0)
+
+
+def test_chunk_codec_round_trips_nested_arrays_and_rejects_foreign_bytes() -> None:
+    from aitrace.processors.pipeline import pack_chunk, unpack_chunk
+
+    chunk = {
+        "kind": "run",
+        "series": {"|loss": {"steps": np.arange(5), "values": np.array([1.0, np.nan, np.inf, -2.5, 0.0])}},
+        "labels": [{"payload": ["aitrace.GroundTruth", {"label": "x"}]}],
+        "none": None,
+    }
+    back = unpack_chunk(pack_chunk(chunk))
+    np.testing.assert_array_equal(back["series"]["|loss"]["values"], chunk["series"]["|loss"]["values"])
+    assert back["series"]["|loss"]["steps"].dtype == np.int64 and back["labels"] == chunk["labels"]
+    back["series"]["|loss"]["values"][0] = 7.0  # writable copies
+    with pytest.raises(ValueError):
+        unpack_chunk(b'{"kind": "run"}')

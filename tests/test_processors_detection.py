@@ -9,13 +9,14 @@ from aitrace.processors import rollup
 from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks
+from aitrace.processors.pipeline import pack_chunk, unpack_chunk
 
 T0 = 1_800_000_000_000_000
 
 
 def _through_json(chunks: dict) -> dict:
-    """What the series agent sees: the chunk after the repartition topic's JSON."""
-    return {k: orjson.loads(orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)) for k, v in chunks.items()}
+    """What the series agent sees: the chunk after the repartition topic's encoding."""
+    return {k: unpack_chunk(pack_chunk(v)) for k, v in chunks.items()}
 
 
 def _apply(det: SeriesDetectors, events: list = (), blocks: list = (), offset: int = 0, source: str = "t:0") -> list:
