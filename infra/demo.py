@@ -166,11 +166,16 @@ def describe(alert: Alert) -> str:
 
 
 class AlertCollector:
-    """Tails the alerts topic from the beginning in a thread; keeps the latest version per alert."""
+    """Tails the alerts topic from the beginning in a thread; keeps the latest version per alert.
 
-    def __init__(self, settings: Settings, on_new: Callable[[Alert], None]) -> None:
+    Only alerts about events from ``since_us`` on count: on a stack kept from an earlier demo
+    the topic still holds that run's alerts, which say nothing about this one.
+    """
+
+    def __init__(self, settings: Settings, on_new: Callable[[Alert], None], since_us: int = 0) -> None:
         from aitrace.sinks.alerts import AlertStream
 
+        self.since_us = since_us
         self.alerts: dict[str, Alert] = {}
         self._lock = threading.Lock()
         self._on_new = on_new
@@ -189,6 +194,8 @@ class AlertCollector:
     def _run(self) -> None:
         try:
             for alert in self._stream:
+                if int(alert.get("last_seen") or 0) < self.since_us:
+                    continue
                 with self._lock:
                     new = alert["alert_id"] not in self.alerts
                     self.alerts[alert["alert_id"]] = alert
@@ -205,19 +212,27 @@ class AlertCollector:
 
 
 class IndexCounter:
-    """Document counts of the three index families (what the worker has made searchable)."""
+    """Document counts of the three index families (what the worker has made searchable), from ``since`` on."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, since: str | None = None) -> None:
         from aitrace.sinks.es import make_sync_client
 
         self.prefix = settings.index_prefix
         self.es = make_sync_client(settings)
+        self.since = since
+
+    def _query(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        filters = [{"range": {"@timestamp": {"gte": self.since}}}] if self.since else []
+        filters += [extra] if extra else []
+        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
     def count(self, family: str, query: dict[str, Any] | None = None) -> int:
         try:
-            kwargs: dict[str, Any] = {"query": query} if query else {}
             answer = self.es.count(
-                index=f"{self.prefix}-{family}-*", ignore_unavailable=True, allow_no_indices=True, **kwargs
+                index=f"{self.prefix}-{family}-*",
+                query=self._query(query),
+                ignore_unavailable=True,
+                allow_no_indices=True,
             )
             return int(answer["count"])
         except (ApiError, TransportError, OSError):  # a busy server must not kill the progress line
@@ -230,7 +245,7 @@ class IndexCounter:
                 index=f"{self.prefix}-traces-*",
                 size=1,
                 sort=[{"aitrace.trace.duration_us": "desc"}],
-                query={"term": {"aitrace.trace.services": "feature-service"}},
+                query=self._query({"term": {"aitrace.trace.services": "feature-service"}}),
                 ignore_unavailable=True,
                 allow_no_indices=True,
             )
@@ -499,6 +514,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         return 1
     out = sys.stdout
     started = time.monotonic()
+    since_us = time.time_ns() // 1000  # event time: what this run produces is at or after it
     deadline = started + args.timeout
     state_dir = stack.state_dir(args.state_dir).resolve()
     out.write("aitrace demo: starting the embedded stack\n")
@@ -508,7 +524,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"aitrace demo: {exc}", file=sys.stderr)
         return 1
     try:
-        return _run_with_stack(handle, state_dir, deadline, started, out, args)
+        return _run_with_stack(handle, state_dir, deadline, started, since_us, out, args)
     except DemoError as exc:
         print(f"aitrace demo: {exc}", file=sys.stderr)
         return 1
@@ -520,12 +536,25 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 
 def _run_with_stack(
-    handle: StackHandle, state_dir: Path, deadline: float, started: float, out: TextIO, args: argparse.Namespace
+    handle: StackHandle,
+    state_dir: Path,
+    deadline: float,
+    started: float,
+    since_us: int,
+    out: TextIO,
+    args: argparse.Namespace,
 ) -> int:
+    from aitrace.sinks.documents import iso_time
     from aitrace.sinks.es import SearchUnavailable
     from aitrace.sinks.setup import install
 
     settings = handle.settings
+    if not handle.started_roles:
+        out.write(
+            "  note: the stack was already running. The detectors carry what they saw before (an earlier\n"
+            "  demo's series go on), so a fault that repeats one already open may not raise a new alert;\n"
+            "  for a clean run: `aitrace down`, then `aitrace demo`.\n"
+        )
     for role in handle.external_roles:
         out.write(f"  {role}: external ({settings.kafka_bootstrap if role == 'kafka' else settings.es_url})\n")
     out.write(f"  kafka {settings.kafka_bootstrap}, search {settings.es_url}\n")
@@ -536,9 +565,10 @@ def _run_with_stack(
     out.write(f"  installed {len(installed)} index template(s)\n")
     worker = Worker(state_dir).start(dict(os.environ))
     out.write(f"  worker started (pid {worker.process.pid if worker.process else '?'}, log {worker.log_path})\n")
-    counter = IndexCounter(settings)
+    since = iso_time(since_us)
+    counter = IndexCounter(settings, since)
     progress = Progress(counter, out).start()
-    collector = AlertCollector(settings, progress.alert).start()
+    collector = AlertCollector(settings, progress.alert, since_us).start()
     try:
         report = run_workloads(progress)
         expected = expectations(
@@ -553,7 +583,7 @@ def _run_with_stack(
         progress.set_phase("waiting for the pipeline's findings")
         verdict = _wait(collector, expected, worker, counter, deadline)
         progress.stop()
-        written = _write_report(settings, Path(args.report), out) if args.report else None
+        written = _write_report(settings, Path(args.report), since, out) if args.report else None
         _summary(out, counter, collector, verdict, report, time.monotonic() - started, keep=args.keep, page=written)
         if collector.error is not None:
             out.write(f"the alert tail failed: {collector.error}\n")
@@ -592,14 +622,15 @@ def _wait(
         time.sleep(0.5)
 
 
-def _write_report(settings: Settings, path: Path, out: TextIO) -> Path | None:
-    """The report of everything the demo indexed, written while the search server still runs."""
+def _write_report(settings: Settings, path: Path, since: str, out: TextIO) -> Path | None:
+    """The report of what this demo run indexed, written while the search server still runs."""
     from aitrace.infra import report
     from aitrace.sinks.es import make_sync_client
 
     es = make_sync_client(settings)
     try:
-        report.write_atomic(path, report.render(report.collect(es, prefix=settings.index_prefix)))
+        data = report.collect(es, prefix=settings.index_prefix, since=since)
+        report.write_atomic(path, report.render(data))
     except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")
         return None

@@ -139,15 +139,18 @@ def _ms(iso: str | None) -> float | None:
 class Fetcher:
     """Pages through one index family with ``search_after`` on a unique sort key."""
 
-    def __init__(self, es: Any, prefix: str, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, es: Any, prefix: str, limit: int = DEFAULT_LIMIT, since: str | None = None) -> None:
         self.es = es
         self.prefix = prefix
         self.limit = limit
+        self.since = since  # ISO 8601: only documents at or after it
         self.notes: list[str] = []
 
     def fetch(self, family: str, filters: list[Doc], sort_keys: Sequence[str], what: str) -> list[Doc]:
         """Up to ``limit`` documents matching every filter, oldest first."""
         index = f"{self.prefix}-{family}-*"
+        if self.since:
+            filters = [*filters, {"range": {"@timestamp": {"gte": self.since}}}]
         query = {"bool": {"filter": filters}} if filters else {"match_all": {}}
         sort = [{key: "asc"} for key in sort_keys]
         docs: list[Doc] = []
@@ -612,10 +615,19 @@ def trace_table(traces: Sequence[Doc]) -> Table:
 
 
 def collect(
-    es: Any, *, prefix: str = "aitrace", run: str | None = None, model: str | None = None, limit: int = DEFAULT_LIMIT
+    es: Any,
+    *,
+    prefix: str = "aitrace",
+    run: str | None = None,
+    model: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    since: str | None = None,
 ) -> ReportData:
-    """Read the index and build the report's data; raises ReportError when the scope is empty."""
-    fetcher = Fetcher(es, prefix, limit)
+    """Read the index and build the report's data; raises ReportError when the scope is empty.
+
+    ``since`` (ISO 8601) keeps only documents from then on, e.g. one demo run on a kept stack.
+    """
+    fetcher = Fetcher(es, prefix, limit, since)
     alert_filters: list[Doc] = []
     if run:
         alert_filters.append(_term("aitrace.run_id", run))
@@ -647,7 +659,10 @@ def collect(
 
     if not (alerts or training_docs or data_docs or inference_docs or traces):
         scope = f"run {run!r}" if run else f"model {model!r}" if model else "any run or model"
-        raise ReportError(f"nothing indexed for {scope} under {prefix}-*-* (has the worker indexed anything yet?)")
+        when = f" since {since}" if since else ""
+        raise ReportError(
+            f"nothing indexed for {scope}{when} under {prefix}-*-* (has the worker indexed anything yet?)"
+        )
 
     if not model:
         sections.append(
@@ -794,16 +809,31 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="report.html", help="where to write the page (default report.html)")
     parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="documents read per kind at most")
+    parser.add_argument("--since", metavar="TIME", type=_iso_time, help="only data from TIME on (ISO 8601, UTC)")
+    parser.add_argument("--index-prefix", help="index name prefix (AITRACE_INDEX_PREFIX)")
+
+
+def _iso_time(text: str) -> str:
+    """``--since``: an ISO 8601 time (naive means UTC), normalized to what the index compares."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-26T15:40:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def run(name: str, args: argparse.Namespace) -> int:
     from aitrace.sinks.es import SearchUnavailable, make_sync_client
     from elastic_transport import ApiError, TransportError
 
-    settings = Settings.from_env(es_url=args.es_url)
+    settings = Settings.from_env(es_url=args.es_url, index_prefix=getattr(args, "index_prefix", None))
     try:
         es = make_sync_client(settings)
-        data = collect(es, prefix=settings.index_prefix, run=args.run, model=args.model, limit=args.limit)
+        data = collect(
+            es, prefix=settings.index_prefix, run=args.run, model=args.model, limit=args.limit, since=args.since
+        )
     except ReportError as exc:
         print(f"aitrace report: {exc}", file=sys.stderr)
         return 1

@@ -199,7 +199,7 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not os.environ.get("AITRACE_FULL_TESTS"), reason="full walk-through: AITRACE_FULL_TESTS=1")
 def test_demo_keep_then_report_status_and_down(tmp_path: Path) -> None:
     done = _demo(tmp_path, "--keep", "--timeout", "300")
@@ -209,6 +209,13 @@ def test_demo_keep_then_report_status_and_down(tmp_path: Path) -> None:
     env["AITRACE_STATE_DIR"] = str(state)
     try:
         assert all(s.answers for s in stack_status(state))
+        # A second run on the kept stack counts and reports only its own data. Its verdict is not
+        # asserted: the detectors carry the first run's series (an input drift still open from it
+        # raised no new alert when this was written), which the demo says up front.
+        again = _demo(tmp_path, "--keep", "--timeout", "120")
+        assert "note: the stack was already running" in again.stdout
+        assert re.search(r"traces assembled +669 +\(0 incomplete\)", again.stdout), again.stdout[-3000:]
+        assert "found   divergence / exploding gradients on run-diverge" in again.stdout
         report = subprocess.run(
             [sys.executable, "-m", "aitrace.infra.cli", "report", "--run", demo.RUN_DIVERGE, "-o", "run.html"],
             cwd=tmp_path,

@@ -504,3 +504,24 @@ def test_wall_time_helpers_are_stable() -> None:
     assert report._bucket_seconds(41_000) == 2
     assert report._ms("2026-09-21T00:00:00.000000Z") == calendar.timegm((2026, 9, 21, 0, 0, 0)) * 1000
     assert report._ms("not a time") is None
+
+
+def test_since_keeps_only_later_documents(indexed: dict[str, Any]) -> None:
+    since = D.iso_time(T0 + 20_000_000)  # when the inference traffic starts
+    data = report.collect(indexed["es"], prefix=indexed["prefix"], since=since)
+    assert data.summary["training metric documents"] == 0 and data.summary["data stats documents"] == 0
+    assert data.summary["inference records"] == 200
+    assert sorted(r[4] for r in data.tables[0].rows) == [
+        "latency spike on cancer-classifier",
+        "mean_radius drifted on cancer-classifier",
+    ]
+    with pytest.raises(report.ReportError, match=r"nothing indexed for run 'run-healthy' since"):
+        report.collect(indexed["es"], prefix=indexed["prefix"], run="run-healthy", since=since)
+
+
+def test_since_flag_reads_iso_times_and_refuses_others() -> None:
+    assert report._iso_time("2026-11-26T15:40:00Z") == "2026-11-26T15:40:00.000000Z"
+    assert report._iso_time("2026-11-26T16:40:00+01:00") == "2026-11-26T15:40:00.000000Z"
+    assert report._iso_time("2026-11-26 15:40") == "2026-11-26T15:40:00.000000Z"  # naive means UTC
+    with pytest.raises(SystemExit):
+        _args(since="yesterday")
