@@ -182,8 +182,11 @@ def _apply_block(state: dict[str, Any], block: dict[str, Any]) -> None:
     times = block["times"]
     state["events"] += len(times)
     _touch_service(state, block["service"])
-    if times:
-        _widen(state, min(times), max(times))  # C-level scans, not a Python loop per point
+    if len(times):
+        if isinstance(times, list):
+            _widen(state, min(times), max(times))
+        else:  # NumPy array from the fast decoder
+            _widen(state, int(times.min()), int(times.max()))
     if not state["context"]:
         state["context"] = {k: block.get(k) for k in ("environment", "host", "run_id")}
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch
+from aitrace.processors.fastblock import decode_metric_batch
+from aitrace.schemas.codec import AvroDeserializer, AvroSerializer, DecodeError, as_batch
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -91,11 +92,21 @@ class RecordDecoder:
         self._deserializer = deserializer or AvroDeserializer()
         self._max_future_us = max_future_us
         self._now_us = now_us or (lambda: int(time.time() * 1_000_000))
+        # single-object header of the Batch schema this module's fast path reads
+        self._batch_header = AvroSerializer("aitrace.Batch").header()
 
     def decode(self, data: bytes | None) -> Decoded:
-        """Decode and validate one record value."""
-        name, obj = self._deserializer.decode(data)
-        batch = as_batch(name, obj)
+        """Decode and validate one record value.
+
+        Metric-only batches in the current Batch schema take the array fast path
+        (:mod:`aitrace.processors.fastblock`); everything else goes through fastavro.
+        """
+        fast = decode_metric_batch(data, 10) if data and data[:10] == self._batch_header else None
+        if fast is not None:
+            name, batch = "aitrace.Batch", fast
+        else:
+            name, obj = self._deserializer.decode(data)
+            batch = as_batch(name, obj)
         max_time = self._now_us() + self._max_future_us
         rejected: list[Rejected] = []
         events: list[dict[str, Any]] = []

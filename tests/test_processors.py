@@ -118,7 +118,7 @@ def test_metric_block_checks_are_array_checks() -> None:
         ("block", 0, "bad-shape"),
         ("block", 1, "bad-time"),
     ]
-    assert decoded.metric_blocks == [good]
+    assert [b["block_id"] for b in decoded.metric_blocks] == [good["block_id"]]
 
 
 # ---------------------------------------------------------------- dead letters
@@ -313,3 +313,51 @@ def test_chunk_codec_round_trips_nested_arrays_and_rejects_foreign_bytes() -> No
     back["series"]["|loss"]["values"][0] = 7.0  # writable copies
     with pytest.raises(ValueError):
         unpack_chunk(b'{"kind": "run"}')
+
+
+def test_fast_metric_decoder_matches_fastavro() -> None:
+    from aitrace.processors.fastblock import decode_metric_batch
+    from aitrace.schemas.codec import AvroDeserializer
+
+    rng = np.random.default_rng(7)
+    blocks = [
+        S.metric_block(
+            trace=S.trace_id(), run_id=None, start_step=-3, series={"loss": rng.normal(size=300), "lr": [np.nan] * 300}
+        ),
+        S.metric_block(trace=S.trace_id(), run_id="r", start_step=2**40, series={"acc": [0.5] * 3}, split="val"),
+    ]
+    blocks[0]["epochs"] = list(range(300))
+    blocks[0]["parent_span_id"] = S.span_id()
+    blocks[0]["pid"] = -5
+    data = _record([], blocks)
+    fast = decode_metric_batch(data, 10)
+    slow = AvroDeserializer().decode(data)[1]
+    assert fast is not None and fast["batch_id"] == slow["batch_id"]
+    for f, s in zip(fast["metric_blocks"], slow["metric_blocks"], strict=True):
+        for key, value in s.items():
+            if key == "series":
+                assert [x["name"] for x in f[key]] == [x["name"] for x in value]
+                for fx, sx in zip(f[key], value, strict=True):
+                    np.testing.assert_array_equal(fx["values"], np.asarray(sx["values"]))
+            elif key in ("steps", "times"):
+                assert f[key].tolist() == value
+            else:
+                assert f[key] == value, key
+    # batches with events, truncated or trailing bytes: not for the fast path
+    assert decode_metric_batch(_record([_ok_event()], blocks), 10) is None
+    assert decode_metric_batch(data[:-3], 10) is None
+    assert decode_metric_batch(data + b"\x00", 10) is None
+
+
+def test_fast_path_records_validate_and_process_like_fastavro_ones() -> None:
+    tr = S.trace_id()
+    block = S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": np.ones(20)})
+    decoded = RecordDecoder().decode(_record([], [block]))
+    assert isinstance(decoded.metric_blocks[0]["times"], np.ndarray) and decoded.event_count == 20
+    bad = S.metric_block(trace="0" * 32, run_id="r", start_step=0, series={"loss": np.ones(20)})
+    with pytest.raises(InvalidRecord):
+        RecordDecoder().decode(_record([], [bad]))
+    out = Pipeline(WorkerOptions()).process_record(
+        _record([], [block]), key=None, topic="t", partition=0, offset=0, traces={}, now=0
+    )
+    assert out.events == 20 and len(out.chunks) == 1
