@@ -201,7 +201,11 @@ class Client:
     def metric(
         self, values: Mapping[str, Any], step: int | None = None, epoch: int | None = None, split: str | None = None
     ) -> None:
-        """Training (or evaluation) metrics of one step. NaN and Inf are data and are kept."""
+        """Training (or evaluation) metrics of one step. NaN and Inf are data and are kept.
+
+        Without ``step`` the client counts calls (1, 2, ...). Values must be numbers (Python,
+        numpy or 0-d tensors); any other value is left out of the point and counted.
+        """
         queue = self._queue
         if len(queue) >= self._qmax and not self._room():
             return
