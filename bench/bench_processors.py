@@ -127,7 +127,7 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> tuple[float, list[Any]]:
     start = None
     while len(msgs) < n:
         called = time.perf_counter()
-        batch = c.consume(1000, 1.0)
+        batch = c.consume(min(1000, n - len(msgs)), 1.0)
         if batch and start is None:
             start = called  # the call that fetched the first records counts, connection set-up does not
         msgs.extend(m for m in batch if not m.error())
@@ -188,7 +188,7 @@ def faust_worker(bootstrap: str, prefix: str, n_records: int, n_chunks: int, wor
                 if not m:
                     continue
                 t, records, series = float(m[1]), int(m[2]), int(m[5])
-                if start is None and records >= n_records // 10:
+                if start is None and n_records // 10 <= records < n_records:
                     start = (t, records)
                 if records >= n_records and series >= n_chunks:
                     end = t

@@ -17,9 +17,11 @@ records agent sends each entity's chunk keyed by entity (what ``group_by`` does,
 input batch yields several keys, so it is an explicit send). Training runs and data
 pipelines take the same path, so every series has exactly one owner.
 
-Delivery: outputs (DLQ, chunks, alerts) are sent attached to the source offset and the
-documents are indexed (``await`` on the bulk indexer) before the event is acknowledged, so
-Faust commits an offset only after everything it produced is delivered. Table writes are
+Delivery: outputs (DLQ, chunks, alerts) are sent at once (``force=True``: not held back
+until the next commit, so the series agent works while the records agent goes on) and
+Faust's commit flushes the producer before it commits offsets; documents are indexed
+(``await`` on the bulk indexer) before the event is acknowledged. So an offset is committed
+only after everything it produced is delivered. Table writes are
 staged and written after that, so a changelog record never claims output that was lost.
 Redelivery after a crash is detected from the source offsets kept in the table state.
 """
@@ -65,6 +67,7 @@ class Runtime:
         self.dlq = app.topic(settings.topic("dlq"), value_type=bytes)
         self.alerts = app.topic(settings.topic("alerts"), value_type=bytes)
         self.traces = app.Table("traces", partitions=n, schema=_JSON)
+        # key: entity (run/<id>, model/<name>, data/<ds>/<stage>); value: {series: state}
         self.series_state = app.Table("series", partitions=n, schema=_JSON)
         self._alert_codec = AvroSerializer("aitrace.Alert")
         self._indexer: Any = None
@@ -149,7 +152,7 @@ class Runtime:
             out = RecordOutput(None, [letter], [], [])
         await self._send_letters(out.dead_letters)
         for key, value in out.chunks:
-            await self.series_topic.send(key=key.encode(), value=value)
+            await self.series_topic.send(key=key.encode(), value=value, force=True)
         await self.index(out.actions)
         staged.commit()
 
@@ -178,13 +181,13 @@ class Runtime:
             await self._send_letters([letter])
             return
         for alert in alerts:
-            await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert))
+            await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert), force=True)
         await self.index(actions)
         staged.commit()
 
     async def _send_letters(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
-            await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers())
+            await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers(), force=True)
 
     async def send_ticks(self) -> None:
         """One tick record per assigned partition, so idle traces close inside a stream event."""
@@ -262,6 +265,8 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         broker_commit_interval=options.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        # an entity's state (feature windows, pending predictions) can pass aiokafka's 1 MB default
+        producer_max_request_size=8_000_000,
         store="memory://",
         datadir=f"{options.data_dir}/{options.app_id}",
         web_enabled=bool(options.web_port),

@@ -55,7 +55,7 @@ class DetectionConfig:
     rate_window: int = 50  # requests per error-rate / accuracy window
     rate_min_events: int = 5
     missing_jump: float = 0.05
-    pending_limit: int = 20_000  # predictions / labels waiting for their partner, per model
+    pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
     rollup_window_s: float = 10.0
     index_prefix: str = "aitrace"
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
@@ -245,6 +245,7 @@ class ChunkResult:
     label_events: list[tuple[dict[str, Any], list[Any] | None]] = field(default_factory=list)  # (label, prediction)
     actions: list[Action] = field(default_factory=list)  # rollup documents
     skipped: int = 0  # series for which this chunk was a redelivery
+    applied: int = 0  # series whose state this chunk changed
 
 
 class SeriesDetectors:
@@ -287,6 +288,7 @@ class SeriesDetectors:
             result.skipped += 1
             return
         work(state)
+        result.applied += 1
         state["applied"][source] = offset
         if self._batch_id:
             state["bids"] = [*state.get("bids", [])[-(_RECENT_BATCHES - 1) :], self._batch_id]
