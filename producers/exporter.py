@@ -56,6 +56,8 @@ _BUSY_WAIT_S = 0.02
 _PROBE_INTERVAL_S = 0.25
 _DRAIN_WINDOW = 256
 _TAKE_CHUNK = 20_000
+# Producers inherited through fork(): never destroyed in the child (see Exporter.abandon).
+_ORPHANED_PRODUCERS: list[Producer] = []
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
@@ -108,6 +110,8 @@ class Exporter:
         self._producer_config = producer_config or {}
         self._producer: Producer | None = None
         self._producer_ok = False  # delivered at least once since created
+        self._producer_born = 0.0
+        self._timeout_s = settings.delivery_timeout_ms / 1000.0
         self._replace_producer = False
         self._broker_down = False
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
@@ -504,6 +508,10 @@ class Exporter:
         code = err.code()
         if code in (KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_INFLIGHT) and self._producer_ok:
             self._replace_producer = True
+        elif code == KafkaError._MSG_TIMED_OUT and time.monotonic() - self._producer_born > self._timeout_s:
+            # A producer that never delivered for a whole delivery timeout may be wedged (e.g. an
+            # idempotence state the broker rejects forever): a fresh one costs a reconnect at most.
+            self._replace_producer = True
         if err.fatal():
             self._replace_producer = True
 
@@ -586,6 +594,7 @@ class Exporter:
         }
         conf.update(self._producer_config)
         self._producer = Producer(conf)
+        self._producer_born = time.monotonic()
         self._producer_ok = False
         self._replace_producer = False
 
@@ -638,8 +647,16 @@ class Exporter:
         self._notify()
 
     def abandon(self) -> None:
-        """In a forked child: forget the parent's worker state (its thread does not exist here)."""
-        self._producer = None  # never destroy it here: its threads live in the parent
+        """In a forked child: forget the parent's worker state (its thread does not exist here).
+
+        The parent's producer must never be destroyed in the child: destroying it would wait for
+        librdkafka threads that only exist in the parent. It is kept referenced for the life of
+        the child instead (a few kilobytes).
+        """
+        if self._producer is not None:
+            _ORPHANED_PRODUCERS.append(self._producer)
+        self._producer = None
+        self._outstanding = {}  # the parent's records: the parent reports and spools them
         self.spool.abandon()
 
     def _warn_once(self, key: str, message: str) -> None:

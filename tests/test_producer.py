@@ -580,7 +580,7 @@ def test_summarize_numeric_and_categorical() -> None:
 
 
 def test_fork_child_and_parent_both_deliver(make_client: Callable[..., aitrace.Client]) -> None:
-    client = make_client(run_id="forked")
+    client = make_client(run_id="forked", delivery_timeout_ms=5000)
     client.log("info", "before fork")
     pid = os.fork()
     if pid == 0:  # the child: its own queue, producer and worker
@@ -590,11 +590,11 @@ def test_fork_child_and_parent_both_deliver(make_client: Callable[..., aitrace.C
             assert child is client
             client.log("info", "from the child")
             client.metric({"loss": 0.5}, step=1)
-            code = 0 if client.flush(timeout=30) else 2
+            code = 0 if client.flush(timeout=60) else 2
         finally:
             os._exit(code)
     client.log("info", "from the parent")
-    assert client.flush(timeout=30)
+    assert client.flush(timeout=60)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     records = read(client, lambda r: n_events(r) >= 4)
