@@ -761,3 +761,22 @@ def test_a_record_kafka_refuses_for_its_size_is_counted_not_retried_forever(
     assert event["payload"][1]["message"] == "small"
     stats = client.stats()
     assert stats["dropped_oversized"] == 1 and stats["spilled"] == 0
+
+
+def test_a_producer_that_never_delivers_is_replaced_and_the_next_one_delivers(
+    tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    port = free_port()
+    prefix = unique_name("wedged")
+    client = _unreachable(tmp_path, kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix=prefix, delivery_timeout_ms=1000)
+    broker = TansuProcess(port, tmp_path / "logs")
+    try:
+        client.log("info", "waits for a broker")
+        assert _wait(lambda: client.stats().get("producer_restarts", 0) >= 1)  # probes timed out: replaced
+        broker.start().wait_ready(60)
+        assert client.flush(timeout=60)
+        (event,) = events_of(consume(broker.bootstrap, prefix, lambda r: n_events(r) >= 1))
+        assert event["payload"][1]["message"] == "waits for a broker"
+    finally:
+        client.close(timeout=5)
+        broker.kill()
