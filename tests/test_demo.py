@@ -265,3 +265,48 @@ def test_external_stack_is_used_as_given_and_a_dead_search_server_is_a_clear_err
     assert f"aitrace demo: cannot install the index templates at {dead}" in captured.err
     assert "elasticsearch: external" in captured.out and "kafka: external" in captured.out
     assert read_state(tmp_path / "state").get("services", {}) == {}
+
+
+def test_indexed_alerts_read_back_as_alerts_and_merge_by_version() -> None:
+    from aitrace.sinks.documents import alert_document
+
+    alert = _alert(
+        title="grad_norm: spike",
+        severity="critical",
+        run_id=demo.RUN_DIVERGE,
+        feature="grad_norm",
+        step=158,
+        series="run/run-diverge/train/grad_norm",
+        first_seen=1_790_000_000_000_001,
+        last_seen=1_790_000_000_500_002,
+        statistic=5.8e8,
+        detector="spike",
+    )
+    back = demo.alert_from_document(alert_document(alert))
+    assert back is not None
+    for key in (
+        "alert_id",
+        "version",
+        "kind",
+        "detector",
+        "severity",
+        "title",
+        "series",
+        "run_id",
+        "feature",
+        "step",
+        "first_seen",
+        "last_seen",
+        "statistic",
+    ):
+        assert back[key] == alert[key], key
+    assert demo.alert_from_document({"message": "not an alert"}) is None
+    newer = {**alert, "version": 2, "title": "newer"}
+    merged = demo.merge_alerts({alert["alert_id"]: newer}, {alert["alert_id"]: alert})
+    assert merged[alert["alert_id"]]["title"] == "newer"
+    assert (
+        demo.judge(merged, _expected()).found[
+            f"divergence / exploding gradients on {demo.RUN_DIVERGE} after step {demo.DIVERGE_AT}"
+        ]["version"]
+        == 2
+    )
