@@ -192,7 +192,7 @@ class Runtime:
     async def send_ticks(self) -> None:
         """One tick record per assigned partition, so idle traces close inside a stream event."""
         for tp in self.app.consumer.assignment():
-            if tp.topic == self.ticks_name:
+            if tp.topic == self.ticks_name and tp.partition < self.options.partitions:
                 await self.ticks.send(value=b"", partition=tp.partition)
 
     def stats_line(self) -> str:
@@ -237,8 +237,18 @@ def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 
     missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
     # Output topics too: a first send to a topic the broker must auto-create was seen to stall
     # aiokafka's flush on Tansu, and an operator's broker may not auto-create at all.
-    outputs = [settings.topic("dlq"), settings.topic("alerts")]
+    # and the internal ticks / series topics: they must match the tables' partition count, and a
+    # broker that auto-creates them first (Tansu: 4 partitions) would break co-partitioning
+    outputs = [settings.topic("dlq"), settings.topic("alerts"), f"{options.app_id}-ticks", f"{options.app_id}-series"]
     missing += [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in outputs if n not in meta.topics]
+    internal = {f"{options.app_id}-ticks", f"{options.app_id}-series"}
+    wrong = {n: len(meta.topics[n].partitions) for n in internal if n in meta.topics}
+    wrong = {n: c for n, c in wrong.items() if c != partitions}
+    if wrong:
+        raise TopicLayoutError(
+            f"internal topics {sorted(wrong)} have {sorted(set(wrong.values()))} partitions, the inputs {partitions}: "
+            "delete them (they hold no data worth keeping) or use another --app-id"
+        )
     if missing:
         for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
             try:
