@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sys
-import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -787,15 +787,19 @@ def render(data: ReportData) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write next to the target and rename: a reader never sees half a page."""
+    """Write next to the target and rename: a reader never sees half a page.
+
+    The temporary file is opened normally (not with ``mkstemp``, which makes it 0600), so the
+    page gets the permissions the user's umask gives any new file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "x", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

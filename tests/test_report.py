@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -370,6 +371,10 @@ def test_cli_writes_the_page(
     assert report.run("report", _args(es_url=indexed["url"], output=out)) == 0
     text = out.read_text()
     assert "wrote" in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temporary file left behind
     # self-contained: no element loads anything from elsewhere
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "@import" not in text and "url(" not in text
