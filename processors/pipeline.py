@@ -249,7 +249,8 @@ class Pipeline:
             for r in decoded.rejected:
                 self.dlq.add(r.reason)
         fast = [fast_series(b, self.options.max_raw_rate, self.options.raw_metrics) for b in decoded.metric_blocks]
-        actions, unindexable = self.event_actions(decoded, fast)
+        # --no-index: documents are not even built (their building is indexing work)
+        actions, unindexable = self.event_actions(decoded, fast) if self.options.index else ([], [])
         if unindexable:
             letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
             self.dlq.add("unindexable", len(unindexable))
