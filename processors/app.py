@@ -121,69 +121,86 @@ class Runtime:
 
     # ------------------------------------------------------------ agents' steps
 
-    async def on_record(self, message: Any) -> None:
-        if message.topic == self.ticks_name:
-            await self.on_tick(message.partition)
-            return
+    async def on_records(self, messages: list[Any]) -> None:
+        """A batch of input records (and ticks): one bulk request, then the table writes.
+
+        Faust's ``take_events`` acknowledges the events after this returns, so offsets are
+        committed only for records whose documents were acknowledged and outputs sent.
+        """
         staged = Staged(self.traces)
+        actions: list[Action] = []
+        now = time.time()
+        for message in messages:
+            staged.partition = message.partition
+            if message.topic == self.ticks_name:
+                if message.partition < self.options.partitions:
+                    actions.extend(self.pipeline.tick(message.partition, staged, now=now))
+                continue
+            out = self._process(message, staged, now)
+            await self._send_letters(out.dead_letters)
+            for key, value in out.chunks:
+                await self.series_topic.send(key=key.encode(), value=value, force=True)
+            actions.extend(out.actions)
+        await self.index(actions)
+        staged.commit(self._writer(self.traces))
+
+    def _process(self, message: Any, staged: Staged, now: float) -> RecordOutput:
         try:
-            out = self.pipeline.process_record(
+            return self.pipeline.process_record(
                 message.value,
                 key=message.key,
                 topic=message.topic,
                 partition=message.partition,
                 offset=message.offset,
                 traces=staged,
-                now=time.time(),
+                now=now,
             )
         except Exception as exc:  # a bug on one record must not stop the worker: keep the record
             log.exception("processing failed at %s[%d]@%d", message.topic, message.partition, message.offset)
-            staged = Staged(self.traces)
-            letter = DeadLetter(
-                message.value,
-                message.key,
-                message.topic,
-                message.partition,
-                message.offset,
-                "processing-error",
-                f"{type(exc).__name__}: {exc}",
-            )
-            self.pipeline.dlq.add("processing-error")
-            out = RecordOutput(None, [letter], [], [])
-        await self._send_letters(out.dead_letters)
-        for key, value in out.chunks:
-            await self.series_topic.send(key=key.encode(), value=value, force=True)
-        await self.index(out.actions)
-        staged.commit()
+            return RecordOutput(None, [self._letter(message, exc)], [], [])
 
-    async def on_tick(self, partition: int) -> None:
-        staged = Staged(self.traces)
-        actions = self.pipeline.tick(partition, staged, now=time.time())
-        await self.index(actions)
-        staged.commit()
+    def _letter(self, message: Any, exc: Exception) -> DeadLetter:
+        self.pipeline.dlq.add("processing-error")
+        return DeadLetter(
+            message.value,
+            message.key,
+            message.topic,
+            message.partition,
+            message.offset,
+            "processing-error",
+            f"{type(exc).__name__}: {exc}",
+        )
 
-    async def on_chunk(self, message: Any) -> None:
+    async def on_chunks(self, messages: list[Any]) -> None:
+        """A batch of series chunks: alerts out, one bulk request, then the table writes."""
         staged = Staged(self.series_state)
-        try:
-            alerts, actions = self.pipeline.series(message.value, staged)
-        except Exception as exc:  # keep the chunk (it is derived data; the input record is safe upstream)
-            log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
-            letter = DeadLetter(
-                message.value,
-                message.key,
-                message.topic,
-                message.partition,
-                message.offset,
-                "processing-error",
-                f"{type(exc).__name__}: {exc}",
-            )
-            self.pipeline.dlq.add("processing-error")
-            await self._send_letters([letter])
-            return
-        for alert in alerts:
-            await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert), force=True)
+        actions: list[Action] = []
+        for message in messages:
+            staged.partition = message.partition
+            try:
+                alerts, more = self.pipeline.series(message.value, staged)
+            except Exception as exc:  # keep the chunk (derived data; the input record is safe upstream)
+                log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
+                await self._send_letters([self._letter(message, exc)])
+                continue
+            for alert in alerts:
+                await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert), force=True)
+            actions.extend(more)
         await self.index(actions)
-        staged.commit()
+        staged.commit(self._writer(self.series_state))
+
+    @staticmethod
+    def _writer(table: Any) -> Any:
+        """Write one staged key: the store, and the changelog partition of the record that changed it."""
+
+        def write(key: str, value: Any, partition: int) -> None:
+            if value is None:
+                table.data.pop(key, None)
+            else:
+                table.data[key] = value
+            table.send_changelog(partition, key, value)
+
+        return write
 
     async def _send_letters(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
@@ -287,15 +304,17 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     runtime = Runtime(app, settings, options)
     app.aitrace = runtime  # type: ignore[attr-defined]  (tests and the worker CLI reach it here)
 
+    # Batches of records: one bulk request per batch instead of one per record (osmem-server
+    # answers a small bulk in tens of ms); events are acknowledged after the batch is done.
     @app.agent(runtime.inputs, name="aitrace-records")
     async def records(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await runtime.on_record(event.message)
+        async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
+            await runtime.on_records([e.message for e in events])
 
     @app.agent(runtime.series_topic, name="aitrace-series")
     async def series(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await runtime.on_chunk(event.message)
+        async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
+            await runtime.on_chunks([e.message for e in events])
 
     @app.timer(interval=options.tick_interval_s)
     async def ticks() -> None:

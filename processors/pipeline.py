@@ -111,6 +111,8 @@ class WorkerOptions:
     drift_window: int = 200
     session_timeout_s: float = 10.0
     commit_interval_s: float = 1.0
+    batch_records: int = 200  # records per processing batch (one bulk request each)
+    batch_wait_s: float = 0.05  # how long a batch waits to fill
     data_dir: str = ".aitrace/faust"
     web_port: int = 0  # 0: no web server
 
@@ -149,6 +151,8 @@ class Staged(MutableMapping[str, Any]):
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table
         self.pending: dict[str, Any] = {}
+        self.partition = 0  # partition of the record being processed: where its keys' changelog goes
+        self._partitions: dict[str, int] = {}
 
     def __getitem__(self, key: str) -> Any:
         value = self.pending.get(key, None) if key in self.pending else self.table[key]
@@ -158,10 +162,12 @@ class Staged(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.pending[key] = value
+        self._partitions[key] = self.partition
 
     def __delitem__(self, key: str) -> None:
-        self[key]
+        self[key]  # raises KeyError for a missing key, as a mapping must
         self.pending[key] = self._GONE
+        self._partitions[key] = self.partition
 
     def __iter__(self) -> Any:
         keys = [k for k in self.table if self.pending.get(k) is not self._GONE]
@@ -176,14 +182,22 @@ class Staged(MutableMapping[str, Any]):
             return default if value is self._GONE else value
         return self.table.get(key, default)
 
-    def commit(self) -> None:
-        """Write the staged changes through (inside the same stream event, for Faust)."""
+    def commit(self, write: Any = None) -> None:
+        """Write the staged changes through.
+
+        ``write(key, value_or_None, partition)`` does the writing (the Faust app writes the
+        store and the changelog partition of the record that made the change, since a batch
+        of records spans partitions); by default the table is assigned to (None: deleted).
+        """
         for key, value in self.pending.items():
-            if value is self._GONE:
+            if write is not None:
+                write(key, None if value is self._GONE else value, self._partitions[key])
+            elif value is self._GONE:
                 self.table.pop(key, None)
             else:
                 self.table[key] = value
         self.pending.clear()
+        self._partitions.clear()
 
 
 @dataclass

@@ -32,6 +32,8 @@ _HELP = {
     "drift_window": "points per reference/current window for inference feature drift",
     "session_timeout_s": "Kafka consumer session timeout (Tansu joins much faster with 10 than Faust's default)",
     "commit_interval_s": "how often acknowledged offsets are committed",
+    "batch_records": "input records (or series chunks) processed together, indexed in one bulk request",
+    "batch_wait_s": "longest wait for a batch to fill, in seconds (latency bound)",
     "data_dir": "Faust's local data directory (the tables themselves are restored from their changelogs)",
     "web_port": "port of Faust's web server on 127.0.0.1 (0: off)",
 }
