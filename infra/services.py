@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -263,7 +264,7 @@ class _Spawner:
 _spawner = _Spawner()
 
 
-class ServiceProcess:
+class ServiceProcess(ABC):
     """One binary serving on one fixed port of 127.0.0.1. Subclasses say how to run and probe it."""
 
     binary_name: ClassVar[str] = ""
@@ -288,13 +289,13 @@ class ServiceProcess:
 
     # -- what subclasses define
 
+    @abstractmethod
     def command(self, binary: str) -> list[str]:
         """The argv that serves on ``self.port``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def probe(self, timeout: float = 2.0) -> None:
         """Return when the service answers a real client request; raise OSError otherwise."""
-        raise NotImplementedError
 
     # -- common behaviour
 

@@ -196,9 +196,7 @@ class AvroDeserializer:
     def _registered(self, schema_id: int) -> CompiledSchema:
         if schema_id not in self._by_id:
             if self._registry is None:
-                raise DecodeError(
-                    "no-registry", f"schema id {schema_id} but no schema registry is configured"
-                )
+                raise DecodeError("no-registry", f"schema id {schema_id} but no schema registry is configured")
             try:
                 text = self._registry.schema(schema_id)
                 self._by_id[schema_id] = compile_schema(json.loads(text))

@@ -58,8 +58,6 @@ class SchemaRegistryClient:
             with urllib.request.urlopen(request, timeout=self._timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise SchemaRegistryError(
-                f"schema registry {method} {path}: HTTP {exc.code} {exc.read()[:200]!r}"
-            ) from exc
+            raise SchemaRegistryError(f"schema registry {method} {path}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
         except (urllib.error.URLError, TimeoutError) as exc:
             raise SchemaRegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
