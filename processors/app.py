@@ -29,6 +29,7 @@ Redelivery after a crash is detected from the source offsets kept in the table s
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -327,6 +328,11 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_revoked.connect
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         runtime.pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic in runtime.input_names})
+
+    @app.on_worker_init.connect
+    def worker_init(sender: Any, **kwargs: Any) -> None:
+        # Faust makes <data_dir>/<app_id> but not its parents (`faust -A ... worker` path)
+        os.makedirs(options.data_dir, exist_ok=True)
 
     @app.on_before_shutdown.connect
     def before_shutdown(sender: Any, **kwargs: Any) -> None:
