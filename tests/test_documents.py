@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from aitrace.sinks import documents as d
 from aitrace.sinks import templates
-from aitrace.sinks.rollup import MetricRollup
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -409,56 +408,6 @@ def test_metric_block_length_mismatch_is_a_document_error() -> None:
     bad["series"][0]["values"] = [1.0]
     with pytest.raises(d.DocumentError, match="values"):
         d.metric_block_actions(bad)
-
-
-def test_rollup_summarizes_fast_series_and_keeps_slow_ones_raw() -> None:
-    roll = MetricRollup(window_s=10.0, max_raw_rate=2.0)
-    fast = block(200, step_us=100_000)  # 10 points/s: rolled up
-    actions = roll.add_block(fast)
-    actions += roll.flush()
-    rollups = [a for a in actions if a["_id"].startswith("rollup:")]
-    assert {a["_source"]["aitrace"]["metric"]["name"] for a in rollups} == {"loss", "lr"}
-    loss = sorted((a for a in rollups if a["_source"]["aitrace"]["metric"]["name"] == "loss"), key=lambda a: a["_id"])
-    total = sum(a["_source"]["aitrace"]["metric"]["count"] for a in loss)
-    assert total == 199  # the NaN cell is absent
-    first = loss[0]["_source"]["aitrace"]["metric"]
-    values = np.linspace(1.0, 0.0, 200)
-    in_first = np.delete(values[:100], 3)
-    assert first["count"] == 99 and first["rollup"] is True
-    assert math.isclose(first["min"], in_first.min()) and math.isclose(first["max"], in_first.max())
-    assert math.isclose(first["value"], in_first.mean()) and math.isclose(first["last"], in_first[-1])
-    assert (first["first_step"], first["last_step"]) == (0, 99)
-    for a in rollups:
-        assert_mapped(a["_source"], "events")
-    slow = MetricRollup(window_s=10.0, max_raw_rate=2.0).add_block(block(5, step_us=5_000_000))
-    assert slow and not any(a["_id"].startswith("rollup:") for a in slow)
-
-
-def test_rollup_counts_rate_across_single_point_blocks() -> None:
-    """One point per block, many blocks per second: still a fast series."""
-    roll = MetricRollup(window_s=10.0, max_raw_rate=1.0)
-    raw = []
-    for i in range(50):
-        one = block(5, step_us=1, start=T0 + i * 100_000, block_id=f"b{i}")
-        one["series"] = [{"name": "loss", "values": [float(i)] + [np.nan] * 4}]
-        raw += [a for a in roll.add_block(one) if not a["_id"].startswith("rollup:")]
-    assert len(raw) <= 11  # only until the window count passed 1/s x 10 s
-    assert roll.open_windows == 1
-
-
-def test_rollup_windows_are_stable_across_redelivery() -> None:
-    first = MetricRollup(window_s=10.0, max_raw_rate=0.5)
-    again = MetricRollup(window_s=10.0, max_raw_rate=0.5)
-    ids_1 = {a["_id"] for a in first.add_block(block(50, step_us=100_000)) + first.flush()}
-    ids_2 = {a["_id"] for a in again.add_block(block(50, step_us=100_000)) + again.flush()}
-    assert ids_1 == ids_2
-
-
-def test_rollup_emits_closed_windows_as_time_moves_on() -> None:
-    roll = MetricRollup(window_s=1.0, max_raw_rate=0.5)
-    assert not [a for a in roll.add_block(block(20, step_us=10_000)) if a["_id"].startswith("rollup:")]
-    later = roll.add_block(block(20, step_us=10_000, start=T0 + 5_000_000, block_id="late"))
-    assert [a for a in later if a["_id"].startswith("rollup:")]
 
 
 @settings(max_examples=60, deadline=None)
