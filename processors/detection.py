@@ -93,16 +93,14 @@ def _group_key(run_id: str | None, trace_id: str) -> str:
 
 
 def fast_series(block: dict[str, Any], max_raw_rate: float, raw: bool) -> set[str]:
-    """Names of the block's series that are rolled up rather than indexed point by point."""
-    if raw:
+    """Names of the block's series that are rolled up rather than indexed point by point.
+
+    Every series of a block has a point at every step (NaN/Inf included: they are data),
+    so the block's own rate decides for all of its series at once.
+    """
+    if raw or not rollup.is_fast(np.asarray(block["times"], dtype=np.int64), max_raw_rate):
         return set()
-    times = np.asarray(block["times"], dtype=np.int64)
-    fast: set[str] = set()
-    for series in block["series"]:
-        present = ~np.isnan(np.asarray(series["values"], dtype=np.float64))
-        if rollup.is_fast(times[present], max_raw_rate):
-            fast.add(series["name"])
-    return fast
+    return {series["name"] for series in block["series"]}
 
 
 def extract_chunks(
@@ -169,17 +167,14 @@ def _block_into(chunks: dict[str, Chunk], block: dict[str, Any], fast: set[str])
     times = np.asarray(block["times"], dtype=np.int64)
     split = block.get("split") or ""
     for series in block["series"]:
+        # Every cell is a value the caller sent (the producer starts a new block for a new
+        # set of names): NaN/Inf are kept, so a diverged loss reaches the nan/inf detector.
         values = np.asarray(series["values"], dtype=np.float64)
-        present = ~np.isnan(values)  # in a block NaN means "not logged at this step"
-        roll = series["name"] in fast
-        if present.all():
-            _append_series(chunk, f"{split}|{series['name']}", steps, times, values, roll)
-        elif present.any():
-            _append_series(chunk, f"{split}|{series['name']}", steps[present], times[present], values[present], roll)
+        _append_series(chunk, f"{split}|{series['name']}", steps, times, values, series["name"] in fast)
 
 
 def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
-    # One event, a handful of metrics: NaN here is data (a diverged loss) and is kept.
+    # One event, a handful of metrics: NaN here is data (a diverged loss) and is kept, as in a block.
     chunk = _run_chunk(chunks, event.get("run_id"), event["trace_id"], event["service"])
     split = p.get("split") or ""
     one_step = np.array([p["step"]], dtype=np.int64)

@@ -1,11 +1,15 @@
 """Per-window rollups of fast metric series, with the open window kept in the series state.
 
-:class:`aitrace.sinks.rollup.MetricRollup` keeps its open windows in memory; a worker that
-is killed would lose the part of a window whose records were already committed. Here the
-open window lives in the same Faust-table state as the series' detector, so it survives a
-restart and a redelivery cannot count a point twice (the caller skips chunks that are not
-newer). Documents are built by :func:`aitrace.sinks.documents.rollup_action` with the same
-epoch-aligned windows and ``_id``s.
+An open window held only in memory would lose, when the worker is killed, the part of it
+whose records were already committed. Here the open window lives in the same Faust-table
+state as the series' detector, so it survives a restart and a redelivery cannot count a
+point twice (the caller skips chunks that are not newer). Windows are aligned to the epoch
+(``time // window``) and documents are built by :func:`aitrace.sinks.documents.rollup_action`,
+so the same points give the same ``_id`` after a redelivery.
+
+NaN/Inf points are data (a diverged loss), but a mean or a minimum of them says nothing:
+the window summarises its finite points (``count``, min, max, mean, last) and counts the
+others (``nonfinite``), so no point is silently dropped. The detectors see every point.
 
 A window is indexed when a later window starts, and the open window is re-indexed (same
 ``_id``, growing counts) once per window length of event time, so a series that stops
@@ -49,9 +53,6 @@ def update(
     prefix: str,
 ) -> list[Action]:
     """Fold points into the series' windows; return rollup actions for windows to (re)index."""
-    keep = np.isfinite(values)
-    if not keep.all():
-        steps, times, values = steps[keep], times[keep], values[keep]
     if times.size == 0:
         return []
     order = np.argsort(times, kind="stable")
@@ -65,32 +66,15 @@ def update(
             steps, times, values, wid = steps[~late], times[~late], values[~late], wid[~late]
             if times.size == 0:
                 return []
-    starts = np.flatnonzero(np.r_[True, wid[1:] != wid[:-1]])
-    counts = np.diff(np.r_[starts, wid.size])
-    mins = np.minimum.reduceat(values, starts)
-    maxs = np.maximum.reduceat(values, starts)
-    sums = np.add.reduceat(values, starts)
-    lasts = values[np.r_[starts[1:], wid.size] - 1]
-    first_steps = steps[starts]
-    last_steps = steps[np.r_[starts[1:], wid.size] - 1]
     out: list[Action] = []
-    for j in range(starts.size):
-        part = {
-            "id": int(wid[starts[j]]),
-            "count": int(counts[j]),
-            "min": float(mins[j]),
-            "max": float(maxs[j]),
-            "sum": float(sums[j]),
-            "last": float(lasts[j]),
-            "first_step": int(first_steps[j]),
-            "last_step": int(last_steps[j]),
-        }
+    for part in _parts(steps, values, wid):
         if win is not None and win["id"] == part["id"]:
             win = _merge(win, part)
             continue
         if win is not None:  # a later window starts: the open one is complete
             out.append(_action(ctx, name, split, win, window_us, prefix))
         win = {**part, "written_at": None}
+    assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
     if win["written_at"] is None or last_time - win["written_at"] >= window_us:
         out.append(_action(ctx, name, split, win, window_us, prefix))
@@ -99,14 +83,55 @@ def update(
     return out
 
 
+def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[str, Any]]:
+    """One summary per run of equal window ids (points sorted by time): array work, no per-point loop.
+
+    min/max/sum/last are over the finite points (None where a window has none);
+    ``nonfinite`` counts the NaN/Inf points.
+    """
+    finite = np.isfinite(values)
+    starts = np.flatnonzero(np.r_[True, wid[1:] != wid[:-1]])
+    ends = np.r_[starts[1:], wid.size]
+    n_finite = np.add.reduceat(finite.astype(np.int64), starts)
+    mins = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
+    maxs = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    sums = np.add.reduceat(np.where(finite, values, 0.0), starts)
+    last_finite = np.maximum.reduceat(np.where(finite, np.arange(wid.size), -1), starts)
+    parts = []
+    for j in range(starts.size):
+        has = bool(n_finite[j])
+        parts.append(
+            {
+                "id": int(wid[starts[j]]),
+                "count": int(n_finite[j]),
+                "nonfinite": int(ends[j] - starts[j] - n_finite[j]),
+                "min": float(mins[j]) if has else None,
+                "max": float(maxs[j]) if has else None,
+                "sum": float(sums[j]),
+                "last": float(values[last_finite[j]]) if has else None,
+                "first_step": int(steps[starts[j]]),
+                "last_step": int(steps[ends[j] - 1]),
+            }
+        )
+    return parts
+
+
+def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
+    """min/max of two optional values (None: the window had no finite point yet)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return fn(a, b)
+
+
 def _merge(win: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return {
         **win,
         "count": win["count"] + part["count"],
-        "min": min(win["min"], part["min"]),
-        "max": max(win["max"], part["max"]),
+        "nonfinite": win.get("nonfinite", 0) + part["nonfinite"],  # state written before the count existed
+        "min": _pick(min, win["min"], part["min"]),
+        "max": _pick(max, win["max"], part["max"]),
         "sum": win["sum"] + part["sum"],
-        "last": part["last"],
+        "last": win["last"] if part["last"] is None else part["last"],
         "last_step": part["last_step"],
     }
 
@@ -123,9 +148,10 @@ def _action(
         count=win["count"],
         minimum=win["min"],
         maximum=win["max"],
-        mean=win["sum"] / win["count"],
+        mean=win["sum"] / win["count"] if win["count"] else None,
         last=win["last"],
         first_step=win["first_step"],
         last_step=win["last_step"],
+        nonfinite=win.get("nonfinite", 0),
         prefix=prefix,
     )

@@ -19,13 +19,16 @@ Layout (the index templates in :mod:`aitrace.sinks.templates` map exactly these)
   any metric name costs no mapping and Kibana can chart ``value`` split or
   filtered by ``name``. Its ``_id`` is ``<event_id>:<name>`` (the event id of a
   columnar point is ``<block_id>:<i>``), deterministic, so redelivery overwrites.
-  NaN/Inf in a TrainingMetric are data: ``value`` is null and
-  ``aitrace.metric.nonfinite`` says ``nan``, ``inf`` or ``-inf``. In a
-  MetricBlock NaN means "absent at that step" (schema doc) and is skipped.
+  NaN/Inf are data, in a TrainingMetric and in a MetricBlock alike (the producer
+  starts a new block for a new set of metric names, so every cell of a block is
+  a value the caller sent): ``value`` is null and ``aitrace.metric.nonfinite``
+  says ``nan``, ``inf`` or ``-inf``.
 * High-rate series are indexed as per-window rollups (:func:`rollup_action`,
-  built by :class:`aitrace.sinks.rollup.MetricRollup`): same name/value layout
-  with ``value`` = mean plus ``aitrace.metric.{count,min,max,last,first_step,
-  last_step}`` and ``aitrace.metric.rollup: true``.
+  built by the processors' table-backed :mod:`aitrace.processors.rollup`): same
+  name/value layout with ``value`` = mean of the finite points plus
+  ``aitrace.metric.{count,min,max,last,first_step,last_step}`` over them,
+  ``aitrace.metric.nonfinite_count`` (NaN/Inf points of the window, counted, not
+  summarised) and ``aitrace.metric.rollup: true``.
 
 ``_id`` is the event id for events, the trace id for traces and the alert id
 (dedup key) for alerts. Traces go to the daily index of their start time and
@@ -389,8 +392,10 @@ def metric_block_actions(
 ) -> list[Action]:
     """Raw name/value documents for the points of a columnar MetricBlock.
 
-    ``series`` limits to those metric names (the others are rolled up); NaN cells
-    mean "absent at that step" and are skipped. ``_id`` is ``<block_id>:<i>:<name>``.
+    ``series`` limits to those metric names (the others are rolled up). Every cell is
+    a point: NaN/Inf are values the caller sent (a diverged loss), indexed like a
+    TrainingMetric's (``value`` null, ``nonfinite`` = nan/inf/-inf). ``_id`` is
+    ``<block_id>:<i>:<name>``.
     """
     _require(block, "block_id", "trace_id", "span_id", "service", "steps", "times", "series", what="MetricBlock")
     steps = np.asarray(block["steps"], dtype=np.int64)
@@ -407,8 +412,13 @@ def metric_block_actions(
         values = np.asarray(s["values"], dtype=np.float64)
         if values.shape != steps.shape:
             raise DocumentError(f"MetricBlock {block['block_id']!r}: series {name!r} has {len(values)} values")
-        for i in np.flatnonzero(np.isfinite(values)).tolist():
-            metric = {"name": name, "value": float(values[i]), "step": int(steps[i]), "split": block.get("split")}
+        finite = np.isfinite(values)
+        for i, value in enumerate(values.tolist()):
+            metric = {"name": name, "step": int(steps[i]), "split": block.get("split")}
+            if finite[i]:
+                metric["value"] = value
+            else:
+                metric["nonfinite"] = _nonfinite(value)
             if epochs.size and epochs[i] >= 0:
                 metric["epoch"] = int(epochs[i])
             doc = _metric_doc(ctx, int(times[i]), f"{block['block_id']}:{i}", metric)
@@ -449,15 +459,20 @@ def rollup_action(
     window_start_us: int,
     window_us: int,
     count: int,
-    minimum: float,
-    maximum: float,
-    mean: float,
-    last: float,
+    minimum: float | None,
+    maximum: float | None,
+    mean: float | None,
+    last: float | None,
     first_step: int,
     last_step: int,
+    nonfinite: int = 0,
     prefix: str = "aitrace",
 ) -> Action:
     """One per-window rollup document of a metric series (name/value layout, value = mean).
+
+    ``count``, ``minimum``, ``maximum``, ``mean`` and ``last`` describe the finite points;
+    ``nonfinite`` counts the NaN/Inf points of the window (a window of only those has
+    ``count`` 0 and no value).
 
     ``_id`` = ``rollup:<trace_id>:<split>:<name>:<window_us>:<window_start_us>``: a
     window recomputed after redelivery overwrites itself.
@@ -469,6 +484,7 @@ def rollup_action(
         "split": split,
         "rollup": True,
         "count": int(count),
+        "nonfinite_count": int(nonfinite),
         "min": _num(minimum),
         "max": _num(maximum),
         "last": _num(last),

@@ -85,6 +85,7 @@ def _events_aitrace() -> Mapping:
             split=KW,
             rollup=BOOL,
             count=LONG,
+            nonfinite_count=LONG,  # rollups: NaN/Inf points of the window (count is the finite ones)
             min=DOUBLE,
             max=DOUBLE,
             last=DOUBLE,

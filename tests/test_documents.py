@@ -378,7 +378,8 @@ def test_alert_without_required_fields_is_a_document_error() -> None:
 
 def block(n: int, *, step_us: int, start: int = T0, block_id: str = "blk") -> dict[str, Any]:
     values = np.linspace(1.0, 0.0, n)
-    values[3] = np.nan  # absent at step 3
+    values[3] = np.nan  # a diverged value the caller sent: data, like any other cell
+    values[4] = -np.inf
     return {
         "block_id": block_id,
         "trace_id": TRACE,
@@ -393,13 +394,53 @@ def block(n: int, *, step_us: int, start: int = T0, block_id: str = "blk") -> di
     }
 
 
-def test_metric_block_raw_documents_skip_absent_cells() -> None:
+def test_metric_block_nonfinite_cells_are_indexed_as_data() -> None:
     actions = d.metric_block_actions(block(10, step_us=1_000_000))
-    ids = {a["_id"] for a in actions}
-    assert len(actions) == 19  # 10 lr + 9 loss (NaN at 3 is "absent")
-    assert "blk:3:loss" not in ids and "blk:3:lr" in ids
+    by_id = {a["_id"]: a["_source"]["aitrace"]["metric"] for a in actions}
+    assert len(actions) == 20  # 10 lr + 10 loss: every cell of a block is a point
+    assert ("value" not in by_id["blk:3:loss"], by_id["blk:3:loss"]["nonfinite"]) == (True, "nan")
+    assert ("value" not in by_id["blk:4:loss"], by_id["blk:4:loss"]["nonfinite"]) == (True, "-inf")
+    assert by_id["blk:5:loss"]["value"] == np.linspace(1.0, 0.0, 10)[5] and "nonfinite" not in by_id["blk:5:loss"]
     assert all(a["_source"]["aitrace"]["metric"]["epoch"] == 0 for a in actions)
     for a in actions:
+        assert_mapped(a["_source"], "events")
+
+
+def test_block_and_event_index_a_nan_loss_alike() -> None:
+    """The same NaN sent as a TrainingMetric or inside a block gives the same metric fields."""
+    one = block(10, step_us=1_000_000)
+    from_block = d.metric_block_actions(one, series={"loss"})[3]["_source"]["aitrace"]["metric"]
+    event = envelope(
+        payload=("aitrace.TrainingMetric", {"step": 3, "epoch": 0, "split": "train", "metrics": {"loss": math.nan}})
+    )
+    [from_event] = d.event_actions(event)
+    assert from_block == from_event["_source"]["aitrace"]["metric"]
+
+
+def test_rollup_document_counts_nonfinite_points_and_is_mapped() -> None:
+    ctx = d.block_context(block(10, step_us=1000))
+    common = {"name": "loss", "split": "train", "window_us": 10_000_000, "first_step": 0, "last_step": 9}
+    [mixed, only_nan] = [
+        d.rollup_action(
+            ctx, window_start_us=T0, count=8, minimum=0.1, maximum=0.9, mean=0.5, last=0.2, nonfinite=2, **common
+        ),
+        d.rollup_action(
+            ctx,
+            window_start_us=T0 + 10_000_000,
+            count=0,
+            minimum=None,
+            maximum=None,
+            mean=None,
+            last=None,
+            nonfinite=5,
+            **common,
+        ),
+    ]
+    m = mixed["_source"]["aitrace"]["metric"]
+    assert (m["count"], m["nonfinite_count"], m["value"], m["rollup"]) == (8, 2, 0.5, True)
+    n = only_nan["_source"]["aitrace"]["metric"]
+    assert (n["count"], n["nonfinite_count"]) == (0, 5) and not {"value", "min", "max", "last"} & n.keys()
+    for a in (mixed, only_nan):
         assert_mapped(a["_source"], "events")
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import aitrace
 import numpy as np
 import orjson
 import pytest
+from aitrace.config import Settings
 from aitrace.processors import rollup
 from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks
-from aitrace.processors.pipeline import pack_chunk, unpack_chunk
+from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks, fast_series
+from aitrace.processors.pipeline import Pipeline, WorkerOptions, pack_chunk, unpack_chunk
+from aitrace.schemas.codec import AvroSerializer
 
 T0 = 1_800_000_000_000_000
 
@@ -107,6 +112,55 @@ def test_loss_spike_and_nan_loss_raise_alerts_for_the_run() -> None:
     [nan_alert] = _apply(det, events=[nan_event], offset=1)
     assert nan_alert["alert_id"] != alert["alert_id"]
     assert nan_alert["detector"] == "nan" and nan_alert["severity"] == "critical"
+
+
+def test_nan_loss_inside_a_block_raises_a_critical_nan_alert() -> None:
+    det = SeriesDetectors({})
+    values = np.r_[np.random.default_rng(6).normal(1.0, 0.01, 100), np.nan, np.inf]
+    block = _loss_block(values, 0)
+    chunk = _through_json(extract_chunks([], [block], [fast_series(block, 2.0, raw=False)]))["run/r1"]
+    assert chunk["series"]["|loss"]["values"].size == 102  # NaN/Inf reach the detectors
+    result = det.apply(chunk, source="t:0", offset=0)
+    [nan_alert] = [a for a in result.alerts if a["detector"] == "nan"]
+    assert (nan_alert["severity"], nan_alert["kind"], nan_alert["step"]) == ("critical", "training", 100)
+    [window] = [a["_source"]["aitrace"]["metric"] for a in result.actions]  # 102 points in 0.1 s: one rollup
+    assert (window["count"], window["nonfinite_count"], window["last_step"]) == (100, 2, 101)
+    assert window["last"] == values[99] and window["max"] == values[:100].max()
+
+
+def test_nan_loss_sent_by_the_client_reaches_the_detectors_through_a_block(tmp_path: Path) -> None:
+    """The real producer path: Client.metric -> exporter -> MetricBlock -> Avro -> worker pipeline."""
+    captured: list[dict] = []
+
+    def capture(item: dict) -> None:  # a client processor sees each built block; keep it, send nothing
+        if "series" in item:
+            captured.append(item)
+
+    settings = Settings.from_env(
+        service="trainer", run_id="diverged", kafka_bootstrap="127.0.0.1:9", spool_dir=str(tmp_path / "spool")
+    )
+    client = aitrace.Client(settings, processors=[capture])
+    try:
+        for step in range(50):
+            client.metric({"loss": 1.0 / (step + 1)}, step=step)
+        client.metric({"loss": float("nan")}, step=50)
+        assert client.flush(timeout=10)
+    finally:
+        client.close(timeout=5)
+    [block] = captured  # same metric names: one block, the NaN a cell of it
+    assert np.isnan(block["series"][0]["values"][-1]) and block["steps"][-1] == 50
+    record = AvroSerializer("aitrace.Batch")({"batch_id": "b1", "events": [], "metric_blocks": [block]})
+    pipe = Pipeline(WorkerOptions())
+    out = pipe.process_record(record, key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
+    [(key, chunk)] = out.chunks
+    alerts, _ = pipe.series(chunk, {})
+    assert key == "run/diverged"
+    [nan_alert] = [a for a in alerts if a["detector"] == "nan"]
+    assert (nan_alert["severity"], nan_alert["step"], nan_alert["series"]) == (
+        "critical",
+        50,
+        "run/diverged/train/loss",
+    )
 
 
 def test_constant_learning_rate_is_not_a_stall_but_a_frozen_loss_is() -> None:
@@ -261,3 +315,25 @@ def test_rate_decides_raw_or_rollup() -> None:
     assert not rollup.is_fast(np.array([T0]), 2.0)
     assert not rollup.is_fast(np.array([T0, T0 + 10_000_000]), 2.0)
     assert rollup.is_fast(T0 + np.arange(100) * 1000, 2.0)
+
+
+def test_rollup_counts_nonfinite_points_across_chunks_and_summarises_the_finite_ones() -> None:
+    ctx = {"trace_id": "a" * 32, "span_id": "b" * 16, "service": "trainer", "run_id": "r"}
+    state: dict = {}
+    times = T0 + np.r_[np.arange(6) * 1000, 10_000_000].astype(np.int64)  # six points in one window, one in the next
+    values = np.array([np.nan, np.inf, 2.0, -np.inf, 1.0, np.nan, 3.0])
+    steps = np.arange(7)
+
+    def feed(lo: int, hi: int) -> list[dict]:
+        actions = rollup.update(
+            state, ctx, "loss", None, steps[lo:hi], times[lo:hi], values[lo:hi], window_us=10_000_000, prefix="p"
+        )
+        return [a["_source"]["aitrace"]["metric"] for a in actions]
+
+    [first] = feed(0, 2)  # no finite point yet: counted, no value
+    assert (first["count"], first["nonfinite_count"]) == (0, 2) and not {"value", "min", "max", "last"} & first.keys()
+    state = orjson.loads(orjson.dumps(state))  # the table's JSON round trip
+    closed, opened = feed(2, 7)  # the next window starts: the first is complete
+    assert (closed["count"], closed["nonfinite_count"], closed["min"], closed["max"]) == (2, 4, 1.0, 2.0)
+    assert (closed["value"], closed["last"], closed["first_step"], closed["last_step"]) == (1.5, 1.0, 0, 5)
+    assert (opened["count"], opened["nonfinite_count"], opened["value"]) == (1, 0, 3.0)
