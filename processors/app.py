@@ -39,9 +39,13 @@ import faust
 import orjson
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
+from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 
 log = logging.getLogger("aitrace.processors")
 
@@ -49,6 +53,37 @@ log = logging.getLogger("aitrace.processors")
 _JSON = faust.Schema(key_serializer="json", value_serializer="json")
 
 INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.system")
+
+
+# aiokafka's fetch long-polls (Faust fixes it at 1.5 s). One fetch request carries every
+# partition without buffered data, and Tansu answers it only when the wait is over, not when
+# a record arrives: the series and tick partitions (often empty) held each fetch of the input
+# for the full wait, and the worker sat idle between fetches (most of its wall time on batch
+# records). A short wait costs an idle worker a few cheap fetches per second.
+FETCH_MAX_WAIT_MS = 20
+
+
+class _AIOKafkaConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when start() builds the fetcher
+        return consumer
+
+
+class _Consumer(AIOKafkaConsumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(AIOKafkaTransport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    """Faust's app with a consumer that does not long-poll (see ``FETCH_MAX_WAIT_MS``)."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
 
 
 class Runtime:
@@ -281,9 +316,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     """A configured Faust app with the two agents, the tick timer and the stats logger."""
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
-    app = faust.App(
+    app = _App(
         options.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=options.partitions,
