@@ -40,7 +40,6 @@ import orjson
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.kafka_auth import broker_credentials
-from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action
@@ -320,7 +319,6 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     app = _App(
         options.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
         broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
         value_serializer="raw",
         key_serializer="raw",
