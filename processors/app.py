@@ -331,6 +331,12 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         table_standby_replicas=0,
         # an entity's state (feature windows, pending predictions) can pass aiokafka's 1 MB default
         producer_max_request_size=8_000_000,
+        # Faust's 1 MB per partition is ~24 training batch records (or less than one big state)
+        # per fetch round trip; the consumer must read what the producer may write
+        consumer_max_fetch_size=8_000_000,
+        # aiokafka keeps one produce request in flight per partition; with Faust's 16 KB batches
+        # every series chunk (~100 KB for a training batch record) was a round trip of its own
+        producer_max_batch_size=1_000_000,
         store="memory://",
         datadir=f"{options.data_dir}/{options.app_id}",
         web_enabled=bool(options.web_port),
