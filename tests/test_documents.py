@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aitrace.processors import synth as S
+from aitrace.processors.pipeline import Pipeline, WorkerOptions
 from aitrace.sinks import documents as d
 from aitrace.sinks import templates
 from hypothesis import given, settings
@@ -275,14 +277,34 @@ def test_inference_duration_outcome_and_error() -> None:
     assert doc["event"]["dataset"] == "aitrace.inference"
 
 
-def test_joined_ground_truth_fields_are_mapped() -> None:
-    """The processors add the joined prediction to a label document; accuracy needs ``correct`` mapped."""
-    [action] = d.event_actions(envelope(payload=("aitrace.GroundTruth", PAYLOADS["aitrace.GroundTruth"])))
-    action["_source"]["aitrace"]["ground_truth"].update(
-        {"prediction": "click", "correct": False, "prediction_event_id": "e0", "prediction_trace_id": TRACE,
-         "delay_ms": 3.5}
-    )  # fmt: skip
-    assert_mapped(action["_source"], "events")
+def test_every_document_the_processors_write_is_mapped() -> None:
+    """Documents as the worker builds them, fields the processors add included (a label joined
+    to its prediction, rollups with non-finite counts, alerts): every field is mapped."""
+    pipe = Pipeline(WorkerOptions(max_raw_rate=2.0))
+    table: dict[str, Any] = {}
+    tr = S.trace_id()
+    loss = np.r_[np.linspace(1.0, 0.5, 100), np.nan]
+    records = [
+        S.encode(
+            S.batch(
+                [S.event(S.inference("q1", "m", 5.0, prediction="dog"), trace=tr, time_us=T0)],
+                [S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": loss}, start_us=T0)],
+            )
+        ),
+        S.encode(S.batch([S.event(S.ground_truth("q1", "m", "cat"), trace=tr, time_us=T0 + 2_000_000)])),
+    ]
+    actions = []
+    for offset, record in enumerate(records):
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=offset, traces={}, now=0.0)
+        actions += out.actions
+        for _, chunk in out.chunks:
+            actions += pipe.series(chunk, table)[1]
+    [truth] = [a["_source"]["aitrace"]["ground_truth"] for a in actions if "ground_truth" in a["_source"]["aitrace"]]
+    assert truth.keys() == {"label", "prediction", "correct", "prediction_event_id", "prediction_trace_id", "delay_ms"}
+    assert (truth["correct"], truth["delay_ms"]) == (False, 2000.0)
+    assert any(a["_id"].startswith("rollup:") for a in actions) and any("-alerts-" in a["_index"] for a in actions)
+    for a in actions:
+        assert_mapped(a["_source"], a["_index"].split("-")[1])
     assert templates.field_types("events")["aitrace.ground_truth.correct"] == "boolean"
 
 
