@@ -15,7 +15,8 @@ Why a repartition topic: a model's requests arrive under many trace ids, so on e
 partition; its latency, error-rate and feature-drift windows must see all of them. The
 records agent sends each entity's chunk keyed by entity (what ``group_by`` does, but one
 input batch yields several keys, so it is an explicit send). Training runs and data
-pipelines take the same path, so every series has exactly one owner.
+pipelines take the same path, so every series has exactly one owner. The chunks of one
+entity from one batch of input records go as one record (a group), applied chunk by chunk.
 
 Delivery: outputs (DLQ, chunks, alerts) are sent at once (``force=True``: not held back
 until the next commit, so the series agent works while the records agent goes on) and
@@ -40,7 +41,7 @@ import orjson
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.kafka_auth import broker_credentials
-from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions
+from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -165,6 +166,7 @@ class Runtime:
         """
         staged = Staged(self.traces)
         actions: list[Action] = []
+        chunks: list[tuple[str, bytes]] = []
         now = time.time()
         for message in messages:
             staged.partition = message.partition
@@ -174,9 +176,11 @@ class Runtime:
                 continue
             out = self._process(message, staged, now)
             await self._send_letters(out.dead_letters)
-            for key, value in out.chunks:
-                await self.series_topic.send(key=key.encode(), value=value, force=True)
+            chunks.extend(out.chunks)
             actions.extend(out.actions)
+        # one series record per entity and batch (chunks inside applied one by one, see group_chunks)
+        for key, value in group_chunks(chunks):
+            await self.series_topic.send(key=key.encode(), value=value, force=True)
         await self.index(actions)
         staged.commit(self._writer(self.traces))
 
@@ -195,10 +199,11 @@ class Runtime:
             log.exception("processing failed at %s[%d]@%d", message.topic, message.partition, message.offset)
             return RecordOutput(None, [self._letter(message, exc)], [], [])
 
-    def _letter(self, message: Any, exc: Exception) -> DeadLetter:
+    def _letter(self, message: Any, exc: Exception, value: bytes | None = None) -> DeadLetter:
+        """A dead letter for ``message`` (or for ``value``, the one chunk of it that failed)."""
         self.pipeline.dlq.add("processing-error")
         return DeadLetter(
-            message.value,
+            message.value if value is None else value,
             message.key,
             message.topic,
             message.partition,
@@ -214,16 +219,27 @@ class Runtime:
         for message in messages:
             staged.partition = message.partition
             try:
-                alerts, more = self.pipeline.series(message.value, staged)
-            except Exception as exc:  # keep the chunk (derived data; the input record is safe upstream)
-                log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
+                parts = split_chunks(message.value)
+            except ValueError as exc:
+                log.exception("series record unreadable at %s[%d]@%d", message.topic, message.partition, message.offset)
                 await self._send_letters([self._letter(message, exc)])
                 continue
-            for alert in alerts:
-                await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert), force=True)
-            actions.extend(more)
+            for part in parts:
+                actions.extend(await self._chunk(message, part, staged))
         await self.index(actions)
         staged.commit(self._writer(self.series_state))
+
+    async def _chunk(self, message: Any, part: bytes, staged: Staged) -> list[Action]:
+        """One chunk of a series record: its alerts sent, its documents returned."""
+        try:
+            alerts, actions = self.pipeline.series(part, staged)
+        except Exception as exc:  # keep the chunk (derived data; the input record is safe upstream)
+            log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
+            await self._send_letters([self._letter(message, exc, part)])
+            return []
+        for alert in alerts:
+            await self.alerts.send(key=alert["alert_id"].encode(), value=self._alert_codec(alert), force=True)
+        return actions
 
     @staticmethod
     def _writer(table: Any) -> Any:
