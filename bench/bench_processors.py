@@ -19,6 +19,7 @@ the time from produce to the moment ``_count`` on the index reaches that documen
 
     .venv/bin/python bench/bench_processors.py                 # all of it, small sizes
     .venv/bin/python bench/bench_processors.py --records 400 --skip-latency
+    .venv/bin/python bench/bench_processors.py --records 1200 --repeat 3 --workload training --skip-latency
 """
 
 from __future__ import annotations
@@ -163,7 +164,9 @@ def pipeline_in_process(msgs: list[Any]) -> tuple[float, int, int]:
 _STATS = re.compile(r"aitrace stats t=([\d.]+) records=(\d+) events=(\d+) chunks=(\d+) series=(\d+)")
 
 
-def faust_worker(bootstrap: str, prefix: str, n_records: int, n_chunks: int, workdir: Path) -> tuple[float, str]:
+def faust_worker(
+    bootstrap: str, prefix: str, n_records: int, n_chunks: int, workdir: Path, app_id: str = ""
+) -> tuple[float, str]:
     """Run `aitrace worker --no-index`; seconds per ``n_records`` in steady state.
 
     Measured between the first stats line at or past 10 % of the records (group join and
@@ -171,7 +174,8 @@ def faust_worker(bootstrap: str, prefix: str, n_records: int, n_chunks: int, wor
     chunk is done, then scaled to all records.
     """
     env = {**os.environ, "AITRACE_KAFKA_BOOTSTRAP": bootstrap, "AITRACE_TOPIC_PREFIX": prefix}
-    argv = [sys.executable, "-m", "aitrace.infra.cli", "worker", "--no-index", "--app-id", f"{prefix}-bench"]
+    app_id = app_id or f"{prefix}-bench"  # a new app id per repeat: a new consumer group reads from the start
+    argv = [sys.executable, "-m", "aitrace.infra.cli", "worker", "--no-index", "--app-id", app_id]
     argv += ["--partitions", "1", "--stats-interval-s", "0.25", "--workers-dir", str(workdir), "-l", "info"]
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "worker.log"
@@ -338,7 +342,10 @@ def _log_batch(n: int) -> tuple[str, dict[str, Any]]:
 # ---------------------------------------------------------------- main
 
 
-def run_workload(name: str, records: list[tuple[str, bytes, int, int]], bootstrap: str, workdir: Path) -> None:
+def run_workload(
+    name: str, records: list[tuple[str, bytes, int, int]], bootstrap: str, workdir: Path, repeat: int = 1
+) -> None:
+    """The four rows, each measured ``repeat`` times in turn on the same topic; medians printed."""
     prefix = f"b{os.urandom(3).hex()}"
     topic = f"{prefix}.events.training" if name == "training" else f"{prefix}.events.inference"
     create_topic(bootstrap, topic, 1)
@@ -347,25 +354,37 @@ def run_workload(name: str, records: list[tuple[str, bytes, int, int]], bootstra
     events = sum(r[2] for r in records)
     points = sum(r[3] for r in records)
     mb = sum(len(r[1]) for r in records) / 1e6
-    raw_s, msgs = raw_consume(bootstrap, topic, n)
-    proc_s, proc_events, n_chunks = pipeline_in_process(msgs)
-    count_s = faust_count(bootstrap, topic, n, workdir / f"count-{name}")
-    worker_s, _ = faust_worker(bootstrap, prefix, n, n_chunks, workdir / f"worker-{name}")
+    times: dict[str, list[float]] = {label: [] for label in ROWS}
+    for i in range(repeat):
+        raw_s, msgs = raw_consume(bootstrap, topic, n)
+        proc_s, proc_events, n_chunks = pipeline_in_process(msgs)
+        assert proc_events == events, (proc_events, events)
+        count_s = faust_count(bootstrap, topic, n, workdir / f"count-{name}-{i}")
+        worker_s, _ = faust_worker(
+            bootstrap, prefix, n, n_chunks, workdir / f"worker-{name}-{i}", app_id=f"{prefix}-bench{i}"
+        )
+        for label, secs in zip(ROWS, (raw_s, count_s, proc_s, worker_s), strict=True):
+            times[label].append(secs)
     print(f"\n== {name}: {n} records, {events} events ({points} metric points / values), {mb:.1f} MB")
-    rows = [
-        ("raw consume (confluent-kafka)", raw_s),
-        ("Faust agent that only counts", count_s),
-        ("decode+correlate+detect in-process", proc_s),
-        ("aitrace worker --no-index (Faust)", worker_s),
-    ]
-    base = events / raw_s
-    for label, secs in rows:
+    print(f"   median of {repeat} run(s) per row, rows interleaved")
+    base = events / float(np.median(times[ROWS[0]]))
+    for label, runs in times.items():
+        secs = float(np.median(runs))
         rate = events / secs
+        each = ", ".join(f"{events / t:,.0f}" for t in runs)
         print(
-            f"  {label:<38} {n / secs:>10,.0f} records/s {rate:>12,.0f} events/s  ({rate / base:5.2f} x raw)",
+            f"  {label:<38} {n / secs:>10,.0f} records/s {rate:>12,.0f} events/s  ({rate / base:5.2f} x raw)"
+            + (f"  [each run: {each}]" if repeat > 1 else ""),
             flush=True,
         )
-    assert proc_events == events, (proc_events, events)
+
+
+ROWS = (
+    "raw consume (confluent-kafka)",
+    "Faust agent that only counts",
+    "decode+correlate+detect in-process",
+    "aitrace worker --no-index (Faust)",
+)
 
 
 def main() -> int:
@@ -373,6 +392,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=300, help="batch records per workload")
     ap.add_argument("--rate", type=float, default=1000.0, help="indexed documents/s for the latency run")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each throughput row (medians printed)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--workload", choices=["training", "mixed", "both"], default="both")
@@ -384,9 +404,9 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cpus; Tansu {kafka.bootstrap}; work dir {workdir}")
         if not args.skip_throughput:
             if args.workload in ("training", "both"):
-                run_workload("training", training_records(args.records), kafka.bootstrap, workdir)
+                run_workload("training", training_records(args.records), kafka.bootstrap, workdir, args.repeat)
             if args.workload in ("mixed", "both"):
-                run_workload("mixed", mixed_records(args.records), kafka.bootstrap, workdir)
+                run_workload("mixed", mixed_records(args.records), kafka.bootstrap, workdir, args.repeat)
         if not args.skip_latency:
             search = start_service(OsmemProcess, workdir / "search", timeout=60)
             res = latency(kafka.bootstrap, search.url, args.rate, args.seconds, workdir)
