@@ -56,11 +56,11 @@ _JSON = faust.Schema(key_serializer="json", value_serializer="json")
 INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.system")
 
 
-# aiokafka's fetch long-polls (Faust fixes it at 1.5 s). One fetch request carries every
-# partition without buffered data, and Tansu answers it only when the wait is over, not when
-# a record arrives: the series and tick partitions (often empty) held each fetch of the input
-# for the full wait, and the worker sat idle between fetches (most of its wall time on batch
-# records). A short wait costs an idle worker a few cheap fetches per second.
+# aiokafka's fetch long-polls (Faust fixes the wait at 1.5 s). One fetch request carries every
+# partition without buffered data; on Tansu a fetch whose partitions (the often empty series
+# and tick ones) had nothing was seen to be held for the whole wait, records arriving meanwhile
+# or not, and the worker sat idle between fetches (py-spy: most of its wall time on batch
+# records, series chunks waiting ~1 s). A short wait costs an idle worker cheap empty fetches.
 FETCH_MAX_WAIT_MS = 20
 
 
