@@ -139,7 +139,6 @@ class Client:
         compiled("aitrace.Batch")  # a missing or broken schema fails here, at init, with its name
         self.settings = settings
         self.redactor = redactor
-        self.sampler = next((p for p in processors or () if isinstance(p, TraceSampler)), None)
         self._processors = list(processors or ())
         self._listener = delivery_listener
         self._producer_config = producer_config

@@ -77,10 +77,6 @@ def test_append_refuses_beyond_max_bytes(tmp_path: Path) -> None:
     spool.ack(records[0])
 
 
-def _segment(spool: Spool) -> Path:
-    return sorted(spool.dir.glob("*.seg"))[0]
-
-
 def test_a_truncated_tail_is_counted_and_the_whole_frames_are_kept(tmp_path: Path) -> None:
     writer = Spool(tmp_path / "a", max_bytes=1_000_000)
     _fill(writer, 10)
