@@ -106,7 +106,7 @@ def expectations(
         ),
         Expectation(
             "the label value never seen before",
-            lambda a: str(a.get("series", "")).endswith("/__label__") and a.get("kind") in ("data_quality", "drift"),
+            lambda a: _is(a, kind="data_quality", detector="unseen_label", model=None),
         ),
         Expectation(
             f"latency spike of model {model}",

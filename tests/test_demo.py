@@ -55,7 +55,13 @@ def _all_found() -> list[dict[str, Any]]:
         ),
         _alert(title="alcohol", kind="drift", feature="alcohol", series="data/wine/ingest/alcohol"),
         _alert(title="missing", kind="data_quality", feature="magnesium", series="data/wine/ingest/magnesium"),
-        _alert(title="label", kind="drift", feature="target", series="data/wine/ingest/__label__"),
+        _alert(
+            title="label",
+            kind="data_quality",
+            detector="unseen_label",
+            feature="target",
+            series="data/wine/ingest/__label__/unseen",
+        ),
         _alert(title="latency", model=MODEL, feature="latency", series="model/x/latency", last_seen=SLOW_SINCE + 5),
         _alert(title="radius", kind="drift", model=MODEL, feature="mean_radius", series="m/f", last_seen=DRIFT_SINCE),
     ]
@@ -95,6 +101,14 @@ def test_findings_before_the_fault_do_not_count() -> None:
         f"divergence / exploding gradients on {demo.RUN_DIVERGE} after step {demo.DIVERGE_AT}",
         f"latency spike of model {MODEL}",
     }
+
+
+def test_label_drift_alone_is_not_the_unseen_label() -> None:
+    """A PSI on the label series is not the finding asked for: the alert must name the new value."""
+    alerts = _all_found()
+    alerts[3] = _alert(title="psi", kind="drift", detector="psi", feature="target", series="data/wine/ingest/__label__")
+    verdict = _judge(alerts)
+    assert [e.name for e in verdict.missed if e.required] == ["the label value never seen before"]
 
 
 def test_any_alert_on_the_healthy_run_is_a_false_alarm() -> None:

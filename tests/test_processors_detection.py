@@ -250,11 +250,41 @@ def test_data_stats_drift_missing_jump_unseen_category_and_label() -> None:
         {"0": 400, "1": 400, "2": 200},
     )
     alerts = {a["series"]: a for a in _apply(det, events=[bad], offset=2)}
-    assert set(alerts) == {"data/ds/clean/age", "data/ds/clean/city", "data/ds/clean/__label__"}
+    assert set(alerts) == {
+        "data/ds/clean/age",
+        "data/ds/clean/city",
+        "data/ds/clean/city/unseen",
+        "data/ds/clean/__label__",
+        "data/ds/clean/__label__/unseen",
+    }
     assert "missing_rate" in alerts["data/ds/clean/age"]["details"]["checks"]
     assert "mean_shift" in alerts["data/ds/clean/age"]["details"]["checks"]
-    assert "unseen_category" in alerts["data/ds/clean/city"]["details"]["checks"]
-    assert "unseen_label" in alerts["data/ds/clean/__label__"]["details"]["checks"]
+    city = alerts["data/ds/clean/city/unseen"]
+    assert city["detector"] == "unseen_category" and city["kind"] == "data_quality"
+    assert city["title"] == "value 'zz' of 'city' never seen before in ds/clean (200 rows)"
+    assert alerts["data/ds/clean/__label__/unseen"]["detector"] == "unseen_label"
+    assert alerts["data/ds/clean/__label__"]["detector"] == "psi"
+
+
+def test_an_unseen_label_is_named_even_when_the_psi_it_drives_is_critical() -> None:
+    """A few rows of a new class push the label PSI to critical; the alert must still say which
+    value is new and how many rows carry it, once per incident, and resolve on a clean batch."""
+    det = SeriesDetectors({})
+    reference = {"0": 60, "1": 70, "2": 50}
+    assert _apply(det, events=[_stats([], reference)], offset=0) == []
+    late = {"0": 60, "1": 70, "2": 50, "3": 12}
+    alerts = _apply(det, events=[_stats([], late)], offset=1)
+    [unseen] = [a for a in alerts if a["detector"] == "unseen_label"]
+    assert unseen["kind"] == "data_quality" and unseen["series"] == "data/ds/clean/__label__/unseen"
+    assert unseen["title"] == "label value '3' never seen before in ds/clean (12 rows)"
+    assert unseen["details"]["values"] == "3" and unseen["details"]["rows"] == "12"
+    [psi] = [a for a in alerts if a["series"] == "data/ds/clean/__label__"]
+    assert psi["detector"] == "psi" and psi["alert_id"] != unseen["alert_id"]
+    # The same new class in the next batch is the same incident: no second alert, no new version.
+    again = _apply(det, events=[_stats([], late)], offset=2)
+    assert not [a for a in again if a["detector"] == "unseen_label"]
+    resolved = [a for a in _apply(det, events=[_stats([], reference)], offset=3) if a["state"] == "resolved"]
+    assert {a["alert_id"] for a in resolved} == {unseen["alert_id"], psi["alert_id"]}
 
 
 # ---------------------------------------------------------------- idempotence
