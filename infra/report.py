@@ -614,6 +614,20 @@ def trace_table(traces: Sequence[Doc]) -> Table:
 # =========================================================================== collect
 
 
+@dataclass
+class _Scope:
+    """The documents one report reads: alerts, training metrics, data stats, inference, open traces."""
+
+    alerts: list[Doc]
+    training: list[Doc] = field(default_factory=list)
+    data: list[Doc] = field(default_factory=list)
+    inference: list[Doc] = field(default_factory=list)
+    traces: list[Doc] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.alerts or self.training or self.data or self.inference or self.traces)
+
+
 def collect(
     es: Any,
     *,
@@ -628,42 +642,62 @@ def collect(
     ``since`` (ISO 8601) keeps only documents from then on, e.g. one demo run on a kept stack.
     """
     fetcher = Fetcher(es, prefix, limit, since)
-    alert_filters: list[Doc] = []
-    if run:
-        alert_filters.append(_term("aitrace.run_id", run))
-    if model:
-        alert_filters.append(_term("aitrace.alert.model", model))
-    alerts = fetcher.fetch("alerts", alert_filters, ("@timestamp", "event.id"), "alert")
-
-    sections: list[Section] = []
-    training_docs: list[Doc] = []
-    data_docs: list[Doc] = []
-    inference_docs: list[Doc] = []
-    if not model:
-        training_docs = _training_docs(fetcher, run)
-        data_filters = [_term("aitrace.kind", "data")] + ([_term("aitrace.run_id", run)] if run else [])
-        data_docs = fetcher.fetch("events", data_filters, ("@timestamp", "event.id"), "data stats")
-    if not run:
-        inference_filters = [_term("aitrace.kind", "inference")] + (
-            [_term("aitrace.inference.model", model)] if model else []
-        )
-        inference_docs = fetcher.fetch("events", inference_filters, ("@timestamp", "event.id"), "inference")
-
-    trace_filters: list[Doc] = [_term("aitrace.trace.complete", False)]
-    if run:
-        trace_filters.append(_term("aitrace.run_id", run))
-    traces = fetcher.fetch("traces", trace_filters, ("@timestamp", "trace.id"), "trace")
-    if model:
-        model_traces = {_get(d, "trace.id") for d in inference_docs}
-        traces = [t for t in traces if _get(t, "trace.id") in model_traces]
-
-    if not (alerts or training_docs or data_docs or inference_docs or traces):
+    docs = _fetch_scope(fetcher, run, model)
+    if docs.empty():
         scope = f"run {run!r}" if run else f"model {model!r}" if model else "any run or model"
         when = f" since {since}" if since else ""
         raise ReportError(
             f"nothing indexed for {scope}{when} under {prefix}-*-* (has the worker indexed anything yet?)"
         )
+    summary = {
+        "alerts": len(docs.alerts),
+        "training metric documents": len(docs.training),
+        "data stats documents": len(docs.data),
+        "inference records": len(docs.inference),
+        "incomplete traces": len(docs.traces),
+    }
+    scope = f"run {run}" if run else f"model {model}" if model else "all runs and models"
+    return ReportData(
+        title=f"aitrace report: {scope}",
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        scope=scope,
+        sections=_sections(docs, run, model),
+        tables=[alert_table(docs.alerts), trace_table(docs.traces)],
+        summary=summary,
+        notes=fetcher.notes,
+    )
 
+
+def _fetch_scope(fetcher: Fetcher, run: str | None, model: str | None) -> _Scope:
+    """A run has no inference records and a model no training or data documents: neither is fetched."""
+    alert_filters: list[Doc] = []
+    if run:
+        alert_filters.append(_term("aitrace.run_id", run))
+    if model:
+        alert_filters.append(_term("aitrace.alert.model", model))
+    docs = _Scope(fetcher.fetch("alerts", alert_filters, ("@timestamp", "event.id"), "alert"))
+    if not model:
+        docs.training = _training_docs(fetcher, run)
+        data_filters = [_term("aitrace.kind", "data")] + ([_term("aitrace.run_id", run)] if run else [])
+        docs.data = fetcher.fetch("events", data_filters, ("@timestamp", "event.id"), "data stats")
+    if not run:
+        inference_filters = [_term("aitrace.kind", "inference")] + (
+            [_term("aitrace.inference.model", model)] if model else []
+        )
+        docs.inference = fetcher.fetch("events", inference_filters, ("@timestamp", "event.id"), "inference")
+
+    trace_filters: list[Doc] = [_term("aitrace.trace.complete", False)]
+    if run:
+        trace_filters.append(_term("aitrace.run_id", run))
+    docs.traces = fetcher.fetch("traces", trace_filters, ("@timestamp", "trace.id"), "trace")
+    if model:
+        model_traces = {_get(d, "trace.id") for d in docs.inference}
+        docs.traces = [t for t in docs.traces if _get(t, "trace.id") in model_traces]
+    return docs
+
+
+def _sections(docs: _Scope, run: str | None, model: str | None) -> list[Section]:
+    sections: list[Section] = []
     if not model:
         sections.append(
             Section(
@@ -671,11 +705,11 @@ def collect(
                 "Training curves",
                 "Loss, gradient norm, learning rate and accuracy per step; vertical marks are the steps "
                 "the detectors flagged, triangles on the top edge are NaN/Inf values.",
-                training_charts(training_docs, alerts),
+                training_charts(docs.training, docs.alerts),
                 "No training metrics in this scope.",
             )
         )
-    sections.append(_drift_section(alerts, data_docs, inference_docs))
+    sections.append(_drift_section(docs.alerts, docs.data, docs.inference))
     if not run:
         sections.append(
             Section(
@@ -683,27 +717,11 @@ def collect(
                 "Inference",
                 "Latency percentiles of answered requests and the error rate, per time bucket; "
                 "vertical marks are alerts on the model.",
-                inference_charts(inference_docs, alerts),
+                inference_charts(docs.inference, docs.alerts),
                 "No inference records in this scope.",
             )
         )
-    summary = {
-        "alerts": len(alerts),
-        "training metric documents": len(training_docs),
-        "data stats documents": len(data_docs),
-        "inference records": len(inference_docs),
-        "incomplete traces": len(traces),
-    }
-    scope = f"run {run}" if run else f"model {model}" if model else "all runs and models"
-    return ReportData(
-        title=f"aitrace report: {scope}",
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        scope=scope,
-        sections=sections,
-        tables=[alert_table(alerts), trace_table(traces)],
-        summary=summary,
-        notes=fetcher.notes,
-    )
+    return sections
 
 
 def _drift_section(alerts: Sequence[Doc], data_docs: Sequence[Doc], inference_docs: Sequence[Doc]) -> Section:
