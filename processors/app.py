@@ -399,4 +399,18 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     return app
 
 
-app = create_app()
+_app: faust.App | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, built on first use (``faust -A aitrace.processors.app``) rather than at import.
+
+    ``aitrace worker`` and the tests import this module to build their own app from flags:
+    an app built from the environment at import was a second app nobody ran.
+    """
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_app()
+    return _app
