@@ -9,10 +9,12 @@ same Avro binary encoding with the arrays read in bulk: ``array<double>`` items 
 loop decodes exactly, returns None and the caller uses fastavro: the result is the same
 either way (the tests compare them), only the array types differ.
 
-Layout read (``schemas/aitrace.Batch.avsc`` / ``aitrace.MetricBlock.avsc`` at the fingerprint
-this module checks): batch_id, events (must be empty), metric_blocks; each block: block_id,
-trace_id, span_id, parent_span_id?, service, service_version?, environment?, host?,
-pid? (int), run_id?, split?, steps, times, epochs (int), series[{name, values}].
+Layout read (``schemas/aitrace.Batch.avsc`` / ``aitrace.MetricBlock.avsc``; this module does
+not check the fingerprint: :class:`aitrace.processors.decode.RecordDecoder` calls it only on
+records whose single-object header is the current Batch schema's): batch_id, events (must be
+empty), metric_blocks; each block: block_id, trace_id, span_id, parent_span_id?, service,
+service_version?, environment?, host?, pid? (int), run_id?, split?, steps, times, epochs (int),
+series[{name, values}].
 """
 
 from __future__ import annotations
