@@ -8,7 +8,7 @@ Topology (all topics have ``partitions`` partitions, so Faust co-partitions them
            correlate into table <app_id>-traces (key trace id), close idle traces on ticks,
            cut the batch into per-entity chunks
              └─ <app_id>-series  (keyed by entity: run/<id>, model/<name>, data/<ds>/<stage>)
-                  └─ agent "series": detector state in table <app_id>-series (key series),
+                  └─ agent "series": detector state in table <app_id>-series (key entity),
                      alerts -> aitrace.alerts (+ index), labels joined, rollups indexed
 
 Why a repartition topic: a model's requests arrive under many trace ids, so on every
