@@ -55,7 +55,6 @@ class Capabilities:
     distribution: str
     version: str
     has_ilm: bool
-    build_flavor: str | None = None
 
     @property
     def is_opensearch(self) -> bool:
@@ -73,9 +72,8 @@ class Capabilities:
         if not isinstance(version, dict) or "number" not in version:
             raise SearchUnavailable(f"GET / did not return a version object: {str(body)[:200]}")
         distribution = str(version.get("distribution") or "elasticsearch")
-        flavor = version.get("build_flavor")
-        has_ilm = distribution == "elasticsearch" and flavor != "serverless"
-        return cls(distribution, str(version["number"]), has_ilm, flavor)
+        has_ilm = distribution == "elasticsearch" and version.get("build_flavor") != "serverless"
+        return cls(distribution, str(version["number"]), has_ilm)
 
 
 def _plain_mimetype(value: str) -> str:
