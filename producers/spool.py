@@ -70,6 +70,7 @@ class Spool:
         # Reading state.
         self._read_seg = min(self._segments, default=self._next_segment)
         self._read_off = 0
+        self._read_fd: tuple[int, int] | None = None  # (segment, fd): one open per segment while replaying
         self._frames: dict[int, set[int]] = {}  # offsets seen per segment
         self._acked: dict[int, set[int]] = {}
         self._outstanding: set[tuple[int, int]] = set()
@@ -186,15 +187,14 @@ class Spool:
 
     def _read_frame(self, seg: int, off: int) -> SpoolRecord | None:
         size = self._segments[seg]
-        with open(self._path(seg), "rb") as fh:
-            fh.seek(off)
-            head = fh.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                return None
-            length, crc = _FRAME.unpack(head)
-            if off + _FRAME.size + length > size or length < _META.size:
-                return None
-            payload = fh.read(length)
+        fd = self._reader(seg)
+        head = os.pread(fd, _FRAME.size, off)
+        if len(head) < _FRAME.size:
+            return None
+        length, crc = _FRAME.unpack(head)
+        if off + _FRAME.size + length > size or length < _META.size:
+            return None
+        payload = os.pread(fd, length, off + _FRAME.size)
         if len(payload) < length or zlib.crc32(payload) != crc:
             return None
         events, topic_len, key_len = _META.unpack_from(payload)
@@ -203,6 +203,18 @@ class Spool:
         key = payload[start + topic_len : start + topic_len + key_len]
         value = payload[start + topic_len + key_len :]
         return SpoolRecord(seg, off, topic, key, value, events)
+
+    def _reader(self, seg: int) -> int:
+        """A read descriptor for ``seg``, kept open while the replay stays in that segment."""
+        if self._read_fd is None or self._read_fd[0] != seg:
+            self._close_reader()
+            self._read_fd = (seg, os.open(self._path(seg), os.O_RDONLY))
+        return self._read_fd[1]
+
+    def _close_reader(self, seg: int | None = None) -> None:
+        if self._read_fd is not None and seg in (None, self._read_fd[0]):
+            os.close(self._read_fd[1])
+            self._read_fd = None
 
     def ack(self, record: SpoolRecord) -> None:
         """The record was delivered: never hand it out again; delete its segment once all are."""
@@ -225,6 +237,7 @@ class Spool:
             os.close(self._write_fd)
             self._write_fd = None
             self._write_seg = 0
+        self._close_reader(seg)
         with contextlib.suppress(FileNotFoundError):
             self._path(seg).unlink()
         self._segments.pop(seg, None)
@@ -234,6 +247,7 @@ class Spool:
 
     def close(self, remove_if_empty: bool = True) -> None:
         """Sync and close; the directory goes away when nothing is left in it."""
+        self._close_reader()
         if self._write_fd is not None:
             os.fsync(self._write_fd)
             os.close(self._write_fd)
@@ -250,6 +264,7 @@ class Spool:
 
     def abandon(self) -> None:
         """In a forked child: drop the parent's descriptors without touching its files or its lock."""
+        self._close_reader()
         if self._write_fd is not None:
             os.close(self._write_fd)
             self._write_fd = None
