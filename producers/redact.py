@@ -1,29 +1,42 @@
 """Redaction of secrets and personal data before an event leaves the process.
 
-Two mechanisms, both applied by :class:`Redactor`, a processor in the client's chain:
+:class:`Redactor` is a processor in the client's chain. It walks the **whole** event (envelope,
+payload, labels) or metric block, map keys included, because every string there reaches the
+broker and the index: service and run ids, request ids, span and metric names, stage and dataset
+names, category values, class labels.
 
-- **Field names.** A value whose key is on the deny list (``password``, ``token``,
-  ``authorization``, ``api_key``, ...) is replaced whole by ``[REDACTED]``. Keys are split into
-  words (``db_password`` -> ``db``, ``password``), so ``num_tokens`` or ``tokenizer`` are not
-  mistaken for ``token``. Keys on the allow list are left untouched (no pattern scan either).
-- **Patterns in text.** Every other string is scanned for: private key blocks, JWTs, bearer
-  tokens, provider API keys (``sk-``, ``ghp_``, ``xox?-``, ``AIza``, ...), AWS access key ids
-  and secret keys, ``key=value`` assignments of secret-named keys, e-mail addresses, card
-  numbers (13-19 digits with a card prefix **and** a valid Luhn checksum, so ids that fail
-  Luhn stay), IPv4 / IPv6 addresses (validated by :mod:`ipaddress`), phone numbers (with a
-  ``+`` country code or the (NNN) NNN-NNNN shape, so bare step counts stay).
+- **Field names.** A value whose key names a secret (``password``, ``db_pass``, ``apiKey``,
+  ``authorization``, ...; see :func:`_secret_key`) is replaced whole by ``[REDACTED]``, unless it is
+  a status word (``auth: healthy``). ``num_tokens``, ``tokenizer``, ``token_count`` are not secrets.
+  Keys on the user's allow list are left untouched.
+- **Patterns in text** (:mod:`aitrace.secret_patterns`): provider keys, private keys, URL
+  user-info, keyword assignments, high-entropy strings, e-mail, IBAN, SSN, cards, IP addresses;
+  and phone numbers in any country through ``phonenumbers`` (run only on text with seven
+  digits close together, so ordinary log lines never pay for it).
 
-Each match becomes ``[REDACTED:<kind>]`` and is counted per kind. Patterns are one compiled
-alternation, so text with nothing to hide costs one regex scan.
+Policy: free text gets ``[REDACTED:<kind>]``. An **identifier** (a map key or a field in
+:data:`IDENTIFIER_FIELDS`) gets ``[REDACTED:<kind>:<8 letters>]``, a keyed hash of the secret, so
+distinct ids stay distinct (no merged class counts, series still group) without the secret.
+The hash key is ``hash_key`` (set ``AITRACE_REDACT_KEY`` to share it across processes), else
+random per process: an unkeyed short hash of a phone number could be brute-forced. The event
+still travels; every replacement is counted per kind (``client.stats()["redacted_<kind>"]``).
+
+Envelope ids the client generates (``event_id``, ``trace_id``, ...) are skipped only at the top
+level and only while they look generated (hex and dashes); anything else in them is scanned.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
+import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
+
+from aitrace.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok
+
+__all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
 REDACTED = "[REDACTED]"
 
@@ -33,6 +46,7 @@ DEFAULT_DENY_WORDS = frozenset(
         "passwords",
         "passwd",
         "pwd",
+        "pass",
         "secret",
         "secrets",
         "token",
@@ -40,6 +54,7 @@ DEFAULT_DENY_WORDS = frozenset(
         "auth",
         "apikey",
         "cookie",
+        "cookies",
         "credential",
         "credentials",
         "passphrase",
@@ -51,98 +66,43 @@ DEFAULT_DENY_WORDS = frozenset(
 DEFAULT_DENY_NAMES = frozenset(
     {"api_key", "access_key", "secret_key", "private_key", "client_secret", "set_cookie", "session_id", "x_api_key"}
 )
-# Envelope fields the client fills itself: ids and numbers, never user text.
-DEFAULT_ALLOW = frozenset(
-    {"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id", "request_id", "time", "level"}
+# Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
+_SECRET_TAILS = frozenset({"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data"})
+# Envelope fields the client generates itself; skipped only at the top level and while they look generated.
+ENVELOPE_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id"})
+_GENERATED = re.compile(r"[0-9A-Fa-f.\-]{1,80}")
+DEFAULT_ALLOW: frozenset[str] = frozenset()
+# Fields whose value names something (grouped, aggregated, joined on): redacted with a stable token.
+IDENTIFIER_FIELDS = frozenset(
+    {
+        "service",
+        "service_version",
+        "environment",
+        "host",
+        "run_id",
+        "request_id",
+        "model_name",
+        "model_version",
+        "feature_version",
+        "code_version",
+        "name",
+        "stage",
+        "dataset",
+        "batch",
+        "label",
+        "split",
+        "logger",
+        "kind",
+        "error_type",
+    }
 )
-
-_SECRET_KEY_WORDS = (
-    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|authorization"
-    r"|credentials?|cookie)"
-)
-
-# Order matters: earlier alternatives win where matches overlap (a JWT inside "Bearer ...").
-_PATTERNS: list[tuple[str, str]] = [
-    ("private_key", r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?-----END[A-Z ]*PRIVATE KEY( BLOCK)?-----"),
-    ("bearer", r"(?i:\bbearer\s+)[A-Za-z0-9\-._~+/]{8,}=*"),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-    ("api_key", r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{20,}"),
-    ("api_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-    ("api_key", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}"),
-    ("api_key", r"\bxox[abprse]-[A-Za-z0-9-]{10,}"),
-    ("api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
-    ("api_key", r"\bhf_[A-Za-z0-9]{30,}"),
-    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"),
-    (
-        "secret_assignment",
-        # A secret-named key (a whole word: "num_tokens" is not "token") = a value
-        # (not a short number: token_count=5000 stays; not a boolean: auth_enabled: true stays).
-        rf"(?i:\b(?:[a-z0-9]+[_.-])*{_SECRET_KEY_WORDS}(?:[_.-][a-z0-9]+)*\b)[\"']?\s*[:=]\s*[\"']?"
-        r"(?![\d.]{1,5}\b)(?!(?i:true|false|null|none|yes|no|on|off)\b)(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&]{4,}",
-    ),
-    ("aws_secret_key", r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
-    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
-    ("card", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
-    (
-        "ipv4",
-        r"(?<![\w.:])(?<!==)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])",
-    ),
-    ("ipv6", r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])"),
-    ("phone", r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
-    ("phone", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
-]
-
-
 _SCALARS = frozenset({int, float, bool})
-
-
-def luhn_ok(digits: str) -> bool:
-    """True when ``digits`` passes the Luhn checksum (as every real card number does)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _valid_card(text: str) -> bool:
-    digits = re.sub(r"[ -]", "", text)
-    return 13 <= len(digits) <= 19 and luhn_ok(digits)
-
-
-def _valid_ipv6(text: str) -> bool:
-    if text.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", text):
-        return False
-    try:
-        ipaddress.IPv6Address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _valid_aws_secret(text: str) -> bool:
-    # 40 random base64 characters mix cases and digits; git SHAs (lower hex) and words do not.
-    return bool(re.search(r"[a-z]", text) and re.search(r"[A-Z]", text) and re.search(r"\d", text))
-
-
-_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "card": _valid_card,
-    "ipv6": _valid_ipv6,
-    "aws_secret_key": _valid_aws_secret,
-}
-
-
-def _compile(patterns: Iterable[tuple[str, str]]) -> tuple[re.Pattern[str], list[str]]:
-    kinds: list[str] = []
-    parts: list[str] = []
-    for i, (kind, regex) in enumerate(patterns):
-        kinds.append(kind)
-        parts.append(f"(?P<p{i}>{regex})")
-    return re.compile("|".join(parts)), kinds
+_CACHE_MAX = 20_000
+_CACHE_LEN = 256
+# Seven digits close together: the only text phonenumbers is asked about.
+_PHONE_HINT = re.compile(r"\d(?:[^\d\n]{0,3}\d){6}")
+_PHONE_WORDS = re.compile(r"(?i)phone|tel\b|mobile|cell|call|sms|whatsapp|fax|contact|dial|number|ring")
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 def _key_words(key: str) -> list[str]:
@@ -150,12 +110,24 @@ def _key_words(key: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
+def _compile(patterns: Iterable[tuple[str, str]]) -> tuple[re.Pattern[str], list[str], list[re.Pattern[str]]]:
+    kinds: list[str] = []
+    parts: list[str] = []
+    singles: list[re.Pattern[str]] = []
+    for i, (kind, regex) in enumerate(patterns):
+        kinds.append(kind)
+        parts.append(f"(?P<p{i}>{regex})")
+        singles.append(re.compile(regex))
+    return re.compile("|".join(parts)), kinds, singles
+
+
 class Redactor:
     """A processor that scrubs secrets and PII from events and metric blocks (see the module doc).
 
-    ``deny``/``allow`` extend the default field-name lists; ``patterns`` replaces the default
-    pattern list (``[(kind, regex), ...]``). ``counts`` tells how many values of each kind
-    were redacted.
+    ``deny``/``allow`` extend the field-name lists; ``patterns`` replaces the default pattern list
+    (``[(kind, regex), ...]``); ``phone_regions`` are the regions whose national formats
+    (``020 7946 0958``) are recognised, ``()`` turns the phonenumbers pass off. ``counts`` tells
+    how many values of each kind were redacted.
     """
 
     drop_reason = "redacted_drop"
@@ -165,6 +137,9 @@ class Redactor:
         deny: Iterable[str] = (),
         allow: Iterable[str] = (),
         patterns: Iterable[tuple[str, str]] | None = None,
+        *,
+        hash_key: str | bytes | None = None,
+        phone_regions: Iterable[str] = ("GB", "US"),
     ) -> None:
         self.deny_words = set(DEFAULT_DENY_WORDS)
         self.deny_names = set(DEFAULT_DENY_NAMES)
@@ -172,92 +147,210 @@ class Redactor:
             words = _key_words(name)
             (self.deny_words if len(words) == 1 else self.deny_names).add("_".join(words))
         self.allow = set(DEFAULT_ALLOW) | {a.lower() for a in allow}
-        self._regex, self._kinds = _compile(_PATTERNS if patterns is None else patterns)
+        self._regex, self._kinds, self._singles = _compile(PATTERNS if patterns is None else patterns)
+        self._validators: list[Validator | None] = [VALIDATORS.get(k) for k in self._kinds]
+        key = hash_key.encode() if isinstance(hash_key, str) else hash_key
+        self._hash_key = (key or os.urandom(16))[:64]
+        self._regions = tuple(phone_regions) if patterns is None else ()
         self.counts: Counter[str] = Counter()
         self._key_cache: dict[str, int] = {}
+        self._cache: dict[tuple[str, bool, bool], tuple[str, tuple[str, ...]]] = {}
 
     # -- field names
 
     def key_action(self, key: str) -> int:
-        """0: scan the value, 1: redact it whole (deny list), 2: leave it (allow list). Cached per key."""
+        """0: scan the value, 1: redact it whole (a secret's name), 2: leave it (allow list). Cached per key."""
         action = self._key_cache.get(key)
         if action is None:
             words = _key_words(key)
-            joined = "_".join(words)
-            if key.lower() in self.allow or joined in self.allow:
+            if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
-            elif joined in self.deny_names or any(w in self.deny_words for w in words):
-                action = 1
             else:
-                action = 0
+                action = 1 if self._secret_key(words) else 0
             if len(self._key_cache) < 10_000:
                 self._key_cache[key] = action
         return action
 
+    def _secret_key(self, words: list[str]) -> bool:
+        """A secret word (or pair) followed by nothing or by tails (``password_hash``); not ``token_count``."""
+        for i, word in enumerate(words):
+            pair = "_".join(words[i : i + 2])
+            if pair in self.deny_names:
+                rest = words[i + 2 :]
+            elif word in self.deny_words:
+                rest = words[i + 1 :]
+            else:
+                continue
+            if all(w in _SECRET_TAILS for w in rest):
+                return True
+        return False
+
     # -- text
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every pattern match replaced by ``[REDACTED:<kind>]``."""
-        if not text or len(text) < 6:
+    def scrub(self, text: str, ident: bool = False, version: bool = False) -> str:
+        """``text`` with every secret replaced; ``ident`` gives stable tokens, ``version`` leaves dotted quads."""
+        if len(text) < 6:
             return text
-        return self._regex.sub(self._replace, text)
+        if len(text) > _CACHE_LEN:
+            return self._scrub(text, ident, version, None)
+        cache_key = (text, ident, version)
+        hit = self._cache.get(cache_key)
+        if hit is None:
+            found: list[str] = []
+            hit = (self._scrub(text, ident, version, found), tuple(found))
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[cache_key] = hit
+        else:
+            for kind in hit[1]:  # a repeated value is counted each time it is redacted
+                self.counts[kind] += 1
+        return hit[0]
 
-    def _replace(self, match: re.Match[str]) -> str:
-        group = match.group(0)
-        # The p<i> groups are the outermost ones, so lastgroup names the alternative that matched.
-        kind = self._kinds[int((match.lastgroup or "p0")[1:])]
-        validator = _VALIDATORS.get(kind)
-        if validator is not None and not validator(group):
-            return group
+    def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        out = self._patterns(text, ident, version, found)
+        if self._regions and _PHONE_HINT.search(out):
+            out = self._phones(out, ident, found)
+        return out
+
+    def _patterns(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        regex = self._regex
+        match = regex.search(text)
+        if match is None:
+            return text
+        parts: list[str] = []
+        pos = 0
+        while match is not None:
+            start = match.start()
+            hit = self._accept(text, match, version)
+            if hit is None:  # a shape benign text shares: look again one character on
+                match = regex.search(text, start + 1)
+                continue
+            kind, end = hit
+            parts.append(text[pos:start])
+            parts.append(self._token(kind, text[start:end], ident, found))
+            pos = end
+            match = regex.search(text, end) if end > start else regex.search(text, end + 1)
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def _accept(self, text: str, match: re.Match[str], version: bool) -> tuple[str, int] | None:
+        """``(kind, end)`` of the first alternative at this position that passes its check."""
+        start = match.start()
+        first = int((match.lastgroup or "p0")[1:])
+        candidate: re.Match[str] | None = match
+        for i in range(first, len(self._kinds)):
+            if i > first:
+                candidate = self._singles[i].match(text, start)
+            if candidate is None or candidate.end() == start:
+                continue
+            kind = self._kinds[i]
+            if version and kind == "ipv4":
+                continue
+            check = self._validators[i]
+            if check is None or check(candidate.group(0), text, start):
+                return kind, candidate.end()
+        return None
+
+    def _token(self, kind: str, secret: str, ident: bool, found: list[str] | None) -> str:
         self.counts[kind] += 1
-        return f"[REDACTED:{kind}]"
+        if found is not None:
+            found.append(kind)
+        if not ident:
+            return f"[REDACTED:{kind}]"
+        digest = hashlib.blake2b(secret.encode(), key=self._hash_key, digest_size=4).hexdigest()
+        return f"[REDACTED:{kind}:{digest.translate(_LETTERS)}]"  # letters only: no digits for later passes
+
+    def _phones(self, text: str, ident: bool, found: list[str] | None) -> str:
+        import phonenumbers
+
+        spans: dict[int, int] = {}
+        for region in self._regions:
+            for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+                if _phone_shaped(m.raw_string, text, m.start):
+                    spans[m.start] = max(spans.get(m.start, 0), m.end)
+        if not spans:
+            return text
+        parts: list[str] = []
+        pos = 0
+        for start in sorted(spans):
+            if start < pos:
+                continue
+            parts.append(text[pos:start])
+            parts.append(self._token("phone", text[start : spans[start]], ident, found))
+            pos = spans[start]
+        parts.append(text[pos:])
+        return "".join(parts)
 
     # -- structures
 
-    def value(self, value: Any) -> Any:
+    def value(self, value: Any, ident: bool = False, version: bool = False) -> Any:
         """Redact a value of any shape (strings scanned, mappings by key, sequences item by item)."""
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return self.mapping(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
+        kind = type(value)
+        if kind is str:
+            return self.scrub(value, ident, version)
+        if kind is dict:
+            return self.mapping(value, ident_values=ident, version=version)
+        if kind is list:
+            if not value or type(value[0]) in _SCALARS:  # Avro arrays are typed: a numeric column
+                return value
+            return [self.value(v, ident, version) for v in value]
+        if kind is tuple and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
             return (value[0], self.mapping(value[1]))  # an Avro union branch: (record name, fields)
         return value
 
-    def mapping(self, mapping: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``mapping`` with deny-listed keys blanked and other values redacted."""
-        out: dict[str, Any] = {}
+    def mapping(
+        self, mapping: dict[Any, Any], top: bool = False, ident_values: bool = False, version: bool = False
+    ) -> dict[Any, Any]:
+        """A copy of ``mapping``: keys scrubbed as identifiers, secret-named values blanked, others redacted."""
+        out: dict[Any, Any] = {}
         for key, val in mapping.items():
-            if val is None or type(val) in _SCALARS:  # most payload fields: nothing to scan or blank
-                out[key] = val
+            name = self.scrub(key, True) if isinstance(key, str) else key
+            if val is None or type(val) in _SCALARS:
+                out[name] = val
                 continue
-            action = self.key_action(key) if isinstance(key, str) else 0
-            if action == 2:
-                out[key] = val
-            elif action == 1 and not isinstance(val, dict | list):
-                self.counts["field"] += 1
-                out[key] = REDACTED
-            elif action == 1 and isinstance(val, dict):
-                out[key] = {k: REDACTED for k in val}
-                self.counts["field"] += len(val)
+            if not isinstance(key, str):
+                out[name] = self.value(val, ident_values, version)
+                continue
+            action = self.key_action(key)
+            if action == 2 or (top and key in ENVELOPE_IDS and isinstance(val, str) and _GENERATED.fullmatch(val)):
+                out[name] = val
+            elif action == 1:
+                out[name] = self._blank(val)
             else:
-                out[key] = self.value(val)
+                ident = ident_values or key in IDENTIFIER_FIELDS or key == "labels"
+                out[name] = self.value(val, ident, version or "version" in key or "versions" in key)
         return out
 
+    def _blank(self, value: Any) -> Any:
+        """The value of a secret-named field: gone, whatever its shape (status words stay: ``auth: healthy``)."""
+        if isinstance(value, str):
+            if value.strip().lower() in STATUS_WORDS or not value:
+                return value
+            self.counts["field"] += 1
+            return REDACTED
+        if isinstance(value, dict):
+            self.counts["field"] += len(value)
+            return {self.scrub(k, True) if isinstance(k, str) else k: REDACTED for k in value}
+        if isinstance(value, list):
+            self.counts["field"] += len(value)
+            return [REDACTED for _ in value]
+        return value
+
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Processor entry point: an Event (scrub payload and labels) or a MetricBlock (scrub names)."""
-        if "payload" in item:
-            item["payload"] = self.value(item["payload"])
-            if item.get("labels"):
-                item["labels"] = self.mapping(item["labels"])
-            return item
-        for series in item.get("series", ()):
-            series["name"] = self.scrub(series["name"])
-        return item
+        """Processor entry point: an Event or a MetricBlock, walked whole (envelope, payload, labels, names)."""
+        return self.mapping(item, top=True)
 
     @property
     def total(self) -> int:
         """How many values were redacted so far, all kinds together."""
         return sum(self.counts.values())
+
+
+def _phone_shaped(raw: str, text: str, start: int) -> bool:
+    """A formatted number (``+``, ``00``, separators, a trunk ``0``) or one a phone word announces.
+
+    A bare run of digits without such a word is an id, a step or a timestamp.
+    """
+    if raw.startswith(("+", "00")) or re.search(r"[ ().-]", raw):
+        return True
+    return bool(_PHONE_WORDS.search(text[max(0, start - 30) : start]))

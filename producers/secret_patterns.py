@@ -1,0 +1,312 @@
+"""What a secret or a piece of personal data looks like: the patterns and checks :mod:`aitrace.redact` uses.
+
+Each entry of :data:`PATTERNS` is ``(kind, regex)``; a kind listed in :data:`VALIDATORS` must
+also pass its check (a checksum, an entropy test, a look at the words around it), so shapes
+that benign ML text shares (ids, versions, hashes) stay. Coverage follows detect-secrets'
+plugins (AWS, Azure storage, Artifactory, URL user-info, Discord, GitHub, GitLab, IBM, JWT,
+Mailchimp, npm, OpenAI, PyPI, SendGrid, Slack, Softlayer, Square, Stripe, Twilio, Telegram,
+private keys, keyword assignments, high-entropy strings) plus personal data: e-mail (non-ASCII
+too), phone numbers, IBAN (mod 97), US SSN, card numbers (prefix + Luhn), IP addresses.
+
+Choices that keep benign text:
+
+- **IPv4.** A dotted quad right after a version word or a library name (``cudnn 8.9.2.26``,
+  ``driver=535.104.05.01``, ``torch==...``) or followed by ``-``/``+``/``~`` and a word (a
+  package revision) is a version, not an address.
+- **Cards.** 13-19 digits need a card prefix (Visa, Mastercard, Amex, Discover, Diners, JCB,
+  UnionPay, Maestro) and Luhn; an unseparated run right after an id word (``sample``,
+  ``step``, ``id``, ``seed``, ...) is an id, unless a card word is near.
+- **High entropy.** Only base64-like runs of 24+ characters mixing upper, lower and digits
+  with Shannon entropy and class changes of random text. Pure hex (git SHAs, sha256, trace
+  ids, UUIDs) is never flagged by entropy alone: hex secrets are caught by their key
+  (``secret=...``) or their provider shape.
+- **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and
+  placeholders are not secrets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words whose value is a secret when they name a key ("db_password", "apiKey", "--token").
+SECRET_WORDS = (
+    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|password|passwd|passphrase"
+    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas)"
+)
+# A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
+_TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data))?"
+_KEY = rf"(?i:(?<![\w.-])[\w.-]*?{SECRET_WORDS}{_TAIL})(?![A-Za-z0-9])"
+# A value: quoted (spaces allowed) or a bare run up to a delimiter.
+_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
+
+STATUS_WORDS = _words(
+    "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
+    "failed failure success succeeded successful required optional missing expired valid invalid pending "
+    "granted denied basic bearer oauth oauth2 sso ldap saml kerberos iam anonymous unknown default set unset "
+    "empty redacted hidden masked present absent active inactive error ready n/a na"
+)
+_ID_WORDS = _words(
+    "id ids idx index sample samples step steps seed row rows batch offset shard example record uid key "
+    "request trace span order item doc document image frame token tokens epoch iteration iter run"
+)
+_CARD_WORDS = re.compile(r"(?i)card|credit|debit|visa|master|amex|discover|payment|\bcc\b|\bpan\b|billing")
+_VERSION_WORDS = _words(
+    "v ver version versions release rel build driver firmware fw cudnn cuda nccl tensorrt trt onnx onnxruntime "
+    "torch pytorch tensorflow tf jax jaxlib numpy python py cublas cufft libcudnn libcudnn8 libnccl mkl openmpi "
+    "protobuf triton nvidia gcc clang glibc kernel linux ubuntu rocm hip apex xla openvino cutlass nvcc "
+    "cudatoolkit bios vbios rev revision tag image"
+)
+
+PATTERNS: list[tuple[str, str]] = [
+    # Private keys, with or without their END line (a truncated log line still hides the body).
+    (
+        "private_key",
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+        r"|(?:[A-Za-z0-9+/=\s]|\\[nr]|[A-Za-z-]+: [^\n]*\n)*)",
+    ),
+    ("private_key", r"PuTTY-User-Key-File-\d: [\s\S]*?Private-Lines: \d+(?:\s|\\n)+(?:[A-Za-z0-9+/=]+(?:\s|\\n)*)+"),
+    # Credentials in a URL's user-info (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
+    ("url_credentials", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
+    ("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
+    ("discord_webhook", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
+    ("bearer", r"(?i:\bbearer\s+)[A-Za-z0-9\-._~+/]{8,}=*"),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+    ("openai_key", r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9+/=]{24,}"),
+    ("github_token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}"),
+    (
+        "gitlab_token",
+        r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas|glffct)-[A-Za-z0-9_-]{20,64}"
+        r"|\bGR1348941[A-Za-z0-9_-]{20,}",
+    ),
+    ("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"),
+    ("google_key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}"),
+    ("pypi_token", r"\bpypi-AgE[A-Za-z0-9_-]{50,}"),
+    ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b|(?i:_authToken)\s*=\s*[^\s\"']+"),
+    ("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,50}"),
+    ("square_token", r"\bsq0(?:atp|csp|idp)-[0-9A-Za-z_-]{22,43}|\bEAAA[A-Za-z0-9_-]{60}"),
+    ("twilio_key", r"\b(?:AC|SK)[0-9a-f]{32}\b"),
+    ("mailchimp_key", r"\b[0-9a-f]{32}-us\d{1,2}\b"),
+    ("telegram_token", r"(?<![\w:])\d{8,10}:[A-Za-z0-9_-]{35}(?![\w-])"),
+    ("discord_token", r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b"),
+    ("azure_storage_key", r"(?i:AccountKey|SharedAccessKey)=[A-Za-z0-9+/=]{40,88}|\bsig=[A-Za-z0-9%+/=]{30,}"),
+    ("artifactory_token", r"(?<![\w-])(?:AKC[a-zA-Z0-9]{10,}|AP[\dABCDEF][a-zA-Z0-9]{8,})(?![\w-])"),
+    ("softlayer_key", r"(?i:softlayer|\bsl)[\w-]{0,20}?(?:key|token)[\"']?\s*[:=]\s*[\"']?[a-z0-9]{64}\b"),
+    ("softlayer_key", r"api\.softlayer\.com/(?:soap|rest)/v3(?:\.1)?/[a-z0-9]{64}"),
+    ("ibm_key", r"(?i:ibm[\w-]{0,30}?(?:key|pwd|password|pass|token|secret))[\"']?\s*[:=]\s*[\"']?[\w-]{40,48}"),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
+    # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
+    ("secret_assignment", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+)[\"']?{_VALUE}"),
+    ("secret_assignment", rf"(?<!\S)--?{_KEY}(?:\s+|=){_VALUE}"),
+    # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
+    ("secret_assignment", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
+    ("aws_secret_key", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    (
+        "email",
+        r"(?<![\w.%+-])[\w.%+-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[a-z0-9-]{2,})(?![\w-])",
+    ),
+    ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+    ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-])"),
+    ("ssn", r"(?i:\b(?:ssn|social[ _-]security(?:[ _-]number)?)\b)[\"']?\s*[:=#]?\s*[\"']?\d{9}\b"),
+    ("card", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
+    (
+        "ipv4",
+        r"(?<![\w.:])(?<!==)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])",
+    ),
+    ("ipv6", r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])"),
+    ("phone", r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
+    ("phone", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
+    ("high_entropy", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,256}={0,2}(?![\w+/=.-])"),
+]
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when ``digits`` passes the Luhn checksum (as every real card number does)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def shannon(text: str) -> float:
+    """Bits per character of ``text``'s own character distribution."""
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def _class(ch: str) -> int:
+    return 0 if ch.isdigit() else 1 if ch.isupper() else 2 if ch.islower() else 3
+
+
+def looks_random(text: str) -> bool:
+    """Random base64/url-safe text: all three classes, high entropy, class changes like noise (not words)."""
+    body = text.rstrip("=")
+    if not (any(c.isdigit() for c in body) and any(c.isupper() for c in body) and any(c.islower() for c in body)):
+        return False
+    if re.search(r"[a-z]{7}|[A-Z][a-z]{4,}[A-Z_/-]", body) and body.count("/") + body.count("-") + body.count("_") > 1:
+        return False  # words joined by separators: a path, a model name, a class name
+    changes = sum(_class(a) != _class(b) for a, b in itertools.pairwise(body)) / (len(body) - 1)
+    return changes >= 0.4 and shannon(body) >= (3.9 if len(body) < 32 else 4.2)
+
+
+def _before(text: str, start: int, width: int = 32) -> str:
+    return text[max(0, start - width) : start]
+
+
+def _valid_card(match: str, text: str, start: int) -> bool:
+    digits = re.sub(r"[ -]", "", match)
+    if not (13 <= len(digits) <= 19 and luhn_ok(digits) and _card_prefix(digits)):
+        return False
+    context = text[max(0, start - 40) : start + len(match) + 20]
+    if _CARD_WORDS.search(context):
+        return True
+    if digits != match:
+        return True  # grouped like a card on a receipt
+    words = re.findall(r"[a-z]+", _before(text, start, 24).lower())
+    return not (words and words[-1] in _ID_WORDS)
+
+
+def _card_prefix(d: str) -> bool:
+    two, four = int(d[:2]), int(d[:4])
+    return (
+        d[0] == "4"
+        or 51 <= two <= 55
+        or 2221 <= four <= 2720
+        or two in (34, 37, 36, 38, 62, 65)
+        or d[:4] == "6011"
+        or 644 <= int(d[:3]) <= 649
+        or 300 <= int(d[:3]) <= 305
+        or 3528 <= four <= 3589
+        or two in (50, 56, 57, 58, 63, 67)
+    )
+
+
+def _valid_ipv4(match: str, text: str, start: int) -> bool:
+    after = text[start + len(match) : start + len(match) + 2]
+    if len(after) == 2 and after[0] in "-+~" and after[1].isalnum():
+        return False  # 8.9.2.26-1: a package revision
+    before = _before(text, start, 40)
+    if re.search(r"(?:==|~=|>=|<=|!=)\s*$", before):
+        return False  # a pinned version
+    word = re.search(r"([A-Za-z][A-Za-z0-9]*)[\s=:_/-]*v?$", before)
+    if word is None:
+        return True
+    name = word.group(1).lower()
+    return name not in _VERSION_WORDS and name.rstrip("0123456789") not in _VERSION_WORDS
+
+
+def _valid_ipv6(match: str, text: str, start: int) -> bool:
+    import ipaddress
+
+    if match.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", match):
+        return False
+    try:
+        ipaddress.IPv6Address(match.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_aws_secret(match: str, text: str, start: int) -> bool:
+    # 40 random base64 characters mix cases and digits; git SHAs (lower hex) and words do not.
+    return bool(re.search(r"[a-z]", match) and re.search(r"[A-Z]", match) and re.search(r"\d", match))
+
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
+    "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18,
+    "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23,
+    "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27,
+    "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29,
+    "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26,
+    "UA": 29, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_ok(text: str) -> bool:
+    """A country's IBAN length and the ISO 13616 mod-97 check."""
+    iban = text.replace(" ", "")
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
+    return int(digits) % 97 == 1
+
+
+def _valid_iban(match: str, text: str, start: int) -> bool:
+    return iban_ok(match)
+
+
+def _valid_ssn(match: str, text: str, start: int) -> bool:
+    digits = re.sub(r"\D", "", match)[-9:]
+    if digits[:3] in ("000", "666") or digits[0] == "9" or digits[3:5] == "00" or digits[5:] == "0000":
+        return False
+    return digits not in ("078051120", "219099999")  # famous advertising numbers, never issued to a person
+
+
+def _value_of(match: str) -> str:
+    """The value part of a keyword assignment (after the first separator), unquoted."""
+    sep = re.search(r"[:=]>?|\s+(?:is|was)\s+|\s", match)
+    value = match[sep.end() :] if sep else match
+    return value.strip().strip("\"'")
+
+
+def _valid_assignment(match: str, text: str, start: int) -> bool:
+    if match.startswith("-p") and not match.startswith("-p-"):
+        return _valid_dash_p(match, text, start)
+    value = _value_of(match)
+    low = value.lower()
+    if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***")):
+        return False
+    if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value):
+        return False  # token_ttl=3600, auth_timeout: 30s
+    key = match[: len(match) - len(value)].lower()
+    return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
+
+
+def _valid_dash_p(match: str, text: str, start: int) -> bool:
+    context = text[max(0, start - 60) : start + len(match) + 20].lower()
+    return bool(re.search(r"pass|pwd|secret|token|mysql|mariadb|psql|redis-cli|mongo|sshpass|rabbitmq", context))
+
+
+def _valid_email(match: str, text: str, start: int) -> bool:
+    local = match.split("@", 1)[0]
+    return local != "git"  # git@github.com:org/repo is an ssh remote, not a person
+
+
+def _valid_url_credentials(match: str, text: str, start: int) -> bool:
+    return match not in ("", "git")
+
+
+def _valid_high_entropy(match: str, text: str, start: int) -> bool:
+    return looks_random(match)
+
+
+Validator = Callable[[str, str, int], bool]
+
+VALIDATORS: dict[str, Validator] = {
+    "card": _valid_card,
+    "ipv4": _valid_ipv4,
+    "ipv6": _valid_ipv6,
+    "aws_secret_key": _valid_aws_secret,
+    "iban": _valid_iban,
+    "ssn": _valid_ssn,
+    "secret_assignment": _valid_assignment,
+    "email": _valid_email,
+    "url_credentials": _valid_url_credentials,
+    "high_entropy": _valid_high_entropy,
+}
