@@ -170,6 +170,9 @@ class Client:
             "sampled": True,
             "labels": self._labels,
         }
+        if self.redactor is not None:
+            # Scrubbed once here as well as per event: the service name also names the Kafka client (client.id).
+            envelope = self.redactor.mapping(envelope, top=True)
         self._exporter = Exporter(
             settings,
             self._queue,
@@ -503,8 +506,12 @@ def _validate(settings: Settings) -> None:
 def default_processors(
     settings: Settings, deny: Iterable[str] = (), allow: Iterable[str] = ()
 ) -> tuple[list[Processor], Redactor]:
-    """The default chain: head sampling by trace, then redaction."""
-    redactor = Redactor(deny=deny, allow=allow)
+    """The default chain: head sampling by trace, then redaction.
+
+    ``AITRACE_REDACT_KEY`` keys the hash tokens of redacted identifiers, so every process of a
+    deployment writes the same token for the same secret (unset: a random key per process).
+    """
+    redactor = Redactor(deny=deny, allow=allow, hash_key=os.environ.get("AITRACE_REDACT_KEY") or None)
     return [TraceSampler(settings.sample_rate), redactor], redactor
 
 

@@ -44,7 +44,8 @@ SECRET_WORDS = (
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
 _TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data))?"
-_KEY = rf"(?i:(?<![\w.-])[\w.-]*?{SECRET_WORDS}{_TAIL})(?![A-Za-z0-9])"
+_KEY_BODY = rf"(?i:[\w.-]*?{SECRET_WORDS}{_TAIL})(?![A-Za-z0-9])"
+_KEY = rf"(?<![\w.-]){_KEY_BODY}"
 # A value: quoted (spaces allowed) or a bare run up to a delimiter.
 _VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|(?i:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
 
@@ -107,7 +108,7 @@ PATTERNS: list[tuple[str, str]] = [
     ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
     ("secret_assignment", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+)[\"']?{_VALUE}"),
-    ("secret_assignment", rf"(?<!\S)--?{_KEY}(?:\s+|=){_VALUE}"),
+    ("secret_assignment", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
     ("aws_secret_key", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
@@ -116,7 +117,7 @@ PATTERNS: list[tuple[str, str]] = [
         r"(?<![\w.%+-])[\w.%+-]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[a-z0-9-]{2,})(?![\w-])",
     ),
     ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
-    ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-])"),
+    ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}(?:-(?!00)\d{2}-|\s(?!00)\d{2}\s)(?!0000)\d{4}(?![\w-])"),
     ("ssn", r"(?i:\b(?:ssn|social[ _-]security(?:[ _-]number)?)\b)[\"']?\s*[:=#]?\s*[\"']?\d{9}\b"),
     ("card", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
     (
@@ -266,12 +267,12 @@ def _value_of(match: str) -> str:
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
-    if match.startswith("-p") and not match.startswith("-p-"):
-        return _valid_dash_p(match, text, start)
     value = _value_of(match)
     low = value.lower()
     if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***")):
-        return False
+        return False  # not a secret, a placeholder, or one already redacted
+    if match.startswith("-p") and not match.startswith("-p-"):
+        return _valid_dash_p(match, text, start)
     if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value):
         return False  # token_ttl=3600, auth_timeout: 30s
     key = match[: len(match) - len(value)].lower()
@@ -279,6 +280,8 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
 
 
 def _valid_dash_p(match: str, text: str, start: int) -> bool:
+    if re.fullmatch(r"-p\s*\d{1,5}", match):
+        return False  # a port (redis-cli -p 6379, ssh -p 2222)
     context = text[max(0, start - 60) : start + len(match) + 20].lower()
     return bool(re.search(r"pass|pwd|secret|token|mysql|mariadb|psql|redis-cli|mongo|sshpass|rabbitmq", context))
 
