@@ -15,7 +15,7 @@ names, category values, class labels.
   digits close together, so ordinary log lines never pay for it).
 
 Policy: free text gets ``[REDACTED:<kind>]``. An **identifier** (a map key or a field in
-:data:`IDENTIFIER_FIELDS`) gets ``[REDACTED:<kind>:<8 letters>]``, a keyed hash of the secret, so
+:data:`IDENTIFIER_FIELDS`) gets ``[REDACTED:<kind>#<8 letters>]``, a keyed hash of the secret, so
 distinct ids stay distinct (no merged class counts, series still group) without the secret.
 The hash key is ``hash_key`` (set ``AITRACE_REDACT_KEY`` to share it across processes), else
 random per process: an unkeyed short hash of a phone number could be brute-forced. The event
@@ -102,6 +102,7 @@ _CACHE_LEN = 256
 # Seven digits close together: the only text phonenumbers is asked about.
 _PHONE_HINT = re.compile(r"\d(?:[^\d\n]{0,3}\d){6}")
 _PHONE_WORDS = re.compile(r"(?i)phone|tel\b|mobile|cell|call|sms|whatsapp|fax|contact|dial|number|ring")
+_BARE_VERSION = re.compile(r"\s*v?[\d.]+(?:[-+~][\w.+~-]*)?\s*")
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
@@ -244,8 +245,8 @@ class Redactor:
             if candidate is None or candidate.end() == start:
                 continue
             kind = self._kinds[i]
-            if version and kind == "ipv4":
-                continue
+            if version and kind == "ipv4" and _BARE_VERSION.fullmatch(text):
+                continue  # {"cudnn": "8.9.2.26"}: a version field holding only a version
             check = self._validators[i]
             if check is None or check(candidate.group(0), text, start):
                 return kind, candidate.end()
@@ -258,7 +259,7 @@ class Redactor:
         if not ident:
             return f"[REDACTED:{kind}]"
         digest = hashlib.blake2b(secret.encode(), key=self._hash_key, digest_size=4).hexdigest()
-        return f"[REDACTED:{kind}:{digest.translate(_LETTERS)}]"  # letters only: no digits for later passes
+        return f"[REDACTED:{kind}#{digest.translate(_LETTERS)}]"  # letters, no ":" : a second pass finds nothing
 
     def _phones(self, text: str, ident: bool, found: list[str] | None) -> str:
         import phonenumbers

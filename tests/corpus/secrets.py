@@ -205,8 +205,11 @@ def _key_items(rng: random.Random) -> list[Item]:
         ("github_token", lambda: "ghp_" + _rand(r, _B64, 36), "git clone https://{}@github.com/org/repo"),
         ("github_token", lambda: "github_pat_11" + _rand(r, _B64 + "_", 70), "GH_TOKEN {}"),
         ("gitlab_token", lambda: "glpat-" + _rand(r, _B64 + "-_", 20), "gitlab ci uses {}"),
-        ("slack_token", lambda: f"xoxb-{r.randint(10**10, 10**11)}-{r.randint(10**10, 10**11)}-" + _rand(r, _B64, 24),
-         "slack bot {}"),  # fmt: skip
+        (
+            "slack_token",
+            lambda: f"xoxb-{r.randint(10**10, 10**11)}-{r.randint(10**10, 10**11)}-" + _rand(r, _B64, 24),
+            "slack bot {}",
+        ),
         ("stripe_key", lambda: "sk_live_" + _rand(r, _B64, 24), "stripe {}"),
         ("stripe_key", lambda: "whsec_" + _rand(r, _B64, 32), "webhook signing secret {}"),
         ("stripe_key", lambda: "rk_live_" + _rand(r, _B64, 24), "restricted {}"),
@@ -224,16 +227,25 @@ def _key_items(rng: random.Random) -> list[Item]:
         ("twilio_key", lambda: "SK" + _rand(r, _HEX, 32), "twilio api {}"),
         ("mailchimp_key", lambda: _rand(r, _HEX, 32) + "-us" + str(r.randint(1, 20)), "mailchimp {}"),
         ("telegram_token", lambda: f"{r.randint(10**8, 10**9)}:" + _rand(r, _B64 + "-_", 35), "bot {} polling"),
-        ("discord_token", lambda: "M" + _rand(r, _B64, 23) + "." + _rand(r, _B64, 6) + "." + _rand(r, _B64, 27),
-         "discord bot {}"),  # fmt: skip
-        ("azure_storage_key", lambda: _rand(r, _B64 + "+/", 86) + "==",
-         "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={};EndpointSuffix=core.windows.net"),  # fmt: skip
+        (
+            "discord_token",
+            lambda: "M" + _rand(r, _B64, 23) + "." + _rand(r, _B64, 6) + "." + _rand(r, _B64, 27),
+            "discord bot {}",
+        ),
+        (
+            "azure_storage_key",
+            lambda: _rand(r, _B64 + "+/", 86) + "==",
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={};EndpointSuffix=core.windows.net",
+        ),
         ("artifactory_token", lambda: "AKC" + _rand(r, _B64, 70), "artifactory {}"),
         ("ibm_key", lambda: _rand(r, _B64 + "-_", 44), "ibm_cloud_api_key: {}"),
         ("softlayer_key", lambda: _rand(r, _HEX + "ghijklmnop", 64), "softlayer_api_key={}"),
         ("bearer", lambda: _rand(r, _B64 + "._-", 40), "Authorization: Bearer {}"),
-        ("basic_auth", lambda: base64.b64encode(f"user:{_rand(r, _B64, 10)}".encode()).decode(),
-         '{{"Authorization": "Basic {}"}}'),  # fmt: skip
+        (
+            "basic_auth",
+            lambda: base64.b64encode(f"user:{_rand(r, _B64, 10)}".encode()).decode(),
+            '{{"Authorization": "Basic {}"}}',
+        ),
         ("aws_secret_key", lambda: aws_secret.pop(), "aws_secret_access_key={}"),
         ("aws_secret_key", lambda: _rand(r, _B64 + "/+", 40), "s3 signer key/{}"),
         ("high_entropy", lambda: _rand(r, _B64, 40), "X-Signature: {}"),
