@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from aitrace.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok
+from aitrace.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok, triggers
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
@@ -111,15 +111,21 @@ def _key_words(key: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
-def _compile(patterns: Iterable[tuple[str, str]]) -> tuple[re.Pattern[str], list[str], list[re.Pattern[str]]]:
+_ALWAYS = "always"
+# A compiled pass: the alternation, the pattern indices in it, and each pattern alone (by index).
+_Pass = tuple["re.Pattern[str] | None", tuple[int, ...], dict[int, "re.Pattern[str]"]]
+
+
+def _split(patterns: Iterable[tuple[str, ...]]) -> tuple[list[str], list[str], list[str]]:
+    """Kinds, triggers and regexes of ``(kind, regex)`` or ``(kind, trigger, regex)`` entries."""
     kinds: list[str] = []
-    parts: list[str] = []
-    singles: list[re.Pattern[str]] = []
-    for i, (kind, regex) in enumerate(patterns):
-        kinds.append(kind)
-        parts.append(f"(?P<p{i}>{regex})")
-        singles.append(re.compile(regex))
-    return re.compile("|".join(parts)), kinds, singles
+    trigs: list[str] = []
+    regexes: list[str] = []
+    for entry in patterns:
+        kinds.append(entry[0])
+        trigs.append(entry[1] if len(entry) == 3 else _ALWAYS)
+        regexes.append(entry[-1])
+    return kinds, trigs, regexes
 
 
 class Redactor:
@@ -148,13 +154,20 @@ class Redactor:
             words = _key_words(name)
             (self.deny_words if len(words) == 1 else self.deny_names).add("_".join(words))
         self.allow = set(DEFAULT_ALLOW) | {a.lower() for a in allow}
-        self._regex, self._kinds, self._singles = _compile(PATTERNS if patterns is None else patterns)
+        self._kinds, self._triggers, self._regexes = _split(PATTERNS if patterns is None else patterns)
+        self._singles = [re.compile(r) for r in self._regexes]
         self._validators: list[Validator | None] = [VALIDATORS.get(k) for k in self._kinds]
+        self._passes: dict[frozenset[str], _Pass] = {}
+        keyword = [i for i, t in enumerate(self._triggers) if t == "kv"]
+        self._kv_lower = self._compile(keyword)
+        self._kv_any_case = self._compile(keyword, re.IGNORECASE)
         key = hash_key.encode() if isinstance(hash_key, str) else hash_key
         self._hash_key = (key or os.urandom(16))[:64]
         self._regions = tuple(phone_regions) if patterns is None else ()
         self.counts: Counter[str] = Counter()
         self._key_cache: dict[str, int] = {}
+        # Per clean key: (scrubbed name, key action, identifier field, version field).
+        self._plans: dict[str, tuple[str, int, bool, bool]] = {}
         self._cache: dict[tuple[str, bool, bool], tuple[str, tuple[str, ...]]] = {}
 
     # -- field names
@@ -208,48 +221,73 @@ class Redactor:
         return hit[0]
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
-        out = self._patterns(text, ident, version, found)
-        if self._regions and _PHONE_HINT.search(out):
-            out = self._phones(out, ident, found)
-        return out
+        fired = triggers(text)
+        if "kv" in fired:  # keyword patterns first, on the lower-cased text (see secret_patterns)
+            lower = text.lower()
+            if len(lower) == len(text):
+                text = self._run(text, lower, self._kv_lower, ident, version, found)
+            else:  # a character whose lower case is longer: offsets would shift
+                text = self._run(text, text, self._kv_any_case, ident, version, found)
+        text = self._run(text, text, self._pass_for(fired), ident, version, found)
+        if self._regions and "digits" in fired and _PHONE_HINT.search(text):
+            text = self._phones(text, ident, found)
+        return text
 
-    def _patterns(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
-        regex = self._regex
-        match = regex.search(text)
+    def _pass_for(self, fired: frozenset[str]) -> _Pass:
+        """One alternation of the (non-keyword) patterns whose trigger fired, compiled once per set of triggers."""
+        entry = self._passes.get(fired)
+        if entry is None:
+            active = [i for i, t in enumerate(self._triggers) if t == _ALWAYS or (t in fired and t != "kv")]
+            entry = self._passes[fired] = self._compile(active)
+        return entry
+
+    def _compile(self, active: list[int], flags: int = 0) -> _Pass:
+        if not active:
+            return None, (), {}
+        regex = re.compile("|".join(f"(?P<p{i}>{self._regexes[i]})" for i in active), flags)
+        singles = {i: re.compile(self._regexes[i], flags) for i in active}
+        return regex, tuple(active), singles
+
+    def _run(self, text: str, scan: str, run: _Pass, ident: bool, version: bool, found: list[str] | None) -> str:
+        """Replace what ``run`` finds in ``scan`` (``text`` or its lower case: same offsets) in ``text``."""
+        regex = run[0]
+        match = regex.search(scan) if regex is not None else None
         if match is None:
             return text
         parts: list[str] = []
         pos = 0
         while match is not None:
             start = match.start()
-            hit = self._accept(text, match, version)
+            hit = self._accept(text, scan, match, run, version)
             if hit is None:  # a shape benign text shares: look again one character on
-                match = regex.search(text, start + 1)
+                match = regex.search(scan, start + 1)
                 continue
             kind, end = hit
             parts.append(text[pos:start])
             parts.append(self._token(kind, text[start:end], ident, found))
             pos = end
-            match = regex.search(text, end) if end > start else regex.search(text, end + 1)
+            match = regex.search(scan, end) if end > start else regex.search(scan, end + 1)
         parts.append(text[pos:])
         return "".join(parts)
 
-    def _accept(self, text: str, match: re.Match[str], version: bool) -> tuple[str, int] | None:
+    def _accept(self, text: str, scan: str, match: re.Match[str], run: _Pass, version: bool) -> tuple[str, int] | None:
         """``(kind, end)`` of the first alternative at this position that passes its check."""
+        _, active, singles = run
         start = match.start()
         first = int((match.lastgroup or "p0")[1:])
-        candidate: re.Match[str] | None = match
-        for i in range(first, len(self._kinds)):
+        end: int | None = match.end()
+        for i in active[active.index(first) :]:
             if i > first:
-                candidate = self._singles[i].match(text, start)
-            if candidate is None or candidate.end() == start:
+                candidate = singles[i].match(scan, start)
+                end = candidate.end() if candidate is not None else None
+            if end is None or end == start:
                 continue
             kind = self._kinds[i]
             if version and kind == "ipv4" and _BARE_VERSION.fullmatch(text):
                 continue  # {"cudnn": "8.9.2.26"}: a version field holding only a version
             check = self._validators[i]
-            if check is None or check(candidate.group(0), text, start):
-                return kind, candidate.end()
+            if check is None or check(text[start:end], text, start):
+                return kind, end
         return None
 
     def _token(self, kind: str, secret: str, ident: bool, found: list[str] | None) -> str:
@@ -304,23 +342,36 @@ class Redactor:
     ) -> dict[Any, Any]:
         """A copy of ``mapping``: keys scrubbed as identifiers, secret-named values blanked, others redacted."""
         out: dict[Any, Any] = {}
+        plans = self._plans
         for key, val in mapping.items():
-            name = self.scrub(key, True) if isinstance(key, str) else key
-            if val is None or type(val) in _SCALARS:
-                out[name] = val
-                continue
-            if not isinstance(key, str):
-                out[name] = self.value(val, ident_values, version)
-                continue
-            action = self.key_action(key)
-            if action == 2 or (top and key in ENVELOPE_IDS and isinstance(val, str) and _GENERATED.fullmatch(val)):
+            plan = plans.get(key) if type(key) is str else None
+            if plan is None:
+                plan = self._plan(key)
+            name, action, ident, versioned = plan
+            if val is None or type(val) in _SCALARS or action == 2 or (top and _generated(key, val)):
                 out[name] = val
             elif action == 1:
                 out[name] = self._blank(val)
+            elif type(val) is str:
+                out[name] = self.scrub(val, ident or ident_values, version or versioned)
             else:
-                ident = ident_values or key in IDENTIFIER_FIELDS or key == "labels"
-                out[name] = self.value(val, ident, version or "version" in key or "versions" in key)
+                out[name] = self.value(val, ident or ident_values, version or versioned)
         return out
+
+    def _plan(self, key: Any) -> tuple[Any, int, bool, bool]:
+        """(scrubbed name, key action, identifier field, version field) of a key; cached while the key is clean."""
+        if not isinstance(key, str):
+            return key, 0, False, False
+        before = self.total
+        plan = (
+            self.scrub(key, True),
+            self.key_action(key),
+            key in IDENTIFIER_FIELDS or key == "labels",
+            "version" in key,
+        )
+        if self.total == before and len(self._plans) < 10_000:
+            self._plans[key] = plan  # a key holding a secret is scrubbed, and counted, every time it comes
+        return plan
 
     def _blank(self, value: Any) -> Any:
         """The value of a secret-named field: gone, whatever its shape (status words stay: ``auth: healthy``)."""
@@ -345,6 +396,11 @@ class Redactor:
     def total(self) -> int:
         """How many values were redacted so far, all kinds together."""
         return sum(self.counts.values())
+
+
+def _generated(key: str, value: Any) -> bool:
+    """An envelope id the client generated (hex and dashes): nothing in it to scan."""
+    return key in ENVELOPE_IDS and type(value) is str and _GENERATED.fullmatch(value) is not None
 
 
 def _phone_shaped(raw: str, text: str, start: int) -> bool:

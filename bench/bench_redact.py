@@ -1,0 +1,121 @@
+"""What redaction costs per event: the exporter's work on one event with and without the Redactor.
+
+``python bench/bench_redact.py [--n 20000] [--runs 7]`` prints the median over runs of µs per
+event for: building a log event as the exporter does (payload + envelope), the same plus
+redaction, and redaction alone for a few shapes (a benign log line, one with an e-mail and a
+phone number, a data-stats event, a metric block of 10 series x 100 rows, the encode step for
+scale). Messages differ per event (a step number), so the text cache does not flatter them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aitrace import events as ev
+from aitrace.redact import Redactor
+from aitrace.schemas.codec import AvroSerializer
+
+ENVELOPE = {
+    "service": "trainer",
+    "service_version": "1.4.2",
+    "environment": "prod",
+    "host": "gpu-node-17",
+    "pid": 4242,
+    "run_id": "run-2024-06-01-bert",
+    "sampled": True,
+    "labels": {"team": "ml", "model": "bert-base-uncased"},
+}
+
+
+def _event(kind: int, fields: dict[str, Any], i: int) -> dict[str, Any]:
+    event = dict(ENVELOPE)
+    event["event_id"] = f"7d33302d1864-{i:x}"
+    event["time"] = 1_717_000_000_000_000 + i
+    event["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
+    event["span_id"] = "00f067aa0ba902b7"
+    event["parent_span_id"] = None
+    event["payload"] = (ev.RECORD_OF_KIND[kind], ev.PAYLOAD_BUILDERS[kind](fields, Counter()))
+    return event
+
+
+def log_fields(i: int) -> dict[str, Any]:
+    message = f"step {i} loss=0.{i % 9973:04d} lr=3.0e-04 grad_norm=4.21 tokens/s=18234.5"
+    return {"level": "info", "message": message, "logger": "train", "attributes": {"step": i, "epoch": 3}}
+
+
+def pii_fields(i: int) -> dict[str, Any]:
+    message = f"user jane.doe{i}@example.com called +44 20 7946 0{i % 900 + 100} about run {i}"
+    return {"level": "warning", "message": message, "logger": "support", "attributes": {"ticket": str(i)}}
+
+
+def data_fields(i: int) -> dict[str, Any]:
+    features = [
+        {"name": f"f{j}", "count": 1000, "mean": 0.5, "quantiles": {"0.5": 0.5, "0.99": 0.99}} for j in range(8)
+    ]
+    features.append(
+        {"name": "city", "dtype": "categorical", "count": 1000, "categories": {"berlin": 600, "paris": 400}}
+    )
+    return {"stage": "ingest", "dataset": "tx", "features": features, "class_counts": {"fraud": 3, "ok": 997}}
+
+
+def block(i: int) -> dict[str, Any]:
+    names = ["loss", "val/loss", "acc", "lr", "grad_norm", "tokens_per_s", "gpu0/mem", "gpu0/util", "step_s", "wd"]
+    return {
+        "block_id": f"b-{i:x}",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+        "parent_span_id": None,
+        **{k: v for k, v in ENVELOPE.items() if k not in ("sampled", "labels")},
+        "split": "train",
+        "steps": list(range(100)),
+        "times": list(range(100)),
+        "epochs": [],
+        "series": [{"name": n, "values": [0.1] * 100} for n in names],
+    }
+
+
+def _batch(event: dict[str, Any]) -> dict[str, Any]:
+    return {"batch_id": "b", "events": [event], "metric_blocks": []}
+
+
+def median_us(work: Callable[[int], Any], n: int, runs: int) -> float:
+    samples = []
+    for r in range(runs):
+        t0 = time.perf_counter()
+        for i in range(n):
+            work(r * n + i)
+        samples.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    redactor = Redactor()
+    encode = AvroSerializer("aitrace.Batch")
+    cases: list[tuple[str, Callable[[int], Any]]] = [
+        ("log event: build", lambda i: _event(ev.LOG, log_fields(i), i)),
+        ("log event: build + redact", lambda i: redactor(_event(ev.LOG, log_fields(i), i))),
+        ("log event: build + Avro encode (1 per batch)", lambda i: encode(_batch(_event(ev.LOG, log_fields(i), i)))),
+        ("log event with e-mail + phone: build", lambda i: _event(ev.LOG, pii_fields(i), i)),
+        ("log event with e-mail + phone: build + redact", lambda i: redactor(_event(ev.LOG, pii_fields(i), i))),
+        ("data stats (9 features): build", lambda i: _event(ev.DATA, data_fields(i), i)),
+        ("data stats (9 features): build + redact", lambda i: redactor(_event(ev.DATA, data_fields(i), i))),
+        ("metric block 10x100: build", block),
+        ("metric block 10x100: build + redact", lambda i: redactor(block(i))),
+    ]  # fmt: skip
+    for name, work in cases:
+        n = args.n if "block" not in name else max(1, args.n // 10)
+        print(f"{name:48s} {median_us(work, n, args.runs):8.2f} µs")
+    print(f"redacted so far: {dict(redactor.counts)}")
+
+
+if __name__ == "__main__":
+    main()
