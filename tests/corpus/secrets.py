@@ -278,6 +278,11 @@ def _private_key_items(rng: random.Random) -> list[Item]:
         items.append(("private_key_no_end", body, f"config dump: {truncated}"))
     body = base64.b64encode(rng.randbytes(48)).decode()
     items.append(("private_key", body, f'{{"key": "-----BEGIN EC PRIVATE KEY-----\\n{body}\\n"}}'))
+    for _ in range(2):  # a GCP service-account file logged whole: the key's own name comes first
+        body = base64.b64encode(rng.randbytes(48)).decode()
+        key = f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"
+        sa = f'{{"type": "service_account", "private_key": "{key}"}}'
+        items.append(("private_key", body, sa))
     return items
 
 
