@@ -210,12 +210,31 @@ def _class(ch: str) -> int:
     return 0 if ch.isdigit() else 1 if ch.isupper() else 2 if ch.islower() else 3
 
 
+# A segment that reads as a word, a camel-cased name, a number with a unit or a version ("Llama", "MiniLM",
+# "patch16", "8B", "v0"); random text seldom makes one longer than a few characters.
+_WORDISH = re.compile(
+    r"(?:[A-Z][a-z]+|[A-Z]{2,5}|[a-z]{2,})+(?:[A-Z]?\d+[A-Za-z]?)?|\d+[A-Za-z]{0,2}|[A-Za-z]\d{0,3}[A-Za-z]?|v\d+"
+)
+_CAMEL_WORD = re.compile(r"[A-Z][a-z]{2,}|[a-z]{3,}")
+
+
+def _wordy(body: str) -> bool:
+    """Mostly words: separated (``meta-llama/Meta-Llama-3-8B-Instruct``) or camel-cased (``ResNet50ImageNet1K``)."""
+    if sum(map(len, _CAMEL_WORD.findall(body))) >= 0.65 * len(body):
+        return True
+    segments = re.split(r"[/_.+-]", body)
+    if len(segments) < 2:
+        return False
+    wordy = sum(len(s) for s in segments if _WORDISH.fullmatch(s))
+    return wordy >= 0.75 * sum(len(s) for s in segments)
+
+
 def looks_random(text: str) -> bool:
     """Random base64/url-safe text: all three classes, high entropy, class changes like noise (not words)."""
     body = text.rstrip("=")
     if not (any(c.isdigit() for c in body) and any(c.isupper() for c in body) and any(c.islower() for c in body)):
         return False
-    if re.search(r"[a-z]{7}|[A-Z][a-z]{4,}[A-Z_/-]", body) and body.count("/") + body.count("-") + body.count("_") > 1:
+    if _wordy(body):
         return False  # words joined by separators: a path, a model name, a class name
     changes = sum(_class(a) != _class(b) for a, b in itertools.pairwise(body)) / (len(body) - 1)
     return changes >= 0.4 and shannon(body) >= (3.9 if len(body) < 32 else 4.2)
