@@ -99,8 +99,10 @@ IDENTIFIER_FIELDS = frozenset(
 _SCALARS = frozenset({int, float, bool})
 _CACHE_MAX = 20_000
 _CACHE_LEN = 256
-# Seven digits close together: the only text phonenumbers is asked about.
-_PHONE_HINT = re.compile(r"\d(?:[^\d\n]{0,3}\d){6}")
+# Seven digits grouped as a phone number is written (the only text phonenumbers is asked about: it
+# costs 70-250 µs a call); dates and times are taken out first, floats never qualify (no "." here).
+_PHONE_RUN = re.compile(r"\+?\(?\d(?:[ ()-]{0,2}\d){6,}")
+_DATETIME = re.compile(r"\d{4}-\d\d-\d\d|\d{1,2}:\d\d(?::\d\d)?(?:[.,]\d+)?")
 _PHONE_WORDS = re.compile(r"(?i)phone|tel\b|mobile|cell|call|sms|whatsapp|fax|contact|dial|number|ring")
 _BARE_VERSION = re.compile(r"\s*v?[\d.]+(?:[-+~][\w.+~-]*)?\s*")
 _LETTERS = str.maketrans("0123456789", "ghijklmnop")
@@ -229,7 +231,7 @@ class Redactor:
             else:  # a character whose lower case is longer: offsets would shift
                 text = self._run(text, text, self._kv_any_case, ident, version, found)
         text = self._run(text, text, self._pass_for(fired), ident, version, found)
-        if self._regions and "digits" in fired and _PHONE_HINT.search(text):
+        if self._regions and "digits" in fired and _phone_hint(text):
             text = self._phones(text, ident, found)
         return text
 
@@ -401,6 +403,18 @@ class Redactor:
 def _generated(key: str, value: Any) -> bool:
     """An envelope id the client generated (hex and dashes): nothing in it to scan."""
     return key in ENVELOPE_IDS and type(value) is str and _GENERATED.fullmatch(value) is not None
+
+
+def _phone_hint(text: str) -> bool:
+    """Worth asking phonenumbers: a ``+``/``00`` prefix or separators, or any seven digits after a phone word."""
+    plain = _DATETIME.sub(" ", text)
+    for match in _PHONE_RUN.finditer(plain):
+        run = match.group(0)
+        if run[0] in "+(" or run.startswith("00") or re.search(r"\d[ ()-]", run):
+            return True
+        if _PHONE_WORDS.search(plain[max(0, match.start() - 30) : match.start()]):
+            return True
+    return False
 
 
 def _phone_shaped(raw: str, text: str, start: int) -> bool:
