@@ -225,3 +225,41 @@ def test_processor_redacts_event_payloads_labels_and_metric_names(redactor: Reda
     name = redactor(block)["series"][0]["name"]
     assert re.fullmatch(r"loss \[REDACTED:email#[a-p]{8}\]", name), name
     assert redactor(block)["series"][0]["name"] == name
+
+
+def test_secret_named_fields_keep_status_words_and_non_secret_tails(redactor: Redactor) -> None:
+    out = redactor.mapping(
+        {"auth": "healthy", "token": "none", "token_count": "5000", "auth_enabled": "yes", "password_hash": "x1"}
+    )
+    assert out == {"auth": "healthy", "token": "none", "token_count": "5000", "auth_enabled": "yes",
+                   "password_hash": REDACTED}  # fmt: skip
+
+
+def test_the_whole_event_is_walked_envelope_ids_and_keys_included(redactor: Redactor) -> None:
+    event = {
+        "event_id": "7d33302d1864-1",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "jane@example.com",  # not generated: scanned
+        "service": "svc-ops@example.com",
+        "run_id": "run-10.1.2.3",
+        "labels": {"owner@example.com": "x", "team": "ml"},
+        "payload": (
+            "aitrace.InferenceRecord",
+            {"request_id": "req 4111 1111 1111 1111", "attributes": {"trace_id": "bob@example.com"}},
+        ),
+    }
+    out = redactor(event)
+    assert out["event_id"] == "7d33302d1864-1" and out["trace_id"] == event["trace_id"]
+    assert "@" not in repr(out) and "4111" not in repr(out) and "10.1.2.3" not in repr(out)
+    assert re.fullmatch(r"svc-ops\[REDACTED:email#[a-p]{8}\]|\[REDACTED:email#[a-p]{8}\]", out["service"])
+    assert out["payload"][1]["request_id"].startswith("req [REDACTED:card#")
+    assert redactor.counts["email"] == 4 and redactor.counts["card"] == 1 and redactor.counts["ipv4"] == 1
+
+
+def test_version_fields_keep_dotted_versions_but_not_addresses(redactor: Redactor) -> None:
+    payload = {"library_versions": {"cudnn": "8.9.2.26"}, "code_version": "deployed from 10.0.0.7"}
+    out = redactor.mapping(payload)
+    assert out["library_versions"] == {"cudnn": "8.9.2.26"}
+    assert out["code_version"] == "deployed from [REDACTED:ipv4#" + out["code_version"].split("#")[1]
+    # the policy: a dotted quad is a version only right after a version word or a library name
+    assert redactor.scrub("cudnn 8.9.2.26 and 8.9.2.26") == "cudnn 8.9.2.26 and [REDACTED:ipv4]"
