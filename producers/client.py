@@ -299,6 +299,78 @@ class Client:
         fields = {"status": status, "message": message}
         self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, True))
 
+    @contextmanager
+    def run(
+        self,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        code_version: str | None = None,
+        libraries: Iterable[str] = (),
+    ) -> Iterator[Client]:
+        """A run as a ``with`` block: STARTED on entry, FINISHED on a normal exit.
+
+        An exception inside is recorded (an error log with its traceback, then FAILED; KILLED for
+        ``KeyboardInterrupt``) and re-raised. ``name`` travels as the STARTED event's message.
+        """
+        fields = {
+            "status": "STARTED",
+            "config": dict(config or {}),
+            "seed": seed,
+            "code_version": code_version,
+            "library_versions": ev.library_versions(libraries),
+            "message": name,
+        }
+        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
+        try:
+            yield self
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+            self.log("error", f"run failed: {type(exc).__qualname__}: {exc}", exc_info=exc, logger="aitrace.run")
+            self.run_finished(status=status, message=f"{type(exc).__qualname__}: {exc}")
+            raise
+        self.run_finished(status="FINISHED", message=name)
+
+    def checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        **attributes: Any,
+    ) -> dict[str, Any]:
+        """Record a saved checkpoint: path, size, sha256 (streamed, in the caller) and the metrics it was saved at.
+
+        Sent as an info ``aitrace.LogRecord`` of logger ``aitrace.checkpoint`` whose attributes hold
+        ``event="checkpoint"``, ``path``, ``size_bytes``, ``sha256``, ``step`` and one
+        ``metrics.<name>`` per metric. A directory is hashed file by file in sorted order. Returns
+        those fields. A missing path raises ``FileNotFoundError``.
+        """
+        import hashlib
+        from pathlib import Path
+
+        target = Path(path)
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        digest = hashlib.sha256()
+        size = 0
+        for file in files:
+            if target.is_dir():
+                digest.update(str(file.relative_to(target)).encode() + b"\0")
+            with open(file, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        info: dict[str, Any] = {
+            "event": "checkpoint",
+            "path": str(target.resolve()),
+            "size_bytes": size,
+            "sha256": digest.hexdigest(),
+            "step": step,
+        }
+        info.update({f"metrics.{k}": v for k, v in (metrics or {}).items()})
+        self.log("info", f"checkpoint saved: {target}", logger="aitrace.checkpoint", **attributes, **info)
+        return info
+
     def data_stats(
         self,
         stage: str,
