@@ -40,6 +40,7 @@ import faust
 import orjson
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
+from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
 from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
 from aitrace.schemas.codec import AvroSerializer
@@ -71,7 +72,7 @@ class _AIOKafkaConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(AIOKafkaConsumer):
+class _Consumer(SafeOffsetsConsumer, AIOKafkaConsumer):  # faust_compat: no commit over an unacked head
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -359,6 +360,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         web_port=options.web_port or 6066,
         web_bind="127.0.0.1",
         autodiscover=False,
+        Stream=SafeStream,  # faust_compat: take_events acks a batch only after it was processed
     )
     runtime = Runtime(app, settings, options)
     app.aitrace = runtime  # type: ignore[attr-defined]  (tests and the worker CLI reach it here)

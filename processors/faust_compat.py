@@ -1,0 +1,138 @@
+"""Faust / aiokafka behaviours the worker must not rely on, and the overrides that replace them.
+
+Each override names the Faust behaviour it works around (faust-streaming 0.15.x). They are
+hooked up in :func:`aitrace.processors.app.create_app`: ``Stream=SafeStream`` and
+``SafeOffsetsConsumer`` as a base of the app's consumer class.
+
+The loss of issue 8 (events acknowledged by the broker, never indexed, right after a worker
+left the group) is the first one: a worker stopping (SIGTERM, or a crash of the agent) while a
+batch of ``take_events`` was being processed acknowledged that batch, and its final commit
+moved the group's offset past records whose documents were never indexed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import EventT
+from mode.utils.futures import notify
+from mode.utils.times import Seconds, want_seconds
+
+
+class SafeStream(faust.Stream):
+    """A stream whose ``take_events`` acknowledges a batch only once the caller is done with it."""
+
+    async def take_events(self, max_: int, within: Seconds) -> AsyncGenerator[Sequence[EventT], None]:
+        """Buffer up to ``max_`` events (or what came ``within`` seconds) and yield them as a list.
+
+        Works around: Faust's ``Stream.take_events`` acks the yielded events in a ``finally``
+        around its ``yield``. The ``finally`` also runs when the agent's body raised or was
+        cancelled (worker shutdown, agent crash: the generator is closed with GeneratorExit),
+        so a batch whose processing never finished was acked, and the commit at shutdown
+        (``Consumer.on_stop`` -> ``commit``) wrote an offset past it: loss. Here the events
+        are acked only when the caller asks for the next batch, i.e. after its loop body
+        returned normally. An abandoned batch stays unacknowledged and is redelivered to
+        whoever owns the partition next (idempotent downstream: ``_id`` = event id).
+
+        Otherwise the same algorithm as Faust's (buffer filled by a stream processor, passive
+        consumption of the channel, ``buffer_consuming`` to hold the filler while yielding).
+        """
+        buffer: list[Any] = []
+        events: list[EventT] = []
+        buffer_full = asyncio.Event()
+        buffer_consumed = asyncio.Event()
+        timeout = want_seconds(within) if within else None
+        buffer_consuming: asyncio.Future[Any] | None = None
+        channel_it = self.channel.__aiter__()
+
+        async def add_to_buffer(value: Any) -> Any:
+            nonlocal buffer_consuming
+            try:
+                if buffer_consuming is not None:
+                    try:
+                        await buffer_consuming
+                    finally:
+                        buffer_consuming = None
+                buffer.append(value)
+                event = self.current_event
+                if event is None:
+                    raise RuntimeError("Take buffer found current_event is None")
+                events.append(event)
+                if len(buffer) >= max_:
+                    buffer_full.set()
+                    buffer_consumed.clear()
+                    await self.wait(buffer_consumed)  # type: ignore[arg-type]
+            except asyncio.CancelledError:  # pragma: no cover
+                raise
+            except Exception as exc:
+                self.log.exception("Error adding to take buffer: %r", exc)
+                await self.crash(exc)
+            return value
+
+        self.enable_acks = False  # this method acks, after the caller is done
+        self.add_processor(add_to_buffer)
+        self._enable_passive(cast(Any, channel_it))
+        while not self.should_stop:
+            await self.wait_for_stopped(buffer_full, timeout=timeout)  # type: ignore[arg-type]
+            if not buffer:
+                continue
+            buffer_consuming = self.loop.create_future()
+            done = False
+            try:
+                yield list(events)
+                done = True  # resumed by the caller: its body returned normally
+            finally:
+                batch = list(events)
+                buffer.clear()
+                events.clear()
+                if done:
+                    for event in batch:
+                        await self.ack(event)
+                # (not done: GeneratorExit or an exception thrown in; nothing is acked)
+                notify(buffer_consuming)
+                buffer_full.clear()
+                buffer_consumed.set()
+
+
+class SafeOffsetsConsumer:
+    """Mixin for Faust's consumer (before the transport's class in the bases): safe commit offsets."""
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """The offset to commit for ``tp``: one past the acked run that starts at the committed offset.
+
+        Works around: Faust's ``Consumer._new_offset`` refuses to commit over a hole at the
+        head of the acked offsets only when ``min(acked) - committed > 1``. ``committed`` is
+        the committed offset, i.e. the *next* offset to read, so a single record at exactly
+        ``committed`` that was never acked (abandoned batch, cleared queue) was jumped over
+        as soon as the record after it was acked: a one-record loss. (It also skipped the
+        check when the committed offset is 0.) Here a hole at the head, however short, holds
+        the commit back until the record is acked; gaps Faust recorded itself (``_gap``:
+        offsets the fetcher never returned) still count as acked, as in Faust.
+        """
+        acked: list[int] = self._acked[tp]  # type: ignore[attr-defined]
+        if not acked:
+            return None
+        gaps = self._gap[tp]  # type: ignore[attr-defined]
+        if gaps:
+            max_offset = max(acked)
+            candidates = sorted(gaps.overlap(0, max_offset), key=lambda x: x.begin)
+            if candidates:
+                extra: list[int] = []
+                for entry in candidates:
+                    extra.extend(range(entry.begin, entry.end))
+                acked.extend(extra)
+                gaps.chop(0, max(extra[-1], max_offset + 1))
+        acked.sort()
+        committed = self._committed_offset[tp]  # type: ignore[attr-defined]
+        if committed is not None and acked[0] > committed:
+            return None  # the record at `committed` is not acknowledged yet
+        run_end = 0
+        while run_end + 1 < len(acked) and acked[run_end + 1] <= acked[run_end] + 1:
+            run_end += 1
+        batch = acked[: run_end + 1]
+        del acked[: run_end + 1]
+        self._acked_index[tp].difference_update(batch)  # type: ignore[attr-defined]
+        return batch[-1] + 1
