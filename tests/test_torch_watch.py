@@ -1,0 +1,165 @@
+"""``aitrace.torch.watch`` on real PyTorch training, read back from a real Tansu."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aitrace
+import pytest
+from aitrace.infra.stack import TansuProcess
+from test_producer_support import all_ids, consume
+
+torch = pytest.importorskip("torch")
+import aitrace.torch as at  # noqa: E402
+
+
+@pytest.fixture
+def client(kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]) -> Iterator[aitrace.Client]:
+    made = aitrace.init(
+        service="trainer",
+        run_id=unique_name("run"),
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=unique_name("p"),
+        spool_dir=str(tmp_path / "spool"),
+    )
+    yield made
+    made.close(timeout=5)
+
+
+def _read(client: aitrace.Client, n: int) -> tuple[dict[int, dict[str, float]], list[dict[str, Any]]]:
+    """Metric points by step (name -> value) and the log records, once ``n`` events arrived."""
+    records = consume(
+        client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
+    )
+    points: dict[int, dict[str, float]] = {}
+    logs = []
+    for _, batch in records:
+        for block in batch["metric_blocks"]:
+            for series in block["series"]:
+                for step, value in zip(block["steps"], series["values"], strict=True):
+                    points.setdefault(step, {})[series["name"]] = value
+        logs += [e["payload"][1] for e in batch["events"] if e["payload"][0] == "aitrace.LogRecord"]
+    return points, logs
+
+
+def _mlp() -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)
+    )
+
+
+def _train(model: Any, optimizer: Any, steps: int, x: Any = None) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 8, generator=gen) if x is None else x
+    y = torch.randn(32, 1, generator=gen)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+
+def test_watch_reports_norms_lr_update_ratios_and_a_model_summary(client: aitrace.Client) -> None:
+    model = _mlp()
+    model[0].requires_grad_(False)  # a frozen layer
+    head = [p for p in model[4].parameters()]
+    body = [p for p in model[2].parameters()]
+    optimizer = torch.optim.SGD([{"params": body, "lr": 0.1}, {"params": head, "lr": 0.01, "name": "head"}])
+    handle = at.watch(model, optimizer, client=client, every=5)
+    _train(model, optimizer, 10)
+    expected = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in body + head))  # the grads of step 10
+    handle.remove()
+    _train(model, optimizer, 3)  # after remove(): not reported
+    assert handle.step == 10
+    assert client.flush(timeout=30)
+    points, logs = _read(client, 11)
+    assert sorted(points) == list(range(1, 11))
+    for step, values in points.items():
+        assert values["grad_norm"] > 0 and values["grad_nonfinite"] == 0
+        assert values["lr"] == pytest.approx(0.1) and values["lr/head"] == pytest.approx(0.01)
+        assert values["lr/0"] == pytest.approx(0.1)
+        assert ("grad_norm/2" in values) == (step % 5 == 0)
+    costly = points[5]
+    assert points[10]["grad_norm"] == pytest.approx(expected, rel=1e-5)
+    assert math.hypot(costly["grad_norm/2"], costly["grad_norm/4"]) == pytest.approx(costly["grad_norm"], rel=1e-5)
+    assert "grad_norm/0" not in costly  # frozen: no gradient
+    assert 0 < costly["update_ratio/2"] < 1 and 0 < costly["update_ratio/4"] < 1
+    (summary,) = [r for r in logs if r["logger"] == "aitrace.torch"]
+    attrs = summary["attributes"]
+    assert attrs["event"] == "model_summary" and int(attrs["total_params"]) == 8 * 16 + 16 + 16 * 16 + 16 + 17
+    assert int(attrs["frozen_params"]) == 8 * 16 + 16
+    assert attrs["torch_version"] == torch.__version__ and int(attrs["seed"]) == torch.initial_seed()
+    assert '"Linear"' in attrs["layers"] and "rng_state_sha256" in attrs
+
+
+def test_a_nan_gradient_is_logged_naming_the_first_layer_and_counted(client: aitrace.Client) -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    handle = at.watch(model, optimizer, client=client, every=1, activations=True, sync_every=1, summary=False)
+    _train(model, optimizer, 2)
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")  # layer 2 now makes NaN in forward, then in backward
+    _train(model, optimizer, 2)
+    handle.remove()
+    assert client.flush(timeout=30)
+    points, logs = _read(client, 6)
+    assert points[2]["grad_nonfinite"] == 0 and points[2]["activation_nonfinite"] == 0
+    assert math.isnan(points[3]["grad_norm"]) and points[3]["grad_nonfinite"] == 6
+    assert points[3]["activation_nonfinite"] == 3  # layer 2, its ReLU, layer 4
+    by_event = {r["attributes"]["event"]: r for r in logs}
+    grad = by_event["nonfinite_gradient"]
+    assert grad["level"] == "error" and grad["attributes"]["step"] == "3"
+    assert grad["attributes"]["layer"] == "4"  # backward begins at the output layer, where the NaN arrives first
+    act = by_event["nonfinite_activation"]
+    assert act["attributes"]["layer"] == "2" and act["attributes"]["step"] == "3"  # forward: the layer that made it
+    assert sum(1 for r in logs if r["attributes"]["event"] == "nonfinite_gradient") == 1  # once per bad run
+
+
+def test_without_an_optimizer_the_end_of_backward_is_the_step(client: aitrace.Client) -> None:
+    model = _mlp()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # not given to watch
+    handle = at.watch(model, client=client, every=2, sync_every=1, summary=False)
+    _train(model, optimizer, 4)
+    handle.remove()
+    assert client.flush(timeout=30)
+    points, _ = _read(client, 4)
+    assert sorted(points) == [1, 2, 3, 4]
+    assert "lr" not in points[1] and points[1]["grad_norm"] > 0
+    assert points[4]["update_ratio/0"] > 0  # Adam's update between backward 3 and 4
+
+
+def test_a_broken_client_never_raises_into_training(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def metric(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("pipeline down")
+
+        def log(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("pipeline down")
+
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    handle = at.watch(model, optimizer, client=Broken(), sync_every=1)
+    _train(model, optimizer, 3)
+    handle.remove()
+    assert handle.step == 3
+    assert sum("training goes on" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_watch_without_a_client_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aitrace.client, "_default", None)
+    with pytest.raises(RuntimeError, match=r"aitrace\.init"):
+        at.watch(_mlp())
+
+
+def test_a_missing_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "aitrace.torch")
+    with pytest.raises(ImportError, match=r"pip install 'aitrace\[torch\]'"):
+        importlib.import_module("aitrace.torch")
+    monkeypatch.undo()
+    assert importlib.import_module("aitrace.torch") is at
