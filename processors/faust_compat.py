@@ -13,6 +13,8 @@ moved the group's offset past records whose documents were never indexed.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
@@ -20,6 +22,8 @@ import faust
 from faust.types import EventT
 from mode.utils.futures import notify
 from mode.utils.times import Seconds, want_seconds
+
+log = logging.getLogger("aitrace.processors")
 
 
 class SafeStream(faust.Stream):
@@ -98,7 +102,43 @@ class SafeStream(faust.Stream):
 
 
 class SafeOffsetsConsumer:
-    """Mixin for Faust's consumer (before the transport's class in the bases): safe commit offsets."""
+    """Mixin for Faust's consumer (before the transport's class in the bases): safe commit offsets.
+
+    Works around, together: Faust drops some fetched records without acking them and without
+    a seek that would read them again. Seen on Tansu right after a rebalance that handed a
+    worker a partition: its first record (at the committed offset) never reached the agent
+    (``Stream.__aiter__`` skips, unacked, an event whose ``generation_id`` is not the app's
+    or that arrives while ``flow_control`` is inactive; the fetcher had already moved its
+    read offset past it), the next records were acked, and Faust committed past the hole
+    (see :meth:`_new_offset`): issue 8's lost record per rebalance. Here the commit holds
+    at the hole, and a hole still there after ``HOLE_RESEEK_S`` is read again by seeking the
+    partition back to its committed offset (what follows is processed twice; idempotent).
+    """
+
+    HOLE_RESEEK_S = 5.0
+
+    def _hole_seen(self, tp: Any, offset: int) -> None:
+        holes = self.__dict__.setdefault("_aitrace_holes", {})
+        if holes.get(tp, (None,))[0] != offset:
+            holes[tp] = (offset, time.monotonic())
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        """Faust's commit, then a re-read of partitions whose committed record stayed unacknowledged."""
+        did = await super().commit(*args, **kwargs)  # type: ignore[misc]
+        holes: dict[Any, tuple[int, float]] = self.__dict__.get("_aitrace_holes") or {}
+        if holes and not getattr(self.app, "rebalancing", False):  # type: ignore[attr-defined]
+            now = time.monotonic()
+            assignment = self.assignment()  # type: ignore[attr-defined]
+            for tp, (offset, since) in list(holes.items()):
+                if tp not in assignment:
+                    holes.pop(tp, None)
+                elif now - since >= self.HOLE_RESEEK_S:
+                    holes.pop(tp, None)
+                    log.warning(
+                        "record %s[%d]@%d was never delivered; reading again from it", tp.topic, tp.partition, offset
+                    )
+                    await self.seek(tp, offset)  # type: ignore[attr-defined]
+        return did
 
     def _new_offset(self, tp: Any) -> int | None:
         """The offset to commit for ``tp``: one past the acked run that starts at the committed offset.
@@ -128,7 +168,9 @@ class SafeOffsetsConsumer:
         acked.sort()
         committed = self._committed_offset[tp]  # type: ignore[attr-defined]
         if committed is not None and acked[0] > committed:
+            self._hole_seen(tp, committed)
             return None  # the record at `committed` is not acknowledged yet
+        self.__dict__.get("_aitrace_holes", {}).pop(tp, None)
         run_end = 0
         while run_end + 1 < len(acked) and acked[run_end + 1] <= acked[run_end] + 1:
             run_end += 1

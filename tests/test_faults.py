@@ -34,6 +34,7 @@ from typing import Any
 
 import aitrace
 import pytest
+from faust.types import TP
 from test_noloss import DeliveryLog
 
 FULL = os.environ.get("AITRACE_FULL_TESTS") == "1"
@@ -50,6 +51,8 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
+        if self.running():  # (a restart scheduled twice: one process per Worker, never an orphan)
+            return self
         env = {
             **os.environ,
             "AITRACE_KAFKA_BOOTSTRAP": self.kafka,
@@ -279,7 +282,8 @@ def _schedule(rng: random.Random, duration: float) -> list[tuple[float, str, flo
     faults: list[tuple[float, str, float]] = []
     faults.append((rng.uniform(0.15, 0.6) * duration, "kill", rng.uniform(0.0, 3.0)))
     for _ in range(rng.randint(1, 2)):
-        faults.append((rng.uniform(0.05, 0.5) * duration, "join", rng.uniform(0.25, 0.45) * duration))
+        # long enough to join (~6 s with a 10 s session timeout) and to own partitions a while
+        faults.append((rng.uniform(0.05, 0.5) * duration, "join", max(12.0, rng.uniform(0.25, 0.45) * duration)))
     faults.append((rng.uniform(0.1, 0.6) * duration, "pause", rng.uniform(3.0, 30.0 if FULL else 8.0)))
     if rng.random() < 0.5:
         faults.append((rng.uniform(0.3, 0.8) * duration, "kill", rng.uniform(0.0, 3.0)))
@@ -305,6 +309,10 @@ def _run_schedule(
     events: list[tuple[float, Callable[[], None], str]] = []
     log: list[str] = []
     paused = False
+    # the clock starts once the main worker has joined and indexes: faults before that test the join only
+    time.sleep(1.0)
+    first = producer.acked_ids()
+    assert first <= set(wait_indexed(search.url, prefix, first, lambda: [main], 240)), main.tail()
 
     def kill_restart(after: float) -> None:
         main.kill()
@@ -378,24 +386,48 @@ def test_randomized_fault_schedules_lose_and_duplicate_nothing(
 # ---------------------------------------------------------------- the Faust overrides, in isolation
 
 
-class _Offsets:
-    """The attributes ``SafeOffsetsConsumer._new_offset`` reads, as Faust's consumer keeps them."""
+TP0 = TP("events", 0)
 
-    def __init__(self, committed: int | None, acked: list[int]) -> None:
-        from collections import defaultdict
 
-        from intervaltree import IntervalTree
+class _FaustConsumerPart:
+    """What the mixin calls on Faust's consumer: commit, assignment, seek, app.rebalancing."""
 
-        self._acked = defaultdict(list, {"tp": list(acked)})
-        self._acked_index = defaultdict(set, {"tp": set(acked)})
-        self._gap = defaultdict(IntervalTree)
-        self._committed_offset = defaultdict(lambda: None, {"tp": committed})
+    class app:
+        rebalancing = False
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[str, int]] = []
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def assignment(self) -> set[Any]:
+        return {TP0}
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def _offsets(committed: int | None, acked: list[int]) -> Any:
+    """An object holding the attributes ``_new_offset`` reads, as Faust's consumer keeps them."""
+    from collections import defaultdict
+
+    from aitrace.processors.faust_compat import SafeOffsetsConsumer
+    from intervaltree import IntervalTree
+
+    class Offsets(SafeOffsetsConsumer, _FaustConsumerPart):
+        pass
+
+    o = Offsets()
+    o._acked = defaultdict(list, {TP0: list(acked)})
+    o._acked_index = defaultdict(set, {TP0: set(acked)})
+    o._gap = defaultdict(IntervalTree)
+    o._committed_offset = defaultdict(lambda: None, {TP0: committed})
+    return o
 
 
 def _new_offset(committed: int | None, acked: list[int]) -> int | None:
-    from aitrace.processors.faust_compat import SafeOffsetsConsumer
-
-    return SafeOffsetsConsumer._new_offset(_Offsets(committed, acked), "tp")  # type: ignore[arg-type]
+    return _offsets(committed, acked)._new_offset(TP0)
 
 
 def test_commit_waits_for_the_record_at_the_committed_offset() -> None:
@@ -403,11 +435,26 @@ def test_commit_waits_for_the_record_at_the_committed_offset() -> None:
     assert _new_offset(10, [11, 12]) is None
     assert _new_offset(10, [10, 11, 12]) == 13
     assert _new_offset(10, [10, 11, 13]) == 12
+    assert _new_offset(10, [10, 10, 11]) == 12
     assert _new_offset(None, [4, 5]) == 6  # nothing committed yet: Faust's behaviour
+
+
+def test_a_record_never_delivered_is_read_again_after_a_while() -> None:
+    import asyncio
+
+    o = _offsets(10, [11, 12])
+    assert o._new_offset(TP0) is None
+    asyncio.run(o.commit())
+    assert o.seeks == []  # not at once: a hole may be a batch still in flight
+    o._aitrace_holes[TP0] = (10, time.monotonic() - o.HOLE_RESEEK_S)
+    asyncio.run(o.commit())
+    assert o.seeks == [(TP0, 10)]
+    o._acked[TP0] = [10, 11, 12]
+    assert o._new_offset(TP0) == 13 and not o._aitrace_holes
 
 
 def test_faust_new_offset_jumps_a_one_record_hole() -> None:
     """Documents the Faust behaviour the override replaces (fails once Faust fixes it: drop the override)."""
     from faust.transport.consumer import Consumer
 
-    assert Consumer._new_offset(_Offsets(10, [11, 12]), "tp") == 13  # type: ignore[arg-type]
+    assert Consumer._new_offset(_offsets(10, [11, 12]), TP0) == 13
