@@ -1,0 +1,147 @@
+"""The loguru sink and the structlog processor against a real Tansu: records, context, no raise, no loop."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aitrace
+import pytest
+from aitrace import logging_bridges
+from aitrace.infra.stack import TansuProcess
+from test_producer_support import all_ids, consume
+
+loguru = pytest.importorskip("loguru")
+structlog = pytest.importorskip("structlog")
+
+
+@pytest.fixture
+def client(kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]) -> Iterator[aitrace.Client]:
+    made = aitrace.init(
+        service="etl", kafka_bootstrap=kafka.bootstrap, topic_prefix=unique_name("p"), spool_dir=str(tmp_path / "s")
+    )
+    yield made
+    made.close(timeout=5)
+
+
+@pytest.fixture
+def logger() -> Iterator[Any]:
+    """loguru's logger with its default stderr sink removed; every sink added in the test removed after."""
+    loguru.logger.remove()
+    yield loguru.logger
+    loguru.logger.remove()
+    loguru.logger.configure(patcher=None)
+
+
+def _logs(client: aitrace.Client, n: int) -> dict[str, dict[str, Any]]:
+    records = consume(client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n)
+    events = [e for _, batch in records for e in batch["events"] if e["payload"][0] == "aitrace.LogRecord"]
+    return {e["payload"][1]["message"]: e for e in events}
+
+
+def test_loguru_records_carry_attributes_exceptions_and_the_current_span(client: aitrace.Client, logger: Any) -> None:
+    logger.add(logging_bridges.loguru_sink(client), level="DEBUG")
+    with client.span("clean") as span:
+        logger.bind(table="orders").warning("dropped {} rows", 12)
+    try:
+        {}["missing"]
+    except KeyError:
+        logger.exception("lookup failed")
+    logger.success("done")
+    assert client.flush(timeout=30)
+    logs = _logs(client, 3)
+    dropped = logs["dropped 12 rows"]
+    assert (dropped["trace_id"], dropped["span_id"]) == (span.trace_id, span.span_id)
+    payload = dropped["payload"][1]
+    assert payload["level"] == "warning" and payload["attributes"]["table"] == "orders"
+    assert payload["logger"] == __name__ and payload["attributes"]["function"].startswith("test_loguru")
+    failed = logs["lookup failed"]["payload"][1]
+    assert failed["level"] == "error" and failed["error_type"] == "KeyError" and "missing" in failed["stack_trace"]
+    assert logs["done"]["payload"][1]["level"] == "info"
+
+
+def test_an_enqueued_loguru_sink_keeps_the_context_through_the_patcher(client: aitrace.Client, logger: Any) -> None:
+    logger.configure(patcher=logging_bridges.loguru_patcher)
+    logger.add(logging_bridges.loguru_sink(client), enqueue=True)
+    with client.span("batch") as span:
+        logger.info("queued record")
+    logger.complete()
+    assert client.flush(timeout=30)
+    event = _logs(client, 1)["queued record"]
+    assert (event["trace_id"], event["span_id"]) == (span.trace_id, span.span_id)
+    assert "aitrace_trace_id" not in event["payload"][1]["attributes"]
+
+
+def test_structlog_events_are_sent_and_passed_on(client: aitrace.Client) -> None:
+    out = io.StringIO()
+    processor = logging_bridges.structlog_processor(client, add_ids=True)
+    log = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=[structlog.processors.add_log_level, processor, structlog.processors.KeyValueRenderer()],
+    )
+    with client.span("score") as span:
+        log.info("scored", rows=3, level_hint="x")
+    try:
+        _ = 1 / 0
+    except ZeroDivisionError:
+        log.exception("score failed")
+    assert client.flush(timeout=30)
+    logs = _logs(client, 2)
+    scored = logs["scored"]
+    assert (scored["trace_id"], scored["span_id"]) == (span.trace_id, span.span_id)
+    assert scored["payload"][1]["level"] == "info" and scored["payload"][1]["attributes"]["rows"] == "3"
+    failed = logs["score failed"]["payload"][1]
+    assert failed["level"] == "error" and failed["error_type"] == "ZeroDivisionError"
+    rendered = out.getvalue()
+    assert "rows=3" in rendered and f"trace_id='{span.trace_id}'" in rendered  # the chain went on
+
+
+class _Intercept(logging.Handler):
+    """The usual stdlib -> loguru bridge: with it, aitrace's own warnings reach loguru's sinks."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        patched = loguru.logger.patch(lambda r: r.update(name=record.name))
+        patched.log(record.levelname, record.getMessage())
+
+
+def test_a_closed_or_broken_client_never_raises_and_aitrace_logs_never_loop(
+    client: aitrace.Client, logger: Any
+) -> None:
+    sink = logging_bridges.loguru_sink(client)
+    calls: list[str] = []
+    logger.add(lambda m: calls.append(m.record["message"]))
+    logger.add(sink, catch=False)  # catch=False: an exception from the sink would reach the caller
+    intercept = _Intercept()
+    aitrace_logger = logging.getLogger("aitrace")
+    aitrace_logger.addHandler(intercept)
+    try:
+        client.close()
+        logger.error("after close")  # client.log counts it and warns on the aitrace logger -> loguru -> sink
+        logging.getLogger("aitrace.client").warning("from inside aitrace")
+    finally:
+        aitrace_logger.removeHandler(intercept)
+    assert client.stats()["dropped_closed"] == 1  # the warning did not come back as a second record
+    assert any("dropped_closed" in c for c in calls) and "from inside aitrace" in calls
+
+    class Broken:
+        def log(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("pipeline down")
+
+    broken_sink = logging_bridges.loguru_sink(Broken())
+    logger.add(broken_sink, catch=False)
+    logger.error("to a broken client")
+    processor = logging_bridges.structlog_processor(Broken())
+    assert processor(None, "info", {"event": "x"}) == {"event": "x"}
+    assert broken_sink.errors == 1 and processor.errors == 1
+
+
+@pytest.mark.parametrize(("module", "factory"), [("loguru", "loguru_sink"), ("structlog", "structlog_processor")])
+def test_a_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch, module: str, factory: str) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=rf"pip install 'aitrace\[{module}\]'"):
+        getattr(importlib.reload(logging_bridges), factory)()
