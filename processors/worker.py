@@ -50,16 +50,14 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     for f in fields(WorkerOptions):
         if f.name == "data_dir":
             continue
+        # a field added to WorkerOptions without a help line still gets its flag (not a KeyError at start)
+        text = _HELP.get(f.name, f.name.replace("_", " "))
         flag = "--" + f.name.replace("_", "-")
         default = getattr(WorkerOptions, f.name)
         if isinstance(default, bool):
-            parser.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_HELP[f.name]
-            )
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            parser.add_argument(
-                flag, dest=f.name, type=type(default), default=None, help=f"{_HELP[f.name]} [{default}]"
-            )
+            parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"{text} [{default}]")
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[Settings, WorkerOptions]:
