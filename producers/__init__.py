@@ -13,6 +13,18 @@ from aitrace.logging_handler import AitraceHandler
 from aitrace.redact import Redactor
 from aitrace.sampling import TraceSampler
 
+# Integrations load on first use (``aitrace.torch`` imports torch): ``aitrace.otel``, ``aitrace.torch``, ...
+_LAZY_MODULES = frozenset({"torch", "otel", "logging_bridges"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"aitrace.{name}")
+    raise AttributeError(f"module 'aitrace' has no attribute {name!r}")
+
+
 __all__ = [
     "AitraceHandler",
     "Client",
