@@ -25,19 +25,26 @@ Faust's commit flushes the producer before it commits offsets; documents are ind
 only after everything it produced is delivered. Table writes are
 staged and written after that, so a changelog record never claims output that was lost.
 Redelivery after a crash is detected from the source offsets kept in the table state.
+
+Poison: no exception of a record's making leaves an agent (:meth:`Runtime.guarded`): a
+failing batch is retried record by record after a back-off, and a record that fails on
+its own too is quarantined to the DLQ (reason ``quarantined``). A rejected document's dead
+letter is its source record (original bytes, topic, partition, offset), not the document.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
@@ -45,6 +52,7 @@ from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action
+from aitrace.sinks.indexer import IndexerClosed, RetriesExhausted
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
@@ -63,6 +71,12 @@ INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.sy
 # or not, and the worker sat idle between fetches (py-spy: most of its wall time on batch
 # records, series chunks waiting ~1 s). A short wait costs an idle worker cheap empty fetches.
 FETCH_MAX_WAIT_MS = 20
+
+# A failing batch waits before its records are retried one by one (doubling per failing batch in a row).
+BACKOFF_S = 0.05
+BACKOFF_MAX_S = 5.0
+# Failures that are the infrastructure's, not a record's: never quarantine records for them.
+_INFRASTRUCTURE = (IndexerClosed, RetriesExhausted, KafkaError, ConnectionError)
 
 
 class _AIOKafkaConsumerThread(AIOKafkaConsumerThread):
@@ -111,6 +125,9 @@ class Runtime:
         self._indexer: Any = None
         self._client: Any = None
         self._started = time.monotonic()
+        # id(action) -> (source message, records dead-lettered in that index call); see index()
+        self._sources: dict[int, tuple[Any, set[int]]] = {}
+        self._failed_batches = 0  # consecutive failed batches: the back-off grows with it
 
     # ------------------------------------------------------------ indexing
 
@@ -132,24 +149,44 @@ class Runtime:
         self._indexer = BulkIndexer(self._client, on_reject=self._on_reject)
         return self._indexer
 
-    async def index(self, actions: list[Action]) -> None:
-        if actions and self.options.index:
+    async def index(self, actions: list[Action], sources: dict[int, Any] | None = None) -> None:
+        """Index ``actions``; ``sources`` maps ``id(action)`` to the message it came from.
+
+        The map holds references (no copies) until the bulk answer, so a rejected document's
+        dead letter is its source record: original bytes, topic, partition, offset.
+        """
+        if not (actions and self.options.index):
+            return
+        seen: set[int] = set()  # source records already dead-lettered in this call
+        refs = {k: (m, seen) for k, m in (sources or {}).items()}
+        self._sources.update(refs)
+        try:
             await (await self.indexer()).index(actions)
+        finally:
+            for k in refs:
+                self._sources.pop(k, None)
 
     async def _on_reject(self, rejection: Any) -> None:
-        # The server refused this document for a reason of its own: keep it on the DLQ.
+        # The server refused this document for a reason of its own: keep its source record on the DLQ.
         action = rejection.action
-        letter = DeadLetter(
-            orjson.dumps(action, default=str),
-            str(action.get("_id", "")).encode(),
-            action.get("_index", ""),
-            -1,
-            -1,
-            "index-rejected",
-            f"{rejection.status} {rejection.error_type}: {rejection.reason}",
+        detail = (
+            f"{rejection.status} {rejection.error_type}: {rejection.reason} "
+            f"(document {action.get('_index', '')}/{action.get('_id', '')})"
         )
         self.pipeline.dlq.add("index-rejected")
-        await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers())
+        source = self._sources.get(id(action))
+        if source is None:  # not from a record (should not happen): keep the document itself
+            doc = orjson.dumps(action, default=str)
+            letter = DeadLetter(doc, str(action.get("_id", "")).encode(), "", -1, -1, "index-rejected", detail)
+        else:
+            message, seen = source
+            if id(message) in seen:
+                return  # one dead letter per source record, however many of its documents failed
+            seen.add(id(message))
+            letter = DeadLetter(
+                message.value, message.key, message.topic, message.partition, message.offset, "index-rejected", detail
+            )
+        await self._send_letters([letter])
 
     async def close(self) -> None:
         if self._indexer is not None:
@@ -167,23 +204,66 @@ class Runtime:
         """
         staged = Staged(self.traces)
         actions: list[Action] = []
+        sources: dict[int, Any] = {}
         chunks: list[tuple[str, bytes]] = []
         now = time.time()
         for message in messages:
             staged.partition = message.partition
             if message.topic == self.ticks_name:
                 if message.partition < self.options.partitions:
-                    actions.extend(self.pipeline.tick(message.partition, staged, now=now))
+                    _extend(actions, sources, self.pipeline.tick(message.partition, staged, now=now), message)
                 continue
             out = self._process(message, staged, now)
             await self._send_letters(out.dead_letters)
             chunks.extend(out.chunks)
-            actions.extend(out.actions)
+            _extend(actions, sources, out.actions, message)
         # one series record per entity and batch (chunks inside applied one by one, see group_chunks)
         for key, value in group_chunks(chunks):
             await self.series_topic.send(key=key.encode(), value=value, force=True)
-        await self.index(actions)
+        await self.index(actions, sources)
         staged.commit(self._writer(self.traces))
+
+    async def guarded(self, step: Callable[[list[Any]], Awaitable[None]], messages: list[Any]) -> None:
+        """``step(messages)`` such that nothing a record does escapes into Faust.
+
+        Faust restarts a crashed agent a few times, then leaves it dead (a tombstone stream
+        was seen to stop the worker for good). So a failing batch is retried record by
+        record after a growing back-off, and a record that fails again on its own is
+        quarantined to the DLQ. Trouble of the infrastructure (broker, search server,
+        shutdown) is not the record's fault and still propagates: dead-lettering every
+        record of a batch because the cluster went away would be a silent loss.
+        """
+        try:
+            await step(messages)
+            self._failed_batches = 0
+            return
+        except _INFRASTRUCTURE:
+            raise
+        except Exception:
+            log.exception("batch of %d record(s) failed; retrying them one by one", len(messages))
+        self._failed_batches += 1
+        await asyncio.sleep(min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (self._failed_batches - 1)))
+        for message in messages:
+            try:
+                await step([message])
+            except _INFRASTRUCTURE:
+                raise
+            except Exception as exc:  # second failure of this record: set it aside
+                log.exception("quarantined %s[%d]@%d", message.topic, message.partition, message.offset)
+                await self._quarantine(message, exc)
+
+    async def _quarantine(self, message: Any, exc: Exception) -> None:
+        self.pipeline.dlq.add("quarantined")
+        letter = DeadLetter(
+            message.value,
+            message.key,
+            message.topic,
+            message.partition,
+            message.offset,
+            "quarantined",
+            f"failed twice: {type(exc).__name__}: {exc}",
+        )
+        await self._send_letters([letter])
 
     def _process(self, message: Any, staged: Staged, now: float) -> RecordOutput:
         try:
@@ -217,17 +297,18 @@ class Runtime:
         """A batch of series chunks: alerts out, one bulk request, then the table writes."""
         staged = Staged(self.series_state)
         actions: list[Action] = []
+        sources: dict[int, Any] = {}
         for message in messages:
             staged.partition = message.partition
             try:
                 parts = split_chunks(message.value)
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:  # TypeError: a null value
                 log.exception("series record unreadable at %s[%d]@%d", message.topic, message.partition, message.offset)
                 await self._send_letters([self._letter(message, exc)])
                 continue
             for part in parts:
-                actions.extend(await self._chunk(message, part, staged))
-        await self.index(actions)
+                _extend(actions, sources, await self._chunk(message, part, staged), message)
+        await self.index(actions, sources)
         staged.commit(self._writer(self.series_state))
 
     async def _chunk(self, message: Any, part: bytes, staged: Staged) -> list[Action]:
@@ -271,6 +352,13 @@ class Runtime:
             s = self._indexer.stats()
             extra = f" indexed={s.get('acknowledged', s.get('indexed', 0))} index_healthy={s.get('healthy')}"
         return f"t={time.monotonic() - self._started:.3f} {self.pipeline.stats_line()}{extra}"
+
+
+def _extend(actions: list[Action], sources: dict[int, Any], new: list[Action], message: Any) -> None:
+    """Add ``new`` to ``actions``, each remembered as coming from ``message`` (for rejections)."""
+    actions.extend(new)
+    for action in new:
+        sources[id(action)] = message
 
 
 class TopicLayoutError(RuntimeError):
@@ -370,12 +458,12 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.agent(runtime.inputs, name="aitrace-records")
     async def records(stream: faust.StreamT) -> None:
         async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
-            await runtime.on_records([e.message for e in events])
+            await runtime.guarded(runtime.on_records, [e.message for e in events])
 
     @app.agent(runtime.series_topic, name="aitrace-series")
     async def series(stream: faust.StreamT) -> None:
         async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
-            await runtime.on_chunks([e.message for e in events])
+            await runtime.guarded(runtime.on_chunks, [e.message for e in events])
 
     @app.timer(interval=options.tick_interval_s)
     async def ticks() -> None:

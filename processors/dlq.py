@@ -1,8 +1,9 @@
 """Dead letters: records the worker could not use, kept byte for byte on ``aitrace.dlq``.
 
 Format (headers, not an envelope): the DLQ record's **value is the original value bytes,
-unchanged**, and its key the original key, so replaying a dead letter is producing its
-value back to ``aitrace.dlq.topic``. Kafka headers say why and where from:
+unchanged**, and its key the original key (a tombstone, null key and null value, gets
+the key ``tombstone:<topic>/<partition>/<offset>``: Kafka needs one of the two), so
+replaying a dead letter is producing its value back to ``aitrace.dlq.topic``. Kafka headers say why and where from:
 
 =========================  ====================================================
 ``aitrace.dlq.reason``     short stable reason (``corrupt-body``, ``bad-magic``, ``invalid-trace-id``...)
@@ -43,6 +44,12 @@ class DeadLetter:
     rejected: tuple[str, ...] = ()
     time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
+    def __post_init__(self) -> None:
+        # Kafka (aiokafka asserts it) refuses a record with neither key nor value: a
+        # tombstone's dead letter is keyed by where it came from, so it still lands.
+        if self.key is None and self.value is None:
+            object.__setattr__(self, "key", tombstone_key(self.topic, self.partition, self.offset))
+
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers carrying reason and origin (values UTF-8)."""
         pairs = [
@@ -56,6 +63,11 @@ class DeadLetter:
         if self.rejected:
             pairs.append(("rejected", json.dumps(list(self.rejected))))
         return [(HEADER_PREFIX + k, v.encode()) for k, v in pairs]
+
+
+def tombstone_key(topic: str, partition: int, offset: int) -> bytes:
+    """``b"tombstone:<topic>/<partition>/<offset>"``: the key of a null-key, null-value record's dead letter."""
+    return f"tombstone:{topic}/{partition}/{offset}".encode()
 
 
 def parse_headers(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None) -> dict[str, str]:

@@ -7,7 +7,8 @@ same Avro binary encoding with the arrays read in bulk: ``array<double>`` items 
 8-byte little-endian floats (``np.frombuffer``), ``array<long>`` items zigzag varints
 (a Numba loop). Anything else, a batch that carries events, or a value outside what the
 loop decodes exactly, returns None and the caller uses fastavro: the result is the same
-either way (the tests compare them), only the array types differ.
+either way (the tests compare them), only the array types differ. Counts read from the
+wire are checked against the bytes left before anything is allocated by them.
 
 Layout read (``schemas/aitrace.Batch.avsc`` / ``aitrace.MetricBlock.avsc``; this module does
 not check the fingerprint: :class:`aitrace.processors.decode.RecordDecoder` calls it only on
@@ -92,6 +93,11 @@ class _Reader:
             if count < 0:
                 count = -count
                 self.long()  # block size in bytes, not needed
+            # Every item takes at least one byte: a count beyond the bytes left is corrupt, and
+            # checking it here, before ``longs`` sizes an array by it, keeps a bit-flipped count
+            # from asking for terabytes.
+            if count > len(self.data) - self.pos:
+                raise _NotFast
             yield count
 
     def longs(self) -> np.ndarray:

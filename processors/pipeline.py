@@ -35,6 +35,7 @@ from aitrace.schemas.codec import DecodeError
 from aitrace.sinks.documents import (
     Action,
     DocumentError,
+    IngestWindow,
     alert_action,
     event_actions,
     metric_block_actions,
@@ -181,6 +182,34 @@ class WorkerOptions:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class TimeSkew:
+    """How far event times may lie from ingest time and still pick their own daily index.
+
+    ``AITRACE_MAX_TIME_SKEW_S`` = ``"PAST"`` (both sides) or ``"PAST,FUTURE"`` seconds; default
+    7 days back (late or replayed data), 1 day ahead (clock skew). Further out, the document
+    keeps its ``@timestamp`` but goes to the ingest day's index, flagged (bit-flipped times
+    made daily indices for other years). Not a :class:`WorkerOptions` field yet: every field
+    there needs an ``aitrace worker`` flag and help text in ``processors/worker.py``.
+    """
+
+    past_s: float = 7 * 86400.0
+    future_s: float = 86400.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> TimeSkew:
+        raw = (os.environ if env is None else env).get("AITRACE_MAX_TIME_SKEW_S", "").strip()
+        if not raw:
+            return cls()
+        try:
+            parts = [float(x) for x in raw.split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2) or min(parts) < 0:
+            raise ValueError(f"AITRACE_MAX_TIME_SKEW_S={raw!r} is not PAST or PAST,FUTURE seconds (>= 0)")
+        return cls(parts[0], parts[-1])
+
+
 def _cast(name: str, raw: str, kind: type) -> Any:
     try:
         if kind is bool:
@@ -266,8 +295,16 @@ class RecordOutput:
 class Pipeline:
     """Decode, validate, correlate and detect; the Faust app and the benchmark share it."""
 
-    def __init__(self, options: WorkerOptions, *, index_prefix: str = "aitrace", decoder: RecordDecoder | None = None):
+    def __init__(
+        self,
+        options: WorkerOptions,
+        *,
+        index_prefix: str = "aitrace",
+        decoder: RecordDecoder | None = None,
+        skew: TimeSkew | None = None,
+    ):
         self.options = options
+        self.skew = skew or TimeSkew.from_env()
         self.prefix = index_prefix
         self.decoder = decoder or RecordDecoder()
         self.dlq = DlqCounter()
@@ -297,6 +334,10 @@ class Pipeline:
     ) -> RecordOutput:
         """All trace-keyed work for one record (see the module doc)."""
         self.counters["records"] += 1
+        if value is None:  # a tombstone (or a keyed null): nothing to decode, keep where it was
+            reason = "tombstone" if key is None else "empty"
+            self.dlq.add(reason)
+            return RecordOutput(None, [DeadLetter(None, key, topic, partition, offset, reason, "null value")], [], [])
         try:
             decoded = self.decoder.decode(value)
         except DecodeError as exc:
@@ -316,7 +357,7 @@ class Pipeline:
                 self.dlq.add(r.reason)
         fast = [fast_series(b, self.options.max_raw_rate, self.options.raw_metrics) for b in decoded.metric_blocks]
         # --no-index: documents are not even built (their building is indexing work)
-        actions, unindexable = self.event_actions(decoded, fast) if self.options.index else ([], [])
+        actions, unindexable = self.event_actions(decoded, fast, now=now) if self.options.index else ([], [])
         if unindexable:
             letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
             self.dlq.add("unindexable", len(unindexable))
@@ -326,22 +367,32 @@ class Pipeline:
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
 
-    def event_actions(self, decoded: Decoded, fast: list[set[str]]) -> tuple[list[Action], list[str]]:
-        """Documents of the batch's events and of its slow metric series; and what could not be indexed."""
+    def event_actions(
+        self, decoded: Decoded, fast: list[set[str]], *, now: float | None = None
+    ) -> tuple[list[Action], list[str]]:
+        """Documents of the batch's events and of its slow metric series; and what could not be indexed.
+
+        ``now`` (ingest time, epoch seconds) routes events timed far from it to its day's index.
+        """
+        window = self.ingest_window(now) if now is not None else None
         actions: list[Action] = []
         problems: list[str] = []
         for event in decoded.events:
             if event["payload"][0] == _GROUND_TRUTH:
                 continue  # indexed on the series side, joined to its prediction
             try:
-                actions.extend(event_actions(event, prefix=self.prefix))
+                actions.extend(event_actions(event, prefix=self.prefix, window=window))
             except DocumentError as exc:
                 problems.append(str(exc))
         for block, fast_names in zip(decoded.metric_blocks, fast, strict=True):
             slow = {s["name"] for s in block["series"]} - fast_names
             if slow:
-                actions.extend(metric_block_actions(block, prefix=self.prefix, series=slow))
+                actions.extend(metric_block_actions(block, prefix=self.prefix, series=slow, window=window))
         return actions, problems
+
+    def ingest_window(self, now: float) -> IngestWindow:
+        """Event times indexed by their own day, around ingest time ``now`` (epoch seconds)."""
+        return IngestWindow(int(now * 1e6), int(self.skew.past_s * 1e6), int(self.skew.future_s * 1e6))
 
     def correlate(
         self,

@@ -34,12 +34,14 @@ Layout (the index templates in :mod:`aitrace.sinks.templates` map exactly these)
 (dedup key) for alerts. Traces go to the daily index of their start time and
 alerts to that of ``first_seen``: both are stable while the document is updated,
 so a late update overwrites the same document instead of creating a second one
-in the next day's index.
+in the next day's index. An event whose time lies far from its ingest time (see
+:class:`IngestWindow`) goes to the ingest day's index instead, flagged.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -373,7 +375,41 @@ def event_documents(event: dict[str, Any]) -> list[tuple[str, Doc]]:
     return [(event["event_id"], _prune(doc))]
 
 
-def event_actions(event: dict[str, Any], *, prefix: str = "aitrace") -> list[Action]:
+@dataclass(frozen=True)
+class IngestWindow:
+    """Event times the daily index may follow: ``[ingest - past, ingest + future]`` (microseconds).
+
+    A bit-flipped or badly clocked event time would otherwise create (or fill) the daily
+    index of some other year. Outside the window the document keeps its ``@timestamp`` but
+    goes to the index of the ingest day, flagged with the labels ``time_skew`` (``past`` /
+    ``future``), ``time_skew_s`` (signed seconds) and ``ingested`` (ISO time).
+    """
+
+    ingest_us: int
+    past_us: int
+    future_us: int
+
+    def skew_us(self, time_us: int) -> int:
+        """0 inside the window, else how far the time lies from the ingest time (signed)."""
+        d = int(time_us) - self.ingest_us
+        return d if d < -self.past_us or d > self.future_us else 0
+
+
+def _reroute(action: Action, prefix: str, window: IngestWindow, skew_us: int) -> Action:
+    """Send an out-of-window document to the ingest day's index, flagged (see :class:`IngestWindow`)."""
+    # Labels only: they are mapped dynamically (keyword); ``event.ingested`` / ``aitrace.time_skew_s``
+    # would need the index templates to map them first (an unmapped field is not searchable).
+    labels = action["_source"].setdefault("labels", {})
+    labels["time_skew"] = "future" if skew_us > 0 else "past"
+    labels["time_skew_s"] = str(skew_us // 1_000_000)
+    labels["ingested"] = iso_time(window.ingest_us)
+    action["_index"] = index_name(prefix, EVENTS, window.ingest_us)
+    return action
+
+
+def event_actions(
+    event: dict[str, Any], *, prefix: str = "aitrace", window: IngestWindow | None = None
+) -> list[Action]:
     """Bulk actions for one decoded event (Trace/Alert payloads go to their own index)."""
     record_name, p = _payload(event)
     if record_name == "aitrace.Trace":
@@ -381,14 +417,20 @@ def event_actions(event: dict[str, Any], *, prefix: str = "aitrace") -> list[Act
     if record_name == "aitrace.Alert":
         return [alert_action(p, prefix=prefix)]
     index = index_name(prefix, EVENTS, event["time"]) if "time" in event else ""
-    return [_action(index, doc_id, doc) for doc_id, doc in event_documents(event)]
+    actions = [_action(index, doc_id, doc) for doc_id, doc in event_documents(event)]
+    skew = window.skew_us(_micros(event["time"])) if window is not None and "time" in event else 0
+    return [_reroute(a, prefix, window, skew) for a in actions] if skew and window else actions
 
 
 # ---------------------------------------------------------------- metric blocks
 
 
 def metric_block_actions(
-    block: dict[str, Any], *, prefix: str = "aitrace", series: set[str] | None = None
+    block: dict[str, Any],
+    *,
+    prefix: str = "aitrace",
+    series: set[str] | None = None,
+    window: IngestWindow | None = None,
 ) -> list[Action]:
     """Raw name/value documents for the points of a columnar MetricBlock.
 
@@ -422,7 +464,9 @@ def metric_block_actions(
             if epochs.size and epochs[i] >= 0:
                 metric["epoch"] = int(epochs[i])
             doc = _metric_doc(ctx, int(times[i]), f"{block['block_id']}:{i}", metric)
-            actions.append(_action(index_name(prefix, EVENTS, int(times[i])), f"{block['block_id']}:{i}:{name}", doc))
+            action = _action(index_name(prefix, EVENTS, int(times[i])), f"{block['block_id']}:{i}:{name}", doc)
+            skew = window.skew_us(int(times[i])) if window is not None else 0
+            actions.append(_reroute(action, prefix, window, skew) if skew and window else action)
     return actions
 
 
