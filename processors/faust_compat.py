@@ -116,6 +116,9 @@ class SafeOffsetsConsumer:
     """
 
     HOLE_RESEEK_S = 5.0
+    # Re-reads of one hole before it is taken as a real gap in the log (a committed offset that
+    # retention deleted: the fetcher resets past it, and seeking back would loop): Faust's way then.
+    HOLE_MAX_RESEEKS = 3
 
     def _hole_seen(self, tp: Any, offset: int) -> None:
         holes = self.__dict__.setdefault("_aitrace_holes", {})
@@ -134,9 +137,12 @@ class SafeOffsetsConsumer:
                     holes.pop(tp, None)
                 elif now - since >= self.HOLE_RESEEK_S:
                     holes.pop(tp, None)
-                    log.warning(
-                        "record %s[%d]@%d was never delivered; reading again from it", tp.topic, tp.partition, offset
-                    )
+                    tries = self.__dict__.setdefault("_aitrace_reseeks", {})
+                    n = tries[(tp, offset)] = tries.get((tp, offset), 0) + 1
+                    if n > self.HOLE_MAX_RESEEKS:
+                        log.error("%s[%d]@%d never arrives after %d re-reads: committing past it", *tp, offset, n - 1)
+                        continue
+                    log.warning("record %s[%d]@%d was never delivered; reading again from it", *tp, offset)
                     await self.seek(tp, offset)  # type: ignore[attr-defined]
         return did
 
@@ -167,7 +173,9 @@ class SafeOffsetsConsumer:
                 gaps.chop(0, max(extra[-1], max_offset + 1))
         acked.sort()
         committed = self._committed_offset[tp]  # type: ignore[attr-defined]
-        if committed is not None and acked[0] > committed:
+        reseeks = self.__dict__.get("_aitrace_reseeks", {})
+        given_up = reseeks.get((tp, committed), 0) > self.HOLE_MAX_RESEEKS
+        if committed is not None and acked[0] > committed and not given_up:
             self._hole_seen(tp, committed)
             return None  # the record at `committed` is not acknowledged yet
         self.__dict__.get("_aitrace_holes", {}).pop(tp, None)

@@ -456,6 +456,18 @@ def test_a_record_never_delivered_is_read_again_after_a_while() -> None:
     assert o._new_offset(TP0) == 13 and not o._aitrace_holes
 
 
+def test_a_hole_that_never_fills_is_committed_past_after_a_few_re_reads() -> None:
+    import asyncio
+
+    o = _offsets(10, [11, 12])  # e.g. offset 10 deleted by retention: the fetcher resets past it
+    for _ in range(o.HOLE_MAX_RESEEKS + 1):
+        assert o._new_offset(TP0) is None
+        o._aitrace_holes[TP0] = (10, time.monotonic() - o.HOLE_RESEEK_S)
+        asyncio.run(o.commit())
+    assert o.seeks == [(TP0, 10)] * o.HOLE_MAX_RESEEKS
+    assert o._new_offset(TP0) == 13  # Faust's behaviour, after the re-reads
+
+
 def test_faust_new_offset_jumps_a_one_record_hole() -> None:
     """Documents the Faust behaviour the override replaces (fails once Faust fixes it: drop the override)."""
     from faust.transport.consumer import Consumer
