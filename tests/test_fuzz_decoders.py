@@ -1,0 +1,151 @@
+"""Fuzz the record decoders: whatever bytes arrive, they reject with their own error, quickly and cheaply.
+
+``RecordDecoder.decode`` (fastavro or the metric fast path) and ``fastblock.decode_metric_batch``
+get random bytes, truncations and bit flips of valid records, and valid records whose array
+counts were replaced by absurd ones. Allowed outcomes: a :class:`Decoded`, a
+:class:`DecodeError` (the DLQ path), or None from the fast path. Anything else would escape
+into the worker. Allocation is bounded with tracemalloc: a bit-flipped count once made the fast
+path ask for 8 TiB.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from aitrace.processors import synth as S
+from aitrace.processors.decode import Decoded, RecordDecoder
+from aitrace.processors.fastblock import decode_metric_batch
+from aitrace.processors.pipeline import Pipeline, WorkerOptions
+from aitrace.schemas.codec import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FULL = os.environ.get("AITRACE_FULL_TESTS") == "1"
+EXAMPLES = 2000 if FULL else 200
+# far above what decoding a few hundred bytes needs, far below anything absurd
+MAX_PEAK_BYTES = 16 * 1024 * 1024
+SLOW_S = 2.0
+
+DECODER = RecordDecoder()
+
+
+def _metric_record() -> bytes:
+    tr = S.trace_id()
+    block = S.metric_block(
+        trace=tr, run_id="fuzz", start_step=0, series={"loss": np.linspace(1, 0, 6), "lr": np.ones(6)}
+    )
+    return S.encode(S.batch([], [block]))
+
+
+def _event_record() -> bytes:
+    tr = S.trace_id()
+    return S.encode(S.batch([S.event(S.log("info", "hello"), trace=tr), S.event(S.span("s", S.now_us(), 5), trace=tr)]))
+
+
+SEEDS = [_metric_record(), _event_record()]
+
+
+def _decode_checked(data: bytes) -> None:
+    """Decode ``data``: only a Decoded or a DecodeError, under MAX_PEAK_BYTES and SLOW_S."""
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        out = DECODER.decode(data)
+        assert isinstance(out, Decoded)
+    except DecodeError:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < MAX_PEAK_BYTES, f"decoding {len(data)} bytes peaked at {peak} bytes"
+    assert time.monotonic() - started < SLOW_S
+    fast = decode_metric_batch(data, 10) if len(data) >= 10 else None
+    assert fast is None or isinstance(fast, dict)
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro long encoding of ``n``."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes(data: bytes) -> None:
+    _decode_checked(data)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bodies_behind_a_valid_header(body: bytes) -> None:
+    # the header of the Batch schema sends them down the fast path first, then fastavro
+    _decode_checked(SEEDS[0][:10] + body)
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.data())
+def test_truncations(seed: bytes, data: st.DataObject) -> None:
+    _decode_checked(seed[: data.draw(st.integers(0, len(seed)))])
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.lists(st.integers(0, 10_000), min_size=1, max_size=8))
+def test_bit_flips(seed: bytes, positions: list[int]) -> None:
+    buf = bytearray(seed)
+    for p in positions:
+        bit = p % (len(buf) * 8)
+        if bit >= 80:  # keep the header: the body is what gets exercised
+            buf[bit // 8] ^= 1 << (bit % 8)
+    _decode_checked(bytes(buf))
+
+
+@FUZZ
+@given(
+    st.sampled_from(SEEDS),
+    st.integers(10, 400),
+    st.one_of(st.integers(2**22, 2**62), st.integers(-(2**62), -(2**22)), st.just(2**40)),
+)
+def test_absurd_counts_spliced_in(seed: bytes, at: int, count: int) -> None:
+    # an absurd count (as a varint) replacing a byte anywhere in the body: array and string sizes
+    at = min(at, len(seed) - 1)
+    _decode_checked(seed[:at] + _zigzag(count) + seed[at + 1 :])
+
+
+def test_fast_path_rejects_a_terabyte_count_without_allocating() -> None:
+    seed = SEEDS[0]
+    assert decode_metric_batch(seed, 10) is not None  # the seed itself takes the fast path
+    # the fast path reads batch_id, events count, then the blocks count: make the steps count absurd
+    # by splicing it at every position; none may allocate more than the bound
+    tracemalloc.start()
+    try:
+        for at in range(10, len(seed)):
+            decode_metric_batch(seed[:at] + _zigzag(2**40) + seed[at + 1 :], 10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_PEAK_BYTES
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\x00" * 5_000_000, os.urandom(2_000_000)])
+def test_pipeline_dead_letters_null_empty_and_huge(value: bytes | None) -> None:
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = pipe.process_record(value, key=None, topic="t", partition=1, offset=9, traces={}, now=time.time())
+    [letter] = out.dead_letters
+    assert letter.value is value and (letter.topic, letter.partition, letter.offset) == ("t", 1, 9)
+    assert letter.key is not None or letter.value is not None  # Kafka needs one of the two
+    assert letter.reason
