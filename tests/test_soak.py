@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,19 @@ POLL_S = 0.25
 # second-half RSS growth allowed: generous (allocator noise, caches settling), far below a leak at this rate
 RSS_GROWTH_MB = 40.0
 MAX_BACKLOG_S = 20.0  # the backlog, in seconds of traffic, once warm
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    made: list[Worker] = []
+
+    def make(name: str, *args: str) -> Worker:
+        made.append(Worker(name, *args[:3], tmp_path, *args[3:]))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.kill()
 
 
 def rss_mb(pid: int) -> float:
