@@ -39,9 +39,11 @@ class CorrelationConfig:
     max_spans: int = 2000
 
 
-def new_state(trace_id: str, partition: int) -> dict[str, Any]:
-    """An empty trace state."""
+def new_state(trace_id: str, partition: int, ingested: float | None = None) -> dict[str, Any]:
+    """An empty trace state; ``ingested``: processing time (epoch s) of the trace's first record."""
     return {
+        # fixed for the trace's life: a trace whose times are far off is indexed by this day, stably
+        "ingested": ingested,
         "trace_id": trace_id,
         "partition": partition,
         "applied": {},

@@ -157,7 +157,7 @@ def _check_event(event: dict[str, Any], max_time: int, known_good: set[tuple[str
     if not event["service"]:
         return "missing-field", f"event {event['event_id']!r}: service is empty"
     kind, payload = event["payload"]
-    return _check_payload(event["event_id"], kind, payload)
+    return _check_payload(event["event_id"], kind, payload, max_time)
 
 
 def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str, ...]) -> tuple[str, str] | None:
@@ -167,7 +167,7 @@ def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str
     return None
 
 
-def _check_payload(event_id: str, kind: str, payload: dict[str, Any]) -> tuple[str, str] | None:
+def _check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
     short = kind.rsplit(".", 1)[-1]
     if short == "InferenceRecord":
         problem = _require(event_id, short, payload, ("request_id", "model_name"))
@@ -189,6 +189,9 @@ def _check_payload(event_id: str, kind: str, payload: dict[str, Any]) -> tuple[s
         problem = _require(event_id, short, payload, ("name",))
         if problem is None and payload["duration_us"] < 0:
             return "bad-value", f"event {event_id!r}: span duration {payload['duration_us']} < 0"
+        # a span's start bounds its trace (and picks the trace's daily index): same range as event times
+        if problem is None and not MIN_TIME_US <= payload["start_time"] <= max_time:
+            return "bad-time", f"event {event_id!r}: span start {payload['start_time']} us is out of range"
         return problem
     if short == "LogRecord":
         if payload["level"].lower() not in _LOG_LEVELS:

@@ -414,7 +414,7 @@ class Pipeline:
         for trace_id, (events, blocks) in by_trace.items():
             state = traces.get(trace_id)
             if state is None:
-                state = correlate.new_state(trace_id, partition)
+                state = correlate.new_state(trace_id, partition, ingested=now)
             elif correlate.already_applied(state, topic, offset, decoded.batch_id):
                 self.counters["duplicates"] += 1
                 continue
@@ -453,7 +453,10 @@ class Pipeline:
 
     def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> Action:
         self.counters["traces"] += 1
-        return trace_action(trace, prefix=self.prefix, context=state.get("context") or None)
+        # the window is around the trace's first ingest (not now): the index stays the same on every update
+        ingested = state.get("ingested")
+        window = self.ingest_window(ingested) if ingested is not None else None
+        return trace_action(trace, prefix=self.prefix, context=state.get("context") or None, window=window)
 
     # ------------------------------------------------------------ ticks
 

@@ -395,7 +395,7 @@ class IngestWindow:
         return d if d < -self.past_us or d > self.future_us else 0
 
 
-def _reroute(action: Action, prefix: str, window: IngestWindow, skew_us: int) -> Action:
+def _reroute(action: Action, prefix: str, window: IngestWindow, skew_us: int, family: str = EVENTS) -> Action:
     """Send an out-of-window document to the ingest day's index, flagged (see :class:`IngestWindow`)."""
     # Labels only: they are mapped dynamically (keyword); ``event.ingested`` / ``aitrace.time_skew_s``
     # would need the index templates to map them first (an unmapped field is not searchable).
@@ -403,7 +403,7 @@ def _reroute(action: Action, prefix: str, window: IngestWindow, skew_us: int) ->
     labels["time_skew"] = "future" if skew_us > 0 else "past"
     labels["time_skew_s"] = str(skew_us // 1_000_000)
     labels["ingested"] = iso_time(window.ingest_us)
-    action["_index"] = index_name(prefix, EVENTS, window.ingest_us)
+    action["_index"] = index_name(prefix, family, window.ingest_us)
     return action
 
 
@@ -600,10 +600,21 @@ def trace_document(trace: dict[str, Any], context: dict[str, Any] | None = None)
     return _prune(doc)
 
 
-def trace_action(trace: dict[str, Any], *, prefix: str = "aitrace", context: dict[str, Any] | None = None) -> Action:
-    """Bulk action for a trace: ``_id`` = trace id, daily index of its start time."""
+def trace_action(
+    trace: dict[str, Any],
+    *,
+    prefix: str = "aitrace",
+    context: dict[str, Any] | None = None,
+    window: IngestWindow | None = None,
+) -> Action:
+    """Bulk action for a trace: ``_id`` = trace id, daily index of its start time.
+
+    ``window``: around the trace's first ingest; a start time outside it picks that day instead.
+    """
     doc = trace_document(trace, context)
-    return _action(index_name(prefix, TRACES, trace["start_time"]), trace["trace_id"], doc)
+    action = _action(index_name(prefix, TRACES, trace["start_time"]), trace["trace_id"], doc)
+    skew = window.skew_us(_micros(trace["start_time"])) if window is not None else 0
+    return _reroute(action, prefix, window, skew, TRACES) if skew and window else action
 
 
 def alert_document(alert: dict[str, Any]) -> Doc:

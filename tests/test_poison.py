@@ -19,6 +19,7 @@ import pytest
 from aitrace.config import Settings
 from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
+from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter, parse_headers
 from aitrace.processors.pipeline import Pipeline, TimeSkew, WorkerOptions
 from aitrace.sinks.indexer import IndexerClosed, Rejection
@@ -255,3 +256,24 @@ def test_tombstones_through_a_running_worker(
     assert _search(search.url, f"{prefix}-events-*", {"match_all": {}})["hits"]["total"]["value"] == events
     worker.stop()
     assert f"dlq={tombstones} (tombstone:{tombstones})" in worker.tail()
+
+
+def test_a_trace_of_far_times_is_indexed_by_its_first_ingest_day() -> None:
+    first = time.time()
+    pipe = Pipeline(WorkerOptions(idle_timeout_s=1.0), skew=TimeSkew(7 * DAY_S, DAY_S))
+    tr, traces = S.trace_id(), {}
+    old_us = int((first - 400 * DAY_S) * 1e6)
+    record = S.encode(S.batch([S.event(S.log("error", "old"), trace=tr, time_us=old_us)]))
+    pipe.process_record(record, key=None, topic="t", partition=0, offset=0, traces=traces, now=first)
+    day = time.strftime("%Y.%m.%d", time.gmtime(first))
+    # closed two days later (a late tick): the index is still the first ingest's day, not the tick's
+    [action] = pipe.tick(0, traces, now=first + 2 * DAY_S)
+    assert action["_index"] == f"aitrace-traces-{day}" and action["_source"]["labels"]["time_skew"] == "past"
+
+
+def test_a_span_starting_out_of_range_is_rejected() -> None:
+    tr = S.trace_id()
+    bad = S.event(S.span("s", 12345, 5), trace=tr)  # seconds-like start: a unit mistake or a bit flip
+    good = S.event(S.span("s", S.now_us(), 5), trace=tr)
+    decoded = RecordDecoder().decode(S.encode(S.batch([bad, good])))
+    assert [(r.index, r.reason) for r in decoded.rejected] == [(0, "bad-time")]
