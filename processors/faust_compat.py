@@ -104,15 +104,19 @@ class SafeStream(faust.Stream):
 class SafeOffsetsConsumer:
     """Mixin for Faust's consumer (before the transport's class in the bases): safe commit offsets.
 
-    Works around, together: Faust drops some fetched records without acking them and without
-    a seek that would read them again. Seen on Tansu right after a rebalance that handed a
-    worker a partition: its first record (at the committed offset) never reached the agent
-    (``Stream.__aiter__`` skips, unacked, an event whose ``generation_id`` is not the app's
-    or that arrives while ``flow_control`` is inactive; the fetcher had already moved its
-    read offset past it), the next records were acked, and Faust committed past the hole
-    (see :meth:`_new_offset`): issue 8's lost record per rebalance. Here the commit holds
-    at the hole, and a hole still there after ``HOLE_RESEEK_S`` is read again by seeking the
-    partition back to its committed offset (what follows is processed twice; idempotent).
+    Works around, together: Faust can leave a fetched record unprocessed and unacked with no
+    seek that would read it again. Seen on Tansu in the rebalances of issue 8's scenario
+    (kill, join, leave): the record at the committed offset of a partition never reached the
+    agent, the records after it were acked, and Faust committed past it (see
+    :meth:`_new_offset`): one record lost per such rebalance (1 event or 29: a record is a
+    batch). Around it the fetch loop dropped re-fetched records as already read
+    (``Consumer._drain_messages``: ``offset < _read_offset[tp]``, "DROPPED MESSAGE", 209
+    records in one run) after ``getmany`` had re-seeked while the flow was stopped; other
+    paths that discard a record silently are ``getmany``'s generation check and
+    ``Stream.__aiter__`` skipping events of an old generation or while flow control is off.
+    Here the commit holds at the hole, and a hole still there after ``HOLE_RESEEK_S`` is read
+    again by seeking the partition back to its committed offset (what follows it is
+    processed twice: idempotent downstream).
     """
 
     HOLE_RESEEK_S = 5.0
