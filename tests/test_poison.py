@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aitrace.config import Settings
 from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
@@ -277,3 +278,31 @@ def test_a_span_starting_out_of_range_is_rejected() -> None:
     good = S.event(S.span("s", S.now_us(), 5), trace=tr)
     decoded = RecordDecoder().decode(S.encode(S.batch([bad, good])))
     assert [(r.index, r.reason) for r in decoded.rejected] == [(0, "bad-time")]
+
+
+def test_a_transient_broker_failure_redoes_the_batch_and_quarantines_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, letters = _runtime(tmp_path, monkeypatch)
+    msgs = [Msg(_log_record(), b"k", runtime.input_names[0], 0, i) for i in range(3)]
+    attempts: list[int] = []
+
+    async def flaky(batch: list[Any]) -> None:
+        attempts.append(len(batch))
+        if len(attempts) <= 2:
+            raise KafkaConnectionError("broker gone")
+
+    asyncio.run(runtime.guarded(flaky, msgs))
+    assert attempts == [3, 3, 3] and letters == []  # the whole batch, again, until it went through
+
+
+def test_a_non_transient_send_error_is_blamed_on_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime, letters = _runtime(tmp_path, monkeypatch)
+    msgs = [Msg(_log_record(), b"k", runtime.input_names[0], 0, i) for i in range(3)]
+
+    async def too_big(batch: list[Any]) -> None:
+        if any(m.offset == 1 for m in batch):
+            raise MessageSizeTooLargeError("output too large")
+
+    asyncio.run(runtime.guarded(too_big, msgs))
+    assert [(lt.offset, lt.reason) for lt in letters] == [(1, "quarantined")]
