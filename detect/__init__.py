@@ -28,6 +28,8 @@ Drift kernels (``aitrace.detect.drift``)
     ``wasserstein_1d(u, v)`` (= scipy.stats.wasserstein_distance)
     ``chi2_drift(ref_counts, cur_counts) -> (statistic, pvalue, dof)`` (= scipy chi2_contingency)
     ``chi2_sf(statistic, dof)`` (= scipy.stats.chi2.sf)
+    ``ks_pvalue(d, n1, n2)`` (the KS distribution ks_2samp uses), ``t_pvalue(t, df)``,
+    ``welch_t(n1, mean1, var1, n2, mean2, var2) -> (t, df, p)`` (= scipy ttest_ind_from_stats)
 
 Batched drift statistics, one row per feature (``aitrace.detect.batched``)
     ``wasserstein_1d_batched(reference, current)``, ``psi_batched(reference, current, *, bins=10)``,
@@ -38,11 +40,14 @@ Batched drift statistics, one row per feature (``aitrace.detect.batched``)
 Drift verdicts (``aitrace.detect.drift_monitor``)
     ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
         raw arrays or data-stats summaries (histogram, quantiles, categories, moments);
-        test chosen by type and size, p-values adjusted (Benjamini-Hochberg by default),
-        effect sizes, ``drifted`` verdict.
+        test chosen by type and size, p-values adjusted (Holm by default: family-wise
+        error over the features of one comparison), effect sizes, ``drifted`` verdict.
+        Summaries are tested validly: ``ks_from_summaries`` bounds the KS distance from
+        two histograms (``cdf_bounds``), Welch's t works on the exact moments.
     ``DriftMonitor(reference_size=1000, window=1000, check_every=500, **config)``:
         streaming form with ``.update(features)``, ``.to_state()`` / ``.from_state()``.
-    ``DriftResult``, ``DriftConfig``, ``adjust_pvalues(pvalues, method)``, ``rebin_counts``.
+    ``DriftResult``, ``DriftConfig``, ``adjust_pvalues(pvalues, method)``, ``rebin_counts``,
+    ``describe(test, details, statistic, n_ref, n_cur)`` (the words of a verdict).
 
 Compiled kernels are cached on disk (``cache=True``); ``CACHE_DIR`` is the directory
 chosen (None: next to the sources); see ``aitrace.detect._cache`` for the rules when
@@ -70,16 +75,22 @@ from aitrace.detect.drift import (
     jensen_shannon_from_counts,
     ks_2samp,
     ks_2samp_batched,
+    ks_pvalue,
     psi,
     psi_from_counts,
+    t_pvalue,
     wasserstein_1d,
+    welch_t,
 )
 from aitrace.detect.drift_monitor import (
     DriftConfig,
     DriftMonitor,
     DriftResult,
     adjust_pvalues,
+    cdf_bounds,
+    describe,
     detect_drift,
+    ks_from_summaries,
     rebin_counts,
 )
 from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
@@ -101,20 +112,26 @@ __all__ = [
     "adjust_pvalues",
     "anomaly_details",
     "anomaly_scores",
+    "cdf_bounds",
     "chi2_drift",
     "chi2_drift_batched",
     "chi2_sf",
+    "describe",
     "detect_drift",
     "jensen_shannon",
     "jensen_shannon_batched",
     "jensen_shannon_from_counts",
     "ks_2samp",
     "ks_2samp_batched",
+    "ks_from_summaries",
+    "ks_pvalue",
     "overfitting",
     "psi",
     "psi_batched",
     "psi_from_counts",
     "rebin_counts",
+    "t_pvalue",
     "wasserstein_1d",
     "wasserstein_1d_batched",
+    "welch_t",
 ]

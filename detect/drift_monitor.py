@@ -21,14 +21,22 @@ data               test (p-value)              effect size (``effect_name``)
 =================  ==========================  ================================
 numeric, raw       two-sample KS (batched)     Wasserstein / reference sd
 categorical, raw   chi-square homogeneity      Jensen-Shannon distance
-histogram summary  chi-square on bin counts    Jensen-Shannon distance (+ PSI)
+histogram summary  KS bound on the CDFs, and   KS distance / std. mean diff.
+                   Welch t on the moments      (+ PSI); Bonferroni over the two
 category summary   chi-square homogeneity      Jensen-Shannon distance
 quantile summary   KS on interpolated CDFs     quantile-Wasserstein / ref IQR*0.7413
-moments summary    Welch z-test on the means   standardized mean difference
+moments summary    Welch t on the means        standardized mean difference
 =================  ==========================  ================================
 
-P-values are adjusted across all features of one comparison (Benjamini-Hochberg by
-default; ``holm``, ``bonferroni`` or ``none``). A feature is ``drifted`` when its
+A histogram summary's KS test is valid however its edges were chosen: the statistic is
+the gap between the two empirical CDFs that the histograms prove (exact at shared edges,
+a bound inside bins), never more than the rows' own KS statistic, so its p-value is at
+least theirs. :func:`aitrace.summarize` makes small or discrete batches exact and can
+reuse a reference's edges.
+
+P-values are adjusted across all features of one comparison (Holm by default: the
+chance of any false verdict in a comparison stays below ``alpha``; ``fdr_bh``,
+``bonferroni`` or ``none``). A feature is ``drifted`` when its
 adjusted p-value is below ``alpha`` and, once both windows are large (more than
 ``large_n`` points, where any difference becomes "significant"), also its effect
 size reaches ``min_effect``. PSI is reported for numeric features as well.
@@ -48,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,9 +66,11 @@ from aitrace.detect.drift import (
     chi2_drift,
     jensen_shannon_from_counts,
     ks_2samp_batched,
+    ks_pvalue,
     psi,
     psi_from_counts,
     wasserstein_1d,
+    welch_t,
 )
 
 CORRECTIONS = ("fdr_bh", "holm", "bonferroni", "none")
@@ -70,7 +80,7 @@ CORRECTIONS = ("fdr_bh", "holm", "bonferroni", "none")
 class DriftResult:
     """Drift verdict for one feature.
 
-    test: 'ks', 'chi2', 'hist_chi2', 'quantile_ks', 'mean_z' or 'none' (not testable).
+    test: 'ks', 'chi2', 'hist_ks', 'welch_t', 'quantile_ks' or 'none' (not testable).
     statistic, pvalue: the test's; pvalue_adjusted after the multiple-testing correction.
     effect_size, effect_name: how large the change is, comparable across sample sizes.
     psi: population stability index where it applies (else None).
@@ -89,6 +99,7 @@ class DriftResult:
     n_current: int
     psi: float | None = None
     message: str = ""
+    details: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +145,7 @@ class _Raw:
     n_cur: int
     psi: float | None = None
     note: str = ""
+    details: dict[str, float] = field(default_factory=dict)
 
 
 def _is_summary(x: Any) -> bool:
@@ -180,22 +192,128 @@ def _numeric_effect(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float | No
     return effect, (psi(rf, cf) if rf.size >= 2 else None)
 
 
+def _summary_n(summary: Mapping[str, Any]) -> int:
+    """Values a summary describes: its histogram's total, else count less missing."""
+    counts = summary.get("histogram_counts") or ()
+    if len(counts):
+        return round(float(np.sum(np.asarray(counts, dtype=np.float64))))
+    count, missing = int(summary.get("count") or 0), int(summary.get("missing") or 0)
+    return count - missing if 0 <= missing <= count else count
+
+
+def _check_histogram(name: str, which: str, edges: np.ndarray, counts: np.ndarray) -> None:
+    if edges.size != counts.size + 1 or counts.size == 0 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"{name}: {which} histogram needs len(edges) == len(counts) + 1 and rising edges")
+    if not (np.all(np.isfinite(counts)) and np.all(counts >= 0)):
+        raise ValueError(f"{name}: {which} histogram counts must be finite and non-negative")
+
+
+def cdf_bounds(edges: Any, counts: Any, points: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``lo <= F(t-) <= hi`` on the share of values below each point ``t``, from a histogram.
+
+    Bins are ``[e_k, e_k+1)`` (the last one closed), as ``numpy.histogram`` and
+    :func:`aitrace.summarize` count them. At an edge the share below is known exactly;
+    inside a bin it lies between the cumulative counts of the bin's two ends.
+
+    >>> lo, hi = cdf_bounds([0, 1, 2], [3, 1], [-1, 0, 0.5, 1, 2, 3])
+    >>> lo.tolist(), hi.tolist()
+    ([0.0, 0.0, 0.0, 0.75, 0.75, 1.0], [0.0, 0.0, 0.75, 0.75, 1.0, 1.0])
+    """
+    e = np.asarray(edges, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    t = np.asarray(points, dtype=np.float64)
+    n = c.sum()
+    cum = np.concatenate([[0.0], np.cumsum(c)]) / n  # cum[k] = share below e_k (k < K); cum[K] = 1
+    nbins = c.size
+    k = np.searchsorted(e, t, side="left")  # e[k-1] < t <= e[k]
+    on_edge = (k <= nbins) & (e[np.minimum(k, nbins)] == t)
+    lo = np.where(k == 0, 0.0, cum[np.clip(k - 1, 0, nbins)])
+    hi = np.where(k > nbins, 1.0, cum[np.clip(k, 0, nbins)])
+    exact = on_edge & (k < nbins)
+    lo = np.where(exact, cum[np.clip(k, 0, nbins)], lo)
+    hi = np.where(exact, cum[np.clip(k, 0, nbins)], hi)
+    lo = np.where(k > nbins, 1.0, lo)
+    return lo, hi
+
+
+def ks_from_summaries(
+    ref_edges: Any, ref_counts: Any, cur_edges: Any, cur_counts: Any
+) -> tuple[float, float, int, int]:
+    """A two-sample KS test from two histograms: ``(d, pvalue, n_ref, n_cur)``.
+
+    ``d`` is the largest gap between the two empirical CDFs that the histograms prove:
+    at every edge of either, the lower bound of ``|F_ref - F_cur|`` given what each
+    histogram says (exact at its own edges, a range inside its bins). So ``d`` never
+    exceeds the KS statistic of the rows themselves and the p-value (KS distribution
+    for the two sample sizes) is valid, conservative where the edges differ. With the
+    same edges (``summarize(..., reference=...)``), or exact summaries of small
+    batches, ``d`` equals the row-level statistic at those edges.
+
+    >>> d, p, n1, n2 = ks_from_summaries([0, 1, 2, 3], [50, 50, 0], [0, 1, 2, 3], [0, 50, 50])
+    >>> d, n1, n2, p < 1e-10
+    (0.5, 100, 100, True)
+    """
+    re_, rc = np.asarray(ref_edges, dtype=np.float64), np.asarray(ref_counts, dtype=np.float64)
+    ce, cc = np.asarray(cur_edges, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
+    n_ref, n_cur = round(rc.sum()), round(cc.sum())
+    if n_ref == 0 or n_cur == 0:
+        return 0.0, 1.0, n_ref, n_cur
+    points = np.union1d(re_, ce)
+    r_lo, r_hi = cdf_bounds(re_, rc, points)
+    c_lo, c_hi = cdf_bounds(ce, cc, points)
+    gap = np.maximum(np.maximum(r_lo - c_hi, c_lo - r_hi), 0.0)
+    d = float(np.max(gap)) if gap.size else 0.0
+    return d, ks_pvalue(d, n_ref, n_cur), n_ref, n_cur
+
+
+def _welch_from_summaries(
+    ref: Mapping[str, Any], cur: Mapping[str, Any]
+) -> tuple[float, float, float, int, int] | None:
+    """Welch's t on the summaries' exact moments: ``(t, p, smd, n_ref, n_cur)``, None if they lack them.
+
+    Summaries carry the population variance (ddof=0, as :func:`aitrace.summarize`
+    computes it); it is turned into the sample variance first.
+    """
+    n1, n2 = _summary_n(ref), _summary_n(cur)
+    m1, m2, v1, v2 = ref.get("mean"), cur.get("mean"), ref.get("variance"), cur.get("variance")
+    if n1 < 2 or n2 < 2 or None in (m1, m2, v1, v2):
+        return None
+    if not all(math.isfinite(float(x)) for x in (m1, m2, v1, v2)):
+        return None
+    s1 = max(float(v1), 0.0) * n1 / (n1 - 1)
+    s2 = max(float(v2), 0.0) * n2 / (n2 - 1)
+    t, _df, p = welch_t(n2, float(m2), s2, n1, float(m1), s1)
+    pooled = math.sqrt((max(float(v1), 0.0) + max(float(v2), 0.0)) / 2.0)
+    diff = float(m2) - float(m1)
+    smd = abs(diff) / pooled if pooled > 0 else (0.0 if diff == 0 else math.inf)
+    return t, p, smd, n1, n2
+
+
 def _histogram_test(name: str, ref: Mapping[str, Any], cur: Mapping[str, Any]) -> _Raw:
+    """KS bound on the two histograms and Welch's t on the moments, Bonferroni over the two."""
     r_edges = np.asarray(ref["histogram_edges"], dtype=np.float64)
     r_counts = np.asarray(ref["histogram_counts"], dtype=np.float64)
     c_edges = np.asarray(cur["histogram_edges"], dtype=np.float64)
     c_counts = np.asarray(cur["histogram_counts"], dtype=np.float64)
-    for edges, counts, which in ((r_edges, r_counts, "reference"), (c_edges, c_counts, "current")):
-        if edges.size != counts.size + 1 or counts.size == 0 or np.any(np.diff(edges) <= 0):
-            raise ValueError(f"{name}: {which} histogram needs len(edges) == len(counts) + 1 and rising edges")
-    if r_edges.shape != c_edges.shape or not np.allclose(r_edges, c_edges, rtol=1e-12, atol=0.0):
-        c_counts = rebin_counts(c_edges, c_counts, r_edges)
-    n_ref, n_cur = round(r_counts.sum()), round(c_counts.sum())
+    _check_histogram(name, "reference", r_edges, r_counts)
+    _check_histogram(name, "current", c_edges, c_counts)
+    d, p_ks, n_ref, n_cur = ks_from_summaries(r_edges, r_counts, c_edges, c_counts)
     if n_ref == 0 or n_cur == 0:
-        return _Raw(name, "none", 0.0, 1.0, 0.0, "js_distance", n_ref, n_cur, note="an empty histogram")
-    stat, p, _ = chi2_drift(r_counts, c_counts)
-    js = jensen_shannon_from_counts(r_counts, c_counts)
-    return _Raw(name, "hist_chi2", stat, p, js, "js_distance", n_ref, n_cur, psi=psi_from_counts(r_counts, c_counts))
+        return _Raw(name, "none", 0.0, 1.0, 0.0, "ks_distance", n_ref, n_cur, note="an empty histogram")
+    same_edges = r_edges.shape == c_edges.shape and np.allclose(r_edges, c_edges, rtol=1e-12, atol=0.0)
+    aligned = c_counts if same_edges else rebin_counts(c_edges, c_counts, r_edges)
+    psi_value = psi_from_counts(r_counts, aligned) if aligned.sum() > 0 else None
+    welch = _welch_from_summaries(ref, cur)
+    details = {"ks_distance": d, "ks_pvalue": p_ks}
+    if welch is None:
+        return _Raw(name, "hist_ks", d, p_ks, d, "ks_distance", n_ref, n_cur, psi=psi_value, details=details)
+    t, p_t, smd, _, _ = welch
+    details.update(_moment_details(ref, cur, t, p_t))
+    if p_t < p_ks:
+        p = min(1.0, 2.0 * p_t)
+        return _Raw(name, "welch_t", abs(t), p, smd, "smd", n_ref, n_cur, psi=psi_value, details=details)
+    p = min(1.0, 2.0 * p_ks)
+    return _Raw(name, "hist_ks", d, p, d, "ks_distance", n_ref, n_cur, psi=psi_value, details=details)
 
 
 def rebin_counts(edges: Any, counts: Any, new_edges: Any) -> np.ndarray:
@@ -247,18 +365,22 @@ def _iqr_sd(q: Mapping[float, float]) -> float:
 
 
 def _moments_test(name: str, ref: Mapping[str, Any], cur: Mapping[str, Any]) -> _Raw:
-    n1, n2 = int(ref.get("count") or 0), int(cur.get("count") or 0)
-    m1, m2 = ref.get("mean"), cur.get("mean")
-    v1, v2 = ref.get("variance"), cur.get("variance")
-    if n1 < 2 or n2 < 2 or None in (m1, m2, v1, v2):
+    welch = _welch_from_summaries(ref, cur)
+    if welch is None:
+        n1, n2 = _summary_n(ref), _summary_n(cur)
         return _Raw(name, "none", 0.0, 1.0, 0.0, "smd", n1, n2, note="summary lacks count/mean/variance")
-    se = math.sqrt(max(v1, 0.0) / n1 + max(v2, 0.0) / n2)
-    diff = float(m2) - float(m1)
-    z = (0.0 if diff == 0.0 else math.inf) if se == 0.0 else diff / se
-    p = math.erfc(abs(z) / math.sqrt(2.0))
-    pooled = math.sqrt((max(v1, 0.0) + max(v2, 0.0)) / 2.0)
-    smd = abs(diff) / pooled if pooled > 0 else (0.0 if diff == 0 else math.inf)
-    return _Raw(name, "mean_z", abs(z), p, smd, "smd", n1, n2)
+    t, p, smd, n1, n2 = welch
+    return _Raw(name, "welch_t", abs(t), p, smd, "smd", n1, n2, details=_moment_details(ref, cur, t, p))
+
+
+def _moment_details(ref: Mapping[str, Any], cur: Mapping[str, Any], t: float, p: float) -> dict[str, float]:
+    return {
+        "mean_reference": float(ref["mean"]),
+        "mean_current": float(cur["mean"]),
+        "sd_reference": math.sqrt(max(float(ref["variance"]), 0.0)),
+        "welch_t": float(t),
+        "welch_pvalue": float(p),
+    }
 
 
 def _summary_test(name: str, ref: Mapping[str, Any], cur: Mapping[str, Any]) -> _Raw:
@@ -277,10 +399,11 @@ class DriftConfig:
     """Settings of :func:`detect_drift` / :class:`DriftMonitor` (see the module docstring)."""
 
     alpha: float = 0.05
-    correction: str = "fdr_bh"
+    correction: str = "holm"
     large_n: int = 1000
     min_effect_numeric: float = 0.1  # Wasserstein / reference sd
     min_effect_categorical: float = 0.1  # Jensen-Shannon distance
+    min_effect_ks: float = 0.1  # KS distance between the summaries' CDFs
     min_effect_smd: float = 0.2  # Cohen's "small" effect
     max_categories_numeric: int = 5
     min_samples: int = 2
@@ -296,6 +419,8 @@ class DriftConfig:
             return self.min_effect_categorical
         if effect_name == "smd":
             return self.min_effect_smd
+        if effect_name == "ks_distance":
+            return self.min_effect_ks
         return self.min_effect_numeric
 
 
@@ -337,7 +462,18 @@ def detect_drift(reference: Mapping[str, Any], current: Mapping[str, Any], **con
         for (name, r, c), d, p in zip(numeric, stats, pvals, strict=True):
             effect, psi_value = _numeric_effect(r, c)
             nr, nc = int(np.count_nonzero(~np.isnan(r))), int(np.count_nonzero(~np.isnan(c)))
-            raws[name] = _Raw(name, "ks", float(d), float(p), effect, "wasserstein_norm", nr, nc, psi=psi_value)
+            raws[name] = _Raw(
+                name,
+                "ks",
+                float(d),
+                float(p),
+                effect,
+                "wasserstein_norm",
+                nr,
+                nc,
+                psi=psi_value,
+                details={"ks_distance": float(d)},
+            )
     ordered = [raws[n] for n in names]
     adjusted = adjust_pvalues([r.pvalue for r in ordered], cfg.correction)
     return [_verdict(raw, float(adj), cfg) for raw, adj in zip(ordered, adjusted, strict=True)]
@@ -351,9 +487,8 @@ def _verdict(raw: _Raw, adjusted: float, cfg: DriftConfig) -> DriftResult:
     if raw.test == "none":
         message = f"{raw.feature}: not tested ({raw.note})"
     elif drifted:
-        message = (
-            f"{raw.feature} drifted: {raw.test} p={adjusted:.3g} (adjusted), {raw.effect_name}={raw.effect_size:.3g}"
-        )
+        message = f"{raw.feature} drifted: {describe(raw.test, raw.details, raw.statistic, raw.n_ref, raw.n_cur)}"
+        message += f", p={adjusted:.3g} adjusted over the features (alpha {cfg.alpha:g})"
     else:
         message = (
             f"{raw.feature}: no drift ({raw.test} adjusted p={adjusted:.3g}, {raw.effect_name}={raw.effect_size:.3g})"
@@ -371,7 +506,31 @@ def _verdict(raw: _Raw, adjusted: float, cfg: DriftConfig) -> DriftResult:
         raw.n_cur,
         raw.psi,
         message,
+        dict(raw.details),
     )
+
+
+def describe(test: str, details: Mapping[str, float], statistic: float, n_ref: int, n_cur: int) -> str:
+    """What moved, by how much, against what: one phrase for an alert or a report."""
+    sizes = f"{n_cur} values against {n_ref} in the reference"
+    parts = []
+    if test in ("ks", "hist_ks", "quantile_ks"):
+        d = details.get("ks_distance", statistic)
+        parts.append(f"the share of values below some point differs by {d:.0%} (KS distance, {sizes})")
+    elif test in ("chi2", "hist_chi2"):
+        parts.append(f"category shares differ (chi-square {statistic:.3g}, {sizes})")
+    if "mean_current" in details:
+        sd = details.get("sd_reference", 0.0)
+        moved = details["mean_current"] - details["mean_reference"]
+        rel = f", {moved / sd:+.2f} reference sd" if sd > 0 else ""
+        t = details.get("welch_t", 0.0)
+        se = f", {abs(t):.1f} standard errors (Welch t)" if math.isfinite(t) else ""
+        phrase = f"mean {details['mean_reference']:.4g} -> {details['mean_current']:.4g}{rel}{se}"
+        if test == "welch_t":
+            parts.insert(0, phrase + f" ({sizes})")
+        elif details.get("welch_pvalue", 1.0) < 0.05:
+            parts.append(phrase)
+    return "; ".join(parts) or f"{test} statistic {statistic:.3g} ({sizes})"
 
 
 # ---------------------------------------------------------------------- streaming

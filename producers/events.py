@@ -438,48 +438,102 @@ def library_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     return versions
 
 
+EXACT_VALUES = 128  # a numeric column with at most this many distinct values is summarized exactly
+AUTO_BINS = 64  # otherwise: bins at this many quantiles of the batch (edges are data values)
+
+
 def summarize(
     columns: Mapping[str, Any],
-    bins: int = 10,
+    bins: int | None = None,
     categorical: Iterable[str] = (),
     quantiles: Iterable[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
     max_categories: int = 100,
+    reference: Any = None,
 ) -> list[dict[str, Any]]:
     """Feature summaries (``aitrace.FeatureStats`` dicts) of column arrays.
 
-    Numeric columns: count, missing (NaN / None), mean, variance, min, max, quantiles and a
-    histogram. Columns named in ``categorical``, or holding strings / objects / booleans:
-    category counts (the ``max_categories`` most frequent, the rest as ``__other__``).
+    Numeric columns: count, missing (NaN / None), mean, variance (ddof=0), min, max,
+    quantiles and a histogram whose counts are exact (bins ``[e_k, e_k+1)``, the last
+    closed), so the drift tests on two summaries stay valid:
+
+    * ``bins=None`` (default): a column with at most ``EXACT_VALUES`` distinct values gets
+      one bin per value, ``[v, next float after v)``, and empty bins between them: its
+      empirical CDF is in the summary exactly (small batches, discrete and zero-inflated
+      columns). Otherwise ``AUTO_BINS`` bins with edges at the batch's own quantiles (data
+      values), so each bin holds about the same number of rows.
+    * ``reference`` (the summaries of a reference batch, as a list like this function
+      returns or a mapping name -> summary): a numeric column reuses the reference's inner
+      edges, so both CDFs are known at the same points (the outer edges widen to this
+      batch's min / max where it goes beyond them).
+    * ``bins=<int>``: that many equal-width bins between min and max (``numpy.histogram``).
+
+    Columns named in ``categorical``, or holding strings / objects / booleans: category
+    counts (the ``max_categories`` most frequent, the rest as ``__other__``).
     """
     import numpy as np
 
     forced = set(categorical)
     levels = tuple(quantiles)
+    refs = _reference_map(reference)
     out = []
     for name, column in columns.items():
         arr = np.asarray(column)
         if name in forced or arr.dtype.kind in "OUSb":
             out.append(_categorical_stats(str(name), arr, max_categories))
         else:
-            out.append(_numeric_stats(str(name), arr.astype(np.float64, copy=False), bins, levels))
+            ref_edges = (refs.get(str(name)) or {}).get("histogram_edges") or None
+            out.append(_numeric_stats(str(name), arr.astype(np.float64, copy=False), bins, levels, ref_edges))
     return out
 
 
-def _numeric_stats(name: str, arr: Any, bins: int, levels: tuple[float, ...]) -> dict[str, Any]:
+def _reference_map(reference: Any) -> dict[str, Mapping[str, Any]]:
+    if not reference:
+        return {}
+    if isinstance(reference, Mapping):
+        return {str(k): v for k, v in reference.items()}
+    return {str(f["name"]): f for f in reference}
+
+
+def _histogram_edges(finite: Any, bins: int | None, ref_edges: Any) -> Any:
+    """Rising edges for :func:`_numeric_stats` (see :func:`summarize` for the three modes)."""
+    import numpy as np
+
+    lo, hi = float(finite[0]), float(finite[-1])  # finite is sorted
+    if ref_edges is not None and len(ref_edges) >= 2:
+        inner = np.asarray(ref_edges, dtype=np.float64)
+        edges = np.unique(np.concatenate([[min(lo, inner[0])], inner, [max(hi, inner[-1])]]))
+        return edges if edges.size >= 2 else np.array([lo, np.nextafter(lo, np.inf)])
+    if bins is not None:
+        return np.histogram_bin_edges(finite, bins=bins)
+    distinct = np.unique(finite)
+    if distinct.size <= EXACT_VALUES:
+        return np.unique(np.concatenate([distinct, np.nextafter(distinct, np.inf)]))
+    idx = np.round(np.linspace(0, finite.size - 1, AUTO_BINS + 1)).astype(np.int64)
+    return np.unique(finite[idx])  # more than EXACT_VALUES distinct values: at least two edges
+
+
+def _numeric_stats(
+    name: str, arr: Any, bins: int | None, levels: tuple[float, ...], ref_edges: Any = None
+) -> dict[str, Any]:
     import numpy as np
 
     flat = arr.ravel()
-    finite = flat[np.isfinite(flat)]
+    finite = np.sort(flat[np.isfinite(flat)])
     stats: dict[str, Any] = {"name": name, "dtype": "numeric", "count": int(flat.size)}
     stats["missing"] = int(np.isnan(flat).sum())
     if finite.size == 0:
         return stats
-    counts, edges = np.histogram(finite, bins=bins)
+    edges = _histogram_edges(finite, bins, ref_edges)
+    if bins is not None and ref_edges is None:
+        counts, edges = np.histogram(finite, bins=edges)
+    else:
+        below = np.searchsorted(finite, edges[:-1], side="left")  # values below each edge, exactly
+        counts = np.diff(np.append(below, finite.size))
     stats.update(
         mean=float(finite.mean()),
         variance=float(finite.var()),
-        min=float(finite.min()),
-        max=float(finite.max()),
+        min=float(finite[0]),
+        max=float(finite[-1]),
         quantiles={str(q): float(v) for q, v in zip(levels, np.quantile(finite, levels), strict=True)},
         histogram_edges=[float(e) for e in edges],
         histogram_counts=[int(c) for c in counts],
