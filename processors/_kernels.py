@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.anomaly import CODE_NAMES, AnomalyDetector
+from aitrace.detect.drift_monitor import detect_drift
 
 try:  # the drift kernels of aitrace.detect; a plain NumPy form until that module is installed
     from aitrace.detect import ks_2samp as _ks_2samp
@@ -202,10 +203,43 @@ def _missing_rate(count: int, missing: int) -> float:
     return missing / max(count + missing, 1)
 
 
+def summary_drift(
+    ref: dict[str, Any], feature: dict[str, Any], *, alpha: float
+) -> tuple[str, str, str, float, float, str] | None:
+    """The drift verdict of :func:`aitrace.detect.detect_drift` on two numeric summaries.
+
+    One rule for the worker and the library: a KS test bounded from the two histograms and
+    Welch's t on the moments (each at ``alpha / 2``), so a batch's size decides how far its
+    mean may wander. Returns the failed check or None.
+    """
+    name = feature["name"]
+    reference = {
+        "count": ref.get("count"),
+        "missing": ref.get("missing", 0),
+        "mean": ref.get("mean"),
+        "variance": ref.get("variance"),
+        "histogram_edges": ref.get("edges") or [],
+        "histogram_counts": ref.get("hist") or [],
+    }
+    if not reference["histogram_counts"] and (reference["mean"] is None or reference["variance"] is None):
+        return None
+    (result,) = detect_drift({name: reference}, {name: feature}, alpha=alpha, correction="none")
+    if not result.drifted:
+        return None
+    detector = "mean_shift" if result.test == "welch_t" else "ks"
+    big = (result.psi or 0.0) >= 0.5 or (result.effect_name == "smd" and result.effect_size >= 1.0)
+    severity = "critical" if big or result.effect_size >= 0.5 else "warning"
+    text = result.message.replace(f"{name} drifted: ", f"distribution of {name!r} moved against the reference batch: ")
+    return ("drift", detector, severity, result.effect_size, alpha, text)
+
+
 def feature_checks(
-    state: dict[str, Any], feature: dict[str, Any], cfg: Any
+    state: dict[str, Any], feature: dict[str, Any], cfg: Any, n_features: int = 1
 ) -> list[tuple[str, str, str, float, float, str]]:
     """Compare one batch's FeatureStats with the reference (the series' first batch).
+
+    Numeric drift is :func:`summary_drift` at ``cfg.drift_alpha`` shared (Bonferroni) over
+    the ``n_features`` features of the batch.
 
     Returns ``(kind, detector, severity, statistic, threshold, text)`` for each failed check.
     """
@@ -230,20 +264,10 @@ def feature_checks(
                 f"missing values of {name!r} at {rate:.1%} (reference {ref_rate:.1%})",
             )
         )
-    edges, hist = list(feature.get("histogram_edges") or []), list(feature.get("histogram_counts") or [])
-    if hist and edges == ref["edges"] and len(hist) == len(ref["hist"]) and sum(hist) and sum(ref["hist"]):
-        value = psi_counts(np.asarray(ref["hist"]), np.asarray(hist))
-        if value >= cfg.psi_warning:
-            severity = "critical" if value >= cfg.psi_critical else "warning"
-            out.append(
-                ("drift", "psi", severity, value, cfg.psi_warning, f"distribution drift of {name!r} (PSI {value:.2f})")
-            )
-    elif feature.get("mean") is not None and ref["mean"] is not None and (ref["variance"] or 0) > 0:
-        shift = abs(feature["mean"] - ref["mean"]) / math.sqrt(ref["variance"])
-        if shift >= cfg.mean_shift:
-            out.append(
-                ("drift", "mean_shift", "warning", shift, cfg.mean_shift, f"mean of {name!r} moved {shift:.2f} sd")
-            )
+    if feature.get("dtype") != "categorical" and not feature.get("categories"):
+        problem = summary_drift(ref, feature, alpha=cfg.drift_alpha / max(1, n_features))
+        if problem is not None:
+            out.append(problem)
     categories = feature.get("categories") or {}
     if categories and ref["categories"]:
         out.extend(_category_checks(ref["categories"], categories, name, "unseen_category", cfg))

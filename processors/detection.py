@@ -51,7 +51,7 @@ class DetectionConfig:
     drift_min_effect: float = 0.1  # KS statistic below this is not worth an alert, whatever the p-value
     psi_warning: float = 0.2
     psi_critical: float = 0.5
-    mean_shift: float = 0.5  # |mean - ref mean| / ref sd for summaries without a comparable histogram
+    mean_shift: float = 0.5  # unused since drift on summaries is detect_drift's (kept for old configs)
     rate_window: int = 50  # requests per error-rate / accuracy window
     rate_min_events: int = 5
     missing_jump: float = 0.05
@@ -572,13 +572,14 @@ class SeriesDetectors:
     def _data(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         dataset, stage = chunk["dataset"], chunk["stage"]
         for time_us, service, trace_id, stats in chunk["stats"]:
+            n_features = len(stats.get("features") or [])
             for feature in stats.get("features") or []:
                 key = f"data/{dataset}/{stage}/{feature['name']}"
                 ctx = SeriesContext(key, service, None, None, feature["name"], trace_id)
                 self._data_series(
                     key,
                     ctx,
-                    lambda st, f=feature: K.feature_checks(st, f, self.config),
+                    lambda st, f=feature, n=n_features: K.feature_checks(st, f, self.config, n),
                     time_us,
                     result,
                     source,

@@ -367,3 +367,23 @@ def test_rollup_counts_nonfinite_points_across_chunks_and_summarises_the_finite_
     assert (closed["count"], closed["nonfinite_count"], closed["min"], closed["max"]) == (2, 4, 1.0, 2.0)
     assert (closed["value"], closed["last"], closed["first_step"], closed["last_step"]) == (1.5, 1.0, 0, 5)
     assert (opened["count"], opened["nonfinite_count"], opened["value"]) == (1, 0, 3.0)
+
+
+def test_benign_small_batches_raise_no_drift_and_a_real_shift_says_why() -> None:
+    """Batches of 50 rows from one population: sampling noise is not drift (the mean may
+    wander by its standard error, not by a fixed 0.5 sd); a 3 sd shift is found and named."""
+    from aitrace.processors import _kernels as K
+
+    rng = np.random.default_rng(3)
+    cfg = DetectionConfig()
+    state: dict = {}
+    population = rng.gamma(0.5, 2.0, size=2000).round(1)  # heavy-tailed, quantized
+    found = []
+    for _ in range(8):
+        (feature,) = aitrace.summarize({"x": rng.choice(population, 50)})
+        found.extend(K.feature_checks(state, feature, cfg, n_features=4))
+    assert found == []
+    (moved,) = aitrace.summarize({"x": rng.choice(population, 50) + 3 * population.std()})
+    [(kind, detector, _sev, _stat, _thr, text)] = K.feature_checks(state, moved, cfg, n_features=4)
+    assert kind == "drift" and detector in ("ks", "mean_shift")
+    assert "'x' moved against the reference batch" in text and "50 values against 50" in text
