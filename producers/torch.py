@@ -148,6 +148,8 @@ class WatchHandle:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
+        self._all = list(range(len(self._params)))
+        self._one_device = len({p.device for p in self._params}) <= 1
         layers: dict[str, int] = {}
         self._root = type(model).__name__
         self._layer_index = [layers.setdefault(_layer_of(n, self._root), len(layers)) for n in self._names]
@@ -233,11 +235,16 @@ class WatchHandle:
 
     def _report(self, step: int) -> None:
         """Queue this step's measurement as device tensors (no sync); publish every ``sync_every`` steps."""
-        present = [i for i, p in enumerate(self._params) if p.grad is not None]
-        grads = [self._params[i].grad for i in present]
+        grads = [p.grad for p in self._params]
+        if any(g is None for g in grads):  # unused parameters this step (not `None in`: Tensor.__eq__)
+            present = [i for i, g in enumerate(grads) if g is not None]
+            grads = [grads[i] for i in present]
+        else:
+            present = self._all
         pieces: list[torch.Tensor] = []
         if grads:
-            pieces.append(_stack(torch._foreach_norm(grads)))
+            norms = torch._foreach_norm(grads)
+            pieces.append(torch.stack(norms) if self._one_device else _stack(norms))
         ratios = False
         if self._costly(step) and self._snapshot is not None and self._snapshot_step == step:
             with torch.no_grad():
@@ -250,9 +257,11 @@ class WatchHandle:
         if acts:
             pieces.append(torch.stack([ok for _, ok in self._acts]))
         flat = None
-        if pieces:
+        if len(pieces) == 1:
+            flat = pieces[0]
+        elif pieces:
             device = pieces[0].device
-            flat = torch.cat([x.detach().float().to(device) for x in pieces])
+            flat = torch.cat([x.detach().to(device, torch.float32) for x in pieces])
         lrs = [float(g.get("lr", math.nan)) for g in self.optimizer.param_groups] if self.optimizer is not None else []
         self._pending.append((step, present, ratios, acts, lrs, flat))
         if len(self._pending) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
@@ -267,7 +276,7 @@ class WatchHandle:
         tensors = [p[-1] for p in pending if p[-1] is not None]
         if tensors:
             device = tensors[0].device
-            flat = torch.cat([t.to(device) for t in tensors]).tolist()  # the one sync
+            flat = torch.cat([t.to(device, torch.float32) for t in tensors]).tolist()  # the one sync
         offset = 0
         for step, present, ratios, acts, lrs, tensor in pending:
             n = 0 if tensor is None else tensor.numel()
