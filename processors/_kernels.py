@@ -78,10 +78,14 @@ def psi_samples(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> f
     return psi_counts(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
 
 
-def window_drift(state: dict[str, Any], values: np.ndarray, *, window: int) -> list[tuple[float, float, float]]:
+def window_drift(
+    state: dict[str, Any], values: np.ndarray, *, window: int, alpha: float | None = None, name: str = "feature"
+) -> list[Any]:
     """Fill the reference window first, then test every full current window against it.
 
-    Returns ``(ks statistic, p-value, psi)`` per completed current window.
+    Returns ``(ks statistic, p-value, psi)`` per completed current window; with ``alpha``,
+    :func:`aitrace.detect.detect_drift`'s verdict (a ``DriftResult``) instead: the same
+    rule as the library's, at ``alpha`` for this one feature.
     """
     values = values[np.isfinite(values)]
     ref = state.setdefault("ref", [])
@@ -98,8 +102,11 @@ def window_drift(state: dict[str, Any], values: np.ndarray, *, window: int) -> l
         values = values[take:]
         if len(cur) == window:
             current = np.asarray(cur, dtype=np.float64)
-            stat, p = ks_2samp(reference, current)
-            tests.append((stat, p, psi_samples(reference, current)))
+            if alpha is not None:
+                tests.append(detect_drift({name: reference}, {name: current}, alpha=alpha, correction="none")[0])
+            else:
+                stat, p = ks_2samp(reference, current)
+                tests.append((stat, p, psi_samples(reference, current)))
             cur.clear()
     return tests
 

@@ -509,26 +509,32 @@ class SeriesDetectors:
         last_time = int(times[-1]) if times.size else 0
 
         def work(state: State) -> None:
-            tests = K.window_drift(state, values, window=cfg.drift_window)
+            tests = K.window_drift(state, values, window=cfg.drift_window, alpha=alpha, name=feature)
             if not tests:
                 return
             worst: Finding | None = None
             clean = 0
-            for stat, pvalue, psi_value in tests:
-                if pvalue < alpha and stat >= cfg.drift_min_effect:
+            for verdict in tests:
+                if verdict.drifted:
+                    psi_value = verdict.psi if verdict.psi is not None else 0.0
+                    stat = verdict.details.get("ks_distance", verdict.statistic)
                     severity = "critical" if psi_value >= cfg.psi_critical else "warning"
                     worst = Finding(
                         kind="drift",
-                        detector="ks",
+                        detector=verdict.test,
                         severity=severity,
                         title=f"input drift of {feature!r} for model {model} (KS {stat:.2f}, PSI {psi_value:.2f})",
                         time_us=last_time,
                         score=stat,
                         statistic=stat,
                         threshold=cfg.drift_min_effect,
-                        pvalue=pvalue,
+                        pvalue=verdict.pvalue,
                         evidence=[stat, psi_value],
-                        details={"alpha": f"{alpha:.3g}", "window": str(cfg.drift_window)},
+                        details={
+                            "alpha": f"{alpha:.3g}",
+                            "window": str(cfg.drift_window),
+                            "why": verdict.message,
+                        },
                     )
                     clean = 0
                 else:
