@@ -6,7 +6,8 @@ the key ``tombstone:<topic>/<partition>/<offset>``: Kafka needs one of the two),
 replaying a dead letter is producing its value back to ``aitrace.dlq.topic``. Kafka headers say why and where from:
 
 =========================  ====================================================
-``aitrace.dlq.reason``     short stable reason (``corrupt-body``, ``bad-magic``, ``invalid-trace-id``...)
+``aitrace.dlq.reason``     short stable reason (``corrupt-body``, ``bad-magic``, ``invalid-trace-id``,
+                           ``tombstone``, ``quarantined``: failed a step twice, ``index-rejected``...)
 ``aitrace.dlq.detail``     one line a person can read
 ``aitrace.dlq.topic``      source topic
 ``aitrace.dlq.partition``  source partition (decimal)

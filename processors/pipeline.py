@@ -13,6 +13,9 @@ Input record (trace-keyed):
 3. :meth:`Pipeline.correlate` -> trace documents of traces that closed or changed after closing;
 4. :meth:`Pipeline.chunks` -> ``(entity key, bytes)`` records for the series repartition topic.
 
+Event times further from ingest time than :class:`TimeSkew` allows keep their ``@timestamp``
+but index into the ingest day (a trace: the day of its first record), flagged in ``labels``.
+
 Series chunk (entity-keyed): :meth:`Pipeline.series` -> alert records, alert documents,
 ground-truth label documents (joined to their prediction), rollup documents.
 """
