@@ -19,10 +19,12 @@ from aitrace.detect import (
     jensen_shannon_from_counts,
     ks_2samp,
     ks_2samp_batched,
+    ks_from_summaries,
     psi,
     psi_from_counts,
     rebin_counts,
     wasserstein_1d,
+    welch_t,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -378,3 +380,44 @@ def test_wasserstein_near_the_float_limit() -> None:
     big = 1.5e308
     assert wasserstein_1d([-big], [big]) == math.inf
     assert wasserstein_1d([big / 2], [big]) == pytest.approx(big / 2)
+
+
+def test_summaries_of_small_discrete_batches_give_the_rows_ks_statistic() -> None:
+    """summarize keeps a small or discrete batch's CDF exactly: the summary KS equals scipy's on rows."""
+    import aitrace
+
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        a = rng.poisson(0.7, size=60).astype(float)  # zero-inflated, many ties
+        b = rng.poisson(0.7, size=45).astype(float)
+        (sa,) = aitrace.summarize({"x": a})
+        (sb,) = aitrace.summarize({"x": b})
+        d, p, na, nb = ks_from_summaries(
+            sa["histogram_edges"], sa["histogram_counts"], sb["histogram_edges"], sb["histogram_counts"]
+        )
+        ref = scipy.stats.ks_2samp(a, b)
+        assert (na, nb) == (60, 45)
+        assert d == pytest.approx(ref.statistic, abs=1e-12) and p == pytest.approx(ref.pvalue, rel=1e-6)
+
+
+def test_summary_ks_never_exceeds_the_rows_ks_whatever_the_edges() -> None:
+    import aitrace
+
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        a = rng.lognormal(size=900)
+        b = rng.lognormal(0.1, 1.0, size=700)
+        (sa,) = aitrace.summarize({"x": a})
+        for sb in (aitrace.summarize({"x": b})[0], aitrace.summarize({"x": b}, reference=[sa])[0]):
+            d, p, _, _ = ks_from_summaries(
+                sa["histogram_edges"], sa["histogram_counts"], sb["histogram_edges"], sb["histogram_counts"]
+            )
+            ref = scipy.stats.ks_2samp(a, b)
+            assert d <= ref.statistic + 1e-12 and p >= ref.pvalue * (1 - 1e-9)
+            assert d >= ref.statistic - 2.5 / 64  # bins at the batch's quantiles lose at most about a bin
+
+
+def test_welch_t_matches_scipy() -> None:
+    t, _df, p = welch_t(12, 1.0, 2.0, 30, 1.8, 0.5)
+    ref = scipy.stats.ttest_ind_from_stats(1.0, np.sqrt(2.0), 12, 1.8, np.sqrt(0.5), 30, equal_var=False)
+    assert t == pytest.approx(ref.statistic, rel=1e-12) and p == pytest.approx(ref.pvalue, rel=1e-9)
