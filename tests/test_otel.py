@@ -58,7 +58,7 @@ def test_parent_and_child_spans_keep_their_trace_and_parent_links(client: aitrac
     assert o["start_time"] <= i["start_time"] and i["duration_us"] <= o["duration_us"]
     assert (
         o["start_time"] == parent.start_time // 1000
-        and o["duration_us"] == (parent.end_time - parent.start_time) // 1000
+        and o["duration_us"] == parent.end_time // 1000 - parent.start_time // 1000  # both ends in µs
     )
 
 
