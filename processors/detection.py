@@ -47,8 +47,8 @@ class DetectionConfig:
     anomaly_threshold: float = 0.9  # detect's scores: 0.5 = its decision level; 0.9 keeps alerts rare
     critical_score: float = 0.999
     drift_window: int = 200  # reference and current window length (points) for inference features
-    drift_alpha: float = 0.001  # family-wise, Bonferroni over the model's features
-    drift_min_effect: float = 0.1  # KS statistic below this is not worth an alert, whatever the p-value
+    drift_alpha: float = 0.001  # family-wise per batch/window, Bonferroni over the features (detect_drift's rule)
+    drift_min_effect: float = 0.1  # reported as the alert's threshold; the verdict is detect_drift's
     psi_warning: float = 0.2
     psi_critical: float = 0.5
     mean_shift: float = 0.5  # unused since drift on summaries is detect_drift's (kept for old configs)
