@@ -9,8 +9,15 @@ for Faust, Numba or PyTorch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import logging
+import os
+import re
 import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +35,81 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_SECRET_ENV_RE = re.compile(r"^AITRACE_.*(PASSWORD|API_KEY|SECRET|TOKEN)", re.IGNORECASE)
+_URL_PASSWORD_RE = re.compile(r"[a-zA-Z][\w+.-]*://[^/@:\s]*:([^/@\s]+)@")
+_MIN_SECRET_LEN = 3  # shorter values would garble ordinary output; mask_url still covers URLs
+
+
+def known_secrets(argv: Iterable[str], env: dict[str, str] | None = None) -> list[str]:
+    """Passwords and keys from ``AITRACE_*`` settings and from user-info of URLs in env or argv."""
+    env = dict(os.environ if env is None else env)
+    found = [v for k, v in env.items() if _SECRET_ENV_RE.match(k)]
+    for text in [*env.values(), *argv]:
+        found.extend(_URL_PASSWORD_RE.findall(text))
+    return sorted({s for s in found if len(s) >= _MIN_SECRET_LEN}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with URL passwords and every known secret replaced by ``***``."""
+    from aitrace.config import mask_url
+
+    text = mask_url(text)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class _ScrubbingStream(io.TextIOBase):
+    """A text stream that scrubs secrets before they reach the real one.
+
+    The last line of defence: a client exception, a traceback or a third-party log line
+    that quotes a URL or a header still never shows a password.
+    """
+
+    def __init__(self, inner: Any, secrets: list[str]) -> None:
+        self._inner = inner
+        self._secrets = secrets
+
+    def write(self, text: str) -> int:
+        self._inner.write(scrub(text, self._secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def scrubbed_output(argv: list[str]) -> Iterator[None]:
+    """While a command runs, stdout, stderr and log records never carry a secret."""
+    secrets = known_secrets(argv)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ScrubbingStream(out, secrets), _ScrubbingStream(err, secrets)
+    old_factory = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        # The factory sees every record, also those of handlers writing to files.
+        return _scrub_record(old_factory(*args, **kwargs), secrets)
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(old_factory)
+        sys.stdout, sys.stderr = out, err
+
+
+def _scrub_record(record: logging.LogRecord, secrets: list[str]) -> logging.LogRecord:
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        return record  # a malformed record: logging reports it itself
+    record.msg, record.args = scrub(message, secrets), None
+    return record
+
+
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items())
     return argparse.ArgumentParser(
@@ -41,6 +123,11 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    with scrubbed_output(argv):
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         parser = _top_parser()
         if argv and argv[0] not in {"-h", "--help"}:

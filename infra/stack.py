@@ -24,15 +24,13 @@ import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitrace.config import STATE_FILE
+from aitrace.config import STATE_FILE, mask_url
 from aitrace.infra.services import (
     HOST,
     STOP_GRACE,
@@ -131,7 +129,7 @@ def _write_state(directory: Path, services: dict[str, dict[str, Any]], external:
         "updated_at": _now(),
         "services": services,
         "endpoints": {role: rec["address"] for role, rec in services.items()},
-        "external": external,
+        "external": {role: mask_url(address) for role, address in external.items()},
     }
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
@@ -252,18 +250,25 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
 
 
 def probe_http(url: str, timeout: float = 2.0) -> str:
-    """'' when ``GET url/`` gets any HTTP answer (401 from a secured cluster still answers)."""
+    """'' when ``GET url/`` gets any HTTP answer (401 from a secured cluster still answers).
+
+    Goes through :func:`aitrace.sinks.es.detect_capabilities`, the path the worker uses, so a
+    URL with user-info authenticates as basic auth (urllib would choke on it) and the
+    reason never carries the password.
+    """
+    from aitrace.config import Settings
+    from aitrace.sinks.es import SearchUnavailable, detect_capabilities
+
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout):
-            return ""
-    except urllib.error.HTTPError:
-        return ""
-    except (OSError, ValueError) as exc:
-        return str(getattr(exc, "reason", exc))
+        detect_capabilities(Settings.from_env(es_url=url), timeout=timeout)
+    except SearchUnavailable as exc:
+        return "" if "refused the credentials" in str(exc) else mask_url(str(exc))
+    return ""
 
 
 def _probe(role: str, address: str, timeout: float = 2.0) -> str:
-    return probe_kafka(address, timeout) if role == "kafka" else probe_http(address, timeout)
+    reason = probe_kafka(address, timeout) if role == "kafka" else probe_http(address, timeout)
+    return mask_url(reason)
 
 
 # --------------------------------------------------------------------------- up / down / status
@@ -386,7 +391,7 @@ def status(state: str | os.PathLike[str] | None = None, *, timeout: float = 2.0)
         )
     for role, address in _external().items():
         reason = _probe(role, address, timeout)
-        result.append(ServiceStatus(role, address, "external", None, True, not reason, reason))
+        result.append(ServiceStatus(role, mask_url(address), "external", None, True, not reason, reason))
     return result
 
 
@@ -440,9 +445,10 @@ def _run_up(args: argparse.Namespace) -> int:
     for role, address in state.get("external", {}).items():
         reason = _probe(role, address)
         note = "answers" if not reason else f"does not answer: {reason}"
-        print(f"{role:<14} {address:<28} external     {note}")
+        shown = mask_url(address)
+        print(f"{role:<14} {shown:<28} external     {note}")
         if reason:
-            print(f"aitrace up: warning: external {role} at {address} does not answer", file=sys.stderr)
+            print(f"aitrace up: warning: external {role} at {shown} does not answer", file=sys.stderr)
     if services:
         print(f"recorded in {directory / STATE_FILE}; stop with `aitrace down`")
         if directory.resolve() != state_dir().resolve():

@@ -10,11 +10,37 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "stack.json"
+# scheme://user:password@host -> groups: prefix up to the user, the password
+_USERINFO_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@")
+_SECRET_FIELDS = ("es_password", "es_api_key", "kafka_sasl_password")
+
+
+def mask_url(url: str) -> str:
+    """``http://elastic:pw@host:9200`` -> ``http://elastic:***@host:9200``; any text with URLs works."""
+    return _USERINFO_RE.sub(lambda m: f"{m['head']}:***@" if m["pw"] is not None else m[0], url)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without user-info, user, password)``; user and password are None when absent.
+
+    The elasticsearch client and urllib want credentials apart from the URL, and a URL
+    without them can be printed anywhere.
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=hostport))
+    return clean, unquote(user), unquote(password) if sep else None
 
 
 def _state_dir() -> Path:
@@ -68,6 +94,35 @@ class Settings:
     index_prefix: str = "aitrace"
     state_dir: str = ".aitrace"
 
+    def __post_init__(self) -> None:
+        # Credentials in AITRACE_ES_URL become basic auth, so es_url is safe to print and
+        # every client (urllib3 probe, elasticsearch client) authenticates the same way.
+        clean, user, password = split_userinfo(self.es_url)
+        if clean == self.es_url:
+            return
+        object.__setattr__(self, "es_url", clean)
+        if self.es_username is None and user:
+            object.__setattr__(self, "es_username", user)
+        if self.es_password is None and password is not None:
+            object.__setattr__(self, "es_password", password)
+
+    def __repr__(self) -> str:
+        # Secret fields are left out; URLs that may carry user-info are masked.
+        shown = (
+            f"{f.name}={mask_url(v)!r}" if isinstance(v, str) else f"{f.name}={v!r}" for f, v in self._fields_shown()
+        )
+        return f"Settings({', '.join(shown)})"
+
+    def _fields_shown(self) -> list[tuple[Any, Any]]:
+        return [(f, getattr(self, f.name)) for f in fields(self) if f.repr and f.name not in _SECRET_FIELDS]
+
+    def secrets(self) -> list[str]:
+        """Every secret value this configuration holds (for scrubbing output)."""
+        values = [getattr(self, name) for name in _SECRET_FIELDS]
+        for url in (self.kibana_url, self.schema_registry_url, self.kafka_bootstrap):
+            values.append(split_userinfo(url)[2] if url and "://" in url else None)
+        return [v for v in values if v]
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset)."""
@@ -100,6 +155,10 @@ class Settings:
     def topic(self, name: str) -> str:
         """Full topic name: ``topic("events.training")`` -> ``aitrace.events.training``."""
         return f"{self.topic_prefix}.{name}"
+
+
+def _shown(value: Any) -> Any:
+    return mask_url(value) if isinstance(value, str) else value
 
 
 def _cast(name: str, raw: str, annotation: Any) -> Any:

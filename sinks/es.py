@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from aitrace.config import Settings
+from aitrace.config import Settings, mask_url
 from elastic_transport import (
     AiohttpHttpNode,
     HttpHeaders,
@@ -167,8 +167,8 @@ def detect_capabilities(settings: Settings, timeout: float = _DETECT_TIMEOUT_S) 
 
 
 def safe_url(url: str) -> str:
-    """The URL without user:password@, so errors never print secrets."""
-    return re.sub(r"//[^/@]*@", "//***@", url)
+    """The URL with its password masked (``http://elastic:***@host``), so errors never print secrets."""
+    return mask_url(url)
 
 
 def _client_kwargs(settings: Settings, caps: Capabilities, node_class: type) -> dict[str, Any]:
