@@ -62,8 +62,23 @@ class Capabilities:
 
     @property
     def major(self) -> int:
-        head = self.version.split(".", 1)[0]
-        return int(head) if head.isdigit() else 0
+        return self.version_tuple[0]
+
+    @property
+    def version_tuple(self) -> tuple[int, int]:
+        """``"8.15.2"`` -> ``(8, 15)``; unreadable parts count as 0."""
+        parts = [p if p.isdigit() else "0" for p in [*self.version.split("."), "0", "0"][:2]]
+        return int(parts[0]), int(parts[1])
+
+    @property
+    def has_wildcard(self) -> bool:
+        """The ``wildcard`` field type: Elasticsearch 7.9+, OpenSearch 2.15+."""
+        return self.version_tuple >= ((2, 15) if self.is_opensearch else (7, 9))
+
+    @property
+    def has_match_only_text(self) -> bool:
+        """``match_only_text``: Elasticsearch 7.14+ only (OpenSearch has no such type)."""
+        return not self.is_opensearch and self.version_tuple >= (7, 14)
 
     @classmethod
     def from_root(cls, body: dict[str, Any]) -> Capabilities:

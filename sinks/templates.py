@@ -8,7 +8,13 @@ in ``_source`` and never grows the mapping. The one open door is ``labels.*``
 inference features, quantiles) live in ``enabled: false`` objects.
 
 Only types both Elasticsearch 8/9 and OpenSearch-API servers know are used
-(``text`` where ECS says ``match_only_text``/``wildcard``; no ``flattened``).
+(``text`` where ECS says ``match_only_text``; no ``flattened``), with one
+capability-dependent exception: ``error.stack_trace`` is mapped as ECS maps it
+(``wildcard`` with a ``text`` multi-field of type ``match_only_text``) where the
+server has those types (see :func:`stack_trace_mapping`). Where it has no
+``wildcard`` (Elasticsearch < 7.9, OpenSearch < 2.15) it falls back to
+``keyword`` (``ignore_above``) with a ``text`` sub-field, so queries on
+``error.stack_trace.text`` work on every server.
 """
 
 from __future__ import annotations
@@ -43,7 +49,30 @@ def _obj(**props: Mapping) -> Mapping:
     return {"properties": props}
 
 
-def _common() -> Mapping:
+# ECS 8: error.stack_trace is wildcard, multi-field text is match_only_text.
+ECS_STACK_TRACE: Mapping = {"type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+
+
+def stack_trace_mapping(capabilities: Capabilities | None = None) -> Mapping:
+    """``error.stack_trace`` as ECS maps it, as far as the server allows; None means ECS as is.
+
+    - ``wildcard`` + ``match_only_text`` (ECS): Elasticsearch 7.14+.
+    - ``wildcard`` + ``text``: OpenSearch 2.15+ (no ``match_only_text`` there; osmem-server
+      reports OpenSearch 3.x and takes this branch).
+    - fallback ``keyword`` (``ignore_above``) + ``text``: servers without ``wildcard``. A trace
+      longer than ``ignore_above`` is then only searchable through ``error.stack_trace.text``
+      (infix ``*Error*`` queries on the whole trace need ``wildcard``).
+    """
+    if capabilities is None:
+        return copy.deepcopy(ECS_STACK_TRACE)
+    text: Mapping = {"type": "match_only_text" if capabilities.has_match_only_text else "text"}
+    if capabilities.has_wildcard:
+        return {"type": "wildcard", "fields": {"text": text}}
+    # Fallback (no wildcard type): keyword keeps exact/prefix search for short traces.
+    return {**KW, "fields": {"text": text}}
+
+
+def _common(capabilities: Capabilities | None = None) -> Mapping:
     """ECS fields shared by events, traces and alerts."""
     return {
         "@timestamp": DATE,
@@ -66,7 +95,7 @@ def _common() -> Mapping:
         "host": _obj(name=KW),
         "process": _obj(pid=LONG),
         "log": _obj(level=KW, logger=KW),
-        "error": _obj(type=KW, message=TEXT, stack_trace=TEXT),
+        "error": _obj(type=KW, message=TEXT, stack_trace=stack_trace_mapping(capabilities)),
         "labels": {"type": "object", "dynamic": True},
     }
 
@@ -210,11 +239,11 @@ def _alerts_aitrace() -> Mapping:
 _AITRACE = {"events": _events_aitrace, "traces": _traces_aitrace, "alerts": _alerts_aitrace}
 
 
-def mappings(family: str) -> Mapping:
-    """The ``mappings`` body of one family's template."""
+def mappings(family: str, capabilities: Capabilities | None = None) -> Mapping:
+    """The ``mappings`` body of one family's template (for the server of ``capabilities``; None: ECS as is)."""
     if family not in _AITRACE:
         raise ValueError(f"unknown index family {family!r}; expected one of {FAMILIES}")
-    props = _common()
+    props = _common(capabilities)
     props["aitrace"] = _obj(**_AITRACE[family]())
     return {
         "dynamic": False,
@@ -232,7 +261,9 @@ def mappings(family: str) -> Mapping:
     }
 
 
-def index_template(family: str, *, prefix: str = "aitrace", ilm_policy: str | None = None) -> Mapping:
+def index_template(
+    family: str, *, prefix: str = "aitrace", ilm_policy: str | None = None, capabilities: Capabilities | None = None
+) -> Mapping:
     """Composable index template body for ``<prefix>-<family>-*``."""
     settings: Mapping = {"number_of_shards": 1, "index.mapping.total_fields.limit": TOTAL_FIELDS_LIMIT}
     if ilm_policy:
@@ -240,7 +271,7 @@ def index_template(family: str, *, prefix: str = "aitrace", ilm_policy: str | No
     return {
         "index_patterns": [f"{prefix}-{family}-*"],
         "priority": TEMPLATE_PRIORITY,
-        "template": {"settings": settings, "mappings": mappings(family)},
+        "template": {"settings": settings, "mappings": mappings(family, capabilities)},
         "_meta": {"managed_by": "aitrace", "family": family},
     }
 
@@ -254,7 +285,7 @@ def ilm_policy_body(retention_days: int = DEFAULT_RETENTION_DAYS) -> Mapping:
     }
 
 
-def field_types(family: str) -> dict[str, str]:
+def field_types(family: str, capabilities: Capabilities | None = None) -> dict[str, str]:
     """Flattened ``path -> type`` of a family's mapping (``object`` for objects, incl. source-only ones)."""
     out: dict[str, str] = {}
 
@@ -267,7 +298,7 @@ def field_types(family: str) -> dict[str, str]:
             if "properties" in spec:
                 walk(spec["properties"], full + ".")
 
-    walk(mappings(family)["properties"], "")
+    walk(mappings(family, capabilities)["properties"], "")
     return out
 
 
@@ -279,9 +310,9 @@ def policy_name(prefix: str) -> str:
     return f"{prefix}-retention"
 
 
-def _template_kwargs(family: str, prefix: str, policy: str | None) -> Mapping:
+def _template_kwargs(family: str, prefix: str, policy: str | None, capabilities: Capabilities) -> Mapping:
     """The template body as the client's keyword arguments (``_meta`` is ``meta`` there)."""
-    body = index_template(family, prefix=prefix, ilm_policy=policy)
+    body = index_template(family, prefix=prefix, ilm_policy=policy, capabilities=capabilities)
     body["meta"] = body.pop("_meta")
     return body
 
@@ -306,7 +337,7 @@ def install_templates(
         installed.append(f"ilm policy {policy}")
     for family in FAMILIES:
         name = template_name(prefix, family)
-        client.indices.put_index_template(name=name, **_template_kwargs(family, prefix, policy))
+        client.indices.put_index_template(name=name, **_template_kwargs(family, prefix, policy, capabilities))
         installed.append(f"index template {name}")
     return installed
 
@@ -327,6 +358,6 @@ async def install_templates_async(
         installed.append(f"ilm policy {policy}")
     for family in FAMILIES:
         name = template_name(prefix, family)
-        await client.indices.put_index_template(name=name, **_template_kwargs(family, prefix, policy))
+        await client.indices.put_index_template(name=name, **_template_kwargs(family, prefix, policy, capabilities))
         installed.append(f"index template {name}")
     return installed

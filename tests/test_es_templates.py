@@ -175,3 +175,59 @@ def test_async_install_matches_sync(
             client.options(ignore_status=404).indices.delete_index_template(
                 name=templates.template_name(prefix, family)
             )
+
+
+ES8 = es.Capabilities("elasticsearch", "8.15.0", True)
+ES_OLD = es.Capabilities("elasticsearch", "7.8.1", True)
+OPENSEARCH_OLD = es.Capabilities("opensearch", "2.11.0", False)
+OPENSEARCH_NEW = es.Capabilities("opensearch", "2.17.1", False)
+LONG_TRACE = (
+    "Traceback (most recent call last):\n"
+    + "".join(f'  File "/srv/app/module_{i}.py", line {i}, in step_{i}\n    call_{i}()\n' for i in range(120))
+    + "ZeroDivisionError: division by zero in Qzxv_marker"
+)
+
+
+def _stack_trace(caps: es.Capabilities | None) -> dict[str, Any]:
+    return templates.mappings("events", caps)["properties"]["error"]["properties"]["stack_trace"]
+
+
+def test_stack_trace_is_mapped_as_ecs_where_the_server_has_wildcard() -> None:
+    ecs = {"type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+    assert _stack_trace(ES8) == ecs
+    assert _stack_trace(None) == ecs  # no server known: the ECS mapping itself
+    assert templates.field_types("events", ES8)["error.stack_trace.text"] == "match_only_text"
+    # OpenSearch has wildcard from 2.15 but no match_only_text
+    assert _stack_trace(OPENSEARCH_NEW) == {"type": "wildcard", "fields": {"text": {"type": "text"}}}
+
+
+@pytest.mark.parametrize("caps", [ES_OLD, OPENSEARCH_OLD], ids=["es-7.8", "opensearch-2.11"])
+def test_stack_trace_falls_back_to_keyword_with_a_text_subfield(caps: es.Capabilities) -> None:
+    spec = _stack_trace(caps)
+    assert spec["type"] == "keyword" and spec["ignore_above"] == 1024
+    assert spec["fields"]["text"]["type"] in {"text", "match_only_text"}
+
+
+@pytest.mark.parametrize("forced", [None, OPENSEARCH_OLD], ids=["detected", "fallback"])
+def test_a_long_stack_trace_is_indexed_and_found(
+    client: Elasticsearch, unique_name: Callable[[str], str], forced: es.Capabilities | None
+) -> None:
+    """End to end on osmem: the detected branch (osmem says OpenSearch 3.x: wildcard) and the fallback."""
+    prefix = unique_name("st")
+    caps = forced or es.capabilities_of(client)
+    templates.install_templates(client, caps, prefix=prefix)
+    index = f"{prefix}-events-2026.01.01"
+    try:
+        doc = {"@timestamp": "2026-01-01T00:00:00Z", "error": {"type": "ZeroDivisionError", "stack_trace": LONG_TRACE}}
+        client.index(index=index, id="1", document=doc, refresh=True)
+        mapped = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]["error"]["properties"]
+        assert mapped["stack_trace"]["type"] == _stack_trace(caps)["type"]
+        found = client.search(index=index, query={"match": {"error.stack_trace.text": "Qzxv_marker"}})
+        assert found["hits"]["total"]["value"] == 1
+        assert client.get(index=index, id="1")["_source"]["error"]["stack_trace"] == LONG_TRACE
+    finally:
+        for family in d.FAMILIES:
+            client.options(ignore_status=404).indices.delete_index_template(
+                name=templates.template_name(prefix, family)
+            )
+        client.options(ignore_status=404).indices.delete(index=f"{prefix}-*")

@@ -155,7 +155,7 @@ def test_starting_kibana_past_the_wait_is_an_error(kibana: Callable[..., FakeKib
 def test_unreachable_kibana_is_a_clear_error(capsys: Any) -> None:
     rc = cli_main(["setup", "--skip-templates", "--kibana-url", f"http://kibana:pw@127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err
-    assert rc == 1 and "Kibana at http://***@127.0.0.1" in err and "unreachable" in err
+    assert rc == 1 and "Kibana at http://kibana:***@127.0.0.1" in err and "unreachable" in err
     assert "pw@" not in err
 
 
