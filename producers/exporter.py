@@ -123,7 +123,9 @@ class Exporter:
         self._groups: dict[tuple[str, str], _Group] = {}
         self._pending_events = 0
         self._urgent = False
-        self._last_send = 0.0
+        # "Never sent", not 0.0: time.monotonic() counts from boot, so on a machine up for less
+        # than batch_linger_ms (a fresh CI runner) 0.0 would hold the first lone event back.
+        self._last_send = float("-inf")
         # Records handed to librdkafka and not yet reported, by token: what a replaced producer
         # never reported is settled from here, so no record depends on a report arriving.
         self._outstanding: dict[int, tuple[Encoded, SpoolRecord | None]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -178,6 +179,42 @@ def test_a_lone_event_leaves_at_once_without_waiting_out_the_linger(
     client.log("info", "alone")
     records = read(client, lambda r: n_events(r) >= 1, timeout=60)
     assert [e["payload"][1]["message"] for e in events_of(records)] == ["alone"]
+
+
+_JUST_BOOTED = """
+import sys, time, aitrace
+client = aitrace.init(service="svc", kafka_bootstrap=sys.argv[1], topic_prefix=sys.argv[2],
+                      spool_dir=sys.argv[3], batch_linger_ms=600_000)
+client.log("info", "alone")
+deadline = time.monotonic() + 20
+while client.stats().get("sent", 0) < 1 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(time.monotonic(), client.stats().get("sent", 0))
+client.close(timeout=5)
+"""
+
+
+def _just_booted_command() -> list[str]:
+    """``unshare`` into a time namespace whose monotonic clock reads about 5 s, or skip."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0]) if Path("/proc/uptime").exists() else 0.0
+    cmd = ["unshare", "-Ur", "--time", f"--monotonic=-{max(0, int(uptime) - 5)}"]
+    if shutil.which("unshare") is None or uptime < 10:
+        pytest.skip("needs unshare and /proc/uptime")
+    probe = subprocess.run([*cmd, sys.executable, "-c", "import time; print(time.monotonic())"], capture_output=True)
+    if probe.returncode != 0 or float(probe.stdout or 1e9) > 60:
+        pytest.skip(f"time namespaces not available here: {probe.stderr.decode()[:200]}")
+    return cmd
+
+
+def test_a_lone_event_leaves_at_once_on_a_machine_that_just_booted(
+    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
+) -> None:
+    """time.monotonic() counts from boot: on a fresh CI runner it is below the linger (the flake)."""
+    cmd = _just_booted_command()
+    script = [sys.executable, "-c", _JUST_BOOTED, kafka.bootstrap, unique_name("p"), str(tmp_path / "spool")]
+    done = subprocess.run([*cmd, *script], capture_output=True, text=True, timeout=60)
+    clock, sent = done.stdout.split()
+    assert float(clock) < 60 and int(sent) == 1, done.stdout + done.stderr  # sent before close, not by it
 
 
 def test_an_error_sends_what_waits_in_the_linger_at_once(make_client: Callable[..., aitrace.Client]) -> None:
