@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
 import logging
 import os
 import re
@@ -59,11 +58,13 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-class _ScrubbingStream(io.TextIOBase):
+class _ScrubbingStream:
     """A text stream that scrubs secrets before they reach the real one.
 
     The last line of defence: a client exception, a traceback or a third-party log line
-    that quotes a URL or a header still never shows a password.
+    that quotes a URL or a header still never shows a password. Not an ``io.TextIOBase``:
+    its defaults (``isatty() -> False``, ``encoding = None``, no ``fileno``) would hide the
+    real stream's, and ``--color auto`` or subprocesses rely on them.
     """
 
     def __init__(self, inner: Any, secrets: list[str]) -> None:
@@ -73,6 +74,10 @@ class _ScrubbingStream(io.TextIOBase):
     def write(self, text: str) -> int:
         self._inner.write(scrub(text, self._secrets))
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
 
     def flush(self) -> None:
         self._inner.flush()
