@@ -116,13 +116,6 @@ class Settings:
     def _fields_shown(self) -> list[tuple[Any, Any]]:
         return [(f, getattr(self, f.name)) for f in fields(self) if f.repr and f.name not in _SECRET_FIELDS]
 
-    def secrets(self) -> list[str]:
-        """Every secret value this configuration holds (for scrubbing output)."""
-        values = [getattr(self, name) for name in _SECRET_FIELDS]
-        for url in (self.kibana_url, self.schema_registry_url, self.kafka_bootstrap):
-            values.append(split_userinfo(url)[2] if url and "://" in url else None)
-        return [v for v in values if v]
-
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset)."""
