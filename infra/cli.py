@@ -111,7 +111,9 @@ def _scrub_record(record: logging.LogRecord, secrets: list[str]) -> logging.LogR
         message = record.getMessage()
     except (TypeError, ValueError):
         return record  # a malformed record: logging reports it itself
-    record.msg, record.args = scrub(message, secrets), None
+    clean = scrub(message, secrets)
+    if clean != message:  # untouched otherwise: Faust/mode format some records again later, from msg and args
+        record.msg, record.args = clean, ()
     return record
 
 

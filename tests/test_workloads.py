@@ -157,7 +157,8 @@ def test_pipeline_emits_stats_per_stage_and_breaks_only_the_late_batches() -> No
         assert (shift > 2.0) is drifted, (name, shift)
         assert (_stats(call, "magnesium")["missing"] > 0) is drifted
         assert ("3" in call["class_counts"]) is drifted
-        assert len(_stats(call, "alcohol")["histogram_counts"]) == 10
+        # exact summaries (one bin per distinct value on small batches): every present value counted once
+        assert sum(alcohol["histogram_counts"]) == alcohol["count"] - alcohol["missing"]
     clean = {c["batch"]: c for c in calls if c["stage"] == "clean"}
     assert clean["b6"]["rows_dropped"] == _stats(ingest["b6"], "magnesium")["missing"]
     assert "rows_dropped" not in clean["b0"]
