@@ -283,6 +283,7 @@ class Client:
         seed: int | None = None,
         code_version: str | None = None,
         libraries: Iterable[str] = (),
+        message: str | None = None,
     ) -> None:
         """Start of a run: hyper-parameters, seed, code version, versions of the ML libraries imported."""
         fields = {
@@ -291,6 +292,7 @@ class Client:
             "seed": seed,
             "code_version": code_version,
             "library_versions": ev.library_versions(libraries),
+            "message": message,
         }
         self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
 
@@ -314,15 +316,7 @@ class Client:
         An exception inside is recorded (an error log with its traceback, then FAILED; KILLED for
         ``KeyboardInterrupt``) and re-raised. ``name`` travels as the STARTED event's message.
         """
-        fields = {
-            "status": "STARTED",
-            "config": dict(config or {}),
-            "seed": seed,
-            "code_version": code_version,
-            "library_versions": ev.library_versions(libraries),
-            "message": name,
-        }
-        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
+        self.run_started(config, seed, code_version, libraries, message=name)
         try:
             yield self
         except BaseException as exc:
