@@ -176,11 +176,16 @@ class SafeOffsetsConsumer:
                 acked.extend(extra)
                 gaps.chop(0, max(extra[-1], max_offset + 1))
         acked.sort()
+        # Faust keeps no committed offset for a partition never committed (nor for a committed 0:
+        # ``perform_seek`` maps 0 to None): the head is then offset 0, and a record lost there after
+        # a restart was jumped over like any other. A log whose head retention deleted gives up
+        # after HOLE_MAX_RESEEKS re-reads, as below.
         committed = self._committed_offset[tp]  # type: ignore[attr-defined]
+        head = 0 if committed is None else committed
         reseeks = self.__dict__.get("_aitrace_reseeks", {})
-        given_up = reseeks.get((tp, committed), 0) > self.HOLE_MAX_RESEEKS
-        if committed is not None and acked[0] > committed and not given_up:
-            self._hole_seen(tp, committed)
+        given_up = reseeks.get((tp, head), 0) > self.HOLE_MAX_RESEEKS
+        if acked[0] > head and not given_up:
+            self._hole_seen(tp, head)
             return None  # the record at `committed` is not acknowledged yet
         self.__dict__.get("_aitrace_holes", {}).pop(tp, None)
         run_end = 0

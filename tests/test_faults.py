@@ -439,7 +439,10 @@ def test_commit_waits_for_the_record_at_the_committed_offset() -> None:
     assert _new_offset(10, [10, 11, 12]) == 13
     assert _new_offset(10, [10, 11, 13]) == 12
     assert _new_offset(10, [10, 10, 11]) == 12
-    assert _new_offset(None, [4, 5]) == 6  # nothing committed yet: Faust's behaviour
+    # nothing committed yet (or 0, which Faust keeps as None): the head is offset 0, so a record
+    # lost there is read again too (a fresh-clone CI run: a restarted worker saw 119 of 120 records)
+    assert _new_offset(None, [4, 5]) is None
+    assert _new_offset(None, [0, 1]) == 2
 
 
 def test_a_record_never_delivered_is_read_again_after_a_while() -> None:
