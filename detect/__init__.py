@@ -20,6 +20,11 @@ Series monitors for the processors (``aitrace.detect.monitor``)
     ``Finding(index, step, value, score, reason, message, threshold, kind, severity)``.
     ``overfitting(train_loss, val_loss, *, window=50, alpha=0.01) -> OverfitResult``.
 
+Sustained level changes (``aitrace.detect.level``)
+    ``LevelShiftDetector(recent=32, baseline=256, min_ratio=1.5, min_z=5, direction='both')``:
+        ``.update(values) -> list[LevelShift]``, a positive series' median moved by a
+        factor and beyond chance (rank test), reported once; ``.to_state()`` / ``.from_state()``.
+
 Drift kernels (``aitrace.detect.drift``)
     ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
     ``ks_2samp_batched(reference, current) -> (statistics, pvalues)`` for many features
@@ -93,6 +98,7 @@ from aitrace.detect.drift_monitor import (
     ks_from_summaries,
     rebin_counts,
 )
+from aitrace.detect.level import LevelShift, LevelShiftDetector
 from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
 
 CACHE_DIR = _cache.CACHE_DIR
@@ -107,6 +113,8 @@ __all__ = [
     "DriftMonitor",
     "DriftResult",
     "Finding",
+    "LevelShift",
+    "LevelShiftDetector",
     "OverfitResult",
     "SeriesMonitor",
     "adjust_pvalues",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from aitrace.detect import LevelShiftDetector
 from aitrace.processors import _kernels as K
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
@@ -446,9 +447,35 @@ class SeriesDetectors:
 
         def work(state: State) -> None:
             outcome = self._anomaly(state, values, chunk["times"], None, metric, f"model {model}", "anomaly")
+            if metric == "latency":
+                shift = self._latency_shift(state, values, chunk["times"], model)
+                if shift is not None and (outcome[0] is None or outcome[0].severity != "critical"):
+                    outcome = (shift, 0, outcome[2])
             self._publish(result, state, ctx, outcome)
 
         self._with_state(key, source, offset, result, work)
+
+    def _latency_shift(self, state: State, values: np.ndarray, times: Any, model: str) -> Finding | None:
+        """The median latency moved to a new level and stays there (a slower backing store)."""
+        det = LevelShiftDetector.from_state(state["level"]) if "level" in state else LevelShiftDetector(direction="up")
+        shifts = det.update(values)
+        state["level"] = det.to_state()
+        if not shifts:
+            return None
+        shift = max(shifts, key=lambda s: s.ratio)
+        i = shift.index - (det.n_seen - values.size)  # position in this chunk
+        return Finding(
+            kind="anomaly",
+            detector="level_shift",
+            severity="critical" if shift.ratio >= 3 else "warning",
+            title=f"latency of model {model}: {shift.describe('latency (ms)')}",
+            time_us=int(np.asarray(times, dtype=np.int64)[i]),
+            score=shift.ratio,
+            statistic=shift.z,
+            threshold=det.params["min_ratio"],
+            evidence=[shift.baseline_median, shift.recent_median],
+            details={"baseline_median_ms": f"{shift.baseline_median:.4g}", "median_ms": f"{shift.recent_median:.4g}"},
+        )
 
     def _rate(
         self,

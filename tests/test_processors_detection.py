@@ -223,6 +223,32 @@ def test_input_feature_drift_is_found_and_stable_inputs_are_not() -> None:
     assert drift["feature"] == "x" and drift["pvalue"] < 1e-6 and drift["detector"] == "ks"
 
 
+def _timed_requests(latencies: np.ndarray, start: int) -> list[dict]:
+    return [
+        S.event(S.inference(f"q{start + i}", "m1", float(ms)), trace=S.trace_id(), time_us=T0 + (start + i) * 1000)
+        for i, ms in enumerate(latencies)
+    ]
+
+
+def test_a_sustained_latency_rise_opens_one_level_shift_alert_that_says_why() -> None:
+    rng = np.random.default_rng(7)
+    det = SeriesDetectors({})
+    calm = np.exp(rng.normal(np.log(3.0), 0.8, 400))  # heavy-tailed: bursts of 10x are normal here
+    alerts = [a for i in range(0, 400, 50) for a in _apply(det, events=_timed_requests(calm[i : i + 50], i), offset=i)]
+    assert not [a for a in alerts if a["feature"] == "latency"]
+    slow = np.exp(rng.normal(np.log(60.0), 0.8, 100))  # the backing store degrades: median x20
+    alerts = [
+        a
+        for i in range(0, 100, 25)
+        for a in _apply(det, events=_timed_requests(slow[i : i + 25], 400 + i), offset=400 + i)
+    ]
+    # Reported once; the new level then becomes the normal, so the incident resolves.
+    shift, *later = [a for a in alerts if a["feature"] == "latency"]
+    assert [a["state"] for a in later] in ([], ["resolved"]) and {a["alert_id"] for a in later} <= {shift["alert_id"]}
+    assert shift["detector"] == "level_shift" and shift["kind"] == "anomaly" and shift["severity"] == "critical"
+    assert "median latency (ms) rose" in shift["title"] and shift["first_seen"] >= T0 + 400 * 1000
+
+
 # ---------------------------------------------------------------- data stats
 
 
