@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -86,12 +87,36 @@ class _ScrubbingStream:
         return getattr(self._inner, name)
 
 
+class StdoutClosed(BrokenPipeError):
+    """stdout's reader left (``aitrace search --json | head -1``).
+
+    A type of its own: a BrokenPipeError from a socket (a dropped connection) is a failure
+    to report, not a reader that has seen enough, and must not end quietly.
+    """
+
+
+class _ScrubbingStdout(_ScrubbingStream):
+    """stdout: a write to a pipe whose reader left raises :class:`StdoutClosed`."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError as exc:
+            raise StdoutClosed(*exc.args) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError as exc:
+            raise StdoutClosed(*exc.args) from None
+
+
 @contextlib.contextmanager
 def scrubbed_output(argv: list[str]) -> Iterator[None]:
     """While a command runs, stdout, stderr and log records never carry a secret."""
     secrets = known_secrets(argv)
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ScrubbingStream(out, secrets), _ScrubbingStream(err, secrets)
+    sys.stdout, sys.stderr = _ScrubbingStdout(out, secrets), _ScrubbingStream(err, secrets)
     old_factory = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -119,22 +144,48 @@ def _scrub_record(record: logging.LogRecord, secrets: list[str]) -> logging.LogR
 
 def _top_parser() -> argparse.ArgumentParser:
     lines = "\n".join(f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items())
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="aitrace",
         description="Logging and debugging pipeline for AI systems.",
         epilog=f"commands:\n{lines}\n\nRun `aitrace COMMAND --help` for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="aitrace COMMAND [options]",
     )
+    # Listed for --help only: _main answers -V itself (this parser never parses a command line).
+    parser.add_argument("-V", "--version", action="store_true", help="print the installed version and exit")
+    return parser
+
+
+def version() -> str:
+    """The installed package's version (``unknown`` when run from a source tree that was never installed)."""
+    try:
+        return importlib.metadata.version("aitrace")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    with scrubbed_output(argv):
-        return _main(argv)
+    try:
+        with scrubbed_output(argv):
+            code = _main(argv)
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except StdoutClosed:
+        # Python's recipe: point fd 1 at /dev/null so the interpreter's last flush of what is
+        # still buffered cannot fail again ("Exception ignored ... BrokenPipeError").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        # 0, not 141: the reader having seen enough is no failure of ours, and a script under
+        # `set -o pipefail` should not fail on `aitrace search --json | head -1`.
+        return 0
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] in (["-V"], ["--version"]):
+        print(f"aitrace {version()}")
+        return 0
     if not argv or argv[0] not in COMMANDS:
         parser = _top_parser()
         if argv and argv[0] not in {"-h", "--help"}:

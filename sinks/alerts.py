@@ -663,12 +663,8 @@ def _tail(settings: Settings, args: argparse.Namespace, filters: AlertFilter) ->
     )
     try:
         with stream, stop_on_signals(stream):
+            # `aitrace alerts | head`: a closed stdout ends the tail quietly in aitrace.infra.cli.main
             stream.run(show, limit=args.limit)
-    except BrokenPipeError:
-        # `aitrace alerts | head`: the reader left; that is a normal way to stop.
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
-        return 0
     except KafkaException as exc:
         print(f"aitrace alerts: kafka error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

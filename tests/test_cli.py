@@ -1,0 +1,101 @@
+"""Conventions every ``aitrace`` command keeps: ``--version``, and a closed pipe ends output quietly.
+
+The pipe tests run the CLI as a subprocess against the real fixtures, read one line of its
+stdout and close the pipe while it still has output to write, as ``| head -1`` does.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aitrace.config import Settings
+from aitrace.infra.cli import main
+from aitrace.sinks import documents
+from aitrace.sinks.es import make_sync_client
+from test_alerts import CLI_TIMEOUT, create_topic, make_alert, produce
+
+# Far more than a pipe (64 KiB) and stdout's buffer hold: the writer is still writing when the reader leaves.
+SEARCH_HITS = 300
+MESSAGE = "x" * 1_000
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_installed_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([flag]) == 0
+    assert capsys.readouterr().out == f"aitrace {importlib.metadata.version('aitrace')}\n"
+
+
+def test_help_lists_the_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "-V, --version" in capsys.readouterr().out
+
+
+def read_one_line_then_close(argv: list[str], env: dict[str, str], then: Callable[[], None] = lambda: None) -> str:
+    """Run ``aitrace argv``, read its first stdout line, close the pipe, call ``then``; its stderr.
+
+    Asserts the exit is quiet: status 0 and no traceback or "Exception ignored" on stderr.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aitrace.infra.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        then()
+        _, err = proc.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert json.loads(first), (first, err)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+    return err
+
+
+def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: Callable[[str], str]) -> None:
+    prefix = unique_name("pipe")
+    client = make_sync_client(Settings.from_env(es_url=search.url, index_prefix=prefix))
+    now = int(time.time() * 1_000_000)
+    operations: list[dict[str, Any]] = []
+    for i in range(SEARCH_HITS):
+        payload = ("aitrace.LogRecord", {"level": "info", "message": f"{i} {MESSAGE}"})
+        event = {
+            "event_id": f"e{i}",
+            "time": now - i,
+            "trace_id": "ab" * 16,
+            "span_id": "cd" * 8,
+            "service": "s",
+            "payload": payload,
+        }
+        for action in documents.event_actions(event, prefix=prefix):
+            operations += [{"index": {"_index": action["_index"], "_id": action["_id"]}}, action["_source"]]
+    client.bulk(operations=operations, refresh=True)
+    client.close()
+    env = {**os.environ, "AITRACE_ES_URL": search.url, "AITRACE_INDEX_PREFIX": prefix}
+    err = read_one_line_then_close(["search", "--json", "-n", str(SEARCH_HITS)], env)
+    assert "hit(s) in" not in err  # the summary comes last: the pipe did close mid-output
+
+
+def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: Callable[[str], str]) -> None:
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("first")])
+    argv = ["alerts", "--json", "--topic", topic, "--bootstrap", kafka.bootstrap, "--from-beginning"]
+    # The tail writes the next alert into the closed pipe.
+    err = read_one_line_then_close(
+        argv, dict(os.environ), lambda: produce(kafka.bootstrap, topic, [make_alert("next")])
+    )
+    assert "alert version(s) handled" not in err
