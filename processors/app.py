@@ -48,6 +48,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
+from aitrace.processors.heartbeat import heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
 from aitrace.schemas.codec import AvroSerializer
@@ -496,9 +497,13 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     async def ticks() -> None:
         await runtime.send_ticks()
 
+    beat = heartbeat_path(options.data_dir, options.app_id)
+
     @app.timer(interval=options.stats_interval_s)
     async def stats() -> None:
-        log.info("aitrace stats %s", runtime.stats_line())
+        line = runtime.stats_line()
+        log.info("aitrace stats %s", line)
+        write_heartbeat(beat, line)  # read by `aitrace worker --health`
 
     @app.on_partitions_revoked.connect
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -512,6 +517,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_before_shutdown.connect
     def before_shutdown(sender: Any, **kwargs: Any) -> None:
         log.info("aitrace stats %s (final)", runtime.stats_line())
+        remove_heartbeat(beat)
 
     return app
 

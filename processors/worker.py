@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from dataclasses import fields
 from typing import Any
 
 from aitrace.config import Settings
+from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path, heartbeat_problem
 from aitrace.processors.pipeline import WorkerOptions
 from confluent_kafka import KafkaException
 
@@ -58,6 +60,18 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"{text} [{default}]")
+    health = parser.add_argument_group("health check (docker-compose.yml's healthcheck)")
+    health.add_argument(
+        "--health",
+        action="store_true",
+        help="run no worker: exit 0 when the heartbeat of the worker with these options is fresh, 1 and why if not",
+    )
+    health.add_argument(
+        "--health-max-age",
+        type=float,
+        metavar="SECONDS",
+        help=f"oldest heartbeat that counts as fresh (default: {FRESH_INTERVALS} x --stats-interval-s)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[Settings, WorkerOptions]:
@@ -82,6 +96,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"aitrace worker: {exc}")
         return 2
+    if args.health:
+        return _health(options, args.health_max_age)
     os.makedirs(options.data_dir, exist_ok=True)
     # Import here: Faust and the detectors are heavy, and `aitrace --help` should not pay for them.
     from aitrace.processors.app import TopicLayoutError, create_app, prepare_topics
@@ -97,4 +113,16 @@ def run(name: str, args: argparse.Namespace) -> int:
     logging.getLogger("aitrace").setLevel(args.loglevel.upper())
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
+    return 0
+
+
+def _health(options: WorkerOptions, max_age_s: float | None) -> int:
+    """``aitrace worker --health``: 0 when the heartbeat is fresh; 1 and one line on stderr if not."""
+    max_age_s = FRESH_INTERVALS * options.stats_interval_s if max_age_s is None else max_age_s
+    path = heartbeat_path(options.data_dir, options.app_id)
+    problem = heartbeat_problem(path, max_age_s)
+    if problem:
+        print(f"aitrace worker: unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print(f"aitrace worker: healthy: {path} is fresh")
     return 0
