@@ -8,6 +8,7 @@ that is not in the repo (or is excluded by .dockerignore).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import fnmatch
 import re
@@ -20,6 +21,9 @@ import pytest
 import yaml
 from aitrace.config import Settings
 from aitrace.infra.cli import COMMANDS
+from aitrace.processors import worker as worker_cli
+from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path
+from aitrace.processors.pipeline import WorkerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"kafka", "elasticsearch", "kibana", "setup", "worker"}
@@ -100,6 +104,32 @@ def test_project_services_run_aitrace_commands_with_settings_env(
     settings = Settings.from_env(env=env)
     assert settings.kafka_bootstrap == env["AITRACE_KAFKA_BOOTSTRAP"]
     assert settings.es_url == env["AITRACE_ES_URL"]
+
+
+def worker_options(args: list[str], env: dict[str, str]) -> tuple[argparse.Namespace, WorkerOptions]:
+    """``aitrace worker ARGS`` parsed by its own parser, and the options it runs with under ``env``."""
+    parser = argparse.ArgumentParser()
+    worker_cli.add_arguments("worker", parser)
+    parsed = parser.parse_args(args)
+    overrides = {f.name: getattr(parsed, f.name) for f in fields(WorkerOptions)}
+    return parsed, WorkerOptions.from_env(env, **overrides)
+
+
+def test_worker_health_check_reads_the_workers_heartbeat(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    check = worker.get("healthcheck")
+    assert check, "worker has no healthcheck"
+    # CMD form: the image's ENTRYPOINT does not apply to a health check, so it names `aitrace` itself.
+    assert check["test"][:3] == ["CMD", "aitrace", "worker"]
+    assert check.get("retries", 0) >= 3 and check.get("start_period")
+    env = env_of(worker)
+    health, options = worker_options(check["test"][3:], env)
+    assert health.health, "the check would start a second worker instead of checking the first"
+    _, running = worker_options(worker["command"][1:], env)
+    # Same environment, same flags for the heartbeat's place: it looks where the worker writes.
+    assert heartbeat_path(options.data_dir, options.app_id) == heartbeat_path(running.data_dir, running.app_id)
+    max_age = health.health_max_age or FRESH_INTERVALS * options.stats_interval_s
+    assert max_age > running.stats_interval_s, "a healthy worker's heartbeat would already count as stale"
 
 
 def test_aitrace_endpoints_point_at_the_compose_services(services: dict[str, dict[str, Any]]) -> None:
