@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover - exercised only while aitrace.detect la
     _ks_2samp = None
     _psi = None
 
-OVERFIT_MIN_RISE = 0.05  # validation loss 5 % above its best
+OVERFIT_MIN_RISE = 0.10  # validation loss 10 % above its best (or twice its epoch-to-epoch noise)...
+OVERFIT_PERSIST = 3  # ...on this many validation points in a row
 _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
 _MAX_CATEGORIES = 1000
@@ -324,6 +325,15 @@ def _category_checks(
 # ---------------------------------------------------------------- overfitting
 
 
+def _step_noise(v: np.ndarray) -> float:
+    """Robust sd of one point's epoch-to-epoch wobble: MAD of the steps around their median
+    step, so a steady trend (still improving, or rising) is not counted as noise."""
+    if v.size < 4:
+        return 0.0
+    d = np.diff(v)
+    return float(np.median(np.abs(d - np.median(d)))) * 1.4826 / math.sqrt(2.0)
+
+
 def overfitting_update(
     state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None
 ) -> tuple[tuple[float, int, int, list[float]] | None, int, int] | None:
@@ -357,7 +367,12 @@ def overfitting_update(
     v = np.asarray([x[1] for x in va])
     best = int(np.argmin(v))
     rise = (v[-1] - v[best]) / max(abs(v[best]), 1e-12)
-    rising = best < len(v) - 1 and rise >= OVERFIT_MIN_RISE and v[-1] >= v[-2]
+    # Epoch-to-epoch noise of the validation loss (real runs: a CNN's val loss bumps 10 % for
+    # one epoch while it is still improving): the rise must clear it and hold.
+    noise = _step_noise(v[-9:]) / max(abs(v[best]), 1e-12)
+    margin = max(OVERFIT_MIN_RISE, 2.0 * noise)
+    held = v[-OVERFIT_PERSIST:] >= v[best] * (1.0 + margin) if v[best] > 0 else v[-OVERFIT_PERSIST:] > v[best]
+    rising = best < len(v) - OVERFIT_PERSIST and bool(held.all())
     t_steps = np.asarray([x[0] for x in tr])
     t_vals = np.asarray([x[1] for x in tr])
     before = t_vals[t_steps <= va[best][0]][-16:]

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect import LevelShiftDetector
+from aitrace.detect import LevelShiftDetector, SeriesMonitor
+from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_SPIKE
+from aitrace.detect.training import StallCheck, metric_role
 from aitrace.processors import _kernels as K
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
@@ -311,7 +313,7 @@ class SeriesDetectors:
                 split: str = split,
                 values: np.ndarray = values,
             ) -> None:
-                outcome = self._anomaly(state, values, s["times"], s["steps"], metric, f"run {run_id}", "training")
+                outcome = self._training(state, values, s["times"], s["steps"], metric, run_id, split)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
                     result.actions.extend(
@@ -340,11 +342,17 @@ class SeriesDetectors:
         what: str,
         where: str,
         kind: str,
+        ignore: frozenset[int] = frozenset(),
     ) -> tuple[Finding | None, int, int]:
-        """Score a chunk of one series; the worst point above the threshold is the finding."""
+        """Score a chunk of one series; the worst point above the threshold is the finding.
+
+        ``ignore``: reason codes that are good news for this series (a rising accuracy).
+        """
         cfg = self.config
         det = K.anomaly_detector(state.get("det"))
         scores = det.score(values)
+        if ignore:
+            scores = np.where(np.isin(det.last_codes, list(ignore)), 0.0, scores)
         state["det"] = det.to_state()
         _note_variation(state, values)
         times = np.asarray(times, dtype=np.int64)
@@ -376,6 +384,82 @@ class SeriesDetectors:
         )
         clean = int(np.count_nonzero(scores[worst + 1 :] < cfg.anomaly_threshold))
         return finding, clean, last_time
+
+    def _training(
+        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, run_id: str, split: str
+    ) -> tuple[Finding | None, int, int]:
+        """One training series, scored as what its name says it is (see ``metric_role``)."""
+        role = metric_role(metric)
+        where = f"run {run_id}"
+        if role == "schedule":  # the user's schedule: recorded and shown, never paged on
+            _note_variation(state, values)
+            return None, int(values.size), int(np.asarray(times, dtype=np.int64)[-1]) if values.size else 0
+        if role in ("loss", "grad_norm"):
+            outcome = self._monitored(state, role, values, times, steps, metric, where)
+            if role == "loss" and split in _TRAIN_SPLITS and outcome[0] is None:
+                stalled = self._stall(state, values, times, steps, metric, where)
+                outcome = outcome if stalled is None else (stalled, 0, outcome[2])
+            return outcome
+        ignore = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT}) if role == "score" else frozenset()
+        return self._anomaly(state, values, times, steps, metric, where, "training", ignore)
+
+    def _monitored(
+        self, state: State, kind: str, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
+    ) -> tuple[Finding | None, int, int]:
+        """Score with detect's SeriesMonitor of ``kind``; the chunk's worst finding."""
+        cfg = self.config
+        mon = SeriesMonitor.from_state(state["mon"]) if "mon" in state else SeriesMonitor(kind, skip_seen=False)
+        mon.threshold = cfg.anomaly_threshold
+        before = mon.n_points
+        found = mon.update(steps, values)
+        state["mon"] = mon.to_state()
+        _note_variation(state, values)
+        times = np.asarray(times, dtype=np.int64)
+        if not found or times.size == 0:
+            return None, int(values.size), int(times[-1]) if times.size else 0
+        worst = max(found, key=lambda f: (f.severity == "critical", f.score))
+        i = worst.index - before
+        detector = worst.reason
+        if not math.isfinite(worst.value):
+            detector = "nan" if math.isnan(worst.value) else "inf"
+        finding = Finding(
+            kind="training" if detector in ("nan", "inf") else "anomaly",
+            detector=detector,
+            severity=worst.severity,
+            title=f"{metric}: {detector.replace('_', ' ')} in {where} at step {int(worst.step)}",
+            time_us=int(times[i]),
+            score=worst.score,
+            threshold=cfg.anomaly_threshold,
+            step=int(worst.step),
+            evidence=values[max(0, i - 15) : i + 1].tolist(),
+            details={"value": repr(worst.value), "why": worst.message},
+        )
+        after = sum(1 for f in found if f.index > worst.index)
+        return finding, int(values.size - 1 - i - after), int(times[-1])
+
+    def _stall(
+        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
+    ) -> Finding | None:
+        """The loss never left its starting level (reported once per run and split)."""
+        check = StallCheck.from_state(state["stall"]) if "stall" in state else StallCheck()
+        verdict = check.update(steps, values)
+        state["stall"] = check.to_state()
+        if verdict is None:
+            return None
+        step, start, now = verdict
+        i = int(np.searchsorted(np.asarray(steps, dtype=np.int64), step))
+        return Finding(
+            kind="training",
+            detector="stalled",
+            severity="warning",
+            title=f"{metric}: stalled in {where}: still at its starting level after {step} steps",
+            time_us=int(np.asarray(times, dtype=np.int64)[min(i, len(times) - 1)]),
+            statistic=now,
+            threshold=check.params["min_drop"],
+            step=step,
+            evidence=[start, now],
+            details={"why": f"median {metric} {start:.4g} over the first steps, {now:.4g} now (less than 5% lower)"},
+        )
 
     def _overfitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Validation loss rising while training loss falls (per run)."""

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest"]
+MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,238 @@
+"""Real PyTorch training runs on scikit-learn's bundled tables, recorded as the series a
+training job sends to aitrace (per step: loss, grad_norm, lr, accuracy; per epoch: val loss
+and accuracy). Healthy runs of four model families at three seeds, and one run per training
+pathology. Nothing is downloaded; the runs are small and CPU-only (one thread).
+
+    .venv/bin/python bench/training_runs.py --out /tmp/runs.npz   # records every run (about a minute)
+
+Used by ``bench_training.py`` to count false alerts on the healthy runs and the detection delay
+of each pathology. The healthy families follow common recipes: Adam with linear warm-up and
+cosine decay (MLP and CNN on digits), AdamW on a standardized tabular table (breast cancer),
+a deep ReLU network with SGD + momentum and a step decay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.datasets import load_breast_cancer, load_digits
+from torch import nn
+
+
+@dataclass
+class Recipe:
+    family: str
+    seed: int = 0
+    epochs: int = 15
+    batch: int = 64
+    lr: float = 1e-3
+    schedule: str = "warmup_cosine"
+    optimizer: str = "adam"
+    train_rows: int | None = None  # a small training set over-fits
+    poison: str | None = None  # which pathology is injected, and from which step
+    poison_step: int = 150
+    depth: int = 8
+
+
+@dataclass
+class Run:
+    name: str
+    recipe: Recipe
+    steps_per_epoch: int
+    series: dict[str, list[float]] = field(default_factory=dict)  # "split|metric" -> values
+    steps: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _data(recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if recipe.family == "tabular":
+        d = load_breast_cancer()
+        x = (d.data - d.data.mean(0)) / d.data.std(0)
+    else:
+        d = load_digits()
+        x = d.data / 16.0
+    xt = torch.tensor(x, dtype=torch.float32)
+    yt = torch.tensor(d.target, dtype=torch.long)
+    if recipe.family == "cnn":
+        xt = xt.reshape(-1, 1, 8, 8)
+    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(recipe.seed))
+    cut = int(0.8 * len(xt))
+    train, val = order[:cut], order[cut:]
+    if recipe.train_rows:
+        train = train[: recipe.train_rows]
+    return xt[train], yt[train], xt[val], yt[val]
+
+
+def _model(recipe: Recipe, n_in: int, n_out: int) -> nn.Module:
+    f = recipe.family
+    if f == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 16, 64),
+            nn.ReLU(),
+            nn.Linear(64, n_out),
+        )
+    if f in ("deep_relu", "deep_sigmoid"):
+        act = nn.ReLU if f == "deep_relu" else nn.Sigmoid
+        layers: list[nn.Module] = [nn.Linear(n_in, 64), act()]
+        for _ in range(recipe.depth - 2):
+            layers += [nn.Linear(64, 64), act()]
+        net = nn.Sequential(*layers, nn.Linear(64, n_out))
+        if f == "deep_relu":  # He initialisation, the usual recipe for deep ReLU networks
+            for m in net:
+                if isinstance(m, nn.Linear):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        return net
+    width = 256 if recipe.train_rows else 128
+    return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_out))
+
+
+def _lr(recipe: Recipe, step: int, total: int) -> float:
+    base = recipe.lr
+    if recipe.schedule == "warmup_cosine":
+        warm = max(1, total // 20)
+        lr = (
+            base * (step + 1) / warm
+            if step < warm
+            else base * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+        )
+    elif recipe.schedule == "step":
+        lr = base * (0.1 ** (step // max(1, int(total * 0.4))))
+    else:
+        lr = base
+    p, at = recipe.poison, recipe.poison_step
+    if p == "diverge" and step >= at:
+        lr *= 100
+    elif p == "plateau" and step >= at:
+        lr = base * 1e-6
+    elif p == "lr_decay" and step >= at:
+        lr *= 0.1
+    return lr
+
+
+def _grad_norm(model: nn.Module) -> float:
+    norms = [p.grad.detach().norm(2) for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm(2)) if norms else 0.0
+
+
+def record(name: str, recipe: Recipe) -> Run:
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(1)
+    xt, yt, xv, yv = _data(recipe)
+    n_out = int(yt.max()) + 1
+    model = _model(recipe, xt[0].numel() if recipe.family != "cnn" else 1, n_out)
+    if recipe.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9)
+    else:
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=recipe.lr, weight_decay=1e-2 if recipe.family == "tabular" else 0
+        )
+    per_epoch = max(1, len(xt) // recipe.batch)
+    total = recipe.epochs * per_epoch
+    run = Run(name, recipe, per_epoch)
+    rng = np.random.default_rng(recipe.seed)
+
+    def put(split: str, metric: str, step: int, value: float) -> None:
+        run.series.setdefault(f"{split}|{metric}", []).append(value)
+        run.steps.setdefault(f"{split}|{metric}", []).append(step)
+
+    loss_fn = nn.CrossEntropyLoss()
+    for step in range(total):
+        lr = _lr(recipe, step, total)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.from_numpy(rng.integers(0, len(xt), recipe.batch))
+        opt.zero_grad()
+        logits = model(xt[idx])
+        loss = loss_fn(logits, yt[idx])
+        if recipe.poison == "nan" and step >= recipe.poison_step:
+            loss = loss * torch.tensor(float("nan"))
+        loss.backward()
+        put("train", "loss", step, float(loss.detach()))
+        put("train", "grad_norm", step, _grad_norm(model))
+        put("train", "lr", step, lr)
+        put("train", "accuracy", step, float((logits.argmax(1) == yt[idx]).float().mean()))
+        opt.step()
+        if (step + 1) % per_epoch == 0:
+            with torch.no_grad():
+                vl = model(xv)
+                put("val", "loss", step, float(loss_fn(vl, yv)))
+                put("val", "accuracy", step, float((vl.argmax(1) == yv).float().mean()))
+    return run
+
+
+def healthy() -> list[tuple[str, Recipe]]:
+    out = []
+    for seed in (0, 1, 2):
+        out += [
+            (f"mlp-s{seed}", Recipe("mlp", seed, lr=2e-3)),
+            (f"cnn-s{seed}", Recipe("cnn", seed, lr=2e-3)),
+            (f"tabular-s{seed}", Recipe("tabular", seed, epochs=12, batch=32, lr=1e-3)),
+            (f"deep_relu-s{seed}", Recipe("deep_relu", seed, lr=0.02, optimizer="sgd", schedule="step", depth=8)),
+        ]
+    return out
+
+
+def pathologies() -> list[tuple[str, str, Recipe]]:
+    """(name, pathology, recipe): what is injected and where it should show."""
+    sgd: dict[str, Any] = {"optimizer": "sgd", "schedule": "constant"}
+    return [
+        (
+            "diverge",
+            "diverging",
+            Recipe("deep_relu", 0, lr=0.02, poison="diverge", **sgd),
+        ),
+        ("nan", "nan", Recipe("mlp", 0, lr=2e-3, poison="nan", poison_step=200)),
+        ("stalled", "stalled", Recipe("mlp", 0, lr=1e-7, schedule="constant")),
+        ("plateau", "plateau", Recipe("mlp", 0, lr=2e-3, schedule="constant", poison="plateau", poison_step=100)),
+        (
+            "vanishing",
+            "vanishing_gradients",
+            Recipe("deep_sigmoid", 0, lr=0.05, depth=12, **sgd),
+        ),
+        ("overfit", "overfitting", Recipe("mlp", 0, epochs=200, batch=16, lr=3e-3, schedule="constant", train_rows=64)),
+        ("lr-decay", "none (a schedule)", Recipe("mlp", 1, lr=2e-3, schedule="constant", poison="lr_decay")),
+    ]
+
+
+def record_all() -> dict[str, Run]:
+    runs = {name: record(name, r) for name, r in healthy()}
+    runs.update({name: record(name, r) for name, _p, r in pathologies()})
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    runs = record_all()
+    flat = {}
+    for name, run in runs.items():
+        for key, vals in run.series.items():
+            flat[f"{name}::{key}::v"] = np.asarray(vals)
+            flat[f"{name}::{key}::s"] = np.asarray(run.steps[key])
+        flat[f"{name}::spe"] = np.asarray(run.steps_per_epoch)
+    np.savez(args.out, **flat)
+    for name, run in runs.items():
+        loss = np.asarray(run.series["train|loss"])
+        gn = np.asarray(run.series["train|grad_norm"])
+        vl = np.asarray(run.series["val|loss"])
+        print(
+            f"{name:14s} steps {loss.size:5d}  loss {loss[:20].mean():.3g} -> {loss[-20:].mean():.3g}  "
+            f"grad {gn[:20].mean():.3g} -> {gn[-20:].mean():.3g}  val {vl[0]:.3g} -> last {vl[-1]:.3g}"
+        )
+
+
+if __name__ == "__main__":
+    main()
