@@ -163,6 +163,9 @@ def record(name: str, recipe: Recipe) -> Run:
         put("train", "grad_norm", step, _grad_norm(model))
         put("train", "lr", step, lr)
         put("train", "accuracy", step, float((logits.argmax(1) == yt[idx]).float().mean()))
+        if step % 10 == 0:  # per-layer norms, as aitrace.torch.watch(every=10) sends them
+            for i, layer in enumerate(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))):
+                put("train", f"grad_norm/{type(layer).__name__.lower()}{i}", step, float(layer.weight.grad.norm()))
         opt.step()
         if (step + 1) % per_epoch == 0:
             with torch.no_grad():

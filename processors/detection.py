@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from aitrace.detect import LevelShiftDetector, SeriesMonitor
 from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_SPIKE
-from aitrace.detect.training import StallCheck, metric_role
+from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
 from aitrace.processors import _kernels as K
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
@@ -65,6 +65,7 @@ class DetectionConfig:
 
 
 _RECENT_BATCHES = 32
+VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
 _STEPWISE = ("lr", "learning_rate", "epoch", "step", "batch_size", "momentum", "weight_decay")
 
 
@@ -332,6 +333,7 @@ class SeriesDetectors:
 
             self._with_state(key, source, offset, result, work)
         self._overfitting(chunk, result, source, offset)
+        self._layers(chunk, result, source, offset)
 
     def _anomaly(
         self,
@@ -397,8 +399,9 @@ class SeriesDetectors:
         if role in ("loss", "grad_norm"):
             outcome = self._monitored(state, role, values, times, steps, metric, where)
             if role == "loss" and split in _TRAIN_SPLITS and outcome[0] is None:
-                stalled = self._stall(state, values, times, steps, metric, where)
-                outcome = outcome if stalled is None else (stalled, 0, outcome[2])
+                slow = self._stall(state, values, times, steps, metric, where)
+                slow = slow or self._plateau(state, values, times, steps, metric, where)
+                outcome = outcome if slow is None else (slow, 0, outcome[2])
             return outcome
         ignore = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT}) if role == "score" else frozenset()
         return self._anomaly(state, values, times, steps, metric, where, "training", ignore)
@@ -460,6 +463,64 @@ class SeriesDetectors:
             evidence=[start, now],
             details={"why": f"median {metric} {start:.4g} over the first steps, {now:.4g} now (less than 5% lower)"},
         )
+
+    def _plateau(
+        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
+    ) -> Finding | None:
+        """The loss was improving and stopped while training goes on (reported once per stop)."""
+        check = PlateauCheck.from_state(state["plateau"]) if "plateau" in state else PlateauCheck()
+        verdict = check.update(steps, values)
+        state["plateau"] = check.to_state()
+        if verdict is None:
+            return None
+        step, best_step, best, now = verdict
+        i = min(int(np.searchsorted(np.asarray(steps, dtype=np.int64), step)), len(times) - 1)
+        return Finding(
+            kind="training",
+            detector="plateau",
+            severity="warning",
+            title=f"{metric}: plateau in {where}: no improvement since step {best_step}",
+            time_us=int(np.asarray(times, dtype=np.int64)[i]),
+            statistic=now,
+            step=step,
+            evidence=[best, now],
+            details={"why": f"median {metric} {now:.4g} at step {step}, best {best:.4g} at step {best_step}"},
+        )
+
+    def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""
+        norms = {
+            name.split("|", 1)[1].split("/", 1)[1]: s["values"]
+            for name, s in chunk["series"].items()
+            if name.split("|", 1)[0] in _TRAIN_SPLITS and name.split("|", 1)[1].startswith("grad_norm/")
+        }
+        spread = layer_spread(norms)
+        if spread is None:
+            return
+        run_id = chunk["run_id"]
+        key = f"run/{run_id}/layers"
+        ctx = SeriesContext(key, chunk["service"], run_id, None, "grad_norm", chunk["trace_id"])
+        decades, low, high = spread
+        some = next(s for n, s in chunk["series"].items() if n.endswith(f"grad_norm/{low}"))
+        last_time = int(np.asarray(some["times"], dtype=np.int64)[-1])
+
+        def work(state: State) -> None:
+            finding = None
+            if decades >= VANISHING_DECADES:
+                finding = Finding(
+                    kind="training",
+                    detector="vanishing_gradients",
+                    severity="warning",
+                    title=f"vanishing gradients in run {run_id}: layer {low} gets 1e-{decades:.0f} of layer {high}'s",
+                    time_us=last_time,
+                    statistic=decades,
+                    threshold=VANISHING_DECADES,
+                    step=int(np.asarray(some["steps"])[-1]),
+                    details={"why": f"median gradient norm of {low} is {decades:.1f} decades below {high}'s"},
+                )
+            self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
+
+        self._with_state(key, source, offset, result, work)
 
     def _overfitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Validation loss rising while training loss falls (per run)."""

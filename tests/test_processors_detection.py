@@ -206,7 +206,7 @@ def test_schedules_never_page_and_a_rising_accuracy_or_falling_loss_is_good_news
     steps = np.arange(400)
     lr = np.where(steps < 150, 1e-2, 1e-3)  # a step decay: the user's schedule
     lr[300:] = 0.0  # and a schedule that ends at zero
-    loss = np.r_[np.full(100, 2.3), np.full(300, 0.4)] + np.random.default_rng(8).normal(0, 0.01, 400)
+    loss = 2.3 * np.exp(-steps / 150) + np.random.default_rng(8).normal(0, 0.01, 400)  # falls, fast at first
     acc = np.r_[np.full(100, 0.1), np.full(300, 0.9)]
     block = S.metric_block(
         trace="a" * 32, run_id="r5", start_step=0, series={"lr": lr, "loss": loss, "accuracy": acc}, start_us=T0
@@ -224,6 +224,27 @@ def test_a_loss_that_never_leaves_its_starting_level_is_a_stalled_run() -> None:
     healthy = SeriesDetectors({})
     falling = 2.3 * np.exp(-np.arange(300) / 100) + np.random.default_rng(9).normal(0, 0.05, 300)
     assert not [a for a in _apply(healthy, blocks=[_loss_block(falling, 0)]) if a["detector"] == "stalled"]
+
+
+def test_per_layer_gradient_norms_decades_apart_are_vanishing_gradients() -> None:
+    det = SeriesDetectors({})
+    layers = {f"grad_norm/linear{i}": np.full(20, 10.0 ** (i - 11)) for i in range(12)}  # 1e-11 .. 1
+    block = S.metric_block(trace="a" * 32, run_id="r6", start_step=0, series=layers, start_us=T0)
+    [alert] = [a for a in _apply(det, blocks=[block]) if a["detector"] == "vanishing_gradients"]
+    assert alert["series"] == "run/r6/layers" and "linear0" in alert["title"] and alert["statistic"] == 11
+    healthy = {f"grad_norm/linear{i}": np.full(20, 0.1 * (i + 1)) for i in range(6)}
+    block = S.metric_block(trace="a" * 32, run_id="r7", start_step=0, series=healthy, start_us=T0)
+    assert _apply(SeriesDetectors({}), blocks=[block]) == []
+
+
+def test_a_loss_that_stops_improving_midway_is_a_plateau() -> None:
+    det = SeriesDetectors({})
+    steps = np.arange(400)
+    level = np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))
+    loss = level * np.exp(np.random.default_rng(10).normal(0, 0.05, 400))
+    alerts = [a for i in range(0, 400, 20) for a in _apply(det, blocks=[_loss_block(loss[i : i + 20], i)], offset=i)]
+    plateau = [a for a in alerts if a["detector"] == "plateau"]
+    assert plateau and plateau[0]["state"] == "open" and "no improvement since step" in plateau[0]["title"]
 
 
 # ---------------------------------------------------------------- inference

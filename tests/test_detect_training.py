@@ -1,0 +1,87 @@
+"""aitrace.detect.training: what a metric's name means, and the run-level checks on a loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("loss", "loss"),
+        ("val_loss", "loss"),
+        ("train/loss", "loss"),
+        ("eval_loss", "loss"),
+        ("nll", "loss"),
+        ("loss_scale", "schedule"),
+        ("lr", "schedule"),
+        ("lr/encoder", "schedule"),
+        ("learning_rate", "schedule"),
+        ("encoder_lr", "schedule"),
+        ("momentum", "schedule"),
+        ("epoch", "schedule"),
+        ("grad_norm", "grad_norm"),
+        ("grad_norm/fc1", "grad_norm"),
+        ("update_ratio/fc1", "grad_norm"),
+        ("accuracy", "score"),
+        ("val_acc", "score"),
+        ("top1", "score"),
+        ("f1", "score"),
+        ("throughput", "other"),
+        ("", "other"),
+    ],
+)
+def test_metric_role_reads_the_name(name: str, role: str) -> None:
+    assert metric_role(name) == role
+
+
+def _noisy(level: np.ndarray, seed: int = 0) -> np.ndarray:
+    return level * np.exp(np.random.default_rng(seed).normal(0, 0.05, level.size))
+
+
+def test_stall_is_decided_once_at_min_steps() -> None:
+    check = StallCheck(min_steps=100)
+    flat = _noisy(np.full(300, 2.3))
+    assert check.update(np.arange(50), flat[:50]) is None
+    step, start, now = check.update(np.arange(50, 300), flat[50:])
+    assert step == 100 and abs(start - 2.3) < 0.1 and abs(now - 2.3) < 0.1
+    assert check.update(np.arange(300, 400), flat[:100]) is None  # decided: never again
+    learning = StallCheck(min_steps=100)
+    assert learning.update(np.arange(300), _noisy(2.3 * np.exp(-np.arange(300) / 80))) is None
+
+
+def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not() -> None:
+    steps = np.arange(400)
+    level = np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))  # learning stops at 100
+    check = PlateauCheck()
+    [verdict] = [v for lo in range(0, 400, 20) if (v := check.update(steps[lo : lo + 20], _noisy(level)[lo : lo + 20]))]
+    step, best_step, best, now = verdict
+    assert 200 <= step <= 300 and best_step <= step - 100 and now >= best * 0.9
+    converging = 2.3 * np.exp(-steps / 120) + 0.05  # a healthy run: slower and slower
+    assert PlateauCheck().update(steps, _noisy(converging)) is None
+
+
+def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
+    values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
+    whole = PlateauCheck().update(np.arange(400), values)
+    check, pieces = PlateauCheck(), []
+    for lo in range(0, 400, 7):
+        check = PlateauCheck.from_state(check.to_state())
+        pieces.append(check.update(np.arange(lo, min(lo + 7, 400)), values[lo : lo + 7]))
+    assert [p for p in pieces if p] == [whole] and whole is not None
+    stall = StallCheck.from_state(StallCheck().to_state())
+    assert stall.params == StallCheck().params
+    with pytest.raises(ValueError):
+        PlateauCheck(window=1)
+    with pytest.raises(ValueError):
+        StallCheck(min_drop=0)
+
+
+def test_layer_spread_names_the_starved_layer() -> None:
+    norms = {"linear0": [4e-10, 3e-10, np.nan], "linear5": [6e-6, 5e-6], "linear11": [0.5, 0.4]}
+    decades, low, high = layer_spread(norms)
+    assert (low, high) == ("linear0", "linear11") and 9 < decades < 10
+    assert layer_spread({"only": [1.0]}) is None
+    assert layer_spread({"a": [0.0, np.nan], "b": [1.0]}) is None  # no usable norm for a
