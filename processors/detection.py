@@ -17,7 +17,7 @@ offset applied; a chunk that is not newer is skipped. Chunks of one source parti
 one entity keep their order through the repartition topic (same key, same partition), so
 this is exact for redeliveries on either side.
 
-Detector kernels come from :mod:`aitrace.detect` (imported in one place, :mod:`._kernels`).
+Every rule comes from :mod:`aitrace.detect` (its window checks from :mod:`aitrace.detect.windows`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect import LevelShiftDetector, SeriesMonitor
+from aitrace.detect import windows as K
 from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_SPIKE
 from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
-from aitrace.processors import _kernels as K
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
 from aitrace.sinks.documents import Action, block_context

@@ -458,7 +458,7 @@ def test_rollup_counts_nonfinite_points_across_chunks_and_summarises_the_finite_
 def test_benign_small_batches_raise_no_drift_and_a_real_shift_says_why() -> None:
     """Batches of 50 rows from one population: sampling noise is not drift (the mean may
     wander by its standard error, not by a fixed 0.5 sd); a 3 sd shift is found and named."""
-    from aitrace.processors import _kernels as K
+    from aitrace.detect import windows as K
 
     rng = np.random.default_rng(3)
     cfg = DetectionConfig()

@@ -1,9 +1,11 @@
-"""The one place where the processors reach into :mod:`aitrace.detect`, plus the small
-stateful checks that are about wiring (windows, joins, references), not about statistics.
+"""Stateful window checks of the processors, on plain arrays and a JSON-safe state dict:
+inference feature drift windows, error-rate / accuracy windows, the prediction-label join,
+per-feature and label checks of data-stats summaries, and the over-fitting check.
 
-Every function here takes a series state (a JSON-safe dict from the Faust table) and whole
-arrays, and updates the state in place. The statistics themselves (robust anomaly scores,
-two-sample KS, PSI) are :mod:`aitrace.detect`'s.
+Every function takes a series state (a dict the processors keep in a Faust table) and whole
+arrays, and updates the state in place; the statistics themselves (robust anomaly scores,
+two-sample KS, PSI, drift on summaries) are the rest of :mod:`aitrace.detect`'s. This module
+was ``processors/_kernels.py``: the rules live in the detect layer, the processors only wire.
 """
 
 from __future__ import annotations
@@ -13,14 +15,8 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.anomaly import CODE_NAMES, AnomalyDetector
+from aitrace.detect.drift import ks_2samp, psi
 from aitrace.detect.drift_monitor import detect_drift
-
-try:  # the drift kernels of aitrace.detect; a plain NumPy form until that module is installed
-    from aitrace.detect import ks_2samp as _ks_2samp
-    from aitrace.detect import psi as _psi
-except ImportError:  # pragma: no cover - exercised only while aitrace.detect lacks drift
-    _ks_2samp = None
-    _psi = None
 
 OVERFIT_MIN_RISE = 0.10  # validation loss 10 % above its best (or twice its epoch-to-epoch noise)...
 OVERFIT_PERSIST = 3  # ...on this many validation points in a row
@@ -42,41 +38,15 @@ def code_name(code: int) -> str:
 # ---------------------------------------------------------------- drift statistics
 
 
-def ks_2samp(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sample KS statistic and p-value (aitrace.detect's; asymptotic NumPy form as fallback)."""
-    if _ks_2samp is not None:
-        stat, p = _ks_2samp(a, b)
-        return float(stat), float(p)
-    a, b = np.sort(a), np.sort(b)
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / a.size
-    cdf_b = np.searchsorted(b, both, side="right") / b.size
-    d = float(np.max(np.abs(cdf_a - cdf_b)))
-    en = math.sqrt(a.size * b.size / (a.size + b.size))
-    lam = (en + 0.12 + 0.11 / en) * d
-    k = np.arange(1, 101)
-    p = float(2.0 * np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * k * k * lam * lam)))
-    return d, min(1.0, max(0.0, p))
-
-
 def psi_counts(reference: np.ndarray, current: np.ndarray) -> float:
-    """Population stability index of two count vectors over the same bins (smoothed)."""
+    """PSI of two category count vectors, smoothed on the counts (1e-6 each) rather than floored
+    at 1e-4 as :func:`~aitrace.detect.drift.psi_from_counts` does: a category never seen in the
+    reference then weighs in fully (the label checks' thresholds were set on this form)."""
     p = np.asarray(reference, dtype=np.float64) + _EPS
     q = np.asarray(current, dtype=np.float64) + _EPS
     p /= p.sum()
     q /= q.sum()
     return float(np.sum((q - p) * np.log(q / p)))
-
-
-def psi_samples(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI of two samples on the reference's quantile bins."""
-    if _psi is not None:
-        return float(_psi(reference, current, bins=bins))
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
-    if edges.size < 2:
-        return 0.0 if np.all(current == reference[0]) else math.inf
-    edges[0], edges[-1] = -np.inf, np.inf
-    return psi_counts(np.histogram(reference, edges)[0], np.histogram(current, edges)[0])
 
 
 def window_drift(
@@ -107,7 +77,7 @@ def window_drift(
                 tests.append(detect_drift({name: reference}, {name: current}, alpha=alpha, correction="none")[0])
             else:
                 stat, p = ks_2samp(reference, current)
-                tests.append((stat, p, psi_samples(reference, current)))
+                tests.append((float(stat), float(p), psi(reference, current, bins=10)))
             cur.clear()
     return tests
 
