@@ -25,6 +25,12 @@ Sustained level changes (``aitrace.detect.level``)
         ``.update(values) -> list[LevelShift]``, a positive series' median moved by a
         factor and beyond chance (rank test), reported once; ``.to_state()`` / ``.from_state()``.
 
+Training runs, as the worker judges them (``aitrace.detect.series``, ``aitrace.detect.training``)
+    ``metric_role(name) -> 'schedule' | 'loss' | 'grad_norm' | 'score' | 'other'``.
+    ``TrainingSeries(metric, split='train', threshold=0.9)``: ``.update(steps, values) -> list[Finding]``
+        (SeriesMonitor for losses and gradient norms, stall and plateau checks, schedules
+        never); ``aitrace backtest --metric NAME`` runs it over a CSV.
+
 Drift kernels (``aitrace.detect.drift``)
     ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
     ``ks_2samp_batched(reference, current) -> (statistics, pvalues)`` for many features
@@ -100,6 +106,8 @@ from aitrace.detect.drift_monitor import (
 )
 from aitrace.detect.level import LevelShift, LevelShiftDetector
 from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
+from aitrace.detect.series import TrainingSeries
+from aitrace.detect.training import metric_role
 
 CACHE_DIR = _cache.CACHE_DIR
 
@@ -117,6 +125,7 @@ __all__ = [
     "LevelShiftDetector",
     "OverfitResult",
     "SeriesMonitor",
+    "TrainingSeries",
     "adjust_pvalues",
     "anomaly_details",
     "anomaly_scores",
@@ -133,6 +142,7 @@ __all__ = [
     "ks_2samp_batched",
     "ks_from_summaries",
     "ks_pvalue",
+    "metric_role",
     "overfitting",
     "psi",
     "psi_batched",

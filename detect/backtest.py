@@ -7,7 +7,10 @@ Use it to tune a threshold on your own history before turning alerts on:
 It also prints how many points each of a few thresholds (0.3 ... 0.99) would
 flag. Without ``--kind`` the raw anomaly score is thresholded (every reason, both
 directions). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
-series type decides (directions, hard limits, reasons such as ``exploding``).
+series type decides (directions, hard limits, reasons such as ``exploding``). With
+``--metric NAME`` the worker's own rules for a training metric of that name decide
+(:class:`~aitrace.detect.series.TrainingSeries`: the alerts the worker would raise on it,
+stalls and plateaus included), so ``--threshold 0.9`` replays the worker's default.
 Empty cells and unparsable numbers count as NaN (and are flagged as such).
 Exit status: 0 on success (flagged or not), 2 on bad arguments or an unreadable file.
 """
@@ -31,7 +34,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--column", required=True, help="name of the numeric column to score")
     parser.add_argument("--timestamp", help="column used as step/time (default: the row number)")
     parser.add_argument("--threshold", type=float, default=0.5, help="score at or above which a point is flagged (0-1]")
-    parser.add_argument("--kind", choices=_kinds(), help="series kind for the SeriesMonitor rules (default: raw score)")
+    rules = parser.add_mutually_exclusive_group()
+    rules.add_argument("--kind", choices=_kinds(), help="series kind for the SeriesMonitor rules (default: raw score)")
+    rules.add_argument(
+        "--metric", help="a training metric's name: the worker's rules for it (TrainingSeries), at --threshold"
+    )
+    parser.add_argument("--split", default="train", help="with --metric: the split the series belongs to")
     parser.add_argument("--window", type=int, default=64, help="detector window in points (default 64)")
     parser.add_argument("-o", "--output", type=Path, help="also write the flagged points to this CSV")
     parser.add_argument("--limit", type=int, default=50, help="print at most this many flagged points (default 50)")
@@ -71,6 +79,36 @@ def read_series(path: Path, column: str, timestamp: str | None) -> tuple[np.ndar
     return np.asarray(values, dtype=np.float64), stamps
 
 
+def _steps(values: np.ndarray, stamps: list[Any]) -> np.ndarray:
+    """The timestamps when every one is a number, else the row numbers."""
+    numeric = [s for s in stamps if isinstance(s, float | int)]
+    if len(numeric) == len(stamps):
+        return np.asarray(stamps, dtype=np.float64)
+    return np.arange(values.size, dtype=np.float64)
+
+
+def _rows(findings: list[Any], stamps: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "row": f.index,
+            "timestamp": stamps[f.index],
+            "value": f.value,
+            "score": f.score,
+            "reason": f.reason,
+            "message": f.message,
+        }
+        for f in findings
+    ]
+
+
+def worker_points(values: np.ndarray, stamps: list[Any], *, metric: str, split: str, threshold: float) -> list[dict]:
+    """What the worker's rules for a training metric of this name flag (see ``TrainingSeries``)."""
+    from aitrace.detect.series import TrainingSeries
+
+    series = TrainingSeries(metric, split=split, threshold=threshold)
+    return _rows(series.update(_steps(values, stamps), values), stamps)
+
+
 def flag_points(
     values: np.ndarray, stamps: list[Any], *, threshold: float, kind: str | None, window: int
 ) -> list[dict[str, Any]]:
@@ -93,30 +131,21 @@ def flag_points(
             for i in hits
         ]
     monitor = SeriesMonitor(kind, threshold=threshold, window=window, skip_seen=False)
-    steps = np.arange(values.size, dtype=np.float64)
-    numeric = [s for s in stamps if isinstance(s, float | int)]
-    if len(numeric) == len(stamps):
-        steps = np.asarray(stamps, dtype=np.float64)
-    findings = monitor.update(steps, values)
-    return [
-        {
-            "row": f.index,
-            "timestamp": stamps[f.index],
-            "value": f.value,
-            "score": f.score,
-            "reason": f.reason,
-            "message": f.message,
-        }
-        for f in findings
-    ]
+    return _rows(monitor.update(_steps(values, stamps), values), stamps)
 
 
 SWEEP = (0.3, 0.5, 0.7, 0.9, 0.99)
 
 
-def threshold_sweep(values: np.ndarray, stamps: list[Any], *, kind: str | None, window: int) -> dict[float, int]:
+def _flag(values: np.ndarray, stamps: list[Any], args: argparse.Namespace, threshold: float) -> list[dict[str, Any]]:
+    if args.metric:
+        return worker_points(values, stamps, metric=args.metric, split=args.split, threshold=threshold)
+    return flag_points(values, stamps, threshold=threshold, kind=args.kind, window=args.window)
+
+
+def threshold_sweep(values: np.ndarray, stamps: list[Any], args: argparse.Namespace) -> dict[float, int]:
     """How many points each threshold in SWEEP would flag: the table to pick a threshold from."""
-    return {t: len(flag_points(values, stamps, threshold=t, kind=kind, window=window)) for t in SWEEP}
+    return {t: len(_flag(values, stamps, args, t)) for t in SWEEP}
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO, limit: int) -> None:
@@ -141,12 +170,12 @@ def run(name: str, args: argparse.Namespace) -> int:
     except (OSError, ValueError, csv.Error) as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
-    rows = flag_points(values, stamps, threshold=args.threshold, kind=args.kind, window=args.window)
+    rows = _flag(values, stamps, args, args.threshold)
     print(
         f"{args.file}: {values.size} points in column {args.column!r}, "
         f"{len(rows)} flagged at threshold {args.threshold}",
     )
-    sweep = threshold_sweep(values, stamps, kind=args.kind, window=args.window)
+    sweep = threshold_sweep(values, stamps, args)
     print("flagged per threshold: " + ", ".join(f"{t:g}: {n}" for t, n in sweep.items()))
     if rows:
         _print_table(rows, sys.stdout, args.limit)

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect import LevelShiftDetector, SeriesMonitor
+from aitrace.detect import LevelShiftDetector
 from aitrace.detect import windows as K
-from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_SPIKE
-from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
+from aitrace.detect.series import TrainingSeries, worst
+from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
 from aitrace.sinks.documents import Action, block_context
@@ -65,6 +65,7 @@ class DetectionConfig:
 
 
 _RECENT_BATCHES = 32
+_TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau"})
 VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
 _STEPWISE = ("lr", "learning_rate", "epoch", "step", "batch_size", "momentum", "weight_decay")
 
@@ -344,17 +345,11 @@ class SeriesDetectors:
         what: str,
         where: str,
         kind: str,
-        ignore: frozenset[int] = frozenset(),
     ) -> tuple[Finding | None, int, int]:
-        """Score a chunk of one series; the worst point above the threshold is the finding.
-
-        ``ignore``: reason codes that are good news for this series (a rising accuracy).
-        """
+        """Score a chunk of one series; the worst point above the threshold is the finding."""
         cfg = self.config
         det = K.anomaly_detector(state.get("det"))
         scores = det.score(values)
-        if ignore:
-            scores = np.where(np.isin(det.last_codes, list(ignore)), 0.0, scores)
         state["det"] = det.to_state()
         _note_variation(state, values)
         times = np.asarray(times, dtype=np.int64)
@@ -390,102 +385,37 @@ class SeriesDetectors:
     def _training(
         self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, run_id: str, split: str
     ) -> tuple[Finding | None, int, int]:
-        """One training series, scored as what its name says it is (see ``metric_role``)."""
-        role = metric_role(metric)
-        where = f"run {run_id}"
-        if role == "schedule":  # the user's schedule: recorded and shown, never paged on
-            _note_variation(state, values)
-            return None, int(values.size), int(np.asarray(times, dtype=np.int64)[-1]) if values.size else 0
-        if role in ("loss", "grad_norm"):
-            outcome = self._monitored(state, role, values, times, steps, metric, where)
-            if role == "loss" and split in _TRAIN_SPLITS and outcome[0] is None:
-                slow = self._stall(state, values, times, steps, metric, where)
-                slow = slow or self._plateau(state, values, times, steps, metric, where)
-                outcome = outcome if slow is None else (slow, 0, outcome[2])
-            return outcome
-        ignore = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT}) if role == "score" else frozenset()
-        return self._anomaly(state, values, times, steps, metric, where, "training", ignore)
-
-    def _monitored(
-        self, state: State, kind: str, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
-    ) -> tuple[Finding | None, int, int]:
-        """Score with detect's SeriesMonitor of ``kind``; the chunk's worst finding."""
-        cfg = self.config
-        mon = SeriesMonitor.from_state(state["mon"]) if "mon" in state else SeriesMonitor(kind, skip_seen=False)
-        mon.threshold = cfg.anomaly_threshold
-        before = mon.n_points
-        found = mon.update(steps, values)
-        state["mon"] = mon.to_state()
-        _note_variation(state, values)
+        """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs)."""
+        rules = (
+            TrainingSeries.from_state(state["rules"])
+            if "rules" in state
+            else TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
+        )
+        found = rules.update(steps, values)
+        state["rules"] = rules.to_state()
         times = np.asarray(times, dtype=np.int64)
-        if not found or times.size == 0:
-            return None, int(values.size), int(times[-1]) if times.size else 0
-        worst = max(found, key=lambda f: (f.severity == "critical", f.score))
-        i = worst.index - before
-        detector = worst.reason
-        if not math.isfinite(worst.value):
-            detector = "nan" if math.isnan(worst.value) else "inf"
+        last_time = int(times[-1]) if times.size else 0
+        top = worst(found)
+        if top is None:
+            return None, int(values.size), last_time
+        i = top.index - (rules.n_seen - values.size)  # position in this chunk
+        detector = top.reason
+        if not math.isfinite(top.value):
+            detector = "nan" if math.isnan(top.value) else "inf"
         finding = Finding(
-            kind="training" if detector in ("nan", "inf") else "anomaly",
+            kind="training" if detector in _TRAINING_DETECTORS else "anomaly",
             detector=detector,
-            severity=worst.severity,
-            title=f"{metric}: {detector.replace('_', ' ')} in {where} at step {int(worst.step)}",
+            severity=top.severity,
+            title=f"{metric}: {detector.replace('_', ' ')} in run {run_id} at step {int(top.step)}: {top.message}",
             time_us=int(times[i]),
-            score=worst.score,
-            threshold=cfg.anomaly_threshold,
-            step=int(worst.step),
+            score=top.score,
+            threshold=top.threshold,
+            step=int(top.step),
             evidence=values[max(0, i - 15) : i + 1].tolist(),
-            details={"value": repr(worst.value), "why": worst.message},
+            details={"value": repr(top.value), "why": top.message},
         )
-        after = sum(1 for f in found if f.index > worst.index)
-        return finding, int(values.size - 1 - i - after), int(times[-1])
-
-    def _stall(
-        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
-    ) -> Finding | None:
-        """The loss never left its starting level (reported once per run and split)."""
-        check = StallCheck.from_state(state["stall"]) if "stall" in state else StallCheck()
-        verdict = check.update(steps, values)
-        state["stall"] = check.to_state()
-        if verdict is None:
-            return None
-        step, start, now = verdict
-        i = int(np.searchsorted(np.asarray(steps, dtype=np.int64), step))
-        return Finding(
-            kind="training",
-            detector="stalled",
-            severity="warning",
-            title=f"{metric}: stalled in {where}: still at its starting level after {step} steps",
-            time_us=int(np.asarray(times, dtype=np.int64)[min(i, len(times) - 1)]),
-            statistic=now,
-            threshold=check.params["min_drop"],
-            step=step,
-            evidence=[start, now],
-            details={"why": f"median {metric} {start:.4g} over the first steps, {now:.4g} now (less than 5% lower)"},
-        )
-
-    def _plateau(
-        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, where: str
-    ) -> Finding | None:
-        """The loss was improving and stopped while training goes on (reported once per stop)."""
-        check = PlateauCheck.from_state(state["plateau"]) if "plateau" in state else PlateauCheck()
-        verdict = check.update(steps, values)
-        state["plateau"] = check.to_state()
-        if verdict is None:
-            return None
-        step, best_step, best, now = verdict
-        i = min(int(np.searchsorted(np.asarray(steps, dtype=np.int64), step)), len(times) - 1)
-        return Finding(
-            kind="training",
-            detector="plateau",
-            severity="warning",
-            title=f"{metric}: plateau in {where}: no improvement since step {best_step}",
-            time_us=int(np.asarray(times, dtype=np.int64)[i]),
-            statistic=now,
-            step=step,
-            evidence=[best, now],
-            details={"why": f"median {metric} {now:.4g} at step {step}, best {best:.4g} at step {best_step}"},
-        )
+        after = sum(1 for f in found if f.index > top.index)
+        return finding, int(values.size - 1 - i - after), last_time
 
     def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training"]
+MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training", "series"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,180 @@
+"""The worker's rules for one metric series of a training run, as one stateful object.
+
+The processors keep one :class:`TrainingSeries` per run, split and metric, and ``aitrace
+backtest --metric NAME`` runs the same object over a CSV, so an alert the worker raised can
+be replayed offline and a threshold tried before it pages anyone.
+
+What a series is asked follows its name (:func:`~aitrace.detect.training.metric_role`):
+
+* ``schedule`` (``lr``, ``momentum``, ...): nothing; a schedule never pages by itself.
+* ``loss``: :class:`~aitrace.detect.monitor.SeriesMonitor` ``loss`` (spikes, divergence,
+  NaN; a falling loss is good news), and on the training split :class:`StallCheck` and
+  :class:`PlateauCheck`.
+* ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN).
+* ``score`` (accuracy-like): the generic anomaly scores without the rises and repeats,
+  which are good news or quantization.
+* ``other``: the generic anomaly scores; a ``flat`` run only once the series has varied.
+
+Findings are :class:`~aitrace.detect.monitor.Finding` objects, in order; ``index`` counts
+every value offered. Chunked input gives the same findings as one call.
+
+Example
+-------
+>>> import numpy as np
+>>> from aitrace.detect.series import TrainingSeries
+>>> loss = 2.0 * np.exp(-np.arange(300) / 60) + 0.05
+>>> loss[200] = 40.0                                   # one exploding batch
+>>> s = TrainingSeries("loss")
+>>> [(int(f.step), f.reason) for f in s.update(np.arange(300), loss)]
+[(200, 'spike')]
+>>> TrainingSeries("lr").update(np.arange(3), [1e-3, 1e-4, 0.0])  # a schedule: never
+[]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE, AnomalyDetector
+from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
+
+_TRAIN_SPLITS = frozenset({"", "train", "training"})
+_GOOD_NEWS = {"score": frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})}
+
+
+class TrainingSeries:
+    """One training metric series scored as what its name says it is.
+
+    Parameters
+    ----------
+    metric:
+        The metric's name (its role decides the rules).
+    split:
+        ``train`` (or empty) gets the run-level checks on a loss (stall, plateau).
+    threshold:
+        Anomaly score in [0, 1] from which a point is a finding (the worker's default 0.9).
+    """
+
+    def __init__(self, metric: str, *, split: str = "train", threshold: float = 0.9) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        self.metric, self.split, self.threshold = metric, split, float(threshold)
+        self.role = metric_role(metric)
+        self.n_seen = 0
+        self.varied = False
+        self.first: float | None = None
+        monitored = self.role in ("loss", "grad_norm")
+        self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
+        self.detector = AnomalyDetector() if self.role in ("score", "other") else None
+        checks = self.role == "loss" and split in _TRAIN_SPLITS
+        self.stall = StallCheck() if checks else None
+        self.plateau = PlateauCheck() if checks else None
+
+    def update(self, steps: Any, values: Any) -> list[Finding]:
+        """Score the next points (steps and values of equal length); the findings among them."""
+        steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        if steps_arr.shape != vals.shape:
+            raise ValueError(f"steps and values differ in length: {steps_arr.shape} vs {vals.shape}")
+        found: list[Finding] = []
+        if self.monitor is not None:
+            found = self.monitor.update(steps_arr, vals)
+        elif self.detector is not None:
+            found = self._generic(steps_arr, vals)
+        self._note_variation(vals)
+        found += self._run_checks(steps_arr, vals)
+        self.n_seen += int(vals.size)
+        return sorted(found, key=lambda f: f.index)
+
+    def _generic(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
+        assert self.detector is not None
+        scores = self.detector.score(vals)
+        codes = self.detector.last_codes
+        ignore = _GOOD_NEWS.get(self.role, frozenset())
+        out = []
+        for k in np.flatnonzero(scores >= self.threshold):
+            code = int(codes[k])
+            # a repeat is news only for a series that varied before (not a constant logged per step)
+            if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):
+                continue
+            reason = CODE_NAMES[code]
+            critical = scores[k] >= 0.999 or reason in ("nan", "inf")
+            message = f"{self.metric} {vals[k]:g}: {reason.replace('_', ' ')} against its recent values"
+            out.append(
+                Finding(
+                    self.n_seen + int(k),
+                    float(steps[k]),
+                    float(vals[k]),
+                    float(scores[k]),
+                    reason,
+                    message,
+                    self.threshold,
+                    self.role,
+                    "critical" if critical else "warning",
+                )
+            )
+        return out
+
+    def _note_variation(self, vals: np.ndarray) -> None:
+        finite = vals[np.isfinite(vals)]
+        if self.varied or finite.size == 0:
+            return
+        self.first = float(finite[0]) if self.first is None else self.first
+        self.varied = bool(np.any(finite != self.first))
+
+    def _run_checks(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
+        out = []
+        if self.stall is not None and (verdict := self.stall.update(steps, vals)) is not None:
+            step, start, now = verdict
+            msg = f"{self.metric} still at its starting level after {step} steps ({start:.4g} then, {now:.4g} now)"
+            out.append(self._at(steps, vals, step, "stalled", msg))
+        if self.plateau is not None and (verdict := self.plateau.update(steps, vals)) is not None:
+            step, best_step, best, now = verdict
+            msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
+            out.append(self._at(steps, vals, step, "plateau", msg))
+        return out
+
+    def _at(self, steps: np.ndarray, vals: np.ndarray, step: int, reason: str, message: str) -> Finding:
+        k = int(np.searchsorted(steps, step))
+        k = min(k, vals.size - 1)
+        return Finding(self.n_seen + k, float(step), float(vals[k]), 1.0, reason, message, self.threshold, "loss")
+
+    # -- state -------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-safe dict that :meth:`from_state` restores exactly."""
+        return {
+            "metric": self.metric,
+            "split": self.split,
+            "threshold": self.threshold,
+            "n_seen": self.n_seen,
+            "varied": self.varied,
+            "first": self.first,
+            "monitor": self.monitor.to_state() if self.monitor else None,
+            "detector": self.detector.to_state() if self.detector else None,
+            "stall": self.stall.to_state() if self.stall else None,
+            "plateau": self.plateau.to_state() if self.plateau else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TrainingSeries:
+        s = cls(state["metric"], split=state["split"], threshold=state["threshold"])
+        s.n_seen, s.varied, s.first = int(state["n_seen"]), bool(state["varied"]), state["first"]
+        if state["monitor"] is not None:
+            s.monitor = SeriesMonitor.from_state(state["monitor"])
+        if state["detector"] is not None:
+            s.detector = AnomalyDetector.from_state(state["detector"])
+        if state["stall"] is not None:
+            s.stall = StallCheck.from_state(state["stall"])
+        if state["plateau"] is not None:
+            s.plateau = PlateauCheck.from_state(state["plateau"])
+        return s
+
+    def __repr__(self) -> str:
+        return f"TrainingSeries({self.metric!r}, role={self.role!r}, split={self.split!r}, seen={self.n_seen})"
+
+
+def worst(findings: list[Finding]) -> Finding | None:
+    """The finding that names a chunk's incident: critical first, then the highest score."""
+    return max(findings, key=lambda f: (f.severity == "critical", f.score), default=None)
