@@ -1,0 +1,29 @@
+"""What importing a part of aitrace pulls in: the detectors load no Kafka, Faust or search client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("faust", "confluent_kafka", "aiokafka", "elasticsearch", "elastic_transport", "fastavro")
+
+
+def _loaded_after(statement: str) -> list[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return [m for m in out.stdout.split() if m.split(".")[0] in HEAVY]
+
+
+def test_import_aitrace_detect_loads_no_kafka_faust_or_elasticsearch() -> None:
+    assert _loaded_after("import aitrace.detect; aitrace.detect.anomaly_scores([1.0, 2.0, 3.0])") == []
+
+
+def test_the_root_package_loads_the_client_on_first_use() -> None:
+    assert _loaded_after("import aitrace") == []
+    assert "confluent_kafka" in _loaded_after("import aitrace; aitrace.init")
+
+
+def test_an_unknown_attribute_is_an_attribute_error() -> None:
+    code = "import aitrace\ntry:\n    aitrace.no_such_thing\nexcept AttributeError as e:\n    print(e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "no attribute 'no_such_thing'" in out.stdout
