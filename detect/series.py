@@ -15,6 +15,9 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
   which are good news or quantization.
 * ``other``: the generic anomaly scores; a ``flat`` run only once the series has varied.
 
+The generic scores page only on points that are also rare for the series itself
+(:class:`~aitrace.detect.calibrate.ScoreCalibrator`): its normal bursts do not.
+
 Findings are :class:`~aitrace.detect.monitor.Finding` objects, in order; ``index`` counts
 every value offered. Chunked input gives the same findings as one call.
 
@@ -37,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE, AnomalyDetector
+from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
 
@@ -67,7 +71,9 @@ class TrainingSeries:
         self.first: float | None = None
         monitored = self.role in ("loss", "grad_norm")
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
-        self.detector = AnomalyDetector() if self.role in ("score", "other") else None
+        generic = self.role in ("score", "other")
+        self.detector = AnomalyDetector() if generic else None
+        self.calibrator = ScoreCalibrator() if generic else None
         checks = self.role == "loss" and split in _TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
@@ -89,12 +95,12 @@ class TrainingSeries:
         return sorted(found, key=lambda f: f.index)
 
     def _generic(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
-        assert self.detector is not None
+        assert self.detector is not None and self.calibrator is not None
         scores = self.detector.score(vals)
         codes = self.detector.last_codes
         ignore = _GOOD_NEWS.get(self.role, frozenset())
         out = []
-        for k in np.flatnonzero(scores >= self.threshold):
+        for k in np.flatnonzero(self.calibrator.rare(scores, codes, threshold=self.threshold)):
             code = int(codes[k])
             # a repeat is news only for a series that varied before (not a constant logged per step)
             if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):
@@ -153,6 +159,7 @@ class TrainingSeries:
             "first": self.first,
             "monitor": self.monitor.to_state() if self.monitor else None,
             "detector": self.detector.to_state() if self.detector else None,
+            "calibrator": self.calibrator.to_state() if self.calibrator else None,
             "stall": self.stall.to_state() if self.stall else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
         }
@@ -165,6 +172,7 @@ class TrainingSeries:
             s.monitor = SeriesMonitor.from_state(state["monitor"])
         if state["detector"] is not None:
             s.detector = AnomalyDetector.from_state(state["detector"])
+            s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
         if state["stall"] is not None:
             s.stall = StallCheck.from_state(state["stall"])
         if state["plateau"] is not None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from aitrace.detect import LevelShiftDetector
 from aitrace.detect import windows as K
+from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.series import TrainingSeries, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
@@ -349,8 +350,11 @@ class SeriesDetectors:
         """Score a chunk of one series; the worst point above the threshold is the finding."""
         cfg = self.config
         det = K.anomaly_detector(state.get("det"))
-        scores = det.score(values)
-        state["det"] = det.to_state()
+        cal = ScoreCalibrator.from_state(state["cal"]) if "cal" in state else ScoreCalibrator()
+        raw = det.score(values)
+        # a point pages only when it is rare for this series too (its normal bursts do not)
+        scores = np.where(cal.rare(raw, det.last_codes, threshold=cfg.anomaly_threshold), raw, 0.0)
+        state["det"], state["cal"] = det.to_state(), cal.to_state()
         _note_variation(state, values)
         times = np.asarray(times, dtype=np.int64)
         if scores.size == 0:

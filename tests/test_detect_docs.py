@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training", "series"]
+MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training", "series", "calibrate"]
 
 
 @pytest.mark.parametrize("name", MODULES)

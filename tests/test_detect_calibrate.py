@@ -1,0 +1,60 @@
+"""ScoreCalibrator: a point pages only when it is rare for the series itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aitrace.detect.anomaly import CODE_NAN, CODE_SPIKE, AnomalyDetector
+from aitrace.detect.calibrate import ScoreCalibrator
+
+
+def _bursty(n: int = 4000, seed: int = 2) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(0, 1, n)
+    x[50::100] += 20  # a burst every 100 points: this series' normal
+    return x
+
+
+def _paging(x: np.ndarray, chunk: int | None = None, **kw: float) -> list[int]:
+    det, cal, out = AnomalyDetector(), ScoreCalibrator(**kw), []
+    step = chunk or x.size
+    for lo in range(0, x.size, step):
+        det = AnomalyDetector.from_state(det.to_state())
+        cal = ScoreCalibrator.from_state(cal.to_state())
+        scores = det.score(x[lo : lo + step])
+        out += [lo + int(k) for k in np.flatnonzero(cal.rare(scores, det.last_codes, threshold=0.9))]
+    return out
+
+
+def test_regular_bursts_page_until_they_are_the_series_normal_and_a_bigger_one_still_does() -> None:
+    x = _bursty()
+    plain = int(np.count_nonzero(AnomalyDetector().score(x) >= 0.9))
+    x[3333] += 200
+    paged = _paging(x)
+    assert plain >= 30  # a fixed threshold pages on nearly every burst
+    assert 3333 in paged and len([i for i in paged if i > 1000]) <= 2
+
+
+@pytest.mark.parametrize("chunk", [1, 17, 500])
+def test_decisions_are_causal_and_chunk_invariant(chunk: int) -> None:
+    x = _bursty(1500)
+    x[1400] += 150
+    assert _paging(x, chunk) == _paging(x)
+
+
+def test_nan_always_pages_and_before_min_history_the_threshold_decides() -> None:
+    cal = ScoreCalibrator(min_history=10)
+    scores = np.r_[np.full(5, 0.95), np.full(20, 0.95), [1.0]]
+    codes = np.r_[np.full(25, CODE_SPIKE), [CODE_NAN]]
+    keep = cal.rare(scores, codes, threshold=0.9)
+    assert keep[:10].all() and not keep[10:25].any() and keep[25]
+    assert cal.total == 26
+
+
+def test_state_is_small_and_round_trips() -> None:
+    x = _bursty(3000)
+    det, cal = AnomalyDetector(), ScoreCalibrator()
+    cal.rare(det.score(x), det.last_codes, threshold=0.9)
+    state = cal.to_state()
+    assert len(state["cells"]) < 200 and ScoreCalibrator.from_state(state).to_state() == state
+    with pytest.raises(ValueError):
+        ScoreCalibrator(rarity=0)
