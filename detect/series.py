@@ -107,7 +107,7 @@ class TrainingSeries:
                 continue
             reason = CODE_NAMES[code]
             critical = scores[k] >= 0.999 or reason in ("nan", "inf")
-            message = f"{self.metric} {vals[k]:g}: {reason.replace('_', ' ')} against its recent values"
+            message = explain(self.metric, reason, float(vals[k]), self.detector, int(k))
             out.append(
                 Finding(
                     self.n_seen + int(k),
@@ -181,6 +181,18 @@ class TrainingSeries:
 
     def __repr__(self) -> str:
         return f"TrainingSeries({self.metric!r}, role={self.role!r}, split={self.split!r}, seen={self.n_seen})"
+
+
+def explain(metric: str, reason: str, value: float, det: AnomalyDetector, k: int) -> str:
+    """What moved, by how much, against what: point ``k`` of the detector's last chunk."""
+    level, noise, z = float(det.last_level[k]), float(det.last_noise[k]), float(det.last_z[k])
+    if reason in ("nan", "inf"):
+        return f"{metric} is {value}"
+    if reason == "flat":
+        return f"{metric} has repeated {value:g} for longer than it usually repeats a value"
+    if reason == "variance_change":
+        return f"{metric} became noisier than its usual spread ({noise:.3g}) around {level:.4g}"
+    return f"{metric} {value:.4g} against a recent level of {level:.4g} (usual spread {noise:.3g}, {z:+.1f} of it)"
 
 
 def worst(findings: list[Finding]) -> Finding | None:

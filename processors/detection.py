@@ -31,7 +31,7 @@ import numpy as np
 from aitrace.detect import LevelShiftDetector
 from aitrace.detect import windows as K
 from aitrace.detect.calibrate import ScoreCalibrator
-from aitrace.detect.series import TrainingSeries, worst
+from aitrace.detect.series import TrainingSeries, explain, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
@@ -381,7 +381,7 @@ class SeriesDetectors:
             threshold=cfg.anomaly_threshold,
             step=step,
             evidence=values[lo : worst + 1].tolist(),
-            details={"value": repr(float(values[worst]))},
+            details={"value": repr(float(values[worst])), "why": explain(what, code, float(values[worst]), det, worst)},
         )
         clean = int(np.count_nonzero(scores[worst + 1 :] < cfg.anomaly_threshold))
         return finding, clean, last_time

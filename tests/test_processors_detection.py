@@ -247,6 +247,16 @@ def test_a_loss_that_stops_improving_midway_is_a_plateau() -> None:
     assert plateau and plateau[0]["state"] == "open" and "not improved since step" in plateau[0]["title"]
 
 
+def test_a_generic_alert_says_what_moved_against_what() -> None:
+    det = SeriesDetectors({})
+    depth = np.random.default_rng(12).normal(100, 5, 300)
+    depth[250] = 400.0
+    block = S.metric_block(trace="a" * 32, run_id="r8", start_step=0, series={"queue_depth": depth}, start_us=T0)
+    [alert, *_] = _apply(det, blocks=[block])
+    assert alert["detector"] == "spike" and alert["step"] == 250
+    assert "queue_depth 400 against a recent level of" in alert["details"]["why"] and "usual spread" in alert["title"]
+
+
 # ---------------------------------------------------------------- inference
 
 
