@@ -123,7 +123,9 @@ def annotate(
 ) -> bool:
     """Attach fields to the current request's inference record (None leaves a field as it is).
 
-    Returns False, and does nothing, outside a request a middleware or :func:`traced` follows.
+    ``features`` maps input names to values (numbers feed the drift detectors, text goes to
+    ``categorical_features``); anything but a mapping is left out. Returns False, and does
+    nothing, outside a request a middleware or :func:`traced` follows.
     """
     notes = _NOTES.get()
     if notes is None:
@@ -243,7 +245,7 @@ class Served:
             "latency_ms": (time.perf_counter() - self._t0) * 1000,
             "status": "error" if problem else "ok",
             "error": problem,
-            "features": notes.features,
+            "features": notes.features if isinstance(notes.features, Mapping) else None,
             "prediction": notes.prediction,
             "confidence": notes.confidence,
             "feature_version": notes.feature_version,

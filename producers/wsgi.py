@@ -1,0 +1,131 @@
+"""WSGI middleware (Flask, Django, any WSGI app): a server span and one inference record per request.
+
+    app.wsgi_app = AitraceWSGIMiddleware(app.wsgi_app, model="churn", version="3")  # Flask
+
+The same behaviour as :class:`aitrace.asgi.AitraceMiddleware` (settings:
+:class:`aitrace.inference.Middleware`; record fields, checks and payloads:
+:mod:`aitrace.inference`), with what WSGI allows:
+
+- The route is the matched rule when the app routes with werkzeug (a Flask app, or its
+  ``wsgi_app``: its ``url_map`` is matched again, which costs microseconds), else the path.
+- The server span covers the app call; the record goes when the server closes the response
+  (PEP 3333 servers must), so its latency and response size include a streamed body.
+- :func:`annotate` works while the app call runs (a Flask view does); a streamed body's
+  generator runs later, outside the request's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from aitrace.inference import Body, Exchange, Middleware, annotate, guard
+
+__all__ = ["AitraceWSGIMiddleware", "WSGIApp", "annotate"]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class AitraceWSGIMiddleware(Middleware):
+    """Trace every request of a WSGI app (settings: :class:`aitrace.inference.Middleware`)."""
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        exchange = self._exchange(environ)
+        if exchange is None:
+            return self.app(environ, start_response)
+        if "wsgi.input" in environ:
+            environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], exchange.request)
+
+        def start_traced(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Callable[[bytes], object]:
+            extra = guard("adding traceparent to the response", lambda: _started(exchange, status, headers), [])
+            return start_response(status, headers + extra, *exc_info)
+
+        try:
+            body = self.app(environ, start_traced)
+        except BaseException as exc:
+            exchange.error = exc
+            exchange.finish()
+            raise
+        exchange.end_span()
+        return _CountedBody(body, exchange)
+
+    def _exchange(self, environ: Environ) -> Exchange | None:
+        headers = _headers(environ)
+        url_map = getattr(self.app, "url_map", None) or getattr(getattr(self.app, "__self__", None), "url_map", None)
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
+        return self.start(environ.get("REQUEST_METHOD", "GET"), path, headers, lambda: _rule(url_map, environ))
+
+
+def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers, lower-case, from ``HTTP_*`` and the two CGI names WSGI keeps apart."""
+    out = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            out[key.replace("_", "-").lower()] = str(environ[key])
+    return out
+
+
+def _started(exchange: Exchange, status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return exchange.response_started(int(status.split(" ", 1)[0]), headers)
+
+
+def _rule(url_map: Any, environ: Environ) -> str | None:
+    """The werkzeug rule the request matches (``/items/<int:item_id>``), or None (no map, no match)."""
+    if url_map is None:
+        return None
+    try:
+        rule, _ = url_map.bind_to_environ(environ).match(return_rule=True)
+    except Exception:  # werkzeug says 404, 405 or redirect by raising: no rule, the path stands
+        return None
+    return str(rule.rule)
+
+
+class _CountedInput:
+    """``wsgi.input`` that counts (and keeps the head of) what the app reads."""
+
+    def __init__(self, stream: Any, body: Body) -> None:
+        self._stream = stream
+        self._body = body
+
+    def read(self, *size: int) -> bytes:
+        return self._seen(self._stream.read(*size))
+
+    def readline(self, *size: int) -> bytes:
+        return self._seen(self._stream.readline(*size))
+
+    def readlines(self, *hint: int) -> list[bytes]:
+        return [self._seen(line) for line in self._stream.readlines(*hint)]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self._seen(line) for line in self._stream)
+
+    def _seen(self, data: bytes) -> bytes:
+        self._body.add(data)
+        return data
+
+
+class _CountedBody:
+    """The app's response iterable, counted; closing it closes the app's and sends the record."""
+
+    def __init__(self, body: Iterable[bytes], exchange: Exchange) -> None:
+        self._body = body
+        self._exchange = exchange
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._body:
+                self._exchange.response.add(chunk)
+                yield chunk
+        except BaseException as exc:
+            self._exchange.error = exc
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._exchange.send_record()

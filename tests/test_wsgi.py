@@ -1,0 +1,141 @@
+"""aitrace.wsgi.AitraceWSGIMiddleware on a real Flask app and a real broker.
+
+Flask's test client drives the app in-process (``buffered=True`` reads the body and closes the
+response, as a WSGI server does); a real ``aitrace.Client`` on the session's Tansu sends what is
+read back and checked: one inference record per request, its server span, the caller's trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aitrace
+import pytest
+from aitrace.wsgi import AitraceWSGIMiddleware, annotate
+from flask import Flask, Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+from test_asgi import INCOMING, PNG, BrokenClient, delivered, make_client, summary
+
+__all__ = ["make_client"]
+
+TRACE_ID, CALLER_SPAN = INCOMING.split("-")[1:3]
+
+
+class Customer(BaseModel):
+    tenure_months: int
+
+
+def flask_app(client: Any, **options: Any) -> Flask:
+    app = Flask("churn")
+
+    @app.post("/predict")
+    def predict() -> Response:
+        features = request.get_json()
+        annotate(prediction="churn", confidence=0.83, features=features, model="churn", version="5")
+        return jsonify(prediction="churn")
+
+    @app.post("/classify")
+    def classify() -> str:
+        request.get_data()
+        return "cat"
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id: int) -> Response:
+        return jsonify(id=item_id)
+
+    @app.post("/strict")
+    def strict() -> str:
+        Customer.model_validate(request.get_json())
+        return "ok"
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:
+            yield from ("a" * 10, "b" * 20, "c" * 30)
+
+        return Response(chunks(), mimetype="text/plain")
+
+    @app.errorhandler(ValidationError)
+    def invalid(exc: ValidationError) -> tuple[Response, int]:
+        return jsonify(detail=exc.errors(include_input=False, include_url=False)), 422
+
+    app.wsgi_app = AitraceWSGIMiddleware(app.wsgi_app, client, **options)  # type: ignore[method-assign]
+    return app
+
+
+def test_one_record_per_request_continues_the_callers_trace(make_client: Callable[..., aitrace.Client]) -> None:
+    client = make_client(service="churn-api")
+    http = flask_app(client, model="default-model", inputs={"/predict": "json"}).test_client()
+    body = json.dumps({"tenure_months": 3, "plan": "basic"}).encode()
+    answer = http.post(
+        "/predict", data=body, headers={"traceparent": INCOMING, "content-type": "application/json"}, buffered=True
+    )
+    fresh = http.get("/items/42", buffered=True)
+    streamed = http.get("/stream", buffered=True)
+    assert [r.status_code for r in (answer, fresh, streamed)] == [200, 200, 200]
+    version, trace_id, span_id, flags = answer.headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "01") and span_id != CALLER_SPAN
+
+    records, spans = delivered(client, 3)
+    routes = {summary(e)["route"]: e for e in records}
+    first = routes["/predict"]
+    assert (first["trace_id"], first["span_id"]) == (TRACE_ID, span_id)
+    record = first["payload"][1]
+    assert (record["model_name"], record["model_version"]) == ("churn", "5")
+    assert (record["prediction"], record["confidence"], record["status"]) == ("churn", 0.83, "ok")
+    assert record["features"] == {"tenure_months": 3.0} and record["categorical_features"] == {"plan": "basic"}
+    assert 0 < record["latency_ms"] < 5000
+    assert summary(first) == {
+        "method": "POST",
+        "route": "/predict",
+        "status_code": 200,
+        "request_bytes": len(body),
+        "response_bytes": len(answer.data),
+        "content_type": "application/json",
+    }
+    span = spans[span_id]["payload"][1]
+    assert spans[span_id]["parent_span_id"] == CALLER_SPAN and (span["name"], span["kind"]) == (
+        "POST /predict",
+        "server",
+    )
+
+    item = routes["/items/<int:item_id>"]  # Flask's rule, not the path
+    assert item["trace_id"] == fresh.headers["traceparent"].split("-")[1] != TRACE_ID
+    assert item["payload"][1]["model_name"] == "default-model"
+    assert summary(routes["/stream"])["response_bytes"] == 60 == len(streamed.data)  # counted as it streamed
+
+
+def test_unexpected_inputs_and_failures_are_recorded_and_the_app_answers(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    client = make_client(service="churn-api")
+    http = flask_app(client, model="churn", inputs={"/predict": "json", "/classify": "image"}).test_client()
+    sent = [
+        ("/predict", {"data": b"tenure=3", "content_type": "application/json"}),
+        ("/predict", {"json": "just a string"}),
+        ("/classify", {"data": b"plain words", "content_type": "image/png"}),
+        ("/classify", {"data": PNG, "content_type": "image/png"}),
+        ("/strict", {"json": {"tenure_months": "secret-7731"}}),
+    ]
+    statuses = [http.post(path, buffered=True, **kwargs).status_code for path, kwargs in sent]
+    assert statuses == [400, 200, 200, 200, 422]  # Flask's own answers: the middleware changed none
+
+    records, _ = delivered(client, len(sent))
+    errors = sorted(e["payload"][1]["error"] or "" for e in records)
+    assert errors == [
+        "",
+        "invalid_input: JSON body is a string, expected an object",
+        "invalid_input: body is not JSON",
+        "invalid_input: body is not an image (no PNG, JPEG, GIF, WebP, TIFF or BMP signature)",
+        "schema_validation: tenure_months: Input should be a valid integer, unable to parse string as an integer",
+    ]
+    assert all("secret-7731" not in e["payload"][1]["inputs_summary"] for e in records)
+
+
+@pytest.mark.parametrize("fail_at", ["extract", "span", "inject", "inference"])
+def test_a_failing_client_never_reaches_the_app(fail_at: str) -> None:
+    http = flask_app(BrokenClient(fail_at), inputs={"/predict": "json"}).test_client()
+    answer = http.post("/predict", json={"tenure_months": 3}, buffered=True)
+    assert answer.status_code == 200 and answer.get_json() == {"prediction": "churn"}
