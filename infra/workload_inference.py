@@ -7,10 +7,12 @@
 - ``feature-service``: ``POST /features`` turns raw inputs into the scaled vector (the
   fitted scaler lives here, as in a feature store).
 
-Both run under :class:`TracingMiddleware`, which reads the caller's ``traceparent``, wraps the
-request in a server span of its own service and writes ``traceparent`` back on the response:
-one request from the load generator is one trace over three services. That middleware is the
-shape a one-line ASGI integration takes over later.
+Both run under the packaged :class:`aitrace.asgi.AitraceMiddleware`, which reads the caller's
+``traceparent``, wraps the request in a server span of its own service and writes
+``traceparent`` back on the response: one request from the load generator is one trace over
+three services. On the model server it also sends the one inference record per request, with
+what the handler attached through :func:`aitrace.asgi.annotate`; the feature service serves no
+model and is traced only.
 
 The run has three phases: ``baseline``; ``drift`` (inputs of one feature shifted by a few
 standard deviations, as if an upstream unit changed); ``slow`` (the feature service gains
@@ -28,13 +30,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import uvicorn
+from aitrace.asgi import AitraceMiddleware, ASGIApp, annotate
 from aitrace.infra.loadgen import LoadGenerator, LoadResult, Request, Response
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -55,12 +58,6 @@ FEATURES = (
     "worst_symmetry",
 )
 CLASSES = ("malignant", "benign")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ServiceClient(Protocol):
@@ -141,44 +138,6 @@ def parse_inputs(body: bytes) -> tuple[str, dict[str, float]]:
     return request_id, values
 
 
-# --------------------------------------------------------------------------- middleware
-
-
-class TracingMiddleware:
-    """ASGI middleware: continue the caller's trace, one server span per request, traceparent out."""
-
-    def __init__(self, app: ASGIApp, client: ServiceClient) -> None:
-        self.app = app
-        self.client = client
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        name = f"{scope.get('method', 'GET')} {scope.get('path', '/')}"
-        with self.client.extract(headers), self.client.span(name, kind="server") as span:
-            outgoing: dict[str, str] = {}
-            self.client.inject(outgoing)
-
-            async def send_traced(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status = int(message["status"])
-                    _set_attribute(span, "http.status_code", status)
-                    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outgoing.items()]
-                    message = {**message, "headers": list(message.get("headers", [])) + extra}
-                await send(message)
-
-            await self.app(scope, receive, send_traced)
-
-
-def _set_attribute(span: Any, key: str, value: Any) -> None:
-    """Record an attribute on a span object when it supports one (the producer's span does)."""
-    setter = getattr(span, "set_attribute", None)
-    if callable(setter):
-        setter(key, value)
-
-
 # --------------------------------------------------------------------------- services
 
 
@@ -199,66 +158,40 @@ def feature_app(client: ServiceClient, model: Model, faults: Faults) -> ASGIApp:
         return JSONResponse({"vector": vector.tolist()})
 
     app = Starlette(routes=[Route("/features", features, methods=["POST"])])
-    return TracingMiddleware(app, client)
+    return AitraceMiddleware(app, client, inference=False)
 
 
 def model_app(client: ServiceClient, model: Model, feature_url: str) -> ASGIApp:
-    """The model server: validate, fetch features, predict, record the inference."""
+    """The model server: validate, fetch features, predict; the middleware records the inference."""
 
     async def predict(request: StarletteRequest) -> JSONResponse:
-        start = time.perf_counter()
         body = await request.body()
         try:
             request_id, values = parse_inputs(body)
         except BadRequest as exc:
-            _record_error(client, exc, start)
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return _refuse(client, exc)
+        annotate(request_id=request_id, features=values)
         headers = {"Content-Type": "application/json"}
         with client.span("feature-service.call", kind="client", url=feature_url):
             client.inject(headers)
             status, answer = await asyncio.to_thread(_post_json, feature_url, body, headers)
         if status != 200:
-            exc = BadRequest(502, f"feature service answered {status}: {answer.get('error', '')}")
-            _record_error(client, exc, start, request_id, values)
-            return JSONResponse({"error": str(exc)}, status_code=502)
+            return _refuse(client, BadRequest(502, f"feature service answered {status}: {answer.get('error', '')}"))
         with client.span("model.predict", model=MODEL_NAME):
             proba = model.classifier.predict_proba(np.asarray([answer["vector"]]))[0]
         label = int(np.argmax(proba))
-        latency_ms = (time.perf_counter() - start) * 1000
-        client.inference(
-            request_id=request_id,
-            model_name=MODEL_NAME,
-            model_version=MODEL_VERSION,
-            latency_ms=latency_ms,
-            status="ok",
-            features=values,
-            prediction=CLASSES[label],
-            confidence=float(proba[label]),
-        )
+        annotate(prediction=CLASSES[label], confidence=float(proba[label]))
         return JSONResponse({"request_id": request_id, "prediction": CLASSES[label], "confidence": float(proba[label])})
 
     app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
-    return TracingMiddleware(app, client)
+    return AitraceMiddleware(app, client, model=MODEL_NAME, version=MODEL_VERSION, inputs={"/predict": "json"})
 
 
-def _record_error(
-    client: ServiceClient,
-    exc: BadRequest,
-    start: float,
-    request_id: str | None = None,
-    values: dict[str, float] | None = None,
-) -> None:
-    """A refused request is an error log and an inference record with status error (error rate)."""
+def _refuse(client: ServiceClient, exc: BadRequest) -> JSONResponse:
+    """A refused request is an error log, and its record says why (status error: the error rate)."""
     client.log("error", f"predict failed ({exc.status}): {exc}", status=exc.status, model=MODEL_NAME)
-    client.inference(
-        request_id=request_id or uuid.uuid4().hex,
-        model_name=MODEL_NAME,
-        model_version=MODEL_VERSION,
-        latency_ms=(time.perf_counter() - start) * 1000,
-        status="error",
-        features=values or {},
-        error=str(exc),
-    )
+    annotate(error=str(exc))
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
 
 def _post_json(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:

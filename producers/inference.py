@@ -220,8 +220,9 @@ class Served:
             guard("sending the inference record", self._send)
 
     def _close_span(self) -> None:
-        if isinstance(self._span, Span):
-            self.describe_span(self._span)
+        span = self._span
+        if isinstance(span, Span):  # guarded apart: the contexts below must be left whatever happens
+            guard("describing the server span", lambda: self.describe_span(span))
         exc = self.error
         self._stack.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
