@@ -7,7 +7,18 @@ import importlib
 
 import pytest
 
-MODULES = ["anomaly", "drift", "batched", "drift_monitor", "monitor", "backtest", "level", "training", "series", "calibrate"]
+MODULES = [
+    "anomaly",
+    "drift",
+    "batched",
+    "drift_monitor",
+    "monitor",
+    "backtest",
+    "level",
+    "training",
+    "series",
+    "calibrate",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
