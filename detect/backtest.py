@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -43,6 +44,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=64, help="detector window in points (default 64)")
     parser.add_argument("-o", "--output", type=Path, help="also write the flagged points to this CSV")
     parser.add_argument("--limit", type=int, default=50, help="print at most this many flagged points (default 50)")
+    parser.add_argument(
+        "--json", action="store_true", help="every flagged point as one JSON object per line (summary on stderr)"
+    )
 
 
 def _kinds() -> tuple[str, ...]:
@@ -158,6 +162,11 @@ def _print_table(rows: list[dict[str, Any]], out: TextIO, limit: int) -> None:
         print(f"... {len(rows) - limit} more (use -o to write them all)", file=out)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities are not JSON: null, as the search API writes them."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold <= 1.0:
         print(f"aitrace {name}: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
@@ -171,13 +180,18 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
     rows = _flag(values, stamps, args, args.threshold)
+    summary = sys.stderr if args.json else sys.stdout  # --json: stdout is the rows alone
     print(
         f"{args.file}: {values.size} points in column {args.column!r}, "
         f"{len(rows)} flagged at threshold {args.threshold}",
+        file=summary,
     )
     sweep = threshold_sweep(values, stamps, args)
-    print("flagged per threshold: " + ", ".join(f"{t:g}: {n}" for t, n in sweep.items()))
-    if rows:
+    print("flagged per threshold: " + ", ".join(f"{t:g}: {n}" for t, n in sweep.items()), file=summary)
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: _json_safe(v) for k, v in r.items()}))
+    elif rows:
         _print_table(rows, sys.stdout, args.limit)
     if args.output is not None:
         try:
@@ -188,5 +202,5 @@ def run(name: str, args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"aitrace {name}: cannot write {args.output}: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {len(rows)} flagged points to {args.output}")
+        print(f"wrote {len(rows)} flagged points to {args.output}", file=summary)
     return 0

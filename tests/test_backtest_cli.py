@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,15 @@ def test_backtest_as_a_command(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "2 flagged" in proc.stdout
+
+
+def test_backtest_json_prints_one_object_per_flagged_point_and_the_summary_on_stderr(tmp_path, capsys) -> None:
+    src = tmp_path / "history.csv"
+    write_csv(src)
+    rc = main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--threshold", "0.5", "--json"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(r["row"], r["reason"]) for r in rows] == [(400, "spike"), (450, "nan")]
+    assert rows[1]["value"] is None  # NaN is not JSON
+    assert "2 flagged" in captured.err and "flagged" not in captured.out
