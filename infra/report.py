@@ -24,15 +24,17 @@ import os
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from aitrace.config import Settings
+from aitrace.infra.report_axis import Clip, training_axis
 from aitrace.infra.report_page import CSS, SCRIPT, TEMPLATE
+from aitrace.infra.runs import config_differences, run_infos
 
 TRAINING_METRICS = ("loss", "grad_norm", "lr", "accuracy")
 PERCENTILES = (50, 95, 99)
@@ -42,6 +44,7 @@ BUCKET_CHOICES_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800,
 MAX_BUCKETS = 40
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 
 
 class ReportError(RuntimeError):
@@ -84,6 +87,8 @@ class Chart:
     log_y: bool = False
     steps: bool = False  # draw as a step function (histograms)
     note: str = ""
+    y_limits: list[float] | None = None  # [low, high] when some points lie above the axis (see report_axis)
+    clips: list[Clip] = field(default_factory=list)  # the series that leave the axis
 
 
 @dataclass
@@ -190,18 +195,29 @@ def _term(name: str, value: Any) -> Doc:
 # =========================================================================== training
 
 
-def _training_docs(fetcher: Fetcher, run: str | None) -> list[Doc]:
+def training_docs(fetcher: Fetcher, runs: Sequence[str]) -> list[Doc]:
     filters = [_term("aitrace.kind", "metric"), {"terms": {"aitrace.metric.name": list(TRAINING_METRICS)}}]
-    if run:
-        filters.append(_term("aitrace.run_id", run))
+    filters += _run_filters(runs)
     keys = ("@timestamp", "event.id", "aitrace.metric.name")
     return fetcher.fetch("events", filters, keys, "training metric")
 
 
-def _series_key(doc: Doc) -> str:
+def run_docs(fetcher: Fetcher, runs: Sequence[str]) -> list[Doc]:
+    """The runs' lifecycle events (start with config, end with status), oldest first."""
+    filters = [_term("aitrace.kind", "run"), *_run_filters(runs)]
+    return fetcher.fetch("events", filters, ("@timestamp", "event.id"), "run lifecycle")
+
+
+def _run_filters(runs: Sequence[str]) -> list[Doc]:
+    return [{"terms": {"aitrace.run_id": list(runs)}}] if runs else []
+
+
+SeriesKey = tuple[str, str]  # (run, split); the split is "" when the producer sent none
+
+
+def _series_key(doc: Doc) -> SeriesKey:
     run = _get(doc, "aitrace.run_id") or _get(doc, "service.name") or "run"
-    split = _get(doc, "aitrace.metric.split")
-    return f"{run} {split}" if split else str(run)
+    return str(run), str(_get(doc, "aitrace.metric.split") or "")
 
 
 def _alert_metric(alert: Doc) -> str | None:
@@ -216,31 +232,43 @@ def _alert_metric(alert: Doc) -> str | None:
     return None
 
 
-def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
-    """One chart per training metric; one series per run and split; flagged steps marked."""
-    by_metric: dict[str, dict[str, Series]] = defaultdict(dict)
+def training_series(docs: Iterable[Doc]) -> dict[str, dict[SeriesKey, Series]]:
+    """metric -> (run, split) -> its series (named ``"<run> <split>"``), points and bands in step order."""
+    by_metric: dict[str, dict[SeriesKey, Series]] = defaultdict(dict)
     for doc in docs:
         metric = _get(doc, "aitrace.metric", {})
         name, step = metric.get("name"), metric.get("step")
         if name not in TRAINING_METRICS or step is None:
             continue
         key = _series_key(doc)
-        series = by_metric[name].setdefault(key, Series(key, []))
+        series = by_metric[name].setdefault(key, Series(" ".join(k for k in key if k), []))
         if metric.get("nonfinite"):
             series.nonfinite.append([step, metric["nonfinite"]])
             continue
         series.points.append([step, metric.get("value")])
         if metric.get("rollup") and metric.get("min") is not None and metric.get("max") is not None:
             series.band.append([step, metric["min"], metric["max"]])
+    for by_key in by_metric.values():
+        for s in by_key.values():
+            s.points.sort(key=lambda p: p[0] or 0)
+            s.band.sort(key=lambda p: p[0] or 0)
+    return by_metric
+
+
+def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
+    """One chart per training metric; one series per run and split; flagged steps marked.
+
+    The y axis keeps to where the runs are comparable: a run that explodes leaves it (see
+    :mod:`aitrace.infra.report_axis`) instead of flattening the others.
+    """
+    by_metric = training_series(docs)
     charts = []
     for name in TRAINING_METRICS:
         if name not in by_metric:
             continue
-        series_list = sorted(by_metric[name].values(), key=lambda s: s.name)
-        for s in series_list:
-            s.points.sort(key=lambda p: p[0] or 0)
-            s.band.sort(key=lambda p: p[0] or 0)
-        runs = {s.name.split(" ")[0] for s in series_list}
+        keys = sorted(by_metric[name], key=lambda k: by_metric[name][k].name)
+        series_list = [by_metric[name][k] for k in keys]
+        runs = {run for run, _ in keys}
         by_name = {s.name: s for s in series_list}
         markers = [
             Marker(
@@ -252,6 +280,7 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
             for a in alerts
             if _marks(a, runs, name)
         ]
+        axis = training_axis(series_list)
         charts.append(
             Chart(
                 id=f"training-{name}",
@@ -260,7 +289,10 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
                 y_label=name,
                 series=series_list,
                 markers=markers,
-                log_y=_wants_log(series_list),
+                log_y=axis.log,
+                note=axis.note(),
+                y_limits=axis.limits,
+                clips=axis.clips,
             )
         )
     return charts
@@ -293,15 +325,6 @@ def _marker_label(alert: Doc) -> str:
     step = _get(alert, "aitrace.alert.step")
     title = _get(alert, "aitrace.alert.title") or _get(alert, "message") or "alert"
     return f"{title} (step {step})" if step is not None else str(title)
-
-
-def _wants_log(series: Sequence[Series]) -> bool:
-    """Log scale when every value is positive and they span three decades or more (a divergence)."""
-    values = [p[1] for s in series for p in s.points if p[1] is not None]
-    values += [b[2] for s in series for b in s.band if b[2] is not None]
-    if not values or min(values) <= 0:
-        return False
-    return max(values) / min(values) >= 1e3
 
 
 # =========================================================================== drift
@@ -613,44 +636,57 @@ def trace_table(traces: Sequence[Doc]) -> Table:
     return Table("incomplete-traces", "Incomplete traces", columns, rows, "Every trace in this scope completed.")
 
 
+def config_table(runs: Sequence[str], lifecycle: Sequence[Doc]) -> Table:
+    """The config keys whose values differ between ``runs``, one column per run (``-``: the run lacks the key)."""
+    infos = run_infos(runs, lifecycle)
+    rows = [
+        [key, *(v if v is not None else "-" for v in values)]
+        for key, values in config_differences(list(infos.values()))
+    ]
+    unsent = [run for run, info in infos.items() if not info.config]
+    empty = "The runs' configs are the same." if not unsent else f"No config was sent by {', '.join(unsent)}."
+    return Table("config", "Config differences", ["config key", *runs], rows, empty)
+
+
 # =========================================================================== collect
 
 
 @dataclass
 class _Scope:
-    """The documents one report reads: alerts, training metrics, data stats, inference, open traces."""
+    """The documents one report reads: alerts, training metrics, data stats, inference, open traces, runs."""
 
     alerts: list[Doc]
     training: list[Doc] = field(default_factory=list)
     data: list[Doc] = field(default_factory=list)
     inference: list[Doc] = field(default_factory=list)
     traces: list[Doc] = field(default_factory=list)
+    runs: list[Doc] = field(default_factory=list)  # run lifecycle events
 
     def empty(self) -> bool:
-        return not (self.alerts or self.training or self.data or self.inference or self.traces)
+        return not (self.alerts or self.training or self.data or self.inference or self.traces or self.runs)
+
+    def run_ids(self) -> list[str]:
+        """Every training run a training metric or lifecycle event names, sorted."""
+        return sorted({str(r) for d in [*self.training, *self.runs] if (r := _get(d, "aitrace.run_id"))})
 
 
 def collect(
     es: Any,
     *,
     prefix: str = "aitrace",
-    run: str | None = None,
+    runs: Sequence[str] = (),
     model: str | None = None,
     limit: int = DEFAULT_LIMIT,
     since: str | None = None,
 ) -> ReportData:
-    """Read the index and build the report's data; raises ReportError when the scope is empty.
+    """Read the index and build the report's data; raises ReportError when the scope (or one run) is empty.
 
-    ``since`` (ISO 8601) keeps only documents from then on, e.g. one demo run on a kept stack.
+    ``runs`` (one or more) draws those runs together; ``since`` (ISO 8601) keeps only documents
+    from then on, e.g. one demo run on a kept stack.
     """
     fetcher = Fetcher(es, prefix, limit, since)
-    docs = _fetch_scope(fetcher, run, model)
-    if docs.empty():
-        scope = f"run {run!r}" if run else f"model {model!r}" if model else "any run or model"
-        when = f" since {since}" if since else ""
-        raise ReportError(
-            f"nothing indexed for {scope}{when} under {prefix}-*-* (has the worker indexed anything yet?)"
-        )
+    docs = _fetch_scope(fetcher, runs, model)
+    _check_scope(docs, runs, model, since, prefix)
     summary = {
         "alerts": len(docs.alerts),
         "training metric documents": len(docs.training),
@@ -658,39 +694,60 @@ def collect(
         "inference records": len(docs.inference),
         "incomplete traces": len(docs.traces),
     }
-    scope = f"run {run}" if run else f"model {model}" if model else "all runs and models"
+    scope = _scope_name(runs, model)
+    tables = [alert_table(docs.alerts), trace_table(docs.traces)]
+    compared = list(runs) or docs.run_ids()
+    if not model and len(compared) > 1:
+        tables.append(config_table(compared, docs.runs))
     return ReportData(
         title=f"aitrace report: {scope}",
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         scope=scope,
-        sections=_sections(docs, run, model),
-        tables=[alert_table(docs.alerts), trace_table(docs.traces)],
+        sections=_sections(docs, bool(runs), model),
+        tables=tables,
         summary=summary,
         notes=fetcher.notes,
     )
 
 
-def _fetch_scope(fetcher: Fetcher, run: str | None, model: str | None) -> _Scope:
-    """A run has no inference records and a model no training or data documents: neither is fetched."""
-    alert_filters: list[Doc] = []
-    if run:
-        alert_filters.append(_term("aitrace.run_id", run))
-    if model:
-        alert_filters.append(_term("aitrace.alert.model", model))
-    docs = _Scope(fetcher.fetch("alerts", alert_filters, ("@timestamp", "event.id"), "alert"))
+def _scope_name(runs: Sequence[str], model: str | None) -> str:
+    if runs:
+        return f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}"
+    return f"model {model}" if model else "all runs and models"
+
+
+def _check_scope(docs: _Scope, runs: Sequence[str], model: str | None, since: str | None, prefix: str) -> None:
+    """A run asked for by name must have documents of its own: two runs where one is a typo is no comparison."""
+    every = [*docs.alerts, *docs.training, *docs.data, *docs.traces, *docs.runs]
+    named = {str(_get(d, "aitrace.run_id")) for d in every}
+    missing = [run for run in runs if run not in named]
+    if not missing and not docs.empty():
+        return
+    scope = f"run {missing[0]!r}" if missing else f"model {model!r}" if model else "any run or model"
+    when = f" since {since}" if since else ""
+    raise ReportError(f"nothing indexed for {scope}{when} under {prefix}-*-* (has the worker indexed anything yet?)")
+
+
+def alert_docs(fetcher: Fetcher, runs: Sequence[str], model: str | None = None) -> list[Doc]:
+    filters = _run_filters(runs) + ([_term("aitrace.alert.model", model)] if model else [])
+    return fetcher.fetch("alerts", filters, ("@timestamp", "event.id"), "alert")
+
+
+def _fetch_scope(fetcher: Fetcher, runs: Sequence[str], model: str | None) -> _Scope:
+    """A run has no inference records and a model no training, data or run documents: neither is fetched."""
+    docs = _Scope(alert_docs(fetcher, runs, model))
     if not model:
-        docs.training = _training_docs(fetcher, run)
-        data_filters = [_term("aitrace.kind", "data")] + ([_term("aitrace.run_id", run)] if run else [])
+        docs.training = training_docs(fetcher, runs)
+        docs.runs = run_docs(fetcher, runs)
+        data_filters = [_term("aitrace.kind", "data"), *_run_filters(runs)]
         docs.data = fetcher.fetch("events", data_filters, ("@timestamp", "event.id"), "data stats")
-    if not run:
+    if not runs:
         inference_filters = [_term("aitrace.kind", "inference")] + (
             [_term("aitrace.inference.model", model)] if model else []
         )
         docs.inference = fetcher.fetch("events", inference_filters, ("@timestamp", "event.id"), "inference")
 
-    trace_filters: list[Doc] = [_term("aitrace.trace.complete", False)]
-    if run:
-        trace_filters.append(_term("aitrace.run_id", run))
+    trace_filters = [_term("aitrace.trace.complete", False), *_run_filters(runs)]
     docs.traces = fetcher.fetch("traces", trace_filters, ("@timestamp", "trace.id"), "trace")
     if model:
         model_traces = {_get(d, "trace.id") for d in docs.inference}
@@ -698,7 +755,7 @@ def _fetch_scope(fetcher: Fetcher, run: str | None, model: str | None) -> _Scope
     return docs
 
 
-def _sections(docs: _Scope, run: str | None, model: str | None) -> list[Section]:
+def _sections(docs: _Scope, by_run: bool, model: str | None) -> list[Section]:
     sections: list[Section] = []
     if not model:
         sections.append(
@@ -706,13 +763,14 @@ def _sections(docs: _Scope, run: str | None, model: str | None) -> list[Section]
                 "training",
                 "Training curves",
                 "Loss, gradient norm, learning rate and accuracy per step; vertical marks are the steps "
-                "the detectors flagged, triangles on the top edge are NaN/Inf values.",
+                "the detectors flagged, triangles on the top edge are NaN/Inf values, arrows on the top "
+                "edge are values of a run that left the range where the runs compare (the note says which).",
                 training_charts(docs.training, docs.alerts),
                 "No training metrics in this scope.",
             )
         )
     sections.append(_drift_section(docs.alerts, docs.data, docs.inference))
-    if not run:
+    if not by_run:
         sections.append(
             Section(
                 "inference",
@@ -828,9 +886,19 @@ def write_atomic(path: Path, text: str) -> None:
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--run", metavar="ID", help="only this training run (its curves, alerts, traces)")
+    scope.add_argument(
+        "--run",
+        metavar="ID",
+        action="append",
+        help="only this training run (its curves, alerts, traces); repeat it to draw several runs together",
+    )
     scope.add_argument("--model", metavar="NAME", help="only this model (latency, errors, input drift)")
     parser.add_argument("-o", "--output", default="report.html", help="where to write the page (default report.html)")
+    add_source_arguments(parser)
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how much to read; ``aitrace compare`` reads the same way."""
     parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="documents read per kind at most")
     parser.add_argument("--since", metavar="TIME", type=_iso_time, help="only data from TIME on (ISO 8601, UTC)")
@@ -848,24 +916,36 @@ def _iso_time(text: str) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def run(name: str, args: argparse.Namespace) -> int:
+def read_index(command: str, args: argparse.Namespace, read: Callable[[Any, str], T]) -> T | None:
+    """``read(es, prefix)`` on the server the flags of :func:`add_source_arguments` name.
+
+    A failure (nothing indexed, the server unreachable or refusing) is one line on stderr
+    naming ``aitrace <command>``, and None; never a traceback.
+    """
     from aitrace.sinks.es import SearchUnavailable, make_sync_client
     from elastic_transport import ApiError, TransportError
 
-    settings = Settings.from_env(es_url=args.es_url, index_prefix=getattr(args, "index_prefix", None))
+    settings = Settings.from_env(es_url=args.es_url, index_prefix=args.index_prefix)
     try:
-        es = make_sync_client(settings)
-        data = collect(
-            es, prefix=settings.index_prefix, run=args.run, model=args.model, limit=args.limit, since=args.since
-        )
+        return read(make_sync_client(settings), settings.index_prefix)
     except ReportError as exc:
-        print(f"aitrace report: {exc}", file=sys.stderr)
-        return 1
+        print(f"aitrace {command}: {exc}", file=sys.stderr)
     except (SearchUnavailable, TransportError, OSError) as exc:
-        print(f"aitrace report: cannot read the search server at {settings.es_url}: {exc}", file=sys.stderr)
-        return 1
+        print(f"aitrace {command}: cannot read the search server at {settings.es_url}: {exc}", file=sys.stderr)
     except ApiError as exc:
-        print(f"aitrace report: the search server refused the query at {settings.es_url}: {exc}", file=sys.stderr)
+        print(f"aitrace {command}: the search server refused the query at {settings.es_url}: {exc}", file=sys.stderr)
+    return None
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    data = read_index(
+        name,
+        args,
+        lambda es, prefix: collect(
+            es, prefix=prefix, runs=args.run or (), model=args.model, limit=args.limit, since=args.since
+        ),
+    )
+    if data is None:
         return 1
     output = Path(args.output)
     try:

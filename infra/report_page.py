@@ -109,7 +109,9 @@ SCRIPT = r"""
       s.nonfinite.forEach(function (p) { xs.push(p[0]); });
     });
     chart.markers.forEach(function (m) { xs.push(m.x); });
-    var xr = extent(xs), yr = extent(chart.log_y ? ys.filter(function (v) { return v > 0; }) : ys);
+    // y_limits: the range where the runs compare; a point above it is drawn as an arrow, not to scale.
+    var lim = chart.y_limits, ceil = lim ? lim[1] : Infinity;
+    var xr = extent(xs), yr = extent(lim || (chart.log_y ? ys.filter(function (v) { return v > 0; }) : ys));
     box.setAttribute("data-series", String(live.length));
     if (!xr || !yr || !live.length) { box.appendChild(h("p", "empty", "no data")); return 0; }
     if (!chart.log_y && chart.steps) yr[0] = Math.min(0, yr[0]);
@@ -118,6 +120,8 @@ SCRIPT = r"""
     var pad = (y1 - y0) * 0.05; y0 -= ly ? 0 : (chart.steps ? 0 : pad); y1 += pad;
     function X(v) { return M.l + (v - xr[0]) / (xr[1] - xr[0] || 1) * (W - M.l - M.r); }
     function Y(v) { var t = ly ? Math.log10(v) : v; return H - M.b - (t - y0) / (y1 - y0 || 1) * (H - M.t - M.b); }
+    function drawn(p) { return p[1] !== null && (!ly || p[1] > 0) && p[1] <= ceil; }
+    var clipped = 0;
     var svg = el("svg", {viewBox: "0 0 " + W + " " + H, width: "100%", role: "img"}, box);
     var grid = el("g", {stroke: "#e6e9ee"}, svg);
     var yt = ly ? ticks(Math.ceil(y0), Math.floor(y1), 5).map(function (e) { return Math.pow(10, e); })
@@ -141,13 +145,14 @@ SCRIPT = r"""
       var color = COLORS[i % COLORS.length];
       if (s.band.length) {
         var floor = ly ? yr[0] : -Infinity;
-        var up = s.band.map(function (b) { return X(b[0]) + "," + Y(Math.max(b[2], floor)); });
-        var down = s.band.slice().reverse().map(function (b) { return X(b[0]) + "," + Y(Math.max(b[1], floor)); });
+        var cut = function (v) { return Y(Math.min(Math.max(v, floor), ceil)); };
+        var up = s.band.map(function (b) { return X(b[0]) + "," + cut(b[2]); });
+        var down = s.band.slice().reverse().map(function (b) { return X(b[0]) + "," + cut(b[1]); });
         el("polygon", {points: up.concat(down).join(" "), fill: color, "fill-opacity": 0.15, stroke: "none"}, svg);
       }
       var d = "", pen = false, prevY = null;
       s.points.forEach(function (p) {
-        if (p[1] === null || (ly && p[1] <= 0)) { pen = false; return; }
+        if (!drawn(p)) { pen = false; return; }
         var x = X(p[0]), y = Y(p[1]);
         if (chart.steps && pen) d += "H" + x + "V" + y;
         else d += (pen ? "L" : "M") + x + "," + y;
@@ -157,7 +162,7 @@ SCRIPT = r"""
       path.setAttribute("data-name", s.name);
       if (s.points.length < 60 && !chart.steps) {
         s.points.forEach(function (p) {
-          if (p[1] === null || (ly && p[1] <= 0)) return;
+          if (!drawn(p)) return;
           var dot = el("circle", {cx: X(p[0]), cy: Y(p[1]), r: 2.2, fill: color}, svg);
           el("title", {}, dot).textContent = s.name + ": " + fmtX(p[0], chart.x_kind) + " -> " + fmt(p[1]);
         });
@@ -170,7 +175,10 @@ SCRIPT = r"""
           fill: "#c62828", "class": "nonfinite"}, svg);
         el("title", {}, tri).textContent = s.name + ": " + p[1] + " at " + fmtX(p[0], chart.x_kind);
       });
-      var item = h("span", "", s.name + (s.nonfinite.length ? " (" + s.nonfinite.length + " NaN/Inf)" : ""));
+      var off = drawOffAxis(svg, s, color, ceil, X, chart.x_kind);
+      clipped += off;
+      var item = h("span", "", s.name + (s.nonfinite.length ? " (" + s.nonfinite.length + " NaN/Inf)" : "") +
+        (off ? " (" + off + " above the axis)" : ""));
       var swatch = h("i"); swatch.style.background = color; item.insertBefore(swatch, item.firstChild);
       legend.appendChild(item);
     });
@@ -180,8 +188,8 @@ SCRIPT = r"""
         "stroke-dasharray": "4 3", "class": "marker"}, svg);
       el("title", {}, line).textContent = m.label;
       if (m.y !== null && m.y !== undefined && (!ly || m.y > 0)) {
-        var ring = el("circle", {cx: x, cy: Y(m.y), r: 5, fill: "none", stroke: color, "stroke-width": 2,
-          "class": "flagged"}, svg);
+        var ring = el("circle", {cx: x, cy: Y(Math.min(m.y, ceil)), r: 5, fill: "none", stroke: color,
+          "stroke-width": 2, "class": "flagged"}, svg);
         el("title", {}, ring).textContent = m.label + ": " + fmt(m.y);
       }
     });
@@ -191,7 +199,21 @@ SCRIPT = r"""
       legend.appendChild(mk);
     }
     box.appendChild(legend);
+    box.setAttribute("data-clipped", String(clipped));
     return live.length;
+  }
+
+  // Each value of s above the axis: an arrow on the top edge in the series' colour, its true value in the title.
+  function drawOffAxis(svg, s, color, ceil, X, kind) {
+    var off = s.points.filter(function (p) { return p[1] !== null && p[1] > ceil; });
+    off.forEach(function (p) {
+      var x = X(p[0]), tip = M.t + 1;
+      var shape = "M" + (x - 4) + "," + (tip + 8) + "L" + x + "," + tip + "L" + (x + 4) + "," + (tip + 8) + "Z";
+      var arrow = el("path", {d: shape, fill: color, "class": "clipped", "data-x": p[0], "data-value": p[1]}, svg);
+      el("title", {}, arrow).textContent =
+        s.name + ": " + fmtX(p[0], kind) + " -> " + p[1].toPrecision(4) + " (above the axis)";
+    });
+    return off.length;
   }
 
   var data = JSON.parse(document.getElementById("report-data").textContent);

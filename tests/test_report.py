@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aitrace.config import Settings
-from aitrace.infra import report
+from aitrace.infra import report, report_axis
 from aitrace.infra.stack import OsmemProcess, free_port
 from aitrace.sinks import documents as D
 from aitrace.sinks.es import detect_capabilities, make_sync_client
@@ -59,14 +61,37 @@ def _event(
     }
 
 
+# Their configs as the producer sends them (values JSON text): diverge_at, seed and a key only
+# run-healthy has differ; lr and batch_size do not.
+CONFIGS = {
+    "run-diverge": ({"lr": "0.5", "batch_size": "64", "diverge_at": "25"}, 1, "FAILED"),
+    "run-healthy": ({"lr": "0.5", "batch_size": "64", "diverge_at": "null", "optim.momentum": "0.9"}, 2, "FINISHED"),
+}
+
+
+def _lifecycle(prefix: str, run: str) -> list[dict[str, Any]]:
+    """The run's start (config, seed, code version) before step 0 and its end after step 39."""
+    config, seed, end = CONFIGS[run]
+    start = {"status": "STARTED", "config": config, "seed": seed, "code_version": "abc123"}
+    actions = D.event_actions(_event(2000, T0 - 1_000, ("aitrace.RunLifecycle", start), run=run), prefix=prefix)
+    finish = ("aitrace.RunLifecycle", {"status": end})
+    return actions + D.event_actions(_event(2001, T0 + 4_000_000, finish, run=run), prefix=prefix)
+
+
+def _diverging_loss(step: int) -> float:
+    """run-diverge's train loss: 1/(step+1), then 10**(step-24) on top from step 25, NaN from step 38."""
+    if step >= 38:
+        return float("nan")
+    return 1.0 / (step + 1) + (10.0 ** (step - 24) if step >= 25 else 0.0)
+
+
 def _training(prefix: str) -> list[dict[str, Any]]:
     actions = []
     for run, diverge in (("run-diverge", True), ("run-healthy", False)):
+        actions += _lifecycle(prefix, run)
         for step in range(40):
-            loss = 1.0 / (step + 1) + (10.0 ** (step - 24) if diverge and step >= 25 else 0.0)
+            loss = _diverging_loss(step) if diverge else 1.0 / (step + 1)
             grad = 0.5 + (10.0 ** (step - 22) if diverge and step >= 25 else 0.0)
-            if diverge and step >= 38:
-                loss = float("nan")
             metrics = {"loss": loss, "grad_norm": grad, "lr": 0.5 if step < 25 or not diverge else 5.0}
             payload = ("aitrace.TrainingMetric", {"step": step, "split": "train", "metrics": metrics})
             actions += D.event_actions(_event(step, T0 + step * 100_000, payload, run=run), prefix=prefix)
@@ -250,7 +275,11 @@ def _traces(prefix: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def indexed(search: OsmemProcess, unique_name: Callable[[str], str]) -> dict[str, Any]:
     """A fresh index prefix on the shared osmem-server, filled with every kind of document."""
-    prefix = unique_name("rep")
+    return index_everything(search, unique_name("rep"))
+
+
+def index_everything(search: OsmemProcess, prefix: str) -> dict[str, Any]:
+    """Index every kind of document under ``prefix`` (tests/test_compare.py reads the same runs)."""
     settings = Settings.from_env(es_url=search.url, index_prefix=prefix)
     caps = detect_capabilities(settings)
     es = make_sync_client(settings, caps)
@@ -275,7 +304,7 @@ def test_collect_builds_every_picture_from_the_index(indexed: dict[str, Any]) ->
     assert {"training-loss", "training-grad_norm", "training-lr", "training-accuracy"} <= set(charts)
     loss = charts["training-loss"]
     assert [s.name for s in loss.series] == ["run-diverge train", "run-healthy train"]
-    assert loss.log_y  # the divergence spans many decades
+    assert not loss.log_y  # the divergence left the axis: the rest spans 1/40 to 1, no log scale needed
     diverge = loss.series[0]
     assert [p[0] for p in diverge.nonfinite] == [38, 39]
     assert len(diverge.points) == 38
@@ -313,6 +342,40 @@ def test_collect_builds_every_picture_from_the_index(indexed: dict[str, Any]) ->
     assert data.summary["inference records"] == 200
 
 
+def test_a_diverging_run_leaves_the_axis_instead_of_flattening_the_healthy_one(indexed: dict[str, Any]) -> None:
+    charts = _charts(report.collect(indexed["es"], prefix=indexed["prefix"]))
+    loss = charts["training-loss"]
+    # Both runs' losses up to step 24 and run-healthy's to the end: 1/40 .. 1, not 1/40 .. 1e13
+    assert loss.y_limits == [pytest.approx(1 / 40), 1.0]
+    assert [asdict(c) for c in loss.clips] == [
+        {"series": "run-diverge train", "first_x": 25.0, "count": 13, "peak": pytest.approx(_diverging_loss(37))}
+    ]
+    assert "run-diverge train leaves the axis at step 25: 13 points above it (up to 1e+13)" in loss.note
+    grad = charts["training-grad_norm"]
+    assert grad.y_limits == [0.5, 0.5]  # both runs hold 0.5 until run-diverge explodes (the page pads it)
+    assert [(c.series, c.first_x, c.count) for c in grad.clips] == [("run-diverge train", 25.0, 15)]
+    assert charts["training-grad_norm"].markers[0].y == pytest.approx(0.5 + 10.0**4)  # still the true value
+    # a tenfold learning rate and the accuracies stay comparable: those axes fit every value
+    assert charts["training-lr"].y_limits is None and charts["training-lr"].clips == []
+    assert charts["training-accuracy"].y_limits is None
+
+
+def test_off_axis_flags_a_departure_not_a_falling_loss_a_tenfold_step_or_a_first_step() -> None:
+    rng = np.random.default_rng(3)
+    steps = np.arange(500)
+    falling = 2.3 * np.exp(-steps / 60) + 0.02 + rng.normal(0, 0.01, 500).clip(-0.015)  # 2.3 down to 0.02
+    assert not any(report_axis.off_axis(falling.tolist()))
+    tenfold = [0.5] * 100 + [5.0] * 100  # the demo's learning-rate jump
+    assert not any(report_axis.off_axis(tenfold))
+    warm_up = [1e-6 * (s + 1) for s in range(200)]  # a linear warm-up climbs 200x, twice its median at most
+    assert not any(report_axis.off_axis(warm_up))
+    assert not any(report_axis.off_axis([0.01] + [5.0] * 20))  # no verdict before MIN_REFERENCE points
+    spike = [1.0] * 50 + [40.0] + [1.0] * 50  # leaves once and comes back: only the spike is off
+    assert [i for i, off in enumerate(report_axis.off_axis(spike)) if off] == [50]
+    diverging = [_diverging_loss(s) for s in range(38)]
+    assert [i for i, off in enumerate(report_axis.off_axis(diverging)) if off] == list(range(25, 38))
+
+
 def test_latency_percentiles_match_numpy(indexed: dict[str, Any]) -> None:
     data = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
     chart = _charts(data)[f"latency-{MODEL}"]
@@ -325,7 +388,7 @@ def test_latency_percentiles_match_numpy(indexed: dict[str, Any]) -> None:
 
 
 def test_scopes_select_their_sections(indexed: dict[str, Any]) -> None:
-    by_run = report.collect(indexed["es"], prefix=indexed["prefix"], run="run-healthy")
+    by_run = report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-healthy"])
     assert [s.id for s in by_run.sections] == ["training", "drift"]
     assert {s.name for c in by_run.sections[0].charts for s in c.series} == {"run-healthy train", "run-healthy val"}
     assert by_run.summary["training metric documents"] == 40 * 3 + 4 + 4
@@ -337,7 +400,27 @@ def test_scopes_select_their_sections(indexed: dict[str, Any]) -> None:
 
 def test_unknown_scope_is_a_clear_error(indexed: dict[str, Any]) -> None:
     with pytest.raises(report.ReportError, match="nothing indexed for run 'no-such-run'"):
-        report.collect(indexed["es"], prefix=indexed["prefix"], run="no-such-run")
+        report.collect(indexed["es"], prefix=indexed["prefix"], runs=["no-such-run"])
+
+
+def test_two_runs_share_every_training_chart_and_list_their_config_differences(indexed: dict[str, Any]) -> None:
+    data = report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-healthy", "run-diverge"])
+    assert data.scope == "runs run-healthy, run-diverge"
+    assert [s.id for s in data.sections] == ["training", "drift"]
+    for chart in data.sections[0].charts:
+        assert {s.name.split(" ")[0] for s in chart.series} == {"run-diverge", "run-healthy"}, chart.id
+    config = {t.id: t for t in data.tables}["config"]
+    assert config.columns == ["config key", "run-healthy", "run-diverge"]  # the order they were named in
+    # lr and batch_size are the same; a key only one run has shows "-" for the other
+    assert config.rows == [["diverge_at", "null", "25"], ["optim.momentum", "0.9", "-"], ["seed", "2", "1"]]
+    assert [r[4] for r in data.tables[0].rows] == ["grad_norm exploding on run-diverge"]
+
+
+def test_one_run_has_no_config_table_and_an_unknown_second_run_is_named(indexed: dict[str, Any]) -> None:
+    one = report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-healthy"])
+    assert [t.id for t in one.tables] == ["alerts", "incomplete-traces"]
+    with pytest.raises(report.ReportError, match="nothing indexed for run 'run-typo'"):
+        report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-healthy", "run-typo"])
 
 
 def test_paging_reads_past_one_page_and_says_when_it_stops(
@@ -355,11 +438,13 @@ def test_paging_reads_past_one_page_and_says_when_it_stops(
 
 
 def _args(**kw: Any) -> argparse.Namespace:
+    """Flags as the command line gives them; a list value repeats its flag."""
     parser = argparse.ArgumentParser()
     report.add_arguments("report", parser)
     argv = []
     for key, value in kw.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        for one in value if isinstance(value, list) else [value]:
+            argv += [f"--{key.replace('_', '-')}", str(one)]
     return parser.parse_args(argv)
 
 
@@ -378,6 +463,18 @@ def test_cli_writes_the_page(
     # self-contained: no element loads anything from elsewhere
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "@import" not in text and "url(" not in text
+
+
+def test_cli_draws_several_runs_on_one_page(
+    indexed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AITRACE_INDEX_PREFIX", indexed["prefix"])
+    out = tmp_path / "runs.html"
+    assert report.run("report", _args(es_url=indexed["url"], output=out, run=["run-diverge", "run-healthy"])) == 0
+    assert "(runs run-diverge, run-healthy: 4 charts, 1 alerts)" in capsys.readouterr().out
+    assert "Config differences (3)" in out.read_text()
+    with pytest.raises(SystemExit):  # several runs, but still not runs and a model
+        _args(run=["run-diverge", "run-healthy"], model=MODEL)
 
 
 def test_cli_unknown_run_exits_non_zero_and_writes_nothing(
@@ -486,6 +583,48 @@ def test_page_renders_in_headless_chromium(indexed: dict[str, Any], tmp_path: Pa
     assert dom.flagged == 1  # the flagged grad_norm point is ringed
 
 
+_PLOT_TOP, _PLOT_HEIGHT = 22, 270 - 22 - 34  # the page script's M.t and H - M.t - M.b
+_CLIPPED = re.compile(r'<path [^>]*class="clipped" data-x="([^"]+)" data-value="([^"]+)"[^>]*><title>([^<]*)</title>')
+
+
+def _chart_dom(dom: str, chart_id: str) -> str:
+    """The dumped DOM of one chart's box (up to the next chart's)."""
+    return dom.split(f'id="chart-{chart_id}"', 1)[1].split('class="chart"', 1)[0]
+
+
+def _path_ys(chart_dom: str, name: str) -> list[float]:
+    d = re.search(rf'd="([^"]*)"[^>]*class="series" data-name="{re.escape(name)}"', chart_dom)
+    assert d is not None, name
+    return [float(y) for y in re.findall(r"[ML][\d.]+,([\d.]+)", d.group(1))]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
+def test_browser_draws_the_healthy_run_over_the_whole_axis_and_arrows_where_the_other_leaves(
+    indexed: dict[str, Any], tmp_path: Path
+) -> None:
+    data = report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-diverge", "run-healthy"])
+    page = tmp_path / "runs.html"
+    page.write_text(report.render(data))
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'data-errors="0"' in done.stdout
+    loss = _chart_dom(done.stdout, "training-loss")
+    assert 'data-clipped="13"' in loss
+    healthy = _path_ys(loss, "run-healthy train")
+    assert max(healthy) - min(healthy) > 0.8 * _PLOT_HEIGHT  # was 11% on the 1/40 .. 1e13 log axis
+    assert min(_path_ys(loss, "run-diverge train")) >= _PLOT_TOP  # what is drawn stays inside the plot
+    arrows = _CLIPPED.findall(loss)
+    assert [int(x) for x, _, _ in arrows] == list(range(25, 38))
+    for x, value, title in arrows:  # the true value, in the data and in the tooltip (4 digits)
+        assert float(value) == pytest.approx(_diverging_loss(int(x)))
+        shown = re.fullmatch(rf"run-diverge train: {x} -> (\S+) \(above the axis\)", html.unescape(title))
+        assert shown is not None and float(shown.group(1)) == pytest.approx(float(value), rel=1e-3)
+    assert "13 above the axis" in loss  # and the legend says so
+    grad = _chart_dom(done.stdout, "training-grad_norm")
+    assert len(_CLIPPED.findall(grad)) == 15 and 'class="flagged"' in grad  # the alert's ring is kept on the edge
+    assert 'data-clipped="0"' in _chart_dom(done.stdout, "training-lr")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
 def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> None:
     """The browser check can fail: a chart the script cannot draw is counted as an error."""
@@ -521,7 +660,7 @@ def test_since_keeps_only_later_documents(indexed: dict[str, Any]) -> None:
         "mean_radius drifted on cancer-classifier",
     ]
     with pytest.raises(report.ReportError, match=r"nothing indexed for run 'run-healthy' since"):
-        report.collect(indexed["es"], prefix=indexed["prefix"], run="run-healthy", since=since)
+        report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-healthy"], since=since)
 
 
 def test_since_flag_reads_iso_times_and_refuses_others() -> None:
