@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alerts": ("aitrace.sinks.alerts", "tail the alerts topic, or forward alerts to a webhook"),
     "backtest": ("aitrace.detect.backtest", "run the detectors over a CSV file and print flagged points"),
     "report": ("aitrace.infra.report", "write a self-contained HTML report with plots"),
+    "compare": ("aitrace.infra.compare", "training runs side by side: metrics, status, alerts, config differences"),
 }
 
 

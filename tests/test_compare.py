@@ -1,0 +1,120 @@
+"""`aitrace compare`: two training runs side by side, read from a real osmem-server.
+
+The runs are tests/test_report.py's (indexed the way the worker does): run-diverge explodes from
+step 25 and ends in NaN (FAILED, one alert); run-healthy falls smoothly (FINISHED, no alert);
+their configs differ in diverge_at, seed and a key only run-healthy has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aitrace.infra import compare
+from aitrace.infra.stack import OsmemProcess, free_port
+from test_report import index_everything
+
+RUNS = ["run-diverge", "run-healthy"]
+
+
+@pytest.fixture
+def indexed(search: OsmemProcess, unique_name: Callable[[str], str]) -> dict[str, Any]:
+    return index_everything(search, unique_name("cmp"))
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    compare.add_arguments("compare", parser)
+    return parser.parse_args(list(argv))
+
+
+def _source(indexed: dict[str, Any]) -> list[str]:
+    return ["--es-url", indexed["url"], "--index-prefix", indexed["prefix"]]
+
+
+def _run(indexed: dict[str, Any], *argv: str) -> int:
+    return compare.run("compare", _args(*argv, *_source(indexed)))
+
+
+def test_json_has_each_runs_metrics_status_alerts_and_the_config_that_differs(
+    indexed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(indexed, *RUNS, "--json") == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one document
+    doc = json.loads(out)
+    diverge, healthy = doc["runs"]
+    assert (diverge["run"], diverge["status"], diverge["alerts"]) == ("run-diverge", "failed", 1)
+    assert (healthy["run"], healthy["status"], healthy["alerts"]) == ("run-healthy", "finished", 0)
+    # the metrics as the report orders them, validation ones after; run-diverge has no train accuracy
+    assert list(diverge["metrics"]) == ["loss", "grad_norm", "lr", "val accuracy"]
+    assert list(healthy["metrics"]) == ["loss", "grad_norm", "lr", "accuracy", "val accuracy"]
+    assert diverge["metrics"]["loss"] == {
+        "first": {"step": 0, "value": 1.0},
+        "last": {"step": 39, "value": "nan"},  # it ended in NaN: said so, not skipped
+        "best": {"step": 24, "value": pytest.approx(1 / 25)},  # the lowest finite loss, before the explosion
+        "points": 40,
+    }
+    assert healthy["metrics"]["loss"]["best"] == {"step": 39, "value": pytest.approx(1 / 40)}
+    assert diverge["metrics"]["grad_norm"]["last"]["value"] == pytest.approx(0.5 + 1e17)
+    assert diverge["metrics"]["grad_norm"]["best"] is None  # no better direction for a norm or a schedule
+    assert diverge["metrics"]["lr"]["last"] == {"step": 39, "value": 5.0}
+    assert healthy["metrics"]["accuracy"]["best"] == {"step": 39, "value": pytest.approx(0.9)}  # the highest
+    assert doc["config"] == {
+        "diverge_at": {"run-diverge": 25, "run-healthy": None},
+        "optim.momentum": {"run-healthy": 0.9},  # run-diverge has no such key
+        "seed": {"run-diverge": 1, "run-healthy": 2},
+    }
+
+
+def test_table_puts_the_runs_side_by_side(indexed: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(indexed, *RUNS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == RUNS
+    assert lines[1].split() == ["status", "failed", "finished"]
+    assert lines[2].split() == ["alerts", "1", "0"]
+    loss = lines.index(next(line for line in lines if line.startswith("loss ")))
+    assert " ".join(lines[loss + 1].split()) == "last nan (step 39) 0.025 (step 39)"
+    assert " ".join(lines[loss + 2].split()) == "best 0.04 (step 24) 0.025 (step 39)"
+    grad = lines.index(next(line for line in lines if line.startswith("grad_norm ")))
+    assert lines[grad + 2].split() == ["best", "-", "-"]
+    assert lines[-4:] == [
+        "config: 3 keys differ",
+        "diverge_at             25               null",
+        "optim.momentum         -                0.9",
+        "seed                   1                2",
+    ]
+    column = lines[0].index("run-healthy")  # each run's cells start under its name
+    assert [lines[i][column:] for i in (1, loss + 1, grad + 2)] == ["finished", "0.025 (step 39)", "-"]
+
+
+def test_an_unknown_run_is_one_line_and_exit_status_1(indexed: dict[str, Any]) -> None:
+    """Through the real entry point: no traceback, nothing on stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "aitrace.infra.cli", "compare", "run-diverge", "run-typo", *_source(indexed)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    where = f"{indexed['prefix']}-events-*"
+    assert done.stderr == f"aitrace compare: no events for run 'run-typo' under {where} (is the id right?)\n"
+
+
+def test_an_unreachable_search_server_is_one_line_and_exit_status_1(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert compare.run("compare", _args(*RUNS, "--es-url", url)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"aitrace compare: cannot read the search server at {url}: ")
+    assert captured.err.count("\n") == 1
+
+
+def test_fewer_than_two_runs_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare.run("compare", _args("run-a", "run-a")) == 2  # the same run twice is one run
+    assert "two or more different runs" in capsys.readouterr().err
