@@ -27,7 +27,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aitrace import events as ev
 from aitrace import tracecontext as tc
@@ -45,6 +45,7 @@ _METRIC = ev.METRIC
 _modules = sys.modules
 _OTEL = "opentelemetry.trace"
 FULL_POLICIES = ("drop_newest", "block")
+_T = TypeVar("_T")
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _default: Client | None = None
@@ -121,6 +122,35 @@ class Span:
             "attributes": self.attributes,
         }
         self._client._put((ev.SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
+
+
+class Stage(Span):
+    """A data-pipeline stage opened by :meth:`Client.stage`: a span that also counts rows in and out.
+
+    Set ``rows_in`` / ``rows_out`` (ints), or hand the data to :meth:`output`; the span's
+    attributes get ``rows_in``, ``rows_out`` and ``rows_dropped`` (in - out, when rows were lost).
+    """
+
+    __slots__ = ("rows_in", "rows_out")
+
+    def __init__(
+        self, client: Client, name: str, attributes: dict[str, Any], ctx: tc.SpanContext, rows_in: int | None
+    ) -> None:
+        super().__init__(client, name, "internal", attributes, ctx)
+        self.rows_in = rows_in
+        self.rows_out: int | None = None
+
+    def output(self, data: _T) -> _T:
+        """Count ``data``'s rows (DataFrame, Series, array, mapping of columns) as ``rows_out``; returns ``data``."""
+        self.rows_out = ev.row_count(data)
+        return data
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        rows = {"rows_in": self.rows_in, "rows_out": self.rows_out}
+        self.attributes.update((k, v) for k, v in rows.items() if v is not None)
+        if self.rows_in is not None and self.rows_out is not None and self.rows_out <= self.rows_in:
+            self.attributes["rows_dropped"] = self.rows_in - self.rows_out
+        super().__exit__(exc_type, exc, tb)
 
 
 class Client:
@@ -450,15 +480,33 @@ class Client:
         trace otherwise, or for ``kind="server"``/``"consumer"`` (one trace per request), or when
         ``new_trace=True``.
         """
+        return Span(self, name, kind, dict(attributes), self._span_context(kind, new_trace))
+
+    def stage(
+        self, name: str, dataset: str | None = None, data: Any = None, rows_in: int | None = None, **attributes: Any
+    ) -> Stage:
+        """A data-pipeline stage as a ``with`` block: one ``aitrace.Span`` with its duration and rows in and out.
+
+        ``rows_in`` is counted from ``data`` (DataFrame, Series, array, mapping of columns) unless
+        given; set ``rows_out`` on the yielded :class:`Stage` or pass the result to its ``output``.
+        The span's attributes carry ``stage``, ``dataset``, ``rows_in``, ``rows_out`` and
+        ``rows_dropped``, so record loss between stages and slow stages show up per span.
+        """
+        attributes["stage"] = name
+        if dataset is not None:
+            attributes["dataset"] = dataset
+        if rows_in is None and data is not None:
+            rows_in = ev.row_count(data)
+        return Stage(self, name, attributes, self._span_context("internal", None), rows_in)
+
+    def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
         parent = tc.current()
         if parent is None:
             fresh = new_trace if new_trace is not None else (not self.settings.run_id or kind in ("server", "consumer"))
             parent = None if fresh else self._root
         if parent is None:
-            ctx = tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
-        else:
-            ctx = tc.SpanContext(parent.trace_id, tc.new_span_id(), parent.span_id)
-        return Span(self, name, kind, dict(attributes), ctx)
+            return tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
+        return tc.SpanContext(parent.trace_id, tc.new_span_id(), parent.span_id)
 
     def inject(self, headers: dict[str, Any] | None = None) -> dict[str, Any]:
         """Add a W3C ``traceparent`` for the current context to ``headers`` (a new dict if None)."""

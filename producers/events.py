@@ -443,7 +443,7 @@ AUTO_BINS = 64  # otherwise: bins at this many quantiles of the batch (edges are
 
 
 def summarize(
-    columns: Mapping[str, Any],
+    columns: Any,
     bins: int | None = None,
     categorical: Iterable[str] = (),
     quantiles: Iterable[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99),
@@ -451,6 +451,11 @@ def summarize(
     reference: Any = None,
 ) -> list[dict[str, Any]]:
     """Feature summaries (``aitrace.FeatureStats`` dicts) of column arrays.
+
+    ``columns`` is a mapping of name -> array-like (numpy arrays, lists, pandas or polars
+    Series), a pandas or polars DataFrame, or one Series (named by its name, else
+    ``"value"``). All give the same summaries for the same data: null, None, NaN and
+    ``pd.NA`` are missing, integers and floats are numeric, booleans and strings categorical.
 
     Numeric columns: count, missing (NaN / None), mean, variance (ddof=0), min, max,
     quantiles and a histogram whose counts are exact (bins ``[e_k, e_k+1)``, the last
@@ -476,14 +481,74 @@ def summarize(
     levels = tuple(quantiles)
     refs = _reference_map(reference)
     out = []
-    for name, column in columns.items():
-        arr = np.asarray(column)
+    for name, column in _named_columns(columns):
+        arr = _as_array(column, name in forced)
         if name in forced or arr.dtype.kind in "OUSb":
             out.append(_categorical_stats(str(name), arr, max_categories))
         else:
             ref_edges = (refs.get(str(name)) or {}).get("histogram_edges") or None
             out.append(_numeric_stats(str(name), arr.astype(np.float64, copy=False), bins, levels, ref_edges))
     return out
+
+
+def frame_kind(obj: Any) -> str | None:
+    """``"pandas.DataFrame"``, ``"polars.Series"``, ... for those types and their subclasses, else None.
+
+    Looks at the class's module names only, so neither library is ever imported to find out.
+    """
+    for cls in type(obj).__mro__:
+        package = cls.__module__.partition(".")[0]
+        if package in ("pandas", "polars") and cls.__name__ in ("DataFrame", "Series"):
+            return f"{package}.{cls.__name__}"
+    return None
+
+
+def row_count(data: Any) -> int | None:
+    """Rows of a DataFrame, Series, array, list or mapping of columns; None when it has no length."""
+    if frame_kind(data) is not None:
+        return len(data)
+    if isinstance(data, Mapping):  # columns: the length of the first one
+        return row_count(next(iter(data.values()), ()))
+    shape = getattr(data, "shape", None)
+    if shape:
+        return int(shape[0])
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _named_columns(columns: Any) -> Iterable[tuple[Any, Any]]:
+    kind = frame_kind(columns)
+    if kind == "pandas.DataFrame":
+        return columns.items()
+    if kind == "polars.DataFrame":
+        return zip(columns.columns, columns.get_columns(), strict=True)
+    if kind is not None:  # one Series
+        return [(columns.name if columns.name not in (None, "") else "value", columns)]
+    return columns.items()
+
+
+def _as_array(column: Any, as_objects: bool = False) -> Any:
+    """A column as numpy: float64 with NaN for numeric Series, objects with None for the rest.
+
+    ``as_objects``: a column summarized as categories keeps its values (``3``, not ``3.0``).
+    """
+    import numpy as np
+
+    kind = frame_kind(column)
+    if kind == "pandas.Series":
+        # nullable Int64 / boolean / string columns hold pd.NA, which numpy cannot compare
+        if column.dtype.kind in "iuf" and not as_objects:
+            return column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return column.to_numpy(dtype=object, na_value=None)
+    if kind == "polars.Series":
+        if column.dtype.is_numeric() and not as_objects:
+            import polars as pl  # already loaded: the column is one of its Series
+
+            return column.cast(pl.Float64).to_numpy()  # nulls become NaN
+        return np.fromiter(column.to_list(), dtype=object, count=len(column))
+    return np.asarray(column)
 
 
 def _reference_map(reference: Any) -> dict[str, Mapping[str, Any]]:
