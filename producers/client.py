@@ -345,10 +345,17 @@ class Client:
 
         An exception inside is recorded (an error log with its traceback, then FAILED; KILLED for
         ``KeyboardInterrupt``) and re-raised. ``name`` travels as the STARTED event's message.
+        Resources are sampled at the start, every ``resource_interval_s`` and at the end (before
+        the closing lifecycle event), unless that setting is 0 or :meth:`start_resource_sampler` runs.
         """
         self.run_started(config, seed, code_version, libraries, message=name)
+        sampler = self._run_sampler()
         try:
-            yield self
+            try:
+                yield self
+            finally:
+                if sampler is not None:
+                    sampler.stop()
         except BaseException as exc:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
             self.log("error", f"run failed: {type(exc).__qualname__}: {exc}", exc_info=exc, logger="aitrace.run")
@@ -458,18 +465,33 @@ class Client:
         self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), fields, False))
 
     def resources(self) -> None:
-        """One resource sample (CPU, memory, GPUs when NVML is available) now."""
+        """One resource sample now: process and host CPU, memory, disk and network I/O; GPUs through NVML."""
         from aitrace.resources import sample
 
         self._put((ev.RESOURCE, _time_ns() // 1000, self._context(), sample(), False))
 
     def start_resource_sampler(self, interval_s: float = 10.0) -> None:
-        """Sample resources every ``interval_s`` on a daemon thread until :meth:`close`."""
+        """Sample resources now, every ``interval_s`` and at :meth:`close`, on a daemon thread."""
         from aitrace.resources import ResourceSampler
 
         if self._resource_sampler is None:
             self._resource_sampler = ResourceSampler(self, interval_s)
             self._resource_sampler.start()
+
+    def _run_sampler(self) -> Any:
+        """A sampler for one run, or None: switched off (interval 0) or a client-wide one already runs."""
+        from aitrace.resources import ResourceSampler
+
+        interval = self.settings.resource_interval_s
+        if interval <= 0 or self._resource_sampler is not None:
+            return None
+        sampler = ResourceSampler(self, interval)
+        try:
+            sampler.start()
+        except RuntimeError as exc:  # no thread to be had: the run goes on unsampled
+            log.warning("aitrace: no resource sampling for this run (%s)", exc)
+            return None
+        return sampler
 
     # -- spans and context propagation
 
@@ -564,11 +586,11 @@ class Client:
             return True
         timeout = self.settings.close_timeout_s if timeout is None else timeout
         start = time.monotonic()
+        if self._resource_sampler is not None:
+            self._resource_sampler.stop()  # first: its last sample is flushed with the rest
         delivered = self.flush(timeout)
         self._closed = True
         self._qmax = 0  # every later event takes the slow path, which counts it as dropped_closed
-        if self._resource_sampler is not None:
-            self._resource_sampler.stop()
         self._exporter.stop(max(0.0, timeout - (time.monotonic() - start)))
         _clients.discard(self)
         return delivered
@@ -612,6 +634,10 @@ def _validate(settings: Settings) -> None:
         raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {settings.full_policy!r}")
     if not 0.0 <= settings.sample_rate <= 1.0:
         raise ValueError(f"sample_rate must lie in [0, 1], got {settings.sample_rate!r}")
+    if settings.resource_interval_s < 0:
+        raise ValueError(
+            f"resource_interval_s must not be negative (0 turns sampling off), got {settings.resource_interval_s!r}"
+        )
     for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
         if getattr(settings, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(settings, name)!r}")

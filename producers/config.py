@@ -90,6 +90,7 @@ class Settings:
     delivery_timeout_ms: int = 30_000
     full_block_timeout_s: float = 5.0
     close_timeout_s: float = 10.0
+    resource_interval_s: float = 10.0  # resource samples inside client.run(...); 0 turns them off
     topic_prefix: str = "aitrace"
     index_prefix: str = "aitrace"
     state_dir: str = ".aitrace"

@@ -90,6 +90,16 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "cpu_percent": 97.5,
         "memory_rss_bytes": 1 << 30,
         "memory_percent": 12.5,
+        "disk_read_bytes_per_s": 2.5e6,
+        "disk_write_bytes_per_s": 0.0,
+        "host_cpu_percent": 61.0,
+        "host_memory_used_bytes": 40 << 30,
+        "host_memory_total_bytes": 512 << 30,
+        "host_memory_percent": 7.8,
+        "host_disk_read_bytes_per_s": 3e6,
+        "host_disk_write_bytes_per_s": 1e5,
+        "host_net_sent_bytes_per_s": None,
+        "host_net_recv_bytes_per_s": 1.2e7,
         "gpus": [
             {
                 "index": 0,
@@ -434,8 +444,8 @@ def test_released_fingerprints_are_known_where_they_differ_from_the_current_ones
     old = compat.released_compiled()
     current = {codec.compiled(n).fingerprint for n in schemas.names()}
     changed = {c.name for fp, c in old.items() if fp not in current}
-    # InferenceRecord gained a field, so it and every schema that contains it has a new fingerprint.
-    assert changed == {"aitrace.InferenceRecord", "aitrace.Event", "aitrace.Batch"}
+    # InferenceRecord and ResourceSample gained fields, so they and every schema that contains them have new ones.
+    assert changed == {"aitrace.InferenceRecord", "aitrace.ResourceSample", "aitrace.Event", "aitrace.Batch"}
 
 
 def test_a_record_from_a_released_producer_decodes_with_the_current_decoder() -> None:
