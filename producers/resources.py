@@ -36,6 +36,15 @@ _processes: dict[int, Any] = {}  # psutil.Process by pid: a forked child must no
 _nvml_state: dict[str, Any] = {}
 
 
+def _fresh_lock_after_fork() -> None:
+    # A fork while the parent's sampler held the lock would leave the child's copy locked for good.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 def _say_once(key: str, level: int, message: str, *args: Any, exc_info: bool = False) -> None:
     if key not in _said:
         _said.add(key)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -132,6 +134,17 @@ def test_a_sample_from_a_released_producer_reads_with_the_new_fields_empty() -> 
         "disk_read_bytes_per_s": None,
         "disk_write_bytes_per_s": None,
     }
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_while_the_lock_is_held_can_still_sample() -> None:
+    with resources._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if sampling works, killed by the alarm if it hangs
+            signal.alarm(20)
+            os._exit(0 if resources.sample()["memory_rss_bytes"] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_rates_skip_a_counter_that_went_down() -> None:
