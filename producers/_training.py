@@ -41,8 +41,11 @@ def by_split(values: Mapping[str, Any]) -> dict[str | None, dict[str, Any]]:
     for key, value in values.items():
         split, name = split_key(key)
         group = groups.setdefault(split, {})
-        # ``train_loss`` beside a plain ``loss`` would overwrite it: the second keeps its own key.
-        group[key if name in group else name] = value
+        # A stripped name must not overwrite another value (``train_loss`` beside a plain ``loss``,
+        # ``val_loss`` beside ``val/loss``): then it keeps its own key.
+        if name != key and (name in group or (split is None and name in values)):
+            name = key
+        group[name] = value
     return groups
 
 

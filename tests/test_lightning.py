@@ -136,3 +136,15 @@ def test_a_missing_lightning_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delitem(sys.modules, "aitrace.lightning")
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[lightning\]'"):
         importlib.import_module("aitrace.lightning")
+
+
+def test_split_prefixes_move_into_the_split_and_nothing_is_lost() -> None:
+    from aitrace._training import by_split
+
+    values = {"val_loss": 1, "val/acc": 2, "val/loss": 3, "test_f1": 4, "train_loss": 5, "loss": 6, "validity": 7}
+    assert by_split(values) == {
+        "val": {"loss": 1, "acc": 2, "val/loss": 3},
+        "test": {"f1": 4},
+        None: {"train_loss": 5, "loss": 6, "validity": 7},
+    }
+    assert by_split({"loss": 6, "train_acc": 0.5, "training/f1": 0.4}) == {None: {"loss": 6, "acc": 0.5, "f1": 0.4}}
