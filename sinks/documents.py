@@ -294,6 +294,18 @@ def _gpu(g: dict[str, Any]) -> Doc:
     }
 
 
+_RESOURCE_RATES = (  # the sampler's psutil figures (rates since the previous sample), as doubles
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+    "host_cpu_percent",
+    "host_memory_percent",
+    "host_disk_read_bytes_per_s",
+    "host_disk_write_bytes_per_s",
+    "host_net_sent_bytes_per_s",
+    "host_net_recv_bytes_per_s",
+)
+
+
 def _resource(doc: Doc, p: dict[str, Any]) -> None:
     gpus = [_prune(_gpu(g)) for g in p.get("gpus") or []]
     used = [g["memory_used_bytes"] for g in gpus if g.get("memory_used_bytes") is not None]
@@ -302,6 +314,8 @@ def _resource(doc: Doc, p: dict[str, Any]) -> None:
         "cpu_percent": _num(p.get("cpu_percent")),
         "memory_rss_bytes": p.get("memory_rss_bytes"),
         "memory_percent": _num(p.get("memory_percent")),
+        **{name: _num(p.get(name)) for name in _RESOURCE_RATES},
+        **{name: p.get(name) for name in ("host_memory_used_bytes", "host_memory_total_bytes")},
         "gpu": gpus,
         # host-level summaries so a chart needs no per-GPU split
         "gpu_memory_used_bytes": sum(used) if used else None,

@@ -321,6 +321,24 @@ def test_resources_summaries() -> None:
     assert res["gpu_memory_used_bytes"] == 40 and res["gpu_utilization_max"] == 95.0
 
 
+def test_host_resource_figures_are_indexed_and_a_missing_rate_is_left_out() -> None:
+    payload = {
+        **PAYLOADS["aitrace.ResourceSample"],
+        "host_cpu_percent": 37.5,
+        "host_memory_used_bytes": 6 << 30,
+        "host_net_recv_bytes_per_s": 1250.0,
+        "disk_read_bytes_per_s": float("nan"),
+    }
+    [(_, doc)] = d.event_documents(envelope(payload=("aitrace.ResourceSample", payload)))
+    res = doc["aitrace"]["resources"]
+    assert (res["host_cpu_percent"], res["host_memory_used_bytes"], res["host_net_recv_bytes_per_s"]) == (
+        37.5,
+        6 << 30,
+        1250.0,
+    )
+    assert res.get("disk_read_bytes_per_s") is None
+
+
 def test_span_duration_in_nanoseconds() -> None:
     [(_, doc)] = d.event_documents(envelope(payload=("aitrace.Span", PAYLOADS["aitrace.Span"])))
     assert doc["event"]["duration"] == 1_500_000 and doc["event"]["outcome"] == "failure"
