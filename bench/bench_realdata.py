@@ -1,6 +1,6 @@
 """Detectors on real data, each figure beside a baseline measured in the same run.
 
-    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick]
+    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick] [--only-telemetry]
 
 (a) drift on summaries (``aitrace.summarize`` -> ``detect_drift``) of real tables
     (scikit-learn's bundled wine, breast_cancer, iris, diabetes): share of random,
@@ -13,6 +13,10 @@
 (c) SKAB labelled faults (valve1, valve2, other): experiments detected (an incident,
     on any sensor, opens inside the labelled window) and the delay from the window's start.
 (d) points/s of the anomaly kernel.
+(e) false incidents per 1,000 points on this machine's own telemetry (bench/data/*.csv,
+    written by bench/record_telemetry.py: real, unlabelled, normal operation), every
+    numeric column a series fed in chunks as in (b), with a table of which columns fire;
+    and every request's latency through the worker's model path (inference chunks).
 
 The SKAB recordings are not part of the project (see the data folder's README); (b)-(d)
 are skipped when they are not found.
@@ -252,6 +256,107 @@ def bench_skab(root: Path) -> None:
     sys.stdout.flush()
 
 
+# ----------------------------------------------------------------------------- (e) own telemetry
+def _read_telemetry(path: Path) -> dict[str, np.ndarray]:
+    """Numeric columns of one recording; empty cells (a second without a request) are dropped."""
+    import csv
+
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    cols = {}
+    for name in rows[0] if rows else ():
+        if name != "time":
+            v = np.array([float(r[name]) if r[name] else np.nan for r in rows])
+            cols[name] = v[np.isfinite(v)]
+    return cols
+
+
+def _read_requests(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unix us, latency ms, error flag) of every request of a recording."""
+    import csv
+    import gzip
+    from datetime import datetime
+
+    with gzip.open(path, "rt") as fh:
+        rows = list(csv.DictReader(fh))
+    times = np.array([int(datetime.fromisoformat(r["time"]).timestamp() * 1e6) for r in rows], dtype=np.int64)
+    latency = np.array([float(r["latency_ms"]) for r in rows])
+    return times, latency, np.array([1.0 - float(r["ok"]) for r in rows])
+
+
+def model_incidents(times: np.ndarray, latency: np.ndarray, errors: np.ndarray) -> dict[str, int]:
+    """Incidents opened, by feature/detector, when requests reach the worker as inference events."""
+    from aitrace.processors.detection import SeriesDetectors
+
+    det = SeriesDetectors({})
+    opened: dict[str, int] = {}
+    for k, lo in enumerate(range(0, latency.size, CHUNK)):
+        part = slice(lo, lo + CHUNK)
+        n = latency[part].size
+        chunk = {
+            "kind": "model",
+            "model": "bench",
+            "service": "bench",
+            "times": times[part],
+            "latency": latency[part],
+            "errors": errors[part],
+            "confidence": np.full(n, np.nan),  # the service reports none: no confidence series
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        for alert in det.apply(chunk, source="s:0", offset=k).alerts:
+            if alert["version"] == 1 and alert["state"] == "open":
+                key = f"{alert['feature']}/{alert['detector']}"
+                opened[key] = opened.get(key, 0) + 1
+    return opened
+
+
+def _print_columns(counts: dict[str, dict[str, int]]) -> None:
+    """Incidents per column and detector: which signals the false alarms come from."""
+    short = [label.split()[1] if label.startswith("river") else label.split()[0] for label in counts]
+    print(f"      {'column':18s}" + "".join(f"{s:>12s}" for s in short))
+    for name in next(iter(counts.values())):
+        print(f"      {name:18s}" + "".join(f"{per[name]:12d}" for per in counts.values()))
+
+
+def _bench_requests(path: Path, dets: dict[str, Callable[[np.ndarray], list[int]]]) -> None:
+    rq = path.with_name(path.stem + ".requests.csv.gz")
+    if not rq.exists():
+        return
+    times, latency, errors = _read_requests(rq)
+    opened = model_incidents(times, latency, errors)
+    n, total = latency.size, sum(opened.values())
+    print(f"    every request ({rq.name}: {n} requests, {int(errors.sum())} errors, chunks of {CHUNK}), latency")
+    label = "worker model path (aitrace)"
+    print(f"    {label:28s} {1000 * total / n:8.2f}   ({total} incidents {opened})   target <= 1")
+    for label, fn in dets.items():
+        k = len(fn(latency))
+        print(f"    {label:28s} {1000 * k / n:8.2f}   ({k} incidents)   target <= 1")
+
+
+def bench_telemetry(folder: Path) -> None:
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        print(f"(e) skipped: no telemetry CSV in {folder}")
+        return
+    dets = _detectors()
+    for path in files:
+        cols = _read_telemetry(path)
+        points = sum(v.size for v in cols.values())
+        print(
+            f"(e) false incidents per 1,000 points, own telemetry {path.name} "
+            f"({len(cols)} series, {points} points, chunks of {CHUNK}; normal operation, so every incident is false)"
+        )
+        counts = {label: {name: len(fn(v)) for name, v in cols.items()} for label, fn in dets.items()}
+        for label, per in counts.items():
+            n = sum(per.values())
+            print(f"    {label:28s} {1000 * n / points:8.2f}   ({n} incidents)   target <= 1")
+        _print_columns(counts)
+        _bench_requests(path, dets)
+        sys.stdout.flush()
+
+
 def bench_speed() -> None:
     from aitrace.detect import AnomalyDetector
 
@@ -273,7 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    here = Path(__file__).resolve().parent / "data"
+    parser.add_argument("--telemetry", type=Path, default=here, help="folder of record_telemetry.py CSVs")
+    parser.add_argument("--only-telemetry", action="store_true", help="run (e) alone")
     args = parser.parse_args(argv)
+    if args.only_telemetry:
+        bench_telemetry(args.telemetry)
+        return 0
     print(
         "(a) drift on summaries of real tables: ours (summarize -> detect_drift, Holm) vs scipy KS + Bonferroni on rows"
     )
@@ -282,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {label:36s} {ours:>14s} {base:>10s}  {target}")
     sys.stdout.flush()
     bench_skab(args.data)
+    bench_telemetry(args.telemetry)
     bench_speed()
     return 0
 
