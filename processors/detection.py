@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect import LevelShiftDetector
 from aitrace.detect import windows as K
 from aitrace.detect.calibrate import ScoreCalibrator
+from aitrace.detect.level import LatencyShiftMonitor
 from aitrace.detect.series import TrainingSeries, explain, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
@@ -536,9 +536,9 @@ class SeriesDetectors:
 
     def _latency_shift(self, state: State, values: np.ndarray, times: Any, model: str) -> Finding | None:
         """The median latency moved to a new level and stays there (a slower backing store)."""
-        det = LevelShiftDetector.from_state(state["level"]) if "level" in state else LevelShiftDetector(direction="up")
-        shifts = det.update(values)
-        state["level"] = det.to_state()
+        det = LatencyShiftMonitor.from_state(state["latency"]) if "latency" in state else LatencyShiftMonitor()
+        shifts = det.update(times, values)
+        state["latency"] = det.to_state()
         if not shifts:
             return None
         shift = max(shifts, key=lambda s: s.ratio)
@@ -551,7 +551,7 @@ class SeriesDetectors:
             time_us=int(np.asarray(times, dtype=np.int64)[i]),
             score=shift.ratio,
             statistic=shift.z,
-            threshold=det.params["min_ratio"],
+            threshold=det.sustained.params["min_ratio"],
             evidence=[shift.baseline_median, shift.recent_median],
             details={"baseline_median_ms": f"{shift.baseline_median:.4g}", "median_ms": f"{shift.recent_median:.4g}"},
         )

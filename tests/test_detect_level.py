@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aitrace.detect import LevelShiftDetector
+from aitrace.detect.level import LatencyShiftMonitor
 
 
 def _latency(n: int, seed: int, median: float = 40.0, sigma: float = 0.6) -> np.ndarray:
@@ -69,3 +70,45 @@ def test_bad_parameters_are_refused_with_a_clear_error() -> None:
         LevelShiftDetector(recent=64, min_baseline=32)
     with pytest.raises(ValueError, match="min_ratio"):
         LevelShiftDetector(min_ratio=1.0)
+
+
+def _requests(seconds: float, rate: float, seed: int, median: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """Request times (µs) at ``rate`` per second and heavy-tailed latencies."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    times = (np.cumsum(rng.exponential(1.0 / rate, n)) * 1e6).astype(np.int64)
+    return times, _latency(n, seed + 100, median=median)
+
+
+def test_a_sharp_rise_is_found_within_a_few_dozen_requests() -> None:
+    times, lat = _requests(120, 30, 1)
+    lat[3000:] *= 12  # a backing store went from 5 ms to 60 ms
+    [shift] = LatencyShiftMonitor().update(times, lat)
+    assert 3000 < shift.index <= 3032 and shift.ratio > 6
+
+
+def test_a_one_second_blip_is_not_an_incident_but_a_minute_long_rise_is() -> None:
+    times, lat = _requests(600, 30, 2)
+    seconds = (times - times[0]) / 1e6
+    blips = lat.copy()
+    for start in range(120, 560, 40):  # contention: 2x slower for one second, every 40 s
+        blips[(seconds >= start) & (seconds < start + 1)] *= 2
+    assert LatencyShiftMonitor().update(times, blips) == []
+    sustained = lat.copy()
+    sustained[seconds >= 300] *= 2
+    [shift] = LatencyShiftMonitor().update(times, sustained)
+    found_at = (times[shift.index] - times[0]) / 1e6
+    assert 300 < found_at < 340 and 1.5 <= shift.ratio <= 2.6
+
+
+@pytest.mark.parametrize("chunk", [1, 50, 977])
+def test_latency_monitor_in_chunks_with_its_state_gives_the_same_shifts(chunk: int) -> None:
+    times, lat = _requests(400, 20, 3)
+    lat[(times - times[0]) >= 200e6] *= 2.2
+    lat[5000:5040] *= 10
+    whole = LatencyShiftMonitor().update(times, lat)
+    mon, pieces = LatencyShiftMonitor(), []
+    for lo in range(0, lat.size, chunk):
+        mon = LatencyShiftMonitor.from_state(mon.to_state())
+        pieces += mon.update(times[lo : lo + chunk], lat[lo : lo + chunk])
+    assert pieces == whole and whole
