@@ -530,12 +530,20 @@ class Client:
             return tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
         return tc.SpanContext(parent.trace_id, tc.new_span_id(), parent.span_id)
 
-    def inject(self, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Add a W3C ``traceparent`` for the current context to ``headers`` (a new dict if None)."""
+    def inject(self, headers: Any = None) -> Any:
+        """Add a W3C ``traceparent`` for the current context to ``headers`` (a new dict if None).
+
+        A list is taken as Kafka message headers (``(key, bytes)`` pairs, as confluent-kafka
+        and aiokafka send them), so a consumer's :meth:`extract` continues the same trace.
+        """
         headers = {} if headers is None else headers
         ctx = self._context()
-        sampled = trace_sampled(ctx.trace_id, self.settings.sample_rate)
-        headers[tc.TRACEPARENT] = tc.format_traceparent(ctx, sampled)
+        value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.sample_rate))
+        if isinstance(headers, list):
+            headers[:] = [(k, v) for k, v in headers if str(k).lower() != tc.TRACEPARENT]
+            headers.append((tc.TRACEPARENT, value.encode("ascii")))
+        else:
+            headers[tc.TRACEPARENT] = value
         return headers
 
     @contextmanager

@@ -367,6 +367,7 @@ def _run_schedule(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600 if FULL else 600)  # the full form runs 10 schedules of 90 s, each then waits for the index
 def test_randomized_fault_schedules_lose_and_duplicate_nothing(
     kafka: Any, fresh_search: Any, unique_name: Callable[[str], str], workers: Callable[..., Worker], tmp_path: Path
 ) -> None:

@@ -90,6 +90,7 @@ class Searchable:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(DURATION_S + 600)  # the soak itself, then the wait for the index to catch up
 def test_soak_memory_flat_backlog_bounded_latency_reported(
     kafka: Any,
     fresh_search: Any,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
+import aitrace
 import pytest
 from aitrace import tracecontext as tc
 
@@ -99,3 +101,48 @@ def test_a_broken_opentelemetry_does_not_break_the_caller(monkeypatch: pytest.Mo
 
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", Broken)
     assert tc.otel_current() is None
+
+
+def test_trace_context_crosses_a_real_kafka_hop_in_message_headers(kafka, tmp_path, unique_name) -> None:
+    """A producer service injects into Kafka headers; the consumer service's spans join its trace."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = unique_name("orders")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    common = {"kafka_bootstrap": kafka.bootstrap, "topic_prefix": unique_name("p")}
+    upstream = aitrace.init(service="checkout", spool_dir=str(tmp_path / "a"), **common)
+    downstream = aitrace.init(service="fraud-scorer", spool_dir=str(tmp_path / "b"), **common)
+    try:
+        producer = Producer({"bootstrap.servers": kafka.bootstrap})
+        with upstream.span("publish order", kind="producer") as span:
+            headers = upstream.inject([("content-type", b"application/json")])
+            producer.produce(topic, b'{"order": 1}', headers=headers)
+            assert producer.flush(30) == 0
+        consumer = Consumer(
+            {"bootstrap.servers": kafka.bootstrap, "group.id": unique_name("g"), "fetch.queue.backoff.ms": 1}
+        )
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        message = None
+        deadline = time.monotonic() + 30
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+        consumer.close()
+        assert message is not None and message.error() is None
+        assert [k for k, _ in message.headers()] == ["content-type", "traceparent"]
+        with downstream.extract(message.headers()) as remote, downstream.span("score order", kind="consumer") as child:
+            assert remote is not None and remote.trace_id == span.trace_id
+            assert child.trace_id == span.trace_id and child.context.parent_span_id == span.span_id
+    finally:
+        upstream.close(timeout=5)
+        downstream.close(timeout=5)
+
+
+def test_inject_into_kafka_headers_replaces_a_stale_traceparent() -> None:
+    client = aitrace.init(service="svc", kafka_bootstrap="127.0.0.1:9")
+    try:
+        headers = client.inject([("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"), ("k", b"v")])
+        assert [k for k, _ in headers] == ["k", "traceparent"] and b"1" * 32 not in headers[1][1]
+    finally:
+        client.close(timeout=1)
