@@ -2,7 +2,8 @@
 
 Each override names the Faust behaviour it works around (faust-streaming 0.15.x). They are
 hooked up in :func:`aitrace.processors.app.create_app`: ``Stream=SafeStream`` and
-``SafeOffsetsConsumer`` as a base of the app's consumer class.
+``SafeOffsetsConsumer`` as a base of the app's consumer class; ``aitrace worker`` runs the
+app under :class:`BoundedShutdownWorker`.
 
 The loss of issue 8 (events acknowledged by the broker, never indexed, right after a worker
 left the group) is the first one: a worker stopping (SIGTERM, or a crash of the agent) while a
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
@@ -195,3 +198,30 @@ class SafeOffsetsConsumer:
         del acked[: run_end + 1]
         self._acked_index[tp].difference_update(batch)  # type: ignore[attr-defined]
         return batch[-1] + 1
+
+
+SHUTDOWN_DEADLINE_S = 30.0
+
+
+class BoundedShutdownWorker(faust.Worker):
+    """A Faust worker whose graceful stop cannot outlive ``SHUTDOWN_DEADLINE_S``.
+
+    Works around: mode's ``Worker._schedule_shutdown`` (SIGTERM, SIGINT) starts a stop that
+    waits on the broker (the final offset commit, the producer's flush). With the broker gone
+    that wait was seen lasting minutes after SIGTERM ("Wait for streams..." and nothing more),
+    so ``docker stop`` or a supervisor had to SIGKILL it. Exiting when the deadline passes
+    loses nothing: offsets are committed only for what was indexed, and a restarted worker
+    reads the rest again.
+    """
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up)
+        timer.daemon = True  # a stop that finishes in time exits without waiting for it
+        timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _give_up() -> None:
+    log.error("aitrace worker: shutdown still running after %.0f s; exiting without it", SHUTDOWN_DEADLINE_S)
+    logging.shutdown()
+    os._exit(1)

@@ -108,10 +108,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"aitrace worker: {exc}")
         return 1
     app = create_app(settings, options)
-    from faust.worker import Worker
+    from aitrace.processors.faust_compat import BoundedShutdownWorker
 
     logging.getLogger("aitrace").setLevel(args.loglevel.upper())
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker = BoundedShutdownWorker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,3 +104,31 @@ def test_health_follows_a_real_worker(
         assert result.returncode == 1 and "no heartbeat" in result.stderr  # a clean stop removes it
     finally:
         worker.kill()
+
+
+def test_a_worker_whose_broker_is_gone_still_stops_on_sigterm(
+    search: Any, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Faust's graceful stop waits on the broker; with the broker gone it was seen hanging for
+    minutes. The worker bounds it (SHUTDOWN_DEADLINE_S) and exits: nothing unindexed was committed."""
+    from aitrace.infra.stack import TansuProcess, free_port
+    from aitrace.processors.faust_compat import SHUTDOWN_DEADLINE_S
+
+    broker = TansuProcess(free_port(), tmp_path / "logs").start().wait_ready(60)
+    prefix = unique_name("gone")
+    worker = Worker(broker.bootstrap, search.url, prefix, tmp_path)
+    worker.start()
+    try:
+        beat = heartbeat_path(str(tmp_path / "faust"), f"{prefix}-app")
+        deadline = time.monotonic() + WAIT_S
+        while heartbeat_problem(beat, 60.0) is not None:  # joined its group and running
+            assert worker.running() and time.monotonic() < deadline, worker.tail()
+            time.sleep(1.0)
+        broker.stop()
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGTERM)
+        # generous: the deadline plus a loaded machine's start-up of the exit; a hang never returns
+        worker.proc.wait(SHUTDOWN_DEADLINE_S + 90)
+    finally:
+        worker.kill()
+        broker.stop()
