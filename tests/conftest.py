@@ -31,7 +31,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
+import aitrace
 import pytest
 from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess, ServiceProcess, TansuProcess, start_service
@@ -160,3 +162,26 @@ def unique_topic(unique_name: Callable[[str], str]) -> Callable[[str], str]:
         return "t-" + unique_name(prefix)
 
     return make
+
+
+@pytest.fixture
+def make_client(
+    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
+) -> Iterator[Callable[..., aitrace.Client]]:
+    """``make_client(**settings)`` -> a client on the shared Tansu with a fresh topic prefix; closed after the test."""
+    made: list[aitrace.Client] = []
+
+    def make(**overrides: Any) -> aitrace.Client:
+        settings: dict[str, Any] = {
+            "kafka_bootstrap": kafka.bootstrap,
+            "topic_prefix": unique_name("p"),
+            "spool_dir": str(tmp_path / f"spool{len(made)}"),
+        }
+        settings.update(overrides)
+        client = aitrace.init(service=settings.pop("service", "svc"), **settings)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close(timeout=5)

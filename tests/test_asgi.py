@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
-from test_producer import events_of, make_client, read
+from test_producer import events_of, read
 
-__all__ = ["INCOMING", "PNG", "delivered", "make_client", "summary"]
+__all__ = ["INCOMING", "PNG", "delivered", "summary"]
 
 TRACE_ID, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 INCOMING = f"00-{TRACE_ID}-{CALLER_SPAN}-01"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +23,6 @@ from aitrace.schemas import codec
 from test_producer_support import all_ids, consume, event_ids
 
 Records = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture
-def make_client(
-    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
-) -> Iterator[Callable[..., aitrace.Client]]:
-    """``make_client(**settings)`` -> a client on the shared Tansu with a fresh topic prefix; closed after the test."""
-    made: list[aitrace.Client] = []
-
-    def make(**overrides: Any) -> aitrace.Client:
-        settings: dict[str, Any] = {
-            "kafka_bootstrap": kafka.bootstrap,
-            "topic_prefix": unique_name("p"),
-            "spool_dir": str(tmp_path / f"spool{len(made)}"),
-        }
-        settings.update(overrides)
-        client = aitrace.init(service=settings.pop("service", "svc"), **settings)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5)
 
 
 def read(client: aitrace.Client, done: Callable[[Records], bool], timeout: float = 30.0) -> Records:

@@ -11,7 +11,6 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aitrace
@@ -19,7 +18,6 @@ import fastavro
 import pytest
 from aitrace import resources
 from aitrace.config import Settings
-from aitrace.infra.stack import TansuProcess
 from aitrace.schemas import codec, compat
 from aitrace.schemas.codec import AvroSerializer
 from test_producer_support import all_ids, consume
@@ -215,28 +213,6 @@ def test_a_reading_a_gpu_does_not_support_is_none_not_the_end_of_gpu_sampling(mo
 
 
 # -- inside client.run(...)
-
-
-@pytest.fixture
-def make_client(
-    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
-) -> Iterator[Callable[..., aitrace.Client]]:
-    made: list[aitrace.Client] = []
-
-    def make(**overrides: Any) -> aitrace.Client:
-        settings: dict[str, Any] = {
-            "kafka_bootstrap": kafka.bootstrap,
-            "topic_prefix": unique_name("res"),
-            "spool_dir": str(tmp_path / f"spool{len(made)}"),
-        }
-        settings.update(overrides)
-        client = aitrace.init(service="trainer", **settings)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5)
 
 
 def _events(client: aitrace.Client, n: int) -> list[tuple[str, dict[str, Any]]]:

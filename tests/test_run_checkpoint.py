@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aitrace
 import pytest
-from aitrace.infra.stack import TansuProcess
 from test_producer_support import all_ids, consume
-
-
-@pytest.fixture
-def make_client(
-    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
-) -> Iterator[Callable[..., aitrace.Client]]:
-    made: list[aitrace.Client] = []
-
-    def make(**overrides: Any) -> aitrace.Client:
-        settings: dict[str, Any] = {
-            "kafka_bootstrap": kafka.bootstrap,
-            "topic_prefix": unique_name("p"),
-            "spool_dir": str(tmp_path / f"spool{len(made)}"),
-        }
-        settings.update(overrides)
-        client = aitrace.init(service="trainer", **settings)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5)
 
 
 def _events(client: aitrace.Client, n: int) -> list[dict[str, Any]]:

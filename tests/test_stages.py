@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aitrace
@@ -12,30 +11,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from aitrace.infra.stack import TansuProcess
 from test_producer_support import all_ids, consume
-
-
-@pytest.fixture
-def make_client(
-    kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str]
-) -> Iterator[Callable[..., aitrace.Client]]:
-    made: list[aitrace.Client] = []
-
-    def make(**overrides: Any) -> aitrace.Client:
-        settings: dict[str, Any] = {
-            "kafka_bootstrap": kafka.bootstrap,
-            "topic_prefix": unique_name("st"),
-            "spool_dir": str(tmp_path / f"spool{len(made)}"),
-        }
-        settings.update(overrides)
-        client = aitrace.init(service="etl", **settings)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5)
 
 
 def _spans(client: aitrace.Client, n: int) -> dict[str, dict[str, Any]]:

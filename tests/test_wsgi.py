@@ -16,9 +16,7 @@ import pytest
 from aitrace.wsgi import AitraceWSGIMiddleware, annotate
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
-from test_asgi import INCOMING, PNG, BrokenClient, delivered, make_client, summary
-
-__all__ = ["make_client"]
+from test_asgi import INCOMING, PNG, BrokenClient, delivered, summary
 
 TRACE_ID, CALLER_SPAN = INCOMING.split("-")[1:3]
 
