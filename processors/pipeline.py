@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import orjson
 from aitrace.processors import correlate
+from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.decode import Decoded, RecordDecoder
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks, fast_series
+from aitrace.processors.detection import DetectionConfig, SeriesDetectors
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.schemas.codec import DecodeError
 from aitrace.sinks.documents import (

@@ -12,7 +12,8 @@ from aitrace.config import Settings
 from aitrace.processors import rollup
 from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors, extract_chunks, fast_series
+from aitrace.processors.chunks import extract_chunks, fast_series
+from aitrace.processors.detection import DetectionConfig, SeriesDetectors
 from aitrace.processors.pipeline import Pipeline, WorkerOptions, pack_chunk, unpack_chunk
 from aitrace.schemas.codec import AvroSerializer
 

@@ -1,0 +1,160 @@
+"""The trace-keyed side of the series repartition: a decoded batch cut into one *chunk* per entity.
+
+:func:`extract_chunks` makes ``run/<run_id>`` (training metrics), ``model/<name>`` (inference
+records and ground-truth labels) and ``data/<dataset>/<stage>`` (data stats) chunks. A chunk
+holds arrays, so a metric block becomes a few NumPy slices, not a loop over points; the
+entity-keyed side (:class:`aitrace.processors.detection.SeriesDetectors`) folds each chunk
+into its series' state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.processors import rollup
+from aitrace.sinks.documents import block_context
+
+Chunk = dict[str, Any]
+
+
+def _group_key(run_id: str | None, trace_id: str) -> str:
+    return f"run/{run_id or trace_id}"
+
+
+def fast_series(block: dict[str, Any], max_raw_rate: float, raw: bool) -> set[str]:
+    """Names of the block's series that are rolled up rather than indexed point by point.
+
+    Every series of a block has a point at every step (NaN/Inf included: they are data),
+    so the block's own rate decides for all of its series at once.
+    """
+    if raw or not rollup.is_fast(np.asarray(block["times"], dtype=np.int64), max_raw_rate):
+        return set()
+    return {series["name"] for series in block["series"]}
+
+
+def extract_chunks(
+    events: list[dict[str, Any]], blocks: list[dict[str, Any]], fast: list[set[str]] | None = None
+) -> dict[str, Chunk]:
+    """Entity key -> chunk of arrays for the detectors, from one decoded batch.
+
+    ``fast[i]`` names the series of ``blocks[i]`` whose rollups the entity side computes.
+    """
+    chunks: dict[str, Chunk] = {}
+    for i, block in enumerate(blocks):
+        _block_into(chunks, block, fast[i] if fast else set())
+    for event in events:
+        kind, p = event["payload"]
+        short = kind.rsplit(".", 1)[-1]
+        if short == "TrainingMetric":
+            _metric_event_into(chunks, event, p)
+        elif short == "InferenceRecord":
+            _inference_into(chunks, event, p)
+        elif short == "GroundTruth":
+            _model_chunk(chunks, p["model_name"], event)["labels"].append(event)
+        elif short == "DataStats":
+            key = f"data/{p['dataset']}/{p['stage']}"
+            chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
+            chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
+    for chunk in chunks.values():
+        if chunk["kind"] == "model":
+            _finish_model_chunk(chunk)
+    return chunks
+
+
+def _run_chunk(chunks: dict[str, Chunk], run_id: str | None, trace_id: str, service: str) -> Chunk:
+    key = _group_key(run_id, trace_id)
+    chunk = chunks.get(key)
+    if chunk is None:
+        chunk = {
+            "kind": "run",
+            "run_id": run_id or trace_id,
+            "service": service,
+            "trace_id": trace_id,
+            "series": {},
+            "ctx": None,
+        }
+        chunks[key] = chunk
+    return chunk
+
+
+def _append_series(chunk: Chunk, name: str, steps: Any, times: Any, values: Any, roll: bool = False) -> None:
+    s = chunk["series"].get(name)
+    if s is None:
+        chunk["series"][name] = {"steps": steps, "times": times, "values": values, "rollup": roll}
+        return
+    s["rollup"] = s["rollup"] or roll
+    s["steps"] = np.concatenate([s["steps"], steps])
+    s["times"] = np.concatenate([s["times"], times])
+    s["values"] = np.concatenate([s["values"], values])
+
+
+def _block_into(chunks: dict[str, Chunk], block: dict[str, Any], fast: set[str]) -> None:
+    chunk = _run_chunk(chunks, block.get("run_id"), block["trace_id"], block["service"])
+    if fast and chunk["ctx"] is None:
+        chunk["ctx"] = block_context(block)
+    steps = np.asarray(block["steps"], dtype=np.int64)
+    times = np.asarray(block["times"], dtype=np.int64)
+    split = block.get("split") or ""
+    for series in block["series"]:
+        # Every cell is a value the caller sent (the producer starts a new block for a new
+        # set of names): NaN/Inf are kept, so a diverged loss reaches the nan/inf detector.
+        values = np.asarray(series["values"], dtype=np.float64)
+        _append_series(chunk, f"{split}|{series['name']}", steps, times, values, series["name"] in fast)
+
+
+def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
+    # One event, a handful of metrics: NaN here is data (a diverged loss) and is kept, as in a block.
+    chunk = _run_chunk(chunks, event.get("run_id"), event["trace_id"], event["service"])
+    split = p.get("split") or ""
+    one_step = np.array([p["step"]], dtype=np.int64)
+    one_time = np.array([event["time"]], dtype=np.int64)
+    for name, value in p["metrics"].items():
+        _append_series(chunk, f"{split}|{name}", one_step, one_time, np.array([value], dtype=np.float64))
+
+
+def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) -> Chunk:
+    key = f"model/{model}"
+    chunk = chunks.get(key)
+    if chunk is None:
+        chunk = {
+            "kind": "model",
+            "model": model,
+            "service": event["service"],
+            "rows": [],
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        chunks[key] = chunk
+    return chunk
+
+
+def _inference_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
+    chunk = _model_chunk(chunks, p["model_name"], event)
+    i = len(chunk["rows"])
+    conf = p.get("confidence")
+    chunk["rows"].append((event["time"], p["latency_ms"], p["status"] == "error", math.nan if conf is None else conf))
+    for name, value in p["features"].items():
+        chunk["features"].setdefault(name, []).append((i, value))
+    if p.get("prediction") is not None:
+        chunk["requests"].append(
+            [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
+        )
+
+
+def _finish_model_chunk(chunk: Chunk) -> None:
+    """Rows -> columns (times, latency, error flags, confidence; one array per feature)."""
+    rows = chunk.pop("rows")
+    if rows:
+        times, latency, errors, confidence = zip(*rows, strict=True)
+    else:
+        times, latency, errors, confidence = (), (), (), ()
+    chunk["times"] = np.asarray(times, dtype=np.int64)
+    chunk["latency"] = np.asarray(latency, dtype=np.float64)
+    chunk["errors"] = np.asarray(errors, dtype=np.float64)
+    chunk["confidence"] = np.asarray(confidence, dtype=np.float64)
+    chunk["features"] = {
+        name: np.asarray([v for _, v in pairs], dtype=np.float64) for name, pairs in chunk["features"].items()
+    }
