@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 _DIRECTIONS = ("up", "down", "both")
+_BUCKET_CAP = 512  # values kept per latency bucket: its median needs no more
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,3 @@ class LatencyShiftMonitor:
         mon.sustained = LevelShiftDetector.from_state(state["sustained"])
         mon.bucket, mon.pending, mon.n_seen = state["bucket"], [float(v) for v in state["pending"]], state["n_seen"]
         return mon
-
-
-_BUCKET_CAP = 512

@@ -28,7 +28,7 @@ from aitrace.detect import windows as K
 from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.level import LatencyShiftMonitor
 from aitrace.detect.series import TrainingSeries, explain, worst
-from aitrace.detect.training import layer_spread
+from aitrace.detect.training import layer_spread, metric_role
 from aitrace.processors import rollup
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext
 from aitrace.sinks.documents import Action
@@ -64,16 +64,12 @@ class DetectionConfig:
 _RECENT_BATCHES = 32
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau"})
 VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
-_STEPWISE = ("lr", "learning_rate", "epoch", "step", "batch_size", "momentum", "weight_decay")
 
 
 def _may_stall(state: State, name: str) -> bool:
-    """Whether a flat run is news: not for schedules (lr is constant between steps by design),
-    not for a series that never varied (a constant config value logged as a metric)."""
-    lowered = name.lower()
-    if any(lowered == s or lowered.endswith(("_" + s, "/" + s, "." + s)) for s in _STEPWISE):
-        return False
-    return bool(state.get("varied"))
+    """Whether a flat run is news: not for schedules (detect's name rule: lr is constant between
+    steps by design), not for a series that never varied (a constant logged as a metric)."""
+    return metric_role(name) != "schedule" and bool(state.get("varied"))
 
 
 def _note_variation(state: State, values: np.ndarray) -> None:
