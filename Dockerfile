@@ -1,11 +1,12 @@
 # aitrace processors (`aitrace worker`, `aitrace setup`, every CLI command) for docker-compose.yml.
 # Stage 1 builds a wheel from the source tree; stage 2 installs only that wheel, so what runs
-# is the installed package (the source folders are mapped into `aitrace` by pyproject.toml
-# and would shadow nothing here). The embedded extra (Tansu, osmem-server) is not installed:
+# is the installed package (the source folders are mapped into `aitrace.<folder>` by
+# pyproject.toml and would shadow nothing here). The embedded extra (Tansu, osmem-server) is not installed:
 # production talks to Kafka and Elasticsearch.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY aitrace ./aitrace
 COPY producers ./producers
 COPY schemas ./schemas
 COPY processors ./processors

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 import aitrace
-from aitrace.config import Settings
 from aitrace.infra.stack import TansuProcess
+from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer, SerializationContext
 from confluent_kafka import Producer
 

@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from aitrace import events as ev
-from aitrace.redact import Redactor
+from aitrace.producers import events as ev
+from aitrace.producers.redact import Redactor
 from aitrace.schemas.codec import AvroSerializer
 
 ENVELOPE = {

@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 import orjson
-from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess, start_service
+from aitrace.producers.config import Settings
 from aitrace.sinks import documents as d
 from aitrace.sinks import es, templates
 from aitrace.sinks.indexer import BulkIndexer, IndexerConfig

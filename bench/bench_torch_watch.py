@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aitrace
-import aitrace.torch
+import aitrace.producers.torch
 import torch
 from aitrace.infra.stack import TansuProcess
 from sklearn.datasets import load_digits

@@ -52,7 +52,7 @@ def known_secrets(argv: Iterable[str], env: dict[str, str] | None = None) -> lis
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with URL passwords and every known secret replaced by ``***``."""
-    from aitrace.config import mask_url
+    from aitrace.producers.config import mask_url
 
     text = mask_url(text)
     for secret in secrets:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from elastic_transport import ApiError, TransportError
 
 DEFAULT_TIMEOUT_S = 170.0

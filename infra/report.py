@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from aitrace.config import Settings
 from aitrace.infra.report_axis import Clip, training_axis
 from aitrace.infra.report_page import CSS, SCRIPT, TEMPLATE
 from aitrace.infra.runs import config_differences, run_infos
+from aitrace.producers.config import Settings
 
 TRAINING_METRICS = ("loss", "grad_norm", "lr", "accuracy")
 PERCENTILES = (50, 95, 99)

@@ -3,7 +3,7 @@
 ``up`` starts both binaries *detached* (own session, no parent-death signal), waits until
 each answers a real client request, and records what it started in ``<state>/stack.json``:
 pids, ports, binaries, log files, start times, and the ``endpoints`` that
-:func:`aitrace.config.embedded_endpoints` hands to every ``Settings.from_env()``.
+:func:`aitrace.producers.config.embedded_endpoints` hands to every ``Settings.from_env()``.
 ``down`` stops exactly the recorded pids, after checking each pid still runs that binary on
 that port (a pid reused by another program is left alone). ``status`` probes each service.
 
@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitrace.config import STATE_FILE, mask_url
 from aitrace.infra.services import (
     HOST,
     STOP_GRACE,
@@ -48,6 +47,7 @@ from aitrace.infra.services import (
     port_is_free,
     start_service,
 )
+from aitrace.producers.config import STATE_FILE, mask_url
 
 __all__ = [
     "BinaryNotFound",
@@ -225,7 +225,7 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
     Plain-text clusters get the raw probe; a cluster with TLS/SASL settings is asked through
     librdkafka with the same settings the producers use.
     """
-    from aitrace.config import Settings
+    from aitrace.producers.config import Settings
 
     settings = Settings.from_env(kafka_bootstrap=bootstrap)
     protocol = (settings.kafka_security_protocol or "plaintext").lower()
@@ -256,7 +256,7 @@ def probe_http(url: str, timeout: float = 2.0) -> str:
     URL with user-info authenticates as basic auth (urllib would choke on it) and the
     reason never carries the password.
     """
-    from aitrace.config import Settings
+    from aitrace.producers.config import Settings
     from aitrace.sinks.es import SearchUnavailable, detect_capabilities
 
     try:

@@ -7,11 +7,11 @@
 - ``feature-service``: ``POST /features`` turns raw inputs into the scaled vector (the
   fitted scaler lives here, as in a feature store).
 
-Both run under the packaged :class:`aitrace.asgi.AitraceMiddleware`, which reads the caller's
+Both run under the packaged :class:`aitrace.producers.asgi.AitraceMiddleware`, which reads the caller's
 ``traceparent``, wraps the request in a server span of its own service and writes
 ``traceparent`` back on the response: one request from the load generator is one trace over
 three services. On the model server it also sends the one inference record per request, with
-what the handler attached through :func:`aitrace.asgi.annotate`; the feature service serves no
+what the handler attached through :func:`aitrace.producers.asgi.annotate`; the feature service serves no
 model and is traced only.
 
 The run has three phases: ``baseline``; ``drift`` (inputs of one feature shifted by a few
@@ -37,8 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import uvicorn
-from aitrace.asgi import AitraceMiddleware, ASGIApp, annotate
 from aitrace.infra.loadgen import LoadGenerator, LoadResult, Request, Response
+from aitrace.producers.asgi import AitraceMiddleware, ASGIApp, annotate
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler

@@ -45,12 +45,12 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aitrace.config import Settings
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
 from aitrace.processors.heartbeat import heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
+from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action
 from aitrace.sinks.indexer import IndexerClosed, RetriesExhausted

@@ -1,6 +1,6 @@
 """The Kafka TLS/SASL settings, as Faust credentials for the worker's app.
 
-:meth:`aitrace.config.Settings.kafka_config` hands ``security.protocol``, ``sasl.*`` and
+:meth:`aitrace.producers.config.Settings.kafka_config` hands ``security.protocol``, ``sasl.*`` and
 ``ssl.ca.location`` to confluent-kafka (the producer, the worker's admin client). Faust talks
 to the broker through aiokafka, which takes the same settings as a credentials object; without
 it the worker would connect in plaintext to a broker the rest of aitrace reaches over TLS/SASL.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 
 import faust
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from faust.types.auth import CredentialsT
 
 # Mechanisms that authenticate with sasl.username / sasl.password: all that the settings

@@ -14,9 +14,9 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from aitrace.config import Settings
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path, heartbeat_problem
 from aitrace.processors.pipeline import WorkerOptions
+from aitrace.producers.config import Settings
 from confluent_kafka import KafkaException
 
 _HELP = {

@@ -53,7 +53,7 @@ def resolve_client(client: Any, who: str) -> Any:
     """``client`` or the one :func:`aitrace.init` made last; a clear error when there is none."""
     if client is not None:
         return client
-    from aitrace.client import get_client
+    from aitrace.producers.client import get_client
 
     found = get_client()
     if found is None:

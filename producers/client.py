@@ -5,7 +5,7 @@ Queue items (the exporter unpacks them):
 - metric: ``(METRIC, time_us, ctx, values, step, epoch, split)``
 - others: ``(kind, time_us, ctx, fields, urgent)``
 
-``ctx`` is the :class:`~aitrace.tracecontext.SpanContext` the event belongs to: the current span,
+``ctx`` is the :class:`~aitrace.producers.tracecontext.SpanContext` the event belongs to: the current span,
 else the current OpenTelemetry span, else the client's root (the run's trace when a run id is
 set, so every process of a run shares it). Times are ``time.time_ns() // 1000`` (no datetime).
 
@@ -29,12 +29,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from aitrace import events as ev
-from aitrace import tracecontext as tc
-from aitrace.config import Settings
-from aitrace.exporter import DeliveryListener, Exporter, Processor
-from aitrace.redact import Redactor
-from aitrace.sampling import TraceSampler, trace_sampled
+from aitrace.producers import events as ev
+from aitrace.producers import tracecontext as tc
+from aitrace.producers.config import Settings
+from aitrace.producers.exporter import DeliveryListener, Exporter, Processor
+from aitrace.producers.redact import Redactor
+from aitrace.producers.sampling import TraceSampler, trace_sampled
 from aitrace.schemas.codec import compiled
 
 log = logging.getLogger("aitrace")
@@ -466,13 +466,13 @@ class Client:
 
     def resources(self) -> None:
         """One resource sample now: process and host CPU, memory, disk and network I/O; GPUs through NVML."""
-        from aitrace.resources import sample
+        from aitrace.producers.resources import sample
 
         self._put((ev.RESOURCE, _time_ns() // 1000, self._context(), sample(), False))
 
     def start_resource_sampler(self, interval_s: float = 10.0) -> None:
         """Sample resources now, every ``interval_s`` and at :meth:`close`, on a daemon thread."""
-        from aitrace.resources import ResourceSampler
+        from aitrace.producers.resources import ResourceSampler
 
         if self._resource_sampler is None:
             self._resource_sampler = ResourceSampler(self, interval_s)
@@ -480,7 +480,7 @@ class Client:
 
     def _run_sampler(self) -> Any:
         """A sampler for one run, or None: switched off (interval 0) or a client-wide one already runs."""
-        from aitrace.resources import ResourceSampler
+        from aitrace.producers.resources import ResourceSampler
 
         interval = self.settings.resource_interval_s
         if interval <= 0 or self._resource_sampler is not None:

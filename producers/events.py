@@ -1,6 +1,6 @@
 """Event builders: from what the caller handed over to the Avro shapes of ``schemas/``.
 
-The caller's thread only puts a small tuple on the queue (see :mod:`aitrace.client`); the
+The caller's thread only puts a small tuple on the queue (see :mod:`aitrace.producers.client`); the
 exporter thread calls these functions to build ``aitrace.Event`` payloads and columnar
 ``aitrace.MetricBlock`` s. Bad values never raise here: a value that does not fit is turned
 into a string (counted as ``stringified``) or left out (counted as ``rejected_*``), and the
@@ -260,7 +260,7 @@ def ground_truth_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[st
 
 
 def resource_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
-    """``aitrace.ResourceSample`` (already built by :mod:`aitrace.resources`)."""
+    """``aitrace.ResourceSample`` (already built by :mod:`aitrace.producers.resources`)."""
     return fields
 
 

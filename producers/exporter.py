@@ -15,7 +15,7 @@ worker thread (this module) does everything else:
 3. **Encode** with the Avro codec; a record above ``max_record_bytes`` is split in halves until
    it fits; one event that alone exceeds the limit is rejected, counted and logged.
 4. **Produce** with confluent-kafka (idempotent, ``acks=all``). When the broker is down or a
-   delivery fails, records go to the on-disk :class:`~aitrace.spool.Spool` instead, and new
+   delivery fails, records go to the on-disk :class:`~aitrace.producers.spool.Spool` instead, and new
    records follow them there (so the order holds); one probe record from the spool is kept in
    flight, and when it is acknowledged the spool drains in order, a window of records at a time.
    After all brokers went down, the producer is replaced by a fresh one: an idempotent producer
@@ -39,11 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aitrace import events as ev
-from aitrace.config import Settings
+from aitrace.producers import events as ev
+from aitrace.producers.config import Settings
+from aitrace.producers.spool import Spool, SpoolRecord
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
 from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
-from aitrace.spool import Spool, SpoolRecord
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger("aitrace.exporter")

@@ -1,6 +1,6 @@
 """Inference services: one server span and one ``aitrace.InferenceRecord`` per request or call.
 
-What the ASGI middleware (:mod:`aitrace.asgi`), the WSGI middleware (:mod:`aitrace.wsgi`) and the
+What the ASGI middleware (:mod:`aitrace.producers.asgi`), the WSGI middleware (:mod:`aitrace.producers.wsgi`) and the
 :func:`traced` decorator share lives here:
 
 - :func:`annotate` lets a handler attach prediction, confidence, model, version, features,
@@ -32,7 +32,7 @@ structurally, so a ``password`` field is blanked; other text by its patterns), a
 when the client has no redactor.
 
 Nothing here raises into the app: a failure of the tracing is logged once per place and the
-request goes on untraced. The client only enqueues (see :mod:`aitrace.client`), so a slow or
+request goes on untraced. The client only enqueues (see :mod:`aitrace.producers.client`), so a slow or
 absent broker never holds a request up (unless the client was built with
 ``full_policy="block"``, which waits for room by design).
 """
@@ -52,8 +52,8 @@ from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from aitrace import tracecontext as tc
-from aitrace.client import Span, get_client
+from aitrace.producers import tracecontext as tc
+from aitrace.producers.client import Span, get_client
 
 __all__ = [
     "INPUT_KINDS",

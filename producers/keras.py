@@ -26,7 +26,7 @@ try:
 except ImportError as exc:
     raise ImportError("aitrace.keras needs Keras 3: pip install 'aitrace[keras]'") from exc
 
-from aitrace._training import by_split, resolve_client
+from aitrace.producers._training import by_split, resolve_client
 
 __all__ = ["AitraceCallback"]
 

@@ -7,7 +7,7 @@ through the one aitrace client:
   before the batch, as in its CSV and TensorBoard logs; validation at the epoch's last training
   step), with Lightning's ``epoch`` as the point's epoch. A split prefix moves into ``split``:
   ``val_loss`` and ``val/loss`` become ``loss`` with ``split="val"``, ``test_acc`` ``acc`` with
-  ``split="test"``, ``train_loss`` plain ``loss`` (see :mod:`aitrace._training`), so the
+  ``split="test"``, ``train_loss`` plain ``loss`` (see :mod:`aitrace.producers._training`), so the
   over-fitting check sees the training and validation losses side by side. Lightning's
   ``_step`` / ``_epoch`` suffixes (``on_step=True, on_epoch=True``) stay in the name.
 - ``log_hyperparams``: gathered into the run's config (the LightningModule's and DataModule's
@@ -37,7 +37,7 @@ try:
 except ImportError as exc:
     raise ImportError("aitrace.lightning needs Lightning 2.x: pip install 'aitrace[lightning]'") from exc
 
-from aitrace._training import by_split, resolve_client
+from aitrace.producers._training import by_split, resolve_client
 
 __all__ = ["AitraceLogger"]
 

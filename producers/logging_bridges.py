@@ -20,7 +20,7 @@ import sys
 from contextvars import ContextVar
 from typing import Any
 
-from aitrace import tracecontext as tc
+from aitrace.producers import tracecontext as tc
 
 __all__ = ["LoguruSink", "StructlogProcessor", "loguru_patcher", "loguru_sink", "structlog_processor"]
 
@@ -49,7 +49,7 @@ class _Bridge:
     def _target(self) -> Any:
         if self._client is not None:
             return self._client
-        from aitrace.client import get_client
+        from aitrace.producers.client import get_client
 
         return get_client()
 

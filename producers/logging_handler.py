@@ -31,7 +31,7 @@ class AitraceHandler(logging.Handler):
             return  # the client's own warnings must not loop back into it
         client = self._client
         if client is None:
-            from aitrace.client import get_client
+            from aitrace.producers.client import get_client
 
             client = get_client()
             if client is None:

@@ -26,8 +26,8 @@ try:
 except ImportError as exc:
     raise ImportError("aitrace.otel needs the OpenTelemetry SDK: pip install 'aitrace[otel]'") from exc
 
-from aitrace import events as ev
-from aitrace import tracecontext as tc
+from aitrace.producers import events as ev
+from aitrace.producers import tracecontext as tc
 
 __all__ = ["AitraceSpanExporter"]
 
@@ -44,7 +44,7 @@ class AitraceSpanExporter(SpanExporter):
     def _target(self) -> Any:
         if self._client is not None:
             return self._client
-        from aitrace.client import get_client
+        from aitrace.producers.client import get_client
 
         return get_client()
 

@@ -9,9 +9,9 @@ names, category values, class labels.
   ``authorization``, ...; see :func:`_secret_key`) is replaced whole by ``[REDACTED]``, unless it is
   a status word (``auth: healthy``). ``num_tokens``, ``tokenizer``, ``token_count`` are not secrets.
   Keys on the user's allow list are left untouched.
-- **Patterns in text** (:mod:`aitrace.secret_patterns`): provider keys, private keys, URL
+- **Patterns in text** (:mod:`aitrace.producers.secret_patterns`): provider keys, private keys, URL
   user-info, keyword assignments, high-entropy strings, e-mail, IBAN, SSN, cards, IP addresses;
-  and phone numbers of any country (:mod:`aitrace.phones`, asked only about digits grouped like
+  and phone numbers of any country (:mod:`aitrace.producers.phones`, asked only about digits grouped like
   a phone number). Each pattern runs only where a cheap trigger fired (a substring, a small
   regex), so a benign log line costs about 20 µs, not the 190 µs of one regex of everything.
 
@@ -35,8 +35,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from aitrace import phones
-from aitrace.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok, triggers
+from aitrace.producers import phones
+from aitrace.producers.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok, triggers
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 

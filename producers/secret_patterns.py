@@ -1,4 +1,4 @@
-"""What a secret or a piece of personal data looks like: the patterns and checks :mod:`aitrace.redact` uses.
+"""What a secret or a piece of personal data looks like: the patterns and checks :mod:`aitrace.producers.redact` uses.
 
 Each entry of :data:`PATTERNS` is ``(kind, regex)``; a kind listed in :data:`VALIDATORS` must
 also pass its check (a checksum, an entropy test, a look at the words around it), so shapes

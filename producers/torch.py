@@ -395,7 +395,7 @@ def watch(
     if every < 1 or sync_every < 1:
         raise ValueError(f"every and sync_every must be at least 1, got {every!r}, {sync_every!r}")
     if client is None:
-        from aitrace.client import get_client
+        from aitrace.producers.client import get_client
 
         client = get_client()
         if client is None:

@@ -28,7 +28,7 @@ try:
 except ImportError as exc:
     raise ImportError("aitrace.transformers needs transformers: pip install 'aitrace[transformers]'") from exc
 
-from aitrace._training import by_split, resolve_client
+from aitrace.producers._training import by_split, resolve_client
 
 __all__ = ["AitraceCallback"]
 

@@ -9,7 +9,7 @@ restart before its commit) must not show it twice.
 
 Embedding::
 
-    from aitrace.config import Settings
+    from aitrace.producers.config import Settings
     from aitrace.sinks.alerts import AlertFilter, AlertStream
 
     with AlertStream(Settings.from_env(), group_id="pager",
@@ -55,7 +55,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 import orjson
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroDeserializer, DecodeError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from aitrace.config import Settings, mask_url
+from aitrace.producers.config import Settings, mask_url
 from elastic_transport import (
     AiohttpHttpNode,
     HttpHeaders,

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from aitrace.sinks.alerts import use_colour
 from aitrace.sinks.documents import ALERTS, EVENTS, FAMILIES, TRACES
 from aitrace.sinks.es import SearchUnavailable, make_sync_client

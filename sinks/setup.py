@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from aitrace.sinks import templates
 from aitrace.sinks.es import (
     Capabilities,

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from aitrace.sinks.alerts import (
     Alert,
     AlertFilter,

@@ -35,8 +35,8 @@ from typing import Any
 
 import aitrace
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess, ServiceProcess, TansuProcess, start_service
+from aitrace.producers.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0  # generous: ~7 engineers share 2 cores

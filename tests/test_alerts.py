@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
+from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.alerts import (
     AlertFilter,

@@ -17,9 +17,9 @@ from typing import Any
 
 import aitrace
 import pytest
-from aitrace.asgi import AitraceMiddleware, annotate
-from aitrace.inference import traced
 from aitrace.infra.stack import free_port
+from aitrace.producers.asgi import AitraceMiddleware, annotate
+from aitrace.producers.inference import traced
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette

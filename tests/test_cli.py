@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.cli import main
+from aitrace.producers.config import Settings
 from aitrace.sinks import documents
 from aitrace.sinks.es import make_sync_client
 from test_alerts import CLI_TIMEOUT, create_topic, make_alert, produce

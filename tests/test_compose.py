@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 import yaml
-from aitrace.config import Settings
 from aitrace.infra.cli import COMMANDS
 from aitrace.processors import worker as worker_cli
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path
 from aitrace.processors.pipeline import WorkerOptions
+from aitrace.producers.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"kafka", "elasticsearch", "kibana", "setup", "worker"}

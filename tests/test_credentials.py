@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aitrace.config import Settings, mask_url, split_userinfo
 from aitrace.infra.cli import known_secrets, scrub
 from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.producers.config import Settings, mask_url, split_userinfo
 
 PASSWORD = "Zq7-hunter2-Xv9"  # distinctive: any hit is a leak, not a coincidence
 KAFKA_PASSWORD = "Kp4-sasl-secret-Wm2"

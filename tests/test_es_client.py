@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.producers.config import Settings
 from aitrace.sinks import es
 from elastic_transport import HttpHeaders
 

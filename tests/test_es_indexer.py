@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.producers.config import Settings
 from aitrace.sinks import es
 from aitrace.sinks.indexer import BulkIndexer, IndexerClosed, IndexerConfig, Rejection, RetriesExhausted
 from elasticsearch import AsyncElasticsearch

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.stack import OsmemProcess
+from aitrace.producers.config import Settings
 from aitrace.sinks import documents as d
 from aitrace.sinks import es, templates
 from aitrace.sinks.indexer import BulkIndexer

@@ -23,6 +23,26 @@ def test_the_root_package_loads_the_client_on_first_use() -> None:
     assert "confluent_kafka" in _loaded_after("import aitrace; aitrace.init")
 
 
+def test_the_root_import_loads_no_kafka_client() -> None:
+    """``import aitrace`` (and its version, and the producer package itself) loads no confluent_kafka."""
+    loaded = _loaded_after("import aitrace, aitrace.producers; aitrace.__version__; aitrace.detect")
+    assert not [m for m in loaded if m.split(".")[0] == "confluent_kafka"], loaded
+
+
+def test_the_integrations_are_attributes_of_the_root() -> None:
+    """``aitrace.<integration>`` is ``aitrace.producers.<integration>``, loaded on first use."""
+    code = (
+        "import sys, aitrace\n"
+        "assert 'aitrace.producers.wsgi' not in sys.modules\n"
+        "assert aitrace.wsgi is sys.modules['aitrace.producers.wsgi']\n"
+        "assert aitrace.inference.traced is aitrace.producers.inference.traced\n"
+        "assert aitrace.producers.client.init is aitrace.init\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "ok"
+
+
 def test_an_unknown_attribute_is_an_attribute_error() -> None:
     code = "import aitrace\ntry:\n    aitrace.no_such_thing\nexcept AttributeError as e:\n    print(e)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _asgi(client: aitrace.Client) -> None:
-    from aitrace.asgi import AitraceMiddleware, annotate
+    from aitrace.producers.asgi import AitraceMiddleware, annotate
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -35,7 +35,7 @@ def _asgi(client: aitrace.Client) -> None:
 
 
 def _wsgi(client: aitrace.Client) -> None:
-    from aitrace.wsgi import AitraceWSGIMiddleware
+    from aitrace.producers.wsgi import AitraceWSGIMiddleware
     from flask import Flask
 
     app = Flask("scorer")
@@ -46,7 +46,7 @@ def _wsgi(client: aitrace.Client) -> None:
 
 def _lightning(client: aitrace.Client) -> None:
     import lightning as L
-    from aitrace.lightning import AitraceLogger
+    from aitrace.producers.lightning import AitraceLogger
 
     class Regressor(L.LightningModule):
         def __init__(self) -> None:
@@ -74,7 +74,7 @@ def _lightning(client: aitrace.Client) -> None:
 
 
 def _transformers(client: aitrace.Client, tmp_path: Path) -> None:
-    from aitrace.transformers import AitraceCallback
+    from aitrace.producers.transformers import AitraceCallback
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
     model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=1, n_head=2))
@@ -89,7 +89,7 @@ def _transformers(client: aitrace.Client, tmp_path: Path) -> None:
 def _keras(client: aitrace.Client) -> None:
     os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is first imported
     import keras
-    from aitrace.keras import AitraceCallback
+    from aitrace.producers.keras import AitraceCallback
 
     x = np.random.default_rng(0).normal(size=(64, 4))
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -98,11 +98,11 @@ def _keras(client: aitrace.Client) -> None:
 
 
 def _torch_watch(client: aitrace.Client) -> None:
-    import aitrace.torch
+    import aitrace.producers.torch
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    handle = aitrace.torch.watch(model, optimizer, client=client, every=2)
+    handle = aitrace.producers.torch.watch(model, optimizer, client=client, every=2)
     for _ in range(4):
         optimizer.zero_grad()
         model(torch.randn(16, 4)).pow(2).mean().backward()
@@ -111,7 +111,7 @@ def _torch_watch(client: aitrace.Client) -> None:
 
 
 def _otel(client: aitrace.Client) -> None:
-    from aitrace.otel import AitraceSpanExporter
+    from aitrace.producers.otel import AitraceSpanExporter
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -124,7 +124,7 @@ def _otel(client: aitrace.Client) -> None:
 
 def _loguru_and_structlog(client: aitrace.Client) -> None:
     import structlog
-    from aitrace.logging_bridges import loguru_sink, structlog_processor
+    from aitrace.producers.logging_bridges import loguru_sink, structlog_processor
     from loguru import logger
 
     sink_id = logger.add(loguru_sink(client), level="INFO")
@@ -158,7 +158,7 @@ def _send_and_find(kafka: Any, search: Any, prefix: str, worker: Worker, tmp_pat
     }
     for name, run in runs.items():
         client = aitrace.Client(
-            aitrace.config.Settings.from_env(
+            aitrace.producers.config.Settings.from_env(
                 service=f"it-{name}",
                 run_id=f"run-{name}",
                 kafka_bootstrap=kafka.bootstrap,

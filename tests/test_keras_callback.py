@@ -39,7 +39,7 @@ def client(kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str
 
 def test_fit_sends_batches_every_n_validation_as_val_and_the_run(keras: ModuleType, client: aitrace.Client) -> None:
     import numpy as np
-    from aitrace.keras import AitraceCallback
+    from aitrace.producers.keras import AitraceCallback
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_fit_sends_batches_every_n_validation_as_val_and_the_run(keras: ModuleTy
 
 
 def test_every_must_be_positive(keras: ModuleType, client: aitrace.Client) -> None:
-    from aitrace.keras import AitraceCallback
+    from aitrace.producers.keras import AitraceCallback
 
     with pytest.raises(ValueError, match="every"):
         AitraceCallback(client, every=0)
@@ -84,6 +84,6 @@ def test_every_must_be_positive(keras: ModuleType, client: aitrace.Client) -> No
 
 def test_a_missing_keras_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "keras", None)
-    monkeypatch.delitem(sys.modules, "aitrace.keras", raising=False)
+    monkeypatch.delitem(sys.modules, "aitrace.producers.keras", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[keras\]'"):
-        importlib.import_module("aitrace.keras")
+        importlib.import_module("aitrace.producers.keras")

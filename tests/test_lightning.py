@@ -16,7 +16,7 @@ from training_events import open_client, read_back
 
 torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning")
-from aitrace.lightning import AitraceLogger  # noqa: E402
+from aitrace.producers.lightning import AitraceLogger  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 STEPS_PER_EPOCH = 4
@@ -133,13 +133,13 @@ def test_by_hand_hyperparameters_after_the_start_and_without_lifecycle(client: a
 
 def test_a_missing_lightning_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "lightning.pytorch.loggers", None)
-    monkeypatch.delitem(sys.modules, "aitrace.lightning")
+    monkeypatch.delitem(sys.modules, "aitrace.producers.lightning")
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[lightning\]'"):
-        importlib.import_module("aitrace.lightning")
+        importlib.import_module("aitrace.producers.lightning")
 
 
 def test_split_prefixes_move_into_the_split_and_nothing_is_lost() -> None:
-    from aitrace._training import by_split
+    from aitrace.producers._training import by_split
 
     values = {"val_loss": 1, "val/acc": 2, "val/loss": 3, "test_f1": 4, "train_loss": 5, "loss": 6, "validity": 7}
     assert by_split(values) == {

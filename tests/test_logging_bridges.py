@@ -12,8 +12,8 @@ from typing import Any
 
 import aitrace
 import pytest
-from aitrace import logging_bridges
 from aitrace.infra.stack import TansuProcess
+from aitrace.producers import logging_bridges
 from test_producer_support import all_ids, consume
 
 loguru = pytest.importorskip("loguru")

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aitrace
+import aitrace.producers.client
 import pytest
 from aitrace.infra.stack import TansuProcess
 from test_producer_support import all_ids, consume
 
 pytest.importorskip("opentelemetry.sdk.trace")
-from aitrace.otel import AitraceSpanExporter
+from aitrace.producers.otel import AitraceSpanExporter
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -63,7 +64,7 @@ def test_parent_and_child_spans_keep_their_trace_and_parent_links(client: aitrac
 
 
 def test_export_after_shutdown_or_without_a_client_fails_softly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aitrace.client, "_default", None)
+    monkeypatch.setattr(aitrace.producers.client, "_default", None)
     assert AitraceSpanExporter().export([]) is SpanExportResult.FAILURE
     exporter = AitraceSpanExporter(object())
     exporter.shutdown()
@@ -72,6 +73,6 @@ def test_export_after_shutdown_or_without_a_client_fails_softly(monkeypatch: pyt
 
 def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
-    monkeypatch.delitem(sys.modules, "aitrace.otel")
+    monkeypatch.delitem(sys.modules, "aitrace.producers.otel")
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[otel\]'"):
-        importlib.import_module("aitrace.otel")
+        importlib.import_module("aitrace.producers.otel")

@@ -25,7 +25,7 @@ import aitrace
 import numpy as np
 import pytest
 from aitrace.infra.stack import free_port
-from aitrace.redact import Redactor
+from aitrace.producers.redact import Redactor
 from aitrace.schemas.codec import AvroDeserializer, AvroSerializer, SerializationContext
 from corpus.secrets import benign, secrets
 from test_e2e_processors import Worker

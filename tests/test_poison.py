@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
-from aitrace.config import Settings
 from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter, parse_headers
 from aitrace.processors.pipeline import Pipeline, TimeSkew, WorkerOptions
+from aitrace.producers.config import Settings
 from aitrace.sinks.indexer import IndexerClosed, Rejection
 from confluent_kafka import Producer
 from test_e2e_processors import Worker, _consume_all, _count, _search, _trace_batch, _wait, worker_factory

@@ -8,13 +8,13 @@ import aitrace
 import numpy as np
 import orjson
 import pytest
-from aitrace.config import Settings
 from aitrace.processors import rollup
 from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.detection import DetectionConfig, SeriesDetectors
 from aitrace.processors.pipeline import Pipeline, WorkerOptions, pack_chunk, unpack_chunk
+from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
 
 T0 = 1_800_000_000_000_000

@@ -437,8 +437,8 @@ def test_sampling_drops_unsampled_traces_but_keeps_errors_and_anomalies(
 
 
 def test_sampling_decision_is_deterministic_by_trace_and_close_to_the_rate() -> None:
-    from aitrace import tracecontext as tc
-    from aitrace.sampling import TraceSampler, trace_sampled
+    from aitrace.producers import tracecontext as tc
+    from aitrace.producers.sampling import TraceSampler, trace_sampled
 
     ids = [tc.new_trace_id() for _ in range(20_000)]
     kept = [trace_sampled(t, 0.25) for t in ids]
@@ -571,7 +571,7 @@ def test_the_resource_sampler_reports_periodically(make_client: Callable[..., ai
 def test_gpu_sampling_is_skipped_without_pynvml(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from aitrace import resources
+    from aitrace.producers import resources
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     resources._nvml_state.clear()
@@ -688,7 +688,7 @@ def test_gpu_samples_come_from_nvml_when_pynvml_is_importable(
     """NVML itself needs a GPU; this fakes the pynvml module to check the mapping onto GpuSample."""
     import types
 
-    from aitrace import resources
+    from aitrace.producers import resources
     from aitrace.schemas.codec import AvroSerializer
 
     fake = types.SimpleNamespace(

@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.cli import main
+from aitrace.producers.config import Settings
 from aitrace.sinks import documents
 from aitrace.sinks.es import detect_capabilities, make_sync_client
 from aitrace.sinks.query import (

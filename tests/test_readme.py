@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import aitrace
-import aitrace.client
+import aitrace.producers.client
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.cli import COMMANDS
 from aitrace.infra.stack import TansuProcess
 from aitrace.processors.pipeline import WorkerOptions
+from aitrace.producers.config import Settings
 from test_producer_support import consume, event_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +251,7 @@ def python_blocks() -> list[Block]:
 def recorded_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[aitrace.Client]]:
     """Every client a snippet makes through ``aitrace.init``; the root logger's handlers restored after."""
     made: list[aitrace.Client] = []
-    real_init = aitrace.client.init
+    real_init = aitrace.producers.client.init
 
     def init(*args: Any, **kwargs: Any) -> aitrace.Client:
         client = real_init(*args, **kwargs)
@@ -259,7 +259,7 @@ def recorded_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[aitrace.C
         return client
 
     monkeypatch.setattr(aitrace, "init", init)
-    monkeypatch.setattr(aitrace.client, "_default", None)
+    monkeypatch.setattr(aitrace.producers.client, "_default", None)
     handlers, level = list(logging.root.handlers), logging.root.level
     yield made
     logging.root.handlers[:] = handlers

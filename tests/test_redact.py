@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from aitrace.redact import REDACTED, Redactor, luhn_ok
+from aitrace.producers.redact import REDACTED, Redactor, luhn_ok
 
 # (secret substring, the text it appears in)
 SECRETS: list[tuple[str, str]] = [

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aitrace.config import Settings
 from aitrace.infra import report, report_axis
 from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.producers.config import Settings
 from aitrace.sinks import documents as D
 from aitrace.sinks.es import detect_capabilities, make_sync_client
 from aitrace.sinks.templates import install_templates

@@ -16,8 +16,8 @@ from typing import Any
 import aitrace
 import fastavro
 import pytest
-from aitrace import resources
-from aitrace.config import Settings
+from aitrace.producers import resources
+from aitrace.producers.config import Settings
 from aitrace.schemas import codec, compat
 from aitrace.schemas.codec import AvroSerializer
 from test_producer_support import all_ids, consume

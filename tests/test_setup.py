@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra.cli import main as cli_main
 from aitrace.infra.stack import OsmemProcess, free_port
+from aitrace.producers.config import Settings
 from aitrace.sinks import es, setup
 
 

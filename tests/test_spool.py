@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aitrace.spool import Spool, SpoolRecord
+from aitrace.producers.spool import Spool, SpoolRecord
 
 
 def _fill(spool: Spool, n: int, size: int = 100) -> None:
@@ -116,7 +116,7 @@ def test_a_live_spool_is_not_adopted_but_a_dead_one_is(tmp_path: Path) -> None:
     assert other.adopted_segments == 0  # its lock is held
     assert _drain(other) == []
     code = (
-        "import sys; from aitrace.spool import Spool\n"
+        "import sys; from aitrace.producers.spool import Spool\n"
         f"s = Spool({str(tmp_path)!r}, 1_000_000)\n"
         "s.append('t', b'orphan', b'v', 4)\n"
         "import os; os._exit(0)  # dies without closing: the lock goes with the process\n"

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aitrace.config import Settings
 from aitrace.infra import services
 from aitrace.infra.stack import (
     BinaryNotFound,
@@ -34,6 +33,7 @@ from aitrace.infra.stack import (
     probe_kafka,
     start_service,
 )
+from aitrace.producers.config import Settings
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 

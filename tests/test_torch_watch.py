@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import aitrace
+import aitrace.producers.client
 import pytest
 from aitrace.infra.stack import TansuProcess
 from test_producer_support import all_ids, consume
 
 torch = pytest.importorskip("torch")
-import aitrace.torch as at  # noqa: E402
+import aitrace.producers.torch as at  # noqa: E402
 
 
 @pytest.fixture
@@ -151,15 +152,15 @@ def test_a_broken_client_never_raises_into_training(caplog: pytest.LogCaptureFix
 
 
 def test_watch_without_a_client_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aitrace.client, "_default", None)
+    monkeypatch.setattr(aitrace.producers.client, "_default", None)
     with pytest.raises(RuntimeError, match=r"aitrace\.init"):
         at.watch(_mlp())
 
 
 def test_a_missing_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "aitrace.torch")
+    monkeypatch.delitem(sys.modules, "aitrace.producers.torch")
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[torch\]'"):
-        importlib.import_module("aitrace.torch")
+        importlib.import_module("aitrace.producers.torch")
     monkeypatch.undo()
-    assert importlib.import_module("aitrace.torch") is at
+    assert importlib.import_module("aitrace.producers.torch") is at

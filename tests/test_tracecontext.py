@@ -8,7 +8,7 @@ import time
 
 import aitrace
 import pytest
-from aitrace import tracecontext as tc
+from aitrace.producers import tracecontext as tc
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -19,7 +19,7 @@ from training_events import open_client, read_back
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from aitrace.transformers import AitraceCallback  # noqa: E402
+from aitrace.producers.transformers import AitraceCallback  # noqa: E402
 
 STEPS_PER_EPOCH = 4
 
@@ -110,6 +110,6 @@ def test_inside_client_run_a_failing_training_is_recorded_as_failed(client: aitr
 
 def test_a_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
-    monkeypatch.delitem(sys.modules, "aitrace.transformers")
+    monkeypatch.delitem(sys.modules, "aitrace.producers.transformers")
     with pytest.raises(ImportError, match=r"pip install 'aitrace\[transformers\]'"):
-        importlib.import_module("aitrace.transformers")
+        importlib.import_module("aitrace.producers.transformers")

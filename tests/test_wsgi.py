@@ -13,7 +13,7 @@ from typing import Any
 
 import aitrace
 import pytest
-from aitrace.wsgi import AitraceWSGIMiddleware, annotate
+from aitrace.producers.wsgi import AitraceWSGIMiddleware, annotate
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 from test_asgi import INCOMING, PNG, BrokenClient, delivered, summary

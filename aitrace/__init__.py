@@ -1,0 +1,73 @@
+"""aitrace: logging and debugging for AI systems.
+
+``client = aitrace.init(service="trainer", run_id="run-7")`` returns the producer client;
+events hang off it (``client.metric``, ``client.log``, ``client.span``, ...). See
+:mod:`aitrace.producers.client`.
+
+This root package only re-exports, lazily: the code lives in the subpackages, one per
+folder of the repository (``aitrace.producers`` is ``producers/``, ``aitrace.detect`` is
+``detect/``, ...). ``aitrace.torch``, ``aitrace.asgi`` and the other integrations are
+``aitrace.producers.torch``, ``aitrace.producers.asgi``, ..., loaded on first use.
+"""
+
+__version__ = "0.1.0"
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # static tools see the names; at run time they load on first use
+    from aitrace.producers.client import Client, Span, default_processors, get_client, init
+    from aitrace.producers.events import summarize
+    from aitrace.producers.logging_handler import AitraceHandler
+    from aitrace.producers.redact import Redactor
+    from aitrace.producers.sampling import TraceSampler
+
+# Lazy, so that ``import aitrace.detect`` (a notebook, a backtest) loads no Kafka client.
+_EXPORTS = {
+    "Client": "aitrace.producers.client",
+    "Span": "aitrace.producers.client",
+    "default_processors": "aitrace.producers.client",
+    "get_client": "aitrace.producers.client",
+    "init": "aitrace.producers.client",
+    "summarize": "aitrace.producers.events",
+    "AitraceHandler": "aitrace.producers.logging_handler",
+    "Redactor": "aitrace.producers.redact",
+    "TraceSampler": "aitrace.producers.sampling",
+}
+
+# ``aitrace.<name>`` -> ``aitrace.producers.<name>``: the integrations, reached as attributes of the
+# root (``aitrace.torch.watch(...)``, ``@aitrace.inference.traced(...)``); each imports its library
+# only when it is first used.
+_INTEGRATIONS = frozenset(
+    {"asgi", "inference", "keras", "lightning", "logging_bridges", "otel", "torch", "transformers", "wsgi"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _INTEGRATIONS:
+        return importlib.import_module(f"aitrace.producers.{name}")
+    if not name.startswith("_"):  # a subpackage (``aitrace.detect``, ``aitrace.producers``, ...)
+        try:
+            return importlib.import_module(f"aitrace.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"aitrace.{name}":
+                raise
+    raise AttributeError(f"module 'aitrace' has no attribute {name!r}")
+
+
+__all__ = [
+    "AitraceHandler",
+    "Client",
+    "Redactor",
+    "Span",
+    "TraceSampler",
+    "__version__",
+    "default_processors",
+    "get_client",
+    "init",
+    "summarize",
+]
