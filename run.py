@@ -5,7 +5,13 @@
     python3.11 run.py test     # the test suite (starts its own broker and search server)
 
 Creates `.venv/` beside this file, installs the project with the extras it needs
-(re-installing only when pyproject.toml changes), then runs the command inside it.
+(re-installing only when pyproject.toml or the list of package files changes), then runs
+the command inside it.
+
+The install is editable in setuptools' strict mode: a tree of links to the source files
+under build/, which type checkers, editors and import-linter follow (the default mode's
+import hook is invisible to them). Edits show at once; a new or removed file needs a
+reinstall, which the stamp below triggers.
 Anything after the command is passed on (`run.py test -k producer`, `run.py demo --keep`).
 """
 
@@ -25,8 +31,22 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 EXTRAS = "embedded,demo,test"
 
 
+def _package_files() -> list[str]:
+    """Every file in the package folders: the strict editable install links each one."""
+    import tomllib  # here, so that an older Python still gets ensure_venv's message
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    folders = pyproject["tool"]["setuptools"]["package-dir"].values()
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for folder in folders
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
 def _stamp() -> str:
-    text = (ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()
+    text = (ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode() + "\n".join(_package_files()).encode()
     return hashlib.sha256(text).hexdigest()
 
 
@@ -42,7 +62,7 @@ def ensure_venv() -> None:
     print(f"run.py: installing aitrace[{EXTRAS}] (first run takes a few minutes)", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip", "setuptools"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]", "--config-settings", "editable_mode=strict"], check=True)
     stamp_file.write_text(_stamp())
 
 

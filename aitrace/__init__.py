@@ -13,7 +13,13 @@ folder of the repository (``aitrace.producers`` is ``producers/``, ``aitrace.det
 __version__ = "0.1.0"
 
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING
+
+# Run from a checkout's root, Python finds this folder (aitrace/) before the installed package,
+# and the subpackages are not in it: extend the search to every ``aitrace`` folder on sys.path,
+# the installed one included (an editable install's link tree, site-packages). A no-op elsewhere.
+__path__ = pkgutil.extend_path(__path__, __name__)
 
 if TYPE_CHECKING:  # static tools see the names; at run time they load on first use
     from aitrace.producers.client import Client, Span, default_processors, get_client, init
