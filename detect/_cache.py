@@ -65,7 +65,7 @@ def configure() -> str | None:
         from numba.core import config
     except ImportError:  # numba missing: the kernels' own import will say so
         return chosen
-    config.CACHE_DIR = chosen
+    config.CACHE_DIR = chosen  # type: ignore[attr-defined]  # set at run time by numba.core.config
     return chosen
 
 

@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
@@ -549,7 +549,8 @@ class AnomalyParams:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if int(self.min_periods) != self.min_periods or not 2 <= self.min_periods <= self.window:
+        min_periods = cast(int, self.min_periods)  # set just above when it was None
+        if int(min_periods) != min_periods or not 2 <= min_periods <= self.window:
             raise ValueError(f"min_periods must be an integer in [2, window], got {self.min_periods!r}")
 
     @property
@@ -667,7 +668,7 @@ class AnomalyDetector:
             float(p.shift_h),
             float(p.var_h),
             float(p.flat_h),
-            int(p.min_periods),
+            int(cast(int, p.min_periods)),  # never None after __post_init__
             out,
             codes,
             zs,

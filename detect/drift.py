@@ -79,7 +79,7 @@ def _ks_stat_sorted(a: np.ndarray, n1: int, b: np.ndarray, n2: int) -> tuple[flo
 # --------------------------------------------------------------------------- exact p-values
 @njit(cache=True, error_model="numpy")
 def _round_half_even(v: float) -> float:
-    r = math.floor(v + 0.5)
+    r: float = math.floor(v + 0.5)
     if r - v == 0.5 and r % 2.0 == 1.0:
         r -= 1.0
     return r

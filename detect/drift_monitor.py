@@ -275,7 +275,8 @@ def _welch_from_summaries(
     computes it); it is turned into the sample variance first.
     """
     n1, n2 = _summary_n(ref), _summary_n(cur)
-    m1, m2, v1, v2 = ref.get("mean"), cur.get("mean"), ref.get("variance"), cur.get("variance")
+    moments: list[Any] = [ref.get("mean"), cur.get("mean"), ref.get("variance"), cur.get("variance")]
+    m1, m2, v1, v2 = moments
     if n1 < 2 or n2 < 2 or None in (m1, m2, v1, v2):
         return None
     if not all(math.isfinite(float(x)) for x in (m1, m2, v1, v2)):

@@ -114,7 +114,7 @@ class LevelShiftDetector:
             raise ValueError("need 2 <= recent <= min_baseline <= baseline")
         if min_ratio <= 1 or min_z <= 0 or stride < 1:
             raise ValueError("need min_ratio > 1, min_z > 0 and stride >= 1")
-        self.params = {
+        self.params: dict[str, Any] = {
             "recent": recent,
             "baseline": baseline,
             "min_baseline": min_baseline,

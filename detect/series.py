@@ -136,8 +136,8 @@ class TrainingSeries:
             step, start, now = verdict
             msg = f"{self.metric} still at its starting level after {step} steps ({start:.4g} then, {now:.4g} now)"
             out.append(self._at(steps, vals, step, "stalled", msg))
-        if self.plateau is not None and (verdict := self.plateau.update(steps, vals)) is not None:
-            step, best_step, best, now = verdict
+        if self.plateau is not None and (plateau := self.plateau.update(steps, vals)) is not None:
+            step, best_step, best, now = plateau
             msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
             out.append(self._at(steps, vals, step, "plateau", msg))
         return out

@@ -95,7 +95,7 @@ class StallCheck:
     def __init__(self, *, min_steps: int = 150, head: int = 32, min_drop: float = 0.05) -> None:
         if head < 2 or min_steps < head or not 0 < min_drop < 1:
             raise ValueError("need head >= 2, min_steps >= head and 0 < min_drop < 1")
-        self.params = {"min_steps": min_steps, "head": head, "min_drop": min_drop}
+        self.params: dict[str, Any] = {"min_steps": min_steps, "head": head, "min_drop": min_drop}
         self.first_step: int | None = None
         self.start: list[float] = []  # the first `head` finite values
         self.recent: list[float] = []  # the last `head` finite values
@@ -159,7 +159,7 @@ class PlateauCheck:
     def __init__(self, *, window: int = 32, min_gain: float = 0.02, patience: int = 100, share: float = 0.25) -> None:
         if window < 2 or not 0 < min_gain < 1 or patience < 1 or not 0 <= share < 1:
             raise ValueError("need window >= 2, 0 < min_gain < 1, patience >= 1 and 0 <= share < 1")
-        self.params = {"window": window, "min_gain": min_gain, "patience": patience, "share": share}
+        self.params: dict[str, Any] = {"window": window, "min_gain": min_gain, "patience": patience, "share": share}
         self.recent: list[float] = []
         self.first_step: int | None = None
         self.start = math.inf  # the first full window's level

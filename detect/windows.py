@@ -11,6 +11,7 @@ was ``processors/_kernels.py``: the rules live in the detect layer, the processo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,7 @@ def window_drift(
     if need > 0:
         ref.extend(values[:need].tolist())
         values = values[need:]
-    tests: list[tuple[float, float, float]] = []
+    tests: list[Any] = []  # (ks, p, psi) tuples, or DriftResults with alpha
     reference = np.asarray(ref, dtype=np.float64)
     while values.size:
         take = window - len(cur)
@@ -313,8 +314,8 @@ def overfitting_update(
     Returns None when no validation point arrived, else ``(finding or None, clean, time)``
     where a finding is ``(relative rise, step, time, validation losses)``.
     """
-    tr: list[list[float]] = state.setdefault("train", [])
-    va: list[list[float]] = state.setdefault("val", [])
+    tr: list[Sequence[float]] = state.setdefault("train", [])  # (step, value): lists once restored
+    va: list[Sequence[float]] = state.setdefault("val", [])  # (step, value, time)
     if train is not None:
         values = np.asarray(train["values"], dtype=np.float64)
         keep = np.isfinite(values)

@@ -111,8 +111,8 @@ def compare_runs(fetcher: Fetcher, runs: list[str]) -> Comparison:
             summary = summarize(name, series)
             if run in summaries and summary is not None:
                 summaries[run].metrics[_label(name, split)] = summary
-    for summary in summaries.values():
-        summary.metrics = dict(sorted(summary.metrics.items(), key=lambda item: _label_order(item[0])))
+    for run_summary in summaries.values():
+        run_summary.metrics = dict(sorted(run_summary.metrics.items(), key=lambda item: _label_order(item[0])))
     return Comparison(list(summaries.values()), config_differences(list(infos.values())), fetcher.notes)
 
 

@@ -30,7 +30,8 @@ def run_infos(runs: Sequence[str], docs: Iterable[Doc]) -> dict[str, RunInfo]:
     """``runs`` -> their :class:`RunInfo`, from run lifecycle documents in time order."""
     infos = {run: RunInfo(run) for run in runs}
     for doc in docs:
-        info = infos.get((doc.get("aitrace") or {}).get("run_id"))
+        run_id: Any = (doc.get("aitrace") or {}).get("run_id")
+        info = infos.get(run_id)
         lifecycle = (doc.get("aitrace") or {}).get("run") or {}
         if info is None:
             continue

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,8 +275,8 @@ def _probe(role: str, address: str, timeout: float = 2.0) -> str:
 
 
 def _external(env: dict[str, str] | None = None) -> dict[str, str]:
-    env = os.environ if env is None else env
-    return {role: env[var] for role, (_, var) in ROLES.items() if env.get(var)}
+    source: Mapping[str, str] = os.environ if env is None else env
+    return {role: source[var] for role, (_, var) in ROLES.items() if source.get(var)}
 
 
 def up(

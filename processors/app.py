@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -61,7 +61,7 @@ from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 log = logging.getLogger("aitrace.processors")
 
 # Table keys are str and values JSON-safe dicts; JSON keeps both as they were across a restore.
-_JSON = faust.Schema(key_serializer="json", value_serializer="json")
+_JSON: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
 
 INPUT_TOPICS = ("events.training", "events.data", "events.inference", "events.system")
 
@@ -479,18 +479,18 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         Stream=SafeStream,  # faust_compat: take_events acks a batch only after it was processed
     )
     runtime = Runtime(app, settings, options)
-    app.aitrace = runtime  # type: ignore[attr-defined]  (tests and the worker CLI reach it here)
+    app.aitrace = runtime  # type: ignore[attr-defined]  # tests and the worker CLI reach it here
 
     # Batches of records: one bulk request per batch instead of one per record (osmem-server
     # answers a small bulk in tens of ms); events are acknowledged after the batch is done.
     @app.agent(runtime.inputs, name="aitrace-records")
     async def records(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
+        async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_records, [e.message for e in events])
 
     @app.agent(runtime.series_topic, name="aitrace-series")
     async def series(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(options.batch_records, within=options.batch_wait_s):
+        async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_chunks, [e.message for e in events])
 
     @app.timer(interval=options.tick_interval_s)
@@ -505,16 +505,18 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         log.info("aitrace stats %s", line)
         write_heartbeat(beat, line)  # read by `aitrace worker --health`
 
-    @app.on_partitions_revoked.connect
+    # Faust's signal types want receivers that take (sender, *args, signal=, **kwargs); these take what
+    # the signals send (sender, the revoked set, keyword arguments) and are connected as Faust documents.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         runtime.pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic in runtime.input_names})
 
-    @app.on_worker_init.connect
+    @app.on_worker_init.connect  # type: ignore[arg-type]
     def worker_init(sender: Any, **kwargs: Any) -> None:
         # Faust makes <data_dir>/<app_id> but not its parents (`faust -A ... worker` path)
         os.makedirs(options.data_dir, exist_ok=True)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     def before_shutdown(sender: Any, **kwargs: Any) -> None:
         log.info("aitrace stats %s (final)", runtime.stats_line())
         remove_heartbeat(beat)

@@ -539,7 +539,7 @@ class SeriesDetectors:
                 self._data_series(
                     key,
                     ctx,
-                    lambda st, f=feature, n=n_features: K.feature_checks(st, f, self.config, n),
+                    lambda st, f=feature, n=n_features: K.feature_checks(st, f, self.config, n),  # type: ignore[misc]
                     time_us,
                     result,
                     source,
@@ -553,7 +553,7 @@ class SeriesDetectors:
                 self._data_series(
                     key,
                     ctx,
-                    lambda st, c=counts: K.label_checks(st, c, self.config),
+                    lambda st, c=counts: K.label_checks(st, c, self.config),  # type: ignore[misc]
                     time_us,
                     result,
                     source,

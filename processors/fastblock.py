@@ -36,7 +36,7 @@ def _varints(buf: np.ndarray, pos: int, n: int, out: np.ndarray, at: int) -> int
     """Decode n zigzag varints from buf[pos:] into out[at:]; new position, or -1 if malformed."""
     size = buf.shape[0]
     for i in range(n):
-        result = 0
+        result: Any = 0  # then an np.int64 (the annotation is for mypy; Numba does not read it)
         shift = 0
         while True:
             if pos >= size or shift > 56:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -181,5 +182,7 @@ def metric_block(
     }
 
 
-def batch(events: list[dict[str, Any]] = (), blocks: list[dict[str, Any]] = (), batch_id: str | None = None) -> dict:
+def batch(
+    events: Sequence[dict[str, Any]] = (), blocks: Sequence[dict[str, Any]] = (), batch_id: str | None = None
+) -> dict:
     return {"batch_id": batch_id or os.urandom(8).hex(), "events": list(events), "metric_blocks": list(blocks)}

@@ -313,12 +313,13 @@ class Exporter:
             return items
         out = []
         for item in items:
-            result: dict[str, Any] | None = item
+            result = item
             for processor in self.processors:
-                result = self._apply(processor, result)
-                if result is None:
+                applied = self._apply(processor, result)
+                if applied is None:
                     break
-            if result is not None:
+                result = applied
+            else:
                 out.append(result)
         return out
 
@@ -352,9 +353,9 @@ class Exporter:
             for lo in range(0, len(builder), limit):
                 hi = min(len(builder), lo + limit)
                 block = builder.build(block_id if lo == 0 else f"{block_id}.{lo}", self.envelope, lo, hi)
-                block = self._process([block])
-                if block:
-                    self._emit(topic, key, [], block)
+                processed = self._process([block])
+                if processed:
+                    self._emit(topic, key, [], processed)
 
     def _emit(self, topic: str, key: bytes, events: list[dict], blocks: list[dict]) -> None:
         n_events = len(events) + sum(len(b["steps"]) for b in blocks)

@@ -72,6 +72,7 @@ class AitraceSpanExporter(SpanExporter):
 def span_fields(span: ReadableSpan) -> tuple[tc.SpanContext, int, dict[str, Any]]:
     """The aitrace context, end time (µs) and ``aitrace.Span`` fields of one finished OTel span."""
     sc = span.get_span_context()
+    assert sc is not None  # a finished SDK span always has its context
     parent = span.parent
     ctx = tc.SpanContext(
         f"{sc.trace_id:032x}",

@@ -250,7 +250,9 @@ class Redactor:
     def _run(self, text: str, scan: str, run: _Pass, ident: bool, version: bool, found: list[str] | None) -> str:
         """Replace what ``run`` finds in ``scan`` (``text`` or its lower case: same offsets) in ``text``."""
         regex = run[0]
-        match = regex.search(scan) if regex is not None else None
+        if regex is None:
+            return text
+        match = regex.search(scan)
         if match is None:
             return text
         parts: list[str] = []

@@ -96,7 +96,9 @@ def check_release(
     A schema the release had and the current tree lacks is reported too (its data could no
     longer be read). ``current`` overrides the current schemas (tests use it for a broken variant).
     """
-    version = version or (releases() or [None])[-1]
+    if not version:
+        known = releases()
+        version = known[-1] if known else None
     if version is None:
         return {}
     old_all = released(version)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 from aitrace.producers.config import Settings
@@ -237,6 +237,11 @@ class _Position:
     partition: int
     offset: int
 
+    @classmethod
+    def of(cls, msg: Message) -> _Position:
+        """Where a record sits (confluent_kafka types these Optional: an error event has none)."""
+        return cls(cast(str, msg.topic()), cast(int, msg.partition()), cast(int, msg.offset()))
+
 
 class AlertStream:
     """Decoded, filtered, deduplicated alerts from the alerts topic.
@@ -306,13 +311,14 @@ class AlertStream:
         alert = self._accept(msg)
         if alert is None:
             return None
-        key = (msg.topic(), msg.partition())
+        position = _Position.of(msg)
+        key = (position.topic, position.partition)
         if key not in self._pending:
             # Pin where this run started (the alert in hand is re-read if it is never handled):
             # otherwise a group with no commit yet would start at the end again next time.
-            self._pending[key] = msg.offset()
+            self._pending[key] = position.offset
             self._dirty = True
-        self._current = (_Position(msg.topic(), msg.partition(), msg.offset()), alert)
+        self._current = (position, alert)
         return alert
 
     def mark_handled(self) -> None:
@@ -434,7 +440,7 @@ class AlertStream:
             self._on_message_error(error)
             return None
         self.stats.records += 1
-        position = _Position(msg.topic(), msg.partition(), msg.offset())
+        position = _Position.of(msg)
         try:
             name, alert = self._decoder.decode(msg.value())
             if name != ALERT_SCHEMA:

@@ -110,7 +110,7 @@ def _plain_headers(headers: HttpHeaders | None) -> HttpHeaders | None:
 class PlainJsonUrllib3Node(Urllib3HttpNode):
     """urllib3 node that sends plain JSON media types (for OpenSearch-API servers)."""
 
-    def perform_request(
+    def perform_request(  # type: ignore[override]  # request_timeout passes through **kw, as below
         self, method: str, target: str, body: bytes | None = None, headers: HttpHeaders | None = None, **kw: Any
     ) -> NodeApiResponse:
         return super().perform_request(method, target, body=body, headers=_plain_headers(headers), **kw)
