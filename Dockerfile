@@ -1,8 +1,9 @@
 # aitrace processors (`aitrace worker`, `aitrace setup`, every CLI command) for docker-compose.yml.
 # Stage 1 builds a wheel from the source tree; stage 2 installs only that wheel, so what runs
 # is the installed package (the source folders are mapped into `aitrace.<folder>` by
-# pyproject.toml and would shadow nothing here). The embedded extra (Tansu, osmem-server) is not installed:
-# production talks to Kafka and Elasticsearch.
+# pyproject.toml and would shadow nothing here). It installs the worker extra (Faust, Numba,
+# SciPy, Elasticsearch: `pip install aitrace` alone is the producer library); the embedded
+# extra (Tansu, osmem-server) is not installed: production talks to Kafka and Elasticsearch.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -21,7 +22,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels \
+RUN wheel="$(ls /wheels/aitrace-*.whl)" && pip install "${wheel}[worker]" && rm -rf /wheels \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin aitrace
 USER aitrace
 WORKDIR /home/aitrace

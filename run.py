@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = "embedded,demo,test"
+# The worker (Faust, Numba, SciPy, Elasticsearch), the embedded stack, the demo's workloads, the test tools.
+EXTRAS = "worker,embedded,demo,test"
 
 
 def _package_files() -> list[str]:

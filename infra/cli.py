@@ -35,6 +35,50 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("aitrace.infra.compare", "training runs side by side: metrics, status, alerts, config differences"),
 }
 
+# `pip install aitrace` is the producer library; a command that needs more names the extra.
+# Top-level module -> the extra that installs it.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "faust": "worker",
+    "mode": "worker",
+    "aiokafka": "worker",
+    "numba": "worker",
+    "llvmlite": "worker",
+    "scipy": "worker",
+    "elasticsearch": "worker",
+    "elastic_transport": "worker",
+    "urllib3": "worker",  # elasticsearch's transport
+    "torch": "demo",
+    "sklearn": "demo",
+    "uvicorn": "demo",
+    "starlette": "demo",
+}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """The extra that would install the module ``exc`` found missing, or None (a bug, not an extra)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    return EXTRA_OF_MODULE.get(exc.name.partition(".")[0])
+
+
+# Commands that need more than one extra: the message names them all at once.
+COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {"demo": ("worker", "embedded", "demo")}
+
+
+def needs_extra_message(command: str, extra: str) -> str:
+    """``aitrace worker needs the worker extra: pip install 'aitrace[worker]'``."""
+    extras = COMMAND_EXTRAS.get(command, ())
+    if extra not in extras:
+        extras = (extra,)
+    names = extras[0] if len(extras) == 1 else f"{', '.join(extras[:-1])} and {extras[-1]}"
+    noun = "extra" if len(extras) == 1 else "extras"
+    return f"aitrace {command} needs the {names} {noun}: pip install 'aitrace[{','.join(extras)}]'"
+
+
+def _needs_extra(name: str, extra: str) -> int:
+    print(needs_extra_message(name, extra), file=sys.stderr)
+    return 1
+
 
 _SECRET_ENV_RE = re.compile(r"^AITRACE_.*(PASSWORD|API_KEY|SECRET|TOKEN)", re.IGNORECASE)
 _URL_PASSWORD_RE = re.compile(r"[a-zA-Z][\w+.-]*://[^/@:\s]*:([^/@\s]+)@")
@@ -200,6 +244,8 @@ def _main(argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if (extra := missing_extra(exc)) is not None:
+            return _needs_extra(name, extra)
         print(f"aitrace {name}: cannot load {module_name}: {exc}", file=sys.stderr)
         return 1
     parser = argparse.ArgumentParser(prog=f"aitrace {name}", description=help_)
@@ -209,6 +255,10 @@ def _main(argv: list[str]) -> int:
         return int(module.run(name, args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # a command that imports its heavy modules only when it runs
+        if (extra := missing_extra(exc)) is None:
+            raise
+        return _needs_extra(name, extra)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,45 @@ def test_version_prints_the_installed_version(flag: str, capsys: pytest.CaptureF
     assert capsys.readouterr().out == f"aitrace {importlib.metadata.version('aitrace')}\n"
 
 
+def _cli_without(module: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``aitrace ARGV`` in a fresh interpreter where importing ``module`` fails (as when it is not installed)."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        f"from aitrace.infra.cli import main\nsys.exit(main({list(argv)!r}))"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        # imported when the worker starts
+        ("faust", ["worker"], "aitrace worker needs the worker extra: pip install 'aitrace[worker]'"),
+        # imported with the command's module
+        ("elasticsearch", ["search", "loss"], "aitrace search needs the worker extra: pip install 'aitrace[worker]'"),
+        # a command that needs three
+        (
+            "elastic_transport",
+            ["demo"],
+            "aitrace demo needs the worker, embedded and demo extras: pip install 'aitrace[worker,embedded,demo]'",
+        ),
+    ],
+)
+def test_a_command_without_its_extra_names_it(module: str, argv: list[str], message: str) -> None:
+    out = _cli_without(module, *argv)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == [message], out.stderr
+
+
+def test_a_missing_module_that_no_extra_brings_is_not_blamed_on_one() -> None:
+    from aitrace.infra.cli import missing_extra
+
+    assert missing_extra(ModuleNotFoundError("No module named 'nosuch'", name="nosuch")) is None
+    # a name missing from an installed module is a bug or a wrong version, not a missing extra
+    assert missing_extra(ImportError("cannot import name 'x' from 'faust'", name="faust")) is None
+    assert missing_extra(ModuleNotFoundError("No module named 'scipy.stats'", name="scipy.stats")) == "worker"
+
+
 def test_help_lists_the_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "-V, --version" in capsys.readouterr().out
