@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 if TYPE_CHECKING:  # static tools see the names; at run time they load on first use
+    from aitrace.producers import asgi as asgi
+    from aitrace.producers import inference as inference
+    from aitrace.producers import keras as keras
+    from aitrace.producers import lightning as lightning
+    from aitrace.producers import logging_bridges as logging_bridges
+    from aitrace.producers import otel as otel
+    from aitrace.producers import torch as torch
+    from aitrace.producers import transformers as transformers
+    from aitrace.producers import wsgi as wsgi
     from aitrace.producers.client import Client, Span, default_processors, get_client, init
     from aitrace.producers.events import summarize
     from aitrace.producers.logging_handler import AitraceHandler

@@ -47,3 +47,22 @@ def test_an_unknown_attribute_is_an_attribute_error() -> None:
     code = "import aitrace\ntry:\n    aitrace.no_such_thing\nexcept AttributeError as e:\n    print(e)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "no attribute 'no_such_thing'" in out.stdout
+
+
+def test_the_integration_names_are_producer_modules_and_known_to_static_tools() -> None:
+    """``_INTEGRATIONS`` (run time) and the TYPE_CHECKING imports (mypy, editors) name the same modules."""
+    import ast
+    from pathlib import Path
+
+    import aitrace
+
+    root = Path(__file__).resolve().parent.parent
+    tree = ast.parse((root / "aitrace" / "__init__.py").read_text(encoding="utf-8"))
+    typed = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "aitrace.producers"
+        for alias in node.names
+    }
+    assert typed == set(aitrace._INTEGRATIONS)
+    assert all((root / "producers" / f"{name}.py").is_file() for name in typed)
