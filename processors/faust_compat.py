@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import EventT
+from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.times import Seconds, want_seconds
 
@@ -126,6 +127,38 @@ class SafeOffsetsConsumer:
     # Re-reads of one hole before it is taken as a real gap in the log (a committed offset that
     # retention deleted: the fetcher resets past it, and seeking back would loop): Faust's way then.
     HOLE_MAX_RESEEKS = 3
+
+    def ack(self, message: Any) -> bool:
+        """Record ``message`` as processed, unless it was fetched before the current assignment.
+
+        Works around: Faust's ``Stream.__aiter__`` *acks* the events it skips without
+        processing them: every event of an older consumer generation, and every event taken
+        from the channel while flow control is suspended (a rebalance, or the worker
+        stopping: ``App._on_partitions_revoked`` and ``App.on_stop`` suspend the flow, then
+        ``Consumer.wait_empty`` commits). Such an ack moved the committed offset past records
+        that nobody indexed: a worker leaving the group committed, in its final commit, the
+        records still buffered for its stream (the loss of issue 8's full fault run, after a
+        kill and restart, when a second worker left). Here an ack of an event of another
+        generation, or one that arrives while the flow is suspended, releases the message
+        (``wait_empty`` does not wait on it) but records no offset: the record is read again
+        from the committed offset by whoever owns its partition next, which costs a second
+        pass over it (idempotent downstream) and loses nothing.
+        """
+        app = self.app  # type: ignore[attr-defined]
+        if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+            return cast(bool, super().ack(message))  # type: ignore[misc]
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)  # type: ignore[attr-defined]
+                self.__dict__["_aitrace_unrecorded_acks"] = self.unrecorded_acks + 1
+                notify(self._waiting_for_ack)  # type: ignore[attr-defined]
+        return False
+
+    @property
+    def unrecorded_acks(self) -> int:
+        """Acks of stale or skipped events that were not taken as processed (see :meth:`ack`)."""
+        return int(self.__dict__.get("_aitrace_unrecorded_acks", 0))
 
     def _hole_seen(self, tp: Any, offset: int) -> None:
         holes = self.__dict__.setdefault("_aitrace_holes", {})
