@@ -47,7 +47,7 @@ import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
-from aitrace.processors.heartbeat import heartbeat_path, remove_heartbeat, write_heartbeat
+from aitrace.processors.heartbeat import RebalanceWatch, heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
 from aitrace.producers.config import Settings
@@ -498,12 +498,17 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         await runtime.send_ticks()
 
     beat = heartbeat_path(options.data_dir, options.app_id)
+    rebalance = RebalanceWatch()
 
     @app.timer(interval=options.stats_interval_s)
     async def stats() -> None:
         line = runtime.stats_line()
         log.info("aitrace stats %s", line)
-        write_heartbeat(beat, line)  # read by `aitrace worker --health`
+        stuck = rebalance.stuck_for(bool(app.rebalancing))
+        if stuck is None:
+            write_heartbeat(beat, line)  # read by `aitrace worker --health`
+        else:  # the beat ages, and the health check reports this worker
+            log.error("aitrace worker: the consumer group has been rebalancing for %.0f s; it cannot form", stuck)
 
     # Faust's signal types want receivers that take (sender, *args, signal=, **kwargs); these take what
     # the signals send (sender, the revoked set, keyword arguments) and are connected as Faust documents.

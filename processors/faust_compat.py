@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import EventT
+from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.times import Seconds, want_seconds
 
@@ -104,28 +105,84 @@ class SafeStream(faust.Stream):
                 buffer_consumed.set()
 
 
+class _NoReadOffsets(dict):  # type: ignore[type-arg]
+    """Faust's per-partition read offsets, turned off: every lookup says "nothing read yet"."""
+
+    def __getitem__(self, tp: Any) -> None:
+        return None
+
+    def __setitem__(self, tp: Any, offset: Any) -> None:
+        pass
+
+
 class SafeOffsetsConsumer:
     """Mixin for Faust's consumer (before the transport's class in the bases): safe commit offsets.
 
     Works around, together: Faust can leave a fetched record unprocessed and unacked with no
-    seek that would read it again. Seen on Tansu in the rebalances of issue 8's scenario
-    (kill, join, leave): the record at the committed offset of a partition never reached the
-    agent, the records after it were acked, and Faust committed past it (see
-    :meth:`_new_offset`): one record lost per such rebalance (1 event or 29: a record is a
-    batch). Around it the fetch loop dropped re-fetched records as already read
-    (``Consumer._drain_messages``: ``offset < _read_offset[tp]``, "DROPPED MESSAGE", 209
-    records in one run) after ``getmany`` had re-seeked while the flow was stopped; other
-    paths that discard a record silently are ``getmany``'s generation check and
-    ``Stream.__aiter__`` skipping events of an old generation or while flow control is off.
-    Here the commit holds at the hole, and a hole still there after ``HOLE_RESEEK_S`` is read
+    seek that would read it again, and then count it as processed. Seen on Tansu in the
+    rebalances of issue 8's scenario (kill, join, leave):
+
+    - ``Consumer._drain_messages`` drops a fetched record whose offset is below the
+      partition's read offset ("DROPPED MESSAGE"), and records the offsets between the read
+      offset and a later record as a gap, which ``_new_offset`` counts as acknowledged. A
+      seek (the rebalance's seek to the committed offsets, or a re-read of a hole) resets the
+      read offset, but records fetched before the seek and still being delivered set it
+      forward again: the records read again from the seek were dropped as already read, or
+      jumped over as a gap, and committed past (209 dropped records in one run; 112 events
+      lost in a full fault run after the last rebalance, with the worker alone in the group).
+      Here the read offsets are turned off (:class:`_NoReadOffsets`): every fetched record is
+      delivered, no gap is recorded, and the rare record delivered twice around a seek is
+      processed twice (idempotent downstream: ``_id`` = event id).
+    - ``getmany``'s generation check and ``Stream.__aiter__`` (events of an old generation,
+      or taken while flow control is off) discard a record without processing it; see
+      :meth:`ack` for the acknowledgement Faust then gives it.
+    - :meth:`_new_offset`: a single unacknowledged record at the committed offset was jumped over.
+
+    So the commit holds at a hole, and a hole still there after ``HOLE_RESEEK_S`` is read
     again by seeking the partition back to its committed offset (what follows it is
     processed twice: idempotent downstream).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _NoReadOffsets()
 
     HOLE_RESEEK_S = 5.0
     # Re-reads of one hole before it is taken as a real gap in the log (a committed offset that
     # retention deleted: the fetcher resets past it, and seeking back would loop): Faust's way then.
     HOLE_MAX_RESEEKS = 3
+
+    def ack(self, message: Any) -> bool:
+        """Record ``message`` as processed, unless it was fetched before the current assignment.
+
+        Works around: Faust's ``Stream.__aiter__`` *acks* the events it skips without
+        processing them: every event of an older consumer generation, and every event taken
+        from the channel while flow control is suspended (a rebalance, or the worker
+        stopping: ``App._on_partitions_revoked`` and ``App.on_stop`` suspend the flow, then
+        ``Consumer.wait_empty`` commits). Such an ack moved the committed offset past records
+        that nobody indexed: a worker leaving the group committed, in its final commit, the
+        records still buffered for its stream (the loss of issue 8's full fault run, after a
+        kill and restart, when a second worker left). Here an ack of an event of another
+        generation, or one that arrives while the flow is suspended, releases the message
+        (``wait_empty`` does not wait on it) but records no offset: the record is read again
+        from the committed offset by whoever owns its partition next, which costs a second
+        pass over it (idempotent downstream) and loses nothing.
+        """
+        app = self.app  # type: ignore[attr-defined]
+        if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+            return cast(bool, super().ack(message))  # type: ignore[misc]
+        with ack_lock:
+            if not message.acked:
+                message.acked = True
+                self._unacked_messages.discard(message)  # type: ignore[attr-defined]
+                self.__dict__["_aitrace_unrecorded_acks"] = self.unrecorded_acks + 1
+                notify(self._waiting_for_ack)  # type: ignore[attr-defined]
+        return False
+
+    @property
+    def unrecorded_acks(self) -> int:
+        """Acks of stale or skipped events that were not taken as processed (see :meth:`ack`)."""
+        return int(self.__dict__.get("_aitrace_unrecorded_acks", 0))
 
     def _hole_seen(self, tp: Any, offset: int) -> None:
         holes = self.__dict__.setdefault("_aitrace_holes", {})
@@ -161,23 +218,15 @@ class SafeOffsetsConsumer:
         the committed offset, i.e. the *next* offset to read, so a single record at exactly
         ``committed`` that was never acked (abandoned batch, cleared queue) was jumped over
         as soon as the record after it was acked: a one-record loss. (It also skipped the
-        check when the committed offset is 0.) Here a hole at the head, however short, holds
-        the commit back until the record is acked; gaps Faust recorded itself (``_gap``:
-        offsets the fetcher never returned) still count as acked, as in Faust.
+        check when the committed offset is 0.) It also counts the gaps it recorded as
+        acknowledged; none are recorded here (see the class). A hole at the head, however
+        short, holds the commit back until the record is acked. An offset that holds no
+        record (a transaction marker, a compacted or deleted record) is a hole that never
+        fills: it is committed past after ``HOLE_MAX_RESEEKS`` re-reads.
         """
         acked: list[int] = self._acked[tp]  # type: ignore[attr-defined]
         if not acked:
             return None
-        gaps = self._gap[tp]  # type: ignore[attr-defined]
-        if gaps:
-            max_offset = max(acked)
-            candidates = sorted(gaps.overlap(0, max_offset), key=lambda x: x.begin)
-            if candidates:
-                extra: list[int] = []
-                for entry in candidates:
-                    extra.extend(range(entry.begin, entry.end))
-                acked.extend(extra)
-                gaps.chop(0, max(extra[-1], max_offset + 1))
         acked.sort()
         # Faust keeps no committed offset for a partition never committed (nor for a committed 0:
         # ``perform_seek`` maps 0 to None): the head is then offset 0, and a record lost there after

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("aitrace.processors")
@@ -20,6 +21,39 @@ log = logging.getLogger("aitrace.processors")
 # The default largest age, in stats intervals: a beat or two missed to a long batch or a
 # rebalance is not yet a dead worker.
 FRESH_INTERVALS = 3
+
+
+# A rebalance that lasts this long is a group that cannot form, not a slow one: the heartbeat
+# stops so that the health check says so. Seen with Tansu (the dev broker) when a group's
+# leader dies while the group is forming: its coordinator never picks another leader, and
+# every member retries its join forever. A rebalance waiting on a batch that waits on an
+# unreachable search server can also last this long; restarting that worker is safe.
+REBALANCE_STUCK_S = 300.0
+
+
+class RebalanceWatch:
+    """How long the consumer group has been rebalancing, from the stats timer's samples.
+
+    >>> watch = RebalanceWatch(limit_s=60.0, clock=iter([0.0, 30.0, 61.0, 62.0]).__next__)
+    >>> watch.stuck_for(True), watch.stuck_for(True), watch.stuck_for(True), watch.stuck_for(False)
+    (None, None, 61.0, None)
+    """
+
+    def __init__(self, limit_s: float = REBALANCE_STUCK_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit_s = limit_s
+        self._clock = clock
+        self._since: float | None = None
+
+    def stuck_for(self, rebalancing: bool) -> float | None:
+        """Seconds the rebalance has lasted when past ``limit_s``, else None."""
+        now = self._clock()
+        if not rebalancing:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now
+        age = now - self._since
+        return age if age > self.limit_s else None
 
 
 def heartbeat_path(data_dir: str, app_id: str) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.cli import main
-from aitrace.processors.heartbeat import heartbeat_path, heartbeat_problem, write_heartbeat
+from aitrace.processors.heartbeat import RebalanceWatch, heartbeat_path, heartbeat_problem, write_heartbeat
 from test_e2e_processors import WAIT_S, Worker
 
 
@@ -42,6 +42,17 @@ def test_fresh_stale_and_missing(tmp_path: Path) -> None:
     write_heartbeat(path, "t=2.000 records=9")  # the next beat makes it fresh again
     assert heartbeat_problem(path, 30.0) is None
     assert [p.name for p in tmp_path.iterdir()] == ["app.heartbeat"]  # no temporary file left
+
+
+def test_a_rebalance_counts_as_stuck_only_past_the_limit_and_only_while_it_lasts() -> None:
+    now = [0.0]
+    watch = RebalanceWatch(limit_s=300.0, clock=lambda: now[0])
+    seen = []
+    for t, rebalancing in [(0, False), (5, True), (300, True), (306, True), (310, False), (320, True), (600, True)]:
+        now[0] = float(t)
+        seen.append(watch.stuck_for(rebalancing))
+    # the clock restarts with each rebalance: 306 - 5 > 300, but 600 - 320 is not
+    assert seen == [None, None, None, 301.0, None, None, None]
 
 
 def test_a_heartbeat_that_cannot_be_written_is_logged_not_raised(
