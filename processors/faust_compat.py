@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, MutableMapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -105,7 +105,7 @@ class SafeStream(faust.Stream):
                 buffer_consumed.set()
 
 
-class _NoReadOffsets(dict):  # type: ignore[type-arg]
+class _NoReadOffsets(dict[Any, Any]):
     """Faust's per-partition read offsets, turned off: every lookup says "nothing read yet"."""
 
     def __getitem__(self, tp: Any) -> None:
@@ -145,7 +145,7 @@ class SafeOffsetsConsumer:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_offset = _NoReadOffsets()
+        self._read_offset: MutableMapping[Any, int | None] = _NoReadOffsets()
 
     HOLE_RESEEK_S = 5.0
     # Re-reads of one hole before it is taken as a real gap in the log (a committed offset that
