@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("aitrace.sinks.setup", "install index templates (and ILM) and import Kibana saved objects"),
     "search": ("aitrace.sinks.query", "search indexed events, traces and alerts"),
     "trace": ("aitrace.sinks.query", "show one assembled trace as a tree with its events and alerts"),
-    "alerts": ("aitrace.sinks.alerts", "tail the alerts topic, or forward alerts to a webhook"),
+    "alerts": ("aitrace.sinks.alerts_cli", "tail the alerts topic, or forward alerts to a webhook"),
     "backtest": ("aitrace.detect.backtest", "run the detectors over a CSV file and print flagged points"),
     "report": ("aitrace.infra.report", "write a self-contained HTML report with plots"),
     "compare": ("aitrace.infra.compare", "training runs side by side: metrics, status, alerts, config differences"),

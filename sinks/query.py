@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 from aitrace.producers.config import Settings
-from aitrace.sinks.alerts import use_colour
 from aitrace.sinks.documents import ALERTS, EVENTS, FAMILIES, TRACES
 from aitrace.sinks.es import SearchUnavailable, make_sync_client
+from aitrace.sinks.terminal import use_colour
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
