@@ -218,7 +218,7 @@ class AlertCollector:
     """
 
     def __init__(self, settings: Settings, on_new: Callable[[Alert], None], since_us: int = 0) -> None:
-        from aitrace.sinks.alerts import AlertStream
+        from aitrace.sinks.alert_stream import AlertStream
 
         self.since_us = since_us
         self.alerts: dict[str, Alert] = {}

@@ -13,7 +13,7 @@ on its own:
    crash between the acknowledgement and the bookkeeping, carries the same key, so the
    receiver can drop what it already has.
 3. **Skipping what was delivered.** The last acknowledged version per ``alert_id`` is kept in
-   a small append-only state file (:class:`aitrace.sinks.alerts.VersionLedger`), written
+   a small append-only state file (:class:`aitrace.sinks.alert_ledger.VersionLedger`), written
    before the offset commit. A restart, a new consumer group, or the processors publishing
    a version twice never re-send a version the receiver acknowledged; versions older than
    the last delivered one are not sent either.
@@ -29,14 +29,11 @@ error *without* committing, so the next start tries that version again.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import hashlib
 import http.client
 import logging
 import random
 import re
-import sys
 import threading
 import time
 import urllib.error
@@ -47,23 +44,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-from aitrace.producers.config import Settings
-from aitrace.sinks.alerts import (
-    Alert,
-    AlertFilter,
-    AlertStream,
-    LedgerError,
-    StopStream,
-    VersionLedger,
-    format_alert,
-    format_time,
-    stop_on_signals,
-)
-from confluent_kafka import KafkaException
+from aitrace.sinks.alert_format import format_alert
+from aitrace.sinks.alert_stream import Alert, StopStream
 
 log = logging.getLogger("aitrace.alerts")
 
@@ -288,69 +273,6 @@ def parse_headers(specs: list[str]) -> dict[str, str]:
     return headers
 
 
-def default_state_file(settings: Settings, url: str, group: str) -> Path:
-    """One ledger per (receiver, group), under the state directory."""
-    digest = hashlib.sha256(f"{url}\n{group}".encode()).hexdigest()[:16]
-    return Path(settings.state_dir) / "webhook" / f"{digest}.jsonl"
-
-
-def default_group(url: str) -> str:
-    """A stable consumer group per receiver, so offsets survive restarts."""
-    return "aitrace-webhook-" + hashlib.sha256(url.encode()).hexdigest()[:12]
-
-
-def run_forwarder(settings: Settings, args: argparse.Namespace, filters: AlertFilter) -> int:
-    """The ``aitrace alerts --webhook URL`` loop; exit 0 on a graceful stop, 1 on failure."""
-    group = args.group or default_group(args.webhook)
-    state = Path(args.state_file) if args.state_file else default_state_file(settings, args.webhook, group)
-    try:
-        headers = parse_headers(args.header)
-        ledger = VersionLedger(state)
-    except (ValueError, LedgerError) as exc:
-        print(f"aitrace alerts: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ValueError) else 1
-    try:
-        stream = AlertStream(
-            settings,
-            group_id=group,
-            filters=filters,
-            topic=args.topic,
-            from_beginning=args.from_beginning,
-            ledger=ledger,
-        )
-        forwarder = WebhookForwarder(
-            args.webhook,
-            headers=headers,
-            timeout=args.timeout,
-            max_attempts=args.max_attempts or None,
-            backoff=args.backoff,
-            backoff_max=args.backoff_max,
-            stop=stream.stopping,
-        )
-    except ValueError as exc:
-        ledger.close()
-        print(f"aitrace alerts: {exc}", file=sys.stderr)
-        return 2
-
-    def forward(alert: Alert) -> None:
-        if forwarder(alert):
-            print(f"sent  {format_time(alert.get('last_seen'))}  {alert['alert_id']} v{alert['version']}", flush=True)
-
-    code = 0
-    try:
-        with stream, stop_on_signals(stream):
-            stream.run(forward, limit=args.limit)
-    except (WebhookUnavailable, LedgerError) as exc:
-        print(f"aitrace alerts: {exc}", file=sys.stderr)
-        code = 1
-    except KafkaException as exc:
-        print(f"aitrace alerts: kafka error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        code = 1
-    print(f"aitrace alerts: webhook {safe_url(args.webhook)}: {forwarder.stats.summary()}", file=sys.stderr)
-    print(f"aitrace alerts: {stream.stats.summary()}", file=sys.stderr)
-    return code
-
-
 __all__ = [
     "DeliveryInterrupted",
     "WebhookForwarder",
@@ -358,6 +280,7 @@ __all__ = [
     "WebhookUnavailable",
     "alert_payload",
     "idempotency_key",
+    "parse_headers",
     "parse_retry_after",
-    "run_forwarder",
+    "safe_url",
 ]

@@ -21,15 +21,9 @@ from typing import Any
 import pytest
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
-from aitrace.sinks.alerts import (
-    AlertFilter,
-    AlertStream,
-    LedgerError,
-    StopStream,
-    VersionLedger,
-    format_alert,
-    severity_rank,
-)
+from aitrace.sinks.alert_format import format_alert
+from aitrace.sinks.alert_ledger import LedgerError, VersionLedger
+from aitrace.sinks.alert_stream import AlertFilter, AlertStream, StopStream, severity_rank
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 

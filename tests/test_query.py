@@ -23,16 +23,10 @@ from aitrace.infra.cli import main
 from aitrace.producers.config import Settings
 from aitrace.sinks import documents
 from aitrace.sinks.es import detect_capabilities, make_sync_client
-from aitrace.sinks.query import (
-    QueryError,
-    SearchRequest,
-    Span,
-    build_tree,
-    critical_path,
-    parse_time,
-    show_duration,
-)
+from aitrace.sinks.hit_rows import show_duration
+from aitrace.sinks.search import QueryError, SearchRequest, parse_time
 from aitrace.sinks.templates import install_templates
+from aitrace.sinks.trace_tree import Span, build_tree, critical_path
 
 T1 = "4bf92f3577b34da6a3ce929d0e0e4736"  # assembled trace
 T2 = "00f067aa0ba902b700f067aa0ba902b7"  # still open: only span events

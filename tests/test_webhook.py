@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aitrace.sinks.alerts import AlertStream, VersionLedger
+from aitrace.sinks.alert_ledger import VersionLedger
+from aitrace.sinks.alert_stream import AlertStream
 from aitrace.sinks.webhook import (
     DeliveryInterrupted,
     WebhookForwarder,

@@ -1,4 +1,4 @@
-"""Stream alert consumers: a small embeddable API and the ``aitrace alerts`` command.
+"""Stream alert consumers: a small embeddable API (``aitrace alerts`` is :mod:`aitrace.sinks.alerts_cli`).
 
 The processors publish each finding as an ``aitrace.Alert`` record on ``aitrace.alerts``,
 keyed by ``alert_id`` (the dedup key: one incident is one alert). While the incident lasts
@@ -10,7 +10,7 @@ restart before its commit) must not show it twice.
 Embedding::
 
     from aitrace.producers.config import Settings
-    from aitrace.sinks.alerts import AlertFilter, AlertStream
+    from aitrace.sinks.alert_stream import AlertFilter, AlertStream
 
     with AlertStream(Settings.from_env(), group_id="pager",
                      filters=AlertFilter(min_severity="warning", service="ranker")) as stream:
@@ -27,8 +27,8 @@ How it holds together:
 - Records that cannot be decoded (corrupt bytes, an unknown schema, something that is not an
   alert) are skipped, counted by reason in :attr:`AlertStream.stats` and logged with their
   topic/partition/offset; they never stop the stream.
-- A :class:`VersionLedger` remembers the last version handled per ``alert_id`` and skips
-  versions that are not newer. In memory for a tail; in a small append-only file for the
+- A :class:`~aitrace.sinks.alert_ledger.VersionLedger` remembers the last version handled per
+  ``alert_id`` and skips versions that are not newer. In memory for a tail; in a small append-only file for the
   webhook forwarder (see :mod:`aitrace.sinks.webhook`), so that a restart does not resend
   what the receiver already acknowledged.
 - :meth:`AlertStream.stop` (or SIGINT/SIGTERM in the CLI) ends the loop after the current
@@ -37,26 +37,18 @@ How it holds together:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
-import orjson
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroDeserializer, DecodeError
+from aitrace.sinks.alert_ledger import VersionLedger
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 log = logging.getLogger("aitrace.alerts")
@@ -78,10 +70,6 @@ def severity_rank(severity: str | None) -> int:
 
 class StopStream(Exception):
     """Raise from a handler to end :meth:`AlertStream.run` *without* marking the current alert handled."""
-
-
-class LedgerError(OSError):
-    """The ledger file cannot be read or written; the message names the file and the cause."""
 
 
 @dataclass(frozen=True)
@@ -125,110 +113,6 @@ class StreamStats:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
             parts.append(f"{sum(self.skipped.values())} undecodable record(s) skipped ({reasons})")
         return ", ".join(parts)
-
-
-class VersionLedger:
-    """Last handled version per ``alert_id``; optionally persisted in an append-only file.
-
-    Each :meth:`record` appends one JSON line ``{"id": ..., "v": ...}`` and flushes it to the
-    operating system (unbuffered), so a killed process loses nothing it recorded (a power cut may lose the
-    last lines; the receiver's idempotency key covers that window). On open the file is
-    replayed; a torn last line from a crash is ignored (and counted in ``bad_lines``). The file
-    is rewritten compactly when it holds many superseded lines. At most ``max_entries`` ids are
-    kept, the least recently updated ones are forgotten first (an alert quiet for that long is
-    over; a very late redelivery of it would be shown again, never lost).
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, max_entries: int = 100_000) -> None:
-        self.path = Path(path) if path is not None else None
-        self.max_entries = max_entries
-        self.bad_lines = 0
-        self._versions: OrderedDict[str, int] = OrderedDict()
-        self._file: Any = None
-        if self.path is not None:
-            lines, torn = self._load(self.path)
-            # Rewrite when mostly superseded, or to drop a torn last line that appends would extend.
-            if torn or lines > 2 * len(self._versions) + 1_000:
-                self._compact(self.path)
-            self._file = self._open_append(self.path)
-
-    def __len__(self) -> int:
-        return len(self._versions)
-
-    def last(self, alert_id: str) -> int | None:
-        return self._versions.get(alert_id)
-
-    def is_new(self, alert_id: str, version: int) -> bool:
-        """True when ``version`` is newer than the last one handled for ``alert_id``."""
-        last = self._versions.get(alert_id)
-        return last is None or version > last
-
-    def record(self, alert_id: str, version: int) -> None:
-        """Remember ``version`` as handled, persisted before it counts (LedgerError if it cannot be)."""
-        if not self.is_new(alert_id, version):
-            return
-        if self._file is not None:
-            line = orjson.dumps({"id": alert_id, "v": version}) + b"\n"
-            try:
-                self._file.write(line)  # unbuffered: one write() per line, nothing left behind on failure
-            except OSError as exc:
-                raise LedgerError(f"cannot write alert ledger {self.path}: {exc}") from exc
-        self._versions[alert_id] = version
-        self._versions.move_to_end(alert_id)
-        while len(self._versions) > self.max_entries:
-            self._versions.popitem(last=False)
-
-    def close(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-
-    def _load(self, path: Path) -> tuple[int, bool]:
-        """Replay the file; returns (line count, whether the last line is incomplete)."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return 0, False
-        except OSError as exc:
-            raise LedgerError(f"cannot read alert ledger {path}: {exc}") from exc
-        lines = data.splitlines()
-        for line in lines:
-            try:
-                entry = orjson.loads(line)
-                alert_id, version = str(entry["id"]), int(entry["v"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                self.bad_lines += 1
-                continue
-            if self.is_new(alert_id, version):
-                self._versions[alert_id] = version
-                self._versions.move_to_end(alert_id)
-        while len(self._versions) > self.max_entries:
-            self._versions.popitem(last=False)
-        if self.bad_lines:
-            log.warning("alert ledger %s: ignored %d unreadable line(s) (torn write?)", path, self.bad_lines)
-        return len(lines), bool(data) and not data.endswith(b"\n")
-
-    def _compact(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        body = b"".join(orjson.dumps({"id": k, "v": v}) + b"\n" for k, v in self._versions.items())
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise LedgerError(f"cannot compact alert ledger {path}: {exc}") from exc
-
-    @staticmethod
-    def _open_append(path: Path) -> Any:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return open(path, "ab")
-        except OSError as exc:
-            raise LedgerError(f"cannot open alert ledger {path}: {exc}") from exc
 
 
 @dataclass
@@ -526,186 +410,11 @@ def _registry(settings: Settings) -> Any:
     return SchemaRegistryClient(settings.schema_registry_url)
 
 
-# -- presentation
-
-
-_COLOURS = {"critical": "\033[1;31m", "error": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
-_GREEN, _DIM, _RESET = "\033[32m", "\033[2m", "\033[0m"
-
-
-def format_time(micros: int | None) -> str:
-    """``2026-11-26 15:30:12Z`` from epoch microseconds (UTC)."""
-    if micros is None:
-        return "-"
-    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
-
-
-def _number(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def where_of(alert: Alert) -> str:
-    """``service=a run=b model=c feature=d step=e trace=f`` (set fields only)."""
-    names = (("service", "service"), ("run", "run_id"), ("model", "model"), ("feature", "feature"))
-    parts = [f"{label}={alert[key]}" for label, key in names if alert.get(key)]
-    if alert.get("step") is not None:
-        parts.append(f"step={alert['step']}")
-    if alert.get("trace_id"):
-        parts.append(f"trace={alert['trace_id']}")
-    return " ".join(parts) or f"series={alert.get('series', '?')}"
-
-
-def evidence_of(alert: Alert) -> str:
-    """``statistic=0.41 threshold=0.2 p=0.001 score=0.97`` (set fields only)."""
-    names = (("statistic", "statistic"), ("threshold", "threshold"), ("p", "pvalue"), ("score", "score"))
-    return " ".join(f"{label}={_number(alert[key])}" for label, key in names if alert.get(key) is not None)
-
-
-def format_alert(alert: Alert, *, colour: bool = False) -> str:
-    """One readable line per alert version: when, how bad, what, where, the evidence, which one."""
-    severity = str(alert.get("severity", "?"))
-    state = str(alert.get("state", "open"))
-    sev_text = f"{severity.upper():<8}"
-    state_text = f"{state:<8}"
-    ident = f"({alert.get('alert_id')} v{alert.get('version')})"
-    if colour:
-        sev_text = f"{_COLOURS.get(severity.lower(), '')}{sev_text}{_RESET}"
-        if state == "resolved":
-            state_text = f"{_GREEN}{state_text}{_RESET}"
-        ident = f"{_DIM}{ident}{_RESET}"
-    evidence = evidence_of(alert)
-    parts = [
-        format_time(alert.get("last_seen")),
-        sev_text,
-        state_text,
-        str(alert.get("title", "")),
-        f"[{where_of(alert)}]",
-    ]
-    if evidence:
-        parts.append(evidence)
-    parts.append(ident)
-    return "  ".join(parts)
-
-
-def use_colour(choice: str, stream: TextIO) -> bool:
-    """``auto``: colour only on a terminal, and never when NO_COLOR is set."""
-    if choice == "always":
-        return True
-    if choice == "never":
-        return False
-    return stream.isatty() and not os.environ.get("NO_COLOR")
-
-
-# -- CLI
-
-
-def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    """Options of ``aitrace alerts``."""
-    parser.add_argument(
-        "--severity", choices=list(SEVERITIES), help="show alerts of this severity or worse (default: all)"
-    )
-    parser.add_argument("--service", help="only alerts of this service")
-    parser.add_argument("--run", dest="run_id", help="only alerts of this run id")
-    parser.add_argument("--model", help="only alerts of this model")
-    parser.add_argument(
-        "--from-beginning", action="store_true", help="start at the oldest alert (without a committed offset)"
-    )
-    parser.add_argument(
-        "--group",
-        help="consumer group: resume where it left off and commit (default: none when tailing; "
-        "aitrace-webhook-<hash of URL> with --webhook)",
-    )
-    parser.add_argument("--topic", help="alerts topic (default: <topic_prefix>.alerts)")
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: AITRACE_KAFKA_BOOTSTRAP)")
-    parser.add_argument("--limit", type=int, help="stop after this many alert versions")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per alert version")
-    parser.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the output")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
-    hook = parser.add_argument_group("webhook forwarding")
-    hook.add_argument("--webhook", metavar="URL", help="POST each new or changed alert version to URL as JSON")
-    hook.add_argument(
-        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra request header (repeatable)"
-    )
-    hook.add_argument("--state-file", help="where delivered versions are remembered (default: under state_dir)")
-    hook.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    hook.add_argument(
-        "--max-attempts", type=int, default=0, help="give up (exit 1, nothing committed) after N tries; 0 = never"
-    )
-    hook.add_argument("--backoff", type=float, default=0.5, help="first retry delay in seconds (default 0.5)")
-    hook.add_argument("--backoff-max", type=float, default=60.0, help="longest retry delay in seconds (default 60)")
-
-
-def run(name: str, args: argparse.Namespace) -> int:
-    """``aitrace alerts``: tail the alerts topic, or forward it to a webhook."""
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="aitrace alerts: %(message)s",
-        stream=sys.stderr,
-    )
-    if not args.verbose:
-        # error_cb already says once what is wrong; librdkafka would repeat it on every reconnect.
-        logging.getLogger("aitrace.alerts.librdkafka").setLevel(logging.CRITICAL)
-    if args.limit is not None and args.limit < 1:
-        print("aitrace alerts: --limit must be at least 1", file=sys.stderr)
-        return 2
-    settings = Settings.from_env(kafka_bootstrap=args.bootstrap)
-    filters = AlertFilter(min_severity=args.severity, service=args.service, run_id=args.run_id, model=args.model)
-    if args.webhook:
-        from aitrace.sinks.webhook import run_forwarder
-
-        return run_forwarder(settings, args, filters)
-    return _tail(settings, args, filters)
-
-
-def _tail(settings: Settings, args: argparse.Namespace, filters: AlertFilter) -> int:
-    colour = use_colour(args.color, sys.stdout)
-
-    def show(alert: Alert) -> None:
-        line = orjson.dumps(alert).decode() if args.json else format_alert(alert, colour=colour)
-        print(line, flush=True)
-
-    stream = AlertStream(
-        settings, group_id=args.group, filters=filters, topic=args.topic, from_beginning=args.from_beginning
-    )
-    try:
-        with stream, stop_on_signals(stream):
-            # `aitrace alerts | head`: a closed stdout ends the tail quietly in aitrace.infra.cli.main
-            stream.run(show, limit=args.limit)
-    except KafkaException as exc:
-        print(f"aitrace alerts: kafka error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 1
-    print(f"aitrace alerts: {stream.stats.summary()}", file=sys.stderr)
-    return 0
-
-
-@contextlib.contextmanager
-def stop_on_signals(stream: AlertStream) -> Iterator[None]:
-    """SIGINT/SIGTERM ask ``stream`` to stop gracefully (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stream.stop()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 __all__ = [
     "Alert",
     "AlertFilter",
     "AlertStream",
-    "LedgerError",
     "StopStream",
     "StreamStats",
-    "VersionLedger",
-    "add_arguments",
-    "format_alert",
-    "run",
     "severity_rank",
 ]
