@@ -689,13 +689,13 @@ def _wait(
 
 def _write_report(settings: Settings, path: Path, since: str, out: TextIO) -> Path | None:
     """The report of what this demo run indexed, written while the search server still runs."""
-    from aitrace.infra import report
+    from aitrace.infra import report, report_page
     from aitrace.sinks.es import make_sync_client
 
     es = make_sync_client(settings)
     try:
         data = report.collect(es, prefix=settings.index_prefix, since=since)
-        report.write_atomic(path, report.render(data))
+        report.write_atomic(path, report_page.render(data))
     except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")
         return None

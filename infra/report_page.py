@@ -1,13 +1,24 @@
-"""The page of ``aitrace report``: its CSS, its HTML skeleton and the script that draws the charts.
+"""The page of ``aitrace report``: its CSS, its HTML skeleton, the script that draws the charts, and the render.
 
-Kept apart from :mod:`aitrace.infra.report` (which fills ``@@DATA@@`` and the other slots) so the
-Python that reads the index and the JavaScript that draws it can each be read on their own.
+:func:`render` fills ``@@DATA@@`` and the other slots with a :class:`~aitrace.infra.report_data.ReportData`;
+the Python that reads the index (:mod:`aitrace.infra.report`) and the JavaScript that draws it can
+each be read on their own.
 The script draws every chart of the data island as SVG and records what it drew
 (``data-series`` per chart, ``data-charts`` / ``data-errors`` on ``<body>``) for headless checks;
 it lives in ``report.js`` beside this module, shipped as package data.
 """
 
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import asdict
 from importlib.resources import files
+from typing import Any
+
+import numpy as np
+from aitrace.infra.report_data import ReportData, Table
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -51,3 +62,57 @@ window.addEventListener("error", function (e) { window.__reportErrors.push(Strin
 
 # The drawing script is its own file (package data), so it reads as JavaScript.
 SCRIPT = files("aitrace.infra").joinpath("report.js").read_text(encoding="utf-8")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/Inf become null (JSON has neither), numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def page_data(data: ReportData) -> str:
+    """The data island: JSON with ``<``, ``>`` and ``&`` as escapes, so no string can end the element."""
+    text = json.dumps(_clean(asdict(data)), allow_nan=False, separators=(",", ":"))
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    return text
+
+
+def _table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    if not table.rows:
+        body = f'<tr><td colspan="{len(table.columns)}" class="empty">{html.escape(table.empty)}</td></tr>'
+    else:
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    return (
+        f'<section id="{html.escape(table.id)}"><h2>{html.escape(table.title)} ({len(table.rows)})</h2>'
+        f'<table data-rows="{len(table.rows)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>'
+    )
+
+
+def render(data: ReportData) -> str:
+    """The whole page as one string: CSS, data island, drawing script; no external reference."""
+    summary = "".join(
+        f"<div class='card'><b>{value}</b><span>{html.escape(name)}</span></div>"
+        for name, value in data.summary.items()
+    )
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes)
+    tables = "".join(_table_html(t) for t in data.tables)
+    return (
+        TEMPLATE.replace("@@TITLE@@", html.escape(data.title))
+        .replace("@@GENERATED@@", html.escape(data.generated_at))
+        .replace("@@SUMMARY@@", summary)
+        .replace("@@NOTES@@", notes)
+        .replace("@@TABLES@@", tables)
+        .replace("@@CSS@@", CSS)
+        .replace("@@SCRIPT@@", SCRIPT)
+        .replace("@@DATA@@", page_data(data))
+    )
