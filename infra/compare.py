@@ -4,7 +4,7 @@ For each training metric and split (loss, grad_norm, lr, accuracy, then the vali
 when present): the first, last and best value of each run with their steps; each run's status
 (from its lifecycle events) and alert count; the config keys whose values differ. It reads
 what ``aitrace report --run A --run B`` draws, through the same queries and reductions
-(:mod:`aitrace.infra.report`, :mod:`aitrace.infra.runs`).
+(:mod:`aitrace.infra.report_fetch`, :mod:`aitrace.infra.report_training`, :mod:`aitrace.infra.runs`).
 
 "Best" follows the metric's role (:func:`aitrace.detect.training.metric_role`): the lowest
 loss, the highest accuracy-like score. A gradient norm or a schedule has no better direction,
@@ -20,18 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aitrace.detect.training import metric_role
-from aitrace.infra.report import (
-    TRAINING_METRICS,
-    Fetcher,
-    ReportError,
-    Series,
-    add_source_arguments,
-    alert_docs,
-    read_index,
-    run_docs,
-    training_docs,
-    training_series,
-)
+from aitrace.infra.report import ReportError, add_source_arguments, read_index
+from aitrace.infra.report_data import Series
+from aitrace.infra.report_fetch import TRAINING_METRICS, Fetcher, alert_docs, run_docs, training_docs
+from aitrace.infra.report_training import training_series
 from aitrace.infra.runs import RunInfo, config_differences, config_value, run_infos
 
 GOALS = {"loss": min, "score": max}  # metric role -> which value is best

@@ -15,6 +15,11 @@
 
 ``--keep`` leaves the stack running for ``aitrace search`` / ``trace`` / ``report``;
 otherwise the demo stops what it started (never a stack that was running before).
+
+This module runs the workloads and the whole loop and prints the summary; what it starts and
+stops is :mod:`aitrace.infra.demo_stack`, what it watches while the workloads run is
+:mod:`aitrace.infra.demo_progress`, and what it expects to find, and the verdict, is
+:mod:`aitrace.infra.demo_findings`.
 """
 
 from __future__ import annotations
@@ -23,457 +28,36 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from aitrace.infra.demo_findings import (
+    DIVERGE_AT,
+    RUN_DIVERGE,
+    RUN_HEALTHY,
+    Expectation,
+    Verdict,
+    describe,
+    expectations,
+    judge,
+    merge_alerts,
+)
+from aitrace.infra.demo_progress import AlertCollector, IndexCounter, Progress
+from aitrace.infra.demo_stack import DemoError, StackHandle, Worker, start_stack, stop_stack
 from aitrace.producers.config import Settings
 from elastic_transport import ApiError, TransportError
 
 DEFAULT_TIMEOUT_S = 170.0
-WORKER_STOP_GRACE_S = 15.0
 OPTIONAL_GRACE_S = 10.0  # after the required findings, how long optional ones may still arrive
 PRODUCER_COUNTERS = ("enqueued", "sent", "spilled", "dropped")
 SETTLED_S = 4.0  # the index counts as caught up when its event count held still this long
-DIVERGE_AT = 150
-RUN_DIVERGE, RUN_HEALTHY = "run-diverge", "run-healthy"
 # import name -> distribution, for the workloads (the `demo` extra)
 WORKLOAD_LIBRARIES = {"torch": "torch", "sklearn": "scikit-learn", "uvicorn": "uvicorn", "starlette": "starlette"}
-
-Alert = dict[str, Any]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class DemoError(RuntimeError):
-    """The demo could not run (stack, setup, worker); the message says what to do."""
-
-
-# =========================================================================== expectations
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """One injected fault and how to recognize the alert that finds it."""
-
-    name: str
-    match: Callable[[Alert], bool]
-    required: bool = True
-
-
-def _is(alert: Alert, **fields: Any) -> bool:
-    return all(alert.get(k) == v if not isinstance(v, tuple) else alert.get(k) in v for k, v in fields.items())
-
-
-def expectations(
-    shifted_feature: str,
-    missing_feature: str,
-    model: str,
-    drifted_input: str,
-    *,
-    drift_since_us: int = 0,
-    slow_since_us: int = 0,
-) -> list[Expectation]:
-    """What the workloads inject, as alert predicates (field names of ``aitrace.Alert``).
-
-    Inference findings count only when the incident reaches into the phase that injected the
-    fault (``*_since_us``, event time): a blip during the healthy baseline is not the spike.
-    """
-    return [
-        Expectation(
-            f"divergence / exploding gradients on {RUN_DIVERGE} after step {DIVERGE_AT}",
-            lambda a: (
-                _is(a, run_id=RUN_DIVERGE, kind=("anomaly", "training"), feature=("loss", "grad_norm"))
-                and (a.get("step") is None or a["step"] >= DIVERGE_AT)
-            ),
-        ),
-        Expectation(
-            f"drift of {shifted_feature!r} in the data pipeline",
-            lambda a: _is(a, kind="drift", feature=shifted_feature, model=None),
-        ),
-        Expectation(
-            f"missing values of {missing_feature!r} in the data pipeline",
-            lambda a: _is(a, kind="data_quality", feature=missing_feature, model=None),
-        ),
-        Expectation(
-            "the label value never seen before",
-            lambda a: _is(a, kind="data_quality", detector="unseen_label", model=None),
-        ),
-        Expectation(
-            f"latency spike of model {model}",
-            lambda a: _is(a, model=model, kind="anomaly", feature="latency") and a.get("last_seen", 0) >= slow_since_us,
-        ),
-        Expectation(
-            f"input drift of {drifted_input!r} for model {model}",
-            lambda a: (
-                _is(a, model=model, kind="drift", feature=drifted_input) and a.get("last_seen", 0) >= drift_since_us
-            ),
-        ),
-        Expectation(
-            f"error rate of model {model} (a few malformed requests)",
-            lambda a: _is(a, model=model, kind="error_rate"),
-            required=False,
-        ),
-    ]
-
-
-@dataclass
-class Verdict:
-    """The outcome against the expectations: found alerts per expectation, false alarms."""
-
-    found: dict[str, Alert]
-    missed: list[Expectation]
-    false_alarms: list[Alert]
-
-    @property
-    def ok(self) -> bool:
-        return not self.false_alarms and not any(e.required for e in self.missed)
-
-
-def judge(alerts: dict[str, Alert], expected: list[Expectation]) -> Verdict:
-    """Match the latest version of every alert against what was injected."""
-    ordered = sorted(alerts.values(), key=lambda a: a.get("first_seen") or 0)
-    found: dict[str, Alert] = {}
-    missed: list[Expectation] = []
-    for expectation in expected:
-        hit = next((a for a in ordered if expectation.match(a)), None)
-        if hit is None:
-            missed.append(expectation)
-        else:
-            found[expectation.name] = hit
-    false_alarms = [a for a in ordered if a.get("run_id") == RUN_HEALTHY]
-    return Verdict(found, missed, false_alarms)
-
-
-def describe(alert: Alert) -> str:
-    """One line for a person: severity, title, and where it points."""
-    where = [f"{k} {alert[k]}" for k in ("run_id", "model", "feature") if alert.get(k)]
-    if alert.get("step") is not None:
-        where.append(f"step {alert['step']}")
-    statistic = alert.get("statistic")
-    stat = f", statistic {statistic:.3g}" if isinstance(statistic, float) else ""
-    return f"[{alert.get('severity')}] {alert.get('title')} ({', '.join(where)}{stat})"
-
-
-# =========================================================================== alerts and progress
-
-
-def alert_from_document(doc: dict[str, Any]) -> Alert | None:
-    """An alerts-index document (see ``aitrace.sinks.documents.alert_document``) as an Alert dict."""
-    body = (doc.get("aitrace") or {}).get("alert")
-    if not isinstance(body, dict) or "id" not in body:
-        return None
-
-    def micros(iso: str | None) -> int:
-        if not iso:
-            return 0
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-        return (moment - _EPOCH) // timedelta(microseconds=1)  # exact: no float on the way
-
-    return {
-        "alert_id": body["id"],
-        "version": body.get("version", 1),
-        "kind": body.get("kind"),
-        "detector": body.get("detector"),
-        "severity": body.get("severity"),
-        "state": body.get("state"),
-        "title": body.get("title"),
-        "series": body.get("series"),
-        "service": (doc.get("service") or {}).get("name"),
-        "run_id": (doc.get("aitrace") or {}).get("run_id"),
-        "model": body.get("model"),
-        "feature": body.get("feature"),
-        "step": body.get("step"),
-        "first_seen": micros(doc.get("@timestamp")),
-        "last_seen": micros(body.get("last_seen")),
-        "statistic": body.get("statistic"),
-        "score": body.get("score"),
-    }
-
-
-def merge_alerts(*sources: dict[str, Alert]) -> dict[str, Alert]:
-    """One view of several: per alert id, the highest version seen anywhere."""
-    merged: dict[str, Alert] = {}
-    for source in sources:
-        for alert_id, alert in source.items():
-            if alert_id not in merged or alert.get("version", 1) > merged[alert_id].get("version", 1):
-                merged[alert_id] = alert
-    return merged
-
-
-class AlertCollector:
-    """Tails the alerts topic from the beginning in a thread; keeps the latest version per alert.
-
-    Only alerts about events from ``since_us`` on count: on a stack kept from an earlier demo
-    the topic still holds that run's alerts, which say nothing about this one.
-    """
-
-    def __init__(self, settings: Settings, on_new: Callable[[Alert], None], since_us: int = 0) -> None:
-        from aitrace.sinks.alert_stream import AlertStream
-
-        self.since_us = since_us
-        self.alerts: dict[str, Alert] = {}
-        self._lock = threading.Lock()
-        self._on_new = on_new
-        self._stream = AlertStream(settings, from_beginning=True, poll_timeout=0.2)
-        self._thread = threading.Thread(target=self._run, name="demo-alerts", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> AlertCollector:
-        self._thread.start()
-        return self
-
-    def snapshot(self) -> dict[str, Alert]:
-        with self._lock:
-            return dict(self.alerts)
-
-    def _run(self) -> None:
-        try:
-            for alert in self._stream:
-                if int(alert.get("last_seen") or 0) < self.since_us:
-                    continue
-                with self._lock:
-                    new = alert["alert_id"] not in self.alerts
-                    self.alerts[alert["alert_id"]] = alert
-                if new:
-                    self._on_new(alert)
-        except Exception as exc:  # reported in the summary; the demo still ends cleanly
-            self.error = exc
-
-    def stop(self) -> None:
-        self._stream.stop()
-        self._thread.join(5)
-        with contextlib.suppress(Exception):
-            self._stream.close()
-
-
-class IndexCounter:
-    """Document counts of the three index families (what the worker has made searchable), from ``since`` on."""
-
-    def __init__(self, settings: Settings, since: str | None = None) -> None:
-        from aitrace.sinks.es import make_sync_client
-
-        self.prefix = settings.index_prefix
-        self.es = make_sync_client(settings)
-        self.since = since
-
-    def _query(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        filters = [{"range": {"@timestamp": {"gte": self.since}}}] if self.since else []
-        filters += [extra] if extra else []
-        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
-
-    def count(self, family: str, query: dict[str, Any] | None = None) -> int:
-        try:
-            answer = self.es.count(
-                index=f"{self.prefix}-{family}-*",
-                query=self._query(query),
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            )
-            return int(answer["count"])
-        except (ApiError, TransportError, OSError):  # a busy server must not kill the progress line
-            return 0
-
-    def alerts(self, limit: int = 1_000) -> dict[str, Alert]:
-        """The indexed alerts, back in ``aitrace.Alert`` shape (a second view next to the topic tail)."""
-        try:
-            answer = self.es.search(
-                index=f"{self.prefix}-alerts-*",
-                size=limit,
-                query=self._query(),
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            )
-        except (ApiError, TransportError, OSError):
-            return {}
-        out = {}
-        for hit in answer["hits"]["hits"]:
-            alert = alert_from_document(hit["_source"])
-            if alert is not None:
-                out[alert["alert_id"]] = alert
-        return out
-
-    def longest_trace(self) -> str | None:
-        """Id of the slowest assembled trace (a good first ``aitrace trace``)."""
-        try:
-            answer = self.es.search(
-                index=f"{self.prefix}-traces-*",
-                size=1,
-                sort=[{"aitrace.trace.duration_us": "desc"}],
-                query=self._query({"term": {"aitrace.trace.services": "feature-service"}}),
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            )
-        except (ApiError, TransportError, OSError):
-            return None
-        hits = answer["hits"]["hits"]
-        return str(hits[0]["_source"]["trace"]["id"]) if hits else None
-
-    def close(self) -> None:
-        self.es.close()
-
-
-@dataclass
-class Progress:
-    """Prints what runs, events/s and alerts; a line per interval (rewritten in place on a TTY)."""
-
-    counter: IndexCounter
-    out: TextIO = sys.stdout
-    interval: float = 2.0
-    phase: str = "starting"
-    alerts: int = 0
-    started: float = field(default_factory=time.monotonic)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _thread: threading.Thread | None = None
-    _last: tuple[float, int] = (0.0, 0)
-
-    def start(self) -> Progress:
-        self._thread = threading.Thread(target=self._run, name="demo-progress", daemon=True)
-        self._thread.start()
-        return self
-
-    def set_phase(self, phase: str) -> None:
-        self.phase = phase
-        self.say(f"> {phase}")
-
-    def say(self, line: str) -> None:
-        with self._lock:
-            self.out.write(("\r\033[K" if self.out.isatty() else "") + line + "\n")
-            self.out.flush()
-
-    def alert(self, alert: Alert) -> None:
-        self.alerts += 1
-        self.say(f"  ALERT {describe(alert)}")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            events = self.counter.count("events")
-            now = time.monotonic()
-            then, before = self._last
-            rate = (events - before) / (now - then) if then else 0.0
-            self._last = (now, events)
-            line = (
-                f"[{now - self.started:5.0f}s] {self.phase:<34} indexed {events:>7,} events ({rate:,.0f}/s), "
-                f"traces {self.counter.count('traces'):,}, alerts {self.alerts}"
-            )
-            with self._lock:
-                if self.out.isatty():
-                    # one screen line, or the carriage return cannot rewrite it
-                    self.out.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
-                else:
-                    self.out.write(line + "\n")
-                self.out.flush()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        if self.out.isatty():
-            self.out.write("\r\033[K")
-
-
-# =========================================================================== stack and worker
-
-
-@dataclass
-class StackHandle:
-    """What the demo started, so that it stops exactly that."""
-
-    settings: Settings
-    started_roles: list[str]
-    external_roles: list[str]
-
-
-def start_stack(state_dir: Path) -> StackHandle:
-    """Start the embedded services that are neither running nor external; return the settings."""
-    from aitrace.infra import stack
-
-    # Everything reads the stack record from here: this process (producers, search client) and the worker.
-    os.environ["AITRACE_STATE_DIR"] = str(state_dir)
-    running_before = {s.role for s in stack.status(state_dir) if s.kind == "embedded" and s.alive}
-    state = stack.up(state_dir)
-    recorded = set(state.get("services", {}))
-    external = sorted(state.get("external", {}) or {})
-    settings = Settings.from_env()
-    return StackHandle(settings, sorted(recorded - running_before), external)
-
-
-def stop_stack(handle: StackHandle, state_dir: Path, out: TextIO) -> None:
-    """Stop the services the demo started; a stack that was already up stays up."""
-    from aitrace.infra import stack
-
-    if not handle.started_roles:
-        return
-    recorded = set(stack.read_state(state_dir).get("services", {}))
-    if recorded - set(handle.started_roles):
-        out.write("the embedded stack was partly running before the demo: leaving it up (`aitrace down` stops it)\n")
-        return
-    for line in stack.down(state_dir):
-        out.write(f"  {line}\n")
-
-
-class Worker:
-    """``aitrace worker`` as a child process, logging to a file under the state directory."""
-
-    def __init__(self, state_dir: Path) -> None:
-        tag = uuid.uuid4().hex[:8]
-        self.log_path = state_dir / "logs" / f"demo-worker-{tag}.log"
-        self.argv = [
-            sys.executable,
-            "-m",
-            "aitrace.infra.cli",
-            "worker",
-            "--app-id",
-            f"aitrace-demo-{tag}",
-            "--workers-dir",
-            str(state_dir / f"demo-worker-{tag}"),
-            "--raw-metrics",  # a training run of seconds: every point, not one rollup window
-            "--idle-timeout-s",
-            "5",
-            "--stats-interval-s",
-            "10",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str]) -> Worker:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        return self
-
-    def check(self) -> None:
-        """Raise DemoError when the worker died (with the end of its log)."""
-        if self.process is not None and self.process.poll() is not None:
-            raise DemoError(f"the worker exited with code {self.process.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(WORKER_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # =========================================================================== workloads
@@ -689,13 +273,13 @@ def _wait(
 
 def _write_report(settings: Settings, path: Path, since: str, out: TextIO) -> Path | None:
     """The report of what this demo run indexed, written while the search server still runs."""
-    from aitrace.infra import report
+    from aitrace.infra import report, report_page
     from aitrace.sinks.es import make_sync_client
 
     es = make_sync_client(settings)
     try:
         data = report.collect(es, prefix=settings.index_prefix, since=since)
-        report.write_atomic(path, report.render(data))
+        report.write_atomic(path, report_page.render(data))
     except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")
         return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aitrace.infra.report import Series
+    from aitrace.infra.report_data import Series
 
 # A divergence climbs an order of magnitude every few steps: by the time a point is 100x the
 # median (the demo's loss: 4.09 at step 154) it has already stretched the axis 80-fold. A

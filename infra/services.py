@@ -11,34 +11,28 @@ Two lifetimes:
   signal (Linux ``PR_SET_PDEATHSIG``); osmem-server gets ``-parent-pid``; an ``atexit`` hook
   stops whatever is still running when the interpreter exits normally.
 - *detached* (``aitrace up``): the child runs in its own session and outlives the command.
+
+Ports and probes are :mod:`aitrace.infra.service_probes`; how an attached child is spawned is
+:mod:`aitrace.infra.service_spawn`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib.util
-import json
 import os
-import queue
 import shutil
-import signal
-import socket
-import struct
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
-HOST = "127.0.0.1"
+from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
+from aitrace.infra.service_spawn import _parent_death_hook, _spawner
+
 #: Seconds between SIGTERM and SIGKILL. Tansu drains open client connections for about 5 s
 #: after SIGTERM (it exits at once when none are open); this lets that drain finish.
 STOP_GRACE = 8.0
@@ -65,28 +59,6 @@ class PortInUse(StackError):
 
 class ServiceFailed(StackError):
     """The process exited or never answered."""
-
-
-def free_port(host: str = HOST) -> int:
-    """A port nothing listens on right now (the OS picks it; another process may take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """True when a listener could bind ``host:port``.
-
-    SO_REUSEADDR mirrors what Tansu (tokio) and osmem-server (Go) set, so sockets left in
-    TIME_WAIT by a stopped broker do not count as taken: restart on the same port works.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def find_binary(name: str) -> str:
@@ -137,131 +109,6 @@ def _bundled_binary(package: str, file_name: str) -> str | None:
             if _is_executable(candidate):
                 return str(candidate)
     return None
-
-
-# --------------------------------------------------------------------------- probes
-
-
-def kafka_metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[int, str, int]]:
-    """Send a Kafka Metadata v0 request over a raw socket; return the advertised brokers.
-
-    A raw request keeps ``aitrace status`` free of librdkafka's start-up cost and its
-    connection-refused chatter while a broker is still coming up. Raises OSError on failure.
-    """
-    client_id = b"aitrace-probe"
-    correlation_id = 0x61697472
-    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id + struct.pack(">i", 0)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        if not 8 <= size <= 64 * 1024 * 1024:
-            # Not Kafka (an HTTP server answers "HTTP", read as 1.2 GB): do not try to read it.
-            raise ConnectionError(f"not a Kafka response (frame size {size})")
-        payload = _recv_exact(sock, size)
-    return _parse_metadata_brokers(payload, correlation_id)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise ConnectionError("connection closed in the middle of a Kafka response")
-        chunks += chunk
-    return bytes(chunks)
-
-
-def _parse_metadata_brokers(payload: bytes, correlation_id: int) -> list[tuple[int, str, int]]:
-    try:
-        return _parse_brokers(payload, correlation_id)
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise ConnectionError(f"not a Kafka Metadata response ({exc})") from None
-
-
-def _parse_brokers(payload: bytes, correlation_id: int) -> list[tuple[int, str, int]]:
-    (got_id, count) = struct.unpack_from(">ii", payload, 0)
-    if got_id != correlation_id:
-        raise ConnectionError(f"Kafka response carries correlation id {got_id}, expected {correlation_id}")
-    offset, brokers = 8, []
-    for _ in range(count):
-        node_id, host_len = struct.unpack_from(">ih", payload, offset)
-        offset += 6
-        host = payload[offset : offset + host_len].decode()
-        offset += host_len
-        (port,) = struct.unpack_from(">i", payload, offset)
-        offset += 4
-        brokers.append((node_id, host, port))
-    return brokers
-
-
-def http_info(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    """``GET url/`` decoded as JSON (the cluster info of Elasticsearch / OpenSearch APIs)."""
-    with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as resp:
-        return json.loads(resp.read().decode() or "{}")
-
-
-# --------------------------------------------------------------------------- processes
-
-
-_LIBC: Any = None
-
-
-def _parent_death_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child die with SIGKILL when its parent goes away.
-
-    Linux only (``PR_SET_PDEATHSIG``); elsewhere the atexit hook is the only guard. libc is
-    loaded here, in the parent, so the child between fork and exec only makes two syscalls.
-    """
-    global _LIBC
-    if not sys.platform.startswith("linux"):
-        return None
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    libc, parent = _LIBC, os.getpid()
-
-    def hook() -> None:
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        # The parent may have died between fork and prctl: then no signal will ever come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
-
-
-class _Spawner:
-    """Forks every attached child from one thread that lives as long as the process.
-
-    Linux sends the parent-death signal when the *thread* that forked the child exits, not
-    the process. A fault test that restarts the broker from a short-lived thread would
-    otherwise see the broker killed the moment that thread returns.
-    """
-
-    def __init__(self) -> None:
-        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[Any]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="aitrace-spawner", daemon=True)
-                self._thread.start()
-        done: Future[subprocess.Popen[bytes]] = Future()
-        self._requests.put((argv, kwargs, done))
-        return done.result()
-
-    def _serve(self) -> None:
-        while True:
-            argv, kwargs, done = self._requests.get()
-            try:
-                done.set_result(subprocess.Popen(argv, **kwargs))
-            except BaseException as exc:  # handed to the caller, who raises it in its own thread
-                done.set_exception(exc)
-
-
-_spawner = _Spawner()
 
 
 class ServiceProcess(ABC):

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
 from aitrace.infra.services import (
-    HOST,
     STOP_GRACE,
     BinaryNotFound,
     OsmemProcess,
@@ -41,10 +41,6 @@ from aitrace.infra.services import (
     StackError,
     TansuProcess,
     find_binary,
-    free_port,
-    http_info,
-    kafka_metadata,
-    port_is_free,
     start_service,
 )
 from aitrace.producers.config import STATE_FILE, mask_url

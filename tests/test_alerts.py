@@ -487,7 +487,7 @@ def test_cli_refuses_a_bad_limit() -> None:
 
 def test_cli_waits_quietly_then_stops_when_the_broker_is_down(unique_topic: Callable[[str], str]) -> None:
     # A closed port: librdkafka keeps reconnecting; the tail says so once and stops on SIGINT.
-    from aitrace.infra.services import free_port
+    from aitrace.infra.service_probes import free_port
 
     proc = subprocess.Popen(
         cli("--topic", unique_topic("alerts"), "--bootstrap", f"127.0.0.1:{free_port()}"),

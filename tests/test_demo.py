@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aitrace.infra import demo
+from aitrace.infra import demo, demo_findings, demo_stack
 from aitrace.infra.stack import free_port, read_state
 from aitrace.infra.stack import status as stack_status
 
@@ -51,7 +51,11 @@ def _alert(**fields: Any) -> dict[str, Any]:
 def _all_found() -> list[dict[str, Any]]:
     return [
         _alert(
-            title="loss spike", run_id=demo.RUN_DIVERGE, feature="loss", step=156, series="run/run-diverge/train/loss"
+            title="loss spike",
+            run_id=demo_findings.RUN_DIVERGE,
+            feature="loss",
+            step=156,
+            series="run/run-diverge/train/loss",
         ),
         _alert(title="alcohol", kind="drift", feature="alcohol", series="data/wine/ingest/alcohol"),
         _alert(title="missing", kind="data_quality", feature="magnesium", series="data/wine/ingest/magnesium"),
@@ -67,14 +71,14 @@ def _all_found() -> list[dict[str, Any]]:
     ]
 
 
-def _expected() -> list[demo.Expectation]:
-    return demo.expectations(
+def _expected() -> list[demo_findings.Expectation]:
+    return demo_findings.expectations(
         "alcohol", "magnesium", MODEL, "mean_radius", drift_since_us=DRIFT_SINCE, slow_since_us=SLOW_SINCE
     )
 
 
-def _judge(alerts: list[dict[str, Any]]) -> demo.Verdict:
-    return demo.judge({a["alert_id"]: a for a in alerts}, _expected())
+def _judge(alerts: list[dict[str, Any]]) -> demo_findings.Verdict:
+    return demo_findings.judge({a["alert_id"]: a for a in alerts}, _expected())
 
 
 def test_verdict_ok_when_every_required_fault_is_found() -> None:
@@ -94,11 +98,11 @@ def test_verdict_fails_when_any_required_fault_is_missed(drop: int) -> None:
 
 def test_findings_before_the_fault_do_not_count() -> None:
     alerts = _all_found()
-    alerts[0] = {**alerts[0], "step": demo.DIVERGE_AT - 20}  # a blip during the healthy phase
+    alerts[0] = {**alerts[0], "step": demo_findings.DIVERGE_AT - 20}  # a blip during the healthy phase
     alerts[4] = {**alerts[4], "last_seen": SLOW_SINCE - 1}  # a latency blip before the slow phase
     verdict = _judge(alerts)
     assert {e.name for e in verdict.missed if e.required} == {
-        f"divergence / exploding gradients on {demo.RUN_DIVERGE} after step {demo.DIVERGE_AT}",
+        f"divergence / exploding gradients on {demo_findings.RUN_DIVERGE} after step {demo_findings.DIVERGE_AT}",
         f"latency spike of model {MODEL}",
     }
 
@@ -112,13 +116,16 @@ def test_label_drift_alone_is_not_the_unseen_label() -> None:
 
 
 def test_any_alert_on_the_healthy_run_is_a_false_alarm() -> None:
-    alerts = [*_all_found(), _alert(title="noise", run_id=demo.RUN_HEALTHY, feature="loss", series="run/h/loss")]
+    alerts = [
+        *_all_found(),
+        _alert(title="noise", run_id=demo_findings.RUN_HEALTHY, feature="loss", series="run/h/loss"),
+    ]
     verdict = _judge(alerts)
     assert not verdict.ok and [a["title"] for a in verdict.false_alarms] == ["noise"]
 
 
 def test_describe_names_where_an_alert_points() -> None:
-    text = demo.describe(
+    text = demo_findings.describe(
         _alert(
             title="grad_norm: spike", severity="critical", run_id="r", feature="grad_norm", step=158, statistic=5.8e8
         )
@@ -130,12 +137,12 @@ def test_describe_names_where_an_alert_points() -> None:
 
 
 def test_dead_worker_is_reported_with_its_log(tmp_path: Path) -> None:
-    worker = demo.Worker(tmp_path)
+    worker = demo_stack.Worker(tmp_path)
     worker.argv = [sys.executable, "-c", "import sys; print('worker: cannot reach the broker'); sys.exit(3)"]
     worker.start(dict(os.environ))
     assert worker.process is not None
     worker.process.wait(30)
-    with pytest.raises(demo.DemoError, match=r"exited with code 3:\n.*cannot reach the broker"):
+    with pytest.raises(demo_stack.DemoError, match=r"exited with code 3:\n.*cannot reach the broker"):
         worker.check()
 
 
@@ -188,7 +195,7 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-3000:]
     assert "OK: every injected fault was found" in out
-    assert f"clean   no alert on {demo.RUN_HEALTHY}" in out
+    assert f"clean   no alert on {demo_findings.RUN_HEALTHY}" in out
     assert "MISSED" not in out and "FALSE ALARM" not in out
     assert "> training run-diverge" in out and "> inference: slow phase" in out  # progress was shown
     assert "  ALERT " in out
@@ -231,7 +238,7 @@ def test_demo_keep_then_report_status_and_down(tmp_path: Path) -> None:
         assert re.search(r"traces assembled +669 +\(0 incomplete\)", again.stdout), again.stdout[-3000:]
         assert "found   divergence / exploding gradients on run-diverge" in again.stdout
         report = subprocess.run(
-            [sys.executable, "-m", "aitrace.infra.cli", "report", "--run", demo.RUN_DIVERGE, "-o", "run.html"],
+            [sys.executable, "-m", "aitrace.infra.cli", "report", "--run", demo_findings.RUN_DIVERGE, "-o", "run.html"],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -287,7 +294,7 @@ def test_indexed_alerts_read_back_as_alerts_and_merge_by_version() -> None:
     alert = _alert(
         title="grad_norm: spike",
         severity="critical",
-        run_id=demo.RUN_DIVERGE,
+        run_id=demo_findings.RUN_DIVERGE,
         feature="grad_norm",
         step=158,
         series="run/run-diverge/train/grad_norm",
@@ -296,7 +303,7 @@ def test_indexed_alerts_read_back_as_alerts_and_merge_by_version() -> None:
         statistic=5.8e8,
         detector="spike",
     )
-    back = demo.alert_from_document(alert_document(alert))
+    back = demo_findings.alert_from_document(alert_document(alert))
     assert back is not None
     for key in (
         "alert_id",
@@ -314,13 +321,13 @@ def test_indexed_alerts_read_back_as_alerts_and_merge_by_version() -> None:
         "statistic",
     ):
         assert back[key] == alert[key], key
-    assert demo.alert_from_document({"message": "not an alert"}) is None
+    assert demo_findings.alert_from_document({"message": "not an alert"}) is None
     newer = {**alert, "version": 2, "title": "newer"}
-    merged = demo.merge_alerts({alert["alert_id"]: newer}, {alert["alert_id"]: alert})
+    merged = demo_findings.merge_alerts({alert["alert_id"]: newer}, {alert["alert_id"]: alert})
     assert merged[alert["alert_id"]]["title"] == "newer"
     assert (
-        demo.judge(merged, _expected()).found[
-            f"divergence / exploding gradients on {demo.RUN_DIVERGE} after step {demo.DIVERGE_AT}"
+        demo_findings.judge(merged, _expected()).found[
+            f"divergence / exploding gradients on {demo_findings.RUN_DIVERGE} after step {demo_findings.DIVERGE_AT}"
         ]["version"]
         == 2
     )

@@ -289,7 +289,7 @@ def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
-    from aitrace.infra.services import free_port
+    from aitrace.infra.service_probes import free_port
     from aitrace.processors.app import prepare_topics
     from confluent_kafka import KafkaException
 

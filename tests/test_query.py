@@ -360,7 +360,7 @@ def test_unknown_trace_is_an_error(indexed: Corpus, capsys: pytest.CaptureFixtur
 
 
 def test_unreachable_server_is_one_clear_line() -> None:
-    from aitrace.infra.services import free_port
+    from aitrace.infra.service_probes import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     for argv in (["search", "oom"], ["trace", T1]):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aitrace.infra import report, report_axis
+from aitrace.infra import report, report_axis, report_data, report_fetch, report_inference, report_page
 from aitrace.infra.stack import OsmemProcess, free_port
 from aitrace.producers.config import Settings
 from aitrace.sinks import documents as D
@@ -294,7 +294,7 @@ def index_everything(search: OsmemProcess, prefix: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- collect
 
 
-def _charts(data: report.ReportData) -> dict[str, report.Chart]:
+def _charts(data: report_data.ReportData) -> dict[str, report_data.Chart]:
     return {c.id: c for s in data.sections for c in s.charts}
 
 
@@ -426,7 +426,7 @@ def test_one_run_has_no_config_table_and_an_unknown_second_run_is_named(indexed:
 def test_paging_reads_past_one_page_and_says_when_it_stops(
     indexed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report, "PAGE_SIZE", 7)
+    monkeypatch.setattr(report_fetch, "PAGE_SIZE", 7)
     data = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL)
     assert data.summary["inference records"] == 200  # 29 pages of 7, nothing lost at page edges
     capped = report.collect(indexed["es"], prefix=indexed["prefix"], model=MODEL, limit=50)
@@ -510,16 +510,18 @@ def test_cli_unwritable_output_is_a_clear_error(
 
 
 def test_data_island_survives_hostile_strings_and_nonfinite_numbers() -> None:
-    chart = report.Chart("c", "t", "step", "y", [report.Series("</script><b>x", [[0, float("nan")], [1, 2.0]])])
-    data = report.ReportData(
+    chart = report_data.Chart(
+        "c", "t", "step", "y", [report_data.Series("</script><b>x", [[0, float("nan")], [1, 2.0]])]
+    )
+    data = report_data.ReportData(
         "</script>",
         "now",
         "all",
-        [report.Section("s", "S", "", [chart])],
-        [report.Table("t", "T", ["a"], [["<img src=x onerror=alert(1)>"]], "")],
+        [report_data.Section("s", "S", "", [chart])],
+        [report_data.Table("t", "T", ["a"], [["<img src=x onerror=alert(1)>"]], "")],
         {"n": 1},
     )
-    page = report.render(data)
+    page = report_page.render(data)
     island = page.split('id="report-data">', 1)[1].split("</script>", 1)[0]
     parsed = json.loads(island)
     assert parsed["sections"][0]["charts"][0]["series"][0]["points"][0] == [0, None]
@@ -569,7 +571,7 @@ def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[st
 def test_page_renders_in_headless_chromium(indexed: dict[str, Any], tmp_path: Path) -> None:
     data = report.collect(indexed["es"], prefix=indexed["prefix"])
     page = tmp_path / "report.html"
-    page.write_text(report.render(data))
+    page.write_text(report_page.render(data))
     done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     dom = _BodyAttrs()
@@ -604,7 +606,7 @@ def test_browser_draws_the_healthy_run_over_the_whole_axis_and_arrows_where_the_
 ) -> None:
     data = report.collect(indexed["es"], prefix=indexed["prefix"], runs=["run-diverge", "run-healthy"])
     page = tmp_path / "runs.html"
-    page.write_text(report.render(data))
+    page.write_text(report_page.render(data))
     done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'data-errors="0"' in done.stdout
@@ -628,9 +630,9 @@ def test_browser_draws_the_healthy_run_over_the_whole_axis_and_arrows_where_the_
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
 def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> None:
     """The browser check can fail: a chart the script cannot draw is counted as an error."""
-    chart = report.Chart("bad", "bad", "step", "y", [report.Series("s", [[0, 1.0]])])
-    data = report.ReportData("t", "now", "all", [report.Section("s", "S", "", [chart])], [], {})
-    page_text = report.render(data).replace('"series":[{', '"series":[null,{', 1)
+    chart = report_data.Chart("bad", "bad", "step", "y", [report_data.Series("s", [[0, 1.0]])])
+    data = report_data.ReportData("t", "now", "all", [report_data.Section("s", "S", "", [chart])], [], {})
+    page_text = report_page.render(data).replace('"series":[{', '"series":[null,{', 1)
     page = tmp_path / "broken.html"
     page.write_text(page_text)
     done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
@@ -643,11 +645,11 @@ def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> 
 
 def test_wall_time_helpers_are_stable() -> None:
     """Bucket choice and timestamp parsing the charts rely on."""
-    assert report._bucket_seconds(3_900) == 0.1
-    assert report._bucket_seconds(39_000) == 1
-    assert report._bucket_seconds(41_000) == 2
-    assert report._ms("2026-09-21T00:00:00.000000Z") == calendar.timegm((2026, 9, 21, 0, 0, 0)) * 1000
-    assert report._ms("not a time") is None
+    assert report_inference._bucket_seconds(3_900) == 0.1
+    assert report_inference._bucket_seconds(39_000) == 1
+    assert report_inference._bucket_seconds(41_000) == 2
+    assert report_fetch._ms("2026-09-21T00:00:00.000000Z") == calendar.timegm((2026, 9, 21, 0, 0, 0)) * 1000
+    assert report_fetch._ms("not a time") is None
 
 
 def test_since_keeps_only_later_documents(indexed: dict[str, Any]) -> None:

@@ -200,7 +200,7 @@ def test_gives_up_after_max_attempts_and_stops_when_asked(receiver: Receiver) ->
 
 
 def test_unreachable_receiver_counts_network_failures() -> None:
-    from aitrace.infra.services import free_port
+    from aitrace.infra.service_probes import free_port
 
     forwarder = WebhookForwarder(f"http://127.0.0.1:{free_port()}/", max_attempts=2, sleep=_no_wait([]))
     with pytest.raises(WebhookUnavailable, match="ConnectionRefusedError"):
@@ -382,7 +382,7 @@ def test_cli_stops_gracefully_while_backing_off_and_resends_later(
 def test_cli_exits_with_a_clear_error_when_the_receiver_stays_down(
     kafka: Any, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
-    from aitrace.infra.services import free_port
+    from aitrace.infra.service_probes import free_port
 
     topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
     produce(kafka.bootstrap, topic, [make_alert("d1")])

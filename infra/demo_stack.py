@@ -1,0 +1,111 @@
+"""What ``aitrace demo`` starts and stops: the embedded stack (only the services it started) and the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from aitrace.producers.config import Settings
+
+WORKER_STOP_GRACE_S = 15.0
+
+
+class DemoError(RuntimeError):
+    """The demo could not run (stack, setup, worker); the message says what to do."""
+
+
+@dataclass
+class StackHandle:
+    """What the demo started, so that it stops exactly that."""
+
+    settings: Settings
+    started_roles: list[str]
+    external_roles: list[str]
+
+
+def start_stack(state_dir: Path) -> StackHandle:
+    """Start the embedded services that are neither running nor external; return the settings."""
+    from aitrace.infra import stack
+
+    # Everything reads the stack record from here: this process (producers, search client) and the worker.
+    os.environ["AITRACE_STATE_DIR"] = str(state_dir)
+    running_before = {s.role for s in stack.status(state_dir) if s.kind == "embedded" and s.alive}
+    state = stack.up(state_dir)
+    recorded = set(state.get("services", {}))
+    external = sorted(state.get("external", {}) or {})
+    settings = Settings.from_env()
+    return StackHandle(settings, sorted(recorded - running_before), external)
+
+
+def stop_stack(handle: StackHandle, state_dir: Path, out: TextIO) -> None:
+    """Stop the services the demo started; a stack that was already up stays up."""
+    from aitrace.infra import stack
+
+    if not handle.started_roles:
+        return
+    recorded = set(stack.read_state(state_dir).get("services", {}))
+    if recorded - set(handle.started_roles):
+        out.write("the embedded stack was partly running before the demo: leaving it up (`aitrace down` stops it)\n")
+        return
+    for line in stack.down(state_dir):
+        out.write(f"  {line}\n")
+
+
+class Worker:
+    """``aitrace worker`` as a child process, logging to a file under the state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.log_path = state_dir / "logs" / f"demo-worker-{tag}.log"
+        self.argv = [
+            sys.executable,
+            "-m",
+            "aitrace.infra.cli",
+            "worker",
+            "--app-id",
+            f"aitrace-demo-{tag}",
+            "--workers-dir",
+            str(state_dir / f"demo-worker-{tag}"),
+            "--raw-metrics",  # a training run of seconds: every point, not one rollup window
+            "--idle-timeout-s",
+            "5",
+            "--stats-interval-s",
+            "10",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> Worker:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        return self
+
+    def check(self) -> None:
+        """Raise DemoError when the worker died (with the end of its log)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise DemoError(f"the worker exited with code {self.process.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(WORKER_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
