@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.config import Settings
-from aitrace.producers.exporter import DeliveryListener, Exporter, Processor
+from aitrace.producers.exporter import Exporter, Processor
+from aitrace.producers.kafka_transport import DeliveryListener, KafkaTransport
 from aitrace.producers.redact import Redactor
 from aitrace.producers.sampling import TraceSampler, trace_sampled
 from aitrace.schemas.codec import compiled
@@ -203,15 +204,10 @@ class Client:
         if self.redactor is not None:
             # Scrubbed once here as well as per event: the service name also names the Kafka client (client.id).
             envelope = self.redactor.mapping(envelope, top=True)
+        client_id = f"aitrace-{envelope['service']}"
+        transport = KafkaTransport(settings, self.stats_counter, client_id, self._listener, self._producer_config)
         self._exporter = Exporter(
-            settings,
-            self._queue,
-            envelope,
-            self._processors,
-            os.urandom(6).hex(),
-            self.stats_counter,
-            self._listener,
-            self._producer_config,
+            settings, self._queue, envelope, self._processors, os.urandom(6).hex(), self.stats_counter, transport
         )
         self._exporter.start()
 
@@ -614,7 +610,7 @@ class Client:
                 out[f"redacted_{kind}"] = n
         out["queued"] = len(self._queue)
         out["enqueued"] = out.get("enqueued", 0) + out["queued"]
-        out["spool_bytes"] = self._exporter.spool.bytes_used
+        out["spool_bytes"] = self._exporter.transport.spool_bytes
         out["dropped"] = sum(v for k, v in out.items() if k.startswith("dropped_"))
         for key in ("enqueued", "sent", "spilled", "drained", "dropped", "sampled_out", "redacted"):
             out.setdefault(key, 0)
