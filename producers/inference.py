@@ -53,7 +53,8 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 from aitrace.producers import tracecontext as tc
-from aitrace.producers.client import Span, get_client
+from aitrace.producers.client import get_client
+from aitrace.producers.spans import Span
 
 __all__ = [
     "INPUT_KINDS",
