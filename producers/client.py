@@ -38,6 +38,7 @@ from aitrace.producers.kafka_transport import DeliveryListener, KafkaTransport
 from aitrace.producers.redact import Redactor
 from aitrace.producers.sampling import TraceSampler, trace_sampled
 from aitrace.producers.spans import Span, Stage
+from aitrace.producers.summaries import row_count
 from aitrace.schemas.codec import compiled
 
 log = logging.getLogger("aitrace")
@@ -210,7 +211,7 @@ class Client(ClientEvents):
         if dataset is not None:
             attributes["dataset"] = dataset
         if rows_in is None and data is not None:
-            rows_in = ev.row_count(data)
+            rows_in = row_count(data)
         return Stage(self, name, attributes, self._span_context("internal", None), rows_in)
 
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
+from aitrace.producers.summaries import row_count
 
 if TYPE_CHECKING:
     from aitrace.producers.client import Client
@@ -111,7 +112,7 @@ class Stage(Span):
 
     def output(self, data: _T) -> _T:
         """Count ``data``'s rows (DataFrame, Series, array, mapping of columns) as ``rows_out``; returns ``data``."""
-        self.rows_out = ev.row_count(data)
+        self.rows_out = row_count(data)
         return data
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
