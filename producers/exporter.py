@@ -31,6 +31,7 @@ from typing import Any
 
 from aitrace.producers import events as ev
 from aitrace.producers.config import Settings
+from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
 from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
@@ -255,7 +256,7 @@ class Exporter:
         for (topic, trace_id), group in groups.items():
             try:
                 events = self._process(group.events)
-                blocks = [(self._new_id(), b) for b in ev.metric_blocks(group.metrics, self.stats) if len(b)]
+                blocks = [(self._new_id(), b) for b in metric_blocks(group.metrics, self.stats) if len(b)]
                 self._send_group(topic, trace_id.encode(), events, blocks)
             except Exception:
                 self.stats["dropped_exporter_error"] += len(group.events) + len(group.metrics)
@@ -296,7 +297,7 @@ class Exporter:
     # -- encoding
 
     def _send_group(
-        self, topic: str, key: bytes, events: list[dict[str, Any]], blocks: list[tuple[str, ev.MetricBlockBuilder]]
+        self, topic: str, key: bytes, events: list[dict[str, Any]], blocks: list[tuple[str, MetricBlockBuilder]]
     ) -> None:
         """Encode the group as records of at most ``batch_max_events`` events and ``max_record_bytes``."""
         limit = self.settings.batch_max_events
