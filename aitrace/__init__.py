@@ -31,23 +31,24 @@ if TYPE_CHECKING:  # static tools see the names; at run time they load on first 
     from aitrace.producers import torch as torch
     from aitrace.producers import transformers as transformers
     from aitrace.producers import wsgi as wsgi
-    from aitrace.producers.client import Client, Span, default_processors, get_client, init
-    from aitrace.producers.events import summarize
+    from aitrace.producers.client import Client, default_processors, get_client, init
     from aitrace.producers.logging_handler import AitraceHandler
     from aitrace.producers.redact import Redactor
     from aitrace.producers.sampling import TraceSampler
+    from aitrace.producers.spans import Span
+    from aitrace.producers.summaries import summarize
 
 # Lazy, so that ``import aitrace.detect`` (a notebook, a backtest) loads no Kafka client.
 _EXPORTS = {
     "Client": "aitrace.producers.client",
-    "Span": "aitrace.producers.client",
     "default_processors": "aitrace.producers.client",
     "get_client": "aitrace.producers.client",
     "init": "aitrace.producers.client",
-    "summarize": "aitrace.producers.events",
+    "summarize": "aitrace.producers.summaries",
     "AitraceHandler": "aitrace.producers.logging_handler",
     "Redactor": "aitrace.producers.redact",
     "TraceSampler": "aitrace.producers.sampling",
+    "Span": "aitrace.producers.spans",
 }
 
 # ``aitrace.<name>`` -> ``aitrace.producers.<name>``: the integrations, reached as attributes of the

@@ -8,7 +8,7 @@ and sends one ``client.inference(...)`` with the route (the matched route templa
 ``scope["route"]``, which Starlette and FastAPI set; else the path), method, status, latency and
 body sizes; the handler adds prediction, confidence, model, version and features with
 :func:`annotate`. Validation failures, content checks, payload logging and the record's fields:
-see :mod:`aitrace.producers.inference`; the settings: :class:`aitrace.producers.inference.Middleware`.
+see :mod:`aitrace.producers.http_exchange`; the settings: :class:`aitrace.producers.http_exchange.Middleware`.
 
 A pure ASGI middleware: it needs no framework, passes lifespan and websocket scopes through, and
 never buffers a body (it counts bytes and keeps at most ``max_body_bytes`` for the checks).
@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aitrace.producers.inference import Exchange, Middleware, annotate, guard
+from aitrace.producers.http_exchange import Exchange, Middleware
+from aitrace.producers.inference import annotate, guard
 
 __all__ = ["ASGIApp", "AitraceMiddleware", "annotate"]
 
@@ -31,7 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AitraceMiddleware(Middleware):
-    """Trace every HTTP request of an ASGI app (settings: :class:`aitrace.producers.inference.Middleware`)."""
+    """Trace every HTTP request of an ASGI app (settings: :class:`aitrace.producers.http_exchange.Middleware`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange(scope) if scope["type"] == "http" else None

@@ -27,14 +27,18 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
+from aitrace.producers.client_events import ClientEvents
 from aitrace.producers.config import Settings
-from aitrace.producers.exporter import DeliveryListener, Exporter, Processor
+from aitrace.producers.exporter import Exporter, Processor
+from aitrace.producers.kafka_transport import DeliveryListener, KafkaTransport
 from aitrace.producers.redact import Redactor
 from aitrace.producers.sampling import TraceSampler, trace_sampled
+from aitrace.producers.spans import Span, Stage
+from aitrace.producers.summaries import row_count
 from aitrace.schemas.codec import compiled
 
 log = logging.getLogger("aitrace")
@@ -45,115 +49,12 @@ _METRIC = ev.METRIC
 _modules = sys.modules
 _OTEL = "opentelemetry.trace"
 FULL_POLICIES = ("drop_newest", "block")
-_T = TypeVar("_T")
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _default: Client | None = None
 
 
-class Span:
-    """A unit of work opened by :meth:`Client.span`; reported as an ``aitrace.Span`` when it ends."""
-
-    __slots__ = (
-        "_client",
-        "_start_us",
-        "_t0",
-        "_token",
-        "attributes",
-        "context",
-        "error_message",
-        "error_type",
-        "kind",
-        "name",
-        "status",
-    )
-
-    def __init__(self, client: Client, name: str, kind: str, attributes: dict[str, Any], ctx: tc.SpanContext) -> None:
-        self._client = client
-        self.name = name
-        self.kind = kind
-        self.attributes = attributes
-        self.context = ctx
-        self.status = "ok"
-        self.error_type: str | None = None
-        self.error_message: str | None = None
-        self._token: Any = None
-        self._t0 = 0
-        self._start_us = 0
-
-    @property
-    def trace_id(self) -> str:
-        return self.context.trace_id
-
-    @property
-    def span_id(self) -> str:
-        return self.context.span_id
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
-
-    def set_status(self, status: str, message: str | None = None) -> None:
-        """``"ok"`` or ``"error"`` (an error span is never sampled out and leaves at once)."""
-        self.status = "error" if status == "error" else "ok"
-        if message is not None:
-            self.error_message = message
-
-    def __enter__(self) -> Span:
-        self._start_us = _time_ns() // 1000
-        self._t0 = time.perf_counter_ns()
-        self._token = tc.push(self.context)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        duration_us = (time.perf_counter_ns() - self._t0) // 1000
-        tc.pop(self._token)
-        if exc is not None:
-            self.status = "error"
-            self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
-            self.error_message = str(exc)
-        fields = {
-            "name": self.name,
-            "kind": self.kind,
-            "start_time": self._start_us,
-            "duration_us": duration_us,
-            "status": self.status,
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "attributes": self.attributes,
-        }
-        self._client._put((ev.SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
-
-
-class Stage(Span):
-    """A data-pipeline stage opened by :meth:`Client.stage`: a span that also counts rows in and out.
-
-    Set ``rows_in`` / ``rows_out`` (ints), or hand the data to :meth:`output`; the span's
-    attributes get ``rows_in``, ``rows_out`` and ``rows_dropped`` (in - out, when rows were lost).
-    """
-
-    __slots__ = ("rows_in", "rows_out")
-
-    def __init__(
-        self, client: Client, name: str, attributes: dict[str, Any], ctx: tc.SpanContext, rows_in: int | None
-    ) -> None:
-        super().__init__(client, name, "internal", attributes, ctx)
-        self.rows_in = rows_in
-        self.rows_out: int | None = None
-
-    def output(self, data: _T) -> _T:
-        """Count ``data``'s rows (DataFrame, Series, array, mapping of columns) as ``rows_out``; returns ``data``."""
-        self.rows_out = ev.row_count(data)
-        return data
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        rows = {"rows_in": self.rows_in, "rows_out": self.rows_out}
-        self.attributes.update((k, v) for k, v in rows.items() if v is not None)
-        if self.rows_in is not None and self.rows_out is not None and self.rows_out <= self.rows_in:
-            self.attributes["rows_dropped"] = self.rows_in - self.rows_out
-        super().__exit__(exc_type, exc, tb)
-
-
-class Client:
+class Client(ClientEvents):
     """The aitrace producer. Build it with :func:`aitrace.init`; see the module doc for the queue."""
 
     def __init__(
@@ -203,15 +104,10 @@ class Client:
         if self.redactor is not None:
             # Scrubbed once here as well as per event: the service name also names the Kafka client (client.id).
             envelope = self.redactor.mapping(envelope, top=True)
+        client_id = f"aitrace-{envelope['service']}"
+        transport = KafkaTransport(settings, self.stats_counter, client_id, self._listener, self._producer_config)
         self._exporter = Exporter(
-            settings,
-            self._queue,
-            envelope,
-            self._processors,
-            os.urandom(6).hex(),
-            self.stats_counter,
-            self._listener,
-            self._producer_config,
+            settings, self._queue, envelope, self._processors, os.urandom(6).hex(), self.stats_counter, transport
         )
         self._exporter.start()
 
@@ -290,209 +186,6 @@ class Client:
         if first:
             log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.queue_size)
 
-    # -- events
-
-    def log(
-        self,
-        level: str | int,
-        message: str,
-        *,
-        exc_info: Any = None,
-        logger: str | None = None,
-        **attributes: Any,
-    ) -> None:
-        """A log record; ``exc_info=True`` (or an exception) attaches the current exception's stack."""
-        norm = ev.normalize_level(level)
-        exc = _exception(exc_info)
-        fields = {"level": norm, "message": message, "logger": logger, "attributes": attributes, "exc": exc}
-        self._put((ev.LOG, _time_ns() // 1000, self._context(), fields, ev.is_urgent_level(norm)))
-
-    def run_started(
-        self,
-        config: Mapping[str, Any] | None = None,
-        seed: int | None = None,
-        code_version: str | None = None,
-        libraries: Iterable[str] = (),
-        message: str | None = None,
-    ) -> None:
-        """Start of a run: hyper-parameters, seed, code version, versions of the ML libraries imported."""
-        fields = {
-            "status": "STARTED",
-            "config": dict(config or {}),
-            "seed": seed,
-            "code_version": code_version,
-            "library_versions": ev.library_versions(libraries),
-            "message": message,
-        }
-        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
-
-    def run_finished(self, status: str = "FINISHED", message: str | None = None) -> None:
-        """End of a run (FINISHED, FAILED or KILLED); leaves at once."""
-        fields = {"status": status, "message": message}
-        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, True))
-
-    @contextmanager
-    def run(
-        self,
-        name: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        *,
-        seed: int | None = None,
-        code_version: str | None = None,
-        libraries: Iterable[str] = (),
-    ) -> Iterator[Client]:
-        """A run as a ``with`` block: STARTED on entry, FINISHED on a normal exit.
-
-        An exception inside is recorded (an error log with its traceback, then FAILED; KILLED for
-        ``KeyboardInterrupt``) and re-raised. ``name`` travels as the STARTED event's message.
-        Resources are sampled at the start, every ``resource_interval_s`` and at the end (before
-        the closing lifecycle event), unless that setting is 0 or :meth:`start_resource_sampler` runs.
-        """
-        self.run_started(config, seed, code_version, libraries, message=name)
-        sampler = self._run_sampler()
-        try:
-            try:
-                yield self
-            finally:
-                if sampler is not None:
-                    sampler.stop()
-        except BaseException as exc:
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
-            self.log("error", f"run failed: {type(exc).__qualname__}: {exc}", exc_info=exc, logger="aitrace.run")
-            self.run_finished(status=status, message=f"{type(exc).__qualname__}: {exc}")
-            raise
-        self.run_finished(status="FINISHED", message=name)
-
-    def checkpoint(
-        self,
-        path: str | os.PathLike[str],
-        step: int | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        **attributes: Any,
-    ) -> dict[str, Any]:
-        """Record a saved checkpoint: path, size, sha256 (streamed, in the caller) and the metrics it was saved at.
-
-        Sent as an info ``aitrace.LogRecord`` of logger ``aitrace.checkpoint`` whose attributes hold
-        ``event="checkpoint"``, ``path``, ``size_bytes``, ``sha256``, ``step`` and one
-        ``metrics.<name>`` per metric. A directory is hashed file by file in sorted order. Returns
-        those fields. A missing path raises ``FileNotFoundError``.
-        """
-        import hashlib
-        from pathlib import Path
-
-        target = Path(path)
-        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
-        digest = hashlib.sha256()
-        size = 0
-        for file in files:
-            if target.is_dir():
-                digest.update(str(file.relative_to(target)).encode() + b"\0")
-            with open(file, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-        info: dict[str, Any] = {
-            "event": "checkpoint",
-            "path": str(target.resolve()),
-            "size_bytes": size,
-            "sha256": digest.hexdigest(),
-            "step": step,
-        }
-        info.update({f"metrics.{k}": v for k, v in (metrics or {}).items()})
-        self.log("info", f"checkpoint saved: {target}", logger="aitrace.checkpoint", **attributes, **info)
-        return info
-
-    def data_stats(
-        self,
-        stage: str,
-        dataset: str,
-        features: Iterable[Mapping[str, Any]] = (),
-        row_count: int = 0,
-        class_counts: Mapping[Any, int] | None = None,
-        label: str | None = None,
-        batch: Any = None,
-        rows_dropped: int = 0,
-        ingest_delay_ms: float | None = None,
-    ) -> None:
-        """Statistics of one batch at one pipeline stage (see :func:`aitrace.summarize`)."""
-        fields = {
-            "stage": stage,
-            "dataset": dataset,
-            "features": list(features),
-            "row_count": row_count,
-            "class_counts": dict(class_counts or {}),
-            "label": label,
-            "batch": batch,
-            "rows_dropped": rows_dropped,
-            "ingest_delay_ms": ingest_delay_ms,
-        }
-        self._put((ev.DATA, _time_ns() // 1000, self._context(), fields, False))
-
-    def inference(
-        self,
-        request_id: str,
-        model_name: str,
-        latency_ms: float,
-        model_version: str | None = None,
-        status: str = "ok",
-        features: Mapping[str, Any] | None = None,
-        prediction: Any = None,
-        confidence: float | None = None,
-        error: Any = None,
-        inputs_summary: str | None = None,
-        feature_version: str | None = None,
-    ) -> None:
-        """One prediction served. An ``error`` (or status ``"error"``) leaves at once and is never sampled out."""
-        fields = {
-            "request_id": request_id,
-            "model_name": model_name,
-            "model_version": model_version,
-            "latency_ms": latency_ms,
-            "status": status,
-            "features": dict(features or {}),
-            "prediction": prediction,
-            "confidence": confidence,
-            "error": error,
-            "inputs_summary": inputs_summary,
-            "feature_version": feature_version,
-        }
-        urgent = status == "error" or error is not None
-        self._put((ev.INFERENCE, _time_ns() // 1000, self._context(), fields, urgent))
-
-    def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
-        """The true label of an earlier prediction, joined to it by ``request_id``."""
-        fields = {"request_id": request_id, "model_name": model_name, "label": label}
-        self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), fields, False))
-
-    def resources(self) -> None:
-        """One resource sample now: process and host CPU, memory, disk and network I/O; GPUs through NVML."""
-        from aitrace.producers.resources import sample
-
-        self._put((ev.RESOURCE, _time_ns() // 1000, self._context(), sample(), False))
-
-    def start_resource_sampler(self, interval_s: float = 10.0) -> None:
-        """Sample resources now, every ``interval_s`` and at :meth:`close`, on a daemon thread."""
-        from aitrace.producers.resources import ResourceSampler
-
-        if self._resource_sampler is None:
-            self._resource_sampler = ResourceSampler(self, interval_s)
-            self._resource_sampler.start()
-
-    def _run_sampler(self) -> Any:
-        """A sampler for one run, or None: switched off (interval 0) or a client-wide one already runs."""
-        from aitrace.producers.resources import ResourceSampler
-
-        interval = self.settings.resource_interval_s
-        if interval <= 0 or self._resource_sampler is not None:
-            return None
-        sampler = ResourceSampler(self, interval)
-        try:
-            sampler.start()
-        except RuntimeError as exc:  # no thread to be had: the run goes on unsampled
-            log.warning("aitrace: no resource sampling for this run (%s)", exc)
-            return None
-        return sampler
-
     # -- spans and context propagation
 
     def span(self, name: str, kind: str = "internal", new_trace: bool | None = None, **attributes: Any) -> Span:
@@ -518,7 +211,7 @@ class Client:
         if dataset is not None:
             attributes["dataset"] = dataset
         if rows_in is None and data is not None:
-            rows_in = ev.row_count(data)
+            rows_in = row_count(data)
         return Stage(self, name, attributes, self._span_context("internal", None), rows_in)
 
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
@@ -614,7 +307,7 @@ class Client:
                 out[f"redacted_{kind}"] = n
         out["queued"] = len(self._queue)
         out["enqueued"] = out.get("enqueued", 0) + out["queued"]
-        out["spool_bytes"] = self._exporter.spool.bytes_used
+        out["spool_bytes"] = self._exporter.transport.spool_bytes
         out["dropped"] = sum(v for k, v in out.items() if k.startswith("dropped_"))
         for key in ("enqueued", "sent", "spilled", "drained", "dropped", "sampled_out", "redacted"):
             out.setdefault(key, 0)
@@ -625,16 +318,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _exception(exc_info: Any) -> BaseException | None:
-    if exc_info is None or exc_info is False:
-        return None
-    if isinstance(exc_info, BaseException):
-        return exc_info
-    if isinstance(exc_info, tuple) and len(exc_info) == 3:
-        return exc_info[1]
-    return sys.exc_info()[1]
 
 
 def _validate(settings: Settings) -> None:

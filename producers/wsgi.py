@@ -3,8 +3,8 @@
     app.wsgi_app = AitraceWSGIMiddleware(app.wsgi_app, model="churn", version="3")  # Flask
 
 The same behaviour as :class:`aitrace.producers.asgi.AitraceMiddleware` (settings:
-:class:`aitrace.producers.inference.Middleware`; record fields, checks and payloads:
-:mod:`aitrace.producers.inference`), with what WSGI allows:
+:class:`aitrace.producers.http_exchange.Middleware`; record fields, checks and payloads:
+:mod:`aitrace.producers.http_exchange`), with what WSGI allows:
 
 - The route is the matched rule when the app routes with werkzeug (a Flask app, or its
   ``wsgi_app``: its ``url_map`` is matched again, which costs microseconds), else the path.
@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from aitrace.producers.inference import Body, Exchange, Middleware, annotate, guard
+from aitrace.producers.http_exchange import Body, Exchange, Middleware
+from aitrace.producers.inference import annotate, guard
 
 __all__ = ["AitraceWSGIMiddleware", "WSGIApp", "annotate"]
 
@@ -29,7 +30,7 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 class AitraceWSGIMiddleware(Middleware):
-    """Trace every request of a WSGI app (settings: :class:`aitrace.producers.inference.Middleware`)."""
+    """Trace every request of a WSGI app (settings: :class:`aitrace.producers.http_exchange.Middleware`)."""
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         exchange = self._exchange(environ)

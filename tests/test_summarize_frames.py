@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from aitrace.producers.events import frame_kind, row_count
+from aitrace.producers.summaries import frame_kind, row_count
 
 # One table, written natively in each library: missing numbers are NaN in numpy, None in the frames
 # (NaN in pandas, null in polars), missing strings None everywhere.
@@ -108,9 +108,9 @@ def test_frame_kind_and_row_count() -> None:
 
 def test_summarizing_arrays_imports_neither_pandas_nor_polars() -> None:
     code = (
-        "import sys, numpy as np, aitrace, aitrace.producers.events\n"
+        "import sys, numpy as np, aitrace, aitrace.producers.summaries\n"
         "aitrace.summarize({'x': np.arange(5.0), 'c': np.array(['a', 'b', 'a', 'b', 'a'])})\n"
-        "aitrace.producers.events.row_count({'x': [1, 2]})\n"
+        "aitrace.producers.summaries.row_count({'x': [1, 2]})\n"
         "print(sorted(m for m in ('pandas', 'polars') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -25,7 +25,7 @@ from aitrace.infra.loadgen import LoadGenerator, Request
 from aitrace.infra.stack import free_port
 from aitrace.infra.workload_pipeline import PipelineConfig, run_pipeline
 from aitrace.infra.workload_training import TrainingConfig, train
-from aitrace.producers.events import summarize
+from aitrace.producers.summaries import summarize
 
 _CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("test_trace", default=None)
 

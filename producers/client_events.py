@@ -1,0 +1,248 @@
+"""The client's event methods: logs, the run's lifecycle, checkpoints, data statistics,
+inferences, ground truth and resource samples.
+
+:class:`ClientEvents` is mixed into :class:`~aitrace.producers.client.Client`, which provides
+what these methods build on: ``_put`` (enqueue one tuple, see the client's module doc),
+``_context`` (the span context an event belongs to) and the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Self
+
+from aitrace.producers import events as ev
+
+if TYPE_CHECKING:
+    from aitrace.producers import tracecontext as tc
+    from aitrace.producers.config import Settings
+
+log = logging.getLogger("aitrace")
+
+_time_ns = time.time_ns
+
+
+class ClientEvents:
+    """One method per kind of event; each builds its fields and enqueues them (see the module doc)."""
+
+    if TYPE_CHECKING:  # provided by Client
+        settings: Settings
+        _resource_sampler: Any
+        _put: Callable[[tuple], None]
+        _context: Callable[[], tc.SpanContext]
+
+    def log(
+        self,
+        level: str | int,
+        message: str,
+        *,
+        exc_info: Any = None,
+        logger: str | None = None,
+        **attributes: Any,
+    ) -> None:
+        """A log record; ``exc_info=True`` (or an exception) attaches the current exception's stack."""
+        norm = ev.normalize_level(level)
+        exc = _exception(exc_info)
+        fields = {"level": norm, "message": message, "logger": logger, "attributes": attributes, "exc": exc}
+        self._put((ev.LOG, _time_ns() // 1000, self._context(), fields, ev.is_urgent_level(norm)))
+
+    def run_started(
+        self,
+        config: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        code_version: str | None = None,
+        libraries: Iterable[str] = (),
+        message: str | None = None,
+    ) -> None:
+        """Start of a run: hyper-parameters, seed, code version, versions of the ML libraries imported."""
+        fields = {
+            "status": "STARTED",
+            "config": dict(config or {}),
+            "seed": seed,
+            "code_version": code_version,
+            "library_versions": ev.library_versions(libraries),
+            "message": message,
+        }
+        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
+
+    def run_finished(self, status: str = "FINISHED", message: str | None = None) -> None:
+        """End of a run (FINISHED, FAILED or KILLED); leaves at once."""
+        fields = {"status": status, "message": message}
+        self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, True))
+
+    @contextmanager
+    def run(
+        self,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        code_version: str | None = None,
+        libraries: Iterable[str] = (),
+    ) -> Iterator[Self]:
+        """A run as a ``with`` block: STARTED on entry, FINISHED on a normal exit.
+
+        An exception inside is recorded (an error log with its traceback, then FAILED; KILLED for
+        ``KeyboardInterrupt``) and re-raised. ``name`` travels as the STARTED event's message.
+        Resources are sampled at the start, every ``resource_interval_s`` and at the end (before
+        the closing lifecycle event), unless that setting is 0 or :meth:`start_resource_sampler` runs.
+        """
+        self.run_started(config, seed, code_version, libraries, message=name)
+        sampler = self._run_sampler()
+        try:
+            try:
+                yield self
+            finally:
+                if sampler is not None:
+                    sampler.stop()
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+            self.log("error", f"run failed: {type(exc).__qualname__}: {exc}", exc_info=exc, logger="aitrace.run")
+            self.run_finished(status=status, message=f"{type(exc).__qualname__}: {exc}")
+            raise
+        self.run_finished(status="FINISHED", message=name)
+
+    def checkpoint(
+        self,
+        path: str | os.PathLike[str],
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        **attributes: Any,
+    ) -> dict[str, Any]:
+        """Record a saved checkpoint: path, size, sha256 (streamed, in the caller) and the metrics it was saved at.
+
+        Sent as an info ``aitrace.LogRecord`` of logger ``aitrace.checkpoint`` whose attributes hold
+        ``event="checkpoint"``, ``path``, ``size_bytes``, ``sha256``, ``step`` and one
+        ``metrics.<name>`` per metric. A directory is hashed file by file in sorted order. Returns
+        those fields. A missing path raises ``FileNotFoundError``.
+        """
+        import hashlib
+        from pathlib import Path
+
+        target = Path(path)
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        digest = hashlib.sha256()
+        size = 0
+        for file in files:
+            if target.is_dir():
+                digest.update(str(file.relative_to(target)).encode() + b"\0")
+            with open(file, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        info: dict[str, Any] = {
+            "event": "checkpoint",
+            "path": str(target.resolve()),
+            "size_bytes": size,
+            "sha256": digest.hexdigest(),
+            "step": step,
+        }
+        info.update({f"metrics.{k}": v for k, v in (metrics or {}).items()})
+        self.log("info", f"checkpoint saved: {target}", logger="aitrace.checkpoint", **attributes, **info)
+        return info
+
+    def data_stats(
+        self,
+        stage: str,
+        dataset: str,
+        features: Iterable[Mapping[str, Any]] = (),
+        row_count: int = 0,
+        class_counts: Mapping[Any, int] | None = None,
+        label: str | None = None,
+        batch: Any = None,
+        rows_dropped: int = 0,
+        ingest_delay_ms: float | None = None,
+    ) -> None:
+        """Statistics of one batch at one pipeline stage (see :func:`aitrace.summarize`)."""
+        fields = {
+            "stage": stage,
+            "dataset": dataset,
+            "features": list(features),
+            "row_count": row_count,
+            "class_counts": dict(class_counts or {}),
+            "label": label,
+            "batch": batch,
+            "rows_dropped": rows_dropped,
+            "ingest_delay_ms": ingest_delay_ms,
+        }
+        self._put((ev.DATA, _time_ns() // 1000, self._context(), fields, False))
+
+    def inference(
+        self,
+        request_id: str,
+        model_name: str,
+        latency_ms: float,
+        model_version: str | None = None,
+        status: str = "ok",
+        features: Mapping[str, Any] | None = None,
+        prediction: Any = None,
+        confidence: float | None = None,
+        error: Any = None,
+        inputs_summary: str | None = None,
+        feature_version: str | None = None,
+    ) -> None:
+        """One prediction served. An ``error`` (or status ``"error"``) leaves at once and is never sampled out."""
+        fields = {
+            "request_id": request_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+            "status": status,
+            "features": dict(features or {}),
+            "prediction": prediction,
+            "confidence": confidence,
+            "error": error,
+            "inputs_summary": inputs_summary,
+            "feature_version": feature_version,
+        }
+        urgent = status == "error" or error is not None
+        self._put((ev.INFERENCE, _time_ns() // 1000, self._context(), fields, urgent))
+
+    def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
+        """The true label of an earlier prediction, joined to it by ``request_id``."""
+        fields = {"request_id": request_id, "model_name": model_name, "label": label}
+        self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), fields, False))
+
+    def resources(self) -> None:
+        """One resource sample now: process and host CPU, memory, disk and network I/O; GPUs through NVML."""
+        from aitrace.producers.resources import sample
+
+        self._put((ev.RESOURCE, _time_ns() // 1000, self._context(), sample(), False))
+
+    def start_resource_sampler(self, interval_s: float = 10.0) -> None:
+        """Sample resources now, every ``interval_s`` and at :meth:`close`, on a daemon thread."""
+        from aitrace.producers.resources import ResourceSampler
+
+        if self._resource_sampler is None:
+            self._resource_sampler = ResourceSampler(self, interval_s)
+            self._resource_sampler.start()
+
+    def _run_sampler(self) -> Any:
+        """A sampler for one run, or None: switched off (interval 0) or a client-wide one already runs."""
+        from aitrace.producers.resources import ResourceSampler
+
+        interval = self.settings.resource_interval_s
+        if interval <= 0 or self._resource_sampler is not None:
+            return None
+        sampler = ResourceSampler(self, interval)
+        try:
+            sampler.start()
+        except RuntimeError as exc:  # no thread to be had: the run goes on unsampled
+            log.warning("aitrace: no resource sampling for this run (%s)", exc)
+            return None
+        return sampler
+
+
+def _exception(exc_info: Any) -> BaseException | None:
+    if exc_info is None or exc_info is False:
+        return None
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        return exc_info[1]
+    return sys.exc_info()[1]

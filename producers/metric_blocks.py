@@ -1,0 +1,152 @@
+"""Metric blocks: queued ``client.metric`` points of one (trace, span, split, metric names) as
+the columns of one ``aitrace.MetricBlock``, built on the exporter thread.
+
+Bad values never raise here: a value that is not a number is left out of its point and
+counted (``rejected_*``), as in :mod:`aitrace.producers.events`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from aitrace.producers.events import as_float, as_int
+
+
+class MetricBlockBuilder:
+    """The columns of one metric block: points of one (trace, span, split, metric names).
+
+    A new set of metric names starts a new block, so NaN in a block is always a value the
+    caller sent (data), never a filler for an absent metric.
+    """
+
+    __slots__ = ("columns", "epochs", "names", "parent_span_id", "span_id", "split", "steps", "times", "trace_id")
+
+    def __init__(self, ctx: Any, split: str | None, names: tuple) -> None:
+        self.trace_id = ctx.trace_id
+        self.span_id = ctx.span_id
+        self.parent_span_id = ctx.parent_span_id
+        self.split = split
+        self.names = names
+        self.steps: list[int] = []
+        self.times: list[int] = []
+        self.epochs: list[int] = []
+        self.columns: list[list[float]] = [[] for _ in names]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def build(self, block_id: str, envelope: dict[str, Any], lo: int = 0, hi: int | None = None) -> dict[str, Any]:
+        """The ``aitrace.MetricBlock`` of rows ``lo:hi``."""
+        hi = len(self.steps) if hi is None else hi
+        epochs = self.epochs[lo:hi]
+        return {
+            "block_id": block_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "service": envelope["service"],
+            "service_version": envelope["service_version"],
+            "environment": envelope["environment"],
+            "host": envelope["host"],
+            "pid": envelope["pid"],
+            "run_id": envelope["run_id"],
+            "split": self.split,
+            "steps": self.steps[lo:hi],
+            "times": self.times[lo:hi],
+            "epochs": [] if all(e == -1 for e in epochs) else epochs,
+            "series": [{"name": n, "values": c[lo:hi]} for n, c in zip(self.names, self.columns, strict=True)],
+        }
+
+
+def metric_blocks(items: list[tuple], stats: Counter[str]) -> list[MetricBlockBuilder]:
+    """Columnar blocks from queued metric tuples ``(METRIC, time_us, ctx, values, step, epoch, split)``.
+
+    The common case (int steps, numeric values) is a few list comprehensions per block: the
+    transposition into columns runs in C (``zip``), which keeps the exporter's share of the GIL
+    small. A block with anything unusual is rebuilt row by row, where bad values are left out
+    and counted.
+    """
+    rows_by_key: dict[tuple, list[tuple]] = {}
+    for item in items:
+        key = (item[2].span_id, item[6], *item[3])  # span, split, metric names
+        rows = rows_by_key.get(key)
+        if rows is None:
+            rows_by_key[key] = [item]
+        else:
+            rows.append(item)
+    out: list[MetricBlockBuilder] = []
+    for key, rows in rows_by_key.items():
+        names = key[2:]
+        if not names:
+            stats["rejected_empty_metric"] += len(rows)
+            continue
+        try:
+            out.append(_fast_block(rows, key[1], names))
+        except (TypeError, ValueError, OverflowError, RuntimeError):
+            out.extend(_slow_blocks(rows, stats))
+    return out
+
+
+_INT = {int}
+_FLOAT = {float}
+
+
+def _fast_block(rows: list[tuple], split: str | None, names: tuple) -> MetricBlockBuilder:
+    steps = [r[4] for r in rows]
+    if set(map(type, steps)) != _INT:
+        raise TypeError("steps that are not int")
+    epochs = [r[5] for r in rows]
+    block = MetricBlockBuilder(rows[0][2], split, names)
+    block.steps = steps
+    block.times = [r[1] for r in rows]
+    no_epochs = epochs.count(None) == len(rows)
+    block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else int(e) for e in epochs]
+    columns = [[r[3][name] for r in rows] for name in names]
+    for i, column in enumerate(columns):
+        if set(map(type, column)) != _FLOAT:
+            columns[i] = [float(v) for v in column]  # ints, numpy scalars; anything else raises
+    block.columns = columns
+    return block
+
+
+def _slow_blocks(rows: list[tuple], stats: Counter[str]) -> list[MetricBlockBuilder]:
+    """Row by row: values that are not numbers are left out (counted); bad steps drop the row."""
+    blocks: dict[tuple, MetricBlockBuilder] = {}
+    for _kind, time_us, ctx, values, step, epoch, split in rows:
+        names, floats = metric_point(values, stats)
+        step_i = as_int(step)
+        if step_i is None or (isinstance(step, bool | float) and step != step_i):
+            stats["rejected_bad_step"] += 1
+            continue
+        if not names:
+            stats["rejected_empty_metric"] += 1
+            continue
+        block = blocks.get(names)
+        if block is None:
+            block = blocks[names] = MetricBlockBuilder(ctx, split, names)
+        epoch_i = as_int(epoch)
+        block.steps.append(step_i)
+        block.times.append(time_us)
+        block.epochs.append(-1 if epoch_i is None else epoch_i)
+        for column, value in zip(block.columns, floats, strict=True):
+            column.append(value)
+    return list(blocks.values())
+
+
+def metric_point(values: Mapping[Any, Any], stats: Counter[str]) -> tuple[tuple, list[float]]:
+    """``(names, floats)`` of one ``client.metric`` call; values that are not numbers are left out and counted.
+
+    NaN and Inf are numbers: they are kept (a diverging loss is the point of logging it).
+    """
+    kept_names = []
+    floats = []
+    for k, v in values.items():
+        number = as_float(v)
+        if number is None:
+            stats["rejected_non_numeric_metric"] += 1
+            continue
+        kept_names.append(k)
+        floats.append(number)
+    return tuple(kept_names), floats

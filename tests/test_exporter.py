@@ -1,0 +1,117 @@
+"""The exporter over the in-memory transport: batching, the processor chain and record splitting, no broker."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aitrace.producers import events as ev
+from aitrace.producers import tracecontext as tc
+from aitrace.producers.config import Settings
+from aitrace.producers.exporter import Exporter, Processor
+from aitrace.producers.transport import MemoryTransport
+from test_producer_support import decode, metric_steps
+
+_ENVELOPE = {
+    "service": "unit",
+    "service_version": None,
+    "environment": "test",
+    "host": "h",
+    "pid": 1,
+    "run_id": None,
+    "sampled": True,
+    "labels": {},
+}
+_CTX = tc.SpanContext(tc.new_trace_id(), tc.new_span_id())
+
+
+class Running:
+    """An exporter thread over a :class:`MemoryTransport`, fed as the client feeds it."""
+
+    def __init__(self, tmp_path: Path, processors: list[Processor], **overrides: Any) -> None:
+        self.queue: deque = deque()
+        self.stats: Counter[str] = Counter()
+        self.transport = MemoryTransport(self.stats)
+        settings = {"service": "unit", "spool_dir": str(tmp_path / "spool"), **overrides}
+        self.exporter = Exporter(
+            Settings(**settings), self.queue, dict(_ENVELOPE), processors, "t", self.stats, self.transport
+        )
+        self.exporter.start()
+
+    def log(self, message: str) -> None:
+        fields = {"level": "INFO", "message": message, "logger": None, "attributes": {}, "exc": None}
+        self.queue.append((ev.LOG, time.time_ns() // 1000, _CTX, fields, False))
+        self.exporter.wake.set()
+
+    def metric(self, step: int, loss: float) -> None:
+        self.queue.append((ev.METRIC, time.time_ns() // 1000, _CTX, {"loss": loss}, step, None, None))
+        self.exporter.wake.set()
+
+    def flush(self) -> list[dict[str, Any]]:
+        ticket = self.exporter.request_flush()
+        deadline = time.monotonic() + 30.0
+        with self.exporter.changed:
+            while not self.exporter.idle(ticket) and time.monotonic() < deadline:
+                self.exporter.changed.wait(0.05)
+        assert self.exporter.idle(ticket)
+        return [decode(record.value) for record in self.transport.records]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def make(processors: list[Processor] | None = None, **settings: Any) -> Running:
+        started.append(Running(tmp_path, processors or [], **settings))
+        return started[-1]
+
+    yield make
+    for running in started:
+        running.exporter.stop(5.0)
+        assert running.transport.closed
+
+
+def test_events_and_metric_points_arrive_batched(start: Callable[..., Running]) -> None:
+    running = start()
+    for i in range(10):
+        running.log(f"line {i}")
+    for step in range(1, 101):
+        running.metric(step, 1.0 / step)
+    batches = running.flush()
+    messages = [e["payload"][1]["message"] for b in batches for e in b["events"]]
+    assert messages == [f"line {i}" for i in range(10)]
+    assert sorted(s for b in batches for s in metric_steps(b)) == list(range(1, 101))
+    assert running.stats["sent"] == 110
+    assert running.stats["records_sent"] == len(running.transport.records) < 110  # batched, not one per event
+
+
+def _drop_odd_lines(item: dict[str, Any]) -> dict[str, Any] | None:
+    payload = item.get("payload")
+    if payload and payload[1].get("message", "").endswith(("1", "3", "5", "7", "9")):
+        return None
+    return item
+
+
+def test_a_processor_drops_and_the_drops_are_counted(start: Callable[..., Running]) -> None:
+    running = start([_drop_odd_lines])
+    for i in range(10):
+        running.log(f"line {i}")
+    batches = running.flush()
+    messages = [e["payload"][1]["message"] for b in batches for e in b["events"]]
+    assert messages == [f"line {i}" for i in range(0, 10, 2)]
+    assert running.stats["dropped_by_processor"] == 5
+
+
+def test_a_record_above_max_record_bytes_is_split_in_halves(start: Callable[..., Running]) -> None:
+    running = start(max_record_bytes=2_000)
+    for i in range(40):
+        running.log(f"line {i} " + "x" * 100)
+    batches = running.flush()
+    assert len(running.transport.records) > 1
+    assert all(len(record.value) <= 2_000 for record in running.transport.records)
+    messages = [e["payload"][1]["message"].split()[1] for b in batches for e in b["events"]]
+    assert messages == [str(i) for i in range(40)]
