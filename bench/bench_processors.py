@@ -41,7 +41,8 @@ import numpy as np
 from aitrace.infra.stack import OsmemProcess, TansuProcess, start_service
 from aitrace.processors import synth as S
 from aitrace.processors.decode import RecordDecoder
-from aitrace.processors.pipeline import Pipeline, WorkerOptions
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -45,11 +45,13 @@ from typing import Any, cast
 import faust
 import orjson
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aitrace.processors.chunk_wire import group_chunks, split_chunks
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
 from aitrace.processors.heartbeat import RebalanceWatch, heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
-from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged, WorkerOptions, group_chunks, split_chunks
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.documents import Action

@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path, heartbeat_problem
-from aitrace.processors.pipeline import WorkerOptions
+from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 from confluent_kafka import KafkaException
 

@@ -21,7 +21,8 @@ from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter, parse_headers
-from aitrace.processors.pipeline import Pipeline, TimeSkew, WorkerOptions
+from aitrace.processors.options import TimeSkew, WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
 from aitrace.sinks.indexer import IndexerClosed, Rejection
 from confluent_kafka import Producer
