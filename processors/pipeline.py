@@ -30,7 +30,8 @@ from aitrace.processors import correlate
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.decode import Decoded, RecordDecoder
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors
+from aitrace.processors.detection import SeriesDetectors
+from aitrace.processors.detection_state import DetectionConfig
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
