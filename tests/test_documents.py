@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.sinks import documents as d

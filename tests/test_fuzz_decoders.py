@@ -16,7 +16,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.fastblock import decode_metric_batch
 from aitrace.processors.options import WorkerOptions

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import synth as S
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
-from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter, parse_headers

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import orjson
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.decode import InvalidRecord, RecordDecoder, valid_span_id, valid_trace_id
 from aitrace.processors.dlq import DlqCounter, parse_headers
 from aitrace.processors.options import WorkerOptions

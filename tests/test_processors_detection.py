@@ -8,8 +8,8 @@ import aitrace
 import numpy as np
 import orjson
 import pytest
+import synth as S
 from aitrace.processors import rollup
-from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
