@@ -1,6 +1,6 @@
 """Poison records: tombstones, records that crash a step, rejected documents, skewed event times.
 
-Unit tests drive :class:`aitrace.processors.app.Runtime` of an app that is built but never
+Unit tests drive :class:`aitrace.processors.runtime.Runtime` of an app that is built but never
 started (outputs captured in place of Kafka sends); the end-to-end test runs ``aitrace worker``
 against the real Tansu and osmem-server with tombstones mixed into a stream of valid events.
 """
@@ -67,7 +67,7 @@ def _runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, index: bool = F
 
     monkeypatch.setattr(runtime, "_send_letters", capture)
     monkeypatch.setattr(runtime, "series_topic", FakeTopic())
-    monkeypatch.setattr("aitrace.processors.app.BACKOFF_S", 0.001)
+    monkeypatch.setattr("aitrace.processors.runtime.BACKOFF_S", 0.001)
     return runtime, letters
 
 

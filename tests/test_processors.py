@@ -291,7 +291,7 @@ def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
     from aitrace.infra.services import free_port
-    from aitrace.processors.app import prepare_topics
+    from aitrace.processors.topics import prepare_topics
     from confluent_kafka import KafkaException
 
     settings, options = options_from_args(_parse(["--kafka", f"127.0.0.1:{free_port()}"]))
