@@ -39,11 +39,14 @@ from typing import Any
 
 import numpy as np
 from aitrace.infra.stack import OsmemProcess, TansuProcess, start_service
-from aitrace.processors import synth as S
 from aitrace.processors.decode import RecordDecoder
-from aitrace.processors.pipeline import Pipeline, WorkerOptions
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test data generator
+import synth as S
 
 ROOT = Path(__file__).resolve().parent.parent
 

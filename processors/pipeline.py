@@ -22,19 +22,18 @@ ground-truth label documents (joined to their prediction), rollup documents.
 
 from __future__ import annotations
 
-import os
-import struct
 from collections.abc import MutableMapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import orjson
 from aitrace.processors import correlate
+from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.decode import Decoded, RecordDecoder
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors
+from aitrace.processors.detection import SeriesDetectors
+from aitrace.processors.detection_state import DetectionConfig
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
+from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
 from aitrace.sinks.documents import (
     Action,
@@ -47,180 +46,6 @@ from aitrace.sinks.documents import (
 )
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
-_CHUNK_MAGIC = b"AC1"
-_HEADER_LEN = struct.Struct("<I")
-
-
-def pack_chunk(chunk: dict[str, Any]) -> bytes:
-    """Series chunk -> bytes: a JSON header, then the raw bytes of every NumPy array in it.
-
-    Arrays travel as machine bytes (8 bytes per float instead of ~19 characters of JSON,
-    no float formatting or parsing), which is what the repartition hop mostly carries.
-    Arrays may sit at any depth of nested dicts; lists are written as JSON.
-    """
-    buffers: list[bytes] = []
-    offset = 0
-
-    def walk(node: Any) -> Any:
-        nonlocal offset
-        if isinstance(node, np.ndarray):
-            arr = np.ascontiguousarray(node)
-            raw = arr.tobytes()
-            buffers.append(raw)
-            ref = {"__nd": [arr.dtype.str, offset, int(arr.size)]}
-            offset += len(raw)
-            return ref
-        if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items()}
-        return node
-
-    header = orjson.dumps(walk(chunk), option=orjson.OPT_SERIALIZE_NUMPY)
-    return _CHUNK_MAGIC + _HEADER_LEN.pack(len(header)) + header + b"".join(buffers)
-
-
-def unpack_chunk(data: bytes) -> dict[str, Any]:
-    """Inverse of :func:`pack_chunk` (arrays come back as writable copies)."""
-    if data[:3] != _CHUNK_MAGIC:
-        raise ValueError(f"not a series chunk (first bytes {data[:3]!r})")
-    (n,) = _HEADER_LEN.unpack_from(data, 3)
-    base = 7 + n
-    header = orjson.loads(data[7:base])
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("__nd")
-            if ref is not None and len(node) == 1:
-                dtype, off, count = ref
-                return np.frombuffer(data, dtype=dtype, count=count, offset=base + off).copy()
-            return {k: walk(v) for k, v in node.items()}
-        return node
-
-    return walk(header)
-
-
-_GROUP_MAGIC = b"AG1"
-_GROUP_COUNT = struct.Struct("<I")
-GROUP_MAX_BYTES = 4_000_000  # half of the producer's max request size: a group always fits one request
-
-
-def group_chunks(chunks: list[tuple[str, bytes]], max_bytes: int = GROUP_MAX_BYTES) -> list[tuple[str, bytes]]:
-    """Coalesce packed chunks per entity key into few series records, order kept within each key.
-
-    A batch of input records makes one chunk per record and entity; sending each as its own
-    record cost a send, a fetch, a stream event and an ack apiece on both agents. A group
-    travels as one record and the series side still applies its chunks one by one, each with
-    its own source offset and batch id, so idempotence on redelivery is exactly per chunk.
-    A key whose chunks pass ``max_bytes`` gets several groups; a lone chunk goes as it is.
-    """
-    by_key: dict[str, list[list[bytes]]] = {}
-    for key, data in chunks:
-        groups = by_key.setdefault(key, [[]])
-        last = groups[-1]
-        if last and sum(len(c) for c in last) + len(data) > max_bytes:
-            groups.append(last := [])
-        last.append(data)
-    return [(key, _pack_group(group)) for key, groups in by_key.items() for group in groups]
-
-
-def _pack_group(group: list[bytes]) -> bytes:
-    if len(group) == 1:
-        return group[0]
-    lengths = b"".join(_GROUP_COUNT.pack(len(c)) for c in group)
-    return _GROUP_MAGIC + _GROUP_COUNT.pack(len(group)) + lengths + b"".join(group)
-
-
-def split_chunks(data: bytes) -> list[bytes]:
-    """The packed chunks of a series record: those of a group, or the record itself."""
-    if data[:3] != _GROUP_MAGIC:
-        return [data]
-    size = _GROUP_COUNT.size
-    if len(data) < 3 + size:
-        raise ValueError(f"truncated chunk group ({len(data)} bytes)")
-    (n,) = _GROUP_COUNT.unpack_from(data, 3)
-    pos = 3 + size + n * size
-    if len(data) < pos:
-        raise ValueError(f"truncated chunk group: {n} chunks announced, {len(data)} bytes")
-    lengths = [_GROUP_COUNT.unpack_from(data, 3 + size + i * size)[0] for i in range(n)]
-    if pos + sum(lengths) != len(data):
-        raise ValueError(f"chunk group of {len(data)} bytes announces {pos + sum(lengths)}")
-    out = []
-    for length in lengths:
-        out.append(data[pos : pos + length])
-        pos += length
-    return out
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Processor knobs; each reads ``AITRACE_WORKER_<NAME>`` and has a matching ``aitrace worker`` flag."""
-
-    app_id: str = "aitrace-processors"
-    partitions: int = 4
-    index: bool = True  # False: decode, correlate and detect only (benchmarks, dry runs)
-    raw_metrics: bool = False  # True: index every metric point, never rollups
-    max_raw_rate: float = 2.0  # points/s of one series above which it is rolled up
-    rollup_window_s: float = 10.0
-    idle_timeout_s: float = 30.0
-    grace_s: float = 600.0
-    tick_interval_s: float = 1.0
-    stats_interval_s: float = 10.0
-    anomaly_threshold: float = 0.9
-    drift_window: int = 200
-    session_timeout_s: float = 10.0
-    commit_interval_s: float = 1.0
-    batch_records: int = 200  # records per processing batch (one bulk request each)
-    batch_wait_s: float = 0.05  # how long a batch waits to fill
-    data_dir: str = ".aitrace/faust"
-    web_port: int = 0  # 0: no web server
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerOptions:
-        """Read ``AITRACE_WORKER_*`` variables, then apply ``overrides`` (None = unset)."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"AITRACE_WORKER_{f.name.upper()}")
-            if raw:
-                values[f.name] = _cast(f.name, raw, type(getattr(cls, f.name)))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class TimeSkew:
-    """How far event times may lie from ingest time and still pick their own daily index.
-
-    ``AITRACE_MAX_TIME_SKEW_S`` = ``"PAST"`` (both sides) or ``"PAST,FUTURE"`` seconds; default
-    7 days back (late or replayed data), 1 day ahead (clock skew). Further out, the document
-    keeps its ``@timestamp`` but goes to the ingest day's index, flagged (bit-flipped times
-    made daily indices for other years). Not a :class:`WorkerOptions` field yet: every field
-    there needs an ``aitrace worker`` flag and help text in ``processors/worker.py``.
-    """
-
-    past_s: float = 7 * 86400.0
-    future_s: float = 86400.0
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> TimeSkew:
-        raw = (os.environ if env is None else env).get("AITRACE_MAX_TIME_SKEW_S", "").strip()
-        if not raw:
-            return cls()
-        try:
-            parts = [float(x) for x in raw.split(",")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (1, 2) or min(parts) < 0:
-            raise ValueError(f"AITRACE_MAX_TIME_SKEW_S={raw!r} is not PAST or PAST,FUTURE seconds (>= 0)")
-        return cls(parts[0], parts[-1])
-
-
-def _cast(name: str, raw: str, kind: type) -> Any:
-    try:
-        if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"AITRACE_WORKER_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
 
 
 class Staged(MutableMapping[str, Any]):

@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path, heartbeat_problem
-from aitrace.processors.pipeline import WorkerOptions
+from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 from confluent_kafka import KafkaException
 
@@ -100,7 +100,8 @@ def run(name: str, args: argparse.Namespace) -> int:
         return _health(options, args.health_max_age)
     os.makedirs(options.data_dir, exist_ok=True)
     # Import here: Faust and the detectors are heavy, and `aitrace --help` should not pay for them.
-    from aitrace.processors.app import TopicLayoutError, create_app, prepare_topics
+    from aitrace.processors.app import create_app
+    from aitrace.processors.topics import TopicLayoutError, prepare_topics
 
     try:
         options = prepare_topics(settings, options)

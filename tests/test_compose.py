@@ -22,7 +22,7 @@ import yaml
 from aitrace.infra.cli import COMMANDS
 from aitrace.processors import worker as worker_cli
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path
-from aitrace.processors.pipeline import WorkerOptions
+from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

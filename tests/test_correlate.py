@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import synth as S
 from aitrace.processors import correlate as C
-from aitrace.processors import synth as S
 
 CFG = C.CorrelationConfig(idle_timeout_s=30, grace_s=60)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aitrace.processors import synth as S
-from aitrace.processors.pipeline import Pipeline, WorkerOptions
+import synth as S
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from aitrace.sinks import documents as d
 from aitrace.sinks import templates
 from hypothesis import given, settings

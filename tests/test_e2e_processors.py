@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.dlq import parse_headers
 from aitrace.schemas.codec import AvroDeserializer
 from confluent_kafka import Consumer, Producer, TopicPartition

@@ -232,8 +232,8 @@ def locate(bootstrap: str, prefix: str, group: str, ids: set[str]) -> tuple[int,
     (not consumed yet: the group stopped reading), events before it (committed past: lost),
     and one line per partition and record for the report.
     """
-    from aitrace.processors.app import INPUT_TOPICS
     from aitrace.processors.decode import RecordDecoder
+    from aitrace.processors.topics import INPUT_TOPICS
     from confluent_kafka import Consumer, TopicPartition
 
     decoder = RecordDecoder(max_future_us=1 << 60)

@@ -16,10 +16,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.fastblock import decode_metric_batch
-from aitrace.processors.pipeline import Pipeline, WorkerOptions
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from aitrace.schemas.codec import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import parse_headers
 from aitrace.schemas.codec import DecodeError

@@ -10,7 +10,7 @@ import certifi
 import pytest
 from aitrace.processors.app import create_app
 from aitrace.processors.kafka_auth import broker_credentials
-from aitrace.processors.pipeline import WorkerOptions
+from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 

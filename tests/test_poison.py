@@ -1,6 +1,6 @@
 """Poison records: tombstones, records that crash a step, rejected documents, skewed event times.
 
-Unit tests drive :class:`aitrace.processors.app.Runtime` of an app that is built but never
+Unit tests drive :class:`aitrace.processors.runtime.Runtime` of an app that is built but never
 started (outputs captured in place of Kafka sends); the end-to-end test runs ``aitrace worker``
 against the real Tansu and osmem-server with tombstones mixed into a stream of valid events.
 """
@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import synth as S
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
-from aitrace.processors import synth as S
 from aitrace.processors.app import create_app
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter, parse_headers
-from aitrace.processors.pipeline import Pipeline, TimeSkew, WorkerOptions
+from aitrace.processors.options import TimeSkew, WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
 from aitrace.sinks.indexer import IndexerClosed, Rejection
 from confluent_kafka import Producer
@@ -66,7 +67,7 @@ def _runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, index: bool = F
 
     monkeypatch.setattr(runtime, "_send_letters", capture)
     monkeypatch.setattr(runtime, "series_topic", FakeTopic())
-    monkeypatch.setattr("aitrace.processors.app.BACKOFF_S", 0.001)
+    monkeypatch.setattr("aitrace.processors.runtime.BACKOFF_S", 0.001)
     return runtime, letters
 
 

@@ -9,10 +9,11 @@ import time
 import numpy as np
 import orjson
 import pytest
-from aitrace.processors import synth as S
+import synth as S
 from aitrace.processors.decode import InvalidRecord, RecordDecoder, valid_span_id, valid_trace_id
 from aitrace.processors.dlq import DlqCounter, parse_headers
-from aitrace.processors.pipeline import Pipeline, Staged, WorkerOptions
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline, Staged
 from aitrace.processors.worker import add_arguments, options_from_args
 from aitrace.processors.worker import run as worker_run
 from aitrace.schemas.codec import AvroSerializer, DecodeError
@@ -290,7 +291,7 @@ def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
     from aitrace.infra.service_probes import free_port
-    from aitrace.processors.app import prepare_topics
+    from aitrace.processors.topics import prepare_topics
     from confluent_kafka import KafkaException
 
     settings, options = options_from_args(_parse(["--kafka", f"127.0.0.1:{free_port()}"]))
@@ -299,7 +300,7 @@ def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
 
 
 def test_chunk_codec_round_trips_nested_arrays_and_rejects_foreign_bytes() -> None:
-    from aitrace.processors.pipeline import pack_chunk, unpack_chunk
+    from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 
     chunk = {
         "kind": "run",

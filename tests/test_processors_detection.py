@@ -8,12 +8,15 @@ import aitrace
 import numpy as np
 import orjson
 import pytest
+import synth as S
 from aitrace.processors import rollup
-from aitrace.processors import synth as S
 from aitrace.processors.alerts import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
+from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
-from aitrace.processors.detection import DetectionConfig, SeriesDetectors
-from aitrace.processors.pipeline import Pipeline, WorkerOptions, pack_chunk, unpack_chunk
+from aitrace.processors.detection import SeriesDetectors
+from aitrace.processors.detection_state import DetectionConfig
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aitrace.processors.pipeline import GROUP_MAX_BYTES, group_chunks, split_chunks
+from aitrace.processors.chunk_wire import GROUP_MAX_BYTES, group_chunks, split_chunks
 
 
 def test_chunks_of_one_key_travel_as_one_record_in_order() -> None:

@@ -33,7 +33,7 @@ import aitrace.producers.client
 import pytest
 from aitrace.infra.cli import COMMANDS
 from aitrace.infra.stack import TansuProcess
-from aitrace.processors.pipeline import WorkerOptions
+from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 from test_producer_support import consume, event_ids
 

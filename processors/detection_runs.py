@@ -1,0 +1,173 @@
+"""Training-run series: each metric's rules, overfitting and vanishing gradients, rollups of fast series.
+
+Chunks of entity ``run/<run_id>`` (see :mod:`aitrace.processors.chunks`); every rule comes
+from :mod:`aitrace.detect` (:class:`~aitrace.detect.series.TrainingSeries`, the rules
+``aitrace backtest --metric`` runs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.detect import windows as K
+from aitrace.detect.series import TrainingSeries, worst
+from aitrace.detect.training import layer_spread
+from aitrace.processors import rollup
+from aitrace.processors.alerts import Finding, SeriesContext
+from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+
+_VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
+_TRAIN_SPLITS = frozenset({"", "train", "training"})
+_TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau"})
+VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
+
+
+class RunSeriesDetectors(SeriesStateBase):
+    """The series of a training run (entity ``run/<run_id>``)."""
+
+    def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        run_id = chunk["run_id"]
+        for name, s in chunk["series"].items():
+            split, metric = name.split("|", 1)
+            key = f"run/{run_id}/{split or 'train'}/{metric}"
+            ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
+            values = np.asarray(s["values"], dtype=np.float64)
+
+            def work(
+                state: State,
+                s: dict[str, Any] = s,
+                ctx: SeriesContext = ctx,
+                metric: str = metric,
+                split: str = split,
+                values: np.ndarray = values,
+            ) -> None:
+                outcome = self._training(state, values, s["times"], s["steps"], metric, run_id, split)
+                self._publish(result, state, ctx, outcome)
+                if s.get("rollup") and chunk.get("ctx"):
+                    result.actions.extend(
+                        rollup.update(
+                            state,
+                            chunk["ctx"],
+                            metric,
+                            split or None,
+                            np.asarray(s["steps"], dtype=np.int64),
+                            np.asarray(s["times"], dtype=np.int64),
+                            values,
+                            window_us=int(self.config.rollup_window_s * 1_000_000),
+                            prefix=self.config.index_prefix,
+                        )
+                    )
+
+            self._with_state(key, source, offset, result, work)
+        self._overfitting(chunk, result, source, offset)
+        self._layers(chunk, result, source, offset)
+
+    def _training(
+        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, run_id: str, split: str
+    ) -> tuple[Finding | None, int, int]:
+        """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs)."""
+        rules = (
+            TrainingSeries.from_state(state["rules"])
+            if "rules" in state
+            else TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
+        )
+        found = rules.update(steps, values)
+        state["rules"] = rules.to_state()
+        times = np.asarray(times, dtype=np.int64)
+        last_time = int(times[-1]) if times.size else 0
+        top = worst(found)
+        if top is None:
+            return None, int(values.size), last_time
+        i = top.index - (rules.n_seen - values.size)  # position in this chunk
+        detector = top.reason
+        if not math.isfinite(top.value):
+            detector = "nan" if math.isnan(top.value) else "inf"
+        finding = Finding(
+            kind="training" if detector in _TRAINING_DETECTORS else "anomaly",
+            detector=detector,
+            severity=top.severity,
+            title=f"{metric}: {detector.replace('_', ' ')} in run {run_id} at step {int(top.step)}: {top.message}",
+            time_us=int(times[i]),
+            score=top.score,
+            threshold=top.threshold,
+            step=int(top.step),
+            evidence=values[max(0, i - 15) : i + 1].tolist(),
+            details={"value": repr(top.value), "why": top.message},
+        )
+        after = sum(1 for f in found if f.index > top.index)
+        return finding, int(values.size - 1 - i - after), last_time
+
+    def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""
+        norms = {
+            name.split("|", 1)[1].split("/", 1)[1]: s["values"]
+            for name, s in chunk["series"].items()
+            if name.split("|", 1)[0] in _TRAIN_SPLITS and name.split("|", 1)[1].startswith("grad_norm/")
+        }
+        spread = layer_spread(norms)
+        if spread is None:
+            return
+        run_id = chunk["run_id"]
+        key = f"run/{run_id}/layers"
+        ctx = SeriesContext(key, chunk["service"], run_id, None, "grad_norm", chunk["trace_id"])
+        decades, low, high = spread
+        some = next(s for n, s in chunk["series"].items() if n.endswith(f"grad_norm/{low}"))
+        last_time = int(np.asarray(some["times"], dtype=np.int64)[-1])
+
+        def work(state: State) -> None:
+            finding = None
+            if decades >= VANISHING_DECADES:
+                finding = Finding(
+                    kind="training",
+                    detector="vanishing_gradients",
+                    severity="warning",
+                    title=f"vanishing gradients in run {run_id}: layer {low} gets 1e-{decades:.0f} of layer {high}'s",
+                    time_us=last_time,
+                    statistic=decades,
+                    threshold=VANISHING_DECADES,
+                    step=int(np.asarray(some["steps"])[-1]),
+                    details={"why": f"median gradient norm of {low} is {decades:.1f} decades below {high}'s"},
+                )
+            self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
+
+        self._with_state(key, source, offset, result, work)
+
+    def _overfitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Validation loss rising while training loss falls (per run)."""
+        train = val = None
+        for name, s in chunk["series"].items():
+            split, metric = name.split("|", 1)
+            if metric in ("loss", "train_loss") and split in _TRAIN_SPLITS:
+                train = s
+            elif (metric == "loss" and split in _VAL_SPLITS) or metric in ("val_loss", "eval_loss", "valid_loss"):
+                val = s
+        if train is None and val is None:
+            return
+        run_id = chunk["run_id"]
+        key = f"run/{run_id}/overfitting"
+        ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
+
+        def work(state: State) -> None:
+            outcome = K.overfitting_update(state, train, val)
+            if outcome is None:
+                return
+            finding_stats, clean, last_time = outcome
+            finding = None
+            if finding_stats is not None:
+                gap, step, time_us, evidence = finding_stats
+                finding = Finding(
+                    kind="training",
+                    detector="overfitting",
+                    severity="warning",
+                    title=f"overfitting in run {run_id}: validation loss rising while training loss falls",
+                    time_us=time_us,
+                    statistic=gap,
+                    threshold=K.OVERFIT_MIN_RISE,
+                    step=step,
+                    evidence=evidence,
+                )
+            self._publish(result, state, ctx, (finding, clean, last_time))
+
+        self._with_state(key, source, offset, result, work)

@@ -1,0 +1,96 @@
+"""The series state behind every detector of the entity-keyed side: its settings, idempotence, incidents.
+
+One table key per series (``run/<run>/<split>/<metric>``, ``model/<m>/latency``,
+``model/<m>/feature/<f>``, ``data/<ds>/<stage>/<feature>``...). :class:`SeriesStateBase` reads
+and writes that state and publishes alert versions through
+:class:`~aitrace.processors.alerts.IncidentTracker`; the kinds of series build on it
+(:mod:`aitrace.processors.detection_runs`, :mod:`aitrace.processors.detection_models`,
+:mod:`aitrace.processors.detection_data`) and :class:`aitrace.processors.detection.SeriesDetectors`
+joins them.
+
+Every series state records, per source partition of the input topics, the last source
+offset applied; a chunk that is not newer is skipped. Chunks of one source partition and
+one entity keep their order through the repartition topic (same key, same partition), so
+this is exact for redeliveries on either side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aitrace.processors.alerts import IncidentPolicy, IncidentTracker, SeriesContext
+from aitrace.sinks.documents import Action
+
+Chunk = dict[str, Any]
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Thresholds shared by the series detectors (defaults documented in the worker's --help)."""
+
+    anomaly_threshold: float = 0.9  # detect's scores: 0.5 = its decision level; 0.9 keeps alerts rare
+    critical_score: float = 0.999
+    drift_window: int = 200  # reference and current window length (points) for inference features
+    drift_alpha: float = 0.001  # family-wise per batch/window, Bonferroni over the features (detect_drift's rule)
+    drift_min_effect: float = 0.1  # reported as the alert's threshold; the verdict is detect_drift's
+    psi_warning: float = 0.2
+    psi_critical: float = 0.5
+    mean_shift: float = 0.5  # unused since drift on summaries is detect_drift's (kept for old configs)
+    rate_window: int = 50  # requests per error-rate / accuracy window
+    rate_min_events: int = 5
+    missing_jump: float = 0.05
+    pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
+    rollup_window_s: float = 10.0
+    index_prefix: str = "aitrace"
+    policy: IncidentPolicy = field(default_factory=IncidentPolicy)
+
+
+_RECENT_BATCHES = 32
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk produced: alert versions to publish and documents to index."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    label_events: list[tuple[dict[str, Any], list[Any] | None]] = field(default_factory=list)  # (label, prediction)
+    actions: list[Action] = field(default_factory=list)  # rollup documents
+    skipped: int = 0  # series for which this chunk was a redelivery
+    applied: int = 0  # series whose state this chunk changed
+
+
+class SeriesStateBase:
+    """Per-series state held in ``table`` (a Faust table or any mutable mapping), applied once per chunk."""
+
+    def __init__(self, table: MutableMapping[str, Any], config: DetectionConfig | None = None) -> None:
+        self.table = table
+        self.config = config or DetectionConfig()
+        self.incidents = IncidentTracker(self.config.policy)
+        self._batch_id: str | None = None
+
+    def _with_state(
+        self,
+        key: str,
+        source: str,
+        offset: int,
+        result: ChunkResult,
+        work: Callable[[State], None],
+    ) -> None:
+        state = self.table.get(key)
+        state = dict(state) if state else {"applied": {}, "incident": None}
+        if offset <= state["applied"].get(source, -1) or (self._batch_id and self._batch_id in state.get("bids", ())):
+            result.skipped += 1
+            return
+        work(state)
+        result.applied += 1
+        state["applied"][source] = offset
+        if self._batch_id:
+            state["bids"] = [*state.get("bids", [])[-(_RECENT_BATCHES - 1) :], self._batch_id]
+        self.table[key] = state  # one changelog record per series and chunk
+
+    def _publish(self, result: ChunkResult, state: State, ctx: SeriesContext, outcome: tuple[Any, ...]) -> None:
+        finding, clean, last_time = outcome
+        result.alerts.extend(self.incidents.observe(state, ctx, finding, clean=clean, last_time_us=last_time))

@@ -1,0 +1,81 @@
+"""The worker's settings from the environment: :class:`WorkerOptions` (``AITRACE_WORKER_*``) and
+:class:`TimeSkew` (``AITRACE_MAX_TIME_SKEW_S``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Processor knobs; each reads ``AITRACE_WORKER_<NAME>`` and has a matching ``aitrace worker`` flag."""
+
+    app_id: str = "aitrace-processors"
+    partitions: int = 4
+    index: bool = True  # False: decode, correlate and detect only (benchmarks, dry runs)
+    raw_metrics: bool = False  # True: index every metric point, never rollups
+    max_raw_rate: float = 2.0  # points/s of one series above which it is rolled up
+    rollup_window_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    grace_s: float = 600.0
+    tick_interval_s: float = 1.0
+    stats_interval_s: float = 10.0
+    anomaly_threshold: float = 0.9
+    drift_window: int = 200
+    session_timeout_s: float = 10.0
+    commit_interval_s: float = 1.0
+    batch_records: int = 200  # records per processing batch (one bulk request each)
+    batch_wait_s: float = 0.05  # how long a batch waits to fill
+    data_dir: str = ".aitrace/faust"
+    web_port: int = 0  # 0: no web server
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerOptions:
+        """Read ``AITRACE_WORKER_*`` variables, then apply ``overrides`` (None = unset)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"AITRACE_WORKER_{f.name.upper()}")
+            if raw:
+                values[f.name] = _cast(f.name, raw, type(getattr(cls, f.name)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TimeSkew:
+    """How far event times may lie from ingest time and still pick their own daily index.
+
+    ``AITRACE_MAX_TIME_SKEW_S`` = ``"PAST"`` (both sides) or ``"PAST,FUTURE"`` seconds; default
+    7 days back (late or replayed data), 1 day ahead (clock skew). Further out, the document
+    keeps its ``@timestamp`` but goes to the ingest day's index, flagged (bit-flipped times
+    made daily indices for other years). Not a :class:`WorkerOptions` field yet: every field
+    there needs an ``aitrace worker`` flag and help text in ``processors/worker.py``.
+    """
+
+    past_s: float = 7 * 86400.0
+    future_s: float = 86400.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> TimeSkew:
+        raw = (os.environ if env is None else env).get("AITRACE_MAX_TIME_SKEW_S", "").strip()
+        if not raw:
+            return cls()
+        try:
+            parts = [float(x) for x in raw.split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2) or min(parts) < 0:
+            raise ValueError(f"AITRACE_MAX_TIME_SKEW_S={raw!r} is not PAST or PAST,FUTURE seconds (>= 0)")
+        return cls(parts[0], parts[-1])
+
+
+def _cast(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"AITRACE_WORKER_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
