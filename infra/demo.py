@@ -77,11 +77,11 @@ class WorkloadReport:
 
 
 @contextlib.contextmanager
-def _client(service: str, produced: Counter[str], **kwargs: Any) -> Iterator[Any]:
+def _client(service: str, produced: Counter[str], settings: Settings, **kwargs: Any) -> Iterator[Any]:
     """A producer client for one workload; closed (flushed) afterwards, its counters added up."""
     import aitrace
 
-    client = aitrace.init(service=service, **kwargs)
+    client = aitrace.init(service=service, kafka_bootstrap=settings.kafka_bootstrap, **kwargs)
     try:
         yield client
     finally:
@@ -91,22 +91,26 @@ def _client(service: str, produced: Counter[str], **kwargs: Any) -> Iterator[Any
         produced.update({k: int(stats.get(k, 0)) for k in PRODUCER_COUNTERS})
 
 
-def run_workloads(progress: Progress) -> WorkloadReport:
-    """The three workloads, one after the other, through the public producer API."""
+def run_workloads(progress: Progress, settings: Settings) -> WorkloadReport:
+    """The three workloads, one after the other, through the public producer API.
+
+    Their clients get the stack's broker as ``aitrace.init(kafka_bootstrap=...)`` would in a
+    user's script: a library client does not look for a recorded dev stack by itself.
+    """
     from aitrace.infra import workload_inference as wi
     from aitrace.infra.workload_pipeline import PipelineConfig, run_pipeline
     from aitrace.infra.workload_training import TrainingConfig, train
 
     report = WorkloadReport()
     progress.set_phase(f"training {RUN_DIVERGE} (lr x10 at step {DIVERGE_AT})")
-    with _client("trainer", report.produced, run_id=RUN_DIVERGE) as client:
+    with _client("trainer", report.produced, settings, run_id=RUN_DIVERGE) as client:
         result = train(client, TrainingConfig(RUN_DIVERGE, diverge_at=DIVERGE_AT))
     report.diverged_at, report.diverge_status = result.first_nonfinite_step, result.status
     progress.set_phase(f"training {RUN_HEALTHY}")
-    with _client("trainer", report.produced, run_id=RUN_HEALTHY) as client:
+    with _client("trainer", report.produced, settings, run_id=RUN_HEALTHY) as client:
         report.healthy_status = train(client, TrainingConfig(RUN_HEALTHY)).status
     progress.set_phase("data pipeline over the wine table")
-    with _client("data-pipeline", report.produced) as client:
+    with _client("data-pipeline", report.produced, settings) as client:
         report.drifted_batches = run_pipeline(client, PipelineConfig()).drifted_batches
     config = wi.InferenceConfig()
 
@@ -115,9 +119,9 @@ def run_workloads(progress: Progress) -> WorkloadReport:
         progress.set_phase(f"inference: {phase} phase")
 
     with (
-        _client("model-server", report.produced) as model,
-        _client("feature-service", report.produced) as features,
-        _client("loadgen", report.produced) as loadgen,
+        _client("model-server", report.produced, settings) as model,
+        _client("feature-service", report.produced, settings) as features,
+        _client("loadgen", report.produced, settings) as loadgen,
     ):
         outcome = wi.run_inference(model, features, loadgen, config, on_phase=on_phase)
         report.requests = outcome.status_counts()
@@ -218,7 +222,7 @@ def _run_with_stack(
     progress = Progress(counter, out).start()
     collector = AlertCollector(settings, progress.alert, since_us).start()
     try:
-        report = run_workloads(progress)
+        report = run_workloads(progress, settings)
         expected = expectations(
             "alcohol",
             "magnesium",

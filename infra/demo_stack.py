@@ -39,7 +39,7 @@ def start_stack(state_dir: Path) -> StackHandle:
     state = stack.up(state_dir)
     recorded = set(state.get("services", {}))
     external = sorted(state.get("external", {}) or {})
-    settings = Settings.from_env()
+    settings = Settings.from_env(dev_stack=True)
     return StackHandle(settings, sorted(recorded - running_before), external)
 
 

@@ -218,7 +218,7 @@ def read_index(command: str, args: argparse.Namespace, read: Callable[[Any, str]
     from aitrace.sinks.es import SearchUnavailable, make_sync_client
     from elastic_transport import ApiError, TransportError
 
-    settings = Settings.from_env(es_url=args.es_url, index_prefix=args.index_prefix)
+    settings = Settings.from_env(dev_stack=True, es_url=args.es_url, index_prefix=args.index_prefix)
     try:
         return read(make_sync_client(settings), settings.index_prefix)
     except ReportError as exc:

@@ -3,7 +3,8 @@
 ``up`` starts both binaries *detached* (own session, no parent-death signal), waits until
 each answers a real client request, and records what it started in ``<state>/stack.json``:
 pids, ports, binaries, log files, start times, and the ``endpoints`` that
-:func:`aitrace.producers.config.embedded_endpoints` hands to every ``Settings.from_env()``.
+:func:`aitrace.producers.config.embedded_endpoints` hands to the commands
+(``Settings.from_env(dev_stack=True)``); library clients read only the environment.
 ``down`` stops exactly the recorded pids, after checking each pid still runs that binary on
 that port (a pid reused by another program is left alone). ``status`` probes each service.
 
@@ -43,7 +44,7 @@ from aitrace.infra.services import (
     find_binary,
     start_service,
 )
-from aitrace.producers.config import STATE_FILE, mask_url
+from aitrace.producers.config import STATE_FILE, embedded_endpoints, mask_url
 
 __all__ = [
     "BinaryNotFound",
@@ -223,7 +224,7 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
     """
     from aitrace.producers.config import Settings
 
-    settings = Settings.from_env(kafka_bootstrap=bootstrap)
+    settings = Settings.from_env(dev_stack=True, kafka_bootstrap=bootstrap)
     protocol = (settings.kafka_security_protocol or "plaintext").lower()
     if protocol == "plaintext":
         reason = "no bootstrap address"
@@ -256,7 +257,7 @@ def probe_http(url: str, timeout: float = 2.0) -> str:
     from aitrace.sinks.es import SearchUnavailable, detect_capabilities
 
     try:
-        detect_capabilities(Settings.from_env(es_url=url), timeout=timeout)
+        detect_capabilities(Settings.from_env(dev_stack=True, es_url=url), timeout=timeout)
     except SearchUnavailable as exc:
         return "" if "refused the credentials" in str(exc) else mask_url(str(exc))
     return ""
@@ -447,8 +448,13 @@ def _run_up(args: argparse.Namespace) -> int:
             print(f"aitrace up: warning: external {role} at {shown} does not answer", file=sys.stderr)
     if services:
         print(f"recorded in {directory / STATE_FILE}; stop with `aitrace down`")
+        endpoints = embedded_endpoints(directory)
+        if {"kafka", "elasticsearch"} <= endpoints.keys():
+            # commands find the stack by themselves; a training job or a service reads the environment
+            kafka, search = endpoints["kafka"], endpoints["elasticsearch"]
+            print(f"clients: export AITRACE_KAFKA_BOOTSTRAP={kafka} AITRACE_ES_URL={search}")
         if directory.resolve() != state_dir().resolve():
-            # Settings.from_env() looks in $AITRACE_STATE_DIR (or ./.aitrace), not here.
+            # Settings.from_env(dev_stack=True) looks in $AITRACE_STATE_DIR (or ./.aitrace), not here.
             print(f"other commands find this stack after: export AITRACE_STATE_DIR={directory.resolve()}")
     return 0
 

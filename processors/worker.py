@@ -77,6 +77,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> tuple[Settings, WorkerOptions]:
     """Settings and worker options: environment first, flags over it."""
     settings = Settings.from_env(
+        dev_stack=True,
         kafka_bootstrap=getattr(args, "kafka_bootstrap", None),
         es_url=getattr(args, "es_url", None),
         topic_prefix=getattr(args, "topic_prefix", None),

@@ -118,18 +118,24 @@ class Settings:
         return [(f, getattr(self, f.name)) for f in fields(self) if f.repr and f.name not in _SECRET_FIELDS]
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset)."""
+    def from_env(cls, env: dict[str, str] | None = None, *, dev_stack: bool = False, **overrides: Any) -> Settings:
+        """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset).
+
+        ``dev_stack``: where neither the environment nor ``overrides`` name the broker or the
+        search server, use the embedded stack that ``aitrace up`` recorded in ``state_dir``.
+        Only the command line asks for it: a library client (``aitrace.init`` in a training
+        job) must not follow a dev stack that happens to be recorded in its working directory.
+        """
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"AITRACE_{f.name.upper()}")
             if raw is not None and raw != "":
                 values[f.name] = _cast(f.name, raw, f.type)
-        state_dir = Path(values.get("state_dir", cls.state_dir))
-        recorded = embedded_endpoints(state_dir)
-        values.setdefault("kafka_bootstrap", recorded.get("kafka", cls.kafka_bootstrap))
-        values.setdefault("es_url", recorded.get("elasticsearch", cls.es_url))
+        if dev_stack:
+            recorded = embedded_endpoints(Path(values.get("state_dir", cls.state_dir)))
+            values.setdefault("kafka_bootstrap", recorded.get("kafka", cls.kafka_bootstrap))
+            values.setdefault("es_url", recorded.get("elasticsearch", cls.es_url))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

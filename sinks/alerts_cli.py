@@ -76,7 +76,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         print("aitrace alerts: --limit must be at least 1", file=sys.stderr)
         return 2
-    settings = Settings.from_env(kafka_bootstrap=args.bootstrap)
+    settings = Settings.from_env(dev_stack=True, kafka_bootstrap=args.bootstrap)
     filters = AlertFilter(min_severity=args.severity, service=args.service, run_id=args.run_id, model=args.model)
     if args.webhook:
         return run_forwarder(settings, args, filters)

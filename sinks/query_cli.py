@@ -49,7 +49,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """``aitrace search`` / ``aitrace trace``."""
-    settings = Settings.from_env(es_url=args.es_url)
+    settings = Settings.from_env(dev_stack=True, es_url=args.es_url)
     colour = use_colour(args.color, sys.stdout)
     try:
         client = make_sync_client(settings)

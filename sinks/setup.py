@@ -61,7 +61,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(name: str, args: argparse.Namespace) -> int:
-    settings = Settings.from_env(es_url=args.es_url, kibana_url=args.kibana_url, index_prefix=args.index_prefix)
+    settings = Settings.from_env(
+        dev_stack=True, es_url=args.es_url, kibana_url=args.kibana_url, index_prefix=args.index_prefix
+    )
     try:
         if not args.skip_templates:
             installed, caps = install(settings, retention_days=args.retention_days)

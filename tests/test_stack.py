@@ -184,7 +184,7 @@ def test_up_status_down_round_trip(stack_dir: Path) -> None:
     pids = [record["pid"] for record in state["services"].values()]
 
     # Settings pick the recorded endpoints up, and real clients reach them.
-    settings = Settings.from_env(env={"AITRACE_STATE_DIR": str(stack_dir)})
+    settings = Settings.from_env(env={"AITRACE_STATE_DIR": str(stack_dir)}, dev_stack=True)
     assert settings.kafka_bootstrap == state["endpoints"]["kafka"]
     metadata = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=30)
     assert [b.port for b in metadata.brokers.values()] == [kafka_port]
@@ -420,3 +420,20 @@ def test_a_picked_port_taken_before_the_bind_is_retried(monkeypatch: pytest.Monk
             server.kill()
         with pytest.raises(PortInUse):
             start_service(OsmemProcess, tmp_path, port=taken)  # a configured port is never swapped
+
+
+def test_only_commands_follow_a_recorded_dev_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a training job started in a directory where someone once ran `aitrace up` must not
+    # send its events to that dev stack: the library reads the environment only
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"endpoints": {"kafka": "127.0.0.1:19092", "elasticsearch": "http://127.0.0.1:19200"}})
+    )
+    monkeypatch.delenv("AITRACE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("AITRACE_ES_URL", raising=False)
+    monkeypatch.setenv("AITRACE_STATE_DIR", str(tmp_path))
+    library = Settings.from_env()
+    assert (library.kafka_bootstrap, library.es_url) == (Settings.kafka_bootstrap, Settings.es_url)
+    command = Settings.from_env(dev_stack=True)
+    assert (command.kafka_bootstrap, command.es_url) == ("127.0.0.1:19092", "http://127.0.0.1:19200")
+    monkeypatch.setenv("AITRACE_KAFKA_BOOTSTRAP", "kafka.prod:9092")  # the environment wins for both
+    assert Settings.from_env(dev_stack=True).kafka_bootstrap == "kafka.prod:9092"
