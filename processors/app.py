@@ -39,55 +39,21 @@ import os
 from typing import Any, cast
 
 import faust
-from aitrace.processors.faust_compat import SafeOffsetsConsumer, SafeStream
+from aitrace.processors.faust_compat import SafeStream, ShortPollApp
 from aitrace.processors.heartbeat import RebalanceWatch, heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.runtime import Runtime
 from aitrace.producers.config import Settings
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 
 log = logging.getLogger("aitrace.processors")
-
-
-# aiokafka's fetch long-polls (Faust fixes the wait at 1.5 s). One fetch request carries every
-# partition without buffered data; on Tansu a fetch whose partitions (the often empty series
-# and tick ones) had nothing was seen to be held for the whole wait, records arriving meanwhile
-# or not, and the worker sat idle between fetches (py-spy: most of its wall time on batch
-# records, series chunks waiting ~1 s). A short wait costs an idle worker cheap empty fetches.
-FETCH_MAX_WAIT_MS = 20
-
-
-class _AIOKafkaConsumerThread(AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when start() builds the fetcher
-        return consumer
-
-
-class _Consumer(SafeOffsetsConsumer, AIOKafkaConsumer):  # faust_compat: no commit over an unacked head
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _Transport(AIOKafkaTransport):
-    Consumer = _Consumer
-
-
-class _App(faust.App):
-    """Faust's app with a consumer that does not long-poll (see ``FETCH_MAX_WAIT_MS``)."""
-
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings | None = None, options: WorkerOptions | None = None) -> faust.App:
     """A configured Faust app with the two agents, the tick timer and the stats logger."""
     settings = settings or Settings.from_env()
     options = options or WorkerOptions.from_env()
-    app = _App(
+    app = ShortPollApp(
         options.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
