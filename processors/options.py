@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from aitrace.producers.config import fields_from_env
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,7 @@ class WorkerOptions:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerOptions:
         """Read ``AITRACE_WORKER_*`` variables, then apply ``overrides`` (None = unset)."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"AITRACE_WORKER_{f.name.upper()}")
-            if raw:
-                values[f.name] = _cast(f.name, raw, type(getattr(cls, f.name)))
+        values = fields_from_env(cls, "AITRACE_WORKER_", os.environ if env is None else env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -70,12 +67,3 @@ class TimeSkew:
         if len(parts) not in (1, 2) or min(parts) < 0:
             raise ValueError(f"AITRACE_MAX_TIME_SKEW_S={raw!r} is not PAST or PAST,FUTURE seconds (>= 0)")
         return cls(parts[0], parts[-1])
-
-
-def _cast(name: str, raw: str, kind: type) -> Any:
-    try:
-        if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"AITRACE_WORKER_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,7 @@ class Settings:
         Only the command line asks for it: a library client (``aitrace.init`` in a training
         job) must not follow a dev stack that happens to be recorded in its working directory.
         """
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"AITRACE_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = _cast(f.name, raw, f.type)
+        values = fields_from_env(cls, "AITRACE_", os.environ if env is None else env)
         if dev_stack:
             recorded = embedded_endpoints(Path(values.get("state_dir", cls.state_dir)))
             values.setdefault("kafka_bootstrap", recorded.get("kafka", cls.kafka_bootstrap))
@@ -161,7 +157,23 @@ def _shown(value: Any) -> Any:
     return mask_url(value) if isinstance(value, str) else value
 
 
-def _cast(name: str, raw: str, annotation: Any) -> Any:
+def fields_from_env(cls: type, prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """``{field: value}`` for each field of the dataclass ``cls`` whose ``<prefix><FIELD>`` is set.
+
+    The one set of cast rules for every settings class (:class:`Settings`, the worker's
+    options): by the field's annotation; a bool is true for 1/true/yes/on (any case); an empty
+    variable counts as unset; a value that does not parse is an error naming the variable.
+    """
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        var = f"{prefix}{f.name.upper()}"
+        raw = env.get(var)
+        if raw:
+            values[f.name] = _cast(var, raw, f.type)
+    return values
+
+
+def _cast(var: str, raw: str, annotation: Any) -> Any:
     text = str(annotation)
     try:
         if "bool" in text:
@@ -171,5 +183,5 @@ def _cast(name: str, raw: str, annotation: Any) -> Any:
         if "float" in text:
             return float(raw)
     except ValueError:
-        raise ValueError(f"AITRACE_{name.upper()}={raw!r} is not a valid {text}") from None
+        raise ValueError(f"{var}={raw!r} is not a valid {text}") from None
     return raw

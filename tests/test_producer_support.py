@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 from aitrace.schemas.codec import AvroDeserializer, as_batch
 from confluent_kafka import Consumer, TopicPartition
 
@@ -93,3 +94,17 @@ def all_ids(records: Iterable[tuple[str, dict[str, Any]]]) -> set[str]:
 
 def all_steps(records: Iterable[tuple[str, dict[str, Any]]]) -> set[int]:
     return {s for _, batch in records for s in metric_steps(batch)}
+
+
+def test_one_set_of_cast_rules_for_every_settings_class() -> None:
+    from aitrace.processors.options import WorkerOptions
+    from aitrace.producers.config import Settings
+
+    env = {"AITRACE_ES_VERIFY_CERTS": "No", "AITRACE_WORKER_INDEX": "No", "AITRACE_WORKER_PARTITIONS": "8"}
+    env |= {"AITRACE_QUEUE_SIZE": "", "AITRACE_WORKER_GRACE_S": "2.5"}  # empty: unset
+    settings, options = Settings.from_env(env), WorkerOptions.from_env(env)
+    assert settings.es_verify_certs is False and options.index is False
+    assert (options.partitions, options.grace_s, settings.queue_size) == (8, 2.5, Settings.queue_size)
+    for cls, var in ((Settings, "AITRACE_QUEUE_SIZE"), (WorkerOptions, "AITRACE_WORKER_PARTITIONS")):
+        with pytest.raises(ValueError, match=f"{var}='many' is not a valid int"):
+            cls.from_env({var: "many"})
