@@ -5,7 +5,7 @@ trace-keyed side, which cuts a batch into chunks, is :mod:`aitrace.processors.ch
 :class:`SeriesDetectors` folds a chunk into the state of each series
   of the entity (one table key per series: ``run/<run>/<split>/<metric>``,
   ``model/<m>/latency``, ``model/<m>/feature/<f>``, ``data/<ds>/<stage>/<feature>``...) and
-  returns alert versions (through :class:`~aitrace.processors.alerts.IncidentTracker`) and
+  returns alert versions (through :class:`~aitrace.processors.incidents.IncidentTracker`) and
   documents to index (ground-truth labels joined to their prediction).
 
 Each kind of entity has its module: training runs :mod:`aitrace.processors.detection_runs`,

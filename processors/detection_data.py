@@ -11,8 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 from aitrace.detect import windows as K
-from aitrace.processors.alerts import Finding, SeriesContext
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+from aitrace.processors.incidents import Finding, SeriesContext
 
 
 class DataSeriesDetectors(SeriesStateBase):

@@ -15,8 +15,8 @@ from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.level import LatencyShiftMonitor
 from aitrace.detect.series import explain
 from aitrace.detect.training import metric_role
-from aitrace.processors.alerts import Finding, SeriesContext
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+from aitrace.processors.incidents import Finding, SeriesContext
 
 
 def _may_stall(state: State, name: str) -> bool:

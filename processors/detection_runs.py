@@ -15,8 +15,8 @@ from aitrace.detect import windows as K
 from aitrace.detect.series import TrainingSeries, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
-from aitrace.processors.alerts import Finding, SeriesContext
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+from aitrace.processors.incidents import Finding, SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAIN_SPLITS = frozenset({"", "train", "training"})

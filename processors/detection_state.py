@@ -3,7 +3,7 @@
 One table key per series (``run/<run>/<split>/<metric>``, ``model/<m>/latency``,
 ``model/<m>/feature/<f>``, ``data/<ds>/<stage>/<feature>``...). :class:`SeriesStateBase` reads
 and writes that state and publishes alert versions through
-:class:`~aitrace.processors.alerts.IncidentTracker`; the kinds of series build on it
+:class:`~aitrace.processors.incidents.IncidentTracker`; the kinds of series build on it
 (:mod:`aitrace.processors.detection_runs`, :mod:`aitrace.processors.detection_models`,
 :mod:`aitrace.processors.detection_data`) and :class:`aitrace.processors.detection.SeriesDetectors`
 joins them.
@@ -20,7 +20,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aitrace.processors.alerts import IncidentPolicy, IncidentTracker, SeriesContext
+from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext
 from aitrace.sinks.documents import Action
 
 Chunk = dict[str, Any]
