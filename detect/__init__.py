@@ -7,7 +7,8 @@ Anomaly scores (``aitrace.detect.anomaly``)
     ``anomaly_scores(values, *, window=64, **params) -> float64 array in [0, 1]``
         causal robust score per point (spikes, dips, level shifts, variance
         increases, flat lines; NaN/Inf score 1.0).
-    ``anomaly_details(values, **params) -> (scores, codes, z)``; ``CODE_NAMES``.
+    ``anomaly_details(values, **params) -> (scores, codes, z)``; ``CODE_NAMES`` (the reason
+        codes, in ``aitrace.detect.anomaly_kernel`` with the kernel that writes them).
     ``AnomalyDetector(**params)``: chunked form; ``.score(chunk)``, ``.to_state()``,
         ``AnomalyDetector.from_state(d)``; chunked scores equal one-shot scores.
     ``AnomalyParams``: the parameters and their defaults.
@@ -66,13 +67,8 @@ the package directory is read-only.
 """
 
 from aitrace.detect import _cache  # first: Numba's cache directory must be set before any kernel
-from aitrace.detect.anomaly import (
-    CODE_NAMES,
-    AnomalyDetector,
-    AnomalyParams,
-    anomaly_details,
-    anomaly_scores,
-)
+from aitrace.detect.anomaly import AnomalyDetector, AnomalyParams, anomaly_details, anomaly_scores
+from aitrace.detect.anomaly_kernel import CODE_NAMES
 from aitrace.detect.batched import (
     chi2_drift_batched,
     jensen_shannon_batched,

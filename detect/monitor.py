@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import (
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import (
     CODE_DIP,
     CODE_FLAT,
     CODE_INF,
@@ -41,7 +42,6 @@ from aitrace.detect.anomaly import (
     CODE_NONE,
     CODE_SPIKE,
     CODE_VARIANCE,
-    AnomalyDetector,
 )
 from numba import njit
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import CODE_NAMES, AnomalyDetector
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import CODE_NAMES
 from aitrace.detect.drift import ks_2samp, psi
 from aitrace.detect.drift_monitor import detect_drift
 
