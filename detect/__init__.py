@@ -32,7 +32,7 @@ Training runs, as the worker judges them (``aitrace.detect.series``, ``aitrace.d
         (SeriesMonitor for losses and gradient norms, stall and plateau checks, schedules
         never); ``aitrace backtest --metric NAME`` runs it over a CSV.
 
-Drift kernels (``aitrace.detect.drift``)
+Drift kernels (``aitrace.detect.drift``; KS in ``.ks``, chi-square in ``.chi2``, Welch's t in ``.welch``)
     ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
     ``ks_2samp_batched(reference, current) -> (statistics, pvalues)`` for many features
     ``psi(reference, current, *, bins=10)``, ``psi_from_counts(ref_counts, cur_counts)``
@@ -75,20 +75,8 @@ from aitrace.detect.batched import (
     psi_batched,
     wasserstein_1d_batched,
 )
-from aitrace.detect.drift import (
-    chi2_drift,
-    chi2_sf,
-    jensen_shannon,
-    jensen_shannon_from_counts,
-    ks_2samp,
-    ks_2samp_batched,
-    ks_pvalue,
-    psi,
-    psi_from_counts,
-    t_pvalue,
-    wasserstein_1d,
-    welch_t,
-)
+from aitrace.detect.chi2 import chi2_drift, chi2_sf
+from aitrace.detect.drift import jensen_shannon, jensen_shannon_from_counts, psi, psi_from_counts, wasserstein_1d
 from aitrace.detect.drift_monitor import (
     DriftConfig,
     DriftMonitor,
@@ -100,10 +88,12 @@ from aitrace.detect.drift_monitor import (
     ks_from_summaries,
     rebin_counts,
 )
+from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
 from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
 from aitrace.detect.series import TrainingSeries
 from aitrace.detect.training import metric_role
+from aitrace.detect.welch import t_pvalue, welch_t
 
 CACHE_DIR = _cache.CACHE_DIR
 

@@ -60,18 +60,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from aitrace.detect.drift import (
-    _asymptotic_pvalues,
-    align_categories,
-    chi2_drift,
-    jensen_shannon_from_counts,
-    ks_2samp_batched,
-    ks_pvalue,
-    psi,
-    psi_from_counts,
-    wasserstein_1d,
-    welch_t,
-)
+from aitrace.detect.chi2 import align_categories, chi2_drift
+from aitrace.detect.drift import jensen_shannon_from_counts, psi, psi_from_counts, wasserstein_1d
+from aitrace.detect.ks import _asymptotic_pvalues, ks_2samp_batched, ks_pvalue
+from aitrace.detect.welch import welch_t
 
 CORRECTIONS = ("fdr_bh", "holm", "bonferroni", "none")
 

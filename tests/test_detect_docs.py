@@ -10,6 +10,9 @@ import pytest
 MODULES = [
     "anomaly",
     "drift",
+    "ks",
+    "chi2",
+    "welch",
     "batched",
     "drift_monitor",
     "monitor",
