@@ -49,7 +49,7 @@ Batched drift statistics, one row per feature (``aitrace.detect.batched``)
     ``chi2_drift_batched(ref_counts, cur_counts) -> (statistics, pvalues, dofs)``
     (``ks_2samp_batched`` above); each row equals the per-feature function.
 
-Drift verdicts (``aitrace.detect.drift_monitor``)
+Drift verdicts (``aitrace.detect.drift_monitor``; the per-feature tests in ``.drift_tests``)
     ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
         raw arrays or data-stats summaries (histogram, quantiles, categories, moments);
         test chosen by type and size, p-values adjusted (Holm by default: family-wise
@@ -82,12 +82,10 @@ from aitrace.detect.drift_monitor import (
     DriftMonitor,
     DriftResult,
     adjust_pvalues,
-    cdf_bounds,
     describe,
     detect_drift,
-    ks_from_summaries,
-    rebin_counts,
 )
+from aitrace.detect.drift_tests import cdf_bounds, ks_from_summaries, rebin_counts
 from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
 from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting

@@ -310,7 +310,7 @@ def ks_pvalue(statistic: float, n1: int, n2: int) -> float:
 
     The same distribution ``ks_2samp`` uses (exact up to 10,000 points, Smirnov's
     asymptotic form above). A statistic that is a lower bound on the true KS distance
-    (as summaries give, see :func:`aitrace.detect.drift_monitor.ks_from_summaries`)
+    (as summaries give, see :func:`aitrace.detect.drift_tests.ks_from_summaries`)
     gets a p-value that is at least the true one: the test stays valid, only less
     powerful.
 

@@ -3,7 +3,7 @@
 :func:`welch_t` equals ``scipy.stats.ttest_ind_from_stats(..., equal_var=False)``;
 :func:`t_pvalue` equals ``2 * scipy.stats.t.sf(|t|, df)``, through a regularized
 incomplete beta (modified Lentz continued fraction). The drift verdicts use them on
-the exact moments of two summaries (:mod:`aitrace.detect.drift_monitor`).
+the exact moments of two summaries (:mod:`aitrace.detect.drift_tests`).
 """
 
 from __future__ import annotations

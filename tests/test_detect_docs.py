@@ -15,6 +15,7 @@ MODULES = [
     "welch",
     "batched",
     "drift_monitor",
+    "drift_tests",
     "monitor",
     "backtest",
     "level",
