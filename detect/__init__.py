@@ -13,7 +13,8 @@ Anomaly scores (``aitrace.detect.anomaly``)
         ``AnomalyDetector.from_state(d)``; chunked scores equal one-shot scores.
     ``AnomalyParams``: the parameters and their defaults.
 
-Series monitors for the processors (``aitrace.detect.monitor``)
+Series monitors for the processors (``aitrace.detect.monitor``; kinds in ``.series_kinds``,
+``overfitting`` in ``.overfit``)
     ``SeriesMonitor(kind, *, threshold=None, skip_seen=True, **params)`` with kind in
         ``KINDS`` = loss, grad_norm, lr, accuracy, latency, error_rate, confidence,
         throughput, generic; ``.update(steps, values) -> list[Finding]``,
@@ -88,8 +89,10 @@ from aitrace.detect.drift_monitor import (
 from aitrace.detect.drift_tests import cdf_bounds, ks_from_summaries, rebin_counts
 from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
-from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
+from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.overfit import OverfitResult, overfitting
 from aitrace.detect.series import TrainingSeries
+from aitrace.detect.series_kinds import KINDS
 from aitrace.detect.training import metric_role
 from aitrace.detect.welch import t_pvalue, welch_t
 

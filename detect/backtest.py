@@ -50,7 +50,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _kinds() -> tuple[str, ...]:
-    from aitrace.detect.monitor import KINDS
+    from aitrace.detect.series_kinds import KINDS
 
     return KINDS
 

@@ -17,6 +17,7 @@ MODULES = [
     "drift_monitor",
     "drift_tests",
     "monitor",
+    "overfit",
     "backtest",
     "level",
     "training",
