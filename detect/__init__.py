@@ -7,12 +7,14 @@ Anomaly scores (``aitrace.detect.anomaly``)
     ``anomaly_scores(values, *, window=64, **params) -> float64 array in [0, 1]``
         causal robust score per point (spikes, dips, level shifts, variance
         increases, flat lines; NaN/Inf score 1.0).
-    ``anomaly_details(values, **params) -> (scores, codes, z)``; ``CODE_NAMES``.
+    ``anomaly_details(values, **params) -> (scores, codes, z)``; ``CODE_NAMES`` (the reason
+        codes, in ``aitrace.detect.anomaly_kernel`` with the kernel that writes them).
     ``AnomalyDetector(**params)``: chunked form; ``.score(chunk)``, ``.to_state()``,
         ``AnomalyDetector.from_state(d)``; chunked scores equal one-shot scores.
     ``AnomalyParams``: the parameters and their defaults.
 
-Series monitors for the processors (``aitrace.detect.monitor``)
+Series monitors for the processors (``aitrace.detect.monitor``; kinds in ``.series_kinds``,
+``overfitting`` in ``.overfit``)
     ``SeriesMonitor(kind, *, threshold=None, skip_seen=True, **params)`` with kind in
         ``KINDS`` = loss, grad_norm, lr, accuracy, latency, error_rate, confidence,
         throughput, generic; ``.update(steps, values) -> list[Finding]``,
@@ -31,7 +33,7 @@ Training runs, as the worker judges them (``aitrace.detect.series``, ``aitrace.d
         (SeriesMonitor for losses and gradient norms, stall and plateau checks, schedules
         never); ``aitrace backtest --metric NAME`` runs it over a CSV.
 
-Drift kernels (``aitrace.detect.drift``)
+Drift kernels (``aitrace.detect.drift``; KS in ``.ks``, chi-square in ``.chi2``, Welch's t in ``.welch``)
     ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
     ``ks_2samp_batched(reference, current) -> (statistics, pvalues)`` for many features
     ``psi(reference, current, *, bins=10)``, ``psi_from_counts(ref_counts, cur_counts)``
@@ -48,7 +50,7 @@ Batched drift statistics, one row per feature (``aitrace.detect.batched``)
     ``chi2_drift_batched(ref_counts, cur_counts) -> (statistics, pvalues, dofs)``
     (``ks_2samp_batched`` above); each row equals the per-feature function.
 
-Drift verdicts (``aitrace.detect.drift_monitor``)
+Drift verdicts (``aitrace.detect.drift_monitor``; the per-feature tests in ``.drift_tests``)
     ``detect_drift(reference, current, **config) -> list[DriftResult]``: per feature,
         raw arrays or data-stats summaries (histogram, quantiles, categories, moments);
         test chosen by type and size, p-values adjusted (Holm by default: family-wise
@@ -66,48 +68,33 @@ the package directory is read-only.
 """
 
 from aitrace.detect import _cache  # first: Numba's cache directory must be set before any kernel
-from aitrace.detect.anomaly import (
-    CODE_NAMES,
-    AnomalyDetector,
-    AnomalyParams,
-    anomaly_details,
-    anomaly_scores,
-)
+from aitrace.detect.anomaly import AnomalyDetector, AnomalyParams, anomaly_details, anomaly_scores
+from aitrace.detect.anomaly_kernel import CODE_NAMES
 from aitrace.detect.batched import (
     chi2_drift_batched,
     jensen_shannon_batched,
     psi_batched,
     wasserstein_1d_batched,
 )
-from aitrace.detect.drift import (
-    chi2_drift,
-    chi2_sf,
-    jensen_shannon,
-    jensen_shannon_from_counts,
-    ks_2samp,
-    ks_2samp_batched,
-    ks_pvalue,
-    psi,
-    psi_from_counts,
-    t_pvalue,
-    wasserstein_1d,
-    welch_t,
-)
+from aitrace.detect.chi2 import chi2_drift, chi2_sf
+from aitrace.detect.drift import jensen_shannon, jensen_shannon_from_counts, psi, psi_from_counts, wasserstein_1d
 from aitrace.detect.drift_monitor import (
     DriftConfig,
     DriftMonitor,
     DriftResult,
     adjust_pvalues,
-    cdf_bounds,
     describe,
     detect_drift,
-    ks_from_summaries,
-    rebin_counts,
 )
+from aitrace.detect.drift_tests import cdf_bounds, ks_from_summaries, rebin_counts
+from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
-from aitrace.detect.monitor import KINDS, Finding, OverfitResult, SeriesMonitor, overfitting
+from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.overfit import OverfitResult, overfitting
 from aitrace.detect.series import TrainingSeries
+from aitrace.detect.series_kinds import KINDS
 from aitrace.detect.training import metric_role
+from aitrace.detect.welch import t_pvalue, welch_t
 
 CACHE_DIR = _cache.CACHE_DIR
 

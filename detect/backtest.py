@@ -50,7 +50,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _kinds() -> tuple[str, ...]:
-    from aitrace.detect.monitor import KINDS
+    from aitrace.detect.series_kinds import KINDS
 
     return KINDS
 
@@ -117,7 +117,8 @@ def flag_points(
     values: np.ndarray, stamps: list[Any], *, threshold: float, kind: str | None, window: int
 ) -> list[dict[str, Any]]:
     """The flagged points as dicts with OUTPUT_FIELDS keys, in file order."""
-    from aitrace.detect.anomaly import CODE_NAMES, anomaly_details
+    from aitrace.detect.anomaly import anomaly_details
+    from aitrace.detect.anomaly_kernel import CODE_NAMES
     from aitrace.detect.monitor import SeriesMonitor
 
     if kind is None:

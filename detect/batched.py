@@ -4,8 +4,8 @@ Row ``i`` of ``reference`` is compared with row ``i`` of ``current``. Raw sample
 come as two 2-D arrays (features x samples; NaN entries are ignored, so ragged data
 can be NaN-padded) or two equal-length sequences of 1-D arrays; counts come as two
 2-D arrays (features x bins or categories). Each result equals the per-feature
-function of :mod:`aitrace.detect.drift` on that row (``ks_2samp_batched`` lives
-there too).
+function of :mod:`aitrace.detect.drift` or :mod:`aitrace.detect.chi2` on that row
+(``ks_2samp_batched`` lives in :mod:`aitrace.detect.ks`).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
-from aitrace.detect.drift import PSI_EPS, _gammaincc, _pack_rows, _wasserstein_sorted
+from aitrace.detect.chi2 import _gammaincc
+from aitrace.detect.drift import PSI_EPS, _wasserstein_sorted
+from aitrace.detect.ks import _pack_rows
 from numba import njit
 
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import (
+from aitrace.detect.anomaly_kernel import (
     CODE_DIP,
     CODE_FLAT,
     CODE_INF,

@@ -7,7 +7,8 @@ which directions matter (a loss dip is good news, a throughput dip is not), hard
 limits (a learning rate <= 0, an accuracy above 1), and the words a person on
 call wants to read ("exploding", "diverging", "vanishing", "error_burst").
 
-:func:`overfitting` checks a pair of train/validation loss curves.
+:func:`~aitrace.detect.overfit.overfitting` checks a pair of train/validation loss curves; the
+series kinds (``KINDS``, ``PROFILES``) are in :mod:`aitrace.detect.series_kinds`.
 
 Example
 -------
@@ -26,11 +27,12 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import (
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import (
     CODE_DIP,
     CODE_FLAT,
     CODE_INF,
@@ -41,11 +43,9 @@ from aitrace.detect.anomaly import (
     CODE_NONE,
     CODE_SPIKE,
     CODE_VARIANCE,
-    AnomalyDetector,
 )
+from aitrace.detect.series_kinds import KINDS, PROFILES
 from numba import njit
-
-KINDS = ("loss", "grad_norm", "lr", "accuracy", "latency", "error_rate", "confidence", "throughput", "generic")
 
 
 @dataclass(frozen=True)
@@ -79,39 +79,6 @@ class Finding:
         """Plain dict (JSON-safe except a NaN/Inf value, which is kept as a float)."""
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class KindProfile:
-    """What a series kind means to the monitor (see :data:`PROFILES`)."""
-
-    log: bool = False  # score log(value): multiplicative noise becomes additive
-    ignore: frozenset[str] = frozenset()  # generic reasons that are normal for this kind
-    lower: float | None = None  # values below are a rule violation
-    upper: float | None = None  # values above are a rule violation
-    threshold: float = 0.5
-    window: int = 64
-    gap_monitor: bool = False  # also score the gaps between steps (ingestion delays)
-    tiny: float | None = None  # positive values below are "far off" (a learning rate of 1e-12)
-
-
-PROFILES: dict[str, KindProfile] = {
-    # Dips are good news for a loss; rises and non-finite values are the failures.
-    "loss": KindProfile(ignore=frozenset({"dip", "level_down"})),
-    # Gradient norms are multiplicative: explosions and collapses are orders of magnitude.
-    "grad_norm": KindProfile(log=True, lower=0.0),
-    # Schedules step down by 10x routinely and hold constant for long stretches.
-    # Sane learning rates for SGD/Adam-family optimizers lie within [1e-8, 10].
-    "lr": KindProfile(
-        log=True, ignore=frozenset({"flat", "dip", "level_down", "variance_change"}), lower=0.0, upper=10.0, tiny=1e-8
-    ),
-    "accuracy": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
-    "confidence": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
-    "latency": KindProfile(log=True, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
-    # Mostly zero with bursts: repeats (zero) are normal.
-    "error_rate": KindProfile(ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
-    "throughput": KindProfile(log=True, ignore=frozenset({"spike", "level_up"}), lower=0.0, gap_monitor=True),
-    "generic": KindProfile(),
-}
 
 _LOG10 = math.log(10.0)
 
@@ -454,93 +421,3 @@ class SeriesMonitor:
 
     def __repr__(self) -> str:
         return f"SeriesMonitor(kind={self.kind!r}, threshold={self.threshold}, n_points={self.n_points})"
-
-
-# ---------------------------------------------------------------------- overfitting
-@dataclass(frozen=True)
-class OverfitResult:
-    """Outcome of :func:`overfitting`.
-
-    overfitting: validation loss rises significantly while training loss does not.
-    score: in [0, 1], 1 - p-value of the validation trend when the pattern holds, else 0.
-    val_trend, train_trend: Kendall's tau of each curve against time over the window.
-    val_pvalue: one-sided p-value that the validation loss is not rising.
-    best_index: index of the lowest validation loss (the checkpoint to keep).
-    gap_change: (val - train) at the window's end minus at its start (medians of 5 points).
-    message: one sentence.
-    """
-
-    overfitting: bool
-    score: float
-    val_trend: float
-    train_trend: float
-    val_pvalue: float
-    best_index: int
-    gap_change: float
-    message: str = field(default="")
-
-
-def _kendall_tau_time(y: np.ndarray) -> tuple[float, float]:
-    """Kendall's tau of y against its index and the one-sided p-value for an upward trend.
-
-    Mann-Kendall with the normal approximation (variance without tie correction,
-    continuity-corrected), which is adequate from about 10 points.
-    """
-    n = y.size
-    diff = np.sign(y[None, :] - y[:, None])
-    s = float(np.triu(diff, 1).sum())
-    pairs = n * (n - 1) / 2.0
-    var = n * (n - 1) * (2 * n + 5) / 18.0
-    z = (s - 1.0) / math.sqrt(var) if s > 0 else (s + 1.0) / math.sqrt(var) if s < 0 else 0.0
-    p_up = 0.5 * math.erfc(z / math.sqrt(2.0))
-    return s / pairs, p_up
-
-
-def overfitting(
-    train_loss: Any, val_loss: Any, *, window: int = 50, alpha: float = 0.01, min_points: int = 10
-) -> OverfitResult:
-    """Is the model overfitting? Validation loss rising while training loss keeps falling (or holds).
-
-    ``train_loss`` and ``val_loss`` are aligned per evaluation (same length; use the
-    training loss at each validation step). Only the last ``window`` evaluations are
-    tested, so a curve that overfit long ago and was stopped is judged on its recent
-    behaviour. NaN entries are dropped pairwise.
-
-    >>> import numpy as np
-    >>> t = np.arange(60.0)
-    >>> train = 2.0 * np.exp(-t / 15)
-    >>> val = 2.0 * np.exp(-t / 15) + 0.002 * np.maximum(t - 20, 0) ** 1.5
-    >>> r = overfitting(train, val, window=30)
-    >>> r.overfitting, 30 < r.best_index < 45
-    (True, True)
-    """
-    tr = np.asarray(train_loss, dtype=np.float64).reshape(-1)
-    va = np.asarray(val_loss, dtype=np.float64).reshape(-1)
-    if tr.shape != va.shape:
-        raise ValueError(f"train_loss and val_loss differ in length: {tr.shape} vs {va.shape}")
-    if window < min_points or min_points < 4:
-        raise ValueError("need window >= min_points >= 4")
-    ok = np.isfinite(tr) & np.isfinite(va)
-    idx = np.flatnonzero(ok)
-    best = int(idx[np.argmin(va[ok])]) if idx.size else -1
-    if idx.size < min_points:
-        return OverfitResult(False, 0.0, 0.0, 0.0, 1.0, best, 0.0, f"need {min_points} finite points, got {idx.size}")
-    recent = idx[-window:]
-    tr_w, va_w = tr[recent], va[recent]
-    val_tau, val_p = _kendall_tau_time(va_w)
-    train_tau, _ = _kendall_tau_time(tr_w)
-    gap = va_w - tr_w
-    k = min(5, gap.size // 2)
-    gap_change = float(np.median(gap[-k:]) - np.median(gap[:k]))
-    flagged = val_p < alpha and train_tau <= 0.0 and gap_change > 0.0
-    score = (1.0 - val_p) if flagged else 0.0
-    if flagged:
-        msg = (
-            f"validation loss rises (tau={val_tau:.2f}, p={val_p:.2g}) while training loss falls "
-            f"(tau={train_tau:.2f}); best validation loss at index {best}"
-        )
-    else:
-        msg = "no overfitting pattern in the recent window"
-    return OverfitResult(
-        bool(flagged), float(score), float(val_tau), float(train_tau), float(val_p), best, gap_change, msg
-    )

@@ -39,7 +39,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import CODE_FLAT, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE, AnomalyDetector
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.training import PlateauCheck, StallCheck, metric_role

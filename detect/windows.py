@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import CODE_NAMES, AnomalyDetector
-from aitrace.detect.drift import ks_2samp, psi
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import CODE_NAMES
+from aitrace.detect.drift import psi
 from aitrace.detect.drift_monitor import detect_drift
+from aitrace.detect.ks import ks_2samp
 
 OVERFIT_MIN_RISE = 0.10  # validation loss 10 % above its best (or twice its epoch-to-epoch noise)...
 OVERFIT_PERSIST = 3  # ...on this many validation points in a row

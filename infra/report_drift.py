@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from aitrace.detect.drift import ks_2samp
+from aitrace.detect.ks import ks_2samp
 from aitrace.infra.report_data import Chart, Series
 from aitrace.infra.report_fetch import Doc, _get, _ms
 

@@ -13,7 +13,7 @@ from aitrace.detect import _cache
 PROBE = """
 import json, numpy as np
 from aitrace.detect import anomaly_scores
-from aitrace.detect.anomaly import _score_kernel
+from aitrace.detect.anomaly_kernel import _score_kernel
 from numba.core import config
 anomaly_scores(np.arange(100.0))
 print(json.dumps({"dir": config.CACHE_DIR, "hits": sum(_score_kernel.stats.cache_hits.values()),

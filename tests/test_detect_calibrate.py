@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aitrace.detect.anomaly import CODE_NAN, CODE_SPIKE, AnomalyDetector
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import CODE_NAN, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator
 
 

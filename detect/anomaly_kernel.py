@@ -1,0 +1,225 @@
+"""The anomaly scoring kernel: one Numba loop over a chunk, state in two flat arrays.
+
+:func:`_score_kernel` scores each point against the windows of
+:mod:`aitrace.detect.sorted_window` and updates them; the reason codes it writes
+(``CODE_*``, named in :data:`CODE_NAMES`) and the layout of the float and integer
+state vectors live here with it. The method, its parameters and how the defaults
+were chosen are in :mod:`aitrace.detect.anomaly`, whose
+:class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
+from aitrace.detect.sorted_window import _NET16, _median_sorted, _merge_block, _push, _robust_sd
+from numba import njit
+
+# Reason codes written by the kernel (one int8 per point).
+CODE_NONE = 0
+CODE_SPIKE = 1
+CODE_DIP = 2
+CODE_LEVEL_UP = 3
+CODE_LEVEL_DOWN = 4
+CODE_VARIANCE = 5
+CODE_FLAT = 6
+CODE_NAN = 7
+CODE_INF = 8
+
+CODE_NAMES = {
+    CODE_NONE: "none",
+    CODE_SPIKE: "spike",
+    CODE_DIP: "dip",
+    CODE_LEVEL_UP: "level_shift",
+    CODE_LEVEL_DOWN: "level_shift",
+    CODE_VARIANCE: "variance_change",
+    CODE_FLAT: "flat",
+    CODE_NAN: "nan",
+    CODE_INF: "inf",
+}
+
+# Layout of the float and integer state vectors the kernel mutates in place.
+_F_LAST, _F_RUN_P, _F_SD_L, _F_SD_S, _F_MED_L = range(5)
+_N_F = 5
+(_I_NL, _I_HEADL, _I_NS, _I_HEADS, _I_HAS_LAST, _I_RUN, _I_REPEATS, _I_SEEN, _I_PENDING, _I_NSORTED, _I_NEVICTED) = (
+    range(11)
+)
+_N_I = 11
+
+# The long window's median and noise scale move slowly and cost more than
+# everything else per point, so they are brought up to date every _REFRESH
+# accepted points. The cadence counts accepted points, so chunked and one-shot
+# scoring agree exactly.
+_REFRESH = 16
+
+# Beyond this magnitude differences of two values can overflow float64: such values
+# are scored like +-Inf (1.0, reason "inf") and kept out of the windows.
+_MAX_ABS = 1e300
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _squash(s: float, inv_h: float) -> float:
+    """r**2 / (r**2 + 1) with r = s / h: 0.5 at s == h, 1.0 only in the floating-point limit.
+
+    Takes 1 / h so that the per-point cost is one division.
+    """
+    r = s * inv_h
+    r2 = r * r
+    if r2 > 1e300:  # s**2 would overflow: the ratio is 1 to double precision long before
+        return 1.0
+    return r2 / (r2 + 1.0)
+
+
+# --------------------------------------------------------------------------- the kernel
+@njit(cache=True, inline="always", error_model="numpy")
+def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[float, float]:
+    """1 / noise scale and the variance-change score; both change only when the long window does."""
+    floor = 1e-12 * abs(med_l)  # below this the window is constant for practical purposes
+    if floor < 1e-300:
+        floor = 1e-300
+    scale = sd_l if sd_l > floor else floor
+    var_score = 0.0
+    if sd_s > sd_l > floor:
+        var_score = _squash(math.log(sd_s / sd_l), 1.0 / var_h)
+    return 1.0 / scale, var_score
+
+
+@njit(cache=True, error_model="numpy")
+def _score_kernel(
+    x: np.ndarray,
+    ring_l: np.ndarray,
+    sort_l: np.ndarray,
+    evicted: np.ndarray,
+    ring_s: np.ndarray,
+    sort_s: np.ndarray,
+    fs: np.ndarray,
+    ist: np.ndarray,
+    threshold: float,
+    shift_h: float,
+    var_h: float,
+    flat_h: float,
+    min_periods: int,
+    out_score: np.ndarray,
+    out_code: np.ndarray,
+    out_z: np.ndarray,
+    out_level: np.ndarray,
+    out_noise: np.ndarray,
+    details: bool,
+) -> None:
+    w = ring_l.shape[0]
+    m = ring_s.shape[0]
+    added = np.empty(_REFRESH)
+    # a value must reach the sorted copy before it can be evicted from it
+    block = _REFRESH if w >= _REFRESH else w
+    inv_threshold, inv_shift_h, inv_flat_h = 1.0 / threshold, 1.0 / shift_h, 1.0 / flat_h
+    scratch = np.empty(w)
+    # Scalars live in locals for the loop: stores into the state arrays would
+    # alias the windows and force LLVM to reload everything on every point.
+    last, run_p, sd_l, sd_s, med_l = fs[_F_LAST], fs[_F_RUN_P], fs[_F_SD_L], fs[_F_SD_S], fs[_F_MED_L]
+    nl, headl, ns, heads = ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS]
+    has_last, run, repeats = ist[_I_HAS_LAST], ist[_I_RUN], ist[_I_REPEATS]
+    seen, pending, n_sorted, n_evicted = ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED]
+    inv_scale, var_score = _block_terms(med_l, sd_l, sd_s, var_h)
+    for i in range(x.shape[0]):
+        xi = x[i]
+        if not abs(xi) <= _MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
+            out_score[i] = 1.0
+            out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
+            if details:
+                out_z[i] = 0.0 if math.isnan(xi) else xi
+                out_level[i] = math.nan
+                out_noise[i] = math.nan
+            continue
+        xi = xi + 0.0  # -0.0 -> 0.0 so the windows never hold both zeros
+        score = 0.0
+        code = CODE_NONE
+        z = 0.0
+        med_s = math.nan
+        point_score = 0.0
+        repeat = has_last == 1 and xi == last
+
+        if n_sorted >= min_periods:
+            med_s = _median_sorted(sort_s, ns)
+            # spike / dip: the point against the recent level, in units of the long window's noise
+            z = (xi - med_s) * inv_scale
+            if z != 0.0:
+                point_score = _squash(z, inv_threshold)
+                score = point_score
+                code = CODE_SPIKE if z > 0 else CODE_DIP
+
+            # level shift: the recent level against the long one
+            lv = (med_s - med_l) * inv_scale
+            sc = _squash(lv, inv_shift_h)
+            if sc > score:
+                score = sc
+                code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
+
+            # variance increase: the recent spread against the long one (changes only per block)
+            if var_score > score:
+                score = var_score
+                code = CODE_VARIANCE
+
+        # flat line: evidence grows with the run length, weighted by how rare repeats were
+        if repeat:
+            if run == 0:
+                pairs = nl - 1 if nl > 1 else 0
+                run_p = (repeats + 0.5) / (pairs + 1.0)
+            run += 1
+            if n_sorted >= min_periods:
+                sc = _squash(-math.log(run_p) * run, inv_flat_h)
+                if sc > score:
+                    score = sc
+                    code = CODE_FLAT
+        else:
+            run = 0
+
+        if code != CODE_SPIKE and code != CODE_DIP and point_score > 0.0:
+            # Level and variance evidence is shared by neighbouring points; the point's own
+            # residual breaks the ties so that scores still rank within an incident.
+            score = score + (1.0 - score) * 1e-3 * point_score
+        out_score[i] = score
+        out_code[i] = code
+        if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
+            out_z[i] = z
+            out_level[i] = med_s
+            out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods and inv_scale > 0.0 else math.nan
+
+        # ---- accept the point; keep the count of exact repeats among adjacent window pairs
+        if nl == w:
+            oldest = ring_l[headl]
+            if oldest == ring_l[headl + 1 if headl + 1 < w else 0]:
+                repeats -= 1
+            evicted[n_evicted] = oldest
+            n_evicted += 1
+        if repeat:
+            repeats += 1
+        ring_l[headl] = xi
+        nl = nl + 1 if nl < w else nl
+        headl = headl + 1 if headl + 1 < w else 0
+        _push(ring_s, sort_s, ns, heads, xi)
+        ns = ns + 1 if ns < m else ns
+        heads = heads + 1 if heads + 1 < m else 0
+        last = xi
+        has_last = 1
+        seen += 1
+        pending += 1
+
+        # The long window's sorted copy, median and MAD follow in blocks of
+        # _REFRESH points: one linear merge instead of an O(window) shift per point.
+        if pending == block:
+            for k in range(pending):
+                added[k] = ring_l[(headl - pending + k) % w]
+            n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16)
+            pending = 0
+            n_evicted = 0
+            med_l = _median_sorted(sort_l, n_sorted)
+            sd_l = _robust_sd(sort_l, n_sorted, med_l)
+            sd_s = _robust_sd(sort_s, ns, _median_sorted(sort_s, ns))
+            inv_scale, var_score = _block_terms(med_l, sd_l, sd_s, var_h)
+
+    fs[_F_LAST], fs[_F_RUN_P], fs[_F_SD_L], fs[_F_SD_S], fs[_F_MED_L] = last, run_p, sd_l, sd_s, med_l
+    ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS] = nl, headl, ns, heads
+    ist[_I_HAS_LAST], ist[_I_RUN], ist[_I_REPEATS] = has_last, run, repeats
+    ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
