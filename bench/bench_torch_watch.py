@@ -1,34 +1,48 @@
 """Overhead of ``aitrace.torch.watch`` on a small real training loop: an MLP on scikit-learn's digits.
 
-The digits (1797 8x8 images) ship with scikit-learn: nothing is downloaded. Each run trains
-``--steps`` Adam steps (batch ``--batch``, hidden ``--hidden``, CPU, ``torch.set_num_threads(1)``
-unless ``--threads``) and reports steps/s. Variants run interleaved (one run of each per
-repeat, in rotating order) and each figure is the median over ``--repeats`` repeats:
+The digits (1797 8x8 images) ship with scikit-learn: nothing is downloaded. Every variant trains its
+own copy of the same model (same seed, same batches; Adam, batch ``--batch``, hidden ``--hidden``,
+CPU, ``torch.set_num_threads(1)`` unless ``--threads``). Each round builds every variant afresh
+(model, optimizer, hooks; in a shuffled order, so that no variant keeps a lucky memory layout),
+trains each ``--warmup`` steps untimed, then ``--steps`` timed steps of each (1000: a whole number
+of the watch's periods, so its costly steps and its read-back fall in the round in proportion),
+the variants taking turns every ``--chunk`` steps (10: a noisy spell on a shared machine hits them
+all alike), the first of each turn rotating. A variant's overhead in a round is its time over the
+bare loop's time in that round; the figures are medians over ``--rounds`` rounds, with the spread
+(inter-quartile range) of the per-round overheads and the fastest round against the fastest bare
+round:
 
-- **bare**: the loop alone;
-- **watch**: ``aitrace.torch.watch(model, optimizer, client=client)`` with the defaults
-  (every=100), the client sending to a Tansu this benchmark starts (or ``--bootstrap``);
+- **bare**: the loop alone; **bare, again**: a second copy of it, the noise floor (reads about 0);
+- **aitrace watch (default)**: ``aitrace.torch.watch(model, optimizer, client=client)`` with the
+  defaults, the client sending to a Tansu this benchmark starts (or ``--bootstrap``);
 - **the same, client that drops**: the default watch with a client whose ``metric`` does nothing:
-  the cost of the measurement alone, without the client's queue and exporter thread;
+  the cost of the measurement alone, without the client;
 - **watch every=1**: every costly part on every step (per-layer norms, update ratios);
 - **wandb.watch**: ``wandb.watch(model, log="gradients", log_freq=100)`` in an offline run, when
   ``wandb`` is importable (said so otherwise). Its histograms are computed in backward hooks
   every ``log_freq`` steps; ``wandb.log`` is not called per step (as with ``wandb.watch`` alone).
 
-Both wall-clock steps/s and steps per CPU-second of the whole process (every thread: the
-client's exporter and librdkafka included) are printed: on a shared machine the CPU figure is
-the steadier one.
+Taking turns stretches each variant's wall clock by the number of variants, so the watches'
+``sync_interval_s`` is stretched alike: they read back as often per step as they would alone.
+
+Two clocks on the training thread: wall-clock steps/s (training speed: the target) and steps per
+CPU-second of that thread. The client's exporter and librdkafka work on threads of their own (on
+another core here, when one is free): their CPU time over the timed parts (and the sending of what
+those produced) is printed apart, per event sent; wandb's service is a separate process and not
+counted.
 
 Target (issue 12): the default watch costs under 5% of the bare steps/s.
 
-    .venv/bin/python bench/bench_torch_watch.py --steps 2000 --repeats 7
+    .venv/bin/python bench/bench_torch_watch.py --rounds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -40,6 +54,8 @@ import aitrace.producers.torch
 import torch
 from aitrace.infra.stack import TansuProcess
 from sklearn.datasets import load_digits
+
+Attach = Callable[[Any, Any], Callable[[], None]]  # hooks a model and optimizer; returns the unhook
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,45 +75,58 @@ def _model(hidden: int) -> torch.nn.Module:
     )
 
 
-def run(
-    x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, attach: Callable[[Any, Any], Callable[[], None]] | None
-) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = _model(args.hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    detach = attach(model, optimizer) if attach else None
-    n = x.shape[0]
-    order = torch.randperm(n)
-    batches = [
-        (x[order[i : i + args.batch]], y[order[i : i + args.batch]]) for i in range(0, n - args.batch, args.batch)
-    ]
-    for xb, yb in batches[:20]:  # warm-up
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(xb), yb).backward()
-        optimizer.step()
-    start, cpu0 = time.perf_counter(), time.process_time()
-    for step in range(args.steps):
-        xb, yb = batches[step % len(batches)]
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-    if detach:
-        detach()  # sends what the watch still holds: its cost belongs to the run
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return args.steps / elapsed, args.steps / cpu
+class Trainer:
+    """One variant's model, optimizer and hooks; ``run(n)`` trains ``n`` more steps and adds up their times."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, attach: Attach | None) -> None:
+        torch.manual_seed(0)
+        self.model = _model(args.hidden)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        n = x.shape[0]
+        order = torch.randperm(n)
+        self.batches = [
+            (x[order[i : i + args.batch]], y[order[i : i + args.batch]]) for i in range(0, n - args.batch, args.batch)
+        ]
+        self.step = 0
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.detach = attach(self.model, self.optimizer) if attach else None
+
+    def run(self, steps: int) -> None:
+        model, optimizer, batches = self.model, self.optimizer, self.batches
+        start, cpu0 = time.perf_counter(), time.thread_time()
+        for step in range(self.step, self.step + steps):
+            xb, yb = batches[step % len(batches)]
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+        self.wall += time.perf_counter() - start
+        self.cpu += time.thread_time() - cpu0
+        self.step += steps
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=1000, help="steps of each variant per round")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=10, help="steps of one variant before the next takes its turn")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps of each variant in each round first")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-wandb", action="store_true", help="leave wandb.watch out even when it is installed")
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu on a free port")
     args = parser.parse_args()
+    if args.steps % args.chunk:
+        parser.error("--steps must be a multiple of --chunk")
     torch.set_num_threads(args.threads)
     x, y = _data()
 
@@ -112,10 +141,14 @@ def main() -> int:
         topic_prefix=f"bench-torch-{os.getpid()}",
         spool_dir=tempfile.mkdtemp(prefix="aitrace-bench-spool-"),
     )
+    stretch = [1]  # how many variants take turns (set below, before any watch is attached)
 
-    def aitrace_watch(every: int) -> Callable[[Any, Any], Callable[[], None]]:
+    def aitrace_watch(watch_client: Any, **kwargs: Any) -> Attach:
         def attach(model: Any, optimizer: Any) -> Callable[[], None]:
-            return aitrace.torch.watch(model, optimizer, client=client, every=every, summary=False).remove
+            default = inspect.signature(aitrace.torch.watch).parameters["sync_interval_s"].default
+            return aitrace.torch.watch(
+                model, optimizer, client=watch_client, summary=False, sync_interval_s=default * stretch[0], **kwargs
+            ).remove
 
         return attach
 
@@ -126,14 +159,12 @@ def main() -> int:
         def log(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    def null_watch(model: Any, optimizer: Any) -> Callable[[], None]:
-        return aitrace.torch.watch(model, optimizer, client=NullClient(), summary=False).remove
-
-    variants: dict[str, Callable[[Any, Any], Callable[[], None]] | None] = {
+    variants: dict[str, Attach | None] = {
         "bare": None,
-        "aitrace watch (default, every=100)": aitrace_watch(100),
-        "  the same, client that drops": null_watch,
-        "aitrace watch every=1": aitrace_watch(1),
+        "bare, again (noise floor)": None,
+        "aitrace watch (default)": aitrace_watch(client),
+        "  the same, client that drops": aitrace_watch(NullClient()),
+        "aitrace watch every=1": aitrace_watch(client, every=1),
     }
     wandb_run = None
     try:
@@ -148,21 +179,48 @@ def main() -> int:
             wandb_run.watch(model, log="gradients", log_freq=100)
             return lambda: wandb_run.unwatch(model)
 
-        variants["wandb.watch (offline, log_freq=100)"] = wandb_watch
+        variants[f"wandb.watch {wandb.__version__} (offline, log_freq=100)"] = wandb_watch
     except Exception as exc:  # ImportError, or wandb failing to start offline
         print(f"wandb not measured: {type(exc).__name__}: {exc}")
 
-    rates: dict[str, list[float]] = {k: [] for k in variants}
-    cpu_rates: dict[str, list[float]] = {k: [] for k in variants}
     names = list(variants)
+    stretch[0] = len(names)
+    walls: dict[str, list[float]] = {k: [] for k in names}
+    cpus: dict[str, list[float]] = {k: [] for k in names}
+    background = 0.0
+    sent = 0
+    shuffle = random.Random(0).shuffle
     try:
-        for rep in range(args.repeats):
-            rotated = names[rep % len(names) :] + names[: rep % len(names)]
-            for name in rotated:
-                wall, cpu = run(x, y, args, variants[name])
-                rates[name].append(wall)
-                cpu_rates[name].append(cpu)
-            print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True)
+        turn = 0
+        for rnd in range(args.rounds):
+            # Every round builds each variant afresh, in a shuffled order: no variant keeps a lucky or
+            # unlucky memory layout (that alone moves a copy of the same loop by about 1%).
+            order = list(names)
+            shuffle(order)
+            trainers = {name: Trainer(x, y, args, variants[name]) for name in order}
+            for _ in range(args.warmup // args.chunk):
+                for name in order:
+                    trainers[name].run(args.chunk)
+            for trainer in trainers.values():
+                trainer.wall = trainer.cpu = 0.0
+            client.flush(timeout=30)
+            process0, thread0, sent0 = time.process_time(), time.thread_time(), client.stats()["sent"]
+            for _ in range(args.steps // args.chunk):
+                for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                    trainers[name].run(args.chunk)
+                turn += 1
+            for name in names:
+                walls[name].append(trainers[name].wall)
+                cpus[name].append(trainers[name].cpu)
+                if trainers[name].detach:
+                    trainers[name].detach()  # untimed: the watch sends the few steps it still holds
+            client.flush(timeout=30)  # the exporter's work for the round's events, in its CPU figure
+            background += (time.process_time() - process0) - (time.thread_time() - thread0)
+            sent += client.stats()["sent"] - sent0
+            print(
+                f"round {rnd + 1}: " + ", ".join(f"{k.strip()} {args.steps / v[-1]:,.0f}/s" for k, v in walls.items()),
+                flush=True,
+            )
     finally:
         client.close(timeout=10)
         if wandb_run is not None:
@@ -170,26 +228,37 @@ def main() -> int:
                 wandb_run.finish()
         if broker is not None:
             broker.kill()
-    bare = statistics.median(rates["bare"])
-    bare_cpu = statistics.median(cpu_rates["bare"])
     print(
         f"\nMLP 64-{args.hidden}-{args.hidden}-10 on sklearn digits, batch {args.batch}, Adam, "
-        f"{args.threads} thread(s), {args.steps} steps per run, medians of {args.repeats} interleaved runs"
+        f"{args.threads} thread(s); {args.rounds} rounds of {args.steps} steps per variant, taking turns every "
+        f"{args.chunk} steps; medians over the rounds"
     )
-    header = f"{'variant':<40}{'steps/s':>10}{'overhead':>10}{'steps/CPU-s':>13}{'CPU overhead':>14}"
-    print(f"{header}{'best-run overhead':>19}")
-    best_bare = max(cpu_rates["bare"])
-    for name, values in rates.items():
-        med, cpu = statistics.median(values), statistics.median(cpu_rates[name])
-        best = (best_bare / max(cpu_rates[name]) - 1) * 100
-        print(
-            f"{name:<40}{med:>10,.0f}{(bare / med - 1) * 100:>9.1f}%{cpu:>13,.0f}{(bare_cpu / cpu - 1) * 100:>13.1f}%"
-            f"{best:>18.1f}%"
-        )
-    print("steps/s: wall clock; steps/CPU-s: steps per second of this process's CPU time, all its threads")
-    print("(the client's exporter and librdkafka included; wandb's separate service process not)")
-    print("best-run overhead: fastest CPU run of the variant against the fastest bare run (least disturbed)")
-    print(f"client: {client.stats()['sent']} events sent, {client.stats()['dropped']} dropped")
+    iqr = "(IQR)"
+    print(
+        f"{'variant':<46}{'steps/s':>8}{'overhead':>9}{iqr:>17}{'best':>7}"
+        f"{'steps/CPU-s':>12}{'CPU overhead':>13}{iqr:>17}{'best':>7}"
+    )
+    for name in names:
+        cells = []
+        for times in (walls, cpus):
+            ratios = [v / b - 1 for v, b in zip(times[name], times["bare"], strict=True)]
+            low, high = _quartiles(ratios)
+            best = min(times[name]) / min(times["bare"]) - 1
+            cells.append(
+                f"{args.steps / statistics.median(times[name]):>{8 if times is walls else 12},.0f}"
+                f"{statistics.median(ratios) * 100:>{8 if times is walls else 12}.1f}%"
+                f" {f'({low * 100:.1f} to {high * 100:.1f})':>16}{best * 100:>6.1f}%"
+            )
+        print(f"{name:<46}{cells[0]}{cells[1]}")
+    print(
+        "overhead: the median over rounds of (variant time / bare time in the same round) - 1, on the training thread;"
+    )
+    print("best: the variant's fastest round against the fastest bare round (the least disturbed ones)")
+    print(
+        f"other threads (the client's exporter and librdkafka; wandb's in-process ones): {background:.2f} CPU-s "
+        f"over the rounds, {background / max(sent, 1) * 1e6:.1f} us per event sent ({sent} events)"
+    )
+    print(f"client: {client.stats()['records_sent']} records, {client.stats()['dropped']} events dropped")
     print("target: default watch overhead < 5%")
     return 0
 

@@ -14,13 +14,19 @@ error log naming the first offending layer, once per run of bad steps: for gradi
 in backward order (the last in module order, where a NaN born inside backward begins), for
 activations the first in forward order.
 
-Norms cost one ``torch._foreach_norm`` over the gradients per step, kept on the device; every
-``sync_every`` steps (default 100) or ``sync_interval_s`` (default 1 s), whichever comes first,
-they are read back in one sync and sent, one ``client.metric`` call per step with its own step
-number, so the exporter wakes (and a Kafka record leaves) once for the lot: a record costs the
-client about a millisecond of CPU, a step of a small model less than that. The costly parts
-only run every ``every`` steps. The hooks never raise into training: a failure is
-logged once on the ``aitrace.torch`` logger and the step goes on.
+The every-step path is one ``torch._foreach_norm`` over the gradients (the parameter list is cached
+at start), stacked into a row of a buffer allocated once on their device, and the learning rates:
+no host sync, no Python work per parameter beyond reading its ``.grad``, no tensor kept per step.
+Every ``sync_every`` steps (default 1000) or ``sync_interval_s`` (default 1 s), whichever comes
+first, the rows are read back in one copy; the global norms and non-finite counts of all those
+steps come from two vector operations on the host, the per-parameter scan runs only for a step
+whose global norm is not finite, and one ``client.metric`` call per step (with its own step
+number) hands them over, so the exporter wakes once for the lot. The costly parts only run every
+``every`` steps; the optimizer pre-step hook that copies the weights for the update ratios is
+registered just before such a step and removed after it. What remains is mostly the norms
+themselves: they read every gradient once (on the 1 ms steps of ``bench/bench_torch_watch.py``'s
+MLP, one CPU thread, about 3 to 4% of a step). The hooks never raise into training: a failure
+is logged once on the ``aitrace.torch`` logger and the step goes on.
 
 At start a model summary (layer table, parameter counts, trainable vs frozen) with the seed,
 RNG state digest, devices, torch version and git commit is sent as an info log of logger
@@ -48,6 +54,7 @@ log = logging.getLogger("aitrace.torch")
 __all__ = ["WatchHandle", "model_summary", "watch"]
 
 MAX_SUMMARY_LAYERS = 200
+_NONE: list[Any] = []  # shared, never mutated: no activation checks
 
 
 def _layer_of(param_name: str, root: str = "") -> str:
@@ -148,12 +155,32 @@ class WatchHandle:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
-        self._all = list(range(len(self._params)))
         self._one_device = len({p.device for p in self._params}) <= 1
+        # Norms of half-precision tensors are taken in float32 (a float16 norm overflows at 65504).
+        dtypes = {p.dtype for p in self._params}
+        low = {torch.float16, torch.bfloat16}
+        self._norm_dtype = torch.float32 if dtypes & low and dtypes <= low | {torch.float32} else None
+        # Each step's norms are written into a row of a buffer allocated once on the parameters' device,
+        # read back in one copy: no tensor is held per step (thousands of small tensors alive, and the
+        # Python objects around them, cost the training loop more than the norms themselves).
+        same = dtypes <= {torch.float32} or self._norm_dtype is not None or dtypes == {torch.float64}
+        self._row_dtype = torch.float32 if same and torch.float64 not in dtypes else torch.float64
+        self._stack_into_row = self._one_device and same  # else the row takes a copy (device, dtype)
+        self._device = self._params[0].device if self._params else torch.device("cpu")
+        self._chunks: list[torch.Tensor] = []
+        self._rows: list[torch.Tensor] = []  # one view per row of the chunks
+        self._n = 0  # rows queued
+        self._steps: list[int] = []
+        self._lrs: list[Any] = []  # per queued step: the lr (one group), a tuple (several), None (no optimizer)
+        self._ragged: dict[int, list[int]] = {}  # row -> the parameters that had a gradient, when not all
+        self._extras: dict[int, tuple[bool, list[str], torch.Tensor]] = {}  # row -> update norms, activations
         layers: dict[str, int] = {}
         self._root = type(model).__name__
         self._layer_index = [layers.setdefault(_layer_of(n, self._root), len(layers)) for n in self._names]
         self._layers = list(layers)
+        self._layer_of_param = torch.tensor(self._layer_index, dtype=torch.long)  # host side, for the per-layer sums
+        self._grad_norm_keys = [f"grad_norm/{layer}" for layer in self._layers]
+        self._ratio_keys = [f"update_ratio/{layer}" for layer in self._layers]
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_step = -1
         self._bad_grads = False
@@ -163,13 +190,15 @@ class WatchHandle:
         self._acts: list[tuple[str, torch.Tensor]] = []
         self._hooks: list[Any] = []
         self._queued = False
-        self._pending: list[tuple[Any, ...]] = []
+        self._snapshot_hook: Any = None
         if optimizer is not None:
-            self._hooks.append(optimizer.register_step_pre_hook(self._pre_step))
             self._hooks.append(optimizer.register_step_post_hook(self._post_step))
+            self._arm_snapshot()
         else:
             for p in self._params:
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad))
+            if update_ratios and self._costly(1):
+                self._take_snapshot(1)
         if activations:
             for name, module in model.named_modules():
                 if not any(True for _ in module.children()):  # leaf modules only
@@ -181,12 +210,24 @@ class WatchHandle:
     def _costly(self, step: int) -> bool:
         return step % self.every == 0
 
+    def _arm_snapshot(self) -> None:
+        """Hook the optimizer's pre-step only before a costly step (it copies the weights): no hook runs
+        before the other steps. Called after each step (and at start); never from inside a pre-step hook,
+        whose registry the optimizer is iterating then."""
+        want = self._update_ratios and bool(self._hooks) and self._costly(self.step + 1)
+        if want and self._snapshot_hook is None:
+            self._snapshot_hook = self.optimizer.register_step_pre_hook(self._pre_step)
+        elif not want and self._snapshot_hook is not None:
+            self._snapshot_hook.remove()
+            self._snapshot_hook = None
+
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._update_ratios and self._costly(self.step + 1):
-            self._take_snapshot(self.step + 1)
+        self._take_snapshot(self.step + 1)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._end_of_step()
+        if self._update_ratios and ((self.step + 1) % self.every == 0) is (self._snapshot_hook is None):
+            self._arm_snapshot()
 
     def _on_grad(self, param: torch.Tensor) -> None:
         if not self._queued:
@@ -198,7 +239,7 @@ class WatchHandle:
         self._end_of_step()
         # Without an optimizer the update happens between two backward passes: copy the weights
         # now to compare them at the next costly step.
-        if self._update_ratios and self.optimizer is None and self._costly(self.step + 1):
+        if self._update_ratios and self._costly(self.step + 1):
             self._take_snapshot(self.step + 1)
 
     def _forward_hook(self, name: str) -> Callable[..., None]:
@@ -217,14 +258,18 @@ class WatchHandle:
             self._fail("snapshot")
 
     def _end_of_step(self) -> None:
-        self.step += 1
+        self.step = step = self.step + 1
+        grad_mode = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)  # no graph, even for gradients made with create_graph=True
         try:
-            self._report(self.step)
+            self._report(step)
         except Exception:
             self._fail("report")
         finally:
+            torch._C._set_grad_enabled(grad_mode)
+        if self._activations:
             self._acts = []
-            self._probe = self._activations and bool(self._hooks) and self._costly(self.step + 1)
+            self._probe = bool(self._hooks) and self._costly(step + 1)
 
     def _fail(self, where: str) -> None:
         if not self._failed:
@@ -234,90 +279,147 @@ class WatchHandle:
     # -- the measurement
 
     def _report(self, step: int) -> None:
-        """Queue this step's measurement as device tensors (no sync); publish every ``sync_every`` steps."""
-        grads = [p.grad for p in self._params]
-        if any(g is None for g in grads):  # unused parameters this step (not `None in`: Tensor.__eq__)
-            present = [i for i, g in enumerate(grads) if g is not None]
-            grads = [grads[i] for i in present]
-        else:
-            present = self._all
-        pieces: list[torch.Tensor] = []
-        if grads:
-            norms = torch._foreach_norm(grads)
-            pieces.append(torch.stack(norms) if self._one_device else _stack(norms))
-        ratios = False
-        if self._costly(step) and self._snapshot is not None and self._snapshot_step == step:
-            with torch.no_grad():
-                weights = [p.detach() for p in self._params]
-                pieces.append(_stack(torch._foreach_norm(torch._foreach_sub(weights, self._snapshot))))
-                pieces.append(_stack(torch._foreach_norm(weights)))
+        """Queue this step's gradient norms on the device (no sync); publish every ``sync_every`` steps.
+
+        The every-step path: one ``torch._foreach_norm`` over the cached parameter list, stacked into a
+        preallocated row, and the learning rates; no host sync, no tensor kept."""
+        n = self._n
+        if n == len(self._rows):
+            self._grow()
+        row = self._rows[n]
+        params = self._params
+        if params:
+            grads = [p.grad for p in params]
+            try:
+                norms = torch._foreach_norm(grads, 2, self._norm_dtype)
+            except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
+                present = [i for i, g in enumerate(grads) if g is not None]
+                self._ragged[n] = present
+                if present:
+                    norms = torch._foreach_norm([grads[i] for i in present], 2, self._norm_dtype)
+                    row[: len(present)].copy_(_stack(norms))
+            else:
+                if self._stack_into_row:
+                    torch.stack(norms, out=row)
+                else:
+                    row.copy_(_stack(norms))
+        if step % self.every == 0 and self._snapshot is not None and self._snapshot_step == step:
+            weights = [p.detach() for p in params]
+            delta = self._snapshot
+            torch._foreach_sub_(delta, weights)  # the copy becomes the update (its sign does not matter)
+            extra = [
+                *torch._foreach_norm(delta, 2, self._norm_dtype),
+                *torch._foreach_norm(weights, 2, self._norm_dtype),
+            ]
             self._snapshot = None
-            ratios = True
-        acts = [name for name, _ in self._acts]
-        if acts:
-            pieces.append(torch.stack([ok for _, ok in self._acts]))
-        flat = None
-        if len(pieces) == 1:
-            flat = pieces[0]
-        elif pieces:
-            device = pieces[0].device
-            flat = torch.cat([x.detach().to(device, torch.float32) for x in pieces])
-        lrs = [float(g.get("lr", math.nan)) for g in self.optimizer.param_groups] if self.optimizer is not None else []
-        self._pending.append((step, present, ratios, acts, lrs, flat))
-        if len(self._pending) >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
+            acts = [name for name, _ in self._acts]
+            self._extras[n] = (True, acts, _stack(extra + [ok for _, ok in self._acts]))
+        elif self._acts:
+            self._extras[n] = (False, [name for name, _ in self._acts], _stack([ok for _, ok in self._acts]))
+        opt = self.optimizer
+        if opt is None:
+            self._lrs.append(None)
+        else:
+            groups = opt.param_groups
+            if len(groups) == 1:
+                self._lrs.append(float(groups[0].get("lr", math.nan)))
+            else:
+                self._lrs.append(tuple(float(g.get("lr", math.nan)) for g in groups))
+        self._steps.append(step)
+        self._n = n + 1
+        if n + 1 >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
             self.flush()
+
+    def _grow(self) -> None:
+        rows = max(1, min(self.sync_every, 256))
+        chunk = torch.zeros(rows, len(self._params), dtype=self._row_dtype, device=self._device)
+        self._chunks.append(chunk)
+        self._rows += chunk.unbind(0)
 
     def flush(self) -> None:
         """Read the queued steps off the device (one sync) and send one ``client.metric`` per step."""
-        pending, self._pending = self._pending, []
         self._last_sync = time.monotonic()
-        if not pending:
+        n, width = self._n, len(self._params)
+        if not n:
             return
-        tensors = [p[-1] for p in pending if p[-1] is not None]
-        if tensors:
-            device = tensors[0].device
-            flat = torch.cat([t.to(device, torch.float32) for t in tensors]).tolist()  # the one sync
-        offset = 0
-        for step, present, ratios, acts, lrs, tensor in pending:
-            n = 0 if tensor is None else tensor.numel()
-            self._publish(step, present, ratios, acts, lrs, flat[offset : offset + n] if n else [])
-            offset += n
+        steps, lrs, ragged, extras = self._steps, self._lrs, self._ragged, self._extras
+        self._n, self._steps, self._lrs, self._ragged, self._extras = 0, [], [], {}, {}
+        size = len(self._chunks[0])
+        used = self._chunks[: (n + size - 1) // size]
+        rows = (torch.cat(used) if len(used) > 1 else used[0])[:n].reshape(-1)
+        host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double()  # the one sync
+        # Per step and parameter, the gradient norm (0 where a parameter had none): the global norms and
+        # the non-finite counts of all the steps in two vector operations, not a loop over parameters.
+        grid = host[: n * width].view(n, width)
+        for i, present in ragged.items():
+            got = grid[i, : len(present)].clone()
+            grid[i] = 0.0
+            grid[i, present] = got
+        global_norms = grid.square().sum(1).sqrt().tolist()
+        nonfinite = (~torch.isfinite(grid)).sum(1).tolist()
+        offset = n * width
+        groups = self.optimizer.param_groups if self.optimizer is not None else []
+        metric = self.client.metric
+        for i, step in enumerate(steps):
+            lr, bad_count = lrs[i], nonfinite[i]
+            values: dict[str, Any]
+            if lr.__class__ is float:  # one param group: the common case, in one dict display
+                values = {"grad_norm": global_norms[i], "lr": lr, "grad_nonfinite": bad_count}
+            else:
+                values = {"grad_norm": global_norms[i]}
+                if lr is not None:
+                    values["lr"] = lr[0]
+                    for k, (group, each) in enumerate(zip(groups, lr, strict=False)):
+                        values[f"lr/{group.get('name', k)}"] = each
+                values["grad_nonfinite"] = bad_count
+            bad: list[str] = []
+            bad_acts: list[str] = []
+            extra = extras.get(i)
+            if bad_count or extra is not None or step % self.every == 0:  # the costly steps and the bad ones
+                ratios, acts, tensor = extra if extra is not None else (False, _NONE, None)
+                more = 0 if tensor is None else tensor.numel()
+                bad, bad_acts = self._details(
+                    values, step, ragged.get(i), ratios, acts, grid[i], host[offset : offset + more]
+                )
+                offset += more
+            metric(values, step=step)
+            if bad or bad_acts or self._bad_grads or self._bad_acts:
+                self._alert(step, bad, bad_acts)
 
-    def _publish(
-        self, step: int, present: list[int], ratios: bool, acts: list[str], lrs: list[float], flat: list[float]
-    ) -> None:
-        costly = self._costly(step)
-        norms = flat[: len(present)]
-        values: dict[str, Any] = {"grad_norm": math.sqrt(sum(v * v for v in norms))}
-        if lrs:
-            values["lr"] = lrs[0]
-            if len(lrs) > 1:
-                for i, (group, lr) in enumerate(zip(self.optimizer.param_groups, lrs, strict=False)):
-                    values[f"lr/{group.get('name', i)}"] = lr
-        bad = [self._names[present[j]] for j, v in enumerate(norms) if not math.isfinite(v)]
-        values["grad_nonfinite"] = len(bad)
-        if costly and present:
-            sq = [0.0] * len(self._layers)
-            for j, v in enumerate(norms):
-                sq[self._layer_index[present[j]]] += v * v
-            for k in sorted({self._layer_index[i] for i in present}):
-                values[f"grad_norm/{self._layers[k]}"] = math.sqrt(sq[k])
+    def _details(
+        self,
+        values: dict[str, Any],
+        step: int,
+        present: list[int] | None,
+        ratios: bool,
+        acts: list[str],
+        norms: torch.Tensor,
+        extra: torch.Tensor,
+    ) -> tuple[list[str], list[str]]:
+        """Add a costly or bad step's per-layer values; return its non-finite parameters and activations."""
+        bad: list[str] = []
+        if values["grad_nonfinite"]:  # the per-parameter scan (a parameter without a gradient holds a finite 0)
+            bad = [self._names[j] for j in (~torch.isfinite(norms)).nonzero().flatten().tolist()]
+        if self._costly(step) and present != []:
+            per_layer = self._per_layer(norms).tolist()
+            shown = range(len(self._layers)) if present is None else sorted({self._layer_index[i] for i in present})
+            values.update((self._grad_norm_keys[k], per_layer[k]) for k in shown)
         if ratios:
-            n = len(self._params)
-            at = len(present)
-            upd, wts = [0.0] * len(self._layers), [0.0] * len(self._layers)
-            for i in range(n):
-                upd[self._layer_index[i]] += flat[at + i] ** 2
-                wts[self._layer_index[i]] += flat[at + n + i] ** 2
-            for k, layer in enumerate(self._layers):
-                values[f"update_ratio/{layer}"] = math.sqrt(upd[k]) / math.sqrt(wts[k]) if wts[k] > 0 else math.nan
+            width = len(self._params)
+            update, weight = self._per_layer(extra[:width]), self._per_layer(extra[width : 2 * width])
+            ratio = torch.where(weight > 0, update / weight, math.nan).tolist()
+            values.update(zip(self._ratio_keys, ratio, strict=True))
         bad_acts: list[str] = []
         if acts:
-            ok = flat[len(flat) - len(acts) :]
+            ok = extra[extra.numel() - len(acts) :].tolist()
             bad_acts = [name for name, v in zip(acts, ok, strict=True) if v < 0.5]
             values["activation_nonfinite"] = len(bad_acts)
-        self.client.metric(values, step=step)
-        self._alert(step, bad, bad_acts)
+        return bad, bad_acts
+
+    def _per_layer(self, norms: torch.Tensor) -> torch.Tensor:
+        """Per-parameter norms (host, float64) -> per-layer norms (the root of the summed squares)."""
+        sq = torch.zeros(len(self._layers), dtype=torch.float64)
+        return sq.index_add_(0, self._layer_of_param, norms.square()).sqrt()
 
     def _alert(self, step: int, bad: list[str], bad_acts: list[str]) -> None:
         if bad and not self._bad_grads:
@@ -359,8 +461,20 @@ class WatchHandle:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        if self._snapshot_hook is not None:
+            self._snapshot_hook.remove()
+            self._snapshot_hook = None
         self._probe = False
         self._snapshot = None
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    if len(tensors) == 1:
+        return tensors[0]
+    device = tensors[0].device
+    if any(t.device != device for t in tensors):
+        tensors = [t.to(device) for t in tensors]
+    return torch.cat(tensors)
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -379,7 +493,7 @@ def watch(
     activations: bool = False,
     update_ratios: bool = True,
     summary: bool = True,
-    sync_every: int = 100,
+    sync_every: int = 1000,
     sync_interval_s: float = 1.0,
 ) -> WatchHandle:
     """Report gradients, learning rates, update ratios and NaN/Inf of ``model`` through ``client``.
@@ -391,6 +505,12 @@ def watch(
     then read back in one sync and sent as one ``client.metric`` call per step (their own step
     numbers): a NaN is reported at most that late; ``handle.flush()`` (or ``remove()``) sends what
     is queued. ``sync_every=1`` reads back every step.
+
+    ``sync_every`` defaults to 1000 (it was 100): each read-back hands the client a burst that
+    leaves as one or two Kafka records of about a millisecond of the client's CPU each; with a
+    local Tansu that came to about 13 us of CPU per step in bursts of 100 and 4 us in bursts of
+    1000, some 1% of a 1 ms step saved. Any loop slower than 1000 steps a second still reads back
+    every ``sync_interval_s`` (1 s), so a NaN is reported as soon as before.
     """
     if every < 1 or sync_every < 1:
         raise ValueError(f"every and sync_every must be at least 1, got {every!r}, {sync_every!r}")

@@ -134,6 +134,106 @@ def test_without_an_optimizer_the_end_of_backward_is_the_step(client: aitrace.Cl
     assert points[4]["update_ratio/0"] > 0  # Adam's update between backward 3 and 4
 
 
+class _Recorder:
+    """A client that keeps what the watch sends, by step: for the arithmetic (the wire is tested above)."""
+
+    def __init__(self) -> None:
+        self.points: dict[int, dict[str, Any]] = {}
+        self.logs: list[dict[str, Any]] = []
+
+    def metric(self, values: Any, step: Any = None) -> None:
+        self.points[step] = dict(values)
+
+    def log(self, level: str, message: str, **attributes: Any) -> None:
+        self.logs.append({"level": level, "message": message, **attributes})
+
+
+def test_long_read_backs_and_steps_without_some_gradients_keep_every_value(caplog: pytest.LogCaptureFixture) -> None:
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.left, self.right = torch.nn.Linear(8, 16), torch.nn.Linear(16, 1), torch.nn.Linear(16, 1)
+
+        def forward(self, x: Any, use_right: bool) -> Any:
+            h = torch.relu(self.body(x))
+            return self.right(h) if use_right else self.left(h)
+
+    torch.manual_seed(0)
+    model = TwoHeads()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    client = _Recorder()
+    # 600 steps in one read-back: past the 256-row chunks the buffer grows by.
+    handle = at.watch(model, optimizer, client=client, every=50, sync_interval_s=1e9, summary=False)
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 8, generator=gen), torch.randn(32, 1, generator=gen)
+    expected = {}
+    for step in range(1, 601):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x, use_right=step % 3 == 0), y).backward()
+        optimizer.step()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        expected[step] = math.sqrt(sum(float(g.norm()) ** 2 for g in grads))
+    assert client.points == {}  # nothing read back before sync_every steps
+    handle.remove()
+    assert sorted(client.points) == list(range(1, 601))
+    for step, values in client.points.items():
+        assert values["grad_norm"] == pytest.approx(expected[step], rel=1e-5)
+        assert values["grad_nonfinite"] == 0 and values["lr"] == pytest.approx(1e-3)
+    assert {"grad_norm/body", "grad_norm/right", "update_ratio/left", "update_ratio/right"} <= set(client.points[300])
+    assert "grad_norm/left" not in client.points[300]  # step 300 used the right head only
+    left = client.points[100]  # 100 % 3 != 0: the left head
+    assert "grad_norm/right" not in left
+    assert math.hypot(left["grad_norm/body"], left["grad_norm/left"]) == pytest.approx(left["grad_norm"], rel=1e-6)
+    assert left["update_ratio/right"] == 0.0 and left["update_ratio/left"] > 0  # Adam skips a head without grad
+    assert "grad_norm/body" not in client.points[99] and "update_ratio/body" not in client.points[101]
+    assert "training goes on" not in caplog.text
+
+
+def test_the_weight_copy_hook_is_there_only_before_a_costly_step() -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=1, summary=False)
+    copies = []
+    take = handle._take_snapshot
+    handle._take_snapshot = lambda step: (copies.append(step), take(step))  # type: ignore[method-assign]
+    armed = []
+    for _ in range(8):
+        _train(model, optimizer, 1)
+        armed.append(len(optimizer._optimizer_step_pre_hooks))
+    assert copies == [4, 8] and armed == [0, 0, 1, 0, 0, 0, 1, 0]
+    assert [s for s, v in client.points.items() if "update_ratio/0" in v] == [4, 8]
+    handle.remove()
+    assert len(optimizer._optimizer_step_pre_hooks) == 0 and len(optimizer._optimizer_step_post_hooks) == 0
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_gradients_made_with_create_graph_and_half_precision_norms(caplog: pytest.LogCaptureFixture) -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=1, sync_every=1, summary=False)
+    x = torch.randn(4, 8)
+    optimizer.zero_grad()
+    model(x).sum().backward(create_graph=True)  # the gradients require grad themselves
+    optimizer.step()
+    expected = math.sqrt(sum(float(p.grad.detach().norm()) ** 2 for p in model.parameters()))
+    handle.remove()
+    optimizer.zero_grad()  # breaks the parameter-gradient cycle create_graph made
+    assert client.points[1]["grad_norm"] == pytest.approx(expected, rel=1e-5)
+    assert "training goes on" not in caplog.text
+
+    half = torch.nn.Linear(100, 1).half()
+    optimizer = torch.optim.SGD(half.parameters(), lr=0.0)
+    handle = at.watch(half, optimizer, client=client, sync_every=1, summary=False)
+    for p in half.parameters():
+        p.grad = torch.full_like(p, 60000.0)  # each finite in float16, their norm is not
+    optimizer.step()
+    handle.remove()
+    assert client.points[1]["grad_nonfinite"] == 0
+    assert client.points[1]["grad_norm"] == pytest.approx(60000.0 * math.sqrt(101), rel=1e-3)
+
+
 def test_a_broken_client_never_raises_into_training(caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
         def metric(self, *args: Any, **kwargs: Any) -> None:
