@@ -41,8 +41,8 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 try:
     import torch
@@ -215,7 +215,7 @@ class WatchHandle:
         before the other steps. Called after each step (and at start); never from inside a pre-step hook,
         whose registry the optimizer is iterating then."""
         want = self._update_ratios and bool(self._hooks) and self._costly(self.step + 1)
-        if want and self._snapshot_hook is None:
+        if want and self._snapshot_hook is None and self.optimizer is not None:
             self._snapshot_hook = self.optimizer.register_step_pre_hook(self._pre_step)
         elif not want and self._snapshot_hook is not None:
             self._snapshot_hook.remove()
@@ -290,13 +290,13 @@ class WatchHandle:
         params = self._params
         if params:
             grads = [p.grad for p in params]
-            try:
-                norms = torch._foreach_norm(grads, 2, self._norm_dtype)
+            try:  # a None among the grads raises TypeError: handled below
+                norms = torch._foreach_norm(cast(list[torch.Tensor], grads), 2, self._norm_dtype)
             except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
                 present = [i for i, g in enumerate(grads) if g is not None]
                 self._ragged[n] = present
                 if present:
-                    norms = torch._foreach_norm([grads[i] for i in present], 2, self._norm_dtype)
+                    norms = torch._foreach_norm([g for g in grads if g is not None], 2, self._norm_dtype)
                     row[: len(present)].copy_(_stack(norms))
             else:
                 if self._stack_into_row:
@@ -477,11 +477,11 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(tensors)
 
 
-def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     device = tensors[0].device
     if any(t.device != device for t in tensors):
         tensors = [t.to(device) for t in tensors]
-    return torch.stack(tensors)
+    return torch.stack(list(tensors))
 
 
 def watch(
