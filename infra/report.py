@@ -30,12 +30,13 @@ from typing import Any, TypeVar
 
 from aitrace.infra.report_data import Chart, ReportData, Section
 from aitrace.infra.report_drift import data_drift_chart, inference_drift_chart
-from aitrace.infra.report_fetch import DEFAULT_LIMIT, Doc, Fetcher, _fetch_scope, _get, _Scope
+from aitrace.infra.report_fetch import DEFAULT_LIMIT, Doc, Fetcher, _fetch_scope, _Scope
 from aitrace.infra.report_inference import inference_charts
 from aitrace.infra.report_page import render
 from aitrace.infra.report_tables import alert_table, config_table, trace_table
 from aitrace.infra.report_training import training_charts
 from aitrace.producers.config import Settings
+from aitrace.sinks.hit_rows import get
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ def _scope_name(runs: Sequence[str], model: str | None) -> str:
 def _check_scope(docs: _Scope, runs: Sequence[str], model: str | None, since: str | None, prefix: str) -> None:
     """A run asked for by name must have documents of its own: two runs where one is a typo is no comparison."""
     every = [*docs.alerts, *docs.training, *docs.data, *docs.traces, *docs.runs]
-    named = {str(_get(d, "aitrace.run_id")) for d in every}
+    named = {str(get(d, "aitrace.run_id")) for d in every}
     missing = [run for run in runs if run not in named]
     if not missing and not docs.empty():
         return
@@ -138,9 +139,9 @@ def _drift_section(alerts: Sequence[Doc], data_docs: Sequence[Doc], inference_do
     charts: list[Chart] = []
     seen: set[str] = set()
     for alert in alerts:
-        if _get(alert, "aitrace.alert.kind") != "drift" or not _get(alert, "aitrace.alert.feature"):
+        if get(alert, "aitrace.alert.kind") != "drift" or not get(alert, "aitrace.alert.feature"):
             continue
-        if _get(alert, "aitrace.alert.model"):
+        if get(alert, "aitrace.alert.model"):
             chart = inference_drift_chart(alert, inference_docs)
         else:
             chart = data_drift_chart(alert, data_docs)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from aitrace.detect.ks import ks_2samp
 from aitrace.infra.report_data import Chart, Series
-from aitrace.infra.report_fetch import Doc, _get, _ms
+from aitrace.infra.report_fetch import Doc, _ms
+from aitrace.sinks.hit_rows import get
 
 
 @dataclass
@@ -66,7 +67,7 @@ def sample_density(values: Sequence[float], edges: np.ndarray) -> Distribution:
 
 
 def _feature_stats(doc: Doc, feature: str) -> Doc | None:
-    for f in _get(doc, "aitrace.data.features", []) or []:
+    for f in get(doc, "aitrace.data.features", []) or []:
         if f.get("name") == feature:
             return f
     return None
@@ -79,7 +80,7 @@ def _stats_density(stats: Doc) -> Distribution | None:
 
 
 def _statistic_note(alert: Doc) -> str:
-    a = _get(alert, "aitrace.alert", {})
+    a = get(alert, "aitrace.alert", {})
     parts = [f"detector {a.get('detector')}"]
     details = a.get("details") or {}
     test = details.get("test") or details.get("statistic_name")
@@ -96,32 +97,32 @@ def _statistic_note(alert: Doc) -> str:
 
 def data_drift_chart(alert: Doc, data_docs: Sequence[Doc]) -> Chart | None:
     """Reference (first batch seen) vs current (the flagged batch) for one data-stats drift alert."""
-    feature = _get(alert, "aitrace.alert.feature")
-    details = _get(alert, "aitrace.alert.details", {}) or {}
+    feature = get(alert, "aitrace.alert.feature")
+    details = get(alert, "aitrace.alert.details", {}) or {}
     candidates = [d for d in data_docs if _feature_stats(d, feature) is not None]
     stage = details.get("stage") or next(
-        (s for s in ("ingest", "clean", "features") if any(_get(d, "aitrace.data.stage") == s for d in candidates)),
+        (s for s in ("ingest", "clean", "features") if any(get(d, "aitrace.data.stage") == s for d in candidates)),
         None,
     )
     if stage is not None:
-        candidates = [d for d in candidates if _get(d, "aitrace.data.stage") == stage] or candidates
+        candidates = [d for d in candidates if get(d, "aitrace.data.stage") == stage] or candidates
     if dataset := details.get("dataset"):
-        candidates = [d for d in candidates if _get(d, "aitrace.data.dataset") == dataset] or candidates
+        candidates = [d for d in candidates if get(d, "aitrace.data.dataset") == dataset] or candidates
     if len(candidates) < 2:
         return None
     reference_doc = candidates[0]
     batch = details.get("batch")
-    flagged_at = _ms(_get(alert, "aitrace.alert.last_seen")) or _ms(_get(alert, "@timestamp")) or math.inf
-    current_doc = next((d for d in candidates if batch and _get(d, "aitrace.data.batch") == batch), None) or next(
-        (d for d in reversed(candidates) if (_ms(_get(d, "@timestamp")) or 0) <= flagged_at + 60_000), candidates[-1]
+    flagged_at = _ms(get(alert, "aitrace.alert.last_seen")) or _ms(get(alert, "@timestamp")) or math.inf
+    current_doc = next((d for d in candidates if batch and get(d, "aitrace.data.batch") == batch), None) or next(
+        (d for d in reversed(candidates) if (_ms(get(d, "@timestamp")) or 0) <= flagged_at + 60_000), candidates[-1]
     )
     series = []
     for doc, role in ((reference_doc, "reference"), (current_doc, "current")):
         dist = _stats_density(_feature_stats(doc, feature) or {})
         if dist is None:
             return None
-        series.append(_dist_series(dist, f"{role} (batch {_get(doc, 'aitrace.data.batch') or '?'})"))
-    where = f"{_get(current_doc, 'aitrace.data.dataset')} / {_get(current_doc, 'aitrace.data.stage')}"
+        series.append(_dist_series(dist, f"{role} (batch {get(doc, 'aitrace.data.batch') or '?'})"))
+    where = f"{get(current_doc, 'aitrace.data.dataset')} / {get(current_doc, 'aitrace.data.stage')}"
     return Chart(
         id=f"drift-data-{feature}-{stage}",
         title=f"{feature} ({where})",
@@ -143,19 +144,19 @@ def _dist_series(dist: Distribution, name: str) -> Series:
 
 def inference_drift_chart(alert: Doc, inference_docs: Sequence[Doc]) -> Chart | None:
     """Reference vs current inputs of one model feature, from the inference records themselves."""
-    feature = _get(alert, "aitrace.alert.feature")
-    model = _get(alert, "aitrace.alert.model")
+    feature = get(alert, "aitrace.alert.feature")
+    model = get(alert, "aitrace.alert.model")
     timed = [
         (t, float(v))
         for d in inference_docs
-        if (model is None or _get(d, "aitrace.inference.model") == model)
-        and (v := (_get(d, "aitrace.inference.features", {}) or {}).get(feature)) is not None
-        and (t := _ms(_get(d, "@timestamp"))) is not None
+        if (model is None or get(d, "aitrace.inference.model") == model)
+        and (v := (get(d, "aitrace.inference.features", {}) or {}).get(feature)) is not None
+        and (t := _ms(get(d, "@timestamp"))) is not None
     ]
     if len(timed) < 10:
         return None
     timed.sort()
-    first_seen = _ms(_get(alert, "@timestamp")) or timed[-1][0]
+    first_seen = _ms(get(alert, "@timestamp")) or timed[-1][0]
     before = [v for t, v in timed if t < first_seen]
     after = [v for t, v in timed if t >= first_seen]
     # The reference is the early part of the traffic: the window just before detection is already drifted.

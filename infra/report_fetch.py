@@ -1,6 +1,6 @@
 """What ``aitrace report`` reads: the index families paged with ``search_after``, and the queries per scope.
 
-The documents are read as :mod:`aitrace.sinks.documents` writes them; :func:`_get` walks their
+The documents are read as :mod:`aitrace.sinks.documents` writes them; :func:`aitrace.sinks.hit_rows.get` walks their
 nested ECS paths.
 """
 
@@ -11,21 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aitrace.sinks.hit_rows import get
+
 TRAINING_METRICS = ("loss", "grad_norm", "lr", "accuracy")
 DEFAULT_LIMIT = 50_000  # documents per family; the page says when it was cut
 PAGE_SIZE = 2_000
 
 Doc = dict[str, Any]
-
-
-def _get(doc: Doc, dotted: str, default: Any = None) -> Any:
-    """``_get(doc, "aitrace.metric.value")``; documents nest ECS paths as objects."""
-    value: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return default
-        value = value[part]
-    return value
 
 
 def _ms(iso: str | None) -> float | None:
@@ -125,7 +117,7 @@ class _Scope:
 
     def run_ids(self) -> list[str]:
         """Every training run a training metric or lifecycle event names, sorted."""
-        return sorted({str(r) for d in [*self.training, *self.runs] if (r := _get(d, "aitrace.run_id"))})
+        return sorted({str(r) for d in [*self.training, *self.runs] if (r := get(d, "aitrace.run_id"))})
 
 
 def _fetch_scope(fetcher: Fetcher, runs: Sequence[str], model: str | None) -> _Scope:
@@ -145,6 +137,6 @@ def _fetch_scope(fetcher: Fetcher, runs: Sequence[str], model: str | None) -> _S
     trace_filters = [_term("aitrace.trace.complete", False), *_run_filters(runs)]
     docs.traces = fetcher.fetch("traces", trace_filters, ("@timestamp", "trace.id"), "trace")
     if model:
-        model_traces = {_get(d, "trace.id") for d in docs.inference}
-        docs.traces = [t for t in docs.traces if _get(t, "trace.id") in model_traces]
+        model_traces = {get(d, "trace.id") for d in docs.inference}
+        docs.traces = [t for t in docs.traces if get(t, "trace.id") in model_traces]
     return docs

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from aitrace.infra.report_data import Chart, Marker, Series
-from aitrace.infra.report_fetch import Doc, _get, _ms
+from aitrace.infra.report_fetch import Doc, _ms
+from aitrace.sinks.hit_rows import get
 
 PERCENTILES = (50, 95, 99)
 BUCKET_CHOICES_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -33,9 +34,9 @@ class Buckets:
 def latency_buckets(docs: Sequence[Doc]) -> Buckets:
     """Per time bucket: latency percentiles of the answered requests, error rate of all requests."""
     rows = [
-        (t, _get(d, "aitrace.inference.latency_ms"), _get(d, "aitrace.inference.status") == "error")
+        (t, get(d, "aitrace.inference.latency_ms"), get(d, "aitrace.inference.status") == "error")
         for d in docs
-        if (t := _ms(_get(d, "@timestamp"))) is not None
+        if (t := _ms(get(d, "@timestamp"))) is not None
     ]
     if not rows:
         return Buckets([], {p: [] for p in PERCENTILES}, [], [])
@@ -59,15 +60,15 @@ def latency_buckets(docs: Sequence[Doc]) -> Buckets:
 def inference_charts(docs: Sequence[Doc], alerts: Sequence[Doc]) -> list[Chart]:
     """Latency percentiles and error rate over time for each model, alerts marked at first_seen."""
     charts = []
-    models = sorted({m for d in docs if (m := _get(d, "aitrace.inference.model"))})
+    models = sorted({m for d in docs if (m := get(d, "aitrace.inference.model"))})
     for model in models:
-        buckets = latency_buckets([d for d in docs if _get(d, "aitrace.inference.model") == model])
+        buckets = latency_buckets([d for d in docs if get(d, "aitrace.inference.model") == model])
         markers = [
-            Marker(t, str(_get(a, "aitrace.alert.title")), _get(a, "aitrace.alert.severity", "warning"))
+            Marker(t, str(get(a, "aitrace.alert.title")), get(a, "aitrace.alert.severity", "warning"))
             for a in alerts
-            if _get(a, "aitrace.alert.model") == model
-            and _get(a, "aitrace.alert.kind") != "drift"
-            and (t := _ms(_get(a, "@timestamp"))) is not None
+            if get(a, "aitrace.alert.model") == model
+            and get(a, "aitrace.alert.kind") != "drift"
+            and (t := _ms(get(a, "@timestamp"))) is not None
         ]
         latency = [
             Series(f"p{p}", [[t, v] for t, v in zip(buckets.starts_ms, buckets.percentiles[p], strict=True)])

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aitrace.infra.report_data import Table
-from aitrace.infra.report_fetch import Doc, _get, _ms
+from aitrace.infra.report_fetch import Doc, _ms
 from aitrace.infra.runs import config_differences, run_infos
+from aitrace.sinks.hit_rows import get
 
 
 def _fmt_time(iso: str | None) -> str:
@@ -22,22 +23,22 @@ def _fmt_num(value: Any) -> str:
 
 def alert_table(alerts: Sequence[Doc]) -> Table:
     rows = []
-    for doc in sorted(alerts, key=lambda d: _get(d, "@timestamp") or ""):
-        a = _get(doc, "aitrace.alert", {})
+    for doc in sorted(alerts, key=lambda d: get(d, "@timestamp") or ""):
+        a = get(doc, "aitrace.alert", {})
         where = ", ".join(
             f"{label} {value}"
             for label, value in (
-                ("run", _get(doc, "aitrace.run_id")),
+                ("run", get(doc, "aitrace.run_id")),
                 ("model", a.get("model")),
                 ("feature", a.get("feature")),
-                ("service", _get(doc, "service.name")),
+                ("service", get(doc, "service.name")),
             )
             if value
         )
         measure = a.get("statistic") if a.get("statistic") is not None else a.get("score")
         rows.append(
             [
-                _fmt_time(_get(doc, "@timestamp")),
+                _fmt_time(get(doc, "@timestamp")),
                 str(a.get("severity", "")),
                 str(a.get("kind", "")),
                 str(a.get("detector", "")),
@@ -55,11 +56,11 @@ def alert_table(alerts: Sequence[Doc]) -> Table:
 def trace_table(traces: Sequence[Doc]) -> Table:
     rows = []
     for doc in traces:
-        t = _get(doc, "aitrace.trace", {})
+        t = get(doc, "aitrace.trace", {})
         rows.append(
             [
-                _fmt_time(_get(doc, "@timestamp")),
-                str(_get(doc, "trace.id", "")),
+                _fmt_time(get(doc, "@timestamp")),
+                str(get(doc, "trace.id", "")),
                 str(t.get("root_name") or ""),
                 ", ".join(t.get("services") or []),
                 _fmt_num(t.get("span_count")),

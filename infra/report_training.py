@@ -7,22 +7,23 @@ from collections.abc import Iterable, Sequence
 
 from aitrace.infra.report_axis import training_axis
 from aitrace.infra.report_data import Chart, Marker, Series
-from aitrace.infra.report_fetch import TRAINING_METRICS, Doc, _get
+from aitrace.infra.report_fetch import TRAINING_METRICS, Doc
+from aitrace.sinks.hit_rows import get
 
 SeriesKey = tuple[str, str]  # (run, split); the split is "" when the producer sent none
 
 
 def _series_key(doc: Doc) -> SeriesKey:
-    run = _get(doc, "aitrace.run_id") or _get(doc, "service.name") or "run"
-    return str(run), str(_get(doc, "aitrace.metric.split") or "")
+    run = get(doc, "aitrace.run_id") or get(doc, "service.name") or "run"
+    return str(run), str(get(doc, "aitrace.metric.split") or "")
 
 
 def _alert_metric(alert: Doc) -> str | None:
     """Which training metric an alert is about: details first, then the series name."""
-    details = _get(alert, "aitrace.alert.details", {}) or {}
+    details = get(alert, "aitrace.alert.details", {}) or {}
     if details.get("metric") in TRAINING_METRICS:
         return str(details["metric"])
-    series = str(_get(alert, "aitrace.alert.series", "") or "")
+    series = str(get(alert, "aitrace.alert.series", "") or "")
     for name in sorted(TRAINING_METRICS, key=len, reverse=True):  # grad_norm before a bare "norm"
         if name in series.replace("-", "_").split(":") or series.endswith(name) or f"/{name}" in series:
             return name
@@ -33,7 +34,7 @@ def training_series(docs: Iterable[Doc]) -> dict[str, dict[SeriesKey, Series]]:
     """metric -> (run, split) -> its series (named ``"<run> <split>"``), points and bands in step order."""
     by_metric: dict[str, dict[SeriesKey, Series]] = defaultdict(dict)
     for doc in docs:
-        metric = _get(doc, "aitrace.metric", {})
+        metric = get(doc, "aitrace.metric", {})
         name, step = metric.get("name"), metric.get("step")
         if name not in TRAINING_METRICS or step is None:
             continue
@@ -71,7 +72,7 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
             Marker(
                 float(a["aitrace"]["alert"]["step"]),
                 _marker_label(a),
-                _get(a, "aitrace.alert.severity", "warning"),
+                get(a, "aitrace.alert.severity", "warning"),
                 _value_at(by_name.get(_alert_series_name(a) or ""), a["aitrace"]["alert"]["step"]),
             )
             for a in alerts
@@ -97,18 +98,18 @@ def training_charts(docs: Iterable[Doc], alerts: Sequence[Doc]) -> list[Chart]:
 
 def _marks(alert: Doc, runs: set[str], metric: str) -> bool:
     return (
-        _get(alert, "aitrace.alert.step") is not None
-        and _get(alert, "aitrace.run_id") in runs
+        get(alert, "aitrace.alert.step") is not None
+        and get(alert, "aitrace.run_id") in runs
         and _alert_metric(alert) in (metric, None)
     )
 
 
 def _alert_series_name(alert: Doc) -> str | None:
     """The chart series an alert is about: ``run/<run>/<split>/<metric>`` -> ``"<run> <split>"``."""
-    parts = str(_get(alert, "aitrace.alert.series", "") or "").split("/")
+    parts = str(get(alert, "aitrace.alert.series", "") or "").split("/")
     if len(parts) == 4 and parts[0] == "run":
         return f"{parts[1]} {parts[2]}"
-    run = _get(alert, "aitrace.run_id")
+    run = get(alert, "aitrace.run_id")
     return f"{run} train" if run else None
 
 
@@ -119,6 +120,6 @@ def _value_at(series: Series | None, x: float) -> float | None:
 
 
 def _marker_label(alert: Doc) -> str:
-    step = _get(alert, "aitrace.alert.step")
-    title = _get(alert, "aitrace.alert.title") or _get(alert, "message") or "alert"
+    step = get(alert, "aitrace.alert.step")
+    title = get(alert, "aitrace.alert.title") or get(alert, "message") or "alert"
     return f"{title} (step {step})" if step is not None else str(title)
