@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors.fastblock import decode_metric_batch
-from aitrace.schemas.codec import AvroDeserializer, AvroSerializer, DecodeError, as_batch
+from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -92,21 +92,27 @@ class RecordDecoder:
         self._deserializer = deserializer or AvroDeserializer()
         self._max_future_us = max_future_us
         self._now_us = now_us or (lambda: int(time.time() * 1_000_000))
-        # single-object header of the Batch schema this module's fast path reads
-        self._batch_header = AvroSerializer("aitrace.Batch").header()
+        # fingerprint of the Batch schema this module's fast path reads
+        self._batch_fingerprint = compiled("aitrace.Batch").fingerprint
 
     def decode(self, data: bytes | None) -> Decoded:
         """Decode and validate one record value.
 
-        Metric-only batches in the current Batch schema take the array fast path
-        (:mod:`aitrace.processors.fastblock`); everything else goes through fastavro.
+        Metric-only batches written in the current Batch schema take the array fast path
+        (:mod:`aitrace.processors.fastblock`), in either wire format: single-object with the
+        Batch fingerprint, or Confluent framing whose registry schema id resolves to a schema
+        with that fingerprint (the same binary layout). Everything else goes through fastavro.
         """
-        fast = decode_metric_batch(data, 10) if data and data[:10] == self._batch_header else None
+        writer, reader, offset = self._deserializer.resolve(data)
+        assert data is not None  # resolve raised DecodeError("empty") otherwise
+        fast = None
+        if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
+            fast = decode_metric_batch(data, offset)
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:
-            name, obj = self._deserializer.decode(data)
-            batch = as_batch(name, obj)
+            name = writer.name
+            batch = as_batch(name, self._deserializer.decode_body(data, writer, reader, offset))
         max_time = self._now_us() + self._max_future_us
         rejected: list[Rejected] = []
         events: list[dict[str, Any]] = []

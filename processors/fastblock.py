@@ -11,8 +11,9 @@ either way (the tests compare them), only the array types differ. Counts read fr
 wire are checked against the bytes left before anything is allocated by them.
 
 Layout read (``schemas/aitrace.Batch.avsc`` / ``aitrace.MetricBlock.avsc``; this module does
-not check the fingerprint: :class:`aitrace.processors.decode.RecordDecoder` calls it only on
-records whose single-object header is the current Batch schema's): batch_id, events (must be
+not read the header: :class:`aitrace.processors.decode.RecordDecoder` calls it only on records
+written in the current Batch schema, single-object or Confluent-framed, with the offset of
+the body after either header): batch_id, events (must be
 empty), metric_blocks; each block: block_id, trace_id, span_id, parent_span_id?, service,
 service_version?, environment?, host?, pid? (int), run_id?, split?, steps, times, epochs (int),
 series[{name, values}].

@@ -17,6 +17,7 @@ from aitrace.processors.pipeline import Pipeline, Staged
 from aitrace.processors.worker import add_arguments, options_from_args
 from aitrace.processors.worker import run as worker_run
 from aitrace.schemas.codec import AvroSerializer, DecodeError
+from aitrace.schemas.registry import SchemaRegistryClient
 
 
 def _ok_event(**kw: object) -> dict:
@@ -348,6 +349,83 @@ def test_fast_metric_decoder_matches_fastavro() -> None:
     assert decode_metric_batch(_record([_ok_event()], blocks), 10) is None
     assert decode_metric_batch(data[:-3], 10) is None
     assert decode_metric_batch(data + b"\x00", 10) is None
+
+
+class _MemoryRegistry(SchemaRegistryClient):
+    """A registry in memory: ids in registration order, no HTTP."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.texts: list[str] = []
+
+    def register(self, subject: str, schema_text: str) -> int:
+        if schema_text not in self.texts:
+            self.texts.append(schema_text)
+        return self.texts.index(schema_text) + 1
+
+    def schema(self, schema_id: int) -> str:
+        return self.texts[schema_id - 1]
+
+
+def _blocks_equal(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for key in x:
+            if key == "series":
+                assert [s["name"] for s in x[key]] == [s["name"] for s in y[key]]
+                for sx, sy in zip(x[key], y[key], strict=True):
+                    np.testing.assert_array_equal(np.asarray(sx["values"]), np.asarray(sy["values"]))
+            elif key in ("steps", "times"):
+                np.testing.assert_array_equal(np.asarray(x[key]), np.asarray(y[key]))
+            else:
+                assert x[key] == y[key], key
+
+
+def test_confluent_framed_metric_batches_take_the_fast_path_like_single_object_ones() -> None:
+    from aitrace.schemas.codec import AvroDeserializer, SerializationContext
+
+    rng = np.random.default_rng(3)
+    block = S.metric_block(trace=S.trace_id(), run_id="r", start_step=5, series={"loss": rng.normal(size=50)})
+    block["epochs"] = [1] * 50
+    batch = S.batch([], [block])
+    registry = _MemoryRegistry()
+    single = AvroSerializer("aitrace.Batch")(batch)
+    confluent = AvroSerializer("aitrace.Batch", registry=registry)(batch, SerializationContext("t"))
+    assert single[:2] == b"\xc3\x01" and confluent[:1] == b"\x00" and single[10:] == confluent[5:]
+    decoder = RecordDecoder(AvroDeserializer(registry))
+    a, b = decoder.decode(single), decoder.decode(confluent)
+    assert (
+        (a.schema, a.batch_id, a.event_count)
+        == (b.schema, b.batch_id, b.event_count)
+        == ("aitrace.Batch", batch["batch_id"], 50)
+    )
+    # both framings took the array fast path (fastavro gives lists)
+    assert isinstance(a.metric_blocks[0]["times"], np.ndarray) and isinstance(b.metric_blocks[0]["times"], np.ndarray)
+    _blocks_equal(a.metric_blocks, b.metric_blocks)
+    # and match what fastavro makes of the same bytes
+    _blocks_equal(b.metric_blocks, AvroDeserializer(registry).decode(confluent)[1]["metric_blocks"])
+
+    # the Batch schema registered with other text but the same canonical form (a doc): still fast
+    import json
+
+    from aitrace.schemas.codec import compiled
+
+    text = json.loads(compiled("aitrace.Batch").text)
+    text["doc"] = "registered by another producer"
+    other_id = registry.register("t-value", json.dumps(text))
+    c = decoder.decode(b"\x00" + struct.pack(">I", other_id) + confluent[5:])
+    assert isinstance(c.metric_blocks[0]["steps"], np.ndarray)
+    _blocks_equal(a.metric_blocks, c.metric_blocks)
+
+    # an id of another schema: fastavro decides (here: an Event, a batch of one)
+    event = _ok_event()
+    framed = AvroSerializer("aitrace.Event", registry=registry)(event, SerializationContext("t"))
+    assert decoder.decode(framed).events[0]["event_id"] == event["event_id"]
+    # a registry-framed record with no registry configured is still dead-lettered as before
+    with pytest.raises(DecodeError) as exc:
+        RecordDecoder().decode(confluent)
+    assert exc.value.reason == "no-registry"
 
 
 def test_fast_path_records_validate_and_process_like_fastavro_ones() -> None:
