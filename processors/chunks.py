@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import rollup
+from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
 Chunk = dict[str, Any]
@@ -23,19 +24,19 @@ def _group_key(run_id: str | None, trace_id: str) -> str:
     return f"run/{run_id or trace_id}"
 
 
-def fast_series(block: dict[str, Any], max_raw_rate: float, raw: bool) -> set[str]:
+def fast_series(block: MetricBlock, max_raw_rate: float, raw: bool) -> set[str]:
     """Names of the block's series that are rolled up rather than indexed point by point.
 
     Every series of a block has a point at every step (NaN/Inf included: they are data),
     so the block's own rate decides for all of its series at once.
     """
-    if raw or not rollup.is_fast(np.asarray(block["times"], dtype=np.int64), max_raw_rate):
+    if raw or not rollup.is_fast(block.times, max_raw_rate):
         return set()
-    return {series["name"] for series in block["series"]}
+    return set(block.series)
 
 
 def extract_chunks(
-    events: list[dict[str, Any]], blocks: list[dict[str, Any]], fast: list[set[str]] | None = None
+    events: list[dict[str, Any]], blocks: list[MetricBlock], fast: list[set[str]] | None = None
 ) -> dict[str, Chunk]:
     """Entity key -> chunk of arrays for the detectors, from one decoded batch.
 
@@ -90,18 +91,15 @@ def _append_series(chunk: Chunk, name: str, steps: Any, times: Any, values: Any,
     s["values"] = np.concatenate([s["values"], values])
 
 
-def _block_into(chunks: dict[str, Chunk], block: dict[str, Any], fast: set[str]) -> None:
-    chunk = _run_chunk(chunks, block.get("run_id"), block["trace_id"], block["service"])
+def _block_into(chunks: dict[str, Chunk], block: MetricBlock, fast: set[str]) -> None:
+    chunk = _run_chunk(chunks, block.run_id, block.trace_id, block.service)
     if fast and chunk["ctx"] is None:
         chunk["ctx"] = block_context(block)
-    steps = np.asarray(block["steps"], dtype=np.int64)
-    times = np.asarray(block["times"], dtype=np.int64)
-    split = block.get("split") or ""
-    for series in block["series"]:
+    split = block.split or ""
+    for name, values in block.series.items():
         # Every cell is a value the caller sent (the producer starts a new block for a new
         # set of names): NaN/Inf are kept, so a diverged loss reaches the nan/inf detector.
-        values = np.asarray(series["values"], dtype=np.float64)
-        _append_series(chunk, f"{split}|{series['name']}", steps, times, values, series["name"] in fast)
+        _append_series(chunk, f"{split}|{name}", block.steps, block.times, values, name in fast)
 
 
 def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aitrace.schemas.metric_block import MetricBlock
+
 # span entry layout in state["spans"][span_id]
 _PARENT, _SERVICE, _NAME, _START, _DURATION, _STATUS = range(6)
 _ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
@@ -77,7 +79,7 @@ def already_applied(state: dict[str, Any], topic: str, offset: int, batch_id: st
 def apply_record(
     state: dict[str, Any],
     events: list[dict[str, Any]],
-    blocks: list[dict[str, Any]],
+    blocks: list[MetricBlock],
     *,
     topic: str,
     offset: int,
@@ -180,17 +182,14 @@ def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any],
         state["root_done"] = True
 
 
-def _apply_block(state: dict[str, Any], block: dict[str, Any]) -> None:
-    times = block["times"]
+def _apply_block(state: dict[str, Any], block: MetricBlock) -> None:
+    times = block.times
     state["events"] += len(times)
-    _touch_service(state, block["service"])
+    _touch_service(state, block.service)
     if len(times):
-        if isinstance(times, list):
-            _widen(state, min(times), max(times))
-        else:  # NumPy array from the fast decoder
-            _widen(state, int(times.min()), int(times.max()))
+        _widen(state, int(times.min()), int(times.max()))
     if not state["context"]:
-        state["context"] = {k: block.get(k) for k in ("environment", "host", "run_id")}
+        state["context"] = {"environment": block.environment, "host": block.host, "run_id": block.run_id}
 
 
 def critical_path(spans: dict[str, list[Any]], root: str | None) -> list[str]:

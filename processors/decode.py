@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from aitrace.processors.fastblock import decode_metric_batch
-from aitrace.schemas.codec import AvroDeserializer, AvroSerializer, DecodeError, as_batch
+from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
+from aitrace.schemas.metric_block import MetricBlock
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -56,13 +56,13 @@ class Decoded:
     schema: str
     batch_id: str
     events: list[dict[str, Any]]
-    metric_blocks: list[dict[str, Any]]
+    metric_blocks: list[MetricBlock]
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
         """Events in the batch: plain events plus one per metric point (step) of each block."""
-        return len(self.events) + sum(len(b["steps"]) for b in self.metric_blocks)
+        return len(self.events) + sum(len(b.steps) for b in self.metric_blocks)
 
 
 def valid_trace_id(value: Any) -> bool:
@@ -92,21 +92,27 @@ class RecordDecoder:
         self._deserializer = deserializer or AvroDeserializer()
         self._max_future_us = max_future_us
         self._now_us = now_us or (lambda: int(time.time() * 1_000_000))
-        # single-object header of the Batch schema this module's fast path reads
-        self._batch_header = AvroSerializer("aitrace.Batch").header()
+        # fingerprint of the Batch schema this module's fast path reads
+        self._batch_fingerprint = compiled("aitrace.Batch").fingerprint
 
     def decode(self, data: bytes | None) -> Decoded:
         """Decode and validate one record value.
 
-        Metric-only batches in the current Batch schema take the array fast path
-        (:mod:`aitrace.processors.fastblock`); everything else goes through fastavro.
+        Metric-only batches written in the current Batch schema take the array fast path
+        (:mod:`aitrace.processors.fastblock`), in either wire format: single-object with the
+        Batch fingerprint, or Confluent framing whose registry schema id resolves to a schema
+        with that fingerprint (the same binary layout). Everything else goes through fastavro.
         """
-        fast = decode_metric_batch(data, 10) if data and data[:10] == self._batch_header else None
+        writer, reader, offset = self._deserializer.resolve(data)
+        assert data is not None  # resolve raised DecodeError("empty") otherwise
+        fast: dict[str, Any] | None = None
+        if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
+            fast = decode_metric_batch(data, offset)
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:
-            name, obj = self._deserializer.decode(data)
-            batch = as_batch(name, obj)
+            name = writer.name
+            batch = as_batch(name, self._deserializer.decode_body(data, writer, reader, offset))
         max_time = self._now_us() + self._max_future_us
         rejected: list[Rejected] = []
         events: list[dict[str, Any]] = []
@@ -117,10 +123,12 @@ class RecordDecoder:
                 events.append(event)
             else:
                 rejected.append(Rejected("event", i, *problem))
-        blocks: list[dict[str, Any]] = []
-        for i, block in enumerate(batch["metric_blocks"]):
-            problem = _check_block(block, max_time)
-            if problem is None:
+        blocks: list[MetricBlock] = []
+        typed = batch["metric_blocks"] if fast is not None else _typed(batch["metric_blocks"])
+        for i, block in enumerate(typed):
+            if isinstance(block, tuple):  # not even a MetricBlock (two series of one name)
+                rejected.append(Rejected("block", i, *block))
+            elif (problem := _check_block(block, max_time)) is None:
                 blocks.append(block)
             else:
                 rejected.append(Rejected("block", i, *problem))
@@ -204,22 +212,31 @@ def _check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: 
     return None
 
 
-def _check_block(block: dict[str, Any], max_time: int) -> tuple[str, str] | None:
-    problem = _check_ids(block["trace_id"], block["span_id"], block.get("parent_span_id"))
+def _typed(records: list[dict[str, Any]]) -> list[MetricBlock | tuple[str, str]]:
+    """fastavro's blocks as :class:`MetricBlock` s; a block with two series of one name, a problem."""
+    out: list[MetricBlock | tuple[str, str]] = []
+    for record in records:
+        try:
+            out.append(MetricBlock.from_record(record))
+        except ValueError as exc:
+            out.append(("bad-shape", f"metric block {record['block_id']!r}: {exc}"))
+    return out
+
+
+def _check_block(block: MetricBlock, max_time: int) -> tuple[str, str] | None:
+    problem = _check_ids(block.trace_id, block.span_id, block.parent_span_id)
     if problem:
         return problem
-    if not block["block_id"] or not block["service"]:
-        return "missing-field", f"metric block {block['block_id']!r}: block_id or service is empty"
-    n = len(block["steps"])
-    if len(block["times"]) != n or (block["epochs"] and len(block["epochs"]) != n):
-        return "bad-shape", f"metric block {block['block_id']!r}: steps, times and epochs differ in length"
-    for series in block["series"]:
-        if len(series["values"]) != n:
-            return "bad-shape", f"metric block {block['block_id']!r}: series {series['name']!r} has a wrong length"
-        if not series["name"]:
-            return "missing-field", f"metric block {block['block_id']!r}: a series has no name"
-    if n:
-        times = np.asarray(block["times"], dtype=np.int64)
-        if times.min() < MIN_TIME_US or times.max() > max_time:
-            return "bad-time", f"metric block {block['block_id']!r}: times outside [2000, now + skew]"
+    if not block.block_id or not block.service:
+        return "missing-field", f"metric block {block.block_id!r}: block_id or service is empty"
+    n = len(block.steps)
+    if len(block.times) != n or (block.epochs.size and len(block.epochs) != n):
+        return "bad-shape", f"metric block {block.block_id!r}: steps, times and epochs differ in length"
+    for name, values in block.series.items():
+        if len(values) != n:
+            return "bad-shape", f"metric block {block.block_id!r}: series {name!r} has a wrong length"
+        if not name:
+            return "missing-field", f"metric block {block.block_id!r}: a series has no name"
+    if n and (block.times.min() < MIN_TIME_US or block.times.max() > max_time):
+        return "bad-time", f"metric block {block.block_id!r}: times outside [2000, now + skew]"
     return None

@@ -7,12 +7,14 @@ same Avro binary encoding with the arrays read in bulk: ``array<double>`` items 
 8-byte little-endian floats (``np.frombuffer``), ``array<long>`` items zigzag varints
 (a Numba loop). Anything else, a batch that carries events, or a value outside what the
 loop decodes exactly, returns None and the caller uses fastavro: the result is the same
-either way (the tests compare them), only the array types differ. Counts read from the
+either way, one :class:`aitrace.schemas.metric_block.MetricBlock` per block (the tests
+compare them). Counts read from the
 wire are checked against the bytes left before anything is allocated by them.
 
 Layout read (``schemas/aitrace.Batch.avsc`` / ``aitrace.MetricBlock.avsc``; this module does
-not check the fingerprint: :class:`aitrace.processors.decode.RecordDecoder` calls it only on
-records whose single-object header is the current Batch schema's): batch_id, events (must be
+not read the header: :class:`aitrace.processors.decode.RecordDecoder` calls it only on records
+written in the current Batch schema, single-object or Confluent-framed, with the offset of
+the body after either header): batch_id, events (must be
 empty), metric_blocks; each block: block_id, trace_id, span_id, parent_span_id?, service,
 service_version?, environment?, host?, pid? (int), run_id?, split?, steps, times, epochs (int),
 series[{name, values}].
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (Numba cache dir, set before any @njit)
+from aitrace.schemas.metric_block import MetricBlock
 from numba import njit
 
 
@@ -126,34 +129,43 @@ class _Reader:
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
 
 
-def _block(r: _Reader) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "block_id": r.string(),
-        "trace_id": r.string(),
-        "span_id": r.string(),
-        "parent_span_id": r.optional(r.string),
-        "service": r.string(),
-        "service_version": r.optional(r.string),
-        "environment": r.optional(r.string),
-        "host": r.optional(r.string),
-        "pid": r.optional(r.long),
-        "run_id": r.optional(r.string),
-        "split": r.optional(r.string),
-        "steps": r.longs(),
-        "times": r.longs(),
-    }
-    block["epochs"] = r.longs().tolist()  # rarely present; a list like fastavro's
-    series = []
+def _block(r: _Reader) -> MetricBlock:
+    # read in the order of the fields on the wire
+    block_id, trace_id, span_id = r.string(), r.string(), r.string()
+    parent_span_id = r.optional(r.string)
+    service = r.string()
+    service_version, environment, host = r.optional(r.string), r.optional(r.string), r.optional(r.string)
+    pid = r.optional(r.long)
+    run_id, split = r.optional(r.string), r.optional(r.string)
+    steps, times, epochs = r.longs(), r.longs(), r.longs()
+    series: dict[str, np.ndarray] = {}
     for count in r.blocks():
         for _ in range(count):
             name = r.string()
-            series.append({"name": name, "values": r.doubles()})
-    block["series"] = series
-    return block
+            if name in series:  # not keyable by name: fastavro's path rejects the block
+                raise _NotFast
+            series[name] = r.doubles()
+    return MetricBlock(
+        block_id=block_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        service=service,
+        steps=steps,
+        times=times,
+        epochs=epochs,
+        series=series,
+        parent_span_id=parent_span_id,
+        service_version=service_version,
+        environment=environment,
+        host=host,
+        pid=pid,
+        run_id=run_id,
+        split=split,
+    )
 
 
 def decode_metric_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
-    """The Batch at ``data[body_offset:]`` with array fields as NumPy arrays, or None.
+    """The Batch at ``data[body_offset:]``, its blocks as :class:`MetricBlock` s, or None.
 
     None means: not a metric-only batch, or not decodable here; decode it with fastavro.
     """

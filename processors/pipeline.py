@@ -35,6 +35,7 @@ from aitrace.processors.detection_state import DetectionConfig
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
+from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import (
     Action,
     DocumentError,
@@ -214,7 +215,7 @@ class Pipeline:
             except DocumentError as exc:
                 problems.append(str(exc))
         for block, fast_names in zip(decoded.metric_blocks, fast, strict=True):
-            slow = {s["name"] for s in block["series"]} - fast_names
+            slow = set(block.series) - fast_names
             if slow:
                 actions.extend(metric_block_actions(block, prefix=self.prefix, series=slow, window=window))
         return actions, problems
@@ -234,11 +235,11 @@ class Pipeline:
         now: float,
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index."""
-        by_trace: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock]]] = {}
         for event in decoded.events:
             by_trace.setdefault(event["trace_id"], ([], []))[0].append(event)
         for block in decoded.metric_blocks:
-            by_trace.setdefault(block["trace_id"], ([], []))[1].append(block)
+            by_trace.setdefault(block.trace_id, ([], []))[1].append(block)
         actions: list[Action] = []
         for trace_id, (events, blocks) in by_trace.items():
             state = traces.get(trace_id)

@@ -146,9 +146,21 @@ class AvroDeserializer:
 
     def decode(self, data: bytes | None) -> tuple[str, Any]:
         """``(schema_name, object)`` of one record; raises :class:`DecodeError` with a reason."""
-        if not data:
-            raise DecodeError("empty", "record has no value")
+        data = _present(data)
         writer, reader, offset = self._writer(data)
+        return writer.name, self.decode_body(data, writer, reader, offset)
+
+    def resolve(self, data: bytes | None) -> tuple[CompiledSchema, CompiledSchema, int]:
+        """``(writer, reader, body_offset)`` of one record, from its header (either wire format).
+
+        ``reader is writer`` when the data is read as written (the current schema, or a
+        registry schema with the current one's fingerprint); raises :class:`DecodeError`.
+        """
+        return self._writer(_present(data))
+
+    @staticmethod
+    def decode_body(data: bytes, writer: CompiledSchema, reader: CompiledSchema, offset: int) -> Any:
+        """The object in ``data[offset:]``, written with ``writer``, read as ``reader``."""
         try:
             obj = fastavro.schemaless_reader(
                 io.BytesIO(data[offset:]),
@@ -166,7 +178,7 @@ class AvroDeserializer:
             OverflowError,
         ) as exc:
             raise DecodeError("corrupt-body", f"{writer.name}: {type(exc).__name__}: {exc}") from exc
-        return writer.name, obj
+        return obj
 
     def _writer(self, data: bytes) -> tuple[CompiledSchema, CompiledSchema, int]:
         if data[:2] == SINGLE_OBJECT_MAGIC:
@@ -203,6 +215,12 @@ class AvroDeserializer:
             except (OSError, ValueError, KeyError) as exc:
                 raise DecodeError("unknown-schema", f"registry schema id {schema_id}: {exc}") from exc
         return self._by_id[schema_id]
+
+
+def _present(data: bytes | None) -> bytes:
+    if not data:
+        raise DecodeError("empty", "record has no value")
+    return data
 
 
 def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:

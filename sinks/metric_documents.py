@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.ecs_envelope import (
     EVENTS,
     Action,
@@ -27,7 +28,7 @@ from aitrace.sinks.ecs_envelope import (
 
 
 def metric_block_actions(
-    block: dict[str, Any],
+    block: MetricBlock,
     *,
     prefix: str = "aitrace",
     series: set[str] | None = None,
@@ -40,40 +41,38 @@ def metric_block_actions(
     TrainingMetric's (``value`` null, ``nonfinite`` = nan/inf/-inf). ``_id`` is
     ``<block_id>:<i>:<name>``.
     """
-    require(block, "block_id", "trace_id", "span_id", "service", "steps", "times", "series", what="MetricBlock")
-    steps = np.asarray(block["steps"], dtype=np.int64)
-    times = np.asarray(block["times"], dtype=np.int64)
+    require(block_context(block), "trace_id", "span_id", "service", what="MetricBlock")
+    if not block.block_id:
+        raise DocumentError("MetricBlock lacks required field(s) block_id")
+    steps, times, epochs = block.steps, block.times, block.epochs
     if steps.shape != times.shape:
-        raise DocumentError(f"MetricBlock {block['block_id']!r}: {len(steps)} steps but {len(times)} times")
-    epochs = np.asarray(block.get("epochs") or [], dtype=np.int64)
+        raise DocumentError(f"MetricBlock {block.block_id!r}: {len(steps)} steps but {len(times)} times")
     ctx = block_context(block)
     actions: list[Action] = []
-    for s in block["series"]:
-        name = s["name"]
+    for name, values in block.series.items():
         if series is not None and name not in series:
             continue
-        values = np.asarray(s["values"], dtype=np.float64)
         if values.shape != steps.shape:
-            raise DocumentError(f"MetricBlock {block['block_id']!r}: series {name!r} has {len(values)} values")
+            raise DocumentError(f"MetricBlock {block.block_id!r}: series {name!r} has {len(values)} values")
         finite = np.isfinite(values)
         for i, value in enumerate(values.tolist()):
-            metric = {"name": name, "step": int(steps[i]), "split": block.get("split")}
+            metric = {"name": name, "step": int(steps[i]), "split": block.split}
             if finite[i]:
                 metric["value"] = value
             else:
                 metric["nonfinite"] = nonfinite_label(value)
             if epochs.size and epochs[i] >= 0:
                 metric["epoch"] = int(epochs[i])
-            doc = _metric_doc(ctx, int(times[i]), f"{block['block_id']}:{i}", metric)
-            action = bulk_action(index_name(prefix, EVENTS, int(times[i])), f"{block['block_id']}:{i}:{name}", doc)
+            doc = _metric_doc(ctx, int(times[i]), f"{block.block_id}:{i}", metric)
+            action = bulk_action(index_name(prefix, EVENTS, int(times[i])), f"{block.block_id}:{i}:{name}", doc)
             skew = window.skew_us(int(times[i])) if window is not None else 0
             actions.append(reroute(action, prefix, window, skew) if skew and window else action)
     return actions
 
 
-def block_context(block: dict[str, Any]) -> dict[str, Any]:
+def block_context(block: MetricBlock) -> dict[str, Any]:
     """The envelope fields of a MetricBlock (what every point document repeats)."""
-    return {k: block.get(k) for k in _BLOCK_CONTEXT}
+    return {k: getattr(block, k) for k in _BLOCK_CONTEXT}
 
 
 _BLOCK_CONTEXT = (

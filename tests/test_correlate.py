@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import synth as S
 from aitrace.processors import correlate as C
+from aitrace.schemas.metric_block import MetricBlock
 
 CFG = C.CorrelationConfig(idle_timeout_s=30, grace_s=60)
 
 
 def _apply(state: dict, events: list, offset: int, now: float = 0.0, blocks: list = ()) -> dict | None:
-    return C.apply_record(state, events, list(blocks), topic="t", offset=offset, now=now, config=CFG)
+    return C.apply_record(
+        state, events, [MetricBlock.from_record(b) for b in blocks], topic="t", offset=offset, now=now, config=CFG
+    )
 
 
 def _three_service_trace() -> tuple[str, list[dict], dict[str, str]]:

@@ -15,6 +15,7 @@ import pytest
 import synth as S
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
+from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks import documents as d
 from aitrace.sinks import templates
 from hypothesis import given, settings
@@ -436,7 +437,7 @@ def block(n: int, *, step_us: int, start: int = T0, block_id: str = "blk") -> di
 
 
 def test_metric_block_nonfinite_cells_are_indexed_as_data() -> None:
-    actions = d.metric_block_actions(block(10, step_us=1_000_000))
+    actions = d.metric_block_actions(MetricBlock.from_record(block(10, step_us=1_000_000)))
     by_id = {a["_id"]: a["_source"]["aitrace"]["metric"] for a in actions}
     assert len(actions) == 20  # 10 lr + 10 loss: every cell of a block is a point
     assert ("value" not in by_id["blk:3:loss"], by_id["blk:3:loss"]["nonfinite"]) == (True, "nan")
@@ -450,7 +451,9 @@ def test_metric_block_nonfinite_cells_are_indexed_as_data() -> None:
 def test_block_and_event_index_a_nan_loss_alike() -> None:
     """The same NaN sent as a TrainingMetric or inside a block gives the same metric fields."""
     one = block(10, step_us=1_000_000)
-    from_block = d.metric_block_actions(one, series={"loss"})[3]["_source"]["aitrace"]["metric"]
+    from_block = d.metric_block_actions(MetricBlock.from_record(one), series={"loss"})[3]["_source"]["aitrace"][
+        "metric"
+    ]
     event = envelope(
         payload=("aitrace.TrainingMetric", {"step": 3, "epoch": 0, "split": "train", "metrics": {"loss": math.nan}})
     )
@@ -459,7 +462,7 @@ def test_block_and_event_index_a_nan_loss_alike() -> None:
 
 
 def test_rollup_document_counts_nonfinite_points_and_is_mapped() -> None:
-    ctx = d.block_context(block(10, step_us=1000))
+    ctx = d.block_context(MetricBlock.from_record(block(10, step_us=1000)))
     common = {"name": "loss", "split": "train", "window_us": 10_000_000, "first_step": 0, "last_step": 9}
     [mixed, only_nan] = [
         d.rollup_action(
@@ -489,7 +492,7 @@ def test_metric_block_length_mismatch_is_a_document_error() -> None:
     bad = block(10, step_us=1000)
     bad["series"][0]["values"] = [1.0]
     with pytest.raises(d.DocumentError, match="values"):
-        d.metric_block_actions(bad)
+        d.metric_block_actions(MetricBlock.from_record(bad))
 
 
 @settings(max_examples=60, deadline=None)

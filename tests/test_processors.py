@@ -17,6 +17,8 @@ from aitrace.processors.pipeline import Pipeline, Staged
 from aitrace.processors.worker import add_arguments, options_from_args
 from aitrace.processors.worker import run as worker_run
 from aitrace.schemas.codec import AvroSerializer, DecodeError
+from aitrace.schemas.metric_block import MetricBlock
+from aitrace.schemas.registry import SchemaRegistryClient
 
 
 def _ok_event(**kw: object) -> dict:
@@ -119,7 +121,7 @@ def test_metric_block_checks_are_array_checks() -> None:
         ("block", 0, "bad-shape"),
         ("block", 1, "bad-time"),
     ]
-    assert [b["block_id"] for b in decoded.metric_blocks] == [good["block_id"]]
+    assert [b.block_id for b in decoded.metric_blocks] == [good["block_id"]]
 
 
 # ---------------------------------------------------------------- dead letters
@@ -334,27 +336,97 @@ def test_fast_metric_decoder_matches_fastavro() -> None:
     fast = decode_metric_batch(data, 10)
     slow = AvroDeserializer().decode(data)[1]
     assert fast is not None and fast["batch_id"] == slow["batch_id"]
-    for f, s in zip(fast["metric_blocks"], slow["metric_blocks"], strict=True):
-        for key, value in s.items():
-            if key == "series":
-                assert [x["name"] for x in f[key]] == [x["name"] for x in value]
-                for fx, sx in zip(f[key], value, strict=True):
-                    np.testing.assert_array_equal(fx["values"], np.asarray(sx["values"]))
-            elif key in ("steps", "times"):
-                assert f[key].tolist() == value
-            else:
-                assert f[key] == value, key
+    assert fast["metric_blocks"] == [MetricBlock.from_record(s) for s in slow["metric_blocks"]]
+    assert list(fast["metric_blocks"][0].series) == ["loss", "lr"] and fast["metric_blocks"][0].epochs.size == 300
     # batches with events, truncated or trailing bytes: not for the fast path
     assert decode_metric_batch(_record([_ok_event()], blocks), 10) is None
     assert decode_metric_batch(data[:-3], 10) is None
     assert decode_metric_batch(data + b"\x00", 10) is None
 
 
+class _MemoryRegistry(SchemaRegistryClient):
+    """A registry in memory: ids in registration order, no HTTP."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+        self.texts: list[str] = []
+
+    def register(self, subject: str, schema_text: str) -> int:
+        if schema_text not in self.texts:
+            self.texts.append(schema_text)
+        return self.texts.index(schema_text) + 1
+
+    def schema(self, schema_id: int) -> str:
+        return self.texts[schema_id - 1]
+
+
+def test_confluent_framed_metric_batches_take_the_fast_path_like_single_object_ones() -> None:
+    from aitrace.processors.fastblock import decode_metric_batch
+    from aitrace.schemas.codec import AvroDeserializer, SerializationContext
+
+    rng = np.random.default_rng(3)
+    block = S.metric_block(trace=S.trace_id(), run_id="r", start_step=5, series={"loss": rng.normal(size=50)})
+    block["epochs"] = [1] * 50
+    batch = S.batch([], [block])
+    registry = _MemoryRegistry()
+    single = AvroSerializer("aitrace.Batch")(batch)
+    confluent = AvroSerializer("aitrace.Batch", registry=registry)(batch, SerializationContext("t"))
+    assert single[:2] == b"\xc3\x01" and confluent[:1] == b"\x00" and single[10:] == confluent[5:]
+    decoder = RecordDecoder(AvroDeserializer(registry))
+    a, b = decoder.decode(single), decoder.decode(confluent)
+    assert (
+        (a.schema, a.batch_id, a.event_count)
+        == (b.schema, b.batch_id, b.event_count)
+        == ("aitrace.Batch", batch["batch_id"], 50)
+    )
+    # both framings took the array fast path
+    assert decode_metric_batch(single, 10) is not None and decode_metric_batch(confluent, 5) is not None
+    assert a.metric_blocks == b.metric_blocks == [MetricBlock.from_record(block)]
+    # and match what fastavro makes of the same bytes
+    assert b.metric_blocks == [
+        MetricBlock.from_record(r) for r in AvroDeserializer(registry)(confluent)["metric_blocks"]
+    ]
+
+    # the Batch schema registered with other text but the same canonical form (a doc): still fast
+    import json
+
+    from aitrace.schemas.codec import compiled
+
+    text = json.loads(compiled("aitrace.Batch").text)
+    text["doc"] = "registered by another producer"
+    other_id = registry.register("t-value", json.dumps(text))
+    c = decoder.decode(b"\x00" + struct.pack(">I", other_id) + confluent[5:])
+    assert c.metric_blocks == a.metric_blocks
+
+    # an id of another schema: fastavro decides (here: an Event, a batch of one)
+    event = _ok_event()
+    framed = AvroSerializer("aitrace.Event", registry=registry)(event, SerializationContext("t"))
+    assert decoder.decode(framed).events[0]["event_id"] == event["event_id"]
+    # a registry-framed record with no registry configured is still dead-lettered as before
+    with pytest.raises(DecodeError) as exc:
+        RecordDecoder().decode(confluent)
+    assert exc.value.reason == "no-registry"
+
+
+def test_a_block_with_two_series_of_one_name_is_rejected_on_either_path() -> None:
+    from aitrace.processors.fastblock import decode_metric_batch
+
+    twice = S.metric_block(trace=S.trace_id(), run_id="r", start_step=0, series={"loss": np.ones(5)})
+    twice["series"].append({"name": "loss", "values": [2.0] * 5})
+    good = S.metric_block(trace=S.trace_id(), run_id="r", start_step=0, series={"loss": np.ones(5)})
+    data = _record([], [twice, good])
+    assert decode_metric_batch(data, 10) is None  # the fast path leaves it to fastavro's
+    decoded = RecordDecoder().decode(data)
+    assert [b.block_id for b in decoded.metric_blocks] == [good["block_id"]]
+    assert [(r.where, r.index, r.reason) for r in decoded.rejected] == [("block", 0, "bad-shape")]
+    assert "appears twice" in decoded.rejected[0].detail
+
+
 def test_fast_path_records_validate_and_process_like_fastavro_ones() -> None:
     tr = S.trace_id()
     block = S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": np.ones(20)})
     decoded = RecordDecoder().decode(_record([], [block]))
-    assert isinstance(decoded.metric_blocks[0]["times"], np.ndarray) and decoded.event_count == 20
+    assert decoded.metric_blocks[0].times.dtype == np.int64 and decoded.event_count == 20
     bad = S.metric_block(trace="0" * 32, run_id="r", start_step=0, series={"loss": np.ones(20)})
     with pytest.raises(InvalidRecord):
         RecordDecoder().decode(_record([], [bad]))

@@ -19,6 +19,7 @@ from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroSerializer
+from aitrace.schemas.metric_block import MetricBlock
 
 T0 = 1_800_000_000_000_000
 
@@ -30,7 +31,7 @@ def _through_json(chunks: dict) -> dict:
 
 def _apply(det: SeriesDetectors, events: list = (), blocks: list = (), offset: int = 0, source: str = "t:0") -> list:
     alerts = []
-    for chunk in _through_json(extract_chunks(list(events), list(blocks))).values():
+    for chunk in _through_json(extract_chunks(list(events), [MetricBlock.from_record(b) for b in blocks])).values():
         alerts.extend(det.apply(chunk, source=source, offset=offset).alerts)
     return alerts
 
@@ -121,7 +122,7 @@ def test_loss_spike_and_nan_loss_raise_alerts_for_the_run() -> None:
 def test_nan_loss_inside_a_block_raises_a_critical_nan_alert() -> None:
     det = SeriesDetectors({})
     values = np.r_[np.random.default_rng(6).normal(1.0, 0.01, 100), np.nan, np.inf]
-    block = _loss_block(values, 0)
+    block = MetricBlock.from_record(_loss_block(values, 0))
     chunk = _through_json(extract_chunks([], [block], [fast_series(block, 2.0, raw=False)]))["run/r1"]
     assert chunk["series"]["|loss"]["values"].size == 102  # NaN/Inf reach the detectors
     result = det.apply(chunk, source="t:0", offset=0)
@@ -393,7 +394,7 @@ def test_an_unseen_label_is_named_even_when_the_psi_it_drives_is_critical() -> N
 def test_chunks_not_newer_than_the_last_applied_are_skipped() -> None:
     table: dict = {}
     det = SeriesDetectors(table)
-    block = _loss_block(np.ones(10), 0)
+    block = MetricBlock.from_record(_loss_block(np.ones(10), 0))
     chunk = _through_json(extract_chunks([], [block]))["run/r1"]
     assert det.apply(chunk, source="t:0", offset=7).skipped == 0
     before = orjson.dumps(table)
