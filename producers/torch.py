@@ -35,11 +35,8 @@ RNG state digest, devices, torch version and git commit is sent as an info log o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import os
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -49,83 +46,18 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("aitrace.torch needs PyTorch: pip install 'aitrace[torch]'") from exc
 
+from aitrace.producers.torch_summary import model_summary, summary_text
+
 log = logging.getLogger("aitrace.torch")
 
 __all__ = ["WatchHandle", "model_summary", "watch"]
 
-MAX_SUMMARY_LAYERS = 200
 _NONE: list[Any] = []  # shared, never mutated: no activation checks
 
 
 def _layer_of(param_name: str, root: str = "") -> str:
     """The module owning a parameter (``encoder.0.weight`` -> ``encoder.0``); the model's own are ``root``."""
     return param_name.rpartition(".")[0] or root
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, cwd=os.getcwd(), check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def model_summary(model: torch.nn.Module) -> dict[str, Any]:
-    """Layer table (leaf modules with parameters), parameter counts, devices, seed and versions."""
-    layers = []
-    for name, module in model.named_modules():
-        own = list(module.parameters(recurse=False))
-        if not own:
-            continue
-        count = sum(p.numel() for p in own)
-        trainable = sum(p.numel() for p in own if p.requires_grad)
-        layers.append(
-            {
-                "name": name or type(model).__name__,
-                "type": type(module).__name__,
-                "params": count,
-                "trainable": trainable,
-            }
-        )
-    params = list(model.parameters())
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    devices = sorted({str(p.device) for p in params})
-    rng = torch.random.get_rng_state().numpy().tobytes()
-    summary: dict[str, Any] = {
-        "event": "model_summary",
-        "model": type(model).__name__,
-        "total_params": total,
-        "trainable_params": trainable,
-        "frozen_params": total - trainable,
-        "layer_count": len(layers),
-        "layers": layers[:MAX_SUMMARY_LAYERS],
-        "layers_truncated": len(layers) > MAX_SUMMARY_LAYERS,
-        "seed": torch.initial_seed(),
-        "rng_state_sha256": hashlib.sha256(rng).hexdigest(),
-        "devices": devices,
-        "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
-        "torch_version": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "git_commit": _git_commit(),
-    }
-    if torch.cuda.is_available():
-        summary["cuda_device"] = torch.cuda.get_device_name(0)
-    return summary
-
-
-def _summary_text(summary: dict[str, Any]) -> str:
-    lines = [
-        f"{summary['model']}: {summary['total_params']:,} parameters "
-        f"({summary['trainable_params']:,} trainable, {summary['frozen_params']:,} frozen)"
-    ]
-    for layer in summary["layers"][:20]:
-        lines.append(f"  {layer['name']:<32} {layer['type']:<16} {layer['params']:>12,}")
-    if summary["layer_count"] > 20:
-        lines.append(f"  ... {summary['layer_count'] - 20} more layers")
-    return "\n".join(lines)
 
 
 class WatchHandle:
@@ -524,7 +456,7 @@ def watch(
     if summary:
         try:
             info = model_summary(model)
-            client.log("info", _summary_text(info), logger="aitrace.torch", **info)
+            client.log("info", summary_text(info), logger="aitrace.torch", **info)
         except Exception:
             log.exception("aitrace.torch: model summary failed")
     return handle
