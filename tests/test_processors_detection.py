@@ -14,7 +14,8 @@ from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import DetectionConfig
-from aitrace.processors.incidents import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
+from aitrace.detect.finding import Finding
+from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
@@ -45,15 +46,17 @@ def _loss_block(values: np.ndarray, start: int, run: str = "r1") -> dict:
 # ---------------------------------------------------------------- incidents
 
 
+def _finding(reason: str, severity: str, t: int, **more: object) -> Finding:
+    return Finding(0, float("nan"), 1.0, 0.95, reason, reason, 0.9, "generic", severity, time_us=t, **more)  # type: ignore[arg-type]
+
+
 def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None:
     tracker = IncidentTracker(IncidentPolicy(update_every_us=10, resolve_after=5))
     ctx = SeriesContext("s", service="svc")
     state: dict = {}
 
     def see(detector: str, severity: str, t: int, clean: int = 0) -> list[dict]:
-        return tracker.observe(
-            state, ctx, Finding("anomaly", detector, severity, detector, time_us=t), clean=clean, last_time_us=t
-        )
+        return tracker.observe(state, ctx, _finding(detector, severity, t), clean=clean, last_time_us=t)
 
     [first] = see("spike", "warning", 100)
     assert first["version"] == 1 and first["state"] == "open" and first["alert_id"] == alert_id("s", 100)
@@ -74,7 +77,7 @@ def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None
 def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() -> None:
     tracker = IncidentTracker(IncidentPolicy(resolve_after=5))
     state: dict = {}
-    f = Finding("anomaly", "spike", "warning", "x", time_us=1)
+    f = _finding("spike", "warning", 1)
     opened, resolved = tracker.observe(state, SeriesContext("s"), f, clean=9, last_time_us=50)
     assert (opened["version"], opened["state"]) == (1, "open")
     assert (resolved["version"], resolved["state"], resolved["alert_id"]) == (2, "resolved", opened["alert_id"])
@@ -84,7 +87,7 @@ def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() 
 def test_incident_state_survives_json_including_nan_evidence() -> None:
     tracker = IncidentTracker()
     state: dict = {}
-    f = Finding("training", "nan", "critical", "loss is NaN", time_us=1, evidence=[1.0, float("nan")])
+    f = _finding("nan", "critical", 1, category="training", evidence=(1.0, float("nan")))
     tracker.observe(state, SeriesContext("s"), f, clean=0, last_time_us=1)
     state = orjson.loads(orjson.dumps(state))
     record = tracker._record(state["incident"])
