@@ -44,9 +44,17 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.anomaly import AnomalyDetector
-from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_INF, CODE_NAMES, CODE_NAN, CODE_NONE
+from aitrace.detect.anomaly_kernel import (
+    CODE_FLAT,
+    CODE_INF,
+    CODE_LEVEL_DOWN,
+    CODE_LEVEL_UP,
+    CODE_NAMES,
+    CODE_NAN,
+    CODE_NONE,
+)
 from aitrace.detect.calibrate import ScoreCalibrator
-from aitrace.detect.cycle import CycleModel
+from aitrace.detect.cycle import CycleModel, CycleView
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.level import LatencyShiftMonitor, LevelShift
@@ -94,17 +102,23 @@ class ServiceSeries:
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         """Score the next points (event times in microseconds, values); the findings among them."""
         times, vals = _arrays(times_us, values)
-        scored, switches = (vals, []) if self.cycle is None else self.cycle.observe(times, vals)
-        bounds = [0, *switches, vals.size]
+        view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])
+        if self.cycle is not None:
+            view = self.cycle.observe(times, vals)
+        bounds = [0, *view.switches, vals.size]
         scores = np.zeros(vals.size)
         codes = np.zeros(vals.size, dtype=np.int8)
         found: list[Finding] = []
         for lo, hi in itertools.pairwise(bounds):
-            if lo > 0:  # the baseline changed meaning (cycle on, off or new): start the windows afresh
-                self.detector = AnomalyDetector()
-            scores[lo:hi] = self.detector.score(scored[lo:hi])
+            if lo > 0:  # the baseline changed meaning (cycle on, off or new): scores start afresh
+                self.detector, self.calibrator = AnomalyDetector(), ScoreCalibrator()
+            scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
-            found += self._points(times, vals, scores, codes, lo, hi)
+            # off its cycle's phase by more than the windows say: the phase names the finding
+            phase = (view.score[lo:hi] > scores[lo:hi]) & np.isfinite(vals[lo:hi])
+            scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
+            codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
+            found += self._points(times, vals, scores, codes, lo, hi, view, phase)
         if self.shift is not None:
             found += [self._shift_finding(s, times, vals) for s in self.shift.update(times, vals)]
         found.sort(key=lambda f: f.index)
@@ -124,9 +138,20 @@ class ServiceSeries:
         return varied
 
     def _points(
-        self, times: np.ndarray, vals: np.ndarray, scores: np.ndarray, codes: np.ndarray, lo: int, hi: int
+        self,
+        times: np.ndarray,
+        vals: np.ndarray,
+        scores: np.ndarray,
+        codes: np.ndarray,
+        lo: int,
+        hi: int,
+        view: CycleView,
+        phase: np.ndarray,
     ) -> list[Finding]:
         rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold)
+        # the phase score is already in the series' own usual spread (and its slow rise into an
+        # anomaly would count as "as high before" in the calibrator's history)
+        rare |= phase & (scores[lo:hi] >= self.threshold)
         varied = self._varied_at(vals[lo:hi])
         det, out = self.detector, []
         for k in np.flatnonzero(rare).tolist():
@@ -135,25 +160,37 @@ class ServiceSeries:
             if code == CODE_NONE or (code == CODE_FLAT and not varied[k]):
                 continue
             i, reason = lo + k, CODE_NAMES[code]
-            score = float(scores[i])
+            score, value = float(scores[i]), float(vals[i])
             critical = score >= self.critical or code in (CODE_NAN, CODE_INF)
+            if phase[k]:
+                message, z = self._phase_words(value, float(view.expected[i]), float(view.z[i])), float(view.z[i])
+            else:
+                message, z = explain(self.metric, reason, value, det, k) + self._cycle_words(), float(det.last_z[k])
             out.append(
                 Finding(
                     self.n_seen + i,
                     float(times[i]),
-                    float(vals[i]),
+                    value,
                     score,
                     reason,
-                    explain(self.metric, reason, float(vals[i]), det, k) + self._cycle_words(),
+                    message,
                     self.threshold,
                     self.metric,
                     "critical" if critical else "warning",
                     time_us=int(times[i]),
-                    statistic=float(det.last_z[k]),
+                    statistic=z,
                     evidence=tuple(vals[max(0, i - 15) : i + 1].tolist()),
                 )
             )
         return out
+
+    def _phase_words(self, value: float, expected: float, z: float) -> str:
+        assert self.cycle is not None
+        when = "hour of the day" if self.cycle.period == 24 else "hour of the week"
+        return (
+            f"{self.metric} {value:.4g} where its cycle expects about {expected:.4g} at this {when} "
+            f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
+        )
 
     def _cycle_words(self) -> str:
         if self.cycle is None or not self.cycle.period:
