@@ -99,9 +99,10 @@ from aitrace.detect.drift_monitor import (
     detect_drift,
 )
 from aitrace.detect.drift_tests import cdf_bounds, ks_from_summaries, rebin_counts
+from aitrace.detect.finding import Finding
 from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
-from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.monitor import SeriesMonitor
 from aitrace.detect.overfit import OverfitResult, overfitting
 from aitrace.detect.series import TrainingSeries
 from aitrace.detect.series_kinds import KINDS

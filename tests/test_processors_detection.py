@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 import pytest
 import synth as S
+from aitrace.detect.finding import Finding
 from aitrace.processors import rollup
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import DetectionConfig
-from aitrace.detect.finding import Finding
 from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
