@@ -15,9 +15,10 @@ taken for a cycle), the mean over rows of each phase is the profile, and the str
 
     1 - var(residual) * c / (c - 1) / var(centred rows)
 
-with the variances of values clipped at 5 robust sd (a few broken hours neither make nor
-hide a cycle) and ``c`` the number of cycles (the factor undoes the profile, a mean over
-``c`` rows, fitting their noise). A candidate needs ``min_cycles`` cycles of
+with the variances of the values within 5 robust sd (the hours beyond, a dip to a quarter
+of the usual flow, say, are left out: a few broken hours neither make nor hide a cycle)
+and ``c`` the number of cycles (the factor undoes the profile, a mean over ``c`` rows,
+fitting their noise). A candidate needs ``min_cycles`` cycles of
 history; weekly wins over daily only when it explains clearly more (``min_gain``), as a
 weekly profile also contains the daily one (and the weekly test centres days on their week,
 where a daily profile cannot explain a weekend). :meth:`offset` is the profile at a time,
@@ -26,8 +27,8 @@ caller's windowed detector scores for spikes and repeats) and judges the residua
 over an hour, against its own slow level (time constant: one period) in units of its usual
 spread: a night at daytime levels, or a day whose peak does not come, is many spreads off
 although its recent level moved smoothly into it. The
-profile is re-estimated once a day from the cycles in the history (clipped: one bad day
-does not move it much), and a cycle that fades (strength below half the threshold)
+profile is re-estimated once a day from the cycles in the history (without the broken
+hours: one bad day does not move it much), and a cycle that fades (strength below half the threshold)
 is dropped.
 
 How the defaults were chosen
@@ -160,7 +161,7 @@ def strength(hist: np.ndarray, last_bucket: int, period: int, level_period: int 
 
     Each stretch of ``level_period`` hours (default: the period) is centred on its own median
     first; only cycles with at least 3/4 of their hours seen count. Values beyond 5 robust sd
-    are clipped, so a few broken hours neither make nor hide a cycle.
+    are left out, so a few broken hours neither make nor hide a cycle.
     """
     groups = (last_bucket - np.arange(hist.size)[::-1]) // (level_period or period)
     centred = hist.copy()
@@ -175,10 +176,10 @@ def strength(hist: np.ndarray, last_bucket: int, period: int, level_period: int 
     if not total > 0:
         return 0.0, np.zeros(period), c
     limit = 5.0 * math.sqrt(total)
-    centred = np.clip(rows, -limit, limit)
-    profile = np.nanmean(centred, axis=0)
-    profile = np.where(np.isfinite(profile), profile, 0.0)
-    # plain variances once clipped: a MAD would not see a weekend that is a different level
+    centred = np.where(np.abs(rows) <= limit, rows, np.nan)
+    seen = np.count_nonzero(np.isfinite(centred), axis=0)
+    profile = np.where(seen > 0, np.nansum(centred, axis=0) / np.maximum(seen, 1), 0.0)
+    # plain variances of what is left: a MAD would not see a weekend that is a different level
     spread = float(np.nanvar(centred))
     resid = float(np.nanvar(centred - profile))
     if not spread > 0:
