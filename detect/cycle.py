@@ -240,7 +240,7 @@ class CycleModel:
         view = CycleView(vals.copy(), np.zeros(n), np.zeros(n), np.full(n, np.nan), [])
         # points of one hour are summed at once; an hour closes when the next one starts
         starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]) if n else np.zeros(0, np.int64)
-        ends = np.r_[starts[1:], n]
+        ends = np.r_[starts[1:], n] if n else starts
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
             b = int(buckets[lo])
             if b != self.open_bucket:

@@ -95,3 +95,11 @@ def test_drift_windows_test_each_full_window_against_the_reference() -> None:
     found = DriftWindows("x", window=200).update(_times(800), x)
     assert [f.index for f in found] == [799] and found[0].category == "drift" and found[0].pvalue < 1e-6
     assert not np.isfinite(found[0].step)  # a window, not a step
+
+
+@pytest.mark.parametrize("kind", ["latency", "rate", "drift"])
+def test_an_empty_batch_changes_nothing(kind: str) -> None:
+    rules = _make(kind)
+    before = json.dumps(rules.to_state())
+    assert rules.update(np.zeros(0, dtype=np.int64), np.zeros(0)) == [] and rules.clean == 0
+    assert json.dumps(rules.to_state()) == before
