@@ -94,6 +94,7 @@ class ServiceSeries:
         self.calibrator = ScoreCalibrator()
         self.cycle = CycleModel() if cycle else None
         self.shift = LatencyShiftMonitor() if metric == "latency" else None
+        self.shift_base = 0  # points seen before the shift monitor (re)started
         self.n_seen = 0
         self.first: float | None = None
         self.varied = False
@@ -112,6 +113,8 @@ class ServiceSeries:
         for lo, hi in itertools.pairwise(bounds):
             if lo > 0:  # the baseline changed meaning (cycle on, off or new): scores start afresh
                 self.detector, self.calibrator = AnomalyDetector(), ScoreCalibrator()
+                if self.shift is not None:
+                    self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
             scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
             # off its cycle's phase by more than the windows say: the phase names the finding
@@ -119,8 +122,9 @@ class ServiceSeries:
             scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
             codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
             found += self._points(times, vals, scores, codes, lo, hi, view, phase)
-        if self.shift is not None:
-            found += [self._shift_finding(s, times, vals) for s in self.shift.update(times, vals)]
+            if self.shift is not None:  # a day's rise is no level shift: it sees the values less their cycle
+                shifts = self.shift.update(times[lo:hi], view.resid[lo:hi])
+                found += [self._shift_finding(s, times, vals) for s in shifts]
         found.sort(key=lambda f: f.index)
         judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
         self.clean = int(judged_after - np.count_nonzero(scores[vals.size - judged_after :] >= self.threshold))
@@ -199,14 +203,15 @@ class ServiceSeries:
 
     def _shift_finding(self, shift: LevelShift, times: np.ndarray, vals: np.ndarray) -> Finding:
         assert self.shift is not None
-        i = shift.index - self.n_seen  # position in this batch
+        index = self.shift_base + shift.index
+        i = index - self.n_seen  # position in this batch
         return Finding(
-            shift.index,
+            index,
             float(times[i]),
             float(vals[i]),
             shift.ratio,
             "level_shift",
-            shift.describe("latency (ms)"),
+            shift.describe("latency (ms)") + self._cycle_words(),
             self.shift.sustained.params["min_ratio"],
             self.metric,
             "critical" if shift.ratio >= 3 else "warning",
@@ -237,6 +242,7 @@ class ServiceSeries:
             "calibrator": self.calibrator.to_state(),
             "cycle": self.cycle.to_state() if self.cycle is not None else None,
             "shift": self.shift.to_state() if self.shift is not None else None,
+            "shift_base": self.shift_base,
         }
 
     @classmethod
@@ -247,6 +253,7 @@ class ServiceSeries:
         s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
         s.cycle = CycleModel.from_state(state["cycle"]) if state["cycle"] is not None else None
         s.shift = LatencyShiftMonitor.from_state(state["shift"]) if state["shift"] is not None else None
+        s.shift_base = int(state["shift_base"])
         return s
 
 

@@ -327,6 +327,39 @@ def test_a_sustained_latency_rise_opens_one_level_shift_alert_that_says_why() ->
     assert "median latency (ms) rose" in shift["title"] and shift["first_seen"] >= T0 + 400 * 1000
 
 
+def test_a_models_latency_with_a_daily_cycle_is_judged_against_its_hour_of_the_day() -> None:
+    """Six days of requests every 5 minutes, slow by day and fast by night: the worker learns the
+    day (the cycle lives in the series state, from day 4) and then pages on a night as slow as a
+    day, and no more on the daily rise (which it took for a level shift before it knew the day)."""
+    hour = 3_600_000_000
+    start = T0 - T0 % (24 * hour)
+    t = start + np.arange(6 * 288, dtype=np.int64) * 300_000_000
+    daily = 1.0 + 0.5 * np.sin(2 * np.pi * ((t - start) / hour) / 24)
+    lat = 20.0 * daily * np.exp(np.random.default_rng(8).normal(0, 0.05, t.size))
+    night = (t >= start + 5 * 24 * hour + 15 * hour) & (t < start + 5 * 24 * hour + 21 * hour)
+    lat[night] = 30.0 * np.exp(np.random.default_rng(9).normal(0, 0.05, int(night.sum())))  # a day's latency at night
+    det, table_key, opened = SeriesDetectors({}), "model/m/latency", []
+    for k, lo in enumerate(range(0, t.size, 48)):
+        part = slice(lo, lo + 48)
+        n = t[part].size
+        chunk = {
+            "kind": "model",
+            "model": "m",
+            "service": "s",
+            "times": t[part],
+            "latency": lat[part],
+            "errors": np.zeros(n),
+            "confidence": np.full(n, np.nan),
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        opened += [a for a in det.apply(chunk, source="s:0", offset=k).alerts if a["state"] == "open"]
+    assert det.table[table_key]["rules"]["cycle"]["period"] == 24
+    firsts = [a["first_seen"] for a in opened if a["version"] == 1 and a["first_seen"] >= start + 96 * hour]
+    assert firsts and all(t[night][0] <= f <= t[night][-1] for f in firsts), [(f - start) / hour for f in firsts]
+
+
 # ---------------------------------------------------------------- data stats
 
 
