@@ -53,30 +53,102 @@ def worker_alerts(run: R.Run) -> list[tuple[int, str]]:
     return out
 
 
-def baseline_incidents(run: R.Run) -> int:
-    return sum(len(zscore_incidents(np.asarray(v, dtype=np.float64))) for v in run.series.values())
+def baseline_incidents(run: R.Run) -> list[tuple[int, str]]:
+    """(step, series) of every rolling z-score incident on the run, in step order."""
+    out = []
+    for key, v in run.series.items():
+        steps = run.steps[key]
+        out += [(int(steps[i]), key.replace("|", "/")) for i in zscore_incidents(np.asarray(v, dtype=np.float64))]
+    return sorted(out)
+
+
+def run_checks(run: R.Run) -> list[tuple[int, str]]:
+    """(step, reason) of detect.RunChecks' findings, fed the training split in the worker's chunks."""
+    from aitrace.detect.run_checks import RunChecks
+
+    check, out = RunChecks(), []
+    train = {k.split("|", 1)[1]: k for k in run.series if k.startswith("train|")}
+    total = max(max(s) for s in run.steps.values()) + 1
+    for lo in range(0, total, CHUNK):
+        chunk = {}
+        for metric, key in train.items():
+            st, v = np.asarray(run.steps[key]), np.asarray(run.series[key], dtype=np.float64)
+            m = (st >= lo) & (st < lo + CHUNK)
+            if m.any():
+                chunk[metric] = (st[m], v[m])
+        out += [(int(f.step), f.reason) for f in check.update(chunk)]
+    return out
+
+
+def onset_of(pathology: str, run: R.Run) -> int | None:
+    """The step a pathology starts; for over-fitting, the validation minimum (the best checkpoint)."""
+    if pathology == "overfitting":
+        val = np.asarray(run.series["val|loss"])
+        return int(run.steps["val|loss"][int(np.nanargmin(val))])
+    return ONSET.get(pathology)
+
+
+def delay(step: int | None, onset: int | None, run: R.Run, pathology: str) -> str:
+    if step is None or onset is None:
+        return ""
+    if pathology == "overfitting":
+        return f"+{(step - onset) // run.steps_per_epoch} evals"
+    return f"+{step - onset} steps"
+
+
+def _schedule(key: str) -> bool:
+    from aitrace.detect.training import metric_role
+
+    return metric_role(key.split("/", 1)[1]) == "schedule"
+
+
+def without_layers(run: R.Run) -> R.Run:
+    """The run as a job without aitrace.torch.watch's per-layer series sends it (global grad norm only)."""
+    keep = [k for k in run.series if "/" not in k.split("|", 1)[1]]
+    return R.Run(
+        run.name, run.recipe, run.steps_per_epoch, {k: run.series[k] for k in keep}, {k: run.steps[k] for k in keep}
+    )
+
+
+def healthy_section() -> None:
+    print("recording real runs ...", flush=True)
+    groups = {"healthy": R.healthy(), "controls (slow starters, not among the 12)": R.slow_starters()}
+    for title, recipes in groups.items():
+        print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
+        total = base = checks = 0
+        for name, recipe in recipes:
+            run = R.record(name, recipe)
+            ours, b, rc = worker_alerts(run), len(baseline_incidents(run)), run_checks(run)
+            total, base, checks = total + len(ours), base + b, checks + len(rc)
+            shown = [f"{d}@{s}" for s, d in ours][:3]
+            print(f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}")
+        print(f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}")
+
+
+def pathology_section() -> None:
+    print("(b) pathologies: first finding that names it and its delay from the onset (3 ways, same run)")
+    print(f"    {'run':18s} {'worker':44s} {'RunChecks (not wired)':28s} {'rolling z (non-schedule series)':30s}")
+    for name, pathology, recipe in R.pathologies():
+        run = R.record(name, recipe)
+        variants = [(name, run)]
+        if pathology == "vanishing_gradients":
+            variants.append((f"{name}-global", without_layers(run)))
+        for label, r in variants:
+            onset = onset_of(pathology, r)
+            ours = worker_alerts(r)
+            named = [(s, d) for s, d in ours if d.split(":")[0] in _NAMES.get(pathology, ())]
+            w = f"{named[0][1]}@{named[0][0]} {delay(named[0][0], onset, r, pathology)}" if named else "not found"
+            rc = [(s, d) for s, d in run_checks(r) if d in _NAMES.get(pathology, ())]
+            c = f"{rc[0][1]}@{rc[0][0]} {delay(rc[0][0], onset, r, pathology)}" if rc else "not found"
+            z = [(s, k) for s, k in baseline_incidents(r) if onset is not None and s >= onset and not _schedule(k)]
+            zb = f"{z[0][1]}@{z[0][0]} {delay(z[0][0], onset, r, pathology)}" if z else "not found"
+            others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:3]
+            print(f"    {label:18s} {w:44s} {c:28s} {zb:30s} worker's others: {others}")
 
 
 def main() -> int:
-    print("recording real runs ...", flush=True)
-    healthy = {name: R.record(name, r) for name, r in R.healthy()}
-    print(f"(a) healthy runs ({len(healthy)}): incidents opened   target 0")
-    total = base = 0
-    for name, run in healthy.items():
-        ours, b = worker_alerts(run), baseline_incidents(run)
-        total, base = total + len(ours), base + b
-        print(f"    {name:14s} aitrace {len(ours):3d} {[f'{d}@{s}' for s, d in ours][:4]}   rolling z {b:3d}")
-    print(f"    {'all':14s} aitrace {total:3d}   rolling z {base:3d}")
-    print("(b) pathologies: the first incident that names it, and its delay from the onset")
-    for name, pathology, recipe in R.pathologies():
-        run = R.record(name, recipe)
-        ours = worker_alerts(run)
-        onset = ONSET.get(pathology)
-        named = [(s, d) for s, d in ours if d.split(":")[0] in _NAMES.get(pathology, ())]
-        first = f"{named[0][1]} at step {named[0][0]}" if named else "not found"
-        delay = f"delay {named[0][0] - onset} steps" if named and onset is not None else ""
-        others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:4]
-        print(f"    {name:10s} {pathology:20s} {first:38s} {delay:16s} other: {others}")
+    healthy_section()
+    pathology_section()
     return 0
 
 
@@ -84,6 +156,7 @@ _NAMES = {
     "diverging": ("spike", "diverging", "nan", "inf", "exploding", "level_shift"),
     "nan": ("nan", "inf", "diverging"),
     "stalled": ("stalled",),
+    "none (a schedule)": ("stalled", "plateau", "vanishing", "vanishing_gradients"),
     "plateau": ("plateau", "stalled"),
     "vanishing_gradients": ("vanishing", "vanishing_gradients"),
     "overfitting": ("overfitting",),

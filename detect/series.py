@@ -10,7 +10,10 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
 * ``loss``: :class:`~aitrace.detect.monitor.SeriesMonitor` ``loss`` (spikes, divergence,
   NaN; a falling loss is good news), and on the training split :class:`StallCheck` and
   :class:`PlateauCheck`.
-* ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN).
+* ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN);
+  ``update_ratio/<layer>`` nothing: it follows the learning rate (on the real step-decay runs
+  of ``bench/bench_training.py`` each decay raised a ``level_shift`` or ``vanishing`` per
+  layer), and :class:`~aitrace.detect.run_checks.RunChecks` reads it across layers.
 * ``score`` (accuracy-like): the generic anomaly scores without the rises and repeats,
   which are good news or quantization.
 * ``other``: the generic anomaly scores; a ``flat`` run only once the series has varied.
@@ -70,7 +73,10 @@ class TrainingSeries:
         self.n_seen = 0
         self.varied = False
         self.first: float | None = None
-        monitored = self.role in ("loss", "grad_norm")
+        # An update ratio follows the learning rate by construction (a x0.1 step decay is a
+        # x0.1 ratio): a schedule for the point rules; RunChecks reads it for stalls.
+        ratio = metric.lower().startswith("update_ratio")
+        monitored = self.role in ("loss", "grad_norm") and not ratio
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
         generic = self.role in ("score", "other")
         self.detector = AnomalyDetector() if generic else None

@@ -1,0 +1,179 @@
+"""Run-level training checks that need more than one series of the same run.
+
+The idea
+--------
+:class:`~aitrace.detect.series.TrainingSeries` sees one series at a time, and two training
+pathologies cannot be told early from one series:
+
+* **stalled from the start**: a loss that has not left its starting level looks the same
+  for the first ~100 steps whether the learning rate is 1e-7 (nothing will ever happen) or
+  the network is a slow starter (a 6-layer ReLU net with PyTorch's default init sat at its
+  starting loss ~90 steps, then learned). The update ratios that ``aitrace.torch.watch``
+  sends (``update_ratio/<layer>``: norm of the step's update over the norm of the weights)
+  tell them apart at once: on the real runs of ``bench/bench_training.py`` the stalled run's
+  median ratio across layers was 1e-6 from the first report, the slow starters' 1e-4 to
+  4e-4, the healthy runs' 1e-3 to 2e-2. A weight that moves 1e-6 of its size per step needs
+  a million steps to change: :class:`RunChecks` reports ``stalled`` once the loss is still at
+  its start and the median ratio stayed below ``tiny_ratio`` (1e-5, a decade under the
+  slowest healthy start) on each of the run's first ``reports`` reports without rising (a
+  warm-up from lr 0 rises). A ratio that was larger once never counts: a schedule that decays
+  the learning rate to ~0 later is the user's, not a stall.
+* **vanishing gradients without per-layer norms**: the global gradient norm also collapses
+  by decades when a run memorizes its data (the 64-row over-fitting run: 1.3 to 1.4e-3 while
+  the loss went to 1e-3). So a collapse of ``decades`` (5) below the run's early peak is
+  ``vanishing`` only while the loss is still at its starting level.
+
+Both verdicts are taken once per run. The worker does not call this class yet (it needs
+all series of a chunk at once, as ``processors.detection_runs`` does for per-layer norms);
+``bench/bench_training.py`` prints what it would find beside the worker's own rules.
+
+Example
+-------
+>>> import numpy as np
+>>> from aitrace.detect.run_checks import RunChecks
+>>> rng = np.random.default_rng(0)
+>>> steps = np.arange(0, 40)
+>>> chunk = {
+...     "loss": (steps, 2.3 + 0.02 * rng.normal(size=40)),
+...     "update_ratio/fc1": (steps[::10], np.full(4, 1e-6)),
+...     "update_ratio/fc2": (steps[::10], np.full(4, 2e-6)),
+... }
+>>> [(f.step, f.reason) for f in RunChecks().update(chunk)]
+[(20.0, 'stalled')]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.detect.monitor import Finding
+
+_TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
+
+
+class RunChecks:
+    """The cross-series checks of one training run (see the module's docstring).
+
+    ``update(series)`` takes one chunk of the run: ``{metric name: (steps, values)}`` for the
+    training split, and returns the findings among it; ``to_state()`` / ``from_state()``
+    carry it between chunks.
+    """
+
+    def __init__(
+        self,
+        *,
+        tiny_ratio: float = 1e-5,
+        reports: int = 3,
+        decades: float = 5.0,
+        head: int = 16,
+        min_drop: float = 0.05,
+    ) -> None:
+        if not 0 < tiny_ratio < 1 or reports < 2 or decades <= 0 or head < 2 or not 0 < min_drop < 1:
+            raise ValueError("need 0 < tiny_ratio < 1, reports >= 2, decades > 0, head >= 2, 0 < min_drop < 1")
+        self.params: dict[str, Any] = {
+            "tiny_ratio": tiny_ratio,
+            "reports": reports,
+            "decades": decades,
+            "head": head,
+            "min_drop": min_drop,
+        }
+        self.start: list[float] = []  # the first `head` finite losses
+        self.recent: list[float] = []  # the last `head` finite losses
+        self.ratios: list[float] = []  # median update ratio across layers, per report, while it is tiny
+        self.peak = -math.inf  # log10 of the highest early grad-norm level
+        self.norms: list[float] = []  # the last `head` finite global grad norms
+        self.stall_done = self.vanished = False
+
+    def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
+        out: list[Finding] = []
+        for name in _TRAIN_LOSS.intersection(series):
+            self._losses(series[name][1])
+        ratios = {n: s for n, s in series.items() if n.startswith("update_ratio/")}
+        if ratios and not self.stall_done:
+            out += self._tiny_updates(ratios)
+        if "grad_norm" in series and not self.vanished and not any(n.startswith("grad_norm/") for n in series):
+            out += self._collapse(*series["grad_norm"])
+        return out
+
+    def _losses(self, values: Any) -> None:
+        head = self.params["head"]
+        finite = [x for x in np.asarray(values, dtype=np.float64).tolist() if math.isfinite(x)]
+        self.start += finite[: head - len(self.start)]
+        self.recent = [*self.recent, *finite][-head:]
+
+    def _at_start(self) -> tuple[float, float] | None:
+        """(start, now) loss levels while the loss has not left its start, else None."""
+        if len(self.start) < self.params["head"] or not self.recent:
+            return None
+        start, now = float(np.median(self.start)), float(np.median(self.recent))
+        return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
+
+    def _tiny_updates(self, ratios: dict[str, tuple[Any, Any]]) -> list[Finding]:
+        p = self.params
+        by_step: dict[float, list[float]] = {}
+        for steps, values in ratios.values():
+            for step, x in zip(
+                np.asarray(steps, dtype=np.float64).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True
+            ):
+                if math.isfinite(x):
+                    by_step.setdefault(step, []).append(x)
+        for step, at in sorted(by_step.items()):
+            level = float(np.median(at))
+            rising = bool(self.ratios) and level > 3.0 * min(self.ratios)
+            if level >= p["tiny_ratio"] or rising:  # the weights moved: not stalled from the start
+                self.stall_done, self.ratios = True, []
+                return []
+            self.ratios.append(level)
+            levels = self._at_start()
+            if len(self.ratios) >= p["reports"] and levels is not None:
+                self.stall_done = True
+                msg = (
+                    f"weights move {level:.2g} of their size per step (median over {len(at)} layers) for "
+                    f"{len(self.ratios)} reports and the loss is still at its start ({levels[0]:.4g}, now "
+                    f"{levels[1]:.4g}): the learning rate is too small to train"
+                )
+                return [Finding(0, step, level, 1.0, "stalled", msg, p["tiny_ratio"], "update_ratio")]
+        return []
+
+    def _collapse(self, steps: Any, values: Any) -> list[Finding]:
+        p = self.params
+        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
+            if not (math.isfinite(x) and x > 0):
+                continue
+            self.norms = [*self.norms[-(p["head"] - 1) :], math.log10(x)]
+            if len(self.norms) < p["head"]:
+                continue
+            level = float(np.median(self.norms))
+            self.peak = max(self.peak, level)
+            levels = self._at_start()
+            if self.peak - level >= p["decades"] and levels is not None:
+                self.vanished = True
+                msg = (
+                    f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
+                    f"while the loss stayed at its start ({levels[0]:.4g}, now {levels[1]:.4g})"
+                )
+                return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
+        return []
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "params": dict(self.params),
+            "start": list(self.start),
+            "recent": list(self.recent),
+            "ratios": list(self.ratios),
+            "peak": self.peak if math.isfinite(self.peak) else None,
+            "norms": list(self.norms),
+            "stalled": self.stall_done,
+            "vanished": self.vanished,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunChecks:
+        check = cls(**state["params"])
+        check.start, check.recent = [float(v) for v in state["start"]], [float(v) for v in state["recent"]]
+        check.ratios, check.norms = [float(v) for v in state["ratios"]], [float(v) for v in state["norms"]]
+        check.peak = -math.inf if state["peak"] is None else float(state["peak"])
+        check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
+        return check
