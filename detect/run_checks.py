@@ -67,15 +67,17 @@ class RunChecks:
         tiny_ratio: float = 1e-5,
         reports: int = 3,
         decades: float = 5.0,
+        drop: float = 3.0,
         head: int = 16,
         min_drop: float = 0.05,
     ) -> None:
-        if not 0 < tiny_ratio < 1 or reports < 2 or decades <= 0 or head < 2 or not 0 < min_drop < 1:
-            raise ValueError("need 0 < tiny_ratio < 1, reports >= 2, decades > 0, head >= 2, 0 < min_drop < 1")
+        if not 0 < tiny_ratio < 1 or reports < 2 or min(decades, drop) <= 0 or head < 2 or not 0 < min_drop < 1:
+            raise ValueError("need 0 < tiny_ratio < 1, reports >= 2, decades and drop > 0, head >= 2, 0 < min_drop < 1")
         self.params: dict[str, Any] = {
             "tiny_ratio": tiny_ratio,
             "reports": reports,
             "decades": decades,
+            "drop": drop,
             "head": head,
             "min_drop": min_drop,
         }
@@ -85,14 +87,16 @@ class RunChecks:
         self.peak = -math.inf  # log10 of the highest early grad-norm level
         self.norms: list[float] = []  # the last `head` finite global grad norms
         self.stall_done = self.vanished = False
+        self.last_ratio: float | None = None  # log10 of the last report's median update ratio
+        self.frozen: dict[str, Any] | None = None  # since a drop of `drop` decades: step, before, loss, n
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []
         for name in _TRAIN_LOSS.intersection(series):
             self._losses(series[name][1])
-        ratios = {n: s for n, s in series.items() if n.startswith("update_ratio/")}
-        if ratios and not self.stall_done:
-            out += self._tiny_updates(ratios)
+        for step, (level, layers) in _report_levels(series).items():
+            out += self._stall(step, level, layers) if not self.stall_done else []
+            out += self._frozen(step, level)
         if "grad_norm" in series and not self.vanished and not any(n.startswith("grad_norm/") for n in series):
             out += self._collapse(*series["grad_norm"])
         return out
@@ -110,32 +114,46 @@ class RunChecks:
         start, now = float(np.median(self.start)), float(np.median(self.recent))
         return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
 
-    def _tiny_updates(self, ratios: dict[str, tuple[Any, Any]]) -> list[Finding]:
+    def _stall(self, step: float, level: float, layers: int) -> list[Finding]:
+        """One report of the median update ratio: still tiny since the first report?"""
         p = self.params
-        by_step: dict[float, list[float]] = {}
-        for steps, values in ratios.values():
-            for step, x in zip(
-                np.asarray(steps, dtype=np.float64).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True
-            ):
-                if math.isfinite(x):
-                    by_step.setdefault(step, []).append(x)
-        for step, at in sorted(by_step.items()):
-            level = float(np.median(at))
-            rising = bool(self.ratios) and level > 3.0 * min(self.ratios)
-            if level >= p["tiny_ratio"] or rising:  # the weights moved: not stalled from the start
-                self.stall_done, self.ratios = True, []
-                return []
-            self.ratios.append(level)
-            levels = self._at_start()
-            if len(self.ratios) >= p["reports"] and levels is not None:
-                self.stall_done = True
-                msg = (
-                    f"weights move {level:.2g} of their size per step (median over {len(at)} layers) for "
-                    f"{len(self.ratios)} reports and the loss is still at its start ({levels[0]:.4g}, now "
-                    f"{levels[1]:.4g}): the learning rate is too small to train"
-                )
-                return [Finding(0, step, level, 1.0, "stalled", msg, p["tiny_ratio"], "update_ratio")]
-        return []
+        if level >= p["tiny_ratio"] or (self.ratios and level > 3.0 * min(self.ratios)):
+            self.stall_done, self.ratios = True, []  # the weights moved (or a warm-up is rising)
+            return []
+        self.ratios.append(level)
+        levels = self._at_start()
+        if len(self.ratios) < p["reports"] or levels is None:
+            return []
+        self.stall_done = True
+        msg = (
+            f"weights move {level:.2g} of their size per step (median over {layers} layers) for "
+            f"{len(self.ratios)} reports and the loss is still at its start ({levels[0]:.4g}, now "
+            f"{levels[1]:.4g}): the learning rate is too small to train"
+        )
+        return [Finding(0, step, level, 1.0, "stalled", msg, p["tiny_ratio"], "update_ratio")]
+
+    def _frozen(self, step: float, level: float) -> list[Finding]:
+        """The update ratio fell ``drop`` decades from one report to the next and stays there
+        while the loss stops improving: an lr change the loss then punishes."""
+        p, f = self.params, self.frozen
+        log = math.log10(max(level, 1e-300))
+        if f is None:
+            if self.last_ratio is not None and self.last_ratio - log >= p["drop"] and self.recent:
+                self.frozen = {"step": step, "before": self.last_ratio, "loss": float(np.median(self.recent)), "n": 1}
+            self.last_ratio = log
+            return []
+        if f["before"] - log < p["drop"]:  # moving again: re-armed
+            self.frozen, self.last_ratio = None, log
+            return []
+        f["n"] += 1
+        now = float(np.median(self.recent))
+        if f["n"] != p["reports"] or now < f["loss"] - p["min_drop"] * abs(f["loss"]):
+            return []
+        msg = (
+            f"weights stopped moving at step {f['step']:g} (update ratio 10^{f['before']:.1f} to 10^{log:.1f}) "
+            f"and the loss has not improved since ({f['loss']:.4g} then, {now:.4g} now)"
+        )
+        return [Finding(0, step, level, 1.0, "plateau", msg, p["drop"], "update_ratio")]
 
     def _collapse(self, steps: Any, values: Any) -> list[Finding]:
         p = self.params
@@ -166,6 +184,8 @@ class RunChecks:
             "peak": self.peak if math.isfinite(self.peak) else None,
             "norms": list(self.norms),
             "stalled": self.stall_done,
+            "last_ratio": self.last_ratio,
+            "frozen": dict(self.frozen) if self.frozen else None,
             "vanished": self.vanished,
         }
 
@@ -176,4 +196,21 @@ class RunChecks:
         check.ratios, check.norms = [float(v) for v in state["ratios"]], [float(v) for v in state["norms"]]
         check.peak = -math.inf if state["peak"] is None else float(state["peak"])
         check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
+        check.last_ratio = state["last_ratio"]
+        check.frozen = dict(state["frozen"]) if state["frozen"] else None
         return check
+
+
+def _report_levels(series: dict[str, tuple[Any, Any]]) -> dict[float, tuple[float, int]]:
+    """Per report step: the median finite update ratio across layers, and how many layers had one."""
+    by_step: dict[float, list[float]] = {}
+    for name, (steps, values) in series.items():
+        if not name.startswith("update_ratio/"):
+            continue
+        pairs = zip(
+            np.asarray(steps, dtype=np.float64).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True
+        )
+        for step, x in pairs:
+            if math.isfinite(x):
+                by_step.setdefault(step, []).append(x)
+    return {step: (float(np.median(at)), len(at)) for step, at in sorted(by_step.items())}

@@ -53,6 +53,11 @@ def test_stall_is_decided_once_at_min_steps() -> None:
     assert check.update(np.arange(300, 400), flat[:100]) is None  # decided: never again
     learning = StallCheck(min_steps=100)
     assert learning.update(np.arange(300), _noisy(2.3 * np.exp(-np.arange(300) / 80))) is None
+    # a slow starter: flat for 90 steps, then on its way down but still within 5 % of its start
+    steps = np.arange(300)
+    slow = 2.3 - 0.001 * np.maximum(steps - 90, 0) + np.random.default_rng(3).normal(0, 0.02, 300)
+    assert StallCheck().update(steps, slow) is None
+    assert StallCheck(alpha=1e-9).update(steps, slow) is not None  # by the level alone: "stalled"
 
 
 def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not() -> None:
@@ -115,9 +120,23 @@ def test_a_stall_from_the_start_is_told_by_tiny_update_ratios_within_three_repor
     warm_up = _ratios(np.linspace(1e-7, 1e-3, 30))  # tiny at first, but rising with the lr
     decayed = _ratios(np.r_[np.full(3, 1e-3), np.full(27, 1e-9)])  # a schedule to ~0 later on
     for ratios in (slow_starter, warm_up, decayed):
-        assert _run_chunks(RunChecks(), {"loss": flat, **ratios}) == []
+        assert [f for f in _run_chunks(RunChecks(), {"loss": flat, **ratios}) if f.reason == "stalled"] == []
     learning = (steps, _noisy(2.3 * np.exp(-steps / 10) + 0.1))
     assert _run_chunks(RunChecks(), {"loss": learning, **_ratios(np.full(30, 1e-6))}) == []
+
+
+def test_weights_that_stop_moving_while_the_loss_stops_improving_are_a_plateau() -> None:
+    steps = np.arange(300)
+    learning_then_flat = (steps, _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
+    cut = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-9))  # lr x1e-6 at step 100
+    [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, **cut})
+    assert (found.step, found.reason) == (120.0, "plateau") and "step 100" in found.message
+    still_learning = (steps, _noisy(2.3 * np.exp(-steps / 60)))
+    assert _run_chunks(RunChecks(), {"loss": still_learning, **cut}) == []
+    step_decay = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-4))  # the user's x0.1: one decade
+    cosine = _ratios(5e-3 * 0.5 * (1 + np.cos(np.pi * np.arange(30) / 30)))  # to ~0, gradually
+    for ratios in (step_decay, cosine):
+        assert _run_chunks(RunChecks(), {"loss": learning_then_flat, **ratios}) == []
 
 
 def test_vanishing_from_the_global_grad_norm_needs_a_loss_that_stayed_at_its_start() -> None:
@@ -134,8 +153,14 @@ def test_vanishing_from_the_global_grad_norm_needs_a_loss_that_stayed_at_its_sta
         RunChecks(reports=1)
 
 
-def test_update_ratios_follow_the_schedule_and_never_page() -> None:
+def test_per_layer_series_get_no_point_rules_and_the_global_norm_keeps_them() -> None:
     steps = np.arange(0, 3000, 10)
-    ratio = np.where(steps < 1200, 1e-3, 1e-4) * np.exp(np.random.default_rng(1).normal(0, 0.1, steps.size))
-    series = TrainingSeries("update_ratio/fc1")
-    assert [f for lo in range(0, steps.size, 2) for f in series.update(steps[lo : lo + 2], ratio[lo : lo + 2])] == []
+    decayed = np.where(steps < 1200, 1e-3, 1e-4) * np.exp(np.random.default_rng(1).normal(0, 0.1, steps.size))
+    exploding = np.where(steps < 1500, 1.0, 1e4) * np.exp(np.random.default_rng(2).normal(0, 0.1, steps.size))
+    for name, values in (("update_ratio/fc1", decayed), ("grad_norm/fc1", exploding)):
+        series = TrainingSeries(name)
+        assert [
+            f for lo in range(0, steps.size, 2) for f in series.update(steps[lo : lo + 2], values[lo : lo + 2])
+        ] == []
+    found = TrainingSeries("grad_norm").update(steps, exploding)
+    assert found and found[0].step == 1500
