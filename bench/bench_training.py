@@ -110,9 +110,11 @@ def without_layers(run: R.Run) -> R.Run:
     )
 
 
-def healthy_section() -> None:
+def healthy_section() -> list[tuple[str, R.Run, int]]:
+    """Count incidents on the healthy runs and the controls; return where over-fitting was flagged."""
     print("recording real runs ...", flush=True)
     groups = {"healthy": R.healthy(), "controls (slow starters, not among the 12)": R.slow_starters()}
+    evidence: list[tuple[str, R.Run, int]] = []
     for title, recipes in groups.items():
         print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
         total = base = checks = 0
@@ -122,10 +124,34 @@ def healthy_section() -> None:
             total, base, checks = total + len(ours), base + b, checks + len(rc)
             shown = [f"{d}@{s}" for s, d in ours][:3]
             print(f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}")
+            evidence += [(name, run, s) for s, d in ours if d.startswith("overfitting")][:1]
         print(f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}")
+    return evidence
 
 
-def pathology_section() -> None:
+def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
+    """What the over-fitting rule saw where it fired: the healthy runs' rises beside the pathology's."""
+    from aitrace.detect.overfit import mann_kendall
+
+    print("(c) over-fitting where the worker flagged it: the evidence at that evaluation")
+    for name, run, step in flagged:
+        st, val = np.asarray(run.steps["val|loss"]), np.asarray(run.series["val|loss"])
+        acc, k = np.asarray(run.series["val|accuracy"]), int(np.searchsorted(st, step))
+        best = int(np.argmin(val[: k + 1]))
+        train, tst = np.asarray(run.series["train|loss"]), np.asarray(run.steps["train|loss"])
+        fell = np.median(train[(tst > st[best] - run.steps_per_epoch) & (tst <= st[best])]) / np.median(
+            train[(tst > step - run.steps_per_epoch) & (tst <= step)]
+        )
+        _, p_up = mann_kendall(val[max(0, k - 4) : k + 1])
+        print(
+            f"    {name:12s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
+            f"above it, Mann-Kendall p (last 5) {p_up:.2f}, train loss fell x{fell:.1f} since, "
+            f"val accuracy {acc[k] - acc[best]:+.3f}"
+        )
+
+
+def pathology_section() -> list[tuple[str, R.Run, int]]:
+    flagged = []
     print("(b) pathologies: first finding that names it and its delay from the onset (3 ways, same run)")
     print(f"    {'run':18s} {'worker':44s} {'RunChecks (not wired)':28s} {'rolling z (non-schedule series)':30s}")
     for name, pathology, recipe in R.pathologies():
@@ -144,11 +170,15 @@ def pathology_section() -> None:
             zb = f"{z[0][1]}@{z[0][0]} {delay(z[0][0], onset, r, pathology)}" if z else "not found"
             others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:3]
             print(f"    {label:18s} {w:44s} {c:28s} {zb:30s} worker's others: {others}")
+        if pathology == "overfitting" and named:
+            flagged.append((name, run, named[0][0]))
+    return flagged
 
 
 def main() -> int:
-    healthy_section()
-    pathology_section()
+    flagged = healthy_section()
+    flagged += pathology_section()
+    overfit_evidence(flagged)
     return 0
 
 
