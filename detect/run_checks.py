@@ -2,30 +2,40 @@
 
 The idea
 --------
-:class:`~aitrace.detect.series.TrainingSeries` sees one series at a time, and two training
-pathologies cannot be told early from one series:
+:class:`~aitrace.detect.series.TrainingSeries` sees one series at a time, and three training
+pathologies cannot be told early, or at all, from one series:
 
 * **stalled from the start**: a loss that has not left its starting level looks the same
-  for the first ~100 steps whether the learning rate is 1e-7 (nothing will ever happen) or
+  for the first ~110 steps whether the learning rate is 1e-7 (nothing will ever happen) or
   the network is a slow starter (a 6-layer ReLU net with PyTorch's default init sat at its
-  starting loss ~90 steps, then learned). The update ratios that ``aitrace.torch.watch``
+  starting loss 90 to 150 steps, then learned). The update ratios that ``aitrace.torch.watch``
   sends (``update_ratio/<layer>``: norm of the step's update over the norm of the weights)
   tell them apart at once: on the real runs of ``bench/bench_training.py`` the stalled run's
   median ratio across layers was 1e-6 from the first report, the slow starters' 1e-4 to
   4e-4, the healthy runs' 1e-3 to 2e-2. A weight that moves 1e-6 of its size per step needs
-  a million steps to change: :class:`RunChecks` reports ``stalled`` once the loss is still at
-  its start and the median ratio stayed below ``tiny_ratio`` (1e-5, a decade under the
-  slowest healthy start) on each of the run's first ``reports`` reports without rising (a
-  warm-up from lr 0 rises). A ratio that was larger once never counts: a schedule that decays
-  the learning rate to ~0 later is the user's, not a stall.
+  a million steps to change: ``stalled`` once the loss is still at its start and the median
+  ratio stayed below ``tiny_ratio`` (1e-5, a decade under the slowest start that learned) on
+  each of the run's first ``reports`` reports without rising (a warm-up from lr 0 rises). A
+  ratio that was larger once never counts: a schedule that decays the lr later is the user's.
+* **plateau after an lr change the loss punishes**: the ratio follows the learning rate, so
+  the user's schedules move it by a decade (a x0.1 step) or gradually (cosine); a drop of
+  ``drop`` (3) decades from one report to the next is the weights all but stopping. It is a
+  ``plateau`` when the ratio stays down for ``reports`` reports and the loss has not improved
+  by ``min_drop`` since (the bench's lr x1e-6 at step 100: found at step 120; the loss alone
+  needs the 100+ steps of :class:`~aitrace.detect.training.PlateauCheck`, since a slowing
+  healthy run looks the same for that long).
 * **vanishing gradients without per-layer norms**: the global gradient norm also collapses
   by decades when a run memorizes its data (the 64-row over-fitting run: 1.3 to 1.4e-3 while
-  the loss went to 1e-3). So a collapse of ``decades`` (5) below the run's early peak is
-  ``vanishing`` only while the loss is still at its starting level.
+  its loss went to 1e-3), so a fall of ``decades`` (3) below the run's early peak (the
+  healthy runs' 32-step medians stayed within one decade) is ``vanishing`` only while the
+  loss is still at its starting level. The 12-layer sigmoid run of the bench is not found
+  this way: its last layers learn and carry the global norm (0.53 to 0.33); only the spread
+  across per-layer norms shows it.
 
-Both verdicts are taken once per run. The worker does not call this class yet (it needs
-all series of a chunk at once, as ``processors.detection_runs`` does for per-layer norms);
-``bench/bench_training.py`` prints what it would find beside the worker's own rules.
+Each verdict is taken once per run (the plateau re-arms when the weights move again). The
+worker does not call this class yet (it needs all series of a chunk at once, as
+``processors.detection_runs`` does for per-layer norms); ``bench/bench_training.py`` prints
+what it would find beside the worker's own rules.
 
 Example
 -------
@@ -66,7 +76,7 @@ class RunChecks:
         *,
         tiny_ratio: float = 1e-5,
         reports: int = 3,
-        decades: float = 5.0,
+        decades: float = 3.0,
         drop: float = 3.0,
         head: int = 16,
         min_drop: float = 0.05,
