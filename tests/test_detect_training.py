@@ -164,3 +164,13 @@ def test_per_layer_series_get_no_point_rules_and_the_global_norm_keeps_them() ->
         ] == []
     found = TrainingSeries("grad_norm").update(steps, exploding)
     assert found and found[0].step == 1500
+
+
+def test_the_run_checks_example_runs() -> None:
+    """(tests/test_detect_docs.py runs the other modules' examples)"""
+    import doctest
+
+    from aitrace.detect import run_checks
+
+    result = doctest.testmod(run_checks)
+    assert result.attempted > 0 and result.failed == 0
