@@ -127,7 +127,7 @@ class RunChecks:
     def _stall(self, step: float, level: float, layers: int) -> list[Finding]:
         """One report of the median update ratio: still tiny since the first report?"""
         p = self.params
-        if level >= p["tiny_ratio"] or (self.ratios and level > 3.0 * min(self.ratios)):
+        if level >= p["tiny_ratio"] or (self.ratios and level > 2.0 * min(self.ratios)):
             self.stall_done, self.ratios = True, []  # the weights moved (or a warm-up is rising)
             return []
         self.ratios.append(level)
@@ -212,7 +212,11 @@ class RunChecks:
 
 
 def _report_levels(series: dict[str, tuple[Any, Any]]) -> dict[float, tuple[float, int]]:
-    """Per report step: the median finite update ratio across layers, and how many layers had one."""
+    """Per report step: the median update ratio across the layers that moved, and their count.
+
+    A ratio of exactly 0 is a layer outside the optimizer (or in a param group at lr 0, as
+    when fine-tuning a head): left out, unless no layer moved at all (the level is then 0).
+    """
     by_step: dict[float, list[float]] = {}
     for name, (steps, values) in series.items():
         if not name.startswith("update_ratio/"):
@@ -221,6 +225,10 @@ def _report_levels(series: dict[str, tuple[Any, Any]]) -> dict[float, tuple[floa
             np.asarray(steps, dtype=np.float64).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True
         )
         for step, x in pairs:
-            if math.isfinite(x):
+            if math.isfinite(x) and x >= 0:
                 by_step.setdefault(step, []).append(x)
-    return {step: (float(np.median(at)), len(at)) for step, at in sorted(by_step.items())}
+    out = {}
+    for step, at in sorted(by_step.items()):
+        moved = [x for x in at if x > 0]
+        out[step] = (float(np.median(moved)) if moved else 0.0, len(moved))
+    return out

@@ -119,7 +119,9 @@ def test_a_stall_from_the_start_is_told_by_tiny_update_ratios_within_three_repor
     slow_starter = _ratios(np.full(30, 2e-4))  # moves its weights, learns late: never a stall
     warm_up = _ratios(np.linspace(1e-7, 1e-3, 30))  # tiny at first, but rising with the lr
     decayed = _ratios(np.r_[np.full(3, 1e-3), np.full(27, 1e-9)])  # a schedule to ~0 later on
-    for ratios in (slow_starter, warm_up, decayed):
+    body_at_lr_0 = _ratios(np.zeros(30), layers=4)  # fine-tuning a head: the body's ratios are exactly 0
+    head_only = {**body_at_lr_0, "update_ratio/head": _ratios(np.full(30, 1e-3), layers=1)["update_ratio/fc0"]}
+    for ratios in (slow_starter, warm_up, decayed, head_only):
         assert [f for f in _run_chunks(RunChecks(), {"loss": flat, **ratios}) if f.reason == "stalled"] == []
     learning = (steps, _noisy(2.3 * np.exp(-steps / 10) + 0.1))
     assert _run_chunks(RunChecks(), {"loss": learning, **_ratios(np.full(30, 1e-6))}) == []
