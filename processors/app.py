@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     options = options or WorkerOptions.from_env()
     app = ShortPollApp(
         options.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=f"kafka://{settings.kafka.kafka_bootstrap}",
         broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
         value_serializer="raw",
         key_serializer="raw",

@@ -59,15 +59,15 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.options = options
-        self.pipeline = Pipeline(options, index_prefix=settings.index_prefix)
+        self.pipeline = Pipeline(options, index_prefix=settings.search.index_prefix)
         n = options.partitions
-        self.input_names = tuple(settings.topic(t) for t in INPUT_TOPICS)
+        self.input_names = tuple(settings.kafka.topic(t) for t in INPUT_TOPICS)
         self.ticks_name = f"{options.app_id}-ticks"
         self.inputs = app.topic(*self.input_names, self.ticks_name, partitions=n, value_type=bytes)
         self.ticks = app.topic(self.ticks_name, partitions=n, value_type=bytes, internal=True)
         self.series_topic = app.topic(f"{options.app_id}-series", partitions=n, value_type=bytes, internal=True)
-        self.dlq = app.topic(settings.topic("dlq"), value_type=bytes)
-        self.alerts = app.topic(settings.topic("alerts"), value_type=bytes)
+        self.dlq = app.topic(settings.kafka.topic("dlq"), value_type=bytes)
+        self.alerts = app.topic(settings.kafka.topic("alerts"), value_type=bytes)
         self.traces = app.Table("traces", partitions=n, schema=_JSON)
         # key: entity (run/<id>, model/<name>, data/<ds>/<stage>); value: {series: state}
         self.series_state = app.Table("series", partitions=n, schema=_JSON)
@@ -90,10 +90,10 @@ class Runtime:
         from aitrace.sinks.templates import install_templates_async
 
         # Waits (backing off) while the search server is unreachable: consumption pauses, nothing is dropped.
-        self._client = await connect(self.settings, wait_s=float("inf"))
+        self._client = await connect(self.settings.search, wait_s=float("inf"))
         # Templates before the first document: a daily index created without them would get dynamic mappings.
         installed = await install_templates_async(
-            self._client, capabilities_of(self._client), prefix=self.settings.index_prefix
+            self._client, capabilities_of(self._client), prefix=self.settings.search.index_prefix
         )
         log.info("index templates: %s", ", ".join(installed))
         self._indexer = BulkIndexer(self._client, on_reject=self._on_reject)

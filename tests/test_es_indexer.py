@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import es
 from aitrace.sinks.indexer import BulkIndexer, IndexerClosed, IndexerConfig, Rejection, RetriesExhausted
 from elasticsearch import AsyncElasticsearch
@@ -36,7 +36,7 @@ def docs(index: str, n: int, start: int = 0) -> list[dict[str, Any]]:
 
 def run_with_client(url: str, body: Callable[[AsyncElasticsearch], Any], caps: es.Capabilities | None = None) -> Any:
     async def main() -> Any:
-        client = es.make_client(Settings(es_url=url), caps or OPENSEARCH)
+        client = es.make_client(SearchConfig(es_url=url), caps or OPENSEARCH)
         try:
             return await body(client)
         finally:
@@ -46,7 +46,7 @@ def run_with_client(url: str, body: Callable[[AsyncElasticsearch], Any], caps: e
 
 
 def count(url: str, index: str) -> int:
-    client = es.make_sync_client(Settings(es_url=url), OPENSEARCH)
+    client = es.make_sync_client(SearchConfig(es_url=url), OPENSEARCH)
     try:
         client.indices.refresh(index=index)
         return int(client.count(index=index)["count"])
