@@ -59,7 +59,7 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.options = options
-        self.pipeline = Pipeline(options, index_prefix=settings.search.index_prefix)
+        self.pipeline = Pipeline(options)
         n = options.partitions
         self.input_names = tuple(settings.kafka.topic(t) for t in INPUT_TOPICS)
         self.ticks_name = f"{options.app_id}-ticks"
@@ -85,18 +85,9 @@ class Runtime:
         """The bulk indexer, opened on first use; waits (backpressure) while the server is unreachable."""
         if self._indexer is not None:
             return self._indexer
-        from aitrace.sinks.es import capabilities_of, connect
-        from aitrace.sinks.indexer import BulkIndexer
-        from aitrace.sinks.templates import install_templates_async
+        from aitrace.sinks.index_writer import open_indexer
 
-        # Waits (backing off) while the search server is unreachable: consumption pauses, nothing is dropped.
-        self._client = await connect(self.settings.search, wait_s=float("inf"))
-        # Templates before the first document: a daily index created without them would get dynamic mappings.
-        installed = await install_templates_async(
-            self._client, capabilities_of(self._client), prefix=self.settings.search.index_prefix
-        )
-        log.info("index templates: %s", ", ".join(installed))
-        self._indexer = BulkIndexer(self._client, on_reject=self._on_reject)
+        self._client, self._indexer = await open_indexer(self.settings.search, on_reject=self._on_reject)
         return self._indexer
 
     async def index(self, actions: list[Action], sources: dict[int, Any] | None = None) -> None:
@@ -121,7 +112,7 @@ class Runtime:
         action = rejection.action
         detail = (
             f"{rejection.status} {rejection.error_type}: {rejection.reason} "
-            f"(document {action.get('_index', '')}/{action.get('_id', '')})"
+            f"(document {rejection.index}/{action.get('_id', '')})"
         )
         self.pipeline.dlq.add("index-rejected")
         source = self._sources.get(id(action))

@@ -70,9 +70,13 @@ from aitrace.sinks.event_bodies import event_documents
 from aitrace.sinks.metric_documents import block_context, metric_block_actions, rollup_action
 from aitrace.sinks.trace_documents import trace_action, trace_document
 
+# The builders' default prefix. The processors build every action under it and know no other: the
+# indexer writes them under the configured index prefix (see aitrace.sinks.indexer).
+CANONICAL_PREFIX = "aitrace"
+
 
 def event_actions(
-    event: dict[str, Any], *, prefix: str = "aitrace", window: IngestWindow | None = None
+    event: dict[str, Any], *, prefix: str = CANONICAL_PREFIX, window: IngestWindow | None = None
 ) -> list[Action]:
     """Bulk actions for one decoded event (Trace/Alert payloads go to their own index)."""
     record_name, p = payload_of(event)
@@ -88,6 +92,7 @@ def event_actions(
 
 __all__ = [
     "ALERTS",
+    "CANONICAL_PREFIX",
     "EVENTS",
     "FAMILIES",
     "TRACES",
