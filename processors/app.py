@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_records, [e.message for e in events])
 
-    @app.agent(runtime.series_topic, name="aitrace-series")
+    @app.agent(runtime.outputs.series_topic, name="aitrace-series")
     async def series(stream: faust.StreamT) -> None:
         async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_chunks, [e.message for e in events])
