@@ -18,10 +18,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 STATE_FILE = "stack.json"
-T = TypeVar("T")
 # scheme://user:password@host -> groups: prefix up to the user, the password
 _USERINFO_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@")
 
@@ -187,29 +186,6 @@ def _by_concern(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return parts
 
 
-class _Alias(Generic[T]):
-    """A flat read-only name for a concern's field: ``settings.es_url`` is ``settings.search.es_url``.
-
-    Declares the name and its type; :class:`Settings` also copies the value into each instance.
-    """
-
-    def __init__(self, concern: str) -> None:
-        self._concern = concern
-        self._name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> _Alias[T]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> T: ...
-    def __get__(self, obj: object | None, owner: type) -> _Alias[T] | T:
-        if obj is None:
-            return self
-        return cast(T, getattr(getattr(obj, self._concern), self._name))
-
-
 @dataclass(frozen=True, init=False)
 class Settings:
     """The whole configuration, one config per concern. Build with :meth:`from_env`.
@@ -240,8 +216,9 @@ class Settings:
         for name, config in given.items():
             config = replace(config, **parts[name])
             object.__setattr__(self, name, config)
-            # The flat names are copied in (frozen: they cannot drift), so reading one is a plain
-            # attribute lookup, not a call of the _Alias descriptor (the producer's hot path reads them).
+            # The flat names (declared for type checkers at the end of the class) are copied in:
+            # frozen, they cannot drift, and reading one is a plain attribute lookup (the
+            # producer's hot path reads some).
             for f in fields(config):
                 object.__setattr__(self, f.name, getattr(config, f.name))
 
@@ -274,39 +251,40 @@ class Settings:
         """``settings.kafka.topic(name)``."""
         return self.kafka.topic(name)
 
-    kafka_bootstrap = _Alias[str]("kafka")
-    kafka_security_protocol = _Alias[str | None]("kafka")
-    kafka_sasl_mechanism = _Alias[str | None]("kafka")
-    kafka_sasl_username = _Alias[str | None]("kafka")
-    kafka_sasl_password = _Alias[str | None]("kafka")
-    kafka_ssl_ca_location = _Alias[str | None]("kafka")
-    schema_registry_url = _Alias[str | None]("kafka")
-    topic_prefix = _Alias[str]("kafka")
-    es_url = _Alias[str]("search")
-    es_username = _Alias[str | None]("search")
-    es_password = _Alias[str | None]("search")
-    es_api_key = _Alias[str | None]("search")
-    es_ca_certs = _Alias[str | None]("search")
-    es_verify_certs = _Alias[bool]("search")
-    kibana_url = _Alias[str | None]("search")
-    index_prefix = _Alias[str]("search")
-    service = _Alias[str]("producer")
-    service_version = _Alias[str | None]("producer")
-    environment = _Alias[str]("producer")
-    run_id = _Alias[str | None]("producer")
-    sample_rate = _Alias[float]("producer")
-    queue_size = _Alias[int]("producer")
-    batch_linger_ms = _Alias[float]("producer")
-    batch_max_events = _Alias[int]("producer")
-    max_record_bytes = _Alias[int]("producer")
-    full_policy = _Alias[str]("producer")
-    spool_dir = _Alias[str]("producer")
-    spool_max_bytes = _Alias[int]("producer")
-    delivery_timeout_ms = _Alias[int]("producer")
-    full_block_timeout_s = _Alias[float]("producer")
-    close_timeout_s = _Alias[float]("producer")
-    resource_interval_s = _Alias[float]("producer")
-    state_dir = _Alias[str]("producer")
+    if TYPE_CHECKING:  # the flat read-only names, copied in by __init__ from their concern
+        kafka_bootstrap: str
+        kafka_security_protocol: str | None
+        kafka_sasl_mechanism: str | None
+        kafka_sasl_username: str | None
+        kafka_sasl_password: str | None
+        kafka_ssl_ca_location: str | None
+        schema_registry_url: str | None
+        topic_prefix: str
+        es_url: str
+        es_username: str | None
+        es_password: str | None
+        es_api_key: str | None
+        es_ca_certs: str | None
+        es_verify_certs: bool
+        kibana_url: str | None
+        index_prefix: str
+        service: str
+        service_version: str | None
+        environment: str
+        run_id: str | None
+        sample_rate: float
+        queue_size: int
+        batch_linger_ms: float
+        batch_max_events: int
+        max_record_bytes: int
+        full_policy: str
+        spool_dir: str
+        spool_max_bytes: int
+        delivery_timeout_ms: int
+        full_block_timeout_s: float
+        close_timeout_s: float
+        resource_interval_s: float
+        state_dir: str
 
 
 def _shown(value: Any) -> Any:
