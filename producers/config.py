@@ -72,7 +72,7 @@ class EnvConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """Read ``AITRACE_<FIELD>`` for each field, then apply ``overrides`` (None means unset)."""
+        """Read ``<env_prefix><FIELD>`` for each field, then apply ``overrides`` (None means unset)."""
         values = fields_from_env(cls, cls.env_prefix, os.environ if env is None else env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
