@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 from aitrace.infra.stack import OsmemProcess, start_service
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents as d
 from aitrace.sinks import es, templates
 from aitrace.sinks.indexer import BulkIndexer, IndexerConfig
@@ -191,7 +191,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main_async(args: argparse.Namespace, url: str) -> None:
-    client = await es.connect(Settings(es_url=url))
+    client = await es.connect(SearchConfig(es_url=url))
     caps = es.capabilities_of(client)
     cfg = IndexerConfig()
     try:

@@ -1,15 +1,22 @@
-"""The worker's training rules on real PyTorch runs, beside a rolling z-score baseline.
+"""The worker's training rules on real PyTorch runs, beside RunChecks and a rolling z-score.
 
-    .venv/bin/python bench/bench_training.py            # records the runs (about 20 s), then scores them
+    .venv/bin/python bench/bench_training.py            # records the runs (about 30 s), then scores them
 
 The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam,
 warm-up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net
-with SGD, momentum and a step decay; 3 seeds each) and one run per pathology (diverging
-after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at
-step 100, a 12-layer sigmoid net, over-fitting on 64 rows, and an lr x0.1 step decay that
-must stay quiet). Every series of a run reaches ``SeriesDetectors`` in chunks of 20 steps,
-as the worker receives them; an incident is an alert's first version. The baseline flags
-|z| > 4 against the previous 100 points of each series (incidents 50 points apart).
+with SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with
+PyTorch's default init that sits at its starting loss 90-150 steps, then learns) and one run
+per pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau
+after the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
+series, over-fitting on 64 rows, and an lr x0.1 step decay that must stay quiet). Every
+series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
+them; an incident is an alert's first version. Beside it, in the same chunks:
+:class:`~aitrace.detect.run_checks.RunChecks` (the cross-series checks the worker does not
+call yet) and a baseline that flags |z| > 4 against the previous 100 points of each series
+(incidents 50 points apart; for a pathology's delay only on series that are not schedules,
+since an lr change is the user's). Delays run from the onset; for over-fitting from the
+validation minimum, in evaluations. Section (c) shows the evidence where over-fitting was
+flagged, healthy runs beside the pathology.
 
 Targets (issue 10): 0 alerts on the healthy runs; each pathology found on its own series
 within 30 steps of its onset (3 epochs for epoch-level signals).
@@ -53,30 +60,132 @@ def worker_alerts(run: R.Run) -> list[tuple[int, str]]:
     return out
 
 
-def baseline_incidents(run: R.Run) -> int:
-    return sum(len(zscore_incidents(np.asarray(v, dtype=np.float64))) for v in run.series.values())
+def baseline_incidents(run: R.Run) -> list[tuple[int, str]]:
+    """(step, series) of every rolling z-score incident on the run, in step order."""
+    out = []
+    for key, v in run.series.items():
+        steps = run.steps[key]
+        out += [(int(steps[i]), key.replace("|", "/")) for i in zscore_incidents(np.asarray(v, dtype=np.float64))]
+    return sorted(out)
+
+
+def run_checks(run: R.Run) -> list[tuple[int, str]]:
+    """(step, reason) of detect.RunChecks' findings, fed the training split in the worker's chunks."""
+    from aitrace.detect.run_checks import RunChecks
+
+    check, out = RunChecks(), []
+    train = {k.split("|", 1)[1]: k for k in run.series if k.startswith("train|")}
+    total = max(max(s) for s in run.steps.values()) + 1
+    for lo in range(0, total, CHUNK):
+        chunk = {}
+        for metric, key in train.items():
+            st, v = np.asarray(run.steps[key]), np.asarray(run.series[key], dtype=np.float64)
+            m = (st >= lo) & (st < lo + CHUNK)
+            if m.any():
+                chunk[metric] = (st[m], v[m])
+        out += [(int(f.step), f.reason) for f in check.update(chunk)]
+    return out
+
+
+def onset_of(pathology: str, run: R.Run) -> int | None:
+    """The step a pathology starts; for over-fitting, the validation minimum (the best checkpoint)."""
+    if pathology == "overfitting":
+        val = np.asarray(run.series["val|loss"])
+        return int(run.steps["val|loss"][int(np.nanargmin(val))])
+    return ONSET.get(pathology)
+
+
+def delay(step: int | None, onset: int | None, run: R.Run, pathology: str) -> str:
+    if step is None or onset is None:
+        return ""
+    if pathology == "overfitting":
+        return f"+{(step - onset) // run.steps_per_epoch} evals"
+    return f"+{step - onset} steps"
+
+
+def _schedule(key: str) -> bool:
+    from aitrace.detect.training import metric_role
+
+    return metric_role(key.split("/", 1)[1]) == "schedule"
+
+
+def without_layers(run: R.Run) -> R.Run:
+    """The run as a job without aitrace.torch.watch's per-layer series sends it (global grad norm only)."""
+    keep = [k for k in run.series if "/" not in k.split("|", 1)[1]]
+    return R.Run(
+        run.name, run.recipe, run.steps_per_epoch, {k: run.series[k] for k in keep}, {k: run.steps[k] for k in keep}
+    )
+
+
+def healthy_section() -> list[tuple[str, R.Run, int]]:
+    """Count incidents on the healthy runs and the controls; return where over-fitting was flagged."""
+    print("recording real runs ...", flush=True)
+    groups = {"healthy": R.healthy(), "controls (slow starters, not among the 12)": R.slow_starters()}
+    evidence: list[tuple[str, R.Run, int]] = []
+    for title, recipes in groups.items():
+        print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
+        total = base = checks = 0
+        for name, recipe in recipes:
+            run = R.record(name, recipe)
+            ours, b, rc = worker_alerts(run), len(baseline_incidents(run)), run_checks(run)
+            total, base, checks = total + len(ours), base + b, checks + len(rc)
+            shown = [f"{d}@{s}" for s, d in ours][:3]
+            print(f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}")
+            evidence += [(name, run, s) for s, d in ours if d.startswith("overfitting")][:1]
+        print(f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}")
+    return evidence
+
+
+def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
+    """What the over-fitting rule saw where it fired: the healthy runs' rises beside the pathology's."""
+    from aitrace.detect.overfit import mann_kendall
+
+    print("(c) over-fitting where the worker flagged it: the evidence at that evaluation")
+    for name, run, step in flagged:
+        st, val = np.asarray(run.steps["val|loss"]), np.asarray(run.series["val|loss"])
+        acc, k = np.asarray(run.series["val|accuracy"]), int(np.searchsorted(st, step))
+        best = int(np.argmin(val[: k + 1]))
+        train, tst = np.asarray(run.series["train|loss"]), np.asarray(run.steps["train|loss"])
+        fell = np.median(train[(tst > st[best] - run.steps_per_epoch) & (tst <= st[best])]) / np.median(
+            train[(tst > step - run.steps_per_epoch) & (tst <= step)]
+        )
+        _, p_up = mann_kendall(val[max(0, k - 4) : k + 1])
+        print(
+            f"    {name:12s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
+            f"above it, Mann-Kendall p (last 5) {p_up:.2f}, train loss fell x{fell:.1f} since, "
+            f"val accuracy {acc[k] - acc[best]:+.3f}"
+        )
+
+
+def pathology_section() -> list[tuple[str, R.Run, int]]:
+    flagged = []
+    print("(b) pathologies: first finding that names it and its delay from the onset (3 ways, same run)")
+    print(f"    {'run':18s} {'worker':44s} {'RunChecks (not wired)':28s} {'rolling z (non-schedule series)':30s}")
+    for name, pathology, recipe in R.pathologies():
+        run = R.record(name, recipe)
+        variants = [(name, run)]
+        if pathology == "vanishing_gradients":
+            variants.append((f"{name}-global", without_layers(run)))
+        for label, r in variants:
+            onset = onset_of(pathology, r)
+            ours = worker_alerts(r)
+            named = [(s, d) for s, d in ours if d.split(":")[0] in _NAMES.get(pathology, ())]
+            w = f"{named[0][1]}@{named[0][0]} {delay(named[0][0], onset, r, pathology)}" if named else "not found"
+            rc = [(s, d) for s, d in run_checks(r) if d in _NAMES.get(pathology, ())]
+            c = f"{rc[0][1]}@{rc[0][0]} {delay(rc[0][0], onset, r, pathology)}" if rc else "not found"
+            z = [(s, k) for s, k in baseline_incidents(r) if onset is not None and s >= onset and not _schedule(k)]
+            zb = f"{z[0][1]}@{z[0][0]} {delay(z[0][0], onset, r, pathology)}" if z else "not found"
+            others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:3]
+            print(f"    {label:18s} {w:44s} {c:28s} {zb:30s} worker's others: {others}")
+        if pathology == "overfitting" and named:
+            flagged.append((name, run, named[0][0]))
+    return flagged
 
 
 def main() -> int:
-    print("recording real runs ...", flush=True)
-    healthy = {name: R.record(name, r) for name, r in R.healthy()}
-    print(f"(a) healthy runs ({len(healthy)}): incidents opened   target 0")
-    total = base = 0
-    for name, run in healthy.items():
-        ours, b = worker_alerts(run), baseline_incidents(run)
-        total, base = total + len(ours), base + b
-        print(f"    {name:14s} aitrace {len(ours):3d} {[f'{d}@{s}' for s, d in ours][:4]}   rolling z {b:3d}")
-    print(f"    {'all':14s} aitrace {total:3d}   rolling z {base:3d}")
-    print("(b) pathologies: the first incident that names it, and its delay from the onset")
-    for name, pathology, recipe in R.pathologies():
-        run = R.record(name, recipe)
-        ours = worker_alerts(run)
-        onset = ONSET.get(pathology)
-        named = [(s, d) for s, d in ours if d.split(":")[0] in _NAMES.get(pathology, ())]
-        first = f"{named[0][1]} at step {named[0][0]}" if named else "not found"
-        delay = f"delay {named[0][0] - onset} steps" if named and onset is not None else ""
-        others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:4]
-        print(f"    {name:10s} {pathology:20s} {first:38s} {delay:16s} other: {others}")
+    flagged = healthy_section()
+    flagged += pathology_section()
+    overfit_evidence(flagged)
     return 0
 
 
@@ -84,6 +193,7 @@ _NAMES = {
     "diverging": ("spike", "diverging", "nan", "inf", "exploding", "level_shift"),
     "nan": ("nan", "inf", "diverging"),
     "stalled": ("stalled",),
+    "none (a schedule)": ("stalled", "plateau", "vanishing", "vanishing_gradients"),
     "plateau": ("plateau", "stalled"),
     "vanishing_gradients": ("vanishing", "vanishing_gradients"),
     "overfitting": ("overfitting",),

@@ -5,10 +5,13 @@ pathology. Nothing is downloaded; the runs are small and CPU-only (one thread).
 
     .venv/bin/python bench/training_runs.py --out /tmp/runs.npz   # records every run (about a minute)
 
-Used by ``bench_training.py`` to count false alerts on the healthy runs and the detection delay
-of each pathology. The healthy families follow common recipes: Adam with linear warm-up and
-cosine decay (MLP and CNN on digits), AdamW on a standardized tabular table (breast cancer),
-a deep ReLU network with SGD + momentum and a step decay.
+Used by ``bench_training.py`` to count false alerts on the healthy runs (and on slow-starting
+controls) and the detection delay of each pathology. Every 10 steps, as
+``aitrace.torch.watch(every=10)`` sends them, a run also records ``grad_norm/<layer>`` and
+``update_ratio/<layer>`` (norm of the step's update of the layer's weight and bias over their
+norm). The healthy families follow common recipes: Adam with linear warm-up and cosine decay
+(MLP and CNN on digits), AdamW on a standardized tabular table (breast cancer), a deep ReLU
+network with SGD + momentum and a step decay.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Recipe:
     poison: str | None = None  # which pathology is injected, and from which step
     poison_step: int = 150
     depth: int = 8
+    he_init: bool = True  # deep ReLU nets: He initialisation, or PyTorch's default (a slow starter)
 
 
 @dataclass
@@ -88,7 +92,7 @@ def _model(recipe: Recipe, n_in: int, n_out: int) -> nn.Module:
         for _ in range(recipe.depth - 2):
             layers += [nn.Linear(64, 64), act()]
         net = nn.Sequential(*layers, nn.Linear(64, n_out))
-        if f == "deep_relu":  # He initialisation, the usual recipe for deep ReLU networks
+        if f == "deep_relu" and recipe.he_init:  # He initialisation, the usual recipe for deep ReLU networks
             for m in net:
                 if isinstance(m, nn.Linear):
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -119,6 +123,16 @@ def _lr(recipe: Recipe, step: int, total: int) -> float:
     elif p == "lr_decay" and step >= at:
         lr *= 0.1
     return lr
+
+
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    found = (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    return [(f"{type(m).__name__.lower()}{i}", m) for i, m in enumerate(found)]
+
+
+def _norm(tensors: list[Any]) -> float:
+    """The L2 norm of a list of tensors taken together (a layer's weight and bias, as watch does)."""
+    return float(torch.stack([t.detach().norm(2) for t in tensors if t is not None]).norm(2))
 
 
 def _grad_norm(model: nn.Module) -> float:
@@ -163,10 +177,18 @@ def record(name: str, recipe: Recipe) -> Run:
         put("train", "grad_norm", step, _grad_norm(model))
         put("train", "lr", step, lr)
         put("train", "accuracy", step, float((logits.argmax(1) == yt[idx]).float().mean()))
-        if step % 10 == 0:  # per-layer norms, as aitrace.torch.watch(every=10) sends them
-            for i, layer in enumerate(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))):
-                put("train", f"grad_norm/{type(layer).__name__.lower()}{i}", step, float(layer.weight.grad.norm()))
+        costly = step % 10 == 0  # per-layer norms and update ratios, as aitrace.torch.watch(every=10) sends them
+        layers = _layers(model)
+        before = {name: [p.detach().clone() for p in layer.parameters()] for name, layer in layers} if costly else {}
+        if costly:
+            for name, layer in layers:
+                put("train", f"grad_norm/{name}", step, _norm([p.grad for p in layer.parameters()]))
         opt.step()
+        for name, layer in layers if costly else ():
+            now = [p.detach() for p in layer.parameters()]
+            weight = _norm(now)
+            ratio = _norm([a - b for a, b in zip(before[name], now, strict=True)]) / weight if weight > 0 else math.nan
+            put("train", f"update_ratio/{name}", step, ratio)
         if (step + 1) % per_epoch == 0:
             with torch.no_grad():
                 vl = model(xv)
@@ -185,6 +207,14 @@ def healthy() -> list[tuple[str, Recipe]]:
             (f"deep_relu-s{seed}", Recipe("deep_relu", seed, lr=0.02, optimizer="sgd", schedule="step", depth=8)),
         ]
     return out
+
+
+def slow_starters() -> list[tuple[str, Recipe]]:
+    """Controls for the stall rules: a 6-layer ReLU net with PyTorch's default init and SGD at a
+    constant 0.05 sits at its starting loss for 90 to 150 steps, then learns (to 0.13-0.15 by
+    step 330); a stall rule that pages on it early is wrong."""
+    recipe = {"lr": 0.05, "optimizer": "sgd", "schedule": "constant", "depth": 6, "he_init": False}
+    return [(f"slow_relu-s{seed}", Recipe("deep_relu", seed, **recipe)) for seed in (0, 1, 2)]
 
 
 def pathologies() -> list[tuple[str, str, Recipe]]:

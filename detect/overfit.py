@@ -37,7 +37,7 @@ class OverfitResult:
     message: str = field(default="")
 
 
-def _kendall_tau_time(y: np.ndarray) -> tuple[float, float]:
+def mann_kendall(y: np.ndarray) -> tuple[float, float]:
     """Kendall's tau of y against its index and the one-sided p-value for an upward trend.
 
     Mann-Kendall with the normal approximation (variance without tie correction,
@@ -84,8 +84,8 @@ def overfitting(
         return OverfitResult(False, 0.0, 0.0, 0.0, 1.0, best, 0.0, f"need {min_points} finite points, got {idx.size}")
     recent = idx[-window:]
     tr_w, va_w = tr[recent], va[recent]
-    val_tau, val_p = _kendall_tau_time(va_w)
-    train_tau, _ = _kendall_tau_time(tr_w)
+    val_tau, val_p = mann_kendall(va_w)
+    train_tau, _ = mann_kendall(tr_w)
     gap = va_w - tr_w
     k = min(5, gap.size // 2)
     gap_change = float(np.median(gap[-k:]) - np.median(gap[:k]))

@@ -10,7 +10,13 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
 * ``loss``: :class:`~aitrace.detect.monitor.SeriesMonitor` ``loss`` (spikes, divergence,
   NaN; a falling loss is good news), and on the training split :class:`StallCheck` and
   :class:`PlateauCheck`.
-* ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN).
+* ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN)
+  on the global norm. The per-layer series (``grad_norm/<layer>``, ``update_ratio/<layer>``)
+  get no point rules: they are read across layers (``layer_spread``,
+  :class:`~aitrace.detect.run_checks.RunChecks`). On the real runs of
+  ``bench/bench_training.py`` each step decay raised a ``level_shift`` or ``vanishing`` per
+  layer's update ratio, a slow starter that began to learn an ``exploding`` on one layer's
+  norm, and a NaN one alert per layer beside the global one.
 * ``score`` (accuracy-like): the generic anomaly scores without the rises and repeats,
   which are good news or quantization.
 * ``other``: the generic anomaly scores; a ``flat`` run only once the series has varied.
@@ -70,7 +76,12 @@ class TrainingSeries:
         self.n_seen = 0
         self.varied = False
         self.first: float | None = None
-        monitored = self.role in ("loss", "grad_norm")
+        # Per-layer series get no point rules. An update ratio follows the learning rate by
+        # construction (a x0.1 step decay is a x0.1 ratio); a layer's gradient norm that explodes
+        # explodes the global norm too (its root-sum-square), and one that starves is
+        # layer_spread's. Scored one by one, a model of N layers paged N times for one event.
+        per_layer = metric.lower().startswith(("update_ratio/", "grad_norm/"))
+        monitored = self.role in ("loss", "grad_norm") and not per_layer
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
         generic = self.role in ("score", "other")
         self.detector = AnomalyDetector() if generic else None

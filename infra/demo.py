@@ -49,7 +49,7 @@ from aitrace.infra.demo_findings import (
 )
 from aitrace.infra.demo_progress import AlertCollector, IndexCounter, Progress
 from aitrace.infra.demo_stack import DemoError, StackHandle, Worker, start_stack, stop_stack
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig, Settings
 from elastic_transport import ApiError, TransportError
 
 DEFAULT_TIMEOUT_S = 170.0
@@ -81,7 +81,7 @@ def _client(service: str, produced: Counter[str], settings: Settings, **kwargs: 
     """A producer client for one workload; closed (flushed) afterwards, its counters added up."""
     import aitrace
 
-    client = aitrace.init(service=service, kafka_bootstrap=settings.kafka_bootstrap, **kwargs)
+    client = aitrace.init(service=service, kafka_bootstrap=settings.kafka.kafka_bootstrap, **kwargs)
     try:
         yield client
     finally:
@@ -208,17 +208,19 @@ def _run_with_stack(
             "  for a clean run: `aitrace down`, then `aitrace demo`.\n"
         )
     for role in handle.external_roles:
-        out.write(f"  {role}: external ({settings.kafka_bootstrap if role == 'kafka' else settings.es_url})\n")
-    out.write(f"  kafka {settings.kafka_bootstrap}, search {settings.es_url}\n")
+        out.write(
+            f"  {role}: external ({settings.kafka.kafka_bootstrap if role == 'kafka' else settings.search.es_url})\n"
+        )
+    out.write(f"  kafka {settings.kafka.kafka_bootstrap}, search {settings.search.es_url}\n")
     try:
-        installed, _ = install(settings)
+        installed, _ = install(settings.search)
     except (SearchUnavailable, ApiError, TransportError, OSError) as exc:
-        raise DemoError(f"cannot install the index templates at {settings.es_url}: {exc}") from exc
+        raise DemoError(f"cannot install the index templates at {settings.search.es_url}: {exc}") from exc
     out.write(f"  installed {len(installed)} index template(s)\n")
     worker = Worker(state_dir).start(dict(os.environ))
     out.write(f"  worker started (pid {worker.process.pid if worker.process else '?'}, log {worker.log_path})\n")
     since = iso_time(since_us)
-    counter = IndexCounter(settings, since)
+    counter = IndexCounter(settings.search, since)
     progress = Progress(counter, out).start()
     collector = AlertCollector(settings, progress.alert, since_us).start()
     try:
@@ -235,7 +237,7 @@ def _run_with_stack(
         progress.set_phase("waiting for the pipeline's findings")
         verdict = _wait(collector, expected, worker, counter, deadline)
         progress.stop()
-        written = _write_report(settings, Path(args.report), since, out) if args.report else None
+        written = _write_report(settings.search, Path(args.report), since, out) if args.report else None
         _summary(out, counter, collector, verdict, report, time.monotonic() - started, keep=args.keep, page=written)
         if collector.error is not None:
             out.write(f"the alert tail failed: {collector.error}\n")
@@ -275,14 +277,14 @@ def _wait(
         time.sleep(0.5)
 
 
-def _write_report(settings: Settings, path: Path, since: str, out: TextIO) -> Path | None:
+def _write_report(search: SearchConfig, path: Path, since: str, out: TextIO) -> Path | None:
     """The report of what this demo run indexed, written while the search server still runs."""
     from aitrace.infra import report, report_page
     from aitrace.sinks.es import make_sync_client
 
-    es = make_sync_client(settings)
+    es = make_sync_client(search)
     try:
-        data = report.collect(es, prefix=settings.index_prefix, since=since)
+        data = report.collect(es, prefix=search.index_prefix, since=since)
         report.write_atomic(path, report_page.render(data))
     except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from aitrace.infra.demo_findings import Alert, alert_from_document, describe
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig, Settings
 from elastic_transport import ApiError, TransportError
 
 
@@ -65,11 +65,11 @@ class AlertCollector:
 class IndexCounter:
     """Document counts of the three index families (what the worker has made searchable), from ``since`` on."""
 
-    def __init__(self, settings: Settings, since: str | None = None) -> None:
+    def __init__(self, search: SearchConfig, since: str | None = None) -> None:
         from aitrace.sinks.es import make_sync_client
 
-        self.prefix = settings.index_prefix
-        self.es = make_sync_client(settings)
+        self.prefix = search.index_prefix
+        self.es = make_sync_client(search)
         self.since = since
 
     def _query(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -219,15 +219,15 @@ def read_index(command: str, args: argparse.Namespace, read: Callable[[Any, str]
     from aitrace.sinks.es import SearchUnavailable, make_sync_client
     from elastic_transport import ApiError, TransportError
 
-    settings = Settings.from_env(dev_stack=True, es_url=args.es_url, index_prefix=args.index_prefix)
+    search = Settings.from_env(dev_stack=True, es_url=args.es_url, index_prefix=args.index_prefix).search
     try:
-        return read(make_sync_client(settings), settings.index_prefix)
+        return read(make_sync_client(search), search.index_prefix)
     except ReportError as exc:
         print(f"aitrace {command}: {exc}", file=sys.stderr)
     except (SearchUnavailable, TransportError, OSError) as exc:
-        print(f"aitrace {command}: cannot read the search server at {settings.es_url}: {exc}", file=sys.stderr)
+        print(f"aitrace {command}: cannot read the search server at {search.es_url}: {exc}", file=sys.stderr)
     except ApiError as exc:
-        print(f"aitrace {command}: the search server refused the query at {settings.es_url}: {exc}", file=sys.stderr)
+        print(f"aitrace {command}: the search server refused the query at {search.es_url}: {exc}", file=sys.stderr)
     return None
 
 

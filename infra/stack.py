@@ -222,10 +222,10 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
     Plain-text clusters get the raw probe; a cluster with TLS/SASL settings is asked through
     librdkafka with the same settings the producers use.
     """
-    from aitrace.producers.config import Settings
+    from aitrace.producers.config import KafkaConfig
 
-    settings = Settings.from_env(dev_stack=True, kafka_bootstrap=bootstrap)
-    protocol = (settings.kafka_security_protocol or "plaintext").lower()
+    kafka = KafkaConfig.from_env(kafka_bootstrap=bootstrap)
+    protocol = (kafka.kafka_security_protocol or "plaintext").lower()
     if protocol == "plaintext":
         reason = "no bootstrap address"
         for address in filter(None, (a.strip() for a in bootstrap.split(","))):
@@ -240,7 +240,7 @@ def probe_kafka(bootstrap: str, timeout: float = 2.0) -> str:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({**settings.kafka_config(), "log_level": 0}).list_topics(timeout=timeout)
+        AdminClient({**kafka.kafka_config(), "log_level": 0}).list_topics(timeout=timeout)
     except Exception as exc:  # KafkaException and config errors alike mean "does not answer"
         return str(exc)
     return ""
@@ -253,11 +253,11 @@ def probe_http(url: str, timeout: float = 2.0) -> str:
     URL with user-info authenticates as basic auth (urllib would choke on it) and the
     reason never carries the password.
     """
-    from aitrace.producers.config import Settings
+    from aitrace.producers.config import SearchConfig
     from aitrace.sinks.es import SearchUnavailable, detect_capabilities
 
     try:
-        detect_capabilities(Settings.from_env(dev_stack=True, es_url=url), timeout=timeout)
+        detect_capabilities(SearchConfig.from_env(es_url=url), timeout=timeout)
     except SearchUnavailable as exc:
         return "" if "refused the credentials" in str(exc) else mask_url(str(exc))
     return ""

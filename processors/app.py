@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     options = options or WorkerOptions.from_env()
     app = ShortPollApp(
         options.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=f"kafka://{settings.kafka.kafka_bootstrap}",
         broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
         value_serializer="raw",
         key_serializer="raw",
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_records, [e.message for e in events])
 
-    @app.agent(runtime.series_topic, name="aitrace-series")
+    @app.agent(runtime.outputs.series_topic, name="aitrace-series")
     async def series(stream: faust.StreamT) -> None:
         async for events in cast(SafeStream, stream).take_events(options.batch_records, within=options.batch_wait_s):
             await runtime.guarded(runtime.on_chunks, [e.message for e in events])

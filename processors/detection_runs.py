@@ -58,7 +58,6 @@ class RunSeriesDetectors(SeriesStateBase):
                             np.asarray(s["times"], dtype=np.int64),
                             values,
                             window_us=int(self.config.rollup_window_s * 1_000_000),
-                            prefix=self.config.index_prefix,
                         )
                     )
 

@@ -44,7 +44,6 @@ class DetectionConfig:
     missing_jump: float = 0.05
     pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
     rollup_window_s: float = 10.0
-    index_prefix: str = "aitrace"
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 
 

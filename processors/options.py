@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
-from aitrace.producers.config import fields_from_env
+from aitrace.producers.config import EnvConfig
 
 
 @dataclass(frozen=True)
-class WorkerOptions:
-    """Processor knobs; each reads ``AITRACE_WORKER_<NAME>`` and has a matching ``aitrace worker`` flag."""
+class WorkerOptions(EnvConfig):
+    """Processor knobs; each reads ``AITRACE_WORKER_<NAME>`` and has a matching ``aitrace worker`` flag.
+
+    Loaded like every config class (:meth:`from_env`: the one loader, the one set of cast rules).
+    """
+
+    env_prefix: ClassVar[str] = "AITRACE_WORKER_"
 
     app_id: str = "aitrace-processors"
     partitions: int = 4
@@ -32,13 +37,6 @@ class WorkerOptions:
     batch_wait_s: float = 0.05  # how long a batch waits to fill
     data_dir: str = ".aitrace/faust"
     web_port: int = 0  # 0: no web server
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> WorkerOptions:
-        """Read ``AITRACE_WORKER_*`` variables, then apply ``overrides`` (None = unset)."""
-        values = fields_from_env(cls, "AITRACE_WORKER_", os.environ if env is None else env)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -129,13 +129,11 @@ class Pipeline:
         self,
         options: WorkerOptions,
         *,
-        index_prefix: str = "aitrace",
         decoder: RecordDecoder | None = None,
         skew: TimeSkew | None = None,
     ):
         self.options = options
         self.skew = skew or TimeSkew.from_env()
-        self.prefix = index_prefix
         self.decoder = decoder or RecordDecoder()
         self.dlq = DlqCounter()
         self.correlation = correlate.CorrelationConfig(idle_timeout_s=options.idle_timeout_s, grace_s=options.grace_s)
@@ -143,7 +141,6 @@ class Pipeline:
             anomaly_threshold=options.anomaly_threshold,
             drift_window=options.drift_window,
             rollup_window_s=options.rollup_window_s,
-            index_prefix=index_prefix,
         )
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
@@ -211,13 +208,13 @@ class Pipeline:
             if event["payload"][0] == _GROUND_TRUTH:
                 continue  # indexed on the series side, joined to its prediction
             try:
-                actions.extend(event_actions(event, prefix=self.prefix, window=window))
+                actions.extend(event_actions(event, window=window))
             except DocumentError as exc:
                 problems.append(str(exc))
         for block, fast_names in zip(decoded.metric_blocks, fast, strict=True):
             slow = set(block.series) - fast_names
             if slow:
-                actions.extend(metric_block_actions(block, prefix=self.prefix, series=slow, window=window))
+                actions.extend(metric_block_actions(block, series=slow, window=window))
         return actions, problems
 
     def ingest_window(self, now: float) -> IngestWindow:
@@ -286,7 +283,7 @@ class Pipeline:
         # the window is around the trace's first ingest (not now): the index stays the same on every update
         ingested = state.get("ingested")
         window = self.ingest_window(ingested) if ingested is not None else None
-        return trace_action(trace, prefix=self.prefix, context=state.get("context") or None, window=window)
+        return trace_action(trace, context=state.get("context") or None, window=window)
 
     # ------------------------------------------------------------ ticks
 
@@ -337,7 +334,7 @@ class Pipeline:
         if result.skipped:
             self.counters["duplicates"] += result.skipped
         actions = list(result.actions)
-        actions.extend(alert_action(a, prefix=self.prefix) for a in result.alerts)
+        actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
             actions.extend(self._label_actions(event, prediction))
         self.counters["alerts"] += len(result.alerts)
@@ -345,7 +342,7 @@ class Pipeline:
 
     def _label_actions(self, event: dict[str, Any], prediction: list[Any] | None) -> list[Action]:
         event = {**event, "payload": tuple(event["payload"])}  # JSON made the union tuple a list
-        actions = event_actions(event, prefix=self.prefix)
+        actions = event_actions(event)
         if prediction is not None:
             truth = actions[0]["_source"].setdefault("aitrace", {}).setdefault("ground_truth", {})
             predicted, time_us, event_id, trace_id = prediction

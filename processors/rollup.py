@@ -50,7 +50,6 @@ def update(
     values: np.ndarray,
     *,
     window_us: int,
-    prefix: str,
 ) -> list[Action]:
     """Fold points into the series' windows; return rollup actions for windows to (re)index."""
     if times.size == 0:
@@ -72,12 +71,12 @@ def update(
             win = _merge(win, part)
             continue
         if win is not None:  # a later window starts: the open one is complete
-            out.append(_action(ctx, name, split, win, window_us, prefix))
+            out.append(_action(ctx, name, split, win, window_us))
         win = {**part, "written_at": None}
     assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
     if win["written_at"] is None or last_time - win["written_at"] >= window_us:
-        out.append(_action(ctx, name, split, win, window_us, prefix))
+        out.append(_action(ctx, name, split, win, window_us))
         win["written_at"] = last_time
     state["win"] = win
     return out
@@ -136,9 +135,7 @@ def _merge(win: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _action(
-    ctx: dict[str, Any], name: str, split: str | None, win: dict[str, Any], window_us: int, prefix: str
-) -> Action:
+def _action(ctx: dict[str, Any], name: str, split: str | None, win: dict[str, Any], window_us: int) -> Action:
     return rollup_action(
         ctx,
         name=name,
@@ -153,5 +150,4 @@ def _action(
         first_step=win["first_step"],
         last_step=win["last_step"],
         nonfinite=win.get("nonfinite", 0),
-        prefix=prefix,
     )

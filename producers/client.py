@@ -32,7 +32,7 @@ from typing import Any
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client_events import ClientEvents
-from aitrace.producers.config import Settings
+from aitrace.producers.config import ProducerConfig, Settings
 from aitrace.producers.exporter import Exporter, Processor
 from aitrace.producers.kafka_transport import DeliveryListener, KafkaTransport
 from aitrace.producers.redact import Redactor
@@ -66,7 +66,7 @@ class Client(ClientEvents):
         labels: Mapping[str, Any] | None = None,
         redactor: Redactor | None = None,
     ) -> None:
-        _validate(settings)
+        _validate(settings.producer)
         compiled("aitrace.Batch")  # a missing or broken schema fails here, at init, with its name
         self.settings = settings
         self.redactor = redactor
@@ -74,7 +74,7 @@ class Client(ClientEvents):
         self._listener = delivery_listener
         self._producer_config = producer_config
         self._labels = {str(k): str(v) for k, v in (labels or {}).items()}
-        self._qmax = settings.queue_size
+        self._qmax = settings.producer.queue_size
         self._caller_stats: Counter[str] = Counter()
         self._caller_lock = threading.Lock()
         self._closed = False
@@ -86,7 +86,7 @@ class Client(ClientEvents):
     # -- setup (also after fork)
 
     def _start_worker(self) -> None:
-        settings = self.settings
+        settings = self.settings.producer
         trace_id = tc.trace_id_for(settings.run_id) if settings.run_id else tc.new_trace_id()
         self._root = tc.SpanContext(trace_id, tc.new_span_id())
         self._queue: deque = deque()
@@ -105,9 +105,9 @@ class Client(ClientEvents):
             # Scrubbed once here as well as per event: the service name also names the Kafka client (client.id).
             envelope = self.redactor.mapping(envelope, top=True)
         client_id = f"aitrace-{envelope['service']}"
-        transport = KafkaTransport(settings, self.stats_counter, client_id, self._listener, self._producer_config)
+        transport = KafkaTransport(self.settings, self.stats_counter, client_id, self._listener, self._producer_config)
         self._exporter = Exporter(
-            settings, self._queue, envelope, self._processors, os.urandom(6).hex(), self.stats_counter, transport
+            self.settings, self._queue, envelope, self._processors, os.urandom(6).hex(), self.stats_counter, transport
         )
         self._exporter.start()
 
@@ -320,7 +320,7 @@ class Client(ClientEvents):
         self.close()
 
 
-def _validate(settings: Settings) -> None:
+def _validate(settings: ProducerConfig) -> None:
     if settings.full_policy not in FULL_POLICIES:
         raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {settings.full_policy!r}")
     if not 0.0 <= settings.sample_rate <= 1.0:
@@ -343,7 +343,7 @@ def default_processors(
     deployment writes the same token for the same secret (unset: a random key per process).
     """
     redactor = Redactor(deny=deny, allow=allow, hash_key=os.environ.get("AITRACE_REDACT_KEY") or None)
-    return [TraceSampler(settings.sample_rate), redactor], redactor
+    return [TraceSampler(settings.producer.sample_rate), redactor], redactor
 
 
 def init(

@@ -1,8 +1,12 @@
-"""Settings shared by producers, processors and sinks.
+"""Settings shared by producers, processors and sinks, one frozen config per concern.
 
-Every setting comes from an ``AITRACE_*`` environment variable (CLI flags override
-them). When neither Kafka nor Elasticsearch is configured, the addresses of the
-embedded stack that ``aitrace up`` recorded under ``.aitrace/`` are used.
+:class:`KafkaConfig` (the broker and topics), :class:`SearchConfig` (the search server, Kibana
+and indices) and :class:`ProducerConfig` (the producer library) each load alone
+(``KafkaConfig.from_env()``); :class:`Settings` composes them for the commands. Every setting
+comes from an ``AITRACE_*`` environment variable (CLI flags override them), read by the one
+loader :func:`fields_from_env`. Commands that use the dev stack
+(``Settings.from_env(dev_stack=True)``) fall back to the addresses that ``aitrace up``
+recorded under ``.aitrace/``.
 Secrets (passwords, API keys) are kept out of ``repr`` so they never reach a log.
 """
 
@@ -12,14 +16,13 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 STATE_FILE = "stack.json"
 # scheme://user:password@host -> groups: prefix up to the user, the password
 _USERINFO_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@")
-_SECRET_FIELDS = ("es_password", "es_api_key", "kafka_sasl_password")
 
 
 def mask_url(url: str) -> str:
@@ -58,82 +61,44 @@ def embedded_endpoints(state_dir: Path | None = None) -> dict[str, str]:
     return {k: v for k, v in state.get("endpoints", {}).items() if isinstance(v, str)}
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration. Build with :meth:`from_env`; override with keyword arguments."""
+_SECRET_FIELDS = ("es_password", "es_api_key", "kafka_sasl_password")
+
+
+@dataclass(frozen=True, repr=False)
+class EnvConfig:
+    """What every config class shares: :meth:`from_env` through the one loader, a repr without secrets."""
+
+    env_prefix: ClassVar[str] = "AITRACE_"  # a field ``name`` reads ``<env_prefix><NAME>``
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Read ``<env_prefix><FIELD>`` for each field, then apply ``overrides`` (None means unset)."""
+        values = fields_from_env(cls, cls.env_prefix, os.environ if env is None else env)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        # Secret fields are left out; URLs that may carry user-info are masked.
+        shown = (
+            f"{f.name}={_shown(getattr(self, f.name))!r}"
+            for f in fields(self)
+            if f.repr and f.name not in _SECRET_FIELDS
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaConfig(EnvConfig):
+    """The broker: bootstrap, TLS and SASL, the schema registry, and the topics' prefix."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    es_url: str = "http://127.0.0.1:9200"
-    es_username: str | None = None
-    es_password: str | None = field(default=None, repr=False)
-    es_api_key: str | None = field(default=None, repr=False)
-    es_ca_certs: str | None = None
-    es_verify_certs: bool = True
-    kibana_url: str | None = None
     kafka_security_protocol: str | None = None
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = field(default=None, repr=False)
     kafka_ssl_ca_location: str | None = None
     schema_registry_url: str | None = None
-    service: str = "unknown-service"
-    service_version: str | None = None
-    environment: str = "dev"
-    run_id: str | None = None
-    sample_rate: float = 1.0
-    queue_size: int = 100_000
-    batch_linger_ms: float = 5.0
-    batch_max_events: int = 2_000
-    max_record_bytes: int = 900_000
-    full_policy: str = "drop_newest"
-    spool_dir: str = ".aitrace/spool"
-    spool_max_bytes: int = 256 * 1024 * 1024
-    delivery_timeout_ms: int = 30_000
-    full_block_timeout_s: float = 5.0
-    close_timeout_s: float = 10.0
-    resource_interval_s: float = 10.0  # resource samples inside client.run(...); 0 turns them off
     topic_prefix: str = "aitrace"
-    index_prefix: str = "aitrace"
-    state_dir: str = ".aitrace"
-
-    def __post_init__(self) -> None:
-        # Credentials in AITRACE_ES_URL become basic auth, so es_url is safe to print and
-        # every client (urllib3 probe, elasticsearch client) authenticates the same way.
-        clean, user, password = split_userinfo(self.es_url)
-        if clean == self.es_url:
-            return
-        object.__setattr__(self, "es_url", clean)
-        if self.es_username is None and user:
-            object.__setattr__(self, "es_username", user)
-        if self.es_password is None and password is not None:
-            object.__setattr__(self, "es_password", password)
-
-    def __repr__(self) -> str:
-        # Secret fields are left out; URLs that may carry user-info are masked.
-        shown = (
-            f"{f.name}={mask_url(v)!r}" if isinstance(v, str) else f"{f.name}={v!r}" for f, v in self._fields_shown()
-        )
-        return f"Settings({', '.join(shown)})"
-
-    def _fields_shown(self) -> list[tuple[Any, Any]]:
-        return [(f, getattr(self, f.name)) for f in fields(self) if f.repr and f.name not in _SECRET_FIELDS]
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, *, dev_stack: bool = False, **overrides: Any) -> Settings:
-        """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset).
-
-        ``dev_stack``: where neither the environment nor ``overrides`` name the broker or the
-        search server, use the embedded stack that ``aitrace up`` recorded in ``state_dir``.
-        Only the command line asks for it: a library client (``aitrace.init`` in a training
-        job) must not follow a dev stack that happens to be recorded in its working directory.
-        """
-        values = fields_from_env(cls, "AITRACE_", os.environ if env is None else env)
-        if dev_stack:
-            recorded = embedded_endpoints(Path(values.get("state_dir", cls.state_dir)))
-            values.setdefault("kafka_bootstrap", recorded.get("kafka", cls.kafka_bootstrap))
-            values.setdefault("es_url", recorded.get("elasticsearch", cls.es_url))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka settings for bootstrap, TLS and SASL (passed through unchanged)."""
@@ -153,6 +118,175 @@ class Settings:
         return f"{self.topic_prefix}.{name}"
 
 
+@dataclass(frozen=True, repr=False)
+class SearchConfig(EnvConfig):
+    """The search server (URL, credentials, TLS), Kibana, and the indices' prefix."""
+
+    es_url: str = "http://127.0.0.1:9200"
+    es_username: str | None = None
+    es_password: str | None = field(default=None, repr=False)
+    es_api_key: str | None = field(default=None, repr=False)
+    es_ca_certs: str | None = None
+    es_verify_certs: bool = True
+    kibana_url: str | None = None
+    index_prefix: str = "aitrace"
+
+    def __post_init__(self) -> None:
+        # Credentials in AITRACE_ES_URL become basic auth, so es_url is safe to print and
+        # every client (urllib3 probe, elasticsearch client) authenticates the same way.
+        clean, user, password = split_userinfo(self.es_url)
+        if clean == self.es_url:
+            return
+        object.__setattr__(self, "es_url", clean)
+        if self.es_username is None and user:
+            object.__setattr__(self, "es_username", user)
+        if self.es_password is None and password is not None:
+            object.__setattr__(self, "es_password", password)
+
+
+@dataclass(frozen=True, repr=False)
+class ProducerConfig(EnvConfig):
+    """The producer library: who sends (service, run), sampling, the queue, batches, spool and timeouts."""
+
+    service: str = "unknown-service"
+    service_version: str | None = None
+    environment: str = "dev"
+    run_id: str | None = None
+    sample_rate: float = 1.0
+    queue_size: int = 100_000
+    batch_linger_ms: float = 5.0
+    batch_max_events: int = 2_000
+    max_record_bytes: int = 900_000
+    full_policy: str = "drop_newest"
+    spool_dir: str = ".aitrace/spool"
+    spool_max_bytes: int = 256 * 1024 * 1024
+    delivery_timeout_ms: int = 30_000
+    full_block_timeout_s: float = 5.0
+    close_timeout_s: float = 10.0
+    resource_interval_s: float = 10.0  # resource samples inside client.run(...); 0 turns them off
+    state_dir: str = ".aitrace"
+
+
+CONCERNS: dict[str, type[EnvConfig]] = {"kafka": KafkaConfig, "search": SearchConfig, "producer": ProducerConfig}
+_CONCERN_OF_FIELD = {f.name: name for name, cls in CONCERNS.items() for f in fields(cls)}
+
+
+def setting_fields() -> list[Field[Any]]:
+    """Every field of every concern: ``AITRACE_<FIELD>`` for each is what :class:`Settings` reads."""
+    return [f for cls in CONCERNS.values() for f in fields(cls)]
+
+
+def _by_concern(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat ``{field: value}`` routed to the concern that owns each field; an unknown name is a TypeError."""
+    parts: dict[str, dict[str, Any]] = {name: {} for name in CONCERNS}
+    for key, value in flat.items():
+        if key not in _CONCERN_OF_FIELD:
+            raise TypeError(f"Settings has no field {key!r}")
+        parts[_CONCERN_OF_FIELD[key]][key] = value
+    return parts
+
+
+@dataclass(frozen=True, init=False)
+class Settings:
+    """The whole configuration, one config per concern. Build with :meth:`from_env`.
+
+    Modules take the concern they need (``settings.kafka``, ``settings.search``,
+    ``settings.producer``). ``Settings(es_url=...)`` and :meth:`from_env` take flat field names
+    and route each to its concern; the flat read-only names below (``settings.es_url``) keep
+    ``client.settings.<field>`` and the modules that still read it working.
+    """
+
+    kafka: KafkaConfig
+    search: SearchConfig
+    producer: ProducerConfig
+
+    def __init__(
+        self,
+        kafka: KafkaConfig | None = None,
+        search: SearchConfig | None = None,
+        producer: ProducerConfig | None = None,
+        **flat: Any,
+    ) -> None:
+        parts = _by_concern(flat)
+        given = {
+            "kafka": kafka or KafkaConfig(),
+            "search": search or SearchConfig(),
+            "producer": producer or ProducerConfig(),
+        }
+        for name, config in given.items():
+            config = replace(config, **parts[name])
+            object.__setattr__(self, name, config)
+            # The flat names (declared for type checkers at the end of the class) are copied in:
+            # frozen, they cannot drift, and reading one is a plain attribute lookup (the
+            # producer's hot path reads some).
+            for f in fields(config):
+                object.__setattr__(self, f.name, getattr(config, f.name))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dev_stack: bool = False, **overrides: Any) -> Settings:
+        """Read ``AITRACE_<FIELD>`` for every field, then apply ``overrides`` (None means unset).
+
+        ``dev_stack``: where neither the environment nor ``overrides`` name the broker or the
+        search server, use the embedded stack that ``aitrace up`` recorded in ``state_dir``.
+        Only the command line asks for it: a library client (``aitrace.init`` in a training
+        job) must not follow a dev stack that happens to be recorded in its working directory.
+        """
+        env = os.environ if env is None else env
+        values = {name: fields_from_env(concern, concern.env_prefix, env) for name, concern in CONCERNS.items()}
+        if dev_stack:
+            recorded = embedded_endpoints(Path(values["producer"].get("state_dir", ProducerConfig.state_dir)))
+            values["kafka"].setdefault("kafka_bootstrap", recorded.get("kafka", KafkaConfig.kafka_bootstrap))
+            values["search"].setdefault("es_url", recorded.get("elasticsearch", SearchConfig.es_url))
+        for name, part in _by_concern({k: v for k, v in overrides.items() if v is not None}).items():
+            values[name].update(part)
+        return cls(
+            KafkaConfig(**values["kafka"]), SearchConfig(**values["search"]), ProducerConfig(**values["producer"])
+        )
+
+    def kafka_config(self) -> dict[str, str]:
+        """``settings.kafka.kafka_config()``."""
+        return self.kafka.kafka_config()
+
+    def topic(self, name: str) -> str:
+        """``settings.kafka.topic(name)``."""
+        return self.kafka.topic(name)
+
+    if TYPE_CHECKING:  # the flat read-only names, copied in by __init__ from their concern
+        kafka_bootstrap: str
+        kafka_security_protocol: str | None
+        kafka_sasl_mechanism: str | None
+        kafka_sasl_username: str | None
+        kafka_sasl_password: str | None
+        kafka_ssl_ca_location: str | None
+        schema_registry_url: str | None
+        topic_prefix: str
+        es_url: str
+        es_username: str | None
+        es_password: str | None
+        es_api_key: str | None
+        es_ca_certs: str | None
+        es_verify_certs: bool
+        kibana_url: str | None
+        index_prefix: str
+        service: str
+        service_version: str | None
+        environment: str
+        run_id: str | None
+        sample_rate: float
+        queue_size: int
+        batch_linger_ms: float
+        batch_max_events: int
+        max_record_bytes: int
+        full_policy: str
+        spool_dir: str
+        spool_max_bytes: int
+        delivery_timeout_ms: int
+        full_block_timeout_s: float
+        close_timeout_s: float
+        resource_interval_s: float
+        state_dir: str
+
+
 def _shown(value: Any) -> Any:
     return mask_url(value) if isinstance(value, str) else value
 
@@ -160,8 +294,9 @@ def _shown(value: Any) -> Any:
 def fields_from_env(cls: type, prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
     """``{field: value}`` for each field of the dataclass ``cls`` whose ``<prefix><FIELD>`` is set.
 
-    The one set of cast rules for every settings class (:class:`Settings`, the worker's
-    options): by the field's annotation; a bool is true for 1/true/yes/on (any case); an empty
+    The one set of cast rules for every settings class (:class:`KafkaConfig`,
+    :class:`SearchConfig`, :class:`ProducerConfig`, the worker's options): by the field's
+    annotation; a bool is true for 1/true/yes/on (any case); an empty
     variable counts as unset; a value that does not parse is an error naming the variable.
     """
     values: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import events as ev
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
@@ -68,7 +68,7 @@ class Exporter:
         stats: Counter[str],
         transport: Transport,
     ) -> None:
-        self.settings = settings
+        self.settings = settings.producer  # the batching knobs; settings.kafka names the topics below
         self.queue = queue
         self.envelope = envelope
         self.processors = processors
@@ -76,10 +76,10 @@ class Exporter:
         self.transport = transport
         self._id_prefix = id_prefix
         self._next_id = 0
-        self._serializer = AvroSerializer("aitrace.Batch", registry=_registry(settings))
+        self._serializer = AvroSerializer("aitrace.Batch", registry=_registry(settings.kafka))
         self._plain_serializer = AvroSerializer("aitrace.Batch")
         self._contexts: dict[str, SerializationContext] = {}
-        self._topics = {kind: settings.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
+        self._topics = {kind: settings.kafka.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
         self._groups: dict[tuple[str, str], _Group] = {}
         self._pending_events = 0
         self._urgent = False
@@ -389,7 +389,7 @@ def _halves(block: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _registry(settings: Settings) -> Any:
+def _registry(settings: KafkaConfig) -> Any:
     if not settings.schema_registry_url:
         return None
     return SchemaRegistryClient(settings.schema_registry_url)

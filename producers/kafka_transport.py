@@ -62,10 +62,10 @@ class KafkaTransport:
         self._producer: Producer | None = None
         self._producer_ok = False  # delivered at least once since created
         self._producer_born = 0.0
-        self._timeout_s = settings.delivery_timeout_ms / 1000.0
+        self._timeout_s = settings.producer.delivery_timeout_ms / 1000.0
         self._replace_producer = False
         self._broker_down = False
-        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        self.spool = Spool(settings.producer.spool_dir, settings.producer.spool_max_bytes)
         self._spooling = self.spool.pending()  # adopted segments drain before anything new
         self._spool_dirty = False
         self._spool_out = 0
@@ -254,11 +254,13 @@ class KafkaTransport:
             self.stats["spilled"] += record.events
             self._spool_dirty = True
             return
-        if self.settings.full_policy == "block":
+        if self.settings.producer.full_policy == "block":
             self._held.append(record)
             return
         self.stats["dropped_spool_full"] += record.events
-        self._warn_once("spool-full", f"aitrace: spool {self.spool.dir} is full ({self.settings.spool_max_bytes} B)")
+        self._warn_once(
+            "spool-full", f"aitrace: spool {self.spool.dir} is full ({self.settings.producer.spool_max_bytes} B)"
+        )
 
     def _retry_held(self) -> None:
         while self._held:
@@ -303,11 +305,11 @@ class KafkaTransport:
 
     def _new_producer(self) -> None:
         conf: dict[str, Any] = {
-            **self.settings.kafka_config(),
+            **self.settings.kafka.kafka_config(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
-            "message.timeout.ms": self.settings.delivery_timeout_ms,
+            "message.timeout.ms": self.settings.producer.delivery_timeout_ms,
             "reconnect.backoff.ms": 50,
             "reconnect.backoff.max.ms": 1000,
             "queue.buffering.max.kbytes": 64 * 1024,

@@ -48,31 +48,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from aitrace.sinks.alert_documents import alert_action, alert_document
-from aitrace.sinks.ecs_envelope import (
-    ALERTS,
-    EVENTS,
-    FAMILIES,
-    TRACES,
-    Action,
-    Doc,
-    DocumentError,
-    IngestWindow,
-    as_micros,
-    bulk_action,
-    envelope_fields,
-    index_name,
-    iso_time,
-    payload_of,
-    reroute,
-)
-from aitrace.sinks.event_bodies import event_documents
-from aitrace.sinks.metric_documents import block_context, metric_block_actions, rollup_action
-from aitrace.sinks.trace_documents import trace_action, trace_document
+# The entry point re-exports the pieces: each name is listed once, here, as a redundant alias
+# (``name as name``: an explicit re-export for mypy and ruff), and __all__ lists only what this
+# module defines, so no name is kept in step in two lists.
+from aitrace.sinks.alert_documents import alert_action as alert_action
+from aitrace.sinks.alert_documents import alert_document as alert_document
+from aitrace.sinks.ecs_envelope import ALERTS as ALERTS
+from aitrace.sinks.ecs_envelope import EVENTS as EVENTS
+from aitrace.sinks.ecs_envelope import FAMILIES as FAMILIES
+from aitrace.sinks.ecs_envelope import TRACES as TRACES
+from aitrace.sinks.ecs_envelope import Action as Action
+from aitrace.sinks.ecs_envelope import Doc as Doc
+from aitrace.sinks.ecs_envelope import DocumentError as DocumentError
+from aitrace.sinks.ecs_envelope import IngestWindow as IngestWindow
+from aitrace.sinks.ecs_envelope import as_micros, bulk_action, payload_of, reroute
+from aitrace.sinks.ecs_envelope import envelope_fields as envelope_fields
+from aitrace.sinks.ecs_envelope import index_name as index_name
+from aitrace.sinks.ecs_envelope import iso_time as iso_time
+from aitrace.sinks.event_bodies import event_documents as event_documents
+from aitrace.sinks.metric_documents import block_context as block_context
+from aitrace.sinks.metric_documents import metric_block_actions as metric_block_actions
+from aitrace.sinks.metric_documents import rollup_action as rollup_action
+from aitrace.sinks.trace_documents import trace_action as trace_action
+from aitrace.sinks.trace_documents import trace_document as trace_document
+
+# The builders' default prefix. The processors build every action under it and know no other: the
+# indexer writes them under the configured index prefix (see aitrace.sinks.indexer).
+CANONICAL_PREFIX = "aitrace"
 
 
 def event_actions(
-    event: dict[str, Any], *, prefix: str = "aitrace", window: IngestWindow | None = None
+    event: dict[str, Any], *, prefix: str = CANONICAL_PREFIX, window: IngestWindow | None = None
 ) -> list[Action]:
     """Bulk actions for one decoded event (Trace/Alert payloads go to their own index)."""
     record_name, p = payload_of(event)
@@ -86,25 +92,4 @@ def event_actions(
     return [reroute(a, prefix, window, skew) for a in actions] if skew and window else actions
 
 
-__all__ = [
-    "ALERTS",
-    "EVENTS",
-    "FAMILIES",
-    "TRACES",
-    "Action",
-    "Doc",
-    "DocumentError",
-    "IngestWindow",
-    "alert_action",
-    "alert_document",
-    "block_context",
-    "envelope_fields",
-    "event_actions",
-    "event_documents",
-    "index_name",
-    "iso_time",
-    "metric_block_actions",
-    "rollup_action",
-    "trace_action",
-    "trace_document",
-]
+__all__ = ["CANONICAL_PREFIX", "event_actions"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from aitrace.producers.config import Settings, mask_url
+from aitrace.producers.config import SearchConfig, mask_url
 from elastic_transport import (
     AiohttpHttpNode,
     HttpHeaders,
@@ -138,17 +138,17 @@ def capabilities_of(client: AsyncElasticsearch | Elasticsearch) -> Capabilities:
         raise LookupError("client was not created by aitrace.sinks.es.make_client") from None
 
 
-def auth_headers(settings: Settings) -> dict[str, str]:
+def auth_headers(search: SearchConfig) -> dict[str, str]:
     """The Authorization header for the configured API key or basic credentials (Kibana uses the same)."""
-    if settings.es_api_key:
-        return {"authorization": f"ApiKey {settings.es_api_key}"}
-    if settings.es_username is not None:
-        raw = f"{settings.es_username}:{settings.es_password or ''}".encode()
+    if search.es_api_key:
+        return {"authorization": f"ApiKey {search.es_api_key}"}
+    if search.es_username is not None:
+        raw = f"{search.es_username}:{search.es_password or ''}".encode()
         return {"authorization": "Basic " + base64.b64encode(raw).decode()}
     return {}
 
 
-def detect_capabilities(settings: Settings, timeout: float = _DETECT_TIMEOUT_S) -> Capabilities:
+def detect_capabilities(search: SearchConfig, timeout: float = _DETECT_TIMEOUT_S) -> Capabilities:
     """``GET /`` with the configured credentials and TLS; raise :class:`SearchUnavailable` on failure.
 
     Uses urllib3 directly (not the client) because the node class depends on the
@@ -156,28 +156,28 @@ def detect_capabilities(settings: Settings, timeout: float = _DETECT_TIMEOUT_S) 
     before we could read its version.
     """
     kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
-    if settings.es_url.startswith("https"):
-        kwargs["cert_reqs"] = "CERT_REQUIRED" if settings.es_verify_certs else "CERT_NONE"
-        if settings.es_ca_certs:
-            kwargs["ca_certs"] = settings.es_ca_certs
+    if search.es_url.startswith("https"):
+        kwargs["cert_reqs"] = "CERT_REQUIRED" if search.es_verify_certs else "CERT_NONE"
+        if search.es_ca_certs:
+            kwargs["ca_certs"] = search.es_ca_certs
     pool = urllib3.PoolManager(**kwargs)
-    url = settings.es_url.rstrip("/") + "/"
+    url = search.es_url.rstrip("/") + "/"
     try:
-        resp = pool.request("GET", url, headers={"accept": "application/json", **auth_headers(settings)})
+        resp = pool.request("GET", url, headers={"accept": "application/json", **auth_headers(search)})
     except urllib3.exceptions.HTTPError as exc:
-        raise SearchUnavailable(f"search server at {safe_url(settings.es_url)} unreachable: {exc}") from exc
+        raise SearchUnavailable(f"search server at {safe_url(search.es_url)} unreachable: {exc}") from exc
     finally:
         pool.clear()
     if resp.status in (401, 403):
         raise SearchUnavailable(
-            f"search server at {safe_url(settings.es_url)} refused the credentials (HTTP {resp.status})"
+            f"search server at {safe_url(search.es_url)} refused the credentials (HTTP {resp.status})"
         )
     if resp.status != 200:
-        raise SearchUnavailable(f"GET / on {safe_url(settings.es_url)} answered HTTP {resp.status}")
+        raise SearchUnavailable(f"GET / on {safe_url(search.es_url)} answered HTTP {resp.status}")
     try:
         body = resp.json()
     except ValueError as exc:
-        raise SearchUnavailable(f"GET / on {safe_url(settings.es_url)} did not return JSON") from exc
+        raise SearchUnavailable(f"GET / on {safe_url(search.es_url)} did not return JSON") from exc
     return Capabilities.from_root(body)
 
 
@@ -186,48 +186,48 @@ def safe_url(url: str) -> str:
     return mask_url(url)
 
 
-def _client_kwargs(settings: Settings, caps: Capabilities, node_class: type) -> dict[str, Any]:
+def _client_kwargs(search: SearchConfig, caps: Capabilities, node_class: type) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "hosts": [settings.es_url],
+        "hosts": [search.es_url],
         "serializer": OrjsonSerializer(),  # NaN/Inf become null instead of invalid JSON
         "request_timeout": 30.0,
     }
     if caps.is_opensearch:
         kwargs["node_class"] = node_class
-    if settings.es_api_key:
-        kwargs["api_key"] = settings.es_api_key
-    elif settings.es_username is not None:
-        kwargs["basic_auth"] = (settings.es_username, settings.es_password or "")
-    if settings.es_ca_certs:
-        kwargs["ca_certs"] = settings.es_ca_certs
-    if settings.es_url.startswith("https"):
-        kwargs["verify_certs"] = settings.es_verify_certs
+    if search.es_api_key:
+        kwargs["api_key"] = search.es_api_key
+    elif search.es_username is not None:
+        kwargs["basic_auth"] = (search.es_username, search.es_password or "")
+    if search.es_ca_certs:
+        kwargs["ca_certs"] = search.es_ca_certs
+    if search.es_url.startswith("https"):
+        kwargs["verify_certs"] = search.es_verify_certs
     return kwargs
 
 
-def make_client(settings: Settings, capabilities: Capabilities | None = None) -> AsyncElasticsearch:
+def make_client(search: SearchConfig, capabilities: Capabilities | None = None) -> AsyncElasticsearch:
     """An ``AsyncElasticsearch`` that works with the configured server, whatever its distribution.
 
     Detects the distribution with a blocking ``GET /`` unless ``capabilities`` is
     given (use :func:`connect` from async code that must wait for the server).
     Raises :class:`SearchUnavailable` when the server cannot be reached.
     """
-    caps = capabilities or detect_capabilities(settings)
-    client = AsyncElasticsearch(**_client_kwargs(settings, caps, PlainJsonAiohttpNode))
+    caps = capabilities or detect_capabilities(search)
+    client = AsyncElasticsearch(**_client_kwargs(search, caps, PlainJsonAiohttpNode))
     _CAPABILITIES[client.transport] = caps
     return client
 
 
-def make_sync_client(settings: Settings, capabilities: Capabilities | None = None) -> Elasticsearch:
+def make_sync_client(search: SearchConfig, capabilities: Capabilities | None = None) -> Elasticsearch:
     """Synchronous twin of :func:`make_client` (CLI commands, setup, tests)."""
-    caps = capabilities or detect_capabilities(settings)
-    client = Elasticsearch(**_client_kwargs(settings, caps, PlainJsonUrllib3Node))
+    caps = capabilities or detect_capabilities(search)
+    client = Elasticsearch(**_client_kwargs(search, caps, PlainJsonUrllib3Node))
     _CAPABILITIES[client.transport] = caps
     return client
 
 
 async def connect(
-    settings: Settings, *, wait_s: float = 0.0, initial_backoff: float = 0.2, max_backoff: float = 5.0
+    search: SearchConfig, *, wait_s: float = 0.0, initial_backoff: float = 0.2, max_backoff: float = 5.0
 ) -> AsyncElasticsearch:
     """Async :func:`make_client` that keeps trying for up to ``wait_s`` seconds.
 
@@ -238,8 +238,8 @@ async def connect(
     delay = initial_backoff
     while True:
         try:
-            caps = await asyncio.to_thread(detect_capabilities, settings)
-            return make_client(settings, caps)
+            caps = await asyncio.to_thread(detect_capabilities, search)
+            return make_client(search, caps)
         except SearchUnavailable:
             if time.monotonic() + delay > deadline:
                 raise

@@ -21,6 +21,11 @@ Idea of the flow:
   401/403/404/405/408/429/413, which wait or split) is bisected until the
   culprit stands alone, so one bad document never blocks the rest; 413 (body
   too large) splits the chunk; a retried chunk is resent at the current size.
+
+Index names: the processors build every action under the canonical prefix ``aitrace``
+(:data:`aitrace.sinks.documents.CANONICAL_PREFIX`: ``aitrace-events-2026.11.26``) and know no
+other; an indexer made with ``index_prefix`` (the worker's ``SearchConfig.index_prefix``)
+writes each document under that prefix instead (``ml-events-2026.11.26``), at write time.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from aitrace.sinks.documents import CANONICAL_PREFIX
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_streaming_bulk
@@ -75,10 +81,11 @@ class IndexerConfig:
 class Rejection:
     """One document the server refused for a reason of its own (send it to the DLQ)."""
 
-    action: Action
+    action: Action  # the action as given (the same object), its ``_index`` canonical
     status: int
     error_type: str
     reason: str
+    index: str = ""  # the index the document was written to (under the indexer's prefix)
 
 
 @dataclass
@@ -97,7 +104,8 @@ class RetriesExhausted(RuntimeError):
 
 @dataclass
 class _Doc:
-    action: Action
+    action: Action  # as given: rejections report this object
+    wire: Action  # what is sent: ``action`` under the indexer's index prefix
     line: bytes  # header + source, newline-terminated
     attempts: int = 0
 
@@ -114,8 +122,12 @@ class BulkIndexer:
         *,
         on_reject: RejectCallback | None = None,
         config: IndexerConfig | None = None,
+        index_prefix: str | None = None,
     ) -> None:
+        """``index_prefix``: write actions named under the canonical prefix under this one (see the
+        module doc); None writes every ``_index`` as given."""
         self.config = cfg = config or IndexerConfig()
+        self._index_prefix = index_prefix
         # The indexer owns retries: no transport-level retry loops without backoff.
         self._client = client.options(
             max_retries=0, retry_on_status=(), retry_on_timeout=False, request_timeout=cfg.request_timeout_s
@@ -192,6 +204,7 @@ class BulkIndexer:
     def _prepare(self, action: Action, result: IndexResult) -> _Doc | None:
         try:
             index, source = action["_index"], action["_source"]
+            index = self.index_of(index) if isinstance(index, str) else index
             header: dict[str, Any] = {"_index": index}
             if action.get("_id") is not None:
                 header["_id"] = action["_id"]
@@ -199,7 +212,14 @@ class BulkIndexer:
         except (KeyError, TypeError, orjson.JSONEncodeError) as exc:
             self._reject(result, action, 0, "invalid_action", f"cannot serialize action: {exc}")
             return None
-        return _Doc(action, line)
+        return _Doc(action, action if index == action["_index"] else {**action, "_index": index}, line)
+
+    def index_of(self, name: str) -> str:
+        """The index an action named ``name`` is written to: under ``index_prefix`` when it names one."""
+        canonical = CANONICAL_PREFIX + "-"
+        if self._index_prefix is None or not name.startswith(canonical):
+            return name
+        return f"{self._index_prefix}-{name[len(canonical) :]}"
 
     def _chunks(self, docs: list[_Doc]) -> Iterable[list[_Doc]]:
         """Split by document count (adaptive) and bytes; an oversized document goes alone."""
@@ -277,7 +297,7 @@ class BulkIndexer:
 
     async def _bulk(self, docs: list[_Doc]) -> list[tuple[bool, dict[str, Any]]]:
         """One ``_bulk`` through the official helper; yields one (ok, item) per document, in order."""
-        actions = [doc.action for doc in docs]
+        actions = [doc.wire for doc in docs]
         items = []
         async for ok, item in async_streaming_bulk(
             self._client,
@@ -384,7 +404,9 @@ class BulkIndexer:
     def _reject(self, result: IndexResult, action: Action, status: int, error_type: str, reason: str) -> None:
         self.counters["rejected"] += 1
         self.rejected_by_reason[error_type] += 1
-        result.rejected.append(Rejection(action, status, error_type, reason))
+        index = action.get("_index")
+        index = self.index_of(index) if isinstance(index, str) else ""
+        result.rejected.append(Rejection(action, status, error_type, reason, index))
 
     async def _report(self, rejection: Rejection) -> None:
         if self._on_reject is None:

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 import orjson
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig, Settings
 from aitrace.sinks.documents import ALERTS, EVENTS, FAMILIES, TRACES
 from aitrace.sinks.es import SearchUnavailable, make_sync_client
 from aitrace.sinks.hit_rows import ROWS, format_rows
@@ -49,17 +49,17 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """``aitrace search`` / ``aitrace trace``."""
-    settings = Settings.from_env(dev_stack=True, es_url=args.es_url)
+    search = Settings.from_env(dev_stack=True, es_url=args.es_url).search
     colour = use_colour(args.color, sys.stdout)
     try:
-        client = make_sync_client(settings)
+        client = make_sync_client(search)
     except SearchUnavailable as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 1
     try:
         if name == "trace":
-            return _trace(client, settings, args, colour)
-        return _search(client, settings, args, colour)
+            return _trace(client, search, args, colour)
+        return _search(client, search, args, colour)
     except QueryError as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
@@ -70,7 +70,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         client.close()
 
 
-def _search(client: Elasticsearch, settings: Settings, args: argparse.Namespace, colour: bool) -> int:
+def _search(client: Elasticsearch, search: SearchConfig, args: argparse.Namespace, colour: bool) -> int:
     if args.size < 1:
         raise QueryError("-n must be at least 1")
     request = SearchRequest(
@@ -84,24 +84,24 @@ def _search(client: Elasticsearch, settings: Settings, args: argparse.Namespace,
         run_id=args.run_id,
         size=args.size,
     )
-    result = run_search(client, settings.index_prefix, request)
+    result = run_search(client, search.index_prefix, request)
     if args.json:
         for index, doc_id, source in result.hits:
             print(orjson.dumps({"_index": index, "_id": doc_id, **source}).decode())
     else:
         for line in format_rows((ROWS[request.family](src) for _, _, src in result.hits), colour):
             print(line)
-    where = pattern(settings.index_prefix, request.family)
+    where = pattern(search.index_prefix, request.family)
     print(f"aitrace search: {len(result.hits)} of {result.total} hit(s) in {where}", file=sys.stderr)
     return 0
 
 
-def _trace(client: Elasticsearch, settings: Settings, args: argparse.Namespace, colour: bool) -> int:
+def _trace(client: Elasticsearch, search: SearchConfig, args: argparse.Namespace, colour: bool) -> int:
     if args.max_events < 1:
         raise QueryError("--max-events must be at least 1")
-    view = fetch_trace(client, settings.index_prefix, args.trace_id, max_events=args.max_events)
+    view = fetch_trace(client, search.index_prefix, args.trace_id, max_events=args.max_events)
     if view.trace is None and not view.events and not view.alerts:
-        prefix = settings.index_prefix
+        prefix = search.index_prefix
         print(
             f"aitrace trace: trace {view.trace_id} not found in {pattern(prefix, TRACES)}, "
             f"{pattern(prefix, EVENTS)} or {pattern(prefix, ALERTS)}",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig, Settings
 from aitrace.sinks import templates
 from aitrace.sinks.es import (
     Capabilities,
@@ -61,19 +61,19 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(name: str, args: argparse.Namespace) -> int:
-    settings = Settings.from_env(
+    search = Settings.from_env(
         dev_stack=True, es_url=args.es_url, kibana_url=args.kibana_url, index_prefix=args.index_prefix
-    )
+    ).search
     try:
         if not args.skip_templates:
-            installed, caps = install(settings, retention_days=args.retention_days)
+            installed, caps = install(search, retention_days=args.retention_days)
             for line in installed:
                 print(f"installed {line}")
             if not caps.has_ilm:
                 print(f"no ILM on {caps.distribution} {caps.version}: daily indices without a retention policy")
-        if settings.kibana_url:
-            summary = import_saved_objects(settings, args.kibana_dir, wait_s=args.wait)
-            print(f"imported {summary['successCount']} Kibana saved object(s) into {safe_url(settings.kibana_url)}")
+        if search.kibana_url:
+            summary = import_saved_objects(search, args.kibana_dir, wait_s=args.wait)
+            print(f"imported {summary['successCount']} Kibana saved object(s) into {safe_url(search.kibana_url)}")
         elif args.skip_templates:
             print("aitrace setup: --skip-templates without --kibana-url does nothing", file=sys.stderr)
             return 2
@@ -87,15 +87,13 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 
 def install(
-    settings: Settings, *, retention_days: int = templates.DEFAULT_RETENTION_DAYS
+    search: SearchConfig, *, retention_days: int = templates.DEFAULT_RETENTION_DAYS
 ) -> tuple[list[str], Capabilities]:
     """Detect the server, then install the ILM policy (where available) and the three templates."""
-    caps = detect_capabilities(settings)
-    client = make_sync_client(settings, caps)
+    caps = detect_capabilities(search)
+    client = make_sync_client(search, caps)
     try:
-        installed = templates.install_templates(
-            client, caps, prefix=settings.index_prefix, retention_days=retention_days
-        )
+        installed = templates.install_templates(client, caps, prefix=search.index_prefix, retention_days=retention_days)
     finally:
         client.close()
     return installed, caps
@@ -124,21 +122,21 @@ def load_saved_objects(directory: Path, *, prefix: str = "aitrace") -> list[dict
 
 
 def import_saved_objects(
-    settings: Settings, directory: Path = KIBANA_DIR, *, timeout: float = 30.0, wait_s: float = 0.0
+    search: SearchConfig, directory: Path = KIBANA_DIR, *, timeout: float = 30.0, wait_s: float = 0.0
 ) -> dict[str, Any]:
     """``POST /api/saved_objects/_import?overwrite=true`` with all objects in one multipart file.
 
     While Kibana is unreachable or answers 503 (still starting), retry with backoff for up to ``wait_s``.
     """
-    if not settings.kibana_url:
+    if not search.kibana_url:
         raise KibanaError("no Kibana URL (set AITRACE_KIBANA_URL or pass --kibana-url)")
-    objects = load_saved_objects(directory, prefix=settings.index_prefix)
+    objects = load_saved_objects(directory, prefix=search.index_prefix)
     body = "".join(json.dumps(o) + "\n" for o in objects).encode()
     deadline = time.monotonic() + wait_s
     delay = 0.5
     while True:
         try:
-            return _post_import(settings, body, timeout)
+            return _post_import(search, body, timeout)
         except _KibanaNotReady as exc:
             if time.monotonic() + delay > deadline:
                 raise KibanaError(str(exc)) from exc
@@ -150,29 +148,29 @@ class _KibanaNotReady(Exception):
     """Unreachable, or 503 while Kibana starts: worth another try within --wait."""
 
 
-def _post_import(settings: Settings, body: bytes, timeout: float) -> dict[str, Any]:
-    assert settings.kibana_url is not None
-    url = settings.kibana_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true"
+def _post_import(search: SearchConfig, body: bytes, timeout: float) -> dict[str, Any]:
+    assert search.kibana_url is not None
+    url = search.kibana_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true"
     kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
     if url.startswith("https"):
-        kwargs["cert_reqs"] = "CERT_REQUIRED" if settings.es_verify_certs else "CERT_NONE"
-        if settings.es_ca_certs:
-            kwargs["ca_certs"] = settings.es_ca_certs
+        kwargs["cert_reqs"] = "CERT_REQUIRED" if search.es_verify_certs else "CERT_NONE"
+        if search.es_ca_certs:
+            kwargs["ca_certs"] = search.es_ca_certs
     pool = urllib3.PoolManager(**kwargs)
     try:
         resp = pool.request(
             "POST",
             url,
             fields={"file": ("aitrace.ndjson", body, "application/ndjson")},
-            headers={"kbn-xsrf": "true", **auth_headers(settings)},
+            headers={"kbn-xsrf": "true", **auth_headers(search)},
         )
     except urllib3.exceptions.HTTPError as exc:
-        raise _KibanaNotReady(f"Kibana at {safe_url(settings.kibana_url)} unreachable: {exc}") from exc
+        raise _KibanaNotReady(f"Kibana at {safe_url(search.kibana_url)} unreachable: {exc}") from exc
     finally:
         pool.clear()
     if resp.status == 503:
-        raise _KibanaNotReady(f"Kibana at {safe_url(settings.kibana_url)} is not ready (HTTP 503)")
-    return _check_import(resp, settings.kibana_url)
+        raise _KibanaNotReady(f"Kibana at {safe_url(search.kibana_url)} is not ready (HTTP 503)")
+    return _check_import(resp, search.kibana_url)
 
 
 def _check_import(resp: Any, kibana_url: str) -> dict[str, Any]:

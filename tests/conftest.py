@@ -29,14 +29,13 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import aitrace
 import pytest
 from aitrace.infra.stack import OsmemProcess, ServiceProcess, TansuProcess, start_service
-from aitrace.producers.config import Settings
+from aitrace.producers.config import setting_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0  # generous: ~7 engineers share 2 cores
@@ -61,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     global _session_tmp
     _session_tmp = Path(tempfile.mkdtemp(prefix="aitrace-tests-"))
-    for f in fields(Settings):
+    for f in setting_fields():
         _set_env(f"AITRACE_{f.name.upper()}", None)
     _set_env("AITRACE_STATE_DIR", str(_session_tmp / "state"))
     _set_env("AITRACE_SPOOL_DIR", str(_session_tmp / "spool"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.cli import main
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents
 from aitrace.sinks.es import make_sync_client
 from test_alerts import CLI_TIMEOUT, create_topic, make_alert, produce
@@ -107,7 +107,7 @@ def read_one_line_then_close(argv: list[str], env: dict[str, str], then: Callabl
 
 def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: Callable[[str], str]) -> None:
     prefix = unique_name("pipe")
-    client = make_sync_client(Settings.from_env(es_url=search.url, index_prefix=prefix))
+    client = make_sync_client(SearchConfig.from_env(es_url=search.url, index_prefix=prefix))
     now = int(time.time() * 1_000_000)
     operations: list[dict[str, Any]] = []
     for i in range(SEARCH_HITS):

@@ -23,11 +23,11 @@ from aitrace.infra.cli import COMMANDS
 from aitrace.processors import worker as worker_cli
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path
 from aitrace.processors.options import WorkerOptions
-from aitrace.producers.config import Settings
+from aitrace.producers.config import Settings, setting_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"kafka", "elasticsearch", "kibana", "setup", "worker"}
-SETTINGS_ENV = {f"AITRACE_{f.name.upper()}" for f in fields(Settings)}
+SETTINGS_ENV = {f"AITRACE_{f.name.upper()}" for f in setting_fields()}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from aitrace.infra.cli import known_secrets, scrub
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings, mask_url, split_userinfo
+from aitrace.producers.config import KafkaConfig, SearchConfig, Settings, mask_url, split_userinfo
 
 PASSWORD = "Zq7-hunter2-Xv9"  # distinctive: any hit is a leak, not a coincidence
 KAFKA_PASSWORD = "Kp4-sasl-secret-Wm2"
@@ -103,6 +103,11 @@ def test_settings_take_credentials_out_of_the_url_and_hide_them() -> None:
     assert PASSWORD not in repr(settings) and KAFKA_PASSWORD not in repr(settings)
     explicit = Settings(es_url="http://a:b@h:1", es_username="other", es_password="given")
     assert (explicit.es_username, explicit.es_password) == ("other", "given")  # explicit settings win
+    alone = SearchConfig.from_env({"AITRACE_ES_URL": f"https://elastic:{PASSWORD}@es.example:9243"})
+    assert (alone.es_url, alone.es_username, alone.es_password) == ("https://es.example:9243", "elastic", PASSWORD)
+    assert alone == settings.search and PASSWORD not in repr(alone)
+    kafka = KafkaConfig.from_env({"AITRACE_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD})
+    assert kafka.kafka_config()["sasl.password"] == KAFKA_PASSWORD and KAFKA_PASSWORD not in repr(kafka)
 
 
 def test_mask_url_and_scrub() -> None:

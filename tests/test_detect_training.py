@@ -1,9 +1,12 @@
-"""aitrace.detect.training: what a metric's name means, and the run-level checks on a loss."""
+"""aitrace.detect.training and run_checks: what a metric's name means, and the run-level checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from aitrace.detect.monitor import Finding
+from aitrace.detect.run_checks import RunChecks
+from aitrace.detect.series import TrainingSeries
 from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
 
 
@@ -50,6 +53,11 @@ def test_stall_is_decided_once_at_min_steps() -> None:
     assert check.update(np.arange(300, 400), flat[:100]) is None  # decided: never again
     learning = StallCheck(min_steps=100)
     assert learning.update(np.arange(300), _noisy(2.3 * np.exp(-np.arange(300) / 80))) is None
+    # a slow starter: flat for 90 steps, then on its way down but still within 5 % of its start
+    steps = np.arange(300)
+    slow = 2.3 - 0.001 * np.maximum(steps - 90, 0) + np.random.default_rng(3).normal(0, 0.02, 300)
+    assert StallCheck().update(steps, slow) is None
+    assert StallCheck(alpha=1e-9).update(steps, slow) is not None  # by the level alone: "stalled"
 
 
 def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not() -> None:
@@ -85,3 +93,86 @@ def test_layer_spread_names_the_starved_layer() -> None:
     assert (low, high) == ("linear0", "linear11") and 9 < decades < 10
     assert layer_spread({"only": [1.0]}) is None
     assert layer_spread({"a": [0.0, np.nan], "b": [1.0]}) is None  # no usable norm for a
+
+
+def _run_chunks(check: RunChecks, series: dict[str, tuple[np.ndarray, np.ndarray]], size: int = 20) -> list[Finding]:
+    """Feed a run's series in chunks of `size` steps, through a state round trip each time."""
+    out = []
+    end = max(int(s.max()) for s, _ in series.values()) + 1
+    for lo in range(0, end, size):
+        check = RunChecks.from_state(check.to_state())
+        chunk = {n: (s[(s >= lo) & (s < lo + size)], v[(s >= lo) & (s < lo + size)]) for n, (s, v) in series.items()}
+        out += check.update({n: c for n, c in chunk.items() if c[0].size})
+    return out
+
+
+def _ratios(level: np.ndarray, layers: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    steps = np.arange(0, 10 * level.size, 10)
+    return {f"update_ratio/fc{i}": (steps, level * (1 + 0.2 * i)) for i in range(layers)}
+
+
+def test_a_stall_from_the_start_is_told_by_tiny_update_ratios_within_three_reports() -> None:
+    steps = np.arange(300)
+    flat = (steps, _noisy(np.full(300, 2.3)))
+    [found] = _run_chunks(RunChecks(), {"loss": flat, **_ratios(np.full(30, 1e-6))})
+    assert (found.step, found.reason) == (20.0, "stalled") and "too small" in found.message
+    slow_starter = _ratios(np.full(30, 2e-4))  # moves its weights, learns late: never a stall
+    warm_up = _ratios(np.linspace(1e-7, 1e-3, 30))  # tiny at first, but rising with the lr
+    decayed = _ratios(np.r_[np.full(3, 1e-3), np.full(27, 1e-9)])  # a schedule to ~0 later on
+    body_at_lr_0 = _ratios(np.zeros(30), layers=4)  # fine-tuning a head: the body's ratios are exactly 0
+    head_only = {**body_at_lr_0, "update_ratio/head": _ratios(np.full(30, 1e-3), layers=1)["update_ratio/fc0"]}
+    for ratios in (slow_starter, warm_up, decayed, head_only):
+        assert [f for f in _run_chunks(RunChecks(), {"loss": flat, **ratios}) if f.reason == "stalled"] == []
+    learning = (steps, _noisy(2.3 * np.exp(-steps / 10) + 0.1))
+    assert _run_chunks(RunChecks(), {"loss": learning, **_ratios(np.full(30, 1e-6))}) == []
+
+
+def test_weights_that_stop_moving_while_the_loss_stops_improving_are_a_plateau() -> None:
+    steps = np.arange(300)
+    learning_then_flat = (steps, _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
+    cut = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-9))  # lr x1e-6 at step 100
+    [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, **cut})
+    assert (found.step, found.reason) == (120.0, "plateau") and "step 100" in found.message
+    still_learning = (steps, _noisy(2.3 * np.exp(-steps / 60)))
+    assert _run_chunks(RunChecks(), {"loss": still_learning, **cut}) == []
+    step_decay = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-4))  # the user's x0.1: one decade
+    cosine = _ratios(5e-3 * 0.5 * (1 + np.cos(np.pi * np.arange(30) / 30)))  # to ~0, gradually
+    for ratios in (step_decay, cosine):
+        assert _run_chunks(RunChecks(), {"loss": learning_then_flat, **ratios}) == []
+
+
+def test_vanishing_from_the_global_grad_norm_needs_a_loss_that_stayed_at_its_start() -> None:
+    steps = np.arange(400)
+    collapse = (steps, _noisy(0.5 * 10 ** (-steps / 50)))  # eight decades down by the end
+    flat = (steps, _noisy(np.full(400, 2.3)))
+    [found] = _run_chunks(RunChecks(), {"loss": flat, "grad_norm": collapse})
+    assert found.reason == "vanishing" and found.severity == "critical" and 150 <= found.step <= 175
+    memorizing = (steps, _noisy(2.3 * 10 ** (-steps / 50)))  # the loss follows it down: convergence
+    assert _run_chunks(RunChecks(), {"loss": memorizing, "grad_norm": collapse}) == []
+    per_layer = {"grad_norm/fc1": (steps[::10], collapse[1][::10])}  # layer_spread's case, not this one
+    assert _run_chunks(RunChecks(), {"loss": flat, "grad_norm": collapse, **per_layer}) == []
+    with pytest.raises(ValueError):
+        RunChecks(reports=1)
+
+
+def test_per_layer_series_get_no_point_rules_and_the_global_norm_keeps_them() -> None:
+    steps = np.arange(0, 3000, 10)
+    decayed = np.where(steps < 1200, 1e-3, 1e-4) * np.exp(np.random.default_rng(1).normal(0, 0.1, steps.size))
+    exploding = np.where(steps < 1500, 1.0, 1e4) * np.exp(np.random.default_rng(2).normal(0, 0.1, steps.size))
+    for name, values in (("update_ratio/fc1", decayed), ("grad_norm/fc1", exploding)):
+        series = TrainingSeries(name)
+        assert [
+            f for lo in range(0, steps.size, 2) for f in series.update(steps[lo : lo + 2], values[lo : lo + 2])
+        ] == []
+    found = TrainingSeries("grad_norm").update(steps, exploding)
+    assert found and found[0].step == 1500
+
+
+def test_the_run_checks_example_runs() -> None:
+    """(tests/test_detect_docs.py runs the other modules' examples)"""
+    import doctest
+
+    from aitrace.detect import run_checks
+
+    result = doctest.testmod(run_checks)
+    assert result.attempted > 0 and result.failed == 0

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import es
 from elastic_transport import HttpHeaders
 
@@ -56,7 +56,7 @@ def test_capabilities_need_a_version() -> None:
 
 
 def test_sync_client_talks_to_osmem(search: OsmemProcess, unique_name: Callable[[str], str]) -> None:
-    client = es.make_sync_client(Settings(es_url=search.url))
+    client = es.make_sync_client(SearchConfig(es_url=search.url))
     try:
         caps = es.capabilities_of(client)
         assert caps.is_opensearch and not caps.has_ilm
@@ -84,7 +84,7 @@ def test_stock_node_is_refused_by_opensearch_api(search: OsmemProcess, unique_na
 
 def test_async_connect_and_index(search: OsmemProcess, unique_name: Callable[[str], str]) -> None:
     async def main() -> int:
-        client = await es.connect(Settings(es_url=search.url))
+        client = await es.connect(SearchConfig(es_url=search.url))
         try:
             index = unique_name("async")
             await client.index(index=index, id="1", document={"v": float("nan"), "w": 1}, refresh=True)
@@ -100,10 +100,10 @@ def test_async_connect_and_index(search: OsmemProcess, unique_name: Callable[[st
 def test_unreachable_server_error_names_it_without_the_password() -> None:
     port = free_port()
     with pytest.raises(es.SearchUnavailable, match="unreachable") as info:
-        es.detect_capabilities(Settings(es_url=f"http://elastic:s3cret@127.0.0.1:{port}"))
+        es.detect_capabilities(SearchConfig(es_url=f"http://elastic:s3cret@127.0.0.1:{port}"))
     assert "s3cret" not in str(info.value) and str(port) in str(info.value)
     with pytest.raises(es.SearchUnavailable):
-        es.make_client(Settings(es_url=f"http://127.0.0.1:{port}"))
+        es.make_client(SearchConfig(es_url=f"http://127.0.0.1:{port}"))
 
 
 def test_connect_waits_for_a_server_that_starts_late(tmp_path) -> None:
@@ -115,7 +115,7 @@ def test_connect_waits_for_a_server_that_starts_late(tmp_path) -> None:
             await asyncio.to_thread(lambda: server.start().wait_ready(60))
 
         starter = asyncio.create_task(start_later())
-        client = await es.connect(Settings(es_url=server.url), wait_s=60, initial_backoff=0.1)
+        client = await es.connect(SearchConfig(es_url=server.url), wait_s=60, initial_backoff=0.1)
         await starter
         await client.close()
         return es.capabilities_of(client)
@@ -127,7 +127,7 @@ def test_connect_waits_for_a_server_that_starts_late(tmp_path) -> None:
 
 
 def test_connect_gives_up_after_wait() -> None:
-    settings = Settings(es_url=f"http://127.0.0.1:{free_port()}")
+    settings = SearchConfig(es_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(es.SearchUnavailable):
         asyncio.run(es.connect(settings, wait_s=0.3, initial_backoff=0.1))
 
@@ -166,20 +166,20 @@ def fake_root() -> Iterator[Callable[[int, bytes], str]]:
 def test_refused_credentials_are_reported(fake_root: Callable[[int, bytes], str]) -> None:
     url = fake_root(401, b'{"error": "unauthorized"}')
     with pytest.raises(es.SearchUnavailable, match="refused the credentials"):
-        es.detect_capabilities(Settings(es_url=url, es_api_key="abc"))
+        es.detect_capabilities(SearchConfig(es_url=url, es_api_key="abc"))
     assert fake_root.seen[-1]["Authorization"] == "ApiKey abc"  # type: ignore[attr-defined]
 
 
 def test_basic_auth_is_sent_and_non_json_is_an_error(fake_root: Callable[[int, bytes], str]) -> None:
     url = fake_root(200, b"<html>proxy login</html>")
     with pytest.raises(es.SearchUnavailable, match="did not return JSON"):
-        es.detect_capabilities(Settings(es_url=url, es_username="elastic", es_password="pw"))
+        es.detect_capabilities(SearchConfig(es_url=url, es_username="elastic", es_password="pw"))
     assert fake_root.seen[-1]["Authorization"].startswith("Basic ")  # type: ignore[attr-defined]
 
 
 def test_elasticsearch_gets_the_stock_node(fake_root: Callable[[int, bytes], str]) -> None:
     url = fake_root(200, json.dumps({"version": {"number": "8.15.0", "build_flavor": "default"}}).encode())
-    client = es.make_sync_client(Settings(es_url=url))
+    client = es.make_sync_client(SearchConfig(es_url=url))
     try:
         assert es.capabilities_of(client).has_ilm
         node = next(iter(client.transport.node_pool.all()))
@@ -189,7 +189,7 @@ def test_elasticsearch_gets_the_stock_node(fake_root: Callable[[int, bytes], str
 
 
 def test_tls_and_credentials_reach_the_client_options() -> None:
-    settings = Settings(
+    settings = SearchConfig(
         es_url="https://es.example:9200",
         es_api_key="key",
         es_ca_certs="/etc/ca.pem",
@@ -200,9 +200,9 @@ def test_tls_and_credentials_reach_the_client_options() -> None:
     assert (kwargs["ca_certs"], kwargs["verify_certs"]) == ("/etc/ca.pem", False)
     assert "node_class" not in kwargs  # Elasticsearch keeps the stock node
     basic = es._client_kwargs(
-        Settings(es_url="http://x:9200", es_username="elastic", es_password="pw"),
+        SearchConfig(es_url="http://x:9200", es_username="elastic", es_password="pw"),
         es.Capabilities("opensearch", "2.0.0", False),
         es.PlainJsonUrllib3Node,
     )
     assert basic["basic_auth"] == ("elastic", "pw") and basic["node_class"] is es.PlainJsonUrllib3Node
-    assert "pw" not in repr(settings) + repr(Settings(es_password="pw"))
+    assert "pw" not in repr(settings) + repr(SearchConfig(es_password="pw"))

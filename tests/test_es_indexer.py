@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import es
 from aitrace.sinks.indexer import BulkIndexer, IndexerClosed, IndexerConfig, Rejection, RetriesExhausted
 from elasticsearch import AsyncElasticsearch
@@ -36,7 +36,7 @@ def docs(index: str, n: int, start: int = 0) -> list[dict[str, Any]]:
 
 def run_with_client(url: str, body: Callable[[AsyncElasticsearch], Any], caps: es.Capabilities | None = None) -> Any:
     async def main() -> Any:
-        client = es.make_client(Settings(es_url=url), caps or OPENSEARCH)
+        client = es.make_client(SearchConfig(es_url=url), caps or OPENSEARCH)
         try:
             return await body(client)
         finally:
@@ -46,7 +46,7 @@ def run_with_client(url: str, body: Callable[[AsyncElasticsearch], Any], caps: e
 
 
 def count(url: str, index: str) -> int:
-    client = es.make_sync_client(Settings(es_url=url), OPENSEARCH)
+    client = es.make_sync_client(SearchConfig(es_url=url), OPENSEARCH)
     try:
         client.indices.refresh(index=index)
         return int(client.count(index=index)["count"])
@@ -72,6 +72,29 @@ def test_indexes_everything_in_adaptive_chunks(search: OsmemProcess, unique_name
     assert indexer.counters["indexed"] == 2_000
     assert indexer.chunk_docs > 50 and indexer.concurrency > 1  # clean chunks grew both
     assert indexer.healthy
+
+
+def test_actions_named_under_the_canonical_prefix_are_written_under_the_indexers(
+    search: OsmemProcess, unique_name: Callable[[str], str]
+) -> None:
+    """The processors name no prefix: the indexer, made with the configured one, resolves it at write time."""
+    prefix = unique_name("pre")
+    batch = docs("aitrace-events-2026.11.26", 20)
+    batch[3]["_source"]["@timestamp"] = "not a date"
+    given = list(batch)
+
+    async def body(client: AsyncElasticsearch) -> Any:
+        index = f"{prefix}-events-2026.11.26"
+        await client.indices.create(index=index, mappings={"properties": {"@timestamp": {"type": "date"}}})
+        return await BulkIndexer(client, config=FAST, index_prefix=prefix).index(batch)
+
+    result = run_with_client(search.url, body)
+    assert result.indexed == 19 and count(search.url, f"{prefix}-events-2026.11.26") == 19
+    [rejected] = result.rejected
+    # the caller's own action object (what the worker's dead letters look up), and where it went
+    assert rejected.action is given[3] and rejected.action["_index"] == "aitrace-events-2026.11.26"
+    assert rejected.index == f"{prefix}-events-2026.11.26"
+    assert [a["_index"] for a in batch] == ["aitrace-events-2026.11.26"] * 20  # the actions are left as given
 
 
 def test_mapping_rejection_is_per_document(search: OsmemProcess, unique_name: Callable[[str], str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.stack import OsmemProcess
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents as d
 from aitrace.sinks import es, templates
 from aitrace.sinks.indexer import BulkIndexer
@@ -18,7 +18,7 @@ from test_documents import ALERT_RECORD, PAYLOADS, TRACE_RECORD, envelope
 
 @pytest.fixture
 def client(search: OsmemProcess) -> Iterator[Elasticsearch]:
-    c = es.make_sync_client(Settings(es_url=search.url))
+    c = es.make_sync_client(SearchConfig(es_url=search.url))
     yield c
     c.close()
 
@@ -45,7 +45,7 @@ def all_actions(prefix: str) -> list[dict[str, Any]]:
 
 def index_all(url: str, actions: list[dict[str, Any]]) -> Any:
     async def main() -> Any:
-        client = await es.connect(Settings(es_url=url))
+        client = await es.connect(SearchConfig(es_url=url))
         try:
             return await BulkIndexer(client).index(actions)
         finally:
@@ -157,7 +157,7 @@ def test_async_install_matches_sync(
     prefix = unique_name("async-tpl")
 
     async def main() -> list[str]:
-        aclient = await es.connect(Settings(es_url=search.url))
+        aclient = await es.connect(SearchConfig(es_url=search.url))
         try:
             return await templates.install_templates_async(aclient, es.capabilities_of(aclient), prefix=prefix)
         finally:

@@ -102,3 +102,19 @@ def test_only_the_known_exception_reaches_into_infra_at_run_time() -> None:
         if re.search(r"""["']aitrace\.infra\b""", path.read_text(encoding="utf-8")):
             found.add(relative)
     assert found == known, f"modules outside infra/ that name aitrace.infra: {sorted(found)} (known: {sorted(known)})"
+
+
+def test_processors_name_no_index() -> None:
+    """Only the index layer names Elasticsearch indices (the layout issue's "processors emit domain records").
+
+    The processors build their actions under the canonical prefix (the document builders' default)
+    and never see the configured one: the indexer (``sinks/indexer.py``), opened by
+    ``sinks/index_writer.py`` with the ``SearchConfig``, writes them under it. The one mention
+    allowed is the worker's ``--index-prefix`` flag, which fills that config.
+    """
+    known = {"processors/worker.py"}
+    found = set()
+    for path in (ROOT / "processors").rglob("*.py"):
+        if re.search(r"\bindex_prefix\b|\bindex_name\b|\bprefix=", path.read_text(encoding="utf-8")):
+            found.add(path.relative_to(ROOT).as_posix())
+    assert found == known, f"processors modules that name indices or their prefix: {sorted(found - known)}"

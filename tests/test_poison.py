@@ -65,9 +65,9 @@ def _runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, index: bool = F
             assert letter.key is not None or letter.value is not None, "Need at least one: key or value"
             letters.append(letter)
 
-    monkeypatch.setattr(runtime, "_send_letters", capture)
-    monkeypatch.setattr(runtime, "series_topic", FakeTopic())
-    monkeypatch.setattr("aitrace.processors.runtime.BACKOFF_S", 0.001)
+    monkeypatch.setattr(runtime.outputs, "send_letters", capture)
+    monkeypatch.setattr(runtime.outputs, "series_topic", FakeTopic())
+    monkeypatch.setattr("aitrace.processors.guard.BACKOFF_S", 0.001)
     return runtime, letters
 
 
@@ -139,7 +139,7 @@ def test_infrastructure_failures_are_not_blamed_on_records(tmp_path: Path, monke
 
 def test_an_unreadable_series_record_is_dead_lettered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runtime, letters = _runtime(tmp_path, monkeypatch)
-    topic = runtime.series_topic
+    topic = runtime.outputs.series_topic
     msgs = [Msg(None, None, "app-series", 0, 5), Msg(b"AG1\xff", b"run/x", "app-series", 0, 6)]
     asyncio.run(runtime.guarded(runtime.on_chunks, msgs))
     assert [(lt.offset, lt.reason) for lt in letters] == [(5, "processing-error"), (6, "processing-error")]
@@ -162,17 +162,17 @@ def test_a_rejected_document_dead_letters_its_source_record(tmp_path: Path, monk
         async def index(self, actions: list[Any]) -> None:
             for action in actions:
                 if action["_source"].get("message", "").startswith("m"):  # every document of `bad`
-                    await runtime._on_reject(Rejection(action, 400, "mapper_parsing_exception", "no"))
+                    await runtime.indexing.on_reject(Rejection(action, 400, "mapper_parsing_exception", "no"))
 
     async def indexer() -> Any:
         return Indexer()
 
-    monkeypatch.setattr(runtime, "indexer", indexer)
+    monkeypatch.setattr(runtime.indexing, "indexer", indexer)
     asyncio.run(runtime.guarded(runtime.on_records, msgs))
     [letter] = letters  # three documents refused, one dead letter: their record
     assert (letter.value, letter.key, letter.topic, letter.partition, letter.offset) == (bad, tr.encode(), topic, 0, 8)
     assert letter.reason == "index-rejected" and "mapper_parsing_exception" in letter.detail
-    assert runtime._sources == {}  # references dropped once the bulk answered
+    assert runtime.indexing._sources == {}  # references dropped once the bulk answered
 
 
 # ---------------------------------------------------------------- event times far from ingest time

@@ -277,7 +277,7 @@ def test_worker_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AITRACE_WORKER_PARTITIONS", "8")
     monkeypatch.setenv("AITRACE_WORKER_INDEX", "false")
     settings, options = options_from_args(_parse(["--kafka", "127.0.0.1:1", "--idle-timeout-s", "7"]))
-    assert settings.kafka_bootstrap == "127.0.0.1:1"
+    assert settings.kafka.kafka_bootstrap == "127.0.0.1:1"
     assert (options.partitions, options.index, options.idle_timeout_s) == (8, False, 7.0)
     _, options = options_from_args(_parse(["--partitions", "2", "--index"]))
     assert (options.partitions, options.index) == (2, True)

@@ -461,7 +461,6 @@ def test_rollup_windows_match_numpy_and_reemit_the_same_ids() -> None:
             times[lo : lo + 700],
             values[lo : lo + 700],
             window_us=10_000_000,
-            prefix="p",
         )
     final = {a["_id"]: a["_source"]["aitrace"]["metric"] for a in actions}  # later writes of a window win
     wid = times // 10_000_000
@@ -474,7 +473,7 @@ def test_rollup_windows_match_numpy_and_reemit_the_same_ids() -> None:
             and m["value"] == pytest.approx(values[sel].mean())
         )
         assert m["last"] == pytest.approx(values[sel][-1]) and m["last_step"] == steps[sel][-1]
-    late = rollup.update(state, ctx, "loss", None, steps[:5], times[:5], values[:5], window_us=10_000_000, prefix="p")
+    late = rollup.update(state, ctx, "loss", None, steps[:5], times[:5], values[:5], window_us=10_000_000)
     assert late == [] and state["late"] == 5
 
 
@@ -493,7 +492,7 @@ def test_rollup_counts_nonfinite_points_across_chunks_and_summarises_the_finite_
 
     def feed(lo: int, hi: int) -> list[dict]:
         actions = rollup.update(
-            state, ctx, "loss", None, steps[lo:hi], times[lo:hi], values[lo:hi], window_us=10_000_000, prefix="p"
+            state, ctx, "loss", None, steps[lo:hi], times[lo:hi], values[lo:hi], window_us=10_000_000
         )
         return [a["_source"]["aitrace"]["metric"] for a in actions]
 

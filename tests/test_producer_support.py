@@ -98,13 +98,50 @@ def all_steps(records: Iterable[tuple[str, dict[str, Any]]]) -> set[int]:
 
 def test_one_set_of_cast_rules_for_every_settings_class() -> None:
     from aitrace.processors.options import WorkerOptions
-    from aitrace.producers.config import Settings
+    from aitrace.producers.config import KafkaConfig, ProducerConfig, SearchConfig, Settings
 
     env = {"AITRACE_ES_VERIFY_CERTS": "No", "AITRACE_WORKER_INDEX": "No", "AITRACE_WORKER_PARTITIONS": "8"}
     env |= {"AITRACE_QUEUE_SIZE": "", "AITRACE_WORKER_GRACE_S": "2.5"}  # empty: unset
     settings, options = Settings.from_env(env), WorkerOptions.from_env(env)
-    assert settings.es_verify_certs is False and options.index is False
-    assert (options.partitions, options.grace_s, settings.queue_size) == (8, 2.5, Settings.queue_size)
-    for cls, var in ((Settings, "AITRACE_QUEUE_SIZE"), (WorkerOptions, "AITRACE_WORKER_PARTITIONS")):
-        with pytest.raises(ValueError, match=f"{var}='many' is not a valid int"):
+    assert settings.search.es_verify_certs is False and options.index is False
+    assert (options.partitions, options.grace_s, settings.producer.queue_size) == (8, 2.5, ProducerConfig.queue_size)
+    assert SearchConfig.from_env(env).es_verify_certs is False  # the same rule, the concern loaded alone
+    bad = (
+        (Settings, "AITRACE_QUEUE_SIZE", "int"),
+        (ProducerConfig, "AITRACE_SAMPLE_RATE", "float"),
+        (KafkaConfig, "AITRACE_KAFKA_BOOTSTRAP", None),  # a str takes any text
+        (WorkerOptions, "AITRACE_WORKER_PARTITIONS", "int"),
+    )
+    for cls, var, kind in bad:
+        if kind is None:
+            assert cls.from_env({var: "many"}).kafka_bootstrap == "many"
+            continue
+        with pytest.raises(ValueError, match=f"{var}='many' is not a valid {kind}"):
             cls.from_env({var: "many"})
+
+
+def test_each_concern_loads_alone_and_settings_composes_them() -> None:
+    from dataclasses import fields
+
+    from aitrace.producers.config import KafkaConfig, ProducerConfig, SearchConfig, Settings, setting_fields
+
+    env = {"AITRACE_KAFKA_BOOTSTRAP": "k:1", "AITRACE_TOPIC_PREFIX": "t", "AITRACE_INDEX_PREFIX": "i"}
+    env |= {"AITRACE_SERVICE": "svc", "AITRACE_BATCH_MAX_EVENTS": "7", "AITRACE_ES_URL": "http://es:1"}
+    kafka, search, producer = KafkaConfig.from_env(env), SearchConfig.from_env(env), ProducerConfig.from_env(env)
+    assert (kafka.kafka_bootstrap, kafka.topic("alerts")) == ("k:1", "t.alerts")
+    assert (search.es_url, search.index_prefix) == ("http://es:1", "i")
+    assert (producer.service, producer.batch_max_events) == ("svc", 7)
+    settings = Settings.from_env(env, batch_max_events=9, index_prefix=None)  # None: unset, the env stays
+    assert (settings.kafka, settings.search) == (kafka, search)
+    assert settings.producer == ProducerConfig.from_env(env, batch_max_events=9)
+    assert Settings(service="svc", kafka_bootstrap="k:1").producer.service == "svc"  # flat names routed
+    with pytest.raises(TypeError, match="no field 'bootstrap'"):
+        Settings.from_env(env, bootstrap="k:2")
+    # Every field belongs to one concern, and the flat read-only names follow the concerns.
+    names = [f.name for f in setting_fields()]
+    assert len(names) == len(set(names)) == sum(len(fields(c)) for c in (KafkaConfig, SearchConfig, ProducerConfig))
+    for name in names:
+        concern = next(c for c in (settings.kafka, settings.search, settings.producer) if hasattr(c, name))
+        assert getattr(settings, name) == getattr(concern, name), name
+        with pytest.raises(AttributeError):
+            setattr(settings, name, None)

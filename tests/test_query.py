@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from aitrace.infra.cli import main
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents
 from aitrace.sinks.es import detect_capabilities, make_sync_client
 from aitrace.sinks.hit_rows import show_duration
@@ -159,9 +159,9 @@ class Corpus:
 def indexed(search: Any, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Corpus]:
     """Templates and the corpus under a fresh prefix; the CLI reads it through AITRACE_* settings."""
     prefix = unique_name("q")
-    settings = Settings.from_env(es_url=search.url, index_prefix=prefix)
-    client = make_sync_client(settings)
-    install_templates(client, detect_capabilities(settings), prefix=prefix)
+    config = SearchConfig.from_env(es_url=search.url, index_prefix=prefix)
+    client = make_sync_client(config)
+    install_templates(client, detect_capabilities(config), prefix=prefix)
     corpus = Corpus(int(time.time() * 1_000_000))
     for action in corpus.actions(prefix):
         client.index(index=action["_index"], id=action["_id"], document=action["_source"])

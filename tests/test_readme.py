@@ -24,7 +24,7 @@ import logging
 import re
 import shlex
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import pytest
 from aitrace.infra.cli import COMMANDS
 from aitrace.infra.stack import TansuProcess
 from aitrace.processors.options import WorkerOptions
-from aitrace.producers.config import Settings
+from aitrace.producers.config import setting_fields
 from test_producer_support import consume, event_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ SETUP_COMMANDS = ("python3.11 run.py demo", "python3.11 run.py test")
 # Where the code reads AITRACE_* names (tests included: AITRACE_FULL_TESTS is a user's switch).
 SOURCE_DIRS = ("producers", "schemas", "processors", "detect", "sinks", "infra", "tests", "bench")
 # A name read through an f-string prefix, expanded to one variable per dataclass field.
-PREFIXES: dict[str, type] = {"AITRACE_": Settings, "AITRACE_WORKER_": WorkerOptions}
+PREFIXES: dict[str, list[Field[Any]]] = {"AITRACE_": setting_fields(), "AITRACE_WORKER_": list(fields(WorkerOptions))}
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
 # Paths the README names that exist only at run time (created by run.py, `aitrace up`, a client).
 RUNTIME_ROOTS = {".venv", ".aitrace"}
@@ -116,8 +116,8 @@ def env_names_in_code() -> set[str]:
                 elif name not in PREFIXES:
                     unknown_prefixes.add(name)
     assert not unknown_prefixes, f"code reads AITRACE_* names by prefixes this test does not know: {unknown_prefixes}"
-    for prefix, cls in PREFIXES.items():
-        names |= {f"{prefix}{f.name.upper()}" for f in fields(cls)}
+    for prefix, env_fields in PREFIXES.items():
+        names |= {f"{prefix}{f.name.upper()}" for f in env_fields}
     return names
 
 
@@ -154,10 +154,10 @@ def test_config_table_lists_exactly_the_variables_the_code_reads() -> None:
     assert not documented - read, f"in the README's table, read nowhere in the code: {sorted(documented - read)}"
 
 
-@pytest.mark.parametrize(("prefix", "cls"), PREFIXES.items(), ids=["settings", "worker"])
-def test_config_defaults_match_the_dataclasses(prefix: str, cls: type) -> None:
+@pytest.mark.parametrize(("prefix", "env_fields"), PREFIXES.items(), ids=["settings", "worker"])
+def test_config_defaults_match_the_dataclasses(prefix: str, env_fields: list[Field[Any]]) -> None:
     rows = config_rows(_text())
-    for f in fields(cls):
+    for f in env_fields:
         if f.default is MISSING:
             continue
         cell = rows[f"{prefix}{f.name.upper()}"]

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from aitrace.infra import report, report_axis, report_data, report_fetch, report_inference, report_page
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents as D
 from aitrace.sinks.es import detect_capabilities, make_sync_client
 from aitrace.sinks.templates import install_templates
@@ -280,9 +280,9 @@ def indexed(search: OsmemProcess, unique_name: Callable[[str], str]) -> dict[str
 
 def index_everything(search: OsmemProcess, prefix: str) -> dict[str, Any]:
     """Index every kind of document under ``prefix`` (tests/test_compare.py reads the same runs)."""
-    settings = Settings.from_env(es_url=search.url, index_prefix=prefix)
-    caps = detect_capabilities(settings)
-    es = make_sync_client(settings, caps)
+    config = SearchConfig.from_env(es_url=search.url, index_prefix=prefix)
+    caps = detect_capabilities(config)
+    es = make_sync_client(config, caps)
     install_templates(es, caps, prefix=prefix)
     inference_actions, ok_latencies = _inference(prefix)
     actions = _training(prefix) + _data(prefix) + inference_actions + _traces(prefix)

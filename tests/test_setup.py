@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aitrace.infra.cli import main as cli_main
 from aitrace.infra.stack import OsmemProcess, free_port
-from aitrace.producers.config import Settings
+from aitrace.producers.config import SearchConfig
 from aitrace.sinks import es, setup
 
 
@@ -90,7 +90,7 @@ def test_setup_installs_templates_and_imports_saved_objects(
     rc = cli_main(["setup", "--es-url", search.url, "--kibana-url", fake.url, "--index-prefix", prefix])
     out = capsys.readouterr().out
     assert rc == 0, out
-    client = es.make_sync_client(Settings(es_url=search.url))
+    client = es.make_sync_client(SearchConfig(es_url=search.url))
     try:
         names = {t["name"] for t in client.indices.get_index_template(name=f"{prefix}-*")["index_templates"]}
         assert names == {f"{prefix}-events", f"{prefix}-traces", f"{prefix}-alerts"}
@@ -114,7 +114,7 @@ def test_setup_installs_templates_and_imports_saved_objects(
 
 def test_kibana_credentials_are_sent(kibana: Callable[..., FakeKibana]) -> None:
     fake = kibana()
-    settings = Settings(kibana_url=fake.url, es_username="elastic", es_password="pw")
+    settings = SearchConfig(kibana_url=fake.url, es_username="elastic", es_password="pw")
     summary = setup.import_saved_objects(settings)
     assert summary["success"] is True
     assert fake.requests[0]["headers"]["authorization"].startswith("Basic ")
@@ -135,20 +135,20 @@ def test_partial_import_failure_is_an_error(kibana: Callable[..., FakeKibana], c
 def test_kibana_error_status_is_reported(kibana: Callable[..., FakeKibana]) -> None:
     fake = kibana(lambda objects: (403, {"statusCode": 403, "message": "not allowed to import"}))
     with pytest.raises(setup.KibanaError, match=r"HTTP 403.*not allowed"):
-        setup.import_saved_objects(Settings(kibana_url=fake.url))
+        setup.import_saved_objects(SearchConfig(kibana_url=fake.url))
 
 
 def test_starting_kibana_is_waited_for(kibana: Callable[..., FakeKibana]) -> None:
     answers = iter([(503, {"message": "Kibana server is not ready yet"}), (503, {})])
     fake = kibana(lambda objects: next(answers, None) or ok(objects))
-    summary = setup.import_saved_objects(Settings(kibana_url=fake.url), wait_s=30)
+    summary = setup.import_saved_objects(SearchConfig(kibana_url=fake.url), wait_s=30)
     assert summary["success"] is True and len(fake.requests) == 3
 
 
 def test_starting_kibana_past_the_wait_is_an_error(kibana: Callable[..., FakeKibana]) -> None:
     fake = kibana(lambda objects: (503, {"message": "Kibana server is not ready yet"}))
     with pytest.raises(setup.KibanaError, match="not ready"):
-        setup.import_saved_objects(Settings(kibana_url=fake.url), wait_s=0)
+        setup.import_saved_objects(SearchConfig(kibana_url=fake.url), wait_s=0)
     assert len(fake.requests) == 1
 
 

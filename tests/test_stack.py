@@ -33,7 +33,7 @@ from aitrace.infra.stack import (
     probe_kafka,
     start_service,
 )
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig, SearchConfig, Settings
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -185,10 +185,10 @@ def test_up_status_down_round_trip(stack_dir: Path) -> None:
 
     # Settings pick the recorded endpoints up, and real clients reach them.
     settings = Settings.from_env(env={"AITRACE_STATE_DIR": str(stack_dir)}, dev_stack=True)
-    assert settings.kafka_bootstrap == state["endpoints"]["kafka"]
-    metadata = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=30)
+    assert settings.kafka.kafka_bootstrap == state["endpoints"]["kafka"]
+    metadata = AdminClient({"bootstrap.servers": settings.kafka.kafka_bootstrap}).list_topics(timeout=30)
     assert [b.port for b in metadata.brokers.values()] == [kafka_port]
-    assert http_info(settings.es_url)["version"]["distribution"] == "opensearch"
+    assert http_info(settings.search.es_url)["version"]["distribution"] == "opensearch"
 
     # The services outlive the `aitrace up` process that started them; a second `up` keeps them.
     again = aitrace("up", state=stack_dir)
@@ -432,8 +432,8 @@ def test_only_commands_follow_a_recorded_dev_stack(tmp_path: Path, monkeypatch: 
     monkeypatch.delenv("AITRACE_ES_URL", raising=False)
     monkeypatch.setenv("AITRACE_STATE_DIR", str(tmp_path))
     library = Settings.from_env()
-    assert (library.kafka_bootstrap, library.es_url) == (Settings.kafka_bootstrap, Settings.es_url)
+    assert (library.kafka.kafka_bootstrap, library.search.es_url) == (KafkaConfig.kafka_bootstrap, SearchConfig.es_url)
     command = Settings.from_env(dev_stack=True)
-    assert (command.kafka_bootstrap, command.es_url) == ("127.0.0.1:19092", "http://127.0.0.1:19200")
+    assert (command.kafka.kafka_bootstrap, command.search.es_url) == ("127.0.0.1:19092", "http://127.0.0.1:19200")
     monkeypatch.setenv("AITRACE_KAFKA_BOOTSTRAP", "kafka.prod:9092")  # the environment wins for both
-    assert Settings.from_env(dev_stack=True).kafka_bootstrap == "kafka.prod:9092"
+    assert Settings.from_env(dev_stack=True).kafka.kafka_bootstrap == "kafka.prod:9092"

@@ -1,0 +1,234 @@
+"""Run-level training checks that need more than one series of the same run.
+
+The idea
+--------
+:class:`~aitrace.detect.series.TrainingSeries` sees one series at a time, and three training
+pathologies cannot be told early, or at all, from one series:
+
+* **stalled from the start**: a loss that has not left its starting level looks the same
+  for the first ~110 steps whether the learning rate is 1e-7 (nothing will ever happen) or
+  the network is a slow starter (a 6-layer ReLU net with PyTorch's default init sat at its
+  starting loss 90 to 150 steps, then learned). The update ratios that ``aitrace.torch.watch``
+  sends (``update_ratio/<layer>``: norm of the step's update over the norm of the weights)
+  tell them apart at once: on the real runs of ``bench/bench_training.py`` the stalled run's
+  median ratio across layers was 1e-6 from the first report, the slow starters' 1e-4 to
+  4e-4, the healthy runs' 1e-3 to 2e-2. A weight that moves 1e-6 of its size per step needs
+  a million steps to change: ``stalled`` once the loss is still at its start and the median
+  ratio stayed below ``tiny_ratio`` (1e-5, a decade under the slowest start that learned) on
+  each of the run's first ``reports`` reports without rising (a warm-up from lr 0 rises). A
+  ratio that was larger once never counts: a schedule that decays the lr later is the user's.
+* **plateau after an lr change the loss punishes**: the ratio follows the learning rate, so
+  the user's schedules move it by a decade (a x0.1 step) or gradually (cosine); a drop of
+  ``drop`` (3) decades from one report to the next is the weights all but stopping. It is a
+  ``plateau`` when the ratio stays down for ``reports`` reports and the loss has not improved
+  by ``min_drop`` since (the bench's lr x1e-6 at step 100: found at step 120; the loss alone
+  needs the 100+ steps of :class:`~aitrace.detect.training.PlateauCheck`, since a slowing
+  healthy run looks the same for that long).
+* **vanishing gradients without per-layer norms**: the global gradient norm also collapses
+  by decades when a run memorizes its data (the 64-row over-fitting run: 1.3 to 1.4e-3 while
+  its loss went to 1e-3), so a fall of ``decades`` (3) below the run's early peak (the
+  healthy runs' 32-step medians stayed within one decade) is ``vanishing`` only while the
+  loss is still at its starting level. The 12-layer sigmoid run of the bench is not found
+  this way: its last layers learn and carry the global norm (0.53 to 0.33); only the spread
+  across per-layer norms shows it.
+
+Each verdict is taken once per run (the plateau re-arms when the weights move again). The
+worker does not call this class yet (it needs all series of a chunk at once, as
+``processors.detection_runs`` does for per-layer norms); ``bench/bench_training.py`` prints
+what it would find beside the worker's own rules.
+
+Example
+-------
+>>> import numpy as np
+>>> from aitrace.detect.run_checks import RunChecks
+>>> rng = np.random.default_rng(0)
+>>> steps = np.arange(0, 40)
+>>> chunk = {
+...     "loss": (steps, 2.3 + 0.02 * rng.normal(size=40)),
+...     "update_ratio/fc1": (steps[::10], np.full(4, 1e-6)),
+...     "update_ratio/fc2": (steps[::10], np.full(4, 2e-6)),
+... }
+>>> [(f.step, f.reason) for f in RunChecks().update(chunk)]
+[(20.0, 'stalled')]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.detect.monitor import Finding
+
+_TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
+
+
+class RunChecks:
+    """The cross-series checks of one training run (see the module's docstring).
+
+    ``update(series)`` takes one chunk of the run: ``{metric name: (steps, values)}`` for the
+    training split, and returns the findings among it; ``to_state()`` / ``from_state()``
+    carry it between chunks.
+    """
+
+    def __init__(
+        self,
+        *,
+        tiny_ratio: float = 1e-5,
+        reports: int = 3,
+        decades: float = 3.0,
+        drop: float = 3.0,
+        head: int = 16,
+        min_drop: float = 0.05,
+    ) -> None:
+        if not 0 < tiny_ratio < 1 or reports < 2 or min(decades, drop) <= 0 or head < 2 or not 0 < min_drop < 1:
+            raise ValueError("need 0 < tiny_ratio < 1, reports >= 2, decades and drop > 0, head >= 2, 0 < min_drop < 1")
+        self.params: dict[str, Any] = {
+            "tiny_ratio": tiny_ratio,
+            "reports": reports,
+            "decades": decades,
+            "drop": drop,
+            "head": head,
+            "min_drop": min_drop,
+        }
+        self.start: list[float] = []  # the first `head` finite losses
+        self.recent: list[float] = []  # the last `head` finite losses
+        self.ratios: list[float] = []  # median update ratio across layers, per report, while it is tiny
+        self.peak = -math.inf  # log10 of the highest early grad-norm level
+        self.norms: list[float] = []  # the last `head` finite global grad norms
+        self.stall_done = self.vanished = False
+        self.last_ratio: float | None = None  # log10 of the last report's median update ratio
+        self.frozen: dict[str, Any] | None = None  # since a drop of `drop` decades: step, before, loss, n
+
+    def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
+        out: list[Finding] = []
+        for name in _TRAIN_LOSS.intersection(series):
+            self._losses(series[name][1])
+        for step, (level, layers) in _report_levels(series).items():
+            out += self._stall(step, level, layers) if not self.stall_done else []
+            out += self._frozen(step, level)
+        if "grad_norm" in series and not self.vanished and not any(n.startswith("grad_norm/") for n in series):
+            out += self._collapse(*series["grad_norm"])
+        return out
+
+    def _losses(self, values: Any) -> None:
+        head = self.params["head"]
+        finite = [x for x in np.asarray(values, dtype=np.float64).tolist() if math.isfinite(x)]
+        self.start += finite[: head - len(self.start)]
+        self.recent = [*self.recent, *finite][-head:]
+
+    def _at_start(self) -> tuple[float, float] | None:
+        """(start, now) loss levels while the loss has not left its start, else None."""
+        if len(self.start) < self.params["head"] or not self.recent:
+            return None
+        start, now = float(np.median(self.start)), float(np.median(self.recent))
+        return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
+
+    def _stall(self, step: float, level: float, layers: int) -> list[Finding]:
+        """One report of the median update ratio: still tiny since the first report?"""
+        p = self.params
+        if level >= p["tiny_ratio"] or (self.ratios and level > 2.0 * min(self.ratios)):
+            self.stall_done, self.ratios = True, []  # the weights moved (or a warm-up is rising)
+            return []
+        self.ratios.append(level)
+        levels = self._at_start()
+        if len(self.ratios) < p["reports"] or levels is None:
+            return []
+        self.stall_done = True
+        msg = (
+            f"weights move {level:.2g} of their size per step (median over {layers} layers) for "
+            f"{len(self.ratios)} reports and the loss is still at its start ({levels[0]:.4g}, now "
+            f"{levels[1]:.4g}): the learning rate is too small to train"
+        )
+        return [Finding(0, step, level, 1.0, "stalled", msg, p["tiny_ratio"], "update_ratio")]
+
+    def _frozen(self, step: float, level: float) -> list[Finding]:
+        """The update ratio fell ``drop`` decades from one report to the next and stays there
+        while the loss stops improving: an lr change the loss then punishes."""
+        p, f = self.params, self.frozen
+        log = math.log10(max(level, 1e-300))
+        if f is None:
+            if self.last_ratio is not None and self.last_ratio - log >= p["drop"] and self.recent:
+                self.frozen = {"step": step, "before": self.last_ratio, "loss": float(np.median(self.recent)), "n": 1}
+            self.last_ratio = log
+            return []
+        if f["before"] - log < p["drop"]:  # moving again: re-armed
+            self.frozen, self.last_ratio = None, log
+            return []
+        f["n"] += 1
+        now = float(np.median(self.recent))
+        if f["n"] != p["reports"] or now < f["loss"] - p["min_drop"] * abs(f["loss"]):
+            return []
+        msg = (
+            f"weights stopped moving at step {f['step']:g} (update ratio 10^{f['before']:.1f} to 10^{log:.1f}) "
+            f"and the loss has not improved since ({f['loss']:.4g} then, {now:.4g} now)"
+        )
+        return [Finding(0, step, level, 1.0, "plateau", msg, p["drop"], "update_ratio")]
+
+    def _collapse(self, steps: Any, values: Any) -> list[Finding]:
+        p = self.params
+        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
+            if not (math.isfinite(x) and x > 0):
+                continue
+            self.norms = [*self.norms[-(p["head"] - 1) :], math.log10(x)]
+            if len(self.norms) < p["head"]:
+                continue
+            level = float(np.median(self.norms))
+            self.peak = max(self.peak, level)
+            levels = self._at_start()
+            if self.peak - level >= p["decades"] and levels is not None:
+                self.vanished = True
+                msg = (
+                    f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
+                    f"while the loss stayed at its start ({levels[0]:.4g}, now {levels[1]:.4g})"
+                )
+                return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
+        return []
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "params": dict(self.params),
+            "start": list(self.start),
+            "recent": list(self.recent),
+            "ratios": list(self.ratios),
+            "peak": self.peak if math.isfinite(self.peak) else None,
+            "norms": list(self.norms),
+            "stalled": self.stall_done,
+            "last_ratio": self.last_ratio,
+            "frozen": dict(self.frozen) if self.frozen else None,
+            "vanished": self.vanished,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunChecks:
+        check = cls(**state["params"])
+        check.start, check.recent = [float(v) for v in state["start"]], [float(v) for v in state["recent"]]
+        check.ratios, check.norms = [float(v) for v in state["ratios"]], [float(v) for v in state["norms"]]
+        check.peak = -math.inf if state["peak"] is None else float(state["peak"])
+        check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
+        check.last_ratio = state["last_ratio"]
+        check.frozen = dict(state["frozen"]) if state["frozen"] else None
+        return check
+
+
+def _report_levels(series: dict[str, tuple[Any, Any]]) -> dict[float, tuple[float, int]]:
+    """Per report step: the median update ratio across the layers that moved, and their count.
+
+    A ratio of exactly 0 is a layer outside the optimizer (or in a param group at lr 0, as
+    when fine-tuning a head): left out, unless no layer moved at all (the level is then 0).
+    """
+    by_step: dict[float, list[float]] = {}
+    for name, (steps, values) in series.items():
+        if not name.startswith("update_ratio/"):
+            continue
+        pairs = zip(
+            np.asarray(steps, dtype=np.float64).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True
+        )
+        for step, x in pairs:
+            if math.isfinite(x) and x >= 0:
+                by_step.setdefault(step, []).append(x)
+    out = {}
+    for step, at in sorted(by_step.items()):
+        moved = [x for x in at if x > 0]
+        out[step] = (float(np.median(moved)) if moved else 0.0, len(moved))
+    return out
