@@ -1,6 +1,6 @@
 """Detectors on real data, each figure beside a baseline measured in the same run.
 
-    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick] [--only-telemetry]
+    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick] [--only-telemetry] [--only-cycles]
 
 (a) drift on summaries (``aitrace.summarize`` -> ``detect_drift``) of real tables
     (scikit-learn's bundled wine, breast_cancer, iris, diabetes): share of random,
@@ -17,6 +17,12 @@
     written by bench/record_telemetry.py: real, unlabelled, normal operation), every
     numeric column a series fed in chunks as in (b), with a table of which columns fire;
     and every request's latency through the worker's model path (inference chunks).
+(f) series with a daily or weekly cycle (``realdata_cycles.py``): river's WaterFlow (segments
+    named by its description) and pmdarima's taylor electricity demand, the worker's rule for
+    a model's numeric series with and without its cycle, beside the baselines.
+
+(b), (c) and (e) also run that rule through the worker (``service path``: a model's series,
+``aitrace.detect.service.ServiceSeries``, one point a second) beside the training-run rule.
 
 The SKAB recordings are not part of the project (see the data folder's README); (b)-(d)
 are skipped when they are not found.
@@ -199,9 +205,39 @@ def river_incidents(values: np.ndarray, make: Callable[[], Any]) -> list[int]:
     return _runs(flags)
 
 
+def service_path_incidents(values: np.ndarray) -> list[int]:
+    """Indices where the worker opens an incident on a model's numeric series (its ``confidence``,
+    which runs ``aitrace.detect.service.ServiceSeries`` with its cycle), one point a second, in chunks."""
+    from aitrace.processors.detection import SeriesDetectors
+
+    det = SeriesDetectors({})
+    opened = []
+    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000
+    for k, lo in enumerate(range(0, values.size, CHUNK)):
+        part = slice(lo, lo + CHUNK)
+        n = values[part].size
+        chunk = {
+            "kind": "model",
+            "model": "bench",
+            "service": "bench",
+            "times": times[part],
+            "latency": np.ones(n),  # a constant: never pages
+            "errors": np.zeros(n),
+            "confidence": values[part],
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        for alert in det.apply(chunk, source="s:0", offset=k).alerts:
+            if alert["version"] == 1 and alert["state"] == "open" and alert["feature"] == "confidence":
+                opened.append(int((alert["first_seen"] - T0) // 1_000_000))
+    return opened
+
+
 def _detectors() -> dict[str, Callable[[np.ndarray], list[int]]]:
     out: dict[str, Callable[[np.ndarray], list[int]]] = {
         "worker rule (aitrace)": worker_incidents,
+        "service path (aitrace)": service_path_incidents,
         "rolling z |z|>4 / 100": zscore_incidents,
     }
     try:
@@ -381,9 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent / "data"
     parser.add_argument("--telemetry", type=Path, default=here, help="folder of record_telemetry.py CSVs")
     parser.add_argument("--only-telemetry", action="store_true", help="run (e) alone")
+    parser.add_argument("--only-cycles", action="store_true", help="run (f) alone")
     args = parser.parse_args(argv)
+    from realdata_cycles import bench_cycles
+
     if args.only_telemetry:
         bench_telemetry(args.telemetry)
+        return 0
+    if args.only_cycles:
+        bench_cycles(_detectors(), CHUNK, GAP)
         return 0
     print(
         "(a) drift on summaries of real tables: ours (summarize -> detect_drift, Holm) vs scipy KS + Bonferroni on rows"
@@ -394,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     bench_skab(args.data)
     bench_telemetry(args.telemetry)
+    bench_cycles(_detectors(), CHUNK, GAP)
     bench_speed()
     return 0
 

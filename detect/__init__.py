@@ -19,7 +19,9 @@ Series monitors for the processors (``aitrace.detect.monitor``; kinds in ``.seri
         ``KINDS`` = loss, grad_norm, lr, accuracy, latency, error_rate, confidence,
         throughput, generic; ``.update(steps, values) -> list[Finding]``,
         ``.to_state()`` / ``SeriesMonitor.from_state(d)``.
-    ``Finding(index, step, value, score, reason, message, threshold, kind, severity)``.
+    ``Finding(index, step, value, score, reason, message, threshold, kind, severity, category,
+        time_us, statistic, pvalue, evidence, details)`` (``aitrace.detect.finding``): the one
+        record every rule returns; the processors turn a batch's worst into an incident.
     ``overfitting(train_loss, val_loss, *, window=50, alpha=0.01) -> OverfitResult``.
 
 Sustained level changes (``aitrace.detect.level``)
@@ -32,6 +34,15 @@ Training runs, as the worker judges them (``aitrace.detect.series``, ``aitrace.d
     ``TrainingSeries(metric, split='train', threshold=0.9)``: ``.update(steps, values) -> list[Finding]``
         (SeriesMonitor for losses and gradient norms, stall and plateau checks, schedules
         never); ``aitrace backtest --metric NAME`` runs it over a CSV.
+
+A model in service, as the worker judges it (``aitrace.detect.service``, ``aitrace.detect.cycle``)
+    ``ServiceSeries(metric, threshold=0.9)``: latency, confidence, any numeric series;
+        calibrated anomaly scores, judged against the series' own daily or weekly cycle
+        (``CycleModel``) once it has one; latency level shifts.
+    ``RateSeries(what, window=50, min_events=5)``: error / wrong-prediction rate windows.
+    ``DriftWindows(feature, window=200, alpha=0.001)``: input drift, window against reference.
+    Each ``.update(times_us, values) -> list[Finding]``, ``.to_state()`` / ``.from_state()``;
+    ``aitrace backtest --service KIND`` runs them over a CSV.
 
 Drift kernels (``aitrace.detect.drift``; KS in ``.ks``, chi-square in ``.chi2``, Welch's t in ``.welch``)
     ``ks_2samp(a, b, *, method='auto') -> (statistic, pvalue)`` (= scipy.stats.ks_2samp)
@@ -77,6 +88,7 @@ from aitrace.detect.batched import (
     wasserstein_1d_batched,
 )
 from aitrace.detect.chi2 import chi2_drift, chi2_sf
+from aitrace.detect.cycle import CycleModel
 from aitrace.detect.drift import jensen_shannon, jensen_shannon_from_counts, psi, psi_from_counts, wasserstein_1d
 from aitrace.detect.drift_monitor import (
     DriftConfig,
@@ -87,12 +99,14 @@ from aitrace.detect.drift_monitor import (
     detect_drift,
 )
 from aitrace.detect.drift_tests import cdf_bounds, ks_from_summaries, rebin_counts
+from aitrace.detect.finding import Finding
 from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_pvalue
 from aitrace.detect.level import LevelShift, LevelShiftDetector
-from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.monitor import SeriesMonitor
 from aitrace.detect.overfit import OverfitResult, overfitting
 from aitrace.detect.series import TrainingSeries
 from aitrace.detect.series_kinds import KINDS
+from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
 from aitrace.detect.training import metric_role
 from aitrace.detect.welch import t_pvalue, welch_t
 
@@ -104,14 +118,18 @@ __all__ = [
     "KINDS",
     "AnomalyDetector",
     "AnomalyParams",
+    "CycleModel",
     "DriftConfig",
     "DriftMonitor",
     "DriftResult",
+    "DriftWindows",
     "Finding",
     "LevelShift",
     "LevelShiftDetector",
     "OverfitResult",
+    "RateSeries",
     "SeriesMonitor",
+    "ServiceSeries",
     "TrainingSeries",
     "adjust_pvalues",
     "anomaly_details",

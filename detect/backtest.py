@@ -10,7 +10,12 @@ directions). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
 series type decides (directions, hard limits, reasons such as ``exploding``). With
 ``--metric NAME`` the worker's own rules for a training metric of that name decide
 (:class:`~aitrace.detect.series.TrainingSeries`: the alerts the worker would raise on it,
-stalls and plateaus included), so ``--threshold 0.9`` replays the worker's default.
+stalls and plateaus included), so ``--threshold 0.9`` replays the worker's default. With
+``--service KIND`` (latency, confidence, error_rate, wrong_predictions, feature) the worker's
+rules for that series of a model in service decide (:mod:`aitrace.detect.service`: calibrated
+anomaly scores against the series' own cycle, latency level shifts, rate windows of 0/1
+outcomes, drift windows), at the worker's defaults; ``--timestamp`` then names a column of
+event times, in ``--time-unit`` (microseconds by default) or ISO 8601 text.
 Empty cells and unparsable numbers count as NaN (and are flagged as such).
 Exit status: 0 on success (flagged or not), 2 on bad arguments or an unreadable file.
 """
@@ -40,7 +45,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--metric", help="a training metric's name: the worker's rules for it (TrainingSeries), at --threshold"
     )
+    rules.add_argument("--service", choices=_service_kinds(), help="a model in service's series: the worker's rules")
     parser.add_argument("--split", default="train", help="with --metric: the split the series belongs to")
+    parser.add_argument(
+        "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service: numeric times' unit"
+    )
     parser.add_argument("--window", type=int, default=64, help="detector window in points (default 64)")
     parser.add_argument("-o", "--output", type=Path, help="also write the flagged points to this CSV")
     parser.add_argument("--limit", type=int, default=50, help="print at most this many flagged points (default 50)")
@@ -53,6 +62,12 @@ def _kinds() -> tuple[str, ...]:
     from aitrace.detect.series_kinds import KINDS
 
     return KINDS
+
+
+def _service_kinds() -> tuple[str, ...]:
+    from aitrace.detect.service import SERVICE_KINDS
+
+    return SERVICE_KINDS
 
 
 def _parse_float(text: str) -> float:
@@ -139,12 +154,45 @@ def flag_points(
     return _rows(monitor.update(_steps(values, stamps), values), stamps)
 
 
+def _times_us(values: np.ndarray, stamps: list[Any], unit: str | None) -> np.ndarray:
+    """Event times in microseconds: numbers in ``unit``, ISO 8601 text, or (no unit: the stamps
+    are row numbers) one a second from 0."""
+    from datetime import datetime
+
+    if unit is not None and all(isinstance(s, float | int) for s in stamps):
+        scale = {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
+        return (np.asarray(stamps, dtype=np.float64) * scale).astype(np.int64)
+    if all(isinstance(s, str) for s in stamps):
+        return np.asarray([int(datetime.fromisoformat(s).timestamp() * 1e6) for s in stamps], dtype=np.int64)
+    return np.arange(values.size, dtype=np.int64) * 1_000_000
+
+
+def service_points(
+    values: np.ndarray, stamps: list[Any], *, kind: str, threshold: float, unit: str | None = "us"
+) -> list[dict[str, Any]]:
+    """What the worker's rules for a model in service's series flag (see ``aitrace.detect.service``)."""
+    from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
+
+    rules: ServiceSeries | RateSeries | DriftWindows
+    if kind in ("error_rate", "wrong_predictions"):
+        rules = RateSeries(kind)
+    elif kind == "feature":
+        rules = DriftWindows("feature")
+    else:
+        rules = ServiceSeries(kind, threshold=threshold)
+    return _rows(rules.update(_times_us(values, stamps, unit), values), stamps)
+
+
 SWEEP = (0.3, 0.5, 0.7, 0.9, 0.99)
 
 
 def _flag(values: np.ndarray, stamps: list[Any], args: argparse.Namespace, threshold: float) -> list[dict[str, Any]]:
     if args.metric:
         return worker_points(values, stamps, metric=args.metric, split=args.split, threshold=threshold)
+    if args.service:
+        return service_points(
+            values, stamps, kind=args.service, threshold=threshold, unit=args.time_unit if args.timestamp else None
+        )
     return flag_points(values, stamps, threshold=threshold, kind=args.kind, window=args.window)
 
 

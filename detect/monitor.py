@@ -27,7 +27,7 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,41 +44,9 @@ from aitrace.detect.anomaly_kernel import (
     CODE_SPIKE,
     CODE_VARIANCE,
 )
+from aitrace.detect.finding import Finding
 from aitrace.detect.series_kinds import KINDS, PROFILES
 from numba import njit
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One flagged point of a series.
-
-    index: position of the point in the series as the monitor has seen it (0-based).
-    step: the caller's step or timestamp for the point.
-    value: the raw value.
-    score: anomaly score in [0, 1] (1.0 for rule violations such as NaN or lr <= 0).
-    reason: short machine-readable cause: spike, dip, level_shift, variance_change,
-        flat, nan, inf, exploding, vanishing, diverging, lr_out_of_range, lr_jump,
-        out_of_range, latency_spike, error_burst, throughput_drop, ingestion_delay.
-    message: one sentence for a person.
-    threshold: the score threshold that was crossed.
-    kind: the monitor's series kind.
-    severity: 'warning' or 'critical'.
-    """
-
-    index: int
-    step: float
-    value: float
-    score: float
-    reason: str
-    message: str
-    threshold: float
-    kind: str
-    severity: str = "warning"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-safe except a NaN/Inf value, which is kept as a float)."""
-        return asdict(self)
-
 
 _LOG10 = math.log(10.0)
 

@@ -1,6 +1,7 @@
 """Stateful window checks of the processors, on plain arrays and a JSON-safe state dict:
-inference feature drift windows, error-rate / accuracy windows, the prediction-label join,
-per-feature and label checks of data-stats summaries, and the over-fitting check.
+the prediction-label join, per-feature and label checks of data-stats summaries, and the
+over-fitting check (a model in service's latency, rate and drift windows are the objects of
+:mod:`aitrace.detect.service`).
 
 Every function takes a series state (a dict the processors keep in a Faust table) and whole
 arrays, and updates the state in place; the statistics themselves (robust anomaly scores,
@@ -15,11 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import AnomalyDetector
-from aitrace.detect.anomaly_kernel import CODE_NAMES
-from aitrace.detect.drift import psi
 from aitrace.detect.drift_monitor import detect_drift
-from aitrace.detect.ks import ks_2samp
 
 OVERFIT_MIN_RISE = 0.10  # validation loss 10 % above its best (or twice its epoch-to-epoch noise)...
 OVERFIT_PERSIST = 3  # ...on this many validation points in a row
@@ -27,15 +24,6 @@ _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
 _MAX_CATEGORIES = 1000
 _EPS = 1e-6
-
-
-def anomaly_detector(state: dict[str, Any] | None) -> AnomalyDetector:
-    """The series' detector, restored from its table state (a fresh one for a new series)."""
-    return AnomalyDetector.from_state(state) if state else AnomalyDetector()
-
-
-def code_name(code: int) -> str:
-    return CODE_NAMES.get(code, "anomaly")
 
 
 # ---------------------------------------------------------------- drift statistics
@@ -50,85 +38,6 @@ def psi_counts(reference: np.ndarray, current: np.ndarray) -> float:
     p /= p.sum()
     q /= q.sum()
     return float(np.sum((q - p) * np.log(q / p)))
-
-
-def window_drift(
-    state: dict[str, Any], values: np.ndarray, *, window: int, alpha: float | None = None, name: str = "feature"
-) -> list[Any]:
-    """Fill the reference window first, then test every full current window against it.
-
-    Returns ``(ks statistic, p-value, psi)`` per completed current window; with ``alpha``,
-    :func:`aitrace.detect.detect_drift`'s verdict (a ``DriftResult``) instead: the same
-    rule as the library's, at ``alpha`` for this one feature.
-    """
-    values = values[np.isfinite(values)]
-    ref = state.setdefault("ref", [])
-    cur = state.setdefault("cur", [])
-    need = window - len(ref)
-    if need > 0:
-        ref.extend(values[:need].tolist())
-        values = values[need:]
-    tests: list[Any] = []  # (ks, p, psi) tuples, or DriftResults with alpha
-    reference = np.asarray(ref, dtype=np.float64)
-    while values.size:
-        take = window - len(cur)
-        cur.extend(values[:take].tolist())
-        values = values[take:]
-        if len(cur) == window:
-            current = np.asarray(cur, dtype=np.float64)
-            if alpha is not None:
-                tests.append(detect_drift({name: reference}, {name: current}, alpha=alpha, correction="none")[0])
-            else:
-                stat, p = ks_2samp(reference, current)
-                tests.append((float(stat), float(p), psi(reference, current, bins=10)))
-            cur.clear()
-    return tests
-
-
-# ---------------------------------------------------------------- windowed rates
-
-
-def rate_windows(
-    state: dict[str, Any], flags: np.ndarray, times: np.ndarray, *, window: int, min_events: int
-) -> tuple[tuple[float, float, float, int, int] | None, int, int]:
-    """Cut 0/1 outcomes into windows of ``window``; compare each window's rate with a baseline.
-
-    The baseline is an exponential average of earlier windows that did not alert. Returns
-    the worst alerting window ``(rate, baseline, limit, end time, bad count)`` or None, the
-    number of clean points after it, and the chunk's last time.
-    """
-    last_time = int(times[-1]) if times.size else 0
-    pending_n, pending_bad = state.get("n", 0), state.get("bad", 0)
-    total = pending_n + flags.size
-    full = total // window
-    if full == 0:
-        state["n"], state["bad"] = total, pending_bad + int(flags.sum())
-        return None, 0, last_time
-    used = full * window - pending_n
-    sums = flags[:used].reshape(-1)
-    cum = np.concatenate([[pending_bad], pending_bad + np.cumsum(sums)])
-    ends = np.arange(window - pending_n, used + 1, window)  # flag counts at each window's end
-    bad = np.diff(np.concatenate([[0], cum[ends]]))
-    state["n"], state["bad"] = total - full * window, int(flags[used:].sum())
-    worst: tuple[float, float, float, int, int] | None = None
-    clean = 0
-    base = state.get("base")
-    for i, b in enumerate(bad.tolist()):
-        rate = b / window
-        if base is None:
-            base = rate
-            clean += window
-            continue
-        limit = base + 4.0 * math.sqrt(max(base, 1.0 / window) * (1.0 - min(base, 0.99)) / window) + 0.02
-        if b >= min_events and rate > limit:
-            if worst is None or rate > worst[0]:
-                worst = (rate, base, limit, int(times[min(ends[i] - 1, times.size - 1)]), int(b))
-            clean = 0
-        else:
-            base = 0.9 * base + 0.1 * rate
-            clean += window
-    state["base"] = base
-    return worst, clean, last_time
 
 
 # ---------------------------------------------------------------- ground-truth join

@@ -6,13 +6,15 @@ checks are :func:`aitrace.detect.windows.feature_checks` and ``label_checks``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from aitrace.detect import windows as K
+from aitrace.detect.finding import Finding
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
-from aitrace.processors.incidents import Finding, SeriesContext
+from aitrace.processors.incidents import SeriesContext
 
 
 class DataSeriesDetectors(SeriesStateBase):
@@ -91,15 +93,15 @@ def _worst_finding(key: str, problems: list[tuple[str, str, str, float, float, s
         return None
     problems = sorted(problems, key=lambda p: (p[2] == "critical", p[3]), reverse=True)
     kind, detector, severity, statistic, threshold, text = problems[0]
-    return Finding(
-        kind=kind,
-        detector=detector,
-        severity=severity,
-        title=f"{text} in {key.split('/', 1)[1]}",
-        time_us=time_us,
-        statistic=statistic,
-        threshold=threshold,
-        evidence=[p[3] for p in problems],
+    return _check_finding(
+        kind,
+        detector,
+        severity,
+        f"{text} in {key.split('/', 1)[1]}",
+        time_us,
+        statistic,
+        threshold,
+        evidence=tuple(p[3] for p in problems),
         details={"checks": ",".join(p[1] for p in problems)},
     )
 
@@ -125,14 +127,45 @@ def _unseen_finding(
     plural = "s" if len(values) != 1 else ""
     what = f"label value{plural} {shown}" if detector == "unseen_label" else f"value{plural} {shown} of {ctx.feature!r}"
     where = key.split("/", 1)[1].rsplit("/", 1)[0]
-    return Finding(
-        kind=kind,
-        detector=detector,
-        severity=severity,
-        title=f"{what} never seen before in {where} ({rows} rows)",
-        time_us=time_us,
-        statistic=share,
-        threshold=threshold,
-        evidence=[float(current[k]) for k in values[:16]],
+    return _check_finding(
+        kind,
+        detector,
+        severity,
+        f"{what} never seen before in {where} ({rows} rows)",
+        time_us,
+        share,
+        threshold,
+        evidence=tuple(float(current[k]) for k in values[:16]),
         details={"values": ",".join(values[:16]), "rows": str(rows), "checks": detector},
+    )
+
+
+def _check_finding(
+    category: str,
+    detector: str,
+    severity: str,
+    title: str,
+    time_us: int,
+    statistic: float,
+    threshold: float,
+    *,
+    evidence: tuple[float, ...],
+    details: dict[str, str],
+) -> Finding:
+    """A batch check's verdict as a finding: no point, no step, no anomaly score, a statistic."""
+    return Finding(
+        0,
+        math.nan,
+        statistic,
+        math.nan,
+        detector,
+        title,
+        threshold,
+        "data",
+        severity,
+        category=category,
+        time_us=time_us,
+        statistic=statistic,
+        evidence=evidence,
+        details=details,
     )

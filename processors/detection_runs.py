@@ -8,15 +8,17 @@ from :mod:`aitrace.detect` (:class:`~aitrace.detect.series.TrainingSeries`, the 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from aitrace.detect import windows as K
+from aitrace.detect.finding import Finding
 from aitrace.detect.series import TrainingSeries, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
-from aitrace.processors.incidents import Finding, SeriesContext
+from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAIN_SPLITS = frozenset({"", "train", "training"})
@@ -83,16 +85,13 @@ class RunSeriesDetectors(SeriesStateBase):
         detector = top.reason
         if not math.isfinite(top.value):
             detector = "nan" if math.isnan(top.value) else "inf"
-        finding = Finding(
-            kind="training" if detector in _TRAINING_DETECTORS else "anomaly",
-            detector=detector,
-            severity=top.severity,
-            title=f"{metric}: {detector.replace('_', ' ')} in run {run_id} at step {int(top.step)}: {top.message}",
+        finding = replace(
+            top,
+            reason=detector,
+            message=f"{metric}: {detector.replace('_', ' ')} in run {run_id} at step {int(top.step)}: {top.message}",
+            category="training" if detector in _TRAINING_DETECTORS else "anomaly",
             time_us=int(times[i]),
-            score=top.score,
-            threshold=top.threshold,
-            step=int(top.step),
-            evidence=values[max(0, i - 15) : i + 1].tolist(),
+            evidence=tuple(values[max(0, i - 15) : i + 1].tolist()),
             details={"value": repr(top.value), "why": top.message},
         )
         after = sum(1 for f in found if f.index > top.index)
@@ -119,14 +118,17 @@ class RunSeriesDetectors(SeriesStateBase):
             finding = None
             if decades >= VANISHING_DECADES:
                 finding = Finding(
-                    kind="training",
-                    detector="vanishing_gradients",
-                    severity="warning",
-                    title=f"vanishing gradients in run {run_id}: layer {low} gets 1e-{decades:.0f} of layer {high}'s",
+                    0,
+                    float(np.asarray(some["steps"])[-1]),
+                    decades,
+                    math.nan,
+                    "vanishing_gradients",
+                    f"vanishing gradients in run {run_id}: layer {low} gets 1e-{decades:.0f} of layer {high}'s",
+                    VANISHING_DECADES,
+                    "grad_norm",
+                    category="training",
                     time_us=last_time,
                     statistic=decades,
-                    threshold=VANISHING_DECADES,
-                    step=int(np.asarray(some["steps"])[-1]),
                     details={"why": f"median gradient norm of {low} is {decades:.1f} decades below {high}'s"},
                 )
             self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
@@ -157,15 +159,18 @@ class RunSeriesDetectors(SeriesStateBase):
             if finding_stats is not None:
                 gap, step, time_us, evidence = finding_stats
                 finding = Finding(
-                    kind="training",
-                    detector="overfitting",
-                    severity="warning",
-                    title=f"overfitting in run {run_id}: validation loss rising while training loss falls",
+                    0,
+                    float(step),
+                    gap,
+                    math.nan,
+                    "overfitting",
+                    f"overfitting in run {run_id}: validation loss rising while training loss falls",
+                    K.OVERFIT_MIN_RISE,
+                    "loss",
+                    category="training",
                     time_us=time_us,
                     statistic=gap,
-                    threshold=K.OVERFIT_MIN_RISE,
-                    step=step,
-                    evidence=evidence,
+                    evidence=tuple(evidence),
                 )
             self._publish(result, state, ctx, (finding, clean, last_time))
 

@@ -1,5 +1,9 @@
 """From detector findings to ``aitrace.Alert`` records: one incident, one alert, growing versions.
 
+A finding is detect's :class:`~aitrace.detect.finding.Finding` (the one type every rule
+returns); its ``category`` is the alert's ``kind``, its ``reason`` the ``detector``, its
+``message`` the ``title``, its ``time_us`` the event time the incident is dated by.
+
 Per series an :class:`IncidentTracker` keeps at most one open incident inside the series
 state (a plain dict, stored in the Faust table with the detector state). Its ``alert_id``
 is derived from the series and the event time of the incident's first finding, so a
@@ -17,28 +21,13 @@ and a downstream consumer (``alert_id`` + ``version``) both see one incident.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
+from aitrace.detect.finding import Finding
+
 _RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
-@dataclass
-class Finding:
-    """What a detector saw in one chunk of one series (the worst point or test of the chunk)."""
-
-    kind: str  # anomaly, drift, error_rate, data_quality, training
-    detector: str  # spike, level_shift, nan, ks, psi, missing_rate, overfitting...
-    severity: str  # info, warning, critical
-    title: str
-    time_us: int
-    score: float | None = None
-    statistic: float | None = None
-    threshold: float | None = None
-    pvalue: float | None = None
-    step: int | None = None
-    evidence: list[float] = field(default_factory=list)
-    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +99,7 @@ class IncidentTracker:
 
     def _open(self, ctx: SeriesContext, f: Finding) -> dict[str, Any]:
         return {
-            "alert_id": alert_id(ctx.series, f.time_us),
+            "alert_id": alert_id(ctx.series, _time_us(f)),
             "version": 1,
             "state": "open",
             "series": ctx.series,
@@ -119,9 +108,9 @@ class IncidentTracker:
             "model": ctx.model,
             "feature": ctx.feature,
             "trace_id": ctx.trace_id,
-            "first_seen": f.time_us,
-            "last_seen": f.time_us,
-            "published_at": f.time_us,
+            "first_seen": _time_us(f),
+            "last_seen": _time_us(f),
+            "published_at": _time_us(f),
             "findings": 1,
             "quiet": 0,
             **_finding_fields(f),
@@ -129,16 +118,16 @@ class IncidentTracker:
 
     def _update(self, open_: dict[str, Any], f: Finding) -> bool:
         open_["findings"] += 1
-        open_["last_seen"] = max(open_["last_seen"], f.time_us)
+        open_["last_seen"] = max(open_["last_seen"], _time_us(f))
         escalates = _RANK[f.severity] > _RANK[open_["severity"]]
-        due = f.time_us - open_["published_at"] >= self.policy.update_every_us
+        due = _time_us(f) - open_["published_at"] >= self.policy.update_every_us
         if not (escalates or due):
             return False
         worst = max(open_["severity"], f.severity, key=_RANK.__getitem__)
         open_.update(_finding_fields(f))
         open_["severity"] = worst  # an incident never de-escalates while it lasts
         open_["version"] += 1
-        open_["published_at"] = f.time_us
+        open_["published_at"] = _time_us(f)
         return True
 
     @staticmethod
@@ -172,13 +161,19 @@ class IncidentTracker:
         }
 
 
+def _time_us(f: Finding) -> int:
+    if f.time_us is None:
+        raise ValueError(f"finding {f.reason!r} has no event time: an incident needs one")
+    return int(f.time_us)
+
+
 def _finding_fields(f: Finding) -> dict[str, Any]:
     return {
-        "kind": f.kind,
-        "detector": f.detector,
+        "kind": f.category,
+        "detector": f.reason,
         "severity": f.severity,
-        "title": f.title,
-        "step": f.step,
+        "title": f.message,
+        "step": int(f.step) if f.has_step else None,
         "score": _finite_or_none(f.score),
         "statistic": _finite_or_none(f.statistic),
         "threshold": _finite_or_none(f.threshold),
@@ -192,4 +187,4 @@ def _finite_or_none(value: float | None) -> float | None:
     if value is None:
         return None
     v = float(value)
-    return v if v == v and v not in (float("inf"), float("-inf")) else None
+    return v if math.isfinite(v) else None

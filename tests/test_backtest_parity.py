@@ -116,3 +116,77 @@ def test_chunked_rules_give_the_findings_of_one_pass(metric: str) -> None:
         steps = np.arange(lo, min(lo + 13, values.size))
         pieces += rules.update(steps, values[steps])
     assert [(f.index, f.reason, f.severity) for f in pieces] == [(f.index, f.reason, f.severity) for f in whole]
+
+
+def _service_series(kind: str) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    n = 1200
+    if kind == "latency":
+        x = rng.lognormal(np.log(20.0), 0.15, n)
+        x[500] = 900.0  # one stuck request
+        x[900:] *= 6.0  # the backing store slows down and stays slow
+    elif kind == "confidence":
+        x = np.clip(rng.normal(0.9, 0.02, n), 0, 1)
+        x[700:720] = 0.3  # the model stops being sure
+    elif kind == "error_rate":
+        x = (rng.random(n) < 0.01).astype(float)
+        x[800:870] = 1.0  # a burst of failures
+    else:  # an input feature that drifts
+        x = rng.normal(0.0, 1.0, n)
+        x[800:] += 1.5
+    return x
+
+
+def _service_backtest(tmp_path: Path, kind: str, times: np.ndarray, values: np.ndarray) -> list[tuple[int, str]]:
+    src, out = tmp_path / f"{kind}.csv", tmp_path / f"{kind}-flagged.csv"
+    with src.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time_us", "value"])
+        w.writerows([int(t), repr(float(v))] for t, v in zip(times, values, strict=True))
+    cmd = [sys.executable, "-m", "aitrace.infra.cli", "backtest", str(src), "--column", "value"]
+    cmd += ["--timestamp", "time_us", "--service", kind, "--threshold", "0.9", "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with out.open() as fh:
+        return [(int(float(r["timestamp"])), r["reason"]) for r in csv.DictReader(fh)]
+
+
+def _service_worker(kind: str, times: np.ndarray, values: np.ndarray) -> list[tuple[int, str]]:
+    """(first_seen, detector) of every incident the worker opens, fed inference chunks of CHUNK requests."""
+    det = SeriesDetectors({})
+    out = []
+    for k, lo in enumerate(range(0, values.size, CHUNK)):
+        part = slice(lo, lo + CHUNK)
+        n = values[part].size
+        chunk = {
+            "kind": "model",
+            "model": "m",
+            "service": "s",
+            "times": times[part],
+            "latency": values[part] if kind == "latency" else np.full(n, 20.0),
+            "confidence": values[part] if kind == "confidence" else np.full(n, np.nan),
+            "errors": values[part] if kind == "error_rate" else np.zeros(n),
+            "features": {"x": values[part]} if kind == "feature" else {},
+            "requests": [],
+            "labels": [],
+        }
+        for a in det.apply(chunk, source="t:0", offset=k).alerts:
+            if a["state"] == "open" and a["version"] == 1 and a["feature"] == ("x" if kind == "feature" else kind):
+                out.append((int(a["first_seen"]), a["detector"]))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["latency", "confidence", "error_rate", "feature"])
+def test_backtest_replays_the_workers_service_findings(tmp_path: Path, kind: str) -> None:
+    """`aitrace backtest --service KIND` runs the worker's rules for a model's series: every
+    incident the worker opens starts at one of the backtest's findings, with its reason."""
+    values = _service_series(kind)
+    times = T0 + np.arange(values.size, dtype=np.int64) * 50_000  # 20 requests a second
+    offline = _service_backtest(tmp_path, kind, times, values)
+    opened = _service_worker(kind, times, values)
+    assert offline and opened, (offline, opened)
+    found = set(offline)
+    assert all(o in found for o in opened), (opened, offline)
+    # the first incident opens in the chunk of the backtest's first finding
+    first = offline[0][0]
+    assert (opened[0][0] - T0) // (CHUNK * 50_000) == (first - T0) // (CHUNK * 50_000)

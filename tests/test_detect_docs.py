@@ -23,6 +23,9 @@ MODULES = [
     "training",
     "series",
     "calibrate",
+    "finding",
+    "cycle",
+    "service",
 ]
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import orjson
 import pytest
 import synth as S
+from aitrace.detect.finding import Finding
 from aitrace.processors import rollup
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import DetectionConfig
-from aitrace.processors.incidents import Finding, IncidentPolicy, IncidentTracker, SeriesContext, alert_id
+from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext, alert_id
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
@@ -45,15 +46,17 @@ def _loss_block(values: np.ndarray, start: int, run: str = "r1") -> dict:
 # ---------------------------------------------------------------- incidents
 
 
+def _finding(reason: str, severity: str, t: int, **more: object) -> Finding:
+    return Finding(0, float("nan"), 1.0, 0.95, reason, reason, 0.9, "generic", severity, time_us=t, **more)  # type: ignore[arg-type]
+
+
 def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None:
     tracker = IncidentTracker(IncidentPolicy(update_every_us=10, resolve_after=5))
     ctx = SeriesContext("s", service="svc")
     state: dict = {}
 
     def see(detector: str, severity: str, t: int, clean: int = 0) -> list[dict]:
-        return tracker.observe(
-            state, ctx, Finding("anomaly", detector, severity, detector, time_us=t), clean=clean, last_time_us=t
-        )
+        return tracker.observe(state, ctx, _finding(detector, severity, t), clean=clean, last_time_us=t)
 
     [first] = see("spike", "warning", 100)
     assert first["version"] == 1 and first["state"] == "open" and first["alert_id"] == alert_id("s", 100)
@@ -74,7 +77,7 @@ def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None
 def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() -> None:
     tracker = IncidentTracker(IncidentPolicy(resolve_after=5))
     state: dict = {}
-    f = Finding("anomaly", "spike", "warning", "x", time_us=1)
+    f = _finding("spike", "warning", 1)
     opened, resolved = tracker.observe(state, SeriesContext("s"), f, clean=9, last_time_us=50)
     assert (opened["version"], opened["state"]) == (1, "open")
     assert (resolved["version"], resolved["state"], resolved["alert_id"]) == (2, "resolved", opened["alert_id"])
@@ -84,7 +87,7 @@ def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() 
 def test_incident_state_survives_json_including_nan_evidence() -> None:
     tracker = IncidentTracker()
     state: dict = {}
-    f = Finding("training", "nan", "critical", "loss is NaN", time_us=1, evidence=[1.0, float("nan")])
+    f = _finding("nan", "critical", 1, category="training", evidence=(1.0, float("nan")))
     tracker.observe(state, SeriesContext("s"), f, clean=0, last_time_us=1)
     state = orjson.loads(orjson.dumps(state))
     record = tracker._record(state["incident"])
@@ -322,6 +325,39 @@ def test_a_sustained_latency_rise_opens_one_level_shift_alert_that_says_why() ->
     assert [a["state"] for a in later] in ([], ["resolved"]) and {a["alert_id"] for a in later} <= {shift["alert_id"]}
     assert shift["detector"] == "level_shift" and shift["kind"] == "anomaly" and shift["severity"] == "critical"
     assert "median latency (ms) rose" in shift["title"] and shift["first_seen"] >= T0 + 400 * 1000
+
+
+def test_a_models_latency_with_a_daily_cycle_is_judged_against_its_hour_of_the_day() -> None:
+    """Six days of requests every 5 minutes, slow by day and fast by night: the worker learns the
+    day (the cycle lives in the series state, from day 4) and then pages on a night as slow as a
+    day, and no more on the daily rise (which it took for a level shift before it knew the day)."""
+    hour = 3_600_000_000
+    start = T0 - T0 % (24 * hour)
+    t = start + np.arange(6 * 288, dtype=np.int64) * 300_000_000
+    daily = 1.0 + 0.5 * np.sin(2 * np.pi * ((t - start) / hour) / 24)
+    lat = 20.0 * daily * np.exp(np.random.default_rng(8).normal(0, 0.05, t.size))
+    night = (t >= start + 5 * 24 * hour + 15 * hour) & (t < start + 5 * 24 * hour + 21 * hour)
+    lat[night] = 30.0 * np.exp(np.random.default_rng(9).normal(0, 0.05, int(night.sum())))  # a day's latency at night
+    det, table_key, opened = SeriesDetectors({}), "model/m/latency", []
+    for k, lo in enumerate(range(0, t.size, 48)):
+        part = slice(lo, lo + 48)
+        n = t[part].size
+        chunk = {
+            "kind": "model",
+            "model": "m",
+            "service": "s",
+            "times": t[part],
+            "latency": lat[part],
+            "errors": np.zeros(n),
+            "confidence": np.full(n, np.nan),
+            "features": {},
+            "requests": [],
+            "labels": [],
+        }
+        opened += [a for a in det.apply(chunk, source="s:0", offset=k).alerts if a["state"] == "open"]
+    assert det.table[table_key]["rules"]["cycle"]["period"] == 24
+    firsts = [a["first_seen"] for a in opened if a["version"] == 1 and a["first_seen"] >= start + 96 * hour]
+    assert firsts and all(t[night][0] <= f <= t[night][-1] for f in firsts), [(f - start) / hour for f in firsts]
 
 
 # ---------------------------------------------------------------- data stats

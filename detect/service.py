@@ -1,0 +1,426 @@
+"""The worker's rules for the series of a model in service, one stateful object per series.
+
+The processors keep one object per model and series (``model/<m>/latency``,
+``model/<m>/error_rate``, ``model/<m>/feature/<f>`` ...) and ``aitrace backtest --service
+KIND`` runs the same object over a CSV, so an alert the worker raised can be replayed offline.
+Every object takes event times in microseconds and values, returns
+:class:`~aitrace.detect.finding.Finding` objects in order (``index`` counting every value
+offered; chunked input gives the findings of one call) and keeps its state in a plain dict.
+
+* :class:`ServiceSeries` (``latency``, ``confidence``, any other numeric series): the anomaly
+  scores, paging only on points rare for the series itself
+  (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), judged against the series' own
+  daily or weekly cycle once it has one (:class:`~aitrace.detect.cycle.CycleModel`); a
+  ``flat`` run only once the series has varied; for latency also a sustained rise of the
+  median (:class:`~aitrace.detect.level.LatencyShiftMonitor`).
+* :class:`RateSeries` (``error_rate``, ``wrong_predictions``): the share of bad outcomes per
+  window of requests against an average of earlier windows.
+* :class:`DriftWindows` (an input feature): a reference window, then every full window of
+  the same length tested against it (:func:`~aitrace.detect.drift_monitor.detect_drift`).
+
+After each update, ``clean`` is how many points (or window points) were judged normal after
+the last finding of that update (all judged ones when it had none): what an open incident
+counts towards its resolution.
+
+Example
+-------
+>>> import numpy as np
+>>> from aitrace.detect.service import RateSeries, ServiceSeries
+>>> t = 1_800_000_000_000_000 + np.arange(2000) * 100_000    # ten requests a second
+>>> lat = np.random.default_rng(0).lognormal(np.log(20), 0.1, 2000)
+>>> lat[1500] = 2000.0                                      # one request stuck for 2 s
+>>> [(f.index, f.reason) for f in ServiceSeries("latency").update(t, lat)]
+[(1500, 'spike')]
+>>> errors = np.zeros(2000); errors[1800:1900] = 1          # a burst of failures
+>>> [(f.index, f.reason, round(f.value, 2)) for f in RateSeries("error_rate").update(t, errors)]
+[(1849, 'error_rate_burst', 1.0), (1899, 'error_rate_burst', 1.0)]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly_kernel import (
+    CODE_FLAT,
+    CODE_INF,
+    CODE_LEVEL_DOWN,
+    CODE_LEVEL_UP,
+    CODE_NAMES,
+    CODE_NAN,
+    CODE_NONE,
+)
+from aitrace.detect.calibrate import ScoreCalibrator
+from aitrace.detect.cycle import CycleModel, CycleView
+from aitrace.detect.drift_monitor import detect_drift
+from aitrace.detect.finding import Finding
+from aitrace.detect.level import LatencyShiftMonitor, LevelShift
+from aitrace.detect.series import explain
+
+SERVICE_KINDS = ("latency", "confidence", "error_rate", "wrong_predictions", "feature")
+
+
+def _arrays(times_us: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
+    times = np.asarray(times_us, dtype=np.int64).reshape(-1)
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    if times.shape != vals.shape:
+        raise ValueError(f"times and values differ in length: {times.shape} vs {vals.shape}")
+    return times, vals
+
+
+class ServiceSeries:
+    """One numeric series of a model in service (latency, confidence, ...), scored against itself.
+
+    Parameters
+    ----------
+    metric:
+        The series' name; ``latency`` adds the sustained-rise check.
+    threshold:
+        Anomaly score in [0, 1] from which a rare point is a finding (the worker's default 0.9).
+    critical:
+        Score from which a finding is critical (NaN and Inf always are).
+    cycle:
+        Judge the series against its own daily or weekly cycle once it has one.
+    """
+
+    def __init__(self, metric: str, *, threshold: float = 0.9, critical: float = 0.999, cycle: bool = True) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        self.metric, self.threshold, self.critical = metric, float(threshold), float(critical)
+        self.detector = AnomalyDetector()
+        self.calibrator = ScoreCalibrator()
+        self.cycle = CycleModel() if cycle else None
+        self.shift = LatencyShiftMonitor() if metric == "latency" else None
+        self.shift_base = 0  # points seen before the shift monitor (re)started
+        self.n_seen = 0
+        self.first: float | None = None
+        self.varied = False
+        self.clean = 0
+
+    def update(self, times_us: Any, values: Any) -> list[Finding]:
+        """Score the next points (event times in microseconds, values); the findings among them."""
+        times, vals = _arrays(times_us, values)
+        view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])
+        if self.cycle is not None:
+            view = self.cycle.observe(times, vals)
+        bounds = [0, *view.switches, vals.size]
+        scores = np.zeros(vals.size)
+        codes = np.zeros(vals.size, dtype=np.int8)
+        found: list[Finding] = []
+        for lo, hi in itertools.pairwise(bounds):
+            if lo > 0:  # the baseline changed meaning (cycle on, off or new): scores start afresh
+                self.detector, self.calibrator = AnomalyDetector(), ScoreCalibrator()
+                if self.shift is not None:
+                    self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
+            scores[lo:hi] = self.detector.score(view.resid[lo:hi])
+            codes[lo:hi] = self.detector.last_codes
+            # off its cycle's phase by more than the windows say: the phase names the finding
+            phase = (view.score[lo:hi] > scores[lo:hi]) & np.isfinite(vals[lo:hi])
+            scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
+            codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
+            found += self._points(times, vals, scores, codes, lo, hi, view, phase)
+            if self.shift is not None:  # a day's rise is no level shift: it sees the values less their cycle
+                shifts = self.shift.update(times[lo:hi], view.resid[lo:hi])
+                found += [self._shift_finding(s, times, vals) for s in shifts]
+        found.sort(key=lambda f: f.index)
+        judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
+        self.clean = int(judged_after - np.count_nonzero(scores[vals.size - judged_after :] >= self.threshold))
+        self.n_seen += int(vals.size)
+        return found
+
+    def _varied_at(self, vals: np.ndarray) -> np.ndarray:
+        """Per point: whether the series took two different values up to and including it."""
+        finite = np.isfinite(vals)
+        if self.first is None and finite.any():
+            self.first = float(vals[finite][0])
+        differs = finite & (vals != self.first) if self.first is not None else np.zeros(vals.size, dtype=bool)
+        varied = self.varied | (np.cumsum(differs) > 0)
+        self.varied = bool(varied[-1]) if varied.size else self.varied
+        return varied
+
+    def _points(
+        self,
+        times: np.ndarray,
+        vals: np.ndarray,
+        scores: np.ndarray,
+        codes: np.ndarray,
+        lo: int,
+        hi: int,
+        view: CycleView,
+        phase: np.ndarray,
+    ) -> list[Finding]:
+        rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold)
+        # the phase score is already in the series' own usual spread (and its slow rise into an
+        # anomaly would count as "as high before" in the calibrator's history)
+        rare |= phase & (scores[lo:hi] >= self.threshold)
+        varied = self._varied_at(vals[lo:hi])
+        det, out = self.detector, []
+        for k in np.flatnonzero(rare).tolist():
+            code = int(codes[lo + k])
+            # a repeat is news only for a series that varied before (not a constant logged per request)
+            if code == CODE_NONE or (code == CODE_FLAT and not varied[k]):
+                continue
+            i, reason = lo + k, CODE_NAMES[code]
+            score, value = float(scores[i]), float(vals[i])
+            critical = score >= self.critical or code in (CODE_NAN, CODE_INF)
+            if phase[k]:
+                message, z = self._phase_words(value, float(view.expected[i]), float(view.z[i])), float(view.z[i])
+            else:
+                message, z = explain(self.metric, reason, value, det, k) + self._cycle_words(), float(det.last_z[k])
+            out.append(
+                Finding(
+                    self.n_seen + i,
+                    float(times[i]),
+                    value,
+                    score,
+                    reason,
+                    message,
+                    self.threshold,
+                    self.metric,
+                    "critical" if critical else "warning",
+                    time_us=int(times[i]),
+                    statistic=z,
+                    evidence=tuple(vals[max(0, i - 15) : i + 1].tolist()),
+                )
+            )
+        return out
+
+    def _phase_words(self, value: float, expected: float, z: float) -> str:
+        assert self.cycle is not None
+        when = "hour of the day" if self.cycle.period == 24 else "hour of the week"
+        return (
+            f"{self.metric} {value:.4g} where its cycle expects about {expected:.4g} at this {when} "
+            f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
+        )
+
+    def _cycle_words(self) -> str:
+        if self.cycle is None or not self.cycle.period:
+            return ""
+        return f" (after its usual {'daily' if self.cycle.period == 24 else 'weekly'} cycle is taken out)"
+
+    def _shift_finding(self, shift: LevelShift, times: np.ndarray, vals: np.ndarray) -> Finding:
+        assert self.shift is not None
+        index = self.shift_base + shift.index
+        i = index - self.n_seen  # position in this batch
+        return Finding(
+            index,
+            float(times[i]),
+            float(vals[i]),
+            shift.ratio,
+            "level_shift",
+            shift.describe("latency (ms)") + self._cycle_words(),
+            self.shift.sustained.params["min_ratio"],
+            self.metric,
+            "critical" if shift.ratio >= 3 else "warning",
+            time_us=int(times[i]),
+            statistic=shift.z,
+            evidence=(shift.baseline_median, shift.recent_median),
+            details={"baseline_median_ms": f"{shift.baseline_median:.4g}", "median_ms": f"{shift.recent_median:.4g}"},
+        )
+
+    def headline(self, found: list[Finding]) -> Finding | None:
+        """The finding that names a batch's incident: a critical point first, then a level
+        shift (it says more than one slow request), then the highest score."""
+        critical = [f for f in found if f.severity == "critical" and f.reason != "level_shift"]
+        shifts = [f for f in found if f.reason == "level_shift"]
+        pool = critical or shifts or found
+        return max(pool, key=lambda f: (f.severity == "critical", f.score), default=None)
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-safe dict that :meth:`from_state` restores exactly."""
+        return {
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "critical": self.critical,
+            "n_seen": self.n_seen,
+            "first": self.first,
+            "varied": self.varied,
+            "detector": self.detector.to_state(),
+            "calibrator": self.calibrator.to_state(),
+            "cycle": self.cycle.to_state() if self.cycle is not None else None,
+            "shift": self.shift.to_state() if self.shift is not None else None,
+            "shift_base": self.shift_base,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ServiceSeries:
+        s = cls(state["metric"], threshold=state["threshold"], critical=state["critical"], cycle=False)
+        s.n_seen, s.first, s.varied = int(state["n_seen"]), state["first"], bool(state["varied"])
+        s.detector = AnomalyDetector.from_state(state["detector"])
+        s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
+        s.cycle = CycleModel.from_state(state["cycle"]) if state["cycle"] is not None else None
+        s.shift = LatencyShiftMonitor.from_state(state["shift"]) if state["shift"] is not None else None
+        s.shift_base = int(state["shift_base"])
+        return s
+
+
+class RateSeries:
+    """Windowed rate of bad outcomes (errors, wrong predictions) against its own baseline.
+
+    Cut 0/1 outcomes into windows of ``window``; the first window sets the baseline, an
+    exponential average (weight 0.1) of earlier windows that did not alert. A window alerts
+    when it has at least ``min_events`` bad outcomes and its rate exceeds the baseline by 4
+    binomial standard errors (the baseline at least 1/window) plus 2 points.
+    """
+
+    def __init__(self, what: str = "error_rate", *, window: int = 50, min_events: int = 5) -> None:
+        if window < 1 or min_events < 0:
+            raise ValueError("need window >= 1 and min_events >= 0")
+        self.what, self.window, self.min_events = what, int(window), int(min_events)
+        self.pending_n, self.pending_bad = 0, 0
+        self.base: float | None = None
+        self.n_seen = 0
+        self.clean = 0
+
+    def update(self, times_us: Any, flags: Any) -> list[Finding]:
+        times, bad = _arrays(times_us, flags)
+        w, found, self.clean = self.window, [], 0
+        for i, b in enumerate(bad.tolist()):
+            self.pending_n += 1
+            self.pending_bad += int(b)
+            if self.pending_n < w:
+                continue
+            count, rate = self.pending_bad, self.pending_bad / w
+            self.pending_n = self.pending_bad = 0
+            if self.base is None:
+                self.base, self.clean = rate, self.clean + w
+                continue
+            limit = self.base + 4.0 * math.sqrt(max(self.base, 1.0 / w) * (1.0 - min(self.base, 0.99)) / w) + 0.02
+            if count >= self.min_events and rate > limit:
+                found.append(self._finding(self.n_seen + i, int(times[i]), rate, self.base, limit, count))
+                self.clean = 0
+            else:
+                self.base = 0.9 * self.base + 0.1 * rate
+                self.clean += w
+        self.n_seen += int(bad.size)
+        return found
+
+    def _finding(self, index: int, time_us: int, rate: float, base: float, limit: float, count: int) -> Finding:
+        label = "error rate" if self.what == "error_rate" else "wrong-prediction rate"
+        return Finding(
+            index,
+            float(time_us),
+            rate,
+            rate,
+            f"{self.what}_burst",
+            f"{label} {rate:.0%} (baseline {base:.1%})",
+            limit,
+            self.what,
+            "critical" if rate >= max(0.5, 4 * limit) else "warning",
+            category="error_rate" if self.what == "error_rate" else "anomaly",
+            time_us=time_us,
+            statistic=rate,
+            evidence=(rate, base, float(count)),
+            details={"window": str(self.window)},
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "window": self.window,
+            "min_events": self.min_events,
+            "pending": [self.pending_n, self.pending_bad],
+            "base": self.base,
+            "n_seen": self.n_seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RateSeries:
+        r = cls(state["what"], window=state["window"], min_events=state["min_events"])
+        r.pending_n, r.pending_bad = (int(v) for v in state["pending"])
+        r.base, r.n_seen = state["base"], int(state["n_seen"])
+        return r
+
+
+class DriftWindows:
+    """One input feature's distribution: a reference window, then each full window tested against it.
+
+    ``alpha`` is the feature's share of the family-wise level (the worker divides its level
+    by the number of features: Bonferroni); ``psi_critical`` the PSI from which a drift is
+    critical. The verdict is :func:`~aitrace.detect.drift_monitor.detect_drift`'s.
+    """
+
+    def __init__(
+        self,
+        feature: str,
+        *,
+        window: int = 200,
+        alpha: float = 0.001,
+        min_effect: float = 0.1,
+        psi_critical: float = 0.5,
+    ) -> None:
+        if window < 2 or not 0.0 < alpha < 1.0:
+            raise ValueError("need window >= 2 and 0 < alpha < 1")
+        self.feature, self.window, self.alpha = feature, int(window), float(alpha)
+        self.min_effect, self.psi_critical = float(min_effect), float(psi_critical)
+        self.ref: list[float] = []
+        self.cur: list[float] = []
+        self.n_seen = 0
+        self.clean = 0
+
+    def update(self, times_us: Any, values: Any) -> list[Finding]:
+        times, vals = _arrays(times_us, values)
+        found, self.clean = [], 0
+        for i, v in enumerate(vals.tolist()):
+            if not math.isfinite(v):
+                continue
+            if len(self.ref) < self.window:
+                self.ref.append(v)
+                continue
+            self.cur.append(v)
+            if len(self.cur) < self.window:
+                continue
+            ref, cur = np.asarray(self.ref), np.asarray(self.cur)
+            self.cur = []
+            verdict = detect_drift({self.feature: ref}, {self.feature: cur}, alpha=self.alpha, correction="none")[0]
+            if verdict.drifted:
+                found.append(self._finding(self.n_seen + i, int(times[i]), verdict))
+                self.clean = 0
+            else:
+                self.clean += self.window
+        self.n_seen += int(vals.size)
+        return found
+
+    def _finding(self, index: int, time_us: int, verdict: Any) -> Finding:
+        psi_value = verdict.psi if verdict.psi is not None else 0.0
+        stat = float(verdict.details.get("ks_distance", verdict.statistic))
+        return Finding(
+            index,
+            math.nan,  # a window, not a step
+            stat,
+            stat,
+            verdict.test,
+            f"input drift of {self.feature!r} (KS {stat:.2f}, PSI {psi_value:.2f})",
+            self.min_effect,
+            "feature",
+            "critical" if psi_value >= self.psi_critical else "warning",
+            category="drift",
+            time_us=time_us,
+            statistic=stat,
+            pvalue=verdict.pvalue,
+            evidence=(stat, psi_value),
+            details={"alpha": f"{self.alpha:.3g}", "window": str(self.window), "why": verdict.message},
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "params": [self.window, self.alpha, self.min_effect, self.psi_critical],
+            "ref": list(self.ref),
+            "cur": list(self.cur),
+            "n_seen": self.n_seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DriftWindows:
+        window, alpha, min_effect, psi_critical = state["params"]
+        d = cls(state["feature"], window=int(window), alpha=alpha, min_effect=min_effect, psi_critical=psi_critical)
+        d.ref, d.cur, d.n_seen = (
+            [float(v) for v in state["ref"]],
+            [float(v) for v in state["cur"]],
+            int(state["n_seen"]),
+        )
+        return d

@@ -1,0 +1,105 @@
+"""detect.service: a model in service's series as the worker judges them, chunk by chunk."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
+
+T0 = 1_800_000_000_000_000
+
+
+def _times(n: int, step_us: int = 100_000) -> np.ndarray:
+    return T0 + np.arange(n, dtype=np.int64) * step_us
+
+
+def _latency(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).lognormal(np.log(20.0), 0.2, n)
+    x[1500] = 3000.0  # one stuck request
+    x[2500:] *= 4.0  # a slower backing store, for good
+    return x
+
+
+def _make(kind: str) -> ServiceSeries | RateSeries | DriftWindows:
+    return {"latency": lambda: ServiceSeries("latency"), "rate": RateSeries, "drift": lambda: DriftWindows("x")}[kind]()
+
+
+def _values(kind: str, n: int) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    if kind == "latency":
+        return _latency(n)
+    if kind == "rate":
+        x = (rng.random(n) < 0.02).astype(float)
+        x[2000:2100] = 1.0
+        return x
+    x = rng.normal(0, 1, n)
+    x[2000:] += 1.0
+    return x
+
+
+@pytest.mark.parametrize("kind", ["latency", "rate", "drift"])
+def test_chunks_and_json_state_give_the_findings_of_one_pass(kind: str) -> None:
+    n = 3200
+    t, x = _times(n), _values(kind, n)
+    whole = _make(kind).update(t, x)
+    rules, pieces = _make(kind), []
+    for lo in range(0, n, 47):
+        rules = type(rules).from_state(json.loads(json.dumps(rules.to_state())))  # type: ignore[attr-defined]
+        pieces += rules.update(t[lo : lo + 47], x[lo : lo + 47])
+    assert whole and [(f.index, f.reason, f.severity) for f in pieces] == [
+        (f.index, f.reason, f.severity) for f in whole
+    ]
+
+
+def test_latency_finds_the_stuck_request_and_the_slower_store_once() -> None:
+    found = ServiceSeries("latency").update(_times(3200), _latency(3200))
+    assert (1500, "spike") in [(f.index, f.reason) for f in found]
+    shifts = [f for f in found if f.reason == "level_shift" and f.message.startswith("median latency")]
+    assert len(shifts) == 2 and all(2500 <= f.index < 2900 for f in shifts)  # the sharp and the sustained view
+    assert all(f.time_us == T0 + f.index * 100_000 and f.category == "anomaly" for f in found)
+
+
+def test_a_constant_never_pages_flat_but_a_series_that_varied_and_stalls_does() -> None:
+    t = _times(1000)
+    assert ServiceSeries("confidence").update(t, np.full(1000, 0.75)) == []
+    x = np.random.default_rng(2).normal(0.8, 0.02, 1000)
+    x[600:] = 0.5  # the model answers the same thing for every request
+    reasons = {f.reason for f in ServiceSeries("confidence").update(t, x)}
+    assert "flat" in reasons or "level_shift" in reasons
+
+
+def test_the_headline_is_a_critical_point_then_a_level_shift_then_the_highest_score() -> None:
+    rules = ServiceSeries("latency")
+    found = rules.update(_times(3200), _latency(3200))
+    top = rules.headline([f for f in found if f.index >= 2400])
+    assert top is not None and top.reason == "level_shift"
+    assert rules.headline([]) is None
+
+
+def test_rate_windows_report_a_burst_against_the_baseline_and_count_clean_windows() -> None:
+    rules = RateSeries("error_rate", window=50, min_events=5)
+    x = np.zeros(500)
+    x[::25] = 1.0  # 4 % errors is this service's normal
+    assert rules.update(_times(500), x) == [] and rules.clean == 500  # every window judged normal
+    x[200:240] = 1.0
+    [burst] = RateSeries("error_rate").update(_times(500), x)
+    assert burst.reason == "error_rate_burst" and burst.index == 249 and burst.category == "error_rate"
+    assert "baseline 4.0%" in burst.message and burst.severity == "critical"
+
+
+def test_drift_windows_test_each_full_window_against_the_reference() -> None:
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(0, 1, 600), rng.normal(2, 1, 200)]
+    found = DriftWindows("x", window=200).update(_times(800), x)
+    assert [f.index for f in found] == [799] and found[0].category == "drift" and found[0].pvalue < 1e-6
+    assert not np.isfinite(found[0].step)  # a window, not a step
+
+
+@pytest.mark.parametrize("kind", ["latency", "rate", "drift"])
+def test_an_empty_batch_changes_nothing(kind: str) -> None:
+    rules = _make(kind)
+    before = json.dumps(rules.to_state())
+    assert rules.update(np.zeros(0, dtype=np.int64), np.zeros(0)) == [] and rules.clean == 0
+    assert json.dumps(rules.to_state()) == before
