@@ -2,21 +2,21 @@
 
     .venv/bin/python bench/bench_training.py            # records the runs (about 30 s), then scores them
 
-The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam,
-warm-up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net
-with SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with
-PyTorch's default init that sits at its starting loss 90-150 steps, then learns) and one run
-per pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau
-after the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
+The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam, warm-
+up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net with
+SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with PyTorch's
+default init that sits at its starting loss 90-150 steps, then learns) and one run per
+pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau after
+the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
 series, over-fitting on 64 rows, and an lr x0.1 step decay that must stay quiet). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
 them; an incident is an alert's first version. Beside it, in the same chunks:
-:class:`~aitrace.detect.run_checks.RunChecks` (the cross-series checks the worker does not
-call yet) and a baseline that flags |z| > 4 against the previous 100 points of each series
-(incidents 50 points apart; for a pathology's delay only on series that are not schedules,
-since an lr change is the user's). Delays run from the onset; for over-fitting from the
-validation minimum, in evaluations. Section (c) shows the evidence where over-fitting was
-flagged, healthy runs beside the pathology.
+:class:`~aitrace.detect.run_checks.RunChecks` alone (the cross-series checks, which the
+worker runs too, so the worker column includes them) and a baseline that flags |z| > 4
+against the previous 100 points of each series (incidents 50 points apart; for a pathology's
+delay only on series that are not schedules, since an lr change is the user's). Delays run
+from the onset; for over-fitting from the validation minimum, in evaluations. Section (c)
+shows the evidence where over-fitting was flagged, healthy runs beside the pathology.
 
 Targets (issue 10): 0 alerts on the healthy runs; each pathology found on its own series
 within 30 steps of its onset (3 epochs for epoch-level signals).
@@ -160,7 +160,7 @@ def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
 def pathology_section() -> list[tuple[str, R.Run, int]]:
     flagged = []
     print("(b) pathologies: first finding that names it and its delay from the onset (3 ways, same run)")
-    print(f"    {'run':18s} {'worker':44s} {'RunChecks (not wired)':28s} {'rolling z (non-schedule series)':30s}")
+    print(f"    {'run':18s} {'worker':44s} {'RunChecks alone':28s} {'rolling z (non-schedule series)':30s}")
     for name, pathology, recipe in R.pathologies():
         run = R.record(name, recipe)
         variants = [(name, run)]

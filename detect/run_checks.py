@@ -33,9 +33,9 @@ pathologies cannot be told early, or at all, from one series:
   across per-layer norms shows it.
 
 Each verdict is taken once per run (the plateau re-arms when the weights move again). The
-worker does not call this class yet (it needs all series of a chunk at once, as
-``processors.detection_runs`` does for per-layer norms); ``bench/bench_training.py`` prints
-what it would find beside the worker's own rules.
+worker runs it on each chunk of a run's training series (``processors.detection_runs``,
+series ``run/<run_id>/checks``); ``bench/bench_training.py`` prints what it finds alone
+beside the worker's findings.
 
 Example
 -------

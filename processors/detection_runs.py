@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
+from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TrainingSeries, worst
 from aitrace.detect.training import layer_spread
 from aitrace.processors import rollup
@@ -22,7 +23,7 @@ from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAIN_SPLITS = frozenset({"", "train", "training"})
-_TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau"})
+_TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
 VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
 
 
@@ -64,6 +65,7 @@ class RunSeriesDetectors(SeriesStateBase):
             self._with_state(key, source, offset, result, work)
         self._overfitting(chunk, result, source, offset)
         self._layers(chunk, result, source, offset)
+        self._run_checks(chunk, result, source, offset)
 
     def _training(
         self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, run_id: str, split: str
@@ -96,6 +98,38 @@ class RunSeriesDetectors(SeriesStateBase):
         )
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
+
+    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Stall, plateau and vanishing gradients told across the run's series (detect.run_checks)."""
+        series = {
+            name.split("|", 1)[1]: (s["steps"], s["values"])
+            for name, s in chunk["series"].items()
+            if name.split("|", 1)[0] in _TRAIN_SPLITS
+        }
+        if not series:
+            return
+        run_id = chunk["run_id"]
+        key = f"run/{run_id}/checks"
+        ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
+        last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
+
+        def work(state: State) -> None:
+            checks = RunChecks.from_state(state["checks"]) if "checks" in state else RunChecks()
+            found = checks.update(series)
+            state["checks"] = checks.to_state()
+            finding = None
+            if found:
+                top = found[0]
+                finding = replace(
+                    top,
+                    message=f"{top.reason.replace('_', ' ')} in run {run_id} at step {int(top.step)}: {top.message}",
+                    category="training",
+                    time_us=last_time,
+                    details={"why": top.message},
+                )
+            self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
+
+        self._with_state(key, source, offset, result, work)
 
     def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""

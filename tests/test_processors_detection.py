@@ -234,6 +234,34 @@ def test_a_loss_that_never_leaves_its_starting_level_is_a_stalled_run() -> None:
     assert not [a for a in _apply(healthy, blocks=[_loss_block(falling, 0)]) if a["detector"] == "stalled"]
 
 
+def _run_block(run: str, start: int, loss: np.ndarray, ratio: float) -> dict:
+    """A chunk of a run as aitrace.torch.watch sends it: the loss and per-layer update ratios."""
+    series = {
+        "loss": loss,
+        "update_ratio/fc1": np.full(loss.size, ratio),
+        "update_ratio/fc2": np.full(loss.size, ratio),
+    }
+    return S.metric_block(trace="a" * 32, run_id=run, start_step=start, series=series, start_us=T0 + start * 1000)
+
+
+def test_a_stalled_run_is_told_by_its_update_ratios_within_a_few_reports() -> None:
+    loss = 2.30 + np.random.default_rng(9).normal(0, 0.05, 300)
+    det = SeriesDetectors({})
+    alerts = [
+        a
+        for i in range(0, 300, 10)
+        for a in _apply(det, blocks=[_run_block("r1", i, loss[i : i + 10], 1e-6)], offset=i)
+    ]
+    [stall] = [a for a in alerts if a["series"] == "run/r1/checks" and a["state"] == "open"]
+    assert stall["detector"] == "stalled" and stall["kind"] == "training" and stall["step"] <= 30
+    assert "weights move" in stall["title"]
+    slow_start = SeriesDetectors({})  # the same flat loss, but weights moving 1e-4 of their size: a slow starter
+    alerts = [
+        a for i in range(0, 300, 10) for a in _apply(slow_start, blocks=[_run_block("r2", i, loss[i : i + 10], 1e-4)])
+    ]
+    assert not [a for a in alerts if a["series"] == "run/r2/checks"]
+
+
 def test_per_layer_gradient_norms_decades_apart_are_vanishing_gradients() -> None:
     det = SeriesDetectors({})
     layers = {f"grad_norm/linear{i}": np.full(20, 10.0 ** (i - 11)) for i in range(12)}  # 1e-11 .. 1
@@ -434,8 +462,8 @@ def test_chunks_not_newer_than_the_last_applied_are_skipped() -> None:
     chunk = _through_json(extract_chunks([], [block]))["run/r1"]
     assert det.apply(chunk, source="t:0", offset=7).skipped == 0
     before = orjson.dumps(table)
-    assert det.apply(chunk, source="t:0", offset=7).skipped == 2  # loss + overfitting state
-    assert det.apply(chunk, source="t:0", offset=3).skipped == 2
+    assert det.apply(chunk, source="t:0", offset=7).skipped == 3  # loss, overfitting and run-checks state
+    assert det.apply(chunk, source="t:0", offset=3).skipped == 3
     assert orjson.dumps(table) == before
     assert det.apply(chunk, source="t:1", offset=0, batch_id=None).skipped == 0  # other partition: new data
 
