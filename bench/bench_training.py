@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/bench_training.py            # records the runs (about 30 s), then scores them
 
-The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam, warm-
-up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net with
-SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with PyTorch's
-default init that sits at its starting loss 90-150 steps, then learns) and one run per
-pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau after
-the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
+The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam,
+warm-up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net
+with SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with
+PyTorch's default init that sits at its starting loss 90-150 steps, then learns) and one run
+per pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau
+after the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
 series, over-fitting on 64 rows, and an lr x0.1 step decay that must stay quiet). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
 them; an incident is an alert's first version. Beside it, in the same chunks:
