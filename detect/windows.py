@@ -247,6 +247,23 @@ def overfitting_update(
     if len(va) < 3 or len(tr) < 4:
         return None, 0, last_time
     v = np.asarray([x[1] for x in va])
+    t_steps = np.asarray([x[0] for x in tr])
+    t_vals = np.asarray([x[1] for x in tr])
+    # Each new validation point in turn, so a chunk holding several evaluations reports the
+    # first one at which the rise held (not the chunk's last).
+    for end in range(max(3, len(va) - int(keep.sum())), len(va)):
+        found = _overfit_at(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
+        if found is not None:
+            return (
+                (found, int(va[end][0]), int(va[end][2]), v[int(np.argmin(v[: end + 1])) : end + 1].tolist()),
+                0,
+                last_time,
+            )
+    return None, 10 * int(keep.sum()), last_time
+
+
+def _overfit_at(v: np.ndarray, v_steps: list[float], t_steps: np.ndarray, t_vals: np.ndarray) -> float | None:
+    """The relative rise of the validation loss ``v`` above its best, if it held while training loss fell."""
     best = int(np.argmin(v))
     rise = (v[-1] - v[best]) / max(abs(v[best]), 1e-12)
     # Epoch-to-epoch noise of the validation loss (real runs: a CNN's val loss bumps 10 % for
@@ -254,12 +271,10 @@ def overfitting_update(
     noise = _step_noise(v[-9:]) / max(abs(v[best]), 1e-12)
     margin = max(OVERFIT_MIN_RISE, 2.0 * noise)
     held = v[-OVERFIT_PERSIST:] >= v[best] * (1.0 + margin) if v[best] > 0 else v[-OVERFIT_PERSIST:] > v[best]
-    rising = best < len(v) - OVERFIT_PERSIST and bool(held.all())
-    t_steps = np.asarray([x[0] for x in tr])
-    t_vals = np.asarray([x[1] for x in tr])
-    before = t_vals[t_steps <= va[best][0]][-16:]
-    after = t_vals[t_steps > va[best][0]][-16:]
+    if not (best < len(v) - OVERFIT_PERSIST and bool(held.all())):
+        return None
+    seen = t_steps <= v_steps[-1]  # training loss known when this validation point came
+    before = t_vals[seen & (t_steps <= v_steps[best])][-16:]
+    after = t_vals[seen & (t_steps > v_steps[best])][-16:]
     falling = before.size > 0 and after.size > 0 and float(np.median(after)) < float(np.median(before))
-    if rising and falling:
-        return (float(rise), int(va[-1][0]), last_time, v[best:].tolist()), 0, last_time
-    return None, 10 * int(keep.sum()), last_time
+    return float(rise) if falling else None

@@ -176,3 +176,33 @@ def test_the_run_checks_example_runs() -> None:
 
     result = doctest.testmod(run_checks)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _overfit_reports(chunk_size: int) -> list[int]:
+    """Steps at which windows.overfitting_update reports, the same run fed in chunks of ``chunk_size`` evaluations."""
+    from aitrace.detect import windows
+
+    val = np.array([1.0, 0.8, 0.7, 0.65, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15])
+    val_steps = np.arange(val.size) * 10 + 9
+    train_steps = np.arange(val.size * 10)
+    train = 2.0 * np.exp(-train_steps / 40)
+    state: dict = {}
+    reported = []
+    for i in range(0, val.size, chunk_size):
+        lo, hi = i * 10, (i + chunk_size) * 10
+        t = {"steps": train_steps[lo:hi], "values": train[lo:hi]}
+        v = {
+            "steps": val_steps[i : i + chunk_size],
+            "values": val[i : i + chunk_size],
+            "times": val_steps[i : i + chunk_size],
+        }
+        outcome = windows.overfitting_update(state, t, v)
+        if outcome is not None and outcome[0] is not None:
+            reported.append(outcome[0][1])
+    return reported
+
+
+def test_overfitting_is_reported_at_the_first_evaluation_where_it_held_whatever_the_chunking() -> None:
+    one_by_one = _overfit_reports(1)
+    assert one_by_one and one_by_one[0] == 89  # minimum at eval 3 (step 39); the rise clears its noise at eval 8
+    assert _overfit_reports(6)[0] == one_by_one[0]  # several evaluations in one chunk: not the chunk's last
