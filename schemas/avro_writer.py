@@ -17,9 +17,12 @@ fastavro's. ``tests/test_avro_writer.py`` checks the bytes against fastavro on f
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable
 from typing import Any
+
+import fastavro
 
 _INT_RANGE = {"int": (-(1 << 31), (1 << 31) - 1), "long": (-(1 << 63), (1 << 63) - 1)}
 
@@ -38,6 +41,17 @@ def _varint(buf: bytearray, z: int) -> None:
 
 def _fail() -> None:
     raise Unfit
+
+
+_INTEGER_ARRAYS = {kind: fastavro.parse_schema({"type": "array", "items": kind}) for kind in _INT_RANGE}
+
+
+def _integers(kind: str, values: list[Any]) -> bytes:
+    """A non-empty array of ints or longs as fastavro writes it: its C loop beats a Python varint per item
+    (metric times are 8-byte varints), and fastavro is the reference anyway."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
+    return out.getvalue()
 
 
 class _Gen:
@@ -120,6 +134,10 @@ class _Gen:
         """An array or a map: one block of ``len`` items, then the empty block (as fastavro writes)."""
         is_map = schema["type"] == "map"
         items = schema["values"] if is_map else schema["items"]
+        if not is_map and items in ("long", "int"):  # steps, times: long columns, in fastavro's C loop
+            return [f"{pad}if type({var}) is not list:", f"{pad}    fail()",
+                    f"{pad}if {var}:", f"{pad}    buf += integers({items!r}, {var})",
+                    f"{pad}else:", f"{pad}    buf.append(0)"]  # fmt: skip
         z = self.name("z")
         lines = [f"{pad}if type({var}) is not {'dict' if is_map else 'list'}:", f"{pad}    fail()", f"{pad}if {var}:",
                  f"{pad}    {z} = len({var}) << 1", f"{pad}    if {z} < 128:", f"{pad}        buf.append({z})",
@@ -180,6 +198,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
     namespace: dict[str, Any] = {
         "fail": _fail,
         "varint": _varint,
+        "integers": _integers,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,
