@@ -72,6 +72,7 @@ DEFAULT_DENY_NAMES = frozenset(
 _SECRET_TAILS = frozenset({"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data"})
 # Envelope fields the client generates itself; skipped only at the top level and while they look generated.
 ENVELOPE_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id"})
+_REPEATED_IDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 _GENERATED = re.compile(r"[0-9A-Fa-f.\-]{1,80}")
 DEFAULT_ALLOW: frozenset[str] = frozenset()
 # Fields whose value names something (grouped, aggregated, joined on): redacted with a stable token.
@@ -171,6 +172,7 @@ class Redactor:
         # Texts found clean, by the version flag (the only flag that changes what is found): the
         # common case (a service, a model name, a route, a message without numbers) is one set lookup.
         self._clean: tuple[set[str], set[str]] = (set(), set())
+        self._ids: set[str] = set()  # top-level ids seen to look generated
 
     # -- field names
 
@@ -351,7 +353,7 @@ class Redactor:
             name, action, ident, versioned = plan
             if type(val) is str:  # the common case first, with the clean-text check inlined
                 known = action == 0 and val in (clean_versioned if version or versioned else clean)
-                if known or action == 2 or (top and key in ENVELOPE_IDS and _GENERATED.fullmatch(val) is not None):
+                if known or action == 2 or (top and key in ENVELOPE_IDS and self._generated(key, val)):
                     out[name] = val
                 elif action == 1:
                     out[name] = self._blank(val)
@@ -364,6 +366,18 @@ class Redactor:
             else:
                 out[name] = self.value(val, ident or ident_values, version or versioned)
         return out
+
+    def _generated(self, key: str, value: str) -> bool:
+        """An envelope id the client generated (hex and dashes): nothing in it to scan."""
+        if value in self._ids:
+            return True
+        if _GENERATED.fullmatch(value) is None:
+            return False
+        if key in _REPEATED_IDS:  # remembered: many events share them (event ids are new each time)
+            if len(self._ids) >= _CACHE_MAX:
+                self._ids.clear()
+            self._ids.add(value)
+        return True
 
     def _plan(self, key: Any) -> tuple[Any, int, bool, bool]:
         """(scrubbed name, key action, identifier field, version field) of a key; cached while the key is clean."""
