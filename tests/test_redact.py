@@ -322,3 +322,42 @@ def test_a_clean_verdict_is_per_text_not_per_shape() -> None:
     assert redactor.scrub("request 4111111111111111") == "request 4111111111111111"  # an id word before a run
     assert redactor.scrub("card 4111111111111111") == "card [REDACTED:card]"
     assert redactor.mapping({"x": "card 4111111111111111"})["x"] == "card [REDACTED:card]"
+
+
+ENVELOPE: dict[str, object] = {
+    "service": "checkout",
+    "service_version": "1.4.2",
+    "environment": "prod",
+    "host": "gpu-node-17",
+    "pid": 4242,
+    "run_id": "run jane.doe@example.com",  # redacted once, when the envelope is trusted
+    "sampled": True,
+    "labels": {"team": "ml"},
+}
+
+
+def _events(envelope: dict[str, object]) -> list[dict[str, object]]:
+    payload = ("aitrace.LogRecord", {"message": "mail bob@example.com", "attributes": {"k": "v"}})
+    return [{**envelope, "event_id": f"7d33-{i:x}", "trace_id": "4bf92f35", "payload": payload} for i in range(3)]
+
+
+def test_a_trusted_envelope_is_skipped_with_the_same_result_and_counts() -> None:
+    fast, slow = Redactor(hash_key="k"), Redactor(hash_key="k")
+    trusted = fast.envelope(dict(ENVELOPE))
+    assert trusted == slow.mapping(dict(ENVELOPE), top=True) and fast.counts == slow.counts
+    for event in _events(trusted):
+        assert fast(event) == slow(event)
+    assert fast.counts == slow.counts == {"email": 4}
+    changed = {**_events(trusted)[0], "labels": {"team": "call +44 20 7946 0958"}}  # no longer the envelope's
+    out = fast(changed)
+    assert out == slow(changed) and out["labels"]["team"].startswith("call [REDACTED:phone#")
+
+
+def test_an_envelope_whose_redaction_counts_again_is_not_trusted() -> None:
+    fast, slow = Redactor(), Redactor()
+    envelope = {**ENVELOPE, "labels": {"db_password": "hunter2"}}  # "[REDACTED]" is counted on every pass
+    for event in _events(fast.envelope(dict(envelope))):
+        fast(event)
+    for event in _events(slow.mapping(dict(envelope), top=True)):
+        slow(event)
+    assert fast.counts == slow.counts and fast.counts["field"] == 4
