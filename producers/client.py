@@ -100,9 +100,8 @@ class Client(ClientEvents):
             "labels": self._labels,
         }
         if self.redactor is not None:
-            # Scrubbed here, before the service name also names the Kafka client (client.id); events that
-            # carry this envelope unchanged skip it in the redactor.
-            envelope = self.redactor.envelope(envelope)
+            # Scrubbed once here as well as per event: the service name also names the Kafka client (client.id).
+            envelope = self.redactor.mapping(envelope, top=True)
         client_id = f"aitrace-{envelope['service']}"
         transport = KafkaTransport(settings, self.stats_counter, client_id, self._listener, self._producer_config)
         self._exporter = Exporter(

@@ -173,7 +173,6 @@ class Redactor:
         # common case (a service, a model name, a route, a message without numbers) is one set lookup.
         self._clean: tuple[set[str], set[str]] = (set(), set())
         self._ids: set[str] = set()  # top-level ids seen to look generated
-        self._envelope: dict[str, Any] | None = None
 
     # -- field names
 
@@ -410,32 +409,8 @@ class Redactor:
             return [REDACTED for _ in value]
         return value
 
-    def envelope(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        """The client's envelope redacted, once; events that carry it unchanged then skip it (:meth:`__call__`).
-
-        Trusted only when a second pass over the result would change and count nothing, so skipping it
-        is exactly what walking it would do (not so for a secret-named label: its ``[REDACTED]`` is
-        counted again each time, as before).
-        """
-        out = self.mapping(envelope, top=True)
-        counted = Counter(self.counts)
-        quiet = self.mapping(out, top=True) == out and self.counts == counted
-        self.counts.clear()
-        self.counts.update(counted)  # the second pass was a check, not a redaction
-        self._envelope = out if quiet else None
-        return out
-
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Processor entry point: an Event or a MetricBlock, walked whole (envelope, payload, labels, names).
-
-        The fields of a trusted envelope (see :meth:`envelope`) that the item holds unchanged (equal,
-        labels included) are copied as they are: they were redacted already and would come out the same.
-        """
-        trusted = self._envelope
-        if trusted is not None and trusted.items() <= item.items():
-            out = self.mapping({k: item[k] for k in item.keys() - trusted.keys()}, top=True)
-            out.update(trusted)
-            return out
+        """Processor entry point: an Event or a MetricBlock, walked whole (envelope, payload, labels, names)."""
         return self.mapping(item, top=True)
 
     @property
