@@ -322,3 +322,12 @@ def test_a_clean_verdict_is_per_text_not_per_shape() -> None:
     assert redactor.scrub("request 4111111111111111") == "request 4111111111111111"  # an id word before a run
     assert redactor.scrub("card 4111111111111111") == "card [REDACTED:card]"
     assert redactor.mapping({"x": "card 4111111111111111"})["x"] == "card [REDACTED:card]"
+
+
+def test_the_kv_trigger_is_a_substring_test_of_the_lower_cased_text() -> None:
+    from aitrace.producers.secret_patterns import _KV_WORDS, triggers
+
+    texts = [t for _, t in SECRETS] + BENIGN + ["to\u212aen=abc", "PASS\u0130WORD", "ſecret", "Ünïcødé AUTH", ""]
+    for text in texts:
+        lower = text.lower()
+        assert ("kv" in triggers(text)) == any(w in lower for w in _KV_WORDS), text
