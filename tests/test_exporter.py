@@ -163,3 +163,22 @@ def test_a_record_above_max_record_bytes_is_split_in_halves(start: Callable[...,
     assert all(len(record.value) <= 2_000 for record in running.transport.records)
     messages = [e["payload"][1]["message"].split()[1] for b in batches for e in b["events"]]
     assert messages == [str(i) for i in range(40)]
+
+
+def test_the_worker_gives_the_gil_away_once_per_slice(
+    start: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aitrace.producers import exporter as exporter_module
+
+    running = start()
+    running.exporter.stop(5.0)  # driven by hand below
+    sleeps: list[float] = []
+    monkeypatch.setattr(exporter_module.time, "sleep", sleeps.append)
+    clock = iter([10.0, 10.0, 10.0005, 10.0011, 10.0011])
+    monkeypatch.setattr(exporter_module.time, "perf_counter", lambda: next(clock))
+    exporter = running.exporter
+    exporter._slice_end = 0.0
+    exporter._share()  # a slice starts: yield, then work until 10.001
+    exporter._share()  # 10.0005: inside the slice
+    exporter._share()  # 10.0011: the slice is over, yield again
+    assert sleeps == [0, 0]
