@@ -159,7 +159,10 @@ class Client(ClientEvents):
         return tc.otel_current() or self._root
 
     def _context(self) -> tc.SpanContext:
-        return _get_ctx() or self._fallback()
+        ctx = _get_ctx()
+        if ctx is None:  # as in metric(): OpenTelemetry is asked only when it is loaded
+            ctx = self._root if _OTEL not in _modules else self._fallback()
+        return ctx
 
     def _room(self) -> bool:
         """The queue is full (or the client closed): wait for room under ``block``, else count the drop."""

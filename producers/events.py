@@ -65,6 +65,11 @@ RECORD_OF_KIND = {
 }
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "exception": "error", "trace": "debug"}
+_LEVEL_OF = {
+    spelled: _LEVEL_ALIASES.get(name, name)
+    for name in (*LEVELS, *_LEVEL_ALIASES)
+    for spelled in (name, name.upper(), name.capitalize())
+}
 RUN_STATUSES = ("STARTED", "RUNNING", "FINISHED", "FAILED", "KILLED", "UNKNOWN")
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -91,6 +96,9 @@ _LIBRARIES = (
 
 def normalize_level(level: Any) -> str:
     """``"ERROR"``, ``"warn"``, 40 -> the schema's lower-case level names."""
+    known = _LEVEL_OF.get(level) if type(level) is str else None
+    if known is not None:  # the caller's hot path: "info", "INFO", "warn", ...
+        return known
     if isinstance(level, int):
         return LEVELS[min(max(level // 10 - 1, 0), 4)]
     text = str(level).strip().lower()
