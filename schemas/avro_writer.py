@@ -43,6 +43,23 @@ def _fail() -> None:
     raise Unfit
 
 
+_TEXTS_MAX = 1024
+
+
+def _text(memo: dict[str, bytes], value: Any) -> bytes:
+    """A string field's bytes (length prefix and UTF-8), remembered in the field's ``memo``."""
+    if type(value) is not str:
+        raise Unfit
+    body = value.encode()
+    head = bytearray()
+    _varint(head, len(body) << 1)
+    out = bytes(head) + body
+    if len(memo) >= _TEXTS_MAX:  # a field of unique texts (event ids) keeps starting over, and costs little
+        memo.clear()
+    memo[value] = out
+    return out
+
+
 _INTEGER_ARRAYS = {kind: fastavro.parse_schema({"type": "array", "items": kind}) for kind in _INT_RANGE}
 
 
@@ -122,12 +139,16 @@ class _Gen:
             pack = "pack_f" if kind == "float" else "pack_d"
             return [f"{pad}if type({var}) is not float and type({var}) is not int:", f"{pad}    fail()",
                     f"{pad}buf += {pack}({var})"]  # fmt: skip
-        if kind in ("string", "bytes"):
-            raw = self.name("b")
-            encode = f"{var}.encode()" if kind == "string" else var
-            return [f"{pad}if type({var}) is not {'str' if kind == 'string' else 'bytes'}:", f"{pad}    fail()",
-                    f"{pad}{raw} = {encode}", f"{pad}if len({raw}) < 64:", f"{pad}    buf.append(len({raw}) << 1)",
-                    f"{pad}else:", f"{pad}    varint(buf, len({raw}) << 1)", f"{pad}buf += {raw}"]  # fmt: skip
+        if kind == "string":  # a field's recent texts, length prefix included: most repeat (service, host, level)
+            raw, memo = self.name("b"), self.name("TEXTS")
+            self.constants[memo] = {}
+            return [f"{pad}{raw} = {memo}.get({var}) if type({var}) is str else None",
+                    f"{pad}if {raw} is None:", f"{pad}    {raw} = text({memo}, {var})",
+                    f"{pad}buf += {raw}"]  # fmt: skip
+        if kind == "bytes":
+            return [f"{pad}if type({var}) is not bytes:", f"{pad}    fail()", f"{pad}z = len({var}) << 1",
+                    f"{pad}if z < 128:", f"{pad}    buf.append(z)", f"{pad}else:", f"{pad}    varint(buf, z)",
+                    f"{pad}buf += {var}"]  # fmt: skip
         raise Unfit(f"no generated writer for Avro type {kind!r}")
 
     def container(self, schema: dict[str, Any], var: str, namespace: str, pad: str) -> list[str]:
@@ -199,6 +220,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
         "fail": _fail,
         "varint": _varint,
         "integers": _integers,
+        "text": _text,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,
