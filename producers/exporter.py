@@ -275,8 +275,9 @@ class Exporter:
         if not self.processors:
             return items
         out = []
-        for item in items:
-            self._share()
+        for n, item in enumerate(items):
+            if not n & 63:
+                self._share()
             result = item
             for processor in self.processors:
                 applied = self._apply(processor, result)
