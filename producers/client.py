@@ -1,9 +1,7 @@
 """The producer client: what user code calls. Every call only builds a tuple and enqueues it.
 
-Queue items (the exporter unpacks them):
-
-- metric: ``(METRIC, time_us, ctx, values, step, epoch, split)``
-- others: ``(kind, time_us, ctx, fields, urgent)``
+Every kind of event is queued in one shape, :data:`~aitrace.producers.events.Queued`:
+``(kind, time_us, ctx, fields, urgent)``; a metric's fields are ``(values, step, epoch, split)``.
 
 ``ctx`` is the :class:`~aitrace.producers.tracecontext.SpanContext` the event belongs to: the current span,
 else the current OpenTelemetry span, else the client's root (the run's trace when a run id is
@@ -143,25 +141,28 @@ class Client(ClientEvents):
         ctx = _get_ctx()
         if ctx is None:  # outside any span: the run's root, unless OpenTelemetry is loaded and has one
             ctx = self._root if _OTEL not in _modules else self._fallback()
-        queue.append((_METRIC, _time_ns() // 1000, ctx, dict(values), step, epoch, split))
+        queue.append((_METRIC, _time_ns() // 1000, ctx, (dict(values), step, epoch, split), False))
         exporter = self._exporter
         if exporter.sleeping:
             exporter.wake.set()
 
-    def _put(self, item: tuple) -> None:
+    def _put(self, item: ev.Queued) -> None:
         queue = self._queue
         if len(queue) >= self._qmax and not self._room():
             return
         queue.append(item)
         exporter = self._exporter
-        if exporter.sleeping or item[-1]:  # errors leave at once, even mid-linger
+        if exporter.sleeping or item[4]:  # urgent: errors leave at once, even mid-linger
             exporter.wake.set()
 
     def _fallback(self) -> tc.SpanContext:
         return tc.otel_current() or self._root
 
     def _context(self) -> tc.SpanContext:
-        return _get_ctx() or self._fallback()
+        ctx = _get_ctx()
+        if ctx is None:  # as in metric(): OpenTelemetry is asked only when it is loaded
+            ctx = self._root if _OTEL not in _modules else self._fallback()
+        return ctx
 
     def _room(self) -> bool:
         """The queue is full (or the client closed): wait for room under ``block``, else count the drop."""

@@ -2,7 +2,7 @@
 inferences, ground truth and resource samples.
 
 :class:`ClientEvents` is mixed into :class:`~aitrace.producers.client.Client`, which provides
-what these methods build on: ``_put`` (enqueue one tuple, see the client's module doc),
+what these methods build on: ``_put`` (enqueue one :data:`~aitrace.producers.events.Queued` tuple),
 ``_context`` (the span context an event belongs to) and the settings.
 """
 
@@ -33,7 +33,7 @@ class ClientEvents:
     if TYPE_CHECKING:  # provided by Client
         settings: Settings
         _resource_sampler: Any
-        _put: Callable[[tuple], None]
+        _put: Callable[[ev.Queued], None]
         _context: Callable[[], tc.SpanContext]
 
     def log(

@@ -1,6 +1,7 @@
 """Background export: batch, process, encode, hand to a transport. Modelled on OpenTelemetry's BatchSpanProcessor.
 
-The client's threads only append small tuples to a bounded :class:`collections.deque`. One
+The client's threads only append small tuples (:data:`~aitrace.producers.events.Queued`) to a
+bounded :class:`collections.deque`. One
 worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
@@ -11,7 +12,10 @@ worker thread (this module) does everything else:
    inferences, failed runs), ``batch_max_events`` pending events, a flush or close make it due
    at once.
 2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
-   or the user's own: small functions ``item -> item | None`` as in structlog).
+   or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
+   item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else
+   ``dropped_by_processor``); a metric block that comes back with fewer rows counts the rows
+   left out the same way. Returning None is still read as a drop, for processors written before.
 3. **Encode** with the Avro codec; a record above ``max_record_bytes`` is split in halves until
    it fits; one event that alone exceeds the limit is rejected, counted and logged.
 4. **Deliver** through a :class:`~aitrace.producers.transport.Transport`: the client's is
@@ -43,6 +47,8 @@ Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 _IDLE_WAIT_S = 0.5
 _BUSY_WAIT_S = 0.02
 _TAKE_CHUNK = 20_000
+# The worker holds the GIL for at most about this long before it lets the callers run (see _share).
+_SLICE_S = 0.001
 
 
 class _Group:
@@ -52,11 +58,11 @@ class _Group:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.metrics: list[tuple] = []  # queued metric tuples, made columnar when sent
+        self.metrics: list[ev.Queued] = []  # queued metric points, made columnar when sent
 
 
 class Exporter:
-    """The worker that turns queued tuples into records for its transport (see the module doc)."""
+    """The worker that turns queued events into records for its transport (see the module doc)."""
 
     def __init__(
         self,
@@ -86,6 +92,7 @@ class Exporter:
         # "Never sent", not 0.0: time.monotonic() counts from boot, so on a machine up for less
         # than batch_linger_ms (a fresh CI runner) 0.0 would hold the first lone event back.
         self._last_send = float("-inf")
+        self._slice_end = 0.0
         self.wake = threading.Event()
         self.sleeping = False
         self._stop = False
@@ -214,20 +221,22 @@ class Exporter:
         while queue and taken < _TAKE_CHUNK:
             item = popleft()
             taken += 1
-            ctx = item[2]
-            key = (topics[item[0]], ctx.trace_id)
+            if not taken & 255:
+                self._share()
+            kind, _, ctx, _, _ = item
+            key = (topics[kind], ctx.trace_id)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group()
-            if item[0] == metric:
+            if kind == metric:
                 group.metrics.append(item)  # the exporter's hot path: nothing else per point
             else:
-                self._add_event(group, item, ctx, self.stats)
+                self._add_event(group, item, self.stats)
         self._pending_events += taken
         self.stats["enqueued"] += taken
 
-    def _add_event(self, group: _Group, item: tuple, ctx: Any, stats: Counter[str]) -> None:
-        kind, time_us, _, fields, urgent = item
+    def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
+        kind, time_us, ctx, fields, urgent = item
         try:
             payload = ev.PAYLOAD_BUILDERS[kind](fields, stats)
         except (KeyError, TypeError, ValueError) as exc:
@@ -266,7 +275,9 @@ class Exporter:
         if not self.processors:
             return items
         out = []
-        for item in items:
+        for n, item in enumerate(items):
+            if not n & 63:
+                self._share()
             result = item
             for processor in self.processors:
                 applied = self._apply(processor, result)
@@ -280,19 +291,24 @@ class Exporter:
     def _apply(self, processor: Processor, item: dict[str, Any]) -> dict[str, Any] | None:
         try:
             result = processor(item)
+        except ev.DropEvent:
+            result = None
         except Exception as exc:
             self.stats["dropped_processor_error"] += self._count(item)
             self._warn_once(f"proc-{id(processor)}", f"aitrace: processor {processor!r} failed: {exc!r}")
             return None
         if result is None:
             self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += self._count(item)
-        elif "dropped_rows" in result:  # a processor that kept only some rows of a metric block
-            self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += result.pop("dropped_rows")
+        elif "steps" in item:  # a metric block may come back with only some of its rows
+            left_out = self._count(item) - self._count(result)
+            if left_out > 0:
+                self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += left_out
         return result
 
     @staticmethod
     def _count(item: dict[str, Any]) -> int:
-        return len(item["steps"]) if "steps" in item else 1
+        steps = item.get("steps")
+        return 1 if steps is None else len(steps)
 
     # -- encoding
 
@@ -311,7 +327,21 @@ class Exporter:
                 if processed:
                     self._emit(topic, key, [], processed)
 
+    def _share(self) -> None:
+        """Give the GIL away once per slice of work, so that callers busy logging are not held up.
+
+        Python hands the GIL over only every ``sys.getswitchinterval()`` (5 ms) to a thread that asks
+        for it: a busy worker would take half of a busy caller's wall time. Yielding after each
+        millisecond lets a caller run its 5 ms; a caller that is not running costs nothing (the
+        sleep returns at once), so the worker's own throughput stays.
+        """
+        now = time.perf_counter()
+        if now >= self._slice_end:
+            time.sleep(0)
+            self._slice_end = time.perf_counter() + _SLICE_S
+
     def _emit(self, topic: str, key: bytes, events: list[dict], blocks: list[dict]) -> None:
+        self._share()
         n_events = len(events) + sum(len(b["steps"]) for b in blocks)
         if n_events == 0:
             return

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from aitrace.producers.events import as_float, as_int
+from aitrace.producers.events import MetricPoint, Queued, as_float, as_int
 
 
 class MetricBlockBuilder:
@@ -60,17 +60,18 @@ class MetricBlockBuilder:
         }
 
 
-def metric_blocks(items: list[tuple], stats: Counter[str]) -> list[MetricBlockBuilder]:
-    """Columnar blocks from queued metric tuples ``(METRIC, time_us, ctx, values, step, epoch, split)``.
+def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockBuilder]:
+    """Columnar blocks from queued metric points (fields ``(values, step, epoch, split)``).
 
     The common case (int steps, numeric values) is a few list comprehensions per block: the
     transposition into columns runs in C (``zip``), which keeps the exporter's share of the GIL
     small. A block with anything unusual is rebuilt row by row, where bad values are left out
     and counted.
     """
-    rows_by_key: dict[tuple, list[tuple]] = {}
+    rows_by_key: dict[tuple, list[Queued]] = {}
     for item in items:
-        key = (item[2].span_id, item[6], *item[3])  # span, split, metric names
+        _, _, ctx, (values, _, _, split), _ = item
+        key = (ctx.span_id, split, *values)  # span, split, metric names
         rows = rows_by_key.get(key)
         if rows is None:
             rows_by_key[key] = [item]
@@ -93,17 +94,18 @@ _INT = {int}
 _FLOAT = {float}
 
 
-def _fast_block(rows: list[tuple], split: str | None, names: tuple) -> MetricBlockBuilder:
-    steps = [r[4] for r in rows]
+def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBlockBuilder:
+    points: list[MetricPoint] = [fields for _, _, _, fields, _ in rows]
+    steps = [step for _, step, _, _ in points]
     if set(map(type, steps)) != _INT:
         raise TypeError("steps that are not int")
-    epochs = [r[5] for r in rows]
+    epochs = [epoch for _, _, epoch, _ in points]
     block = MetricBlockBuilder(rows[0][2], split, names)
     block.steps = steps
-    block.times = [r[1] for r in rows]
+    block.times = [time_us for _, time_us, _, _, _ in rows]
     no_epochs = epochs.count(None) == len(rows)
     block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else int(e) for e in epochs]
-    columns = [[r[3][name] for r in rows] for name in names]
+    columns = [[values[name] for values, _, _, _ in points] for name in names]
     for i, column in enumerate(columns):
         if set(map(type, column)) != _FLOAT:
             columns[i] = [float(v) for v in column]  # ints, numpy scalars; anything else raises
@@ -111,10 +113,10 @@ def _fast_block(rows: list[tuple], split: str | None, names: tuple) -> MetricBlo
     return block
 
 
-def _slow_blocks(rows: list[tuple], stats: Counter[str]) -> list[MetricBlockBuilder]:
+def _slow_blocks(rows: list[Queued], stats: Counter[str]) -> list[MetricBlockBuilder]:
     """Row by row: values that are not numbers are left out (counted); bad steps drop the row."""
     blocks: dict[tuple, MetricBlockBuilder] = {}
-    for _kind, time_us, ctx, values, step, epoch, split in rows:
+    for _, time_us, ctx, (values, step, epoch, split), _ in rows:
         names, floats = metric_point(values, stats)
         step_i = as_int(step)
         if step_i is None or (isinstance(step, bool | float) and step != step_i):

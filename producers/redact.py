@@ -72,6 +72,7 @@ DEFAULT_DENY_NAMES = frozenset(
 _SECRET_TAILS = frozenset({"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data"})
 # Envelope fields the client generates itself; skipped only at the top level and while they look generated.
 ENVELOPE_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id"})
+_REPEATED_IDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 _GENERATED = re.compile(r"[0-9A-Fa-f.\-]{1,80}")
 DEFAULT_ALLOW: frozenset[str] = frozenset()
 # Fields whose value names something (grouped, aggregated, joined on): redacted with a stable token.
@@ -168,6 +169,10 @@ class Redactor:
         # Per clean key: (scrubbed name, key action, identifier field, version field).
         self._plans: dict[str, tuple[str, int, bool, bool]] = {}
         self._cache: dict[tuple[str, bool, bool], tuple[str, tuple[str, ...]]] = {}
+        # Texts found clean, by the version flag (the only flag that changes what is found): the
+        # common case (a service, a model name, a route, a message without numbers) is one set lookup.
+        self._clean: tuple[set[str], set[str]] = (set(), set())
+        self._ids: set[str] = set()  # top-level ids seen to look generated
 
     # -- field names
 
@@ -202,7 +207,8 @@ class Redactor:
 
     def scrub(self, text: str, ident: bool = False, version: bool = False) -> str:
         """``text`` with every secret replaced; ``ident`` gives stable tokens, ``version`` leaves dotted quads."""
-        if len(text) < 6:
+        clean = self._clean[1 if version else 0]
+        if len(text) < 6 or text in clean:
             return text
         if len(text) > _CACHE_LEN:
             return self._scrub(text, ident, version, None)
@@ -210,7 +216,13 @@ class Redactor:
         hit = self._cache.get(cache_key)
         if hit is None:
             found: list[str] = []
-            hit = (self._scrub(text, ident, version, found), tuple(found))
+            out = self._scrub(text, ident, version, found)
+            if not found:
+                if len(clean) >= _CACHE_MAX:
+                    clean.clear()
+                clean.add(text)
+                return out
+            hit = (out, tuple(found))
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[cache_key] = hit
@@ -333,20 +345,39 @@ class Redactor:
         """A copy of ``mapping``: keys scrubbed as identifiers, secret-named values blanked, others redacted."""
         out: dict[Any, Any] = {}
         plans = self._plans
+        clean, clean_versioned = self._clean
         for key, val in mapping.items():
             plan = plans.get(key) if type(key) is str else None
             if plan is None:
                 plan = self._plan(key)
             name, action, ident, versioned = plan
-            if val is None or type(val) in _SCALARS or action == 2 or (top and _generated(key, val)):
+            if type(val) is str:  # the common case first, with the clean-text check inlined
+                known = action == 0 and val in (clean_versioned if version or versioned else clean)
+                if known or action == 2 or (top and key in ENVELOPE_IDS and self._generated(key, val)):
+                    out[name] = val
+                elif action == 1:
+                    out[name] = self._blank(val)
+                else:
+                    out[name] = self.scrub(val, ident or ident_values, version or versioned)
+            elif val is None or type(val) in _SCALARS or action == 2:
                 out[name] = val
             elif action == 1:
                 out[name] = self._blank(val)
-            elif type(val) is str:
-                out[name] = self.scrub(val, ident or ident_values, version or versioned)
             else:
                 out[name] = self.value(val, ident or ident_values, version or versioned)
         return out
+
+    def _generated(self, key: str, value: str) -> bool:
+        """An envelope id the client generated (hex and dashes): nothing in it to scan."""
+        if value in self._ids:
+            return True
+        if _GENERATED.fullmatch(value) is None:
+            return False
+        if key in _REPEATED_IDS:  # remembered: many events share them (event ids are new each time)
+            if len(self._ids) >= _CACHE_MAX:
+                self._ids.clear()
+            self._ids.add(value)
+        return True
 
     def _plan(self, key: Any) -> tuple[Any, int, bool, bool]:
         """(scrubbed name, key action, identifier field, version field) of a key; cached while the key is clean."""
@@ -386,8 +417,3 @@ class Redactor:
     def total(self) -> int:
         """How many values were redacted so far, all kinds together."""
         return sum(self.counts.values())
-
-
-def _generated(key: str, value: Any) -> bool:
-    """An envelope id the client generated (hex and dashes): nothing in it to scan."""
-    return key in ENVELOPE_IDS and type(value) is str and _GENERATED.fullmatch(value) is not None

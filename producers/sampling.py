@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aitrace.producers.events import DropEvent
+
 _TRACE_ID_LIMIT = 1 << 64
 _ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
 _BAD_RUN = frozenset({"FAILED", "KILLED"})
@@ -72,11 +74,11 @@ class TraceSampler:
             self._decisions[trace_id] = decision
         return decision
 
-    def __call__(self, item: dict[str, Any]) -> dict[str, Any] | None:
+    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         if self.rate >= 1.0 or self.sampled(item["trace_id"]):
             return item
         if not must_keep(item):
-            return None
+            raise DropEvent
         if "payload" in item:
             item["sampled"] = False
             return item
@@ -84,7 +86,10 @@ class TraceSampler:
 
 
 def only_anomalous_rows(block: dict[str, Any]) -> dict[str, Any]:
-    """The rows of a metric block that hold a NaN or Inf (kept from an unsampled trace)."""
+    """The rows of a metric block that hold a NaN or Inf, kept from an unsampled trace.
+
+    The exporter counts the rows left out (as ``sampled_out``) by comparing the two blocks.
+    """
     columns = [s["values"] for s in block["series"]]
     rows = [i for i in range(len(block["steps"])) if any(not math.isfinite(c[i]) for c in columns)]
     if len(rows) == len(block["steps"]):
@@ -94,5 +99,4 @@ def only_anomalous_rows(block: dict[str, Any]) -> dict[str, Any]:
     out["times"] = [block["times"][i] for i in rows]
     out["epochs"] = [block["epochs"][i] for i in rows] if block["epochs"] else []
     out["series"] = [{"name": s["name"], "values": [s["values"][i] for i in rows]} for s in block["series"]]
-    out["dropped_rows"] = len(block["steps"]) - len(rows)  # the exporter counts and removes it
     return out

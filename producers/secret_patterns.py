@@ -152,6 +152,7 @@ _LITERALS = re.compile(
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
              "bearer", "ibm")  # fmt: skip
+_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 _DOTTED = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
@@ -171,16 +172,15 @@ def triggers(text: str) -> frozenset[str]:
         found.append("begin")
     if "-p" in text:
         found.append("dashp")
-    lower = text.lower()
-    if any(w in lower for w in _KV_WORDS):
+    if _KV_ANY.search(text.lower()):
         found.append("kv")
     if _LITERALS.search(text):
         found.append("lit")
     if _DIGITS.search(text):
         found.append("digits")
-    if _DOTTED.search(text):
+    if "." in text and _DOTTED.search(text):  # the substring tests first: each regex needs that character
         found.append("ip")
-    if "::" in text or _HEX_COLONS.search(text):
+    if ":" in text and ("::" in text or _HEX_COLONS.search(text)):
         found.append("colon")
     if _LONG.search(text):
         found.append("long")

@@ -20,12 +20,14 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import fastavro
 from aitrace import schemas
+from aitrace.schemas import avro_writer
 from aitrace.schemas.registry import SchemaRegistryClient
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
@@ -111,6 +113,7 @@ class AvroSerializer:
         self.schema = compiled(schema_name)
         self._registry = registry
         self._fp_header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
+        self._write = _generated_writer(schema_name)
 
     def header(self, ctx: SerializationContext | None = None) -> bytes:
         """The bytes that precede the Avro body for this context."""
@@ -121,13 +124,24 @@ class AvroSerializer:
         return CONFLUENT_MAGIC + _SCHEMA_ID.pack(schema_id)
 
     def __call__(self, obj: Any, ctx: SerializationContext | None = None) -> bytes:
+        header = self.header(ctx)
+        try:
+            return header + self._write(obj)
+        except Exception:  # anything the generated writer is not sure of: fastavro writes it, or says why not
+            pass
         buf = io.BytesIO()
-        buf.write(self.header(ctx))
+        buf.write(header)
         try:
             fastavro.schemaless_writer(buf, self.schema.parsed, obj, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EncodeError(f"object does not fit {self.schema.name}: {exc}") from exc
         return buf.getvalue()
+
+
+@cache
+def _generated_writer(name: str) -> Callable[[Any], bytes]:
+    """The generated writer of a shipped schema (:mod:`aitrace.schemas.avro_writer`), cached per process."""
+    return avro_writer.writer(schemas.without_logical_types(schemas.expanded(name)))
 
 
 class AvroDeserializer:

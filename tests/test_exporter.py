@@ -48,7 +48,7 @@ class Running:
         self.exporter.wake.set()
 
     def metric(self, step: int, loss: float) -> None:
-        self.queue.append((ev.METRIC, time.time_ns() // 1000, _CTX, {"loss": loss}, step, None, None))
+        self.queue.append((ev.METRIC, time.time_ns() // 1000, _CTX, ({"loss": loss}, step, None, None), False))
         self.exporter.wake.set()
 
     def flush(self) -> list[dict[str, Any]]:
@@ -106,6 +106,54 @@ def test_a_processor_drops_and_the_drops_are_counted(start: Callable[..., Runnin
     assert running.stats["dropped_by_processor"] == 5
 
 
+class _DropsOddLines:
+    """A processor that drops out of band, as structlog's processors do."""
+
+    drop_reason = "dropped_odd"
+
+    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
+        if _drop_odd_lines(item) is None:
+            raise ev.DropEvent
+        return item
+
+
+def test_a_processor_raising_drop_event_drops_and_counts_under_its_reason(start: Callable[..., Running]) -> None:
+    seen: list[str] = []
+
+    def after(item: dict[str, Any]) -> dict[str, Any]:
+        seen.append(item["payload"][1]["message"] if "payload" in item else "block")
+        return item
+
+    running = start([_DropsOddLines(), after])
+    for i in range(10):
+        running.log(f"line {i}")
+        running.metric(i + 1, float(i))
+    batches = running.flush()
+    messages = [e["payload"][1]["message"] for b in batches for e in b["events"]]
+    assert messages == seen[: len(messages)] == [f"line {i}" for i in range(0, 10, 2)]
+    assert sorted(s for b in batches for s in metric_steps(b)) == list(range(1, 11))
+    assert running.stats["dropped_odd"] == 5 and "dropped_by_processor" not in running.stats
+
+
+def _keep_odd_steps(item: dict[str, Any]) -> dict[str, Any]:
+    """A processor that keeps only some rows of a metric block: a new block, no count of its own."""
+    if "steps" not in item:
+        return item
+    rows = [i for i, step in enumerate(item["steps"]) if step % 2]
+    out = {**item, "steps": [item["steps"][i] for i in rows], "times": [item["times"][i] for i in rows]}
+    out["series"] = [{**s, "values": [s["values"][i] for i in rows]} for s in item["series"]]
+    return out
+
+
+def test_rows_a_processor_leaves_out_of_a_block_are_counted(start: Callable[..., Running]) -> None:
+    running = start([_keep_odd_steps])
+    for step in range(1, 11):
+        running.metric(step, 0.5)
+    batches = running.flush()
+    assert sorted(s for b in batches for s in metric_steps(b)) == [1, 3, 5, 7, 9]
+    assert running.stats["dropped_by_processor"] == 5 and running.stats["sent"] == 5
+
+
 def test_a_record_above_max_record_bytes_is_split_in_halves(start: Callable[..., Running]) -> None:
     running = start(max_record_bytes=2_000)
     for i in range(40):
@@ -115,3 +163,22 @@ def test_a_record_above_max_record_bytes_is_split_in_halves(start: Callable[...,
     assert all(len(record.value) <= 2_000 for record in running.transport.records)
     messages = [e["payload"][1]["message"].split()[1] for b in batches for e in b["events"]]
     assert messages == [str(i) for i in range(40)]
+
+
+def test_the_worker_gives_the_gil_away_once_per_slice(
+    start: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aitrace.producers import exporter as exporter_module
+
+    running = start()
+    running.exporter.stop(5.0)  # driven by hand below
+    sleeps: list[float] = []
+    monkeypatch.setattr(exporter_module.time, "sleep", sleeps.append)
+    clock = iter([10.0, 10.0, 10.0005, 10.0011, 10.0011])
+    monkeypatch.setattr(exporter_module.time, "perf_counter", lambda: next(clock))
+    exporter = running.exporter
+    exporter._slice_end = 0.0
+    exporter._share()  # a slice starts: yield, then work until 10.001
+    exporter._share()  # 10.0005: inside the slice
+    exporter._share()  # 10.0011: the slice is over, yield again
+    assert sleeps == [0, 0]

@@ -796,3 +796,15 @@ def test_a_producer_that_never_delivers_is_replaced_and_the_next_one_delivers(
     finally:
         client.close(timeout=5)
         broker.kill()
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [("info", "info"), ("INFO", "info"), ("Warn", "warning"), ("WARNING", "warning"), ("fatal", "critical"),
+     ("EXCEPTION", "error"), ("trace", "debug"), (" Error ", "error"), ("wArN", "warning"), ("bogus", "info"),
+     (40, "error"), (5, "debug"), (99, "critical"), (None, "info")],
+)  # fmt: skip
+def test_log_levels_are_normalized_alike_on_the_fast_and_the_slow_path(level: Any, expected: str) -> None:
+    from aitrace.producers.events import normalize_level
+
+    assert normalize_level(level) == expected

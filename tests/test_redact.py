@@ -263,3 +263,71 @@ def test_version_fields_keep_dotted_versions_but_not_addresses(redactor: Redacto
     assert out["code_version"] == "deployed from [REDACTED:ipv4#" + out["code_version"].split("#")[1]
     # the policy: a dotted quad is a version only right after a version word or a library name
     assert redactor.scrub("cudnn 8.9.2.26 and 8.9.2.26") == "cudnn 8.9.2.26 and [REDACTED:ipv4]"
+
+
+# -- the cached fast paths (texts found clean, key plans) answer exactly as a cold pass does
+
+HOSTILE_EVENT: dict[str, object] = {
+    "event_id": "7d33302d1864-1f",
+    "trace_id": "jane.doe@example.com",  # an envelope id that is not generated: scanned
+    "service": "checkout",
+    "labels": {"team": "ml", "owner": "ml-ops+alerts@corp.example.org", "db_password": "checkout"},
+    "payload": (
+        "aitrace.LogRecord",
+        {
+            "message": "card 4111 1111 1111 1111 from 203.0.113.42",
+            "attributes": {
+                "checkout": "checkout",  # the same text as a clean value and as a key
+                "apiKey": "checkout",  # a clean text under a secret's name: blanked all the same
+                "naïve_é": "user ünïcødé.ñame@example.com",
+                "nested": {"deeper": {"Authorization": "Bearer abcdefghijklmnop"}},
+                "jane.doe@example.com": "1",  # a secret in a key
+                "cudnn_version": "8.9.2.26",
+                "note": "8.9.2.26",  # the same text outside a version field is an address
+            },
+        },
+    ),
+}
+
+
+def test_warm_caches_redact_exactly_as_a_cold_redactor() -> None:
+    warm = Redactor(hash_key="k")
+    first = warm(HOSTILE_EVENT)
+    counts = dict(warm.counts)
+    again = [warm(HOSTILE_EVENT) for _ in range(3)]  # every text and key now cached
+    assert all(out == first for out in again)
+    assert first == Redactor(hash_key="k")(HOSTILE_EVENT)
+    assert dict(warm.counts) == {kind: 4 * n for kind, n in counts.items()}  # counted every time
+    text = repr(first)
+    for secret in ("jane.doe@example.com", "ml-ops+alerts", "4111 1111", "203.0.113.42", "ünïcødé", "abcdefghijklmnop"):
+        assert secret not in text
+    attributes = first["payload"][1]["attributes"]
+    assert attributes["checkout"] == "checkout" and attributes["apiKey"] == REDACTED
+    assert first["labels"]["db_password"] == REDACTED
+    assert attributes["cudnn_version"] == "8.9.2.26" and attributes["note"] == "[REDACTED:ipv4]"
+
+
+@pytest.mark.parametrize("order", [("version", "plain"), ("plain", "version")])
+def test_a_text_clean_in_a_version_field_is_not_clean_elsewhere(order: tuple[str, str]) -> None:
+    redactor = Redactor()
+    expected = {"version": "10.1.2.3", "plain": "[REDACTED:ipv4]"}
+    for mode in order * 2:
+        assert redactor.scrub("10.1.2.3", version=mode == "version") == expected[mode]
+
+
+def test_a_clean_verdict_is_per_text_not_per_shape() -> None:
+    redactor = Redactor()
+    assert redactor.scrub("request 12345") == "request 12345"
+    assert redactor.scrub("request 12345", ident=True) == "request 12345"
+    assert redactor.scrub("request 4111111111111111") == "request 4111111111111111"  # an id word before a run
+    assert redactor.scrub("card 4111111111111111") == "card [REDACTED:card]"
+    assert redactor.mapping({"x": "card 4111111111111111"})["x"] == "card [REDACTED:card]"
+
+
+def test_the_kv_trigger_is_a_substring_test_of_the_lower_cased_text() -> None:
+    from aitrace.producers.secret_patterns import _KV_WORDS, triggers
+
+    texts = [t for _, t in SECRETS] + BENIGN + ["to\u212aen=abc", "PASS\u0130WORD", "ſecret", "Ünïcødé AUTH", ""]
+    for text in texts:
+        lower = text.lower()
+        assert ("kv" in triggers(text)) == any(w in lower for w in _KV_WORDS), text

@@ -1,0 +1,114 @@
+"""The exporter thread's cost per event, by kind, without a broker: batch, process, encode.
+
+A :class:`~aitrace.producers.client.Client`'s event methods fill the queue (the exporter is not
+started); then the exporter's own ``_take`` and ``_send_pending`` run on this thread over a
+:class:`~aitrace.producers.transport.MemoryTransport`, with the default processor chain
+(sampling at rate 1, redaction). It prints CPU µs per event per kind (this thread's CPU time, so
+other load on the machine does not count), the median over ``--runs``, and ``--profile KIND``
+prints the top of a cProfile of that kind's sender work instead.
+
+    .venv/bin/python bench/bench_sender.py --events 20000 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import time
+from collections import Counter, deque
+
+from aitrace.producers.client import default_processors
+from aitrace.producers.config import Settings
+from aitrace.producers.exporter import Exporter
+from aitrace.producers.transport import MemoryTransport
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench_producer import KINDS, caller
+
+
+class _Feeder:
+    """A client without its exporter thread: the real Client methods, over a queue nobody drains."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        from aitrace.producers.client import Client
+
+        self.client = Client.__new__(Client)
+        client = self.client
+        client.settings = exporter.settings
+        client._queue = exporter.queue
+        client._qmax = 1 << 62
+        client._closed = False
+        client._auto_step = 0
+        client._exporter = exporter
+        client._root = _root()
+
+
+def _root() -> object:
+    from aitrace.producers import tracecontext as tc
+
+    return tc.SpanContext(tc.trace_id_for("bench-run"), tc.new_span_id())
+
+
+def _exporter() -> tuple[Exporter, MemoryTransport]:
+    settings = Settings.from_env(service="bench", run_id="bench-run", batch_max_events=1000)
+    stats: Counter[str] = Counter()
+    transport = MemoryTransport(stats)
+    processors, _ = default_processors(settings)
+    envelope = {
+        "service": "bench",
+        "service_version": None,
+        "environment": "prod",
+        "host": "bench-host-1",
+        "pid": 4242,
+        "run_id": "bench-run",
+        "sampled": True,
+        "labels": {},
+    }
+    exporter = Exporter(settings, deque(), envelope, processors, "7d33302d1864", stats, transport)
+    return exporter, transport
+
+
+def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> float:
+    """Sender CPU µs per event for ``events`` calls of ``kind``."""
+    exporter, _ = _exporter()
+    call = caller(_Feeder(exporter).client, kind)
+    for i in range(events):
+        call(i)
+    t0 = time.thread_time()
+    if profile is not None:
+        profile.enable()
+    while exporter.queue:
+        exporter._take()
+        exporter._send_pending()
+    if profile is not None:
+        profile.disable()
+    elapsed = time.thread_time() - t0
+    if exporter.stats["sent"] != events:
+        raise RuntimeError(f"{kind}: sent {exporter.stats['sent']} of {events}: {dict(exporter.stats)}")
+    return elapsed / events * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--profile", metavar="KIND", help="print a cProfile of the sender for this kind")
+    args = parser.parse_args()
+    if args.profile:
+        profile = cProfile.Profile()
+        one_run(args.profile, args.events, profile)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        return 0
+    print(f"sender CPU µs/event, {args.events:,} events, median of {args.runs} runs (no broker, MemoryTransport)")
+    for kind in args.kinds.split(","):
+        runs = [one_run(kind, args.events) for _ in range(args.runs)]
+        print(f"{kind:<14}{statistics.median(runs):8.2f} µs   -> {1e6 / statistics.median(runs):>10,.0f} events/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

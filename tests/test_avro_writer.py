@@ -1,0 +1,137 @@
+"""The generated Avro writer writes fastavro's bytes, and leaves to fastavro whatever it is not sure of."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import zlib
+from typing import Any
+
+import fastavro
+import pytest
+from aitrace import schemas
+from aitrace.schemas import avro_writer
+from aitrace.schemas.codec import AvroSerializer, EncodeError, compiled
+
+_TEXT = ["", "a", "checkout", "é", "ünïcødé ñame", "日本語のテキスト", "emoji 🚀", "x" * 63, "y" * 64, "z" * 300]
+_LONGS = [0, 1, -1, 63, 64, -64, -65, 127, 128, 8191, 8192, -(1 << 31), (1 << 31) - 1, -(1 << 63), (1 << 63) - 1]
+_DOUBLES = [0.0, -0.0, 1.5, -2.25, 1e300, 5e-324, math.inf, -math.inf, math.nan, 7]
+
+
+class _Random:
+    """Random data of any shipped schema: every union branch, empty and long containers, edge values."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.named: dict[str, Any] = {}
+
+    def datum(self, schema: Any, namespace: str = "aitrace") -> Any:
+        rng = self.rng
+        if isinstance(schema, list):
+            return self.datum(rng.choice(schema), namespace)
+        if isinstance(schema, str) and schema in self.named:
+            full = self.named[schema]
+            return (full["fullname"], self.record(full))
+        kind = schema if isinstance(schema, str) else schema["type"]
+        if kind == "record":
+            fullname = (
+                schema["name"] if "." in schema["name"] else f"{schema.get('namespace', namespace)}.{schema['name']}"
+            )
+            self.named[fullname] = {**schema, "fullname": fullname}
+            return (fullname, self.record(schema))
+        simple = {
+            "null": lambda: None,
+            "boolean": lambda: rng.random() < 0.5,
+            "int": lambda: rng.choice([v for v in _LONGS if -(1 << 31) <= v < 1 << 31] + [rng.randint(-999, 999)]),
+            "long": lambda: rng.choice([*_LONGS, rng.randint(-(1 << 40), 1 << 40)]),
+            "float": lambda: rng.choice([0.0, 1.5, -2.25]),
+            "double": lambda: rng.choice([*_DOUBLES, rng.uniform(-1e6, 1e6)]),
+            "string": lambda: rng.choice([*_TEXT, f"id-{rng.randint(0, 1 << 30):x}"]),
+        }
+        if kind in simple:
+            return simple[kind]()
+        if kind == "enum":
+            return rng.choice(schema["symbols"])
+        size = rng.choice([0, 1, 3, 70])
+        if kind == "array":
+            return [self.unwrapped(schema["items"], namespace) for _ in range(size)]
+        if kind == "map":
+            return {f"k{i}-{rng.choice(_TEXT)}": self.unwrapped(schema["values"], namespace) for i in range(size)}
+        raise AssertionError(f"no generator for {kind}")
+
+    def unwrapped(self, schema: Any, namespace: str) -> Any:
+        """A value outside a union: a record as a plain dict."""
+        value = self.datum(schema, namespace)
+        is_record = isinstance(schema, dict) and schema.get("type") == "record"
+        return value[1] if is_record or (isinstance(schema, str) and schema in self.named) else value
+
+    def record(self, schema: dict[str, Any]) -> dict[str, Any]:
+        namespace = schema.get("namespace", "aitrace")
+        return {f["name"]: self.unwrapped(f["type"], namespace) for f in schema["fields"]}
+
+
+def _fastavro(name: str, obj: Any) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, compiled(name).parsed, obj, strict_allow_default=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", [n for n in schemas.names() if schemas.raw(n)["type"] == "record"])
+def test_generated_writer_writes_fastavros_bytes_for_every_schema(name: str) -> None:
+    schema = schemas.without_logical_types(schemas.expanded(name))
+    write = avro_writer.writer(schema)
+    gen = _Random(zlib.crc32(name.encode()))
+    for _ in range(150):
+        obj = gen.record(schema)
+        assert write(obj) == _fastavro(name, obj)
+
+
+def test_every_event_kind_in_a_batch_is_written_as_fastavro_writes_it() -> None:
+    schema = schemas.without_logical_types(schemas.expanded("aitrace.Batch"))
+    gen = _Random(7)
+    batch = gen.record(schema)
+    events = []
+    for payload in schemas.raw("aitrace.Event")["fields"][-1]["type"]:
+        event = gen.record(schemas.without_logical_types(schemas.expanded("aitrace.Event")))
+        event["payload"] = (payload, gen.record(schemas.without_logical_types(schemas.expanded(payload))))
+        events.append(event)
+    batch["events"] = events
+    assert avro_writer.writer(schema)(batch) == _fastavro("aitrace.Batch", batch)
+
+
+GROUND_TRUTH = {"request_id": "r1", "model_name": "m", "label": "1"}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"request_id": "r1", "model_name": "m"},  # a missing field (no default here: fastavro refuses)
+        {**GROUND_TRUTH, "extra": "x"},  # an extra field
+        {**GROUND_TRUTH, "label": 1},  # a number for a string
+        {**GROUND_TRUTH, "label": "\ud800"},  # a lone surrogate
+    ],
+)
+def test_what_the_generated_writer_is_unsure_of_fastavro_decides(obj: dict[str, Any]) -> None:
+    write = avro_writer.writer(schemas.without_logical_types(schemas.expanded("aitrace.GroundTruth")))
+    with pytest.raises(Exception):  # noqa: B017 - any error: the serializer then asks fastavro
+        write(obj)
+    serializer = AvroSerializer("aitrace.GroundTruth")
+    try:
+        expected: bytes | type[Exception] = serializer.header() + _fastavro("aitrace.GroundTruth", obj)
+    except Exception:  # whatever fastavro raises, the serializer raises EncodeError
+        expected = EncodeError
+    if expected is EncodeError:
+        with pytest.raises(EncodeError):
+            serializer(obj)
+    else:
+        assert serializer(obj) == expected
+
+
+def test_values_fastavro_coerces_fall_back_to_fastavro() -> None:
+    span = {"name": "s", "kind": "internal", "start_time": True, "duration_us": 3, "status": "ok",
+            "error_type": None, "error_message": None, "attributes": {}}  # fmt: skip
+    write = avro_writer.writer(schemas.without_logical_types(schemas.expanded("aitrace.Span")))
+    with pytest.raises(avro_writer.Unfit):
+        write(span)  # a bool for a long: fastavro writes 1, this writer leaves it to fastavro
+    assert AvroSerializer("aitrace.Span")(span)[10:] == _fastavro("aitrace.Span", span)
