@@ -14,9 +14,11 @@ error log naming the first offending layer, once per run of bad steps: for gradi
 in backward order (the last in module order, where a NaN born inside backward begins), for
 activations the first in forward order.
 
-The every-step path is one ``torch._foreach_norm`` over the gradients (the parameter list is cached
-at start), stacked into a row of a buffer allocated once on their device, and the learning rates:
-no host sync, no Python work per parameter beyond reading its ``.grad``, no tensor kept per step.
+The every-step path takes each gradient's norm into a row of a buffer allocated once on their device
+(the parameter list is cached at start) and reads the learning rates: no host sync, no tensor made
+or kept per step. On the CPU each norm is one ``torch.linalg.vector_norm(grad, out=slot)`` into a
+scratch row that one ``copy_`` puts in the step's row; elsewhere one ``torch._foreach_norm`` (a
+fused kernel on a GPU) stacked into the row.
 Every ``sync_every`` steps (default 1000) or ``sync_interval_s`` (default 1 s), whichever comes
 first, the rows are read back in one copy; the global norms and non-finite counts of all those
 steps come from two vector operations on the host, the per-parameter scan runs only for a step
@@ -109,7 +111,7 @@ class WatchHandle:
         self._n = 0  # rows queued
         self._steps: list[int] = []
         self._lrs: list[Any] = []  # per queued step: the lr (one group), a tuple (several), None (no optimizer)
-        self._ragged: dict[int, list[int]] = {}  # row -> the parameters that had a gradient, when not all (0 in the others)
+        self._ragged: dict[int, list[int]] = {}  # row -> the parameters with a gradient, when not all
         self._extras: dict[int, tuple[bool, list[str], torch.Tensor]] = {}  # row -> update norms, activations
         layers: dict[str, int] = {}
         self._root = type(model).__name__
@@ -218,8 +220,8 @@ class WatchHandle:
     def _report(self, step: int) -> None:
         """Queue this step's gradient norms on the device (no sync); publish every ``sync_every`` steps.
 
-        The every-step path: one ``torch._foreach_norm`` over the cached parameter list, stacked into a
-        preallocated row, and the learning rates; no host sync, no tensor kept."""
+        The every-step path: the norms into a preallocated row (column ``j`` for parameter ``j``, 0 where
+        it has no gradient) and the learning rates; no host sync, no tensor kept."""
         n = self._n
         if n == len(self._rows):
             self._grow()
@@ -227,7 +229,7 @@ class WatchHandle:
         params = self._params
         if self._slots is not None:
             try:  # a None among the grads raises TypeError: handled below
-                self._norms_into_slots(params, self._slots)
+                self._norms_into_slots(self._slots)
             except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
                 self._ragged[n] = self._ragged_norms(row)
             else:
@@ -270,9 +272,9 @@ class WatchHandle:
         if n + 1 >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
             self.flush()
 
-    def _norms_into_slots(self, params: list[torch.Tensor], slots: list[torch.Tensor]) -> None:
+    def _norms_into_slots(self, slots: list[torch.Tensor]) -> None:
         norm, dtype = torch.linalg.vector_norm, self._norm_dtype
-        grads = cast(list[torch.Tensor], [p.grad for p in params])
+        grads = cast(list[torch.Tensor], [p.grad for p in self._params])
         if dtype is None:
             for g, slot in zip(grads, slots, strict=True):
                 norm(g, out=slot)
