@@ -189,6 +189,37 @@ def test_long_read_backs_and_steps_without_some_gradients_keep_every_value(caplo
     assert "training goes on" not in caplog.text
 
 
+def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
+    """A float64 head beside float32 layers: the norms are stacked and copied (not written into slots),
+    and a head without a gradient on a step still holds its own column (a 0), not its neighbour's."""
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict(
+        {"body": torch.nn.Linear(8, 16), "left": torch.nn.Linear(16, 1), "right": torch.nn.Linear(16, 1).double()}
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=4, summary=False)
+    assert handle._slots is None  # two dtypes: the stacked path
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        h = torch.relu(model["body"](x))
+        (model["left"](h) if step % 2 else model["right"](h.double()).float()).sum().backward()
+        optimizer.step()
+        grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+        expected[step] = {k: float(g.norm()) for k, g in grads.items()}
+    handle.remove()
+    assert sorted(client.points) == list(range(1, 7))
+    for step, values in client.points.items():
+        assert values["grad_norm"] == pytest.approx(math.hypot(*expected[step].values()), rel=1e-6)
+    costly = client.points[4]  # the right head's step: the left one, between body and right, has no gradient
+    assert "grad_norm/left" not in costly
+    norms = expected[4]
+    assert costly["grad_norm/right"] == pytest.approx(math.hypot(norms["right.weight"], norms["right.bias"]), rel=1e-6)
+    assert costly["grad_norm/body"] == pytest.approx(math.hypot(norms["body.weight"], norms["body.bias"]), rel=1e-6)
+
+
 def test_the_weight_copy_hook_is_there_only_before_a_costly_step() -> None:
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
