@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aitrace.processors.fastblock import decode_metric_batch
+from aitrace.processors.fastevents import decode_event_batch
 from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
 from aitrace.schemas.metric_block import MetricBlock
 
@@ -99,7 +100,8 @@ class RecordDecoder:
         """Decode and validate one record value.
 
         Metric-only batches written in the current Batch schema take the array fast path
-        (:mod:`aitrace.processors.fastblock`), in either wire format: single-object with the
+        (:mod:`aitrace.processors.fastblock`), event-only ones the token walk
+        (:mod:`aitrace.processors.fastevents`), in either wire format: single-object with the
         Batch fingerprint, or Confluent framing whose registry schema id resolves to a schema
         with that fingerprint (the same binary layout). Everything else goes through fastavro.
         """
@@ -108,6 +110,8 @@ class RecordDecoder:
         fast: dict[str, Any] | None = None
         if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
             fast = decode_metric_batch(data, offset)
+            if fast is None:
+                fast = decode_event_batch(data, offset)
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:
