@@ -34,6 +34,8 @@ _PRIMITIVE = {"string": STR, "long": LONG, "int": LONG, "boolean": BOOL, "double
 _OPTIONAL = {"string": OPT_STR, "long": OPT_LONG, "int": OPT_LONG, "double": OPT_DOUBLE}
 _MAPS = {"string": MAP_STR, "double": MAP_DOUBLE}
 MAX_FIELDS = 32  # token pairs per event: the envelope's fields, the payload branch, its fields
+MIN_EVENT_BYTES = 48  # a trace id and a span id: an event with less is invalid anyway
+MIN_ENTRY_BYTES = 4
 
 
 def _code(t: Any) -> int | None:
@@ -303,10 +305,12 @@ def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
     if end < 0:
         return None
     room = len(data) - end
-    # bounds from the bytes left: every field takes a byte or more, a double 8, a map entry 2
-    tok = np.empty((room // len(lay.event_codes) + 1) * 2 * MAX_FIELDS, dtype=np.int64)
+    # Room for what real records hold: a valid event has 48 bytes of ids, a map entry 4 bytes or
+    # more; the walk checks both and leaves a record that holds more to fastavro. Doubles take
+    # 8 bytes each, so the bytes left bound them exactly (the walk does not check that one).
+    tok = np.empty((room // MIN_EVENT_BYTES + 1) * 2 * MAX_FIELDS, dtype=np.int64)
+    x = np.empty((room // MIN_ENTRY_BYTES + 1) * 4, dtype=np.int64)
     fpos = np.empty(room // 8 + 1, dtype=np.int64)
-    x = np.empty(2 * room + 4, dtype=np.int64)
     pos, n, nf, nx = _walk(buf, end, lay.event_codes, lay.branch_codes, lay.branch_len, tok, fpos, x, ascii)
     # then the metric_blocks array: empty (one zero byte) and the last thing in the record
     if pos < 0 or n == 0 or pos + 1 != len(data) or data[pos] != 0:

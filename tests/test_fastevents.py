@@ -17,7 +17,7 @@ from typing import Any
 import fastavro
 import pytest
 import synth as S
-from aitrace.processors.decode import RecordDecoder
+from aitrace.processors.decode import InvalidRecord, RecordDecoder
 from aitrace.processors.fastevents import decode_event_batch, layout
 from aitrace.schemas.codec import compiled
 from hypothesis import HealthCheck, given, settings
@@ -163,3 +163,13 @@ def _zigzag(n: int) -> bytes:
         if not z:
             return bytes([*out, b])
         out.append(b | 0x80)
+
+
+def test_more_events_than_real_ones_fit_go_to_fastavro_with_its_verdict() -> None:
+    # events far smaller than valid ids allow: more than the walk makes room for
+    tiny = [S.event(S.log("info", ""), trace="t") | {"span_id": "s", "event_id": "e", "service": "v"}] * 200
+    data = S.encode(S.batch(tiny))
+    assert decode_event_batch(data, 10) is None
+    with pytest.raises(InvalidRecord) as err:
+        RecordDecoder().decode(data)
+    assert err.value.reason == "invalid-trace-id"
