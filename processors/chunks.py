@@ -43,12 +43,16 @@ def extract_chunks(
     ``fast[i]`` names the series of ``blocks[i]`` whose rollups the entity side computes.
     """
     chunks: dict[str, Chunk] = {}
+    models: dict[str, Chunk] = {}  # model name -> its chunk, without building the key per event
     for i, block in enumerate(blocks):
         _block_into(chunks, block, fast[i] if fast else set())
     for event in events:
         kind, p = event["payload"]
         if kind == "aitrace.InferenceRecord":
-            _inference_into(chunks, event, p)
+            chunk = models.get(p["model_name"])
+            if chunk is None:
+                chunk = models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
+            _inference_into(chunk, event, p)
         elif kind == "aitrace.TrainingMetric":
             _metric_event_into(chunks, event, p)
         elif kind == "aitrace.GroundTruth":
@@ -128,8 +132,7 @@ def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) ->
     return chunk
 
 
-def _inference_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
-    chunk = _model_chunk(chunks, p["model_name"], event)
+def _inference_into(chunk: Chunk, event: dict[str, Any], p: dict[str, Any]) -> None:
     times, latency, errors, confidence = chunk["rows"]
     times.append(event["time"])
     latency.append(p["latency_ms"])

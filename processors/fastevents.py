@@ -52,22 +52,22 @@ def _code(t: Any) -> int | None:
 
 
 class Layout:
-    """The Event record and its payload branches as field codes, and a builder per branch."""
+    """The Event record and its payload branches as field codes, and an event builder per branch."""
 
     def __init__(self) -> None:
         event = compiled("aitrace.Batch").parsed["fields"][1]["type"]["items"]
-        fields = event["fields"]
-        *envelope, payload = fields
-        codes = [_code(f["type"]) for f in envelope]
-        if payload["name"] != "payload" or None in codes or not isinstance(payload["type"], list):
+        *envelope, payload = event["fields"]
+        found = [_code(f["type"]) for f in envelope]
+        codes = [c for c in found if c is not None]
+        if payload["name"] != "payload" or len(codes) < len(found) or not isinstance(payload["type"], list):
             raise RuntimeError("aitrace.Event no longer has the layout this reader walks")
-        self.envelope = [f["name"] for f in envelope]
         self.event_codes = np.array([*codes, PAYLOAD], dtype=np.int64)
         branches = payload["type"]
         # branch codes: row b holds the codes of branch b (-1: not readable here), row length = fields
         self.branch_codes = np.full((len(branches), MAX_FIELDS), -1, dtype=np.int64)
         self.branch_len = np.full(len(branches), -1, dtype=np.int64)
         self.builders: list[tuple[Builder, Builder] | None] = []
+        head = [(f["name"], c) for f, c in zip(envelope, codes, strict=True)]
         for b, record in enumerate(branches):
             found = [_code(f["type"]) for f in record["fields"]]
             sub = [c for c in found if c is not None]
@@ -76,10 +76,9 @@ class Layout:
                 continue
             self.branch_codes[b, : len(sub)] = sub
             self.branch_len[b] = len(sub)
-            names = [f["name"] for f in record["fields"]]
-            self.builders.append(_builder(names, sub, len(codes) + 1, f"payload {record['name']}"))
+            body = [(f["name"], c) for f, c in zip(record["fields"], sub, strict=True)]
+            self.builders.append(_builder(head, record["name"], body))
         self.names = [r["name"] for r in branches]
-        self.event = _builder(self.envelope, [c for c in codes if c is not None], 0, "envelope")
 
 
 def _expr(code: int, i: int, text: bool) -> str:
@@ -107,22 +106,23 @@ def _expr(code: int, i: int, text: bool) -> str:
 Builder = Callable[[list[int], int, Any, list[float], list[int]], dict[str, Any]]
 
 
-def _builder(names: list[str], codes: list[int], first: int, what: str) -> tuple[Builder, Builder]:
-    """``build(t, o, d, f, x)`` -> the record's dict, fields in schema order as fastavro gives them;
-    one for ``d`` as bytes, one for ``d`` as str."""
-    slots = ", ".join(f"a{first + k}, b{first + k}" for k in range(len(codes)))
+def _builder(head: list[tuple[str, int]], kind: str, body: list[tuple[str, int]]) -> tuple[Builder, Builder]:
+    """``build(t, o, d, f, x)`` -> one event of payload ``kind``, fields in schema order as fastavro
+    gives them, the payload as ``(kind, dict)``; one for ``d`` as bytes, one for ``d`` as str."""
+    first = len(head) + 1  # the payload's fields follow its branch slot
+    slots = [f"a{k}, b{k}" for k in range(len(head))] + [f"a{first + k}, b{first + k}" for k in range(len(body))]
     out = []
     for text in (False, True):
-        items = ", ".join(
-            f"{n!r}: {_expr(c, first + k, text)}" for k, (n, c) in enumerate(zip(names, codes, strict=True))
-        )
+        fields = ", ".join(f"{n!r}: {_expr(c, k, text)}" for k, (n, c) in enumerate(head))
+        payload = ", ".join(f"{n!r}: {_expr(c, first + k, text)}" for k, (n, c) in enumerate(body))
         source = (
-            f"def build(t, o, d, f, x):  # {what}\n"
-            f"    {slots}, = t[o + {2 * first}:o + {2 * (first + len(codes))}]\n"
-            f"    return {{{items}}}\n"
+            f"def build(t, o, d, f, x):  # {kind}\n"
+            f"    {', '.join(slots[: len(head)])}, = t[o:o + {2 * len(head)}]\n"
+            f"    {', '.join(slots[len(head) :])}, = t[o + {2 * first}:o + {2 * (first + len(body))}]\n"
+            f"    return {{{fields}, 'payload': ({kind!r}, {{{payload}}})}}\n"
         )
         scope: dict[str, Any] = {}
-        exec(compile(source, f"<fastevents {what}>", "exec"), scope)  # code from our own schema, built once
+        exec(compile(source, f"<fastevents {kind}>", "exec"), scope)  # code from our own schema, built once
         out.append(scope["build"])
     return out[0], out[1]
 
@@ -332,12 +332,6 @@ def _build(
     xs = x.tolist()
     text = isinstance(d, str)
     at = 2 * (len(lay.event_codes) - 1)  # the payload's branch slot
-    build, names = lay.event[text], lay.names
-    builders = [None if b is None else b[text] for b in lay.builders]
-    events = []
-    for o in range(0, n * 2 * MAX_FIELDS, 2 * MAX_FIELDS):
-        event = build(t, o, d, f, xs)
-        branch = t[o + at]
-        event["payload"] = (names[branch], builders[branch](t, o, d, f, xs))  # the walk took readable branches only
-        events.append(event)
-    return events
+    # the walk took readable branches only: their builders are there
+    builders = [b[text] if b is not None else None for b in lay.builders]
+    return [builders[t[o + at]](t, o, d, f, xs) for o in range(0, n * 2 * MAX_FIELDS, 2 * MAX_FIELDS)]
