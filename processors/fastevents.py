@@ -54,13 +54,15 @@ def _code(t: Any) -> int | None:
 class Layout:
     """The Event record and its payload branches as field codes, and an event builder per branch."""
 
-    def __init__(self) -> None:
-        event = compiled("aitrace.Batch").parsed["fields"][1]["type"]["items"]
+    def __init__(self, event: dict[str, Any]) -> None:
+        """``event``: the Event record in fastavro's parsed form (its payload union last)."""
         *envelope, payload = event["fields"]
         found = [_code(f["type"]) for f in envelope]
         codes = [c for c in found if c is not None]
-        if payload["name"] != "payload" or len(codes) < len(found) or not isinstance(payload["type"], list):
-            raise RuntimeError("aitrace.Event no longer has the layout this reader walks")
+        # an envelope the walk cannot read: every batch goes to fastavro
+        self.readable = payload["name"] == "payload" and len(codes) == len(found) and isinstance(payload["type"], list)
+        if not self.readable:
+            envelope, codes, payload = [], [], {"type": []}
         self.event_codes = np.array([*codes, PAYLOAD], dtype=np.int64)
         branches = payload["type"]
         # branch codes: row b holds the codes of branch b (-1: not readable here), row length = fields
@@ -290,7 +292,8 @@ def _walk(
 
 @cache
 def layout() -> Layout:
-    return Layout()
+    """The layout of the current Batch schema's events."""
+    return Layout(compiled("aitrace.Batch").parsed["fields"][1]["type"]["items"])
 
 
 def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
@@ -299,6 +302,8 @@ def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
     None: decode it with fastavro (which also says what is wrong with a malformed record).
     """
     lay = layout()
+    if not lay.readable:
+        return None
     buf = np.frombuffer(data, dtype=np.uint8)
     ascii = np.ones(1, dtype=np.int64)  # every string ASCII so far
     start, end = _string(buf, body_offset, ascii)

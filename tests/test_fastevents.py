@@ -18,7 +18,7 @@ import fastavro
 import pytest
 import synth as S
 from aitrace.processors.decode import InvalidRecord, RecordDecoder
-from aitrace.processors.fastevents import decode_event_batch, layout
+from aitrace.processors.fastevents import Layout, decode_event_batch, layout
 from aitrace.schemas.codec import compiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -173,3 +173,10 @@ def test_more_events_than_real_ones_fit_go_to_fastavro_with_its_verdict() -> Non
     with pytest.raises(InvalidRecord) as err:
         RecordDecoder().decode(data)
     assert err.value.reason == "invalid-trace-id"
+
+
+def test_an_envelope_the_walk_cannot_read_leaves_every_batch_to_fastavro() -> None:
+    event = compiled("aitrace.Batch").parsed["fields"][1]["type"]["items"]
+    changed = {**event, "fields": [{"name": "tags", "type": {"type": "array", "items": "string"}}, *event["fields"]]}
+    assert not Layout(changed).readable
+    assert Layout(event).readable
