@@ -43,18 +43,21 @@ def extract_chunks(
     ``fast[i]`` names the series of ``blocks[i]`` whose rollups the entity side computes.
     """
     chunks: dict[str, Chunk] = {}
+    models: dict[str, Chunk] = {}  # model name -> its chunk, without building the key per event
     for i, block in enumerate(blocks):
         _block_into(chunks, block, fast[i] if fast else set())
     for event in events:
         kind, p = event["payload"]
-        short = kind.rsplit(".", 1)[-1]
-        if short == "TrainingMetric":
+        if kind == "aitrace.InferenceRecord":
+            chunk = models.get(p["model_name"])
+            if chunk is None:
+                chunk = models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
+            _inference_into(chunk, event, p)
+        elif kind == "aitrace.TrainingMetric":
             _metric_event_into(chunks, event, p)
-        elif short == "InferenceRecord":
-            _inference_into(chunks, event, p)
-        elif short == "GroundTruth":
+        elif kind == "aitrace.GroundTruth":
             _model_chunk(chunks, p["model_name"], event)["labels"].append(event)
-        elif short == "DataStats":
+        elif kind == "aitrace.DataStats":
             key = f"data/{p['dataset']}/{p['stage']}"
             chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
             chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
@@ -120,7 +123,7 @@ def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) ->
             "kind": "model",
             "model": model,
             "service": event["service"],
-            "rows": [],
+            "rows": ([], [], [], []),  # times, latency, error flags, confidence: columns as they come
             "features": {},
             "requests": [],
             "labels": [],
@@ -129,13 +132,20 @@ def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) ->
     return chunk
 
 
-def _inference_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
-    chunk = _model_chunk(chunks, p["model_name"], event)
-    i = len(chunk["rows"])
+def _inference_into(chunk: Chunk, event: dict[str, Any], p: dict[str, Any]) -> None:
+    times, latency, errors, confidence = chunk["rows"]
+    times.append(event["time"])
+    latency.append(p["latency_ms"])
+    errors.append(p["status"] == "error")
     conf = p.get("confidence")
-    chunk["rows"].append((event["time"], p["latency_ms"], p["status"] == "error", math.nan if conf is None else conf))
+    confidence.append(math.nan if conf is None else conf)
+    features = chunk["features"]
     for name, value in p["features"].items():
-        chunk["features"].setdefault(name, []).append((i, value))
+        column = features.get(name)
+        if column is None:
+            features[name] = [value]
+        else:
+            column.append(value)
     if p.get("prediction") is not None:
         chunk["requests"].append(
             [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
@@ -143,16 +153,10 @@ def _inference_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str
 
 
 def _finish_model_chunk(chunk: Chunk) -> None:
-    """Rows -> columns (times, latency, error flags, confidence; one array per feature)."""
-    rows = chunk.pop("rows")
-    if rows:
-        times, latency, errors, confidence = zip(*rows, strict=True)
-    else:
-        times, latency, errors, confidence = (), (), (), ()
-    chunk["times"] = np.asarray(times, dtype=np.int64)
-    chunk["latency"] = np.asarray(latency, dtype=np.float64)
-    chunk["errors"] = np.asarray(errors, dtype=np.float64)
-    chunk["confidence"] = np.asarray(confidence, dtype=np.float64)
-    chunk["features"] = {
-        name: np.asarray([v for _, v in pairs], dtype=np.float64) for name, pairs in chunk["features"].items()
-    }
+    """Columns -> arrays (times, latency, error flags, confidence; one array per feature)."""
+    times, latency, errors, confidence = chunk.pop("rows")
+    chunk["times"] = np.array(times, dtype=np.int64)
+    chunk["latency"] = np.array(latency, dtype=np.float64)
+    chunk["errors"] = np.array(errors, dtype=np.float64)
+    chunk["confidence"] = np.array(confidence, dtype=np.float64)
+    chunk["features"] = {name: np.array(values, dtype=np.float64) for name, values in chunk["features"].items()}

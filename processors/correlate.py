@@ -30,6 +30,13 @@ from aitrace.schemas.metric_block import MetricBlock
 # span entry layout in state["spans"][span_id]
 _PARENT, _SERVICE, _NAME, _START, _DURATION, _STATUS = range(6)
 _ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
+# payload union branches as the codec names them (fastavro's record names)
+_SPAN, _INFERENCE, _LOG, _LIFECYCLE = (
+    "aitrace.Span",
+    "aitrace.InferenceRecord",
+    "aitrace.LogRecord",
+    "aitrace.RunLifecycle",
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,8 @@ def apply_record(
 
     The caller checks :func:`already_applied` first (this function records the offset).
     """
-    for event in events:
-        _apply_event(state, event, config)
+    if events:
+        _apply_events(state, events, config)
     for block in blocks:
         _apply_block(state, block)
     state["applied"][topic] = offset
@@ -143,25 +150,36 @@ def _note_error(state: dict[str, Any], when: int, text: str) -> None:
         state["error"] = [when, text]
 
 
-def _apply_event(state: dict[str, Any], event: dict[str, Any], config: CorrelationConfig) -> None:
-    t = event["time"]
-    state["events"] += 1
-    _touch_service(state, event["service"])
+def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: CorrelationConfig) -> None:
+    """Fold a record's events of this trace: counts, services and time bounds once per record;
+    spans and errors event by event, in order (the first of equally early errors is kept)."""
+    state["events"] += len(events)
+    for service in dict.fromkeys([e["service"] for e in events]):
+        _touch_service(state, service)
     if not state["context"]:
-        state["context"] = {k: event.get(k) for k in ("environment", "host", "run_id")}
-    kind, p = event["payload"]
-    short = kind.rsplit(".", 1)[-1]
-    if short == "Span":
-        _apply_span(state, event, p, config)
-        return
-    _widen(state, t, t)
-    if short == "LogRecord" and p["level"].lower() in _ERROR_LEVELS:
-        detail = p.get("error_type") or p["level"].upper()
-        _note_error(state, t, f"{event['service']}: {detail}: {p.get('error_message') or p['message']}")
-    elif short == "InferenceRecord" and p["status"] == "error":
-        _note_error(state, t, f"{event['service']}: {p['model_name']}: {p.get('error') or 'inference error'}")
-    elif short == "RunLifecycle" and p["status"] == "FAILED":
-        _note_error(state, t, f"{event['service']}: run failed: {p.get('message') or ''}".rstrip(": "))
+        state["context"] = {k: events[0].get(k) for k in ("environment", "host", "run_id")}
+    lo = hi = None
+    for event in events:
+        kind, p = event["payload"]
+        if kind == _SPAN:
+            _apply_span(state, event, p, config)
+            continue
+        t = event["time"]
+        if lo is None or t < lo:
+            lo = t
+        if hi is None or t > hi:
+            hi = t
+        if kind == _INFERENCE:
+            if p["status"] == "error":
+                _note_error(state, t, f"{event['service']}: {p['model_name']}: {p.get('error') or 'inference error'}")
+        elif kind == _LOG:
+            if p["level"].lower() in _ERROR_LEVELS:
+                detail = p.get("error_type") or p["level"].upper()
+                _note_error(state, t, f"{event['service']}: {detail}: {p.get('error_message') or p['message']}")
+        elif kind == _LIFECYCLE and p["status"] == "FAILED":
+            _note_error(state, t, f"{event['service']}: run failed: {p.get('message') or ''}".rstrip(": "))
+    if lo is not None and hi is not None:
+        _widen(state, lo, hi)
 
 
 def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any], config: CorrelationConfig) -> None:

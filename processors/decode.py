@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aitrace.processors.fastblock import decode_metric_batch
+from aitrace.processors.fastevents import decode_event_batch
 from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
 from aitrace.schemas.metric_block import MetricBlock
 
@@ -99,7 +100,8 @@ class RecordDecoder:
         """Decode and validate one record value.
 
         Metric-only batches written in the current Batch schema take the array fast path
-        (:mod:`aitrace.processors.fastblock`), in either wire format: single-object with the
+        (:mod:`aitrace.processors.fastblock`), event-only ones the token walk
+        (:mod:`aitrace.processors.fastevents`), in either wire format: single-object with the
         Batch fingerprint, or Confluent framing whose registry schema id resolves to a schema
         with that fingerprint (the same binary layout). Everything else goes through fastavro.
         """
@@ -108,6 +110,8 @@ class RecordDecoder:
         fast: dict[str, Any] | None = None
         if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
             fast = decode_metric_batch(data, offset)
+            if fast is None:
+                fast = decode_event_batch(data, offset)
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:
@@ -116,9 +120,11 @@ class RecordDecoder:
         max_time = self._now_us() + self._max_future_us
         rejected: list[Rejected] = []
         events: list[dict[str, Any]] = []
-        known_good: set[tuple[str, str]] = set()  # (trace, span) pairs already checked in this batch
+        # ids already found valid in this batch: a batch's events share a few trace and span ids
+        good_traces: set[str] = set()
+        good_spans: set[str] = set()
         for i, event in enumerate(batch["events"]):
-            problem = _check_event(event, max_time, known_good)
+            problem = _check_event(event, max_time, good_traces, good_spans)
             if problem is None:
                 events.append(event)
             else:
@@ -148,15 +154,22 @@ def _check_ids(trace_id: Any, span_id: Any, parent: Any) -> tuple[str, str] | No
     return None
 
 
-def _check_event(event: dict[str, Any], max_time: int, known_good: set[tuple[str, str]]) -> tuple[str, str] | None:
-    ids = (event["trace_id"], event["span_id"])
-    if ids not in known_good:
-        problem = _check_ids(ids[0], ids[1], event.get("parent_span_id"))
-        if problem:
-            return problem
-        known_good.add(ids)
-    elif event.get("parent_span_id") is not None and not valid_span_id(event["parent_span_id"]):
-        return "invalid-span-id", f"parent_span_id {event['parent_span_id']!r} is not 16 lowercase hex digits"
+def _check_event(
+    event: dict[str, Any], max_time: int, good_traces: set[str], good_spans: set[str]
+) -> tuple[str, str] | None:
+    trace_id, span_id, parent = event["trace_id"], event["span_id"], event.get("parent_span_id")
+    if trace_id not in good_traces:
+        if not valid_trace_id(trace_id):
+            return "invalid-trace-id", f"trace_id {trace_id!r} is not 32 lowercase hex digits (non-zero)"
+        good_traces.add(trace_id)
+    if span_id not in good_spans:
+        if not valid_span_id(span_id):
+            return "invalid-span-id", f"span_id {span_id!r} is not 16 lowercase hex digits (non-zero)"
+        good_spans.add(span_id)
+    if parent is not None and parent not in good_spans:
+        if not valid_span_id(parent):
+            return "invalid-span-id", f"parent_span_id {parent!r} is not 16 lowercase hex digits (non-zero)"
+        good_spans.add(parent)
     t = event["time"]
     if not MIN_TIME_US <= t <= max_time:
         return "bad-time", f"event {event['event_id']!r}: time {t} us is before 2000 or too far in the future"

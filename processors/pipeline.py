@@ -233,8 +233,13 @@ class Pipeline:
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index."""
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock]]] = {}
+        last_id: str | None = None  # a batch's events mostly come in runs of one trace
+        last: list[dict[str, Any]] = []
         for event in decoded.events:
-            by_trace.setdefault(event["trace_id"], ([], []))[0].append(event)
+            if event["trace_id"] != last_id:
+                last_id = event["trace_id"]
+                last = by_trace.setdefault(last_id, ([], []))[0]
+            last.append(event)
         for block in decoded.metric_blocks:
             by_trace.setdefault(block.trace_id, ([], []))[1].append(block)
         actions: list[Action] = []

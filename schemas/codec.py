@@ -80,7 +80,7 @@ def compiled(name: str) -> CompiledSchema:
 
 def compile_schema(expanded: dict[str, Any]) -> CompiledSchema:
     """Compile an expanded schema (all named types inlined)."""
-    parsed = fastavro.parse_schema(schemas.without_logical_types(expanded), _write_hint=False)
+    parsed = fastavro.parse_schema(schemas.without_logical_types(expanded))
     canonical = to_parsing_canonical_form(fastavro.parse_schema(expanded))
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     name = expanded["name"] if "." in expanded["name"] else f"{expanded.get('namespace')}.{expanded['name']}"
