@@ -128,6 +128,7 @@ class WatchHandle:
         self._bad_acts = False
         self._failed = False
         self._probe = False
+        self._sparse = False  # a sparse gradient was seen: norms of its values, one call per step
         self._acts: list[tuple[str, torch.Tensor]] = []
         self._hooks: list[Any] = []
         self._queued = False
@@ -229,24 +230,13 @@ class WatchHandle:
             self._grow()
         row = self._rows[n]
         params = self._params
-        if self._slots is not None:
-            try:  # a None among the grads raises TypeError: handled below
-                self._norms_into_slots(self._slots)
-            except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
-                self._ragged[n] = self._ragged_norms(row)
-            else:
-                row.copy_(self._scratch)
-        elif params:
-            grads = [p.grad for p in params]
-            try:
-                norms = torch._foreach_norm(cast(list[torch.Tensor], grads), 2, self._norm_dtype)
-            except TypeError:
-                self._ragged[n] = self._ragged_norms(row)
-            else:
-                if self._stack_into_row:
-                    torch.stack(norms, out=row)
-                else:
-                    row.copy_(_stack(norms))
+        try:
+            self._step_norms(n, row)
+        except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused or out= norm
+            if not any(p.grad is not None and p.grad.is_sparse for p in params):
+                raise
+            self._sparse = True
+            self._step_norms(n, row)
         if step % self.every == 0 and self._snapshot is not None and self._snapshot_step == step:
             weights = [p.detach() for p in params]
             delta = self._snapshot
@@ -274,6 +264,33 @@ class WatchHandle:
         if n + 1 >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
             self.flush()
 
+    def _step_norms(self, n: int, row: torch.Tensor) -> None:
+        """Row ``n``: column ``j`` holds parameter ``j``'s gradient norm (0 where it has none)."""
+        params = self._params
+        if self._sparse:
+            present = self._ragged_norms(row)
+            if len(present) < len(params):
+                self._ragged[n] = present
+            return
+        if self._slots is not None:
+            try:  # a None among the grads raises TypeError: handled below
+                self._norms_into_slots(self._slots)
+            except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
+                self._ragged[n] = self._ragged_norms(row)
+            else:
+                row.copy_(self._scratch)
+        elif params:
+            grads = [p.grad for p in params]
+            try:
+                norms = torch._foreach_norm(cast(list[torch.Tensor], grads), 2, self._norm_dtype)
+            except TypeError:
+                self._ragged[n] = self._ragged_norms(row)
+            else:
+                if self._stack_into_row:
+                    torch.stack(norms, out=row)
+                else:
+                    row.copy_(_stack(norms))
+
     def _norms_into_slots(self, slots: list[torch.Tensor]) -> None:
         norm, dtype = torch.linalg.vector_norm, self._norm_dtype
         grads = cast(list[torch.Tensor], [p.grad for p in self._params])
@@ -290,7 +307,8 @@ class WatchHandle:
         present = [i for i, g in enumerate(grads) if g is not None]
         row.zero_()
         if present:
-            norms = torch._foreach_norm([g for g in grads if g is not None], 2, self._norm_dtype)
+            values = [_values(g) for g in grads if g is not None]
+            norms = torch._foreach_norm(values, 2, self._norm_dtype)
             row.index_copy_(0, torch.tensor(present, device=row.device), _stack(norms).to(row.device, row.dtype))
         return present
 
@@ -488,3 +506,8 @@ def watch(
         except Exception:
             log.exception("aitrace.torch: model summary failed")
     return handle
+
+
+def _values(grad: torch.Tensor) -> torch.Tensor:
+    """What a gradient's norm is taken over: a sparse one's (summed) values, a dense one itself."""
+    return grad.coalesce().values() if grad.is_sparse else grad

@@ -295,3 +295,24 @@ def test_a_missing_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         importlib.import_module("aitrace.producers.torch")
     monkeypatch.undo()
     assert importlib.import_module("aitrace.producers.torch") is at
+
+
+def test_sparse_gradients_are_normed_by_their_values() -> None:
+    """nn.EmbeddingBag(sparse=True) makes sparse gradients, which have no out= or fused norm."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 8, mode="sum", sparse=True), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=3, summary=False)
+    gen = torch.Generator().manual_seed(1)
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        model(torch.randint(0, 50, (4, 3), generator=gen)).pow(2).mean().backward()
+        optimizer.step()
+        expected[step] = math.sqrt(sum(float(p.grad.to_dense().norm()) ** 2 for p in model.parameters()))
+    handle.remove()
+    assert sorted(client.points) == list(range(1, 7))
+    for step, values in client.points.items():
+        assert values["grad_norm"] == pytest.approx(expected[step], rel=1e-5) and values["grad_nonfinite"] == 0
+    assert client.points[2]["update_ratio/0"] > 0 and client.points[2]["grad_norm/0"] > 0
