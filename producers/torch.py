@@ -65,7 +65,8 @@ def _layer_of(param_name: str, root: str = "") -> str:
 
 
 class WatchHandle:
-    """What :func:`watch` returns: ``.step`` (steps seen so far) and ``.remove()`` (detach every hook)."""
+    """What :func:`watch` returns: ``.step`` (steps seen so far), ``.loss(value)`` (the step's loss)
+    and ``.remove()`` (detach every hook)."""
 
     def __init__(
         self,
@@ -109,7 +110,10 @@ class WatchHandle:
         self._scratch = torch.zeros(len(self._params), dtype=self._row_dtype)
         self._slots = list(self._scratch.unbind(0)) if self._stack_into_row and self._device.type == "cpu" else None
         self._chunks: list[torch.Tensor] = []
-        self._rows: list[torch.Tensor] = []  # one view per row of the chunks
+        self._rows: list[torch.Tensor] = []  # one view per row of the chunks: the parameters' norms
+        self._loss_cells: list[torch.Tensor] = []  # per row, the last column: the loss given that step
+        self._loss = None  # what loss() was handed for the step under way
+        self._loss_rows: set[int] = set()  # the queued rows with a loss
         self._n = 0  # rows queued
         self._steps: list[int] = []
         self._lrs: list[Any] = []  # per queued step: the lr (one group), a tuple (several), None (no optimizer)
@@ -230,6 +234,10 @@ class WatchHandle:
             self._grow()
         row = self._rows[n]
         params = self._params
+        if self._loss is not None:
+            self._loss_cells[n].copy_(self._loss)
+            self._loss_rows.add(n)
+            self._loss = None
         try:
             self._step_norms(n, row)
         except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused or out= norm
@@ -314,9 +322,11 @@ class WatchHandle:
 
     def _grow(self) -> None:
         rows = max(1, min(self.sync_every, 256))
-        chunk = torch.zeros(rows, len(self._params), dtype=self._row_dtype, device=self._device)
+        width = len(self._params)
+        chunk = torch.zeros(rows, width + 1, dtype=self._row_dtype, device=self._device)
         self._chunks.append(chunk)
-        self._rows += chunk.unbind(0)
+        self._rows += chunk[:, :width].unbind(0)
+        self._loss_cells += chunk[:, width].unbind(0)
 
     def flush(self) -> None:
         """Read the queued steps off the device (one sync) and send one ``client.metric`` per step."""
@@ -324,18 +334,20 @@ class WatchHandle:
         n, width = self._n, len(self._params)
         if not n:
             return
-        steps, lrs, ragged, extras = self._steps, self._lrs, self._ragged, self._extras
-        self._n, self._steps, self._lrs, self._ragged, self._extras = 0, [], [], {}, {}
+        steps, lrs, ragged, extras, with_loss = self._steps, self._lrs, self._ragged, self._extras, self._loss_rows
+        self._n, self._steps, self._lrs, self._ragged, self._extras, self._loss_rows = 0, [], [], {}, {}, set()
         size = len(self._chunks[0])
         used = self._chunks[: (n + size - 1) // size]
         rows = (torch.cat(used) if len(used) > 1 else used[0])[:n].reshape(-1)
         host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double()  # the one sync
         # Per step and parameter, the gradient norm (0 where a parameter had none): the global norms and
         # the non-finite counts of all the steps in two vector operations, not a loop over parameters.
-        grid = host[: n * width].view(n, width)
+        table = host[: n * (width + 1)].view(n, width + 1)
+        grid = table[:, :width]
         global_norms = grid.square().sum(1).sqrt().tolist()
         nonfinite = (~torch.isfinite(grid)).sum(1).tolist()
-        offset = n * width
+        losses = table[:, width].tolist() if with_loss else None
+        offset = n * (width + 1)
         groups = self.optimizer.param_groups if self.optimizer is not None else []
         metric = self.client.metric
         for i, step in enumerate(steps):
@@ -350,6 +362,8 @@ class WatchHandle:
                     for k, (group, each) in enumerate(zip(groups, lr, strict=False)):
                         values[f"lr/{group.get('name', k)}"] = each
                 values["grad_nonfinite"] = bad_count
+            if losses is not None and i in with_loss:
+                values["loss"] = losses[i]
             bad: list[str] = []
             bad_acts: list[str] = []
             extra = extras.get(i)
@@ -429,6 +443,12 @@ class WatchHandle:
                 count=len(bad_acts),
             )
         self._bad_acts = bool(bad_acts)
+
+    def loss(self, value: torch.Tensor | float) -> None:
+        """The step's loss, sent as ``loss`` with the step's other values. A tensor is copied on its
+        device and read back with the gradients' norms (no ``.item()`` sync per step); call it before
+        ``optimizer.step()`` (or before ``backward()`` without an optimizer)."""
+        self._loss = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
 
     def remove(self) -> None:
         """Send the queued steps, then detach every hook; later steps are not reported. Idempotent."""

@@ -316,3 +316,24 @@ def test_sparse_gradients_are_normed_by_their_values() -> None:
     for step, values in client.points.items():
         assert values["grad_norm"] == pytest.approx(expected[step], rel=1e-5) and values["grad_nonfinite"] == 0
     assert client.points[2]["update_ratio/0"] > 0 and client.points[2]["grad_norm/0"] > 0
+
+
+def test_a_loss_handed_to_the_watch_is_sent_with_its_step() -> None:
+    torch.manual_seed(0)
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=100, sync_every=4, summary=False)
+    x, y = torch.randn(16, 8, generator=torch.Generator().manual_seed(1)), torch.randn(16, 1)
+    sent = {}
+    for step in range(1, 11):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        if step != 5:  # a step without a loss sends none (not a 0)
+            handle.loss(loss if step % 2 else float(loss))
+            sent[step] = loss.item()
+        optimizer.step()
+    handle.remove()
+    assert {step: v["loss"] for step, v in client.points.items() if "loss" in v} == pytest.approx(sent)
+    assert "loss" not in client.points[5]
