@@ -112,7 +112,7 @@ class WatchHandle:
         self._chunks: list[torch.Tensor] = []
         self._rows: list[torch.Tensor] = []  # one view per row of the chunks: the parameters' norms
         self._loss_cells: list[torch.Tensor] = []  # per row, the last column: the loss given that step
-        self._loss = None  # what loss() was handed for the step under way
+        self._loss: torch.Tensor | None = None  # what loss() was handed for the step under way
         self._loss_rows: set[int] = set()  # the queued rows with a loss
         self._n = 0  # rows queued
         self._steps: list[int] = []
