@@ -169,8 +169,8 @@ class Client(ClientEvents):
         if self._closed:
             self._dropped("dropped_closed")
             return False
-        if self.settings.full_policy == "block":
-            deadline = time.monotonic() + self.settings.full_block_timeout_s
+        if self.settings.producer.full_policy == "block":
+            deadline = time.monotonic() + self.settings.producer.full_block_timeout_s
             while len(self._queue) >= self._qmax:
                 if time.monotonic() >= deadline or not self._exporter.alive():
                     break
@@ -185,7 +185,9 @@ class Client(ClientEvents):
             self._caller_stats[reason] += 1
             first = self._caller_stats[reason] == 1
         if first:
-            log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.queue_size)
+            log.warning(
+                "aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.producer.queue_size
+            )
 
     # -- spans and context propagation
 
@@ -218,7 +220,11 @@ class Client(ClientEvents):
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
         parent = tc.current()
         if parent is None:
-            fresh = new_trace if new_trace is not None else (not self.settings.run_id or kind in ("server", "consumer"))
+            fresh = (
+                new_trace
+                if new_trace is not None
+                else (not self.settings.producer.run_id or kind in ("server", "consumer"))
+            )
             parent = None if fresh else self._root
         if parent is None:
             return tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
@@ -232,7 +238,7 @@ class Client(ClientEvents):
         """
         headers = {} if headers is None else headers
         ctx = self._context()
-        value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.sample_rate))
+        value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.producer.sample_rate))
         if isinstance(headers, list):
             headers[:] = [(k, v) for k, v in headers if str(k).lower() != tc.TRACEPARENT]
             headers.append((tc.TRACEPARENT, value.encode("ascii")))
@@ -286,7 +292,7 @@ class Client(ClientEvents):
         """Flush (up to ``timeout``), stop the worker, keep anything undelivered in the spool. Idempotent."""
         if self._closed:
             return True
-        timeout = self.settings.close_timeout_s if timeout is None else timeout
+        timeout = self.settings.producer.close_timeout_s if timeout is None else timeout
         start = time.monotonic()
         if self._resource_sampler is not None:
             self._resource_sampler.stop()  # first: its last sample is flushed with the rest

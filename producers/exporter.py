@@ -419,7 +419,7 @@ def _halves(block: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _registry(settings: KafkaConfig) -> Any:
-    if not settings.schema_registry_url:
+def _registry(kafka: KafkaConfig) -> Any:
+    if not kafka.schema_registry_url:
         return None
-    return SchemaRegistryClient(settings.schema_registry_url)
+    return SchemaRegistryClient(kafka.schema_registry_url)
