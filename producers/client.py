@@ -84,18 +84,18 @@ class Client(ClientEvents):
     # -- setup (also after fork)
 
     def _start_worker(self) -> None:
-        settings = self.settings.producer
-        trace_id = tc.trace_id_for(settings.run_id) if settings.run_id else tc.new_trace_id()
+        producer = self.settings.producer
+        trace_id = tc.trace_id_for(producer.run_id) if producer.run_id else tc.new_trace_id()
         self._root = tc.SpanContext(trace_id, tc.new_span_id())
         self._queue: deque = deque()
         self.stats_counter: Counter[str] = Counter()
         envelope = {
-            "service": settings.service,
-            "service_version": settings.service_version,
-            "environment": settings.environment,
+            "service": producer.service,
+            "service_version": producer.service_version,
+            "environment": producer.environment,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "run_id": settings.run_id,
+            "run_id": producer.run_id,
             "sampled": True,
             "labels": self._labels,
         }
@@ -327,18 +327,18 @@ class Client(ClientEvents):
         self.close()
 
 
-def _validate(settings: ProducerConfig) -> None:
-    if settings.full_policy not in FULL_POLICIES:
-        raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {settings.full_policy!r}")
-    if not 0.0 <= settings.sample_rate <= 1.0:
-        raise ValueError(f"sample_rate must lie in [0, 1], got {settings.sample_rate!r}")
-    if settings.resource_interval_s < 0:
+def _validate(config: ProducerConfig) -> None:
+    if config.full_policy not in FULL_POLICIES:
+        raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {config.full_policy!r}")
+    if not 0.0 <= config.sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must lie in [0, 1], got {config.sample_rate!r}")
+    if config.resource_interval_s < 0:
         raise ValueError(
-            f"resource_interval_s must not be negative (0 turns sampling off), got {settings.resource_interval_s!r}"
+            f"resource_interval_s must not be negative (0 turns sampling off), got {config.resource_interval_s!r}"
         )
     for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
-        if getattr(settings, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(settings, name)!r}")
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
 
 
 def default_processors(
