@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # static tools see the names; at run time they load on first 
     from aitrace.producers import transformers as transformers
     from aitrace.producers import wsgi as wsgi
     from aitrace.producers.client import Client, default_processors, get_client, init
+    from aitrace.producers.events import DropEvent
     from aitrace.producers.logging_handler import AitraceHandler
     from aitrace.producers.redact import Redactor
     from aitrace.producers.sampling import TraceSampler
@@ -44,6 +45,7 @@ _EXPORTS = {
     "default_processors": "aitrace.producers.client",
     "get_client": "aitrace.producers.client",
     "init": "aitrace.producers.client",
+    "DropEvent": "aitrace.producers.events",
     "summarize": "aitrace.producers.summaries",
     "AitraceHandler": "aitrace.producers.logging_handler",
     "Redactor": "aitrace.producers.redact",
@@ -78,6 +80,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AitraceHandler",
     "Client",
+    "DropEvent",
     "Redactor",
     "Span",
     "TraceSampler",

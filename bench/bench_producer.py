@@ -29,7 +29,7 @@ from typing import Any
 
 import aitrace
 from aitrace.infra.stack import TansuProcess
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroSerializer, SerializationContext
 from confluent_kafka import Producer
 
@@ -101,7 +101,7 @@ def run_client(bootstrap: str, prefix: str, events: int, kind: str) -> tuple[flo
 
 def run_raw(bootstrap: str, topic: str, events: int) -> tuple[float, float, float]:
     """(CPU µs and wall µs per produce() call, records/s until flush) for pre-encoded single-event records."""
-    settings = Settings.from_env(kafka_bootstrap=bootstrap)
+    kafka = KafkaConfig.from_env(kafka_bootstrap=bootstrap)
     serializer = AvroSerializer("aitrace.Batch")
     ctx = SerializationContext(topic)
     template = {
@@ -127,7 +127,7 @@ def run_raw(bootstrap: str, topic: str, events: int) -> tuple[float, float, floa
     key = b"4bf92f3577b34da6a3ce929d0e0e4736"
     producer = Producer(
         {
-            **settings.kafka_config(),
+            **kafka.kafka_config(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,

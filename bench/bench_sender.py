@@ -37,7 +37,7 @@ class _Feeder:
 
         self.client = Client.__new__(Client)
         client = self.client
-        client.settings = exporter.settings
+        client.settings = Settings(producer=exporter.producer)
         client._queue = exporter.queue
         client._qmax = 1 << 62
         client._closed = False

@@ -30,7 +30,7 @@ class AlertCollector:
         self.alerts: dict[str, Alert] = {}
         self._lock = threading.Lock()
         self._on_new = on_new
-        self._stream = AlertStream(settings, from_beginning=True, poll_timeout=0.2)
+        self._stream = AlertStream(settings.kafka, from_beginning=True, poll_timeout=0.2)
         self._thread = threading.Thread(target=self._run, name="demo-alerts", daemon=True)
         self.error: BaseException | None = None
 

@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     app = ShortPollApp(
         options.app_id,
         broker=f"kafka://{settings.kafka.kafka_bootstrap}",
-        broker_credentials=broker_credentials(settings),  # the TLS/SASL settings kafka_config() gives librdkafka
+        broker_credentials=broker_credentials(settings.kafka),  # the TLS/SASL settings kafka_config() gives librdkafka
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=options.partitions,

@@ -1,6 +1,6 @@
 """The Kafka TLS/SASL settings, as Faust credentials for the worker's app.
 
-:meth:`aitrace.producers.config.Settings.kafka_config` hands ``security.protocol``, ``sasl.*`` and
+:meth:`aitrace.producers.config.KafkaConfig.kafka_config` hands ``security.protocol``, ``sasl.*`` and
 ``ssl.ca.location`` to confluent-kafka (the producer, the worker's admin client). Faust talks
 to the broker through aiokafka, which takes the same settings as a credentials object; without
 it the worker would connect in plaintext to a broker the rest of aitrace reaches over TLS/SASL.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 
 import faust
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig
 from faust.types.auth import CredentialsT
 
 # Mechanisms that authenticate with sasl.username / sasl.password: all that the settings
@@ -22,30 +22,30 @@ _PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def broker_credentials(settings: Settings) -> CredentialsT | None:
-    """Faust ``broker_credentials`` for ``settings``; None for a plaintext broker.
+def broker_credentials(kafka: KafkaConfig) -> CredentialsT | None:
+    """Faust ``broker_credentials`` for ``kafka``; None for a plaintext broker.
 
     Raises ValueError, naming the setting, for a protocol or mechanism the worker cannot
     use and for a CA file that cannot be loaded, so a misconfiguration stops the worker at
     start instead of surfacing as a connection that never comes up.
     """
-    protocol = (settings.kafka_security_protocol or "PLAINTEXT").upper()
+    protocol = (kafka.kafka_security_protocol or "PLAINTEXT").upper()
     if protocol not in _PROTOCOLS:
         raise ValueError(f"AITRACE_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(_PROTOCOLS)}")
     if protocol == "PLAINTEXT":
         return None
-    context = _ssl_context(settings.kafka_ssl_ca_location) if protocol.endswith("SSL") else None
+    context = _ssl_context(kafka.kafka_ssl_ca_location) if protocol.endswith("SSL") else None
     if protocol == "SSL":
         return faust.SSLCredentials(context)
-    mechanism = (settings.kafka_sasl_mechanism or "").upper()
+    mechanism = (kafka.kafka_sasl_mechanism or "").upper()
     if mechanism not in _PASSWORD_MECHANISMS:
         raise ValueError(
-            f"AITRACE_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism!r}: the worker supports "
+            f"AITRACE_KAFKA_SASL_MECHANISM={kafka.kafka_sasl_mechanism!r}: the worker supports "
             f"{', '.join(_PASSWORD_MECHANISMS)} with {protocol}"
         )
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password,
+        username=kafka.kafka_sasl_username,
+        password=kafka.kafka_sasl_password,
         mechanism=mechanism,
         ssl_context=context,
     )

@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 
 from aitrace.processors.options import WorkerOptions
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig
 
 log = logging.getLogger("aitrace.processors")
 
@@ -17,7 +17,7 @@ class TopicLayoutError(RuntimeError):
     """The input topics exist with partition counts that cannot be co-partitioned."""
 
 
-def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 30.0) -> WorkerOptions:
+def prepare_topics(kafka: KafkaConfig, options: WorkerOptions, timeout: float = 30.0) -> WorkerOptions:
     """Create missing input (and DLQ / alert) topics with ``options.partitions``; adopt the count of existing inputs.
 
     Faust's tables need every source topic and changelog to have one partition count. Topics
@@ -27,8 +27,8 @@ def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({**settings.kafka_config(), "socket.timeout.ms": 10_000})
-    names = [settings.topic(t) for t in INPUT_TOPICS]
+    admin = AdminClient({**kafka.kafka_config(), "socket.timeout.ms": 10_000})
+    names = [kafka.topic(t) for t in INPUT_TOPICS]
     meta = admin.list_topics(timeout=timeout)
     existing = {n: len(meta.topics[n].partitions) for n in names if n in meta.topics and not meta.topics[n].error}
     counts = set(existing.values())
@@ -49,7 +49,7 @@ def prepare_topics(settings: Settings, options: WorkerOptions, timeout: float = 
     # aiokafka's flush on Tansu, and an operator's broker may not auto-create at all.
     # and the internal ticks / series topics: they must match the tables' partition count, and a
     # broker that auto-creates them first (Tansu: 4 partitions) would break co-partitioning
-    outputs = [settings.topic("dlq"), settings.topic("alerts"), f"{options.app_id}-ticks", f"{options.app_id}-series"]
+    outputs = [kafka.topic("dlq"), kafka.topic("alerts"), f"{options.app_id}-ticks", f"{options.app_id}-series"]
     missing += [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in outputs if n not in meta.topics]
     internal = {f"{options.app_id}-ticks", f"{options.app_id}-series"}
     wrong = {n: len(meta.topics[n].partitions) for n in internal if n in meta.topics}

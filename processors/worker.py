@@ -105,7 +105,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     from aitrace.processors.topics import TopicLayoutError, prepare_topics
 
     try:
-        options = prepare_topics(settings, options)
+        options = prepare_topics(settings.kafka, options)
     except (TopicLayoutError, KafkaException) as exc:
         print(f"aitrace worker: {exc}")
         return 1

@@ -84,18 +84,18 @@ class Client(ClientEvents):
     # -- setup (also after fork)
 
     def _start_worker(self) -> None:
-        settings = self.settings.producer
-        trace_id = tc.trace_id_for(settings.run_id) if settings.run_id else tc.new_trace_id()
+        producer = self.settings.producer
+        trace_id = tc.trace_id_for(producer.run_id) if producer.run_id else tc.new_trace_id()
         self._root = tc.SpanContext(trace_id, tc.new_span_id())
         self._queue: deque = deque()
         self.stats_counter: Counter[str] = Counter()
         envelope = {
-            "service": settings.service,
-            "service_version": settings.service_version,
-            "environment": settings.environment,
+            "service": producer.service,
+            "service_version": producer.service_version,
+            "environment": producer.environment,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "run_id": settings.run_id,
+            "run_id": producer.run_id,
             "sampled": True,
             "labels": self._labels,
         }
@@ -169,8 +169,8 @@ class Client(ClientEvents):
         if self._closed:
             self._dropped("dropped_closed")
             return False
-        if self.settings.full_policy == "block":
-            deadline = time.monotonic() + self.settings.full_block_timeout_s
+        if self.settings.producer.full_policy == "block":
+            deadline = time.monotonic() + self.settings.producer.full_block_timeout_s
             while len(self._queue) >= self._qmax:
                 if time.monotonic() >= deadline or not self._exporter.alive():
                     break
@@ -185,7 +185,9 @@ class Client(ClientEvents):
             self._caller_stats[reason] += 1
             first = self._caller_stats[reason] == 1
         if first:
-            log.warning("aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.queue_size)
+            log.warning(
+                "aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.producer.queue_size
+            )
 
     # -- spans and context propagation
 
@@ -218,7 +220,11 @@ class Client(ClientEvents):
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
         parent = tc.current()
         if parent is None:
-            fresh = new_trace if new_trace is not None else (not self.settings.run_id or kind in ("server", "consumer"))
+            fresh = (
+                new_trace
+                if new_trace is not None
+                else (not self.settings.producer.run_id or kind in ("server", "consumer"))
+            )
             parent = None if fresh else self._root
         if parent is None:
             return tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
@@ -232,7 +238,7 @@ class Client(ClientEvents):
         """
         headers = {} if headers is None else headers
         ctx = self._context()
-        value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.sample_rate))
+        value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.producer.sample_rate))
         if isinstance(headers, list):
             headers[:] = [(k, v) for k, v in headers if str(k).lower() != tc.TRACEPARENT]
             headers.append((tc.TRACEPARENT, value.encode("ascii")))
@@ -286,7 +292,7 @@ class Client(ClientEvents):
         """Flush (up to ``timeout``), stop the worker, keep anything undelivered in the spool. Idempotent."""
         if self._closed:
             return True
-        timeout = self.settings.close_timeout_s if timeout is None else timeout
+        timeout = self.settings.producer.close_timeout_s if timeout is None else timeout
         start = time.monotonic()
         if self._resource_sampler is not None:
             self._resource_sampler.stop()  # first: its last sample is flushed with the rest
@@ -321,18 +327,18 @@ class Client(ClientEvents):
         self.close()
 
 
-def _validate(settings: ProducerConfig) -> None:
-    if settings.full_policy not in FULL_POLICIES:
-        raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {settings.full_policy!r}")
-    if not 0.0 <= settings.sample_rate <= 1.0:
-        raise ValueError(f"sample_rate must lie in [0, 1], got {settings.sample_rate!r}")
-    if settings.resource_interval_s < 0:
+def _validate(config: ProducerConfig) -> None:
+    if config.full_policy not in FULL_POLICIES:
+        raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {config.full_policy!r}")
+    if not 0.0 <= config.sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must lie in [0, 1], got {config.sample_rate!r}")
+    if config.resource_interval_s < 0:
         raise ValueError(
-            f"resource_interval_s must not be negative (0 turns sampling off), got {settings.resource_interval_s!r}"
+            f"resource_interval_s must not be negative (0 turns sampling off), got {config.resource_interval_s!r}"
         )
     for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
-        if getattr(settings, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(settings, name)!r}")
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
 
 
 def default_processors(

@@ -226,7 +226,7 @@ class ClientEvents:
         """A sampler for one run, or None: switched off (interval 0) or a client-wide one already runs."""
         from aitrace.producers.resources import ResourceSampler
 
-        interval = self.settings.resource_interval_s
+        interval = self.settings.producer.resource_interval_s
         if interval <= 0 or self._resource_sampler is not None:
             return None
         sampler = ResourceSampler(self, interval)

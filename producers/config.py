@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 STATE_FILE = "stack.json"
 # scheme://user:password@host -> groups: prefix up to the user, the password
@@ -191,9 +191,9 @@ class Settings:
     """The whole configuration, one config per concern. Build with :meth:`from_env`.
 
     Modules take the concern they need (``settings.kafka``, ``settings.search``,
-    ``settings.producer``). ``Settings(es_url=...)`` and :meth:`from_env` take flat field names
-    and route each to its concern; the flat read-only names below (``settings.es_url``) keep
-    ``client.settings.<field>`` and the modules that still read it working.
+    ``settings.producer``) and read its fields there (``settings.search.es_url``).
+    ``Settings(es_url=...)`` and :meth:`from_env` take flat field names, as the command
+    line's flags give them, and route each to its concern.
     """
 
     kafka: KafkaConfig
@@ -214,13 +214,7 @@ class Settings:
             "producer": producer or ProducerConfig(),
         }
         for name, config in given.items():
-            config = replace(config, **parts[name])
-            object.__setattr__(self, name, config)
-            # The flat names (declared for type checkers at the end of the class) are copied in:
-            # frozen, they cannot drift, and reading one is a plain attribute lookup (the
-            # producer's hot path reads some).
-            for f in fields(config):
-                object.__setattr__(self, f.name, getattr(config, f.name))
+            object.__setattr__(self, name, replace(config, **parts[name]))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev_stack: bool = False, **overrides: Any) -> Settings:
@@ -242,49 +236,6 @@ class Settings:
         return cls(
             KafkaConfig(**values["kafka"]), SearchConfig(**values["search"]), ProducerConfig(**values["producer"])
         )
-
-    def kafka_config(self) -> dict[str, str]:
-        """``settings.kafka.kafka_config()``."""
-        return self.kafka.kafka_config()
-
-    def topic(self, name: str) -> str:
-        """``settings.kafka.topic(name)``."""
-        return self.kafka.topic(name)
-
-    if TYPE_CHECKING:  # the flat read-only names, copied in by __init__ from their concern
-        kafka_bootstrap: str
-        kafka_security_protocol: str | None
-        kafka_sasl_mechanism: str | None
-        kafka_sasl_username: str | None
-        kafka_sasl_password: str | None
-        kafka_ssl_ca_location: str | None
-        schema_registry_url: str | None
-        topic_prefix: str
-        es_url: str
-        es_username: str | None
-        es_password: str | None
-        es_api_key: str | None
-        es_ca_certs: str | None
-        es_verify_certs: bool
-        kibana_url: str | None
-        index_prefix: str
-        service: str
-        service_version: str | None
-        environment: str
-        run_id: str | None
-        sample_rate: float
-        queue_size: int
-        batch_linger_ms: float
-        batch_max_events: int
-        max_record_bytes: int
-        full_policy: str
-        spool_dir: str
-        spool_max_bytes: int
-        delivery_timeout_ms: int
-        full_block_timeout_s: float
-        close_timeout_s: float
-        resource_interval_s: float
-        state_dir: str
 
 
 def _shown(value: Any) -> Any:

@@ -74,7 +74,7 @@ class Exporter:
         stats: Counter[str],
         transport: Transport,
     ) -> None:
-        self.settings = settings.producer  # the batching knobs; settings.kafka names the topics below
+        self.producer = settings.producer  # the batching knobs; settings.kafka names the topics below
         self.queue = queue
         self.envelope = envelope
         self.processors = processors
@@ -165,8 +165,8 @@ class Exporter:
             self._take()
         now = time.monotonic()
         due = self._urgent or ticket > self._done_seq or self._stop
-        due = due or self._pending_events >= self.settings.batch_max_events
-        due = due or now - self._last_send >= self.settings.batch_linger_ms / 1000.0
+        due = due or self._pending_events >= self.producer.batch_max_events
+        due = due or now - self._last_send >= self.producer.batch_linger_ms / 1000.0
         if self._groups and due:
             self._send_pending()
             self._last_send = now
@@ -189,8 +189,8 @@ class Exporter:
     def _sleep(self) -> None:
         held = self.transport.blocked
         if self._groups and not held:
-            timeout = self._last_send + self.settings.batch_linger_ms / 1000.0 - time.monotonic()
-            if timeout > 0 and len(self.queue) < self.settings.batch_max_events:
+            timeout = self._last_send + self.producer.batch_linger_ms / 1000.0 - time.monotonic()
+            if timeout > 0 and len(self.queue) < self.producer.batch_max_events:
                 # Events wait out the linger: no spinning on every new event (that would take the
                 # GIL from the callers), and callers need not wake us (errors still do).
                 self.wake.wait(min(timeout, _BUSY_WAIT_S))
@@ -316,7 +316,7 @@ class Exporter:
         self, topic: str, key: bytes, events: list[dict[str, Any]], blocks: list[tuple[str, MetricBlockBuilder]]
     ) -> None:
         """Encode the group as records of at most ``batch_max_events`` events and ``max_record_bytes``."""
-        limit = self.settings.batch_max_events
+        limit = self.producer.batch_max_events
         for start in range(0, len(events), limit):
             self._emit(topic, key, events[start : start + limit], [])
         for block_id, builder in blocks:
@@ -351,7 +351,7 @@ class Exporter:
         except EncodeError as exc:
             self._encode_failed(topic, key, events, blocks, exc)
             return
-        if len(value) <= self.settings.max_record_bytes:
+        if len(value) <= self.producer.max_record_bytes:
             self.transport.send(Encoded(topic, key, value, n_events))
             return
         if len(events) > 1:
@@ -368,7 +368,7 @@ class Exporter:
                 "aitrace: event %s dropped: %d bytes encoded, above max_record_bytes=%d",
                 what,
                 len(value),
-                self.settings.max_record_bytes,
+                self.producer.max_record_bytes,
             )
 
     def _encode(self, batch: dict[str, Any], topic: str) -> bytes:
@@ -419,7 +419,7 @@ def _halves(block: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _registry(settings: KafkaConfig) -> Any:
-    if not settings.schema_registry_url:
+def _registry(kafka: KafkaConfig) -> Any:
+    if not kafka.schema_registry_url:
         return None
-    return SchemaRegistryClient(settings.schema_registry_url)
+    return SchemaRegistryClient(kafka.schema_registry_url)

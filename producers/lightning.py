@@ -62,9 +62,9 @@ class AitraceLogger(Logger):
     ) -> None:
         super().__init__()
         self._client = resolve_client(client, "aitrace.lightning.AitraceLogger")
-        settings = self._client.settings
-        self._name = name or settings.service
-        self._version = version or settings.run_id or self._client.trace_id
+        producer = self._client.settings.producer
+        self._name = name or producer.service
+        self._version = version or producer.run_id or self._client.trace_id
         self._config: dict[str, Any] = dict(config or {})
         self._lifecycle = lifecycle
         self._started = False

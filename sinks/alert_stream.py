@@ -9,10 +9,10 @@ restart before its commit) must not show it twice.
 
 Embedding::
 
-    from aitrace.producers.config import Settings
+    from aitrace.producers.config import KafkaConfig
     from aitrace.sinks.alert_stream import AlertFilter, AlertStream
 
-    with AlertStream(Settings.from_env(), group_id="pager",
+    with AlertStream(KafkaConfig.from_env(), group_id="pager",
                      filters=AlertFilter(min_severity="warning", service="ranker")) as stream:
         stream.run(lambda alert: page_someone(alert["title"]))     # or: for alert in stream: ...
 
@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroDeserializer, DecodeError
 from aitrace.sinks.alert_ledger import VersionLedger
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -139,7 +139,7 @@ class AlertStream:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaConfig,
         *,
         group_id: str | None = None,
         filters: AlertFilter | None = None,
@@ -149,8 +149,8 @@ class AlertStream:
         consumer_config: dict[str, Any] | None = None,
         poll_timeout: float = 0.5,
     ) -> None:
-        self.settings = settings
-        self.topic = topic or settings.topic("alerts")
+        self.kafka = kafka
+        self.topic = topic or kafka.topic("alerts")
         self.group_id = group_id
         self.filters = filters or AlertFilter()
         self.from_beginning = from_beginning
@@ -158,7 +158,7 @@ class AlertStream:
         self.poll_timeout = poll_timeout
         self.stats = StreamStats()
         self._stop = threading.Event()
-        self._decoder = AvroDeserializer(_registry(settings))
+        self._decoder = AvroDeserializer(_registry(kafka))
         self._pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to commit
         self._dirty = False
         self._current: tuple[_Position, Alert] | None = None
@@ -272,7 +272,7 @@ class AlertStream:
     # -- inside
 
     def _config(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        conf: dict[str, Any] = dict(self.settings.kafka_config())
+        conf: dict[str, Any] = dict(self.kafka.kafka_config())
         conf.update(
             {
                 # Without a group nothing is committed; librdkafka still wants a group id.
@@ -402,12 +402,12 @@ class AlertStream:
             log.warning("kafka: %s (retrying)", error.str())
 
 
-def _registry(settings: Settings) -> Any:
-    if not settings.schema_registry_url:
+def _registry(kafka: KafkaConfig) -> Any:
+    if not kafka.schema_registry_url:
         return None
     from aitrace.schemas.registry import SchemaRegistryClient
 
-    return SchemaRegistryClient(settings.schema_registry_url)
+    return SchemaRegistryClient(kafka.schema_registry_url)
 
 
 __all__ = [

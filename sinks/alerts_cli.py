@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 import orjson
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.sinks.alert_format import format_alert, format_time
 from aitrace.sinks.alert_ledger import LedgerError, VersionLedger
 from aitrace.sinks.alert_stream import SEVERITIES, Alert, AlertFilter, AlertStream
@@ -80,10 +80,10 @@ def run(name: str, args: argparse.Namespace) -> int:
     filters = AlertFilter(min_severity=args.severity, service=args.service, run_id=args.run_id, model=args.model)
     if args.webhook:
         return run_forwarder(settings, args, filters)
-    return _tail(settings, args, filters)
+    return _tail(settings.kafka, args, filters)
 
 
-def _tail(settings: Settings, args: argparse.Namespace, filters: AlertFilter) -> int:
+def _tail(kafka: KafkaConfig, args: argparse.Namespace, filters: AlertFilter) -> int:
     colour = use_colour(args.color, sys.stdout)
 
     def show(alert: Alert) -> None:
@@ -91,7 +91,7 @@ def _tail(settings: Settings, args: argparse.Namespace, filters: AlertFilter) ->
         print(line, flush=True)
 
     stream = AlertStream(
-        settings, group_id=args.group, filters=filters, topic=args.topic, from_beginning=args.from_beginning
+        kafka, group_id=args.group, filters=filters, topic=args.topic, from_beginning=args.from_beginning
     )
     try:
         with stream, stop_on_signals(stream):
@@ -122,10 +122,10 @@ def stop_on_signals(stream: AlertStream) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def default_state_file(settings: Settings, url: str, group: str) -> Path:
-    """One ledger per (receiver, group), under the state directory."""
+def default_state_file(state_dir: str | Path, url: str, group: str) -> Path:
+    """One ledger per (receiver, group), under the state directory ``state_dir``."""
     digest = hashlib.sha256(f"{url}\n{group}".encode()).hexdigest()[:16]
-    return Path(settings.state_dir) / "webhook" / f"{digest}.jsonl"
+    return Path(state_dir) / "webhook" / f"{digest}.jsonl"
 
 
 def default_group(url: str) -> str:
@@ -136,7 +136,11 @@ def default_group(url: str) -> str:
 def run_forwarder(settings: Settings, args: argparse.Namespace, filters: AlertFilter) -> int:
     """The ``aitrace alerts --webhook URL`` loop; exit 0 on a graceful stop, 1 on failure."""
     group = args.group or default_group(args.webhook)
-    state = Path(args.state_file) if args.state_file else default_state_file(settings, args.webhook, group)
+    state = (
+        Path(args.state_file)
+        if args.state_file
+        else default_state_file(settings.producer.state_dir, args.webhook, group)
+    )
     try:
         headers = parse_headers(args.header)
         ledger = VersionLedger(state)
@@ -145,7 +149,7 @@ def run_forwarder(settings: Settings, args: argparse.Namespace, filters: AlertFi
         return 2 if isinstance(exc, ValueError) else 1
     try:
         stream = AlertStream(
-            settings,
+            settings.kafka,
             group_id=group,
             filters=filters,
             topic=args.topic,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.alert_format import format_alert
 from aitrace.sinks.alert_ledger import LedgerError, VersionLedger
@@ -95,8 +95,8 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> str:
     return topic
 
 
-def settings_for(bootstrap: str) -> Settings:
-    return Settings.from_env(kafka_bootstrap=bootstrap)
+def settings_for(bootstrap: str) -> KafkaConfig:
+    return KafkaConfig.from_env(kafka_bootstrap=bootstrap)
 
 
 def cli(*args: str) -> list[str]:

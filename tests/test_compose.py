@@ -102,8 +102,8 @@ def test_project_services_run_aitrace_commands_with_settings_env(
     assert not unknown, f"{name} sets {unknown}, which Settings does not read"
     # The values parse: a bad bool/int/float would raise here as it would in the container.
     settings = Settings.from_env(env=env)
-    assert settings.kafka_bootstrap == env["AITRACE_KAFKA_BOOTSTRAP"]
-    assert settings.es_url == env["AITRACE_ES_URL"]
+    assert settings.kafka.kafka_bootstrap == env["AITRACE_KAFKA_BOOTSTRAP"]
+    assert settings.search.es_url == env["AITRACE_ES_URL"]
 
 
 def worker_options(args: list[str], env: dict[str, str]) -> tuple[argparse.Namespace, WorkerOptions]:

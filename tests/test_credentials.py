@@ -98,11 +98,11 @@ def test_a_closed_port_error_does_not_carry_the_password(command: list[str], tmp
 
 def test_settings_take_credentials_out_of_the_url_and_hide_them() -> None:
     settings = Settings(es_url=f"https://elastic:{PASSWORD}@es.example:9243", kafka_sasl_password=KAFKA_PASSWORD)
-    assert settings.es_url == "https://es.example:9243"
-    assert (settings.es_username, settings.es_password) == ("elastic", PASSWORD)
+    assert settings.search.es_url == "https://es.example:9243"
+    assert (settings.search.es_username, settings.search.es_password) == ("elastic", PASSWORD)
     assert PASSWORD not in repr(settings) and KAFKA_PASSWORD not in repr(settings)
     explicit = Settings(es_url="http://a:b@h:1", es_username="other", es_password="given")
-    assert (explicit.es_username, explicit.es_password) == ("other", "given")  # explicit settings win
+    assert (explicit.search.es_username, explicit.search.es_password) == ("other", "given")  # explicit settings win
     alone = SearchConfig.from_env({"AITRACE_ES_URL": f"https://elastic:{PASSWORD}@es.example:9243"})
     assert (alone.es_url, alone.es_username, alone.es_password) == ("https://es.example:9243", "elastic", PASSWORD)
     assert alone == settings.search and PASSWORD not in repr(alone)

@@ -29,6 +29,12 @@ def test_the_root_import_loads_no_kafka_client() -> None:
     assert not [m for m in loaded if m.split(".")[0] == "confluent_kafka"], loaded
 
 
+def test_drop_event_is_a_root_name_that_loads_no_kafka_client() -> None:
+    """A processor module can raise ``aitrace.DropEvent`` without loading the client."""
+    statement = "import aitrace.producers.events as ev; from aitrace import DropEvent; assert DropEvent is ev.DropEvent"
+    assert _loaded_after(statement) == []
+
+
 def test_the_integrations_are_attributes_of_the_root() -> None:
     """``aitrace.<integration>`` is ``aitrace.producers.<integration>``, loaded on first use."""
     code = (
@@ -66,3 +72,12 @@ def test_the_integration_names_are_producer_modules_and_known_to_static_tools() 
     }
     assert typed == set(aitrace._INTEGRATIONS)
     assert all((root / "producers" / f"{name}.py").is_file() for name in typed)
+    # The lazy re-exports too: each is imported for static tools from the module it loads from, and public.
+    exported = {
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module not in ("aitrace.producers", "typing")
+        for alias in node.names
+    }
+    assert exported == {(module, name) for name, module in aitrace._EXPORTS.items()}
+    assert set(aitrace._EXPORTS) <= set(aitrace.__all__)

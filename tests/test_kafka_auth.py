@@ -58,8 +58,8 @@ def test_ssl_only_gives_tls_credentials(tmp_path: Path) -> None:
 
 
 def test_plaintext_broker_gets_no_credentials(tmp_path: Path) -> None:
-    assert broker_credentials(_settings()) is None
-    assert broker_credentials(_settings(kafka_security_protocol="PLAINTEXT")) is None
+    assert broker_credentials(_settings().kafka) is None
+    assert broker_credentials(_settings(kafka_security_protocol="PLAINTEXT").kafka) is None
     assert _app_auth(tmp_path, _settings()) == {"security_protocol": "PLAINTEXT"}
 
 
@@ -83,4 +83,4 @@ def test_a_file_that_is_not_a_certificate_is_a_clear_error(tmp_path: Path) -> No
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate\n")
     with pytest.raises(ValueError, match="CA file"):
-        broker_credentials(_settings(kafka_security_protocol="SSL", kafka_ssl_ca_location=str(bad)))
+        broker_credentials(_settings(kafka_security_protocol="SSL", kafka_ssl_ca_location=str(bad)).kafka)

@@ -79,7 +79,7 @@ def test_fit_sends_steps_splits_hyperparameters_and_the_run_beside_a_csv_logger(
     monkeypatch.setenv("PL_GLOBAL_SEED", "")  # so that the seed seed_everything leaves there goes after the test
     L.seed_everything(7)
     logger = AitraceLogger(client, config={"dataset": "synthetic"})
-    assert (logger.name, logger.version) == ("trainer", client.settings.run_id)
+    assert (logger.name, logger.version) == ("trainer", client.settings.producer.run_id)
     assert logger.experiment is client
     csv_logger = CSVLogger(str(tmp_path), name="csv")
     _trainer(tmp_path, [logger, csv_logger]).fit(Regressor(), _loader(), _loader())

@@ -39,7 +39,9 @@ def logger() -> Iterator[Any]:
 
 
 def _logs(client: aitrace.Client, n: int) -> dict[str, dict[str, Any]]:
-    records = consume(client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n)
+    records = consume(
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n
+    )
     events = [e for _, batch in records for e in batch["events"] if e["payload"][0] == "aitrace.LogRecord"]
     return {e["payload"][1]["message"]: e for e in events}
 

@@ -41,7 +41,9 @@ def test_parent_and_child_spans_keep_their_trace_and_parent_links(client: aitrac
             raise ValueError("bad row")
     provider.shutdown()
     assert client.flush(timeout=30)
-    records = consume(client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= 3)
+    records = consume(
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= 3
+    )
     events = [e for _, batch in records for e in batch["events"]]
     spans = {e["payload"][1]["name"]: e for e in events if e["payload"][0] == "aitrace.Span"}
     (log,) = [e for e in events if e["payload"][0] == "aitrace.LogRecord"]

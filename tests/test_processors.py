@@ -298,7 +298,7 @@ def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
 
     settings, options = options_from_args(_parse(["--kafka", f"127.0.0.1:{free_port()}"]))
     with pytest.raises(KafkaException):
-        prepare_topics(settings, options, timeout=2.0)
+        prepare_topics(settings.kafka, options, timeout=2.0)
 
 
 def test_chunk_codec_round_trips_nested_arrays_and_rejects_foreign_bytes() -> None:

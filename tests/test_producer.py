@@ -26,7 +26,7 @@ Records = list[tuple[str, dict[str, Any]]]
 
 
 def read(client: aitrace.Client, done: Callable[[Records], bool], timeout: float = 30.0) -> Records:
-    return consume(client.settings.kafka_bootstrap, client.settings.topic_prefix, done, timeout)
+    return consume(client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, done, timeout)
 
 
 def events_of(records: Records, name: str | None = None) -> list[dict[str, Any]]:

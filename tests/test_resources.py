@@ -225,7 +225,7 @@ def _events(client: aitrace.Client, n: int) -> list[tuple[str, dict[str, Any]]]:
     """``(payload name, payload)`` of the events read back (closing the client first), in event-time order."""
     assert client.close(timeout=30)
     records = consume(
-        client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
     )
     events = sorted((e for _, batch in records for e in batch["events"]), key=lambda e: e["time"])
     assert len(events) == n
@@ -237,8 +237,8 @@ def _sampler_threads() -> list[threading.Thread]:
 
 
 def test_the_default_interval_is_ten_seconds_and_a_setting() -> None:
-    assert Settings().resource_interval_s == 10.0
-    assert Settings.from_env({"AITRACE_RESOURCE_INTERVAL_S": "2.5"}).resource_interval_s == 2.5
+    assert Settings().producer.resource_interval_s == 10.0
+    assert Settings.from_env({"AITRACE_RESOURCE_INTERVAL_S": "2.5"}).producer.resource_interval_s == 2.5
     with pytest.raises(ValueError, match="resource_interval_s"):
         aitrace.init(service="x", resource_interval_s=-1)
 

@@ -14,7 +14,7 @@ from test_producer_support import all_ids, consume
 
 def _events(client: aitrace.Client, n: int) -> list[dict[str, Any]]:
     records = consume(
-        client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
     )
     return [e for _, batch in records for e in batch["events"]]
 

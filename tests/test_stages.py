@@ -18,7 +18,7 @@ def _spans(client: aitrace.Client, n: int) -> dict[str, dict[str, Any]]:
     """The first ``n`` events read back, which must all be spans, by span name (with their envelope)."""
     assert client.flush(timeout=30)
     records = consume(
-        client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
     )
     events = [e for _, batch in records for e in batch["events"]]
     assert len(events) == n and all(e["payload"][0] == "aitrace.Span" for e in events)

@@ -35,7 +35,7 @@ def client(kafka: TansuProcess, tmp_path: Path, unique_name: Callable[[str], str
 def _read(client: aitrace.Client, n: int) -> tuple[dict[int, dict[str, float]], list[dict[str, Any]]]:
     """Metric points by step (name -> value) and the log records, once ``n`` events arrived."""
     records = consume(
-        client.settings.kafka_bootstrap, client.settings.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
+        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n, 30.0
     )
     points: dict[int, dict[str, float]] = {}
     logs = []

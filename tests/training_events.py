@@ -40,8 +40,8 @@ def read_back(client: aitrace.Client) -> Sent:
     stats = client.stats()
     assert stats["dropped"] == 0, stats
     records = consume(
-        client.settings.kafka_bootstrap,
-        client.settings.topic_prefix,
+        client.settings.kafka.kafka_bootstrap,
+        client.settings.kafka.topic_prefix,
         lambda r: len(all_ids(r)) >= stats["sent"],
         30.0,
     )
