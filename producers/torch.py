@@ -42,14 +42,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("aitrace.torch needs PyTorch: pip install 'aitrace[torch]'") from exc
 
+from aitrace.producers.torch_norms import NormRows, stack
 from aitrace.producers.torch_summary import model_summary, summary_text
 
 log = logging.getLogger("aitrace.torch")
@@ -92,32 +93,10 @@ class WatchHandle:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._names = [n for n, _ in named]
         self._params = [p for _, p in named]
-        self._one_device = len({p.device for p in self._params}) <= 1
-        # Norms of half-precision tensors are taken in float32 (a float16 norm overflows at 65504).
-        dtypes = {p.dtype for p in self._params}
-        low = {torch.float16, torch.bfloat16}
-        self._norm_dtype = torch.float32 if dtypes & low and dtypes <= low | {torch.float32} else None
-        # Each step's norms are written into a row of a buffer allocated once on the parameters' device,
-        # read back in one copy: no tensor is held per step (thousands of small tensors alive, and the
-        # Python objects around them, cost the training loop more than the norms themselves).
-        same = dtypes <= {torch.float32} or self._norm_dtype is not None or dtypes == {torch.float64}
-        self._row_dtype = torch.float32 if same and torch.float64 not in dtypes else torch.float64
-        self._stack_into_row = self._one_device and same  # else the row takes a copy (device, dtype)
-        self._device = self._params[0].device if self._params else torch.device("cpu")
-        # On the CPU each norm goes straight into its slot of one scratch row, copied into the step's row:
-        # inside a training step (its code cold) ~31 us against ~41 for _foreach_norm + stack on
-        # bench_torch_watch's MLP (the stack alone ~10). On a GPU _foreach_norm is one fused kernel.
-        self._scratch = torch.zeros(len(self._params), dtype=self._row_dtype)
-        self._slots = list(self._scratch.unbind(0)) if self._stack_into_row and self._device.type == "cpu" else None
-        self._chunks: list[torch.Tensor] = []
-        self._rows: list[torch.Tensor] = []  # one view per row of the chunks: the parameters' norms
-        self._loss_cells: list[torch.Tensor] = []  # per row, the last column: the loss given that step
+        self._norms = NormRows(self._params, sync_every)
         self._loss: torch.Tensor | None = None  # what loss() was handed for the step under way
-        self._loss_rows: set[int] = set()  # the queued rows with a loss
-        self._n = 0  # rows queued
         self._steps: list[int] = []
         self._lrs: list[Any] = []  # per queued step: the lr (one group), a tuple (several), None (no optimizer)
-        self._ragged: dict[int, list[int]] = {}  # row -> the parameters with a gradient, when not all
         self._extras: dict[int, tuple[bool, list[str], torch.Tensor]] = {}  # row -> update norms, activations
         layers: dict[str, int] = {}
         self._root = type(model).__name__
@@ -132,7 +111,6 @@ class WatchHandle:
         self._bad_acts = False
         self._failed = False
         self._probe = False
-        self._sparse = False  # a sparse gradient was seen: norms of its values, one call per step
         self._acts: list[tuple[str, torch.Tensor]] = []
         self._hooks: list[Any] = []
         self._queued = False
@@ -229,35 +207,22 @@ class WatchHandle:
 
         The every-step path: the norms into a preallocated row (column ``j`` for parameter ``j``, 0 where
         it has no gradient) and the learning rates; no host sync, no tensor kept."""
-        n = self._n
-        if n == len(self._rows):
-            self._grow()
-        row = self._rows[n]
+        n = self._norms.write(self._loss)
+        self._loss = None
         params = self._params
-        if self._loss is not None:
-            self._loss_cells[n].copy_(self._loss)
-            self._loss_rows.add(n)
-            self._loss = None
-        try:
-            self._step_norms(n, row)
-        except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused or out= norm
-            if not any(p.grad is not None and p.grad.is_sparse for p in params):
-                raise
-            self._sparse = True
-            self._step_norms(n, row)
         if step % self.every == 0 and self._snapshot is not None and self._snapshot_step == step:
             weights = [p.detach() for p in params]
             delta = self._snapshot
             torch._foreach_sub_(delta, weights)  # the copy becomes the update (its sign does not matter)
             extra = [
-                *torch._foreach_norm(delta, 2, self._norm_dtype),
-                *torch._foreach_norm(weights, 2, self._norm_dtype),
+                *torch._foreach_norm(delta, 2, self._norms.norm_dtype),
+                *torch._foreach_norm(weights, 2, self._norms.norm_dtype),
             ]
             self._snapshot = None
             acts = [name for name, _ in self._acts]
-            self._extras[n] = (True, acts, _stack(extra + [ok for _, ok in self._acts]))
+            self._extras[n] = (True, acts, stack(extra + [ok for _, ok in self._acts]))
         elif self._acts:
-            self._extras[n] = (False, [name for name, _ in self._acts], _stack([ok for _, ok in self._acts]))
+            self._extras[n] = (False, [name for name, _ in self._acts], stack([ok for _, ok in self._acts]))
         opt = self.optimizer
         if opt is None:
             self._lrs.append(None)
@@ -268,77 +233,18 @@ class WatchHandle:
             else:
                 self._lrs.append(tuple(float(g.get("lr", math.nan)) for g in groups))
         self._steps.append(step)
-        self._n = n + 1
         if n + 1 >= self.sync_every or time.monotonic() - self._last_sync >= self.sync_interval_s:
             self.flush()
-
-    def _step_norms(self, n: int, row: torch.Tensor) -> None:
-        """Row ``n``: column ``j`` holds parameter ``j``'s gradient norm (0 where it has none)."""
-        params = self._params
-        if self._sparse:
-            present = self._ragged_norms(row)
-            if len(present) < len(params):
-                self._ragged[n] = present
-            return
-        if self._slots is not None:
-            try:  # a None among the grads raises TypeError: handled below
-                self._norms_into_slots(self._slots)
-            except TypeError:  # a parameter without a gradient this step (cheaper than looking for None first)
-                self._ragged[n] = self._ragged_norms(row)
-            else:
-                row.copy_(self._scratch)
-        elif params:
-            grads = [p.grad for p in params]
-            try:
-                norms = torch._foreach_norm(cast(list[torch.Tensor], grads), 2, self._norm_dtype)
-            except TypeError:
-                self._ragged[n] = self._ragged_norms(row)
-            else:
-                if self._stack_into_row:
-                    torch.stack(norms, out=row)
-                else:
-                    row.copy_(_stack(norms))
-
-    def _norms_into_slots(self, slots: list[torch.Tensor]) -> None:
-        norm, dtype = torch.linalg.vector_norm, self._norm_dtype
-        grads = cast(list[torch.Tensor], [p.grad for p in self._params])
-        if dtype is None:
-            for g, slot in zip(grads, slots, strict=True):
-                norm(g, out=slot)
-        else:
-            for g, slot in zip(grads, slots, strict=True):
-                norm(g, dtype=dtype, out=slot)
-
-    def _ragged_norms(self, row: torch.Tensor) -> list[int]:
-        """Some parameters have no gradient this step: their columns hold 0; return those that have one."""
-        grads = [p.grad for p in self._params]
-        present = [i for i, g in enumerate(grads) if g is not None]
-        row.zero_()
-        if present:
-            values = [_values(g) for g in grads if g is not None]
-            norms = torch._foreach_norm(values, 2, self._norm_dtype)
-            row.index_copy_(0, torch.tensor(present, device=row.device), _stack(norms).to(row.device, row.dtype))
-        return present
-
-    def _grow(self) -> None:
-        rows = max(1, min(self.sync_every, 256))
-        width = len(self._params)
-        chunk = torch.zeros(rows, width + 1, dtype=self._row_dtype, device=self._device)
-        self._chunks.append(chunk)
-        self._rows += chunk[:, :width].unbind(0)
-        self._loss_cells += chunk[:, width].unbind(0)
 
     def flush(self) -> None:
         """Read the queued steps off the device (one sync) and send one ``client.metric`` per step."""
         self._last_sync = time.monotonic()
-        n, width = self._n, len(self._params)
-        if not n:
+        if not self._norms.n:
             return
-        steps, lrs, ragged, extras, with_loss = self._steps, self._lrs, self._ragged, self._extras, self._loss_rows
-        self._n, self._steps, self._lrs, self._ragged, self._extras, self._loss_rows = 0, [], [], {}, {}, set()
-        size = len(self._chunks[0])
-        used = self._chunks[: (n + size - 1) // size]
-        rows = (torch.cat(used) if len(used) > 1 else used[0])[:n].reshape(-1)
+        n, rows, ragged, with_loss = self._norms.take()
+        width = self._norms.width
+        steps, lrs, extras = self._steps, self._lrs, self._extras
+        self._steps, self._lrs, self._extras = [], [], {}
         host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double()  # the one sync
         # Per step and parameter, the gradient norm (0 where a parameter had none): the global norms and
         # the non-finite counts of all the steps in two vector operations, not a loop over parameters.
@@ -475,13 +381,6 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(tensors)
 
 
-def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    device = tensors[0].device
-    if any(t.device != device for t in tensors):
-        tensors = [t.to(device) for t in tensors]
-    return torch.stack(list(tensors))
-
-
 def watch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
@@ -526,8 +425,3 @@ def watch(
         except Exception:
             log.exception("aitrace.torch: model summary failed")
     return handle
-
-
-def _values(grad: torch.Tensor) -> torch.Tensor:
-    """What a gradient's norm is taken over: a sparse one's (summed) values, a dense one itself."""
-    return grad.coalesce().values() if grad.is_sparse else grad

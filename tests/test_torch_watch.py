@@ -199,7 +199,7 @@ def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     client = _Recorder()
     handle = at.watch(model, optimizer, client=client, every=2, sync_every=4, summary=False)
-    assert handle._slots is None  # two dtypes: the stacked path
+    assert handle._norms.slots is None  # two dtypes: the stacked path
     x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
     expected = {}
     for step in range(1, 7):
