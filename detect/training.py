@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.overfit import mann_kendall
+from numpy.lib.stride_tricks import sliding_window_view
 
 _SCHEDULES = ("lr", "learning_rate", "epoch", "step", "global_step", "batch_size", "momentum", "weight_decay")
 _LOSS_EXCLUDED = ("loss_scale", "loss_scaler")  # mixed-precision scaler: halves and doubles by design
@@ -193,28 +194,40 @@ class PlateauCheck:
     def update(self, steps: Any, values: Any) -> tuple[int, int, float, float] | None:
         """``(step, best step, best level, level)`` the first time a plateau holds, else None."""
         p = self.params
+        vals = np.asarray(values, dtype=np.float64).ravel()
+        finite = np.isfinite(vals)
+        kept_steps = np.asarray(steps).ravel()[finite].tolist()
+        if not kept_steps:
+            return None
+        self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
+        # every window's level at once (one median per step was the cost of the whole check)
+        window = np.concatenate([np.asarray(self.recent, dtype=np.float64), vals[finite]])
+        self.recent = window[-p["window"] :].tolist()
+        if window.size < p["window"]:
+            return None
+        levels = np.median(sliding_window_view(window, p["window"]), axis=1).tolist()
+        first_full = len(kept_steps) - len(levels)  # values before it had no full window yet
         out = None
-        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
-            if not math.isfinite(x):
-                continue
-            step = int(step)
-            self.first_step = step if self.first_step is None else self.first_step
-            self.recent = [*self.recent[-(p["window"] - 1) :], x]
-            if len(self.recent) < p["window"]:
-                continue
-            level = float(np.median(self.recent))
-            if not math.isfinite(self.start):
-                self.start = level
-            gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
-            if level < self.best - gain * abs(self.best) or not math.isfinite(self.best):
-                self.best, self.best_step, self.reported = level, step, False
-                continue
-            wait = max(p["patience"], p["share"] * (step - self.first_step))
-            improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
-            if improved and not self.reported and step - self.best_step >= wait:
-                self.reported = True
-                out = out or (step, self.best_step, self.best, level)
+        for step, level in zip(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], strict=True):
+            found = self._step(int(step), level)
+            out = out or found
         return out
+
+    def _step(self, step: int, level: float) -> tuple[int, int, float, float] | None:
+        """One full window's level: a new best, or a plateau reported now."""
+        p = self.params
+        if not math.isfinite(self.start):
+            self.start = level
+        gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
+        if level < self.best - gain * abs(self.best) or not math.isfinite(self.best):
+            self.best, self.best_step, self.reported = level, step, False
+            return None
+        wait = max(p["patience"], p["share"] * (step - self.first_step))
+        improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
+        if improved and not self.reported and step - self.best_step >= wait:
+            self.reported = True
+            return (step, self.best_step, self.best, level)
+        return None
 
     def to_state(self) -> dict[str, Any]:
         return {
