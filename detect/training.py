@@ -199,7 +199,7 @@ class PlateauCheck:
         kept_steps = np.asarray(steps).ravel()[finite].tolist()
         if not kept_steps:
             return None
-        self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
+        first = self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
         # every window's level at once (one median per step was the cost of the whole check)
         window = np.concatenate([np.asarray(self.recent, dtype=np.float64), vals[finite]])
         self.recent = window[-p["window"] :].tolist()
@@ -209,11 +209,11 @@ class PlateauCheck:
         first_full = len(kept_steps) - len(levels)  # values before it had no full window yet
         out = None
         for step, level in zip(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], strict=True):
-            found = self._step(int(step), level)
+            found = self._step(int(step), level, first)
             out = out or found
         return out
 
-    def _step(self, step: int, level: float) -> tuple[int, int, float, float] | None:
+    def _step(self, step: int, level: float, first: int) -> tuple[int, int, float, float] | None:
         """One full window's level: a new best, or a plateau reported now."""
         p = self.params
         if not math.isfinite(self.start):
@@ -222,7 +222,7 @@ class PlateauCheck:
         if level < self.best - gain * abs(self.best) or not math.isfinite(self.best):
             self.best, self.best_step, self.reported = level, step, False
             return None
-        wait = max(p["patience"], p["share"] * (step - self.first_step))
+        wait = max(p["patience"], p["share"] * (step - first))
         improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
         if improved and not self.reported and step - self.best_step >= wait:
             self.reported = True
