@@ -196,8 +196,8 @@ class PlateauCheck:
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         finite = np.isfinite(vals)
-        kept_steps = np.asarray(steps).ravel()[finite].tolist()
-        if not kept_steps:
+        kept_steps = np.asarray(steps).ravel()[finite].astype(np.int64)
+        if not kept_steps.size:
             return None
         first = self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
         # every window's level at once (one median per step was the cost of the whole check)
@@ -205,29 +205,38 @@ class PlateauCheck:
         self.recent = window[-p["window"] :].tolist()
         if window.size < p["window"]:
             return None
-        levels = np.median(sliding_window_view(window, p["window"]), axis=1).tolist()
-        first_full = len(kept_steps) - len(levels)  # values before it had no full window yet
-        out = None
-        for step, level in zip(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], strict=True):
-            found = self._step(int(step), level, first)
-            out = out or found
-        return out
+        levels = np.median(sliding_window_view(window, p["window"]), axis=1)
+        first_full = kept_steps.size - levels.size  # values before it had no full window yet
+        return self._walk(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], first)
 
-    def _step(self, step: int, level: float, first: int) -> tuple[int, int, float, float] | None:
-        """One full window's level: a new best, or a plateau reported now."""
-        p = self.params
-        if not math.isfinite(self.start):
-            self.start = level
-        gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
-        if level < self.best - gain * abs(self.best) or not math.isfinite(self.best):
-            self.best, self.best_step, self.reported = level, step, False
-            return None
-        wait = max(p["patience"], p["share"] * (step - first))
-        improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
-        if improved and not self.reported and step - self.best_step >= wait:
-            self.reported = True
-            return (step, self.best_step, self.best, level)
-        return None
+    def _walk(self, steps: np.ndarray, levels: np.ndarray, first: int) -> tuple[int, int, float, float] | None:
+        """The levels in order, jumping from one event (a new best, a plateau) to the next: between
+        two new bests the thresholds are fixed, so each next event is one vectorized search."""
+        p, out, i = self.params, None, 0
+        if levels.size and not math.isfinite(self.start):
+            self.start = float(levels[0])
+        while i < levels.size:
+            if not math.isfinite(self.best):
+                self.best, self.best_step, self.reported = float(levels[i]), int(steps[i]), False
+                i += 1
+                continue
+            gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
+            better = np.flatnonzero(levels[i:] < self.best - gain * abs(self.best))
+            end = i + int(better[0]) if better.size else levels.size  # the next new best
+            improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
+            if improved and not self.reported:
+                wait = np.maximum(p["patience"], p["share"] * (steps[i:end] - first))
+                due = np.flatnonzero(steps[i:end] - self.best_step >= wait)
+                if due.size:
+                    k = i + int(due[0])
+                    self.reported = True
+                    out = out or (int(steps[k]), self.best_step, self.best, float(levels[k]))
+                    i = k + 1
+                    continue
+            if end < levels.size:
+                self.best, self.best_step, self.reported = float(levels[end]), int(steps[end]), False
+            i = end + 1
+        return out
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -264,12 +264,14 @@ def _losses(seed: int) -> tuple[np.ndarray, np.ndarray]:
         [np.geomspace(2.3, 0.6, 600), np.full(900, 0.6), np.geomspace(0.6, 0.1, 500), np.full(1000, 0.1)]
     )
     loss = level * np.exp(rng.normal(0.0, 0.05, n))
+    if seed >= 3:  # a random walk: learns and stalls at random, many new bests and re-arms
+        loss = np.exp(np.cumsum(rng.normal(-0.002, 0.03, n)))
     loss[rng.integers(0, n, 30)] = np.nan
     return np.arange(n) * 2, loss
 
 
 @pytest.mark.parametrize("how", CHUNKINGS)
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
 def test_plateau_check_matches_the_per_value_code(seed: int, how: str) -> None:
     steps, loss = _losses(seed)
     new, old = PlateauCheck(), OldPlateau()
@@ -280,7 +282,7 @@ def test_plateau_check_matches_the_per_value_code(seed: int, how: str) -> None:
         if k % 4 == 3:
             new = _roundtrip(new)
     assert got == want
-    assert any(w is not None for w in want)
+    assert seed >= 3 or any(w is not None for w in want)
     assert new.to_state() == old.to_state()
 
 
