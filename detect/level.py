@@ -48,6 +48,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -130,28 +131,63 @@ class LevelShiftDetector:
 
     def update(self, values: Any) -> list[LevelShift]:
         """Feed values in order; the changes confirmed among them."""
-        p = self.params
-        found = []
-        for x in np.asarray(values, dtype=np.float64).ravel():
-            self.n_seen += 1
-            if not (math.isfinite(x) and x > 0):
-                continue
-            self._push(math.log(x))
-            if self.n_accepted % p["stride"] == 0:
-                shift = self._test()
-                if shift is not None:
-                    found.append(shift)
-                    self.baseline, self.recent = self.recent, []  # the new normal
+        vals = np.asarray(values, dtype=np.float64).ravel()
+        where = np.flatnonzero(np.isfinite(vals) & (vals > 0))
+        logs = [math.log(x) for x in vals[where].tolist()]
+        seen, found, done = self.n_seen, [], 0
+        while done < len(logs):
+            done, shift = self._run(logs, done, where, seen)
+            if shift is not None:
+                found.append(shift)
+                self.baseline, self.recent = self.recent, []  # the new normal
+        self.n_seen = seen + int(vals.size)
         return found
 
-    def _push(self, y: float) -> None:
+    def _run(self, logs: list[float], done: int, where: np.ndarray, seen: int) -> tuple[int, LevelShift | None]:
+        """Push ``logs[done:]`` up to the first confirmed change: (values pushed in all, the change).
+
+        The medians of every test point's windows come in one call; only where they move by
+        ``min_ratio`` does :meth:`_test` run (the same arithmetic, so the same verdicts).
+        """
         p = self.params
-        self.n_accepted += 1
-        self.recent.append(y)
-        if len(self.recent) > p["recent"]:
-            self.baseline.append(self.recent.pop(0))
-            if len(self.baseline) > p["baseline"]:
-                del self.baseline[0]
+        todo = logs[done:]
+        held = len(self.baseline) + len(self.recent)
+        hist = np.asarray(self.baseline + self.recent + todo)
+        tests = np.arange(p["stride"] - self.n_accepted % p["stride"], len(todo) + 1, p["stride"])  # values pushed
+        ends = held + tests - 1  # the newest value of each test's recent window, in hist
+        gates = np.ones(tests.size, dtype=bool)  # baseline not full yet: _test decides alone
+        full = ends - p["recent"] + 1 >= p["baseline"]
+        if full.any():
+            e = ends[full][:, None]
+            rec = np.median(hist[e + np.arange(1 - p["recent"], 1)], axis=1)
+            base = np.median(hist[e + np.arange(1 - p["recent"] - p["baseline"], 1 - p["recent"])], axis=1)
+            gates[full] = self._moved(rec - base)
+        pushed = 0
+        for j in tests[gates].tolist():
+            self._push(todo[pushed:j])
+            pushed = j
+            self.n_seen = seen + int(where[done + j - 1]) + 1
+            shift = self._test()
+            if shift is not None:
+                return done + j, shift
+        self._push(todo[pushed:])
+        return len(logs), None
+
+    def _moved(self, log_ratio: np.ndarray) -> np.ndarray:
+        """Whether each change of the median is large enough, in a direction that counts."""
+        p, step = self.params, math.log(self.params["min_ratio"])
+        rises = (log_ratio >= step) & (p["direction"] != "down")
+        return rises | ((log_ratio <= -step) & (p["direction"] != "up"))
+
+    def _push(self, ys: list[float]) -> None:
+        p = self.params
+        self.n_accepted += len(ys)
+        self.recent.extend(ys)
+        over = len(self.recent) - p["recent"]
+        if over > 0:
+            self.baseline.extend(self.recent[:over])
+            del self.recent[:over]
+            del self.baseline[: max(0, len(self.baseline) - p["baseline"])]
 
     def _test(self) -> LevelShift | None:
         p = self.params
@@ -248,19 +284,30 @@ class LatencyShiftMonitor:
         vals = np.asarray(values, dtype=np.float64).ravel()
         if times.shape != vals.shape:
             raise ValueError(f"times and values differ in length: {times.shape} vs {vals.shape}")
-        base = self.n_seen
         found = self.sharp.update(vals)  # its index already counts every value offered
-        for k, (t, x) in enumerate(zip(times.tolist(), vals.tolist(), strict=True)):
-            b = t // self.bucket_us
-            if self.bucket is not None and b != self.bucket and self.pending:
-                for s in self.sustained.update([float(np.median(self.pending))]):
-                    found.append(replace(s, index=base + k))  # confirmed when the next bucket's first value came
-                self.pending = []
-            self.bucket = b
-            if len(self.pending) < _BUCKET_CAP and math.isfinite(x) and x > 0:
-                self.pending.append(x)
+        if vals.size:
+            found += self._buckets(times // self.bucket_us, vals)
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda s: s.index)
+
+    def _buckets(self, buckets: np.ndarray, vals: np.ndarray) -> list[LevelShift]:
+        """Each closed bucket's median into the sustained view, confirmed when the next bucket's
+        first value came."""
+        ok = np.isfinite(vals) & (vals > 0)
+        bounds = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist(), vals.size]
+        medians: list[float] = []
+        at: list[int] = []
+        for lo, hi in itertools.pairwise(bounds):
+            if (lo > 0 or (self.bucket is not None and int(buckets[0]) != self.bucket)) and self.pending:
+                medians.append(float(np.median(self.pending)))
+                at.append(self.n_seen + lo)
+                self.pending = []
+            room = _BUCKET_CAP - len(self.pending)
+            if room > 0:
+                self.pending += vals[lo:hi][ok[lo:hi]][:room].tolist()
+        self.bucket = int(buckets[-1])
+        first = self.sustained.n_seen
+        return [replace(s, index=at[s.index - first]) for s in self.sustained.update(medians)]
 
     def to_state(self) -> dict[str, Any]:
         return {

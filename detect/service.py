@@ -364,16 +364,15 @@ class DriftWindows:
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         times, vals = _arrays(times_us, values)
         found, self.clean = [], 0
-        for i, v in enumerate(vals.tolist()):
-            if not math.isfinite(v):
-                continue
-            if len(self.ref) < self.window:
-                self.ref.append(v)
-                continue
-            self.cur.append(v)
-            if len(self.cur) < self.window:
-                continue
-            ref, cur = np.asarray(self.ref), np.asarray(self.cur)
+        where = np.flatnonzero(np.isfinite(vals))
+        finite = vals[where].tolist()
+        pos = max(0, self.window - len(self.ref))
+        self.ref += finite[:pos]
+        while len(finite) - pos >= self.window - len(self.cur):  # a window completes
+            take = self.window - len(self.cur)
+            ref, cur = np.asarray(self.ref), np.asarray(self.cur + finite[pos : pos + take])
+            pos += take
+            i = int(where[pos - 1])
             self.cur = []
             verdict = detect_drift({self.feature: ref}, {self.feature: cur}, alpha=self.alpha, correction="none")[0]
             if verdict.drifted:
@@ -381,6 +380,7 @@ class DriftWindows:
                 self.clean = 0
             else:
                 self.clean += self.window
+        self.cur += finite[pos:]
         self.n_seen += int(vals.size)
         return found
 

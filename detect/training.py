@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.overfit import mann_kendall
+from numpy.lib.stride_tricks import sliding_window_view
 
 _SCHEDULES = ("lr", "learning_rate", "epoch", "step", "global_step", "batch_size", "momentum", "weight_decay")
 _LOSS_EXCLUDED = ("loss_scale", "loss_scaler")  # mixed-precision scaler: halves and doubles by design
@@ -193,27 +194,48 @@ class PlateauCheck:
     def update(self, steps: Any, values: Any) -> tuple[int, int, float, float] | None:
         """``(step, best step, best level, level)`` the first time a plateau holds, else None."""
         p = self.params
-        out = None
-        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
-            if not math.isfinite(x):
+        vals = np.asarray(values, dtype=np.float64).ravel()
+        finite = np.isfinite(vals)
+        kept_steps = np.asarray(steps).ravel()[finite].astype(np.int64)
+        if not kept_steps.size:
+            return None
+        first = self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
+        # every window's level at once (one median per step was the cost of the whole check)
+        window = np.concatenate([np.asarray(self.recent, dtype=np.float64), vals[finite]])
+        self.recent = window[-p["window"] :].tolist()
+        if window.size < p["window"]:
+            return None
+        levels = np.median(sliding_window_view(window, p["window"]), axis=1)
+        first_full = kept_steps.size - levels.size  # values before it had no full window yet
+        return self._walk(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], first)
+
+    def _walk(self, steps: np.ndarray, levels: np.ndarray, first: int) -> tuple[int, int, float, float] | None:
+        """The levels in order, jumping from one event (a new best, a plateau) to the next: between
+        two new bests the thresholds are fixed, so each next event is one vectorized search."""
+        p, out, i = self.params, None, 0
+        if levels.size and not math.isfinite(self.start):
+            self.start = float(levels[0])
+        while i < levels.size:
+            if not math.isfinite(self.best):
+                self.best, self.best_step, self.reported = float(levels[i]), int(steps[i]), False
+                i += 1
                 continue
-            step = int(step)
-            self.first_step = step if self.first_step is None else self.first_step
-            self.recent = [*self.recent[-(p["window"] - 1) :], x]
-            if len(self.recent) < p["window"]:
-                continue
-            level = float(np.median(self.recent))
-            if not math.isfinite(self.start):
-                self.start = level
             gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
-            if level < self.best - gain * abs(self.best) or not math.isfinite(self.best):
-                self.best, self.best_step, self.reported = level, step, False
-                continue
-            wait = max(p["patience"], p["share"] * (step - self.first_step))
+            better = np.flatnonzero(levels[i:] < self.best - gain * abs(self.best))
+            end = i + int(better[0]) if better.size else levels.size  # the next new best
             improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
-            if improved and not self.reported and step - self.best_step >= wait:
-                self.reported = True
-                out = out or (step, self.best_step, self.best, level)
+            if improved and not self.reported:
+                wait = np.maximum(p["patience"], p["share"] * (steps[i:end] - first))
+                due = np.flatnonzero(steps[i:end] - self.best_step >= wait)
+                if due.size:
+                    k = i + int(due[0])
+                    self.reported = True
+                    out = out or (int(steps[k]), self.best_step, self.best, float(levels[k]))
+                    i = k + 1
+                    continue
+            if end < levels.size:
+                self.best, self.best_step, self.reported = float(levels[end]), int(steps[end]), False
+            i = end + 1
         return out
 
     def to_state(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ was ``processors/_kernels.py``: the rules live in the detect layer, the processo
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -68,8 +69,10 @@ def join_labels(
             waiting[request_id] = event
         out.append((event, pred))
     for room in (preds, waiting):
-        while len(room) > limit:
-            room.pop(next(iter(room)))
+        # oldest first (insertion order), in one pass: popping them one at a time rescans the
+        # dict's freed slots from its start on every pop
+        for request_id in list(itertools.islice(room, max(0, len(room) - limit))):
+            del room[request_id]
     return out
 
 
