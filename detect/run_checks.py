@@ -58,7 +58,8 @@ import math
 from typing import Any
 
 import numpy as np
-from aitrace.detect.monitor import Finding
+from aitrace.detect.finding import Finding
+from numpy.lib.stride_tricks import sliding_window_view
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 
@@ -167,23 +168,32 @@ class RunChecks:
 
     def _collapse(self, steps: Any, values: Any) -> list[Finding]:
         p = self.params
-        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
-            if not (math.isfinite(x) and x > 0):
-                continue
-            self.norms = [*self.norms[-(p["head"] - 1) :], math.log10(x)]
-            if len(self.norms) < p["head"]:
-                continue
-            level = float(np.median(self.norms))
-            self.peak = max(self.peak, level)
-            levels = self._at_start()
-            if self.peak - level >= p["decades"] and levels is not None:
-                self.vanished = True
-                msg = (
-                    f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
-                    f"while the loss stayed at its start ({levels[0]:.4g}, now {levels[1]:.4g})"
-                )
-                return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
-        return []
+        vals = np.asarray(values, dtype=np.float64).ravel()
+        ok = np.isfinite(vals) & (vals > 0)
+        logs = [math.log10(x) for x in vals[ok].tolist()]
+        norms = np.asarray(self.norms + logs)
+        self.norms = norms[-p["head"] :].tolist()
+        if norms.size < p["head"]:
+            return []
+        # every step's level at once; the loss levels do not move within this call
+        levels = np.median(sliding_window_view(norms, p["head"]), axis=1)[-len(logs) :] if logs else norms[:0]
+        peaks = np.maximum.accumulate(np.concatenate([[self.peak], levels]))[1:]
+        start = self._at_start()
+        hit = np.flatnonzero(peaks - levels >= p["decades"]) if start is not None else levels[:0]
+        if start is None or not hit.size:
+            self.peak = float(peaks[-1]) if peaks.size else self.peak
+            return []
+        k = int(hit[0])
+        self.peak, level = float(peaks[k]), float(levels[k])
+        k += len(logs) - levels.size  # the value whose window it was (earlier ones had no full window)
+        self.norms = norms[: norms.size - len(logs) + k + 1][-p["head"] :].tolist()
+        self.vanished = True
+        step, x = np.asarray(steps).ravel()[ok][k].item(), float(vals[ok][k])
+        msg = (
+            f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
+            f"while the loss stayed at its start ({start[0]:.4g}, now {start[1]:.4g})"
+        )
+        return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 from aitrace.detect.drift_monitor import detect_drift
+from aitrace.detect.finding import Finding
 from aitrace.detect.level import _BUCKET_CAP, LatencyShiftMonitor, LevelShift, LevelShiftDetector
+from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.service import DriftWindows, _arrays
 from aitrace.detect.training import PlateauCheck
 from aitrace.detect.windows import join_labels
@@ -124,6 +126,28 @@ class OldPlateau(PlateauCheck):
                 self.reported = True
                 out = out or (step, self.best_step, self.best, level)
         return out
+
+
+class OldRunChecks(RunChecks):
+    def _collapse(self, steps: Any, values: Any) -> list[Finding]:
+        p = self.params
+        for step, x in zip(np.asarray(steps).tolist(), np.asarray(values, dtype=np.float64).tolist(), strict=True):
+            if not (math.isfinite(x) and x > 0):
+                continue
+            self.norms = [*self.norms[-(p["head"] - 1) :], math.log10(x)]
+            if len(self.norms) < p["head"]:
+                continue
+            level = float(np.median(self.norms))
+            self.peak = max(self.peak, level)
+            levels = self._at_start()
+            if self.peak - level >= p["decades"] and levels is not None:
+                self.vanished = True
+                msg = (
+                    f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
+                    f"while the loss stayed at its start ({levels[0]:.4g}, now {levels[1]:.4g})"
+                )
+                return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
+        return []
 
 
 def old_join_labels(
@@ -298,3 +322,30 @@ def test_join_labels_matches_the_pop_loop(limit: int) -> None:
         assert join_labels(new, requests, labels, limit=limit) == old_join_labels(old, requests, labels, limit=limit)
         assert list(new["pred"].items()) == list(old["pred"].items())
         assert list(new["wait"].items()) == list(old["wait"].items())
+
+
+def _run(seed: int, vanish: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = 2000
+    loss = (2.3 if vanish else np.geomspace(2.3, 0.3, n)) * np.exp(rng.normal(0, 0.02, n))
+    norms = np.exp(rng.normal(0, 0.3, n)) * (np.geomspace(1, 1e-5, n) if vanish else np.geomspace(1, 0.1, n))
+    norms[rng.integers(0, n, 40)] = rng.choice([np.nan, 0.0, -1.0, np.inf], 40)
+    return np.arange(n), loss, norms
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("vanish", [True, False])
+def test_run_checks_global_norm_collapse_matches_the_per_value_code(seed: int, how: str, vanish: bool) -> None:
+    steps, loss, norms = _run(seed, vanish)
+    new: RunChecks = RunChecks()
+    old: RunChecks = OldRunChecks()
+    got, want = [], []
+    for k, (lo, hi) in enumerate(_cuts(steps.size, how, seed)):
+        chunk = {"loss": (steps[lo:hi], loss[lo:hi]), "grad_norm": (steps[lo:hi], norms[lo:hi])}
+        got += [repr(f) for f in new.update(chunk)]
+        want += [repr(f) for f in old.update(chunk)]
+        if k % 3 == 2:
+            new, old = RunChecks.from_state(json.loads(json.dumps(new.to_state()))), _roundtrip(old)
+    assert got == want and bool(want) == vanish
+    assert json.dumps(new.to_state()) == json.dumps(old.to_state())
