@@ -151,6 +151,86 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
     return {"anomaly_scores": one_shot, "stateful": stateful, "numpy": numpy_rate, **rates}
 
 
+# ---------------------------------------------------------------------------- per-update cost
+UPDATE_SIZES = (1, 10, 100, 1000)
+
+
+def update_cost(repeat: int) -> dict[str, Any]:
+    """Per-update cost of one series: restore, score a chunk, save (what the worker does per batch).
+
+    ``memory`` keeps the state dict between updates; ``orjson`` also writes it to bytes and
+    reads it back, as the worker's Faust table does (its JSON codec is orjson). Medians of
+    ``repeat`` runs of ``updates`` updates each.
+    """
+    import aitrace.detect.anomaly as anomaly_module
+    import orjson
+    from aitrace.detect import AnomalyDetector
+
+    x = np.random.default_rng(2).normal(size=200_000)
+    warm = AnomalyDetector()
+    warm.score(x[:1000])
+    first = warm.to_state()
+    out: dict[str, Any] = {"module": anomaly_module.__file__, "state_bytes": len(orjson.dumps(first)), "sizes": {}}
+    for size in UPDATE_SIZES:
+        updates = max(100, 40_000 // size)
+        chunks = [x[1000 + k * size : 1000 + (k + 1) * size] for k in range(updates)]
+
+        def run(codec: bool, chunks: list[np.ndarray] = chunks) -> None:
+            state: Any = orjson.dumps(first) if codec else first
+            for chunk in chunks:
+                det = AnomalyDetector.from_state(orjson.loads(state) if codec else state)
+                det.score(chunk)
+                state = orjson.dumps(det.to_state()) if codec else det.to_state()
+
+        run(True)
+        out["sizes"][size] = {
+            kind: timed(lambda codec=codec: run(codec), repeat) / updates
+            for kind, codec in (("memory", False), ("orjson", True))
+        }
+    return out
+
+
+def baseline_tree(ref: str) -> str:
+    """A folder where ``import aitrace.detect`` loads ``detect/`` as of git ``ref`` (kept, so its
+    Numba cache stays warm between runs)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = subprocess.run(["git", "-C", repo, "rev-parse", ref], capture_output=True, text=True, check=True).stdout
+    root = os.path.join(tempfile.gettempdir(), f"aitrace-bench-{sha.strip()[:12]}")
+    if not os.path.isdir(os.path.join(root, "aitrace", "detect")):
+        os.makedirs(os.path.join(root, "aitrace"), exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", repo, "archive", ref, "detect", "aitrace/__init__.py"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", root], input=archive.stdout, check=True)
+        os.replace(os.path.join(root, "detect"), os.path.join(root, "aitrace", "detect"))
+    return root
+
+
+def bench_update_cost(repeat: int, baseline_ref: str | None) -> dict[str, Any]:
+    ours = update_cost(repeat)
+    base = None
+    if baseline_ref:
+        env = dict(os.environ, PYTHONPATH=baseline_tree(baseline_ref))
+        cmd = [sys.executable, os.path.abspath(__file__), "--update-cost-only", "--repeat", str(repeat)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        base = json.loads(proc.stdout)
+    label = f"; baseline = git {baseline_ref}, same run, loaded from {base['module']}" if base else ""
+    print(f"\nOne series update: from_state + score(chunk) + to_state, per update (medians of {repeat}){label}")
+    print(
+        f"  state size as JSON: {ours['state_bytes']:,} bytes"
+        + (f" (baseline {base['state_bytes']:,})" if base else "")
+    )
+    for size in UPDATE_SIZES:
+        for kind in ("memory", "orjson"):
+            cost = ours["sizes"][size][kind]
+            note = f"{size / cost:>12,.0f} points/s"
+            if base:
+                old = base["sizes"][str(size)][kind]
+                note += f"   baseline {old * 1e6:7.1f} us, {size / old:>12,.0f} points/s   {old / cost:5.2f}x faster"
+            print(f"  {size:>5} points/update, {kind:<6}  {cost * 1e6:7.1f} us  {note}")
+    return {"ours": ours, "baseline": base}
+
+
 # ---------------------------------------------------------------------------- drift
 def bench_drift(repeat: int) -> dict[str, float]:
     import scipy.stats
@@ -229,7 +309,14 @@ def main() -> int:
     parser.add_argument("--numpy-points", type=int, default=300_000, help="subset for the numpy baseline")
     parser.add_argument("--quick", action="store_true", help="1M points, fewer repeats (a smoke run)")
     parser.add_argument("--json", help="also write the headline figures to this JSON file")
+    parser.add_argument(
+        "--baseline-ref", default="main", help="git ref whose detect/ is the per-update baseline ('' skips)"
+    )
+    parser.add_argument("--update-cost-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
     args = parser.parse_args()
+    if args.update_cost_only:
+        print(json.dumps(update_cost(args.repeat)))
+        return 0
     if args.quick:
         args.points, args.repeat, args.river_points, args.numpy_points = 1_000_000, 2, 10_000, 50_000
     import numba
@@ -245,6 +332,7 @@ def main() -> int:
         "anomaly_points_per_s": bench_anomaly(
             args.points, args.chunk, args.repeat, args.river_points, args.numpy_points
         ),
+        "update_cost": bench_update_cost(max(args.repeat, 5), args.baseline_ref or None),
         "ks_batched_over_scipy": bench_drift(args.repeat),
     }
     print(f"\nbenchmark took {time.perf_counter() - t0:.1f} s")
