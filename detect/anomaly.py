@@ -281,16 +281,18 @@ class AnomalyDetector:
         """A JSON-safe dict that :meth:`from_state` restores exactly.
 
         The windows travel as one base64 string of little-endian float64 (``data``:
-        the float scalars, the long window oldest first, its sorted copy, the values
-        waiting to leave it, the recent window oldest first; ``ints`` gives their
-        lengths): about ``2.3 * window`` floats, and far cheaper to build, encode and
-        parse than lists of Python floats.
+        the float scalars, the long window oldest first, the values waiting to leave
+        its sorted copy, the recent window oldest first; ``ints`` gives their
+        lengths): about ``1.3 * window`` floats, far cheaper to build, encode and parse
+        than lists of Python floats. The sorted copy is not stored: it holds the long
+        window but for its newest ``pending`` values, plus the waiting ones, and a
+        multiset has one sorted order, so :meth:`from_state` rebuilds it exactly.
         """
         i = self._is
-        nl, ns, n_sorted, ne = int(i[_I_NL]), int(i[_I_NS]), int(i[_I_NSORTED]), int(i[_I_NEVICTED])
+        nl, ns, ne = int(i[_I_NL]), int(i[_I_NS]), int(i[_I_NEVICTED])
         parts = [self._fs]
         parts += _chronological_parts(self._ring_l, nl, int(i[_I_HEADL]))
-        parts += [self._sort_l[:n_sorted], self._evicted[:ne]]
+        parts.append(self._evicted[:ne])
         parts += _chronological_parts(self._ring_s, ns, int(i[_I_HEADS]))
         blob = np.concatenate(parts).astype(_WIRE_FLOAT, copy=False)
         return {
@@ -324,35 +326,44 @@ class AnomalyDetector:
             ints = [int(v) for v in state["ints"]]
             if len(ints) != _N_I:
                 raise ValueError(f"malformed anomaly detector state: {len(ints)} ints, expected {_N_I}")
-            flat = _unpack_v2(state["data"]) if version == 2 else _unpack_v1(state, ints)
-        except (AttributeError, KeyError, TypeError, binascii.Error) as exc:
+            flat, long_sorted = (_unpack_v2(state["data"]), None) if version == 2 else _unpack_v1(state, ints)
+            det._restore(ints, flat, long_sorted)
+        except (AttributeError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
             raise ValueError(f"malformed anomaly detector state: {exc!r}") from exc
-        det._restore(ints, flat)
         return det
 
-    def _restore(self, ints: list[int], flat: np.ndarray) -> None:
-        """Fill the windows from ``flat`` (the ``data`` layout of :meth:`to_state`), split by ``ints``."""
+    def _restore(self, ints: list[int], flat: np.ndarray, long_sorted: np.ndarray | None) -> None:
+        """Fill the windows from ``flat`` (the ``data`` layout of :meth:`to_state`), split by ``ints``;
+        the long window's sorted copy is ``long_sorted`` or, when None, rebuilt from the windows."""
         w, m = int(self.params.window), self.params.short_window
-        nl, n_sorted, ne, ns = ints[_I_NL], ints[_I_NSORTED], ints[_I_NEVICTED], ints[_I_NS]
-        sizes_ok = 0 <= nl <= w and 0 <= n_sorted <= w and 0 <= ne <= _REFRESH and 0 <= ns <= m
-        if not (sizes_ok and flat.size == _N_F + nl + n_sorted + ne + ns and bool(np.isfinite(flat).all())):
+        nl, ne, ns, pending = ints[_I_NL], ints[_I_NEVICTED], ints[_I_NS], ints[_I_PENDING]
+        sizes_ok = 0 <= nl <= w and 0 <= ne <= _REFRESH and 0 <= ns <= m and 0 <= pending <= nl
+        if not (sizes_ok and flat.size == _N_F + nl + ne + ns and bool(np.isfinite(flat).all())):
             raise ValueError(
-                f"malformed anomaly detector state: {flat.size} floats for windows of {[nl, n_sorted, ne, ns]}"
-                " (bounds long/sorted <= window, evicted <= 16, recent <= window // 4), or non-finite entries"
+                f"malformed anomaly detector state: {flat.size} floats for windows of {[nl, ne, ns]} (bounds"
+                f" window, 16, window // 4; pending {pending}), or non-finite entries"
             )
         # Rings are stored oldest first; the head goes to the next slot to overwrite.
         ints[_I_HEADL], ints[_I_HEADS] = nl % w, ns % m
         self._is[:] = ints
         self._fs[:] = flat[:_N_F]
-        at = _N_F
-        self._ring_l[:nl] = flat[at : at + nl]
-        at += nl
-        self._sort_l[:n_sorted] = flat[at : at + n_sorted]
-        at += n_sorted
-        self._evicted[:ne] = flat[at : at + ne]
-        at += ne
-        self._ring_s[:ns] = self._sort_s[:ns] = flat[at:]
+        self._ring_l[:nl] = flat[_N_F : _N_F + nl]
+        self._evicted[:ne] = flat[_N_F + nl : _N_F + nl + ne]
+        self._ring_s[:ns] = self._sort_s[:ns] = flat[_N_F + nl + ne :]
         self._sort_s[:ns].sort()
+        if long_sorted is None:
+            merged = nl - pending  # the newest pending values have not reached the sorted copy yet
+            n_sorted = merged + ne
+            self._sort_l[:merged] = self._ring_l[:merged]
+            self._sort_l[merged:n_sorted] = self._evicted[:ne]
+            self._sort_l[:n_sorted].sort()
+        else:
+            n_sorted = long_sorted.size
+            if n_sorted > w or not bool(np.isfinite(long_sorted).all()):
+                raise ValueError("malformed anomaly detector state: bad sorted window")
+            self._sort_l[:n_sorted] = long_sorted
+        if ints[_I_NSORTED] != n_sorted:
+            raise ValueError(f"malformed anomaly detector state: sorted window of {ints[_I_NSORTED]}, not {n_sorted}")
         self._check_invariants(ints)
 
     def _check_invariants(self, ints: list[int]) -> None:
@@ -429,18 +440,18 @@ def _unpack_v2(data: str) -> np.ndarray:
     return np.frombuffer(binascii.a2b_base64(data, strict_mode=True), dtype=_WIRE_FLOAT)
 
 
-def _unpack_v1(state: dict[str, Any], ints: list[int]) -> np.ndarray:
-    """The floats of a version-1 state (lists of floats) in the version-2 layout.
+def _unpack_v1(state: dict[str, Any], ints: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The floats of a version-1 state (lists of floats) in the version-2 layout, and its sorted window.
 
     Version 1 took the windows' lengths from its lists, not from ``ints``: they are
     written into ``ints`` here, as the old loader did.
     """
-    keys = ("floats", "long", "long_sorted", "evicted", "recent")
+    keys = ("floats", "long", "evicted", "recent", "long_sorted")
     parts = [np.asarray(state[k], dtype=np.float64) for k in keys]
     if any(p.ndim != 1 for p in parts) or parts[0].shape != (_N_F,):
         raise ValueError("malformed anomaly detector state: bad shapes")
-    ints[_I_NL], ints[_I_NSORTED], ints[_I_NEVICTED], ints[_I_NS] = (len(p) for p in parts[1:])
-    return np.concatenate(parts)
+    ints[_I_NL], ints[_I_NEVICTED], ints[_I_NS], ints[_I_NSORTED] = (len(p) for p in parts[1:])
+    return np.concatenate(parts[:4]), parts[4]
 
 
 def anomaly_details(values: Any, **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
