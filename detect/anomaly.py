@@ -101,6 +101,8 @@ from aitrace.detect.anomaly_kernel import (
     _N_F,
     _N_I,
     _REFRESH,
+    _pack_windows,
+    _restore_windows,
     _score_kernel,
 )
 from aitrace.detect.sorted_window import _median_sorted
@@ -288,13 +290,9 @@ class AnomalyDetector:
         window but for its newest ``pending`` values, plus the waiting ones, and a
         multiset has one sorted order, so :meth:`from_state` rebuilds it exactly.
         """
-        i = self._is
-        nl, ns, ne = int(i[_I_NL]), int(i[_I_NS]), int(i[_I_NEVICTED])
-        parts = [self._fs]
-        parts += _chronological_parts(self._ring_l, nl, int(i[_I_HEADL]))
-        parts.append(self._evicted[:ne])
-        parts += _chronological_parts(self._ring_s, ns, int(i[_I_HEADS]))
-        blob = np.concatenate(parts).astype(_WIRE_FLOAT, copy=False)
+        blob = _pack_windows(self._fs, self._ring_l, self._evicted, self._ring_s, self._is).astype(
+            _WIRE_FLOAT, copy=False
+        )
         return {
             "version": self.STATE_VERSION,
             "params": dict(_params_dict(self.params)),
@@ -337,27 +335,23 @@ class AnomalyDetector:
         the long window's sorted copy is ``long_sorted`` or, when None, rebuilt from the windows."""
         w, m = int(self.params.window), self.params.short_window
         nl, ne, ns, pending = ints[_I_NL], ints[_I_NEVICTED], ints[_I_NS], ints[_I_PENDING]
-        sizes_ok = 0 <= nl <= w and 0 <= ne <= _REFRESH and 0 <= ns <= m and 0 <= pending <= nl
-        if not (sizes_ok and flat.size == _N_F + nl + ne + ns and bool(np.isfinite(flat).all())):
+        # the kernel below has no bounds checks: these keep every write inside the windows
+        sizes_ok = 0 <= nl <= w and 0 <= ne <= min(_REFRESH, pending) and 0 <= ns <= m and 0 <= pending <= nl
+        if not (sizes_ok and flat.size == _N_F + nl + ne + ns):
             raise ValueError(
                 f"malformed anomaly detector state: {flat.size} floats for windows of {[nl, ne, ns]} (bounds"
-                f" window, 16, window // 4; pending {pending}), or non-finite entries"
+                f" window, 16, window // 4; pending {pending})"
             )
         # Rings are stored oldest first; the head goes to the next slot to overwrite.
         ints[_I_HEADL], ints[_I_HEADS] = nl % w, ns % m
         self._is[:] = ints
-        self._fs[:] = flat[:_N_F]
-        self._ring_l[:nl] = flat[_N_F : _N_F + nl]
-        self._evicted[:ne] = flat[_N_F + nl : _N_F + nl + ne]
-        self._ring_s[:ns] = self._sort_s[:ns] = flat[_N_F + nl + ne :]
-        self._sort_s[:ns].sort()
-        if long_sorted is None:
-            merged = nl - pending  # the newest pending values have not reached the sorted copy yet
-            n_sorted = merged + ne
-            self._sort_l[:merged] = self._ring_l[:merged]
-            self._sort_l[merged:n_sorted] = self._evicted[:ne]
-            self._sort_l[:n_sorted].sort()
-        else:
+        finite = _restore_windows(
+            flat, self._ring_l, self._sort_l, self._evicted, self._ring_s, self._sort_s, self._fs, nl, ne, pending
+        )
+        if not finite:
+            raise ValueError("malformed anomaly detector state: non-finite entries")
+        n_sorted = nl - pending + ne
+        if long_sorted is not None:  # version 1 stored it: keep it as it was
             n_sorted = long_sorted.size
             if n_sorted > w or not bool(np.isfinite(long_sorted).all()):
                 raise ValueError("malformed anomaly detector state: bad sorted window")
@@ -391,13 +385,6 @@ def _chronological(ring: np.ndarray, n: int, head: int) -> np.ndarray:
     if n < ring.shape[0]:
         return ring[:n].copy()
     return np.concatenate([ring[head:], ring[:head]])
-
-
-def _chronological_parts(ring: np.ndarray, n: int, head: int) -> list[np.ndarray]:
-    """The ring's values oldest first, as views (for one concatenate with the rest of the state)."""
-    if n < ring.shape[0]:
-        return [ring[:n]]
-    return [ring[head:], ring[:head]]
 
 
 _WIRE_FLOAT = np.dtype("<f8")
@@ -451,7 +438,9 @@ def _unpack_v1(state: dict[str, Any], ints: list[int]) -> tuple[np.ndarray, np.n
     if any(p.ndim != 1 for p in parts) or parts[0].shape != (_N_F,):
         raise ValueError("malformed anomaly detector state: bad shapes")
     ints[_I_NL], ints[_I_NEVICTED], ints[_I_NS], ints[_I_NSORTED] = (len(p) for p in parts[1:])
-    return np.concatenate(parts[:4]), parts[4]
+    flat = np.concatenate(parts[:4])
+    flat.setflags(write=False)  # as version 2's buffer is: one compiled signature of the restore kernel
+    return flat, parts[4]
 
 
 def anomaly_details(values: Any, **params: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -223,3 +223,68 @@ def _score_kernel(
     ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS] = nl, headl, ns, heads
     ist[_I_HAS_LAST], ist[_I_RUN], ist[_I_REPEATS] = has_last, run, repeats
     ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
+
+
+# --------------------------------------------------------------------------- state (de)serialization
+# One compiled call each way: restoring or saving a state per Kafka batch from numpy
+# slices, copies and sorts cost several times what scoring a short chunk does.
+@njit(cache=True, error_model="numpy")
+def _restore_windows(
+    flat: np.ndarray,
+    ring_l: np.ndarray,
+    sort_l: np.ndarray,
+    evicted: np.ndarray,
+    ring_s: np.ndarray,
+    sort_s: np.ndarray,
+    fs: np.ndarray,
+    nl: int,
+    ne: int,
+    pending: int,
+) -> bool:
+    """Fill the windows from the state layout ``floats | long | evicted | recent`` (rings oldest
+    first); rebuild both sorted copies. The caller has checked the sizes; False on a non-finite value.
+
+    The long window's sorted copy holds every value but the newest ``pending`` (not merged
+    yet) plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
+    """
+    for t in range(flat.shape[0]):
+        if not math.isfinite(flat[t]):
+            return False
+    fs[:] = flat[:_N_F]
+    at = _N_F
+    ring_l[:nl] = flat[at : at + nl]
+    at += nl
+    evicted[:ne] = flat[at : at + ne]
+    at += ne
+    ns = flat.shape[0] - at
+    ring_s[:ns] = flat[at:]
+    sort_s[:ns] = flat[at:]
+    sort_s[:ns].sort()
+    merged = nl - pending
+    sort_l[:merged] = ring_l[:merged]
+    sort_l[merged : merged + ne] = evicted[:ne]
+    sort_l[: merged + ne].sort()
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_windows(
+    fs: np.ndarray, ring_l: np.ndarray, evicted: np.ndarray, ring_s: np.ndarray, ist: np.ndarray
+) -> np.ndarray:
+    """The floats of a state in the layout :func:`_restore_windows` reads, rings oldest first."""
+    nl, headl, ns, heads, ne = ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS], ist[_I_NEVICTED]
+    out = np.empty(_N_F + nl + ne + ns)
+    out[:_N_F] = fs
+    at = _N_F
+    start = headl if nl == ring_l.shape[0] else 0  # a full ring's oldest value is at its head
+    for t in range(nl):
+        k = start + t
+        out[at + t] = ring_l[k if k < nl else k - nl]
+    at += nl
+    out[at : at + ne] = evicted[:ne]
+    at += ne
+    start = heads if ns == ring_s.shape[0] else 0
+    for t in range(ns):
+        k = start + t
+        out[at + t] = ring_s[k if k < ns else k - ns]
+    return out
