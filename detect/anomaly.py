@@ -87,7 +87,6 @@ from typing import Any, cast
 import numpy as np
 from aitrace.detect.anomaly_kernel import (
     _F_SD_L,
-    _I_HAS_LAST,
     _I_HEADL,
     _I_HEADS,
     _I_NEVICTED,
@@ -95,12 +94,12 @@ from aitrace.detect.anomaly_kernel import (
     _I_NS,
     _I_NSORTED,
     _I_PENDING,
-    _I_REPEATS,
     _I_RUN,
     _I_SEEN,
     _N_F,
     _N_I,
     _REFRESH,
+    RESTORE_ERRORS,
     _pack_windows,
     _restore_windows,
     _score_kernel,
@@ -321,61 +320,32 @@ class AnomalyDetector:
             if version not in (1, 2):
                 raise ValueError(f"unsupported state version {version!r}")
             det._setup(_cached_params(state["params"]))
-            ints = [int(v) for v in state["ints"]]
-            if len(ints) != _N_I:
-                raise ValueError(f"malformed anomaly detector state: {len(ints)} ints, expected {_N_I}")
+            ints = np.array(state["ints"], dtype=np.int64)
+            if ints.shape != (_N_I,):
+                raise ValueError(f"malformed anomaly detector state: ints of shape {ints.shape}, expected {_N_I}")
             flat, long_sorted = (_unpack_v2(state["data"]), None) if version == 2 else _unpack_v1(state, ints)
             det._restore(ints, flat, long_sorted)
         except (AttributeError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
             raise ValueError(f"malformed anomaly detector state: {exc!r}") from exc
         return det
 
-    def _restore(self, ints: list[int], flat: np.ndarray, long_sorted: np.ndarray | None) -> None:
-        """Fill the windows from ``flat`` (the ``data`` layout of :meth:`to_state`), split by ``ints``;
-        the long window's sorted copy is ``long_sorted`` or, when None, rebuilt from the windows."""
-        w, m = int(self.params.window), self.params.short_window
-        nl, ne, ns, pending = ints[_I_NL], ints[_I_NEVICTED], ints[_I_NS], ints[_I_PENDING]
-        # the kernel below has no bounds checks: these keep every write inside the windows
-        sizes_ok = 0 <= nl <= w and 0 <= ne <= min(_REFRESH, pending) and 0 <= ns <= m and 0 <= pending <= nl
-        if not (sizes_ok and flat.size == _N_F + nl + ne + ns):
-            raise ValueError(
-                f"malformed anomaly detector state: {flat.size} floats for windows of {[nl, ne, ns]} (bounds"
-                f" window, 16, window // 4; pending {pending})"
-            )
-        # Rings are stored oldest first; the head goes to the next slot to overwrite.
-        ints[_I_HEADL], ints[_I_HEADS] = nl % w, ns % m
+    def _restore(self, ints: np.ndarray, flat: np.ndarray, long_sorted: np.ndarray | None) -> None:
+        """Fill the windows from ``flat`` (the ``data`` layout of :meth:`to_state`) and ``ints``;
+        the long window's sorted copy is rebuilt, or taken from ``long_sorted`` (version 1)."""
         self._is[:] = ints
-        finite = _restore_windows(
-            flat, self._ring_l, self._sort_l, self._evicted, self._ring_s, self._sort_s, self._fs, nl, ne, pending
+        problem = _restore_windows(
+            flat, self._ring_l, self._sort_l, self._evicted, self._ring_s, self._sort_s, self._fs, self._is
         )
-        if not finite:
-            raise ValueError("malformed anomaly detector state: non-finite entries")
-        n_sorted = nl - pending + ne
-        if long_sorted is not None:  # version 1 stored it: keep it as it was
-            n_sorted = long_sorted.size
-            if n_sorted > w or not bool(np.isfinite(long_sorted).all()):
-                raise ValueError("malformed anomaly detector state: bad sorted window")
-            self._sort_l[:n_sorted] = long_sorted
-        if ints[_I_NSORTED] != n_sorted:
-            raise ValueError(f"malformed anomaly detector state: sorted window of {ints[_I_NSORTED]}, not {n_sorted}")
-        self._check_invariants(ints)
-
-    def _check_invariants(self, ints: list[int]) -> None:
-        """Refuse a state the kernel could not run safely (it does no bounds checks)."""
-        nl, ns, n_sorted, ne = ints[_I_NL], ints[_I_NS], ints[_I_NSORTED], ints[_I_NEVICTED]
-        pending, w = ints[_I_PENDING], self.params.window
-        block = min(_REFRESH, w)
-        problems = []
-        if not 0 <= pending < block or ne > pending:
-            problems.append(f"pending={pending}, evicted={ne} (block {block})")
-        if n_sorted != nl - pending + ne:
-            problems.append(f"sorted window holds {n_sorted}, expected {nl - pending + ne}")
-        if ns != min(nl, self.params.short_window) or ints[_I_SEEN] < nl:
-            problems.append(f"recent={ns}, long={nl}, seen={ints[_I_SEEN]}")
-        if ints[_I_HAS_LAST] not in (0, 1) or ints[_I_RUN] < 0 or not 0 <= ints[_I_REPEATS] <= max(nl - 1, 0):
-            problems.append("bad run/repeat counters")
-        if problems:
-            raise ValueError("malformed anomaly detector state: " + "; ".join(problems))
+        if problem:
+            sizes = {k: int(ints[i]) for k, i in (("long", _I_NL), ("evicted", _I_NEVICTED), ("recent", _I_NS))}
+            raise ValueError(
+                f"malformed anomaly detector state: {RESTORE_ERRORS[problem]} ({flat.size} floats, {sizes},"
+                f" pending {int(ints[_I_PENDING])}, window {self.params.window})"
+            )
+        if long_sorted is not None:  # version 1 stored it: keep it as it was (its size is checked)
+            if not bool(np.isfinite(long_sorted).all()):
+                raise ValueError("malformed anomaly detector state: non-finite entries in the sorted window")
+            self._sort_l[: long_sorted.size] = long_sorted
 
     def __repr__(self) -> str:
         return f"AnomalyDetector(window={self.params.window}, n_seen={self.n_seen}, level={self.level:.6g})"
@@ -427,7 +397,7 @@ def _unpack_v2(data: str) -> np.ndarray:
     return np.frombuffer(binascii.a2b_base64(data, strict_mode=True), dtype=_WIRE_FLOAT)
 
 
-def _unpack_v1(state: dict[str, Any], ints: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _unpack_v1(state: dict[str, Any], ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The floats of a version-1 state (lists of floats) in the version-2 layout, and its sorted window.
 
     Version 1 took the windows' lengths from its lists, not from ``ints``: they are

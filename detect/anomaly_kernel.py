@@ -228,6 +228,35 @@ def _score_kernel(
 # --------------------------------------------------------------------------- state (de)serialization
 # One compiled call each way: restoring or saving a state per Kafka batch from numpy
 # slices, copies and sorts cost several times what scoring a short chunk does.
+# Why _restore_windows refused a state (0: it did not).
+RESTORE_ERRORS = {
+    1: "window sizes out of bounds, or not matching the number of floats",
+    2: "non-finite entries",
+    3: "pending or evicted counts beyond a block",
+    4: "recent window or points seen do not match the long window",
+    5: "bad run/repeat counters",
+    6: "the sorted window's size does not match the long window",
+}
+
+
+@njit(cache=True, error_model="numpy")
+def _state_problem(n_floats: int, ist: np.ndarray, w: int, m: int) -> int:
+    """The first reason (a key of RESTORE_ERRORS) the kernels could not run on this state, else 0."""
+    nl, ns, ne, pending = ist[_I_NL], ist[_I_NS], ist[_I_NEVICTED], ist[_I_PENDING]
+    if not (0 <= nl <= w and 0 <= ns <= m and ne >= 0 and n_floats == _N_F + nl + ne + ns):
+        return 1
+    if not (0 <= pending < (_REFRESH if w >= _REFRESH else w) and ne <= pending and pending <= nl):
+        return 3
+    if ns != (nl if nl < m else m) or ist[_I_SEEN] < nl:
+        return 4
+    bad_last = ist[_I_HAS_LAST] != 0 and ist[_I_HAS_LAST] != 1
+    if bad_last or ist[_I_RUN] < 0 or not 0 <= ist[_I_REPEATS] <= (nl - 1 if nl > 1 else 0):
+        return 5
+    if ist[_I_NSORTED] != nl - pending + ne:
+        return 6
+    return 0
+
+
 @njit(cache=True, error_model="numpy")
 def _restore_windows(
     flat: np.ndarray,
@@ -237,34 +266,37 @@ def _restore_windows(
     ring_s: np.ndarray,
     sort_s: np.ndarray,
     fs: np.ndarray,
-    nl: int,
-    ne: int,
-    pending: int,
-) -> bool:
+    ist: np.ndarray,
+) -> int:
     """Fill the windows from the state layout ``floats | long | evicted | recent`` (rings oldest
-    first); rebuild both sorted copies. The caller has checked the sizes; False on a non-finite value.
+    first), with their sizes and counters already in ``ist``; rebuild both sorted copies.
 
-    The long window's sorted copy holds every value but the newest ``pending`` (not merged
-    yet) plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
+    Checks first everything the scoring kernel, which does no bounds checks, relies on,
+    and returns the reason (a key of RESTORE_ERRORS) if a check fails, else 0. The long
+    window's sorted copy holds every value but the newest ``pending`` (not merged yet)
+    plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
     """
+    w, m = ring_l.shape[0], ring_s.shape[0]
+    problem = _state_problem(flat.shape[0], ist, w, m)
+    if problem:
+        return problem
     for t in range(flat.shape[0]):
         if not math.isfinite(flat[t]):
-            return False
+            return 2
+    nl, ne, ns, pending = ist[_I_NL], ist[_I_NEVICTED], ist[_I_NS], ist[_I_PENDING]
+    ist[_I_HEADL] = nl % w  # rings are stored oldest first: the head is the next slot to overwrite
+    ist[_I_HEADS] = ns % m
     fs[:] = flat[:_N_F]
-    at = _N_F
-    ring_l[:nl] = flat[at : at + nl]
-    at += nl
-    evicted[:ne] = flat[at : at + ne]
-    at += ne
-    ns = flat.shape[0] - at
-    ring_s[:ns] = flat[at:]
-    sort_s[:ns] = flat[at:]
+    ring_l[:nl] = flat[_N_F : _N_F + nl]
+    evicted[:ne] = flat[_N_F + nl : _N_F + nl + ne]
+    ring_s[:ns] = flat[_N_F + nl + ne :]
+    sort_s[:ns] = flat[_N_F + nl + ne :]
     sort_s[:ns].sort()
     merged = nl - pending
     sort_l[:merged] = ring_l[:merged]
     sort_l[merged : merged + ne] = evicted[:ne]
     sort_l[: merged + ne].sort()
-    return True
+    return 0
 
 
 @njit(cache=True, error_model="numpy")
