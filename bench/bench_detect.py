@@ -10,6 +10,10 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
   ``--chunk`` points (what a processor does per Kafka batch), next to the same
   rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
   and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
+* one series update (``from_state`` + ``score`` of 1, 10, 100 or 1,000 points +
+  ``to_state``, also through orjson as the worker's table stores it, and with a
+  ``ScoreCalibrator``), beside the same loop run on ``--baseline-ref``'s ``detect/``
+  (default main) in a fresh process, in alternating rounds;
 * drift tests per second: ``ks_2samp_batched`` against ``scipy.stats.ks_2samp``
   called per feature (exact and asymptotic regimes), Wasserstein, chi-square and
   Jensen-Shannon against scipy's functions.
@@ -155,38 +159,51 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
 UPDATE_SIZES = (1, 10, 100, 1000)
 
 
+UPDATE_KINDS = ("memory", "orjson", "+calibrator")
+
+
 def update_cost(repeat: int) -> dict[str, Any]:
     """Per-update cost of one series: restore, score a chunk, save (what the worker does per batch).
 
     ``memory`` keeps the state dict between updates; ``orjson`` also writes it to bytes and
-    reads it back, as the worker's Faust table does (its JSON codec is orjson). Medians of
-    ``repeat`` runs of ``updates`` updates each.
+    reads it back, as the worker's Faust table does (its JSON codec is orjson);
+    ``+calibrator`` adds a :class:`ScoreCalibrator` (restore, ``rare``, save) to the orjson
+    case, as a model's latency series does. Medians of ``repeat`` runs of ``updates`` updates.
     """
     import aitrace.detect.anomaly as anomaly_module
     import orjson
     from aitrace.detect import AnomalyDetector
+    from aitrace.detect.calibrate import ScoreCalibrator
 
-    x = np.random.default_rng(2).normal(size=200_000)
-    warm = AnomalyDetector()
-    warm.score(x[:1000])
-    first = warm.to_state()
-    out: dict[str, Any] = {"module": anomaly_module.__file__, "state_bytes": len(orjson.dumps(first)), "sizes": {}}
+    x = np.random.default_rng(2).standard_t(3, size=200_000)
+    warm, cal = AnomalyDetector(), ScoreCalibrator()
+    cal.rare(warm.score(x[:5000]), warm.last_codes, threshold=0.9)
+    first = {"det": warm.to_state(), "cal": cal.to_state()}
+    out: dict[str, Any] = {
+        "module": anomaly_module.__file__,
+        "state_bytes": len(orjson.dumps(first["det"])),
+        "sizes": {},
+    }
     for size in UPDATE_SIZES:
         updates = max(100, 40_000 // size)
-        chunks = [x[1000 + k * size : 1000 + (k + 1) * size] for k in range(updates)]
+        chunks = [x[5000 + k * size : 5000 + (k + 1) * size] for k in range(updates)]
 
-        def run(codec: bool, chunks: list[np.ndarray] = chunks) -> None:
+        def run(kind: str, chunks: list[np.ndarray] = chunks) -> None:
+            codec, calibrate = kind != "memory", kind == "+calibrator"
             state: Any = orjson.dumps(first) if codec else first
             for chunk in chunks:
-                det = AnomalyDetector.from_state(orjson.loads(state) if codec else state)
-                det.score(chunk)
-                state = orjson.dumps(det.to_state()) if codec else det.to_state()
+                st = orjson.loads(state) if codec else state
+                det = AnomalyDetector.from_state(st["det"])
+                scores = det.score(chunk)
+                new = {"det": det.to_state(), "cal": st["cal"]}
+                if calibrate:
+                    c = ScoreCalibrator.from_state(st["cal"])
+                    c.rare(scores, det.last_codes, threshold=0.9)
+                    new["cal"] = c.to_state()
+                state = orjson.dumps(new) if codec else new
 
-        run(True)
-        out["sizes"][size] = {
-            kind: timed(lambda codec=codec: run(codec), repeat) / updates
-            for kind, codec in (("memory", False), ("orjson", True))
-        }
+        run("+calibrator")
+        out["sizes"][size] = {kind: timed(lambda kind=kind: run(kind), repeat) / updates for kind in UPDATE_KINDS}
     return out
 
 
@@ -208,9 +225,7 @@ def baseline_tree(ref: str) -> str:
 
 def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = {
-        str(size): {
-            kind: statistics.median(r["sizes"][str(size)][kind] for r in rounds) for kind in ("memory", "orjson")
-        }
+        str(size): {kind: statistics.median(r["sizes"][str(size)][kind] for r in rounds) for kind in UPDATE_KINDS}
         for size in UPDATE_SIZES
     }
     return {**rounds[0], "sizes": sizes}
@@ -233,13 +248,13 @@ def bench_update_cost(rounds: int, baseline_ref: str | None) -> dict[str, Any]:
         f"  state size as JSON: {mine['state_bytes']:,} bytes" + (f" (baseline {old['state_bytes']:,})" if old else "")
     )
     for size in UPDATE_SIZES:
-        for kind in ("memory", "orjson"):
+        for kind in UPDATE_KINDS:
             cost = mine["sizes"][str(size)][kind]
             note = f"{size / cost:>12,.0f} points/s"
             if old:
                 was = old["sizes"][str(size)][kind]
                 note += f"   baseline {was * 1e6:7.1f} us, {size / was:>12,.0f} points/s   {was / cost:5.2f}x faster"
-            print(f"  {size:>5} points/update, {kind:<6}  {cost * 1e6:7.1f} us  {note}")
+            print(f"  {size:>5} points/update, {kind:<11}  {cost * 1e6:7.1f} us  {note}")
     return {"ours": mine, "baseline": old}
 
 
