@@ -10,6 +10,10 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
   ``--chunk`` points (what a processor does per Kafka batch), next to the same
   rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
   and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
+* one series update (``from_state`` + ``score`` of 1, 10, 100 or 1,000 points +
+  ``to_state``, also through orjson as the worker's table stores it, and with a
+  ``ScoreCalibrator``), beside the same loop run on ``--baseline-ref``'s ``detect/``
+  (default main) in a fresh process, in alternating rounds;
 * drift tests per second: ``ks_2samp_batched`` against ``scipy.stats.ks_2samp``
   called per feature (exact and asymptotic regimes), Wasserstein, chi-square and
   Jensen-Shannon against scipy's functions.
@@ -151,6 +155,109 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
     return {"anomaly_scores": one_shot, "stateful": stateful, "numpy": numpy_rate, **rates}
 
 
+# ---------------------------------------------------------------------------- per-update cost
+UPDATE_SIZES = (1, 10, 100, 1000)
+
+
+UPDATE_KINDS = ("memory", "orjson", "+calibrator")
+
+
+def update_cost(repeat: int) -> dict[str, Any]:
+    """Per-update cost of one series: restore, score a chunk, save (what the worker does per batch).
+
+    ``memory`` keeps the state dict between updates; ``orjson`` also writes it to bytes and
+    reads it back, as the worker's Faust table does (its JSON codec is orjson);
+    ``+calibrator`` adds a :class:`ScoreCalibrator` (restore, ``rare``, save) to the orjson
+    case, as a model's latency series does. Medians of ``repeat`` runs of ``updates`` updates.
+    """
+    import aitrace.detect.anomaly as anomaly_module
+    import orjson
+    from aitrace.detect import AnomalyDetector
+    from aitrace.detect.calibrate import ScoreCalibrator
+
+    x = np.random.default_rng(2).standard_t(3, size=200_000)
+    warm, cal = AnomalyDetector(), ScoreCalibrator()
+    cal.rare(warm.score(x[:5000]), warm.last_codes, threshold=0.9)
+    first = {"det": warm.to_state(), "cal": cal.to_state()}
+    out: dict[str, Any] = {
+        "module": anomaly_module.__file__,
+        "state_bytes": len(orjson.dumps(first["det"])),
+        "sizes": {},
+    }
+    for size in UPDATE_SIZES:
+        updates = max(100, 40_000 // size)
+        chunks = [x[5000 + k * size : 5000 + (k + 1) * size] for k in range(updates)]
+
+        def run(kind: str, chunks: list[np.ndarray] = chunks) -> None:
+            codec, calibrate = kind != "memory", kind == "+calibrator"
+            state: Any = orjson.dumps(first) if codec else first
+            for chunk in chunks:
+                st = orjson.loads(state) if codec else state
+                det = AnomalyDetector.from_state(st["det"])
+                scores = det.score(chunk)
+                new = {"det": det.to_state(), "cal": st["cal"]}
+                if calibrate:
+                    c = ScoreCalibrator.from_state(st["cal"])
+                    c.rare(scores, det.last_codes, threshold=0.9)
+                    new["cal"] = c.to_state()
+                state = orjson.dumps(new) if codec else new
+
+        run("+calibrator")
+        out["sizes"][size] = {kind: timed(lambda kind=kind: run(kind), repeat) / updates for kind in UPDATE_KINDS}
+    return out
+
+
+def baseline_tree(ref: str) -> str:
+    """A folder where ``import aitrace.detect`` loads ``detect/`` as of git ``ref`` (kept, so its
+    Numba cache stays warm between runs)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = subprocess.run(["git", "-C", repo, "rev-parse", ref], capture_output=True, text=True, check=True).stdout
+    root = os.path.join(tempfile.gettempdir(), f"aitrace-bench-{sha.strip()[:12]}")
+    if not os.path.isdir(os.path.join(root, "aitrace", "detect")):
+        os.makedirs(os.path.join(root, "aitrace"), exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", repo, "archive", ref, "detect", "aitrace/__init__.py"], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", root], input=archive.stdout, check=True)
+        os.replace(os.path.join(root, "detect"), os.path.join(root, "aitrace", "detect"))
+    return root
+
+
+def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    sizes = {
+        str(size): {kind: statistics.median(r["sizes"][str(size)][kind] for r in rounds) for kind in UPDATE_KINDS}
+        for size in UPDATE_SIZES
+    }
+    return {**rounds[0], "sizes": sizes}
+
+
+def bench_update_cost(rounds: int, baseline_ref: str | None) -> dict[str, Any]:
+    """Ours and the baseline's (a fresh process on ``baseline_ref``'s detect/) in alternating rounds,
+    so that a change in the machine's load falls on both."""
+    ours, base = [], []
+    env = dict(os.environ, PYTHONPATH=baseline_tree(baseline_ref)) if baseline_ref else None
+    cmd = [sys.executable, os.path.abspath(__file__), "--update-cost-only", "--repeat", "3"]
+    for _ in range(rounds):
+        ours.append(json.loads(json.dumps(update_cost(3))))  # same str keys as the baseline's
+        if env is not None:
+            base.append(json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout))
+    mine, old = _median_rounds(ours), _median_rounds(base) if base else None
+    label = f"; baseline = git {baseline_ref} in alternating rounds, loaded from {old['module']}" if old else ""
+    print(f"\nOne series update: from_state + score(chunk) + to_state, per update (medians of {rounds} rounds){label}")
+    print(
+        f"  state size as JSON: {mine['state_bytes']:,} bytes" + (f" (baseline {old['state_bytes']:,})" if old else "")
+    )
+    for size in UPDATE_SIZES:
+        for kind in UPDATE_KINDS:
+            cost = mine["sizes"][str(size)][kind]
+            note = f"{size / cost:>12,.0f} points/s"
+            if old:
+                was = old["sizes"][str(size)][kind]
+                note += f"   baseline {was * 1e6:7.1f} us, {size / was:>12,.0f} points/s   {was / cost:5.2f}x faster"
+            print(f"  {size:>5} points/update, {kind:<11}  {cost * 1e6:7.1f} us  {note}")
+    return {"ours": mine, "baseline": old}
+
+
 # ---------------------------------------------------------------------------- drift
 def bench_drift(repeat: int) -> dict[str, float]:
     import scipy.stats
@@ -229,7 +336,14 @@ def main() -> int:
     parser.add_argument("--numpy-points", type=int, default=300_000, help="subset for the numpy baseline")
     parser.add_argument("--quick", action="store_true", help="1M points, fewer repeats (a smoke run)")
     parser.add_argument("--json", help="also write the headline figures to this JSON file")
+    parser.add_argument(
+        "--baseline-ref", default="main", help="git ref whose detect/ is the per-update baseline ('' skips)"
+    )
+    parser.add_argument("--update-cost-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
     args = parser.parse_args()
+    if args.update_cost_only:
+        print(json.dumps(update_cost(args.repeat)))
+        return 0
     if args.quick:
         args.points, args.repeat, args.river_points, args.numpy_points = 1_000_000, 2, 10_000, 50_000
     import numba
@@ -245,6 +359,7 @@ def main() -> int:
         "anomaly_points_per_s": bench_anomaly(
             args.points, args.chunk, args.repeat, args.river_points, args.numpy_points
         ),
+        "update_cost": bench_update_cost(5, args.baseline_ref or None),
         "ks_batched_over_scipy": bench_drift(args.repeat),
     }
     print(f"\nbenchmark took {time.perf_counter() - t0:.1f} s")

@@ -223,3 +223,100 @@ def _score_kernel(
     ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS] = nl, headl, ns, heads
     ist[_I_HAS_LAST], ist[_I_RUN], ist[_I_REPEATS] = has_last, run, repeats
     ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
+
+
+# --------------------------------------------------------------------------- state (de)serialization
+# One compiled call each way: restoring or saving a state per Kafka batch from numpy
+# slices, copies and sorts cost several times what scoring a short chunk does.
+# Why _restore_windows refused a state (0: it did not).
+RESTORE_ERRORS = {
+    1: "window sizes out of bounds, or not matching the number of floats",
+    2: "non-finite entries",
+    3: "pending or evicted counts beyond a block",
+    4: "recent window or points seen do not match the long window",
+    5: "bad run/repeat counters",
+    6: "the sorted window's size does not match the long window",
+}
+
+
+@njit(cache=True, error_model="numpy")
+def _state_problem(n_floats: int, ist: np.ndarray, w: int, m: int) -> int:
+    """The first reason (a key of RESTORE_ERRORS) the kernels could not run on this state, else 0."""
+    nl, ns, ne, pending = ist[_I_NL], ist[_I_NS], ist[_I_NEVICTED], ist[_I_PENDING]
+    if not (0 <= nl <= w and 0 <= ns <= m and ne >= 0 and n_floats == _N_F + nl + ne + ns):
+        return 1
+    if not (0 <= pending < (_REFRESH if w >= _REFRESH else w) and ne <= pending and pending <= nl):
+        return 3
+    if ns != (nl if nl < m else m) or ist[_I_SEEN] < nl:
+        return 4
+    bad_last = ist[_I_HAS_LAST] != 0 and ist[_I_HAS_LAST] != 1
+    if bad_last or ist[_I_RUN] < 0 or not 0 <= ist[_I_REPEATS] <= (nl - 1 if nl > 1 else 0):
+        return 5
+    if ist[_I_NSORTED] != nl - pending + ne:
+        return 6
+    return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _restore_windows(
+    flat: np.ndarray,
+    ring_l: np.ndarray,
+    sort_l: np.ndarray,
+    evicted: np.ndarray,
+    ring_s: np.ndarray,
+    sort_s: np.ndarray,
+    fs: np.ndarray,
+    ist: np.ndarray,
+) -> int:
+    """Fill the windows from the state layout ``floats | long | evicted | recent`` (rings oldest
+    first), with their sizes and counters already in ``ist``; rebuild both sorted copies.
+
+    Checks first everything the scoring kernel, which does no bounds checks, relies on,
+    and returns the reason (a key of RESTORE_ERRORS) if a check fails, else 0. The long
+    window's sorted copy holds every value but the newest ``pending`` (not merged yet)
+    plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
+    """
+    w, m = ring_l.shape[0], ring_s.shape[0]
+    problem = _state_problem(flat.shape[0], ist, w, m)
+    if problem:
+        return problem
+    for t in range(flat.shape[0]):
+        if not math.isfinite(flat[t]):
+            return 2
+    nl, ne, ns, pending = ist[_I_NL], ist[_I_NEVICTED], ist[_I_NS], ist[_I_PENDING]
+    ist[_I_HEADL] = nl % w  # rings are stored oldest first: the head is the next slot to overwrite
+    ist[_I_HEADS] = ns % m
+    fs[:] = flat[:_N_F]
+    ring_l[:nl] = flat[_N_F : _N_F + nl]
+    evicted[:ne] = flat[_N_F + nl : _N_F + nl + ne]
+    ring_s[:ns] = flat[_N_F + nl + ne :]
+    sort_s[:ns] = flat[_N_F + nl + ne :]
+    sort_s[:ns].sort()
+    merged = nl - pending
+    sort_l[:merged] = ring_l[:merged]
+    sort_l[merged : merged + ne] = evicted[:ne]
+    sort_l[: merged + ne].sort()
+    return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _pack_windows(
+    fs: np.ndarray, ring_l: np.ndarray, evicted: np.ndarray, ring_s: np.ndarray, ist: np.ndarray
+) -> np.ndarray:
+    """The floats of a state in the layout :func:`_restore_windows` reads, rings oldest first."""
+    nl, headl, ns, heads, ne = ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS], ist[_I_NEVICTED]
+    out = np.empty(_N_F + nl + ne + ns)
+    out[:_N_F] = fs
+    at = _N_F
+    start = headl if nl == ring_l.shape[0] else 0  # a full ring's oldest value is at its head
+    for t in range(nl):
+        k = start + t
+        out[at + t] = ring_l[k if k < nl else k - nl]
+    at += nl
+    out[at : at + ne] = evicted[:ne]
+    at += ne
+    start = heads if ns == ring_s.shape[0] else 0
+    for t in range(ns):
+        k = start + t
+        out[at + t] = ring_s[k if k < ns else k - ns]
+    return out

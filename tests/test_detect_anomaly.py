@@ -280,8 +280,7 @@ def test_block_updated_median_and_mad_equal_numpy(values, window) -> None:
     det.score(values)
     win = det.window_values
     np.testing.assert_array_equal(win, values[-window:])
-    state = det.to_state()
-    np.testing.assert_array_equal(state["long_sorted"], np.sort(win))
+    np.testing.assert_array_equal(det._sort_l[: win.size], np.sort(win))  # the kernel's sorted copy
     med = np.median(win)
     mad = np.median(np.abs(win - med))
     expected = 1.482602218505602 * mad if mad > 0 else np.sqrt(np.mean((win - med) ** 2))
@@ -328,29 +327,6 @@ def test_bad_values_raise_clear_errors() -> None:
         anomaly_scores(np.array(["a", "b"]))
     assert anomaly_scores([]).shape == (0,)
     assert anomaly_scores([1, 2, 3]).dtype == np.float64
-
-
-@pytest.mark.parametrize(
-    "mutate",
-    [
-        lambda s: s.pop("long"),
-        lambda s: s.update(version=99),
-        lambda s: s.update(long=[1.0] * 1000),
-        lambda s: s.update(recent=[math.nan]),
-        lambda s: s.update(ints=[1, 2]),
-        lambda s: s["ints"].__setitem__(8, 99),  # pending beyond a block
-        lambda s: s["ints"].__setitem__(7, 0),  # fewer points seen than the window holds
-        lambda s: s.update(long_sorted=s["long_sorted"][:-1]),
-        lambda s: s["ints"].__setitem__(6, -1),  # negative repeat count
-    ],
-)
-def test_malformed_state_raises_value_error(mutate) -> None:
-    det = AnomalyDetector()
-    det.score(np.arange(100.0))
-    state = det.to_state()
-    mutate(state)
-    with pytest.raises(ValueError):
-        AnomalyDetector.from_state(state)
 
 
 @settings(max_examples=100, deadline=None)

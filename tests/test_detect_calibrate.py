@@ -59,3 +59,26 @@ def test_state_is_small_and_round_trips() -> None:
     assert len(state["cells"]) < 200 and ScoreCalibrator.from_state(state).to_state() == state
     with pytest.raises(ValueError):
         ScoreCalibrator(rarity=0)
+
+
+def test_bins_equal_the_clipped_log_odds() -> None:
+    from aitrace.detect.calibrate import _HI, _LO, _STEP, N_BINS, _bins
+
+    s = np.r_[0.0, 5e-324, 1e-300, 1e-5, 0.5, 0.9, 1 - 1e-16, 1.0, np.random.default_rng(0).random(1000)]
+    with np.errstate(divide="ignore"):
+        odds = np.log10(np.clip(s, 1e-300, 1.0)) - np.log10(np.maximum(1.0 - np.clip(s, 1e-300, 1.0), 1e-300))
+    expected = np.clip(((odds - _LO) / _STEP).astype(np.int64), 0, N_BINS - 1)
+    np.testing.assert_array_equal(_bins(s), expected)
+    assert _bins(np.r_[1.0])[0] == N_BINS - 1 == int((_HI - _LO) / _STEP)
+
+
+def test_state_cells_are_plain_int_triples_and_bad_cells_raise() -> None:
+    cal = ScoreCalibrator()
+    cal.rare(np.r_[0.95, 0.2, 0.95], np.r_[CODE_SPIKE, CODE_SPIKE, CODE_SPIKE], threshold=0.9)
+    cells = cal.to_state()["cells"]
+    assert all(type(v) is int for cell in cells for v in cell) and sum(c[2] for c in cells) == 3
+    empty = ScoreCalibrator().to_state()
+    assert empty["cells"] == [] and ScoreCalibrator.from_state(empty).to_state() == empty
+    for bad in ([[1, 2]], [[1, 2], [3, 4], [5, 6]], [[1, 2, 3, 4]]):
+        with pytest.raises(ValueError):
+            ScoreCalibrator.from_state({**empty, "cells": bad})
