@@ -63,6 +63,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_SPIKE,
     CODE_VARIANCE,
 )
+from numba import njit
 
 _LO, _HI, _STEP = -4.0, 16.0, 0.25  # log10 odds of a score; beyond _HI is the last bin
 N_BINS = int((_HI - _LO) / _STEP) + 1
@@ -106,19 +107,10 @@ class ScoreCalibrator:
         """For each point: at or above ``threshold`` and rare for this series (then recorded)."""
         scores = np.asarray(scores, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
-        fam, bins = _FAMILY[codes], _bins(scores)
+        fam, bins = _FAMILY[codes], _bins(scores).astype(np.int64)
         out = scores >= threshold
-        for k in np.flatnonzero(out):
-            if codes[k] in (CODE_NAN, CODE_INF) or fam[k] == 0:
-                continue
-            before = self.total + k
-            if before < self.min_history:
-                continue
-            # as high = within ``slack`` of its score's odds: the next burst of the usual size is not news
-            lo = max(int(bins[k]) - _SLACK_BINS, 0)
-            earlier = self.hist[fam[k], lo:].sum() + np.count_nonzero((fam[:k] == fam[k]) & (bins[:k] >= lo))
-            out[k] = earlier < self.rarity * before
-        np.add.at(self.hist, (fam, bins), 1)
+        skip = (codes == CODE_NAN) | (codes == CODE_INF)
+        _rare_walk(fam, bins, out, skip, self.hist, self.total, self.min_history, self.rarity, _SLACK_BINS)
         self.total += int(scores.size)
         return out
 
@@ -138,3 +130,30 @@ class ScoreCalibrator:
             raise ValueError(f"calibrator cells must be [family, bin, count] triples, got shape {cells.shape}")
         cal.hist[cells[:, 0], cells[:, 1]] = cells[:, 2]
         return cal
+
+
+@njit(cache=True)
+def _rare_walk(
+    fam: np.ndarray,
+    bins: np.ndarray,
+    out: np.ndarray,
+    skip: np.ndarray,
+    hist: np.ndarray,
+    total: int,
+    min_history: int,
+    rarity: float,
+    slack: int,
+) -> None:
+    """In order: a flagged point stays flagged only if fewer than ``rarity`` of the points before it
+    (the history, then this chunk's earlier points) scored as high in its family; every point is
+    then counted into ``hist``. O(points + flagged x bins), where counting the chunk's prefix per
+    flagged point was quadratic."""
+    for k in range(fam.size):
+        f = fam[k]
+        if out[k] and not skip[k] and f != 0 and total + k >= min_history:
+            # as high = within ``slack`` of its score's odds: the next burst of the usual size is not news
+            earlier = 0
+            for b in range(max(bins[k] - slack, 0), hist.shape[1]):
+                earlier += hist[f, b]
+            out[k] = earlier < rarity * (total + k)
+        hist[f, bins[k]] += 1

@@ -82,3 +82,42 @@ def test_state_cells_are_plain_int_triples_and_bad_cells_raise() -> None:
     for bad in ([[1, 2]], [[1, 2], [3, 4], [5, 6]], [[1, 2, 3, 4]]):
         with pytest.raises(ValueError):
             ScoreCalibrator.from_state({**empty, "cells": bad})
+
+
+class _PrefixCountingCalibrator(ScoreCalibrator):
+    """The previous rare(): the chunk's earlier points counted again for each flagged point."""
+
+    def rare(self, scores, codes, *, threshold: float):  # type: ignore[no-untyped-def]
+        from aitrace.detect.anomaly_kernel import CODE_INF
+        from aitrace.detect.calibrate import _FAMILY, _SLACK_BINS, _bins
+
+        scores, codes = np.asarray(scores, dtype=np.float64), np.asarray(codes, dtype=np.int64)
+        fam, bins = _FAMILY[codes], _bins(scores)
+        out = scores >= threshold
+        for k in np.flatnonzero(out):
+            if codes[k] in (CODE_NAN, CODE_INF) or fam[k] == 0 or self.total + k < self.min_history:
+                continue
+            lo = max(int(bins[k]) - _SLACK_BINS, 0)
+            earlier = self.hist[fam[k], lo:].sum() + np.count_nonzero((fam[:k] == fam[k]) & (bins[:k] >= lo))
+            out[k] = earlier < self.rarity * (self.total + k)
+        np.add.at(self.hist, (fam, bins), 1)
+        self.total += int(scores.size)
+        return out
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 500, 4000])
+@pytest.mark.parametrize("seed", [2, 3])
+def test_rare_walk_decides_as_the_prefix_counting_code(chunk: int, seed: int) -> None:
+    det = AnomalyDetector()
+    scores = det.score(_bursty(seed=seed))
+    codes = det.last_codes.copy()
+    codes[::97] = CODE_NAN  # NaNs among them always page and are counted
+    new, old = ScoreCalibrator(), _PrefixCountingCalibrator()
+    got = np.concatenate(
+        [new.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9) for i in range(0, scores.size, chunk)]
+    )
+    want = np.concatenate(
+        [old.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9) for i in range(0, scores.size, chunk)]
+    )
+    assert got.any() and (scores >= 0.9).sum() > got.sum()  # some pages, some flags held back as usual
+    assert np.array_equal(got, want) and np.array_equal(new.hist, old.hist) and new.total == old.total
