@@ -47,10 +47,12 @@ T0 = 1_800_000_000_000_000
 # ---------------------------------------------------------------- (a) workers x partitions
 
 
-def _start_worker(bootstrap: str, prefix: str, partitions: int, workdir: Path, name: str) -> subprocess.Popen:
+def _start_worker(
+    bootstrap: str, prefix: str, partitions: int, workdir: Path, name: str, *extra: str
+) -> subprocess.Popen:
     env = {**os.environ, "AITRACE_KAFKA_BOOTSTRAP": bootstrap, "AITRACE_TOPIC_PREFIX": prefix}
     argv = [sys.executable, "-m", "aitrace.infra.cli", "worker", "--no-index", "--app-id", f"{prefix}-app"]
-    argv += ["--partitions", str(partitions), "--stats-interval-s", "0.1", "--workers-dir", str(workdir / name)]
+    argv += ["--partitions", str(partitions), "--stats-interval-s", "0.1", "--workers-dir", str(workdir / name), *extra]
     workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / f"{name}.log").open("wb")
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -171,10 +173,11 @@ def section_b(sizes: list[tuple[int, int]], points: int) -> None:
 # ---------------------------------------------------------------- (c) memory
 
 
-def section_c(bootstrap: str, seconds: float, rate: float, workdir: Path) -> None:
+def section_c(bootstrap: str, seconds: float, rate: float, workdir: Path, grace_s: float | None) -> None:
     prefix = f"m{os.urandom(3).hex()}"
     BP.create_topic(bootstrap, f"{prefix}.events.inference", 1)
-    proc = _start_worker(bootstrap, prefix, 1, workdir / prefix, "w0")
+    extra = ("--grace-s", str(grace_s)) if grace_s is not None else ()
+    proc = _start_worker(bootstrap, prefix, 1, workdir / prefix, "w0", *extra)
     per_batch = 200
     stop = threading.Event()
 
@@ -210,7 +213,9 @@ def section_c(bootstrap: str, seconds: float, rate: float, workdir: Path) -> Non
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    print(f"\n(c) memory: one worker, {rate:,.0f} events/s (mixed) for {seconds:.0f} s; RSS (MiB) every 5 s")
+    grace = f"--grace-s {grace_s:g}" if grace_s is not None else "the default grace_s (600 s)"
+    print(f"\n(c) memory: one worker, {rate:,.0f} events/s (mixed) for {seconds:.0f} s, {grace}; RSS (MiB) every 5 s")
+    print("    (a closed trace's state is kept grace_s for late events: it levels off after idle_timeout_s + grace_s)")
     print("    " + " ".join(f"{mb:.0f}" for _, mb in samples))
     warm = next(mb for t, mb in samples if t >= seconds / 5)
     end = samples[-1][1]
@@ -227,6 +232,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=10, help="points per series and chunk in (b)")
     ap.add_argument("--rate", type=float, default=2000.0, help="events/s fed to the worker in (c)")
     ap.add_argument("--skip", default="", help="sections to skip, e.g. 'ac'")
+    ap.add_argument("--grace-s", type=float, default=None, help="the worker's grace_s in (c) (default: its own)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     kafka = start_service(TansuProcess, workdir / "kafka", timeout=60)
@@ -238,7 +244,7 @@ def main() -> int:
             sizes = [(10, 1), (10, 10), (100, 10), (1000, 10)] + ([(1000, 100)] if args.full else [])
             section_b(sizes, args.points)
         if "c" not in args.skip:
-            section_c(kafka.bootstrap, 300.0 if args.full else 60.0, args.rate, workdir)
+            section_c(kafka.bootstrap, 300.0 if args.full else 60.0, args.rate, workdir, args.grace_s)
     finally:
         kafka.stop()
     return 0
