@@ -14,7 +14,7 @@ import aitrace
 import pytest
 from aitrace.infra.stack import TansuProcess
 from aitrace.producers import logging_bridges
-from test_producer_support import all_ids, consume
+from test_producer_support import consume
 
 loguru = pytest.importorskip("loguru")
 structlog = pytest.importorskip("structlog")
@@ -38,12 +38,15 @@ def logger() -> Iterator[Any]:
     loguru.logger.configure(patcher=None)
 
 
+def _log_events(records: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [e for _, batch in records for e in batch["events"] if e["payload"][0] == "aitrace.LogRecord"]
+
+
 def _logs(client: aitrace.Client, n: int) -> dict[str, dict[str, Any]]:
-    records = consume(
-        client.settings.kafka.kafka_bootstrap, client.settings.kafka.topic_prefix, lambda r: len(all_ids(r)) >= n
-    )
-    events = [e for _, batch in records for e in batch["events"] if e["payload"][0] == "aitrace.LogRecord"]
-    return {e["payload"][1]["message"]: e for e in events}
+    """The first ``n`` log events by message (waiting for logs, not for any event: spans come too)."""
+    kafka = client.settings.kafka
+    records = consume(kafka.kafka_bootstrap, kafka.topic_prefix, lambda r: len(_log_events(r)) >= n)
+    return {e["payload"][1]["message"]: e for e in _log_events(records)}
 
 
 def test_loguru_records_carry_attributes_exceptions_and_the_current_span(client: aitrace.Client, logger: Any) -> None:
