@@ -379,16 +379,27 @@ def _run_schedule(
     # A worker is killed or leaves only once it is out of a rebalance: Tansu's coordinator sets
     # a forming group's leader once, and a leader gone while the group forms leaves it unable
     # to form for good (every member retries its join; README, "Known limit of the dev broker").
-    # Apache Kafka expires the dead member; here the schedule waits, at most 30 s.
+    # Apache Kafka expires the dead member; here the schedule waits, at most 30 s, for every worker.
+    def settle_all() -> None:
+        """Every running worker out of a rebalance, and still so a heartbeat later: a member that has
+        just joined starts a rebalance the others hear of only at their next heartbeat (Faust: 3 s)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for w in (main, *extras):
+                w.settle(max(0.0, deadline - time.monotonic()))
+            time.sleep(3.5)
+            if all(w.in_group() for w in (main, *extras) if w.running()):
+                return
+
     def kill_restart(after: float) -> None:
-        main.settle()
+        settle_all()
         main.kill()
         events.append((time.monotonic() + after, main.start, "restart main"))
 
     def join(length: float) -> None:
         w = make(f"extra{len(extras)}", kafka.bootstrap, search.url, prefix).start()
         extras.append(w)
-        events.append((time.monotonic() + length, lambda: (w.settle(), w.stop()), f"leave {w.name}"))
+        events.append((time.monotonic() + length, lambda: (settle_all(), w.stop()), f"leave {w.name}"))
 
     def pause(length: float) -> None:
         nonlocal paused
