@@ -101,7 +101,7 @@ def missing(part: str, name: str, module: str) -> Skip | None:
     try:
         __import__(module)
     except ImportError as exc:
-        return Skip(part, name, f"{module} not installed ({type(exc).__name__})")
+        return Skip(part, name, f"{module} not installed ({exc})")
     return None
 
 
@@ -120,8 +120,10 @@ def run_parts(parts: dict[str, Part], scale: str, echo: Callable[[str], None] = 
             results = [Skip(name, "*", f"{reason} (at {Path(where.filename).name}:{where.lineno})", "failed")]
         run.seconds[name] = round(time.perf_counter() - t, 1)
         for r in results:
-            (run.figures if isinstance(r, Figure) else run.skipped).append(r)
-            if isinstance(r, Skip):
+            if isinstance(r, Figure):
+                run.figures.append(r)
+            else:
+                run.skipped.append(r)
                 echo(r.line())
     run.seconds["total"] = round(time.perf_counter() - start, 1)
     run.machine["load_average_end"] = list(os.getloadavg())
