@@ -9,7 +9,8 @@ OpenTelemetry, TensorBoard, MLflow and W&B offline where they install), worker (
 --no-index`` beside raw consume and a count-only Faust agent), sink (the BulkIndexer beside a raw
 ``_bulk``), detect (beside numpy, river and scipy), latency (produce to searchable, p50/p99/p99.9,
 at a fixed rate). It writes ``bench/results/<date>-<machine>.json``, a ratio chart beside it
-(``.svg``), and prints the Markdown table; a library that is not installed is one ``skipped`` line.
+(``.svg``) and its Markdown table (``.md``), and prints the table; a library that is not installed
+is one ``skipped`` line.
 """
 
 from __future__ import annotations

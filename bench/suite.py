@@ -205,12 +205,13 @@ def machine_name(machine: dict[str, Any]) -> str:
 
 
 def write(run: Run, folder: Path = RESULTS) -> tuple[Path, Path]:
-    """The run's JSON and its ratio chart, named by date and machine; returns both paths."""
+    """The run's JSON, its ratio chart and its table (.md), named by date and machine; returns the first two."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{run.machine['date'][:10]}-{machine_name(run.machine)}"
     json_path, svg_path = folder / f"{stem}.json", folder / f"{stem}.svg"
     json_path.write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    svg_path.write_text(svg(run.figures, f"aitrace / baseline, {run.mode} run, {stem}"), encoding="utf-8")
+    svg_path.write_text(svg(run.figures, f"ratio to baseline (> 1: aitrace better), {run.mode} run, {stem}"))
+    (folder / f"{stem}.md").write_text(markdown(run), encoding="utf-8")
     return json_path, svg_path
 
 
