@@ -20,7 +20,7 @@ from typing import Any
 Measure = tuple[float, float]
 
 
-def _timed(loop: Callable[[], None], finish: Callable[[], None], n: int) -> Measure:
+def _timed(loop: Callable[[], object], finish: Callable[[], object], n: int) -> Measure:
     start = time.perf_counter()
     cpu = time.thread_time()
     loop()
