@@ -105,6 +105,14 @@ def missing(part: str, name: str, module: str) -> Skip | None:
     return None
 
 
+def failure(part: str, name: str, exc: BaseException) -> Skip:
+    """An error as one line: its type, the first line of its message, where it was raised."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    text = str(exc).strip()
+    reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return Skip(part, name, reason + (f" (at {Path(where.filename).name}:{where.lineno})" if where else ""), "failed")
+
+
 def run_parts(parts: dict[str, Part], scale: str, echo: Callable[[str], None] = print) -> Run:
     """Every part in turn; a failure is one line in the run, not the end of it."""
     run = Run(scale, machine_info())
@@ -115,9 +123,7 @@ def run_parts(parts: dict[str, Part], scale: str, echo: Callable[[str], None] = 
         try:
             results = part(scale)
         except Exception as exc:  # one broken part must not lose the others' figures
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            results = [Skip(name, "*", f"{reason} (at {Path(where.filename).name}:{where.lineno})", "failed")]
+            results = [failure(name, "*", exc)]
         run.seconds[name] = round(time.perf_counter() - t, 1)
         for r in results:
             if isinstance(r, Figure):
@@ -216,15 +222,14 @@ def write(run: Run, folder: Path = RESULTS) -> tuple[Path, Path]:
 
 
 def fmt(value: float | None, unit: str) -> str:
-    """A figure as people read it: 1.2 M events/s, 3.4 µs/event, 56 ms."""
+    """A figure as people read it: 1.2 M events/s, 3.4 µs/event, 1,430 ms."""
     if value is None:
         return ""
     if unit.endswith("/s"):
         for div, suffix in ((1e6, " M"), (1e3, " k")):
             if abs(value) >= div:
                 return f"{value / div:.3g}{suffix} {unit}"
-        return f"{value:.3g} {unit}"
-    return f"{value:.3g} {unit}"
+    return f"{value:,.0f} {unit}" if abs(value) >= 1000 else f"{value:.3g} {unit}"
 
 
 def markdown(run: Run) -> str:
@@ -237,12 +242,16 @@ def markdown(run: Run) -> str:
         f"load average {m['load_average_start'][0]:.1f} at the start, "
         f"{m.get('load_average_end', [0])[0]:.1f} at the end"
     )
-    lines = [head, "", "| part | measurement | aitrace | baseline (same run) | ratio |", "|---|---|---|---|---|"]
+    lines = [
+        head,
+        "",
+        "| part | measurement | aitrace | baseline (same run) | ratio | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in run.figures:
         base = f"{f.baseline}: {fmt(f.baseline_value, f.unit)}" if f.baseline else ""
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
-        note = f" ({f.note})" if f.note else ""
-        lines.append(f"| {f.part} | {f.name}{note} | {fmt(f.value, f.unit)} | {base} | {ratio} |")
+        lines.append(f"| {f.part} | {f.name} | {fmt(f.value, f.unit)} | {base} | {ratio} | {f.note} |")
     if run.skipped:
         lines += ["", *(f"- {s.line()}" for s in run.skipped)]
     lines += ["", "ratio: how many times better aitrace does than the baseline (> 1 better, < 1 worse)."]
