@@ -232,6 +232,13 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}" if abs(value) >= 1000 else f"{value:.3g} {unit}"
 
 
+def times(ratio: float) -> str:
+    """A ratio with the digits that matter: 2,290x, 3.27x, 0.0029x."""
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 def markdown(run: Run) -> str:
     """The table of every figure beside its baseline, the machine above it, skipped parts below."""
     m = run.machine
@@ -250,7 +257,7 @@ def markdown(run: Run) -> str:
     ]
     for f in run.figures:
         base = f"{f.baseline}: {fmt(f.baseline_value, f.unit)}" if f.baseline else ""
-        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
+        ratio = times(f.ratio) if f.ratio is not None else ""
         lines.append(f"| {f.part} | {f.name} | {fmt(f.value, f.unit)} | {base} | {ratio} | {f.note} |")
     if run.skipped:
         lines += ["", *(f"- {s.line()}" for s in run.skipped)]
@@ -261,7 +268,7 @@ def markdown(run: Run) -> str:
 def svg(figures: Sequence[Figure], title: str) -> str:
     """Horizontal bars of every ratio on a log scale around 1x (green: aitrace better, red: worse)."""
     rows = [f for f in figures if f.ratio]
-    label_w, plot_w, row_h, top = 430, 360, 18, 40
+    label_w, plot_w, row_h, top = 480, 360, 18, 40
     lo = min([0.1, *(f.ratio for f in rows if f.ratio)])
     hi = max([10.0, *(f.ratio for f in rows if f.ratio)])
     span = math.log10(hi) - math.log10(lo)
@@ -280,10 +287,10 @@ def svg(figures: Sequence[Figure], title: str) -> str:
         left, right = sorted((x(1.0), x(r)))
         colour = "#3a7d44" if r >= 1 else "#b23a48"
         label = f"{f.part}: {f.name} vs {f.baseline}"
-        out.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{escape(label[:75])}</text>')
+        out.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{escape(label[:78])}</text>')
         width = max(right - left, 1)
         out.append(f'<rect x="{left:.1f}" y="{y + 3}" width="{width:.1f}" height="{row_h - 6}" fill="{colour}"/>')
-        out.append(f'<text x="{right + 4:.1f}" y="{y + 12}">{r:.2f}x</text>')
+        out.append(f'<text x="{right + 4:.1f}" y="{y + 12}">{times(r)}</text>')
     bottom = top + row_h * len(rows)
     for tick in (t for t in (0.01, 0.1, 1, 10, 100, 1000) if lo <= t <= hi):
         at, stroke = x(tick), 1.5 if tick == 1 else 0.5

@@ -49,6 +49,10 @@ def test_ratio_says_how_many_times_better_whichever_way_the_unit_points() -> Non
     assert Figure("p", "alone", 2.0, "ms").ratio is None
 
 
+def test_ratios_keep_the_digits_that_matter() -> None:
+    assert [suite.times(r) for r in (2289.81, 3.271, 0.34, 0.00291)] == ["2,290x", "3.27x", "0.34x", "0.0029x"]
+
+
 def test_a_run_writes_json_svg_and_table_and_a_failing_part_is_one_line(tmp_path: Path) -> None:
     lines: list[str] = []
     run = suite.run_parts(_stub_parts(), "quick", echo=lines.append)
