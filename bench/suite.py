@@ -102,6 +102,8 @@ def missing(part: str, name: str, module: str) -> Skip | None:
         __import__(module)
     except ImportError as exc:
         return Skip(part, name, f"{module} not installed ({exc})")
+    except Exception as exc:  # an install broken at import time (a clashing protobuf, say) is not there either
+        return Skip(part, name, f"{module} does not import: {type(exc).__name__}: {str(exc).strip()[:200]}")
     return None
 
 

@@ -126,7 +126,11 @@ def library_figures(ours: dict[str, tuple[float, float]], n: int) -> list[Result
         if skip is not None:
             out.append(skip)
             continue
-        cpu, rate = measure(max(100, int(n * share)), scratch())
+        try:
+            cpu, rate = measure(max(100, int(n * share)), scratch())
+        except Exception as exc:  # one library's failure must not lose the client's figures
+            out.append(failure("producer", label, exc))
+            continue
         our_cpu, our_rate = ours[kind]
         out.append(Figure("producer", f"client.{kind}() caller CPU", our_cpu, "µs/event", label, cpu, False))
         out.append(Figure("producer", f"client.{kind}() delivered", our_rate, "events/s", label, rate))

@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
 import bench_detect  # noqa: E402
+import producer_baselines  # noqa: E402
 import suite  # noqa: E402
 import suite_parts  # noqa: E402
 from suite import Figure, Skip  # noqa: E402
@@ -107,6 +108,30 @@ def test_a_missing_optional_library_is_one_skipped_line(monkeypatch: pytest.Monk
     assert "stdlib logging, JSON to a file" in baselines  # the stdlib is always there
     for f in figures:
         assert f.baseline_value and f.baseline_value > 0 and f.ratio and f.ratio > 0
+
+
+def test_a_library_that_breaks_on_import_or_in_its_run_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "broken_on_import.py").write_text("raise TypeError('Descriptors cannot be created directly')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def crashes(n: int, folder: Path) -> tuple[float, float]:
+        raise OSError("offline run directory is read-only")
+
+    baselines = (
+        ("log", "broken on import", "broken_on_import", crashes, 1.0),
+        ("metric", "crashes in its run", "logging", crashes, 1.0),
+        ("log", "stdlib logging", "logging", producer_baselines.stdlib_logging, 1.0),
+    )
+    monkeypatch.setattr(producer_baselines, "BASELINES", baselines)
+    results = suite_parts.library_figures({"log": (3.0, 30_000.0), "metric": (1.0, 300_000.0)}, 200)
+
+    lines = [r.line() for r in results if isinstance(r, Skip)]
+    assert lines[0].startswith("skipped: producer / broken on import: broken_on_import does not import: TypeError")
+    assert lines[1].startswith("failed: producer / crashes in its run: OSError: offline run directory is read-only")
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert [f.baseline for f in results if isinstance(f, Figure)] == ["stdlib logging", "stdlib logging"]
 
 
 def test_drift_rows_pair_each_figure_with_the_baseline_printed_after_it() -> None:
