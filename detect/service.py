@@ -10,7 +10,8 @@ offered; chunked input gives the findings of one call) and keeps its state in a 
 * :class:`ServiceSeries` (``latency``, ``confidence``, any other numeric series): the anomaly
   scores, paging only on points rare for the series itself
   (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), judged against the series' own
-  daily or weekly cycle once it has one (:class:`~aitrace.detect.cycle.CycleModel`); a
+  daily or weekly cycle once it has one, and from its second day until then against its last
+  day's level (:class:`~aitrace.detect.cycle.CycleModel`); a
   ``flat`` run only once the series has varied; for latency also a sustained rise of the
   median (:class:`~aitrace.detect.level.LatencyShiftMonitor`), held when it recurs at the hour of
   a shift of the day before (a daily rise not learnt yet).
@@ -126,8 +127,10 @@ class ServiceSeries:
                     self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
             scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
-            # off its cycle's phase by more than the windows say: the phase names the finding
-            phase = (view.score[lo:hi] > scores[lo:hi]) & np.isfinite(vals[lo:hi])
+            # off its cycle's phase (or its last day's level) by more than the windows say, or enough
+            # to page by itself: the phase names the finding
+            off = view.score[lo:hi]
+            phase = ((off > scores[lo:hi]) | (off >= self.threshold)) & np.isfinite(vals[lo:hi])
             scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
             codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
             found += self._points(times, vals, scores, codes, lo, hi, view, phase)
@@ -199,6 +202,11 @@ class ServiceSeries:
 
     def _phase_words(self, value: float, expected: float, z: float) -> str:
         assert self.cycle is not None
+        if not self.cycle.period:
+            return (
+                f"{self.metric} {value:.4g} against its level of the last day, about {expected:.4g} "
+                f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
+            )
         when = "hour of the day" if self.cycle.period == 24 else "hour of the week"
         return (
             f"{self.metric} {value:.4g} where its cycle expects about {expected:.4g} at this {when} "
