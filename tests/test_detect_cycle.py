@@ -101,3 +101,17 @@ def test_without_a_cycle_a_sustained_move_from_the_last_days_level_scores_and_on
     found = ServiceSeries("flow").update(t, x)
     words = [f.message for f in found if f.index in range(outage.start, outage.stop)]
     assert any("against its level of the last day" in w and "below" in w for w in words), words
+
+
+def test_a_state_saved_before_the_flat_profile_and_the_run_still_loads() -> None:
+    """Worker tables hold states saved by the older code: a four-cell phase and no ``watch``."""
+    t = _hourly(6)
+    x = 100 + _daily(t) + np.random.default_rng(0).normal(0, 0.3, t.size)
+    m = CycleModel()
+    m.observe(t[:120], x[:120])
+    old = json.loads(json.dumps(m.to_state()))
+    old["phase"] = old["phase"][:4]
+    del old["watch"]
+    restored = CycleModel.from_state(old)
+    assert restored.watch and restored.phase.size == 5 and restored.phase[4] == 0.0
+    assert np.allclose(restored.observe(t[120:], x[120:]).resid, m.observe(t[120:], x[120:]).resid)
