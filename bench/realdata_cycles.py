@@ -6,8 +6,9 @@
   pumping peak after the first two) but ships no labels; the bench marks them by that
   description, the same way for every detector: runs of hours below 95 l/s or above 108
   l/s (the normal hours lie within 99-107), printed with their times. Detected: an incident
-  opens inside the segment or within 6 hours after it; every other incident is false,
-  counted per 1,000 points outside the segments.
+  opens inside the segment or within 6 hours after it (delay: from the segment's first hour
+  to the first such incident); every other incident is false, counted per 1,000 points
+  outside the segments.
 * pmdarima's ``load_taylor`` (if pmdarima is installed): half-hourly electricity demand of
   England and Wales, Monday 5 June to Sunday 27 August 2000, daily and weekly cycles, no
   labelled anomaly: every incident is false.
@@ -101,10 +102,18 @@ def bench_cycles(base: dict[str, Callable], chunk: int, gap: int) -> None:
         )
         for label, fn in _detectors(times, chunk, gap, base).items():
             opened = fn(values)
-            hit = sum(any(times[a] <= times[i] <= times[b] + AFTER_US for i in opened) for a, b in segs)
+            delays = [
+                min((times[i] - times[a]) / HOUR_US for i in hits)
+                for a, b in segs
+                if (hits := [i for i in opened if times[a] <= times[i] <= times[b] + AFTER_US])
+            ]
             false = [i for i in opened if not any(times[a] <= times[i] <= times[b] + AFTER_US for a, b in segs)]
             rate = 1000 * len(false) / max(int((~inside).sum()), 1)
-            print(f"    {label:28s} segments {hit}/{len(segs)}, false {rate:6.2f} per 1,000 points ({len(false)})")
+            delay = f"{np.median(delays):.0f} h" if delays else "-"
+            print(
+                f"    {label:28s} segments {len(delays)}/{len(segs)} (median delay {delay}), "
+                f"false {rate:6.2f} per 1,000 points ({len(false)})"
+            )
     taylor = _taylor()
     if taylor is None:
         print("(f) taylor skipped: pmdarima is not installed (pip install pmdarima, for the bench only)")

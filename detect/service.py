@@ -10,9 +10,11 @@ offered; chunked input gives the findings of one call) and keeps its state in a 
 * :class:`ServiceSeries` (``latency``, ``confidence``, any other numeric series): the anomaly
   scores, paging only on points rare for the series itself
   (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), judged against the series' own
-  daily or weekly cycle once it has one (:class:`~aitrace.detect.cycle.CycleModel`); a
+  daily or weekly cycle once it has one, and from its second day until then against its last
+  day's level (:class:`~aitrace.detect.cycle.CycleModel`); a
   ``flat`` run only once the series has varied; for latency also a sustained rise of the
-  median (:class:`~aitrace.detect.level.LatencyShiftMonitor`).
+  median (:class:`~aitrace.detect.level.LatencyShiftMonitor`), held when it recurs at the hour of
+  a shift of the day before (a daily rise not learnt yet).
 * :class:`RateSeries` (``error_rate``, ``wrong_predictions``): the share of bad outcomes per
   window of requests against an average of earlier windows.
 * :class:`DriftWindows` (an input feature): a reference window, then every full window of
@@ -61,6 +63,13 @@ from aitrace.detect.level import LatencyShiftMonitor, LevelShift
 from aitrace.detect.series import explain
 
 SERVICE_KINDS = ("latency", "confidence", "error_rate", "wrong_predictions", "feature")
+DAY_US = 24 * 3_600_000_000
+# a rise confirmed within this much of the hour of an earlier one, whole days later, is that rise again
+RECUR_US = 3 * 3_600_000_000
+# how far back an earlier rise counts: a daily rise recurs every day, and if one day's is not
+# confirmed the next day's still matches the day before; an incident at a random hour lands
+# within RECUR_US of the hour of a given shift of those two days by chance at 2 x 6/24
+RECUR_DAYS = 2
 
 
 def _arrays(times_us: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +104,7 @@ class ServiceSeries:
         self.cycle = CycleModel() if cycle else None
         self.shift = LatencyShiftMonitor() if metric == "latency" else None
         self.shift_base = 0  # points seen before the shift monitor (re)started
+        self.shift_at: list[int] = []  # times of the level shifts of the last RECUR_DAYS, reported or held
         self.n_seen = 0
         self.first: float | None = None
         self.varied = False
@@ -117,14 +127,16 @@ class ServiceSeries:
                     self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
             scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
-            # off its cycle's phase by more than the windows say: the phase names the finding
-            phase = (view.score[lo:hi] > scores[lo:hi]) & np.isfinite(vals[lo:hi])
+            # off its cycle's phase (or its last day's level) by more than the windows say, or enough
+            # to page by itself: the phase names the finding
+            off = view.score[lo:hi]
+            phase = ((off > scores[lo:hi]) | (off >= self.threshold)) & np.isfinite(vals[lo:hi])
             scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
             codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
             found += self._points(times, vals, scores, codes, lo, hi, view, phase)
             if self.shift is not None:  # a day's rise is no level shift: it sees the values less their cycle
                 shifts = self.shift.update(times[lo:hi], view.resid[lo:hi])
-                found += [self._shift_finding(s, times, vals) for s in shifts]
+                found += [self._shift_finding(s, times, vals) for s in shifts if not self._recurs(s, times)]
         found.sort(key=lambda f: f.index)
         judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
         self.clean = int(judged_after - np.count_nonzero(scores[vals.size - judged_after :] >= self.threshold))
@@ -190,6 +202,11 @@ class ServiceSeries:
 
     def _phase_words(self, value: float, expected: float, z: float) -> str:
         assert self.cycle is not None
+        if not self.cycle.period:
+            return (
+                f"{self.metric} {value:.4g} against its level of the last day, about {expected:.4g} "
+                f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
+            )
         when = "hour of the day" if self.cycle.period == 24 else "hour of the week"
         return (
             f"{self.metric} {value:.4g} where its cycle expects about {expected:.4g} at this {when} "
@@ -200,6 +217,26 @@ class ServiceSeries:
         if self.cycle is None or not self.cycle.period:
             return ""
         return f" (after its usual {'daily' if self.cycle.period == 24 else 'weekly'} cycle is taken out)"
+
+    def _recurs(self, shift: LevelShift, times: np.ndarray) -> bool:
+        """Whether the shift came at the hour of an earlier one, a whole number of days later.
+
+        Before the cycle is learnt (four days), a daily rise is confirmed as a shift once a day,
+        near the same hour (the recent window fills at a different point of the rise each day,
+        as the baseline regrows after each confirmed shift: on a 1.5x daily swing sampled every
+        5 minutes, successive confirmations came 21.4 to 26.6 hours apart, hence ``RECUR_US``):
+        that is the series' cycle, not a new incident, so it is held. The first one still pages:
+        one day alone cannot tell a cycle from a step. Every shift, held or reported, is the new
+        normal of the monitor.
+        """
+        t = int(times[self.shift_base + shift.index - self.n_seen])
+        self.shift_at = [s for s in self.shift_at if t - s <= RECUR_DAYS * DAY_US + RECUR_US]
+        recurs = any(
+            t - s >= DAY_US - RECUR_US and abs((t - s + DAY_US // 2) % DAY_US - DAY_US // 2) <= RECUR_US
+            for s in self.shift_at
+        )
+        self.shift_at.append(t)
+        return recurs
 
     def _shift_finding(self, shift: LevelShift, times: np.ndarray, vals: np.ndarray) -> Finding:
         assert self.shift is not None
@@ -243,6 +280,7 @@ class ServiceSeries:
             "cycle": self.cycle.to_state() if self.cycle is not None else None,
             "shift": self.shift.to_state() if self.shift is not None else None,
             "shift_base": self.shift_base,
+            "shift_at": list(self.shift_at),
         }
 
     @classmethod
@@ -254,6 +292,7 @@ class ServiceSeries:
         s.cycle = CycleModel.from_state(state["cycle"]) if state["cycle"] is not None else None
         s.shift = LatencyShiftMonitor.from_state(state["shift"]) if state["shift"] is not None else None
         s.shift_base = int(state["shift_base"])
+        s.shift_at = [int(v) for v in state.get("shift_at", [])]  # states saved before it was kept
         return s
 
 

@@ -46,7 +46,7 @@ def test_noise_and_random_walks_rarely_turn_a_cycle_on() -> None:
         for x in walks:
             view = CycleModel().observe(t, x)
             turned_on += bool(view.switches)
-            assert view.switches or (np.array_equal(view.resid, x) and not view.score.any())
+            assert view.switches or np.array_equal(view.resid, x)  # no cycle: a flat profile
     assert turned_on <= 4  # of 120 (3 on this seed set)
 
 
@@ -81,3 +81,37 @@ def test_a_day_whose_peak_does_not_come_is_found_only_against_the_cycle() -> Non
     assert any(day8.start <= i < day8.stop for i in with_cycle)
     assert not any(day8.start <= i < day8.stop for i in without)
     assert len([i for i in with_cycle if i >= 4 * 288 and not day8.start <= i < day8.stop]) <= 2
+
+
+def test_without_a_cycle_a_sustained_move_from_the_last_days_level_scores_and_one_point_does_not() -> None:
+    """Hourly flow about 100 that wanders, no cycle: from its second day it is judged against the
+    level of the last day (a flat profile). A 12-hour fall to 25 on day 3 scores from its third
+    hour (three points in a row off, the usual spread capped so that the fall does not hide
+    itself) and pages in words; one hour at 10x on day 6 is no sustained move and scores nothing."""
+    t = _hourly(8)
+    rng = np.random.default_rng(5)
+    x = 100 + np.cumsum(rng.normal(0, 0.3, t.size)) + rng.normal(0, 0.5, t.size)
+    outage = slice(3 * 24 + 8, 3 * 24 + 20)
+    x[outage] = 25 + rng.normal(0, 0.2, 12)
+    x[6 * 24 + 3] *= 10.0
+    view = CycleModel().observe(t, x)
+    assert view.switches == [] and not view.score[:24].any()  # no day of history yet: nothing to judge
+    assert (view.score[outage][2:6] >= 0.9).all() and view.z[outage][2] < 0
+    assert view.score[6 * 24 : 6 * 24 + 8].max() < 0.5
+    found = ServiceSeries("flow").update(t, x)
+    words = [f.message for f in found if f.index in range(outage.start, outage.stop)]
+    assert any("against its level of the last day" in w and "below" in w for w in words), words
+
+
+def test_a_state_saved_before_the_flat_profile_and_the_run_still_loads() -> None:
+    """Worker tables hold states saved by the older code: a four-cell phase and no ``watch``."""
+    t = _hourly(6)
+    x = 100 + _daily(t) + np.random.default_rng(0).normal(0, 0.3, t.size)
+    m = CycleModel()
+    m.observe(t[:120], x[:120])
+    old = json.loads(json.dumps(m.to_state()))
+    old["phase"] = old["phase"][:4]
+    del old["watch"]
+    restored = CycleModel.from_state(old)
+    assert restored.watch and restored.phase.size == 5 and restored.phase[4] == 0.0
+    assert np.allclose(restored.observe(t[120:], x[120:]).resid, m.observe(t[120:], x[120:]).resid)
