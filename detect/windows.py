@@ -20,6 +20,7 @@ import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
 from aitrace.detect.overfit import held_rise
+
 _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
 _MAX_CATEGORIES = 1000
