@@ -201,9 +201,13 @@ def overfit_seeds_section(seeds: tuple[int, ...]) -> None:
         others = [d for d in (f"{d}@{s}" for s, d in worker_alerts(run)) if not d.startswith("overfitting")][:2]
         print(f"    {name:18s} {'not found' if evals is None else f'{evals:+d} evals':10s} others {others}")
     n = len(R.overfitters(seeds))
-    within = sum(d <= 3 for d in delays)
-    med = f"{np.median(delays):.1f}" if delays else "-"
-    print(f"    found {len(delays)}/{n}, within 3 evaluations {within}/{n}, median {med} evals (target: all within 3)")
+    early, within = sum(d < 0 for d in delays), sum(0 <= d <= 3 for d in delays)
+    med = f"{np.median([d for d in delays if d >= 0]):.1f}" if len(delays) > early else "-"
+    late = len(delays) - early - within
+    print(
+        f"    found {len(delays)}/{n}: 0 to 3 evaluations after the minimum {within}, later {late} (median of these"
+        f" {med}), before it {early} (a rise the validation loss later came back from)"
+    )
 
 
 def main() -> int:

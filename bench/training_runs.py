@@ -200,7 +200,7 @@ def record(name: str, recipe: Recipe) -> Run:
 def healthy(seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, Recipe]]:
     """The healthy runs. The tabular MLP trains 6 epochs: at 12 (the recipe until 2026-12-05)
     its validation loss was lowest at epoch 2-6 and ended 14-23 % above that on 5 of seeds
-    0-9 while the training loss fell to a third to an eighth of it: it over-fit, and is kept
+    0-9 while the training loss ended 2-10x below it: it over-fit, and is kept
     as a pathology (``overfit-tabular``). At 6 epochs the minimum is at epoch 3-5 and the
     last evaluation at most 4 % above it on the same 10 seeds."""
     out = []

@@ -205,7 +205,7 @@ def _overfit_reports(chunk_size: int) -> list[int]:
 def test_overfitting_is_reported_at_the_first_evaluation_where_it_held_whatever_the_chunking() -> None:
     one_by_one = _overfit_reports(1)
     # minimum at eval 3 (step 39); at eval 6 it has had no new best for 3 evaluations and the
-    # last two (0.85, 0.9) are more than 10 % and one wobble sd (12 %) above it
+    # last two (0.85, 0.9) are more than 10 % and two wobble sds (24 %) above it
     assert one_by_one and one_by_one[0] == 69
     assert _overfit_reports(6)[0] == one_by_one[0]  # several evaluations in one chunk: not the chunk's last
 
@@ -237,8 +237,9 @@ def test_a_healthy_plateau_a_few_percent_above_its_best_is_not_overfitting() -> 
     assert _first_held_rise(raised) == 12  # 3 evaluations after the best (eval 9)
 
 
-def test_a_real_over_fitting_run_is_found_three_evaluations_after_its_minimum() -> None:
-    """An MLP on 64 rows of digits: the minimum at eval 15, then 4 %, 11 %, 15 % above it."""
+def test_a_real_over_fitting_run_is_found_four_evaluations_after_its_minimum() -> None:
+    """An MLP on 64 rows of digits: the minimum at eval 15, then 4 %, 11 %, 15 %, 17 % above it;
+    at eval 18 the 11 % is still inside twice the wobble of its descent (13 %)."""
     assert int(np.argmin(_OVERFIT_S0)) == 15
-    assert _first_held_rise(_OVERFIT_S0) == 18
-    assert _first_held_rise(_OVERFIT_S0[:18]) is None  # only the first, smooth part of the turn
+    assert _first_held_rise(_OVERFIT_S0) == 19
+    assert _first_held_rise(_OVERFIT_S0[:19]) is None
