@@ -156,7 +156,7 @@ def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
         )
         _, p_up = mann_kendall(val[max(0, k - 4) : k + 1])
         print(
-            f"    {name:12s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
+            f"    {name:16s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
             f"above it, Mann-Kendall p (last 5) {p_up:.2f}, train loss fell x{fell:.1f} since, "
             f"val accuracy {acc[k] - acc[best]:+.3f}"
         )
