@@ -1,14 +1,18 @@
 """The worker's training rules on real PyTorch runs, beside RunChecks and a rolling z-score.
 
     .venv/bin/python bench/bench_training.py            # records the runs (about 30 s), then scores them
+    .venv/bin/python bench/bench_training.py --seeds 5,6,7,8,9 --overfit-seeds 6,7,8,9   # other seeds
 
 The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam,
-warm-up and cosine decay; a tabular MLP on breast cancer with AdamW; an 8-layer ReLU net
-with SGD, momentum and a step decay; 3 seeds each), 3 controls (a 6-layer ReLU net with
-PyTorch's default init that sits at its starting loss 90-150 steps, then learns) and one run
-per pathology (diverging after an lr x100, NaN from step 200, stalled at lr 1e-7, plateau
-after the lr drops to ~0 at step 100, a 12-layer sigmoid net, with and without its per-layer
-series, over-fitting on 64 rows, and an lr x0.1 step decay that must stay quiet). Every
+warm-up and cosine decay; a tabular MLP on breast cancer with AdamW, 6 epochs; an 8-layer
+ReLU net with SGD, momentum and a step decay; 3 seeds each, ``--seeds`` for others), 3
+controls (a 6-layer ReLU net with PyTorch's default init that sits at its starting loss
+90-150 steps, then learns) and one run per pathology (diverging after an lr x100, NaN from
+step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, a 12-layer
+sigmoid net, with and without its per-layer series, over-fitting on 64 rows, the tabular
+MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), and an lr
+x0.1 step decay that must stay quiet); ``--overfit-seeds`` adds section (d), over-fitting
+runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds. Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
 them; an incident is an alert's first version. Beside it, in the same chunks:
 :class:`~aitrace.detect.run_checks.RunChecks` alone (the cross-series checks, which the
@@ -24,6 +28,7 @@ within 30 steps of its onset (3 epochs for epoch-level signals).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -117,10 +122,10 @@ def without_layers(run: R.Run) -> R.Run:
     )
 
 
-def healthy_section() -> list[tuple[str, R.Run, int]]:
+def healthy_section(seeds: tuple[int, ...]) -> list[tuple[str, R.Run, int]]:
     """Count incidents on the healthy runs and the controls; return where over-fitting was flagged."""
     print("recording real runs ...", flush=True)
-    groups = {"healthy": R.healthy(), "controls (slow starters, not among the 12)": R.slow_starters()}
+    groups = {f"healthy, seeds {seeds}": R.healthy(seeds), "controls (slow starters)": R.slow_starters()}
     evidence: list[tuple[str, R.Run, int]] = []
     for title, recipes in groups.items():
         print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
@@ -151,7 +156,7 @@ def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
         )
         _, p_up = mann_kendall(val[max(0, k - 4) : k + 1])
         print(
-            f"    {name:12s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
+            f"    {name:16s} eval {k:3d}: {k - best} evals past the best, val loss +{val[k] / val[best] - 1:.0%} "
             f"above it, Mann-Kendall p (last 5) {p_up:.2f}, train loss fell x{fell:.1f} since, "
             f"val accuracy {acc[k] - acc[best]:+.3f}"
         )
@@ -182,10 +187,40 @@ def pathology_section() -> list[tuple[str, R.Run, int]]:
     return flagged
 
 
+def overfit_seeds_section(seeds: tuple[int, ...]) -> None:
+    """The worker on over-fitting runs of three families at more seeds: found, and how many
+    evaluations after the validation minimum (target: within 3)."""
+    print(f"(d) over-fitting runs, seeds {seeds}: the worker's first overfitting alert, from the validation minimum")
+    delays: list[int] = []
+    for name, recipe in R.overfitters(seeds):
+        run = R.record(name, recipe)
+        onset = onset_of("overfitting", run)
+        hits = [s for s, d in worker_alerts(run) if d.startswith("overfitting")]
+        evals = None if not hits or onset is None else (hits[0] - onset) // run.steps_per_epoch
+        delays += [] if evals is None else [evals]
+        others = [d for d in (f"{d}@{s}" for s, d in worker_alerts(run)) if not d.startswith("overfitting")][:2]
+        print(f"    {name:18s} {'not found' if evals is None else f'{evals:+d} evals':10s} others {others}")
+    n = len(R.overfitters(seeds))
+    early, within = sum(d < 0 for d in delays), sum(0 <= d <= 3 for d in delays)
+    med = f"{np.median([d for d in delays if d >= 0]):.1f}" if len(delays) > early else "-"
+    late = len(delays) - early - within
+    print(
+        f"    found {len(delays)}/{n}: 0 to 3 evaluations after the minimum {within}, later {late} (median of these"
+        f" {med}), before it {early} (a rise the validation loss later came back from)"
+    )
+
+
 def main() -> int:
-    flagged = healthy_section()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the healthy runs (comma-separated)")
+    ap.add_argument("--overfit-seeds", default="", help="seeds of section (d)'s over-fitting runs; none: skipped")
+    args = ap.parse_args()
+    seeds = tuple(int(x) for x in args.seeds.split(",") if x)
+    flagged = healthy_section(seeds)
     flagged += pathology_section()
     overfit_evidence(flagged)
+    if args.overfit_seeds:
+        overfit_seeds_section(tuple(int(x) for x in args.overfit_seeds.split(",") if x))
     return 0
 
 

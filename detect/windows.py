@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
+from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
+from aitrace.detect.overfit import held_rise
 
-OVERFIT_MIN_RISE = 0.10  # validation loss 10 % above its best (or twice its epoch-to-epoch noise)...
-OVERFIT_PERSIST = 3  # ...on this many validation points in a row
 _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
 _MAX_CATEGORIES = 1000
@@ -210,15 +210,6 @@ def _category_checks(
 # ---------------------------------------------------------------- overfitting
 
 
-def _step_noise(v: np.ndarray) -> float:
-    """Robust sd of one point's epoch-to-epoch wobble: MAD of the steps around their median
-    step, so a steady trend (still improving, or rising) is not counted as noise."""
-    if v.size < 4:
-        return 0.0
-    d = np.diff(v)
-    return float(np.median(np.abs(d - np.median(d)))) * 1.4826 / math.sqrt(2.0)
-
-
 def overfitting_update(
     state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None
 ) -> tuple[tuple[float, int, int, list[float]] | None, int, int] | None:
@@ -255,7 +246,7 @@ def overfitting_update(
     # Each new validation point in turn, so a chunk holding several evaluations reports the
     # first one at which the rise held (not the chunk's last).
     for end in range(max(3, len(va) - int(keep.sum())), len(va)):
-        found = _overfit_at(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
+        found = held_rise(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
         if found is not None:
             return (
                 (found, int(va[end][0]), int(va[end][2]), v[int(np.argmin(v[: end + 1])) : end + 1].tolist()),
@@ -263,21 +254,3 @@ def overfitting_update(
                 last_time,
             )
     return None, 10 * int(keep.sum()), last_time
-
-
-def _overfit_at(v: np.ndarray, v_steps: list[float], t_steps: np.ndarray, t_vals: np.ndarray) -> float | None:
-    """The relative rise of the validation loss ``v`` above its best, if it held while training loss fell."""
-    best = int(np.argmin(v))
-    rise = (v[-1] - v[best]) / max(abs(v[best]), 1e-12)
-    # Epoch-to-epoch noise of the validation loss (real runs: a CNN's val loss bumps 10 % for
-    # one epoch while it is still improving): the rise must clear it and hold.
-    noise = _step_noise(v[-9:]) / max(abs(v[best]), 1e-12)
-    margin = max(OVERFIT_MIN_RISE, 2.0 * noise)
-    held = v[-OVERFIT_PERSIST:] >= v[best] * (1.0 + margin) if v[best] > 0 else v[-OVERFIT_PERSIST:] > v[best]
-    if not (best < len(v) - OVERFIT_PERSIST and bool(held.all())):
-        return None
-    seen = t_steps <= v_steps[-1]  # training loss known when this validation point came
-    before = t_vals[seen & (t_steps <= v_steps[best])][-16:]
-    after = t_vals[seen & (t_steps > v_steps[best])][-16:]
-    falling = before.size > 0 and after.size > 0 and float(np.median(after)) < float(np.median(before))
-    return float(rise) if falling else None
