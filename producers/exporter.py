@@ -7,11 +7,11 @@ worker thread (this module) does everything else:
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
    Kafka record (``aitrace.Batch``), its logs as one more (a columnar ``aitrace.LogBlock``, see
-   :mod:`aitrace.producers.log_blocks`, unless a processor of the chain reads single events only). Sending is due when ``batch_linger_ms`` has passed since the
-   previous send, so a lone event after a quiet spell leaves at once, while a steady stream
-   leaves in batches at most every ``batch_linger_ms``. Errors (error logs, error spans and
-   inferences, failed runs), ``batch_max_events`` pending events, a flush or close make it due
-   at once.
+   :mod:`aitrace.producers.log_blocks`, unless a processor of the chain reads single events
+   only). Sending is due when ``batch_linger_ms`` has passed since the previous send, so a
+   lone event after a quiet spell leaves at once, while a steady stream leaves in batches at
+   most every ``batch_linger_ms``. Errors (error logs, error spans and inferences, failed runs),
+   ``batch_max_events`` pending events, a flush or close make it due at once.
 2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
    or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
    item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else

@@ -107,10 +107,7 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         loggers = []
     elif set(map(type, loggers)) - {str, type(None)}:
         return _slow_columns(rows, stats)
-    if not any(attributes):
-        attributes = []
-    else:
-        attributes = [ev.text_map(a, stats) if a else {} for a in attributes]
+    attributes = [ev.text_map(a, stats) if a else {} for a in attributes] if any(attributes) else []
     ctxs = [ctx for _, _, ctx, _, _ in rows]
     parents = [c.parent_span_id for c in ctxs]
     return {
