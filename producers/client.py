@@ -218,16 +218,18 @@ class Client(ClientEvents):
         return Stage(self, name, attributes, self._span_context("internal", None), rows_in)
 
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
-        parent = tc.current()
+        parent = _get_ctx()
+        if parent is None and _OTEL in _modules:
+            parent = tc.otel_current()
         if parent is None:
             fresh = (
                 new_trace
                 if new_trace is not None
                 else (not self.settings.producer.run_id or kind in ("server", "consumer"))
             )
-            parent = None if fresh else self._root
-        if parent is None:
-            return tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), None)
+            if fresh:
+                return tc.new_root()
+            parent = self._root
         return tc.SpanContext(parent.trace_id, tc.new_span_id(), parent.span_id)
 
     def inject(self, headers: Any = None) -> Any:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from aitrace.producers.client import Client
 
 _time_ns = time.time_ns
+_perf_ns = time.perf_counter_ns
+# tc.push / tc.pop without their call: a span's enter and exit run on the caller's thread.
+_push = tc._CURRENT.set
+_pop = tc._CURRENT.reset
 _T = TypeVar("_T")
 
 
@@ -70,13 +74,13 @@ class Span:
 
     def __enter__(self) -> Span:
         self._start_us = _time_ns() // 1000
-        self._t0 = time.perf_counter_ns()
-        self._token = tc.push(self.context)
+        self._t0 = _perf_ns()
+        self._token = _push(self.context)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        duration_us = (time.perf_counter_ns() - self._t0) // 1000
-        tc.pop(self._token)
+        duration_us = (_perf_ns() - self._t0) // 1000
+        _pop(self._token)
         if exc is not None:
             self.status = "error"
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__

@@ -16,22 +16,25 @@ import random
 import re
 import sys
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 TRACEPARENT = "traceparent"
 _TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ROOT_BITS = 1 << 64 | 1
 
 # SystemRandom would cost a syscall per id; ids need uniqueness, not secrecy. Re-seeded after fork
 # (see reseed) so a child never repeats its parent's ids.
 _rng = random.Random()
 
 
-@dataclass(frozen=True, slots=True)
-class SpanContext:
-    """Identity of the current unit of work: trace, span, parent span, and whether it is remote."""
+class SpanContext(NamedTuple):
+    """Identity of the current unit of work: trace, span, parent span, and whether it is remote.
+
+    A named tuple rather than a frozen dataclass: one is built per span, and a frozen
+    dataclass's ``__init__`` costs twice as much on the caller's thread.
+    """
 
     trace_id: str
     span_id: str
@@ -50,6 +53,13 @@ def new_trace_id() -> str:
 def new_span_id() -> str:
     """A random, non-zero W3C span id (16 lowercase hex)."""
     return f"{_rng.getrandbits(64) | 1:016x}"
+
+
+def new_root() -> SpanContext:
+    """A span context that starts a new trace: both ids from one draw of random bits."""
+    # 192 bits: the high 128 are the trace id, the low 64 the span id; one bit in each keeps both non-zero.
+    ids = f"{_rng.getrandbits(192) | _ROOT_BITS:048x}"
+    return SpanContext(ids[:32], ids[32:])
 
 
 def trace_id_for(name: str) -> str:

@@ -56,6 +56,18 @@ def test_ids_are_well_formed_and_distinct() -> None:
     assert tc.trace_id_for("run-7") == tc.trace_id_for("run-7") != tc.trace_id_for("run-8")
 
 
+def test_a_new_root_has_two_well_formed_non_zero_ids_even_when_the_random_bits_are_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    roots = [tc.new_root() for _ in range(1000)]
+    assert len({r.trace_id for r in roots}) == 1000 and len({r.span_id for r in roots}) == 1000
+    assert all(len(r.trace_id) == 32 and len(r.span_id) == 16 and r.parent_span_id is None for r in roots)
+    monkeypatch.setattr(tc._rng, "getrandbits", lambda bits: 0)
+    zero = tc.new_root()
+    assert int(zero.trace_id, 16) and int(zero.span_id, 16)
+    assert tc.parse_traceparent(tc.format_traceparent(zero)) == zero._replace(remote=True)
+
+
 def test_push_pop_and_isolation_between_asyncio_tasks() -> None:
     a = tc.SpanContext("a" * 32, "1" * 16)
     b = tc.SpanContext("b" * 32, "2" * 16)
