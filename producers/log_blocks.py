@@ -4,11 +4,14 @@ Built on the exporter thread. Sent one event at a time, a log record cost the ex
 17 µs (``bench/bench_sender.py --profile log``: the redactor walking four dicts per event, the
 generated writer framing a whole ``aitrace.Event``, the envelope copied into each). A block pays
 the envelope, the id and the framing once per trace and batch; the columns are a few list
-comprehensions; the redactor walks the column lists with its per-string caches; one encode.
+comprehensions; spans, levels, messages and loggers are tables of distinct values (a repeated
+message is redacted and encoded once), attributes one column per name; the redactor walks the
+tables and columns with its per-string caches; one encode.
 
 The processor chain sees the block only when every processor in it reads blocks
 (:func:`block_chain`): the redactor (it walks any mapping; a column is named like the field it
-holds, so each string is scrubbed with the same plan as in a single event), head sampling
+holds, so each string is scrubbed with the same plan as in a single event; a secret-named
+attribute is blanked in every record that has it, status words included), head sampling
 (:func:`sample_block`: an unsampled trace keeps only its error and anomaly records, with
 ``sampled = false``) and a processor that declares ``accepts_log_blocks = True``. With any other
 processor in the chain logs travel as single ``aitrace.Event`` s as before, so a user's filter
@@ -24,14 +27,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aitrace.producers import events as ev
-from aitrace.producers.redact import Redactor
+from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.schemas.log_block import LOG_RECORD, OPTIONAL_COLUMNS
+from aitrace.schemas.log_block import ERROR_COLUMNS, LOG_RECORD
 
 Block = dict[str, Any]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
-_COLUMNS = ("time", "span_id", "level", "message", *OPTIONAL_COLUMNS)
+_NUMBERS = frozenset({int, float, bool})
 
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
@@ -40,7 +44,9 @@ def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Bloc
     for processor in processors:
         if isinstance(processor, TraceSampler):
             chain.append(_Sampling(processor))
-        elif isinstance(processor, Redactor) or getattr(processor, "accepts_log_blocks", False) is True:
+        elif isinstance(processor, Redactor):
+            chain.append(_Redacting(processor))
+        elif getattr(processor, "accepts_log_blocks", False) is True:
             chain.append(processor)
         else:
             return None
@@ -58,16 +64,40 @@ class _Sampling:
         return sample_block(self.sampler, block)
 
 
+class _Redacting:
+    """:class:`Redactor` for a log block: a secret-named attribute stays absent where a record has none.
+
+    The redactor blanks a secret-named field whole, so its column comes back ``[REDACTED]`` in
+    every record; the records that never had that attribute get their null back.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def __call__(self, block: Block) -> Block:
+        out = self.redactor(block)
+        before, after = list(block["attributes"].values()), out["attributes"]
+        if len(before) == len(after):
+            for column, (name, redacted) in zip(before, list(after.items()), strict=True):
+                if None in column and len(redacted) == len(column) and None not in redacted:
+                    pairs = zip(column, redacted, strict=True)
+                    after[name] = [None if b is None and r == REDACTED else r for b, r in pairs]
+        return out
+
+
 def sample_block(sampler: TraceSampler, block: Block) -> Block:
     """The block when its trace is sampled; else its records that sampling must keep, marked unsampled."""
     if sampler.rate >= 1.0 or sampler.sampled(block["trace_id"]):
         return block
-    attributes = block["attributes"] or [{}] * len(block["time"])
-    labels = block["labels"]
+    n = len(block["time"])
+    anomaly = block["attributes"].get("anomaly") or [None] * n
+    levels, labels = block["level"], block["labels"]
     keep = [
         i
-        for i, (level, attrs) in enumerate(zip(block["level"], attributes, strict=True))
-        if must_keep({"labels": labels, "payload": (LOG_RECORD, {"level": level, "attributes": attrs})})
+        for i, (level, flag) in enumerate(zip(block["level_index"], anomaly, strict=True))
+        if must_keep(
+            {"labels": labels, "payload": (LOG_RECORD, {"level": levels[level], "attributes": {"anomaly": flag}})}
+        )
     ]
     if not keep:
         raise ev.DropEvent
@@ -103,53 +133,119 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         return _slow_columns(rows, stats)
     if set(map(type, levels)) != {str} or set(map(type, messages)) != {str} or excs.count(None) != len(excs):
         return _slow_columns(rows, stats)
-    if loggers.count(None) == len(loggers):
-        loggers = []
-    elif set(map(type, loggers)) - {str, type(None)}:
+    if set(map(type, loggers)) - {str, type(None)}:
         return _slow_columns(rows, stats)
-    attributes = [ev.text_map(a, stats) if a else {} for a in attributes] if any(attributes) else []
-    ctxs = [ctx for _, _, ctx, _, _ in rows]
-    parents = [c.parent_span_id for c in ctxs]
-    return {
-        "time": [t for _, t, _, _, _ in rows],
-        "span_id": [c.span_id for c in ctxs],
-        "parent_span_id": [] if parents.count(None) == len(parents) else parents,
-        "level": levels,
-        "message": messages,
-        "logger": loggers,
-        "attributes": attributes,
-        "error_type": [],
-        "error_message": [],
-        "stack_trace": [],
-    }
+    columns = _columns([t for _, t, _, _, _ in rows], [c for _, _, c, _, _ in rows], levels, messages, loggers)
+    columns["attributes"] = _attribute_columns(attributes, stats)
+    for name in ERROR_COLUMNS:
+        columns[name] = []
+    return columns
 
 
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    out: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
-    for _, time_us, ctx, fields, _ in rows:
+    kept: list[ev.Queued] = []
+    payloads: list[dict[str, Any]] = []
+    for row in rows:
         try:
-            payload = ev.log_payload(fields, stats)
+            payloads.append(ev.log_payload(row[3], stats))
         except (KeyError, TypeError, ValueError):
             stats["rejected_bad_event"] += 1
             continue
-        out["time"].append(time_us)
-        out["span_id"].append(ctx.span_id)
-        out["parent_span_id"].append(ctx.parent_span_id)
-        for name, value in payload.items():
-            out[name].append(value)
-    for name in OPTIONAL_COLUMNS:  # empty when no record has a value: the schema's short form
-        if all(v is None or v == {} for v in out[name]):
-            out[name] = []
-    return out
+        kept.append(row)
+    levels, messages, loggers = ([p[name] for p in payloads] for name in ("level", "message", "logger"))
+    columns = _columns([t for _, t, _, _, _ in kept], [c for _, _, c, _, _ in kept], levels, messages, loggers)
+    columns["attributes"] = _attribute_columns([p["attributes"] for p in payloads], stats)
+    for name in ERROR_COLUMNS:
+        column = [p[name] for p in payloads]
+        columns[name] = [] if column.count(None) == len(column) else column
+    return columns
+
+
+def _interned(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """(distinct values in order of first use, the index of each value among them)."""
+    table: dict[Any, int] = {}
+    index = [table.setdefault(v, len(table)) for v in values]
+    return list(table), index
+
+
+def _columns(times: list[int], ctxs: list[Any], levels: list[str], messages: list[str], loggers: list[Any]) -> Block:
+    spans, span_index = _interned(ctxs)
+    parents = [c.parent_span_id for c in spans]
+    level_table, level_index = _interned(levels)
+    message_table, message_index = _interned(messages)
+    logger_table: list[str] = []
+    logger_index: list[int] = []
+    if loggers.count(None) != len(loggers):
+        logger_table, logger_index = _interned(loggers)
+        if None in logger_table:  # -1: no logger; the table holds names only
+            none = logger_table.index(None)
+            logger_table.pop(none)
+            logger_index = [-1 if i == none else i - (i > none) for i in logger_index]
+    return {
+        "time": times,
+        "span_id": [c.span_id for c in spans],
+        "parent_span_id": [] if parents.count(None) == len(parents) else parents,
+        "span_index": span_index,
+        "level": level_table,
+        "level_index": level_index,
+        "message": message_table,
+        "message_index": message_index,
+        "logger": logger_table,
+        "logger_index": logger_index,
+    }
+
+
+def _attribute_columns(attributes: list[Any], stats: Counter[str]) -> dict[str, list[str | None]]:
+    """One column per attribute name, a value per record (None where a record has no such attribute)."""
+    n = len(attributes)
+    columns: dict[str, list[Any]] = {}
+    for i, attrs in enumerate(attributes):
+        if attrs:
+            for key, value in attrs.items():
+                column = columns.get(key if type(key) is str else str(key))
+                if column is None:
+                    column = columns[key if type(key) is str else str(key)] = [None] * n
+                column[i] = value
+    return {key: _texts(column, stats) for key, column in columns.items()}
+
+
+def _texts(column: list[Any], stats: Counter[str]) -> list[str | None]:
+    """A column's values as :func:`events.text_value` writes them; numbers through one JSON call."""
+    kinds = set(map(type, column))
+    kinds.discard(type(None))
+    if kinds <= {str}:
+        return column
+    if kinds <= _NUMBERS:
+        try:
+            tokens = orjson.dumps(column).decode()[1:-1].split(",")  # numbers hold no comma
+        except TypeError:  # an int beyond 64 bits: text_value writes its repr
+            pass
+        else:
+            return [None if v is None else t for v, t in zip(column, tokens, strict=True)]
+    return [None if v is None else ev.text_value(v, stats) for v in column]
 
 
 def take_rows(block: Block, keep: list[int]) -> Block:
-    """A copy of ``block`` holding only the records at ``keep`` (in order)."""
+    """A copy of ``block`` holding only the records at ``keep`` (in order); tables keep only what they use."""
     out = dict(block)
-    for name in _COLUMNS:
-        column = block[name]
-        if column:
-            out[name] = [column[i] for i in keep]
+    out["time"] = [block["time"][i] for i in keep]
+    span_table, out["span_index"] = _interned([block["span_index"][i] for i in keep])
+    out["span_id"] = [block["span_id"][s] for s in span_table]
+    if block["parent_span_id"]:
+        out["parent_span_id"] = [block["parent_span_id"][s] for s in span_table]
+    for table in ("level", "message"):
+        used, out[f"{table}_index"] = _interned([block[f"{table}_index"][i] for i in keep])
+        out[table] = [block[table][u] for u in used]
+    if block["logger_index"]:
+        old = [block["logger_index"][i] for i in keep]
+        used, _ = _interned([i for i in old if i >= 0])
+        new_of = {u: j for j, u in enumerate(used)}
+        out["logger"] = [block["logger"][u] for u in used]
+        out["logger_index"] = [new_of.get(i, -1) for i in old]
+    for name in ERROR_COLUMNS:
+        if block[name]:
+            out[name] = [block[name][i] for i in keep]
+    out["attributes"] = {k: [v[i] for i in keep] for k, v in block["attributes"].items()}
     return out
 
 

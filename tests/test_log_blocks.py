@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ def test_an_unsampled_trace_keeps_its_error_logs_marked_unsampled(start: Callabl
     running = start([TraceSampler(0.0), Redactor()])
     _queue_logs(running, 40)
     events = _sent(running)
+    assert b"step 0" not in running.transport.records[0].value  # what was sampled out does not travel
     assert [e["payload"][1]["level"] for e in events] == ["error"] * 10
     assert {e["sampled"] for e in events} == {False}
     assert running.stats["sampled_out"] == 30 and running.stats["sent"] == 10
@@ -105,7 +107,7 @@ class _DropsDebug:
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         if "payload" in item or "steps" in item:
             return item
-        keep = [i for i, level in enumerate(item["level"]) if level != "debug"]
+        keep = [i for i, level in enumerate(item["level_index"]) if item["level"][level] != "debug"]
         return log_blocks.take_rows(item, keep)
 
 
@@ -140,19 +142,34 @@ def test_a_block_above_max_record_bytes_is_split_with_unique_ids(start: Callable
 
 
 def test_odd_values_are_made_text_and_unbuildable_records_counted() -> None:
-    stats: Any = __import__("collections").Counter()
+    stats: Counter[str] = Counter()
     good = {"level": "info", "message": 42, "logger": 7, "attributes": {1: object()}, "exc": None}
     rows = [(ev.LOG, 1, _TRACE, good, False), (ev.LOG, 2, _TRACE, {"message": "no level"}, False)]
     columns = log_blocks.log_columns(rows, stats)
-    assert columns["message"] == ["42"] and columns["logger"] == ["7"] and list(columns["attributes"][0]) == ["1"]
+    assert columns["message"] == ["42"] and columns["logger"] == ["7"] and list(columns["attributes"]) == ["1"]
+    assert columns["attributes"]["1"][0].startswith("<object object")
     assert stats["rejected_bad_event"] == 1 and stats["stringified"] == 1
 
 
+def test_attribute_values_are_written_as_text_value_writes_them() -> None:
+    stats: Counter[str] = Counter()
+    values = [1, 2.5, True, float("nan"), 2**70, "text", None, {"a": [1]}]
+    rows = [(ev.LOG, i, _TRACE, {"level": "info", "message": "m", "logger": None, "exc": None,
+             "attributes": {} if v is None else {"v": v}}, False) for i, v in enumerate(values)]  # fmt: skip
+    column = log_blocks.log_columns(rows, stats)["attributes"]["v"]
+    assert column == [None if v is None else ev.text_value(v, Counter()) for v in values]
+    numbers = log_blocks.log_columns(rows[:4], stats)["attributes"]["v"]  # the one-JSON-call path
+    assert numbers == ["1", "2.5", "true", "null"]
+
+
 def _block(**changes: Any) -> dict[str, Any]:
-    block = log_blocks.new_block("b1", _TRACE.trace_id, _ENVELOPE, {
-        "time": [1_700_000_000_000_000, 1_700_000_000_000_001], "span_id": [_TRACE.span_id] * 2,
-        "parent_span_id": [], "level": ["info", "error"], "message": ["a", "b"], "logger": [],
-        "attributes": [], "error_type": [], "error_message": [], "stack_trace": []})  # fmt: skip
+    columns = {
+        "time": [1_700_000_000_000_000, 1_700_000_000_000_001], "span_id": [_TRACE.span_id], "parent_span_id": [],
+        "span_index": [0, 0], "level": ["info", "error"], "level_index": [0, 1], "message": ["a", "b"],
+        "message_index": [0, 1], "logger": [], "logger_index": [], "attributes": {},
+        "error_type": [], "error_message": [], "stack_trace": [],
+    }  # fmt: skip
+    block = log_blocks.new_block("b1", _TRACE.trace_id, _ENVELOPE, columns)
     block.update(changes)
     return block
 
@@ -163,7 +180,16 @@ def _encoded(block: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"message": ["only one"]}, {"logger": ["x"]}, {"attributes": [{}, {}, {}]}, {"span_id": []}],
+    [
+        {"message_index": [0]},
+        {"message_index": [0, 2]},
+        {"span_index": [0, -1]},
+        {"logger": ["x"], "logger_index": [0]},
+        {"logger": ["x"], "logger_index": [0, 1]},
+        {"parent_span_id": [None, None]},
+        {"attributes": {"a": ["x"]}},
+        {"error_type": [None]},
+    ],
 )
 def test_a_block_whose_columns_do_not_line_up_is_rejected_whole(changes: dict[str, Any]) -> None:
     with pytest.raises(DecodeError) as err:
@@ -172,7 +198,8 @@ def test_a_block_whose_columns_do_not_line_up_is_rejected_whole(changes: dict[st
 
 
 def test_bad_records_of_a_block_are_rejected_one_by_one() -> None:
-    decoded = DECODER.decode(_encoded(_block(level=["loud", "error"], span_id=["zz", _TRACE.span_id])))
+    two_spans = {"span_id": ["zz", _TRACE.span_id], "span_index": [0, 1]}
+    decoded = DECODER.decode(_encoded(_block(level=["loud", "error"], **two_spans)))
     assert [e["event_id"] for e in decoded.events] == ["b1:1"]
     assert [(r.index, r.reason) for r in decoded.rejected] == [(0, "invalid-span-id")]
     only_level = DECODER.decode(_encoded(_block(level=["loud", "error"])))
@@ -250,7 +277,7 @@ def test_log_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dead_lette
     assert len(ids) == n == len(set(ids))
     worker = worker_factory(kafka.bootstrap, search.url, prefix)
     worker.start()
-    bad = _block(message=["only one"], block_id=f"bad-{os.urandom(4).hex()}")
+    bad = _block(message_index=[0], block_id=f"bad-{os.urandom(4).hex()}")
     system = f"{prefix}.events.system"
     _produce_raw(kafka.bootstrap, [(system, _TRACE.trace_id.encode(), _encoded(bad))])
     _wait(f"{n} logs indexed", lambda: _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n,
