@@ -160,6 +160,8 @@ def test_attribute_values_are_written_as_text_value_writes_them() -> None:
     assert column == [None if v is None else ev.text_value(v, Counter()) for v in values]
     numbers = log_blocks.log_columns(rows[:4], stats)["attributes"]["v"]  # the one-JSON-call path
     assert numbers == ["1", "2.5", "true", "null"]
+    valued_none = [(ev.LOG, 1, _TRACE, {**rows[0][3], "attributes": {"w": None}}, False), rows[1]]
+    assert log_blocks.log_columns(valued_none, stats)["attributes"]["w"] == ["null", None]
 
 
 def _block(**changes: Any) -> dict[str, Any]:
