@@ -669,6 +669,7 @@ def test_with_a_schema_registry_records_use_the_confluent_format(
         server.shutdown()
         server.server_close()
     assert name == "aitrace.LogBlock"  # logs leave as a block, registered under <topic>-aitrace.LogBlock
+    assert any(s.endswith(".events.system-aitrace.LogBlock") for s in _FakeRegistry.subjects), _FakeRegistry.subjects
     assert as_batch(name, obj)["events"][0]["payload"][1]["message"] == "framed by the registry"
 
 
