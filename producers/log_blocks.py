@@ -174,7 +174,7 @@ def _columns(times: list[int], ctxs: list[Any], levels: list[str], messages: lis
     parents = list(map(parent_of.__getitem__, span_ids))
     level_table, level_index = _interned(levels)
     message_table, message_index = _interned(messages)
-    logger_table: list[str] = []
+    logger_table: list[str | None] = []
     logger_index: list[int] = []
     if loggers.count(None) != len(loggers):
         logger_table, logger_index = _interned(loggers)
