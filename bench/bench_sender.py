@@ -5,7 +5,9 @@ started); then the exporter's own ``_take`` and ``_send_pending`` run on this th
 :class:`~aitrace.producers.transport.MemoryTransport`, with the default processor chain
 (sampling at rate 1, redaction). It prints CPU µs per event per kind (this thread's CPU time, so
 other load on the machine does not count), the median over ``--runs``, and ``--profile KIND``
-prints the top of a cProfile of that kind's sender work instead.
+prints the top of a cProfile of that kind's sender work instead. ``log_events`` is ``log`` with a
+pass-through processor added to the chain, which sends logs one ``aitrace.Event`` at a time (the
+way before log blocks): the baseline of ``log`` in the same run.
 
     .venv/bin/python bench/bench_sender.py --events 20000 --runs 5
 """
@@ -52,11 +54,18 @@ def _root() -> object:
     return tc.SpanContext(tc.trace_id_for("bench-run"), tc.new_span_id())
 
 
-def _exporter() -> tuple[Exporter, MemoryTransport]:
+def _pass_through(item: dict) -> dict:
+    """A processor without ``accepts_log_blocks``: logs then leave one event at a time."""
+    return item
+
+
+def _exporter(per_event: bool = False) -> tuple[Exporter, MemoryTransport]:
     settings = Settings.from_env(service="bench", run_id="bench-run", batch_max_events=1000)
     stats: Counter[str] = Counter()
     transport = MemoryTransport(stats)
     processors, _ = default_processors(settings)
+    if per_event:
+        processors.append(_pass_through)
     envelope = {
         "service": "bench",
         "service_version": None,
@@ -73,8 +82,8 @@ def _exporter() -> tuple[Exporter, MemoryTransport]:
 
 def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> float:
     """Sender CPU µs per event for ``events`` calls of ``kind``."""
-    exporter, _ = _exporter()
-    call = caller(_Feeder(exporter).client, kind)
+    exporter, _ = _exporter(per_event=kind == "log_events")
+    call = caller(_Feeder(exporter).client, "log" if kind == "log_events" else kind)
     for i in range(events):
         call(i)
     t0 = time.thread_time()
@@ -95,7 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--kinds", default=",".join((*KINDS, "log_events")))
     parser.add_argument("--profile", metavar="KIND", help="print a cProfile of the sender for this kind")
     args = parser.parse_args()
     if args.profile:

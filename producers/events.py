@@ -65,7 +65,7 @@ RECORD_OF_KIND = {
 }
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "exception": "error", "trace": "debug"}
-_LEVEL_OF = {
+LEVEL_OF = {
     spelled: _LEVEL_ALIASES.get(name, name)
     for name in (*LEVELS, *_LEVEL_ALIASES)
     for spelled in (name, name.upper(), name.capitalize())
@@ -96,7 +96,7 @@ _LIBRARIES = (
 
 def normalize_level(level: Any) -> str:
     """``"ERROR"``, ``"warn"``, 40 -> the schema's lower-case level names."""
-    known = _LEVEL_OF.get(level) if type(level) is str else None
+    known = LEVEL_OF.get(level) if type(level) is str else None
     if known is not None:  # the caller's hot path: "info", "INFO", "warn", ...
         return known
     if isinstance(level, int):
@@ -106,9 +106,12 @@ def normalize_level(level: Any) -> str:
     return text if text in LEVELS else "info"
 
 
+URGENT_LEVELS = frozenset({"error", "critical"})
+
+
 def is_urgent_level(level: str) -> bool:
     """Errors and worse leave at once instead of waiting out the linger."""
-    return level in ("error", "critical")
+    return level in URGENT_LEVELS
 
 
 def text_value(value: Any, stats: Counter[str]) -> str:

@@ -6,11 +6,12 @@ worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
-   Kafka record (``aitrace.Batch``). Sending is due when ``batch_linger_ms`` has passed since the
-   previous send, so a lone event after a quiet spell leaves at once, while a steady stream
-   leaves in batches at most every ``batch_linger_ms``. Errors (error logs, error spans and
-   inferences, failed runs), ``batch_max_events`` pending events, a flush or close make it due
-   at once.
+   Kafka record (``aitrace.Batch``), its logs as one more (a columnar ``aitrace.LogBlock``, see
+   :mod:`aitrace.producers.log_blocks`, unless a processor of the chain reads single events
+   only). Sending is due when ``batch_linger_ms`` has passed since the previous send, so a
+   lone event after a quiet spell leaves at once, while a steady stream leaves in batches at
+   most every ``batch_linger_ms``. Errors (error logs, error spans and inferences, failed runs),
+   ``batch_max_events`` pending events, a flush or close make it due at once.
 2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
    or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
    item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import events as ev
+from aitrace.producers import log_blocks
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.transport import Encoded, Transport
@@ -54,11 +56,15 @@ _SLICE_S = 0.001
 class _Group:
     """The pending events and metric blocks of one (topic, trace)."""
 
-    __slots__ = ("events", "metrics")
+    __slots__ = ("events", "logs", "metrics")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.metrics: list[ev.Queued] = []  # queued metric points, made columnar when sent
+        self.logs: list[ev.Queued] = []  # queued log records, made columnar when sent
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.metrics) + len(self.logs)
 
 
 class Exporter:
@@ -82,8 +88,12 @@ class Exporter:
         self.transport = transport
         self._id_prefix = id_prefix
         self._next_id = 0
-        self._serializer = AvroSerializer("aitrace.Batch", registry=_registry(settings.kafka))
+        registry = _registry(settings.kafka)
+        self._serializer = AvroSerializer("aitrace.Batch", registry=registry)
         self._plain_serializer = AvroSerializer("aitrace.Batch")
+        self._log_chain = log_blocks.block_chain(processors)
+        self._block_serializer = AvroSerializer("aitrace.LogBlock", registry=registry, record_subject=True)
+        self._plain_block_serializer = AvroSerializer("aitrace.LogBlock")
         self._contexts: dict[str, SerializationContext] = {}
         self._topics = {kind: settings.kafka.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
         self._groups: dict[tuple[str, str], _Group] = {}
@@ -139,7 +149,7 @@ class Exporter:
         """After stop: the transport keeps or counts what it still holds and closes; pending groups are counted."""
         self.transport.close()
         for group in self._groups.values():
-            self.stats["dropped_shutdown"] += len(group.events) + len(group.metrics)
+            self.stats["dropped_shutdown"] += len(group)
         self._notify()
 
     # -- the loop
@@ -217,6 +227,7 @@ class Exporter:
         topics = self._topics
         popleft = queue.popleft
         metric = ev.METRIC
+        log_kind = ev.LOG if self._log_chain is not None else -1
         taken = 0
         while queue and taken < _TAKE_CHUNK:
             item = popleft()
@@ -230,6 +241,10 @@ class Exporter:
                 group = groups[key] = _Group()
             if kind == metric:
                 group.metrics.append(item)  # the exporter's hot path: nothing else per point
+            elif kind == log_kind:
+                group.logs.append(item)
+                if item[4]:
+                    self._urgent = True
             else:
                 self._add_event(group, item, self.stats)
         self._pending_events += taken
@@ -267,19 +282,21 @@ class Exporter:
                 events = self._process(group.events)
                 blocks = [(self._new_id(), b) for b in metric_blocks(group.metrics, self.stats) if len(b)]
                 self._send_group(topic, trace_id.encode(), events, blocks)
+                self._send_logs(topic, trace_id, group.logs)
             except Exception:
-                self.stats["dropped_exporter_error"] += len(group.events) + len(group.metrics)
+                self.stats["dropped_exporter_error"] += len(group)
                 log.exception("aitrace: a batch for %s could not be sent; its events are counted as dropped", topic)
 
-    def _process(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not self.processors:
+    def _process(self, items: list[dict[str, Any]], chain: list[Processor] | None = None) -> list[dict[str, Any]]:
+        processors = self.processors if chain is None else chain
+        if not processors:
             return items
         out = []
         for n, item in enumerate(items):
             if not n & 63:
                 self._share()
             result = item
-            for processor in self.processors:
+            for processor in processors:
                 applied = self._apply(processor, result)
                 if applied is None:
                     break
@@ -299,7 +316,7 @@ class Exporter:
             return None
         if result is None:
             self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += self._count(item)
-        elif "steps" in item:  # a metric block may come back with only some of its rows
+        elif "payload" not in item:  # a metric or log block may come back with only some of its rows
             left_out = self._count(item) - self._count(result)
             if left_out > 0:
                 self.stats[getattr(processor, "drop_reason", "dropped_by_processor")] += left_out
@@ -307,8 +324,11 @@ class Exporter:
 
     @staticmethod
     def _count(item: dict[str, Any]) -> int:
-        steps = item.get("steps")
-        return 1 if steps is None else len(steps)
+        """Events an item stands for: 1 for an event, its rows for a metric or log block."""
+        if "payload" in item:
+            return 1
+        rows = item.get("steps", item.get("time"))
+        return len(rows) if isinstance(rows, list) else 1
 
     # -- encoding
 
@@ -326,6 +346,47 @@ class Exporter:
                 processed = self._process([block])
                 if processed:
                     self._emit(topic, key, [], processed)
+
+    def _send_logs(self, topic: str, trace_id: str, rows: list[ev.Queued]) -> None:
+        """The group's logs as log blocks of at most ``batch_max_events`` records, through the block chain."""
+        limit = self.producer.batch_max_events
+        for lo in range(0, len(rows), limit):
+            columns = log_blocks.log_columns(rows[lo : lo + limit], self.stats)
+            if not columns["time"]:
+                continue
+            block = log_blocks.new_block(self._new_id(), trace_id, self.envelope, columns)
+            for processed in self._process([block], self._log_chain):
+                self._emit_logs(topic, trace_id.encode(), processed)
+
+    def _emit_logs(self, topic: str, key: bytes, block: dict[str, Any]) -> None:
+        """One log block as one record; split in halves when it is too large or holds a record that does not fit."""
+        self._share()
+        n = len(block["time"])
+        if n == 0:
+            return
+        try:
+            value = self._encode(block, topic, log_block=True)
+        except EncodeError as exc:
+            if n > 1:
+                for part in log_blocks.halves(block):
+                    self._emit_logs(topic, key, part)
+                return
+            self.stats["rejected_schema"] += 1
+            self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
+            return
+        if len(value) <= self.producer.max_record_bytes:
+            self.transport.send(Encoded(topic, key, value, n))
+        elif n > 1:
+            for part in log_blocks.halves(block):
+                self._emit_logs(topic, key, part)
+        else:
+            self.stats["dropped_oversized"] += 1
+            log.error(
+                "aitrace: log record %s:0 dropped: %d bytes encoded, above max_record_bytes=%d",
+                block["block_id"],
+                len(value),
+                self.producer.max_record_bytes,
+            )
 
     def _share(self) -> None:
         """Give the GIL away once per slice of work, so that callers busy logging are not held up.
@@ -371,15 +432,17 @@ class Exporter:
                 self.producer.max_record_bytes,
             )
 
-    def _encode(self, batch: dict[str, Any], topic: str) -> bytes:
+    def _encode(self, batch: dict[str, Any], topic: str, log_block: bool = False) -> bytes:
         """Encode with the configured wire format; when the schema registry cannot be reached,
         fall back to single-object encoding (every aitrace decoder reads both) rather than lose the batch."""
+        serializer = self._block_serializer if log_block else self._serializer
         try:
-            return self._serializer(batch, self._context(topic))
+            return serializer(batch, self._context(topic))
         except SchemaRegistryError as exc:
             self.stats["registry_fallback"] += 1
             self._warn_once("registry", f"aitrace: schema registry unavailable, using single-object encoding: {exc}")
-            return self._plain_serializer(batch, self._context(topic))
+            plain = self._plain_block_serializer if log_block else self._plain_serializer
+            return plain(batch, self._context(topic))
 
     def _encode_failed(self, topic: str, key: bytes, events: list[dict], blocks: list[dict], exc: Exception) -> None:
         """Find the events that do not fit the schema (by halves); drop only those, counted."""

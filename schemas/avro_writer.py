@@ -72,6 +72,38 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     return out.getvalue()
 
 
+_SHORT = 64  # strings below this many bytes have a one-byte length prefix
+_HEADS = (
+    tuple(bytes([n << 1]) for n in range(_SHORT)),  # array<string>
+    tuple(bytes([2, n << 1]) for n in range(_SHORT)),  # array<null|string>: branch 1, then the length
+)
+
+
+def _strings(values: list[Any], nullable: bool) -> bytes | None:
+    """A non-empty array of short ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
+
+    Log blocks carry long columns of short texts (attribute values), where the item loop with
+    its memo costs more (``bench/bench_sender.py``).
+    """
+    if not values or (nullable and None in values) or set(map(type, values)) != {str}:
+        return None
+    try:
+        bodies = list(map(str.encode, values))
+    except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
+        return None
+    lengths = list(map(len, bodies))
+    if max(lengths) >= _SHORT:
+        return None
+    parts: list[bytes] = [b""] * (2 * len(bodies) + 2)
+    head = bytearray()
+    _varint(head, len(values) << 1)
+    parts[0] = bytes(head)
+    parts[1:-1:2] = map(_HEADS[nullable].__getitem__, lengths)  # each item's length prefix, then its bytes
+    parts[2:-1:2] = bodies
+    parts[-1] = b"\x00"
+    return b"".join(parts)
+
+
 class _Gen:
     """Python source for one schema: a function per named record, fields written inline."""
 
@@ -160,6 +192,18 @@ class _Gen:
             return [f"{pad}if type({var}) is not list:", f"{pad}    fail()",
                     f"{pad}if {var}:", f"{pad}    buf += integers({items!r}, {var})",
                     f"{pad}else:", f"{pad}    buf.append(0)"]  # fmt: skip
+        if not is_map and items in ("string", ["null", "string"]):  # a column of texts: C loops when short
+            raw = self.name("s")
+            nullable = items != "string"
+            return [f"{pad}{raw} = strings({var}, {nullable}) if type({var}) is list else None",
+                    f"{pad}if {raw} is not None:", f"{pad}    buf += {raw}", f"{pad}else:",
+                    *self.items(schema, var, namespace, pad + "    ")]  # fmt: skip
+        return self.items(schema, var, namespace, pad)
+
+    def items(self, schema: dict[str, Any], var: str, namespace: str, pad: str) -> list[str]:
+        """An array or a map item by item."""
+        is_map = schema["type"] == "map"
+        items = schema["values"] if is_map else schema["items"]
         z = self.name("z")
         lines = [f"{pad}if type({var}) is not {'dict' if is_map else 'list'}:", f"{pad}    fail()", f"{pad}if {var}:",
                  f"{pad}    {z} = len({var}) << 1", f"{pad}    if {z} < 128:", f"{pad}        buf.append({z})",
@@ -222,6 +266,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
         "varint": _varint,
         "integers": _integers,
         "text": _text,
+        "strings": _strings,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,

@@ -28,6 +28,7 @@ from typing import Any
 import fastavro
 from aitrace import schemas
 from aitrace.schemas import avro_writer
+from aitrace.schemas.log_block import log_events
 from aitrace.schemas.registry import SchemaRegistryClient
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
@@ -109,9 +110,14 @@ class AvroSerializer:
     True
     """
 
-    def __init__(self, schema_name: str, registry: SchemaRegistryClient | None = None) -> None:
+    def __init__(
+        self, schema_name: str, registry: SchemaRegistryClient | None = None, *, record_subject: bool = False
+    ) -> None:
+        """``record_subject``: register under ``<topic>-<record name>`` (Confluent's TopicRecordNameStrategy),
+        for a record type that shares its topic with another (``aitrace.LogBlock`` beside ``aitrace.Batch``)."""
         self.schema = compiled(schema_name)
         self._registry = registry
+        self._record_subject = record_subject
         self._fp_header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint
         self._write = _generated_writer(schema_name)
 
@@ -119,7 +125,10 @@ class AvroSerializer:
         """The bytes that precede the Avro body for this context."""
         if self._registry is None:
             return self._fp_header
-        subject = f"{ctx.topic if ctx else self.schema.name}-{ctx.field if ctx else 'value'}"
+        if self._record_subject:
+            subject = f"{ctx.topic}-{self.schema.name}" if ctx else self.schema.name
+        else:
+            subject = f"{ctx.topic if ctx else self.schema.name}-{ctx.field if ctx else 'value'}"
         schema_id = self._registry.register(subject, self.schema.text)
         return CONFLUENT_MAGIC + _SCHEMA_ID.pack(schema_id)
 
@@ -240,10 +249,18 @@ def _present(data: bytes | None) -> bytes:
 def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Normalise a decoded record to the shape of ``aitrace.Batch``.
 
-    Producers send batches; a lone ``aitrace.Event`` (from another client) becomes a batch of one.
+    Producers send batches and log blocks (whose records become events, see
+    :mod:`aitrace.schemas.log_block`); a lone ``aitrace.Event`` (from another client) becomes a
+    batch of one. A log block whose columns do not line up raises ``bad-shape``.
     """
     if schema_name == "aitrace.Batch":
         return obj
+    if schema_name == "aitrace.LogBlock":
+        try:
+            events = log_events(obj)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DecodeError("bad-shape", str(exc)) from exc
+        return {"batch_id": obj["block_id"], "events": events, "metric_blocks": []}
     if schema_name == "aitrace.Event":
         return {"batch_id": obj["event_id"], "events": [obj], "metric_blocks": []}
     raise DecodeError("unexpected-schema", f"{schema_name} is not an event or a batch of events")

@@ -21,7 +21,7 @@ from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.fastblock import decode_metric_batch
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
-from aitrace.schemas.codec import DecodeError
+from aitrace.schemas.codec import AvroSerializer, DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +47,21 @@ def _event_record() -> bytes:
     return S.encode(S.batch([S.event(S.log("info", "hello"), trace=tr), S.event(S.span("s", S.now_us(), 5), trace=tr)]))
 
 
-SEEDS = [_metric_record(), _event_record()]
+def _log_block_record() -> bytes:
+    """A log block as the producer writes it: tables, indexes, an attribute column with a gap, an error."""
+    block = {
+        "block_id": "lb", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+        "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+        "time": [S.now_us() + i for i in range(3)], "span_id": [S.span_id()], "parent_span_id": [],
+        "span_index": [0, 0, 0], "level": ["info", "error"], "level_index": [0, 0, 1],
+        "message": ["a", "b"], "message_index": [0, 1, 1], "logger": ["app"], "logger_index": [0, -1, 0],
+        "attributes": {"n": ["1", None, "3"]}, "error_type": [None, None, "E"], "error_message": [None, None, "x"],
+        "stack_trace": [None, None, "tb"],
+    }  # fmt: skip
+    return AvroSerializer("aitrace.LogBlock")(block)
+
+
+SEEDS = [_metric_record(), _event_record(), _log_block_record()]
 
 
 def _decode_checked(data: bytes) -> None:

@@ -651,7 +651,7 @@ def test_with_a_schema_registry_records_use_the_confluent_format(
 ) -> None:
     from http.server import ThreadingHTTPServer
 
-    from aitrace.schemas.codec import CONFLUENT_MAGIC, AvroDeserializer
+    from aitrace.schemas.codec import CONFLUENT_MAGIC, AvroDeserializer, as_batch
     from aitrace.schemas.registry import SchemaRegistryClient
     from test_schemas import _FakeRegistry  # the in-test registry fake
 
@@ -664,11 +664,13 @@ def test_with_a_schema_registry_records_use_the_confluent_format(
         client.log("info", "framed by the registry")
         assert client.flush(timeout=30)
         assert values and values[0][:1] == CONFLUENT_MAGIC
-        _, decoded = AvroDeserializer(SchemaRegistryClient(url)).decode(values[0])  # a reader's own registry client
+        name, obj = AvroDeserializer(SchemaRegistryClient(url)).decode(values[0])  # a reader's own registry client
     finally:
         server.shutdown()
         server.server_close()
-    assert decoded["events"][0]["payload"][1]["message"] == "framed by the registry"
+    assert name == "aitrace.LogBlock"  # logs leave as a block, registered under <topic>-aitrace.LogBlock
+    assert any(s.endswith(".events.system-aitrace.LogBlock") for s in _FakeRegistry.subjects), _FakeRegistry.subjects
+    assert as_batch(name, obj)["events"][0]["payload"][1]["message"] == "framed by the registry"
 
 
 def test_an_unreachable_registry_falls_back_to_single_object_encoding(

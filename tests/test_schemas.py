@@ -255,8 +255,10 @@ class _FakeRegistry(BaseHTTPRequestHandler):
 
     ids: ClassVar[dict[str, int]] = {}
     texts: ClassVar[dict[int, str]] = {}
+    subjects: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
+        self.subjects.append(self.path.split("/")[2])  # /subjects/<subject>/versions
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         schema_id = self.ids.setdefault(body["schema"], len(self.ids) + 1)
         self.texts[schema_id] = body["schema"]
