@@ -1,6 +1,6 @@
 """Drift on summaries of statsmodels' bundled real tables, beside scipy on the raw rows.
 
-    .venv/bin/python bench/realdata_tables.py [--quick]      # alone; bench_realdata.py runs it as (a2)
+    .venv/bin/python bench/realdata_tables.py [--quick]      # alone; bench_realdata.py runs it as (a2), (a3)
 
 Ours: ``aitrace.summarize`` of each window -> ``detect_drift`` (Holm over the features).
 Baseline: scipy on the raw rows, Bonferroni over the features: ``ks_2samp`` on numeric
@@ -18,13 +18,17 @@ categories (``summarize(categorical=...)`` for ours).
   on random samples of 20 and 10 rows per group; the columns that define a split are left
   out. Target: at least the baseline's power.
 
+* batches against a reference, as a drift monitor sees them: half the table as reference
+  and 20 rows of the other half (null), or one whole side of a split as reference and 20 rows
+  of the other (power). (a3) runs these two on section (a)'s scikit-learn tables too.
+
 statsmodels is in the ``test`` extra; when it is missing these tables are skipped with one line.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +137,25 @@ def _null_only_tables(ds: Any) -> list[Table]:
     ]
 
 
+def sklearn_tables() -> list[Table]:
+    """scikit-learn's bundled tables of section (a), split by class (diabetes by sex), as :class:`Table`."""
+    import pandas as pd
+    from sklearn import datasets
+
+    out = []
+    for name in ("wine", "breast_cancer", "iris", "diabetes"):
+        d = getattr(datasets, f"load_{name}")()
+        t = _table(name, pd.DataFrame(np.asarray(d.data, dtype=np.float64), columns=list(d.feature_names)))
+        if name == "diabetes":
+            sex = t.columns["sex"]
+            t.splits.append(("by sex", np.flatnonzero(sex == sex.min()), np.flatnonzero(sex == sex.max()), ("sex",)))
+        else:
+            y = np.asarray(d.target)
+            t.splits.append(("class 0 vs class 1", np.flatnonzero(y == 0), np.flatnonzero(y == 1), ()))
+        out.append(t)
+    return out
+
+
 def load_tables() -> list[Table] | None:
     """statsmodels' tables, or None (after one line saying so) when statsmodels is not installed."""
     try:
@@ -237,10 +260,12 @@ COMPARISONS: tuple[tuple[str, Generator, int | None], ...] = (
 )
 
 
-def run(tables: list[Table], repeats: int) -> dict[str, dict[str, tuple[int, int, int]]]:
+def run(
+    tables: list[Table], repeats: int, comparisons: Iterable[tuple[str, Generator, int | None]] = COMPARISONS
+) -> dict[str, dict[str, tuple[int, int, int]]]:
     """``{comparison: {table: (ours' hits, baseline's hits, comparisons)}}``, both tests on the same pairs."""
     out: dict[str, dict[str, tuple[int, int, int]]] = {}
-    for label, pairs, size in COMPARISONS:
+    for label, pairs, size in comparisons:
         rng = np.random.default_rng(1)
         per_table = out.setdefault(label, {})
         for t in tables:
@@ -288,10 +313,19 @@ def bench_statsmodels_tables(quick: bool) -> None:
     report(run(tables, repeats))
 
 
+def bench_sklearn_batches(quick: bool) -> None:
+    """Section (a)'s scikit-learn tables, as a monitor sees them: small batches against a reference."""
+    repeats = 25 if quick else 100
+    print(f"(a3) scikit-learn's tables, 20-row batches against a reference ({repeats} repeats): ours vs scipy on rows")
+    report(run(sklearn_tables(), repeats, [c for c in COMPARISONS if "vs" in c[0]]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="25 repeats instead of 100")
-    bench_statsmodels_tables(parser.parse_args(argv).quick)
+    quick = parser.parse_args(argv).quick
+    bench_statsmodels_tables(quick)
+    bench_sklearn_batches(quick)
     return 0
 
 
