@@ -192,7 +192,7 @@ def _welch_from_summaries(
 
 
 def histogram_skewness(summary: Mapping[str, Any]) -> float:
-    """Standardized third moment of the values a histogram summary describes (0 when constant).
+    """Standardized third moment of the values a histogram summary describes (0 when constant, inf when unknown).
 
     From bin midpoints about the summary's exact mean and variance: exact for the one-value
     bins of :func:`aitrace.summarize`'s small or discrete batches, close for its quantile bins.
@@ -206,9 +206,10 @@ def histogram_skewness(summary: Mapping[str, Any]) -> float:
     variance = float(summary.get("variance") or 0.0)
     if variance <= 0 or counts.sum() <= 0:
         return 0.0
-    mids = (edges[:-1] + edges[1:]) / 2.0
-    third = float(np.sum(counts * (mids - float(summary["mean"])) ** 3) / counts.sum())
-    return third / variance**1.5
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float limit: no finite answer
+        z = (edges[:-1] / 2.0 + edges[1:] / 2.0 - float(summary["mean"])) / math.sqrt(variance)
+        g = float(np.sum(counts * z**3) / counts.sum())
+    return g if math.isfinite(g) else math.inf
 
 
 def mean_difference_skewness(ref: Mapping[str, Any], cur: Mapping[str, Any]) -> float:
@@ -240,9 +241,10 @@ def _histogram_test(name: str, ref: Mapping[str, Any], cur: Mapping[str, Any]) -
     psi_value = psi_from_counts(r_counts, aligned) if aligned.sum() > 0 else None
     details = {"ks_distance": d, "ks_pvalue": p_ks}
     welch = _welch_from_summaries(ref, cur)
-    if welch is not None:
-        details["mean_difference_skewness"] = mean_difference_skewness(ref, cur)
-    if welch is None or details["mean_difference_skewness"] > MAX_MEAN_SKEW:
+    skew_d = mean_difference_skewness(ref, cur) if welch is not None else math.inf
+    if math.isfinite(skew_d):
+        details["mean_difference_skewness"] = skew_d
+    if welch is None or not skew_d <= MAX_MEAN_SKEW:
         return _Raw(name, "hist_ks", d, p_ks, d, "ks_distance", n_ref, n_cur, psi=psi_value, details=details)
     t, p_t, smd, _, _ = welch
     details.update(_moment_details(ref, cur, t, p_t))

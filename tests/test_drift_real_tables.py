@@ -10,6 +10,7 @@ spector's GPA-by-grade shift that KS alone on the rows finds.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -106,3 +107,13 @@ def test_the_bench_builds_its_splits_from_statsmodels_tables(bench: ModuleType) 
     fair = tables["fair"]
     assert fair.splits[0][3] == ("affairs",)  # the column that defines the split is left out
     assert {"occupation", "occupation_husb"} <= fair.categorical
+
+
+def test_a_skewness_that_overflows_is_unknown_and_leaves_welch_out() -> None:
+    # bins near the float limit: their midpoints' cubes overflow, so the shape is unknown
+    huge = {"histogram_edges": [-1e308, 0.0, 1.7e308], "histogram_counts": [1, 9], "mean": 0.0, "variance": 1.0}
+    assert histogram_skewness(huge) == math.inf
+    small = {"histogram_edges": [-1e308, 0.0, 1.7e308], "histogram_counts": [1, 2], "mean": 0.0, "variance": 1.0}
+    result = detect_drift({"x": huge}, {"x": small})[0]
+    assert result.test == "hist_ks" and "welch_pvalue" not in result.details
+    assert all(math.isfinite(v) for v in result.details.values())
