@@ -7,6 +7,9 @@
     same-population splits reported as drift (false positive rate, target <= 5 %), and
     power on splits that differ (one class against another; diabetes by sex), against
     scipy's two-sample KS on the raw rows with Bonferroni over the features.
+(a2) the same on statsmodels' bundled real tables (``realdata_tables.py``: period and group
+    splits, batches against a reference), skipped with one line when statsmodels is missing;
+(a3) (a)'s tables as a monitor sees them: 20-row batches against a reference.
 (b) false incidents per 1,000 points on SKAB anomaly-free (every sensor a series, fed
     in chunks as the worker receives them): the worker's anomaly rule against a rolling
     z-score (|z| > 4 over 100 points) and river's detectors when river is installed.
@@ -420,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-cycles", action="store_true", help="run (f) alone")
     args = parser.parse_args(argv)
     from realdata_cycles import bench_cycles
+    from realdata_tables import bench_sklearn_batches, bench_statsmodels_tables
 
     if args.only_telemetry:
         bench_telemetry(args.telemetry)
@@ -433,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    {'comparison':36s} {'ours':>14s} {'baseline':>10s}  target")
     for label, ours, base, target in bench_tables(args.quick):
         print(f"    {label:36s} {ours:>14s} {base:>10s}  {target}")
+    bench_statsmodels_tables(args.quick)
+    bench_sklearn_batches(args.quick)
     sys.stdout.flush()
     bench_skab(args.data)
     bench_telemetry(args.telemetry)

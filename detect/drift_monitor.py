@@ -22,7 +22,7 @@ data               test (p-value)              effect size (``effect_name``)
 numeric, raw       two-sample KS (batched)     Wasserstein / reference sd
 categorical, raw   chi-square homogeneity      Jensen-Shannon distance
 histogram summary  KS bound on the CDFs, and   KS distance / std. mean diff.
-                   Welch t on the moments      (+ PSI); Bonferroni over the two
+                   Welch t on the moments      (+ PSI); Simes over the two
 category summary   chi-square homogeneity      Jensen-Shannon distance
 quantile summary   KS on interpolated CDFs     quantile-Wasserstein / ref IQR*0.7413
 moments summary    Welch t on the means        standardized mean difference
@@ -32,7 +32,10 @@ A histogram summary's KS test is valid however its edges were chosen: the statis
 the gap between the two empirical CDFs that the histograms prove (exact at shared edges,
 a bound inside bins), never more than the rows' own KS statistic, so its p-value is at
 least theirs. :func:`aitrace.summarize` makes small or discrete batches exact and can
-reuse a reference's edges.
+reuse a reference's edges. Welch's t joins it only where the difference of the two means
+is close to normal if nothing drifted (``mean_difference_skewness`` in
+:mod:`aitrace.detect.drift_tests`): a small batch of skewed values against a large
+reference makes Welch's p-values too small, and the KS bound then decides alone.
 
 P-values are adjusted across all features of one comparison (Holm by default: the
 chance of any false verdict in a comparison stays below ``alpha``; ``fdr_bh``,
