@@ -78,12 +78,22 @@ class SeriesStateBase:
         result: ChunkResult,
         work: Callable[[State], None],
     ) -> None:
+        state = self._open_state(key, source, offset, result)
+        if state is not None:
+            work(state)
+            self._close_state(key, state, source, offset, result)
+
+    def _open_state(self, key: str, source: str, offset: int, result: ChunkResult) -> State | None:
+        """A copy of the series' state to apply this chunk to; None (counted skipped) for a redelivery."""
         state = self.table.get(key)
         state = dict(state) if state else {"applied": {}, "incident": None}
         if offset <= state["applied"].get(source, -1) or (self._batch_id and self._batch_id in state.get("bids", ())):
             result.skipped += 1
-            return
-        work(state)
+            return None
+        return state
+
+    def _close_state(self, key: str, state: State, source: str, offset: int, result: ChunkResult) -> None:
+        """Record the chunk as applied and write the state back."""
         result.applied += 1
         state["applied"][source] = offset
         if self._batch_id:
