@@ -54,7 +54,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         cfg = self.config
 
         def work(state: State) -> None:
-            rules = ServiceSeries.from_state(state["rules"]) if "rules" in state else None
+            rules = self._restore(key, state, "rules", ServiceSeries)
             rules = rules or ServiceSeries(metric, threshold=cfg.anomaly_threshold, critical=cfg.critical_score)
             found = rules.update(chunk["times"], values)
             self._publish_rules(result, state, ctx, rules, rules.headline(found), chunk["times"], model)
@@ -72,7 +72,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         model: str,
     ) -> None:
         """Keep the rules' state, and publish the batch's headline finding under the model's name."""
-        state["rules"] = rules.to_state()
+        self._save(ctx.series, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
         if top is not None:
@@ -96,7 +96,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         ctx = SeriesContext(key, service, None, model, what, None)
 
         def work(state: State) -> None:
-            rules = RateSeries.from_state(state["rules"]) if "rules" in state else None
+            rules = self._restore(key, state, "rules", RateSeries)
             rules = rules or RateSeries(what, window=cfg.rate_window, min_events=cfg.rate_min_events)
             found = rules.update(times, flags)
             top = max(found, key=lambda f: f.value, default=None)
@@ -122,7 +122,7 @@ class ModelSeriesDetectors(SeriesStateBase):
             state = self._open_state(key, source, offset, result)
             if state is None:
                 continue
-            rules = DriftWindows.from_state(state["rules"]) if "rules" in state else None
+            rules = self._restore(key, state, "rules", DriftWindows)
             rules = rules or DriftWindows(
                 feature,
                 window=cfg.drift_window,
@@ -137,7 +137,7 @@ class ModelSeriesDetectors(SeriesStateBase):
                 ctx = SeriesContext(key, service, None, model, rules.feature, None)
                 self._publish_rules(result, state, ctx, rules, hits[-1] if hits else None, times, model)
             else:
-                state["rules"] = rules.to_state()  # no window completed: nothing to tell an incident
+                self._save(key, state, "rules", rules)  # no window completed: nothing to tell an incident
             self._close_state(key, state, source, offset, result)
 
     def _join_labels(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
