@@ -145,7 +145,7 @@ class Pipeline:
         *,
         decoder: RecordDecoder | None = None,
         skew: TimeSkew | None = None,
-        live_rules: int = 4096,
+        live_rules: int = 2048,
     ):
         """``live_rules``: series whose rule objects stay alive between chunks (:class:`LiveRules`; 0: none)."""
         self.options = options
