@@ -253,6 +253,15 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     drift; every other window (the few that may drift) gets ``detect_drift`` as ``update``
     gives it. That skips the Wasserstein distance and the PSI of every quiet window, which
     were two thirds of a window's cost, and one call per feature.
+
+    >>> import numpy as np
+    >>> from aitrace.detect.service import DriftWindows
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(600) * 1000
+    >>> a, b = rng.normal(size=600), rng.normal(size=600); b[400:] += 2
+    >>> rules = [DriftWindows("a"), DriftWindows("b")]
+    >>> [[f.index for f in found] for found in update_drift_windows(rules, t, [a, b])]
+    [[], [599]]
     """
     if len(rules) != len(values):
         raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
