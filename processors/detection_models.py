@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect import windows as K
+from aitrace.detect.batched import update_drift_windows
 from aitrace.detect.finding import Finding
 from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
@@ -39,11 +40,8 @@ class ModelSeriesDetectors(SeriesStateBase):
                 self._model_numeric(sub, result, source, offset, "confidence", conf[finite])
             errors = np.asarray(chunk["errors"], dtype=np.float64)
             self._rate(f"model/{model}/error_rate", model, service, "error_rate", errors, times, result, source, offset)
-        features = chunk["features"]
-        for name, values in features.items():
-            self._feature_drift(
-                model, service, name, np.asarray(values, dtype=np.float64), times, len(features), result, source, offset
-            )
+        if chunk["features"]:
+            self._feature_drift(model, service, chunk["features"], times, result, source, offset)
         if chunk["requests"] or chunk["labels"]:
             self._join_labels(chunk, result, source, offset)
 
@@ -56,7 +54,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         cfg = self.config
 
         def work(state: State) -> None:
-            rules = ServiceSeries.from_state(state["rules"]) if "rules" in state else None
+            rules = self._restore(key, state, "rules", ServiceSeries)
             rules = rules or ServiceSeries(metric, threshold=cfg.anomaly_threshold, critical=cfg.critical_score)
             found = rules.update(chunk["times"], values)
             self._publish_rules(result, state, ctx, rules, rules.headline(found), chunk["times"], model)
@@ -74,7 +72,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         model: str,
     ) -> None:
         """Keep the rules' state, and publish the batch's headline finding under the model's name."""
-        state["rules"] = rules.to_state()
+        self._save(ctx.series, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
         if top is not None:
@@ -98,7 +96,7 @@ class ModelSeriesDetectors(SeriesStateBase):
         ctx = SeriesContext(key, service, None, model, what, None)
 
         def work(state: State) -> None:
-            rules = RateSeries.from_state(state["rules"]) if "rules" in state else None
+            rules = self._restore(key, state, "rules", RateSeries)
             rules = rules or RateSeries(what, window=cfg.rate_window, min_events=cfg.rate_min_events)
             found = rules.update(times, flags)
             top = max(found, key=lambda f: f.value, default=None)
@@ -110,34 +108,37 @@ class ModelSeriesDetectors(SeriesStateBase):
         self,
         model: str,
         service: str,
-        feature: str,
-        values: np.ndarray,
+        features: dict[str, Any],
         times: np.ndarray,
-        n_features: int,
         result: ChunkResult,
         source: str,
         offset: int,
     ) -> None:
+        """Every input feature's drift windows, the chunk's completed windows tested in one KS call."""
         cfg = self.config
-        key = f"model/{model}/feature/{feature}"
-        ctx = SeriesContext(key, service, None, model, feature, None)
-
-        def work(state: State) -> None:
-            rules = DriftWindows.from_state(state["rules"]) if "rules" in state else None
+        open_: list[tuple[str, State, DriftWindows, np.ndarray]] = []
+        for feature, values in features.items():
+            key = f"model/{model}/feature/{feature}"
+            state = self._open_state(key, source, offset, result)
+            if state is None:
+                continue
+            rules = self._restore(key, state, "rules", DriftWindows)
             rules = rules or DriftWindows(
                 feature,
                 window=cfg.drift_window,
-                alpha=cfg.drift_alpha / max(1, n_features),
+                alpha=cfg.drift_alpha / max(1, len(features)),
                 min_effect=cfg.drift_min_effect,
                 psi_critical=cfg.psi_critical,
             )
-            found = rules.update(times, values)
-            if not found and not rules.clean:
-                state["rules"] = rules.to_state()  # no window completed: nothing to tell an incident
-                return
-            self._publish_rules(result, state, ctx, rules, found[-1] if found else None, times, model)
-
-        self._with_state(key, source, offset, result, work)
+            open_.append((key, state, rules, np.asarray(values, dtype=np.float64)))
+        found = update_drift_windows([r for _, _, r, _ in open_], times, [v for *_, v in open_])
+        for (key, state, rules, _), hits in zip(open_, found, strict=True):
+            if hits or rules.clean:
+                ctx = SeriesContext(key, service, None, model, rules.feature, None)
+                self._publish_rules(result, state, ctx, rules, hits[-1] if hits else None, times, model)
+            else:
+                self._save(key, state, "rules", rules)  # no window completed: nothing to tell an incident
+            self._close_state(key, state, source, offset, result)
 
     def _join_labels(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Join delayed ground-truth labels to their prediction by request id; windowed accuracy."""

@@ -46,7 +46,7 @@ class RunSeriesDetectors(SeriesStateBase):
                 split: str = split,
                 values: np.ndarray = values,
             ) -> None:
-                outcome = self._training(state, values, s["times"], s["steps"], metric, run_id, split)
+                outcome = self._training(ctx.series, state, values, (s["times"], s["steps"]), metric, run_id, split)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
                     result.actions.extend(
@@ -68,16 +68,16 @@ class RunSeriesDetectors(SeriesStateBase):
         self._run_checks(chunk, result, source, offset)
 
     def _training(
-        self, state: State, values: np.ndarray, times: Any, steps: Any, metric: str, run_id: str, split: str
+        self, key: str, state: State, values: np.ndarray, at: tuple[Any, Any], metric: str, run_id: str, split: str
     ) -> tuple[Finding | None, int, int]:
-        """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs)."""
-        rules = (
-            TrainingSeries.from_state(state["rules"])
-            if "rules" in state
-            else TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        )
+        """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
+
+        ``at``: the chunk's times and steps."""
+        times, steps = at
+        rules = self._restore(key, state, "rules", TrainingSeries)
+        rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
         found = rules.update(steps, values)
-        state["rules"] = rules.to_state()
+        self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
         top = worst(found)
@@ -114,9 +114,9 @@ class RunSeriesDetectors(SeriesStateBase):
         last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
 
         def work(state: State) -> None:
-            checks = RunChecks.from_state(state["checks"]) if "checks" in state else RunChecks()
+            checks = self._restore(key, state, "checks", RunChecks) or RunChecks()
             found = checks.update(series)
-            state["checks"] = checks.to_state()
+            self._save(key, state, "checks", checks)
             finding = None
             if found:
                 top = found[0]

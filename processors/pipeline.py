@@ -26,12 +26,13 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aitrace.processors import correlate
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import extract_chunks, fast_series
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
-from aitrace.processors.detection_state import DetectionConfig
+from aitrace.processors.detection_state import DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
@@ -93,6 +94,19 @@ class Staged(MutableMapping[str, Any]):
             return default if value is self._GONE else value
         return self.table.get(key, default)
 
+    def private(self, key: str) -> Any:
+        """The value under ``key`` to change in place: the staged one, else a deep copy of the table's.
+
+        A table value is a nest of dicts and lists; changing one of the table's in place
+        would change the committed state before :meth:`commit`, so a batch dropped after a
+        failure would leave its changes behind (its redelivered chunks were then skipped as
+        applied). One copy per key and batch: later reads get the staged copy.
+        """
+        if key in self.pending:
+            return self.get(key)
+        value = self.table.get(key)
+        return None if value is None else orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
     def commit(self, write: Any = None) -> None:
         """Write the staged changes through.
 
@@ -131,7 +145,9 @@ class Pipeline:
         *,
         decoder: RecordDecoder | None = None,
         skew: TimeSkew | None = None,
+        live_rules: int = 2048,
     ):
+        """``live_rules``: series whose rule objects stay alive between chunks (:class:`LiveRules`; 0: none)."""
         self.options = options
         self.skew = skew or TimeSkew.from_env()
         self.decoder = decoder or RecordDecoder()
@@ -142,6 +158,7 @@ class Pipeline:
             drift_window=options.drift_window,
             rollup_window_s=options.rollup_window_s,
         )
+        self.live_rules = LiveRules(live_rules)
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
@@ -331,8 +348,9 @@ class Pipeline:
         chunk = unpack_chunk(value)
         self.counters["series"] += 1
         entity = chunk["entity"]
-        states = dict(table.get(entity) or {})
-        detectors = SeriesDetectors(states, self.detection)
+        # a Staged table (the worker's): copied once per batch, so that a dropped batch changes nothing
+        states = (table.private(entity) if isinstance(table, Staged) else dict(table.get(entity) or {})) or {}
+        detectors = SeriesDetectors(states, self.detection, self.live_rules)
         result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
         if result.applied:
             table[entity] = states

@@ -1,0 +1,62 @@
+"""update_drift_windows (every feature's windows in one KS call) gives what each DriftWindows.update gives."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from aitrace.detect.batched import update_drift_windows
+from aitrace.detect.service import DriftWindows
+
+
+def _features(seed: int, n: int) -> list[np.ndarray]:
+    """Quiet, drifting, categorical-looking, constant and NaN-holed features of one stream."""
+    rng = np.random.default_rng(seed)
+    quiet = rng.normal(0.0, 1.0, n)
+    drifting = rng.normal(0.0, 1.0, n)
+    drifting[n // 2 :] += 0.8
+    small = rng.integers(0, 4, n).astype(np.float64)  # <= 5 distinct values: detect_drift's chi-square
+    small[n // 3 :] = rng.integers(0, 2, n - n // 3)
+    holes = rng.lognormal(0.0, 1.0, n)
+    holes[rng.integers(0, n, n // 20)] = np.nan
+    holes[rng.integers(0, n, 5)] = np.inf
+    wide = rng.standard_t(2, n) * 1e3
+    wide[2 * n // 3 :] *= 3.0
+    return [quiet, drifting, small, np.full(n, 1.5), holes, wide]
+
+
+def _bounds(n: int, seed: int, how: str) -> list[tuple[int, int]]:
+    if how == "random":
+        cuts = sorted(set(np.random.default_rng(seed).integers(1, n, 40).tolist()))
+        return list(itertools.pairwise([0, *cuts, n]))
+    step = int(how)
+    return list(itertools.pairwise([*range(0, n, step), n]))
+
+
+@pytest.mark.parametrize("how", ["1", "37", "200", "650", "random"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_update_matches_each_rule_update(seed: int, how: str) -> None:
+    n = 3000
+    feats = _features(seed, n)
+    times = 1_800_000_000_000_000 + np.arange(n, dtype=np.int64) * 1000
+    alpha = 0.001 / len(feats)
+    one = [DriftWindows(f"f{k}", window=200, alpha=alpha) for k in range(len(feats))]
+    many = [DriftWindows(f"f{k}", window=200, alpha=alpha) for k in range(len(feats))]
+    got: list[str] = []
+    want: list[str] = []
+    for lo, hi in _bounds(n, seed, how):
+        found = update_drift_windows(many, times[lo:hi], [f[lo:hi] for f in feats])
+        for rule, values, batch in zip(one, feats, found, strict=True):
+            expected = rule.update(times[lo:hi], values[lo:hi])
+            want += [repr(f) for f in expected]
+            got += [repr(f) for f in batch]
+        assert [r.clean for r in many] == [r.clean for r in one]
+    assert got == want
+    assert any("f1" in f for f in want) and any("f5" in f for f in want)  # drifts were there to find
+    assert [r.to_state() for r in many] == [r.to_state() for r in one]
+
+
+def test_rules_and_values_must_pair_up() -> None:
+    with pytest.raises(ValueError, match="2 rules but 1"):
+        update_drift_windows([DriftWindows("a"), DriftWindows("b")], np.arange(3), [np.zeros(3)])
