@@ -6,6 +6,10 @@
 state vectors live here with it. The method, its parameters and how the defaults
 were chosen are in :mod:`aitrace.detect.anomaly`, whose
 :class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel.
+
+Numba's on-disk cache keys a kernel on its own source file only: the helpers of
+:mod:`aitrace.detect.sorted_window` are inlined here, so a change to them must come
+with a change to this file, or a warm cache keeps running the old code.
 """
 
 from __future__ import annotations

@@ -72,17 +72,18 @@ def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float
     sorted sequences, so the k-th of their union is a binary search on how many
     come from the left one.
     """
-    a = s
-    b = n - s
-    lo = max(0, k + 1 - b)
-    hi = min(k + 1, a)
-    while lo < hi:
-        t = (lo + hi) >> 1  # take t from the left, k + 1 - t from the right
-        if _dev(buf, s, med, 0, t) < _dev(buf, s, med, 1, k - t):
-            lo = t + 1
-        else:
-            hi = t
+    lo = max(0, k + 1 - (n - s))
+    hi = min(k + 1, s)
+    # t: how many to take from the left, the first t in [lo, hi] whose left deviation is not
+    # below the right one (hi if none). Halving without a data-dependent branch, as in
+    # _lower_bound: the comparison went either way about half the time.
     t = lo
+    length = hi - lo + 1
+    while length > 1:
+        half = length >> 1
+        u = t + half - 1
+        t += half * (_dev(buf, s, med, 0, u) < _dev(buf, s, med, 1, k - u))
+        length -= half
     best = -np.inf
     if t > 0:
         best = _dev(buf, s, med, 0, t - 1)
@@ -128,18 +129,31 @@ def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _walk_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
-    """Replace one copy of old by new in buf[:n], walking from old's slot (best for short windows)."""
-    i = _lower_bound(buf, n, old)
-    if new >= old:
-        while i + 1 < n and buf[i + 1] < new:
-            buf[i] = buf[i + 1]
-            i += 1
-    else:
-        while i > 0 and buf[i - 1] > new:
-            buf[i] = buf[i - 1]
-            i -= 1
-    buf[i] = new
+def _replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
+    """Replace one copy of old by new in buf[:n] (sorted, holding old).
+
+    Without a data-dependent branch: both ranks are counts of smaller values (the
+    lower bounds, buf being sorted), and every slot takes its own value, its
+    neighbour's or new's by selects. Walking from old's slot mispredicted its exit
+    and its direction on about every point. Equal values are bit-identical (no -0.0,
+    no NaN in a window), so which copy of old leaves does not matter.
+    """
+    p = 0
+    c = 0
+    for i in range(n):
+        p += buf[i] < old
+        c += buf[i] < new
+    up = new > old
+    q = c - 1 if up else c  # new's slot once old has left (old is among the c when up)
+    lo = p if up else c + 1  # slots lo..hi-1 take their upper (up) or lower neighbour's value
+    hi = c - 1 if up else p + 1
+    prev = buf[0]
+    for i in range(n):
+        cur = buf[i]
+        moved = buf[i + 1 if i + 1 < n else i] if up else prev
+        v = moved if lo <= i < hi else cur
+        buf[i] = new if i == q else v
+        prev = cur
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -148,7 +162,7 @@ def _push(ring: np.ndarray, srt: np.ndarray, n: int, head: int, x: float) -> Non
     if n < ring.shape[0]:
         _sorted_insert(srt, n, x)
     else:
-        _walk_replace(srt, n, ring[head], x)
+        _replace(srt, n, ring[head], x)
     ring[head] = x
 
 
