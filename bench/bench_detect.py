@@ -112,9 +112,10 @@ def river_rate(make: Callable[[], Any], x: np.ndarray) -> float:
 ANOMALY_RATES = ("window 64", "window 32", "chunked, details", "chunked, details=False")
 
 
-def anomaly_rates(n: int, chunk: int, repeat: int) -> dict[str, float]:
+def anomaly_rates(n: int, chunk: int) -> dict[str, float]:
     """Points/s of one-shot ``anomaly_scores`` (windows 64 and 32) and of ``AnomalyDetector`` fed in chunks,
-    on a fixed series (the baseline's subprocess builds the same one)."""
+    on a fixed series (the baseline's subprocess builds the same one): per second of wall time, and
+    per second of this process's CPU time (``<key> cpu``), which a loaded machine disturbs less."""
     from aitrace.detect import AnomalyDetector, anomaly_scores
 
     rng = np.random.default_rng(0)
@@ -127,12 +128,19 @@ def anomaly_rates(n: int, chunk: int, repeat: int) -> dict[str, float]:
         for i in range(0, n, chunk):
             det.score(x[i : i + chunk], details=details)
 
-    return {
-        "window 64": n / timed(lambda: anomaly_scores(x), repeat),
-        "window 32": n / timed(lambda: anomaly_scores(x, window=32), repeat),
-        "chunked, details": n / timed(lambda: chunked(True), repeat),
-        "chunked, details=False": n / timed(lambda: chunked(False), repeat),
+    runs: dict[str, Callable[[], Any]] = {
+        "window 64": lambda: anomaly_scores(x),
+        "window 32": lambda: anomaly_scores(x, window=32),
+        "chunked, details": lambda: chunked(True),
+        "chunked, details=False": lambda: chunked(False),
     }
+    out = {}
+    for key, fn in runs.items():
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        out[key] = n / (time.perf_counter() - wall)
+        out[f"{key} cpu"] = n / (time.process_time() - cpu)
+    return out
 
 
 def bench_anomaly(
@@ -144,11 +152,11 @@ def bench_anomaly(
     env = dict(os.environ, PYTHONPATH=baseline_tree(baseline_ref)) if baseline_ref else None
     cmd = [sys.executable, os.path.abspath(__file__), "--anomaly-only", "--points", str(n), "--chunk", str(chunk)]
     for _ in range(repeat):
-        ours.append(anomaly_rates(n, chunk, 1))
+        ours.append(anomaly_rates(n, chunk))
         if env is not None:
             base.append(json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout))
-    mine = {k: statistics.median(r[k] for r in ours) for k in ANOMALY_RATES}
-    old = {k: statistics.median(r[k] for r in base) for k in ANOMALY_RATES} if base else None
+    mine = {k: statistics.median(r[k] for r in ours) for k in ours[0]}
+    old = {k: statistics.median(r[k] for r in base) for k in base[0]} if base else None
     x = np.random.default_rng(0).normal(size=max(numpy_n, river_n))
     sub = x[:numpy_n]
     numpy_rate = numpy_n / timed(lambda: numpy_rolling_scores(sub, 64), 1)
@@ -162,14 +170,17 @@ def bench_anomaly(
         "river PageHinkley": river_rate(PageHinkley, rsub),
     }
     label = f"; baseline = git {baseline_ref} in a fresh process, alternating rounds" if old else ""
-    print(f"\nAnomaly scoring, {n:,} points (single thread, medians of {repeat} rounds{label})")
-    print("  ratio = ours / baseline for aitrace rows, ours / that row for the others")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\nAnomaly scoring, {n:,} points (single thread, medians of {repeat} rounds{label}; load {load})")
+    print("  ratio = ours / baseline for aitrace rows, ours / that row for the others; wall time, and CPU time")
     for key in ANOMALY_RATES:
         name = f"aitrace {'anomaly_scores (' + key + ')' if key.startswith('window') else 'AnomalyDetector'}"
-        note = f"chunks of {chunk}, {key.split(', ')[1]}" if key.startswith("chunked") else ""
+        note = f"chunks of {chunk}, {key.split(', ')[1]}; " if key.startswith("chunked") else ""
+        cpu = f"{key} cpu"
         if old:
-            row(f"{name} [{baseline_ref}]", old[key], "points/s", note=note)
-        row(name, mine[key], "points/s", old[key] if old else None, note=note)
+            row(f"{name} [{baseline_ref}]", old[key], "points/s", note=f"{note}{old[cpu]:,.0f} per CPU s")
+        ratio = f" ({mine[cpu] / old[cpu]:.2f}x)" if old else ""
+        row(name, mine[key], "points/s", old[key] if old else None, note=f"{note}{mine[cpu]:,.0f} per CPU s{ratio}")
     one_shot = mine["window 64"]
     row(
         "numpy rolling median/MAD (window 64)",
@@ -379,7 +390,7 @@ def main() -> int:
         print(json.dumps(update_cost(args.repeat)))
         return 0
     if args.anomaly_only:
-        print(json.dumps(anomaly_rates(args.points, args.chunk, 1)))
+        print(json.dumps(anomaly_rates(args.points, args.chunk)))
         return 0
     if args.quick:
         args.points, args.repeat, args.river_points, args.numpy_points = 1_000_000, 2, 10_000, 50_000

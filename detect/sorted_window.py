@@ -233,7 +233,8 @@ def _merge_block(
         _network_sort16(added, net)
     else:
         _insertion_sort(added, na)
-    scratch[:n] = srt[:n]
+    for t in range(n):  # a slice assignment checks for overlap and may allocate
+        scratch[t] = srt[t]
     j = 0
     k = 0
     o = 0

@@ -48,9 +48,10 @@ from aitrace.detect.anomaly_kernel import (
 from aitrace.detect.sorted_window import (
     _NET16,
     _dev,
+    _insertion_sort,
     _lower_bound,
     _median_sorted,
-    _merge_block,
+    _network_sort16,
     _rms_dev,
     _sorted_insert,
 )
@@ -120,6 +121,47 @@ def old_push(ring: np.ndarray, buf: np.ndarray, n: int, head: int, new: float) -
                 i -= 1
         buf[i] = new
     ring[head] = new
+
+
+@njit(error_model="numpy")
+def old_merge_block(
+    srt: np.ndarray,
+    n: int,
+    evicted: np.ndarray,
+    ne: int,
+    added: np.ndarray,
+    na: int,
+    scratch: np.ndarray,
+    net: np.ndarray,
+) -> int:
+    if ne == 16:
+        _network_sort16(evicted, net)
+    else:
+        _insertion_sort(evicted, ne)
+    if na == 16:
+        _network_sort16(added, net)
+    else:
+        _insertion_sort(added, na)
+    scratch[:n] = srt[:n]
+    j = 0
+    k = 0
+    o = 0
+    for t in range(n):
+        v = scratch[t]
+        if j < ne and v == evicted[j]:
+            j += 1  # one copy of an evicted value leaves
+            continue
+        while k < na and added[k] < v:
+            srt[o] = added[k]
+            o += 1
+            k += 1
+        srt[o] = v
+        o += 1
+    while k < na:
+        srt[o] = added[k]
+        o += 1
+        k += 1
+    return o
 
 
 @njit(error_model="numpy")
@@ -247,7 +289,7 @@ def old_score_kernel(
         if pending == block:
             for k in range(pending):
                 added[k] = ring_l[(headl - pending + k) % w]
-            n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16)
+            n_sorted = old_merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16)
             pending = 0
             n_evicted = 0
             med_l = _median_sorted(sort_l, n_sorted)
