@@ -9,8 +9,7 @@ were chosen are in :mod:`aitrace.detect.anomaly`, whose
 
 Numba's on-disk cache keys a kernel on its own source file only: the helpers of
 :mod:`aitrace.detect.sorted_window` are inlined here, so a change to them must come
-with a change to this file, or a warm cache keeps running the old code (as
-after the branch-free rewrites of the short window's replace and the MAD search).
+with a change to this file, or a warm cache keeps running the old code.
 """
 
 from __future__ import annotations

@@ -64,19 +64,16 @@ def _dev(buf: np.ndarray, s: int, med: float, side: int, j: int) -> float:
     return buf[s + j] - med
 
 
-@njit(cache=True, error_model="numpy")
-def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float:
-    """k-th smallest |buf[i] - med| (0-based) in O(log n).
+@njit(cache=True, inline="always", error_model="numpy")
+def _split(buf: np.ndarray, n: int, med: float, s: int, k: int) -> int:
+    """How many of the k + 1 smallest |buf[i] - med| lie left of s (see _kth_deviation).
 
-    Left of s the deviations grow as we walk down, right of s as we walk up: two
-    sorted sequences, so the k-th of their union is a binary search on how many
-    come from the left one.
+    The first t in [lo, hi] whose left deviation is not below the right one (hi if
+    none), found by halving without a data-dependent branch, as in _lower_bound: the
+    comparison went either way about half the time.
     """
     lo = max(0, k + 1 - (n - s))
     hi = min(k + 1, s)
-    # t: how many to take from the left, the first t in [lo, hi] whose left deviation is not
-    # below the right one (hi if none). Halving without a data-dependent branch, as in
-    # _lower_bound: the comparison went either way about half the time.
     t = lo
     length = hi - lo + 1
     while length > 1:
@@ -84,6 +81,12 @@ def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float
         u = t + half - 1
         t += half * (_dev(buf, s, med, 0, u) < _dev(buf, s, med, 1, k - u))
         length -= half
+    return t
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _largest_taken(buf: np.ndarray, s: int, med: float, k: int, t: int) -> float:
+    # the k-th smallest deviation: the larger of the last taken on each side
     best = -np.inf
     if t > 0:
         best = _dev(buf, s, med, 0, t - 1)
@@ -95,12 +98,34 @@ def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float
 
 
 @njit(cache=True, error_model="numpy")
+def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float:
+    """k-th smallest |buf[i] - med| (0-based) in O(log n).
+
+    Left of s the deviations grow as we walk down, right of s as we walk up: two
+    sorted sequences, so the k-th of their union is a binary search on how many
+    come from the left one.
+    """
+    return _largest_taken(buf, s, med, k, _split(buf, n, med, s, k))
+
+
+@njit(cache=True, error_model="numpy")
 def _mad_sorted(buf: np.ndarray, n: int, med: float) -> float:
     s = _lower_bound(buf, n, med)
     h = n >> 1
     if n & 1:
         return _kth_deviation(buf, n, med, s, h)
-    return 0.5 * (_kth_deviation(buf, n, med, s, h - 1) + _kth_deviation(buf, n, med, s, h))
+    # The h-th smallest deviation follows the (h-1)-th: the smaller of the next one on
+    # each side of the split, so one search serves both.
+    k = h - 1
+    t = _split(buf, n, med, s, k)
+    above = np.inf
+    if t < s:
+        above = _dev(buf, s, med, 0, t)
+    if k + 1 - t < n - s:
+        v = _dev(buf, s, med, 1, k + 1 - t)
+        if v < above:
+            above = v
+    return 0.5 * (_largest_taken(buf, s, med, k, t) + above)
 
 
 @njit(cache=True, error_model="numpy")

@@ -53,6 +53,7 @@ from aitrace.detect.sorted_window import (
     _median_sorted,
     _network_sort16,
     _rms_dev,
+    _robust_sd,
     _sorted_insert,
 )
 from hypothesis import given, settings
@@ -451,6 +452,24 @@ def test_awkward_input_bit_identical(seed: int) -> None:
 def test_any_input_bit_identical(values: np.ndarray, window: int, seed: int) -> None:
     both_score(values, window)
     chunked(values, window, np.random.default_rng(seed), max_chunk=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float64,
+        st.integers(1, 70),
+        elements=st.one_of(st.sampled_from([0.0, 1.0, 2.0, -3.0, 1e-300, 1e300]), st.floats(-1e6, 1e6)),
+    ),
+)
+def test_noise_scale_bit_identical(values: np.ndarray) -> None:
+    # ties, repeated medians and one-sided windows: every split the MAD search can meet
+    buf = np.sort(values + 0.0)
+    med = float(_median_sorted(buf, buf.size))
+    assert (
+        bits(np.array([_robust_sd(buf, buf.size, med)])).tobytes()
+        == bits(np.array([old_robust_sd(buf, buf.size, med)])).tobytes()
+    )
 
 
 def test_reference_kernel_is_what_main_ran() -> None:
