@@ -213,9 +213,15 @@ def _score_kernel(
         # The long window's sorted copy, median and MAD follow in blocks of
         # _REFRESH points: one linear merge instead of an O(window) shift per point.
         if pending == block:
-            for k in range(pending):
-                added[k] = ring_l[(headl - pending + k) % w]
-            n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16)
+            if ns == pending:  # the recent window holds just the block's values, sorted already
+                n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, sort_s, pending, scratch, _NET16, True)
+            else:
+                # (a % w per value compiled to an integer division)
+                start = headl - pending if headl >= pending else headl - pending + w
+                for k in range(pending):
+                    at = start + k
+                    added[k] = ring_l[at if at < w else at - w]
+                n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16, False)
             pending = 0
             n_evicted = 0
             med_l = _median_sorted(sort_l, n_sorted)

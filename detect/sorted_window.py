@@ -243,10 +243,12 @@ def _merge_block(
     na: int,
     scratch: np.ndarray,
     net: np.ndarray,
+    added_sorted: bool,
 ) -> int:
     """Remove evicted[:ne] from srt[:n] and merge added[:na] in one linear pass; return the new size.
 
-    evicted and added are sorted in place (they hold at most _REFRESH values).
+    evicted, and added unless added_sorted, are sorted in place (they hold at most
+    _REFRESH values).
     """
     # Full blocks (the steady state) go through the sorting network: insertion sort's
     # mispredicted branches cost about a fifth of the whole kernel.
@@ -254,7 +256,9 @@ def _merge_block(
         _network_sort16(evicted, net)
     else:
         _insertion_sort(evicted, ne)
-    if na == 16:
+    if added_sorted:
+        pass
+    elif na == 16:
         _network_sort16(added, net)
     else:
         _insertion_sort(added, na)
