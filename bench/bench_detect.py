@@ -10,6 +10,9 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
   ``--chunk`` points (what a processor does per Kafka batch), next to the same
   rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
   and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
+  the aitrace rows beside the same runs on ``--baseline-ref``'s ``detect/`` (default
+  main) in a fresh process, in alternating rounds, per second of wall time and of
+  CPU time (which a loaded machine disturbs less);
 * one series update (``from_state`` + ``score`` of 1, 10, 100 or 1,000 points +
   ``to_state``, also through orjson as the worker's table stores it, and with a
   ``ScoreCalibrator``), beside the same loop run on ``--baseline-ref``'s ``detect/``
@@ -20,6 +23,7 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
 
 pandas is not installed in this environment, so the numpy rolling baseline is
 the "numpy/pandas" column. Run:  .venv/bin/python bench/bench_detect.py [--quick]
+(``--skip startup,update,drift`` for the anomaly figures alone).
 """
 
 from __future__ import annotations
