@@ -10,6 +10,9 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
   ``--chunk`` points (what a processor does per Kafka batch), next to the same
   rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
   and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
+  the aitrace rows beside the same runs on ``--baseline-ref``'s ``detect/`` (default
+  main) in a fresh process, in alternating rounds, per second of wall time and of
+  CPU time (which a loaded machine disturbs less);
 * one series update (``from_state`` + ``score`` of 1, 10, 100 or 1,000 points +
   ``to_state``, also through orjson as the worker's table stores it, and with a
   ``ScoreCalibrator``), beside the same loop run on ``--baseline-ref``'s ``detect/``
@@ -20,6 +23,7 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
 
 pandas is not installed in this environment, so the numpy rolling baseline is
 the "numpy/pandas" column. Run:  .venv/bin/python bench/bench_detect.py [--quick]
+(``--skip startup,update,drift`` for the anomaly figures alone).
 """
 
 from __future__ import annotations
@@ -109,7 +113,13 @@ def river_rate(make: Callable[[], Any], x: np.ndarray) -> float:
     return len(values) / (time.perf_counter() - t)
 
 
-def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -> dict[str, float]:
+ANOMALY_RATES = ("window 64", "window 32", "chunked, details", "chunked, details=False")
+
+
+def anomaly_rates(n: int, chunk: int) -> dict[str, float]:
+    """Points/s of one-shot ``anomaly_scores`` (windows 64 and 32) and of ``AnomalyDetector`` fed in chunks,
+    on a fixed series (the baseline's subprocess builds the same one): per second of wall time, and
+    per second of this process's CPU time (``<key> cpu``), which a loaded machine disturbs less."""
     from aitrace.detect import AnomalyDetector, anomaly_scores
 
     rng = np.random.default_rng(0)
@@ -117,17 +127,41 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
     x[rng.integers(0, n, n // 10000)] += 20.0  # a few real spikes
     anomaly_scores(x[:1000])  # compiled or loaded before timing
 
-    one_shot = n / timed(lambda: anomaly_scores(x), repeat)
-
     def chunked(details: bool) -> None:
         det = AnomalyDetector()
         for i in range(0, n, chunk):
             det.score(x[i : i + chunk], details=details)
 
-    stateful = n / timed(lambda: chunked(True), max(1, repeat - 1))
-    stateful_lean = n / timed(lambda: chunked(False), max(1, repeat - 1))
-    one_shot_32 = n / timed(lambda: anomaly_scores(x, window=32), max(1, repeat - 1))
+    runs: dict[str, Callable[[], Any]] = {
+        "window 64": lambda: anomaly_scores(x),
+        "window 32": lambda: anomaly_scores(x, window=32),
+        "chunked, details": lambda: chunked(True),
+        "chunked, details=False": lambda: chunked(False),
+    }
+    out = {}
+    for key, fn in runs.items():
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        out[key] = n / (time.perf_counter() - wall)
+        out[f"{key} cpu"] = n / (time.process_time() - cpu)
+    return out
 
+
+def bench_anomaly(
+    n: int, chunk: int, repeat: int, river_n: int, numpy_n: int, baseline_ref: str | None
+) -> dict[str, float]:
+    """Ours and the baseline's (``baseline_ref``'s detect/ in a fresh process) in alternating rounds,
+    so that a change in the machine's load falls on both; medians over the rounds."""
+    ours, base = [], []
+    env = dict(os.environ, PYTHONPATH=baseline_tree(baseline_ref)) if baseline_ref else None
+    cmd = [sys.executable, os.path.abspath(__file__), "--anomaly-only", "--points", str(n), "--chunk", str(chunk)]
+    for _ in range(repeat):
+        ours.append(anomaly_rates(n, chunk))
+        if env is not None:
+            base.append(json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout))
+    mine = {k: statistics.median(r[k] for r in ours) for k in ours[0]}
+    old = {k: statistics.median(r[k] for r in base) for k in base[0]} if base else None
+    x = np.random.default_rng(0).normal(size=max(numpy_n, river_n))
     sub = x[:numpy_n]
     numpy_rate = numpy_n / timed(lambda: numpy_rolling_scores(sub, 64), 1)
 
@@ -139,11 +173,19 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
         "river KSWIN (window 100)": river_rate(lambda: KSWIN(seed=0), rsub[: max(river_n // 10, 1000)]),
         "river PageHinkley": river_rate(PageHinkley, rsub),
     }
-    print(f"\nAnomaly scoring, {n:,} points (single thread); ratio = ours / that row")
-    row("aitrace anomaly_scores (window 64)", one_shot, "points/s")
-    row("aitrace anomaly_scores (window 32)", one_shot_32, "points/s")
-    row(f"aitrace AnomalyDetector, chunks of {chunk}", stateful, "points/s", note="with per-point diagnostics")
-    row(f"aitrace AnomalyDetector, chunks of {chunk}", stateful_lean, "points/s", note="details=False")
+    label = f"; baseline = git {baseline_ref} in a fresh process, alternating rounds" if old else ""
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\nAnomaly scoring, {n:,} points (single thread, medians of {repeat} rounds{label}; load {load})")
+    print("  ratio = ours / baseline for aitrace rows, ours / that row for the others; wall time, and CPU time")
+    for key in ANOMALY_RATES:
+        name = f"aitrace {'anomaly_scores (' + key + ')' if key.startswith('window') else 'AnomalyDetector'}"
+        note = f"chunks of {chunk}, {key.split(', ')[1]}; " if key.startswith("chunked") else ""
+        cpu = f"{key} cpu"
+        if old:
+            row(f"{name} [{baseline_ref}]", old[key], "points/s", note=f"{note}{old[cpu]:,.0f} per CPU s")
+        ratio = f" ({mine[cpu] / old[cpu]:.2f}x)" if old else ""
+        row(name, mine[key], "points/s", old[key] if old else None, note=f"{note}{mine[cpu]:,.0f} per CPU s{ratio}")
+    one_shot = mine["window 64"]
     row(
         "numpy rolling median/MAD (window 64)",
         numpy_rate,
@@ -152,7 +194,10 @@ def bench_anomaly(n: int, chunk: int, repeat: int, river_n: int, numpy_n: int) -
     )
     for name, rate in rates.items():
         row(name, rate, "points/s", note=f"ours {one_shot / rate:.0f}x; on a subset, per point")
-    return {"anomaly_scores": one_shot, "stateful": stateful, "numpy": numpy_rate, **rates}
+    out = {"anomaly_scores": one_shot, "stateful": mine["chunked, details"], "numpy": numpy_rate, **rates}
+    if old:
+        out.update({f"baseline {k}": v for k, v in old.items()})
+    return out
 
 
 # ---------------------------------------------------------------------------- per-update cost
@@ -337,12 +382,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1M points, fewer repeats (a smoke run)")
     parser.add_argument("--json", help="also write the headline figures to this JSON file")
     parser.add_argument(
-        "--baseline-ref", default="main", help="git ref whose detect/ is the per-update baseline ('' skips)"
+        "--baseline-ref",
+        default="main",
+        help="git ref whose detect/ is the baseline of anomaly scoring and update cost ('' skips)",
     )
     parser.add_argument("--update-cost-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
+    parser.add_argument("--anomaly-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: startup,update,drift")
     args = parser.parse_args()
     if args.update_cost_only:
         print(json.dumps(update_cost(args.repeat)))
+        return 0
+    if args.anomaly_only:
+        print(json.dumps(anomaly_rates(args.points, args.chunk)))
         return 0
     if args.quick:
         args.points, args.repeat, args.river_points, args.numpy_points = 1_000_000, 2, 10_000, 50_000
@@ -354,14 +406,18 @@ def main() -> int:
     )
     print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()}")
     t0 = time.perf_counter()
-    results = {
-        "startup_s": bench_startup(),
-        "anomaly_points_per_s": bench_anomaly(
-            args.points, args.chunk, args.repeat, args.river_points, args.numpy_points
-        ),
-        "update_cost": bench_update_cost(5, args.baseline_ref or None),
-        "ks_batched_over_scipy": bench_drift(args.repeat),
-    }
+    skip = set(args.skip.split(","))
+    baseline = args.baseline_ref or None
+    results: dict[str, Any] = {}
+    if "startup" not in skip:
+        results["startup_s"] = bench_startup()
+    results["anomaly_points_per_s"] = bench_anomaly(
+        args.points, args.chunk, args.repeat, args.river_points, args.numpy_points, baseline
+    )
+    if "update" not in skip:
+        results["update_cost"] = bench_update_cost(5, baseline)
+    if "drift" not in skip:
+        results["ks_batched_over_scipy"] = bench_drift(args.repeat)
     print(f"\nbenchmark took {time.perf_counter() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as fh:

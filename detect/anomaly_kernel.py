@@ -6,6 +6,10 @@
 state vectors live here with it. The method, its parameters and how the defaults
 were chosen are in :mod:`aitrace.detect.anomaly`, whose
 :class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel.
+
+Numba's on-disk cache keys a kernel on its own source file only: the helpers of
+:mod:`aitrace.detect.sorted_window` are inlined here, so a change to them must come
+with a change to this file, or a warm cache keeps running the old code.
 """
 
 from __future__ import annotations
@@ -209,9 +213,15 @@ def _score_kernel(
         # The long window's sorted copy, median and MAD follow in blocks of
         # _REFRESH points: one linear merge instead of an O(window) shift per point.
         if pending == block:
-            for k in range(pending):
-                added[k] = ring_l[(headl - pending + k) % w]
-            n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16)
+            if ns == pending:  # the recent window holds just the block's values, sorted already
+                n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, sort_s, pending, scratch, _NET16, True)
+            else:
+                # (a % w per value compiled to an integer division)
+                start = headl - pending if headl >= pending else headl - pending + w
+                for k in range(pending):
+                    at = start + k
+                    added[k] = ring_l[at if at < w else at - w]
+                n_sorted = _merge_block(sort_l, n_sorted, evicted, n_evicted, added, pending, scratch, _NET16, False)
             pending = 0
             n_evicted = 0
             med_l = _median_sorted(sort_l, n_sorted)

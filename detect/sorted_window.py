@@ -64,25 +64,29 @@ def _dev(buf: np.ndarray, s: int, med: float, side: int, j: int) -> float:
     return buf[s + j] - med
 
 
-@njit(cache=True, error_model="numpy")
-def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float:
-    """k-th smallest |buf[i] - med| (0-based) in O(log n).
+@njit(cache=True, inline="always", error_model="numpy")
+def _split(buf: np.ndarray, n: int, med: float, s: int, k: int) -> int:
+    """How many of the k + 1 smallest |buf[i] - med| lie left of s (see _kth_deviation).
 
-    Left of s the deviations grow as we walk down, right of s as we walk up: two
-    sorted sequences, so the k-th of their union is a binary search on how many
-    come from the left one.
+    The first t in [lo, hi] whose left deviation is not below the right one (hi if
+    none), found by halving without a data-dependent branch, as in _lower_bound: the
+    comparison went either way about half the time.
     """
-    a = s
-    b = n - s
-    lo = max(0, k + 1 - b)
-    hi = min(k + 1, a)
-    while lo < hi:
-        t = (lo + hi) >> 1  # take t from the left, k + 1 - t from the right
-        if _dev(buf, s, med, 0, t) < _dev(buf, s, med, 1, k - t):
-            lo = t + 1
-        else:
-            hi = t
+    lo = max(0, k + 1 - (n - s))
+    hi = min(k + 1, s)
     t = lo
+    length = hi - lo + 1
+    while length > 1:
+        half = length >> 1
+        u = t + half - 1
+        t += half * (_dev(buf, s, med, 0, u) < _dev(buf, s, med, 1, k - u))
+        length -= half
+    return t
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _largest_taken(buf: np.ndarray, s: int, med: float, k: int, t: int) -> float:
+    # the k-th smallest deviation: the larger of the last taken on each side
     best = -np.inf
     if t > 0:
         best = _dev(buf, s, med, 0, t - 1)
@@ -94,12 +98,34 @@ def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float
 
 
 @njit(cache=True, error_model="numpy")
+def _kth_deviation(buf: np.ndarray, n: int, med: float, s: int, k: int) -> float:
+    """k-th smallest |buf[i] - med| (0-based) in O(log n).
+
+    Left of s the deviations grow as we walk down, right of s as we walk up: two
+    sorted sequences, so the k-th of their union is a binary search on how many
+    come from the left one.
+    """
+    return _largest_taken(buf, s, med, k, _split(buf, n, med, s, k))
+
+
+@njit(cache=True, error_model="numpy")
 def _mad_sorted(buf: np.ndarray, n: int, med: float) -> float:
     s = _lower_bound(buf, n, med)
     h = n >> 1
     if n & 1:
         return _kth_deviation(buf, n, med, s, h)
-    return 0.5 * (_kth_deviation(buf, n, med, s, h - 1) + _kth_deviation(buf, n, med, s, h))
+    # The h-th smallest deviation follows the (h-1)-th: the smaller of the next one on
+    # each side of the split, so one search serves both.
+    k = h - 1
+    t = _split(buf, n, med, s, k)
+    above = np.inf
+    if t < s:
+        above = _dev(buf, s, med, 0, t)
+    if k + 1 - t < n - s:
+        v = _dev(buf, s, med, 1, k + 1 - t)
+        if v < above:
+            above = v
+    return 0.5 * (_largest_taken(buf, s, med, k, t) + above)
 
 
 @njit(cache=True, error_model="numpy")
@@ -128,18 +154,31 @@ def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _walk_replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
-    """Replace one copy of old by new in buf[:n], walking from old's slot (best for short windows)."""
-    i = _lower_bound(buf, n, old)
-    if new >= old:
-        while i + 1 < n and buf[i + 1] < new:
-            buf[i] = buf[i + 1]
-            i += 1
-    else:
-        while i > 0 and buf[i - 1] > new:
-            buf[i] = buf[i - 1]
-            i -= 1
-    buf[i] = new
+def _replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
+    """Replace one copy of old by new in buf[:n] (sorted, holding old).
+
+    Without a data-dependent branch: both ranks are counts of smaller values (the
+    lower bounds, buf being sorted), and every slot takes its own value, its
+    neighbour's or new's by selects. Walking from old's slot mispredicted its exit
+    and its direction on about every point. Equal values are bit-identical (no -0.0,
+    no NaN in a window), so which copy of old leaves does not matter.
+    """
+    p = 0
+    c = 0
+    for i in range(n):
+        p += buf[i] < old
+        c += buf[i] < new
+    up = new > old
+    q = c - 1 if up else c  # new's slot once old has left (old is among the c when up)
+    lo = p if up else c + 1  # slots lo..hi-1 take their upper (up) or lower neighbour's value
+    hi = c - 1 if up else p + 1
+    prev = buf[0]
+    for i in range(n):
+        cur = buf[i]
+        moved = buf[i + 1 if i + 1 < n else i] if up else prev
+        v = moved if lo <= i < hi else cur
+        buf[i] = new if i == q else v
+        prev = cur
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -148,7 +187,7 @@ def _push(ring: np.ndarray, srt: np.ndarray, n: int, head: int, x: float) -> Non
     if n < ring.shape[0]:
         _sorted_insert(srt, n, x)
     else:
-        _walk_replace(srt, n, ring[head], x)
+        _replace(srt, n, ring[head], x)
     ring[head] = x
 
 
@@ -204,10 +243,12 @@ def _merge_block(
     na: int,
     scratch: np.ndarray,
     net: np.ndarray,
+    added_sorted: bool,
 ) -> int:
     """Remove evicted[:ne] from srt[:n] and merge added[:na] in one linear pass; return the new size.
 
-    evicted and added are sorted in place (they hold at most _REFRESH values).
+    evicted, and added unless added_sorted, are sorted in place (they hold at most
+    _REFRESH values).
     """
     # Full blocks (the steady state) go through the sorting network: insertion sort's
     # mispredicted branches cost about a fifth of the whole kernel.
@@ -215,11 +256,14 @@ def _merge_block(
         _network_sort16(evicted, net)
     else:
         _insertion_sort(evicted, ne)
-    if na == 16:
+    if added_sorted:
+        pass
+    elif na == 16:
         _network_sort16(added, net)
     else:
         _insertion_sort(added, na)
-    scratch[:n] = srt[:n]
+    for t in range(n):  # a slice assignment checks for overlap and may allocate
+        scratch[t] = srt[t]
     j = 0
     k = 0
     o = 0
