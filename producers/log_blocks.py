@@ -11,7 +11,7 @@ tables and columns with its per-string caches; one encode.
 The processor chain sees the block only when every processor in it reads blocks
 (:func:`block_chain`): the redactor (it walks any mapping; a column is named like the field it
 holds, so each string is scrubbed with the same plan as in a single event; a secret-named
-attribute is blanked in every record that has it, status words included), head sampling
+attribute is blanked in every record that has it, status words kept as in an event), head sampling
 (:func:`sample_block`: an unsampled trace keeps only its error and anomaly records, with
 ``sampled = false``) and a processor that declares ``accepts_log_blocks = True``. With any other
 processor in the chain logs travel as single ``aitrace.Event`` s as before, so a user's filter
@@ -31,6 +31,7 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
+from aitrace.producers.secret_patterns import STATUS_WORDS
 from aitrace.schemas.log_block import ERROR_COLUMNS, LOG_RECORD
 
 Block = dict[str, Any]
@@ -65,10 +66,11 @@ class _Sampling:
 
 
 class _Redacting:
-    """:class:`Redactor` for a log block: a secret-named attribute stays absent where a record has none.
+    """:class:`Redactor` for a log block, with the per-event rules for secret-named attributes.
 
     The redactor blanks a secret-named field whole, so its column comes back ``[REDACTED]`` in
-    every record; the records that never had that attribute get their null back.
+    every record. Records that never had that attribute get their null back, and a status word
+    (``auth: healthy``) stays, as it does in a single event; neither counts as a replacement.
     """
 
     def __init__(self, redactor: Redactor) -> None:
@@ -79,10 +81,17 @@ class _Redacting:
         before, after = list(block["attributes"].values()), out["attributes"]
         if len(before) == len(after):
             for column, (name, redacted) in zip(before, list(after.items()), strict=True):
-                if None in column and len(redacted) == len(column) and None not in redacted:
-                    pairs = zip(column, redacted, strict=True)
-                    after[name] = [None if b is None and r == REDACTED else r for b, r in pairs]
+                if len(redacted) == len(column) and all(r == REDACTED for r in redacted):
+                    after[name] = [_kept(b, r) for b, r in zip(column, redacted, strict=True)]
+                    self.redactor.counts["field"] -= sum(1 for r in after[name] if r != REDACTED)
         return out
+
+
+def _kept(value: str | None, redacted: str) -> str | None:
+    """What a blanked column keeps of one record's value: its absence, or a status word."""
+    if value is None or not value or value.strip().lower() in STATUS_WORDS:
+        return value
+    return redacted
 
 
 def sample_block(sampler: TraceSampler, block: Block) -> Block:
