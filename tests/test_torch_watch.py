@@ -189,9 +189,11 @@ def test_long_read_backs_and_steps_without_some_gradients_keep_every_value(caplo
     assert "training goes on" not in caplog.text
 
 
-def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
-    """A float64 head beside float32 layers: the norms are stacked and copied (not written into slots),
-    and a head without a gradient on a step still holds its own column (a 0), not its neighbour's."""
+@pytest.mark.parametrize("squares", [True, False])
+def test_mixed_dtypes_and_missing_gradients(squares: bool) -> None:
+    """A float64 head beside float32 layers, on the CPU's numpy path (square norms in a float64 row) and on
+    the stacked ``_foreach_norm`` path the other devices and dtypes take; a head without a gradient on a
+    step still holds its own column (a 0), not its neighbour's."""
     torch.manual_seed(0)
     model = torch.nn.ModuleDict(
         {"body": torch.nn.Linear(8, 16), "left": torch.nn.Linear(16, 1), "right": torch.nn.Linear(16, 1).double()}
@@ -199,7 +201,8 @@ def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     client = _Recorder()
     handle = at.watch(model, optimizer, client=client, every=2, sync_every=4, summary=False)
-    assert handle._norms.slots is None  # two dtypes: the stacked path
+    assert handle._norms.squares  # float32 and float64 on the CPU: numpy
+    handle._norms.squares = squares  # before any row is made
     x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
     expected = {}
     for step in range(1, 7):
