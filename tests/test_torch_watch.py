@@ -340,3 +340,31 @@ def test_a_loss_handed_to_the_watch_is_sent_with_its_step() -> None:
     handle.remove()
     assert {step: v["loss"] for step, v in client.points.items() if "loss" in v} == pytest.approx(sent)
     assert "loss" not in client.points[5]
+
+
+@pytest.mark.parametrize("squares", [True, False])
+def test_square_norms_match_torch_norms_and_find_an_inf(squares: bool) -> None:
+    """The CPU's numpy dots (square norms, roots at read-back) give torch's norms, per layer and global,
+    and an Inf in one gradient is counted and named as on the ``_foreach_norm`` path."""
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=8, summary=False)
+    handle._norms.squares = squares
+    gen = torch.Generator().manual_seed(3)
+    expected = []
+    for step in range(1, 5):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen) * 10.0**step
+        if step == 4:
+            model[2].bias.grad[3] = math.inf
+        expected.append({n: float(p.grad.norm()) for n, p in model.named_parameters()})
+        optimizer.step()
+    handle.remove()
+    for step, norms in enumerate(expected, 1):
+        values = client.points[step]
+        assert values["grad_norm"] == pytest.approx(math.hypot(*norms.values()), rel=1e-5)
+        assert values["grad_nonfinite"] == (step == 4)
+    layer = client.points[2]["grad_norm/2"]
+    assert layer == pytest.approx(math.hypot(expected[1]["2.weight"], expected[1]["2.bias"]), rel=1e-5)
+    assert [log["parameter"] for log in client.logs] == ["2.bias"]
