@@ -18,6 +18,8 @@ round:
 - **the same, client that drops**: the default watch with a client whose ``metric`` does nothing:
   the cost of the measurement alone, without the client;
 - **watch every=1**: every costly part on every step (per-layer norms, update ratios);
+- **another checkout's watch** (``--compare-with /work/main``): that checkout's ``producers/torch*.py``
+  loaded under names of their own, attached with the same defaults: a change measured beside its base;
 - **wandb.watch**: ``wandb.watch(model, log="gradients", log_freq=100)`` in an offline run, when
   ``wandb`` is importable (said so otherwise). Its histograms are computed in backward hooks
   every ``log_freq`` steps; ``wandb.log`` is not called per step (as with ``wandb.watch`` alone).
@@ -44,8 +46,10 @@ import inspect
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +110,19 @@ class Trainer:
         self.step += steps
 
 
+def _load_watch(checkout: str) -> Callable[..., Any]:
+    """``watch`` of another checkout's ``producers/torch*.py``, loaded under module names of their own."""
+    for name in ("torch_summary", "torch_norms", "torch"):
+        path = os.path.join(checkout, "producers", f"{name}.py")
+        with open(path, encoding="utf-8") as f:
+            source = f.read().replace("aitrace.producers.torch_", "aitrace_compared_torch_")
+        module = types.ModuleType(f"aitrace_compared_{name}")
+        module.__file__ = path
+        sys.modules[module.__name__] = module  # before it runs: its dataclasses look themselves up there
+        exec(compile(source, path, "exec"), module.__dict__)
+    return sys.modules["aitrace_compared_torch"].watch  # type: ignore[no-any-return]
+
+
 def _quartiles(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return values[0], values[0]
@@ -123,6 +140,7 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-wandb", action="store_true", help="leave wandb.watch out even when it is installed")
+    parser.add_argument("--compare-with", metavar="CHECKOUT", help="also measure this checkout's watch (e.g. main's)")
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu on a free port")
     args = parser.parse_args()
     if args.steps % args.chunk:
@@ -143,10 +161,10 @@ def main() -> int:
     )
     stretch = [1]  # how many variants take turns (set below, before any watch is attached)
 
-    def aitrace_watch(watch_client: Any, **kwargs: Any) -> Attach:
+    def aitrace_watch(watch_client: Any, watch: Callable[..., Any] = aitrace.torch.watch, **kwargs: Any) -> Attach:
         def attach(model: Any, optimizer: Any) -> Callable[[], None]:
-            default = inspect.signature(aitrace.torch.watch).parameters["sync_interval_s"].default
-            return aitrace.torch.watch(
+            default = inspect.signature(watch).parameters["sync_interval_s"].default
+            return watch(
                 model, optimizer, client=watch_client, summary=False, sync_interval_s=default * stretch[0], **kwargs
             ).remove
 
@@ -166,6 +184,10 @@ def main() -> int:
         "  the same, client that drops": aitrace_watch(NullClient()),
         "aitrace watch every=1": aitrace_watch(client, every=1),
     }
+    if args.compare_with:
+        variants[f"aitrace watch (default) of {args.compare_with}"] = aitrace_watch(
+            client, _load_watch(args.compare_with)
+        )
     wandb_run = None
     try:
         os.environ.setdefault("WANDB_SILENT", "true")

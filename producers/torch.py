@@ -16,9 +16,9 @@ activations the first in forward order.
 
 The every-step path takes each gradient's norm into a row of a buffer allocated once on their device
 (the parameter list is cached at start) and reads the learning rates: no host sync, no tensor made
-or kept per step. On the CPU each norm is one ``torch.linalg.vector_norm(grad, out=slot)`` into a
-scratch row that one ``copy_`` puts in the step's row; elsewhere one ``torch._foreach_norm`` (a
-fused kernel on a GPU) stacked into the row.
+or kept per step. On the CPU (float32, float64) each gradient's square norm is one BLAS dot through
+numpy, written into a numpy view of the step's row (roots taken at read-back); elsewhere one
+``torch._foreach_norm`` (a fused kernel on a GPU) stacked into the row.
 Every ``sync_every`` steps (default 1000) or ``sync_interval_s`` (default 1 s), whichever comes
 first, the rows are read back in one copy; the global norms and non-finite counts of all those
 steps come from two vector operations on the host, the per-parameter scan runs only for a step
@@ -26,10 +26,13 @@ whose global norm is not finite, and one ``client.metric`` call per step (with i
 number) hands them over, so the exporter wakes once for the lot. The costly parts only run every
 ``every`` steps; the optimizer pre-step hook that copies the weights for the update ratios is
 registered just before such a step and removed after it. What remains is mostly the norms
-themselves, and on the CPU mostly not their arithmetic: on the ~1 ms steps of
-``bench/bench_torch_watch.py``'s MLP (one thread) its six norms take ~19 us back to back but ~31 us
-inside a training step, where their code is cold (a norm of six tiny tensors costs as much there),
-about 3% of a step. The hooks never raise into training: a failure is logged once on the
+themselves: on the ~1 ms steps of ``bench/bench_torch_watch.py``'s MLP (one thread, loaded machine)
+its six numpy dots took 22 to 35 us back to back where six ``vector_norm(out=)`` took 40 to 55 (the
+65k-value weight's alone: 3.2 against 8.7 us of CPU, the BLAS dot against torch's kernel). Timed inside
+the hook during training they take 33 to 46 us of the hook's 47 to 66, 3 to 4% of a step: after the
+optimizer's step (whose working set overflows a 1 MB L2) the gradients and the code are cold, and a
+pre-step hook finds them no warmer (30 us before the step, 26 after it, timed in one loop).
+The hooks never raise into training: a failure is logged once on the
 ``aitrace.torch`` logger and the step goes on.
 
 At start a model summary (layer table, parameter counts, trainable vs frozen) with the seed,

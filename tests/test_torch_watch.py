@@ -189,9 +189,11 @@ def test_long_read_backs_and_steps_without_some_gradients_keep_every_value(caplo
     assert "training goes on" not in caplog.text
 
 
-def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
-    """A float64 head beside float32 layers: the norms are stacked and copied (not written into slots),
-    and a head without a gradient on a step still holds its own column (a 0), not its neighbour's."""
+@pytest.mark.parametrize("squares", [True, False])
+def test_mixed_dtypes_and_missing_gradients(squares: bool) -> None:
+    """A float64 head beside float32 layers, on the CPU's numpy path (square norms in a float64 row) and on
+    the stacked ``_foreach_norm`` path the other devices and dtypes take; a head without a gradient on a
+    step still holds its own column (a 0), not its neighbour's."""
     torch.manual_seed(0)
     model = torch.nn.ModuleDict(
         {"body": torch.nn.Linear(8, 16), "left": torch.nn.Linear(16, 1), "right": torch.nn.Linear(16, 1).double()}
@@ -199,7 +201,8 @@ def test_mixed_dtypes_and_missing_gradients_on_the_stacked_path() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     client = _Recorder()
     handle = at.watch(model, optimizer, client=client, every=2, sync_every=4, summary=False)
-    assert handle._norms.slots is None  # two dtypes: the stacked path
+    assert handle._norms.squares  # float32 and float64 on the CPU: numpy
+    handle._norms.squares = squares  # before any row is made
     x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
     expected = {}
     for step in range(1, 7):
@@ -337,3 +340,31 @@ def test_a_loss_handed_to_the_watch_is_sent_with_its_step() -> None:
     handle.remove()
     assert {step: v["loss"] for step, v in client.points.items() if "loss" in v} == pytest.approx(sent)
     assert "loss" not in client.points[5]
+
+
+@pytest.mark.parametrize("squares", [True, False])
+def test_square_norms_match_torch_norms_and_find_an_inf(squares: bool) -> None:
+    """The CPU's numpy dots (square norms, roots at read-back) give torch's norms, per layer and global,
+    and an Inf in one gradient is counted and named as on the ``_foreach_norm`` path."""
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=8, summary=False)
+    handle._norms.squares = squares
+    gen = torch.Generator().manual_seed(3)
+    expected = []
+    for step in range(1, 5):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen) * 10.0**step
+        if step == 4:
+            model[2].bias.grad[3] = math.inf
+        expected.append({n: float(p.grad.norm()) for n, p in model.named_parameters()})
+        optimizer.step()
+    handle.remove()
+    for step, norms in enumerate(expected, 1):
+        values = client.points[step]
+        assert values["grad_norm"] == pytest.approx(math.hypot(*norms.values()), rel=1e-5)
+        assert values["grad_nonfinite"] == (step == 4)
+    layer = client.points[2]["grad_norm/2"]
+    assert layer == pytest.approx(math.hypot(expected[1]["2.weight"], expected[1]["2.bias"]), rel=1e-5)
+    assert [log["parameter"] for log in client.logs] == ["2.bias"]
