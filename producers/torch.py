@@ -6,7 +6,8 @@ Per optimizer step (or, without an optimizer, per backward pass) one ``client.me
 - ``lr`` (the first param group) and ``lr/<group>`` for every group when there are several;
 - ``grad_nonfinite``: how many parameters have a NaN or Inf gradient (0 on a healthy step).
 
-Every ``every`` steps the same call also carries ``grad_norm/<layer>`` and ``update_ratio/<layer>``
+Every ``every`` steps (and every 10th step before step ``every``) the same call also carries
+``grad_norm/<layer>`` and ``update_ratio/<layer>``
 (norm of the parameter update over the norm of the weights; needs one copy of the parameters on
 that step), and with ``activations=True`` ``activation_nonfinite`` (NaN/Inf module outputs,
 checked by forward hooks on that step only). A non-finite gradient or activation also sends an
@@ -57,6 +58,11 @@ from aitrace.producers.torch_norms import NormRows, stack
 from aitrace.producers.torch_summary import model_summary, summary_text
 
 log = logging.getLogger("aitrace.torch")
+
+# Before step ``every`` the costly parts also run every 10th step: the worker's stall and plateau
+# checks (detect/run_checks.py) need three reports of update ratios, so with every=100 a stall
+# shows at step 30, not 300, for nine extra costly steps once per run.
+_EARLY_EVERY = 10
 
 __all__ = ["WatchHandle", "model_summary", "watch"]
 
@@ -135,7 +141,7 @@ class WatchHandle:
     # -- hooks
 
     def _costly(self, step: int) -> bool:
-        return step % self.every == 0
+        return step % self.every == 0 or (step < self.every and step % _EARLY_EVERY == 0)
 
     def _arm_snapshot(self) -> None:
         """Hook the optimizer's pre-step only before a costly step (it copies the weights): no hook runs
@@ -153,7 +159,7 @@ class WatchHandle:
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._end_of_step()
-        if self._update_ratios and ((self.step + 1) % self.every == 0) is (self._snapshot_hook is None):
+        if self._update_ratios and self._costly(self.step + 1) is (self._snapshot_hook is None):
             self._arm_snapshot()
 
     def _on_grad(self, param: torch.Tensor) -> None:
@@ -213,7 +219,7 @@ class WatchHandle:
         n = self._norms.write(self._loss)
         self._loss = None
         params = self._params
-        if step % self.every == 0 and self._snapshot is not None and self._snapshot_step == step:
+        if self._costly(step) and self._snapshot is not None and self._snapshot_step == step:
             weights = [p.detach() for p in params]
             delta = self._snapshot
             torch._foreach_sub_(delta, weights)  # the copy becomes the update (its sign does not matter)
@@ -276,7 +282,7 @@ class WatchHandle:
             bad: list[str] = []
             bad_acts: list[str] = []
             extra = extras.get(i)
-            if bad_count or extra is not None or step % self.every == 0:  # the costly steps and the bad ones
+            if bad_count or extra is not None or self._costly(step):  # the costly steps and the bad ones
                 ratios, acts, tensor = extra if extra is not None else (False, _NONE, None)
                 more = 0 if tensor is None else tensor.numel()
                 bad, bad_acts = self._details(

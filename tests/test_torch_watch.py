@@ -368,3 +368,17 @@ def test_square_norms_match_torch_norms_and_find_an_inf(squares: bool) -> None:
     layer = client.points[2]["grad_norm/2"]
     assert layer == pytest.approx(math.hypot(expected[1]["2.weight"], expected[1]["2.bias"]), rel=1e-5)
     assert [log["parameter"] for log in client.logs] == ["2.bias"]
+
+
+def test_the_costly_parts_also_run_every_tenth_step_before_the_first_every() -> None:
+    """With every=100 the per-layer norms and update ratios come at 10, 20, ..., 90, then 100, 200:
+    the worker's stall check needs three of them early in a run."""
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=100, sync_every=7, summary=False)
+    _train(model, optimizer, 205)
+    handle.remove()
+    costly = sorted(step for step, values in client.points.items() if "update_ratio/0" in values)
+    assert costly == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200]
+    assert all(client.points[step]["update_ratio/0"] > 0 for step in costly)
