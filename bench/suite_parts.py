@@ -33,7 +33,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))  # synth, the test data generato
 from suite import Figure, Part, Result, Skip, failure, missing  # noqa: E402
 
 SIZES: dict[str, dict[str, Any]] = {
-    "quick": {"events": 20_000, "repeats": 1, "training_records": 600, "mixed_records": 200, "worker_repeat": 1,
+    "quick": {"events": 20_000, "repeats": 1, "training_records": 600, "mixed_records": 600, "worker_repeat": 1,
               "docs": 3000, "rounds": 2, "points": 1_000_000, "detect_repeat": 2, "river": 10_000, "numpy": 50_000,
               "rate": 500, "seconds": 10},
     "full": {"events": 100_000, "repeats": 5, "training_records": 1200, "mixed_records": 1200, "worker_repeat": 3,
@@ -232,7 +232,7 @@ def detect(scale: str) -> list[Result]:
     size = SIZES[scale]
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
-        rates = bd.bench_anomaly(size["points"], 1000, size["detect_repeat"], size["river"], size["numpy"])
+        rates = bd.bench_anomaly(size["points"], 1000, size["detect_repeat"], size["river"], size["numpy"], None)
         drift_from = len(captured.getvalue())
         bd.bench_drift(size["detect_repeat"])
     print(captured.getvalue(), end="")
