@@ -74,8 +74,8 @@ Drift verdicts (``aitrace.detect.drift_monitor``; the per-feature tests in ``.dr
     ``describe(test, details, statistic, n_ref, n_cur)`` (the words of a verdict).
 
 Compiled kernels are cached on disk (``cache=True``); ``CACHE_DIR`` is the directory
-chosen (None: next to the sources); see ``aitrace.detect._cache`` for the rules when
-the package directory is read-only.
+chosen, a folder per version of the sources (None: Numba's own choice); see
+``aitrace.detect._cache`` for the rules when the package directory is read-only.
 """
 
 from aitrace.detect import _cache  # first: Numba's cache directory must be set before any kernel
