@@ -232,3 +232,8 @@ def halves(shape: BlockShape, block: Block) -> list[Block]:
     first, second = take_rows(shape, block, list(range(half))), take_rows(shape, block, list(range(half, n)))
     second["block_id"] = f"{block['block_id']}.{half}"
     return [first, second]
+
+
+def numeric_columns(maps: list[dict[str, float]]) -> dict[str, list[float | None]]:
+    """One number column per key of ``maps`` (None: the record has no such key)."""
+    return {name: [m.get(name) for m in maps] for name in sorted(set().union(*maps))}

@@ -61,7 +61,23 @@ def _log_block_record() -> bytes:
     return AvroSerializer("aitrace.LogBlock")(block)
 
 
-SEEDS = [_metric_record(), _event_record(), _log_block_record()]
+def _inference_block_record() -> bytes:
+    """An inference block as the producer writes it: tables with nulls, feature columns with gaps and a NaN."""
+    block = {
+        "block_id": "ib", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+        "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+        "time": [S.now_us() + i for i in range(3)], "span_id": [S.span_id()], "parent_span_id": [],
+        "span_index": [0, 0, 0], "request_id": ["r0", "r1", "r2"], "latency_ms": [1.0, 2.5, 3.0],
+        "model_name": ["m"], "model_name_index": [0, 0, 0], "status": ["ok", "error"], "status_index": [0, 0, 1],
+        "model_version": ["v1"], "model_version_index": [0, -1, 0], "prediction": ["1", "0"],
+        "prediction_index": [0, 1, -1], "feature_version": [], "feature_version_index": [],
+        "confidence": [0.9, None, 0.1], "error": [None, None, "boom"], "inputs_summary": [],
+        "features": {"x": [1.0, None, float("nan")]}, "categorical_features": {"c": ["a", "b", None]},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.InferenceBlock")(block)
+
+
+SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record()]
 
 
 def _decode_checked(data: bytes) -> None:
