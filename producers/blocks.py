@@ -29,7 +29,7 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.producers.secret_patterns import STATUS_WORDS
+from aitrace.producers.secret_patterns import STATUS_WORDS, triggers
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]
@@ -37,6 +37,8 @@ Block = dict[str, Any]
 KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
 _NUMBERS = frozenset({int, float, bool})
+_ALWAYS = "always"  # the trigger of a pattern that runs on every text (redact.py's name for it)
+_LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
 
 
 def block_chain(
@@ -85,7 +87,9 @@ class _Redacting:
 
     def __call__(self, block: Block) -> Block:
         numeric = {name: block[name] for name in self.shape.numeric_maps}
-        out = self.redactor({k: v for k, v in block.items() if k not in numeric})
+        clean = self._clean_columns(block)
+        out = self.redactor({k: v for k, v in block.items() if k not in numeric and k not in clean})
+        out.update(clean)
         for name, columns in numeric.items():
             names = self.redactor.mapping(dict.fromkeys(columns), top=False)  # None values: only keys scrubbed
             out[name] = dict(zip(names, columns.values(), strict=True))
@@ -93,6 +97,25 @@ class _Redacting:
             if name not in numeric:
                 self._unblank(block[name], out[name])
         return out
+
+    def _clean_columns(self, block: Block) -> Block:
+        """The long text columns the redactor would leave as they are, found in one look at all their texts.
+
+        Every pattern of the redactor runs only where its trigger fires (:func:`secret_patterns.triggers`:
+        substring tests and small regexes, none reaching across a newline), so when no trigger fires
+        on a column's texts joined by newlines, none fires on any one of them and scrubbing each would
+        change nothing. A column of request ids costs one scan instead of a scrub per id. A redactor with
+        a pattern of its own (no trigger: it runs on every text) scans each value as before.
+        """
+        if _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,)):
+            return {}
+        clean = {}
+        for name, column in block.items():
+            if type(column) is not list or len(column) < _LONG_COLUMN or set(map(type, column)) - {str, type(None)}:
+                continue
+            if self.redactor.key_action(name) == 0 and not triggers("\n".join(filter(None, column))):
+                clean[name] = column
+        return clean
 
     def _unblank(self, before_map: dict[str, list[Any]], after: dict[str, list[Any]]) -> None:
         before = list(before_map.values())

@@ -23,6 +23,7 @@ from aitrace.producers.blocks import Block
 from aitrace.schemas.inference_block import INFERENCE_SHAPE
 
 _ABSENT = object()
+_NUMBERS = frozenset({float, int, bool})  # float() of each is what events.as_float gives
 _OPTIONAL_TEXTS = ("model_version", "error", "inputs_summary", "prediction", "feature_version")
 
 
@@ -106,14 +107,19 @@ def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: l
 
 def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """(numeric, text) feature columns of the caller's feature dicts, split per value as a single event splits them."""
-    maps = [m if all(type(k) is str for k in m) else {str(k): v for k, v in m.items()} for m in maps]
+    names: set[Any] = set().union(*maps)
+    if set(map(type, names)) - {str}:  # keys made text, as events.inference_payload does
+        maps = [{str(k): v for k, v in m.items()} for m in maps]
+        names = set().union(*maps)
     numeric: dict[str, list[Any]] = {}
     text: dict[str, list[Any]] = {}
-    for name in sorted(set().union(*maps)):
+    for name in sorted(names):
         column = [m.get(name, _ABSENT) for m in maps]
         kinds = set(map(type, column))
         if kinds == {float}:
             numeric[name] = column
+        elif kinds <= _NUMBERS:
+            numeric[name] = list(map(float, column))
         elif kinds == {str}:
             text[name] = column
         else:

@@ -100,6 +100,29 @@ def test_a_block_reads_back_as_the_events_sent_one_at_a_time(
     assert blocks.stats["sent"] == single.stats["sent"] == 40
 
 
+@pytest.mark.parametrize("patterns", [None, [("custom", r"\breq-13\b")]])
+def test_a_secret_in_one_id_of_a_long_column_is_still_found(
+    start: Callable[..., Running], patterns: list[tuple[str, str]] | None
+) -> None:
+    """Long text columns are scanned whole first; one id holding a secret (or a user's pattern that runs
+    on every text) sends the column through the redactor text by text, as single events go."""
+    redactor, single_redactor = Redactor(patterns=patterns, hash_key="k"), Redactor(patterns=patterns, hash_key="k")
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(40):
+            fields = {**_fields(i, odd=False, secret=False), "request_id": f"req-{i}"}
+            if i == 21:
+                fields["request_id"] = "req-21 bob@example.com"
+            running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert _same(from_blocks, from_events)
+    assert ("example.com" in repr(from_blocks)) == (patterns is not None)  # a user's list replaces the defaults
+    ids = [e["payload"][1]["request_id"] for e in from_blocks]
+    assert (ids[13] != "req-13") == (patterns is not None) and ids[12] == "req-12"
+    assert redactor.counts == single_redactor.counts
+
+
 def test_a_missing_input_is_nan_and_an_absent_feature_stays_absent(start: Callable[..., Running]) -> None:
     running = start([Redactor()])
     for i, features in enumerate([{"a": None, "b": 1.0}, {"b": 2.0}, {"a": 3.0, "c": "x"}]):
