@@ -21,6 +21,7 @@ records sampling must keep, with ``sampled = false``) and a processor that decla
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +39,8 @@ KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
 _NUMBERS = frozenset({int, float, bool})
 _ALWAYS = "always"  # the trigger of a pattern that runs on every text (redact.py's name for it)
+_SPAN_TABLE = ("span_id", "parent_span_id")
+_GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
 _LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
 
 
@@ -105,12 +108,15 @@ class _Redacting:
         substring tests and small regexes, none reaching across a newline), so when no trigger fires
         on a column's texts joined by newlines, none fires on any one of them and scrubbing each would
         change nothing. A column of request ids costs one scan instead of a scrub per id. A redactor with
-        a pattern of its own (no trigger: it runs on every text) scans each value as before.
+        a pattern of its own (no trigger: it runs on every text) scans each value as before. Span ids the
+        client generated are left as the redactor leaves them in an event's envelope.
         """
         if _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,)):
             return {}
-        clean = {}
+        clean = {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
         for name, column in block.items():
+            if name in clean:
+                continue
             if type(column) is not list or len(column) < _LONG_COLUMN or set(map(type, column)) - {str, type(None)}:
                 continue
             if self.redactor.key_action(name) == 0 and not triggers("\n".join(filter(None, column))):
@@ -125,6 +131,11 @@ class _Redacting:
             if len(redacted) == len(column) and all(r == REDACTED for r in redacted):
                 after[name] = [_kept(b, r) for b, r in zip(column, redacted, strict=True)]
                 self.redactor.counts["field"] -= sum(1 for r in after[name] if r != REDACTED)
+
+
+def _generated_ids(column: list[str | None]) -> bool:
+    """Every id in the column is one the client generates (16 hex digits), or absent."""
+    return _GENERATED_IDS.fullmatch("\n".join(filter(None, column))) is not None
 
 
 def _kept(value: str | None, redacted: str) -> str | None:

@@ -6,11 +6,12 @@ worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
-   Kafka record (``aitrace.Batch``), its logs and inference records as one more each (a columnar
-   ``aitrace.LogBlock`` or ``aitrace.InferenceBlock``, see :mod:`aitrace.producers.blocks`, unless
-   a processor of the chain reads single events only). Sending is due when ``batch_linger_ms`` has
-   passed since the previous send, so a lone event after a quiet spell leaves at once, while a
-   steady stream leaves in batches at most every ``batch_linger_ms``. Errors (error logs, error
+   Kafka record (``aitrace.Batch``), its logs, inference records and spans as one more each (a
+   columnar ``aitrace.LogBlock``, ``InferenceBlock`` or ``SpanBlock``, see
+   :mod:`aitrace.producers.blocks`, unless a processor of the chain reads single events only).
+   Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
+   after a quiet spell leaves at once, while a steady stream leaves in batches at most every
+   ``batch_linger_ms``. Errors (error logs, error
    spans and inferences, failed runs), ``batch_max_events`` pending events, a flush or close make
    it due at once.
 2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import events as ev
-from aitrace.producers import inference_blocks, log_blocks
+from aitrace.producers import inference_blocks, log_blocks, span_blocks
 from aitrace.producers.blocks import new_block
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
@@ -88,6 +89,7 @@ def _block_kinds(processors: list[Processor], registry: Any) -> dict[int, _Block
     for kind, module, columns, schema in (
         (ev.LOG, log_blocks, log_blocks.log_columns, "aitrace.LogBlock"),
         (ev.INFERENCE, inference_blocks, inference_blocks.inference_columns, "aitrace.InferenceBlock"),
+        (ev.SPAN, span_blocks, span_blocks.span_columns, "aitrace.SpanBlock"),
     ):
         chain = module.block_chain(processors)
         if chain is not None:

@@ -31,6 +31,7 @@ from aitrace.schemas import avro_writer
 from aitrace.schemas.inference_block import inference_events
 from aitrace.schemas.log_block import log_events
 from aitrace.schemas.registry import SchemaRegistryClient
+from aitrace.schemas.span_block import span_events
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -250,13 +251,14 @@ def _present(data: bytes | None) -> bytes:
 _BLOCKS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "aitrace.LogBlock": log_events,
     "aitrace.InferenceBlock": inference_events,
+    "aitrace.SpanBlock": span_events,
 }
 
 
 def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Normalise a decoded record to the shape of ``aitrace.Batch``.
 
-    Producers send batches, log and inference blocks (whose records become events, see
+    Producers send batches, log, inference and span blocks (whose records become events, see
     :mod:`aitrace.schemas.block_shape`); a lone ``aitrace.Event`` (from another client) becomes a
     batch of one. A block whose columns do not line up raises ``bad-shape``.
     """

@@ -77,7 +77,21 @@ def _inference_block_record() -> bytes:
     return AvroSerializer("aitrace.InferenceBlock")(block)
 
 
-SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record()]
+def _span_block_record() -> bytes:
+    """A span block as the producer writes it: a span with a parent, an error span, an attribute with a gap."""
+    block = {
+        "block_id": "sb", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+        "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+        "time": [S.now_us() + i for i in range(2)], "span_id": [S.span_id(), S.span_id()],
+        "parent_span_id": [None, S.span_id()], "span_index": [0, 1], "start_time": [S.now_us(), S.now_us()],
+        "duration_us": [5, 7], "name": ["a", "b"], "name_index": [0, 1], "kind": ["internal"], "kind_index": [0, 0],
+        "status": ["ok", "error"], "status_index": [0, 1], "error_type": [None, "E"], "error_message": [None, "x"],
+        "attributes": {"n": ["1", None]},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.SpanBlock")(block)
+
+
+SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record(), _span_block_record()]
 
 
 def _decode_checked(data: bytes) -> None:
