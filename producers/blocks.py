@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -157,6 +157,29 @@ def sample_block(sampler: TraceSampler, shape: BlockShape, keep_fields: KeepFiel
     out = take_rows(shape, block, keep)
     out["sampled"] = False
     return out
+
+
+def status_fields(block: Block) -> Iterator[dict[str, Any]]:
+    """What sampling reads of each record of a block with a status table (inferences, spans): its status."""
+    statuses = block["status"]
+    for status in block["status_index"]:
+        yield {"status": statuses[status]}
+
+
+def built(
+    rows: list[ev.Queued], build: Callable[[dict[str, Any], Counter[str]], dict[str, Any]], stats: Counter[str]
+) -> tuple[list[ev.Queued], list[dict[str, Any]]]:
+    """(the rows whose payload ``build`` could make, those payloads); the others counted as ``rejected_bad_event``."""
+    kept: list[ev.Queued] = []
+    payloads: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            payloads.append(build(row[3], stats))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            stats["rejected_bad_event"] += 1
+            continue
+        kept.append(row)
+    return kept, payloads
 
 
 def new_block(block_id: str, trace_id: str, envelope: dict[str, Any], columns: Block) -> Block:

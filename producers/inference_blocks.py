@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import blocks
@@ -29,14 +29,7 @@ _OPTIONAL_TEXTS = ("model_version", "error", "inputs_summary", "prediction", "fe
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
     """The chain to run on inference blocks, or None when a processor reads single events only."""
-    return blocks.block_chain(processors, INFERENCE_SHAPE, keep_fields)
-
-
-def keep_fields(block: Block) -> Iterator[dict[str, Any]]:
-    """What sampling reads of each record: its status."""
-    statuses = block["status"]
-    for status in block["status_index"]:
-        yield {"status": statuses[status]}
+    return blocks.block_chain(processors, INFERENCE_SHAPE, blocks.status_fields)
 
 
 def halves(block: Block) -> list[Block]:
@@ -70,15 +63,7 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    kept: list[ev.Queued] = []
-    payloads: list[dict[str, Any]] = []
-    for row in rows:
-        try:
-            payloads.append(ev.inference_payload(row[3], stats))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            stats["rejected_bad_event"] += 1
-            continue
-        kept.append(row)
+    kept, payloads = blocks.built(rows, ev.inference_payload, stats)
     ids, models, statuses = ([p[name] for p in payloads] for name in ("request_id", "model_name", "status"))
     columns = _columns(kept, payloads, ids, models, statuses, stats)
     columns["latency_ms"] = [p["latency_ms"] for p in payloads]

@@ -74,15 +74,7 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    kept: list[ev.Queued] = []
-    payloads: list[dict[str, Any]] = []
-    for row in rows:
-        try:
-            payloads.append(ev.log_payload(row[3], stats))
-        except (KeyError, TypeError, ValueError):
-            stats["rejected_bad_event"] += 1
-            continue
-        kept.append(row)
+    kept, payloads = blocks.built(rows, ev.log_payload, stats)
     levels, messages, loggers = ([p[name] for p in payloads] for name in ("level", "message", "logger"))
     columns = _columns(kept, levels, messages, loggers)
     columns["attributes"] = blocks.text_columns([p["attributes"] for p in payloads], stats)

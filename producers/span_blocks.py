@@ -12,7 +12,7 @@ here: a span that cannot be built is left out and counted (``rejected_bad_event`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import blocks
@@ -26,14 +26,7 @@ _FIELDS = 8  # the fields spans.py and otel.py hand over; more (a span_id of its
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
     """The chain to run on span blocks, or None when a processor reads single events only."""
-    return blocks.block_chain(processors, SPAN_SHAPE, keep_fields)
-
-
-def keep_fields(block: Block) -> Iterator[dict[str, Any]]:
-    """What sampling reads of each record: its status."""
-    statuses = block["status"]
-    for status in block["status_index"]:
-        yield {"status": statuses[status]}
+    return blocks.block_chain(processors, SPAN_SHAPE, blocks.status_fields)
 
 
 def halves(block: Block) -> list[Block]:
@@ -71,20 +64,11 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    kept: list[ev.Queued] = []
-    payloads: list[dict[str, Any]] = []
-    ctxs: list[tc.SpanContext] = []
-    for row in rows:
-        _, _, ctx, fields, _ = row
-        try:
-            payload = ev.span_payload(fields, stats)
-            span_id = fields.get("span_id") or ctx.span_id
-            ctxs.append(tc.SpanContext(ctx.trace_id, span_id, fields.get("parent_span_id", ctx.parent_span_id)))
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-            stats["rejected_bad_event"] += 1
-            continue
-        payloads.append(payload)
-        kept.append(row)
+    kept, payloads = blocks.built(rows, ev.span_payload, stats)
+    ctxs = [  # a span handed over with ids of its own (from another tracer) keeps them, as in a single event
+        tc.SpanContext(c.trace_id, f.get("span_id") or c.span_id, f.get("parent_span_id", c.parent_span_id))
+        for _, _, c, f, _ in kept
+    ]
     names, kinds, statuses = ([p[k] for p in payloads] for k in ("name", "kind", "status"))
     columns = _columns(kept, ctxs, names, kinds, statuses)
     for name in ("start_time", "duration_us"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +14,28 @@ import aitrace
 import numpy as np
 import orjson
 import pytest
-from aitrace.processors.dlq import parse_headers
 from aitrace.producers import events as ev
 from aitrace.producers import inference_blocks
 from aitrace.producers.client import default_processors
 from aitrace.producers.config import Settings
 from aitrace.producers.redact import Redactor
 from aitrace.producers.sampling import TraceSampler
-from aitrace.schemas.codec import AvroSerializer, DecodeError
-from test_e2e_processors import Worker, _consume_all, _count, _wait, worker_factory
+from aitrace.schemas.codec import AvroSerializer
+from test_e2e_processors import Worker, worker_factory
 from test_exporter import _ENVELOPE, Running, start
-from test_log_blocks import _CHILD, _TRACE, DECODER, _PerEvent, _sent, _without_ids
-from test_poison import _produce_raw
-from test_producer_support import consume
+from test_log_blocks import (
+    _CHILD,
+    _TRACE,
+    DECODER,
+    _PerEvent,
+    _sent,
+    _without_ids,
+    check_bad_shape,
+    check_bit_flips,
+    indexed_once,
+    sending_client,
+    spooled,
+)
 
 __all__ = ["start", "worker_factory"]  # the fixtures, imported
 
@@ -213,45 +221,23 @@ def test_a_well_formed_block_decodes_to_its_records() -> None:
     ],
 )
 def test_a_block_whose_columns_do_not_line_up_is_rejected_whole(changes: dict[str, Any]) -> None:
-    with pytest.raises(DecodeError) as err:
-        DECODER.decode(_encoded(_block(**changes)))
-    assert err.value.reason == "bad-shape"
+    check_bad_shape(_encoded(_block(**changes)))
 
 
 def test_bit_flips_of_a_block_decode_or_reject_with_a_reason() -> None:
-    data = _encoded(_block())
-    rng = random.Random(12)
-    outcomes = set()
-    for _ in range(400):
-        flipped = bytearray(data)
-        flipped[rng.randrange(10, len(data))] ^= 1 << rng.randrange(8)
-        try:
-            DECODER.decode(bytes(flipped))
-            outcomes.add("decoded")
-        except DecodeError as exc:
-            outcomes.add(exc.reason)
-    assert "decoded" in outcomes and outcomes - {"decoded"}  # both happen; nothing else escapes
+    check_bit_flips(_encoded(_block()), 12)
 
 
 def test_the_spool_carries_blocks(tmp_path: Path) -> None:
     """A client whose broker is down spools its inference block; the bytes read back as every record."""
-    from aitrace.infra.stack import free_port
-    from aitrace.producers.spool import Spool
 
-    client = aitrace.init(service="spooled", kafka_bootstrap=f"127.0.0.1:{free_port()}",
-                          spool_dir=str(tmp_path / "spool"), delivery_timeout_ms=1000)  # fmt: skip
-    for i in range(30):
-        client.inference(f"r{i}", "m", 2.0 + i, features={"x": float(i)})
-    client.close(timeout=3)
-    assert client.stats()["spilled"] == 30
-    spool = Spool(str(tmp_path / "spool"), 1 << 30)
-    records = []
-    while (rec := spool.next_record()) is not None:
-        records.append(rec)
-        spool.ack(rec)
-    events = [e for rec in records for e in DECODER.decode(rec.value).events]
+    def send(client: aitrace.Client) -> None:
+        for i in range(30):
+            client.inference(f"r{i}", "m", 2.0 + i, features={"x": float(i)})
+
+    events, schemas = spooled(tmp_path, send, 30)
     assert [e["payload"][1]["request_id"] for e in events] == [f"r{i}" for i in range(30)]
-    assert {DECODER.decode(rec.value).schema for rec in records} == {"aitrace.InferenceBlock"}
+    assert schemas == {"aitrace.InferenceBlock"}
 
 
 def test_inference_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dead_lettered(
@@ -259,34 +245,15 @@ def test_inference_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dead
     tmp_path: Path,
 ) -> None:  # fmt: skip
     prefix = unique_name("infblk")
-    client = aitrace.init(service="blocks", kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix,
-                          spool_dir=str(tmp_path / "spool"))  # fmt: skip
-    n = 0
+    client = sending_client(kafka, prefix, tmp_path)
     for trace in range(3):
         with client.span(f"request {trace}"):
             for i in range(50):
                 features = {"age": float(i), "plan": "pro"}
                 client.inference(f"t{trace}-r{i}", "churn", 2.0 + i, model_version="v1", features=features,
                                  prediction=i % 2, confidence=0.9)  # fmt: skip
-                n += 1
+    n = 150
     assert client.flush(60)
     client.close(10)
-
-    def inference_ids(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        events = [e for _, batch in records for e in batch["events"]]
-        return [e["event_id"] for e in events if e["payload"][0] == "aitrace.InferenceRecord"]
-
-    ids = inference_ids(consume(kafka.bootstrap, prefix, lambda records: len(inference_ids(records)) >= n))
-    assert all(":" in i for i in ids)  # as <block_id>:<i>: they came in blocks
-    assert len(ids) == n == len(set(ids))
-    worker = worker_factory(kafka.bootstrap, search.url, prefix)
-    worker.start()
-    bad = _block(request_id=["r1"], block_id=f"bad-{os.urandom(4).hex()}")
-    topic = f"{prefix}.events.inference"
-    _produce_raw(kafka.bootstrap, [(topic, _TRACE.trace_id.encode(), _encoded(bad))])
-    _wait(f"{n} records indexed",
-          lambda: _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n, worker)  # fmt: skip
-    dead = _consume_all(kafka.bootstrap, f"{prefix}.dlq", 1)
-    assert [parse_headers(m.headers())["reason"] for m in dead] == ["bad-shape"]
-    assert _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n
-    worker.stop()
+    bad = _encoded(_block(request_id=["r1"], block_id=f"bad-{os.urandom(4).hex()}"))
+    indexed_once(kafka, search, worker_factory, prefix, ("aitrace.InferenceRecord", n), ("events.inference", bad))
