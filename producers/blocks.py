@@ -41,7 +41,9 @@ _NUMBERS = frozenset({int, float, bool})
 _ALWAYS = "always"  # the trigger of a pattern that runs on every text (redact.py's name for it)
 _SPAN_TABLE = ("span_id", "parent_span_id")
 _GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
+_TEXT = frozenset({str, type(None)})
 _LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
+_SCANNED = 6  # the redactor's shortest text to scan (Redactor.scrub)
 
 
 def block_chain(
@@ -80,8 +82,8 @@ class _Redacting:
     The redactor blanks a secret-named field whole, so a text column comes back ``[REDACTED]`` in
     every record. Records that never had that attribute get their null back, and a status word
     (``auth: healthy``) stays, as it does in a single event; neither counts as a replacement.
-    Numeric columns (``features``) skip the walk, only their names are scrubbed: a number in a
-    single event is left as it is.
+    Numeric columns (``features``) and columns with nothing to find (:meth:`_clean`) skip the walk,
+    only their names are scrubbed: a number in a single event is left as it is.
     """
 
     def __init__(self, redactor: Redactor, shape: BlockShape) -> None:
@@ -89,37 +91,48 @@ class _Redacting:
         self.shape = shape
 
     def __call__(self, block: Block) -> Block:
-        numeric = {name: block[name] for name in self.shape.numeric_maps}
-        clean = self._clean_columns(block)
-        out = self.redactor({k: v for k, v in block.items() if k not in numeric and k not in clean})
-        out.update(clean)
-        for name, columns in numeric.items():
-            names = self.redactor.mapping(dict.fromkeys(columns), top=False)  # None values: only keys scrubbed
-            out[name] = dict(zip(names, columns.values(), strict=True))
-        for name in self.shape.column_maps:
-            if name not in numeric:
-                self._unblank(block[name], out[name])
+        scan_all = _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,))
+        aside = {} if scan_all else {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
+        aside.update(self._clean(block, scan_all, skip=aside))
+        maps = self.shape.column_maps
+        walked = {k: v for k, v in block.items() if k not in aside and k not in maps}
+        maps_aside: dict[str, dict[str, list[Any]]] = {}
+        for name in maps:
+            columns = block[name]
+            kept = columns if name in self.shape.numeric_maps else self._clean(columns, scan_all)
+            walked[name] = {k: v for k, v in columns.items() if k not in kept}
+            maps_aside[name] = kept
+        out = self.redactor(walked)
+        out.update(aside)
+        for name, kept in maps_aside.items():
+            self._unblank(walked[name], out[name])
+            names = self.redactor.mapping(dict.fromkeys(kept), top=False)  # None values: only keys scrubbed
+            out[name].update(zip(names, kept.values(), strict=True))
         return out
 
-    def _clean_columns(self, block: Block) -> Block:
+    def _clean(self, columns: Block, scan_all: bool, skip: Block | None = None) -> Block:
         """The long text columns the redactor would leave as they are, found in one look at all their texts.
 
         Every pattern of the redactor runs only where its trigger fires (:func:`secret_patterns.triggers`:
         substring tests and small regexes, none reaching across a newline), so when no trigger fires
-        on a column's texts joined by newlines, none fires on any one of them and scrubbing each would
-        change nothing. A column of request ids costs one scan instead of a scrub per id. A redactor with
-        a pattern of its own (no trigger: it runs on every text) scans each value as before. Span ids the
-        client generated are left as the redactor leaves them in an event's envelope.
+        on a column's distinct texts joined by newlines, none fires on any one of them and scrubbing
+        each would change nothing. A column of request ids costs one scan instead of a scrub per id. A redactor with
+        a pattern of its own (``scan_all``: no trigger, it runs on every text) scans each value as before.
+        Numeric columns and span ids the client generated are set aside by the caller: the redactor
+        leaves numbers, and ids in an event's envelope, as they are.
         """
-        if _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,)):
+        if scan_all:
             return {}
-        clean = {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
-        for name, column in block.items():
-            if name in clean:
+        clean = {}
+        for name, column in columns.items():
+            if type(column) is not list or len(column) < _LONG_COLUMN or (skip and name in skip):
                 continue
-            if type(column) is not list or len(column) < _LONG_COLUMN or set(map(type, column)) - {str, type(None)}:
+            if type(column[0]) not in _TEXT or set(map(type, column)) - _TEXT:
                 continue
-            if self.redactor.key_action(name) == 0 and not triggers("\n".join(filter(None, column))):
+            if self.redactor.key_action(name) != 0:
+                continue
+            scanned = [t for t in set(column) if t is not None and len(t) >= _SCANNED]  # shorter: the redactor skips
+            if not scanned or not triggers("\n".join(scanned)):
                 clean[name] = column
         return clean
 

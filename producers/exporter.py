@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aitrace.producers import events as ev
@@ -61,10 +61,11 @@ class _Group:
 
     __slots__ = ("blocks", "events", "metrics")
 
-    def __init__(self) -> None:
+    def __init__(self, block_kinds: Iterable[int]) -> None:
         self.events: list[dict[str, Any]] = []
         self.metrics: list[ev.Queued] = []  # queued metric points, made columnar when sent
-        self.blocks: dict[int, list[ev.Queued]] = {}  # queued logs, inferences by kind, made columnar when sent
+        # queued logs, inferences, spans by kind, made columnar when sent; a list ready per kind: one lookup per item
+        self.blocks: dict[int, list[ev.Queued]] = {kind: [] for kind in block_kinds}
 
     def __len__(self) -> int:
         return len(self.events) + len(self.metrics) + sum(map(len, self.blocks.values()))
@@ -255,7 +256,6 @@ class Exporter:
         topics = self._topics
         popleft = queue.popleft
         metric = ev.METRIC
-        block_kinds = self._block_kinds
         taken = 0
         while queue and taken < _TAKE_CHUNK:
             item = popleft()
@@ -266,18 +266,17 @@ class Exporter:
             key = (topics[kind], ctx.trace_id)
             group = groups.get(key)
             if group is None:
-                group = groups[key] = _Group()
+                group = groups[key] = _Group(self._block_kinds)
             if kind == metric:
                 group.metrics.append(item)  # the exporter's hot path: nothing else per point
-            elif kind in block_kinds:
-                rows = group.blocks.get(kind)
-                if rows is None:
-                    rows = group.blocks[kind] = []
+                continue
+            rows = group.blocks.get(kind)
+            if rows is None:
+                self._add_event(group, item, self.stats)
+            else:
                 rows.append(item)
                 if item[4]:
                     self._urgent = True
-            else:
-                self._add_event(group, item, self.stats)
         self._pending_events += taken
         self.stats["enqueued"] += taken
 
