@@ -28,6 +28,7 @@ from typing import Any
 import fastavro
 from aitrace import schemas
 from aitrace.schemas import avro_writer
+from aitrace.schemas.ground_truth_block import ground_truth_events
 from aitrace.schemas.inference_block import inference_events
 from aitrace.schemas.log_block import log_events
 from aitrace.schemas.registry import SchemaRegistryClient
@@ -252,13 +253,14 @@ _BLOCKS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "aitrace.LogBlock": log_events,
     "aitrace.InferenceBlock": inference_events,
     "aitrace.SpanBlock": span_events,
+    "aitrace.GroundTruthBlock": ground_truth_events,
 }
 
 
 def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Normalise a decoded record to the shape of ``aitrace.Batch``.
 
-    Producers send batches, log, inference and span blocks (whose records become events, see
+    Producers send batches and blocks of logs, inference records, spans and labels (whose records become events, see
     :mod:`aitrace.schemas.block_shape`); a lone ``aitrace.Event`` (from another client) becomes a
     batch of one. A block whose columns do not line up raises ``bad-shape``.
     """

@@ -91,7 +91,17 @@ def _span_block_record() -> bytes:
     return AvroSerializer("aitrace.SpanBlock")(block)
 
 
-SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record(), _span_block_record()]
+def _ground_truth_block_record() -> bytes:
+    block = {"block_id": "gb", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+             "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+             "time": [S.now_us(), S.now_us()], "span_id": [S.span_id()], "parent_span_id": [], "span_index": [0, 0],
+             "request_id": ["r0", "r1"], "model_name": ["m"], "model_name_index": [0, 0], "label": ["1", "0"],
+             "label_index": [0, 1]}  # fmt: skip
+    return AvroSerializer("aitrace.GroundTruthBlock")(block)
+
+
+SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record(), _span_block_record(),
+         _ground_truth_block_record()]  # fmt: skip
 
 
 def _decode_checked(data: bytes) -> None:
