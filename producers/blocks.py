@@ -1,8 +1,9 @@
 """Event blocks: a trace's queued records of one kind as the columns of one Kafka record.
 
-Built on the exporter thread (logs: :mod:`aitrace.producers.log_blocks`, inference records:
-:mod:`aitrace.producers.inference_blocks`; the layout: :mod:`aitrace.schemas.block_shape`). Sent
-one event at a time, a record cost the exporter 17-27 µs (``bench/bench_sender.py --profile``:
+Built on the exporter thread (:mod:`~aitrace.producers.log_blocks`,
+:mod:`~aitrace.producers.inference_blocks`, :mod:`~aitrace.producers.span_blocks`,
+:mod:`~aitrace.producers.ground_truth_blocks`; the layout: :mod:`aitrace.schemas.block_shape`).
+Sent one event at a time, a record cost the exporter 15-30 µs (``bench/bench_sender.py --profile``:
 the redactor walking nested dicts per event, the generated writer framing a whole
 ``aitrace.Event``, the envelope copied into each). A block pays the envelope, the id and the
 framing once per trace and batch; the columns are a few list comprehensions; repeated texts are
