@@ -5,9 +5,10 @@ started); then the exporter's own ``_take`` and ``_send_pending`` run on this th
 :class:`~aitrace.producers.transport.MemoryTransport`, with the default processor chain
 (sampling at rate 1, redaction). It prints CPU µs per event per kind (this thread's CPU time, so
 other load on the machine does not count), the median over ``--runs``, and ``--profile KIND``
-prints the top of a cProfile of that kind's sender work instead. ``log_events`` is ``log`` with a
-pass-through processor added to the chain, which sends logs one ``aitrace.Event`` at a time (the
-way before log blocks): the baseline of ``log`` in the same run.
+prints the top of a cProfile of that kind's sender work instead. ``<kind>_events`` (log,
+inference, span, ground_truth) is the kind with a pass-through processor added to the chain, which
+sends it one ``aitrace.Event`` at a time (the way before event blocks): the baseline of each in
+the same run.
 
     .venv/bin/python bench/bench_sender.py --events 20000 --runs 5
 """
@@ -55,7 +56,7 @@ def _root() -> object:
 
 
 def _pass_through(item: dict) -> dict:
-    """A processor without ``accepts_log_blocks``: logs then leave one event at a time."""
+    """A processor that reads single events only: every kind then leaves one event at a time."""
     return item
 
 
@@ -82,8 +83,9 @@ def _exporter(per_event: bool = False) -> tuple[Exporter, MemoryTransport]:
 
 def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> float:
     """Sender CPU µs per event for ``events`` calls of ``kind``."""
-    exporter, _ = _exporter(per_event=kind == "log_events")
-    call = caller(_Feeder(exporter).client, "log" if kind == "log_events" else kind)
+    per_event = kind.endswith("_events")
+    exporter, _ = _exporter(per_event=per_event)
+    call = caller(_Feeder(exporter).client, kind.removesuffix("_events"))
     for i in range(events):
         call(i)
     t0 = time.thread_time()
@@ -104,7 +106,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--kinds", default=",".join((*KINDS, "log_events")))
+    per_event = [f"{k}_events" for k in ("log", "inference", "span", "ground_truth")]
+    parser.add_argument("--kinds", default=",".join((*KINDS, *per_event)))
     parser.add_argument("--profile", metavar="KIND", help="print a cProfile of the sender for this kind")
     args = parser.parse_args()
     if args.profile:

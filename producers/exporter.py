@@ -6,12 +6,14 @@ worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
-   Kafka record (``aitrace.Batch``), its logs as one more (a columnar ``aitrace.LogBlock``, see
-   :mod:`aitrace.producers.log_blocks`, unless a processor of the chain reads single events
-   only). Sending is due when ``batch_linger_ms`` has passed since the previous send, so a
-   lone event after a quiet spell leaves at once, while a steady stream leaves in batches at
-   most every ``batch_linger_ms``. Errors (error logs, error spans and inferences, failed runs),
-   ``batch_max_events`` pending events, a flush or close make it due at once.
+   Kafka record (``aitrace.Batch``), its logs, inference records, spans and labels as one more
+   each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``, see
+   :mod:`aitrace.producers.blocks`, unless a processor of the chain reads single events only).
+   Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
+   after a quiet spell leaves at once, while a steady stream leaves in batches at most every
+   ``batch_linger_ms``. Errors (error logs, error
+   spans and inferences, failed runs), ``batch_max_events`` pending events, a flush or close make
+   it due at once.
 2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
    or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
    item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else
@@ -31,11 +33,12 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aitrace.producers import events as ev
-from aitrace.producers import log_blocks
+from aitrace.producers import ground_truth_blocks, inference_blocks, log_blocks, span_blocks
+from aitrace.producers.blocks import new_block
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.transport import Encoded, Transport
@@ -56,15 +59,44 @@ _SLICE_S = 0.001
 class _Group:
     """The pending events and metric blocks of one (topic, trace)."""
 
-    __slots__ = ("events", "logs", "metrics")
+    __slots__ = ("blocks", "events", "metrics")
 
-    def __init__(self) -> None:
+    def __init__(self, block_kinds: Iterable[int]) -> None:
         self.events: list[dict[str, Any]] = []
         self.metrics: list[ev.Queued] = []  # queued metric points, made columnar when sent
-        self.logs: list[ev.Queued] = []  # queued log records, made columnar when sent
+        # queued logs, inferences, spans by kind, made columnar when sent; a list ready per kind: one lookup per item
+        self.blocks: dict[int, list[ev.Queued]] = {kind: [] for kind in block_kinds}
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.metrics) + len(self.logs)
+        return len(self.events) + len(self.metrics) + sum(map(len, self.blocks.values()))
+
+
+class _BlockKind:
+    """How one event kind leaves as blocks: its columns, processor chain, halves and serializers."""
+
+    __slots__ = ("chain", "columns", "halves", "plain", "serializer")
+
+    def __init__(self, module: Any, columns: Any, chain: list[Processor], schema: str, registry: Any) -> None:
+        self.columns: Callable[[list[ev.Queued], Counter[str]], dict[str, Any]] = columns
+        self.halves: Callable[[dict[str, Any]], list[dict[str, Any]]] = module.halves
+        self.chain = chain
+        self.serializer = AvroSerializer(schema, registry=registry, record_subject=True)
+        self.plain = AvroSerializer(schema)
+
+
+def _block_kinds(processors: list[Processor], registry: Any) -> dict[int, _BlockKind]:
+    """The kinds that leave as blocks: those whose every processor reads blocks."""
+    out = {}
+    for kind, module, columns, schema in (
+        (ev.LOG, log_blocks, log_blocks.log_columns, "aitrace.LogBlock"),
+        (ev.INFERENCE, inference_blocks, inference_blocks.inference_columns, "aitrace.InferenceBlock"),
+        (ev.SPAN, span_blocks, span_blocks.span_columns, "aitrace.SpanBlock"),
+        (ev.GROUND_TRUTH, ground_truth_blocks, ground_truth_blocks.ground_truth_columns, "aitrace.GroundTruthBlock"),
+    ):
+        chain = module.block_chain(processors)
+        if chain is not None:
+            out[kind] = _BlockKind(module, columns, chain, schema, registry)
+    return out
 
 
 class Exporter:
@@ -91,9 +123,7 @@ class Exporter:
         registry = _registry(settings.kafka)
         self._serializer = AvroSerializer("aitrace.Batch", registry=registry)
         self._plain_serializer = AvroSerializer("aitrace.Batch")
-        self._log_chain = log_blocks.block_chain(processors)
-        self._block_serializer = AvroSerializer("aitrace.LogBlock", registry=registry, record_subject=True)
-        self._plain_block_serializer = AvroSerializer("aitrace.LogBlock")
+        self._block_kinds = _block_kinds(processors, registry)
         self._contexts: dict[str, SerializationContext] = {}
         self._topics = {kind: settings.kafka.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
         self._groups: dict[tuple[str, str], _Group] = {}
@@ -227,7 +257,6 @@ class Exporter:
         topics = self._topics
         popleft = queue.popleft
         metric = ev.METRIC
-        log_kind = ev.LOG if self._log_chain is not None else -1
         taken = 0
         while queue and taken < _TAKE_CHUNK:
             item = popleft()
@@ -238,15 +267,17 @@ class Exporter:
             key = (topics[kind], ctx.trace_id)
             group = groups.get(key)
             if group is None:
-                group = groups[key] = _Group()
+                group = groups[key] = _Group(self._block_kinds)
             if kind == metric:
                 group.metrics.append(item)  # the exporter's hot path: nothing else per point
-            elif kind == log_kind:
-                group.logs.append(item)
+                continue
+            rows = group.blocks.get(kind)
+            if rows is None:
+                self._add_event(group, item, self.stats)
+            else:
+                rows.append(item)
                 if item[4]:
                     self._urgent = True
-            else:
-                self._add_event(group, item, self.stats)
         self._pending_events += taken
         self.stats["enqueued"] += taken
 
@@ -282,7 +313,8 @@ class Exporter:
                 events = self._process(group.events)
                 blocks = [(self._new_id(), b) for b in metric_blocks(group.metrics, self.stats) if len(b)]
                 self._send_group(topic, trace_id.encode(), events, blocks)
-                self._send_logs(topic, trace_id, group.logs)
+                for kind, rows in group.blocks.items():
+                    self._send_blocks(topic, trace_id, self._block_kinds[kind], rows)
             except Exception:
                 self.stats["dropped_exporter_error"] += len(group)
                 log.exception("aitrace: a batch for %s could not be sent; its events are counted as dropped", topic)
@@ -347,29 +379,29 @@ class Exporter:
                 if processed:
                     self._emit(topic, key, [], processed)
 
-    def _send_logs(self, topic: str, trace_id: str, rows: list[ev.Queued]) -> None:
-        """The group's logs as log blocks of at most ``batch_max_events`` records, through the block chain."""
+    def _send_blocks(self, topic: str, trace_id: str, kind: _BlockKind, rows: list[ev.Queued]) -> None:
+        """The group's rows of one kind as blocks of at most ``batch_max_events`` records, through the block chain."""
         limit = self.producer.batch_max_events
         for lo in range(0, len(rows), limit):
-            columns = log_blocks.log_columns(rows[lo : lo + limit], self.stats)
+            columns = kind.columns(rows[lo : lo + limit], self.stats)
             if not columns["time"]:
                 continue
-            block = log_blocks.new_block(self._new_id(), trace_id, self.envelope, columns)
-            for processed in self._process([block], self._log_chain):
-                self._emit_logs(topic, trace_id.encode(), processed)
+            block = new_block(self._new_id(), trace_id, self.envelope, columns)
+            for processed in self._process([block], kind.chain):
+                self._emit_block(topic, trace_id.encode(), kind, processed)
 
-    def _emit_logs(self, topic: str, key: bytes, block: dict[str, Any]) -> None:
-        """One log block as one record; split in halves when it is too large or holds a record that does not fit."""
+    def _emit_block(self, topic: str, key: bytes, kind: _BlockKind, block: dict[str, Any]) -> None:
+        """One block as one record; split in halves when it is too large or holds a record that does not fit."""
         self._share()
         n = len(block["time"])
         if n == 0:
             return
         try:
-            value = self._encode(block, topic, log_block=True)
+            value = self._encode(block, topic, kind)
         except EncodeError as exc:
             if n > 1:
-                for part in log_blocks.halves(block):
-                    self._emit_logs(topic, key, part)
+                for part in kind.halves(block):
+                    self._emit_block(topic, key, kind, part)
                 return
             self.stats["rejected_schema"] += 1
             self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
@@ -377,12 +409,12 @@ class Exporter:
         if len(value) <= self.producer.max_record_bytes:
             self.transport.send(Encoded(topic, key, value, n))
         elif n > 1:
-            for part in log_blocks.halves(block):
-                self._emit_logs(topic, key, part)
+            for part in kind.halves(block):
+                self._emit_block(topic, key, kind, part)
         else:
             self.stats["dropped_oversized"] += 1
             log.error(
-                "aitrace: log record %s:0 dropped: %d bytes encoded, above max_record_bytes=%d",
+                "aitrace: record %s:0 dropped: %d bytes encoded, above max_record_bytes=%d",
                 block["block_id"],
                 len(value),
                 self.producer.max_record_bytes,
@@ -432,16 +464,16 @@ class Exporter:
                 self.producer.max_record_bytes,
             )
 
-    def _encode(self, batch: dict[str, Any], topic: str, log_block: bool = False) -> bytes:
+    def _encode(self, batch: dict[str, Any], topic: str, block: _BlockKind | None = None) -> bytes:
         """Encode with the configured wire format; when the schema registry cannot be reached,
         fall back to single-object encoding (every aitrace decoder reads both) rather than lose the batch."""
-        serializer = self._block_serializer if log_block else self._serializer
+        serializer = self._serializer if block is None else block.serializer
         try:
             return serializer(batch, self._context(topic))
         except SchemaRegistryError as exc:
             self.stats["registry_fallback"] += 1
             self._warn_once("registry", f"aitrace: schema registry unavailable, using single-object encoding: {exc}")
-            plain = self._plain_block_serializer if log_block else self._plain_serializer
+            plain = self._plain_serializer if block is None else block.plain
             return plain(batch, self._context(topic))
 
     def _encode_failed(self, topic: str, key: bytes, events: list[dict], blocks: list[dict], exc: Exception) -> None:

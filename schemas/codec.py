@@ -28,8 +28,11 @@ from typing import Any
 import fastavro
 from aitrace import schemas
 from aitrace.schemas import avro_writer
+from aitrace.schemas.ground_truth_block import ground_truth_events
+from aitrace.schemas.inference_block import inference_events
 from aitrace.schemas.log_block import log_events
 from aitrace.schemas.registry import SchemaRegistryClient
+from aitrace.schemas.span_block import span_events
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -246,18 +249,27 @@ def _present(data: bytes | None) -> bytes:
     return data
 
 
+_BLOCKS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
+    "aitrace.LogBlock": log_events,
+    "aitrace.InferenceBlock": inference_events,
+    "aitrace.SpanBlock": span_events,
+    "aitrace.GroundTruthBlock": ground_truth_events,
+}
+
+
 def as_batch(schema_name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Normalise a decoded record to the shape of ``aitrace.Batch``.
 
-    Producers send batches and log blocks (whose records become events, see
-    :mod:`aitrace.schemas.log_block`); a lone ``aitrace.Event`` (from another client) becomes a
-    batch of one. A log block whose columns do not line up raises ``bad-shape``.
+    Producers send batches and blocks of logs, inference records, spans and labels (whose records become events, see
+    :mod:`aitrace.schemas.block_shape`); a lone ``aitrace.Event`` (from another client) becomes a
+    batch of one. A block whose columns do not line up raises ``bad-shape``.
     """
     if schema_name == "aitrace.Batch":
         return obj
-    if schema_name == "aitrace.LogBlock":
+    expand = _BLOCKS.get(schema_name)
+    if expand is not None:
         try:
-            events = log_events(obj)
+            events = expand(obj)
         except (ValueError, TypeError, KeyError) as exc:
             raise DecodeError("bad-shape", str(exc)) from exc
         return {"batch_id": obj["block_id"], "events": events, "metric_blocks": []}

@@ -135,3 +135,14 @@ def test_values_fastavro_coerces_fall_back_to_fastavro() -> None:
     with pytest.raises(avro_writer.Unfit):
         write(span)  # a bool for a long: fastavro writes 1, this writer leaves it to fastavro
     assert AvroSerializer("aitrace.Span")(span)[10:] == _fastavro("aitrace.Span", span)
+
+
+@pytest.mark.parametrize("column", [[1.5, 2, -0.0, 1e300, 2**70], [None, 1.0, 2.5], [7], []])
+def test_a_column_of_nullable_numbers_is_written_as_fastavro_writes_it(column: list[Any]) -> None:
+    """Inference blocks' feature columns: one struct call when they hold only numbers, item by item otherwise."""
+    schema = {"type": "record", "name": "Cols", "namespace": "t",
+              "fields": [{"name": "c", "type": {"type": "array", "items": ["null", "double"]}}]}  # fmt: skip
+    write = avro_writer.writer(schema)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": column})
+    assert write({"c": column}) == buf.getvalue()

@@ -61,7 +61,47 @@ def _log_block_record() -> bytes:
     return AvroSerializer("aitrace.LogBlock")(block)
 
 
-SEEDS = [_metric_record(), _event_record(), _log_block_record()]
+def _inference_block_record() -> bytes:
+    """An inference block as the producer writes it: tables with nulls, feature columns with gaps and a NaN."""
+    block = {
+        "block_id": "ib", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+        "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+        "time": [S.now_us() + i for i in range(3)], "span_id": [S.span_id()], "parent_span_id": [],
+        "span_index": [0, 0, 0], "request_id": ["r0", "r1", "r2"], "latency_ms": [1.0, 2.5, 3.0],
+        "model_name": ["m"], "model_name_index": [0, 0, 0], "status": ["ok", "error"], "status_index": [0, 0, 1],
+        "model_version": ["v1"], "model_version_index": [0, -1, 0], "prediction": ["1", "0"],
+        "prediction_index": [0, 1, -1], "feature_version": [], "feature_version_index": [],
+        "confidence": [0.9, None, 0.1], "error": [None, None, "boom"], "inputs_summary": [],
+        "features": {"x": [1.0, None, float("nan")]}, "categorical_features": {"c": ["a", "b", None]},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.InferenceBlock")(block)
+
+
+def _span_block_record() -> bytes:
+    """A span block as the producer writes it: a span with a parent, an error span, an attribute with a gap."""
+    block = {
+        "block_id": "sb", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+        "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+        "time": [S.now_us() + i for i in range(2)], "span_id": [S.span_id(), S.span_id()],
+        "parent_span_id": [None, S.span_id()], "span_index": [0, 1], "start_time": [S.now_us(), S.now_us()],
+        "duration_us": [5, 7], "name": ["a", "b"], "name_index": [0, 1], "kind": ["internal"], "kind_index": [0, 0],
+        "status": ["ok", "error"], "status_index": [0, 1], "error_type": [None, "E"], "error_message": [None, "x"],
+        "attributes": {"n": ["1", None]},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.SpanBlock")(block)
+
+
+def _ground_truth_block_record() -> bytes:
+    block = {"block_id": "gb", "trace_id": S.trace_id(), "service": "fuzz", "service_version": None,
+             "environment": None, "host": "h", "pid": 1, "run_id": None, "sampled": True, "labels": {},
+             "time": [S.now_us(), S.now_us()], "span_id": [S.span_id()], "parent_span_id": [], "span_index": [0, 0],
+             "request_id": ["r0", "r1"], "model_name": ["m"], "model_name_index": [0, 0], "label": ["1", "0"],
+             "label_index": [0, 1]}  # fmt: skip
+    return AvroSerializer("aitrace.GroundTruthBlock")(block)
+
+
+SEEDS = [_metric_record(), _event_record(), _log_block_record(), _inference_block_record(), _span_block_record(),
+         _ground_truth_block_record()]  # fmt: skip
 
 
 def _decode_checked(data: bytes) -> None:

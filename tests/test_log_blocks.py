@@ -198,9 +198,7 @@ def _encoded(block: dict[str, Any]) -> bytes:
     ],
 )
 def test_a_block_whose_columns_do_not_line_up_is_rejected_whole(changes: dict[str, Any]) -> None:
-    with pytest.raises(DecodeError) as err:
-        DECODER.decode(_encoded(_block(**changes)))
-    assert err.value.reason == "bad-shape"
+    check_bad_shape(_encoded(_block(**changes)))
 
 
 def test_bad_records_of_a_block_are_rejected_one_by_one() -> None:
@@ -212,9 +210,16 @@ def test_bad_records_of_a_block_are_rejected_one_by_one() -> None:
     assert [(r.index, r.reason) for r in only_level.rejected] == [(0, "bad-value")]
 
 
-def test_bit_flips_of_a_block_decode_or_reject_with_a_reason() -> None:
-    data = _encoded(_block())
-    rng = random.Random(11)
+def check_bad_shape(data: bytes) -> None:
+    """``data`` is rejected whole, as ``bad-shape``."""
+    with pytest.raises(DecodeError) as err:
+        DECODER.decode(data)
+    assert err.value.reason == "bad-shape"
+
+
+def check_bit_flips(data: bytes, seed: int) -> None:
+    """Copies of ``data`` with one bit flipped each decode or are rejected with a reason: both happen, nothing else."""
+    rng = random.Random(seed)
     outcomes = set()
     for _ in range(400):
         flipped = bytearray(data)
@@ -224,28 +229,42 @@ def test_bit_flips_of_a_block_decode_or_reject_with_a_reason() -> None:
             outcomes.add("decoded")
         except DecodeError as exc:
             outcomes.add(exc.reason)
-    assert "decoded" in outcomes and outcomes - {"decoded"}  # both happen; nothing else escapes
+    assert "decoded" in outcomes and outcomes - {"decoded"}
 
 
-def test_the_spool_carries_blocks(tmp_path: Path) -> None:
-    """A client whose broker is down spools its log block; the bytes read back as every log."""
+def test_bit_flips_of_a_block_decode_or_reject_with_a_reason() -> None:
+    check_bit_flips(_encoded(_block()), 11)
+
+
+def spooled(tmp_path: Path, send: Callable[[aitrace.Client], None], n: int) -> tuple[list[dict[str, Any]], set[str]]:
+    """The events and schemas a client whose broker is down leaves in its spool after ``send`` queued ``n``."""
     from aitrace.infra.stack import free_port
     from aitrace.producers.spool import Spool
 
     client = aitrace.init(service="spooled", kafka_bootstrap=f"127.0.0.1:{free_port()}",
                           spool_dir=str(tmp_path / "spool"), delivery_timeout_ms=1000)  # fmt: skip
-    for i in range(30):
-        client.log("info", f"kept {i}", i=i)
+    send(client)
     client.close(timeout=3)
-    assert client.stats()["spilled"] == 30
+    assert client.stats()["spilled"] == n
     spool = Spool(str(tmp_path / "spool"), 1 << 30)
     records = []
     while (rec := spool.next_record()) is not None:
         records.append(rec)
         spool.ack(rec)
     events = [e for rec in records for e in DECODER.decode(rec.value).events]
+    return events, {DECODER.decode(rec.value).schema for rec in records}
+
+
+def test_the_spool_carries_blocks(tmp_path: Path) -> None:
+    """A client whose broker is down spools its log block; the bytes read back as every log."""
+
+    def send(client: aitrace.Client) -> None:
+        for i in range(30):
+            client.log("info", f"kept {i}", i=i)
+
+    events, schemas = spooled(tmp_path, send, 30)
     assert [e["payload"][1]["message"] for e in events] == [f"kept {i}" for i in range(30)]
-    assert {DECODER.decode(rec.value).schema for rec in records} == {"aitrace.LogBlock"}
+    assert schemas == {"aitrace.LogBlock"}
 
 
 def test_the_default_chain_reads_blocks() -> None:
@@ -262,34 +281,48 @@ def test_log_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dead_lette
     tmp_path: Path,
 ) -> None:  # fmt: skip
     prefix = unique_name("logblk")
-    client = aitrace.init(service="blocks", kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix,
-                          spool_dir=str(tmp_path / "spool"))  # fmt: skip
-    n = 0
+    client = sending_client(kafka, prefix, tmp_path)
     for trace in range(3):
         with client.span(f"request {trace}"):
             for i in range(50):
                 client.log("warning" if i % 10 else "error", f"trace {trace} line {i}", i=i)
-                n += 1
+    n = 150
     assert client.flush(60)
     client.close(10)
+    bad = _encoded(_block(message_index=[0], block_id=f"bad-{os.urandom(4).hex()}"))
+    indexed_once(kafka, search, worker_factory, prefix, ("aitrace.LogRecord", n), ("events.system", bad))
+    assert _count(search.url, f"{prefix}-events-*", {"match": {"message": "line"}}) == n
 
-    def log_ids(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
+
+def sending_client(kafka: Any, prefix: str, tmp_path: Path) -> aitrace.Client:
+    """A client of the test broker under ``prefix``."""
+    return aitrace.init(service="blocks", kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix,
+                        spool_dir=str(tmp_path / "spool"))  # fmt: skip
+
+
+def indexed_once(
+    kafka: Any, search: Any, worker_factory: Callable[..., Worker], prefix: str, sent: tuple[str, int],
+    bad: tuple[str, bytes],
+) -> None:  # fmt: skip
+    """The ``n`` records of ``sent`` (record name, n) on the broker came in blocks, each id once; with the
+    worker running and the ``bad`` block (topic, bytes) produced, every one is indexed once and the bad
+    block dead-lettered as ``bad-shape``."""
+    record, n = sent
+
+    def ids_of(records: list[tuple[str, dict[str, Any]]]) -> list[str]:
         events = [e for _, batch in records for e in batch["events"]]
-        return [e["event_id"] for e in events if e["payload"][0] == "aitrace.LogRecord"]
+        return [e["event_id"] for e in events if e["payload"][0] == record]
 
     # read before the worker starts (it reads from the earliest offset): no alert records to skip yet
-    ids = log_ids(consume(kafka.bootstrap, prefix, lambda records: len(log_ids(records)) >= n))
+    ids = ids_of(consume(kafka.bootstrap, prefix, lambda records: len(ids_of(records)) >= n))
     assert all(":" in i for i in ids)  # as <block_id>:<i>: they came in blocks
     assert len(ids) == n == len(set(ids))
     worker = worker_factory(kafka.bootstrap, search.url, prefix)
     worker.start()
-    bad = _block(message_index=[0], block_id=f"bad-{os.urandom(4).hex()}")
-    system = f"{prefix}.events.system"
-    _produce_raw(kafka.bootstrap, [(system, _TRACE.trace_id.encode(), _encoded(bad))])
-    _wait(f"{n} logs indexed", lambda: _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n,
-          worker)  # fmt: skip
+    _produce_raw(kafka.bootstrap, [(f"{prefix}.{bad[0]}", _TRACE.trace_id.encode(), bad[1])])
+    _wait(f"{n} records indexed",
+          lambda: _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n, worker)  # fmt: skip
     dead = _consume_all(kafka.bootstrap, f"{prefix}.dlq", 1)
     assert [parse_headers(m.headers())["reason"] for m in dead] == ["bad-shape"]
     assert _count(search.url, f"{prefix}-events-*", {"terms": {"event.id": ids}}) == n
-    assert _count(search.url, f"{prefix}-events-*", {"match": {"message": "line"}}) == n
     worker.stop()

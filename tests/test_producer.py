@@ -663,6 +663,10 @@ def test_with_a_schema_registry_records_use_the_confluent_format(
         client = make_client(schema_registry_url=url, delivery_listener=lambda t, v, e: values.append(v))
         client.log("info", "framed by the registry")
         assert client.flush(timeout=30)
+        client.inference("r1", "m", 2.0, features={"x": 1.0})
+        with client.span("framed"):
+            pass
+        assert client.flush(timeout=30)
         assert values and values[0][:1] == CONFLUENT_MAGIC
         name, obj = AvroDeserializer(SchemaRegistryClient(url)).decode(values[0])  # a reader's own registry client
     finally:
@@ -671,6 +675,8 @@ def test_with_a_schema_registry_records_use_the_confluent_format(
     assert name == "aitrace.LogBlock"  # logs leave as a block, registered under <topic>-aitrace.LogBlock
     assert any(s.endswith(".events.system-aitrace.LogBlock") for s in _FakeRegistry.subjects), _FakeRegistry.subjects
     assert as_batch(name, obj)["events"][0]["payload"][1]["message"] == "framed by the registry"
+    assert any(s.endswith(".events.inference-aitrace.InferenceBlock") for s in _FakeRegistry.subjects)
+    assert any(s.endswith(".events.system-aitrace.SpanBlock") for s in _FakeRegistry.subjects)
 
 
 def test_an_unreachable_registry_falls_back_to_single_object_encoding(

@@ -1,0 +1,310 @@
+"""Event blocks: a trace's queued records of one kind as the columns of one Kafka record.
+
+Built on the exporter thread (:mod:`~aitrace.producers.log_blocks`,
+:mod:`~aitrace.producers.inference_blocks`, :mod:`~aitrace.producers.span_blocks`,
+:mod:`~aitrace.producers.ground_truth_blocks`; the layout: :mod:`aitrace.schemas.block_shape`).
+Sent one event at a time, a record cost the exporter 15-30 µs (``bench/bench_sender.py --profile``:
+the redactor walking nested dicts per event, the generated writer framing a whole
+``aitrace.Event``, the envelope copied into each). A block pays the envelope, the id and the
+framing once per trace and batch; the columns are a few list comprehensions; repeated texts are
+tables of distinct values (redacted and encoded once); attributes and features one column per
+name; the redactor walks the tables and columns with its per-string caches; one encode.
+
+The processor chain sees a block only when every processor in it reads blocks
+(:func:`block_chain`): the redactor (it walks any mapping; a column is named like the field it
+holds, so each string is scrubbed with the same plan as in a single event; a secret-named text
+column is blanked in every record that has it, status words kept; numeric columns keep their
+numbers, as a number in a single event does), head sampling (an unsampled trace keeps only the
+records sampling must keep, with ``sampled = false``) and a processor that declares
+``accepts_<kind>_blocks = True``. With any other processor in the chain the kind travels as single
+``aitrace.Event`` s as before, so a user's filter written for events still sees every record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+from aitrace.producers import events as ev
+from aitrace.producers.redact import REDACTED, Redactor
+from aitrace.producers.sampling import TraceSampler, must_keep
+from aitrace.producers.secret_patterns import STATUS_WORDS, triggers
+from aitrace.schemas.block_shape import BlockShape
+
+Block = dict[str, Any]
+# The per-record payload fields sampling looks at (status, level, attributes), one dict per record.
+KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
+_ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
+_NUMBERS = frozenset({int, float, bool})
+_ALWAYS = "always"  # the trigger of a pattern that runs on every text (redact.py's name for it)
+_SPAN_TABLE = ("span_id", "parent_span_id")
+_GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
+_TEXT = frozenset({str, type(None)})
+_LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
+_SCANNED = 6  # the redactor's shortest text to scan (Redactor.scrub)
+
+
+def block_chain(
+    processors: list[Callable[[Block], Any]], shape: BlockShape, keep_fields: KeepFields
+) -> list[Callable[[Block], Any]] | None:
+    """The chain to run on blocks of ``shape``, or None when a processor in ``processors`` reads single events only."""
+    chain: list[Callable[[Block], Any]] = []
+    for processor in processors:
+        if isinstance(processor, TraceSampler):
+            chain.append(_Sampling(processor, shape, keep_fields))
+        elif isinstance(processor, Redactor):
+            chain.append(_Redacting(processor, shape))
+        elif getattr(processor, f"accepts_{shape.kind}_blocks", False) is True:
+            chain.append(processor)
+        else:
+            return None
+    return chain
+
+
+class _Sampling:
+    """:class:`TraceSampler` for a block (its own rule reads one event at a time)."""
+
+    def __init__(self, sampler: TraceSampler, shape: BlockShape, keep_fields: KeepFields) -> None:
+        self.sampler = sampler
+        self.shape = shape
+        self.keep_fields = keep_fields
+        self.drop_reason = sampler.drop_reason
+
+    def __call__(self, block: Block) -> Block:
+        return sample_block(self.sampler, self.shape, self.keep_fields, block)
+
+
+class _Redacting:
+    """:class:`Redactor` for a block, with the per-event rules for secret-named columns.
+
+    The redactor blanks a secret-named field whole, so a text column comes back ``[REDACTED]`` in
+    every record. Records that never had that attribute get their null back, and a status word
+    (``auth: healthy``) stays, as it does in a single event; neither counts as a replacement.
+    Numeric columns (``features``) and columns with nothing to find (:meth:`_clean`) skip the walk,
+    only their names are scrubbed: a number in a single event is left as it is.
+    """
+
+    def __init__(self, redactor: Redactor, shape: BlockShape) -> None:
+        self.redactor = redactor
+        self.shape = shape
+
+    def __call__(self, block: Block) -> Block:
+        scan_all = _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,))
+        aside = {} if scan_all else {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
+        aside.update(self._clean(block, scan_all, skip=aside))
+        maps = self.shape.column_maps
+        walked = {k: v for k, v in block.items() if k not in aside and k not in maps}
+        maps_aside: dict[str, dict[str, list[Any]]] = {}
+        for name in maps:
+            columns = block[name]
+            kept = columns if name in self.shape.numeric_maps else self._clean(columns, scan_all)
+            walked[name] = {k: v for k, v in columns.items() if k not in kept}
+            maps_aside[name] = kept
+        out = self.redactor(walked)
+        out.update(aside)
+        for name, kept in maps_aside.items():
+            self._unblank(walked[name], out[name])
+            names = self.redactor.mapping(dict.fromkeys(kept), top=False)  # None values: only keys scrubbed
+            out[name].update(zip(names, kept.values(), strict=True))
+        return out
+
+    def _clean(self, columns: Block, scan_all: bool, skip: Block | None = None) -> Block:
+        """The long text columns the redactor would leave as they are, found in one look at all their texts.
+
+        Every pattern of the redactor runs only where its trigger fires (:func:`secret_patterns.triggers`:
+        substring tests and small regexes, none reaching across a newline), so when no trigger fires
+        on a column's distinct texts joined by newlines, none fires on any one of them and scrubbing
+        each would change nothing. A column of request ids costs one scan instead of a scrub per id. A redactor with
+        a pattern of its own (``scan_all``: no trigger, it runs on every text) scans each value as before.
+        Numeric columns and span ids the client generated are set aside by the caller: the redactor
+        leaves numbers, and ids in an event's envelope, as they are.
+        """
+        if scan_all:
+            return {}
+        clean = {}
+        for name, column in columns.items():
+            if type(column) is not list or len(column) < _LONG_COLUMN or (skip and name in skip):
+                continue
+            if type(column[0]) not in _TEXT or set(map(type, column)) - _TEXT:
+                continue
+            if self.redactor.key_action(name) != 0:
+                continue
+            scanned = [t for t in set(column) if t is not None and len(t) >= _SCANNED]  # shorter: the redactor skips
+            if not scanned or not triggers("\n".join(scanned)):
+                clean[name] = column
+        return clean
+
+    def _unblank(self, before_map: dict[str, list[Any]], after: dict[str, list[Any]]) -> None:
+        before = list(before_map.values())
+        if len(before) != len(after):
+            return
+        for column, (name, redacted) in zip(before, list(after.items()), strict=True):
+            if len(redacted) == len(column) and all(r == REDACTED for r in redacted):
+                after[name] = [_kept(b, r) for b, r in zip(column, redacted, strict=True)]
+                self.redactor.counts["field"] -= sum(1 for r in after[name] if r != REDACTED)
+
+
+def _generated_ids(column: list[str | None]) -> bool:
+    """Every id in the column is one the client generates (16 hex digits), or absent."""
+    return _GENERATED_IDS.fullmatch("\n".join(filter(None, column))) is not None
+
+
+def _kept(value: str | None, redacted: str) -> str | None:
+    """What a blanked column keeps of one record's value: its absence, or a status word."""
+    if value is None or not value or value.strip().lower() in STATUS_WORDS:
+        return value
+    return redacted
+
+
+def sample_block(sampler: TraceSampler, shape: BlockShape, keep_fields: KeepFields, block: Block) -> Block:
+    """The block when its trace is sampled; else its records that sampling must keep, marked unsampled."""
+    if sampler.rate >= 1.0 or sampler.sampled(block["trace_id"]):
+        return block
+    labels, record = block["labels"], shape.record
+    rows = enumerate(keep_fields(block))
+    keep = [i for i, fields in rows if must_keep({"labels": labels, "payload": (record, fields)})]
+    if not keep:
+        raise ev.DropEvent
+    out = take_rows(shape, block, keep)
+    out["sampled"] = False
+    return out
+
+
+def status_fields(block: Block) -> Iterator[dict[str, Any]]:
+    """What sampling reads of each record of a block with a status table (inferences, spans): its status."""
+    statuses = block["status"]
+    for status in block["status_index"]:
+        yield {"status": statuses[status]}
+
+
+def built(
+    rows: list[ev.Queued], build: Callable[[dict[str, Any], Counter[str]], dict[str, Any]], stats: Counter[str]
+) -> tuple[list[ev.Queued], list[dict[str, Any]]]:
+    """(the rows whose payload ``build`` could make, those payloads); the others counted as ``rejected_bad_event``."""
+    kept: list[ev.Queued] = []
+    payloads: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            payloads.append(build(row[3], stats))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            stats["rejected_bad_event"] += 1
+            continue
+        kept.append(row)
+    return kept, payloads
+
+
+def new_block(block_id: str, trace_id: str, envelope: dict[str, Any], columns: Block) -> Block:
+    """The block of ``columns`` with the client's envelope."""
+    block = {"block_id": block_id, "trace_id": trace_id}
+    for name in _ENVELOPE:
+        block[name] = envelope[name]
+    block.update(columns)
+    return block
+
+
+def interned(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """(distinct values in order of first use, the index of each value among them)."""
+    table = list(dict.fromkeys(values))  # C loops: about half the time of a setdefault per value
+    position = {v: i for i, v in enumerate(table)}
+    return table, list(map(position.__getitem__, values))
+
+
+def optional_interned(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """As :func:`interned`, None read as index -1 (not in the table); both empty when every value is None."""
+    if values.count(None) == len(values):
+        return [], []
+    table, index = interned(values)
+    if None in table:
+        none = table.index(None)
+        table.pop(none)
+        index = [-1 if i == none else i - (i > none) for i in index]
+    return table, index
+
+
+def optional_column(values: list[Any]) -> list[Any]:
+    """Empty when every value is None, else the values."""
+    return [] if values.count(None) == len(values) else values
+
+
+def span_columns(ctxs: list[Any]) -> Block:
+    """The span table of the records' contexts (one entry per distinct span)."""
+    span_ids, span_index = interned([c.span_id for c in ctxs])
+    parent_of = {c.span_id: c.parent_span_id for c in dict.fromkeys(ctxs)}  # few contexts: one per span
+    parents = list(map(parent_of.__getitem__, span_ids))
+    return {"span_id": span_ids, "parent_span_id": optional_column(parents), "span_index": span_index}
+
+
+def text_columns(maps: list[Any], stats: Counter[str]) -> dict[str, list[str | None]]:
+    """One column per key, a value per record as :func:`events.text_map` writes it (None: no such key)."""
+    names: set[Any] = set().union(*maps)
+    if not names:
+        return {}
+    if set(map(type, names)) != {str}:  # keys made text, as events.text_map does
+        maps = [{str(k): v for k, v in a.items()} if a else a for a in maps]
+        names = set().union(*maps)
+    columns: dict[str, list[str | None]] = {}
+    for name in sorted(names):
+        column = [a.get(name) if a else None for a in maps]
+        if None in column:  # absent (None), or present with the value None (text_value writes "null")
+            pairs = zip(column, maps, strict=True)
+            column = [v if v is not None else "null" if a and name in a else None for v, a in pairs]
+        columns[name] = texts(column, stats)
+    return columns
+
+
+def texts(column: list[Any], stats: Counter[str]) -> list[str | None]:
+    """A column's values as :func:`events.text_value` writes them (None stays); numbers through one JSON call."""
+    kinds = set(map(type, column))
+    kinds.discard(type(None))
+    if kinds <= {str}:
+        return column
+    if kinds <= _NUMBERS:
+        try:
+            tokens: list[str | None] = [*orjson.dumps(column).decode()[1:-1].split(",")]  # numbers hold no comma
+        except TypeError:  # an int beyond 64 bits: text_value writes its repr
+            pass
+        else:
+            if None not in column:
+                return tokens
+            return [None if v is None else t for v, t in zip(column, tokens, strict=True)]
+    return [None if v is None else ev.text_value(v, stats) for v in column]
+
+
+def take_rows(shape: BlockShape, block: Block, keep: list[int]) -> Block:
+    """A copy of ``block`` holding only the records at ``keep`` (in order); tables keep only what they use."""
+    out = dict(block)
+    for name in ("time", *shape.rows):
+        out[name] = [block[name][i] for i in keep]
+    for name in shape.optional_rows:
+        if block[name]:
+            out[name] = [block[name][i] for i in keep]
+    for index, table in (("span_index", "span_id"), *((f"{t}_index", t) for t, _ in shape.tables)):
+        if not block[index]:
+            continue
+        old = [block[index][i] for i in keep]
+        used, _ = interned([i for i in old if i >= 0])
+        new_of = {u: j for j, u in enumerate(used)}
+        out[table] = [block[table][u] for u in used]
+        out[index] = [new_of.get(i, -1) for i in old]
+        if table == "span_id" and block["parent_span_id"]:
+            out["parent_span_id"] = [block["parent_span_id"][u] for u in used]
+    for name in shape.column_maps:
+        out[name] = {k: [v[i] for i in keep] for k, v in block[name].items()}
+    return out
+
+
+def halves(shape: BlockShape, block: Block) -> list[Block]:
+    """The block's records in two blocks (ids stay unique: the second is ``<block_id>.<first record>``)."""
+    n = len(block["time"])
+    half = n // 2
+    first, second = take_rows(shape, block, list(range(half))), take_rows(shape, block, list(range(half, n)))
+    second["block_id"] = f"{block['block_id']}.{half}"
+    return [first, second]
+
+
+def numeric_columns(maps: list[dict[str, float]]) -> dict[str, list[float | None]]:
+    """One number column per key of ``maps`` (None: the record has no such key)."""
+    return {name: [m.get(name) for m in maps] for name in sorted(set().union(*maps))}

@@ -1,0 +1,51 @@
+"""Ground-truth blocks: a trace's queued ``client.ground_truth`` labels as the columns of one block.
+
+The block is an ``aitrace.GroundTruthBlock``: request ids a column, model names and labels tables
+of distinct values; the shared machinery (processor chain, sampling, redaction, splitting) is
+:mod:`aitrace.producers.blocks`. Sampling keeps nothing of an unsampled trace but what its labels
+mark as an anomaly, as for single events.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aitrace.producers import blocks
+from aitrace.producers import events as ev
+from aitrace.producers.blocks import Block
+from aitrace.schemas.ground_truth_block import GROUND_TRUTH_SHAPE
+
+_NAMES = ("request_id", "model_name", "label")
+
+
+def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
+    """The chain to run on ground-truth blocks, or None when a processor reads single events only."""
+    return blocks.block_chain(processors, GROUND_TRUTH_SHAPE, _nothing)
+
+
+def _nothing(block: Block) -> Iterator[dict[str, Any]]:
+    """Sampling reads nothing of a label but the block's envelope labels."""
+    return ({} for _ in block["time"])
+
+
+def halves(block: Block) -> list[Block]:
+    """A ground-truth block's records in two blocks."""
+    return blocks.halves(GROUND_TRUTH_SHAPE, block)
+
+
+def ground_truth_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """The columns of queued labels; values made text as :func:`events.ground_truth_payload` makes them."""
+    fields = [f for _, _, _, f, _ in rows]
+    try:
+        ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
+    except (KeyError, TypeError):
+        rows, fields = blocks.built(rows, ev.ground_truth_payload, stats)
+        ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
+    ids, models, labels = ([v if type(v) is str else ev.text_value(v, stats) for v in c] for c in (ids, models, labels))
+    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns["request_id"] = ids
+    columns["model_name"], columns["model_name_index"] = blocks.interned(models)
+    columns["label"], columns["label_index"] = blocks.interned(labels)
+    return columns

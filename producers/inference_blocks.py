@@ -1,0 +1,128 @@
+"""Inference blocks: a trace's queued ``client.inference`` records as the columns of one ``aitrace.InferenceBlock``.
+
+Request ids and latencies are columns; model names, versions, statuses, predictions and feature
+versions tables of distinct values; numeric features one number column per name (a missing
+input is NaN, as in a single event), text features one text column per name. The shared
+machinery (processor chain, sampling, redaction, splitting) is :mod:`aitrace.producers.blocks`;
+head sampling keeps an unsampled trace's error records.
+
+The values are those :func:`events.inference_payload` gives a single event. Bad values never
+raise here: a record that cannot be built is left out and counted (``rejected_bad_event``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aitrace.producers import blocks
+from aitrace.producers import events as ev
+from aitrace.producers.blocks import Block
+from aitrace.schemas.inference_block import INFERENCE_SHAPE
+
+_ABSENT = object()
+_NUMBERS = frozenset({float, int, bool})  # float() of each is what events.as_float gives
+_OPTIONAL_TEXTS = ("model_version", "error", "inputs_summary", "prediction", "feature_version")
+
+
+def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
+    """The chain to run on inference blocks, or None when a processor reads single events only."""
+    return blocks.block_chain(processors, INFERENCE_SHAPE, blocks.status_fields)
+
+
+def halves(block: Block) -> list[Block]:
+    """An inference block's records in two blocks."""
+    return blocks.halves(INFERENCE_SHAPE, block)
+
+
+def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """The columns of queued inference records (fields as :meth:`ClientEvents.inference` builds them).
+
+    The common case (text ids, numeric latency, no error) is a few list comprehensions; a batch
+    with anything else is built record by record through :func:`events.inference_payload`.
+    """
+    fields = [f for _, _, _, f, _ in rows]
+    try:
+        ids = [f["request_id"] for f in fields]
+        models = [f["model_name"] for f in fields]
+        errors = [f["error"] for f in fields]
+        statuses = ["error" if f["status"] == "error" else "ok" for f in fields]
+        latencies = [f["latency_ms"] for f in fields]
+    except (KeyError, TypeError):
+        return _slow_columns(rows, stats)
+    if set(map(type, ids)) != {str} or set(map(type, models)) != {str} or errors.count(None) != len(errors):
+        return _slow_columns(rows, stats)
+    if not set(map(type, latencies)) <= {float, int}:
+        return _slow_columns(rows, stats)
+    columns = _columns(rows, fields, ids, models, statuses, stats)
+    columns["latency_ms"] = latencies if int not in set(map(type, latencies)) else [float(x) for x in latencies]
+    columns["features"], columns["categorical_features"] = _feature_columns([f["features"] for f in fields], stats)
+    return columns
+
+
+def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    kept, payloads = blocks.built(rows, ev.inference_payload, stats)
+    ids, models, statuses = ([p[name] for p in payloads] for name in ("request_id", "model_name", "status"))
+    columns = _columns(kept, payloads, ids, models, statuses, stats)
+    columns["latency_ms"] = [p["latency_ms"] for p in payloads]
+    columns["features"] = blocks.numeric_columns([p["features"] for p in payloads])
+    columns["categorical_features"] = blocks.text_columns([p["categorical_features"] for p in payloads], stats)
+    return columns
+
+
+def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: list[str], statuses: list[str],
+             stats: Counter[str]) -> Block:  # fmt: skip
+    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns["request_id"] = ids
+    columns["model_name"], columns["model_name_index"] = blocks.interned(models)
+    columns["status"], columns["status_index"] = blocks.interned(statuses)
+    texts = {name: blocks.texts([f.get(name) for f in fields], stats) for name in _OPTIONAL_TEXTS}
+    for name in ("model_version", "prediction", "feature_version"):
+        columns[name], columns[f"{name}_index"] = blocks.optional_interned(texts[name])
+    columns["error"] = blocks.optional_column(texts["error"])
+    columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
+    confidence = [f.get("confidence") for f in fields]
+    if not set(map(type, confidence)) <= {float, type(None)}:
+        confidence = [ev.as_float(c) for c in confidence]
+    columns["confidence"] = blocks.optional_column(confidence)
+    return columns
+
+
+def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """(numeric, text) feature columns of the caller's feature dicts, split per value as a single event splits them."""
+    names: set[Any] = set().union(*maps)
+    if set(map(type, names)) - {str}:  # keys made text, as events.inference_payload does
+        maps = [{str(k): v for k, v in m.items()} for m in maps]
+        names = set().union(*maps)
+    numeric: dict[str, list[Any]] = {}
+    text: dict[str, list[Any]] = {}
+    for name in sorted(names):
+        column = [m.get(name, _ABSENT) for m in maps]
+        kinds = set(map(type, column))
+        if kinds == {float}:
+            numeric[name] = column
+        elif kinds <= _NUMBERS:
+            numeric[name] = list(map(float, column))
+        elif kinds == {str}:
+            text[name] = column
+        else:
+            numbers, texts = zip(*(_split(v, stats) for v in column), strict=True)
+            if numbers.count(None) != len(numbers):
+                numeric[name] = list(numbers)
+            if texts.count(None) != len(texts):
+                text[name] = list(texts)
+    return numeric, text
+
+
+def _split(value: Any, stats: Counter[str]) -> tuple[float | None, str | None]:
+    """One feature value as (number, text), one of them None; a missing input (None) is NaN."""
+    if value is _ABSENT:
+        return None, None
+    if value is None:
+        return math.nan, None
+    if type(value) is str:
+        return None, value
+    number = ev.as_float(value)
+    return (None, ev.text_value(value, stats)) if number is None else (number, None)

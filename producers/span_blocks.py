@@ -1,0 +1,87 @@
+"""Span blocks: a trace's finished spans as the columns of one ``aitrace.SpanBlock``.
+
+Start times and durations are columns; names, kinds and statuses tables of distinct values;
+attributes one column per name. The shared machinery (processor chain, sampling, redaction,
+splitting) is :mod:`aitrace.producers.blocks`; head sampling keeps an unsampled trace's error
+spans.
+
+The values are those :func:`events.span_payload` gives a single event. Bad values never raise
+here: a span that cannot be built is left out and counted (``rejected_bad_event``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aitrace.producers import blocks
+from aitrace.producers import events as ev
+from aitrace.producers import tracecontext as tc
+from aitrace.producers.blocks import Block
+from aitrace.schemas.span_block import SPAN_SHAPE
+
+_FIELDS = 8  # the fields spans.py and otel.py hand over; more (a span_id of its own) takes the slow path
+
+
+def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
+    """The chain to run on span blocks, or None when a processor reads single events only."""
+    return blocks.block_chain(processors, SPAN_SHAPE, blocks.status_fields)
+
+
+def halves(block: Block) -> list[Block]:
+    """A span block's records in two blocks."""
+    return blocks.halves(SPAN_SHAPE, block)
+
+
+def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """The columns of queued spans (fields as :class:`spans.Span` builds them).
+
+    The common case (text names, kinds and statuses, integer times) is a few list comprehensions;
+    a batch with anything else is built record by record through :func:`events.span_payload`.
+    """
+    fields = [f for _, _, _, f, _ in rows]
+    if set(map(len, fields)) != {_FIELDS}:
+        return _slow_columns(rows, stats)
+    try:
+        names, kinds, statuses = ([f[k] for f in fields] for k in ("name", "kind", "status"))
+        starts, durations = [f["start_time"] for f in fields], [f["duration_us"] for f in fields]
+        error_types, messages = [f["error_type"] for f in fields], [f["error_message"] for f in fields]
+        attributes = [f["attributes"] for f in fields]
+    except (KeyError, TypeError):
+        return _slow_columns(rows, stats)
+    if any(set(map(type, c)) != {str} for c in (names, kinds, statuses)):
+        return _slow_columns(rows, stats)
+    if set(map(type, starts)) != {int} or set(map(type, durations)) != {int}:
+        return _slow_columns(rows, stats)
+    if any(set(map(type, c)) - {str, type(None)} for c in (error_types, messages)):
+        return _slow_columns(rows, stats)
+    columns = _columns(rows, [c for _, _, c, _, _ in rows], names, kinds, statuses)
+    columns.update(start_time=starts, duration_us=durations)
+    columns["error_type"], columns["error_message"] = map(blocks.optional_column, (error_types, messages))
+    columns["attributes"] = blocks.text_columns(attributes, stats)
+    return columns
+
+
+def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    kept, payloads = blocks.built(rows, ev.span_payload, stats)
+    ctxs = [  # a span handed over with ids of its own (from another tracer) keeps them, as in a single event
+        tc.SpanContext(c.trace_id, f.get("span_id") or c.span_id, f.get("parent_span_id", c.parent_span_id))
+        for _, _, c, f, _ in kept
+    ]
+    names, kinds, statuses = ([p[k] for p in payloads] for k in ("name", "kind", "status"))
+    columns = _columns(kept, ctxs, names, kinds, statuses)
+    for name in ("start_time", "duration_us"):
+        columns[name] = [p[name] for p in payloads]
+    for name in ("error_type", "error_message"):
+        columns[name] = blocks.optional_column([p[name] for p in payloads])
+    columns["attributes"] = blocks.text_columns([p["attributes"] for p in payloads], stats)
+    return columns
+
+
+def _columns(rows: list[ev.Queued], ctxs: list[Any], names: list[Any], kinds: list[Any], statuses: list[Any]) -> Block:
+    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns(ctxs)}
+    columns["name"], columns["name_index"] = blocks.interned(names)
+    columns["kind"], columns["kind_index"] = blocks.interned(kinds)
+    columns["status"], columns["status_index"] = blocks.interned(statuses)
+    return columns
