@@ -39,7 +39,6 @@ Block = dict[str, Any]
 KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
 _NUMBERS = frozenset({int, float, bool})
-_ALWAYS = "always"  # the trigger of a pattern that runs on every text (redact.py's name for it)
 _SPAN_TABLE = ("span_id", "parent_span_id")
 _GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
 _TEXT = frozenset({str, type(None)})
@@ -92,7 +91,7 @@ class _Redacting:
         self.shape = shape
 
     def __call__(self, block: Block) -> Block:
-        scan_all = _ALWAYS in getattr(self.redactor, "_triggers", (_ALWAYS,))
+        scan_all = self.redactor.runs_on_every_text
         aside = {} if scan_all else {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
         aside.update(self._clean(block, scan_all, skip=aside))
         maps = self.shape.column_maps

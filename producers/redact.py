@@ -174,6 +174,11 @@ class Redactor:
         self._clean: tuple[set[str], set[str]] = (set(), set())
         self._ids: set[str] = set()  # top-level ids seen to look generated
 
+    @property
+    def runs_on_every_text(self) -> bool:
+        """Whether a pattern without a trigger (a user's own) runs on every text, so none may go unscanned."""
+        return _ALWAYS in self._triggers
+
     # -- field names
 
     def key_action(self, key: str) -> int:
