@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.finding import Finding
-from numpy.lib.stride_tricks import sliding_window_view
+from aitrace.detect.rolling import rolling_median
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 
@@ -176,7 +176,7 @@ class RunChecks:
         if norms.size < p["head"]:
             return []
         # every step's level at once; the loss levels do not move within this call
-        levels = np.median(sliding_window_view(norms, p["head"]), axis=1)[-len(logs) :] if logs else norms[:0]
+        levels = rolling_median(norms, p["head"])[-len(logs) :] if logs else norms[:0]
         peaks = np.maximum.accumulate(np.concatenate([[self.peak], levels]))[1:]
         start = self._at_start()
         hit = np.flatnonzero(peaks - levels >= p["decades"]) if start is not None else levels[:0]
