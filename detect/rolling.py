@@ -20,6 +20,22 @@ from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir befor
 from numba import njit
 
 
+@njit(cache=True, inline="always")
+def _replace(window: np.ndarray, old: float, new: float) -> None:  # pragma: no cover - jitted
+    """Take ``old`` out of the sorted window and put ``new`` in, shifting only the values between."""
+    j = np.searchsorted(window, old)
+    w = window.shape[0]
+    if new >= old:
+        while j + 1 < w and window[j + 1] < new:
+            window[j] = window[j + 1]
+            j += 1
+    else:
+        while j > 0 and window[j - 1] > new:
+            window[j] = window[j - 1]
+            j -= 1
+    window[j] = new
+
+
 @njit(cache=True, error_model="numpy")
 def _rolling_median(x: np.ndarray, w: int) -> np.ndarray:  # pragma: no cover - jitted
     n = x.shape[0] - w + 1
@@ -30,16 +46,7 @@ def _rolling_median(x: np.ndarray, w: int) -> np.ndarray:  # pragma: no cover - 
     lo, hi = (w - 1) // 2, w // 2
     for i in range(n):
         if i > 0:
-            old, new = x[i - 1], x[i + w - 1]
-            j = np.searchsorted(window, old)  # old is in the window: remove it ...
-            while j < w - 1:
-                window[j] = window[j + 1]
-                j += 1
-            j = w - 1  # ... and insert new in order
-            while j > 0 and window[j - 1] > new:
-                window[j] = window[j - 1]
-                j -= 1
-            window[j] = new
+            _replace(window, x[i - 1], x[i + w - 1])
         out[i] = window[hi] if lo == hi else (window[lo] + window[hi]) / 2.0
     return out
 
