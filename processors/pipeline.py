@@ -351,6 +351,7 @@ class Pipeline:
         # a Staged table (the worker's): copied once per batch, so that a dropped batch changes nothing
         states = (table.private(entity) if isinstance(table, Staged) else dict(table.get(entity) or {})) or {}
         detectors = SeriesDetectors(states, self.detection, self.live_rules)
+        detectors.rollup_documents = self.options.index  # --no-index: rollup documents are indexing work
         result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
         if result.applied:
             table[entity] = states
