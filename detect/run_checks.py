@@ -172,13 +172,15 @@ class RunChecks:
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         ok = np.isfinite(vals) & (vals > 0)
-        logs = list(map(math.log10, vals[ok].tolist()))  # math's log10, as the states written before
-        norms = np.asarray(self.norms + logs)
+        kept = vals[ok]
+        # math's log10, as for the states written before (NumPy's may differ in the last bit)
+        logs = np.fromiter(map(math.log10, kept.tolist()), dtype=np.float64, count=kept.size)
+        norms = np.concatenate([np.asarray(self.norms, dtype=np.float64), logs])
         self.norms = norms[-p["head"] :].tolist()
         if norms.size < p["head"]:
             return []
         # every step's level at once; the loss levels do not move within this call
-        levels = rolling_median(norms, p["head"])[-len(logs) :] if logs else norms[:0]
+        levels = rolling_median(norms, p["head"])[-logs.size :] if logs.size else norms[:0]
         peaks = np.maximum.accumulate(np.concatenate([[self.peak], levels]))[1:]
         start = self._at_start()
         hit = np.flatnonzero(peaks - levels >= p["decades"]) if start is not None else levels[:0]
@@ -187,8 +189,8 @@ class RunChecks:
             return []
         k = int(hit[0])
         self.peak, level = float(peaks[k]), float(levels[k])
-        k += len(logs) - levels.size  # the value whose window it was (earlier ones had no full window)
-        self.norms = norms[: norms.size - len(logs) + k + 1][-p["head"] :].tolist()
+        k += logs.size - levels.size  # the value whose window it was (earlier ones had no full window)
+        self.norms = norms[: norms.size - logs.size + k + 1][-p["head"] :].tolist()
         self.vanished = True
         step, x = np.asarray(steps).ravel()[ok][k].item(), float(vals[ok][k])
         msg = (
