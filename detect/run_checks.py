@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.finding import Finding
-from numpy.lib.stride_tricks import sliding_window_view
+from aitrace.detect.rolling import rolling_median
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 
@@ -114,15 +114,17 @@ class RunChecks:
 
     def _losses(self, values: Any) -> None:
         head = self.params["head"]
-        finite = [x for x in np.asarray(values, dtype=np.float64).tolist() if math.isfinite(x)]
-        self.start += finite[: head - len(self.start)]
-        self.recent = [*self.recent, *finite][-head:]
+        vals = np.asarray(values, dtype=np.float64).ravel()
+        finite = vals[np.isfinite(vals)]
+        if len(self.start) < head:
+            self.start += finite[: head - len(self.start)].tolist()
+        self.recent = [*self.recent, *finite[-head:].tolist()][-head:]
 
     def _at_start(self) -> tuple[float, float] | None:
         """(start, now) loss levels while the loss has not left its start, else None."""
         if len(self.start) < self.params["head"] or not self.recent:
             return None
-        start, now = float(np.median(self.start)), float(np.median(self.recent))
+        start, now = _median(self.start), _median(self.recent)
         return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
 
     def _stall(self, step: float, level: float, layers: int) -> list[Finding]:
@@ -150,14 +152,14 @@ class RunChecks:
         log = math.log10(max(level, 1e-300))
         if f is None:
             if self.last_ratio is not None and self.last_ratio - log >= p["drop"] and self.recent:
-                self.frozen = {"step": step, "before": self.last_ratio, "loss": float(np.median(self.recent)), "n": 1}
+                self.frozen = {"step": step, "before": self.last_ratio, "loss": _median(self.recent), "n": 1}
             self.last_ratio = log
             return []
         if f["before"] - log < p["drop"]:  # moving again: re-armed
             self.frozen, self.last_ratio = None, log
             return []
         f["n"] += 1
-        now = float(np.median(self.recent))
+        now = _median(self.recent)
         if f["n"] != p["reports"] or now < f["loss"] - p["min_drop"] * abs(f["loss"]):
             return []
         msg = (
@@ -170,13 +172,15 @@ class RunChecks:
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         ok = np.isfinite(vals) & (vals > 0)
-        logs = [math.log10(x) for x in vals[ok].tolist()]
-        norms = np.asarray(self.norms + logs)
+        kept = vals[ok]
+        # math's log10, as for the states written before (NumPy's may differ in the last bit)
+        logs = np.fromiter(map(math.log10, kept.tolist()), dtype=np.float64, count=kept.size)
+        norms = np.concatenate([np.asarray(self.norms, dtype=np.float64), logs])
         self.norms = norms[-p["head"] :].tolist()
         if norms.size < p["head"]:
             return []
         # every step's level at once; the loss levels do not move within this call
-        levels = np.median(sliding_window_view(norms, p["head"]), axis=1)[-len(logs) :] if logs else norms[:0]
+        levels = rolling_median(norms, p["head"])[-logs.size :] if logs.size else norms[:0]
         peaks = np.maximum.accumulate(np.concatenate([[self.peak], levels]))[1:]
         start = self._at_start()
         hit = np.flatnonzero(peaks - levels >= p["decades"]) if start is not None else levels[:0]
@@ -185,8 +189,8 @@ class RunChecks:
             return []
         k = int(hit[0])
         self.peak, level = float(peaks[k]), float(levels[k])
-        k += len(logs) - levels.size  # the value whose window it was (earlier ones had no full window)
-        self.norms = norms[: norms.size - len(logs) + k + 1][-p["head"] :].tolist()
+        k += logs.size - levels.size  # the value whose window it was (earlier ones had no full window)
+        self.norms = norms[: norms.size - logs.size + k + 1][-p["head"] :].tolist()
         self.vanished = True
         step, x = np.asarray(steps).ravel()[ok][k].item(), float(vals[ok][k])
         msg = (
@@ -219,6 +223,13 @@ class RunChecks:
         check.last_ratio = state["last_ratio"]
         check.frozen = dict(state["frozen"]) if state["frozen"] else None
         return check
+
+
+def _median(values: list[float]) -> float:
+    """np.median of a short list of finite floats, the same float without NumPy's per-call cost."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
 def _report_levels(series: dict[str, tuple[Any, Any]]) -> dict[float, tuple[float, int]]:

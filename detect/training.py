@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.overfit import mann_kendall
-from numpy.lib.stride_tricks import sliding_window_view
+from aitrace.detect.rolling import rolling_median
 
 _SCHEDULES = ("lr", "learning_rate", "epoch", "step", "global_step", "batch_size", "momentum", "weight_decay")
 _LOSS_EXCLUDED = ("loss_scale", "loss_scaler")  # mixed-precision scaler: halves and doubles by design
@@ -205,7 +205,7 @@ class PlateauCheck:
         self.recent = window[-p["window"] :].tolist()
         if window.size < p["window"]:
             return None
-        levels = np.median(sliding_window_view(window, p["window"]), axis=1)
+        levels = rolling_median(window, p["window"])
         first_full = kept_steps.size - levels.size  # values before it had no full window yet
         return self._walk(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], first)
 

@@ -30,6 +30,8 @@ VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see
 class RunSeriesDetectors(SeriesStateBase):
     """The series of a training run (entity ``run/<run_id>``)."""
 
+    rollup_documents = True  # False in a worker that does not index: rollup windows move, no document is built
+
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
         for name, s in chunk["series"].items():
@@ -59,6 +61,7 @@ class RunSeriesDetectors(SeriesStateBase):
                             np.asarray(s["times"], dtype=np.int64),
                             values,
                             window_us=int(self.config.rollup_window_s * 1_000_000),
+                            documents=self.rollup_documents,
                         )
                     )
 

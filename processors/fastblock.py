@@ -63,12 +63,22 @@ class _Reader:
         self.pos = pos
 
     def long(self) -> int:
-        out = np.empty(1, dtype=np.int64)
-        pos = _varints(self.arr, self.pos, 1, out, 0)
-        if pos < 0:
-            raise _NotFast
+        """One zigzag varint, in Python: a jitted call per header field cost more than the loop.
+
+        The same limits as ``_varints`` (at most 9 bytes), so both paths accept the same input."""
+        data, pos = self.data, self.pos
+        result = shift = 0
+        while True:
+            if pos >= len(data) or shift > 56:
+                raise _NotFast
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
         self.pos = pos
-        return int(out[0])
+        return (result >> 1) ^ -(result & 1)
 
     def string(self) -> str:
         n = self.long()

@@ -50,12 +50,17 @@ def update(
     values: np.ndarray,
     *,
     window_us: int,
+    documents: bool = True,
 ) -> list[Action]:
-    """Fold points into the series' windows; return rollup actions for windows to (re)index."""
+    """Fold points into the series' windows; return rollup actions for windows to (re)index.
+
+    ``documents=False`` (a worker that does not index) moves the windows the same way and
+    builds no document: the state is the same either way."""
     if times.size == 0:
         return []
-    order = np.argsort(times, kind="stable")
-    steps, times, values = steps[order], times[order], values[order]
+    if times.size > 1 and not bool(np.all(times[1:] >= times[:-1])):  # a stable sort of sorted times is a no-op
+        order = np.argsort(times, kind="stable")
+        steps, times, values = steps[order], times[order], values[order]
     wid = times // window_us
     win = _window_from(state)
     if win is not None:
@@ -70,13 +75,14 @@ def update(
         if win is not None and win["id"] == part["id"]:
             win = _merge(win, part)
             continue
-        if win is not None:  # a later window starts: the open one is complete
+        if win is not None and documents:  # a later window starts: the open one is complete
             out.append(_action(ctx, name, split, win, window_us))
         win = {**part, "written_at": None}
     assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
     if win["written_at"] is None or last_time - win["written_at"] >= window_us:
-        out.append(_action(ctx, name, split, win, window_us))
+        if documents:
+            out.append(_action(ctx, name, split, win, window_us))
         win["written_at"] = last_time
     state["win"] = win
     return out
@@ -89,8 +95,9 @@ def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[
     ``nonfinite`` counts the NaN/Inf points.
     """
     finite = np.isfinite(values)
-    starts = np.flatnonzero(np.r_[True, wid[1:] != wid[:-1]])
-    ends = np.r_[starts[1:], wid.size]
+    starts = np.flatnonzero(wid[1:] != wid[:-1]) + 1
+    starts = np.concatenate([np.zeros(1, dtype=starts.dtype), starts])
+    ends = np.append(starts[1:], wid.size)
     n_finite = np.add.reduceat(finite.astype(np.int64), starts)
     mins = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
     maxs = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
