@@ -433,7 +433,7 @@ def main() -> int:
     )
     parser.add_argument("--update-cost-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
     parser.add_argument("--anomaly-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: startup,anomaly,update,drift")
+    parser.add_argument("--skip", default="", help="sections to skip: startup,anomaly,update,drift")
     args = parser.parse_args()
     if args.update_cost_only:
         print(json.dumps(update_cost(args.repeat)))
