@@ -263,7 +263,7 @@ REQUESTS_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", 
 def _requests() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This machine's own ASGI service, one row per request: times (us), latency (ms), failed (0/1)."""
     rows = np.loadtxt(REQUESTS_CSV, delimiter=",", skiprows=1, dtype=str)
-    times = rows[:, 0].astype("datetime64[us]").astype(np.int64)
+    times = np.char.rstrip(rows[:, 0], "Z").astype("datetime64[us]").astype(np.int64)  # UTC
     return times, rows[:, 1].astype(np.float64), 1.0 - rows[:, 2].astype(np.float64)
 
 

@@ -311,6 +311,9 @@ class LatencyShiftMonitor:
         """Each closed bucket's median into the sustained view, confirmed when the next bucket's
         first value came."""
         ok = np.isfinite(vals) & (vals > 0)
+        if self.bucket is not None and bool((buckets == self.bucket).all()):  # no bucket closes: most short updates
+            self.pending += vals[ok][: max(0, _BUCKET_CAP - len(self.pending))].tolist()
+            return []
         bounds = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist(), vals.size]
         medians: list[float] = []
         at: list[int] = []
