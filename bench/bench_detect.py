@@ -16,7 +16,9 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
 * one series update (``from_state`` + ``score`` of 1, 10, 100 or 1,000 points +
   ``to_state``, also through orjson as the worker's table stores it, and with a
   ``ScoreCalibrator``), beside the same loop run on ``--baseline-ref``'s ``detect/``
-  (default main) in a fresh process, in alternating rounds;
+  (default main) in a fresh process, in alternating rounds; and the same for a live
+  ``ServiceSeries`` (latency, confidence) and ``RateSeries`` (``update`` + ``to_state``, as the
+  worker's ``LiveRules`` does) on this machine's own requests (``bench/data``);
 * drift tests per second: ``ks_2samp_batched`` against ``scipy.stats.ks_2samp``
   called per feature (exact and asymptotic regimes), Wasserstein, chi-square and
   Jensen-Shannon against scipy's functions.
@@ -249,6 +251,44 @@ def update_cost(repeat: int) -> dict[str, Any]:
 
         run("+calibrator")
         out["sizes"][size] = {kind: timed(lambda kind=kind: run(kind), repeat) / updates for kind in UPDATE_KINDS}
+        out["sizes"][size].update(service_update_cost(size, repeat))
+    return out
+
+
+SERVICE_KINDS = ("latency", "confidence", "error_rate")
+ALL_KINDS = UPDATE_KINDS + SERVICE_KINDS
+REQUESTS_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "telemetry-vm-20261205.requests.csv.gz")
+
+
+def _requests() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This machine's own ASGI service, one row per request: times (us), latency (ms), failed (0/1)."""
+    rows = np.loadtxt(REQUESTS_CSV, delimiter=",", skiprows=1, dtype=str)
+    times = np.char.rstrip(rows[:, 0], "Z").astype("datetime64[us]").astype(np.int64)  # UTC
+    return times, rows[:, 1].astype(np.float64), 1.0 - rows[:, 2].astype(np.float64)
+
+
+def service_update_cost(size: int, repeat: int) -> dict[str, float]:
+    """Per-update cost of a model's series in the worker: ``update(chunk)`` + ``to_state`` on the live
+    object (``LiveRules`` keeps it between chunks), on real requests after 20,000 of warm-up (in
+    each run, untimed). ``confidence`` scores the latencies too: the same rules
+    less the level-shift monitor."""
+    from aitrace.detect.service import RateSeries, ServiceSeries
+
+    times, latency, failed = _requests()
+    updates, warm = max(30, 4000 // size), 20_000
+    out = {}
+    for kind in SERVICE_KINDS:
+        values = failed if kind == "error_rate" else latency
+        costs = []
+        for _ in range(repeat + 1):  # the first run loads the kernels
+            rules = RateSeries(kind) if kind == "error_rate" else ServiceSeries(kind)
+            rules.update(times[:warm], values[:warm])
+            t0 = time.perf_counter()
+            for k in range(warm, warm + updates * size, size):
+                rules.update(times[k : k + size], values[k : k + size])
+                rules.to_state()
+            costs.append((time.perf_counter() - t0) / updates)
+        out[kind] = statistics.median(costs[1:])
     return out
 
 
@@ -270,7 +310,7 @@ def baseline_tree(ref: str) -> str:
 
 def _median_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = {
-        str(size): {kind: statistics.median(r["sizes"][str(size)][kind] for r in rounds) for kind in UPDATE_KINDS}
+        str(size): {kind: statistics.median(r["sizes"][str(size)][kind] for r in rounds) for kind in ALL_KINDS}
         for size in UPDATE_SIZES
     }
     return {**rounds[0], "sizes": sizes}
@@ -288,12 +328,14 @@ def bench_update_cost(rounds: int, baseline_ref: str | None) -> dict[str, Any]:
             base.append(json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout))
     mine, old = _median_rounds(ours), _median_rounds(base) if base else None
     label = f"; baseline = git {baseline_ref} in alternating rounds, loaded from {old['module']}" if old else ""
-    print(f"\nOne series update: from_state + score(chunk) + to_state, per update (medians of {rounds} rounds){label}")
+    print(f"\nOne series update, per update (medians of {rounds} rounds){label}")
+    print("  memory/orjson/+calibrator: AnomalyDetector from_state + score(chunk) + to_state;")
+    print("  latency/confidence/error_rate: a live ServiceSeries/RateSeries, update(chunk) + to_state, real requests")
     print(
         f"  state size as JSON: {mine['state_bytes']:,} bytes" + (f" (baseline {old['state_bytes']:,})" if old else "")
     )
     for size in UPDATE_SIZES:
-        for kind in UPDATE_KINDS:
+        for kind in ALL_KINDS:
             cost = mine["sizes"][str(size)][kind]
             note = f"{size / cost:>12,.0f} points/s"
             if old:
@@ -388,7 +430,7 @@ def main() -> int:
     )
     parser.add_argument("--update-cost-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
     parser.add_argument("--anomaly-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's subprocess
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: startup,update,drift")
+    parser.add_argument("--skip", default="", help="sections to skip: startup,anomaly,update,drift")
     args = parser.parse_args()
     if args.update_cost_only:
         print(json.dumps(update_cost(args.repeat)))
@@ -411,9 +453,10 @@ def main() -> int:
     results: dict[str, Any] = {}
     if "startup" not in skip:
         results["startup_s"] = bench_startup()
-    results["anomaly_points_per_s"] = bench_anomaly(
-        args.points, args.chunk, args.repeat, args.river_points, args.numpy_points, baseline
-    )
+    if "anomaly" not in skip:
+        results["anomaly_points_per_s"] = bench_anomaly(
+            args.points, args.chunk, args.repeat, args.river_points, args.numpy_points, baseline
+        )
     if "update" not in skip:
         results["update_cost"] = bench_update_cost(5, baseline)
     if "drift" not in skip:

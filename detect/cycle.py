@@ -83,6 +83,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -265,9 +266,8 @@ class CycleModel:
         n = vals.size
         view = CycleView(vals.copy(), np.zeros(n), np.zeros(n), np.full(n, np.nan), [])
         # points of one hour are summed at once; an hour closes when the next one starts
-        starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]) if n else np.zeros(0, np.int64)
-        ends = np.r_[starts[1:], n] if n else starts
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        bounds = [0, *(np.flatnonzero(buckets[1:] != buckets[:-1]) + 1).tolist(), n] if n else [0]
+        for lo, hi in itertools.pairwise(bounds):
             b = int(buckets[lo])
             if b != self.open_bucket:
                 before = self.period

@@ -45,6 +45,7 @@ import math
 from typing import Any
 
 import numpy as np
+from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
 from aitrace.detect.anomaly import AnomalyDetector
 from aitrace.detect.anomaly_kernel import (
     CODE_FLAT,
@@ -61,6 +62,7 @@ from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.level import LatencyShiftMonitor, LevelShift
 from aitrace.detect.series import explain
+from numba import njit
 
 SERVICE_KINDS = ("latency", "confidence", "error_rate", "wrong_predictions", "feature")
 DAY_US = 24 * 3_600_000_000
@@ -78,6 +80,22 @@ def _arrays(times_us: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
     if times.shape != vals.shape:
         raise ValueError(f"times and values differ in length: {times.shape} vs {vals.shape}")
     return times, vals
+
+
+@njit(cache=True)
+def _phase_overlay(
+    scores: np.ndarray, codes: np.ndarray, off: np.ndarray, z: np.ndarray, vals: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Where a finite point is off its cycle's phase (or its last day's level) by more than the
+    windows say, or enough to page by itself, the phase names it: its score and a level code go
+    in place (one pass, where numpy took eight calls of a few microseconds each)."""
+    phase = np.zeros(scores.size, dtype=np.bool_)
+    for k in range(scores.size):
+        if (off[k] > scores[k] or off[k] >= threshold) and math.isfinite(vals[k]):
+            phase[k] = True
+            scores[k] = off[k]
+            codes[k] = CODE_LEVEL_UP if z[k] > 0 else CODE_LEVEL_DOWN
+    return phase
 
 
 class ServiceSeries:
@@ -113,9 +131,10 @@ class ServiceSeries:
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         """Score the next points (event times in microseconds, values); the findings among them."""
         times, vals = _arrays(times_us, values)
-        view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])
         if self.cycle is not None:
             view = self.cycle.observe(times, vals)
+        else:
+            view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])
         bounds = [0, *view.switches, vals.size]
         scores = np.zeros(vals.size)
         codes = np.zeros(vals.size, dtype=np.int8)
@@ -127,12 +146,9 @@ class ServiceSeries:
                     self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
             scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
-            # off its cycle's phase (or its last day's level) by more than the windows say, or enough
-            # to page by itself: the phase names the finding
-            off = view.score[lo:hi]
-            phase = ((off > scores[lo:hi]) | (off >= self.threshold)) & np.isfinite(vals[lo:hi])
-            scores[lo:hi] = np.where(phase, view.score[lo:hi], scores[lo:hi])
-            codes[lo:hi] = np.where(phase, np.where(view.z[lo:hi] > 0, CODE_LEVEL_UP, CODE_LEVEL_DOWN), codes[lo:hi])
+            phase = _phase_overlay(
+                scores[lo:hi], codes[lo:hi], view.score[lo:hi], view.z[lo:hi], vals[lo:hi], self.threshold
+            )
             found += self._points(times, vals, scores, codes, lo, hi, view, phase)
             if self.shift is not None:  # a day's rise is no level shift: it sees the values less their cycle
                 shifts = self.shift.update(times[lo:hi], view.resid[lo:hi])
@@ -145,6 +161,8 @@ class ServiceSeries:
 
     def _varied_at(self, vals: np.ndarray) -> np.ndarray:
         """Per point: whether the series took two different values up to and including it."""
+        if self.varied:  # once varied, always: no pass over the values
+            return np.ones(vals.size, dtype=bool)
         finite = np.isfinite(vals)
         if self.first is None and finite.any():
             self.first = float(vals[finite][0])
