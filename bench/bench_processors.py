@@ -13,7 +13,9 @@ Throughput (indexing aside), on one topic of batch records that a private Tansu 
 Events are counted as the schema does: one per event, one per step of a columnar metric block
 (each step carries several metric points, also reported). Workloads: ``training`` (columnar
 metric blocks of 1,000 steps x 4 metrics), ``mixed`` (inference records with features, spans
-and logs, 200 events per batch).
+and logs, 200 events per batch, one event at a time as older clients send them) and
+``client-mixed`` (the same events as this version's client sends them: a columnar block per
+kind and trace, built by the client's own exporter and processor chain).
 
 Latency: a worker with indexing on, osmem-server, batches produced at ``--rate`` documents/s;
 the time from produce to the moment ``_count`` on the index reaches that document's ordinal
@@ -89,6 +91,51 @@ def mixed_records(n: int, per_batch: int = 200) -> list[tuple[str, bytes, int, i
         events.append(S.event(S.span("request", t0, 900), trace=trace, span=root, service="api", time_us=t0 + 1))
         out.append((trace, S.encode(S.batch(events)), per_batch, per_batch))
     return out
+
+
+def client_mixed_records(n: int, per_batch: int = 200) -> list[tuple[str, bytes, int, int]]:
+    """The mixed workload as aitrace's client sends it: per trace, 198 inference records with 4
+    features, a log and a span, queued into the client's own exporter and default processor chain
+    (sampling, redaction), which sends each kind of a trace as one columnar block."""
+    from collections import Counter, deque
+
+    from aitrace.producers import events as ev
+    from aitrace.producers import tracecontext as tc
+    from aitrace.producers.client import default_processors
+    from aitrace.producers.config import Settings
+    from aitrace.producers.exporter import Exporter
+    from aitrace.producers.transport import MemoryTransport
+
+    settings = Settings(service="model-server", spool_dir=tempfile.mkdtemp(prefix="bench-spool-"))
+    processors, _ = default_processors(settings)
+    stats: Counter[str] = Counter()
+    transport, queue = MemoryTransport(stats), deque()
+    envelope = {"service": "model-server", "service_version": None, "environment": "bench", "host": "bench",
+                "pid": os.getpid(), "run_id": None, "sampled": True, "labels": {}}  # fmt: skip
+    exporter = Exporter(settings, queue, envelope, processors, "events", stats, transport)
+    rng = np.random.default_rng(1)
+    t0 = time.time_ns() // 1000
+    for i in range(n):
+        root = tc.new_root()
+        for j in range(per_batch - 2):
+            fields = {"request_id": f"q{i}-{j}", "model_name": f"model-{i % 3}", "model_version": None,
+                      "latency_ms": float(rng.gamma(4, 5)), "status": "ok",
+                      "features": {f"f{k}": float(rng.normal()) for k in range(4)}, "prediction": None,
+                      "confidence": None, "error": None, "inputs_summary": None, "feature_version": None}  # fmt: skip
+            queue.append((ev.INFERENCE, t0 + j, root, fields, False))
+        log = {"level": "info", "message": "served", "logger": None, "attributes": {}, "exc": None}
+        span = {"name": "request", "kind": "server", "start_time": t0, "duration_us": 900, "status": "ok",
+                "error_type": None, "error_message": None, "attributes": {}}  # fmt: skip
+        queue.extend([(ev.LOG, t0, root, log, False), (ev.SPAN, t0 + 900, root, span, False)])
+    exporter.start()
+    ticket = exporter.request_flush()
+    with exporter.changed:
+        while not exporter.idle(ticket):
+            exporter.changed.wait(0.05)
+    exporter.stop(5.0)
+    if stats["sent"] != n * per_batch:
+        raise RuntimeError(f"the exporter sent {stats['sent']} of {n * per_batch} events: {dict(stats)}")
+    return [(r.key.decode(), r.value, r.events, r.events) for r in transport.records]
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes, int, int]]) -> None:
@@ -412,7 +459,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each throughput row (medians printed)")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
-    ap.add_argument("--workload", choices=["training", "mixed", "both"], default="both")
+    ap.add_argument("--workload", choices=["training", "mixed", "client-mixed", "both"], default="both")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-proc-"))
     kafka = start_service(TansuProcess, workdir / "kafka", timeout=60)
@@ -424,6 +471,9 @@ def main() -> int:
                 run_workload("training", training_records(args.records), kafka.bootstrap, workdir, args.repeat)
             if args.workload in ("mixed", "both"):
                 run_workload("mixed", mixed_records(args.records), kafka.bootstrap, workdir, args.repeat)
+            if args.workload in ("client-mixed", "both"):
+                records = client_mixed_records(args.records)
+                run_workload("client-mixed", records, kafka.bootstrap, workdir, args.repeat)
         if not args.skip_latency:
             search = start_service(OsmemProcess, workdir / "search", timeout=60)
             res = latency(kafka.bootstrap, search.url, args.rate, args.seconds, workdir)

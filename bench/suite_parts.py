@@ -146,9 +146,11 @@ def worker(services: Services, scale: str) -> list[Result]:
 
     size = SIZES[scale]
     out: list[Result] = []
-    for name, make in (("training", bp.training_records), ("mixed", bp.mixed_records)):
+    workloads = (("training", bp.training_records, "training"), ("mixed", bp.mixed_records, "mixed"),
+                 ("client-mixed", bp.client_mixed_records, "mixed"))  # fmt: skip
+    for name, make, sized in workloads:
         try:
-            out += _workload(services, name, make(size[f"{name}_records"]), size["worker_repeat"])
+            out += _workload(services, name, make(size[f"{sized}_records"]), size["worker_repeat"])
         except Exception as exc:  # the other workload's figures still count
             out.append(failure("worker", name, exc))
     return out
