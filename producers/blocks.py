@@ -31,7 +31,7 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.producers.secret_patterns import STATUS_WORDS, triggers
+from aitrace.producers.secret_patterns import kept_whole, triggers
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]
@@ -153,7 +153,7 @@ def _generated_ids(column: list[str | None]) -> bool:
 
 def _kept(value: str | None, redacted: str) -> str | None:
     """What a blanked column keeps of one record's value: its absence, or a status word."""
-    if value is None or not value or value.strip().lower() in STATUS_WORDS:
+    if value is None or kept_whole(value):
         return value
     return redacted
 

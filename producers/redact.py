@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aitrace.producers import phones
-from aitrace.producers.secret_patterns import PATTERNS, STATUS_WORDS, VALIDATORS, Validator, luhn_ok, triggers
+from aitrace.producers.secret_patterns import PATTERNS, VALIDATORS, Validator, kept_whole, luhn_ok, triggers
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
@@ -402,7 +402,7 @@ class Redactor:
     def _blank(self, value: Any) -> Any:
         """The value of a secret-named field: gone, whatever its shape (status words stay: ``auth: healthy``)."""
         if isinstance(value, str):
-            if value.strip().lower() in STATUS_WORDS or not value:
+            if kept_whole(value):
                 return value
             self.counts["field"] += 1
             return REDACTED

@@ -58,6 +58,13 @@ STATUS_WORDS = _words(
     "granted denied basic bearer oauth oauth2 sso ldap saml kerberos iam anonymous unknown default set unset "
     "empty redacted hidden masked present absent active inactive error ready n/a na"
 )
+
+
+def kept_whole(value: str) -> bool:
+    """Whether a secret-named field's text stays as it is: empty, or a status word (``auth: healthy``)."""
+    return not value or value.strip().lower() in STATUS_WORDS
+
+
 _ID_WORDS = _words(
     "id ids idx index sample samples step steps seed row rows batch offset shard example record uid key "
     "request trace span order item doc document image frame token tokens epoch iteration iter run"

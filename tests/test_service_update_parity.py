@@ -23,7 +23,7 @@ from aitrace.detect.level import LatencyShiftMonitor, LevelShift, LevelShiftDete
 from aitrace.detect.service import ServiceSeries, _arrays
 
 DATA = Path(__file__).resolve().parent.parent / "bench" / "data"
-SKAB = Path("/work/shared/data/skab")
+SKAB = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "skab"  # as bench_realdata finds it
 
 
 # ---------------------------------------------------------------- the previous code (reference)
