@@ -144,6 +144,13 @@ class SafeOffsetsConsumer:
     So the commit holds at a hole, and a hole still there after ``HOLE_RESEEK_S`` is read
     again by seeking the partition back to its committed offset (what follows it is
     processed twice: idempotent downstream).
+
+    A hole is seen only once a record after it is acknowledged. A partition whose fetched
+    records were all dropped (by any of the paths above, or one not known yet) and that gets
+    no new ones shows no hole: nothing is acked, and the fetch position is past the records.
+    Seen once in a CI fault run: after a restart, the worker alone in the group read every
+    partition but one, whose 116 records from its committed offset were never delivered.
+    :meth:`_reseek_stalled` catches that case.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -151,6 +158,11 @@ class SafeOffsetsConsumer:
         self._read_offset: MutableMapping[Any, int | None] = _NoReadOffsets()
 
     HOLE_RESEEK_S = 5.0
+    # A partition of a consumed topic with records past its committed offset, none delivered for
+    # this long while the fetcher ran freely, and none in flight, is read again from that offset.
+    STALL_RESEEK_S = 10.0
+    # The fetcher finished a fetch this recently: it is not held up behind full stream buffers.
+    FETCHER_FREE_S = 2.0
     # Re-reads of one hole before it is taken as a real gap in the log (a committed offset that
     # retention deleted: the fetcher resets past it, and seeking back would loop): Faust's way then.
     HOLE_MAX_RESEEKS = 3
@@ -192,9 +204,18 @@ class SafeOffsetsConsumer:
         if holes.get(tp, (None,))[0] != offset:
             holes[tp] = (offset, time.monotonic())
 
+    async def getmany(self, timeout: float) -> AsyncGenerator[tuple[Any, Any], None]:
+        """Faust's getmany, noting when each partition last delivered and when a fetch last ended."""
+        delivered: dict[Any, float] = self.__dict__.setdefault("_aitrace_delivered", {})
+        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+            delivered[tp] = time.monotonic()
+            yield tp, message
+        self.__dict__["_aitrace_fetch_done"] = time.monotonic()
+
     async def commit(self, *args: Any, **kwargs: Any) -> bool:
         """Faust's commit, then a re-read of partitions whose committed record stayed unacknowledged."""
         did = await super().commit(*args, **kwargs)  # type: ignore[misc]
+        await self._reseek_stalled()
         holes: dict[Any, tuple[int, float]] = self.__dict__.get("_aitrace_holes") or {}
         if holes and not getattr(self.app, "rebalancing", False):  # type: ignore[attr-defined]
             now = time.monotonic()
@@ -212,6 +233,60 @@ class SafeOffsetsConsumer:
                     log.warning("record %s[%d]@%d was never delivered; reading again from it", *tp, offset)
                     await self.seek(tp, offset)  # type: ignore[attr-defined]
         return did
+
+    def _quiet_partitions(self, now: float) -> list[tuple[Any, int]]:
+        """(partition, committed offset) of consumed partitions with nothing delivered, acked or
+        in flight for ``STALL_RESEEK_S``, while the fetcher runs freely; [] when no verdict is possible."""
+        if now - self.__dict__.get("_aitrace_fetch_done", float("-inf")) > self.FETCHER_FREE_S:
+            return []
+        app = self.app  # type: ignore[attr-defined]
+        if app.rebalancing or self.should_stop or not app.flow_control.is_active():  # type: ignore[attr-defined]
+            return []
+        watched: dict[Any, float] = self.__dict__.setdefault("_aitrace_quiet_since", {})
+        delivered: dict[Any, float] = self.__dict__.get("_aitrace_delivered", {})
+        in_flight = {m.tp for m in list(self._unacked_messages)}  # type: ignore[attr-defined]
+        buffered = self._buffered_partitions  # type: ignore[attr-defined]
+        quiet = []
+        for tp in self.assignment():  # type: ignore[attr-defined]
+            if not app.topics.acks_enabled_for(tp.topic) or tp in in_flight or tp in buffered or self._acked[tp]:  # type: ignore[attr-defined]
+                watched.pop(tp, None)
+                continue
+            since = max(delivered.get(tp, float("-inf")), watched.setdefault(tp, now))
+            if now - since >= self.STALL_RESEEK_S:
+                quiet.append((tp, self._committed_offset[tp] or 0))  # type: ignore[attr-defined]
+        for tp in set(watched) - set(self.assignment()):  # type: ignore[attr-defined]
+            watched.pop(tp)
+        return quiet
+
+    async def _reseek_stalled(self) -> None:
+        """Read a stalled partition again from its committed offset (see the class).
+
+        A quiet partition costs one list-offsets request per ``STALL_RESEEK_S``; one whose log
+        ends at its committed offset (the usual quiet one: nothing new) is left alone.
+        """
+        now = time.monotonic()
+        quiet = self._quiet_partitions(now)
+        if not quiet:
+            return
+        ends = await self._thread.end_offsets([tp for tp, _ in quiet])  # type: ignore[attr-defined]
+        watched: dict[Any, float] = self.__dict__["_aitrace_quiet_since"]
+        tries = self.__dict__.setdefault("_aitrace_reseeks", {})
+        for tp, head in quiet:
+            watched[tp] = now
+            end = ends.get(tp)
+            if end is None or end <= head:
+                continue
+            n = tries[(tp, head, "stall")] = tries.get((tp, head, "stall"), 0) + 1
+            if n > self.HOLE_MAX_RESEEKS:
+                if n == self.HOLE_MAX_RESEEKS + 1:
+                    log.error("%s[%d]: records %d..%d never delivered after %d re-reads", *tp, head, end - 1, n - 1)
+                continue
+            paused = tp in self._paused_partitions  # type: ignore[attr-defined]
+            what = "%s[%d]: records %d..%d not delivered in %.0f s (paused: %s); reading them again"
+            log.warning(what, tp.topic, tp.partition, head, end - 1, self.STALL_RESEEK_S, paused)
+            if paused and not self.app.in_recovery:  # type: ignore[attr-defined]
+                self.resume_partitions([tp])  # type: ignore[attr-defined]
+            await self.seek(tp, head)  # type: ignore[attr-defined]
 
     def _new_offset(self, tp: Any) -> int | None:
         """The offset to commit for ``tp``: one past the acked run that starts at the committed offset.
@@ -265,6 +340,13 @@ class _AIOKafkaConsumerThread(AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when start() builds the fetcher
         return consumer
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        """The broker's end offset of each partition (a list-offsets request, on the consumer's thread)."""
+        return cast(dict[Any, int], await self.call_thread(self._end_offsets, tps))
+
+    async def _end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return cast(dict[Any, int], await self._ensure_consumer().end_offsets(tps))
 
 
 class _Consumer(SafeOffsetsConsumer, AIOKafkaConsumer):

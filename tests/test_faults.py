@@ -47,6 +47,8 @@ class Worker:
     def __init__(self, name: str, kafka: str, es_url: str, prefix: str, workdir: Path, *extra: str) -> None:
         self.name, self.kafka, self.es_url, self.prefix, self.extra = name, kafka, es_url, prefix, extra
         self.workdir = workdir
+        self.entry = ["-m", "aitrace.infra.cli"]  # or a test script that wraps the CLI
+        self.env: dict[str, str] = {}
         self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -59,8 +61,9 @@ class Worker:
             "AITRACE_ES_URL": self.es_url,
             "AITRACE_TOPIC_PREFIX": self.prefix,
             "AITRACE_INDEX_PREFIX": self.prefix,
+            **self.env,
         }
-        argv = [sys.executable, "-m", "aitrace.infra.cli", "worker", "--app-id", f"{self.prefix}-app"]
+        argv = [sys.executable, *self.entry, "worker", "--app-id", f"{self.prefix}-app"]
         argv += ["--partitions", str(PARTITIONS), "--workers-dir", str(self.workdir / f"faust-{self.name}")]
         argv += ["--stats-interval-s", "5", *self.extra]
         with self.log.open("ab") as log:
@@ -336,6 +339,40 @@ def test_worker_asked_to_leave_while_its_batch_waits_on_the_search_server_commit
         producer.close()
 
 
+# ---------------------------------------------------------------- a partition that stops delivering
+
+
+@pytest.mark.slow
+def test_a_partition_whose_fetched_records_are_never_delivered_is_read_again(
+    kafka: Any, fresh_search: Any, unique_name: Callable[[str], str], workers: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """The stall of a CI fault run: one partition's records fetched, never delivered, none after them.
+
+    No record of that partition is acknowledged, so no hole is seen and the commit holds: the
+    records wait for a restart. The worker here drops what it fetches from the partition until
+    something seeks it (``tests/_undelivering_worker.py``); the stall watch must be that seek.
+    """
+    prefix = unique_name("stall")
+    w = workers("w", kafka.bootstrap, fresh_search.url, prefix)
+    w.entry = [str(Path(__file__).with_name("_undelivering_worker.py"))]
+    w.env = {"AITRACE_TEST_STALL_TOPIC": f"{prefix}.events.system"}
+    w.start()
+    producer = SteadyProducer(kafka.bootstrap, prefix, tmp_path / "spool", rate=50).start()
+    try:
+        time.sleep(3.0)  # a burst, then nothing more: no later record shows the partition's hole
+        producer.stop()
+        acked = producer.acked_ids()
+        found = wait_indexed(fresh_search.url, prefix, acked, lambda: [w], 90)
+        log = w.tail(20000)
+        assert "[undelivering] dropping" in log, "the premise: no record of the partition was dropped"
+        lost, dups = _report("stalled partition", acked, found)
+        assert not dups
+        assert not lost, f"{len(lost)} events of the stalled partition never indexed:\n{log[-3000:]}"
+        assert "not delivered in" in log  # healed by the stall watch, not by something else
+    finally:
+        producer.close()
+
+
 # ---------------------------------------------------------------- randomized fault schedules
 
 
@@ -580,6 +617,136 @@ def test_faust_new_offset_jumps_a_one_record_hole() -> None:
     from faust.transport.consumer import Consumer
 
     assert Consumer._new_offset(_offsets(10, [11, 12]), TP0) == 13
+
+
+class _Watched(_FaustConsumerPart):
+    """What the stall watch reads beyond the commit: the app's state, in-flight messages, end offsets."""
+
+    class _Thread:
+        def __init__(self) -> None:
+            self.ends: dict[Any, int] = {TP0: 40}
+            self.asked: list[list[Any]] = []
+
+        async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+            self.asked.append(tps)
+            return {tp: self.ends[tp] for tp in tps if tp in self.ends}
+
+    class _Flow:
+        active = True
+
+        def is_active(self) -> bool:
+            return self.active
+
+    class _Topics:
+        def __init__(self) -> None:
+            self.acking = {TP0.topic}
+
+        def acks_enabled_for(self, topic: str) -> bool:
+            return topic in self.acking
+
+    should_stop = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.app = type("App", (), {"rebalancing": False, "in_recovery": False})()
+        self.app.flow_control, self.app.topics = self._Flow(), self._Topics()
+        self._thread = self._Thread()
+        self._unacked_messages: set[Any] = set()
+        self._buffered_partitions: set[Any] = set()
+        self._paused_partitions: set[Any] = set()
+        self.resumed: list[Any] = []
+
+    def resume_partitions(self, tps: list[Any]) -> None:
+        self.resumed += tps
+
+
+def _watched(committed: int | None = 10) -> Any:
+    """A consumer whose partition has had nothing delivered, acked or in flight for the stall time."""
+    from collections import defaultdict
+
+    from aitrace.processors.faust_compat import SafeOffsetsConsumer
+
+    class Consumer(SafeOffsetsConsumer, _Watched):
+        async def commit(self, *args: Any, **kwargs: Any) -> bool:  # Faust's commit: nothing to write
+            await self._reseek_stalled()
+            return True
+
+    c = Consumer()
+    c._acked, c._committed_offset = defaultdict(list), defaultdict(lambda: None, {TP0: committed})
+    now = time.monotonic()
+    c._aitrace_fetch_done = now
+    c._aitrace_quiet_since = {TP0: now - c.STALL_RESEEK_S}
+    return c
+
+
+def test_a_partition_with_records_past_its_commit_and_none_delivered_is_read_again() -> None:
+    import asyncio
+
+    c = _watched()
+    asyncio.run(c.commit())
+    assert c._thread.asked == [[TP0]] and c.seeks == [(TP0, 10)]
+    asyncio.run(c.commit())
+    assert c.seeks == [(TP0, 10)]  # then not again before another quiet spell
+    c._aitrace_quiet_since[TP0] = time.monotonic() - c.STALL_RESEEK_S
+    c._aitrace_delivered = {TP0: time.monotonic()}  # delivered since: not stalled
+    asyncio.run(c.commit())
+    assert c.seeks == [(TP0, 10)]
+
+
+def test_a_never_committed_partition_is_read_again_from_its_start() -> None:
+    import asyncio
+
+    c = _watched(committed=None)  # (auto_offset_reset=earliest: the group reads it from 0 anyway)
+    asyncio.run(c.commit())
+    assert c.seeks == [(TP0, 0)]
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["log-ends-at-commit", "in-flight", "acked", "buffer-full", "fetcher-held", "rebalancing", "flow-off", "changelog"],
+)
+def test_a_quiet_partition_that_is_not_stalled_is_left_alone(why: str) -> None:
+    import asyncio
+
+    c = _watched()
+    if why == "log-ends-at-commit":
+        c._thread.ends[TP0] = 10  # the usual quiet partition: nothing new
+    elif why == "in-flight":
+        c._unacked_messages.add(_Message(10, generation_id=0))  # a batch still being indexed
+    elif why == "acked":
+        c._acked[TP0] = [11]  # a hole: the hole's own re-read handles it
+    elif why == "buffer-full":
+        c._buffered_partitions.add(TP0)
+    elif why == "fetcher-held":
+        c._aitrace_fetch_done -= 10  # the fetcher waits on full stream buffers: no verdict
+    elif why == "rebalancing":
+        c.app.rebalancing = True
+    elif why == "flow-off":
+        c.app.flow_control.active = False
+    else:
+        c.app.topics.acking = set()  # a changelog, read only in recovery
+    asyncio.run(c.commit())
+    assert c.seeks == []
+
+
+def test_a_paused_stalled_partition_is_resumed_then_read_again() -> None:
+    import asyncio
+
+    c = _watched()
+    c._paused_partitions.add(TP0)
+    asyncio.run(c.commit())
+    assert c.resumed == [TP0] and c.seeks == [(TP0, 10)]
+
+
+def test_a_stall_the_re_reads_do_not_clear_is_given_up_after_a_few(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    c = _watched()
+    for _ in range(c.HOLE_MAX_RESEEKS + 2):
+        c._aitrace_quiet_since[TP0] = time.monotonic() - c.STALL_RESEEK_S
+        asyncio.run(c.commit())
+    assert c.seeks == [(TP0, 10)] * c.HOLE_MAX_RESEEKS
+    assert sum("never delivered after" in r.message for r in caplog.records) == 1
 
 
 class _Message:
