@@ -127,6 +127,18 @@ def test_a_stall_from_the_start_is_told_by_tiny_update_ratios_within_three_repor
     assert _run_chunks(RunChecks(), {"loss": learning, **_ratios(np.full(30, 1e-6))}) == []
 
 
+def test_a_stall_says_whether_the_learning_rate_or_the_gradient_is_too_small() -> None:
+    """lr x grad norm, the size of the step: 3e-8 for the bench's run at lr 1e-7, 0.02 for its
+    12-layer sigmoid net at lr 0.05, whose update ratios are as tiny."""
+    steps = np.arange(300)
+    flat = {"loss": (steps, _noisy(np.full(300, 2.3))), **_ratios(np.full(30, 1e-6))}
+    for lr, norm, cause in [(1e-7, 0.3, "is too small to train"), (0.05, 0.4, "do not reach most layers")]:
+        schedule = {"lr": (steps, np.full(300, lr)), "grad_norm": (steps, _noisy(np.full(300, norm)))}
+        [found] = _run_chunks(RunChecks(), {**flat, **schedule})
+        assert found.reason == "stalled" and cause in found.message, found.message
+        assert f"lr {lr:.2g}" in found.message or f"({lr:.2g};" in found.message
+
+
 def test_weights_that_stop_moving_while_the_loss_stops_improving_are_a_plateau() -> None:
     steps = np.arange(300)
     learning_then_flat = (steps, _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
