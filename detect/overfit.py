@@ -20,9 +20,9 @@ as noise. Through the worker (``bench_training.py --seeds 0,...,5 --overfit-seed
 0,...,5``), beside the rule before (10 % for every rise, wobble from first differences):
 no alert on 24 healthy runs and 3 slow starters (before: none); 18 over-fitting runs of 3
 families all found, 8 within 3 evaluations of the minimum (before: 6), 8 later (11), 2
-before it (1). On seeds 6-13, not looked at while choosing, the same way: no alert on 32
-healthy runs (before: none); of 24 over-fitting runs, 8 found within 3 evaluations (before:
-5), 7 later (13), 9 before the minimum (5), 0 missed (1). An alert before the minimum is a
+before it (1). On seeds 6-17, not looked at while choosing, the same way: no alert on 48
+healthy runs (before: none); of 36 over-fitting runs, 10 found within 3 evaluations (before:
+6), 16 later (23), 10 before the minimum (6), 0 missed (1). An alert before the minimum is a
 noisy CNN or MLP curve that rose 5 % or more for 3 evaluations while its training loss fell,
 then came back below that best (or, twice, a second descent 66-137 evaluations
 later): three evaluations after a turn, such an excursion looks the same. Early stopping
