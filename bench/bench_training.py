@@ -12,7 +12,8 @@ step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, a 12
 sigmoid net, with and without its per-layer series, over-fitting on 64 rows, the tabular
 MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), and an lr
 x0.1 step decay that must stay quiet); ``--overfit-seeds`` adds section (d), over-fitting
-runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds. Every
+runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
+stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
 them; an incident is an alert's first version. Beside it, in the same chunks:
 :class:`~aitrace.detect.run_checks.RunChecks` alone (the cross-series checks, which the
@@ -129,15 +130,19 @@ def healthy_section(seeds: tuple[int, ...]) -> list[tuple[str, R.Run, int]]:
     evidence: list[tuple[str, R.Run, int]] = []
     for title, recipes in groups.items():
         print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
-        total = base = checks = 0
+        total = base = checks = stopped = 0
         for name, recipe in recipes:
             run = R.record(name, recipe)
             ours, b, rc = worker_alerts(run), len(baseline_incidents(run)), run_checks(run)
             total, base, checks = total + len(ours), base + b, checks + len(rc)
+            stopped += patience_alert(run) is not None
             shown = [f"{d}@{s}" for s, d in ours][:3]
             print(f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}")
             evidence += [(name, run, s) for s, d in ours if d.startswith("overfitting")][:1]
-        print(f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}")
+        print(
+            f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}   runs early stopping"
+            f" (patience 3) would call past their best: {stopped}"
+        )
     return evidence
 
 
@@ -187,27 +192,46 @@ def pathology_section() -> list[tuple[str, R.Run, int]]:
     return flagged
 
 
+def patience_alert(run: R.Run, patience: int = 3) -> int | None:
+    """The step at which early stopping with this patience would stop: no new best validation loss
+    for ``patience`` evaluations (Keras' EarlyStopping, PyTorch Lightning's; the usual baseline)."""
+    val, st = np.asarray(run.series["val|loss"]), run.steps["val|loss"]
+    best = np.minimum.accumulate(val)
+    since = [k for k in range(patience, val.size) if best[k] == best[k - patience]]
+    return int(st[since[0]]) if since else None
+
+
+def _tally(delays: list[int | None]) -> str:
+    found = [d for d in delays if d is not None]
+    early, within = sum(d < 0 for d in found), sum(0 <= d <= 3 for d in found)
+    after = [d for d in found if d >= 0]
+    med = f"{np.median(after):.1f}" if after else "-"
+    return (
+        f"found {len(found)}/{len(delays)}: 0 to 3 evaluations after the minimum {within}, later"
+        f" {len(after) - within} (median of all after it {med}), before it {early}"
+    )
+
+
 def overfit_seeds_section(seeds: tuple[int, ...]) -> None:
     """The worker on over-fitting runs of three families at more seeds: found, and how many
-    evaluations after the validation minimum (target: within 3)."""
+    evaluations after the validation minimum (target: within 3); beside it, early stopping
+    with a patience of 3 evaluations on the same runs."""
     print(f"(d) over-fitting runs, seeds {seeds}: the worker's first overfitting alert, from the validation minimum")
-    delays: list[int] = []
+    ours: list[int | None] = []
+    base: list[int | None] = []
     for name, recipe in R.overfitters(seeds):
         run = R.record(name, recipe)
         onset = onset_of("overfitting", run)
-        hits = [s for s, d in worker_alerts(run) if d.startswith("overfitting")]
-        evals = None if not hits or onset is None else (hits[0] - onset) // run.steps_per_epoch
-        delays += [] if evals is None else [evals]
-        others = [d for d in (f"{d}@{s}" for s, d in worker_alerts(run)) if not d.startswith("overfitting")][:2]
-        print(f"    {name:18s} {'not found' if evals is None else f'{evals:+d} evals':10s} others {others}")
-    n = len(R.overfitters(seeds))
-    early, within = sum(d < 0 for d in delays), sum(0 <= d <= 3 for d in delays)
-    med = f"{np.median([d for d in delays if d >= 0]):.1f}" if len(delays) > early else "-"
-    late = len(delays) - early - within
-    print(
-        f"    found {len(delays)}/{n}: 0 to 3 evaluations after the minimum {within}, later {late} (median of these"
-        f" {med}), before it {early} (a rise the validation loss later came back from)"
-    )
+        alerts = worker_alerts(run)
+        hits = [s for s, d in alerts if d.startswith("overfitting")]
+        for out, step in ((ours, hits[0] if hits else None), (base, patience_alert(run))):
+            out.append(None if step is None or onset is None else (step - onset) // run.steps_per_epoch)
+        shown = "not found" if ours[-1] is None else f"{ours[-1]:+d} evals"
+        others = [d for d in (f"{d}@{s}" for s, d in alerts) if not d.startswith("overfitting")][:2]
+        patience = "none" if base[-1] is None else f"{base[-1]:+d}"
+        print(f"    {name:18s} {shown:10s} (patience 3: {patience:>4s})   others {others}")
+    print(f"    worker:      {_tally(ours)} (a rise the validation loss later came back from)")
+    print(f"    patience 3:  {_tally(base)}")
 
 
 def main() -> int:
