@@ -6,9 +6,9 @@ worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
-   Kafka record (``aitrace.Batch``), its logs, inference records, spans and labels as one more
-   each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``, see
-   :mod:`aitrace.producers.blocks`, unless a processor of the chain reads single events only).
+   Kafka record (``aitrace.Batch``), its logs, inference records, spans, labels and data statistics as
+   one more each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``,
+   ``DataStatsBlock``, see :mod:`aitrace.producers.blocks`, unless a processor of the chain reads single events only).
    Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
    after a quiet spell leaves at once, while a steady stream leaves in batches at most every
    ``batch_linger_ms``. Errors (error logs, error
@@ -36,8 +36,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aitrace.producers import data_stats_blocks, ground_truth_blocks, inference_blocks, log_blocks, span_blocks
 from aitrace.producers import events as ev
-from aitrace.producers import ground_truth_blocks, inference_blocks, log_blocks, span_blocks
 from aitrace.producers.blocks import new_block
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
@@ -92,6 +92,7 @@ def _block_kinds(processors: list[Processor], registry: Any) -> dict[int, _Block
         (ev.INFERENCE, inference_blocks, inference_blocks.inference_columns, "aitrace.InferenceBlock"),
         (ev.SPAN, span_blocks, span_blocks.span_columns, "aitrace.SpanBlock"),
         (ev.GROUND_TRUTH, ground_truth_blocks, ground_truth_blocks.ground_truth_columns, "aitrace.GroundTruthBlock"),
+        (ev.DATA, data_stats_blocks, data_stats_blocks.data_stats_columns, "aitrace.DataStatsBlock"),
     ):
         chain = module.block_chain(processors)
         if chain is not None:
