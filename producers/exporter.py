@@ -8,7 +8,8 @@ worker thread (this module) does everything else:
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
    Kafka record (``aitrace.Batch``), its logs, inference records, spans, labels and data statistics as
    one more each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``,
-   ``DataStatsBlock``, see :mod:`aitrace.producers.blocks`, unless a processor of the chain reads single events only).
+   ``DataStatsBlock``, see :mod:`aitrace.producers.blocks`; the kinds: :mod:`~aitrace.producers.block_kinds`),
+   unless a processor of the chain reads single events only.
    Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
    after a quiet spell leaves at once, while a steady stream leaves in batches at most every
    ``batch_linger_ms``. Errors (error logs, error
@@ -33,21 +34,20 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from aitrace.producers import data_stats_blocks, ground_truth_blocks, inference_blocks, log_blocks, span_blocks
 from aitrace.producers import events as ev
+from aitrace.producers.block_kinds import BlockKind, Processor, block_kinds
 from aitrace.producers.blocks import new_block
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
+from aitrace.producers.metric_blocks import halves as metric_halves
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
 from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
 
 log = logging.getLogger("aitrace.exporter")
-
-Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 _IDLE_WAIT_S = 0.5
 _BUSY_WAIT_S = 0.02
@@ -69,35 +69,6 @@ class _Group:
 
     def __len__(self) -> int:
         return len(self.events) + len(self.metrics) + sum(map(len, self.blocks.values()))
-
-
-class _BlockKind:
-    """How one event kind leaves as blocks: its columns, processor chain, halves and serializers."""
-
-    __slots__ = ("chain", "columns", "halves", "plain", "serializer")
-
-    def __init__(self, module: Any, columns: Any, chain: list[Processor], schema: str, registry: Any) -> None:
-        self.columns: Callable[[list[ev.Queued], Counter[str]], dict[str, Any]] = columns
-        self.halves: Callable[[dict[str, Any]], list[dict[str, Any]]] = module.halves
-        self.chain = chain
-        self.serializer = AvroSerializer(schema, registry=registry, record_subject=True)
-        self.plain = AvroSerializer(schema)
-
-
-def _block_kinds(processors: list[Processor], registry: Any) -> dict[int, _BlockKind]:
-    """The kinds that leave as blocks: those whose every processor reads blocks."""
-    out = {}
-    for kind, module, columns, schema in (
-        (ev.LOG, log_blocks, log_blocks.log_columns, "aitrace.LogBlock"),
-        (ev.INFERENCE, inference_blocks, inference_blocks.inference_columns, "aitrace.InferenceBlock"),
-        (ev.SPAN, span_blocks, span_blocks.span_columns, "aitrace.SpanBlock"),
-        (ev.GROUND_TRUTH, ground_truth_blocks, ground_truth_blocks.ground_truth_columns, "aitrace.GroundTruthBlock"),
-        (ev.DATA, data_stats_blocks, data_stats_blocks.data_stats_columns, "aitrace.DataStatsBlock"),
-    ):
-        chain = module.block_chain(processors)
-        if chain is not None:
-            out[kind] = _BlockKind(module, columns, chain, schema, registry)
-    return out
 
 
 class Exporter:
@@ -124,7 +95,7 @@ class Exporter:
         registry = _registry(settings.kafka)
         self._serializer = AvroSerializer("aitrace.Batch", registry=registry)
         self._plain_serializer = AvroSerializer("aitrace.Batch")
-        self._block_kinds = _block_kinds(processors, registry)
+        self._block_kinds = block_kinds(processors, registry)
         self._contexts: dict[str, SerializationContext] = {}
         self._topics = {kind: settings.kafka.topic(name) for kind, name in ev.TOPIC_OF_KIND.items()}
         self._groups: dict[tuple[str, str], _Group] = {}
@@ -380,7 +351,7 @@ class Exporter:
                 if processed:
                     self._emit(topic, key, [], processed)
 
-    def _send_blocks(self, topic: str, trace_id: str, kind: _BlockKind, rows: list[ev.Queued]) -> None:
+    def _send_blocks(self, topic: str, trace_id: str, kind: BlockKind, rows: list[ev.Queued]) -> None:
         """The group's rows of one kind as blocks of at most ``batch_max_events`` records, through the block chain."""
         limit = self.producer.batch_max_events
         for lo in range(0, len(rows), limit):
@@ -391,7 +362,7 @@ class Exporter:
             for processed in self._process([block], kind.chain):
                 self._emit_block(topic, trace_id.encode(), kind, processed)
 
-    def _emit_block(self, topic: str, key: bytes, kind: _BlockKind, block: dict[str, Any]) -> None:
+    def _emit_block(self, topic: str, key: bytes, kind: BlockKind, block: dict[str, Any]) -> None:
         """One block as one record; split in halves when it is too large or holds a record that does not fit."""
         self._share()
         n = len(block["time"])
@@ -453,7 +424,7 @@ class Exporter:
             self._emit(topic, key, events[:half], [])
             self._emit(topic, key, events[half:], [])
         elif blocks and len(blocks[0]["steps"]) > 1:
-            for part in _halves(blocks[0]):
+            for part in metric_halves(blocks[0]):
                 self._emit(topic, key, [], [part])
         else:
             self.stats["dropped_oversized"] += n_events
@@ -465,7 +436,7 @@ class Exporter:
                 self.producer.max_record_bytes,
             )
 
-    def _encode(self, batch: dict[str, Any], topic: str, block: _BlockKind | None = None) -> bytes:
+    def _encode(self, batch: dict[str, Any], topic: str, block: BlockKind | None = None) -> bytes:
         """Encode with the configured wire format; when the schema registry cannot be reached,
         fall back to single-object encoding (every aitrace decoder reads both) rather than lose the batch."""
         serializer = self._serializer if block is None else block.serializer
@@ -497,22 +468,6 @@ class Exporter:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
-
-
-def _halves(block: dict[str, Any]) -> list[dict[str, Any]]:
-    """Split a metric block's rows in two halves (ids stay derivable: ``<block_id>.<first row>``)."""
-    n = len(block["steps"])
-    half = n // 2
-    out = []
-    for lo, hi in ((0, half), (half, n)):
-        part = dict(block)
-        part["block_id"] = f"{block['block_id']}.{lo}" if lo else block["block_id"]
-        for column in ("steps", "times"):
-            part[column] = block[column][lo:hi]
-        part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
-        part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
-        out.append(part)
-    return out
 
 
 def _registry(kafka: KafkaConfig) -> Any:
