@@ -64,9 +64,21 @@ def _text(memo: dict[str, bytes], value: Any) -> bytes:
 _INTEGER_ARRAYS = {kind: fastavro.parse_schema({"type": "array", "items": kind}) for kind in _INT_RANGE}
 
 
+# zig-zag varints of 0..63: one byte each, 2 * value (the rest of the table is never looked up)
+_SMALL_VARINTS = bytes(range(0, 128, 2)).ljust(256, b"\0")
+
+
 def _integers(kind: str, values: list[Any]) -> bytes:
     """A non-empty array of ints or longs as fastavro writes it: its C loop beats a Python varint per item
-    (metric times are 8-byte varints), and fastavro is the reference anyway."""
+    (metric times are 8-byte varints), and fastavro is the reference anyway.
+
+    Index and length columns of blocks hold small non-negative ints: one byte each, written by
+    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time.
+    """
+    if set(map(type, values)) == {int} and min(values) >= 0 and max(values) < 64:
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + bytes(values).translate(_SMALL_VARINTS) + b"\0"
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()

@@ -146,3 +146,16 @@ def test_a_column_of_nullable_numbers_is_written_as_fastavro_writes_it(column: l
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": column})
     assert write({"c": column}) == buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "column", [[0, 1, 63], [3] * 70, [0, 64], [5, -1], [True, 2], [1, 2**40], [0] * 200, list(range(64)) * 3]
+)
+def test_a_column_of_small_integers_is_written_as_fastavro_writes_it(column: list[Any]) -> None:
+    """Block index and length columns: one byte each through ``bytes.translate`` when 0..63, fastavro otherwise."""
+    schema = {"type": "record", "name": "Ints", "namespace": "t",
+              "fields": [{"name": "c", "type": {"type": "array", "items": "long"}}]}  # fmt: skip
+    write = avro_writer.writer(schema)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": column})
+    assert write({"c": column}) == buf.getvalue()
