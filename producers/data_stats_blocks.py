@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from itertools import accumulate, chain
+from itertools import accumulate, chain, repeat
 from typing import Any
 
 from aitrace.producers import blocks
@@ -35,6 +35,7 @@ from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_S
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
 _INTS: frozenset[type] = frozenset({int, type(None)})
+_ABSENT = object()  # a feature without a name: its single event cannot be built
 _BAD = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
@@ -139,21 +140,41 @@ def _columns(rows: list[ev.Queued], fields: list[dict[str, Any]], stats: Counter
 
 def _feature_columns(per_record: list[int], flat: list[Any], stats: Counter[str]) -> Block:
     """``aitrace.FeatureColumns`` of every record's features in a row; raises on a feature that cannot be built."""
+    column = _transposed(flat)
     out: Block = {"per_record": per_record}
-    out["name"], out["name_index"] = blocks.interned(_texts([f["name"] for f in flat], stats))
-    dtypes = [f.get("dtype", "numeric") for f in flat]
+    names = column("name", _ABSENT)
+    if _ABSENT in names:
+        raise KeyError("name")
+    out["name"], out["name_index"] = blocks.interned(_texts(names, stats))
+    dtypes = column("dtype", "numeric")
     out["dtype"], out["dtype_index"] = blocks.interned(dtypes if _only(dtypes, str) else list(map(str, dtypes)))
-    out["count"], out["missing"] = (_ints([f.get(name) for f in flat]) for name in ("count", "missing"))
+    out["count"], out["missing"] = (_ints(column(name)) for name in ("count", "missing"))
     for name in OPTIONAL_STATS:
-        out[name] = blocks.optional_column(_floats([f.get(name) for f in flat]))
-    out["quantiles"] = _quantiles([f.get("quantiles") or {} for f in flat])
+        out[name] = blocks.optional_column(_floats(column(name)))
+    out["quantiles"] = _quantiles(_or_empty(column("quantiles"), {}))
     for (values, lengths), convert in zip(LISTS, (float, int), strict=True):
-        lists = [f.get(values) or () for f in flat]
+        lists = _or_empty(column(values), ())
         items = list(chain.from_iterable(lists))
         out[values] = items if _only(items, convert) else list(map(convert, items))
         out[lengths] = list(map(len, lists)) if items else []
-    out["categories"] = _categories([f.get("categories") for f in flat])
+    out["categories"] = _categories(column("categories"))
     return out
+
+
+def _transposed(flat: list[Any]) -> Callable[..., list[Any]]:
+    """``column(name, default=None)``: each feature's value of ``name`` (``default`` where it has none), by a C loop.
+
+    Anything but dicts raises: the caller builds those one by one. (Transposing features of one
+    key order at once by ``zip`` costs as much: a key tuple per feature to check the order.)
+    """
+    if not _only(flat, dict):
+        raise TypeError("a feature is not a dict")
+    return lambda name, default=None: list(map(dict.get, flat, repeat(name), repeat(default)))
+
+
+def _or_empty(values: list[Any], empty: Any) -> list[Any]:
+    """``value or empty`` for each value, as a single event reads an absent map or list."""
+    return values if None not in values else [v or empty for v in values]
 
 
 def _quantiles(maps: list[Any]) -> dict[str, list[float | None]]:
