@@ -75,10 +75,14 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     Index and length columns of blocks hold small non-negative ints: one byte each, written by
     ``bytes`` and ``translate`` (C loops) in about half of fastavro's time.
     """
-    if set(map(type, values)) == {int} and min(values) >= 0 and max(values) < 64:
+    try:
+        small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
+    except (TypeError, ValueError):
+        small = None
+    if small is not None and max(small) < 64:
         head = bytearray()
         _varint(head, len(values) << 1)
-        return bytes(head) + bytes(values).translate(_SMALL_VARINTS) + b"\0"
+        return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()
