@@ -120,19 +120,24 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     return b"".join(parts)
 
 
-def _doubles(values: list[Any]) -> bytes | None:
-    """A non-empty array of ``null|double`` holding only numbers, as one struct call; else None (item by item).
+def _doubles(values: list[Any], nullable: bool = True) -> bytes | None:
+    """A non-empty array of ``null|double`` (or ``double``) holding only numbers, as one struct call; else None
+    (item by item).
 
-    Inference blocks carry a column of these per numeric feature.
+    Inference blocks carry a column of these per numeric feature, data-stats blocks their moments,
+    quantiles and histogram edges.
     """
     if not values or not set(map(type, values)) <= {float, int}:
         return None
     head = bytearray()
     _varint(head, len(values) << 1)
-    items: list[Any] = [2] * (2 * len(values))  # each item: branch 1 (zigzag 2), then its 8 bytes
-    items[1::2] = values
     try:
-        body = struct.pack("<" + "Bd" * len(values), *items)
+        if nullable:
+            items: list[Any] = [2] * (2 * len(values))  # each item: branch 1 (zigzag 2), then its 8 bytes
+            items[1::2] = values
+            body = struct.pack("<" + "Bd" * len(values), *items)
+        else:
+            body = struct.pack(f"<{len(values)}d", *values)
     except (struct.error, OverflowError):  # an int beyond a double: the item loop fails and says why
         return None
     return bytes(head) + body + b"\x00"
@@ -232,9 +237,9 @@ class _Gen:
             return [f"{pad}{raw} = strings({var}, {nullable}) if type({var}) is list else None",
                     f"{pad}if {raw} is not None:", f"{pad}    buf += {raw}", f"{pad}else:",
                     *self.items(schema, var, namespace, pad + "    ")]  # fmt: skip
-        if not is_map and items == ["null", "double"]:  # a numeric feature column: one struct call
+        if not is_map and items in (["null", "double"], "double"):  # a numeric column: one struct call
             raw = self.name("s")
-            return [f"{pad}{raw} = doubles({var}) if type({var}) is list else None",
+            return [f"{pad}{raw} = doubles({var}, {items != 'double'}) if type({var}) is list else None",
                     f"{pad}if {raw} is not None:", f"{pad}    buf += {raw}", f"{pad}else:",
                     *self.items(schema, var, namespace, pad + "    ")]  # fmt: skip
         return self.items(schema, var, namespace, pad)
