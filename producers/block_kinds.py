@@ -22,14 +22,26 @@ Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 class BlockKind:
     """How one event kind leaves as blocks: its columns, processor chain, halves and serializers."""
 
-    __slots__ = ("chain", "columns", "halves", "plain", "serializer")
+    __slots__ = ("chain", "columns", "halves", "plain", "record_bytes", "serializer")
 
     def __init__(self, module: Any, columns: Any, chain: list[Processor], schema: str, registry: Any) -> None:
         self.columns: Callable[[list[ev.Queued], Counter[str]], dict[str, Any]] = columns
         self.halves: Callable[[dict[str, Any]], list[dict[str, Any]]] = module.halves
+        self.record_bytes: Callable[[ev.Queued], int] | None = getattr(module, "record_bytes", None)
         self.chain = chain
         self.serializer = AvroSerializer(schema, registry=registry, record_subject=True)
         self.plain = AvroSerializer(schema)
+
+    def rows_per_block(self, rows: list[ev.Queued], most: int, max_record_bytes: int) -> int:
+        """``most``, or fewer when this kind's records are so large (data statistics with histograms) that ``most``
+        of them would exceed ``max_record_bytes``.
+
+        Splitting an encoded block in halves until it fits costs an encode and a copy per level; the first
+        record's size (the kind's ``record_bytes``, an estimate) sets the block's length up front instead.
+        """
+        if self.record_bytes is None or not rows:
+            return most
+        return max(1, min(most, int(max_record_bytes * 0.8) // max(1, self.record_bytes(rows[0]))))
 
 
 def block_kinds(processors: list[Processor], registry: Any) -> dict[int, BlockKind]:

@@ -35,6 +35,7 @@ from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_S
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
 _INTS: frozenset[type] = frozenset({int, type(None)})
+_SIZED = ("quantiles", "histogram_edges", "histogram_counts")  # what makes a feature large
 _ABSENT = object()  # a feature without a name: its single event cannot be built
 _BAD = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
@@ -98,6 +99,19 @@ def _later_wins(first: list[Any], second: list[Any]) -> list[Any]:
 def _nothing(block: Block) -> Iterator[dict[str, Any]]:
     """Sampling reads nothing of a batch's statistics but the block's envelope labels."""
     return ({} for _ in block["time"])
+
+
+def record_bytes(row: ev.Queued) -> int:
+    """About how many bytes one record of statistics takes in a block: 9 per number of its features, 64 per
+    feature besides (names, counts, moments). An estimate that sets how many records go in one block."""
+    try:
+        features = row[3].get("features") or ()
+        numbers = sum(
+            len(f.get(k) or ()) for f in features for k in ("quantiles", "histogram_edges", "histogram_counts")
+        )
+    except (AttributeError, TypeError):
+        return 64
+    return 64 * (1 + len(features)) + 9 * numbers
 
 
 def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:

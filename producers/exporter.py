@@ -376,8 +376,8 @@ class Exporter:
                     self._emit(topic, key, [], processed)
 
     def _send_blocks(self, topic: str, trace_id: str, kind: BlockKind, rows: list[ev.Queued]) -> None:
-        """The group's rows of one kind as blocks of at most ``batch_max_events`` records, through the block chain."""
-        limit = self.producer.batch_max_events
+        """The group's rows of one kind as blocks (of :meth:`BlockKind.rows_per_block` records) through its chain."""
+        limit = kind.rows_per_block(rows, self.producer.batch_max_events, self.producer.max_record_bytes)
         for lo in range(0, len(rows), limit):
             columns = kind.columns(rows[lo : lo + limit], self.stats)
             if not columns["time"]:

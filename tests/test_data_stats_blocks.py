@@ -97,6 +97,21 @@ def test_a_block_above_max_record_bytes_is_split_with_unique_ids(start: Callable
     assert len({e["event_id"] for e in events}) == 60 and len(blocks.transport.records) > 4
 
 
+def test_large_statistics_leave_in_blocks_that_fit_without_splitting(start: Callable[..., Running]) -> None:
+    """Records with long histograms: the first record's size sets the block length, no block is cut in halves."""
+    features = summarize({f"x{j}": [float(v) for v in range(j, j + 150)] for j in range(4)})  # 300 edges each
+    running = start(max_record_bytes=60_000)
+    for i in range(100):
+        fields = {"stage": "s", "dataset": "d", "features": features, "batch": str(i)}
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    events = _sent(running)
+    assert [e["payload"][1]["batch"] for e in events] == [str(i) for i in range(100)]
+    ids = {e["event_id"].rsplit(":", 1)[0] for e in events}
+    assert len(ids) > 4 and not any("." in i for i in ids)  # several blocks, none of them a half
+    assert max(len(r.value) for r in running.transport.records) <= 60_000
+
+
 def test_unbuildable_statistics_are_left_out_and_counted() -> None:
     stats: Counter[str] = Counter()
     good = {"stage": "s", "dataset": "d", "features": [{"name": "a", "quantiles": {"0.5": 1.0}}]}
