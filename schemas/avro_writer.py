@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import struct
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -83,9 +84,44 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+    if len(values) >= _VECTOR_MIN:
+        try:
+            longs = array("q", values)  # ints (bools as 0 and 1) within 64 bits, else it raises
+        except (TypeError, OverflowError):
+            longs = None
+        if longs is not None and (kind == "long" or (min(longs) >= -(1 << 31) and max(longs) < 1 << 31)):
+            head = bytearray()
+            _varint(head, len(values) << 1)
+            return bytes(head) + _varints(longs) + b"\0"
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()
+
+
+_VECTOR_MIN = 32  # shorter arrays of larger ints: fastavro's loop is as quick as numpy's set-up
+
+
+def _varints(longs: array[int]) -> bytes:
+    """Zig-zag varints of 64-bit ints, all at once in numpy (a column of times or counts: about a tenth of
+    fastavro's time per item). Byte ``k`` of each value is its bits ``7k..7k+6``, with the high bit set while
+    more bytes follow."""
+    import numpy as np
+
+    signed = np.frombuffer(longs, dtype=np.int64)
+    z = ((signed << 1) ^ (signed >> 63)).view(np.uint64)
+    lengths = np.ones(z.size, dtype=np.int64)
+    rest = z >> np.uint64(7)
+    while rest.any():
+        lengths += rest != 0
+        rest >>= np.uint64(7)
+    ends = np.cumsum(lengths)
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    starts = ends - lengths
+    for k in range(int(lengths.max())):
+        has = lengths > k
+        more = (lengths[has] > k + 1).astype(np.uint8) << np.uint8(7)
+        out[starts[has] + k] = ((z[has] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8) | more
+    return out.tobytes()
 
 
 _SHORT = 64  # strings below this many bytes have a one-byte length prefix
