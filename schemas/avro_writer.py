@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from array import array
 from collections.abc import Callable
 from typing import Any
@@ -84,37 +85,9 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
-    if len(values) >= _VECTOR_MIN:
-        try:
-            longs = array("q", values)  # ints (bools as 0 and 1) within 64 bits, else it raises
-        except (TypeError, OverflowError):
-            longs = None
-        if longs is not None and (kind == "long" or (min(longs) >= -(1 << 31) and max(longs) < 1 << 31)):
-            head = bytearray()
-            _varint(head, len(values) << 1)
-            return bytes(head) + _varints(longs) + b"\0"
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()
-
-
-_VECTOR_MIN = 256  # shorter arrays of larger ints: fastavro's loop is as quick as numpy's set-up
-_STEPS = tuple(1 << (7 * k) for k in range(1, 10))  # a zig-zagged value needs k + 1 bytes from _STEPS[k - 1] on
-
-
-def _varints(longs: array[int]) -> bytes:
-    """Zig-zag varints of 64-bit ints, all at once in numpy (times and counts of a block: under half of fastavro's
-    time per item). Byte ``k`` of each value is its bits ``7k..7k+6``, with the high bit set while more follow:
-    a table of values by bytes, of which the bytes each value needs are kept, row after row."""
-    import numpy as np
-
-    signed = np.frombuffer(longs, dtype=np.int64)
-    z = ((signed << 1) ^ (signed >> 63)).view(np.uint64)
-    lengths = 1 + (z[:, None] >= np.array(_STEPS, dtype=np.uint64)).sum(axis=1)
-    width = np.arange(int(lengths.max()))
-    table = ((z[:, None] >> (7 * width).astype(np.uint64)) & np.uint64(0x7F)).astype(np.uint8)
-    table |= (width < lengths[:, None] - 1).astype(np.uint8) << np.uint8(7)
-    return table[width < lengths[:, None]].tobytes()
 
 
 _SHORT = 64  # strings below this many bytes have a one-byte length prefix
@@ -149,13 +122,22 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     return b"".join(parts)
 
 
-def _doubles(values: list[Any], nullable: bool = True) -> bytes | None:
+def _doubles(values: list[Any] | array[float], nullable: bool = True) -> bytes | None:
     """A non-empty array of ``null|double`` (or ``double``) holding only numbers, as one struct call; else None
     (item by item).
 
-    Inference blocks carry a column of these per numeric feature, data-stats blocks their moments,
-    quantiles and histogram edges.
+    Inference blocks carry a column of these per numeric feature, data-stats blocks their moments and
+    quantiles; their histogram edges come as an ``array("d")``, whose bytes are those of an Avro
+    ``array<double>``'s items on a little-endian machine.
     """
+    if type(values) is array:
+        if values.typecode != "d" or nullable or sys.byteorder != "little":
+            return None
+        if not values:
+            return b"\x00"
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + values.tobytes() + b"\x00"
     if not values or not set(map(type, values)) <= {float, int}:
         return None
     head = bytearray()
@@ -268,7 +250,7 @@ class _Gen:
                     *self.items(schema, var, namespace, pad + "    ")]  # fmt: skip
         if not is_map and items in (["null", "double"], "double"):  # a numeric column: one struct call
             raw = self.name("s")
-            return [f"{pad}{raw} = doubles({var}, {items != 'double'}) if type({var}) is list else None",
+            return [f"{pad}{raw} = doubles({var}, {items != 'double'}) if type({var}) in (list, array) else None",
                     f"{pad}if {raw} is not None:", f"{pad}    buf += {raw}", f"{pad}else:",
                     *self.items(schema, var, namespace, pad + "    ")]  # fmt: skip
         return self.items(schema, var, namespace, pad)
@@ -341,6 +323,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
         "text": _text,
         "strings": _strings,
         "doubles": _doubles,
+        "array": array,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,

@@ -168,8 +168,8 @@ _RANDOM = random.Random(5)
      [2**64] * 300],
 )  # fmt: skip
 def test_a_column_of_integers_is_written_as_fastavro_writes_it(column: list[Any], items: str) -> None:
-    """Block index and length columns: one byte each through ``bytes.translate`` when 0..63; long columns (times,
-    counts) as numpy varints; fastavro otherwise, and fastavro's errors where it has them."""
+    """Block index and length columns: one byte each through ``bytes.translate`` when 0..63; fastavro otherwise,
+    and fastavro's errors where it has them."""
     schema = {"type": "record", "name": "Ints", "namespace": "t",
               "fields": [{"name": "c", "type": {"type": "array", "items": items}}]}  # fmt: skip
     write = avro_writer.writer(schema)
@@ -181,3 +181,16 @@ def test_a_column_of_integers_is_written_as_fastavro_writes_it(column: list[Any]
             write({"c": column})
         return
     assert write({"c": column}) == buf.getvalue()
+
+
+def test_an_array_of_doubles_is_written_as_fastavro_writes_it() -> None:
+    """Data-stats histogram edges come as an ``array("d")``: its bytes, as fastavro writes the same numbers."""
+    from array import array
+
+    schema = {"type": "record", "name": "Edges", "namespace": "t",
+              "fields": [{"name": "c", "type": {"type": "array", "items": "double"}}]}  # fmt: skip
+    write = avro_writer.writer(schema)
+    for column in (array("d", _DOUBLES * 3), array("d"), array("d", [0.5])):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": list(column)})
+        assert write({"c": column}) == buf.getvalue()
