@@ -13,7 +13,9 @@ over ``--repeats`` runs, measured in this same process and run:
   producer settings (idempotent, acks=all, linger 2 ms), until ``flush()`` returned.
 
 Targets (issue 11): caller CPU <= 2 µs/event and client rate >= 0.5 x raw produce rate, for every kind
-(``--kinds`` picks some of metric, log, inference, span, ground_truth, data_stats).
+(``--kinds`` picks some of metric, log, inference, span, ground_truth, data_stats). ``data_stats_skab``
+(not run by default) sends what :func:`aitrace.summarize` makes of 100-row batches of the SKAB
+sensor table (8 numeric columns: quantiles and exact histograms), found under ``--data``.
 
     .venv/bin/python bench/bench_producer.py --events 100000 --repeats 5
 """
@@ -21,10 +23,12 @@ Targets (issue 11): caller CPU <= 2 µs/event and client rate >= 0.5 x raw produ
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aitrace
@@ -46,7 +50,19 @@ def _client(bootstrap: str, prefix: str, events: int) -> aitrace.Client:
 
 
 KINDS = ("metric", "log", "inference", "span", "ground_truth", "data_stats")
+EXTRA_KINDS = ("data_stats_skab",)
 FEATURES = [{"name": f"f{j}", "count": 1000, "mean": 0.5, "variance": 0.1, "quantiles": {"0.5": 0.5}} for j in range(4)]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the checkout, as bench_realdata finds it
+
+
+def skab_summaries(data: Path = DATA, rows: int = 100) -> list[list[dict[str, Any]]]:
+    """:func:`aitrace.summarize` of consecutive ``rows``-row batches of SKAB's anomaly-free sensor table."""
+    with (data / "skab" / "anomaly-free" / "anomaly-free.csv").open() as fh:
+        table = list(csv.reader(fh, delimiter=";"))
+    header, body = table[0], table[1:]
+    columns = [(i, h) for i, h in enumerate(header) if h != "datetime"]
+    batches = [body[lo : lo + rows] for lo in range(0, len(body) - rows + 1, rows)]
+    return [aitrace.summarize({h: [float(r[i]) for r in batch] for i, h in columns}) for batch in batches]
 
 
 def caller(client: aitrace.Client, kind: str) -> Callable[[int], None]:
@@ -75,6 +91,9 @@ def caller(client: aitrace.Client, kind: str) -> Callable[[int], None]:
     if kind == "data_stats":
         data_stats = client.data_stats
         return lambda i: data_stats("ingest", "tx", FEATURES, row_count=1000, batch=str(i))
+    if kind == "data_stats_skab":
+        data_stats, batches = client.data_stats, skab_summaries()
+        return lambda i: data_stats("ingest", "skab", batches[i % len(batches)], row_count=100, batch=str(i))
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -159,7 +178,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bootstrap", help="an existing broker; default: start Tansu on a free port")
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {','.join(KINDS + EXTRA_KINDS)}")
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
 

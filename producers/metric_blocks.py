@@ -152,3 +152,19 @@ def metric_point(values: Mapping[Any, Any], stats: Counter[str]) -> tuple[tuple,
         kept_names.append(k)
         floats.append(number)
     return tuple(kept_names), floats
+
+
+def halves(block: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split a metric block's rows in two halves (ids stay derivable: ``<block_id>.<first row>``)."""
+    n = len(block["steps"])
+    half = n // 2
+    out = []
+    for lo, hi in ((0, half), (half, n)):
+        part = dict(block)
+        part["block_id"] = f"{block['block_id']}.{lo}" if lo else block["block_id"]
+        for column in ("steps", "times"):
+            part[column] = block[column][lo:hi]
+        part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
+        part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
+        out.append(part)
+    return out

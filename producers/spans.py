@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
+_SPAN = ev.SPAN
 # tc.push / tc.pop without their call: a span's enter and exit run on the caller's thread.
 _push = tc._CURRENT.set
 _pop = tc._CURRENT.reset
@@ -42,6 +43,7 @@ class Span:
         "status",
     )
 
+    # _start_us, _t0 and _token are set by __enter__ (a span is reported only after it was entered).
     def __init__(self, client: Client, name: str, kind: str, attributes: dict[str, Any], ctx: tc.SpanContext) -> None:
         self._client = client
         self.name = name
@@ -51,9 +53,6 @@ class Span:
         self.status = "ok"
         self.error_type: str | None = None
         self.error_message: str | None = None
-        self._token: Any = None
-        self._t0 = 0
-        self._start_us = 0
 
     @property
     def trace_id(self) -> str:
@@ -95,7 +94,7 @@ class Span:
             "error_message": self.error_message,
             "attributes": self.attributes,
         }
-        self._client._put((ev.SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
+        self._client._put((_SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
 
 
 class Stage(Span):

@@ -15,6 +15,7 @@ import hashlib
 import random
 import re
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, NamedTuple
 
@@ -50,9 +51,31 @@ def new_trace_id() -> str:
     return f"{_rng.getrandbits(128) | 1:032x}"
 
 
+_POOL = 256  # span ids drawn at once: one format call, then a slice each
+_span_ids: Iterator[str] = iter(())
+
+
 def new_span_id() -> str:
-    """A random, non-zero W3C span id (16 lowercase hex)."""
-    return f"{_rng.getrandbits(64) | 1:016x}"
+    """A random, non-zero W3C span id (16 lowercase hex), taken from a pool drawn a few hundred at a time.
+
+    One draw and one format for the pool cost less than a third of a draw and a format per id, on
+    the caller's thread of every span. Threads may take from the pool at once (``next`` on a list
+    iterator holds the GIL); two refilling at once each draw their own.
+    """
+    try:
+        return next(_span_ids)
+    except StopIteration:
+        _refill()
+        return next(_span_ids)
+
+
+def _refill() -> None:
+    global _span_ids
+    bits = f"{_rng.getrandbits(64 * _POOL):0{16 * _POOL}x}"
+    ids = [bits[i : i + 16] for i in range(0, 16 * _POOL, 16)]
+    if _ZERO_SPAN in ids:  # W3C forbids the all-zero id
+        ids = [i if i != _ZERO_SPAN else "0000000000000001" for i in ids]
+    _span_ids = iter(ids)
 
 
 def new_root() -> SpanContext:
@@ -68,8 +91,10 @@ def trace_id_for(name: str) -> str:
 
 
 def reseed() -> None:
-    """Fresh randomness for id generation (called in a forked child)."""
+    """Fresh randomness for id generation (called in a forked child); the parent's pooled span ids are dropped."""
+    global _span_ids
     _rng.seed()
+    _span_ids = iter(())
 
 
 def current() -> SpanContext | None:

@@ -95,8 +95,13 @@ def _field_columns(shape: BlockShape, block: Mapping[str, Any], n: int) -> dict[
     return out
 
 
-def block_events(shape: BlockShape, block: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The events of a decoded block, shaped as fastavro decodes an ``aitrace.Event``; ValueError when malformed."""
+def block_events(
+    shape: BlockShape, block: Mapping[str, Any], nested: Mapping[str, Iterable[Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The events of a decoded block, shaped as fastavro decodes an ``aitrace.Event``; ValueError when malformed.
+
+    ``nested``: the fields the shape's forms do not cover (a data-stats block's features), one value per record.
+    """
     n = rows(shape, block)
     block_id, trace_id = block["block_id"], block["trace_id"]
     envelope = {
@@ -114,6 +119,7 @@ def block_events(shape: BlockShape, block: Mapping[str, Any]) -> list[dict[str, 
     spans = [(span_ids[i], parents[i]) for i in block["span_index"]]
     fields = shape.fields
     columns = _field_columns(shape, block, n)
+    columns.update(nested or {})
     payloads = zip(*(columns[f] for f in fields), strict=False)  # an endless null column stops with the rest
     return [
         {

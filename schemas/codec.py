@@ -28,6 +28,7 @@ from typing import Any
 import fastavro
 from aitrace import schemas
 from aitrace.schemas import avro_writer
+from aitrace.schemas.data_stats_block import data_stats_events
 from aitrace.schemas.ground_truth_block import ground_truth_events
 from aitrace.schemas.inference_block import inference_events
 from aitrace.schemas.log_block import log_events
@@ -254,6 +255,7 @@ _BLOCKS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "aitrace.InferenceBlock": inference_events,
     "aitrace.SpanBlock": span_events,
     "aitrace.GroundTruthBlock": ground_truth_events,
+    "aitrace.DataStatsBlock": data_stats_events,
 }
 
 

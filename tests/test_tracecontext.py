@@ -68,6 +68,36 @@ def test_a_new_root_has_two_well_formed_non_zero_ids_even_when_the_random_bits_a
     assert tc.parse_traceparent(tc.format_traceparent(zero)) == zero._replace(remote=True)
 
 
+def test_pooled_span_ids_are_non_zero_even_when_the_random_bits_are_zero_and_dropped_on_reseed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tc.reseed()  # an empty pool: the next id draws a fresh one
+    monkeypatch.setattr(tc._rng, "getrandbits", lambda bits: 0)
+    assert tc.new_span_id() == "0000000000000001"
+    monkeypatch.undo()
+    pooled = tc.new_span_id()
+    tc.reseed()  # as in a forked child: what the parent had pooled is never handed out there
+    fresh = [tc.new_span_id() for _ in range(3 * tc._POOL)]
+    assert "0000000000000001" not in fresh and pooled not in fresh and len(set(fresh)) == len(fresh)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_span_ids() -> None:
+    import os
+
+    aitrace.Client  # noqa: B018 - the client module registers the reseed after fork
+    tc.new_span_id()  # the parent's pool is filled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, "".join(tc.new_span_id() for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1024).decode()
+    os.waitpid(pid, 0)
+    parent = [tc.new_span_id() for _ in range(8)]
+    assert len(child) == 128 and not {child[i : i + 16] for i in range(0, 128, 16)} & set(parent)
+
+
 def test_push_pop_and_isolation_between_asyncio_tasks() -> None:
     a = tc.SpanContext("a" * 32, "1" * 16)
     b = tc.SpanContext("b" * 32, "2" * 16)

@@ -1,0 +1,306 @@
+"""Data-stats blocks: a trace's queued ``client.data_stats`` batches as the columns of one ``aitrace.DataStatsBlock``.
+
+Sent one event at a time, a batch of statistics cost the exporter about 75 µs
+(``bench/bench_sender.py --profile data_stats``): the redactor walked every feature's dict and
+quantile map, :func:`events.feature_stats` checked every number of every feature in Python, and
+the writer framed one ``aitrace.FeatureStats`` record per feature. Here stages, datasets and label
+names are tables; the features of all records are one table of rows (``aitrace.FeatureColumns``):
+names and dtypes interned, counts and moments one column each, quantiles one column per level,
+histograms concatenated, categories one list of (row, count) pairs per category name. The
+redactor then scrubs each distinct name once and skips the number columns; the writer packs them.
+
+The shared machinery (processor chain, sampling, redaction) is :mod:`aitrace.producers.blocks`:
+the redactor reads the features' columns under the field names of ``aitrace.FeatureStats``
+(``name``, ``dtype``; quantile levels and category names are map keys, as in a single event), so
+each text is scrubbed with the plan it gets in a single event. Sampling keeps nothing of an
+unsampled trace but what its labels mark as an anomaly, as for single events.
+
+The values are those :func:`events.data_payload` gives a single event. Bad values never raise
+here: a record that cannot be built is left out and counted (``rejected_bad_event``; one whose
+quantile is not a number, ``rejected_schema``, as its single event would be at encoding).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from itertools import accumulate, chain, repeat
+from typing import Any
+
+from aitrace.producers import blocks
+from aitrace.producers import events as ev
+from aitrace.producers.blocks import Block
+from aitrace.producers.redact import Redactor
+from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS
+
+_FLOATS: frozenset[type] = frozenset({float, type(None)})
+_INTS: frozenset[type] = frozenset({int, type(None)})
+_SIZED = ("quantiles", "histogram_edges", "histogram_counts")  # what makes a feature large
+_ABSENT = object()  # a feature without a name: its single event cannot be built
+_BAD = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
+
+def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
+    """The chain to run on data-stats blocks, or None when a processor reads single events only."""
+    chain = blocks.block_chain(processors, DATA_STATS_SHAPE, _nothing)
+    if chain is None:
+        return None
+    return [_keys_only(p) for p in chain]
+
+
+def _keys_only(processor: Callable[[Block], Any]) -> Callable[[Block], Any]:
+    """The block redaction (it holds its redactor) wrapped in :class:`_KeysOnly`; any other processor as it is."""
+    redactor = getattr(processor, "redactor", None)
+    return _KeysOnly(processor, redactor) if isinstance(redactor, Redactor) else processor
+
+
+class _KeysOnly:
+    """The block redaction, with the features' quantiles and categories set aside: only their keys are text.
+
+    In a single event they are maps of numbers, whose keys the redactor scrubs as names and whose
+    numbers it leaves (a secret-named category keeps its count). Walked as columns, a secret-named
+    key would blank its list of numbers; so each key is scrubbed here once, and what it counts is
+    counted once per row that has it, as one event per feature would count it.
+    """
+
+    def __init__(self, redacting: Callable[[Block], Block], redactor: Redactor) -> None:
+        self.redacting = redacting
+        self.redactor = redactor
+
+    def __call__(self, block: Block) -> Block:
+        features = dict(block["features"])
+        quantiles, categories = features.pop("quantiles"), features.pop("categories")
+        out = self.redacting({**block, "features": features})
+        rows = [len(v) - v.count(None) for v in quantiles.values()]
+        out["features"]["quantiles"] = self._keys(quantiles, rows, _later_wins)
+        out["features"]["categories"] = self._keys(categories, [len(v) // 2 for v in categories.values()], list.__add__)
+        return out
+
+    def _keys(
+        self, columns: dict[str, list[Any]], rows: list[int], merge: Callable[[list[Any], list[Any]], list[Any]]
+    ) -> dict[str, list[Any]]:
+        """The columns under their scrubbed keys; two keys scrubbed alike are merged (as in a dict, the later wins)."""
+        counts = self.redactor.counts
+        out: dict[str, list[Any]] = {}
+        for (name, values), times in zip(columns.items(), rows, strict=True):
+            before = Counter(counts)
+            scrubbed = self.redactor.scrub(name, True)
+            for kind, found in (counts - before).items():
+                counts[kind] += found * (times - 1)
+            out[scrubbed] = merge(out[scrubbed], values) if scrubbed in out else values
+        return out
+
+
+def _later_wins(first: list[Any], second: list[Any]) -> list[Any]:
+    """Two columns of one quantile level, row by row: the second's value where it has one."""
+    return [a if b is None else b for a, b in zip(first, second, strict=True)]
+
+
+def _nothing(block: Block) -> Iterator[dict[str, Any]]:
+    """Sampling reads nothing of a batch's statistics but the block's envelope labels."""
+    return ({} for _ in block["time"])
+
+
+def record_bytes(row: ev.Queued) -> int:
+    """About how many bytes one record of statistics takes in a block: 9 per number of its features, 64 per
+    feature besides (names, counts, moments). An estimate that sets how many records go in one block."""
+    try:
+        features = row[3].get("features") or ()
+        numbers = sum(
+            len(f.get(k) or ()) for f in features for k in ("quantiles", "histogram_edges", "histogram_counts")
+        )
+    except (AttributeError, TypeError):
+        return 64
+    return 64 * (1 + len(features)) + 9 * numbers
+
+
+def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """The columns of queued statistics (fields as :meth:`ClientEvents.data_stats` builds them).
+
+    The common case (the dicts :func:`aitrace.summarize` returns) is a few list comprehensions
+    over all the records' features together; a batch with anything else is built record by record
+    through :func:`events.data_payload`.
+    """
+    try:
+        return _columns(rows, [f for _, _, _, f, _ in rows], stats)
+    except _BAD:
+        pass
+    kept, payloads = blocks.built(rows, ev.data_payload, stats)
+    good = [i for i, p in enumerate(payloads) if all(None not in f["quantiles"].values() for f in p["features"])]
+    stats["rejected_schema"] += len(payloads) - len(good)
+    return _columns([kept[i] for i in good], [payloads[i] for i in good], stats)
+
+
+def _columns(rows: list[ev.Queued], fields: list[dict[str, Any]], stats: Counter[str]) -> Block:
+    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    for name in ("stage", "dataset"):
+        values = [f[name] for f in fields]
+        columns[name], columns[f"{name}_index"] = blocks.interned(_texts(values, stats))
+    columns["batch"] = blocks.optional_column(blocks.texts([f.get("batch") for f in fields], stats))
+    columns["row_count"] = _ints([f.get("row_count") for f in fields])
+    columns["rows_dropped"] = _ints([f.get("rows_dropped") for f in fields])
+    columns["label"], columns["label_index"] = blocks.optional_interned(
+        blocks.texts([f.get("label") for f in fields], stats)
+    )
+    counts = [f.get("class_counts") or {} for f in fields]
+    columns["class_counts"] = _number_columns(counts, _INTS) or blocks.numeric_columns(
+        [{str(k): ev.as_int(v) or 0 for k, v in c.items()} for c in counts]
+    )
+    columns["ingest_delay_ms"] = blocks.optional_column(_floats([f.get("ingest_delay_ms") for f in fields]))
+    per_record = [f.get("features") or () for f in fields]
+    columns["features"] = _feature_columns([len(f) for f in per_record], list(chain.from_iterable(per_record)), stats)
+    return columns
+
+
+def _feature_columns(per_record: list[int], flat: list[Any], stats: Counter[str]) -> Block:
+    """``aitrace.FeatureColumns`` of every record's features in a row; raises on a feature that cannot be built."""
+    column = _transposed(flat)
+    out: Block = {"per_record": per_record}
+    names = column("name", _ABSENT)
+    if _ABSENT in names:
+        raise KeyError("name")
+    out["name"], out["name_index"] = blocks.interned(_texts(names, stats))
+    dtypes = column("dtype", "numeric")
+    out["dtype"], out["dtype_index"] = blocks.interned(dtypes if _only(dtypes, str) else list(map(str, dtypes)))
+    out["count"], out["missing"] = (_ints(column(name)) for name in ("count", "missing"))
+    for name in OPTIONAL_STATS:
+        out[name] = blocks.optional_column(_floats(column(name)))
+    out["quantiles"] = _quantiles(_or_empty(column("quantiles"), {}))
+    for (values, lengths), convert in zip(LISTS, (_edges, _counts), strict=True):
+        lists = _or_empty(column(values), ())
+        out[values] = convert(lists)
+        out[lengths] = list(map(len, lists)) if out[values] else []
+    out["categories"] = _categories(column("categories"))
+    return out
+
+
+def _transposed(flat: list[Any]) -> Callable[..., list[Any]]:
+    """``column(name, default=None)``: each feature's value of ``name`` (``default`` where it has none), by a C loop.
+
+    Anything but dicts raises: the caller builds those one by one. (Transposing features of one
+    key order at once by ``zip`` costs as much: a key tuple per feature to check the order.)
+    """
+    if not _only(flat, dict):
+        raise TypeError("a feature is not a dict")
+    return lambda name, default=None: list(map(dict.get, flat, repeat(name), repeat(default)))
+
+
+def _edges(lists: list[Any]) -> array[float]:
+    """Every row's histogram edges in one ``array("d")`` (float() of each, as a single event takes them; a text
+    raises): built and written by C loops."""
+    return array("d", chain.from_iterable(lists))
+
+
+def _counts(lists: list[Any]) -> list[int]:
+    """Every row's histogram counts in one list, int() of each as a single event takes them."""
+    items = list(chain.from_iterable(lists))
+    return items if _only(items, int) else list(map(int, items))
+
+
+def _or_empty(values: list[Any], empty: Any) -> list[Any]:
+    """``value or empty`` for each value, as a single event reads an absent map or list."""
+    return values if None not in values else [v or empty for v in values]
+
+
+def _quantiles(maps: list[Any]) -> dict[str, list[float | None]]:
+    """One column per level; a level whose value is not a number raises (a single event fails the schema)."""
+    columns = _number_columns(maps, _FLOATS)
+    if columns is not None:
+        return columns
+    maps = [{str(k): ev.as_float(v) for k, v in m.items()} for m in maps]
+    if any(None in m.values() for m in maps):
+        raise ValueError("a quantile is not a number")
+    return blocks.numeric_columns(maps)
+
+
+def _number_columns(maps: list[Any], kinds: frozenset[type]) -> dict[str, list[Any]] | None:
+    """:func:`blocks.numeric_columns` of dicts of text keys and values of ``kinds`` only; else None."""
+    names = set().union(*maps)
+    if not _only(names, str) or not _only(maps, dict):
+        return None
+    columns = {name: [m.get(name) for m in maps] for name in sorted(names)}
+    if any(set(map(type, column)) - kinds for column in columns.values()):
+        return None
+    present = sum(len(c) - c.count(None) for c in columns.values())
+    return columns if present == sum(map(len, maps)) else None  # else a value None: not a number
+
+
+def _categories(maps: list[Any]) -> dict[str, list[int]]:
+    """Per category name, the (row, count) pairs of the rows that have it."""
+    pairs: dict[str, list[int]] = {}
+    for row, categories in enumerate(maps):
+        if categories:
+            for name, count in categories.items():
+                pairs.setdefault(name if type(name) is str else str(name), []).extend((row, int(count)))
+    return pairs
+
+
+def _only(values: Any, kind: type) -> bool:
+    return set(map(type, values)) <= {kind}
+
+
+def _texts(values: list[Any], stats: Counter[str]) -> list[str]:
+    """Each value as :func:`events.text_value` writes it (None included: ``"null"``)."""
+    return values if _only(values, str) else [ev.text_value(v, stats) for v in values]
+
+
+def _ints(values: list[Any]) -> list[int]:
+    """Each value as ``events.as_int(v) or 0``."""
+    return values if _only(values, int) else [ev.as_int(v) or 0 for v in values]
+
+
+def _floats(values: list[Any]) -> list[float | None]:
+    """Each value as :func:`events.as_float` gives it."""
+    return values if set(map(type, values)) <= _FLOATS else list(map(ev.as_float, values))
+
+
+# -- splitting
+
+
+def halves(block: Block) -> list[Block]:
+    """A data-stats block's records in two blocks (ids stay unique: the second is ``<block_id>.<first record>``)."""
+    n = len(block["time"])
+    half = n // 2
+    first, second = _take(block, list(range(half))), _take(block, list(range(half, n)))
+    second["block_id"] = f"{block['block_id']}.{half}"
+    return [first, second]
+
+
+def _take(block: Block, keep: list[int]) -> Block:
+    out = blocks.take_rows(DATA_STATS_SHAPE, block, keep)
+    features = block["features"]
+    per_record = features["per_record"]
+    starts = [end - n for n, end in zip(per_record, accumulate(per_record), strict=True)]
+    rows = [row for i in keep for row in range(starts[i], starts[i] + per_record[i])]
+    out["features"] = _take_features(features, [per_record[i] for i in keep], rows)
+    return out
+
+
+def _take_features(features: Block, per_record: list[int], rows: list[int]) -> Block:
+    """The feature table holding only ``rows`` (in order); tables keep only what they use."""
+    out: Block = {"per_record": per_record}
+    for table in ("name", "dtype"):
+        used, index = blocks.interned([features[f"{table}_index"][j] for j in rows])
+        out[table], out[f"{table}_index"] = [features[table][u] for u in used], index
+    for name in ("count", "missing"):
+        out[name] = [features[name][j] for j in rows]
+    for name in OPTIONAL_STATS:
+        out[name] = blocks.optional_column([features[name][j] for j in rows]) if features[name] else []
+    out["quantiles"] = {k: [v[j] for j in rows] for k, v in features["quantiles"].items()}
+    out["quantiles"] = {k: v for k, v in out["quantiles"].items() if v.count(None) < len(v)}
+    for values, lengths in LISTS:
+        sizes = features[lengths]
+        if not sizes:
+            out[values], out[lengths] = [], []
+            continue
+        starts = [end - n for n, end in zip(sizes, accumulate(sizes), strict=True)]
+        out[values] = [features[values][k] for j in rows for k in range(starts[j], starts[j] + sizes[j])]
+        out[lengths] = [sizes[j] for j in rows] if out[values] else []
+    new_row = {j: r for r, j in enumerate(rows)}
+    out["categories"] = {}
+    for name, pairs in features["categories"].items():
+        kept = [(new_row[j], c) for j, c in zip(pairs[::2], pairs[1::2], strict=True) if j in new_row]
+        if kept:
+            out["categories"][name] = list(chain.from_iterable(kept))
+    return out
