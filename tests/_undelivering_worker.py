@@ -2,7 +2,7 @@
 
 For ``test_faults``: it stands for every path by which Faust can leave fetched records
 unprocessed, with the fetch position past them and nothing left to notice (a stalled partition).
-From the first record of topic ``AITRACE_TEST_STALL_TOPIC`` on, the records of that record's
+From the first record of topic ``UNDELIVERED_TOPIC`` on, the records of that record's
 partition are dropped until something seeks the partition (which reads them again). Run as
 ``python tests/_undelivering_worker.py worker ...``: the CLI's own arguments follow.
 """
@@ -23,7 +23,7 @@ _healed: set[Any] = set()
 
 async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
     async for tp, message in _getmany(self, timeout):
-        if tp.topic == os.environ["AITRACE_TEST_STALL_TOPIC"] and not _healed and _dropping <= {tp}:
+        if tp.topic == os.environ["UNDELIVERED_TOPIC"] and not _healed and _dropping <= {tp}:
             if not _dropping:
                 print(f"[undelivering] dropping {tp.topic}[{tp.partition}] from offset {message.offset}", flush=True)
             _dropping.add(tp)

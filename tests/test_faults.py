@@ -355,7 +355,7 @@ def test_a_partition_whose_fetched_records_are_never_delivered_is_read_again(
     prefix = unique_name("stall")
     w = workers("w", kafka.bootstrap, fresh_search.url, prefix)
     w.entry = [str(Path(__file__).with_name("_undelivering_worker.py"))]
-    w.env = {"AITRACE_TEST_STALL_TOPIC": f"{prefix}.events.system"}
+    w.env = {"UNDELIVERED_TOPIC": f"{prefix}.events.system"}
     w.start()
     producer = SteadyProducer(kafka.bootstrap, prefix, tmp_path / "spool", rate=50).start()
     try:
