@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import rollup
+from aitrace.processors.block_columns import BlockColumns
 from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
@@ -65,6 +66,78 @@ def extract_chunks(
         if chunk["kind"] == "model":
             _finish_model_chunk(chunk)
     return chunks
+
+
+def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
+    """What :func:`extract_chunks` makes of the blocks' events, from their columns: a chunk per model."""
+    chunks: dict[str, Chunk] = {}
+    for columns in blocks:
+        if columns.kind != "aitrace.InferenceRecord":
+            continue  # logs and spans feed no series
+        index = np.asarray(columns.block["model_name_index"], dtype=np.int64)
+        models, first = np.unique(index, return_index=True)
+        for m in models[np.argsort(first, kind="stable")]:
+            rows = np.flatnonzero(index == m)
+            key = f"model/{columns.block['model_name'][m]}"
+            part = _model_columns(columns, columns.block["model_name"][m], rows)
+            chunks[key] = part if key not in chunks else _join_model_chunks(chunks[key], part)
+    return chunks
+
+
+def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk:
+    """The model chunk of a block's records ``rows`` (one model's), as :func:`_finish_model_chunk` leaves one."""
+    b = columns.block
+    statuses = np.asarray(b["status"])  # a table: the error flag is one lookup per distinct status
+    confidence = b.get("confidence")
+    requests: list[list[Any]] = []
+    predictions = b.get("prediction_index")
+    if predictions:
+        trace, block_id = columns.trace_id, b["block_id"]
+        for i in rows.tolist():
+            if predictions[i] >= 0:
+                time = int(columns.times[i])
+                requests.append([b["request_id"][i], b["prediction"][predictions[i]], time, f"{block_id}:{i}", trace])
+    return {
+        "kind": "model",
+        "model": model,
+        "service": columns.service,
+        "features": _feature_columns(b.get("features") or {}, rows),
+        "requests": requests,
+        "labels": [],
+        "times": columns.times[rows],
+        "latency": np.asarray(b["latency_ms"], dtype=np.float64)[rows],
+        "errors": (statuses[np.asarray(b["status_index"])[rows]] == "error").astype(np.float64),
+        "confidence": (np.asarray(confidence, dtype=np.float64)[rows] if confidence else np.full(len(rows), math.nan)),
+    }
+
+
+def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each feature's values at ``rows``, leaving out the records without it (None; a NaN is a value).
+
+    In the order the per-record path meets the names: by the first record that has each.
+    """
+    found: list[tuple[int, str, np.ndarray]] = []
+    for name, column in features.items():
+        values = np.asarray(column, dtype=object)[rows] if None in column else None
+        if values is None:
+            found.append((0, name, np.asarray(column, dtype=np.float64)[rows]))
+            continue
+        present = np.flatnonzero(values != None)  # noqa: E711 (elementwise over objects)
+        if len(present):
+            found.append((int(present[0]), name, values[present].astype(np.float64)))
+    found.sort(key=lambda f: f[0])  # stable: names first met in one record keep the column order
+    return {name: values for _, name, values in found}
+
+
+def _join_model_chunks(a: Chunk, b: Chunk) -> Chunk:
+    """Two blocks' chunks of one model as one, in record order."""
+    features = dict(a["features"])
+    for name, values in b["features"].items():
+        features[name] = np.concatenate([features[name], values]) if name in features else values
+    joined = {**a, "features": features, "requests": a["requests"] + b["requests"]}
+    for name in ("times", "latency", "errors", "confidence"):
+        joined[name] = np.concatenate([a[name], b[name]])
+    return joined
 
 
 def _run_chunk(chunks: dict[str, Chunk], run_id: str | None, trace_id: str, service: str) -> Chunk:
