@@ -286,7 +286,7 @@ class Pipeline:
             if known is not None:
                 known.add(trace_id)
             if trace is not None:
-                actions.append(self._trace_action(trace, state))
+                actions.extend(self._trace_action(trace, state))
         return actions
 
     def chunks(
@@ -309,12 +309,15 @@ class Pipeline:
         self.counters["chunks"] += len(out)
         return out
 
-    def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> Action:
+    def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> list[Action]:
+        """The trace's document; none with ``--no-index`` (building it is indexing work)."""
         self.counters["traces"] += 1
+        if not self.options.index:
+            return []
         # the window is around the trace's first ingest (not now): the index stays the same on every update
         ingested = state.get("ingested")
         window = self.ingest_window(ingested) if ingested is not None else None
-        return trace_action(trace, context=state.get("context") or None, window=window)
+        return [trace_action(trace, context=state.get("context") or None, window=window)]
 
     # ------------------------------------------------------------ ticks
 
@@ -333,7 +336,7 @@ class Pipeline:
             verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
             if verdict == "close" and trace is not None:
                 traces[trace_id] = state
-                actions.append(self._trace_action(trace, state))
+                actions.extend(self._trace_action(trace, state))
             elif verdict == "evict":
                 del traces[trace_id]
                 keys.discard(trace_id)
