@@ -134,3 +134,33 @@ _PAYLOAD_CHECKS = {
     LOG_SHAPE.schema: _log_ok,
     SPAN_SHAPE.schema: _span_ok,
 }
+
+
+def events_valid(events: list[dict[str, Any]], max_time: int) -> bool:
+    """Whether every event passes :mod:`aitrace.processors.decode`'s per-event checks, checked a field at a time.
+
+    The checks are the same, or stricter; False sends the batch through them event by event,
+    which says which events fail and why.
+    """
+    if not events:
+        return True
+    ids = {e["trace_id"] for e in events}
+    spans = {e["span_id"] for e in events} | {e.get("parent_span_id") for e in events}
+    spans.discard(None)
+    if not all(map(checks.valid_trace_id, ids)) or not all(map(checks.valid_span_id, spans)):
+        return False
+    times = [e["time"] for e in events]
+    if min(times) < checks.MIN_TIME_US or max(times) > max_time:
+        return False
+    if not all(e["event_id"] and e["service"] for e in events):
+        return False
+    inference = [p for kind, p in (e["payload"] for e in events) if kind == _INFERENCE]
+    if not all(p["request_id"] and p["model_name"] and p["status"] in checks.STATUSES for p in inference):
+        return False
+    if not all(p["latency_ms"] >= 0 for p in inference):  # also rejects NaN
+        return False
+    others = [e for e in events if e["payload"][0] != _INFERENCE]
+    return all(checks.check_payload(e["event_id"], *e["payload"], max_time) is None for e in others)
+
+
+_INFERENCE = INFERENCE_SHAPE.record

@@ -47,13 +47,15 @@ def extract_chunks(
     models: dict[str, Chunk] = {}  # model name -> its chunk, without building the key per event
     for i, block in enumerate(blocks):
         _block_into(chunks, block, fast[i] if fast else set())
+    inference: dict[str, list[dict[str, Any]]] = {}  # model name -> its events, taken a column at a time
     for event in events:
         kind, p = event["payload"]
         if kind == "aitrace.InferenceRecord":
-            chunk = models.get(p["model_name"])
-            if chunk is None:
-                chunk = models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
-            _inference_into(chunk, event, p)
+            rows = inference.get(p["model_name"])
+            if rows is None:
+                models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
+                rows = inference[p["model_name"]] = []
+            rows.append(event)
         elif kind == "aitrace.TrainingMetric":
             _metric_event_into(chunks, event, p)
         elif kind == "aitrace.GroundTruth":
@@ -62,6 +64,8 @@ def extract_chunks(
             key = f"data/{p['dataset']}/{p['stage']}"
             chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
             chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
+    for model, rows in inference.items():
+        _inference_into(models[model], rows)
     for chunk in chunks.values():
         if chunk["kind"] == "model":
             _finish_model_chunk(chunk)
@@ -205,24 +209,40 @@ def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) ->
     return chunk
 
 
-def _inference_into(chunk: Chunk, event: dict[str, Any], p: dict[str, Any]) -> None:
+def _inference_into(chunk: Chunk, events: list[dict[str, Any]]) -> None:
+    """A model's inference events into its chunk's columns, in order."""
     times, latency, errors, confidence = chunk["rows"]
-    times.append(event["time"])
-    latency.append(p["latency_ms"])
-    errors.append(p["status"] == "error")
-    conf = p.get("confidence")
-    confidence.append(math.nan if conf is None else conf)
-    features = chunk["features"]
-    for name, value in p["features"].items():
-        column = features.get(name)
-        if column is None:
-            features[name] = [value]
-        else:
-            column.append(value)
-    if p.get("prediction") is not None:
-        chunk["requests"].append(
-            [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
-        )
+    payloads = [e["payload"][1] for e in events]
+    times.extend([e["time"] for e in events])
+    latency.extend([p["latency_ms"] for p in payloads])
+    errors.extend([p["status"] == "error" for p in payloads])
+    confidence.extend([math.nan if p.get("confidence") is None else p["confidence"] for p in payloads])
+    _features_into(chunk["features"], [p["features"] for p in payloads])
+    chunk["requests"].extend(
+        [p["request_id"], p["prediction"], e["time"], e["event_id"], e["trace_id"]]
+        for e, p in zip(events, payloads, strict=True)
+        if p.get("prediction") is not None
+    )
+
+
+def _features_into(features: dict[str, list[float]], rows: list[dict[str, float]]) -> None:
+    """Each feature's values in record order, names in the order records first have them."""
+    names = list(rows[0]) if rows else []
+    try:  # the usual case: every record has the same names, a column is one comprehension
+        if all(len(r) == len(names) for r in rows):
+            columns = {name: [r[name] for r in rows] for name in names}
+            for name, values in columns.items():
+                features.setdefault(name, []).extend(values)
+            return
+    except KeyError:
+        pass
+    for r in rows:
+        for name, value in r.items():
+            column = features.get(name)
+            if column is None:
+                features[name] = [value]
+            else:
+                column.append(value)
 
 
 def _finish_model_chunk(chunk: Chunk) -> None:
