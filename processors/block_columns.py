@@ -159,8 +159,8 @@ def events_valid(events: list[dict[str, Any]], max_time: int) -> bool:
         return False
     if not all(p["latency_ms"] >= 0 for p in inference):  # also rejects NaN
         return False
-    others = [e for e in events if e["payload"][0] != _INFERENCE]
-    return all(checks.check_payload(e["event_id"], *e["payload"], max_time) is None for e in others)
+    others = [(e["event_id"], *e["payload"]) for e in events if e["payload"][0] != _INFERENCE]
+    return all(checks.check_payload(event_id, kind, p, max_time) is None for event_id, kind, p in others)
 
 
 def _all_hex(ids: set[Any], digits: int) -> bool:

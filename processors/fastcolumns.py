@@ -17,7 +17,7 @@ is wrong, if anything).
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (Numba cache dir, set before any @njit)
@@ -281,7 +281,7 @@ def _doubles(buf: np.ndarray, positions: np.ndarray) -> list[float | None]:
     values = np.empty(len(positions), dtype=np.float64)
     at = positions[present]
     values[present] = buf[at[:, None] + np.arange(8)].view("<f8").ravel() if len(at) else []
-    out: list[float | None] = values.tolist()
+    out = cast("list[float | None]", values.tolist())  # None goes in below
     for k in np.flatnonzero(~present).tolist():
         out[k] = None
     return out
