@@ -333,15 +333,17 @@ class RateSeries:
         self.clean = 0
 
     def update(self, times_us: Any, flags: Any) -> list[Finding]:
+        """Fold the outcomes in; the windows that alerted. Python work per window, not per outcome."""
         times, bad = _arrays(times_us, flags)
         w, found, self.clean = self.window, [], 0
-        for i, b in enumerate(bad.tolist()):
-            self.pending_n += 1
-            self.pending_bad += int(b)
-            if self.pending_n < w:
-                continue
-            count, rate = self.pending_bad, self.pending_bad / w
+        counts = [0, *itertools.accumulate(map(int, bad.tolist()))]  # bad outcomes among the first j
+        taken = 0  # outcomes of this update in windows closed so far
+        for end in range(max(1, w - self.pending_n), bad.size + 1, w):  # a window closes at outcome end - 1
+            i = end - 1
+            count = self.pending_bad + counts[end] - counts[taken]
+            rate = count / w
             self.pending_n = self.pending_bad = 0
+            taken = end
             if self.base is None:
                 self.base, self.clean = rate, self.clean + w
                 continue
@@ -352,6 +354,8 @@ class RateSeries:
             else:
                 self.base = 0.9 * self.base + 0.1 * rate
                 self.clean += w
+        self.pending_n += bad.size - taken
+        self.pending_bad += counts[-1] - counts[taken]
         self.n_seen += int(bad.size)
         return found
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import rollup
+from aitrace.processors.block_columns import BlockColumns
 from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
@@ -46,13 +47,15 @@ def extract_chunks(
     models: dict[str, Chunk] = {}  # model name -> its chunk, without building the key per event
     for i, block in enumerate(blocks):
         _block_into(chunks, block, fast[i] if fast else set())
+    inference: dict[str, list[dict[str, Any]]] = {}  # model name -> its events, taken a column at a time
     for event in events:
         kind, p = event["payload"]
         if kind == "aitrace.InferenceRecord":
-            chunk = models.get(p["model_name"])
-            if chunk is None:
-                chunk = models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
-            _inference_into(chunk, event, p)
+            rows = inference.get(p["model_name"])
+            if rows is None:
+                models[p["model_name"]] = _model_chunk(chunks, p["model_name"], event)
+                rows = inference[p["model_name"]] = []
+            rows.append(event)
         elif kind == "aitrace.TrainingMetric":
             _metric_event_into(chunks, event, p)
         elif kind == "aitrace.GroundTruth":
@@ -61,10 +64,84 @@ def extract_chunks(
             key = f"data/{p['dataset']}/{p['stage']}"
             chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
             chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
+    for model, rows in inference.items():
+        _inference_into(models[model], rows)
     for chunk in chunks.values():
         if chunk["kind"] == "model":
             _finish_model_chunk(chunk)
     return chunks
+
+
+def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
+    """What :func:`extract_chunks` makes of the blocks' events, from their columns: a chunk per model."""
+    chunks: dict[str, Chunk] = {}
+    for columns in blocks:
+        if columns.kind != "aitrace.InferenceRecord":
+            continue  # logs and spans feed no series
+        index = np.asarray(columns.block["model_name_index"], dtype=np.int64)
+        models, first = np.unique(index, return_index=True)
+        for m in models[np.argsort(first, kind="stable")]:
+            rows = np.flatnonzero(index == m)
+            key = f"model/{columns.block['model_name'][m]}"
+            part = _model_columns(columns, columns.block["model_name"][m], rows)
+            chunks[key] = part if key not in chunks else _join_model_chunks(chunks[key], part)
+    return chunks
+
+
+def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk:
+    """The model chunk of a block's records ``rows`` (one model's), as :func:`_finish_model_chunk` leaves one."""
+    b = columns.block
+    statuses = np.asarray(b["status"])  # a table: the error flag is one lookup per distinct status
+    confidence = b.get("confidence")
+    requests: list[list[Any]] = []
+    predictions = b.get("prediction_index")
+    if predictions:
+        trace, block_id = columns.trace_id, b["block_id"]
+        for i in rows.tolist():
+            if predictions[i] >= 0:
+                time = int(columns.times[i])
+                requests.append([b["request_id"][i], b["prediction"][predictions[i]], time, f"{block_id}:{i}", trace])
+    return {
+        "kind": "model",
+        "model": model,
+        "service": columns.service,
+        "features": _feature_columns(b.get("features") or {}, rows),
+        "requests": requests,
+        "labels": [],
+        "times": columns.times[rows],
+        "latency": np.asarray(b["latency_ms"], dtype=np.float64)[rows],
+        "errors": (statuses[np.asarray(b["status_index"])[rows]] == "error").astype(np.float64),
+        "confidence": (np.asarray(confidence, dtype=np.float64)[rows] if confidence else np.full(len(rows), math.nan)),
+    }
+
+
+def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each feature's values at ``rows``, leaving out the records without it (None; a NaN is a value).
+
+    In the order the per-record path meets the names: by the first record that has each.
+    """
+    found: list[tuple[int, str, np.ndarray]] = []
+    for name, column in features.items():
+        values = np.asarray(column, dtype=object)[rows] if None in column else None
+        if values is None:
+            found.append((0, name, np.asarray(column, dtype=np.float64)[rows]))
+            continue
+        present = np.flatnonzero(values != None)  # noqa: E711 (elementwise over objects)
+        if len(present):
+            found.append((int(present[0]), name, values[present].astype(np.float64)))
+    found.sort(key=lambda f: f[0])  # stable: names first met in one record keep the column order
+    return {name: values for _, name, values in found}
+
+
+def _join_model_chunks(a: Chunk, b: Chunk) -> Chunk:
+    """Two blocks' chunks of one model as one, in record order."""
+    features = dict(a["features"])
+    for name, values in b["features"].items():
+        features[name] = np.concatenate([features[name], values]) if name in features else values
+    joined = {**a, "features": features, "requests": a["requests"] + b["requests"]}
+    for name in ("times", "latency", "errors", "confidence"):
+        joined[name] = np.concatenate([a[name], b[name]])
+    return joined
 
 
 def _run_chunk(chunks: dict[str, Chunk], run_id: str | None, trace_id: str, service: str) -> Chunk:
@@ -132,24 +209,40 @@ def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) ->
     return chunk
 
 
-def _inference_into(chunk: Chunk, event: dict[str, Any], p: dict[str, Any]) -> None:
+def _inference_into(chunk: Chunk, events: list[dict[str, Any]]) -> None:
+    """A model's inference events into its chunk's columns, in order."""
     times, latency, errors, confidence = chunk["rows"]
-    times.append(event["time"])
-    latency.append(p["latency_ms"])
-    errors.append(p["status"] == "error")
-    conf = p.get("confidence")
-    confidence.append(math.nan if conf is None else conf)
-    features = chunk["features"]
-    for name, value in p["features"].items():
-        column = features.get(name)
-        if column is None:
-            features[name] = [value]
-        else:
-            column.append(value)
-    if p.get("prediction") is not None:
-        chunk["requests"].append(
-            [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
-        )
+    payloads = [e["payload"][1] for e in events]
+    times.extend([e["time"] for e in events])
+    latency.extend([p["latency_ms"] for p in payloads])
+    errors.extend([p["status"] == "error" for p in payloads])
+    confidence.extend([math.nan if p.get("confidence") is None else p["confidence"] for p in payloads])
+    _features_into(chunk["features"], [p["features"] for p in payloads])
+    chunk["requests"].extend(
+        [p["request_id"], p["prediction"], e["time"], e["event_id"], e["trace_id"]]
+        for e, p in zip(events, payloads, strict=True)
+        if p.get("prediction") is not None
+    )
+
+
+def _features_into(features: dict[str, list[float]], rows: list[dict[str, float]]) -> None:
+    """Each feature's values in record order, names in the order records first have them."""
+    names = list(rows[0]) if rows else []
+    try:  # the usual case: every record has the same names, a column is one comprehension
+        if all(len(r) == len(names) for r in rows):
+            columns = {name: [r[name] for r in rows] for name in names}
+            for name, values in columns.items():
+                features.setdefault(name, []).extend(values)
+            return
+    except KeyError:
+        pass
+    for r in rows:
+        for name, value in r.items():
+            column = features.get(name)
+            if column is None:
+                features[name] = [value]
+            else:
+                column.append(value)
 
 
 def _finish_model_chunk(chunk: Chunk) -> None:

@@ -22,9 +22,12 @@ that is still being written would be rewritten on every batch).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from aitrace.processors.block_columns import BlockColumns
 from aitrace.schemas.metric_block import MetricBlock
 
 # span entry layout in state["spans"][span_id]
@@ -93,13 +96,17 @@ def apply_record(
     now: float,
     config: CorrelationConfig,
     batch_id: str | None = None,
+    column_blocks: Sequence[BlockColumns] = (),
 ) -> dict[str, Any] | None:
     """Fold one record's events of this trace into ``state``; return a Trace to emit, or None.
 
+    ``column_blocks``: event blocks of the trace kept as columns (their events are not in ``events``).
     The caller checks :func:`already_applied` first (this function records the offset).
     """
     if events:
         _apply_events(state, events, config)
+    for columns in column_blocks:
+        _apply_columns(state, columns, config)
     for block in blocks:
         _apply_block(state, block)
     state["applied"][topic] = offset
@@ -198,6 +205,52 @@ def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any],
         state["root"] = span_id
         state["root_name"] = p["name"]
         state["root_done"] = True
+
+
+def _apply_columns(state: dict[str, Any], columns: BlockColumns, config: CorrelationConfig) -> None:
+    """What :func:`_apply_events` does with the block's events, on its columns (spans: on its events)."""
+    if columns.kind == _SPAN:  # a span each: few per trace, and each changes the span tree
+        _apply_events(state, columns.events(), config)
+        return
+    state["events"] += columns.n
+    _touch_service(state, columns.service)
+    if not state["context"]:
+        state["context"] = {k: columns.block.get(k) for k in ("environment", "host", "run_id")}
+    _widen(state, int(columns.times.min()), int(columns.times.max()))
+    first = _first_error_row(columns)
+    if first is not None:
+        _note_error(state, int(columns.times[first]), _error_text(columns, first))
+
+
+def _first_error_row(columns: BlockColumns) -> int | None:
+    """The earliest error record of an inference or log block (the first of equally early ones)."""
+    if columns.kind == _INFERENCE:
+        table, bad = "status", [i for i, value in enumerate(columns.block["status"]) if value == "error"]
+    elif columns.kind == _LOG:
+        table, bad = "level", [i for i, value in enumerate(columns.block["level"]) if value.lower() in _ERROR_LEVELS]
+    else:
+        return None
+    if not bad:
+        return None
+    rows = np.flatnonzero(np.isin(np.asarray(columns.block[f"{table}_index"]), bad))
+    if not len(rows):
+        return None
+    return int(rows[np.argmin(columns.times[rows])])
+
+
+def _error_text(columns: BlockColumns, i: int) -> str:
+    b, service = columns.block, columns.service
+
+    def row(name: str) -> Any:
+        return (b.get(name) or [None] * columns.n)[i]
+
+    def table(name: str) -> Any:
+        return b[name][b[f"{name}_index"][i]]
+
+    if columns.kind == _INFERENCE:
+        return f"{service}: {table('model_name')}: {row('error') or 'inference error'}"
+    detail = row("error_type") or table("level").upper()
+    return f"{service}: {detail}: {row('error_message') or table('message')}"
 
 
 def _apply_block(state: dict[str, Any], block: MetricBlock) -> None:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aitrace.processors import block_columns as columnar  # it reads this module's checks: no names taken
 from aitrace.processors.fastblock import decode_metric_batch
 from aitrace.processors.fastevents import decode_event_batch
 from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
@@ -32,8 +33,8 @@ _ZERO_SPAN = "0" * 16
 MIN_TIME_US = 946_684_800_000_000
 DEFAULT_MAX_FUTURE_US = 24 * 3600 * 1_000_000
 
-_LOG_LEVELS = frozenset({"debug", "info", "warning", "warn", "error", "critical", "fatal", "trace"})
-_STATUSES = frozenset({"ok", "error"})
+LOG_LEVELS = frozenset({"debug", "info", "warning", "warn", "error", "critical", "fatal", "trace"})
+STATUSES = frozenset({"ok", "error"})
 
 
 class InvalidRecord(DecodeError):
@@ -56,14 +57,24 @@ class Decoded:
 
     schema: str
     batch_id: str
-    events: list[dict[str, Any]]
+    _events: list[dict[str, Any]]
     metric_blocks: list[MetricBlock]
     rejected: list[Rejected] = field(default_factory=list)
+    columns: list[columnar.BlockColumns] = field(default_factory=list)  # valid event blocks kept as columns
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The batch's events; those of its column blocks built on first use."""
+        if self.columns and not self._events:
+            self._events = [e for c in self.columns for e in c.events()]
+        return self._events
 
     @property
     def event_count(self) -> int:
         """Events in the batch: plain events plus one per metric point (step) of each block."""
-        return len(self.events) + sum(len(b.steps) for b in self.metric_blocks)
+        if self.columns and not self._events:
+            return sum(c.n for c in self.columns) + sum(len(b.steps) for b in self.metric_blocks)
+        return len(self._events) + sum(len(b.steps) for b in self.metric_blocks)
 
 
 def valid_trace_id(value: Any) -> bool:
@@ -112,23 +123,30 @@ class RecordDecoder:
             fast = decode_metric_batch(data, offset)
             if fast is None:
                 fast = decode_event_batch(data, offset)
+        max_time = self._now_us() + self._max_future_us
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:
             name = writer.name
-            batch = as_batch(name, self._deserializer.decode_body(data, writer, reader, offset))
-        max_time = self._now_us() + self._max_future_us
+            body = columnar.read_block(data, writer, reader, offset)
+            if body is None:
+                body = self._deserializer.decode_body(data, writer, reader, offset)
+            if (columns := columnar.block_columns(name, body, max_time)) is not None:
+                return Decoded(name, body["block_id"], [], [], columns=[columns])
+            batch = as_batch(name, body)
         rejected: list[Rejected] = []
         events: list[dict[str, Any]] = []
         # ids already found valid in this batch: a batch's events share a few trace and span ids
         good_traces: set[str] = set()
         good_spans: set[str] = set()
-        for i, event in enumerate(batch["events"]):
+        valid = columnar.events_valid(batch["events"], max_time)  # the usual batch: every check passes
+        for i, event in enumerate(() if valid else batch["events"]):
             problem = _check_event(event, max_time, good_traces, good_spans)
             if problem is None:
                 events.append(event)
             else:
                 rejected.append(Rejected("event", i, *problem))
+        events = batch["events"] if valid else events
         blocks: list[MetricBlock] = []
         typed = batch["metric_blocks"] if fast is not None else _typed(batch["metric_blocks"])
         for i, block in enumerate(typed):
@@ -178,7 +196,7 @@ def _check_event(
     if not event["service"]:
         return "missing-field", f"event {event['event_id']!r}: service is empty"
     kind, payload = event["payload"]
-    return _check_payload(event["event_id"], kind, payload, max_time)
+    return check_payload(event["event_id"], kind, payload, max_time)
 
 
 def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str, ...]) -> tuple[str, str] | None:
@@ -188,13 +206,13 @@ def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str
     return None
 
 
-def _check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
+def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
     short = kind.rsplit(".", 1)[-1]
     if short == "InferenceRecord":
         problem = _require(event_id, short, payload, ("request_id", "model_name"))
         if problem:
             return problem
-        if payload["status"] not in _STATUSES:
+        if payload["status"] not in STATUSES:
             return "bad-value", f"event {event_id!r}: status {payload['status']!r} is not ok/error"
         if not payload["latency_ms"] >= 0:  # also rejects NaN
             return "bad-value", f"event {event_id!r}: latency_ms {payload['latency_ms']!r} is negative or NaN"
@@ -215,7 +233,7 @@ def _check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: 
             return "bad-time", f"event {event_id!r}: span start {payload['start_time']} us is out of range"
         return problem
     if short == "LogRecord":
-        if payload["level"].lower() not in _LOG_LEVELS:
+        if payload["level"].lower() not in LOG_LEVELS:
             return "bad-value", f"event {event_id!r}: log level {payload['level']!r} is unknown"
         return None
     if short == "TrainingMetric":

@@ -28,8 +28,9 @@ from typing import Any
 
 import orjson
 from aitrace.processors import correlate
+from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
-from aitrace.processors.chunks import extract_chunks, fast_series, restore_axes, share_axes
+from aitrace.processors.chunks import column_chunks, extract_chunks, fast_series, restore_axes, share_axes
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import DetectionConfig, LiveRules
@@ -249,18 +250,20 @@ class Pipeline:
         now: float,
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index."""
-        by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock]]] = {}
+        by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
         last_id: str | None = None  # a batch's events mostly come in runs of one trace
         last: list[dict[str, Any]] = []
-        for event in decoded.events:
+        for event in [] if decoded.columns else decoded.events:  # column blocks: not one dict per event
             if event["trace_id"] != last_id:
                 last_id = event["trace_id"]
-                last = by_trace.setdefault(last_id, ([], []))[0]
+                last = by_trace.setdefault(last_id, ([], [], []))[0]
             last.append(event)
         for block in decoded.metric_blocks:
-            by_trace.setdefault(block.trace_id, ([], []))[1].append(block)
+            by_trace.setdefault(block.trace_id, ([], [], []))[1].append(block)
+        for columns in decoded.columns:
+            by_trace.setdefault(columns.trace_id, ([], [], []))[2].append(columns)
         actions: list[Action] = []
-        for trace_id, (events, blocks) in by_trace.items():
+        for trace_id, (events, blocks, column_blocks) in by_trace.items():
             state = traces.get(trace_id)
             if state is None:
                 state = correlate.new_state(trace_id, partition, ingested=now)
@@ -276,13 +279,14 @@ class Pipeline:
                 now=now,
                 config=self.correlation,
                 batch_id=decoded.batch_id,
+                column_blocks=column_blocks,
             )
             traces[trace_id] = state
             known = self._traces_by_partition.get(partition)
             if known is not None:
                 known.add(trace_id)
             if trace is not None:
-                actions.append(self._trace_action(trace, state))
+                actions.extend(self._trace_action(trace, state))
         return actions
 
     def chunks(
@@ -291,7 +295,12 @@ class Pipeline:
         """Records for the series topic: one per entity, tagged with the source position."""
         out = []
         source = f"{topic}:{partition}"
-        for key, chunk in extract_chunks(decoded.events, decoded.metric_blocks, fast).items():
+        found = (
+            column_chunks(decoded.columns)
+            if decoded.columns
+            else extract_chunks(decoded.events, decoded.metric_blocks, fast)
+        )
+        for key, chunk in found.items():
             chunk["src"] = source
             chunk["off"] = offset
             chunk["bid"] = decoded.batch_id
@@ -300,12 +309,15 @@ class Pipeline:
         self.counters["chunks"] += len(out)
         return out
 
-    def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> Action:
+    def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> list[Action]:
+        """The trace's document; none with ``--no-index`` (building it is indexing work)."""
         self.counters["traces"] += 1
+        if not self.options.index:
+            return []
         # the window is around the trace's first ingest (not now): the index stays the same on every update
         ingested = state.get("ingested")
         window = self.ingest_window(ingested) if ingested is not None else None
-        return trace_action(trace, context=state.get("context") or None, window=window)
+        return [trace_action(trace, context=state.get("context") or None, window=window)]
 
     # ------------------------------------------------------------ ticks
 
@@ -324,7 +336,7 @@ class Pipeline:
             verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
             if verdict == "close" and trace is not None:
                 traces[trace_id] = state
-                actions.append(self._trace_action(trace, state))
+                actions.extend(self._trace_action(trace, state))
             elif verdict == "evict":
                 del traces[trace_id]
                 keys.discard(trace_id)
