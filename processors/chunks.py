@@ -116,7 +116,8 @@ def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk
 
 
 def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Each feature's values at ``rows``, leaving out the records without it (None; a NaN is a value).
+    """Each feature's values at ``rows``, NaN where a record lacks it (None): every column lines up
+    with the chunk's times, and the drift windows skip NaN as they skip any non-finite value.
 
     In the order the per-record path meets the names: by the first record that has each.
     """
@@ -128,16 +129,20 @@ def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) 
             continue
         present = np.flatnonzero(values != None)  # noqa: E711 (elementwise over objects)
         if len(present):
-            found.append((int(present[0]), name, values[present].astype(np.float64)))
+            aligned = np.full(len(rows), math.nan)
+            aligned[present] = values[present].astype(np.float64)
+            found.append((int(present[0]), name, aligned))
     found.sort(key=lambda f: f[0])  # stable: names first met in one record keep the column order
     return {name: values for _, name, values in found}
 
 
 def _join_model_chunks(a: Chunk, b: Chunk) -> Chunk:
-    """Two blocks' chunks of one model as one, in record order."""
-    features = dict(a["features"])
-    for name, values in b["features"].items():
-        features[name] = np.concatenate([features[name], values]) if name in features else values
+    """Two blocks' chunks of one model as one, in record order (a feature one of them lacks: NaN there)."""
+    na, nb = len(a["times"]), len(b["times"])
+    features = {}
+    for name in {**a["features"], **b["features"]}:
+        head = a["features"].get(name, np.full(na, math.nan))
+        features[name] = np.concatenate([head, b["features"].get(name, np.full(nb, math.nan))])
     joined = {**a, "features": features, "requests": a["requests"] + b["requests"]}
     for name in ("times", "latency", "errors", "confidence"):
         joined[name] = np.concatenate([a[name], b[name]])
@@ -213,11 +218,12 @@ def _inference_into(chunk: Chunk, events: list[dict[str, Any]]) -> None:
     """A model's inference events into its chunk's columns, in order."""
     times, latency, errors, confidence = chunk["rows"]
     payloads = [e["payload"][1] for e in events]
+    before = len(times)
     times.extend([e["time"] for e in events])
     latency.extend([p["latency_ms"] for p in payloads])
     errors.extend([p["status"] == "error" for p in payloads])
     confidence.extend([math.nan if p.get("confidence") is None else p["confidence"] for p in payloads])
-    _features_into(chunk["features"], [p["features"] for p in payloads])
+    _features_into(chunk["features"], [p["features"] for p in payloads], before)
     chunk["requests"].extend(
         [p["request_id"], p["prediction"], e["time"], e["event_id"], e["trace_id"]]
         for e, p in zip(events, payloads, strict=True)
@@ -225,24 +231,28 @@ def _inference_into(chunk: Chunk, events: list[dict[str, Any]]) -> None:
     )
 
 
-def _features_into(features: dict[str, list[float]], rows: list[dict[str, float]]) -> None:
-    """Each feature's values in record order, names in the order records first have them."""
+def _features_into(features: dict[str, list[float]], rows: list[dict[str, float]], before: int) -> None:
+    """Each feature's values in record order, names in the order records first have them; NaN where a
+    record lacks a feature, so every column lines up with the chunk's times (``before``: records so far)."""
     names = list(rows[0]) if rows else []
+    columns: dict[str, list[float]] | None = None
     try:  # the usual case: every record has the same names, a column is one comprehension
         if all(len(r) == len(names) for r in rows):
             columns = {name: [r[name] for r in rows] for name in names}
-            for name, values in columns.items():
-                features.setdefault(name, []).extend(values)
-            return
     except KeyError:
         pass
-    for r in rows:
-        for name, value in r.items():
-            column = features.get(name)
-            if column is None:
-                features[name] = [value]
-            else:
+    if columns is not None:
+        for name, values in columns.items():
+            features.setdefault(name, [math.nan] * before).extend(values)
+    else:
+        for i, r in enumerate(rows, before):
+            for name, value in r.items():
+                column = features.setdefault(name, [])
+                column.extend([math.nan] * (i - len(column)))
                 column.append(value)
+    end = before + len(rows)
+    for column in features.values():
+        column.extend([math.nan] * (end - len(column)))
 
 
 def _finish_model_chunk(chunk: Chunk) -> None:

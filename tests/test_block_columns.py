@@ -42,11 +42,7 @@ def _run(records: list[bytes]) -> tuple[list[Any], dict[str, Any], dict[str, Any
         out.append((result.events, [letter.reason for letter in result.dead_letters], _dump(result.actions)))
         out.append([(key, chunk) for key, chunk in result.chunks])  # bytes: every array, key and order alike
         for _key, chunk in result.chunks:
-            try:
-                alerts, actions = pipe.series(chunk, table)
-            except ValueError as exc:  # main's too: a feature absent from some records (times differ)
-                out.append(repr(exc))
-                continue
+            alerts, actions = pipe.series(chunk, table)
             out.append((_dump(alerts), _dump(actions)))
     out.extend(pipe.tick(0, traces, now=NOW + 3600))  # close every trace: its document
     return out, traces, table, as_columns

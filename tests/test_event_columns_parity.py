@@ -71,8 +71,10 @@ def _per_event_chunks(events: list[dict[str, Any]]) -> dict[str, Any]:
         latency.append(p["latency_ms"])
         errors.append(p["status"] == "error")
         confidence.append(math.nan if p.get("confidence") is None else p["confidence"])
-        for name, value in p["features"].items():
-            chunk["features"].setdefault(name, []).append(value)
+        for name, value in p["features"].items():  # a feature a record lacks: NaN there
+            column = chunk["features"].setdefault(name, [])
+            column.extend([math.nan] * (len(times) - 1 - len(column)))
+            column.append(value)
         if p.get("prediction") is not None:
             chunk["requests"].append(
                 [p["request_id"], p["prediction"], event["time"], event["event_id"], event["trace_id"]]
@@ -82,7 +84,8 @@ def _per_event_chunks(events: list[dict[str, Any]]) -> dict[str, Any]:
         chunk["times"] = np.array(times, dtype=np.int64)
         chunk["latency"], chunk["errors"] = np.array(latency), np.array(errors, dtype=np.float64)
         chunk["confidence"] = np.array(confidence)
-        chunk["features"] = {k: np.array(v, dtype=np.float64) for k, v in chunk["features"].items()}
+        padded = {k: v + [math.nan] * (len(times) - len(v)) for k, v in chunk["features"].items()}
+        chunk["features"] = {k: np.array(v, dtype=np.float64) for k, v in padded.items()}
     return chunks
 
 

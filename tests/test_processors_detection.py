@@ -329,6 +329,23 @@ def test_input_feature_drift_is_found_and_stable_inputs_are_not() -> None:
     assert drift["feature"] == "x" and drift["pvalue"] < 1e-6 and drift["detector"] == "ks"
 
 
+def test_a_feature_some_records_lack_is_still_checked_and_the_rest_of_the_model_too() -> None:
+    # an optional feature: its column was shorter than the chunk's times, the drift update raised
+    # and the whole model chunk (latency, errors, every feature) went to the dead letters
+    det = SeriesDetectors({}, DetectionConfig(drift_window=200))
+    quiet = _requests(600, 0, seed=1)
+    shifted = _requests(400, 600, feature_mean=1.5, seed=2)
+    for i, event in enumerate(quiet + shifted):
+        if i % 3 == 0:
+            event["payload"][1]["features"]["coupon"] = float(i % 7)  # only every third request has it
+    alerts = _apply(det, events=quiet, offset=0) + _apply(det, events=shifted, offset=1)
+    [drift] = [a for a in alerts if a["kind"] == "drift" and a["feature"] == "x"]
+    assert drift["pvalue"] < 1e-6
+    assert not [a for a in alerts if a["kind"] == "drift" and a["feature"] == "coupon"]  # same values all along
+    state = det.table["model/m1/feature/coupon"]
+    assert state  # the optional feature has its own windows, fed with the requests that had it
+
+
 def _timed_requests(latencies: np.ndarray, start: int) -> list[dict]:
     return [
         S.event(S.inference(f"q{start + i}", "m1", float(ms)), trace=S.trace_id(), time_us=T0 + (start + i) * 1000)
