@@ -54,6 +54,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("aitrace.torch needs PyTorch: pip install 'aitrace[torch]'") from exc
 
+import numpy as np
 from aitrace.producers.torch_norms import NormRows, stack
 from aitrace.producers.torch_summary import model_summary, summary_text
 
@@ -111,7 +112,7 @@ class WatchHandle:
         self._root = type(model).__name__
         self._layer_index = [layers.setdefault(_layer_of(n, self._root), len(layers)) for n in self._names]
         self._layers = list(layers)
-        self._layer_of_param = torch.tensor(self._layer_index, dtype=torch.long)  # host side, for the per-layer sums
+        self._layer_of_param = np.array(self._layer_index, dtype=np.intp)  # for the per-layer sums
         self._grad_norm_keys = [f"grad_norm/{layer}" for layer in self._layers]
         self._ratio_keys = [f"update_ratio/{layer}" for layer in self._layers]
         self._snapshot: list[torch.Tensor] | None = None
@@ -197,24 +198,25 @@ class WatchHandle:
         Most steps are plain: no costly part on them, no weight copy or activation probe to set up for
         the next one. They skip every check a costly step needs (about 5 us of a ~1 ms step)."""
         self.step = step = self.step + 1
-        plain = step <= self._plain_until
+        if step <= self._plain_until:
+            try:
+                self._queue(step, self._norms.write(self._loss))  # switches grad mode off where it needs to
+            except Exception:
+                self._fail("report")
+            return True
         grad_mode = torch.is_grad_enabled()
         torch._C._set_grad_enabled(False)  # no graph, even for gradients made with create_graph=True
         try:
-            if plain:
-                self._queue(step, self._norms.write(self._loss))
-            else:
-                self._report(step)
+            self._report(step)
         except Exception:
             self._fail("report")
         finally:
             torch._C._set_grad_enabled(grad_mode)
-        if not plain:
-            self._plain_until = self._next_costly(step) - 2
-            if self._activations:
-                self._acts = []
-                self._probe = bool(self._hooks) and self._costly(step + 1)
-        return plain
+        self._plain_until = self._next_costly(step) - 2
+        if self._activations:
+            self._acts = []
+            self._probe = bool(self._hooks) and self._costly(step + 1)
+        return False
 
     def _next_costly(self, step: int) -> int:
         """The first costly step after ``step``."""
@@ -276,17 +278,23 @@ class WatchHandle:
         width = self._norms.width
         steps, lrs, extras = self._steps, self._lrs, self._extras
         self._steps, self._lrs, self._extras = [], [], {}
-        host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double()  # the one sync
+        host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double().numpy()  # the one sync
         # Per step and parameter, the gradient norm (0 where a parameter had none): the global norms and
-        # the non-finite counts of all the steps in two vector operations, not a loop over parameters.
-        table = host[: n * (width + 1)].view(n, width + 1)
+        # the non-finite counts of all the steps in a few numpy operations, not a loop over parameters.
+        # (numpy, not torch, on the host: each torch call on these small arrays costs several us.)
+        table = host[: n * (width + 1)].reshape(n, width + 1)
         grid = table[:, :width]
-        global_norms = grid.square().sum(1).sqrt().tolist()
-        nonfinite = (~torch.isfinite(grid)).sum(1).tolist()
+        with np.errstate(all="ignore"):  # an overflowing or NaN norm is data, not a warning in the user's loop
+            global_norms = np.sqrt(np.square(grid).sum(1)).tolist()
+        bad_counts = (~np.isfinite(grid)).sum(1)
+        nonfinite = bad_counts.tolist()
         losses = table[:, width].tolist() if with_loss else None
         offset = n * (width + 1)
         groups = self.optimizer.param_groups if self.optimizer is not None else []
         metric = self.client.metric
+        numbers = np.array(steps)  # the costly steps and the bad ones take the per-layer details
+        costly = (numbers % self.every == 0) | ((numbers < self.every) & (numbers % _EARLY_EVERY == 0))
+        detailed = set(np.flatnonzero(costly | (bad_counts > 0)).tolist()).union(extras)
         for i, step in enumerate(steps):
             lr, bad_count = lrs[i], nonfinite[i]
             values: dict[str, Any]
@@ -303,8 +311,8 @@ class WatchHandle:
                 values["loss"] = losses[i]
             bad: list[str] = []
             bad_acts: list[str] = []
-            extra = extras.get(i)
-            if bad_count or extra is not None or self._costly(step):  # the costly steps and the bad ones
+            if i in detailed:
+                extra = extras.get(i)
                 ratios, acts, tensor = extra if extra is not None else (False, _NONE, None)
                 more = 0 if tensor is None else tensor.numel()
                 bad, bad_acts = self._details(
@@ -322,13 +330,13 @@ class WatchHandle:
         present: list[int] | None,
         ratios: bool,
         acts: list[str],
-        norms: torch.Tensor,
-        extra: torch.Tensor,
+        norms: np.ndarray,
+        extra: np.ndarray,
     ) -> tuple[list[str], list[str]]:
         """Add a costly or bad step's per-layer values; return its non-finite parameters and activations."""
         bad: list[str] = []
         if values["grad_nonfinite"]:  # the per-parameter scan (a parameter without a gradient holds a finite 0)
-            bad = [self._names[j] for j in (~torch.isfinite(norms)).nonzero().flatten().tolist()]
+            bad = [self._names[j] for j in np.flatnonzero(~np.isfinite(norms)).tolist()]
         if self._costly(step) and present != []:
             per_layer = self._per_layer(norms).tolist()
             shown = range(len(self._layers)) if present is None else sorted({self._layer_index[i] for i in present})
@@ -336,19 +344,21 @@ class WatchHandle:
         if ratios:
             width = len(self._params)
             update, weight = self._per_layer(extra[:width]), self._per_layer(extra[width : 2 * width])
-            ratio = torch.where(weight > 0, update / weight, math.nan).tolist()
-            values.update(zip(self._ratio_keys, ratio, strict=True))
+            ratio = np.full(len(self._layers), math.nan)
+            with np.errstate(all="ignore"):
+                np.divide(update, weight, out=ratio, where=weight > 0)
+            values.update(zip(self._ratio_keys, ratio.tolist(), strict=True))
         bad_acts: list[str] = []
         if acts:
-            ok = extra[extra.numel() - len(acts) :].tolist()
+            ok = extra[extra.size - len(acts) :].tolist()
             bad_acts = [name for name, v in zip(acts, ok, strict=True) if v < 0.5]
             values["activation_nonfinite"] = len(bad_acts)
         return bad, bad_acts
 
-    def _per_layer(self, norms: torch.Tensor) -> torch.Tensor:
+    def _per_layer(self, norms: np.ndarray) -> np.ndarray:
         """Per-parameter norms (host, float64) -> per-layer norms (the root of the summed squares)."""
-        sq = torch.zeros(len(self._layers), dtype=torch.float64)
-        return sq.index_add_(0, self._layer_of_param, norms.square()).sqrt()
+        with np.errstate(all="ignore"):
+            return np.sqrt(np.bincount(self._layer_of_param, np.square(norms), len(self._layers)))
 
     def _alert(self, step: int, bad: list[str], bad_acts: list[str]) -> None:
         if bad and not self._bad_grads:

@@ -74,17 +74,29 @@ class NormRows:
                 self._square_lists.append(list(map(np.vdot, grads, grads)))
             except (AttributeError, TypeError, RuntimeError):
                 self._square_lists.append(None)
-                self._ragged_step(n)
+                self._torch_norms(n)
         else:
-            try:
-                self._step_norms(n, self._rows[n])
-            except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused norm
-                if not any(p.grad is not None and p.grad.is_sparse for p in self.params):
-                    raise
-                self.sparse = True
-                self._ragged_step(n)
+            self._torch_norms(n)
         self.n = n + 1
         return n
+
+    def _torch_norms(self, n: int) -> None:
+        """Row ``n`` by torch's norms: off the numpy path, or a step it cannot take. No graph is recorded,
+        even for gradients made with ``create_graph=True`` (the numpy path needs no such switch)."""
+        grad_mode = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            if self.squares:
+                self._ragged_step(n)
+            else:
+                self._step_norms(n, self._rows[n])
+        except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused norm
+            if not any(p.grad is not None and p.grad.is_sparse for p in self.params):
+                raise
+            self.sparse = True
+            self._ragged_step(n)
+        finally:
+            torch._C._set_grad_enabled(grad_mode)
 
     def take(self) -> tuple[int, torch.Tensor, dict[int, list[int]], set[int]]:
         """``(rows, flat device tensor of rows x (width + 1), ragged rows, rows with a loss)``; starts over."""
@@ -95,10 +107,14 @@ class NormRows:
         used = self._chunks[: (n + self._rows_per_chunk - 1) // self._rows_per_chunk]
         table = torch.cat(used)[:n] if len(used) > 1 else used[0][:n].clone()
         if self.squares:
+            # The row's own dtype named: numpy finding it alone takes 4 times as long (0.6 ms for 1000 rows).
+            dtype = np.float32 if table.dtype == torch.float32 else np.float64
             listed = [i for i, row in enumerate(lists) if row is not None]
-            if listed:
-                squares = np.array([lists[i] for i in listed] if len(listed) < n else lists, dtype=np.float64)
-                table[listed, : self.width] = torch.from_numpy(squares).to(table.dtype)
+            if len(listed) == n:  # the common case: a slice (indexing by a list of rows costs ~1 us a row)
+                table[:, : self.width] = torch.from_numpy(np.array(lists, dtype=dtype))
+            elif listed:
+                squares = np.array([lists[i] for i in listed], dtype=dtype)
+                table[torch.tensor(listed), : self.width] = torch.from_numpy(squares)
             table[:, : self.width].sqrt_()
         return n, table.reshape(-1), ragged, with_loss
 
