@@ -240,6 +240,13 @@ class WatchHandle:
         The every-step path: the norms into a preallocated row (column ``j`` for parameter ``j``, 0 where
         it has no gradient) and the learning rates; no host sync, no tensor kept."""
         n = self._norms.write(self._loss)
+        try:
+            self._extra(step, n)
+        finally:  # row n is taken: queue its step even when the update ratios fail, or later rows would shift
+            self._queue(step, n)
+
+    def _extra(self, step: int, n: int) -> None:
+        """The update norms (a costly step with its weight copy) and activation checks, kept for row ``n``."""
         params = self._params
         if self._costly(step) and self._snapshot is not None and self._snapshot_step == step:
             weights = [p.detach() for p in params]
@@ -254,7 +261,6 @@ class WatchHandle:
             self._extras[n] = (True, acts, stack(extra + [ok for _, ok in self._acts]))
         elif self._acts:
             self._extras[n] = (False, [name for name, _ in self._acts], stack([ok for _, ok in self._acts]))
-        self._queue(step, n)
 
     def _queue(self, step: int, n: int) -> None:
         """Queue the step measured into row ``n`` with its learning rates; read back when it is time."""

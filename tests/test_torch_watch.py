@@ -293,6 +293,30 @@ def test_a_broken_client_never_raises_into_training(caplog: pytest.LogCaptureFix
     assert sum("training goes on" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_failing_costly_part_still_reports_each_step_with_its_own_norms(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no update norms today")
+
+    monkeypatch.setattr(torch, "_foreach_sub_", broken)  # every costly step fails after its row is written
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=100, summary=False)
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters()))
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    assert "update_ratio/0" not in client.points[2] and "grad_norm/0" in client.points[2]
+    assert sum("training goes on" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_watch_without_a_client_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aitrace.producers.client, "_default", None)
     with pytest.raises(RuntimeError, match=r"aitrace\.init"):
