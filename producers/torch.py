@@ -199,7 +199,7 @@ class WatchHandle:
         """Measure and queue the step; return whether it was plain (nothing but the every-step values).
 
         Most steps are plain: no costly part on them, no weight copy or activation probe to set up for
-        the next one. They skip every check a costly step needs (about 5 us of a ~1 ms step)."""
+        the next one. They skip every check a costly step needs, and on the numpy path the grad-mode switch."""
         self.step = step = self.step + 1
         if step <= self._plain_until:
             try:

@@ -52,7 +52,7 @@ class NormRows:
         # The squares path keeps each step's dots as the list np.vdot's map made (None where the step
         # took the general path and wrote its row): written into the rows at take(), one numpy
         # conversion for all of them. Assigning the list into a numpy row per step cost ~3 us of a
-        # ~1 ms step, the conversion at take() costs ~0.2 us a step.
+        # ~1 ms step, the conversion at take() costs ~0.5 us a step (the lists are cold by then).
         self._square_lists: list[list[float] | None] = []
         self._loss_cells: list[torch.Tensor] = []  # per row, the last column
         self.n = 0  # rows queued
@@ -73,8 +73,8 @@ class NormRows:
                 grads = list(map(_numpy, map(_grad, self.params)))  # map() over C functions: no loop body
                 self._square_lists.append(list(map(np.vdot, grads, grads)))
             except (AttributeError, TypeError, RuntimeError):
-                self._square_lists.append(None)
                 self._torch_norms(n)
+                self._square_lists.append(None)  # after it: a failed step appends nothing, as it queues no row
         else:
             self._torch_norms(n)
         self.n = n + 1
