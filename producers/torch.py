@@ -18,21 +18,24 @@ activations the first in forward order.
 The every-step path takes each gradient's norm into a row of a buffer allocated once on their device
 (the parameter list is cached at start) and reads the learning rates: no host sync, no tensor made
 or kept per step. On the CPU (float32, float64) each gradient's square norm is one BLAS dot through
-numpy, written into a numpy view of the step's row (roots taken at read-back); elsewhere one
-``torch._foreach_norm`` (a fused kernel on a GPU) stacked into the row.
+numpy, the step's dots kept as the list they come in and written into the rows at read-back (one
+conversion for all; roots taken there); elsewhere one ``torch._foreach_norm`` (a fused kernel on a
+GPU) stacked into the row. Most steps are plain (no costly part on them, nothing to arm for the
+next): they run that and nothing else, not even a grad-mode switch where numpy takes the norms.
 Every ``sync_every`` steps (default 1000) or ``sync_interval_s`` (default 1 s), whichever comes
 first, the rows are read back in one copy; the global norms and non-finite counts of all those
-steps come from two vector operations on the host, the per-parameter scan runs only for a step
+steps come from a few numpy operations on the host, the per-parameter scan runs only for a step
 whose global norm is not finite, and one ``client.metric`` call per step (with its own step
 number) hands them over, so the exporter wakes once for the lot. The costly parts only run every
 ``every`` steps; the optimizer pre-step hook that copies the weights for the update ratios is
-registered just before such a step and removed after it. What remains is mostly the norms
-themselves: on the ~1 ms steps of ``bench/bench_torch_watch.py``'s MLP (one thread, loaded machine)
-its six numpy dots took 22 to 35 us back to back where six ``vector_norm(out=)`` took 40 to 55 (the
-65k-value weight's alone: 3.2 against 8.7 us of CPU, the BLAS dot against torch's kernel). Timed inside
-the hook during training they take 33 to 46 us of the hook's 47 to 66, 3 to 4% of a step: after the
-optimizer's step (whose working set overflows a 1 MB L2) the gradients and the code are cold, and a
-pre-step hook finds them no warmer (30 us before the step, 26 after it, timed in one loop).
+registered just before such a step and removed after it. What remains is mostly reading the
+gradients: on the ~1 ms steps of ``bench/bench_torch_watch.py``'s MLP (one thread, loaded machine),
+medians over 4000 steps inside the hook, a plain step took 29 us: 2.4 to fetch the six ``.grad``,
+8.1 for their ``.numpy()`` views, 13 for the dots (6.6 back to back outside training: after the
+optimizer's step the code and the data are cold). Two ways to read them warmer cost more: a
+``register_post_accumulate_grad_hook`` per parameter, dotting each gradient as it lands, took 28 us
+for the six hooks against 21 for the same dots after the step (each hook call 2.7 to 9.4 us), and
+``flatten_dense_tensors`` into one buffer for one dot took 38 us against 26.
 The hooks never raise into training: a failure is logged once on the
 ``aitrace.torch`` logger and the step goes on.
 
@@ -54,6 +57,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("aitrace.torch needs PyTorch: pip install 'aitrace[torch]'") from exc
 
+import numpy as np
 from aitrace.producers.torch_norms import NormRows, stack
 from aitrace.producers.torch_summary import model_summary, summary_text
 
@@ -111,7 +115,7 @@ class WatchHandle:
         self._root = type(model).__name__
         self._layer_index = [layers.setdefault(_layer_of(n, self._root), len(layers)) for n in self._names]
         self._layers = list(layers)
-        self._layer_of_param = torch.tensor(self._layer_index, dtype=torch.long)  # host side, for the per-layer sums
+        self._layer_of_param = np.array(self._layer_index, dtype=np.intp)  # for the per-layer sums
         self._grad_norm_keys = [f"grad_norm/{layer}" for layer in self._layers]
         self._ratio_keys = [f"update_ratio/{layer}" for layer in self._layers]
         self._snapshot: list[torch.Tensor] | None = None
@@ -124,6 +128,7 @@ class WatchHandle:
         self._hooks: list[Any] = []
         self._queued = False
         self._snapshot_hook: Any = None
+        self._plain_until = 0  # steps up to this one are plain: no costly part on them or the next one
         if optimizer is not None:
             self._hooks.append(optimizer.register_step_post_hook(self._post_step))
             self._arm_snapshot()
@@ -158,8 +163,8 @@ class WatchHandle:
         self._take_snapshot(self.step + 1)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._end_of_step()
-        if self._update_ratios and self._costly(self.step + 1) is (self._snapshot_hook is None):
+        plain = self._end_of_step()
+        if not plain and self._update_ratios and self._costly(self.step + 1) is (self._snapshot_hook is None):
             self._arm_snapshot()
 
     def _on_grad(self, param: torch.Tensor) -> None:
@@ -169,10 +174,10 @@ class WatchHandle:
 
     def _end_of_backward(self) -> None:
         self._queued = False
-        self._end_of_step()
+        plain = self._end_of_step()
         # Without an optimizer the update happens between two backward passes: copy the weights
         # now to compare them at the next costly step.
-        if self._update_ratios and self._costly(self.step + 1):
+        if not plain and self._update_ratios and self._costly(self.step + 1):
             self._take_snapshot(self.step + 1)
 
     def _forward_hook(self, name: str) -> Callable[..., None]:
@@ -190,8 +195,18 @@ class WatchHandle:
         except Exception:
             self._fail("snapshot")
 
-    def _end_of_step(self) -> None:
+    def _end_of_step(self) -> bool:
+        """Measure and queue the step; return whether it was plain (nothing but the every-step values).
+
+        Most steps are plain: no costly part on them, no weight copy or activation probe to set up for
+        the next one. They skip every check a costly step needs, and on the numpy path the grad-mode switch."""
         self.step = step = self.step + 1
+        if step <= self._plain_until:
+            try:
+                self._queue(step, self._norms.write(self._loss))  # switches grad mode off where it needs to
+            except Exception:
+                self._fail("report")
+            return True
         grad_mode = torch.is_grad_enabled()
         torch._C._set_grad_enabled(False)  # no graph, even for gradients made with create_graph=True
         try:
@@ -200,9 +215,17 @@ class WatchHandle:
             self._fail("report")
         finally:
             torch._C._set_grad_enabled(grad_mode)
+        self._plain_until = self._next_costly(step) - 2
         if self._activations:
             self._acts = []
             self._probe = bool(self._hooks) and self._costly(step + 1)
+        return False
+
+    def _next_costly(self, step: int) -> int:
+        """The first costly step after ``step``."""
+        later = (step // self.every + 1) * self.every
+        early = (step // _EARLY_EVERY + 1) * _EARLY_EVERY
+        return early if early < min(later, self.every) else later
 
     def _fail(self, where: str) -> None:
         if not self._failed:
@@ -217,7 +240,13 @@ class WatchHandle:
         The every-step path: the norms into a preallocated row (column ``j`` for parameter ``j``, 0 where
         it has no gradient) and the learning rates; no host sync, no tensor kept."""
         n = self._norms.write(self._loss)
-        self._loss = None
+        try:
+            self._extra(step, n)
+        finally:  # row n is taken: queue its step even when the update ratios fail, or later rows would shift
+            self._queue(step, n)
+
+    def _extra(self, step: int, n: int) -> None:
+        """The update norms (a costly step with its weight copy) and activation checks, kept for row ``n``."""
         params = self._params
         if self._costly(step) and self._snapshot is not None and self._snapshot_step == step:
             weights = [p.detach() for p in params]
@@ -232,6 +261,10 @@ class WatchHandle:
             self._extras[n] = (True, acts, stack(extra + [ok for _, ok in self._acts]))
         elif self._acts:
             self._extras[n] = (False, [name for name, _ in self._acts], stack([ok for _, ok in self._acts]))
+
+    def _queue(self, step: int, n: int) -> None:
+        """Queue the step measured into row ``n`` with its learning rates; read back when it is time."""
+        self._loss = None
         opt = self.optimizer
         if opt is None:
             self._lrs.append(None)
@@ -254,17 +287,23 @@ class WatchHandle:
         width = self._norms.width
         steps, lrs, extras = self._steps, self._lrs, self._extras
         self._steps, self._lrs, self._extras = [], [], {}
-        host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double()  # the one sync
+        host = _cat([rows, *(t for _, _, t in extras.values())]).cpu().double().numpy()  # the one sync
         # Per step and parameter, the gradient norm (0 where a parameter had none): the global norms and
-        # the non-finite counts of all the steps in two vector operations, not a loop over parameters.
-        table = host[: n * (width + 1)].view(n, width + 1)
+        # the non-finite counts of all the steps in a few numpy operations, not a loop over parameters.
+        # (numpy, not torch, on the host: each torch call on these small arrays costs several us.)
+        table = host[: n * (width + 1)].reshape(n, width + 1)
         grid = table[:, :width]
-        global_norms = grid.square().sum(1).sqrt().tolist()
-        nonfinite = (~torch.isfinite(grid)).sum(1).tolist()
+        with np.errstate(all="ignore"):  # an overflowing or NaN norm is data, not a warning in the user's loop
+            global_norms = np.sqrt(np.square(grid).sum(1)).tolist()
+        bad_counts = (~np.isfinite(grid)).sum(1)
+        nonfinite = bad_counts.tolist()
         losses = table[:, width].tolist() if with_loss else None
         offset = n * (width + 1)
         groups = self.optimizer.param_groups if self.optimizer is not None else []
         metric = self.client.metric
+        numbers = np.array(steps)  # the costly steps and the bad ones take the per-layer details
+        costly = (numbers % self.every == 0) | ((numbers < self.every) & (numbers % _EARLY_EVERY == 0))
+        detailed = set(np.flatnonzero(costly | (bad_counts > 0)).tolist()).union(extras)
         for i, step in enumerate(steps):
             lr, bad_count = lrs[i], nonfinite[i]
             values: dict[str, Any]
@@ -281,8 +320,8 @@ class WatchHandle:
                 values["loss"] = losses[i]
             bad: list[str] = []
             bad_acts: list[str] = []
-            extra = extras.get(i)
-            if bad_count or extra is not None or self._costly(step):  # the costly steps and the bad ones
+            if i in detailed:
+                extra = extras.get(i)
                 ratios, acts, tensor = extra if extra is not None else (False, _NONE, None)
                 more = 0 if tensor is None else tensor.numel()
                 bad, bad_acts = self._details(
@@ -300,13 +339,13 @@ class WatchHandle:
         present: list[int] | None,
         ratios: bool,
         acts: list[str],
-        norms: torch.Tensor,
-        extra: torch.Tensor,
+        norms: np.ndarray,
+        extra: np.ndarray,
     ) -> tuple[list[str], list[str]]:
         """Add a costly or bad step's per-layer values; return its non-finite parameters and activations."""
         bad: list[str] = []
         if values["grad_nonfinite"]:  # the per-parameter scan (a parameter without a gradient holds a finite 0)
-            bad = [self._names[j] for j in (~torch.isfinite(norms)).nonzero().flatten().tolist()]
+            bad = [self._names[j] for j in np.flatnonzero(~np.isfinite(norms)).tolist()]
         if self._costly(step) and present != []:
             per_layer = self._per_layer(norms).tolist()
             shown = range(len(self._layers)) if present is None else sorted({self._layer_index[i] for i in present})
@@ -314,19 +353,21 @@ class WatchHandle:
         if ratios:
             width = len(self._params)
             update, weight = self._per_layer(extra[:width]), self._per_layer(extra[width : 2 * width])
-            ratio = torch.where(weight > 0, update / weight, math.nan).tolist()
-            values.update(zip(self._ratio_keys, ratio, strict=True))
+            ratio = np.full(len(self._layers), math.nan)
+            with np.errstate(all="ignore"):
+                np.divide(update, weight, out=ratio, where=weight > 0)
+            values.update(zip(self._ratio_keys, ratio.tolist(), strict=True))
         bad_acts: list[str] = []
         if acts:
-            ok = extra[extra.numel() - len(acts) :].tolist()
+            ok = extra[extra.size - len(acts) :].tolist()
             bad_acts = [name for name, v in zip(acts, ok, strict=True) if v < 0.5]
             values["activation_nonfinite"] = len(bad_acts)
         return bad, bad_acts
 
-    def _per_layer(self, norms: torch.Tensor) -> torch.Tensor:
+    def _per_layer(self, norms: np.ndarray) -> np.ndarray:
         """Per-parameter norms (host, float64) -> per-layer norms (the root of the summed squares)."""
-        sq = torch.zeros(len(self._layers), dtype=torch.float64)
-        return sq.index_add_(0, self._layer_of_param, norms.square()).sqrt()
+        with np.errstate(all="ignore"):
+            return np.sqrt(np.bincount(self._layer_of_param, np.square(norms), len(self._layers)))
 
     def _alert(self, step: int, bad: list[str], bad_acts: list[str]) -> None:
         if bad and not self._bad_grads:

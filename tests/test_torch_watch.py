@@ -253,8 +253,16 @@ def test_gradients_made_with_create_graph_and_half_precision_norms(caplog: pytes
     optimizer.step()
     expected = math.sqrt(sum(float(p.grad.detach().norm()) ** 2 for p in model.parameters()))
     handle.remove()
+    handle = at.watch(model, optimizer, client=client, sync_every=1, summary=False)  # steps 2 to 4: plain
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(x).sum().backward(create_graph=True)
+        optimizer.step()
+        assert torch.is_grad_enabled()
+    handle.remove()
     optimizer.zero_grad()  # breaks the parameter-gradient cycle create_graph made
     assert client.points[1]["grad_norm"] == pytest.approx(expected, rel=1e-5)
+    assert client.points[3]["grad_norm"] == pytest.approx(expected, rel=1e-5) and handle._plain_until > 3
     assert "training goes on" not in caplog.text
 
     half = torch.nn.Linear(100, 1).half()
@@ -282,6 +290,30 @@ def test_a_broken_client_never_raises_into_training(caplog: pytest.LogCaptureFix
     _train(model, optimizer, 3)
     handle.remove()
     assert handle.step == 3
+    assert sum("training goes on" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_failing_costly_part_still_reports_each_step_with_its_own_norms(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no update norms today")
+
+    monkeypatch.setattr(torch, "_foreach_sub_", broken)  # every costly step fails after its row is written
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=2, sync_every=100, summary=False)
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters()))
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    assert "update_ratio/0" not in client.points[2] and "grad_norm/0" in client.points[2]
     assert sum("training goes on" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -345,28 +377,31 @@ def test_a_loss_handed_to_the_watch_is_sent_with_its_step() -> None:
 @pytest.mark.parametrize("squares", [True, False])
 def test_square_norms_match_torch_norms_and_find_an_inf(squares: bool) -> None:
     """The CPU's numpy dots (square norms, roots at read-back) give torch's norms, per layer and global,
-    and an Inf in one gradient is counted and named as on the ``_foreach_norm`` path."""
+    and an Inf in one gradient is counted and named as on the ``_foreach_norm`` path, on a plain step
+    (step 2 of every=4: no costly part on it or the next)."""
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     client = _Recorder()
-    handle = at.watch(model, optimizer, client=client, every=2, sync_every=8, summary=False)
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=8, summary=False)
     handle._norms.squares = squares
     gen = torch.Generator().manual_seed(3)
     expected = []
     for step in range(1, 5):
         for p in model.parameters():
             p.grad = torch.randn(p.shape, generator=gen) * 10.0**step
-        if step == 4:
+        if step == 2:
             model[2].bias.grad[3] = math.inf
         expected.append({n: float(p.grad.norm()) for n, p in model.named_parameters()})
         optimizer.step()
     handle.remove()
+    assert handle._plain_until == 6  # steps 5 and 6 would have been plain, as step 2 was
     for step, norms in enumerate(expected, 1):
         values = client.points[step]
         assert values["grad_norm"] == pytest.approx(math.hypot(*norms.values()), rel=1e-5)
-        assert values["grad_nonfinite"] == (step == 4)
-    layer = client.points[2]["grad_norm/2"]
-    assert layer == pytest.approx(math.hypot(expected[1]["2.weight"], expected[1]["2.bias"]), rel=1e-5)
+        assert values["grad_nonfinite"] == (step == 2)
+    layer = client.points[4]["grad_norm/2"]
+    assert layer == pytest.approx(math.hypot(expected[3]["2.weight"], expected[3]["2.bias"]), rel=1e-5)
+    assert "grad_norm/2" not in client.points[2]
     assert [log["parameter"] for log in client.logs] == ["2.bias"]
 
 
