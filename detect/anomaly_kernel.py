@@ -118,7 +118,7 @@ def _score_kernel(
     # a value must reach the sorted copy before it can be evicted from it
     block = _REFRESH if w >= _REFRESH else w
     inv_threshold, inv_shift_h, inv_flat_h = 1.0 / threshold, 1.0 / shift_h, 1.0 / flat_h
-    scratch = np.empty(w)
+    scratch = np.empty(w + 2 * _REFRESH + 3)  # see _merge_block
     # Scalars live in locals for the loop: stores into the state arrays would
     # alias the windows and force LLVM to reload everything on every point.
     last, run_p, sd_l, sd_s, med_l = fs[_F_LAST], fs[_F_RUN_P], fs[_F_SD_L], fs[_F_SD_S], fs[_F_MED_L]

@@ -157,28 +157,27 @@ def _robust_sd(buf: np.ndarray, n: int, med: float) -> float:
 def _replace(buf: np.ndarray, n: int, old: float, new: float) -> None:
     """Replace one copy of old by new in buf[:n] (sorted, holding old).
 
-    Without a data-dependent branch: both ranks are counts of smaller values (the
-    lower bounds, buf being sorted), and every slot takes its own value, its
-    neighbour's or new's by selects. Walking from old's slot mispredicted its exit
-    and its direction on about every point. Equal values are bit-identical (no -0.0,
-    no NaN in a window), so which copy of old leaves does not matter.
+    Both ranks are counts of smaller values (the lower bounds, buf being sorted),
+    found without a data-dependent branch; then only the values between the two
+    slots move, one step towards old's slot. That shift's direction and length
+    mispredict about once a point, which costs less than rewriting every slot by
+    selects (measured: 11.3 against 10.4 M points/s at window 64). Equal values are
+    bit-identical (no -0.0, no NaN in a window), so which copy of old leaves does
+    not matter.
     """
     p = 0
     c = 0
     for i in range(n):
         p += buf[i] < old
         c += buf[i] < new
-    up = new > old
-    q = c - 1 if up else c  # new's slot once old has left (old is among the c when up)
-    lo = p if up else c + 1  # slots lo..hi-1 take their upper (up) or lower neighbour's value
-    hi = c - 1 if up else p + 1
-    prev = buf[0]
-    for i in range(n):
-        cur = buf[i]
-        moved = buf[i + 1 if i + 1 < n else i] if up else prev
-        v = moved if lo <= i < hi else cur
-        buf[i] = new if i == q else v
-        prev = cur
+    if new > old:  # old is among the c smaller values: new goes just below c
+        for i in range(p, c - 1):
+            buf[i] = buf[i + 1]
+        buf[c - 1] = new
+    else:
+        for i in range(p, c, -1):
+            buf[i] = buf[i - 1]
+        buf[c] = new
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -245,10 +244,12 @@ def _merge_block(
     net: np.ndarray,
     added_sorted: bool,
 ) -> int:
-    """Remove evicted[:ne] from srt[:n] and merge added[:na] in one linear pass; return the new size.
+    """Remove evicted[:ne] from srt[:n] and merge added[:na] in one linear pass each; return the new size.
 
     evicted, and added unless added_sorted, are sorted in place (they hold at most
-    _REFRESH values).
+    _REFRESH values); scratch holds at least n + 2 * _REFRESH + 3 floats. Both passes
+    are branch-free, with +inf ending each input (windows hold finite values only):
+    the compare-and-branch merge mispredicted on about every value it moved.
     """
     # Full blocks (the steady state) go through the sorting network: insertion sort's
     # mispredicted branches cost about a fifth of the whole kernel.
@@ -262,24 +263,30 @@ def _merge_block(
         _network_sort16(added, net)
     else:
         _insertion_sort(added, na)
-    for t in range(n):  # a slice assignment checks for overlap and may allocate
-        scratch[t] = srt[t]
+    ev = scratch[n + 1 : n + ne + 2]
+    ad = scratch[n + ne + 2 : n + ne + na + 3]
+    for t in range(ne):
+        ev[t] = evicted[t]
+    ev[ne] = np.inf
+    for t in range(na):
+        ad[t] = added[t]
+    ad[na] = np.inf
     j = 0
-    k = 0
     o = 0
-    for t in range(n):
-        v = scratch[t]
-        if j < ne and v == evicted[j]:
-            j += 1  # one copy of an evicted value leaves
-            continue
-        while k < na and added[k] < v:
-            srt[o] = added[k]
-            o += 1
-            k += 1
-        srt[o] = v
-        o += 1
-    while k < na:
-        srt[o] = added[k]
-        o += 1
-        k += 1
-    return o
+    for t in range(n):  # the kept values, in order: one copy of an evicted value leaves per match
+        v = srt[t]
+        hit = v == ev[j]
+        scratch[o] = v
+        o += 1 - hit
+        j += hit
+    scratch[o] = np.inf
+    k = 0
+    j = 0
+    for t in range(o + na):
+        a = ad[j]
+        b = scratch[k]
+        take = a < b
+        srt[t] = a if take else b
+        j += take
+        k += 1 - take
+    return o + na
