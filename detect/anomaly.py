@@ -102,7 +102,7 @@ from aitrace.detect.anomaly_kernel import (
     RESTORE_ERRORS,
     _pack_windows,
     _restore_windows,
-    _score_kernel,
+    _score,
 )
 from aitrace.detect.sorted_window import _median_sorted
 
@@ -196,12 +196,14 @@ class AnomalyDetector:
         # restored per Kafka batch then costs one allocation, not seven.
         self.params = params
         w, m = int(params.window), params.short_window
-        buf = np.zeros(2 * w + _REFRESH + 2 * m + _N_F)
+        buf = np.zeros(2 * w + _REFRESH + 2 * m + _N_F)  # the layout anomaly_kernel._score slices
         self._ring_l, self._sort_l = buf[:w], buf[w : 2 * w]
         self._evicted = buf[2 * w : 2 * w + _REFRESH]
         end = 2 * w + _REFRESH
         self._ring_s, self._sort_s, self._fs = buf[end : end + m], buf[end + m : end + 2 * m], buf[end + 2 * m :]
         self._is = np.zeros(_N_I, dtype=np.int64)
+        self._buf = buf
+        self._kernel_params = _kernel_params(params)
         self.last_codes, self.last_z, self.last_level, self.last_noise = _NO_CODES, _NO_FLOATS, _NO_FLOATS, _NO_FLOATS
 
     # -- inspection -------------------------------------------------------
@@ -249,28 +251,7 @@ class AnomalyDetector:
             zs, levels, noises = np.empty(n), np.empty(n), np.empty(n)
         else:
             zs = levels = noises = _NO_FLOATS
-        p = self.params
-        _score_kernel(
-            x,
-            self._ring_l,
-            self._sort_l,
-            self._evicted,
-            self._ring_s,
-            self._sort_s,
-            self._fs,
-            self._is,
-            float(p.threshold),
-            float(p.shift_h),
-            float(p.var_h),
-            float(p.flat_h),
-            int(cast(int, p.min_periods)),  # never None after __post_init__
-            out,
-            codes,
-            zs,
-            levels,
-            noises,
-            details,
-        )
+        _score(x, self._buf, self._is, self._kernel_params, out, codes, zs, levels, noises, details)
         self.last_codes = codes
         self.last_z = zs
         self.last_level = levels
@@ -384,6 +365,21 @@ def _cached_params(params: dict[str, Any]) -> AnomalyParams:
 
 
 _PARAMS_DICTS: dict[AnomalyParams, dict[str, Any]] = {}
+
+
+def _kernel_params(params: AnomalyParams) -> np.ndarray:
+    """The parameter vector of :func:`aitrace.detect.anomaly_kernel._score` (shared: never written)."""
+    found = _KERNEL_PARAMS.get(params)
+    if found is None:
+        if len(_KERNEL_PARAMS) >= _PARAMS_LIMIT:
+            _KERNEL_PARAMS.clear()
+        min_periods = cast(int, params.min_periods)  # never None after __post_init__
+        fields = (params.threshold, params.shift_h, params.var_h, params.flat_h, min_periods, params.window)
+        found = _KERNEL_PARAMS[params] = np.array([float(v) for v in fields])
+    return found
+
+
+_KERNEL_PARAMS: dict[AnomalyParams, np.ndarray] = {}
 
 
 def _params_dict(params: AnomalyParams) -> dict[str, Any]:

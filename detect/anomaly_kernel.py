@@ -235,6 +235,52 @@ def _score_kernel(
     ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
 
 
+# Layout of the parameter vector _score reads: a detector builds it once.
+_P_THRESHOLD, _P_SHIFT_H, _P_VAR_H, _P_FLAT_H, _P_MIN_PERIODS, _P_WINDOW = range(6)
+
+
+@njit(cache=True, error_model="numpy")
+def _score(
+    x: np.ndarray,
+    buf: np.ndarray,
+    ist: np.ndarray,
+    params: np.ndarray,
+    out_score: np.ndarray,
+    out_code: np.ndarray,
+    out_z: np.ndarray,
+    out_level: np.ndarray,
+    out_noise: np.ndarray,
+    details: bool,
+) -> None:
+    """_score_kernel on a detector's one float buffer (``ring_l | sort_l | evicted | ring_s |
+    sort_s | floats``) and its parameter vector: Numba's dispatch checks every argument's type
+    on each call, and 19 arguments cost about as much as scoring 10 points."""
+    w = int(params[_P_WINDOW])
+    m = w // 4
+    end = 2 * w + _REFRESH
+    _score_kernel(
+        x,
+        buf[:w],
+        buf[w : 2 * w],
+        buf[2 * w : end],
+        buf[end : end + m],
+        buf[end + m : end + 2 * m],
+        buf[end + 2 * m :],
+        ist,
+        params[_P_THRESHOLD],
+        params[_P_SHIFT_H],
+        params[_P_VAR_H],
+        params[_P_FLAT_H],
+        int(params[_P_MIN_PERIODS]),
+        out_score,
+        out_code,
+        out_z,
+        out_level,
+        out_noise,
+        details,
+    )
+
+
 # --------------------------------------------------------------------------- state (de)serialization
 # One compiled call each way: restoring or saving a state per Kafka batch from numpy
 # slices, copies and sorts cost several times what scoring a short chunk does.
