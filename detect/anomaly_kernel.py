@@ -153,17 +153,19 @@ def _score_kernel(
                 score = point_score
                 code = CODE_SPIKE if z > 0 else CODE_DIP
 
-            # level shift: the recent level against the long one
+            # level shift: the recent level against the long one. Selects, not branches:
+            # whether the point's or the level's evidence is larger is a coin flip on noise.
             lv = (med_s - med_l) * inv_scale
             sc = _squash(lv, inv_shift_h)
-            if sc > score:
-                score = sc
-                code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
+            level_code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
+            better = sc > score
+            code = level_code if better else code
+            score = sc if better else score
 
             # variance increase: the recent spread against the long one (changes only per block)
-            if var_score > score:
-                score = var_score
-                code = CODE_VARIANCE
+            better = var_score > score
+            code = CODE_VARIANCE if better else code
+            score = var_score if better else score
 
         # flat line: evidence grows with the run length, weighted by how rare repeats were
         if repeat:
