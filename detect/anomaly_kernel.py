@@ -181,10 +181,12 @@ def _score_kernel(
         else:
             run = 0
 
-        if code != CODE_SPIKE and code != CODE_DIP and point_score > 0.0:
-            # Level and variance evidence is shared by neighbouring points; the point's own
-            # residual breaks the ties so that scores still rank within an incident.
-            score = score + (1.0 - score) * 1e-3 * point_score
+        # Level and variance evidence is shared by neighbouring points; the point's own
+        # residual breaks the ties so that scores still rank within an incident (a select:
+        # as a branch it mispredicted wherever level and point evidence trade places).
+        tie = (code != CODE_SPIKE) & (code != CODE_DIP) & (point_score > 0.0)
+        tied = score + (1.0 - score) * 1e-3 * point_score
+        score = tied if tie else score
         out_score[i] = score
         out_code[i] = code
         if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
