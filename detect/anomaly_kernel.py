@@ -148,10 +148,9 @@ def _score_kernel(
             med_s = _median_sorted(sort_s, ns)
             # spike / dip: the point against the recent level, in units of the long window's noise
             z = (xi - med_s) * inv_scale
-            if z != 0.0:
-                point_score = _squash(z, inv_threshold)
-                score = point_score
-                code = CODE_SPIKE if z > 0 else CODE_DIP
+            point_score = _squash(z, inv_threshold)  # 0.0 at z == 0, as initialised
+            score = point_score
+            code = CODE_NONE if z == 0.0 else CODE_SPIKE if z > 0 else CODE_DIP
 
             # level shift: the recent level against the long one. Selects, not branches:
             # whether the point's or the level's evidence is larger is a coin flip on noise.
