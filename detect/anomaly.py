@@ -102,7 +102,7 @@ from aitrace.detect.anomaly_kernel import (
     RESTORE_ERRORS,
     _pack_windows,
     _restore_windows,
-    _score,
+    _score_kernel,
 )
 from aitrace.detect.sorted_window import _median_sorted
 
@@ -196,7 +196,7 @@ class AnomalyDetector:
         # restored per Kafka batch then costs one allocation, not seven.
         self.params = params
         w, m = int(params.window), params.short_window
-        buf = np.zeros(2 * w + _REFRESH + 2 * m + _N_F)  # the layout anomaly_kernel._score slices
+        buf = np.zeros(2 * w + _REFRESH + 2 * m + _N_F)  # the layout anomaly_kernel._score_kernel slices
         self._ring_l, self._sort_l = buf[:w], buf[w : 2 * w]
         self._evicted = buf[2 * w : 2 * w + _REFRESH]
         end = 2 * w + _REFRESH
@@ -251,7 +251,7 @@ class AnomalyDetector:
             zs, levels, noises = np.empty(n), np.empty(n), np.empty(n)
         else:
             zs = levels = noises = _NO_FLOATS
-        _score(x, self._buf, self._is, self._kernel_params, out, codes, zs, levels, noises, details)
+        _score_kernel(x, self._buf, self._is, self._kernel_params, out, codes, zs, levels, noises, details)
         self.last_codes = codes
         self.last_z = zs
         self.last_level = levels
@@ -368,7 +368,7 @@ _PARAMS_DICTS: dict[AnomalyParams, dict[str, Any]] = {}
 
 
 def _kernel_params(params: AnomalyParams) -> np.ndarray:
-    """The parameter vector of :func:`aitrace.detect.anomaly_kernel._score` (shared: never written)."""
+    """The parameter vector of :func:`aitrace.detect.anomaly_kernel._score_kernel` (shared: never written)."""
     found = _KERNEL_PARAMS.get(params)
     if found is None:
         if len(_KERNEL_PARAMS) >= _PARAMS_LIMIT:

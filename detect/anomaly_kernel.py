@@ -1,15 +1,18 @@
 """The anomaly scoring kernel: one Numba loop over a chunk, state in two flat arrays.
 
-:func:`_score_kernel` scores each point against the windows of
+:func:`_score_chunk` scores each point against the windows of
 :mod:`aitrace.detect.sorted_window` and updates them; the reason codes it writes
 (``CODE_*``, named in :data:`CODE_NAMES`) and the layout of the float and integer
 state vectors live here with it. The method, its parameters and how the defaults
 were chosen are in :mod:`aitrace.detect.anomaly`, whose
-:class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel.
+:class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel
+through :func:`_score_kernel`, on its one float buffer.
 
 Numba's on-disk cache keys a kernel on its own source file only: the helpers of
 :mod:`aitrace.detect.sorted_window` are inlined here, so a change to them must come
-with a change to this file, or a warm cache keeps running the old code.
+with a change to this file, or a warm cache keeps running the old code. That
+includes the tests' cache: tests/conftest.py sets NUMBA_CACHE_DIR, which skips the
+source stamp of :mod:`aitrace.detect._cache`.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[
 
 
 @njit(cache=True, error_model="numpy")
-def _score_kernel(
+def _score_chunk(
     x: np.ndarray,
     ring_l: np.ndarray,
     sort_l: np.ndarray,
@@ -238,12 +241,12 @@ def _score_kernel(
     ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
 
 
-# Layout of the parameter vector _score reads: a detector builds it once.
+# Layout of the parameter vector _score_kernel reads: a detector builds it once.
 _P_THRESHOLD, _P_SHIFT_H, _P_VAR_H, _P_FLAT_H, _P_MIN_PERIODS, _P_WINDOW = range(6)
 
 
 @njit(cache=True, error_model="numpy")
-def _score(
+def _score_kernel(
     x: np.ndarray,
     buf: np.ndarray,
     ist: np.ndarray,
@@ -255,13 +258,13 @@ def _score(
     out_noise: np.ndarray,
     details: bool,
 ) -> None:
-    """_score_kernel on a detector's one float buffer (``ring_l | sort_l | evicted | ring_s |
+    """_score_chunk on a detector's one float buffer (``ring_l | sort_l | evicted | ring_s |
     sort_s | floats``) and its parameter vector: Numba's dispatch checks every argument's type
     on each call, and 19 arguments cost about as much as scoring 10 points."""
     w = int(params[_P_WINDOW])
     m = w // 4
     end = 2 * w + _REFRESH
-    _score_kernel(
+    _score_chunk(
         x,
         buf[:w],
         buf[w : 2 * w],

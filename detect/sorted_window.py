@@ -4,7 +4,7 @@ A window is a ring of its values in arrival order plus a sorted copy. These Numb
 helpers keep the sorted copy current (one insert or replace per point, or one
 linear merge per block of points for the long window, its blocks sorted by a
 branch-free network), and read the median, the MAD and the robust sd off it in
-O(log n). :func:`aitrace.detect.anomaly_kernel._score_kernel` is their only caller;
+O(log n). :func:`aitrace.detect.anomaly_kernel._score_chunk` is their only caller;
 the method is described in :mod:`aitrace.detect.anomaly`.
 """
 
