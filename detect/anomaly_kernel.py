@@ -245,6 +245,23 @@ def _score_chunk(
 _P_THRESHOLD, _P_SHIFT_H, _P_VAR_H, _P_FLAT_H, _P_MIN_PERIODS, _P_WINDOW = range(6)
 
 
+def buffer_size(w: int) -> int:
+    """Floats in a detector's one buffer at window ``w`` (laid out as :func:`_views` reads it)."""
+    return 2 * w + _REFRESH + 2 * (w // 4) + _N_F
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _views(buf: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ring_l, sort_l, evicted, ring_s, sort_s and the float scalars, in a detector's one buffer.
+
+    The kernels take the buffer rather than six arrays: Numba's dispatch checks every
+    argument's type on each call, and 19 arguments cost about as much as scoring 10 points.
+    """
+    m = w // 4
+    end = 2 * w + _REFRESH
+    return buf[:w], buf[w : 2 * w], buf[2 * w : end], buf[end : end + m], buf[end + m : end + 2 * m], buf[end + 2 * m :]
+
+
 @njit(cache=True, error_model="numpy")
 def _score_kernel(
     x: np.ndarray,
@@ -258,20 +275,16 @@ def _score_kernel(
     out_noise: np.ndarray,
     details: bool,
 ) -> None:
-    """_score_chunk on a detector's one float buffer (``ring_l | sort_l | evicted | ring_s |
-    sort_s | floats``) and its parameter vector: Numba's dispatch checks every argument's type
-    on each call, and 19 arguments cost about as much as scoring 10 points."""
-    w = int(params[_P_WINDOW])
-    m = w // 4
-    end = 2 * w + _REFRESH
+    """_score_chunk on a detector's buffer and parameter vector."""
+    ring_l, sort_l, evicted, ring_s, sort_s, fs = _views(buf, int(params[_P_WINDOW]))
     _score_chunk(
         x,
-        buf[:w],
-        buf[w : 2 * w],
-        buf[2 * w : end],
-        buf[end : end + m],
-        buf[end + m : end + 2 * m],
-        buf[end + 2 * m :],
+        ring_l,
+        sort_l,
+        evicted,
+        ring_s,
+        sort_s,
+        fs,
         ist,
         params[_P_THRESHOLD],
         params[_P_SHIFT_H],
@@ -320,25 +333,17 @@ def _state_problem(n_floats: int, ist: np.ndarray, w: int, m: int) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def _restore_windows(
-    flat: np.ndarray,
-    ring_l: np.ndarray,
-    sort_l: np.ndarray,
-    evicted: np.ndarray,
-    ring_s: np.ndarray,
-    sort_s: np.ndarray,
-    fs: np.ndarray,
-    ist: np.ndarray,
-) -> int:
-    """Fill the windows from the state layout ``floats | long | evicted | recent`` (rings oldest
-    first), with their sizes and counters already in ``ist``; rebuild both sorted copies.
+def _restore_windows(flat: np.ndarray, buf: np.ndarray, ist: np.ndarray, w: int) -> int:
+    """Fill a detector's buffer (window ``w``) from the state layout ``floats | long | evicted |
+    recent`` (rings oldest first), with sizes and counters already in ``ist``; rebuild both sorted copies.
 
     Checks first everything the scoring kernel, which does no bounds checks, relies on,
     and returns the reason (a key of RESTORE_ERRORS) if a check fails, else 0. The long
     window's sorted copy holds every value but the newest ``pending`` (not merged yet)
     plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
     """
-    w, m = ring_l.shape[0], ring_s.shape[0]
+    ring_l, sort_l, evicted, ring_s, sort_s, fs = _views(buf, w)
+    m = ring_s.shape[0]
     problem = _state_problem(flat.shape[0], ist, w, m)
     if problem:
         return problem
@@ -362,10 +367,9 @@ def _restore_windows(
 
 
 @njit(cache=True, error_model="numpy")
-def _pack_windows(
-    fs: np.ndarray, ring_l: np.ndarray, evicted: np.ndarray, ring_s: np.ndarray, ist: np.ndarray
-) -> np.ndarray:
+def _pack_windows(buf: np.ndarray, ist: np.ndarray, w: int) -> np.ndarray:
     """The floats of a state in the layout :func:`_restore_windows` reads, rings oldest first."""
+    ring_l, _, evicted, ring_s, _, fs = _views(buf, w)
     nl, headl, ns, heads, ne = ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS], ist[_I_NEVICTED]
     out = np.empty(_N_F + nl + ne + ns)
     out[:_N_F] = fs
