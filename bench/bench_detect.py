@@ -7,7 +7,7 @@ Reports (medians of ``--repeat`` runs, single thread, so "per second" is per cor
   the first one wrote (warm: loads);
 * anomaly scoring on ``--points`` points (default 10 million): one-shot
   ``anomaly_scores`` and the stateful ``AnomalyDetector`` fed in chunks of
-  ``--chunk`` points (what a processor does per Kafka batch), next to the same
+  ``--chunk`` points (what a processor does per Kafka batch) and of 50, next to the same
   rolling median/MAD computed with numpy (``sliding_window_view`` + ``np.median``)
   and to river's ADWIN, KSWIN and PageHinkley, on a subset and scaled per point;
   the aitrace rows beside the same runs on ``--baseline-ref``'s ``detect/`` (default
@@ -115,7 +115,8 @@ def river_rate(make: Callable[[], Any], x: np.ndarray) -> float:
     return len(values) / (time.perf_counter() - t)
 
 
-ANOMALY_RATES = ("window 64", "window 32", "chunked, details", "chunked, details=False")
+ANOMALY_RATES = ("window 64", "window 32", "chunked, details", "chunked, details=False", "short chunks, details")
+SHORT_CHUNK = 50  # a Kafka batch of one series: the per-call cost (dispatch, allocations) shows here
 
 
 def anomaly_rates(n: int, chunk: int) -> dict[str, float]:
@@ -129,16 +130,17 @@ def anomaly_rates(n: int, chunk: int) -> dict[str, float]:
     x[rng.integers(0, n, n // 10000)] += 20.0  # a few real spikes
     anomaly_scores(x[:1000])  # compiled or loaded before timing
 
-    def chunked(details: bool) -> None:
+    def chunked(details: bool, size: int = chunk) -> None:
         det = AnomalyDetector()
-        for i in range(0, n, chunk):
-            det.score(x[i : i + chunk], details=details)
+        for i in range(0, n, size):
+            det.score(x[i : i + size], details=details)
 
     runs: dict[str, Callable[[], Any]] = {
         "window 64": lambda: anomaly_scores(x),
         "window 32": lambda: anomaly_scores(x, window=32),
         "chunked, details": lambda: chunked(True),
         "chunked, details=False": lambda: chunked(False),
+        "short chunks, details": lambda: chunked(True, SHORT_CHUNK),
     }
     out = {}
     for key, fn in runs.items():
@@ -181,7 +183,8 @@ def bench_anomaly(
     print("  ratio = ours / baseline for aitrace rows, ours / that row for the others; wall time, and CPU time")
     for key in ANOMALY_RATES:
         name = f"aitrace {'anomaly_scores (' + key + ')' if key.startswith('window') else 'AnomalyDetector'}"
-        note = f"chunks of {chunk}, {key.split(', ')[1]}; " if key.startswith("chunked") else ""
+        size = SHORT_CHUNK if key.startswith("short") else chunk
+        note = f"chunks of {size}, {key.split(', ')[1]}; " if "chunk" in key else ""
         cpu = f"{key} cpu"
         if old:
             row(f"{name} [{baseline_ref}]", old[key], "points/s", note=f"{note}{old[cpu]:,.0f} per CPU s")

@@ -103,6 +103,7 @@ from aitrace.detect.anomaly_kernel import (
     _pack_windows,
     _restore_windows,
     _score_kernel,
+    buffer_size,
 )
 from aitrace.detect.sorted_window import _median_sorted
 
@@ -192,17 +193,45 @@ class AnomalyDetector:
         self._setup(_cached_params(params))
 
     def _setup(self, params: AnomalyParams) -> None:
-        # One zeroed buffer holds every float of the state (views into it): a detector
-        # restored per Kafka batch then costs one allocation, not seven.
+        # One zeroed buffer holds every float of the state, and the kernels slice it
+        # themselves: a detector restored per Kafka batch then costs one allocation,
+        # and no views are made on that path (each costs about what 2 points do).
         self.params = params
-        w, m = int(params.window), params.short_window
-        buf = np.zeros(2 * w + _REFRESH + 2 * m + _N_F)
-        self._ring_l, self._sort_l = buf[:w], buf[w : 2 * w]
-        self._evicted = buf[2 * w : 2 * w + _REFRESH]
-        end = 2 * w + _REFRESH
-        self._ring_s, self._sort_s, self._fs = buf[end : end + m], buf[end + m : end + 2 * m], buf[end + 2 * m :]
+        self._w = int(params.window)
+        self._buf = np.zeros(buffer_size(self._w))
         self._is = np.zeros(_N_I, dtype=np.int64)
+        self._kernel_params = _kernel_params(params)
         self.last_codes, self.last_z, self.last_level, self.last_noise = _NO_CODES, _NO_FLOATS, _NO_FLOATS, _NO_FLOATS
+
+    def _view(self, k: int) -> np.ndarray:
+        """Part k of the buffer: 0 ring_l, 1 sort_l, 2 evicted, 3 ring_s, 4 sort_s, 5 the float scalars."""
+        w, m = self._w, self._w // 4
+        bounds = (0, w, 2 * w, 2 * w + _REFRESH, 2 * w + _REFRESH + m, 2 * w + _REFRESH + 2 * m, self._buf.size)
+        return self._buf[bounds[k] : bounds[k + 1]]
+
+    @property
+    def _ring_l(self) -> np.ndarray:
+        return self._view(0)
+
+    @property
+    def _sort_l(self) -> np.ndarray:
+        return self._view(1)
+
+    @property
+    def _evicted(self) -> np.ndarray:
+        return self._view(2)
+
+    @property
+    def _ring_s(self) -> np.ndarray:
+        return self._view(3)
+
+    @property
+    def _sort_s(self) -> np.ndarray:
+        return self._view(4)
+
+    @property
+    def _fs(self) -> np.ndarray:
+        return self._view(5)
 
     # -- inspection -------------------------------------------------------
     @property
@@ -249,28 +278,7 @@ class AnomalyDetector:
             zs, levels, noises = np.empty(n), np.empty(n), np.empty(n)
         else:
             zs = levels = noises = _NO_FLOATS
-        p = self.params
-        _score_kernel(
-            x,
-            self._ring_l,
-            self._sort_l,
-            self._evicted,
-            self._ring_s,
-            self._sort_s,
-            self._fs,
-            self._is,
-            float(p.threshold),
-            float(p.shift_h),
-            float(p.var_h),
-            float(p.flat_h),
-            int(cast(int, p.min_periods)),  # never None after __post_init__
-            out,
-            codes,
-            zs,
-            levels,
-            noises,
-            details,
-        )
+        _score_kernel(x, self._buf, self._is, self._kernel_params, out, codes, zs, levels, noises, details)
         self.last_codes = codes
         self.last_z = zs
         self.last_level = levels
@@ -291,9 +299,7 @@ class AnomalyDetector:
         window but for its newest ``pending`` values, plus the waiting ones, and a
         multiset has one sorted order, so :meth:`from_state` rebuilds it exactly.
         """
-        blob = _pack_windows(self._fs, self._ring_l, self._evicted, self._ring_s, self._is).astype(
-            _WIRE_FLOAT, copy=False
-        )
+        blob = _pack_windows(self._buf, self._is, self._w).astype(_WIRE_FLOAT, copy=False)
         return {
             "version": self.STATE_VERSION,
             "params": dict(_params_dict(self.params)),
@@ -305,8 +311,8 @@ class AnomalyDetector:
         # The rings are written oldest-first, so the heads are stored as they will be
         # after a restore: equal states serialize to equal dicts.
         ints: list[int] = self._is.tolist()
-        ints[_I_HEADL] = ints[_I_NL] % self._ring_l.shape[0]
-        ints[_I_HEADS] = ints[_I_NS] % self._ring_s.shape[0]
+        ints[_I_HEADL] = ints[_I_NL] % self._w
+        ints[_I_HEADS] = ints[_I_NS] % (self._w // 4)
         return ints
 
     @classmethod
@@ -335,9 +341,7 @@ class AnomalyDetector:
         """Fill the windows from ``flat`` (the ``data`` layout of :meth:`to_state`) and ``ints``;
         the long window's sorted copy is rebuilt, or taken from ``long_sorted`` (version 1)."""
         self._is[:] = ints
-        problem = _restore_windows(
-            flat, self._ring_l, self._sort_l, self._evicted, self._ring_s, self._sort_s, self._fs, self._is
-        )
+        problem = _restore_windows(flat, self._buf, self._is, self._w)
         if problem:
             sizes = {k: int(ints[i]) for k, i in (("long", _I_NL), ("evicted", _I_NEVICTED), ("recent", _I_NS))}
             raise ValueError(
@@ -384,6 +388,21 @@ def _cached_params(params: dict[str, Any]) -> AnomalyParams:
 
 
 _PARAMS_DICTS: dict[AnomalyParams, dict[str, Any]] = {}
+
+
+def _kernel_params(params: AnomalyParams) -> np.ndarray:
+    """The parameter vector of :func:`aitrace.detect.anomaly_kernel._score_kernel` (shared: never written)."""
+    found = _KERNEL_PARAMS.get(params)
+    if found is None:
+        if len(_KERNEL_PARAMS) >= _PARAMS_LIMIT:
+            _KERNEL_PARAMS.clear()
+        min_periods = cast(int, params.min_periods)  # never None after __post_init__
+        fields = (params.threshold, params.shift_h, params.var_h, params.flat_h, min_periods, params.window)
+        found = _KERNEL_PARAMS[params] = np.array([float(v) for v in fields])
+    return found
+
+
+_KERNEL_PARAMS: dict[AnomalyParams, np.ndarray] = {}
 
 
 def _params_dict(params: AnomalyParams) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """The anomaly scoring kernel: one Numba loop over a chunk, state in two flat arrays.
 
-:func:`_score_kernel` scores each point against the windows of
+:func:`_score_chunk` scores each point against the windows of
 :mod:`aitrace.detect.sorted_window` and updates them; the reason codes it writes
 (``CODE_*``, named in :data:`CODE_NAMES`) and the layout of the float and integer
 state vectors live here with it. The method, its parameters and how the defaults
 were chosen are in :mod:`aitrace.detect.anomaly`, whose
-:class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel.
+:class:`~aitrace.detect.anomaly.AnomalyDetector` owns the state and calls the kernel
+through :func:`_score_kernel`, on its one float buffer.
 
 Numba's on-disk cache keys a kernel on its own source file only: the helpers of
 :mod:`aitrace.detect.sorted_window` are inlined here, so a change to them must come
-with a change to this file, or a warm cache keeps running the old code.
+with a change to this file, or a warm cache keeps running the old code. That
+includes the tests' cache: tests/conftest.py sets NUMBA_CACHE_DIR, which skips the
+source stamp of :mod:`aitrace.detect._cache`.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def _block_terms(med_l: float, sd_l: float, sd_s: float, var_h: float) -> tuple[
 
 
 @njit(cache=True, error_model="numpy")
-def _score_kernel(
+def _score_chunk(
     x: np.ndarray,
     ring_l: np.ndarray,
     sort_l: np.ndarray,
@@ -118,7 +121,7 @@ def _score_kernel(
     # a value must reach the sorted copy before it can be evicted from it
     block = _REFRESH if w >= _REFRESH else w
     inv_threshold, inv_shift_h, inv_flat_h = 1.0 / threshold, 1.0 / shift_h, 1.0 / flat_h
-    scratch = np.empty(w)
+    scratch = np.empty(w + 2 * _REFRESH + 3)  # see _merge_block
     # Scalars live in locals for the loop: stores into the state arrays would
     # alias the windows and force LLVM to reload everything on every point.
     last, run_p, sd_l, sd_s, med_l = fs[_F_LAST], fs[_F_RUN_P], fs[_F_SD_L], fs[_F_SD_S], fs[_F_MED_L]
@@ -148,22 +151,23 @@ def _score_kernel(
             med_s = _median_sorted(sort_s, ns)
             # spike / dip: the point against the recent level, in units of the long window's noise
             z = (xi - med_s) * inv_scale
-            if z != 0.0:
-                point_score = _squash(z, inv_threshold)
-                score = point_score
-                code = CODE_SPIKE if z > 0 else CODE_DIP
+            point_score = _squash(z, inv_threshold)  # 0.0 at z == 0, as initialised
+            score = point_score
+            code = CODE_NONE if z == 0.0 else CODE_SPIKE if z > 0 else CODE_DIP
 
-            # level shift: the recent level against the long one
+            # level shift: the recent level against the long one. Selects, not branches:
+            # whether the point's or the level's evidence is larger is a coin flip on noise.
             lv = (med_s - med_l) * inv_scale
             sc = _squash(lv, inv_shift_h)
-            if sc > score:
-                score = sc
-                code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
+            level_code = CODE_LEVEL_UP if lv > 0 else CODE_LEVEL_DOWN
+            better = sc > score
+            code = level_code if better else code
+            score = sc if better else score
 
             # variance increase: the recent spread against the long one (changes only per block)
-            if var_score > score:
-                score = var_score
-                code = CODE_VARIANCE
+            better = var_score > score
+            code = CODE_VARIANCE if better else code
+            score = var_score if better else score
 
         # flat line: evidence grows with the run length, weighted by how rare repeats were
         if repeat:
@@ -179,10 +183,12 @@ def _score_kernel(
         else:
             run = 0
 
-        if code != CODE_SPIKE and code != CODE_DIP and point_score > 0.0:
-            # Level and variance evidence is shared by neighbouring points; the point's own
-            # residual breaks the ties so that scores still rank within an incident.
-            score = score + (1.0 - score) * 1e-3 * point_score
+        # Level and variance evidence is shared by neighbouring points; the point's own
+        # residual breaks the ties so that scores still rank within an incident (a select:
+        # as a branch it mispredicted wherever level and point evidence trade places).
+        tie = (code != CODE_SPIKE) & (code != CODE_DIP) & (point_score > 0.0)
+        tied = score + (1.0 - score) * 1e-3 * point_score
+        score = tied if tie else score
         out_score[i] = score
         out_code[i] = code
         if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
@@ -235,6 +241,65 @@ def _score_kernel(
     ist[_I_SEEN], ist[_I_PENDING], ist[_I_NSORTED], ist[_I_NEVICTED] = seen, pending, n_sorted, n_evicted
 
 
+# Layout of the parameter vector _score_kernel reads: a detector builds it once.
+_P_THRESHOLD, _P_SHIFT_H, _P_VAR_H, _P_FLAT_H, _P_MIN_PERIODS, _P_WINDOW = range(6)
+
+
+def buffer_size(w: int) -> int:
+    """Floats in a detector's one buffer at window ``w`` (laid out as :func:`_views` reads it)."""
+    return 2 * w + _REFRESH + 2 * (w // 4) + _N_F
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _views(buf: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ring_l, sort_l, evicted, ring_s, sort_s and the float scalars, in a detector's one buffer.
+
+    The kernels take the buffer rather than six arrays: Numba's dispatch checks every
+    argument's type on each call, and 19 arguments cost about as much as scoring 10 points.
+    """
+    m = w // 4
+    end = 2 * w + _REFRESH
+    return buf[:w], buf[w : 2 * w], buf[2 * w : end], buf[end : end + m], buf[end + m : end + 2 * m], buf[end + 2 * m :]
+
+
+@njit(cache=True, error_model="numpy")
+def _score_kernel(
+    x: np.ndarray,
+    buf: np.ndarray,
+    ist: np.ndarray,
+    params: np.ndarray,
+    out_score: np.ndarray,
+    out_code: np.ndarray,
+    out_z: np.ndarray,
+    out_level: np.ndarray,
+    out_noise: np.ndarray,
+    details: bool,
+) -> None:
+    """_score_chunk on a detector's buffer and parameter vector."""
+    ring_l, sort_l, evicted, ring_s, sort_s, fs = _views(buf, int(params[_P_WINDOW]))
+    _score_chunk(
+        x,
+        ring_l,
+        sort_l,
+        evicted,
+        ring_s,
+        sort_s,
+        fs,
+        ist,
+        params[_P_THRESHOLD],
+        params[_P_SHIFT_H],
+        params[_P_VAR_H],
+        params[_P_FLAT_H],
+        int(params[_P_MIN_PERIODS]),
+        out_score,
+        out_code,
+        out_z,
+        out_level,
+        out_noise,
+        details,
+    )
+
+
 # --------------------------------------------------------------------------- state (de)serialization
 # One compiled call each way: restoring or saving a state per Kafka batch from numpy
 # slices, copies and sorts cost several times what scoring a short chunk does.
@@ -268,25 +333,17 @@ def _state_problem(n_floats: int, ist: np.ndarray, w: int, m: int) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def _restore_windows(
-    flat: np.ndarray,
-    ring_l: np.ndarray,
-    sort_l: np.ndarray,
-    evicted: np.ndarray,
-    ring_s: np.ndarray,
-    sort_s: np.ndarray,
-    fs: np.ndarray,
-    ist: np.ndarray,
-) -> int:
-    """Fill the windows from the state layout ``floats | long | evicted | recent`` (rings oldest
-    first), with their sizes and counters already in ``ist``; rebuild both sorted copies.
+def _restore_windows(flat: np.ndarray, buf: np.ndarray, ist: np.ndarray, w: int) -> int:
+    """Fill a detector's buffer (window ``w``) from the state layout ``floats | long | evicted |
+    recent`` (rings oldest first), with sizes and counters already in ``ist``; rebuild both sorted copies.
 
     Checks first everything the scoring kernel, which does no bounds checks, relies on,
     and returns the reason (a key of RESTORE_ERRORS) if a check fails, else 0. The long
     window's sorted copy holds every value but the newest ``pending`` (not merged yet)
     plus the ``evicted`` ones (not yet removed); a multiset has one sorted order.
     """
-    w, m = ring_l.shape[0], ring_s.shape[0]
+    ring_l, sort_l, evicted, ring_s, sort_s, fs = _views(buf, w)
+    m = ring_s.shape[0]
     problem = _state_problem(flat.shape[0], ist, w, m)
     if problem:
         return problem
@@ -310,10 +367,9 @@ def _restore_windows(
 
 
 @njit(cache=True, error_model="numpy")
-def _pack_windows(
-    fs: np.ndarray, ring_l: np.ndarray, evicted: np.ndarray, ring_s: np.ndarray, ist: np.ndarray
-) -> np.ndarray:
+def _pack_windows(buf: np.ndarray, ist: np.ndarray, w: int) -> np.ndarray:
     """The floats of a state in the layout :func:`_restore_windows` reads, rings oldest first."""
+    ring_l, _, evicted, ring_s, _, fs = _views(buf, w)
     nl, headl, ns, heads, ne = ist[_I_NL], ist[_I_HEADL], ist[_I_NS], ist[_I_HEADS], ist[_I_NEVICTED]
     out = np.empty(_N_F + nl + ne + ns)
     out[:_N_F] = fs
