@@ -64,9 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _set_env(f"AITRACE_{f.name.upper()}", None)
     _set_env("AITRACE_STATE_DIR", str(_session_tmp / "state"))
     _set_env("AITRACE_SPOOL_DIR", str(_session_tmp / "spool"))
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        # Kept between sessions (git-ignored): a cached kernel loads in about half the time.
-        _set_env("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+    if not os.environ.get("NUMBA_CACHE_DIR") and not os.environ.get("AITRACE_NUMBA_CACHE_DIR"):
+        # Kept between sessions (git-ignored): a cached kernel loads in about half the time. Not
+        # NUMBA_CACHE_DIR, which would skip the folder per source version (detect/_cache.py):
+        # after an edit to a kernel's helper module alone, the tests ran the old compiled kernel.
+        _set_env("AITRACE_NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
