@@ -310,15 +310,17 @@ class Client(ClientEvents):
 
     def stats(self) -> dict[str, Any]:
         """Counters: enqueued, sent, spilled, drained, dropped_* by reason, redacted, sampled_out, ..."""
-        out: dict[str, Any] = dict(self.stats_counter)
+        with self._exporter.take_lock:  # the queue and what was taken from it, at one moment
+            out: dict[str, Any] = dict(self.stats_counter)
+            queued = len(self._queue)
         with self._caller_lock:
             out.update(self._caller_stats)
         if self.redactor is not None:
             out["redacted"] = self.redactor.total
             for kind, n in dict(self.redactor.counts).items():  # a copy: the exporter adds kinds
                 out[f"redacted_{kind}"] = n
-        out["queued"] = len(self._queue)
-        out["enqueued"] = out.get("enqueued", 0) + out["queued"]
+        out["queued"] = queued
+        out["enqueued"] = out.get("enqueued", 0) + queued
         out["spool_bytes"] = self._exporter.transport.spool_bytes
         out["dropped"] = sum(v for k, v in out.items() if k.startswith("dropped_"))
         for key in ("enqueued", "sent", "spilled", "drained", "dropped", "sampled_out", "redacted"):

@@ -116,6 +116,7 @@ class Exporter:
         self._flush_seq = 0
         self._done_seq = 0
         self.changed = threading.Condition()
+        self.take_lock = threading.Lock()
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="aitrace-exporter", daemon=True)
 
@@ -232,12 +233,13 @@ class Exporter:
         popleft = queue.popleft
         taken = 0
         while queue and taken < _TAKE_CHUNK:
-            items = [popleft() for _ in range(min(len(queue), _TAKE_SLICE))]
+            with self.take_lock:  # counted as they leave the queue: stats() never misses them in between
+                items = [popleft() for _ in range(min(len(queue), _TAKE_SLICE))]
+                self.stats["enqueued"] += len(items)
             taken += len(items)
             self._file(items)
             self._share()
         self._pending_events += taken
-        self.stats["enqueued"] += taken
 
     def _file(self, items: list[ev.Queued]) -> None:
         """Put taken items in their groups: a slice of one kind and trace (a training loop, a batch job, a

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -816,3 +817,14 @@ def test_log_levels_are_normalized_alike_on_the_fast_and_the_slow_path(level: An
     from aitrace.producers.events import normalize_level
 
     assert normalize_level(level) == expected
+
+
+def test_stats_count_every_event_while_the_exporter_takes_them(make_client: Callable[..., aitrace.Client]) -> None:
+    # the exporter counted what it took only after filing up to 20,000 items: meanwhile they were in
+    # neither the queue nor the count, and a run's event count read right after it came up short
+    client = make_client()
+    n = 40_000
+    for i in range(n):
+        client.metric({"loss": 1.0}, step=i)
+    seen = Counter(client.stats()["enqueued"] for _ in range(3000))
+    assert set(seen) == {n}, seen.most_common(5)
