@@ -244,14 +244,47 @@ class LevelShiftDetector:
 def _window_median_gaps(hist: np.ndarray, ends: np.ndarray, recent: int, baseline: int) -> np.ndarray:
     """For each end: median of the ``recent`` values up to it less that of the ``baseline`` before them.
 
-    The same numbers as ``np.median`` over the stacked windows, without its per-call cost (tens of
-    microseconds, where a short update has one or two tests to gate).
+    The same numbers as ``np.median`` over the stacked windows. Both windows are kept sorted and
+    slid from one end to the next (a value in, a value out, one shift of the values between),
+    where a median per test partitioned 288 values afresh: it was most of a short update's cost.
     """
     out = np.empty(ends.size)
+    rec = np.empty(recent)
+    base = np.empty(baseline)
+    prev = -1  # exclusive end of the windows held sorted in rec and base
     for k in range(ends.size):
         e = ends[k] + 1
-        out[k] = np.median(hist[e - recent : e]) - np.median(hist[e - recent - baseline : e - recent])
+        if prev < 0 or e - prev >= recent:
+            rec[:] = np.sort(hist[e - recent : e])
+            base[:] = np.sort(hist[e - recent - baseline : e - recent])
+        else:
+            for j in range(prev, e):
+                _replace_sorted(rec, hist[j - recent], hist[j])
+                _replace_sorted(base, hist[j - recent - baseline], hist[j - recent])
+        prev = e
+        out[k] = _sorted_median(rec) - _sorted_median(base)
     return out
+
+
+@njit(cache=True)
+def _replace_sorted(s: np.ndarray, old: float, new: float) -> None:
+    """Take one ``old`` out of the sorted array ``s`` and put ``new`` in, keeping it sorted."""
+    i = np.searchsorted(s, old)
+    if new >= old:
+        while i + 1 < s.size and s[i + 1] < new:
+            s[i] = s[i + 1]
+            i += 1
+    else:
+        while i > 0 and s[i - 1] > new:
+            s[i] = s[i - 1]
+            i -= 1
+    s[i] = new
+
+
+@njit(cache=True)
+def _sorted_median(s: np.ndarray) -> float:
+    half = s.size >> 1
+    return (s[half - 1] + s[half]) / 2 if s.size % 2 == 0 else s[half]
 
 
 def _mann_whitney_z(recent: np.ndarray, sorted_baseline: np.ndarray) -> float:
