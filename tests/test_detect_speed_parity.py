@@ -81,23 +81,25 @@ class OldDrift(DriftWindows):
     def update(self, times_us: Any, values: Any) -> list[Any]:
         times, vals = _arrays(times_us, values)
         found, self.clean = [], 0
+        kept, current = list(self.ref), list(self.cur)  # the rule keeps arrays; this code, lists
         for i, v in enumerate(vals.tolist()):
             if not math.isfinite(v):
                 continue
-            if len(self.ref) < self.window:
-                self.ref.append(v)
+            if len(kept) < self.window:
+                kept.append(v)
                 continue
-            self.cur.append(v)
-            if len(self.cur) < self.window:
+            current.append(v)
+            if len(current) < self.window:
                 continue
-            ref, cur = np.asarray(self.ref), np.asarray(self.cur)
-            self.cur = []
+            ref, cur = np.asarray(kept), np.asarray(current)
+            current = []
             verdict = detect_drift({self.feature: ref}, {self.feature: cur}, alpha=self.alpha, correction="none")[0]
             if verdict.drifted:
                 found.append(self._finding(self.n_seen + i, int(times[i]), verdict))
                 self.clean = 0
             else:
                 self.clean += self.window
+        self.ref, self.cur = np.asarray(kept, dtype=np.float64), np.asarray(current, dtype=np.float64)
         self.n_seen += int(vals.size)
         return found
 
