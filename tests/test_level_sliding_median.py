@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from aitrace.detect.level import _window_median_gaps
+from aitrace.detect.level import _logs, _window_median_gaps
 
 
 def _medians(hist: np.ndarray, ends: np.ndarray, recent: int, baseline: int) -> np.ndarray:
@@ -39,3 +41,10 @@ def test_uneven_ends_and_one_end() -> None:
     np.testing.assert_array_equal(_window_median_gaps(hist, ends, 32, 256), _medians(hist, ends, 32, 256))
     one = np.array([450])
     np.testing.assert_array_equal(_window_median_gaps(hist, one, 32, 256), _medians(hist, one, 32, 256))
+
+
+def test_logs_are_math_log_bit_for_bit() -> None:
+    """The windows of saved states hold math.log's values; np.log differs from it in the last bit."""
+    x = np.exp(np.random.default_rng(3).uniform(-700.0, 700.0, 200_000))
+    x = np.concatenate([x, [5e-324, 1e-300, 1.0, 2.0, 1.7e308]])
+    np.testing.assert_array_equal(_logs(x), np.array([math.log(v) for v in x.tolist()]))
