@@ -314,6 +314,14 @@ class ServiceSeries:
         return s
 
 
+def _running_counts(flags: np.ndarray) -> list[int]:
+    """``itertools.accumulate(map(int, flags))``: in numpy where ``int`` is a plain truncation
+    (finite flags, exact as floats), a Python call per outcome only for other input."""
+    if np.all(np.abs(flags) < 2.0**53):  # False for NaN and Inf too
+        return np.cumsum(flags.astype(np.int64)).tolist()
+    return list(itertools.accumulate(map(int, flags.tolist())))
+
+
 class RateSeries:
     """Windowed rate of bad outcomes (errors, wrong predictions) against its own baseline.
 
@@ -336,7 +344,7 @@ class RateSeries:
         """Fold the outcomes in; the windows that alerted. Python work per window, not per outcome."""
         times, bad = _arrays(times_us, flags)
         w, found, self.clean = self.window, [], 0
-        counts = [0, *itertools.accumulate(map(int, bad.tolist()))]  # bad outcomes among the first j
+        counts = [0, *_running_counts(bad)]  # bad outcomes among the first j
         taken = 0  # outcomes of this update in windows closed so far
         for end in range(max(1, w - self.pending_n), bad.size + 1, w):  # a window closes at outcome end - 1
             i = end - 1
