@@ -264,7 +264,7 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     """
     if len(rules) != len(values):
         raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
-    cut = [rule.cut(_arrays(times_us, v)[1]) for rule, v in zip(rules, values, strict=True)]
+    cut = _cut_all(rules, [_arrays(times_us, v)[1] for v in values])
     quiet = _quiet_windows([(rule, w) for rule, windows in zip(rules, cut, strict=True) for w in windows])
     times = np.asarray(times_us, dtype=np.int64).reshape(-1)
     out, k = [], 0
@@ -281,6 +281,49 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
                 rule.clean += rule.window
         rule.n_seen += int(np.size(v))
         out.append(found)
+    return out
+
+
+def _cut_all(rules: Sequence[DriftWindows], arrays: list[np.ndarray]) -> list[list[_Window]]:
+    """Every rule's completed windows. Rules in step (same window, same fill of reference and
+    current window) whose values are all finite are cut together, as rows of one block: the
+    same cut for each, with numpy's work per group rather than per feature."""
+    cut: list[list[_Window]] = [[] for _ in rules]
+    if not arrays:
+        return cut
+    block = np.stack(arrays)  # every array has the times' length (_arrays checked it)
+    finite = np.isfinite(block).all(axis=1).tolist()
+    together: dict[tuple[int, int, int], list[int]] = {}
+    for k, rule in enumerate(rules):
+        if finite[k]:
+            together.setdefault((rule.window, rule.ref.size, rule.cur.size), []).append(k)
+        else:
+            cut[k] = rule.cut(arrays[k])
+    for rows in together.values():
+        for k, windows in zip(rows, _cut_together([rules[k] for k in rows], block[rows]), strict=True):
+            cut[k] = windows
+    return cut
+
+
+def _cut_together(rules: list[DriftWindows], block: np.ndarray) -> list[list[_Window]]:
+    """``[rule.cut(row) for rule, row in zip(rules, block)]`` for rules in step and finite rows."""
+    first, n = rules[0], block.shape[1]
+    pos = min(n, max(0, first.window - first.ref.size))
+    if pos:
+        refs = np.concatenate((np.stack([r.ref for r in rules]), block[:, :pos]), axis=1)
+        for rule, row in zip(rules, refs, strict=True):
+            rule.ref, rule._sorted_ref = row, None
+    out: list[list[_Window]] = [[] for _ in rules]
+    cur = np.stack([r.cur for r in rules])
+    while n - pos >= first.window - cur.shape[1]:
+        take = first.window - cur.shape[1]
+        full = np.concatenate((cur, block[:, pos : pos + take]), axis=1)
+        pos += take
+        for windows, row in zip(out, full, strict=True):
+            windows.append((pos - 1, row))
+        cur = full[:, :0]
+    for rule, row in zip(rules, np.concatenate((cur, block[:, pos:]), axis=1), strict=True):
+        rule.cur = row
     return out
 
 
