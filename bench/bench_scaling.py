@@ -12,6 +12,10 @@
     with no state (every series new), then again on the state it left (the steady case): us per
     series update and metric points/s. The state table is a dict here; the worker's also writes
     one changelog record per series and chunk.
+(b2) Features: one model's F input features (10 to 1,000), chunks of ``--points`` requests, window
+    200: us per feature update through :func:`~aitrace.detect.batched.update_drift_windows` (the
+    worker's path: every completed window in one KS call), beside each feature's own
+    ``DriftWindows.update`` one at a time, in the same run on the same values.
 (c) Memory: one worker fed at a fixed rate for ``--memory-seconds``; its RSS every 5 s, and the
     growth between the end of the first fifth (warm) and the end.
 
@@ -170,6 +174,36 @@ def section_b(sizes: list[tuple[int, int]], points: int) -> None:
         )
 
 
+def section_b2(features: list[int], points: int, chunks: int = 60) -> None:
+    from aitrace.detect.batched import update_drift_windows
+    from aitrace.detect.service import DriftWindows
+
+    print(f"\n(b2) features: one model, chunks of {points} requests, window 200, steady (references full)")
+    print(f"    {'features':>8} {'batched: us/feature':>20} {'one by one: us/feature':>23} {'ratio':>6}")
+    for n in features:
+        rng = np.random.default_rng(n)
+        cols = rng.normal(size=(n, points * (chunks + 40)))
+        times = T0 + np.arange(cols.shape[1], dtype=np.int64) * 1000
+        batched = [DriftWindows(f"f{k}", alpha=0.001 / n) for k in range(n)]
+        single = [DriftWindows(f"f{k}", alpha=0.001 / n) for k in range(n)]
+        warm = slice(0, points * 40)  # the references fill (200 values) before the timing
+        update_drift_windows(batched, times[warm], list(cols[:, warm]))
+        for rule, col in zip(single, cols[:, warm], strict=True):
+            rule.update(times[warm], col)
+        spent = [0.0, 0.0]
+        for c in range(40, 40 + chunks):
+            at = slice(c * points, (c + 1) * points)
+            t = time.perf_counter()
+            update_drift_windows(batched, times[at], list(cols[:, at]))
+            spent[0] += time.perf_counter() - t
+            t = time.perf_counter()
+            for rule, col in zip(single, cols[:, at], strict=True):
+                rule.update(times[at], col)
+            spent[1] += time.perf_counter() - t
+        each = [x / (n * chunks) * 1e6 for x in spent]
+        print(f"    {n:>8,} {each[0]:>20.1f} {each[1]:>23.1f} {each[1] / each[0]:>5.1f}x", flush=True)
+
+
 # ---------------------------------------------------------------- (c) memory
 
 
@@ -243,6 +277,7 @@ def main() -> int:
         if "b" not in args.skip:
             sizes = [(10, 1), (10, 10), (100, 10), (1000, 10)] + ([(1000, 100)] if args.full else [])
             section_b(sizes, args.points)
+            section_b2([10, 100] + ([1000] if args.full else []), 50)
         if "c" not in args.skip:
             section_c(kafka.bootstrap, 300.0 if args.full else 60.0, args.rate, workdir, args.grace_s)
     finally:

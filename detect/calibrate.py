@@ -78,10 +78,20 @@ N_FAMILIES = 5
 
 def _bins(scores: np.ndarray) -> np.ndarray:
     # minimum/maximum rather than np.clip, whose Python wrapper costs ten times more on the
-    # few points of a short update; both arguments of each log10 are >= 1e-300.
+    # few points of a short update; both arguments of each log10 are >= 1e-300. The logs stay
+    # numpy's (its log10 differs from the C library's in the last bit), the rest is one loop.
     s = np.minimum(np.maximum(np.asarray(scores, dtype=np.float64), 1e-300), 1.0)
-    odds = np.log10(s) - np.log10(np.maximum(1.0 - s, 1e-300))
-    return np.minimum(np.maximum(((odds - _LO) / _STEP).astype(np.int64), 0), N_BINS - 1)
+    return _odds_bins(np.log10(s), np.log10(np.maximum(1.0 - s, 1e-300)))
+
+
+@njit(cache=True)
+def _odds_bins(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``clip(((num - den - _LO) / _STEP).astype(int64), 0, N_BINS - 1)``, NaN in the first bin as there."""
+    out = np.empty(num.size, dtype=np.int64)
+    for k in range(num.size):
+        b = (num[k] - den[k] - _LO) / _STEP
+        out[k] = min(int(b), N_BINS - 1) if b >= 0.0 else 0
+    return out
 
 
 class ScoreCalibrator:
@@ -107,18 +117,14 @@ class ScoreCalibrator:
         """For each point: at or above ``threshold`` and rare for this series (then recorded)."""
         scores = np.asarray(scores, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
-        fam, bins = _FAMILY[codes], _bins(scores).astype(np.int64)
         out = scores >= threshold
-        skip = (codes == CODE_NAN) | (codes == CODE_INF)
-        _rare_walk(fam, bins, out, skip, self.hist, self.total, self.min_history, self.rarity, _SLACK_BINS)
+        _rare_walk(codes, _bins(scores), out, self.hist, self.total, self.min_history, self.rarity, _FAMILY)
         self.total += int(scores.size)
         return out
 
     def to_state(self) -> dict[str, Any]:
         """Sparse and JSON-safe: only the non-empty bins."""
-        fam, bins = np.nonzero(self.hist)
-        # a few dozen cells: a list comprehension costs a fifth of np.column_stack's wrapper
-        cells = [list(c) for c in zip(fam.tolist(), bins.tolist(), self.hist[fam, bins].tolist(), strict=True)]
+        cells = _cells(self.hist).tolist()  # [[family, bin, count], ...] of plain ints
         return {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
 
     @classmethod
@@ -134,27 +140,40 @@ class ScoreCalibrator:
 
 
 @njit(cache=True)
+def _cells(hist: np.ndarray) -> np.ndarray:
+    """The non-empty cells of the histogram as (family, bin, count) rows, in np.nonzero's order."""
+    out = np.empty((np.count_nonzero(hist), 3), dtype=np.int64)
+    n = 0
+    for f in range(hist.shape[0]):
+        for b in range(hist.shape[1]):
+            if hist[f, b]:
+                out[n, 0], out[n, 1], out[n, 2] = f, b, hist[f, b]
+                n += 1
+    return out
+
+
+@njit(cache=True)
 def _rare_walk(
-    fam: np.ndarray,
+    codes: np.ndarray,
     bins: np.ndarray,
     out: np.ndarray,
-    skip: np.ndarray,
     hist: np.ndarray,
     total: int,
     min_history: int,
     rarity: float,
-    slack: int,
+    family: np.ndarray,
 ) -> None:
     """In order: a flagged point stays flagged only if fewer than ``rarity`` of the points before it
     (the history, then this chunk's earlier points) scored as high in its family; every point is
     then counted into ``hist``. O(points + flagged x bins), where counting the chunk's prefix per
     flagged point was quadratic."""
-    for k in range(fam.size):
-        f = fam[k]
-        if out[k] and not skip[k] and f != 0 and total + k >= min_history:
-            # as high = within ``slack`` of its score's odds: the next burst of the usual size is not news
+    for k in range(codes.size):
+        f = family[codes[k]]
+        skip = codes[k] == CODE_NAN or codes[k] == CODE_INF  # never calibrated away
+        if out[k] and not skip and f != 0 and total + k >= min_history:
+            # as high = within _SLACK_BINS of its score's odds: the next burst of the usual size is not news
             earlier = 0
-            for b in range(max(bins[k] - slack, 0), hist.shape[1]):
+            for b in range(max(bins[k] - _SLACK_BINS, 0), hist.shape[1]):
                 earlier += hist[f, b]
             out[k] = earlier < rarity * (total + k)
         hist[f, bins[k]] += 1

@@ -314,6 +314,14 @@ class ServiceSeries:
         return s
 
 
+def _running_counts(flags: np.ndarray) -> list[int]:
+    """``itertools.accumulate(map(int, flags))``: in numpy where ``int`` is a plain truncation
+    (finite flags, exact as floats), a Python call per outcome only for other input."""
+    if np.all(np.abs(flags) < 2.0**53):  # False for NaN and Inf too
+        return np.cumsum(flags.astype(np.int64)).tolist()
+    return list(itertools.accumulate(map(int, flags.tolist())))
+
+
 class RateSeries:
     """Windowed rate of bad outcomes (errors, wrong predictions) against its own baseline.
 
@@ -336,7 +344,7 @@ class RateSeries:
         """Fold the outcomes in; the windows that alerted. Python work per window, not per outcome."""
         times, bad = _arrays(times_us, flags)
         w, found, self.clean = self.window, [], 0
-        counts = [0, *itertools.accumulate(map(int, bad.tolist()))]  # bad outcomes among the first j
+        counts = [0, *_running_counts(bad)]  # bad outcomes among the first j
         taken = 0  # outcomes of this update in windows closed so far
         for end in range(max(1, w - self.pending_n), bad.size + 1, w):  # a window closes at outcome end - 1
             i = end - 1
@@ -417,33 +425,51 @@ class DriftWindows:
             raise ValueError("need window >= 2 and 0 < alpha < 1")
         self.feature, self.window, self.alpha = feature, int(window), float(alpha)
         self.min_effect, self.psi_critical = float(min_effect), float(psi_critical)
-        self.ref: list[float] = []
-        self.cur: list[float] = []
+        # finite values as arrays: a completed window is tested as it is, no list to convert
+        self.ref = np.empty(0)
+        self.cur = np.empty(0)
+        self._sorted_ref: np.ndarray | None = None
         self.n_seen = 0
         self.clean = 0
 
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         times, vals = _arrays(times_us, values)
         found, self.clean = [], 0
-        where = np.flatnonzero(np.isfinite(vals))
-        finite = vals[where].tolist()
-        pos = max(0, self.window - len(self.ref))
-        self.ref += finite[:pos]
-        while len(finite) - pos >= self.window - len(self.cur):  # a window completes
-            take = self.window - len(self.cur)
-            ref, cur = np.asarray(self.ref), np.asarray(self.cur + finite[pos : pos + take])
-            pos += take
-            i = int(where[pos - 1])
-            self.cur = []
-            verdict = detect_drift({self.feature: ref}, {self.feature: cur}, alpha=self.alpha, correction="none")[0]
-            if verdict.drifted:
-                found.append(self._finding(self.n_seen + i, int(times[i]), verdict))
+        for i, cur in self.cut(vals):
+            verdict = detect_drift({self.feature: self.ref}, {self.feature: cur}, alpha=self.alpha, correction="none")
+            if verdict[0].drifted:
+                found.append(self._finding(self.n_seen + i, int(times[i]), verdict[0]))
                 self.clean = 0
             else:
                 self.clean += self.window
-        self.cur += finite[pos:]
         self.n_seen += int(vals.size)
         return found
+
+    def cut(self, vals: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Fill the reference, then the current window, with the finite values; each window that
+        completes, as (position in ``vals`` of its last value, the window). The reference is full
+        once any window completes (and stays the same array from then on)."""
+        where = np.flatnonzero(np.isfinite(vals))
+        finite = vals if where.size == vals.size else vals[where]
+        pos = min(finite.size, max(0, self.window - self.ref.size))
+        if pos:
+            self.ref, self._sorted_ref = np.concatenate((self.ref, finite[:pos])), None
+        windows = []
+        while finite.size - pos >= self.window - self.cur.size:
+            take = self.window - self.cur.size
+            cur = np.concatenate((self.cur, finite[pos : pos + take]))
+            pos += take
+            windows.append((int(where[pos - 1]), cur))
+            self.cur = cur[:0]
+        if pos < finite.size:
+            self.cur = np.concatenate((self.cur, finite[pos:]))
+        return windows
+
+    def sorted_reference(self) -> np.ndarray:
+        """The reference window sorted, once per reference (it no longer changes once full)."""
+        if self._sorted_ref is None:
+            self._sorted_ref = np.sort(self.ref)
+        return self._sorted_ref
 
     def _finding(self, index: int, time_us: int, verdict: Any) -> Finding:
         psi_value = verdict.psi if verdict.psi is not None else 0.0
@@ -470,8 +496,8 @@ class DriftWindows:
         return {
             "feature": self.feature,
             "params": [self.window, self.alpha, self.min_effect, self.psi_critical],
-            "ref": list(self.ref),
-            "cur": list(self.cur),
+            "ref": self.ref.tolist(),
+            "cur": self.cur.tolist(),
             "n_seen": self.n_seen,
         }
 
@@ -479,9 +505,7 @@ class DriftWindows:
     def from_state(cls, state: dict[str, Any]) -> DriftWindows:
         window, alpha, min_effect, psi_critical = state["params"]
         d = cls(state["feature"], window=int(window), alpha=alpha, min_effect=min_effect, psi_critical=psi_critical)
-        d.ref, d.cur, d.n_seen = (
-            [float(v) for v in state["ref"]],
-            [float(v) for v in state["cur"]],
-            int(state["n_seen"]),
-        )
+        d.ref = np.asarray(state["ref"], dtype=np.float64).reshape(-1)
+        d.cur = np.asarray(state["cur"], dtype=np.float64).reshape(-1)
+        d.n_seen = int(state["n_seen"])
         return d

@@ -121,3 +121,25 @@ def test_rare_walk_decides_as_the_prefix_counting_code(chunk: int, seed: int) ->
     )
     assert got.any() and (scores >= 0.9).sum() > got.sum()  # some pages, some flags held back as usual
     assert np.array_equal(got, want) and np.array_equal(new.hist, old.hist) and new.total == old.total
+
+
+def test_bins_at_the_bin_edges_and_nan_match_numpy() -> None:
+    """The bins' loop gives numpy's truncation and clipping, at and next to every edge, and NaN's first bin."""
+    from aitrace.detect.calibrate import _LO, _STEP, N_BINS, _bins
+
+    edges = _LO + _STEP * np.arange(-2, N_BINS + 2)
+    odds = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
+    s = np.r_[1.0 / (1.0 + 10.0 ** (-odds)), np.nan, np.random.default_rng(1).random(5000) ** 8]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.minimum(np.maximum(s, 1e-300), 1.0)
+        raw = ((np.log10(c) - np.log10(np.maximum(1.0 - c, 1e-300)) - _LO) / _STEP).astype(np.int64)
+    np.testing.assert_array_equal(_bins(s), np.minimum(np.maximum(raw, 0), N_BINS - 1))
+
+
+def test_state_cells_are_the_nonzero_cells_in_order() -> None:
+    cal = ScoreCalibrator()
+    cal.hist[:] = np.random.default_rng(2).integers(0, 3, cal.hist.shape) * (np.arange(cal.hist.size) % 7 == 0).reshape(
+        cal.hist.shape
+    )
+    fam, bins = np.nonzero(cal.hist)
+    assert cal.to_state()["cells"] == np.column_stack((fam, bins, cal.hist[fam, bins])).tolist()

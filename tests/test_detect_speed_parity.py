@@ -29,28 +29,29 @@ REQUESTS = Path(__file__).resolve().parent.parent / "bench" / "data" / "telemetr
 
 
 class OldLevel(LevelShiftDetector):
+    """The per-value code on lists (the detector keeps arrays: they are set from the lists for each test)."""
+
     def update(self, values: Any) -> list[LevelShift]:
         p, found = self.params, []
+        recent, baseline = list(self.recent), list(self.baseline)
         for x in np.asarray(values, dtype=np.float64).ravel():
             self.n_seen += 1
             if not (math.isfinite(x) and x > 0):
                 continue
-            self._push_one(math.log(x))
+            self.n_accepted += 1
+            recent.append(math.log(x))
+            if len(recent) > p["recent"]:
+                baseline.append(recent.pop(0))
+                if len(baseline) > p["baseline"]:
+                    del baseline[0]
             if self.n_accepted % p["stride"] == 0:
+                self.recent, self.baseline = np.asarray(recent), np.asarray(baseline)
                 shift = self._test()
                 if shift is not None:
                     found.append(shift)
-                    self.baseline, self.recent = self.recent, []
+                    baseline, recent = recent, []
+        self.recent, self.baseline = np.asarray(recent, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
         return found
-
-    def _push_one(self, y: float) -> None:
-        p = self.params
-        self.n_accepted += 1
-        self.recent.append(y)
-        if len(self.recent) > p["recent"]:
-            self.baseline.append(self.recent.pop(0))
-            if len(self.baseline) > p["baseline"]:
-                del self.baseline[0]
 
 
 class OldLatency(LatencyShiftMonitor):
@@ -81,23 +82,25 @@ class OldDrift(DriftWindows):
     def update(self, times_us: Any, values: Any) -> list[Any]:
         times, vals = _arrays(times_us, values)
         found, self.clean = [], 0
+        kept, current = list(self.ref), list(self.cur)  # the rule keeps arrays; this code, lists
         for i, v in enumerate(vals.tolist()):
             if not math.isfinite(v):
                 continue
-            if len(self.ref) < self.window:
-                self.ref.append(v)
+            if len(kept) < self.window:
+                kept.append(v)
                 continue
-            self.cur.append(v)
-            if len(self.cur) < self.window:
+            current.append(v)
+            if len(current) < self.window:
                 continue
-            ref, cur = np.asarray(self.ref), np.asarray(self.cur)
-            self.cur = []
+            ref, cur = np.asarray(kept), np.asarray(current)
+            current = []
             verdict = detect_drift({self.feature: ref}, {self.feature: cur}, alpha=self.alpha, correction="none")[0]
             if verdict.drifted:
                 found.append(self._finding(self.n_seen + i, int(times[i]), verdict))
                 self.clean = 0
             else:
                 self.clean += self.window
+        self.ref, self.cur = np.asarray(kept, dtype=np.float64), np.asarray(current, dtype=np.float64)
         self.n_seen += int(vals.size)
         return found
 

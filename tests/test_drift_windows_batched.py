@@ -60,3 +60,28 @@ def test_batched_update_matches_each_rule_update(seed: int, how: str) -> None:
 def test_rules_and_values_must_pair_up() -> None:
     with pytest.raises(ValueError, match="2 rules but 1"):
         update_drift_windows([DriftWindows("a"), DriftWindows("b")], np.arange(3), [np.zeros(3)])
+
+
+def test_rules_out_of_step_and_of_other_windows_cut_as_their_own_update() -> None:
+    """Features cut together (finite, in step) and alone (other windows, a late start, NaN) in one call."""
+    rng = np.random.default_rng(7)
+    n = 2400
+    feats = [rng.normal(size=n) for _ in range(6)]
+    feats[5][n // 2 :] += 1.0
+    feats[4][rng.integers(0, n, 30)] = np.nan
+    times = 1_800_000_000_000_000 + np.arange(n, dtype=np.int64) * 1000
+    windows = [200, 200, 50, 50, 200, 200]
+
+    def rules() -> list[DriftWindows]:
+        return [DriftWindows(f"f{k}", window=w, alpha=0.01) for k, w in enumerate(windows)]
+
+    many, one = rules(), rules()
+    late = 333  # the last feature's rules start later: out of step with the others of their window
+    for lo, hi in _bounds(n, 7, "random"):
+        sub = [k for k in range(6) if k < 5 or lo >= late]
+        found = update_drift_windows([many[k] for k in sub], times[lo:hi], [feats[k][lo:hi] for k in sub])
+        for k, batch in zip(sub, found, strict=True):
+            assert [repr(f) for f in batch] == [repr(f) for f in one[k].update(times[lo:hi], feats[k][lo:hi])]
+            assert many[k].clean == one[k].clean
+    assert [r.to_state() for r in many] == [r.to_state() for r in one]
+    assert one[5].n_seen and any(r.n_seen for r in one)

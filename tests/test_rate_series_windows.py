@@ -74,3 +74,18 @@ def test_a_state_whose_window_is_overfull_closes_it_at_the_first_outcome() -> No
 def test_a_nan_outcome_is_refused_as_before() -> None:
     with pytest.raises(ValueError):
         RateSeries(window=5).update([1, 2], [0.0, math.nan])
+
+
+def test_flags_that_are_not_zero_or_one_count_as_int_truncates_them() -> None:
+    """The running counts are numpy's now: the same truncation as int() on each flag, and huge flags too."""
+    rng = np.random.default_rng(4)
+    flags = np.round(rng.normal(0.3, 2.0, 3000), 2)
+    flags[::500] = 2.0**60  # beyond float64's exact integers: the per-outcome int() path
+    times = np.arange(flags.size) + 1_700_000_000_000_000
+    new, old = RateSeries(window=50, min_events=0), _PerOutcome(window=50, min_events=0)
+    for lo in range(0, flags.size, 137):
+        assert new.update(times[lo : lo + 137], flags[lo : lo + 137]) == old.update(
+            times[lo : lo + 137], flags[lo : lo + 137]
+        )
+        assert new.to_state() == old.to_state()
+    assert type(new.to_state()["pending"][1]) is int

@@ -30,11 +30,11 @@ SKAB = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "skab
 
 
 class OldLevel(LevelShiftDetector):
-    def _run(self, logs: list[float], done: int, where: np.ndarray, seen: int) -> tuple[int, LevelShift | None]:
+    def _run(self, logs: np.ndarray, done: int, where: np.ndarray, seen: int) -> tuple[int, LevelShift | None]:
         p = self.params
         todo = logs[done:]
         held = len(self.baseline) + len(self.recent)
-        hist = np.asarray(self.baseline + self.recent + todo)
+        hist = np.concatenate((self.baseline, self.recent, todo))  # the detector keeps arrays now
         tests = np.arange(p["stride"] - self.n_accepted % p["stride"], len(todo) + 1, p["stride"])
         ends = held + tests - 1
         gates = np.ones(tests.size, dtype=bool)
