@@ -1,0 +1,151 @@
+"""A batch of single events (inference records, logs, spans) kept as the token walk's columns.
+
+Older clients send events one at a time inside ``aitrace.Batch`` records. The token walk
+(:mod:`aitrace.processors.fastevents`) already knows where every field of every event is; building
+one dict per event from that (about 7 µs each, most of the worker's trace-keyed time) is needed only
+for documents. With ``--no-index`` correlation wants a trace's time bounds, services, spans and
+first error, the series side a model's latency, status and feature columns: read here a column at
+a time from the tokens (:func:`aitrace.processors.correlate.apply_record`,
+:func:`aitrace.processors.chunks.event_column_chunks`). :meth:`EventColumns.events` builds the dicts
+for the document path, exactly as the walk's builders always did.
+
+A batch is taken only when every event passes every check of :mod:`aitrace.processors.decode`
+(checked here a column at a time, the same or stricter), every string is ASCII and every event is an
+inference record, a log or a span. Otherwise :func:`take` returns None and the batch goes event by
+event as before, which finds and reports exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from aitrace.processors import decode as checks  # decode imports this module too: names read at call time
+from aitrace.processors.fastevents import MAX_FIELDS, Walked, layout
+
+INFERENCE, LOG, SPAN = "aitrace.InferenceRecord", "aitrace.LogRecord", "aitrace.Span"
+_HEX = np.zeros(256, dtype=bool)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = True
+
+
+class EventColumns:
+    """The tokens of one event batch, read a column at a time; each column is asked for by field name
+    (``"service"``, ``"aitrace.Span.name"``) and a set of rows (event indices, in batch order)."""
+
+    def __init__(self, walked: Walked) -> None:
+        lay = layout()
+        self.walked = walked
+        self.batch_id = walked.data[walked.batch_id[0] : walked.batch_id[1]].decode("latin-1")
+        self.n = walked.n
+        self.t = walked.tok.reshape(walked.n, 2 * MAX_FIELDS)
+        self.d = walked.data.decode("latin-1")  # ASCII only (see take): a slice is the string
+        self.slots = lay.slots
+        self.branch = {name: b for b, name in enumerate(lay.names)}
+        self.kinds = self.t[:, 2 * (len(lay.event_codes) - 1)]
+        self.all = np.arange(self.n)
+        self._events: list[dict[str, Any]] | None = None
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events as fastavro decodes them (built once)."""
+        if self._events is None:
+            batch = self.walked.batch()
+            assert batch is not None  # ASCII only: every slice decodes
+            self._events = batch["events"]
+        return self._events
+
+    def rows(self, kind: str) -> np.ndarray:
+        """The rows of the events of payload ``kind``."""
+        return np.flatnonzero(self.kinds == self.branch[kind])
+
+    def text(self, field: str, rows: np.ndarray) -> list[str]:
+        """A string field's values at ``rows``."""
+        s, d = self.slots[field], self.d
+        return [d[a:b] for a, b in zip(self.t[rows, s].tolist(), self.t[rows, s + 1].tolist(), strict=True)]
+
+    def opt_text(self, field: str, rows: np.ndarray) -> list[str | None]:
+        """A ``null|string`` field's values at ``rows`` (None: null)."""
+        s, d = self.slots[field], self.d
+        pairs = zip(self.t[rows, s].tolist(), self.t[rows, s + 1].tolist(), strict=True)
+        return [None if a < 0 else d[a:b] for a, b in pairs]
+
+    def long(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """A long field's values at ``rows`` (int64)."""
+        return self.t[rows, self.slots[field]]
+
+    def double(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """A double field's values at ``rows`` (float64)."""
+        return self.walked.doubles[self.t[rows, self.slots[field]]]
+
+    def opt_double(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """A ``null|double`` field's values at ``rows`` (float64), NaN where null."""
+        s = self.slots[field]
+        present = self.t[rows, s + 1] == 1
+        values = np.full(len(rows), np.nan)
+        values[present] = self.walked.doubles[self.t[rows[present], s]]
+        return values
+
+    def map_entries(self, field: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A map field at ``rows``: entry counts, and where each row's entries start in the walk's map slots."""
+        s = self.slots[field]
+        return self.t[rows, s], self.t[rows, s + 1]
+
+
+def take(walked: Walked, max_time: int) -> EventColumns | None:
+    """The batch as columns when it is of the kinds taken here and every event passes every check; else None."""
+    if not walked.ascii:
+        return None
+    columns = EventColumns(walked)
+    taken = {columns.branch[k] for k in (INFERENCE, LOG, SPAN)}
+    if not set(np.unique(columns.kinds).tolist()) <= taken:
+        return None
+    return columns if _envelopes_valid(columns, max_time) and _payloads_valid(columns, max_time) else None
+
+
+def _nonempty(c: EventColumns, field: str, rows: np.ndarray) -> bool:
+    s = c.slots[field]
+    return bool((c.t[rows, s + 1] > c.t[rows, s]).all())
+
+
+def _ids_valid(c: EventColumns, field: str, rows: np.ndarray, digits: int) -> bool:
+    """Every id at ``rows``: ``digits`` lowercase hex digits, not all zero (as ``decode.valid_*_id``)."""
+    s = c.slots[field]
+    start, end = c.t[rows, s], c.t[rows, s + 1]
+    if not len(rows):
+        return True
+    if not ((end - start) == digits).all():
+        return False
+    chars = np.frombuffer(c.walked.data, dtype=np.uint8)[start[:, None] + np.arange(digits)]
+    return bool(_HEX[chars].all() and (chars != ord("0")).any(axis=1).all())
+
+
+def _envelopes_valid(c: EventColumns, max_time: int) -> bool:
+    times = c.long("time", c.all)
+    if times.min() < checks.MIN_TIME_US or times.max() > max_time:
+        return False
+    parents = c.all[c.t[:, c.slots["parent_span_id"]] >= 0]
+    return (
+        _nonempty(c, "event_id", c.all)
+        and _nonempty(c, "service", c.all)
+        and _ids_valid(c, "trace_id", c.all, 32)
+        and _ids_valid(c, "span_id", c.all, 16)
+        and _ids_valid(c, "parent_span_id", parents, 16)
+    )
+
+
+def _payloads_valid(c: EventColumns, max_time: int) -> bool:
+    inference, logs, spans = c.rows(INFERENCE), c.rows(LOG), c.rows(SPAN)
+    f = f"{INFERENCE}."
+    if not (_nonempty(c, f + "request_id", inference) and _nonempty(c, f + "model_name", inference)):
+        return False
+    if not set(c.text(f + "status", inference)) <= checks.STATUSES:
+        return False
+    if not bool((c.double(f + "latency_ms", inference) >= 0).all()):  # NaN fails too
+        return False
+    if not all(level.lower() in checks.LOG_LEVELS for level in set(c.text(f"{LOG}.level", logs))):
+        return False
+    starts = c.long(f"{SPAN}.start_time", spans)
+    return len(spans) == 0 or (
+        _nonempty(c, f"{SPAN}.name", spans)
+        and bool((c.long(f"{SPAN}.duration_us", spans) >= 0).all())
+        and bool(starts.min() >= checks.MIN_TIME_US and starts.max() <= max_time)
+    )
