@@ -102,20 +102,19 @@ def _event_model_chunk(c: EventColumns, model: str, rows: np.ndarray) -> Chunk:
     """The model chunk of the inference events at ``rows`` (one model's), as :func:`_finish_model_chunk` leaves one."""
     f = f"{INFERENCE}."
     times = c.long("time", rows)
-    predictions = c.opt_text(f + "prediction", rows)
+    predicted = rows[c.present(f + "prediction", rows)]
     requests = [
-        [request, prediction, time, event_id, trace_id]
-        for request, prediction, time, event_id, trace_id in zip(
-            c.text(f + "request_id", rows),
-            predictions,
-            times.tolist(),
-            c.text("event_id", rows),
-            c.text("trace_id", rows),
+        list(request)
+        for request in zip(
+            c.text(f + "request_id", predicted),
+            c.text(f + "prediction", predicted),
+            c.long("time", predicted).tolist(),
+            c.text("event_id", predicted),
+            c.text("trace_id", predicted),
             strict=True,
         )
-        if prediction is not None
     ]
-    errors = np.asarray(c.text(f + "status", rows), dtype=object) == "error"
+    errors = c.equals(f + "status", rows, "error")
     return {
         "kind": "model",
         "model": model,

@@ -283,7 +283,7 @@ def _column_errors(c: EventColumns, rows: np.ndarray) -> list[tuple[int, int, st
     out: list[tuple[int, int, str]] = []
     inference = rows[c.kinds[rows] == c.branch[_INFERENCE]]
     f = f"{_INFERENCE}."
-    bad = inference[np.asarray(c.text(f + "status", inference), dtype=object) == "error"]
+    bad = inference[c.equals(f + "status", inference, "error")]
     for row, service, model, error, t in zip(
         bad.tolist(),
         c.text("service", bad),

@@ -129,10 +129,9 @@ class RecordDecoder:
         max_time = self._now_us() + self._max_future_us
         if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
             fast = decode_metric_batch(data, offset)
-            walked = walk_event_batch(data, offset) if fast is None else None
-            if walked is not None and (columns := single.take(walked, max_time)) is not None:
-                return Decoded("aitrace.Batch", columns.batch_id, [], [], event_columns=columns)
-            if walked is not None:
+            if fast is None and (walked := walk_event_batch(data, offset)) is not None:
+                if (kept := single.take(walked, max_time)) is not None:
+                    return Decoded("aitrace.Batch", kept.batch_id, [], [], event_columns=kept)
                 fast = walked.batch()
         if fast is not None:
             name, batch = "aitrace.Batch", fast

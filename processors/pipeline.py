@@ -271,13 +271,14 @@ class Pipeline:
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index."""
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
-        rows = _rows_by_trace(decoded.event_columns) if decoded.event_columns is not None else {}
+        kept = decoded.event_columns
+        rows = _rows_by_trace(kept) if kept is not None else {}
         for trace_id in rows:
             by_trace[trace_id] = ([], [], [])
         last_id: str | None = None  # a batch's events mostly come in runs of one trace
         last: list[dict[str, Any]] = []
         # column blocks and event columns: not one dict per event
-        for event in [] if decoded.columns or decoded.event_columns is not None else decoded.events:
+        for event in [] if decoded.columns or kept is not None else decoded.events:
             if event["trace_id"] != last_id:
                 last_id = event["trace_id"]
                 last = by_trace.setdefault(last_id, ([], [], []))[0]
@@ -304,7 +305,7 @@ class Pipeline:
                 config=self.correlation,
                 batch_id=decoded.batch_id,
                 column_blocks=column_blocks,
-                event_rows=(decoded.event_columns, rows[trace_id]) if trace_id in rows else None,
+                event_rows=(kept, rows[trace_id]) if kept is not None and trace_id in rows else None,
             )
             traces[trace_id] = state
             known = self._traces_by_partition.get(partition)
