@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import decode as checks  # decode imports this module too: names read at call time
+from aitrace.processors import event_checks
 from aitrace.processors.fastevents import MAX_FIELDS, Walked, layout
 
 INFERENCE, LOG, SPAN = "aitrace.InferenceRecord", "aitrace.LogRecord", "aitrace.Span"
-_HEX = np.zeros(256, dtype=bool)
-_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = True
 
 
 class EventColumns:
@@ -108,61 +107,12 @@ def take(walked: Walked, max_time: int) -> EventColumns | None:
     """The batch as columns when it is of the kinds taken here and every event passes every check; else None."""
     if not walked.ascii:
         return None
-    columns = EventColumns(walked)
-    taken = {columns.branch[k] for k in (INFERENCE, LOG, SPAN)}
-    if not set(np.unique(columns.kinds).tolist()) <= taken:
+    c = EventColumns(walked)
+    kinds = (c.branch[INFERENCE], c.branch[LOG], c.branch[SPAN])
+    buf = np.frombuffer(walked.data, dtype=np.uint8)
+    if not event_checks.valid(
+        buf, c.t, walked.doubles, c.slots, kinds, checks.STATUSES, (checks.MIN_TIME_US, max_time)
+    ):
         return None
-    return columns if _envelopes_valid(columns, max_time) and _payloads_valid(columns, max_time) else None
-
-
-def _nonempty(c: EventColumns, field: str, rows: np.ndarray) -> bool:
-    s = c.slots[field]
-    return bool((c.t[rows, s + 1] > c.t[rows, s]).all())
-
-
-def _ids_valid(c: EventColumns, field: str, rows: np.ndarray, digits: int) -> bool:
-    """Every id at ``rows``: ``digits`` lowercase hex digits, not all zero (as ``decode.valid_*_id``)."""
-    s = c.slots[field]
-    start, end = c.t[rows, s], c.t[rows, s + 1]
-    if not len(rows):
-        return True
-    if not ((end - start) == digits).all():
-        return False
-    chars = np.frombuffer(c.walked.data, dtype=np.uint8)[start[:, None] + np.arange(digits)]
-    return bool(_HEX[chars].all() and (chars != ord("0")).any(axis=1).all())
-
-
-def _envelopes_valid(c: EventColumns, max_time: int) -> bool:
-    times = c.long("time", c.all)
-    if times.min() < checks.MIN_TIME_US or times.max() > max_time:
-        return False
-    parents = c.all[c.t[:, c.slots["parent_span_id"]] >= 0]
-    return (
-        _nonempty(c, "event_id", c.all)
-        and _nonempty(c, "service", c.all)
-        and _ids_valid(c, "trace_id", c.all, 32)
-        and _ids_valid(c, "span_id", c.all, 16)
-        and _ids_valid(c, "parent_span_id", parents, 16)
-    )
-
-
-def _payloads_valid(c: EventColumns, max_time: int) -> bool:
-    inference, logs, spans = c.rows(INFERENCE), c.rows(LOG), c.rows(SPAN)
-    f = f"{INFERENCE}."
-    if not (_nonempty(c, f + "request_id", inference) and _nonempty(c, f + "model_name", inference)):
-        return False
-    known = np.zeros(len(inference), dtype=bool)
-    for status in checks.STATUSES:
-        known |= c.equals(f + "status", inference, status)
-    if not known.all():
-        return False
-    if not bool((c.double(f + "latency_ms", inference) >= 0).all()):  # NaN fails too
-        return False
-    if not all(level.lower() in checks.LOG_LEVELS for level in set(c.text(f"{LOG}.level", logs))):
-        return False
-    starts = c.long(f"{SPAN}.start_time", spans)
-    return len(spans) == 0 or (
-        _nonempty(c, f"{SPAN}.name", spans)
-        and bool((c.long(f"{SPAN}.duration_us", spans) >= 0).all())
-        and bool(starts.min() >= checks.MIN_TIME_US and starts.max() <= max_time)
-    )
+    levels = set(c.text(f"{LOG}.level", c.rows(LOG)))
+    return c if all(level.lower() in checks.LOG_LEVELS for level in levels) else None

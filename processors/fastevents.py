@@ -83,7 +83,7 @@ class Layout:
             self.builders.append(_builder(head, record["name"], body))
         self.names = [r["name"] for r in branches]
         # token slot of each field: the envelope's by name, a payload's by (branch name, field name)
-        self.slots = {name: 2 * k for k, (name, _) in enumerate(head)}
+        self.slots = {name: 2 * k for k, (name, _) in enumerate(head)} | {"payload": 2 * len(head)}
         for record in branches if self.readable else ():
             for k, f in enumerate(record["fields"]):
                 self.slots[f"{record['name']}.{f['name']}"] = 2 * (len(head) + 1 + k)
