@@ -123,7 +123,12 @@ def test_batches_with_a_bad_event_go_event_by_event_and_reject_the_same(
 ) -> None:
     rng = random.Random(seed)
     records = []
-    for field, bad in [*_BREAK, ("payload.status", "errox"), ("span_id", "0123456789abcdeF")]:
+    for field, bad in [
+        *_BREAK,
+        ("payload.status", "errox"),
+        ("span_id", "0123456789abcdeF"),
+        ("payload.start_time", 5),
+    ]:
         events = _events(rng, 40)
         _break(rng, events, field, bad)
         records.append(S.encode(S.batch(events)))
