@@ -91,11 +91,8 @@ def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
 
 def event_column_chunks(c: EventColumns) -> dict[str, Chunk]:
     """What :func:`extract_chunks` makes of a batch of single events kept as columns: a chunk per model."""
-    rows = c.rows(INFERENCE)
-    by_model: dict[str, list[int]] = {}
-    for row, model in zip(rows.tolist(), c.text(f"{INFERENCE}.model_name", rows), strict=True):
-        by_model.setdefault(model, []).append(row)
-    return {f"model/{model}": _event_model_chunk(c, model, np.array(r)) for model, r in by_model.items()}
+    by_model = c.split(f"{INFERENCE}.model_name", c.rows(INFERENCE))
+    return {f"model/{model}": _event_model_chunk(c, model, rows) for model, rows in by_model.items()}
 
 
 def _event_model_chunk(c: EventColumns, model: str, rows: np.ndarray) -> Chunk:

@@ -262,7 +262,7 @@ def _apply_event_columns(state: dict[str, Any], c: EventColumns, rows: np.ndarra
     """What :func:`_apply_events` does with the events at ``rows``, a column at a time. Of the errors
     met in event order the earliest is kept (the first of equally early ones), as one by one."""
     state["events"] += len(rows)
-    for service in dict.fromkeys(c.text("service", rows)):
+    for service in c.groups("service", rows)[0]:
         _touch_service(state, service)
     if not state["context"]:
         state["context"] = {k: c.opt_text(k, rows[:1])[0] for k in ("environment", "host", "run_id")}

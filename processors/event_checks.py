@@ -124,3 +124,35 @@ def valid(
             np.array(times, dtype=np.int64),
         )
     )
+
+
+@njit(cache=True)
+def distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The distinct strings among buf[starts[i]:ends[i]]: each one's group (groups numbered in order of
+    first appearance), each group's first row, and how many; -1 groups when there are more than ``most``."""
+    n = starts.shape[0]
+    group = np.empty(n, dtype=np.int64)
+    first = np.empty(most, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        length = ends[i] - starts[i]
+        found = -1
+        for g in range(k):
+            j = first[g]
+            if ends[j] - starts[j] == length:
+                same = True
+                for m in range(length):
+                    if buf[starts[i] + m] != buf[starts[j] + m]:
+                        same = False
+                        break
+                if same:
+                    found = g
+                    break
+        if found < 0:
+            if k == most:
+                return group, first, -1
+            first[k] = i
+            found = k
+            k += 1
+        group[i] = found
+    return group, first, k

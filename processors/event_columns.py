@@ -25,6 +25,7 @@ from aitrace.processors import event_checks
 from aitrace.processors.fastevents import MAX_FIELDS, Walked, layout
 
 INFERENCE, LOG, SPAN = "aitrace.InferenceRecord", "aitrace.LogRecord", "aitrace.Span"
+_FEW = 32  # distinct values compared as bytes (a batch has a few services, traces, models)
 
 
 class EventColumns:
@@ -38,6 +39,7 @@ class EventColumns:
         self.n = walked.n
         self.t = walked.tok.reshape(walked.n, 2 * MAX_FIELDS)
         self.d = walked.data.decode("latin-1")  # ASCII only (see take): a slice is the string
+        self.buf = np.frombuffer(walked.data, dtype=np.uint8)
         self.slots = lay.slots
         self.branch = {name: b for b, name in enumerate(lay.names)}
         self.kinds = self.t[:, 2 * (len(lay.event_codes) - 1)]
@@ -56,10 +58,31 @@ class EventColumns:
         """The rows of the events of payload ``kind``."""
         return np.flatnonzero(self.kinds == self.branch[kind])
 
+    def split(self, field: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``rows`` by the value of a string field: value -> its rows (in order), values in order of first
+        appearance."""
+        names, group = self.groups(field, rows)
+        if len(names) <= 1:
+            return dict(zip(names, [rows], strict=False))
+        order = np.argsort(group, kind="stable")
+        cuts = np.flatnonzero(np.diff(group[order])) + 1
+        return dict(zip(names, np.split(rows[order], cuts), strict=True))
+
     def text(self, field: str, rows: np.ndarray) -> list[str]:
         """A string field's values at ``rows``."""
         s, d = self.slots[field], self.d
         return [d[a:b] for a, b in zip(self.t[rows, s].tolist(), self.t[rows, s + 1].tolist(), strict=True)]
+
+    def groups(self, field: str, rows: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """A string field's distinct values at ``rows`` in order of first appearance, and each row's
+        value as an index into them; compared as bytes when they are few, else as strings."""
+        s = self.slots[field]
+        group, first, k = event_checks.distinct(self.buf, self.t[rows, s], self.t[rows, s + 1], _FEW)
+        if k >= 0:
+            return self.text(field, rows[first[:k]]), group
+        index: dict[str, int] = {}
+        numbers = [index.setdefault(value, len(index)) for value in self.text(field, rows)]
+        return list(index), np.array(numbers, dtype=np.int64)
 
     def opt_text(self, field: str, rows: np.ndarray) -> list[str | None]:
         """A ``null|string`` field's values at ``rows`` (None: null)."""

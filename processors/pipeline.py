@@ -62,13 +62,7 @@ _GROUND_TRUTH = "aitrace.GroundTruth"
 
 def _rows_by_trace(columns: EventColumns) -> dict[str, np.ndarray]:
     """The rows of each trace id, traces in the order the batch first has them."""
-    ids = columns.text("trace_id", columns.all)
-    if len(set(ids)) == 1:  # the usual batch: one trace
-        return {ids[0]: columns.all}
-    rows: dict[str, list[int]] = {}
-    for i, trace_id in enumerate(ids):
-        rows.setdefault(trace_id, []).append(i)
-    return {trace_id: np.array(r, dtype=np.int64) for trace_id, r in rows.items()}
+    return columns.split("trace_id", columns.all)
 
 
 class Staged(MutableMapping[str, Any]):

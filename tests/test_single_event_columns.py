@@ -142,3 +142,15 @@ def test_other_kinds_and_non_ascii_text_go_event_by_event(monkeypatch: pytest.Mo
     accented[3]["service"] = "modèle"
     records = [S.encode(S.batch(labelled)), S.encode(S.batch(accented))]
     assert _compare(records, monkeypatch, index=True) == 0
+
+
+def test_batches_of_one_kind_and_of_many_traces_as_columns_equal_their_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(11)
+    start, failed = int(NOW * 1e6) - 5000, S.span("s", int(NOW * 1e6) - 5000, 9, status="error")
+    logs = [S.event(S.log("ERROR", f"m{i}"), trace=S.trace_id(), service="api", time_us=start) for i in range(5)]
+    spans = [S.event(failed, trace=S.trace_id(), parent=S.span_id(), service="api") for _ in range(3)]
+    many = [event for _ in range(40) for event in _events(rng, 2)]  # 40 traces or more: compared as strings
+    records = [S.encode(S.batch(events)) for events in (logs, spans, many, _events(rng, 50)[:1])]
+    assert _compare(records, monkeypatch, index=False) == len(records)
