@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
-from aitrace.processors import rollup
+from aitrace.processors import event_checks, rollup
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.event_columns import INFERENCE, EventColumns
 from aitrace.schemas.metric_block import MetricBlock
@@ -100,17 +100,15 @@ def _event_model_chunk(c: EventColumns, model: str, rows: np.ndarray) -> Chunk:
     f = f"{INFERENCE}."
     times = c.long("time", rows)
     predicted = rows[c.present(f + "prediction", rows)]
-    requests = [
-        list(request)
-        for request in zip(
-            c.text(f + "request_id", predicted),
-            c.text(f + "prediction", predicted),
-            c.long("time", predicted).tolist(),
-            c.text("event_id", predicted),
-            c.text("trace_id", predicted),
-            strict=True,
-        )
-    ]
+    traces, trace_of = c.groups("trace_id", predicted)
+    columns = (
+        c.text(f + "request_id", predicted),
+        c.text(f + "prediction", predicted),
+        c.long("time", predicted).tolist(),
+        c.text("event_id", predicted),
+        [traces[g] for g in trace_of.tolist()],
+    )
+    requests = list(map(list, zip(*columns, strict=True)))
     errors = c.equals(f + "status", rows, "error")
     return {
         "kind": "model",
@@ -134,12 +132,10 @@ def _event_features(c: EventColumns, rows: np.ndarray) -> dict[str, np.ndarray]:
     if not counts.any():
         return {}
     x, doubles = c.walked.x, c.walked.doubles
-    if k and (counts == k).all():
+    if k and (counts == k).all() and event_checks.same_keys(c.buf, x, starts, k):
         entries = starts[:, None] + 4 * np.arange(k)  # each event's entries: key range, value index
-        d = c.d
-        keys = [d[a:b] for a, b in zip(x[entries].ravel().tolist(), x[entries + 1].ravel().tolist(), strict=True)]
-        names = keys[:k]
-        if len(set(names)) == k and keys == names * len(rows):
+        names = [c.d[x[e] : x[e + 1]] for e in entries[0].tolist()]
+        if len(set(names)) == k:
             values = doubles[x[entries + 2]]
             return {name: np.ascontiguousarray(values[:, j]) for j, name in enumerate(names)}
     events = c.events()

@@ -156,3 +156,33 @@ def distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, most: int) -
             k += 1
         group[i] = found
     return group, first, k
+
+
+@njit(cache=True)
+def equal_to(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, word: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Whether each buf[starts[i]:ends[i]] is ``word``."""
+    out = np.zeros(starts.shape[0], dtype=np.bool_)
+    for i in range(starts.shape[0]):
+        if ends[i] - starts[i] == word.shape[0]:
+            out[i] = True
+            for m in range(word.shape[0]):
+                if buf[starts[i] + m] != word[m]:
+                    out[i] = False
+                    break
+    return out
+
+
+@njit(cache=True)
+def same_keys(buf: np.ndarray, x: np.ndarray, starts: np.ndarray, k: int) -> bool:  # pragma: no cover - jitted
+    """Whether every row's map has the keys of the first row's, in its order (entries of ``k`` keys at
+    ``x[starts[r] + 4 * j]``: key start, key end, value)."""
+    for r in range(1, starts.shape[0]):
+        for j in range(k):
+            a, b = x[starts[0] + 4 * j], x[starts[0] + 4 * j + 1]
+            c, d = x[starts[r] + 4 * j], x[starts[r] + 4 * j + 1]
+            if d - c != b - a:
+                return False
+            for m in range(b - a):
+                if buf[c + m] != buf[a + m]:
+                    return False
+    return True

@@ -92,13 +92,8 @@ class EventColumns:
 
     def equals(self, field: str, rows: np.ndarray, value: str) -> np.ndarray:
         """Where a string field at ``rows`` is ``value`` (bool), compared as bytes."""
-        s, want = self.slots[field], np.frombuffer(value.encode(), dtype=np.uint8)
-        start, end = self.t[rows, s], self.t[rows, s + 1]
-        same = (end - start) == len(want)
-        at = start[same]
-        chars = np.frombuffer(self.walked.data, dtype=np.uint8)[at[:, None] + np.arange(len(want))]
-        same[same] = (chars == want).all(axis=1)
-        return same
+        s, word = self.slots[field], np.frombuffer(value.encode(), dtype=np.uint8)
+        return event_checks.equal_to(self.buf, self.t[rows, s], self.t[rows, s + 1], word)
 
     def present(self, field: str, rows: np.ndarray) -> np.ndarray:
         """Where a ``null|string`` field at ``rows`` is not null (bool)."""
