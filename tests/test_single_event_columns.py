@@ -56,7 +56,8 @@ def _events(rng: random.Random, n: int, same_features: bool = False) -> list[dic
         if r < 0.8:
             payload = _inference(rng, i)
             if same_features:
-                payload[1]["features"] = {"x": rng.random(), "y": rng.random()}
+                second = "y" if rng.random() < 0.95 else "yz"  # the same count, a longer name
+                payload[1]["features"] = {"x": rng.random(), second: rng.random()}
         elif r < 0.9:
             level = rng.choice(["info", "ERROR", "critical", "debug", "Warning"])
             payload = S.log(level, f"m{i}")
