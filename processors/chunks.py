@@ -13,8 +13,9 @@ import math
 from typing import Any
 
 import numpy as np
-from aitrace.processors import rollup
+from aitrace.processors import event_checks, rollup
 from aitrace.processors.block_columns import BlockColumns
+from aitrace.processors.event_columns import INFERENCE, EventColumns
 from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
@@ -86,6 +87,61 @@ def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
             part = _model_columns(columns, columns.block["model_name"][m], rows)
             chunks[key] = part if key not in chunks else _join_model_chunks(chunks[key], part)
     return chunks
+
+
+def event_column_chunks(c: EventColumns) -> dict[str, Chunk]:
+    """What :func:`extract_chunks` makes of a batch of single events kept as columns: a chunk per model."""
+    by_model = c.split(f"{INFERENCE}.model_name", c.rows(INFERENCE))
+    return {f"model/{model}": _event_model_chunk(c, model, rows) for model, rows in by_model.items()}
+
+
+def _event_model_chunk(c: EventColumns, model: str, rows: np.ndarray) -> Chunk:
+    """The model chunk of the inference events at ``rows`` (one model's), as :func:`_finish_model_chunk` leaves one."""
+    f = f"{INFERENCE}."
+    times = c.long("time", rows)
+    predicted = rows[c.present(f + "prediction", rows)]
+    traces, trace_of = c.groups("trace_id", predicted)
+    columns = (
+        c.text(f + "request_id", predicted),
+        c.text(f + "prediction", predicted),
+        c.long("time", predicted).tolist(),
+        c.text("event_id", predicted),
+        [traces[g] for g in trace_of.tolist()],
+    )
+    requests = list(map(list, zip(*columns, strict=True)))
+    errors = c.equals(f + "status", rows, "error")
+    return {
+        "kind": "model",
+        "model": model,
+        "service": c.text("service", rows[:1])[0],
+        "features": _event_features(c, rows),
+        "requests": requests,
+        "labels": [],
+        "times": np.ascontiguousarray(times),
+        "latency": c.double(f + "latency_ms", rows),
+        "errors": errors.astype(np.float64),
+        "confidence": c.opt_double(f + "confidence", rows),
+    }
+
+
+def _event_features(c: EventColumns, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The features of the events at ``rows`` as :func:`_features_into` lines them up: a matrix read when
+    every event has the same names in the same order, else event by event."""
+    counts, starts = c.map_entries(f"{INFERENCE}.features", rows)
+    k = int(counts[0])
+    if not counts.any():
+        return {}
+    x, doubles = c.walked.x, c.walked.doubles
+    if k and (counts == k).all() and event_checks.same_keys(c.buf, x, starts, k):
+        entries = starts[:, None] + 4 * np.arange(k)  # each event's entries: key range, value index
+        names = [c.d[x[e] : x[e + 1]] for e in entries[0].tolist()]
+        if len(set(names)) == k:
+            values = doubles[x[entries + 2]]
+            return {name: np.ascontiguousarray(values[:, j]) for j, name in enumerate(names)}
+    events = c.events()
+    features: dict[str, list[float]] = {}
+    _features_into(features, [events[i]["payload"][1]["features"] for i in rows.tolist()], 0)
+    return {name: np.array(values, dtype=np.float64) for name, values in features.items()}
 
 
 def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk:

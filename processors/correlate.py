@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors.block_columns import BlockColumns
+from aitrace.processors.event_columns import EventColumns
 from aitrace.schemas.metric_block import MetricBlock
 
 # span entry layout in state["spans"][span_id]
@@ -97,14 +98,18 @@ def apply_record(
     config: CorrelationConfig,
     batch_id: str | None = None,
     column_blocks: Sequence[BlockColumns] = (),
+    event_rows: tuple[EventColumns, np.ndarray] | None = None,
 ) -> dict[str, Any] | None:
     """Fold one record's events of this trace into ``state``; return a Trace to emit, or None.
 
-    ``column_blocks``: event blocks of the trace kept as columns (their events are not in ``events``).
+    ``column_blocks``: event blocks of the trace kept as columns (their events are not in ``events``);
+    ``event_rows``: single events kept as columns, and the rows of those of this trace.
     The caller checks :func:`already_applied` first (this function records the offset).
     """
     if events:
         _apply_events(state, events, config)
+    if event_rows is not None:
+        _apply_event_columns(state, *event_rows, config)
     for columns in column_blocks:
         _apply_columns(state, columns, config)
     for block in blocks:
@@ -251,6 +256,96 @@ def _error_text(columns: BlockColumns, i: int) -> str:
         return f"{service}: {table('model_name')}: {row('error') or 'inference error'}"
     detail = row("error_type") or table("level").upper()
     return f"{service}: {detail}: {row('error_message') or table('message')}"
+
+
+def _apply_event_columns(state: dict[str, Any], c: EventColumns, rows: np.ndarray, config: CorrelationConfig) -> None:
+    """What :func:`_apply_events` does with the events at ``rows``, a column at a time. Of the errors
+    met in event order the earliest is kept (the first of equally early ones), as one by one."""
+    state["events"] += len(rows)
+    for service in c.groups("service", rows)[0]:
+        _touch_service(state, service)
+    if not state["context"]:
+        state["context"] = {k: c.opt_text(k, rows[:1])[0] for k in ("environment", "host", "run_id")}
+    kinds = c.kinds[rows]
+    spans = rows[kinds == c.branch[_SPAN]]
+    others = rows[kinds != c.branch[_SPAN]]
+    errors = _column_span_errors(state, c, spans, config) + _column_errors(c, others)
+    if len(others):
+        times = c.long("time", others)
+        _widen(state, int(times.min()), int(times.max()))
+    if errors:
+        when, _, text = min(errors, key=lambda e: (e[0], e[1]))
+        _note_error(state, when, text)
+
+
+def _column_errors(c: EventColumns, rows: np.ndarray) -> list[tuple[int, int, str]]:
+    """(time, row, text) of each inference or log error at ``rows``."""
+    out: list[tuple[int, int, str]] = []
+    inference = rows[c.kinds[rows] == c.branch[_INFERENCE]]
+    f = f"{_INFERENCE}."
+    bad = inference[c.equals(f + "status", inference, "error")]
+    for row, service, model, error, t in zip(
+        bad.tolist(),
+        c.text("service", bad),
+        c.text(f + "model_name", bad),
+        c.opt_text(f + "error", bad),
+        c.long("time", bad).tolist(),
+        strict=True,
+    ):
+        out.append((t, row, f"{service}: {model}: {error or 'inference error'}"))
+    logs = rows[c.kinds[rows] == c.branch[_LOG]]
+    f = f"{_LOG}."
+    levels = c.text(f + "level", logs)
+    bad = logs[np.asarray([level.lower() in _ERROR_LEVELS for level in levels], dtype=bool)]
+    for row, service, level, kind, error, message, t in zip(
+        bad.tolist(),
+        c.text("service", bad),
+        c.text(f + "level", bad),
+        c.opt_text(f + "error_type", bad),
+        c.opt_text(f + "error_message", bad),
+        c.text(f + "message", bad),
+        c.long("time", bad).tolist(),
+        strict=True,
+    ):
+        out.append((t, row, f"{service}: {kind or level.upper()}: {error or message}"))
+    return out
+
+
+def _column_span_errors(
+    state: dict[str, Any], c: EventColumns, rows: np.ndarray, config: CorrelationConfig
+) -> list[tuple[int, int, str]]:
+    """:func:`_apply_span` for the spans at ``rows``, in order; (end, row, text) of each failed one."""
+    out: list[tuple[int, int, str]] = []
+    if not len(rows):
+        return out
+    f = f"{_SPAN}."
+    starts, durations = c.long(f + "start_time", rows), c.long(f + "duration_us", rows)
+    _widen(state, int(starts.min()), int((starts + durations).max()))
+    columns = zip(
+        rows.tolist(),
+        c.text("span_id", rows),
+        c.opt_text("parent_span_id", rows),
+        c.text("service", rows),
+        c.text(f + "name", rows),
+        starts.tolist(),
+        durations.tolist(),
+        c.text(f + "status", rows),
+        strict=True,
+    )
+    for row, span_id, parent, service, name, start, duration, status in columns:
+        if span_id in state["spans"] or len(state["spans"]) < config.max_spans:
+            state["spans"][span_id] = [parent, service, name, start, duration, status]
+        else:
+            state["dropped_spans"] += 1
+        if status == "error":
+            one = np.array([row])
+            text = c.opt_text(f + "error_message", one)[0] or c.opt_text(f + "error_type", one)[0] or "span failed"
+            out.append((start + duration, row, f"{service}: {name}: {text}"))
+        if parent is None:
+            state["root"] = span_id
+            state["root_name"] = name
+            state["root_done"] = True
+    return out
 
 
 def _apply_block(state: dict[str, Any], block: MetricBlock) -> None:

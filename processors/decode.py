@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aitrace.processors import block_columns as columnar  # it reads this module's checks: no names taken
+from aitrace.processors import event_columns as single  # it reads this module's checks: no names taken
 from aitrace.processors.fastblock import decode_metric_batch
-from aitrace.processors.fastevents import decode_event_batch
+from aitrace.processors.fastevents import walk_event_batch
 from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
 from aitrace.schemas.metric_block import MetricBlock
 
@@ -61,10 +62,13 @@ class Decoded:
     metric_blocks: list[MetricBlock]
     rejected: list[Rejected] = field(default_factory=list)
     columns: list[columnar.BlockColumns] = field(default_factory=list)  # valid event blocks kept as columns
+    event_columns: single.EventColumns | None = None  # a batch of valid single events kept as columns
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        """The batch's events; those of its column blocks built on first use."""
+        """The batch's events; those of its column blocks or event columns built on first use."""
+        if self.event_columns is not None and not self._events:
+            self._events = self.event_columns.events()
         if self.columns and not self._events:
             self._events = [e for c in self.columns for e in c.events()]
         return self._events
@@ -72,6 +76,8 @@ class Decoded:
     @property
     def event_count(self) -> int:
         """Events in the batch: plain events plus one per metric point (step) of each block."""
+        if self.event_columns is not None:
+            return self.event_columns.n
         if self.columns and not self._events:
             return sum(c.n for c in self.columns) + sum(len(b.steps) for b in self.metric_blocks)
         return len(self._events) + sum(len(b.steps) for b in self.metric_blocks)
@@ -112,18 +118,21 @@ class RecordDecoder:
 
         Metric-only batches written in the current Batch schema take the array fast path
         (:mod:`aitrace.processors.fastblock`), event-only ones the token walk
-        (:mod:`aitrace.processors.fastevents`), in either wire format: single-object with the
+        (:mod:`aitrace.processors.fastevents`; kept as columns when every event is valid,
+        :mod:`aitrace.processors.event_columns`), in either wire format: single-object with the
         Batch fingerprint, or Confluent framing whose registry schema id resolves to a schema
         with that fingerprint (the same binary layout). Everything else goes through fastavro.
         """
         writer, reader, offset = self._deserializer.resolve(data)
         assert data is not None  # resolve raised DecodeError("empty") otherwise
         fast: dict[str, Any] | None = None
+        max_time = self._now_us() + self._max_future_us
         if writer.fingerprint == self._batch_fingerprint and reader.fingerprint == self._batch_fingerprint:
             fast = decode_metric_batch(data, offset)
-            if fast is None:
-                fast = decode_event_batch(data, offset)
-        max_time = self._now_us() + self._max_future_us
+            if fast is None and (walked := walk_event_batch(data, offset)) is not None:
+                if (kept := single.take(walked, max_time)) is not None:
+                    return Decoded("aitrace.Batch", kept.batch_id, [], [], event_columns=kept)
+                fast = walked.batch()
         if fast is not None:
             name, batch = "aitrace.Batch", fast
         else:

@@ -20,6 +20,7 @@ the error if there is one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -81,6 +82,11 @@ class Layout:
             body = [(f["name"], c) for f, c in zip(record["fields"], sub, strict=True)]
             self.builders.append(_builder(head, record["name"], body))
         self.names = [r["name"] for r in branches]
+        # token slot of each field: the envelope's by name, a payload's by (branch name, field name)
+        self.slots = {name: 2 * k for k, (name, _) in enumerate(head)} | {"payload": 2 * len(head)}
+        for record in branches if self.readable else ():
+            for k, f in enumerate(record["fields"]):
+                self.slots[f"{record['name']}.{f['name']}"] = 2 * (len(head) + 1 + k)
 
 
 def _expr(code: int, i: int, text: bool) -> str:
@@ -296,11 +302,36 @@ def layout() -> Layout:
     return Layout(compiled("aitrace.Batch").parsed["fields"][1]["type"]["items"])
 
 
-def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
-    """The Batch at ``data[body_offset:]`` if it holds events only, of payloads the walk reads; else None.
+@dataclass
+class Walked:
+    """One event-only batch as the walk left it: per event ``2 * MAX_FIELDS`` token slots (``tok``),
+    the doubles it read (``doubles``, in token order), map entries (``x``, four slots each)."""
 
-    None: decode it with fastavro (which also says what is wrong with a malformed record).
-    """
+    data: bytes
+    batch_id: tuple[int, int]  # its byte range
+    n: int
+    tok: np.ndarray
+    doubles: np.ndarray  # float64
+    x: np.ndarray
+    ascii: bool  # every string in the record is ASCII: then ``data`` read as latin-1 slices into strings
+
+    def text(self) -> bytes | str:
+        """The record as slices of it read the strings: str when ASCII, else bytes (each slice decoded)."""
+        return self.data.decode("latin-1") if self.ascii else self.data
+
+    def batch(self) -> dict[str, Any] | None:
+        """The Batch as fastavro decodes it; None on invalid UTF-8 (fastavro says what is wrong)."""
+        try:
+            events = _build(layout(), self.text(), self.n, self.tok, self.doubles.tolist(), self.x.tolist())
+            batch_id = self.data[self.batch_id[0] : self.batch_id[1]].decode()
+        except UnicodeDecodeError:
+            return None
+        return {"batch_id": batch_id, "events": events, "metric_blocks": []}
+
+
+def walk_event_batch(data: bytes, body_offset: int) -> Walked | None:
+    """The tokens of the Batch at ``data[body_offset:]`` if it holds events only, of payloads the walk
+    reads; else None."""
     lay = layout()
     if not lay.readable:
         return None
@@ -320,21 +351,22 @@ def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
     # then the metric_blocks array: empty (one zero byte) and the last thing in the record
     if pos < 0 or n == 0 or pos + 1 != len(data) or data[pos] != 0:
         return None
-    try:
-        events = _build(lay, data if not ascii[0] else data.decode("latin-1"), buf, n, tok, fpos[:nf], x[:nx])
-        batch_id = data[start:end].decode()
-    except UnicodeDecodeError:
-        return None
-    return {"batch_id": batch_id, "events": events, "metric_blocks": []}
+    doubles = buf[fpos[:nf, None] + np.arange(8)].view("<f8").ravel() if nf else np.empty(0)
+    return Walked(data, (start, end), n, tok[: n * 2 * MAX_FIELDS], doubles, x[:nx], bool(ascii[0]))
 
 
-def _build(
-    lay: Layout, d: bytes | str, buf: np.ndarray, n: int, tok: np.ndarray, fpos: np.ndarray, x: np.ndarray
-) -> list[dict[str, Any]]:
+def decode_event_batch(data: bytes, body_offset: int) -> dict[str, Any] | None:
+    """The Batch at ``data[body_offset:]`` if it holds events only, of payloads the walk reads; else None.
+
+    None: decode it with fastavro (which also says what is wrong with a malformed record).
+    """
+    walked = walk_event_batch(data, body_offset)
+    return None if walked is None else walked.batch()
+
+
+def _build(lay: Layout, d: bytes | str, n: int, tok: np.ndarray, f: list[float], xs: list[int]) -> list[dict[str, Any]]:
     """The events from their tokens; ``d``: the record as bytes, or as str when every string in it is ASCII."""
     t = tok[: n * 2 * MAX_FIELDS].tolist()
-    f = buf[fpos[:, None] + np.arange(8)].view("<f8").ravel().tolist() if len(fpos) else []
-    xs = x.tolist()
     text = isinstance(d, str)
     at = 2 * (len(lay.event_codes) - 1)  # the payload's branch slot
     # the walk took readable branches only: their builders are there

@@ -26,15 +26,24 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from aitrace.processors import correlate
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
-from aitrace.processors.chunks import column_chunks, extract_chunks, fast_series, restore_axes, share_axes
+from aitrace.processors.chunks import (
+    column_chunks,
+    event_column_chunks,
+    extract_chunks,
+    fast_series,
+    restore_axes,
+    share_axes,
+)
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
+from aitrace.processors.event_columns import EventColumns
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
 from aitrace.schemas.metric_block import MetricBlock
@@ -49,6 +58,11 @@ from aitrace.sinks.documents import (
 )
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
+
+
+def _rows_by_trace(columns: EventColumns) -> dict[str, np.ndarray]:
+    """The rows of each trace id, traces in the order the batch first has them."""
+    return columns.split("trace_id", columns.all)
 
 
 class Staged(MutableMapping[str, Any]):
@@ -251,9 +265,14 @@ class Pipeline:
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index."""
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
+        kept = decoded.event_columns
+        rows = _rows_by_trace(kept) if kept is not None else {}
+        for trace_id in rows:
+            by_trace[trace_id] = ([], [], [])
         last_id: str | None = None  # a batch's events mostly come in runs of one trace
         last: list[dict[str, Any]] = []
-        for event in [] if decoded.columns else decoded.events:  # column blocks: not one dict per event
+        # column blocks and event columns: not one dict per event
+        for event in [] if decoded.columns or kept is not None else decoded.events:
             if event["trace_id"] != last_id:
                 last_id = event["trace_id"]
                 last = by_trace.setdefault(last_id, ([], [], []))[0]
@@ -280,6 +299,7 @@ class Pipeline:
                 config=self.correlation,
                 batch_id=decoded.batch_id,
                 column_blocks=column_blocks,
+                event_rows=(kept, rows[trace_id]) if kept is not None and trace_id in rows else None,
             )
             traces[trace_id] = state
             known = self._traces_by_partition.get(partition)
@@ -295,11 +315,12 @@ class Pipeline:
         """Records for the series topic: one per entity, tagged with the source position."""
         out = []
         source = f"{topic}:{partition}"
-        found = (
-            column_chunks(decoded.columns)
-            if decoded.columns
-            else extract_chunks(decoded.events, decoded.metric_blocks, fast)
-        )
+        if decoded.event_columns is not None:
+            found = event_column_chunks(decoded.event_columns)
+        elif decoded.columns:
+            found = column_chunks(decoded.columns)
+        else:
+            found = extract_chunks(decoded.events, decoded.metric_blocks, fast)
         for key, chunk in found.items():
             chunk["src"] = source
             chunk["off"] = offset
