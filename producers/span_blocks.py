@@ -13,15 +13,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.blocks import Block
+from aitrace.producers.spans import Span, Stage
 from aitrace.schemas.span_block import SPAN_SHAPE
 
-_FIELDS = 8  # the fields spans.py and otel.py hand over; more (a span_id of its own) takes the slow path
+_FIELDS = 8  # the fields Span.fields and otel.py hand over; more (a span_id of its own) takes the slow path
+_SPAN_TYPES = frozenset((Span, Stage))
+_READ = attrgetter("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes")
+_TEXT = frozenset((str, type(None)))
 
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
@@ -35,12 +40,34 @@ def halves(block: Block) -> list[Block]:
 
 
 def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    """The columns of queued spans (fields as :class:`spans.Span` builds them).
+    """The columns of queued spans: :class:`spans.Span` objects as the caller enqueued them, or fields as
+    ``otel.py`` builds them.
 
-    The common case (text names, kinds and statuses, integer times) is a few list comprehensions;
-    a batch with anything else is built record by record through :func:`events.span_payload`.
+    The common case (span objects with text names, kinds and statuses) is one C pass reading every
+    span's fields and a few list comprehensions; a batch with anything else is built record by
+    record through :func:`events.span_payload`.
     """
-    fields = [f for _, _, _, f, _ in rows]
+    objects = [f for _, _, _, f, _ in rows]
+    if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
+        return _dict_columns(rows, stats)
+    names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = zip(*map(_READ, objects), strict=True)
+    if any(set(map(type, c)) != {str} for c in (names, kinds, statuses)):
+        return _dict_columns(rows, stats)
+    if any(set(map(type, c)) - _TEXT for c in (error_types, messages)):
+        return _dict_columns(rows, stats)
+    durations = [(b - a) // 1000 for a, b in zip(t0s, t1s, strict=True)]
+    columns = _columns(rows, [c for _, _, c, _, _ in rows], list(names), list(kinds), list(statuses))
+    columns["start_time"] = [e - d for e, d in zip(ends, durations, strict=True)]
+    columns["duration_us"] = durations
+    columns["error_type"], columns["error_message"] = map(blocks.optional_column, (list(error_types), list(messages)))
+    columns["attributes"] = blocks.text_columns(list(attributes), stats)
+    return columns
+
+
+def _dict_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """As :func:`span_columns`, for spans handed over as fields (``otel.py``), or a batch mixing both."""
+    fields = [f.fields() if type(f) in _SPAN_TYPES else f for _, _, _, f, _ in rows]
+    rows = [(k, t, c, f, u) for (k, t, c, _, u), f in zip(rows, fields, strict=True)]
     if set(map(len, fields)) != {_FIELDS}:
         return _slow_columns(rows, stats)
     try:
@@ -54,7 +81,7 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         return _slow_columns(rows, stats)
     if set(map(type, starts)) != {int} or set(map(type, durations)) != {int}:
         return _slow_columns(rows, stats)
-    if any(set(map(type, c)) - {str, type(None)} for c in (error_types, messages)):
+    if any(set(map(type, c)) - _TEXT for c in (error_types, messages)):
         return _slow_columns(rows, stats)
     columns = _columns(rows, [c for _, _, c, _, _ in rows], names, kinds, statuses)
     columns.update(start_time=starts, duration_us=durations)
