@@ -43,6 +43,7 @@ class _Feeder:
         client.settings = Settings(producer=exporter.producer)
         client._queue = exporter.queue
         client._qmax = 1 << 62
+        client._run_id = exporter.producer.run_id
         client._closed = False
         client._auto_step = 0
         client._exporter = exporter
