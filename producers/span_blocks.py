@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from aitrace.producers import blocks
@@ -25,7 +25,10 @@ from aitrace.schemas.span_block import SPAN_SHAPE
 
 _FIELDS = 8  # the fields Span.fields and otel.py hand over; more (a span_id of its own) takes the slow path
 _SPAN_TYPES = frozenset((Span, Stage))
-_READ = attrgetter("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes")
+_READERS = tuple(
+    map(attrgetter, ("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes"))
+)
+_SPAN_ID, _PARENT_ID = itemgetter(1), itemgetter(2)
 _TEXT = frozenset((str, type(None)))
 
 
@@ -43,25 +46,41 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     """The columns of queued spans: :class:`spans.Span` objects as the caller enqueued them, or fields as
     ``otel.py`` builds them.
 
-    The common case (span objects with text names, kinds and statuses) is one C pass reading every
-    span's fields and a few list comprehensions; a batch with anything else is built record by
-    record through :func:`events.span_payload`.
+    The common case (span objects with text names, kinds and statuses) is one C pass per field
+    over the span objects, a table per text field looked at once, and a few list comprehensions;
+    a batch with anything else is built record by record through :func:`events.span_payload`.
     """
     objects = [f for _, _, _, f, _ in rows]
     if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
         return _dict_columns(rows, stats)
-    names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = zip(*map(_READ, objects), strict=True)
-    if any(set(map(type, c)) != {str} for c in (names, kinds, statuses)):
+    names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = (
+        list(map(read, objects)) for read in _READERS
+    )
+    columns = {"time": [t for _, t, _, _, _ in rows], **_span_table([c for _, _, c, _, _ in rows])}
+    for name, values in (("name", names), ("kind", kinds), ("status", statuses)):
+        table, index = blocks.interned(values)
+        if set(map(type, table)) != {str}:  # (a table of the distinct values: a look at a few)
+            return _dict_columns(rows, stats)
+        columns[name], columns[f"{name}_index"] = table, index
+    columns["error_type"], columns["error_message"] = errors = tuple(
+        map(blocks.optional_column, (error_types, messages))
+    )
+    if any(set(map(type, c)) - _TEXT for c in errors):
         return _dict_columns(rows, stats)
-    if any(set(map(type, c)) - _TEXT for c in (error_types, messages)):
-        return _dict_columns(rows, stats)
-    durations = [(b - a) // 1000 for a, b in zip(t0s, t1s, strict=True)]
-    columns = _columns(rows, [c for _, _, c, _, _ in rows], list(names), list(kinds), list(statuses))
+    columns["duration_us"] = durations = [(b - a) // 1000 for a, b in zip(t0s, t1s, strict=True)]
     columns["start_time"] = [e - d for e, d in zip(ends, durations, strict=True)]
-    columns["duration_us"] = durations
-    columns["error_type"], columns["error_message"] = map(blocks.optional_column, (list(error_types), list(messages)))
-    columns["attributes"] = blocks.text_columns(list(attributes), stats)
+    columns["attributes"] = blocks.text_columns(attributes, stats)
     return columns
+
+
+def _span_table(ctxs: list[tc.SpanContext]) -> Block:
+    """:func:`blocks.span_columns` for records that are each a span of their own (the table is their ids in
+    order), checked in one set; else that function."""
+    ids = list(map(_SPAN_ID, ctxs))
+    if len(set(ids)) != len(ids):
+        return blocks.span_columns(ctxs)
+    parents = blocks.optional_column(list(map(_PARENT_ID, ctxs)))
+    return {"span_id": ids, "parent_span_id": parents, "span_index": list(range(len(ids)))}
 
 
 def _dict_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
