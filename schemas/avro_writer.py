@@ -18,6 +18,7 @@ fastavro's. ``tests/test_avro_writer.py`` checks the bytes against fastavro on f
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import sys
@@ -75,7 +76,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     (metric times are 8-byte varints), and fastavro is the reference anyway.
 
     Index and length columns of blocks hold small non-negative ints: one byte each, written by
-    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time.
+    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time. Long columns go through
+    :func:`_long_varints` (numpy) first.
     """
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
@@ -85,9 +87,59 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+    if len(values) >= _NUMPY_FROM:
+        raw = _long_varints(values)
+        if raw is not None:
+            return raw
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()
+
+
+_NUMPY_FROM = 256  # shorter columns: numpy's per-call costs outweigh fastavro's per-item loop
+
+
+@functools.cache
+def _varint_tables() -> tuple[Any, Any, Any, Any, list[Any]]:
+    """numpy (imported on the first long column: a client that sends none never loads it) and the tables
+    :func:`_long_varints` reads: the shifts of the ten 7-bit groups of a 64-bit varint, the smallest value
+    needing each further group, group numbers, the continuation bits of an ``n``-group varint."""
+    import numpy as np
+
+    shifts = np.arange(0, 70, 7, dtype=np.uint64)
+    limits = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+    more = [np.array([0x80] * (n - 1) + [0], dtype=np.uint8) for n in range(1, 11)]
+    return np, shifts, limits, np.arange(10), more
+
+
+def _long_varints(values: list[Any]) -> bytes | None:
+    """A long column as zig-zag varints in a few numpy calls, or None: a value that is not an int in the
+    64-bit range (fastavro then writes it, or says why not).
+
+    Block times are 8-byte varints: fastavro's item loop costs about 170 ns each, this about 60
+    (``bench/bench_sender.py``: the time and start columns of every span and inference block). The
+    bytes of each value, low group first, are the rows of one uint8 matrix; when the values differ in
+    width, each row keeps only its own groups.
+    """
+    np, shifts, limits, group_numbers, more = _varint_tables()
+    try:
+        longs = np.frombuffer(array("q", values), dtype=np.int64)  # array("q") takes ints and bools only
+    except (TypeError, OverflowError):
+        return None
+    zigzag = ((longs << 1) ^ (longs >> 63)).view(np.uint64)
+    narrow, wide = np.searchsorted(limits, (zigzag.min(), zigzag.max()), side="right") + 1
+    groups = (zigzag[:, None] >> shifts[:wide]).astype(np.uint8)
+    groups &= 0x7F
+    if narrow == wide:
+        groups |= more[wide - 1]
+        body = groups.tobytes()
+    else:
+        widths = np.searchsorted(limits, zigzag, side="right")[:, None] + 1
+        groups[group_numbers[:wide] < widths - 1] |= 0x80
+        body = groups[group_numbers[:wide] < widths].tobytes()
+    head = bytearray()
+    _varint(head, len(values) << 1)
+    return bytes(head) + body + b"\0"
 
 
 _SHORT = 64  # strings below this many bytes have a one-byte length prefix
