@@ -149,6 +149,17 @@ _HEADS = (
 )
 
 
+_REPEATED = 4  # a column with at most a quarter of its values distinct: a table of their bytes
+
+
+def _item(text: str, nullable: bool) -> tuple[bytes, bytes, bytes]:
+    """One item of an array of strings: the union branch (when nullable), the length, the UTF-8 bytes."""
+    body = text.encode()
+    head = bytearray()
+    _varint(head, len(body) << 1)
+    return b"\x02" if nullable else b"", bytes(head), body
+
+
 def _strings(values: list[Any], nullable: bool) -> bytes | None:
     """A non-empty array of short ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
 
@@ -157,6 +168,15 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     """
     if not values or (nullable and None in values) or set(map(type, values)) != {str}:
         return None
+    distinct = dict.fromkeys(values)
+    if len(distinct) * _REPEATED <= len(values):  # an attribute, a status: each distinct text encoded once
+        try:
+            items = {text: b"".join(_item(text, nullable)) for text in distinct}
+        except UnicodeEncodeError:
+            return None
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + b"".join(map(items.__getitem__, values)) + b"\x00"
     try:
         bodies = list(map(str.encode, values))
     except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
