@@ -9,15 +9,13 @@ bounded :class:`collections.deque`. One worker thread (this module) does everyth
    one more each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``,
    ``DataStatsBlock``, see :mod:`aitrace.producers.blocks`; the kinds: :mod:`~aitrace.producers.block_kinds`),
    unless a processor of the chain reads single events only.
-   Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
-   after a quiet spell leaves at once, while a steady stream leaves in batches at most every
-   ``batch_linger_ms``. Errors (error logs, error spans and inferences, failed runs),
-   ``batch_max_events`` pending events, a flush or close make it due at once.
-2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
-   or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
-   item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else
-   ``dropped_by_processor``); a metric block that comes back with fewer rows counts the rows
-   left out the same way. Returning None is still read as a drop, for processors written before.
+   Sending is due when ``batch_linger_ms`` has passed since the previous send (a lone event after a quiet
+   spell leaves at once, a steady stream in batches at most every ``batch_linger_ms``), or at once on an
+   error (error logs, spans and inferences, failed runs), ``batch_max_events`` pending events, a flush, a close.
+2. **Process.** Each event and metric block passes the processor chain (sampling, redaction, or the user's
+   own: small functions ``item -> item`` as in structlog). A processor drops an item by raising
+   :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else ``dropped_by_processor``;
+   a metric block that comes back with fewer rows counts the rows left out), or by returning None.
 3. **Encode** with the Avro codec; a record above ``max_record_bytes`` is split in halves until
    it fits; one event that alone exceeds the limit is rejected, counted and logged.
 4. **Deliver** through a :class:`~aitrace.producers.transport.Transport`: the client's is
@@ -44,6 +42,7 @@ from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
 from aitrace.producers.spans import Span
 from aitrace.producers.transport import Encoded, Transport
+from aitrace.schemas.avro_writer import varint_tables
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
 from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
 
@@ -160,6 +159,7 @@ class Exporter:
     # -- the loop
 
     def _run(self) -> None:
+        varint_tables()  # numpy, for the writer's long columns: imported now, not mid-stream
         while True:
             try:
                 finished = self._cycle()

@@ -100,10 +100,13 @@ _NUMPY_FROM = 256  # shorter columns: numpy's per-call costs outweigh fastavro's
 
 
 @functools.cache
-def _varint_tables() -> tuple[Any, Any, Any, Any, list[Any]]:
-    """numpy (imported on the first long column: a client that sends none never loads it) and the tables
+def varint_tables() -> tuple[Any, Any, Any, Any, list[Any]]:
+    """numpy and the tables
     :func:`_long_varints` reads: the shifts of the ten 7-bit groups of a 64-bit varint, the smallest value
-    needing each further group, group numbers, the continuation bits of an ``n``-group varint."""
+    needing each further group, group numbers, the continuation bits of an ``n``-group varint.
+
+    The exporter thread calls it when it starts (numpy's import takes ~0.1 s, holding the GIL in bursts:
+    at start, not mid-stream at the first long column); ``import aitrace`` still does not load numpy."""
     import numpy as np
 
     shifts = np.arange(0, 70, 7, dtype=np.uint64)
@@ -121,7 +124,7 @@ def _long_varints(values: list[Any]) -> bytes | None:
     bytes of each value, low group first, are the rows of one uint8 matrix; when the values differ in
     width, each row keeps only its own groups.
     """
-    np, shifts, limits, group_numbers, more = _varint_tables()
+    np, shifts, limits, group_numbers, more = varint_tables()
     try:
         longs = np.frombuffer(array("q", values), dtype=np.int64)  # array("q") takes ints and bools only
     except (TypeError, OverflowError):
