@@ -153,6 +153,10 @@ _HEADS = (
 
 
 _REPEATED = 4  # a column with at most a quarter of its values distinct: a table of their bytes
+_SAMPLE = 64  # values looked at first to guess that (a column of unique ids is not made a table)
+_TEXT_HEADS = tuple(  # the ASCII prefixes of short ASCII texts, as str: one encode for the whole column
+    tuple(head.decode("ascii") for head in heads) for heads in _HEADS
+)
 
 
 def _item(text: str, nullable: bool) -> tuple[bytes, bytes, bytes]:
@@ -164,37 +168,52 @@ def _item(text: str, nullable: bool) -> tuple[bytes, bytes, bytes]:
 
 
 def _strings(values: list[Any], nullable: bool) -> bytes | None:
-    """A non-empty array of short ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
+    """A non-empty array of ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
 
-    Log blocks carry long columns of short texts (attribute values), where the item loop with
-    its memo costs more (``bench/bench_sender.py``).
+    Blocks carry long columns of texts: attribute values (a few distinct ones, repeated), span and
+    request ids (unique, ASCII, often of one length). Each shape has its own few C loops; the item
+    loop with its memo costs more (``bench/bench_sender.py``).
     """
     if not values or (nullable and None in values) or set(map(type, values)) != {str}:
         return None
-    distinct = dict.fromkeys(values)
-    if len(distinct) * _REPEATED <= len(values):  # an attribute, a status: each distinct text encoded once
-        try:
-            items = {text: b"".join(_item(text, nullable)) for text in distinct}
-        except UnicodeEncodeError:
-            return None
-        head = bytearray()
-        _varint(head, len(values) << 1)
-        return bytes(head) + b"".join(map(items.__getitem__, values)) + b"\x00"
+    head = bytearray()
+    _varint(head, len(values) << 1)
+    first = values[0]
+    try:
+        if values.count(first) == len(values):  # one text throughout (an attribute, a parent span)
+            return bytes(head) + b"".join(_item(first, nullable)) * len(values) + b"\x00"
+        if len(set(values[:_SAMPLE])) * _REPEATED <= min(len(values), _SAMPLE):  # a few texts, repeated
+            distinct = dict.fromkeys(values)
+            if len(distinct) * _REPEATED <= len(values):
+                items = {text: b"".join(_item(text, nullable)) for text in distinct}
+                return bytes(head) + b"".join(map(items.__getitem__, values)) + b"\x00"
+    except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
+        return None
+    lengths = list(map(len, values))
+    if max(lengths) < _SHORT:  # ASCII (checked below): a text's length is its length in bytes
+        heads = _TEXT_HEADS[nullable]
+        if min(lengths) == max(lengths):  # ids of one length: the length prefix joins them
+            text = heads[lengths[0]] + heads[lengths[0]].join(values)
+        else:
+            parts: list[str] = [""] * (2 * len(values))
+            parts[0::2] = map(heads.__getitem__, lengths)
+            parts[1::2] = values
+            text = "".join(parts)
+        if text.isascii():
+            return bytes(head) + text.encode() + b"\x00"
     try:
         bodies = list(map(str.encode, values))
-    except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
+    except UnicodeEncodeError:
         return None
     lengths = list(map(len, bodies))
     if max(lengths) >= _SHORT:
         return None
-    parts: list[bytes] = [b""] * (2 * len(bodies) + 2)
-    head = bytearray()
-    _varint(head, len(values) << 1)
-    parts[0] = bytes(head)
-    parts[1:-1:2] = map(_HEADS[nullable].__getitem__, lengths)  # each item's length prefix, then its bytes
-    parts[2:-1:2] = bodies
-    parts[-1] = b"\x00"
-    return b"".join(parts)
+    parts_b: list[bytes] = [b""] * (2 * len(bodies) + 2)
+    parts_b[0] = bytes(head)
+    parts_b[1:-1:2] = map(_HEADS[nullable].__getitem__, lengths)  # each item's length prefix, then its bytes
+    parts_b[2:-1:2] = bodies
+    parts_b[-1] = b"\x00"
+    return b"".join(parts_b)
 
 
 def _doubles(values: list[Any] | array[float], nullable: bool = True) -> bytes | None:

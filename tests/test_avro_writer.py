@@ -200,7 +200,9 @@ def test_an_array_of_doubles_is_written_as_fastavro_writes_it() -> None:
 @pytest.mark.parametrize(
     "column",
     [["/v1/predict"] * 300, ["a", "b"] * 40, ["é" * 70] * 8, ["x" * 200, "y"] * 5, [f"req-{i}" for i in range(300)],
-     ["ok", None] * 10, ["\ud800"] * 8, ["", ""] * 4, ["ü", "ü", "ü", "ß" * 63]],
+     ["ok", None] * 10, ["\ud800"] * 8, ["", ""] * 4, ["ü", "ü", "ü", "ß" * 63], [f"{i:016x}" for i in range(300)],
+     [f"{i:016x}" for i in range(299)] + ["é" * 16], ["a"] * 64 + [f"id-{i}" for i in range(300)],
+     [f"r{i}" for i in range(200)] + ["ü"], [f"r{i}" for i in range(20)] + ["x" * 64], ["\x7f" * 63, "a"] * 3],
 )  # fmt: skip
 def test_a_column_of_texts_is_written_as_fastavro_writes_it(column: list[Any], items: Any) -> None:
     """Attribute and id columns: repeated texts through a table of their bytes, short unique ones in C loops,
