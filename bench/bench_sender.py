@@ -4,7 +4,9 @@ A :class:`~aitrace.producers.client.Client`'s event methods fill the queue (the 
 started); then the exporter's own ``_take`` and ``_send_pending`` run on this thread over a
 :class:`~aitrace.producers.transport.MemoryTransport`, with the default processor chain
 (sampling at rate 1, redaction). It prints CPU µs per event per kind (this thread's CPU time, so
-other load on the machine does not count), the median over ``--runs``, and ``--profile KIND``
+other load on the machine does not count), the median over ``--runs``: the caller's calls that
+filled the queue (without an exporter thread beside them, which ``bench_producer.py`` has) and the
+sender's work. ``--profile KIND``
 prints the top of a cProfile of that kind's sender work instead. ``<kind>_events`` (log,
 inference, span, ground_truth) is the kind with a pass-through processor added to the chain, which
 sends it one ``aitrace.Event`` at a time (the way before event blocks): the baseline of each in
@@ -43,6 +45,7 @@ class _Feeder:
         client.settings = Settings(producer=exporter.producer)
         client._queue = exporter.queue
         client._qmax = 1 << 62
+        client._run_id = exporter.producer.run_id
         client._closed = False
         client._auto_step = 0
         client._exporter = exporter
@@ -81,13 +84,15 @@ def _exporter(per_event: bool = False) -> tuple[Exporter, MemoryTransport]:
     return exporter, transport
 
 
-def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> float:
-    """Sender CPU µs per event for ``events`` calls of ``kind``."""
+def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> tuple[float, float]:
+    """(caller CPU µs, sender CPU µs) per event for ``events`` calls of ``kind``."""
     per_event = kind.endswith("_events")
     exporter, _ = _exporter(per_event=per_event)
     call = caller(_Feeder(exporter).client, kind.removesuffix("_events"))
+    t0 = time.thread_time()
     for i in range(events):
         call(i)
+    calls = time.thread_time() - t0
     t0 = time.thread_time()
     if profile is not None:
         profile.enable()
@@ -99,7 +104,7 @@ def one_run(kind: str, events: int, profile: cProfile.Profile | None = None) -> 
     elapsed = time.thread_time() - t0
     if exporter.stats["sent"] != events:
         raise RuntimeError(f"{kind}: sent {exporter.stats['sent']} of {events}: {dict(exporter.stats)}")
-    return elapsed / events * 1e6
+    return calls / events * 1e6, elapsed / events * 1e6
 
 
 def main() -> int:
@@ -115,10 +120,13 @@ def main() -> int:
         one_run(args.profile, args.events, profile)
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
         return 0
-    print(f"sender CPU µs/event, {args.events:,} events, median of {args.runs} runs (no broker, MemoryTransport)")
+    print(f"CPU µs/event, {args.events:,} events, median of {args.runs} runs (no broker, MemoryTransport)")
+    print("caller: the calls filling the queue, no exporter thread beside them (gc on, the queue growing)")
     for kind in args.kinds.split(","):
-        runs = [one_run(kind, args.events) for _ in range(args.runs)]
-        print(f"{kind:<14}{statistics.median(runs):8.2f} µs   -> {1e6 / statistics.median(runs):>10,.0f} events/s")
+        calls, sent = (
+            statistics.median(c) for c in zip(*(one_run(kind, args.events) for _ in range(args.runs)), strict=True)
+        )
+        print(f"{kind:<20} caller {calls:6.2f} µs   sender {sent:6.2f} µs -> {1e6 / sent:>10,.0f} events/s")
     return 0
 
 

@@ -48,6 +48,9 @@ _modules = sys.modules
 _OTEL = "opentelemetry.trace"
 _new_tuple = tuple.__new__
 _new_span_id = tc.new_span_id
+_pop_span_id = tc.SPAN_IDS.pop
+_SpanContext = tc.SpanContext
+_NEW_TRACE_KINDS = frozenset(("server", "consumer"))  # a top-level span of these kinds starts a trace
 FULL_POLICIES = ("drop_newest", "block")
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -75,6 +78,7 @@ class Client(ClientEvents):
         self._producer_config = producer_config
         self._labels = {str(k): str(v) for k, v in (labels or {}).items()}
         self._qmax = settings.producer.queue_size
+        self._run_id = settings.producer.run_id
         self._caller_stats: Counter[str] = Counter()
         self._caller_lock = threading.Lock()
         self._closed = False
@@ -200,7 +204,17 @@ class Client(ClientEvents):
         trace otherwise, or for ``kind="server"``/``"consumer"`` (one trace per request), or when
         ``new_trace=True``.
         """
-        return Span(self, name, kind, attributes, self._span_context(kind, new_trace))  # kwargs: a dict of its own
+        parent = _get_ctx()
+        if parent is None:  # top level: the run's trace, unless a rule above (or OpenTelemetry) says otherwise
+            if new_trace is not None or kind in _NEW_TRACE_KINDS or _OTEL in _modules or not self._run_id:
+                return Span(self, name, kind, attributes, self._span_context(kind, new_trace))
+            parent = self._root
+        try:
+            span_id = _pop_span_id()
+        except IndexError:
+            span_id = _new_span_id()
+        # _span_context inlined (one Python call less), the SpanContext built without its Python-level __new__
+        return Span(self, name, kind, attributes, _new_tuple(_SpanContext, (parent[0], span_id, parent[1], False)))
 
     def stage(
         self, name: str, dataset: str | None = None, data: Any = None, rows_in: int | None = None, **attributes: Any
@@ -224,11 +238,7 @@ class Client(ClientEvents):
         if parent is None and _OTEL in _modules:
             parent = tc.otel_current()
         if parent is None:
-            fresh = (
-                new_trace
-                if new_trace is not None
-                else (not self.settings.producer.run_id or kind in ("server", "consumer"))
-            )
+            fresh = new_trace if new_trace is not None else (not self._run_id or kind in _NEW_TRACE_KINDS)
             if fresh:
                 return tc.new_root()
             parent = self._root

@@ -20,12 +20,16 @@ from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from aitrace.producers.config import Settings
+    from aitrace.producers.exporter import Exporter
 
 log = logging.getLogger("aitrace")
 
 _time_ns = time.time_ns
 _LOG = ev.LOG
+_INFERENCE = ev.INFERENCE
 _get_ctx = tc._CURRENT.get  # as the client's metric() reads it: one call, no method lookup
 _LEVEL_OF = ev.LEVEL_OF
 _URGENT_LEVELS = ev.URGENT_LEVELS
@@ -38,6 +42,10 @@ class ClientEvents:
         settings: Settings
         _resource_sampler: Any
         _put: Callable[[ev.Queued], None]
+        _queue: deque[ev.Queued]
+        _qmax: int
+        _room: Callable[[], bool]
+        _exporter: Exporter
         _context: Callable[[], tc.SpanContext]
 
     def log(
@@ -211,7 +219,16 @@ class ClientEvents:
             "feature_version": feature_version,
         }
         urgent = status == "error" or error is not None
-        self._put((ev.INFERENCE, _time_ns() // 1000, self._context(), fields, urgent))
+        ctx = _get_ctx()
+        if ctx is None:
+            ctx = self._context()
+        queue = self._queue  # Client._put inlined: a model server calls this per request
+        if len(queue) >= self._qmax and not self._room():
+            return
+        queue.append((_INFERENCE, _time_ns() // 1000, ctx, fields, urgent))
+        exporter = self._exporter
+        if exporter.sleeping or urgent:
+            exporter.wake.set()
 
     def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
         """The true label of an earlier prediction, joined to it by ``request_id``."""

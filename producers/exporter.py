@@ -1,8 +1,7 @@
 """Background export: batch, process, encode, hand to a transport. Modelled on OpenTelemetry's BatchSpanProcessor.
 
 The client's threads only append small tuples (:data:`~aitrace.producers.events.Queued`) to a
-bounded :class:`collections.deque`. One
-worker thread (this module) does everything else:
+bounded :class:`collections.deque`. One worker thread (this module) does everything else:
 
 1. **Batch.** It drains the queue into groups keyed by (topic, trace id); training metrics go
    into columnar metric blocks keyed by (trace, span, split, metric names). A group leaves as one
@@ -10,16 +9,13 @@ worker thread (this module) does everything else:
    one more each (a columnar ``aitrace.LogBlock``, ``InferenceBlock``, ``SpanBlock``, ``GroundTruthBlock``,
    ``DataStatsBlock``, see :mod:`aitrace.producers.blocks`; the kinds: :mod:`~aitrace.producers.block_kinds`),
    unless a processor of the chain reads single events only.
-   Sending is due when ``batch_linger_ms`` has passed since the previous send, so a lone event
-   after a quiet spell leaves at once, while a steady stream leaves in batches at most every
-   ``batch_linger_ms``. Errors (error logs, error
-   spans and inferences, failed runs), ``batch_max_events`` pending events, a flush or close make
-   it due at once.
-2. **Process.** Each event and metric block passes the processor chain (sampling, redaction,
-   or the user's own: small functions ``item -> item`` as in structlog). A processor drops an
-   item by raising :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else
-   ``dropped_by_processor``); a metric block that comes back with fewer rows counts the rows
-   left out the same way. Returning None is still read as a drop, for processors written before.
+   Sending is due when ``batch_linger_ms`` has passed since the previous send (a lone event after a quiet
+   spell leaves at once, a steady stream in batches at most every ``batch_linger_ms``), or at once on an
+   error (error logs, spans and inferences, failed runs), ``batch_max_events`` pending events, a flush, a close.
+2. **Process.** Each event and metric block passes the processor chain (sampling, redaction, or the user's
+   own: small functions ``item -> item`` as in structlog). A processor drops an item by raising
+   :class:`~aitrace.producers.events.DropEvent` (counted under its ``drop_reason``, else ``dropped_by_processor``;
+   a metric block that comes back with fewer rows counts the rows left out), or by returning None.
 3. **Encode** with the Avro codec; a record above ``max_record_bytes`` is split in halves until
    it fits; one event that alone exceeds the limit is rejected, counted and logged.
 4. **Deliver** through a :class:`~aitrace.producers.transport.Transport`: the client's is
@@ -44,7 +40,9 @@ from aitrace.producers.blocks import new_block
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
+from aitrace.producers.spans import Span
 from aitrace.producers.transport import Encoded, Transport
+from aitrace.schemas.avro_writer import varint_tables
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
 from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
 
@@ -162,6 +160,7 @@ class Exporter:
     # -- the loop
 
     def _run(self) -> None:
+        varint_tables()  # numpy, for the writer's long columns: imported now, not mid-stream
         while True:
             try:
                 finished = self._cycle()
@@ -281,6 +280,8 @@ class Exporter:
 
     def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
         kind, time_us, ctx, fields, urgent = item
+        if isinstance(fields, Span):  # a span object as the caller enqueued it (spans.py): its fields as a dict
+            fields = fields.fields()
         try:
             payload = ev.PAYLOAD_BUILDERS[kind](fields, stats)
         except (KeyError, TypeError, ValueError) as exc:

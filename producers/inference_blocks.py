@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from aitrace.producers import blocks
@@ -78,12 +79,12 @@ def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: l
     columns["request_id"] = ids
     columns["model_name"], columns["model_name_index"] = blocks.interned(models)
     columns["status"], columns["status_index"] = blocks.interned(statuses)
-    texts = {name: blocks.texts([f.get(name) for f in fields], stats) for name in _OPTIONAL_TEXTS}
+    texts = {name: blocks.texts(list(map(dict.get, fields, repeat(name))), stats) for name in _OPTIONAL_TEXTS}
     for name in ("model_version", "prediction", "feature_version"):
         columns[name], columns[f"{name}_index"] = blocks.optional_interned(texts[name])
     columns["error"] = blocks.optional_column(texts["error"])
     columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
-    confidence = [f.get("confidence") for f in fields]
+    confidence = list(map(dict.get, fields, repeat("confidence")))
     if not set(map(type, confidence)) <= {float, type(None)}:
         confidence = [ev.as_float(c) for c in confidence]
     columns["confidence"] = blocks.optional_column(confidence)
@@ -99,7 +100,7 @@ def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, li
     numeric: dict[str, list[Any]] = {}
     text: dict[str, list[Any]] = {}
     for name in sorted(names):
-        column = [m.get(name, _ABSENT) for m in maps]
+        column = list(map(dict.get, maps, repeat(name), repeat(_ABSENT)))  # C loops: maps are dicts
         kinds = set(map(type, column))
         if kinds == {float}:
             numeric[name] = column

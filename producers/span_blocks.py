@@ -13,15 +13,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.blocks import Block
+from aitrace.producers.spans import Span, Stage
 from aitrace.schemas.span_block import SPAN_SHAPE
 
-_FIELDS = 8  # the fields spans.py and otel.py hand over; more (a span_id of its own) takes the slow path
+_FIELDS = 8  # the fields Span.fields and otel.py hand over; more (a span_id of its own) takes the slow path
+_SPAN_TYPES = frozenset((Span, Stage))
+_READERS = tuple(
+    map(attrgetter, ("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes"))
+)
+_SPAN_ID, _PARENT_ID = itemgetter(1), itemgetter(2)
+_TEXT = frozenset((str, type(None)))
 
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
@@ -35,12 +43,50 @@ def halves(block: Block) -> list[Block]:
 
 
 def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    """The columns of queued spans (fields as :class:`spans.Span` builds them).
+    """The columns of queued spans: :class:`spans.Span` objects as the caller enqueued them, or fields as
+    ``otel.py`` builds them.
 
-    The common case (text names, kinds and statuses, integer times) is a few list comprehensions;
+    The common case (span objects with text names, kinds and statuses) is one C pass per field
+    over the span objects, a table per text field looked at once, and a few list comprehensions;
     a batch with anything else is built record by record through :func:`events.span_payload`.
     """
-    fields = [f for _, _, _, f, _ in rows]
+    objects = [f for _, _, _, f, _ in rows]
+    if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
+        return _dict_columns(rows, stats)
+    names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = (
+        list(map(read, objects)) for read in _READERS
+    )
+    columns = {"time": [t for _, t, _, _, _ in rows], **_span_table([c for _, _, c, _, _ in rows])}
+    for name, values in (("name", names), ("kind", kinds), ("status", statuses)):
+        table, index = blocks.interned(values)
+        if set(map(type, table)) != {str}:  # (a table of the distinct values: a look at a few)
+            return _dict_columns(rows, stats)
+        columns[name], columns[f"{name}_index"] = table, index
+    columns["error_type"], columns["error_message"] = errors = tuple(
+        map(blocks.optional_column, (error_types, messages))
+    )
+    if any(set(map(type, c)) - _TEXT for c in errors):
+        return _dict_columns(rows, stats)
+    columns["duration_us"] = durations = [(b - a) // 1000 for a, b in zip(t0s, t1s, strict=True)]
+    columns["start_time"] = [e - d for e, d in zip(ends, durations, strict=True)]
+    columns["attributes"] = blocks.text_columns(attributes, stats)
+    return columns
+
+
+def _span_table(ctxs: list[tc.SpanContext]) -> Block:
+    """:func:`blocks.span_columns` for records that are each a span of their own (the table is their ids in
+    order), checked in one set; else that function."""
+    ids = list(map(_SPAN_ID, ctxs))
+    if len(set(ids)) != len(ids):
+        return blocks.span_columns(ctxs)
+    parents = blocks.optional_column(list(map(_PARENT_ID, ctxs)))
+    return {"span_id": ids, "parent_span_id": parents, "span_index": list(range(len(ids)))}
+
+
+def _dict_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    """As :func:`span_columns`, for spans handed over as fields (``otel.py``), or a batch mixing both."""
+    fields = [f.fields() if type(f) in _SPAN_TYPES else f for _, _, _, f, _ in rows]
+    rows = [(k, t, c, f, u) for (k, t, c, _, u), f in zip(rows, fields, strict=True)]
     if set(map(len, fields)) != {_FIELDS}:
         return _slow_columns(rows, stats)
     try:
@@ -54,7 +100,7 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         return _slow_columns(rows, stats)
     if set(map(type, starts)) != {int} or set(map(type, durations)) != {int}:
         return _slow_columns(rows, stats)
-    if any(set(map(type, c)) - {str, type(None)} for c in (error_types, messages)):
+    if any(set(map(type, c)) - _TEXT for c in (error_types, messages)):
         return _slow_columns(rows, stats)
     columns = _columns(rows, [c for _, _, c, _, _ in rows], names, kinds, statuses)
     columns.update(start_time=starts, duration_us=durations)

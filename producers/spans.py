@@ -1,8 +1,11 @@
 """Spans: :class:`Span`, a unit of work opened by :meth:`Client.span <aitrace.producers.client.Client.span>`,
 and :class:`Stage`, a data-pipeline stage (a span that also counts rows in and out).
 
-Entering one makes it the current trace context; leaving it enqueues one ``aitrace.Span``
-event through its client.
+Entering one makes it the current trace context; leaving it enqueues the span object itself
+(``(SPAN, end_us, ctx, span, urgent)``): the exporter thread reads its fields when it builds the
+block (:func:`aitrace.producers.span_blocks.span_columns`) or the single event (:meth:`Span.fields`),
+so the caller builds no dict and does no arithmetic. A span is reported as it was when it ended;
+changing it after its ``with`` block ended is not supported.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
 _SPAN = ev.SPAN
+_ERROR = "error"
 # tc.push / tc.pop without their call: a span's enter and exit run on the caller's thread.
 _push = tc._CURRENT.set
 _pop = tc._CURRENT.reset
@@ -31,11 +35,12 @@ class Span:
 
     __slots__ = (
         "_client",
-        "_start_us",
         "_t0",
+        "_t1",
         "_token",
         "attributes",
         "context",
+        "end_us",
         "error_message",
         "error_type",
         "kind",
@@ -43,7 +48,7 @@ class Span:
         "status",
     )
 
-    # _start_us, _t0 and _token are set by __enter__ (a span is reported only after it was entered).
+    # _t0, _t1, _token and end_us are set by __enter__ and __exit__ (a span is reported only after it ended).
     def __init__(self, client: Client, name: str, kind: str, attributes: dict[str, Any], ctx: tc.SpanContext) -> None:
         self._client = client
         self.name = name
@@ -62,6 +67,16 @@ class Span:
     def span_id(self) -> str:
         return self.context.span_id
 
+    @property
+    def duration_us(self) -> int:
+        """Whole microseconds between enter and exit (perf_counter: a wall-clock step does not change it)."""
+        return (self._t1 - self._t0) // 1000
+
+    @property
+    def start_time(self) -> int:
+        """Microseconds since the epoch: the wall clock at exit less the duration."""
+        return self.end_us - self.duration_us
+
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
 
@@ -71,30 +86,43 @@ class Span:
         if message is not None:
             self.error_message = message
 
-    def __enter__(self) -> Span:
-        self._start_us = _time_ns() // 1000
-        self._t0 = _perf_ns()
-        self._token = _push(self.context)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        duration_us = (_perf_ns() - self._t0) // 1000
-        _pop(self._token)
-        if exc is not None:
-            self.status = "error"
-            self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
-            self.error_message = str(exc)
-        fields = {
+    def fields(self) -> dict[str, Any]:
+        """The span as the fields :func:`events.span_payload` reads (what ``otel.py`` hands over too)."""
+        return {
             "name": self.name,
             "kind": self.kind,
-            "start_time": self._start_us,
-            "duration_us": duration_us,
+            "start_time": self.start_time,
+            "duration_us": self.duration_us,
             "status": self.status,
             "error_type": self.error_type,
             "error_message": self.error_message,
             "attributes": self.attributes,
         }
-        self._client._put((_SPAN, self._start_us + duration_us, self.context, fields, self.status == "error"))
+
+    def __enter__(self) -> Span:
+        self._token = _push(self.context)
+        self._t0 = _perf_ns()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._t1 = _perf_ns()
+        _pop(self._token)
+        self._token = None  # freed now, not with the span: one object less for the collector while queued
+        if exc is not None:
+            self.status = _ERROR
+            self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
+            self.error_message = str(exc)
+        end_us = self.end_us = _time_ns() // 1000
+        # Client._put inlined: one Python call less per span on the caller's thread.
+        client = self._client
+        queue = client._queue
+        if len(queue) >= client._qmax and not client._room():
+            return
+        urgent = self.status == _ERROR  # errors leave at once, even mid-linger
+        queue.append((_SPAN, end_us, self.context, self, urgent))
+        exporter = client._exporter
+        if exporter.sleeping or urgent:
+            exporter.wake.set()
 
 
 class Stage(Span):

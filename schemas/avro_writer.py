@@ -18,6 +18,7 @@ fastavro's. ``tests/test_avro_writer.py`` checks the bytes against fastavro on f
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import sys
@@ -75,7 +76,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     (metric times are 8-byte varints), and fastavro is the reference anyway.
 
     Index and length columns of blocks hold small non-negative ints: one byte each, written by
-    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time.
+    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time. Long columns go through
+    :func:`_long_varints` (numpy) first.
     """
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
@@ -85,9 +87,62 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+    if len(values) >= _NUMPY_FROM:
+        raw = _long_varints(values)
+        if raw is not None:
+            return raw
     out = io.BytesIO()
     fastavro.schemaless_writer(out, _INTEGER_ARRAYS[kind], values)
     return out.getvalue()
+
+
+_NUMPY_FROM = 256  # shorter columns: numpy's per-call costs outweigh fastavro's per-item loop
+
+
+@functools.cache
+def varint_tables() -> tuple[Any, Any, Any, Any, list[Any]]:
+    """numpy and the tables
+    :func:`_long_varints` reads: the shifts of the ten 7-bit groups of a 64-bit varint, the smallest value
+    needing each further group, group numbers, the continuation bits of an ``n``-group varint.
+
+    The exporter thread calls it when it starts (numpy's import takes ~0.1 s, holding the GIL in bursts:
+    at start, not mid-stream at the first long column); ``import aitrace`` still does not load numpy."""
+    import numpy as np
+
+    shifts = np.arange(0, 70, 7, dtype=np.uint64)
+    limits = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+    more = [np.array([0x80] * (n - 1) + [0], dtype=np.uint8) for n in range(1, 11)]
+    return np, shifts, limits, np.arange(10), more
+
+
+def _long_varints(values: list[Any]) -> bytes | None:
+    """A long column as zig-zag varints in a few numpy calls, or None: a value that is not an int in the
+    64-bit range (fastavro then writes it, or says why not).
+
+    Block times are 8-byte varints: fastavro's item loop costs about 170 ns each, this about 60
+    (``bench/bench_sender.py``: the time and start columns of every span and inference block). The
+    bytes of each value, low group first, are the rows of one uint8 matrix; when the values differ in
+    width, each row keeps only its own groups.
+    """
+    np, shifts, limits, group_numbers, more = varint_tables()
+    try:
+        longs = np.frombuffer(array("q", values), dtype=np.int64)  # array("q") takes ints and bools only
+    except (TypeError, OverflowError):
+        return None
+    zigzag = ((longs << 1) ^ (longs >> 63)).view(np.uint64)
+    narrow, wide = np.searchsorted(limits, (zigzag.min(), zigzag.max()), side="right") + 1
+    groups = (zigzag[:, None] >> shifts[:wide]).astype(np.uint8)
+    groups &= 0x7F
+    if narrow == wide:
+        groups |= more[wide - 1]
+        body = groups.tobytes()
+    else:
+        widths = np.searchsorted(limits, zigzag, side="right")[:, None] + 1
+        groups[group_numbers[:wide] < widths - 1] |= 0x80
+        body = groups[group_numbers[:wide] < widths].tobytes()
+    head = bytearray()
+    _varint(head, len(values) << 1)
+    return bytes(head) + body + b"\0"
 
 
 _SHORT = 64  # strings below this many bytes have a one-byte length prefix
@@ -97,29 +152,68 @@ _HEADS = (
 )
 
 
-def _strings(values: list[Any], nullable: bool) -> bytes | None:
-    """A non-empty array of short ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
+_REPEATED = 4  # a column with at most a quarter of its values distinct: a table of their bytes
+_SAMPLE = 64  # values looked at first to guess that (a column of unique ids is not made a table)
+_TEXT_HEADS = tuple(  # the ASCII prefixes of short ASCII texts, as str: one encode for the whole column
+    tuple(head.decode("ascii") for head in heads) for heads in _HEADS
+)
 
-    Log blocks carry long columns of short texts (attribute values), where the item loop with
-    its memo costs more (``bench/bench_sender.py``).
+
+def _item(text: str, nullable: bool) -> tuple[bytes, bytes, bytes]:
+    """One item of an array of strings: the union branch (when nullable), the length, the UTF-8 bytes."""
+    body = text.encode()
+    head = bytearray()
+    _varint(head, len(body) << 1)
+    return b"\x02" if nullable else b"", bytes(head), body
+
+
+def _strings(values: list[Any], nullable: bool) -> bytes | None:
+    """A non-empty array of ``str`` s (no None) in a few C loops, or None: the caller writes it item by item.
+
+    Blocks carry long columns of texts: attribute values (a few distinct ones, repeated), span and
+    request ids (unique, ASCII, often of one length). Each shape has its own few C loops; the item
+    loop with its memo costs more (``bench/bench_sender.py``).
     """
     if not values or (nullable and None in values) or set(map(type, values)) != {str}:
         return None
+    head = bytearray()
+    _varint(head, len(values) << 1)
+    first = values[0]
+    try:
+        if values.count(first) == len(values):  # one text throughout (an attribute, a parent span)
+            return bytes(head) + b"".join(_item(first, nullable)) * len(values) + b"\x00"
+        if len(set(values[:_SAMPLE])) * _REPEATED <= min(len(values), _SAMPLE):  # a few texts, repeated
+            distinct = dict.fromkeys(values)
+            if len(distinct) * _REPEATED <= len(values):
+                items = {text: b"".join(_item(text, nullable)) for text in distinct}
+                return bytes(head) + b"".join(map(items.__getitem__, values)) + b"\x00"
+    except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
+        return None
+    lengths = list(map(len, values))
+    if max(lengths) < _SHORT:  # ASCII (checked below): a text's length is its length in bytes
+        heads = _TEXT_HEADS[nullable]
+        if min(lengths) == max(lengths):  # ids of one length: the length prefix joins them
+            text = heads[lengths[0]] + heads[lengths[0]].join(values)
+        else:
+            parts: list[str] = [""] * (2 * len(values))
+            parts[0::2] = map(heads.__getitem__, lengths)
+            parts[1::2] = values
+            text = "".join(parts)
+        if text.isascii():
+            return bytes(head) + text.encode() + b"\x00"
     try:
         bodies = list(map(str.encode, values))
-    except UnicodeEncodeError:  # a lone surrogate: the item loop fails and fastavro says why
+    except UnicodeEncodeError:
         return None
     lengths = list(map(len, bodies))
     if max(lengths) >= _SHORT:
         return None
-    parts: list[bytes] = [b""] * (2 * len(bodies) + 2)
-    head = bytearray()
-    _varint(head, len(values) << 1)
-    parts[0] = bytes(head)
-    parts[1:-1:2] = map(_HEADS[nullable].__getitem__, lengths)  # each item's length prefix, then its bytes
-    parts[2:-1:2] = bodies
-    parts[-1] = b"\x00"
-    return b"".join(parts)
+    parts_b: list[bytes] = [b""] * (2 * len(bodies) + 2)
+    parts_b[0] = bytes(head)
+    parts_b[1:-1:2] = map(_HEADS[nullable].__getitem__, lengths)  # each item's length prefix, then its bytes
+    parts_b[2:-1:2] = bodies
+    parts_b[-1] = b"\x00"
+    return b"".join(parts_b)
 
 
 def _doubles(values: list[Any] | array[float], nullable: bool = True) -> bytes | None:

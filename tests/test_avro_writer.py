@@ -194,3 +194,27 @@ def test_an_array_of_doubles_is_written_as_fastavro_writes_it() -> None:
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": list(column)})
         assert write({"c": column}) == buf.getvalue()
+
+
+@pytest.mark.parametrize("items", ["string", ["null", "string"]])
+@pytest.mark.parametrize(
+    "column",
+    [["/v1/predict"] * 300, ["a", "b"] * 40, ["é" * 70] * 8, ["x" * 200, "y"] * 5, [f"req-{i}" for i in range(300)],
+     ["ok", None] * 10, ["\ud800"] * 8, ["", ""] * 4, ["ü", "ü", "ü", "ß" * 63], [f"{i:016x}" for i in range(300)],
+     [f"{i:016x}" for i in range(299)] + ["é" * 16], ["a"] * 64 + [f"id-{i}" for i in range(300)],
+     [f"r{i}" for i in range(200)] + ["ü"], [f"r{i}" for i in range(20)] + ["x" * 64], ["\x7f" * 63, "a"] * 3],
+)  # fmt: skip
+def test_a_column_of_texts_is_written_as_fastavro_writes_it(column: list[Any], items: Any) -> None:
+    """Attribute and id columns: repeated texts through a table of their bytes, short unique ones in C loops,
+    the rest item by item; fastavro's bytes, and its errors where it has them."""
+    schema = {"type": "record", "name": "Texts", "namespace": "t",
+              "fields": [{"name": "c", "type": {"type": "array", "items": items}}]}  # fmt: skip
+    write = avro_writer.writer(schema)
+    buf = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), {"c": column})
+    except (TypeError, ValueError) as exc:
+        with pytest.raises((type(exc), avro_writer.Unfit)):
+            write({"c": column})
+        return
+    assert write({"c": column}) == buf.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 
@@ -188,3 +189,14 @@ def test_inject_into_kafka_headers_replaces_a_stale_traceparent() -> None:
         assert [k for k, _ in headers] == ["k", "traceparent"] and b"1" * 32 not in headers[1][1]
     finally:
         client.close(timeout=1)
+
+
+def test_pooled_span_ids_are_the_draws_hex_digits_sixteen_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    tc.reseed()
+    draw = int("".join(f"{i:016x}" for i in range(1, tc._POOL + 1)), 16)  # id i is i in 16 hex digits
+    monkeypatch.setattr(tc._rng, "getrandbits", lambda bits: draw)
+    taken = [tc.new_span_id() for _ in range(tc._POOL)]
+    assert sorted(taken) == [f"{i:016x}" for i in range(1, tc._POOL + 1)]
+    monkeypatch.undo()
+    tc.reseed()
+    assert all(re.fullmatch("[0-9a-f]{16}", tc.new_span_id()) for _ in range(3 * tc._POOL))
