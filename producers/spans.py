@@ -107,7 +107,7 @@ class Span:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self._t1 = _perf_ns()
         _pop(self._token)
-        self._token = None  # freed now, not with the span: one object less for the collector while queued
+        del self._token  # freed now, not with the span: one object less for the collector while queued
         if exc is not None:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
