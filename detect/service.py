@@ -314,10 +314,14 @@ class ServiceSeries:
         return s
 
 
+_NUMPY_COUNTS_FROM = 100  # outcomes; below about this many the Python loop is faster (numpy's calls cost ~6 us)
+
+
 def _running_counts(flags: np.ndarray) -> list[int]:
     """``itertools.accumulate(map(int, flags))``: in numpy where ``int`` is a plain truncation
-    (finite flags, exact as floats), a Python call per outcome only for other input."""
-    if np.all(np.abs(flags) < 2.0**53):  # False for NaN and Inf too
+    (finite flags, exact as floats) and the chunk is long enough to repay numpy's few microseconds
+    of calls, a Python call per outcome otherwise (a chunk of one outcome is the common update)."""
+    if flags.size >= _NUMPY_COUNTS_FROM and np.all(np.abs(flags) < 2.0**53):  # False for NaN and Inf too
         return np.cumsum(flags.astype(np.int64)).tolist()
     return list(itertools.accumulate(map(int, flags.tolist())))
 
