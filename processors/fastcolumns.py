@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (Numba cache dir, set before any @njit)
-from aitrace.processors.fastevents import _string, _varint
+from aitrace.processors.fastevents import _block_count, _string, _varint
 from aitrace.schemas.codec import compiled
 from numba import njit
 
@@ -90,16 +90,11 @@ def _array(
     which = _I if item == ARR_LONG else (_F if item in (ARR_DOUBLE, ARR_OPT_DOUBLE) else _S)
     start, total = cnt[which], 0
     while True:
-        count, pos = _varint(buf, pos)
+        count, pos = _block_count(buf, pos)
         if pos < 0:
             return -1, 0, 0
         if count == 0:
             return pos, start, total
-        if count < 0:
-            count = -count
-            _, pos = _varint(buf, pos)
-            if pos < 0:
-                return -1, 0, 0
         if count > size - pos:  # every item takes a byte or more: a larger count is corrupt
             return -1, 0, 0
         for _ in range(count):
@@ -146,16 +141,11 @@ def _map(
     size = buf.shape[0]
     start, total = cnt[_E], 0
     while True:
-        count, pos = _varint(buf, pos)
+        count, pos = _block_count(buf, pos)
         if pos < 0:
             return -1, 0, 0
         if count == 0:
             return pos, start, total
-        if count < 0:
-            count = -count
-            _, pos = _varint(buf, pos)
-            if pos < 0:
-                return -1, 0, 0
         if 2 * count > size - pos:
             return -1, 0, 0
         for _ in range(count):

@@ -152,6 +152,17 @@ def _varint(buf: np.ndarray, pos: int) -> tuple[int, int]:  # pragma: no cover -
 
 
 @njit(cache=True)
+def _block_count(buf: np.ndarray, pos: int) -> tuple[int, int]:  # pragma: no cover - jitted
+    """An Avro array or map block's item count at buf[pos:] (a negative count is followed by the
+    block's size in bytes, not needed): (count, new position); position -1 if malformed."""
+    count, pos = _varint(buf, pos)
+    if pos >= 0 and count < 0:
+        count = -count
+        _, pos = _varint(buf, pos)
+    return count, pos
+
+
+@njit(cache=True)
 def _string(buf: np.ndarray, pos: int, ascii: np.ndarray) -> tuple[int, int]:  # pragma: no cover - jitted
     """A string's byte range: (start, end); end -1 if malformed. ``ascii[0]`` drops to 0 at a non-ASCII byte."""
     n, pos = _varint(buf, pos)
@@ -213,16 +224,11 @@ def _field(
     # a map: entries' key and value ranges (or double index) go to x, four slots each
     tok[slot], tok[slot + 1] = 0, nx
     while True:
-        count, pos = _varint(buf, pos)
+        count, pos = _block_count(buf, pos)
         if pos < 0:
             return -1, nf, nx
         if count == 0:
             return pos, nf, nx
-        if count < 0:
-            count = -count
-            _, pos = _varint(buf, pos)  # block size in bytes, not needed
-            if pos < 0:
-                return -1, nf, nx
         if 2 * count > buf.shape[0] - pos or nx + 4 * count > x.shape[0]:
             return -1, nf, nx  # an entry takes at least two bytes: a larger count is corrupt
         for _ in range(count):
@@ -262,16 +268,11 @@ def _walk(
     n = nf = nx = 0
     stride = 2 * MAX_FIELDS
     while True:
-        count, pos = _varint(buf, pos)
+        count, pos = _block_count(buf, pos)
         if pos < 0:
             return -1, 0, 0, 0
         if count == 0:
             return pos, n, nf, nx
-        if count < 0:
-            count = -count
-            _, pos = _varint(buf, pos)
-            if pos < 0:
-                return -1, 0, 0, 0
         if (n + count) * stride > tok.shape[0]:
             return -1, 0, 0, 0
         for _ in range(count):

@@ -180,3 +180,18 @@ def test_an_envelope_the_walk_cannot_read_leaves_every_batch_to_fastavro() -> No
     changed = {**event, "fields": [{"name": "tags", "type": {"type": "array", "items": "string"}}, *event["fields"]]}
     assert not Layout(changed).readable
     assert Layout(event).readable
+
+
+def test_an_event_array_written_as_a_sized_block_decodes_as_fastavro_decodes_it() -> None:
+    """Avro lets a writer give a block a negative count followed by its size in bytes (Java's
+    writers do, for skipping); fastavro's writer never does, so the bytes are rewritten here."""
+    data = _fast_kinds()
+    bid_len = data[10] // 2
+    count = data[11 + bid_len] // 2  # 8 events: one varint byte
+    assert data[-2:] == b"\x00\x00"  # the events' end, then no metric blocks
+    items = data[12 + bid_len : -2]
+    sized = data[: 11 + bid_len] + _zigzag(-count) + _zigzag(len(items)) + items + data[-2:]
+    fast = decode_event_batch(sized, 10)
+    assert fast is not None and same(fast, _fastavro(sized))
+    assert same(fast["events"], _fastavro(data)["events"])
+    assert decode_event_batch(sized[: 12 + bid_len], 10) is None  # a count without its size: malformed
