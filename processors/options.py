@@ -37,6 +37,7 @@ class WorkerOptions(EnvConfig):
     batch_wait_s: float = 0.05  # how long a batch waits to fill
     data_dir: str = ".aitrace/faust"
     web_port: int = 0  # 0: no web server
+    warm_up: bool = True  # load the compiled kernels before the first record (processors/warmup.py)
 
 
 @dataclass(frozen=True)

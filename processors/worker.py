@@ -19,6 +19,8 @@ from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import Settings
 from confluent_kafka import KafkaException
 
+log = logging.getLogger(__name__)
+
 _HELP = {
     "app_id": "Faust app id = consumer group; workers with the same id share the partitions",
     "partitions": "partitions of the input, series and tick topics (created with this count when missing)",
@@ -38,6 +40,7 @@ _HELP = {
     "batch_wait_s": "longest wait for a batch to fill, in seconds (latency bound)",
     "data_dir": "Faust's local data directory (the tables themselves are restored from their changelogs)",
     "web_port": "port of Faust's web server on 127.0.0.1 (0: off)",
+    "warm_up": "load the detectors' compiled kernels before reading the first record (not in the event loop)",
 }
 
 
@@ -113,9 +116,23 @@ def run(name: str, args: argparse.Namespace) -> int:
     from aitrace.processors.faust_compat import BoundedShutdownWorker
 
     logging.getLogger("aitrace").setLevel(args.loglevel.upper())
+    if options.warm_up:
+        _warm_up(options)
     worker = BoundedShutdownWorker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def _warm_up(options: WorkerOptions) -> None:
+    """Take the kernels' load (or compile) time now; a failure only means they load on the first record."""
+    from aitrace.processors.warmup import warm_up
+
+    try:
+        seconds = warm_up(options)
+    except Exception as exc:  # any failure here must leave the worker to start as it did without it
+        log.warning("aitrace worker: warm-up failed (%r); the kernels load on the first record", exc)
+        return
+    log.info("aitrace worker: kernels loaded in %.1f s", seconds)
 
 
 def _health(options: WorkerOptions, max_age_s: float | None) -> int:
