@@ -29,7 +29,7 @@ from aitrace.detect.chi2 import _gammaincc
 from aitrace.detect.drift import PSI_EPS, _wasserstein_sorted
 from aitrace.detect.drift_monitor import DriftConfig, detect_drift
 from aitrace.detect.finding import Finding
-from aitrace.detect.ks import _pack_rows, ks_2samp_batched
+from aitrace.detect.ks import _pack_rows, ks_2samp_sorted_reference
 from aitrace.detect.service import DriftWindows, _arrays
 from numba import njit
 
@@ -312,7 +312,7 @@ def _cut_together(rules: list[DriftWindows], block: np.ndarray) -> list[list[_Wi
     if pos:
         refs = np.concatenate((np.stack([r.ref for r in rules]), block[:, :pos]), axis=1)
         for rule, row in zip(rules, refs, strict=True):
-            rule.ref, rule._sorted_ref = row, None
+            rule.set_reference(row)
     out: list[list[_Window]] = [[] for _ in rules]
     cur = np.stack([r.cur for r in rules])
     while n - pos >= first.window - cur.shape[1]:
@@ -332,7 +332,8 @@ def _quiet_windows(windows: list[tuple[DriftWindows, _Window]]) -> list[bool]:
 
     Windows of one size are stacked and sorted in one call; each rule's reference is sorted
     once (it no longer changes), and its distinct values (what ``_is_categorical`` counts with
-    ``np.unique``) are the steps of that sorted row, as the windows hold finite values only.
+    ``np.unique``) are the steps of that sorted row, as the windows hold finite values only;
+    both are kept on the rule, so a full reference is neither sorted nor counted again per window.
     That replaced two ``np.unique`` and two sorts per window.
     """
     cfg = DriftConfig()
@@ -342,11 +343,10 @@ def _quiet_windows(windows: list[tuple[DriftWindows, _Window]]) -> list[bool]:
             sized.setdefault((rule.ref.size, cur.size), []).append(n)
     quiet = [False] * len(windows)
     for rows in sized.values():
-        refs = np.stack([windows[n][0].sorted_reference() for n in rows])
-        numeric = np.count_nonzero(np.diff(refs, axis=1), axis=1) + 1 > cfg.max_categories_numeric
-        tested = [n for n, ok in zip(rows, numeric.tolist(), strict=True) if ok]
+        tested = [n for n in rows if windows[n][0].reference_distinct() > cfg.max_categories_numeric]
         if tested:
-            _, pvalues = ks_2samp_batched(refs[numeric], np.stack([windows[n][1][1] for n in tested]))
+            refs = np.stack([windows[n][0].sorted_reference() for n in tested])
+            _, pvalues = ks_2samp_sorted_reference(refs, np.stack([windows[n][1][1] for n in tested]))
             for n, p in zip(tested, pvalues.tolist(), strict=True):
                 quiet[n] = p >= windows[n][0].alpha
     return quiet

@@ -433,6 +433,7 @@ class DriftWindows:
         self.ref = np.empty(0)
         self.cur = np.empty(0)
         self._sorted_ref: np.ndarray | None = None
+        self._ref_distinct: int | None = None  # distinct values of the reference, counted with its sort
         self.n_seen = 0
         self.clean = 0
 
@@ -457,7 +458,7 @@ class DriftWindows:
         finite = vals if where.size == vals.size else vals[where]
         pos = min(finite.size, max(0, self.window - self.ref.size))
         if pos:
-            self.ref, self._sorted_ref = np.concatenate((self.ref, finite[:pos])), None
+            self.set_reference(np.concatenate((self.ref, finite[:pos])))
         windows = []
         while finite.size - pos >= self.window - self.cur.size:
             take = self.window - self.cur.size
@@ -469,11 +470,21 @@ class DriftWindows:
             self.cur = np.concatenate((self.cur, finite[pos:]))
         return windows
 
+    def set_reference(self, ref: np.ndarray) -> None:
+        """A new (longer) reference: what was derived from the old one is dropped."""
+        self.ref, self._sorted_ref, self._ref_distinct = ref, None, None
+
     def sorted_reference(self) -> np.ndarray:
         """The reference window sorted, once per reference (it no longer changes once full)."""
         if self._sorted_ref is None:
             self._sorted_ref = np.sort(self.ref)
         return self._sorted_ref
+
+    def reference_distinct(self) -> int:
+        """Distinct values of the reference (finite only: the steps of its sort), counted once per reference."""
+        if self._ref_distinct is None:
+            self._ref_distinct = int(np.count_nonzero(np.diff(self.sorted_reference()))) + 1
+        return self._ref_distinct
 
     def _finding(self, index: int, time_us: int, verdict: Any) -> Finding:
         psi_value = verdict.psi if verdict.psi is not None else 0.0

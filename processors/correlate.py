@@ -174,7 +174,7 @@ def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: C
     for event in events:
         kind, p = event["payload"]
         if kind == _SPAN:
-            _apply_span(state, event, p, config)
+            _apply_span(state, (event["span_id"], event.get("parent_span_id"), event["service"]), p, config)
             continue
         t = event["time"]
         if lo is None or t < lo:
@@ -194,18 +194,20 @@ def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: C
         _widen(state, lo, hi)
 
 
-def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any], config: CorrelationConfig) -> None:
-    span_id = event["span_id"]
+def _apply_span(
+    state: dict[str, Any], ids: tuple[str, str | None, str], p: dict[str, Any], config: CorrelationConfig
+) -> None:
+    """One span: ``ids`` are its span id, parent span id and service; ``p`` its payload."""
+    span_id, parent, service = ids
     start, duration = p["start_time"], p["duration_us"]
     _widen(state, start, start + duration)
-    parent = event.get("parent_span_id")
     if span_id in state["spans"] or len(state["spans"]) < config.max_spans:
-        state["spans"][span_id] = [parent, event["service"], p["name"], start, duration, p["status"]]
+        state["spans"][span_id] = [parent, service, p["name"], start, duration, p["status"]]
     else:
         state["dropped_spans"] += 1
     if p["status"] == "error":
         text = p.get("error_message") or p.get("error_type") or "span failed"
-        _note_error(state, start + duration, f"{event['service']}: {p['name']}: {text}")
+        _note_error(state, start + duration, f"{service}: {p['name']}: {text}")
     if parent is None:
         state["root"] = span_id
         state["root_name"] = p["name"]
@@ -213,18 +215,43 @@ def _apply_span(state: dict[str, Any], event: dict[str, Any], p: dict[str, Any],
 
 
 def _apply_columns(state: dict[str, Any], columns: BlockColumns, config: CorrelationConfig) -> None:
-    """What :func:`_apply_events` does with the block's events, on its columns (spans: on its events)."""
-    if columns.kind == _SPAN:  # a span each: few per trace, and each changes the span tree
-        _apply_events(state, columns.events(), config)
-        return
+    """What :func:`_apply_events` does with the block's events, on its columns (spans: row by row)."""
     state["events"] += columns.n
     _touch_service(state, columns.service)
     if not state["context"]:
         state["context"] = {k: columns.block.get(k) for k in ("environment", "host", "run_id")}
+    if columns.kind == _SPAN:  # each span changes the span tree; its event dict was built for this alone
+        for ids, p in _span_rows(columns):
+            _apply_span(state, ids, p, config)
+        return
     _widen(state, int(columns.times.min()), int(columns.times.max()))
     first = _first_error_row(columns)
     if first is not None:
         _note_error(state, int(columns.times[first]), _error_text(columns, first))
+
+
+def _span_rows(columns: BlockColumns) -> list[tuple[tuple[str, str | None, str], dict[str, Any]]]:
+    """A span block's rows as :func:`_apply_span` reads its events: (span id, parent, service), and the
+    payload fields it reads (tables looked up, absent optional columns null, as the block's events have them)."""
+    b, n = columns.block, columns.n
+    ids = b["span_id"]
+    parents = b.get("parent_span_id") or [None] * len(ids)
+    names, statuses = b["name"], b["status"]
+    types, messages = b.get("error_type") or [None] * n, b.get("error_message") or [None] * n
+    return [
+        (
+            (ids[s], parents[s], columns.service),
+            {
+                "name": names[b["name_index"][i]],
+                "start_time": b["start_time"][i],
+                "duration_us": b["duration_us"][i],
+                "status": statuses[b["status_index"][i]],
+                "error_type": types[i],
+                "error_message": messages[i],
+            },
+        )
+        for i, s in enumerate(b["span_index"])
+    ]
 
 
 def _first_error_row(columns: BlockColumns) -> int | None:

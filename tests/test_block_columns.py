@@ -7,17 +7,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import test_inference_blocks as inference
 import test_log_blocks as logs
 import test_span_blocks as spans
-from aitrace.processors import block_columns
+from aitrace.processors import block_columns, correlate
+from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.client import default_processors
 from aitrace.producers.config import Settings
+from aitrace.schemas.span_block import SPAN_SHAPE
 from test_exporter import Running, start
 
 __all__ = ["start"]  # the fixture, imported
@@ -96,3 +99,40 @@ def test_a_block_with_one_bad_record_is_left_to_the_event_path() -> None:
     assert decoder.decode(good).columns and not decoder.decode(good).rejected
     decoded = decoder.decode(bad)
     assert not decoded.columns and [r.index for r in decoded.rejected] == [1] and len(decoded.events) == 1
+
+
+def _span_rows_block(rows: list[int]) -> dict[str, Any]:
+    """A span block of the given rows of five: a root and two children, one span id twice, errors with and
+    without words (a failed span without any: "span failed")."""
+    columns: dict[str, list[Any]] = {
+        "time": [1_700_000_000_000_100 + i for i in range(5)],
+        "span_index": [1, 2, 1, 0, 2],  # a span id twice: the later row wins
+        "start_time": [1_700_000_000_000_000 + 7 * i for i in range(5)],
+        "duration_us": [100, 5, 300, 1000, 0],
+        "name_index": [0, 0, 0, 1, 0],
+        "kind_index": [0] * 5,
+        "status_index": [1, 0, 1, 0, 1],
+        "error_type": [None, None, "E", None, None],
+        "error_message": ["boom", None, None, None, None],
+    }
+    return spans._block(
+        **{name: [values[i] for i in rows] for name, values in columns.items()},
+        span_id=["00f067aa0ba902b7", "00f067aa0ba902b8", "00f067aa0ba902b9"],
+        parent_span_id=[None, "00f067aa0ba902b7", "00f067aa0ba902b8"],
+        name=["load", "root"],
+        status=["ok", "error"],
+        attributes={},
+    )
+
+
+@pytest.mark.parametrize("rows", [[0], [1], [2], [3], [4], [0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+@pytest.mark.parametrize("max_spans", [2, 2000])
+def test_a_span_block_folds_into_its_trace_as_its_events_do(rows: list[int], max_spans: int) -> None:
+    """Spans read from the columns: the same span tree, root, errors, bounds and dropped spans as their events."""
+    block = _span_rows_block(rows)
+    config = correlate.CorrelationConfig(max_spans=max_spans)
+    columns = BlockColumns(SPAN_SHAPE, block, len(rows), np.asarray(block["time"], dtype=np.int64))
+    by_columns, by_events = correlate.new_state("t", 0), correlate.new_state("t", 0)
+    correlate._apply_columns(by_columns, columns, config)
+    correlate._apply_events(by_events, columns.events(), config)
+    assert _dump(by_columns) == _dump(by_events)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aitrace.detect.batched import _quiet_windows
+from aitrace.detect.batched import _quiet_windows, update_drift_windows
 from aitrace.detect.drift_monitor import DriftConfig
 from aitrace.detect.drift_tests import _is_categorical
-from aitrace.detect.ks import ks_2samp
+from aitrace.detect.ks import ks_2samp, ks_2samp_batched, ks_2samp_sorted_reference
 from aitrace.detect.service import DriftWindows
 
 
@@ -44,3 +44,32 @@ def test_quiet_flags_match_detect_drift_per_window(seed: int) -> None:
     want = _expected(windows)
     assert _quiet_windows(windows) == want
     assert any(want) and not all(want)  # both verdicts were there to get wrong
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ks_on_a_presorted_reference_matches_the_batched_ks(seed: int) -> None:
+    """The quiet-window path sorts only the current windows: same statistics and p-values, to the bit."""
+    rng = np.random.default_rng(seed)
+    for width, cur_width in ((5, 5), (200, 200), (200, 37), (10_001, 300)):  # exact and asymptotic p-values
+        rows = [_sample(rng, int(rng.integers(0, 4)), width) for _ in range(3)]
+        refs = np.sort(np.stack(rows), axis=1)
+        cur = np.stack([_sample(rng, int(rng.integers(0, 4)), cur_width) for _ in range(3)])
+        got = ks_2samp_sorted_reference(refs, cur)
+        want = ks_2samp_batched(np.stack(rows), cur)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_a_rules_reference_counts_follow_its_reference() -> None:
+    """The sorted reference and its distinct count, kept on the rule, are those of the reference it has now."""
+    rule = DriftWindows("f", window=200)
+    rule.cut(np.zeros(50))  # a partial reference of one value
+    assert rule.reference_distinct() == 1
+    rule.cut(np.arange(1000.0))  # filled with 0..149 (0 was there), windows cut from the rest
+    assert rule.reference_distinct() == np.unique(rule.ref).size == 150
+    assert np.array_equal(rule.sorted_reference(), np.sort(rule.ref))
+    rules = [DriftWindows("a", window=200), DriftWindows("b", window=200)]
+    for r in rules:
+        r.cut(np.zeros(50))
+        assert r.reference_distinct() == 1
+    update_drift_windows(rules, np.arange(300), [np.arange(300.0), np.arange(300.0)])  # filled together
+    assert [r.reference_distinct() for r in rules] == [150, 150]
