@@ -91,8 +91,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
 
     Index and length columns of blocks hold small non-negative ints: one byte each, written by
     ``bytes`` and ``translate`` (C loops) in about half of fastavro's time; values up to 255 (histogram
-    counts) by :func:`_byte_varints`. Long columns go through
-    :func:`_long_varints` (numpy) first.
+    counts) by :func:`_byte_varints`; a column of one value (row counts, feature counts) as its varint
+    repeated. Long columns go through :func:`_long_varints` (numpy) first.
     """
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
@@ -104,6 +104,15 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         if max(small) < 64:
             return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
         return bytes(head) + _byte_varints(small) + b"\0"
+    first, (lo, hi) = values[0], _INT_RANGE[kind]
+    # one value throughout (row counts, feature counts): its varint repeated. count() compares by ==, so a
+    # 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
+    if type(first) is int and lo <= first <= hi and values.count(first) == len(values):
+        one = bytearray()
+        _varint(one, (first << 1) ^ (first >> 63))
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + bytes(one) * len(values) + b"\0"
     if len(values) >= _NUMPY_FROM:
         raw = _long_varints(values)
         if raw is not None:
