@@ -191,7 +191,7 @@ def triggers(text: str) -> frozenset[str]:
         found.append("lit")
     # \d is any Unicode digit: other texts, and short ones (the regexes cost less there), take the regexes
     raw = text.encode() if len(text) >= _C_LOOPS_FROM and text.isascii() else None
-    if _seven_digits(text, raw):
+    if _DIGITS.search(text) if raw is None else _seven_digits(text, raw):  # short texts: no further call
         found.append("digits")
     if "." in text and _DOTTED.search(text):  # the substring tests first: each regex needs that character
         found.append("ip")
@@ -202,13 +202,13 @@ def triggers(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _seven_digits(text: str, raw: bytes | None) -> bool:
-    """Whether ``_DIGITS`` finds seven digits close together; ``raw``: the text's ASCII bytes, or None.
+def _seven_digits(text: str, raw: bytes) -> bool:
+    """Whether ``_DIGITS`` finds seven digits close together in an ASCII ``text`` (``raw``: its bytes).
 
     A match is seven digits with only gap characters between them, so the ASCII bytes with the gaps
     deleted hold seven digits in a row: where they do not, the regex cannot match.
     """
-    if raw is not None and b"0000000" not in raw.translate(_DIGIT_BYTES, _DIGIT_GAPS):
+    if b"0000000" not in raw.translate(_DIGIT_BYTES, _DIGIT_GAPS):
         return False
     return _DIGITS.search(text) is not None
 
