@@ -30,6 +30,7 @@ log = logging.getLogger("aitrace")
 _time_ns = time.time_ns
 _LOG = ev.LOG
 _INFERENCE = ev.INFERENCE
+_DATA = ev.DATA
 _get_ctx = tc._CURRENT.get  # as the client's metric() reads it: one call, no method lookup
 _LEVEL_OF = ev.LEVEL_OF
 _URGENT_LEVELS = ev.URGENT_LEVELS
@@ -188,7 +189,16 @@ class ClientEvents:
             "rows_dropped": rows_dropped,
             "ingest_delay_ms": ingest_delay_ms,
         }
-        self._put((ev.DATA, _time_ns() // 1000, self._context(), fields, False))
+        ctx = _get_ctx()
+        if ctx is None:
+            ctx = self._context()
+        queue = self._queue  # Client._put inlined, as in inference(): a pipeline may call this per batch
+        if len(queue) >= self._qmax and not self._room():
+            return
+        queue.append((_DATA, _time_ns() // 1000, ctx, fields, False))
+        exporter = self._exporter
+        if exporter.sleeping:
+            exporter.wake.set()
 
     def inference(
         self,

@@ -71,22 +71,48 @@ _INTEGER_ARRAYS = {kind: fastavro.parse_schema({"type": "array", "items": kind})
 _SMALL_VARINTS = bytes(range(0, 128, 2)).ljust(256, b"\0")
 
 
+# zig-zag varints of 0..255 as (first byte, second byte or 0xFF): 64 and above take two bytes; 0xFF is never
+# one of their bytes (a first byte's value bits are even, a second byte is at most 3), so it marks "no byte"
+_FIRST_BYTES = bytes(2 * v if v < 64 else (2 * v & 0x7F) | 0x80 for v in range(256))
+_SECOND_BYTES = bytes(0xFF if v < 64 else 2 * v >> 7 for v in range(256))
+
+
+def _byte_varints(small: bytes) -> bytearray:
+    """The varints of values 0..255 (histogram counts, feature counts): both bytes of each, in C loops."""
+    pairs = bytearray(2 * len(small))
+    pairs[0::2] = small.translate(_FIRST_BYTES)
+    pairs[1::2] = small.translate(_SECOND_BYTES)
+    return pairs.replace(b"\xff", b"")
+
+
 def _integers(kind: str, values: list[Any]) -> bytes:
     """A non-empty array of ints or longs as fastavro writes it: its C loop beats a Python varint per item
     (metric times are 8-byte varints), and fastavro is the reference anyway.
 
     Index and length columns of blocks hold small non-negative ints: one byte each, written by
-    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time. Long columns go through
-    :func:`_long_varints` (numpy) first.
+    ``bytes`` and ``translate`` (C loops) in about half of fastavro's time; values up to 255 (histogram
+    counts) by :func:`_byte_varints`; a column of one value (row counts, feature counts) as its varint
+    repeated. Long columns go through :func:`_long_varints` (numpy) first.
     """
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
     except (TypeError, ValueError):
         small = None
-    if small is not None and max(small) < 64:
+    if small is not None:
         head = bytearray()
         _varint(head, len(values) << 1)
-        return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+        if max(small) < 64:
+            return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+        return bytes(head) + _byte_varints(small) + b"\0"
+    first, (lo, hi) = values[0], _INT_RANGE[kind]
+    # one value throughout (row counts, feature counts): its varint repeated. count() compares by ==, so a
+    # 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
+    if type(first) is int and lo <= first <= hi and values.count(first) == len(values):
+        one = bytearray()
+        _varint(one, (first << 1) ^ (first >> 63))
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + bytes(one) * len(values) + b"\0"
     if len(values) >= _NUMPY_FROM:
         raw = _long_varints(values)
         if raw is not None:

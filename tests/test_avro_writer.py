@@ -7,6 +7,7 @@ import math
 import random
 import struct
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -165,11 +166,14 @@ _RANDOM = random.Random(5)
     [[0, 1, 63], [3] * 70, [0, 64], [5, -1], [True, 2], [1, 2**40], [0] * 200, list(range(64)) * 3,
      [1_700_000_000_000_000 + i for i in range(300)], _LONGS * 20, [True, *range(-400, 400)],
      [_RANDOM.randint(-(1 << 63), (1 << 63) - 1) >> _RANDOM.randrange(64) for _ in range(500)], [1.5] * 300,
-     [2**64] * 300],
+     [2**64] * 300, list(range(256)) * 2, [255, 0, 64, 127, 128], [_RANDOM.randrange(256) for _ in range(500)],
+     [_RANDOM.randrange(64, 128) for _ in range(300)], [255, 256], [1000] * 4000, [-5] * 3, [2**62] * 300,
+     [2**31] * 5, [-(2**63)] * 2, [2**63] * 300, [1000] * 299 + [1000.0], [300] * 3 + [Decimal(300)]],
 )  # fmt: skip
 def test_a_column_of_integers_is_written_as_fastavro_writes_it(column: list[Any], items: str) -> None:
-    """Block index and length columns: one byte each through ``bytes.translate`` when 0..63; fastavro otherwise,
-    and fastavro's errors where it has them."""
+    """Block index and length columns: one byte each through ``bytes.translate`` when 0..63, one or two when
+    0..255 (histogram counts), one varint repeated for one value throughout; fastavro otherwise, and fastavro's
+    errors where it has them."""
     schema = {"type": "record", "name": "Ints", "namespace": "t",
               "fields": [{"name": "c", "type": {"type": "array", "items": items}}]}  # fmt: skip
     write = avro_writer.writer(schema)

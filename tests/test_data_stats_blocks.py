@@ -82,6 +82,26 @@ def test_a_block_reads_back_as_the_events_sent_one_at_a_time(start: Callable[...
         assert "example.com" not in repr(from_blocks) and redactor.total > 0
 
 
+@pytest.mark.parametrize(
+    "features",
+    [[{"name": f"f{j}", "count": 1000, "mean": 0.5, "quantiles": {"0.5": 0.5}} for j in range(4)],  # no missing
+     [{"name": "h", "count": 90, "missing": None, "histogram_edges": [0, 0.5, True], "histogram_counts": [70, 200]}],
+     [{"name": "t", "histogram_edges": [0.0, "1.0"], "histogram_counts": [3]}]],  # a text edge: left out
+)  # fmt: skip
+def test_statistics_of_absent_counts_and_byte_sized_histograms_read_back_as_sent_one_at_a_time(
+    start: Callable[..., Running], features: list[dict[str, Any]]
+) -> None:
+    """No class counts in any record, counts absent or None, histogram edges of ints, bools or a text: as per event."""
+    blocks, single = start([TraceSampler(1.0), Redactor()]), start([TraceSampler(1.0), Redactor(), _PerEvent()])
+    for running in (blocks, single):
+        for i in range(20):
+            fields = {"stage": "ingest", "dataset": "tx", "features": features, "row_count": 1000, "batch": str(i)}
+            running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+        running.exporter.wake.set()
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert _same(from_blocks, from_events) and blocks.stats == single.stats
+
+
 def test_an_unsampled_trace_sends_no_statistics(start: Callable[..., Running]) -> None:
     running = start([TraceSampler(0.0), Redactor()])
     _queue(running, 20)

@@ -331,3 +331,22 @@ def test_the_kv_trigger_is_a_substring_test_of_the_lower_cased_text() -> None:
     for text in texts:
         lower = text.lower()
         assert ("kv" in triggers(text)) == any(w in lower for w in _KV_WORDS), text
+
+
+def test_the_digits_and_long_triggers_fire_exactly_where_their_regexes_match() -> None:
+    """Long ASCII texts are ruled out by C loops over their bytes first (joined columns, long log lines): the
+    result is the regex's, for digits with gaps, runs of 19 and 20 id characters, Unicode digits, any length."""
+    import random
+    import string
+
+    from aitrace.producers.secret_patterns import _DIGITS, _LONG, triggers
+
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + "0123456789" * 4 + " .()/+-_=\n\t@:#" * 2 + "\u0663\u096a\u00e9"
+    texts = ["\n".join(f"req-{i}" for i in range(300)), "x" * 60 + "1 2.3(4)5/6+7-8", "a" * 19 + "!" + "a" * 40]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(120))) for _ in range(20_000)]
+    texts += ["-" * 50 + "12 34 5" + "\u0663" * k for k in (0, 1)] + ["y" * 50 + "A" * 20, "y" * 50 + "\u0663" * 7]
+    for text in texts:
+        fired = triggers(text)
+        assert ("digits" in fired) == bool(_DIGITS.search(text)), text
+        assert ("long" in fired) == bool(_LONG.search(text)), text
