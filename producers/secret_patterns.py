@@ -15,7 +15,8 @@ Choices that keep benign text:
   package revision) is a version, not an address.
 - **Cards.** 13-19 digits need a card prefix (Visa, Mastercard, Amex, Discover, Diners, JCB,
   UnionPay, Maestro) and Luhn; an unseparated run right after an id word (``sample``,
-  ``step``, ``id``, ``seed``, ...) is an id, unless a card word is near.
+  ``step``, ``id``, ``seed``, ...) is an id, unless a card word is near; so are digits inside a
+  longer hex identifier (a UUID, a trace id, a SHA: 16+ hex digits with a letter among them).
 - **High entropy.** Only base64-like runs of 24+ characters mixing upper, lower and digits
   with Shannon entropy and class changes of random text. Pure hex (git SHAs, sha256, trace
   ids, UUIDs) is never flagged by entropy alone: hex secrets are caught by their key
@@ -69,6 +70,7 @@ _ID_WORDS = _words(
     "id ids idx index sample samples step steps seed row rows batch offset shard example record uid key "
     "request trace span order item doc document image frame token tokens epoch iteration iter run"
 )
+_HEX_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
 _CARD_WORDS = re.compile(r"(?i)card|credit|debit|visa|master|amex|discover|payment|\bcc\b|\bpan\b|billing")
 _VERSION_WORDS = _words(
     "v ver version versions release rel build driver firmware fw cudnn cuda nccl tensorrt trt onnx onnxruntime "
@@ -274,6 +276,8 @@ def _valid_card(match: str, text: str, start: int) -> bool:
     digits = re.sub(r"[ -]", "", match)
     if not (13 <= len(digits) <= 19 and luhn_ok(digits) and _card_prefix(digits)):
         return False
+    if _inside_hex_id(text, start, start + len(match)):
+        return False  # a UUID's or a trace id's digits, even beside a card word: 1 random UUID in 1,300 held one
     context = text[max(0, start - 40) : start + len(match) + 20]
     if _CARD_WORDS.search(context):
         return True
@@ -281,6 +285,20 @@ def _valid_card(match: str, text: str, start: int) -> bool:
         return True  # grouped like a card on a receipt
     words = re.findall(r"[a-z]+", _before(text, start, 24).lower())
     return not (words and words[-1] in _ID_WORDS)
+
+
+def _inside_hex_id(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is part of a longer hex identifier (a UUID, a trace or span id, a SHA):
+    16 or more hex digits, dashes allowed, with a letter among them."""
+    if " " in text[start:end]:
+        return False  # an identifier has no spaces
+    lo, hi = start, end
+    while lo > 0 and text[lo - 1] in _HEX_ID_CHARS:
+        lo -= 1
+    while hi < len(text) and text[hi] in _HEX_ID_CHARS:
+        hi += 1
+    token = text[lo:hi].replace("-", "")
+    return len(token) >= 16 and not token.isdigit()
 
 
 def _card_prefix(d: str) -> bool:
