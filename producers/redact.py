@@ -36,7 +36,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from aitrace.producers import phones
-from aitrace.producers.secret_patterns import PATTERNS, VALIDATORS, Validator, kept_whole, luhn_ok, triggers
+from aitrace.producers.secret_patterns import (
+    PATTERNS,
+    VALIDATORS,
+    Validator,
+    inside_hex_id,
+    kept_whole,
+    luhn_ok,
+    triggers,
+)
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
@@ -321,6 +329,8 @@ class Redactor:
         parts: list[str] = []
         pos = 0
         for start, end in phones.find(text, self._regions):
+            if inside_hex_id(text, start, end):
+                continue  # a UUID's or a trace id's digits, as for cards
             parts.append(text[pos:start])
             parts.append(self._token("phone", text[start:end], ident, found))
             pos = end
