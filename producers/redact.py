@@ -40,10 +40,10 @@ from aitrace.producers.secret_patterns import (
     PATTERNS,
     VALIDATORS,
     Validator,
-    inside_hex_id,
     kept_whole,
     luhn_ok,
     triggers,
+    without_hex_ids,
 )
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
@@ -253,8 +253,10 @@ class Redactor:
             else:  # a character whose lower case is longer: offsets would shift
                 text = self._run(text, text, self._kv_any_case, ident, version, found)
         text = self._run(text, text, self._pass_for(fired), ident, version, found)
-        if self._regions and "digits" in fired and phones.hint(text):
-            text = self._phones(text, ident, found)
+        if self._regions and "digits" in fired:
+            plain = without_hex_ids(text)  # a UUID's or a trace id's digits are not a phone number
+            if phones.hint(plain):
+                text = self._phones(text, plain, ident, found)
         return text
 
     def _pass_for(self, fired: frozenset[str]) -> _Pass:
@@ -325,12 +327,11 @@ class Redactor:
         digest = hashlib.blake2b(secret.encode(), key=self._hash_key, digest_size=4).hexdigest()
         return f"[REDACTED:{kind}#{digest.translate(_LETTERS)}]"  # letters, no ":" : a second pass finds nothing
 
-    def _phones(self, text: str, ident: bool, found: list[str] | None) -> str:
+    def _phones(self, text: str, plain: str, ident: bool, found: list[str] | None) -> str:
+        """``text`` with the phone numbers found in ``plain`` (the same text, hex identifiers blanked) redacted."""
         parts: list[str] = []
         pos = 0
-        for start, end in phones.find(text, self._regions):
-            if inside_hex_id(text, start, end):
-                continue  # a UUID's or a trace id's digits, as for cards
+        for start, end in phones.find(plain, self._regions):
             parts.append(text[pos:start])
             parts.append(self._token("phone", text[start:end], ident, found))
             pos = end

@@ -71,6 +71,7 @@ _ID_WORDS = _words(
     "request trace span order item doc document image frame token tokens epoch iteration iter run"
 )
 _HEX_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f-]{16,}")  # leftmost and greedy: each match is a whole run
 _CARD_WORDS = re.compile(r"(?i)card|credit|debit|visa|master|amex|discover|payment|\bcc\b|\bpan\b|billing")
 _VERSION_WORDS = _words(
     "v ver version versions release rel build driver firmware fw cudnn cuda nccl tensorrt trt onnx onnxruntime "
@@ -164,12 +165,13 @@ _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credent
 _KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
-# Lower-case UUIDs with a hex letter, one per line: no pattern here can match them. Cards and phones
-# leave digits inside hex identifiers alone (inside_hex_id), and every other pattern needs a character
-# or a run length a lower-case UUID does not have. A request-id column of them then skips the scrub:
-# 40-50 µs an id, mostly in the phone library, where an inference record costs 2-4 µs in all.
-_PLAIN_UUID = r"(?=[0-9-]*[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_PLAIN_UUIDS = re.compile(rf"{_PLAIN_UUID}(?:\n{_PLAIN_UUID})*")
+# Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
+# among them), one per line: no pattern here can match them. Cards and phones leave digits inside hex
+# identifiers alone (inside_hex_id, without_hex_ids), and every other pattern needs a character (upper case,
+# "_", ":", "@", ".", a letter after f) or a run a lower-case hex identifier does not have. A request-id
+# column of them then skips the scrub: 20-50 µs an id, where an inference record costs 2-4 µs in all.
+_PLAIN_HEX_ID = r"(?=[0-9-]*[a-f])(?=(?:-*[0-9a-f]){16})[0-9a-f-]+"
+_PLAIN_HEX_IDS = re.compile(rf"{_PLAIN_HEX_ID}(?:\n{_PLAIN_HEX_ID})*")
 _NONE: frozenset[str] = frozenset()
 _DOTTED = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
 _HEX_COLONS = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
@@ -185,7 +187,7 @@ def triggers(text: str) -> frozenset[str]:
     """Which pattern groups can match ``text`` at all: a few substring tests and small regexes (a few µs),
     so the full patterns run only where they might find something (one combined regex of all of them
     costs about 120 µs on a 70-character log line)."""
-    if text[8:9] == "-" and _PLAIN_UUIDS.fullmatch(text):
+    if _PLAIN_HEX_IDS.fullmatch(text):
         return _NONE
     found = []
     if "@" in text:
@@ -294,6 +296,20 @@ def _valid_card(match: str, text: str, start: int) -> bool:
         return True  # grouped like a card on a receipt
     words = re.findall(r"[a-z]+", _before(text, start, 24).lower())
     return not (words and words[-1] in _ID_WORDS)
+
+
+def without_hex_ids(text: str) -> str:
+    """``text`` with each hex identifier (as :func:`inside_hex_id` reads one) blanked by as many spaces:
+    where phone numbers are looked for (the phone library costs 40-50 µs on a UUID's digit groups)."""
+    if "-" not in text and len(text) < 16:
+        return text
+    return _HEX_RUN.sub(_blank_hex_id, text)
+
+
+def _blank_hex_id(match: re.Match[str]) -> str:
+    token = match.group(0)
+    core = token.replace("-", "")
+    return " " * len(token) if len(core) >= 16 and not core.isdigit() else token
 
 
 def inside_hex_id(text: str, start: int, end: int) -> bool:

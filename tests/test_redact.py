@@ -384,18 +384,24 @@ def _uuids(n: int, seed: int) -> list[str]:
     return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
 
 
-def test_lower_case_uuids_fire_no_trigger_and_the_full_scan_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Request ids are mostly UUIDs: their column skips the scrub (40-50 µs an id, in the phone library)
-    because no pattern can match one, which the full scan of each confirms."""
+def test_lower_case_hex_ids_fire_no_trigger_and_the_full_scan_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request ids are mostly UUIDs or hex: their column skips the scrub (20-50 µs an id, most of it in the
+    phone library) because no pattern can match one, which the full scan of each confirms."""
+    import random
+
     from aitrace.producers import secret_patterns
 
-    ids = _uuids(5_000, seed=2)
+    rng = random.Random(5)
+    ids = _uuids(3_000, seed=2) + [f"{rng.getrandbits(128):032x}" for _ in range(2_000)]
+    ids += [f"{rng.getrandbits(160):040x}" for _ in range(1_000)] + [f"{u}-{i}" for i, u in enumerate(_uuids(500, 3))]
+    ids = [t for t in ids if not t.replace("-", "").isdigit()]
     assert {t for t in ids if secret_patterns.triggers(t)} == set()
     assert secret_patterns.triggers("\n".join(ids)) == frozenset()  # a block's column, joined
     assert secret_patterns.triggers("\n".join([*ids[:3], "card 4111 1111 1111 1111"])) >= {"digits"}
-    for other in (ids[0].upper(), "41111111-1111-1111-1111-111111111111", f"x{ids[0]}", f"{ids[0]} 4111"):
-        assert secret_patterns.triggers(other), other  # upper case, no hex letter, or more: scanned as before
-    monkeypatch.setattr(secret_patterns, "_PLAIN_UUIDS", re.compile(r"(?!)"))  # the full scan
+    others = (ids[0].upper(), "41111111-1111-1111-1111-111111111111", f"x{ids[0]}", f"{ids[0]} 4111", "ab1234567")
+    for other in others:  # upper case, no hex letter, other characters, or under 16 hex digits: scanned as before
+        assert secret_patterns.triggers(other), other
+    monkeypatch.setattr(secret_patterns, "_PLAIN_HEX_IDS", re.compile(r"(?!)"))  # the full scan
     r = Redactor()
     assert [t for t in ids if r.scrub(t) != t] == []
 
