@@ -70,7 +70,6 @@ _ID_WORDS = _words(
     "id ids idx index sample samples step steps seed row rows batch offset shard example record uid key "
     "request trace span order item doc document image frame token tokens epoch iteration iter run"
 )
-_HEX_ID_CHARS = frozenset("0123456789abcdefABCDEF-")
 _HEX_RUN = re.compile(r"[0-9A-Fa-f-]{16,}")  # leftmost and greedy: each match is a whole run
 _CARD_WORDS = re.compile(r"(?i)card|credit|debit|visa|master|amex|discover|payment|\bcc\b|\bpan\b|billing")
 _VERSION_WORDS = _words(
@@ -167,7 +166,7 @@ _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close togethe
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
 # among them), one per line: no pattern here can match them. Cards and phones leave digits inside hex
-# identifiers alone (inside_hex_id, without_hex_ids), and every other pattern needs a character (upper case,
+# identifiers alone (without_hex_ids), and every other pattern needs a character (upper case,
 # "_", ":", "@", ".", a letter after f) or a run a lower-case hex identifier does not have. A request-id
 # column of them then skips the scrub: 20-50 µs an id, where an inference record costs 2-4 µs in all.
 _PLAIN_HEX_ID = r"(?=[0-9-]*[a-f])(?=(?:-*[0-9a-f]){16})[0-9a-f-]+"
@@ -287,7 +286,7 @@ def _valid_card(match: str, text: str, start: int) -> bool:
     digits = re.sub(r"[ -]", "", match)
     if not (13 <= len(digits) <= 19 and luhn_ok(digits) and _card_prefix(digits)):
         return False
-    if inside_hex_id(text, start, start + len(match)):
+    if _inside_hex_id(text, start, start + len(match)):
         return False  # a UUID's or a trace id's digits, even beside a card word: 1 random UUID in 1,300 held one
     context = text[max(0, start - 40) : start + len(match) + 20]
     if _CARD_WORDS.search(context):
@@ -299,8 +298,9 @@ def _valid_card(match: str, text: str, start: int) -> bool:
 
 
 def without_hex_ids(text: str) -> str:
-    """``text`` with each hex identifier (as :func:`inside_hex_id` reads one) blanked by as many spaces:
-    where phone numbers are looked for (the phone library costs 40-50 µs on a UUID's digit groups)."""
+    """``text`` with each hex identifier (a UUID, a trace or span id, a SHA: a run of 16 or more hex digits,
+    dashes allowed, with a letter among them) blanked by as many spaces: where cards and phone numbers are
+    looked for (the phone library costs 40-50 µs on a UUID's digit groups)."""
     if "-" not in text and len(text) < 16:
         return text
     return _HEX_RUN.sub(_blank_hex_id, text)
@@ -312,18 +312,9 @@ def _blank_hex_id(match: re.Match[str]) -> str:
     return " " * len(token) if len(core) >= 16 and not core.isdigit() else token
 
 
-def inside_hex_id(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] is part of a longer hex identifier (a UUID, a trace or span id, a SHA):
-    16 or more hex digits, dashes allowed, with a letter among them."""
-    if " " in text[start:end]:
-        return False  # an identifier has no spaces
-    lo, hi = start, end
-    while lo > 0 and text[lo - 1] in _HEX_ID_CHARS:
-        lo -= 1
-    while hi < len(text) and text[hi] in _HEX_ID_CHARS:
-        hi += 1
-    token = text[lo:hi].replace("-", "")
-    return len(token) >= 16 and not token.isdigit()
+def _inside_hex_id(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] (a match, no spaces in it) lies in a hex identifier :func:`without_hex_ids` blanks."""
+    return without_hex_ids(text)[start:end].isspace()
 
 
 def _card_prefix(d: str) -> bool:
