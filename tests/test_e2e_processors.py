@@ -24,6 +24,7 @@ import synth as S
 from aitrace.processors.dlq import parse_headers
 from aitrace.schemas.codec import AvroDeserializer
 from confluent_kafka import Consumer, Producer, TopicPartition
+from worker_log import log_digest
 
 WAIT_S = 240.0  # first Faust group join on a loaded 2-core box can take tens of seconds
 
@@ -68,7 +69,7 @@ class Worker:
                 self.kill()
 
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
+        return log_digest(self.log)
 
 
 @pytest.fixture
@@ -114,15 +115,37 @@ def _wait(what: str, check: Callable[[], bool], worker: Worker, timeout: float =
     pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.tail()}")
 
 
-def _produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None:
-    """Produce (topic, key, value) and insist on a delivery report for each (Tansu watermarks lie)."""
+def _produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> dict[int, int]:
+    """Produce (topic, key, value) and insist on a delivery report for each (Tansu watermarks lie).
+
+    Returns each partition's end as the reports tell it: one past its last delivered offset.
+    """
     errors: list[str] = []
+    ends: dict[int, int] = {}
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err:
+            errors.append(str(err))
+        else:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for topic, key, value in records:
-        producer.produce(
-            topic, key=key.encode(), value=value, on_delivery=lambda err, _m: err and errors.append(str(err))
-        )
+        producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
     assert producer.flush(60) == 0 and not errors, errors
+    return ends
+
+
+def _positions(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> str:
+    """Each partition's committed offset for ``group`` beside its ``ends``: where a stuck worker stopped."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in sorted(ends)], timeout=10)
+        return ", ".join(f"[{tp.partition}] committed {tp.offset} end {ends[tp.partition]}" for tp in committed)
+    except Exception as exc:  # a diagnostic: never hide the failure it explains
+        return f"(offsets unavailable: {exc!r})"
+    finally:
+        consumer.close()
 
 
 def _consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
@@ -228,13 +251,17 @@ def test_worker_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
     records = [(system, tr, S.encode(b)) for tr, b in batches]
     worker = worker_factory(kafka.bootstrap, search.url, prefix)
     worker.start()
-    _produce(kafka.bootstrap, records[:80])
+    ends = _produce(kafka.bootstrap, records[:80])
     events_index, traces_index = f"{prefix}-events-*", f"{prefix}-traces-*"
     _wait("some documents indexed", lambda: _count(search.url, events_index) >= 100, worker)
     worker.kill()  # SIGKILL: no flush, no commit of what is in flight
-    _produce(kafka.bootstrap, records[80:])
+    ends.update(_produce(kafka.bootstrap, records[80:]))
     worker.start()
-    _wait("every event indexed", lambda: _count(search.url, events_index) >= 1200, worker)
+    try:
+        _wait("every event indexed", lambda: _count(search.url, events_index) >= 1200, worker)
+    except pytest.fail.Exception as exc:
+        where = _positions(kafka.bootstrap, f"{prefix}-app", system, ends)
+        pytest.fail(f"{exc}\nindexed {_count(search.url, events_index)} of 1200; {system}: {where}")
     _wait("every trace indexed", lambda: _count(search.url, traces_index) >= 120, worker)
     worker.stop()
     assert _count(search.url, events_index) == 1200  # _id = event_id: redelivery overwrote, never added

@@ -34,8 +34,11 @@ from typing import Any
 
 import aitrace
 import pytest
+import synth as S
+from confluent_kafka import Producer
 from faust.types import TP
 from test_noloss import DeliveryLog
+from worker_log import log_digest
 
 FULL = os.environ.get("AITRACE_FULL_TESTS") == "1"
 PARTITIONS = 4
@@ -106,7 +109,7 @@ class Worker:
             time.sleep(0.2)
 
     def tail(self, n: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else "(no log)"
+        return log_digest(self.log, n)
 
 
 @pytest.fixture
@@ -371,6 +374,42 @@ def test_a_partition_whose_fetched_records_are_never_delivered_is_read_again(
         assert "not delivered in" in log  # healed by the stall watch, not by something else
     finally:
         producer.close()
+
+
+def _one_batch(bootstrap: str, topic: str, batches: list[dict[str, Any]]) -> None:
+    """Each aitrace batch as a record of partition 0, all sent as one Kafka record batch."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 500, "batch.num.messages": 10_000})
+    errors: list[str] = []
+    for batch in batches:
+        producer.produce(topic, S.encode(batch), partition=0, on_delivery=lambda e, _m: e and errors.append(str(e)))
+    assert producer.flush(30) == 0 and not errors, errors
+
+
+@pytest.mark.slow
+def test_the_undelivered_rest_of_a_partitions_last_record_batch_is_read_again(
+    kafka: Any, fresh_search: Any, unique_name: Callable[[str], str], workers: Callable[..., Worker]
+) -> None:
+    """The stall of CI on stop 17: records from the middle of a partition's last record batch on,
+    fetched and never delivered. Tansu's end offset is one past that batch's *first* record, so
+    the end the stall watch asked for said nothing lay past the commit; the fetch position does."""
+    prefix = unique_name("tail")
+    system = f"{prefix}.events.system"
+    w = workers("w", kafka.bootstrap, fresh_search.url, prefix)
+    w.entry = [str(Path(__file__).with_name("_undelivering_worker.py"))]
+    w.env = {"UNDELIVERED_TOPIC": system, "UNDELIVERED_AFTER": "4"}  # the first record, then 3 of the batch
+    w.start()
+    batches = [S.batch([S.event(S.log("info", f"record {i}"), trace=S.trace_id())]) for i in range(31)]
+    ids = [b["events"][0]["event_id"] for b in batches]
+    _one_batch(kafka.bootstrap, system, batches[:1])
+    assert set(wait_indexed(fresh_search.url, prefix, set(ids[:1]), lambda: [w], 240)), w.tail()
+    _one_batch(kafka.bootstrap, system, batches[1:])
+    found = wait_indexed(fresh_search.url, prefix, set(ids), lambda: [w], 90)
+    log = w.tail(20000)
+    assert "[undelivering] dropping" in log and "from offset 4" in log, "the premise: the batch's tail dropped"
+    lost, dups = _report("the rest of a record batch", set(ids), found)
+    assert not dups
+    assert not lost, f"{len(lost)} events of the batch's tail never indexed:\n{log[-3000:]}"
+    assert "not delivered in" in log  # healed by the stall watch, not by something else
 
 
 # ---------------------------------------------------------------- randomized fault schedules
@@ -747,6 +786,49 @@ def test_a_stall_the_re_reads_do_not_clear_is_given_up_after_a_few(caplog: pytes
         asyncio.run(c.commit())
     assert c.seeks == [(TP0, 10)] * c.HOLE_MAX_RESEEKS
     assert sum("never delivered after" in r.message for r in caplog.records) == 1
+
+
+def test_the_end_the_watch_reads_is_the_fetch_position_where_it_is_past_the_brokers_end() -> None:
+    import asyncio
+
+    from aiokafka.errors import IllegalStateError
+    from aitrace.processors.faust_compat import _AIOKafkaConsumerThread
+
+    tp1 = TP("events", 1)
+
+    class Aio:  # Tansu's end: one past the first record of the last record batch
+        async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+            return {TP0: 1, tp1: 9}
+
+        async def position(self, tp: Any) -> int:
+            if tp == tp1:
+                raise IllegalStateError("no longer assigned")
+            return 40
+
+    thread = object.__new__(_AIOKafkaConsumerThread)
+    thread._ensure_consumer = Aio  # type: ignore[method-assign]
+    assert asyncio.run(thread._end_offsets([TP0, tp1])) == {TP0: 40, tp1: 9}
+
+
+def test_tansus_end_offset_is_one_past_the_first_record_of_the_last_record_batch(kafka: Any) -> None:
+    """Documents the broker behaviour the fetch position makes up for (fails once Tansu changes it)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    topic = f"ends-{os.urandom(4).hex()}"
+    _one_batch(kafka.bootstrap, topic, [S.batch([]) for _ in range(7)])
+
+    async def end() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+        await consumer.start()
+        try:
+            return int((await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)])
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(end()) == 1  # 7 records at offsets 0..6 in one record batch
 
 
 class _Message:

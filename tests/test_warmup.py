@@ -34,7 +34,8 @@ import bench_processors as B
 records = B.client_mixed_records(30) + B.training_records(12) + B.mixed_records(12)
 pipe, traces, series = Pipeline(WorkerOptions(index=False)), {{}}, {{}}
 for i, (_, value, _, _) in enumerate(records):
-    for _, chunk in pipe.process_record(value, key=None, topic="t", partition=0, offset=i, traces=traces, now=0.0).chunks:
+    out = pipe.process_record(value, key=None, topic="t", partition=0, offset=i, traces=traces, now=0.0)
+    for _, chunk in out.chunks:
         pipe.series(chunk, series)
 print(json.dumps({{"warmed": sorted(warmed), "more": sorted(loaded() - warmed)}}))
 """
