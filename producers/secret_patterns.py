@@ -171,6 +171,13 @@ _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # column of them then skips the scrub: 20-50 µs an id, where an inference record costs 2-4 µs in all.
 _PLAIN_HEX_ID = r"(?=[0-9-]*[a-f])(?=(?:-*[0-9a-f]){16})[0-9a-f-]+"
 _PLAIN_HEX_IDS = re.compile(rf"{_PLAIN_HEX_ID}(?:\n{_PLAIN_HEX_ID})*")
+# Two more request-id shapes no pattern can match: a lower-case word and "_" or "-" before a lower-case hex
+# identifier ("req_<uuid>"), unless the word is a secret's literal or a key word (ghp_, xoxb-, token_: those
+# texts are scanned); and an upper-case UUID in its 8-4-4-4-12 form with a letter among its digits (no run of
+# it is long enough for an IBAN, an access key or a token, and the remaining patterns need lower case).
+_UPPER_UUID = r"(?=[0-9-]*[A-F])[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
+_ID_LINE = rf"(?:[a-z]{{1,16}}[_-])?{_PLAIN_HEX_ID}|{_UPPER_UUID}"
+_ID_LINES = re.compile(rf"(?:{_ID_LINE})(?:\n(?:{_ID_LINE}))*")
 _NONE: frozenset[str] = frozenset()
 _DOTTED = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
 _HEX_COLONS = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
@@ -188,6 +195,8 @@ def triggers(text: str) -> frozenset[str]:
     costs about 120 µs on a 70-character log line)."""
     if _PLAIN_HEX_IDS.fullmatch(text):
         return _NONE
+    if _ID_LINES.fullmatch(text) and (text.isupper() or not (_KV_ANY.search(text) or _LITERALS.search(text))):
+        return _NONE  # (upper case: no word before an id; and every id line is in lower case or upper case)
     found = []
     if "@" in text:
         found.append("at")

@@ -398,10 +398,49 @@ def test_lower_case_hex_ids_fire_no_trigger_and_the_full_scan_agrees(monkeypatch
     assert {t for t in ids if secret_patterns.triggers(t)} == set()
     assert secret_patterns.triggers("\n".join(ids)) == frozenset()  # a block's column, joined
     assert secret_patterns.triggers("\n".join([*ids[:3], "card 4111 1111 1111 1111"])) >= {"digits"}
-    others = (ids[0].upper(), "41111111-1111-1111-1111-111111111111", f"x{ids[0]}", f"{ids[0]} 4111", "ab1234567")
-    for other in others:  # upper case, no hex letter, other characters, or under 16 hex digits: scanned as before
+    others = (
+        ids[0][:4].upper() + ids[0][4:],
+        "41111111-1111-1111-1111-111111111111",
+        f"x{ids[0]}",
+        f"{ids[0]} 4111",
+        "ab1234567",
+    )
+    for other in others:  # mixed case, no hex letter, other characters, or under 16 hex digits: scanned as before
         assert secret_patterns.triggers(other), other
     monkeypatch.setattr(secret_patterns, "_PLAIN_HEX_IDS", re.compile(r"(?!)"))  # the full scan
+    r = Redactor()
+    assert [t for t in ids if r.scrub(t) != t] == []
+
+
+def test_prefixed_and_upper_case_request_ids_fire_no_trigger_and_the_full_scan_agrees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``req_<uuid>`` and upper-case UUIDs cost 23-38 µs an id in the full scan; no pattern can match them."""
+    import random
+
+    from aitrace.producers import secret_patterns
+
+    rng = random.Random(7)
+    words = ["req", "trace", "run", "job", "request", "span", "abc", "x", "idempotency"]
+    ids = [f"{rng.choice(words)}{rng.choice('_-')}{u}" for u in _uuids(2_000, seed=4)]
+    ids += [f"{rng.choice(words)}_{rng.getrandbits(128):032x}" for _ in range(1_000)]
+    ids += [u.upper() for u in _uuids(3_000, seed=5)]
+    ids = [t for t in ids if not t.rsplit("_", 1)[-1].replace("-", "").isdigit()]
+    assert {t for t in ids if secret_patterns.triggers(t)} == set()
+    assert secret_patterns.triggers("\n".join(ids)) == frozenset()  # a block's column, joined
+    hexes = [f"{rng.getrandbits(144):036x}" for _ in range(3)]
+    secrets = [f"ghp_{hexes[0]}", f"sk-{_uuids(1, 6)[0]}", f"hf_{hexes[1]}", f"xoxb-{_uuids(1, 7)[0]}"]
+    # a word that is a secret's literal or a key word, an upper-case id not in the 8-4-4-4-12 form (20 characters:
+    # an AWS access key's length), a mixed-case or digit-only UUID: scanned as before
+    others = ["token_" + hexes[2], "ACCA" + hexes[2][:16].upper(), _uuids(1, 8)[0][:9].upper() + _uuids(1, 8)[0][9:]]
+    others.append("41111111-1111-1111-1111-111111111111")
+    for other in secrets + others:
+        assert secret_patterns.triggers(other), other
+    r = Redactor()
+    assert [t for t in secrets if "[REDACTED:" not in r.scrub(t)] == []
+    assert r.scrub(others[1]) == "[REDACTED:aws_access_key]"
+    monkeypatch.setattr(secret_patterns, "_PLAIN_HEX_IDS", re.compile(r"(?!)"))  # the full scan
+    monkeypatch.setattr(secret_patterns, "_ID_LINES", re.compile(r"(?!)"))
     r = Redactor()
     assert [t for t in ids if r.scrub(t) != t] == []
 
