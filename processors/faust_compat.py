@@ -245,7 +245,9 @@ class SafeOffsetsConsumer:
             return []
         watched: dict[Any, float] = self.__dict__.setdefault("_aitrace_quiet_since", {})
         delivered: dict[Any, float] = self.__dict__.get("_aitrace_delivered", {})
-        in_flight = {m.tp for m in list(self._unacked_messages)}  # type: ignore[attr-defined]
+        committed = self._committed_offset  # type: ignore[attr-defined]
+        # a message below the committed offset is done, acked or not (a copy a re-read replaced): not in flight
+        in_flight = {m.tp for m in list(self._unacked_messages) if m.offset >= (committed[m.tp] or 0)}  # type: ignore[attr-defined]
         buffered = self._buffered_partitions  # type: ignore[attr-defined]
         quiet = []
         for tp in self.assignment():  # type: ignore[attr-defined]
@@ -254,7 +256,7 @@ class SafeOffsetsConsumer:
                 continue
             since = max(delivered.get(tp, float("-inf")), watched.setdefault(tp, now))
             if now - since >= self.STALL_RESEEK_S:
-                quiet.append((tp, self._committed_offset[tp] or 0))  # type: ignore[attr-defined]
+                quiet.append((tp, committed[tp] or 0))
         for tp in set(watched) - set(self.assignment()):  # type: ignore[attr-defined]
             watched.pop(tp)
         return quiet

@@ -768,6 +768,15 @@ def test_a_quiet_partition_that_is_not_stalled_is_left_alone(why: str) -> None:
     assert c.seeks == []
 
 
+def test_a_message_below_the_commit_left_unacked_does_not_hide_a_stall() -> None:
+    import asyncio
+
+    c = _watched()
+    c._unacked_messages.add(_Message(7, generation_id=0))  # a copy of a record the commit has passed
+    asyncio.run(c.commit())
+    assert c.seeks == [(TP0, 10)]
+
+
 def test_a_paused_stalled_partition_is_resumed_then_read_again() -> None:
     import asyncio
 
