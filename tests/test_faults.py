@@ -35,6 +35,7 @@ from typing import Any
 import aitrace
 import pytest
 import synth as S
+from aitrace.processors.faust_compat import log_ends
 from confluent_kafka import Producer
 from faust.types import TP
 from test_noloss import DeliveryLog
@@ -799,6 +800,7 @@ def test_a_stall_the_re_reads_do_not_clear_is_given_up_after_a_few(caplog: pytes
 
 def test_the_end_the_watch_reads_is_the_fetch_position_where_it_is_past_the_brokers_end() -> None:
     import asyncio
+    from types import SimpleNamespace
 
     from aiokafka.errors import IllegalStateError
     from aitrace.processors.faust_compat import _AIOKafkaConsumerThread
@@ -806,6 +808,8 @@ def test_the_end_the_watch_reads_is_the_fetch_position_where_it_is_past_the_brok
     tp1 = TP("events", 1)
 
     class Aio:  # Tansu's end: one past the first record of the last record batch
+        _client = SimpleNamespace(cluster=SimpleNamespace(leader_for_partition=lambda tp: None))  # no Fetch
+
         async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
             return {TP0: 1, tp1: 9}
 
@@ -829,15 +833,38 @@ def test_tansus_end_offset_is_one_past_the_first_record_of_the_last_record_batch
     topic = f"ends-{os.urandom(4).hex()}"
     _one_batch(kafka.bootstrap, topic, [S.batch([]) for _ in range(7)])
 
-    async def end() -> int:
+    async def ends() -> tuple[int, int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
         await consumer.start()
         try:
-            return int((await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)])
+            listed = int((await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)])
+            return listed, (await log_ends(consumer, {TP(topic, 0): listed}))[TP(topic, 0)]
         finally:
             await consumer.stop()
 
-    assert asyncio.run(end()) == 1  # 7 records at offsets 0..6 in one record batch
+    assert asyncio.run(ends()) == (1, 7)  # 7 records at offsets 0..6 in one record batch: listed 1, true 7
+
+
+def test_log_ends_keep_the_brokers_ends_where_the_fetch_fails() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiokafka.errors import KafkaConnectionError
+
+    class Client:
+        cluster = SimpleNamespace(leader_for_partition=lambda tp: 1)
+        answer: Any = None
+
+        async def send(self, node: int, request: Any) -> Any:
+            if self.answer is None:
+                raise KafkaConnectionError("broker gone")
+            return self.answer
+
+    client = Client()
+    consumer = SimpleNamespace(_client=client)
+    assert asyncio.run(log_ends(consumer, {TP0: 5, TP("events", 1): 0})) == {TP0: 5, TP("events", 1): 0}
+    client.answer = SimpleNamespace(topics=[("events", [(0, 6, -1, b"")])])  # an error code for the partition
+    assert asyncio.run(log_ends(consumer, {TP0: 5})) == {TP0: 5}
 
 
 class _Message:
