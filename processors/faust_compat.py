@@ -153,7 +153,9 @@ class SafeOffsetsConsumer:
     no new ones shows no hole: nothing is acked, and the fetch position is past the records.
     Seen once in a CI fault run: after a restart, the worker alone in the group read every
     partition but one, whose 116 records from its committed offset were never delivered.
-    :meth:`_reseek_stalled` catches that case.
+    :meth:`_reseek_stalled` catches that case; it reads how far a partition goes from the log
+    itself and the fetch position (:func:`log_ends`), not from Tansu's end offset, which left
+    it blind to a stall inside a log's last record batch (the kill test of CI on stop 17).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
