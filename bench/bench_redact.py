@@ -5,18 +5,25 @@ event for: building a log event as the exporter does (payload + envelope), the s
 redaction, and redaction alone for a few shapes (a benign log line, one with an e-mail and a
 phone number, a data-stats event, a metric block of 10 series x 100 rows, the encode step for
 scale). Messages differ per event (a step number), so the text cache does not flatter them.
+
+Then ``Redactor.scrub`` on fresh request ids of common shapes (lower- and upper-case UUIDs,
+``uuid4().hex``, ``req_<uuid>``, ``req_<hex>``), beside the full scan of the same ids with the
+hex-identifier fast paths of ``secret_patterns`` turned off: the baseline, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from aitrace.producers import events as ev
+from aitrace.producers import secret_patterns
 from aitrace.producers.redact import Redactor
 from aitrace.schemas.codec import AvroSerializer
 
@@ -115,6 +122,36 @@ def main() -> None:
         n = args.n if "block" not in name else max(1, args.n // 10)
         print(f"{name:48s} {median_us(work, n, args.runs):8.2f} µs")
     print(f"redacted so far: {dict(redactor.counts)}")
+    request_ids(args.n, args.runs)
+
+
+ID_SHAPES: dict[str, Callable[[], str]] = {
+    "uuid4()": lambda: str(uuid.uuid4()),
+    "uuid4() upper case": lambda: str(uuid.uuid4()).upper(),
+    "uuid4().hex": lambda: uuid.uuid4().hex,
+    "req_<uuid4()>": lambda: f"req_{uuid.uuid4()}",
+    "req_<uuid4().hex>": lambda: f"req_{uuid.uuid4().hex}",
+}
+
+
+def _scrub_each(ids: list[str]) -> Callable[[int], Any]:
+    """Work for :func:`median_us`: the i-th id through a fresh redactor's ``scrub``."""
+    scrub = Redactor().scrub
+    return lambda i: scrub(ids[i])
+
+
+def request_ids(n: int, runs: int) -> None:
+    """µs per fresh id through ``Redactor.scrub``: with the fast paths, and the full scan beside it."""
+    fast = (secret_patterns._PLAIN_HEX_IDS, secret_patterns._ID_LINES)
+    never = re.compile(r"(?!)")
+    print(f"\nrequest ids, {n:,} fresh ids, median of {runs}: {'with fast paths':>16} {'full scan':>10}")
+    for name, make in ID_SHAPES.items():
+        row = []
+        for paths in (fast, (never, never)):
+            secret_patterns._PLAIN_HEX_IDS, secret_patterns._ID_LINES = paths
+            row.append(median_us(_scrub_each([make() for _ in range(n * runs)]), n, runs))
+        secret_patterns._PLAIN_HEX_IDS, secret_patterns._ID_LINES = fast
+        print(f"  {name:20s} {row[0]:28.2f} µs {row[1]:7.2f} µs ({row[1] / row[0]:.1f}x)")
 
 
 if __name__ == "__main__":
