@@ -129,10 +129,7 @@ def client_mixed_records(n: int, per_batch: int = 200) -> list[tuple[str, bytes,
                 "error_type": None, "error_message": None, "attributes": {}}  # fmt: skip
         queue.extend([(ev.LOG, t0, root, log, False), (ev.SPAN, t0 + 900, root, span, False)])
     exporter.start()
-    ticket = exporter.request_flush()
-    with exporter.changed:
-        while not exporter.idle(ticket):
-            exporter.changed.wait(0.05)
+    exporter.force_flush(600.0)
     exporter.stop(5.0)
     if stats["sent"] != n * per_batch:
         raise RuntimeError(f"the exporter sent {stats['sent']} of {n * per_batch} events: {dict(stats)}")

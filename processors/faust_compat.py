@@ -268,7 +268,7 @@ class SafeOffsetsConsumer:
     async def _reseek_stalled(self) -> None:
         """Read a stalled partition again from its committed offset (see the class).
 
-        A quiet partition costs one list-offsets request per ``STALL_RESEEK_S``; one whose log
+        A quiet partition costs a list-offsets and a Fetch request per ``STALL_RESEEK_S``; one whose log
         ends at its committed offset and whose fetch position is there too (the usual quiet one:
         nothing new) is left alone. One fetched past its committed offset with nothing delivered,
         acked or in flight is read again even where the broker's end offset says nothing is there

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 STEPS = 320  # training steps: past the run checks' first windows
 REQUESTS = 480  # inference records of one model: past two drift windows of the default 200
+_FLUSH_S = 60.0  # the in-memory export of the warm-up batches: seconds, even on a loaded box
 
 
 def warm_up(options: WorkerOptions) -> float:
@@ -64,10 +65,7 @@ def records(per_event: bool = False) -> list[bytes]:
         chain = default_processors(settings)[0] + ([_single_events] if per_event else [])
         exporter = Exporter(settings, queue, envelope, chain, "warm-up", stats, transport)
         exporter.start()
-        ticket = exporter.request_flush()
-        with exporter.changed:
-            while not exporter.idle(ticket):
-                exporter.changed.wait(0.05)
+        exporter.force_flush(_FLUSH_S)
         exporter.stop(5.0)
     return [r.value for r in transport.records]
 

@@ -292,16 +292,7 @@ class Client(ClientEvents):
 
         False means some events are still on their way or in the spool on disk (not lost).
         """
-        exporter = self._exporter
-        ticket = exporter.request_flush()
-        deadline = time.monotonic() + timeout
-        with exporter.changed:
-            while not exporter.idle(ticket):
-                left = deadline - time.monotonic()
-                if left <= 0 or not exporter.alive():
-                    return exporter.idle(ticket)
-                exporter.changed.wait(min(left, 0.05))
-        return True
+        return self._exporter.force_flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush (up to ``timeout``), stop the worker, keep anything undelivered in the spool. Idempotent."""

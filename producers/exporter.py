@@ -136,6 +136,19 @@ class Exporter:
         """True when everything queued before ``ticket`` was delivered (nothing queued, out or spooled)."""
         return self._done_seq >= ticket and not self.queue and not self._groups and self.transport.settled()
 
+    def force_flush(self, timeout: float) -> bool:
+        """Send everything queued so far and wait for it; True when all of it was delivered within ``timeout``
+        (False: still on its way, or in the spool, or the worker is not running)."""
+        ticket = self.request_flush()
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not self.idle(ticket):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive():
+                    return self.idle(ticket)
+                self.changed.wait(min(left, 0.05))
+        return True
+
     def stop(self, timeout: float) -> None:
         """Stop the worker; what is still undelivered after ``timeout`` is left in the spool on disk."""
         self._stop_deadline = time.monotonic() + max(0.0, timeout)
