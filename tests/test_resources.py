@@ -198,6 +198,27 @@ def test_a_machine_without_a_gpu_records_none_and_says_so_once(
     assert caplog.text.count("no GPU sampling (LookupError: NVML sees no GPU)") == 1
 
 
+def test_the_real_nvml_binding_gives_each_gpu_or_none_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    """nvidia-ml-py itself, no fake: on a machine without an NVIDIA driver (CI, this test's usual
+    home) its nvmlInit raises NVMLError_LibraryNotFound; with one, every GPU is read."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as exc:
+        count, why = 0, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "LookupError: NVML sees no GPU"
+    with caplog.at_level(logging.INFO, logger="aitrace.resources"):
+        samples = [resources.sample()["gpus"] for _ in range(2)]
+    if count == 0:
+        assert samples == [[], []]
+        assert caplog.text.count(f"no GPU sampling ({why})") == 1
+    else:
+        assert [[g["index"] for g in s] for s in samples] == [list(range(count))] * 2
+        assert all(g["memory_total_bytes"] > 0 for g in samples[0]) and "no GPU sampling" not in caplog.text
+
+
 def test_a_reading_a_gpu_does_not_support_is_none_not_the_end_of_gpu_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
     def not_supported(*args: Any) -> None:
         raise RuntimeError("NVMLError_NotSupported")  # utilization under MIG, power on some boards
