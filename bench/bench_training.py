@@ -10,8 +10,10 @@ controls (a 6-layer ReLU net with PyTorch's default init that sits at its starti
 90-150 steps, then learns) and one run per pathology (diverging after an lr x100, NaN from
 step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, a 12-layer
 sigmoid net, with and without its per-layer series, over-fitting on 64 rows, the tabular
-MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), and an lr
-x0.1 step decay that must stay quiet); ``--overfit-seeds`` adds section (d), over-fitting
+MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), an lr x0.1
+step decay that must stay quiet, and under-fitting: an MLP of 4 hidden units, an MLP under a
+weight decay of 30); ``--underfit-seeds`` adds section (e), under-fitting runs at those
+seeds, and ``--overfit-seeds`` section (d), over-fitting
 runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
 stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
@@ -37,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_runs as R
+from aitrace.detect.underfit import UNDERFIT_MIN_GAIN
 from bench_realdata import zscore_incidents
 
 T0 = 1_800_000_000_000_000
@@ -94,17 +97,23 @@ def run_checks(run: R.Run) -> list[tuple[int, str]]:
 
 
 def onset_of(pathology: str, run: R.Run) -> int | None:
-    """The step a pathology starts; for over-fitting, the validation minimum (the best checkpoint)."""
+    """The step a pathology starts; for over-fitting, the validation minimum (the best checkpoint);
+    for under-fitting, the evaluation from which the validation loss never again improved its best
+    by 2 % (the start of the plateau it ends on, seen from the end of the run)."""
+    val = np.asarray(run.series["val|loss"])
     if pathology == "overfitting":
-        val = np.asarray(run.series["val|loss"])
         return int(run.steps["val|loss"][int(np.nanargmin(val))])
+    if pathology == "underfitting":
+        best = np.minimum.accumulate(val)
+        gains = np.flatnonzero(val[1:] < best[:-1] * (1 - UNDERFIT_MIN_GAIN)) + 1
+        return int(run.steps["val|loss"][int(gains[-1]) if gains.size else 0])
     return ONSET.get(pathology)
 
 
 def delay(step: int | None, onset: int | None, run: R.Run, pathology: str) -> str:
     if step is None or onset is None:
         return ""
-    if pathology == "overfitting":
+    if pathology in ("overfitting", "underfitting"):
         return f"+{(step - onset) // run.steps_per_epoch} evals"
     return f"+{step - onset} steps"
 
@@ -234,10 +243,28 @@ def overfit_seeds_section(seeds: tuple[int, ...]) -> None:
     print(f"    patience 3:  {_tally(base)}")
 
 
+def underfit_seeds_section(seeds: tuple[int, ...]) -> None:
+    """The worker on under-fitting runs (MLPs of 2 and 4 hidden units, an MLP under a weight decay of
+    30) at more seeds: found, and how many evaluations after the start of the plateau they end on."""
+    print(f"(e) under-fitting runs, seeds {seeds}: the worker's first underfitting alert, from the plateau's start")
+    found: list[int | None] = []
+    for name, recipe in R.underfitters(seeds):
+        run = R.record(name, recipe)
+        onset, alerts = onset_of("underfitting", run), worker_alerts(run)
+        hits = [s for s, d in alerts if d.startswith("underfitting")]
+        found.append(None if not hits or onset is None else (hits[0] - onset) // run.steps_per_epoch)
+        shown = "not found" if found[-1] is None else f"{found[-1]:+d} evals"
+        others = [f"{d}@{s}" for s, d in alerts if not d.startswith("underfitting")][:2]
+        print(f"    {name:22s} {shown:10s} of {len(run.series['val|loss'])}   others {others}")
+    hit = [d for d in found if d is not None]
+    print(f"    found {len(hit)}/{len(found)}, median {np.median(hit) if hit else '-'} evals after the plateau's start")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the healthy runs (comma-separated)")
     ap.add_argument("--overfit-seeds", default="", help="seeds of section (d)'s over-fitting runs; none: skipped")
+    ap.add_argument("--underfit-seeds", default="", help="seeds of section (e)'s under-fitting runs; none: skipped")
     args = ap.parse_args()
     seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     flagged = healthy_section(seeds)
@@ -245,6 +272,8 @@ def main() -> int:
     overfit_evidence(flagged)
     if args.overfit_seeds:
         overfit_seeds_section(tuple(int(x) for x in args.overfit_seeds.split(",") if x))
+    if args.underfit_seeds:
+        underfit_seeds_section(tuple(int(x) for x in args.underfit_seeds.split(",") if x))
     return 0
 
 
@@ -256,6 +285,7 @@ _NAMES = {
     "plateau": ("plateau", "stalled"),
     "vanishing_gradients": ("vanishing", "vanishing_gradients"),
     "overfitting": ("overfitting",),
+    "underfitting": ("underfitting",),
 }
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ class Recipe:
     poison_step: int = 150
     depth: int = 8
     he_init: bool = True  # deep ReLU nets: He initialisation, or PyTorch's default (a slow starter)
+    width: int | None = None  # an MLP of one hidden layer this wide (2 or 4 units under-fit the digits)
+    weight_decay: float | None = None  # AdamW's, instead of the family's (30 crushes an MLP: it under-fits)
 
 
 @dataclass
@@ -98,6 +100,8 @@ def _model(recipe: Recipe, n_in: int, n_out: int) -> nn.Module:
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                     nn.init.zeros_(m.bias)
         return net
+    if recipe.width:
+        return nn.Sequential(nn.Linear(n_in, recipe.width), nn.ReLU(), nn.Linear(recipe.width, n_out))
     width = 256 if recipe.train_rows else 128
     return nn.Sequential(nn.Linear(n_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_out))
 
@@ -149,9 +153,8 @@ def record(name: str, recipe: Recipe) -> Run:
     if recipe.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9)
     else:
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=recipe.lr, weight_decay=1e-2 if recipe.family == "tabular" else 0
-        )
+        decay = 1e-2 if recipe.family == "tabular" else 0.0
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay or decay)
     per_epoch = max(1, len(xt) // recipe.batch)
     total = recipe.epochs * per_epoch
     run = Run(name, recipe, per_epoch)
@@ -242,6 +245,8 @@ def pathologies() -> list[tuple[str, str, Recipe]]:
         ("overfit", "overfitting", Recipe("mlp", 0, epochs=200, batch=16, lr=3e-3, schedule="constant", train_rows=64)),
         ("overfit-tabular", "overfitting", Recipe("tabular", 0, epochs=12, batch=32, lr=1e-3)),
         ("lr-decay", "none (a schedule)", Recipe("mlp", 1, lr=2e-3, schedule="constant", poison="lr_decay")),
+        ("underfit-narrow", "underfitting", Recipe("mlp", 0, lr=2e-3, width=4)),
+        ("underfit-decay", "underfitting", Recipe("mlp", 0, lr=2e-3, weight_decay=30.0)),
     ]
 
 
@@ -255,6 +260,19 @@ def overfitters(seeds: tuple[int, ...]) -> list[tuple[str, Recipe]]:
             (f"overfit-mlp-s{seed}", Recipe("mlp", seed, epochs=200, lr=3e-3, train_rows=64, **const)),
             (f"overfit-cnn-s{seed}", Recipe("cnn", seed, epochs=100, lr=2e-3, train_rows=64, **const)),
             (f"overfit-tab-s{seed}", Recipe("tabular", seed, epochs=150, lr=3e-3, train_rows=48, **const)),
+        ]
+    return out
+
+
+def underfitters(seeds: tuple[int, ...]) -> list[tuple[str, Recipe]]:
+    """Runs that under-fit the digits: MLPs of one hidden layer of 2 or 4 units, and the healthy MLP
+    under an AdamW weight decay of 30, with the healthy recipe's Adam, warm-up and cosine decay."""
+    out = []
+    for seed in seeds:
+        out += [
+            (f"underfit-w2-s{seed}", Recipe("mlp", seed, lr=2e-3, width=2)),
+            (f"underfit-w4-s{seed}", Recipe("mlp", seed, lr=2e-3, width=4)),
+            (f"underfit-decay-s{seed}", Recipe("mlp", seed, lr=2e-3, weight_decay=30.0)),
         ]
     return out
 

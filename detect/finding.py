@@ -33,13 +33,13 @@ class Finding:
     score: anomaly score in [0, 1] (1.0 for rule violations such as NaN or lr <= 0; NaN when
         the check has no score, e.g. a drift test).
     reason: short machine-readable cause: spike, dip, level_shift, variance_change,
-        flat, nan, inf, exploding, vanishing, diverging, lr_out_of_range, lr_jump,
+        flat, nan, inf, exploding, vanishing, diverging, overfitting, underfitting, lr_out_of_range, lr_jump,
         out_of_range, latency_spike, error_burst, throughput_drop, ingestion_delay, ks, psi...
         (an alert's ``detector``).
     message: one sentence for a person (an alert's ``title``).
     threshold: the score (or statistic) threshold that was crossed.
     kind: the monitor's series kind (loss, latency, ...).
-    severity: 'warning' or 'critical'.
+    severity: 'warning' or 'critical'; 'info' for advice about a run (underfitting).
     category: what kind of alert it makes: anomaly, drift, error_rate, data_quality, training.
     time_us: event time of the point, in microseconds since the epoch (None: unknown).
     statistic, pvalue: the test's statistic and p-value, where there is a test.

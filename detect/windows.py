@@ -1,6 +1,6 @@
 """Stateful window checks of the processors, on plain arrays and a JSON-safe state dict:
 the prediction-label join, per-feature and label checks of data-stats summaries, and the
-over-fitting check (a model in service's latency, rate and drift windows are the objects of
+over- and under-fitting checks (a model in service's latency, rate and drift windows are the objects of
 :mod:`aitrace.detect.service`).
 
 Every function takes a series state (a dict the processors keep in a Faust table) and whole
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
 from aitrace.detect.overfit import held_rise
+from aitrace.detect.underfit import UNDERFIT_RECENT, under_fit
 
 _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
@@ -207,18 +208,13 @@ def _category_checks(
     return out
 
 
-# ---------------------------------------------------------------- overfitting
+# ---------------------------------------------------------------- over- and under-fitting
+
+Fit = tuple[tuple[float, int, int, list[float]] | None, int, int] | None
 
 
-def overfitting_update(
-    state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None
-) -> tuple[tuple[float, int, int, list[float]] | None, int, int] | None:
-    """Keep recent train and validation loss; at each new validation point ask whether
-    validation loss rose above its best while training loss kept falling.
-
-    Returns None when no validation point arrived, else ``(finding or None, clean, time)``
-    where a finding is ``(relative rise, step, time, validation losses)``.
-    """
+def _keep_losses(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> int:
+    """Append a chunk's finite training and validation losses to ``state``; how many validation points came."""
     tr: list[Sequence[float]] = state.setdefault("train", [])  # (step, value): lists once restored
     va: list[Sequence[float]] = state.setdefault("val", [])  # (step, value, time)
     if train is not None:
@@ -228,29 +224,87 @@ def overfitting_update(
         tr.extend(zip(steps[-_MAX_TRAIN_KEPT:].tolist(), values[keep][-_MAX_TRAIN_KEPT:].tolist(), strict=True))
         del tr[:-_MAX_TRAIN_KEPT]
     if val is None:
-        return None
+        return 0
     values = np.asarray(val["values"], dtype=np.float64)
     keep = np.isfinite(values)
-    if not keep.any():
-        return None
     steps = np.asarray(val["steps"], dtype=np.int64)[keep]
     times = np.asarray(val["times"], dtype=np.int64)[keep]
     va.extend(zip(steps.tolist(), values[keep].tolist(), times.tolist(), strict=True))
     del va[:-_MAX_VAL_KEPT]
-    last_time = int(times[-1])
+    return int(keep.sum())
+
+
+def _each_new_evaluation(
+    state: dict[str, Any], new: int, rule: Callable[[np.ndarray, list[float], np.ndarray, np.ndarray], float | None]
+) -> Fit:
+    """Ask ``rule`` at each of the ``new`` validation points in turn (a chunk holding several
+    evaluations reports the first one at which the rule held, not the chunk's last)."""
+    tr, va = state["train"], state["val"]
+    last_time = int(va[-1][2])
     if len(va) < 3 or len(tr) < 4:
         return None, 0, last_time
     v = np.asarray([x[1] for x in va])
     t_steps = np.asarray([x[0] for x in tr])
     t_vals = np.asarray([x[1] for x in tr])
-    # Each new validation point in turn, so a chunk holding several evaluations reports the
-    # first one at which the rise held (not the chunk's last).
-    for end in range(max(3, len(va) - int(keep.sum())), len(va)):
-        found = held_rise(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
+    for end in range(max(3, len(va) - new), len(va)):
+        found = rule(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
         if found is not None:
             return (
                 (found, int(va[end][0]), int(va[end][2]), v[int(np.argmin(v[: end + 1])) : end + 1].tolist()),
                 0,
                 last_time,
             )
-    return None, 10 * int(keep.sum()), last_time
+    return None, 10 * new, last_time
+
+
+def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:
+    """Keep recent train and validation loss; at each new validation point ask whether
+    validation loss rose above its best while training loss kept falling.
+
+    Returns None when no validation point arrived, else ``(finding or None, clean, time)``
+    where a finding is ``(relative rise, step, time, validation losses)``.
+    """
+    new = _keep_losses(state, train, val)
+    return _each_new_evaluation(state, new, held_rise) if new else None
+
+
+def underfitting_update(
+    state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None, scored: bool
+) -> Fit:
+    """:func:`~aitrace.detect.underfit.under_fit` at each new validation point of a run that
+    sends an accuracy-like score (``scored``, remembered once seen: a classifier).
+
+    Returns as :func:`overfitting_update` does; a finding's value is the training loss's
+    level as a share of its start (the median of its first finite values, kept here).
+    """
+    _note_start(state, train, scored)
+    new = _keep_losses(state, train, val)
+    return _under_fit_verdicts(state, new) if new else None
+
+
+def fitting_update(
+    state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None, scored: bool
+) -> tuple[Fit, Fit]:
+    """:func:`overfitting_update` and :func:`underfitting_update` on one state: the losses kept once."""
+    _note_start(state, train, scored)
+    new = _keep_losses(state, train, val)
+    if not new:
+        return None, None
+    return _each_new_evaluation(state, new, held_rise), _under_fit_verdicts(state, new)
+
+
+def _note_start(state: dict[str, Any], train: dict[str, Any] | None, scored: bool) -> None:
+    """Keep the first finite training losses (the start the level is a share of) and whether the run is a classifier."""
+    start: list[float] = state.setdefault("start", [])
+    if train is not None and len(start) < UNDERFIT_RECENT:
+        values = np.asarray(train["values"], dtype=np.float64)
+        start += values[np.isfinite(values)][: UNDERFIT_RECENT - len(start)].tolist()
+    state["scored"] = bool(state.get("scored")) or scored
+
+
+def _under_fit_verdicts(state: dict[str, Any], new: int) -> Fit:
+    start = state["start"]
+    if not state["scored"] or len(start) < UNDERFIT_RECENT:
+        return None, 10 * new, int(state["val"][-1][2])
+    level = float(np.median(start))
+    return _each_new_evaluation(state, new, lambda v, vs, ts, tv: under_fit(v, vs, ts, tv, level))

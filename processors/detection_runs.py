@@ -16,7 +16,8 @@ from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TrainingSeries, worst
-from aitrace.detect.training import layer_spread
+from aitrace.detect.training import layer_spread, metric_role
+from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
 from aitrace.processors.incidents import SeriesContext
@@ -66,7 +67,7 @@ class RunSeriesDetectors(SeriesStateBase):
                     )
 
             self._with_state(key, source, offset, result, work)
-        self._overfitting(chunk, result, source, offset)
+        self._fitting(chunk, result, source, offset)
         self._layers(chunk, result, source, offset)
         self._run_checks(chunk, result, source, offset)
 
@@ -172,43 +173,55 @@ class RunSeriesDetectors(SeriesStateBase):
 
         self._with_state(key, source, offset, result, work)
 
-    def _overfitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
-        """Validation loss rising while training loss falls (per run)."""
+    def _fitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+        """Over-fitting (validation loss rising while training loss falls) and under-fitting (a
+        classifier's training loss levelling off far above zero, validation on it), per run."""
         train = val = None
+        scored = False
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
             if metric in ("loss", "train_loss") and split in _TRAIN_SPLITS:
                 train = s
             elif (metric == "loss" and split in _VAL_SPLITS) or metric in ("val_loss", "eval_loss", "valid_loss"):
                 val = s
+            scored = scored or metric_role(metric) == "score"
         if train is None and val is None:
             return
         run_id = chunk["run_id"]
-        key = f"run/{run_id}/overfitting"
-        ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
+        key = f"run/{run_id}/overfitting"  # one state for both: the losses they read are kept once
+        contexts = [SeriesContext(f"run/{run_id}/{rule}", chunk["service"], run_id, None, "loss", chunk["trace_id"])
+                    for rule in ("overfitting", "underfitting")]  # fmt: skip
 
         def work(state: State) -> None:
-            outcome = K.overfitting_update(state, train, val)
-            if outcome is None:
-                return
-            finding_stats, clean, last_time = outcome
-            finding = None
-            if finding_stats is not None:
-                gap, step, time_us, evidence = finding_stats
-                finding = Finding(
-                    0,
-                    float(step),
-                    gap,
-                    math.nan,
-                    "overfitting",
-                    f"overfitting in run {run_id}: validation loss rising while training loss falls",
-                    K.OVERFIT_MIN_RISE,
-                    "loss",
-                    category="training",
-                    time_us=time_us,
-                    statistic=gap,
-                    evidence=tuple(evidence),
-                )
-            self._publish(result, state, ctx, (finding, clean, last_time))
+            # the under-fitting incident lives beside the over-fitting one, in a part of the state of its own
+            state["underfitting"] = under = dict(state.get("underfitting") or {"incident": None})
+            incident_of = (state, under)
+            for rule, ctx, holder, outcome in zip(
+                ("overfitting", "underfitting"),
+                contexts,
+                incident_of,
+                K.fitting_update(state, train, val, scored),
+                strict=True,
+            ):
+                if outcome is not None:
+                    found, clean, last_time = outcome
+                    finding = None if found is None else _fit_finding(rule, run_id, *found)
+                    self._publish(result, holder, ctx, (finding, clean, last_time))
 
         self._with_state(key, source, offset, result, work)
+
+
+def _fit_finding(rule: str, run_id: str, value: float, step: int, time_us: int, evidence: list[float]) -> Finding:
+    """The finding of an over- or under-fitting verdict at the validation point ``step``."""
+    if rule == "overfitting":
+        message = f"overfitting in run {run_id}: validation loss rising while training loss falls"
+        threshold, severity = K.OVERFIT_MIN_RISE, "warning"
+    else:
+        message = (
+            f"underfitting in run {run_id}: the training loss levelled off at {value:.0%} of its start and the "
+            f"validation loss ({evidence[-1]:.4g}) sits on it: too little capacity, too much regularisation, "
+            "or inputs that carry little of the labels' signal"
+        )
+        threshold, severity = UNDERFIT_MIN_LEVEL, "info"  # advice about the run, not an incident to wake anyone
+    return Finding(0, float(step), value, math.nan, rule, message, threshold, "loss", severity, category="training",
+                   time_us=time_us, statistic=value, evidence=tuple(evidence))  # fmt: skip

@@ -267,3 +267,98 @@ def test_a_steady_rise_from_the_chance_level_is_not_a_turn_past_a_minimum() -> N
     """Evaluations 2-4 rise steadily 1 %, 6 %, 10 % above eval 1, above where the run started:
     it has learnt nothing yet, so the steady rise's lower margin does not apply."""
     assert _first_held_rise(_CNN_CHANCE) is None
+
+
+# Real runs of bench/training_runs.py on the digits (recorded 2026-12-06, 22 steps an epoch): the
+# validation loss at each evaluation, and the training loss there (median of its last 16 values).
+_UNDERFIT_W4 = {  # one hidden layer of 4 units (seed 0): starting training loss 2.341
+    "val": [2.301, 2.245, 2.194, 2.145, 2.087, 2.029, 1.975, 1.931, 1.894, 1.87, 1.852, 1.842, 1.836, 1.834, 1.833],
+    "train": [2.328, 2.272, 2.205, 2.152, 2.084, 2.017, 1.962, 1.887, 1.875, 1.866, 1.839, 1.798, 1.789, 1.791, 1.769],
+}
+_UNDERFIT_DECAY = {  # the healthy MLP under an AdamW weight decay of 30 (seed 0): start 2.279
+    "val": [2.225, 2.122, 1.874, 1.801, 1.819, 1.829, 1.863, 1.882, 1.907, 1.919, 1.927, 1.936, 1.936, 1.936, 1.937],
+    "train": [2.247, 2.17, 1.952, 1.813, 1.782, 1.805, 1.833, 1.847, 1.895, 1.909, 1.905, 1.93, 1.921, 1.92, 1.909],
+}
+_HEALTHY_MLP = {  # the healthy MLP (seed 0): start 2.27
+    "val": [1.812, 0.572, 0.261, 0.198, 0.171, 0.155, 0.139, 0.128, 0.124, 0.118, 0.123, 0.119, 0.114, 0.115, 0.115],
+    "train": [2.166, 0.877, 0.361, 0.24, 0.133, 0.146, 0.123, 0.112, 0.113, 0.098, 0.064, 0.108, 0.075, 0.077, 0.074],
+}
+_SLOW_STARTER = {  # a slow starter (seed 0): at its start for 5 evaluations, then it learns; start 2.303
+    "val": [2.304, 2.306, 2.308, 2.293, 2.267, 2.035, 1.427, 0.986, 1.079, 0.565, 0.572, 0.557, 0.239, 0.307, 0.177],
+    "train": [2.299, 2.3, 2.298, 2.299, 2.278, 2.184, 1.541, 1.214, 0.94, 0.796, 0.445, 0.447, 0.297, 0.318, 0.237],
+}
+
+
+def _underfit_run(run: dict, start: float) -> tuple[dict, dict]:
+    """The run as the worker's chunks carry it: 22 training losses an epoch (its first 16 at
+    ``start``, then each epoch's last 16 at the level recorded there), a validation loss at its end."""
+    train = np.full(22 * len(run["val"]), start)
+    for k, level in enumerate(run["train"]):
+        if k:
+            train[22 * k + 6 : 22 * k + 22] = level
+    steps = np.arange(train.size)
+    val_steps = np.arange(1, len(run["val"]) + 1) * 22 - 1
+    return {"steps": steps, "values": train}, {"steps": val_steps, "values": np.asarray(run["val"]), "times": val_steps}
+
+
+def _underfit_reports(run: dict, start: float, chunk_evals: int, scored: list[bool] | None = None) -> list[int]:
+    """Validation steps at which windows.underfitting_update reports, fed ``chunk_evals`` epochs a chunk."""
+    from aitrace.detect import windows
+
+    train, val = _underfit_run(run, start)
+    state: dict = {}
+    out = []
+    for c, i in enumerate(range(0, len(run["val"]), chunk_evals)):
+        t = {k: v[i * 22 : (i + chunk_evals) * 22] for k, v in train.items()}
+        v = {k: x[i : i + chunk_evals] for k, x in val.items()}
+        outcome = windows.underfitting_update(state, t, v, True if scored is None else scored[c])
+        if outcome is not None and outcome[0] is not None:
+            out.append(outcome[0][1])
+    return out
+
+
+def test_real_runs_that_under_fit_are_found_once_their_validation_loss_stops_improving() -> None:
+    narrow = _underfit_reports(_UNDERFIT_W4, 2.341, 1)
+    # eval 12 (step 285): the best of its last 3 (1.836) is not 2 % below the best before them
+    # (1.87); the training loss at 1.789 = 76 % of its start, the validation loss 1.03 times it
+    assert narrow[0] == 12 * 22 + 21
+    decay = _underfit_reports(_UNDERFIT_DECAY, 2.279, 1)
+    assert decay[0] == 6 * 22 + 21  # best at eval 3 (1.801), training loss at 80 % of its start
+    assert _underfit_reports(_UNDERFIT_W4, 2.341, 5)[0] == narrow[0]  # several evaluations a chunk: the first
+
+
+def test_healthy_runs_and_a_slow_starter_are_not_under_fitting() -> None:
+    assert _underfit_reports(_HEALTHY_MLP, 2.27, 1) == []
+    assert _underfit_reports(_SLOW_STARTER, 2.303, 1) == []  # at its start (a stall's question), then it learns
+
+
+def test_under_fitting_is_asked_only_of_a_run_that_sends_an_accuracy_like_score() -> None:
+    never = [False] * 15
+    assert _underfit_reports(_UNDERFIT_W4, 2.341, 1, never) == []  # a regression loss has no chance level
+    once = [True] + [False] * 14  # the accuracy came in the first chunk only: still a classifier
+    assert _underfit_reports(_UNDERFIT_W4, 2.341, 1, once) == _underfit_reports(_UNDERFIT_W4, 2.341, 1)
+
+
+def test_the_underfit_example_runs() -> None:
+    import doctest
+
+    from aitrace.detect import underfit
+
+    result = doctest.testmod(underfit)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_one_state_for_both_fitting_rules_gives_what_each_gives_alone() -> None:
+    """The worker keeps the losses once (windows.fitting_update); each rule alone keeps its own copy."""
+    from aitrace.detect import windows
+
+    for run, start in ((_UNDERFIT_W4, 2.341), (_UNDERFIT_DECAY, 2.279), (_HEALTHY_MLP, 2.27)):
+        train, val = _underfit_run(run, start)
+        both: dict = {}
+        over: dict = {}
+        under: dict = {}
+        for i in range(0, len(run["val"]), 2):
+            t = {k: v[i * 22 : (i + 2) * 22] for k, v in train.items()}
+            v = {k: x[i : i + 2] for k, x in val.items()}
+            alone = (windows.overfitting_update(over, t, v), windows.underfitting_update(under, t, v, True))
+            assert windows.fitting_update(both, t, v, True) == alone

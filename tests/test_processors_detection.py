@@ -209,6 +209,33 @@ def test_a_one_epoch_bump_of_the_validation_loss_is_not_overfitting() -> None:
     assert not [a for a in alerts if a["detector"] == "overfitting"]
 
 
+def _underfitting_alerts(with_accuracy: bool) -> list[dict]:
+    """A real MLP of 4 hidden units on the digits (seed 0), epoch by epoch through the worker's rules:
+    the training loss at the level recorded at each evaluation, the validation loss, the accuracies."""
+    from test_detect_training import _UNDERFIT_W4, _underfit_run
+
+    train, val = _underfit_run(_UNDERFIT_W4, 2.341)
+    det = SeriesDetectors({})
+    alerts = []
+    for i, v in enumerate(val["values"]):
+        losses = {"loss": train["values"][22 * i : 22 * i + 22]}
+        scores = {"accuracy": np.full(22, 0.3)} if with_accuracy else {}
+        blocks = [
+            S.metric_block(trace="a" * 32, run_id="r5", start_step=22 * i, series=losses | scores, start_us=T0 + i),
+            S.metric_block(trace="a" * 32, run_id="r5", start_step=22 * i + 21, series={"loss": [v]},
+                           start_us=T0 + i, split="val"),
+        ]  # fmt: skip
+        alerts += _apply(det, blocks=blocks, offset=i)
+    return [a for a in alerts if a["detector"] == "underfitting"]
+
+
+def test_a_classifier_that_under_fits_gets_one_info_alert_that_says_why() -> None:
+    first = _underfitting_alerts(with_accuracy=True)[0]
+    assert first["severity"] == "info" and first["kind"] == "training" and first["run_id"] == "r5"
+    assert first["step"] == 12 * 22 + 21 and "76% of its start" in first["title"]
+    assert not _underfitting_alerts(with_accuracy=False)  # no accuracy-like series: maybe a regression
+
+
 def test_schedules_never_page_and_a_rising_accuracy_or_falling_loss_is_good_news() -> None:
     det = SeriesDetectors({})
     steps = np.arange(400)
@@ -479,7 +506,7 @@ def test_chunks_not_newer_than_the_last_applied_are_skipped() -> None:
     chunk = _through_json(extract_chunks([], [block]))["run/r1"]
     assert det.apply(chunk, source="t:0", offset=7).skipped == 0
     before = orjson.dumps(table)
-    assert det.apply(chunk, source="t:0", offset=7).skipped == 3  # loss, overfitting and run-checks state
+    assert det.apply(chunk, source="t:0", offset=7).skipped == 3  # loss, fitting and run-checks state
     assert det.apply(chunk, source="t:0", offset=3).skipped == 3
     assert orjson.dumps(table) == before
     assert det.apply(chunk, source="t:1", offset=0, batch_id=None).skipped == 0  # other partition: new data
