@@ -225,7 +225,7 @@ def gpu_samples() -> list[dict[str, Any]]:
     if _nvml_state.get("unavailable"):
         return []
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         if not _nvml_state.get("initialized"):
             pynvml.nvmlInit()
