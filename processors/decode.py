@@ -277,6 +277,8 @@ def _check_block(block: MetricBlock, max_time: int) -> tuple[str, str] | None:
             return "bad-shape", f"metric block {block.block_id!r}: series {name!r} has a wrong length"
         if not name:
             return "missing-field", f"metric block {block.block_id!r}: a series has no name"
+    if n == 0:  # nothing to index or detect on; its empty series broke the run checks' last-point reads
+        return "bad-shape", f"metric block {block.block_id!r}: no points"
     if n and (block.times.min() < MIN_TIME_US or block.times.max() > max_time):
         return "bad-time", f"metric block {block.block_id!r}: times outside [2000, now + skew]"
     return None
