@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 import synth as S
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput
@@ -34,3 +35,20 @@ def test_an_empty_metric_block_is_dead_lettered_and_the_valid_block_beside_it_de
     table: dict[str, Any] = {}
     alerts = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
     assert [a["detector"] for a in alerts] == ["nan"]  # the valid block's diverged loss is still told
+
+
+@pytest.mark.parametrize("message", ["ascii", "n\u00e4in"])  # kept as columns / built as dicts
+def test_a_trace_lists_a_bounded_number_of_services(message: str) -> None:
+    # Every record of a trace scanned the trace's whole list of services for each new one: 8
+    # records of 15,000 new names each took 1 s for the first, 21 s of CPU for the eighth.
+    tr, span = S.trace_id(), S.span_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    limit = pipe.correlation.max_services
+    traces: dict[str, Any] = {}
+    for offset in range(3):
+        names = [f"svc-{offset}-{i}" for i in range(limit)]
+        events = [S.event(S.log("info", message), trace=tr, span=span, service=name) for name in names]
+        _process(pipe, S.encode(S.batch(events)), traces, offset)
+    state = traces[tr]
+    assert state["services"] == [f"svc-0-{i}" for i in range(limit)]  # the first ones, in order
+    assert state["events"] == 3 * limit  # every event still counted in the trace
