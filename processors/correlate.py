@@ -1,10 +1,11 @@
 """Assemble the events of one trace id into one ``aitrace.Trace`` document.
 
 State is one plain dict per trace (JSON-safe, so a Faust table stores it): the spans seen,
-services touched, time bounds, the first error, and per source topic the last applied
-offset. All events of a trace share a partition number across the input topics (they are
-keyed by trace id), so that offset is enough to make a redelivered record a no-op: Faust is
-at-least-once and re-applies a record after a restart.
+services touched, time bounds, the first error, and per source partition (``topic:partition``)
+the last applied offset, so that a redelivered record is a no-op: Faust is at-least-once and
+re-applies a record after a restart. Per partition, not per topic: the producer keys records by
+trace id, but a client that keys them otherwise (or not at all) spreads a trace over partitions,
+and an offset of one partition compared with another's skipped records never applied.
 
 Life of a trace:
 
@@ -84,10 +85,11 @@ def new_state(trace_id: str, partition: int, ingested: float | None = None) -> d
 RECENT_BATCHES = 64
 
 
-def already_applied(state: dict[str, Any], topic: str, offset: int, batch_id: str | None = None) -> bool:
-    """True when this record was applied before: same source offset (a Kafka redelivery) or
-    same batch id among the recent ones (a producer retry that wrote the batch twice)."""
-    return offset <= state["applied"].get(topic, -1) or (batch_id is not None and batch_id in state["batches"])
+def already_applied(state: dict[str, Any], source: str, offset: int, batch_id: str | None = None) -> bool:
+    """True when this record was applied before: same offset in its ``source`` partition
+    (``topic:partition``; a Kafka redelivery) or same batch id among the recent ones (a producer
+    retry that wrote the batch twice)."""
+    return offset <= state["applied"].get(source, -1) or (batch_id is not None and batch_id in state["batches"])
 
 
 def apply_record(
@@ -95,7 +97,7 @@ def apply_record(
     events: list[dict[str, Any]],
     blocks: list[MetricBlock],
     *,
-    topic: str,
+    source: str,
     offset: int,
     now: float,
     config: CorrelationConfig,
@@ -117,7 +119,7 @@ def apply_record(
         _apply_columns(state, columns, config)
     for block in blocks:
         _apply_block(state, block, config)
-    state["applied"][topic] = offset
+    state["applied"][source] = offset
     if batch_id is not None:
         state["batches"] = [*state["batches"][-(RECENT_BATCHES - 1) :], batch_id]
     state["touched"] = now

@@ -52,3 +52,23 @@ def test_a_trace_lists_a_bounded_number_of_services(message: str) -> None:
     state = traces[tr]
     assert state["services"] == [f"svc-0-{i}" for i in range(limit)]  # the first ones, in order
     assert state["events"] == 3 * limit  # every event still counted in the trace
+
+
+def test_a_trace_spread_over_partitions_is_assembled_whole() -> None:
+    # A client that keys a trace's records otherwise (or not at all) spreads them over partitions.
+    # Their offsets were compared per topic: offset 7 of partition 1 after offset 100 of
+    # partition 0 was taken for a redelivery, so the root span and the error never reached the trace.
+    tr, root = S.trace_id(), S.span_id()
+    child = S.event(S.span("child", S.now_us(), 5), trace=tr, parent=root)
+    rest = [S.event(S.log("error", "boom"), trace=tr), S.event(S.span("root", S.now_us(), 50), trace=tr, span=root)]
+    pipe = Pipeline(WorkerOptions(index=False))
+    traces: dict[str, Any] = {}
+    for partition, offset, events in ((0, 100, [child]), (1, 7, rest)):
+        record = S.encode(S.batch(events))
+        pipe.process_record(record, key=None, topic="t", partition=partition, offset=offset, traces=traces, now=0.0)
+    state = traces[tr]
+    assert (state["events"], state["root"], state["complete"]) == (3, root, True)
+    assert state["error"] is not None and pipe.counters["duplicates"] == 0
+    # and a redelivery from either partition is still recognised
+    pipe.process_record(S.encode(S.batch(rest)), key=None, topic="t", partition=1, offset=7, traces=traces, now=0.0)
+    assert pipe.counters["duplicates"] == 1 and traces[tr]["events"] == 3
