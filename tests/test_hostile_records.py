@@ -8,10 +8,13 @@ Work is bounded by counts, never by wall-clock time.
 
 from __future__ import annotations
 
+import struct
 import time
+import tracemalloc
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import synth as S
 from aitrace.processors.options import WorkerOptions
@@ -72,3 +75,41 @@ def test_a_trace_spread_over_partitions_is_assembled_whole() -> None:
     # and a redelivery from either partition is still recognised
     pipe.process_record(S.encode(S.batch(rest)), key=None, topic="t", partition=1, offset=7, traces=traces, now=0.0)
     assert pipe.counters["duplicates"] == 1 and traces[tr]["events"] == 3
+
+
+def _series_record(header: dict[str, Any], buffer: bytes) -> bytes:
+    """A series topic record as any Kafka client can write it (chunk_wire's layout)."""
+    raw = orjson.dumps(header)
+    return b"AC1" + struct.pack("<I", len(raw)) + raw + buffer
+
+
+def _run_chunk(series: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    head = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "t", "ctx": None, "entity": "run/r"}
+    return {**head, "src": "t:0", "off": 1, "bid": "b", "series": series, **extra}
+
+
+N_POINTS, N_SERIES = 10_000, 500  # a 100 KB record
+
+
+@pytest.mark.parametrize("shape", ["same-bytes", "short-values-long-axes"])
+def test_a_crafted_series_record_cannot_make_the_worker_copy_more_than_it_carries(shape: str) -> None:
+    # Arrays were copied as the header named them: every series naming the same bytes, or
+    # one-point series on shared axes of 10,000 steps, made a 100 KB record 120-240 MB of copies.
+    if shape == "same-bytes":
+        longs = {"__nd": ["<i8", 0, N_POINTS]}
+        one = {"values": {"__nd": ["<f8", 0, N_POINTS]}, "steps": longs, "times": longs, "rollup": False}
+        record = _series_record(_run_chunk({f"|m{i}": one for i in range(N_SERIES)}), bytes(8 * N_POINTS))
+    else:  # every array in its own bytes, in order, as pack_chunk lays them out
+        series = {f"|m{i}": {"values": {"__nd": ["<f8", 8 * i, 1]}, "rollup": False} for i in range(N_SERIES)}
+        at = 8 * N_SERIES
+        axes = {"steps": {"__nd": ["<i8", at, N_POINTS]}, "times": {"__nd": ["<i8", at + 8 * N_POINTS, N_POINTS]}}
+        record = _series_record(_run_chunk(series, axes=axes), bytes(at + 16 * N_POINTS))
+    pipe = Pipeline(WorkerOptions(index=False))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="series"):  # the runtime dead-letters the chunk
+            pipe.series(record, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(record), f"a {len(record)} byte record peaked at {peak} bytes"
