@@ -240,6 +240,9 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         # a span's start bounds its trace (and picks the trace's daily index): same range as event times
         if problem is None and not MIN_TIME_US <= payload["start_time"] <= max_time:
             return "bad-time", f"event {event_id!r}: span start {payload['start_time']} us is out of range"
+        # and so does its end: one past any date made every later document of its trace fail to build
+        if problem is None and payload["start_time"] + payload["duration_us"] > max_time:
+            return "bad-time", f"event {event_id!r}: span ends after now + skew ({payload['duration_us']} us long)"
         return problem
     if short == "LogRecord":
         if payload["level"].lower() not in LOG_LEVELS:

@@ -19,6 +19,7 @@ import pytest
 import synth as S
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput
+from aitrace.schemas.codec import AvroSerializer
 
 
 def _process(pipe: Pipeline, value: bytes, traces: dict[str, Any], offset: int = 0) -> RecordOutput:
@@ -113,3 +114,39 @@ def test_a_crafted_series_record_cannot_make_the_worker_copy_more_than_it_carrie
     finally:
         tracemalloc.stop()
     assert peak < 20 * len(record), f"a {len(record)} byte record peaked at {peak} bytes"
+
+
+def _span_block(tr: str, durations: list[int]) -> bytes:
+    n, now = len(durations), S.now_us()
+    block = {
+        "block_id": "sb", "trace_id": tr, "service": "s", "service_version": None, "environment": None,
+        "host": None, "pid": None, "run_id": None, "sampled": True, "labels": {}, "time": [now] * n,
+        "span_id": [S.span_id() for _ in range(n)], "parent_span_id": [], "span_index": list(range(n)),
+        "start_time": [now] * n, "duration_us": durations, "name": ["a"], "name_index": [0] * n,
+        "kind": ["internal"], "kind_index": [0] * n, "status": ["ok"], "status_index": [0] * n,
+        "error_type": [], "error_message": [], "attributes": {},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.SpanBlock")(block)
+
+
+@pytest.mark.parametrize("path", ["event columns", "event dicts", "span block"])
+def test_a_span_ending_past_any_date_is_dead_lettered_and_its_trace_still_indexed(path: str) -> None:
+    # start + duration_us (2**62 - 1: 146,000 years) was taken as the trace's end: its document could
+    # not be built (DocumentError: date value out of range), so that record and every later record
+    # of the trace failed whole and were dead-lettered, their events never indexed. (No more than
+    # that: the token walks read 9-byte varints only, and each path's own check is tested.)
+    tr, huge = S.trace_id(), 2**62 - 1
+    if path == "span block":
+        first = _span_block(tr, [5, huge])
+    else:
+        message = "ascii" if path == "event columns" else "n\u00e4in"  # the column walk takes ASCII only
+        events = [S.event(S.log("info", message), trace=tr), S.event(S.span("root", S.now_us(), huge), trace=tr)]
+        first = S.encode(S.batch(events))
+    pipe = Pipeline(WorkerOptions(index=True))
+    traces: dict[str, Any] = {}
+    out = _process(pipe, first, traces)
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.rejected) == ("bad-time", ("event:1",))
+    later = _process(pipe, S.encode(S.batch([S.event(S.log("error", "later"), trace=tr)])), traces, 1)
+    assert later.dead_letters == [] and sum("-events-" in a["_index"] for a in later.actions) == 1
+    assert traces[tr]["end"] <= S.now_us()
