@@ -150,3 +150,17 @@ def test_a_span_ending_past_any_date_is_dead_lettered_and_its_trace_still_indexe
     later = _process(pipe, S.encode(S.batch([S.event(S.log("error", "later"), trace=tr)])), traces, 1)
     assert later.dead_letters == [] and sum("-events-" in a["_index"] for a in later.actions) == 1
     assert traces[tr]["end"] <= S.now_us()
+
+
+def test_an_event_too_large_to_index_is_dead_lettered_and_the_rest_of_its_batch_indexed() -> None:
+    # A latency of 1e308 ms is a finite double that passes decoding; its document's event.duration
+    # (int(latency * 1e6)) raised OverflowError out of process_record: the whole batch failed.
+    tr = S.trace_id()
+    events = [S.event(S.log("info", "kept"), trace=tr), S.event(S.inference("r", "m", 1e308), trace=tr)]
+    pipe = Pipeline(WorkerOptions(index=True))
+    out = _process(pipe, S.encode(S.batch(events)), {})
+    [letter] = out.dead_letters
+    assert letter.reason == "unindexable" and "malformed aitrace.InferenceRecord" in letter.detail
+    assert [a["_source"]["message"] for a in out.actions if "-events-" in a["_index"]] == ["kept"]
+    [(key, chunk)] = out.chunks  # the model's series still get the record: its latency is data
+    assert key == "model/m" and pipe.series(chunk, {}) is not None
