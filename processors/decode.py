@@ -215,8 +215,16 @@ def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str
     return None
 
 
+# The worker's own outputs: from an input topic they were indexed as they came, a Trace over the
+# document of any trace id (its _id), an Alert under any alert id, each in the daily index of
+# whatever time it named (no ingest window: year 9987 made an index).
+OUTPUT_KINDS = frozenset({"Trace", "Alert"})
+
+
 def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
     short = kind.rsplit(".", 1)[-1]
+    if short in OUTPUT_KINDS:
+        return "unexpected-payload", f"event {event_id!r}: {kind} is the worker's output, not an input event"
     if short == "InferenceRecord":
         problem = _require(event_id, short, payload, ("request_id", "model_name"))
         if problem:

@@ -164,3 +164,25 @@ def test_an_event_too_large_to_index_is_dead_lettered_and_the_rest_of_its_batch_
     assert [a["_source"]["message"] for a in out.actions if "-events-" in a["_index"]] == ["kept"]
     [(key, chunk)] = out.chunks  # the model's series still get the record: its latency is data
     assert key == "model/m" and pipe.series(chunk, {}) is not None
+
+
+@pytest.mark.parametrize("kind", ["aitrace.Trace", "aitrace.Alert"])
+def test_an_event_carrying_the_workers_own_output_is_dead_lettered(kind: str) -> None:
+    # Indexed as it came: a Trace payload replaced the document of any trace id it named (here one
+    # the worker assembled), an Alert forged any alert id; each in the daily index of its own time.
+    tr, victim = S.trace_id(), S.trace_id()
+    far = 253_000_000_000_000_000  # year 9987
+    trace = {"trace_id": victim, "root_span_id": None, "root_name": "forged", "services": [], "start_time": far,
+             "end_time": far, "duration_us": 0, "span_count": 0, "event_count": 0, "complete": True,
+             "has_error": False, "first_error": None, "critical_path": [], "spans": []}  # fmt: skip
+    alert = {"alert_id": "a1", "version": 9, "kind": "anomaly", "detector": "nan", "severity": "critical",
+             "state": "resolved", "title": "forged", "series": "s", "service": None, "run_id": None, "model": None,
+             "feature": None, "trace_id": None, "step": None, "first_seen": far, "last_seen": far, "score": 1.0,
+             "statistic": None, "threshold": 0.9, "pvalue": None, "evidence": [], "details": {}}  # fmt: skip
+    forged = S.event((kind, trace if kind == "aitrace.Trace" else alert), trace=tr)
+    out = _process(
+        Pipeline(WorkerOptions(index=True)), S.encode(S.batch([S.event(S.log("info", "x"), trace=tr), forged])), {}
+    )
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.rejected) == ("unexpected-payload", ("event:1",))
+    assert [a["_index"].split("-")[1] for a in out.actions] == ["events"]  # the log only
