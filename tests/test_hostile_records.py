@@ -18,7 +18,7 @@ import orjson
 import pytest
 import synth as S
 from aitrace.processors.options import WorkerOptions
-from aitrace.processors.pipeline import Pipeline, RecordOutput
+from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
 
 
@@ -186,3 +186,23 @@ def test_an_event_carrying_the_workers_own_output_is_dead_lettered(kind: str) ->
     [letter] = out.dead_letters
     assert (letter.reason, letter.rejected) == ("unexpected-payload", ("event:1",))
     assert [a["_index"].split("-")[1] for a in out.actions] == ["events"]  # the log only
+
+
+def test_a_rolled_up_series_whose_sum_overflows_keeps_working() -> None:
+    # Two points of 1e308 in one rollup window: the window's sum was Inf, the table's JSON made it
+    # null, and every later chunk of the run raised TypeError (None + float) on the series side.
+    tr, t0 = S.trace_id(), S.now_us() - 60_000_000
+    pipe = Pipeline(WorkerOptions(index=True))
+    table: dict[str, Any] = {}
+    docs = []
+    for k, values in enumerate([[1e308, 1e308, 1.0], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]):
+        block = S.metric_block(trace=tr, run_id="r", start_step=3 * k, series={"loss": values}, start_us=t0 + 3000 * k)
+        out = _process(pipe, S.encode(S.batch([], [block])), {}, k)
+        staged = Staged(table)  # as in the worker: state read back from JSON
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            docs += pipe.series(chunk, staged)[1]
+        staged.commit()
+    win = table["run/r"]["run/r/train/loss"]["win"]
+    assert (win["count"], win["sum"], win["last"]) == (9, None, 6.0)  # every point counted
+    assert docs and docs[0]["_source"]["aitrace"]["metric"]["count"] == 3  # the first window, as it was
