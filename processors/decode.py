@@ -13,9 +13,11 @@ by point: they carry most of the volume.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from aitrace.processors import block_columns as columnar  # it reads this module's checks: no names taken
@@ -240,6 +242,9 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         problem = _require(event_id, short, payload, ("stage", "dataset"))
         if problem is None and payload["row_count"] < 0:
             return "bad-value", f"event {event_id!r}: row_count {payload['row_count']} < 0"
+        for feature in payload["features"] if problem is None else ():
+            if (bad := _histogram_problem(feature)) is not None:
+                return "bad-value", f"event {event_id!r}: feature {feature['name']!r}: {bad}"
         return problem
     if short == "Span":
         problem = _require(event_id, short, payload, ("name",))
@@ -260,6 +265,24 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         if not payload["metrics"]:
             return "missing-field", f"event {event_id!r}: TrainingMetric.metrics is empty"
         return None
+    return None
+
+
+def _histogram_problem(feature: dict[str, Any]) -> str | None:
+    """What is wrong with a feature's histogram (none is fine), as the drift test would find it.
+
+    The series side raised ValueError on it for the whole chunk; and a dataset's first batch is
+    its reference, so one bad histogram there failed every later batch of the dataset and stage.
+    """
+    edges, counts = feature.get("histogram_edges") or [], feature.get("histogram_counts") or []
+    if not edges and not counts:
+        return None
+    if not counts or len(edges) != len(counts) + 1:
+        return f"histogram of {len(counts)} counts needs {len(counts) + 1} edges, has {len(edges)}"
+    if not all(map(math.isfinite, edges)) or any(b <= a for a, b in pairwise(edges)):
+        return "histogram edges must be finite and rising"
+    if min(counts) < 0:
+        return "histogram counts must not be negative"
     return None
 
 

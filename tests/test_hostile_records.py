@@ -206,3 +206,31 @@ def test_a_rolled_up_series_whose_sum_overflows_keeps_working() -> None:
     win = table["run/r"]["run/r/train/loss"]["win"]
     assert (win["count"], win["sum"], win["last"]) == (9, None, 6.0)  # every point counted
     assert docs and docs[0]["_source"]["aitrace"]["metric"]["count"] == 3  # the first window, as it was
+
+
+@pytest.mark.parametrize(
+    "histogram",
+    [([0.0, 1.0], [5, 5]), ([2.0, 1.0, 0.0], [5, 5]), ([0.0, float("nan"), 2.0], [5, 5]), ([0.0, 1.0, 2.0], [-5, 5])],
+)
+def test_a_data_batch_with_a_malformed_histogram_is_dead_lettered_and_later_batches_checked(
+    histogram: tuple[list[float], list[int]],
+) -> None:
+    # The drift test raised ValueError on it for the whole chunk; as a dataset's first batch (its
+    # reference) it failed every later batch of the dataset and stage, for good.
+    tr = S.trace_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    good = {"histogram_edges": [0.0, 1.0, 2.0], "histogram_counts": [5, 5]}
+    bad = {"histogram_edges": histogram[0], "histogram_counts": histogram[1]}
+    letters = []
+    for offset, extra in enumerate([bad, good, good, {**good, "histogram_counts": [10, 0]}]):
+        stats = S.data_stats("ds", "st", [{**S.feature("x", mean=1.0), **extra}], {})
+        out = _process(pipe, S.encode(S.batch([S.event(stats, trace=tr)])), {}, offset)
+        letters += [letter.reason for letter in out.dead_letters]
+        staged = Staged(table)
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+    assert letters == ["bad-value"]
+    assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 3}  # the later batches were checked
