@@ -234,3 +234,22 @@ def test_a_data_batch_with_a_malformed_histogram_is_dead_lettered_and_later_batc
         staged.commit()
     assert letters == ["bad-value"]
     assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 3}  # the later batches were checked
+
+
+def test_a_model_whose_hourly_latency_sum_overflows_keeps_working() -> None:
+    # Latencies of 1e308 ms (finite, so accepted) made the daily-cycle model's open hour sum Inf;
+    # the table's JSON made it null and CycleModel.from_state raised TypeError on every later chunk
+    # of the model: its latency, error-rate, drift and label checks were dead-lettered for good.
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    applied = []
+    for offset, latency in enumerate([1e308, 1e308, 5.0, 6.0]):
+        tr = S.trace_id()
+        out = _process(pipe, S.encode(S.batch([S.event(S.inference("r", "m", latency), trace=tr)])), {}, offset)
+        staged = Staged(table)  # as in the worker: state read back from JSON
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+        applied.append(table["model/m"]["model/m/latency"]["applied"]["t:0"])
+    assert applied == [0, 1, 2, 3]
