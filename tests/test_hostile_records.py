@@ -8,6 +8,7 @@ Work is bounded by counts, never by wall-clock time.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 import tracemalloc
@@ -17,6 +18,7 @@ import numpy as np
 import orjson
 import pytest
 import synth as S
+from aitrace.detect.welch import welch_t
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
@@ -253,3 +255,23 @@ def test_a_model_whose_hourly_latency_sum_overflows_keeps_working() -> None:
         staged.commit()
         applied.append(table["model/m"]["model/m/latency"]["applied"]["t:0"])
     assert applied == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("variance", [1e308, 1e-170])
+def test_welch_t_on_variances_near_the_float_limits(variance: float) -> None:
+    # (a + b) ** 2 overflowed (df NaN: t_pvalue raised ValueError) or a * a underflowed
+    # (ZeroDivisionError); a data batch of such a variance as reference failed every later batch.
+    t, df, p = welch_t(10, 0.0, variance, 20, 1.0, variance)
+    assert math.isfinite(t) and df == pytest.approx(welch_t(10, 0.0, 1.0, 20, 1.0, 1.0)[1]) and 0.0 <= p <= 1.0
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    tr = S.trace_id()
+    for offset in range(3):
+        stats = S.data_stats("ds", "st", [S.feature("x", mean=1.0, variance=variance)], {})
+        out = _process(pipe, S.encode(S.batch([S.event(stats, trace=tr)])), {}, offset)
+        staged = Staged(table)
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+    assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 2}
