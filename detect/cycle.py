@@ -363,12 +363,12 @@ class CycleModel:
             "params": [self.min_cycles, self.min_strength, self.min_gain],
             "hist": [None if not math.isfinite(v) else float(v) for v in self.hist.tolist()],
             "last_bucket": self.last_bucket,
-            "open": [self.open_bucket, self.open_sum, self.open_n, self.open_pos],
+            "open": [self.open_bucket, _json(self.open_sum), self.open_n, _json(self.open_pos)],
             "since_eval": self.since_eval,
             "period": self.period,
             "profile": self.profile.tolist(),
-            "score": self.score,
-            "centre": [self.centre, self.n_points],
+            "score": _json(self.score),
+            "centre": [_json(self.centre), self.n_points],
             "phase": self.phase.tolist(),
             "watch": self.watch,
         }
@@ -380,12 +380,24 @@ class CycleModel:
         m.hist = np.asarray([math.nan if v is None else v for v in state["hist"]], dtype=np.float64)
         m.last_bucket = int(state["last_bucket"])
         bucket, total, n, pos = state["open"]
-        m.open_bucket, m.open_sum, m.open_n, m.open_pos = int(bucket), float(total), int(n), float(pos)
+        m.open_bucket, m.open_sum, m.open_n, m.open_pos = int(bucket), _float(total), int(n), _float(pos)
         m.since_eval, m.period = int(state["since_eval"]), int(state["period"])
         m.profile = np.asarray(state["profile"], dtype=np.float64)
-        m.score = float(state["score"])
+        m.score = _float(state["score"])
         centre, n = state["centre"]
-        m.centre, m.n_points = float(centre), int(n)
+        m.centre, m.n_points = _float(centre), int(n)
         m.phase = np.r_[np.asarray(state["phase"], dtype=np.float64), 0.0][:5]  # saved without the run: none
         m.watch = bool(state.get("watch", m.period > 0))  # states saved before the flat watch
         return m
+
+
+def _json(value: float) -> float | None:
+    """A float for the state: NaN and Inf as None, as JSON (the worker's tables) has neither. An hour's
+    sum of latencies of 1e308 was Inf, came back null, and from_state raised TypeError on every later
+    chunk of the model."""
+    return value if math.isfinite(value) else None
+
+
+def _float(value: float | None) -> float:
+    """A float of the state: None (NaN or Inf when saved) as NaN, an hour with no usable mean."""
+    return math.nan if value is None else float(value)

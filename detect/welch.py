@@ -9,6 +9,7 @@ the exact moments of two summaries (:mod:`aitrace.detect.drift_tests`).
 from __future__ import annotations
 
 import math
+import sys
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -80,11 +81,15 @@ def welch_t(n1: int, mean1: float, var1: float, n2: int, mean2: float, var2: flo
     """
     if n1 < 2 or n2 < 2:
         raise ValueError("Welch's t needs at least two points in each sample")
-    a = max(float(var1), 0.0) / n1
-    b = max(float(var2), 0.0) / n2
+    a = min(max(float(var1), 0.0) / n1, sys.float_info.max)  # an Inf variance: as large as a float goes
+    b = min(max(float(var2), 0.0) / n2, sys.float_info.max)
     diff = float(mean1) - float(mean2)
     if a + b == 0.0:
         return (0.0, math.inf, 1.0) if diff == 0.0 else (math.copysign(math.inf, diff), math.inf, 0.0)
-    t = diff / math.sqrt(a + b)
-    df = (a + b) ** 2 / (a * a / (n1 - 1) + b * b / (n2 - 1))
+    # In units of the larger share: (a + b) ** 2 and a * a overflowed for variances near 1e308 (df NaN:
+    # ValueError) and underflowed near 1e-170 (ZeroDivisionError); the ratios x, y in [0, 1] do neither.
+    m = max(a, b)
+    x, y = a / m, b / m
+    t = diff / (math.sqrt(m) * math.sqrt(x + y))
+    df = (x + y) ** 2 / (x * x / (n1 - 1) + y * y / (n2 - 1))
     return t, df, t_pvalue(t, df)

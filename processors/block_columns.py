@@ -115,10 +115,12 @@ def _log_ok(block: Mapping[str, Any], max_time: int) -> bool:
 
 def _span_ok(block: Mapping[str, Any], max_time: int) -> bool:
     starts = np.asarray(block["start_time"], dtype=np.int64)
+    durations = np.asarray(block["duration_us"], dtype=np.int64)
     return (
         all(block["name"])
-        and bool((np.asarray(block["duration_us"], dtype=np.int64) >= 0).all())
+        and bool((durations >= 0).all())
         and bool(starts.min() >= checks.MIN_TIME_US and starts.max() <= max_time)
+        and bool((durations <= max_time - starts).all())  # the end too; start + duration may overflow int64
     )
 
 

@@ -342,11 +342,18 @@ def share_axes(chunk: Chunk) -> Chunk:
 
 
 def restore_axes(chunk: Chunk) -> Chunk:
-    """After unpacking: every series has its own steps and times again (a chunk without ``axes`` as it is)."""
+    """After unpacking: every series has its own steps and times again (a chunk without ``axes`` as it is).
+
+    ValueError when a series' values do not line up with the axes: the copies are then bounded
+    by the values the record carries (a crafted record of short series and long axes is not).
+    """
     axes = chunk.pop("axes", None)
     if axes is not None:
-        for s in chunk["series"].values():
+        n = len(axes["steps"])
+        for name, s in chunk["series"].items():
             if "steps" not in s:  # each its own copy, as unpacking gave them before
+                if len(s["values"]) != n or len(axes["times"]) != n:
+                    raise ValueError(f"series {name!r}: {len(s['values'])} values on shared axes of {n} steps")
                 s["steps"], s["times"] = axes["steps"].copy(), axes["times"].copy()
     return chunk
 

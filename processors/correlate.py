@@ -1,10 +1,11 @@
 """Assemble the events of one trace id into one ``aitrace.Trace`` document.
 
 State is one plain dict per trace (JSON-safe, so a Faust table stores it): the spans seen,
-services touched, time bounds, the first error, and per source topic the last applied
-offset. All events of a trace share a partition number across the input topics (they are
-keyed by trace id), so that offset is enough to make a redelivered record a no-op: Faust is
-at-least-once and re-applies a record after a restart.
+services touched, time bounds, the first error, and per source partition (``topic:partition``)
+the last applied offset, so that a redelivered record is a no-op: Faust is at-least-once and
+re-applies a record after a restart. Per partition, not per topic: the producer keys records by
+trace id, but a client that keys them otherwise (or not at all) spreads a trace over partitions,
+and an offset of one partition compared with another's skipped records never applied.
 
 Life of a trace:
 
@@ -45,11 +46,14 @@ _SPAN, _INFERENCE, _LOG, _LIFECYCLE = (
 
 @dataclass(frozen=True)
 class CorrelationConfig:
-    """Timeouts (processing time, seconds) and the bound on spans kept per trace."""
+    """Timeouts (processing time, seconds) and the bounds on spans and services kept per trace."""
 
     idle_timeout_s: float = 30.0
     grace_s: float = 600.0
     max_spans: int = 2000
+    # A trace's services are a list in its state: without a bound, every record of a trace that
+    # named new services scanned all earlier ones (8 records of 15,000 new names: 1 s, then 21 s).
+    max_services: int = 256
 
 
 def new_state(trace_id: str, partition: int, ingested: float | None = None) -> dict[str, Any]:
@@ -81,10 +85,11 @@ def new_state(trace_id: str, partition: int, ingested: float | None = None) -> d
 RECENT_BATCHES = 64
 
 
-def already_applied(state: dict[str, Any], topic: str, offset: int, batch_id: str | None = None) -> bool:
-    """True when this record was applied before: same source offset (a Kafka redelivery) or
-    same batch id among the recent ones (a producer retry that wrote the batch twice)."""
-    return offset <= state["applied"].get(topic, -1) or (batch_id is not None and batch_id in state["batches"])
+def already_applied(state: dict[str, Any], source: str, offset: int, batch_id: str | None = None) -> bool:
+    """True when this record was applied before: same offset in its ``source`` partition
+    (``topic:partition``; a Kafka redelivery) or same batch id among the recent ones (a producer
+    retry that wrote the batch twice)."""
+    return offset <= state["applied"].get(source, -1) or (batch_id is not None and batch_id in state["batches"])
 
 
 def apply_record(
@@ -92,7 +97,7 @@ def apply_record(
     events: list[dict[str, Any]],
     blocks: list[MetricBlock],
     *,
-    topic: str,
+    source: str,
     offset: int,
     now: float,
     config: CorrelationConfig,
@@ -113,8 +118,8 @@ def apply_record(
     for columns in column_blocks:
         _apply_columns(state, columns, config)
     for block in blocks:
-        _apply_block(state, block)
-    state["applied"][topic] = offset
+        _apply_block(state, block, config)
+    state["applied"][source] = offset
     if batch_id is not None:
         state["batches"] = [*state["batches"][-(RECENT_BATCHES - 1) :], batch_id]
     state["touched"] = now
@@ -152,9 +157,11 @@ def _widen(state: dict[str, Any], start: int, end: int) -> None:
     state["end"] = end if state["end"] is None else max(state["end"], end)
 
 
-def _touch_service(state: dict[str, Any], service: str) -> None:
-    if service not in state["services"]:
-        state["services"].append(service)
+def _touch_service(state: dict[str, Any], service: str, config: CorrelationConfig) -> None:
+    """Note a service of the trace; past ``config.max_services`` further ones are not listed."""
+    services = state["services"]
+    if len(services) < config.max_services and service not in services:
+        services.append(service)
 
 
 def _note_error(state: dict[str, Any], when: int, text: str) -> None:
@@ -167,7 +174,7 @@ def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: C
     spans and errors event by event, in order (the first of equally early errors is kept)."""
     state["events"] += len(events)
     for service in dict.fromkeys([e["service"] for e in events]):
-        _touch_service(state, service)
+        _touch_service(state, service, config)
     if not state["context"]:
         state["context"] = {k: events[0].get(k) for k in ("environment", "host", "run_id")}
     lo = hi = None
@@ -217,7 +224,7 @@ def _apply_span(
 def _apply_columns(state: dict[str, Any], columns: BlockColumns, config: CorrelationConfig) -> None:
     """What :func:`_apply_events` does with the block's events, on its columns (spans: row by row)."""
     state["events"] += columns.n
-    _touch_service(state, columns.service)
+    _touch_service(state, columns.service, config)
     if not state["context"]:
         state["context"] = {k: columns.block.get(k) for k in ("environment", "host", "run_id")}
     if columns.kind == _SPAN:  # each span changes the span tree; its event dict was built for this alone
@@ -290,7 +297,7 @@ def _apply_event_columns(state: dict[str, Any], c: EventColumns, rows: np.ndarra
     met in event order the earliest is kept (the first of equally early ones), as one by one."""
     state["events"] += len(rows)
     for service in c.groups("service", rows)[0]:
-        _touch_service(state, service)
+        _touch_service(state, service, config)
     if not state["context"]:
         state["context"] = {k: c.opt_text(k, rows[:1])[0] for k in ("environment", "host", "run_id")}
     kinds = c.kinds[rows]
@@ -375,10 +382,10 @@ def _column_span_errors(
     return out
 
 
-def _apply_block(state: dict[str, Any], block: MetricBlock) -> None:
+def _apply_block(state: dict[str, Any], block: MetricBlock, config: CorrelationConfig) -> None:
     times = block.times
     state["events"] += len(times)
-    _touch_service(state, block.service)
+    _touch_service(state, block.service, config)
     if len(times):
         _widen(state, int(times.min()), int(times.max()))
     if not state["context"]:

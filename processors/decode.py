@@ -13,9 +13,11 @@ by point: they carry most of the volume.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from aitrace.processors import block_columns as columnar  # it reads this module's checks: no names taken
@@ -215,8 +217,16 @@ def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str
     return None
 
 
+# The worker's own outputs: from an input topic they were indexed as they came, a Trace over the
+# document of any trace id (its _id), an Alert under any alert id, each in the daily index of
+# whatever time it named (no ingest window: year 9987 made an index).
+OUTPUT_KINDS = frozenset({"Trace", "Alert"})
+
+
 def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
     short = kind.rsplit(".", 1)[-1]
+    if short in OUTPUT_KINDS:
+        return "unexpected-payload", f"event {event_id!r}: {kind} is the worker's output, not an input event"
     if short == "InferenceRecord":
         problem = _require(event_id, short, payload, ("request_id", "model_name"))
         if problem:
@@ -232,6 +242,9 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         problem = _require(event_id, short, payload, ("stage", "dataset"))
         if problem is None and payload["row_count"] < 0:
             return "bad-value", f"event {event_id!r}: row_count {payload['row_count']} < 0"
+        for feature in payload["features"] if problem is None else ():
+            if (bad := _histogram_problem(feature)) is not None:
+                return "bad-value", f"event {event_id!r}: feature {feature['name']!r}: {bad}"
         return problem
     if short == "Span":
         problem = _require(event_id, short, payload, ("name",))
@@ -240,6 +253,9 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         # a span's start bounds its trace (and picks the trace's daily index): same range as event times
         if problem is None and not MIN_TIME_US <= payload["start_time"] <= max_time:
             return "bad-time", f"event {event_id!r}: span start {payload['start_time']} us is out of range"
+        # and so does its end: one past any date made every later document of its trace fail to build
+        if problem is None and payload["start_time"] + payload["duration_us"] > max_time:
+            return "bad-time", f"event {event_id!r}: span ends after now + skew ({payload['duration_us']} us long)"
         return problem
     if short == "LogRecord":
         if payload["level"].lower() not in LOG_LEVELS:
@@ -249,6 +265,24 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         if not payload["metrics"]:
             return "missing-field", f"event {event_id!r}: TrainingMetric.metrics is empty"
         return None
+    return None
+
+
+def _histogram_problem(feature: dict[str, Any]) -> str | None:
+    """What is wrong with a feature's histogram (none is fine), as the drift test would find it.
+
+    The series side raised ValueError on it for the whole chunk; and a dataset's first batch is
+    its reference, so one bad histogram there failed every later batch of the dataset and stage.
+    """
+    edges, counts = feature.get("histogram_edges") or [], feature.get("histogram_counts") or []
+    if not edges and not counts:
+        return None
+    if not counts or len(edges) != len(counts) + 1:
+        return f"histogram of {len(counts)} counts needs {len(counts) + 1} edges, has {len(edges)}"
+    if not all(map(math.isfinite, edges)) or any(b <= a for a, b in pairwise(edges)):
+        return "histogram edges must be finite and rising"
+    if min(counts) < 0:
+        return "histogram counts must not be negative"
     return None
 
 
@@ -277,6 +311,8 @@ def _check_block(block: MetricBlock, max_time: int) -> tuple[str, str] | None:
             return "bad-shape", f"metric block {block.block_id!r}: series {name!r} has a wrong length"
         if not name:
             return "missing-field", f"metric block {block.block_id!r}: a series has no name"
+    if n == 0:  # nothing to index or detect on; its empty series broke the run checks' last-point reads
+        return "bad-shape", f"metric block {block.block_id!r}: no points"
     if n and (block.times.min() < MIN_TIME_US or block.times.max() > max_time):
         return "bad-time", f"metric block {block.block_id!r}: times outside [2000, now + skew]"
     return None

@@ -3,8 +3,8 @@ token walk's slots (:mod:`aitrace.processors.event_columns`).
 
 Checked per event: W3C trace, span and parent span ids, the time range, a non-empty event id and
 service; of an inference record a non-empty request id and model name, a known status, a latency
-that is not negative or NaN; of a span a non-empty name, a duration not negative, a start in the
-time range. The same checks as event by event, on the ASCII bytes the strings are made of (the
+that is not negative or NaN; of a span a non-empty name, a duration not negative, a start and an
+end in the time range. The same checks as event by event, on the ASCII bytes the strings are made of (the
 caller takes ASCII records only). A log's level is checked by the caller (a few distinct levels,
 lower-cased as Python does). False for any other payload kind: the caller goes event by event.
 """
@@ -85,8 +85,8 @@ def _valid(
         elif kind == kinds[2]:
             if r[span[0] + 1] <= r[span[0]] or r[span[2]] < 0:
                 return False
-            if r[span[1]] < times[0] or r[span[1]] > times[1]:
-                return False
+            if r[span[1]] < times[0] or r[span[1]] > times[1] or r[span[2]] > times[1] - r[span[1]]:
+                return False  # start and end in the time range (the end without int64 overflow)
         elif kind != kinds[1]:
             return False
     return True

@@ -282,18 +282,19 @@ class Pipeline:
         for columns in decoded.columns:
             by_trace.setdefault(columns.trace_id, ([], [], []))[2].append(columns)
         actions: list[Action] = []
+        source = f"{topic}:{partition}"
         for trace_id, (events, blocks, column_blocks) in by_trace.items():
             state = traces.get(trace_id)
             if state is None:
                 state = correlate.new_state(trace_id, partition, ingested=now)
-            elif correlate.already_applied(state, topic, offset, decoded.batch_id):
+            elif correlate.already_applied(state, source, offset, decoded.batch_id):
                 self.counters["duplicates"] += 1
                 continue
             trace = correlate.apply_record(
                 state,
                 events,
                 blocks,
-                topic=topic,
+                source=source,
                 offset=offset,
                 now=now,
                 config=self.correlation,

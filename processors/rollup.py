@@ -22,6 +22,7 @@ over its time span), so the decision is the same on every redelivery.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,7 @@ def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[
     """One summary per run of equal window ids (points sorted by time): array work, no per-point loop.
 
     min/max/sum/last are over the finite points (None where a window has none);
-    ``nonfinite`` counts the NaN/Inf points.
+    ``nonfinite`` counts the NaN/Inf points. A sum that overflows a double is None (:func:`_add`).
     """
     finite = np.isfinite(values)
     starts = np.flatnonzero(wid[1:] != wid[:-1]) + 1
@@ -113,7 +114,7 @@ def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[
                 "nonfinite": int(ends[j] - starts[j] - n_finite[j]),
                 "min": float(mins[j]) if has else None,
                 "max": float(maxs[j]) if has else None,
-                "sum": float(sums[j]),
+                "sum": _add(0.0, float(sums[j])),
                 "last": float(values[last_finite[j]]) if has else None,
                 "first_step": int(steps[starts[j]]),
                 "last_step": int(steps[ends[j] - 1]),
@@ -129,6 +130,16 @@ def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
     return fn(a, b)
 
 
+def _add(a: float | None, b: float | None) -> float | None:
+    """A window's running sum, None once it overflows a double. The state is JSON in the table, which
+    has no Inf: an Inf sum came back null and the next point's sum raised TypeError, on every later
+    chunk of the run (two points of 1e308 were enough)."""
+    if a is None or b is None:
+        return None
+    total = a + b
+    return total if math.isfinite(total) else None
+
+
 def _merge(win: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     return {
         **win,
@@ -136,7 +147,7 @@ def _merge(win: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         "nonfinite": win.get("nonfinite", 0) + part["nonfinite"],  # state written before the count existed
         "min": _pick(min, win["min"], part["min"]),
         "max": _pick(max, win["max"], part["max"]),
-        "sum": win["sum"] + part["sum"],
+        "sum": _add(win["sum"], part["sum"]),
         "last": win["last"] if part["last"] is None else part["last"],
         "last_step": part["last_step"],
     }
@@ -152,7 +163,7 @@ def _action(ctx: dict[str, Any], name: str, split: str | None, win: dict[str, An
         count=win["count"],
         minimum=win["min"],
         maximum=win["max"],
-        mean=win["sum"] / win["count"] if win["count"] else None,
+        mean=win["sum"] / win["count"] if win["count"] and win["sum"] is not None else None,
         last=win["last"],
         first_step=win["first_step"],
         last_step=win["last_step"],

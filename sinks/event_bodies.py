@@ -211,7 +211,7 @@ def event_documents(event: dict[str, Any]) -> list[tuple[str, Doc]]:
     doc = with_meta(envelope_fields(event), record_name)
     try:
         filler(doc, p)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:  # Overflow: int() of a float as large as 1e308
         raise DocumentError(f"event {event.get('event_id')!r}: malformed {record_name}: {exc}") from exc
     return [(event["event_id"], prune(doc))]
 

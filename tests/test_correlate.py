@@ -11,7 +11,7 @@ CFG = C.CorrelationConfig(idle_timeout_s=30, grace_s=60)
 
 def _apply(state: dict, events: list, offset: int, now: float = 0.0, blocks: list = ()) -> dict | None:
     return C.apply_record(
-        state, events, [MetricBlock.from_record(b) for b in blocks], topic="t", offset=offset, now=now, config=CFG
+        state, events, [MetricBlock.from_record(b) for b in blocks], source="t:0", offset=offset, now=now, config=CFG
     )
 
 
@@ -71,12 +71,13 @@ def test_closed_trace_is_evicted_after_the_grace_period() -> None:
 
 def test_redelivery_is_recognised_by_offset_and_by_batch_id() -> None:
     state = C.new_state(S.trace_id(), 0)
-    C.apply_record(state, [], [], topic="a", offset=4, now=0, config=CFG, batch_id="b1")
-    assert C.already_applied(state, "a", 4)
-    assert C.already_applied(state, "a", 3)
-    assert not C.already_applied(state, "a", 5)
-    assert not C.already_applied(state, "b", 0)  # offsets are per topic
-    assert C.already_applied(state, "a", 9, "b1")
+    C.apply_record(state, [], [], source="a:0", offset=4, now=0, config=CFG, batch_id="b1")
+    assert C.already_applied(state, "a:0", 4)
+    assert C.already_applied(state, "a:0", 3)
+    assert not C.already_applied(state, "a:0", 5)
+    assert not C.already_applied(state, "b:0", 0)  # offsets are per topic
+    assert not C.already_applied(state, "a:1", 0)  # and per partition
+    assert C.already_applied(state, "a:0", 9, "b1")
 
 
 def test_errors_from_logs_inference_and_failed_runs_pick_the_earliest() -> None:
@@ -113,6 +114,6 @@ def test_spans_beyond_the_bound_are_counted_not_kept() -> None:
     state = C.new_state(tr, 0)
     root = S.span_id()
     events = [S.event(S.span(f"s{i}", 1_800_000_000_000_000 + i, 1), trace=tr, parent=root) for i in range(5)]
-    C.apply_record(state, events, [], topic="t", offset=0, now=0, config=cfg)
+    C.apply_record(state, events, [], source="t:0", offset=0, now=0, config=cfg)
     trace = C.build_trace(state)
     assert len(trace["spans"]) == 3 and trace["span_count"] == 5

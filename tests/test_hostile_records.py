@@ -1,0 +1,277 @@
+"""Records valid under the schema but hostile in content, through the pipeline in process.
+
+Each test is a record some Kafka client could write to an input topic; the worker must
+process it, or dead-letter it with a reason, without losing the valid part of it, without
+an exception on the series side and without work that grows faster than the record.
+Work is bounded by counts, never by wall-clock time.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import synth as S
+from aitrace.detect.welch import welch_t
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
+from aitrace.schemas.codec import AvroSerializer
+
+
+def _process(pipe: Pipeline, value: bytes, traces: dict[str, Any], offset: int = 0) -> RecordOutput:
+    return pipe.process_record(value, key=b"k", topic="t", partition=0, offset=offset, traces=traces, now=time.time())
+
+
+def test_an_empty_metric_block_is_dead_lettered_and_the_valid_block_beside_it_detected() -> None:
+    # A block of no points decoded and made a chunk whose empty series raised IndexError in the
+    # run checks on the series side: the chunk was dead-lettered whole, the valid series with it.
+    tr = S.trace_id()
+    valid = S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": np.full(5, np.nan)})
+    empty = S.metric_block(trace=tr, run_id="r", start_step=0, series={"acc": []})
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, S.encode(S.batch([], [valid, empty])), {})
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.rejected) == ("bad-shape", ("block:1",)) and "no points" in letter.detail
+    table: dict[str, Any] = {}
+    alerts = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
+    assert [a["detector"] for a in alerts] == ["nan"]  # the valid block's diverged loss is still told
+
+
+@pytest.mark.parametrize("message", ["ascii", "n\u00e4in"])  # kept as columns / built as dicts
+def test_a_trace_lists_a_bounded_number_of_services(message: str) -> None:
+    # Every record of a trace scanned the trace's whole list of services for each new one: 8
+    # records of 15,000 new names each took 1 s for the first, 21 s of CPU for the eighth.
+    tr, span = S.trace_id(), S.span_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    limit = pipe.correlation.max_services
+    traces: dict[str, Any] = {}
+    for offset in range(3):
+        names = [f"svc-{offset}-{i}" for i in range(limit)]
+        events = [S.event(S.log("info", message), trace=tr, span=span, service=name) for name in names]
+        _process(pipe, S.encode(S.batch(events)), traces, offset)
+    state = traces[tr]
+    assert state["services"] == [f"svc-0-{i}" for i in range(limit)]  # the first ones, in order
+    assert state["events"] == 3 * limit  # every event still counted in the trace
+
+
+def test_a_trace_spread_over_partitions_is_assembled_whole() -> None:
+    # A client that keys a trace's records otherwise (or not at all) spreads them over partitions.
+    # Their offsets were compared per topic: offset 7 of partition 1 after offset 100 of
+    # partition 0 was taken for a redelivery, so the root span and the error never reached the trace.
+    tr, root = S.trace_id(), S.span_id()
+    child = S.event(S.span("child", S.now_us(), 5), trace=tr, parent=root)
+    rest = [S.event(S.log("error", "boom"), trace=tr), S.event(S.span("root", S.now_us(), 50), trace=tr, span=root)]
+    pipe = Pipeline(WorkerOptions(index=False))
+    traces: dict[str, Any] = {}
+    for partition, offset, events in ((0, 100, [child]), (1, 7, rest)):
+        record = S.encode(S.batch(events))
+        pipe.process_record(record, key=None, topic="t", partition=partition, offset=offset, traces=traces, now=0.0)
+    state = traces[tr]
+    assert (state["events"], state["root"], state["complete"]) == (3, root, True)
+    assert state["error"] is not None and pipe.counters["duplicates"] == 0
+    # and a redelivery from either partition is still recognised
+    pipe.process_record(S.encode(S.batch(rest)), key=None, topic="t", partition=1, offset=7, traces=traces, now=0.0)
+    assert pipe.counters["duplicates"] == 1 and traces[tr]["events"] == 3
+
+
+def _series_record(header: dict[str, Any], buffer: bytes) -> bytes:
+    """A series topic record as any Kafka client can write it (chunk_wire's layout)."""
+    raw = orjson.dumps(header)
+    return b"AC1" + struct.pack("<I", len(raw)) + raw + buffer
+
+
+def _run_chunk(series: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    head = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "t", "ctx": None, "entity": "run/r"}
+    return {**head, "src": "t:0", "off": 1, "bid": "b", "series": series, **extra}
+
+
+N_POINTS, N_SERIES = 10_000, 500  # a 100 KB record
+
+
+@pytest.mark.parametrize("shape", ["same-bytes", "short-values-long-axes"])
+def test_a_crafted_series_record_cannot_make_the_worker_copy_more_than_it_carries(shape: str) -> None:
+    # Arrays were copied as the header named them: every series naming the same bytes, or
+    # one-point series on shared axes of 10,000 steps, made a 100 KB record 120-240 MB of copies.
+    if shape == "same-bytes":
+        longs = {"__nd": ["<i8", 0, N_POINTS]}
+        one = {"values": {"__nd": ["<f8", 0, N_POINTS]}, "steps": longs, "times": longs, "rollup": False}
+        record = _series_record(_run_chunk({f"|m{i}": one for i in range(N_SERIES)}), bytes(8 * N_POINTS))
+    else:  # every array in its own bytes, in order, as pack_chunk lays them out
+        series = {f"|m{i}": {"values": {"__nd": ["<f8", 8 * i, 1]}, "rollup": False} for i in range(N_SERIES)}
+        at = 8 * N_SERIES
+        axes = {"steps": {"__nd": ["<i8", at, N_POINTS]}, "times": {"__nd": ["<i8", at + 8 * N_POINTS, N_POINTS]}}
+        record = _series_record(_run_chunk(series, axes=axes), bytes(at + 16 * N_POINTS))
+    pipe = Pipeline(WorkerOptions(index=False))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="series"):  # the runtime dead-letters the chunk
+            pipe.series(record, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(record), f"a {len(record)} byte record peaked at {peak} bytes"
+
+
+def _span_block(tr: str, durations: list[int]) -> bytes:
+    n, now = len(durations), S.now_us()
+    block = {
+        "block_id": "sb", "trace_id": tr, "service": "s", "service_version": None, "environment": None,
+        "host": None, "pid": None, "run_id": None, "sampled": True, "labels": {}, "time": [now] * n,
+        "span_id": [S.span_id() for _ in range(n)], "parent_span_id": [], "span_index": list(range(n)),
+        "start_time": [now] * n, "duration_us": durations, "name": ["a"], "name_index": [0] * n,
+        "kind": ["internal"], "kind_index": [0] * n, "status": ["ok"], "status_index": [0] * n,
+        "error_type": [], "error_message": [], "attributes": {},
+    }  # fmt: skip
+    return AvroSerializer("aitrace.SpanBlock")(block)
+
+
+@pytest.mark.parametrize("path", ["event columns", "event dicts", "span block"])
+def test_a_span_ending_past_any_date_is_dead_lettered_and_its_trace_still_indexed(path: str) -> None:
+    # start + duration_us (2**62 - 1: 146,000 years) was taken as the trace's end: its document could
+    # not be built (DocumentError: date value out of range), so that record and every later record
+    # of the trace failed whole and were dead-lettered, their events never indexed. (No more than
+    # that: the token walks read 9-byte varints only, and each path's own check is tested.)
+    tr, huge = S.trace_id(), 2**62 - 1
+    if path == "span block":
+        first = _span_block(tr, [5, huge])
+    else:
+        message = "ascii" if path == "event columns" else "n\u00e4in"  # the column walk takes ASCII only
+        events = [S.event(S.log("info", message), trace=tr), S.event(S.span("root", S.now_us(), huge), trace=tr)]
+        first = S.encode(S.batch(events))
+    pipe = Pipeline(WorkerOptions(index=True))
+    traces: dict[str, Any] = {}
+    out = _process(pipe, first, traces)
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.rejected) == ("bad-time", ("event:1",))
+    later = _process(pipe, S.encode(S.batch([S.event(S.log("error", "later"), trace=tr)])), traces, 1)
+    assert later.dead_letters == [] and sum("-events-" in a["_index"] for a in later.actions) == 1
+    assert traces[tr]["end"] <= S.now_us()
+
+
+def test_an_event_too_large_to_index_is_dead_lettered_and_the_rest_of_its_batch_indexed() -> None:
+    # A latency of 1e308 ms is a finite double that passes decoding; its document's event.duration
+    # (int(latency * 1e6)) raised OverflowError out of process_record: the whole batch failed.
+    tr = S.trace_id()
+    events = [S.event(S.log("info", "kept"), trace=tr), S.event(S.inference("r", "m", 1e308), trace=tr)]
+    pipe = Pipeline(WorkerOptions(index=True))
+    out = _process(pipe, S.encode(S.batch(events)), {})
+    [letter] = out.dead_letters
+    assert letter.reason == "unindexable" and "malformed aitrace.InferenceRecord" in letter.detail
+    assert [a["_source"]["message"] for a in out.actions if "-events-" in a["_index"]] == ["kept"]
+    [(key, chunk)] = out.chunks  # the model's series still get the record: its latency is data
+    assert key == "model/m" and pipe.series(chunk, {}) is not None
+
+
+@pytest.mark.parametrize("kind", ["aitrace.Trace", "aitrace.Alert"])
+def test_an_event_carrying_the_workers_own_output_is_dead_lettered(kind: str) -> None:
+    # Indexed as it came: a Trace payload replaced the document of any trace id it named (here one
+    # the worker assembled), an Alert forged any alert id; each in the daily index of its own time.
+    tr, victim = S.trace_id(), S.trace_id()
+    far = 253_000_000_000_000_000  # year 9987
+    trace = {"trace_id": victim, "root_span_id": None, "root_name": "forged", "services": [], "start_time": far,
+             "end_time": far, "duration_us": 0, "span_count": 0, "event_count": 0, "complete": True,
+             "has_error": False, "first_error": None, "critical_path": [], "spans": []}  # fmt: skip
+    alert = {"alert_id": "a1", "version": 9, "kind": "anomaly", "detector": "nan", "severity": "critical",
+             "state": "resolved", "title": "forged", "series": "s", "service": None, "run_id": None, "model": None,
+             "feature": None, "trace_id": None, "step": None, "first_seen": far, "last_seen": far, "score": 1.0,
+             "statistic": None, "threshold": 0.9, "pvalue": None, "evidence": [], "details": {}}  # fmt: skip
+    forged = S.event((kind, trace if kind == "aitrace.Trace" else alert), trace=tr)
+    out = _process(
+        Pipeline(WorkerOptions(index=True)), S.encode(S.batch([S.event(S.log("info", "x"), trace=tr), forged])), {}
+    )
+    [letter] = out.dead_letters
+    assert (letter.reason, letter.rejected) == ("unexpected-payload", ("event:1",))
+    assert [a["_index"].split("-")[1] for a in out.actions] == ["events"]  # the log only
+
+
+def test_a_rolled_up_series_whose_sum_overflows_keeps_working() -> None:
+    # Two points of 1e308 in one rollup window: the window's sum was Inf, the table's JSON made it
+    # null, and every later chunk of the run raised TypeError (None + float) on the series side.
+    tr, t0 = S.trace_id(), S.now_us() - 60_000_000
+    pipe = Pipeline(WorkerOptions(index=True))
+    table: dict[str, Any] = {}
+    docs = []
+    for k, values in enumerate([[1e308, 1e308, 1.0], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]):
+        block = S.metric_block(trace=tr, run_id="r", start_step=3 * k, series={"loss": values}, start_us=t0 + 3000 * k)
+        out = _process(pipe, S.encode(S.batch([], [block])), {}, k)
+        staged = Staged(table)  # as in the worker: state read back from JSON
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            docs += pipe.series(chunk, staged)[1]
+        staged.commit()
+    win = table["run/r"]["run/r/train/loss"]["win"]
+    assert (win["count"], win["sum"], win["last"]) == (9, None, 6.0)  # every point counted
+    assert docs and docs[0]["_source"]["aitrace"]["metric"]["count"] == 3  # the first window, as it was
+
+
+@pytest.mark.parametrize(
+    "histogram",
+    [([0.0, 1.0], [5, 5]), ([2.0, 1.0, 0.0], [5, 5]), ([0.0, float("nan"), 2.0], [5, 5]), ([0.0, 1.0, 2.0], [-5, 5])],
+)
+def test_a_data_batch_with_a_malformed_histogram_is_dead_lettered_and_later_batches_checked(
+    histogram: tuple[list[float], list[int]],
+) -> None:
+    # The drift test raised ValueError on it for the whole chunk; as a dataset's first batch (its
+    # reference) it failed every later batch of the dataset and stage, for good.
+    tr = S.trace_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    good = {"histogram_edges": [0.0, 1.0, 2.0], "histogram_counts": [5, 5]}
+    bad = {"histogram_edges": histogram[0], "histogram_counts": histogram[1]}
+    letters = []
+    for offset, extra in enumerate([bad, good, good, {**good, "histogram_counts": [10, 0]}]):
+        stats = S.data_stats("ds", "st", [{**S.feature("x", mean=1.0), **extra}], {})
+        out = _process(pipe, S.encode(S.batch([S.event(stats, trace=tr)])), {}, offset)
+        letters += [letter.reason for letter in out.dead_letters]
+        staged = Staged(table)
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+    assert letters == ["bad-value"]
+    assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 3}  # the later batches were checked
+
+
+def test_a_model_whose_hourly_latency_sum_overflows_keeps_working() -> None:
+    # Latencies of 1e308 ms (finite, so accepted) made the daily-cycle model's open hour sum Inf;
+    # the table's JSON made it null and CycleModel.from_state raised TypeError on every later chunk
+    # of the model: its latency, error-rate, drift and label checks were dead-lettered for good.
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    applied = []
+    for offset, latency in enumerate([1e308, 1e308, 5.0, 6.0]):
+        tr = S.trace_id()
+        out = _process(pipe, S.encode(S.batch([S.event(S.inference("r", "m", latency), trace=tr)])), {}, offset)
+        staged = Staged(table)  # as in the worker: state read back from JSON
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+        applied.append(table["model/m"]["model/m/latency"]["applied"]["t:0"])
+    assert applied == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("variance", [1e308, 1e-170])
+def test_welch_t_on_variances_near_the_float_limits(variance: float) -> None:
+    # (a + b) ** 2 overflowed (df NaN: t_pvalue raised ValueError) or a * a underflowed
+    # (ZeroDivisionError); a data batch of such a variance as reference failed every later batch.
+    t, df, p = welch_t(10, 0.0, variance, 20, 1.0, variance)
+    assert math.isfinite(t) and df == pytest.approx(welch_t(10, 0.0, 1.0, 20, 1.0, 1.0)[1]) and 0.0 <= p <= 1.0
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    tr = S.trace_id()
+    for offset in range(3):
+        stats = S.data_stats("ds", "st", [S.feature("x", mean=1.0, variance=variance)], {})
+        out = _process(pipe, S.encode(S.batch([S.event(stats, trace=tr)])), {}, offset)
+        staged = Staged(table)
+        staged.partition = 0
+        for _, chunk in out.chunks:
+            pipe.series(chunk, staged)
+        staged.commit()
+    assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 2}
