@@ -40,6 +40,7 @@ from aitrace.producers.secret_patterns import (
     PATTERNS,
     VALIDATORS,
     Validator,
+    glued_secret,
     kept_whole,
     luhn_ok,
     triggers,
@@ -77,7 +78,10 @@ DEFAULT_DENY_NAMES = frozenset(
     {"api_key", "access_key", "secret_key", "private_key", "client_secret", "set_cookie", "session_id", "x_api_key"}
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
-_SECRET_TAILS = frozenset({"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data"})
+_SECRET_TAILS = frozenset(
+    {"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data", "confirm",
+     "confirmation", "again", "repeat"}
+)  # fmt: skip
 # Envelope fields the client generates itself; skipped only at the top level and while they look generated.
 ENVELOPE_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id"})
 _REPEATED_IDS = frozenset({"trace_id", "span_id", "parent_span_id"})
@@ -203,12 +207,13 @@ class Redactor:
         return action
 
     def _secret_key(self, words: list[str]) -> bool:
-        """A secret word (or pair) followed by nothing or by tails (``password_hash``); not ``token_count``."""
+        """A secret word (or pair, or glued word: ``pgpassword``) followed by nothing or by tails (``password_hash``,
+        ``password_confirm``); not ``token_count``."""
         for i, word in enumerate(words):
             pair = "_".join(words[i : i + 2])
             if pair in self.deny_names:
                 rest = words[i + 2 :]
-            elif word in self.deny_words:
+            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken
                 rest = words[i + 1 :]
             else:
                 continue

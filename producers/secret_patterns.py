@@ -38,13 +38,13 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# Words whose value is a secret when they name a key ("db_password", "apiKey", "--token").
+# Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
-    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|password|passwd|passphrase"
+    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
     r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas)"
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
-_TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data))?"
+_TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data|confirm(?:ation)?|again|repeat))?"
 _KEY_BODY = rf"[\w.-]*?{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # Anchored on the secret word (a lazy key prefix at every position made this the slowest pattern);
 # the validator checks that it starts a word or a camelCase part ("dbPassword"), so "author",
@@ -410,12 +410,33 @@ def _value_of(match: str) -> str:
     return value.strip().strip("\"'")
 
 
+# Secret words that name a secret even glued to a word before them (PGPASSWORD, dbpassword, APPSECRET,
+# apitoken), where "pass" (compass, bypass) and "auth" (author) alone do not.
+_GLUED = re.compile(r"passw(?:or)?d|passphrase|secret")
+_TOKEN_PREFIXES = ("api", "auth", "access", "refresh", "bot", "hf", "csrf", "xsrf", "bearer")
+
+
+def glued_secret(word: str) -> bool:
+    """A one-word key (lower case) ending in a secret word glued to a prefix: ``pgpassword``, ``apitoken``."""
+    word = word.rstrip("0123456789")
+    if word.endswith("token"):
+        return word[:-5] in _TOKEN_PREFIXES
+    found = _GLUED.search(word)
+    return found is not None and found.end() == len(word)
+
+
 def _starts_word(match: str, text: str, start: int) -> bool:
-    """The key starts a word or a camelCase part: ``db_password``, ``dbPassword``; not ``compass``."""
+    """The key starts a word or a camelCase part (``db_password``, ``dbPassword``; not ``compass``), or is a
+    secret word glued to its prefix (``PGPASSWORD``, ``apitoken``)."""
     if start == 0 or match[0] == "-":
         return True
     before = text[start - 1]
-    return not before.isalpha() or (before.islower() and match[0].isupper())
+    if not before.isalpha() or (before.islower() and match[0].isupper()):
+        return True
+    low = match.lower()
+    if low.startswith("token"):
+        return text[max(0, start - 7) : start].lower().endswith(_TOKEN_PREFIXES)
+    return _GLUED.match(low) is not None
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:

@@ -449,3 +449,35 @@ def test_digits_inside_a_hex_identifier_are_not_a_phone_number() -> None:
     r = Redactor()
     assert r.scrub("call 4155550143-deadbeefcafe0123") == "call 4155550143-deadbeefcafe0123"
     assert r.scrub("call 415-555-0143 now") == "call [REDACTED:phone] now"
+
+
+GLUED_KEYS = [
+    "PGPASSWORD={}",  # libpq's environment variable
+    "pgpassword={}",
+    "DBPASSWORD: {}",
+    "rootpassword={}",
+    "username=bob&password1={}&password2={}",  # Django's UserCreationForm
+    "password_confirm={}",
+    "passwordConfirmation: {}",
+    "APPSECRET={}",
+    "apitoken={}",
+    "HFTOKEN={}",
+    "csrftoken={}",
+]
+
+
+@pytest.mark.parametrize("template", GLUED_KEYS)
+def test_secret_words_glued_to_a_prefix_or_a_digit_still_name_a_secret(redactor: Redactor, template: str) -> None:
+    text = template.format("Hunter2Secret", "Hunter2Secret")
+    out = redactor.scrub(text)
+    assert "Hunter2Secret" not in out, out
+    key = re.split(r"[=:&]", template.split("&")[-1])[0]
+    assert redactor.mapping({key: "Hunter2Secret"}) == {key: REDACTED}
+
+
+def test_glued_words_that_are_not_secrets_stay(redactor: Redactor) -> None:
+    for text in ("compass=north", "bypass=cache", "author=jane", "tokenizer=bert-base", "maxtoken=512k",
+                 "passthrough=enabled-mode", "secretary=jane", "subtoken=bpe-merges"):  # fmt: skip
+        assert redactor.scrub(text) == text
+        key, value = text.split("=")
+        assert redactor.mapping({key: value}) == {key: value}
