@@ -44,14 +44,17 @@ SECRET_WORDS = (
     r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas)"
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
-_TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data|confirm(?:ation)?|again|repeat))?"
+_TAIL = (
+    r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data"
+    r"|confirm(?:ation)?|again|repeat))?"
+)
 _KEY_BODY = rf"[\w.-]*?{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # Anchored on the secret word (a lazy key prefix at every position made this the slowest pattern);
 # the validator checks that it starts a word or a camelCase part ("dbPassword"), so "author",
 # "compass" and "tokenizer" do not qualify.
 _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
-# A value: quoted (spaces allowed) or a bare run up to a delimiter.
-_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
+# A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
+_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
 
 STATUS_WORDS = _words(
     "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
@@ -127,8 +130,11 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("softlayer_key", "lit", r"api\.softlayer\.com/(?:soap|rest)/v3(?:\.1)?/[a-z0-9]{64}"),
     ("ibm_key", "kv", r"ibm[\w-]{0,30}?(?:key|pwd|password|pass|token|secret)[\"']?\s*[:=]\s*[\"']?[\w-]{40,48}"),
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
+    # A Cookie header's whole value: every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), where the
+    # assignment below stops at the first ";".
+    ("cookie", "kv", r"\b(?:set-)?cookie:[ \t]*[^\r\n\"]+"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
-    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+)[\"']?{_VALUE}"),
+    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+){_VALUE}"),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
@@ -484,6 +490,7 @@ VALIDATORS: dict[str, Validator] = {
     "iban": _valid_iban,
     "ssn": _valid_ssn,
     "secret_assignment": _valid_assignment,
+    "cookie": _valid_assignment,
     "email": _valid_email,
     "url_credentials": _valid_url_credentials,
     "high_entropy": _valid_high_entropy,

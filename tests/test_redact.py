@@ -481,3 +481,25 @@ def test_glued_words_that_are_not_secrets_stay(redactor: Redactor) -> None:
         assert redactor.scrub(text) == text
         key, value = text.split("=")
         assert redactor.mapping({key: value}) == {key: value}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cookie: theme=dark; JSESSIONID=Hunter2Secret",
+        "set-cookie: sid=Hunter2Secret; Path=/; HttpOnly",
+        "GET /v1/predict\r\nCookie: _ga=GA1.2.3; sessionid=Hunter2Secret\r\nHost: api",
+        '{"cookie": "theme=dark; sid=Hunter2Secret"}',  # a quoted value keeps its ";" and spaces
+        '{"password": "correct horse Hunter2Secret"}',
+        "--password 'correct horse Hunter2Secret' --epochs 3",
+    ],
+)
+def test_a_cookie_header_and_a_quoted_value_are_redacted_whole(redactor: Redactor, text: str) -> None:
+    out = redactor.scrub(text)
+    assert "Hunter2Secret" not in out, out
+
+
+def test_a_quoted_value_ends_at_its_quote(redactor: Redactor) -> None:
+    assert redactor.scrub("{'password': 'Hunter2Secret', 'user': 'bob'}").endswith(", 'user': 'bob'}")
+    assert redactor.scrub("GET /v1/predict\r\nCookie: sid=Hunter2Secret\r\nHost: api").endswith("\r\nHost: api")
+    assert redactor.scrub('{"token": "none", "cookie": ""}') == '{"token": "none", "cookie": ""}'
