@@ -156,7 +156,9 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("ipv6", "colon", r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])"),
     ("phone", "digits", r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
     ("phone", "digits", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
-    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,256}={0,2}(?![\w+/=.-])"),
+    # No upper bound: an AWS session token (400-1,000 characters) or a SAML response is one run; a bound made
+    # the lookarounds reject the whole run, so a long secret went through where a short one did not.
+    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])"),
 ]
 
 

@@ -503,3 +503,14 @@ def test_a_quoted_value_ends_at_its_quote(redactor: Redactor) -> None:
     assert redactor.scrub("{'password': 'Hunter2Secret', 'user': 'bob'}").endswith(", 'user': 'bob'}")
     assert redactor.scrub("GET /v1/predict\r\nCookie: sid=Hunter2Secret\r\nHost: api").endswith("\r\nHost: api")
     assert redactor.scrub('{"token": "none", "cookie": ""}') == '{"token": "none", "cookie": ""}'
+
+
+@pytest.mark.parametrize("length", [40, 255, 257, 400, 1200])
+def test_a_random_token_is_redacted_whatever_its_length(redactor: Redactor, length: int) -> None:
+    """An AWS session token or a SAML response is longer than the 256 characters a run was once bounded by."""
+    import base64
+    import random
+
+    token = base64.b64encode(random.Random(length).randbytes(length)).decode()[:length]
+    out = redactor.scrub(f"retrying with {token} as credentials")
+    assert token not in out and out.startswith("retrying with [REDACTED:") and out.endswith(" as credentials"), out
