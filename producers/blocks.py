@@ -32,7 +32,7 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.producers.secret_patterns import kept_whole, triggers
+from aitrace.producers.secret_patterns import kept_whole, plain_variant, triggers
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]
@@ -133,7 +133,9 @@ class _Redacting:
             if self.redactor.key_action(name) != 0:
                 continue
             scanned = [t for t in set(column) if t is not None and len(t) >= _SCANNED]  # shorter: the redactor skips
-            if not scanned or not triggers("\n".join(scanned)):
+            joined = "\n".join(scanned)
+            variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
+            if not scanned or not (triggers(joined) or (variant is not None and triggers(variant))):
                 clean[name] = column
         return clean
 

@@ -43,6 +43,7 @@ from aitrace.producers.secret_patterns import (
     glued_secret,
     kept_whole,
     luhn_ok,
+    plain_variant,
     triggers,
     without_hex_ids,
 )
@@ -197,7 +198,7 @@ class Redactor:
         """0: scan the value, 1: redact it whole (a secret's name), 2: leave it (allow list). Cached per key."""
         action = self._key_cache.get(key)
         if action is None:
-            words = _key_words(key)
+            words = _key_words(plain_variant(key) or key)  # "ＰＡＳＳＷＯＲＤ", "pass\u200bword": the word it reads as
             if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
             else:
@@ -250,6 +251,19 @@ class Redactor:
         return hit[0]
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        """The text with its secrets replaced; or its plain variant so, where only that one shows a secret
+        (``pass\u200bword=...``, ``%3Fpassword%3D...``): the variant goes to the index instead."""
+        variant = plain_variant(text)
+        if variant is not None:
+            seen: list[str] = []
+            out = self._scan(variant, ident, version, seen)
+            if seen:
+                if found is not None:
+                    found.extend(seen)
+                return out
+        return self._scan(text, ident, version, found)
+
+    def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         fired = triggers(text)
         if "kv" in fired:  # keyword patterns first, on the lower-cased text (see secret_patterns)
             lower = text.lower()

@@ -30,6 +30,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 
@@ -195,6 +197,36 @@ _DIGIT_BYTES = bytes(48 if 48 <= b <= 57 else 120 for b in range(256))  # "0" fo
 _C_LOOPS_FROM = 48  # characters: shorter texts take the regexes, whose fixed cost is lower
 _DIGIT_GAPS = b" .()/+-"  # what _DIGITS allows between its digits
 _LONG_BYTES = bytes(97 if re.fullmatch(r"[A-Za-z0-9_+/=-]", chr(b)) else 120 for b in range(256))  # _LONG's class: "a"
+
+
+# Characters a reader does not see (zero-width, bidi controls, soft hyphen, variation selectors, fillers): they can
+# split a key word or a token so no pattern matches ("pass\u200bword=...") while the text reads the same.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
+)
+# Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
+_TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def plain_variant(text: str) -> str | None:
+    """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
+
+    Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
+    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed. Percent-encoded text decoded (twice at most:
+    "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
+    """
+    out = text
+    if not out.isascii():
+        out = _INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS)))
+    if "%" in out and _PERCENT.search(out):
+        for _ in range(2):
+            decoded = urllib.parse.unquote(out)
+            if decoded == out:
+                break
+            out = decoded
+    return None if out == text else out
 
 
 def triggers(text: str) -> frozenset[str]:

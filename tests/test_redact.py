@@ -514,3 +514,37 @@ def test_a_random_token_is_redacted_whatever_its_length(redactor: Redactor, leng
     token = base64.b64encode(random.Random(length).randbytes(length)).decode()[:length]
     out = redactor.scrub(f"retrying with {token} as credentials")
     assert token not in out and out.startswith("retrying with [REDACTED:") and out.endswith(" as credentials"), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ＰＡＳＳＷＯＲＤ＝Hunter2Secret",  # full-width
+        "pass\u200bword=Hunter2Secret",  # zero-width space inside the key word
+        "password\u200b=Hunter2Secret",
+        "password=Hun\u200bter2Secret",  # and inside the secret: the reader still reads it whole
+        "𝐩𝐚𝐬𝐬𝐰𝐨𝐫𝐝=Hunter2Secret",  # mathematical bold
+        "".join(chr(0xE0000 + ord(c)) for c in "password=Hunter2Secret"),  # tag characters, invisible
+        "GET /cb?next=%2Flogin%3Fpassword%3DHunter2Secret",
+        "redirect=postgres%3A%2F%2Fadmin%3AHunter2Secret%40db%2Fprod",
+        "next=%252Flogin%253Fpassword%253DHunter2Secret",  # encoded twice
+    ],
+)
+def test_a_secret_disguised_by_unicode_or_percent_encoding_is_redacted(redactor: Redactor, text: str) -> None:
+    out = redactor.scrub(text)
+    plain = out.translate({c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}).replace("\u200b", "")
+    assert "Hunter2Secret" not in plain and "[REDACTED:" in out, out
+
+
+def test_a_disguised_secret_named_field_is_blanked(redactor: Redactor) -> None:
+    assert redactor.mapping({"ＰＡＳＳＷＯＲＤ": "Hunter2Secret", "pass\u200bword": "x1"}) == {
+        "ＰＡＳＳＷＯＲＤ": REDACTED,
+        "pass\u200bword": REDACTED,
+    }
+
+
+def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Redactor) -> None:
+    for text in ("训练完成，损失下降到０．３１", "loss fell 50% in epoch 3", "/files/report%202024%20final.pdf",
+                 "👩‍💻 shipped model v3 ✅", "ｍｏｄｅｌ　ｌｏａｄｅｄ", "Ünïcödé feature name"):  # fmt: skip
+        assert redactor.scrub(text) == text
+    assert redactor.total == 0
