@@ -251,17 +251,21 @@ class Redactor:
         return hit[0]
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
-        """The text with its secrets replaced; or its plain variant so, where only that one shows a secret
-        (``pass\u200bword=...``, ``%3Fpassword%3D...``): the variant goes to the index instead."""
-        variant = plain_variant(text)
-        if variant is not None:
-            seen: list[str] = []
-            out = self._scan(variant, ident, version, seen)
-            if seen:
-                if found is not None:
-                    found.extend(seen)
-                return out
-        return self._scan(text, ident, version, found)
+        """The text with its secrets replaced; then, where its plain variant (as a reader or a URL decoder sees
+        it: ``pass<U+200B>word=...``, ``%3Fpassword%3D...``) shows one more, that variant redacted instead.
+
+        The text itself first, so what its own form shows stays redacted whole (``password=a%20b``)."""
+        out = self._scan(text, ident, version, found)
+        variant = plain_variant(out)
+        if variant is None:
+            return out
+        seen: list[str] = []
+        plain = self._scan(variant, ident, version, seen)
+        if not seen:
+            return out
+        if found is not None:
+            found.extend(seen)
+        return plain
 
     def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         fired = triggers(text)

@@ -548,3 +548,8 @@ def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Red
                  "👩‍💻 shipped model v3 ✅", "ｍｏｄｅｌ　ｌｏａｄｅｄ", "Ünïcödé feature name"):  # fmt: skip
         assert redactor.scrub(text) == text
     assert redactor.total == 0
+
+
+def test_a_secret_whose_own_form_holds_an_escape_is_redacted_whole(redactor: Redactor) -> None:
+    """The text's own form first: its decoded variant would have cut the value at the decoded space."""
+    assert redactor.scrub("password=abc%20defghi") == "[REDACTED:secret_assignment]"
