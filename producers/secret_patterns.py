@@ -479,6 +479,9 @@ def _starts_word(match: str, text: str, start: int) -> bool:
     return _GLUED.match(low) is not None
 
 
+_PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
+
+
 def _valid_assignment(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
@@ -488,9 +491,9 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
         return False  # not a secret, a placeholder, or one already redacted
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
-    if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value):
-        return False  # token_ttl=3600, auth_timeout: 30s
     key = match[: len(match) - len(value)].lower()
+    if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
+        return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
 
 

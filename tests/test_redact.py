@@ -553,3 +553,11 @@ def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Red
 def test_a_secret_whose_own_form_holds_an_escape_is_redacted_whole(redactor: Redactor) -> None:
     """The text's own form first: its decoded variant would have cut the value at the decoded space."""
     assert redactor.scrub("password=abc%20defghi") == "[REDACTED:secret_assignment]"
+
+
+def test_a_password_of_digits_is_redacted_other_short_numbers_stay(redactor: Redactor) -> None:
+    """A short number after a secret word is a setting (``token: 512``), after a password word a PIN-like password."""
+    for text in ("password=123456", '{"db": {"password": 4242}}', "PGPASSWORD=2024", "pwd: 0000"):
+        assert "[REDACTED:secret_assignment]" in redactor.scrub(text), text
+    for text in ("token: 512", "auth: 30s", "token_ttl=3600", "pass: 2", "password_ttl=3600"):
+        assert redactor.scrub(text) == text
