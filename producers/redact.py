@@ -72,11 +72,29 @@ DEFAULT_DENY_WORDS = frozenset(
         "passphrase",
         "privatekey",
         "ssn",
+        "privkey",
+        "passcode",
     }
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
 DEFAULT_DENY_NAMES = frozenset(
-    {"api_key", "access_key", "secret_key", "private_key", "client_secret", "set_cookie", "session_id", "x_api_key"}
+    {
+        "api_key",
+        "access_key",
+        "secret_key",
+        "private_key",
+        "client_secret",
+        "set_cookie",
+        "session_id",
+        "x_api_key",
+        "signing_key",
+        "encryption_key",
+        "hmac_key",
+        "master_key",
+        "fernet_key",
+        "amz_signature",
+        "goog_signature",
+    }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
 _SECRET_TAILS = frozenset(

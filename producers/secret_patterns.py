@@ -43,7 +43,8 @@ def _words(text: str) -> frozenset[str]:
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
     r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
-    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas)"
+    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas"
+    r"|(?:signing|encryption|hmac|master|fernet)[_-]?key|privkey|passcode|(?:amz|goog)-signature)"
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
 _TAIL = (
@@ -170,7 +171,7 @@ _LITERALS = re.compile(
     r"|SharedAccessKey|sig=|softlayer\.com"
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
-             "bearer", "ibm")  # fmt: skip
+             "bearer", "ibm", "-signature")  # fmt: skip
 _KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")

@@ -561,3 +561,21 @@ def test_a_password_of_digits_is_redacted_other_short_numbers_stay(redactor: Red
         assert "[REDACTED:secret_assignment]" in redactor.scrub(text), text
     for text in ("token: 512", "auth: 30s", "token_ttl=3600", "pass: 2", "password_ttl=3600"):
         assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["signing_key", "ENCRYPTION_KEY", "hmacKey", "master_key", "FERNET_KEY", "privkey", "passcode",
+     "X-Amz-Signature", "X-Goog-Signature"],
+)  # fmt: skip
+def test_key_material_names_are_secret_names(redactor: Redactor, key: str) -> None:
+    value = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # hex: no pattern of its own
+    assert value not in redactor.scrub(f"https://bucket.s3.amazonaws.com/x?{key}={value}&y=1")
+    assert value not in redactor.scrub(f"{key}: {value}")
+    assert redactor.mapping({key: value}) == {key: REDACTED}
+
+
+def test_key_words_of_other_meanings_stay(redactor: Redactor) -> None:
+    texts = ("primary_key=user_id", "sort_key: created_at", "model signature: (float32[1, 3])", "partition_key=day")
+    for text in texts:
+        assert redactor.scrub(text) == text
