@@ -137,7 +137,10 @@ PATTERNS: list[tuple[str, str, str]] = [
     # assignment below stops at the first ";".
     ("cookie", "kv", r"\b(?:set-)?cookie:[ \t]*[^\r\n\"]+"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
-    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+){_VALUE}"),
+    # ... and key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote.
+    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"),
+    # MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'
+    ("secret_assignment", "kv", r"\bidentified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")"),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
@@ -171,7 +174,7 @@ _LITERALS = re.compile(
     r"|SharedAccessKey|sig=|softlayer\.com"
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
-             "bearer", "ibm", "-signature")  # fmt: skip
+             "bearer", "ibm", "-signature", "identified")  # fmt: skip
 _KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")

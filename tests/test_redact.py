@@ -579,3 +579,22 @@ def test_key_words_of_other_meanings_stay(redactor: Redactor) -> None:
     texts = ("primary_key=user_id", "sort_key: created_at", "model signature: (float32[1, 3])", "partition_key=day")
     for text in texts:
         assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE USER bob WITH PASSWORD 'Hunter2Secret'",  # PostgreSQL
+        "ALTER ROLE app WITH LOGIN PASSWORD 'Hunter2Secret' VALID UNTIL 'infinity'",
+        "CREATE USER 'bob'@'%' IDENTIFIED BY 'Hunter2Secret'",  # MySQL
+        "ALTER USER bob IDENTIFIED WITH mysql_native_password BY 'Hunter2Secret'",
+        'CREATE USER app IDENTIFIED BY "Hunter2Secret"',  # Oracle
+    ],
+)
+def test_a_password_in_a_sql_statement_is_redacted(redactor: Redactor, statement: str) -> None:
+    """A span's ``db.statement`` or a migration's log line: the password follows its keyword without ``=``."""
+    out = redactor.scrub(statement)
+    assert "Hunter2Secret" not in out and "[REDACTED:secret_assignment]" in out, out
+    assert redactor.scrub("user identified by email; the password policy was updated") == (
+        "user identified by email; the password policy was updated"
+    )
