@@ -103,6 +103,14 @@ PATTERNS: list[tuple[str, str, str]] = [
     ),
     # Credentials in a URL's user-info (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
     ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
+    # ... and a password holding "/", "?" or "#" (a generated base64 one: "admin:Xq8v/R2m+K@db"), which ends the
+    # authority for a URL parser but not for a reader; not a port and a path ("host:8080/users/jane@example.com"),
+    # nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db").
+    (
+        "url_credentials",
+        "url",
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s@\"'<>]*[/?#][^\s@\"'<>]*(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
+    ),
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),

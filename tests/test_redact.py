@@ -598,3 +598,18 @@ def test_a_password_in_a_sql_statement_is_redacted(redactor: Redactor, statement
     assert redactor.scrub("user identified by email; the password policy was updated") == (
         "user identified by email; the password policy was updated"
     )
+
+
+@pytest.mark.parametrize("password", ["Xq8v/R2m+K9p", "Hunter2#Secret", "Hunter2?Secret"])
+def test_a_url_password_holding_a_slash_or_a_hash_is_redacted(redactor: Redactor, password: str) -> None:
+    out = redactor.scrub(f"connecting to postgres://admin:{password}@db.internal:5432/prod")
+    assert out == "connecting to postgres://[REDACTED:url_credentials]@db.internal:5432/prod"
+    token = redactor.scrub(f"postgres://admin:{password}@db.internal/prod", ident=True)
+    assert password not in token and redactor.scrub(token, ident=True) == token  # its own token is not found again
+
+
+def test_a_port_and_a_path_before_an_at_sign_are_not_a_password(redactor: Redactor) -> None:
+    assert redactor.scrub("GET https://host:8080/users/jane@example.com") == (
+        "GET https://host:8080/users/[REDACTED:email]"
+    )
+    assert redactor.scrub("see https://x.io/a?b=c#d@e") == "see https://x.io/a?b=c#d@e"
