@@ -147,6 +147,9 @@ PATTERNS: list[tuple[str, str, str]] = [
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
     # ... and key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote.
     ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"),
+    # A header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers, a requests
+    # PreparedRequest's items), JSON [["x-api-key", "..."]]; the validator wants the pair's "(" or "[".
+    ("secret_pair", "kv", rf"{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"),
     # MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'
     ("secret_assignment", "kv", r"\bidentified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")"),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
@@ -509,6 +512,17 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
 
 
+_PAIR_OPENING = re.compile(r"[\[(]\s*b?[\"'][\w.-]*$")
+
+
+def _valid_pair(match: str, text: str, start: int) -> bool:
+    """``("authorization", "...")``: the key opens a pair whose value is not a field name (``("password", "email")``),
+    a status word or a placeholder."""
+    if not _PAIR_OPENING.search(text[max(0, start - 40) : start]) or re.search(r",\s*b?[\"'][a-z_]+[\"']$", match):
+        return False
+    return _valid_assignment(match[:-1].replace(",", ":", 1), text, start)  # read as key: 'value'
+
+
 def _valid_dash_p(match: str, text: str, start: int) -> bool:
     if re.fullmatch(r"-p\s*\d{1,5}", match):
         return False  # a port (redis-cli -p 6379, ssh -p 2222)
@@ -540,6 +554,7 @@ VALIDATORS: dict[str, Validator] = {
     "ssn": _valid_ssn,
     "secret_assignment": _valid_assignment,
     "cookie": _valid_assignment,
+    "secret_pair": _valid_pair,
     "email": _valid_email,
     "url_credentials": _valid_url_credentials,
     "high_entropy": _valid_high_entropy,

@@ -7,6 +7,7 @@ address ranges), shaped like the real thing.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 from aitrace.producers.redact import REDACTED, Redactor, luhn_ok
@@ -613,3 +614,26 @@ def test_a_port_and_a_path_before_an_at_sign_are_not_a_password(redactor: Redact
         "GET https://host:8080/users/[REDACTED:email]"
     )
     assert redactor.scrub("see https://x.io/a?b=c#d@e") == "see https://x.io/a?b=c#d@e"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"host", b"api"), (b"authorization", b"Basic dXNlcjpwYXNz")],  # an ASGI scope's headers
+        [("Content-Type", "application/json"), ("X-Api-Key", "Hunter2Secret")],
+        [["cookie", "sid=Hunter2Secret; theme=dark"]],
+    ],
+)
+def test_a_secret_header_as_a_name_value_pair_is_redacted(redactor: Redactor, headers: list) -> None:
+    """A header list logged as an attribute is text by then (its repr or JSON): the pair's value is redacted."""
+    from aitrace.producers.events import text_value
+
+    value = dict(headers)[headers[-1][0]]
+    value = value.decode() if isinstance(value, bytes) else value
+    out = redactor.scrub(text_value(headers, Counter()))
+    assert value not in out and "[REDACTED:secret_pair]" in out, out
+
+
+def test_a_pair_of_field_names_or_a_status_word_is_no_secret(redactor: Redactor) -> None:
+    for text in ("fields=('password', 'email')", "[('authorization', 'none')]", '["token", "attention_mask"]'):
+        assert redactor.scrub(text) == text
