@@ -153,6 +153,8 @@ PATTERNS: list[tuple[str, str, str]] = [
     # MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'
     ("secret_assignment", "kv", r"\bidentified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")"),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
+    # curl -u user:password, --user user:password (`-u` only beside an HTTP client or a URL: the validator).
+    ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
     ("aws_secret_key", "long", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
@@ -261,6 +263,8 @@ def triggers(text: str) -> frozenset[str]:
         found.append("begin")
     if "-p" in text:
         found.append("dashp")
+    if "-u" in text:
+        found.append("dashu")
     if _KV_ANY.search(text.lower()):
         found.append("kv")
     if _LITERALS.search(text):
@@ -523,6 +527,15 @@ def _valid_pair(match: str, text: str, start: int) -> bool:
     return _valid_assignment(match[:-1].replace(",", ":", 1), text, start)  # read as key: 'value'
 
 
+def _valid_dash_u(match: str, text: str, start: int) -> bool:
+    """``user:password`` after ``--user``, or ``-u`` beside curl, wget or a URL; not ``docker run -u 1000:1000``."""
+    password = match.split(":", 1)[1]
+    if password.isdigit() or password.lower() in STATUS_WORDS:
+        return False
+    context = text[max(0, start - 60) : start + len(match) + 60].lower()
+    return match.startswith("--") or bool(re.search(r"\bcurl\b|\bwget\b|\bhttpie?\b|https?://", context))
+
+
 def _valid_dash_p(match: str, text: str, start: int) -> bool:
     if re.fullmatch(r"-p\s*\d{1,5}", match):
         return False  # a port (redis-cli -p 6379, ssh -p 2222)
@@ -555,6 +568,7 @@ VALIDATORS: dict[str, Validator] = {
     "secret_assignment": _valid_assignment,
     "cookie": _valid_assignment,
     "secret_pair": _valid_pair,
+    "user_password": _valid_dash_u,
     "email": _valid_email,
     "url_credentials": _valid_url_credentials,
     "high_entropy": _valid_high_entropy,

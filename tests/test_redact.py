@@ -637,3 +637,18 @@ def test_a_secret_header_as_a_name_value_pair_is_redacted(redactor: Redactor, he
 def test_a_pair_of_field_names_or_a_status_word_is_no_secret(redactor: Redactor) -> None:
     for text in ("fields=('password', 'email')", "[('authorization', 'none')]", '["token", "attention_mask"]'):
         assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["curl -u admin:Hunter2Secret https://api", "curl --user admin:Hunter2Secret https://api",
+     "curl -s --user=admin:Hunter2Secret https://api", "wget --user bob:Hunter2Secret http://files"],
+)  # fmt: skip
+def test_a_user_password_pair_of_an_http_client_is_redacted(redactor: Redactor, command: str) -> None:
+    out = redactor.scrub(command)
+    assert "Hunter2Secret" not in out and "[REDACTED:user_password]" in out, out
+
+
+def test_dash_u_of_other_commands_stays(redactor: Redactor) -> None:
+    for text in ("docker run -u 1000:1000 img", "docker run -u root:root img", "python -u train.py --lr 3e-4"):
+        assert redactor.scrub(text) == text
