@@ -29,6 +29,7 @@ level and only while they look generated (hex and dashes); anything else in them
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections import Counter
@@ -416,6 +417,9 @@ class Redactor:
                     out[name] = self._blank(val)
                 else:
                     out[name] = self.scrub(val, ident or ident_values, version or versioned)
+            elif type(val) is float and action == 1:  # {"ssn": 123456789.0} in a map of doubles (features)
+                out[name] = math.nan
+                self.counts["field"] += 1
             elif val is None or type(val) in _SCALARS or action == 2:
                 out[name] = val
             elif action == 1:

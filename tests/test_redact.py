@@ -6,6 +6,7 @@ address ranges), shaped like the real thing.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 
@@ -652,3 +653,11 @@ def test_a_user_password_pair_of_an_http_client_is_redacted(redactor: Redactor, 
 def test_dash_u_of_other_commands_stays(redactor: Redactor) -> None:
     for text in ("docker run -u 1000:1000 img", "docker run -u root:root img", "python -u train.py --lr 3e-4"):
         assert redactor.scrub(text) == text
+
+
+def test_a_double_under_a_secret_name_is_nan_other_numbers_stay(redactor: Redactor) -> None:
+    """A map of doubles (an inference's features) cannot hold "[REDACTED]": the number goes, NaN stands for it."""
+    out = redactor.mapping({"ssn": 123456789.0, "password": 4242.0, "amount": 12.5, "token_count": 3.0})
+    assert math.isnan(out["ssn"]) and math.isnan(out["password"])
+    assert (out["amount"], out["token_count"]) == (12.5, 3.0)
+    assert redactor.mapping({"token": 5, "auth": True}) == {"token": 5, "auth": True}  # counts, flags: not secrets
