@@ -143,7 +143,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
     # A Cookie header's whole value: every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), where the
     # assignment below stops at the first ";".
-    ("cookie", "kv", r"\b(?:set-)?cookie:[ \t]*[^\r\n\"]+"),
+    ("cookie", "kv", r"(?<![a-z0-9])(?:set-)?cookie:[ \t]*[^\r\n\"]+"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
     # ... and key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote.
     ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"),

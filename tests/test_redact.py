@@ -491,6 +491,7 @@ def test_glued_words_that_are_not_secrets_stay(redactor: Redactor) -> None:
         "Cookie: theme=dark; JSESSIONID=Hunter2Secret",
         "set-cookie: sid=Hunter2Secret; Path=/; HttpOnly",
         "GET /v1/predict\r\nCookie: _ga=GA1.2.3; sessionid=Hunter2Secret\r\nHost: api",
+        "saved /tmp/ckpt_Cookie: theme=dark; JSESSIONID=Hunter2Secret",  # after "_", where \b sees no boundary
         '{"cookie": "theme=dark; sid=Hunter2Secret"}',  # a quoted value keeps its ";" and spaces
         '{"password": "correct horse Hunter2Secret"}',
         "--password 'correct horse Hunter2Secret' --epochs 3",
