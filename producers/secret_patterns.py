@@ -44,7 +44,8 @@ def _words(text: str) -> frozenset[str]:
 SECRET_WORDS = (
     r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
     r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas"
-    r"|(?:signing|encryption|hmac|master|fernet)[_-]?key|privkey|passcode|(?:amz|goog)-signature)"
+    r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
+    r"|amz-signature|goog-signature)"
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
 _TAIL = (
@@ -141,17 +142,23 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("softlayer_key", "lit", r"api\.softlayer\.com/(?:soap|rest)/v3(?:\.1)?/[a-z0-9]{64}"),
     ("ibm_key", "kv", r"ibm[\w-]{0,30}?(?:key|pwd|password|pass|token|secret)[\"']?\s*[:=]\s*[\"']?[\w-]{40,48}"),
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
-    # A Cookie header's whole value: every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), where the
-    # assignment below stops at the first ";".
-    ("cookie", "kv", r"(?<![a-z0-9])(?:set-)?cookie:[ \t]*[^\r\n\"]+"),
-    # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
-    # ... and key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote.
-    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"),
-    # A header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers, a requests
-    # PreparedRequest's items), JSON [["x-api-key", "..."]]; the validator wants the pair's "(" or "[".
-    ("secret_pair", "kv", rf"{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"),
-    # MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'
-    ("secret_assignment", "kv", r"\bidentified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")"),
+    # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
+    # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
+    # - a Cookie header's whole value, every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), first: the
+    #   assignment stops at the first ";";
+    # - a header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers), JSON
+    #   [["x-api-key", "..."]];
+    # - key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote;
+    # - MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'.
+    # The validator tells them apart by their first character.
+    (
+        "secret_assignment",
+        "kv",
+        r"cookie:[ \t]*[^\r\n\"]+"
+        rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
+        rf"|{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"
+        r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
+    ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
     # curl -u user:password, --user user:password (`-u` only beside an HTTP client or a URL: the validator).
     ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
@@ -502,6 +509,15 @@ _PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
+    """A keyword assignment's value is a secret; a Cookie header or a header pair told apart by their start."""
+    if match.startswith("cookie:"):
+        return not (start and text[start - 1].isalnum()) and _valid_value(match, text, start)  # not fortune_cookie:
+    if match[0] in "[(":
+        return _valid_pair(match, text, start)
+    return _valid_value(match, text, start)
+
+
+def _valid_value(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
     value = _value_of(match)
@@ -516,15 +532,24 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
 
 
-_PAIR_OPENING = re.compile(r"[\[(]\s*b?[\"'][\w.-]*$")
+_PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")
+_PAIR_KEY = re.compile(r"[\[(]\s*b?[\"']([\w.-]*)")
+_KEY_RE = re.compile(_KEY)
 
 
 def _valid_pair(match: str, text: str, start: int) -> bool:
-    """``("authorization", "...")``: the key opens a pair whose value is not a field name (``("password", "email")``),
-    a status word or a placeholder."""
-    if not _PAIR_OPENING.search(text[max(0, start - 40) : start]) or re.search(r",\s*b?[\"'][a-z_]+[\"']$", match):
+    """``("authorization", "...")``: a value that is not a field name (``("password", "email")``), a status word
+    or a placeholder."""
+    head = _PAIR_KEY.match(match)
+    word = _KEY_RE.search(head.group(1).lower()) if head else None
+    if head is None or word is None:
         return False
-    return _valid_assignment(match[:-1].replace(",", ":", 1), text, start)  # read as key: 'value'
+    at = head.start(1) + word.start()
+    if not _starts_word(match[at:], text, start + at):
+        return False  # ("compass", "N 12"): the secret word must start the key's word, as in key=value
+    found = _PAIR_VALUE.search(match)
+    value = found.group(1) if found else ""
+    return not re.fullmatch(r"[a-z_]*", value) and _valid_value(f"key: {value}", "", 0)
 
 
 def _valid_dash_u(match: str, text: str, start: int) -> bool:
@@ -566,8 +591,6 @@ VALIDATORS: dict[str, Validator] = {
     "iban": _valid_iban,
     "ssn": _valid_ssn,
     "secret_assignment": _valid_assignment,
-    "cookie": _valid_assignment,
-    "secret_pair": _valid_pair,
     "user_password": _valid_dash_u,
     "email": _valid_email,
     "url_credentials": _valid_url_credentials,

@@ -633,7 +633,7 @@ def test_a_secret_header_as_a_name_value_pair_is_redacted(redactor: Redactor, he
     value = dict(headers)[headers[-1][0]]
     value = value.decode() if isinstance(value, bytes) else value
     out = redactor.scrub(text_value(headers, Counter()))
-    assert value not in out and "[REDACTED:secret_pair]" in out, out
+    assert value not in out and "[REDACTED:secret_assignment]" in out, out
 
 
 def test_a_pair_of_field_names_or_a_status_word_is_no_secret(redactor: Redactor) -> None:
