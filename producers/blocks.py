@@ -22,6 +22,7 @@ records sampling must keep, with ``sampled = false``) and a processor that decla
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.producers.secret_patterns import kept_whole, triggers
+from aitrace.producers.secret_patterns import kept_whole, plain_variant, triggers
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]
@@ -108,8 +109,15 @@ class _Redacting:
         for name, kept in maps_aside.items():
             self._unblank(walked[name], out[name])
             names = self.redactor.mapping(dict.fromkeys(kept), top=False)  # None values: only keys scrubbed
-            out[name].update(zip(names, kept.values(), strict=True))
+            out[name].update(zip(names, map(self._numbers, kept, kept.values()), strict=True))
         return out
+
+    def _numbers(self, name: str, column: list[Any]) -> list[Any]:
+        """A number column as it is; under a secret's name (``ssn``) its doubles NaN, as in a single event."""
+        if self.redactor.key_action(name) != 1 or not any(type(v) is float for v in column):
+            return column
+        self.redactor.counts["field"] += sum(1 for v in column if type(v) is float)
+        return [math.nan if type(v) is float else v for v in column]
 
     def _clean(self, columns: Block, scan_all: bool, skip: Block | None = None) -> Block:
         """The long text columns the redactor would leave as they are, found in one look at all their texts.
@@ -133,7 +141,9 @@ class _Redacting:
             if self.redactor.key_action(name) != 0:
                 continue
             scanned = [t for t in set(column) if t is not None and len(t) >= _SCANNED]  # shorter: the redactor skips
-            if not scanned or not triggers("\n".join(scanned)):
+            joined = "\n".join(scanned)
+            variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
+            if not scanned or not (triggers(joined) or (variant is not None and triggers(variant))):
                 clean[name] = column
         return clean
 

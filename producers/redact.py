@@ -29,6 +29,7 @@ level and only while they look generated (hex and dashes); anything else in them
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections import Counter
@@ -40,8 +41,10 @@ from aitrace.producers.secret_patterns import (
     PATTERNS,
     VALIDATORS,
     Validator,
+    glued_secret,
     kept_whole,
     luhn_ok,
+    plain_variant,
     triggers,
     without_hex_ids,
 )
@@ -70,14 +73,35 @@ DEFAULT_DENY_WORDS = frozenset(
         "passphrase",
         "privatekey",
         "ssn",
+        "privkey",
+        "passcode",
     }
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
 DEFAULT_DENY_NAMES = frozenset(
-    {"api_key", "access_key", "secret_key", "private_key", "client_secret", "set_cookie", "session_id", "x_api_key"}
+    {
+        "api_key",
+        "access_key",
+        "secret_key",
+        "private_key",
+        "client_secret",
+        "set_cookie",
+        "session_id",
+        "x_api_key",
+        "signing_key",
+        "encryption_key",
+        "hmac_key",
+        "master_key",
+        "fernet_key",
+        "amz_signature",
+        "goog_signature",
+    }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
-_SECRET_TAILS = frozenset({"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data"})
+_SECRET_TAILS = frozenset(
+    {"key", "value", "hash", "header", "string", "str", "b64", "base64", "raw", "text", "data", "confirm",
+     "confirmation", "again", "repeat"}
+)  # fmt: skip
 # Envelope fields the client generates itself; skipped only at the top level and while they look generated.
 ENVELOPE_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "block_id", "batch_id"})
 _REPEATED_IDS = frozenset({"trace_id", "span_id", "parent_span_id"})
@@ -193,7 +217,7 @@ class Redactor:
         """0: scan the value, 1: redact it whole (a secret's name), 2: leave it (allow list). Cached per key."""
         action = self._key_cache.get(key)
         if action is None:
-            words = _key_words(key)
+            words = _key_words(plain_variant(key) or key)  # "ＰＡＳＳＷＯＲＤ", "pass\u200bword": the word it reads as
             if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
             else:
@@ -203,12 +227,13 @@ class Redactor:
         return action
 
     def _secret_key(self, words: list[str]) -> bool:
-        """A secret word (or pair) followed by nothing or by tails (``password_hash``); not ``token_count``."""
+        """A secret word (or pair, or glued word: ``pgpassword``) followed by nothing or by tails (``password_hash``,
+        ``password_confirm``); not ``token_count``."""
         for i, word in enumerate(words):
             pair = "_".join(words[i : i + 2])
             if pair in self.deny_names:
                 rest = words[i + 2 :]
-            elif word in self.deny_words:
+            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken
                 rest = words[i + 1 :]
             else:
                 continue
@@ -245,6 +270,23 @@ class Redactor:
         return hit[0]
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        """The text with its secrets replaced; then, where its plain variant (as a reader or a URL decoder sees
+        it: ``pass<U+200B>word=...``, ``%3Fpassword%3D...``) shows one more, that variant redacted instead.
+
+        The text itself first, so what its own form shows stays redacted whole (``password=a%20b``)."""
+        out = self._scan(text, ident, version, found)
+        variant = plain_variant(out)
+        if variant is None:
+            return out
+        seen: list[str] = []
+        plain = self._scan(variant, ident, version, seen)
+        if not seen:
+            return out
+        if found is not None:
+            found.extend(seen)
+        return plain
+
+    def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         fired = triggers(text)
         if "kv" in fired:  # keyword patterns first, on the lower-cased text (see secret_patterns)
             lower = text.lower()
@@ -375,6 +417,9 @@ class Redactor:
                     out[name] = self._blank(val)
                 else:
                     out[name] = self.scrub(val, ident or ident_values, version or versioned)
+            elif type(val) is float and action == 1:  # {"ssn": 123456789.0} in a map of doubles (features)
+                out[name] = math.nan
+                self.counts["field"] += 1
             elif val is None or type(val) in _SCALARS or action == 2:
                 out[name] = val
             elif action == 1:

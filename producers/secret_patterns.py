@@ -30,6 +30,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 
@@ -38,20 +40,25 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# Words whose value is a secret when they name a key ("db_password", "apiKey", "--token").
+# Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
-    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|password|passwd|passphrase"
-    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas)"
+    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
+    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas"
+    r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
+    r"|amz-signature|goog-signature)"
 )
 # A key that ends in a secret word, optionally with a tail that keeps it a secret ("password_hash").
-_TAIL = r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data))?"
+_TAIL = (
+    r"(?:[_.-]?(?:key|value|hash|header|string|str|b64|base64|raw|plain|text|bytes|data"
+    r"|confirm(?:ation)?|again|repeat))?"
+)
 _KEY_BODY = rf"[\w.-]*?{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # Anchored on the secret word (a lazy key prefix at every position made this the slowest pattern);
 # the validator checks that it starts a word or a camelCase part ("dbPassword"), so "author",
 # "compass" and "tokenizer" do not qualify.
 _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
-# A value: quoted (spaces allowed) or a bare run up to a delimiter.
-_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
+# A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
+_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
 
 STATUS_WORDS = _words(
     "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
@@ -97,6 +104,14 @@ PATTERNS: list[tuple[str, str, str]] = [
     ),
     # Credentials in a URL's user-info (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
     ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
+    # ... and a password holding "/", "?" or "#" (a generated base64 one: "admin:Xq8v/R2m+K@db"), which ends the
+    # authority for a URL parser but not for a reader; not a port and a path ("host:8080/users/jane@example.com"),
+    # nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db").
+    (
+        "url_credentials",
+        "url",
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s@\"'<>]*[/?#][^\s@\"'<>]*(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
+    ),
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
@@ -127,9 +142,26 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("softlayer_key", "lit", r"api\.softlayer\.com/(?:soap|rest)/v3(?:\.1)?/[a-z0-9]{64}"),
     ("ibm_key", "kv", r"ibm[\w-]{0,30}?(?:key|pwd|password|pass|token|secret)[\"']?\s*[:=]\s*[\"']?[\w-]{40,48}"),
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
-    # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret).
-    ("secret_assignment", "kv", rf"{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+)[\"']?{_VALUE}"),
+    # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
+    # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
+    # - a Cookie header's whole value, every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), first: the
+    #   assignment stops at the first ";";
+    # - a header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers), JSON
+    #   [["x-api-key", "..."]];
+    # - key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote;
+    # - MySQL and Oracle: CREATE USER ... IDENTIFIED [WITH plugin] BY '...'.
+    # The validator tells them apart by their first character.
+    (
+        "secret_assignment",
+        "kv",
+        r"cookie:[ \t]*[^\r\n\"]+"
+        rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
+        rf"|{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"
+        r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
+    ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
+    # curl -u user:password, --user user:password (`-u` only beside an HTTP client or a URL: the validator).
+    ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
     ("aws_secret_key", "long", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
@@ -150,7 +182,9 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("ipv6", "colon", r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%\w+)?(?![\w:])"),
     ("phone", "digits", r"(?<![\w+])\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\d)"),
     ("phone", "digits", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
-    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,256}={0,2}(?![\w+/=.-])"),
+    # No upper bound: an AWS session token (400-1,000 characters) or a SAML response is one run; a bound made
+    # the lookarounds reject the whole run, so a long secret went through where a short one did not.
+    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])"),
 ]
 
 
@@ -160,7 +194,7 @@ _LITERALS = re.compile(
     r"|SharedAccessKey|sig=|softlayer\.com"
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
-             "bearer", "ibm")  # fmt: skip
+             "bearer", "ibm", "-signature", "identified")  # fmt: skip
 _KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
@@ -189,6 +223,36 @@ _DIGIT_GAPS = b" .()/+-"  # what _DIGITS allows between its digits
 _LONG_BYTES = bytes(97 if re.fullmatch(r"[A-Za-z0-9_+/=-]", chr(b)) else 120 for b in range(256))  # _LONG's class: "a"
 
 
+# Characters a reader does not see (zero-width, bidi controls, soft hyphen, variation selectors, fillers): they can
+# split a key word or a token so no pattern matches ("pass\u200bword=...") while the text reads the same.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
+)
+# Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
+_TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def plain_variant(text: str) -> str | None:
+    """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
+
+    Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
+    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed. Percent-encoded text decoded (twice at most:
+    "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
+    """
+    out = text
+    if not out.isascii():
+        out = _INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS)))
+    if "%" in out and _PERCENT.search(out):
+        for _ in range(2):
+            decoded = urllib.parse.unquote(out)
+            if decoded == out:
+                break
+            out = decoded
+    return None if out == text else out
+
+
 def triggers(text: str) -> frozenset[str]:
     """Which pattern groups can match ``text`` at all: a few substring tests and small regexes (a few µs),
     so the full patterns run only where they might find something (one combined regex of all of them
@@ -206,6 +270,8 @@ def triggers(text: str) -> frozenset[str]:
         found.append("begin")
     if "-p" in text:
         found.append("dashp")
+    if "-u" in text:
+        found.append("dashu")
     if _KV_ANY.search(text.lower()):
         found.append("kv")
     if _LITERALS.search(text):
@@ -410,15 +476,48 @@ def _value_of(match: str) -> str:
     return value.strip().strip("\"'")
 
 
+# Secret words that name a secret even glued to a word before them (PGPASSWORD, dbpassword, APPSECRET,
+# apitoken), where "pass" (compass, bypass) and "auth" (author) alone do not.
+_GLUED = re.compile(r"passw(?:or)?d|passphrase|secret")
+_TOKEN_PREFIXES = ("api", "auth", "access", "refresh", "bot", "hf", "csrf", "xsrf", "bearer")
+
+
+def glued_secret(word: str) -> bool:
+    """A one-word key (lower case) ending in a secret word glued to a prefix: ``pgpassword``, ``apitoken``."""
+    word = word.rstrip("0123456789")
+    if word.endswith("token"):
+        return word[:-5] in _TOKEN_PREFIXES
+    found = _GLUED.search(word)
+    return found is not None and found.end() == len(word)
+
+
 def _starts_word(match: str, text: str, start: int) -> bool:
-    """The key starts a word or a camelCase part: ``db_password``, ``dbPassword``; not ``compass``."""
+    """The key starts a word or a camelCase part (``db_password``, ``dbPassword``; not ``compass``), or is a
+    secret word glued to its prefix (``PGPASSWORD``, ``apitoken``)."""
     if start == 0 or match[0] == "-":
         return True
     before = text[start - 1]
-    return not before.isalpha() or (before.islower() and match[0].isupper())
+    if not before.isalpha() or (before.islower() and match[0].isupper()):
+        return True
+    low = match.lower()
+    if low.startswith("token"):
+        return text[max(0, start - 7) : start].lower().endswith(_TOKEN_PREFIXES)
+    return _GLUED.match(low) is not None
+
+
+_PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
+    """A keyword assignment's value is a secret; a Cookie header or a header pair told apart by their start."""
+    if match.startswith("cookie:"):
+        return not (start and text[start - 1].isalnum()) and _valid_value(match, text, start)  # not fortune_cookie:
+    if match[0] in "[(":
+        return _valid_pair(match, text, start)
+    return _valid_value(match, text, start)
+
+
+def _valid_value(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
     value = _value_of(match)
@@ -427,10 +526,39 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
         return False  # not a secret, a placeholder, or one already redacted
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
-    if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value):
-        return False  # token_ttl=3600, auth_timeout: 30s
     key = match[: len(match) - len(value)].lower()
+    if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
+        return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
+
+
+_PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")
+_PAIR_KEY = re.compile(r"[\[(]\s*b?[\"']([\w.-]*)")
+_KEY_RE = re.compile(_KEY)
+
+
+def _valid_pair(match: str, text: str, start: int) -> bool:
+    """``("authorization", "...")``: a value that is not a field name (``("password", "email")``), a status word
+    or a placeholder."""
+    head = _PAIR_KEY.match(match)
+    word = _KEY_RE.search(head.group(1).lower()) if head else None
+    if head is None or word is None:
+        return False
+    at = head.start(1) + word.start()
+    if not _starts_word(match[at:], text, start + at):
+        return False  # ("compass", "N 12"): the secret word must start the key's word, as in key=value
+    found = _PAIR_VALUE.search(match)
+    value = found.group(1) if found else ""
+    return not re.fullmatch(r"[a-z_]*", value) and _valid_value(f"key: {value}", "", 0)
+
+
+def _valid_dash_u(match: str, text: str, start: int) -> bool:
+    """``user:password`` after ``--user``, or ``-u`` beside curl, wget or a URL; not ``docker run -u 1000:1000``."""
+    password = match.split(":", 1)[1]
+    if password.isdigit() or password.lower() in STATUS_WORDS:
+        return False
+    context = text[max(0, start - 60) : start + len(match) + 60].lower()
+    return match.startswith("--") or bool(re.search(r"\bcurl\b|\bwget\b|\bhttpie?\b|https?://", context))
 
 
 def _valid_dash_p(match: str, text: str, start: int) -> bool:
@@ -463,6 +591,7 @@ VALIDATORS: dict[str, Validator] = {
     "iban": _valid_iban,
     "ssn": _valid_ssn,
     "secret_assignment": _valid_assignment,
+    "user_password": _valid_dash_u,
     "email": _valid_email,
     "url_credentials": _valid_url_credentials,
     "high_entropy": _valid_high_entropy,

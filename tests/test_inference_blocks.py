@@ -43,7 +43,7 @@ __all__ = ["start", "worker_factory"]  # the fixtures, imported
 def _fields(i: int, *, odd: bool, secret: bool) -> dict[str, Any]:
     features: dict[Any, Any] = {"age": 30.0 + i, "income": 1000.5 * i, "country": ("uk", "fr")[i % 2]}
     if i % 3:
-        features["api_token"] = 0.25 * i  # a secret-named number: left as a number, as in a single event
+        features["api_token"] = 0.25 * i  # a secret-named number: NaN, as in a single event
         features["password"] = f"pw-{i}-x9" if i % 2 else "ok"  # blanked, the status word kept
     if odd:
         features.update({"count": i, "flag": bool(i % 2), "np": np.float32(i), 7: "seven", "obj": {"a": i}})
@@ -97,9 +97,8 @@ def test_a_block_reads_back_as_the_events_sent_one_at_a_time(
     block_id = from_blocks[0]["event_id"].rsplit(":", 1)[0]
     assert [e["event_id"] for e in from_blocks] == [f"{block_id}:{i}" for i in range(40)]
     payloads = [e["payload"][1] for e in from_blocks]
-    assert (
-        payloads[1]["features"]["api_token"] == 0.25 and payloads[1]["categorical_features"]["password"] == "[REDACTED]"
-    )
+    assert math.isnan(payloads[1]["features"]["api_token"])
+    assert payloads[1]["categorical_features"]["password"] == "[REDACTED]"
     assert payloads[2]["categorical_features"]["password"] == "ok" and "api_token" not in payloads[3]["features"]
     assert [p["status"] for p in payloads].count("error") == (5 if odd and secret else 4)
     text = repr(from_blocks)
@@ -257,3 +256,21 @@ def test_inference_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dead
     client.close(10)
     bad = _encoded(_block(request_id=["r1"], block_id=f"bad-{os.urandom(4).hex()}"))
     indexed_once(kafka, search, worker_factory, prefix, ("aitrace.InferenceRecord", n), ("events.inference", bad))
+
+
+def test_a_number_under_a_secret_name_is_nan_in_a_block_as_in_an_event(start: Callable[..., Running]) -> None:
+    """A features map holds doubles: ``{"ssn": 123456789}`` was indexed as the number itself."""
+    redactor, single_redactor = Redactor(hash_key="k"), Redactor(hash_key="k")
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(40):
+            features = {"ssn": 123456789.0 + i, "amount": 12.5} if i % 4 else {"amount": 1.0, "password": 4242.0}
+            fields = {**_fields(i, odd=False, secret=False), "features": features}
+            running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert _same(from_blocks, from_events)
+    features = [e["payload"][1]["features"] for e in from_blocks]
+    assert all(math.isnan(f["ssn"]) and f["amount"] == 12.5 for f in features[1:4])
+    assert math.isnan(features[0]["password"]) and "ssn" not in features[0]
+    assert redactor.counts["field"] == single_redactor.counts["field"] == 40

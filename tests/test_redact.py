@@ -6,7 +6,9 @@ address ranges), shaped like the real thing.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 
 import pytest
 from aitrace.producers.redact import REDACTED, Redactor, luhn_ok
@@ -449,3 +451,214 @@ def test_digits_inside_a_hex_identifier_are_not_a_phone_number() -> None:
     r = Redactor()
     assert r.scrub("call 4155550143-deadbeefcafe0123") == "call 4155550143-deadbeefcafe0123"
     assert r.scrub("call 415-555-0143 now") == "call [REDACTED:phone] now"
+
+
+GLUED_KEYS = [
+    "PGPASSWORD={}",  # libpq's environment variable
+    "pgpassword={}",
+    "DBPASSWORD: {}",
+    "rootpassword={}",
+    "username=bob&password1={}&password2={}",  # Django's UserCreationForm
+    "password_confirm={}",
+    "passwordConfirmation: {}",
+    "APPSECRET={}",
+    "apitoken={}",
+    "HFTOKEN={}",
+    "csrftoken={}",
+]
+
+
+@pytest.mark.parametrize("template", GLUED_KEYS)
+def test_secret_words_glued_to_a_prefix_or_a_digit_still_name_a_secret(redactor: Redactor, template: str) -> None:
+    text = template.format("Hunter2Secret", "Hunter2Secret")
+    out = redactor.scrub(text)
+    assert "Hunter2Secret" not in out, out
+    key = re.split(r"[=:&]", template.split("&")[-1])[0]
+    assert redactor.mapping({key: "Hunter2Secret"}) == {key: REDACTED}
+
+
+def test_glued_words_that_are_not_secrets_stay(redactor: Redactor) -> None:
+    for text in ("compass=north", "bypass=cache", "author=jane", "tokenizer=bert-base", "maxtoken=512k",
+                 "passthrough=enabled-mode", "secretary=jane", "subtoken=bpe-merges"):  # fmt: skip
+        assert redactor.scrub(text) == text
+        key, value = text.split("=")
+        assert redactor.mapping({key: value}) == {key: value}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Cookie: theme=dark; JSESSIONID=Hunter2Secret",
+        "set-cookie: sid=Hunter2Secret; Path=/; HttpOnly",
+        "GET /v1/predict\r\nCookie: _ga=GA1.2.3; sessionid=Hunter2Secret\r\nHost: api",
+        "saved /tmp/ckpt_Cookie: theme=dark; JSESSIONID=Hunter2Secret",  # after "_", where \b sees no boundary
+        '{"cookie": "theme=dark; sid=Hunter2Secret"}',  # a quoted value keeps its ";" and spaces
+        '{"password": "correct horse Hunter2Secret"}',
+        "--password 'correct horse Hunter2Secret' --epochs 3",
+    ],
+)
+def test_a_cookie_header_and_a_quoted_value_are_redacted_whole(redactor: Redactor, text: str) -> None:
+    out = redactor.scrub(text)
+    assert "Hunter2Secret" not in out, out
+
+
+def test_a_quoted_value_ends_at_its_quote(redactor: Redactor) -> None:
+    assert redactor.scrub("{'password': 'Hunter2Secret', 'user': 'bob'}").endswith(", 'user': 'bob'}")
+    assert redactor.scrub("GET /v1/predict\r\nCookie: sid=Hunter2Secret\r\nHost: api").endswith("\r\nHost: api")
+    assert redactor.scrub('{"token": "none", "cookie": ""}') == '{"token": "none", "cookie": ""}'
+
+
+@pytest.mark.parametrize("length", [40, 255, 257, 400, 1200])
+def test_a_random_token_is_redacted_whatever_its_length(redactor: Redactor, length: int) -> None:
+    """An AWS session token or a SAML response is longer than the 256 characters a run was once bounded by."""
+    import base64
+    import random
+
+    token = base64.b64encode(random.Random(length).randbytes(length)).decode()[:length]
+    out = redactor.scrub(f"retrying with {token} as credentials")
+    assert token not in out and out.startswith("retrying with [REDACTED:") and out.endswith(" as credentials"), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ＰＡＳＳＷＯＲＤ＝Hunter2Secret",  # full-width
+        "pass\u200bword=Hunter2Secret",  # zero-width space inside the key word
+        "password\u200b=Hunter2Secret",
+        "password=Hun\u200bter2Secret",  # and inside the secret: the reader still reads it whole
+        "𝐩𝐚𝐬𝐬𝐰𝐨𝐫𝐝=Hunter2Secret",  # mathematical bold
+        "".join(chr(0xE0000 + ord(c)) for c in "password=Hunter2Secret"),  # tag characters, invisible
+        "GET /cb?next=%2Flogin%3Fpassword%3DHunter2Secret",
+        "redirect=postgres%3A%2F%2Fadmin%3AHunter2Secret%40db%2Fprod",
+        "next=%252Flogin%253Fpassword%253DHunter2Secret",  # encoded twice
+    ],
+)
+def test_a_secret_disguised_by_unicode_or_percent_encoding_is_redacted(redactor: Redactor, text: str) -> None:
+    out = redactor.scrub(text)
+    plain = out.translate({c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}).replace("\u200b", "")
+    assert "Hunter2Secret" not in plain and "[REDACTED:" in out, out
+
+
+def test_a_disguised_secret_named_field_is_blanked(redactor: Redactor) -> None:
+    assert redactor.mapping({"ＰＡＳＳＷＯＲＤ": "Hunter2Secret", "pass\u200bword": "x1"}) == {
+        "ＰＡＳＳＷＯＲＤ": REDACTED,
+        "pass\u200bword": REDACTED,
+    }
+
+
+def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Redactor) -> None:
+    for text in ("训练完成，损失下降到０．３１", "loss fell 50% in epoch 3", "/files/report%202024%20final.pdf",
+                 "👩‍💻 shipped model v3 ✅", "ｍｏｄｅｌ　ｌｏａｄｅｄ", "Ünïcödé feature name"):  # fmt: skip
+        assert redactor.scrub(text) == text
+    assert redactor.total == 0
+
+
+def test_a_secret_whose_own_form_holds_an_escape_is_redacted_whole(redactor: Redactor) -> None:
+    """The text's own form first: its decoded variant would have cut the value at the decoded space."""
+    assert redactor.scrub("password=abc%20defghi") == "[REDACTED:secret_assignment]"
+
+
+def test_a_password_of_digits_is_redacted_other_short_numbers_stay(redactor: Redactor) -> None:
+    """A short number after a secret word is a setting (``token: 512``), after a password word a PIN-like password."""
+    for text in ("password=123456", '{"db": {"password": 4242}}', "PGPASSWORD=2024", "pwd: 0000"):
+        assert "[REDACTED:secret_assignment]" in redactor.scrub(text), text
+    for text in ("token: 512", "auth: 30s", "token_ttl=3600", "pass: 2", "password_ttl=3600"):
+        assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["signing_key", "ENCRYPTION_KEY", "hmacKey", "master_key", "FERNET_KEY", "privkey", "passcode",
+     "X-Amz-Signature", "X-Goog-Signature"],
+)  # fmt: skip
+def test_key_material_names_are_secret_names(redactor: Redactor, key: str) -> None:
+    value = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # hex: no pattern of its own
+    assert value not in redactor.scrub(f"https://bucket.s3.amazonaws.com/x?{key}={value}&y=1")
+    assert value not in redactor.scrub(f"{key}: {value}")
+    assert redactor.mapping({key: value}) == {key: REDACTED}
+
+
+def test_key_words_of_other_meanings_stay(redactor: Redactor) -> None:
+    texts = ("primary_key=user_id", "sort_key: created_at", "model signature: (float32[1, 3])", "partition_key=day")
+    for text in texts:
+        assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE USER bob WITH PASSWORD 'Hunter2Secret'",  # PostgreSQL
+        "ALTER ROLE app WITH LOGIN PASSWORD 'Hunter2Secret' VALID UNTIL 'infinity'",
+        "CREATE USER 'bob'@'%' IDENTIFIED BY 'Hunter2Secret'",  # MySQL
+        "ALTER USER bob IDENTIFIED WITH mysql_native_password BY 'Hunter2Secret'",
+        'CREATE USER app IDENTIFIED BY "Hunter2Secret"',  # Oracle
+    ],
+)
+def test_a_password_in_a_sql_statement_is_redacted(redactor: Redactor, statement: str) -> None:
+    """A span's ``db.statement`` or a migration's log line: the password follows its keyword without ``=``."""
+    out = redactor.scrub(statement)
+    assert "Hunter2Secret" not in out and "[REDACTED:secret_assignment]" in out, out
+    assert redactor.scrub("user identified by email; the password policy was updated") == (
+        "user identified by email; the password policy was updated"
+    )
+
+
+@pytest.mark.parametrize("password", ["Xq8v/R2m+K9p", "Hunter2#Secret", "Hunter2?Secret"])
+def test_a_url_password_holding_a_slash_or_a_hash_is_redacted(redactor: Redactor, password: str) -> None:
+    out = redactor.scrub(f"connecting to postgres://admin:{password}@db.internal:5432/prod")
+    assert out == "connecting to postgres://[REDACTED:url_credentials]@db.internal:5432/prod"
+    token = redactor.scrub(f"postgres://admin:{password}@db.internal/prod", ident=True)
+    assert password not in token and redactor.scrub(token, ident=True) == token  # its own token is not found again
+
+
+def test_a_port_and_a_path_before_an_at_sign_are_not_a_password(redactor: Redactor) -> None:
+    assert redactor.scrub("GET https://host:8080/users/jane@example.com") == (
+        "GET https://host:8080/users/[REDACTED:email]"
+    )
+    assert redactor.scrub("see https://x.io/a?b=c#d@e") == "see https://x.io/a?b=c#d@e"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"host", b"api"), (b"authorization", b"Basic dXNlcjpwYXNz")],  # an ASGI scope's headers
+        [("Content-Type", "application/json"), ("X-Api-Key", "Hunter2Secret")],
+        [["cookie", "sid=Hunter2Secret; theme=dark"]],
+    ],
+)
+def test_a_secret_header_as_a_name_value_pair_is_redacted(redactor: Redactor, headers: list) -> None:
+    """A header list logged as an attribute is text by then (its repr or JSON): the pair's value is redacted."""
+    from aitrace.producers.events import text_value
+
+    value = dict(headers)[headers[-1][0]]
+    value = value.decode() if isinstance(value, bytes) else value
+    out = redactor.scrub(text_value(headers, Counter()))
+    assert value not in out and "[REDACTED:secret_assignment]" in out, out
+
+
+def test_a_pair_of_field_names_or_a_status_word_is_no_secret(redactor: Redactor) -> None:
+    for text in ("fields=('password', 'email')", "[('authorization', 'none')]", '["token", "attention_mask"]'):
+        assert redactor.scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["curl -u admin:Hunter2Secret https://api", "curl --user admin:Hunter2Secret https://api",
+     "curl -s --user=admin:Hunter2Secret https://api", "wget --user bob:Hunter2Secret http://files"],
+)  # fmt: skip
+def test_a_user_password_pair_of_an_http_client_is_redacted(redactor: Redactor, command: str) -> None:
+    out = redactor.scrub(command)
+    assert "Hunter2Secret" not in out and "[REDACTED:user_password]" in out, out
+
+
+def test_dash_u_of_other_commands_stays(redactor: Redactor) -> None:
+    for text in ("docker run -u 1000:1000 img", "docker run -u root:root img", "python -u train.py --lr 3e-4"):
+        assert redactor.scrub(text) == text
+
+
+def test_a_double_under_a_secret_name_is_nan_other_numbers_stay(redactor: Redactor) -> None:
+    """A map of doubles (an inference's features) cannot hold "[REDACTED]": the number goes, NaN stands for it."""
+    out = redactor.mapping({"ssn": 123456789.0, "password": 4242.0, "amount": 12.5, "token_count": 3.0})
+    assert math.isnan(out["ssn"]) and math.isnan(out["password"])
+    assert (out["amount"], out["token_count"]) == (12.5, 3.0)
+    assert redactor.mapping({"token": 5, "auth": True}) == {"token": 5, "auth": True}  # counts, flags: not secrets
