@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 from aitrace.processors.chunk_wire import split_chunks
+from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.guard import Guard
 from aitrace.processors.indexing import Indexing
@@ -24,10 +25,25 @@ from aitrace.processors.options import WorkerOptions
 from aitrace.processors.outputs import Outputs, table_writer
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.processors.topics import INPUT_TOPICS
-from aitrace.producers.config import Settings
+from aitrace.producers.config import KafkaConfig, Settings
+from aitrace.schemas.codec import AvroDeserializer
+from aitrace.schemas.registry import SchemaRegistryClient
 from aitrace.sinks.documents import Action
 
 log = logging.getLogger("aitrace.processors")
+
+# The worker asks the registry on its event loop, once per schema id: a short wait, then the
+# record is dead-lettered and the id not asked again for a while (AvroDeserializer.RETRY_S).
+REGISTRY_TIMEOUT_S = 3.0
+
+
+def record_decoder(kafka: KafkaConfig) -> RecordDecoder:
+    """The worker's decoder: single-object records always, registry-framed ones when the producers
+    use a Schema Registry (``AITRACE_SCHEMA_REGISTRY_URL``, the same setting as theirs)."""
+    url = kafka.schema_registry_url
+    registry = SchemaRegistryClient(url, timeout=REGISTRY_TIMEOUT_S) if url else None
+    return RecordDecoder(AvroDeserializer(registry))
+
 
 # Table keys are str and values JSON-safe dicts; JSON keeps both as they were across a restore.
 _JSON: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
@@ -40,7 +56,7 @@ class Runtime:
         self.app = app
         self.settings = settings
         self.options = options
-        self.pipeline = Pipeline(options)
+        self.pipeline = Pipeline(options, decoder=record_decoder(settings.kafka))
         n = options.partitions
         self.outputs = Outputs(app, settings.kafka, options)
         self.input_names = tuple(settings.kafka.topic(t) for t in INPUT_TOPICS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -32,7 +33,7 @@ from aitrace.schemas.data_stats_block import data_stats_events
 from aitrace.schemas.ground_truth_block import ground_truth_events
 from aitrace.schemas.inference_block import inference_events
 from aitrace.schemas.log_block import log_events
-from aitrace.schemas.registry import SchemaRegistryClient
+from aitrace.schemas.registry import RegistryUnreachable, SchemaRegistryClient
 from aitrace.schemas.span_block import span_events
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
@@ -164,9 +165,17 @@ class AvroDeserializer:
     Registry-framed records need ``registry``; single-object records never do.
     """
 
+    # A schema id the registry did not give is not asked again for this long, and while the registry
+    # is unreachable no id is: a reader on an event loop (the worker) would otherwise block on one
+    # HTTP request per record for a stream of unknown ids, which any Kafka client can write.
+    RETRY_S = 30.0
+    _MAX_FAILED = 10_000
+
     def __init__(self, registry: SchemaRegistryClient | None = None) -> None:
         self._registry = registry
         self._by_id: dict[int, CompiledSchema] = {}
+        self._failed: dict[int, tuple[float, str]] = {}  # schema id -> (when, why)
+        self._unreachable: tuple[float, str] | None = None
 
     def __call__(self, data: bytes | None, ctx: SerializationContext | None = None) -> Any:
         return self.decode(data)[1]
@@ -236,12 +245,27 @@ class AvroDeserializer:
         if schema_id not in self._by_id:
             if self._registry is None:
                 raise DecodeError("no-registry", f"schema id {schema_id} but no schema registry is configured")
+            now = time.monotonic()
+            for failed in (self._failed.get(schema_id), self._unreachable):
+                if failed is not None and now - failed[0] < self.RETRY_S:
+                    raise DecodeError(
+                        "unknown-schema", f"registry schema id {schema_id}: {failed[1]} (asked again later)"
+                    )
             try:
                 text = self._registry.schema(schema_id)
                 self._by_id[schema_id] = compile_schema(json.loads(text))
             except (OSError, ValueError, KeyError) as exc:
+                self._remember_failure(schema_id, now, exc)
                 raise DecodeError("unknown-schema", f"registry schema id {schema_id}: {exc}") from exc
         return self._by_id[schema_id]
+
+    def _remember_failure(self, schema_id: int, now: float, exc: Exception) -> None:
+        if isinstance(exc, RegistryUnreachable):
+            self._unreachable = (now, str(exc))
+            return
+        if len(self._failed) >= self._MAX_FAILED:
+            self._failed.clear()
+        self._failed[schema_id] = (now, str(exc))
 
 
 def _present(data: bytes | None) -> bytes:

@@ -20,6 +20,10 @@ class SchemaRegistryError(OSError):
     """The registry refused a request or could not be reached."""
 
 
+class RegistryUnreachable(SchemaRegistryError):
+    """The registry could not be reached (no answer, or none in time): no schema id can be asked now."""
+
+
 class SchemaRegistryClient:
     """Talks to ``url`` (e.g. ``http://registry:8081``), optionally with basic auth ``user:password``."""
 
@@ -60,4 +64,4 @@ class SchemaRegistryClient:
         except urllib.error.HTTPError as exc:
             raise SchemaRegistryError(f"schema registry {method} {path}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
         except (urllib.error.URLError, TimeoutError) as exc:
-            raise SchemaRegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
+            raise RegistryUnreachable(f"schema registry {self.url} unreachable: {exc}") from exc

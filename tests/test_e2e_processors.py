@@ -342,3 +342,43 @@ def test_search_server_down_for_a_while_loses_nothing(
         worker,
     )
     worker.stop()
+
+
+def test_a_worker_given_the_schema_registry_reads_registry_framed_records(
+    kafka: Any,
+    search: Any,
+    unique_name: Callable[[str], str],
+    worker_factory: Callable[..., Worker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Producers with AITRACE_SCHEMA_REGISTRY_URL write magic 0 + schema id; a worker with the same
+    setting reads them (it dead-lettered every one as no-registry before)."""
+    from http.server import ThreadingHTTPServer
+    from threading import Thread
+
+    from aitrace.schemas.codec import AvroSerializer, SerializationContext
+    from aitrace.schemas.registry import SchemaRegistryClient
+    from test_schemas import _FakeRegistry
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeRegistry)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("AITRACE_SCHEMA_REGISTRY_URL", url)
+        prefix = unique_name("registry")
+        tr, batch = _trace_batch(3)
+        topic = f"{prefix}.events.system"
+        framed = AvroSerializer("aitrace.Batch", registry=SchemaRegistryClient(url))(batch, SerializationContext(topic))
+        assert framed[:1] == b"\x00"
+        worker = worker_factory(kafka.bootstrap, search.url, prefix)
+        worker.start()
+        _produce(kafka.bootstrap, [(topic, tr, framed)])
+        first_id = batch["events"][0]["event_id"]
+        _wait(
+            "a search hit for a registry-framed event",
+            lambda: _count(search.url, f"{prefix}-events-*", {"term": {"event.id": first_id}}) == 1,
+            worker,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -256,6 +256,7 @@ class _FakeRegistry(BaseHTTPRequestHandler):
     ids: ClassVar[dict[str, int]] = {}
     texts: ClassVar[dict[int, str]] = {}
     subjects: ClassVar[list[str]] = []
+    gets: ClassVar[list[int]] = []  # schema ids asked for, in order
 
     def do_POST(self) -> None:
         self.subjects.append(self.path.split("/")[2])  # /subjects/<subject>/versions
@@ -266,6 +267,7 @@ class _FakeRegistry(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         schema_id = int(self.path.rsplit("/", 1)[-1])
+        self.gets.append(schema_id)
         if schema_id in self.texts:
             self._reply(200, {"schema": self.texts[schema_id]})
         else:
@@ -302,6 +304,44 @@ def test_confluent_wire_format_round_trip_through_a_registry(registry_url: str) 
     assert name == "aitrace.Batch" and decoded == batch()
     # The single-object decoder of the same reader still reads the default format.
     assert reader.decode(codec.AvroSerializer("aitrace.Batch")(batch()))[1] == batch()
+
+
+def test_a_schema_id_the_registry_does_not_know_is_asked_once_in_a_while_not_per_record(registry_url: str) -> None:
+    """Any Kafka client can write records framed with random schema ids; each would be one HTTP
+    request on the worker's event loop. A refused id is not asked again for RETRY_S seconds."""
+    reader = codec.AvroDeserializer(registry=SchemaRegistryClient(registry_url))
+    framed = codec.CONFLUENT_MAGIC + (987_654).to_bytes(4, "big") + b"\x00" * 8
+    for _ in range(3):
+        with pytest.raises(codec.DecodeError) as exc:
+            reader.decode(framed)
+        assert exc.value.reason == "unknown-schema"
+    assert _FakeRegistry.gets.count(987_654) == 1
+    reader._failed[987_654] = (reader._failed[987_654][0] - codec.AvroDeserializer.RETRY_S, "old")  # time passed
+    with pytest.raises(codec.DecodeError):
+        reader.decode(framed)
+    assert _FakeRegistry.gets.count(987_654) == 2
+
+
+class _CountingRegistry(SchemaRegistryClient):
+    asked: ClassVar[list[int]] = []
+
+    def schema(self, schema_id: int) -> str:
+        self.asked.append(schema_id)
+        return super().schema(schema_id)
+
+
+def test_while_the_registry_is_unreachable_no_schema_id_is_asked() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reader = codec.AvroDeserializer(registry=_CountingRegistry(f"http://127.0.0.1:{port}", timeout=2.0))
+    for schema_id in (1, 2, 3):
+        with pytest.raises(codec.DecodeError) as exc:
+            reader.decode(codec.CONFLUENT_MAGIC + schema_id.to_bytes(4, "big") + b"\x00")
+        assert exc.value.reason == "unknown-schema" and "unreachable" in exc.value.detail
+    assert _CountingRegistry.asked == [1]
 
 
 def test_the_apache_avro_reader_decodes_our_single_object_bodies() -> None:
