@@ -277,9 +277,7 @@ def underfitting_update(
     Returns as :func:`overfitting_update` does; a finding's value is the training loss's
     level as a share of its start (the median of its first finite values, kept here).
     """
-    _note_start(state, train, scored)
-    new = _keep_losses(state, train, val)
-    return _under_fit_verdicts(state, new) if new else None
+    return fitting_update(state, train, val, scored)[1]
 
 
 def fitting_update(

@@ -27,7 +27,7 @@ from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.processors.topics import INPUT_TOPICS
 from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.schemas.codec import AvroDeserializer
-from aitrace.schemas.registry import SchemaRegistryClient
+from aitrace.schemas.registry import registry_at
 from aitrace.sinks.documents import Action
 
 log = logging.getLogger("aitrace.processors")
@@ -40,9 +40,7 @@ REGISTRY_TIMEOUT_S = 3.0
 def record_decoder(kafka: KafkaConfig) -> RecordDecoder:
     """The worker's decoder: single-object records always, registry-framed ones when the producers
     use a Schema Registry (``AITRACE_SCHEMA_REGISTRY_URL``, the same setting as theirs)."""
-    url = kafka.schema_registry_url
-    registry = SchemaRegistryClient(url, timeout=REGISTRY_TIMEOUT_S) if url else None
-    return RecordDecoder(AvroDeserializer(registry))
+    return RecordDecoder(AvroDeserializer(registry_at(kafka.schema_registry_url, REGISTRY_TIMEOUT_S)))
 
 
 # Table keys are str and values JSON-safe dicts; JSON keeps both as they were across a restore.

@@ -37,14 +37,14 @@ from typing import Any
 from aitrace.producers import events as ev
 from aitrace.producers.block_kinds import BlockKind, Processor, block_kinds
 from aitrace.producers.blocks import new_block
-from aitrace.producers.config import KafkaConfig, Settings
+from aitrace.producers.config import Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
 from aitrace.producers.spans import Span
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.avro_writer import varint_tables
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
-from aitrace.schemas.registry import SchemaRegistryClient, SchemaRegistryError
+from aitrace.schemas.registry import SchemaRegistryError, registry_at
 
 log = logging.getLogger("aitrace.exporter")
 
@@ -94,7 +94,7 @@ class Exporter:
         self.transport = transport
         self._id_prefix = id_prefix
         self._next_id = 0
-        registry = _registry(settings.kafka)
+        registry = registry_at(settings.kafka.schema_registry_url)
         self._serializer = AvroSerializer("aitrace.Batch", registry=registry)
         self._plain_serializer = AvroSerializer("aitrace.Batch")
         self._block_kinds = block_kinds(processors, registry)
@@ -508,9 +508,3 @@ class Exporter:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
-
-
-def _registry(kafka: KafkaConfig) -> Any:
-    if not kafka.schema_registry_url:
-        return None
-    return SchemaRegistryClient(kafka.schema_registry_url)

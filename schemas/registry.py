@@ -65,3 +65,8 @@ class SchemaRegistryClient:
             raise SchemaRegistryError(f"schema registry {method} {path}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
         except (urllib.error.URLError, TimeoutError) as exc:
             raise RegistryUnreachable(f"schema registry {self.url} unreachable: {exc}") from exc
+
+
+def registry_at(url: str | None, timeout: float = 10.0) -> SchemaRegistryClient | None:
+    """The client of the registry at ``url`` (``AITRACE_SCHEMA_REGISTRY_URL``), None where none is set."""
+    return SchemaRegistryClient(url, timeout=timeout) if url else None

@@ -48,6 +48,7 @@ from typing import Any, cast
 
 from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroDeserializer, DecodeError
+from aitrace.schemas.registry import registry_at
 from aitrace.sinks.alert_ledger import VersionLedger
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -158,7 +159,7 @@ class AlertStream:
         self.poll_timeout = poll_timeout
         self.stats = StreamStats()
         self._stop = threading.Event()
-        self._decoder = AvroDeserializer(_registry(kafka))
+        self._decoder = AvroDeserializer(registry_at(kafka.schema_registry_url))
         self._pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to commit
         self._dirty = False
         self._current: tuple[_Position, Alert] | None = None
@@ -400,14 +401,6 @@ class AlertStream:
         elif error.code() not in self._reported_errors:
             self._reported_errors.add(error.code())
             log.warning("kafka: %s (retrying)", error.str())
-
-
-def _registry(kafka: KafkaConfig) -> Any:
-    if not kafka.schema_registry_url:
-        return None
-    from aitrace.schemas.registry import SchemaRegistryClient
-
-    return SchemaRegistryClient(kafka.schema_registry_url)
 
 
 __all__ = [
