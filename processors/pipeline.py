@@ -22,6 +22,7 @@ ground-truth label documents (joined to their prediction), rollup documents.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,16 @@ from aitrace.sinks.documents import (
 )
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
+
+
+def retry_key(batch_id: str, value: bytes) -> str:
+    """What marks a producer's retry: the batch id and a checksum of the record's bytes.
+
+    A retry writes the same bytes again; a batch id alone is trusted too far, as any client
+    (or one with a broken id generator) can reuse one for different events, which were then
+    skipped as duplicates. CRC-32 runs at about 5 GB/s, so it costs the worker little.
+    """
+    return f"{batch_id}/{zlib.crc32(value):08x}{len(value):x}"
 
 
 def _rows_by_trace(columns: EventColumns) -> dict[str, np.ndarray]:
@@ -220,8 +231,11 @@ class Pipeline:
         if unindexable:
             letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
             self.dlq.add("unindexable", len(unindexable))
-        actions.extend(self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now))
-        chunks = self.chunks(decoded, fast, topic=topic, partition=partition, offset=offset)
+        retry = retry_key(decoded.batch_id, value)
+        actions.extend(
+            self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now, retry=retry)
+        )
+        chunks = self.chunks(decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry)
         n = decoded.event_count
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
@@ -262,8 +276,12 @@ class Pipeline:
         partition: int,
         offset: int,
         now: float,
+        retry: str,
     ) -> list[Action]:
-        """Fold the batch into its traces' state; trace documents to (re)index."""
+        """Fold the batch into its traces' state; trace documents to (re)index.
+
+        ``retry``: the record's :func:`retry_key` (a producer's retry repeats it).
+        """
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
         kept = decoded.event_columns
         rows = _rows_by_trace(kept) if kept is not None else {}
@@ -287,7 +305,7 @@ class Pipeline:
             state = traces.get(trace_id)
             if state is None:
                 state = correlate.new_state(trace_id, partition, ingested=now)
-            elif correlate.already_applied(state, source, offset, decoded.batch_id):
+            elif correlate.already_applied(state, source, offset, retry):
                 self.counters["duplicates"] += 1
                 continue
             trace = correlate.apply_record(
@@ -298,7 +316,7 @@ class Pipeline:
                 offset=offset,
                 now=now,
                 config=self.correlation,
-                batch_id=decoded.batch_id,
+                batch_id=retry,
                 column_blocks=column_blocks,
                 event_rows=(kept, rows[trace_id]) if kept is not None and trace_id in rows else None,
             )
@@ -311,7 +329,7 @@ class Pipeline:
         return actions
 
     def chunks(
-        self, decoded: Decoded, fast: list[set[str]], *, topic: str, partition: int, offset: int
+        self, decoded: Decoded, fast: list[set[str]], *, topic: str, partition: int, offset: int, retry: str
     ) -> list[tuple[str, bytes]]:
         """Records for the series topic: one per entity, tagged with the source position."""
         out = []
@@ -325,7 +343,7 @@ class Pipeline:
         for key, chunk in found.items():
             chunk["src"] = source
             chunk["off"] = offset
-            chunk["bid"] = decoded.batch_id
+            chunk["bid"] = retry
             chunk["entity"] = key
             out.append((key, pack_chunk(share_axes(chunk))))
         self.counters["chunks"] += len(out)

@@ -80,6 +80,32 @@ def test_a_trace_spread_over_partitions_is_assembled_whole() -> None:
     assert pipe.counters["duplicates"] == 1 and traces[tr]["events"] == 3
 
 
+def test_a_reused_batch_id_does_not_drop_the_later_batches() -> None:
+    # Duplicates were told by batch id alone: a client whose id generator repeats (or one
+    # that sends a constant) lost every later batch of a trace and of a run's series.
+    tr = S.trace_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    traces: dict[str, Any] = {}
+    table: dict[str, Any] = {}
+
+    def send(record: bytes, offset: int) -> None:
+        for _, chunk in _process(pipe, record, traces, offset).chunks:
+            pipe.series(chunk, table)
+
+    for offset in range(3):
+        block = S.metric_block(trace=tr, run_id="r", start_step=4 * offset, series={"loss": np.full(4, 1.0 + offset)})
+        send(S.encode(S.batch([S.event(S.log("info", "line"), trace=tr)], [block], batch_id="same")), offset)
+    assert traces[tr]["events"] == 3 + 12 and pipe.counters["duplicates"] == 0
+    assert table["run/r"]["run/r/train/loss"]["applied"] == {"t:0": 2}  # the series side applied them all
+    # the same bytes again at a later offset are a producer's retry, on both sides
+    block = S.metric_block(trace=tr, run_id="r", start_step=12, series={"loss": np.full(4, 1.0)})
+    retry = S.encode(S.batch([], [block], batch_id="same"))
+    send(retry, 10)
+    send(retry, 11)
+    assert traces[tr]["events"] == 19  # 4 new events, not 8
+    assert table["run/r"]["run/r/train/loss"]["applied"] == {"t:0": 10}
+
+
 def _series_record(header: dict[str, Any], buffer: bytes) -> bytes:
     """A series topic record as any Kafka client can write it (chunk_wire's layout)."""
     raw = orjson.dumps(header)
