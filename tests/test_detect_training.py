@@ -249,6 +249,19 @@ def test_a_healthy_plateau_a_few_percent_above_its_best_is_not_overfitting() -> 
     assert _first_held_rise(raised) == 12  # 3 evaluations after the best (eval 9)
 
 
+# The deep ReLU net at seed 11 (held out): best at eval 9, a bump, then a slow climb at the schedule's end
+_DEEP_RELU_S11 = [1.2947, 0.4513, 0.7336, 0.4283, 0.2514, 0.1809, 0.1184, 0.1155, 0.1091, 0.0996, 0.1192, 0.1027]
+_DEEP_RELU_S11 += [0.1025, 0.1052, 0.1062]
+
+
+def test_a_small_climb_after_a_bump_is_not_a_steady_rise() -> None:
+    """3, 3, 5, 6 % above the best after a 19 % bump: the 10 % an irregular rise needs applies;
+    a climb straight from the best needs 5 %."""
+    assert _first_held_rise(_DEEP_RELU_S11) is None
+    climb = [*_DEEP_RELU_S11[:10], 0.1035, 0.1065, 0.1085]  # 4, 7, 9 % straight from the best: steady
+    assert _first_held_rise(climb) == 12
+
+
 def test_a_real_over_fitting_run_that_rises_steadily_is_found_three_evaluations_after_its_minimum() -> None:
     """An MLP on 64 rows of digits: the minimum at eval 15, then 4 %, 11 %, 15 % above it, each
     evaluation above the one before; a steady rise needs 5 % and two wobble sds (3 %), not 10 %."""
