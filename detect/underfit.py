@@ -14,9 +14,12 @@ new evaluation:
   ``UNDERFIT_SINCE`` (3) evaluations: it stopped improving;
 * the training loss (median of its last 16 values up to that evaluation) is still between
   ``UNDERFIT_MIN_LEVEL`` (50 %) and ``UNDERFIT_MAX_LEVEL`` (95 %) of its start (median of its
-  first 16 values); one still within 5 % of its start never learnt, which is a stall
+  first 16 values up to the first evaluation); one still within 5 % of its start never learnt, which is a stall
   (:class:`~aitrace.detect.training.StallCheck`);
-* the validation loss is 0.8 to 1.25 times that training loss (``UNDERFIT_GAP``).
+* the validation loss is 0.8 to 1.25 times that training loss (``UNDERFIT_GAP``), and its
+  best is below 95 % of its first evaluation: a run whose validation loss has not left its
+  start has not begun to learn (a CNN on 64 rows of digits sat at its chance level for 5
+  evaluations, its training loss already down to 94 % of its start, then learnt and over-fit).
 
 Where it can be told: on classification runs only, which the worker knows by an
 accuracy-like series the run sends (:func:`~aitrace.detect.training.metric_role` ``score``).
@@ -71,16 +74,24 @@ UNDERFIT_RECENT = 16  # training losses in the level now, and at the start
 
 
 def under_fit(
-    v: np.ndarray, v_steps: list[float], t_steps: np.ndarray, t_vals: np.ndarray, start: float
+    v: np.ndarray,
+    v_steps: list[float],
+    t_steps: np.ndarray,
+    t_vals: np.ndarray,
+    start: float,
+    first_val: float | None = None,
 ) -> float | None:
     """The training loss's level as a share of ``start`` if the run under-fits at the last evaluation.
 
     ``v`` holds the validation losses so far (the last one new), ``v_steps`` their steps;
-    ``t_steps`` / ``t_vals`` the training losses kept, ``start`` the median of the first ones.
+    ``t_steps`` / ``t_vals`` the training losses kept, ``start`` the median of the first ones,
+    ``first_val`` the run's first validation loss (None: ``v[0]``).
     None when any condition of the module's docstring fails.
     """
     if v.size <= UNDERFIT_SINCE or not (math.isfinite(start) and start > 0):
         return None
+    if float(v.min()) > UNDERFIT_MAX_LEVEL * (v[0] if first_val is None else first_val):
+        return None  # the validation loss never left its first evaluation: not learnt yet
     if float(v[-UNDERFIT_SINCE:].min()) < float(v[:-UNDERFIT_SINCE].min()) * (1.0 - UNDERFIT_MIN_GAIN):
         return None  # still improving
     seen = t_vals[t_steps <= v_steps[-1]][-UNDERFIT_RECENT:]

@@ -345,6 +345,50 @@ def test_healthy_runs_and_a_slow_starter_are_not_under_fitting() -> None:
     assert _underfit_reports(_SLOW_STARTER, 2.303, 1) == []  # at its start (a stall's question), then it learns
 
 
+# A tabular MLP on 48 rows of breast cancer, 3 steps an epoch (bench/training_runs.py overfit-tab-s15):
+# its training loss per step, and the validation loss at each epoch's last step
+_TAB_48_TRAIN = [0.7093, 0.4342, 0.333, 0.3731, 0.0867, 0.1424, 0.2911, 0.1016, 0.0499, 0.0216, 0.0203, 0.2085]
+_TAB_48_TRAIN += [0.26, 0.0739, 0.0741, 0.0543, 0.0062, 0.0259, 0.0928, 0.0174, 0.0503, 0.0367, 0.0168, 0.0087]
+_TAB_48_VAL = [0.2318, 0.0958, 0.0515, 0.0431, 0.1093, 0.1129, 0.0693, 0.0545]
+
+
+def test_a_run_of_few_steps_an_epoch_is_judged_against_its_loss_before_the_first_evaluation() -> None:
+    """Its first 16 steps span 5 epochs, in which the loss fell 0.71 -> 0.05: against their median
+    (0.12) the loss at eval 6 sat at 60 % with no gap, and was called under-fitting."""
+    from aitrace.detect import windows
+
+    state: dict = {}
+    for e, val in enumerate(_TAB_48_VAL):
+        steps = np.arange(3 * e, 3 * e + 3)
+        train = {"steps": steps, "values": np.asarray(_TAB_48_TRAIN[3 * e : 3 * e + 3])}
+        v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
+        outcome = windows.underfitting_update(state, train, v, True)
+        assert outcome is not None and outcome[0] is None, f"eval {e}"
+    assert state["start"] == _TAB_48_TRAIN[:3]
+
+
+# A CNN on 64 rows of digits, 4 steps an epoch (overfit-cnn-s16): at its chance level for 5 evaluations
+_CNN_64_TRAIN = [2.323, 2.345, 2.246, 2.287, 2.29, 2.279, 2.219, 2.189, 2.238, 2.295, 2.049, 2.237, 2.056]
+_CNN_64_TRAIN += [2.233, 1.924, 2.165, 2.131, 1.927, 2.074, 1.987, 1.866, 1.991, 1.902, 1.934]
+_CNN_64_VAL = [2.294, 2.285, 2.291, 2.31, 2.243, 2.105]
+
+
+def test_a_run_whose_validation_loss_has_not_left_its_first_evaluation_is_not_under_fitting() -> None:
+    """At eval 4 its training loss sat at 90 % of its start, no gap, no 2 % gain in 3 evaluations,
+    but its validation loss was still 98 % of its first: it had not begun to learn (it went on
+    to over-fit). Judged against a start of its first epoch only, it was called under-fitting."""
+    from aitrace.detect import windows
+
+    state: dict = {}
+    for e, val in enumerate(_CNN_64_VAL):
+        steps = np.arange(4 * e, 4 * e + 4)
+        train = {"steps": steps, "values": np.asarray(_CNN_64_TRAIN[4 * e : 4 * e + 4])}
+        v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
+        outcome = windows.underfitting_update(state, train, v, True)
+        assert outcome is not None and outcome[0] is None, f"eval {e}"
+    assert state["first_val"] == _CNN_64_VAL[0]
+
+
 def test_under_fitting_is_asked_only_of_a_run_that_sends_an_accuracy_like_score() -> None:
     never = [False] * 15
     assert _underfit_reports(_UNDERFIT_W4, 2.341, 1, never) == []  # a regression loss has no chance level
