@@ -45,6 +45,7 @@ from aitrace.producers.secret_patterns import (
     kept_whole,
     luhn_ok,
     plain_variant,
+    secret_spans,
     triggers,
     without_hex_ids,
 )
@@ -334,7 +335,7 @@ class Redactor:
                 continue
             kind, end = hit
             parts.append(text[pos:start])
-            parts.append(self._token(kind, text[start:end], ident, found))
+            parts.append(self._replaced(kind, text[start:end], ident, found))
             pos = end
             match = regex.search(scan, end) if end > start else regex.search(scan, end + 1)
         parts.append(text[pos:])
@@ -359,6 +360,20 @@ class Redactor:
             if check is None or check(text[start:end], text, start):
                 return kind, end
         return None
+
+    def _replaced(self, kind: str, match: str, ident: bool, found: list[str] | None) -> str:
+        """A match with its secret parts (all of it, or a Cookie header's values) replaced by tokens."""
+        spans = secret_spans(kind, match)
+        if spans is None:
+            return self._token(kind, match, ident, found)
+        parts: list[str] = []
+        pos = 0
+        for start, end in spans:
+            parts.append(match[pos:start])
+            parts.append(self._token(kind, match[start:end], ident, found))
+            pos = end
+        parts.append(match[pos:])
+        return "".join(parts)
 
     def _token(self, kind: str, secret: str, ident: bool, found: list[str] | None) -> str:
         self.counts[kind] += 1

@@ -144,8 +144,10 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
     # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
-    # - a Cookie header's whole value, every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), first: the
-    #   assignment stops at the first ";";
+    # - a Cookie header: "cookie:" and name=value pairs ("Cookie: theme=dark; JSESSIONID=..."; the values go,
+    #   the names stay: :func:`secret_spans`), first: the assignment stops at the first ";". Prose ("the cookie:
+    #   banner was shown") has no pair and takes the assignment's branch, whose validator then asks for a value
+    #   that looks like a secret;
     # - a header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers), JSON
     #   [["x-api-key", "..."]];
     # - key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote;
@@ -154,7 +156,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "secret_assignment",
         "kv",
-        r"cookie:[ \t]*[^\r\n\"]+"
+        r"cookie:[ \t]*(?:[^\s=;,\"]+=[^\s;\"]*(?:;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
         rf"|{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
@@ -510,11 +512,70 @@ _PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
     """A keyword assignment's value is a secret; a Cookie header or a header pair told apart by their start."""
-    if match.startswith("cookie:"):
-        return not (start and text[start - 1].isalnum()) and _valid_value(match, text, start)  # not fortune_cookie:
+    if match[:7].lower() == "cookie:":
+        if start and text[start - 1].isalnum():
+            return False  # fortune_cookie: ...
+        spans = secret_spans("secret_assignment", match)
+        if spans is not None:
+            return bool(spans)  # a header whose values are all redacted already is not found again
+        return _valid_value(match, text, start) and secret_like(_value_of(match), password=False)
     if match[0] in "[(":
         return _valid_pair(match, text, start)
     return _valid_value(match, text, start)
+
+
+_COOKIE_PAIR = re.compile(r"[^\s=;,\"]+=([^\s;\"]*)")
+
+
+def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
+    """What of a match goes: None for all of it; for a Cookie header ("Cookie: theme=dark; sid=..."), the spans
+    of its values not redacted yet (its cookie names stay: they tell which cookies came, and hold no secret)."""
+    if kind != "secret_assignment" or match[:7].lower() != "cookie:" or "=" not in match:
+        return None
+    pairs = list(_COOKIE_PAIR.finditer(match, 7))
+    if not pairs or match[7 : pairs[0].start()].strip(" \t"):
+        return None  # "cookie: banner ... a=b": no pair right after the colon, no header
+    return [pair.span(1) for pair in pairs if pair.group(1) and not pair.group(1).startswith("[REDACTED")]
+
+
+# Prose ("cookie: consent dialog closed", "the password for admin is hunter2") tells its secret from the sentence's
+# next word by its look: see :func:`secret_like`.
+_PROSE_WORDS = _words(
+    "correct incorrect always already currently strong stronger weak weaker unique similar shorter longer better "
+    "either neither another within without before after because whatever something nothing anything everything "
+    "there their these those second minimum maximum random plaintext cleartext blank stale wrong reset same"
+)
+_ENGLISH_END = re.compile(
+    r"(?:ed|ing|ly|tion|sion|ment|ness|able|ible|ful|less|ive|ous|ent|ant|ance|ence|ary|ory|ure|ate|ise|ize|ic|al|est"
+    r"|ity)$"
+)
+_SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII punctuation but "-", camelCase
+_NUMBER = re.compile(r"[\d.,]+")
+
+
+def secret_like(value: str, password: bool) -> bool:
+    """Whether a value in prose is a secret, not a word of the sentence; ``password``: the key names a password.
+
+    After a password word (password, pwd, pass, passphrase, passcode, pin, secret) a value counts when it has a
+    digit, ASCII punctuation other than "-", or an inner capital (hunter2, p@ss, HunterTwo); or when it is a word
+    of 6+ letters that is neither a status word, nor on a small list of English words (incorrect, always, ...),
+    nor ends like one (-ed, -ing, -ly, -tion, -able, -ent, -ic, -al, ...): "letmein" goes, "changed" stays. After
+    the other words (token, api key, auth, cookie, credentials) a value counts only with 8+ characters mixing
+    letters and digits, or random: "the next token is London", "pad token is [PAD]" stay. A number counts only
+    after a password word, from 4 digits ("pin was 1234"; "token count is 512" stays).
+    """
+    word = value.rstrip(".,!?:;")
+    low = word.lower()
+    if low in STATUS_WORDS or low in _PROSE_WORDS or (word[:1], word[-1:]) in (("[", "]"), ("<", ">")):
+        return False
+    if _NUMBER.fullmatch(word):
+        return password and sum(c.isdigit() for c in word) >= 4
+    if not password:
+        letters, digits = any(c.isalpha() for c in word), any(c.isdigit() for c in word)
+        return (len(word) >= 8 and letters and digits) or (len(word) >= 16 and looks_random(word))
+    if _SHAPED.search(word):
+        return len(word) >= 3
+    return len(word) >= 6 and not _ENGLISH_END.search(low)
 
 
 def _valid_value(match: str, text: str, start: int) -> bool:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 
+import aitrace
 import pytest
 from aitrace.producers.redact import REDACTED, Redactor, luhn_ok
 
@@ -662,3 +664,61 @@ def test_a_double_under_a_secret_name_is_nan_other_numbers_stay(redactor: Redact
     assert math.isnan(out["ssn"]) and math.isnan(out["password"])
     assert (out["amount"], out["token_count"]) == (12.5, 3.0)
     assert redactor.mapping({"token": 5, "auth": True}) == {"token": 5, "auth": True}  # counts, flags: not secrets
+
+
+# ---------------------------------------------------------------- through a client and the worker
+
+# (text, what of it must not reach the index; None: the text must arrive as it is). Each is sent as a log
+# message and as a log attribute of a real client and read back from the documents the worker would index.
+CYRILLIC_A, CYRILLIC_O = "\u0430", "\u043e"
+THROUGH: list[tuple[str, str | None]] = [
+    # the word "cookie" in prose is no Cookie header (it was redacted to the end of the line)
+    ("the cookie: banner was shown", None),
+    ("cookie: consent dialog closed", None),
+    ("Cookie: theme=dark; JSESSIONID=Hunter2Secret", "Hunter2Secret"),
+    ("GET /v1 cookie: sid=Hunter2Secret", "Hunter2Secret"),
+]
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """(message, attribute) of the document the worker makes of each text of THROUGH, by text: sent by a
+    client with its default chain whose broker is down, read back from its spool."""
+    from aitrace.infra.stack import free_port
+    from aitrace.processors.options import WorkerOptions
+    from aitrace.processors.pipeline import Pipeline
+    from aitrace.producers.spool import Spool
+
+    spool_dir = str(tmp_path_factory.mktemp("spool"))
+    client = aitrace.init(service="through", kafka_bootstrap=f"127.0.0.1:{free_port()}", spool_dir=spool_dir,
+                          delivery_timeout_ms=1000)  # fmt: skip
+    for i, (text, _) in enumerate(THROUGH):
+        client.log("info", text, case=i, note=text)
+    client.close(timeout=5)
+    spool, pipe, docs = Spool(spool_dir, 1 << 30), Pipeline(WorkerOptions(index=True)), {}
+    while (record := spool.next_record()) is not None:
+        spool.ack(record)
+        out = pipe.process_record(record.value, key=None, topic="t", partition=0, offset=0, traces={}, now=time.time())
+        for action in out.actions:
+            doc = action["_source"]
+            attributes = doc["aitrace"]["attributes"]
+            docs[THROUGH[int(attributes["case"])][0]] = (doc["message"], attributes["note"])
+    assert len(docs) == len(THROUGH)
+    return docs
+
+
+@pytest.mark.parametrize(("text", "secret"), THROUGH, ids=[t[:32] for t, _ in THROUGH])
+def test_through_a_client_and_the_worker(indexed: dict[str, tuple[str, str]], text: str, secret: str | None) -> None:
+    message, note = indexed[text]
+    if secret is None:
+        assert (message, note) == (text, text)
+    else:
+        assert secret not in message and secret not in note and "[REDACTED:" in message, message
+
+
+def test_a_cookie_header_keeps_its_cookie_names(indexed: dict[str, tuple[str, str]]) -> None:
+    message, _ = indexed["Cookie: theme=dark; JSESSIONID=Hunter2Secret"]
+    assert message == "Cookie: theme=[REDACTED:secret_assignment]; JSESSIONID=[REDACTED:secret_assignment]"
+    redactor = Redactor()
+    again = redactor.scrub(message)
+    assert (again, redactor.total) == (message, 0)  # its tokens are not found again
