@@ -43,6 +43,7 @@ from aitrace.producers.secret_patterns import (
     Validator,
     glued_secret,
     kept_whole,
+    latin_reading,
     luhn_ok,
     plain_variant,
     secret_spans,
@@ -218,7 +219,8 @@ class Redactor:
         """0: scan the value, 1: redact it whole (a secret's name), 2: leave it (allow list). Cached per key."""
         action = self._key_cache.get(key)
         if action is None:
-            words = _key_words(plain_variant(key) or key)  # "ＰＡＳＳＷＯＲＤ", "pass\u200bword": the word it reads as
+            # "ＰＡＳＳＷＯＲＤ", "pass\u200bword", "ΤΟΚΕΝ" (Greek): the word it reads as
+            words = _key_words(latin_reading(plain_variant(key) or key))
             if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
             else:

@@ -234,18 +234,35 @@ _INVISIBLE = re.compile(
 # Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
 _TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+# Cyrillic and Greek letters a reader takes for Latin ones ("p\u0430ssw\u043erd" with a Cyrillic a and o): read as
+# those where that shows a key word or a provider's prefix more (:func:`_folded`), so a key word spelt with them
+# is still one. A text where the folded reading shows a secret is indexed in that reading, as a full-width one is
+# in NFKC. Russian or Greek text shows none and pays one search (1.3 µs on a line of 40 characters, where
+# str.translate costs 3 µs and a second scan 5-9 µs): a look-alike beside a Latin letter, "_", "=", or before a
+# ":" (a key word spelt with them has one: "t\u043eken", "ΤΟΚΕΝ: ..."). A field name is read as Latin whole
+# (:func:`latin_reading`): it is looked at once.
+_CONFUSABLES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u051b\u051d\u04bb\u04cf\u043a"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u0406\u0408\u0405\u051a\u051c"
+    "\u03b1\u03b5\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+    "aeopcyxijsdqwhlk" "ABEKMHOPCTYXIJSQW" "aeikvoptux" "ABEZHIKMNOPTYX",
+)  # fmt: skip
+_LOOK_ALIKES = "".join(map(chr, _CONFUSABLES))
+_BESIDE_LATIN = re.compile(f"[A-Za-z_=][{_LOOK_ALIKES}]|[{_LOOK_ALIKES}][A-Za-z_=:]")
 
 
 def plain_variant(text: str) -> str | None:
     """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
 
     Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
-    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed. Percent-encoded text decoded (twice at most:
+    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
+    Latin letters they look like. Percent-encoded text decoded (twice at most:
     "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
     """
     out = text
     if not out.isascii():
-        out = _INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS)))
+        out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
     if "%" in out and _PERCENT.search(out):
         for _ in range(2):
             decoded = urllib.parse.unquote(out)
@@ -253,6 +270,21 @@ def plain_variant(text: str) -> str | None:
                 break
             out = decoded
     return None if out == text else out
+
+
+def latin_reading(text: str) -> str:
+    """``text`` with every Cyrillic and Greek look-alike read as the Latin letter it looks like."""
+    return text if text.isascii() else text.translate(_CONFUSABLES)
+
+
+def _folded(text: str) -> str:
+    """``text`` with its Cyrillic and Greek look-alikes read as Latin, where that shows more key words or provider
+    prefixes ("t\u043eken", "\u0455k-proj-..."); else ``text``."""
+    if _BESIDE_LATIN.search(text) is None:
+        return text
+    folded = text.translate(_CONFUSABLES)
+    before = len(_KV_ANY.findall(text.lower())) + len(_LITERALS.findall(text))
+    return folded if len(_KV_ANY.findall(folded.lower())) + len(_LITERALS.findall(folded)) > before else text
 
 
 def triggers(text: str) -> frozenset[str]:

@@ -548,6 +548,14 @@ def test_a_disguised_secret_named_field_is_blanked(redactor: Redactor) -> None:
     }
 
 
+def test_a_key_spelt_with_cyrillic_or_greek_look_alikes_is_a_secret_name(redactor: Redactor) -> None:
+    keys = (f"p{CYRILLIC_A}ssw{CYRILLIC_O}rd", "\u03a4\u039f\u039a\u0395\u039d")  # Greek capitals: "TOKEN"
+    assert redactor.mapping(dict.fromkeys(keys, "Hunter2Secret")) == dict.fromkeys(keys, REDACTED)
+    assert redactor.mapping({"\u0440\u0435\u0437\u0443\u043b\u044c\u0442\u0430\u0442": "ok"}) == {
+        "\u0440\u0435\u0437\u0443\u043b\u044c\u0442\u0430\u0442": "ok"
+    }
+
+
 def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Redactor) -> None:
     for text in ("训练完成，损失下降到０．３１", "loss fell 50% in epoch 3", "/files/report%202024%20final.pdf",
                  "👩‍💻 shipped model v3 ✅", "ｍｏｄｅｌ　ｌｏａｄｅｄ", "Ünïcödé feature name"):  # fmt: skip
@@ -677,6 +685,13 @@ THROUGH: list[tuple[str, str | None]] = [
     ("cookie: consent dialog closed", None),
     ("Cookie: theme=dark; JSESSIONID=Hunter2Secret", "Hunter2Secret"),
     ("GET /v1 cookie: sid=Hunter2Secret", "Hunter2Secret"),
+    # Cyrillic and Greek letters that look like Latin ones in a key word (no pattern matched them)
+    (f"p{CYRILLIC_A}ssw{CYRILLIC_O}rd=Hunter2Secret", "Hunter2Secret"),
+    (f"t{CYRILLIC_O}ken: Hunter2Secret", "Hunter2Secret"),
+    ("\u0391\u03a1\u0399_\u039a\u0395\u03a5=Hunter2Secret", "Hunter2Secret"),  # Greek capitals: "API_KEY"
+    ("\u03a4\u039f\u039a\u0395\u039d: Hunter2Secret", "Hunter2Secret"),  # "TOKEN", Greek letters only
+    ("Пароль сменён, модель сохранена в ckpt-0042.pt", None),  # Russian and Greek text: no key word
+    ("η ακρίβεια είναι 0.93 στο epoch 3", None),
 ]
 
 
