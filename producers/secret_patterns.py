@@ -23,6 +23,12 @@ Choices that keep benign text:
   (``secret=...``) or their provider shape.
 - **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and
   placeholders are not secrets.
+- **Prose.** ``<secret word> [for|of <one or two words>] is|was[:] <value>`` ("the password for
+  admin is hunter2") loses the value only, and only where it looks like a secret
+  (:func:`secret_like`): after a password word, a digit, punctuation or an inner capital, or a
+  word of 6+ letters that does not read as English; after token, api key, auth, cookie, 8+
+  characters mixing letters and digits. "password is incorrect", "the next token is London",
+  "token count is 512" stay.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ def _words(text: str) -> frozenset[str]:
 
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
-    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
-    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas"
+    r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}"
+    r"|passphrase|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_ -]?key|sas"
     r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
     r"|amz-signature|goog-signature)"
 )
@@ -57,6 +63,9 @@ _KEY_BODY = rf"[\w.-]*?{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # the validator checks that it starts a word or a camelCase part ("dbPassword"), so "author",
 # "compass" and "tokenizer" do not qualify.
 _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
+# Prose between a key and its value: "is", "was", "is:" after the key or after "for"/"of" and one or two words
+# ("the password for admin is ..."); the validator then asks for a value that looks like a secret (secret_like).
+_PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
 _VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
 
@@ -158,7 +167,7 @@ PATTERNS: list[tuple[str, str, str]] = [
         "kv",
         r"cookie:[ \t]*(?:[^\s=;,\"]+=[^\s;\"]*(?:;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
-        rf"|{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"
+        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
@@ -505,7 +514,7 @@ def _valid_ssn(match: str, text: str, start: int) -> bool:
 
 def _value_of(match: str) -> str:
     """The value part of a keyword assignment (after the first separator), unquoted."""
-    sep = re.search(r"[:=]>?|\s+(?:is|was)\s+|\s", match)
+    sep = re.search(r"[:=]>?|\s", match)
     value = match[sep.end() :] if sep else match
     return value.strip().strip("\"'")
 
@@ -561,8 +570,14 @@ _COOKIE_PAIR = re.compile(r"[^\s=;,\"]+=([^\s;\"]*)")
 
 def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
     """What of a match goes: None for all of it; for a Cookie header ("Cookie: theme=dark; sid=..."), the spans
-    of its values not redacted yet (its cookie names stay: they tell which cookies came, and hold no secret)."""
-    if kind != "secret_assignment" or match[:7].lower() != "cookie:" or "=" not in match:
+    of its values not redacted yet (its cookie names stay: they tell which cookies came, and hold no secret); in
+    prose, the value ("the password for admin is [REDACTED:...]")."""
+    if kind != "secret_assignment":
+        return None
+    prose = _prose(match)
+    if prose is not None:
+        return [(prose.start("value"), prose.start("value") + len(prose.group("value").rstrip(_TRAILING)))]
+    if match[:7].lower() != "cookie:" or "=" not in match:
         return None
     pairs = list(_COOKIE_PAIR.finditer(match, 7))
     if not pairs or match[7 : pairs[0].start()].strip(" \t"):
@@ -583,6 +598,17 @@ _ENGLISH_END = re.compile(
 )
 _SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII punctuation but "-", camelCase
 _NUMBER = re.compile(r"[\d.,]+")
+_TRAILING = ".,!?:;"  # the end of a sentence, not of the value
+_PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
+_PASSWORD_WORD = re.compile(r"pass|pwd|secret")
+
+
+def _prose(match: str) -> re.Match[str] | None:
+    """The match read as prose ("password for admin is ..."), or None where it is an assignment."""
+    low = match.lower()
+    if (" is" not in low and " was" not in low) or len(low) != len(match):
+        return None  # (a character whose lower case is longer: the offsets would not be the match's)
+    return _PROSE_MATCH.fullmatch(low)
 
 
 def secret_like(value: str, password: bool) -> bool:
@@ -596,7 +622,7 @@ def secret_like(value: str, password: bool) -> bool:
     letters and digits, or random: "the next token is London", "pad token is [PAD]" stay. A number counts only
     after a password word, from 4 digits ("pin was 1234"; "token count is 512" stays).
     """
-    word = value.rstrip(".,!?:;")
+    word = value.rstrip(_TRAILING)
     low = word.lower()
     if low in STATUS_WORDS or low in _PROSE_WORDS or (word[:1], word[-1:]) in (("[", "]"), ("<", ">")):
         return False
@@ -613,6 +639,11 @@ def secret_like(value: str, password: bool) -> bool:
 def _valid_value(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
+    prose = _prose(match)
+    if prose is not None:
+        value = prose.group("value").strip("\"'")
+        password = _PASSWORD_WORD.search(prose.group("key")) is not None
+        return not value.lower().startswith(("[redacted", "${", "{{", "%(", "***")) and secret_like(value, password)
     value = _value_of(match)
     low = value.lower()
     if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***", "-----")):

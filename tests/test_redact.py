@@ -692,6 +692,28 @@ THROUGH: list[tuple[str, str | None]] = [
     ("\u03a4\u039f\u039a\u0395\u039d: Hunter2Secret", "Hunter2Secret"),  # "TOKEN", Greek letters only
     ("Пароль сменён, модель сохранена в ckpt-0042.pt", None),  # Russian and Greek text: no key word
     ("η ακρίβεια είναι 0.93 στο epoch 3", None),
+    # prose: "<secret word> [for|of <one or two words>] is|was[:] <value>"; the value goes when it looks like a
+    # secret (see secret_patterns.secret_like), the sentence's next word stays
+    ("the password for admin is hunter2", "hunter2"),
+    ("password is: Xk9#mQ2v", "Xk9#mQ2v"),
+    ("my api key is sk-proj-4f9Xk2LmN8pQ7rS1tU3vW5yZ0aB6cD", "4f9Xk2LmN8pQ7rS1tU3vW5yZ0aB6cD"),
+    ("my api key is 9f8e7d6c5b4a3f2e", "9f8e7d6c5b4a3f2e"),
+    ("pwd was Tr0ub4dor&3", "Tr0ub4dor"),
+    ("the password of the day is swordfish", "swordfish"),
+    ("the secret key for prod was s3cr3t-v4lue", "s3cr3t-v4lue"),
+    ("password is required", None),
+    ("password is incorrect", None),
+    ("login failed: password is incorrect for user bob", None),
+    ("the password for admin is incorrect.", None),
+    ("password was changed by admin", None),
+    ("password is too short", None),
+    ("token count is 512", None),
+    ("the key is missing", None),
+    ("password reset email sent", None),
+    ("the next token is London", None),
+    ("pad token is [PAD] and eos token is </s>", None),
+    ("the token was generated", None),
+    ("the api key is not set", None),
 ]
 
 
@@ -737,3 +759,8 @@ def test_a_cookie_header_keeps_its_cookie_names(indexed: dict[str, tuple[str, st
     redactor = Redactor()
     again = redactor.scrub(message)
     assert (again, redactor.total) == (message, 0)  # its tokens are not found again
+
+
+def test_prose_loses_its_secret_word_only(indexed: dict[str, tuple[str, str]]) -> None:
+    message, _ = indexed["the password for admin is hunter2"]
+    assert message == "the password for admin is [REDACTED:secret_assignment]"
