@@ -77,6 +77,8 @@ DEFAULT_DENY_WORDS = frozenset(
         "ssn",
         "privkey",
         "passcode",
+        "pin",
+        "pincode",
     }
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
@@ -97,6 +99,7 @@ DEFAULT_DENY_NAMES = frozenset(
         "fernet_key",
         "amz_signature",
         "goog_signature",
+        "pin_code",
     }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").

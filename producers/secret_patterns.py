@@ -49,7 +49,8 @@ def _words(text: str) -> frozenset[str]:
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
     r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}"
-    r"|passphrase|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_ -]?key|sas"
+    r"|passphrase|pwd|pass|pin(?:[_-]?code)?|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)"
+    r"|private[_ -]?key|sas"
     r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
     r"|amz-signature|goog-signature)"
 )
@@ -206,7 +207,9 @@ _LITERALS = re.compile(
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
              "bearer", "ibm", "-signature", "identified")  # fmt: skip
-_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
+# One search, not a substring test per word; "pin" only as a word's end ("pin=", "card_pin:"): "mapping",
+# "clipping" and "early stopping" would fire the keyword pass on many benign log lines.
+_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
@@ -549,6 +552,8 @@ def _starts_word(match: str, text: str, start: int) -> bool:
 
 
 _PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
+_PIN_KEY = re.compile(r"(?<![a-z])pin(?:[_-]?code)?[\"']?\s*[:=]")
+_PIN = re.compile(r"\d{4,12}")
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
@@ -600,7 +605,7 @@ _SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII pun
 _NUMBER = re.compile(r"[\d.,]+")
 _TRAILING = ".,!?:;"  # the end of a sentence, not of the value
 _PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
-_PASSWORD_WORD = re.compile(r"pass|pwd|secret")
+_PASSWORD_WORD = re.compile(r"pass|pwd|secret|pin")
 
 
 def _prose(match: str) -> re.Match[str] | None:
@@ -651,6 +656,8 @@ def _valid_value(match: str, text: str, start: int) -> bool:
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
     key = match[: len(match) - len(value)].lower()
+    if _PIN_KEY.search(key):
+        return _PIN.fullmatch(value) is not None  # pin=1234; "pin: true", "cpu pin=0-7" stay
     if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
         return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory

@@ -556,6 +556,17 @@ def test_a_key_spelt_with_cyrillic_or_greek_look_alikes_is_a_secret_name(redacto
     }
 
 
+def test_a_pin_named_field_is_blanked(redactor: Redactor) -> None:
+    fields = {"pin": "4921", "card_pin": "0042", "PIN_CODE": "004921", "pin_memory": "true", "spin": "1/2"}
+    assert redactor.mapping(fields) == {
+        "pin": REDACTED,
+        "card_pin": REDACTED,
+        "PIN_CODE": REDACTED,
+        "pin_memory": "true",
+        "spin": "1/2",
+    }
+
+
 def test_text_whose_plain_variant_holds_nothing_keeps_its_own_form(redactor: Redactor) -> None:
     for text in ("训练完成，损失下降到０．３１", "loss fell 50% in epoch 3", "/files/report%202024%20final.pdf",
                  "👩‍💻 shipped model v3 ✅", "ｍｏｄｅｌ　ｌｏａｄｅｄ", "Ünïcödé feature name"):  # fmt: skip
@@ -714,6 +725,18 @@ THROUGH: list[tuple[str, str | None]] = [
     ("pad token is [PAD] and eos token is </s>", None),
     ("the token was generated", None),
     ("the api key is not set", None),
+    # a PIN: 4-12 digits after "pin" (pin=1234 went through: no pattern knew the word)
+    ("pin=1234", "1234"),
+    ("card pin: 4921 accepted", "4921"),
+    ("the pin was 8472", "8472"),
+    ("PIN_CODE=004921", "004921"),
+    ("pin_memory=True num_workers=8", None),
+    ("spin=1/2 particle, pin: true", None),
+    # a bare "key" names a cache, sort or lookup key in logs, no secret: key=value stays (api_key=, secret_key=
+    # and the other named keys are secrets; a key's value with a provider's shape or random is found by those)
+    ("cache key=user:42 hit", None),
+    ("sort key=timestamp", None),
+    ("lookup miss for key=user:42:profile", None),
 ]
 
 
