@@ -112,16 +112,21 @@ PATTERNS: list[tuple[str, str, str]] = [
         "begin",
         r"PuTTY-User-Key-File-\d: [\s\S]*?Private-Lines: \d+(?:\s|\\n)+(?:[A-Za-z0-9+/=]+(?:\s|\\n)*)+",
     ),
-    # Credentials in a URL's user-info (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
-    ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
-    # ... and a password holding "/", "?" or "#" (a generated base64 one: "admin:Xq8v/R2m+K@db"), which ends the
-    # authority for a URL parser but not for a reader; not a port and a path ("host:8080/users/jane@example.com"),
-    # nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db").
+    # Credentials in a URL's user-info whose password holds "/", "?" or "#" (a generated base64 one:
+    # "admin:Xq8v/R2m+K@db"), which ends the authority for a URL parser but not for a reader, and "@" before them
+    # ("user:p@ss/w0rd@db.example"): up to the last "@" before a host. Not a port and a path
+    # ("host:8080/users/jane@example.com"), nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db");
+    # a dotted host or a port right after the first "@" is the host ("u:p@api.example.com/users/bob@x.com"). An
+    # undotted one is not told from a password (u:p@db/users/bob@x.com loses "p@db/users/bob": more than the secret).
+    # First: the next pattern would stop at the first "@" and leave the rest of such a password.
     (
         "url_credentials",
         "url",
-        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s@\"'<>]*[/?#][^\s@\"'<>]*(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#][^\s\"'<>]*"
+        r"(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
     ),
+    # ... and the others (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
+    ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),

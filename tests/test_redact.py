@@ -632,6 +632,19 @@ def test_a_url_password_holding_a_slash_or_a_hash_is_redacted(redactor: Redactor
     assert password not in token and redactor.scrub(token, ident=True) == token  # its own token is not found again
 
 
+def test_a_url_password_holding_an_at_sign_and_a_slash_goes_whole(indexed: dict[str, tuple[str, str]]) -> None:
+    message, _ = indexed["postgres://user:p@ss/w0rd@db.example:5432/app"]
+    assert message == "postgres://[REDACTED:url_credentials]@db.example:5432/app"  # the host stays
+
+
+def test_a_dotted_host_after_the_password_is_the_host(redactor: Redactor) -> None:
+    """An "@" in the path of a URL with credentials: a dotted host or a port right after the first "@" is the host."""
+    for url, kept in [("https://admin:Hunter2@api.example.com/users/bob@example.com", "@api.example.com/users/"),
+                      ("https://u:Hunter2@host:8080/users/bob@x.com", "@host:8080/users/")]:  # fmt: skip
+        out = redactor.scrub(url)
+        assert "Hunter2" not in out and kept in out and "bob@" not in out, out
+
+
 def test_a_port_and_a_path_before_an_at_sign_are_not_a_password(redactor: Redactor) -> None:
     assert redactor.scrub("GET https://host:8080/users/jane@example.com") == (
         "GET https://host:8080/users/[REDACTED:email]"
@@ -737,6 +750,9 @@ THROUGH: list[tuple[str, str | None]] = [
     ("cache key=user:42 hit", None),
     ("sort key=timestamp", None),
     ("lookup miss for key=user:42:profile", None),
+    # a URL password holding "@" and "/": it ends at the last "@" before the host, not at the first
+    ("postgres://user:p@ss/w0rd@db.example:5432/app", "@ss/"),  # "ss/" was left
+    ("redis://:p@ss/w0rd@cache:6379/0", "@ss/"),
 ]
 
 
