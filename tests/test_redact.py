@@ -6,10 +6,14 @@ address ranges), shaped like the real thing.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import aitrace
 import pytest
@@ -753,32 +757,49 @@ THROUGH: list[tuple[str, str | None]] = [
     # a URL password holding "@" and "/": it ends at the last "@" before the host, not at the first
     ("postgres://user:p@ss/w0rd@db.example:5432/app", "@ss/"),  # "ss/" was left
     ("redis://:p@ss/w0rd@cache:6379/0", "@ss/"),
+    # card numbers in text: 13-19 digits, spaces or dashes allowed, a card prefix and Luhn
+    ("paid with 4111 1111 1111 1111", "1111 1111 1111"),
+    ("card 5500-0000-0000-0004 exp 12/29", "0000-0000-0004"),
+    ("visa 4222222222222 declined", "4222222222222"),  # 13 digits
+    ("amex 3782 822463 10005", "822463"),
+    ("raw feature value 4012888888881881", "4012888888881881"),
+    ("order id 4111111111111112 shipped", None),  # fails Luhn
+    ("request 4111111111111111 served", None),  # a run of digits after an id word is an id
 ]
 
 
-@pytest.fixture(scope="module")
-def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
-    """(message, attribute) of the document the worker makes of each text of THROUGH, by text: sent by a
-    client with its default chain whose broker is down, read back from its spool."""
+def _documents(spool_dir: str, send: Callable[[aitrace.Client], None]) -> list[dict[str, Any]]:
+    """What the worker would index of what ``send`` sent through a real client (its default chain) whose broker
+    is down: its records read back from the spool and run through the worker's Pipeline."""
     from aitrace.infra.stack import free_port
     from aitrace.processors.options import WorkerOptions
     from aitrace.processors.pipeline import Pipeline
     from aitrace.producers.spool import Spool
 
-    spool_dir = str(tmp_path_factory.mktemp("spool"))
     client = aitrace.init(service="through", kafka_bootstrap=f"127.0.0.1:{free_port()}", spool_dir=spool_dir,
                           delivery_timeout_ms=1000)  # fmt: skip
-    for i, (text, _) in enumerate(THROUGH):
-        client.log("info", text, case=i, note=text)
+    send(client)
     client.close(timeout=5)
-    spool, pipe, docs = Spool(spool_dir, 1 << 30), Pipeline(WorkerOptions(index=True)), {}
+    spool, pipe, docs = Spool(spool_dir, 1 << 30), Pipeline(WorkerOptions(index=True)), []
     while (record := spool.next_record()) is not None:
         spool.ack(record)
         out = pipe.process_record(record.value, key=None, topic="t", partition=0, offset=0, traces={}, now=time.time())
-        for action in out.actions:
-            doc = action["_source"]
-            attributes = doc["aitrace"]["attributes"]
-            docs[THROUGH[int(attributes["case"])][0]] = (doc["message"], attributes["note"])
+        docs.extend(action["_source"] for action in out.actions)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """(message, attribute) of the document the worker makes of each text of THROUGH, by text."""
+
+    def send(client: aitrace.Client) -> None:
+        for i, (text, _) in enumerate(THROUGH):
+            client.log("info", text, case=i, note=text)
+
+    docs = {}
+    for doc in _documents(str(tmp_path_factory.mktemp("spool")), send):
+        attributes = doc["aitrace"]["attributes"]
+        docs[THROUGH[int(attributes["case"])][0]] = (doc["message"], attributes["note"])
     assert len(docs) == len(THROUGH)
     return docs
 
@@ -803,3 +824,25 @@ def test_a_cookie_header_keeps_its_cookie_names(indexed: dict[str, tuple[str, st
 def test_prose_loses_its_secret_word_only(indexed: dict[str, tuple[str, str]]) -> None:
     message, _ = indexed["the password for admin is hunter2"]
     assert message == "the password for admin is [REDACTED:secret_assignment]"
+
+
+def test_numbers_in_number_fields_are_not_card_checked(tmp_path: Path) -> None:
+    """A double holds no card number: features and metric values keep theirs, though 1 in 10 random ones of 16
+    digits with a card prefix passes Luhn (4111111111111111 does)."""
+    number = 4111111111111111.0
+
+    def send(client: aitrace.Client) -> None:
+        client.inference(request_id="r-1", model_name="m", latency_ms=1.0, features={"t_us": number})
+
+    [doc] = _documents(str(tmp_path / "spool"), send)
+    text = json.dumps(doc)
+    assert "REDACTED" not in text and "4111111111111111" in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="log attributes are text before the redactor sees them: an int is Luhn-checked")
+def test_an_int_log_attribute_is_not_card_checked(tmp_path: Path) -> None:
+    def send(client: aitrace.Client) -> None:
+        client.log("info", "tick", t_us=4111111111111111)
+
+    [doc] = _documents(str(tmp_path / "spool"), send)
+    assert doc["aitrace"]["attributes"]["t_us"] == "4111111111111111"
