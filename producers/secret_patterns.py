@@ -651,9 +651,7 @@ def _valid_value(match: str, text: str, start: int) -> bool:
         return False
     prose = _prose(match)
     if prose is not None:
-        value = prose.group("value").strip("\"'")
-        password = _PASSWORD_WORD.search(prose.group("key")) is not None
-        return not value.lower().startswith(("[redacted", "${", "{{", "%(", "***")) and secret_like(value, password)
+        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"))
     value = _value_of(match)
     low = value.lower()
     if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***", "-----")):
@@ -666,6 +664,17 @@ def _valid_value(match: str, text: str, start: int) -> bool:
     if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
         return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
+
+
+def _valid_prose(key: str, value: str) -> bool:
+    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory."""
+    if value.lower().startswith(("[redacted", "${", "{{", "%(", "***")):
+        return False
+    if key.startswith("pin"):
+        return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None
+    if key == "pwd" and value.startswith(("/", "~")):
+        return False  # "pwd is /home/bob": $PWD is a directory
+    return secret_like(value, password=_PASSWORD_WORD.search(key) is not None)
 
 
 _PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")

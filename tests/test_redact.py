@@ -742,6 +742,7 @@ THROUGH: list[tuple[str, str | None]] = [
     ("pad token is [PAD] and eos token is </s>", None),
     ("the token was generated", None),
     ("the api key is not set", None),
+    ("pwd is /home/bob/project", None),  # $PWD, a directory, as in pwd=/home/bob
     # a PIN: 4-12 digits after "pin" (pin=1234 went through: no pattern knew the word)
     ("pin=1234", "1234"),
     ("card pin: 4921 accepted", "4921"),
@@ -749,6 +750,7 @@ THROUGH: list[tuple[str, str | None]] = [
     ("PIN_CODE=004921", "004921"),
     ("pin_memory=True num_workers=8", None),
     ("spin=1/2 particle, pin: true", None),
+    ("numa pin was 0-7", None),
     # a bare "key" names a cache, sort or lookup key in logs, no secret: key=value stays (api_key=, secret_key=
     # and the other named keys are secrets; a key's value with a provider's shape or random is found by those)
     ("cache key=user:42 hit", None),
