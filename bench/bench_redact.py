@@ -9,6 +9,11 @@ scale). Messages differ per event (a step number), so the text cache does not fl
 Then ``Redactor.scrub`` on fresh request ids of common shapes (lower- and upper-case UUIDs,
 ``uuid4().hex``, ``req_<uuid>``, ``req_<hex>``), beside the full scan of the same ids with the
 hex-identifier fast paths of ``secret_patterns`` turned off: the baseline, in the same run.
+
+``--against REV`` instead compares ``Redactor.scrub`` of this tree with that of a git revision
+(its ``redact.py`` and ``secret_patterns.py`` loaded beside) on fresh texts of a few shapes (plain
+ASCII log lines, keyword lines, prose, a Cookie header, Cyrillic and Greek lines, URLs): old and new
+alternate run by run, thread CPU time, medians.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import subprocess
+import sys
 import time
+import types
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -104,7 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--against", metavar="REV", help="compare scrub with a git revision's instead")
     args = parser.parse_args()
+    if args.against:
+        against(args.against, args.n // 10, args.runs)
+        return
     redactor = Redactor()
     encode = AvroSerializer("aitrace.Batch")
     cases: list[tuple[str, Callable[[int], Any]]] = [
@@ -152,6 +164,54 @@ def request_ids(n: int, runs: int) -> None:
             row.append(median_us(_scrub_each([make() for _ in range(n * runs)]), n, runs))
         secret_patterns._PLAIN_HEX_IDS, secret_patterns._ID_LINES = fast
         print(f"  {name:20s} {row[0]:28.2f} µs {row[1]:7.2f} µs ({row[1] / row[0]:.1f}x)")
+
+
+TEXT_SHAPES: dict[str, Callable[[int], str]] = {
+    "benign log line": lambda i: f"step {i} loss=0.{i % 9973:04d} lr=3.0e-04 grad_norm=4.21 tokens/s=18234.5",
+    "log line, keyword trigger": lambda i: f"step {i} num_tokens={i} max_new_tokens: 512 token_count=5000",
+    "early stopping line": lambda i: f"early stopping at epoch {i}, clipping grad norm, mapping done",
+    "password assignment": lambda i: f"db connect password=hunter{i} host=db",
+    "prose, no secret": lambda i: f"login {i} failed: password is incorrect for user bob",
+    "prose with a secret": lambda i: f"the password for admin{i} is hunter{i}",
+    "cookie header": lambda i: f"GET /v1 Cookie: theme=dark; sid=abc{i}def",
+    "e-mail and phone": lambda i: f"user jane.doe{i}@example.com called +44 20 7946 0{i % 900 + 100}",
+    "Russian line": lambda i: f"шаг {i}: модель сохранена, точность 0.{i % 97:02d}",
+    "Greek line": lambda i: f"βήμα {i}: η ακρίβεια είναι 0.{i % 97:02d}",
+    "URL": lambda i: f"GET https://api.example.com/v1/items/{i}?page=2",
+    "URL with credentials": lambda i: f"connect postgres://app:p@ss/w{i}rd@db.example:5432/app",
+}
+
+
+def _redactor_at(rev: str) -> type[Redactor]:
+    """The Redactor of git revision ``rev`` (its redact.py over its secret_patterns.py), loaded beside this one."""
+    modules = {}
+    for name in ("secret_patterns", "redact"):
+        source = subprocess.check_output(["git", "show", f"{rev}:producers/{name}.py"], text=True)
+        source = source.replace("aitrace.producers.secret_patterns", f"_at_{rev}_secret_patterns")
+        module = types.ModuleType(f"_at_{rev}_{name}")
+        sys.modules[module.__name__] = module  # the redact module imports the revision's patterns by this name
+        exec(compile(source, f"{rev}:producers/{name}.py", "exec"), module.__dict__)
+        modules[name] = module
+    return modules["redact"].Redactor  # type: ignore[no-any-return]
+
+
+def against(rev: str, n: int, runs: int) -> None:
+    """µs (thread CPU) per fresh text through a fresh redactor's ``scrub``: revision ``rev``, this tree, alternated."""
+    pair = {rev: _redactor_at(rev), "this tree": Redactor}
+    print(f"Redactor.scrub, {n:,} fresh texts a run, thread CPU, median of {runs} runs, old and new alternated")
+    print(f"  {'shape':28s} {rev[:12]:>12s} {'this tree':>10s} {'new/old':>8s}")
+    for name, make in TEXT_SHAPES.items():
+        samples: dict[str, list[float]] = {label: [] for label in pair}
+        for r in range(runs):
+            for label in list(pair)[:: 1 if r % 2 == 0 else -1]:
+                scrub = pair[label]().scrub
+                texts = [make(r * n + i) for i in range(n)]
+                t0 = time.thread_time()
+                for text in texts:
+                    scrub(text)
+                samples[label].append((time.thread_time() - t0) / n * 1e6)
+        old, new = (statistics.median(samples[label]) for label in pair)
+        print(f"  {name:28s} {old:9.2f} µs {new:7.2f} µs {new / old:8.2f}")
 
 
 if __name__ == "__main__":

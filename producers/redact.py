@@ -43,8 +43,10 @@ from aitrace.producers.secret_patterns import (
     Validator,
     glued_secret,
     kept_whole,
+    latin_reading,
     luhn_ok,
     plain_variant,
+    secret_spans,
     triggers,
     without_hex_ids,
 )
@@ -75,6 +77,8 @@ DEFAULT_DENY_WORDS = frozenset(
         "ssn",
         "privkey",
         "passcode",
+        "pin",
+        "pincode",
     }
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
@@ -95,6 +99,7 @@ DEFAULT_DENY_NAMES = frozenset(
         "fernet_key",
         "amz_signature",
         "goog_signature",
+        "pin_code",
     }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
@@ -217,7 +222,8 @@ class Redactor:
         """0: scan the value, 1: redact it whole (a secret's name), 2: leave it (allow list). Cached per key."""
         action = self._key_cache.get(key)
         if action is None:
-            words = _key_words(plain_variant(key) or key)  # "ＰＡＳＳＷＯＲＤ", "pass\u200bword": the word it reads as
+            # "ＰＡＳＳＷＯＲＤ", "pass\u200bword", "ΤΟΚΕΝ" (Greek): the word it reads as
+            words = _key_words(latin_reading(plain_variant(key) or key))
             if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
             else:
@@ -334,7 +340,7 @@ class Redactor:
                 continue
             kind, end = hit
             parts.append(text[pos:start])
-            parts.append(self._token(kind, text[start:end], ident, found))
+            parts.append(self._replaced(kind, text[start:end], ident, found))
             pos = end
             match = regex.search(scan, end) if end > start else regex.search(scan, end + 1)
         parts.append(text[pos:])
@@ -359,6 +365,20 @@ class Redactor:
             if check is None or check(text[start:end], text, start):
                 return kind, end
         return None
+
+    def _replaced(self, kind: str, match: str, ident: bool, found: list[str] | None) -> str:
+        """A match with its secret parts (all of it, or a Cookie header's values) replaced by tokens."""
+        spans = secret_spans(kind, match)
+        if spans is None:
+            return self._token(kind, match, ident, found)
+        parts: list[str] = []
+        pos = 0
+        for start, end in spans:
+            parts.append(match[pos:start])
+            parts.append(self._token(kind, match[start:end], ident, found))
+            pos = end
+        parts.append(match[pos:])
+        return "".join(parts)
 
     def _token(self, kind: str, secret: str, ident: bool, found: list[str] | None) -> str:
         self.counts[kind] += 1

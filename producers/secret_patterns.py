@@ -23,6 +23,12 @@ Choices that keep benign text:
   (``secret=...``) or their provider shape.
 - **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and
   placeholders are not secrets.
+- **Prose.** ``<secret word> [for|of <one or two words>] is|was[:] <value>`` ("the password for
+  admin is hunter2") loses the value only, and only where it looks like a secret
+  (:func:`secret_like`): after a password word, a digit, punctuation or an inner capital, or a
+  word of 6+ letters that does not read as English; after token, api key, auth, cookie, 8+
+  characters mixing letters and digits. "password is incorrect", "the next token is London",
+  "token count is 512" stay.
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ def _words(text: str) -> frozenset[str]:
 
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
-    r"(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}|passphrase"
-    r"|pwd|pass|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)|private[_-]?key|sas"
+    r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}"
+    r"|passphrase|pwd|pass|pin(?:[_-]?code)?|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)"
+    r"|private[_ -]?key|sas"
     r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
     r"|amz-signature|goog-signature)"
 )
@@ -57,6 +64,9 @@ _KEY_BODY = rf"[\w.-]*?{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # the validator checks that it starts a word or a camelCase part ("dbPassword"), so "author",
 # "compass" and "tokenizer" do not qualify.
 _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
+# Prose between a key and its value: "is", "was", "is:" after the key or after "for"/"of" and one or two words
+# ("the password for admin is ..."); the validator then asks for a value that looks like a secret (secret_like).
+_PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
 _VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
 
@@ -102,16 +112,21 @@ PATTERNS: list[tuple[str, str, str]] = [
         "begin",
         r"PuTTY-User-Key-File-\d: [\s\S]*?Private-Lines: \d+(?:\s|\\n)+(?:[A-Za-z0-9+/=]+(?:\s|\\n)*)+",
     ),
-    # Credentials in a URL's user-info (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
-    ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
-    # ... and a password holding "/", "?" or "#" (a generated base64 one: "admin:Xq8v/R2m+K@db"), which ends the
-    # authority for a URL parser but not for a reader; not a port and a path ("host:8080/users/jane@example.com"),
-    # nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db").
+    # Credentials in a URL's user-info whose password holds "/", "?" or "#" (a generated base64 one:
+    # "admin:Xq8v/R2m+K@db"), which ends the authority for a URL parser but not for a reader, and "@" before them
+    # ("user:p@ss/w0rd@db.example"): up to the last "@" before a host. Not a port and a path
+    # ("host:8080/users/jane@example.com"), nor an identifier's token ("[REDACTED:url_credentials#abcdefgh]@db");
+    # a dotted host or a port right after the first "@" is the host ("u:p@api.example.com/users/bob@x.com"). An
+    # undotted one is not told from a password (u:p@db/users/bob@x.com loses "p@db/users/bob": more than the secret).
+    # First: the next pattern would stop at the first "@" and leave the rest of such a password.
     (
         "url_credentials",
         "url",
-        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s@\"'<>]*[/?#][^\s@\"'<>]*(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#][^\s\"'<>]*"
+        r"(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
     ),
+    # ... and the others (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
+    ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
@@ -144,8 +159,10 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("aws_access_key", "long", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
     # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
-    # - a Cookie header's whole value, every cookie in it ("Cookie: theme=dark; JSESSIONID=..."), first: the
-    #   assignment stops at the first ";";
+    # - a Cookie header: "cookie:" and name=value pairs ("Cookie: theme=dark; JSESSIONID=..."; the values go,
+    #   the names stay: :func:`secret_spans`), first: the assignment stops at the first ";". Prose ("the cookie:
+    #   banner was shown") has no pair and takes the assignment's branch, whose validator then asks for a value
+    #   that looks like a secret;
     # - a header as a (name, value) pair: [("authorization", "Basic ..."), ...] (an ASGI scope's headers), JSON
     #   [["x-api-key", "..."]];
     # - key 'value' (SQL: CREATE USER bob WITH PASSWORD '...'): a space is a separator before a quote;
@@ -154,9 +171,9 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "secret_assignment",
         "kv",
-        r"cookie:[ \t]*[^\r\n\"]+"
+        r"cookie:[ \t]*(?:[^\s=;,\"]+=[^\s;\"]*(?:;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
-        rf"|{_KEY}[\"']?(?:\s*[:=]>?\s*|\s+(?:is|was)\s+|\s+(?=[\"'])){_VALUE}"
+        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
@@ -195,7 +212,9 @@ _LITERALS = re.compile(
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
              "bearer", "ibm", "-signature", "identified")  # fmt: skip
-_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)))  # one search, not a substring test per word
+# One search, not a substring test per word; "pin" only as a word's end ("pin=", "card_pin:"): "mapping",
+# "clipping" and "early stopping" would fire the keyword pass on many benign log lines.
+_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
@@ -232,18 +251,35 @@ _INVISIBLE = re.compile(
 # Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
 _TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+# Cyrillic and Greek letters a reader takes for Latin ones ("p\u0430ssw\u043erd" with a Cyrillic a and o): read as
+# those where that shows a key word or a provider's prefix more (:func:`_folded`), so a key word spelt with them
+# is still one. A text where the folded reading shows a secret is indexed in that reading, as a full-width one is
+# in NFKC. Russian or Greek text shows none and pays one search (1.3 µs on a line of 40 characters, where
+# str.translate costs 3 µs and a second scan 5-9 µs): a look-alike beside a Latin letter, "_", "=", or before a
+# ":" (a key word spelt with them has one: "t\u043eken", "ΤΟΚΕΝ: ..."). A field name is read as Latin whole
+# (:func:`latin_reading`): it is looked at once.
+_CONFUSABLES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u051b\u051d\u04bb\u04cf\u043a"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u0406\u0408\u0405\u051a\u051c"
+    "\u03b1\u03b5\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
+    "aeopcyxijsdqwhlk" "ABEKMHOPCTYXIJSQW" "aeikvoptux" "ABEZHIKMNOPTYX",
+)  # fmt: skip
+_LOOK_ALIKES = "".join(map(chr, _CONFUSABLES))
+_BESIDE_LATIN = re.compile(f"[A-Za-z_=][{_LOOK_ALIKES}]|[{_LOOK_ALIKES}][A-Za-z_=:]")
 
 
 def plain_variant(text: str) -> str | None:
     """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
 
     Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
-    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed. Percent-encoded text decoded (twice at most:
+    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
+    Latin letters they look like. Percent-encoded text decoded (twice at most:
     "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
     """
     out = text
     if not out.isascii():
-        out = _INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS)))
+        out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
     if "%" in out and _PERCENT.search(out):
         for _ in range(2):
             decoded = urllib.parse.unquote(out)
@@ -251,6 +287,21 @@ def plain_variant(text: str) -> str | None:
                 break
             out = decoded
     return None if out == text else out
+
+
+def latin_reading(text: str) -> str:
+    """``text`` with every Cyrillic and Greek look-alike read as the Latin letter it looks like."""
+    return text if text.isascii() else text.translate(_CONFUSABLES)
+
+
+def _folded(text: str) -> str:
+    """``text`` with its Cyrillic and Greek look-alikes read as Latin, where that shows more key words or provider
+    prefixes ("t\u043eken", "\u0455k-proj-..."); else ``text``."""
+    if _BESIDE_LATIN.search(text) is None:
+        return text
+    folded = text.translate(_CONFUSABLES)
+    before = len(_KV_ANY.findall(text.lower())) + len(_LITERALS.findall(text))
+    return folded if len(_KV_ANY.findall(folded.lower())) + len(_LITERALS.findall(folded)) > before else text
 
 
 def triggers(text: str) -> frozenset[str]:
@@ -471,7 +522,7 @@ def _valid_ssn(match: str, text: str, start: int) -> bool:
 
 def _value_of(match: str) -> str:
     """The value part of a keyword assignment (after the first separator), unquoted."""
-    sep = re.search(r"[:=]>?|\s+(?:is|was)\s+|\s", match)
+    sep = re.search(r"[:=]>?|\s", match)
     value = match[sep.end() :] if sep else match
     return value.strip().strip("\"'")
 
@@ -506,20 +557,101 @@ def _starts_word(match: str, text: str, start: int) -> bool:
 
 
 _PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
+_PIN_KEY = re.compile(r"(?<![a-z])pin(?:[_-]?code)?[\"']?\s*[:=]")
+_PIN = re.compile(r"\d{4,12}")
 
 
 def _valid_assignment(match: str, text: str, start: int) -> bool:
     """A keyword assignment's value is a secret; a Cookie header or a header pair told apart by their start."""
-    if match.startswith("cookie:"):
-        return not (start and text[start - 1].isalnum()) and _valid_value(match, text, start)  # not fortune_cookie:
+    if match[:7].lower() == "cookie:":
+        if start and text[start - 1].isalnum():
+            return False  # fortune_cookie: ...
+        spans = secret_spans("secret_assignment", match)
+        if spans is not None:
+            return bool(spans)  # a header whose values are all redacted already is not found again
+        return _valid_value(match, text, start) and secret_like(_value_of(match), password=False)
     if match[0] in "[(":
         return _valid_pair(match, text, start)
     return _valid_value(match, text, start)
 
 
+_COOKIE_PAIR = re.compile(r"[^\s=;,\"]+=([^\s;\"]*)")
+
+
+def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
+    """What of a match goes: None for all of it; for a Cookie header ("Cookie: theme=dark; sid=..."), the spans
+    of its values not redacted yet (its cookie names stay: they tell which cookies came, and hold no secret); in
+    prose, the value ("the password for admin is [REDACTED:...]")."""
+    if kind != "secret_assignment":
+        return None
+    prose = _prose(match)
+    if prose is not None:
+        return [(prose.start("value"), prose.start("value") + len(prose.group("value").rstrip(_TRAILING)))]
+    if match[:7].lower() != "cookie:" or "=" not in match:
+        return None
+    pairs = list(_COOKIE_PAIR.finditer(match, 7))
+    if not pairs or match[7 : pairs[0].start()].strip(" \t"):
+        return None  # "cookie: banner ... a=b": no pair right after the colon, no header
+    return [pair.span(1) for pair in pairs if pair.group(1) and not pair.group(1).startswith("[REDACTED")]
+
+
+# Prose ("cookie: consent dialog closed", "the password for admin is hunter2") tells its secret from the sentence's
+# next word by its look: see :func:`secret_like`.
+_PROSE_WORDS = _words(
+    "correct incorrect always already currently strong stronger weak weaker unique similar shorter longer better "
+    "either neither another within without before after because whatever something nothing anything everything "
+    "there their these those second minimum maximum random plaintext cleartext blank stale wrong reset same"
+)
+_ENGLISH_END = re.compile(
+    r"(?:ed|ing|ly|tion|sion|ment|ness|able|ible|ful|less|ive|ous|ent|ant|ance|ence|ary|ory|ure|ate|ise|ize|ic|al|est"
+    r"|ity)$"
+)
+_SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII punctuation but "-", camelCase
+_NUMBER = re.compile(r"[\d.,]+")
+_TRAILING = ".,!?:;"  # the end of a sentence, not of the value
+_PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
+_PASSWORD_WORD = re.compile(r"pass|pwd|secret|pin")
+
+
+def _prose(match: str) -> re.Match[str] | None:
+    """The match read as prose ("password for admin is ..."), or None where it is an assignment."""
+    low = match.lower()
+    if (" is" not in low and " was" not in low) or len(low) != len(match):
+        return None  # (a character whose lower case is longer: the offsets would not be the match's)
+    return _PROSE_MATCH.fullmatch(low)
+
+
+def secret_like(value: str, password: bool) -> bool:
+    """Whether a value in prose is a secret, not a word of the sentence; ``password``: the key names a password.
+
+    After a password word (password, pwd, pass, passphrase, passcode, pin, secret) a value counts when it has a
+    digit, ASCII punctuation other than "-", or an inner capital (hunter2, p@ss, HunterTwo); or when it is a word
+    of 6+ letters that is neither a status word, nor on a small list of English words (incorrect, always, ...),
+    nor ends like one (-ed, -ing, -ly, -tion, -able, -ent, -ic, -al, ...): "letmein" goes, "changed" stays. After
+    the other words (token, api key, auth, cookie, credentials) a value counts only with 8+ characters mixing
+    letters and digits, or random: "the next token is London", "pad token is [PAD]" stay. A number counts only
+    after a password word, from 4 digits ("pin was 1234"; "token count is 512" stays).
+    """
+    word = value.rstrip(_TRAILING)
+    low = word.lower()
+    if low in STATUS_WORDS or low in _PROSE_WORDS or (word[:1], word[-1:]) in (("[", "]"), ("<", ">")):
+        return False
+    if _NUMBER.fullmatch(word):
+        return password and sum(c.isdigit() for c in word) >= 4
+    if not password:
+        letters, digits = any(c.isalpha() for c in word), any(c.isdigit() for c in word)
+        return (len(word) >= 8 and letters and digits) or (len(word) >= 16 and looks_random(word))
+    if _SHAPED.search(word):
+        return len(word) >= 3
+    return len(word) >= 6 and not _ENGLISH_END.search(low)
+
+
 def _valid_value(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
+    prose = _prose(match)
+    if prose is not None:
+        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"))
     value = _value_of(match)
     low = value.lower()
     if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***", "-----")):
@@ -527,9 +659,22 @@ def _valid_value(match: str, text: str, start: int) -> bool:
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
     key = match[: len(match) - len(value)].lower()
+    if _PIN_KEY.search(key):
+        return _PIN.fullmatch(value) is not None  # pin=1234; "pin: true", "cpu pin=0-7" stay
     if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
         return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
     return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
+
+
+def _valid_prose(key: str, value: str) -> bool:
+    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory."""
+    if value.lower().startswith(("[redacted", "${", "{{", "%(", "***")):
+        return False
+    if key.startswith("pin"):
+        return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None
+    if key == "pwd" and value.startswith(("/", "~")):
+        return False  # "pwd is /home/bob": $PWD is a directory
+    return secret_like(value, password=_PASSWORD_WORD.search(key) is not None)
 
 
 _PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")

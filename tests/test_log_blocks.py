@@ -334,8 +334,10 @@ def _tags(text: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "text", ["ＰＡＳＳＷＯＲＤ＝Hunter2Secret", "pass\u200bword=Hunter2Secret", _tags("password=Hunter2Secret")]
-)
+    "text",
+    ["ＰＡＳＳＷＯＲＤ＝Hunter2Secret", "pass\u200bword=Hunter2Secret", _tags("password=Hunter2Secret"),
+     "p\u0430ssw\u043erd=Hunter2Secret"],  # the last with a Cyrillic a and o
+)  # fmt: skip
 def test_a_column_of_disguised_secrets_is_scanned_not_set_aside(start: Callable[..., Running], text: str) -> None:
     """A long column whose texts fire no trigger is left as it is; a disguised secret's text fires none either,
     its plain variant does (a column of tag characters went to the index untouched)."""
