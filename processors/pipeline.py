@@ -235,7 +235,14 @@ class Pipeline:
         actions.extend(
             self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now, retry=retry)
         )
-        chunks = self.chunks(decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry)
+        clashes: list[str] = []
+        chunks = self.chunks(
+            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes
+        )
+        if clashes:
+            detail = f"{len(clashes)} series of batch {decoded.batch_id!r} not checked; first: {clashes[0]}"
+            letters.append(DeadLetter(value, key, topic, partition, offset, "series-clash", detail))
+            self.dlq.add("series-clash", len(clashes))
         n = decoded.event_count
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
@@ -329,9 +336,20 @@ class Pipeline:
         return actions
 
     def chunks(
-        self, decoded: Decoded, fast: list[set[str]], *, topic: str, partition: int, offset: int, retry: str
+        self,
+        decoded: Decoded,
+        fast: list[set[str]],
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        retry: str,
+        clashes: list[str] | None = None,
     ) -> list[tuple[str, bytes]]:
-        """Records for the series topic: one per entity, tagged with the source position."""
+        """Records for the series topic: one per entity, tagged with the source position.
+
+        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim).
+        """
         out = []
         source = f"{topic}:{partition}"
         if decoded.event_columns is not None:
@@ -339,7 +357,7 @@ class Pipeline:
         elif decoded.columns:
             found = column_chunks(decoded.columns)
         else:
-            found = extract_chunks(decoded.events, decoded.metric_blocks, fast)
+            found = extract_chunks(decoded.events, decoded.metric_blocks, fast, clashes)
         for key, chunk in found.items():
             chunk["src"] = source
             chunk["off"] = offset

@@ -301,3 +301,27 @@ def test_welch_t_on_variances_near_the_float_limits(variance: float) -> None:
             pipe.series(chunk, staged)
         staged.commit()
     assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 2}
+
+
+@pytest.mark.parametrize("other", ["train", "training", ""])
+def test_one_metric_under_the_default_split_and_train_in_one_record_is_not_lost_silently(other: str) -> None:
+    # Both were keyed run/<run>/train/<metric> on the series side (and "training" merged with them in
+    # the run checks): the second series of the chunk was skipped as a redelivery of the first, its
+    # NaN never told and nothing dead-lettered. Now the clash is dead-lettered, the rest detected.
+    tr = S.trace_id()
+    default = S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": [1.0, 0.9, 0.8]})
+    clash = S.metric_block(
+        trace=tr, run_id="r", start_step=0, split=other, series={"loss": [1.0, np.nan, 0.8], "acc": [np.nan] * 3}
+    )
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, S.encode(S.batch([], [default, clash])), {})
+    if other == "":  # the same split as None: one series, no clash
+        assert out.dead_letters == []
+        return
+    [letter] = out.dead_letters
+    assert letter.reason == "series-clash" and f"'loss' of split {other!r}" in letter.detail
+    assert pipe.dlq.snapshot() == {"series-clash": 1}
+    table: dict[str, Any] = {}
+    alerts = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
+    assert [(a["detector"], a["series"]) for a in alerts] == [("nan", f"run/r/{other}/acc")]  # the rest: detected
+    assert pipe.counters["duplicates"] == 0  # nothing taken for a redelivery
