@@ -117,8 +117,13 @@ class ModelSeriesDetectors(SeriesStateBase):
         """Every input feature's drift windows, the chunk's completed windows tested in one KS call."""
         cfg = self.config
         open_: list[tuple[str, State, DriftWindows, np.ndarray]] = []
+        new = 0  # features of the chunk not tracked yet: their states are written after the loop
         for feature, values in features.items():
             key = f"model/{model}/feature/{feature}"
+            if key not in self.table:
+                if not self._admit(key, result, new):
+                    continue
+                new += 1
             state = self._open_state(key, source, offset, result)
             if state is None:
                 continue

@@ -22,6 +22,7 @@ ground-truth label documents (joined to their prediction), rollup documents.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from aitrace.sinks.documents import (
 )
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
+log = logging.getLogger("aitrace.processors")
 
 
 def retry_key(batch_id: str, value: bytes) -> str:
@@ -188,6 +190,7 @@ class Pipeline:
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
+        self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
 
     # ------------------------------------------------------------ input records
 
@@ -427,6 +430,15 @@ class Pipeline:
             table[entity] = states
         if result.skipped:
             self.counters["duplicates"] += result.skipped
+        if result.refused:
+            self.counters["series_refused"] += len(result.refused)
+            log.warning(
+                "%s tracks the most series it may (%d): %d new refused, first %s",
+                entity,
+                self.detection.max_series,
+                len(result.refused),
+                result.refused[0],
+            )
         actions = list(result.actions)
         actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
@@ -455,5 +467,6 @@ class Pipeline:
         c = self.counters
         return (
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
-            f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} {self.dlq}"
+            f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
+            f"series_refused={c['series_refused']} {self.dlq}"
         )

@@ -325,3 +325,44 @@ def test_one_metric_under_the_default_split_and_train_in_one_record_is_not_lost_
     alerts = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
     assert [(a["detector"], a["series"]) for a in alerts] == [("nan", f"run/r/{other}/acc")]  # the rest: detected
     assert pipe.counters["duplicates"] == 0  # nothing taken for a redelivery
+
+
+def _series_of(pipe: Pipeline, out: RecordOutput, table: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
+
+
+@pytest.mark.parametrize("kind", ["run", "model", "data"])
+def test_an_entity_tracks_a_bounded_number_of_series_and_counts_the_rest(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A run's or a model's series state had no bound: one 0.9 MB block of 50,000 metric names
+    # cost 4.2 s and 28 MB of state. Past the cap new names are refused (counted, logged with the
+    # entity), while the series already tracked go on being checked.
+    pipe = Pipeline(WorkerOptions(index=False))
+    cap, tr = pipe.detection.max_series, S.trace_id()
+
+    def record(names: list[str], value: float) -> bytes:
+        if kind == "run":
+            blocks = [S.metric_block(trace=tr, run_id="r", start_step=0, series={n: [value] for n in names})]
+            return S.encode(S.batch([], blocks))
+        if kind == "model":
+            features = {n: value for n in names}
+            return S.encode(S.batch([S.event(S.inference("q", "m", 5.0, features=features), trace=tr)]))
+        stats = S.data_stats("ds", "st", [S.feature(n, mean=value) for n in names], {})
+        return S.encode(S.batch([S.event(stats, trace=tr)]))
+
+    entity, prefix = {"run": ("run/r", "run/r/train/"), "model": ("model/m", "model/m/feature/"),
+                      "data": ("data/ds/st", "data/ds/st/")}[kind]  # fmt: skip
+    table: dict[str, Any] = {}
+    first = [f"a{i}" for i in range(cap + 100)]
+    _series_of(pipe, _process(pipe, record(first, 1.0), {}, 0), table)
+    tracked = [k for k in table[entity] if k.startswith(prefix)]
+    assert len(table[entity]) <= cap + 8 and len(tracked) <= cap  # a few of the entity's own, at most
+    assert tracked == [prefix + n for n in first[: len(tracked)]]  # the first ones met
+    refused = pipe.counters["series_refused"]
+    assert refused == len(first) - len(tracked) and f"series_refused={refused}" in pipe.stats_line()
+    assert any(entity in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
+    # later: a new name is refused, the tracked ones are still checked
+    _series_of(pipe, _process(pipe, record(["a0", "b0"], 2.0), {}, 1), table)
+    assert table[entity][prefix + "a0"]["applied"] == {"t:0": 1} and prefix + "b0" not in table[entity]
+    assert pipe.counters["series_refused"] == refused + 1
