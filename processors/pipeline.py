@@ -383,7 +383,8 @@ class Pipeline:
     # ------------------------------------------------------------ ticks
 
     def tick(self, partition: int, traces: MutableMapping[str, Any], *, now: float) -> list[Action]:
-        """Close idle traces of ``partition`` and evict long-closed ones; trace documents to index."""
+        """Close idle traces of ``partition``, update closed ones late records changed, evict long-closed
+        ones; trace documents to index."""
         keys = self._traces_by_partition.get(partition)
         if keys is None:
             keys = {k for k, st in traces.items() if st.get("partition") == partition}
@@ -395,7 +396,7 @@ class Pipeline:
                 keys.discard(trace_id)
                 continue
             verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
-            if verdict == "close" and trace is not None:
+            if trace is not None:  # closed, or a closed one changed by late records
                 traces[trace_id] = state
                 actions.extend(self._trace_action(trace, state))
             elif verdict == "evict":

@@ -19,6 +19,7 @@ import orjson
 import pytest
 import synth as S
 from aitrace.detect.welch import welch_t
+from aitrace.processors import correlate
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
@@ -366,3 +367,33 @@ def test_an_entity_tracks_a_bounded_number_of_series_and_counts_the_rest(
     _series_of(pipe, _process(pipe, record(["a0", "b0"], 2.0), {}, 1), table)
     assert table[entity][prefix + "a0"]["applied"] == {"t:0": 1} and prefix + "b0" not in table[entity]
     assert pipe.counters["series_refused"] == refused + 1
+
+
+def test_late_records_to_a_closed_trace_rebuild_it_once_per_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every late record to a closed trace rebuilt its whole document (build_trace: 2,000 spans
+    # sorted, the critical path walked, a dict per span): a stream of one-line late records cost
+    # the trace's size each. Now a late record only marks the trace, and the tick rebuilds it once.
+    tr, root = S.trace_id(), S.span_id()
+    pipe = Pipeline(WorkerOptions(index=True))
+    n = pipe.correlation.max_spans
+    spans = [S.event(S.span(f"s{i}", S.now_us(), 5), trace=tr, parent=root) for i in range(n - 1)]
+    spans.append(S.event(S.span("root", S.now_us(), 50), trace=tr, span=root))
+    traces: dict[str, Any] = {}
+    out = pipe.process_record(S.encode(S.batch(spans)), key=None, topic="t", partition=0, offset=0, traces=traces,
+                              now=100.0)  # fmt: skip
+    assert sum("-traces-" in a["_index"] for a in out.actions) == 1  # closed by its root's end
+    builds = []
+    real = correlate.build_trace
+    monkeypatch.setattr(correlate, "build_trace", lambda state: builds.append(1) or real(state))
+    lines = [S.log("error" if i == 0 else "info", f"late {i}") for i in range(50)]
+    late = [S.encode(S.batch([S.event(line, trace=tr)])) for line in lines]
+    for offset, record in enumerate(late, 1):
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=offset, traces=traces, now=101.0)
+        assert not any("-traces-" in a["_index"] for a in out.actions)
+    assert builds == []
+    [doc] = pipe.tick(0, traces, now=102.0)
+    trace = doc["_source"]["aitrace"]["trace"]
+    assert builds == [1] and doc["_id"] == tr
+    assert (trace["event_count"], trace["span_count"], trace["complete"]) == (n + 50, n, True)
+    assert trace["has_error"] and "late 0" in trace["first_error"]  # the late records are in it
+    assert pipe.tick(0, traces, now=103.0) == [] and builds == [1]  # nothing new: nothing rebuilt
