@@ -43,6 +43,9 @@ class DetectionConfig:
     rate_min_events: int = 5
     missing_jump: float = 0.05
     pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
+    # ... and their bytes (JSON), per room: at pending_limit a room of usual entries (a label 390 B, a
+    # prediction 96 B) holds 2 MB at most; 5,000 labels of 64 KB that never meet their prediction held 320 MB
+    pending_bytes: int = 4 << 20
     rollup_window_s: float = 10.0
     # Series one entity (a run, a model, a data stage) may track; new names past it are refused,
     # counted and logged. Runs log tens to a few hundred metrics, per-layer norms of a big model
@@ -114,6 +117,7 @@ class ChunkResult:
     skipped: int = 0  # series for which this chunk was a redelivery
     applied: int = 0  # series whose state this chunk changed
     refused: list[str] = field(default_factory=list)  # new series past the entity's max_series
+    evicted: int = 0  # labels / predictions put out of a full waiting room (pending_bytes)
 
 
 class SeriesStateBase:

@@ -191,6 +191,7 @@ class Pipeline:
         self._traces_by_partition: dict[int, set[str]] = {}
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
         self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
+        self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
 
     # ------------------------------------------------------------ input records
 
@@ -440,6 +441,11 @@ class Pipeline:
                 len(result.refused),
                 result.refused[0],
             )
+        if result.evicted:
+            self.counters["pending_evicted"] += result.evicted
+            log.warning(
+                "%s: %d labels / predictions waiting for their partner put out (pending_bytes)", entity, result.evicted
+            )
         actions = list(result.actions)
         actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
@@ -469,5 +475,5 @@ class Pipeline:
         return (
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
             f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
-            f"series_refused={c['series_refused']} {self.dlq}"
+            f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} {self.dlq}"
         )

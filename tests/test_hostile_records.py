@@ -397,3 +397,40 @@ def test_late_records_to_a_closed_trace_rebuild_it_once_per_tick(monkeypatch: py
     assert (trace["event_count"], trace["span_count"], trace["complete"]) == (n + 50, n, True)
     assert trace["has_error"] and "late 0" in trace["first_error"]  # the late records are in it
     assert pipe.tick(0, traces, now=103.0) == [] and builds == [1]  # nothing new: nothing rebuilt
+
+
+@pytest.mark.parametrize(
+    ("room", "huge"), [("wait", "label"), ("wait", "request_id"), ("pred", "prediction"), ("pred", "request_id")]
+)
+def test_the_label_and_prediction_waiting_rooms_are_capped_by_bytes(room: str, huge: str) -> None:
+    # Both rooms kept their newest 5,000 entries whatever their size: labels (or predictions, or
+    # request ids) of 64 KB that never meet their partner made a model's state 320 MB, rewritten on
+    # every chunk. Now the oldest go first past pending_bytes, counted; the newest still join.
+    pipe = Pipeline(WorkerOptions(index=False))
+    cap, big = pipe.detection.pending_bytes, "x" * 65_536
+    kept_pred = S.event(S.inference("kept", "m", 5.0, prediction="1"), trace=S.trace_id())
+    table: dict[str, Any] = {}
+    n = 2 * cap // len(big) // 10  # per record, 10 records: twice what the room holds
+    ids = [f"r{offset}-{i}" + (big if huge == "request_id" else "") for offset in range(10) for i in range(n)]
+    value = big if huge != "request_id" else "1"
+
+    def partner(request_id: str, which: str) -> dict[str, Any]:
+        if which == "wait":
+            return S.event(S.ground_truth(request_id, "m", value), trace=S.trace_id())
+        return S.event(S.inference(request_id, "m", 5.0, prediction=value), trace=S.trace_id())
+
+    for offset in range(10):
+        events = [kept_pred] * (offset == 0) + [partner(r, room) for r in ids[offset * n : (offset + 1) * n]]
+        _series_of(pipe, _process(pipe, S.encode(S.batch(events)), {}, offset), table)
+        state = table["model/m"]["model/m/labels"]
+        assert len(orjson.dumps(state[room])) <= cap  # after every record
+    sent = len(ids) + (room == "pred")  # and the kept prediction, the oldest of its room
+    assert pipe.counters["pending_evicted"] == sent - len(state[room]) > 0
+    assert ids[-1] in state[room] and ids[0] not in state[room]  # the oldest went first
+    # the newest still join their partner
+    out = _process(pipe, S.encode(S.batch([partner(ids[-1], "pred" if room == "wait" else "wait")])), {}, 10)
+    labels = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[1]]
+    [doc] = [a["_source"]["aitrace"]["ground_truth"] for a in labels if a["_source"]["aitrace"].get("ground_truth")]
+    assert doc["correct"] is True and doc["prediction"] == value
+    if room == "wait":
+        assert "kept" in table["model/m"]["model/m/labels"]["pred"]  # the other room is left alone
