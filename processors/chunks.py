@@ -240,17 +240,20 @@ def _refused(chunk: Chunk, split: str, names: list[str]) -> set[str]:
     The entity side keys a series ``run/<run>/<split or 'train'>/<name>`` and tells the run's
     training series by name alone, so ``loss`` of no split and of ``train`` were one series: the
     second of a chunk was skipped there as a redelivery of the first, silently. ``a/b`` of split
-    ``x`` and ``b`` of ``x/a`` met the same way. The first split to claim a series keeps it.
+    ``x`` and ``b`` of ``x/a`` met the same way, and ``a|b`` of ``x`` and ``b`` of ``x|a`` (the entity
+    side reads a series' split up to the first ``|`` of ``<split>|<name>``). The first split to claim a
+    series keeps it.
     """
-    canon = "train" if split in _TRAIN_SPLITS else split
+    head, bar, rest = split.partition("|")
+    prefix = f"{'train' if head in _TRAIN_SPLITS else head}/{rest}{bar}"
     claims = chunk["claims"]
-    owners = [claims.setdefault(f"{canon}/{name}", split) for name in names]
+    owners = [claims.setdefault(prefix + name, split) for name in names]
     if owners.count(split) == len(owners):
         return set()
     refused = {name for name, owner in zip(names, owners, strict=True) if owner != split}
     chunk["clashes"].extend(
         f"run {chunk['run_id']}: {name!r} of split {split or None!r} has the detector series "
-        f"{canon}/{name} of split {owner or None!r}, met earlier in the record: not checked"
+        f"{prefix}{name} of split {owner or None!r}, met earlier in the record: not checked"
         for name, owner in zip(names, owners, strict=True)
         if owner != split
     )

@@ -20,6 +20,8 @@ import pytest
 import synth as S
 from aitrace.detect.welch import welch_t
 from aitrace.processors import correlate
+from aitrace.processors.chunk_wire import unpack_chunk
+from aitrace.processors.chunks import restore_axes
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
@@ -434,3 +436,24 @@ def test_the_label_and_prediction_waiting_rooms_are_capped_by_bytes(room: str, h
     assert doc["correct"] is True and doc["prediction"] == value
     if room == "wait":
         assert "kept" in table["model/m"]["model/m/labels"]["pred"]  # the other room is left alone
+
+
+@pytest.mark.parametrize("first, second", [(("x", "a/b"), ("x/a", "b")), (("x|a", "b"), ("x", "a|b"))])
+def test_series_whose_names_meet_in_their_detector_key_are_dead_lettered_not_merged(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    # run/<run>/<split>/<name> is one key for both; "x|a" + "b" and "x" + "a|b" were even one series
+    # of the chunk (<split>|<name>), their points concatenated.
+    tr = S.trace_id()
+    blocks = [
+        S.metric_block(trace=tr, run_id="r", start_step=0, split=split, series={name: [1.0, 0.9, value]})
+        for (split, name), value in ((first, 0.8), (second, np.nan))
+    ]
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, S.encode(S.batch([], blocks)), {})
+    [letter] = out.dead_letters
+    assert letter.reason == "series-clash" and f"{second[1]!r} of split {second[0]!r}" in letter.detail
+    table: dict[str, Any] = {}
+    assert _series_of(pipe, out, table) == []  # the NaN is the refused series'
+    [values] = [s["values"] for _, c in out.chunks for s in restore_axes(unpack_chunk(c))["series"].values()]
+    assert len(values) == 3  # the first series alone
