@@ -457,3 +457,22 @@ def test_series_whose_names_meet_in_their_detector_key_are_dead_lettered_not_mer
     assert _series_of(pipe, out, table) == []  # the NaN is the refused series'
     [values] = [s["values"] for _, c in out.chunks for s in restore_axes(unpack_chunk(c))["series"].values()]
     assert len(values) == 3  # the first series alone
+
+
+@pytest.mark.parametrize("names", [["__label__", "x"], ["x", "y", "x"]])
+def test_a_data_batch_whose_features_meet_in_one_series_is_dead_lettered(names: list[str]) -> None:
+    # A feature named __label__ had the key of the stage's label series, a feature named twice its
+    # own key twice: the second series of the chunk was skipped as a redelivery of the first, so
+    # here every batch's unseen label went untold, silently. The next batch is still checked.
+    tr = S.trace_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    letters, alerts = [], []
+    for offset, (features, counts) in enumerate([(names, {"a": 10}), (["x"], {"a": 10}), (["x"], {"zzz": 50})]):
+        stats = S.data_stats("ds", "st", [S.feature(n, mean=1.0) for n in features], counts)
+        log = S.event(S.log("info", "kept"), trace=tr)
+        out = _process(pipe, S.encode(S.batch([log, S.event(stats, trace=tr)])), {}, offset)
+        letters += [(letter.reason, letter.rejected) for letter in out.dead_letters]
+        alerts += _series_of(pipe, out, table)
+    assert letters == [("series-clash", ("event:1",))]
+    assert "unseen_label" in [a["detector"] for a in alerts] and pipe.counters["duplicates"] == 0
