@@ -20,6 +20,8 @@ from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
 Chunk = dict[str, Any]
+# The splits one run's detectors take for training (detect.series): one series per metric among them.
+_TRAIN_SPLITS = frozenset({"", "train", "training"})
 
 
 def _group_key(run_id: str | None, trace_id: str) -> str:
@@ -38,11 +40,16 @@ def fast_series(block: MetricBlock, max_raw_rate: float, raw: bool) -> set[str]:
 
 
 def extract_chunks(
-    events: list[dict[str, Any]], blocks: list[MetricBlock], fast: list[set[str]] | None = None
+    events: list[dict[str, Any]],
+    blocks: list[MetricBlock],
+    fast: list[set[str]] | None = None,
+    clashes: list[str] | None = None,
 ) -> dict[str, Chunk]:
     """Entity key -> chunk of arrays for the detectors, from one decoded batch.
 
     ``fast[i]`` names the series of ``blocks[i]`` whose rollups the entity side computes.
+    ``clashes`` gets a line for each run series left out because an earlier one of the batch
+    takes its detector series (see :func:`_claim`).
     """
     chunks: dict[str, Chunk] = {}
     models: dict[str, Chunk] = {}  # model name -> its chunk, without building the key per event
@@ -70,6 +77,9 @@ def extract_chunks(
     for chunk in chunks.values():
         if chunk["kind"] == "model":
             _finish_model_chunk(chunk)
+        elif chunk["kind"] == "run":
+            (clashes if clashes is not None else []).extend(chunk.pop("clashes"))
+            del chunk["claims"]
     return chunks
 
 
@@ -216,9 +226,38 @@ def _run_chunk(chunks: dict[str, Chunk], run_id: str | None, trace_id: str, serv
             "trace_id": trace_id,
             "series": {},
             "ctx": None,
+            "claims": {},  # detector series (split/name) -> the split that has it
+            "clashes": [],
         }
         chunks[key] = chunk
     return chunk
+
+
+def _refused(chunk: Chunk, split: str, names: list[str]) -> set[str]:
+    """Of ``names`` of ``split``, those left out of the run's chunk (noted in its ``clashes``): another
+    split of the batch has their detector series.
+
+    The entity side keys a series ``run/<run>/<split or 'train'>/<name>`` and tells the run's
+    training series by name alone, so ``loss`` of no split and of ``train`` were one series: the
+    second of a chunk was skipped there as a redelivery of the first, silently. ``a/b`` of split
+    ``x`` and ``b`` of ``x/a`` met the same way, and ``a|b`` of ``x`` and ``b`` of ``x|a`` (the entity
+    side reads a series' split up to the first ``|`` of ``<split>|<name>``). The first split to claim a
+    series keeps it.
+    """
+    head, bar, rest = split.partition("|")
+    prefix = f"{'train' if head in _TRAIN_SPLITS else head}/{rest}{bar}"
+    claims = chunk["claims"]
+    owners = [claims.setdefault(prefix + name, split) for name in names]
+    if owners.count(split) == len(owners):
+        return set()
+    refused = {name for name, owner in zip(names, owners, strict=True) if owner != split}
+    chunk["clashes"].extend(
+        f"run {chunk['run_id']}: {name!r} of split {split or None!r} has the detector series "
+        f"{prefix}{name} of split {owner or None!r}, met earlier in the record: not checked"
+        for name, owner in zip(names, owners, strict=True)
+        if owner != split
+    )
+    return refused
 
 
 def _append_series(chunk: Chunk, name: str, steps: Any, times: Any, values: Any, roll: bool = False) -> None:
@@ -237,10 +276,12 @@ def _block_into(chunks: dict[str, Chunk], block: MetricBlock, fast: set[str]) ->
     if fast and chunk["ctx"] is None:
         chunk["ctx"] = block_context(block)
     split = block.split or ""
+    refused = _refused(chunk, split, list(block.series))
     for name, values in block.series.items():
         # Every cell is a value the caller sent (the producer starts a new block for a new
         # set of names): NaN/Inf are kept, so a diverged loss reaches the nan/inf detector.
-        _append_series(chunk, f"{split}|{name}", block.steps, block.times, values, name in fast)
+        if name not in refused:
+            _append_series(chunk, f"{split}|{name}", block.steps, block.times, values, name in fast)
 
 
 def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[str, Any]) -> None:
@@ -249,8 +290,10 @@ def _metric_event_into(chunks: dict[str, Chunk], event: dict[str, Any], p: dict[
     split = p.get("split") or ""
     one_step = np.array([p["step"]], dtype=np.int64)
     one_time = np.array([event["time"]], dtype=np.int64)
+    refused = _refused(chunk, split, list(p["metrics"]))
     for name, value in p["metrics"].items():
-        _append_series(chunk, f"{split}|{name}", one_step, one_time, np.array([value], dtype=np.float64))
+        if name not in refused:
+            _append_series(chunk, f"{split}|{name}", one_step, one_time, np.array([value], dtype=np.float64))
 
 
 def _model_chunk(chunks: dict[str, Chunk], model: str, event: dict[str, Any]) -> Chunk:

@@ -13,8 +13,10 @@ Life of a trace:
 - **closed complete** when its root span (a span without parent) ends;
 - **closed incomplete** after ``idle_timeout_s`` without events and without a root end
   (a service that never answered);
-- a late event after closing updates the same document (``_id`` = trace id) and, when it
-  is the root's end, flips it to complete;
+- a late event after closing updates the same document (``_id`` = trace id) at the next tick,
+  once however many late records came (``dirty``: rebuilding a trace of 2,000 spans for every
+  one-line late record cost the trace's size per record); the late end of the root, which
+  flips it to complete (once per trace), updates it at once;
 - evicted ``grace_s`` after the last change of a closed trace, so state stays bounded.
 
 A document is emitted at every close and every later change; never while open (a trace
@@ -77,6 +79,7 @@ def new_state(trace_id: str, partition: int, ingested: float | None = None) -> d
         "root_done": False,
         "closed": False,
         "complete": False,
+        "dirty": False,  # closed, and changed since its last document
         "touched": 0.0,
         "context": {},
     }
@@ -124,7 +127,10 @@ def apply_record(
         state["batches"] = [*state["batches"][-(RECENT_BATCHES - 1) :], batch_id]
     state["touched"] = now
     if state["closed"]:
-        state["complete"] = state["complete"] or state["root_done"]
+        if state["complete"] or not state["root_done"]:
+            state["dirty"] = True  # the tick rebuilds it: once, not once per late record
+            return None
+        state["complete"], state["dirty"] = True, False
         return build_trace(state)
     if state["root_done"]:
         state["closed"] = True
@@ -134,7 +140,8 @@ def apply_record(
 
 
 def on_tick(state: dict[str, Any], *, now: float, config: CorrelationConfig) -> tuple[str, dict[str, Any] | None]:
-    """Timer step: ``("close", trace)`` when idle, ``("evict", None)`` after the grace period, else ``("keep", None)``.
+    """Timer step: ``("close", trace)`` when idle, ``("update", trace)`` when closed and changed since its
+    last document, ``("evict", None)`` after the grace period, else ``("keep", None)``.
 
     Only called from an event of the trace's partition (a tick record), since Faust tables
     can be changed only inside a stream event.
@@ -147,6 +154,9 @@ def on_tick(state: dict[str, Any], *, now: float, config: CorrelationConfig) -> 
             state["touched"] = now  # the grace period runs from the close
             return "close", build_trace(state)
         return "keep", None
+    if state.get("dirty"):  # states from before it was kept have none
+        state["dirty"] = False
+        return "update", build_trace(state)
     if idle >= config.grace_s:
         return "evict", None
     return "keep", None

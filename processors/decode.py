@@ -223,6 +223,18 @@ def _require(event_id: str, kind: str, payload: dict[str, Any], names: tuple[str
 OUTPUT_KINDS = frozenset({"Trace", "Alert"})
 
 
+def _feature_names_problem(event_id: str, features: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """A data batch's features each have a series of the stage (``data/<ds>/<stage>/<name>``), its label
+    counts ``__label__`` (detection_data): a name twice, or that one, met an earlier series of the batch,
+    and the later one was skipped on the series side as a redelivery of it, silently."""
+    seen = {"__label__"}
+    for feature in features:
+        if feature["name"] in seen:
+            return "series-clash", f"event {event_id!r}: feature {feature['name']!r} has another series' key"
+        seen.add(feature["name"])
+    return None
+
+
 def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: int) -> tuple[str, str] | None:
     short = kind.rsplit(".", 1)[-1]
     if short in OUTPUT_KINDS:
@@ -245,7 +257,7 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         for feature in payload["features"] if problem is None else ():
             if (bad := _histogram_problem(feature)) is not None:
                 return "bad-value", f"event {event_id!r}: feature {feature['name']!r}: {bad}"
-        return problem
+        return problem or _feature_names_problem(event_id, payload["features"])
     if short == "Span":
         problem = _require(event_id, short, payload, ("name",))
         if problem is None and payload["duration_us"] < 0:

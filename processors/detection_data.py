@@ -26,6 +26,8 @@ class DataSeriesDetectors(SeriesStateBase):
             n_features = len(stats.get("features") or [])
             for feature in stats.get("features") or []:
                 key = f"data/{dataset}/{stage}/{feature['name']}"
+                if not self._admit(key, result):
+                    continue
                 ctx = SeriesContext(key, service, None, None, feature["name"], trace_id)
                 self._data_series(
                     key,

@@ -9,10 +9,12 @@ model in the alert.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import orjson
 from aitrace.detect import windows as K
 from aitrace.detect.batched import update_drift_windows
 from aitrace.detect.finding import Finding
@@ -117,8 +119,13 @@ class ModelSeriesDetectors(SeriesStateBase):
         """Every input feature's drift windows, the chunk's completed windows tested in one KS call."""
         cfg = self.config
         open_: list[tuple[str, State, DriftWindows, np.ndarray]] = []
+        new = 0  # features of the chunk not tracked yet: their states are written after the loop
         for feature, values in features.items():
             key = f"model/{model}/feature/{feature}"
+            if key not in self.table:
+                if not self._admit(key, result, new):
+                    continue
+                new += 1
             state = self._open_state(key, source, offset, result)
             if state is None:
                 continue
@@ -148,7 +155,13 @@ class ModelSeriesDetectors(SeriesStateBase):
         outcomes: list[tuple[int, float]] = []
 
         def work(state: State) -> None:
+            # what the rooms may hold, over-counted: entries put in, not those taken out by a join
+            grown = state["grown"] = [a + b for a, b in zip(state.get("grown") or (0, 0), _sizes(chunk), strict=True)]
             joined = K.join_labels(state, chunk["requests"], chunk["labels"], limit=cfg.pending_limit)
+            for i, room in enumerate(("pred", "wait")):
+                if grown[i] > cfg.pending_bytes:
+                    grown[i], evicted = _trim(state[room], cfg.pending_bytes * 3 // 4)
+                    result.evicted += evicted
             for event, prediction in joined:
                 result.label_events.append((event, prediction))
                 if prediction is not None:
@@ -170,6 +183,27 @@ class ModelSeriesDetectors(SeriesStateBase):
                 source,
                 offset,
             )
+
+
+def _sizes(chunk: Chunk) -> tuple[int, int]:
+    """At least the bytes the chunk's predictions and labels take in their waiting rooms (as :func:`_trim`
+    counts them): a request is its room key and entry in one list; a label's key is not in its event."""
+    keys = sum(len(orjson.dumps(event["payload"][1]["request_id"])) + 2 for event in chunk["labels"])
+    return len(orjson.dumps(chunk["requests"])), len(orjson.dumps(chunk["labels"])) + keys
+
+
+def _trim(room: dict[str, Any], target: int) -> tuple[int, int]:
+    """Put the oldest entries of a waiting room out until its JSON is ``target`` bytes or less: its size, and
+    how many went. Measuring a room costs its size, so it is measured only once the bytes put in since it
+    last was pass ``pending_bytes``, and left at 3/4 of that: the work stays proportional to what comes in."""
+    sizes = [len(orjson.dumps(key)) + len(orjson.dumps(value)) + 2 for key, value in room.items()]
+    total, n = sum(sizes) + 2, 0
+    while total > target:  # insertion order: the oldest first
+        total -= sizes[n]
+        n += 1
+    for key in list(itertools.islice(room, n)):
+        del room[key]
+    return total, n
 
 
 def _title(f: Finding, model: str) -> str:

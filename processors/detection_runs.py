@@ -38,6 +38,8 @@ class RunSeriesDetectors(SeriesStateBase):
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
             key = f"run/{run_id}/{split or 'train'}/{metric}"
+            if not self._admit(key, result):
+                continue
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
 

@@ -43,7 +43,16 @@ class DetectionConfig:
     rate_min_events: int = 5
     missing_jump: float = 0.05
     pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
+    # ... and their bytes (JSON), per room: at pending_limit a room of usual entries (a label 390 B, a
+    # prediction 96 B) holds 2 MB at most; 5,000 labels of 64 KB that never meet their prediction held 320 MB
+    pending_bytes: int = 4 << 20
     rollup_window_s: float = 10.0
+    # Series one entity (a run, a model, a data stage) may track; new names past it are refused,
+    # counted and logged. Runs log tens to a few hundred metrics, per-layer norms of a big model
+    # about 1,000: twice that fits them. A run's series state is about 2.3 KB, a model feature's
+    # 6 KB (measured), so an entity's table value, rewritten on every chunk, stays under ~12 MB;
+    # unbounded, one 0.9 MB block of 50,000 names made 28 MB of it.
+    max_series: int = 2_048
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 
 
@@ -107,6 +116,8 @@ class ChunkResult:
     actions: list[Action] = field(default_factory=list)  # rollup documents
     skipped: int = 0  # series for which this chunk was a redelivery
     applied: int = 0  # series whose state this chunk changed
+    refused: list[str] = field(default_factory=list)  # new series past the entity's max_series
+    evicted: int = 0  # labels / predictions put out of a full waiting room (pending_bytes)
 
 
 class SeriesStateBase:
@@ -136,6 +147,15 @@ class SeriesStateBase:
         if state is not None:
             work(state)
             self._close_state(key, state, source, offset, result)
+
+    def _admit(self, key: str, result: ChunkResult, opening: int = 0) -> bool:
+        """Whether series ``key`` may have state: a tracked one always, a new one while the entity
+        tracks fewer than ``max_series`` (``opening``: new ones of this chunk not written yet).
+        A refused one is noted in ``result.refused``."""
+        if key in self.table or len(self.table) + opening < self.config.max_series:
+            return True
+        result.refused.append(key)
+        return False
 
     def _open_state(self, key: str, source: str, offset: int, result: ChunkResult) -> State | None:
         """A copy of the series' state to apply this chunk to; None (counted skipped) for a redelivery."""

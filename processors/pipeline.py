@@ -22,6 +22,7 @@ ground-truth label documents (joined to their prediction), rollup documents.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from aitrace.sinks.documents import (
 )
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
+log = logging.getLogger("aitrace.processors")
 
 
 def retry_key(batch_id: str, value: bytes) -> str:
@@ -188,6 +190,8 @@ class Pipeline:
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
+        self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
+        self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
 
     # ------------------------------------------------------------ input records
 
@@ -235,7 +239,14 @@ class Pipeline:
         actions.extend(
             self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now, retry=retry)
         )
-        chunks = self.chunks(decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry)
+        clashes: list[str] = []
+        chunks = self.chunks(
+            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes
+        )
+        if clashes:
+            detail = f"{len(clashes)} series of batch {decoded.batch_id!r} not checked; first: {clashes[0]}"
+            letters.append(DeadLetter(value, key, topic, partition, offset, "series-clash", detail))
+            self.dlq.add("series-clash", len(clashes))
         n = decoded.event_count
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
@@ -329,9 +340,20 @@ class Pipeline:
         return actions
 
     def chunks(
-        self, decoded: Decoded, fast: list[set[str]], *, topic: str, partition: int, offset: int, retry: str
+        self,
+        decoded: Decoded,
+        fast: list[set[str]],
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        retry: str,
+        clashes: list[str] | None = None,
     ) -> list[tuple[str, bytes]]:
-        """Records for the series topic: one per entity, tagged with the source position."""
+        """Records for the series topic: one per entity, tagged with the source position.
+
+        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim).
+        """
         out = []
         source = f"{topic}:{partition}"
         if decoded.event_columns is not None:
@@ -339,7 +361,7 @@ class Pipeline:
         elif decoded.columns:
             found = column_chunks(decoded.columns)
         else:
-            found = extract_chunks(decoded.events, decoded.metric_blocks, fast)
+            found = extract_chunks(decoded.events, decoded.metric_blocks, fast, clashes)
         for key, chunk in found.items():
             chunk["src"] = source
             chunk["off"] = offset
@@ -362,7 +384,8 @@ class Pipeline:
     # ------------------------------------------------------------ ticks
 
     def tick(self, partition: int, traces: MutableMapping[str, Any], *, now: float) -> list[Action]:
-        """Close idle traces of ``partition`` and evict long-closed ones; trace documents to index."""
+        """Close idle traces of ``partition``, update closed ones late records changed, evict long-closed
+        ones; trace documents to index."""
         keys = self._traces_by_partition.get(partition)
         if keys is None:
             keys = {k for k, st in traces.items() if st.get("partition") == partition}
@@ -374,7 +397,7 @@ class Pipeline:
                 keys.discard(trace_id)
                 continue
             verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
-            if verdict == "close" and trace is not None:
+            if trace is not None:  # closed, or a closed one changed by late records
                 traces[trace_id] = state
                 actions.extend(self._trace_action(trace, state))
             elif verdict == "evict":
@@ -409,6 +432,20 @@ class Pipeline:
             table[entity] = states
         if result.skipped:
             self.counters["duplicates"] += result.skipped
+        if result.refused:
+            self.counters["series_refused"] += len(result.refused)
+            log.warning(
+                "%s tracks the most series it may (%d): %d new refused, first %s",
+                entity,
+                self.detection.max_series,
+                len(result.refused),
+                result.refused[0],
+            )
+        if result.evicted:
+            self.counters["pending_evicted"] += result.evicted
+            log.warning(
+                "%s: %d labels / predictions waiting for their partner put out (pending_bytes)", entity, result.evicted
+            )
         actions = list(result.actions)
         actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
@@ -437,5 +474,6 @@ class Pipeline:
         c = self.counters
         return (
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
-            f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} {self.dlq}"
+            f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
+            f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} {self.dlq}"
         )

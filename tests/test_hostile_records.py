@@ -19,6 +19,9 @@ import orjson
 import pytest
 import synth as S
 from aitrace.detect.welch import welch_t
+from aitrace.processors import correlate
+from aitrace.processors.chunk_wire import unpack_chunk
+from aitrace.processors.chunks import restore_axes
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
@@ -301,3 +304,175 @@ def test_welch_t_on_variances_near_the_float_limits(variance: float) -> None:
             pipe.series(chunk, staged)
         staged.commit()
     assert table["data/ds/st"]["data/ds/st/x"]["applied"] == {"t:0": 2}
+
+
+@pytest.mark.parametrize("other", ["train", "training", ""])
+def test_one_metric_under_the_default_split_and_train_in_one_record_is_not_lost_silently(other: str) -> None:
+    # Both were keyed run/<run>/train/<metric> on the series side (and "training" merged with them in
+    # the run checks): the second series of the chunk was skipped as a redelivery of the first, its
+    # NaN never told and nothing dead-lettered. Now the clash is dead-lettered, the rest detected.
+    tr = S.trace_id()
+    default = S.metric_block(trace=tr, run_id="r", start_step=0, series={"loss": [1.0, 0.9, 0.8]})
+    clash = S.metric_block(
+        trace=tr, run_id="r", start_step=0, split=other, series={"loss": [1.0, np.nan, 0.8], "acc": [np.nan] * 3}
+    )
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, S.encode(S.batch([], [default, clash])), {})
+    if other == "":  # the same split as None: one series, no clash
+        assert out.dead_letters == []
+        return
+    [letter] = out.dead_letters
+    assert letter.reason == "series-clash" and f"'loss' of split {other!r}" in letter.detail
+    assert pipe.dlq.snapshot() == {"series-clash": 1}
+    table: dict[str, Any] = {}
+    alerts = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
+    assert [(a["detector"], a["series"]) for a in alerts] == [("nan", f"run/r/{other}/acc")]  # the rest: detected
+    assert pipe.counters["duplicates"] == 0  # nothing taken for a redelivery
+
+
+def _series_of(pipe: Pipeline, out: RecordOutput, table: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[0]]
+
+
+@pytest.mark.parametrize("kind", ["run", "model", "data"])
+def test_an_entity_tracks_a_bounded_number_of_series_and_counts_the_rest(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A run's or a model's series state had no bound: one 0.9 MB block of 50,000 metric names
+    # cost 4.2 s and 28 MB of state. Past the cap new names are refused (counted, logged with the
+    # entity), while the series already tracked go on being checked.
+    pipe = Pipeline(WorkerOptions(index=False))
+    cap, tr = pipe.detection.max_series, S.trace_id()
+
+    def record(names: list[str], value: float) -> bytes:
+        if kind == "run":
+            blocks = [S.metric_block(trace=tr, run_id="r", start_step=0, series={n: [value] for n in names})]
+            return S.encode(S.batch([], blocks))
+        if kind == "model":
+            features = {n: value for n in names}
+            return S.encode(S.batch([S.event(S.inference("q", "m", 5.0, features=features), trace=tr)]))
+        stats = S.data_stats("ds", "st", [S.feature(n, mean=value) for n in names], {})
+        return S.encode(S.batch([S.event(stats, trace=tr)]))
+
+    entity, prefix = {"run": ("run/r", "run/r/train/"), "model": ("model/m", "model/m/feature/"),
+                      "data": ("data/ds/st", "data/ds/st/")}[kind]  # fmt: skip
+    table: dict[str, Any] = {}
+    first = [f"a{i}" for i in range(cap + 100)]
+    _series_of(pipe, _process(pipe, record(first, 1.0), {}, 0), table)
+    tracked = [k for k in table[entity] if k.startswith(prefix)]
+    assert len(table[entity]) <= cap + 8 and len(tracked) <= cap  # a few of the entity's own, at most
+    assert tracked == [prefix + n for n in first[: len(tracked)]]  # the first ones met
+    refused = pipe.counters["series_refused"]
+    assert refused == len(first) - len(tracked) and f"series_refused={refused}" in pipe.stats_line()
+    assert any(entity in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
+    # later: a new name is refused, the tracked ones are still checked
+    _series_of(pipe, _process(pipe, record(["a0", "b0"], 2.0), {}, 1), table)
+    assert table[entity][prefix + "a0"]["applied"] == {"t:0": 1} and prefix + "b0" not in table[entity]
+    assert pipe.counters["series_refused"] == refused + 1
+
+
+def test_late_records_to_a_closed_trace_rebuild_it_once_per_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every late record to a closed trace rebuilt its whole document (build_trace: 2,000 spans
+    # sorted, the critical path walked, a dict per span): a stream of one-line late records cost
+    # the trace's size each. Now a late record only marks the trace, and the tick rebuilds it once.
+    tr, root = S.trace_id(), S.span_id()
+    pipe = Pipeline(WorkerOptions(index=True))
+    n = pipe.correlation.max_spans
+    spans = [S.event(S.span(f"s{i}", S.now_us(), 5), trace=tr, parent=root) for i in range(n - 1)]
+    spans.append(S.event(S.span("root", S.now_us(), 50), trace=tr, span=root))
+    traces: dict[str, Any] = {}
+    out = pipe.process_record(S.encode(S.batch(spans)), key=None, topic="t", partition=0, offset=0, traces=traces,
+                              now=100.0)  # fmt: skip
+    assert sum("-traces-" in a["_index"] for a in out.actions) == 1  # closed by its root's end
+    builds = []
+    real = correlate.build_trace
+    monkeypatch.setattr(correlate, "build_trace", lambda state: builds.append(1) or real(state))
+    lines = [S.log("error" if i == 0 else "info", f"late {i}") for i in range(50)]
+    late = [S.encode(S.batch([S.event(line, trace=tr)])) for line in lines]
+    for offset, record in enumerate(late, 1):
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=offset, traces=traces, now=101.0)
+        assert not any("-traces-" in a["_index"] for a in out.actions)
+    assert builds == []
+    [doc] = pipe.tick(0, traces, now=102.0)
+    trace = doc["_source"]["aitrace"]["trace"]
+    assert builds == [1] and doc["_id"] == tr
+    assert (trace["event_count"], trace["span_count"], trace["complete"]) == (n + 50, n, True)
+    assert trace["has_error"] and "late 0" in trace["first_error"]  # the late records are in it
+    assert pipe.tick(0, traces, now=103.0) == [] and builds == [1]  # nothing new: nothing rebuilt
+
+
+@pytest.mark.parametrize(
+    ("room", "huge"), [("wait", "label"), ("wait", "request_id"), ("pred", "prediction"), ("pred", "request_id")]
+)
+def test_the_label_and_prediction_waiting_rooms_are_capped_by_bytes(room: str, huge: str) -> None:
+    # Both rooms kept their newest 5,000 entries whatever their size: labels (or predictions, or
+    # request ids) of 64 KB that never meet their partner made a model's state 320 MB, rewritten on
+    # every chunk. Now the oldest go first past pending_bytes, counted; the newest still join.
+    pipe = Pipeline(WorkerOptions(index=False))
+    cap, big = pipe.detection.pending_bytes, "x" * 65_536
+    kept_pred = S.event(S.inference("kept", "m", 5.0, prediction="1"), trace=S.trace_id())
+    table: dict[str, Any] = {}
+    n = 2 * cap // len(big) // 10  # per record, 10 records: twice what the room holds
+    ids = [f"r{offset}-{i}" + (big if huge == "request_id" else "") for offset in range(10) for i in range(n)]
+    value = big if huge != "request_id" else "1"
+
+    def partner(request_id: str, which: str) -> dict[str, Any]:
+        if which == "wait":
+            return S.event(S.ground_truth(request_id, "m", value), trace=S.trace_id())
+        return S.event(S.inference(request_id, "m", 5.0, prediction=value), trace=S.trace_id())
+
+    for offset in range(10):
+        events = [kept_pred] * (offset == 0) + [partner(r, room) for r in ids[offset * n : (offset + 1) * n]]
+        _series_of(pipe, _process(pipe, S.encode(S.batch(events)), {}, offset), table)
+        state = table["model/m"]["model/m/labels"]
+        assert len(orjson.dumps(state[room])) <= cap  # after every record
+    sent = len(ids) + (room == "pred")  # and the kept prediction, the oldest of its room
+    assert pipe.counters["pending_evicted"] == sent - len(state[room]) > 0
+    assert ids[-1] in state[room] and ids[0] not in state[room]  # the oldest went first
+    # the newest still join their partner
+    out = _process(pipe, S.encode(S.batch([partner(ids[-1], "pred" if room == "wait" else "wait")])), {}, 10)
+    labels = [a for _, chunk in out.chunks for a in pipe.series(chunk, table)[1]]
+    [doc] = [a["_source"]["aitrace"]["ground_truth"] for a in labels if a["_source"]["aitrace"].get("ground_truth")]
+    assert doc["correct"] is True and doc["prediction"] == value
+    if room == "wait":
+        assert "kept" in table["model/m"]["model/m/labels"]["pred"]  # the other room is left alone
+
+
+@pytest.mark.parametrize("first, second", [(("x", "a/b"), ("x/a", "b")), (("x|a", "b"), ("x", "a|b"))])
+def test_series_whose_names_meet_in_their_detector_key_are_dead_lettered_not_merged(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    # run/<run>/<split>/<name> is one key for both; "x|a" + "b" and "x" + "a|b" were even one series
+    # of the chunk (<split>|<name>), their points concatenated.
+    tr = S.trace_id()
+    blocks = [
+        S.metric_block(trace=tr, run_id="r", start_step=0, split=split, series={name: [1.0, 0.9, value]})
+        for (split, name), value in ((first, 0.8), (second, np.nan))
+    ]
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, S.encode(S.batch([], blocks)), {})
+    [letter] = out.dead_letters
+    assert letter.reason == "series-clash" and f"{second[1]!r} of split {second[0]!r}" in letter.detail
+    table: dict[str, Any] = {}
+    assert _series_of(pipe, out, table) == []  # the NaN is the refused series'
+    [values] = [s["values"] for _, c in out.chunks for s in restore_axes(unpack_chunk(c))["series"].values()]
+    assert len(values) == 3  # the first series alone
+
+
+@pytest.mark.parametrize("names", [["__label__", "x"], ["x", "y", "x"]])
+def test_a_data_batch_whose_features_meet_in_one_series_is_dead_lettered(names: list[str]) -> None:
+    # A feature named __label__ had the key of the stage's label series, a feature named twice its
+    # own key twice: the second series of the chunk was skipped as a redelivery of the first, so
+    # here every batch's unseen label went untold, silently. The next batch is still checked.
+    tr = S.trace_id()
+    pipe = Pipeline(WorkerOptions(index=False))
+    table: dict[str, Any] = {}
+    letters, alerts = [], []
+    for offset, (features, counts) in enumerate([(names, {"a": 10}), (["x"], {"a": 10}), (["x"], {"zzz": 50})]):
+        stats = S.data_stats("ds", "st", [S.feature(n, mean=1.0) for n in features], counts)
+        log = S.event(S.log("info", "kept"), trace=tr)
+        out = _process(pipe, S.encode(S.batch([log, S.event(stats, trace=tr)])), {}, offset)
+        letters += [(letter.reason, letter.rejected) for letter in out.dead_letters]
+        alerts += _series_of(pipe, out, table)
+    assert letters == [("series-clash", ("event:1",))]
+    assert "unseen_label" in [a["detector"] for a in alerts] and pipe.counters["duplicates"] == 0
