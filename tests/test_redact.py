@@ -841,10 +841,16 @@ def test_numbers_in_number_fields_are_not_card_checked(tmp_path: Path) -> None:
     assert "REDACTED" not in text and "4111111111111111" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="log attributes are text before the redactor sees them: an int is Luhn-checked")
-def test_an_int_log_attribute_is_not_card_checked(tmp_path: Path) -> None:
+def test_an_int_log_attribute_shaped_like_a_card_number_is_redacted(tmp_path: Path) -> None:
+    """Attributes are text (``map<string>``) before the redactor sees them, so an int is checked
+    like any text. Chosen: a card number a program holds as an int (a database column) must not
+    leak; an id that happens to take a card's prefix and pass Luhn loses its digits, the safe
+    side. Epoch timestamps (17... in microseconds) have no card prefix and stay."""
+
     def send(client: aitrace.Client) -> None:
-        client.log("info", "tick", t_us=4111111111111111)
+        client.log("info", "tick", n=4111111111111111, t_us=1765000000000000)
 
     [doc] = _documents(str(tmp_path / "spool"), send)
-    assert doc["aitrace"]["attributes"]["t_us"] == "4111111111111111"
+    attributes = doc["aitrace"]["attributes"]
+    assert "4111111111111111" not in json.dumps(doc) and "REDACTED" in attributes["n"]
+    assert attributes["t_us"] == "1765000000000000"
