@@ -616,7 +616,7 @@ _PASSWORD_WORD = re.compile(r"pass|pwd|secret|pin")
 def _prose(match: str) -> re.Match[str] | None:
     """The match read as prose ("password for admin is ..."), or None where it is an assignment."""
     low = match.lower()
-    if (" is" not in low and " was" not in low) or len(low) != len(match):
+    if ("is" not in low and "was" not in low) or len(low) != len(match):
         return None  # (a character whose lower case is longer: the offsets would not be the match's)
     return _PROSE_MATCH.fullmatch(low)
 

@@ -731,6 +731,7 @@ THROUGH: list[tuple[str, str | None]] = [
     ("the secret key for prod was s3cr3t-v4lue", "s3cr3t-v4lue"),
     ("password is required", None),
     ("password is incorrect", None),
+    ("password\tis incorrect", None),
     ("login failed: password is incorrect for user bob", None),
     ("the password for admin is incorrect.", None),
     ("password was changed by admin", None),
