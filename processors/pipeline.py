@@ -23,6 +23,8 @@ ground-truth label documents (joined to their prediction), rollup documents.
 from __future__ import annotations
 
 import logging
+import math
+import time
 import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -189,6 +191,7 @@ class Pipeline:
         self.live_rules = LiveRules(live_rules)
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
+        self._warned: dict[tuple[str, str], float] = {}  # (entity, what) -> when last logged (monotonic s)
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
         self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
         self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
@@ -434,24 +437,31 @@ class Pipeline:
             self.counters["duplicates"] += result.skipped
         if result.refused:
             self.counters["series_refused"] += len(result.refused)
-            log.warning(
-                "%s tracks the most series it may (%d): %d new refused, first %s",
-                entity,
-                self.detection.max_series,
-                len(result.refused),
-                result.refused[0],
-            )
+            refused, first = len(result.refused), result.refused[0]
+            limit = self.detection.max_series
+            self._warn(entity, "tracks the most series it may (%d): %d new refused, first %s", limit, refused, first)
         if result.evicted:
             self.counters["pending_evicted"] += result.evicted
-            log.warning(
-                "%s: %d labels / predictions waiting for their partner put out (pending_bytes)", entity, result.evicted
-            )
+            self._warn(entity, "%d labels / predictions waiting for their partner put out (%d bytes a room)",
+                       result.evicted, self.detection.pending_bytes)  # fmt: skip
         actions = list(result.actions)
         actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
             actions.extend(self._label_actions(event, prediction))
         self.counters["alerts"] += len(result.alerts)
         return result.alerts, actions
+
+    def _warn(self, entity: str, message: str, *args: Any) -> None:
+        """Log ``message`` about ``entity`` at most once a minute per entity (the counters count every
+        time): a client that keeps writing to a full entity would otherwise write the log a line a chunk."""
+        now, key = time.monotonic(), (entity, message)
+        if now - self._warned.get(key, -math.inf) < 60.0:
+            return
+        self._warned.pop(key, None)
+        self._warned[key] = now  # last: the dict's order is the recency
+        if len(self._warned) > 1024:
+            del self._warned[next(iter(self._warned))]
+        log.warning("%s " + message, entity, *args)
 
     def _label_actions(self, event: dict[str, Any], prediction: list[Any] | None) -> list[Action]:
         event = {**event, "payload": tuple(event["payload"])}  # JSON made the union tuple a list
