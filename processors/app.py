@@ -42,7 +42,7 @@ import faust
 from aitrace.processors.faust_compat import SafeStream, ShortPollApp
 from aitrace.processors.heartbeat import RebalanceWatch, heartbeat_path, remove_heartbeat, write_heartbeat
 from aitrace.processors.kafka_auth import broker_credentials
-from aitrace.processors.options import WorkerOptions
+from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.processors.runtime import Runtime
 from aitrace.producers.config import Settings
 
@@ -67,10 +67,10 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         # an entity's state (feature windows, pending predictions) can pass aiokafka's 1 MB default
-        producer_max_request_size=8_000_000,
+        producer_max_request_size=MAX_RECORD_BYTES,
         # Faust's 1 MB per partition is ~24 training batch records (or less than one big state)
         # per fetch round trip; the consumer must read what the producer may write
-        consumer_max_fetch_size=8_000_000,
+        consumer_max_fetch_size=MAX_RECORD_BYTES,
         # aiokafka keeps one produce request in flight per partition; with Faust's 16 KB batches
         # every series chunk (~100 KB for a training batch record) was a round trip of its own
         producer_max_batch_size=1_000_000,

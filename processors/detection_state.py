@@ -45,15 +45,20 @@ class DetectionConfig:
     pending_limit: int = 5_000  # predictions / labels waiting for their partner, per model (bounds the state)
     # ... and their bytes (JSON), per room: at pending_limit a room of usual entries (a label 390 B, a
     # prediction 96 B) holds 2 MB at most; 5,000 labels of 64 KB that never meet their prediction held 320 MB
-    pending_bytes: int = 4 << 20
+    pending_bytes: int = 2 << 20
     rollup_window_s: float = 10.0
     # Series one entity (a run, a model, a data stage) may track; new names past it are refused,
     # counted and logged. Runs log tens to a few hundred metrics, per-layer norms of a big model
     # about 1,000: twice that fits them. A run's series state is about 2.3 KB, a model feature's
-    # 6 KB (measured), so an entity's table value, rewritten on every chunk, stays under ~12 MB;
-    # unbounded, one 0.9 MB block of 50,000 names made 28 MB of it.
+    # 8.2 KB at full drift windows (measured), so an entity's table value, rewritten on every chunk,
+    # stays under options.MAX_RECORD_BYTES; unbounded, one 0.9 MB block of 50,000 names made 28 MB.
     max_series: int = 2_048
+    max_model_series: int = 1_024  # a model's: its features' windows are the largest states
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
+
+    def series_cap(self, key: str) -> int:
+        """How many series the entity of series (or entity) ``key`` may track."""
+        return self.max_model_series if key.startswith("model/") else self.max_series
 
 
 _RECENT_BATCHES = 32
@@ -152,7 +157,7 @@ class SeriesStateBase:
         """Whether series ``key`` may have state: a tracked one always, a new one while the entity
         tracks fewer than ``max_series`` (``opening``: new ones of this chunk not written yet).
         A refused one is noted in ``result.refused``."""
-        if key in self.table or len(self.table) + opening < self.config.max_series:
+        if key in self.table or len(self.table) + opening < self.config.series_cap(key):
             return True
         result.refused.append(key)
         return False

@@ -438,7 +438,7 @@ class Pipeline:
         if result.refused:
             self.counters["series_refused"] += len(result.refused)
             refused, first = len(result.refused), result.refused[0]
-            limit = self.detection.max_series
+            limit = self.detection.series_cap(entity)
             self._warn(entity, "tracks the most series it may (%d): %d new refused, first %s", limit, refused, first)
         if result.evicted:
             self.counters["pending_evicted"] += result.evicted

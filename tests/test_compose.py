@@ -22,7 +22,7 @@ import yaml
 from aitrace.infra.cli import COMMANDS
 from aitrace.processors import worker as worker_cli
 from aitrace.processors.heartbeat import FRESH_INTERVALS, heartbeat_path
-from aitrace.processors.options import WorkerOptions
+from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.producers.config import Settings, setting_fields
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,3 +305,12 @@ def test_dockerfile_runs_the_installed_wheel_as_a_non_root_user() -> None:
     assert "pip install" in runs and "embedded" not in runs
     entry = next(args for word, args in final if word == "ENTRYPOINT")
     assert "aitrace" in entry
+
+
+def test_the_broker_accepts_the_largest_record_the_worker_writes(services: dict[str, dict[str, Any]]) -> None:
+    """The worker writes table values up to MAX_RECORD_BYTES (an entity's detector state); a
+    broker that refuses them fails every changelog write of that entity. At 2 MiB, as before,
+    a model of about 300 features at full drift windows was already past it."""
+    env = env_of(services["kafka"])
+    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= MAX_RECORD_BYTES
+    assert int(env["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= MAX_RECORD_BYTES

@@ -22,7 +22,7 @@ from aitrace.detect.welch import welch_t
 from aitrace.processors import correlate, pipeline
 from aitrace.processors.chunk_wire import unpack_chunk
 from aitrace.processors.chunks import restore_axes
-from aitrace.processors.options import WorkerOptions
+from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
 from aitrace.schemas.codec import AvroSerializer
 
@@ -342,7 +342,7 @@ def test_an_entity_tracks_a_bounded_number_of_series_and_counts_the_rest(
     # cost 4.2 s and 28 MB of state. Past the cap new names are refused (counted, logged with the
     # entity), while the series already tracked go on being checked.
     pipe = Pipeline(WorkerOptions(index=False))
-    cap, tr = pipe.detection.max_series, S.trace_id()
+    cap, tr = pipe.detection.series_cap(f"{kind}/x"), S.trace_id()
     monkeypatch.setattr(pipeline.time, "monotonic", lambda: 1000.0)  # the log's clock stands still
 
     def record(names: list[str], value: float) -> bytes:
@@ -371,6 +371,31 @@ def test_an_entity_tracks_a_bounded_number_of_series_and_counts_the_rest(
     assert table[entity][prefix + "a0"]["applied"] == {"t:0": 1} and prefix + "b0" not in table[entity]
     assert pipe.counters["series_refused"] == refused + 1
     assert len(caplog.records) == 1  # counted, but logged once a minute per entity at most
+
+
+def test_an_entity_at_its_caps_fits_the_largest_record_the_worker_writes() -> None:
+    # An entity's state is one table value, rewritten per chunk: past the producer's limit every
+    # changelog write of it fails. Measured here per series at full drift windows, then scaled to
+    # the caps: a model of max_model_series features and two full waiting rooms, a run of max_series.
+    pipe = Pipeline(WorkerOptions(index=False))
+    n, tr = 16, S.trace_id()
+    assert pipe.detection.drift_window == 200
+    table: dict[str, Any] = {}
+    rng = np.random.default_rng(0)  # values of full precision: the longest JSON numbers
+    names = [f"f{k}" for k in range(n)]
+    for r in range(7):  # 7 x 57 = 2 x 200 - 1 requests: a full reference and a current window one short
+        features = [dict(zip(names, rng.normal(size=n), strict=True)) for _ in range(57)]
+        requests = [S.inference(f"q{r}-{j}", "m", rng.gamma(4, 5), features=f) for j, f in enumerate(features)]
+        events = [S.event(req, trace=tr, time_us=S.now_us() + j) for j, req in enumerate(requests)]
+        _series_of(pipe, _process(pipe, S.encode(S.batch(events)), {}, r), table)
+    states = [v for k, v in table["model/m"].items() if k.startswith("model/m/feature/")]
+    per_feature = max(len(orjson.dumps(v)) for v in states)
+    cfg = pipe.detection
+    assert per_feature * cfg.max_model_series + 2 * cfg.pending_bytes < 0.9 * MAX_RECORD_BYTES, per_feature
+    block = S.metric_block(trace=tr, run_id="r", start_step=0, series={f"m{k}": rng.normal(size=600) for k in range(n)})
+    _series_of(pipe, _process(pipe, S.encode(S.batch([], [block])), {}, 99), table)
+    per_series = max(len(orjson.dumps(v)) for k, v in table["run/r"].items() if k.startswith("run/r/train/"))
+    assert per_series * cfg.max_series < 0.9 * MAX_RECORD_BYTES, per_series
 
 
 def test_late_records_to_a_closed_trace_rebuild_it_once_per_tick(monkeypatch: pytest.MonkeyPatch) -> None:

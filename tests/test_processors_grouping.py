@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aitrace.processors.chunk_wire import GROUP_MAX_BYTES, group_chunks, split_chunks
+from aitrace.processors.options import MAX_RECORD_BYTES
 
 
 def test_chunks_of_one_key_travel_as_one_record_in_order() -> None:
@@ -20,7 +21,7 @@ def test_a_key_over_the_size_limit_gets_several_groups() -> None:
     grouped = group_chunks(chunks, max_bytes=100)
     assert [len(split_chunks(v)) for _, v in grouped] == [2, 2, 1]
     assert [c for _, v in grouped for c in split_chunks(v)] == [c for _, c in chunks]
-    assert GROUP_MAX_BYTES < 8_000_000  # the worker's producer_max_request_size
+    assert GROUP_MAX_BYTES < MAX_RECORD_BYTES  # the worker's producer_max_request_size
 
 
 @pytest.mark.parametrize("cut", [2, 5, 12, -1])
