@@ -345,6 +345,20 @@ def test_healthy_runs_and_a_slow_starter_are_not_under_fitting() -> None:
     assert _underfit_reports(_SLOW_STARTER, 2.303, 1) == []  # at its start (a stall's question), then it learns
 
 
+def _quiet_epoch_by_epoch(train_losses: list[float], val_losses: list[float], per_epoch: int) -> dict:
+    """Feed a classifier's run one epoch a chunk; assert no evaluation is called under-fitting."""
+    from aitrace.detect import windows
+
+    state: dict = {}
+    for e, val in enumerate(val_losses):
+        steps = np.arange(per_epoch * e, per_epoch * (e + 1))
+        train = {"steps": steps, "values": np.asarray(train_losses[per_epoch * e : per_epoch * (e + 1)])}
+        v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
+        outcome = windows.underfitting_update(state, train, v, True)
+        assert outcome is not None and outcome[0] is None, f"eval {e}"
+    return state
+
+
 # A tabular MLP on 48 rows of breast cancer, 3 steps an epoch (bench/training_runs.py overfit-tab-s15):
 # its training loss per step, and the validation loss at each epoch's last step
 _TAB_48_TRAIN = [0.7093, 0.4342, 0.333, 0.3731, 0.0867, 0.1424, 0.2911, 0.1016, 0.0499, 0.0216, 0.0203, 0.2085]
@@ -355,15 +369,7 @@ _TAB_48_VAL = [0.2318, 0.0958, 0.0515, 0.0431, 0.1093, 0.1129, 0.0693, 0.0545]
 def test_a_run_of_few_steps_an_epoch_is_judged_against_its_loss_before_the_first_evaluation() -> None:
     """Its first 16 steps span 5 epochs, in which the loss fell 0.71 -> 0.05: against their median
     (0.12) the loss at eval 6 sat at 60 % with no gap, and was called under-fitting."""
-    from aitrace.detect import windows
-
-    state: dict = {}
-    for e, val in enumerate(_TAB_48_VAL):
-        steps = np.arange(3 * e, 3 * e + 3)
-        train = {"steps": steps, "values": np.asarray(_TAB_48_TRAIN[3 * e : 3 * e + 3])}
-        v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
-        outcome = windows.underfitting_update(state, train, v, True)
-        assert outcome is not None and outcome[0] is None, f"eval {e}"
+    state = _quiet_epoch_by_epoch(_TAB_48_TRAIN, _TAB_48_VAL, 3)
     assert state["start"] == _TAB_48_TRAIN[:3]
 
 
@@ -377,15 +383,7 @@ def test_a_run_whose_validation_loss_has_not_left_its_first_evaluation_is_not_un
     """At eval 4 its training loss sat at 90 % of its start, no gap, no 2 % gain in 3 evaluations,
     but its validation loss was still 98 % of its first: it had not begun to learn (it went on
     to over-fit). Judged against a start of its first epoch only, it was called under-fitting."""
-    from aitrace.detect import windows
-
-    state: dict = {}
-    for e, val in enumerate(_CNN_64_VAL):
-        steps = np.arange(4 * e, 4 * e + 4)
-        train = {"steps": steps, "values": np.asarray(_CNN_64_TRAIN[4 * e : 4 * e + 4])}
-        v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
-        outcome = windows.underfitting_update(state, train, v, True)
-        assert outcome is not None and outcome[0] is None, f"eval {e}"
+    state = _quiet_epoch_by_epoch(_CNN_64_TRAIN, _CNN_64_VAL, 4)
     assert state["first_val"] == _CNN_64_VAL[0]
 
 
