@@ -73,24 +73,43 @@ class _KeysOnly:
         features = dict(block["features"])
         quantiles, categories = features.pop("quantiles"), features.pop("categories")
         out = self.redacting({**block, "features": features})
-        rows = [len(v) - v.count(None) for v in quantiles.values()]
-        out["features"]["quantiles"] = self._keys(quantiles, rows, _later_wins)
-        out["features"]["categories"] = self._keys(categories, [len(v) // 2 for v in categories.values()], list.__add__)
+        out["features"]["quantiles"] = self._keys(quantiles, _present, _later_wins)
+        out["features"]["categories"] = self._keys(categories, _pairs, list.__add__)
         return out
 
     def _keys(
-        self, columns: dict[str, list[Any]], rows: list[int], merge: Callable[[list[Any], list[Any]], list[Any]]
+        self,
+        columns: dict[str, list[Any]],
+        rows: Callable[[list[Any]], int],
+        merge: Callable[[list[Any], list[Any]], list[Any]],
     ) -> dict[str, list[Any]]:
-        """The columns under their scrubbed keys; two keys scrubbed alike are merged (as in a dict, the later wins)."""
+        """The columns under their scrubbed keys; two keys scrubbed alike are merged (as in a dict, the later wins).
+
+        ``rows(column)``: how many rows have the key, counted only for a key the redactor found something in
+        (a None count over a column of doubles compares each to None: ~0.1 µs per event and level).
+        """
         counts = self.redactor.counts
         out: dict[str, list[Any]] = {}
-        for (name, values), times in zip(columns.items(), rows, strict=True):
+        for name, values in columns.items():
             before = Counter(counts)
             scrubbed = self.redactor.scrub(name, True)
-            for kind, found in (counts - before).items():
-                counts[kind] += found * (times - 1)
+            found = counts - before
+            if found:
+                times = rows(values)
+                for kind, n in found.items():
+                    counts[kind] += n * (times - 1)
             out[scrubbed] = merge(out[scrubbed], values) if scrubbed in out else values
         return out
+
+
+def _present(column: list[Any]) -> int:
+    """Rows with a value in a quantile level's column."""
+    return len(column) - column.count(None)
+
+
+def _pairs(column: list[Any]) -> int:
+    """Rows with a count in a category's (row, count) pairs."""
+    return len(column) // 2
 
 
 def _later_wins(first: list[Any], second: list[Any]) -> list[Any]:
