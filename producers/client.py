@@ -49,7 +49,6 @@ _OTEL = "opentelemetry.trace"
 _new_tuple = tuple.__new__
 _new_span_id = tc.new_span_id
 _pop_span_id = tc.SPAN_IDS.pop
-_SpanContext = tc.SpanContext
 _NEW_TRACE_KINDS = frozenset(("server", "consumer"))  # a top-level span of these kinds starts a trace
 FULL_POLICIES = ("drop_newest", "block")
 
@@ -207,14 +206,15 @@ class Client(ClientEvents):
         parent = _get_ctx()
         if parent is None:  # top level: the run's trace, unless a rule above (or OpenTelemetry) says otherwise
             if new_trace is not None or kind in _NEW_TRACE_KINDS or _OTEL in _modules or not self._run_id:
-                return Span(self, name, kind, attributes, self._span_context(kind, new_trace))
+                ctx = self._span_context(kind, new_trace)
+                return Span(self, name, kind, attributes, ctx.trace_id, ctx.span_id, ctx.parent_span_id)
             parent = self._root
         try:
             span_id = _pop_span_id()
         except IndexError:
             span_id = _new_span_id()
-        # _span_context inlined (one Python call less), the SpanContext built without its Python-level __new__
-        return Span(self, name, kind, attributes, _new_tuple(_SpanContext, (parent[0], span_id, parent[1], False)))
+        # _span_context inlined (one Python call less); the span builds its SpanContext when it is entered
+        return Span(self, name, kind, attributes, parent[0], span_id, parent[1])
 
     def stage(
         self, name: str, dataset: str | None = None, data: Any = None, rows_in: int | None = None, **attributes: Any

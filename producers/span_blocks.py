@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from aitrace.producers import blocks
@@ -28,7 +28,7 @@ _SPAN_TYPES = frozenset((Span, Stage))
 _READERS = tuple(
     map(attrgetter, ("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes"))
 )
-_SPAN_ID, _PARENT_ID = itemgetter(1), itemgetter(2)
+_SPAN_ID, _PARENT_ID = attrgetter("span_id"), attrgetter("parent_span_id")  # of a span, or a SpanContext (otel.py)
 _TEXT = frozenset((str, type(None)))
 
 
@@ -73,7 +73,7 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     return columns
 
 
-def _span_table(ctxs: list[tc.SpanContext]) -> Block:
+def _span_table(ctxs: list[Any]) -> Block:
     """:func:`blocks.span_columns` for records that are each a span of their own (the table is their ids in
     order), checked in one set; else that function."""
     ids = list(map(_SPAN_ID, ctxs))

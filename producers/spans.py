@@ -1,11 +1,19 @@
 """Spans: :class:`Span`, a unit of work opened by :meth:`Client.span <aitrace.producers.client.Client.span>`,
 and :class:`Stage`, a data-pipeline stage (a span that also counts rows in and out).
 
-Entering one makes it the current trace context; leaving it enqueues the span object itself
-(``(SPAN, end_us, ctx, span, urgent)``): the exporter thread reads its fields when it builds the
-block (:func:`aitrace.producers.span_blocks.span_columns`) or the single event (:meth:`Span.fields`),
-so the caller builds no dict and does no arithmetic. A span is reported as it was when it ended;
-changing it after its ``with`` block ended is not supported.
+Entering one makes it the current trace context; leaving it enqueues the span object itself, as its
+fields and as its context (``(SPAN, end_us, span, span, urgent)``: it has the ``trace_id``,
+``span_id`` and ``parent_span_id`` the exporter reads of a context): the exporter thread reads its
+fields when it builds the block (:func:`aitrace.producers.span_blocks.span_columns`) or the single
+event (:meth:`Span.fields`), so the caller builds no dict and does no arithmetic. A span is reported
+as it was when it ended; changing it after its ``with`` block ended is not supported.
+
+Why the span stands for its context in the queue: a span keeps its ids as texts and holds its
+:class:`~aitrace.producers.tracecontext.SpanContext` only inside its ``with`` block (built on
+entering, let go on leaving), so a queued span is two objects the garbage collector tracks (the
+span, the queued tuple), not three. Each one waiting in the queue is walked again by every
+older-generation collection on the caller's thread (``bench/bench_sender.py``: with 20,000 spans
+queued, collections were about a third of a span's caller time).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ _ERROR = "error"
 _push = tc._CURRENT.set
 _pop = tc._CURRENT.reset
 _T = TypeVar("_T")
+_new_tuple = tuple.__new__
+_SpanContext = tc.SpanContext
 
 
 class Span:
@@ -35,37 +45,44 @@ class Span:
 
     __slots__ = (
         "_client",
+        "_ctx",
         "_t0",
         "_t1",
         "_token",
         "attributes",
-        "context",
         "end_us",
         "error_message",
         "error_type",
         "kind",
         "name",
+        "parent_span_id",
+        "span_id",
         "status",
+        "trace_id",
     )
 
     # _t0, _t1, _token and end_us are set by __enter__ and __exit__ (a span is reported only after it ended).
-    def __init__(self, client: Client, name: str, kind: str, attributes: dict[str, Any], ctx: tc.SpanContext) -> None:
+    def __init__(
+        self, client: Client, name: str, kind: str, attributes: dict[str, Any], trace_id: str, span_id: str,
+        parent_span_id: str | None,
+    ) -> None:  # fmt: skip
         self._client = client
         self.name = name
         self.kind = kind
         self.attributes = attributes
-        self.context = ctx
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self._ctx: tc.SpanContext | None = None  # the current context inside the ``with`` block (see the module doc)
         self.status = "ok"
         self.error_type: str | None = None
         self.error_message: str | None = None
 
     @property
-    def trace_id(self) -> str:
-        return self.context.trace_id
-
-    @property
-    def span_id(self) -> str:
-        return self.context.span_id
+    def context(self) -> tc.SpanContext:
+        """The span's trace context: the one current inside its ``with`` block (an equal one outside it)."""
+        ctx = self._ctx
+        return ctx if ctx is not None else tc.SpanContext(self.trace_id, self.span_id, self.parent_span_id)
 
     @property
     def duration_us(self) -> int:
@@ -100,7 +117,9 @@ class Span:
         }
 
     def __enter__(self) -> Span:
-        self._token = _push(self.context)
+        # SpanContext(...) without the named tuple's Python-level __new__ (a third of its cost)
+        ctx = self._ctx = _new_tuple(_SpanContext, (self.trace_id, self.span_id, self.parent_span_id, False))
+        self._token = _push(ctx)
         self._t0 = _perf_ns()
         return self
 
@@ -108,6 +127,7 @@ class Span:
         self._t1 = _perf_ns()
         _pop(self._token)
         del self._token  # freed now, not with the span: one object less for the collector while queued
+        self._ctx = None  # the same: the span stands for its context from here (see the module doc)
         if exc is not None:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
@@ -119,7 +139,7 @@ class Span:
         if len(queue) >= client._qmax and not client._room():
             return
         urgent = self.status == _ERROR  # errors leave at once, even mid-linger
-        queue.append((_SPAN, end_us, self.context, self, urgent))
+        queue.append((_SPAN, end_us, self, self, urgent))
         exporter = client._exporter
         if exporter.sleeping or urgent:
             exporter.wake.set()
@@ -137,7 +157,7 @@ class Stage(Span):
     def __init__(
         self, client: Client, name: str, attributes: dict[str, Any], ctx: tc.SpanContext, rows_in: int | None
     ) -> None:
-        super().__init__(client, name, "internal", attributes, ctx)
+        super().__init__(client, name, "internal", attributes, ctx.trace_id, ctx.span_id, ctx.parent_span_id)
         self.rows_in = rows_in
         self.rows_out: int | None = None
 

@@ -24,6 +24,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import fastavro
@@ -69,6 +70,7 @@ _INTEGER_ARRAYS = {kind: fastavro.parse_schema({"type": "array", "items": kind})
 
 # zig-zag varints of 0..63: one byte each, 2 * value (the rest of the table is never looked up)
 _SMALL_VARINTS = bytes(range(0, 128, 2)).ljust(256, b"\0")
+_BELOW_64 = bytes(range(64))
 
 
 # zig-zag varints of 0..255 as (first byte, second byte or 0xFF): 64 and above take two bytes; 0xFF is never
@@ -94,6 +96,16 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     counts) by :func:`_byte_varints`; a column of one value (row counts, feature counts) as its varint
     repeated. Long columns go through :func:`_long_varints` (numpy) first.
     """
+    first, (lo, hi) = values[0], _INT_RANGE[kind]
+    # one value throughout (row counts, feature counts, a column of zeros): its varint repeated, found by one
+    # count (its items are mostly the very same int object: a pointer comparison each). count() compares by ==,
+    # so a 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
+    if type(first) is int and lo <= first <= hi and values.count(first) == len(values):
+        one = bytearray()
+        _varint(one, (first << 1) ^ (first >> 63))
+        head = bytearray()
+        _varint(head, len(values) << 1)
+        return bytes(head) + bytes(one) * len(values) + b"\0"
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
     except (TypeError, ValueError):
@@ -101,18 +113,9 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     if small is not None:
         head = bytearray()
         _varint(head, len(values) << 1)
-        if max(small) < 64:
+        if not small.translate(None, _BELOW_64):  # every value below 64 (one C pass; max() makes an int per byte)
             return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
         return bytes(head) + _byte_varints(small) + b"\0"
-    first, (lo, hi) = values[0], _INT_RANGE[kind]
-    # one value throughout (row counts, feature counts): its varint repeated. count() compares by ==, so a
-    # 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
-    if type(first) is int and lo <= first <= hi and values.count(first) == len(values):
-        one = bytearray()
-        _varint(one, (first << 1) ^ (first >> 63))
-        head = bytearray()
-        _varint(head, len(values) << 1)
-        return bytes(head) + bytes(one) * len(values) + b"\0"
     if len(values) >= _NUMPY_FROM:
         raw = _long_varints(values)
         if raw is not None:
@@ -200,7 +203,7 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     request ids (unique, ASCII, often of one length). Each shape has its own few C loops; the item
     loop with its memo costs more (``bench/bench_sender.py``).
     """
-    if not values or (nullable and None in values) or set(map(type, values)) != {str}:
+    if not values or set(map(type, values)) != {str}:  # (a None among them: its type is in the set)
         return None
     head = bytearray()
     _varint(head, len(values) << 1)
@@ -218,11 +221,11 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     lengths = list(map(len, values))
     if max(lengths) < _SHORT:  # ASCII (checked below): a text's length is its length in bytes
         heads = _TEXT_HEADS[nullable]
-        if min(lengths) == max(lengths):  # ids of one length: the length prefix joins them
+        if lengths.count(lengths[0]) == len(lengths):  # ids of one length: the length prefix joins them
             text = heads[lengths[0]] + heads[lengths[0]].join(values)
         else:
             parts: list[str] = [""] * (2 * len(values))
-            parts[0::2] = map(heads.__getitem__, lengths)
+            parts[0::2] = itemgetter(*lengths)(heads)  # (two or more lengths here) one C call, not one per item
             parts[1::2] = values
             text = "".join(parts)
         if text.isascii():
@@ -262,11 +265,11 @@ def _doubles(values: list[Any] | array[float], nullable: bool = True) -> bytes |
         return None
     head = bytearray()
     _varint(head, len(values) << 1)
+    body: bytes | bytearray
     try:
-        if nullable:
-            items: list[Any] = [2] * (2 * len(values))  # each item: branch 1 (zigzag 2), then its 8 bytes
-            items[1::2] = values
-            body = struct.pack("<" + "Bd" * len(values), *items)
+        if nullable:  # each item: branch 1 (zigzag 2), then its 8 bytes; written as a pad byte, then set to 2
+            body = bytearray(struct.pack("<" + "xd" * len(values), *values))
+            body[0::9] = b"\x02" * len(values)
         else:
             body = struct.pack(f"<{len(values)}d", *values)
     except (struct.error, OverflowError):  # an int beyond a double: the item loop fails and says why

@@ -140,7 +140,11 @@ def test_values_fastavro_coerces_fall_back_to_fastavro() -> None:
 
 
 @pytest.mark.parametrize("items", [["null", "double"], "double"])
-@pytest.mark.parametrize("column", [[1.5, 2, -0.0, 1e300, 2**70], [None, 1.0, 2.5], [7], [], [1.0, True]])
+@pytest.mark.parametrize(
+    "column",
+    [[1.5, 2, -0.0, 1e300, 2**70], [None, 1.0, 2.5], [7], [], [1.0, True], _DOUBLES * 40, [0.5] * 4000,
+     [2.5, None] * 100],
+)  # fmt: skip
 def test_a_column_of_numbers_is_written_as_fastavro_writes_it(column: list[Any], items: Any) -> None:
     """Block number columns: one struct call when they hold only numbers, item by item otherwise (fastavro's
     errors included)."""
@@ -168,7 +172,9 @@ _RANDOM = random.Random(5)
      [_RANDOM.randint(-(1 << 63), (1 << 63) - 1) >> _RANDOM.randrange(64) for _ in range(500)], [1.5] * 300,
      [2**64] * 300, list(range(256)) * 2, [255, 0, 64, 127, 128], [_RANDOM.randrange(256) for _ in range(500)],
      [_RANDOM.randrange(64, 128) for _ in range(300)], [255, 256], [1000] * 4000, [-5] * 3, [2**62] * 300,
-     [2**31] * 5, [-(2**63)] * 2, [2**63] * 300, [1000] * 299 + [1000.0], [300] * 3 + [Decimal(300)]],
+     [2**31] * 5, [-(2**63)] * 2, [2**63] * 300, [1000] * 299 + [1000.0], [300] * 3 + [Decimal(300)],
+     [True] * 70, [0, False] * 40, [1, True] * 3, [64] * 10, [255] * 9, [-1] * 4, [0] * 4000, [0, 1, 2, 3] * 1000,
+     [0] * 99 + [1], [(1 << 63) - 1] * 3, [0, 0.0], [False, 0]],
 )  # fmt: skip
 def test_a_column_of_integers_is_written_as_fastavro_writes_it(column: list[Any], items: str) -> None:
     """Block index and length columns: one byte each through ``bytes.translate`` when 0..63, one or two when
@@ -206,7 +212,8 @@ def test_an_array_of_doubles_is_written_as_fastavro_writes_it() -> None:
     [["/v1/predict"] * 300, ["a", "b"] * 40, ["é" * 70] * 8, ["x" * 200, "y"] * 5, [f"req-{i}" for i in range(300)],
      ["ok", None] * 10, ["\ud800"] * 8, ["", ""] * 4, ["ü", "ü", "ü", "ß" * 63], [f"{i:016x}" for i in range(300)],
      [f"{i:016x}" for i in range(299)] + ["é" * 16], ["a"] * 64 + [f"id-{i}" for i in range(300)],
-     [f"r{i}" for i in range(200)] + ["ü"], [f"r{i}" for i in range(20)] + ["x" * 64], ["\x7f" * 63, "a"] * 3],
+     [f"r{i}" for i in range(200)] + ["ü"], [f"r{i}" for i in range(20)] + ["x" * 64], ["\x7f" * 63, "a"] * 3,
+     ["a", "bb"], ["a", "bb", None], [str(i) for i in range(1000)], [None, "a", "bb"]],
 )  # fmt: skip
 def test_a_column_of_texts_is_written_as_fastavro_writes_it(column: list[Any], items: Any) -> None:
     """Attribute and id columns: repeated texts through a table of their bytes, short unique ones in C loops,

@@ -3,6 +3,7 @@ as the same spans handed over as fields (the shape ``otel.py`` enqueues and span
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +30,7 @@ def _span(i: int, *, odd: bool) -> Span:
         attributes["auth"] = "healthy" if i % 2 else f"tok-{i}-9f8e7d"
     name: Any = 3 if odd and i == 4 else ("load", "predict", "save")[i % 3]  # not text: made text, as an event
     ctx = tc.SpanContext(_TRACE.trace_id, tc.new_span_id(), _TRACE.span_id if i % 2 else None)
-    span = Stage(None, name, attributes, ctx, i) if i % 4 == 1 else Span(None, name, "server", attributes, ctx)  # type: ignore[arg-type]
+    span = Stage(None, name, attributes, ctx, i) if i % 4 == 1 else Span(None, name, "server", attributes, *ctx[:3])  # type: ignore[arg-type]
     span._t0, span._t1 = 5_000_000 + i, 5_000_000 + i + (100 + i) * 1000 + 999  # floors to 100 + i µs
     span.end_us = 1_700_000_000_000_000 + i
     if i % 10 == 7:
@@ -38,9 +39,11 @@ def _span(i: int, *, odd: bool) -> Span:
 
 
 def _queue(running: Running, spans: list[Span], *, as_fields: bool, otel_every: int = 0) -> None:
+    """Each span as Span.__exit__ enqueues it (the span as its own context), or as fields with its SpanContext."""
     for i, span in enumerate(spans):
         fields = span.fields() if as_fields or (otel_every and i % otel_every == 0) else span
-        running.queue.append((ev.SPAN, span.end_us, span.context, fields, span.status == "error"))
+        ctx = span if fields is span else span.context
+        running.queue.append((ev.SPAN, span.end_us, ctx, fields, span.status == "error"))
     running.exporter.wake.set()
 
 
@@ -69,14 +72,27 @@ def test_a_span_from_the_client_carries_its_times_nesting_and_error() -> None:
     exporter = SimpleNamespace(sleeping=False, wake=threading.Event())
     client: Any = SimpleNamespace(_queue=deque(), _qmax=10, _exporter=exporter)  # what Span.__exit__ reads
     outer_ctx = tc.new_root()
-    with pytest.raises(KeyError), Span(client, "outer", "server", {}, outer_ctx) as outer:
+    with pytest.raises(KeyError), Span(client, "outer", "server", {}, *outer_ctx[:3]) as outer:
         assert tc.current() == outer_ctx
-        with Span(client, "inner", "internal", {"a": 1}, outer_ctx._replace(span_id=tc.new_span_id())) as inner:
+        with Span(client, "inner", "internal", {"a": 1}, outer_ctx.trace_id, tc.new_span_id(), None) as inner:
             assert tc.current() == inner.context
         assert not exporter.wake.is_set()
         raise KeyError("k")
     assert tc.current() is None and exporter.wake.is_set()  # an error span wakes the exporter
-    assert [(item[3], item[4]) for item in client._queue] == [(inner, False), (outer, True)]
+    assert [item[2:] for item in client._queue] == [(inner, inner, False), (outer, outer, True)]
     assert outer.status == "error" and outer.error_type == "KeyError" and outer.error_message == "'k'"
     assert outer.start_time <= inner.start_time and outer.duration_us >= inner.duration_us >= 0
     assert inner.fields()["start_time"] + inner.fields()["duration_us"] <= inner.end_us == client._queue[0][1]
+
+
+def test_an_ended_span_keeps_its_ids_not_its_context() -> None:
+    """A queued span is the span and its tuple, no SpanContext: one object less for every collection that walks
+    the queue (the span's caller cost, issue 11). Its context reads back equal, and as the current one inside."""
+    exporter = SimpleNamespace(sleeping=False, wake=threading.Event())
+    client: Any = SimpleNamespace(_queue=deque(), _qmax=10, _exporter=exporter)
+    ctx = tc.SpanContext(tc.new_trace_id(), tc.new_span_id(), tc.new_span_id())
+    with Span(client, "s", "internal", {"a": 1}, *ctx[:3]) as span:
+        assert tc.current() is span.context == ctx
+    (item,) = client._queue
+    assert not [r for r in gc.get_referents(item, span) if isinstance(r, tc.SpanContext)]
+    assert span.context == ctx and (span.trace_id, span.span_id, span.parent_span_id) == ctx[:3]
