@@ -20,6 +20,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
 
+import orjson
 from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext
 from aitrace.sinks.documents import Action
 
@@ -62,6 +63,7 @@ class DetectionConfig:
 
 
 _RECENT_BATCHES = 32
+_NON_STR = orjson.OPT_NON_STR_KEYS
 
 
 class Saved(Protocol):
@@ -125,6 +127,18 @@ class ChunkResult:
     evicted: int = 0  # labels / predictions put out of a full waiting room (pending_bytes)
 
 
+# Parts of a series state only ever replaced whole (rules objects' states by _save, the batch ids by
+# _close_state), never changed in place: a copy of the state may share them with the committed one.
+_REPLACED = frozenset({"rules", "checks", "bids"})
+
+
+def _own(state: State) -> State:
+    """A copy of ``state`` that may be changed in place without changing ``state``: every part deep-copied
+    but the ones only ever replaced (the largest: a feature's drift windows, a metric's anomaly windows)."""
+    rest = orjson.loads(orjson.dumps({k: v for k, v in state.items() if k not in _REPLACED}, option=_NON_STR))
+    return {k: v if k in _REPLACED else rest[k] for k, v in state.items()}
+
+
 class SeriesStateBase:
     """Per-series state held in ``table`` (a Faust table or any mutable mapping), applied once per chunk."""
 
@@ -133,10 +147,15 @@ class SeriesStateBase:
         table: MutableMapping[str, Any],
         config: DetectionConfig | None = None,
         live: LiveRules | None = None,
+        *,
+        copy_on_write: bool = False,
     ) -> None:
+        """``copy_on_write``: ``table`` is a shallow copy of the committed one (the worker's
+        :meth:`~aitrace.processors.pipeline.Staged.private`), whose series states must not change."""
         self.table = table
         self.config = config or DetectionConfig()
         self.live = live if live is not None else LiveRules(0)
+        self.copy_on_write = copy_on_write
         self.incidents = IncidentTracker(self.config.policy)
         self._batch_id: str | None = None
 
@@ -165,11 +184,12 @@ class SeriesStateBase:
     def _open_state(self, key: str, source: str, offset: int, result: ChunkResult) -> State | None:
         """A copy of the series' state to apply this chunk to; None (counted skipped) for a redelivery."""
         state = self.table.get(key)
-        state = dict(state) if state else {"applied": {}, "incident": None}
+        if not state:
+            return {"applied": {}, "incident": None}
         if offset <= state["applied"].get(source, -1) or (self._batch_id and self._batch_id in state.get("bids", ())):
             result.skipped += 1
             return None
-        return state
+        return _own(state) if self.copy_on_write else dict(state)
 
     def _close_state(self, key: str, state: State, source: str, offset: int, result: ChunkResult) -> None:
         """Record the chunk as applied and write the state back."""
