@@ -132,8 +132,10 @@ class ChunkResult:
 # _close_state), never changed in place: a copy of the state may share them with the committed one.
 _REPLACED = frozenset({"rules", "checks", "bids"})
 # Parts changed in place only at their top level, whose values are replaced: a copy of the dict is a copy
-# (the sources' offsets, by _close_state; the open incident, by IncidentTracker.observe).
-_FLAT = frozenset({"applied", "incident"})
+# (the sources' offsets, by _close_state; the open incident, by IncidentTracker.observe; the waiting rooms
+# of predictions and labels, entries put in and taken out by windows.join_labels and _trim, never changed:
+# copied through JSON, two full rooms (2 MB) took a 10-feature model's batch from 1.8 to 15 ms, measured).
+_FLAT = frozenset({"applied", "incident", "pred", "wait"})
 
 
 def _own(state: State) -> State:
@@ -147,7 +149,7 @@ def _own(state: State) -> State:
             owned[k] = None if v is None else dict(v)
         elif k not in _REPLACED:
             deep[k] = v
-    if deep:  # everything else (waiting rooms, data references, losses, rollups...): through JSON
+    if deep:  # everything else (data references, losses, rollups...): through JSON
         owned.update(orjson.loads(orjson.dumps(deep, option=_NON_STR)))
     return owned
 
