@@ -40,6 +40,7 @@ Example
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import math
 from typing import Any
@@ -508,19 +509,38 @@ class DriftWindows:
         )
 
     def to_state(self) -> dict[str, Any]:
+        """JSON-safe; the windows as base64 of little-endian float64 (see :func:`_pack_floats`)."""
         return {
             "feature": self.feature,
             "params": [self.window, self.alpha, self.min_effect, self.psi_critical],
-            "ref": self.ref.tolist(),
-            "cur": self.cur.tolist(),
+            "ref": _pack_floats(self.ref),
+            "cur": _pack_floats(self.cur),
             "n_seen": self.n_seen,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DriftWindows:
+        """Restore :meth:`to_state`'s dict, or one written before the windows were packed (lists of floats)."""
         window, alpha, min_effect, psi_critical = state["params"]
         d = cls(state["feature"], window=int(window), alpha=alpha, min_effect=min_effect, psi_critical=psi_critical)
-        d.ref = np.asarray(state["ref"], dtype=np.float64).reshape(-1)
-        d.cur = np.asarray(state["cur"], dtype=np.float64).reshape(-1)
+        d.ref = _unpack_floats(state["ref"])
+        d.cur = _unpack_floats(state["cur"])
         d.n_seen = int(state["n_seen"])
         return d
+
+
+_WIRE_FLOAT = np.dtype("<f8")
+
+
+def _pack_floats(values: np.ndarray) -> str:
+    """A float array as base64 of its little-endian float64 bytes: a full window of 200 floats is 2.1 KB
+    of text instead of about 3.9 KB of JSON numbers, and encodes and parses without a Python float each."""
+    blob = np.ascontiguousarray(values, dtype=_WIRE_FLOAT)
+    return binascii.b2a_base64(blob.tobytes(), newline=False).decode("ascii")
+
+
+def _unpack_floats(saved: str | list[float]) -> np.ndarray:
+    """:func:`_pack_floats`'s text, or the list of floats states held before: a float64 array either way."""
+    if isinstance(saved, str):
+        return np.frombuffer(binascii.a2b_base64(saved, strict_mode=True), dtype=_WIRE_FLOAT).astype(np.float64)
+    return np.asarray(saved, dtype=np.float64).reshape(-1)

@@ -13,9 +13,10 @@ from aitrace.producers.config import EnvConfig
 # state, rewritten per chunk; recovered from the changelog on a restart) or a group of chunks.
 # The broker must accept it too (Kafka's message.max.bytes; docker-compose.yml sets it). The
 # entity caps of DetectionConfig keep the largest state under it: a model of max_model_series
-# features at full drift windows (8.2 KB each as JSON, measured) and two full waiting rooms is
-# about 13 MB. Beyond the producer's limit a changelog write would fail on every chunk of that
-# entity (tests/test_hostile_records.py measures the sizes against this).
+# features at full drift windows (4.6 KB each as JSON, measured; 8.2 KB before the windows were
+# packed as base64) and two full waiting rooms is about 9 MB. Beyond the producer's limit a
+# changelog write would fail on every chunk of that entity (tests/test_hostile_records.py
+# measures the sizes against this).
 MAX_RECORD_BYTES = 16_000_000
 
 
