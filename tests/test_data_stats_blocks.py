@@ -237,3 +237,26 @@ def test_data_stats_blocks_through_the_worker_are_indexed_once_and_a_bad_one_dea
     client.close(10)
     bad = _encoded(_block(f_per_record=[9, 9], block_id=f"bad-{os.urandom(4).hex()}"))
     indexed_once(kafka, search, worker_factory, prefix, ("aitrace.DataStats", 60), ("events.data", bad))
+
+
+def test_a_feature_named_like_the_label_series_is_dead_lettered_from_a_block_too(tmp_path: Path) -> None:
+    """The block path turns the block into events and checks them as single events are checked: a
+    feature named ``__label__`` (the key of the stage's label series) is a series-clash there too."""
+    from aitrace.infra.stack import free_port
+    from aitrace.processors.options import WorkerOptions
+    from aitrace.processors.pipeline import Pipeline
+    from aitrace.producers.spool import Spool
+
+    client = aitrace.init(service="s", kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                          spool_dir=str(tmp_path / "spool"), delivery_timeout_ms=1000)  # fmt: skip
+    client.data_stats("ingest", "tx", summarize({"x": [1.0, 2.0], "__label__": [0.0, 1.0]}), row_count=2)
+    client.data_stats("ingest", "tx", summarize({"x": [1.0, 3.0]}), row_count=2)
+    client.close(timeout=3)
+    spool = Spool(str(tmp_path / "spool"), 1 << 30)
+    pipe = Pipeline(WorkerOptions(index=False))
+    letters = []
+    while (rec := spool.next_record()) is not None:
+        spool.ack(rec)
+        out = pipe.process_record(rec.value, key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
+        letters += [(letter.reason, letter.detail) for letter in out.dead_letters]
+    assert [reason for reason, _ in letters] == ["series-clash"] and "__label__" in letters[0][1], letters
