@@ -53,6 +53,9 @@ class BinaryNotFound(StackError):
     """The Tansu or osmem-server binary is not installed (or the override points nowhere)."""
 
 
+START_CRASHES = 2  # starts again after a crash while starting (a signal, not an exit code)
+
+
 class PortInUse(StackError):
     """The configured port already has a listener."""
 
@@ -202,12 +205,26 @@ class ServiceProcess(ABC):
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> ServiceProcess:
-        """Block until the service answers; raise ServiceFailed (and stop it) if it dies or stalls."""
+        """Block until the service answers; raise ServiceFailed (and stop it) if it dies or stalls.
+
+        A process killed by a signal while starting crashed (Tansu aborts now and then in glibc's
+        ``getifaddrs``: "Unexpected error 9 on netlink descriptor"), which says nothing about the
+        settings: it is started again, up to ``START_CRASHES`` times, each noted in its log.
+        """
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
+        crashes = 0
         while True:
             if not self.running():
-                raise self._exit_error()
+                code = self.process.returncode if self.process is not None else None
+                if code is None or code >= 0 or crashes >= START_CRASHES:
+                    raise self._exit_error()
+                crashes += 1
+                self._note(f"crashed with signal {-code} during start; starting it again ({crashes})")
+                self._forget()
+                self.start()
+                deadline = time.monotonic() + timeout
+                continue
             try:
                 self.probe(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
                 return self
@@ -259,6 +276,10 @@ class ServiceProcess(ABC):
         while not port_is_free(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.start().wait_ready(timeout)
+
+    def _note(self, line: str) -> None:
+        with open(self.log_path, "a") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -125,6 +125,31 @@ def test_a_service_that_exits_at_start_is_reported_with_its_output(tmp_path: Pat
         service.start().wait_ready(timeout=30)
 
 
+def test_a_service_that_crashes_while_starting_is_started_again(kafka: TansuProcess, tmp_path: Path) -> None:
+    # Tansu aborts now and then while starting (glibc's getifaddrs: "Unexpected error 9 on netlink
+    # descriptor", SIGABRT); a crash says nothing about the settings, so it is started again. Here a
+    # shell that kills itself on its first two starts, then runs the real broker on the port.
+    marker = tmp_path / "starts"
+    script = tmp_path / "crashy"
+    binary = kafka.binary or ""
+    script.write_text(
+        f'#!/bin/sh\necho x >> {marker}\n[ "$(wc -l < {marker})" -le 2 ] && kill -ABRT $$\nexec {binary} "$@"\n'
+    )
+    script.chmod(0o755)
+    service = TansuProcess(free_port(), tmp_path, binary=str(script))
+    try:
+        service.start().wait_ready(timeout=60)
+        assert service.answers() and marker.read_text().count("x") == 3
+        assert service.log_tail(60).count("crashed with signal 6 during start") == 2
+    finally:
+        service.stop()
+    marker.write_text("")  # three crashes in a row: reported, not started a fourth time
+    script.write_text(f"#!/bin/sh\necho x >> {marker}\nkill -ABRT $$\n")
+    with pytest.raises(ServiceFailed, match="exited with code -6"):
+        TansuProcess(free_port(), tmp_path, binary=str(script)).start().wait_ready(timeout=30)
+    assert marker.read_text().count("x") == 1 + services.START_CRASHES
+
+
 # --------------------------------------------------------------------------- aitrace up/status/down
 
 
