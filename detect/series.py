@@ -51,7 +51,7 @@ from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
 
-_TRAIN_SPLITS = frozenset({"", "train", "training"})
+TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
 _GOOD_NEWS = {"score": frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})}
 
 
@@ -86,7 +86,7 @@ class TrainingSeries:
         generic = self.role in ("score", "other")
         self.detector = AnomalyDetector() if generic else None
         self.calibrator = ScoreCalibrator() if generic else None
-        checks = self.role == "loss" and split in _TRAIN_SPLITS
+        checks = self.role == "loss" and split in TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
 

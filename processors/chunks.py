@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
+from aitrace.detect.series import TRAIN_SPLITS
 from aitrace.processors import event_checks, rollup
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.event_columns import INFERENCE, EventColumns
@@ -20,8 +21,6 @@ from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
 Chunk = dict[str, Any]
-# The splits one run's detectors take for training (detect.series): one series per metric among them.
-_TRAIN_SPLITS = frozenset({"", "train", "training"})
 
 
 def _group_key(run_id: str | None, trace_id: str) -> str:
@@ -245,7 +244,7 @@ def _refused(chunk: Chunk, split: str, names: list[str]) -> set[str]:
     series keeps it.
     """
     head, bar, rest = split.partition("|")
-    prefix = f"{'train' if head in _TRAIN_SPLITS else head}/{rest}{bar}"
+    prefix = f"{'train' if head in TRAIN_SPLITS else head}/{rest}{bar}"
     claims = chunk["claims"]
     owners = [claims.setdefault(prefix + name, split) for name in names]
     if owners.count(split) == len(owners):

@@ -15,7 +15,7 @@ import numpy as np
 from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
-from aitrace.detect.series import TrainingSeries, worst
+from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries, worst
 from aitrace.detect.training import layer_spread, metric_role
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
@@ -23,7 +23,6 @@ from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBa
 from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
-_TRAIN_SPLITS = frozenset({"", "train", "training"})
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
 VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
 
@@ -110,7 +109,7 @@ class RunSeriesDetectors(SeriesStateBase):
         series = {
             name.split("|", 1)[1]: (s["steps"], s["values"])
             for name, s in chunk["series"].items()
-            if name.split("|", 1)[0] in _TRAIN_SPLITS
+            if name.split("|", 1)[0] in TRAIN_SPLITS
         }
         if not series:
             return
@@ -142,7 +141,7 @@ class RunSeriesDetectors(SeriesStateBase):
         norms = {
             name.split("|", 1)[1].split("/", 1)[1]: s["values"]
             for name, s in chunk["series"].items()
-            if name.split("|", 1)[0] in _TRAIN_SPLITS and name.split("|", 1)[1].startswith("grad_norm/")
+            if name.split("|", 1)[0] in TRAIN_SPLITS and name.split("|", 1)[1].startswith("grad_norm/")
         }
         spread = layer_spread(norms)
         if spread is None:
@@ -182,7 +181,7 @@ class RunSeriesDetectors(SeriesStateBase):
         scored = False
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
-            if metric in ("loss", "train_loss") and split in _TRAIN_SPLITS:
+            if metric in ("loss", "train_loss") and split in TRAIN_SPLITS:
                 train = s
             elif (metric == "loss" and split in _VAL_SPLITS) or metric in ("val_loss", "eval_loss", "valid_loss"):
                 val = s
