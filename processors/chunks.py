@@ -27,6 +27,20 @@ def _group_key(run_id: str | None, trace_id: str) -> str:
     return f"run/{run_id or trace_id}"
 
 
+def data_entity(dataset: str, stage: str) -> str:
+    """``data/<dataset>/<stage>``, each name's ``%`` and ``/`` escaped as in a URL.
+
+    A data stage is the one entity named by two free strings: unescaped, dataset ``a/b``
+    stage ``c`` and dataset ``a`` stage ``b/c`` met in one entity and mixed their features'
+    series. Names without either character keep the key they always had (and their state).
+    """
+    return f"data/{_escaped(dataset)}/{_escaped(stage)}"
+
+
+def _escaped(name: str) -> str:
+    return name.replace("%", "%25").replace("/", "%2F") if "/" in name or "%" in name else name
+
+
 def fast_series(block: MetricBlock, max_raw_rate: float, raw: bool) -> set[str]:
     """Names of the block's series that are rolled up rather than indexed point by point.
 
@@ -68,7 +82,7 @@ def extract_chunks(
         elif kind == "aitrace.GroundTruth":
             _model_chunk(chunks, p["model_name"], event)["labels"].append(event)
         elif kind == "aitrace.DataStats":
-            key = f"data/{p['dataset']}/{p['stage']}"
+            key = data_entity(p["dataset"], p["stage"])
             chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})
             chunk["stats"].append([event["time"], event["service"], event["trace_id"], p])
     for model, rows in inference.items():

@@ -13,6 +13,7 @@ from typing import Any
 
 from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
+from aitrace.processors.chunks import data_entity
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
 from aitrace.processors.incidents import SeriesContext
 
@@ -21,11 +22,11 @@ class DataSeriesDetectors(SeriesStateBase):
     """The series of a data pipeline stage (entity ``data/<dataset>/<stage>``)."""
 
     def _data(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
-        dataset, stage = chunk["dataset"], chunk["stage"]
+        entity = data_entity(chunk["dataset"], chunk["stage"])
         for time_us, service, trace_id, stats in chunk["stats"]:
             n_features = len(stats.get("features") or [])
             for feature in stats.get("features") or []:
-                key = f"data/{dataset}/{stage}/{feature['name']}"
+                key = f"{entity}/{feature['name']}"
                 if not self._admit(key, result):
                     continue
                 ctx = SeriesContext(key, service, None, None, feature["name"], trace_id)
@@ -40,7 +41,7 @@ class DataSeriesDetectors(SeriesStateBase):
                     current=feature.get("categories") or {},
                 )
             if stats.get("class_counts"):
-                key = f"data/{dataset}/{stage}/__label__"
+                key = f"{entity}/__label__"
                 ctx = SeriesContext(key, service, None, None, stats.get("label") or "label", trace_id)
                 counts = stats["class_counts"]
                 self._data_series(
@@ -128,7 +129,7 @@ def _unseen_finding(
     shown = ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
     plural = "s" if len(values) != 1 else ""
     what = f"label value{plural} {shown}" if detector == "unseen_label" else f"value{plural} {shown} of {ctx.feature!r}"
-    where = key.split("/", 1)[1].rsplit("/", 1)[0]
+    where = "/".join(key.split("/", 3)[1:3])  # the stage: its names are escaped, a feature's may hold "/"
     return _check_finding(
         kind,
         detector,

@@ -475,6 +475,26 @@ def test_data_stats_drift_missing_jump_unseen_category_and_label() -> None:
     assert alerts["data/ds/clean/__label__"]["detector"] == "psi"
 
 
+def test_stages_whose_names_join_alike_stay_apart() -> None:
+    """Dataset ``a/b`` stage ``c`` and dataset ``a`` stage ``b/c`` are two stages: joined unescaped
+    they shared one entity, so each batch of one was compared with the other's and moved."""
+
+    def stats(dataset: str, stage: str, mean: float) -> dict:
+        features = [S.feature("x", mean=mean, variance=1)]
+        return S.event(S.data_stats(dataset, stage, features, {}), trace=S.trace_id(), time_us=T0)
+
+    def batch() -> list[dict]:
+        return [stats("a/b", "c", 0.0), stats("a", "b/c", 100.0)]
+
+    assert sorted(extract_chunks(batch(), [])) == ["data/a%2Fb/c", "data/a/b%2Fc"]
+    assert sorted(extract_chunks([stats("plain", "clean", 0.0)], [])) == ["data/plain/clean"]
+    det = SeriesDetectors({})
+    for offset in range(4):
+        assert _apply(det, events=batch(), offset=offset) == []
+    moved = _apply(det, events=[stats("a", "b/c", 0.0)], offset=4)
+    assert [a["series"] for a in moved] == ["data/a/b%2Fc/x"], moved
+
+
 def test_an_unseen_label_is_named_even_when_the_psi_it_drives_is_critical() -> None:
     """A few rows of a new class push the label PSI to critical; the alert must still say which
     value is new and how many rows carry it, once per incident, and resolve on a clean batch."""
