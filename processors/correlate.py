@@ -56,6 +56,10 @@ class CorrelationConfig:
     # A trace's services are a list in its state: without a bound, every record of a trace that
     # named new services scanned all earlier ones (8 records of 15,000 new names: 1 s, then 21 s).
     max_services: int = 256
+    # Names (spans, services) and the first error's text are kept this long: 2,000 spans of 1 MB
+    # names made a state that no changelog record could hold. The events' own documents keep them whole.
+    max_name_chars: int = 1_024
+    max_error_chars: int = 4_096
 
 
 def new_state(trace_id: str, partition: int, ingested: float | None = None) -> dict[str, Any]:
@@ -170,13 +174,18 @@ def _widen(state: dict[str, Any], start: int, end: int) -> None:
 def _touch_service(state: dict[str, Any], service: str, config: CorrelationConfig) -> None:
     """Note a service of the trace; past ``config.max_services`` further ones are not listed."""
     services = state["services"]
+    service = service[: config.max_name_chars]
     if len(services) < config.max_services and service not in services:
         services.append(service)
 
 
+def _set_context(state: dict[str, Any], context: dict[str, str | None], config: CorrelationConfig) -> None:
+    state["context"] = {k: v[: config.max_name_chars] if v else v for k, v in context.items()}
+
+
 def _note_error(state: dict[str, Any], when: int, text: str) -> None:
     if state["error"] is None or when < state["error"][0]:
-        state["error"] = [when, text]
+        state["error"] = [when, text[: CorrelationConfig.max_error_chars]]
 
 
 def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: CorrelationConfig) -> None:
@@ -186,7 +195,7 @@ def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: C
     for service in dict.fromkeys([e["service"] for e in events]):
         _touch_service(state, service, config)
     if not state["context"]:
-        state["context"] = {k: events[0].get(k) for k in ("environment", "host", "run_id")}
+        _set_context(state, {k: events[0].get(k) for k in ("environment", "host", "run_id")}, config)
     lo = hi = None
     for event in events:
         kind, p = event["payload"]
@@ -218,16 +227,17 @@ def _apply_span(
     span_id, parent, service = ids
     start, duration = p["start_time"], p["duration_us"]
     _widen(state, start, start + duration)
+    name = p["name"][: config.max_name_chars]
     if span_id in state["spans"] or len(state["spans"]) < config.max_spans:
-        state["spans"][span_id] = [parent, service, p["name"], start, duration, p["status"]]
+        state["spans"][span_id] = [parent, service[: config.max_name_chars], name, start, duration, p["status"]]
     else:
         state["dropped_spans"] += 1
     if p["status"] == "error":
         text = p.get("error_message") or p.get("error_type") or "span failed"
-        _note_error(state, start + duration, f"{service}: {p['name']}: {text}")
+        _note_error(state, start + duration, f"{service}: {name}: {text}")
     if parent is None:
         state["root"] = span_id
-        state["root_name"] = p["name"]
+        state["root_name"] = name
         state["root_done"] = True
 
 
@@ -236,7 +246,7 @@ def _apply_columns(state: dict[str, Any], columns: BlockColumns, config: Correla
     state["events"] += columns.n
     _touch_service(state, columns.service, config)
     if not state["context"]:
-        state["context"] = {k: columns.block.get(k) for k in ("environment", "host", "run_id")}
+        _set_context(state, {k: columns.block.get(k) for k in ("environment", "host", "run_id")}, config)
     if columns.kind == _SPAN:  # each span changes the span tree; its event dict was built for this alone
         for ids, p in _span_rows(columns):
             _apply_span(state, ids, p, config)
@@ -309,7 +319,7 @@ def _apply_event_columns(state: dict[str, Any], c: EventColumns, rows: np.ndarra
     for service in c.groups("service", rows)[0]:
         _touch_service(state, service, config)
     if not state["context"]:
-        state["context"] = {k: c.opt_text(k, rows[:1])[0] for k in ("environment", "host", "run_id")}
+        _set_context(state, {k: c.opt_text(k, rows[:1])[0] for k in ("environment", "host", "run_id")}, config)
     kinds = c.kinds[rows]
     spans = rows[kinds == c.branch[_SPAN]]
     others = rows[kinds != c.branch[_SPAN]]
@@ -376,7 +386,8 @@ def _column_span_errors(
         c.text(f + "status", rows),
         strict=True,
     )
-    for row, span_id, parent, service, name, start, duration, status in columns:
+    for row, span_id, parent, long_service, long_name, start, duration, status in columns:
+        service, name = long_service[: config.max_name_chars], long_name[: config.max_name_chars]
         if span_id in state["spans"] or len(state["spans"]) < config.max_spans:
             state["spans"][span_id] = [parent, service, name, start, duration, status]
         else:
@@ -399,7 +410,7 @@ def _apply_block(state: dict[str, Any], block: MetricBlock, config: CorrelationC
     if len(times):
         _widen(state, int(times.min()), int(times.max()))
     if not state["context"]:
-        state["context"] = {"environment": block.environment, "host": block.host, "run_id": block.run_id}
+        _set_context(state, {"environment": block.environment, "host": block.host, "run_id": block.run_id}, config)
 
 
 def critical_path(spans: dict[str, list[Any]], root: str | None) -> list[str]:

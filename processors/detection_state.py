@@ -56,6 +56,11 @@ class DetectionConfig:
     # block of 50,000 names made 28 MB.
     max_series: int = 2_048
     max_model_series: int = 1_024  # a model's: its features' windows are the largest states
+    # A series key (entity and name: run/<run>/<split>/<metric>) past this many characters is
+    # refused too: its key is kept in the entity's value, and at the caps 2,048 names of 100 KB
+    # made a value no changelog record could hold. Per-layer names of large models are ~100.
+    # An entity (run/<run>, model/<model>, data/<dataset>/<stage>) is refused whole past half of it.
+    max_key_chars: int = 1_024
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 
     def series_cap(self, key: str) -> int:
@@ -125,6 +130,7 @@ class ChunkResult:
     skipped: int = 0  # series for which this chunk was a redelivery
     applied: int = 0  # series whose state this chunk changed
     refused: list[str] = field(default_factory=list)  # new series past the entity's max_series
+    too_long: list[str] = field(default_factory=list)  # new series whose key passes max_key_chars
     evicted: int = 0  # labels / predictions put out of a full waiting room (pending_bytes)
 
 
@@ -190,9 +196,12 @@ class SeriesStateBase:
     def _admit(self, key: str, result: ChunkResult, opening: int = 0) -> bool:
         """Whether series ``key`` may have state: a tracked one always, a new one while the entity
         tracks fewer than ``max_series`` (``opening``: new ones of this chunk not written yet).
-        A refused one is noted in ``result.refused``."""
+        A refused one is noted in ``result.refused``, or ``result.too_long`` past ``max_key_chars``."""
         if key in self.table or len(self.table) + opening < self.config.series_cap(key):
-            return True
+            if len(key) <= self.config.max_key_chars or key in self.table:
+                return True
+            result.too_long.append(key)
+            return False
         result.refused.append(key)
         return False
 

@@ -22,6 +22,7 @@ ground-truth label documents (joined to their prediction), rollup documents.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -62,6 +63,12 @@ from aitrace.sinks.documents import (
 
 _GROUND_TRUTH = "aitrace.GroundTruth"
 log = logging.getLogger("aitrace.processors")
+_LONGEST_BATCH_ID = 64  # kept as it is (the producer's: 12 hex digits, "-", a hex counter); longer: its digest
+
+
+def _shown(name: str, most: int = 200) -> str:
+    """A name as a log line shows it: a client's megabyte-long name is cut, its length said."""
+    return name if len(name) <= most else f"{name[:most]}... ({len(name)} characters)"
 
 
 def retry_key(batch_id: str, value: bytes) -> str:
@@ -70,7 +77,12 @@ def retry_key(batch_id: str, value: bytes) -> str:
     A retry writes the same bytes again; a batch id alone is trusted too far, as any client
     (or one with a broken id generator) can reuse one for different events, which were then
     skipped as duplicates. CRC-32 runs at about 5 GB/s, so it costs the worker little.
+    A batch id longer than 64 characters (the producer's are about 20) is kept as a digest: the key is kept in
+    every state the record changes (the last 32 of them per series and trace), and a client's
+    1 MB id made each of those 32 MB.
     """
+    if len(batch_id) > _LONGEST_BATCH_ID:
+        batch_id = "#" + hashlib.blake2b(batch_id.encode(errors="surrogatepass"), digest_size=16).hexdigest()
     return f"{batch_id}/{zlib.crc32(value):08x}{len(value):x}"
 
 
@@ -429,6 +441,10 @@ class Pipeline:
         chunk = restore_axes(unpack_chunk(value))
         self.counters["series"] += 1
         entity = chunk["entity"]
+        if len(entity) > self.detection.max_key_chars // 2:  # its own series' keys add to it
+            self.counters["series_refused"] += 1
+            self._warn(entity, "refused: an entity named past %d characters", self.detection.max_key_chars // 2)
+            return [], []
         # a Staged table (the worker's): its series copied before they change, so that a dropped batch changes nothing
         staged = table if isinstance(table, Staged) else None
         states = (staged.private(entity) if staged is not None else dict(table.get(entity) or {})) or {}
@@ -441,9 +457,13 @@ class Pipeline:
             self.counters["duplicates"] += result.skipped
         if result.refused:
             self.counters["series_refused"] += len(result.refused)
-            refused, first = len(result.refused), result.refused[0]
+            refused, first = len(result.refused), _shown(result.refused[0])
             limit = self.detection.series_cap(entity)
             self._warn(entity, "tracks the most series it may (%d): %d new refused, first %s", limit, refused, first)
+        if result.too_long:
+            self.counters["series_refused"] += len(result.too_long)
+            n, most, first = len(result.too_long), self.detection.max_key_chars, _shown(result.too_long[0])
+            self._warn(entity, "refused %d series named past %d characters, first %s", n, most, first)
         if result.evicted:
             self.counters["pending_evicted"] += result.evicted
             self._warn(entity, "%d labels / predictions waiting for their partner put out (%d bytes a room)",
@@ -465,7 +485,7 @@ class Pipeline:
         self._warned[key] = now  # last: the dict's order is the recency
         if len(self._warned) > 1024:
             del self._warned[next(iter(self._warned))]
-        log.warning("%s " + message, entity, *args)
+        log.warning("%s " + message, _shown(entity), *args)
 
     def _label_actions(self, event: dict[str, Any], prediction: list[Any] | None) -> list[Action]:
         event = {**event, "payload": tuple(event["payload"])}  # JSON made the union tuple a list

@@ -382,19 +382,20 @@ def test_an_entity_at_its_caps_fits_the_largest_record_the_worker_writes() -> No
     assert pipe.detection.drift_window == 200
     table: dict[str, Any] = {}
     rng = np.random.default_rng(0)  # values of full precision: the longest JSON numbers
-    names = [f"f{k}" for k in range(n)]
+    longest = pipe.detection.max_key_chars  # names as long as a series key may be: keys are kept too
+    names = [f"f{k}".ljust(longest - len("model/m/feature/"), "x") for k in range(n)]
     for r in range(7):  # 7 x 57 = 2 x 200 - 1 requests: a full reference and a current window one short
         features = [dict(zip(names, rng.normal(size=n), strict=True)) for _ in range(57)]
         requests = [S.inference(f"q{r}-{j}", "m", rng.gamma(4, 5), features=f) for j, f in enumerate(features)]
         events = [S.event(req, trace=tr, time_us=S.now_us() + j) for j, req in enumerate(requests)]
         _series_of(pipe, _process(pipe, S.encode(S.batch(events)), {}, r), table)
-    states = [v for k, v in table["model/m"].items() if k.startswith("model/m/feature/")]
-    per_feature = max(len(orjson.dumps(v)) for v in states)
+    per_feature = max(len(k) + len(orjson.dumps(v)) for k, v in table["model/m"].items() if "/feature/" in k)
     cfg = pipe.detection
     assert per_feature * cfg.max_model_series + 2 * cfg.pending_bytes < 0.9 * MAX_RECORD_BYTES, per_feature
-    block = S.metric_block(trace=tr, run_id="r", start_step=0, series={f"m{k}": rng.normal(size=600) for k in range(n)})
+    names = [f"m{k}".ljust(longest - len("run/r/train/"), "x") for k in range(n)]
+    block = S.metric_block(trace=tr, run_id="r", start_step=0, series={name: rng.normal(size=600) for name in names})
     _series_of(pipe, _process(pipe, S.encode(S.batch([], [block])), {}, 99), table)
-    per_series = max(len(orjson.dumps(v)) for k, v in table["run/r"].items() if k.startswith("run/r/train/"))
+    per_series = max(len(k) + len(orjson.dumps(v)) for k, v in table["run/r"].items() if "/train/" in k)
     assert per_series * cfg.max_series < 0.9 * MAX_RECORD_BYTES, per_series
 
 
@@ -503,3 +504,83 @@ def test_a_data_batch_whose_features_meet_in_one_series_is_dead_lettered(names: 
         alerts += _series_of(pipe, out, table)
     assert letters == [("series-clash", ("event:1",))]
     assert "unseen_label" in [a["detector"] for a in alerts] and pipe.counters["duplicates"] == 0
+
+
+LONG = 100_000  # characters: a name no client means, that any client can send
+
+
+def _state_bytes(value: Any) -> int:
+    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def test_series_named_past_the_key_limit_are_refused_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    # A series' key is kept in its entity's value, rewritten per chunk: 10 metric names of 100 KB
+    # made a 2 MB value, so at the caps no changelog record could hold one.
+    pipe = Pipeline(WorkerOptions(index=False))
+    tr, table = S.trace_id(), {}
+    names = [f"long{i}" + "x" * LONG for i in range(10)]
+    block = S.metric_block(trace=tr, run_id="r", start_step=0, series={n: [1.0, 2.0] for n in [*names, "loss"]})
+    _series_of(pipe, _process(pipe, S.encode(S.batch([], [block])), {}, 0), table)
+    assert [k for k in table["run/r"] if "/train/" in k] == ["run/r/train/loss"] and _state_bytes(table) < 20_000
+    assert pipe.counters["series_refused"] == 10
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "refused 10 series named past 1024 characters" in line and len(line) < 400, line[:400]
+    features = [S.feature(n, mean=1.0) for n in [names[0], "age"]]
+    _series_of(
+        pipe,
+        _process(pipe, S.encode(S.batch([S.event(S.data_stats("ds", "st", features, {}), trace=tr)])), {}, 1),
+        table,
+    )
+    assert list(table["data/ds/st"]) == ["data/ds/st/age"] and pipe.counters["series_refused"] == 11
+
+
+@pytest.mark.parametrize("kind", ["model", "run"])
+def test_an_entity_named_past_the_limit_is_refused_whole(kind: str) -> None:
+    # A model's fixed series (latency, error rate...) are not admitted one by one: a 1 MB model
+    # name put 1 MB in each of their keys, twice over.
+    pipe = Pipeline(WorkerOptions(index=False))
+    tr, table, name = S.trace_id(), {}, "m" * LONG
+    if kind == "model":
+        requests = [S.event(S.inference(f"q{i}", name, 5.0, features={"a": 1.0}), trace=tr) for i in range(5)]
+        record = S.encode(S.batch(requests))
+    else:
+        record = S.encode(S.batch([], [S.metric_block(trace=tr, run_id=name, start_step=0, series={"loss": [1.0]})]))
+    out = _process(pipe, record, {}, 0)
+    assert out.chunks and not out.dead_letters  # its events are indexed as they came
+    _series_of(pipe, out, table)
+    assert table == {} and pipe.counters["series_refused"] == 1
+
+
+def test_a_long_batch_id_is_kept_as_a_digest_and_still_tells_a_retry() -> None:
+    # The retry key is kept in every state a record changes (32 recent per series and trace):
+    # a 1 MB batch id took 1 MB in each, and 32 MB after 32 records.
+    pipe = Pipeline(WorkerOptions(index=False))
+    tr, traces, table = S.trace_id(), {}, {}
+    long_id = "b" * 1_000_000
+
+    def record(offset: int) -> bytes:
+        block = S.metric_block(trace=tr, run_id="r", start_step=offset, series={"loss": [1.0]})
+        return S.encode(S.batch([S.event(S.log("info", "x"), trace=tr)], [block], batch_id=long_id + str(offset)))
+
+    records = [record(offset) for offset in range(3)]
+    for offset, value in enumerate(records):
+        _series_of(pipe, _process(pipe, value, traces, offset), table)
+    assert _state_bytes(traces) < 20_000 and _state_bytes(table) < 20_000
+    # the same bytes at a later offset: a producer's retry, on both sides
+    _series_of(pipe, _process(pipe, records[2], traces, 7), table)
+    assert traces[tr]["events"] == 6 and table["run/r"]["run/r/train/loss"]["applied"] == {"t:0": 2}
+    assert pipe.counters["duplicates"] >= 2
+
+
+def test_a_trace_keeps_its_names_and_first_error_clipped() -> None:
+    # 2,000 spans are kept per trace, each with its name and service: names of 100 KB made a
+    # trace state of hundreds of MB. The events' own documents keep the names whole.
+    pipe = Pipeline(WorkerOptions(index=False))
+    tr, traces, t0 = S.trace_id(), {}, S.now_us()
+    spans = [S.event(S.span(f"{i}" + "n" * LONG, t0, 10), trace=tr, service="s" * LONG, time_us=t0) for i in range(20)]
+    spans.append(S.event(S.span("root", t0, 50, status="error", error="e" * 1_000_000), trace=tr, time_us=t0))
+    _process(pipe, S.encode(S.batch(spans)), traces, 0)
+    state = traces[tr]
+    assert _state_bytes(state) < 20 * 2 * 1_100 + 10_000
+    assert len(state["error"][1]) == 4_096 and state["services"] == ["s" * 1_024, "svc"]
+    assert {len(s[2]) for s in state["spans"].values()} == {1_024, 4}
