@@ -25,6 +25,7 @@ from aitrace.processors import event_columns as single  # it reads this module's
 from aitrace.processors.fastblock import decode_metric_batch
 from aitrace.processors.fastevents import walk_event_batch
 from aitrace.schemas.codec import AvroDeserializer, DecodeError, as_batch, compiled
+from aitrace.schemas.data_stats_block import MAX_CATEGORY_CHARS, MAX_HISTOGRAM_BINS
 from aitrace.schemas.metric_block import MetricBlock
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -255,8 +256,10 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
         if problem is None and payload["row_count"] < 0:
             return "bad-value", f"event {event_id!r}: row_count {payload['row_count']} < 0"
         for feature in payload["features"] if problem is None else ():
-            if (bad := _histogram_problem(feature)) is not None:
+            if (bad := _histogram_problem(feature) or _size_problem(feature.get("categories"), "category")) is not None:
                 return "bad-value", f"event {event_id!r}: feature {feature['name']!r}: {bad}"
+        if problem is None and (bad := _size_problem(payload.get("class_counts"), "class")) is not None:
+            return "bad-value", f"event {event_id!r}: {bad}"
         return problem or _feature_names_problem(event_id, payload["features"])
     if short == "Span":
         problem = _require(event_id, short, payload, ("name",))
@@ -280,6 +283,13 @@ def check_payload(event_id: str, kind: str, payload: dict[str, Any], max_time: i
     return None
 
 
+def _size_problem(counts: dict[str, int] | None, what: str) -> str | None:
+    """A category or class name too long for the reference that keeps it (one record of a few 1 MB
+    names made a stage's state larger than a changelog record)."""
+    longest = max(map(len, counts), default=0) if counts else 0
+    return f"a {what} of {longest} characters (at most {MAX_CATEGORY_CHARS})" if longest > MAX_CATEGORY_CHARS else None
+
+
 def _histogram_problem(feature: dict[str, Any]) -> str | None:
     """What is wrong with a feature's histogram (none is fine), as the drift test would find it.
 
@@ -291,6 +301,8 @@ def _histogram_problem(feature: dict[str, Any]) -> str | None:
         return None
     if not counts or len(edges) != len(counts) + 1:
         return f"histogram of {len(counts)} counts needs {len(counts) + 1} edges, has {len(edges)}"
+    if len(counts) > MAX_HISTOGRAM_BINS:
+        return f"histogram of {len(counts)} bins (at most {MAX_HISTOGRAM_BINS})"
     if not all(map(math.isfinite, edges)) or any(b <= a for a, b in pairwise(edges)):
         return "histogram edges must be finite and rising"
     if min(counts) < 0:

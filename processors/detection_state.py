@@ -61,6 +61,9 @@ class DetectionConfig:
     # made a value no changelog record could hold. Per-layer names of large models are ~100.
     # An entity (run/<run>, model/<model>, data/<dataset>/<stage>) is refused whole past half of it.
     max_key_chars: int = 1_024
+    # A data stage's series keep their reference batch, categories by name: 2,048 features of 1,000
+    # categories could not fit any record. A batch that would take its stage past this is left out.
+    max_data_state_bytes: int = 12_000_000
     policy: IncidentPolicy = field(default_factory=IncidentPolicy)
 
     def series_cap(self, key: str) -> int:

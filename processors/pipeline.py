@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from aitrace.processors import correlate
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
@@ -45,7 +46,7 @@ from aitrace.processors.chunks import (
 )
 from aitrace.processors.decode import Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
-from aitrace.processors.detection_state import DetectionConfig, LiveRules
+from aitrace.processors.detection_state import ChunkResult, DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.processors.event_columns import EventColumns
 from aitrace.processors.options import TimeSkew, WorkerOptions
@@ -64,6 +65,11 @@ from aitrace.sinks.documents import (
 _GROUND_TRUTH = "aitrace.GroundTruth"
 log = logging.getLogger("aitrace.processors")
 _LONGEST_BATCH_ID = 64  # kept as it is (the producer's: 12 hex digits, "-", a hex counter); longer: its digest
+
+
+def _json_bytes(value: Any) -> int:
+    """About the bytes of ``value`` as its changelog record (the tables' JSON)."""
+    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY))
 
 
 def _shown(name: str, most: int = 200) -> str:
@@ -450,9 +456,33 @@ class Pipeline:
         states = (staged.private(entity) if staged is not None else dict(table.get(entity) or {})) or {}
         detectors = SeriesDetectors(states, self.detection, self.live_rules, copy_on_write=staged is not None)
         detectors.rollup_documents = self.options.index  # --no-index: rollup documents are indexing work
+        before = dict(states) if chunk["kind"] == "data" else None  # its series are copied on write
         result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
+        if before is not None and result.applied and self._undone_past_budget(entity, states, before):
+            return [], []
         if result.applied:
             table[entity] = states
+        self._count(entity, result)
+        actions = list(result.actions)
+        actions.extend(alert_action(a) for a in result.alerts)
+        for event, prediction in result.label_events:
+            actions.extend(self._label_actions(event, prediction))
+        self.counters["alerts"] += len(result.alerts)
+        return result.alerts, actions
+
+    def _undone_past_budget(self, entity: str, states: dict[str, Any], before: dict[str, Any]) -> bool:
+        """Put a data stage back as it was ``before`` the chunk if the chunk took it past its budget."""
+        if _json_bytes(states) <= self.detection.max_data_state_bytes:
+            return False
+        states.clear()
+        states.update(before)
+        self.counters["series_refused"] += 1
+        self._warn(entity, "would keep more than %d bytes: a batch of statistics left out",
+                   self.detection.max_data_state_bytes)  # fmt: skip
+        return True
+
+    def _count(self, entity: str, result: ChunkResult) -> None:
+        """What the chunk skipped, refused or put out: counted, and logged once a minute per entity."""
         if result.skipped:
             self.counters["duplicates"] += result.skipped
         if result.refused:
@@ -468,12 +498,6 @@ class Pipeline:
             self.counters["pending_evicted"] += result.evicted
             self._warn(entity, "%d labels / predictions waiting for their partner put out (%d bytes a room)",
                        result.evicted, self.detection.pending_bytes)  # fmt: skip
-        actions = list(result.actions)
-        actions.extend(alert_action(a) for a in result.alerts)
-        for event, prediction in result.label_events:
-            actions.extend(self._label_actions(event, prediction))
-        self.counters["alerts"] += len(result.alerts)
-        return result.alerts, actions
 
     def _warn(self, entity: str, message: str, *args: Any) -> None:
         """Log ``message`` about ``entity`` at most once a minute per entity (the counters count every

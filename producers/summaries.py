@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from aitrace.schemas.data_stats_block import MAX_CATEGORY_CHARS, MAX_HISTOGRAM_BINS
+
 EXACT_VALUES = 128  # a numeric column with at most this many distinct values is summarized exactly
 AUTO_BINS = 64  # otherwise: bins at this many quantiles of the batch (edges are data values)
 
@@ -50,6 +52,9 @@ def summarize(
     """
     import numpy as np
 
+    most = MAX_HISTOGRAM_BINS - 2  # a later batch on these edges may widen both outer bins
+    if bins is not None and not 1 <= bins <= most:
+        raise ValueError(f"bins={bins}: a worker takes histograms of 1 to {most} bins")
     forced = set(categorical)
     levels = tuple(quantiles)
     refs = _reference_map(reference)
@@ -182,7 +187,9 @@ def _numeric_stats(
 def _categorical_stats(name: str, arr: Any, max_categories: int) -> dict[str, Any]:
     values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in arr.ravel().tolist()]
     present = [v for v in values if v is not None]
-    counts = Counter(present)
+    # A name past what a worker takes (free text summarized as a category) is cut to it: counted
+    # under its first MAX_CATEGORY_CHARS characters rather than the whole summary dead-lettered.
+    counts = Counter(v if len(v) <= MAX_CATEGORY_CHARS else v[:MAX_CATEGORY_CHARS] for v in present)
     top = dict(counts.most_common(max_categories))
     other = len(present) - sum(top.values())
     if other:

@@ -17,6 +17,11 @@ from typing import Any
 
 from aitrace.schemas.block_shape import BlockShape, block_events
 
+# What a worker takes of one feature: a histogram's bins (summarize makes at most 2 x 128) and the
+# length of a category's or class's name (the reference keeps 1,000 categories, each by name).
+MAX_HISTOGRAM_BINS = 4_096
+MAX_CATEGORY_CHARS = 1_024
+
 DATA_STATS_SHAPE = BlockShape(
     kind="data_stats",
     schema="aitrace.DataStatsBlock",

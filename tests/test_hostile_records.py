@@ -8,6 +8,7 @@ Work is bounded by counts, never by wall-clock time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import time
@@ -584,3 +585,54 @@ def test_a_trace_keeps_its_names_and_first_error_clipped() -> None:
     assert _state_bytes(state) < 20 * 2 * 1_100 + 10_000
     assert len(state["error"][1]) == 4_096 and state["services"] == ["s" * 1_024, "svc"]
     assert {len(s[2]) for s in state["spans"].values()} == {1_024, 4}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"categories": {"c" * 2_000: 3, "a": 1}},
+        {"histogram_edges": list(range(5_002)), "histogram_counts": [1] * 5_001},
+        {"class_counts": {"k" * 2_000: 3}},
+    ],
+    ids=["long-category", "many-bins", "long-class"],
+)
+def test_a_data_batch_past_what_a_reference_keeps_is_dead_lettered(extra: dict[str, Any]) -> None:
+    # A stage's first batch is its reference, kept in its state: a few categories of 1 MB (or a
+    # histogram of millions of bins) made a value no changelog record could hold.
+    pipe = Pipeline(WorkerOptions(index=False))
+    tr, table = S.trace_id(), {}
+    counts = extra.get("class_counts", {})
+    feature = {**S.feature("x", mean=1.0), **{k: v for k, v in extra.items() if k != "class_counts"}}
+    bad = S.event(S.data_stats("ds", "st", [feature], counts), trace=tr)
+    good = S.event(S.data_stats("ds", "st", [S.feature("y", mean=1.0)], {}), trace=tr)
+    out = _process(pipe, S.encode(S.batch([bad, good])), {}, 0)
+    [letter] = out.dead_letters
+    assert letter.reason == "bad-value" and ("characters" in letter.detail or "bins" in letter.detail), letter.detail
+    _series_of(pipe, out, table)
+    assert list(table["data/ds/st"]) == ["data/ds/st/y"]  # the rest of the record is checked
+
+
+def test_a_data_stage_past_its_state_budget_leaves_the_batch_out_and_stays_as_it_was(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each feature keeps its reference's categories (1,000 names of up to 1,024 characters): within
+    # the per-name bounds, 2,048 such features are still GBs. A batch that would take the stage past
+    # its budget is left out (counted, logged) and the stage's state is the one before it.
+    pipe = Pipeline(WorkerOptions(index=False))
+    pipe.detection = dataclasses.replace(pipe.detection, max_data_state_bytes=200_000)
+    tr, table = S.trace_id(), {}
+
+    def send(name: str, offset: int) -> None:
+        categories = {f"{name}-{k}".ljust(500, "c"): 1 for k in range(100)}  # a 50 KB reference
+        stats = S.data_stats("ds", "st", [S.feature(name, mean=1.0, categories=categories)], {})
+        staged = Staged(table)
+        _series_of(pipe, _process(pipe, S.encode(S.batch([S.event(stats, trace=tr)])), {}, offset), staged)
+        staged.commit()
+
+    for offset in range(6):
+        send(f"f{offset}", offset)
+    kept = [k.rsplit("/", 1)[1] for k in table["data/ds/st"]]
+    assert kept == ["f0", "f1", "f2"] and _state_bytes(table["data/ds/st"]) <= 200_000, kept
+    assert pipe.counters["series_refused"] == 3 and "would keep more than 200000 bytes" in caplog.text
+    send("f0", 6)  # a tracked feature goes on being checked
+    assert table["data/ds/st"]["data/ds/st/f0"]["applied"] == {"t:0": 6}

@@ -593,6 +593,18 @@ def test_summarize_numeric_and_categorical() -> None:
     assert ids["categories"] == {"1": 1, "2": 1, "3": 1}
 
 
+def test_summaries_stay_within_what_a_worker_takes() -> None:
+    # A worker dead-letters a data batch with a category past 1,024 characters or a histogram past
+    # 4,096 bins (its reference would outgrow a changelog record): free text summarized as a
+    # category is counted under its first 1,024 characters, and too many bins is the caller's error.
+    long_a, long_b = "a" * 1_024 + "1", "a" * 1_024 + "2"
+    (cat,) = aitrace.summarize({"note": np.array([long_a, long_b, "short"], dtype=object)})
+    assert cat["categories"] == {"a" * 1_024: 2, "short": 1}
+    assert len(aitrace.summarize({"x": np.arange(10_000.0)}, bins=4_094)[0]["histogram_counts"]) == 4_094
+    with pytest.raises(ValueError, match="1 to 4094 bins"):
+        aitrace.summarize({"x": np.arange(10.0)}, bins=5_000)
+
+
 # -- fork and exit
 
 
