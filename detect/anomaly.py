@@ -264,7 +264,8 @@ class AnomalyDetector:
     def score(self, values: Any, *, details: bool = True) -> np.ndarray:
         """Score the next chunk; return float64 scores in [0, 1], one per value.
 
-        With ``details`` (the default) the reason code, signed robust z, and the
+        With ``details`` (the default) the reason code, signed robust z (of the recent
+        level against the long one for a level code, of the point otherwise), and the
         level and noise scale each point was compared with (NaN while warming up)
         are kept in :attr:`last_codes`, :attr:`last_z`, :attr:`last_level` and
         :attr:`last_noise` (code names in :data:`CODE_NAMES`); ``details=False``

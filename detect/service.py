@@ -49,6 +49,7 @@ import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
 from aitrace.detect.anomaly import AnomalyDetector
 from aitrace.detect.anomaly_kernel import (
+    CODE_DIP,
     CODE_FLAT,
     CODE_INF,
     CODE_LEVEL_DOWN,
@@ -122,6 +123,9 @@ class ServiceSeries:
         self.calibrator = ScoreCalibrator()
         self.cycle = CycleModel() if cycle else None
         self.shift = LatencyShiftMonitor() if metric == "latency" else None
+        # a latency that falls is not an incident: the fall back from a spike that lasted long enough
+        # to be the recent level scored as a critical "dip" and paged when the incident ended
+        self.ignored = (CODE_DIP, CODE_LEVEL_DOWN) if metric == "latency" else ()
         self.shift_base = 0  # points seen before the shift monitor (re)started
         self.shift_at: list[int] = []  # times of the level shifts of the last RECUR_DAYS, reported or held
         self.n_seen = 0
@@ -156,7 +160,10 @@ class ServiceSeries:
                 found += [self._shift_finding(s, times, vals) for s in shifts if not self._recurs(s, times)]
         found.sort(key=lambda f: f.index)
         judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
-        self.clean = int(judged_after - np.count_nonzero(scores[vals.size - judged_after :] >= self.threshold))
+        bad = scores[vals.size - judged_after :] >= self.threshold
+        if self.ignored:
+            bad &= ~np.isin(codes[vals.size - judged_after :], self.ignored)
+        self.clean = int(judged_after - np.count_nonzero(bad))
         self.n_seen += int(vals.size)
         return found
 
@@ -192,7 +199,7 @@ class ServiceSeries:
         for k in np.flatnonzero(rare).tolist():
             code = int(codes[lo + k])
             # a repeat is news only for a series that varied before (not a constant logged per request)
-            if code == CODE_NONE or (code == CODE_FLAT and not varied[k]):
+            if code == CODE_NONE or (code == CODE_FLAT and not varied[k]) or code in self.ignored:
                 continue
             i, reason = lo + k, CODE_NAMES[code]
             score, value = float(scores[i]), float(vals[i])

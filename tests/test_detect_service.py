@@ -143,3 +143,20 @@ def test_a_rise_at_another_hour_of_a_young_cyclic_series_still_pages() -> None:
         pieces += [(f.index, f.reason) for f in rules.update(t[lo : lo + 48], lat[lo : lo + 48])]
     assert pieces == whole
     assert any(r == "level_shift" and bad[i] for i, r in whole), [(hours[i], r) for i, r in whole]
+
+
+def test_a_level_shift_is_told_by_its_levels_and_a_latency_that_falls_never_pages() -> None:
+    # The demo's latency burst (~80x for 8 requests) tipped its level shift on the first normal
+    # request after it, and the alert read "latency 1.87 against a recent level of 153 (-171 of
+    # it)": the point's words for the level's finding. And a latency that falls is no incident.
+    t = _times(1000)
+    x = np.random.default_rng(1).lognormal(np.log(1.9), 0.3, 1000)
+    x[500:508] = np.random.default_rng(2).lognormal(np.log(150.0), 0.05, 8)
+    found = ServiceSeries("latency").update(t, x)
+    [shift] = [f for f in found if f.reason == "level_shift"]
+    assert shift.statistic > 100 and x[shift.index] < 10  # tipped by a normal point, told by the levels
+    assert "latency's recent level" in shift.message and "against 1." in shift.message, shift.message
+    faster = np.random.default_rng(3).lognormal(np.log(20.0), 0.02, 1000)
+    faster[600:] /= 50  # a cache in front of the model: every request 50x faster, for good
+    assert [f.reason for f in ServiceSeries("latency").update(t, faster)] == []
+    assert "level_shift" in [f.reason for f in ServiceSeries("confidence").update(t, faster)]

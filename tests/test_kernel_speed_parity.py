@@ -215,6 +215,7 @@ def old_score_kernel(
         score = 0.0
         code = CODE_NONE
         z = 0.0
+        lv = 0.0
         med_s = math.nan
         point_score = 0.0
         repeat = has_last == 1 and xi == last
@@ -261,7 +262,9 @@ def old_score_kernel(
         out_score[i] = score
         out_code[i] = code
         if details:  # loop-invariant: LLVM unswitches it, so scores alone skip these stores
-            out_z[i] = z
+            # a level code's z is the level's (the recent median against the long one), not the
+            # point's: the point that tips a level shift may be a normal one, e.g. the first after a burst
+            out_z[i] = lv if (code == CODE_LEVEL_UP) | (code == CODE_LEVEL_DOWN) else z
             out_level[i] = med_s
             out_noise[i] = 1.0 / inv_scale if n_sorted >= min_periods and inv_scale > 0.0 else math.nan
 

@@ -129,7 +129,8 @@ class OldService(ServiceSeries):
                 found += [self._shift_finding(s, times, vals) for s in shifts if not self._recurs(s, times)]
         found.sort(key=lambda f: f.index)
         judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
-        self.clean = int(judged_after - np.count_nonzero(scores[vals.size - judged_after :] >= self.threshold))
+        bad = (scores >= self.threshold) & ~np.isin(codes, self.ignored)  # a latency's falls: since 2026-12-06
+        self.clean = int(judged_after - np.count_nonzero(bad[vals.size - judged_after :]))
         self.n_seen += int(vals.size)
         return found
 
