@@ -42,6 +42,7 @@ from aitrace.producers.secret_patterns import (
     VALIDATORS,
     Validator,
     glued_secret,
+    hardware_pin,
     kept_whole,
     latin_reading,
     luhn_ok,
@@ -60,6 +61,7 @@ DEFAULT_DENY_WORDS = frozenset(
         "password",
         "passwords",
         "passwd",
+        "passwort",
         "pwd",
         "pass",
         "secret",
@@ -100,6 +102,7 @@ DEFAULT_DENY_NAMES = frozenset(
         "amz_signature",
         "goog_signature",
         "pin_code",
+        "session_key",
     }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
@@ -239,7 +242,9 @@ class Redactor:
             pair = "_".join(words[i : i + 2])
             if pair in self.deny_names:
                 rest = words[i + 2 :]
-            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken
+            elif word == "pin" and i and hardware_pin(words[i - 1]):
+                continue  # cpu_pin, numa_pin: a pinning to cores or nodes, not a PIN
+            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken, JSESSIONID
                 rest = words[i + 1 :]
             else:
                 continue
