@@ -67,6 +67,10 @@ _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # Prose between a key and its value: "is", "was", "is:" after the key or after "for"/"of" and one or two words
 # ("the password for admin is ..."); the validator then asks for a value that looks like a secret (secret_like).
 _PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
+# A name, then its value in a field of its own: '{"name": "X-Api-Key", "value": "..."}' (HAR headers, Kubernetes
+# env lists), "- name: DB_PASSWORD\n  value: ..." (their YAML), '{"key": "db.password", "value": {"stringValue":
+# "..."}}' (OpenTelemetry's JSON attributes).
+_NAME_THEN_VALUE = r"[\"']?\s*,?\s*[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
 _VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]+)"
 
@@ -173,7 +177,7 @@ PATTERNS: list[tuple[str, str, str]] = [
         "kv",
         r"cookie:[ \t]*(?:[^\s=;,\"]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
-        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}){_VALUE}"
+        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
@@ -280,11 +284,20 @@ def plain_variant(text: str) -> str | None:
     Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
     ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
     Latin letters they look like. Percent-encoded text decoded (twice at most:
-    "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
+    "next=%2Flogin%3Fpassword%3D..."). Escapes read as what they stand for: a bytes repr's UTF-8
+    ("b'p\\xd0\\xb0ssword=...'"), JSON's "\\u0430", and the quotes of JSON held in a JSON string
+    ('{\\"password\\": \\"...\\"}', up to three levels deep). ASCII text without an escape costs four C calls.
     """
     out = text
+    escaped = "\\" in out
+    if escaped:
+        out = _ESCAPES.sub(_unescaped, out)
     if not out.isascii():
         out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
+    for _ in range(3 if escaped else 0):
+        if '\\"' not in out:
+            break
+        out = out.replace('\\"', '"')
     if "%" in out and _PERCENT.search(out):
         for _ in range(2):
             decoded = urllib.parse.unquote(out)
@@ -292,6 +305,22 @@ def plain_variant(text: str) -> str | None:
                 break
             out = decoded
     return None if out == text else out
+
+
+_ESCAPES = re.compile(r"(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]{4}")
+
+
+def _unescaped(found: re.Match[str]) -> str:
+    """A run of ``\\xNN`` escapes as the UTF-8 text it encodes (kept where it is none), or a ``\\uNNNN`` escape's
+    character."""
+    escapes = found.group(0)
+    if escapes[1] == "u":
+        code = int(escapes[2:], 16)
+        return escapes if 0xD800 <= code <= 0xDFFF else chr(code)  # half a surrogate pair: no text to encode
+    try:
+        return bytes.fromhex(escapes.replace("\\x", "")).decode()
+    except UnicodeDecodeError:
+        return escapes
 
 
 def latin_reading(text: str) -> str:
@@ -610,7 +639,31 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
         return _valid_value(match, text, start) and secret_like(_value_of(match), "cookie")
     if match[0] in "[(":
         return _valid_pair(match, text, start)
+    routed = _routed(match)
+    if routed is not None:  # /reset-password/<token>: a token, not a word ("/token/refresh-all-sessions")
+        value = routed.group("value")
+        return _starts_word(match, text, start) and bool(re.search(r"\d", value) and re.search(r"[A-Za-z]", value))
+    named = _named(match)
+    if named is not None:  # {"name": "X-Api-Key", "value": "..."}: the value as after "key: "
+        return _starts_word(match, text, start) and _valid_value(f"key: {named.group('value').strip(_QUOTES)}", "", 0)
     return _valid_value(match, text, start)
+
+
+_NAME_VALUE = re.compile(rf"{_KEY}{_NAME_THEN_VALUE}(?P<value>{_VALUE})", re.IGNORECASE)
+_QUOTES = "\"'"
+# A secret word as a route's segment before a token of 16+ characters ("/reset-password/8f3a9c2e1b4d7a6f5e4d"):
+# a link's token is a credential while it lives.
+_ROUTE_VALUE = re.compile(rf"{_KEY}/(?P<value>[\w-]{{16,}})", re.IGNORECASE)
+
+
+def _routed(match: str) -> re.Match[str] | None:
+    """The match read as a route's secret segment, or None (a substring test first: most matches have no "/")."""
+    return _ROUTE_VALUE.match(match) if "/" in match else None
+
+
+def _named(match: str) -> re.Match[str] | None:
+    """The match read as a name and its value in a field of its own, or None (a substring test first)."""
+    return _NAME_VALUE.match(match) if "value" in match.lower() else None
 
 
 _COOKIE_PAIR = re.compile(r"([^\s=;,\"]+)[ \t]*=[ \t]*([^\s;\"]*)")
@@ -626,11 +679,25 @@ def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
     prose, the value ("the password for admin is [REDACTED:...]")."""
     if kind != "secret_assignment":
         return None
+    spans = _cookie_values(match) if match[:7].lower() == "cookie:" and "=" in match else None
+    if spans is not None:
+        return spans
     prose = _prose(match)
     if prose is not None:
         return [(prose.start("value"), prose.start("value") + len(prose.group("value").rstrip(_TRAILING)))]
-    if match[:7].lower() != "cookie:" or "=" not in match:
-        return None
+    routed = _routed(match)
+    if routed is not None:
+        return [routed.span("value")]
+    named = _named(match)
+    if named is not None:  # the name stays: it tells which header or variable it was
+        value = named.group("value")
+        inner = len(value) - len(value.lstrip(_QUOTES))
+        return [(named.start("value") + inner, named.end("value") - (len(value) - len(value.rstrip(_QUOTES))))]
+    return None
+
+
+def _cookie_values(match: str) -> list[tuple[int, int]] | None:
+    """The spans of a Cookie header's values not redacted yet (see :func:`secret_spans`)."""
     pairs = list(_COOKIE_PAIR.finditer(match, 7))
     if not pairs or match[7 : pairs[0].start()].strip(" \t"):
         return None  # "cookie: banner ... a=b": no pair right after the colon, no header
@@ -718,6 +785,24 @@ def secret_like(value: str, key: str) -> bool:
     return (len(word) >= 8 and letters and digits) or (len(word) >= 16 and looks_random(word))
 
 
+# What stands for a secret without being one: an environment variable ($DB_PASS, ${DB_PASS}: one case), a template
+# ({{ .Values.password }}, %(password)s, <your-password>), a mask (********, ****1234), a PEM header (the private key
+# pattern's), a redaction token. Only whole values: "$ecretPa55", "***Hunter2", "-----x" are passwords (a prefix
+# test let them through).
+_PLACEHOLDER = re.compile(
+    r"\$(?:[A-Z_][A-Z0-9_]*|[a-z_][a-z0-9_]*|\{[^{}\s]*\}?)|<[^<>]{1,64}>?|\{\{[^{}]*(?:\}\})?|%\([\w.-]+(?:\)[sdr]?)?"
+    r"|\*+[\w-]{0,4}|-----BEGIN[\s\S]*|\[(?i:redacted)[\s\S]*"
+)
+
+
+_PLACEHOLDER_STARTS = frozenset("$<{%*-[")
+
+
+def placeholder(value: str) -> bool:
+    """Whether a key's value (quotes off) is a placeholder, a mask or a redaction token, not a secret."""
+    return value[:1] in _PLACEHOLDER_STARTS and _PLACEHOLDER.fullmatch(value) is not None
+
+
 def _valid_value(match: str, text: str, start: int) -> bool:
     if not _starts_word(match, text, start):
         return False
@@ -726,7 +811,7 @@ def _valid_value(match: str, text: str, start: int) -> bool:
         return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"), text, start)
     value = _value_of(match)
     low = value.lower()
-    if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***", "-----")):
+    if not value or low in STATUS_WORDS or placeholder(value):
         return False  # not a secret, a placeholder, or one already redacted
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
@@ -745,7 +830,7 @@ def _valid_value(match: str, text: str, start: int) -> bool:
 
 def _valid_prose(key: str, value: str, text: str, start: int) -> bool:
     """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory."""
-    if value.lower().startswith(("[redacted", "${", "{{", "%(", "***")):
+    if placeholder(value.rstrip(_TRAILING)):
         return False
     if key.startswith("pin"):
         return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None and not hardware_pin(_word_before(text, start))

@@ -176,3 +176,71 @@ def test_session_and_look_alike_field_names_are_secret_names() -> None:
     keys = ["JSESSIONID", "PHPSESSID", "sessionid", "session_key", "ASP.NET_SessionId", cyrillic("APIKEY"),
             cyrillic("COOKIE"), cyrillic("PASS")]  # fmt: skip
     assert redactor.mapping(dict.fromkeys(keys, "8f3a9c2e")) == dict.fromkeys(keys, REDACTED)
+
+
+# -- holes found by looking as an attacker would: (attribute value as the client is given it, what must not arrive)
+S = "Hunter2Secret"
+HOLES: list[tuple[object, str]] = [
+    # a name, then its value in a field of its own: HAR headers, Kubernetes env lists, OpenTelemetry JSON attributes
+    ([{"name": "X-Api-Key", "value": "k1" + S}], S),
+    ([{"name": "LOG_LEVEL", "value": "info"}, {"name": "DB_PASSWORD", "value": "pw" + S}], S),
+    ([{"key": "db.password", "value": {"stringValue": "ot" + S}}], S),
+    (f"env:\n- name: DB_PASSWORD\n  value: ya{S}\n- name: LOG_LEVEL\n  value: info", S),
+    # JSON held in a JSON string (a message that logs a request body), escaped once and twice
+    ('{"body": "{\\"password\\": \\"' + S + '\\"}"}', S),
+    ('"{\\"msg\\": \\"{\\\\\\"api_key\\\\\\": \\\\\\"' + S + '\\\\\\"}\\"}"', S),
+    # escapes that hide a key word: a bytes value's UTF-8 (its repr) and JSON's \u escapes
+    (b"p\xd0\xb0ssword=by" + S.encode(), S),
+    ('{"p\\u0430ssword": "ju' + S + '"}', S),
+    # a token as a route's segment
+    ("GET /api/reset-password/8f3a9c2e1b4d7a6f5e4d?lang=en", "8f3a9c2e1b4d7a6f5e4d"),
+    ("POST /v1/token/8f3a9c2e1b4d7a6f5e4d/revoke", "8f3a9c2e1b4d7a6f5e4d"),
+    # a password that starts like a placeholder was taken for one
+    (f"password=${S}", S),
+    (f"password=***{S}", S),
+    (f"password=-----{S}", S),
+]
+HOLES_STAY: list[object] = [
+    [{"name": "token_count", "value": "512"}, {"name": "Authorization", "value": "none"}],
+    "password=${DB_PASSWORD} pwd: $PGPASS token={{ .Values.token }} secret=%(secret)s",
+    "password=******** api_key=****1234 passphrase=<your-passphrase>",
+    "GET /v1/token/refresh-all-sessions",
+    'saved to "C:\\users\\ucafe\\x41" and b"\\xff\\xfe"',
+]
+
+
+@pytest.fixture(scope="module")
+def holes(tmp_path_factory: pytest.TempPathFactory) -> dict[int, str]:
+    """The indexed attribute of each value of HOLES and HOLES_STAY, by position (HOLES first)."""
+    values = [v for v, _ in HOLES] + HOLES_STAY
+
+    def send(client) -> None:  # type: ignore[no-untyped-def]
+        for i, value in enumerate(values):
+            client.log("info", "hole", case=i, value=value)
+
+    docs = _documents(str(tmp_path_factory.mktemp("spool")), send)
+    return {int(d["aitrace"]["attributes"]["case"]): d["aitrace"]["attributes"]["value"] for d in docs}
+
+
+@pytest.mark.parametrize("i", range(len(HOLES)), ids=[repr(v)[:32] for v, _ in HOLES])
+def test_a_hole_is_closed_through_a_client_and_the_worker(holes: dict[int, str], i: int) -> None:
+    assert HOLES[i][1] not in holes[i] and "[REDACTED:" in holes[i], holes[i]
+
+
+@pytest.mark.parametrize("i", range(len(HOLES_STAY)), ids=[repr(v)[:32] for v in HOLES_STAY])
+def test_what_the_hole_fixes_must_keep_arrives_as_it_is(holes: dict[int, str], i: int) -> None:
+    from collections import Counter
+
+    from aitrace.producers.events import text_value
+
+    assert holes[len(HOLES) + i] == text_value(HOLES_STAY[i], Counter())
+
+
+def test_a_name_value_pair_keeps_its_name_and_a_route_its_path() -> None:
+    redactor = Redactor()
+    assert redactor.scrub('[{"name":"X-Api-Key","value":"k1' + S + '"}]') == (
+        '[{"name":"X-Api-Key","value":"[REDACTED:secret_assignment]"}]'
+    )
+    assert redactor.scrub("GET /api/reset-password/8f3a9c2e1b4d7a6f5e4d?lang=en") == (
+        "GET /api/reset-password/[REDACTED:secret_assignment]?lang=en"
+    )
