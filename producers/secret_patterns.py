@@ -724,6 +724,7 @@ _PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
 # least 8 characters"), not in a password: 3+ letters (shorter words are no password in prose) and not already a
 # status word, a word of _PROSE_WORDS or a word with an English ending.
 _SENTENCE_WORDS = _words(
+    "read left part ask use put done told known seen written found lost stolen chosen forgotten whatever "
     "the and but not now too also still very been are was were has had have does did can cannot could may might "
     "must should will would shall need needs here then than that this what which when where who why how its your "
     "our his her any all each every some more less most least only just even ever never over under below above "
@@ -734,6 +735,13 @@ _SENTENCE_WORDS = _words(
 # ... and after "password:", short words too, German, French and Spanish ones ("Passwort: zu kurz").
 _AFTER_COLON = _SENTENCE_WORDS | _words(
     "is be to in at on of by or if as an a no zu ist nicht muss falsch leer trop est pas doit vide debe"
+)
+# Words after a value that show a sentence going on ("the password is part of the payload", "... is read from the
+# environment", "password is: ask the admin"): the value was a word of it.
+_GOES_ON = re.compile(
+    r"\s+(?:of|from|to|for|by|in|on|at|with|into|onto|the|a|an|as|than|when|if|after|before|until|via|through|every"
+    r"|each|blank|empty|unset|instead|yet|again|already)\b",
+    re.IGNORECASE,
 )
 # How sure a prose key word is that a password follows: "password", "passphrase" and "passcode" name nothing
 # else; "pwd", "secret" and "pin" less so; "pass" is also a forward or a second pass.
@@ -750,13 +758,15 @@ def _prose(match: str) -> re.Match[str] | None:
     return _PROSE_MATCH.fullmatch(low)
 
 
-def secret_like(value: str, key: str) -> bool:
+def secret_like(value: str, key: str, after: str = "") -> bool:
     """Whether a value in prose is a secret, not a word of the sentence; ``key``: the key word (lower case).
 
     After "password", "passphrase" or "passcode", any value but a word of the sentence: a status word, a word on
     a list of English words ("too", "must", "incorrect", ...) or with an English ending (-ed, -ing, -ly, -tion,
-    -able, -ent, -ic, -al, ...), or a word of under 3 letters. "the password is correcthorsebatterystaple" and
-    "password is admin" go, "password is too short", "password was changed" stay. After "pwd", "secret" and
+    -able, -ent, -ic, -al, ...), or a word of under 3 letters, or a word the sentence goes on from (``after``, the
+    text after the value, starts with "of", "from", "the", ...: "the password is part of the payload"). "the
+    password is correcthorsebatterystaple" and "password is admin" go, "password is too short", "password was
+    changed" stay. After "pwd", "secret" and
     "pin", a value with a digit, ASCII punctuation other than "-", or an inner capital (hunter2, p@ss, HunterTwo),
     or such a word of 6+ letters ("the secret is consistency" goes, "the secret was revealed" stays). After
     "pass", a value with a digit, punctuation or an inner capital that is no number with a unit ("the second pass
@@ -778,7 +788,8 @@ def secret_like(value: str, key: str) -> bool:
         if password or only:
             return len(word) >= 3
     if only:
-        return len(word) >= 3 and low not in _SENTENCE_WORDS and not _ENGLISH_END.search(low)
+        sentence = low in _SENTENCE_WORDS or _ENGLISH_END.search(low) or _GOES_ON.match(after)
+        return len(word) >= 3 and not sentence
     if password:
         return len(word) >= 6 and not _ENGLISH_END.search(low)
     letters, digits = any(c.isalpha() for c in word), any(c.isdigit() for c in word)
@@ -808,7 +819,8 @@ def _valid_value(match: str, text: str, start: int) -> bool:
         return False
     prose = _prose(match)
     if prose is not None:
-        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"), text, start)
+        after = text[start + prose.end("value") : start + prose.end("value") + 16]
+        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"), text, start, after)
     value = _value_of(match)
     low = value.lower()
     if not value or low in STATUS_WORDS or placeholder(value):
@@ -828,15 +840,16 @@ def _valid_value(match: str, text: str, start: int) -> bool:
     return not (match[len(key) - 1] == " " and ":" in key and low in _AFTER_COLON)
 
 
-def _valid_prose(key: str, value: str, text: str, start: int) -> bool:
-    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory."""
+def _valid_prose(key: str, value: str, text: str, start: int, after: str) -> bool:
+    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory;
+    ``start``: where the match starts in ``text``, ``after``: the text after the value."""
     if placeholder(value.rstrip(_TRAILING)):
         return False
     if key.startswith("pin"):
         return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None and not hardware_pin(_word_before(text, start))
     if key == "pwd" and value.startswith(("/", "~", ".")):
         return False  # "pwd is /home/bob": $PWD is a directory
-    return secret_like(value, key)
+    return secret_like(value, key, after)
 
 
 _PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")

@@ -42,6 +42,7 @@ MUST_GO: list[tuple[str, str]] = [
     ("password is admin", "admin"),
     ("Password is Sunshine", "Sunshine"),
     ("the password for root was qwe", "qwe"),
+    ("the password is orca and the user is bob", "orca"),
     ("password : dragonfly", "dragonfly"),  # French spacing
     ("password\uff1afalcon", "falcon"),  # a full-width colon (CJK text)
     ("Passwort: «kestrel»", "kestrel"),  # guillemets
@@ -82,6 +83,11 @@ MUST_STAY: list[str] = [
     "password must contain a digit",
     "passwords do not match",
     "password is not set",
+    "the password is part of the payload",  # the sentence goes on after the word
+    "password is read from the environment",
+    "password is left blank",
+    "password is: ask the admin",
+    "password: use env var",
     "Passwort: zu kurz",  # German: too short ("zu" is two letters)
     # passes, secrets and sessions in ML prose
     "the second pass was faster",
