@@ -21,14 +21,20 @@ Choices that keep benign text:
   with Shannon entropy and class changes of random text. Pure hex (git SHAs, sha256, trace
   ids, UUIDs) is never flagged by entropy alone: hex secrets are caught by their key
   (``secret=...``) or their provider shape.
-- **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and
-  placeholders are not secrets.
+- **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and whole
+  placeholders (``$DB_PASS``, ``{{ ... }}``, ``****1234``) are not secrets; a value of one or
+  two characters is one after a password, secret or key word (``api_key: k1``) or when it mixes
+  letters and digits, not after token or pass (``token=a``). After ``key: `` a word of a
+  sentence stays ("password: too short"). ``pin`` after a hardware word (``cpu_pin``) is none.
 - **Prose.** ``<secret word> [for|of <one or two words>] is|was[:] <value>`` ("the password for
   admin is hunter2") loses the value only, and only where it looks like a secret
-  (:func:`secret_like`): after a password word, a digit, punctuation or an inner capital, or a
-  word of 6+ letters that does not read as English; after token, api key, auth, cookie, 8+
+  (:func:`secret_like`): after password, passphrase or passcode, any word but one of the
+  sentence; after pwd, secret, pin, a digit, punctuation or an inner capital, or a word of 6+
+  letters that does not read as English; after token, api key, auth, cookie, session id, 8+
   characters mixing letters and digits. "password is incorrect", "the next token is London",
   "token count is 512" stay.
+- **Cookies.** A Cookie or Set-Cookie header loses its values; cookie names and Set-Cookie
+  attributes (Path, Domain, Expires, ...) stay.
 """
 
 from __future__ import annotations
