@@ -271,3 +271,20 @@ def test_the_category_values_of_a_secret_named_feature_do_not_arrive(tmp_path_fa
 
     docs = _documents(str(tmp_path_factory.mktemp("spool")), send)
     assert docs and S not in json.dumps(docs)
+
+
+ESCAPED_JSON = [
+    '{"body": "{\\"user\\": \\"jane@example.com\\", \\"ip\\": \\"10.1.2.3\\"}"}',
+    '{"body": "{\\"db\\": \\"postgres://app:Hunter2@db.example/app\\", \\"card\\": \\"4111 1111 1111 1111\\"}"}',
+    '{"body": "{\\"step\\": 7, \\"loss\\": 0.07}"}',
+    '{"body": "{\\"password\\": \\"' + S + '\\", \\"token_count\\": 5}"}',
+]
+
+
+@pytest.mark.parametrize("text", ESCAPED_JSON)
+def test_escaped_json_is_unescaped_only_where_a_key_word_was(text: str) -> None:
+    """The quotes of JSON held in a JSON string are unescaped (a second scan) only where the text had a key word
+    (the keyword trigger): other texts keep their escaped form, with what the first scan found redacted."""
+    out = Redactor().scrub(text)
+    assert S not in out and "jane@" not in out and "Hunter2" not in out and "4111" not in out, out
+    assert ('\\"' in out) == ("password" not in text), out
