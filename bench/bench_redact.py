@@ -12,8 +12,8 @@ hex-identifier fast paths of ``secret_patterns`` turned off: the baseline, in th
 
 ``--against REV`` instead compares ``Redactor.scrub`` of this tree with that of a git revision
 (its ``redact.py`` and ``secret_patterns.py`` loaded beside) on fresh texts of a few shapes (plain
-ASCII log lines, keyword lines, prose, a Cookie header, Cyrillic and Greek lines, URLs): old and new
-alternate run by run, thread CPU time, medians.
+ASCII log lines, keyword lines, prose, a Cookie header, Cyrillic and Greek lines, URLs, JSON held in
+a JSON string): old and new alternate run by run, thread CPU time, medians.
 """
 
 from __future__ import annotations
@@ -179,6 +179,7 @@ TEXT_SHAPES: dict[str, Callable[[int], str]] = {
     "Greek line": lambda i: f"βήμα {i}: η ακρίβεια είναι 0.{i % 97:02d}",
     "URL": lambda i: f"GET https://api.example.com/v1/items/{i}?page=2",
     "URL with credentials": lambda i: f"connect postgres://app:p@ss/w{i}rd@db.example:5432/app",
+    "JSON in a JSON string": lambda i: f'{{"body":"{{\\"step\\":{i},\\"loss\\":0.{i % 97:02d},\\"ok\\":1}}"}}',
 }
 
 

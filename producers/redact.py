@@ -42,6 +42,7 @@ from aitrace.producers.secret_patterns import (
     VALIDATORS,
     Validator,
     glued_secret,
+    hardware_pin,
     kept_whole,
     latin_reading,
     luhn_ok,
@@ -60,6 +61,7 @@ DEFAULT_DENY_WORDS = frozenset(
         "password",
         "passwords",
         "passwd",
+        "passwort",
         "pwd",
         "pass",
         "secret",
@@ -100,6 +102,7 @@ DEFAULT_DENY_NAMES = frozenset(
         "amz_signature",
         "goog_signature",
         "pin_code",
+        "session_key",
     }
 )
 # Words after a secret word that keep the key a secret ("password_hash"); any other tail does not ("token_count").
@@ -239,7 +242,9 @@ class Redactor:
             pair = "_".join(words[i : i + 2])
             if pair in self.deny_names:
                 rest = words[i + 2 :]
-            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken
+            elif word == "pin" and i and hardware_pin(words[i - 1]):
+                continue  # cpu_pin, numa_pin: a pinning to cores or nodes, not a PIN
+            elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken, JSESSIONID
                 rest = words[i + 1 :]
             else:
                 continue
@@ -280,19 +285,20 @@ class Redactor:
         it: ``pass<U+200B>word=...``, ``%3Fpassword%3D...``) shows one more, that variant redacted instead.
 
         The text itself first, so what its own form shows stays redacted whole (``password=a%20b``)."""
-        out = self._scan(text, ident, version, found)
-        variant = plain_variant(out)
+        out, fired = self._scan(text, ident, version, found)
+        variant = plain_variant(out, "kv" in fired)
         if variant is None:
             return out
         seen: list[str] = []
-        plain = self._scan(variant, ident, version, seen)
+        plain, _ = self._scan(variant, ident, version, seen)
         if not seen:
             return out
         if found is not None:
             found.extend(seen)
         return plain
 
-    def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+    def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> tuple[str, frozenset[str]]:
+        """``text`` with what the patterns find replaced, and the triggers that fired on it."""
         fired = triggers(text)
         if "kv" in fired:  # keyword patterns first, on the lower-cased text (see secret_patterns)
             lower = text.lower()
@@ -305,7 +311,7 @@ class Redactor:
             plain = without_hex_ids(text)  # a UUID's or a trace id's digits are not a phone number
             if phones.hint(plain):
                 text = self._phones(text, plain, ident, found)
-        return text
+        return text, fired
 
     def _pass_for(self, fired: frozenset[str]) -> _Pass:
         """One alternation of the (non-keyword) patterns whose trigger fired, compiled once per set of triggers."""

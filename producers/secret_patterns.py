@@ -21,14 +21,20 @@ Choices that keep benign text:
   with Shannon entropy and class changes of random text. Pure hex (git SHAs, sha256, trace
   ids, UUIDs) is never flagged by entropy alone: hex secrets are caught by their key
   (``secret=...``) or their provider shape.
-- **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and
-  placeholders are not secrets.
+- **Keyword values.** Booleans, status words (``auth: healthy``), short numbers and whole
+  placeholders (``$DB_PASS``, ``{{ ... }}``, ``****1234``) are not secrets; a value of one or
+  two characters is one after a password, secret or key word (``api_key: k1``) or when it mixes
+  letters and digits, not after token or pass (``token=a``). After ``key: `` a word of a
+  sentence stays ("password: too short"). ``pin`` after a hardware word (``cpu_pin``) is none.
 - **Prose.** ``<secret word> [for|of <one or two words>] is|was[:] <value>`` ("the password for
   admin is hunter2") loses the value only, and only where it looks like a secret
-  (:func:`secret_like`): after a password word, a digit, punctuation or an inner capital, or a
-  word of 6+ letters that does not read as English; after token, api key, auth, cookie, 8+
+  (:func:`secret_like`): after password, passphrase or passcode, any word but one of the
+  sentence; after pwd, secret, pin, a digit, punctuation or an inner capital, or a word of 6+
+  letters that does not read as English; after token, api key, auth, cookie, session id, 8+
   characters mixing letters and digits. "password is incorrect", "the next token is London",
   "token count is 512" stay.
+- **Cookies.** A Cookie or Set-Cookie header loses its values; cookie names and Set-Cookie
+  attributes (Path, Domain, Expires, ...) stay.
 """
 
 from __future__ import annotations
@@ -48,9 +54,9 @@ def _words(text: str) -> frozenset[str]:
 
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
-    r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?d\d{0,2}"
-    r"|passphrase|pwd|pass|pin(?:[_-]?code)?|auth|authorization|credentials?|cookie|session[_-]?(?:id|key|token)"
-    r"|private[_ -]?key|sas"
+    r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?[dt]\d{0,2}"
+    r"|passphrase|pwd|pass|pin(?:[_-]?code)?|auth|authorization|credentials?|cookie"
+    r"|session[_ -]?(?:id|key|token)|sessid|private[_ -]?key|sas"
     r"|signing[_-]?key|encryption[_-]?key|hmac[_-]?key|master[_-]?key|fernet[_-]?key|privkey|passcode"
     r"|amz-signature|goog-signature)"
 )
@@ -67,8 +73,12 @@ _KEY = rf"{SECRET_WORDS}{_TAIL}(?![a-z0-9])"
 # Prose between a key and its value: "is", "was", "is:" after the key or after "for"/"of" and one or two words
 # ("the password for admin is ..."); the validator then asks for a value that looks like a secret (secret_like).
 _PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
+# A name, then its value in a field of its own: '{"name": "X-Api-Key", "value": "..."}' (HAR headers, Kubernetes
+# env lists), "- name: DB_PASSWORD\n  value: ..." (their YAML), '{"key": "db.password", "value": {"stringValue":
+# "..."}}' (OpenTelemetry's JSON attributes).
+_NAME_THEN_VALUE = r"[\"']?\s*,?\s*[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
-_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{3,})"
+_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]+)"
 
 STATUS_WORDS = _words(
     "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
@@ -171,9 +181,9 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "secret_assignment",
         "kv",
-        r"cookie:[ \t]*(?:[^\s=;,\"]+=[^\s;\"]*(?:;[ \t]*|[ \t]+)?)+"
+        r"cookie:[ \t]*(?:[^\s=;,\"]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
-        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}){_VALUE}"
+        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
@@ -211,7 +221,7 @@ _LITERALS = re.compile(
     r"|SharedAccessKey|sig=|softlayer\.com"
 )
 _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "session", "sas", "ssn", "social",
-             "bearer", "ibm", "-signature", "identified")  # fmt: skip
+             "bearer", "ibm", "-signature", "identified", "sessid")  # fmt: skip
 # One search, not a substring test per word; "pin" only as a word's end ("pin=", "card_pin:"): "mapping",
 # "clipping" and "early stopping" would fire the keyword pass on many benign log lines.
 _KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
@@ -266,20 +276,37 @@ _CONFUSABLES = str.maketrans(
     "aeopcyxijsdqwhlk" "ABEKMHOPCTYXIJSQW" "aeikvoptux" "ABEZHIKMNOPTYX",
 )  # fmt: skip
 _LOOK_ALIKES = "".join(map(chr, _CONFUSABLES))
-_BESIDE_LATIN = re.compile(f"[A-Za-z_=][{_LOOK_ALIKES}]|[{_LOOK_ALIKES}][A-Za-z_=:]")
+# ... or a word of 3+ look-alikes only before a quote, "=" or ":", spaces allowed ('{"АРІКЕУ": ...}', "РАЅЅ = ..."
+# in Cyrillic): the regex finds 3 before one (group "word"), :func:`_folded` asks that they start a word (a
+# lookbehind for it cost Greek and Russian lines 1 µs more).
+_BESIDE_LATIN = re.compile(
+    f"[A-Za-z_=][{_LOOK_ALIKES}]|[{_LOOK_ALIKES}](?:[A-Za-z_=:]|(?P<word>[{_LOOK_ALIKES}]{{2}})\\s*[=:\"'])"
+)
 
 
-def plain_variant(text: str) -> str | None:
+def plain_variant(text: str, keywords: bool | None = None) -> str | None:
     """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
 
     Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
     ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
     Latin letters they look like. Percent-encoded text decoded (twice at most:
-    "next=%2Flogin%3Fpassword%3D..."). ASCII text without an escape costs two C calls.
+    "next=%2Flogin%3Fpassword%3D..."). Escapes read as what they stand for: a bytes repr's UTF-8
+    ("b'p\\xd0\\xb0ssword=...'"), JSON's "\\u0430", and the quotes of JSON held in a JSON string
+    ('{\\"password\\": \\"...\\"}', up to three levels deep) where a key word is in it: ``keywords`` when the
+    caller knows (the keyword trigger fired on ``text``), else looked for. ASCII text without an escape costs four
+    C calls.
     """
     out = text
+    if "\\x" in out or "\\u" in out:
+        out = _ESCAPES.sub(_unescaped, out)
     if not out.isascii():
         out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
+    # Quotes matter to the keyword patterns only: other escaped JSON is not scanned twice (2.5x the cost).
+    quotes = '\\"' in out and (keywords if keywords is not None and out == text else _KV_ANY.search(out.lower()))
+    for _ in range(3 if quotes else 0):
+        if '\\"' not in out:
+            break
+        out = out.replace('\\"', '"')
     if "%" in out and _PERCENT.search(out):
         for _ in range(2):
             decoded = urllib.parse.unquote(out)
@@ -289,15 +316,44 @@ def plain_variant(text: str) -> str | None:
     return None if out == text else out
 
 
+_ESCAPES = re.compile(r"(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]{4}")
+
+
+def _unescaped(found: re.Match[str]) -> str:
+    """A run of ``\\xNN`` escapes as the UTF-8 text it encodes (kept where it is none), or a ``\\uNNNN`` escape's
+    character."""
+    escapes = found.group(0)
+    if escapes[1] == "u":
+        code = int(escapes[2:], 16)
+        return escapes if 0xD800 <= code <= 0xDFFF else chr(code)  # half a surrogate pair: no text to encode
+    try:
+        return bytes.fromhex(escapes.replace("\\x", "")).decode()
+    except UnicodeDecodeError:
+        return escapes
+
+
 def latin_reading(text: str) -> str:
     """``text`` with every Cyrillic and Greek look-alike read as the Latin letter it looks like."""
     return text if text.isascii() else text.translate(_CONFUSABLES)
 
 
+def _beside_latin(found: re.Match[str], text: str) -> bool:
+    """A look-alike beside a Latin letter, "_", "=" or ":", or a word of look-alikes only (see _BESIDE_LATIN)."""
+    if found.lastgroup != "word":
+        return True
+    start = found.start()
+    while start and text[start - 1] in _LOOK_ALIKES:
+        start -= 1
+    return start == 0 or not text[start - 1].isalnum()
+
+
 def _folded(text: str) -> str:
     """``text`` with its Cyrillic and Greek look-alikes read as Latin, where that shows more key words or provider
     prefixes ("t\u043eken", "\u0455k-proj-..."); else ``text``."""
-    if _BESIDE_LATIN.search(text) is None:
+    found = _BESIDE_LATIN.search(text)
+    while found is not None and not _beside_latin(found, text):
+        found = _BESIDE_LATIN.search(text, found.start() + 1)
+    if found is None:
         return text
     folded = text.translate(_CONFUSABLES)
     before = len(_KV_ANY.findall(text.lower())) + len(_LITERALS.findall(text))
@@ -528,8 +584,8 @@ def _value_of(match: str) -> str:
 
 
 # Secret words that name a secret even glued to a word before them (PGPASSWORD, dbpassword, APPSECRET,
-# apitoken), where "pass" (compass, bypass) and "auth" (author) alone do not.
-_GLUED = re.compile(r"passw(?:or)?d|passphrase|secret")
+# apitoken, JSESSIONID, PHPSESSID), where "pass" (compass, bypass) and "auth" (author) alone do not.
+_GLUED = re.compile(r"passw(?:or)?[dt]|passphrase|secret|session_?id|sessid")
 _TOKEN_PREFIXES = ("api", "auth", "access", "refresh", "bot", "hf", "csrf", "xsrf", "bearer")
 
 
@@ -557,6 +613,26 @@ def _starts_word(match: str, text: str, start: int) -> bool:
 
 
 _PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
+# Key words that name a secret and nothing else: their value goes however short ("password=ab", "api_key: k").
+_SHORT_KEY = re.compile(r"passw|pwd|passphrase|passcode|secret|api|access|private|credential|session|sessid|key")
+# Words before "pin" that make it a core, a node or a memory pinning, not a PIN ("cpu_pin", "numa pin=0-7").
+_HARDWARE = _words(
+    "cpu cpus core cores numa gpu gpus thread threads irq gpio mem memory node nodes socket affinity worker workers "
+    "loader dataloader page pages host dma io rank process proc task device version dep deps package pkg"
+)
+
+
+def hardware_pin(before: str) -> bool:
+    """Whether the word before "pin" (lower case) makes it a pinning to hardware, not a PIN."""
+    return before in _HARDWARE
+
+
+def _word_before(text: str, start: int) -> str:
+    """The word right before ``start`` in ``text`` (lower case), across "_", "-", "." or spaces."""
+    found = re.search(r"([A-Za-z]+)[\s_.-]*$", text[max(0, start - 24) : start])
+    return found.group(1).lower() if found else ""
+
+
 _PIN_KEY = re.compile(r"(?<![a-z])pin(?:[_-]?code)?[\"']?\s*[:=]")
 _PIN = re.compile(r"\d{4,12}")
 
@@ -569,13 +645,41 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
         spans = secret_spans("secret_assignment", match)
         if spans is not None:
             return bool(spans)  # a header whose values are all redacted already is not found again
-        return _valid_value(match, text, start) and secret_like(_value_of(match), password=False)
+        return _valid_value(match, text, start) and secret_like(_value_of(match), "cookie")
     if match[0] in "[(":
         return _valid_pair(match, text, start)
+    routed = _routed(match)
+    if routed is not None:  # /reset-password/<token>: a token, not a word ("/token/refresh-all-sessions")
+        value = routed.group("value")
+        return _starts_word(match, text, start) and bool(re.search(r"\d", value) and re.search(r"[A-Za-z]", value))
+    named = _named(match)
+    if named is not None:  # {"name": "X-Api-Key", "value": "..."}: the value as after "key: "
+        return _starts_word(match, text, start) and _valid_value(f"key: {named.group('value').strip(_QUOTES)}", "", 0)
     return _valid_value(match, text, start)
 
 
-_COOKIE_PAIR = re.compile(r"[^\s=;,\"]+=([^\s;\"]*)")
+_NAME_VALUE = re.compile(rf"{_KEY}{_NAME_THEN_VALUE}(?P<value>{_VALUE})", re.IGNORECASE)
+_QUOTES = "\"'"
+# A secret word as a route's segment before a token of 16+ characters ("/reset-password/8f3a9c2e1b4d7a6f5e4d"):
+# a link's token is a credential while it lives.
+_ROUTE_VALUE = re.compile(rf"{_KEY}/(?P<value>[\w-]{{16,}})", re.IGNORECASE)
+
+
+def _routed(match: str) -> re.Match[str] | None:
+    """The match read as a route's secret segment, or None (a substring test first: most matches have no "/")."""
+    return _ROUTE_VALUE.match(match) if "/" in match else None
+
+
+def _named(match: str) -> re.Match[str] | None:
+    """The match read as a name and its value in a field of its own, or None (a substring test first)."""
+    return _NAME_VALUE.match(match) if "value" in match.lower() else None
+
+
+_COOKIE_PAIR = re.compile(r"([^\s=;,\"]+)[ \t]*=[ \t]*([^\s;\"]*)")
+# What a Set-Cookie header sets beside its cookie: attributes, whose values (a path, a date) hold no secret. Kept
+# after the first pair of any cookie header: the match starts at "cookie:" (an optional "set-" before it in the
+# pattern cost 20% of the keyword pass on every text), and a cookie of one of these names is rare.
+_COOKIE_ATTRIBUTES = _words("path domain expires max-age samesite priority")
 
 
 def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
@@ -584,15 +688,30 @@ def secret_spans(kind: str, match: str) -> list[tuple[int, int]] | None:
     prose, the value ("the password for admin is [REDACTED:...]")."""
     if kind != "secret_assignment":
         return None
+    spans = _cookie_values(match) if match[:7].lower() == "cookie:" and "=" in match else None
+    if spans is not None:
+        return spans
     prose = _prose(match)
     if prose is not None:
         return [(prose.start("value"), prose.start("value") + len(prose.group("value").rstrip(_TRAILING)))]
-    if match[:7].lower() != "cookie:" or "=" not in match:
-        return None
+    routed = _routed(match)
+    if routed is not None:
+        return [routed.span("value")]
+    named = _named(match)
+    if named is not None:  # the name stays: it tells which header or variable it was
+        value = named.group("value")
+        inner = len(value) - len(value.lstrip(_QUOTES))
+        return [(named.start("value") + inner, named.end("value") - (len(value) - len(value.rstrip(_QUOTES))))]
+    return None
+
+
+def _cookie_values(match: str) -> list[tuple[int, int]] | None:
+    """The spans of a Cookie header's values not redacted yet (see :func:`secret_spans`)."""
     pairs = list(_COOKIE_PAIR.finditer(match, 7))
     if not pairs or match[7 : pairs[0].start()].strip(" \t"):
         return None  # "cookie: banner ... a=b": no pair right after the colon, no header
-    return [pair.span(1) for pair in pairs if pair.group(1) and not pair.group(1).startswith("[REDACTED")]
+    pairs = pairs[:1] + [p for p in pairs[1:] if p.group(1).lower() not in _COOKIE_ATTRIBUTES]
+    return [pair.span(2) for pair in pairs if pair.group(2) and not pair.group(2).startswith("[REDACTED")]
 
 
 # Prose ("cookie: consent dialog closed", "the password for admin is hunter2") tells its secret from the sentence's
@@ -604,13 +723,40 @@ _PROSE_WORDS = _words(
 )
 _ENGLISH_END = re.compile(
     r"(?:ed|ing|ly|tion|sion|ment|ness|able|ible|ful|less|ive|ous|ent|ant|ance|ence|ary|ory|ure|ate|ise|ize|ic|al|est"
-    r"|ity)$"
+    r"|ity|ency|ancy|ism|ship|hood|logy)$"
 )
 _SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII punctuation but "-", camelCase
 _NUMBER = re.compile(r"[\d.,]+")
 _TRAILING = ".,!?:;"  # the end of a sentence, not of the value
 _PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
-_PASSWORD_WORD = re.compile(r"pass|pwd|secret|pin")
+# Words that follow "password is" or "password:" in a sentence ("password is too short", "password: must be at
+# least 8 characters"), not in a password: 3+ letters (shorter words are no password in prose) and not already a
+# status word, a word of _PROSE_WORDS or a word with an English ending.
+_SENTENCE_WORDS = _words(
+    "read left part ask use put done told known seen written found lost stolen chosen forgotten whatever "
+    "the and but not now too also still very been are was were has had have does did can cannot could may might "
+    "must should will would shall need needs here then than that this what which when where who why how its your "
+    "our his her any all each every some more less most least only just even ever never over under below above "
+    "into onto from with case easy hard short long same simple common empty fine safe secure insecure unsafe good "
+    "bad old new one two three four five due set see sent used got gone kept held made shown given taken hidden "
+    "stored saved visible mandatory complete incomplete obsolete unchanged different identical protected"
+)
+# ... and after "password:", short words too, German, French and Spanish ones ("Passwort: zu kurz").
+_AFTER_COLON = _SENTENCE_WORDS | _words(
+    "is be to in at on of by or if as an a no zu ist nicht muss falsch leer trop est pas doit vide debe"
+)
+# Words after a value that show a sentence going on ("the password is part of the payload", "... is read from the
+# environment", "password is: ask the admin"): the value was a word of it.
+_GOES_ON = re.compile(
+    r"\s+(?:of|from|to|for|by|in|on|at|with|into|onto|the|a|an|as|than|when|if|after|before|until|via|through|every"
+    r"|each|blank|empty|unset|instead|yet|again|already)\b",
+    re.IGNORECASE,
+)
+# How sure a prose key word is that a password follows: "password", "passphrase" and "passcode" name nothing
+# else; "pwd", "secret" and "pin" less so; "pass" is also a forward or a second pass.
+_PASSWORD_ONLY = re.compile(r"passw|passphrase|passcode")
+_PASSWORD_WORD = re.compile(r"pwd|secret|pin")
+_UNIT = re.compile(r"\d[\d.,]*(?:x|ms|s|m|h|d|%|gb|mb|kb)")  # "2.5x faster", "10ms"
 
 
 def _prose(match: str) -> re.Match[str] | None:
@@ -621,29 +767,60 @@ def _prose(match: str) -> re.Match[str] | None:
     return _PROSE_MATCH.fullmatch(low)
 
 
-def secret_like(value: str, password: bool) -> bool:
-    """Whether a value in prose is a secret, not a word of the sentence; ``password``: the key names a password.
+def secret_like(value: str, key: str, after: str = "") -> bool:
+    """Whether a value in prose is a secret, not a word of the sentence; ``key``: the key word (lower case).
 
-    After a password word (password, pwd, pass, passphrase, passcode, pin, secret) a value counts when it has a
-    digit, ASCII punctuation other than "-", or an inner capital (hunter2, p@ss, HunterTwo); or when it is a word
-    of 6+ letters that is neither a status word, nor on a small list of English words (incorrect, always, ...),
-    nor ends like one (-ed, -ing, -ly, -tion, -able, -ent, -ic, -al, ...): "letmein" goes, "changed" stays. After
-    the other words (token, api key, auth, cookie, credentials) a value counts only with 8+ characters mixing
-    letters and digits, or random: "the next token is London", "pad token is [PAD]" stay. A number counts only
-    after a password word, from 4 digits ("pin was 1234"; "token count is 512" stays).
+    After "password", "passphrase" or "passcode", any value but a word of the sentence: a status word, a word on
+    a list of English words ("too", "must", "incorrect", ...) or with an English ending (-ed, -ing, -ly, -tion,
+    -able, -ent, -ic, -al, ...), or a word of under 3 letters, or a word the sentence goes on from (``after``, the
+    text after the value, starts with "of", "from", "the", ...: "the password is part of the payload"). "the
+    password is correcthorsebatterystaple" and "password is admin" go, "password is too short", "password was
+    changed" stay. After "pwd", "secret" and
+    "pin", a value with a digit, ASCII punctuation other than "-", or an inner capital (hunter2, p@ss, HunterTwo),
+    or such a word of 6+ letters ("the secret is consistency" goes, "the secret was revealed" stays). After
+    "pass", a value with a digit, punctuation or an inner capital that is no number with a unit ("the second pass
+    was faster", "pass was 2.5x slower" stay). After the other words (token, api key, auth, cookie, credentials,
+    session id) a value counts only with 8+ characters mixing letters and digits, or random: "the next token is
+    London", "pad token is [PAD]" stay. A number counts only after a password word, from 4 digits ("pin was
+    1234"; "token count is 512" stays).
     """
     word = value.rstrip(_TRAILING)
     low = word.lower()
     if low in STATUS_WORDS or low in _PROSE_WORDS or (word[:1], word[-1:]) in (("[", "]"), ("<", ">")):
         return False
+    password, only = _PASSWORD_WORD.search(key) is not None, _PASSWORD_ONLY.search(key) is not None
     if _NUMBER.fullmatch(word):
-        return password and sum(c.isdigit() for c in word) >= 4
-    if not password:
-        letters, digits = any(c.isalpha() for c in word), any(c.isdigit() for c in word)
-        return (len(word) >= 8 and letters and digits) or (len(word) >= 16 and looks_random(word))
+        return (password or only) and sum(c.isdigit() for c in word) >= 4
     if _SHAPED.search(word):
-        return len(word) >= 3
-    return len(word) >= 6 and not _ENGLISH_END.search(low)
+        if key.startswith("pass") and not only:
+            return len(word) >= 3 and not _UNIT.fullmatch(low)
+        if password or only:
+            return len(word) >= 3
+    if only:
+        sentence = low in _SENTENCE_WORDS or _ENGLISH_END.search(low) or _GOES_ON.match(after)
+        return len(word) >= 3 and not sentence
+    if password:
+        return len(word) >= 6 and not _ENGLISH_END.search(low)
+    letters, digits = any(c.isalpha() for c in word), any(c.isdigit() for c in word)
+    return (len(word) >= 8 and letters and digits) or (len(word) >= 16 and looks_random(word))
+
+
+# What stands for a secret without being one: an environment variable ($DB_PASS, ${DB_PASS}: one case), a template
+# ({{ .Values.password }}, %(password)s, <your-password>), a mask (********, ****1234), a PEM header (the private key
+# pattern's), a redaction token. Only whole values: "$ecretPa55", "***Hunter2", "-----x" are passwords (a prefix
+# test let them through).
+_PLACEHOLDER = re.compile(
+    r"\$(?:[A-Z_][A-Z0-9_]*|[a-z_][a-z0-9_]*|\{[^{}\s]*\}?)|<[^<>]{1,64}>?|\{\{[^{}]*(?:\}\})?|%\([\w.-]+(?:\)[sdr]?)?"
+    r"|\*+[\w-]{0,4}|-----BEGIN[\s\S]*|\[(?i:redacted)[\s\S]*"
+)
+
+
+_PLACEHOLDER_STARTS = frozenset("$<{%*-[")
+
+
+def placeholder(value: str) -> bool:
+    """Whether a key's value (quotes off) is a placeholder, a mask or a redaction token, not a secret."""
+    return value[:1] in _PLACEHOLDER_STARTS and _PLACEHOLDER.fullmatch(value) is not None
 
 
 def _valid_value(match: str, text: str, start: int) -> bool:
@@ -651,30 +828,37 @@ def _valid_value(match: str, text: str, start: int) -> bool:
         return False
     prose = _prose(match)
     if prose is not None:
-        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"))
+        after = text[start + prose.end("value") : start + prose.end("value") + 16]
+        return _valid_prose(prose.group("key"), prose.group("value").strip("\"'"), text, start, after)
     value = _value_of(match)
     low = value.lower()
-    if not value or low in STATUS_WORDS or low.startswith(("[redacted", "<", "${", "$", "{{", "%(", "***", "-----")):
+    if not value or low in STATUS_WORDS or placeholder(value):
         return False  # not a secret, a placeholder, or one already redacted
     if match.startswith("-p") and not match.startswith("-p-"):
         return _valid_dash_p(match, text, start)
     key = match[: len(match) - len(value)].lower()
-    if _PIN_KEY.search(key):
-        return _PIN.fullmatch(value) is not None  # pin=1234; "pin: true", "cpu pin=0-7" stay
+    if _PIN_KEY.search(key):  # pin=1234; "pin: true", "cpu pin=0-7", "cpu_pin=1234" (cores) stay
+        return _PIN.fullmatch(value) is not None and not hardware_pin(_word_before(text, start))
     if re.fullmatch(r"[\d.]{1,6}|\d+(?:\.\d+)?(?:ms|s|m|h|d|%)", value) and not _PASSWORD_KEY.search(key):
         return False  # auth: 30s, token: 512; a password of digits is still one (password=123456)
-    return not (re.search(r"\bpwd\b", key) and value.startswith(("/", "~")))  # $PWD is a directory
+    if re.search(r"\bpwd\b", key) and value.startswith(("/", "~", ".")):
+        return False  # $PWD is a directory
+    if len(value) < 3 and not _SHORT_KEY.search(key) and not (re.search(r"\d", value) and re.search(r"[a-z]", low)):
+        return False  # token=a (a tokenizer's token), pass: A; api_key: k1, password=ab, token=x1 go
+    # "password: too short", "Error: password: must be at least 8 characters"
+    return not (match[len(key) - 1] == " " and ":" in key and low in _AFTER_COLON)
 
 
-def _valid_prose(key: str, value: str) -> bool:
-    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory."""
-    if value.lower().startswith(("[redacted", "${", "{{", "%(", "***")):
+def _valid_prose(key: str, value: str, text: str, start: int, after: str) -> bool:
+    """A value in prose after ``key`` (lower case): a secret by its look, a PIN by its digits, not a directory;
+    ``start``: where the match starts in ``text``, ``after``: the text after the value."""
+    if placeholder(value.rstrip(_TRAILING)):
         return False
     if key.startswith("pin"):
-        return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None
-    if key == "pwd" and value.startswith(("/", "~")):
+        return _PIN.fullmatch(value.rstrip(_TRAILING)) is not None and not hardware_pin(_word_before(text, start))
+    if key == "pwd" and value.startswith(("/", "~", ".")):
         return False  # "pwd is /home/bob": $PWD is a directory
-    return secret_like(value, password=_PASSWORD_WORD.search(key) is not None)
+    return secret_like(value, key, after)
 
 
 _PAIR_VALUE = re.compile(r",\s*b?[\"'](.*)[\"']$")
