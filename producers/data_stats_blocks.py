@@ -33,7 +33,7 @@ from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.blocks import Block
 from aitrace.producers.redact import Redactor
-from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS
+from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS, feature_stats
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
 _INTS: frozenset[type] = frozenset({int, type(None)})
@@ -71,11 +71,20 @@ class _KeysOnly:
 
     def __call__(self, block: Block) -> Block:
         features = dict(block["features"])
+        if any(self.redactor.key_action(name) == 1 for name in features["name"]):
+            features = self._hidden(features, block["block_id"])
         quantiles, categories = features.pop("quantiles"), features.pop("categories")
         out = self.redacting({**block, "features": features})
         out["features"]["quantiles"] = self._keys(quantiles, _present, _later_wins)
         out["features"]["categories"] = self._keys(categories, _pairs, list.__add__)
         return out
+
+    def _hidden(self, features: Block, block_id: str) -> Block:
+        """The feature table with the values of secret-named columns taken out, by the rule of a single event
+        (:meth:`Redactor.hidden_feature`): read back as rows, changed, built again (such columns are rare)."""
+        rows = feature_stats(features, f"data_stats block {block_id!r}")
+        rows = [self.redactor.hidden_feature(row) or row for row in rows]
+        return _feature_columns(features["per_record"], rows, Counter())
 
     def _keys(
         self,

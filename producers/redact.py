@@ -55,6 +55,13 @@ from aitrace.producers.secret_patterns import (
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
 REDACTED = "[REDACTED]"
+# What a summary of a secret-named column keeps empty (aitrace.FeatureStats): every statistic a value shows in.
+_FEATURE_VALUES: tuple[tuple[str, Any], ...] = (
+    *((key, lambda: None) for key in ("mean", "variance", "min", "max")),
+    ("quantiles", dict),
+    ("histogram_edges", list),
+    ("histogram_counts", list),
+)
 
 DEFAULT_DENY_WORDS = frozenset(
     {
@@ -427,6 +434,8 @@ class Redactor:
         self, mapping: dict[Any, Any], top: bool = False, ident_values: bool = False, version: bool = False
     ) -> dict[Any, Any]:
         """A copy of ``mapping``: keys scrubbed as identifiers, secret-named values blanked, others redacted."""
+        if "dtype" in mapping and (hidden := self.hidden_feature(mapping)) is not None:
+            mapping = hidden
         out: dict[Any, Any] = {}
         plans = self._plans
         clean, clean_versioned = self._clean
@@ -452,6 +461,22 @@ class Redactor:
                 out[name] = self._blank(val)
             else:
                 out[name] = self.value(val, ident or ident_values, version or versioned)
+        return out
+
+    def hidden_feature(self, feature: dict[Any, Any]) -> dict[Any, Any] | None:
+        """A data batch's summary of a secret-named column (``password``, ``pin``), its values taken out; None
+        for any other. Its top values are the secrets themselves, and so are a few rows' min, max, quantiles
+        and histogram edges: rows and missing values are kept, the categories' counts summed under one name."""
+        name = feature.get("name")
+        if type(name) is not str or self.key_action(name) != 1:
+            return None
+        out = dict(feature)
+        for key, empty in _FEATURE_VALUES:
+            if key in out:
+                out[key] = empty()
+        if categories := out.get("categories"):
+            out["categories"] = {REDACTED: sum(int(n) for n in categories.values())}
+        self.counts["field"] += 1
         return out
 
     def _generated(self, key: str, value: str) -> bool:

@@ -44,6 +44,8 @@ def _features(i: int, secret: bool) -> list[dict[str, Any]]:
     """What summarize gives for a small table, and hand-written summaries with odd values."""
     city = ["berlin", "paris", "bob@example.com" if secret else "rome", None][: 2 + i % 3]
     table = {"amount": [1.5 * i, 2.0, 7.25, math.nan], "city": (city * 4)[:4], "n": [i, i, 3, 4]}
+    if secret:  # a secret-named column: its values are the secrets (in its min, max, quantiles, categories)
+        table["card_pin"] = [4921, 7712 + i, 4921, 3301]
     out = summarize(table)
     if i % 3 == 0:
         out.append({"name": "age", "count": 10, "mean": 41, "quantiles": {0.5: 40, "0.9": 60.5}})  # ints, odd keys
@@ -80,6 +82,9 @@ def test_a_block_reads_back_as_the_events_sent_one_at_a_time(start: Callable[...
     assert redactor.counts == single_redactor.counts and blocks.stats["sent"] == single.stats["sent"] == 40
     if secret:
         assert "example.com" not in repr(from_blocks) and redactor.total > 0
+        assert "4921" not in repr(from_blocks) and "'password'" not in repr(from_blocks)
+        pin = next(f for f in first["features"] if f["name"] == "card_pin")
+        assert pin["count"] == 4 and pin["min"] is None and not pin["quantiles"] and not pin["histogram_edges"]
 
 
 @pytest.mark.parametrize(

@@ -252,12 +252,6 @@ def test_a_name_value_pair_keeps_its_name_and_a_route_its_path() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open hole: producers/data_stats_blocks.py (_KeysOnly._keys) scrubs each category name alone, without "
-    "its feature's name, so the top values of a feature named like a secret arrive as they are; the fix belongs there "
-    "(blank the category names of a feature whose name Redactor.key_action gives 1)",
-)
 def test_the_category_values_of_a_secret_named_feature_do_not_arrive(tmp_path_factory: pytest.TempPathFactory) -> None:
     import json
 
