@@ -143,7 +143,7 @@ def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     through :func:`events.data_payload`.
     """
     try:
-        return _columns(rows, [f for _, _, _, f, _ in rows], stats)
+        return _columns(rows, blocks.row_fields(rows), stats)
     except _BAD:
         pass
     kept, payloads = blocks.built(rows, ev.data_payload, stats)
@@ -153,7 +153,7 @@ def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _columns(rows: list[ev.Queued], fields: list[dict[str, Any]], stats: Counter[str]) -> Block:
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     for name in ("stage", "dataset"):
         values = [f[name] for f in fields]
         columns[name], columns[f"{name}_index"] = blocks.interned(_texts(values, stats))

@@ -37,14 +37,14 @@ def halves(block: Block) -> list[Block]:
 
 def ground_truth_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     """The columns of queued labels; values made text as :func:`events.ground_truth_payload` makes them."""
-    fields = [f for _, _, _, f, _ in rows]
+    fields = blocks.row_fields(rows)
     try:
         ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
     except (KeyError, TypeError):
         rows, fields = blocks.built(rows, ev.ground_truth_payload, stats)
         ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
     ids, models, labels = ([v if type(v) is str else ev.text_value(v, stats) for v in c] for c in (ids, models, labels))
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids
     columns["model_name"], columns["model_name_index"] = blocks.interned(models)
     columns["label"], columns["label_index"] = blocks.interned(labels)

@@ -44,7 +44,7 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     The common case (text ids, numeric latency, no error) is a few list comprehensions; a batch
     with anything else is built record by record through :func:`events.inference_payload`.
     """
-    fields = [f for _, _, _, f, _ in rows]
+    fields = blocks.row_fields(rows)
     try:
         ids = [f["request_id"] for f in fields]
         models = [f["model_name"] for f in fields]
@@ -75,7 +75,7 @@ def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: list[str], statuses: list[str],
              stats: Counter[str]) -> Block:  # fmt: skip
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids
     columns["model_name"], columns["model_name_index"] = blocks.interned(models)
     columns["status"], columns["status_index"] = blocks.interned(statuses)
