@@ -33,6 +33,7 @@ from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.blocks import Block
 from aitrace.producers.redact import Redactor
+from aitrace.schemas.avro_writer import Doubles
 from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
@@ -294,6 +295,8 @@ def _number_columns(maps: list[Any], kinds: frozenset[type]) -> dict[str, list[A
     if types - kinds:
         return None
     if type(None) not in types:  # every map has every name, none of them None
+        if types == {float}:  # floats only (quantiles): the writer need not look again
+            return {name: Doubles(column) for name, column in columns.items()}
         return columns
     present = sum(len(c) - c.count(None) for c in columns.values())
     return columns if present == sum(map(len, maps)) else None  # else a value None: not a number
@@ -348,7 +351,7 @@ def _optional_floats(values: list[Any]) -> list[float | None]:
     if kinds == {type(None)}:
         return []
     if kinds <= {float}:
-        return values
+        return Doubles(values)  # floats only: the writer need not look again
     return blocks.optional_column(values if kinds <= _FLOATS else list(map(ev.as_float, values)))
 
 
