@@ -23,7 +23,6 @@ records sampling must keep, with ``sampled = false``) and a processor that decla
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
@@ -43,7 +42,7 @@ KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
 _NUMBERS = frozenset({int, float, bool})
 _SPAN_TABLE = ("span_id", "parent_span_id")
-_GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
+_ID_CHARS = b"0123456789abcdef\n"  # W3C span ids as the client makes them (16 of these), one a line
 _TEXT = frozenset({str, type(None)})
 _LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
 _SCANNED = 6  # the redactor's shortest text to scan (Redactor.scrub)
@@ -161,8 +160,25 @@ class _Redacting:
 
 
 def _generated_ids(column: list[str | None]) -> bool:
-    """Every id in the column is one the client generates (16 hex digits), or absent."""
-    return _GENERATED_IDS.fullmatch("\n".join(filter(None, column))) is not None
+    """Every id in the column is one the client generates (16 hex digits), or absent (None or empty).
+
+    What the regex ``(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?`` finds in the ids joined by newlines, in C
+    loops (about a quarter of its time, ~100 ns an id): a length of 17 per line less one, a newline
+    exactly at every 17th place and nowhere else, and nothing but lowercase hex digits besides. A column of
+    one id throughout (a parent span) is looked at once: the test holds for each id on its own.
+    """
+    texts = list(filter(None, column))
+    if texts and texts.count(texts[0]) == len(texts):
+        texts = texts[:1]
+    joined = "\n".join(texts)
+    lines = (len(joined) + 1) // 17
+    return not joined or (
+        len(joined) == 17 * lines - 1
+        and joined.count("\n") == lines - 1
+        and joined[16::17] == "\n" * (lines - 1)
+        and joined.isascii()
+        and not joined.encode().translate(None, _ID_CHARS)
+    )
 
 
 def _kept(value: str | None, redacted: str) -> str | None:
