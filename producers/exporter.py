@@ -109,8 +109,6 @@ class Exporter:
         # than batch_linger_ms (a fresh CI runner) 0.0 would hold the first lone event back.
         self._last_send = float("-inf")
         self._slice_end = 0.0
-        self._taken = 0  # items taken from the queue so far: with those still queued, all the callers queued
-        self._queued_seen = 0  # that sum at the last yield (see _share)
         self.wake = threading.Event()
         self.sleeping = False
         self._stop = False
@@ -252,7 +250,6 @@ class Exporter:
                 items = list(map(_POPLEFT, repeat(queue, min(len(queue), _TAKE_SLICE))))  # a C loop of pops
                 self.stats["enqueued"] += len(items)
             taken += len(items)
-            self._taken += len(items)
             self._file(items)
             self._share()
         self._pending_events += taken
@@ -441,17 +438,12 @@ class Exporter:
 
         Python hands the GIL over only every ``sys.getswitchinterval()`` (5 ms) to a thread that asks
         for it: a busy worker would take half of a busy caller's wall time. Yielding after each
-        millisecond lets a caller run its 5 ms. The yield is paid only after a slice in which callers
-        queued something (they are running): ``time.sleep(0)`` is a real sleep of the timer slack,
-        about 60 µs here, and more on a loaded machine, where the thread gives its core away;
-        paid after every slice it cost a worker draining a backlog alone 6-40% of its rate.
+        millisecond lets a caller run its 5 ms; a caller that is not running costs nothing (the
+        sleep returns at once), so the worker's own throughput stays.
         """
         now = time.perf_counter()
         if now >= self._slice_end:
-            queued = self._taken + len(self.queue)  # every item the callers queued so far
-            if queued != self._queued_seen:
-                self._queued_seen = queued
-                time.sleep(0)
+            time.sleep(0)
             self._slice_end = time.perf_counter() + _SLICE_S
 
     def _emit(self, topic: str, key: bytes, events: list[dict], blocks: list[dict]) -> None:
