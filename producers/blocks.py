@@ -23,10 +23,10 @@ records sampling must keep, with ``sampled = false``) and a processor that decla
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -42,10 +42,12 @@ KeepFields = Callable[[Block], Iterable[dict[str, Any]]]
 _ENVELOPE = ("service", "service_version", "environment", "host", "pid", "run_id", "sampled", "labels")
 _NUMBERS = frozenset({int, float, bool})
 _SPAN_TABLE = ("span_id", "parent_span_id")
-_GENERATED_IDS = re.compile(r"(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?")  # W3C span ids, as the client makes them
+_ID_CHARS = b"0123456789abcdef\n"  # W3C span ids as the client makes them (16 of these), one a line
 _TEXT = frozenset({str, type(None)})
 _LONG_COLUMN = 16  # shorter columns: the redactor's per-text caches do as well
 _SCANNED = 6  # the redactor's shortest text to scan (Redactor.scrub)
+_TIME, _CONTEXT, _FIELDS = itemgetter(1), itemgetter(2), itemgetter(3)  # of a queued row (events.Queued)
+_SPAN_ID = attrgetter("span_id")
 
 
 def block_chain(
@@ -158,8 +160,25 @@ class _Redacting:
 
 
 def _generated_ids(column: list[str | None]) -> bool:
-    """Every id in the column is one the client generates (16 hex digits), or absent."""
-    return _GENERATED_IDS.fullmatch("\n".join(filter(None, column))) is not None
+    """Every id in the column is one the client generates (16 hex digits), or absent (None or empty).
+
+    What the regex ``(?:[0-9a-f]{16}(?:\n[0-9a-f]{16})*)?`` finds in the ids joined by newlines, in C
+    loops (about a quarter of its time, ~100 ns an id): a length of 17 per line less one, a newline
+    exactly at every 17th place and nowhere else, and nothing but lowercase hex digits besides. A column of
+    one id throughout (a parent span) is looked at once: the test holds for each id on its own.
+    """
+    texts = list(filter(None, column))
+    if texts and texts.count(texts[0]) == len(texts):
+        texts = texts[:1]
+    joined = "\n".join(texts)
+    lines = (len(joined) + 1) // 17
+    return not joined or (
+        len(joined) == 17 * lines - 1
+        and joined.count("\n") == lines - 1
+        and joined[16::17] == "\n" * (lines - 1)
+        and joined.isascii()
+        and not joined.encode().translate(None, _ID_CHARS)
+    )
 
 
 def _kept(value: str | None, redacted: str) -> str | None:
@@ -241,9 +260,32 @@ def optional_column(values: list[Any]) -> list[Any]:
     return [] if values.count(None) == len(values) else values
 
 
+def row_times(rows: list[ev.Queued]) -> list[int]:
+    """Each queued row's time (a C loop: no tuple unpacked per row in bytecode)."""
+    return list(map(_TIME, rows))
+
+
+def row_contexts(rows: list[ev.Queued]) -> list[Any]:
+    """Each queued row's span context."""
+    return list(map(_CONTEXT, rows))
+
+
+def row_fields(rows: list[ev.Queued]) -> list[Any]:
+    """Each queued row's fields, as the caller enqueued them."""
+    return list(map(_FIELDS, rows))
+
+
 def span_columns(ctxs: list[Any]) -> Block:
-    """The span table of the records' contexts (one entry per distinct span)."""
-    span_ids, span_index = interned([c.span_id for c in ctxs])
+    """The span table of the records' contexts (one entry per distinct span).
+
+    Records of one context (a request's, a job's root: the common case) are found by one count, which
+    compares the very same object by identity: no hash of a context per record.
+    """
+    if ctxs and ctxs.count(ctxs[0]) == len(ctxs):
+        first = ctxs[0]
+        parents = optional_column([first.parent_span_id])
+        return {"span_id": [first.span_id], "parent_span_id": parents, "span_index": [0] * len(ctxs)}
+    span_ids, span_index = interned(list(map(_SPAN_ID, ctxs)))
     parent_of = {c.span_id: c.parent_span_id for c in dict.fromkeys(ctxs)}  # few contexts: one per span
     parents = list(map(parent_of.__getitem__, span_ids))
     return {"span_id": span_ids, "parent_span_id": optional_column(parents), "span_index": span_index}

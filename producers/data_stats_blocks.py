@@ -33,6 +33,7 @@ from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.blocks import Block
 from aitrace.producers.redact import Redactor
+from aitrace.schemas.avro_writer import Doubles
 from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS, feature_stats
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
@@ -152,7 +153,7 @@ def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     through :func:`events.data_payload`.
     """
     try:
-        return _columns(rows, [f for _, _, _, f, _ in rows], stats)
+        return _columns(rows, blocks.row_fields(rows), stats)
     except _BAD:
         pass
     kept, payloads = blocks.built(rows, ev.data_payload, stats)
@@ -162,7 +163,7 @@ def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _columns(rows: list[ev.Queued], fields: list[dict[str, Any]], stats: Counter[str]) -> Block:
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     for name in ("stage", "dataset"):
         values = [f[name] for f in fields]
         columns[name], columns[f"{name}_index"] = blocks.interned(_texts(values, stats))
@@ -303,6 +304,8 @@ def _number_columns(maps: list[Any], kinds: frozenset[type]) -> dict[str, list[A
     if types - kinds:
         return None
     if type(None) not in types:  # every map has every name, none of them None
+        if types == {float}:  # floats only (quantiles): the writer need not look again
+            return {name: Doubles(column) for name, column in columns.items()}
         return columns
     present = sum(len(c) - c.count(None) for c in columns.values())
     return columns if present == sum(map(len, maps)) else None  # else a value None: not a number
@@ -357,7 +360,7 @@ def _optional_floats(values: list[Any]) -> list[float | None]:
     if kinds == {type(None)}:
         return []
     if kinds <= {float}:
-        return values
+        return Doubles(values)  # floats only: the writer need not look again
     return blocks.optional_column(values if kinds <= _FLOATS else list(map(ev.as_float, values)))
 
 

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
+from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -54,6 +55,7 @@ _TAKE_CHUNK = 20_000
 _TAKE_SLICE = 256  # items filed between two chances for the callers to run (see _share)
 _KIND, _CONTEXT, _URGENT = itemgetter(0), itemgetter(2), itemgetter(4)
 _TRACE_ID = attrgetter("trace_id")
+_POPLEFT = deque.popleft
 # The worker holds the GIL for at most about this long before it lets the callers run (see _share).
 _SLICE_S = 0.001
 
@@ -242,11 +244,10 @@ class Exporter:
 
     def _take(self) -> None:
         queue = self.queue
-        popleft = queue.popleft
         taken = 0
         while queue and taken < _TAKE_CHUNK:
             with self.take_lock:  # counted as they leave the queue: stats() never misses them in between
-                items = [popleft() for _ in range(min(len(queue), _TAKE_SLICE))]
+                items = list(map(_POPLEFT, repeat(queue, min(len(queue), _TAKE_SLICE))))  # a C loop of pops
                 self.stats["enqueued"] += len(items)
             taken += len(items)
             self._file(items)

@@ -37,15 +37,26 @@ def halves(block: Block) -> list[Block]:
 
 def ground_truth_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     """The columns of queued labels; values made text as :func:`events.ground_truth_payload` makes them."""
-    fields = [f for _, _, _, f, _ in rows]
+    fields = blocks.row_fields(rows)
     try:
         ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
     except (KeyError, TypeError):
         rows, fields = blocks.built(rows, ev.ground_truth_payload, stats)
         ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
-    ids, models, labels = ([v if type(v) is str else ev.text_value(v, stats) for v in c] for c in (ids, models, labels))
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    ids, models, labels = (_texts(c, stats) for c in (ids, models, labels))
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids
     columns["model_name"], columns["model_name_index"] = blocks.interned(models)
     columns["label"], columns["label_index"] = blocks.interned(labels)
     return columns
+
+
+def _texts(values: list[Any], stats: Counter[str]) -> list[Any]:
+    """Each value as :func:`events.text_value` writes it (None too: ``"null"``), by C loops when they are texts or
+    numbers (labels: a JSON call for the column, not one per record)."""
+    kinds = set(map(type, values))
+    if kinds <= {str}:
+        return values
+    if type(None) not in kinds:
+        return blocks.texts(values, stats)
+    return [v if type(v) is str else ev.text_value(v, stats) for v in values]

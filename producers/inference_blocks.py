@@ -21,6 +21,7 @@ from typing import Any
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.blocks import Block
+from aitrace.schemas.avro_writer import Doubles
 from aitrace.schemas.inference_block import INFERENCE_SHAPE
 
 _ABSENT = object()
@@ -44,7 +45,7 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     The common case (text ids, numeric latency, no error) is a few list comprehensions; a batch
     with anything else is built record by record through :func:`events.inference_payload`.
     """
-    fields = [f for _, _, _, f, _ in rows]
+    fields = blocks.row_fields(rows)
     try:
         ids = [f["request_id"] for f in fields]
         models = [f["model_name"] for f in fields]
@@ -55,10 +56,11 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         return _slow_columns(rows, stats)
     if set(map(type, ids)) != {str} or set(map(type, models)) != {str} or errors.count(None) != len(errors):
         return _slow_columns(rows, stats)
-    if not set(map(type, latencies)) <= {float, int}:
+    latency_kinds = set(map(type, latencies))
+    if not latency_kinds <= {float, int}:
         return _slow_columns(rows, stats)
     columns = _columns(rows, fields, ids, models, statuses, stats)
-    columns["latency_ms"] = latencies if int not in set(map(type, latencies)) else [float(x) for x in latencies]
+    columns["latency_ms"] = Doubles(latencies if int not in latency_kinds else map(float, latencies))
     columns["features"], columns["categorical_features"] = _feature_columns([f["features"] for f in fields], stats)
     return columns
 
@@ -75,7 +77,7 @@ def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: list[str], statuses: list[str],
              stats: Counter[str]) -> Block:  # fmt: skip
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids
     columns["model_name"], columns["model_name_index"] = blocks.interned(models)
     columns["status"], columns["status_index"] = blocks.interned(statuses)
@@ -85,7 +87,10 @@ def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: l
     columns["error"] = blocks.optional_column(texts["error"])
     columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
     confidence = list(map(dict.get, fields, repeat("confidence")))
-    if not set(map(type, confidence)) <= {float, type(None)}:
+    kinds = set(map(type, confidence))
+    if kinds == {float}:  # floats only: the writer need not look again
+        confidence = Doubles(confidence)
+    elif not kinds <= {float, type(None)}:
         confidence = [ev.as_float(c) for c in confidence]
     columns["confidence"] = blocks.optional_column(confidence)
     return columns
@@ -102,10 +107,10 @@ def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, li
     for name in sorted(names):
         column = list(map(dict.get, maps, repeat(name), repeat(_ABSENT)))  # C loops: maps are dicts
         kinds = set(map(type, column))
-        if kinds == {float}:
-            numeric[name] = column
+        if kinds == {float}:  # floats only: the writer need not look again
+            numeric[name] = Doubles(column)
         elif kinds <= _NUMBERS:
-            numeric[name] = list(map(float, column))
+            numeric[name] = Doubles(map(float, column))
         elif kinds == {str}:
             text[name] = column
         else:

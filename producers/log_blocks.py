@@ -53,7 +53,7 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     batch with anything unusual is built record by record through :func:`events.log_payload`,
     which turns odd values into text and leaves out (counted) what cannot be built.
     """
-    fields = [f for _, _, _, f, _ in rows]
+    fields = blocks.row_fields(rows)
     try:
         levels = [f["level"] for f in fields]
         messages = [f["message"] for f in fields]
@@ -84,7 +84,7 @@ def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _columns(rows: list[ev.Queued], levels: list[str], messages: list[str], loggers: list[Any]) -> Block:
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["level"], columns["level_index"] = blocks.interned(levels)
     columns["message"], columns["message_index"] = blocks.interned(messages)
     columns["logger"], columns["logger_index"] = blocks.optional_interned(loggers)

@@ -50,13 +50,13 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     over the span objects, a table per text field looked at once, and a few list comprehensions;
     a batch with anything else is built record by record through :func:`events.span_payload`.
     """
-    objects = [f for _, _, _, f, _ in rows]
+    objects = blocks.row_fields(rows)
     if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
         return _dict_columns(rows, stats)
     names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = (
         list(map(read, objects)) for read in _READERS
     )
-    columns = {"time": [t for _, t, _, _, _ in rows], **_span_table([c for _, _, c, _, _ in rows])}
+    columns = {"time": blocks.row_times(rows), **_span_table(blocks.row_contexts(rows))}
     for name, values in (("name", names), ("kind", kinds), ("status", statuses)):
         table, index = blocks.interned(values)
         if set(map(type, table)) != {str}:  # (a table of the distinct values: a look at a few)
@@ -102,7 +102,7 @@ def _dict_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         return _slow_columns(rows, stats)
     if any(set(map(type, c)) - _TEXT for c in (error_types, messages)):
         return _slow_columns(rows, stats)
-    columns = _columns(rows, [c for _, _, c, _, _ in rows], names, kinds, statuses)
+    columns = _columns(rows, blocks.row_contexts(rows), names, kinds, statuses)
     columns.update(start_time=starts, duration_us=durations)
     columns["error_type"], columns["error_message"] = map(blocks.optional_column, (error_types, messages))
     columns["attributes"] = blocks.text_columns(attributes, stats)
@@ -126,7 +126,7 @@ def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 
 
 def _columns(rows: list[ev.Queued], ctxs: list[Any], names: list[Any], kinds: list[Any], statuses: list[Any]) -> Block:
-    columns = {"time": [t for _, t, _, _, _ in rows], **blocks.span_columns(ctxs)}
+    columns = {"time": blocks.row_times(rows), **blocks.span_columns(ctxs)}
     columns["name"], columns["name_index"] = blocks.interned(names)
     columns["kind"], columns["kind_index"] = blocks.interned(kinds)
     columns["status"], columns["status_index"] = blocks.interned(statuses)
