@@ -24,6 +24,11 @@ the time from produce to the moment ``_count`` on the index reaches that documen
     .venv/bin/python bench/bench_processors.py                 # all of it, small sizes
     .venv/bin/python bench/bench_processors.py --records 400 --skip-latency
     .venv/bin/python bench/bench_processors.py --records 1200 --repeat 3 --workload training --skip-latency
+    .venv/bin/python bench/bench_processors.py --records 4000 --repeat 3 --workload client-mixed \
+        --skip-latency --compare-tree ../base-checkout     # before/after of a change, one run
+
+The worker row is also given as events per worker CPU-second (its stats lines' ``cpu_s``): on a
+shared machine its wall-time rate swings with the other load far more than its CPU cost does.
 """
 
 from __future__ import annotations
