@@ -24,6 +24,11 @@ the time from produce to the moment ``_count`` on the index reaches that documen
     .venv/bin/python bench/bench_processors.py                 # all of it, small sizes
     .venv/bin/python bench/bench_processors.py --records 400 --skip-latency
     .venv/bin/python bench/bench_processors.py --records 1200 --repeat 3 --workload training --skip-latency
+    .venv/bin/python bench/bench_processors.py --records 4000 --repeat 3 --workload client-mixed \
+        --skip-latency --compare-tree ../base-checkout     # before/after of a change, one run
+
+The worker row is also given as events per worker CPU-second (its stats lines' ``cpu_s``): on a
+shared machine its wall-time rate swings with the other load far more than its CPU cost does.
 """
 
 from __future__ import annotations
@@ -225,54 +230,84 @@ def pipeline_in_process(msgs: list[Any]) -> tuple[float, float, int, int]:
 
 
 _STATS = re.compile(r"aitrace stats t=([\d.]+) records=(\d+) events=(\d+) chunks=(\d+) series=(\d+)")
+_CPU = re.compile(r" cpu_s=([\d.]+)")
+
+
+def _window(log: str, n_records: int, n_chunks: int) -> tuple[str, str] | None:
+    """The stats lines that bound the steady state: the first at or past 10 % of the records (group
+    join and first-call kernel loading behind it) and the one where every record and chunk is done."""
+    start = None
+    for line in log.splitlines():
+        m = _STATS.search(line)
+        if not m:
+            continue
+        records, series = int(m[2]), int(m[5])
+        if start is None and n_records // 10 <= records < n_records:
+            start = line
+        if records >= n_records and series >= n_chunks:
+            return (start, line) if start is not None else None
+    return None
+
+
+def worker_cpu(log: str, n_records: int, n_chunks: int) -> float | None:
+    """CPU seconds (all threads) the worker spent on all ``n_records``, from its stats lines'
+    ``cpu_s`` over the same window as :func:`faust_worker` (None: an older worker without it).
+    Other processes on a shared machine change wall time far more than CPU time."""
+    window = _window(log, n_records, n_chunks)
+    if window is None:
+        return None
+    (a, b), (ma, mb) = window, (_STATS.search(window[0]), _STATS.search(window[1]))
+    ca, cb = _CPU.search(a), _CPU.search(b)
+    if ca is None or cb is None or ma is None or mb is None:
+        return None
+    return (float(cb[1]) - float(ca[1])) * n_records / (n_records - int(ma[2]))
 
 
 def faust_worker(
-    bootstrap: str, prefix: str, n_records: int, n_chunks: int, workdir: Path, app_id: str = ""
+    bootstrap: str,
+    prefix: str,
+    n_records: int,
+    n_chunks: int,
+    workdir: Path,
+    app_id: str = "",
+    tree: Path | None = None,
 ) -> tuple[float, str]:
-    """Run `aitrace worker --no-index`; seconds per ``n_records`` in steady state.
+    """Run `aitrace worker --no-index`; seconds per ``n_records`` in steady state, and its log.
 
-    Measured between the first stats line at or past 10 % of the records (group join and
-    first-call kernel loading behind it) and the line where every record and every series
-    chunk is done, then scaled to all records. Stats come every 0.1 s; a worker that is
-    through every record before its first stats line is not measured (give it more records).
+    Measured between the first stats line at or past 10 % of the records and the line where
+    every record and every series chunk is done (:func:`_window`), then scaled to all records.
+    Stats come every 0.1 s; a worker that is through every record before its first stats line
+    is not measured (give it more records). ``tree``: run the worker of that checkout (its
+    ``.venv``), e.g. the base of a change, beside this one's.
     """
     env = {**os.environ, "AITRACE_KAFKA_BOOTSTRAP": bootstrap, "AITRACE_TOPIC_PREFIX": prefix}
     app_id = app_id or f"{prefix}-bench"  # a new app id per repeat: a new consumer group reads from the start
-    argv = [sys.executable, "-m", "aitrace.infra.cli", "worker", "--no-index", "--app-id", app_id]
+    python = str(tree / ".venv" / "bin" / "python") if tree else sys.executable
+    argv = [python, "-m", "aitrace.infra.cli", "worker", "--no-index", "--app-id", app_id]
     argv += ["--partitions", "1", "--stats-interval-s", "0.1", "--workers-dir", str(workdir), "-l", "info"]
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "worker.log"
-    proc = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    start: tuple[float, int] | None = None
-    end: float | None = None
+    proc = subprocess.Popen(argv, env=env, cwd=tree, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    window = None
     try:
         deadline = time.monotonic() + 600
-        while end is None and time.monotonic() < deadline and proc.poll() is None:
+        while window is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
-            start, end = None, None
-            for line in log.read_text(errors="replace").splitlines():
-                m = _STATS.search(line)
-                if not m:
-                    continue
-                t, records, series = float(m[1]), int(m[2]), int(m[5])
-                if start is None and n_records // 10 <= records < n_records:
-                    start = (t, records)
-                if records >= n_records and series >= n_chunks:
-                    end = t
-                    break
+            window = _window(log.read_text(errors="replace"), n_records, n_chunks)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    if start is None or end is None or end <= start[0]:
+    ms = [_STATS.search(line) for line in window] if window else []
+    if len(ms) != 2 or ms[0] is None or ms[1] is None or float(ms[1][1]) <= float(ms[0][1]):
         raise RuntimeError(
             "worker did not finish, or finished every record before its first stats line "
             f"(use more --records):\n{log.read_text(errors='replace')[-3000:]}"
         )
-    return (end - start[0]) * n_records / (n_records - start[1]), log.read_text(errors="replace")
+    start_t, start_records, end_t = float(ms[0][1]), int(ms[0][2]), float(ms[1][1])
+    return (end_t - start_t) * n_records / (n_records - start_records), log.read_text(errors="replace")
 
 
 FAUST_COUNTER = r"""
@@ -410,9 +445,18 @@ def _log_batch(n: int) -> tuple[str, dict[str, Any]]:
 
 
 def run_workload(
-    name: str, records: list[tuple[str, bytes, int, int]], bootstrap: str, workdir: Path, repeat: int = 1
+    name: str,
+    records: list[tuple[str, bytes, int, int]],
+    bootstrap: str,
+    workdir: Path,
+    repeat: int = 1,
+    compare: Path | None = None,
 ) -> None:
-    """The four rows, each measured ``repeat`` times in turn on the same topic; medians printed."""
+    """The rows, each measured ``repeat`` times in turn on the same topic; medians printed.
+
+    ``compare``: another checkout whose worker runs beside this one's in every repeat (alternating
+    which goes first), e.g. the base of a change; its row and its CPU figure are printed too.
+    """
     prefix = f"b{os.urandom(3).hex()}"
     topic = f"{prefix}.events.training" if name == "training" else f"{prefix}.events.inference"
     create_topic(bootstrap, topic, 1)
@@ -421,37 +465,51 @@ def run_workload(
     events = sum(r[2] for r in records)
     points = sum(r[3] for r in records)
     mb = sum(len(r[1]) for r in records) / 1e6
-    times: dict[str, list[float]] = {label: [] for label in ROWS}
+    workers: dict[str, Path | None] = {WORKER_ROW: None}
+    if compare is not None:
+        workers[f"  the same, {compare}"] = compare
+    times: dict[str, list[float]] = {label: [] for label in (*ROWS, *workers)}
+    cpu: dict[str, list[float]] = {label: [] for label in workers}
     for i in range(repeat):
         raw_s, msgs = raw_consume(bootstrap, topic, n)
         proc_s, trace_s, proc_events, n_chunks = pipeline_in_process(msgs)
         assert proc_events == events, (proc_events, events)
         count_s = faust_count(bootstrap, topic, n, workdir / f"count-{name}-{i}")
-        worker_s, _ = faust_worker(
-            bootstrap, prefix, n, n_chunks, workdir / f"worker-{name}-{i}", app_id=f"{prefix}-bench{i}"
-        )
-        for label, secs in zip(ROWS, (raw_s, count_s, proc_s, trace_s, worker_s), strict=True):
+        for label, secs in zip(ROWS, (raw_s, count_s, proc_s, trace_s), strict=True):
             times[label].append(secs)
+        for j, (label, tree) in enumerate(list(workers.items())[:: 1 if i % 2 == 0 else -1]):
+            worker_s, log = faust_worker(
+                bootstrap, prefix, n, n_chunks, workdir / f"worker-{name}-{i}-{j}", f"{prefix}-bench{i}-{j}", tree
+            )
+            times[label].append(worker_s)
+            cpu_s = worker_cpu(log, n, n_chunks)
+            if cpu_s:
+                cpu[label].append(cpu_s)
     print(f"\n== {name}: {n} records, {events} events ({points} metric points / values), {mb:.1f} MB")
     print(f"   median of {repeat} run(s) per row, rows interleaved")
     base = events / float(np.median(times[ROWS[0]]))
+    count = events / float(np.median(times[ROWS[1]]))
     for label, runs in times.items():
         secs = float(np.median(runs))
         rate = events / secs
         each = ", ".join(f"{events / t:,.0f}" for t in runs)
         print(
-            f"  {label:<38} {n / secs:>10,.0f} records/s {rate:>12,.0f} events/s  ({rate / base:5.2f} x raw)"
-            + (f"  [each run: {each}]" if repeat > 1 else ""),
+            f"  {label:<38} {n / secs:>10,.0f} records/s {rate:>12,.0f} events/s  ({rate / base:5.2f} x raw, "
+            f"{rate / count:5.2f} x count-only)" + (f"  [each run: {each}]" if repeat > 1 else ""),
             flush=True,
         )
+    for label, runs in cpu.items():
+        if runs:
+            each = ", ".join(f"{events / c:,.0f}" for c in runs)
+            print(f"  {label.strip():<38} {events / float(np.median(runs)):>12,.0f} events per worker CPU-s  [{each}]")
 
 
+WORKER_ROW = "aitrace worker --no-index (Faust)"
 ROWS = (
     "raw consume (confluent-kafka)",
     "Faust agent that only counts",
     "decode+correlate+detect in-process",
     "  of which decode+correlate+chunk alone",
-    "aitrace worker --no-index (Faust)",
 )
 
 
@@ -464,6 +522,7 @@ def main() -> int:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--workload", choices=["training", "mixed", "client-mixed", "both"], default="both")
+    ap.add_argument("--compare-tree", type=Path, help="another checkout (with its .venv) whose worker runs beside")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-proc-"))
     kafka = start_service(TansuProcess, workdir / "kafka", timeout=60)
@@ -472,12 +531,14 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cpus; Tansu {kafka.bootstrap}; work dir {workdir}")
         if not args.skip_throughput:
             if args.workload in ("training", "both"):
-                run_workload("training", training_records(args.records), kafka.bootstrap, workdir, args.repeat)
+                records = training_records(args.records)
+                run_workload("training", records, kafka.bootstrap, workdir, args.repeat, args.compare_tree)
             if args.workload in ("mixed", "both"):
-                run_workload("mixed", mixed_records(args.records), kafka.bootstrap, workdir, args.repeat)
+                records = mixed_records(args.records)
+                run_workload("mixed", records, kafka.bootstrap, workdir, args.repeat, args.compare_tree)
             if args.workload in ("client-mixed", "both"):
                 records = client_mixed_records(args.records)
-                run_workload("client-mixed", records, kafka.bootstrap, workdir, args.repeat)
+                run_workload("client-mixed", records, kafka.bootstrap, workdir, args.repeat, args.compare_tree)
         if not args.skip_latency:
             search = start_service(OsmemProcess, workdir / "search", timeout=60)
             res = latency(kafka.bootstrap, search.url, args.rate, args.seconds, workdir)
