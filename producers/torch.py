@@ -30,12 +30,13 @@ number) hands them over, so the exporter wakes once for the lot. The costly part
 ``every`` steps.
 
 With an optimizer, a plain step is measured by its pre-step hook, before the update: the gradients
-are those the optimizer is about to use, and warmer than after its passes over weights and state (in
-``bench/bench_torch_watch.py``'s loop, ~1 ms steps of an MLP, one thread, loaded machine: the views
-and dots took 27 us against 33 after the update, medians over 2800 steps; 36 against 42 us a step of
-the training thread's CPU over the bare loop's). A costly step, and a step given a closure (which makes the gradients
-inside the step), is measured after the update by a post-step hook registered for it and removed at
-the next plain step; the pre-step hook copies the weights for the update ratios on a costly step.
+are those the optimizer is about to use, and warmer than after its passes over weights and state
+(in ``bench/bench_torch_watch.py``'s loop, ~1 ms steps of an MLP, one thread, loaded machine: the
+views and dots took 27 us against 33 after the update, medians over 2800 steps; 36 against 42 us a
+step of the training thread's CPU over the bare loop's). A costly step, and a step given a closure
+(which makes the gradients inside the step), is measured after the update by a post-step hook
+registered for it and removed at the next plain step; the pre-step hook copies the weights for the
+update ratios on a costly step.
 What remains is mostly reading the gradients, and most of that is cold code, not cold data: in the
 hook, six ``.numpy()`` calls on tensors training never touches took 12 us, then the gradients' six
 7; six ``np.vdot`` of tiny arrays 11.5, then the gradients' six 8.5. Ways tried that cost more: a
@@ -163,10 +164,10 @@ class WatchHandle:
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         """A plain step is measured here, before the optimizer's update: the gradients are warmer than
         after it (its passes over weights and state have evicted them). Any other step (a costly one,
-        the one before it, one with a closure, whose gradients the step itself makes) is measured after
-        the update, by a post-step hook registered for it and removed at the next plain step; this hook
-        also copies the weights before a costly step. Hooks are added and removed here, never in a
-        post-step hook, whose registry the optimizer is iterating then."""
+        with ``activations=True`` the one before it, one given a closure, which makes the gradients
+        inside the step) is measured after the update, by a post-step hook registered for it and removed
+        at the next plain step; this hook copies the weights on a costly step. Hooks are added and
+        removed here, never in a post-step hook, whose registry the optimizer is iterating then."""
         step = self.step + 1
         if step <= self._plain_until and len(args) == 1 and not kwargs:  # args: (optimizer,) without a closure
             if self._post_hook is not None:
