@@ -29,14 +29,15 @@ whose global norm is not finite, and one ``client.metric`` call per step (with i
 number) hands them over, so the exporter wakes once for the lot. The costly parts only run every
 ``every`` steps.
 
-With an optimizer, a plain step is measured by its pre-step hook, before the update: the gradients
-are those the optimizer is about to use, and warmer than after its passes over weights and state
-(in ``bench/bench_torch_watch.py``'s loop, ~1 ms steps of an MLP, one thread, loaded machine: the
-views and dots took 27 us against 33 after the update, medians over 2800 steps; 36 against 42 us a
-step of the training thread's CPU over the bare loop's). A costly step, and a step given a closure
-(which makes the gradients inside the step), is measured after the update by a post-step hook
-registered for it and removed at the next plain step; the pre-step hook copies the weights for the
-update ratios on a costly step.
+With one of torch's optimizers, a plain step is measured by its pre-step hook, before the update:
+the gradients are those the optimizer is about to use (torch's optimizers leave them alone; any
+other optimizer, a wrapper among them, is measured after its step, as costly steps are), and
+warmer than after its passes over weights and state (in ``bench/bench_torch_watch.py``'s loop,
+~1 ms steps of an MLP, one thread, loaded machine: the views and dots took 27 us against 33 after
+the update, medians over 2800 steps; 36 against 42 us a step of the training thread's CPU over the
+bare loop's). A costly step, and a step given a closure (which makes the gradients inside the
+step), is measured after the update by a post-step hook registered for it and removed at the next
+plain step; the pre-step hook copies the weights for the update ratios on a costly step.
 What remains is mostly reading the gradients, and most of that is cold code, not cold data: in the
 hook, six ``.numpy()`` calls on tensors training never touches took 12 us, then the gradients' six
 7; six ``np.vdot`` of tiny arrays 11.5, then the gradients' six 8.5. Ways tried that cost more: a
@@ -143,6 +144,10 @@ class WatchHandle:
         # where that one sets up the costly step (its activation probe; without an optimizer, its weight
         # copy). With an optimizer the pre-step hook copies the weights on the costly step itself.
         self._lead = 1 if optimizer is not None and not activations else 2
+        # Plain steps are measured before the update only for torch's own optimizers, which leave the
+        # gradients alone: a wrapper's step may change them before its inner step (accelerate's
+        # AcceleratedOptimizer unscales them under a GradScaler; on XLA it all-reduces them).
+        self._before = type(optimizer).__module__.startswith("torch.optim.")
         if optimizer is not None:
             self._hooks.append(optimizer.register_step_pre_hook(self._pre_step))
         else:
@@ -165,11 +170,12 @@ class WatchHandle:
         """A plain step is measured here, before the optimizer's update: the gradients are warmer than
         after it (its passes over weights and state have evicted them). Any other step (a costly one,
         with ``activations=True`` the one before it, one given a closure, which makes the gradients
-        inside the step) is measured after the update, by a post-step hook registered for it and removed
-        at the next plain step; this hook copies the weights on a costly step. Hooks are added and
-        removed here, never in a post-step hook, whose registry the optimizer is iterating then."""
+        inside the step), and every step of an optimizer not torch's own, is measured after the update,
+        by a post-step hook registered for it and removed at the next plain step; this hook copies the
+        weights on a costly step. Hooks are added and removed here, never in a post-step hook, whose
+        registry the optimizer is iterating then."""
         step = self.step + 1
-        if step <= self._plain_until and len(args) == 1 and not kwargs:  # args: (optimizer,) without a closure
+        if step <= self._plain_until and self._before and len(args) == 1 and not kwargs:  # no closure given
             if self._post_hook is not None:
                 self._post_hook.remove()
                 self._post_hook = None

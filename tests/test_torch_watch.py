@@ -493,3 +493,38 @@ def test_activations_are_checked_on_each_costly_step_with_an_optimizer() -> None
     checked = [step for step, values in client.points.items() if "activation_nonfinite" in values]
     assert checked == [4, 8, 12] and all(client.points[s]["activation_nonfinite"] == 0 for s in checked)
     assert [step for step, values in client.points.items() if "update_ratio/0" in values] == [4, 8, 12]
+
+
+class _Unscaling(torch.optim.Optimizer):
+    """Like accelerate's AcceleratedOptimizer under a GradScaler: a wrapper whose step divides the (scaled)
+    gradients in place, then steps the optimizer it wraps."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:
+        super().__init__(inner.param_groups, {})
+        self.inner = inner
+
+    def step(self, closure: Any = None) -> Any:
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.grad /= 1024.0
+        return self.inner.step(closure)
+
+
+def test_an_optimizer_not_torchs_own_is_measured_after_its_step() -> None:
+    """Gradients a wrapper changes inside its step are reported as its inner step saw them (after the
+    unscaling), as before plain steps moved to the pre-step hook; torch's own optimizers are measured before."""
+    model = _mlp()
+    optimizer = _Unscaling(torch.optim.SGD(model.parameters(), lr=0.01))
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=3, summary=False)
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 9):
+        optimizer.zero_grad()
+        (1024.0 * torch.nn.functional.mse_loss(model(x), y)).backward()
+        optimizer.step()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters()))  # unscaled
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    assert not handle._before and at.watch(model, torch.optim.SGD(model.parameters()), client=client)._before
