@@ -528,3 +528,37 @@ def test_an_optimizer_not_torchs_own_is_measured_after_its_step() -> None:
     handle.remove()
     assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
     assert not handle._before and at.watch(model, torch.optim.SGD(model.parameters()), client=client)._before
+
+
+@pytest.mark.parametrize("kind", ["fused under a GradScaler", "nesterov foreach", "Rprop foreach", "Adam"])
+def test_optimizers_that_change_the_gradients_in_their_step_are_measured_after_it(kind: str) -> None:
+    """Some of torch's optimizers write into the gradients inside their step: a fused one under a GradScaler
+    (scaler.step leaves the unscaling to it) and nesterov SGD's foreach path; a differentiable group may
+    (it needs parameters that are not leaves: only its flag is checked here). Their steps are measured
+    after the update, as before plain steps moved to the pre-step hook: the values stay those the watch
+    always sent. Adam and Rprop leave them alone and are measured before (the same values; Rprop's
+    foreach path copies them first)."""
+    model = _mlp()
+    params = list(model.parameters())
+    optimizer = {
+        "fused under a GradScaler": lambda: torch.optim.SGD(params, lr=0.01, fused=True),
+        "nesterov foreach": lambda: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, foreach=True),
+        "Rprop foreach": lambda: torch.optim.Rprop(params, lr=0.5, foreach=True),  # overshoots: signs flip
+        "Adam": lambda: torch.optim.Adam(params, lr=0.01),
+    }[kind]()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=kind.startswith("fused"))
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=3, summary=False)
+    assert handle._before is (kind in ("Adam", "Rprop foreach"))
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        scaler.scale(torch.nn.functional.mse_loss(model(x), y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in params))  # as the step left them
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    if kind == "Adam":
+        assert not at._leaves_gradients_alone(torch.optim.SGD(params, lr=0.01, differentiable=True))
