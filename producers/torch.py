@@ -27,15 +27,27 @@ first, the rows are read back in one copy; the global norms and non-finite count
 steps come from a few numpy operations on the host, the per-parameter scan runs only for a step
 whose global norm is not finite, and one ``client.metric`` call per step (with its own step
 number) hands them over, so the exporter wakes once for the lot. The costly parts only run every
-``every`` steps; the optimizer pre-step hook that copies the weights for the update ratios is
-registered just before such a step and removed after it. What remains is mostly reading the
-gradients: on the ~1 ms steps of ``bench/bench_torch_watch.py``'s MLP (one thread, loaded machine),
-medians over 4000 steps inside the hook, a plain step took 29 us: 2.4 to fetch the six ``.grad``,
-8.1 for their ``.numpy()`` views, 13 for the dots (6.6 back to back outside training: after the
-optimizer's step the code and the data are cold). Two ways to read them warmer cost more: a
-``register_post_accumulate_grad_hook`` per parameter, dotting each gradient as it lands, took 28 us
-for the six hooks against 21 for the same dots after the step (each hook call 2.7 to 9.4 us), and
-``flatten_dense_tensors`` into one buffer for one dot took 38 us against 26.
+``every`` steps.
+
+With one of torch's optimizers, a plain step is measured by its pre-step hook, before the update:
+the gradients are those the optimizer is about to use (those torch's optimizers leave alone; the
+few that change them in place, and any other optimizer, a wrapper among them, are measured after
+the step, as costly steps are: ``_leaves_gradients_alone``), and
+warmer than after its passes over weights and state (in ``bench/bench_torch_watch.py``'s loop,
+~1 ms steps of an MLP, one thread, loaded machine: the views and dots took 27 us against 33 after
+the update, medians over 2800 steps; 36 against 42 us a step of the training thread's CPU over the
+bare loop's). A costly step, and a step given a closure (which makes the gradients inside the
+step), is measured after the update by a post-step hook registered for it and removed at the next
+plain step; the pre-step hook copies the weights for the update ratios on a costly step.
+What remains is mostly reading the gradients, and most of that is cold code, not cold data: in the
+hook, six ``.numpy()`` calls on tensors training never touches took 12 us, then the gradients' six
+7; six ``np.vdot`` of tiny arrays 11.5, then the gradients' six 8.5. Ways tried that cost more: a
+``register_post_accumulate_grad_hook`` per parameter, dotting each gradient as it lands (28 us for
+the six hooks against 21 for the same dots after the step; each hook call 2.7 to 9.4 us);
+``flatten_dense_tensors`` into one buffer for one dot (38 us against 26); holding each step's
+gradients to dot 4 or 16 steps' at once (43 and 63 us a step against 28: every backward then writes
+fresh memory); ``_foreach_norm`` (44 against 34 us a step). Numpy for the update norms saved 36 us
+of a costly step's 143, under 0.1% of the steps' time: left out.
 The hooks never raise into training: a failure is logged once on the
 ``aitrace.torch`` logger and the step goes on.
 
@@ -71,6 +83,20 @@ _EARLY_EVERY = 10
 __all__ = ["WatchHandle", "model_summary", "watch"]
 
 _NONE: list[Any] = []  # shared, never mutated: no activation checks
+
+
+def _leaves_gradients_alone(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step()`` leaves the gradients as it found them, so that a plain step can be
+    measured before it with the values measured after it. torch's own optimizers do, except: a fused one
+    under a GradScaler unscales them in place (``scaler.step`` leaves that to it); nesterov SGD's foreach
+    path adds the momentum into them; a ``differentiable`` group may add its weight decay in place.
+    Any other optimizer may change them (accelerate's AcceleratedOptimizer unscales them before its
+    inner step; on XLA it all-reduces them). Read once, at ``watch``."""
+    if not type(optimizer).__module__.startswith("torch.optim."):
+        return False
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        return False
+    return not any(group.get("nesterov") or group.get("differentiable") for group in optimizer.param_groups)
 
 
 def _layer_of(param_name: str, root: str = "") -> str:
@@ -127,11 +153,15 @@ class WatchHandle:
         self._acts: list[tuple[str, torch.Tensor]] = []
         self._hooks: list[Any] = []
         self._queued = False
-        self._snapshot_hook: Any = None
-        self._plain_until = 0  # steps up to this one are plain: no costly part on them or the next one
+        self._post_hook: Any = None  # the optimizer's post-step hook, there only for the steps measured after it
+        self._plain_until = 0  # steps up to this one are plain: nothing but the every-step values
+        # How many steps before a costly one are not plain: the costly one itself, and the one before it
+        # where that one sets up the costly step (its activation probe; without an optimizer, its weight
+        # copy). With an optimizer the pre-step hook copies the weights on the costly step itself.
+        self._lead = 1 if optimizer is not None and not activations else 2
+        self._before = optimizer is not None and _leaves_gradients_alone(optimizer)
         if optimizer is not None:
-            self._hooks.append(optimizer.register_step_post_hook(self._post_step))
-            self._arm_snapshot()
+            self._hooks.append(optimizer.register_step_pre_hook(self._pre_step))
         else:
             for p in self._params:
                 self._hooks.append(p.register_post_accumulate_grad_hook(self._on_grad))
@@ -148,24 +178,32 @@ class WatchHandle:
     def _costly(self, step: int) -> bool:
         return step % self.every == 0 or (step < self.every and step % _EARLY_EVERY == 0)
 
-    def _arm_snapshot(self) -> None:
-        """Hook the optimizer's pre-step only before a costly step (it copies the weights): no hook runs
-        before the other steps. Called after each step (and at start); never from inside a pre-step hook,
-        whose registry the optimizer is iterating then."""
-        want = self._update_ratios and bool(self._hooks) and self._costly(self.step + 1)
-        if want and self._snapshot_hook is None and self.optimizer is not None:
-            self._snapshot_hook = self.optimizer.register_step_pre_hook(self._pre_step)
-        elif not want and self._snapshot_hook is not None:
-            self._snapshot_hook.remove()
-            self._snapshot_hook = None
-
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._take_snapshot(self.step + 1)
+        """A plain step is measured here, before the optimizer's update: the gradients are warmer than
+        after it (its passes over weights and state have evicted them). Any other step (a costly one,
+        with ``activations=True`` the one before it, one given a closure, which makes the gradients
+        inside the step), and every step of an optimizer not torch's own, is measured after the update,
+        by a post-step hook registered for it and removed at the next plain step; this hook copies the
+        weights on a costly step. Hooks are added and removed here, never in a post-step hook, whose
+        registry the optimizer is iterating then."""
+        step = self.step + 1
+        if step <= self._plain_until and self._before and len(args) == 1 and not kwargs:  # no closure given
+            if self._post_hook is not None:
+                self._post_hook.remove()
+                self._post_hook = None
+            self.step = step
+            try:
+                self._queue(step, self._norms.write(self._loss))  # switches grad mode off where it needs to
+            except Exception:
+                self._fail("report")
+            return
+        if self._post_hook is None:
+            self._post_hook = optimizer.register_step_post_hook(self._post_step)
+        if self._update_ratios and self._costly(step):
+            self._take_snapshot(step)
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        plain = self._end_of_step()
-        if not plain and self._update_ratios and self._costly(self.step + 1) is (self._snapshot_hook is None):
-            self._arm_snapshot()
+        self._end_of_step()
 
     def _on_grad(self, param: torch.Tensor) -> None:
         if not self._queued:
@@ -215,7 +253,7 @@ class WatchHandle:
             self._fail("report")
         finally:
             torch._C._set_grad_enabled(grad_mode)
-        self._plain_until = self._next_costly(step) - 2
+        self._plain_until = self._next_costly(step) - self._lead
         if self._activations:
             self._acts = []
             self._probe = bool(self._hooks) and self._costly(step + 1)
@@ -415,9 +453,9 @@ class WatchHandle:
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
-        if self._snapshot_hook is not None:
-            self._snapshot_hook.remove()
-            self._snapshot_hook = None
+        if self._post_hook is not None:
+            self._post_hook.remove()
+            self._post_hook = None
         self._probe = False
         self._snapshot = None
 

@@ -48,13 +48,17 @@ class NormRows:
         # gradient (its kernel is slower than the BLAS dot, and each call costs more around it).
         self.squares = bool(params) and one_device and self.device.type == "cpu" and dtypes <= _NUMPY_DTYPES
         self._chunks: list[torch.Tensor] = []
-        self._rows: list[torch.Tensor] = []  # one view per row of the chunks: the parameters' norms
+        self._capacity = 0  # rows in the chunks
+        # Views of each row's norms and of its loss cell, made when a row first needs them (the numpy path
+        # without a loss never does) and kept for the chunks' life: made up front, 256 at each chunk, they
+        # cost ~2 us a step over a watch's first 1000 steps (and kept two tensors a row alive for the GC).
+        self._rows: dict[int, torch.Tensor] = {}
+        self._loss_cells: dict[int, torch.Tensor] = {}
         # The squares path keeps each step's dots as the list np.vdot's map made (None where the step
         # took the general path and wrote its row): written into the rows at take(), one numpy
         # conversion for all of them. Assigning the list into a numpy row per step cost ~3 us of a
         # ~1 ms step, the conversion at take() costs ~0.5 us a step (the lists are cold by then).
         self._square_lists: list[list[float] | None] = []
-        self._loss_cells: list[torch.Tensor] = []  # per row, the last column
         self.n = 0  # rows queued
         self._ragged: dict[int, list[int]] = {}  # row -> the parameters with a gradient, when not all
         self._with_loss: set[int] = set()
@@ -63,9 +67,10 @@ class NormRows:
     def write(self, loss: torch.Tensor | None) -> int:
         """Queue this step's norms (and ``loss``) in the next row; return the row's index."""
         n = self.n
-        if n == len(self._rows):
+        if n == self._capacity:
             self._grow()
         if loss is not None:
+            self._views(n)
             self._loss_cells[n].copy_(loss)
             self._with_loss.add(n)
         if self.squares:
@@ -89,7 +94,7 @@ class NormRows:
             if self.squares:
                 self._ragged_step(n)
             else:
-                self._step_norms(n, self._rows[n])
+                self._step_norms(n, self._views(n))
         except NotImplementedError:  # a sparse gradient (an nn.Embedding(sparse=True)): no fused norm
             if not any(p.grad is not None and p.grad.is_sparse for p in self.params):
                 raise
@@ -119,7 +124,7 @@ class NormRows:
         return n, table.reshape(-1), ragged, with_loss
 
     def _ragged_step(self, n: int) -> None:
-        present = self._ragged_norms(self._rows[n])
+        present = self._ragged_norms(self._views(n))
         if len(present) < self.width:
             self._ragged[n] = present
 
@@ -151,10 +156,17 @@ class NormRows:
         return present
 
     def _grow(self) -> None:
-        chunk = torch.zeros(self._rows_per_chunk, self.width + 1, dtype=self._dtype, device=self.device)
-        self._chunks.append(chunk)
-        self._rows += chunk[:, : self.width].unbind(0)
-        self._loss_cells += chunk[:, self.width].unbind(0)
+        self._chunks.append(torch.zeros(self._rows_per_chunk, self.width + 1, dtype=self._dtype, device=self.device))
+        self._capacity += self._rows_per_chunk
+
+    def _views(self, n: int) -> torch.Tensor:
+        """Row ``n``'s norms (a view; the view of its loss cell made with it)."""
+        row = self._rows.get(n)
+        if row is None:
+            whole = self._chunks[n // self._rows_per_chunk][n % self._rows_per_chunk]
+            row = self._rows[n] = whole[: self.width]
+            self._loss_cells[n] = whole[self.width]
+        return row
 
 
 def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -223,7 +223,9 @@ def test_mixed_dtypes_and_missing_gradients(squares: bool) -> None:
     assert costly["grad_norm/body"] == pytest.approx(math.hypot(norms["body.weight"], norms["body.bias"]), rel=1e-6)
 
 
-def test_the_weight_copy_hook_is_there_only_before_a_costly_step() -> None:
+def test_the_post_step_hook_is_there_only_around_a_costly_step() -> None:
+    """Plain steps are measured by the pre-step hook alone; the post-step hook (the update norms) is
+    registered for the first step and a costly one, and removed at the next plain step."""
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     client = _Recorder()
@@ -234,8 +236,9 @@ def test_the_weight_copy_hook_is_there_only_before_a_costly_step() -> None:
     armed = []
     for _ in range(8):
         _train(model, optimizer, 1)
-        armed.append(len(optimizer._optimizer_step_pre_hooks))
-    assert copies == [4, 8] and armed == [0, 0, 1, 0, 0, 0, 1, 0]
+        armed.append(len(optimizer._optimizer_step_post_hooks))
+    assert copies == [4, 8] and armed == [1, 0, 0, 1, 0, 0, 0, 1]
+    assert len(optimizer._optimizer_step_pre_hooks) == 1
     assert [s for s, v in client.points.items() if "update_ratio/0" in v] == [4, 8]
     handle.remove()
     assert len(optimizer._optimizer_step_pre_hooks) == 0 and len(optimizer._optimizer_step_post_hooks) == 0
@@ -394,7 +397,7 @@ def test_square_norms_match_torch_norms_and_find_an_inf(squares: bool) -> None:
         expected.append({n: float(p.grad.norm()) for n, p in model.named_parameters()})
         optimizer.step()
     handle.remove()
-    assert handle._plain_until == 6  # steps 5 and 6 would have been plain, as step 2 was
+    assert handle._plain_until == 7  # steps 5 to 7 would have been plain, as step 2 was
     for step, norms in enumerate(expected, 1):
         values = client.points[step]
         assert values["grad_norm"] == pytest.approx(math.hypot(*norms.values()), rel=1e-5)
@@ -417,3 +420,145 @@ def test_the_costly_parts_also_run_every_tenth_step_before_the_first_every() -> 
     costly = sorted(step for step, values in client.points.items() if "update_ratio/0" in values)
     assert costly == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200]
     assert all(client.points[step]["update_ratio/0"] > 0 for step in costly)
+
+
+def test_every_value_matches_its_definition_step_by_step_plain_costly_closure_and_inf_steps() -> None:
+    """Parity of the hooks' placement: each step's values, recomputed here from the gradients the optimizer
+    sees and the weights around its update, match what the watch sent, key for key. The run has two param
+    groups (one named), a loss on some steps (tensor or float), steps with a closure (measured after the
+    update), an Inf gradient on a plain step, costly steps (every=20, and 10 before it) and two read-backs.
+    The watch before plain steps moved to the pre-step hook (commit 9d3f01e's) passes it too."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.05}, {"params": model[2].parameters(), "lr": 0.02, "name": "head"}]
+    )
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=20, sync_every=25, summary=False)
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(16, 8, generator=gen), torch.randn(16, 4, generator=gen)
+    layers = {"0": ["0.weight", "0.bias"], "2": ["2.weight", "2.bias"]}
+    expected: dict[int, dict[str, Any]] = {}
+    for step in range(1, 61):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        if step == 33:
+            model[2].bias.grad[1] = math.inf  # a plain step
+        values: dict[str, Any] = {"lr": 0.05, "lr/0": 0.05, "lr/head": 0.02}
+        # A closure makes the gradients again inside the step, twice these: the watch must see those.
+        scale = 2.0 if step % 7 == 0 else 1.0
+        norms = {n: scale * float(p.grad.norm()) for n, p in model.named_parameters()}
+        values["grad_norm"] = math.sqrt(sum(v * v for v in norms.values()))
+        values["grad_nonfinite"] = sum(not math.isfinite(v) for v in norms.values())
+        if step % 3:
+            handle.loss(loss if step % 2 else float(loss.detach()))
+            values["loss"] = loss.item()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        if step % 7 == 0:
+            optimizer.step(lambda: (optimizer.zero_grad(), (2 * torch.nn.functional.mse_loss(model(x), y)).backward()))
+        else:
+            optimizer.step()
+        if step == 10 or step % 20 == 0:
+            params = dict(model.named_parameters())
+            for layer, names in layers.items():
+                values[f"grad_norm/{layer}"] = math.hypot(*(norms[n] for n in names))
+                update = math.hypot(*(float((before[n] - params[n].detach()).norm()) for n in names))
+                weight = math.hypot(*(float(params[n].detach().norm()) for n in names))
+                values[f"update_ratio/{layer}"] = update / weight
+        expected[step] = values
+        if step == 33:
+            with torch.no_grad():  # undo the Inf's update: the later steps stay finite
+                for n, p in model.named_parameters():
+                    p.copy_(before[n])
+    handle.remove()
+    assert sorted(client.points) == sorted(expected)
+    for step, values in expected.items():
+        sent = client.points[step]
+        assert set(sent) == set(values), step
+        for key, value in values.items():
+            assert sent[key] == pytest.approx(value, rel=1e-5, nan_ok=True), (step, key)
+    assert [(log["step"], log["parameter"]) for log in client.logs] == [(33, "2.bias")]
+
+
+def test_activations_are_checked_on_each_costly_step_with_an_optimizer() -> None:
+    """The step before a costly one arms the forward hooks' probe; it is not plain even though the pre-step
+    hook copies the weights on the costly step itself."""
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, activations=True, sync_every=3, summary=False)
+    _train(model, optimizer, 12)
+    handle.remove()
+    checked = [step for step, values in client.points.items() if "activation_nonfinite" in values]
+    assert checked == [4, 8, 12] and all(client.points[s]["activation_nonfinite"] == 0 for s in checked)
+    assert [step for step, values in client.points.items() if "update_ratio/0" in values] == [4, 8, 12]
+
+
+class _Unscaling(torch.optim.Optimizer):
+    """Like accelerate's AcceleratedOptimizer under a GradScaler: a wrapper whose step divides the (scaled)
+    gradients in place, then steps the optimizer it wraps."""
+
+    def __init__(self, inner: torch.optim.Optimizer) -> None:
+        super().__init__(inner.param_groups, {})
+        self.inner = inner
+
+    def step(self, closure: Any = None) -> Any:
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.grad /= 1024.0
+        return self.inner.step(closure)
+
+
+def test_an_optimizer_not_torchs_own_is_measured_after_its_step() -> None:
+    """Gradients a wrapper changes inside its step are reported as its inner step saw them (after the
+    unscaling), as before plain steps moved to the pre-step hook; torch's own optimizers are measured before."""
+    model = _mlp()
+    optimizer = _Unscaling(torch.optim.SGD(model.parameters(), lr=0.01))
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=3, summary=False)
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 9):
+        optimizer.zero_grad()
+        (1024.0 * torch.nn.functional.mse_loss(model(x), y)).backward()
+        optimizer.step()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in model.parameters()))  # unscaled
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    assert not handle._before and at.watch(model, torch.optim.SGD(model.parameters()), client=client)._before
+
+
+@pytest.mark.parametrize("kind", ["fused under a GradScaler", "nesterov foreach", "Rprop foreach", "Adam"])
+def test_optimizers_that_change_the_gradients_in_their_step_are_measured_after_it(kind: str) -> None:
+    """Some of torch's optimizers write into the gradients inside their step: a fused one under a GradScaler
+    (scaler.step leaves the unscaling to it) and nesterov SGD's foreach path; a differentiable group may
+    (it needs parameters that are not leaves: only its flag is checked here). Their steps are measured
+    after the update, as before plain steps moved to the pre-step hook: the values stay those the watch
+    always sent. Adam and Rprop leave them alone and are measured before (the same values; Rprop's
+    foreach path copies them first)."""
+    model = _mlp()
+    params = list(model.parameters())
+    optimizer = {
+        "fused under a GradScaler": lambda: torch.optim.SGD(params, lr=0.01, fused=True),
+        "nesterov foreach": lambda: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, foreach=True),
+        "Rprop foreach": lambda: torch.optim.Rprop(params, lr=0.5, foreach=True),  # overshoots: signs flip
+        "Adam": lambda: torch.optim.Adam(params, lr=0.01),
+    }[kind]()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=kind.startswith("fused"))
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=4, sync_every=3, summary=False)
+    assert handle._before is (kind in ("Adam", "Rprop foreach"))
+    x, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(8, 1)
+    expected = {}
+    for step in range(1, 7):
+        optimizer.zero_grad()
+        scaler.scale(torch.nn.functional.mse_loss(model(x), y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        expected[step] = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in params))  # as the step left them
+    handle.remove()
+    assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
+    if kind == "Adam":
+        assert not at._leaves_gradients_alone(torch.optim.SGD(params, lr=0.01, differentiable=True))
