@@ -113,7 +113,28 @@ def producer(services: Services, scale: str) -> list[Result]:
                 ratio=ratio,
             )
         )
-    return out + library_figures(ours, n)
+    return out + background_figures(services, n, size["repeats"], tag) + library_figures(ours, n)
+
+
+def background_figures(services: Services, n: int, repeats: int, tag: str) -> list[Result]:
+    """The sender alone per kind (bench_producer --background: events queued while the sender is held,
+    then drained), beside raw produce() of copies of that kind's one-event record, right after it."""
+    import bench_producer as bp
+
+    out: list[Result] = []
+    for kind in bp.KINDS:
+        record = bp.one_event_record(kind)
+        runs = []
+        for rep in range(repeats):
+            _, _, rate = bp.run_background(services.bootstrap, f"suite{tag}-bg-{kind}{rep}", n, kind)
+            _, _, raw_rate = bp.run_raw(services.bootstrap, f"suite{tag}-bg-raw-{kind}{rep}", n, record)
+            runs.append((rate, raw_rate))
+        rate, raw_rate = (statistics.median(col) for col in zip(*runs, strict=True))
+        ratio = statistics.median(r / raw for r, raw in runs)
+        note = f"{n:,} events queued with the sender held, then drained; raw: copies of its {len(record)} B record"
+        label = f"client.{kind}() sender alone"
+        out.append(Figure("producer", label, rate, "events/s", "raw produce()", raw_rate, note=note, ratio=ratio))
+    return out
 
 
 def library_figures(ours: dict[str, tuple[float, float]], n: int) -> list[Result]:
