@@ -212,7 +212,8 @@ def _title(f: Finding, model: str) -> str:
         return f"{f.message} for model {model}"
     if f.reason == "level_shift":
         return f"{f.kind} of model {model}: {f.message}"
-    return f"{f.kind}: {f.reason.replace('_', ' ')} in model {model}"
+    # a page's first line says what moved against what (the rule's words), not only the rule's name
+    return f"{f.kind} {f.reason.replace('_', ' ')} in model {model}: {f.message}"
 
 
 def _details(f: Finding) -> dict[str, str]:

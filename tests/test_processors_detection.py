@@ -399,6 +399,17 @@ def test_a_sustained_latency_rise_opens_one_level_shift_alert_that_says_why() ->
     assert "median latency (ms) rose" in shift["title"] and shift["first_seen"] >= T0 + 400 * 1000
 
 
+def test_a_latency_spike_alert_says_in_its_title_what_moved_against_what() -> None:
+    # The title is what a webhook or a pager shows; it read "latency: spike in model m1".
+    det = SeriesDetectors({})
+    lat = np.random.default_rng(3).lognormal(np.log(4.0), 0.1, 300)
+    lat[250] = 900.0  # one request stuck
+    alerts = [a for i in range(0, 300, 50) for a in _apply(det, events=_timed_requests(lat[i : i + 50], i), offset=i)]
+    [spike] = [a for a in alerts if a["feature"] == "latency"]
+    assert spike["title"].startswith("latency spike in model m1: latency 900 against a recent level of 3.9"), spike
+    assert "usual spread" in spike["title"] and spike["details"]["why"] in spike["title"]
+
+
 def test_a_models_latency_with_a_daily_cycle_is_judged_against_its_hour_of_the_day() -> None:
     """Six days of requests every 5 minutes, slow by day and fast by night: the worker learns the
     day (the cycle lives in the series state, from day 4) and then pages on a night as slow as a
