@@ -184,11 +184,18 @@ TEXT_SHAPES: dict[str, Callable[[int], str]] = {
 
 
 def _redactor_at(rev: str) -> type[Redactor]:
-    """The Redactor of git revision ``rev`` (its redact.py over its secret_patterns.py), loaded beside this one."""
+    """The Redactor of git revision ``rev`` (its redact.py over its secret_patterns.py, and its text_reading.py
+    where it has one), loaded beside this one."""
     modules = {}
-    for name in ("secret_patterns", "redact"):
-        source = subprocess.check_output(["git", "show", f"{rev}:producers/{name}.py"], text=True)
-        source = source.replace("aitrace.producers.secret_patterns", f"_at_{rev}_secret_patterns")
+    for name in ("secret_patterns", "text_reading", "redact"):
+        try:
+            source = subprocess.check_output(
+                ["git", "show", f"{rev}:producers/{name}.py"], text=True, stderr=subprocess.DEVNULL
+            )
+        except subprocess.CalledProcessError:  # text_reading.py split from secret_patterns.py on 2026-12-06
+            continue
+        for own in ("secret_patterns", "text_reading"):
+            source = source.replace(f"aitrace.producers.{own}", f"_at_{rev}_{own}")
         module = types.ModuleType(f"_at_{rev}_{name}")
         sys.modules[module.__name__] = module  # the redact module imports the revision's patterns by this name
         exec(compile(source, f"{rev}:producers/{name}.py", "exec"), module.__dict__)

@@ -33,7 +33,8 @@ import orjson
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
-from aitrace.producers.secret_patterns import kept_whole, plain_variant, triggers
+from aitrace.producers.secret_patterns import kept_whole, triggers
+from aitrace.producers.text_reading import plain_variant
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]

@@ -44,13 +44,12 @@ from aitrace.producers.secret_patterns import (
     glued_secret,
     hardware_pin,
     kept_whole,
-    latin_reading,
     luhn_ok,
-    plain_variant,
     secret_spans,
     triggers,
     without_hex_ids,
 )
+from aitrace.producers.text_reading import latin_reading, plain_variant
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 

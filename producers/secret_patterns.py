@@ -42,8 +42,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import unicodedata
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 
@@ -215,7 +213,7 @@ PATTERNS: list[tuple[str, str, str]] = [
 ]
 
 
-_LITERALS = re.compile(
+LITERALS = re.compile(
     r"gh[pousr]_|github_pat_|gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas|ffct)-|GR1348941|xox|xapp-|AIza|hf_"
     r"|pypi-|npm_|_authToken|SG\.|sq0|EAAA|sk-|_live_|_test_|whsec_|eyJ|hooks\.slack|/webhooks/|AccountKey"
     r"|SharedAccessKey|sig=|softlayer\.com"
@@ -224,7 +222,7 @@ _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credent
              "bearer", "ibm", "-signature", "identified", "sessid")  # fmt: skip
 # One search, not a substring test per word; "pin" only as a word's end ("pin=", "card_pin:"): "mapping",
 # "clipping" and "early stopping" would fire the keyword pass on many benign log lines.
-_KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
+KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
@@ -252,121 +250,13 @@ _DIGIT_GAPS = b" .()/+-"  # what _DIGITS allows between its digits
 _LONG_BYTES = bytes(97 if re.fullmatch(r"[A-Za-z0-9_+/=-]", chr(b)) else 120 for b in range(256))  # _LONG's class: "a"
 
 
-# Characters a reader does not see (zero-width, bidi controls, soft hyphen, variation selectors, fillers): they can
-# split a key word or a token so no pattern matches ("pass\u200bword=...") while the text reads the same.
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
-    "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
-)
-# Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
-_TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
-_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-# Cyrillic and Greek letters a reader takes for Latin ones ("p\u0430ssw\u043erd" with a Cyrillic a and o): read as
-# those where that shows a key word or a provider's prefix more (:func:`_folded`), so a key word spelt with them
-# is still one. A text where the folded reading shows a secret is indexed in that reading, as a full-width one is
-# in NFKC. Russian or Greek text shows none and pays one search (1.3 µs on a line of 40 characters, where
-# str.translate costs 3 µs and a second scan 5-9 µs): a look-alike beside a Latin letter, "_", "=", or before a
-# ":" (a key word spelt with them has one: "t\u043eken", "ΤΟΚΕΝ: ..."). A field name is read as Latin whole
-# (:func:`latin_reading`): it is looked at once.
-_CONFUSABLES = str.maketrans(
-    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u051b\u051d\u04bb\u04cf\u043a"
-    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u0406\u0408\u0405\u051a\u051c"
-    "\u03b1\u03b5\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7"
-    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",
-    "aeopcyxijsdqwhlk" "ABEKMHOPCTYXIJSQW" "aeikvoptux" "ABEZHIKMNOPTYX",
-)  # fmt: skip
-_LOOK_ALIKES = "".join(map(chr, _CONFUSABLES))
-# ... or a word of 3+ look-alikes only before a quote, "=" or ":", spaces allowed ('{"АРІКЕУ": ...}', "РАЅЅ = ..."
-# in Cyrillic): the regex finds 3 before one (group "word"), :func:`_folded` asks that they start a word (a
-# lookbehind for it cost Greek and Russian lines 1 µs more).
-_BESIDE_LATIN = re.compile(
-    f"[A-Za-z_=][{_LOOK_ALIKES}]|[{_LOOK_ALIKES}](?:[A-Za-z_=:]|(?P<word>[{_LOOK_ALIKES}]{{2}})\\s*[=:\"'])"
-)
-
-
-def plain_variant(text: str, keywords: bool | None = None) -> str | None:
-    """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
-
-    Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
-    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
-    Latin letters they look like. Percent-encoded text decoded (twice at most:
-    "next=%2Flogin%3Fpassword%3D..."). Escapes read as what they stand for: a bytes repr's UTF-8
-    ("b'p\\xd0\\xb0ssword=...'"), JSON's "\\u0430", and the quotes of JSON held in a JSON string
-    ('{\\"password\\": \\"...\\"}', up to three levels deep) where a key word is in it: ``keywords`` when the
-    caller knows (the keyword trigger fired on ``text``), else looked for. ASCII text without an escape costs four
-    C calls.
-    """
-    out = text
-    if "\\x" in out or "\\u" in out:
-        out = _ESCAPES.sub(_unescaped, out)
-    if not out.isascii():
-        out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
-    # Quotes matter to the keyword patterns only: other escaped JSON is not scanned twice (2.5x the cost).
-    quotes = '\\"' in out and (keywords if keywords is not None and out == text else _KV_ANY.search(out.lower()))
-    for _ in range(3 if quotes else 0):
-        if '\\"' not in out:
-            break
-        out = out.replace('\\"', '"')
-    if "%" in out and _PERCENT.search(out):
-        for _ in range(2):
-            decoded = urllib.parse.unquote(out)
-            if decoded == out:
-                break
-            out = decoded
-    return None if out == text else out
-
-
-_ESCAPES = re.compile(r"(?:\\x[0-9A-Fa-f]{2})+|\\u[0-9A-Fa-f]{4}")
-
-
-def _unescaped(found: re.Match[str]) -> str:
-    """A run of ``\\xNN`` escapes as the UTF-8 text it encodes (kept where it is none), or a ``\\uNNNN`` escape's
-    character."""
-    escapes = found.group(0)
-    if escapes[1] == "u":
-        code = int(escapes[2:], 16)
-        return escapes if 0xD800 <= code <= 0xDFFF else chr(code)  # half a surrogate pair: no text to encode
-    try:
-        return bytes.fromhex(escapes.replace("\\x", "")).decode()
-    except UnicodeDecodeError:
-        return escapes
-
-
-def latin_reading(text: str) -> str:
-    """``text`` with every Cyrillic and Greek look-alike read as the Latin letter it looks like."""
-    return text if text.isascii() else text.translate(_CONFUSABLES)
-
-
-def _beside_latin(found: re.Match[str], text: str) -> bool:
-    """A look-alike beside a Latin letter, "_", "=" or ":", or a word of look-alikes only (see _BESIDE_LATIN)."""
-    if found.lastgroup != "word":
-        return True
-    start = found.start()
-    while start and text[start - 1] in _LOOK_ALIKES:
-        start -= 1
-    return start == 0 or not text[start - 1].isalnum()
-
-
-def _folded(text: str) -> str:
-    """``text`` with its Cyrillic and Greek look-alikes read as Latin, where that shows more key words or provider
-    prefixes ("t\u043eken", "\u0455k-proj-..."); else ``text``."""
-    found = _BESIDE_LATIN.search(text)
-    while found is not None and not _beside_latin(found, text):
-        found = _BESIDE_LATIN.search(text, found.start() + 1)
-    if found is None:
-        return text
-    folded = text.translate(_CONFUSABLES)
-    before = len(_KV_ANY.findall(text.lower())) + len(_LITERALS.findall(text))
-    return folded if len(_KV_ANY.findall(folded.lower())) + len(_LITERALS.findall(folded)) > before else text
-
-
 def triggers(text: str) -> frozenset[str]:
     """Which pattern groups can match ``text`` at all: a few substring tests and small regexes (a few µs),
     so the full patterns run only where they might find something (one combined regex of all of them
     costs about 120 µs on a 70-character log line)."""
     if _PLAIN_HEX_IDS.fullmatch(text):
         return _NONE
-    if _ID_LINES.fullmatch(text) and (text.isupper() or not (_KV_ANY.search(text) or _LITERALS.search(text))):
+    if _ID_LINES.fullmatch(text) and (text.isupper() or not (KV_ANY.search(text) or LITERALS.search(text))):
         return _NONE  # (upper case: no word before an id; and every id line is in lower case or upper case)
     found = []
     if "@" in text:
@@ -379,9 +269,9 @@ def triggers(text: str) -> frozenset[str]:
         found.append("dashp")
     if "-u" in text:
         found.append("dashu")
-    if _KV_ANY.search(text.lower()):
+    if KV_ANY.search(text.lower()):
         found.append("kv")
-    if _LITERALS.search(text):
+    if LITERALS.search(text):
         found.append("lit")
     # \d is any Unicode digit: other texts, and short ones (the regexes cost less there), take the regexes
     raw = text.encode() if len(text) >= _C_LOOPS_FROM and text.isascii() else None
