@@ -62,6 +62,15 @@ _FEATURE_VALUES: tuple[tuple[str, Any], ...] = (
     ("histogram_counts", list),
 )
 
+# "password" in the languages a field name is most often written in besides English, as the key is read
+# (latin_reading: "пароль" holds Cyrillic look-alikes). Words that mean something else too stay out ("parola" is
+# Italian for "word", "şifre" Turkish for "cipher"); French "mot de passe" is a name (DEFAULT_DENY_NAMES).
+_PASSWORD_ABROAD = (
+    "contraseña", "contrasena", "senha", "motdepasse", "kennwort", "wachtwoord", "lösenord", "losenord",
+    "adgangskode", "passord", "salasana", "hasło", "haslo", "heslo", "jelszó", "jelszo", "пароль",
+    "密码", "密碼", "口令", "パスワード", "비밀번호", "암호",
+)  # fmt: skip
+
 DEFAULT_DENY_WORDS = frozenset(
     {
         "password",
@@ -88,11 +97,13 @@ DEFAULT_DENY_WORDS = frozenset(
         "pin",
         "pincode",
     }
+    | {latin_reading(word) for word in _PASSWORD_ABROAD}
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
 DEFAULT_DENY_NAMES = frozenset(
     {
         "api_key",
+        "de_passe",
         "access_key",
         "secret_key",
         "private_key",
@@ -153,8 +164,10 @@ _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 def _key_words(key: str) -> list[str]:
+    """A field name's words, lower-cased: split at camel humps and at anything but letters and digits of any
+    script (an ASCII-only split cut "contraseña" into "contrase" and "a")."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
-    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+    return [w for w in re.split(r"[\W_]+", spaced.lower()) if w]
 
 
 _ALWAYS = "always"

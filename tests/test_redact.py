@@ -560,6 +560,16 @@ def test_a_key_spelt_with_cyrillic_or_greek_look_alikes_is_a_secret_name(redacto
     }
 
 
+def test_a_field_named_password_in_another_language_is_blanked(redactor: Redactor) -> None:
+    # The split into words was ASCII-only: "contraseña" read as "contrase" and "a", "пароль" as nothing.
+    secret = ("contraseña", "пароль", "密码", "パスワード", "userPasswort", "mot_de_passe", "motDePasse", "hasło")
+    kept = {"contrast": "high", "parola": "ciao", "результат": "ok", "senha_count": "3", "de_passe_count": "2"}
+    assert redactor.mapping({**dict.fromkeys(secret, "Hunter2x"), **kept}) == {
+        **dict.fromkeys(secret, REDACTED),
+        **kept,
+    }
+
+
 def test_a_pin_named_field_is_blanked(redactor: Redactor) -> None:
     fields = {"pin": "4921", "card_pin": "0042", "PIN_CODE": "004921", "pin_memory": "true", "spin": "1/2"}
     assert redactor.mapping(fields) == {
