@@ -46,6 +46,9 @@ _SPAN, _INFERENCE, _LOG, _LIFECYCLE = (
 )
 
 
+_MAX_ERROR_CHARS = 4_096  # of the first error's text a trace keeps (one per trace, so not a setting)
+
+
 @dataclass(frozen=True)
 class CorrelationConfig:
     """Timeouts (processing time, seconds) and the bounds on spans and services kept per trace."""
@@ -56,10 +59,9 @@ class CorrelationConfig:
     # A trace's services are a list in its state: without a bound, every record of a trace that
     # named new services scanned all earlier ones (8 records of 15,000 new names: 1 s, then 21 s).
     max_services: int = 256
-    # Names (spans, services) and the first error's text are kept this long: 2,000 spans of 1 MB
-    # names made a state that no changelog record could hold. The events' own documents keep them whole.
+    # Names (spans, services) are kept this long (the first error's text _MAX_ERROR_CHARS): 2,000 spans of
+    # 1 MB names made a state that no changelog record could hold. The events' own documents keep them whole.
     max_name_chars: int = 1_024
-    max_error_chars: int = 4_096
 
 
 def new_state(trace_id: str, partition: int, ingested: float | None = None) -> dict[str, Any]:
@@ -185,7 +187,7 @@ def _set_context(state: dict[str, Any], context: dict[str, str | None], config: 
 
 def _note_error(state: dict[str, Any], when: int, text: str) -> None:
     if state["error"] is None or when < state["error"][0]:
-        state["error"] = [when, text[: CorrelationConfig.max_error_chars]]
+        state["error"] = [when, text[:_MAX_ERROR_CHARS]]
 
 
 def _apply_events(state: dict[str, Any], events: list[dict[str, Any]], config: CorrelationConfig) -> None:
