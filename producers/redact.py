@@ -38,6 +38,7 @@ from typing import Any
 
 from aitrace.producers import phones
 from aitrace.producers.secret_patterns import (
+    PASSWORD_ABROAD,
     PATTERNS,
     VALIDATORS,
     Validator,
@@ -62,14 +63,6 @@ _FEATURE_VALUES: tuple[tuple[str, Any], ...] = (
     ("histogram_counts", list),
 )
 
-# "password" in the languages a field name is most often written in besides English, as the key is read
-# (latin_reading: "пароль" holds Cyrillic look-alikes). Words that mean something else too stay out ("parola" is
-# Italian for "word", "şifre" Turkish for "cipher"); French "mot de passe" is a name (DEFAULT_DENY_NAMES).
-_PASSWORD_ABROAD = (
-    "contraseña", "contrasena", "senha", "motdepasse", "kennwort", "wachtwoord", "lösenord", "losenord",
-    "adgangskode", "passord", "salasana", "hasło", "haslo", "heslo", "jelszó", "jelszo", "пароль",
-    "密码", "密碼", "口令", "パスワード", "비밀번호", "암호",
-)  # fmt: skip
 
 DEFAULT_DENY_WORDS = frozenset(
     {
@@ -97,7 +90,9 @@ DEFAULT_DENY_WORDS = frozenset(
         "pin",
         "pincode",
     }
-    | {latin_reading(word) for word in _PASSWORD_ABROAD}
+    # "password" in other languages, as the key is read (latin_reading: "пароль" holds Cyrillic look-alikes); French
+    # "mot de passe" is also a name (DEFAULT_DENY_NAMES)
+    | {latin_reading(word.replace(" ", "")) for word in PASSWORD_ABROAD}
 )
 # Multi-word names whose words alone are harmless ("access", "key", "private").
 DEFAULT_DENY_NAMES = frozenset(

@@ -50,6 +50,15 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# "password" in the languages a key is most often written in besides English (in lower case; "пароль" in Cyrillic
+# letters, the Latin look-alikes of some of them are its reading by text_reading.latin_reading). Words that mean
+# something else too stay out ("parola" is Italian for "word", "şifre" Turkish for "cipher").
+PASSWORD_ABROAD = (
+    "contraseña", "contrasena", "senha", "mot de passe", "kennwort", "wachtwoord", "lösenord", "losenord",
+    "adgangskode", "passord", "salasana", "hasło", "haslo", "heslo", "jelszó", "jelszo", "пароль",
+    "密码", "密碼", "口令", "パスワード", "비밀번호", "암호",
+)  # fmt: skip
+_ABROAD = "|".join(re.escape(w).replace(r"\ ", "[ _-]?") for w in PASSWORD_ABROAD)
 # Words whose value is a secret when they name a key ("db_password", "apiKey", "--token", Django's "password1").
 SECRET_WORDS = (
     r"(?:api[_ -]?key|apikey|access[_ -]?key|secret(?:[_ -]?key)?|client[_-]?secret|token|passw(?:or)?[dt]\d{0,2}"
@@ -181,10 +190,13 @@ PATTERNS: list[tuple[str, str, str]] = [
         "kv",
         r"cookie:[ \t]*(?:[^\s=;,\"]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
-        rf"|{_KEY}(?:[\"']?(?:\s*[:=]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
+        rf"|{_KEY}(?:[\"']?(?:\s*[:=：＝]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
     ("secret_assignment", "kv", rf"(?<!\S)--?{_KEY_BODY}(?:\s+|=){_VALUE}"),
+    # "password" in another language, assigned: a pattern and a trigger of its own (in the keyword alternation it
+    # doubled the cost of every text with a key word); its value is judged as after "password".
+    ("secret_assignment", "abroad", rf"(?i:{_ABROAD})(?![A-Za-z0-9])[\"']?(?:\s*[:=：＝]>?\s*|\s+(?=[\"'])){_VALUE}"),
     # curl -u user:password, --user user:password (`-u` only beside an HTTP client or a URL: the validator).
     ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
@@ -223,6 +235,23 @@ _KV_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "credent
 # One search, not a substring test per word; "pin" only as a word's end ("pin=", "card_pin:"): "mapping",
 # "clipping" and "early stopping" would fire the keyword pass on many benign log lines.
 KV_ANY = re.compile("|".join(map(re.escape, _KV_WORDS)) + "|pin(?![a-z])")
+_ABROAD_ANY = re.compile(_ABROAD)
+_ASCII_ABROAD = (*(w for w in PASSWORD_ABROAD if w.isascii() and " " not in w), "passe")  # "mot de passe"
+
+
+def _abroad(text: str, low: str) -> bool:
+    """Whether ``text`` (``low``: in lower case) may assign a password named in another language. In ASCII, only
+    with a separator, and by substring tests: a regex of the words cost a log line twice as much (0.9 µs)."""
+    if not text.isascii():
+        return _ABROAD_ANY.search(low) is not None
+    if "=" not in text and ":" not in text and '"' not in text and "'" not in text:
+        return False
+    for word in _ASCII_ABROAD:  # noqa: SIM110 (a loop: any() over a generator costs 0.3 µs more)
+        if word in low:
+            return True
+    return False
+
+
 _DIGITS = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}")  # seven digits close together
 _LONG = re.compile(r"[A-Za-z0-9_+/=-]{20}")
 # Lower-case hex identifiers (UUIDs, uuid4().hex, trace ids, SHAs: 16+ hex digits, dashes allowed, a letter
@@ -269,8 +298,11 @@ def triggers(text: str) -> frozenset[str]:
         found.append("dashp")
     if "-u" in text:
         found.append("dashu")
-    if KV_ANY.search(text.lower()):
+    low = text.lower()
+    if KV_ANY.search(low):
         found.append("kv")
+    if _abroad(text, low):
+        found.append("abroad")
     if LITERALS.search(text):
         found.append("lit")
     # \d is any Unicode digit: other texts, and short ones (the regexes cost less there), take the regexes
@@ -466,9 +498,14 @@ def _valid_ssn(match: str, text: str, start: int) -> bool:
     return digits not in ("078051120", "219099999")  # famous advertising numbers, never issued to a person
 
 
+_KEY_AT = re.compile(rf"{_KEY}|{_ABROAD}")
+_SEPARATOR = re.compile(r"[:=：＝]>?|\s")  # (full-width: Chinese and Japanese text)
+
+
 def _value_of(match: str) -> str:
-    """The value part of a keyword assignment (after the first separator), unquoted."""
-    sep = re.search(r"[:=]>?|\s", match)
+    """The value part of a keyword assignment (after the first separator past its key word), unquoted."""
+    key = _KEY_AT.match(match.lower())  # after "mot de passe", not inside it
+    sep = _SEPARATOR.search(match, key.end() if key is not None and len(match) == len(match.lower()) else 0)
     value = match[sep.end() :] if sep else match
     return value.strip().strip("\"'")
 
@@ -491,7 +528,7 @@ def glued_secret(word: str) -> bool:
 def _starts_word(match: str, text: str, start: int) -> bool:
     """The key starts a word or a camelCase part (``db_password``, ``dbPassword``; not ``compass``), or is a
     secret word glued to its prefix (``PGPASSWORD``, ``apitoken``)."""
-    if start == 0 or match[0] == "-":
+    if start == 0 or match[0] == "-" or match[0] >= "\u2e80":  # Chinese, Japanese, Korean: no spaces between words
         return True
     before = text[start - 1]
     if not before.isalpha() or (before.islower() and match[0].isupper()):
@@ -502,9 +539,12 @@ def _starts_word(match: str, text: str, start: int) -> bool:
     return _GLUED.match(low) is not None
 
 
-_PASSWORD_KEY = re.compile(r"passw|pwd|passphrase")
+_PASSWORD_KEY = re.compile(rf"passw|pwd|passphrase|{_ABROAD}")
 # Key words that name a secret and nothing else: their value goes however short ("password=ab", "api_key: k").
-_SHORT_KEY = re.compile(r"passw|pwd|passphrase|passcode|secret|api|access|private|credential|session|sessid|key")
+_SHORT_KEY = re.compile(
+    r"passw|pwd|passphrase|passcode|secret|api|access|private|credential|session|sessid|key"
+    rf"|{_ABROAD}"
+)
 # Words before "pin" that make it a core, a node or a memory pinning, not a PIN ("cpu_pin", "numa pin=0-7").
 _HARDWARE = _words(
     "cpu cpus core cores numa gpu gpus thread threads irq gpio mem memory node nodes socket affinity worker workers "

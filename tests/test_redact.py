@@ -570,6 +570,21 @@ def test_a_field_named_password_in_another_language_is_blanked(redactor: Redacto
     }
 
 
+def test_a_password_in_another_language_assigned_in_text_is_redacted(redactor: Redactor) -> None:
+    # Only field names were read in other languages: "contraseña=Hunter2xyz" in a log line went to the index whole.
+    assigned = ("contraseña=Hunter2xyz", "mot de passe: soleil42", "пароль: qwerty123", "密码：abc12345",
+                "senha: minhasenha1", "wachtwoord = Tulip2024", "hasło: Żółw2024", "lösenord=ab",
+                "パスワード: himitsu99", "비밀번호 = qwer1234")  # fmt: skip
+    for text in assigned:
+        out = redactor.scrub(f"login failed {text} retrying")
+        assert out == "login failed [REDACTED:secret_assignment] retrying", out
+    assert redactor.scrub('{"senha": "s3cr3t!"}') == '{"[REDACTED:secret_assignment]}'  # as "password" in JSON
+    # a word glued before it in a language without spaces ("user password: ..."), but not in Latin script
+    assert redactor.scrub("用户密码：abc12345") == "用户[REDACTED:secret_assignment]"
+    for text in ("mot de passe: trop court", "the contraseña policy needs 8 characters", "senhas: 2", "asenha: x"):
+        assert redactor.scrub(text) == text
+
+
 def test_a_pin_named_field_is_blanked(redactor: Redactor) -> None:
     fields = {"pin": "4921", "card_pin": "0042", "PIN_CODE": "004921", "pin_memory": "true", "spin": "1/2"}
     assert redactor.mapping(fields) == {
