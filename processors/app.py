@@ -9,7 +9,9 @@ Topology (all topics have ``partitions`` partitions, so Faust co-partitions them
            cut the batch into per-entity chunks
              └─ <app_id>-series  (keyed by entity: run/<id>, model/<name>, data/<ds>/<stage>)
                   └─ agent "series": detector state in table <app_id>-series (key entity),
-                     alerts -> aitrace.alerts (+ index), labels joined, rollups indexed
+                     alerts -> aitrace.alerts (+ index), labels joined, rollups indexed;
+                     on a sweep record (the records agent sends one per partition on ticks,
+                     at most every expiry_interval_s) entities idle past their time are deleted
 
 Why a repartition topic: a model's requests arrive under many trace ids, so on every
 partition; its latency, error-rate and feature-drift windows must see all of them. The
@@ -119,6 +121,7 @@ def create_app(settings: Settings | None = None, options: WorkerOptions | None =
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         runtime.pipeline.forget_partitions({tp.partition for tp in revoked if tp.topic in runtime.input_names})
+        runtime.pipeline.expiry.forget({tp.partition for tp in revoked if tp.topic == runtime.outputs.series_name})
 
     @app.on_worker_init.connect  # type: ignore[arg-type]
     def worker_init(sender: Any, **kwargs: Any) -> None:

@@ -3,7 +3,7 @@
 :func:`pack_chunk` / :func:`unpack_chunk`: one chunk (a dict holding NumPy arrays) <-> bytes.
 :func:`group_chunks` / :func:`split_chunks`: packed chunks of one entity key <-> one record of
 the series topic. :class:`aitrace.processors.pipeline.Pipeline` packs and unpacks;
-:mod:`aitrace.processors.app` groups and splits.
+:mod:`aitrace.processors.app` groups and splits. :data:`SWEEP` asks for an idle sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import numpy as np
 import orjson
 
 _CHUNK_MAGIC = b"AC1"
+# A series record of exactly these bytes is no chunk: the series agent sweeps its partition for idle
+# entities (processors/expiry.py). Any client may write one: a sweep only drops what is idle anyway.
+SWEEP = b"AS1"
 _HEADER_LEN = struct.Struct("<I")
 
 

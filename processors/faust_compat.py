@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Coroutine, Generator, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping, MutableMapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -549,3 +549,15 @@ def _give_up() -> None:
     log.error("aitrace worker: shutdown still running after %.0f s; exiting without it", SHUTDOWN_DEADLINE_S)
     logging.shutdown()
     os._exit(1)
+
+
+def restored_partition(table: Any) -> Callable[[str], int | None]:
+    """Where each key of ``table`` was restored from: the changelog partition (None: not restored).
+
+    Reads faust-streaming 0.15's in-memory store, which notes it per key on recovery (its
+    ``_key_partition``) and offers no public way to it. The idle expiry (processors/expiry.py)
+    needs it only for values written before entities carried their partitions: without it (another
+    store, another Faust) those are not expired, never expired wrongly.
+    """
+    partitions: Mapping[str, int] = getattr(table.data, "_key_partition", None) or {}
+    return partitions.get

@@ -48,6 +48,16 @@ class WorkerOptions(EnvConfig):
     data_dir: str = ".aitrace/faust"
     web_port: int = 0  # 0: no web server
     warm_up: bool = True  # load the compiled kernels before the first record (processors/warmup.py)
+    # Idle expiry of the series table's entities (processors/expiry.py), in the worker's wall-clock
+    # seconds since the entity's last change; 0: never. A run that logs nothing for a week has died
+    # without its end (a killed job sends none); an ended run's late points (a last evaluation,
+    # a straggling rank) come within hours. Models and data stages: a weekly job keeps its
+    # baselines and drift reference, with a week to spare.
+    run_idle_s: float = 7 * 86400.0
+    ended_run_idle_s: float = 86400.0  # a run whose FINISHED, FAILED or KILLED was seen
+    model_idle_s: float = 14 * 86400.0
+    data_idle_s: float = 14 * 86400.0
+    expiry_interval_s: float = 60.0  # how often each series partition is swept for idle entities (0: never)
 
 
 @dataclass(frozen=True)

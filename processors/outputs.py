@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
-from aitrace.processors.chunk_wire import group_chunks
+from aitrace.processors.chunk_wire import SWEEP, group_chunks
 from aitrace.processors.dlq import DeadLetter
 from aitrace.processors.options import WorkerOptions
 from aitrace.producers.config import KafkaConfig
@@ -23,7 +23,8 @@ class Outputs:
         self.partitions = n
         self.ticks_name = f"{options.app_id}-ticks"
         self.ticks = app.topic(self.ticks_name, partitions=n, value_type=bytes, internal=True)
-        self.series_topic = app.topic(f"{options.app_id}-series", partitions=n, value_type=bytes, internal=True)
+        self.series_name = f"{options.app_id}-series"
+        self.series_topic = app.topic(self.series_name, partitions=n, value_type=bytes, internal=True)
         self.dlq = app.topic(kafka.topic("dlq"), value_type=bytes)
         self.alerts = app.topic(kafka.topic("alerts"), value_type=bytes)
         self._alert_codec = AvroSerializer("aitrace.Alert")
@@ -41,6 +42,11 @@ class Outputs:
         for key, value in group_chunks(chunks):
             await self.series_topic.send(key=key.encode(), value=value, force=True)
 
+    async def send_sweeps(self, partitions: Iterable[int]) -> None:
+        """A sweep record to each of these series partitions: the series agent expires their idle entities."""
+        for partition in partitions:
+            await self.series_topic.send(value=SWEEP, partition=partition, force=True)
+
     async def send_ticks(self, assignment: Iterable[Any]) -> None:
         """One tick record per assigned partition, so idle traces close inside a stream event."""
         for tp in assignment:
@@ -54,8 +60,11 @@ def table_writer(table: Any) -> Callable[[str, Any, int], None]:
     def write(key: str, value: Any, partition: int) -> None:
         if value is None:
             table.data.pop(key, None)
+            # a Kafka null, as Faust's own delete sends it: through the table's JSON it was the bytes
+            # b"null", which compaction keeps and a restore read back as the key holding None
+            table.send_changelog(partition, key, None, value_serializer="raw")
         else:
             table.data[key] = value
-        table.send_changelog(partition, key, value)
+            table.send_changelog(partition, key, value)
 
     return write

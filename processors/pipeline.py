@@ -49,6 +49,7 @@ from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import ChunkResult, DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
 from aitrace.processors.event_columns import EventColumns
+from aitrace.processors.expiry import MARK, EntityExpiry, Expired, ExpiryPolicy, Home
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.schemas.codec import DecodeError
 from aitrace.schemas.metric_block import MetricBlock
@@ -65,6 +66,7 @@ from aitrace.sinks.documents import (
 _GROUND_TRUTH = "aitrace.GroundTruth"
 log = logging.getLogger("aitrace.processors")
 _LONGEST_BATCH_ID = 64  # kept as it is (the producer's: 12 hex digits, "-", a hex counter); longer: its digest
+_EXPIRED_LOGGED = 20  # entities named in the log per sweep (a client's million runs expire in one)
 
 
 def _json_bytes(value: Any) -> int:
@@ -210,12 +212,15 @@ class Pipeline:
             rollup_window_s=options.rollup_window_s,
         )
         self.live_rules = LiveRules(live_rules)
+        idle = (options.run_idle_s, options.ended_run_idle_s, options.model_idle_s, options.data_idle_s)
+        self.expiry = EntityExpiry(ExpiryPolicy(*idle), options.partitions)
         # partition -> trace ids held in the trace table for it (rebuilt from the table when unknown)
         self._traces_by_partition: dict[int, set[str]] = {}
         self._warned: dict[tuple[str, str], float] = {}  # (entity, what) -> when last logged (monotonic s)
         self.counters = {"records": 0, "events": 0, "chunks": 0, "traces": 0, "alerts": 0, "duplicates": 0, "series": 0}
         self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
         self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
+        self.counters["expired"] = 0  # entities idle past their time, their state dropped (expiry.py)
 
     # ------------------------------------------------------------ input records
 
@@ -412,7 +417,8 @@ class Pipeline:
         ones; trace documents to index."""
         keys = self._traces_by_partition.get(partition)
         if keys is None:
-            keys = {k for k, st in traces.items() if st.get("partition") == partition}
+            # None: a key evicted by a version whose tombstone was the JSON b"null", restored as holding None
+            keys = {k for k, st in traces.items() if isinstance(st, dict) and st.get("partition") == partition}
             self._traces_by_partition[partition] = keys
         actions: list[Action] = []
         for trace_id in list(keys):
@@ -436,13 +442,17 @@ class Pipeline:
 
     # ------------------------------------------------------------ series chunks
 
-    def series(self, value: bytes, table: MutableMapping[str, Any]) -> tuple[list[dict[str, Any]], list[Action]]:
+    def series(
+        self, value: bytes, table: MutableMapping[str, Any], *, now: float | None = None
+    ) -> tuple[list[dict[str, Any]], list[Action]]:
         """Apply one series chunk; return alert records and documents (alerts, labels, rollups).
 
         ``table`` is keyed by entity (``run/<id>``, ``model/<name>``, ``data/<ds>/<stage>``); its
         value maps each series of the entity to that series' state. One table write per chunk,
         so one changelog record, instead of one per series: on Tansu that was 3.5x the
         worker's throughput on training batches (4 metrics + the overfitting check).
+        ``now`` (the worker's wall clock, epoch s): the entity's touch mark is renewed
+        (:mod:`aitrace.processors.expiry`); without it (tests, benchmarks) no mark is written.
         """
         chunk = restore_axes(unpack_chunk(value))
         self.counters["series"] += 1
@@ -454,13 +464,21 @@ class Pipeline:
         # a Staged table (the worker's): its series copied before they change, so that a dropped batch changes nothing
         staged = table if isinstance(table, Staged) else None
         states = (staged.private(entity) if staged is not None else dict(table.get(entity) or {})) or {}
-        detectors = SeriesDetectors(states, self.detection, self.live_rules, copy_on_write=staged is not None)
-        detectors.rollup_documents = self.options.index  # --no-index: rollup documents are indexing work
-        before = dict(states) if chunk["kind"] == "data" else None  # its series are copied on write
-        result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
-        if before is not None and result.applied and self._undone_past_budget(entity, states, before):
+        mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
+        try:
+            result = self._detect(entity, chunk, states, staged is not None)
+        finally:  # a staged value keeps its mark whatever the chunk did
+            tracked = bool(states)
+            if mark is not None:
+                states[MARK] = mark
+        if result is None:
             return [], []
-        if result.applied:
+        status = chunk.get("status") if chunk["kind"] == "run" else None  # a lifecycle event of the run
+        if now is not None and tracked and (result.applied or status is not None):
+            partition = staged.partition if staged is not None else 0
+            states[MARK] = self.expiry.touch(entity, mark, now, partition, status)
+            table[entity] = states
+        elif result.applied:
             table[entity] = states
         self._count(entity, result)
         actions = list(result.actions)
@@ -469,6 +487,26 @@ class Pipeline:
             actions.extend(self._label_actions(event, prediction))
         self.counters["alerts"] += len(result.alerts)
         return result.alerts, actions
+
+    def _detect(self, entity: str, chunk: dict[str, Any], states: dict[str, Any], cow: bool) -> ChunkResult | None:
+        """The chunk applied to the entity's series ``states``; None when a data stage's was undone (its budget)."""
+        detectors = SeriesDetectors(states, self.detection, self.live_rules, copy_on_write=cow)
+        detectors.rollup_documents = self.options.index  # --no-index: rollup documents are indexing work
+        before = dict(states) if chunk["kind"] == "data" else None  # its series are copied on write
+        result = detectors.apply(chunk, source=chunk["src"], offset=chunk["off"], batch_id=chunk.get("bid"))
+        if before is not None and result.applied and self._undone_past_budget(entity, states, before):
+            return None
+        return result
+
+    def sweep(self, partition: int, table: MutableMapping[str, Any], *, now: float, home: Home) -> Expired:
+        """Delete the entities of series ``partition`` idle past their time (:meth:`EntityExpiry.sweep`); count, log."""
+        gone = self.expiry.sweep(partition, table, now, home)
+        self.counters["expired"] += len(gone)
+        for entity, _ in gone[:_EXPIRED_LOGGED]:
+            log.info("expired %s: no change for its idle time, its detector state dropped", _shown(entity))
+        if len(gone) > _EXPIRED_LOGGED:
+            log.info("expired %d more entities of series partition %d", len(gone) - _EXPIRED_LOGGED, partition)
+        return gone
 
     def _undone_past_budget(self, entity: str, states: dict[str, Any], before: dict[str, Any]) -> bool:
         """Put a data stage back as it was ``before`` the chunk if the chunk took it past its budget."""
@@ -533,5 +571,6 @@ class Pipeline:
         return (
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
             f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
-            f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} {self.dlq}"
+            f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} expired={c['expired']} "
+            f"{self.dlq}"
         )

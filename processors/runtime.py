@@ -12,13 +12,15 @@ records are handled.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
 import faust
-from aitrace.processors.chunk_wire import split_chunks
+from aitrace.processors.chunk_wire import SWEEP, split_chunks
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter
+from aitrace.processors.faust_compat import restored_partition
 from aitrace.processors.guard import Guard
 from aitrace.processors.indexing import Indexing
 from aitrace.processors.options import WorkerOptions
@@ -66,6 +68,7 @@ class Runtime:
         self.indexing = Indexing(settings.search, options.index, self.pipeline.dlq, self.outputs)
         self.guarded = Guard(self._quarantine).guarded
         self._started = time.monotonic()
+        self._swept: dict[int, float] = {}  # series partition -> when a sweep was last asked of it (monotonic s)
 
     async def close(self) -> None:
         await self.indexing.close()
@@ -82,20 +85,32 @@ class Runtime:
         actions: list[Action] = []
         sources: dict[int, Any] = {}
         chunks: list[tuple[str, bytes]] = []
+        sweeps: list[int] = []
         now = time.time()
         for message in messages:
             staged.partition = message.partition
             if message.topic == self.ticks_name:
                 if message.partition < self.options.partitions:
                     _extend(actions, sources, self.pipeline.tick(message.partition, staged, now=now), message)
+                    sweeps.extend(self._sweep_due(message.partition))
                 continue
             out = self._process(message, staged, now)
             await self.outputs.send_letters(out.dead_letters)
             chunks.extend(out.chunks)
             _extend(actions, sources, out.actions, message)
         await self.outputs.send_series(chunks)
+        await self.outputs.send_sweeps(sweeps)
         await self.indexing.index(actions, sources)
         staged.commit(table_writer(self.traces))
+
+    def _sweep_due(self, partition: int) -> list[int]:
+        """``[partition]`` when its series partition is due an idle sweep (at most every ``expiry_interval_s``)."""
+        every = self.options.expiry_interval_s
+        now = time.monotonic()
+        if every <= 0 or not self.pipeline.expiry.policy.enabled or now - self._swept.get(partition, -math.inf) < every:
+            return []
+        self._swept[partition] = now
+        return [partition]
 
     async def _quarantine(self, message: Any, exc: Exception) -> None:
         self.pipeline.dlq.add("quarantined")
@@ -139,27 +154,48 @@ class Runtime:
         )
 
     async def on_chunks(self, messages: list[Any]) -> None:
-        """A batch of series chunks: alerts out, one bulk request, then the table writes."""
+        """A batch of series chunks (and sweeps): alerts out, one bulk request, then the table writes."""
         staged = Staged(self.series_state)
         actions: list[Action] = []
         sources: dict[int, Any] = {}
-        for message in messages:
-            staged.partition = message.partition
-            try:
-                parts = split_chunks(message.value)
-            except (TypeError, ValueError) as exc:  # TypeError: a null value
-                log.exception("series record unreadable at %s[%d]@%d", message.topic, message.partition, message.offset)
-                await self.outputs.send_letters([self._letter(message, exc)])
-                continue
-            for part in parts:
-                _extend(actions, sources, await self._chunk(message, part, staged), message)
-        await self.indexing.index(actions, sources)
-        staged.commit(table_writer(self.series_state))
+        swept: set[int] = set()
+        tombstones: list[tuple[str, int]] = []  # expired keys' writes on partitions other than their sweep's
+        try:
+            for message in messages:
+                staged.partition = message.partition
+                if message.value == SWEEP:
+                    swept.add(message.partition)
+                    tombstones += self._sweep(message.partition, staged)
+                    continue
+                try:
+                    parts = split_chunks(message.value)
+                except (TypeError, ValueError) as exc:  # TypeError: a null value
+                    where = (message.topic, message.partition, message.offset)
+                    log.exception("series record unreadable at %s[%d]@%d", *where)
+                    await self.outputs.send_letters([self._letter(message, exc)])
+                    continue
+                for part in parts:
+                    _extend(actions, sources, await self._chunk(message, part, staged), message)
+            await self.indexing.index(actions, sources)
+        except BaseException:  # the staged deletes are dropped: the index must not think them done
+            self.pipeline.expiry.forget(swept)
+            raise
+        write = table_writer(self.series_state)
+        staged.commit(write)
+        for key, partition in tombstones:
+            write(key, None, partition)
+
+    def _sweep(self, partition: int, staged: Staged) -> list[tuple[str, int]]:
+        """Expire the idle entities of series ``partition`` (staged deletes); returns the other partitions
+        they were written to, each (entity, partition), for a tombstone there too."""
+        home = restored_partition(self.series_state)
+        gone = self.pipeline.sweep(partition, staged, now=time.time(), home=home)
+        return [(entity, p) for entity, others in gone for p in others]
 
     async def _chunk(self, message: Any, part: bytes, staged: Staged) -> list[Action]:
         """One chunk of a series record: its alerts sent, its documents returned."""
         try:
-            alerts, actions = self.pipeline.series(part, staged)
+            alerts, actions = self.pipeline.series(part, staged, now=time.time())
         except Exception as exc:  # keep the chunk (derived data; the input record is safe upstream)
             log.exception("series chunk failed at %s[%d]@%d", message.topic, message.partition, message.offset)
             await self.outputs.send_letters([self._letter(message, exc, part)])

@@ -41,6 +41,11 @@ _HELP = {
     "data_dir": "Faust's local data directory (the tables themselves are restored from their changelogs)",
     "web_port": "port of Faust's web server on 127.0.0.1 (0: off)",
     "warm_up": "load the detectors' compiled kernels before reading the first record (not in the event loop)",
+    "run_idle_s": "drop a training run's detector state after this many seconds without data (0: never)",
+    "ended_run_idle_s": "the same for a run whose FINISHED, FAILED or KILLED was seen (0: never)",
+    "model_idle_s": "the same for a model in service; back later, it starts a fresh drift reference (0: never)",
+    "data_idle_s": "the same for a data pipeline stage; back later, it starts a fresh reference (0: never)",
+    "expiry_interval_s": "how often each series partition is swept for idle entities (0: never)",
 }
 
 

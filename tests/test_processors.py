@@ -264,6 +264,19 @@ def test_tick_closes_idle_traces_of_its_partition_only() -> None:
     assert t0 not in traces and t1 in traces
 
 
+def test_tick_on_a_table_restored_with_keys_holding_none() -> None:
+    """Evicted traces' changelog records used to be the JSON b"null", not a Kafka null: a restore reads
+    such a key back as holding None, and the tick's index rebuild crashed on it."""
+    pipe = Pipeline(WorkerOptions(idle_timeout_s=5, grace_s=10))
+    traces: dict = {"evicted-long-ago": None}
+    t0 = S.trace_id()
+    record = _record([S.event(S.log("info", "a"), trace=t0)])
+    pipe.process_record(record, key=None, topic="t", partition=0, offset=0, traces=traces, now=100.0)
+    pipe.forget_partitions({0})  # as after a restart: the index is rebuilt from the table
+    [closed] = pipe.tick(0, traces, now=106.0)
+    assert closed["_id"] == t0
+
+
 # ---------------------------------------------------------------- options and CLI
 
 
