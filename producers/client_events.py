@@ -198,6 +198,7 @@ class ClientEvents:
         queue.append((_DATA, _time_ns() // 1000, ctx, fields, False))
         exporter = self._exporter
         if exporter.sleeping:
+            exporter.sleeping = False
             exporter.wake.set()
 
     def inference(
@@ -238,6 +239,7 @@ class ClientEvents:
         queue.append((_INFERENCE, _time_ns() // 1000, ctx, fields, urgent))
         exporter = self._exporter
         if exporter.sleeping or urgent:
+            exporter.sleeping = False
             exporter.wake.set()
 
     def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
