@@ -304,8 +304,8 @@ class Exporter:
 
     def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
         kind, time_us, ctx, fields, urgent = item
-        if isinstance(fields, Span):  # a span object as the caller enqueued it (spans.py): its fields as a dict
-            fields = fields.fields()
+        # a span object as the caller enqueued it (spans.py), or a tuple of fields (inference): its fields as a dict
+        fields = fields.fields() if isinstance(fields, Span) else ev.fields_dict(kind, fields)
         try:
             payload = ev.PAYLOAD_BUILDERS[kind](fields, stats)
         except (KeyError, TypeError, ValueError) as exc:
