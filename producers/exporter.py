@@ -54,6 +54,9 @@ _BUSY_WAIT_S = 0.02
 # While a flush waits for acknowledgements: librdkafka reports a delivery only when polled, so a 20 ms nap
 # after the last send held every flush() about 20 ms past its last ack (bench_producer: 10% of a run).
 _FLUSH_WAIT_S = 0.001
+# ... for this long after the last send: acks come within milliseconds; a flush that waits on a broker that is
+# down would otherwise wake the worker 1,000 times a second until its timeout.
+_FLUSH_FAST_S = 0.1
 _TAKE_CHUNK = 20_000
 _TAKE_SLICE = 256  # items filed between two chances for the callers to run (see _share)
 _KIND, _CONTEXT, _URGENT = itemgetter(0), itemgetter(2), itemgetter(4)
@@ -242,9 +245,15 @@ class Exporter:
         # Event.set (about 1 µs each) for the up to 5 ms this thread may wait for the GIL once woken.
         self.sleeping = True
         if not self.queue:
-            self.wake.wait((_FLUSH_WAIT_S if self._flushing else _BUSY_WAIT_S) if busy else _IDLE_WAIT_S)
+            self.wake.wait(self._busy_wait() if busy else _IDLE_WAIT_S)
         self.sleeping = False
         self.wake.clear()
+
+    def _busy_wait(self) -> float:
+        """The nap while records are in flight: short while a flush waits on what was just sent (see _FLUSH_WAIT_S)."""
+        if self._flushing and time.monotonic() - self._last_send < _FLUSH_FAST_S:
+            return _FLUSH_WAIT_S
+        return _BUSY_WAIT_S
 
     def _notify(self) -> None:
         with self.changed:

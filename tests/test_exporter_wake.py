@@ -81,6 +81,27 @@ def test_a_flush_polls_for_acknowledgements_every_millisecond(tmp_path: Path) ->
     assert naps and max(naps) <= exporter_module._FLUSH_WAIT_S
 
 
+def test_a_flush_waiting_long_after_the_last_send_naps_as_before(tmp_path: Path) -> None:
+    """The 1 ms naps last only _FLUSH_FAST_S after the last send: a flush waiting on a broker that is down does not
+    wake the worker 1,000 times a second until its timeout."""
+    stats: Counter[str] = Counter()
+    transport = _AckedWhenPolled(stats)
+    transport.polls_left = [10**9]  # in flight for good
+    settings = Settings(service="unit", spool_dir=str(tmp_path / "spool"))
+    exporter = Exporter(settings, deque(), dict(_ENVELOPE), [], "t", stats, transport)  # not started: driven here
+    naps: list[float | None] = []
+    exporter.wake.wait = lambda timeout=None: naps.append(timeout) or False  # type: ignore[method-assign]
+    exporter._flushing = 1
+    exporter._last_send = time.monotonic()
+    exporter._sleep()
+    exporter._last_send = time.monotonic() - 2 * exporter_module._FLUSH_FAST_S
+    exporter._sleep()
+    exporter._flushing = 0
+    exporter._last_send = time.monotonic()
+    exporter._sleep()
+    assert naps == [exporter_module._FLUSH_WAIT_S, exporter_module._BUSY_WAIT_S, exporter_module._BUSY_WAIT_S]
+
+
 class _CountingWake(threading.Event):
     def __init__(self) -> None:
         super().__init__()
