@@ -313,7 +313,7 @@ class Exporter:
 
     def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
         kind, time_us, ctx, fields, urgent = item
-        # a span object as the caller enqueued it (spans.py), or a tuple of fields (inference): its fields as a dict
+        # a span object as the caller enqueued it (spans.py), or a tuple (inference, data statistics): as a dict
         fields = fields.fields() if isinstance(fields, Span) else ev.fields_dict(kind, fields)
         try:
             payload = ev.PAYLOAD_BUILDERS[kind](fields, stats)
