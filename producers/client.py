@@ -148,7 +148,8 @@ class Client(ClientEvents):
             ctx = self._root if _OTEL not in _modules else self._fallback()
         queue.append((_METRIC, _time_ns() // 1000, ctx, (dict(values), step, epoch, split), False))
         exporter = self._exporter
-        if exporter.sleeping:
+        if exporter.sleeping:  # the first caller wakes it; cleared here, the next ones need not (Exporter._sleep)
+            exporter.sleeping = False
             exporter.wake.set()
 
     def _put(self, item: ev.Queued) -> None:
@@ -158,6 +159,7 @@ class Client(ClientEvents):
         queue.append(item)
         exporter = self._exporter
         if exporter.sleeping or item[4]:  # urgent: errors leave at once, even mid-linger
+            exporter.sleeping = False
             exporter.wake.set()
 
     def _fallback(self) -> tc.SpanContext:

@@ -136,7 +136,7 @@ def record_bytes(row: ev.Queued) -> int:
     """About how many bytes one record of statistics takes in a block: 9 per number of its features, 64 per
     feature besides (names, counts, moments). An estimate that sets how many records go in one block."""
     try:
-        features = row[3].get("features") or ()
+        features = ev.fields_dict(ev.DATA, row[3]).get("features") or ()
         numbers = sum(
             len(f.get(k) or ()) for f in features for k in ("quantiles", "histogram_edges", "histogram_counts")
         )
@@ -146,35 +146,45 @@ def record_bytes(row: ev.Queued) -> int:
 
 
 def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    """The columns of queued statistics (fields as :meth:`ClientEvents.data_stats` builds them).
+    """The columns of queued statistics (fields as :meth:`ClientEvents.data_stats` queues them: a tuple in the order
+    of :data:`events.DATA_FIELDS`; or a dict of those names).
 
     The common case (the dicts :func:`aitrace.summarize` returns) is a few list comprehensions
     over all the records' features together; a batch with anything else is built record by record
     through :func:`events.data_payload`.
     """
     try:
-        return _columns(rows, blocks.row_fields(rows), stats)
+        return _columns(rows, _by_name(blocks.row_fields(rows)), stats)
     except _BAD:
         pass
+    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in rows]
     kept, payloads = blocks.built(rows, ev.data_payload, stats)
     good = [i for i, p in enumerate(payloads) if all(None not in f["quantiles"].values() for f in p["features"])]
     stats["rejected_schema"] += len(payloads) - len(good)
-    return _columns([kept[i] for i in good], [payloads[i] for i in good], stats)
+    return _columns([kept[i] for i in good], _by_name([payloads[i] for i in good]), stats)
 
 
-def _columns(rows: list[ev.Queued], fields: list[dict[str, Any]], stats: Counter[str]) -> Block:
+def _by_name(fields: list[Any]) -> dict[str, list[Any]]:
+    """Each field's column: the client's tuples taken apart by one ``zip`` (C loops, no look-up per field and
+    record); dicts by name (a missing stage or dataset raises, any other field is None where absent)."""
+    if set(map(type, fields)) == {tuple} and set(map(len, fields)) == {len(ev.DATA_FIELDS)}:
+        return dict(zip(ev.DATA_FIELDS, map(list, zip(*fields, strict=True)), strict=True))
+    return {name: [f[name] for f in fields] if name in ("stage", "dataset") else _get(fields, name)
+            for name in ev.DATA_FIELDS}  # fmt: skip
+
+
+def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], stats: Counter[str]) -> Block:
     columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     for name in ("stage", "dataset"):
-        values = [f[name] for f in fields]
-        columns[name], columns[f"{name}_index"] = blocks.interned(_texts(values, stats))
-    columns["batch"] = blocks.optional_column(blocks.texts(_get(fields, "batch"), stats))
-    columns["row_count"] = _ints(_get(fields, "row_count"))
-    columns["rows_dropped"] = _ints(_get(fields, "rows_dropped"))
-    columns["label"], columns["label_index"] = blocks.optional_interned(blocks.texts(_get(fields, "label"), stats))
-    counts = _get(fields, "class_counts")
+        columns[name], columns[f"{name}_index"] = blocks.interned(_texts(values[name], stats))
+    columns["batch"] = blocks.optional_column(blocks.texts(values["batch"], stats))
+    columns["row_count"] = _ints(values["row_count"])
+    columns["rows_dropped"] = _ints(values["rows_dropped"])
+    columns["label"], columns["label_index"] = blocks.optional_interned(blocks.texts(values["label"], stats))
+    counts = values["class_counts"]
     columns["class_counts"] = _class_counts([c or {} for c in counts]) if any(counts) else {}  # {}: none counted
-    columns["ingest_delay_ms"] = blocks.optional_column(_floats(_get(fields, "ingest_delay_ms")))
-    per_record = [f.get("features") or () for f in fields]
+    columns["ingest_delay_ms"] = blocks.optional_column(_floats(values["ingest_delay_ms"]))
+    per_record = [f or () for f in values["features"]]
     columns["features"] = _feature_columns([len(f) for f in per_record], list(chain.from_iterable(per_record)), stats)
     return columns
 

@@ -29,12 +29,30 @@ Queued = tuple[int, int, Any, Any, bool]
 
 ``ctx`` is the :class:`~aitrace.producers.tracecontext.SpanContext` it belongs to (an ended
 :class:`~aitrace.producers.spans.Span` stands for its own: it has the same ids); ``fields`` is
-what the caller handed over: a dict of the payload builder's arguments, or for ``METRIC`` a
-:data:`MetricPoint`; ``urgent`` makes the exporter send at once (errors). A plain tuple, not a
-class: building it is the caller's whole cost (a NamedTuple costs the caller about 0.1-0.4 µs more).
+what the caller handed over: a dict of the payload builder's arguments, for ``METRIC`` a
+:data:`MetricPoint`, for the kinds of :data:`QUEUED_FIELDS` a tuple of those arguments in its order;
+``urgent`` makes the exporter send at once (errors). A plain tuple, not a class: building it is
+the caller's whole cost (a NamedTuple costs the caller about 0.1-0.4 µs more).
 """
 MetricPoint = tuple[dict[str, Any], int, Any, Any]
 """The fields of one ``client.metric`` call: ``(values, step, epoch, split)``."""
+INFERENCE_FIELDS = ("request_id", "model_name", "model_version", "latency_ms", "status", "features", "prediction",
+                    "confidence", "error", "inputs_summary", "feature_version")  # fmt: skip
+"""The fields of one ``client.inference`` call, in the order of the tuple it queues (an 11-key dict cost the
+caller about 0.2 µs of its 1.7, and the exporter a look-up per field and record to take apart again)."""
+DATA_FIELDS = ("stage", "dataset", "features", "row_count", "class_counts", "label", "batch", "rows_dropped",
+               "ingest_delay_ms")  # fmt: skip
+"""The fields of one ``client.data_stats`` call, in the order of the tuple it queues (a dict: ~0.17 µs more)."""
+QUEUED_FIELDS: dict[int, tuple[str, ...]] = {INFERENCE: INFERENCE_FIELDS, DATA: DATA_FIELDS}
+"""Kinds whose fields the client queues as a tuple, and the names of its items in order."""
+
+
+def fields_dict(kind: int, fields: Any) -> Any:
+    """A queued item's fields as the payload builder reads them: a dict (a tuple of :data:`QUEUED_FIELDS` named)."""
+    names = QUEUED_FIELDS.get(kind)
+    if names is None or type(fields) is not tuple:
+        return fields
+    return dict(zip(names, fields, strict=True))
 
 
 class DropEvent(Exception):  # structlog's name for the same signal

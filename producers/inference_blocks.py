@@ -27,6 +27,7 @@ from aitrace.schemas.inference_block import INFERENCE_SHAPE
 _ABSENT = object()
 _NUMBERS = frozenset({float, int, bool})  # float() of each is what events.as_float gives
 _OPTIONAL_TEXTS = ("model_version", "error", "inputs_summary", "prediction", "feature_version")
+_REQUIRED = frozenset(("request_id", "model_name", "error", "status", "latency_ms", "features"))  # of a dict
 
 
 def block_chain(processors: list[Callable[[Block], Any]]) -> list[Callable[[Block], Any]] | None:
@@ -40,53 +41,67 @@ def halves(block: Block) -> list[Block]:
 
 
 def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    """The columns of queued inference records (fields as :meth:`ClientEvents.inference` builds them).
+    """The columns of queued inference records (fields as :meth:`ClientEvents.inference` queues them: a tuple in the
+    order of :data:`events.INFERENCE_FIELDS`; or a dict of those names).
 
-    The common case (text ids, numeric latency, no error) is a few list comprehensions; a batch
+    The common case (text ids, numeric latency, no error) is one transposition and a few C loops; a batch
     with anything else is built record by record through :func:`events.inference_payload`.
     """
-    fields = blocks.row_fields(rows)
-    try:
-        ids = [f["request_id"] for f in fields]
-        models = [f["model_name"] for f in fields]
-        errors = [f["error"] for f in fields]
-        statuses = ["error" if f["status"] == "error" else "ok" for f in fields]
-        latencies = [f["latency_ms"] for f in fields]
-    except (KeyError, TypeError):
+    values = _by_name(blocks.row_fields(rows))
+    if values is None:
         return _slow_columns(rows, stats)
+    ids, models, errors, latencies = (values[name] for name in ("request_id", "model_name", "error", "latency_ms"))
     if set(map(type, ids)) != {str} or set(map(type, models)) != {str} or errors.count(None) != len(errors):
         return _slow_columns(rows, stats)
     latency_kinds = set(map(type, latencies))
     if not latency_kinds <= {float, int}:
         return _slow_columns(rows, stats)
-    columns = _columns(rows, fields, ids, models, statuses, stats)
+    try:
+        statuses = ["error" if status == "error" else "ok" for status in values["status"]]
+    except TypeError:
+        return _slow_columns(rows, stats)
+    columns = _columns(rows, values, statuses, stats)
     columns["latency_ms"] = Doubles(latencies if int not in latency_kinds else map(float, latencies))
-    columns["features"], columns["categorical_features"] = _feature_columns([f["features"] for f in fields], stats)
+    columns["features"], columns["categorical_features"] = _feature_columns(values["features"], stats)
     return columns
 
 
+def _by_name(fields: list[Any]) -> dict[str, list[Any]] | None:
+    """Each field's column: the client's tuples taken apart by one ``zip`` (C loops, no look-up per field and
+    record); dicts (records queued by hand) by name, an optional field None where absent. None: a record of
+    neither shape, or a dict without a field the common case reads."""
+    if set(map(type, fields)) == {tuple} and set(map(len, fields)) == {len(ev.INFERENCE_FIELDS)}:
+        return dict(zip(ev.INFERENCE_FIELDS, map(list, zip(*fields, strict=True)), strict=True))
+    try:
+        return {name: [f[name] for f in fields] if name in _REQUIRED else list(map(dict.get, fields, repeat(name)))
+                for name in ev.INFERENCE_FIELDS}  # fmt: skip
+    except (KeyError, TypeError):
+        return None
+
+
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in rows]
     kept, payloads = blocks.built(rows, ev.inference_payload, stats)
-    ids, models, statuses = ([p[name] for p in payloads] for name in ("request_id", "model_name", "status"))
-    columns = _columns(kept, payloads, ids, models, statuses, stats)
+    values = {name: [p[name] for p in payloads] for name in ("request_id", "model_name", "status")}
+    values.update((name, list(map(dict.get, payloads, repeat(name)))) for name in (*_OPTIONAL_TEXTS, "confidence"))
+    columns = _columns(kept, values, values["status"], stats)
     columns["latency_ms"] = [p["latency_ms"] for p in payloads]
     columns["features"] = blocks.numeric_columns([p["features"] for p in payloads])
     columns["categorical_features"] = blocks.text_columns([p["categorical_features"] for p in payloads], stats)
     return columns
 
 
-def _columns(rows: list[ev.Queued], fields: list[Any], ids: list[str], models: list[str], statuses: list[str],
-             stats: Counter[str]) -> Block:  # fmt: skip
+def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], statuses: list[str], stats: Counter[str]) -> Block:
     columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
-    columns["request_id"] = ids
-    columns["model_name"], columns["model_name_index"] = blocks.interned(models)
+    columns["request_id"] = values["request_id"]
+    columns["model_name"], columns["model_name_index"] = blocks.interned(values["model_name"])
     columns["status"], columns["status_index"] = blocks.interned(statuses)
-    texts = {name: blocks.texts(list(map(dict.get, fields, repeat(name))), stats) for name in _OPTIONAL_TEXTS}
+    texts = {name: blocks.texts(values[name], stats) for name in _OPTIONAL_TEXTS}
     for name in ("model_version", "prediction", "feature_version"):
         columns[name], columns[f"{name}_index"] = blocks.optional_interned(texts[name])
     columns["error"] = blocks.optional_column(texts["error"])
     columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
-    confidence = list(map(dict.get, fields, repeat("confidence")))
+    confidence = values["confidence"]
     kinds = set(map(type, confidence))
     if kinds == {float}:  # floats only: the writer need not look again
         confidence = Doubles(confidence)

@@ -142,6 +142,7 @@ class Span:
         queue.append((_SPAN, end_us, self, self, urgent))
         exporter = client._exporter
         if exporter.sleeping or urgent:
+            exporter.sleeping = False
             exporter.wake.set()
 
 
