@@ -161,8 +161,8 @@ class ServiceSeries:
         found.sort(key=lambda f: f.index)
         judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
         bad = scores[vals.size - judged_after :] >= self.threshold
-        if self.ignored:
-            bad &= ~np.isin(codes[vals.size - judged_after :], self.ignored)
+        for code in self.ignored:  # two codes: a compare each is ~1 us, np.isin ~20 us of a 200-point update
+            bad &= codes[vals.size - judged_after :] != code
         self.clean = int(judged_after - np.count_nonzero(bad))
         self.n_seen += int(vals.size)
         return found

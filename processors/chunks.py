@@ -204,9 +204,13 @@ def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) 
     """
     found: list[tuple[int, str, np.ndarray]] = []
     for name, column in features.items():
+        floats = np.asarray(column, dtype=np.float64)  # a None reads as NaN: no NaN, no None (a search
+        if not np.isnan(floats).any():  # for None compared each float to it: ~6 us a feature of 200)
+            found.append((0, name, floats[rows]))
+            continue
         values = np.asarray(column, dtype=object)[rows] if None in column else None
         if values is None:
-            found.append((0, name, np.asarray(column, dtype=np.float64)[rows]))
+            found.append((0, name, floats[rows]))
             continue
         present = np.flatnonzero(values != None)  # noqa: E711 (elementwise over objects)
         if len(present):

@@ -182,6 +182,26 @@ class SeriesStateBase:
         self.copy_on_write = copy_on_write
         self.incidents = IncidentTracker(self.config.policy)
         self._batch_id: str | None = None
+        # None: each chunk saves its rules objects' states. A dict: the chunks of a group (:meth:`defer_saving`)
+        # keep them here, (series, name) -> (state, object), each saved once by :meth:`save_deferred`
+        self._deferred: dict[tuple[str, str], tuple[State, Saved]] | None = None
+
+    def defer_saving(self) -> None:
+        """Apply the chunks that follow as one group: each series' rules objects are saved to its state once, by
+        :meth:`save_deferred`, not once per chunk.
+
+        Saving (``to_state``) a model's rules cost ~40 us a chunk and is only read when the table is written
+        (once per batch) or the series is next restored. Between the group's chunks the table holds states
+        whose rules are stale, so a group that raises must be dropped whole, the table put back as it was.
+        """
+        self._deferred = {}
+
+    def save_deferred(self) -> None:
+        """Save every rules object the group kept, in the order of their last use (the LRU order of
+        :class:`LiveRules`, as chunk by chunk), into the state the series last wrote."""
+        for (key, name), (state, rules) in (self._deferred or {}).items():
+            state[name] = self.live.save(key, rules)
+        self._deferred = {}
 
     def _with_state(
         self,
@@ -228,11 +248,18 @@ class SeriesStateBase:
 
     def _restore(self, key: str, state: State, name: str, kind: type[R]) -> R | None:
         """The series' rules object ``state[name]`` (None: the series has none yet)."""
+        kept = self._deferred.pop((key, name), None) if self._deferred is not None else None
+        if kept is not None:  # the group's: newer than the state's (a series' key fixes its rules' kind)
+            return kept[1]  # type: ignore[return-value]
         saved = state.get(name)
         return None if saved is None else self.live.restore(key, saved, kind)
 
     def _save(self, key: str, state: State, name: str, rules: Saved) -> None:
-        state[name] = self.live.save(key, rules)
+        if self._deferred is not None:
+            self._deferred[(key, name)] = (state, rules)  # (re)inserted last: the order of last use
+            state.setdefault(name, None)  # its place among the state's keys, as chunk by chunk (the same JSON)
+        else:
+            state[name] = self.live.save(key, rules)
 
     def _publish(self, result: ChunkResult, state: State, ctx: SeriesContext, outcome: tuple[Any, ...]) -> None:
         finding, clean, last_time = outcome

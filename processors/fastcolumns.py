@@ -267,13 +267,24 @@ def _strings(data: bytes, ranges: list[int], ascii: bool) -> list[str | None]:
 
 
 def _doubles(buf: np.ndarray, positions: np.ndarray) -> list[float | None]:
-    present = positions >= 0
-    values = np.empty(len(positions), dtype=np.float64)
-    at = positions[present]
-    values[present] = buf[at[:, None] + np.arange(8)].view("<f8").ravel() if len(at) else []
-    out = cast("list[float | None]", values.tolist())  # None goes in below
-    for k in np.flatnonzero(~present).tolist():
+    # the bytes copied are little-endian: read as such on any machine
+    out = cast("list[float | None]", _gather_doubles(buf, positions).view("<f8").tolist())  # None goes in below
+    for k in np.flatnonzero(positions < 0).tolist():
         out[k] = None
+    return out
+
+
+@njit(cache=True)
+def _gather_doubles(buf: np.ndarray, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - jitted
+    """The little-endian double at each position of ``buf`` (a negative position: any value), byte for
+    byte: numpy's gather of 8 bytes a value through an index array of 8 per value took ~9 % of a record."""
+    out = np.empty(positions.size, dtype=np.float64)
+    raw = out.view(np.uint8)
+    for i in range(positions.size):
+        p = positions[i]
+        if p >= 0:
+            for k in range(8):
+                raw[8 * i + k] = buf[p + k]
     return out
 
 

@@ -174,8 +174,14 @@ class Runtime:
                     log.exception("series record unreadable at %s[%d]@%d", *where)
                     await self.outputs.send_letters([self._letter(message, exc)])
                     continue
-                for part in parts:
-                    _extend(actions, sources, await self._chunk(message, part, staged), message)
+                outputs = self._group(message, parts, staged)
+                if outputs is None:  # not a group, or one that raised: chunk by chunk, as always
+                    for part in parts:
+                        _extend(actions, sources, await self._chunk(message, part, staged), message)
+                    continue
+                for alerts, done in outputs:
+                    await self.outputs.send_alerts(alerts)
+                    _extend(actions, sources, done, message)
             await self.indexing.index(actions, sources)
         except BaseException:  # the staged deletes are dropped: the index must not think them done
             self.pipeline.expiry.forget(swept)
@@ -191,6 +197,19 @@ class Runtime:
         home = restored_partition(self.series_state)
         gone = self.pipeline.sweep(partition, staged, now=time.time(), home=home)
         return [(entity, p) for entity, others in gone for p in others]
+
+    def _group(self, message: Any, parts: list[bytes], staged: Staged) -> list[tuple[list[Any], list[Action]]] | None:
+        """Each chunk's alerts and documents, the group applied at once (Pipeline.series_group); None: to apply
+        chunk by chunk (a lone chunk, one the group path does not take, or a group that raised and left the
+        table as it was: chunk by chunk each chunk that raises is dead-lettered alone, as it always was)."""
+        if len(parts) < 2:
+            return None
+        try:
+            return self.pipeline.series_group(parts, staged, now=time.time())
+        except Exception as exc:
+            log.info("series group at %s[%d]@%d applied chunk by chunk: %s: %s",
+                     message.topic, message.partition, message.offset, type(exc).__name__, exc)  # fmt: skip
+            return None
 
     async def _chunk(self, message: Any, part: bytes, staged: Staged) -> list[Action]:
         """One chunk of a series record: its alerts sent, its documents returned."""
