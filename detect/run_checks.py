@@ -24,7 +24,7 @@ pathologies cannot be told early, or at all, from one series:
   by ``min_drop`` since (the bench's lr x1e-6 at step 100: found at step 120; the loss alone
   needs the 100+ steps of :class:`~aitrace.detect.training.PlateauCheck`, since a slowing
   healthy run looks the same for that long).
-* **vanishing gradients without per-layer norms**: the global gradient norm also collapses
+* **vanishing gradients in the global norm**: the global gradient norm also collapses
   by decades when a run memorizes its data (the bench's over-fitting runs on 64 and 48 rows:
   2 to 5 decades while their loss went to 1e-3 to 1e-7): under cross-entropy the gradient
   shrinks with the loss it comes from. The signature is a fall the loss does not explain:
@@ -37,7 +37,10 @@ pathologies cannot be told early, or at all, from one series:
   to 5 decades (the first decade by step 10 to 24) while the loss sits at chance, it reached
   2.5 to 5, and passed 1.5 at 7 to 24 steps after that first decade. The 12-layer sigmoid run
   of the bench is not found this way: its last layers learn and carry the global norm (0.53
-  to 0.33); only the spread across per-layer norms shows it.
+  to 0.33); only the spread across per-layer norms shows it. Per-layer norms
+  (``grad_norm/<layer>``) ``VANISHING_DECADES`` (5) apart are the per-layer rule's case
+  (``processors.detection_runs``, which names the starved layer): this verdict is then not
+  taken. Layers that fall together (a saturated output starves them all) leave it to this one.
 
 Each verdict is taken once per run (the plateau re-arms when the weights move again). The
 worker runs it on each chunk of a run's training series (``processors.detection_runs``,
@@ -67,6 +70,7 @@ from typing import Any
 import numpy as np
 from aitrace.detect.finding import Finding
 from aitrace.detect.rolling import rolling_median
+from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 
@@ -123,7 +127,10 @@ class RunChecks:
         for step, (level, layers) in _report_levels(series).items():
             out += self._stall(step, level, layers) if not self.stall_done else []
             out += self._frozen(step, level)
-        if "grad_norm" in series and not self.vanished and not any(n.startswith("grad_norm/") for n in series):
+        spread = layer_spread({n: v for n, (_, v) in series.items() if n.startswith("grad_norm/")})
+        if spread is not None and spread[0] >= VANISHING_DECADES:
+            self.vanished = True  # the per-layer rule's (processors.detection_runs): it names the starved layer
+        if "grad_norm" in series and not self.vanished:
             out += self._collapse(*series["grad_norm"], losses or self._loss_levels([], []))
         return out
 

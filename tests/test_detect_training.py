@@ -162,8 +162,19 @@ def test_vanishing_from_the_global_grad_norm_needs_a_fall_the_loss_does_not_expl
     assert found.reason == "vanishing" and found.severity == "critical" and 80 <= found.step <= 95
     memorizing = (steps, _noisy(2.3 * 10 ** (-steps / 50)))  # the loss follows it down: convergence
     assert _run_chunks(RunChecks(), {"loss": memorizing, "grad_norm": collapse}) == []
-    per_layer = {"grad_norm/fc1": (steps[::10], collapse[1][::10])}  # layer_spread's case, not this one
-    assert _run_chunks(RunChecks(), {"loss": flat, "grad_norm": collapse, **per_layer}) == []
+    # per-layer norms five decades apart are the per-layer rule's case (it names the starved layer)
+    starved = {
+        "grad_norm/fc1": (steps[::10], 1e-6 * collapse[1][::10]),
+        "grad_norm/fc2": (steps[::10], collapse[1][::10]),
+    }
+    assert _run_chunks(RunChecks(), {"loss": flat, "grad_norm": collapse, **starved}) == []
+    # layers that fall together leave it to this rule (a saturated output starves them all)
+    together = {
+        "grad_norm/fc1": (steps[::10], 0.3 * collapse[1][::10]),
+        "grad_norm/fc2": (steps[::10], collapse[1][::10]),
+    }
+    [with_layers] = _run_chunks(RunChecks(), {"loss": flat, "grad_norm": collapse, **together})
+    assert with_layers.step == found.step
     # a loss that is not positive (a likelihood's) has no decades: stuck explains nothing, improving all
     [found] = _run_chunks(RunChecks(), {"loss": (steps, np.full(400, -1.0)), "grad_norm": collapse})
     assert 80 <= found.step <= 95
