@@ -34,7 +34,7 @@ pathologies cannot be told early, or at all, from one series:
   (healthy at seeds 0-5, slow starters, over- and under-fitting at seeds 0-2, every other
   pathology) that unexplained fall never passed 0.5 decades; on 12-layer tanh nets whose
   capped output saturates (``vanishing-deep``, SGD and Adam, seeds 0-5), whose norm falls 3
-  to 5 decades (the first decade by step 10 to 24) while the loss sits at chance, it reached
+  to 5 decades (the first decade by step 10 to 24) while the loss stays at chance or above, it reached
   2.5 to 5, and passed 1.5 at 7 to 24 steps after that first decade. The 12-layer sigmoid run
   of the bench is not found this way: its last layers learn and carry the global norm (0.53
   to 0.33); only the spread across per-layer norms shows it. Per-layer norms
