@@ -8,12 +8,16 @@ warm-up and cosine decay; a tabular MLP on breast cancer with AdamW, 6 epochs; a
 ReLU net with SGD, momentum and a step decay; 3 seeds each, ``--seeds`` for others), 3
 controls (a 6-layer ReLU net with PyTorch's default init that sits at its starting loss
 90-150 steps, then learns) and one run per pathology (diverging after an lr x100, NaN from
-step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, a 12-layer
-sigmoid net, with and without its per-layer series, over-fitting on 64 rows, the tabular
+step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, vanishing gradients
+with and without the per-layer series (a 12-layer sigmoid net, whose global norm its last layers
+carry, and 12-layer tanh nets whose capped output saturates, SGD and Adam, whose global norm
+collapses 3-5 decades within ~20 steps; onset: the first step whose 5-step median norm is a
+decade below the first 10 steps'), over-fitting on 64 rows, the tabular
 MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), an lr x0.1
 step decay that must stay quiet, and under-fitting: an MLP of 4 hidden units, an MLP under a
 weight decay of 30); ``--underfit-seeds`` adds section (e), under-fitting runs at those
-seeds, and ``--overfit-seeds`` section (d), over-fitting
+seeds, ``--vanish-seeds`` section (f), the tanh runs at those seeds, and ``--overfit-seeds``
+section (d), over-fitting
 runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
 stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
@@ -107,7 +111,18 @@ def onset_of(pathology: str, run: R.Run) -> int | None:
         best = np.minimum.accumulate(val)
         gains = np.flatnonzero(val[1:] < best[:-1] * (1 - UNDERFIT_MIN_GAIN)) + 1
         return int(run.steps["val|loss"][int(gains[-1]) if gains.size else 0])
+    if pathology == "vanishing_gradients":
+        return collapse_onset(np.asarray(run.series["train|grad_norm"], dtype=np.float64))
     return ONSET.get(pathology)
+
+
+def collapse_onset(norms: np.ndarray) -> int:
+    """The first step whose 5-step median global grad norm is a decade below the median of the first
+    10 steps: where a collapse starts; 0 when it never is (the gradients vanish from the first step
+    in layers the global norm does not show)."""
+    trailing = np.array([np.median(norms[max(0, i - 4) : i + 1]) for i in range(norms.size)])
+    hit = np.flatnonzero(trailing <= np.median(norms[:10]) / 10)
+    return int(hit[0]) if hit.size else 0
 
 
 def delay(step: int | None, onset: int | None, run: R.Run, pathology: str) -> str:
@@ -179,7 +194,7 @@ def overfit_evidence(flagged: list[tuple[str, R.Run, int]]) -> None:
 def pathology_section() -> list[tuple[str, R.Run, int]]:
     flagged = []
     print("(b) pathologies: first finding that names it and its delay from the onset (3 ways, same run)")
-    print(f"    {'run':18s} {'worker':44s} {'RunChecks alone':28s} {'rolling z (non-schedule series)':30s}")
+    print(f"    {'run':26s} {'worker':44s} {'RunChecks alone':28s} {'rolling z (non-schedule series)':30s}")
     for name, pathology, recipe in R.pathologies():
         run = R.record(name, recipe)
         variants = [(name, run)]
@@ -195,7 +210,7 @@ def pathology_section() -> list[tuple[str, R.Run, int]]:
             z = [(s, k) for s, k in baseline_incidents(r) if onset is not None and s >= onset and not _schedule(k)]
             zb = f"{z[0][1]}@{z[0][0]} {delay(z[0][0], onset, r, pathology)}" if z else "not found"
             others = [f"{d}@{s}" for s, d in ours if (s, d) not in named[:1]][:3]
-            print(f"    {label:18s} {w:44s} {c:28s} {zb:30s} worker's others: {others}")
+            print(f"    {label:26s} {w:44s} {c:28s} {zb:30s} worker's others: {others}")
         if pathology == "overfitting" and named:
             flagged.append((name, run, named[0][0]))
     return flagged
@@ -260,11 +275,34 @@ def underfit_seeds_section(seeds: tuple[int, ...]) -> None:
     print(f"    found {len(hit)}/{len(found)}, median {np.median(hit) if hit else '-'} evals after the plateau's start")
 
 
+def vanishing_seeds_section(seeds: tuple[int, ...]) -> None:
+    """The worker on the runs whose global grad norm collapses (``training_runs.vanishers``) at more
+    seeds, with and without their per-layer series: its first finding that names vanishing
+    gradients, in steps from the collapse's onset (target: within 30)."""
+    print(f"(f) vanishing-gradient runs, seeds {seeds}: the first vanishing finding, from the collapse's onset")
+    delays: dict[str, list[int | None]] = {"per-layer series": [], "global norm only": []}
+    for name, recipe in R.vanishers(seeds):
+        run = R.record(name, recipe)
+        norms = np.asarray(run.series["train|grad_norm"], dtype=np.float64)
+        onset, shown = collapse_onset(norms), []
+        for (way, out), r in zip(delays.items(), (run, without_layers(run)), strict=True):
+            hits = [(s, d) for s, d in worker_alerts(r) if d.split(":")[0] in _NAMES["vanishing_gradients"]]
+            out.append(hits[0][0] - onset if hits else None)
+            shown.append(f"{way}: {f'{hits[0][1]}@{hits[0][0]} {hits[0][0] - onset:+d}' if hits else 'not found'}")
+        fell = np.log10(np.median(norms[:10]) / np.median(norms[-16:]))
+        print(f"    {name:26s} onset {onset:3d}, fell {fell:.1f} decades   " + "   ".join(shown))
+    for way, found in delays.items():
+        hit = [d for d in found if d is not None]
+        median = np.median(hit) if hit else "-"
+        print(f"    {way}: found {len(hit)}/{len(found)}, within 30 steps {sum(d <= 30 for d in hit)}, median {median}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the healthy runs (comma-separated)")
     ap.add_argument("--overfit-seeds", default="", help="seeds of section (d)'s over-fitting runs; none: skipped")
     ap.add_argument("--underfit-seeds", default="", help="seeds of section (e)'s under-fitting runs; none: skipped")
+    ap.add_argument("--vanish-seeds", default="", help="seeds of section (f)'s vanishing-gradient runs; none: skipped")
     args = ap.parse_args()
     seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     flagged = healthy_section(seeds)
@@ -274,6 +312,8 @@ def main() -> int:
         overfit_seeds_section(tuple(int(x) for x in args.overfit_seeds.split(",") if x))
     if args.underfit_seeds:
         underfit_seeds_section(tuple(int(x) for x in args.underfit_seeds.split(",") if x))
+    if args.vanish_seeds:
+        vanishing_seeds_section(tuple(int(x) for x in args.vanish_seeds.split(",") if x))
     return 0
 
 

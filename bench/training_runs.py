@@ -1,7 +1,8 @@
 """Real PyTorch training runs on scikit-learn's bundled tables, recorded as the series a
 training job sends to aitrace (per step: loss, grad_norm, lr, accuracy; per epoch: val loss
 and accuracy). Healthy runs of four model families at three seeds, and one run per training
-pathology. Nothing is downloaded; the runs are small and CPU-only (one thread).
+pathology (three of vanishing gradients). Nothing is downloaded; the runs are small and
+CPU-only (one thread).
 
     .venv/bin/python bench/training_runs.py --out /tmp/runs.npz   # records every run (about a minute)
 
@@ -44,6 +45,19 @@ class Recipe:
     he_init: bool = True  # deep ReLU nets: He initialisation, or PyTorch's default (a slow starter)
     width: int | None = None  # an MLP of one hidden layer this wide (2 or 4 units under-fit the digits)
     weight_decay: float | None = None  # AdamW's, instead of the family's (30 crushes an MLP: it under-fits)
+    cap: float | None = None  # deep nets: logits squashed by the net's activation to (-cap, cap) or (0, cap)
+
+
+class Capped(nn.Module):
+    """Logits squashed by a sigmoid or tanh and scaled to ``cap``: a saturating output (a bound on
+    the logits, as logit soft-capping does). Once it saturates, no gradient passes it."""
+
+    def __init__(self, act: nn.Module, cap: float) -> None:
+        super().__init__()
+        self.act, self.cap = act, cap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cap * self.act(x)
 
 
 @dataclass
@@ -88,12 +102,13 @@ def _model(recipe: Recipe, n_in: int, n_out: int) -> nn.Module:
             nn.ReLU(),
             nn.Linear(64, n_out),
         )
-    if f in ("deep_relu", "deep_sigmoid"):
-        act = nn.ReLU if f == "deep_relu" else nn.Sigmoid
+    if f in ("deep_relu", "deep_sigmoid", "deep_tanh"):
+        act = {"deep_relu": nn.ReLU, "deep_sigmoid": nn.Sigmoid, "deep_tanh": nn.Tanh}[f]
         layers: list[nn.Module] = [nn.Linear(n_in, 64), act()]
         for _ in range(recipe.depth - 2):
             layers += [nn.Linear(64, 64), act()]
-        net = nn.Sequential(*layers, nn.Linear(64, n_out))
+        head = [Capped(act(), recipe.cap)] if recipe.cap else []
+        net = nn.Sequential(*layers, nn.Linear(64, n_out), *head)
         if f == "deep_relu" and recipe.he_init:  # He initialisation, the usual recipe for deep ReLU networks
             for m in net:
                 if isinstance(m, nn.Linear):
@@ -242,12 +257,27 @@ def pathologies() -> list[tuple[str, str, Recipe]]:
             "vanishing_gradients",
             Recipe("deep_sigmoid", 0, lr=0.05, depth=12, **sgd),
         ),
+        ("vanishing-deep", "vanishing_gradients", capped_tanh(0, "sgd")),
+        ("vanishing-deep-adam", "vanishing_gradients", capped_tanh(0, "adam")),
         ("overfit", "overfitting", Recipe("mlp", 0, epochs=200, batch=16, lr=3e-3, schedule="constant", train_rows=64)),
         ("overfit-tabular", "overfitting", Recipe("tabular", 0, epochs=12, batch=32, lr=1e-3)),
         ("lr-decay", "none (a schedule)", Recipe("mlp", 1, lr=2e-3, schedule="constant", poison="lr_decay")),
         ("underfit-narrow", "underfitting", Recipe("mlp", 0, lr=2e-3, width=4)),
         ("underfit-decay", "underfitting", Recipe("mlp", 0, lr=2e-3, weight_decay=30.0)),
     ]
+
+
+def capped_tanh(seed: int, optimizer: str) -> Recipe:
+    """A 12-layer tanh net whose logits a tanh caps at 10, at a constant lr: SGD + momentum at 0.1
+    or Adam at 0.03. The output saturates within ~20 steps and the global gradient norm collapses
+    by 3 to 5 decades while the loss stays at chance (ln 10) or, at 3 of 6 SGD seeds, above it (4-5.5)."""
+    lr = 0.1 if optimizer == "sgd" else 0.03
+    return Recipe("deep_tanh", seed, lr=lr, depth=12, cap=10.0, optimizer=optimizer, schedule="constant")
+
+
+def vanishers(seeds: tuple[int, ...]) -> list[tuple[str, Recipe]]:
+    """The two vanishing-gradient runs whose global norm collapses (``capped_tanh``) at these seeds."""
+    return [(f"vanishing-deep-{opt}-s{seed}", capped_tanh(seed, opt)) for seed in seeds for opt in ("sgd", "adam")]
 
 
 def overfitters(seeds: tuple[int, ...]) -> list[tuple[str, Recipe]]:

@@ -261,6 +261,9 @@ class PlateauCheck:
         return check
 
 
+VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart are vanishing gradients
+
+
 def layer_spread(norms: dict[str, Any]) -> tuple[float, str, str] | None:
     """How many decades separate the smallest per-layer gradient norm from the largest.
 

@@ -16,7 +16,7 @@ from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries, worst
-from aitrace.detect.training import layer_spread, metric_role
+from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
@@ -24,7 +24,6 @@ from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
-VANISHING_DECADES = 5.0  # per-layer gradient norms this many decades apart (see detect.training.layer_spread)
 
 
 class RunSeriesDetectors(SeriesStateBase):

@@ -55,7 +55,8 @@ class MainRunChecks(RunChecks):
         )
         return [Finding(0, step, level, 1.0, "plateau", msg, p["drop"], "update_ratio")]
 
-    def _collapse(self, steps: Any, values: Any) -> list[Finding]:
+    def _collapse(self, steps: Any, values: Any, losses: tuple[np.ndarray, np.ndarray]) -> list[Finding]:
+        """main's levels (NumPy medians of sliding windows); the verdict as RunChecks' since 2026-12-06."""
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         ok = np.isfinite(vals) & (vals > 0)
@@ -64,23 +65,29 @@ class MainRunChecks(RunChecks):
         self.norms = norms[-p["head"] :].tolist()
         if norms.size < p["head"]:
             return []
-        # every step's level at once; the loss levels do not move within this call
         levels = np.median(sliding_window_view(norms, p["head"]), axis=1)[-len(logs) :] if logs else norms[:0]
-        peaks = np.maximum.accumulate(np.concatenate([[self.peak], levels]))[1:]
-        start = self._at_start()
-        hit = np.flatnonzero(peaks - levels >= p["decades"]) if start is not None else levels[:0]
-        if start is None or not hit.size:
+        at = np.asarray(steps, dtype=np.float64).ravel()[ok][len(logs) - levels.size :]
+        loss = losses[1][np.searchsorted(losses[0], at, side="right") - 1]
+        running = np.maximum.accumulate(np.concatenate([[self.peak], levels]))
+        before, peaks = running[:-1], running[1:]
+        renewed = np.maximum.accumulate(np.where(levels > before, np.arange(levels.size), -1))
+        kept_loss = self.peak_loss if self.peak_loss is not None else _median(self.start) if self.start else math.nan
+        ref = np.where(renewed >= 0, loss[np.maximum(renewed, 0)], kept_loss)
+        unexplained = peaks - levels - self._explained(ref, loss)
+        hit = np.flatnonzero(unexplained >= p["decades"]) if len(self.start) >= p["head"] else levels[:0]
+        if not hit.size:
             self.peak = float(peaks[-1]) if peaks.size else self.peak
+            self.peak_loss = float(ref[-1]) if ref.size and math.isfinite(ref[-1]) else self.peak_loss
             return []
         k = int(hit[0])
-        self.peak, level = float(peaks[k]), float(levels[k])
-        k += len(logs) - levels.size  # the value whose window it was (earlier ones had no full window)
+        self.peak, level, then, now = float(peaks[k]), float(levels[k]), float(ref[k]), float(loss[k])
+        k += len(logs) - levels.size
         self.norms = norms[: norms.size - len(logs) + k + 1][-p["head"] :].tolist()
         self.vanished = True
         step, x = np.asarray(steps).ravel()[ok][k].item(), float(vals[ok][k])
         msg = (
-            f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) "
-            f"while the loss stayed at its start ({start[0]:.4g}, now {start[1]:.4g})"
+            f"gradient norm fell {self.peak - level:.1f} decades (10^{self.peak:.1f} to 10^{level:.1f}) while the "
+            f"loss went from {then:.4g} to {now:.4g}: a collapse the loss does not explain"
         )
         return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
 
