@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aitrace.detect.finding import Finding
-from aitrace.detect.run_checks import RunChecks, _median
+from aitrace.detect.run_checks import _LEARNT, RunChecks, _median
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -74,7 +74,10 @@ class MainRunChecks(RunChecks):
         kept_loss = self.peak_loss if self.peak_loss is not None else _median(self.start) if self.start else math.nan
         ref = np.where(renewed >= 0, loss[np.maximum(renewed, 0)], kept_loss)
         unexplained = peaks - levels - self._explained(ref, loss)
-        hit = np.flatnonzero(unexplained >= p["decades"]) if len(self.start) >= p["head"] else levels[:0]
+        ready = len(self.start) >= p["head"]
+        start = self.start[0] if ready else math.nan
+        learnt = (loss < _LEARNT * start) if start > 0 else np.zeros(loss.shape, dtype=bool)
+        hit = np.flatnonzero((unexplained >= p["decades"]) & ~learnt) if ready else levels[:0]
         if not hit.size:
             self.peak = float(peaks[-1]) if peaks.size else self.peak
             self.peak_loss = float(ref[-1]) if ref.size and math.isfinite(ref[-1]) else self.peak_loss
