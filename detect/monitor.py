@@ -273,9 +273,13 @@ class SeriesMonitor:
             return None
         generic = CODE_NAMES[code]
         key = {CODE_LEVEL_UP: "level_up", CODE_LEVEL_DOWN: "level_down"}.get(code, generic)
-        if key in self.profile.ignore or generic in self.profile.ignore:
+        if (key in self.profile.ignore or generic in self.profile.ignore) and not self._collapse(code, value, level[k]):
             return None
         return self._kind_finding(make, code, score, value, float(level[k]))
+
+    def _collapse(self, code: int, value: float, level: float) -> bool:
+        """A gradient norm's point 100x or more below its recent level: ``vanishing``, though a fall is normal."""
+        return self.kind == "grad_norm" and code in (CODE_DIP, CODE_LEVEL_DOWN) and self._ratio(value, level) <= 0.01
 
     def _growth_finding(self, make: Any, value: float, log_ratio: float, rise: float) -> Finding | None:
         """Exploding/vanishing gradients and diverging loss measured against the slow baseline."""
