@@ -142,7 +142,8 @@ class EntityExpiry:
         found: list[tuple[float, str, float]] = []
         for entity in list(table):
             value = table.get(entity)
-            if not isinstance(value, dict):
+            # the changelog's keys are JSON: a client's record keyed b"5" restores as the key 5, no entity
+            if not isinstance(entity, str) or not isinstance(value, dict):
                 continue
             mark = self.valid(value.get(MARK))
             if mark is None:

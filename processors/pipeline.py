@@ -502,6 +502,9 @@ class Pipeline:
         try:
             results = [detectors.apply(c, source=c["src"], offset=c["off"], batch_id=c.get("bid")) for c in chunks]
             detectors.save_deferred()
+            # before the write: documents that raise after it left every chunk applied, and chunk by chunk
+            # then skipped them all as redeliveries (no dead letter, the others' outputs lost)
+            documents = [self._documents(result) for result in results]
         except BaseException:
             states.clear()  # staged before this group (the same key twice in a batch): as it was
             states.update(before)
@@ -513,7 +516,10 @@ class Pipeline:
         # without a status, the marks chunk by chunk would end as this one (same clock, same partition)
         self._write(entity, table, states, (mark, tracked, None), now=now, applied=any(r.applied > 0 for r in results))
         self.counters["series"] += len(chunks)
-        return [self._outputs(entity, result) for result in results]
+        for result in results:
+            self._count(entity, result)
+            self.counters["alerts"] += len(result.alerts)
+        return [(result.alerts, actions) for result, actions in zip(results, documents, strict=True)]
 
     def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> dict[str, Any]:
         """The entity's value to change: of a Staged table (the worker's), a private copy whose series are
@@ -545,12 +551,17 @@ class Pipeline:
     def _outputs(self, entity: str, result: ChunkResult) -> tuple[list[dict[str, Any]], list[Action]]:
         """A chunk's alert records and documents (alerts, labels, rollups), its counts counted."""
         self._count(entity, result)
+        actions = self._documents(result)
+        self.counters["alerts"] += len(result.alerts)
+        return result.alerts, actions
+
+    def _documents(self, result: ChunkResult) -> list[Action]:
+        """A chunk's documents: its rollups, alerts and labels."""
         actions = list(result.actions)
         actions.extend(alert_action(a) for a in result.alerts)
         for event, prediction in result.label_events:
             actions.extend(self._label_actions(event, prediction))
-        self.counters["alerts"] += len(result.alerts)
-        return result.alerts, actions
+        return actions
 
     def _detect(self, entity: str, chunk: dict[str, Any], states: dict[str, Any], cow: bool) -> ChunkResult | None:
         """The chunk applied to the entity's series ``states``; None when a data stage's was undone (its budget)."""

@@ -20,6 +20,7 @@ import faust
 from aitrace.processors.chunk_wire import SWEEP, split_chunks
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter
+from aitrace.processors.expiry import MARK
 from aitrace.processors.faust_compat import restored_partition
 from aitrace.processors.guard import Guard
 from aitrace.processors.indexing import Indexing
@@ -37,6 +38,7 @@ log = logging.getLogger("aitrace.processors")
 # The worker asks the registry on its event loop, once per schema id: a short wait, then the
 # record is dead-lettered and the id not asked again for a while (AvroDeserializer.RETRY_S).
 REGISTRY_TIMEOUT_S = 3.0
+Tombstones = tuple[str, list[int], int]  # an expired key, the other partitions its writes went to, its sweep's
 
 
 def record_decoder(kafka: KafkaConfig) -> RecordDecoder:
@@ -159,7 +161,7 @@ class Runtime:
         actions: list[Action] = []
         sources: dict[int, Any] = {}
         swept: set[int] = set()
-        tombstones: list[tuple[str, int]] = []  # expired keys' writes on partitions other than their sweep's
+        tombstones: list[Tombstones] = []  # the keys expired, for their tombstones on other partitions
         try:
             for message in messages:
                 staged.partition = message.partition
@@ -186,17 +188,32 @@ class Runtime:
         except BaseException:  # the staged deletes are dropped: the index must not think them done
             self.pipeline.expiry.forget(swept)
             raise
-        write = table_writer(self.series_state)
-        staged.commit(write)
-        for key, partition in tombstones:
-            write(key, None, partition)
+        staged.commit(table_writer(self.series_state))
+        self._send_tombstones(tombstones)
 
-    def _sweep(self, partition: int, staged: Staged) -> list[tuple[str, int]]:
-        """Expire the idle entities of series ``partition`` (staged deletes); returns the other partitions
-        they were written to, each (entity, partition), for a tombstone there too."""
+    def _sweep(self, partition: int, staged: Staged) -> list[Tombstones]:
+        """Expire the idle entities of series ``partition`` (staged deletes); returns each with the other
+        partitions its writes went to and ``partition``, for :meth:`_send_tombstones`."""
         home = restored_partition(self.series_state)
         gone = self.pipeline.sweep(partition, staged, now=time.time(), home=home)
-        return [(entity, p) for entity, others in gone for p in others]
+        return [(entity, others, partition) for entity, others in gone]
+
+    def _send_tombstones(self, expired: list[Tombstones]) -> None:
+        """A tombstone, to the changelog only, on each partition an expired key's writes went to and that does not
+        hold its value now. A chunk after the sweep in the same batch may have written it afresh: that staged
+        write replaced the staged delete, on the chunk's partition (maybe not the sweep's), and the store's new
+        value must stay (a delete through the store took it out of memory while its changelog kept it)."""
+        for key, others, swept in expired:
+            value = self.series_state.data.get(key)
+            if value is None:  # the staged delete went to the sweep's partition
+                targets = others
+            else:
+                mark = self.pipeline.expiry.valid(value.get(MARK)) if isinstance(value, dict) else None
+                if mark is None:  # where its value went is unknown: never delete what may be it
+                    continue
+                targets = [p for p in [*others, swept] if p not in mark["p"]]
+            for partition in targets:
+                self.series_state.send_changelog(partition, key, None, value_serializer="raw")
 
     def _group(self, message: Any, parts: list[bytes], staged: Staged) -> list[tuple[list[Any], list[Action]]] | None:
         """Each chunk's alerts and documents, the group applied at once (Pipeline.series_group); None: to apply

@@ -48,9 +48,11 @@ QUEUED_FIELDS: dict[int, tuple[str, ...]] = {INFERENCE: INFERENCE_FIELDS, DATA: 
 
 
 def fields_dict(kind: int, fields: Any) -> Any:
-    """A queued item's fields as the payload builder reads them: a dict (a tuple of :data:`QUEUED_FIELDS` named)."""
+    """A queued item's fields as the payload builder reads them: a dict (a tuple of :data:`QUEUED_FIELDS` named).
+    A tuple of another length (queued by hand) stays one: its builder rejects that one event (TypeError), where a
+    ValueError of the builders' callers dropped every event of its group."""
     names = QUEUED_FIELDS.get(kind)
-    if names is None or type(fields) is not tuple:
+    if names is None or type(fields) is not tuple or len(fields) != len(names):
         return fields
     return dict(zip(names, fields, strict=True))
 

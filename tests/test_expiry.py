@@ -381,3 +381,45 @@ def test_an_expired_run_stays_gone_after_the_worker_restores_its_table(
     _produce(kafka.bootstrap, record)
     _wait("the spike alerted again", lambda: " alerts=1 " in second_run(), worker)
     worker.stop()
+
+
+# ---------------------------------------------------------------- review: hostile keys, recreated entities
+
+
+def test_a_key_of_no_string_in_the_table_does_not_stop_the_sweep() -> None:
+    """The changelog's keys are JSON: a client's record keyed b"5" or b"null" restores as the key 5 or None.
+    A sweep that read its kind off it raised at every interval (the sweep record dead-lettered, its batch
+    retried record by record) and its partition never expired anything."""
+    pipe, table, log = _pipe(run_idle_s=100.0), {}, []
+    _apply(pipe, table, log, _chunk(pipe, "r", 0), partition=0, now=1000.0)
+    table[5] = dict(table["run/r"])  # type: ignore[index]  # a valid mark, forged under a number
+    table[None] = {"x": {}}  # type: ignore[index]  # no mark: written "before marks"
+    home = {"run/r": 0, 5: 0, None: 0}.get
+    assert _sweep(pipe, table, log, 0, now=1050.0, home=home) == []
+    assert _sweep(pipe, table, log, 0, now=1101.0, home=home) == ["run/r"]
+
+
+@pytest.mark.parametrize("again_on", [1, 0])
+def test_an_entity_expired_and_written_again_in_one_batch_keeps_its_new_state(
+    again_on: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run/r's writes went to partitions 0 and 1 (a client wrote a chunk to 0); it expires in a sweep on 1 and a
+    chunk after the sweep, in the same batch (on 1, or on 0 again), starts it afresh. The fresh value stays in
+    the store and in the changelog, every other partition gets a tombstone: the tombstone for 0 went through the
+    store, so it took the fresh value out of memory (its next chunk started from nothing again) and, written on
+    0, out of the changelog too, while partition 1 kept the expired value for a restart to bring back."""
+    runtime, letters = _runtime(tmp_path, monkeypatch)
+    runtime.pipeline.expiry.policy = ExpiryPolicy(run_idle_s=1e-6)
+    log = _changelog_of(runtime, monkeypatch)
+    pipe = runtime.pipeline
+    first = [Msg(_chunk(pipe, "r", i), b"run/r", "app-series", p, 0) for i, p in enumerate((0, 1))]
+    asyncio.run(runtime.guarded(runtime.on_chunks, first))
+    assert runtime.series_state.data["run/r"][MARK]["p"] == [0, 1]
+    time.sleep(0.01)
+    again = [Msg(SWEEP, None, "app-series", 1, 1), Msg(_chunk(pipe, "r", 2), b"run/r", "app-series", again_on, 2)]
+    asyncio.run(runtime.guarded(runtime.on_chunks, again))
+    assert letters == [] and runtime.pipeline.counters["expired"] == 1
+    assert runtime.series_state.data.get("run/r"), "the fresh state was dropped from memory"
+    assert runtime.series_state.data["run/r"][MARK]["p"] == [again_on]
+    last = {p: v for k, v, p in log if k == "run/r"}  # each partition's last record, as a restart reads it
+    assert last[1 - again_on] is None and last[again_on] == runtime.series_state.data["run/r"]

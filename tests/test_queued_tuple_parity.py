@@ -235,3 +235,30 @@ def test_the_clients_statistics_tuples_make_the_blocks_the_old_dicts_made(secret
     assert encoded[0] == encoded[1]
     assert [data_stats_blocks.record_bytes(r) for r in queued] == [_old_record_bytes(r) for r in old_rows]
     assert ev.fields_dict(ev.DATA, queued[3][3]) == old_rows[3][3]
+
+
+@pytest.mark.parametrize("kind", [ev.INFERENCE, ev.DATA], ids=["inference", "data_stats"])
+def test_a_tuple_of_another_length_queued_by_hand_loses_only_itself(kind: int, tmp_path: Any) -> None:
+    """fields_dict's strict zip raised ValueError outside every builder's try: the exporter dropped the whole group
+    (3 events as dropped_exporter_error, 1 of them bad); now its builder rejects that one (as a bad dict is)."""
+    from aitrace.producers.exporter import Exporter
+    from aitrace.producers.transport import MemoryTransport
+
+    stats: Counter[str] = Counter()
+    queue: deque[ev.Queued] = deque()
+    exporter = Exporter(
+        Settings(service="unit", spool_dir=str(tmp_path)), queue, dict(_ENVELOPE), [], "t", stats,
+        MemoryTransport(stats),
+    )  # fmt: skip
+    good = len(ev.QUEUED_FIELDS[kind]) * [None]
+    good[:4] = ["r", "m", None, 1.0] if kind == ev.INFERENCE else ["ingest", "ds", [], 5]
+    if kind == ev.INFERENCE:
+        good[4], good[5] = "ok", {}
+    ctx = tc.new_root()
+    for i, fields in enumerate([tuple(good), ("r", "m"), tuple(good)]):
+        queue.append((kind, i + 1, ctx, fields, False))
+    exporter.start()
+    assert exporter.force_flush(10.0)
+    exporter.stop(5.0)
+    assert stats["rejected_bad_event"] == 1 and stats["sent"] == 2, stats
+    assert stats["dropped_exporter_error"] == 0

@@ -127,8 +127,23 @@ def test_a_group_that_raises_leaves_the_staged_table_as_it_was(monkeypatch: pyte
     assert orjson.dumps(table, option=_JSON) == committed
 
 
-def _worker_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: bool) -> tuple[Any, ...]:
-    """The series agent's step on every batch, one chunk raising; (dead letters, alerts sent, table)."""
+def _failing_label(monkeypatch: pytest.MonkeyPatch, record: int) -> None:
+    """The documents of one label of input record ``record`` (one that never meets its prediction) raise, as a bug
+    in a chunk's outputs would: after its group's state was applied."""
+    real, event_id = Pipeline._label_actions, f"{record * 60 + 2 * 10**9 + 10**9:020x}"
+
+    def label_actions(self: Pipeline, event: dict[str, Any], prediction: Any) -> Any:
+        if event["event_id"] == event_id:
+            raise RuntimeError("bug on one chunk")
+        return real(self, event, prediction)
+
+    monkeypatch.setattr(Pipeline, "_label_actions", label_actions)
+
+
+def _worker_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: bool, fail: Any = _failing_update
+) -> tuple[Any, ...]:
+    """The series agent's step on every batch, one chunk raising (``fail``); (dead letters, alerts sent, table)."""
     runtime, letters = _runtime(tmp_path, monkeypatch)
     table: dict[str, Any] = {}
     monkeypatch.setattr(runtime, "series_state", table)
@@ -155,7 +170,7 @@ def _worker_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: bool) ->
     if not group:
         monkeypatch.setattr(runtime, "_group", lambda *args: None)
     with monkeypatch.context() as m:
-        _failing_update(m, record=5)
+        fail(m, record=5)
         m.setattr(runtime_module.time, "time", lambda: 1000.0)  # the idle marks' clock: the same in both runs
         for b, batch in enumerate(BATCHES):
             msgs = [Msg(v, k.encode(), "app-series", 0, b * 100 + i) for i, (k, v) in enumerate(group_chunks(batch))]
@@ -170,4 +185,16 @@ def test_the_worker_dead_letters_the_chunk_that_raises_as_chunk_by_chunk(
     got = _worker_run(tmp_path / "group", monkeypatch, group=True)
     want = _worker_run(tmp_path / "one", monkeypatch, group=False)
     assert len(want[0]) == 1 and want[0][0][1] == "processing-error"  # that one chunk, not its whole group
+    assert got == want
+
+
+def test_a_chunk_whose_outputs_raise_is_dead_lettered_and_its_group_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised while its documents were built, after the group's state was written: the group fell back to chunk by
+    chunk on a table that held every chunk as applied, so all were skipped as redeliveries: no dead letter, and
+    the other chunks' alerts and documents were lost."""
+    got = _worker_run(tmp_path / "group", monkeypatch, group=True, fail=_failing_label)
+    want = _worker_run(tmp_path / "one", monkeypatch, group=False, fail=_failing_label)
+    assert len(want[0]) == 1 and want[0][0][1] == "processing-error"
     assert got == want
