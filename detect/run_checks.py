@@ -313,7 +313,8 @@ class RunChecks:
         check.start, check.recent = [float(v) for v in state["start"]], [float(v) for v in state["recent"]]
         check.ratios, check.norms = [float(v) for v in state["ratios"]], [float(v) for v in state["norms"]]
         check.peak = -math.inf if state["peak"] is None else float(state["peak"])
-        check.peak_loss = state.get("peak_loss")  # absent from states written before
+        peak_loss = state.get("peak_loss")  # absent from states written before
+        check.peak_loss = None if peak_loss is None else float(peak_loss)
         check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
         check.last_ratio = state["last_ratio"]
         check.frozen = dict(state["frozen"]) if state["frozen"] else None

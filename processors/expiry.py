@@ -114,7 +114,7 @@ class EntityExpiry:
         if index is None:
             index = self._index[partition] = self._rebuild(partition, table, now, home)
         gone: Expired = []
-        for idle, queue in index.queues.items():
+        for idle, queue in list(index.queues.items()):  # (a re-placed entity may open a queue)
             while queue:
                 entity, touched = next(iter(queue.items()))
                 if touched + idle > now:

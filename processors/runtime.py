@@ -32,6 +32,7 @@ from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.schemas.codec import AvroDeserializer
 from aitrace.schemas.registry import registry_at
 from aitrace.sinks.documents import Action
+from faust.types import TP
 
 log = logging.getLogger("aitrace.processors")
 
@@ -71,6 +72,7 @@ class Runtime:
         self.guarded = Guard(self._quarantine).guarded
         self._started = time.monotonic()
         self._swept: dict[int, float] = {}  # series partition -> when a sweep was last asked of it (monotonic s)
+        self._read: dict[tuple[str, int], int] = {}  # input (topic, partition) -> the last offset the agent read
 
     async def close(self) -> None:
         await self.indexing.close()
@@ -87,32 +89,50 @@ class Runtime:
         actions: list[Action] = []
         sources: dict[int, Any] = {}
         chunks: list[tuple[str, bytes]] = []
-        sweeps: list[int] = []
+        ticked: set[int] = set()
         now = time.time()
         for message in messages:
             staged.partition = message.partition
             if message.topic == self.ticks_name:
                 if message.partition < self.options.partitions:
                     _extend(actions, sources, self.pipeline.tick(message.partition, staged, now=now), message)
-                    sweeps.extend(self._sweep_due(message.partition))
+                    ticked.add(message.partition)
                 continue
+            self._read[(message.topic, message.partition)] = message.offset
             out = self._process(message, staged, now)
             await self.outputs.send_letters(out.dead_letters)
             chunks.extend(out.chunks)
             _extend(actions, sources, out.actions, message)
         await self.outputs.send_series(chunks)
-        await self.outputs.send_sweeps(sweeps)
+        await self.outputs.send_sweeps([p for p in sorted(ticked) if self._sweep_due(p)])
         await self.indexing.index(actions, sources)
         staged.commit(table_writer(self.traces))
 
-    def _sweep_due(self, partition: int) -> list[int]:
-        """``[partition]`` when its series partition is due an idle sweep (at most every ``expiry_interval_s``)."""
+    def _sweep_due(self, partition: int) -> bool:
+        """Whether series ``partition`` is due an idle sweep: at most every ``expiry_interval_s``, and only once
+        the records agent has caught up with its input partitions."""
         every = self.options.expiry_interval_s
         now = time.monotonic()
         if every <= 0 or not self.pipeline.expiry.policy.enabled or now - self._swept.get(partition, -math.inf) < every:
-            return []
+            return False
+        if not self._caught_up(partition):
+            return False
         self._swept[partition] = now
-        return [partition]
+        return True
+
+    def _caught_up(self, partition: int) -> bool:
+        """Whether every input record of ``partition`` the broker held at the last fetch was read. After a worker
+        was down for days its backlog holds the entities' records: swept before, they were idle for the outage
+        and lost their baselines and drift references to records already waiting. Unknown (not fetched yet,
+        not assigned): not caught up."""
+        for name in self.input_names:
+            try:
+                high = self.app.consumer.highwater(TP(name, partition))
+            except Exception:  # aiokafka asserts the partition is assigned; a consumer not started has none
+                return False
+            if high is None or high > self._read.get((name, partition), -1) + 1:
+                return False
+        return True
 
     async def _quarantine(self, message: Any, exc: Exception) -> None:
         self.pipeline.dlq.add("quarantined")

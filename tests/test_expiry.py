@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, Staged
 from confluent_kafka import Consumer, TopicPartition
 from test_e2e_processors import Worker, _count, _produce, _wait, worker_factory
-from test_poison import FakeTopic, Msg, _runtime
+from test_poison import FakeTopic, Msg, _log_record, _runtime
 
 __all__ = ["worker_factory"]  # the fixture, imported for the end-to-end test
 
@@ -272,10 +273,20 @@ def test_ticks_ask_each_series_partition_for_a_sweep_at_most_every_interval(
 ) -> None:
     runtime, _ = _runtime(tmp_path, monkeypatch)
     runtime.options = replace(runtime.options, expiry_interval_s=3600.0)
+    highwater: dict[Any, int | None] = {}  # (topic, partition) -> the broker's next offset at the last fetch
+    monkeypatch.setattr(runtime, "app", SimpleNamespace(consumer=SimpleNamespace(highwater=highwater.__getitem__)))
     ticks = [Msg(b"", None, runtime.ticks_name, p, i) for i, p in enumerate([0, 1, 0, 1, 0])]
-    asyncio.run(runtime.guarded(runtime.on_records, ticks))
-    asyncio.run(runtime.guarded(runtime.on_records, ticks))
     topic: FakeTopic = runtime.outputs.series_topic
+    asyncio.run(runtime.guarded(runtime.on_records, ticks))
+    assert topic.sent == []  # nothing fetched yet: whether a backlog waits is unknown
+    training = runtime.input_names[0]
+    highwater.update({(name, p): 0 for name in runtime.input_names for p in (0, 1)})
+    highwater[training, 1] = 5  # partition 1 has a backlog: five records the agent has not read
+    asyncio.run(runtime.guarded(runtime.on_records, ticks))
+    assert [(s["partition"], s["value"]) for s in topic.sent] == [(0, SWEEP)]
+    backlog = [Msg(_log_record(), None, training, 1, offset) for offset in range(5)]
+    asyncio.run(runtime.guarded(runtime.on_records, [*backlog, *ticks]))  # read up to the highwater, then ticked
+    asyncio.run(runtime.guarded(runtime.on_records, ticks))
     assert sorted((s["partition"], s["value"]) for s in topic.sent) == [(0, SWEEP), (1, SWEEP)]
     runtime.options = replace(runtime.options, expiry_interval_s=0.0)
     runtime._swept.clear()
