@@ -32,7 +32,6 @@ from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.schemas.codec import AvroDeserializer
 from aitrace.schemas.registry import registry_at
 from aitrace.sinks.documents import Action
-from faust.types import TP
 
 log = logging.getLogger("aitrace.processors")
 
@@ -110,29 +109,30 @@ class Runtime:
 
     def _sweep_due(self, partition: int) -> bool:
         """Whether series ``partition`` is due an idle sweep: at most every ``expiry_interval_s``, and only once
-        the records agent has caught up with its input partitions."""
+        the records agent has caught up with its input."""
         every = self.options.expiry_interval_s
         now = time.monotonic()
         if every <= 0 or not self.pipeline.expiry.policy.enabled or now - self._swept.get(partition, -math.inf) < every:
             return False
-        if not self._caught_up(partition):
+        if not self._caught_up():
             return False
         self._swept[partition] = now
         return True
 
-    def _caught_up(self, partition: int) -> bool:
-        """Whether every input record of ``partition`` the broker held at the last fetch was read. After a worker
-        was down for days its backlog holds the entities' records: swept before, they were idle for the outage
-        and lost their baselines and drift references to records already waiting. Unknown (not fetched yet,
-        not assigned): not caught up."""
-        for name in self.input_names:
-            try:
-                high = self.app.consumer.highwater(TP(name, partition))
-            except Exception:  # aiokafka asserts the partition is assigned; a consumer not started has none
-                return False
-            if high is None or high > self._read.get((name, partition), -1) + 1:
-                return False
-        return True
+    def _caught_up(self) -> bool:
+        """Whether the records agent has read, on every input partition assigned here, each record the broker
+        held at the last fetch. After a worker was down for days its backlog holds the entities' records (on any
+        input partition: they are keyed by trace): swept before, they were idle for the outage and lost their
+        baselines and drift references to records already waiting. Unknown (not fetched yet): not caught up."""
+        consumer = self.app.consumer
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic in self.input_names]
+            highs = [(tp, consumer.highwater(tp)) for tp in assigned]
+        except Exception:  # aiokafka asserts a partition is assigned; a consumer not started has none
+            return False
+        return bool(highs) and all(
+            high is not None and high <= self._read.get((tp.topic, tp.partition), -1) + 1 for tp, high in highs
+        )
 
     async def _quarantine(self, message: Any, exc: Exception) -> None:
         self.pipeline.dlq.add("quarantined")

@@ -26,6 +26,7 @@ from aitrace.processors.expiry import MARK, EntityExpiry, ExpiryPolicy
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, Staged
 from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP
 from test_e2e_processors import Worker, _count, _produce, _wait, worker_factory
 from test_poison import FakeTopic, Msg, _log_record, _runtime
 
@@ -274,16 +275,18 @@ def test_ticks_ask_each_series_partition_for_a_sweep_at_most_every_interval(
     runtime, _ = _runtime(tmp_path, monkeypatch)
     runtime.options = replace(runtime.options, expiry_interval_s=3600.0)
     highwater: dict[Any, int | None] = {}  # (topic, partition) -> the broker's next offset at the last fetch
-    monkeypatch.setattr(runtime, "app", SimpleNamespace(consumer=SimpleNamespace(highwater=highwater.__getitem__)))
+    assigned = [TP(name, p) for name in runtime.input_names for p in (0, 1)]
+    consumer = SimpleNamespace(highwater=highwater.__getitem__, assignment=lambda: [*assigned, TP("app-ticks", 0)])
+    monkeypatch.setattr(runtime, "app", SimpleNamespace(consumer=consumer))
     ticks = [Msg(b"", None, runtime.ticks_name, p, i) for i, p in enumerate([0, 1, 0, 1, 0])]
     topic: FakeTopic = runtime.outputs.series_topic
     asyncio.run(runtime.guarded(runtime.on_records, ticks))
     assert topic.sent == []  # nothing fetched yet: whether a backlog waits is unknown
     training = runtime.input_names[0]
-    highwater.update({(name, p): 0 for name in runtime.input_names for p in (0, 1)})
-    highwater[training, 1] = 5  # partition 1 has a backlog: five records the agent has not read
+    highwater.update(dict.fromkeys(assigned, 0))
+    highwater[TP(training, 1)] = 5  # input partition 1 has a backlog: five records the agent has not read
     asyncio.run(runtime.guarded(runtime.on_records, ticks))
-    assert [(s["partition"], s["value"]) for s in topic.sent] == [(0, SWEEP)]
+    assert topic.sent == []  # on any partition: an entity's records come under any trace id
     backlog = [Msg(_log_record(), None, training, 1, offset) for offset in range(5)]
     asyncio.run(runtime.guarded(runtime.on_records, [*backlog, *ticks]))  # read up to the highwater, then ticked
     asyncio.run(runtime.guarded(runtime.on_records, ticks))
