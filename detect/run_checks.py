@@ -270,6 +270,7 @@ class RunChecks:
             return []
         k = int(hit[0])
         self.peak, level, then, now = float(peaks[k]), float(levels[k]), float(ref[k]), float(loss[k])
+        self.peak_loss = then if math.isfinite(then) else self.peak_loss  # as one call over the run keeps it
         k += logs.size - levels.size  # the value whose window it was (earlier ones had no full window)
         self.norms = norms[: norms.size - logs.size + k + 1][-p["head"] :].tolist()
         self.vanished = True

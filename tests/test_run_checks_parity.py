@@ -84,6 +84,7 @@ class MainRunChecks(RunChecks):
             return []
         k = int(hit[0])
         self.peak, level, then, now = float(peaks[k]), float(levels[k]), float(ref[k]), float(loss[k])
+        self.peak_loss = then if math.isfinite(then) else self.peak_loss
         k += len(logs) - levels.size
         self.norms = norms[: norms.size - len(logs) + k + 1][-p["head"] :].tolist()
         self.vanished = True
