@@ -9,7 +9,7 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
 * ``schedule`` (``lr``, ``momentum``, ...): nothing; a schedule never pages by itself.
 * ``loss``: :class:`~aitrace.detect.monitor.SeriesMonitor` ``loss`` (spikes, divergence,
   NaN; a falling loss is good news), and on the training split :class:`StallCheck` and
-  :class:`PlateauCheck`.
+  :class:`PlateauCheck` (which takes the run's learning rate where the worker has it).
 * ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN)
   on the global norm. The per-layer series (``grad_norm/<layer>``, ``update_ratio/<layer>``)
   get no point rules: they are read across layers (``layer_spread``,
@@ -90,8 +90,10 @@ class TrainingSeries:
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
 
-    def update(self, steps: Any, values: Any) -> list[Finding]:
-        """Score the next points (steps and values of equal length); the findings among them."""
+    def update(self, steps: Any, values: Any, lr: Any = None) -> list[Finding]:
+        """Score the next points (steps and values of equal length); the findings among them.
+
+        ``lr``: the run's learning rate at each step (NaN where not logged), for the plateau check."""
         steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if steps_arr.shape != vals.shape:
@@ -102,7 +104,7 @@ class TrainingSeries:
         elif self.detector is not None:
             found = self._generic(steps_arr, vals)
         self._note_variation(vals)
-        found += self._run_checks(steps_arr, vals)
+        found += self._run_checks(steps_arr, vals, lr)
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda f: f.index)
 
@@ -142,13 +144,13 @@ class TrainingSeries:
         self.first = float(finite[0]) if self.first is None else self.first
         self.varied = bool(np.any(finite != self.first))
 
-    def _run_checks(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
+    def _run_checks(self, steps: np.ndarray, vals: np.ndarray, lr: Any) -> list[Finding]:
         out = []
         if self.stall is not None and (verdict := self.stall.update(steps, vals)) is not None:
             step, start, now = verdict
             msg = f"{self.metric} still at its starting level after {step} steps ({start:.4g} then, {now:.4g} now)"
             out.append(self._at(steps, vals, step, "stalled", msg))
-        if self.plateau is not None and (plateau := self.plateau.update(steps, vals)) is not None:
+        if self.plateau is not None and (plateau := self.plateau.update(steps, vals, lr)) is not None:
             step, best_step, best, now = plateau
             msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
             out.append(self._at(steps, vals, step, "plateau", msg))

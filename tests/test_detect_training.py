@@ -71,6 +71,45 @@ def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not()
     assert PlateauCheck().update(steps, _noisy(converging)) is None
 
 
+def _diabetes_by_sgd(steps: int = 400) -> np.ndarray:
+    """The training loss of a linear regression on scikit-learn's diabetes (standardized) by minibatch SGD
+    (batches of 16, lr 0.01): it falls from 0.7 to the noise the features do not explain (~0.47) by step ~100,
+    then holds there: the run converged."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    x = (data.data - data.data.mean(axis=0)) / data.data.std(axis=0)
+    y = (data.target - data.target.mean()) / data.target.std()
+    rng = np.random.default_rng(0)
+    w, b, losses = np.zeros(x.shape[1]), 0.0, []
+    for _ in range(steps):
+        i = rng.integers(0, y.size, 16)
+        residual = x[i] @ w + b - y[i]
+        losses.append(float(np.mean(residual**2)))
+        w -= 0.01 * 2 * x[i].T @ residual / 16
+        b -= 0.01 * 2 * residual.mean()
+    return np.asarray(losses)
+
+
+def test_a_loss_at_its_floor_under_an_lr_that_still_moves_the_weights_is_no_plateau() -> None:
+    loss, steps = _diabetes_by_sgd(), np.arange(400)
+
+    def plateaus(lr: np.ndarray | None) -> list[tuple[int, str]]:
+        series, out = TrainingSeries("loss"), []
+        for lo in range(0, 400, 20):
+            rates = None if lr is None else lr[lo : lo + 20]
+            out += [(int(f.step), f.reason) for f in series.update(steps[lo : lo + 20], loss[lo : lo + 20], rates)]
+            series = TrainingSeries.from_state(series.to_state())
+        return [f for f in out if f[1] == "plateau"]
+
+    assert plateaus(None) == [(168, "plateau")]  # the loss alone cannot tell a converged run from a stopped one
+    assert plateaus(np.full(400, 0.01)) == []  # the lr that took it to its floor still moves the weights
+    sparse = np.where(steps % 10 == 0, 0.01, np.nan)  # logged every 10 steps: it holds in between
+    assert plateaus(sparse) == []
+    collapsed = np.where(steps < 100, 0.01, 1e-8)  # the lr cut x1e-6 at step 100: the weights stopped
+    assert plateaus(collapsed) == [(168, "plateau")]
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
