@@ -42,11 +42,12 @@ Example
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from aitrace.detect.anomaly import AnomalyDetector
-from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
+from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
@@ -76,6 +77,9 @@ class TrainingSeries:
         self.n_seen = 0
         self.varied = False
         self.first: float | None = None
+        # A score's resolution: the smallest move between consecutive values so far (1/32 for the accuracy of
+        # batches of 32), and the last value. A move of one step is one example more or fewer: counting noise.
+        self.quantum, self.last = math.inf, math.nan
         # Per-layer series get no point rules. An update ratio follows the learning rate by
         # construction (a x0.1 step decay is a x0.1 ratio); a layer's gradient norm that explodes
         # explodes the global norm too (its root-sum-square), and one that starves is
@@ -113,12 +117,15 @@ class TrainingSeries:
         scores = self.detector.score(vals)
         codes = self.detector.last_codes
         ignore = _GOOD_NEWS.get(self.role, frozenset())
+        quanta = self._quanta(vals)
         out = []
         for k in np.flatnonzero(self.calibrator.rare(scores, codes, threshold=self.threshold)):
             code = int(codes[k])
             # a repeat is news only for a series that varied before (not a constant logged per step)
             if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):
                 continue
+            if self.role == "score" and self._moved(code, float(vals[k]), int(k)) < 1.5 * quanta[k]:
+                continue  # one example more or fewer than its level: the resolution of the score
             reason = CODE_NAMES[code]
             critical = scores[k] >= 0.999 or reason in ("nan", "inf")
             message = explain(self.metric, reason, float(vals[k]), self.detector, int(k))
@@ -136,6 +143,25 @@ class TrainingSeries:
                 )
             )
         return out
+
+    def _quanta(self, vals: np.ndarray) -> np.ndarray:
+        """The series' resolution before each value: its smallest move between consecutive values up to
+        the one before (inf until it moved). On 35 healthy PyTorch recipes a batch accuracy of 1.0 that
+        read 31/32 once and a validation accuracy on 114 rows that lost one row (0.9825 to 0.9737) paged."""
+        with np.errstate(invalid="ignore"):
+            moves = np.abs(np.diff(np.concatenate([[self.last], vals])))
+        moves = np.where(np.isfinite(moves) & (moves > 0), moves, math.inf)
+        quanta = np.minimum.accumulate(np.concatenate([[self.quantum], moves]))
+        finite = vals[np.isfinite(vals)]
+        self.quantum, self.last = float(quanta[-1]), float(finite[-1]) if finite.size else self.last
+        return quanta[:-1]
+
+    def _moved(self, code: int, value: float, k: int) -> float:
+        """How far point ``k`` moved from the detector's level; for a level shift, the level's own move."""
+        assert self.detector is not None
+        if code in (CODE_LEVEL_UP, CODE_LEVEL_DOWN):
+            return abs(float(self.detector.last_z[k]) * float(self.detector.last_noise[k]))
+        return abs(value - float(self.detector.last_level[k]))
 
     def _note_variation(self, vals: np.ndarray) -> None:
         finite = vals[np.isfinite(vals)]
@@ -171,6 +197,8 @@ class TrainingSeries:
             "n_seen": self.n_seen,
             "varied": self.varied,
             "first": self.first,
+            "quantum": None if math.isinf(self.quantum) else self.quantum,
+            "last": None if math.isnan(self.last) else self.last,
             "monitor": self.monitor.to_state() if self.monitor else None,
             "detector": self.detector.to_state() if self.detector else None,
             "calibrator": self.calibrator.to_state() if self.calibrator else None,
@@ -182,6 +210,8 @@ class TrainingSeries:
     def from_state(cls, state: dict[str, Any]) -> TrainingSeries:
         s = cls(state["metric"], split=state["split"], threshold=state["threshold"])
         s.n_seen, s.varied, s.first = int(state["n_seen"]), bool(state["varied"]), state["first"]
+        s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
+        s.last = math.nan if state.get("last") is None else float(state["last"])
         if state["monitor"] is not None:
             s.monitor = SeriesMonitor.from_state(state["monitor"])
         if state["detector"] is not None:

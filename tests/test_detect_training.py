@@ -563,3 +563,26 @@ def test_one_state_for_both_fitting_rules_gives_what_each_gives_alone() -> None:
             v = {k: x[i : i + 2] for k, x in val.items()}
             alone = (windows.overfitting_update(over, t, v), windows.underfitting_update(under, t, v, True))
             assert windows.fitting_update(both, t, v, True) == alone
+
+
+# The validation accuracy of a full-batch SGD MLP on breast cancer (114 validation rows, one evaluation per step,
+# steps 0-199), as (rows right, evaluations in a row): at step 118 one row flipped for 23 evaluations and paged.
+_FULL_BATCH_BC_VAL_RIGHT = [
+    (94, 1), (103, 1), (104, 2), (105, 2), (106, 1), (107, 18), (108, 1), (109, 15), (110, 2), (111, 1), (112, 74),
+    (111, 23), (112, 59),
+]  # fmt: skip
+
+
+def test_a_score_that_moves_by_one_example_is_counting_noise_and_a_real_drop_pages() -> None:
+    right = np.repeat(*np.asarray(_FULL_BATCH_BC_VAL_RIGHT).T)
+
+    def findings(acc: np.ndarray) -> list[tuple[int, str]]:
+        series, out = TrainingSeries("accuracy", split="val"), []
+        for lo in range(0, acc.size, 20):
+            out += [(int(f.step), f.reason) for f in series.update(np.arange(lo, lo + 20), acc[lo : lo + 20])]
+            series = TrainingSeries.from_state(series.to_state())
+        return out
+
+    assert findings(right / 114) == []
+    dropped = np.where(np.arange(200) < 150, right, right - 20) / 114  # 20 rows lost at step 150: the model broke
+    assert findings(dropped)[:1] == [(150, "dip")]
