@@ -3,9 +3,10 @@
     .venv/bin/python bench/bench_training.py            # records the runs (about 30 s), then scores them
     .venv/bin/python bench/bench_training.py --seeds 5,6,7,8,9 --overfit-seeds 6,7,8,9   # other seeds
 
-The runs are ``training_runs.py``'s: 12 healthy runs (MLP and CNN on digits with Adam,
+The runs are ``training_runs.py``'s: 15 healthy runs (MLP and CNN on digits with Adam,
 warm-up and cosine decay; a tabular MLP on breast cancer with AdamW, 6 epochs; an 8-layer
-ReLU net with SGD, momentum and a step decay; 3 seeds each, ``--seeds`` for others), 3
+ReLU net with SGD, momentum and a step decay; the MLP with SGD, momentum at lr 0.1 and a step
+decay, batches of 32; 3 seeds each, ``--seeds`` for others), 3
 controls (a 6-layer ReLU net with PyTorch's default init that sits at its starting loss
 90-150 steps, then learns) and one run per pathology (diverging after an lr x100, NaN from
 step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, vanishing gradients

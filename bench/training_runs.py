@@ -12,7 +12,7 @@ controls) and the detection delay of each pathology. Every 10 steps, as
 ``update_ratio/<layer>`` (norm of the step's update of the layer's weight and bias over their
 norm). The healthy families follow common recipes: Adam with linear warm-up and cosine decay
 (MLP and CNN on digits), AdamW on a standardized tabular table (breast cancer), a deep ReLU
-network with SGD + momentum and a step decay.
+network with SGD + momentum and a step decay, the MLP with SGD + momentum and a step decay.
 """
 
 from __future__ import annotations
@@ -220,7 +220,11 @@ def healthy(seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, Recipe]]:
     its validation loss was lowest at epoch 2-6 and ended 14-23 % above that on 5 of seeds
     0-9 while the training loss ended 2-10x below it: it over-fit, and is kept
     as a pathology (``overfit-tabular``). At 6 epochs the minimum is at epoch 3-5 and the
-    last evaluation at most 4 % above it on the same 10 seeds."""
+    last evaluation at most 4 % above it on the same 10 seeds. The SGD MLP (momentum, lr 0.1, x0.1
+    at 40 %, batches of 32; found by a sweep of recipes outside these) takes its loss to ~0.003,
+    where one hard batch reads 10-30x its level, and converges with half the run to go: before
+    2026-12-06 it paged 1-3 loss spikes or a plateau per seed 0-5 (its last validation loss at
+    most 7 % above its best)."""
     out = []
     for seed in seeds:
         out += [
@@ -228,6 +232,7 @@ def healthy(seeds: tuple[int, ...] = (0, 1, 2)) -> list[tuple[str, Recipe]]:
             (f"cnn-s{seed}", Recipe("cnn", seed, lr=2e-3)),
             (f"tabular-s{seed}", Recipe("tabular", seed, epochs=6, batch=32, lr=1e-3)),
             (f"deep_relu-s{seed}", Recipe("deep_relu", seed, lr=0.02, optimizer="sgd", schedule="step", depth=8)),
+            (f"sgd_mlp-s{seed}", Recipe("mlp", seed, lr=0.1, optimizer="sgd", schedule="step", batch=32)),
         ]
     return out
 

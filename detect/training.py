@@ -178,25 +178,55 @@ class PlateauCheck:
     stopped learning a third of the way through is reported. Only a loss that had improved
     (10 % below its first level) can plateau: one that never moved is :class:`StallCheck`'s.
     Re-armed once the level falls 5 x ``min_gain`` below the plateau (learning resumed).
+
+    Given the run's learning rate (``lr``, one per value; NaN where not logged), a plateau is
+    reported only where the lr is ``lr_decades`` (3, RunChecks' ``drop``) or more below the
+    highest it has been: the weights were all but stopped (the bench's lr x1e-6). A loss that
+    stops improving at an lr that still moves the weights has reached the floor its data and
+    noise allow, which the loss alone cannot tell from a stop: on healthy PyTorch runs outside
+    the bench's recipes, a linear regression on diabetes by SGD at a constant lr (its floor 0.48
+    reached by step ~100 of 330), SGD + Nesterov with a x0.3 step decay on digits (its loss
+    still drifting down inside the ~15 % noise of its level) and a OneCycle anneal paged at an
+    lr 1x to 6x below their peak. An lr that a schedule takes 3 decades down (a cosine's last
+    steps) leaves the loss alone to decide, as without an lr.
     """
 
-    def __init__(self, *, window: int = 32, min_gain: float = 0.02, patience: int = 100, share: float = 0.25) -> None:
-        if window < 2 or not 0 < min_gain < 1 or patience < 1 or not 0 <= share < 1:
-            raise ValueError("need window >= 2, 0 < min_gain < 1, patience >= 1 and 0 <= share < 1")
-        self.params: dict[str, Any] = {"window": window, "min_gain": min_gain, "patience": patience, "share": share}
+    def __init__(
+        self,
+        *,
+        window: int = 32,
+        min_gain: float = 0.02,
+        patience: int = 100,
+        share: float = 0.25,
+        lr_decades: float = 3.0,
+    ) -> None:
+        if window < 2 or not 0 < min_gain < 1 or patience < 1 or not 0 <= share < 1 or lr_decades <= 0:
+            raise ValueError("need window >= 2, 0 < min_gain < 1, patience >= 1, 0 <= share < 1 and lr_decades > 0")
+        self.params: dict[str, Any] = {
+            "window": window,
+            "min_gain": min_gain,
+            "patience": patience,
+            "share": share,
+            "lr_decades": lr_decades,
+        }
         self.recent: list[float] = []
         self.first_step: int | None = None
         self.start = math.inf  # the first full window's level
         self.best = math.inf
         self.best_step = 0
+        self.peak_lr = math.nan  # the highest learning rate seen; NaN while none was logged
+        self.last_lr = math.nan  # the last one logged: it holds until the next (an lr logged every N steps)
         self.reported = False
 
-    def update(self, steps: Any, values: Any) -> tuple[int, int, float, float] | None:
-        """``(step, best step, best level, level)`` the first time a plateau holds, else None."""
+    def update(self, steps: Any, values: Any, lr: Any = None) -> tuple[int, int, float, float] | None:
+        """``(step, best step, best level, level)`` the first time a plateau holds, else None.
+
+        ``lr``: the run's learning rate at each of ``steps`` (NaN where not logged), or None."""
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         finite = np.isfinite(vals)
         kept_steps = np.asarray(steps).ravel()[finite].astype(np.int64)
+        running = self._running(vals.size, lr)
         if not kept_steps.size:
             return None
         first = self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
@@ -207,11 +237,28 @@ class PlateauCheck:
             return None
         levels = rolling_median(window, p["window"])
         first_full = kept_steps.size - levels.size  # values before it had no full window yet
-        return self._walk(kept_steps[max(0, first_full) :], levels[max(0, -first_full) :], first)
+        at = slice(max(0, first_full), None)
+        return self._walk(kept_steps[at], levels[max(0, -first_full) :], ~running[finite][at], first)
 
-    def _walk(self, steps: np.ndarray, levels: np.ndarray, first: int) -> tuple[int, int, float, float] | None:
+    def _running(self, n: int, lr: Any) -> np.ndarray:
+        """Where the logged lr (carried forward to the steps it was not logged at) still moves the
+        weights: above ``lr_decades`` below its peak. False where no lr is known yet."""
+        logged = np.full(n, math.nan) if lr is None else np.asarray(lr, dtype=np.float64).ravel()
+        rates = np.concatenate([[self.last_lr], logged])
+        last = np.maximum.accumulate(np.where(np.isfinite(rates), np.arange(n + 1), 0))
+        rates = rates[last][1:]
+        peaks = np.fmax.accumulate(np.concatenate([[self.peak_lr], rates]))[1:]  # fmax skips NaN
+        if n:
+            self.peak_lr, self.last_lr = float(peaks[-1]), float(rates[-1])
+        with np.errstate(invalid="ignore"):  # NaN compares False
+            return rates > peaks * 10.0 ** -self.params["lr_decades"]
+
+    def _walk(
+        self, steps: np.ndarray, levels: np.ndarray, stopped: np.ndarray, first: int
+    ) -> tuple[int, int, float, float] | None:
         """The levels in order, jumping from one event (a new best, a plateau) to the next: between
-        two new bests the thresholds are fixed, so each next event is one vectorized search."""
+        two new bests the thresholds are fixed, so each next event is one vectorized search.
+        ``stopped``: where a plateau may be reported (the lr is not known, or it collapsed)."""
         p, out, i = self.params, None, 0
         if levels.size and not math.isfinite(self.start):
             self.start = float(levels[0])
@@ -226,7 +273,7 @@ class PlateauCheck:
             improved = self.best < self.start - 0.1 * abs(self.start)  # else it never learned: a stall
             if improved and not self.reported:
                 wait = np.maximum(p["patience"], p["share"] * (steps[i:end] - first))
-                due = np.flatnonzero(steps[i:end] - self.best_step >= wait)
+                due = np.flatnonzero((steps[i:end] - self.best_step >= wait) & stopped[i:end])
                 if due.size:
                     k = i + int(due[0])
                     self.reported = True
@@ -246,6 +293,8 @@ class PlateauCheck:
             "start": self.start if math.isfinite(self.start) else None,
             "best": self.best if math.isfinite(self.best) else None,
             "best_step": self.best_step,
+            "peak_lr": self.peak_lr if math.isfinite(self.peak_lr) else None,
+            "last_lr": self.last_lr if math.isfinite(self.last_lr) else None,
             "reported": self.reported,
         }
 
@@ -257,6 +306,8 @@ class PlateauCheck:
         check.start = math.inf if state["start"] is None else float(state["start"])
         check.best = math.inf if state["best"] is None else float(state["best"])
         check.best_step = int(state["best_step"])
+        check.peak_lr = math.nan if state.get("peak_lr") is None else float(state["peak_lr"])
+        check.last_lr = math.nan if state.get("last_lr") is None else float(state["last_lr"])
         check.reported = bool(state["reported"])
         return check
 

@@ -40,6 +40,7 @@ class RunSeriesDetectors(SeriesStateBase):
                 continue
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
+            lr = _lr_at(chunk["series"], split, s["steps"]) if metric_role(metric) == "loss" else None
 
             def work(
                 state: State,
@@ -48,8 +49,10 @@ class RunSeriesDetectors(SeriesStateBase):
                 metric: str = metric,
                 split: str = split,
                 values: np.ndarray = values,
+                lr: np.ndarray | None = lr,
             ) -> None:
-                outcome = self._training(ctx.series, state, values, (s["times"], s["steps"]), metric, run_id, split)
+                at = (s["times"], s["steps"], lr)
+                outcome = self._training(ctx.series, state, values, at, metric, run_id, split)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
                     result.actions.extend(
@@ -72,15 +75,22 @@ class RunSeriesDetectors(SeriesStateBase):
         self._run_checks(chunk, result, source, offset)
 
     def _training(
-        self, key: str, state: State, values: np.ndarray, at: tuple[Any, Any], metric: str, run_id: str, split: str
+        self,
+        key: str,
+        state: State,
+        values: np.ndarray,
+        at: tuple[Any, Any, np.ndarray | None],
+        metric: str,
+        run_id: str,
+        split: str,
     ) -> tuple[Finding | None, int, int]:
         """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
 
-        ``at``: the chunk's times and steps."""
-        times, steps = at
+        ``at``: the chunk's times, steps and the run's learning rate at those steps (or None)."""
+        times, steps, lr = at
         rules = self._restore(key, state, "rules", TrainingSeries)
         rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        found = rules.update(steps, values)
+        found = rules.update(steps, values, lr)
         self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
@@ -209,6 +219,21 @@ class RunSeriesDetectors(SeriesStateBase):
                     self._publish(result, holder, ctx, (finding, clean, last_time))
 
         self._with_state(key, source, offset, result, work)
+
+
+def _lr_at(series: dict[str, Any], split: str, steps: Any) -> np.ndarray | None:
+    """The split's learning rate (``lr`` or ``learning_rate``) in this chunk at each of ``steps``, NaN
+    where it was not logged at that step; None when the chunk has none. A loss plateau at an lr that
+    did not collapse is convergence, not a stop (:class:`~aitrace.detect.training.PlateauCheck`)."""
+    s = series.get(f"{split}|lr") or series.get(f"{split}|learning_rate")
+    if s is None or not len(s["steps"]):
+        return None
+    at, rates = np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=np.float64)
+    order = np.argsort(at, kind="stable")
+    at, rates = at[order], rates[order]
+    want = np.asarray(steps, dtype=np.int64)
+    k = np.minimum(np.searchsorted(at, want), at.size - 1)
+    return np.where(at[k] == want, rates[k], np.nan)
 
 
 def _fit_finding(rule: str, run_id: str, value: float, step: int, time_us: int, evidence: list[float]) -> Finding:

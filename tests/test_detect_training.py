@@ -71,6 +71,45 @@ def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not()
     assert PlateauCheck().update(steps, _noisy(converging)) is None
 
 
+def _diabetes_by_sgd(steps: int = 400) -> np.ndarray:
+    """The training loss of a linear regression on scikit-learn's diabetes (standardized) by minibatch SGD
+    (batches of 16, lr 0.01): it falls from 0.7 to the noise the features do not explain (~0.47) by step ~100,
+    then holds there: the run converged."""
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes()
+    x = (data.data - data.data.mean(axis=0)) / data.data.std(axis=0)
+    y = (data.target - data.target.mean()) / data.target.std()
+    rng = np.random.default_rng(0)
+    w, b, losses = np.zeros(x.shape[1]), 0.0, []
+    for _ in range(steps):
+        i = rng.integers(0, y.size, 16)
+        residual = x[i] @ w + b - y[i]
+        losses.append(float(np.mean(residual**2)))
+        w -= 0.01 * 2 * x[i].T @ residual / 16
+        b -= 0.01 * 2 * residual.mean()
+    return np.asarray(losses)
+
+
+def test_a_loss_at_its_floor_under_an_lr_that_still_moves_the_weights_is_no_plateau() -> None:
+    loss, steps = _diabetes_by_sgd(), np.arange(400)
+
+    def plateaus(lr: np.ndarray | None) -> list[tuple[int, str]]:
+        series, out = TrainingSeries("loss"), []
+        for lo in range(0, 400, 20):
+            rates = None if lr is None else lr[lo : lo + 20]
+            out += [(int(f.step), f.reason) for f in series.update(steps[lo : lo + 20], loss[lo : lo + 20], rates)]
+            series = TrainingSeries.from_state(series.to_state())
+        return [f for f in out if f[1] == "plateau"]
+
+    assert plateaus(None) == [(168, "plateau")]  # the loss alone cannot tell a converged run from a stopped one
+    assert plateaus(np.full(400, 0.01)) == []  # the lr that took it to its floor still moves the weights
+    sparse = np.where(steps % 10 == 0, 0.01, np.nan)  # logged every 10 steps: it holds in between
+    assert plateaus(sparse) == []
+    collapsed = np.where(steps < 100, 0.01, 1e-8)  # the lr cut x1e-6 at step 100: the weights stopped
+    assert plateaus(collapsed) == [(168, "plateau")]
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
@@ -524,3 +563,61 @@ def test_one_state_for_both_fitting_rules_gives_what_each_gives_alone() -> None:
             v = {k: x[i : i + 2] for k, x in val.items()}
             alone = (windows.overfitting_update(over, t, v), windows.underfitting_update(under, t, v, True))
             assert windows.fitting_update(both, t, v, True) == alone
+
+
+# The validation accuracy of a full-batch SGD MLP on breast cancer (114 validation rows, one evaluation per step,
+# steps 0-199), as (rows right, evaluations in a row): at step 118 one row flipped for 23 evaluations and paged.
+_FULL_BATCH_BC_VAL_RIGHT = [
+    (94, 1), (103, 1), (104, 2), (105, 2), (106, 1), (107, 18), (108, 1), (109, 15), (110, 2), (111, 1), (112, 74),
+    (111, 23), (112, 59),
+]  # fmt: skip
+
+
+def test_a_score_that_moves_by_one_example_is_counting_noise_and_a_real_drop_pages() -> None:
+    right = np.repeat(*np.asarray(_FULL_BATCH_BC_VAL_RIGHT).T)
+
+    def findings(acc: np.ndarray) -> list[tuple[int, str]]:
+        series, out = TrainingSeries("accuracy", split="val"), []
+        for lo in range(0, acc.size, 20):
+            out += [(int(f.step), f.reason) for f in series.update(np.arange(lo, lo + 20), acc[lo : lo + 20])]
+            series = TrainingSeries.from_state(series.to_state())
+        return out
+
+    assert findings(right / 114) == []
+    dropped = np.where(np.arange(200) < 150, right, right - 20) / 114  # 20 rows lost at step 150: the model broke
+    assert findings(dropped)[:1] == [(150, "dip")]
+
+
+# The training loss of the bench's MLP on digits under SGD + momentum (lr 0.1, x0.1 at step 440, batches of 32,
+# training_runs.Recipe("mlp", 0, lr=0.1, optimizer="sgd", schedule="step", epochs=25)): steps 0-19, then 420-519.
+# At step 498 one batch read 0.058 against a level of 0.002 (one example of 32 at a loss of ~1.8) and paged a spike.
+_SGD_DIGITS_LOSS = [
+    2.295, 2.281, 2.307, 2.309, 2.272, 2.305, 2.296, 2.225, 2.245, 2.235, 2.236, 2.212, 2.131, 2.189, 2.121,
+    2.042, 2.06, 2.005, 1.806, 1.909, 0.008315, 0.007437, 0.009797, 0.01334, 0.04314, 0.003562, 0.05747,
+    0.04578, 0.09497, 0.006652, 0.005619, 0.01595, 0.008978, 0.02083, 0.01636, 0.01591, 0.002675, 0.03972,
+    0.01873, 0.0203, 0.004964, 0.01612, 0.01309, 0.0006067, 0.0072, 0.0003147, 0.001183, 0.003504, 0.002214,
+    0.002146, 0.0009102, 0.001446, 0.001346, 0.001904, 0.009858, 0.002414, 0.02029, 0.006435, 0.01016, 0.001823,
+    0.002065, 0.001569, 0.001448, 0.001751, 0.05092, 0.01242, 0.001009, 0.0008881, 0.000928, 0.0008038,
+    0.002423, 0.00494, 0.003384, 0.0468, 0.0003982, 0.006467, 0.003375, 0.005324, 0.002212, 0.001055, 0.001668,
+    0.0007845, 0.00106, 0.001541, 0.009957, 0.0007813, 0.0002759, 0.001781, 0.006067, 0.009855, 0.01806,
+    0.0008455, 0.004528, 0.002142, 0.001794, 0.001078, 0.001206, 0.0008239, 0.05809, 0.009885, 0.003871,
+    0.002738, 0.0007274, 0.001058, 0.00373, 0.003741, 0.0007364, 0.00294, 0.001713, 0.0004257, 0.02244, 0.0347,
+    0.01198, 0.009436, 0.004119, 0.001216, 0.002029, 0.005219, 0.0394, 0.002042,
+]  # fmt: skip
+
+
+def test_a_batch_loss_spike_below_the_runs_first_loss_is_a_hard_batch_and_one_above_it_pages() -> None:
+    loss = np.asarray(_SGD_DIGITS_LOSS)
+    steps = np.r_[np.arange(20), np.arange(420, 520)]
+
+    def spikes(values: np.ndarray) -> list[tuple[int, str]]:
+        series, out = TrainingSeries("loss"), []
+        for lo in range(0, values.size, 20):
+            found = series.update(steps[lo : lo + 20], values[lo : lo + 20])
+            out += [(int(f.step), f.reason) for f in found if f.reason == "spike"]
+            series = TrainingSeries.from_state(series.to_state())
+        return out
+
+    assert spikes(loss) == []
+    exploded = np.where(steps == 498, 40.0, loss)  # a batch far above the untrained model's 2.3
+    assert spikes(exploded) == [(498, "spike")]

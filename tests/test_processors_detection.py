@@ -310,6 +310,23 @@ def test_a_loss_that_stops_improving_midway_is_a_plateau() -> None:
     assert plateau and plateau[0]["state"] == "open" and "not improved since step" in plateau[0]["title"]
 
 
+def test_a_loss_plateau_pages_only_where_the_runs_lr_collapsed() -> None:
+    """The worker hands a run's lr to its loss's plateau check: the same flat loss is convergence at the lr
+    it learnt at, and a stop after an lr cut x1e-6 (each run's loss and lr arrive in the same metric block)."""
+    steps = np.arange(400)
+    level = np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))
+    loss = level * np.exp(np.random.default_rng(10).normal(0, 0.05, 400))
+    found = {}
+    for run, lr in (("kept", np.full(400, 1e-3)), ("cut", np.where(steps < 100, 1e-3, 1e-9))):
+        det, alerts = SeriesDetectors({}), []
+        for i in range(0, 400, 20):
+            series = {"loss": loss[i : i + 20], "lr": lr[i : i + 20]}
+            block = S.metric_block(trace="a" * 32, run_id=run, start_step=i, series=series, start_us=T0 + i * 1000)
+            alerts += _apply(det, blocks=[block], offset=i)
+        found[run] = [a["series"] for a in alerts if a["detector"] == "plateau" and a["version"] == 1]
+    assert found == {"kept": [], "cut": ["run/cut/train/loss"]}
+
+
 def test_a_generic_alert_says_what_moved_against_what() -> None:
     det = SeriesDetectors({})
     depth = np.random.default_rng(12).normal(100, 5, 300)
