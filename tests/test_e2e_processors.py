@@ -71,6 +71,13 @@ class Worker:
     def tail(self) -> str:
         return log_digest(self.log)
 
+    def last_stats(self) -> str:
+        """The last stats line of the process running now ("" before its first)."""
+        assert self.proc is not None
+        stats = f"[{self.proc.pid}] [INFO] aitrace stats"
+        lines = [line for line in self.log.read_text(errors="replace").splitlines() if stats in line]
+        return lines[-1] if lines else ""
+
 
 @pytest.fixture
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
@@ -299,19 +306,13 @@ def test_trace_state_restored_after_a_restart_holds_every_record_it_applied(
     _wait("every trace indexed", lambda: _count(search.url, traces_index) >= 40, worker)
     worker.stop()
     worker.start()
-    assert worker.proc is not None
-    stats = f"[{worker.proc.pid}] [INFO] aitrace stats"
-
-    def second_run() -> str:
-        lines = [line for line in worker.log.read_text(errors="replace").splitlines() if stats in line]
-        return lines[-1] if lines else ""
-
     _produce(kafka.bootstrap, records)
     # the copies, and the records the first run had not committed (read again from the commit)
-    _wait("the records sent again read", lambda: _records(second_run()) >= len(records), worker)
+    _wait("the records sent again read", lambda: _records(worker.last_stats()) >= len(records), worker)
     time.sleep(6)  # the last of them applied
     worker.stop()
-    assert " traces=0 " in second_run(), f"a trace changed on reading its own records again: {second_run()}"
+    last = worker.last_stats()
+    assert " traces=0 " in last, f"a trace changed on reading its own records again: {last}"
     hits = _search(search.url, traces_index, {"match_all": {}}, size=100)["hits"]["hits"]
     assert len(hits) == 40 and sorted({h["_source"]["aitrace"]["trace"]["event_count"] for h in hits}) == [10]
 

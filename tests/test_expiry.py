@@ -385,15 +385,8 @@ def test_an_expired_run_stays_gone_after_the_worker_restores_its_table(
 
     worker.extra = ("--run-idle-s", "0")  # a state restored now would stay
     worker.start()
-    assert worker.proc is not None
-    stats = f"[{worker.proc.pid}] [INFO] aitrace stats"
-
-    def second_run() -> str:
-        lines = [line for line in worker.log.read_text(errors="replace").splitlines() if stats in line]
-        return lines[-1] if lines else ""
-
     _produce(kafka.bootstrap, record)
-    _wait("the spike alerted again", lambda: " alerts=1 " in second_run(), worker)
+    _wait("the spike alerted again", lambda: " alerts=1 " in worker.last_stats(), worker)
     worker.stop()
 
 
