@@ -124,7 +124,8 @@ class OldPlateau(PlateauCheck):
                 continue
             wait = max(p["patience"], p["share"] * (step - self.first_step))
             improved = self.best < self.start - 0.1 * abs(self.start)
-            if improved and not self.reported and step - self.best_step >= wait:
+            learnt = 0 <= self.best < p["floor"] * self.start
+            if improved and not learnt and not self.reported and step - self.best_step >= wait:
                 self.reported = True
                 out = out or (step, self.best_step, self.best, level)
         return out

@@ -110,6 +110,53 @@ def test_a_loss_at_its_floor_under_an_lr_that_still_moves_the_weights_is_no_plat
     assert plateaus(collapsed) == [(168, "plateau")]
 
 
+# The training loss of a real run of bench/training_runs.py (recorded 2026-12-06): the MLP on the
+# digits by SGD + momentum at lr 0.1, x0.1 at steps 264 and 528, batches of 32 (seed 0), steps
+# 400-659. Its first 32 steps stood at 2.05; by step 400 it is at 0.2-0.5 % of that, where one hard
+# batch reads 10x its level.
+_SGD_MLP_TAIL = [0.000624, 0.0013, 0.00318, 0.00257, 0.0165, 0.00252, 0.0136, 0.00382, 0.0164, 0.0135, 0.0018]
+_SGD_MLP_TAIL += [0.0137, 0.0187, 0.0151, 0.0104, 0.0203, 0.00465, 0.028, 0.00348, 0.00311, 0.00554, 0.0197]
+_SGD_MLP_TAIL += [0.0137, 0.00116, 0.00616, 0.0019, 0.0254, 0.00545, 0.00757, 0.0233, 0.00684, 0.00392, 0.0388]
+_SGD_MLP_TAIL += [0.0303, 0.012, 0.00882, 0.00488, 0.00845, 0.00429, 0.0223, 0.0121, 0.0311, 0.0262, 0.00247]
+_SGD_MLP_TAIL += [0.0173, 0.00157, 0.0125, 0.0235, 0.0169, 0.00351, 0.00239, 0.00148, 0.00507, 0.00675]
+_SGD_MLP_TAIL += [0.00925, 0.00345, 0.0203, 0.00856, 0.046, 0.00313, 0.00526, 0.00349, 0.000713, 0.00314]
+_SGD_MLP_TAIL += [0.0331, 0.00719, 0.00269, 0.00232, 0.0039, 0.0142, 0.00331, 0.00284, 0.0186, 0.0705]
+_SGD_MLP_TAIL += [0.000996, 0.0062, 0.00331, 0.00861, 0.0188, 0.00156, 0.00517, 0.000798, 0.00218, 0.00408]
+_SGD_MLP_TAIL += [0.0256, 0.00273, 0.00163, 0.00195, 0.0155, 0.0114, 0.0255, 0.00516, 0.0204, 0.0034, 0.00608]
+_SGD_MLP_TAIL += [0.000685, 0.00782, 0.000923, 0.0688, 0.00758, 0.0065, 0.00785, 0.00191, 0.00064, 0.0138]
+_SGD_MLP_TAIL += [0.00905, 0.00265, 0.00231, 0.00304, 0.00453, 0.02, 0.0337, 0.0331, 0.0217, 0.00673, 0.00349]
+_SGD_MLP_TAIL += [0.00512, 0.00751, 0.0458, 0.0181, 0.0124, 0.00923, 0.00191, 0.0144, 0.0235, 0.017, 0.009]
+_SGD_MLP_TAIL += [0.00451, 0.00122, 0.00879, 0.000682, 0.00106, 0.00527, 0.0021, 0.0175, 0.000895, 0.00534]
+_SGD_MLP_TAIL += [0.00416, 0.000631, 0.0226, 0.00673, 0.00122, 0.00425, 0.00371, 0.00116, 0.0149, 0.00237]
+_SGD_MLP_TAIL += [0.000414, 0.0179, 0.0114, 0.018, 0.00948, 0.00477, 0.0187, 0.0341, 0.00479, 0.00104, 0.00836]
+_SGD_MLP_TAIL += [0.00707, 0.0131, 0.00397, 0.00693, 0.00452, 0.0137, 0.0113, 0.0186, 0.00236, 0.00537, 0.0128]
+_SGD_MLP_TAIL += [0.0319, 0.00561, 0.00575, 0.00556, 0.0265, 0.00319, 0.00995, 0.0257, 0.000725, 0.00717]
+_SGD_MLP_TAIL += [0.00845, 0.01, 0.00773, 0.00201, 0.0122, 0.00365, 0.0279, 0.0202, 0.0247, 0.00337, 0.0045]
+_SGD_MLP_TAIL += [0.00244, 0.0102, 0.00152, 0.00429, 0.00455, 0.00815, 0.00498, 0.0113, 0.00356, 0.00941]
+_SGD_MLP_TAIL += [0.00186, 0.0169, 0.00949, 0.0171, 0.0156, 0.00124, 0.00634, 0.0118, 0.0159, 0.0222, 0.0061]
+_SGD_MLP_TAIL += [0.00926, 0.0113, 0.0018, 0.00142, 0.00395, 0.00686, 0.00209, 0.0175, 0.0103, 0.0025, 0.0103]
+_SGD_MLP_TAIL += [0.0119, 0.00519, 0.00307, 0.00274, 0.0122, 0.00247, 0.00952, 0.012, 0.0143, 0.009, 0.00767]
+_SGD_MLP_TAIL += [0.00114, 0.0102, 0.00215, 0.0138, 0.000732, 0.0118, 0.000966, 0.00249, 0.00678, 0.00909]
+_SGD_MLP_TAIL += [0.00308, 0.027, 0.0358, 0.00536, 0.0018, 0.00189, 0.0102, 0.00238, 0.015, 0.00347, 0.0145]
+_SGD_MLP_TAIL += [0.00794, 0.00337, 0.00905, 0.00422, 0.0229, 0.00236]
+
+
+def test_a_loss_two_decades_below_its_start_has_converged_and_no_plateau_pages() -> None:
+    """Without its lr the run paged a plateau at step 648 (best 0.0037 at step 486); 1 % of the start
+    is its floor. The same curve ten times higher (1-2 % of its start) still pages, as before."""
+    steps = np.r_[np.arange(32), np.arange(400, 660)]
+
+    def plateau(tail: np.ndarray) -> list[tuple[int, int]]:
+        check, values = PlateauCheck(), np.r_[np.full(32, 2.05), tail]
+        found = [check.update(steps[lo : lo + 20], values[lo : lo + 20]) for lo in range(0, steps.size, 20)]
+        return [(f[0], f[1]) for f in found if f]
+
+    tail = np.asarray(_SGD_MLP_TAIL)
+    assert plateau(tail) == []
+    assert plateau(tail * 10) == [(648, 486)]
+    assert PlateauCheck.from_state(PlateauCheck(floor=0.0).to_state()).params["floor"] == 0.0
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
@@ -122,6 +169,8 @@ def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     assert stall.params == StallCheck().params
     with pytest.raises(ValueError):
         PlateauCheck(window=1)
+    with pytest.raises(ValueError):
+        PlateauCheck(floor=1.0)
     with pytest.raises(ValueError):
         StallCheck(min_drop=0)
 
