@@ -22,7 +22,8 @@ section (d), over-fitting
 runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
 stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
-them; an incident is an alert's first version. Beside it, in the same chunks:
+them; an incident is an alert's first version (a healthy run also with only its losses and
+accuracies: no lr and no gradient norms, as a hand-written loop sends). Beside it, in the same chunks:
 :class:`~aitrace.detect.run_checks.RunChecks` alone (the cross-series checks, which the
 worker runs too, so the worker column includes them) and a baseline that flags |z| > 4
 against the previous 100 points of each series (incidents 50 points apart; for a pathology's
@@ -142,7 +143,15 @@ def _schedule(key: str) -> bool:
 
 def without_layers(run: R.Run) -> R.Run:
     """The run as a job without aitrace.torch.watch's per-layer series sends it (global grad norm only)."""
-    keep = [k for k in run.series if "/" not in k.split("|", 1)[1]]
+    return _keep(run, [k for k in run.series if "/" not in k.split("|", 1)[1]])
+
+
+def scores_only(run: R.Run) -> R.Run:
+    """The run as a hand-written loop sends it: losses and accuracies, no lr, no gradient norms."""
+    return _keep(run, [k for k in run.series if k.split("|", 1)[1] in ("loss", "accuracy")])
+
+
+def _keep(run: R.Run, keep: list[str]) -> R.Run:
     return R.Run(
         run.name, run.recipe, run.steps_per_epoch, {k: run.series[k] for k in keep}, {k: run.steps[k] for k in keep}
     )
@@ -155,18 +164,23 @@ def healthy_section(seeds: tuple[int, ...]) -> list[tuple[str, R.Run, int]]:
     evidence: list[tuple[str, R.Run, int]] = []
     for title, recipes in groups.items():
         print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
-        total = base = checks = stopped = 0
+        total = base = checks = stopped = bare = 0
         for name, recipe in recipes:
             run = R.record(name, recipe)
             ours, b, rc = worker_alerts(run), len(baseline_incidents(run)), run_checks(run)
-            total, base, checks = total + len(ours), base + b, checks + len(rc)
+            scores = [f"{d}@{s}" for s, d in worker_alerts(scores_only(run))]
+            total, base, checks, bare = total + len(ours), base + b, checks + len(rc), bare + len(scores)
             stopped += patience_alert(run) is not None
             shown = [f"{d}@{s}" for s, d in ours][:3]
-            print(f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}")
+            print(
+                f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}"
+                f"   losses and accuracies only {len(scores)} {scores[:2]}"
+            )
             evidence += [(name, run, s) for s, d in ours if d.startswith("overfitting")][:1]
         print(
             f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}   runs early stopping"
-            f" (patience 3) would call past their best: {stopped}"
+            f" (patience 3) would call past their best: {stopped}   losses and accuracies only (no lr, no"
+            f" gradient norms, as a hand-written loop sends): {bare}"
         )
     return evidence
 
