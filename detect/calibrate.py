@@ -112,31 +112,48 @@ class ScoreCalibrator:
         self.rarity, self.min_history = float(rarity), int(min_history)
         self.hist = np.zeros((N_FAMILIES, N_BINS), dtype=np.int64)
         self.total = 0
+        # The run of points going on now (one family, scores near the threshold or above): its points
+        # below the threshold are held out of the history until it ends, so that an event whose score
+        # climbs to the threshold is not calibrated away by its own approach.
+        self.pending = np.zeros((N_FAMILIES, N_BINS), dtype=np.int64)
+        self.run = np.zeros(1, dtype=np.int64)  # its family; 0: none
 
     def rare(self, scores: Any, codes: Any, *, threshold: float) -> np.ndarray:
         """For each point: at or above ``threshold`` and rare for this series (then recorded)."""
         scores = np.asarray(scores, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
         out = scores >= threshold
-        _rare_walk(codes, _bins(scores), out, self.hist, self.total, self.min_history, self.rarity, _FAMILY)
+        floor = int(_bins(np.array([threshold]))[0]) - _SLACK_BINS  # "as high" as a point at the threshold
+        _rare_walk(
+            codes, _bins(scores), out, self.hist, self.pending, self.run, floor, self.total, self.min_history,
+            self.rarity, _FAMILY,
+        )  # fmt: skip
         self.total += int(scores.size)
         return out
 
     def to_state(self) -> dict[str, Any]:
         """Sparse and JSON-safe: only the non-empty bins."""
         cells = _cells(self.hist).tolist()  # [[family, bin, count], ...] of plain ints
-        return {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
+        state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
+        return state | ({"run": int(self.run[0]), "pending": _cells(self.pending).tolist()} if self.run[0] else {})
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ScoreCalibrator:
         cal = cls(rarity=state["rarity"], min_history=state["min_history"])
         cal.total = int(state["total"])
-        cells = np.asarray(state["cells"], dtype=np.int64)
-        cells = cells.reshape(0, 3) if cells.size == 0 else cells
-        if cells.ndim != 2 or cells.shape[1] != 3:
-            raise ValueError(f"calibrator cells must be [family, bin, count] triples, got shape {cells.shape}")
-        cal.hist[cells[:, 0], cells[:, 1]] = cells[:, 2]
+        _fill(cal.hist, state["cells"])
+        if state.get("run"):  # a state from before has no run going on
+            _fill(cal.pending, state["pending"])
+            cal.run[0] = int(state["run"])
         return cal
+
+
+def _fill(hist: np.ndarray, saved: Any) -> None:
+    cells = np.asarray(saved, dtype=np.int64)
+    cells = cells.reshape(0, 3) if cells.size == 0 else cells
+    if cells.ndim != 2 or cells.shape[1] != 3:
+        raise ValueError(f"calibrator cells must be [family, bin, count] triples, got shape {cells.shape}")
+    hist[cells[:, 0], cells[:, 1]] = cells[:, 2]
 
 
 @njit(cache=True)
@@ -158,22 +175,37 @@ def _rare_walk(
     bins: np.ndarray,
     out: np.ndarray,
     hist: np.ndarray,
+    pending: np.ndarray,
+    run: np.ndarray,
+    floor: int,
     total: int,
     min_history: int,
     rarity: float,
     family: np.ndarray,
 ) -> None:
     """In order: a flagged point stays flagged only if fewer than ``rarity`` of the points before it
-    (the history, then this chunk's earlier points) scored as high in its family; every point is
-    then counted into ``hist``. O(points + flagged x bins), where counting the chunk's prefix per
+    scored as high in its family; every point is then counted into ``hist``, except the unflagged
+    points of the run going on (consecutive points of one family at ``floor`` or above), held in
+    ``pending`` until it ends: a level shift's score climbed 0.888, 0.895, 0.899 to 0.905 and was
+    not rare against its own climb. O(points + flagged x bins), where counting the chunk's prefix per
     flagged point was quadratic."""
     for k in range(codes.size):
         f = family[codes[k]]
+        high = f != 0 and bins[k] >= floor
+        if run[0] != 0 and (not high or f != run[0]):  # the run ended: it is history now
+            hist += pending
+            pending[:] = 0
+            run[0] = 0
         skip = codes[k] == CODE_NAN or codes[k] == CODE_INF  # never calibrated away
-        if out[k] and not skip and f != 0 and total + k >= min_history:
+        flagged = out[k]
+        if flagged and not skip and f != 0 and total + k >= min_history:
             # as high = within _SLACK_BINS of its score's odds: the next burst of the usual size is not news
             earlier = 0
             for b in range(max(bins[k] - _SLACK_BINS, 0), hist.shape[1]):
                 earlier += hist[f, b]
             out[k] = earlier < rarity * (total + k)
-        hist[f, bins[k]] += 1
+        if high and not flagged:  # the run's approach to the threshold: not yet history
+            pending[f, bins[k]] += 1
+            run[0] = f
+        else:
+            hist[f, bins[k]] += 1

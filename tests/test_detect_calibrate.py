@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from aitrace.detect.anomaly import AnomalyDetector
@@ -85,42 +87,83 @@ def test_state_cells_are_plain_int_triples_and_bad_cells_raise() -> None:
 
 
 class _PrefixCountingCalibrator(ScoreCalibrator):
-    """The previous rare(): the chunk's earlier points counted again for each flagged point."""
+    """rare() written out: every point seen kept, each flagged point counted against all of them but
+    the unflagged points of the run it continues (the points just before it of its family at the
+    threshold's bin less the slack or above)."""
+
+    seen_family: np.ndarray = np.zeros(0, dtype=np.int64)
+    seen_bin: np.ndarray = np.zeros(0, dtype=np.int64)
+    seen_flag: np.ndarray = np.zeros(0, dtype=bool)
 
     def rare(self, scores, codes, *, threshold: float):  # type: ignore[no-untyped-def]
         from aitrace.detect.anomaly_kernel import CODE_INF
         from aitrace.detect.calibrate import _FAMILY, _SLACK_BINS, _bins
 
         scores, codes = np.asarray(scores, dtype=np.float64), np.asarray(codes, dtype=np.int64)
-        fam, bins = _FAMILY[codes], _bins(scores)
+        floor = int(_bins(np.r_[threshold])[0]) - _SLACK_BINS
         out = scores >= threshold
+        fam = np.concatenate([self.seen_family, _FAMILY[codes]])
+        bins = np.concatenate([self.seen_bin, _bins(scores)])
+        flag = np.concatenate([self.seen_flag, out])
+        n0 = self.seen_family.size
         for k in np.flatnonzero(out):
-            if codes[k] in (CODE_NAN, CODE_INF) or fam[k] == 0 or self.total + k < self.min_history:
+            j = n0 + int(k)
+            if codes[k] in (CODE_NAN, CODE_INF) or fam[j] == 0 or self.total + k < self.min_history:
                 continue
-            lo = max(int(bins[k]) - _SLACK_BINS, 0)
-            earlier = self.hist[fam[k], lo:].sum() + np.count_nonzero((fam[:k] == fam[k]) & (bins[:k] >= lo))
+            run = j
+            while run > 0 and fam[run - 1] == fam[j] and bins[run - 1] >= floor:
+                run -= 1
+            counted = np.ones(j, dtype=bool)
+            counted[run:j] = flag[run:j]  # the run's unflagged points are not history yet
+            lo = max(int(bins[j]) - _SLACK_BINS, 0)
+            earlier = np.count_nonzero(counted & (fam[:j] == fam[j]) & (bins[:j] >= lo))
             out[k] = earlier < self.rarity * (self.total + k)
-        np.add.at(self.hist, (fam, bins), 1)
+        self.seen_family, self.seen_bin, self.seen_flag = fam, bins, flag
         self.total += int(scores.size)
         return out
 
 
+def _ramps(seed: int) -> np.ndarray:
+    """Bursts, and level shifts whose score climbs to the threshold over a few points."""
+    x = _bursty(seed=seed)
+    for at, by in ((1200, 9.0), (2100, -9.0), (2900, 9.0), (3500, -9.0)):  # each climbs to 0.9 and past it
+        x[at:] += by
+    return x
+
+
 @pytest.mark.parametrize("chunk", [1, 37, 500, 4000])
 @pytest.mark.parametrize("seed", [2, 3])
-def test_rare_walk_decides_as_the_prefix_counting_code(chunk: int, seed: int) -> None:
+@pytest.mark.parametrize("series", [_bursty, _ramps])
+def test_rare_walk_decides_as_the_prefix_counting_code(chunk: int, seed: int, series: Any) -> None:
     det = AnomalyDetector()
-    scores = det.score(_bursty(seed=seed))
+    scores = det.score(series(seed=seed))
     codes = det.last_codes.copy()
     codes[::97] = CODE_NAN  # NaNs among them always page and are counted
     new, old = ScoreCalibrator(), _PrefixCountingCalibrator()
-    got = np.concatenate(
-        [new.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9) for i in range(0, scores.size, chunk)]
-    )
-    want = np.concatenate(
-        [old.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9) for i in range(0, scores.size, chunk)]
-    )
-    assert got.any() and (scores >= 0.9).sum() > got.sum()  # some pages, some flags held back as usual
-    assert np.array_equal(got, want) and np.array_equal(new.hist, old.hist) and new.total == old.total
+    got = []
+    for i in range(0, scores.size, chunk):
+        new = ScoreCalibrator.from_state(new.to_state())
+        got.append(new.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9))
+    want = [old.rare(scores[i : i + chunk], codes[i : i + chunk], threshold=0.9) for i in range(0, scores.size, chunk)]
+    assert np.concatenate(got).any() and (scores >= 0.9).sum() > np.concatenate(got).sum()  # some held back
+    assert np.array_equal(np.concatenate(got), np.concatenate(want)) and new.total == old.total
+
+
+def test_a_score_that_climbs_to_the_threshold_is_not_calibrated_away_by_its_climb() -> None:
+    """A level shift of an accuracy by 10 sd scored 0.888, 0.895, 0.899, then 0.905: against its own
+    climb it was not rare, and the drop was never paged."""
+    from aitrace.detect.anomaly_kernel import CODE_LEVEL_DOWN
+
+    cal = ScoreCalibrator()
+    quiet = cal.rare(np.full(1500, 0.1), np.full(1500, CODE_LEVEL_DOWN), threshold=0.9)
+    climb = np.r_[0.888, 0.895, 0.899, 0.905, 0.907, 0.907, 0.911]
+    keep = cal.rare(climb, np.full(climb.size, CODE_LEVEL_DOWN), threshold=0.9)
+    assert not quiet.any() and keep.tolist() == [False, False, False, True, True, False, False]
+    cal.rare(np.full(10, 0.1), np.full(10, CODE_LEVEL_DOWN), threshold=0.9)  # it ended: all history now
+    again = cal.rare(climb, np.full(climb.size, CODE_LEVEL_DOWN), threshold=0.9)
+    assert not again.any()  # the same climb again is this series' usual
+    state = cal.to_state()  # the second climb goes on: its three points below the threshold are held
+    assert sum(c[2] for c in state["cells"]) == cal.total - 3 and sum(c[2] for c in state["pending"]) == 3
 
 
 def test_bins_at_the_bin_edges_and_nan_match_numpy() -> None:
