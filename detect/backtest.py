@@ -6,11 +6,14 @@ Use it to tune a threshold on your own history before turning alerts on:
 
 It also prints how many points each of a few thresholds (0.3 ... 0.99) would
 flag. Without ``--kind`` the raw anomaly score is thresholded (every reason, both
-directions). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
-series type decides (directions, hard limits, reasons such as ``exploding``). With
+directions; 0.5 by default). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
+series type decides (directions, hard limits, reasons such as ``exploding``; the kind's
+threshold by default, and for kinds other than loss, grad_norm and lr only points rare for the
+series page, as in the worker). With
 ``--metric NAME`` the worker's own rules for a training metric of that name decide
 (:class:`~aitrace.detect.series.TrainingSeries`: the alerts the worker would raise on it,
-stalls and plateaus included), so ``--threshold 0.9`` replays the worker's default. With
+stalls and plateaus included), at the worker's default threshold (0.9) unless ``--threshold``
+says otherwise. With
 ``--service KIND`` (latency, confidence, error_rate, wrong_predictions, feature) the worker's
 rules for that series of a model in service decide (:mod:`aitrace.detect.service`: calibrated
 anomaly scores against the series' own cycle, latency level shifts, rate windows of 0/1
@@ -39,7 +42,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="CSV file with a header row")
     parser.add_argument("--column", required=True, help="name of the numeric column to score")
     parser.add_argument("--timestamp", help="column used as step/time (default: the row number)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="score at or above which a point is flagged (0-1]")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="score at or above which a point is flagged (0-1]; default: the rule's own (the worker's 0.9 for "
+        "--metric and --service, the kind's for --kind, 0.5 for the raw score)",
+    )
     rules = parser.add_mutually_exclusive_group()
     rules.add_argument("--kind", choices=_kinds(), help="series kind for the SeriesMonitor rules (default: raw score)")
     rules.add_argument(
@@ -216,7 +224,17 @@ def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _default_threshold(args: argparse.Namespace) -> float:
+    """The rule's own threshold: what the worker pages at, or the kind's."""
+    from aitrace.detect.series_kinds import PROFILES
+
+    if args.metric or args.service:
+        return 0.9
+    return PROFILES[args.kind].threshold if args.kind else 0.5
+
+
 def run(name: str, args: argparse.Namespace) -> int:
+    args.threshold = _default_threshold(args) if args.threshold is None else args.threshold
     if not 0.0 < args.threshold <= 1.0:
         print(f"aitrace {name}: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
         return 2

@@ -44,11 +44,19 @@ from aitrace.detect.anomaly_kernel import (
     CODE_SPIKE,
     CODE_VARIANCE,
 )
+from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.finding import Finding
 from aitrace.detect.series_kinds import KINDS, PROFILES
 from numba import njit
 
 _LOG10 = math.log(10.0)
+# The kinds the worker's training rules run through this monitor, as tuned on real runs, and a
+# learning rate (a schedule: its rules are its limits and a jump up). Every other kind pages on a
+# windowed score only where it is also rare for the series (``ScoreCalibrator``), as the worker's
+# rules for any other series do: raw, the generic monitor flagged 17.9 % of the points of this
+# machine's real telemetry (``bench/bench_realdata.py`` (e)), an all-zero error count as ``flat`` at
+# every point.
+_UNCALIBRATED = frozenset({"loss", "grad_norm", "lr"})
 
 
 # Growth state: [baseline, best, noise at best, points seen by the baseline]
@@ -113,7 +121,11 @@ class SeriesMonitor:
         ``generic`` reports every reason in both directions. For parameter-update
         norms ("vanishing updates") use ``grad_norm``: the same multiplicative rules.
     threshold:
-        Score at or above which a point is reported (default 0.5).
+        Score at or above which a point is reported (default: the kind's, 0.5 for loss,
+        grad_norm and lr, the worker's 0.9 for the others). Every kind but those three also
+        pages only on a point that is rare for the series itself
+        (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), and on a repeated value only once
+        the series has varied, as the worker's rules for any other series do.
     skip_seen:
         Ignore points whose step is not greater than the last step processed, so a
         batch delivered twice (Kafka/Faust are at-least-once) changes nothing.
@@ -153,6 +165,9 @@ class SeriesMonitor:
         self.n_points = 0
         self.last_step: float | None = None
         self.growth = np.zeros(4)
+        self.calibrator = None if kind in _UNCALIBRATED else ScoreCalibrator()
+        self.first: float | None = None  # the first finite value: a repeat is news only once the series varied
+        self.varied = False
 
     # ------------------------------------------------------------------ update
     def update(self, steps: Any, values: Any) -> list[Finding]:
@@ -178,7 +193,8 @@ class SeriesMonitor:
         _growth_kernel(level, self.detector.last_noise, alpha, self.growth, log_ratio, rise)
         gap_scores = self._gap_scores(steps_arr)
         # Only candidates go through the (Python) classification.
-        candidates = (scores >= self.threshold) | (violations != "") | ~np.isfinite(vals)
+        paged = self._scored(scores, codes, vals)
+        candidates = paged | (violations != "") | ~np.isfinite(vals)
         if gap_scores is not None:
             candidates |= gap_scores >= self.threshold
         if self.kind in ("grad_norm", "loss"):
@@ -186,7 +202,7 @@ class SeriesMonitor:
         findings: list[Finding] = []
         for k in np.flatnonzero(candidates):
             finding = self._classify(
-                int(k), steps_arr, vals, scores, codes, violations, level, gap_scores, log_ratio[k], rise[k]
+                int(k), steps_arr, vals, scores, codes, violations, level, gap_scores, log_ratio[k], rise[k], paged[k]
             )
             if finding is not None:
                 findings.append(finding)
@@ -195,6 +211,20 @@ class SeriesMonitor:
         if finite_steps.size:
             self.last_step = float(finite_steps.max())
         return findings
+
+    def _scored(self, scores: np.ndarray, codes: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """The points whose windowed score pages: at the threshold, and for a calibrated kind rare for
+        this series too and no repeat of a series that never varied (a constant, a count at 0)."""
+        if self.calibrator is None:
+            return scores >= self.threshold
+        rare = self.calibrator.rare(scores, codes, threshold=self.threshold)
+        finite = vals[np.isfinite(vals)]
+        if finite.size and self.first is None:
+            self.first = float(finite[0])
+        moved = np.cumsum(np.isfinite(vals) & (vals != self.first)) > 0
+        varied_before = self.varied | np.concatenate([[False], moved[:-1]])
+        self.varied = self.varied or bool(moved[-1])
+        return rare & ((codes != CODE_FLAT) | varied_before)
 
     def _transform(self, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values the detector sees, and a per-point rule-violation label ('' when none)."""
@@ -246,6 +276,7 @@ class SeriesMonitor:
         gap_scores: np.ndarray | None,
         log_ratio: float,
         rise: float,
+        scored: bool,
     ) -> Finding | None:
         value = float(vals[k])
         index = self.n_points + k
@@ -269,7 +300,7 @@ class SeriesMonitor:
         if slow is not None and max(slow.score, score) >= self.threshold:
             # an explosion or divergence names the incident, whichever component scored higher
             return replace(slow, score=max(slow.score, score))
-        if score < self.threshold or code == CODE_NONE:
+        if score < self.threshold or code == CODE_NONE or not scored:
             return None
         generic = CODE_NAMES[code]
         key = {CODE_LEVEL_UP: "level_up", CODE_LEVEL_DOWN: "level_down"}.get(code, generic)
@@ -369,6 +400,9 @@ class SeriesMonitor:
             "growth": self.growth.tolist(),
             "detector": self.detector.to_state(),
             "gap_detector": self.gap_detector.to_state() if self.gap_detector is not None else None,
+            "calibrator": self.calibrator.to_state() if self.calibrator is not None else None,
+            "first": self.first,
+            "varied": self.varied,
         }
 
     @classmethod
@@ -387,6 +421,10 @@ class SeriesMonitor:
             mon.growth = growth
             if state["gap_detector"] is not None:
                 mon.gap_detector = AnomalyDetector.from_state(state["gap_detector"])
+            if mon.calibrator is not None and state.get("calibrator") is not None:  # a state from before: afresh
+                mon.calibrator = ScoreCalibrator.from_state(state["calibrator"])
+            mon.first = None if state.get("first") is None else float(state["first"])
+            mon.varied = bool(state.get("varied", False))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed series monitor state: {exc!r}") from exc
         return mon

@@ -4,7 +4,8 @@
 score log(value) (multiplicative noise such as grad norms, latencies and rates),
 which generic reasons are normal for it (a loss dip is good news, a throughput dip
 is not), its hard limits (a learning rate <= 0, an accuracy above 1) and whether the
-gaps between steps are scored too.
+gaps between steps are scored too. The kinds that the worker does not run through the monitor
+page at its threshold, 0.9.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ PROFILES: dict[str, KindProfile] = {
     "lr": KindProfile(
         log=True, ignore=frozenset({"flat", "dip", "level_down", "variance_change"}), lower=0.0, upper=10.0, tiny=1e-8
     ),
-    "accuracy": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
-    "confidence": KindProfile(ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
-    "latency": KindProfile(log=True, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
+    "accuracy": KindProfile(threshold=0.9, ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
+    "confidence": KindProfile(threshold=0.9, ignore=frozenset({"spike", "level_up"}), lower=0.0, upper=1.0),
+    "latency": KindProfile(threshold=0.9, log=True, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
     # Mostly zero with bursts: repeats (zero) are normal.
-    "error_rate": KindProfile(ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
-    "throughput": KindProfile(log=True, ignore=frozenset({"spike", "level_up"}), lower=0.0, gap_monitor=True),
-    "generic": KindProfile(),
+    "error_rate": KindProfile(threshold=0.9, ignore=frozenset({"dip", "level_down", "flat"}), lower=0.0),
+    "throughput": KindProfile(
+        threshold=0.9, log=True, ignore=frozenset({"spike", "level_up"}), lower=0.0, gap_monitor=True
+    ),
+    "generic": KindProfile(threshold=0.9),
 }

@@ -111,3 +111,15 @@ def test_backtest_json_prints_one_object_per_flagged_point_and_the_summary_on_st
     assert [(r["row"], r["reason"]) for r in rows] == [(400, "spike"), (450, "nan")]
     assert rows[1]["value"] is None  # NaN is not JSON
     assert "2 flagged" in captured.err and "flagged" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("mode", "threshold"),
+    [([], "0.5"), (["--kind", "loss"], "0.5"), (["--kind", "generic"], "0.9"), (["--metric", "loss"], "0.9")],
+)
+def test_without_a_threshold_each_rule_pages_at_its_own(tmp_path, capsys, mode: list[str], threshold: str) -> None:
+    """--metric replays the worker, so at the worker's 0.9; --kind at the kind's; the raw score at 0.5."""
+    src = tmp_path / "history.csv"
+    write_csv(src)
+    assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step", *mode]) == 0
+    assert f"flagged at threshold {threshold}\n" in capsys.readouterr().out

@@ -157,6 +157,19 @@ def test_a_loss_two_decades_below_its_start_has_converged_and_no_plateau_pages()
     assert PlateauCheck.from_state(PlateauCheck(floor=0.0).to_state()).params["floor"] == 0.0
 
 
+def test_an_accuracy_that_falls_ten_sd_and_stays_there_pages() -> None:
+    """Its level shift's score climbed 0.888, 0.895, 0.899, 0.905: against its own climb it was not rare
+    (ScoreCalibrator), and the worker's rule said nothing of an accuracy gone from 0.9 to 0.8."""
+    rng = np.random.default_rng(0)
+    acc = np.clip(0.9 + 0.01 * rng.normal(size=2000), 0, 1)
+    acc[1500:] -= 0.1
+    series, found = TrainingSeries("accuracy", split="val"), []
+    for lo in range(0, 2000, 50):
+        found += series.update(np.arange(lo, lo + 50), acc[lo : lo + 50])
+        series = TrainingSeries.from_state(series.to_state())
+    assert found and 1500 <= found[0].step <= 1520 and all(f.step >= 1500 for f in found)
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
