@@ -25,7 +25,8 @@
     a model's numeric series with and without its cycle, beside the baselines.
 
 (b), (c) and (e) also run that rule through the worker (``service path``: a model's series,
-``aitrace.detect.service.ServiceSeries``, one point a second) beside the training-run rule.
+``aitrace.detect.service.ServiceSeries``, one point a second) beside the training-run rule, and
+the public ``SeriesMonitor("generic")`` at its defaults (what ``aitrace backtest --kind generic`` runs).
 
 The SKAB recordings are not part of the project (see the data folder's README); (b)-(d)
 are skipped when they are not found.
@@ -237,10 +238,23 @@ def service_path_incidents(values: np.ndarray) -> list[int]:
     return opened
 
 
+def monitor_incidents(values: np.ndarray) -> list[int]:
+    """Where ``SeriesMonitor("generic")`` (the public monitor, ``aitrace backtest --kind generic``) flags,
+    at its defaults, fed in chunks."""
+    from aitrace.detect import SeriesMonitor
+
+    mon, flags = SeriesMonitor("generic"), np.zeros(values.size, dtype=bool)
+    for lo in range(0, values.size, CHUNK):
+        for f in mon.update(np.arange(lo, min(lo + CHUNK, values.size)), values[lo : lo + CHUNK]):
+            flags[f.index] = True
+    return _runs(flags)
+
+
 def _detectors() -> dict[str, Callable[[np.ndarray], list[int]]]:
     out: dict[str, Callable[[np.ndarray], list[int]]] = {
         "worker rule (aitrace)": worker_incidents,
         "service path (aitrace)": service_path_incidents,
+        "SeriesMonitor (aitrace)": monitor_incidents,
         "rolling z |z|>4 / 100": zscore_incidents,
     }
     try:
@@ -354,9 +368,9 @@ def model_incidents(times: np.ndarray, latency: np.ndarray, errors: np.ndarray) 
 def _print_columns(counts: dict[str, dict[str, int]]) -> None:
     """Incidents per column and detector: which signals the false alarms come from."""
     short = [label.split()[1] if label.startswith("river") else label.split()[0] for label in counts]
-    print(f"      {'column':18s}" + "".join(f"{s:>12s}" for s in short))
+    print(f"      {'column':18s}" + "".join(f"{s:>14s}" for s in short))
     for name in next(iter(counts.values())):
-        print(f"      {name:18s}" + "".join(f"{per[name]:12d}" for per in counts.values()))
+        print(f"      {name:18s}" + "".join(f"{per[name]:14d}" for per in counts.values()))
 
 
 def _bench_requests(path: Path, dets: dict[str, Callable[[np.ndarray], list[int]]]) -> None:

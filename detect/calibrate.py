@@ -50,6 +50,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,12 @@ def _bins(scores: np.ndarray) -> np.ndarray:
     # numpy's (its log10 differs from the C library's in the last bit), the rest is one loop.
     s = np.minimum(np.maximum(np.asarray(scores, dtype=np.float64), 1e-300), 1.0)
     return _odds_bins(np.log10(s), np.log10(np.maximum(1.0 - s, 1e-300)))
+
+
+@functools.lru_cache(maxsize=64)
+def _floor_bin(threshold: float) -> int:
+    """The lowest bin "as high" as a point at the threshold (one call per update: cached)."""
+    return int(_bins(np.array([threshold]))[0]) - _SLACK_BINS
 
 
 @njit(cache=True)
@@ -123,7 +130,7 @@ class ScoreCalibrator:
         scores = np.asarray(scores, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
         out = scores >= threshold
-        floor = int(_bins(np.array([threshold]))[0]) - _SLACK_BINS  # "as high" as a point at the threshold
+        floor = _floor_bin(float(threshold))
         _rare_walk(
             codes, _bins(scores), out, self.hist, self.pending, self.run, floor, self.total, self.min_history,
             self.rarity, _FAMILY,
