@@ -5,8 +5,10 @@ Use it to tune a threshold on your own history before turning alerts on:
     aitrace backtest history.csv --column loss --timestamp step --kind loss --threshold 0.6 -o flagged.csv
 
 It also prints how many points each of a few thresholds (0.3 ... 0.99) would
-flag. Without ``--kind`` the raw anomaly score is thresholded (every reason, both
-directions; 0.5 by default). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
+flag. By default the worker's own rules for a training metric named like the column decide
+(as ``--metric COLUMN``): what the worker would page on. With ``--raw`` the raw anomaly score
+is thresholded (every reason, both directions, no calibration against the series' own
+history; 0.5 by default). With ``--kind`` the :class:`~aitrace.detect.SeriesMonitor` for that
 series type decides (directions, hard limits, reasons such as ``exploding``; the kind's
 threshold by default, and for kinds other than loss, grad_norm and lr only points rare for the
 series page, as in the worker). With
@@ -45,11 +47,16 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
-        help="score at or above which a point is flagged (0-1]; default: the rule's own (the worker's 0.9 for "
-        "--metric and --service, the kind's for --kind, 0.5 for the raw score)",
+        help="score at or above which a point is flagged (0-1]; default: the rule's own (the worker's 0.9, the "
+        "kind's for --kind, 0.5 for --raw)",
     )
     rules = parser.add_mutually_exclusive_group()
-    rules.add_argument("--kind", choices=_kinds(), help="series kind for the SeriesMonitor rules (default: raw score)")
+    rules.add_argument(
+        "--raw",
+        action="store_true",
+        help="threshold the raw anomaly score (default: the worker's rules, --metric COLUMN)",
+    )
+    rules.add_argument("--kind", choices=_kinds(), help="series kind for the SeriesMonitor rules")
     rules.add_argument(
         "--metric", help="a training metric's name: the worker's rules for it (TrainingSeries), at --threshold"
     )
@@ -195,13 +202,13 @@ SWEEP = (0.3, 0.5, 0.7, 0.9, 0.99)
 
 
 def _flag(values: np.ndarray, stamps: list[Any], args: argparse.Namespace, threshold: float) -> list[dict[str, Any]]:
-    if args.metric:
-        return worker_points(values, stamps, metric=args.metric, split=args.split, threshold=threshold)
     if args.service:
         return service_points(
             values, stamps, kind=args.service, threshold=threshold, unit=args.time_unit if args.timestamp else None
         )
-    return flag_points(values, stamps, threshold=threshold, kind=args.kind, window=args.window)
+    if args.raw or args.kind:
+        return flag_points(values, stamps, threshold=threshold, kind=args.kind, window=args.window)
+    return worker_points(values, stamps, metric=args.metric or args.column, split=args.split, threshold=threshold)
 
 
 def threshold_sweep(values: np.ndarray, stamps: list[Any], args: argparse.Namespace) -> dict[float, int]:
@@ -228,9 +235,9 @@ def _default_threshold(args: argparse.Namespace) -> float:
     """The rule's own threshold: what the worker pages at, or the kind's."""
     from aitrace.detect.series_kinds import PROFILES
 
-    if args.metric or args.service:
-        return 0.9
-    return PROFILES[args.kind].threshold if args.kind else 0.5
+    if args.kind:
+        return PROFILES[args.kind].threshold
+    return 0.5 if args.raw else 0.9
 
 
 def run(name: str, args: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ def test_backtest_prints_and_writes_flagged_points(tmp_path, capsys) -> None:
     src = tmp_path / "history.csv"
     _, expected_rows = write_csv(src)
     out = tmp_path / "flagged.csv"
-    rc = main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--threshold", "0.5", "-o", str(out)])
+    args = ["--column", "loss", "--timestamp", "step", "--raw", "--threshold", "0.5", "-o", str(out)]
+    rc = main(["backtest", str(src), *args])
     assert rc == 0
     text = capsys.readouterr().out
     assert "600 points" in text and "2 flagged" in text
@@ -50,7 +51,7 @@ def test_backtest_threshold_trades_recall_for_precision(tmp_path, capsys) -> Non
     write_csv(src)
     counts = []
     for threshold in ("0.05", "0.3", "0.99"):
-        assert main(["backtest", str(src), "--column", "loss", "--threshold", threshold]) == 0
+        assert main(["backtest", str(src), "--column", "loss", "--raw", "--threshold", threshold]) == 0
         line = capsys.readouterr().out.splitlines()[0]
         counts.append(int(line.split(", ")[1].split()[0]))
     assert counts[0] > counts[1] > counts[2] >= 1
@@ -91,7 +92,7 @@ def test_backtest_as_a_command(tmp_path) -> None:
     src = tmp_path / "h.csv"
     write_csv(src)
     proc = subprocess.run(
-        [sys.executable, "-m", "aitrace.infra.cli", "backtest", str(src), "--column", "loss"],
+        [sys.executable, "-m", "aitrace.infra.cli", "backtest", str(src), "--column", "loss", "--raw"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -104,7 +105,9 @@ def test_backtest_as_a_command(tmp_path) -> None:
 def test_backtest_json_prints_one_object_per_flagged_point_and_the_summary_on_stderr(tmp_path, capsys) -> None:
     src = tmp_path / "history.csv"
     write_csv(src)
-    rc = main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--threshold", "0.5", "--json"])
+    rc = main(
+        ["backtest", str(src), "--column", "loss", "--timestamp", "step", "--raw", "--threshold", "0.5", "--json"]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
@@ -115,11 +118,29 @@ def test_backtest_json_prints_one_object_per_flagged_point_and_the_summary_on_st
 
 @pytest.mark.parametrize(
     ("mode", "threshold"),
-    [([], "0.5"), (["--kind", "loss"], "0.5"), (["--kind", "generic"], "0.9"), (["--metric", "loss"], "0.9")],
+    [
+        (["--raw"], "0.5"),
+        (["--kind", "loss"], "0.5"),
+        (["--kind", "generic"], "0.9"),
+        (["--metric", "loss"], "0.9"),
+        ([], "0.9"),
+    ],
 )
 def test_without_a_threshold_each_rule_pages_at_its_own(tmp_path, capsys, mode: list[str], threshold: str) -> None:
-    """--metric replays the worker, so at the worker's 0.9; --kind at the kind's; the raw score at 0.5."""
+    """The worker's rules (the default, or --metric) at the worker's 0.9; --kind at the kind's; --raw at 0.5."""
     src = tmp_path / "history.csv"
     write_csv(src)
     assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step", *mode]) == 0
     assert f"flagged at threshold {threshold}\n" in capsys.readouterr().out
+
+
+def test_by_default_the_worker_s_rules_for_a_metric_named_like_the_column_decide(tmp_path, capsys) -> None:
+    """Raw, the anomaly score of a real series pages on its normal bursts (8.5 % of this machine's
+    telemetry at 0.9): what the worker would page on is what a backtest should show first."""
+    src = tmp_path / "history.csv"
+    write_csv(src)
+    outs = []
+    for mode in ([], ["--metric", "loss"], ["--raw"]):
+        assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--json", *mode]) == 0
+        outs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    assert outs[0] == outs[1] != outs[2] and outs[0]
