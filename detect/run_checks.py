@@ -251,7 +251,7 @@ class RunChecks:
         # every step's level at once, and the loss level at its step
         levels = rolling_median(norms, p["head"])[-logs.size :] if logs.size else norms[:0]
         at = np.asarray(steps, dtype=np.float64).ravel()[ok][logs.size - levels.size :]
-        loss = losses[1][np.searchsorted(losses[0], at, side="right") - 1]
+        loss = _level_at(*losses, at)
         running = np.maximum.accumulate(np.concatenate([[self.peak], levels]))
         before, peaks = running[:-1], running[1:]
         # the loss level when the norm was last at its peak (a state written before has none:
@@ -322,6 +322,16 @@ class RunChecks:
         check.step_sizes = [float(v) for v in state.get("step_sizes", [])]  # absent from states written before
         check.lr = state.get("lr")
         return check
+
+
+def _level_at(steps: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The loss level after the last loss at or before each step of ``at``. Steps that go back inside
+    a chunk (a job resumed from a checkpoint, ranks sending one block) are put in order first; a
+    step sent twice keeps its last level."""
+    if steps.size > 1 and np.any(steps[1:] < steps[:-1]):
+        order = np.argsort(steps, kind="stable")
+        steps, levels = steps[order], levels[order]
+    return levels[np.searchsorted(steps, at, side="right") - 1]
 
 
 def _median(values: list[float]) -> float:

@@ -170,6 +170,23 @@ def test_an_accuracy_that_falls_ten_sd_and_stays_there_pages() -> None:
     assert found and 1500 <= found[0].step <= 1520 and all(f.step >= 1500 for f in found)
 
 
+def test_steps_that_go_back_inside_a_chunk_are_read_in_step_order() -> None:
+    """A job resumed from a checkpoint sends its steps again: a chunk read 150-199, then 100-149. Each
+    gradient norm was paired with the loss level at the wrong step, and a norm that falls with its loss
+    read as a collapse the loss does not explain."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(200)
+    loss = 2.3 * np.exp(-steps / 40) + 0.01 * rng.random(200)
+    norm = 5.0 * np.exp(-steps / 40) * np.exp(rng.normal(0, 0.1, 200))  # falls as the loss does
+    resumed = np.r_[np.arange(50, 100), np.arange(0, 50), np.arange(150, 200), np.arange(100, 150)]
+    for order in (steps, resumed):
+        check, found = RunChecks(), []
+        for lo in (0, 100):
+            at = order[lo : lo + 100]
+            found += check.update({"loss": (steps[at], loss[at]), "grad_norm": (steps[at], norm[at])})
+        assert found == []
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
