@@ -9,8 +9,10 @@ of the watch's periods, so its costly steps and its read-back fall in the round 
 the variants taking turns every ``--chunk`` steps (10: a noisy spell on a shared machine hits them
 all alike), the first of each turn rotating. A variant's overhead in a round is its time over the
 bare loop's time in that round; the figures are medians over ``--rounds`` rounds, with the spread
-(inter-quartile range) of the per-round overheads and the fastest round against the fastest bare
-round:
+(inter-quartile range) of the per-round overheads, the worst round, and the fastest round against the
+fastest bare round. Each round prints its overheads (wall/CPU) with the load average; the end says how
+far the bare loop strays from its own copy in a round (the noise floor: how much any one round's figure
+moves with no watch at all) and how many rounds of each variant went over 5%:
 
 - **bare**: the loop alone; **bare, again**: a second copy of it, the noise floor (reads about 0);
 - **aitrace watch (default)**: ``aitrace.torch.watch(model, optimizer, client=client)`` with the
@@ -42,12 +44,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import inspect
 import os
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -110,6 +114,37 @@ class Trainer:
         self.step += steps
 
 
+class FullCollections:
+    """The training thread's full garbage collections (generation 2), by the variant whose timed steps they
+    fell in. With the libraries loaded one takes ~100 ms, about a tenth of a variant's round: it lands on
+    whichever variant allocates when the collector's threshold is crossed, so it shows apart."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None  # the variant timing its steps now
+        self.round = 0
+        self.ms: dict[str, list[tuple[int, float]]] = {}  # variant -> (round, duration) of each collection
+        self._start = 0.0
+        self._thread = threading.get_ident()
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2 or self.current is None or threading.get_ident() != self._thread:
+            return
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.ms.setdefault(self.current, []).append((self.round, (time.thread_time() - self._start) * 1e3))
+
+    def line(self, rnd: int | None = None) -> str:
+        """The collections (of round ``rnd``, or all) by variant: how many, and their CPU time."""
+        parts = []
+        for name, each in self.ms.items():
+            ms = [t for r, t in each if rnd is None or r == rnd]
+            if ms:
+                parts.append(f"{name.strip()} {len(ms)} ({sum(ms):.0f} ms)")
+        return ", ".join(parts) or "none"
+
+
 def _load_watch(checkout: str) -> Callable[..., Any]:
     """``watch`` of another checkout's ``producers/torch*.py``, loaded under module names of their own."""
     for name in ("torch_summary", "torch_norms", "torch"):
@@ -128,6 +163,58 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
         return values[0], values[0]
     q = statistics.quantiles(values, n=4, method="inclusive")
     return q[0], q[2]
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: how many others wanted the machine's 2 cores meanwhile."""
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _overheads(times: dict[str, list[float]], name: str) -> list[float]:
+    """Per round, ``name``'s time over the bare loop's time in the same round, minus 1."""
+    return [v / b - 1 for v, b in zip(times[name], times["bare"], strict=True)]
+
+
+def _round_line(
+    rnd: int, steps: int, names: list[str], walls: dict[str, list[float]], cpus: dict[str, list[float]]
+) -> str:
+    """One round's overheads in %, wall/CPU, each variant against that round's bare loop."""
+    head = f"round {rnd} (bare {steps / walls['bare'][-1]:,.0f}/s, load {_load()}), overhead wall/CPU %: "
+    cells = (
+        f"{n.strip()} {_overheads(walls, n)[-1] * 100:+.1f}/{_overheads(cpus, n)[-1] * 100:+.1f}" for n in names[1:]
+    )
+    return head + ", ".join(cells)
+
+
+def _table(names: list[str], walls: dict[str, list[float]], cpus: dict[str, list[float]], steps: int) -> None:
+    """Per variant and clock: steps/s, the median overhead, its inter-quartile range, the worst and the best round."""
+    iqr = "(IQR)"
+    print(
+        f"{'variant':<46}{'steps/s':>8}{'overhead':>9}{iqr:>17}{'worst':>7}{'best':>7}"
+        f"{'steps/CPU-s':>12}{'CPU overhead':>13}{iqr:>17}{'worst':>7}{'best':>7}"
+    )
+    for name in names:
+        cells = []
+        for times in (walls, cpus):
+            ratios = _overheads(times, name)
+            low, high = _quartiles(ratios)
+            best = min(times[name]) / min(times["bare"]) - 1
+            cells.append(
+                f"{steps / statistics.median(times[name]):>{8 if times is walls else 12},.0f}"
+                f"{statistics.median(ratios) * 100:>{8 if times is walls else 12}.1f}%"
+                f" {f'({low * 100:.1f} to {high * 100:.1f})':>16}{max(ratios) * 100:>6.1f}%{best * 100:>6.1f}%"
+            )
+        print(f"{name:<46}{cells[0]}{cells[1]}")
+    print("overhead: (variant time / bare time in the same round) - 1 on the training thread; median, IQR, worst round")
+    print("best: the variant's fastest round against the fastest bare round (the least disturbed ones)")
+    for times, clock in ((walls, "wall"), (cpus, "CPU")):
+        floor = [abs(r) for r in _overheads(times, "bare, again (noise floor)")]
+        over = {n.strip(): sum(r > 0.05 for r in _overheads(times, n)) for n in names[2:]}
+        print(
+            f"{clock}: a bare loop against itself is off by up to {max(floor) * 100:.1f}% in a round "
+            f"(median {statistics.median(floor) * 100:.1f}%): any one round's figure moves that much without a watch; "
+            f"rounds over 5%: " + ", ".join(f"{n} {k}/{len(floor)}" for n, k in over.items())
+        )
 
 
 def main() -> int:
@@ -207,6 +294,8 @@ def main() -> int:
 
     names = list(variants)
     stretch[0] = len(names)
+    load0 = _load()
+    collections = FullCollections()
     walls: dict[str, list[float]] = {k: [] for k in names}
     cpus: dict[str, list[float]] = {k: [] for k in names}
     background = 0.0
@@ -215,6 +304,7 @@ def main() -> int:
     try:
         turn = 0
         for rnd in range(args.rounds):
+            collections.round = rnd
             # Every round builds each variant afresh, in a shuffled order: no variant keeps a lucky or
             # unlucky memory layout (that alone moves a copy of the same loop by about 1%).
             order = list(names)
@@ -229,7 +319,9 @@ def main() -> int:
             process0, thread0, sent0 = time.process_time(), time.thread_time(), client.stats()["sent"]
             for _ in range(args.steps // args.chunk):
                 for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                    collections.current = name
                     trainers[name].run(args.chunk)
+                    collections.current = None
                 turn += 1
             for name in names:
                 walls[name].append(trainers[name].wall)
@@ -240,8 +332,7 @@ def main() -> int:
             background += (time.process_time() - process0) - (time.thread_time() - thread0)
             sent += client.stats()["sent"] - sent0
             print(
-                f"round {rnd + 1}: " + ", ".join(f"{k.strip()} {args.steps / v[-1]:,.0f}/s" for k, v in walls.items()),
-                flush=True,
+                _round_line(rnd + 1, args.steps, names, walls, cpus) + f"; full GC: {collections.line(rnd)}", flush=True
             )
     finally:
         client.close(timeout=10)
@@ -253,29 +344,12 @@ def main() -> int:
     print(
         f"\nMLP 64-{args.hidden}-{args.hidden}-10 on sklearn digits, batch {args.batch}, Adam, "
         f"{args.threads} thread(s); {args.rounds} rounds of {args.steps} steps per variant, taking turns every "
-        f"{args.chunk} steps; medians over the rounds"
+        f"{args.chunk} steps; medians over the rounds; load average {load0} at the start, {_load()} at the end"
     )
-    iqr = "(IQR)"
+    _table(names, walls, cpus, args.steps)
     print(
-        f"{'variant':<46}{'steps/s':>8}{'overhead':>9}{iqr:>17}{'best':>7}"
-        f"{'steps/CPU-s':>12}{'CPU overhead':>13}{iqr:>17}{'best':>7}"
+        "full garbage collections in the timed steps (each lands on the variant allocating then): " + collections.line()
     )
-    for name in names:
-        cells = []
-        for times in (walls, cpus):
-            ratios = [v / b - 1 for v, b in zip(times[name], times["bare"], strict=True)]
-            low, high = _quartiles(ratios)
-            best = min(times[name]) / min(times["bare"]) - 1
-            cells.append(
-                f"{args.steps / statistics.median(times[name]):>{8 if times is walls else 12},.0f}"
-                f"{statistics.median(ratios) * 100:>{8 if times is walls else 12}.1f}%"
-                f" {f'({low * 100:.1f} to {high * 100:.1f})':>16}{best * 100:>6.1f}%"
-            )
-        print(f"{name:<46}{cells[0]}{cells[1]}")
-    print(
-        "overhead: the median over rounds of (variant time / bare time in the same round) - 1, on the training thread;"
-    )
-    print("best: the variant's fastest round against the fastest bare round (the least disturbed ones)")
     print(
         f"other threads (the client's exporter and librdkafka; wandb's in-process ones): {background:.2f} CPU-s "
         f"over the rounds, {background / max(sent, 1) * 1e6:.1f} us per event sent ({sent} events)"

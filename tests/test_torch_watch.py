@@ -11,6 +11,7 @@ from typing import Any
 
 import aitrace
 import aitrace.producers.client
+import numpy as np
 import pytest
 from aitrace.infra.stack import TansuProcess
 from test_producer_support import all_ids, consume
@@ -302,7 +303,7 @@ def test_a_failing_costly_part_still_reports_each_step_with_its_own_norms(
     def broken(*args: Any) -> None:
         raise RuntimeError("no update norms today")
 
-    monkeypatch.setattr(torch, "_foreach_sub_", broken)  # every costly step fails after its row is written
+    monkeypatch.setattr(at.WatchHandle, "_update_norms", broken)  # every costly step fails after its row is written
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     client = _Recorder()
@@ -562,3 +563,45 @@ def test_optimizers_that_change_the_gradients_in_their_step_are_measured_after_i
     assert {step: v["grad_norm"] for step, v in client.points.items()} == pytest.approx(expected, rel=1e-5)
     if kind == "Adam":
         assert not at._leaves_gradients_alone(torch.optim.SGD(params, lr=0.01, differentiable=True))
+
+
+def _old_update_ratios(before: list[Any], params: list[Any], layer_of: list[int], layers: int) -> list[float]:
+    """The update ratios as the watch computed them at b37389f (copied from its producers/torch.py
+    ``_extra`` and ``_per_layer``): torch's foreach ops on the clones, per-layer roots of summed squares."""
+    delta = [b.clone() for b in before]
+    weights = [p.detach() for p in params]
+    torch._foreach_sub_(delta, weights)
+    dtype = torch.float32 if params[0].dtype == torch.bfloat16 else None
+    norms = torch.stack([*torch._foreach_norm(delta, 2, dtype), *torch._foreach_norm(weights, 2, dtype)])
+    host = norms.double().numpy()
+    per_layer = [np.sqrt(np.bincount(layer_of, np.square(part), layers)) for part in np.split(host, 2)]
+    return (per_layer[0] / per_layer[1]).tolist()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])  # numpy's path for the first two
+def test_update_ratios_match_the_old_torch_computation_on_an_adam_mlp(dtype: str) -> None:
+    """Parity of the update norms (numpy on the CPU's float32/float64 path, torch's foreach ops elsewhere)
+    with the old computation, copied above, at the same steps: an MLP on 64 features, Adam, 120 steps."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 96), torch.nn.ReLU(), torch.nn.Linear(96, 10)
+    ).to(getattr(torch, dtype))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    client = _Recorder()
+    handle = at.watch(model, optimizer, client=client, every=40, sync_every=50, summary=False)
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(32, 64, generator=gen).to(model[0].weight.dtype), torch.randint(0, 10, (32,), generator=gen)
+    params = list(model.parameters())
+    expected = {}
+    for step in range(1, 121):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        before = [p.detach().clone() for p in params]
+        optimizer.step()
+        if step % 40 == 0 or step in (10, 20, 30):
+            expected[step] = _old_update_ratios(before, params, [0, 0, 1, 1, 2, 2], 3)
+    handle.remove()
+    sent = {s: [v[f"update_ratio/{k}"] for k in (0, 2, 4)] for s, v in client.points.items() if "update_ratio/0" in v}
+    assert sorted(sent) == sorted(expected)
+    for step, ratios in expected.items():
+        assert sent[step] == pytest.approx(ratios, rel=1e-5), step
