@@ -65,7 +65,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service: numeric times' unit"
     )
-    parser.add_argument("--window", type=int, default=64, help="detector window in points (default 64)")
+    parser.add_argument(
+        "--window", type=int, help="with --raw or --kind: detector window in points (default 64; the worker's own else)"
+    )
     parser.add_argument("-o", "--output", type=Path, help="also write the flagged points to this CSV")
     parser.add_argument("--limit", type=int, default=50, help="print at most this many flagged points (default 50)")
     parser.add_argument(
@@ -231,6 +233,17 @@ def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _rules(args: argparse.Namespace) -> str:
+    """Which rules ran, in the summary's words."""
+    if args.service:
+        return f"the worker's rules for a model's {args.service}"
+    if args.raw:
+        return "the raw anomaly score"
+    if args.kind:
+        return f"SeriesMonitor {args.kind!r}"
+    return f"the worker's rules for a training metric named {args.metric or args.column!r}"
+
+
 def _default_threshold(args: argparse.Namespace) -> float:
     """The rule's own threshold: what the worker pages at, or the kind's."""
     from aitrace.detect.series_kinds import PROFILES
@@ -245,6 +258,12 @@ def run(name: str, args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold <= 1.0:
         print(f"aitrace {name}: --threshold must be in (0, 1], got {args.threshold}", file=sys.stderr)
         return 2
+    if args.window is not None and not (args.raw or args.kind):
+        print(
+            f"aitrace {name}: --window applies to --raw and --kind (the worker's rules keep their own)", file=sys.stderr
+        )
+        return 2
+    args.window = 64 if args.window is None else args.window
     if args.window < 8:
         print(f"aitrace {name}: --window must be >= 8, got {args.window}", file=sys.stderr)
         return 2
@@ -257,7 +276,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     summary = sys.stderr if args.json else sys.stdout  # --json: stdout is the rows alone
     print(
         f"{args.file}: {values.size} points in column {args.column!r}, "
-        f"{len(rows)} flagged at threshold {args.threshold}",
+        f"{len(rows)} flagged at threshold {args.threshold} ({_rules(args)})",
         file=summary,
     )
     sweep = threshold_sweep(values, stamps, args)

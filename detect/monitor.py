@@ -57,6 +57,14 @@ _LOG10 = math.log(10.0)
 # machine's real telemetry (``bench/bench_realdata.py`` (e)), an all-zero error count as ``flat`` at
 # every point.
 _UNCALIBRATED = frozenset({"loss", "grad_norm", "lr"})
+_REASON_CODES = {
+    "spike": CODE_SPIKE,
+    "dip": CODE_DIP,
+    "level_up": CODE_LEVEL_UP,
+    "level_down": CODE_LEVEL_DOWN,
+    "flat": CODE_FLAT,
+    "variance_change": CODE_VARIANCE,
+}
 
 
 # Growth state: [baseline, best, noise at best, points seen by the baseline]
@@ -122,10 +130,12 @@ class SeriesMonitor:
         norms ("vanishing updates") use ``grad_norm``: the same multiplicative rules.
     threshold:
         Score at or above which a point is reported (default: the kind's, 0.5 for loss,
-        grad_norm and lr, the worker's 0.9 for the others). Every kind but those three also
-        pages only on a point that is rare for the series itself
-        (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), and on a repeated value only once
-        the series has varied, as the worker's rules for any other series do.
+        grad_norm and lr, the worker's 0.9 for the others). For every kind but those three a
+        windowed score also pages only where it is rare for the series itself
+        (:class:`~aitrace.detect.calibrate.ScoreCalibrator`; the directions the kind ignores
+        are not part of that history), and a repeated value only once the series has varied,
+        as the worker's rules for any other series do. Hard limits, NaN/Inf and the gaps
+        between steps (``throughput``) are not calibrated.
     skip_seen:
         Ignore points whose step is not greater than the last step processed, so a
         batch delivered twice (Kafka/Faust are at-least-once) changes nothing.
@@ -166,6 +176,9 @@ class SeriesMonitor:
         self.last_step: float | None = None
         self.growth = np.zeros(4)
         self.calibrator = None if kind in _UNCALIBRATED else ScoreCalibrator()
+        # the directions this kind ignores stay out of its history: a throughput's usual bursts up must not
+        # make its first drop of the same size "usual" (spikes and dips are one family)
+        self._good_news = np.array(sorted(_REASON_CODES[r] for r in self.profile.ignore), dtype=np.int64)
         self.first: float | None = None  # the first finite value: a repeat is news only once the series varied
         self.varied = False
 
@@ -217,7 +230,10 @@ class SeriesMonitor:
         this series too and no repeat of a series that never varied (a constant, a count at 0)."""
         if self.calibrator is None:
             return scores >= self.threshold
-        rare = self.calibrator.rare(scores, codes, threshold=self.threshold)
+        news = np.where(np.isin(codes, self._good_news), CODE_NONE, codes) if self._good_news.size else codes
+        rare = self.calibrator.rare(scores, news, threshold=self.threshold)
+        if self.varied:
+            return rare
         finite = vals[np.isfinite(vals)]
         if finite.size and self.first is None:
             self.first = float(finite[0])
@@ -425,7 +441,7 @@ class SeriesMonitor:
                 mon.calibrator = ScoreCalibrator.from_state(state["calibrator"])
             mon.first = None if state.get("first") is None else float(state["first"])
             mon.varied = bool(state.get("varied", False))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, IndexError, OverflowError) as exc:
             raise ValueError(f"malformed series monitor state: {exc!r}") from exc
         return mon
 

@@ -4,8 +4,8 @@
 score log(value) (multiplicative noise such as grad norms, latencies and rates),
 which generic reasons are normal for it (a loss dip is good news, a throughput dip
 is not), its hard limits (a learning rate <= 0, an accuracy above 1) and whether the
-gaps between steps are scored too. The kinds that the worker does not run through the monitor
-page at its threshold, 0.9.
+gaps between steps are scored too. The kinds that the monitor calibrates against the series'
+own history (all but loss, grad_norm and lr) page at the worker's threshold, 0.9.
 """
 
 from __future__ import annotations

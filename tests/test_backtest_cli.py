@@ -73,7 +73,8 @@ def test_backtest_with_series_kind(tmp_path, capsys) -> None:
         (["--column", "nope"], "column 'nope' not in"),
         (["--column", "loss", "--timestamp", "when"], "column 'when' not in"),
         (["--column", "loss", "--threshold", "0"], "--threshold"),
-        (["--column", "loss", "--window", "3"], "--window"),
+        (["--column", "loss", "--raw", "--window", "3"], "--window"),
+        (["--column", "loss", "--window", "32"], "--window applies to --raw and --kind"),
     ],
 )
 def test_backtest_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:
@@ -131,7 +132,7 @@ def test_without_a_threshold_each_rule_pages_at_its_own(tmp_path, capsys, mode: 
     src = tmp_path / "history.csv"
     write_csv(src)
     assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step", *mode]) == 0
-    assert f"flagged at threshold {threshold}\n" in capsys.readouterr().out
+    assert f"flagged at threshold {threshold} (" in capsys.readouterr().out
 
 
 def test_by_default_the_worker_s_rules_for_a_metric_named_like_the_column_decide(tmp_path, capsys) -> None:

@@ -172,7 +172,25 @@ def test_an_older_monitor_state_loads_with_a_fresh_calibration(rng) -> None:
     assert old.calibrator is not None and old.calibrator.total == 0 and old.first is None
     again = SeriesMonitor.from_state(json.loads(json.dumps(mon.to_state())))
     assert again.to_state() == mon.to_state() and again.varied and again.first == x[0]
-    assert SeriesMonitor("loss").calibrator is None and "calibrator" in SeriesMonitor("loss").to_state()
+    assert SeriesMonitor("loss").calibrator is None
+    for bad in ({"cells": [[9, 0, 1]]}, {"cells": [[-1, 0, 7]]}, {"run": 1, "pending": [[1, 999, 2]]}, {"run": 10**30}):
+        broken = json.loads(json.dumps(mon.to_state()))
+        broken["calibrator"] |= {"pending": [], **bad}
+        with pytest.raises(ValueError):
+            SeriesMonitor.from_state(broken)
+
+
+def test_the_directions_a_kind_ignores_do_not_make_its_real_events_usual(rng) -> None:
+    """Spikes and dips are one family of the calibration: a throughput's usual bursts up made its first
+    drop of the same size "usual", a latency's usual dips its first spike."""
+    thr = np.exp(rng.normal(np.log(1000), 0.03, T.size))
+    thr[25::50] *= 3  # bursts up: no news for a throughput
+    thr[1500] /= 3
+    assert [(f.step, f.reason) for f in run("throughput", thr)] == [(1500, "throughput_drop")]
+    lat = np.exp(rng.normal(np.log(20), 0.03, T.size))
+    lat[25::50] /= 3  # faster requests: no news for a latency
+    lat[1500] *= 3
+    assert [(f.step, f.reason) for f in run("latency", lat)] == [(1500, "latency_spike")]
 
 
 def test_throughput_drops_and_ingestion_delays(rng) -> None:
