@@ -54,6 +54,7 @@ from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
 
 TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
 _GOOD_NEWS = {"score": frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})}
+_GOOD_NEWS_CODES = {role: np.array(sorted(codes), dtype=np.int64) for role, codes in _GOOD_NEWS.items()}
 
 
 class TrainingSeries:
@@ -120,7 +121,9 @@ class TrainingSeries:
         ignore = _GOOD_NEWS.get(self.role, frozenset())
         quanta = self._quanta(vals)
         out = []
-        for k in np.flatnonzero(self.calibrator.rare(scores, codes, threshold=self.threshold)):
+        # good news stays out of the history: a score's usual rises would make its first fall as large usual
+        news = np.where(np.isin(codes, _GOOD_NEWS_CODES[self.role]), CODE_NONE, codes) if ignore else codes
+        for k in np.flatnonzero(self.calibrator.rare(scores, news, threshold=self.threshold)):
             code = int(codes[k])
             # a repeat is news only for a series that varied before (not a constant logged per step)
             if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):

@@ -187,6 +187,19 @@ def test_steps_that_go_back_inside_a_chunk_are_read_in_step_order() -> None:
         assert found == []
 
 
+def test_an_accuracy_s_usual_rises_do_not_make_its_first_fall_usual() -> None:
+    """Rises of a score are good news, but spikes and dips are one family of the calibration: an
+    accuracy that jumps 0.2 every 50 evaluations made its one fall of 0.2 look usual."""
+    rng = np.random.default_rng(0)
+    acc = np.clip(0.85 + 0.01 * rng.normal(size=3000), 0, 1)
+    acc[25::50] += 0.2
+    acc[2500] -= 0.2
+    series, found = TrainingSeries("accuracy", split="val"), []
+    for lo in range(0, 3000, 50):
+        found += series.update(np.arange(lo, lo + 50), acc[lo : lo + 50])
+    assert [(int(f.step), f.reason) for f in found] == [(2500, "dip")]
+
+
 def test_checks_round_trip_their_state_and_refuse_bad_parameters() -> None:
     values = _noisy(np.where(np.arange(400) < 100, 2.0 - np.arange(400) / 100, 1.0))
     whole = PlateauCheck().update(np.arange(400), values)
