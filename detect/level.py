@@ -279,17 +279,32 @@ def _window_median_gaps(hist: np.ndarray, ends: np.ndarray, recent: int, baselin
 
 @njit(cache=True)
 def _replace_sorted(s: np.ndarray, old: float, new: float) -> None:
-    """Take one ``old`` out of the sorted array ``s`` and put ``new`` in, keeping it sorted."""
-    i = np.searchsorted(s, old)
+    """Take one ``old`` out of the sorted array ``s`` and put ``new`` in, keeping it sorted.
+
+    Both places are counted (:func:`_below`) rather than searched or found by walking: the
+    branches of a binary search or of a compare per step are mispredicted on fresh latencies
+    every few values, a count over the window is not; the shift between is then a plain copy.
+    Where ``new`` goes among values equal to it does not change the array.
+    """
+    i = _below(s, old)  # the first ``old``
     if new >= old:
-        while i + 1 < s.size and s[i + 1] < new:
-            s[i] = s[i + 1]
-            i += 1
+        j = max(i, _below(s, new) - 1)  # the last value below ``new``, or ``old``'s own place
+        for k in range(i, j):
+            s[k] = s[k + 1]
     else:
-        while i > 0 and s[i - 1] > new:
-            s[i] = s[i - 1]
-            i -= 1
-    s[i] = new
+        j = _below(s, new)  # the first value not below ``new`` (before ``old``)
+        for k in range(i, j, -1):
+            s[k] = s[k - 1]
+    s[j] = new
+
+
+@njit(cache=True)
+def _below(s: np.ndarray, x: float) -> int:
+    """How many values of ``s`` are below ``x``: a count without a branch per value."""
+    n = 0
+    for k in range(s.size):
+        n += s[k] < x
+    return n
 
 
 @njit(cache=True)
