@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import decode as checks  # decode imports this module too: names read at call time
-from aitrace.processors.fastcolumns import decode_columns, double_column
+from aitrace.processors.fastcolumns import decode_columns, double_column, long_column
 from aitrace.schemas.block_shape import BlockShape, block_events, rows
 from aitrace.schemas.codec import CompiledSchema
 from aitrace.schemas.inference_block import INFERENCE_SHAPE
@@ -100,7 +100,7 @@ def block_columns(
         return None  # the event-by-event path raises the bad-shape error with its text
     if n == 0 or not block["block_id"] or not block["service"] or not _ids_valid(block):
         return None
-    times = np.asarray(block["time"], dtype=np.int64)
+    times = long_column(block, arrays, "time")
     if times.min() < checks.MIN_TIME_US or times.max() > max_time:
         return None
     if not _PAYLOAD_CHECKS[shape.schema](block, max_time, arrays):

@@ -18,7 +18,7 @@ from aitrace.detect.series import TRAIN_SPLITS
 from aitrace.processors import event_checks, rollup
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.event_columns import INFERENCE, EventColumns
-from aitrace.processors.fastcolumns import double_column
+from aitrace.processors.fastcolumns import double_column, long_column
 from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
@@ -106,7 +106,7 @@ def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
     for columns in blocks:
         if columns.kind != "aitrace.InferenceRecord":
             continue  # logs and spans feed no series
-        index = np.asarray(columns.block["model_name_index"], dtype=np.int64)
+        index = long_column(columns.block, columns.arrays, "model_name_index")
         models, first = np.unique(index, return_index=True)
         for m in models[np.argsort(first, kind="stable")]:
             rows = np.flatnonzero(index == m)
@@ -195,7 +195,7 @@ def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk
         "labels": [],
         "times": columns.times[rows],
         "latency": double_column(b, columns.arrays, "latency_ms")[rows],
-        "errors": (statuses[np.asarray(b["status_index"])[rows]] == "error").astype(np.float64),
+        "errors": (statuses[long_column(b, columns.arrays, "status_index")[rows]] == "error").astype(np.float64),
         "confidence": confidence,
     }
 

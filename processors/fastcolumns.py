@@ -244,10 +244,10 @@ def decode_block(schema: str, data: bytes, offset: int) -> dict[str, Any] | None
 
 
 def decode_columns(schema: str, data: bytes, offset: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """:func:`decode_block`'s dict, and its double columns as the float64 arrays they were read from (a
-    column's name, or a map column's name and key; read-only views, NaN for a null): the worker's checks
-    and series side want arrays, and converting the lists back cost about 4 us a column of 200 values,
-    five columns an inference block (:func:`double_column`). None: as :func:`decode_block`."""
+    """:func:`decode_block`'s dict, and its double and long columns as the float64 and int64 arrays they were
+    read from (a column's name, or a map column's name and key; read-only views, NaN for a null): the worker's
+    checks and series side want arrays, and converting the lists back cost about 4 us a column of 200 values,
+    eight columns an inference block (:func:`double_column`, :func:`long_column`). None: as :func:`decode_block`."""
     found = layout(schema)
     if found is None:
         return None
@@ -264,11 +264,13 @@ def decode_columns(schema: str, data: bytes, offset: int) -> tuple[dict[str, Any
         strs = _strings(data, sv[: 2 * cnt[_S]].tolist(), bool(ascii[0]))
     except UnicodeDecodeError:
         return None
-    ints = iv[: cnt[_I]].tolist()
+    longs = iv[: cnt[_I]]
+    longs.flags.writeable = False
+    ints = longs.tolist()
     doubles, read = _doubles(buf, fp[: cnt[_F]])
     code_list, tokens, entries = codes.tolist(), tok.tolist(), ent[: 3 * cnt[_E]].tolist()
     block = _fields(names, code_list, tokens, ints, doubles, strs, entries)
-    return block, _double_arrays(names, code_list, tokens, read, strs, entries)
+    return block, _column_arrays(names, code_list, tokens, (longs, read), strs, entries)
 
 
 def double_column(block: Mapping[str, Any], arrays: Mapping[str, Any], name: str, key: str | None = None) -> np.ndarray:
@@ -279,6 +281,13 @@ def double_column(block: Mapping[str, Any], arrays: Mapping[str, Any], name: str
         held = None if held is None else held.get(key)
         return held if held is not None else np.asarray(block[name][key], dtype=np.float64)
     return held if held is not None else np.asarray(block[name], dtype=np.float64)
+
+
+def long_column(block: Mapping[str, Any], arrays: Mapping[str, Any], name: str) -> np.ndarray:
+    """``np.asarray(block[name], dtype=np.int64)`` of a long column: the array :func:`decode_columns` read it
+    from (in ``arrays``), or the list converted."""
+    held = arrays.get(name)
+    return held if held is not None else np.asarray(block[name], dtype=np.int64)
 
 
 def _strings(data: bytes, ranges: list[int], ascii: bool) -> list[str | None]:
@@ -350,15 +359,25 @@ def _fields(
     return out
 
 
-def _double_arrays(
-    names: tuple[str, ...], codes: list[int], tok: list[int], read: np.ndarray, strs: list[str | None], ent: list[int]
+def _column_arrays(
+    names: tuple[str, ...],
+    codes: list[int],
+    tok: list[int],
+    read: tuple[np.ndarray, np.ndarray],
+    strs: list[str | None],
+    ent: list[int],
 ) -> dict[str, Any]:
-    """:func:`_fields`' double columns (and maps of them) as slices of ``read``, the array of every double."""
+    """:func:`_fields`' long and double columns (and maps of the latter) as slices of ``read``: the array of
+    every long and that of every double read."""
+    longs, doubles = read
     out: dict[str, Any] = {}
     for i, (name, code) in enumerate(zip(names, codes, strict=True)):
         a, b = tok[2 * i], tok[2 * i + 1]
-        if code in (ARR_DOUBLE, ARR_OPT_DOUBLE):
-            out[name] = read[a : a + b]
+        if code == ARR_LONG:
+            out[name] = longs[a : a + b]
+        elif code in (ARR_DOUBLE, ARR_OPT_DOUBLE):
+            out[name] = doubles[a : a + b]
         elif code == MAP_ARR_OPT_DOUBLE:
-            out[name] = {strs[ent[j]]: read[ent[j + 1] : ent[j + 1] + ent[j + 2]] for j in range(3 * a, 3 * (a + b), 3)}
+            entries = range(3 * a, 3 * (a + b), 3)
+            out[name] = {strs[ent[j]]: doubles[ent[j + 1] : ent[j + 1] + ent[j + 2]] for j in entries}
     return out

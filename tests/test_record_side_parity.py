@@ -109,8 +109,8 @@ def test_feature_columns_as_before(seed: int) -> None:
 
 def test_blocks_read_with_their_arrays_make_the_chunks_their_lists_made(start: Callable[..., Running]) -> None:
     """The clients' blocks (NaN, absent and categorical features, errors, confidences): decode_columns' arrays
-    are np.asarray of decode_block's lists bit for bit, and a model chunk cut with them packs to the same
-    bytes as one cut from the lists alone (as fastavro's dict has no arrays)."""
+    (long and double columns) are np.asarray of decode_block's lists bit for bit, and a model chunk cut with
+    them packs to the same bytes as one cut from the lists alone (as fastavro's dict has no arrays)."""
     records = _client_blocks(start)
     taken = 0
     for data in records:
@@ -122,7 +122,11 @@ def test_blocks_read_with_their_arrays_make_the_chunks_their_lists_made(start: C
             lists = block[name] if isinstance(held, np.ndarray) else None
             pairs = [(held, lists)] if lists is not None else [(held[k], block[name][k]) for k in held]
             for array, column in pairs:
-                assert array.tobytes() == np.asarray(column, dtype=np.float64).tobytes()
+                ints = all(isinstance(v, int) for v in column)  # a long column (or an empty one)
+                assert array.dtype == (np.int64 if ints and column else np.float64) or not column
+                assert array.tobytes() == np.asarray(column, dtype=array.dtype).tobytes()
+                assert not array.flags.writeable
+        assert {"time", "span_index", "status_index", "model_name_index", "latency_ms"} <= set(arrays)
         with_arrays = block_columns(writer.name, block, 2**62, arrays)
         lists_only = block_columns(writer.name, block, 2**62)
         assert (with_arrays is None) == (lists_only is None)
