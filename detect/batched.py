@@ -264,9 +264,9 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     """
     if len(rules) != len(values):
         raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
-    cut = _cut_all(rules, [_arrays(times_us, v)[1] for v in values])
-    quiet = _quiet_windows([(rule, w) for rule, windows in zip(rules, cut, strict=True) for w in windows])
     times = np.asarray(times_us, dtype=np.int64).reshape(-1)
+    cut = _cut_all(rules, [_arrays(times, v)[1] for v in values])  # times already an int64 vector: no copy
+    quiet = _quiet_windows([(rule, w) for rule, windows in zip(rules, cut, strict=True) for w in windows])
     out, k = [], 0
     for rule, windows, v in zip(rules, cut, values, strict=True):
         found: list[Finding] = []
@@ -300,7 +300,8 @@ def _cut_all(rules: Sequence[DriftWindows], arrays: list[np.ndarray]) -> list[li
         else:
             cut[k] = rule.cut(arrays[k])
     for rows in together.values():
-        for k, windows in zip(rows, _cut_together([rules[k] for k in rows], block[rows]), strict=True):
+        rows_block = block if len(rows) == len(rules) else block[rows]  # all in step (the usual chunk): no copy
+        for k, windows in zip(rows, _cut_together([rules[k] for k in rows], rows_block), strict=True):
             cut[k] = windows
     return cut
 
@@ -327,6 +328,9 @@ def _cut_together(rules: list[DriftWindows], block: np.ndarray) -> list[list[_Wi
     return out
 
 
+_DRIFT_CONFIG = DriftConfig()  # frozen: detect_drift's defaults, made once
+
+
 def _quiet_windows(windows: list[tuple[DriftWindows, _Window]]) -> list[bool]:
     """Per window: whether detect_drift's own KS test keeps it below the rule's level (so no drift).
 
@@ -336,7 +340,7 @@ def _quiet_windows(windows: list[tuple[DriftWindows, _Window]]) -> list[bool]:
     both are kept on the rule, so a full reference is neither sorted nor counted again per window.
     That replaced two ``np.unique`` and two sorts per window.
     """
-    cfg = DriftConfig()
+    cfg = _DRIFT_CONFIG
     sized: dict[tuple[int, int], list[int]] = {}
     for n, (rule, (_, cur)) in enumerate(windows):
         if min(rule.ref.size, cur.size) >= cfg.min_samples:

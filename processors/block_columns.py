@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.processors import decode as checks  # decode imports this module too: names read at call time
-from aitrace.processors.fastcolumns import decode_block
+from aitrace.processors.fastcolumns import decode_columns, double_column, long_column
 from aitrace.schemas.block_shape import BlockShape, block_events, rows
 from aitrace.schemas.codec import CompiledSchema
 from aitrace.schemas.inference_block import INFERENCE_SHAPE
@@ -37,9 +37,18 @@ SHAPES: dict[str, BlockShape] = {s.schema: s for s in (INFERENCE_SHAPE, LOG_SHAP
 class BlockColumns:
     """The decoded columns of one block (as fastavro gives them) that passed every check."""
 
-    def __init__(self, shape: BlockShape, block: Mapping[str, Any], n: int, times: np.ndarray) -> None:
+    def __init__(
+        self,
+        shape: BlockShape,
+        block: Mapping[str, Any],
+        n: int,
+        times: np.ndarray,
+        arrays: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``arrays``: ``block``'s double columns as float64 arrays (fastcolumns.decode_columns), where it has them."""
         self.shape = shape
         self.block = block
+        self.arrays: Mapping[str, Any] = arrays or {}
         self.n = n
         self.times = times  # int64, one per record
         self.trace_id: str = block["trace_id"]
@@ -58,8 +67,11 @@ class BlockColumns:
         return self._events
 
 
-def read_block(data: bytes, writer: CompiledSchema, reader: CompiledSchema, offset: int) -> dict[str, Any] | None:
-    """A block of a kind taken here, read as written (:mod:`aitrace.processors.fastcolumns`); else None.
+def read_block(
+    data: bytes, writer: CompiledSchema, reader: CompiledSchema, offset: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A block of a kind taken here, read as written (:mod:`aitrace.processors.fastcolumns`), with its double
+    columns as arrays (:func:`~aitrace.processors.fastcolumns.decode_columns`); else None.
 
     Below ``FASTAVRO_BYTES`` fastavro is as fast (its fixed cost per record is lower; a log or
     span block of one record: 24-28 us either way, an inference block of 200: 920 us against 265 on the
@@ -67,14 +79,18 @@ def read_block(data: bytes, writer: CompiledSchema, reader: CompiledSchema, offs
     """
     if writer.name not in SHAPES or reader is not writer or len(data) < FASTAVRO_BYTES:
         return None
-    return decode_block(writer.name, data, offset)
+    return decode_columns(writer.name, data, offset)
 
 
 FASTAVRO_BYTES = 1024
 
 
-def block_columns(schema: str, block: Mapping[str, Any], max_time: int) -> BlockColumns | None:
-    """The block as columns when it is of a kind taken here and every check passes; else None."""
+def block_columns(
+    schema: str, block: Mapping[str, Any], max_time: int, arrays: Mapping[str, Any] | None = None
+) -> BlockColumns | None:
+    """The block as columns when it is of a kind taken here and every check passes; else None.
+    ``arrays``: its double columns as arrays, where :func:`read_block` read it."""
+    arrays = arrays or {}
     shape = SHAPES.get(schema)
     if shape is None:
         return None
@@ -84,12 +100,12 @@ def block_columns(schema: str, block: Mapping[str, Any], max_time: int) -> Block
         return None  # the event-by-event path raises the bad-shape error with its text
     if n == 0 or not block["block_id"] or not block["service"] or not _ids_valid(block):
         return None
-    times = np.asarray(block["time"], dtype=np.int64)
+    times = long_column(block, arrays, "time")
     if times.min() < checks.MIN_TIME_US or times.max() > max_time:
         return None
-    if not _PAYLOAD_CHECKS[shape.schema](block, max_time):
+    if not _PAYLOAD_CHECKS[shape.schema](block, max_time, arrays):
         return None
-    return BlockColumns(shape, block, n, times)
+    return BlockColumns(shape, block, n, times, arrays)
 
 
 def _ids_valid(block: Mapping[str, Any]) -> bool:
@@ -99,8 +115,8 @@ def _ids_valid(block: Mapping[str, Any]) -> bool:
     return all(map(checks.valid_span_id, block["span_id"])) and all(map(checks.valid_span_id, parents))
 
 
-def _inference_ok(block: Mapping[str, Any], max_time: int) -> bool:
-    latency = np.asarray(block["latency_ms"], dtype=np.float64)
+def _inference_ok(block: Mapping[str, Any], max_time: int, arrays: Mapping[str, Any]) -> bool:
+    latency = double_column(block, arrays, "latency_ms")
     return (
         all(block["request_id"])
         and all(block["model_name"])
@@ -109,11 +125,11 @@ def _inference_ok(block: Mapping[str, Any], max_time: int) -> bool:
     )
 
 
-def _log_ok(block: Mapping[str, Any], max_time: int) -> bool:
+def _log_ok(block: Mapping[str, Any], max_time: int, arrays: Mapping[str, Any]) -> bool:
     return all(level.lower() in checks.LOG_LEVELS for level in block["level"])
 
 
-def _span_ok(block: Mapping[str, Any], max_time: int) -> bool:
+def _span_ok(block: Mapping[str, Any], max_time: int, arrays: Mapping[str, Any]) -> bool:
     starts = np.asarray(block["start_time"], dtype=np.int64)
     durations = np.asarray(block["duration_us"], dtype=np.int64)
     return (

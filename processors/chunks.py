@@ -10,6 +10,7 @@ into its series' state.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from aitrace.detect.series import TRAIN_SPLITS
 from aitrace.processors import event_checks, rollup
 from aitrace.processors.block_columns import BlockColumns
 from aitrace.processors.event_columns import INFERENCE, EventColumns
+from aitrace.processors.fastcolumns import double_column, long_column
 from aitrace.schemas.metric_block import MetricBlock
 from aitrace.sinks.documents import block_context
 
@@ -104,7 +106,7 @@ def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
     for columns in blocks:
         if columns.kind != "aitrace.InferenceRecord":
             continue  # logs and spans feed no series
-        index = np.asarray(columns.block["model_name_index"], dtype=np.int64)
+        index = long_column(columns.block, columns.arrays, "model_name_index")
         models, first = np.unique(index, return_index=True)
         for m in models[np.argsort(first, kind="stable")]:
             rows = np.flatnonzero(index == m)
@@ -173,7 +175,9 @@ def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk
     """The model chunk of a block's records ``rows`` (one model's), as :func:`_finish_model_chunk` leaves one."""
     b = columns.block
     statuses = np.asarray(b["status"])  # a table: the error flag is one lookup per distinct status
-    confidence = b.get("confidence")
+    confidence = (
+        double_column(b, columns.arrays, "confidence")[rows] if b.get("confidence") else np.full(len(rows), math.nan)
+    )
     requests: list[list[Any]] = []
     predictions = b.get("prediction_index")
     if predictions:
@@ -186,26 +190,27 @@ def _model_columns(columns: BlockColumns, model: str, rows: np.ndarray) -> Chunk
         "kind": "model",
         "model": model,
         "service": columns.service,
-        "features": _feature_columns(b.get("features") or {}, rows),
+        "features": _feature_columns(b, columns.arrays, rows),
         "requests": requests,
         "labels": [],
         "times": columns.times[rows],
-        "latency": np.asarray(b["latency_ms"], dtype=np.float64)[rows],
-        "errors": (statuses[np.asarray(b["status_index"])[rows]] == "error").astype(np.float64),
-        "confidence": (np.asarray(confidence, dtype=np.float64)[rows] if confidence else np.full(len(rows), math.nan)),
+        "latency": double_column(b, columns.arrays, "latency_ms")[rows],
+        "errors": (statuses[long_column(b, columns.arrays, "status_index")[rows]] == "error").astype(np.float64),
+        "confidence": confidence,
     }
 
 
-def _feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) -> dict[str, np.ndarray]:
+def _feature_columns(block: Mapping[str, Any], arrays: Mapping[str, Any], rows: np.ndarray) -> dict[str, np.ndarray]:
     """Each feature's values at ``rows``, NaN where a record lacks it (None): every column lines up
     with the chunk's times, and the drift windows skip NaN as they skip any non-finite value.
 
     In the order the per-record path meets the names: by the first record that has each.
     """
     found: list[tuple[int, str, np.ndarray]] = []
-    for name, column in features.items():
-        floats = np.asarray(column, dtype=np.float64)  # a None reads as NaN: no NaN, no None (a search
-        if not np.isnan(floats).any():  # for None compared each float to it: ~6 us a feature of 200)
+    for name, column in (block.get("features") or {}).items():
+        # a None reads as NaN: no NaN, no None (a search for None compared each float to it: ~6 us a feature of 200)
+        floats = double_column(block, arrays, "features", name)
+        if not np.isnan(floats).any():
             found.append((0, name, floats[rows]))
             continue
         values = np.asarray(column, dtype=object)[rows] if None in column else None

@@ -140,10 +140,11 @@ class RecordDecoder:
             name, batch = "aitrace.Batch", fast
         else:
             name = writer.name
-            body = columnar.read_block(data, writer, reader, offset)
-            if body is None:
-                body = self._deserializer.decode_body(data, writer, reader, offset)
-            if (columns := columnar.block_columns(name, body, max_time)) is not None:
+            read = columnar.read_block(data, writer, reader, offset)
+            body, arrays = (
+                read if read is not None else (self._deserializer.decode_body(data, writer, reader, offset), {})
+            )
+            if (columns := columnar.block_columns(name, body, max_time, arrays)) is not None:
                 return Decoded(name, body["block_id"], [], [], columns=[columns])
             batch = as_batch(name, body)
         rejected: list[Rejected] = []

@@ -73,3 +73,34 @@ def test_a_rules_reference_counts_follow_its_reference() -> None:
         assert r.reference_distinct() == 1
     update_drift_windows(rules, np.arange(300), [np.arange(300.0), np.arange(300.0)])  # filled together
     assert [r.reference_distinct() for r in rules] == [150, 150]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_presorted_reference_ks_with_nan_and_inf_in_the_current_rows(seed: int) -> None:
+    """The one-kernel path sorts and counts the current rows as _pack_rows does: NaN dropped (any number of
+    them, a row all but one NaN), +-inf kept, ties and signed zeros; exact and asymptotic p-values."""
+    rng = np.random.default_rng(50 + seed)
+    for width, cur_width in ((200, 200), (7, 3), (1, 1), (10_001, 40)):
+        refs = np.sort(np.stack([_sample(rng, int(rng.integers(0, 4)), width) for _ in range(4)]), axis=1)
+        cur = np.stack([_sample(rng, int(rng.integers(0, 4)), cur_width) for _ in range(4)])
+        cur[0, np.flatnonzero(rng.random(cur_width) < 0.3)[1:]] = np.nan  # never the whole row
+        cur[1, : cur_width - 1] = np.nan  # one value left
+        cur[2, rng.random(cur_width) < 0.1] = np.inf
+        cur[3, rng.random(cur_width) < 0.1] = -np.inf
+        got = ks_2samp_sorted_reference(refs, cur)
+        want = ks_2samp_batched(refs, cur)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_presorted_reference_ks_refuses_an_empty_row_as_before() -> None:
+    refs = np.sort(np.random.default_rng(0).normal(size=(3, 20)), axis=1)
+    cur = np.random.default_rng(1).normal(size=(3, 20))
+    cur[1] = np.nan
+    with pytest.raises(ValueError, match="current: row 1 is empty"):
+        ks_2samp_sorted_reference(refs, cur)
+    with pytest.raises(ValueError, match="current: row 0 is empty"):
+        ks_2samp_sorted_reference(refs, np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="reference of shape"):
+        ks_2samp_sorted_reference(refs, cur[:2])
+    empty = ks_2samp_sorted_reference(np.zeros((0, 5)), np.zeros((0, 5)))
+    assert [e.shape for e in empty] == [(0,), (0,)]

@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 import pytest
-from aitrace.processors.chunks import _feature_columns
-from aitrace.processors.fastcolumns import _doubles
+import test_inference_blocks as inference
+from aitrace.processors.block_columns import block_columns
+from aitrace.processors.chunk_wire import pack_chunk
+from aitrace.processors.chunks import _feature_columns, column_chunks, share_axes
+from aitrace.processors.fastcolumns import _doubles, decode_columns
+from aitrace.producers.client import default_processors
+from aitrace.producers.config import Settings
+from aitrace.schemas.codec import AvroDeserializer
+from test_exporter import Running, start
+
+__all__ = ["start"]  # the fixture, imported
+AVRO = AvroDeserializer()
 
 
 def _old_doubles(buf: np.ndarray, positions: np.ndarray) -> list[float | None]:
@@ -40,8 +51,12 @@ def test_doubles_read_bit_for_bit_as_before(seed: int) -> None:
     positions = 3 + 8 * np.arange(len(raw) // 8, dtype=np.int64)
     positions[rng.random(positions.size) < 0.2] = -1  # missing values
     rng.shuffle(positions)
-    assert _bits(_doubles(buf, positions)) == _bits(_old_doubles(buf, positions))
-    assert _doubles(buf, positions[:0]) == []
+    values, read = _doubles(buf, positions)
+    assert _bits(values) == _bits(_old_doubles(buf, positions))
+    # the array is what np.asarray makes of the list (a None: its NaN), NaN payloads and -0.0 kept
+    assert read.dtype == np.float64 and read.tobytes() == np.asarray(values, dtype=np.float64).tobytes()
+    assert not read.flags.writeable  # views of it go to the block's callers: none may change another's column
+    assert _doubles(buf, positions[:0])[0] == []
 
 
 def _old_feature_columns(features: dict[str, list[float | None]], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -85,6 +100,50 @@ def test_feature_columns_as_before(seed: int) -> None:
         "never": [None] * n,
         "ints": list(range(n)),
     }
+    arrays = {"features": {name: np.asarray(column, dtype=np.float64) for name, column in features.items()}}
     for rows in (np.arange(n), np.sort(rng.choice(n, 25, replace=False)), np.arange(40, n), np.arange(0)):
-        got, want = _feature_columns(features, rows), _old_feature_columns(features, rows)
-        assert _same(got, want), rows
+        want = _old_feature_columns(features, rows)
+        assert _same(_feature_columns({"features": features}, {}, rows), want), rows  # fastavro's block: lists
+        assert _same(_feature_columns({"features": features}, arrays, rows), want), rows  # with the read arrays
+
+
+def test_blocks_read_with_their_arrays_make_the_chunks_their_lists_made(start: Callable[..., Running]) -> None:
+    """The clients' blocks (NaN, absent and categorical features, errors, confidences): decode_columns' arrays
+    (long and double columns) are np.asarray of decode_block's lists bit for bit, and a model chunk cut with
+    them packs to the same bytes as one cut from the lists alone (as fastavro's dict has no arrays)."""
+    records = _client_blocks(start)
+    taken = 0
+    for data in records:
+        writer, _reader, offset = AVRO.resolve(data)
+        found = decode_columns(writer.name, data, offset)
+        assert found is not None
+        block, arrays = found
+        for name, held in arrays.items():
+            lists = block[name] if isinstance(held, np.ndarray) else None
+            pairs = [(held, lists)] if lists is not None else [(held[k], block[name][k]) for k in held]
+            for array, column in pairs:
+                ints = all(isinstance(v, int) for v in column)  # a long column (or an empty one)
+                assert array.dtype == (np.int64 if ints and column else np.float64) or not column
+                assert array.tobytes() == np.asarray(column, dtype=array.dtype).tobytes()
+                assert not array.flags.writeable
+        assert {"time", "span_index", "status_index", "model_name_index", "latency_ms"} <= set(arrays)
+        with_arrays = block_columns(writer.name, block, 2**62, arrays)
+        lists_only = block_columns(writer.name, block, 2**62)
+        assert (with_arrays is None) == (lists_only is None)
+        if with_arrays is None or lists_only is None:
+            continue
+        got, want = column_chunks([with_arrays]), column_chunks([lists_only])
+        assert list(got) == list(want)
+        for key in got:
+            taken += 1
+            assert pack_chunk(share_axes(got[key])) == pack_chunk(share_axes(want[key]))
+    assert taken >= 3
+
+
+def _client_blocks(start: Callable[..., Running]) -> list[bytes]:
+    running = start(default_processors(Settings(service="unit"))[0])
+    inference._queue(running, 300, odd=True, secret=True)  # NaN, absent and categorical features, errors
+    running.flush()
+    records = [r.value for r in running.transport.records]
+    extra = inference._block(features={"x": [1.0, None], "y": [None, float("nan")]}, confidence=[0.5, None])
+    return [*records, inference._encoded(extra)]
