@@ -64,7 +64,7 @@ class ClientEvents:
         if norm is None:
             norm = ev.normalize_level(level)
         exc = None if exc_info is None else _exception(exc_info)
-        fields = {"level": norm, "message": message, "logger": logger, "attributes": attributes, "exc": exc}
+        fields = (norm, message, logger, attributes, exc)  # in the order of events.LOG_FIELDS
         ctx = _get_ctx()
         if ctx is None:  # outside any span: the client's rule (the run's root, or OpenTelemetry's span)
             ctx = self._context()
