@@ -178,9 +178,11 @@ class ClientEvents:
         ingest_delay_ms: float | None = None,
     ) -> None:
         """Statistics of one batch at one pipeline stage (see :func:`aitrace.summarize`)."""
-        # A tuple in the order of events.DATA_FIELDS, not a dict (as in inference())
-        fields = (stage, dataset, list(features), row_count, dict(class_counts or {}), label, batch, rows_dropped,
-                  ingest_delay_ms)  # fmt: skip
+        # A tuple in the order of events.DATA_FIELDS, not a dict (as in inference()). No counts: None, not an empty
+        # dict (the builders read both alike): every object a queued event holds is one more step towards the next
+        # garbage collection, and each full collection walks the whole queue (bench_producer.py: GC per event).
+        counts = dict(class_counts) if class_counts else None
+        fields = (stage, dataset, list(features), row_count, counts, label, batch, rows_dropped, ingest_delay_ms)
         ctx = _get_ctx()
         if ctx is None:
             ctx = self._context()
