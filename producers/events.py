@@ -24,8 +24,8 @@ import orjson
 # Kinds of queued items.
 METRIC, LOG, RUN, DATA, INFERENCE, GROUND_TRUTH, RESOURCE, SPAN = range(8)
 
-Queued = tuple[int, int, Any, Any, bool]
-"""One queued event, every kind alike: ``(kind, time_us, ctx, fields, urgent)``.
+Queued = tuple[Any, ...]
+"""One queued event: ``(kind, time_us, ctx, fields, urgent)``, or flat: ``(kind, time_us, ctx, None, urgent, *fields)``.
 
 ``ctx`` is the :class:`~aitrace.producers.tracecontext.SpanContext` it belongs to (an ended
 :class:`~aitrace.producers.spans.Span` stands for its own: it has the same ids); ``fields`` is
@@ -33,6 +33,12 @@ what the caller handed over: a dict of the payload builder's arguments, for ``ME
 :data:`MetricPoint`, for the kinds of :data:`QUEUED_FIELDS` a tuple of those arguments in its order;
 ``urgent`` makes the exporter send at once (errors). A plain tuple, not a class: building it is
 the caller's whole cost (a NamedTuple costs the caller about 0.1-0.4 µs more).
+
+The client queues logs, inference records and data statistics flat: their fields (in the order of
+:data:`QUEUED_FIELDS`) after the first five items, not a tuple of their own. One object less per
+queued event: the garbage collector counts every object a queued event keeps alive towards its next
+collection, and each full collection walks the whole queue (bench_producer.py: GC per event). Readers
+of ``fields`` take a flat row through :func:`~aitrace.producers.blocks.unflattened` first.
 """
 MetricPoint = tuple[dict[str, Any], int, Any, Any]
 """The fields of one ``client.metric`` call: ``(values, step, epoch, split)``."""

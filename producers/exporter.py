@@ -291,7 +291,7 @@ class Exporter:
                     self._urgent = True
                 return
         for item in items:
-            kind, _, ctx, _, _ = item
+            kind, ctx = item[0], item[2]
             key = (topics[kind], ctx.trace_id)
             group = groups.get(key) or self._group(*key)  # (an empty one is falsy: _group finds it)
             if kind == metric:
@@ -312,7 +312,7 @@ class Exporter:
         return group
 
     def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
-        kind, time_us, ctx, fields, urgent = item
+        kind, time_us, ctx, fields, urgent = item if len(item) == 5 else (*item[:3], item[5:], item[4])
         # a span object as the caller enqueued it (spans.py), or a tuple (inference, data statistics): as a dict
         fields = fields.fields() if isinstance(fields, Span) else ev.fields_dict(kind, fields)
         try:

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from typing import Any
 
 import pytest
+from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.client import default_processors
 from aitrace.producers.config import Settings
@@ -33,7 +34,7 @@ def _calls(n: int) -> list[dict[str, Any]]:
 def _as_before(queued: list[ev.Queued], calls: list[dict[str, Any]]) -> list[ev.Queued]:
     """The items the client queued before: the same tuple but ``dict(class_counts or {})``."""
     out = []
-    for (kind, t, ctx, fields, urgent), call in zip(queued, calls, strict=True):
+    for (kind, t, ctx, fields, urgent), call in zip(blocks.unflattened(queued), calls, strict=True):
         old = list(fields)
         old[ev.DATA_FIELDS.index("class_counts")] = dict(call["class_counts"] or {})
         out.append((kind, t, ctx, tuple(old), urgent))
@@ -58,7 +59,7 @@ def _sent(rows: list[ev.Queued], per_event: bool) -> tuple[list[str], Counter[st
 def test_no_counts_queued_as_none_sends_the_records_an_empty_dict_sent(per_event: bool) -> None:
     calls = _calls(36)
     queued = _queued_by_client(calls, "data_stats")
-    counts = [item[3][ev.DATA_FIELDS.index("class_counts")] for item in queued]
+    counts = [item[5 + ev.DATA_FIELDS.index("class_counts")] for item in queued]
     assert counts.count(None) == 18  # None, {} and an empty Counter: nothing is allocated for them
     new, new_stats = _sent(queued, per_event)
     old, old_stats = _sent(_as_before(queued, calls), per_event)
@@ -70,4 +71,4 @@ def test_the_counts_are_the_callers_at_the_call() -> None:
     (queued,) = _queued_by_client([{"stage": "s", "dataset": "d", "class_counts": counts}], "data_stats")
     counts["fraud"] = 99
     counts["late"] = 1
-    assert queued[3][ev.DATA_FIELDS.index("class_counts")] == {"fraud": 3}
+    assert queued[5 + ev.DATA_FIELDS.index("class_counts")] == {"fraud": 3}

@@ -1,0 +1,95 @@
+"""Logs, inference records and data statistics are queued flat, ``(kind, time, ctx, None, urgent, *fields)``
+(events.Queued): one object per event for the garbage collector to count and walk, not two. Records stay byte for
+byte those of the five-item rows of before (b37389f: the same fields as one tuple at index 3), as blocks and as single
+events, in batches mixing flat rows with rows queued by hand, and a malformed flat row loses only itself."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, deque
+from typing import Any
+
+import pytest
+from aitrace.producers import blocks
+from aitrace.producers import events as ev
+from aitrace.producers.client import default_processors
+from aitrace.producers.config import Settings
+from aitrace.producers.exporter import Exporter
+from aitrace.producers.transport import MemoryTransport
+from test_data_stats_counts_parity import _calls as _data_calls
+from test_exporter import _ENVELOPE
+from test_inference_blocks import _fields as _inference_call
+from test_log_tuple_parity import _call as _log_call
+from test_log_tuple_parity import _PerEvent
+from test_log_tuple_parity import _queued_by_client as _queued_logs
+from test_queued_tuple_parity import _queued_by_client as _queued_by_keywords
+
+
+def _queued(kind: int, n: int) -> list[ev.Queued]:
+    if kind == ev.LOG:
+        return _queued_logs([_log_call(i, odd=i % 4 == 3) for i in range(n)])
+    if kind == ev.INFERENCE:
+        return _queued_by_keywords([_inference_call(i, odd=i % 4 == 3, secret=i % 3 == 0) for i in range(n)])
+    return _queued_by_keywords(_data_calls(n), "data_stats")
+
+
+def _by_hand(rows: list[ev.Queued]) -> list[ev.Queued]:
+    """Every third row as a five-item row with a dict of its fields (as a user's own code may queue), the rest flat."""
+    out = []
+    for i, row in enumerate(rows):
+        if i % 3 == 1:
+            kind, t, ctx, fields, urgent = blocks.unflattened([row])[0]
+            row = (kind, t, ctx, ev.fields_dict(kind, fields), urgent)
+        out.append(row)
+    return out
+
+
+def _sent(rows: list[ev.Queued], per_event: bool) -> tuple[list[str], Counter[str]]:
+    settings = Settings(service="unit", batch_max_events=9)
+    stats: Counter[str] = Counter()
+    transport = MemoryTransport(stats)
+    processors, _ = default_processors(settings)
+    chain = [*processors, _PerEvent()] if per_event else processors
+    exporter = Exporter(settings, deque(rows), dict(_ENVELOPE), chain, "p", stats, transport)
+    exporter._take()
+    exporter._send_pending()
+    return [hashlib.sha256(r.value).hexdigest() for r in transport.records], stats
+
+
+_KINDS = pytest.mark.parametrize("kind", [ev.LOG, ev.INFERENCE, ev.DATA], ids=["log", "inference", "data_stats"])
+
+
+@_KINDS
+@pytest.mark.parametrize("per_event", [False, True], ids=["blocks", "single events"])
+def test_flat_rows_send_the_records_five_item_rows_sent(kind: int, per_event: bool) -> None:
+    flat = _queued(kind, 40)
+    assert {len(row) for row in flat} == {5 + len(ev.QUEUED_FIELDS[kind])} and {row[3] for row in flat} == {None}
+    new, new_stats = _sent(flat, per_event)
+    old, old_stats = _sent(blocks.unflattened(flat), per_event)
+    assert new == old and new_stats == old_stats and new_stats["sent"] == 40
+    mixed, mixed_stats = _sent(_by_hand(flat), per_event)
+    assert mixed == old and mixed_stats == old_stats
+
+
+@_KINDS
+def test_a_flat_row_of_another_length_loses_only_itself(kind: int) -> None:
+    rows = _queued(kind, 6)
+    rows[2] = rows[2][:-1]  # one field short: queued by hand, wrongly
+    _, stats = _sent(rows, per_event=False)
+    assert stats["sent"] == 5 and stats["rejected_bad_event"] == 1
+
+
+@_KINDS
+def test_a_queued_event_holds_no_container_of_its_own_besides_the_callers_values(kind: int) -> None:
+    (row,) = _queued(kind, 1)
+    assert not any(type(item) is tuple for item in row)  # the fields are the row's own items, not a tuple in it
+
+
+def test_unflattened_rows_are_the_five_item_rows() -> None:
+    row: Any = (ev.LOG, 1, "ctx", None, True, "info", "m", None, {}, None)
+    plain: Any = (ev.LOG, 2, "ctx", {"message": "m"}, False)
+    assert blocks.unflattened([row, plain]) == [(ev.LOG, 1, "ctx", ("info", "m", None, {}, None), True), plain]
+    assert blocks.flat_columns([row], ev.LOG_FIELDS) == {
+        "level": ["info"], "message": ["m"], "logger": [None], "attributes": [{}], "exc": [None],
+    }  # fmt: skip
+    assert blocks.flat_columns([row, plain], ev.LOG_FIELDS) is None
