@@ -6,19 +6,22 @@ events, in batches mixing flat rows with rows queued by hand, and a malformed fl
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter, deque
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
-from aitrace.producers.client import default_processors
+from aitrace.producers.client import Client, default_processors
 from aitrace.producers.config import Settings
 from aitrace.producers.exporter import Exporter
 from aitrace.producers.transport import MemoryTransport
 from test_data_stats_counts_parity import _calls as _data_calls
 from test_exporter import _ENVELOPE
 from test_inference_blocks import _fields as _inference_call
+from test_log_blocks import _TRACE
 from test_log_tuple_parity import _call as _log_call
 from test_log_tuple_parity import _PerEvent
 from test_log_tuple_parity import _queued_by_client as _queued_logs
@@ -93,3 +96,60 @@ def test_unflattened_rows_are_the_five_item_rows() -> None:
         "level": ["info"], "message": ["m"], "logger": [None], "attributes": [{}], "exc": [None],
     }  # fmt: skip
     assert blocks.flat_columns([row, plain], ev.LOG_FIELDS) is None
+
+
+# -- spans: an ended span is queued as itself, no longer as (SPAN, end_us, span, span, urgent)
+
+
+def _ended_spans(n: int) -> list[Any]:
+    """Spans and stages ended through a client: errors raised and set, unicode and secrets in names and attributes."""
+    client: Any = Client.__new__(Client)  # as test_queued_tuple_parity's _queued_by_client builds one
+    client.settings = Settings(service="unit")
+    client._queue, client._qmax, client._run_id, client._closed = deque(), 10**6, "r", False
+    client._exporter, client._root = SimpleNamespace(sleeping=False, wake=threading.Event()), _TRACE
+    for i in range(n):
+        attributes = {"route": f"/v1/ünï/{i % 4}", "user": None if i % 3 else f"u{i}@example.com", "n": i}
+        if i % 6 == 5:
+            attributes["password"] = "correct-horse-battery"
+        try:
+            opened = client.stage("load", dataset="tx", rows_in=10) if i % 8 == 7 else client.span(
+                f"op-{i % 3}", kind=("internal", "server", "client")[i % 3], **attributes
+            )  # fmt: skip
+            with opened as span:
+                if i % 5 == 1:
+                    span.set_status("error", "token=sk-live-0123456789abcdef0123")
+                if i % 7 == 3:
+                    raise ValueError("password=hunter2hunter2 ✗")
+        except ValueError:
+            pass
+    return list(client._queue)
+
+
+def _five_item(rows: list[Any]) -> list[ev.Queued]:
+    """What Span.__exit__ queued before (b37389f)."""
+    return [(ev.SPAN, s.end_us, s, s, s.status == "error") for s in rows]
+
+
+@pytest.mark.parametrize("per_event", [False, True], ids=["blocks", "single events"])
+def test_spans_queued_as_themselves_send_the_records_their_tuples_sent(per_event: bool) -> None:
+    spans = _ended_spans(48)
+    assert spans and not [s for s in spans if type(s) is tuple]
+    new, new_stats = _sent(spans, per_event)
+    old, old_stats = _sent(_five_item(spans), per_event)
+    assert new == old and new_stats == old_stats and new_stats["sent"] == 48
+    # beside spans handed over as fields with their context (otel.py's rows), every third
+    otel = [(ev.SPAN, s.end_us, s.context, s.fields(), s.status == "error") if i % 3 == 0 else s
+            for i, s in enumerate(spans)]  # fmt: skip
+    mixed, mixed_stats = _sent(otel, per_event)
+    old_mixed, old_mixed_stats = _sent([r if type(r) is tuple else _five_item([r])[0] for r in otel], per_event)
+    assert mixed == old_mixed and mixed_stats == old_mixed_stats
+
+
+def test_an_error_span_queued_as_itself_is_sent_at_once() -> None:
+    spans = _ended_spans(6)
+    stats: Counter[str] = Counter()
+    exporter = Exporter(Settings(service="unit"), deque(), dict(_ENVELOPE), [], "p", stats, MemoryTransport(stats))
+    exporter._file([s for s in spans if s.status != "error"])
+    assert not exporter._urgent
+    exporter._file([s for s in spans if s.status == "error"][:1])
+    assert exporter._urgent
