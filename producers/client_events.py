@@ -228,8 +228,8 @@ class ClientEvents:
 
     def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
         """The true label of an earlier prediction, joined to it by ``request_id``."""
-        fields = {"request_id": request_id, "model_name": model_name, "label": label}
-        self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), fields, False))
+        # Flat (events.Queued): the fields in the order of events.GROUND_TRUTH_FIELDS after the first five items
+        self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), None, False, request_id, model_name, label))
 
     def resources(self) -> None:
         """One resource sample now: process and host CPU, memory, disk and network I/O; GPUs through NVML."""

@@ -37,11 +37,11 @@ the caller's whole cost (a NamedTuple costs the caller about 0.1-0.4 µs more).
 
 An ended :class:`~aitrace.producers.spans.Span` is queued as itself: it is its own row, read
 by attribute (kind SPAN, time ``end_us``, the span as context and fields, urgent when its status is
-an error). The client queues logs, inference records and data statistics flat: their fields (in the order of
-:data:`QUEUED_FIELDS`) after the first five items, not a tuple of their own. One object less per
-queued event: the garbage collector counts every object a queued event keeps alive towards its next
-collection, and each full collection walks the whole queue (bench_producer.py: GC per event). Readers
-of ``fields`` take a flat row through :func:`~aitrace.producers.blocks.unflattened` first.
+an error). The client queues logs, inference records, ground truth and data statistics flat: their
+fields (in the order of :data:`QUEUED_FIELDS`) after the first five items, not a tuple of their own.
+One object less per queued event: the garbage collector counts every object a queued event keeps
+alive towards its next collection, and each full collection walks the whole queue (bench_producer.py:
+GC per event). Readers of ``fields`` take a flat row through :func:`~aitrace.producers.blocks.unflattened`.
 """
 MetricPoint = tuple[dict[str, Any], int, Any, Any]
 """The fields of one ``client.metric`` call: ``(values, step, epoch, split)``."""
@@ -55,7 +55,11 @@ DATA_FIELDS = ("stage", "dataset", "features", "row_count", "class_counts", "lab
 LOG_FIELDS = ("level", "message", "logger", "attributes", "exc")
 """The fields of one ``client.log`` call, in the order it queues them, flat (a dict cost the caller 0.17-0.2 µs
 more with the collections it brought on, bench/bench_sender.py; the exporter took it apart by name per record)."""
-QUEUED_FIELDS: dict[int, tuple[str, ...]] = {INFERENCE: INFERENCE_FIELDS, DATA: DATA_FIELDS, LOG: LOG_FIELDS}
+GROUND_TRUTH_FIELDS = ("request_id", "model_name", "label")
+"""The fields of one ``client.ground_truth`` call, in the order it queues them, flat."""
+QUEUED_FIELDS: dict[int, tuple[str, ...]] = {
+    INFERENCE: INFERENCE_FIELDS, DATA: DATA_FIELDS, LOG: LOG_FIELDS, GROUND_TRUTH: GROUND_TRUTH_FIELDS,
+}  # fmt: skip
 """Kinds whose fields the client queues in order (flat, see :data:`Queued`; a tuple at index 3 still reads)."""
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
-from aitrace.producers.client import default_processors
 from aitrace.producers.config import Settings
 from aitrace.producers.exporter import Exporter
+from aitrace.producers.redact import Redactor
+from aitrace.producers.sampling import TraceSampler
 from aitrace.producers.transport import MemoryTransport
 from test_data_stats_blocks import _features
 from test_exporter import _ENVELOPE
@@ -45,7 +46,7 @@ def _sent(rows: list[ev.Queued], per_event: bool) -> tuple[list[str], Counter[st
     settings = Settings(service="unit", batch_max_events=7)  # several blocks, a count of each shape in most
     stats: Counter[str] = Counter()
     transport = MemoryTransport(stats)
-    processors, _ = default_processors(settings)
+    processors: list[Any] = [TraceSampler(1.0), Redactor(hash_key="k")]  # the default chain, its hash key fixed
     exporter = Exporter(
         settings, deque(rows), dict(_ENVELOPE), [*processors, _PerEvent()] if per_event else processors, "p", stats,
         transport,

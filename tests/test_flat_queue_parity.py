@@ -1,7 +1,8 @@
-"""Logs, inference records and data statistics are queued flat, ``(kind, time, ctx, None, urgent, *fields)``
-(events.Queued): one object per event for the garbage collector to count and walk, not two. Records stay byte for
-byte those of the five-item rows of before (b37389f: the same fields as one tuple at index 3), as blocks and as single
-events, in batches mixing flat rows with rows queued by hand, and a malformed flat row loses only itself."""
+"""Logs, inference records, ground truth and data statistics are queued flat,
+``(kind, time, ctx, None, urgent, *fields)`` (events.Queued): one object per event for the garbage collector to
+count and walk, not two; an ended span is queued as itself. Records stay byte for byte those of the five-item rows
+of before (b37389f: the same fields as one tuple at index 3; a span inside its tuple), as blocks and as single
+events, in batches mixing them with rows queued by hand, and a malformed flat row loses only itself."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 import pytest
 from aitrace.producers import blocks
 from aitrace.producers import events as ev
-from aitrace.producers.client import Client, default_processors
+from aitrace.producers.client import Client
 from aitrace.producers.config import Settings
 from aitrace.producers.exporter import Exporter
+from aitrace.producers.redact import Redactor
+from aitrace.producers.sampling import TraceSampler
 from aitrace.producers.transport import MemoryTransport
 from test_data_stats_counts_parity import _calls as _data_calls
 from test_exporter import _ENVELOPE
@@ -28,7 +31,15 @@ from test_log_tuple_parity import _queued_by_client as _queued_logs
 from test_queued_tuple_parity import _queued_by_client as _queued_by_keywords
 
 
+def _labels(n: int) -> list[dict[str, Any]]:
+    labels: tuple[Any, ...] = (1, 0, "fraud", "ünïcødé ✓", None, 2.5, True, 2**70, "password=hunter2hunter2", b"\xff")
+    return [{"request_id": f"req-{i}" if i % 9 else f"alice{i}@example.com", "model_name": ("fraud", "churn")[i % 2],
+             "label": labels[i % len(labels)]} for i in range(n)]  # fmt: skip
+
+
 def _queued(kind: int, n: int) -> list[ev.Queued]:
+    if kind == ev.GROUND_TRUTH:
+        return _queued_by_keywords(_labels(n), "ground_truth")
     if kind == ev.LOG:
         return _queued_logs([_log_call(i, odd=i % 4 == 3) for i in range(n)])
     if kind == ev.INFERENCE:
@@ -51,7 +62,7 @@ def _sent(rows: list[ev.Queued], per_event: bool) -> tuple[list[str], Counter[st
     settings = Settings(service="unit", batch_max_events=9)
     stats: Counter[str] = Counter()
     transport = MemoryTransport(stats)
-    processors, _ = default_processors(settings)
+    processors: list[Any] = [TraceSampler(1.0), Redactor(hash_key="k")]  # the default chain, its hash key fixed
     chain = [*processors, _PerEvent()] if per_event else processors
     exporter = Exporter(settings, deque(rows), dict(_ENVELOPE), chain, "p", stats, transport)
     exporter._take()
@@ -59,7 +70,9 @@ def _sent(rows: list[ev.Queued], per_event: bool) -> tuple[list[str], Counter[st
     return [hashlib.sha256(r.value).hexdigest() for r in transport.records], stats
 
 
-_KINDS = pytest.mark.parametrize("kind", [ev.LOG, ev.INFERENCE, ev.DATA], ids=["log", "inference", "data_stats"])
+_KINDS = pytest.mark.parametrize(
+    "kind", [ev.LOG, ev.INFERENCE, ev.DATA, ev.GROUND_TRUTH], ids=["log", "inference", "data_stats", "ground_truth"]
+)
 
 
 @_KINDS
@@ -72,6 +85,8 @@ def test_flat_rows_send_the_records_five_item_rows_sent(kind: int, per_event: bo
     assert new == old and new_stats == old_stats and new_stats["sent"] == 40
     mixed, mixed_stats = _sent(_by_hand(flat), per_event)
     assert mixed == old and mixed_stats == old_stats
+    dicts = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in blocks.unflattened(flat)]  # logs, labels before
+    assert _sent(dicts, per_event) == (old, old_stats)
 
 
 @_KINDS
@@ -153,3 +168,12 @@ def test_an_error_span_queued_as_itself_is_sent_at_once() -> None:
     assert not exporter._urgent
     exporter._file([s for s in spans if s.status == "error"][:1])
     assert exporter._urgent
+
+
+@pytest.mark.parametrize("per_event", [False, True], ids=["blocks", "single events"])
+def test_labels_queued_flat_send_the_records_the_old_dicts_sent(per_event: bool) -> None:
+    """Against what client.ground_truth queued before (b37389f): a dict of its arguments, built here from the calls."""
+    calls = _labels(30)
+    flat = _queued_by_keywords(calls, "ground_truth")
+    old = [(k, t, c, dict(call), u) for (k, t, c, _, u), call in zip(blocks.unflattened(flat), calls, strict=True)]
+    assert _sent(flat, per_event) == _sent(old, per_event)
