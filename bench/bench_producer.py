@@ -8,6 +8,9 @@ over ``--repeats`` runs, measured in this same process and run:
   shares the GIL, so its work shows up here too, as it would in a training loop);
 - **client, events/s**: events from the first call until ``flush()`` returned True (every event
   acknowledged by the broker);
+- **sender CPU, GC**: the exporter thread's CPU time (its own clock) over the same span, and the CPU
+  time of every garbage collection on either thread (``gc.callbacks``), each per event: where the
+  time goes, since caller, sender and collector take turns on one GIL;
 - **raw produce()**: the same count of records, each one pre-encoded single-event
   ``aitrace.Batch`` (encoding not timed), through ``Producer.produce()`` with the client's
   producer settings (idempotent, acks=all, linger 2 ms), until ``flush()`` returned.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import statistics
 import tempfile
 import time
@@ -104,12 +108,32 @@ def caller(client: aitrace.Client, kind: str) -> Callable[[int], None]:
     raise ValueError(f"unknown kind {kind!r}")
 
 
+class GcClock:
+    """CPU seconds spent in garbage collections, whichever thread ran them (each runs on the thread that
+    allocated past the threshold, holding the GIL: its own clock times it)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._start
+
+
 def run_client(bootstrap: str, prefix: str, events: int, kind: str) -> tuple[float, float, float, dict[str, Any]]:
-    """(caller CPU µs/event, caller wall µs/event, events/s end to end, stats) for one run of the client."""
+    """(caller CPU µs/event, caller wall µs/event, events/s end to end, stats) for one run of the client; stats
+    also hold the sender thread's and the collector's CPU µs/event (``bench_sender_us``, ``bench_gc_us``)."""
     client = _client(bootstrap, prefix, events)
     client.log("info", "warm up")
     client.flush(30)
     call = caller(client, kind)
+    sender_clock = time.pthread_getcpuclockid(client._exporter._thread.ident)
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    sender_start = time.clock_gettime(sender_clock)
     start = time.perf_counter()
     cpu_start = time.thread_time()
     for i in range(events):
@@ -118,10 +142,13 @@ def run_client(bootstrap: str, prefix: str, events: int, kind: str) -> tuple[flo
     caller_s = time.perf_counter() - start
     ok = client.flush(timeout=300)
     total_s = time.perf_counter() - start
+    sender_s = time.clock_gettime(sender_clock) - sender_start
+    gc.callbacks.remove(gc_clock)
     stats = client.stats()
     client.close(timeout=10)
     if not ok:
         raise RuntimeError(f"client did not deliver everything: {stats}")
+    stats["bench_sender_us"], stats["bench_gc_us"] = sender_s / events * 1e6, gc_clock.seconds / events * 1e6
     return caller_cpu_s / events * 1e6, caller_s / events * 1e6, events / total_s, stats
 
 
@@ -262,12 +289,14 @@ def main() -> int:
         broker = TansuProcess(None, tempfile.mkdtemp(prefix="aitrace-bench-")).start().wait_ready(60)
     bootstrap = args.bootstrap or broker.bootstrap
     rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ["raw", *kinds]}
+    parts: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     try:
         for rep in range(args.repeats):
             line = []
             for kind in kinds:
                 cpu, wall, rate, stats = run_client(bootstrap, f"bench-{kind}{rep}", args.events, kind)
                 rows[kind].append((cpu, wall, rate))
+                parts[kind].append((stats["bench_sender_us"], stats["bench_gc_us"]))
                 line.append(f"{kind} {cpu:.2f}/{wall:.2f} µs {rate:,.0f}/s ({stats['records_sent']} rec)")
             rows["raw"].append(run_raw(bootstrap, f"bench-raw{rep}", args.events))
             r_cpu, r_wall, r_rate = rows["raw"][-1]
@@ -281,13 +310,19 @@ def main() -> int:
     raw_rates = [raw[2] for raw in rows["raw"]]
     ratio = {k: statistics.median(r[2] / raw for r, raw in zip(v, raw_rates, strict=True)) for k, v in rows.items()}
     print(f"\n{args.events:,} events per run, medians of {args.repeats} runs (Tansu, same process)")
-    print(f"{'path':<30}{'caller CPU µs/ev':>17}{'caller wall µs/ev':>18}{'events/s':>12}{'rate/raw':>10}")
+    head = f"{'path':<30}{'caller CPU µs/ev':>17}{'caller wall µs/ev':>18}{'events/s':>12}{'rate/raw':>10}"
+    print(head + f"{'sender CPU µs/ev':>18}{'GC µs/ev':>10}")
     for key in rows:
         cpu, wall, rate = med[key]
         label = "raw produce(), pre-encoded" if key == "raw" else f"client.{key}()"
-        print(f"{label:<30}{cpu:>17.2f}{wall:>18.2f}{rate:>12,.0f}{ratio[key]:>10.2f}")
+        line = f"{label:<30}{cpu:>17.2f}{wall:>18.2f}{rate:>12,.0f}{ratio[key]:>10.2f}"
+        if key in parts:
+            sender, collector = (statistics.median(c) for c in zip(*parts[key], strict=True))
+            line += f"{sender:>18.2f}{collector:>10.2f}"
+        print(line)
     print("rate/raw: the median over repeats of each repeat's rate over its own raw rate")
     print("caller CPU: the calling thread's own CPU time (time.thread_time); wall: includes waiting for the GIL")
+    print("sender CPU: the exporter thread's CPU time; GC: collections on either thread (also in caller or sender CPU)")
     print("targets (issue 11): caller CPU <= 2 µs/event; rate >= 0.50 x raw, every kind")
     return 0
 

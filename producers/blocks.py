@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
+from itertools import islice, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -272,8 +272,23 @@ def row_contexts(rows: list[ev.Queued]) -> list[Any]:
 
 
 def row_fields(rows: list[ev.Queued]) -> list[Any]:
-    """Each queued row's fields, as the caller enqueued them."""
+    """Each queued row's fields, as the caller enqueued them (rows of the five-item shape: see :func:`unflattened`)."""
     return list(map(_FIELDS, rows))
+
+
+def flat_columns(rows: list[ev.Queued], names: tuple[str, ...]) -> dict[str, list[Any]] | None:
+    """The fields of flat rows (:data:`events.Queued`: the client's, fields after the first five items) as one
+    column per name, by one ``zip`` (C loops); None unless every row is flat with ``len(names)`` fields."""
+    if set(map(len, rows)) != {5 + len(names)}:
+        return None
+    return dict(zip(names, map(list, islice(zip(*rows, strict=True), 5, None)), strict=True))
+
+
+def unflattened(rows: list[ev.Queued]) -> list[ev.Queued]:
+    """The rows in the five-item shape ``(kind, time, ctx, fields, urgent)``: a flat row's fields as one tuple."""
+    if set(map(len, rows)) == {5}:
+        return rows
+    return [row if len(row) == 5 else (row[0], row[1], row[2], row[5:], row[4]) for row in rows]
 
 
 def span_columns(ctxs: list[Any]) -> Block:

@@ -136,7 +136,7 @@ def record_bytes(row: ev.Queued) -> int:
     """About how many bytes one record of statistics takes in a block: 9 per number of its features, 64 per
     feature besides (names, counts, moments). An estimate that sets how many records go in one block."""
     try:
-        features = ev.fields_dict(ev.DATA, row[3]).get("features") or ()
+        features = ev.fields_dict(ev.DATA, row[3] if len(row) == 5 else row[5:]).get("features") or ()
         numbers = sum(
             len(f.get(k) or ()) for f in features for k in ("quantiles", "histogram_edges", "histogram_counts")
         )
@@ -154,10 +154,13 @@ def data_stats_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     through :func:`events.data_payload`.
     """
     try:
-        return _columns(rows, _by_name(blocks.row_fields(rows)), stats)
+        values = blocks.flat_columns(rows, ev.DATA_FIELDS)
+        if values is None:
+            values = _by_name(blocks.row_fields(blocks.unflattened(rows)))
+        return _columns(rows, values, stats)
     except _BAD:
         pass
-    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in rows]
+    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in blocks.unflattened(rows)]
     kept, payloads = blocks.built(rows, ev.data_payload, stats)
     good = [i for i, p in enumerate(payloads) if all(None not in f["quantiles"].values() for f in p["features"])]
     stats["rejected_schema"] += len(payloads) - len(good)

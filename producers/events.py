@@ -24,8 +24,9 @@ import orjson
 # Kinds of queued items.
 METRIC, LOG, RUN, DATA, INFERENCE, GROUND_TRUTH, RESOURCE, SPAN = range(8)
 
-Queued = tuple[int, int, Any, Any, bool]
-"""One queued event, every kind alike: ``(kind, time_us, ctx, fields, urgent)``.
+Queued = Any
+"""One queued event: ``(kind, time_us, ctx, fields, urgent)``, flat: ``(kind, time_us, ctx, None, urgent, *fields)``,
+or an ended span.
 
 ``ctx`` is the :class:`~aitrace.producers.tracecontext.SpanContext` it belongs to (an ended
 :class:`~aitrace.producers.spans.Span` stands for its own: it has the same ids); ``fields`` is
@@ -33,18 +34,33 @@ what the caller handed over: a dict of the payload builder's arguments, for ``ME
 :data:`MetricPoint`, for the kinds of :data:`QUEUED_FIELDS` a tuple of those arguments in its order;
 ``urgent`` makes the exporter send at once (errors). A plain tuple, not a class: building it is
 the caller's whole cost (a NamedTuple costs the caller about 0.1-0.4 µs more).
+
+An ended :class:`~aitrace.producers.spans.Span` is queued as itself: it is its own row, read
+by attribute (kind SPAN, time ``end_us``, the span as context and fields, urgent when its status is
+an error). The client queues logs, inference records, ground truth and data statistics flat: their
+fields (in the order of :data:`QUEUED_FIELDS`) after the first five items, not a tuple of their own.
+One object less per queued event: the garbage collector counts every object a queued event keeps
+alive towards its next collection, and each full collection walks the whole queue (bench_producer.py:
+GC per event). Readers of ``fields`` take a flat row through :func:`~aitrace.producers.blocks.unflattened`.
 """
 MetricPoint = tuple[dict[str, Any], int, Any, Any]
 """The fields of one ``client.metric`` call: ``(values, step, epoch, split)``."""
 INFERENCE_FIELDS = ("request_id", "model_name", "model_version", "latency_ms", "status", "features", "prediction",
                     "confidence", "error", "inputs_summary", "feature_version")  # fmt: skip
-"""The fields of one ``client.inference`` call, in the order of the tuple it queues (an 11-key dict cost the
+"""The fields of one ``client.inference`` call, in the order it queues them, flat (an 11-key dict cost the
 caller about 0.2 µs of its 1.7, and the exporter a look-up per field and record to take apart again)."""
 DATA_FIELDS = ("stage", "dataset", "features", "row_count", "class_counts", "label", "batch", "rows_dropped",
                "ingest_delay_ms")  # fmt: skip
-"""The fields of one ``client.data_stats`` call, in the order of the tuple it queues (a dict: ~0.17 µs more)."""
-QUEUED_FIELDS: dict[int, tuple[str, ...]] = {INFERENCE: INFERENCE_FIELDS, DATA: DATA_FIELDS}
-"""Kinds whose fields the client queues as a tuple, and the names of its items in order."""
+"""The fields of one ``client.data_stats`` call, in the order it queues them, flat (a dict: ~0.17 µs more)."""
+LOG_FIELDS = ("level", "message", "logger", "attributes", "exc")
+"""The fields of one ``client.log`` call, in the order it queues them, flat (a dict cost the caller 0.17-0.2 µs
+more with the collections it brought on, bench/bench_sender.py; the exporter took it apart by name per record)."""
+GROUND_TRUTH_FIELDS = ("request_id", "model_name", "label")
+"""The fields of one ``client.ground_truth`` call, in the order it queues them, flat."""
+QUEUED_FIELDS: dict[int, tuple[str, ...]] = {
+    INFERENCE: INFERENCE_FIELDS, DATA: DATA_FIELDS, LOG: LOG_FIELDS, GROUND_TRUTH: GROUND_TRUTH_FIELDS,
+}  # fmt: skip
+"""Kinds whose fields the client queues in order (flat, see :data:`Queued`; a tuple at index 3 still reads)."""
 
 
 def fields_dict(kind: int, fields: Any) -> Any:

@@ -41,7 +41,7 @@ from aitrace.producers.blocks import new_block
 from aitrace.producers.config import Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
-from aitrace.producers.spans import Span
+from aitrace.producers.spans import Span, Stage
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.avro_writer import varint_tables
 from aitrace.schemas.codec import AvroSerializer, EncodeError, SerializationContext
@@ -60,7 +60,9 @@ _FLUSH_FAST_S = 0.1
 _TAKE_CHUNK = 20_000
 _TAKE_SLICE = 256  # items filed between two chances for the callers to run (see _share)
 _KIND, _CONTEXT, _URGENT = itemgetter(0), itemgetter(2), itemgetter(4)
-_TRACE_ID = attrgetter("trace_id")
+_TRACE_ID, _STATUS = attrgetter("trace_id"), attrgetter("status")
+_SPAN_TYPES = frozenset((Span, Stage))  # what Span.__exit__ queues: the span itself, its own row (events.Queued)
+_ERROR = "error"
 _POPLEFT = deque.popleft
 # The worker holds the GIL for at most about this long before it lets the callers run (see _share).
 _SLICE_S = 0.001
@@ -276,22 +278,11 @@ class Exporter:
     def _file(self, items: list[ev.Queued]) -> None:
         """Put taken items in their groups: a slice of one kind and trace (a training loop, a batch job, a
         pipeline stage) at once, in a few C loops instead of a dozen bytecodes per item; any other one by one."""
+        if self._file_together(items):
+            return
         groups, topics, metric = self._groups, self._topics, ev.METRIC
-        kinds = set(map(_KIND, items))
-        if len(kinds) == 1:
-            traces = set(map(_TRACE_ID, map(_CONTEXT, items)))
-            rows = None
-            if len(traces) == 1:
-                kind = kinds.pop()
-                group = self._group(topics[kind], traces.pop())
-                rows = group.metrics if kind == metric else group.blocks.get(kind)
-            if rows is not None:
-                rows.extend(items)
-                if any(map(_URGENT, items)):
-                    self._urgent = True
-                return
         for item in items:
-            kind, _, ctx, _, _ = item
+            kind, ctx = (item[0], item[2]) if type(item) is tuple else (ev.SPAN, item)  # (an ended span as itself)
             key = (topics[kind], ctx.trace_id)
             group = groups.get(key) or self._group(*key)  # (an empty one is falsy: _group finds it)
             if kind == metric:
@@ -302,8 +293,32 @@ class Exporter:
                 self._add_event(group, item, self.stats)
             else:
                 rows.append(item)
-                if item[4]:
+                if item[4] if type(item) is tuple else item.status == _ERROR:
                     self._urgent = True
+
+    def _file_together(self, items: list[ev.Queued]) -> bool:
+        """File a slice of one kind and trace at once (True), else leave it to the loop of :meth:`_file` (False)."""
+        try:
+            kinds = set(map(_KIND, items))
+        except TypeError:  # ended spans, queued as themselves (spans.py): their own kind if the slice is only them
+            if not set(map(type, items)) <= _SPAN_TYPES:
+                return False
+            kind, contexts, urgent = ev.SPAN, iter(items), _ERROR in map(_STATUS, items)
+        else:
+            if len(kinds) != 1:
+                return False
+            kind, contexts, urgent = kinds.pop(), map(_CONTEXT, items), any(map(_URGENT, items))
+        traces = set(map(_TRACE_ID, contexts))
+        if len(traces) != 1:
+            return False
+        group = self._group(self._topics[kind], traces.pop())
+        rows = group.metrics if kind == ev.METRIC else group.blocks.get(kind)
+        if rows is None:
+            return False
+        rows.extend(items)
+        if urgent:
+            self._urgent = True
+        return True
 
     def _group(self, topic: str, trace_id: str) -> _Group:
         group = self._groups.get((topic, trace_id))
@@ -312,7 +327,9 @@ class Exporter:
         return group
 
     def _add_event(self, group: _Group, item: ev.Queued, stats: Counter[str]) -> None:
-        kind, time_us, ctx, fields, urgent = item
+        if type(item) is not tuple:  # an ended span, queued as itself
+            item = (ev.SPAN, item.end_us, item, item, item.status == _ERROR)
+        kind, time_us, ctx, fields, urgent = item if len(item) == 5 else (*item[:3], item[5:], item[4])
         # a span object as the caller enqueued it (spans.py), or a tuple (inference, data statistics): as a dict
         fields = fields.fields() if isinstance(fields, Span) else ev.fields_dict(kind, fields)
         try:

@@ -37,12 +37,18 @@ def halves(block: Block) -> list[Block]:
 
 def ground_truth_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     """The columns of queued labels; values made text as :func:`events.ground_truth_payload` makes them."""
-    fields = blocks.row_fields(rows)
-    try:
-        ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
-    except (KeyError, TypeError):
-        rows, fields = blocks.built(rows, ev.ground_truth_payload, stats)
-        ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
+    values = blocks.flat_columns(rows, ev.GROUND_TRUTH_FIELDS)
+    if values is not None:  # as the client queues them
+        ids, models, labels = (values[name] for name in _NAMES)
+    else:
+        rows = blocks.unflattened(rows)
+        fields = blocks.row_fields(rows)
+        try:
+            ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
+        except (KeyError, TypeError):
+            rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in rows]
+            rows, fields = blocks.built(rows, ev.ground_truth_payload, stats)
+            ids, models, labels = ([f[name] for f in fields] for name in _NAMES)
     ids, models, labels = (_texts(c, stats) for c in (ids, models, labels))
     columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids

@@ -47,7 +47,9 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     The common case (text ids, numeric latency, no error) is one transposition and a few C loops; a batch
     with anything else is built record by record through :func:`events.inference_payload`.
     """
-    values = _by_name(blocks.row_fields(rows))
+    values = blocks.flat_columns(rows, ev.INFERENCE_FIELDS)
+    if values is None:
+        values = _by_name(blocks.row_fields(blocks.unflattened(rows)))
     if values is None:
         return _slow_columns(rows, stats)
     ids, models, errors, latencies = (values[name] for name in ("request_id", "model_name", "error", "latency_ms"))
@@ -80,7 +82,7 @@ def _by_name(fields: list[Any]) -> dict[str, list[Any]] | None:
 
 
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
-    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in rows]
+    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in blocks.unflattened(rows)]
     kept, payloads = blocks.built(rows, ev.inference_payload, stats)
     values = {name: [p[name] for p in payloads] for name in ("request_id", "model_name", "status")}
     values.update((name, list(map(dict.get, payloads, repeat(name)))) for name in (*_OPTIONAL_TEXTS, "confidence"))

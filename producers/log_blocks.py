@@ -53,15 +53,12 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     batch with anything unusual is built record by record through :func:`events.log_payload`,
     which turns odd values into text and leaves out (counted) what cannot be built.
     """
-    fields = blocks.row_fields(rows)
-    try:
-        levels = [f["level"] for f in fields]
-        messages = [f["message"] for f in fields]
-        loggers = [f["logger"] for f in fields]
-        excs = [f["exc"] for f in fields]
-        attributes = [f["attributes"] for f in fields]
-    except (KeyError, TypeError):
+    values = blocks.flat_columns(rows, ev.LOG_FIELDS)
+    if values is None:
+        values = _by_name(blocks.row_fields(blocks.unflattened(rows)))
+    if values is None:
         return _slow_columns(rows, stats)
+    levels, messages, loggers, attributes, excs = (values[name] for name in ev.LOG_FIELDS)
     if set(map(type, levels)) != {str} or set(map(type, messages)) != {str} or excs.count(None) != len(excs):
         return _slow_columns(rows, stats)
     if set(map(type, loggers)) - {str, type(None)}:
@@ -73,7 +70,19 @@ def log_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     return columns
 
 
+def _by_name(fields: list[Any]) -> dict[str, list[Any]] | None:
+    """Each field's column (rows not queued flat): tuples in the order of :data:`events.LOG_FIELDS` taken apart by one
+    ``zip``, dicts (records queued by hand) by name; None when a record is of neither shape or lacks a field."""
+    if set(map(type, fields)) == {tuple} and set(map(len, fields)) == {len(ev.LOG_FIELDS)}:
+        return dict(zip(ev.LOG_FIELDS, map(list, zip(*fields, strict=True)), strict=True))
+    try:
+        return {name: [f[name] for f in fields] for name in ev.LOG_FIELDS}
+    except (KeyError, TypeError):
+        return None
+
+
 def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
+    rows = [(k, t, c, ev.fields_dict(k, f), u) for k, t, c, f, u in blocks.unflattened(rows)]
     kept, payloads = blocks.built(rows, ev.log_payload, stats)
     levels, messages, loggers = ([p[name] for p in payloads] for name in ("level", "message", "logger"))
     columns = _columns(kept, levels, messages, loggers)

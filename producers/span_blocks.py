@@ -29,6 +29,7 @@ _READERS = tuple(
     map(attrgetter, ("name", "kind", "status", "_t0", "_t1", "end_us", "error_type", "error_message", "attributes"))
 )
 _SPAN_ID, _PARENT_ID = attrgetter("span_id"), attrgetter("parent_span_id")  # of a span, or a SpanContext (otel.py)
+_END_US = attrgetter("end_us")
 _TEXT = frozenset((str, type(None)))
 
 
@@ -50,27 +51,37 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     over the span objects, a table per text field looked at once, and a few list comprehensions;
     a batch with anything else is built record by record through :func:`events.span_payload`.
     """
-    objects = blocks.row_fields(rows)
-    if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
-        return _dict_columns(rows, stats)
+    if rows and set(map(type, rows)) <= _SPAN_TYPES:  # spans as the client queues them: each its own row
+        objects, times, ctxs = rows, list(map(_END_US, rows)), rows
+    else:
+        rows = _five_item(rows)
+        objects = blocks.row_fields(rows)
+        if not objects or not set(map(type, objects)) <= _SPAN_TYPES:
+            return _dict_columns(rows, stats)
+        times, ctxs = blocks.row_times(rows), blocks.row_contexts(rows)
     names, kinds, statuses, t0s, t1s, ends, error_types, messages, attributes = (
         list(map(read, objects)) for read in _READERS
     )
-    columns = {"time": blocks.row_times(rows), **_span_table(blocks.row_contexts(rows))}
+    columns = {"time": times, **_span_table(ctxs)}
     for name, values in (("name", names), ("kind", kinds), ("status", statuses)):
         table, index = blocks.interned(values)
         if set(map(type, table)) != {str}:  # (a table of the distinct values: a look at a few)
-            return _dict_columns(rows, stats)
+            return _dict_columns(_five_item(rows), stats)
         columns[name], columns[f"{name}_index"] = table, index
     columns["error_type"], columns["error_message"] = errors = tuple(
         map(blocks.optional_column, (error_types, messages))
     )
     if any(set(map(type, c)) - _TEXT for c in errors):
-        return _dict_columns(rows, stats)
+        return _dict_columns(_five_item(rows), stats)
     columns["duration_us"] = durations = [(b - a) // 1000 for a, b in zip(t0s, t1s, strict=True)]
     columns["start_time"] = [e - d for e, d in zip(ends, durations, strict=True)]
     columns["attributes"] = blocks.text_columns(attributes, stats)
     return columns
+
+
+def _five_item(rows: list[ev.Queued]) -> list[ev.Queued]:
+    """The rows as ``(SPAN, end_us, ctx, fields, urgent)``: a span queued as itself (spans.py) made one."""
+    return [row if type(row) is tuple else (ev.SPAN, row.end_us, row, row, row.status == "error") for row in rows]
 
 
 def _span_table(ctxs: list[Any]) -> Block:

@@ -2,18 +2,19 @@
 and :class:`Stage`, a data-pipeline stage (a span that also counts rows in and out).
 
 Entering one makes it the current trace context; leaving it enqueues the span object itself, as its
-fields and as its context (``(SPAN, end_us, span, span, urgent)``: it has the ``trace_id``,
-``span_id`` and ``parent_span_id`` the exporter reads of a context): the exporter thread reads its
-fields when it builds the block (:func:`aitrace.producers.span_blocks.span_columns`) or the single
-event (:meth:`Span.fields`), so the caller builds no dict and does no arithmetic. A span is reported
-as it was when it ended; changing it after its ``with`` block ended is not supported.
+own queued row (:data:`~aitrace.producers.events.Queued`: its kind is its type, its time ``end_us``,
+its fields and its context itself, as it has the ``trace_id``, ``span_id`` and ``parent_span_id`` the
+exporter reads of a context): the exporter thread reads its fields when it builds the block
+(:func:`aitrace.producers.span_blocks.span_columns`) or the single event (:meth:`Span.fields`), so
+the caller builds no dict, no tuple and does no arithmetic. A span is reported as it was when it
+ended; changing it after its ``with`` block ended is not supported.
 
-Why the span stands for its context in the queue: a span keeps its ids as texts and holds its
+Why the span is its own row: a span keeps its ids as texts and holds its
 :class:`~aitrace.producers.tracecontext.SpanContext` only inside its ``with`` block (built on
-entering, let go on leaving), so a queued span is two objects the garbage collector tracks (the
-span, the queued tuple), not three. Each one waiting in the queue is walked again by every
-older-generation collection on the caller's thread (``bench/bench_sender.py``: with 20,000 spans
-queued, collections were about a third of a span's caller time).
+entering, let go on leaving), so a queued span is one object the garbage collector tracks (with
+its attributes), not three (the context, a queued tuple). Each object a queued span keeps alive counts
+towards the next collection, and each full collection walks the whole queue (``bench_producer.py``:
+GC per event).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.summaries import row_count
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 _time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
-_SPAN = ev.SPAN
 _ERROR = "error"
 # tc.push / tc.pop without their call: a span's enter and exit run on the caller's thread.
 _push = tc._CURRENT.set
@@ -132,14 +131,14 @@ class Span:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
             self.error_message = str(exc)
-        end_us = self.end_us = _time_ns() // 1000
+        self.end_us = _time_ns() // 1000
         # Client._put inlined: one Python call less per span on the caller's thread.
         client = self._client
         queue = client._queue
         if len(queue) >= client._qmax and not client._room():
             return
         urgent = self.status == _ERROR  # errors leave at once, even mid-linger
-        queue.append((_SPAN, end_us, self, self, urgent))
+        queue.append(self)  # the span is its own queued row (events.Queued): no tuple beside it
         exporter = client._exporter
         if exporter.sleeping or urgent:
             exporter.sleeping = False

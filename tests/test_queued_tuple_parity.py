@@ -135,8 +135,9 @@ def _encoded(rows: list[ev.Queued], build: Any, redactor: Redactor) -> tuple[byt
 def test_the_clients_tuples_make_the_blocks_the_old_dicts_made(odd: bool, secret: bool) -> None:
     calls = _calls(40, odd=odd, secret=secret)
     queued = _queued_by_client(calls)
-    assert {type(item[3]) for item in queued} == {tuple}
-    old_rows = [(k, t, c, _old_queued_fields(**call), u) for (k, t, c, _, u), call in zip(queued, calls, strict=True)]
+    assert {len(item) for item in queued} == {5 + len(ev.INFERENCE_FIELDS)}  # queued flat (events.Queued)
+    unflat = blocks.unflattened(queued)
+    old_rows = [(k, t, c, _old_queued_fields(**call), u) for (k, t, c, _, u), call in zip(unflat, calls, strict=True)]
     new_redactor, old_redactor = Redactor(hash_key="k"), Redactor(hash_key="k")
     new, new_stats = _encoded(queued, inference_blocks.inference_columns, new_redactor)
     old, old_stats = _encoded(old_rows, _old_columns_of, old_redactor)
@@ -147,7 +148,7 @@ def test_the_clients_tuples_make_the_blocks_the_old_dicts_made(odd: bool, secret
 def test_a_tuple_reads_back_as_the_dict_the_client_queued_before() -> None:
     call = _fields(3, odd=True, secret=True)
     (queued,) = _queued_by_client([call])
-    assert ev.fields_dict(ev.INFERENCE, queued[3]) == _old_queued_fields(**call)
+    assert ev.fields_dict(ev.INFERENCE, queued[5:]) == _old_queued_fields(**call)
     assert ev.fields_dict(ev.LOG, {"message": "m"}) == {"message": "m"}  # other kinds: as queued
 
 
@@ -220,8 +221,9 @@ def _data_calls(n: int, secret: bool) -> list[dict[str, Any]]:
 def test_the_clients_statistics_tuples_make_the_blocks_the_old_dicts_made(secret: bool) -> None:
     calls = _data_calls(30, secret)
     queued = _queued_by_client(calls, "data_stats")
-    assert {type(item[3]) for item in queued} == {tuple}
-    old_rows = [(k, t, c, _old_data_fields(**call), u) for (k, t, c, _, u), call in zip(queued, calls, strict=True)]
+    assert {len(item) for item in queued} == {5 + len(ev.DATA_FIELDS)}  # queued flat (events.Queued)
+    unflat = blocks.unflattened(queued)
+    old_rows = [(k, t, c, _old_data_fields(**call), u) for (k, t, c, _, u), call in zip(unflat, calls, strict=True)]
     encoded = []
     for rows, build in ((queued, data_stats_blocks.data_stats_columns), (old_rows, _old_data_columns_of)):
         stats: Counter[str] = Counter()
@@ -234,7 +236,7 @@ def test_the_clients_statistics_tuples_make_the_blocks_the_old_dicts_made(secret
         encoded.append((_ENCODE_DATA(block), stats, redactor.counts))
     assert encoded[0] == encoded[1]
     assert [data_stats_blocks.record_bytes(r) for r in queued] == [_old_record_bytes(r) for r in old_rows]
-    assert ev.fields_dict(ev.DATA, queued[3][3]) == old_rows[3][3]
+    assert ev.fields_dict(ev.DATA, unflat[3][3]) == old_rows[3][3]
 
 
 @pytest.mark.parametrize("kind", [ev.INFERENCE, ev.DATA], ids=["inference", "data_stats"])
