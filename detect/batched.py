@@ -30,7 +30,7 @@ from aitrace.detect.drift import PSI_EPS, _wasserstein_sorted
 from aitrace.detect.drift_monitor import DriftConfig, detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.ks import _pack_rows, ks_2samp_sorted_reference
-from aitrace.detect.service import DriftWindows, _arrays
+from aitrace.detect.service import DriftWindows, _arrays, _Window, part_latest
 from numba import njit
 
 
@@ -239,7 +239,6 @@ def chi2_drift_batched(
 
 
 # --------------------------------------------------------------------------- drift windows
-_Window = tuple[int, np.ndarray]  # (position in the update of its last value, the current window)
 
 
 def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: Sequence[Any]) -> list[list[Finding]]:
@@ -265,32 +264,42 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     if len(rules) != len(values):
         raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
     times = np.asarray(times_us, dtype=np.int64).reshape(-1)
-    cut = _cut_all(rules, [_arrays(times, v)[1] for v in values])  # times already an int64 vector: no copy
+    arrays = [_arrays(times, v)[1] for v in values]  # times already an int64 vector: no copy
+    starts = [rule.past_reference(a) for rule, a in zip(rules, arrays, strict=True)]
+    cut, finite = _cut_all(rules, arrays)
     quiet = _quiet_windows([(rule, w) for rule, windows in zip(rules, cut, strict=True) for w in windows])
     out, k = [], 0
-    for rule, windows, v in zip(rules, cut, values, strict=True):
+    parts: dict[tuple[int, ...], tuple[list[int], int | None]] = {}  # of finite rows cut alike: the same
+    for rule, windows, a, start, whole in zip(rules, cut, arrays, starts, finite, strict=True):
         found: list[Finding] = []
         rule.clean = 0
-        for i, cur in windows:
+        ends = [i for i, _ in windows]
+        key = (start, *ends)
+        part = parts.get(key) if whole else None
+        if part is None:
+            part = part_latest(times, a, start, ends, whole)
+            if whole:
+                parts[key] = part
+        for (i, cur), time_us in zip(windows, rule.dates(*part), strict=True):
             verdict = None if quiet[k] else _verdict(rule, cur)
             k += 1
             if verdict is not None and verdict.drifted:
-                found.append(rule._finding(rule.n_seen + i, int(times[i]), verdict))
+                found.append(rule._finding(rule.n_seen + i, time_us, verdict))
                 rule.clean = 0
             else:
                 rule.clean += rule.window
-        rule.n_seen += int(np.size(v))
+        rule.n_seen += int(a.size)
         out.append(found)
     return out
 
 
-def _cut_all(rules: Sequence[DriftWindows], arrays: list[np.ndarray]) -> list[list[_Window]]:
-    """Every rule's completed windows. Rules in step (same window, same fill of reference and
-    current window) whose values are all finite are cut together, as rows of one block: the
-    same cut for each, with numpy's work per group rather than per feature."""
+def _cut_all(rules: Sequence[DriftWindows], arrays: list[np.ndarray]) -> tuple[list[list[_Window]], list[bool]]:
+    """Every rule's completed windows, and whether each rule's values are all finite. Rules in step (same
+    window, same fill of reference and current window) whose values are all finite are cut together, as
+    rows of one block: the same cut for each, with numpy's work per group rather than per feature."""
     cut: list[list[_Window]] = [[] for _ in rules]
     if not arrays:
-        return cut
+        return cut, []
     block = np.stack(arrays)  # every array has the times' length (_arrays checked it)
     finite = np.isfinite(block).all(axis=1).tolist()
     together: dict[tuple[int, int, int], list[int]] = {}
@@ -303,7 +312,7 @@ def _cut_all(rules: Sequence[DriftWindows], arrays: list[np.ndarray]) -> list[li
         rows_block = block if len(rows) == len(rules) else block[rows]  # all in step (the usual chunk): no copy
         for k, windows in zip(rows, _cut_together([rules[k] for k in rows], rows_block), strict=True):
             cut[k] = windows
-    return cut
+    return cut, finite
 
 
 def _cut_together(rules: list[DriftWindows], block: np.ndarray) -> list[list[_Window]]:

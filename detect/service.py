@@ -416,6 +416,9 @@ class RateSeries:
         return r
 
 
+_Window = tuple[int, np.ndarray]  # (position in the update of its last value, the current window)
+
+
 class DriftWindows:
     """One input feature's distribution: a reference window, then each full window tested against it.
 
@@ -444,21 +447,51 @@ class DriftWindows:
         self._ref_distinct: int | None = None  # distinct values of the reference, counted with its sort
         self.n_seen = 0
         self.clean = 0
+        self.cur_latest: int | None = None  # the latest event time among the values in ``cur``
 
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         times, vals = _arrays(times_us, values)
         found, self.clean = [], 0
-        for i, cur in self.cut(vals):
+        start = self.past_reference(vals)
+        windows = self.cut(vals)
+        dates = self.dates(*part_latest(times, vals, start, [i for i, _ in windows]))
+        for (i, cur), time_us in zip(windows, dates, strict=True):
             verdict = detect_drift({self.feature: self.ref}, {self.feature: cur}, alpha=self.alpha, correction="none")
             if verdict[0].drifted:
-                found.append(self._finding(self.n_seen + i, int(times[i]), verdict[0]))
+                found.append(self._finding(self.n_seen + i, time_us, verdict[0]))
                 self.clean = 0
             else:
                 self.clean += self.window
         self.n_seen += int(vals.size)
         return found
 
-    def cut(self, vals: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def past_reference(self, vals: np.ndarray) -> int:
+        """Where in ``vals`` the values past the reference begin (call before :meth:`cut` fills it)."""
+        room = self.window - self.ref.size
+        if room <= 0:
+            return 0
+        where = np.flatnonzero(np.isfinite(vals))
+        return int(where[room - 1]) + 1 if where.size >= room else int(vals.size)
+
+    def dates(self, windows: list[int], rest: int | None) -> list[int]:
+        """The event time each window that :meth:`cut` completed is dated by: the latest among its values.
+
+        ``windows`` and ``rest`` are :func:`part_latest`'s for the update; what is left in ``cur``
+        keeps its latest time in ``cur_latest`` for the window it will complete. The last value to
+        arrive is not the latest: the worker reads a model's records from several partitions, in no
+        time order, and a window that a lagging partition's old records completed was dated by one
+        of them, before most of its values (an incident that seemed to end before the drift in it began).
+        """
+        latest, out = self.cur_latest, []
+        for part in windows:
+            out.append(part if latest is None else max(latest, part))
+            latest = None
+        if rest is not None:
+            latest = rest if latest is None else max(latest, rest)
+        self.cur_latest = latest if self.cur.size else None
+        return out
+
+    def cut(self, vals: np.ndarray) -> list[_Window]:
         """Fill the reference, then the current window, with the finite values; each window that
         completes, as (position in ``vals`` of its last value, the window). The reference is full
         once any window completes (and stays the same array from then on)."""
@@ -522,6 +555,7 @@ class DriftWindows:
             "params": [self.window, self.alpha, self.min_effect, self.psi_critical],
             "ref": _pack_floats(self.ref),
             "cur": _pack_floats(self.cur),
+            "cur_latest": self.cur_latest,
             "n_seen": self.n_seen,
         }
 
@@ -533,10 +567,28 @@ class DriftWindows:
         d.ref = _unpack_floats(state["ref"])
         d.cur = _unpack_floats(state["cur"])
         d.n_seen = int(state["n_seen"])
+        d.cur_latest = state.get("cur_latest")  # states saved before it was kept: the window's own chunk dates it
         return d
 
 
 _WIRE_FLOAT = np.dtype("<f8")
+_NO_TIME = np.iinfo(np.int64).min  # the time of a value that is in no window (not finite)
+
+
+def part_latest(
+    times: np.ndarray, vals: np.ndarray, start: int, ends: list[int], finite: bool | None = None
+) -> tuple[list[int], int | None]:
+    """The latest event time among the finite values of each window's part of an update (from ``start``,
+    :meth:`DriftWindows.past_reference`'s, or the last end, to each end: the windows' last positions),
+    and of the part left after the last end (None: no finite value). ``finite``: all of ``vals`` is."""
+    stamps = times[start:]
+    if not (finite if finite is not None else bool(np.isfinite(vals[start:]).all())):
+        stamps = np.where(np.isfinite(vals[start:]), stamps, _NO_TIME)
+    bounds = [i + 1 - start for i in ends]
+    windows = [int(stamps[lo:hi].max()) for lo, hi in itertools.pairwise([0, *bounds])]
+    lo = bounds[-1] if bounds else 0
+    rest = int(stamps[lo:].max()) if lo < stamps.size else _NO_TIME
+    return windows, None if rest == _NO_TIME else rest  # a window ends on a finite value: it has a time
 
 
 def _pack_floats(values: np.ndarray) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import orjson
 import pytest
 from aitrace.detect.batched import update_drift_windows
 from aitrace.detect.service import DriftWindows
@@ -85,3 +86,28 @@ def test_rules_out_of_step_and_of_other_windows_cut_as_their_own_update() -> Non
             assert many[k].clean == one[k].clean
     assert [r.to_state() for r in many] == [r.to_state() for r in one]
     assert one[5].n_seen and any(r.n_seen for r in one)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("size", [1, 37, 451])
+def test_a_window_is_dated_by_its_latest_value_not_its_last_to_arrive(size: int, batched: bool) -> None:
+    """A worker reads a model's records from several partitions, in no time order. A window of drifted
+    values completed by a lagging partition's old records is dated by the latest value in it (carried
+    from chunk to chunk through the saved state), not by the old record that arrived last; a value
+    that is not finite is in no window, so its time dates none."""
+    rng = np.random.default_rng(4)
+    t0 = 1_800_000_000_000_000
+    ms = np.concatenate([np.arange(250), 1000 + np.arange(150), 250 + np.arange(51)])
+    times = t0 + ms * 1000  # 250 old values, 150 drifted ones from 1 s on, then 51 old late ones
+    values = np.concatenate([rng.normal(size=250), rng.normal(3.0, 1.0, 150), rng.normal(size=51)])
+    values[260], times[260] = np.nan, t0 + 9_000_000
+    rule = DriftWindows("f", window=200, alpha=0.001)
+    found = []
+    for lo in range(0, values.size, size):
+        part = slice(lo, lo + size)
+        if batched:
+            found += update_drift_windows([rule], times[part], [values[part]])[0]
+        else:
+            found += rule.update(times[part], values[part])
+        rule = DriftWindows.from_state(orjson.loads(orjson.dumps(rule.to_state())))
+    assert [(f.index, f.time_us) for f in found] == [(400, t0 + 1_149_000)]
