@@ -26,6 +26,7 @@ import gzip
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -349,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate must be in (0, 100]: the machine is shared")
     day = datetime.now(UTC).strftime("%Y%m%d")
     out = args.out or Path(__file__).resolve().parent / "data" / f"telemetry-{socket.gethostname()}-{day}.csv"
+    # A recording stopped early (`kill PID`; a background job ignores Ctrl-C's SIGINT) still closes its files:
+    # the request log is gzip, unreadable to its end without its trailer.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return record(args.minutes, args.rate, out)
 
 

@@ -159,3 +159,28 @@ def test_python_m_bench_runs_from_the_repository_root() -> None:
         timeout=120,
     )
     assert out.returncode == 2 and "unknown parts ['nope']" in out.stderr, out.stderr
+
+
+def test_a_telemetry_recording_stopped_early_keeps_readable_files(tmp_path: Path) -> None:
+    """Stopped by SIGTERM (a background job ignores SIGINT), the recorder closes its gzip request log: it
+    was cut off without its trailer and could not be read to its end."""
+    import csv
+    import gzip
+    import signal
+    import time
+
+    out = tmp_path / "t.csv"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "record_telemetry.py"), "--minutes", "2", "--rate", "20", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # (a pipe would block on the service child should the recorder die alone)
+    )
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    rows = list(csv.reader(out.open()))
+    with gzip.open(out.with_name("t.requests.csv.gz"), "rt") as fh:
+        requests = list(csv.reader(fh))  # raised EOFError when the trailer was missing
+    assert len(rows) >= 3 and requests[0] == ["time", "latency_ms", "ok"] and len(requests) > 1
