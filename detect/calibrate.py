@@ -89,6 +89,18 @@ def _bins(scores: np.ndarray) -> np.ndarray:
     return _odds_bins(np.log10(s), np.log10(np.maximum(1.0 - s, 1e-300)))
 
 
+def varied_through(vals: np.ndarray, first: float | None) -> tuple[float | None, np.ndarray]:
+    """``(first, varied)``: the series' first finite value (``first`` if already known) and, per point,
+    whether the series took two different values up to and including it. A repeat is news only for a
+    series that varied: a constant logged per step, or a count that stays at 0, is not a flat line."""
+    finite = np.isfinite(vals)
+    if first is None and finite.any():
+        first = float(vals[finite][0])
+    if first is None:
+        return None, np.zeros(vals.size, dtype=bool)
+    return first, np.cumsum(finite & (vals != first)) > 0
+
+
 @functools.lru_cache(maxsize=64)
 def _floor_bin(threshold: float) -> int:
     """The lowest bin "as high" as a point at the threshold (one call per update: cached)."""

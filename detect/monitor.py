@@ -44,7 +44,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_SPIKE,
     CODE_VARIANCE,
 )
-from aitrace.detect.calibrate import ScoreCalibrator
+from aitrace.detect.calibrate import ScoreCalibrator, varied_through
 from aitrace.detect.finding import Finding
 from aitrace.detect.series_kinds import KINDS, PROFILES
 from numba import njit
@@ -234,13 +234,9 @@ class SeriesMonitor:
         rare = self.calibrator.rare(scores, news, threshold=self.threshold)
         if self.varied:
             return rare
-        finite = vals[np.isfinite(vals)]
-        if finite.size and self.first is None:
-            self.first = float(finite[0])
-        moved = np.cumsum(np.isfinite(vals) & (vals != self.first)) > 0
-        varied_before = self.varied | np.concatenate([[False], moved[:-1]])
-        self.varied = self.varied or bool(moved[-1])
-        return rare & ((codes != CODE_FLAT) | varied_before)
+        self.first, moved = varied_through(vals, self.first)
+        self.varied = bool(moved[-1])
+        return rare & ((codes != CODE_FLAT) | np.concatenate([[False], moved[:-1]]))  # varied before the point
 
     def _transform(self, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values the detector sees, and a per-point rule-violation label ('' when none)."""

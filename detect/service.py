@@ -58,7 +58,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_NAN,
     CODE_NONE,
 )
-from aitrace.detect.calibrate import ScoreCalibrator
+from aitrace.detect.calibrate import ScoreCalibrator, varied_through
 from aitrace.detect.cycle import CycleModel, CycleView
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
@@ -171,11 +171,7 @@ class ServiceSeries:
         """Per point: whether the series took two different values up to and including it."""
         if self.varied:  # once varied, always: no pass over the values
             return np.ones(vals.size, dtype=bool)
-        finite = np.isfinite(vals)
-        if self.first is None and finite.any():
-            self.first = float(vals[finite][0])
-        differs = finite & (vals != self.first) if self.first is not None else np.zeros(vals.size, dtype=bool)
-        varied = self.varied | (np.cumsum(differs) > 0)
+        self.first, varied = varied_through(vals, self.first)
         self.varied = bool(varied[-1]) if varied.size else self.varied
         return varied
 
