@@ -6,19 +6,20 @@
 The runs are ``training_runs.py``'s: 15 healthy runs (MLP and CNN on digits with Adam,
 warm-up and cosine decay; a tabular MLP on breast cancer with AdamW, 6 epochs; an 8-layer
 ReLU net with SGD, momentum and a step decay; the MLP with SGD, momentum at lr 0.1 and a step
-decay, batches of 32; 3 seeds each, ``--seeds`` for others), 3
-controls (a 6-layer ReLU net with PyTorch's default init that sits at its starting loss
+decay, batches of 32; 3 seeds each, ``--seeds`` for others; each scored also as a job sends
+it without aitrace.torch.watch: the global grad norm and lr, no per-layer series or update
+ratios), 3 controls (a 6-layer ReLU net with PyTorch's default init that sits at its starting loss
 90-150 steps, then learns) and one run per pathology (diverging after an lr x100, NaN from
-step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100, vanishing gradients
-with and without the per-layer series (a 12-layer sigmoid net, whose global norm its last layers
-carry, and 12-layer tanh nets whose capped output saturates, SGD and Adam, whose global norm
-collapses 3-5 decades within ~20 steps; onset: the first step whose 5-step median norm is a
-decade below the first 10 steps'), over-fitting on 64 rows, the tabular
-MLP trained 12 epochs (mild over-fitting: the healthy recipe until 2026-12-05), an lr x0.1
-step decay that must stay quiet, and under-fitting: an MLP of 4 hidden units, an MLP under a
-weight decay of 30); ``--underfit-seeds`` adds section (e), under-fitting runs at those
-seeds, ``--vanish-seeds`` section (f), the tanh runs at those seeds, and ``--overfit-seeds``
-section (d), over-fitting
+step 200, stalled at lr 1e-7, plateau after the lr drops to ~0 at step 100 (these two also
+without watch's series, ``-global``), vanishing gradients with and without the per-layer
+series (a 12-layer sigmoid net, whose global norm its last layers carry, and 12-layer tanh
+nets whose capped output saturates, SGD and Adam, whose global norm collapses 3-5 decades
+within ~20 steps; onset: the first step whose 5-step median norm is a decade below the first
+10 steps'), over-fitting on 64 rows, the tabular MLP trained 12 epochs (mild over-fitting:
+the healthy recipe until 2026-12-05), an lr x0.1 step decay that must stay quiet, and
+under-fitting: an MLP of 4 hidden units, an MLP under a weight decay of 30);
+``--underfit-seeds`` adds section (e), under-fitting runs at those seeds, ``--vanish-seeds``
+section (f), the tanh runs at those seeds, and ``--overfit-seeds`` section (d), over-fitting
 runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
 stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
 series of a run reaches ``SeriesDetectors`` in chunks of 20 steps, as the worker receives
@@ -164,23 +165,26 @@ def healthy_section(seeds: tuple[int, ...]) -> list[tuple[str, R.Run, int]]:
     evidence: list[tuple[str, R.Run, int]] = []
     for title, recipes in groups.items():
         print(f"(a) {title} ({len(recipes)}): incidents opened   target 0")
-        total = base = checks = stopped = bare = 0
+        total = base = checks = stopped = bare = globl = 0
         for name, recipe in recipes:
             run = R.record(name, recipe)
             ours, b, rc = worker_alerts(run), len(baseline_incidents(run)), run_checks(run)
             scores = [f"{d}@{s}" for s, d in worker_alerts(scores_only(run))]
+            loop = [f"{d}@{s}" for s, d in worker_alerts(without_layers(run))]
             total, base, checks, bare = total + len(ours), base + b, checks + len(rc), bare + len(scores)
+            globl += len(loop)
             stopped += patience_alert(run) is not None
             shown = [f"{d}@{s}" for s, d in ours][:3]
             print(
                 f"    {name:14s} worker {len(ours):3d} {shown}   RunChecks {len(rc)}   rolling z {b:3d}"
-                f"   losses and accuracies only {len(scores)} {scores[:2]}"
+                f"   losses and accuracies only {len(scores)} {scores[:2]}   global norm and lr {len(loop)} {loop[:2]}"
             )
             evidence += [(name, run, s) for s, d in ours if d.startswith("overfitting")][:1]
         print(
             f"    {'all':14s} worker {total:3d}   RunChecks {checks}   rolling z {base:3d}   runs early stopping"
             f" (patience 3) would call past their best: {stopped}   losses and accuracies only (no lr, no"
-            f" gradient norms, as a hand-written loop sends): {bare}"
+            f" gradient norms, as a hand-written loop sends): {bare}   with the global grad norm and lr but no"
+            f" per-layer series: {globl}"
         )
     return evidence
 
@@ -213,7 +217,7 @@ def pathology_section() -> list[tuple[str, R.Run, int]]:
     for name, pathology, recipe in R.pathologies():
         run = R.record(name, recipe)
         variants = [(name, run)]
-        if pathology == "vanishing_gradients":
+        if pathology in ("vanishing_gradients", "stalled", "plateau"):
             variants.append((f"{name}-global", without_layers(run)))
         for label, r in variants:
             onset = onset_of(pathology, r)

@@ -27,7 +27,8 @@ was flat, p = 0.69, at step 64), while those of the stalled (lr 1e-7) and vanish
 runs never went below p = 0.07 in 17 windows. So the verdict waits ``min_steps=150`` steps
 and is "stalled" only when the loss is within 5 % of its start *and* not falling at
 p < 0.01. The loss alone cannot be faster: a slow starter is flat until ~110 steps.
-:class:`~aitrace.detect.run_checks.RunChecks` can, from the update ratios.
+:class:`~aitrace.detect.run_checks.RunChecks` can, from the update ratios or the size of a step (lr x
+grad norm).
 
 Example
 -------

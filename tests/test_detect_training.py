@@ -284,6 +284,56 @@ def test_weights_that_stop_moving_while_the_loss_stops_improving_are_a_plateau()
         assert _run_chunks(RunChecks(), {"loss": learning_then_flat, **ratios}) == []
 
 
+def test_without_update_ratios_a_stall_is_told_by_lr_times_grad_norm() -> None:
+    """A loop that logs its loss, lr and global grad norm but no update ratios: the bench's run at lr
+    1e-7 (steps of 3e-8) was found only by the loss alone, at step 150."""
+    steps = np.arange(300)
+    flat = (steps, _noisy(np.full(300, 2.3)))
+    norm = (steps, _noisy(np.full(300, 0.3), seed=1))
+
+    def run(
+        lr: np.ndarray, loss: tuple[np.ndarray, np.ndarray] = flat, **more: tuple[np.ndarray, np.ndarray]
+    ) -> list[Finding]:
+        return _run_chunks(RunChecks(), {"loss": loss, "lr": (steps, lr), "grad_norm": norm, **more})
+
+    [found] = run(np.full(300, 1e-7))
+    assert (found.step, found.reason) == (19.0, "stalled") and "too small" in found.message, found.message
+    assert "lr x grad norm = 3e-08" in found.message
+    slow_starter = np.full(300, 0.05)  # sits at its start, but its steps are normal: the loss alone decides
+    warm_up = np.linspace(1e-9, 1e-3, 300)  # tiny at first, rising
+    decayed = np.r_[np.full(50, 1e-3), np.full(250, 1e-9)]  # a schedule to ~0 after the start
+    for lr in (slow_starter, warm_up, decayed):
+        assert [f for f in run(lr) if f.reason == "stalled"] == []
+    learning = (steps, _noisy(2.3 * np.exp(-steps / 10) + 0.1))
+    assert run(np.full(300, 1e-7), learning) == []
+    moving = _ratios(np.full(30, 1e-3))  # the update ratios say the weights move: they decide
+    assert run(np.full(300, 1e-7), **moving) == []
+
+
+def test_without_update_ratios_an_lr_cut_the_loss_does_not_improve_after_is_a_plateau() -> None:
+    steps = np.arange(300)
+    learning_then_flat = (steps, _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
+    norm = (steps, _noisy(np.full(300, 0.5), seed=1))
+    cut = (steps, np.where(steps < 100, 2e-3, 2e-9))  # lr x1e-6 at step 100
+    for size in (7, 20, 50):  # the 16th loss after the cut, however the run is chunked
+        [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, "lr": cut, "grad_norm": norm}, size)
+        assert (found.step, found.reason) == (116.0, "plateau") and "at step 100" in found.message, found.message
+    to_zero = (steps, np.where(steps < 100, 2e-3, 0.0))
+    [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, "lr": to_zero})
+    assert found.reason == "plateau" and "to 0 at step 100" in found.message
+    still_learning = (steps, _noisy(2.3 * np.exp(-steps / 60)))
+    assert _run_chunks(RunChecks(), {"loss": still_learning, "lr": cut}) == []
+    step_decay = (steps, np.where(steps < 100, 2e-3, 2e-4))  # the user's x0.1: one decade
+    cosine = (steps, 2e-3 * 0.5 * (1 + np.cos(np.pi * steps / 299)))  # to 0 gradually, exactly 0 at the end
+    back_up = (steps, np.where((steps >= 100) & (steps < 110), 2e-9, 2e-3))  # cut, then restored at once
+    for lr in (step_decay, cosine, back_up):
+        assert _run_chunks(RunChecks(), {"loss": learning_then_flat, "lr": lr}) == []
+    # the update ratios, where sent, decide: one plateau, theirs
+    ratios = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-9))
+    [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, "lr": cut, **ratios})
+    assert (found.step, found.kind) == (120.0, "update_ratio")
+
+
 def test_vanishing_from_the_global_grad_norm_needs_a_fall_the_loss_does_not_explain() -> None:
     steps = np.arange(400)
     collapse = (steps, _noisy(0.5 * 10 ** (-steps / 50)))  # eight decades down by the end
