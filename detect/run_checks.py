@@ -18,14 +18,17 @@ pathologies cannot be told early, or at all, from one series:
   each of the run's first ``reports`` reports without rising (a warm-up from lr 0 rises). A
   ratio that was larger once never counts: a schedule that decays the lr later is the user's.
   A run that sends no update ratios but its learning rate and global gradient norm (what a
-  hand-written loop logs) is told by the size of a plain step, lr x grad norm: on the bench's
-  runs the stalled one's median over its first 16 steps was 3e-8; every healthy run's,
-  warm-ups included, 3e-4 to 0.45 (its smallest single step 2.5e-5, at the start of an Adam
-  warm-up) and the slow starters' 7e-3. ``stalled`` once the loss is still at its start and
-  the median of the first ``head`` steps is below ``tiny_step`` (1e-6: a weight norm of 1
-  moves a millionth a step; Adam's real step is larger than lr x grad norm, so this errs
-  towards quiet) while the lr did not rise (a warm-up is not judged). Fine-tuning at lr 1e-6
-  or below with a gradient norm under 1 reads as this too: its message says lr x grad norm.
+  hand-written loop logs) is told by the size of a plain SGD step, lr x grad norm (the lr in
+  effect at each norm's step; an lr of 0 is no step yet): on the bench's runs the stalled
+  one's median over its first 16 steps was 3e-8; every healthy run's, warm-ups included, 3e-4
+  to 0.45 (its smallest single step 2.5e-5, at the start of an Adam warm-up) and the slow
+  starters' 7e-3. ``stalled`` when the median of the run's first ``head`` steps is below
+  ``tiny_step`` (1e-6: a weight norm of 1 moves a millionth a step), the lr did not rise 10 %
+  over them (a warm-up, however slow, is not judged), and the loss neither fell ``min_drop``
+  from the first half of its first ``head`` values to the second nor since. Adam's real step
+  is about lr per weight, larger than lr x grad norm when the gradient is small, so an Adam
+  run at lr 1e-6 or below with a gradient norm under 1, whose loss has not moved, reads as
+  stalled: the message says lr x grad norm, so a person can tell.
 * **plateau after an lr change the loss punishes**: the ratio follows the learning rate, so
   the user's schedules move it by a decade (a x0.1 step) or gradually (cosine); a drop of
   ``drop`` (3) decades from one report to the next is the weights all but stopping. It is a
@@ -33,12 +36,7 @@ pathologies cannot be told early, or at all, from one series:
   by ``min_drop`` since (the bench's lr x1e-6 at step 100: found at step 120; the loss alone
   needs the 100+ steps of :class:`~aitrace.detect.training.PlateauCheck`, since a slowing
   healthy run looks the same for that long). Without update ratios, the learning rate that
-  the run sends tells the same: a fall of ``drop`` decades from one logged value to the next
-  (or to 0) is the weights all but stopped, and it is a ``plateau`` at the first block of
-  ``head`` losses after it that neither falls (Mann-Kendall, one-sided p < 0.05) nor sits
-  ``min_drop`` below the block before (the bench's lr x1e-6 at step 100: step 116).
-  Schedules do not fall that far between two values (a x0.1 step decay is one decade, a
-  cosine approaches 0 gradually); a cosine's last value of exactly 0 ends the run.
+  the run sends tells the same: :class:`~aitrace.detect.lr_cut.LrCut` (step 116 on the bench).
 * **vanishing gradients in the global norm**: the global gradient norm also collapses
   by decades when a run memorizes its data (the bench's over-fitting runs on 64 and 48 rows:
   2 to 5 decades while their loss went to 1e-3 to 1e-7): under cross-entropy the gradient
@@ -83,11 +81,11 @@ Example
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from aitrace.detect.finding import Finding
-from aitrace.detect.overfit import mann_kendall
+from aitrace.detect.lr_cut import LrCut
 from aitrace.detect.rolling import rolling_median
 from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
@@ -96,7 +94,7 @@ _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 # full batch at its optimum (a linear regression on diabetes, full-batch SGD: the loss 1.10 -> 0.48, its floor, the
 # norm 2.2 -> 1e-3), not a collapse. The collapsing nets' losses stay at their first value (chance) or above it.
 _LEARNT = 0.75
-_STILL_FALLING = 0.05  # one-sided p of a falling trend among the losses after an lr cut
+_WARMING = 1.1  # an lr that rose 10 % over the first steps is warming up: a stall is not judged
 
 
 class RunChecks:
@@ -140,10 +138,11 @@ class RunChecks:
         self.last_ratio: float | None = None  # log10 of the last report's median update ratio
         self.frozen: dict[str, Any] | None = None  # since a drop of `drop` decades: step, before, loss, n
         self.step_sizes: list[float] = []  # the last `head` finite lr x global grad norm
-        self.lr: float | None = None  # the last finite learning rate
-        self.first_lr: float | None = None  # the first finite learning rate: a warm-up rises from it
+        self.first_sizes: list[float] = []  # the run's first `head` steps (lr x grad norm, lr > 0)
+        self.sized_at = math.nan  # the step of the last of them
+        self.lr_span: list[float] | None = None  # lowest and highest lr over them
         self.steps_done = False  # the step-size stall is judged (no update ratios sent)
-        self.cut: dict[str, Any] | None = None  # since the lr fell `drop` decades: step, before, loss, n
+        self.lr_cut = LrCut(drop=drop, head=head, min_drop=min_drop)  # tracks the run's last lr
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []
@@ -152,21 +151,29 @@ class RunChecks:
             losses = self._loss_levels(*series[name])
             self._losses(series[name][1])
         lr = next((series[n] for n in ("lr", "learning_rate") if n in series), None)
+        if "grad_norm" in series:  # before the lr is tracked: the lr carried into this chunk
+            self._step_sizes(lr, series["grad_norm"])
+        levels = losses or self._loss_levels([], [])
+        loss = next((series[n] for n in sorted(_TRAIN_LOSS) if n in series), None)
+        ratios = self.last_ratio is not None or any(n.startswith("update_ratio/") for n in series)
+        out += self.lr_cut.update(
+            lr, loss, lambda step: float(_level_at(*levels, np.array([step]))[0]), judge=not ratios
+        )
         for step, (level, layers) in _report_levels(series).items():
             out += self._stall(step, level, layers) if not self.stall_done else []
             out += self._frozen(step, level)
-        if lr is not None:
-            loss = next((series[n] for n in _TRAIN_LOSS if n in series), None)
-            out += self._lr_cut(lr, loss, losses or self._loss_levels([], []))
-        if lr is not None and "grad_norm" in series:
-            self._step_sizes(lr, series["grad_norm"])
-            out += self._step_stall(series["grad_norm"][0])
+        out += self._step_stall()
         spread = layer_spread({n: v for n, (_, v) in series.items() if n.startswith("grad_norm/")})
         if spread is not None and spread[0] >= VANISHING_DECADES:
             self.vanished = True  # the per-layer rule's (processors.detection_runs): it names the starved layer
         if "grad_norm" in series and not self.vanished:
             out += self._collapse(*series["grad_norm"], losses or self._loss_levels([], []))
         return out
+
+    @property
+    def lr(self) -> float | None:
+        """The run's last logged learning rate."""
+        return self.lr_cut.lr
 
     def _losses(self, values: Any) -> None:
         head = self.params["head"]
@@ -189,84 +196,49 @@ class RunChecks:
         ends = range(len(prior), len(both) + 1)
         return at, np.array([_median(both[max(0, e - head) : e]) if e else math.nan for e in ends])
 
-    def _step_sizes(self, lr: tuple[Any, Any], norm: tuple[Any, Any]) -> None:
-        """Keep lr x grad norm at the steps both were sent: the size of a plain SGD step."""
-        lrs = np.asarray(lr[1], dtype=np.float64).ravel()
-        lr_at = dict(zip(np.asarray(lr[0]).ravel().tolist(), lrs.tolist(), strict=True))
-        norms = zip(
-            np.asarray(norm[0]).ravel().tolist(), np.asarray(norm[1], dtype=np.float64).ravel().tolist(), strict=True
-        )
-        sizes = [lr_at[step] * g for step, g in norms if step in lr_at]
-        self.step_sizes = [*self.step_sizes, *(x for x in sizes if math.isfinite(x) and x >= 0)][-self.params["head"] :]
+    def _step_sizes(self, lr: tuple[Any, Any] | None, norm: tuple[Any, Any]) -> None:
+        """Keep lr x grad norm, the size of a plain SGD step, at each grad norm's step: the lr in effect
+        there is the last one logged at or before it (this chunk's, else the run's last). An lr of 0 is
+        no step (a schedule that starts at 0 has not begun)."""
+        lr_steps, lrs = _logged_lr(lr)
+        steps = np.asarray(norm[0], dtype=np.float64).ravel()
+        k = np.searchsorted(lr_steps, steps, side="right") - 1
+        prior = math.nan if self.lr_cut.lr is None else self.lr_cut.lr
+        rates = np.where(k >= 0, lrs[np.maximum(k, 0)] if lrs.size else prior, prior)
+        with np.errstate(invalid="ignore", over="ignore"):
+            sizes = rates * np.asarray(norm[1], dtype=np.float64).ravel()
+        ok = np.isfinite(sizes) & (sizes >= 0) & (rates > 0)
+        steps, rates, sizes = steps[ok], rates[ok], sizes[ok]
+        head = self.params["head"]
+        self.step_sizes = [*self.step_sizes, *sizes[-head:].tolist()][-head:]
+        need = head - len(self.first_sizes)
+        if need > 0 and sizes.size:
+            self.first_sizes += sizes[:need].tolist()
+            self.sized_at = float(steps[:need][-1])
+            low, high = self.lr_span or (float(rates[0]), float(rates[0]))
+            self.lr_span = [low, max(high, float(rates[:need].max()))]
 
-    def _step_stall(self, steps: Any) -> list[Finding]:
-        """Without update ratios: the first ``head`` steps (lr x grad norm) tiny, the lr not rising
-        and the loss still at its start (see the module's docstring)."""
+    def _step_stall(self) -> list[Finding]:
+        """Without update ratios: the run's first ``head`` steps (lr x grad norm) tiny, the lr not
+        rising over them, and the loss not falling from the first half of its first ``head`` values
+        to the second (nor since). See the module's docstring."""
         p = self.params
-        if self.steps_done or self.stall_done or self.last_ratio is not None or len(self.step_sizes) < p["head"]:
+        ready = len(self.first_sizes) >= p["head"] and len(self.start) >= p["head"]
+        if self.steps_done or self.stall_done or self.last_ratio is not None or not ready:
             return []
         self.steps_done = True  # judged once, on the run's first `head` steps
-        size, levels = _median(self.step_sizes), self._at_start()
-        rising = self.lr is not None and self.first_lr is not None and self.lr > 2.0 * self.first_lr
-        if size >= p["tiny_step"] or rising or levels is None:
+        size, levels, half = _median(self.first_sizes), self._at_start(), p["head"] // 2
+        early, late = _median(self.start[:half]), _median(self.start[half:])
+        low, high = self.lr_span or (0.0, 0.0)
+        rising = high > _WARMING * low  # a warm-up, however slow
+        if size >= p["tiny_step"] or rising or levels is None or late < early - p["min_drop"] * abs(early):
             return []
         self.stall_done = True
-        step = float(np.max(np.asarray(steps, dtype=np.float64)))
         msg = (
             f"each step moves the weights by lr x grad norm = {size:.2g} (median of the first {p['head']} steps) "
             f"and the loss is still at its start ({levels[0]:.4g}, now {levels[1]:.4g}): {self._stall_cause()}"
         )
-        return [Finding(0, step, size, 1.0, "stalled", msg, p["tiny_step"], "lr")]
-
-    def _lr_cut(
-        self, lr: tuple[Any, Any], loss: tuple[Any, Any] | None, levels: tuple[np.ndarray, np.ndarray]
-    ) -> list[Finding]:
-        """Track the learning rate; without update ratios, a fall of ``drop`` decades from one logged
-        value to the next is the weights all but stopped, a plateau if the loss then stops falling."""
-        for step, x in zip(_floats(lr[0]), _floats(lr[1]), strict=True):
-            if not math.isfinite(x) or x < 0:
-                continue
-            if self.lr is not None and self.last_ratio is None:
-                self._mark_cut(step, self.lr, x, float(_level_at(*levels, np.array([step]))[0]))
-            self.lr, self.first_lr = x, x if self.first_lr is None else self.first_lr
-        if self.cut is None or self.cut["judged"] or loss is None:
-            return []
-        kept = [
-            (t, v)
-            for t, v in zip(_floats(loss[0]), _floats(loss[1]), strict=True)
-            if t > self.cut["step"] and math.isfinite(v)
-        ]
-        self.cut["losses"] += kept
-        return self._judge_cut()
-
-    def _mark_cut(self, step: float, before: float, now: float, level: float) -> None:
-        fell = before > 0 and (now == 0 or math.log10(before / now) >= self.params["drop"])
-        if self.cut is None and fell:
-            self.cut = {"step": step, "before": before, "after": now, "loss": level, "losses": [], "judged": False}
-        elif self.cut is not None and now > 0 and math.log10(self.cut["before"] / now) < self.params["drop"]:
-            self.cut = None  # moving again: re-armed
-
-    def _judge_cut(self) -> list[Finding]:
-        """Each block of ``head`` losses after the cut: still falling? A falling trend (Mann-Kendall,
-        one-sided p < 0.05) or a median ``min_drop`` below the block before is; the first block that
-        is neither is the plateau (a flat loss passes the trend test in 95 % of blocks)."""
-        p, cut = self.params, cast(dict[str, Any], self.cut)
-        while len(cut["losses"]) >= p["head"]:
-            block, cut["losses"] = cut["losses"][: p["head"]], cut["losses"][p["head"] :]
-            values = np.array([v for _, v in block])
-            level, before = _median(values.tolist()), cut.get("prev")
-            cut["prev"] = level
-            lower = before is not None and level < before - p["min_drop"] * abs(before)
-            if lower or mann_kendall(-values)[1] < _STILL_FALLING:
-                continue
-            cut["judged"], cut["losses"] = True, []
-            msg = (
-                f"the learning rate fell from {cut['before']:.2g} to {cut['after']:.2g} at step {cut['step']:g} "
-                f"and the loss has stopped falling (level {cut['loss']:.4g} then, {level:.4g} over the "
-                f"{p['head']} steps to {block[-1][0]:g})"
-            )
-            return [Finding(0, float(block[-1][0]), cut["after"], 1.0, "plateau", msg, p["drop"], "lr")]
-        return []
+        return [Finding(0, float(self.sized_at), size, 1.0, "stalled", msg, p["tiny_step"], "lr")]
 
     def _at_start(self) -> tuple[float, float] | None:
         """(start, now) loss levels while the loss has not left its start, else None."""
@@ -399,10 +371,11 @@ class RunChecks:
             "frozen": dict(self.frozen) if self.frozen else None,
             "vanished": self.vanished,
             "step_sizes": list(self.step_sizes),
-            "lr": self.lr,
-            "first_lr": self.first_lr,
+            "first_sizes": list(self.first_sizes),
+            "sized_at": self.sized_at if math.isfinite(self.sized_at) else None,
+            "lr_span": list(self.lr_span) if self.lr_span else None,
             "steps_done": self.steps_done,
-            "cut": dict(self.cut) if self.cut else None,
+            "lr_cut": self.lr_cut.to_state(),
         }
 
     @classmethod
@@ -417,10 +390,15 @@ class RunChecks:
         check.last_ratio = state["last_ratio"]
         check.frozen = dict(state["frozen"]) if state["frozen"] else None
         check.step_sizes = [float(v) for v in state.get("step_sizes", [])]  # absent from states written before
-        check.lr = state.get("lr")
-        # absent from states written before
-        check.first_lr, check.steps_done = state.get("first_lr", check.lr), bool(state.get("steps_done", False))
-        check.cut = dict(state["cut"]) if state.get("cut") else None
+        if "lr_cut" in state:
+            check.lr_cut = LrCut.from_state(state["lr_cut"])
+        elif state.get("lr") is not None:  # a state written before: its last lr
+            check.lr_cut.lr = float(state["lr"])
+        check.first_sizes = [float(v) for v in state.get("first_sizes", [])]
+        check.sized_at = math.nan if state.get("sized_at") is None else float(state["sized_at"])
+        check.lr_span = [float(v) for v in state["lr_span"]] if state.get("lr_span") else None
+        # a state written before this check, past the run's start, is not judged on its later steps
+        check.steps_done = bool(state.get("steps_done", len(check.start) >= check.params["head"]))
         return check
 
 
@@ -434,8 +412,14 @@ def _level_at(steps: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarr
     return levels[np.searchsorted(steps, at, side="right") - 1]
 
 
-def _floats(values: Any) -> list[float]:
-    return list(np.asarray(values, dtype=np.float64).ravel().tolist())
+def _logged_lr(lr: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the finite, non-negative logged learning rates, in step order."""
+    if lr is None:
+        return np.zeros(0), np.zeros(0)
+    steps, values = np.asarray(lr[0], dtype=np.float64).ravel(), np.asarray(lr[1], dtype=np.float64).ravel()
+    ok = np.isfinite(values) & (values >= 0)
+    order = np.argsort(steps[ok], kind="stable")
+    return steps[ok][order], values[ok][order]
 
 
 def _median(values: list[float]) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from aitrace.detect.monitor import Finding
@@ -296,9 +298,9 @@ def test_without_update_ratios_a_stall_is_told_by_lr_times_grad_norm() -> None:
     ) -> list[Finding]:
         return _run_chunks(RunChecks(), {"loss": loss, "lr": (steps, lr), "grad_norm": norm, **more})
 
-    [found] = run(np.full(300, 1e-7))
-    assert (found.step, found.reason) == (19.0, "stalled") and "too small" in found.message, found.message
-    assert "lr x grad norm = 3e-08" in found.message
+    [found] = run(np.full(300, 1e-7))  # at the run's 16th step, however it is chunked
+    assert (found.step, found.reason) == (15.0, "stalled") and "too small" in found.message, found.message
+    assert "lr x grad norm = 3.1e-08" in found.message
     slow_starter = np.full(300, 0.05)  # sits at its start, but its steps are normal: the loss alone decides
     warm_up = np.linspace(1e-9, 1e-3, 300)  # tiny at first, rising
     decayed = np.r_[np.full(50, 1e-3), np.full(250, 1e-9)]  # a schedule to ~0 after the start
@@ -332,6 +334,91 @@ def test_without_update_ratios_an_lr_cut_the_loss_does_not_improve_after_is_a_pl
     ratios = _ratios(np.where(np.arange(30) < 10, 5e-3, 5e-9))
     [found] = _run_chunks(RunChecks(), {"loss": learning_then_flat, "lr": cut, **ratios})
     assert (found.step, found.kind) == (120.0, "update_ratio")
+
+
+def test_a_stall_from_step_sizes_is_judged_on_the_run_s_first_steps_only() -> None:
+    """Warm-ups of every shape, an Adam run that learns with tiny lr x grad norm, a first chunk of 200
+    steps whose norm then collapses (judged on its last 16 steps, it read as a stall and hid the
+    collapse), and a state written before this check, mid-run: none is a stall."""
+    steps = np.arange(400)
+    flat = (steps, _noisy(np.full(400, 2.3)))
+    norm = (steps, _noisy(np.full(400, 0.3), seed=1))
+    epoch_warm_up = np.repeat(np.arange(8) / 5 * 1e-3, 50)  # LambdaLR(epoch / 5): 0 through epoch 0
+    linear_warm_up = 1e-4 * (0.01 + 0.99 * np.minimum(steps / 2000, 1))  # LinearLR(0.01, 2000 steps): x1.8 by 16
+    for lr in (epoch_warm_up, linear_warm_up):
+        found = _run_chunks(RunChecks(), {"loss": flat, "lr": (steps, lr), "grad_norm": norm})
+        assert [f for f in found if f.reason == "stalled"] == []
+    learning = (steps, _noisy(2.4 * np.exp(-steps / 140)))  # 10 % down from its first 8 losses to the next 8
+    small = (steps, _noisy(np.full(400, 5e-3), seed=1))  # Adam at 1e-4: its real steps are larger
+    assert _run_chunks(RunChecks(), {"loss": learning, "lr": (steps, np.full(400, 1e-4)), "grad_norm": small}) == []
+    collapse = (steps, _noisy(0.5 * 10 ** (-steps / 40)))
+    lr = (steps, np.full(400, 1e-3))
+    for size in (20, 200):
+        found = _run_chunks(RunChecks(), {"loss": flat, "lr": lr, "grad_norm": collapse}, size)
+        assert [f.reason for f in found] == ["vanishing"], found
+    check = RunChecks()
+    early = {n: (s[:300], v[:300]) for n, (s, v) in {"loss": flat, "lr": lr, "grad_norm": norm}.items()}
+    check.update({"loss": early["loss"], "grad_norm": early["grad_norm"]})  # no lr yet: no step sizes
+    old = {
+        k: v
+        for k, v in check.to_state().items()
+        if k not in ("first_sizes", "sized_at", "lr_span", "steps_done", "lr_cut")
+    }
+    resumed = RunChecks.from_state(old)  # written before the check, at step 300 of a stalled-looking run
+    tiny = {
+        "loss": (steps[300:], flat[1][300:]),
+        "lr": (steps[300:], np.full(100, 1e-7)),
+        "grad_norm": (steps[300:], norm[1][300:]),
+    }
+    assert [f for f in resumed.update(tiny) if f.reason == "stalled"] == []
+
+
+def test_an_lr_cut_is_judged_however_its_series_arrive() -> None:
+    """lr logged every 10 steps, chunks of 7; the loss and the lr of the same steps in separate chunks
+    (the losses were kept only from chunks that carried the lr: the cut was never judged); a job
+    resumed from step 130 after a crash at 159 (its losses were blocked in arrival order)."""
+    steps = np.arange(300)
+    learning_then_flat = _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30)))
+    lr = np.where(steps < 100, 2e-3, 2e-9)
+    sparse = {"loss": (steps, learning_then_flat), "lr": (steps[::10], lr[::10])}
+    [found] = _run_chunks(RunChecks(), sparse, 7)
+    assert (found.step, found.reason) == (116.0, "plateau"), found
+    check, found = RunChecks(), []
+    for lo in range(0, 300, 20):
+        part = slice(lo, lo + 20)
+        found += check.update({"loss": (steps[part], learning_then_flat[part])})
+        found += check.update({"lr": (steps[part], lr[part])})
+        check = RunChecks.from_state(check.to_state())
+    # the lr came a chunk after its losses: the 16 kept from before it (104-119) are the first block
+    assert [(f.step, f.reason) for f in found] == [(119.0, "plateau")]
+    falling = 0.5 * 0.97 ** (np.maximum(steps - 100, 0) / 16)  # still learning after the cut, 3 % a block
+    falling *= 1 + 0.001 * np.random.default_rng(3).normal(size=300)
+    order = np.r_[np.arange(160), np.arange(130, 300)]  # crashed at 159, resumed from its step-130 checkpoint
+    for at in (steps, order):
+        chunks = [at[i : i + 20] for i in range(0, at.size, 20)]
+        check, found = RunChecks(), []
+        for c in chunks:
+            found += check.update({"loss": (c, falling[c]), "lr": (c, lr[c])})
+        assert found == [], found
+
+
+def test_run_checks_state_is_not_changed_by_the_object_that_goes_on() -> None:
+    """The worker keeps the object and its saved state side by side (LiveRules): a pending lr cut's
+    losses were one list in both, so a saved state grew with the next chunks."""
+    steps = np.arange(200)
+    series = {"loss": (steps, _noisy(np.full(200, 0.3))), "lr": (steps, np.where(steps < 100, 2e-3, 2e-9))}
+    check = RunChecks()
+    check.update({n: (s[:110], v[:110]) for n, (s, v) in series.items()})
+    saved = check.to_state()
+    frozen = json.dumps(saved)
+    check.update({n: (s[110:112], v[110:112]) for n, (s, v) in series.items()})
+    assert json.dumps(saved) == frozen
+    bad = {**saved, "lr_cut": {**saved["lr_cut"], "cut": {"step": 100.0}}}
+    with pytest.raises(ValueError, match="malformed lr-cut state"):
+        RunChecks.from_state(bad)
+    bad["lr_cut"]["cut"] = {**saved["lr_cut"]["cut"], "pending": [[1.0, None]]}
+    with pytest.raises(ValueError, match="malformed lr-cut state"):
+        RunChecks.from_state(bad)
 
 
 def test_vanishing_from_the_global_grad_norm_needs_a_fall_the_loss_does_not_explain() -> None:
