@@ -235,8 +235,9 @@ class RunChecks:
             return []
         self.stall_done = True
         msg = (
-            f"each step moves the weights by lr x grad norm = {size:.2g} (median of the first {p['head']} steps) "
-            f"and the loss is still at its start ({levels[0]:.4g}, now {levels[1]:.4g}): {self._stall_cause()}"
+            f"each step moves the weights by about lr x grad norm = {size:.2g} (median of the run's first "
+            f"{p['head']} steps, lr {high:.2g}) and the loss is still at its start ({levels[0]:.4g}, now "
+            f"{levels[1]:.4g}): the learning rate is too small to train"
         )
         return [Finding(0, float(self.sized_at), size, 1.0, "stalled", msg, p["tiny_step"], "lr")]
 
