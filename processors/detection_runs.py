@@ -33,6 +33,8 @@ class RunSeriesDetectors(SeriesStateBase):
 
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
+        # first: a stall or plateau the run's checks paged is not paged again by the training loss's own rule
+        reported = self._run_checks(chunk, result, source, offset)
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
             key = f"run/{run_id}/{split or 'train'}/{metric}"
@@ -41,6 +43,7 @@ class RunSeriesDetectors(SeriesStateBase):
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
             lr = _lr_at(chunk["series"], split, s["steps"]) if metric_role(metric) == "loss" else None
+            paged = reported if metric_role(metric) == "loss" and split in TRAIN_SPLITS else frozenset()
 
             def work(
                 state: State,
@@ -50,9 +53,10 @@ class RunSeriesDetectors(SeriesStateBase):
                 split: str = split,
                 values: np.ndarray = values,
                 lr: np.ndarray | None = lr,
+                paged: frozenset[str] = paged,
             ) -> None:
                 at = (s["times"], s["steps"], lr)
-                outcome = self._training(ctx.series, state, values, at, metric, run_id, split)
+                outcome = self._training(ctx.series, state, values, at, (metric, split, paged), run_id)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
                     result.actions.extend(
@@ -72,7 +76,6 @@ class RunSeriesDetectors(SeriesStateBase):
             self._with_state(key, source, offset, result, work)
         self._fitting(chunk, result, source, offset)
         self._layers(chunk, result, source, offset)
-        self._run_checks(chunk, result, source, offset)
 
     def _training(
         self,
@@ -80,17 +83,18 @@ class RunSeriesDetectors(SeriesStateBase):
         state: State,
         values: np.ndarray,
         at: tuple[Any, Any, np.ndarray | None],
-        metric: str,
+        what: tuple[str, str, frozenset[str]],
         run_id: str,
-        split: str,
     ) -> tuple[Finding | None, int, int]:
         """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
 
-        ``at``: the chunk's times, steps and the run's learning rate at those steps (or None)."""
+        ``at``: the chunk's times, steps and the run's learning rate at those steps (or None); ``what``:
+        the metric, its split and the verdicts the run's checks already paged (not paged again here)."""
         times, steps, lr = at
+        metric, split, paged = what
         rules = self._restore(key, state, "rules", TrainingSeries)
         rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        found = rules.update(steps, values, lr)
+        found = [f for f in rules.update(steps, values, lr) if f.reason not in paged]
         self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
@@ -113,23 +117,26 @@ class RunSeriesDetectors(SeriesStateBase):
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
 
-    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
-        """Stall, plateau and vanishing gradients told across the run's series (detect.run_checks)."""
+    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> frozenset[str]:
+        """Stall, plateau and vanishing gradients told across the run's series (detect.run_checks); the
+        verdicts the run's checks have paged so far."""
         series = {
             name.split("|", 1)[1]: (s["steps"], s["values"])
             for name, s in chunk["series"].items()
             if name.split("|", 1)[0] in TRAIN_SPLITS
         }
         if not series:
-            return
+            return frozenset()
         run_id = chunk["run_id"]
         key = f"run/{run_id}/checks"
+        paged: set[str] = set()
         ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
         last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
 
         def work(state: State) -> None:
             checks = self._restore(key, state, "checks", RunChecks) or RunChecks()
             found = checks.update(series)
+            paged.update(checks.reported)
             self._save(key, state, "checks", checks)
             finding = None
             if found:
@@ -144,6 +151,7 @@ class RunSeriesDetectors(SeriesStateBase):
             self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
 
         self._with_state(key, source, offset, result, work)
+        return frozenset(paged)
 
     def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""

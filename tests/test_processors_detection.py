@@ -324,8 +324,24 @@ def test_a_loss_plateau_pages_only_where_the_runs_lr_collapsed() -> None:
             block = S.metric_block(trace="a" * 32, run_id=run, start_step=i, series=series, start_us=T0 + i * 1000)
             alerts += _apply(det, blocks=[block], offset=i)
         found[run] = [a["series"] for a in alerts if a["detector"] == "plateau" and a["version"] == 1]
-    # the cut itself, 16 losses after it (detect.run_checks), then the loss's own plateau check
-    assert found == {"kept": [], "cut": ["run/cut/checks", "run/cut/train/loss"]}
+    # the cut, 16 losses after it (detect.lr_cut); the loss's own plateau check, 100 steps later, pages no more
+    assert found == {"kept": [], "cut": ["run/cut/checks"]}
+
+
+def test_a_stall_the_run_checks_paged_is_not_paged_again_by_the_loss() -> None:
+    """A run at lr 1e-7 that logs its loss, lr and grad norm: stalled from its step sizes at step 15, and
+    again from the loss alone at step 150, two incidents for one stall."""
+    rng = np.random.default_rng(3)
+    series_of = {"loss": 2.3 + 0.02 * rng.normal(size=400), "lr": np.full(400, 1e-7), "grad_norm": np.full(400, 0.3)}
+    found = {}
+    for run, names in (("loop", ("loss", "lr", "grad_norm")), ("bare", ("loss",))):
+        det, alerts = SeriesDetectors({}), []
+        for i in range(0, 400, 20):
+            series = {n: series_of[n][i : i + 20] for n in names}
+            block = S.metric_block(trace="a" * 32, run_id=run, start_step=i, series=series, start_us=T0 + i * 1000)
+            alerts += _apply(det, blocks=[block], offset=i)
+        found[run] = [(a["series"], a["step"]) for a in alerts if a["detector"] == "stalled" and a["version"] == 1]
+    assert found == {"loop": [("run/loop/checks", 15)], "bare": [("run/bare/train/loss", 150)]}
 
 
 def test_a_generic_alert_says_what_moved_against_what() -> None:
