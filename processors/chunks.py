@@ -107,13 +107,23 @@ def column_chunks(blocks: list[BlockColumns]) -> dict[str, Chunk]:
         if columns.kind != "aitrace.InferenceRecord":
             continue  # logs and spans feed no series
         index = long_column(columns.block, columns.arrays, "model_name_index")
-        models, first = np.unique(index, return_index=True)
-        for m in models[np.argsort(first, kind="stable")]:
-            rows = np.flatnonzero(index == m)
+        for m, rows in _rows_by_model(index):
             key = f"model/{columns.block['model_name'][m]}"
             part = _model_columns(columns, columns.block["model_name"][m], rows)
             chunks[key] = part if key not in chunks else _join_model_chunks(chunks[key], part)
     return chunks
+
+
+def _rows_by_model(index: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """Each model index of a block with its rows, models in the order their first rows come.
+
+    A client's block holds one model's records (its exporter cuts a block per trace, and a trace
+    mostly calls one model): then every row is the model's, without the sort np.unique takes.
+    """
+    if index.size and (index == index[0]).all():
+        return [(index[0], np.arange(index.size))]
+    models, first = np.unique(index, return_index=True)
+    return [(m, np.flatnonzero(index == m)) for m in models[np.argsort(first, kind="stable")]]
 
 
 def event_column_chunks(c: EventColumns) -> dict[str, Chunk]:

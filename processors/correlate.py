@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aitrace.processors.block_columns import BlockColumns
+from aitrace.processors.block_columns import BlockColumns, least_greatest
 from aitrace.processors.event_columns import EventColumns
 from aitrace.schemas.metric_block import MetricBlock
 
@@ -253,7 +253,7 @@ def _apply_columns(state: dict[str, Any], columns: BlockColumns, config: Correla
         for ids, p in _span_rows(columns):
             _apply_span(state, ids, p, config)
         return
-    _widen(state, int(columns.times.min()), int(columns.times.max()))
+    _widen(state, *least_greatest(columns.block["time"], columns.times))
     first = _first_error_row(columns)
     if first is not None:
         _note_error(state, int(columns.times[first]), _error_text(columns, first))

@@ -12,11 +12,13 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+import test_fastcolumns as fastcolumns_tests
 import test_inference_blocks as inference
+from aitrace.processors import fastcolumns as F
 from aitrace.processors.block_columns import block_columns
 from aitrace.processors.chunk_wire import pack_chunk
-from aitrace.processors.chunks import _feature_columns, column_chunks, share_axes
-from aitrace.processors.fastcolumns import _doubles, decode_columns
+from aitrace.processors.chunks import _feature_columns, _join_model_chunks, _model_columns, column_chunks, share_axes
+from aitrace.processors.fastcolumns import _doubles, decode_columns, long_column
 from aitrace.producers.client import default_processors
 from aitrace.producers.config import Settings
 from aitrace.schemas.codec import AvroDeserializer
@@ -147,3 +149,103 @@ def _client_blocks(start: Callable[..., Running]) -> list[bytes]:
     records = [r.value for r in running.transport.records]
     extra = inference._block(features={"x": [1.0, None], "y": [None, float("nan")]}, confidence=[0.5, None])
     return [*records, inference._encoded(extra)]
+
+
+def _old_column_chunks(blocks: list[Any]) -> dict[str, Any]:
+    """chunks.column_chunks before a block of one model skipped np.unique."""
+    chunks: dict[str, Any] = {}
+    for columns in blocks:
+        if columns.kind != "aitrace.InferenceRecord":
+            continue
+        index = long_column(columns.block, columns.arrays, "model_name_index")
+        models, first = np.unique(index, return_index=True)
+        for m in models[np.argsort(first, kind="stable")]:
+            rows = np.flatnonzero(index == m)
+            key = f"model/{columns.block['model_name'][m]}"
+            part = _model_columns(columns, columns.block["model_name"][m], rows)
+            chunks[key] = part if key not in chunks else _join_model_chunks(chunks[key], part)
+    return chunks
+
+
+@pytest.mark.parametrize("models", [[0, 0, 0, 0], [0], [1, 1, 0, 1], [2, 0, 1, 0], [0, 1, 0, 1]])
+def test_model_chunks_of_a_block_as_before(models: list[int], start: Callable[..., Running]) -> None:
+    """One model or several (in any order of first rows, one model's rows apart): the same chunks, keys in the
+    same order, packed to the same bytes; with a block of the clients beside it (joined into its chunk)."""
+    n = len(models)
+    times = [1_700_000_000_000_000 + i for i in range(n)]
+    fields = {"time": times, "span_index": [0] * n, "request_id": [f"r{i}" for i in range(n)],
+              "latency_ms": [float(i + 1) for i in range(n)], "model_name": ["m", "n", "o"][: max(models) + 1],
+              "model_name_index": models, "status_index": [0] * n, "prediction_index": [-1] * n,
+              "features": {"x": [float(i) for i in range(n)]}}  # fmt: skip
+    data = inference._encoded(inference._block(**fields))
+    decoded = [data, *_client_blocks(start)[:2]]
+    blocks = []
+    for value in decoded:
+        writer, _reader, offset = AVRO.resolve(value)
+        found = decode_columns(writer.name, value, offset)
+        assert found is not None
+        taken = block_columns(writer.name, found[0], 2**62, found[1])
+        assert taken is not None
+        blocks.append(taken)
+    for some in (blocks[:1], blocks):
+        got, want = column_chunks(some), _old_column_chunks(some)
+        assert list(got) == list(want)
+        assert [pack_chunk(share_axes(c)) for c in got.values()] == [pack_chunk(share_axes(c)) for c in want.values()]
+
+
+def _old_column_arrays(
+    names: tuple[str, ...], codes: list[int], tok: list[int], read: tuple[np.ndarray, np.ndarray],
+    strs: list[str | None], ent: list[int],
+) -> dict[str, Any]:  # fmt: skip
+    """fastcolumns._column_arrays, the second pass over the fields that _fields now makes in its own."""
+    longs, doubles = read
+    out: dict[str, Any] = {}
+    for i, (name, code) in enumerate(zip(names, codes, strict=True)):
+        a, b = tok[2 * i], tok[2 * i + 1]
+        if code == F.ARR_LONG:
+            out[name] = longs[a : a + b]
+        elif code in (F.ARR_DOUBLE, F.ARR_OPT_DOUBLE):
+            out[name] = doubles[a : a + b]
+        elif code == F.MAP_ARR_OPT_DOUBLE:
+            entries = range(3 * a, 3 * (a + b), 3)
+            out[name] = {strs[ent[j]]: doubles[ent[j + 1] : ent[j + 1] + ent[j + 2]] for j in entries}
+    return out
+
+
+def _old_arrays(data: bytes) -> dict[str, Any]:
+    """decode_columns' arrays as the code before made them, from the same walk."""
+    writer, _reader, offset = AVRO.resolve(data)
+    found = F.layout(writer.name)
+    assert found is not None
+    names, codes = found
+    buf, room = np.frombuffer(data, dtype=np.uint8), len(data) - offset + 1
+    tok = np.zeros(2 * len(codes), dtype=np.int64)
+    iv, fp = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+    sv, ent = np.empty(2 * room, dtype=np.int64), np.empty(3 * room, dtype=np.int64)
+    cnt, ascii = np.zeros(4, dtype=np.int64), np.ones(1, dtype=np.int64)
+    assert F._walk(buf, offset, codes, tok, iv, fp, sv, ent, cnt, ascii) == len(data)
+    strs = F._strings(data, sv[: 2 * cnt[F._S]].tolist(), bool(ascii[0]))
+    _, read = F._doubles(buf, fp[: cnt[F._F]])
+    read_all = (iv[: cnt[F._I]], read)
+    return _old_column_arrays(names, codes.tolist(), tok.tolist(), read_all, strs, ent[: 3 * cnt[F._E]].tolist())
+
+
+def _same_arrays(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same_arrays(a[k], b[k]) for k in a)
+    return (a.dtype, a.shape, a.tobytes()) == (b.dtype, b.shape, b.tobytes()) and not a.flags.writeable
+
+
+def test_one_pass_over_the_fields_gives_the_arrays_the_second_pass_gave(start: Callable[..., Running]) -> None:
+    """Inference, log and span blocks of the clients (NaN, absent and categorical features, maps of strings):
+    the block's arrays, from the pass that builds its dict, are those the separate pass made, in the same order."""
+    records = fastcolumns_tests._blocks(start) + _client_blocks(start)
+    kinds = set()
+    for data in records:
+        writer, _reader, offset = AVRO.resolve(data)
+        found = decode_columns(writer.name, data, offset)
+        if found is None:
+            continue
+        kinds.add(writer.name)
+        assert _same_arrays(found[1], _old_arrays(data))
+    assert kinds == {"aitrace.InferenceBlock", "aitrace.LogBlock", "aitrace.SpanBlock"}
