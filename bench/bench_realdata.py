@@ -150,13 +150,14 @@ def _read_skab(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     return cols, labels
 
 
-def worker_incidents(values: np.ndarray, name: str = "sensor") -> list[int]:
-    """Indices where the worker's anomaly rule opens an incident on one series fed in chunks."""
+def worker_incidents(values: np.ndarray, name: str = "sensor", times: np.ndarray | None = None) -> list[int]:
+    """Indices where the worker's anomaly rule opens an incident on one series fed in chunks (one point a
+    second unless ``times``, microseconds, are given)."""
     from aitrace.processors.detection import SeriesDetectors
 
     det = SeriesDetectors({})
     opened = []
-    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000
+    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000 if times is None else times
     steps = np.arange(values.size, dtype=np.int64)
     for k, lo in enumerate(range(0, values.size, CHUNK)):
         hi = min(lo + CHUNK, values.size)
@@ -170,7 +171,7 @@ def worker_incidents(values: np.ndarray, name: str = "sensor") -> list[int]:
         }
         for alert in det.apply(chunk, source="s:0", offset=k).alerts:
             if alert["version"] == 1 and alert["state"] == "open":
-                opened.append(int((alert["first_seen"] - T0) // 1_000_000))
+                opened.append(int(np.searchsorted(times, alert["first_seen"])))
     return opened
 
 

@@ -73,12 +73,21 @@ def service_incidents(times: np.ndarray, values: np.ndarray, *, cycle: bool, chu
 
 
 def _detectors(times: np.ndarray, chunk: int, gap: int, base: dict[str, Callable]) -> dict[str, Callable]:
+    from bench_realdata import _runs, worker_incidents
+
     out: dict[str, Callable[[np.ndarray], list[int]]] = {
+        "worker rule (a run's metric)": lambda v: _runs(_flags(worker_incidents(v, "series", times), v.size), gap),
         "ServiceSeries, cycle": lambda v: service_incidents(times, v, cycle=True, chunk=chunk, gap=gap),
         "ServiceSeries, no cycle": lambda v: service_incidents(times, v, cycle=False, chunk=chunk, gap=gap),
     }
     out.update({k: v for k, v in base.items() if not k.startswith(("worker", "service"))})
     return out
+
+
+def _flags(opened: list[int], n: int) -> np.ndarray:
+    flags = np.zeros(n, dtype=bool)
+    flags[opened] = True
+    return flags
 
 
 def bench_cycles(base: dict[str, Callable], chunk: int, gap: int) -> None:
