@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -162,8 +163,20 @@ def write_atomic(path: Path, text: str) -> None:
     """Write next to the target and rename: a reader never sees half a page.
 
     The temporary file is opened normally (not with ``mkstemp``, which makes it 0600), so the
-    page gets the permissions the user's umask gives any new file.
+    page gets the permissions the user's umask gives any new file. A symbolic link is written
+    through, and anything that is not a regular file (``/dev/stdout``, a FIFO, a device) is
+    written into, as a shell's ``>`` does: a rename would replace the link or the node itself
+    (run as root, ``-o /dev/full`` replaced the device node with a regular file holding the page).
     """
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)  # follows links: what a write would reach
+    except FileNotFoundError:
+        regular = True  # a new file (or a dangling link's target)
+    if not regular:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
