@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aitrace.infra.cli import StdoutClosed
 from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
 from aitrace.infra.services import (
     STOP_GRACE,
@@ -425,6 +426,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 1
+    except StdoutClosed:
+        raise  # `aitrace status | head -1`: the reader has seen enough, main() ends quietly
     except OSError as exc:  # an unwritable state dir, a full disk: one line, not a traceback
         print(f"aitrace {name}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1

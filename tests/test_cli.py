@@ -138,3 +138,23 @@ def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: 
         argv, dict(os.environ), lambda: produce(kafka.bootstrap, topic, [make_alert("next")])
     )
     assert "alert version(s) handled" not in err
+
+
+@pytest.mark.parametrize("command", ["status", "down"])
+def test_stack_commands_into_a_closed_pipe_exit_quietly(command: str, tmp_path: Any) -> None:
+    """`aitrace status | head -1` printed "aitrace status: Broken pipe" and exited 1: the
+    command's own OSError handler (meant for an unwritable state dir) took the closed stdout."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aitrace.infra.cli", command, "--state-dir", str(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=CLI_TIMEOUT,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
