@@ -404,11 +404,22 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="where the stack record lives (default: $AITRACE_STATE_DIR or ./.aitrace)",
     )
     if name == "up":
-        parser.add_argument("--kafka-port", type=int, default=None, help="Tansu port (default: a free one)")
-        parser.add_argument("--es-port", type=int, default=None, help="osmem-server port (default: a free one)")
+        parser.add_argument("--kafka-port", type=_port, default=None, help="Tansu port (default: a free one)")
+        parser.add_argument("--es-port", type=_port, default=None, help="osmem-server port (default: a free one)")
         parser.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="seconds to wait for each service")
     if name == "status":
         parser.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _port(text: str) -> int:
+    """A TCP port from the command line; out of range, bind() raised OverflowError (a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 1-65535")
+    return port
 
 
 def run(name: str, args: argparse.Namespace) -> int:

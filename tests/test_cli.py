@@ -158,3 +158,15 @@ def test_stack_commands_into_a_closed_pipe_exit_quietly(command: str, tmp_path: 
         os.close(write_end)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("flag, value", [("--kafka-port", "99999"), ("--es-port", "-1"), ("--es-port", "abc")])
+def test_up_with_a_port_out_of_range_is_a_usage_error(
+    flag: str, value: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of range, socket.bind() raised OverflowError: a traceback, after the state dir was made."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--state-dir", str(tmp_path / "state"), flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}:" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
