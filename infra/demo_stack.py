@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -14,6 +17,7 @@ from typing import TextIO
 from aitrace.producers.config import Settings
 
 WORKER_STOP_GRACE_S = 15.0
+DEMO_LOCK = "demo.lock"
 
 
 class DemoError(RuntimeError):
@@ -27,6 +31,30 @@ class StackHandle:
     settings: Settings
     started_roles: list[str]
     external_roles: list[str]
+
+
+@contextlib.contextmanager
+def demo_lock(state_dir: Path) -> Iterator[None]:
+    """One demo at a time per state directory.
+
+    Without it a second demo reused the first one's stack, fed the same run ids' series (each
+    demo then judged the other's healthy run a false alarm), and lost its broker and search
+    server mid-run when the first demo stopped them: a page of broker errors and a traceback.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = (state_dir / DEMO_LOCK).open("ab")
+    except OSError as exc:
+        raise DemoError(f"cannot use the state directory {state_dir}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoError(
+                f"another `aitrace demo` is running with the state directory {state_dir}: wait for it to end, "
+                "or give this one its own with --state-dir"
+            ) from None
+        yield
 
 
 def start_stack(state_dir: Path) -> StackHandle:
