@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,7 @@ class Worker:
     def __init__(self, state_dir: Path) -> None:
         tag = uuid.uuid4().hex[:8]
         self.log_path = state_dir / "logs" / f"demo-worker-{tag}.log"
+        self.data_dir = state_dir / f"demo-worker-{tag}"
         self.argv = [
             sys.executable,
             "-m",
@@ -99,7 +101,7 @@ class Worker:
             "--app-id",
             f"aitrace-demo-{tag}",
             "--workers-dir",
-            str(state_dir / f"demo-worker-{tag}"),
+            str(self.data_dir),
             "--raw-metrics",  # a training run of seconds: every point, not one rollup window
             "--idle-timeout-s",
             "5",
@@ -129,11 +131,13 @@ class Worker:
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(WORKER_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """Stop the worker and remove its data directory: its app id is this run's alone, so the
+        directory would never be read again (one was left behind per demo); the log stays."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(WORKER_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -206,6 +206,17 @@ def test_dead_worker_is_reported_with_its_log(tmp_path: Path) -> None:
         worker.check()
 
 
+def test_a_stopped_worker_leaves_its_log_and_no_data_directory(tmp_path: Path) -> None:
+    """Each demo's worker has an app id of its own; its data directory stayed behind, one per demo."""
+    worker = demo_stack.Worker(tmp_path)
+    worker.argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    (worker.data_dir / "tables").mkdir(parents=True)  # as Faust makes it
+    worker.start(dict(os.environ))
+    worker.stop()
+    assert worker.process is not None and worker.process.returncode is not None
+    assert not worker.data_dir.exists() and worker.log_path.exists()
+
+
 def test_missing_broker_binary_is_a_one_line_error_and_starts_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -301,6 +312,7 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
     logs = tmp_path / "state" / "logs"
     assert read_state(tmp_path / "state").get("services", {}) == {}
     assert any(logs.glob("demo-worker-*.log"))
+    assert not any((tmp_path / "state").glob("demo-worker-*"))  # the worker's data directory went with it
     pids = [int(line.split("pid ")[1].split(" ")[0]) for line in out.splitlines() if ": stopped pid " in line]
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
 
