@@ -207,9 +207,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how much to read; ``aitrace compare`` reads the same way."""
     parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="documents read per kind at most")
+    parser.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help="documents read per kind at most")
     parser.add_argument("--since", metavar="TIME", type=_iso_time, help="only data from TIME on (ISO 8601, UTC)")
     parser.add_argument("--index-prefix", help="index name prefix (AITRACE_INDEX_PREFIX)")
+
+
+def _positive(text: str) -> int:
+    """``--limit``: below 1, the paged read indexed an empty page (IndexError, a traceback), and 0
+    read nothing and blamed the index ("nothing indexed")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _iso_time(text: str) -> str:

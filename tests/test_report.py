@@ -693,3 +693,13 @@ def test_since_flag_reads_iso_times_and_refuses_others() -> None:
     assert report._iso_time("2026-11-26 15:40") == "2026-11-26T15:40:00.000000Z"  # naive means UTC
     with pytest.raises(SystemExit):
         _args(since="yesterday")
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_limit_below_one_is_a_usage_error(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """-1 ended `aitrace report` and `aitrace compare` in an IndexError from the paged read; 0 read
+    nothing and said nothing was indexed."""
+    with pytest.raises(SystemExit) as exit_:
+        _args(limit=limit)
+    assert exit_.value.code == 2
+    assert f"argument --limit: must be at least 1, got {limit}" in capsys.readouterr().err
