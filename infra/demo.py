@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -135,7 +136,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards for exploration")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"give up waiting for the pipeline's findings after S seconds in all (default {DEFAULT_TIMEOUT_S:g})",
@@ -147,6 +148,18 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the HTML report of the run here before the stack stops (default report.html; '' skips it)",
     )
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive number of seconds. 0 or less judged the findings as soon as the
+    workloads ended and failed on faults still on their way; NaN never ended the wait."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def missing_libraries() -> list[str]:

@@ -230,6 +230,19 @@ def test_missing_broker_binary_is_a_one_line_error_and_starts_nothing(
     assert not (tmp_path / "report.html").exists()
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 or less ran the workloads, then judged at once and failed on findings on their way; NaN never ended."""
+    parser = argparse.ArgumentParser()
+    demo.add_arguments("demo", parser)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--timeout", timeout])
+    assert exit_.value.code == 2
+    assert "argument --timeout: must be a positive number of seconds" in capsys.readouterr().err
+
+
 def test_a_second_demo_on_the_same_state_dir_is_refused_and_starts_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
