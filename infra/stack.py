@@ -467,6 +467,8 @@ def _run_up(args: argparse.Namespace) -> int:
             # commands find the stack by themselves; a training job or a service reads the environment
             kafka, search = endpoints["kafka"], endpoints["elasticsearch"]
             print(f"clients: export AITRACE_KAFKA_BOOTSTRAP={kafka} AITRACE_ES_URL={search}")
+            # Nothing reaches the index without a worker: `aitrace demo --keep` leaves none running.
+            print("index what clients send: run `aitrace worker` (in this folder, or anywhere with the export above)")
         if directory.resolve() != state_dir().resolve():
             # Settings.from_env(dev_stack=True) looks in $AITRACE_STATE_DIR (or ./.aitrace), not here.
             print(f"other commands find this stack after: export AITRACE_STATE_DIR={directory.resolve()}")
