@@ -22,7 +22,8 @@ anomaly scores against the series' own cycle, latency level shifts, rate windows
 outcomes, drift windows), at the worker's defaults; ``--timestamp`` then names a column of
 event times, in ``--time-unit`` (microseconds by default) or ISO 8601 text.
 Empty cells and unparsable numbers count as NaN (and are flagged as such).
-Exit status: 0 on success (flagged or not), 2 on bad arguments or an unreadable file.
+Exit status: 0 on success (flagged or not), 2 on bad arguments, an unreadable file, a time that is
+neither a number nor ISO 8601, or (error_rate, wrong_predictions) an outcome other than 0 or 1.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from typing import Any, TextIO
 import numpy as np
 
 OUTPUT_FIELDS = ("row", "timestamp", "value", "score", "reason", "message")
+
+
+class BadInput(ValueError):
+    """The file's values do not fit the rules asked for: one line and exit status 2."""
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -174,14 +179,25 @@ def flag_points(
 def _times_us(values: np.ndarray, stamps: list[Any], unit: str | None) -> np.ndarray:
     """Event times in microseconds: numbers in ``unit``, ISO 8601 text, or (no unit: the stamps
     are row numbers) one a second from 0."""
-    from datetime import datetime
-
-    if unit is not None and all(isinstance(s, float | int) for s in stamps):
+    if unit is None:
+        return np.arange(values.size, dtype=np.int64) * 1_000_000
+    if all(isinstance(s, float | int) for s in stamps):
         scale = {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
         return (np.asarray(stamps, dtype=np.float64) * scale).astype(np.int64)
-    if all(isinstance(s, str) for s in stamps):
-        return np.asarray([int(datetime.fromisoformat(s).timestamp() * 1e6) for s in stamps], dtype=np.int64)
-    return np.arange(values.size, dtype=np.int64) * 1_000_000
+    return np.asarray([_iso_us(row, stamp) for row, stamp in enumerate(stamps)], dtype=np.int64)
+
+
+def _iso_us(row: int, stamp: Any) -> int:
+    """One ISO 8601 time in microseconds; anything else names its row (a mix of numbers and
+    text, or text that is no time, used to end in a traceback or in row numbers taken silently)."""
+    from datetime import datetime
+
+    if isinstance(stamp, float | int):
+        raise BadInput(f"row {row}: time {stamp:g} is a number where other rows hold text: use one form")
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp() * 1e6)
+    except (TypeError, ValueError):
+        raise BadInput(f"row {row}: time {stamp!r} is neither a number (in --time-unit) nor ISO 8601 text") from None
 
 
 def service_points(
@@ -192,6 +208,10 @@ def service_points(
 
     rules: ServiceSeries | RateSeries | DriftWindows
     if kind in ("error_rate", "wrong_predictions"):
+        odd = np.flatnonzero((values != 0) & (values != 1))
+        if odd.size:
+            row = int(odd[0])
+            raise BadInput(f"row {row}: --service {kind} reads outcomes, 1 bad and 0 good; got {values[row]:g}")
         rules = RateSeries(kind)
     elif kind == "feature":
         rules = DriftWindows("feature")
@@ -267,12 +287,19 @@ def run(name: str, args: argparse.Namespace) -> int:
     if args.window < 8:
         print(f"aitrace {name}: --window must be >= 8, got {args.window}", file=sys.stderr)
         return 2
+    if args.limit < 0:
+        print(f"aitrace {name}: --limit must be >= 0, got {args.limit}", file=sys.stderr)
+        return 2
     try:
         values, stamps = read_series(args.file, args.column, args.timestamp)
     except (OSError, ValueError, csv.Error) as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
-    rows = _flag(values, stamps, args, args.threshold)
+    try:
+        rows = _flag(values, stamps, args, args.threshold)
+    except BadInput as exc:
+        print(f"aitrace {name}: {exc}", file=sys.stderr)
+        return 2
     summary = sys.stderr if args.json else sys.stdout  # --json: stdout is the rows alone
     print(
         f"{args.file}: {values.size} points in column {args.column!r}, "

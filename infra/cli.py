@@ -262,4 +262,8 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package's own module, not this __main__ copy of it: a command that catches
+    # aitrace.infra.cli.StdoutClosed must see the class that the stdout wrapper raises.
+    from aitrace.infra.cli import main as package_main
+
+    sys.exit(package_main())

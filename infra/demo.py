@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -48,7 +49,7 @@ from aitrace.infra.demo_findings import (
     merge_alerts,
 )
 from aitrace.infra.demo_progress import AlertCollector, IndexCounter, Progress
-from aitrace.infra.demo_stack import DemoError, StackHandle, Worker, start_stack, stop_stack
+from aitrace.infra.demo_stack import DemoError, StackHandle, Worker, demo_lock, start_stack, stop_stack
 from aitrace.producers.config import SearchConfig, Settings
 from elastic_transport import ApiError, TransportError
 
@@ -135,7 +136,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards for exploration")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
         help=f"give up waiting for the pipeline's findings after S seconds in all (default {DEFAULT_TIMEOUT_S:g})",
@@ -147,6 +148,18 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write the HTML report of the run here before the stack stops (default report.html; '' skips it)",
     )
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive number of seconds. 0 or less judged the findings as soon as the
+    workloads ended and failed on faults still on their way; NaN never ended the wait."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def missing_libraries() -> list[str]:
@@ -164,11 +177,22 @@ def run(name: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    state_dir = stack.state_dir(args.state_dir).resolve()
+    try:
+        with demo_lock(state_dir):
+            return _run_locked(state_dir, args)
+    except DemoError as exc:  # another demo holds the lock, or the state dir is unusable
+        print(f"aitrace demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_locked(state_dir: Path, args: argparse.Namespace) -> int:
+    from aitrace.infra import stack
+
     out = sys.stdout
     started = time.monotonic()
     since_us = time.time_ns() // 1000  # event time: what this run produces is at or after it
     deadline = started + args.timeout
-    state_dir = stack.state_dir(args.state_dir).resolve()
     out.write("aitrace demo: starting the embedded stack\n")
     try:
         handle = start_stack(state_dir)
@@ -238,7 +262,11 @@ def _run_with_stack(
         verdict = _wait(collector, expected, worker, counter, deadline)
         progress.stop()
         written = _write_report(settings.search, Path(args.report), since, out) if args.report else None
-        _summary(out, counter, collector, verdict, report, time.monotonic() - started, keep=args.keep, page=written)
+        reused = not handle.started_roles  # stop_stack leaves such a stack running too
+        elapsed = time.monotonic() - started
+        _summary(
+            out, counter, collector, verdict, report, elapsed, keep=args.keep or reused, reused=reused, page=written
+        )
         if collector.error is not None:
             out.write(f"the alert tail failed: {collector.error}\n")
         return 0 if verdict.ok else 1
@@ -282,15 +310,17 @@ def _write_report(search: SearchConfig, path: Path, since: str, out: TextIO) -> 
     from aitrace.infra import report, report_page
     from aitrace.sinks.es import make_sync_client
 
-    es = make_sync_client(search)
     try:
-        data = report.collect(es, prefix=search.index_prefix, since=since)
-        report.write_atomic(path, report_page.render(data))
+        # Inside the try: a search server gone by now (SearchUnavailable, an OSError) was a traceback.
+        es = make_sync_client(search)
+        try:
+            data = report.collect(es, prefix=search.index_prefix, since=since)
+            report.write_atomic(path, report_page.render(data))
+        finally:
+            es.close()
     except (report.ReportError, ApiError, TransportError, OSError) as exc:
         out.write(f"could not write the report {path}: {exc}\n")
         return None
-    finally:
-        es.close()
     return path
 
 
@@ -303,6 +333,7 @@ def _summary(
     elapsed: float,
     *,
     keep: bool,
+    reused: bool = False,
     page: Path | None = None,
 ) -> None:
     alerts = merge_alerts(collector.snapshot(), counter.alerts())
@@ -342,8 +373,7 @@ def _summary(
     w(f"  aitrace trace {trace_id or '<trace id>'}        # the slowest request, across three services\n")
     w("  aitrace alerts --from-beginning\n")
     w("  aitrace report -o report.html       # curves, drift, latency, alert table in one page\n")
-    w(
-        f"\n{'OK' if verdict.ok else 'FAILED'}: "
-        + ("every injected fault was found" if verdict.ok else "the pipeline did not find everything injected")
-        + "\n"
-    )
+    w(f"\n{verdict.headline()}\n")
+    if reused and not verdict.ok:
+        w(f"  the stack was already running: {RUN_HEALTHY} and the others went on from an earlier demo's series;\n")
+        w("  for a clean run: `aitrace down`, then `aitrace demo`\n")

@@ -96,6 +96,19 @@ class Verdict:
     def ok(self) -> bool:
         return not self.false_alarms and not any(e.required for e in self.missed)
 
+    def headline(self) -> str:
+        """The summary's last line: OK, or each reason the run failed (it used to say "did not
+        find everything injected" also when everything was found and the healthy run alerted)."""
+        if self.ok:
+            return "OK: every injected fault was found"
+        reasons = []
+        missed = [e.name for e in self.missed if e.required]
+        if missed:
+            reasons.append(f"the pipeline did not find {'; '.join(missed)}")
+        if self.false_alarms:
+            reasons.append(f"{len(self.false_alarms)} alert(s) on {RUN_HEALTHY}, which should raise none")
+        return "FAILED: " + ", and ".join(reasons)
+
 
 def judge(alerts: dict[str, Alert], expected: list[Expectation]) -> Verdict:
     """Match the latest version of every alert against what was injected."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -14,6 +18,7 @@ from typing import TextIO
 from aitrace.producers.config import Settings
 
 WORKER_STOP_GRACE_S = 15.0
+DEMO_LOCK = "demo.lock"
 
 
 class DemoError(RuntimeError):
@@ -27,6 +32,30 @@ class StackHandle:
     settings: Settings
     started_roles: list[str]
     external_roles: list[str]
+
+
+@contextlib.contextmanager
+def demo_lock(state_dir: Path) -> Iterator[None]:
+    """One demo at a time per state directory.
+
+    Without it a second demo reused the first one's stack, fed the same run ids' series (each
+    demo then judged the other's healthy run a false alarm), and lost its broker and search
+    server mid-run when the first demo stopped them: a page of broker errors and a traceback.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = (state_dir / DEMO_LOCK).open("ab")
+    except OSError as exc:
+        raise DemoError(f"cannot use the state directory {state_dir}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoError(
+                f"another `aitrace demo` is running with the state directory {state_dir}: wait for it to end, "
+                "or give this one its own with --state-dir"
+            ) from None
+        yield
 
 
 def start_stack(state_dir: Path) -> StackHandle:
@@ -63,6 +92,7 @@ class Worker:
     def __init__(self, state_dir: Path) -> None:
         tag = uuid.uuid4().hex[:8]
         self.log_path = state_dir / "logs" / f"demo-worker-{tag}.log"
+        self.data_dir = state_dir / f"demo-worker-{tag}"
         self.argv = [
             sys.executable,
             "-m",
@@ -71,7 +101,7 @@ class Worker:
             "--app-id",
             f"aitrace-demo-{tag}",
             "--workers-dir",
-            str(state_dir / f"demo-worker-{tag}"),
+            str(self.data_dir),
             "--raw-metrics",  # a training run of seconds: every point, not one rollup window
             "--idle-timeout-s",
             "5",
@@ -101,11 +131,13 @@ class Worker:
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(WORKER_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """Stop the worker and remove its data directory: its app id is this run's alone, so the
+        directory would never be read again (one was left behind per demo); the log stays."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(WORKER_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -162,8 +163,20 @@ def write_atomic(path: Path, text: str) -> None:
     """Write next to the target and rename: a reader never sees half a page.
 
     The temporary file is opened normally (not with ``mkstemp``, which makes it 0600), so the
-    page gets the permissions the user's umask gives any new file.
+    page gets the permissions the user's umask gives any new file. A symbolic link is written
+    through, and anything that is not a regular file (``/dev/stdout``, a FIFO, a device) is
+    written into, as a shell's ``>`` does: a rename would replace the link or the node itself
+    (run as root, ``-o /dev/full`` replaced the device node with a regular file holding the page).
     """
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)  # follows links: what a write would reach
+    except FileNotFoundError:
+        regular = True  # a new file (or a dangling link's target)
+    if not regular:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -194,9 +207,21 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how much to read; ``aitrace compare`` reads the same way."""
     parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
-    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="documents read per kind at most")
+    parser.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help="documents read per kind at most")
     parser.add_argument("--since", metavar="TIME", type=_iso_time, help="only data from TIME on (ISO 8601, UTC)")
     parser.add_argument("--index-prefix", help="index name prefix (AITRACE_INDEX_PREFIX)")
+
+
+def _positive(text: str) -> int:
+    """``--limit``: below 1, the paged read indexed an empty page (IndexError, a traceback), and 0
+    read nothing and blamed the index ("nothing indexed")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _iso_time(text: str) -> str:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aitrace.infra.cli import StdoutClosed
 from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
 from aitrace.infra.services import (
     STOP_GRACE,
@@ -403,11 +404,22 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="where the stack record lives (default: $AITRACE_STATE_DIR or ./.aitrace)",
     )
     if name == "up":
-        parser.add_argument("--kafka-port", type=int, default=None, help="Tansu port (default: a free one)")
-        parser.add_argument("--es-port", type=int, default=None, help="osmem-server port (default: a free one)")
+        parser.add_argument("--kafka-port", type=_port, default=None, help="Tansu port (default: a free one)")
+        parser.add_argument("--es-port", type=_port, default=None, help="osmem-server port (default: a free one)")
         parser.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="seconds to wait for each service")
     if name == "status":
         parser.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _port(text: str) -> int:
+    """A TCP port from the command line; out of range, bind() raised OverflowError (a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 1-65535")
+    return port
 
 
 def run(name: str, args: argparse.Namespace) -> int:
@@ -425,6 +437,8 @@ def run(name: str, args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 1
+    except StdoutClosed:
+        raise  # `aitrace status | head -1`: the reader has seen enough, main() ends quietly
     except OSError as exc:  # an unwritable state dir, a full disk: one line, not a traceback
         print(f"aitrace {name}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
@@ -453,6 +467,8 @@ def _run_up(args: argparse.Namespace) -> int:
             # commands find the stack by themselves; a training job or a service reads the environment
             kafka, search = endpoints["kafka"], endpoints["elasticsearch"]
             print(f"clients: export AITRACE_KAFKA_BOOTSTRAP={kafka} AITRACE_ES_URL={search}")
+            # Nothing reaches the index without a worker: `aitrace demo --keep` leaves none running.
+            print("index what clients send: run `aitrace worker` (in this folder, or anywhere with the export above)")
         if directory.resolve() != state_dir().resolve():
             # Settings.from_env(dev_stack=True) looks in $AITRACE_STATE_DIR (or ./.aitrace), not here.
             print(f"other commands find this stack after: export AITRACE_STATE_DIR={directory.resolve()}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from dataclasses import fields
@@ -103,7 +104,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     try:
         settings, options = options_from_args(args)
     except ValueError as exc:
-        print(f"aitrace worker: {exc}")
+        print(f"aitrace worker: {exc}", file=sys.stderr)
         return 2
     if args.health:
         return _health(options, args.health_max_age)
@@ -115,7 +116,7 @@ def run(name: str, args: argparse.Namespace) -> int:
     try:
         options = prepare_topics(settings.kafka, options)
     except (TopicLayoutError, KafkaException) as exc:
-        print(f"aitrace worker: {exc}")
+        print(f"aitrace worker: {exc}", file=sys.stderr)
         return 1
     app = create_app(settings, options)
     from aitrace.processors.faust_compat import BoundedShutdownWorker
@@ -143,6 +144,13 @@ def _warm_up(options: WorkerOptions) -> None:
 def _health(options: WorkerOptions, max_age_s: float | None) -> int:
     """``aitrace worker --health``: 0 when the heartbeat is fresh; 1 and one line on stderr if not."""
     max_age_s = FRESH_INTERVALS * options.stats_interval_s if max_age_s is None else max_age_s
+    if not (math.isfinite(max_age_s) and max_age_s > 0):  # NaN compared False: any old heartbeat was fresh
+        print(
+            f"aitrace worker: the heartbeat's largest age must be a positive number of seconds, got {max_age_s:g} "
+            f"(--health-max-age, else {FRESH_INTERVALS} x --stats-interval-s)",
+            file=sys.stderr,
+        )
+        return 2
     path = heartbeat_path(options.data_dir, options.app_id)
     problem = heartbeat_problem(path, max_age_s)
     if problem:

@@ -33,6 +33,12 @@ from aitrace.producers.transport import Encoded
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger("aitrace.exporter")
+# librdkafka's own lines. It repeats "Connect to ... failed" on every reconnect while the broker is
+# down: with logging not configured, Python's last-resort handler printed each to stderr (82 lines
+# in the 20 s that the README's first example waited in flush and close with no broker), beside
+# this module's one "brokers are down" warning. A handler of the application's still gets them.
+_librdkafka_log = logging.getLogger("aitrace.kafka")
+_librdkafka_log.addHandler(logging.NullHandler())
 
 DeliveryListener = Callable[[str, bytes, "KafkaError | None"], None]
 
@@ -315,7 +321,7 @@ class KafkaTransport:
             "queue.buffering.max.kbytes": 64 * 1024,
             "error_cb": self._on_error,
             "client.id": self._client_id,
-            "logger": logging.getLogger("aitrace.kafka"),  # librdkafka's lines go to logging, not stderr
+            "logger": _librdkafka_log,  # librdkafka's lines go to logging, not stderr
         }
         conf.update(self._producer_config)
         self._producer = Producer(conf)

@@ -167,7 +167,18 @@ def run_search(client: Elasticsearch, prefix: str, request: SearchRequest) -> Se
         allow_no_indices=True,
     )
     hits = [(h["_index"], h["_id"], h.get("_source") or {}) for h in resp["hits"]["hits"]]
-    return SearchResult(total_hits(resp), list(reversed(hits)))
+    # The index sorts @timestamp to the millisecond (type date), so the hits of one millisecond
+    # came back in any order (a training run's steps read 159, 164, 163, 162); the source keeps
+    # microseconds. A stable sort leaves the server's order wherever those do not decide.
+    return SearchResult(total_hits(resp), sorted(reversed(hits), key=lambda hit: _micros(hit[2])))
+
+
+def _micros(source: Source) -> datetime:
+    """A hit's full-precision @timestamp; the earliest time when it has none it can read."""
+    try:
+        return datetime.fromisoformat(str(source.get("@timestamp")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def total_hits(resp: Any) -> int:

@@ -84,6 +84,30 @@ def test_backtest_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:
     assert message in capsys.readouterr().err
 
 
+ISO_TIMES = "".join(f"2026-11-26T10:00:{i:02d},{1 + i % 3}\n" for i in range(3))
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        (f"t,v\n{ISO_TIMES}garbage,2\n", ["--service", "latency"], "row 3: time 'garbage' is neither"),
+        (f"t,v\n{ISO_TIMES}7,2\n", ["--service", "latency"], "row 3: time 7 is a number where other rows"),
+        ("t,v\n1,0\n2,1\n3,\n", ["--service", "error_rate"], "row 2: --service error_rate reads outcomes"),
+        ("t,v\n1,0\n2,0.5\n", ["--service", "wrong_predictions"], "got 0.5"),
+        ("t,v\n1,0\n", ["--limit", "-1"], "--limit must be >= 0"),
+    ],
+)
+def test_values_or_times_the_rules_cannot_read_are_one_line_and_exit_2(tmp_path, capsys, text, args, message) -> None:
+    """An unparsable time or a NaN outcome ended in a traceback (exit 1); a mix of numbers and
+    ISO times fell back to row numbers without a word; --limit -1 printed "... 2 more" for 1 row."""
+    src = tmp_path / "h.csv"
+    src.write_text(text)
+    assert main(["backtest", str(src), "--column", "v", "--timestamp", "t", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and len(captured.err.splitlines()) == 1, captured.err
+    assert captured.out == ""
+
+
 def test_backtest_missing_file_exits_2(tmp_path, capsys) -> None:
     assert main(["backtest", str(tmp_path / "missing.csv"), "--column", "x"]) == 2
     assert "missing.csv" in capsys.readouterr().err

@@ -138,3 +138,35 @@ def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: 
         argv, dict(os.environ), lambda: produce(kafka.bootstrap, topic, [make_alert("next")])
     )
     assert "alert version(s) handled" not in err
+
+
+@pytest.mark.parametrize("command", ["status", "down"])
+def test_stack_commands_into_a_closed_pipe_exit_quietly(command: str, tmp_path: Any) -> None:
+    """`aitrace status | head -1` printed "aitrace status: Broken pipe" and exited 1: the
+    command's own OSError handler (meant for an unwritable state dir) took the closed stdout."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has left before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aitrace.infra.cli", command, "--state-dir", str(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=CLI_TIMEOUT,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("flag, value", [("--kafka-port", "99999"), ("--es-port", "-1"), ("--es-port", "abc")])
+def test_up_with_a_port_out_of_range_is_a_usage_error(
+    flag: str, value: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of range, socket.bind() raised OverflowError: a traceback, after the state dir was made."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--state-dir", str(tmp_path / "state"), flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}:" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import synth as S
 from aitrace.infra import demo, demo_findings, demo_stack
 from aitrace.infra.stack import free_port, read_state
 from aitrace.infra.stack import status as stack_status
+from aitrace.producers.config import SearchConfig
 
 MODEL = "cancer-classifier"
 DRIFT_SINCE, SLOW_SINCE = 1_000_000, 2_000_000
@@ -168,6 +170,20 @@ def test_any_alert_on_the_healthy_run_is_a_false_alarm() -> None:
     assert not verdict.ok and [a["title"] for a in verdict.false_alarms] == ["noise"]
 
 
+def test_the_last_line_names_why_the_run_failed() -> None:
+    """A second demo on a running stack found every fault and failed on alerts of run-healthy,
+    yet its last line said "the pipeline did not find everything injected"."""
+    noise = _alert(title="noise", run_id=demo_findings.RUN_HEALTHY, feature="loss", series="run/h/loss")
+    assert _judge(_all_found()).headline() == "OK: every injected fault was found"
+    assert _judge([*_all_found(), noise]).headline() == (
+        f"FAILED: 1 alert(s) on {demo_findings.RUN_HEALTHY}, which should raise none"
+    )
+    assert _judge([*_all_found()[1:], noise]).headline() == (
+        f"FAILED: the pipeline did not find divergence / exploding gradients on {demo_findings.RUN_DIVERGE} after "
+        f"step {demo_findings.DIVERGE_AT}, and 1 alert(s) on {demo_findings.RUN_HEALTHY}, which should raise none"
+    )
+
+
 def test_describe_names_where_an_alert_points() -> None:
     text = demo_findings.describe(
         _alert(
@@ -190,6 +206,17 @@ def test_dead_worker_is_reported_with_its_log(tmp_path: Path) -> None:
         worker.check()
 
 
+def test_a_stopped_worker_leaves_its_log_and_no_data_directory(tmp_path: Path) -> None:
+    """Each demo's worker has an app id of its own; its data directory stayed behind, one per demo."""
+    worker = demo_stack.Worker(tmp_path)
+    worker.argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    (worker.data_dir / "tables").mkdir(parents=True)  # as Faust makes it
+    worker.start(dict(os.environ))
+    worker.stop()
+    assert worker.process is not None and worker.process.returncode is not None
+    assert not worker.data_dir.exists() and worker.log_path.exists()
+
+
 def test_missing_broker_binary_is_a_one_line_error_and_starts_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -200,6 +227,45 @@ def test_missing_broker_binary_is_a_one_line_error_and_starts_nothing(
     err = capsys.readouterr().err
     assert "aitrace demo: tansu binary not found" in err and "AITRACE_TANSU_BIN" in err
     assert read_state(tmp_path / "state").get("services", {}) == {}
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0 or less ran the workloads, then judged at once and failed on findings on their way; NaN never ended."""
+    parser = argparse.ArgumentParser()
+    demo.add_arguments("demo", parser)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--timeout", timeout])
+    assert exit_.value.code == 2
+    assert "argument --timeout: must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_a_second_demo_on_the_same_state_dir_is_refused_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two demos in one directory shared a stack and run ids; the first stopped the stack under the second."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("AITRACE_TANSU_BIN", str(tmp_path / "no-tansu"))  # past the lock, the demo stops here
+    monkeypatch.setenv("AITRACE_STATE_DIR", str(state))  # restored afterwards: the demo sets it
+    args = argparse.Namespace(keep=False, timeout=30.0, state_dir=str(state), report="")
+    with demo_stack.demo_lock(state):  # the first demo
+        assert demo.run("demo", args) == 1
+    err = capsys.readouterr().err
+    assert f"aitrace demo: another `aitrace demo` is running with the state directory {state}" in err
+    assert "tansu" not in err and read_state(state).get("services", {}) == {}
+    assert demo.run("demo", args) == 1  # the lock lasts only as long as the demo that holds it
+    assert "tansu binary not found" in capsys.readouterr().err
+
+
+def test_a_search_server_gone_before_the_report_is_one_line(tmp_path: Path) -> None:
+    """Stopped under the demo (by another demo, or by hand), it ended the summary in a traceback."""
+    out = io.StringIO()
+    dead = SearchConfig.from_env(es_url=f"http://127.0.0.1:{free_port()}")
+    assert demo._write_report(dead, tmp_path / "report.html", "2026-11-26T00:00:00Z", out) is None
+    assert out.getvalue().startswith(f"could not write the report {tmp_path / 'report.html'}: ")
     assert not (tmp_path / "report.html").exists()
 
 
@@ -259,6 +325,7 @@ def test_demo_end_to_end_finds_every_injected_fault_and_cleans_up(tmp_path: Path
     logs = tmp_path / "state" / "logs"
     assert read_state(tmp_path / "state").get("services", {}) == {}
     assert any(logs.glob("demo-worker-*.log"))
+    assert not any((tmp_path / "state").glob("demo-worker-*"))  # the worker's data directory went with it
     pids = [int(line.split("pid ")[1].split(" ")[0]) for line in out.splitlines() if ": stopped pid " in line]
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
 

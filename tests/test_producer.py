@@ -195,6 +195,31 @@ def test_a_lone_event_leaves_at_once_on_a_machine_that_just_booted(
     assert float(clock) < 60 and int(sent) == 1, done.stdout + done.stderr  # sent before close, not by it
 
 
+_NO_BROKER = """
+import logging, sys, time, aitrace
+if sys.argv[3] == "configured":
+    logging.basicConfig()
+client = aitrace.init(service="svc", kafka_bootstrap=sys.argv[1], spool_dir=sys.argv[2])
+client.log("info", "nobody listens")
+time.sleep(3)  # librdkafka reconnects every second at most meanwhile
+client.close(timeout=1)
+"""
+
+
+@pytest.mark.parametrize("logging_", ["unconfigured", "configured"])
+def test_a_broker_that_is_down_is_one_warning_unless_logging_asks_for_more(tmp_path: Path, logging_: str) -> None:
+    """librdkafka's "Connect to ... failed" came once per reconnect on a script's stderr."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    script = [sys.executable, "-c", _NO_BROKER, bootstrap, str(tmp_path / "spool"), logging_]
+    err = subprocess.run(script, capture_output=True, text=True, timeout=60).stderr
+    assert "aitrace: Kafka:" in err and "brokers are down" in err, err  # the client's own warning
+    librdkafka = [line for line in err.splitlines() if "FAIL [" in line]  # its lines: "FAIL [client id] ..."
+    if logging_ == "configured":
+        assert librdkafka and all(line.startswith("ERROR:aitrace.kafka:FAIL [") for line in librdkafka), err
+    else:
+        assert librdkafka == [], err
+
+
 def test_an_error_sends_what_waits_in_the_linger_at_once(make_client: Callable[..., aitrace.Client]) -> None:
     client = make_client(batch_linger_ms=600_000)
     client.log("info", "first")  # idle: leaves at once

@@ -24,7 +24,7 @@ from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents
 from aitrace.sinks.es import detect_capabilities, make_sync_client
 from aitrace.sinks.hit_rows import show_duration
-from aitrace.sinks.search import QueryError, SearchRequest, parse_time
+from aitrace.sinks.search import QueryError, SearchRequest, parse_time, run_search
 from aitrace.sinks.templates import install_templates
 from aitrace.sinks.trace_tree import Span, build_tree, critical_path
 
@@ -272,6 +272,19 @@ def test_search_newest_n_in_time_order_and_json(indexed: Corpus, capsys: pytest.
     docs = [json.loads(line) for line in lines]
     assert code == 0 and [d["_id"] for d in docs] == ["e-oom"]
     assert docs[0]["trace"]["id"] == T1 and docs[0]["message"] == "CUDA OOM in batch 17"
+
+
+def test_hits_of_one_millisecond_come_in_microsecond_order() -> None:
+    """The index sorts to the millisecond; the README's grad_norm search listed steps 159, 164, 163, 162."""
+
+    class Server:
+        def search(self, **_: Any) -> dict[str, Any]:  # newest first, as sorted to the millisecond
+            stamps = ["14:57:44.985152", "14:57:44.985629", "14:57:44.983939", "14:57:44.980412", "14:57:44.980888"]
+            hits = [{"_index": "i", "_id": t, "_source": {"@timestamp": f"2026-12-06T{t}Z"}} for t in stamps]
+            return {"hits": {"total": {"value": 5}, "hits": hits}}
+
+    result = run_search(Server(), "aitrace", SearchRequest(family="events", size=5))  # type: ignore[arg-type]
+    assert [hit_id for _, hit_id, _ in result.hits] == sorted(hit_id for _, hit_id, _ in result.hits)
 
 
 def test_search_traces_and_alerts(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None:

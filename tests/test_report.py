@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
@@ -506,6 +507,27 @@ def test_cli_unwritable_output_is_a_clear_error(
     assert "cannot write" in capsys.readouterr().err
 
 
+def test_output_through_a_link_or_into_a_fifo_keeps_the_link_and_the_fifo(tmp_path: Path) -> None:
+    """Run as root, `-o /dev/full` replaced the device node with the page; a rename replaces a link too."""
+    target = tmp_path / "pages" / "real.html"
+    target.parent.mkdir()
+    target.write_text("old page")
+    link = tmp_path / "report.html"
+    link.symlink_to(target)
+    report.write_atomic(link, "new page")
+    assert link.is_symlink() and target.read_text() == "new page"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening it to write does not block
+    try:
+        report.write_atomic(fifo, "piped page")
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+        assert os.read(reader, 100) == b"piped page"
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["pages", "pipe", "real.html", "report.html"]
+
+
 # --------------------------------------------------------------------------- render
 
 
@@ -671,3 +693,13 @@ def test_since_flag_reads_iso_times_and_refuses_others() -> None:
     assert report._iso_time("2026-11-26 15:40") == "2026-11-26T15:40:00.000000Z"  # naive means UTC
     with pytest.raises(SystemExit):
         _args(since="yesterday")
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_limit_below_one_is_a_usage_error(limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """-1 ended `aitrace report` and `aitrace compare` in an IndexError from the paged read; 0 read
+    nothing and said nothing was indexed."""
+    with pytest.raises(SystemExit) as exit_:
+        _args(limit=limit)
+    assert exit_.value.code == 2
+    assert f"argument --limit: must be at least 1, got {limit}" in capsys.readouterr().err

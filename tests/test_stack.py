@@ -201,6 +201,7 @@ def test_up_status_down_round_trip(stack_dir: Path) -> None:
     kafka_port = free_port()
     result = aitrace("up", "--kafka-port", str(kafka_port), state=stack_dir)
     assert result.returncode == 0, result.stderr
+    assert "run `aitrace worker`" in result.stdout  # without one, nothing a client sends is indexed
     state = json.loads((stack_dir / "stack.json").read_text())
     assert state["endpoints"]["kafka"] == f"127.0.0.1:{kafka_port}"
     assert state["endpoints"]["elasticsearch"].startswith("http://127.0.0.1:")

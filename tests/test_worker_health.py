@@ -89,6 +89,28 @@ def test_health_command_exit_status_and_reason(tmp_path: Path, capsys: pytest.Ca
     assert _health(capsys, tmp_path, "--stats-interval-s", "20", "--health-max-age", "5")[0] == 1
 
 
+@pytest.mark.parametrize(
+    "extra", [("--health-max-age", "nan"), ("--health-max-age", "-3"), ("--stats-interval-s", "nan")]
+)
+def test_a_largest_age_that_is_not_a_positive_number_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, str]
+) -> None:
+    """NaN compares False, so any heartbeat, however old, read as fresh (exit 0); -3 read every one as stale."""
+    path = heartbeat_path(str(tmp_path), "app")
+    write_heartbeat(path, "stats")
+    _age(path, 3600)
+    code, out, err = _health(capsys, tmp_path, *extra)
+    assert (code, out) == (2, "")
+    assert err.startswith("aitrace worker: the heartbeat's largest age must be a positive number of seconds")
+
+
+def test_a_bad_option_is_reported_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It went to stdout, where a script reading the worker's output took it for output."""
+    assert main(["worker", "--workers-dir", str(tmp_path), "--partitions", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "aitrace worker: --partitions must be >= 1, got 0\n")
+
+
 def test_health_follows_a_real_worker(
     kafka: Any, search: Any, unique_name: Callable[[str], str], tmp_path: Path
 ) -> None:
