@@ -176,9 +176,10 @@ def run_search(client: Elasticsearch, prefix: str, request: SearchRequest) -> Se
 def _micros(source: Source) -> datetime:
     """A hit's full-precision @timestamp; the earliest time when it has none it can read."""
     try:
-        return datetime.fromisoformat(str(source.get("@timestamp")))
+        when = datetime.fromisoformat(str(source.get("@timestamp")))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # naive and aware do not compare
 
 
 def total_hits(resp: Any) -> int:

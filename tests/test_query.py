@@ -287,6 +287,20 @@ def test_hits_of_one_millisecond_come_in_microsecond_order() -> None:
     assert [hit_id for _, hit_id, _ in result.hits] == sorted(hit_id for _, hit_id, _ in result.hits)
 
 
+def test_hits_with_a_naive_an_aware_and_no_readable_timestamp_sort_without_an_error() -> None:
+    """A document written by another tool may carry a time without a zone: naive and aware times do not
+    compare, and the sort raised TypeError."""
+
+    class Server:
+        def search(self, **_: Any) -> dict[str, Any]:
+            stamps = ["2026-12-06T10:00:00.000002Z", "2026-12-06T10:00:00.000001", "not a time", None]
+            hits = [{"_index": "i", "_id": str(k), "_source": {"@timestamp": t}} for k, t in enumerate(stamps)]
+            return {"hits": {"total": {"value": 4}, "hits": hits}}
+
+    result = run_search(Server(), "aitrace", SearchRequest(family="events", size=4))  # type: ignore[arg-type]
+    assert [hit_id for _, hit_id, _ in result.hits] == ["3", "2", "1", "0"]  # unreadable first, in the server's order
+
+
 def test_search_traces_and_alerts(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines, _ = aitrace(capsys, "search", "--index", "traces", "--level", "error", "--service", "pipeline")
     assert code == 0 and len(lines) == 1
