@@ -27,6 +27,7 @@ bounded :class:`collections.deque`. One worker thread (this module) does everyth
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -452,6 +453,11 @@ class Exporter:
                 for part in kind.halves(block):
                     self._emit_block(topic, key, kind, part)
                 return
+            repaired = without_surrogates(block)
+            if repaired is not None:  # text with lone surrogates (an undecodable file name): kept, marked
+                self.stats["repaired_text"] += 1
+                self._emit_block(topic, key, kind, repaired)
+                return
             self.stats["rejected_schema"] += 1
             self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
             return
@@ -532,6 +538,11 @@ class Exporter:
             self._emit(topic, key, events[:half], [])
             self._emit(topic, key, events[half:], [])
             return
+        repaired = without_surrogates([events, blocks])
+        if repaired is not None:  # text with lone surrogates (an undecodable file name): kept, marked
+            self.stats["repaired_text"] += 1
+            self._emit(topic, key, *repaired)
+            return
         self.stats["rejected_schema"] += len(events) + sum(len(b["steps"]) for b in blocks)
         self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
 
@@ -545,3 +556,28 @@ class Exporter:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(value: Any) -> Any:
+    """A copy of ``value`` (dicts, lists and tuples of texts and other leaves) with every lone surrogate
+    replaced by U+FFFD, or None when it has none. A string from ``os.fsdecode`` of bytes that are not
+    UTF-8 carries them; UTF-8, and so Avro, cannot encode them, and the event was dropped whole."""
+    found = False
+
+    def walk(x: Any) -> Any:
+        nonlocal found
+        if isinstance(x, str):
+            fixed = _SURROGATES.sub("\ufffd", x)
+            found = found or fixed != x
+            return fixed
+        if isinstance(x, dict):
+            return {walk(k): walk(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return type(x)(walk(v) for v in x)
+        return x
+
+    out = walk(value)
+    return out if found else None

@@ -259,6 +259,24 @@ def test_bad_values_are_stringified_or_rejected_and_counted(make_client: Callabl
     assert stats["rejected_bad_latency"] == 1
 
 
+def test_text_with_lone_surrogates_is_kept_with_a_replacement_character(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    """A file name that is not UTF-8, through os.fsdecode, carries lone surrogates: UTF-8 cannot encode
+    them, and the log event (a whole inference record, a span) was dropped as not fitting the schema."""
+    client = make_client(run_id="surrogates")
+    name = os.fsdecode(b"data-\xff.csv")
+    client.log("warning", f"cannot read {name}", path=name)
+    client.inference(request_id=f"r-{name}", model_name="m", latency_ms=3.0, features={"x": 1.0})
+    assert client.flush(timeout=30)
+    records = read(client, lambda r: n_events(r) >= 2)
+    log_rec = events_of(records, "aitrace.LogRecord")[0]["payload"][1]
+    assert log_rec["message"] == "cannot read data-\ufffd.csv" and log_rec["attributes"] == {"path": "data-\ufffd.csv"}
+    assert events_of(records, "aitrace.InferenceRecord")[0]["payload"][1]["request_id"] == "r-data-\ufffd.csv"
+    stats = client.stats()
+    assert stats["repaired_text"] == 2 and stats.get("rejected_schema", 0) == 0
+
+
 def test_oversized_records_are_split_and_a_single_oversized_event_is_rejected(
     make_client: Callable[..., aitrace.Client], caplog: pytest.LogCaptureFixture
 ) -> None:
