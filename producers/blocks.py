@@ -140,12 +140,11 @@ class _Redacting:
         for name, column in columns.items():
             if type(column) is not list or len(column) < _LONG_COLUMN or (skip and name in skip):
                 continue
-            kinds = set(map(type, column))
-            if type(column[0]) not in _TEXT or kinds - _TEXT:
+            if type(column[0]) not in _TEXT or set(map(type, column)) - _TEXT:
                 continue
             if self.redactor.key_action(name) != 0:
                 continue
-            scanned = _scanned(column, type(None) in kinds)
+            scanned = _scanned(column)
             joined = "\n".join(scanned)
             variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
             if not scanned or not (triggers(joined) or (variant is not None and triggers(variant))):
@@ -162,21 +161,17 @@ class _Redacting:
                 self.redactor.counts["field"] -= sum(1 for r in after[name] if r != REDACTED)
 
 
-def _scanned(column: list[str | None], nones: bool) -> list[str]:
+def _scanned(column: list[str | None]) -> list[str]:
     """The texts of a column the redactor scans (not None, :data:`_SCANNED` characters or more), to be joined.
 
-    A column whose first texts are mostly distinct (request ids) is taken as it is, not put through a set:
-    hashing each fresh id, then filtering the set in Python, cost ~0.1 µs an id (``bench/bench_sender.py``), and a
-    text that is in the join twice fires no trigger that it does not fire once (they look within a line). A column
-    of repeated texts (attribute values) gives each text once. ``nones``: whether the column holds a None.
+    A column whose first texts are mostly distinct (request ids) is filtered as it is, not put through a set first:
+    hashing each fresh id cost as much as the filter (``bench/bench_sender.py``), and a text that is in the join
+    twice fires no trigger that it does not fire once (they look within a line). A column of repeated texts
+    (attribute values) gives each text once.
     """
     sample = column[:_DISTINCT_SAMPLE]
-    texts: list[Any] = column if 2 * len(set(sample)) > len(sample) else list(set(column))  # texts, once Nones go
-    if nones:
-        texts = [t for t in texts if t is not None]
-    if texts and min(map(len, texts)) < _SCANNED:  # shorter: the redactor skips them
-        texts = [t for t in texts if len(t) >= _SCANNED]
-    return texts
+    texts = column if 2 * len(set(sample)) > len(sample) else set(column)
+    return [t for t in texts if t is not None and len(t) >= _SCANNED]  # shorter: the redactor skips them
 
 
 def _generated_ids(column: list[str | None]) -> bool:
