@@ -106,7 +106,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + bytes(one) * len(values) + b"\0"
-    if first == 0 and values[-1] == len(values) - 1 and len(values) <= _POSITIONS:  # (one look at the last first)
+    last = values[-1]  # 0..n-1 (a span block's index): both ends looked at first, then the whole column
+    if type(first) is int and type(last) is int and first == 0 and last == len(values) - 1 <= _POSITIONS - 1:
         positions, varints = _positions()
         if values == positions[: len(values)]:
             head = bytearray()
