@@ -105,11 +105,10 @@ def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], statuses: list
     columns["request_id"] = values["request_id"]
     columns["model_name"], columns["model_name_index"] = blocks.interned(values["model_name"])
     columns["status"], columns["status_index"] = blocks.interned(statuses)
-    texts = {name: blocks.texts(values[name], stats) for name in _OPTIONAL_TEXTS}
     for name in ("model_version", "prediction", "feature_version"):
-        columns[name], columns[f"{name}_index"] = blocks.optional_interned(texts[name])
-    columns["error"] = blocks.optional_column(texts["error"])
-    columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
+        columns[name], columns[f"{name}_index"] = blocks.interned_texts(values[name], stats)
+    for name in ("error", "inputs_summary"):
+        columns[name] = blocks.optional_column(blocks.texts(values[name], stats))
     confidence = values["confidence"]
     kinds = set(map(type, confidence))
     if kinds == {float}:  # floats only: the writer need not look again

@@ -231,3 +231,37 @@ def _per_record(features: list[Any]) -> tuple[list[int], list[Any]]:
 def test_features_per_record_are_the_ones_the_comprehension_made(shape: str) -> None:
     features = _FEATURES[shape]
     assert _outcome(_per_record, features) == _outcome(_old_per_record, features)
+
+
+# -- tables of texts (predictions, model versions, labels)
+
+
+_TABLE_COLUMNS = {
+    "one class": [1] * 40,
+    "classes": [i % 3 for i in range(40)],
+    "negative and large ints": [-1, 2**40, -(2**63), 2**64 - 1, 7] * 4,
+    "an int past 64 bits": [1, 2**70, 1, 2**70],
+    "ints and a bool": [1, True, 0, False],
+    "ints and a float equal to one": [1, 1.0, 2],
+    "zeros": [0, -0, 0],
+    "texts": ["v7", "v8", "v7"],
+    "texts and None": [None, "v7", None],
+    "all None": [None, None],
+    "ints and None": [1, None, 2],
+    "floats": [0.5, -0.0, 0.0, 1e300],
+    "objects": [b"\xff", object.__new__(type("Odd", (), {"__repr__": lambda self: "odd"}))],
+    "none": [],
+}
+
+
+@pytest.mark.parametrize("shape", _TABLE_COLUMNS)
+def test_interned_texts_are_the_texts_interned(shape: str) -> None:
+    """Predictions, model and feature versions, data-stats labels: a column of ints is interned before it is written
+    as text; the table, the indexes and the counters are those of writing every value first."""
+    column = _TABLE_COLUMNS[shape]
+    new_stats: Counter[str] = Counter()
+    old_stats: Counter[str] = Counter()
+    new = blocks.interned_texts(list(column), new_stats)
+    old = blocks.optional_interned(blocks.texts(list(column), old_stats))
+    assert new == old
+    assert new_stats == old_stats
