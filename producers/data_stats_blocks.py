@@ -183,12 +183,13 @@ def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], stats: Counter
     columns["batch"] = blocks.optional_column(blocks.texts(values["batch"], stats))
     columns["row_count"] = _ints(values["row_count"])
     columns["rows_dropped"] = _ints(values["rows_dropped"])
-    columns["label"], columns["label_index"] = blocks.optional_interned(blocks.texts(values["label"], stats))
+    columns["label"], columns["label_index"] = blocks.interned_texts(values["label"], stats)
     counts = values["class_counts"]
     columns["class_counts"] = _class_counts([c or {} for c in counts]) if any(counts) else {}  # {}: none counted
     columns["ingest_delay_ms"] = blocks.optional_column(_floats(values["ingest_delay_ms"]))
-    per_record = [f or () for f in values["features"]]
-    columns["features"] = _feature_columns([len(f) for f in per_record], list(chain.from_iterable(per_record)), stats)
+    features = values["features"]
+    per_record = features if all(features) else [f or () for f in features]  # (all(): a C loop, as the lists are)
+    columns["features"] = _feature_columns(list(map(len, per_record)), list(chain.from_iterable(per_record)), stats)
     return columns
 
 

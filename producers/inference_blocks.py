@@ -59,13 +59,20 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     if not latency_kinds <= {float, int}:
         return _slow_columns(rows, stats)
     try:
-        statuses = ["error" if status == "error" else "ok" for status in values["status"]]
+        statuses = _statuses(values["status"])
     except TypeError:
         return _slow_columns(rows, stats)
     columns = _columns(rows, values, statuses, stats)
     columns["latency_ms"] = Doubles(latencies if int not in latency_kinds else map(float, latencies))
     columns["features"], columns["categorical_features"] = _feature_columns(values["features"], stats)
     return columns
+
+
+def _statuses(given: list[Any]) -> list[str]:
+    """Each record's status as a single event has it (``"error"``, else ``"ok"``): a column of ``"ok"`` by one count."""
+    if given.count("ok") == len(given) and set(map(type, given)) <= {str}:  # (a text equal to "ok" is not "error")
+        return ["ok"] * len(given)
+    return ["error" if status == "error" else "ok" for status in given]
 
 
 def _by_name(fields: list[Any]) -> dict[str, list[Any]] | None:
@@ -98,11 +105,10 @@ def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], statuses: list
     columns["request_id"] = values["request_id"]
     columns["model_name"], columns["model_name_index"] = blocks.interned(values["model_name"])
     columns["status"], columns["status_index"] = blocks.interned(statuses)
-    texts = {name: blocks.texts(values[name], stats) for name in _OPTIONAL_TEXTS}
     for name in ("model_version", "prediction", "feature_version"):
-        columns[name], columns[f"{name}_index"] = blocks.optional_interned(texts[name])
-    columns["error"] = blocks.optional_column(texts["error"])
-    columns["inputs_summary"] = blocks.optional_column(texts["inputs_summary"])
+        columns[name], columns[f"{name}_index"] = blocks.interned_texts(values[name], stats)
+    for name in ("error", "inputs_summary"):
+        columns[name] = blocks.optional_column(blocks.texts(values[name], stats))
     confidence = values["confidence"]
     kinds = set(map(type, confidence))
     if kinds == {float}:  # floats only: the writer need not look again

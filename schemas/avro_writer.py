@@ -106,6 +106,13 @@ def _integers(kind: str, values: list[Any]) -> bytes:
         head = bytearray()
         _varint(head, len(values) << 1)
         return bytes(head) + bytes(one) * len(values) + b"\0"
+    last = values[-1]  # 0..n-1 (a span block's index): both ends looked at first, then the whole column
+    if type(first) is int and type(last) is int and first == 0 and last == len(values) - 1 <= _POSITIONS - 1:
+        positions, varints = _positions()
+        if values == positions[: len(values)]:
+            head = bytearray()
+            _varint(head, len(values) << 1)
+            return bytes(head) + varints[: _position_bytes(len(values))] + b"\0"
     try:
         small = bytes(values)  # each an int in 0..255 (a bool is 0 or 1, as fastavro writes it), else it raises
     except (TypeError, ValueError):
@@ -126,6 +133,23 @@ def _integers(kind: str, values: list[Any]) -> bytes:
 
 
 _NUMPY_FROM = 256  # shorter columns: numpy's per-call costs outweigh fastavro's per-item loop
+_POSITIONS = 8192  # 0..8191: one zig-zag varint byte each below 64, two from 64
+
+
+@functools.cache
+def _positions() -> tuple[list[int], bytes]:
+    """0, 1, 2 ... as a list, and their varints in a row: a span block's index when each record is a span of its
+    own (``span_index``), which took numpy's path (~0.08 µs an event); now one comparison and a slice."""
+    positions = list(range(_POSITIONS))
+    varints = bytearray()
+    for value in positions:
+        _varint(varints, value << 1)
+    return positions, bytes(varints)
+
+
+def _position_bytes(n: int) -> int:
+    """The bytes of the varints of 0..n-1 (see :func:`_positions`)."""
+    return n if n <= 64 else 64 + 2 * (n - 64)
 
 
 @functools.cache

@@ -174,7 +174,11 @@ _RANDOM = random.Random(5)
      [_RANDOM.randrange(64, 128) for _ in range(300)], [255, 256], [1000] * 4000, [-5] * 3, [2**62] * 300,
      [2**31] * 5, [-(2**63)] * 2, [2**63] * 300, [1000] * 299 + [1000.0], [300] * 3 + [Decimal(300)],
      [True] * 70, [0, False] * 40, [1, True] * 3, [64] * 10, [255] * 9, [-1] * 4, [0] * 4000, [0, 1, 2, 3] * 1000,
-     [0] * 99 + [1], [(1 << 63) - 1] * 3, [0, 0.0], [False, 0]],
+     [0] * 99 + [1], [(1 << 63) - 1] * 3, [0, 0.0], [False, 0],
+     # 0..n-1 (a span block's index, each record a span of its own): one comparison and a slice
+     *(list(range(n)) for n in (2, 63, 64, 65, 66, 300, 2000, 8191, 8192, 8193)), [0, 1.0, 2, 3] * 1,
+     [0, True, 2, Decimal(3)], [False, 1, 2], [0, 2, 1, 3], list(range(1, 301)), [*range(299), 300, 299],
+     [0, *range(2, 300), 299], list(range(300))[::-1], [0, 1.5, 1], [0, "1", 2]],
 )  # fmt: skip
 def test_a_column_of_integers_is_written_as_fastavro_writes_it(column: list[Any], items: str) -> None:
     """Block index and length columns: one byte each through ``bytes.translate`` when 0..63, one or two when
