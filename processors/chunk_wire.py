@@ -50,7 +50,8 @@ def _refs(node: dict[str, Any], buffers: list[bytes], offset: list[int]) -> dict
             out[key] = {_REF: [value.dtype.str, offset[0], int(value.size)]}
             offset[0] += len(raw)
         elif isinstance(value, dict):
-            out[key] = _plain(_refs(value, buffers, offset))
+            inner = _refs(value, buffers, offset)  # then as _plain writes it, inline (a call per dict)
+            out[key] = {_PLAIN: inner} if len(inner) == 1 and (_REF in inner or _PLAIN in inner) else inner
         else:
             out[key] = value
     return out
@@ -84,16 +85,17 @@ def unpack_chunk(data: bytes) -> dict[str, Any]:
 def _arrays_of(node: dict[str, Any], data: bytes, base: int, end: list[int]) -> Any:
     """The header dict ``node`` with each array reference in it (at any depth) read from ``data``; ``end``:
     where the next array must start. A dict that is a reference itself is the array. One loop per dict."""
-    if len(node) == 1 and isinstance(plain := node.get(_PLAIN), dict):
-        return {key: _arrays_of(v, data, base, end) if isinstance(v, dict) else v for key, v in plain.items()}
-    ref = node.get(_REF)
-    if ref is not None and len(node) == 1:
-        dtype, off, count = ref
-        if off != end[0] or count < 0:
-            raise ValueError(f"series chunk array at {off} (count {count}): the next starts at {end[0]}")
-        array = np.frombuffer(data, dtype=dtype, count=count, offset=base + off).copy()
-        end[0] += array.nbytes
-        return array
+    if len(node) == 1:
+        ref = node.get(_REF)
+        if ref is not None:
+            dtype, off, count = ref
+            if off != end[0] or count < 0:
+                raise ValueError(f"series chunk array at {off} (count {count}): the next starts at {end[0]}")
+            array = np.frombuffer(data, dtype=dtype, count=count, offset=base + off).copy()
+            end[0] += array.nbytes
+            return array
+        if isinstance(plain := node.get(_PLAIN), dict):
+            node = plain  # a dict of the chunk, written inside this one (_plain)
     out = {}
     for key, value in node.items():
         out[key] = _arrays_of(value, data, base, end) if isinstance(value, dict) else value
