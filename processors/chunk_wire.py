@@ -19,6 +19,9 @@ _CHUNK_MAGIC = b"AC1"
 # entities (processors/expiry.py). Any client may write one: a sweep only drops what is idle anyway.
 SWEEP = b"AS1"
 _HEADER_LEN = struct.Struct("<I")
+# A dict of the chunk whose only key is one of these (a model's one feature named "__nd") would read back as an
+# array reference: it is written inside a dict whose only key is _PLAIN, read back as the dict it holds.
+_REF, _PLAIN = "__nd", "__dict"
 
 
 def pack_chunk(chunk: dict[str, Any]) -> bytes:
@@ -29,7 +32,7 @@ def pack_chunk(chunk: dict[str, Any]) -> bytes:
     Arrays may sit at any depth of nested dicts; lists are written as JSON.
     """
     buffers: list[bytes] = []
-    header = orjson.dumps(_refs(chunk, buffers, [0]), option=orjson.OPT_SERIALIZE_NUMPY)
+    header = orjson.dumps(_plain(_refs(chunk, buffers, [0])), option=orjson.OPT_SERIALIZE_NUMPY)
     return _CHUNK_MAGIC + _HEADER_LEN.pack(len(header)) + header + b"".join(buffers)
 
 
@@ -44,13 +47,20 @@ def _refs(node: dict[str, Any], buffers: list[bytes], offset: list[int]) -> dict
         if isinstance(value, np.ndarray):
             raw = value.tobytes()
             buffers.append(raw)
-            out[key] = {"__nd": [value.dtype.str, offset[0], int(value.size)]}
+            out[key] = {_REF: [value.dtype.str, offset[0], int(value.size)]}
             offset[0] += len(raw)
         elif isinstance(value, dict):
-            out[key] = _refs(value, buffers, offset)
+            inner = _refs(value, buffers, offset)  # then as _plain writes it, inline (a call per dict)
+            out[key] = {_PLAIN: inner} if len(inner) == 1 and (_REF in inner or _PLAIN in inner) else inner
         else:
             out[key] = value
     return out
+
+
+def _plain(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` (a dict of the chunk, its arrays replaced) as written: inside a _PLAIN dict where its only key
+    would read back as something else."""
+    return {_PLAIN: node} if len(node) == 1 and (_REF in node or _PLAIN in node) else node
 
 
 def unpack_chunk(data: bytes) -> dict[str, Any]:
@@ -75,14 +85,17 @@ def unpack_chunk(data: bytes) -> dict[str, Any]:
 def _arrays_of(node: dict[str, Any], data: bytes, base: int, end: list[int]) -> Any:
     """The header dict ``node`` with each array reference in it (at any depth) read from ``data``; ``end``:
     where the next array must start. A dict that is a reference itself is the array. One loop per dict."""
-    ref = node.get("__nd")
-    if ref is not None and len(node) == 1:
-        dtype, off, count = ref
-        if off != end[0] or count < 0:
-            raise ValueError(f"series chunk array at {off} (count {count}): the next starts at {end[0]}")
-        array = np.frombuffer(data, dtype=dtype, count=count, offset=base + off).copy()
-        end[0] += array.nbytes
-        return array
+    if len(node) == 1:
+        ref = node.get(_REF)
+        if ref is not None:
+            dtype, off, count = ref
+            if off != end[0] or count < 0:
+                raise ValueError(f"series chunk array at {off} (count {count}): the next starts at {end[0]}")
+            array = np.frombuffer(data, dtype=dtype, count=count, offset=base + off).copy()
+            end[0] += array.nbytes
+            return array
+        if isinstance(plain := node.get(_PLAIN), dict):
+            node = plain  # a dict of the chunk, written inside this one (_plain)
     out = {}
     for key, value in node.items():
         out[key] = _arrays_of(value, data, base, end) if isinstance(value, dict) else value

@@ -19,9 +19,10 @@ import numpy as np
 import orjson
 import pytest
 import synth as S
+import test_inference_blocks as inference_blocks
 from aitrace.detect.welch import welch_t
 from aitrace.processors import correlate, pipeline
-from aitrace.processors.chunk_wire import unpack_chunk
+from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
 from aitrace.processors.chunks import restore_axes
 from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.processors.pipeline import Pipeline, RecordOutput, Staged
@@ -636,3 +637,37 @@ def test_a_data_stage_past_its_state_budget_leaves_the_batch_out_and_stays_as_it
     assert pipe.counters["series_refused"] == 3 and "would keep more than 200000 bytes" in caplog.text
     send("f0", 6)  # a tracked feature goes on being checked
     assert table["data/ds/st"]["data/ds/st/f0"]["applied"] == {"t:0": 6}
+
+
+@pytest.mark.parametrize("name", ["__nd", "__dict", "x"])
+def test_a_model_whose_one_feature_is_named_as_the_chunk_format_s_markers_is_still_detected(name: str) -> None:
+    # A dict of a chunk whose only key was "__nd" read back as an array reference: a block whose one feature
+    # was named so made a model chunk that raised ValueError on the series side (quarantined, the block's
+    # latencies and errors lost with it).
+    n = 40
+    rows = {"span_index": [0] * n, "model_name_index": [0] * n, "status_index": [0] * n, "prediction_index": [0] * n}
+    block = inference_blocks._block(
+        time=[S.now_us() + i for i in range(n)],
+        request_id=[f"r{i}" for i in range(n)],
+        latency_ms=[1.0] * n,
+        features={name: [float(i) for i in range(n)]},
+        **rows,
+    )
+    pipe = Pipeline(WorkerOptions(index=False))
+    out = _process(pipe, inference_blocks._encoded(block), {})
+    [(key, value)] = out.chunks
+    assert not out.dead_letters and key == "model/m"
+    assert unpack_chunk(value)["features"][name].tolist() == [float(i) for i in range(n)]
+    pipe.series(value, {})
+
+
+@pytest.mark.parametrize("inner", [{"__nd": [1, 2, 3]}, {"__nd": {"__nd": 5}}, {"__dict": {"a": 1}}, {"__dict": 2}])
+def test_a_chunk_s_dicts_read_back_as_written_whatever_their_keys(inner: dict[str, Any]) -> None:
+    chunk = {"kind": "model", "a": inner, "b": {"c": inner, "d": np.arange(3.0)}, "e": {"__nd": np.arange(2)}}
+    back = unpack_chunk(pack_chunk(chunk))
+    assert (back["a"], back["b"]["c"], back["b"]["d"].tolist(), back["e"]["__nd"].tolist()) == (
+        inner,
+        inner,
+        [0.0, 1.0, 2.0],
+        [0, 1],
+    )
