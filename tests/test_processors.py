@@ -298,10 +298,10 @@ def test_worker_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert worker_run("worker", _parse(["--partitions", "0"])) == 2
-    assert "partitions" in capsys.readouterr().out
+    assert "partitions" in capsys.readouterr().err
     monkeypatch.setenv("AITRACE_WORKER_PARTITIONS", "many")
     assert worker_run("worker", _parse([])) == 2
-    assert "AITRACE_WORKER_PARTITIONS" in capsys.readouterr().out
+    assert "AITRACE_WORKER_PARTITIONS" in capsys.readouterr().err
 
 
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
