@@ -153,7 +153,9 @@ def to_text(comparison: Comparison) -> str:
     rows.append(["alerts", "", *(str(r.alerts) for r in runs)])
     rows += [[""] * (len(runs) + 2), *_metric_rows(comparison), [""] * (len(runs) + 2)]
     if comparison.config:
-        rows.append([f"config: {len(comparison.config)} keys differ", "", *([""] * len(runs))])
+        n = len(comparison.config)
+        differ = "1 key differs" if n == 1 else f"{n} keys differ"
+        rows.append([f"config: {differ}", "", *([""] * len(runs))])
         rows += [[key, "", *(v if v is not None else "-" for v in values)] for key, values in comparison.config]
     else:
         rows.append(["config: no key differs", "", *([""] * len(runs))])

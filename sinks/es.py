@@ -91,6 +91,11 @@ class Capabilities:
         return cls(distribution, str(version["number"]), has_ilm)
 
 
+# urllib3 leads a connection error with the connection object: "<...HTTPConnection object at 0x..>: " or
+# "HTTPConnection(host='127.0.0.1', port=9200): "
+_CONNECTION_REPR = re.compile(r"^(<[^>]*>|\w+\([^)]*\)): ")
+
+
 def _plain_mimetype(value: str) -> str:
     """``application/vnd.elasticsearch+json; compatible-with=8`` -> ``application/json``."""
     return _COMPAT_RE.sub(r"application/\1", value)
@@ -165,7 +170,11 @@ def detect_capabilities(search: SearchConfig, timeout: float = _DETECT_TIMEOUT_S
     try:
         resp = pool.request("GET", url, headers={"accept": "application/json", **auth_headers(search)})
     except urllib3.exceptions.HTTPError as exc:
-        raise SearchUnavailable(f"search server at {safe_url(search.es_url)} unreachable: {exc}") from exc
+        reason = _CONNECTION_REPR.sub("", str(getattr(exc, "reason", None) or exc))  # the cause, not the object
+        raise SearchUnavailable(
+            f"search server at {safe_url(search.es_url)} unreachable ({reason}): is it running? "
+            "`aitrace up` starts the embedded one; AITRACE_ES_URL or --es-url names another"
+        ) from exc
     finally:
         pool.clear()
     if resp.status in (401, 403):

@@ -106,6 +106,12 @@ def test_an_unknown_run_is_one_line_and_exit_status_1(indexed: dict[str, Any]) -
     assert done.stderr == f"aitrace compare: no events for run 'run-typo' under {where} (is the id right?)\n"
 
 
+def test_one_differing_key_is_said_in_the_singular() -> None:
+    runs = [compare.RunSummary("a", "finished", 0), compare.RunSummary("b", "finished", 0)]
+    text = compare.to_text(compare.Comparison(runs, [("seed", ["1", "2"])]))
+    assert "config: 1 key differs" in text and "keys" not in text
+
+
 def test_an_unreachable_search_server_is_one_line_and_exit_status_1(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     assert compare.run("compare", _args(*RUNS, "--es-url", url)) == 1
