@@ -94,9 +94,33 @@ def options_from_args(args: argparse.Namespace) -> tuple[Settings, WorkerOptions
     )
     overrides: dict[str, Any] = {f.name: getattr(args, f.name, None) for f in fields(WorkerOptions)}
     options = WorkerOptions.from_env(**overrides)
-    if options.partitions < 1:
-        raise ValueError(f"--partitions must be >= 1, got {options.partitions}")
+    _check_ranges(options)
     return settings, options
+
+
+# Options whose value must be above 0 (intervals a loop waits or a window spans); every other number >= 0.
+_POSITIVE = frozenset(
+    {"partitions", "batch_records", "drift_window", "stats_interval_s", "tick_interval_s", "rollup_window_s"}
+    | {"commit_interval_s", "session_timeout_s", "max_raw_rate"}
+)
+
+
+def _check_ranges(options: WorkerOptions) -> None:
+    """A value out of its range is a usage error (NaN passed every comparison; a port past 65535 ended in a
+    Faust traceback; a threshold of 5 flagged nothing)."""
+    for f in fields(WorkerOptions):
+        value = getattr(options, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if not math.isfinite(value) or value < 0 or (f.name in _POSITIVE and value <= 0):
+            raise ValueError(
+                f"{flag} must be a {'positive' if f.name in _POSITIVE else 'non-negative'} number, got {value}"
+            )
+    if not 0 < options.anomaly_threshold <= 1:
+        raise ValueError(f"--anomaly-threshold must be in (0, 1], got {options.anomaly_threshold}")
+    if options.web_port > 65535:
+        raise ValueError(f"--web-port must be 0 (off) or a port up to 65535, got {options.web_port}")
 
 
 def run(name: str, args: argparse.Namespace) -> int:

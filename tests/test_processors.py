@@ -304,6 +304,23 @@ def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert "AITRACE_WORKER_PARTITIONS" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--anomaly-threshold", "5"),  # flagged nothing
+        ("--anomaly-threshold", "0"),
+        ("--web-port", "99999"),  # a Faust traceback
+        ("--stats-interval-s", "-1"),
+        ("--tick-interval-s", "nan"),  # NaN passed every comparison
+        ("--idle-timeout-s", "inf"),
+    ],
+)
+def test_worker_refuses_options_out_of_range(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert worker_run("worker", _parse([flag, value])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aitrace worker: {flag} must be") and err.count("\n") == 1, err
+
+
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:
     from aitrace.infra.service_probes import free_port
     from aitrace.processors.topics import prepare_topics
