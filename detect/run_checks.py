@@ -143,7 +143,9 @@ class RunChecks:
         self.lr_span: list[float] | None = None  # lowest and highest lr over them
         self.steps_done = False  # the step-size stall is judged (no update ratios sent)
         self.lr_cut = LrCut(drop=drop, head=head, min_drop=min_drop)  # tracks the run's last lr
-        self.reported: list[str] = []  # the verdicts found so far (the run's loss does not page them again)
+        self.reported: dict[
+            str, float
+        ] = {}  # each verdict found so far, at its last step (the loss does not repeat it)
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []
@@ -169,7 +171,7 @@ class RunChecks:
             self.vanished = True  # the per-layer rule's (processors.detection_runs): it names the starved layer
         if "grad_norm" in series and not self.vanished:
             out += self._collapse(*series["grad_norm"], losses or self._loss_levels([], []))
-        self.reported += [r for r in dict.fromkeys(f.reason for f in out) if r not in self.reported]
+        self.reported.update((f.reason, f.step) for f in out)
         return out
 
     @property
@@ -379,7 +381,7 @@ class RunChecks:
             "lr_span": list(self.lr_span) if self.lr_span else None,
             "steps_done": self.steps_done,
             "lr_cut": self.lr_cut.to_state(),
-            "reported": list(self.reported),
+            "reported": dict(self.reported),
         }
 
     @classmethod
@@ -399,7 +401,7 @@ class RunChecks:
         elif state.get("lr") is not None:  # a state written before: its last lr
             check.lr_cut.lr = float(state["lr"])
         check.first_sizes = [float(v) for v in state.get("first_sizes", [])]
-        check.reported = [str(r) for r in state.get("reported", [])]
+        check.reported = {str(r): float(step) for r, step in dict(state.get("reported") or {}).items()}
         check.sized_at = math.nan if state.get("sized_at") is None else float(state["sized_at"])
         check.lr_span = [float(v) for v in state["lr_span"]] if state.get("lr_span") else None
         # a state written before this check, past the run's start, is not judged on its later steps

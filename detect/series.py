@@ -193,17 +193,26 @@ class TrainingSeries:
         if self.stall is not None and (verdict := self.stall.update(steps, vals)) is not None:
             step, start, now = verdict
             msg = f"{self.metric} still at its starting level after {step} steps ({start:.4g} then, {now:.4g} now)"
-            out.append(self._at(steps, vals, step, "stalled", msg))
+            out.append(self._at(steps, vals, step, "stalled", msg, since=self.stall.first_step))
         if self.plateau is not None and (plateau := self.plateau.update(steps, vals, lr)) is not None:
             step, best_step, best, now = plateau
             msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
-            out.append(self._at(steps, vals, step, "plateau", msg))
+            # the episode began by the first loss of the best level's window (a median lags the turn)
+            since = best_step - self.plateau.params["window"] + 1
+            out.append(self._at(steps, vals, step, "plateau", msg, since=since))
         return out
 
-    def _at(self, steps: np.ndarray, vals: np.ndarray, step: int, reason: str, message: str) -> Finding:
+    def _at(
+        self, steps: np.ndarray, vals: np.ndarray, step: int, reason: str, message: str, *, since: int | None
+    ) -> Finding:
+        """The run check's finding at ``step``; ``since``: the step its episode began (details ``since_step``)."""
         k = int(np.searchsorted(steps, step))
         k = min(k, vals.size - 1)
-        return Finding(self.n_seen + k, float(step), float(vals[k]), 1.0, reason, message, self.threshold, "loss")
+        details = {} if since is None else {"since_step": str(since)}
+        value = float(vals[k])
+        return Finding(
+            self.n_seen + k, float(step), value, 1.0, reason, message, self.threshold, "loss", details=details
+        )
 
     # -- state -------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

@@ -33,17 +33,20 @@ class RunSeriesDetectors(SeriesStateBase):
 
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
-        # first: a stall or plateau the run's checks paged is not paged again by the training loss's own rule
-        reported = self._run_checks(chunk, result, source, offset)
+        admitted, opening = [], 0  # the series' keys take the run's slots before its checks' key, as they did
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
             key = f"run/{run_id}/{split or 'train'}/{metric}"
-            if not self._admit(key, result):
-                continue
+            if self._admit(key, result, opening):
+                admitted.append((key, split, metric, s))
+                opening += key not in self.table
+        # then the run's checks: a stall or plateau they paged is not paged again by the training loss's own rule
+        reported = self._run_checks(chunk, result, source, offset)
+        for key, split, metric, s in admitted:
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
             lr = _lr_at(chunk["series"], split, s["steps"]) if metric_role(metric) == "loss" else None
-            paged = reported if metric_role(metric) == "loss" and split in TRAIN_SPLITS else frozenset()
+            paged = reported if metric_role(metric) == "loss" and split in TRAIN_SPLITS else {}
 
             def work(
                 state: State,
@@ -53,7 +56,7 @@ class RunSeriesDetectors(SeriesStateBase):
                 split: str = split,
                 values: np.ndarray = values,
                 lr: np.ndarray | None = lr,
-                paged: frozenset[str] = paged,
+                paged: dict[str, float] = paged,
             ) -> None:
                 at = (s["times"], s["steps"], lr)
                 outcome = self._training(ctx.series, state, values, at, (metric, split, paged), run_id)
@@ -83,18 +86,19 @@ class RunSeriesDetectors(SeriesStateBase):
         state: State,
         values: np.ndarray,
         at: tuple[Any, Any, np.ndarray | None],
-        what: tuple[str, str, frozenset[str]],
+        what: tuple[str, str, dict[str, float]],
         run_id: str,
     ) -> tuple[Finding | None, int, int]:
         """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
 
         ``at``: the chunk's times, steps and the run's learning rate at those steps (or None); ``what``:
-        the metric, its split and the verdicts the run's checks already paged (not paged again here)."""
+        the metric, its split and the verdicts the run's checks already paged, at their steps (not paged again
+        here while the episode they were paged in lasts)."""
         times, steps, lr = at
         metric, split, paged = what
         rules = self._restore(key, state, "rules", TrainingSeries)
         rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        found = [f for f in rules.update(steps, values, lr) if f.reason not in paged]
+        found = [f for f in rules.update(steps, values, lr) if not _repeats(f, paged)]
         self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
@@ -117,7 +121,7 @@ class RunSeriesDetectors(SeriesStateBase):
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
 
-    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> frozenset[str]:
+    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> dict[str, float]:
         """Stall, plateau and vanishing gradients told across the run's series (detect.run_checks); the
         verdicts the run's checks have paged so far."""
         series = {
@@ -126,10 +130,10 @@ class RunSeriesDetectors(SeriesStateBase):
             if name.split("|", 1)[0] in TRAIN_SPLITS
         }
         if not series:
-            return frozenset()
+            return {}
         run_id = chunk["run_id"]
         key = f"run/{run_id}/checks"
-        paged: set[str] = set()
+        paged: dict[str, float] = {}
         ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
         last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
 
@@ -151,7 +155,7 @@ class RunSeriesDetectors(SeriesStateBase):
             self._publish(result, state, ctx, (finding, 0 if finding else 10, last_time))
 
         self._with_state(key, source, offset, result, work)
-        return frozenset(paged)
+        return paged
 
     def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""
@@ -227,6 +231,15 @@ class RunSeriesDetectors(SeriesStateBase):
                     self._publish(result, holder, ctx, (finding, clean, last_time))
 
         self._with_state(key, source, offset, result, work)
+
+
+def _repeats(finding: Finding, paged: dict[str, float]) -> bool:
+    """Whether the run's checks paged this verdict in the same episode: at or after the step the loss's
+    episode began (a plateau's last new best; a stall's first step). A later plateau, after the loss
+    learned again, is news."""
+    since = finding.details.get("since_step")
+    at = paged.get(finding.reason)
+    return at is not None and since is not None and at >= float(since)
 
 
 def _lr_at(series: dict[str, Any], split: str, steps: Any) -> np.ndarray | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aitrace
 import numpy as np
@@ -342,6 +343,36 @@ def test_a_stall_the_run_checks_paged_is_not_paged_again_by_the_loss() -> None:
             alerts += _apply(det, blocks=[block], offset=i)
         found[run] = [(a["series"], a["step"]) for a in alerts if a["detector"] == "stalled" and a["version"] == 1]
     assert found == {"loop": [("run/loop/checks", 15)], "bare": [("run/bare/train/loss", 150)]}
+
+
+def test_a_later_plateau_of_the_loss_is_news_after_the_checks_paged_one() -> None:
+    """The verdicts the run's checks paged muted the loss's own plateau for the rest of the run: an lr cut
+    at 100 (checks: 116), a warm restart at 300 that learned, then a gradual decay to ~0 from 500 that only
+    the loss's rule sees (a review's script). The repeat of the first is dropped, the second pages."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1200)
+    loss = np.r_[2.3 - 1.3 * steps[:100] / 100, np.full(200, 1.0), 1.0 - 0.5 * np.arange(200) / 200, np.full(700, 0.5)]
+    loss += 0.005 * rng.normal(size=1200)
+    lr = np.r_[np.full(100, 0.1), np.full(200, 1e-7), np.full(200, 0.1), 0.1 * np.exp(-np.arange(700) / 20.0)]
+    det, alerts = SeriesDetectors({}), []
+    for i in range(0, 1200, 20):
+        series = {"loss": loss[i : i + 20], "lr": np.maximum(lr[i : i + 20], 1e-12)}
+        block = S.metric_block(trace="a" * 32, run_id="r", start_step=i, series=series, start_us=T0 + i * 1000)
+        alerts += _apply(det, blocks=[block], offset=i)
+    plateaus = [(a["series"], a["step"]) for a in alerts if a["detector"] == "plateau" and a["version"] == 1]
+    assert plateaus == [("run/r/checks", 116), ("run/r/train/loss", 696)]
+
+
+def test_a_run_s_series_take_its_places_before_its_checks() -> None:
+    """The run's checks key was written before the series' keys were admitted, and took one of the
+    entity's max_series places: a run's fourth series was refused on its first chunk."""
+    table: dict[str, Any] = {}
+    det = SeriesDetectors(table, DetectionConfig(max_series=4))
+    series = {n: np.linspace(1, 2, 20) for n in ("acc", "grad_norm", "loss", "lr")}
+    block = S.metric_block(trace="a" * 32, run_id="r", start_step=0, series=series, start_us=T0)
+    for chunk in _through_json(extract_chunks([], [MetricBlock.from_record(block)])).values():
+        assert det.apply(chunk, source="t:0", offset=0).refused == []
+    assert {f"run/r/train/{n}" for n in series} <= set(table)
 
 
 def test_a_generic_alert_says_what_moved_against_what() -> None:
