@@ -107,20 +107,25 @@ _POSITIVE = frozenset(
 
 def _check_ranges(options: WorkerOptions) -> None:
     """A value out of its range is a usage error (NaN passed every comparison; a port past 65535 ended in a
-    Faust traceback; a threshold of 5 flagged nothing)."""
+    Faust traceback; a threshold of 5 flagged nothing; a drift window of 1 failed every chunk with features)."""
     for f in fields(WorkerOptions):
         value = getattr(options, f.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        kind = "positive" if f.name in _POSITIVE else "non-negative"
         if not math.isfinite(value) or value < 0 or (f.name in _POSITIVE and value <= 0):
-            raise ValueError(
-                f"{flag} must be a {'positive' if f.name in _POSITIVE else 'non-negative'} number, got {value}"
-            )
+            raise ValueError(f"{_named(f.name)} must be a {kind} number, got {value}")
     if not 0 < options.anomaly_threshold <= 1:
-        raise ValueError(f"--anomaly-threshold must be in (0, 1], got {options.anomaly_threshold}")
+        raise ValueError(f"{_named('anomaly_threshold')} must be in (0, 1], got {options.anomaly_threshold}")
     if options.web_port > 65535:
-        raise ValueError(f"--web-port must be 0 (off) or a port up to 65535, got {options.web_port}")
+        raise ValueError(f"{_named('web_port')} must be 0 (off) or a port up to 65535, got {options.web_port}")
+    if options.drift_window < 2:  # a drift test compares windows of two points or more
+        raise ValueError(f"{_named('drift_window')} must be 2 or more, got {options.drift_window}")
+
+
+def _named(field: str) -> str:
+    """An option as a person may have set it: its flag, or its variable (docker-compose sets those)."""
+    return f"--{field.replace('_', '-')} (or {WorkerOptions.env_prefix}{field.upper()})"
 
 
 def run(name: str, args: argparse.Namespace) -> int:

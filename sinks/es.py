@@ -23,6 +23,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 from aitrace.producers.config import SearchConfig, mask_url
@@ -94,6 +95,7 @@ class Capabilities:
 # urllib3 leads a connection error with the connection object: "<...HTTPConnection object at 0x..>: " or
 # "HTTPConnection(host='127.0.0.1', port=9200): "
 _CONNECTION_REPR = re.compile(r"^(<[^>]*>|\w+\([^)]*\)): ")
+_BARE_USERINFO = re.compile(r":[^/@\s]*@")  # user:password@, wherever it stands
 
 
 def _plain_mimetype(value: str) -> str:
@@ -165,6 +167,9 @@ def detect_capabilities(search: SearchConfig, timeout: float = _DETECT_TIMEOUT_S
         kwargs["cert_reqs"] = "CERT_REQUIRED" if search.es_verify_certs else "CERT_NONE"
         if search.es_ca_certs:
             kwargs["ca_certs"] = search.es_ca_certs
+    parts = urlsplit(search.es_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SearchUnavailable(f"search server URL {safe_url(search.es_url)} is not an http(s) URL with a host")
     pool = urllib3.PoolManager(**kwargs)
     url = search.es_url.rstrip("/") + "/"
     try:
@@ -191,8 +196,9 @@ def detect_capabilities(search: SearchConfig, timeout: float = _DETECT_TIMEOUT_S
 
 
 def safe_url(url: str) -> str:
-    """The URL with its password masked (``http://elastic:***@host``), so errors never print secrets."""
-    return mask_url(url)
+    """The URL with its password masked (``http://elastic:***@host``), so errors never print secrets; a
+    password before an ``@`` is masked in a URL without its scheme too (``elastic:pw@host``)."""
+    return _BARE_USERINFO.sub(":***@", mask_url(url))
 
 
 def _client_kwargs(search: SearchConfig, caps: Capabilities, node_class: type) -> dict[str, Any]:

@@ -107,6 +107,16 @@ def test_unreachable_server_error_names_it_without_the_password() -> None:
         es.make_client(SearchConfig(es_url=f"http://127.0.0.1:{port}"))
 
 
+@pytest.mark.parametrize(
+    "url", ["elastic:s3cret@127.0.0.1:9200", "http:/elastic:s3cret@127.0.0.1:9200", "http:elastic:s3cret@127.0.0.1"]
+)
+def test_a_url_without_its_scheme_is_refused_without_its_password(url: str) -> None:
+    """The mask looked for scheme://: a URL without one printed its password, and read as 'unreachable'."""
+    with pytest.raises(es.SearchUnavailable, match="is not an http") as info:
+        es.detect_capabilities(SearchConfig(es_url=url))
+    assert "s3cret" not in str(info.value) and ":***@127.0.0.1" in str(info.value)
+
+
 def test_connect_waits_for_a_server_that_starts_late(tmp_path) -> None:
     server = OsmemProcess(log_dir=tmp_path)
 

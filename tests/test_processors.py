@@ -313,12 +313,23 @@ def test_worker_rejects_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys: py
         ("--stats-interval-s", "-1"),
         ("--tick-interval-s", "nan"),  # NaN passed every comparison
         ("--idle-timeout-s", "inf"),
+        ("--drift-window", "1"),  # every chunk with features failed in its drift test
     ],
 )
 def test_worker_refuses_options_out_of_range(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert worker_run("worker", _parse([flag, value])) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"aitrace worker: {flag} must be") and err.count("\n") == 1, err
+    variable = "AITRACE_WORKER_" + flag[2:].replace("-", "_").upper()
+    assert err.startswith(f"aitrace worker: {flag} (or {variable}) must be") and err.count("\n") == 1, err
+
+
+def test_an_option_out_of_range_from_the_environment_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker-compose sets the worker's options as variables: the message named only a flag nobody typed."""
+    monkeypatch.setenv("AITRACE_WORKER_ANOMALY_THRESHOLD", "5")
+    assert worker_run("worker", _parse([])) == 2
+    assert "AITRACE_WORKER_ANOMALY_THRESHOLD" in capsys.readouterr().err
 
 
 def test_prepare_topics_reports_an_unreachable_broker(tmp_path: object) -> None:

@@ -101,7 +101,7 @@ def test_a_largest_age_that_is_not_a_positive_number_is_refused(
     _age(path, 3600)
     code, out, err = _health(capsys, tmp_path, *extra)
     assert (code, out) == (2, "")
-    stats_interval = "aitrace worker: --stats-interval-s must be a positive number"  # refused first
+    stats_interval = "aitrace worker: --stats-interval-s (or AITRACE_WORKER_STATS_INTERVAL_S) must be a positive"
     assert err.startswith(("aitrace worker: the heartbeat's largest age must be a positive number", stats_interval))
 
 
@@ -109,7 +109,10 @@ def test_a_bad_option_is_reported_on_stderr(tmp_path: Path, capsys: pytest.Captu
     """It went to stdout, where a script reading the worker's output took it for output."""
     assert main(["worker", "--workers-dir", str(tmp_path), "--partitions", "0"]) == 2
     out, err = capsys.readouterr()
-    assert (out, err) == ("", "aitrace worker: --partitions must be a positive number, got 0\n")
+    assert (out, err) == (
+        "",
+        "aitrace worker: --partitions (or AITRACE_WORKER_PARTITIONS) must be a positive number, got 0\n",
+    )
 
 
 def test_health_follows_a_real_worker(
