@@ -73,7 +73,7 @@ def worker_alerts(run: R.Run) -> list[tuple[int, str]]:
         for a in det.apply({**chunk, "series": series}, source="s:0", offset=k).alerts:
             if a["version"] == 1:
                 out.append((int(a.get("step") or 0), f"{a['detector']}:{a['series'].split('/', 2)[-1]}"))
-    return out
+    return sorted(out, key=lambda alert: alert[0])  # in step order: a chunk's alerts come rule by rule
 
 
 def baseline_incidents(run: R.Run) -> list[tuple[int, str]]:
