@@ -143,9 +143,8 @@ class RunChecks:
         self.lr_span: list[float] | None = None  # lowest and highest lr over them
         self.steps_done = False  # the step-size stall is judged (no update ratios sent)
         self.lr_cut = LrCut(drop=drop, head=head, min_drop=min_drop)  # tracks the run's last lr
-        self.reported: dict[
-            str, float
-        ] = {}  # each verdict found so far, at its last step (the loss does not repeat it)
+        # each verdict found so far, at its last step (the training loss does not page it again)
+        self.reported: dict[str, float] = {}
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []

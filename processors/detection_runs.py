@@ -235,8 +235,8 @@ class RunSeriesDetectors(SeriesStateBase):
 
 def _repeats(finding: Finding, paged: dict[str, float]) -> bool:
     """Whether the run's checks paged this verdict in the same episode: at or after the step the loss's
-    episode began (a plateau's last new best; a stall's first step). A later plateau, after the loss
-    learned again, is news."""
+    episode began (a plateau's: the first loss of its best level's window; a stall's: the run's first step).
+    A later plateau, after the loss learned again, is news."""
     since = finding.details.get("since_step")
     at = paged.get(finding.reason)
     return at is not None and since is not None and at >= float(since)
