@@ -110,6 +110,8 @@ def read_series(path: Path, column: str, timestamp: str | None) -> tuple[np.ndar
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         for wanted in (column, timestamp):
+            if wanted is not None and fields.count(wanted) > 1:  # DictReader would keep the last silently
+                raise ValueError(f"column {wanted!r} appears {fields.count(wanted)} times in {path}'s header")
             if wanted is not None and wanted not in fields:
                 raise ValueError(f"column {wanted!r} not in {path} (columns: {', '.join(fields) or 'none'})")
         values: list[float] = []

@@ -61,6 +61,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(name: str, args: argparse.Namespace) -> int:
+    if not 0 <= args.wait < float("inf"):  # NaN fails this too
+        print(f"aitrace setup: --wait must be a number of seconds, 0 or more, got {args.wait}", file=sys.stderr)
+        return 2
     search = Settings.from_env(
         dev_stack=True, es_url=args.es_url, kibana_url=args.kibana_url, index_prefix=args.index_prefix
     ).search

@@ -84,6 +84,14 @@ def test_backtest_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:
     assert message in capsys.readouterr().err
 
 
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path, capsys) -> None:
+    """csv.DictReader keeps the last of two columns of one name: the backtest read it without a word."""
+    src = tmp_path / "twice.csv"
+    src.write_text("step,loss,loss\n0,1.0,9.0\n1,1.1,9.1\n")
+    assert main(["backtest", str(src), "--column", "loss"]) == 2
+    assert "column 'loss' appears 2 times" in capsys.readouterr().err
+
+
 ISO_TIMES = "".join(f"2026-11-26T10:00:{i:02d},{1 + i % 3}\n" for i in range(3))
 
 

@@ -168,6 +168,13 @@ def test_skip_templates_without_kibana_does_nothing(capsys: Any) -> None:
     assert cli_main(["setup", "--skip-templates"]) == 2
 
 
+@pytest.mark.parametrize("wait", ["-1", "nan", "inf"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_a_usage_error(wait: str, capsys: Any) -> None:
+    """-1 was taken as no wait and NaN as a deadline never reached: neither is what was asked."""
+    assert cli_main(["setup", "--skip-templates", "--kibana-url", "http://127.0.0.1:1", "--wait", wait]) == 2
+    assert "--wait must be a number of seconds" in capsys.readouterr().err
+
+
 def test_broken_ndjson_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.ndjson").write_text('{"type": "search"}\n{not json\n')
     with pytest.raises(setup.KibanaError, match=r"bad\.ndjson:2"):
