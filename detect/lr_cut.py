@@ -69,9 +69,7 @@ class LrCut:
         judge: bool = True,
     ) -> list[Finding]:
         """``judge=False`` only tracks the lr (the run's update ratios decide)."""
-        steps, rates = _ordered(lr)
-        ok = np.isfinite(rates) & (rates >= 0)
-        steps, rates = steps[ok], rates[ok]
+        steps, rates = logged_rates(lr)
         if judge and self._may_move(rates):  # the loop below only for a chunk where a cut starts or ends
             for step, x in zip(steps.tolist(), rates.tolist(), strict=True):
                 if self.lr is not None and self._mark(step, self.lr, x, level_at):
@@ -173,6 +171,13 @@ def _float_pairs(pairs: Any, what: str) -> list[list[float]]:
         return [[float(t), float(v)] for t, v in pairs]
     except (TypeError, ValueError) as e:
         raise ValueError(f"malformed lr-cut state: {what}: {e}") from None
+
+
+def logged_rates(lr: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the finite, non-negative logged learning rates, in step order."""
+    steps, rates = _ordered(lr)
+    ok = np.isfinite(rates) & (rates >= 0)
+    return steps[ok], rates[ok]
 
 
 def _ordered(series: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:

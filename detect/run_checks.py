@@ -85,7 +85,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect.finding import Finding
-from aitrace.detect.lr_cut import LrCut
+from aitrace.detect.lr_cut import LrCut, logged_rates
 from aitrace.detect.rolling import rolling_median
 from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
@@ -203,7 +203,7 @@ class RunChecks:
         """Keep lr x grad norm, the size of a plain SGD step, at each grad norm's step: the lr in effect
         there is the last one logged at or before it (this chunk's, else the run's last). An lr of 0 is
         no step (a schedule that starts at 0 has not begun)."""
-        lr_steps, lrs = _logged_lr(lr)
+        lr_steps, lrs = logged_rates(lr)
         steps = np.asarray(norm[0], dtype=np.float64).ravel()
         k = np.searchsorted(lr_steps, steps, side="right") - 1
         prior = math.nan if self.lr_cut.lr is None else self.lr_cut.lr
@@ -416,16 +416,6 @@ def _level_at(steps: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarr
         order = np.argsort(steps, kind="stable")
         steps, levels = steps[order], levels[order]
     return levels[np.searchsorted(steps, at, side="right") - 1]
-
-
-def _logged_lr(lr: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of the finite, non-negative logged learning rates, in step order."""
-    if lr is None:
-        return np.zeros(0), np.zeros(0)
-    steps, values = np.asarray(lr[0], dtype=np.float64).ravel(), np.asarray(lr[1], dtype=np.float64).ravel()
-    ok = np.isfinite(values) & (values >= 0)
-    order = np.argsort(steps[ok], kind="stable")
-    return steps[ok][order], values[ok][order]
 
 
 def _median(values: list[float]) -> float:
