@@ -50,9 +50,8 @@ from aitrace.detect.anomaly import AnomalyDetector
 from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator
 from aitrace.detect.monitor import Finding, SeriesMonitor
-from aitrace.detect.training import PlateauCheck, StallCheck, metric_role
+from aitrace.detect.training import TRAIN_SPLITS, PlateauCheck, StallCheck, metric_role, series_name
 
-TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
 _GOOD_NEWS = {"score": frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})}
 _GOOD_NEWS_CODES = {role: np.array(sorted(codes), dtype=np.int64) for role, codes in _GOOD_NEWS.items()}
 
@@ -74,7 +73,8 @@ class TrainingSeries:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.metric, self.split, self.threshold = metric, split, float(threshold)
-        self.role = metric_role(metric)
+        rule_split, rule_name = series_name(split, metric)  # ``val/loss`` sent without a split is a validation loss
+        self.role = metric_role(rule_name)
         self.n_seen = 0
         self.varied = False
         self.first: float | None = None
@@ -85,13 +85,13 @@ class TrainingSeries:
         # construction (a x0.1 step decay is a x0.1 ratio); a layer's gradient norm that explodes
         # explodes the global norm too (its root-sum-square), and one that starves is
         # layer_spread's. Scored one by one, a model of N layers paged N times for one event.
-        per_layer = metric.lower().startswith(("update_ratio/", "grad_norm/"))
+        per_layer = rule_name.lower().startswith(("update_ratio/", "grad_norm/"))
         monitored = self.role in ("loss", "grad_norm") and not per_layer
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
         generic = self.role in ("score", "other")
         self.detector = AnomalyDetector() if generic else None
         self.calibrator = ScoreCalibrator() if generic else None
-        self.checks = checks = self.role == "loss" and split in TRAIN_SPLITS
+        self.checks = checks = self.role == "loss" and rule_split in TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
 

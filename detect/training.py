@@ -47,6 +47,8 @@ Example
 from __future__ import annotations
 
 import math
+import re
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -54,7 +56,33 @@ from aitrace.detect.overfit import mann_kendall
 from aitrace.detect.rolling import rolling_median
 
 _SCHEDULES = ("lr", "learning_rate", "epoch", "step", "global_step", "batch_size", "momentum", "weight_decay")
-_LOSS_EXCLUDED = ("loss_scale", "loss_scaler")  # mixed-precision scaler: halves and doubles by design
+# mixed-precision scalers (a loss's, or GradScaler's scale): they halve and double by design
+_SCALERS = ("loss_scale", "loss_scaler", "grad_scale", "grad_scaler")
+TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
+# A split a metric's name carries: its first word (Keras' and Lightning's ``val_loss``, W&B's ``val/loss``) or,
+# in a name of two parts, its last (``Loss/test``, as in PyTorch's TensorBoard tutorial).
+SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "eval": "val",
+    "dev": "val",
+    "test": "test",
+}
+# other names of the series the run's rules read: the global gradient norm (fairseq's ``gnorm``, the
+# ``total_norm`` clip_grad_norm_ returns) and the learning rate
+_ALIASES = {
+    "learning_rate": "lr",
+    "gradient_norm": "grad_norm",
+    "global_grad_norm": "grad_norm",
+    "grad_norm_total": "grad_norm",
+    "total_grad_norm": "grad_norm",
+    "total_norm": "grad_norm",
+    "gnorm": "grad_norm",
+}
+_LIGHTNING_LR = re.compile(r"lr-[A-Za-z]\w*")  # LearningRateMonitor's ``lr-Adam`` (one optimizer, one group)
 _SCORES = ("accuracy", "acc", "top1", "top5", "f1", "precision", "recall", "auc", "auroc", "map", "iou")
 
 
@@ -66,14 +94,14 @@ def metric_role(name: str) -> str:
     """``schedule``, ``loss``, ``grad_norm``, ``score`` (higher is better) or ``other``.
 
     The role is read from the name's words (``val_loss``, ``train/acc``, ``lr/encoder``,
-    ``grad_norm/fc1``, ``update_ratio/fc1``), never from its values.
+    ``grad_norm/fc1``, ``update_ratio/fc1``, Lightning's ``lr-Adam``), never from its values.
     """
-    parts = _parts(name)
+    parts = _parts(series_name("", name)[1])
     head = parts[0] if parts else ""
     words = [w for p in parts for w in p.split("_")]
     if head in _SCHEDULES or (parts[-1:] and parts[-1] in _SCHEDULES) or head.endswith(("_lr", "_learning_rate")):
         return "schedule"
-    if any(p in _LOSS_EXCLUDED for p in parts):
+    if words[:1] == ["lr"] or any(p in _SCALERS for p in parts):  # Lightning's lr-SGD-momentum, lr-Adam/pg1
         return "schedule"
     if head in ("grad_norm", "gradient_norm", "update_ratio", "grad_norm_total") or head.startswith("grad_norm_"):
         return "grad_norm"
@@ -82,6 +110,45 @@ def metric_role(name: str) -> str:
     if any(w in _SCORES for w in words):
         return "score"
     return "other"
+
+
+@lru_cache(maxsize=4096)
+def series_name(split: str, metric: str) -> tuple[str, str]:
+    """The split and the name the run's rules read a series by.
+
+    Trackers name the same series differently: ``val/loss`` (W&B), ``val_loss`` (Keras, Lightning),
+    ``Loss/test`` (TensorBoard's tutorial), ``train_loss_step`` (Lightning's step values),
+    ``lr-Adam`` (Lightning's learning-rate monitor), ``gnorm`` (fairseq). A split in the name counts
+    where the event's own split is a training one or the same; the name is then read without it, and
+    a known other name of the loss, learning rate or global gradient norm is read as ``loss``, ``lr``
+    or ``grad_norm``. Anything else is returned as sent: a name is never guessed from its values.
+
+    >>> series_name("", "val/loss"), series_name("train", "Loss/test"), series_name("", "lr-Adam")
+    (('val', 'loss'), ('test', 'loss'), ('', 'lr'))
+    >>> series_name("", "train_loss_step"), series_name("val", "val_loss_epoch"), series_name("", "accuracy")
+    (('train', 'loss'), ('val', 'loss'), ('', 'accuracy'))
+    """
+    named, base = _named_split(metric)
+    if named is not None and (split in TRAIN_SPLITS or SPLIT_WORDS.get(split.lower()) == named):
+        split = named
+    else:
+        base = metric
+    low = base.lower()
+    # the loss's values of each step of training, of each epoch of validation (Lightning's on_step / on_epoch)
+    if low in ("loss", "loss_step" if split in TRAIN_SPLITS else "loss_epoch"):
+        return split, "loss"
+    return split, _ALIASES.get(low, "lr" if _LIGHTNING_LR.fullmatch(base) else base)
+
+
+def _named_split(metric: str) -> tuple[str | None, str]:
+    """(the split a name's first word, or the last of its two parts, says, the name without it)."""
+    cut = min((i for i in (metric.find("/"), metric.find("_")) if i > 0), default=-1)
+    if cut > 0 and metric[:cut].lower() in SPLIT_WORDS and metric[cut + 1 :]:
+        return SPLIT_WORDS[metric[:cut].lower()], metric[cut + 1 :]
+    head, slash, last = metric.rpartition("/")
+    if slash and head and "/" not in head and last.lower() in SPLIT_WORDS:
+        return SPLIT_WORDS[last.lower()], head
+    return None, metric
 
 
 class StallCheck:

@@ -16,7 +16,7 @@ from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries, worst
-from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role
+from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role, series_name
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
@@ -24,6 +24,7 @@ from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
+Named = dict[tuple[str, str], Any]  # a run chunk's series by (split, name) as the rules read them: _by_rule_name
 
 
 class RunSeriesDetectors(SeriesStateBase):
@@ -33,6 +34,7 @@ class RunSeriesDetectors(SeriesStateBase):
 
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
+        named = _by_rule_name(chunk["series"])
         admitted, opening = [], 0  # the series' keys take the run's slots before its checks' key, as they did
         for name, s in chunk["series"].items():
             split, metric = name.split("|", 1)
@@ -41,12 +43,14 @@ class RunSeriesDetectors(SeriesStateBase):
                 admitted.append((key, split, metric, s))
                 opening += key not in self.table
         # then the run's checks: a stall or plateau they paged is not paged again by the training loss's own rule
-        reported = self._run_checks(chunk, result, source, offset)
+        reported = self._run_checks(chunk, named, result, (source, offset))
         for key, split, metric, s in admitted:
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
-            lr = _lr_at(chunk["series"], split, s["steps"]) if metric_role(metric) == "loss" else None
-            paged = reported if metric_role(metric) == "loss" and split in TRAIN_SPLITS else {}
+            rule_split, rule_name = series_name(split, metric)
+            loss = metric_role(rule_name) == "loss"
+            lr = _lr_at(named, rule_split, s["steps"]) if loss else None
+            paged = reported if loss and rule_split in TRAIN_SPLITS else {}
 
             def work(
                 state: State,
@@ -77,8 +81,8 @@ class RunSeriesDetectors(SeriesStateBase):
                     )
 
             self._with_state(key, source, offset, result, work)
-        self._fitting(chunk, result, source, offset)
-        self._layers(chunk, result, source, offset)
+        self._fitting(chunk, named, result, (source, offset))
+        self._layers(chunk, named, result, (source, offset))
 
     def _training(
         self,
@@ -121,16 +125,13 @@ class RunSeriesDetectors(SeriesStateBase):
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
 
-    def _run_checks(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> dict[str, float]:
-        """Stall, plateau and vanishing gradients told across the run's series (detect.run_checks); the
-        verdicts the run's checks have paged so far."""
-        series = {
-            name.split("|", 1)[1]: (s["steps"], s["values"])
-            for name, s in chunk["series"].items()
-            if name.split("|", 1)[0] in TRAIN_SPLITS
-        }
+    def _run_checks(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> dict[str, float]:
+        """Stall, plateau and vanishing gradients told across the run's training series (detect.run_checks),
+        by the names the rules read them by (``named``); the verdicts the run's checks have paged so far."""
+        series = {name: (s["steps"], s["values"]) for (split, name), s in named.items() if split == "train"}
         if not series:
             return {}
+        source, offset = at
         run_id = chunk["run_id"]
         key = f"run/{run_id}/checks"
         paged: dict[str, float] = {}
@@ -157,12 +158,12 @@ class RunSeriesDetectors(SeriesStateBase):
         self._with_state(key, source, offset, result, work)
         return paged
 
-    def _layers(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+    def _layers(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""
         norms = {
-            name.split("|", 1)[1].split("/", 1)[1]: s["values"]
-            for name, s in chunk["series"].items()
-            if name.split("|", 1)[0] in TRAIN_SPLITS and name.split("|", 1)[1].startswith("grad_norm/")
+            name.split("/", 1)[1]: s["values"]
+            for (split, name), s in named.items()
+            if split == "train" and name.startswith("grad_norm/")
         }
         spread = layer_spread(norms)
         if spread is None:
@@ -171,7 +172,8 @@ class RunSeriesDetectors(SeriesStateBase):
         key = f"run/{run_id}/layers"
         ctx = SeriesContext(key, chunk["service"], run_id, None, "grad_norm", chunk["trace_id"])
         decades, low, high = spread
-        some = next(s for n, s in chunk["series"].items() if n.endswith(f"grad_norm/{low}"))
+        some = named[("train", f"grad_norm/{low}")]
+        source, offset = at
         last_time = int(np.asarray(some["times"], dtype=np.int64)[-1])
 
         def work(state: State) -> None:
@@ -195,20 +197,15 @@ class RunSeriesDetectors(SeriesStateBase):
 
         self._with_state(key, source, offset, result, work)
 
-    def _fitting(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
+    def _fitting(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> None:
         """Over-fitting (validation loss rising while training loss falls) and under-fitting (a
         classifier's training loss levelling off far above zero, validation on it), per run."""
-        train = val = None
-        scored = False
-        for name, s in chunk["series"].items():
-            split, metric = name.split("|", 1)
-            if metric in ("loss", "train_loss") and split in TRAIN_SPLITS:
-                train = s
-            elif (metric == "loss" and split in _VAL_SPLITS) or metric in ("val_loss", "eval_loss", "valid_loss"):
-                val = s
-            scored = scored or metric_role(metric) == "score"
+        train = named.get(("train", "loss"))
+        val = next((s for (split, name), s in named.items() if name == "loss" and split in _VAL_SPLITS), None)
         if train is None and val is None:
             return
+        scored = any(metric_role(name) == "score" for _split, name in named)
+        source, offset = at
         run_id = chunk["run_id"]
         key = f"run/{run_id}/overfitting"  # one state for both: the losses they read are kept once
         contexts = [SeriesContext(f"run/{run_id}/{rule}", chunk["service"], run_id, None, "loss", chunk["trace_id"])
@@ -242,11 +239,31 @@ def _repeats(finding: Finding, paged: dict[str, float]) -> bool:
     return at is not None and since is not None and at >= float(since)
 
 
-def _lr_at(series: dict[str, Any], split: str, steps: Any) -> np.ndarray | None:
-    """The split's learning rate (``lr`` or ``learning_rate``) in this chunk at each of ``steps``, NaN
-    where it was not logged at that step; None when the chunk has none. A loss plateau at an lr that
-    did not collapse is convergence, not a stop (:class:`~aitrace.detect.training.PlateauCheck`)."""
-    s = series.get(f"{split}|lr") or series.get(f"{split}|learning_rate")
+def _by_rule_name(series: dict[str, Any]) -> Named:
+    """A run chunk's series by the split (``train`` for every training one) and the name the run's rules
+    read them by (:func:`~aitrace.detect.training.series_name`: ``val/loss`` sent without a split is the
+    validation loss, Lightning's ``lr-Adam`` the lr). Where two names read the same (``loss`` beside
+    ``train/loss``), the one sent under the rules' name keeps it, else the first."""
+    named: Named = {}
+    later = []
+    for name, s in series.items():
+        split, metric = name.split("|", 1)
+        rule_split, rule_name = series_name(split, metric)
+        key = ("train" if rule_split in TRAIN_SPLITS else rule_split, rule_name)
+        if metric == rule_name:
+            named.setdefault(key, s)
+        else:
+            later.append((key, s))
+    for key, s in later:
+        named.setdefault(key, s)
+    return named
+
+
+def _lr_at(named: Named, split: str, steps: Any) -> np.ndarray | None:
+    """The split's learning rate in this chunk (``lr``, ``learning_rate``, ``lr-Adam``, ...) at each of
+    ``steps``, NaN where it was not logged at that step; None when the chunk has none. A loss plateau at
+    an lr that did not collapse is convergence, not a stop (:class:`~aitrace.detect.training.PlateauCheck`)."""
+    s = named.get(("train" if split in TRAIN_SPLITS else split, "lr"))
     if s is None or not len(s["steps"]):
         return None
     at, rates = np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=np.float64)

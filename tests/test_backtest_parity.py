@@ -27,14 +27,14 @@ CHUNK = 20
 def _series(metric: str) -> np.ndarray:
     rng = np.random.default_rng(11)
     steps = np.arange(400)
-    if metric == "loss":
+    if metric in ("loss", "val/loss"):  # a validation loss sent under its W&B name: no run checks, the same spikes
         x = 2.0 * np.exp(-steps / 80) + 0.1 + rng.normal(0, 0.01, 400)
         x[200] = 30.0  # an exploding batch
         x[350:] = np.nan  # and the run diverges
     elif metric == "grad_norm":
         x = np.exp(rng.normal(0, 0.2, 400))
         x[250:] *= 1e4  # gradients explode
-    elif metric == "val_loss":
+    elif metric == "train_loss":  # flat for 150 steps: stalled, read as the training loss it names
         x = np.r_[np.full(150, 2.3), 2.3 * np.exp(-np.arange(250) / 30)] + rng.normal(0, 0.01, 400)
     elif metric == "accuracy":
         x = np.clip(0.5 + steps / 1000 + rng.normal(0, 0.01, 400), 0, 1)
@@ -89,7 +89,7 @@ def _same(worker_detector: str, reason: str, value: float) -> bool:
 _QUIET = ("lr", "update_ratio/fc1", "grad_norm/fc1")  # a schedule, and per-layer series: never page alone
 
 
-@pytest.mark.parametrize("metric", ["loss", "grad_norm", "val_loss", "accuracy", "throughput", *_QUIET])
+@pytest.mark.parametrize("metric", ["loss", "grad_norm", "train_loss", "val/loss", "accuracy", "throughput", *_QUIET])
 def test_backtest_replays_the_workers_findings(tmp_path: Path, metric: str) -> None:
     values = _series(metric)
     offline = _backtest(tmp_path, metric, values)

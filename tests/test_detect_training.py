@@ -9,7 +9,7 @@ import pytest
 from aitrace.detect.monitor import Finding
 from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TrainingSeries
-from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role
+from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metric_role, series_name
 
 
 @pytest.mark.parametrize(
@@ -36,10 +36,54 @@ from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metr
         ("f1", "score"),
         ("throughput", "other"),
         ("", "other"),
+        # trackers' names (before 2026-12-06 the first six read "other": the Lightning lr paged its decay)
+        ("lr-Adam", "schedule"),
+        ("lr-Adam/pg1", "schedule"),
+        ("lr-SGD-momentum", "schedule"),
+        ("grad_scale", "schedule"),
+        ("train/grad_norm", "grad_norm"),
+        ("train/perplexity", "loss"),
+        ("gnorm", "grad_norm"),
+        ("trainer/global_step", "schedule"),
+        ("step_time", "other"),
     ],
 )
 def test_metric_role_reads_the_name(name: str, role: str) -> None:
     assert metric_role(name) == role
+
+
+@pytest.mark.parametrize(
+    ("split", "name", "read_as"),
+    [
+        ("", "val/loss", ("val", "loss")),  # W&B
+        ("", "val_loss", ("val", "loss")),  # Keras, Lightning
+        ("train", "Loss/test", ("test", "loss")),  # PyTorch's TensorBoard tutorial
+        ("", "Loss/train", ("train", "loss")),
+        ("", "train_loss_step", ("train", "loss")),  # Lightning's on_step copy
+        ("", "train_loss_epoch", ("train", "loss_epoch")),  # its epoch mean is another series
+        ("val", "val_loss_epoch", ("val", "loss")),
+        ("", "lr-Adam", ("", "lr")),  # Lightning's LearningRateMonitor
+        ("", "lr-Adam/pg1", ("", "lr-Adam/pg1")),  # one group of several: not the run's lr
+        ("", "learning_rate", ("", "lr")),
+        ("", "train/grad_norm/fc1", ("train", "grad_norm/fc1")),
+        ("", "total_norm", ("", "grad_norm")),  # what clip_grad_norm_ returns
+        ("val", "loss", ("val", "loss")),
+        ("val", "train_loss", ("val", "train_loss")),  # the event's own split wins over another in the name
+        ("test", "val_loss", ("test", "val_loss")),
+        ("", "trainer/global_step", ("", "trainer/global_step")),
+        ("", "val", ("", "val")),
+        ("", "testing_time", ("", "testing_time")),
+    ],
+)
+def test_series_name_reads_a_trackers_name_as_the_rules_name(split: str, name: str, read_as: tuple) -> None:
+    assert series_name(split, name) == read_as
+
+
+def test_a_validation_loss_sent_without_a_split_gets_no_training_checks() -> None:
+    """A validation loss at its floor is no stalled run: only a training loss has the run checks."""
+    flat = 2.3 + 0.02 * np.random.default_rng(0).normal(size=400)
+    assert [f.reason for f in TrainingSeries("train/loss", split="").update(np.arange(400), flat)] == ["stalled"]
+    assert TrainingSeries("val/loss", split="").update(np.arange(400), flat) == []
 
 
 def _noisy(level: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -345,6 +345,48 @@ def test_a_stall_the_run_checks_paged_is_not_paged_again_by_the_loss() -> None:
     assert found == {"loop": [("run/loop/checks", 15)], "bare": [("run/bare/train/loss", 150)]}
 
 
+# (train loss, lr, global grad norm, validation loss sent without a split) as each tracker names them
+_NAMINGS = {
+    "readme": ("loss", "lr", "grad_norm", None),
+    "wandb": ("train/loss", "train/lr", "train/grad_norm", "val/loss"),
+    "lightning": ("train_loss_step", "lr-Adam", "grad_norm", "val_loss"),
+    "tensorboard": ("Loss/train", "learning_rate", "gnorm", "Loss/test"),
+}
+
+
+def _named_run(naming: str, loss: np.ndarray, lr: np.ndarray, val: list[float]) -> list[tuple[str, int]]:
+    """(detector, step) of each incident the worker opens on a run sent under a tracker's names, the
+    validation loss once every 20 steps (the README's way: ``loss`` of split ``val``)."""
+    names = _NAMINGS[naming]
+    det, alerts = SeriesDetectors({}), []
+    norm = 0.3 * np.exp(np.random.default_rng(6).normal(0, 0.05, loss.size))
+    for k, i in enumerate(range(0, loss.size, 20)):
+        train = {names[0]: loss[i : i + 20], names[1]: lr[i : i + 20], names[2]: norm[i : i + 20]}
+        blocks = [S.metric_block(trace="a" * 32, run_id=naming, start_step=i, series=train, start_us=T0 + i * 1000)]
+        if k < len(val):
+            split, name = ("val", "loss") if names[3] is None else (None, names[3])
+            blocks.append(S.metric_block(trace="a" * 32, run_id=naming, start_step=i + 19, series={name: [val[k]]},
+                                         start_us=T0 + (i + 19) * 1000, split=split))  # fmt: skip
+        alerts += _apply(det, blocks=blocks, offset=k)
+    return [(a["detector"], int(a["step"])) for a in alerts if a["version"] == 1]
+
+
+@pytest.mark.parametrize("naming", sorted(_NAMINGS))
+def test_a_runs_series_are_read_by_what_their_names_mean_in_each_trackers_naming(naming: str) -> None:
+    """W&B's ``val/loss``, Lightning's ``lr-Adam`` and ``train_loss_step``, TensorBoard's ``Loss/test``
+    and fairseq's ``gnorm`` are the series the run's rules read: a stall told from the step sizes, over-
+    fitting from the validation loss, and a x0.1 lr decay that pages nothing. Read by their words alone,
+    the stall waited for the loss (step 150), over-fitting was never seen and the decay paged a dip."""
+    rng = np.random.default_rng(5)
+    stalled = _named_run(naming, 2.3 + 0.02 * rng.normal(size=200), np.full(200, 1e-7), [])
+    falling = np.linspace(2.0, 0.1, 160) * np.exp(rng.normal(0, 0.01, 160))
+    val = [1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05, 1.15]
+    over = _named_run(naming, falling, np.full(160, 1e-3), val)
+    learning = (2.0 * np.exp(-np.arange(300) / 40) + 0.3) * np.exp(rng.normal(0, 0.02, 300))
+    decayed = _named_run(naming, learning, np.where(np.arange(300) < 150, 1e-3, 1e-4), [])
+    assert (stalled, over, decayed) == ([("stalled", 15)], [("overfitting", 119)], [])
+
+
 def test_a_later_plateau_of_the_loss_is_news_after_the_checks_paged_one() -> None:
     """The verdicts the run's checks paged muted the loss's own plateau for the rest of the run: an lr cut
     at 100 (checks: 116), a warm restart at 300 that learned, then a gradual decay to ~0 from 500 that only
