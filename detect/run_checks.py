@@ -15,7 +15,9 @@ pathologies cannot be told early, or at all, from one series:
   4e-4, the healthy runs' 1e-3 to 2e-2. A weight that moves 1e-6 of its size per step needs
   a million steps to change: ``stalled`` once the loss is still at its start and the median
   ratio stayed below ``tiny_ratio`` (1e-5, a decade under the slowest start that learned) on
-  each of the run's first ``reports`` reports without rising (a warm-up from lr 0 rises). A
+  each of the run's first ``reports`` reports with no warm-up: the logged lr not rising 10 %
+  over them, or, where the run logs no lr, the ratio not doubling (at a constant lr the ratio
+  also rises as momentum builds up: SGD at lr 1e-6, 2.7e-8 to 1.5e-7 in three reports). A
   ratio that was larger once never counts: a schedule that decays the lr later is the user's.
   A run that sends no update ratios but its learning rate and global gradient norm (what a
   hand-written loop logs) is told by the size of a plain SGD step, lr x grad norm (the lr in
@@ -81,6 +83,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,6 +134,7 @@ class RunChecks:
         self.start: list[float] = []  # the first `head` finite losses
         self.recent: list[float] = []  # the last `head` finite losses
         self.ratios: list[float] = []  # median update ratio across layers, per report, while it is tiny
+        self.ratio_lr: float | None = None  # the logged lr at the first of those reports (None: not logged)
         self.peak = -math.inf  # log10 of the highest grad-norm level
         self.peak_loss: float | None = None  # the loss level when the grad-norm level was last at its peak
         self.norms: list[float] = []  # the last `head` finite global grad norms
@@ -153,6 +157,7 @@ class RunChecks:
             losses = self._loss_levels(*series[name])
             self._losses(series[name][1])
         lr = next((series[n] for n in ("lr", "learning_rate") if n in series), None)
+        rate_at = _rate_at(lr, self.lr)  # before the lr is tracked: the lr carried into this chunk
         if "grad_norm" in series:  # before the lr is tracked: the lr carried into this chunk
             self._step_sizes(lr, series["grad_norm"])
         levels = losses or self._loss_levels([], [])
@@ -162,7 +167,7 @@ class RunChecks:
             lr, loss, lambda step: float(_level_at(*levels, np.array([step]))[0]), judge=not ratios
         )
         for step, (level, layers) in _report_levels(series).items():
-            out += self._stall(step, level, layers) if not self.stall_done else []
+            out += self._stall(step, level, layers, rate_at(step)) if not self.stall_done else []
             out += self._frozen(step, level)
         out += self._step_stall()
         spread = layer_spread({n: v for n, (_, v) in series.items() if n.startswith("grad_norm/")})
@@ -251,10 +256,21 @@ class RunChecks:
         start, now = _median(self.start), _median(self.recent)
         return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
 
-    def _stall(self, step: float, level: float, layers: int) -> list[Finding]:
-        """One report of the median update ratio: still tiny since the first report?"""
+    def _stall(self, step: float, level: float, layers: int, lr: float | None) -> list[Finding]:
+        """One report of the median update ratio (``lr``: the run's logged lr there, if any): still tiny
+        since the first report?
+
+        A warm-up is told by the lr where the run logs it: the ratio's own rise over the first reports
+        is momentum building up (SGD's x0.9: 2.7e-8 to 1.5e-7 in three reports at lr 1e-6), which once
+        read as a warm-up left the stall to the loss's own check at step 150."""
         p = self.params
-        if level >= p["tiny_ratio"] or (self.ratios and level > 2.0 * min(self.ratios)):
+        if not self.ratios:
+            self.ratio_lr = lr
+        if self.ratio_lr is not None and lr is not None:
+            rising = lr > _WARMING * self.ratio_lr
+        else:
+            rising = bool(self.ratios) and level > 2.0 * min(self.ratios)
+        if level >= p["tiny_ratio"] or rising:
             self.stall_done, self.ratios = True, []  # the weights moved (or a warm-up is rising)
             return []
         self.ratios.append(level)
@@ -371,6 +387,7 @@ class RunChecks:
             "peak_loss": self.peak_loss,
             "norms": list(self.norms),
             "stalled": self.stall_done,
+            "ratio_lr": self.ratio_lr,
             "last_ratio": self.last_ratio,
             "frozen": dict(self.frozen) if self.frozen else None,
             "vanished": self.vanished,
@@ -392,6 +409,7 @@ class RunChecks:
         peak_loss = state.get("peak_loss")  # absent from states written before
         check.peak_loss = None if peak_loss is None else float(peak_loss)
         check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
+        check.ratio_lr = None if state.get("ratio_lr") is None else float(state["ratio_lr"])  # absent before
         check.last_ratio = state["last_ratio"]
         check.frozen = dict(state["frozen"]) if state["frozen"] else None
         check.step_sizes = [float(v) for v in state.get("step_sizes", [])]  # absent from states written before
@@ -406,6 +424,18 @@ class RunChecks:
         # a state written before this check, past the run's start, is not judged on its later steps
         check.steps_done = bool(state.get("steps_done", len(check.start) >= check.params["head"]))
         return check
+
+
+def _rate_at(lr: tuple[Any, Any] | None, prior: float | None) -> Callable[[float], float | None]:
+    """The lr in effect at a step: the chunk's last logged at or before it, else ``prior`` (the run's
+    last before the chunk; None when the run logs none)."""
+    steps, rates = logged_rates(lr)
+
+    def at(step: float) -> float | None:
+        k = int(np.searchsorted(steps, step, side="right")) - 1
+        return float(rates[k]) if k >= 0 else prior
+
+    return at
 
 
 def _level_at(steps: np.ndarray, levels: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -304,6 +304,23 @@ def test_a_stall_from_the_start_is_told_by_tiny_update_ratios_within_three_repor
     assert _run_chunks(RunChecks(), {"loss": learning, **_ratios(np.full(30, 1e-6))}) == []
 
 
+def test_momentum_building_up_is_no_warm_up_where_the_run_logs_its_lr() -> None:
+    """SGD with momentum 0.9 at lr 1e-6 (the bench's MLP): its update ratios rise 2.7e-8, 1.2e-7, 1.5e-7
+    over the first three reports as the velocity builds, at a constant lr. Read as a warm-up, the stall
+    was left to the loss (step 150). A warm-up shows in the lr, where the run logs it; without the lr the
+    ratios' own rise still holds the verdict."""
+    steps = np.arange(300)
+    flat = (steps, _noisy(np.full(300, 2.3)))
+    momentum = _ratios(np.r_[2.7e-8, 1.2e-7, np.full(28, 1.5e-7)])
+    constant = (steps, np.full(300, 1e-6))
+    warming = (steps, 1e-6 * np.minimum(1 + steps / 10, 30))  # the lr x30 over its first 290 steps
+    found = {
+        name: [(f.step, f.reason) for f in _run_chunks(RunChecks(), {"loss": flat, **momentum, **lr})]
+        for name, lr in (("constant lr", {"lr": constant}), ("warm-up", {"lr": warming}), ("no lr", {}))
+    }
+    assert found == {"constant lr": [(20.0, "stalled")], "warm-up": [], "no lr": []}
+
+
 def test_a_stall_says_whether_the_learning_rate_or_the_gradient_is_too_small() -> None:
     """lr x grad norm, the size of the step: 3e-8 for the bench's run at lr 1e-7, 0.02 for its
     12-layer sigmoid net at lr 0.05, whose update ratios are as tiny."""
