@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitrace.infra.cli import StdoutClosed
 from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
 from aitrace.infra.services import (
     STOP_GRACE,
@@ -46,6 +45,7 @@ from aitrace.infra.services import (
     start_service,
 )
 from aitrace.producers.config import STATE_FILE, embedded_endpoints, mask_url
+from aitrace.sinks.terminal import StdoutClosed
 
 __all__ = [
     "BinaryNotFound",

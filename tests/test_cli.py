@@ -7,6 +7,7 @@ stdout and close the pipe while it still has output to write, as ``| head -1`` d
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from aitrace.infra.cli import main
 from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents
 from aitrace.sinks.es import make_sync_client
+from aitrace.sinks.terminal import reader_gone
 from test_alerts import CLI_TIMEOUT, create_topic, make_alert, produce
 
 # Far more than a pipe (64 KiB) and stdout's buffer hold: the writer is still writing when the reader leaves.
@@ -138,6 +140,32 @@ def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: 
         argv, dict(os.environ), lambda: produce(kafka.bootstrap, topic, [make_alert("next")])
     )
     assert "alert version(s) handled" not in err
+
+
+def test_alerts_tail_ends_when_the_reader_leaves_while_no_alert_comes(
+    kafka: Any, unique_topic: Callable[[str], str]
+) -> None:
+    """`aitrace alerts --json | head -1` waited on after head had left, until the next alert
+    (maybe never) made it write into the closed pipe. Nothing more is produced here: without
+    the check between waits the tail runs on and the test fails at CLI_TIMEOUT."""
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("only")])
+    argv = ["alerts", "--json", "--topic", topic, "--bootstrap", kafka.bootstrap, "--from-beginning"]
+    err = read_one_line_then_close(argv, dict(os.environ))
+    assert "alert version(s) handled" not in err
+
+
+def test_reader_gone_sees_a_closed_pipe_and_nothing_else(tmp_path: Any) -> None:
+    """Only a pipe whose read end is closed reads as gone: a false alarm would end a healthy tail."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as writer:
+        assert not reader_gone(writer)  # the reader is still there
+        os.close(read_end)
+        assert reader_gone(writer)
+    with (tmp_path / "out.txt").open("w") as file, open(os.devnull, "w") as devnull:
+        assert not reader_gone(file)
+        assert not reader_gone(devnull)
+    assert not reader_gone(io.StringIO())  # no descriptor: cannot tell, so not gone
 
 
 @pytest.mark.parametrize("command", ["status", "down"])
