@@ -65,14 +65,17 @@ def prune_logs(current: Path, keep: int = KEEP_LOGS) -> None:
     A log is ``<kind>-<port or tag>.log`` (``tansu-39123.log``, ``demo-worker-1a2b3c4d.log``);
     every ``aitrace up`` or ``demo`` that starts a service on a new port, and every demo's
     worker, opens a new one, so without this the folder grew by three files a demo. Files
-    of other names are not touched, and one that cannot be removed is left (it must not fail
-    a start).
+    of other names are not touched, and a folder or a file that cannot be read or removed is
+    left as it is: pruning must not fail a start.
     """
     kind = current.name.rsplit("-", 1)[0]
     same_kind = re.compile(rf"{re.escape(kind)}-[0-9a-z]+\.log")
-    logs = [p for p in current.parent.iterdir() if same_kind.fullmatch(p.name) and p != current]
+    try:
+        logs = [p for p in current.parent.iterdir() if same_kind.fullmatch(p.name) and p != current]
+    except OSError:
+        return
     logs.sort(key=_modified, reverse=True)
-    for old in logs[max(keep - 1, 0) :]:
+    for old in logs[keep - 1 :]:
         with contextlib.suppress(OSError):
             old.unlink()
 

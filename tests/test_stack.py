@@ -254,6 +254,10 @@ def test_up_keeps_the_newest_logs_of_each_service(stack_dir: Path) -> None:
     assert (logs / "notes.txt").exists()
 
 
+def test_pruning_a_folder_it_cannot_read_fails_no_start(tmp_path: Path) -> None:
+    services.prune_logs(tmp_path / "gone" / "tansu-9092.log")  # the folder went away meanwhile: nothing to do
+
+
 def test_status_reports_a_killed_service_dead(stack_dir: Path) -> None:
     assert aitrace("up", state=stack_dir).returncode == 0
     record = json.loads((stack_dir / "stack.json").read_text())["services"]["elasticsearch"]
