@@ -19,6 +19,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from aitrace.sinks.terminal import StdoutClosed
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("aitrace.infra.stack", "start the embedded stack (Tansu + osmem-server) on 127.0.0.1"),
@@ -130,14 +132,6 @@ class _ScrubbingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-class StdoutClosed(BrokenPipeError):
-    """stdout's reader left (``aitrace search --json | head -1``).
-
-    A type of its own: a BrokenPipeError from a socket (a dropped connection) is a failure
-    to report, not a reader that has seen enough, and must not end quietly.
-    """
 
 
 class _ScrubbingStdout(_ScrubbingStream):
@@ -262,8 +256,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Through the package's own module, not this __main__ copy of it: a command that catches
-    # aitrace.infra.cli.StdoutClosed must see the class that the stdout wrapper raises.
-    from aitrace.infra.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -50,6 +50,7 @@ from aitrace.infra.demo_findings import (
 )
 from aitrace.infra.demo_progress import AlertCollector, IndexCounter, Progress
 from aitrace.infra.demo_stack import DemoError, StackHandle, Worker, demo_lock, start_stack, stop_stack
+from aitrace.infra.services import KEEP_LOGS, LOG_DIR
 from aitrace.producers.config import SearchConfig, Settings
 from elastic_transport import ApiError, TransportError
 
@@ -199,16 +200,23 @@ def _run_locked(state_dir: Path, args: argparse.Namespace) -> int:
     except stack.StackError as exc:
         print(f"aitrace demo: {exc}", file=sys.stderr)
         return 1
+    code = 1  # unless the run gets to its verdict
     try:
-        return _run_with_stack(handle, state_dir, deadline, started, since_us, out, args)
+        code = _run_with_stack(handle, state_dir, deadline, started, since_us, out, args)
     except DemoError as exc:
         print(f"aitrace demo: {exc}", file=sys.stderr)
-        return 1
     finally:
         if args.keep:
             out.write(f"the stack keeps running (--keep); stop it with `aitrace down` (state in {state_dir})\n")
         else:
             stop_stack(handle, state_dir, out)
+    if code != 0:
+        print(
+            f"aitrace demo: the broker's, search server's and worker's logs are in {state_dir / LOG_DIR} "
+            f"(the newest {KEEP_LOGS} of each are kept)",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _run_with_stack(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from aitrace.infra.services import LOG_DIR, prune_logs
 from aitrace.producers.config import Settings
 
 WORKER_STOP_GRACE_S = 15.0
@@ -91,7 +92,7 @@ class Worker:
 
     def __init__(self, state_dir: Path) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.log_path = state_dir / "logs" / f"demo-worker-{tag}.log"
+        self.log_path = state_dir / LOG_DIR / f"demo-worker-{tag}.log"
         self.data_dir = state_dir / f"demo-worker-{tag}"
         self.argv = [
             sys.executable,
@@ -116,6 +117,7 @@ class Worker:
             self.process = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
             )
+        prune_logs(self.log_path)
         return self
 
     def check(self) -> None:

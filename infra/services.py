@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -51,6 +52,39 @@ class StackError(RuntimeError):
 
 class BinaryNotFound(StackError):
     """The Tansu or osmem-server binary is not installed (or the override points nowhere)."""
+
+
+#: The state directory's folder of service and worker logs, and how many of each kind it keeps.
+LOG_DIR = "logs"
+KEEP_LOGS = 5
+
+
+def prune_logs(current: Path, keep: int = KEEP_LOGS) -> None:
+    """Remove logs of ``current``'s kind beyond the ``keep`` newest, never ``current`` itself.
+
+    A log is ``<kind>-<port or tag>.log`` (``tansu-39123.log``, ``demo-worker-1a2b3c4d.log``);
+    every ``aitrace up`` or ``demo`` that starts a service on a new port, and every demo's
+    worker, opens a new one, so without this the folder grew by three files a demo. Files
+    of other names are not touched, and a folder or a file that cannot be read or removed is
+    left as it is: pruning must not fail a start.
+    """
+    kind = current.name.rsplit("-", 1)[0]
+    same_kind = re.compile(rf"{re.escape(kind)}-[0-9a-z]+\.log")
+    try:
+        logs = [p for p in current.parent.iterdir() if same_kind.fullmatch(p.name) and p != current]
+    except OSError:
+        return
+    logs.sort(key=_modified, reverse=True)
+    for old in logs[keep - 1 :]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone meanwhile: sorts as oldest, and unlink tolerates it
+        return 0.0
 
 
 START_CRASHES = 2  # starts again after a crash while starting (a signal, not an exit code)

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aitrace.infra.cli import StdoutClosed
 from aitrace.infra.service_probes import HOST, free_port, http_info, kafka_metadata, port_is_free
 from aitrace.infra.services import (
+    LOG_DIR,
     STOP_GRACE,
     BinaryNotFound,
     OsmemProcess,
@@ -43,9 +43,11 @@ from aitrace.infra.services import (
     StackError,
     TansuProcess,
     find_binary,
+    prune_logs,
     start_service,
 )
 from aitrace.producers.config import STATE_FILE, embedded_endpoints, mask_url
+from aitrace.sinks.terminal import StdoutClosed
 
 __all__ = [
     "BinaryNotFound",
@@ -309,7 +311,7 @@ def up(
                     services[role] = _keep_running(role, old, ports[role])
                     continue
                 port = _port_for(ports[role], old)
-                service = start_service(cls, directory / "logs", port=port, timeout=timeout, detached=True)
+                service = start_service(cls, directory / LOG_DIR, port=port, timeout=timeout, detached=True)
                 started.append(service)
                 services[role] = _record(service)
         except BaseException:
@@ -317,6 +319,8 @@ def up(
                 service.kill()
             raise
         _write_state(directory, services, external)
+        for service in started:
+            prune_logs(service.log_path)
         return read_state(directory) or {"services": {}, "endpoints": {}, "external": external}
 
 

@@ -5,6 +5,13 @@ records and ground-truth labels) and ``data/<dataset>/<stage>`` (data stats) chu
 holds arrays, so a metric block becomes a few NumPy slices, not a loop over points; the
 entity-keyed side (:class:`aitrace.processors.detection.SeriesDetectors`) folds each chunk
 into its series' state.
+
+A model's name keys its entity exactly as it arrives, case and all: the producer already drops
+surrounding whitespace and sends a prediction without a name as ``unknown``
+(:func:`aitrace.producers.events.model_name`), and decoding refuses an empty one. The worker
+does not normalise again: a name reaches it through several decoders (events, columnar blocks,
+the Numba checks) and goes into documents as well as into these keys; one rule where names
+enter, in the producer, keeps them all equal.
 """
 
 from __future__ import annotations

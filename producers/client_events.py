@@ -209,7 +209,11 @@ class ClientEvents:
         inputs_summary: str | None = None,
         feature_version: str | None = None,
     ) -> None:
-        """One prediction served. An ``error`` (or status ``"error"``) leaves at once and is never sampled out."""
+        """One prediction served. An ``error`` (or status ``"error"``) leaves at once and is never sampled out.
+
+        ``model_name`` keys the model's series: surrounding whitespace is dropped, no name is
+        ``"unknown"`` (counted as ``unnamed_model``), case is kept (:func:`aitrace.producers.events.model_name`).
+        """
         urgent = status == "error" or error is not None
         ctx = _get_ctx()
         if ctx is None:
@@ -227,7 +231,9 @@ class ClientEvents:
             exporter.wake.set()
 
     def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
-        """The true label of an earlier prediction, joined to it by ``request_id``."""
+        """The true label of an earlier prediction, joined to it by ``request_id``.
+
+        ``model_name`` is read as :meth:`inference` reads it."""
         # Flat (events.Queued): the fields in the order of events.GROUND_TRUTH_FIELDS after the first five items
         self._put((ev.GROUND_TRUTH, _time_ns() // 1000, self._context(), None, False, request_id, model_name, label))
 

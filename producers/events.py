@@ -175,6 +175,38 @@ def text_map(values: Mapping[Any, Any] | None, stats: Counter[str]) -> dict[str,
     return {str(k): text_value(v, stats) for k, v in values.items()}
 
 
+UNKNOWN_MODEL = "unknown"
+"""The model name of a prediction that names none (what ``aitrace.inference.traced`` sends when not told one)."""
+
+
+def model_name(value: Any, stats: Counter[str]) -> str:
+    """A model's name as its series and documents key it: its text without surrounding whitespace.
+
+    Otherwise a name is an identity, compared exactly (``Ranker`` and ``ranker`` are two models,
+    as run ids, services and metric names are two when they differ): only whitespace that a config
+    file or an environment variable carried along is dropped, so that ``"ranker\n"`` does not start
+    a series beside ``"ranker"``. No name (empty, or only whitespace) is :data:`UNKNOWN_MODEL`,
+    counted as ``unnamed_model``: sent empty, the worker refused the record (``missing-field``,
+    to the DLQ); only whitespace, it keyed a series of its own with a blank name. The worker takes
+    the name as it arrives (see :mod:`aitrace.processors.chunks`).
+    """
+    text = text_value(value, stats).strip()
+    if text:
+        return text
+    stats["unnamed_model"] += 1
+    return UNKNOWN_MODEL
+
+
+def model_names(names: list[str], stats: Counter[str]) -> list[str]:
+    """:func:`model_name` over a column of texts; the column itself when each name already is one.
+
+    Checked once per distinct name (a batch has a few), so the common case costs one ``set``.
+    """
+    if all(name and name == name.strip() for name in set(names)):
+        return names
+    return [model_name(name, stats) for name in names]
+
+
 def optional_text(value: Any, stats: Counter[str]) -> str | None:
     """None stays None; anything else becomes text."""
     return None if value is None else text_value(value, stats)
@@ -305,7 +337,7 @@ def inference_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, 
     status = "error" if fields.get("error") is not None or fields.get("status") == "error" else "ok"
     return {
         "request_id": text_value(fields["request_id"], stats),
-        "model_name": text_value(fields["model_name"], stats),
+        "model_name": model_name(fields["model_name"], stats),
         "model_version": optional_text(fields.get("model_version"), stats),
         "latency_ms": latency,
         "status": status,
@@ -323,7 +355,7 @@ def ground_truth_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[st
     """``aitrace.GroundTruth``."""
     return {
         "request_id": text_value(fields["request_id"], stats),
-        "model_name": text_value(fields["model_name"], stats),
+        "model_name": model_name(fields["model_name"], stats),
         "label": text_value(fields["label"], stats),
     }
 

@@ -52,7 +52,7 @@ def ground_truth_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     ids, models, labels = (_texts(c, stats) for c in (ids, models, labels))
     columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = ids
-    columns["model_name"], columns["model_name_index"] = blocks.interned(models)
+    columns["model_name"], columns["model_name_index"] = blocks.interned(ev.model_names(models, stats))
     columns["label"], columns["label_index"] = blocks.interned(labels)
     return columns
 

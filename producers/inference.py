@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client import get_client
+from aitrace.producers.events import UNKNOWN_MODEL
 from aitrace.producers.spans import Span
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger("aitrace")
 
-UNKNOWN_MODEL = "unknown"
 _MAX_VALIDATION_ERRORS = 5
 _warned: set[str] = set()
 

@@ -103,7 +103,7 @@ def _slow_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
 def _columns(rows: list[ev.Queued], values: dict[str, list[Any]], statuses: list[str], stats: Counter[str]) -> Block:
     columns = {"time": blocks.row_times(rows), **blocks.span_columns(blocks.row_contexts(rows))}
     columns["request_id"] = values["request_id"]
-    columns["model_name"], columns["model_name_index"] = blocks.interned(values["model_name"])
+    columns["model_name"], columns["model_name_index"] = blocks.interned(ev.model_names(values["model_name"], stats))
     columns["status"], columns["status_index"] = blocks.interned(statuses)
     for name in ("model_version", "prediction", "feature_version"):
         columns[name], columns[f"{name}_index"] = blocks.interned_texts(values[name], stats)

@@ -225,15 +225,21 @@ class AlertStream:
                 yield alert
                 self.mark_handled()
 
-    def run(self, handler: Handler, *, limit: int | None = None) -> StreamStats:
+    def run(
+        self, handler: Handler, *, limit: int | None = None, idle: Callable[[], object] | None = None
+    ) -> StreamStats:
         """Call ``handler(alert)`` for each alert until :meth:`stop` (or ``limit`` alerts handled).
 
         An exception from the handler ends the loop and propagates; that alert is not
         committed, so it comes again on the next start. :class:`StopStream` ends it quietly.
+        ``idle()`` is called after each poll that brought nothing to handle (at least every
+        ``poll_timeout`` seconds while the topic is quiet); an exception from it ends the loop too.
         """
         while not self._stop.is_set() and (limit is None or self.stats.delivered < limit):
             alert = self.poll()
             if alert is None:
+                if idle is not None:
+                    idle()
                 continue
             try:
                 handler(alert)

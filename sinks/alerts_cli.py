@@ -22,7 +22,7 @@ from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.sinks.alert_format import format_alert, format_time
 from aitrace.sinks.alert_ledger import LedgerError, VersionLedger
 from aitrace.sinks.alert_stream import SEVERITIES, Alert, AlertFilter, AlertStream
-from aitrace.sinks.terminal import use_colour
+from aitrace.sinks.terminal import stop_if_stdout_closed, use_colour
 from aitrace.sinks.webhook import WebhookForwarder, WebhookUnavailable, parse_headers, safe_url
 from confluent_kafka import KafkaException
 
@@ -95,8 +95,9 @@ def _tail(kafka: KafkaConfig, args: argparse.Namespace, filters: AlertFilter) ->
     )
     try:
         with stream, stop_on_signals(stream):
-            # `aitrace alerts | head`: a closed stdout ends the tail quietly in aitrace.infra.cli.main
-            stream.run(show, limit=args.limit)
+            # `aitrace alerts | head -1`: a closed stdout ends the tail quietly in aitrace.infra.cli.main,
+            # found at the next write or, while no alert comes, between waits
+            stream.run(show, limit=args.limit, idle=stop_if_stdout_closed)
     except KafkaException as exc:
         print(f"aitrace alerts: kafka error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,11 @@
-"""Terminal output shared by the commands: whether to colour, and the ANSI codes."""
+"""Terminal output shared by the commands: whether to colour, the ANSI codes, and a reader that left."""
 
 from __future__ import annotations
 
+import errno
 import os
+import select
+import sys
 from typing import TextIO
 
 GREEN, RED, YELLOW = "\033[32m", "\033[31m", "\033[33m"
@@ -18,4 +21,48 @@ def use_colour(choice: str, stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-__all__ = ["BOLD", "DIM", "GREEN", "RED", "RESET", "YELLOW", "use_colour"]
+class StdoutClosed(BrokenPipeError):
+    """stdout's reader left (``aitrace search --json | head -1``); ``aitrace.infra.cli.main`` exits 0 quietly.
+
+    A type of its own: a BrokenPipeError from a socket (a dropped connection) is a failure
+    to report, not a reader that has seen enough, and must not end quietly.
+    """
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """Whether the pipe or socket behind ``stream`` has lost its reader, found without writing to it.
+
+    A command that waits between writes (``aitrace alerts | head -1``) would otherwise learn it
+    only at its next write, which may never come. poll() reports POLLERR (Linux: the pipe's read
+    end is closed) and POLLHUP (BSD, macOS, sockets) even with no event asked for; a terminal,
+    a file or /dev/null report neither. False where there is no descriptor or no poll() (Windows).
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def stop_if_stdout_closed() -> None:
+    """Raise :class:`StdoutClosed` when stdout's reader has left (see :func:`reader_gone`)."""
+    if reader_gone(sys.stdout):
+        raise StdoutClosed(errno.EPIPE, "stdout's reader left")
+
+
+__all__ = [
+    "BOLD",
+    "DIM",
+    "GREEN",
+    "RED",
+    "RESET",
+    "YELLOW",
+    "StdoutClosed",
+    "reader_gone",
+    "stop_if_stdout_closed",
+    "use_colour",
+]

@@ -7,7 +7,9 @@ stdout and close the pipe while it still has output to write, as ``| head -1`` d
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,11 +22,13 @@ from aitrace.infra.cli import main
 from aitrace.producers.config import SearchConfig
 from aitrace.sinks import documents
 from aitrace.sinks.es import make_sync_client
+from aitrace.sinks.terminal import reader_gone
 from test_alerts import CLI_TIMEOUT, create_topic, make_alert, produce
 
 # Far more than a pipe (64 KiB) and stdout's buffer hold: the writer is still writing when the reader leaves.
 SEARCH_HITS = 300
 MESSAGE = "x" * 1_000
+TRACE_ID = "ab" * 16
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])
@@ -77,7 +81,9 @@ def test_help_lists_the_version_flag(capsys: pytest.CaptureFixture[str]) -> None
     assert "-V, --version" in capsys.readouterr().out
 
 
-def read_one_line_then_close(argv: list[str], env: dict[str, str], then: Callable[[], None] = lambda: None) -> str:
+def read_one_line_then_close(
+    argv: list[str], env: dict[str, str], then: Callable[[], None] = lambda: None, *, first_is_json: bool = True
+) -> str:
     """Run ``aitrace argv``, read its first stdout line, close the pipe, call ``then``; its stderr.
 
     Asserts the exit is quiet: status 0 and no traceback or "Exception ignored" on stderr.
@@ -99,14 +105,14 @@ def read_one_line_then_close(argv: list[str], env: dict[str, str], then: Callabl
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert json.loads(first), (first, err)
+    assert json.loads(first) if first_is_json else first.strip(), (first, err)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
     return err
 
 
-def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: Callable[[str], str]) -> None:
-    prefix = unique_name("pipe")
+def _index_log_lines(search: Any, prefix: str) -> None:
+    """SEARCH_HITS long log lines of one trace, indexed under ``prefix``."""
     client = make_sync_client(SearchConfig.from_env(es_url=search.url, index_prefix=prefix))
     now = int(time.time() * 1_000_000)
     operations: list[dict[str, Any]] = []
@@ -115,7 +121,7 @@ def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: 
         event = {
             "event_id": f"e{i}",
             "time": now - i,
-            "trace_id": "ab" * 16,
+            "trace_id": TRACE_ID,
             "span_id": "cd" * 8,
             "service": "s",
             "payload": payload,
@@ -124,9 +130,22 @@ def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: 
             operations += [{"index": {"_index": action["_index"], "_id": action["_id"]}}, action["_source"]]
     client.bulk(operations=operations, refresh=True)
     client.close()
+
+
+def test_search_json_into_a_closed_pipe_exits_quietly(search: Any, unique_name: Callable[[str], str]) -> None:
+    prefix = unique_name("pipe")
+    _index_log_lines(search, prefix)
     env = {**os.environ, "AITRACE_ES_URL": search.url, "AITRACE_INDEX_PREFIX": prefix}
     err = read_one_line_then_close(["search", "--json", "-n", str(SEARCH_HITS)], env)
     assert "hit(s) in" not in err  # the summary comes last: the pipe did close mid-output
+
+
+def test_trace_into_a_closed_pipe_exits_quietly(search: Any, unique_name: Callable[[str], str]) -> None:
+    """`aitrace trace ID | head -1`: the tree of 200 long events is more than the pipe holds."""
+    prefix = unique_name("pipe")
+    _index_log_lines(search, prefix)
+    env = {**os.environ, "AITRACE_ES_URL": search.url, "AITRACE_INDEX_PREFIX": prefix}
+    read_one_line_then_close(["trace", TRACE_ID, "--color", "never"], env, first_is_json=False)
 
 
 def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: Callable[[str], str]) -> None:
@@ -138,6 +157,42 @@ def test_alerts_json_into_a_closed_pipe_exits_quietly(kafka: Any, unique_topic: 
         argv, dict(os.environ), lambda: produce(kafka.bootstrap, topic, [make_alert("next")])
     )
     assert "alert version(s) handled" not in err
+
+
+def test_alerts_tail_ends_when_the_reader_leaves_while_no_alert_comes(
+    kafka: Any, unique_topic: Callable[[str], str]
+) -> None:
+    """`aitrace alerts --json | head -1` waited on after head had left, until the next alert
+    (maybe never) made it write into the closed pipe. Nothing more is produced here: without
+    the check between waits the tail runs on and the test fails at CLI_TIMEOUT."""
+    topic = create_topic(kafka.bootstrap, unique_topic("alerts"))
+    produce(kafka.bootstrap, topic, [make_alert("only")])
+    argv = ["alerts", "--json", "--topic", topic, "--bootstrap", kafka.bootstrap, "--from-beginning"]
+    err = read_one_line_then_close(argv, dict(os.environ))
+    assert "alert version(s) handled" not in err
+
+
+def test_reader_gone_sees_a_closed_pipe_and_nothing_else(tmp_path: Any) -> None:
+    """Only a pipe whose read end is closed reads as gone: a false alarm would end a healthy tail."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as writer:
+        assert not reader_gone(writer)  # the reader is still there
+        os.close(read_end)
+        assert reader_gone(writer)
+    with (tmp_path / "out.txt").open("w") as file, open(os.devnull, "w") as devnull:
+        assert not reader_gone(file)
+        assert not reader_gone(devnull)
+    assert not reader_gone(io.StringIO())  # no descriptor: cannot tell, so not gone
+
+
+def test_backtest_json_into_a_closed_pipe_exits_quietly(tmp_path: Any) -> None:
+    """The listing commands without a server: `aitrace backtest --json FILE | head -1`."""
+    rows = [f"{math.sin(i / 3) + (40 if i % 500 == 0 else 0)}" for i in range(20_000)]
+    (tmp_path / "series.csv").write_text("value\n" + "\n".join(rows) + "\n")
+    # every point flagged: some MB of rows, far more than the pipe holds when the reader leaves
+    argv = ["backtest", "--column", "value", "--raw", "--threshold", "1e-9", "--json", str(tmp_path / "series.csv")]
+    err = read_one_line_then_close(argv, dict(os.environ))
+    assert "points in column 'value'" in err  # its summary goes to stderr, before the rows
 
 
 @pytest.mark.parametrize("command", ["status", "down"])

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pytest
 import synth as S
-from aitrace.infra import demo, demo_findings, demo_stack
+from aitrace.infra import demo, demo_findings, demo_stack, services
 from aitrace.infra.stack import free_port, read_state
 from aitrace.infra.stack import status as stack_status
-from aitrace.producers.config import SearchConfig
+from aitrace.producers.config import SearchConfig, Settings
 
 MODEL = "cancer-classifier"
 DRIFT_SINCE, SLOW_SINCE = 1_000_000, 2_000_000
@@ -215,6 +215,41 @@ def test_a_stopped_worker_leaves_its_log_and_no_data_directory(tmp_path: Path) -
     worker.stop()
     assert worker.process is not None and worker.process.returncode is not None
     assert not worker.data_dir.exists() and worker.log_path.exists()
+
+
+def test_a_demo_worker_keeps_the_newest_worker_logs(tmp_path: Path) -> None:
+    """Every demo left its worker's log behind: the folder grew by one file a run."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = [logs / f"demo-worker-{n:08x}.log" for n in range(7)]
+    for age, path in enumerate(old):
+        path.write_text("an earlier demo\n")
+        os.utime(path, (1e9 + age, 1e9 + age))
+    worker = demo_stack.Worker(tmp_path)
+    worker.argv = [sys.executable, "-c", "pass"]
+    worker.start(dict(os.environ))
+    worker.stop()
+    kept = set(logs.glob("demo-worker-*.log"))
+    assert kept == {worker.log_path, *old[-(services.KEEP_LOGS - 1) :]}
+
+
+def test_a_failed_demo_says_where_the_logs_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("AITRACE_STATE_DIR", str(state))  # restored afterwards: the demo sets it
+    monkeypatch.setattr(demo, "start_stack", lambda _: demo_stack.StackHandle(Settings.from_env(), [], []))
+
+    def fail(*_: Any) -> int:
+        raise demo_stack.DemoError("the worker exited with code 3")
+
+    monkeypatch.setattr(demo, "_run_with_stack", fail)
+    args = argparse.Namespace(keep=False, timeout=30.0, state_dir=str(state), report="")
+    assert demo.run("demo", args) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "aitrace demo: the worker exited with code 3"
+    logs = state.resolve() / "logs"
+    assert err[-1].startswith(f"aitrace demo: the broker's, search server's and worker's logs are in {logs} ")
 
 
 def test_missing_broker_binary_is_a_one_line_error_and_starts_nothing(

@@ -159,6 +159,30 @@ def test_a_block_above_max_record_bytes_is_split_with_unique_ids(start: Callable
     assert len(running.transport.records) > 4 and all(len(r.value) <= 3000 for r in running.transport.records)
 
 
+MODEL_NAMES = ["ranker", " ranker\n", "Ranker", "", " \t"]  # as the caller gave them
+MODEL_KEYS = ["ranker", "ranker", "Ranker", "unknown", "unknown"]  # as they leave
+
+
+@pytest.mark.parametrize("per_event", [False, True])
+def test_model_names_lose_surrounding_whitespace_and_no_name_is_unknown(
+    start: Callable[..., Running], per_event: bool
+) -> None:
+    """`"ranker\\n"` (read from a file) keyed a series beside "ranker"; an empty name was refused by the
+    worker (the record dead-lettered), a blank one keyed a series without a name. Case stays: a name is
+    an identity. Predictions and labels alike, in blocks and one event at a time."""
+    running = start([TraceSampler(1.0), *([_PerEvent()] if per_event else [])])
+    for i, name in enumerate(MODEL_NAMES):
+        fields = {**_fields(i, odd=False, secret=False), "model_name": name}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+        label = {"request_id": f"req-{i}", "model_name": name, "label": 1}
+        running.queue.append((ev.GROUND_TRUTH, 1_700_000_000_000_000 + i, _TRACE, label, False))
+    running.exporter.wake.set()
+    payloads = sorted((e["payload"] for e in _sent(running)), key=lambda kp: kp[1]["request_id"])
+    for kind in ("aitrace.InferenceRecord", "aitrace.GroundTruth"):
+        assert [p["model_name"] for k, p in payloads if k == kind] == MODEL_KEYS, kind
+    assert running.stats["unnamed_model"] == 4
+
+
 def test_unbuildable_records_are_left_out_and_counted() -> None:
     stats: Counter[str] = Counter()
     good = _fields(1, odd=True, secret=False)

@@ -236,6 +236,28 @@ def test_up_status_down_round_trip(stack_dir: Path) -> None:
     assert aitrace("status", state=stack_dir).returncode == 3
 
 
+def test_up_keeps_the_newest_logs_of_each_service(stack_dir: Path) -> None:
+    """Each `aitrace up` (and each demo) on new ports left two more logs in <state>/logs, for ever."""
+    logs = stack_dir / "logs"
+    logs.mkdir(parents=True)
+    old = {kind: [logs / f"{kind}-{n}.log" for n in range(1, 8)] for kind in ("tansu", "osmem-server")}
+    for paths in old.values():
+        for age, path in enumerate(paths):  # -1.log oldest
+            path.write_text("an earlier run\n")
+            os.utime(path, (1e9 + age, 1e9 + age))
+    (logs / "notes.txt").write_text("the user's own")
+    assert aitrace("up", state=stack_dir).returncode == 0
+    records = json.loads((stack_dir / "stack.json").read_text())["services"]
+    for kind, record in (("tansu", records["kafka"]), ("osmem-server", records["elasticsearch"])):
+        kept = {p.name for p in logs.glob(f"{kind}-*.log")}
+        assert kept == {Path(record["log"]).name} | {p.name for p in old[kind][-(services.KEEP_LOGS - 1) :]}
+    assert (logs / "notes.txt").exists()
+
+
+def test_pruning_a_folder_it_cannot_read_fails_no_start(tmp_path: Path) -> None:
+    services.prune_logs(tmp_path / "gone" / "tansu-9092.log")  # the folder went away meanwhile: nothing to do
+
+
 def test_status_reports_a_killed_service_dead(stack_dir: Path) -> None:
     assert aitrace("up", state=stack_dir).returncode == 0
     record = json.loads((stack_dir / "stack.json").read_text())["services"]["elasticsearch"]
