@@ -321,6 +321,28 @@ def test_momentum_building_up_is_no_warm_up_where_the_run_logs_its_lr() -> None:
     assert found == {"constant lr": [(20.0, "stalled")], "warm-up": [], "no lr": []}
 
 
+def test_a_warm_up_is_told_by_the_lr_logged_since_the_report_before_and_an_lr_of_0_is_no_step() -> None:
+    """A real Adam run warming up per step over 10,000 steps (ratios 5e-7, 3.7e-6, 6.9e-6 at steps 0, 10,
+    20) whose loop logs its lr once an epoch (22 steps) read the lr of step 0 at steps 10 and 20 as not
+    rising: ``stalled`` at step 20 (with its lr logged every step, none). LambdaLR(epoch / 5) is lr 0
+    through epoch 0: no layer moves (ratios 0) and the run then learns (2.31 to 0.10), yet paged at 20."""
+    steps = np.arange(300)
+    flat = (steps, _noisy(np.full(300, 2.3)))
+    warming = _ratios(np.r_[5e-7, 3.7e-6, 6.9e-6, np.full(27, 1e-5)])
+    per_epoch = (steps[::22], 3e-4 * (steps[::22] + 1) / 10_000)  # the lr of a per-step warm-up, once an epoch
+    assert _run_chunks(RunChecks(), {"loss": flat, **warming, "lr": per_epoch}) == []
+    epoch_0 = _ratios(np.r_[np.zeros(3), np.full(27, 2e-3)], layers=4)  # lr 0: no layer moves, then they do
+    assert _run_chunks(RunChecks(), {"loss": flat, **epoch_0, "lr": (steps, np.where(steps < 22, 0.0, 1e-3))}) == []
+    # momentum building up at a constant lr logged at each report is still no warm-up; logged once an
+    # epoch, the lr says nothing of steps 10 and 20: the ratios' own rise holds the verdict, as without an lr
+    momentum = _ratios(np.r_[2.7e-8, 1.2e-7, np.full(28, 1.5e-7)])
+    found = [
+        _run_chunks(RunChecks(), {"loss": flat, **momentum, "lr": (s, np.full(s.size, 1e-6))})
+        for s in (steps[::10], steps[::22])
+    ]
+    assert [[(f.step, f.reason) for f in run] for run in found] == [[(20.0, "stalled")], []]
+
+
 def test_a_stall_says_whether_the_learning_rate_or_the_gradient_is_too_small() -> None:
     """lr x grad norm, the size of the step: 3e-8 for the bench's run at lr 1e-7, 0.02 for its
     12-layer sigmoid net at lr 0.05, whose update ratios are as tiny."""
