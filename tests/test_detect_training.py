@@ -86,6 +86,23 @@ def test_a_validation_loss_sent_without_a_split_gets_no_training_checks() -> Non
     assert TrainingSeries("val/loss", split="").update(np.arange(400), flat) == []
 
 
+def test_a_state_written_when_the_name_read_otherwise_keeps_only_the_rules_it_gets_now() -> None:
+    """States written before series_name, restored mid-run by the new code (a deploy): Lightning's lr-Adam
+    was "other" and its generic detector paged the lr's x0.1 step decay (the bench's SGD MLP: dip at step
+    264); val/loss sent without a split kept its stall check; train/ppl, not a loss before, got a fresh
+    stall check that took the converged run's level as its start (the bench's SGD MLP: stalled at 450)."""
+    steps = np.arange(400)
+    decay = (np.where(steps < 264, 0.1, 0.01), "throughput", "lr-Adam", "")
+    flat = (_noisy(np.full(400, 2.3)), "loss", "val/loss", "")
+    converged = (_noisy(1.1 + 9.0 * np.exp(-steps / 10)), "throughput", "train/ppl", "")  # learnt, then flat
+    for values, then, now, split in (decay, flat, converged):
+        old = TrainingSeries(then, split=split)  # the rules the name had when the state was written
+        old.update(steps[:100], values[:100])
+        state = json.loads(json.dumps({**old.to_state(), "metric": now}))
+        assert TrainingSeries.from_state(state).update(steps[100:], values[100:]) == [], now
+    assert [f.reason for f in TrainingSeries("throughput").update(steps, decay[0])] != []  # the old rules paged it
+
+
 def _noisy(level: np.ndarray, seed: int = 0) -> np.ndarray:
     return level * np.exp(np.random.default_rng(seed).normal(0, 0.05, level.size))
 
