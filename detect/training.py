@@ -96,12 +96,15 @@ def metric_role(name: str) -> str:
     The role is read from the name's words (``val_loss``, ``train/acc``, ``lr/encoder``,
     ``grad_norm/fc1``, ``update_ratio/fc1``, Lightning's ``lr-Adam``), never from its values.
     """
-    parts = _parts(series_name("", name)[1])
+    rule_name = series_name("", name)[1]
+    parts = _parts(rule_name)
     head = parts[0] if parts else ""
     words = [w for p in parts for w in p.split("_")]
     if head in _SCHEDULES or (parts[-1:] and parts[-1] in _SCHEDULES) or head.endswith(("_lr", "_learning_rate")):
         return "schedule"
-    if words[:1] == ["lr"] or any(p in _SCALERS for p in parts):  # Lightning's lr-SGD-momentum, lr-Adam/pg1
+    # Lightning's lr-SGD-momentum, lr-Adam/pg1; not any name whose first word is lr (lr_loss, lr_acc: a
+    # logistic-regression probe's loss and accuracy were read as schedules, their NaN never paged)
+    if rule_name.lower().startswith("lr-") or any(p in _SCALERS for p in parts):
         return "schedule"
     if head in ("grad_norm", "gradient_norm", "update_ratio", "grad_norm_total") or head.startswith("grad_norm_"):
         return "grad_norm"

@@ -48,6 +48,9 @@ from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metr
         ("gnorm", "grad_norm"),
         ("trainer/global_step", "schedule"),
         ("step_time", "other"),
+        ("lr_loss", "loss"),  # a logistic-regression probe's: lr is its first word, not its role
+        ("lr_acc", "score"),
+        ("lr_finder_loss", "loss"),
     ],
 )
 def test_metric_role_reads_the_name(name: str, role: str) -> None:
