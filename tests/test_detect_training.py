@@ -371,6 +371,11 @@ def test_a_warm_up_is_told_by_the_lr_logged_since_the_report_before_and_an_lr_of
     warming = _ratios(np.r_[5e-7, 3.7e-6, 6.9e-6, np.full(27, 1e-5)])
     per_epoch = (steps[::22], 3e-4 * (steps[::22] + 1) / 10_000)  # the lr of a per-step warm-up, once an epoch
     assert _run_chunks(RunChecks(), {"loss": flat, **warming, "lr": per_epoch}) == []
+    # the lr's producer flushed first: the lr of steps 0-39 a chunk before the loss and ratios of those steps
+    check = RunChecks()
+    check.update({"lr": (steps[:40], 3e-4 * (steps[:40] + 1) / 10_000)})
+    check = RunChecks.from_state(check.to_state())
+    assert check.update({"loss": (flat[0][:40], flat[1][:40]), **_ratios(np.r_[5e-7, 3.7e-6, 6.9e-6, 1e-5])}) == []
     epoch_0 = _ratios(np.r_[np.zeros(3), np.full(27, 2e-3)], layers=4)  # lr 0: no layer moves, then they do
     assert _run_chunks(RunChecks(), {"loss": flat, **epoch_0, "lr": (steps, np.where(steps < 22, 0.0, 1e-3))}) == []
     # momentum building up at a constant lr logged at each report is still no warm-up; logged once an
