@@ -248,8 +248,12 @@ class TrainingSeries:
         if s.detector is not None and state["detector"] is not None:
             s.detector = AnomalyDetector.from_state(state["detector"])
             s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
-        s.stall = StallCheck.from_state(state["stall"]) if s.stall and state["stall"] is not None else None
-        s.plateau = PlateauCheck.from_state(state["plateau"]) if s.plateau and state["plateau"] is not None else None
+        s.stall = StallCheck.from_state(state["stall"]) if s.stall is not None and state["stall"] is not None else None
+        s.plateau = (
+            PlateauCheck.from_state(state["plateau"])
+            if s.plateau is not None and state["plateau"] is not None
+            else None
+        )
         return s
 
     def __repr__(self) -> str:
