@@ -16,9 +16,12 @@ pathologies cannot be told early, or at all, from one series:
   a million steps to change: ``stalled`` once the loss is still at its start and the median
   ratio stayed below ``tiny_ratio`` (1e-5, a decade under the slowest start that learned) on
   each of the run's first ``reports`` reports with no warm-up: the logged lr not rising 10 %
-  over them, or, where the run logs no lr, the ratio not doubling (at a constant lr the ratio
-  also rises as momentum builds up: SGD at lr 1e-6, 2.7e-8 to 1.5e-7 in three reports). A
-  ratio that was larger once never counts: a schedule that decays the lr later is the user's.
+  over them, or, where the run logs no lr since the report before (an lr logged once an epoch
+  says nothing of a per-step warm-up in between), the ratio not doubling (at a constant lr the
+  ratio also rises as momentum builds up: SGD at lr 1e-6, 2.7e-8 to 1.5e-7 in three reports).
+  A report at a logged lr of 0 is not judged: the schedule has not begun (LambdaLR(epoch / 5)
+  is 0 through epoch 0). A ratio that was larger once never counts: a schedule that decays the
+  lr later is the user's.
   A run that sends no update ratios but its learning rate and global gradient norm (what a
   hand-written loop logs) is told by the size of a plain SGD step, lr x grad norm (the lr in
   effect at each norm's step; an lr of 0 is no step yet): on the bench's runs the stalled
@@ -157,7 +160,7 @@ class RunChecks:
             losses = self._loss_levels(*series[name])
             self._losses(series[name][1])
         lr = next((series[n] for n in ("lr", "learning_rate") if n in series), None)
-        rate_at = _rate_at(lr, self.lr)  # before the lr is tracked: the lr carried into this chunk
+        rate_at = _rate_at(lr)
         if "grad_norm" in series:  # before the lr is tracked: the lr carried into this chunk
             self._step_sizes(lr, series["grad_norm"])
         levels = losses or self._loss_levels([], [])
@@ -166,9 +169,11 @@ class RunChecks:
         out += self.lr_cut.update(
             lr, loss, lambda step: float(_level_at(*levels, np.array([step]))[0]), judge=not ratios
         )
+        after = -math.inf  # the report before, in this chunk
         for step, (level, layers) in _report_levels(series).items():
-            out += self._stall(step, level, layers, rate_at(step)) if not self.stall_done else []
+            out += self._stall(step, level, layers, rate_at(after, step)) if not self.stall_done else []
             out += self._frozen(step, level)
+            after = step
         out += self._step_stall()
         spread = layer_spread({n: v for n, (_, v) in series.items() if n.startswith("grad_norm/")})
         if spread is not None and spread[0] >= VANISHING_DECADES:
@@ -262,8 +267,10 @@ class RunChecks:
 
         A warm-up is told by the lr where the run logs it: the ratio's own rise over the first reports
         is momentum building up (SGD's x0.9: 2.7e-8 to 1.5e-7 in three reports at lr 1e-6), which once
-        read as a warm-up left the stall to the loss's own check at step 150."""
+        read as a warm-up left the stall to the loss's own check at step 150. An lr of 0 is no step yet."""
         p = self.params
+        if lr == 0.0:
+            return []
         if not self.ratios:
             self.ratio_lr = lr
         if self.ratio_lr is not None and lr is not None:
@@ -426,14 +433,16 @@ class RunChecks:
         return check
 
 
-def _rate_at(lr: tuple[Any, Any] | None, prior: float | None) -> Callable[[float], float | None]:
-    """The lr in effect at a step: the chunk's last logged at or before it, else ``prior`` (the run's
-    last before the chunk; None when the run logs none)."""
+def _rate_at(lr: tuple[Any, Any] | None) -> Callable[[float, float], float | None]:
+    """The lr at a report (``step``): the chunk's last logged at or before it and after the report
+    before (``after``), else None. An lr logged earlier is stale: a loop that logs its lr once an
+    epoch under a per-step warm-up read the lr of step 0 at steps 10 and 20 as not rising, and a
+    real Adam run warming up over 10,000 steps paged ``stalled`` at step 20 (logged every step: 150)."""
     steps, rates = logged_rates(lr)
 
-    def at(step: float) -> float | None:
+    def at(after: float, step: float) -> float | None:
         k = int(np.searchsorted(steps, step, side="right")) - 1
-        return float(rates[k]) if k >= 0 else prior
+        return float(rates[k]) if k >= 0 and steps[k] > after else None
 
     return at
 

@@ -239,15 +239,21 @@ class TrainingSeries:
         s.n_seen, s.varied, s.first = int(state["n_seen"]), bool(state["varied"]), state["first"]
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
-        if state["monitor"] is not None:
+        # Only the rules the name gets now, from a state written when the name read otherwise (before
+        # series_name: lr-Adam scored as "other" kept paging its decay, val/loss sent without a split
+        # kept its stall check). A check the state lacks is not begun mid-run: a fresh stall check on
+        # train/ppl (not a loss before) took the converged run's level as its start and paged stalled.
+        if s.monitor is not None and state["monitor"] is not None:
             s.monitor = SeriesMonitor.from_state(state["monitor"])
-        if state["detector"] is not None:
+        if s.detector is not None and state["detector"] is not None:
             s.detector = AnomalyDetector.from_state(state["detector"])
             s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
-        if state["stall"] is not None:
-            s.stall = StallCheck.from_state(state["stall"])
-        if state["plateau"] is not None:
-            s.plateau = PlateauCheck.from_state(state["plateau"])
+        s.stall = StallCheck.from_state(state["stall"]) if s.stall is not None and state["stall"] is not None else None
+        s.plateau = (
+            PlateauCheck.from_state(state["plateau"])
+            if s.plateau is not None and state["plateau"] is not None
+            else None
+        )
         return s
 
     def __repr__(self) -> str:

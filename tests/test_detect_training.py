@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -46,6 +48,9 @@ from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metr
         ("gnorm", "grad_norm"),
         ("trainer/global_step", "schedule"),
         ("step_time", "other"),
+        ("lr_loss", "loss"),  # a logistic-regression probe's: lr is its first word, not its role
+        ("lr_acc", "score"),
+        ("lr_finder_loss", "loss"),
     ],
 )
 def test_metric_role_reads_the_name(name: str, role: str) -> None:
@@ -79,11 +84,46 @@ def test_series_name_reads_a_trackers_name_as_the_rules_name(split: str, name: s
     assert series_name(split, name) == read_as
 
 
+def test_series_name_keeps_no_long_name_once_its_chunk_is_gone() -> None:
+    """Its cache held the names it read and their readings: 4,096 distinct names of 100,000 characters
+    (a hostile client; no name is capped before the worker) kept 780 MiB. 64 such names: under 1 MiB."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(64):
+            name = f"val_{i:04d}" + "x" * 100_000
+            assert series_name("", name) == ("val", name[4:])
+            metric_role(name)
+            del name
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 2**20, kept
+
+
 def test_a_validation_loss_sent_without_a_split_gets_no_training_checks() -> None:
     """A validation loss at its floor is no stalled run: only a training loss has the run checks."""
     flat = 2.3 + 0.02 * np.random.default_rng(0).normal(size=400)
     assert [f.reason for f in TrainingSeries("train/loss", split="").update(np.arange(400), flat)] == ["stalled"]
     assert TrainingSeries("val/loss", split="").update(np.arange(400), flat) == []
+
+
+def test_a_state_written_when_the_name_read_otherwise_keeps_only_the_rules_it_gets_now() -> None:
+    """States written before series_name, restored mid-run by the new code (a deploy): Lightning's lr-Adam
+    was "other" and its generic detector paged the lr's x0.1 step decay (the bench's SGD MLP: dip at step
+    264); val/loss sent without a split kept its stall check; train/ppl, not a loss before, got a fresh
+    stall check that took the converged run's level as its start (the bench's SGD MLP: stalled at 450)."""
+    steps = np.arange(400)
+    decay = (np.where(steps < 264, 0.1, 0.01), "throughput", "lr-Adam", "")
+    flat = (_noisy(np.full(400, 2.3)), "loss", "val/loss", "")
+    converged = (_noisy(1.1 + 9.0 * np.exp(-steps / 10)), "throughput", "train/ppl", "")  # learnt, then flat
+    for values, then, now, split in (decay, flat, converged):
+        old = TrainingSeries(then, split=split)  # the rules the name had when the state was written
+        old.update(steps[:100], values[:100])
+        state = json.loads(json.dumps({**old.to_state(), "metric": now}))
+        assert TrainingSeries.from_state(state).update(steps[100:], values[100:]) == [], now
+    assert [f.reason for f in TrainingSeries("throughput").update(steps, decay[0])] != []  # the old rules paged it
 
 
 def _noisy(level: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -319,6 +359,33 @@ def test_momentum_building_up_is_no_warm_up_where_the_run_logs_its_lr() -> None:
         for name, lr in (("constant lr", {"lr": constant}), ("warm-up", {"lr": warming}), ("no lr", {}))
     }
     assert found == {"constant lr": [(20.0, "stalled")], "warm-up": [], "no lr": []}
+
+
+def test_a_warm_up_is_told_by_the_lr_logged_since_the_report_before_and_an_lr_of_0_is_no_step() -> None:
+    """A real Adam run warming up per step over 10,000 steps (ratios 5e-7, 3.7e-6, 6.9e-6 at steps 0, 10,
+    20) whose loop logs its lr once an epoch (22 steps) read the lr of step 0 at steps 10 and 20 as not
+    rising: ``stalled`` at step 20 (with its lr logged every step, none). LambdaLR(epoch / 5) is lr 0
+    through epoch 0: no layer moves (ratios 0) and the run then learns (2.31 to 0.10), yet paged at 20."""
+    steps = np.arange(300)
+    flat = (steps, _noisy(np.full(300, 2.3)))
+    warming = _ratios(np.r_[5e-7, 3.7e-6, 6.9e-6, np.full(27, 1e-5)])
+    per_epoch = (steps[::22], 3e-4 * (steps[::22] + 1) / 10_000)  # the lr of a per-step warm-up, once an epoch
+    assert _run_chunks(RunChecks(), {"loss": flat, **warming, "lr": per_epoch}) == []
+    # the lr's producer flushed first: the lr of steps 0-39 a chunk before the loss and ratios of those steps
+    check = RunChecks()
+    check.update({"lr": (steps[:40], 3e-4 * (steps[:40] + 1) / 10_000)})
+    check = RunChecks.from_state(check.to_state())
+    assert check.update({"loss": (flat[0][:40], flat[1][:40]), **_ratios(np.r_[5e-7, 3.7e-6, 6.9e-6, 1e-5])}) == []
+    epoch_0 = _ratios(np.r_[np.zeros(3), np.full(27, 2e-3)], layers=4)  # lr 0: no layer moves, then they do
+    assert _run_chunks(RunChecks(), {"loss": flat, **epoch_0, "lr": (steps, np.where(steps < 22, 0.0, 1e-3))}) == []
+    # momentum building up at a constant lr logged at each report is still no warm-up; logged once an
+    # epoch, the lr says nothing of steps 10 and 20: the ratios' own rise holds the verdict, as without an lr
+    momentum = _ratios(np.r_[2.7e-8, 1.2e-7, np.full(28, 1.5e-7)])
+    found = [
+        _run_chunks(RunChecks(), {"loss": flat, **momentum, "lr": (s, np.full(s.size, 1e-6))})
+        for s in (steps[::10], steps[::22])
+    ]
+    assert [[(f.step, f.reason) for f in run] for run in found] == [[(20.0, "stalled")], []]
 
 
 def test_a_stall_says_whether_the_learning_rate_or_the_gradient_is_too_small() -> None:
