@@ -55,7 +55,9 @@ import numpy as np
 from aitrace.detect.overfit import mann_kendall
 from aitrace.detect.rolling import rolling_median
 
-_SCHEDULES = ("lr", "learning_rate", "epoch", "step", "global_step", "batch_size", "momentum", "weight_decay")
+_SCHEDULES = (
+    "lr", "learning_rate", "epoch", "step", "global_step", "batch_step", "batch_size", "momentum", "weight_decay"
+)  # fmt: skip
 # mixed-precision scalers (a loss's, or GradScaler's scale): they halve and double by design
 _SCALERS = ("loss_scale", "loss_scaler", "grad_scale", "grad_scaler")
 TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
@@ -120,6 +122,7 @@ def series_name(split: str, metric: str) -> tuple[str, str]:
 
     Trackers name the same series differently: ``val/loss`` (W&B), ``val_loss`` (Keras, Lightning),
     ``Loss/test`` (TensorBoard's tutorial), ``train_loss_step`` (Lightning's step values),
+    ``epoch/val_loss`` and ``batch/loss`` (W&B's Keras logger),
     ``lr-Adam`` (Lightning's learning-rate monitor), ``gnorm`` (fairseq). A split in the name counts
     where the event's own split is a training one or the same; the name is then read without it, and
     a known other name of the loss, learning rate or global gradient norm is read as ``loss``, ``lr``
@@ -136,12 +139,17 @@ def series_name(split: str, metric: str) -> tuple[str, str]:
 
 
 def _read_name(split: str, metric: str) -> tuple[str, str]:
+    cadence, slash, rest = metric.partition("/")
+    if slash and rest and cadence.lower() in ("epoch", "batch"):  # W&B's Keras logger: epoch/val_loss, batch/loss
+        metric = rest
     named, base = _named_split(metric)
     if named is not None and (split in TRAIN_SPLITS or SPLIT_WORDS.get(split.lower()) == named):
         split = named
     else:
         base = metric
     low = base.lower()
+    if slash and cadence.lower() == "epoch" and low == "loss" and split in TRAIN_SPLITS:
+        return split, "loss_epoch"  # the epoch's mean beside batch/loss, as Lightning's train_loss_epoch
     # the loss's values of each step of training, of each epoch of validation (Lightning's on_step / on_epoch)
     if low in ("loss", "loss_step" if split in TRAIN_SPLITS else "loss_epoch"):
         return split, "loss"
@@ -162,8 +170,11 @@ def _named_split(metric: str) -> tuple[str | None, str]:
     if cut > 0 and metric[:cut].lower() in SPLIT_WORDS and metric[cut + 1 :]:
         return SPLIT_WORDS[metric[:cut].lower()], metric[cut + 1 :]
     head, slash, last = metric.rpartition("/")
-    if slash and head and "/" not in head and last.lower() in SPLIT_WORDS:
-        return SPLIT_WORDS[last.lower()], head
+    word, _, copy = last.lower().rpartition("_")  # Lightning's copies of a logged value: loss/val_epoch
+    if copy not in ("step", "epoch") or word not in SPLIT_WORDS:
+        word, copy = last.lower(), ""
+    if slash and head and "/" not in head and word in SPLIT_WORDS:
+        return SPLIT_WORDS[word], head + (f"_{copy}" if copy else "")
     return None, metric
 
 

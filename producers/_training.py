@@ -20,6 +20,7 @@ SPLIT_WORDS: dict[str, str | None] = {
     "valid": "val",
     "validation": "val",
     "eval": "val",
+    "dev": "val",  # as the worker reads it (aitrace.detect.training.SPLIT_WORDS)
     "test": "test",
 }
 

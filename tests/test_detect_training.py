@@ -48,6 +48,8 @@ from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metr
         ("gnorm", "grad_norm"),
         ("trainer/global_step", "schedule"),
         ("step_time", "other"),
+        ("epoch/loss", "loss"),  # read a schedule before 2026-12-06 (its head is "epoch"): a NaN never paged
+        ("batch/batch_step", "schedule"),
         ("lr_loss", "loss"),  # a logistic-regression probe's: lr is its first word, not its role
         ("lr_acc", "score"),
         ("lr_finder_loss", "loss"),
@@ -78,6 +80,11 @@ def test_metric_role_reads_the_name(name: str, role: str) -> None:
         ("", "trainer/global_step", ("", "trainer/global_step")),
         ("", "val", ("", "val")),
         ("", "testing_time", ("", "testing_time")),
+        ("", "epoch/val_loss", ("val", "loss")),  # W&B's Keras logger: a cadence, then the name
+        ("", "batch/loss", ("", "loss")),
+        ("", "epoch/loss", ("", "loss_epoch")),  # the epoch's mean beside batch/loss, another series
+        ("", "loss/val_epoch", ("val", "loss")),  # Lightning's copies under a split at the end
+        ("", "loss/val_step", ("val", "loss_step")),
     ],
 )
 def test_series_name_reads_a_trackers_name_as_the_rules_name(split: str, name: str, read_as: tuple) -> None:
