@@ -36,6 +36,21 @@ class Unfit(ValueError):
     """A datum the generated writer does not write itself (fastavro decides)."""
 
 
+_HEAD = 64  # items of a column counted before the whole of it (see every)
+
+
+def every(values: list[Any], value: Any) -> bool:
+    """Whether every item of ``values`` is ``value`` (as ``list.count`` compares: ==), its first items counted first.
+
+    Blocks ask this of most columns (one value throughout? all None?), and most columns that are not are so
+    from their first items on (times, ids, histogram counts, a column of texts asked for None): a full count
+    compares each unequal item, 7-16 ns (an int, a text, a double), where 64 of them settle it
+    (``bench/bench_sender.py --kinds data_stats_skab``: 13 µs of an event's ~100 for its histogram counts).
+    """
+    n = len(values)
+    return values[:_HEAD].count(value) == min(n, _HEAD) and values.count(value) == n
+
+
 def _varint(buf: bytearray, z: int) -> None:
     """A zig-zagged value of 128 or more as an Avro varint (smaller ones are appended inline)."""
     while z >= 0x80:
@@ -117,15 +132,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     first, (lo, hi) = values[0], _INT_RANGE[kind]
     # one value throughout (row counts, feature counts, a column of zeros): its varint repeated, found by one
     # count (its items are mostly the very same int object: a pointer comparison each). count() compares by ==,
-    # so a 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well. Its first items
-    # are counted first: a column of differing values (times, histogram counts) then costs no full pass, where
-    # comparing each unequal int cost ~11 ns (a data-stats block's histogram counts: 13 µs of an event's ~100)
-    if (
-        type(first) is int
-        and lo <= first <= hi
-        and values[:_ONE_VALUE_SAMPLE].count(first) == min(len(values), _ONE_VALUE_SAMPLE)
-        and values.count(first) == len(values)
-    ):
+    # so a 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
+    if type(first) is int and lo <= first <= hi and every(values, first):
         one = bytearray()
         _varint(one, (first << 1) ^ (first >> 63))
         head = bytearray()
@@ -158,7 +166,6 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     return out.getvalue()
 
 
-_ONE_VALUE_SAMPLE = 64  # items counted before the whole column (see _integers)
 _NUMPY_FROM = 256  # shorter columns: numpy's per-call costs outweigh fastavro's per-item loop
 _POSITIONS = 8192  # 0..8191: one zig-zag varint byte each below 64, two from 64
 
@@ -260,7 +267,7 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     _varint(head, len(values) << 1)
     first = values[0]
     try:
-        if values.count(first) == len(values):  # one text throughout (an attribute, a parent span)
+        if every(values, first):  # one text throughout (an attribute, a parent span)
             return bytes(head) + b"".join(_item(first, nullable)) * len(values) + b"\x00"
         if len(set(values[:_SAMPLE])) * _REPEATED <= min(len(values), _SAMPLE):  # a few texts, repeated
             distinct = dict.fromkeys(values)

@@ -1,11 +1,13 @@
-"""A data-stats block's histograms cost a third less to build and write (issue 11), byte for byte as before (ecb0387).
+"""A data-stats block's histograms cost a third less to build and write, and a block's columns that are not one value
+throughout are no longer counted whole (issue 11): byte for byte as before (ecb0387).
 
 Copies of the code before, kept here as the reference:
 
 - ``data_stats_blocks._counts`` looked at every count's type; now counts of 0..255 go through one ``bytes`` call;
 - ``data_stats_blocks._edges`` made a list of every edge before packing them; now they are packed from the rows' lists;
-- ``avro_writer._integers`` counted the first value through the whole column before anything else; now through its
-  first 64 items first (a column of differing values no longer costs a full pass);
+- ``avro_writer._integers`` and ``_strings`` counted the first value through the whole column before anything else,
+  ``blocks.optional_column``, ``optional_interned`` and ``interned`` counted None or the first value through it: now
+  ``avro_writer.every`` counts the first 64 items first (a column that is not one value costs no full pass);
 - ``avro_writer._byte_varints`` wrote two bytes for every value of 0..255 and deleted the missing second bytes; now a
   column with few values of 64 and above is runs of one-byte varints split at those.
 
@@ -29,6 +31,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pytest
+from aitrace.producers import blocks
 from aitrace.producers import data_stats_blocks as ds
 from aitrace.producers import events as ev
 from aitrace.producers.config import Settings
@@ -66,6 +69,11 @@ def _old_byte_varints(small: bytes) -> bytearray:
     pairs[0::2] = small.translate(avro_writer._FIRST_BYTES)
     pairs[1::2] = small.translate(avro_writer._SECOND_BYTES)
     return pairs.replace(b"\xff", b"")
+
+
+def _old_every(values: list[Any], value: Any) -> bool:
+    """The test each of those places made: the whole column counted."""
+    return values.count(value) == len(values)
 
 
 def _old_integers(kind: str, values: list[Any]) -> bytes:
@@ -108,6 +116,8 @@ def _the_code_before() -> Iterator[None]:
     """The functions above in place of today's; the generated writers made again around it (they hold ``_integers``)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(avro_writer, "_integers", _old_integers)
+        patch.setattr(avro_writer, "every", _old_every)  # _strings' test
+        patch.setattr(blocks, "every", _old_every)  # optional_column's, optional_interned's and interned's
         patch.setattr(ds, "_counts", _old_counts)
         patch.setattr(ds, "_edges", _old_edges)
         codec._generated_writer.cache_clear()
@@ -155,6 +165,19 @@ def test_a_column_of_one_value_or_nearly_is_written_as_before(column: list[Any])
                 avro_writer._integers(items, column)
             continue
         assert avro_writer._integers(items, column) == expected
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 63, 64, 65, 128, 2000])
+def test_every_is_the_whole_count(n: int) -> None:
+    """``every(values, v)`` is ``values.count(v) == len(values)`` for columns of one value but for one item anywhere
+    (before, at and after the 64th), of None, texts, doubles and ints, and == that is not identity (1 and 1.0)."""
+    for value, other in ((None, "x"), ("v7", None), (0.5, None), (0, 1), (1, 1.0), (1.0, True), (None, 0.0)):
+        column = [value] * n
+        assert avro_writer.every(column, value) == _old_every(column, value)
+        for at in {0, 1, 62, 63, 64, 65, n - 1} & set(range(n)):
+            odd = [*column[:at], other, *column[at + 1 :]]
+            assert avro_writer.every(odd, value) == _old_every(odd, value)
+            assert avro_writer.every(odd, other) == _old_every(odd, other)
 
 
 _COUNT_LISTS: list[list[Any]] = [
@@ -264,6 +287,7 @@ def test_the_code_before_is_in_place_inside_and_gone_after() -> None:
     wide = [0] * 20 + [64]
     with _the_code_before():
         assert codec._generated_writer("aitrace.DataStatsBlock") is not None
-        assert ds._counts is _old_counts and avro_writer._integers is _old_integers
+        assert ds._counts is _old_counts and avro_writer._integers is _old_integers and blocks.every is _old_every
     assert ds._counts is not _old_counts and avro_writer._integers is not _old_integers
+    assert blocks.every is avro_writer.every is not _old_every
     assert avro_writer._integers("long", wide) == _old_integers("long", wide)
