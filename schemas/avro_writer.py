@@ -23,7 +23,7 @@ import io
 import struct
 import sys
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -120,6 +120,40 @@ def _byte_varints(small: bytes, wide: bytes) -> bytes | bytearray:
     return pairs.replace(b"\xff", b"")
 
 
+class SmallInts(list[int]):
+    """A column of ints of 0..255 with ``raw``, their bytes, as the block builder that made it found them by one
+    ``bytes`` call (histogram counts): :func:`_integers` writes it from those bytes without a second look at
+    its items (~5 ns each). Made from any ints of 0..255; whoever changes one in place makes a list of it first."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, values: Iterable[int]) -> None:
+        raw = bytes(values)  # (bytes as they are; the items again where a copy is made as type(x)(items))
+        super().__init__(raw)
+        self.raw = raw
+
+
+def plain_lists(value: Any) -> Any:
+    """``value`` with each :class:`Doubles` and :class:`SmallInts` in it made a list: fastavro refuses a list's
+    subclass, and it writes what the generated writer was not sure of (the codec's fallback, rare)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: plain_lists(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(map(plain_lists, value))
+    return list(value) if kind is Doubles or kind is SmallInts else value
+
+
+def _small_ints(small: bytes) -> bytes:
+    """An array of ints or longs of 0..255, given as their bytes: one byte each below 64, one or two from 64."""
+    head = bytearray()
+    _varint(head, len(small) << 1)
+    wide = small.translate(None, _BELOW_64)  # the values of 64 and above (one C pass; max() makes an int per byte)
+    if not wide:
+        return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+    return bytes(head) + _byte_varints(small, wide) + b"\0"
+
+
 def _integers(kind: str, values: list[Any]) -> bytes:
     """A non-empty array of ints or longs as fastavro writes it: its C loop beats a Python varint per item
     (metric times are 8-byte varints), and fastavro is the reference anyway.
@@ -129,6 +163,8 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     counts) by :func:`_byte_varints`; a column of one value (row counts, feature counts) as its varint
     repeated. Long columns go through :func:`_long_varints` (numpy) first.
     """
+    if type(values) is SmallInts:  # the builder's bytes of 0..255 (any varint path writes the same bytes)
+        return _small_ints(values.raw)
     first, (lo, hi) = values[0], _INT_RANGE[kind]
     # one value throughout (row counts, feature counts, a column of zeros): its varint repeated, found by one
     # count (its items are mostly the very same int object: a pointer comparison each). count() compares by ==,
@@ -151,12 +187,7 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     except (TypeError, ValueError):
         small = None
     if small is not None:
-        head = bytearray()
-        _varint(head, len(values) << 1)
-        wide = small.translate(None, _BELOW_64)  # the values of 64 and above (one C pass; max() makes an int per byte)
-        if not wide:
-            return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
-        return bytes(head) + _byte_varints(small, wide) + b"\0"
+        return _small_ints(small)
     if len(values) >= _NUMPY_FROM:
         raw = _long_varints(values)
         if raw is not None:
@@ -434,7 +465,7 @@ class _Gen:
         is_map = schema["type"] == "map"
         items = schema["values"] if is_map else schema["items"]
         if not is_map and items in ("long", "int"):  # steps, times: long columns, in fastavro's C loop
-            return [f"{pad}if type({var}) is not list:", f"{pad}    fail()",
+            return [f"{pad}if type({var}) not in (list, SmallInts):", f"{pad}    fail()",
                     f"{pad}if {var}:", f"{pad}    buf += integers({items!r}, {var})",
                     f"{pad}else:", f"{pad}    buf.append(0)"]  # fmt: skip
         if not is_map and items in ("string", ["null", "string"]):  # a column of texts: C loops when short
@@ -524,6 +555,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
         "doubles": _doubles,
         "array": array,
         "Doubles": Doubles,
+        "SmallInts": SmallInts,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,

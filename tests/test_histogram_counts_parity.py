@@ -9,7 +9,8 @@ Copies of the code before, kept here as the reference:
   ``blocks.optional_column``, ``optional_interned`` and ``interned`` counted None or the first value through it: now
   ``avro_writer.every`` counts the first 64 items first (a column that is not one value costs no full pass);
 - ``avro_writer._byte_varints`` wrote two bytes for every value of 0..255 and deleted the missing second bytes; now a
-  column with few values of 64 and above is runs of one-byte varints split at those.
+  column with few values of 64 and above is runs of one-byte varints split at those;
+- the counts column is an ``avro_writer.SmallInts`` (a list holding its bytes), written from those bytes.
 
 Each gives the same values (or the same exception), and the exporter sends the same records: the sha256 of every
 record for two thousand events of each kind, as blocks and as single events, through the code before and now.
@@ -18,6 +19,7 @@ record for two thousand events of each kind, as blocks and as single events, thr
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import struct
 from array import array
@@ -106,7 +108,7 @@ def _old_integers(kind: str, values: list[Any]) -> bytes:
         raw = aw._long_varints(values)
         if raw is not None:
             return raw
-    out = __import__("io").BytesIO()
+    out = io.BytesIO()
     fastavro.schemaless_writer(out, aw._INTEGER_ARRAYS[kind], values)
     return out.getvalue()
 
@@ -178,6 +180,53 @@ def test_every_is_the_whole_count(n: int) -> None:
             odd = [*column[:at], other, *column[at + 1 :]]
             assert avro_writer.every(odd, value) == _old_every(odd, value)
             assert avro_writer.every(odd, other) == _old_every(odd, other)
+
+
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 300, 5000])
+@pytest.mark.parametrize("share", _SHARES)
+def test_a_column_of_small_ints_is_written_as_its_list_was(n: int, share: float) -> None:
+    column = _small_column(n, share)
+    small = avro_writer.SmallInts(bytes(column))
+    assert small == column and small.raw == bytes(column)
+    for items in ("long", "int"):
+        assert avro_writer._integers(items, small) == _old_integers(items, column)
+
+
+def test_small_ints_copied_item_by_item_keep_their_bytes() -> None:
+    """A copy made as ``type(x)(items)`` (``exporter.without_surrogates`` rebuilds a block so) has its own bytes;
+    the generated writer, and fastavro after ``plain_lists`` (the codec's fallback), write it as the list it holds."""
+    from aitrace.producers.exporter import without_surrogates
+
+    counts = avro_writer.SmallInts(bytes([3, 0, 200, 1]))
+    block = {"name": ["x\ud800"], "counts": counts}
+    copy = without_surrogates(block)["counts"]
+    assert type(copy) is avro_writer.SmallInts and copy == [3, 0, 200, 1] and copy.raw == bytes([3, 0, 200, 1])
+    schema = {"type": "record", "name": "C", "namespace": "t",
+              "fields": [{"name": "c", "type": {"type": "array", "items": "long"}}]}  # fmt: skip
+    plain = io.BytesIO()
+    fastavro.schemaless_writer(plain, fastavro.parse_schema(schema), {"c": [3, 0, 200, 1]})
+    assert avro_writer.writer(schema)({"c": copy}) == plain.getvalue()
+    fallback = io.BytesIO()
+    fastavro.schemaless_writer(fallback, fastavro.parse_schema(schema), avro_writer.plain_lists({"c": copy}))
+    assert fallback.getvalue() == plain.getvalue()
+
+
+def test_a_block_the_generated_writer_leaves_to_fastavro_is_written_with_its_marked_columns() -> None:
+    """A data-stats block holding ``Doubles`` and ``SmallInts`` and a value only fastavro takes (1 for the boolean
+    ``sampled``): the codec's fallback writes it as the same block of plain lists and ``sampled`` true (fastavro
+    refused the lists' subclasses: such a block with ``Doubles`` was lost there before)."""
+    from aitrace.producers.exporter import new_block
+
+    rows = _queued_by_client(_histogram_calls(300)[250:], "data_stats")
+    columns = ds.data_stats_columns(rows, Counter())
+    features = columns["features"]
+    assert type(features["histogram_counts"]) is avro_writer.SmallInts and type(features["mean"]) is avro_writer.Doubles
+    block = new_block("b", "4bf92f3577b34da6a3ce929d0e0e4736", dict(_ENVELOPE), columns)
+    serializer = codec.AvroSerializer("aitrace.DataStatsBlock")
+    expected = serializer(avro_writer.plain_lists({**block, "sampled": True}))
+    with pytest.raises(avro_writer.Unfit):
+        codec._generated_writer("aitrace.DataStatsBlock")({**block, "sampled": 1})
+    assert serializer({**block, "sampled": 1}) == expected == serializer({**block, "sampled": True})
 
 
 _COUNT_LISTS: list[list[Any]] = [
