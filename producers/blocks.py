@@ -35,6 +35,7 @@ from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
 from aitrace.producers.secret_patterns import kept_whole, triggers
 from aitrace.producers.text_reading import plain_variant
+from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
 
 Block = dict[str, Any]
@@ -251,7 +252,7 @@ def new_block(block_id: str, trace_id: str, envelope: dict[str, Any], columns: B
 
 def interned(values: list[Any]) -> tuple[list[Any], list[int]]:
     """(distinct values in order of first use, the index of each value among them)."""
-    if values and values.count(values[0]) == len(values):  # one value (a span name, a status): one C loop
+    if values and every(values, values[0]):  # one value (a span name, a status): one C loop
         return [values[0]], [0] * len(values)
     table = list(dict.fromkeys(values))  # C loops: about half the time of a setdefault per value
     position = {v: i for i, v in enumerate(table)}
@@ -260,7 +261,7 @@ def interned(values: list[Any]) -> tuple[list[Any], list[int]]:
 
 def optional_interned(values: list[Any]) -> tuple[list[Any], list[int]]:
     """As :func:`interned`, None read as index -1 (not in the table); both empty when every value is None."""
-    if values.count(None) == len(values):
+    if every(values, None):
         return [], []
     table, index = interned(values)
     if None in table:
@@ -290,7 +291,7 @@ def interned_texts(values: list[Any], stats: Counter[str]) -> tuple[list[Any], l
 
 def optional_column(values: list[Any]) -> list[Any]:
     """Empty when every value is None, else the values."""
-    return [] if values.count(None) == len(values) else values
+    return [] if every(values, None) else values  # (a column of texts or doubles: settled by its first items)
 
 
 def row_times(rows: list[ev.Queued]) -> list[int]:

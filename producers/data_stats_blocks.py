@@ -33,7 +33,7 @@ from aitrace.producers import blocks
 from aitrace.producers import events as ev
 from aitrace.producers.blocks import Block
 from aitrace.producers.redact import Redactor
-from aitrace.schemas.avro_writer import Doubles
+from aitrace.schemas.avro_writer import Doubles, SmallInts
 from aitrace.schemas.data_stats_block import DATA_STATS_SHAPE, LISTS, OPTIONAL_STATS, feature_stats
 
 _FLOATS: frozenset[type] = frozenset({float, type(None)})
@@ -263,19 +263,28 @@ def _edges(lists: list[Any]) -> array[float]:
     raises TypeError): built and written by C loops.
 
     ``struct.pack`` converts about four times faster than ``array("d", items)``, which parses each item
-    with a format string; both take any number (``__float__`` or ``__index__``) and refuse the rest.
+    with a format string; both take any number (``__float__`` or ``__index__``) and refuse the rest. The
+    edges go to it straight from the rows' lists (their lengths are read for the block anyway), without a
+    list of all of them first: ~30 % of this function's time.
     """
-    items = list(chain.from_iterable(lists))
-    out = array("d")
     try:
-        out.frombytes(struct.pack(f"{len(items)}d", *items))
+        return array("d", struct.pack(f"{sum(map(len, lists))}d", *chain.from_iterable(lists)))
     except struct.error as exc:
         raise TypeError(str(exc)) from exc
-    return out
 
 
 def _counts(lists: list[Any]) -> list[int]:
-    """Every row's histogram counts in one list, int() of each as a single event takes them."""
+    """Every row's histogram counts in one list, int() of each as a single event takes them.
+
+    Counts of 0..255 (exact histograms of a batch's rows) are taken through ``bytes``: a C loop that
+    refuses anything but an integer in that range, about half the cost of looking at each count's type,
+    and the writer writes the column from those bytes (``SmallInts``; ``bench/bench_sender.py --kinds
+    data_stats_skab``); any other column is looked at as before.
+    """
+    try:
+        return SmallInts(bytes(chain.from_iterable(lists)))  # each an int, or a bool or other __index__ int, 0..255
+    except (TypeError, ValueError):
+        pass
     items = list(chain.from_iterable(lists))
     return items if _only(items, int) else list(map(int, items))
 

@@ -23,7 +23,7 @@ import io
 import struct
 import sys
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -34,6 +34,21 @@ _INT_RANGE = {"int": (-(1 << 31), (1 << 31) - 1), "long": (-(1 << 63), (1 << 63)
 
 class Unfit(ValueError):
     """A datum the generated writer does not write itself (fastavro decides)."""
+
+
+_HEAD = 64  # items of a column counted before the whole of it (see every)
+
+
+def every(values: list[Any], value: Any) -> bool:
+    """Whether every item of ``values`` is ``value`` (as ``list.count`` compares: ==), its first items counted first.
+
+    Blocks ask this of most columns (one value throughout? all None?), and most columns that are not are so
+    from their first items on (times, ids, histogram counts, a column of texts asked for None): a full count
+    compares each unequal item, 7-16 ns (an int, a text, a double), where 64 of them settle it
+    (``bench/bench_sender.py --kinds data_stats_skab``: 13 µs of an event's ~100 for its histogram counts).
+    """
+    n = len(values)
+    return values[:_HEAD].count(value) == min(n, _HEAD) and values.count(value) == n
 
 
 def _varint(buf: bytearray, z: int) -> None:
@@ -79,12 +94,64 @@ _FIRST_BYTES = bytes(2 * v if v < 64 else (2 * v & 0x7F) | 0x80 for v in range(2
 _SECOND_BYTES = bytes(0xFF if v < 64 else 2 * v >> 7 for v in range(256))
 
 
-def _byte_varints(small: bytes) -> bytearray:
-    """The varints of values 0..255 (histogram counts, feature counts): both bytes of each, in C loops."""
+# a value's one-byte varint below 64 (2 * value, never 0xFF), 0xFF for one of two bytes; the two bytes of 64..255
+_SMALL_OR_WIDE = bytes(2 * v if v < 64 else 0xFF for v in range(256))
+_TWO_BYTES = tuple(bytes([(2 * v & 0x7F) | 0x80, 2 * v >> 7]) for v in range(256))  # (read from 64 on)
+_SPARSE = 16  # at most one value in this many of 64 and above: runs of one-byte varints between them
+
+
+def _byte_varints(small: bytes, wide: bytes) -> bytes | bytearray:
+    """The varints of values 0..255 (histogram counts, feature counts), ``wide`` those of them of 64 and above
+    in order (two bytes each): in C loops.
+
+    Mostly small values (exact histograms of a batch: a few counts reach 64) are runs of one-byte varints
+    split at the few wide ones; a pair of bytes for every value and the deletion of each missing second
+    byte cost ~13 ns a value there (``bench/bench_sender.py --kinds data_stats_skab``).
+    """
+    if len(wide) * _SPARSE <= len(small):
+        runs = small.translate(_SMALL_OR_WIDE).split(b"\xff")  # one more run than wide values
+        parts = [b""] * (2 * len(runs) - 1)
+        parts[0::2] = runs
+        parts[1::2] = map(_TWO_BYTES.__getitem__, wide)
+        return b"".join(parts)
     pairs = bytearray(2 * len(small))
     pairs[0::2] = small.translate(_FIRST_BYTES)
     pairs[1::2] = small.translate(_SECOND_BYTES)
     return pairs.replace(b"\xff", b"")
+
+
+class SmallInts(list[int]):
+    """A column of ints of 0..255 with ``raw``, their bytes, as the block builder that made it found them by one
+    ``bytes`` call (histogram counts): :func:`_integers` writes it from those bytes without a second look at
+    its items (~5 ns each). Made from any ints of 0..255; whoever changes one in place makes a list of it first."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, values: Iterable[int]) -> None:
+        raw = bytes(values)  # (bytes as they are; the items again where a copy is made as type(x)(items))
+        super().__init__(raw)
+        self.raw = raw
+
+
+def plain_lists(value: Any) -> Any:
+    """``value`` with each :class:`Doubles` and :class:`SmallInts` in it made a list: fastavro refuses a list's
+    subclass, and it writes what the generated writer was not sure of (the codec's fallback, rare)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: plain_lists(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(map(plain_lists, value))
+    return list(value) if kind is Doubles or kind is SmallInts else value
+
+
+def _small_ints(small: bytes) -> bytes:
+    """An array of ints or longs of 0..255, given as their bytes: one byte each below 64, one or two from 64."""
+    head = bytearray()
+    _varint(head, len(small) << 1)
+    wide = small.translate(None, _BELOW_64)  # the values of 64 and above (one C pass; max() makes an int per byte)
+    if not wide:
+        return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
+    return bytes(head) + _byte_varints(small, wide) + b"\0"
 
 
 def _integers(kind: str, values: list[Any]) -> bytes:
@@ -96,11 +163,13 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     counts) by :func:`_byte_varints`; a column of one value (row counts, feature counts) as its varint
     repeated. Long columns go through :func:`_long_varints` (numpy) first.
     """
+    if type(values) is SmallInts:  # the builder's bytes of 0..255 (any varint path writes the same bytes)
+        return _small_ints(values.raw)
     first, (lo, hi) = values[0], _INT_RANGE[kind]
     # one value throughout (row counts, feature counts, a column of zeros): its varint repeated, found by one
     # count (its items are mostly the very same int object: a pointer comparison each). count() compares by ==,
     # so a 1000.0 or Decimal(1000) counts too: fastavro writes each of those as 1000 as well
-    if type(first) is int and lo <= first <= hi and values.count(first) == len(values):
+    if type(first) is int and lo <= first <= hi and every(values, first):
         one = bytearray()
         _varint(one, (first << 1) ^ (first >> 63))
         head = bytearray()
@@ -118,11 +187,7 @@ def _integers(kind: str, values: list[Any]) -> bytes:
     except (TypeError, ValueError):
         small = None
     if small is not None:
-        head = bytearray()
-        _varint(head, len(values) << 1)
-        if not small.translate(None, _BELOW_64):  # every value below 64 (one C pass; max() makes an int per byte)
-            return bytes(head) + small.translate(_SMALL_VARINTS) + b"\0"
-        return bytes(head) + _byte_varints(small) + b"\0"
+        return _small_ints(small)
     if len(values) >= _NUMPY_FROM:
         raw = _long_varints(values)
         if raw is not None:
@@ -233,7 +298,7 @@ def _strings(values: list[Any], nullable: bool) -> bytes | None:
     _varint(head, len(values) << 1)
     first = values[0]
     try:
-        if values.count(first) == len(values):  # one text throughout (an attribute, a parent span)
+        if every(values, first):  # one text throughout (an attribute, a parent span)
             return bytes(head) + b"".join(_item(first, nullable)) * len(values) + b"\x00"
         if len(set(values[:_SAMPLE])) * _REPEATED <= min(len(values), _SAMPLE):  # a few texts, repeated
             distinct = dict.fromkeys(values)
@@ -400,7 +465,7 @@ class _Gen:
         is_map = schema["type"] == "map"
         items = schema["values"] if is_map else schema["items"]
         if not is_map and items in ("long", "int"):  # steps, times: long columns, in fastavro's C loop
-            return [f"{pad}if type({var}) is not list:", f"{pad}    fail()",
+            return [f"{pad}if type({var}) not in (list, SmallInts):", f"{pad}    fail()",
                     f"{pad}if {var}:", f"{pad}    buf += integers({items!r}, {var})",
                     f"{pad}else:", f"{pad}    buf.append(0)"]  # fmt: skip
         if not is_map and items in ("string", ["null", "string"]):  # a column of texts: C loops when short
@@ -490,6 +555,7 @@ def writer(schema: dict[str, Any]) -> Callable[[Any], bytes]:
         "doubles": _doubles,
         "array": array,
         "Doubles": Doubles,
+        "SmallInts": SmallInts,
         "pack": struct.pack,
         "pack_d": struct.Struct("<d").pack,
         "pack_f": struct.Struct("<f").pack,

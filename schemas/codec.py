@@ -146,7 +146,7 @@ class AvroSerializer:
         buf = io.BytesIO()
         buf.write(header)
         try:
-            fastavro.schemaless_writer(buf, self.schema.parsed, obj, strict_allow_default=True)
+            fastavro.schemaless_writer(buf, self.schema.parsed, avro_writer.plain_lists(obj), strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise EncodeError(f"object does not fit {self.schema.name}: {exc}") from exc
         return buf.getvalue()
