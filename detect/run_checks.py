@@ -30,7 +30,9 @@ pathologies cannot be told early, or at all, from one series:
   starters' 7e-3. ``stalled`` when the median of the run's first ``head`` steps is below
   ``tiny_step`` (1e-6: a weight norm of 1 moves a millionth a step), the lr did not rise 10 %
   over them (a warm-up, however slow, is not judged), and the loss neither fell ``min_drop``
-  from the first half of its first ``head`` values to the second nor since. Adam's real step
+  from the first half of its first ``head`` values to the second nor since (a run that logs
+  every few steps is judged on fewer, at least 4, once they span 150 steps: every 50 steps,
+  at its 4th point, where 16 took it to step 799). Adam's real step
   is about lr per weight, larger than lr x grad norm when the gradient is small, so an Adam
   run at lr 1e-6 or below with a gradient norm under 1, whose loss has not moved, reads as
   stalled: the message says lr x grad norm, so a person can tell.
@@ -93,13 +95,14 @@ import numpy as np
 from aitrace.detect.finding import Finding
 from aitrace.detect.lr_cut import LrCut, logged_rates
 from aitrace.detect.rolling import rolling_median
-from aitrace.detect.training import VANISHING_DECADES, layer_spread
+from aitrace.detect.training import SPARSE_POINTS, VANISHING_DECADES, layer_spread
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 # A (positive) loss below this share of its first value has learnt: a gradient that then falls by decades is a
 # full batch at its optimum (a linear regression on diabetes, full-batch SGD: the loss 1.10 -> 0.48, its floor, the
 # norm 2.2 -> 1e-3), not a collapse. The collapsing nets' losses stay at their first value (chance) or above it.
 _LEARNT = 0.75
+_START_SPAN = 150.0  # steps: as StallCheck's horizon; a run logged sparsely has its start judged once past it
 _WARMING = 1.1  # an lr that rose 10 % over the first steps is warming up: a stall is not judged
 
 
@@ -147,6 +150,8 @@ class RunChecks:
         self.step_sizes: list[float] = []  # the last `head` finite lr x global grad norm
         self.first_sizes: list[float] = []  # the run's first `head` steps (lr x grad norm, lr > 0)
         self.sized_at = math.nan  # the step of the last of them
+        self.sized_from = math.nan  # and of the first
+        self.loss_span: list[float] | None = None  # the steps of the run's first and last finite loss
         self.lr_span: list[float] | None = None  # lowest and highest lr over them
         self.steps_done = False  # the step-size stall is judged (no update ratios sent)
         self.lr_cut = LrCut(drop=drop, head=head, min_drop=min_drop)  # tracks the run's last lr
@@ -159,6 +164,7 @@ class RunChecks:
         for name in _TRAIN_LOSS.intersection(series):
             losses = self._loss_levels(*series[name])
             self._losses(series[name][1])
+            self._loss_span(*series[name])
         lr = next((series[n] for n in ("lr", "learning_rate") if n in series), None)
         rate_at = _rate_at(lr)
         if "grad_norm" in series:  # before the lr is tracked: the lr carried into this chunk
@@ -187,6 +193,16 @@ class RunChecks:
     def lr(self) -> float | None:
         """The run's last logged learning rate."""
         return self.lr_cut.lr
+
+    def _loss_span(self, steps: Any, values: Any) -> None:
+        """Widen the steps of the run's first and last finite loss by a chunk's."""
+        ok = np.isfinite(np.asarray(values, dtype=np.float64).ravel())
+        at = np.asarray(steps, dtype=np.float64).ravel()[ok]
+        if at.size:
+            low, high = float(at.min()), float(at.max())
+            self.loss_span = [low, high] if self.loss_span is None else [
+                min(self.loss_span[0], low), max(self.loss_span[1], high)
+            ]  # fmt: skip
 
     def _losses(self, values: Any) -> None:
         head = self.params["head"]
@@ -226,6 +242,8 @@ class RunChecks:
         self.step_sizes = [*self.step_sizes, *sizes[-head:].tolist()][-head:]
         need = head - len(self.first_sizes)
         if need > 0 and sizes.size:
+            if not self.first_sizes:
+                self.sized_from = float(steps[0])
             self.first_sizes += sizes[:need].tolist()
             self.sized_at = float(steps[:need][-1])
             low, high = self.lr_span or (float(rates[0]), float(rates[0]))
@@ -234,13 +252,17 @@ class RunChecks:
     def _step_stall(self) -> list[Finding]:
         """Without update ratios: the run's first ``head`` steps (lr x grad norm) tiny, the lr not
         rising over them, and the loss not falling from the first half of its first ``head`` values
-        to the second (nor since). See the module's docstring."""
+        to the second (nor since). A run logged every few steps is judged on fewer points once they
+        span ``_START_SPAN`` steps (:data:`~aitrace.detect.training.SPARSE_POINTS` at least). See the
+        module's docstring."""
         p = self.params
-        ready = len(self.first_sizes) >= p["head"] and len(self.start) >= p["head"]
+        sizes = len(self.first_sizes)
+        spanned = sizes >= SPARSE_POINTS and self.sized_at - self.sized_from >= _START_SPAN
+        ready = (sizes >= p["head"] or spanned) and self._start_losses() is not None
         if self.steps_done or self.stall_done or self.last_ratio is not None or not ready:
             return []
-        self.steps_done = True  # judged once, on the run's first `head` steps
-        size, levels, half = _median(self.first_sizes), self._at_start(), p["head"] // 2
+        self.steps_done = True  # judged once, on the run's first steps
+        size, levels, half = _median(self.first_sizes), self._at_start(), len(self.start) // 2
         early, late = _median(self.start[:half]), _median(self.start[half:])
         low, high = self.lr_span or (0.0, 0.0)
         rising = high > _WARMING * low  # a warm-up, however slow
@@ -249,17 +271,29 @@ class RunChecks:
         self.stall_done = True
         msg = (
             f"each step moves the weights by about lr x grad norm = {size:.2g} (median of the run's first "
-            f"{p['head']} steps, lr {high:.2g}) and the loss is still at its start ({levels[0]:.4g}, now "
+            f"{sizes} logged steps, lr {high:.2g}) and the loss is still at its start ({levels[0]:.4g}, now "
             f"{levels[1]:.4g}): the learning rate is too small to train"
         )
         return [Finding(0, float(self.sized_at), size, 1.0, "stalled", msg, p["tiny_step"], "lr")]
 
     def _at_start(self) -> tuple[float, float] | None:
         """(start, now) loss levels while the loss has not left its start, else None."""
-        if len(self.start) < self.params["head"] or not self.recent:
+        losses = self._start_losses()
+        if losses is None:
             return None
-        start, now = _median(self.start), _median(self.recent)
+        start, now = _median(losses[0]), _median(losses[1])
         return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
+
+    def _start_losses(self) -> tuple[list[float], list[float]] | None:
+        """(the run's first losses, its last as many): ``head`` of each, or the first and the second
+        half of fewer once they span ``_START_SPAN`` steps (a loss logged every 50 steps has 4 by step
+        150, where 16 took it to step 800); None before."""
+        n, span = len(self.start), self.loss_span
+        if n >= self.params["head"]:
+            return self.start, self.recent
+        if n < SPARSE_POINTS or span is None or span[1] - span[0] < _START_SPAN:
+            return None
+        return self.start[: n // 2], self.recent[-(n // 2) :]
 
     def _stall(self, step: float, level: float, layers: int, lr: float | None) -> list[Finding]:
         """One report of the median update ratio (``lr``: the run's logged lr there, if any): still tiny
@@ -401,6 +435,8 @@ class RunChecks:
             "step_sizes": list(self.step_sizes),
             "first_sizes": list(self.first_sizes),
             "sized_at": self.sized_at if math.isfinite(self.sized_at) else None,
+            "sized_from": self.sized_from if math.isfinite(self.sized_from) else None,
+            "loss_span": list(self.loss_span) if self.loss_span else None,
             "lr_span": list(self.lr_span) if self.lr_span else None,
             "steps_done": self.steps_done,
             "lr_cut": self.lr_cut.to_state(),
@@ -427,6 +463,8 @@ class RunChecks:
         check.first_sizes = [float(v) for v in state.get("first_sizes", [])]
         check.reported = {str(r): float(step) for r, step in dict(state.get("reported") or {}).items()}
         check.sized_at = math.nan if state.get("sized_at") is None else float(state["sized_at"])
+        check.sized_from = math.nan if state.get("sized_from") is None else float(state["sized_from"])  # absent before
+        check.loss_span = [float(v) for v in state["loss_span"]] if state.get("loss_span") else None
         check.lr_span = [float(v) for v in state["lr_span"]] if state.get("lr_span") else None
         # a state written before this check, past the run's start, is not judged on its later steps
         check.steps_done = bool(state.get("steps_done", len(check.start) >= check.params["head"]))

@@ -60,7 +60,10 @@ _SCHEDULES = (
 )  # fmt: skip
 # mixed-precision scalers (a loss's, or GradScaler's scale): they halve and double by design
 _SCALERS = ("loss_scale", "loss_scaler", "grad_scale", "grad_scaler")
-TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
+TRAIN_SPLITS = frozenset({"", "train", "training"})
+# A run logged every few steps (Lightning's default: 50) has its start judged on as few as this many points
+# once they span the stall's horizon (StallCheck's min_steps, 150 steps), not on a fixed count of points.
+SPARSE_POINTS = 4  # a run's training series: its loss gets the run checks
 # A split a metric's name carries: its first word (Keras' and Lightning's ``val_loss``, W&B's ``val/loss``) or,
 # in a name of two parts, its last (``Loss/test``, as in PyTorch's TensorBoard tutorial).
 SPLIT_WORDS = {
@@ -187,7 +190,10 @@ class StallCheck:
         Steps after the first loss point at which the verdict is taken.
     head:
         Points whose median is the starting level (the first ``head``), and whose median is
-        the level at the verdict (the last ``head`` before it).
+        the level at the verdict (the last ``head`` before it); half the points seen where fewer
+        than ``2 * head`` came, and as few as :data:`SPARSE_POINTS` from a run whose first point
+        came within the first tenth of ``min_steps`` (a loss logged every 10 steps from step 9:
+        judged at step 159 on 8 against 8, where 32 points took it to step 319).
     min_drop:
         The fall (relative to the starting level) that counts as having left it.
     trend, alpha:
@@ -228,14 +234,30 @@ class StallCheck:
             if len(self.start) < p["head"]:
                 self.start.append(x)
             self.recent = [*self.recent[-(max(p["head"], p["trend"]) - 1) :], x]
-            if int(step) - self.first_step >= p["min_steps"] and len(self.recent) >= p["head"]:
+            if int(step) - self.first_step >= p["min_steps"] and self._enough():
                 return self._verdict(int(step))
         return None
+
+    def _enough(self) -> bool:
+        """``head`` values, or fewer (:data:`SPARSE_POINTS` at least) from a run whose first value came
+        within its first tenth of ``min_steps``: a loss first logged at step 49 (every 50 steps) may
+        have learnt all it will before it, and its flat rest read as a start that was never left."""
+        p = self.params
+        if len(self.recent) >= p["head"]:
+            return True
+        return (
+            len(self.recent) >= SPARSE_POINTS
+            and self.first_step is not None
+            and self.first_step <= p["min_steps"] // 10
+        )
 
     def _verdict(self, step: int) -> tuple[int, float, float] | None:
         self.decided = True
         p = self.params
-        start, now = float(np.median(self.start)), float(np.median(self.recent[-p["head"] :]))
+        # the first and the last `head` values; halves of them where fewer came (a loss logged every
+        # 50 steps has 4 by step 150: judged then on 2 against 2, not on 32 values at step 1,600)
+        k = min(p["head"], len(self.recent) // 2)
+        start, now = float(np.median(self.start[:k])), float(np.median(self.recent[-k:]))
         if now < start - p["min_drop"] * abs(start):
             return None
         _, p_up = mann_kendall(-np.asarray(self.recent[-p["trend"] :]))

@@ -153,6 +153,40 @@ def test_stall_is_decided_once_at_min_steps() -> None:
     assert StallCheck(alpha=1e-9).update(steps, slow) is not None  # by the level alone: "stalled"
 
 
+def test_a_loss_logged_every_few_steps_is_judged_on_fewer_points_once_they_span_the_horizon() -> None:
+    """Lightning logs every 50 steps, HF's Trainer every 500: 32 points took a stall to step 1,600. From a
+    run whose first loss came within its first 15 steps, 4 points that span 150 steps are enough (2
+    against 2); a loss first logged at step 49 may have learnt all it will before it (a fast run that
+    converged by then read as stalled at step 199), so it waits for 32 as before."""
+    flat = _noisy(np.full(400, 2.3))
+    every_10 = np.arange(9, 400, 10)
+    assert StallCheck().update(every_10, flat[every_10])[0] == 159  # 16 points (32 before: step 319)
+    every_50 = np.arange(0, 400, 50)
+    assert StallCheck().update(every_50, flat[every_50])[0] == 150
+    late_start = np.arange(49, 400, 50)
+    assert StallCheck().update(late_start, flat[late_start]) is None
+    learning = _noisy(2.3 * np.exp(-np.arange(400) / 100))
+    assert StallCheck().update(every_50, learning[every_50]) is None
+
+
+def test_a_tiny_step_logged_every_50_steps_is_a_stall_once_its_points_span_150_steps() -> None:
+    """lr 1e-7 at a grad norm of 0.3, logged every 50 steps from step 49: stalled at step 199 (16 points
+    took it to step 799, past the bench's runs); a warm-up or a loss that falls at the same cadence is not."""
+    steps = np.arange(49, 1000, 50)
+    flat, norm = _noisy(np.full(steps.size, 2.3)), np.full(steps.size, 0.3)
+    cases = {
+        "tiny": (flat, np.full(steps.size, 1e-7)),
+        "warm-up": (flat, 1e-8 * (1 + steps / 10.0)),
+        "learning": (_noisy(2.3 * np.exp(-steps / 200.0)), np.full(steps.size, 1e-7)),
+    }
+    found = {
+        name: [(f.step, f.reason) for f in _run_chunks(RunChecks(), {"loss": (steps, loss), "lr": (steps, lr),
+                                                                    "grad_norm": (steps, norm)}, size=100)]
+        for name, (loss, lr) in cases.items()
+    }  # fmt: skip
+    assert found == {"tiny": [(199.0, "stalled")], "warm-up": [], "learning": []}
+
+
 def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not() -> None:
     steps = np.arange(400)
     level = np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))  # learning stops at 100
