@@ -19,10 +19,18 @@ from aitrace.detect import windows as K
 from aitrace.detect.batched import update_drift_windows
 from aitrace.detect.finding import Finding
 from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
-from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+from aitrace.processors.detection_state import (
+    Chunk,
+    ChunkResult,
+    SeriesStateBase,
+    State,
+    mark_applied,
+    redelivered,
+)
 from aitrace.processors.incidents import SeriesContext
 
 Rules = ServiceSeries | RateSeries | DriftWindows
+_Points = tuple[np.ndarray, np.ndarray]  # a series' times (us) and values in one chunk
 
 
 class ModelSeriesDetectors(SeriesStateBase):
@@ -32,14 +40,8 @@ class ModelSeriesDetectors(SeriesStateBase):
         model, service = chunk["model"], chunk["service"]
         times = np.asarray(chunk["times"], dtype=np.int64)
         if times.size:
-            self._model_numeric(
-                chunk, result, source, offset, "latency", np.asarray(chunk["latency"], dtype=np.float64)
-            )
-            conf = np.asarray(chunk["confidence"], dtype=np.float64)
-            finite = np.isfinite(conf)
-            if finite.any():
-                sub = {**chunk, "times": times[finite]}
-                self._model_numeric(sub, result, source, offset, "confidence", conf[finite])
+            for metric, points in _numeric(chunk).items():
+                self._model_numeric(chunk, result, (source, offset), metric, points)
             errors = np.asarray(chunk["errors"], dtype=np.float64)
             self._rate(f"model/{model}/error_rate", model, service, "error_rate", errors, times, result, source, offset)
         if chunk["features"]:
@@ -48,7 +50,7 @@ class ModelSeriesDetectors(SeriesStateBase):
             self._join_labels(chunk, result, source, offset)
 
     def _model_numeric(
-        self, chunk: Chunk, result: ChunkResult, source: str, offset: int, metric: str, values: np.ndarray
+        self, chunk: Chunk, result: ChunkResult, where: tuple[str, int], metric: str, points: _Points
     ) -> None:
         model = chunk["model"]
         key = f"model/{model}/{metric}"
@@ -58,10 +60,53 @@ class ModelSeriesDetectors(SeriesStateBase):
         def work(state: State) -> None:
             rules = self._restore(key, state, "rules", ServiceSeries)
             rules = rules or ServiceSeries(metric, threshold=cfg.anomaly_threshold, critical=cfg.critical_score)
-            found = rules.update(chunk["times"], values)
-            self._publish_rules(result, state, ctx, rules, rules.headline(found), chunk["times"], model)
+            found, clean = self._numeric_update(key, metric, rules, chunk, points, state, where)
+            self._publish_rules(result, state, ctx, rules, rules.headline(found), points[0], model, clean)
 
-        self._with_state(key, source, offset, result, work)
+        self._with_state(key, *where, result, work)
+
+    def _numeric_update(
+        self,
+        key: str,
+        metric: str,
+        rules: ServiceSeries,
+        chunk: Chunk,
+        points: _Points,
+        state: State,
+        where: tuple[str, int],
+    ) -> tuple[list[Finding], int]:
+        """The chunk's findings and clean count for series ``key``: computed at an earlier chunk of the group,
+        or now, for this chunk and every later chunk of the group that will apply to the series, in one call."""
+        ahead = self._ahead.pop(key, None)
+        if ahead:
+            (expected, outcome), rest = ahead[0], ahead[1:]
+            if expected is not chunk:
+                raise RuntimeError(f"series {key!r}: a chunk of the group was not applied as looked ahead")
+            if rest:
+                self._ahead[key] = rest
+            return outcome
+        later = self._later_points(key, metric, state, where)
+        if not later:
+            return rules.update(*points), rules.clean
+        found = rules.update_chunks([points, *(p for _, p in later)])
+        self._ahead[key] = [(c, (f, k)) for (c, _), f, k in zip(later, found[1:], rules.cleans[1:], strict=True)]
+        return found[0], rules.cleans[0]
+
+    def _later_points(self, key: str, metric: str, state: State, where: tuple[str, int]) -> list[tuple[Chunk, _Points]]:
+        """The group's later chunks that will apply to series ``key`` (its state ``state`` before this chunk, which
+        is at ``where``), judged as :meth:`_open_state` will judge them, each with its points of ``metric``."""
+        if not self._later:
+            return []
+        seen = {"applied": dict(state["applied"]), "bids": list(state.get("bids", []))}
+        mark_applied(seen, *where, self._batch_id)
+        out = []
+        for chunk in self._later:
+            points = _numeric(chunk).get(metric) if chunk["kind"] == "model" else None
+            if points is None or redelivered(seen, chunk["src"], chunk["off"], chunk.get("bid")):
+                continue
+            mark_applied(seen, chunk["src"], chunk["off"], chunk.get("bid"))
+            out.append((chunk, points))
+        return out
 
     def _publish_rules(
         self,
@@ -72,14 +117,16 @@ class ModelSeriesDetectors(SeriesStateBase):
         top: Finding | None,
         times: Any,
         model: str,
+        clean: int,
     ) -> None:
-        """Keep the rules' state, and publish the batch's headline finding under the model's name."""
+        """Keep the rules' state, and publish the batch's headline finding under the model's name (``clean``:
+        the points judged normal after it, the rules' ``clean`` of this chunk)."""
         self._save(ctx.series, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
         if top is not None:
             top = replace(top, step=float("nan"), message=_title(top, model), details=_details(top))
-        self._publish(result, state, ctx, (top, rules.clean, last_time))
+        self._publish(result, state, ctx, (top, clean, last_time))
 
     def _rate(
         self,
@@ -102,7 +149,7 @@ class ModelSeriesDetectors(SeriesStateBase):
             rules = rules or RateSeries(what, window=cfg.rate_window, min_events=cfg.rate_min_events)
             found = rules.update(times, flags)
             top = max(found, key=lambda f: f.value, default=None)
-            self._publish_rules(result, state, ctx, rules, top, times, model)
+            self._publish_rules(result, state, ctx, rules, top, times, model, rules.clean)
 
         self._with_state(key, source, offset, result, work)
 
@@ -142,7 +189,8 @@ class ModelSeriesDetectors(SeriesStateBase):
         for (key, state, rules, _), hits in zip(open_, found, strict=True):
             if hits or rules.clean:
                 ctx = SeriesContext(key, service, None, model, rules.feature, None)
-                self._publish_rules(result, state, ctx, rules, hits[-1] if hits else None, times, model)
+                top = hits[-1] if hits else None
+                self._publish_rules(result, state, ctx, rules, top, times, model, rules.clean)
             else:
                 self._save(key, state, "rules", rules)  # no window completed: nothing to tell an incident
             self._close_state(key, state, source, offset, result)
@@ -183,6 +231,20 @@ class ModelSeriesDetectors(SeriesStateBase):
                 source,
                 offset,
             )
+
+
+def _numeric(chunk: Chunk) -> dict[str, _Points]:
+    """A model chunk's numeric series and their points (times, values): the latency of every request
+    (none without requests), the confidence of those that have one (none if no request has)."""
+    times = np.asarray(chunk["times"], dtype=np.int64)
+    if not times.size:
+        return {}
+    out = {"latency": (times, np.asarray(chunk["latency"], dtype=np.float64))}
+    conf = np.asarray(chunk["confidence"], dtype=np.float64)
+    finite = np.isfinite(conf)
+    if finite.any():
+        out["confidence"] = (times[finite], conf[finite])
+    return out
 
 
 def _sizes(chunk: Chunk) -> tuple[int, int]:
