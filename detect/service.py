@@ -511,6 +511,7 @@ class DriftWindows:
         self._ref_distinct: int | None = None  # distinct values of the reference, counted with its sort
         self.n_seen = 0
         self.clean = 0
+        self.cleans: list[int] = []  # of each chunk of the last batched.update_drift_windows_chunks
         self.cur_latest: int | None = None  # the latest event time among the values in ``cur``
 
     def update(self, times_us: Any, values: Any) -> list[Finding]:
