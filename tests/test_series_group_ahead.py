@@ -1,5 +1,6 @@
-"""A group's model series updated in one call (SeriesDetectors.apply_group: the latency and confidence of
-every chunk of the group that applies, ServiceSeries.update_chunks at the first) give what the chunks one by
+"""A group's model series updated in one call (SeriesDetectors.apply_group: the latency, confidence and input
+features' drift windows of every chunk of the group that applies, ServiceSeries.update_chunks and
+update_drift_windows_chunks at the first) give what the chunks one by
 one gave: the same alerts and documents per chunk, the same counters and the table to the byte, on
 seven days of a model's requests (its daily cycle learnt and named in alerts), through a dropped batch, a batch
 delivered twice and groups whose chunks are partly redeliveries. Every group goes as a group (none raised)."""
@@ -14,6 +15,7 @@ import orjson
 import pytest
 import synth as S
 from aitrace.detect.service import ServiceSeries
+from aitrace.processors import detection_models
 from aitrace.processors.chunk_wire import group_chunks, split_chunks
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, Staged
@@ -44,7 +46,7 @@ def _records(n: int = 1100) -> list[bytes]:
                 lat,
                 status="error" if rng.random() < 0.02 else "ok",
                 confidence=float(rng.beta(8, 2)) if i % 2 else None,
-                features={"x": float(rng.normal(1.0 if i > 1000 else 0.0))},
+                features={"x": float(rng.normal(1.5 if i >= 700 and (i // 40) % 2 else 0.0))},
             )
             events.append(S.event(payload, trace=trace, time_us=t, event_id=f"{i:06d}{j:04d}"))
         out.append(S.encode(S.batch(events, batch_id=f"b{i}")))
@@ -85,19 +87,25 @@ def _run(group: bool) -> tuple[bytes, bytes, dict[str, int]]:
 
 
 def test_a_groups_model_series_in_one_call_give_what_chunk_by_chunk_gave(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: Counter[int] = Counter()
-    real = ServiceSeries.update_chunks
+    calls: Counter[tuple[str, int]] = Counter()
+    real, drift = ServiceSeries.update_chunks, detection_models.update_drift_windows_chunks
 
     def counted(self: ServiceSeries, chunks: Any) -> Any:
-        calls[len(chunks)] += 1
+        calls["numeric", len(chunks)] += 1
         return real(self, chunks)
 
+    def counted_drift(rules: Any, chunks: Any) -> Any:
+        calls["drift", len(chunks)] += 1
+        return drift(rules, chunks)
+
     monkeypatch.setattr(ServiceSeries, "update_chunks", counted)
+    monkeypatch.setattr(detection_models, "update_drift_windows_chunks", counted_drift)
     want = _run(group=False)
-    assert set(calls) == {1}
+    assert {size for _, size in calls} == {1}
     calls.clear()
     got = _run(group=True)
-    assert sum(n for size, n in calls.items() if size > 1) > 50, calls  # groups' series went in one call
+    for kind in ("numeric", "drift"):  # groups' series went in one call
+        assert sum(n for (k, size), n in calls.items() if k == kind and size > 1) > 30, calls
     alerts = [a for alerts, _ in orjson.loads(want[0]) for a in alerts]
     assert sum("daily cycle" in orjson.dumps(a).decode() for a in alerts) >= 3  # the cycle learnt, and named
     assert {a["kind"] for a in alerts} >= {"anomaly", "drift"}, {a["kind"] for a in alerts}
