@@ -30,7 +30,7 @@ from aitrace.detect.drift import PSI_EPS, _wasserstein_sorted
 from aitrace.detect.drift_monitor import DriftConfig, detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.ks import _pack_rows, ks_2samp_sorted_reference
-from aitrace.detect.service import DriftWindows, _arrays, _Window, part_latest
+from aitrace.detect.service import DriftWindows, _arrays, _Window, by_chunk, part_latest
 from numba import njit
 
 
@@ -263,9 +263,8 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     """
     out = []
     for rule, windows in zip(rules, _update_windows(rules, times_us, values), strict=True):
-        found = [f for _, f in windows if f is not None]
-        rule.clean = _clean(rule, windows)
-        out.append(found)
+        found, (rule.clean,) = by_chunk(windows, [np.asarray(times_us).size], rule.window)
+        out.append(found[0])
     return out
 
 
@@ -284,27 +283,13 @@ def update_drift_windows_chunks(
     joined = [
         np.concatenate([np.asarray(v[k], dtype=np.float64).reshape(-1) for _, v in chunks]) for k in range(len(rules))
     ]
-    ends = np.cumsum([np.asarray(t).size for t, _ in chunks]).tolist()
+    sizes = [np.asarray(t).size for t, _ in chunks]
     out = []
     for rule, windows in zip(rules, _update_windows(rules, times, joined), strict=True):
-        per: list[list[tuple[int, Finding | None]]] = [[] for _ in chunks]
-        c = 0
-        for window in windows:
-            while window[0] >= ends[c]:
-                c += 1
-            per[c].append(window)
-        rule.cleans = [_clean(rule, w) for w in per]
+        found, rule.cleans = by_chunk(windows, sizes, rule.window)
         rule.clean = rule.cleans[-1]
-        out.append([[f for _, f in w if f is not None] for w in per])
+        out.append(found)
     return out
-
-
-def _clean(rule: DriftWindows, windows: list[tuple[int, Finding | None]]) -> int:
-    """Window points judged normal after the last drifted window of an update (all, without one)."""
-    quiet = 0
-    for _, found in windows:
-        quiet = 0 if found is not None else quiet + rule.window
-    return quiet
 
 
 def _update_windows(

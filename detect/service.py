@@ -386,6 +386,25 @@ class _Chunks:
         return self.starts[c], self.periods[c]
 
 
+def by_chunk(
+    windows: list[tuple[int, Finding | None]], sizes: list[int], window: int
+) -> tuple[list[list[Finding]], list[int]]:
+    """Windows that an update of several chunks (of ``sizes``) completed, (position of the last value, finding
+    or None), given back to their chunks: each chunk's findings, and its clean count (the points of the windows
+    after its last finding, as an update of that chunk alone counts them)."""
+    found: list[list[Finding]] = [[] for _ in sizes]
+    cleans = [0] * len(sizes)
+    c, end = 0, sizes[0] if sizes else 0
+    for i, finding in windows:
+        while i >= end:
+            c += 1
+            end += sizes[c]
+        if finding is not None:
+            found[c].append(finding)
+        cleans[c] = 0 if finding is not None else cleans[c] + window
+    return found, cleans
+
+
 _NUMPY_COUNTS_FROM = 100  # outcomes; below about this many the Python loop is faster (numpy's calls cost ~6 us)
 
 
@@ -415,11 +434,20 @@ class RateSeries:
         self.base: float | None = None
         self.n_seen = 0
         self.clean = 0
+        self.cleans: list[int] = []  # of each chunk of the last update_chunks
 
     def update(self, times_us: Any, flags: Any) -> list[Finding]:
         """Fold the outcomes in; the windows that alerted. Python work per window, not per outcome."""
-        times, bad = _arrays(times_us, flags)
-        w, found, self.clean = self.window, [], 0
+        return self.update_chunks([(times_us, flags)])[0]
+
+    def update_chunks(self, chunks: Sequence[tuple[Any, Any]]) -> list[list[Finding]]:
+        """:meth:`update` on each chunk (times, outcomes) in turn, in one pass: each chunk's findings, and
+        ``cleans`` each chunk's ``clean``; the same state. Windows do not depend on where chunks are cut (the
+        next ``window`` outcomes): a window is given back to the chunk of its last outcome."""
+        parts = [_arrays(t, v) for t, v in chunks]
+        times, bad = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts, strict=True))
+        w = self.window
+        windows: list[tuple[int, Finding | None]] = []  # (position of its last outcome, its finding)
         counts = [0, *_running_counts(bad)]  # bad outcomes among the first j
         taken = 0  # outcomes of this update in windows closed so far
         for end in range(max(1, w - self.pending_n), bad.size + 1, w):  # a window closes at outcome end - 1
@@ -429,18 +457,20 @@ class RateSeries:
             self.pending_n = self.pending_bad = 0
             taken = end
             if self.base is None:
-                self.base, self.clean = rate, self.clean + w
+                self.base = rate
+                windows.append((i, None))
                 continue
             limit = self.base + 4.0 * math.sqrt(max(self.base, 1.0 / w) * (1.0 - min(self.base, 0.99)) / w) + 0.02
             if count >= self.min_events and rate > limit:
-                found.append(self._finding(self.n_seen + i, int(times[i]), rate, self.base, limit, count))
-                self.clean = 0
+                windows.append((i, self._finding(self.n_seen + i, int(times[i]), rate, self.base, limit, count)))
             else:
                 self.base = 0.9 * self.base + 0.1 * rate
-                self.clean += w
+                windows.append((i, None))
         self.pending_n += bad.size - taken
         self.pending_bad += counts[-1] - counts[taken]
         self.n_seen += int(bad.size)
+        found, self.cleans = by_chunk(windows, [p[1].size for p in parts], w)
+        self.clean = self.cleans[-1]
         return found
 
     def _finding(self, index: int, time_us: int, rate: float, base: float, limit: float, count: int) -> Finding:

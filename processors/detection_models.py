@@ -9,7 +9,6 @@ model in the alert.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import replace
@@ -46,7 +45,8 @@ class ModelSeriesDetectors(SeriesStateBase):
             for metric, points in _numeric(chunk).items():
                 self._model_numeric(chunk, result, (source, offset), metric, points)
             errors = np.asarray(chunk["errors"], dtype=np.float64)
-            self._rate(f"model/{model}/error_rate", model, service, "error_rate", errors, times, result, source, offset)
+            key, at = f"model/{model}/error_rate", (source, offset)
+            self._rate(key, model, service, "error_rate", (times, errors), result, at, chunk)
         if chunk["features"]:
             self._feature_drift(chunk, result, source, offset)
         if chunk["requests"] or chunk["labels"]:
@@ -63,31 +63,31 @@ class ModelSeriesDetectors(SeriesStateBase):
         def work(state: State) -> None:
             rules = self._restore(key, state, "rules", ServiceSeries)
             rules = rules or ServiceSeries(metric, threshold=cfg.anomaly_threshold, critical=cfg.critical_score)
-            found, clean = self._numeric_update(key, metric, rules, chunk, points, state, where)
+            found, clean = self._update_ahead(key, rules, chunk, points, (state, where), _numeric_points(metric))
             self._publish_rules(result, state, ctx, rules, rules.headline(found), points[0], model, clean)
 
         self._with_state(key, *where, result, work)
 
-    def _numeric_update(
+    def _update_ahead(
         self,
         key: str,
-        metric: str,
-        rules: ServiceSeries,
+        rules: ServiceSeries | RateSeries,
         chunk: Chunk,
         points: _Points,
-        state: State,
-        where: tuple[str, int],
+        opened: tuple[State, tuple[str, int]],
+        points_of: Callable[[Chunk], Any],
     ) -> tuple[list[Finding], int]:
-        """The chunk's findings and clean count for series ``key``: computed at an earlier chunk of the group,
-        or now, for this chunk and every later chunk of the group that will apply to the series, in one call."""
+        """The chunk's findings and clean count for series ``key`` (``opened``: its state before the chunk, and
+        where the chunk is from): computed at an earlier chunk of the group, or now, for this chunk and every
+        later chunk of the group that will apply to the series (``points_of``: a chunk's points of it), in one call."""
         done = self._computed_ahead(key, chunk)
         if done is not None:
             return done
-        later = self._later_chunks(state, where, functools.partial(_has_numeric, metric))
+        later = self._later_chunks(*opened, points_of)
         if not later:
             return rules.update(*points), rules.clean
-        found = rules.update_chunks([points, *(_numeric(c)[metric] for c in later)])
-        self._ahead[key] = [(c, (f, k)) for c, f, k in zip(later, found[1:], rules.cleans[1:], strict=True)]
+        found = rules.update_chunks([points, *(p for _, p in later)])
+        self._ahead[key] = [(c, (f, k)) for (c, _), f, k in zip(later, found[1:], rules.cleans[1:], strict=True)]
         return found[0], rules.cleans[0]
 
     def _computed_ahead(self, key: str, chunk: Chunk) -> Any:
@@ -102,20 +102,22 @@ class ModelSeriesDetectors(SeriesStateBase):
             self._ahead[key] = rest
         return outcome
 
-    def _later_chunks(self, state: State, where: tuple[str, int], carries: Callable[[Chunk], bool]) -> list[Chunk]:
+    def _later_chunks(
+        self, state: State, where: tuple[str, int], points_of: Callable[[Chunk], Any]
+    ) -> list[tuple[Chunk, Any]]:
         """The group's later chunks that will apply to a series (its ``state`` before this chunk, which is at
-        ``where``): those that ``carries`` says hold its points, judged as :meth:`_open_state` will judge them."""
+        ``where``), judged as :meth:`_open_state` will judge them, with their points: those that have some
+        (``points_of``: None for a chunk without)."""
         if not self._later:
             return []
         seen = {"applied": dict(state["applied"]), "bids": list(state.get("bids", []))}
         mark_applied(seen, *where, self._batch_id)
         out = []
         for chunk in self._later:
-            if chunk["kind"] != "model" or not carries(chunk):
-                continue
-            if not redelivered(seen, chunk["src"], chunk["off"], chunk.get("bid")):
+            points = points_of(chunk) if chunk["kind"] == "model" else None
+            if points is not None and not redelivered(seen, chunk["src"], chunk["off"], chunk.get("bid")):
                 mark_applied(seen, chunk["src"], chunk["off"], chunk.get("bid"))
-                out.append(chunk)
+                out.append((chunk, points))
         return out
 
     def _publish_rules(
@@ -144,24 +146,28 @@ class ModelSeriesDetectors(SeriesStateBase):
         model: str,
         service: str,
         what: str,
-        flags: np.ndarray,
-        times: np.ndarray,
+        points: _Points,
         result: ChunkResult,
-        source: str,
-        offset: int,
+        where: tuple[str, int],
+        chunk: Chunk | None = None,
     ) -> None:
-        """Windowed rate of bad outcomes (errors, wrong predictions) against its own baseline."""
+        """Windowed rate of bad outcomes (errors, wrong predictions; ``points``: times and 0/1 outcomes) against
+        its own baseline. ``chunk``: the requests' chunk, of a model's errors (whose later chunks of the group
+        can be looked ahead: :meth:`_update_ahead`)."""
         cfg = self.config
         ctx = SeriesContext(key, service, None, model, what, None)
 
         def work(state: State) -> None:
             rules = self._restore(key, state, "rules", RateSeries)
             rules = rules or RateSeries(what, window=cfg.rate_window, min_events=cfg.rate_min_events)
-            found = rules.update(times, flags)
+            if chunk is None:
+                found, clean = rules.update(*points), rules.clean
+            else:
+                found, clean = self._update_ahead(key, rules, chunk, points, (state, where), _error_points)
             top = max(found, key=lambda f: f.value, default=None)
-            self._publish_rules(result, state, ctx, rules, top, times, model, rules.clean)
+            self._publish_rules(result, state, ctx, rules, top, points[0], model, clean)
 
-        self._with_state(key, source, offset, result, work)
+        self._with_state(key, *where, result, work)
 
     def _feature_drift(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         """Every input feature's drift windows, the chunk's completed windows tested in one KS call."""
@@ -211,7 +217,7 @@ class ModelSeriesDetectors(SeriesStateBase):
             if done is not None:
                 outcomes[entry[0]] = done
                 continue
-            later = self._later_chunks(entry[1], where, functools.partial(_has_feature, entry[2].feature))
+            later = [c for c, _ in self._later_chunks(entry[1], where, _feature_values(entry[2].feature))]
             calls.setdefault(tuple(map(id, later)), (later, []))[1].append(entry)
         for later, members in calls.values():
             rules = [r for _, _, r, _ in members]
@@ -248,25 +254,24 @@ class ModelSeriesDetectors(SeriesStateBase):
             outcomes.sort()
             times = np.asarray([t for t, _ in outcomes], dtype=np.int64)
             wrong = np.asarray([w for _, w in outcomes], dtype=np.float64)
-            self._rate(
-                f"model/{model}/wrong_predictions",
-                model,
-                chunk["service"],
-                "wrong_predictions",
-                wrong,
-                times,
-                result,
-                source,
-                offset,
-            )
+            key = f"model/{model}/wrong_predictions"
+            self._rate(key, model, chunk["service"], "wrong_predictions", (times, wrong), result, (source, offset))
 
 
-def _has_numeric(metric: str, chunk: Chunk) -> bool:
-    return metric in _numeric(chunk)
+def _numeric_points(metric: str) -> Callable[[Chunk], _Points | None]:
+    """A model chunk's points of its numeric series ``metric`` (None: it has none)."""
+    return lambda chunk: _numeric(chunk).get(metric)
 
 
-def _has_feature(feature: str, chunk: Chunk) -> bool:
-    return feature in chunk["features"]
+def _error_points(chunk: Chunk) -> _Points | None:
+    """A model chunk's request times and error outcomes (None: no requests)."""
+    times = np.asarray(chunk["times"], dtype=np.int64)
+    return (times, np.asarray(chunk["errors"], dtype=np.float64)) if times.size else None
+
+
+def _feature_values(feature: str) -> Callable[[Chunk], Any]:
+    """A model chunk's values of input feature ``feature`` (None: the chunk has none)."""
+    return lambda chunk: chunk["features"].get(feature)
 
 
 def _numeric(chunk: Chunk) -> dict[str, _Points]:

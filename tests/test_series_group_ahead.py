@@ -1,6 +1,6 @@
 """A group's model series updated in one call (SeriesDetectors.apply_group: the latency, confidence and input
-features' drift windows of every chunk of the group that applies, ServiceSeries.update_chunks and
-update_drift_windows_chunks at the first) give what the chunks one by
+features' drift windows and error rate of every chunk of the group that applies, ServiceSeries.update_chunks,
+update_drift_windows_chunks and RateSeries.update_chunks at the first) give what the chunks one by
 one gave: the same alerts and documents per chunk, the same counters and the table to the byte, on
 seven days of a model's requests (its daily cycle learnt and named in alerts), through a dropped batch, a batch
 delivered twice and groups whose chunks are partly redeliveries. Every group goes as a group (none raised)."""
@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 import synth as S
-from aitrace.detect.service import ServiceSeries
+from aitrace.detect.service import RateSeries, ServiceSeries
 from aitrace.processors import detection_models
 from aitrace.processors.chunk_wire import group_chunks, split_chunks
 from aitrace.processors.options import WorkerOptions
@@ -44,7 +44,7 @@ def _records(n: int = 1100) -> list[bytes]:
                 f"r{i}-{j}",
                 f"m{i % 2}",
                 lat,
-                status="error" if rng.random() < 0.02 else "ok",
+                status="error" if rng.random() < (0.5 if i % 300 < 12 else 0.02) else "ok",
                 confidence=float(rng.beta(8, 2)) if i % 2 else None,
                 features={"x": float(rng.normal(1.5 if i >= 700 and (i // 40) % 2 else 0.0))},
             )
@@ -88,7 +88,11 @@ def _run(group: bool) -> tuple[bytes, bytes, dict[str, int]]:
 
 def test_a_groups_model_series_in_one_call_give_what_chunk_by_chunk_gave(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: Counter[tuple[str, int]] = Counter()
-    real, drift = ServiceSeries.update_chunks, detection_models.update_drift_windows_chunks
+    real, drift, rate = (
+        ServiceSeries.update_chunks,
+        detection_models.update_drift_windows_chunks,
+        RateSeries.update_chunks,
+    )
 
     def counted(self: ServiceSeries, chunks: Any) -> Any:
         calls["numeric", len(chunks)] += 1
@@ -98,17 +102,22 @@ def test_a_groups_model_series_in_one_call_give_what_chunk_by_chunk_gave(monkeyp
         calls["drift", len(chunks)] += 1
         return drift(rules, chunks)
 
+    def counted_rate(self: RateSeries, chunks: Any) -> Any:
+        calls["rate", len(chunks)] += 1
+        return rate(self, chunks)
+
     monkeypatch.setattr(ServiceSeries, "update_chunks", counted)
     monkeypatch.setattr(detection_models, "update_drift_windows_chunks", counted_drift)
+    monkeypatch.setattr(RateSeries, "update_chunks", counted_rate)
     want = _run(group=False)
-    assert {size for _, size in calls} == {1}
+    assert {size for _, size in calls} == {1}, calls
     calls.clear()
     got = _run(group=True)
-    for kind in ("numeric", "drift"):  # groups' series went in one call
+    for kind in ("numeric", "drift", "rate"):  # groups' series went in one call
         assert sum(n for (k, size), n in calls.items() if k == kind and size > 1) > 30, calls
     alerts = [a for alerts, _ in orjson.loads(want[0]) for a in alerts]
     assert sum("daily cycle" in orjson.dumps(a).decode() for a in alerts) >= 3  # the cycle learnt, and named
-    assert {a["kind"] for a in alerts} >= {"anomaly", "drift"}, {a["kind"] for a in alerts}
+    assert {a["kind"] for a in alerts} >= {"anomaly", "drift", "error_rate"}, {a["kind"] for a in alerts}
     assert want[2]["duplicates"] > 0
     assert got[0] == want[0]  # alerts and documents, chunk by chunk
     assert got[1] == want[1]  # the table, to the byte
