@@ -30,7 +30,7 @@ from aitrace.detect.drift import PSI_EPS, _wasserstein_sorted
 from aitrace.detect.drift_monitor import DriftConfig, detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.ks import _pack_rows, ks_2samp_sorted_reference
-from aitrace.detect.service import DriftWindows, _arrays, _Window, part_latest
+from aitrace.detect.service import DriftWindows, _arrays, _Window, by_chunk, part_latest
 from numba import njit
 
 
@@ -261,6 +261,42 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     >>> [[f.index for f in found] for found in update_drift_windows(rules, t, [a, b])]
     [[], [599]]
     """
+    out = []
+    for rule, windows in zip(rules, _update_windows(rules, times_us, values), strict=True):
+        found, (rule.clean,) = by_chunk(windows, [np.asarray(times_us).size], rule.window)
+        out.append(found[0])
+    return out
+
+
+def update_drift_windows_chunks(
+    rules: Sequence[DriftWindows], chunks: Sequence[tuple[Any, Sequence[Any]]]
+) -> list[list[list[Finding]]]:
+    """:func:`update_drift_windows` on each chunk (times, one value array per rule) in turn, in one call:
+    per rule, each chunk's findings, and ``cleans`` on each rule its ``clean`` of each chunk (``clean``: the
+    last chunk's), with the same state. Windows and dates do not depend on where chunks are cut (a window is
+    the next ``window`` finite values, dated by the latest time among them), so the chunks are joined and
+    each window given back to the chunk of its last value: one KS call for the windows of all the chunks.
+    """
+    if not chunks:
+        return [[] for _ in rules]
+    times = np.concatenate([np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks])
+    joined = [
+        np.concatenate([np.asarray(v[k], dtype=np.float64).reshape(-1) for _, v in chunks]) for k in range(len(rules))
+    ]
+    sizes = [np.asarray(t).size for t, _ in chunks]
+    out = []
+    for rule, windows in zip(rules, _update_windows(rules, times, joined), strict=True):
+        found, rule.cleans = by_chunk(windows, sizes, rule.window)
+        rule.clean = rule.cleans[-1]
+        out.append(found)
+    return out
+
+
+def _update_windows(
+    rules: Sequence[DriftWindows], times_us: Any, values: Sequence[Any]
+) -> list[list[tuple[int, Finding | None]]]:
+    """Fold each rule's values in; per rule, every window it completed: (position of its last value, its
+    finding, None where it did not drift)."""
     if len(rules) != len(values):
         raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
     times = np.asarray(times_us, dtype=np.int64).reshape(-1)
@@ -271,8 +307,7 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
     out, k = [], 0
     parts: dict[tuple[int, ...], tuple[list[int], int | None]] = {}  # of finite rows cut alike: the same
     for rule, windows, a, start, whole in zip(rules, cut, arrays, starts, finite, strict=True):
-        found: list[Finding] = []
-        rule.clean = 0
+        done: list[tuple[int, Finding | None]] = []
         ends = [i for i, _ in windows]
         key = (start, *ends)
         part = parts.get(key) if whole else None
@@ -283,13 +318,10 @@ def update_drift_windows(rules: Sequence[DriftWindows], times_us: Any, values: S
         for (i, cur), time_us in zip(windows, rule.dates(*part), strict=True):
             verdict = None if quiet[k] else _verdict(rule, cur)
             k += 1
-            if verdict is not None and verdict.drifted:
-                found.append(rule._finding(rule.n_seen + i, time_us, verdict))
-                rule.clean = 0
-            else:
-                rule.clean += rule.window
+            drifted = verdict is not None and verdict.drifted
+            done.append((i, rule._finding(rule.n_seen + i, time_us, verdict) if drifted else None))
         rule.n_seen += int(a.size)
-        out.append(found)
+        out.append(done)
     return out
 
 

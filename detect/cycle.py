@@ -83,9 +83,11 @@ True
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -166,6 +168,7 @@ class CycleView:
         squashed as the anomaly scores are (``PHASE_H`` sd score 0.5).
     expected: what the cycle (or the last day's level) expects at the point (NaN before a day of history).
     switches: batch positions where the profile in use switched on, off or to another period.
+    periods: the period in use from each switch on (0: none).
     """
 
     resid: np.ndarray
@@ -173,6 +176,7 @@ class CycleView:
     z: np.ndarray
     expected: np.ndarray
     switches: list[int]
+    periods: list[int] = field(default_factory=list)
 
 
 def _rows(hist: np.ndarray, last_bucket: int, period: int) -> np.ndarray:
@@ -258,8 +262,14 @@ class CycleModel:
     def capacity(self) -> int:
         return (self.min_cycles + 1) * max(_CANDIDATES)  # a week's worth more: whole weeks never fall short
 
-    def observe(self, times_us: Any, values: Any) -> CycleView:
-        """Fold the next points in; each judged against the profile in force at its time."""
+    def observe(self, times_us: Any, values: Any, cuts: Sequence[int] = ()) -> CycleView:
+        """Fold the next points in; each judged against the profile in force at its time.
+
+        ``cuts``: positions (increasing) where the caller's next chunk begins, for several chunks
+        observed in one call: an hour's values are summed chunk by chunk there, as one call per chunk
+        sums them (a float sum in another order differs in its last bits), so the state, and all
+        that is judged after, is the same bit for bit.
+        """
         times = np.asarray(times_us, dtype=np.int64).ravel()
         vals = np.asarray(values, dtype=np.float64).ravel()
         buckets = times // HOUR_US
@@ -275,14 +285,21 @@ class CycleModel:
                     self._close()
                 if self.period != before:
                     view.switches.append(lo)
+                    view.periods.append(self.period)
                 self.open_bucket, self.open_sum, self.open_n, self.open_pos = b, 0.0, 0, 0.0
             if self.watch:
                 self._judge(times[lo:hi], vals[lo:hi], view, lo)
-            ok = np.isfinite(vals[lo:hi])
-            self.open_sum += float(vals[lo:hi][ok].sum())
-            self.open_n += int(ok.sum())
-            self.open_pos += float(np.sum((times[lo:hi][ok] % HOUR_US) / HOUR_US))
+            inner = cuts[bisect.bisect_right(cuts, lo) : bisect.bisect_left(cuts, hi)]
+            for a, b in itertools.pairwise([lo, *inner, hi]):
+                self._add(times[a:b], vals[a:b])
         return view
+
+    def _add(self, times: np.ndarray, vals: np.ndarray) -> None:
+        """Points of the open hour (of one chunk) into its sum, count and mean position."""
+        ok = np.isfinite(vals)
+        self.open_sum += float(vals[ok].sum())
+        self.open_n += int(ok.sum())
+        self.open_pos += float(np.sum((times[ok] % HOUR_US) / HOUR_US))
 
     def _judge(self, times: np.ndarray, vals: np.ndarray, view: CycleView, lo: int) -> None:
         hi = lo + vals.size

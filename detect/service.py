@@ -41,8 +41,10 @@ Example
 from __future__ import annotations
 
 import binascii
+import bisect
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,15 +134,32 @@ class ServiceSeries:
         self.first: float | None = None
         self.varied = False
         self.clean = 0
+        self.cleans: list[int] = []  # of each chunk of the last update_chunks
 
     def update(self, times_us: Any, values: Any) -> list[Finding]:
         """Score the next points (event times in microseconds, values); the findings among them."""
-        times, vals = _arrays(times_us, values)
+        return self.update_chunks([(times_us, values)])[0]
+
+    def update_chunks(self, chunks: Sequence[tuple[Any, Any]]) -> list[list[Finding]]:
+        """Score several chunks (times, values) in one pass: each chunk's findings, and ``cleans`` each
+        chunk's ``clean``, the same as :meth:`update` on each chunk in turn, and the same state after.
+
+        A call's fixed cost (the cycle, the windows, the calibrator, the shift monitor: ~100 us) is paid
+        once; the parts that are not chunk-invariant follow the chunks: the cycle sums an hour chunk by
+        chunk, a finding's evidence stops at its chunk's first value, and the cycle switching at a
+        chunk's first point restarts nothing (:meth:`update` saw it at position 0).
+        """
+        parts = [_arrays(t, v) for t, v in chunks]
+        times, vals = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts, strict=True))
+        starts = [0, *itertools.accumulate(p[1].size for p in parts)]
+        period = self._period()
         if self.cycle is not None:
-            view = self.cycle.observe(times, vals)
+            view = self.cycle.observe(times, vals, cuts=starts[1:-1])
         else:
             view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])
-        bounds = [0, *view.switches, vals.size]
+        where = _Chunks(starts, view, period)
+        firsts = set(starts[:-1])
+        bounds = [0, *(s for s in view.switches if s not in firsts), vals.size]
         scores = np.zeros(vals.size)
         codes = np.zeros(vals.size, dtype=np.int8)
         found: list[Finding] = []
@@ -154,18 +173,36 @@ class ServiceSeries:
             phase = _phase_overlay(
                 scores[lo:hi], codes[lo:hi], view.score[lo:hi], view.z[lo:hi], vals[lo:hi], self.threshold
             )
-            found += self._points(times, vals, scores, codes, lo, hi, view, phase)
+            found += self._points(times, vals, scores, codes, lo, hi, view, phase, where)
             if self.shift is not None:  # a day's rise is no level shift: it sees the values less their cycle
                 shifts = self.shift.update(times[lo:hi], view.resid[lo:hi])
-                found += [self._shift_finding(s, times, vals) for s in shifts if not self._recurs(s, times)]
+                found += [self._shift_finding(s, times, vals, where) for s in shifts if not self._recurs(s, times)]
         found.sort(key=lambda f: f.index)
-        judged_after = vals.size - 1 - (found[-1].index - self.n_seen) if found else vals.size
-        bad = scores[vals.size - judged_after :] >= self.threshold
-        for code in self.ignored:  # two codes: a compare each is ~1 us, np.isin ~20 us of a 200-point update
-            bad &= codes[vals.size - judged_after :] != code
-        self.clean = int(judged_after - np.count_nonzero(bad))
+        out = self._per_chunk(found, scores, codes, starts)
         self.n_seen += int(vals.size)
-        return found
+        return out
+
+    def _per_chunk(
+        self, found: list[Finding], scores: np.ndarray, codes: np.ndarray, starts: list[int]
+    ) -> list[list[Finding]]:
+        """The findings of each chunk (``starts``: where each begins, and the end); ``cleans`` and
+        ``clean`` (the last chunk's) set: the points judged normal after each chunk's last finding."""
+        out: list[list[Finding]] = []
+        self.cleans = []
+        at = 0
+        for lo, hi in itertools.pairwise(starts):
+            end = at
+            while end < len(found) and found[end].index < self.n_seen + hi:
+                end += 1
+            mine, at = found[at:end], end
+            judged_after = hi - 1 - (mine[-1].index - self.n_seen) if mine else hi - lo
+            bad = scores[hi - judged_after : hi] >= self.threshold
+            for code in self.ignored:  # two codes: a compare each is ~1 us, np.isin ~20 us of a 200-point update
+                bad &= codes[hi - judged_after : hi] != code
+            self.cleans.append(int(judged_after - np.count_nonzero(bad)))
+            out.append(mine)
+        self.clean = self.cleans[-1]
+        return out
 
     def _varied_at(self, vals: np.ndarray) -> np.ndarray:
         """Per point: whether the series took two different values up to and including it."""
@@ -185,7 +222,9 @@ class ServiceSeries:
         hi: int,
         view: CycleView,
         phase: np.ndarray,
+        where: _Chunks | None = None,
     ) -> list[Finding]:
+        """The findings among points ``lo:hi``; ``where``: the chunks of the update (None: one)."""
         rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold)
         # the phase score is already in the series' own usual spread (and its slow rise into an
         # anomaly would count as "as high before" in the calibrator's history)
@@ -200,10 +239,13 @@ class ServiceSeries:
             i, reason = lo + k, CODE_NAMES[code]
             score, value = float(scores[i]), float(vals[i])
             critical = score >= self.critical or code in (CODE_NAN, CODE_INF)
+            # the words name the cycle in use at the end of the point's chunk, as an update of that chunk did
+            start, period = where.at(i) if where is not None else (0, self._period())
             if phase[k]:
-                message, z = self._phase_words(value, float(view.expected[i]), float(view.z[i])), float(view.z[i])
+                z = float(view.z[i])
+                message = self._phase_words(value, float(view.expected[i]), z, period)
             else:
-                message, z = explain(self.metric, reason, value, det, k) + self._cycle_words(), float(det.last_z[k])
+                message, z = explain(self.metric, reason, value, det, k) + _cycle_words(period), float(det.last_z[k])
             out.append(
                 Finding(
                     self.n_seen + i,
@@ -217,28 +259,25 @@ class ServiceSeries:
                     "critical" if critical else "warning",
                     time_us=int(times[i]),
                     statistic=z,
-                    evidence=tuple(vals[max(0, i - 15) : i + 1].tolist()),
+                    evidence=tuple(vals[max(start, i - 15) : i + 1].tolist()),
                 )
             )
         return out
 
-    def _phase_words(self, value: float, expected: float, z: float) -> str:
-        assert self.cycle is not None
-        if not self.cycle.period:
+    def _period(self) -> int:
+        return self.cycle.period if self.cycle is not None else 0
+
+    def _phase_words(self, value: float, expected: float, z: float, period: int) -> str:
+        if not period:
             return (
                 f"{self.metric} {value:.4g} against its level of the last day, about {expected:.4g} "
                 f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
             )
-        when = "hour of the day" if self.cycle.period == 24 else "hour of the week"
+        when = "hour of the day" if period == 24 else "hour of the week"
         return (
             f"{self.metric} {value:.4g} where its cycle expects about {expected:.4g} at this {when} "
             f"(the last hour {abs(z):.1f} usual spreads {'above' if z > 0 else 'below'} it)"
         )
-
-    def _cycle_words(self) -> str:
-        if self.cycle is None or not self.cycle.period:
-            return ""
-        return f" (after its usual {'daily' if self.cycle.period == 24 else 'weekly'} cycle is taken out)"
 
     def _recurs(self, shift: LevelShift, times: np.ndarray) -> bool:
         """Whether the shift came at the hour of an earlier one, a whole number of days later.
@@ -260,17 +299,20 @@ class ServiceSeries:
         self.shift_at.append(t)
         return recurs
 
-    def _shift_finding(self, shift: LevelShift, times: np.ndarray, vals: np.ndarray) -> Finding:
+    def _shift_finding(
+        self, shift: LevelShift, times: np.ndarray, vals: np.ndarray, where: _Chunks | None = None
+    ) -> Finding:
         assert self.shift is not None
         index = self.shift_base + shift.index
         i = index - self.n_seen  # position in this batch
+        period = where.at(i)[1] if where is not None else self._period()
         return Finding(
             index,
             float(times[i]),
             float(vals[i]),
             shift.ratio,
             "level_shift",
-            shift.describe("latency (ms)") + self._cycle_words(),
+            shift.describe("latency (ms)") + _cycle_words(period),
             self.shift.sustained.params["min_ratio"],
             self.metric,
             "critical" if shift.ratio >= 3 else "warning",
@@ -318,6 +360,51 @@ class ServiceSeries:
         return s
 
 
+def _cycle_words(period: int) -> str:
+    if not period:
+        return ""
+    return f" (after its usual {'daily' if period == 24 else 'weekly'} cycle is taken out)"
+
+
+class _Chunks:
+    """The chunks of one :meth:`ServiceSeries.update_chunks`: where each begins, and the cycle's period
+    at its end (what an update of that chunk alone left in force; ``period``: before the update)."""
+
+    def __init__(self, starts: list[int], view: CycleView, period: int) -> None:
+        self.starts = starts
+        self.periods: list[int] = []
+        switch = 0
+        for end in starts[1:]:
+            while switch < len(view.switches) and view.switches[switch] < end:
+                period = view.periods[switch]
+                switch += 1
+            self.periods.append(period)
+
+    def at(self, i: int) -> tuple[int, int]:
+        """Where the chunk of point ``i`` begins, and the period at its end."""
+        c = bisect.bisect_right(self.starts, i) - 1
+        return self.starts[c], self.periods[c]
+
+
+def by_chunk(
+    windows: list[tuple[int, Finding | None]], sizes: list[int], window: int
+) -> tuple[list[list[Finding]], list[int]]:
+    """Windows that an update of several chunks (of ``sizes``) completed, (position of the last value, finding
+    or None), given back to their chunks: each chunk's findings, and its clean count (the points of the windows
+    after its last finding, as an update of that chunk alone counts them)."""
+    found: list[list[Finding]] = [[] for _ in sizes]
+    cleans = [0] * len(sizes)
+    c, end = 0, sizes[0] if sizes else 0
+    for i, finding in windows:
+        while i >= end:
+            c += 1
+            end += sizes[c]
+        if finding is not None:
+            found[c].append(finding)
+        cleans[c] = 0 if finding is not None else cleans[c] + window
+    return found, cleans
+
+
 _NUMPY_COUNTS_FROM = 100  # outcomes; below about this many the Python loop is faster (numpy's calls cost ~6 us)
 
 
@@ -347,11 +434,20 @@ class RateSeries:
         self.base: float | None = None
         self.n_seen = 0
         self.clean = 0
+        self.cleans: list[int] = []  # of each chunk of the last update_chunks
 
     def update(self, times_us: Any, flags: Any) -> list[Finding]:
         """Fold the outcomes in; the windows that alerted. Python work per window, not per outcome."""
-        times, bad = _arrays(times_us, flags)
-        w, found, self.clean = self.window, [], 0
+        return self.update_chunks([(times_us, flags)])[0]
+
+    def update_chunks(self, chunks: Sequence[tuple[Any, Any]]) -> list[list[Finding]]:
+        """:meth:`update` on each chunk (times, outcomes) in turn, in one pass: each chunk's findings, and
+        ``cleans`` each chunk's ``clean``; the same state. Windows do not depend on where chunks are cut (the
+        next ``window`` outcomes): a window is given back to the chunk of its last outcome."""
+        parts = [_arrays(t, v) for t, v in chunks]
+        times, bad = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts, strict=True))
+        w = self.window
+        windows: list[tuple[int, Finding | None]] = []  # (position of its last outcome, its finding)
         counts = [0, *_running_counts(bad)]  # bad outcomes among the first j
         taken = 0  # outcomes of this update in windows closed so far
         for end in range(max(1, w - self.pending_n), bad.size + 1, w):  # a window closes at outcome end - 1
@@ -361,18 +457,20 @@ class RateSeries:
             self.pending_n = self.pending_bad = 0
             taken = end
             if self.base is None:
-                self.base, self.clean = rate, self.clean + w
+                self.base = rate
+                windows.append((i, None))
                 continue
             limit = self.base + 4.0 * math.sqrt(max(self.base, 1.0 / w) * (1.0 - min(self.base, 0.99)) / w) + 0.02
             if count >= self.min_events and rate > limit:
-                found.append(self._finding(self.n_seen + i, int(times[i]), rate, self.base, limit, count))
-                self.clean = 0
+                windows.append((i, self._finding(self.n_seen + i, int(times[i]), rate, self.base, limit, count)))
             else:
                 self.base = 0.9 * self.base + 0.1 * rate
-                self.clean += w
+                windows.append((i, None))
         self.pending_n += bad.size - taken
         self.pending_bad += counts[-1] - counts[taken]
         self.n_seen += int(bad.size)
+        found, self.cleans = by_chunk(windows, [p[1].size for p in parts], w)
+        self.clean = self.cleans[-1]
         return found
 
     def _finding(self, index: int, time_us: int, rate: float, base: float, limit: float, count: int) -> Finding:
@@ -443,6 +541,7 @@ class DriftWindows:
         self._ref_distinct: int | None = None  # distinct values of the reference, counted with its sort
         self.n_seen = 0
         self.clean = 0
+        self.cleans: list[int] = []  # of each chunk of the last batched.update_drift_windows_chunks
         self.cur_latest: int | None = None  # the latest event time among the values in ``cur``
 
     def update(self, times_us: Any, values: Any) -> list[Finding]:

@@ -163,6 +163,18 @@ def _own(state: State) -> State:
     return owned
 
 
+def redelivered(state: State, source: str, offset: int, batch_id: str | None) -> bool:
+    """Whether a chunk (its source position and batch id) was applied to the series ``state`` already."""
+    return offset <= state["applied"].get(source, -1) or bool(batch_id and batch_id in state.get("bids", ()))
+
+
+def mark_applied(state: State, source: str, offset: int, batch_id: str | None) -> None:
+    """Record in the series ``state`` that the chunk was applied (what :func:`redelivered` reads)."""
+    state["applied"][source] = offset
+    if batch_id:
+        state["bids"] = [*state.get("bids", [])[-(_RECENT_BATCHES - 1) :], batch_id]
+
+
 class SeriesStateBase:
     """Per-series state held in ``table`` (a Faust table or any mutable mapping), applied once per chunk."""
 
@@ -185,6 +197,10 @@ class SeriesStateBase:
         # None: each chunk saves its rules objects' states. A dict: the chunks of a group (:meth:`defer_saving`)
         # keep them here, (series, name) -> (state, object), each saved once by :meth:`save_deferred`
         self._deferred: dict[tuple[str, str], tuple[State, Saved]] | None = None
+        # A group's chunks after the one being applied (SeriesDetectors.apply_group), and what a series'
+        # update at an earlier chunk of the group computed for the later ones: series -> [(chunk, outcome)]
+        self._later: list[Chunk] = []
+        self._ahead: dict[str, list[tuple[Chunk, Any]]] = {}
 
     def defer_saving(self) -> None:
         """Apply the chunks that follow as one group: each series' rules objects are saved to its state once, by
@@ -233,7 +249,7 @@ class SeriesStateBase:
         state = self.table.get(key)
         if not state:
             return {"applied": {}, "incident": None}
-        if offset <= state["applied"].get(source, -1) or (self._batch_id and self._batch_id in state.get("bids", ())):
+        if redelivered(state, source, offset, self._batch_id):
             result.skipped += 1
             return None
         return _own(state) if self.copy_on_write else dict(state)
@@ -241,9 +257,7 @@ class SeriesStateBase:
     def _close_state(self, key: str, state: State, source: str, offset: int, result: ChunkResult) -> None:
         """Record the chunk as applied and write the state back."""
         result.applied += 1
-        state["applied"][source] = offset
-        if self._batch_id:
-            state["bids"] = [*state.get("bids", [])[-(_RECENT_BATCHES - 1) :], self._batch_id]
+        mark_applied(state, source, offset, self._batch_id)
         self.table[key] = state  # one changelog record per series and chunk
 
     def _restore(self, key: str, state: State, name: str, kind: type[R]) -> R | None:

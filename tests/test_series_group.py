@@ -101,15 +101,16 @@ def test_a_group_with_a_runs_lifecycle_event_goes_chunk_by_chunk() -> None:
 
 
 def _failing_update(monkeypatch: pytest.MonkeyPatch, record: int) -> None:
-    """ServiceSeries.update raises on the chunk of input record ``record``, as a bug on one chunk would."""
-    real, first = ServiceSeries.update, T0 + record * 60 * 1000  # _record's first request time
+    """ServiceSeries' updates raise on the chunk of input record ``record``, as a bug on one chunk would (a
+    group's update of several chunks at its first chunk; ``update`` of one chunk is ``update_chunks`` too)."""
+    real, first = ServiceSeries.update_chunks, T0 + record * 60 * 1000  # _record's first request time
 
-    def update(self: ServiceSeries, times: Any, values: Any) -> Any:
-        if int(np.asarray(times)[0]) == first:
+    def update_chunks(self: ServiceSeries, chunks: Any) -> Any:
+        if any(int(np.asarray(times)[0]) == first for times, _ in chunks):
             raise RuntimeError("bug on one chunk")
-        return real(self, times, values)
+        return real(self, chunks)
 
-    monkeypatch.setattr(ServiceSeries, "update", update)
+    monkeypatch.setattr(ServiceSeries, "update_chunks", update_chunks)
 
 
 def test_a_group_that_raises_leaves_the_staged_table_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
