@@ -280,10 +280,14 @@ def update_drift_windows_chunks(
     """
     if not chunks:
         return [[] for _ in rules]
+    for _, values in chunks:
+        if len(values) != len(rules):
+            raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
+    # each chunk's arrays checked against its own times, as update_drift_windows checks a chunk's: joined, one
+    # chunk's values short and a later one's long (a client writes the series topic) would line up unnoticed
+    checked = [[_arrays(t, v)[1] for v in values] for t, values in chunks]
     times = np.concatenate([np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks])
-    joined = [
-        np.concatenate([np.asarray(v[k], dtype=np.float64).reshape(-1) for _, v in chunks]) for k in range(len(rules))
-    ]
+    joined = [np.concatenate([arrays[k] for arrays in checked]) for k in range(len(rules))]
     ends = np.cumsum([np.asarray(t).size for t, _ in chunks]).tolist()
     out = []
     for rule, windows in zip(rules, _update_windows(rules, times, joined), strict=True):
