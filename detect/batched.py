@@ -285,10 +285,15 @@ def update_drift_windows_chunks(
             raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
     # each chunk's arrays checked against its own times, as update_drift_windows checks a chunk's: joined, one
     # chunk's values short and a later one's long (a client writes the series topic) would line up unnoticed
-    checked = [[_arrays(t, v)[1] for v in values] for t, values in chunks]
-    times = np.concatenate([np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks])
-    joined = [np.concatenate([arrays[k] for arrays in checked]) for k in range(len(rules))]
-    ends = np.cumsum([np.asarray(t).size for t, _ in chunks]).tolist()
+    each = [np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks]
+    flat = [[np.asarray(v, dtype=np.float64).reshape(-1) for v in values] for _, values in chunks]
+    for t, arrays in zip(each, flat, strict=True):
+        for a in arrays:
+            if a.size != t.size:
+                raise ValueError(f"times and values differ in length: {t.shape} vs {a.shape}")
+    times = np.concatenate(each)
+    joined = [np.concatenate([arrays[k] for arrays in flat]) for k in range(len(rules))]
+    ends = np.cumsum([t.size for t in each]).tolist()
     out = []
     for rule, windows in zip(rules, _update_windows(rules, times, joined), strict=True):
         per: list[list[tuple[int, Finding | None]]] = [[] for _ in chunks]
