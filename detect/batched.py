@@ -279,11 +279,20 @@ def update_drift_windows_chunks(
     """
     if not chunks:
         return [[] for _ in rules]
-    times = np.concatenate([np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks])
-    joined = [
-        np.concatenate([np.asarray(v[k], dtype=np.float64).reshape(-1) for _, v in chunks]) for k in range(len(rules))
-    ]
-    sizes = [np.asarray(t).size for t, _ in chunks]
+    for _, values in chunks:
+        if len(values) != len(rules):
+            raise ValueError(f"{len(rules)} rules but {len(values)} value arrays")
+    # each chunk's arrays checked against its own times, as update_drift_windows checks a chunk's: joined, one
+    # chunk's values short and a later one's long (a client writes the series topic) would line up unnoticed
+    each = [np.asarray(t, dtype=np.int64).reshape(-1) for t, _ in chunks]
+    flat = [[np.asarray(v, dtype=np.float64).reshape(-1) for v in values] for _, values in chunks]
+    for t, arrays in zip(each, flat, strict=True):
+        for a in arrays:
+            if a.size != t.size:
+                raise ValueError(f"times and values differ in length: {t.shape} vs {a.shape}")
+    times = np.concatenate(each)
+    joined = [np.concatenate([arrays[k] for arrays in flat]) for k in range(len(rules))]
+    sizes = [t.size for t in each]
     out = []
     for rule, windows in zip(rules, _update_windows(rules, times, joined), strict=True):
         found, rule.cleans = by_chunk(windows, sizes, rule.window)

@@ -81,3 +81,16 @@ def test_update_drift_windows_chunks_matches_chunk_by_chunk(seeds: range) -> Non
 
 def test_no_chunks() -> None:
     assert update_drift_windows_chunks([DriftWindows("a")], []) == [[]]
+
+
+def test_a_chunk_whose_values_miss_its_times_raises_as_chunk_by_chunk() -> None:
+    """One chunk a value short of its times and the next a value long: joined they line up, yet each chunk alone
+    raises in update_drift_windows (a client writes the series topic): so must the call of both."""
+    times = np.arange(10, dtype=np.int64)
+    short, long = (times, [np.zeros(9)]), (times + 10, [np.zeros(11)])
+    with pytest.raises(ValueError, match="differ in length"):
+        update_drift_windows([DriftWindows("a")], *short)
+    with pytest.raises(ValueError, match="differ in length"):
+        update_drift_windows_chunks([DriftWindows("a")], [short, long])
+    with pytest.raises(ValueError, match="1 rules but 2 value arrays"):  # a chunk with a value array too many
+        update_drift_windows_chunks([DriftWindows("a")], [(times, [np.zeros(10)]), (times, [np.zeros(10)] * 2)])

@@ -16,7 +16,7 @@ import pytest
 import synth as S
 from aitrace.detect.service import RateSeries, ServiceSeries
 from aitrace.processors import detection_models
-from aitrace.processors.chunk_wire import group_chunks, split_chunks
+from aitrace.processors.chunk_wire import group_chunks, pack_chunk, split_chunks
 from aitrace.processors.options import WorkerOptions
 from aitrace.processors.pipeline import Pipeline, Staged
 
@@ -122,3 +122,28 @@ def test_a_groups_model_series_in_one_call_give_what_chunk_by_chunk_gave(monkeyp
     assert got[0] == want[0]  # alerts and documents, chunk by chunk
     assert got[1] == want[1]  # the table, to the byte
     assert got[2] == want[2]
+
+
+def test_a_group_whose_feature_columns_miss_their_times_raises_as_each_chunk_does() -> None:
+    """Chunks of the series topic (any client writes it): a feature column a value short of its chunk's times, the
+    next chunk's a value long. Each chunk raises alone; the group must raise too, so that the worker applies it
+    chunk by chunk and dead-letters each (one call for both had lined the columns up and applied them)."""
+
+    def chunk(off: int, values: int) -> bytes:
+        times = T0 + off * 10**8 + np.arange(10, dtype=np.int64) * 1_000_000
+        return pack_chunk(
+            {
+                **{"kind": "model", "model": "m", "service": "s", "entity": "model/m", "src": "t:0", "off": off},
+                **{"bid": f"b{off}", "requests": [], "labels": [], "times": times, "latency": np.full(10, 5.0)},
+                **{"errors": np.zeros(10), "confidence": np.full(10, np.nan)},
+                "features": {"x": np.arange(values, dtype=np.float64)},
+            }
+        )
+
+    pipe, table = Pipeline(WorkerOptions(index=True)), {}
+    for part in (chunk(1, 9), chunk(2, 11)):
+        with pytest.raises(ValueError, match="differ in length"):
+            pipe.series(part, Staged(table))
+    with pytest.raises(ValueError, match="differ in length"):
+        pipe.series_group([chunk(1, 9), chunk(2, 11)], Staged(table))
+    assert table == {}
