@@ -18,7 +18,8 @@ within ~20 steps; onset: the first step whose 5-step median norm is a decade bel
 10 steps'), over-fitting on 64 rows, the tabular MLP trained 12 epochs (mild over-fitting:
 the healthy recipe until 2026-12-05), an lr x0.1 step decay that must stay quiet, and
 under-fitting: an MLP of 4 hidden units, an MLP under a weight decay of 30);
-``--underfit-seeds`` adds section (e), under-fitting runs at those seeds, ``--vanish-seeds``
+``--every 10,50`` adds section (g), every run as a loop that logs every n steps sends it (Lightning's
+default is 50), ``--underfit-seeds`` adds section (e), under-fitting runs at those seeds, ``--vanish-seeds``
 section (f), the tanh runs at those seeds, and ``--overfit-seeds`` section (d), over-fitting
 runs of three families (MLP, CNN, tabular on 64 or 48 rows) at those seeds, beside early
 stopping with a patience of 3 evaluations (what a training loop would do without aitrace). Every
@@ -150,6 +151,38 @@ def without_layers(run: R.Run) -> R.Run:
 def scores_only(run: R.Run) -> R.Run:
     """The run as a hand-written loop sends it: losses and accuracies, no lr, no gradient norms."""
     return _keep(run, [k for k in run.series if k.split("|", 1)[1] in ("loss", "accuracy")])
+
+
+def every(run: R.Run, n: int) -> R.Run:
+    """The run as a loop that logs every ``n`` steps sends it (Lightning's default: 50): its training
+    series at steps n-1, 2n-1, ... (Lightning logs once ``n`` batches are done), no per-layer series;
+    validation as before, once an epoch."""
+    out = R.Run(run.name, run.recipe, run.steps_per_epoch)
+    for key in run.series:
+        split, metric = key.split("|", 1)
+        if "/" in metric:
+            continue
+        steps = np.asarray(run.steps[key])
+        keep = steps % n == n - 1 if split == "train" else np.ones(steps.size, dtype=bool)
+        out.series[key] = list(np.asarray(run.series[key])[keep])
+        out.steps[key] = list(steps[keep])
+    return out
+
+
+def cadence_section(cadences: tuple[int, ...], seeds: tuple[int, ...]) -> None:
+    """(g) The runs logged every few steps: incidents on the healthy runs and slow starters, and the first
+    finding on each pathology, per cadence."""
+    healthy = [R.record(name, recipe) for name, recipe in R.healthy(seeds) + R.slow_starters()]
+    sick = [(R.record(name, recipe), pathology) for name, pathology, recipe in R.pathologies()]
+    print(f"(g) logged every n steps (global norm and lr, no per-layer series): healthy seeds {seeds} and controls")
+    for n in cadences:
+        alerts = [(run.name, a) for run in healthy for a in worker_alerts(every(run, n))]
+        print(f"    every {n:3d}: {len(alerts)} incidents on {len(healthy)} healthy runs and controls {alerts}")
+        for run, pathology in sick:
+            names = _NAMES[pathology]
+            found = [(step, what) for step, what in worker_alerts(every(run, n)) if what.split(":")[0] in names]
+            first = f"{found[0][1]}@{found[0][0]}" if found else "not found"
+            print(f"        {run.name:22s} {pathology:20s} {first}")
 
 
 def _keep(run: R.Run, keep: list[str]) -> R.Run:
@@ -322,6 +355,7 @@ def main() -> int:
     ap.add_argument("--overfit-seeds", default="", help="seeds of section (d)'s over-fitting runs; none: skipped")
     ap.add_argument("--underfit-seeds", default="", help="seeds of section (e)'s under-fitting runs; none: skipped")
     ap.add_argument("--vanish-seeds", default="", help="seeds of section (f)'s vanishing-gradient runs; none: skipped")
+    ap.add_argument("--every", default="", help="section (g): the runs logged every n steps, e.g. 10,50; none: skipped")
     args = ap.parse_args()
     seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     flagged = healthy_section(seeds)
@@ -333,6 +367,8 @@ def main() -> int:
         underfit_seeds_section(tuple(int(x) for x in args.underfit_seeds.split(",") if x))
     if args.vanish_seeds:
         vanishing_seeds_section(tuple(int(x) for x in args.vanish_seeds.split(",") if x))
+    if args.every:
+        cadence_section(tuple(int(x) for x in args.every.split(",") if x), seeds)
     return 0
 
 

@@ -87,6 +87,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +145,10 @@ class RunChecks:
         self.peak = -math.inf  # log10 of the highest grad-norm level
         self.peak_loss: float | None = None  # the loss level when the grad-norm level was last at its peak
         self.norms: list[float] = []  # the last `head` finite global grad norms
+        # points per grad-norm level: `head` when the norm is logged every step, fewer when every few steps
+        # (`_norm_window`); decided from the steps of the first 4 norms (kept till then), None before
+        self.norm_window: int | None = None
+        self.norm_steps: list[float] = []
         self.stall_done = self.vanished = False
         self.last_ratio: float | None = None  # log10 of the last report's median update ratio
         self.frozen: dict[str, Any] | None = None  # since a drop of `drop` decades: step, before, loss, n
@@ -369,14 +374,15 @@ class RunChecks:
         vals = np.asarray(values, dtype=np.float64).ravel()
         ok = np.isfinite(vals) & (vals > 0)
         kept = vals[ok]
+        window = self._norm_window(np.asarray(steps, dtype=np.float64).ravel()[ok])
         # math's log10, as for the states written before (NumPy's may differ in the last bit)
         logs = np.fromiter(map(math.log10, kept.tolist()), dtype=np.float64, count=kept.size)
         norms = np.concatenate([np.asarray(self.norms, dtype=np.float64), logs])
         self.norms = norms[-p["head"] :].tolist()
-        if norms.size < p["head"]:
+        if window is None or norms.size < window:
             return []
         # every step's level at once, and the loss level at its step
-        levels = rolling_median(norms, p["head"])[-logs.size :] if logs.size else norms[:0]
+        levels = rolling_median(norms, window)[-logs.size :] if logs.size else norms[:0]
         at = np.asarray(steps, dtype=np.float64).ravel()[ok][logs.size - levels.size :]
         loss = _level_at(*losses, at)
         running = np.maximum.accumulate(np.concatenate([[self.peak], levels]))
@@ -387,7 +393,7 @@ class RunChecks:
         kept_loss = self.peak_loss if self.peak_loss is not None else _median(self.start) if self.start else math.nan
         ref = np.where(renewed >= 0, loss[np.maximum(renewed, 0)], kept_loss)
         unexplained = peaks - levels - self._explained(ref, loss)
-        ready = len(self.start) >= p["head"]  # as many losses as the rule has seen at the start
+        ready = len(self.start) >= window  # as many losses as the rule has seen at the start
         start = self.start[0] if ready else math.nan  # the first loss: a full batch falls within the first `head`
         learnt = (loss < _LEARNT * start) if start > 0 else np.zeros(loss.shape, dtype=bool)
         hit = np.flatnonzero((unexplained >= p["decades"]) & ~learnt) if ready else levels[:0]
@@ -408,6 +414,20 @@ class RunChecks:
         )
         return [Finding(0, float(step), x, 1.0, "vanishing", msg, p["decades"], "grad_norm", "critical")]
 
+    def _norm_window(self, steps: np.ndarray) -> int | None:
+        """Points per grad-norm level: ``head`` steps' worth, 3 at least. A norm logged every 5 steps
+        that collapsed within its first 30 steps (the bench's 12-layer tanh nets) had no level of 16
+        points before the collapse: its peak was never seen, and the collapse was never found."""
+        if self.norm_window is None:
+            self.norm_steps += steps[: SPARSE_POINTS - len(self.norm_steps)].tolist()
+            if len(self.norm_steps) == SPARSE_POINTS:  # the median gap: one norm lost to a NaN changes nothing
+                gap = max(1.0, _median([b - a for a, b in itertools.pairwise(self.norm_steps)]))
+                self.norm_window, self.norm_steps = (
+                    max(3, min(self.params["head"], round(self.params["head"] / gap))),
+                    [],
+                )
+        return self.norm_window
+
     def _explained(self, then: np.ndarray, now: np.ndarray) -> np.ndarray:
         """Decades of gradient-norm fall the loss explains: how far it fell from ``then`` to ``now``
         (under cross-entropy a gradient shrinks with its loss; a loss that rose explains nothing).
@@ -427,6 +447,8 @@ class RunChecks:
             "peak": self.peak if math.isfinite(self.peak) else None,
             "peak_loss": self.peak_loss,
             "norms": list(self.norms),
+            "norm_window": self.norm_window,
+            "norm_steps": list(self.norm_steps),
             "stalled": self.stall_done,
             "ratio_lr": self.ratio_lr,
             "last_ratio": self.last_ratio,
@@ -452,6 +474,9 @@ class RunChecks:
         peak_loss = state.get("peak_loss")  # absent from states written before
         check.peak_loss = None if peak_loss is None else float(peak_loss)
         check.stall_done, check.vanished = bool(state["stalled"]), bool(state["vanished"])
+        # a state written before windows were read from the cadence: `head` points, as it was judged
+        check.norm_window = state["norm_window"] if "norm_window" in state else check.params["head"]
+        check.norm_steps = [float(v) for v in state.get("norm_steps", [])]
         check.ratio_lr = None if state.get("ratio_lr") is None else float(state["ratio_lr"])  # absent before
         check.last_ratio = state["last_ratio"]
         check.frozen = dict(state["frozen"]) if state["frozen"] else None

@@ -669,6 +669,24 @@ def test_a_real_collapse_of_the_global_grad_norm_at_the_chance_loss_is_vanishing
     assert out == []
 
 
+def test_a_collapse_logged_every_few_steps_is_judged_on_levels_of_fewer_points() -> None:
+    """A norm logged every 5 steps that collapses by step 30 (the bench's 12-layer tanh nets, from 5-7 to
+    1e-3 while the loss sits at chance): a level of 16 points spans 80 steps, so no level ever held the
+    norm before the collapse and it was never found. Levels of 16 steps' worth (3 points here) find it;
+    the memorizing run, logged the same way, stays quiet (its loss explains its fall)."""
+    steps = np.arange(4, 400, 5)
+    norm = np.where(steps < 25, 6.0, 1e-3) * np.exp(np.random.default_rng(2).normal(0, 0.3, steps.size))
+    flat = _noisy(np.full(steps.size, 2.3))
+    [found] = _run_chunks(RunChecks(), {"loss": (steps, flat), "grad_norm": (steps, norm)})
+    assert found.reason == "vanishing" and found.step <= 40
+    sparse = np.arange(4, 60, 5)
+    memorizing = {
+        "loss": (sparse, np.asarray(_MEMORIZE_LOSS)[sparse]),
+        "grad_norm": (sparse, np.asarray(_MEMORIZE_GRAD)[sparse]),
+    }
+    assert _run_chunks(RunChecks(), memorizing) == []
+
+
 def test_a_full_batch_at_its_optimum_is_not_vanishing() -> None:
     """Linear regression on scikit-learn's diabetes by full-batch gradient descent: the loss falls from
     1.0 to its floor (0.49, the noise the features do not explain) within its first 16 steps, and the

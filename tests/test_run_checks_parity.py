@@ -60,6 +60,7 @@ class MainRunChecks(RunChecks):
         p = self.params
         vals = np.asarray(values, dtype=np.float64).ravel()
         ok = np.isfinite(vals) & (vals > 0)
+        self._norm_window(np.asarray(steps, dtype=np.float64).ravel()[ok])  # the cadence the state keeps (16 here)
         logs = [math.log10(x) for x in vals[ok].tolist()]
         norms = np.asarray(self.norms + logs)
         self.norms = norms[-p["head"] :].tolist()
