@@ -60,10 +60,10 @@ _SCHEDULES = (
 )  # fmt: skip
 # mixed-precision scalers (a loss's, or GradScaler's scale): they halve and double by design
 _SCALERS = ("loss_scale", "loss_scaler", "grad_scale", "grad_scaler")
-TRAIN_SPLITS = frozenset({"", "train", "training"})
+TRAIN_SPLITS = frozenset({"", "train", "training"})  # a run's training series: its loss gets the run checks
 # A run logged every few steps (Lightning's default: 50) has its start judged on as few as this many points
 # once they span the stall's horizon (StallCheck's min_steps, 150 steps), not on a fixed count of points.
-SPARSE_POINTS = 4  # a run's training series: its loss gets the run checks
+SPARSE_POINTS = 4
 # A split a metric's name carries: its first word (Keras' and Lightning's ``val_loss``, W&B's ``val/loss``) or,
 # in a name of two parts, its last (``Loss/test``, as in PyTorch's TensorBoard tutorial).
 SPLIT_WORDS = {
@@ -181,6 +181,17 @@ def _named_split(metric: str) -> tuple[str | None, str]:
     return None, metric
 
 
+@lru_cache
+def _trend_points(alpha: float) -> int:
+    """The fewest values (:data:`SPARSE_POINTS` at least) whose steady fall the trend test reads as
+    falling at ``alpha``: 6 at 0.01. On fewer, a slow starter leaving its start could never be told
+    from a stall (the bench's 6-layer ReLU nets logged at steps 0, 50, 100, 150 read as stalled)."""
+    n = SPARSE_POINTS
+    while mann_kendall(np.arange(n, dtype=np.float64))[1] >= alpha:
+        n += 1
+    return n
+
+
 class StallCheck:
     """Reports once whether a loss never left its starting level.
 
@@ -191,7 +202,7 @@ class StallCheck:
     head:
         Points whose median is the starting level (the first ``head``), and whose median is
         the level at the verdict (the last ``head`` before it); half the points seen where fewer
-        than ``2 * head`` came, and as few as :data:`SPARSE_POINTS` from a run whose first point
+        than ``2 * head`` came, and as few as the trend test needs (6) from a run whose first point
         came within the first tenth of ``min_steps`` (a loss logged every 10 steps from step 9:
         judged at step 159 on 8 against 8, where 32 points took it to step 319).
     min_drop:
@@ -239,14 +250,14 @@ class StallCheck:
         return None
 
     def _enough(self) -> bool:
-        """``head`` values, or fewer (:data:`SPARSE_POINTS` at least) from a run whose first value came
+        """``head`` values, or fewer (as many as the trend test needs) from a run whose first value came
         within its first tenth of ``min_steps``: a loss first logged at step 49 (every 50 steps) may
         have learnt all it will before it, and its flat rest read as a start that was never left."""
         p = self.params
         if len(self.recent) >= p["head"]:
             return True
         return (
-            len(self.recent) >= SPARSE_POINTS
+            len(self.recent) >= _trend_points(p["alpha"])
             and self.first_step is not None
             and self.first_step <= p["min_steps"] // 10
         )
