@@ -419,7 +419,11 @@ class RunChecks:
         that collapsed within its first 30 steps (the bench's 12-layer tanh nets) had no level of 16
         points before the collapse: its peak was never seen, and the collapse was never found."""
         if self.norm_window is None:
-            self.norm_steps += steps[: SPARSE_POINTS - len(self.norm_steps)].tolist()
+            for step in steps:  # distinct rising steps: a norm sent twice a step (two loggers) is not a gap of 0
+                if len(self.norm_steps) == SPARSE_POINTS:
+                    break
+                if not self.norm_steps or step > self.norm_steps[-1]:
+                    self.norm_steps.append(float(step))
             if len(self.norm_steps) == SPARSE_POINTS:  # the median gap: one norm lost to a NaN changes nothing
                 gap = max(1.0, _median([b - a for a, b in itertools.pairwise(self.norm_steps)]))
                 self.norm_window, self.norm_steps = (

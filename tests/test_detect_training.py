@@ -696,6 +696,17 @@ def test_a_collapse_logged_every_few_steps_is_judged_on_levels_of_fewer_points()
     assert _run_chunks(RunChecks(), memorizing) == []
 
 
+def test_a_collapse_logged_twice_a_step_every_few_steps_reads_its_cadence_from_distinct_steps() -> None:
+    """The same norm sent twice at each of its steps (two loggers on one run): steps 4, 4, 9, 9 read as a
+    cadence of 1 (their median gap is 0), levels of 16 points spanned 40 steps and the collapse by step 25
+    was never found; read from distinct steps (4, 9, 14, 19) it is, as without the repeats."""
+    steps = np.repeat(np.arange(4, 400, 5), 2)
+    norm = np.where(steps < 25, 6.0, 1e-3) * np.exp(np.random.default_rng(2).normal(0, 0.3, steps.size))
+    flat = _noisy(np.full(steps.size, 2.3))
+    [found] = _run_chunks(RunChecks(), {"loss": (steps, flat), "grad_norm": (steps, norm)})
+    assert found.reason == "vanishing" and found.step <= 40
+
+
 def test_a_full_batch_at_its_optimum_is_not_vanishing() -> None:
     """Linear regression on scikit-learn's diabetes by full-batch gradient descent: the loss falls from
     1.0 to its floor (0.49, the noise the features do not explain) within its first 16 steps, and the
