@@ -96,13 +96,17 @@ import numpy as np
 from aitrace.detect.finding import Finding
 from aitrace.detect.lr_cut import LrCut, logged_rates
 from aitrace.detect.rolling import rolling_median
-from aitrace.detect.training import SPARSE_POINTS, VANISHING_DECADES, layer_spread
+from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 # A (positive) loss below this share of its first value has learnt: a gradient that then falls by decades is a
 # full batch at its optimum (a linear regression on diabetes, full-batch SGD: the loss 1.10 -> 0.48, its floor, the
 # norm 2.2 -> 1e-3), not a collapse. The collapsing nets' losses stay at their first value (chance) or above it.
 _LEARNT = 0.75
+# A run logged every few steps (Lightning's default: 50) has its step sizes and its start's losses judged on as
+# few as this many points once they span _START_SPAN steps, where the step sizes or update ratios are the
+# evidence (the loss alone waits for StallCheck's 32 points: steps have no unit, samples seen or batches)
+SPARSE_POINTS = 4
 _START_SPAN = 150.0  # steps: as StallCheck's horizon; a run logged sparsely has its start judged once past it
 _WARMING = 1.1  # an lr that rose 10 % over the first steps is warming up: a stall is not judged
 
@@ -258,7 +262,7 @@ class RunChecks:
         """Without update ratios: the run's first ``head`` steps (lr x grad norm) tiny, the lr not
         rising over them, and the loss not falling from the first half of its first ``head`` values
         to the second (nor since). A run logged every few steps is judged on fewer points once they
-        span ``_START_SPAN`` steps (:data:`~aitrace.detect.training.SPARSE_POINTS` at least). See the
+        span ``_START_SPAN`` steps (:data:`SPARSE_POINTS` at least). See the
         module's docstring."""
         p = self.params
         sizes = len(self.first_sizes)
