@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,7 +152,3 @@ BASELINES: tuple[tuple[str, str, str, Callable[[int, Path], Measure], float], ..
     ("metric", "MLflow log_metrics (file store)", "mlflow", mlflow_metrics, 0.05),  # ~0.4 ms a call
     ("metric", "W&B offline run.log", "wandb", wandb_offline, 0.25),
 )
-
-
-def scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="bench-suite-baselines-"))

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -67,9 +68,11 @@ class Services:
         return str(self._search.url)
 
     def stop(self) -> None:
+        """Stop what was started and remove the work folder (the broker's log segments)."""
         for service in (self._kafka, self._search):
             if service is not None:
                 service.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _med(rows: Sequence[tuple[float, ...]]) -> list[float]:
@@ -139,7 +142,7 @@ def background_figures(services: Services, n: int, repeats: int, tag: str) -> li
 
 def library_figures(ours: dict[str, tuple[float, float]], n: int) -> list[Result]:
     """Each installed library beside the aitrace call it stands in for: caller CPU and calls/s."""
-    from producer_baselines import BASELINES, scratch
+    from producer_baselines import BASELINES
 
     out: list[Result] = []
     for kind, label, module, measure, share in BASELINES:
@@ -148,7 +151,8 @@ def library_figures(ours: dict[str, tuple[float, float]], n: int) -> list[Result
             out.append(skip)
             continue
         try:
-            cpu, rate = measure(max(100, int(n * share)), scratch())
+            with tempfile.TemporaryDirectory(prefix="bench-suite-baselines-") as folder:  # its files go with it
+                cpu, rate = measure(max(100, int(n * share)), Path(folder))
         except Exception as exc:  # one library's failure must not lose the client's figures
             out.append(failure("producer", label, exc))
             continue

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -132,6 +133,21 @@ def test_a_library_that_breaks_on_import_or_in_its_run_is_one_line(
     assert lines[1].startswith("failed: producer / crashes in its run: OSError: offline run directory is read-only")
     assert len(lines) == 2 and all("\n" not in line for line in lines)
     assert [f.baseline for f in results if isinstance(f, Figure)] == ["stdlib logging", "stdlib logging"]
+
+
+def test_the_suite_leaves_no_scratch_folder_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each library's files and the services' work folder go when the suite is done with them (they were
+    left in /tmp, one folder per library per run, on a disk the CI shares)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    baselines = (("log", "stdlib logging", "logging", producer_baselines.stdlib_logging, 1.0),)
+    monkeypatch.setattr(producer_baselines, "BASELINES", baselines)
+    assert [f.baseline for f in suite_parts.library_figures({"log": (3.0, 30_000.0)}, 200)] == ["stdlib logging"] * 2
+    services = suite_parts.Services()
+    assert services.workdir.parent == scratch
+    services.stop()
+    assert list(scratch.iterdir()) == []
 
 
 def test_drift_rows_pair_each_figure_with_the_baseline_printed_after_it() -> None:
