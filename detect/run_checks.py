@@ -262,8 +262,7 @@ class RunChecks:
         """Without update ratios: the run's first ``head`` steps (lr x grad norm) tiny, the lr not
         rising over them, and the loss not falling from the first half of its first ``head`` values
         to the second (nor since). A run logged every few steps is judged on fewer points once they
-        span ``_START_SPAN`` steps (:data:`SPARSE_POINTS` at least). See the
-        module's docstring."""
+        span ``_START_SPAN`` steps (:data:`SPARSE_POINTS` at least). See the module's docstring."""
         p = self.params
         sizes = len(self.first_sizes)
         spanned = sizes >= SPARSE_POINTS and self.sized_at - self.sized_from >= _START_SPAN

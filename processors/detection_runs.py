@@ -43,7 +43,7 @@ class RunSeriesDetectors(SeriesStateBase):
                 admitted.append((key, split, metric, s))
                 opening += key not in self.table
         # then the run's checks: a stall or plateau they paged is not paged again by the training loss's own rule
-        reported = self._run_checks(chunk, named, result, (source, offset))
+        reported = self._run_checks(chunk, named, result, source, offset)
         for key, split, metric, s in admitted:
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
@@ -81,8 +81,8 @@ class RunSeriesDetectors(SeriesStateBase):
                     )
 
             self._with_state(key, source, offset, result, work)
-        self._fitting(chunk, named, result, (source, offset))
-        self._layers(chunk, named, result, (source, offset))
+        self._fitting(chunk, named, result, source, offset)
+        self._layers(chunk, named, result, source, offset)
 
     def _training(
         self,
@@ -125,13 +125,14 @@ class RunSeriesDetectors(SeriesStateBase):
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
 
-    def _run_checks(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> dict[str, float]:
+    def _run_checks(
+        self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int
+    ) -> dict[str, float]:
         """Stall, plateau and vanishing gradients told across the run's training series (detect.run_checks),
         by the names the rules read them by (``named``); the verdicts the run's checks have paged so far."""
         series = {name: (s["steps"], s["values"]) for (split, name), s in named.items() if split == "train"}
         if not series:
             return {}
-        source, offset = at
         run_id = chunk["run_id"]
         key = f"run/{run_id}/checks"
         paged: dict[str, float] = {}
@@ -158,7 +159,7 @@ class RunSeriesDetectors(SeriesStateBase):
         self._with_state(key, source, offset, result, work)
         return paged
 
-    def _layers(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> None:
+    def _layers(self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int) -> None:
         """Vanishing gradients: per-layer gradient norms decades apart (the first layers starve)."""
         norms = {
             name.split("/", 1)[1]: s["values"]
@@ -173,7 +174,6 @@ class RunSeriesDetectors(SeriesStateBase):
         ctx = SeriesContext(key, chunk["service"], run_id, None, "grad_norm", chunk["trace_id"])
         decades, low, high = spread
         some = named[("train", f"grad_norm/{low}")]
-        source, offset = at
         last_time = int(np.asarray(some["times"], dtype=np.int64)[-1])
 
         def work(state: State) -> None:
@@ -197,7 +197,7 @@ class RunSeriesDetectors(SeriesStateBase):
 
         self._with_state(key, source, offset, result, work)
 
-    def _fitting(self, chunk: Chunk, named: Named, result: ChunkResult, at: tuple[str, int]) -> None:
+    def _fitting(self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int) -> None:
         """Over-fitting (validation loss rising while training loss falls) and under-fitting (a
         classifier's training loss levelling off far above zero, validation on it), per run."""
         train = named.get(("train", "loss"))
@@ -205,7 +205,6 @@ class RunSeriesDetectors(SeriesStateBase):
         if train is None and val is None:
             return
         scored = any(metric_role(name) == "score" for _split, name in named)
-        source, offset = at
         run_id = chunk["run_id"]
         key = f"run/{run_id}/overfitting"  # one state for both: the losses they read are kept once
         contexts = [SeriesContext(f"run/{run_id}/{rule}", chunk["service"], run_id, None, "loss", chunk["trace_id"])
