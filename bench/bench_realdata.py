@@ -23,6 +23,9 @@
 (f) series with a daily or weekly cycle (``realdata_cycles.py``): river's WaterFlow (segments
     named by its description) and pmdarima's taylor electricity demand, the worker's rule for
     a model's numeric series with and without its cycle, beside the baselines.
+(g) real cloud server metrics every 5 minutes with labelled incident windows (``realdata_nab.py``,
+    the Numenta Anomaly Benchmark's AWS CloudWatch series, from a NAB checkout given by ``--nab``):
+    false incidents per 1,000 points, windows found and NAB's standard score, beside the baselines.
 
 (b), (c) and (e) also run that rule through the worker (``service path``: a model's series,
 ``aitrace.detect.service.ServiceSeries``, one point a second) beside the training-run rule, and
@@ -210,14 +213,15 @@ def river_incidents(values: np.ndarray, make: Callable[[], Any]) -> list[int]:
     return _runs(flags)
 
 
-def service_path_incidents(values: np.ndarray) -> list[int]:
+def service_path_incidents(values: np.ndarray, times: np.ndarray | None = None) -> list[int]:
     """Indices where the worker opens an incident on a model's numeric series (its ``confidence``,
-    which runs ``aitrace.detect.service.ServiceSeries`` with its cycle), one point a second, in chunks."""
+    which runs ``aitrace.detect.service.ServiceSeries`` with its cycle), in chunks; one point a second
+    unless ``times`` (microseconds) are given."""
     from aitrace.processors.detection import SeriesDetectors
 
     det = SeriesDetectors({})
     opened = []
-    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000
+    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000 if times is None else times
     for k, lo in enumerate(range(0, values.size, CHUNK)):
         part = slice(lo, lo + CHUNK)
         n = values[part].size
@@ -235,7 +239,7 @@ def service_path_incidents(values: np.ndarray) -> list[int]:
         }
         for alert in det.apply(chunk, source="s:0", offset=k).alerts:
             if alert["version"] == 1 and alert["state"] == "open" and alert["feature"] == "confidence":
-                opened.append(int((alert["first_seen"] - T0) // 1_000_000))
+                opened.append(int(np.searchsorted(times, alert["first_seen"])))
     return opened
 
 
@@ -264,6 +268,20 @@ def _detectors() -> dict[str, Callable[[np.ndarray], list[int]]]:
         return out
     out["river ADWIN"] = lambda v: river_incidents(v, drift.ADWIN)
     out["river PageHinkley"] = lambda v: river_incidents(v, drift.PageHinkley)
+    return out
+
+
+def _timed_detectors() -> dict[str, Callable[[np.ndarray, np.ndarray], list[int]]]:
+    """The detectors of ``_detectors`` given each point's time (microseconds) as well."""
+    from realdata_cycles import service_incidents
+
+    out: dict[str, Callable[[np.ndarray, np.ndarray], list[int]]] = {
+        "worker rule (a run's metric)": lambda t, v: worker_incidents(v, "series", t),
+        "service path (aitrace)": lambda t, v: service_path_incidents(v, t),
+        "ServiceSeries, no cycle": lambda t, v: service_incidents(t, v, cycle=False, chunk=CHUNK, gap=GAP),
+    }
+    untimed = {k: fn for k, fn in _detectors().items() if not k.startswith(("worker", "service"))}
+    out.update({k: (lambda t, v, fn=fn: fn(v)) for k, fn in untimed.items()})
     return out
 
 
@@ -436,8 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--telemetry", type=Path, default=here, help="folder of record_telemetry.py CSVs")
     parser.add_argument("--only-telemetry", action="store_true", help="run (e) alone")
     parser.add_argument("--only-cycles", action="store_true", help="run (f) alone")
+    parser.add_argument("--nab", type=Path, default=None, help="a NAB checkout (github.com/numenta/NAB) for (g)")
+    parser.add_argument("--only-nab", action="store_true", help="run (g) alone")
     args = parser.parse_args(argv)
     from realdata_cycles import bench_cycles
+    from realdata_nab import bench_nab
     from realdata_tables import bench_sklearn_batches, bench_statsmodels_tables
 
     if args.only_telemetry:
@@ -445,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only_cycles:
         bench_cycles(_detectors(), CHUNK, GAP)
+        return 0
+    if args.only_nab:
+        bench_nab(args.nab, _timed_detectors())
         return 0
     print(
         "(a) drift on summaries of real tables: ours (summarize -> detect_drift, Holm) vs scipy KS + Bonferroni on rows"
@@ -458,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_skab(args.data)
     bench_telemetry(args.telemetry)
     bench_cycles(_detectors(), CHUNK, GAP)
+    bench_nab(args.nab, _timed_detectors())
     bench_speed()
     return 0
 

@@ -21,6 +21,16 @@ below the threshold of the run it belongs to (consecutive points of its family a
 threshold, less the slack): an event whose score climbs to the threshold is not calibrated
 away by its own climb. They join the history when the run ends.
 
+A score measures a point against the recent window's noise, and that noise can swing tenfold
+between windows: a quantized CPU reading 0.134 with an occasional 0.066 or 0.2 has a noise of
+0.003 in a window without those steps and 0.035 in one with them (NAB's
+``ec2_cpu_utilization_24ae8d``). Its daily 1.5 spike scored higher against a quiet window
+than the labelled 2.3 spike against a noisier one, so the 2.3 was "as high as before". So
+the caller may also give each point's ``moves`` (its distance from the recent level in the
+series' own units; :func:`point_moves`): a flagged point whose move is more than ``RECORD``
+(1.33, the same slack as a bin) times the largest flagged move of its family so far pages
+whatever its score says.
+
 How the defaults were chosen
 ----------------------------
 ``rarity=1e-3`` is the alert budget the issue sets (one false incident per 1,000 points of
@@ -34,7 +44,11 @@ labelled window 26 -> 28 of 34 (an early false incident no longer swallows the f
 29 once a climb was no longer calibrated away by itself);
 half a decade of slack cost 5 of those detections; a rarity of 5e-3 gained 3 and raised
 the false incidents on the first 534 s of this machine's own telemetry from 1.6 to 1.9 per
-1,000 points.
+1,000 points. The record rule (2026-12-06, ``bench_realdata.py``, worker rule): NAB's 18
+real AWS server series (``--nab``, section (g)) windows found 10 -> 15 of 33, false
+incidents 0.11 -> 0.14 per 1,000 points, NAB score 26 -> 39; SKAB faults 29 -> 32 of 34,
+anomaly-free 0.05 -> 0.05; this machine's telemetry 0.71 -> 0.85 and 0.39 -> 0.51 per
+1,000 points. A record factor of 1.5 gave the same within one incident.
 
 Example
 -------
@@ -73,6 +87,8 @@ from numba import njit
 _LO, _HI, _STEP = -4.0, 16.0, 0.25  # log10 odds of a score; beyond _HI is the last bin
 N_BINS = int((_HI - _LO) / _STEP) + 1
 _SLACK_BINS = 1  # a quarter decade of odds (about 1.33x the robust z) counts as "as high"
+# a move this much larger than the series' largest flagged move of its family is news, whatever its score
+RECORD = 1.33
 _FAMILY = np.zeros(256, dtype=np.int64)  # reason code -> family (0: none / never calibrated)
 _FAMILY[[CODE_SPIKE, CODE_DIP]] = 1
 _FAMILY[[CODE_LEVEL_UP, CODE_LEVEL_DOWN]] = 2
@@ -99,6 +115,16 @@ def varied_through(vals: np.ndarray, first: float | None) -> tuple[float | None,
     if first is None:
         return None, np.zeros(vals.size, dtype=bool)
     return first, np.cumsum(finite & (vals != first)) > 0
+
+
+def point_moves(
+    values: np.ndarray, codes: np.ndarray, z: np.ndarray, noise: np.ndarray, level: np.ndarray
+) -> np.ndarray:
+    """Each scored point's move in the series' own units, from a detector's details (``last_z``,
+    ``last_noise``, ``last_level``): a level shift's size, else the point's distance from the recent level."""
+    with np.errstate(invalid="ignore"):
+        shift = (codes == CODE_LEVEL_UP) | (codes == CODE_LEVEL_DOWN)
+        return np.where(shift, np.abs(z * noise), np.abs(values - level))
 
 
 @functools.lru_cache(maxsize=64)
@@ -140,17 +166,26 @@ class ScoreCalibrator:
         # climbs to the threshold is not calibrated away by its own approach.
         self.pending = np.zeros((N_FAMILIES, N_BINS), dtype=np.int64)
         self.run = np.zeros(1, dtype=np.int64)  # its family; 0: none
+        # per family, the largest move of a flagged point so far (NaN: none yet, or a state from before)
+        self.largest = np.full(N_FAMILIES, np.nan)
 
-    def rare(self, scores: Any, codes: Any, *, threshold: float) -> np.ndarray:
+    def rare(self, scores: Any, codes: Any, *, threshold: float, moves: Any = None) -> np.ndarray:
         """For each point: at or above ``threshold`` and rare for this series (then recorded, or held
-        while its run goes on)."""
+        while its run goes on).
+
+        ``moves``: each point's move in the series' own units (a spike's distance from the recent level,
+        a level shift's size; NaN where none applies). A flagged point whose move is ``RECORD`` times
+        the largest flagged move of its family so far pages even where its score is usual: a score is
+        relative to the recent window's noise, which on a quantized or bursty series swings tenfold
+        between windows, so a CPU spike twice as high as any before could score below the usual ones."""
         scores = np.asarray(scores, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
         out = scores >= threshold
         floor = _floor_bin(float(threshold))
+        moves = np.full(scores.size, np.nan) if moves is None else np.asarray(moves, dtype=np.float64)
         _rare_walk(
             codes, _bins(scores), out, self.hist, self.pending, self.run, floor, self.total, self.min_history,
-            self.rarity, _FAMILY,
+            self.rarity, _FAMILY, moves, self.largest,
         )  # fmt: skip
         self.total += int(scores.size)
         return out
@@ -159,6 +194,7 @@ class ScoreCalibrator:
         """Sparse and JSON-safe: only the non-empty bins."""
         cells = _cells(self.hist).tolist()  # [[family, bin, count], ...] of plain ints
         state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
+        state["largest"] = [None if np.isnan(v) else float(v) for v in self.largest]
         return state | ({"run": int(self.run[0]), "pending": _cells(self.pending).tolist()} if self.run[0] else {})
 
     @classmethod
@@ -166,6 +202,10 @@ class ScoreCalibrator:
         cal = cls(rarity=state["rarity"], min_history=state["min_history"])
         cal.total = int(state["total"])
         _fill(cal.hist, state["cells"])
+        largest = state.get("largest") or [None] * N_FAMILIES  # a state from before: no record yet
+        if len(largest) != N_FAMILIES:
+            raise ValueError(f"calibrator largest must hold {N_FAMILIES} moves, got {len(largest)}")
+        cal.largest[:] = [np.nan if v is None else float(v) for v in largest]
         if state.get("run"):  # a state from before has no run going on
             _fill(cal.pending, state["pending"])
             if not 0 < state["run"] < N_FAMILIES:
@@ -211,6 +251,8 @@ def _rare_walk(
     min_history: int,
     rarity: float,
     family: np.ndarray,
+    moves: np.ndarray,
+    largest: np.ndarray,
 ) -> None:
     """In order: a flagged point stays flagged only if fewer than ``rarity`` of the points before it
     scored as high in its family; every point is then counted into ``hist``, except the unflagged
@@ -234,7 +276,9 @@ def _rare_walk(
             earlier = 0
             for b in range(max(bins[k] - _SLACK_BINS, 0), hist.shape[1]):
                 earlier += hist[f, b]
-            out[k] = earlier < rarity * (total + k)
+            out[k] = earlier < rarity * (total + k) or moves[k] > RECORD * largest[f]  # NaN: False
+        if flagged and f != 0 and not moves[k] <= largest[f]:  # a larger move, or the first (NaN)
+            largest[f] = moves[k] if moves[k] == moves[k] else largest[f]
         if high and not flagged:  # the run's approach to the threshold: not yet history
             pending[f, bins[k]] += 1
             r = f

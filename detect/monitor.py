@@ -44,7 +44,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_SPIKE,
     CODE_VARIANCE,
 )
-from aitrace.detect.calibrate import ScoreCalibrator, varied_through
+from aitrace.detect.calibrate import ScoreCalibrator, point_moves, varied_through
 from aitrace.detect.finding import Finding
 from aitrace.detect.series_kinds import KINDS, PROFILES
 from numba import njit
@@ -231,7 +231,10 @@ class SeriesMonitor:
         if self.calibrator is None:
             return scores >= self.threshold
         news = np.where(np.isin(codes, self._good_news), CODE_NONE, codes) if self._good_news.size else codes
-        rare = self.calibrator.rare(scores, news, threshold=self.threshold)
+        det = self.detector
+        # a generic series' record move pages as in the worker's rules; a training kind's own rules judge its size
+        moves = point_moves(vals, codes, det.last_z, det.last_noise, det.last_level) if self.kind == "generic" else None
+        rare = self.calibrator.rare(scores, news, threshold=self.threshold, moves=moves)
         if self.varied:
             return rare
         self.first, moved = varied_through(vals, self.first)

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from aitrace.detect.anomaly import AnomalyDetector
 from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
-from aitrace.detect.calibrate import ScoreCalibrator
+from aitrace.detect.calibrate import ScoreCalibrator, point_moves
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.training import TRAIN_SPLITS, PlateauCheck, StallCheck, metric_role, series_name
 
@@ -123,7 +123,9 @@ class TrainingSeries:
         out = []
         # good news stays out of the history: a score's usual rises would make its first fall as large usual
         news = np.where(np.isin(codes, _GOOD_NEWS_CODES[self.role]), CODE_NONE, codes) if ignore else codes
-        for k in np.flatnonzero(self.calibrator.rare(scores, news, threshold=self.threshold)):
+        det = self.detector
+        moves = point_moves(vals, codes, det.last_z, det.last_noise, det.last_level)
+        for k in np.flatnonzero(self.calibrator.rare(scores, news, threshold=self.threshold, moves=moves)):
             code = int(codes[k])
             # a repeat is news only for a series that varied before (not a constant logged per step)
             if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):

@@ -60,7 +60,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_NAN,
     CODE_NONE,
 )
-from aitrace.detect.calibrate import ScoreCalibrator, varied_through
+from aitrace.detect.calibrate import ScoreCalibrator, point_moves, varied_through
 from aitrace.detect.cycle import CycleModel, CycleView
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
@@ -225,12 +225,14 @@ class ServiceSeries:
         where: _Chunks | None = None,
     ) -> list[Finding]:
         """The findings among points ``lo:hi``; ``where``: the chunks of the update (None: one)."""
-        rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold)
+        det = self.detector
+        moves = point_moves(view.resid[lo:hi], codes[lo:hi], det.last_z, det.last_noise, det.last_level)
+        rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold, moves=moves)
         # the phase score is already in the series' own usual spread (and its slow rise into an
         # anomaly would count as "as high before" in the calibrator's history)
         rare |= phase & (scores[lo:hi] >= self.threshold)
         varied = self._varied_at(vals[lo:hi])
-        det, out = self.detector, []
+        out = []
         for k in np.flatnonzero(rare).tolist():
             code = int(codes[lo + k])
             # a repeat is news only for a series that varied before (not a constant logged per request)

@@ -186,3 +186,40 @@ def test_state_cells_are_the_nonzero_cells_in_order() -> None:
     )
     fam, bins = np.nonzero(cal.hist)
     assert cal.to_state()["cells"] == np.column_stack((fam, bins, cal.hist[fam, bins])).tolist()
+
+
+def _spikes(cal: ScoreCalibrator, moves: list[float], *, given: bool = True) -> list[bool]:
+    """Each move as one flagged spike (score 0.99) among 299 quiet points, in turn; whether it paged.
+    ``given``: whether the calibrator is told the moves."""
+    out = []
+    for move in moves:
+        scores, codes = np.r_[np.zeros(299), [0.99]], np.full(300, CODE_SPIKE)
+        told = np.r_[np.zeros(299), [move]] if given else None
+        out.append(bool(cal.rare(scores, codes, threshold=0.9, moves=told)[-1]))
+    return out
+
+
+def test_a_move_well_past_the_largest_flagged_one_pages_though_its_score_is_usual() -> None:
+    # a quantized CPU (NAB's ec2_cpu_utilization_24ae8d): a daily spike of ~1.4 scored higher against a quiet
+    # window than a spike of 2.2 against a noisier one, so the 2.2 was "as high as before" by its score
+    cal = ScoreCalibrator(rarity=1e-3)
+    paged = _spikes(cal, [1.4, 1.5, 1.4, 1.6, 1.5, 1.45, 2.2, 2.3, 1.5])
+    assert paged[:1] == [True] and not any(paged[1:6])  # the first pages (nothing before), then usual
+    assert paged[6] is True  # 2.2 > 1.33 x 1.6
+    assert paged[7:] == [False, False]  # 2.3 is within 1.33x of 2.2: the record moved
+    plain = ScoreCalibrator(rarity=1e-3)
+    # without the moves, by score alone: usual
+    assert not any(_spikes(plain, [1.4, 1.5, 1.4, 1.6, 1.5, 1.45, 2.2], given=False)[1:])
+
+
+def test_the_largest_move_round_trips_and_a_state_from_before_starts_without_one() -> None:
+    cal = ScoreCalibrator()
+    _spikes(cal, [1.0, 1.1])
+    back = ScoreCalibrator.from_state(cal.to_state())
+    assert back.largest[1] == pytest.approx(1.1) and _spikes(back, [1.6]) == [True]
+    old = cal.to_state()
+    del old["largest"]
+    before = ScoreCalibrator.from_state(old)
+    assert _spikes(before, [5.0, 5.1, 7.0]) == [False, False, True]  # 5.0 sets the record, 7.0 beats it
+    with pytest.raises(ValueError, match="largest"):
+        ScoreCalibrator.from_state(cal.to_state() | {"largest": [1.0]})

@@ -75,7 +75,8 @@ class OldCalibrator(ScoreCalibrator):
     def to_state(self) -> dict[str, Any]:
         fam, bins = np.nonzero(self.hist)
         cells = np.column_stack((fam, bins, self.hist[fam, bins])).tolist()
-        return {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
+        state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
+        return state | {"largest": [None if np.isnan(v) else float(v) for v in self.largest]}  # since 2026-12-06
 
 
 class OldCycle(CycleModel):
