@@ -227,6 +227,8 @@ class ServiceSeries:
         """The findings among points ``lo:hi``; ``where``: the chunks of the update (None: one)."""
         det = self.detector
         moves = point_moves(view.resid[lo:hi], codes[lo:hi], det.last_z, det.last_noise, det.last_level)
+        for code in self.ignored:  # a latency's falls are never news, so never the largest move either
+            moves[codes[lo:hi] == code] = np.nan
         rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold, moves=moves)
         # the phase score is already in the series' own usual spread (and its slow rise into an
         # anomaly would count as "as high before" in the calibrator's history)

@@ -76,7 +76,8 @@ class OldCalibrator(ScoreCalibrator):
         fam, bins = np.nonzero(self.hist)
         cells = np.column_stack((fam, bins, self.hist[fam, bins])).tolist()
         state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
-        return state | {"largest": [None if np.isnan(v) else float(v) for v in self.largest]}  # since 2026-12-06
+        largest = [None if np.isnan(v) else float(v) for v in self.largest]  # the record rule, since 2026-12-06
+        return state | {"largest": largest, "records": self.records.tolist()}
 
 
 class OldCycle(CycleModel):
