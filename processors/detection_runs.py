@@ -48,9 +48,15 @@ class RunSeriesDetectors(SeriesStateBase):
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
             rule_split, rule_name = series_name(split, metric)
-            loss = metric_role(rule_name) == "loss"
-            lr = _lr_at(named, rule_split, s["steps"]) if loss else None
+            role = metric_role(rule_name)
+            loss = role == "loss"
             paged = reported if loss and rule_split in TRAIN_SPLITS else {}
+            # what the series' rules read beside it: a loss the run's lr, the global gradient norm the loss
+            beside: dict[str, np.ndarray | None] = {}
+            if loss:
+                beside["lr"] = _named_at(named, rule_split, "lr", s["steps"])
+            elif role == "grad_norm" and "/" not in rule_name:
+                beside["loss"] = _named_at(named, rule_split, "loss", s["steps"])
 
             def work(
                 state: State,
@@ -59,10 +65,10 @@ class RunSeriesDetectors(SeriesStateBase):
                 metric: str = metric,
                 split: str = split,
                 values: np.ndarray = values,
-                lr: np.ndarray | None = lr,
+                beside: dict[str, np.ndarray | None] = beside,
                 paged: dict[str, float] = paged,
             ) -> None:
-                at = (s["times"], s["steps"], lr)
+                at = (s["times"], s["steps"], beside)
                 outcome = self._training(ctx.series, state, values, at, (metric, split, paged), run_id)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
@@ -89,7 +95,7 @@ class RunSeriesDetectors(SeriesStateBase):
         key: str,
         state: State,
         values: np.ndarray,
-        at: tuple[Any, Any, np.ndarray | None],
+        at: tuple[Any, Any, dict[str, np.ndarray | None]],
         what: tuple[str, str, dict[str, float]],
         run_id: str,
     ) -> tuple[Finding | None, int, int]:
@@ -98,11 +104,11 @@ class RunSeriesDetectors(SeriesStateBase):
         ``at``: the chunk's times, steps and the run's learning rate at those steps (or None); ``what``:
         the metric, its split and the verdicts the run's checks already paged, at their steps (not paged again
         here while the episode they were paged in lasts)."""
-        times, steps, lr = at
+        times, steps, beside = at
         metric, split, paged = what
         rules = self._restore(key, state, "rules", TrainingSeries)
         rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        found = [f for f in rules.update(steps, values, lr) if not _repeats(f, paged)]
+        found = [f for f in rules.update(steps, values, **beside) if not _repeats(f, paged)]
         self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
         last_time = int(times[-1]) if times.size else 0
@@ -258,11 +264,13 @@ def _by_rule_name(series: dict[str, Any]) -> Named:
     return named
 
 
-def _lr_at(named: Named, split: str, steps: Any) -> np.ndarray | None:
-    """The split's learning rate in this chunk (``lr``, ``learning_rate``, ``lr-Adam``, ...) at each of
-    ``steps``, NaN where it was not logged at that step; None when the chunk has none. A loss plateau at
-    an lr that did not collapse is convergence, not a stop (:class:`~aitrace.detect.training.PlateauCheck`)."""
-    s = named.get(("train" if split in TRAIN_SPLITS else split, "lr"))
+def _named_at(named: Named, split: str, name: str, steps: Any) -> np.ndarray | None:
+    """The split's series of rule name ``name`` in this chunk (``lr``: ``learning_rate``, ``lr-Adam``, ...;
+    ``loss``: ``train/loss``, ...) at each of ``steps``, NaN where it was not logged at that step; None when
+    the chunk has none. A loss plateau at an lr that did not collapse is convergence, not a stop
+    (:class:`~aitrace.detect.training.PlateauCheck`); a gradient norm that rises while the loss falls is a
+    model leaving its flat start, not an explosion (:class:`~aitrace.detect.series.TrainingSeries`)."""
+    s = named.get(("train" if split in TRAIN_SPLITS else split, name))
     if s is None or not len(s["steps"]):
         return None
     at, rates = np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=np.float64)

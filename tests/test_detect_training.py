@@ -1055,3 +1055,43 @@ def test_a_batch_loss_spike_below_the_runs_first_loss_is_a_hard_batch_and_one_ab
     assert spikes(loss) == []
     exploded = np.where(steps == 498, 40.0, loss)  # a batch far above the untrained model's 2.3
     assert spikes(exploded) == [(498, "spike")]
+
+
+# A real slow starter (bench/training_runs.py, 6-layer ReLU net, seed 0) as a loop logging every 5 steps sends
+# it: its global gradient norm climbs 0.16 -> 4.5 as it leaves its flat start, while its loss falls 2.3 -> 1.5.
+_SLOW_NORM = [0.148, 0.175, 0.165, 0.167, 0.163, 0.14, 0.11, 0.17, 0.082, 0.159, 0.141, 0.18, 0.16, 0.159, 0.118,
+              0.135, 0.168, 0.162, 0.174, 0.2, 0.15, 0.191, 0.18, 0.196, 0.286, 0.447, 0.607, 0.682, 1.539, 4.546,
+              1.987, 2.094, 1.815, 1.665, 1.959, 4.453, 2.276, 2.404, 4.547, 1.779]  # fmt: skip
+_SLOW_LOSS = [2.298, 2.296, 2.313, 2.29, 2.309, 2.301, 2.297, 2.318, 2.299, 2.294, 2.294, 2.296, 2.317, 2.296, 2.287,
+              2.298, 2.297, 2.299, 2.277, 2.279, 2.268, 2.265, 2.243, 2.22, 2.171, 2.058, 1.879, 1.706, 1.448, 1.531,
+              1.335, 1.365, 1.199, 1.01, 0.953, 1.073, 0.842, 0.892, 1.203, 0.909]  # fmt: skip
+
+
+def _norm_findings(loss: list[float] | None, chunk: int = 40) -> list[tuple[int, str]]:
+    steps, norm = np.arange(4, 200, 5), np.array(_SLOW_NORM)
+    rules, out = TrainingSeries("grad_norm"), []
+    for lo in range(0, norm.size, chunk):
+        part = slice(lo, lo + chunk)
+        beside = {} if loss is None else {"loss": np.array(loss)[part]}
+        out += [(int(f.step), f.reason) for f in rules.update(steps[part], norm[part], **beside)]
+        rules = TrainingSeries.from_state(json.loads(json.dumps(rules.to_state())))
+    return out
+
+
+def test_a_norm_that_rises_while_the_loss_falls_is_learning_not_an_explosion() -> None:
+    assert any(reason == "exploding" for _, reason in _norm_findings(None))  # read alone, it paged
+    assert _norm_findings(_SLOW_LOSS) == [] and _norm_findings(_SLOW_LOSS, chunk=7) == []
+
+
+def test_a_norm_that_rises_while_the_loss_does_not_fall_still_pages() -> None:
+    flat = [2.3] * len(_SLOW_LOSS)
+    rising = list(np.linspace(2.3, 2.3, 24)) + list(np.linspace(2.3, 9.0, 16))  # an explosion drags it up
+    assert any(reason == "exploding" for _, reason in _norm_findings(flat))
+    assert any(reason == "exploding" for _, reason in _norm_findings(rising))
+    nan_norm = TrainingSeries("grad_norm").update([1, 2], [0.1, float("nan")], loss=[2.3, 1.0])
+    assert [f.reason for f in nan_norm] == ["nan"]  # a NaN always pages
+
+
+def test_a_loss_of_another_length_is_refused() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        TrainingSeries("grad_norm").update([1, 2, 3], [0.1, 0.2, 0.3], loss=[2.3])

@@ -733,3 +733,25 @@ def test_benign_small_batches_raise_no_drift_and_a_real_shift_says_why() -> None
     [(kind, detector, _sev, _stat, _thr, text)] = K.feature_checks(state, moved, cfg, n_features=4)
     assert kind == "drift" and detector in ("ks", "mean_shift")
     assert "'x' moved against the reference batch" in text and "50 values against 50" in text
+
+
+def test_the_worker_reads_a_global_norm_beside_the_runs_loss() -> None:
+    # a real slow starter logged every 5 steps (tests/test_detect_training.py): its norm rose 0.16 -> 4.5 while
+    # its loss fell 2.3 -> 1.5; sent alone the norm pages exploding, sent beside the loss (W&B's names) it does not
+    from test_detect_training import _SLOW_LOSS, _SLOW_NORM
+
+    def opened(names: tuple[str, ...]) -> list[str]:
+        det, out = SeriesDetectors({}), []
+        steps = np.arange(4, 200, 5)
+        values = {"train/grad_norm": np.array(_SLOW_NORM), "train/loss": np.array(_SLOW_LOSS)}
+        for k, lo in enumerate(range(0, steps.size, 10)):
+            at = steps[lo : lo + 10]
+            series = {
+                f"|{n}": {"steps": at, "times": 10**15 + at * 1000, "values": values[n][lo : lo + 10]} for n in names
+            }
+            chunk = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series}
+            out += [a["detector"] for a in det.apply(chunk, source="t:0", offset=k).alerts if a["state"] == "open"]
+        return out
+
+    assert "exploding" in opened(("train/grad_norm",))
+    assert opened(("train/grad_norm", "train/loss")) == []
