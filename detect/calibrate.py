@@ -29,8 +29,9 @@ than the labelled 2.3 spike against a noisier one, so the 2.3 was "as high as be
 the caller may also give each point's ``moves`` (its distance from the recent level in the
 series' own units; :func:`point_moves`): a flagged point whose move is more than ``RECORD``
 (1.33, the same slack as a bin) times the largest flagged move of its family so far pages
-whatever its score says, while such records are themselves rare (fewer than ``rarity`` of the
-points before): a series that grows sets a record with every burst, and that is growth.
+whatever its score says, unless the family's last record is fewer than ``1 / rarity`` points
+old: records that keep coming are a series growing (each burst beats the one before), and
+only the first of them pages.
 
 How the defaults were chosen
 ----------------------------
@@ -48,9 +49,10 @@ the false incidents on the first 534 s of this machine's own telemetry from 1.6 
 1,000 points. The record rule (2026-12-06, ``bench_realdata.py``, worker rule): NAB's 18
 real AWS server series (``--nab``, section (g)) windows found 10 -> 15 of 33, false
 incidents 0.11 -> 0.14 per 1,000 points, NAB score 26 -> 39; SKAB faults 29 -> 30 of 34,
-anomaly-free 0.05 -> 0.05; this machine's telemetry 0.71 -> 0.80 and 0.39 -> 0.51 per
-1,000 points. A record factor of 1.5 gave the same within one incident. Without the cap on
-records, a series growing 0.3 % a point with a burst every 100 paged 43 times in 6,000 points.
+anomaly-free 0.05 -> 0.05; this machine's telemetry 0.71 -> 0.80 and 0.39 -> 0.49 per
+1,000 points. A record factor of 1.5 gave the same within one incident. Without the window
+between records, a series growing 0.3 % a point with a burst every 100 paged 40 times in
+6,000 points (2 without the rule).
 
 Example
 -------
@@ -71,6 +73,7 @@ Example
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -177,10 +180,10 @@ class ScoreCalibrator:
         # climbs to the threshold is not calibrated away by its own approach.
         self.pending = np.zeros((N_FAMILIES, N_BINS), dtype=np.int64)
         self.run = np.zeros(1, dtype=np.int64)  # its family; 0: none
-        # per family, the largest move of a flagged point so far (NaN: none yet) and how many times a
-        # move beat the one before by RECORD
+        # per family, the largest move of a flagged point so far (NaN: none yet) and the point (counted
+        # from the series' first) where a move last beat the largest by RECORD (-1: never)
         self.largest = np.full(N_FAMILIES, np.nan)
-        self.records = np.zeros(N_FAMILIES, dtype=np.int64)
+        self.record_at = np.full(N_FAMILIES, -1, dtype=np.int64)
 
     def rare(self, scores: Any, codes: Any, *, threshold: float, moves: Any = None) -> np.ndarray:
         """For each point: at or above ``threshold`` and rare for this series (then recorded, or held
@@ -188,7 +191,7 @@ class ScoreCalibrator:
 
         ``moves``: :func:`point_moves` of the same points. A flagged point (not a flat run) whose
         move is ``RECORD`` times the largest such move of its family so far pages even where its score
-        is usual, while such records are as rare as ``rarity``: a score is relative to the recent
+        is usual, unless the family's last record is recent: a score is relative to the recent
         window's noise, which on a quantized or bursty series swings tenfold between windows, so a CPU
         spike half again as high as any before could score below the usual ones."""
         scores = np.asarray(scores, dtype=np.float64)
@@ -201,7 +204,7 @@ class ScoreCalibrator:
             if size.shape != scores.shape:
                 raise ValueError(f"moves must be one per score: {size.shape} for {scores.shape}")
             records = _records(
-                codes, out, size, _FAMILY, self.largest, self.records, self.total, self.min_history, self.rarity
+                codes, out, size, _FAMILY, self.largest, self.record_at, self.total, self.min_history, self.rarity
             )
         _rare_walk(
             codes, _bins(scores), out, self.hist, self.pending, self.run, floor, self.total, self.min_history,
@@ -215,7 +218,7 @@ class ScoreCalibrator:
         cells = _cells(self.hist).tolist()  # [[family, bin, count], ...] of plain ints
         state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
         state["largest"] = [None if np.isnan(v) else float(v) for v in self.largest]
-        state["records"] = self.records.tolist()
+        state["record_at"] = self.record_at.tolist()
         return state | ({"run": int(self.run[0]), "pending": _cells(self.pending).tolist()} if self.run[0] else {})
 
     @classmethod
@@ -223,12 +226,8 @@ class ScoreCalibrator:
         cal = cls(rarity=state["rarity"], min_history=state["min_history"])
         cal.total = int(state["total"])
         _fill(cal.hist, state["cells"])
-        if "largest" in state:  # a state from before has neither: no record yet
-            largest, records = state["largest"], state["records"]
-            if not all(isinstance(v, list) and len(v) == N_FAMILIES for v in (largest, records)):
-                raise ValueError(f"calibrator largest and records must be lists of {N_FAMILIES}")
-            cal.largest[:] = [np.nan if v is None else float(v) for v in largest]
-            cal.records[:] = [int(v) for v in records]
+        if "record_at" in state:  # a state from before has no record: its first flagged move sets one
+            cal.largest[:], cal.record_at[:] = _records_state(state.get("largest"), state["record_at"], cal.total)
         if state.get("run"):  # a state from before has no run going on
             _fill(cal.pending, state["pending"])
             if not 0 < state["run"] < N_FAMILIES:
@@ -261,6 +260,26 @@ def _cells(hist: np.ndarray) -> np.ndarray:
     return out
 
 
+def _records_state(largest: Any, record_at: Any, total: int) -> tuple[list[float], list[int]]:
+    """``largest`` and ``record_at`` of a saved state, checked: a NaN or negative move, or a record after
+    the points seen, would page every usual spike as a record."""
+    if (
+        not (isinstance(largest, list) and isinstance(record_at, list))
+        or not len(largest) == len(record_at) == N_FAMILIES
+    ):
+        raise ValueError(
+            f"calibrator largest and record_at must be lists of {N_FAMILIES}, got {largest!r}, {record_at!r}"
+        )
+    moves = [np.nan if v is None else v for v in largest]
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and (v != v or 0 <= v < math.inf) for v in moves
+    ):
+        raise ValueError(f"calibrator largest must hold moves >= 0 or null, got {largest!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= total for v in record_at):
+        raise ValueError(f"calibrator record_at must hold points in -1..{total}, got {record_at!r}")
+    return [float(v) for v in moves], record_at
+
+
 @njit(cache=True)
 def _records(
     codes: np.ndarray,
@@ -268,24 +287,26 @@ def _records(
     moves: np.ndarray,
     family: np.ndarray,
     largest: np.ndarray,
-    records: np.ndarray,
+    record_at: np.ndarray,
     total: int,
     min_history: int,
     rarity: float,
 ) -> np.ndarray:
     """Per point: a flagged spike, dip, level shift or variance change whose move is ``RECORD`` times the
-    largest such move of its family so far, while fewer than ``rarity`` of the points before it set such a record.
-    ``largest`` and ``records`` move on in place. Records that keep coming are the series growing, not
-    news: every burst of a series growing 0.3 % a point beat the one before by 1.35x and paged."""
+    largest such move of its family so far, unless the family's last such record is fewer than ``1 / rarity``
+    points old. ``largest`` and ``record_at`` move on in place. Records that keep coming are the series
+    growing, not news: every burst of a series growing 0.3 % a point beat the one before by 1.35x and paged,
+    and a cap on their count let a long quiet history page through the growth that came after it."""
     out = np.zeros(codes.size, dtype=np.bool_)
     for k in range(codes.size):
         f = family[codes[k]]
         m = moves[k]
         if not flagged[k] or m != m or f == 0 or f == _FAMILY_FLAT:
             continue
-        if m > RECORD * largest[f] and total + k >= min_history:  # False while largest is NaN (none yet)
-            out[k] = records[f] < rarity * (total + k)  # the moves of the detector's first window settle
-            records[f] += 1
+        at = total + k
+        if m > RECORD * largest[f] and at >= min_history:  # False while largest is NaN (none yet)
+            out[k] = record_at[f] < 0 or (at - record_at[f]) * rarity > 1.0  # the first window's moves settle
+            record_at[f] = at
         if not m <= largest[f]:
             largest[f] = m
     return out

@@ -102,6 +102,10 @@ _P_LEVEL, _P_SMOOTH, _P_DEV, _P_LAST, _P_RUN = range(5)
 _CANDIDATES = (24, 168)  # hours: a day, a week
 _MAD_SD = 1.4826
 _MIN_RUN = 3  # points in a row off the level on the side of the smoothed gap before the phase scores
+# The profile is linear between hourly means: a smooth cycle sampled every 5 minutes departs from it by up to
+# ~1 % of its swing (a sine: (pi/12)**2 / 8 = 0.86 %). A usual spread below that is the interpolation's: an
+# exactly repeating daily sine paged 2,472 level shifts in 5,000 points, each "1e13 usual spreads" off.
+_SPREAD_FLOOR = 0.01
 _DEV_CAP = 4.0  # a gap counts into the usual spread as at most this many spreads: an outage does not hide itself
 
 
@@ -123,13 +127,14 @@ def _phase_kernel(
     out_score: np.ndarray,
     out_z: np.ndarray,
     out_level: np.ndarray,
+    dev_floor: float,
 ) -> None:
     """The residual from the profile, smoothed over an hour, against its own level and spread.
 
     The level (time constant: one period) absorbs a lasting change within a cycle or so; the
-    spread is the mean absolute gap between the smoothed residual and that level. It scores
-    only once ``_MIN_RUN`` points in a row were each off on the side of the gap (an hour of one
-    hourly value, or a heavy-tailed burst, is no sustained move).
+    spread is the mean absolute gap between the smoothed residual and that level, and never
+    less than ``dev_floor``. It scores only once ``_MIN_RUN`` points in a row were each off on
+    the side of the gap (an hour of one hourly value, or a heavy-tailed burst, is no sustained move).
     """
     level, smooth, dev, last, run = state[_P_LEVEL], state[_P_SMOOTH], state[_P_DEV], state[_P_LAST], state[_P_RUN]
     for i in range(resid.shape[0]):
@@ -143,9 +148,10 @@ def _phase_kernel(
         dt = dt if dt > 0.0 else 0.0
         smooth += (1.0 - math.exp(-dt / HOUR_US)) * (r - smooth)
         gap = smooth - level
-        if dev > 0.0:
-            z = gap / (dev * _MEAN_ABS_SD)
-            off = (r - level) * inv_h / (dev * _MEAN_ABS_SD)
+        spread = dev if dev > dev_floor else dev_floor
+        if spread > 0.0:
+            z = gap / (spread * _MEAN_ABS_SD)
+            off = (r - level) * inv_h / (spread * _MEAN_ABS_SD)
             run = max(run, 0.0) + 1.0 if off >= 1.0 else (min(run, 0.0) - 1.0 if off <= -1.0 else 0.0)
             q = z * inv_h
             out_z[i] = z
@@ -307,7 +313,10 @@ class CycleModel:
         view.resid[lo:hi] = vals - offset
         level = np.zeros(vals.size)
         tau = float((self.period or min(_CANDIDATES)) * HOUR_US)
-        _phase_kernel(view.resid[lo:hi], times, self.phase, tau, 1.0 / PHASE_H, view.score[lo:hi], view.z[lo:hi], level)
+        floor = _SPREAD_FLOOR * float(np.ptp(self.profile)) if self.profile.size else 0.0
+        _phase_kernel(
+            view.resid[lo:hi], times, self.phase, tau, 1.0 / PHASE_H, view.score[lo:hi], view.z[lo:hi], level, floor
+        )
         view.expected[lo:hi] = offset + level
 
     def _close(self) -> None:

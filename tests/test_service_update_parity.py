@@ -77,7 +77,7 @@ class OldCalibrator(ScoreCalibrator):
         cells = np.column_stack((fam, bins, self.hist[fam, bins])).tolist()
         state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
         largest = [None if np.isnan(v) else float(v) for v in self.largest]  # the record rule, since 2026-12-06
-        return state | {"largest": largest, "records": self.records.tolist()}
+        return state | {"largest": largest, "record_at": self.record_at.tolist()}
 
 
 class OldCycle(CycleModel):
