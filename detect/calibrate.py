@@ -73,7 +73,6 @@ Example
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import numpy as np
@@ -224,7 +223,10 @@ class ScoreCalibrator:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ScoreCalibrator:
         cal = cls(rarity=state["rarity"], min_history=state["min_history"])
-        cal.total = int(state["total"])
+        total = state["total"]
+        if not isinstance(total, int) or isinstance(total, bool) or not 0 <= total < 2**62:
+            raise ValueError(f"calibrator total must be a count of points, got {total!r}")
+        cal.total = total
         _fill(cal.hist, state["cells"])
         if "record_at" in state:  # a state from before has no record: its first flagged move sets one
             cal.largest[:], cal.record_at[:] = _records_state(state.get("largest"), state["record_at"], cal.total)
@@ -261,8 +263,8 @@ def _cells(hist: np.ndarray) -> np.ndarray:
 
 
 def _records_state(largest: Any, record_at: Any, total: int) -> tuple[list[float], list[int]]:
-    """``largest`` and ``record_at`` of a saved state, checked: a NaN or negative move, or a record after
-    the points seen, would page every usual spike as a record."""
+    """``largest`` and ``record_at`` of a saved state, checked: a negative move, or a record after the points
+    seen, would page every usual spike as a record (a NaN move is none yet, as null)."""
     if (
         not (isinstance(largest, list) and isinstance(record_at, list))
         or not len(largest) == len(record_at) == N_FAMILIES
@@ -271,12 +273,10 @@ def _records_state(largest: Any, record_at: Any, total: int) -> tuple[list[float
             f"calibrator largest and record_at must be lists of {N_FAMILIES}, got {largest!r}, {record_at!r}"
         )
     moves = [np.nan if v is None else v for v in largest]
-    if not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and (v != v or 0 <= v < math.inf) for v in moves
-    ):
-        raise ValueError(f"calibrator largest must hold moves >= 0 or null, got {largest!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and (v != v or 0 <= v < 1e300) for v in moves):
+        raise ValueError(f"calibrator largest must hold moves in [0, 1e300) or null, got {largest!r}")
     if not all(isinstance(v, int) and not isinstance(v, bool) and -1 <= v <= total for v in record_at):
-        raise ValueError(f"calibrator record_at must hold points in -1..{total}, got {record_at!r}")
+        raise ValueError(f"calibrator record_at must hold points in -1..{total} (the points seen), got {record_at!r}")
     return [float(v) for v in moves], record_at
 
 

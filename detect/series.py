@@ -107,8 +107,8 @@ class TrainingSeries:
         """Score the next points (steps and values of equal length); the findings among them.
 
         ``lr``: the run's learning rate at each step (NaN where not logged), for the plateau check; ``loss``:
-        the run's training loss at each step (NaN where not logged), for a global gradient norm: its rise
-        while the loss falls fast is learning, not an explosion."""
+        the run's training loss at each step (NaN where not logged, +-inf where it diverged or went NaN), for
+        a global gradient norm: its rise while the loss falls fast is learning, not an explosion."""
         steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if steps_arr.shape != vals.shape:
@@ -168,14 +168,17 @@ class TrainingSeries:
     def _learning_held(self, found: list[Finding], loss: np.ndarray) -> list[Finding]:
         """``found`` less the norm's rises at points where the loss's last reports fell by a tenth or more
         against the first of its last ``LEARNING_SPAN``; the last losses are kept for the next update."""
-        finite = np.isfinite(loss)
-        seen = np.concatenate([self.losses, loss[finite]])
-        known = len(self.losses) + np.cumsum(finite)  # losses known up to and including each point
+        logged = ~np.isnan(loss)
+        # a diverged loss is no fall: it ends the hold, where dropping it left the falls before it in the window
+        seen = np.concatenate([self.losses, np.where(np.isinf(loss[logged]), np.inf, loss[logged])])
+        known = len(self.losses) + np.cumsum(logged)  # losses known up to and including each point
         k, out = LEARNING_REPORTS, []
         for f in found:
             n = int(known[f.index - self.n_seen])
             span = seen[max(n - LEARNING_SPAN, 0) : n]
-            learning = span.size >= 2 * k and np.median(span[-k:]) < (1 - LEARNING_FALL) * np.median(span[:k])
+            then = np.median(span[:k]) if span.size >= 2 * k else math.nan
+            # by a tenth of its size, whatever its sign (a negative log-likelihood sits below zero)
+            learning = math.isfinite(then) and np.median(span[-k:]) < then - LEARNING_FALL * abs(then)
             if not (learning and f.reason in _NORM_RISES):
                 out.append(f)
         self.losses = seen[-LEARNING_SPAN:].tolist()
@@ -264,7 +267,7 @@ class TrainingSeries:
             "calibrator": self.calibrator.to_state() if self.calibrator else None,
             "stall": self.stall.to_state() if self.stall else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
-            "losses": list(self.losses),
+            "losses": [None if math.isinf(v) else v for v in self.losses],  # a diverged loss, JSON-safe
         }
 
     @classmethod
@@ -273,7 +276,7 @@ class TrainingSeries:
         s.n_seen, s.varied, s.first = int(state["n_seen"]), bool(state["varied"]), state["first"]
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
-        s.losses = [float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]  # none kept before
+        s.losses = [math.inf if v is None else float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]
         # Only the rules the name gets now, from a state written when the name read otherwise (before
         # series_name: lr-Adam scored as "other" kept paging its decay, val/loss sent without a split
         # kept its stall check). A check the state lacks is not begun mid-run: a fresh stall check on

@@ -56,7 +56,7 @@ class RunSeriesDetectors(SeriesStateBase):
             if loss:
                 beside["lr"] = _named_at(named, rule_split, "lr", s["steps"])
             elif role == "grad_norm" and "/" not in rule_name:
-                beside["loss"] = _named_at(named, rule_split, "loss", s["steps"])
+                beside["loss"] = _named_at(named, rule_split, "loss", s["steps"], gone=math.inf)
 
             def work(
                 state: State,
@@ -264,12 +264,13 @@ def _by_rule_name(series: dict[str, Any]) -> Named:
     return named
 
 
-def _named_at(named: Named, split: str, name: str, steps: Any) -> np.ndarray | None:
+def _named_at(named: Named, split: str, name: str, steps: Any, gone: float = math.nan) -> np.ndarray | None:
     """The split's series of rule name ``name`` in this chunk (``lr``: ``learning_rate``, ``lr-Adam``, ...;
     ``loss``: ``train/loss``, ...) at each of ``steps``, NaN where it was not logged at that step; None when
     the chunk has none. A loss plateau at an lr that did not collapse is convergence, not a stop
     (:class:`~aitrace.detect.training.PlateauCheck`); a gradient norm that rises while the loss falls is a
-    model leaving its flat start, not an explosion (:class:`~aitrace.detect.series.TrainingSeries`)."""
+    model leaving its flat start, not an explosion (:class:`~aitrace.detect.series.TrainingSeries`), so a loss
+    logged as NaN reads as ``gone`` there (inf: diverged), not as a step it was not logged at."""
     s = named.get(("train" if split in TRAIN_SPLITS else split, name))
     if s is None or not len(s["steps"]):
         return None
@@ -278,7 +279,7 @@ def _named_at(named: Named, split: str, name: str, steps: Any) -> np.ndarray | N
     at, rates = at[order], rates[order]
     want = np.asarray(steps, dtype=np.int64)
     k = np.minimum(np.searchsorted(at, want), at.size - 1)
-    return np.where(at[k] == want, rates[k], np.nan)
+    return np.where(at[k] == want, np.where(np.isnan(rates[k]), gone, rates[k]), np.nan)
 
 
 def _fit_finding(rule: str, run_id: str, value: float, step: int, time_us: int, evidence: list[float]) -> Finding:

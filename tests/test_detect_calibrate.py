@@ -280,12 +280,16 @@ def test_the_largest_move_round_trips_and_a_state_from_before_starts_without_one
         {"record_at": [-1, 10**30, -1, -1, -1]},  # after the points seen
         {"record_at": [-1, -50, -1, -1, -1]},
         {"record_at": [-1, -1, -1]},
+        {"largest": [None, 10**400, None, None, None]},  # OverflowError in float()
+        {"total": 2**71, "record_at": [-1, 2**70, -1, -1, -1]},  # OverflowError into int64
+        {"total": True},
+        {"total": 1.5},
     ],
 )
 def test_a_hostile_record_state_is_refused_with_a_clear_error(bad: dict[str, Any]) -> None:
     cal = ScoreCalibrator()
     _spikes(cal, [1.0])
-    with pytest.raises(ValueError, match=r"calibrator (largest|record_at)"):
+    with pytest.raises(ValueError, match=r"calibrator (largest|record_at|total)"):
         ScoreCalibrator.from_state(cal.to_state() | bad)
 
 

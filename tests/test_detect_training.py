@@ -1095,3 +1095,16 @@ def test_a_norm_that_rises_while_the_loss_does_not_fall_still_pages() -> None:
 def test_a_loss_of_another_length_is_refused() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         TrainingSeries("grad_norm").update([1, 2, 3], [0.1, 0.2, 0.3], loss=[2.3])
+
+
+@pytest.mark.parametrize("shift", [0.0, -3.0])
+def test_a_norm_explosion_while_the_loss_turns_nan_or_sits_below_zero_still_pages(shift: float) -> None:
+    # a loss that went NaN was dropped, so the falls before it held every later rise; a negative loss (a
+    # log-likelihood) read "0.9 of it" as lower, so a flat one held every rise for the run
+    steps = np.arange(300)
+    norm = np.r_[np.full(230, 1.0), np.full(70, 100.0)] * (1 + 0.01 * np.sin(steps))
+    falling = np.r_[np.full(200, 2.3), np.linspace(2.3, 1.0, 30), np.full(3, 1.0), np.full(67, np.inf)] + shift
+    flat = np.full(300, -1.0)
+    gone = [f.step for f in TrainingSeries("grad_norm").update(steps, norm, loss=falling) if f.reason == "exploding"]
+    assert gone and 233 <= gone[0] < 240  # held while the loss fell, paged once it went NaN (inf)
+    assert [f.reason for f in TrainingSeries("grad_norm").update(steps, norm, loss=flat)][:1] == ["exploding"]

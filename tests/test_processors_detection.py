@@ -755,3 +755,22 @@ def test_the_worker_reads_a_global_norm_beside_the_runs_loss() -> None:
 
     assert "exploding" in opened(("train/grad_norm",))
     assert opened(("train/grad_norm", "train/loss")) == []
+
+
+def test_a_loss_logged_as_nan_ends_the_norms_hold_in_the_worker() -> None:
+    # the worker reads a NaN loss as gone (inf), not as a step the loss was not logged at
+    steps = np.arange(300)
+    norm = np.r_[np.full(230, 1.0), np.full(70, 100.0)] * (1 + 0.01 * np.sin(steps))
+    loss = np.r_[np.full(200, 2.3), np.linspace(2.3, 1.0, 30), np.full(3, 1.0), np.full(67, np.nan)]
+    det, opened = SeriesDetectors({}), []
+    for k, lo in enumerate(range(0, 300, 10)):
+        at = steps[lo : lo + 10]
+        series = {
+            "train|grad_norm": {"steps": at, "times": 10**15 + at * 1000, "values": norm[lo : lo + 10]},
+            "train|loss": {"steps": at, "times": 10**15 + at * 1000, "values": loss[lo : lo + 10]},
+        }
+        chunk = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series}
+        opened += [
+            (a["detector"], a["step"]) for a in det.apply(chunk, source="t:0", offset=k).alerts if a["state"] == "open"
+        ]
+    assert any(d == "exploding" and 233 <= s < 250 for d, s in opened), opened
