@@ -57,6 +57,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test data generator
 import synth as S
+from scratch import scratch_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +113,7 @@ def client_mixed_records(n: int, per_batch: int = 200) -> list[tuple[str, bytes,
     from aitrace.producers.exporter import Exporter
     from aitrace.producers.transport import MemoryTransport
 
-    settings = Settings(service="model-server", spool_dir=tempfile.mkdtemp(prefix="bench-spool-"))
+    settings = Settings(service="model-server", spool_dir=scratch_dir("bench-spool-"))
     processors, _ = default_processors(settings)
     stats: Counter[str] = Counter()
     transport, queue = MemoryTransport(stats), deque()

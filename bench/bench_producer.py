@@ -36,7 +36,6 @@ import argparse
 import csv
 import gc
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +46,7 @@ from aitrace.infra.stack import TansuProcess
 from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroSerializer, SerializationContext
 from confluent_kafka import Producer
+from scratch import scratch_dir
 
 
 def _client(bootstrap: str, prefix: str, events: int) -> aitrace.Client:
@@ -55,7 +55,7 @@ def _client(bootstrap: str, prefix: str, events: int) -> aitrace.Client:
         run_id=f"bench-{prefix}",
         kafka_bootstrap=bootstrap,
         topic_prefix=prefix,
-        spool_dir=tempfile.mkdtemp(prefix="aitrace-bench-spool-"),
+        spool_dir=scratch_dir("aitrace-bench-spool-"),
         queue_size=events + 1000,  # measure throughput, not drops
     )
 
@@ -286,7 +286,7 @@ def main() -> int:
 
     broker = None
     if args.bootstrap is None:
-        broker = TansuProcess(None, tempfile.mkdtemp(prefix="aitrace-bench-")).start().wait_ready(60)
+        broker = TansuProcess(None, scratch_dir("aitrace-bench-")).start().wait_ready(60)
     bootstrap = args.bootstrap or broker.bootstrap
     rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ["raw", *kinds]}
     parts: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
@@ -331,7 +331,7 @@ def background(bootstrap: str | None, kinds: list[str], events: int, repeats: in
     """The sender alone per kind, beside raw produce() of that kind's one-event record, alternating in each repeat."""
     broker = None
     if bootstrap is None:
-        broker = TansuProcess(None, tempfile.mkdtemp(prefix="aitrace-bench-")).start().wait_ready(60)
+        broker = TansuProcess(None, scratch_dir("aitrace-bench-")).start().wait_ready(60)
         bootstrap = broker.bootstrap
     records = {kind: one_event_record(kind) for kind in kinds}
     rows: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in kinds}

@@ -61,6 +61,7 @@ import aitrace
 import aitrace.producers.torch
 import torch
 from aitrace.infra.stack import TansuProcess
+from scratch import scratch_dir
 from sklearn.datasets import load_digits
 
 Attach = Callable[[Any, Any], Callable[[], None]]  # hooks a model and optimizer; returns the unhook
@@ -237,14 +238,14 @@ def main() -> int:
 
     broker = None
     if args.bootstrap is None:
-        broker = TansuProcess(None, tempfile.mkdtemp(prefix="aitrace-bench-")).start().wait_ready(60)
+        broker = TansuProcess(None, scratch_dir("aitrace-bench-")).start().wait_ready(60)
     bootstrap = args.bootstrap or broker.bootstrap
     client = aitrace.init(
         service="bench-torch",
         run_id="bench-torch",
         kafka_bootstrap=bootstrap,
         topic_prefix=f"bench-torch-{os.getpid()}",
-        spool_dir=tempfile.mkdtemp(prefix="aitrace-bench-spool-"),
+        spool_dir=scratch_dir("aitrace-bench-spool-"),
     )
     stretch = [1]  # how many variants take turns (set below, before any watch is attached)
 

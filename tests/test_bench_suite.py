@@ -200,3 +200,18 @@ def test_a_telemetry_recording_stopped_early_keeps_readable_files(tmp_path: Path
     with gzip.open(out.with_name("t.requests.csv.gz"), "rt") as fh:
         requests = list(csv.reader(fh))  # raised EOFError when the trailer was missing
     assert len(rows) >= 3 and requests[0] == ["time", "latency_ms", "ok"] and len(requests) > 1
+
+
+def test_a_benchmarks_spool_and_broker_folders_go_when_its_process_ends(tmp_path: Path) -> None:
+    """bench_producer, bench_processors and bench_torch_watch left an empty spool folder (and the first two
+    their broker's) in /tmp per run."""
+    code = (
+        "import sys, tempfile; tempfile.tempdir = sys.argv[1]; sys.path.insert(0, sys.argv[2])\n"
+        "from scratch import scratch_dir\n"
+        "d = scratch_dir('aitrace-bench-spool-'); open(d + '/segment', 'w').write('x'); print(d)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(BENCH)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).parent == tmp_path and list(tmp_path.iterdir()) == []
+    for name in ("bench_producer.py", "bench_processors.py", "bench_torch_watch.py"):
+        assert "spool_dir=scratch_dir(" in (BENCH / name).read_text()
