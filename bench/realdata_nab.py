@@ -83,10 +83,10 @@ def nab_score(opened: list[int], n: int, spans: list[tuple[int, int]]) -> tuple[
                 delays.append(i - a)
             continue
         false += 1
-        before = [b for a, b in spans if b < i]
+        before = [(a, b) for a, b in spans if b < i]  # in time order, as NAB lists them
         if before:
-            width = next(bb - aa + 1 for aa, bb in spans if bb == before[-1])
-            score += FP * _sigmoid(abs(i - before[-1]) / max(width - 1, 1))
+            a, b = before[-1]
+            score += FP * _sigmoid((i - b) / max(b - a, 1))
         else:
             score -= FP
     return score, found, delays, false
