@@ -456,3 +456,20 @@ def anomaly_scores(values: Any, *, window: int = 64, **params: Any) -> np.ndarra
     (True, True)
     """
     return AnomalyDetector(window=window, **params).score(values, details=False)
+
+
+def explain(metric: str, reason: str, value: float, det: AnomalyDetector, k: int) -> str:
+    """What moved, by how much, against what: point ``k`` of the detector's last chunk."""
+    level, noise, z = float(det.last_level[k]), float(det.last_noise[k]), float(det.last_z[k])
+    if reason in ("nan", "inf"):
+        return f"{metric} is {value}"
+    if reason == "flat":
+        return f"{metric} has repeated {value:g} for longer than it usually repeats a value"
+    if reason == "variance_change":
+        return f"{metric} became noisier than its usual spread ({noise:.3g}) around {level:.4g}"
+    if reason == "level_shift":  # z is the level's: the recent median against the long window's
+        return (
+            f"{metric}'s recent level {level:.4g} against {level - z * noise:.4g} before it "
+            f"(usual spread {noise:.3g}, {z:+.1f} of it)"
+        )
+    return f"{metric} {value:.4g} against a recent level of {level:.4g} (usual spread {noise:.3g}, {z:+.1f} of it)"

@@ -15,7 +15,8 @@ series page, as in the worker). With
 ``--metric NAME`` the worker's own rules for a training metric of that name decide
 (:class:`~aitrace.detect.series.TrainingSeries`: the alerts the worker would raise on it,
 stalls and plateaus included), at the worker's default threshold (0.9) unless ``--threshold``
-says otherwise. With
+says otherwise; ``--time`` names a column of the points' event times, which the worker has:
+a metric that is no loss, score or schedule is then judged against its daily or weekly cycle. With
 ``--service KIND`` (latency, confidence, error_rate, wrong_predictions, feature) the worker's
 rules for that series of a model in service decide (:mod:`aitrace.detect.service`: calibrated
 anomaly scores against the series' own cycle, latency level shifts, rate windows of 0/1
@@ -68,7 +69,13 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     rules.add_argument("--service", choices=_service_kinds(), help="a model in service's series: the worker's rules")
     parser.add_argument("--split", default="train", help="with --metric: the split the series belongs to")
     parser.add_argument(
-        "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service: numeric times' unit"
+        "--time",
+        help="with --metric (or none of --raw, --kind, --service): a column of the points' event times, in "
+        "--time-unit or ISO 8601; a metric that is no loss, score or schedule is then judged against its daily or "
+        "weekly cycle, as the worker does",
+    )
+    parser.add_argument(
+        "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service or --time: numeric times' unit"
     )
     parser.add_argument(
         "--window", type=int, help="with --raw or --kind: detector window in points (default 64; the worker's own else)"
@@ -144,12 +151,15 @@ def _rows(findings: list[Any], stamps: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def worker_points(values: np.ndarray, stamps: list[Any], *, metric: str, split: str, threshold: float) -> list[dict]:
-    """What the worker's rules for a training metric of this name flag (see ``TrainingSeries``)."""
+def worker_points(
+    values: np.ndarray, stamps: list[Any], *, metric: str, split: str, threshold: float, times: np.ndarray | None = None
+) -> list[dict]:
+    """What the worker's rules for a training metric of this name flag (see ``TrainingSeries``); ``times``:
+    the points' event times in microseconds, where known."""
     from aitrace.detect.series import TrainingSeries
 
     series = TrainingSeries(metric, split=split, threshold=threshold)
-    return _rows(series.update(_steps(values, stamps), values), stamps)
+    return _rows(series.update(_steps(values, stamps), values, times=times), stamps)
 
 
 def flag_points(
@@ -225,19 +235,24 @@ def service_points(
 SWEEP = (0.3, 0.5, 0.7, 0.9, 0.99)
 
 
-def _flag(values: np.ndarray, stamps: list[Any], args: argparse.Namespace, threshold: float) -> list[dict[str, Any]]:
+def _flag(
+    values: np.ndarray, stamps: list[Any], args: argparse.Namespace, threshold: float, times: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     if args.service:
         return service_points(
             values, stamps, kind=args.service, threshold=threshold, unit=args.time_unit if args.timestamp else None
         )
     if args.raw or args.kind:
         return flag_points(values, stamps, threshold=threshold, kind=args.kind, window=args.window)
-    return worker_points(values, stamps, metric=args.metric or args.column, split=args.split, threshold=threshold)
+    metric = args.metric or args.column
+    return worker_points(values, stamps, metric=metric, split=args.split, threshold=threshold, times=times)
 
 
-def threshold_sweep(values: np.ndarray, stamps: list[Any], args: argparse.Namespace) -> dict[float, int]:
+def threshold_sweep(
+    values: np.ndarray, stamps: list[Any], args: argparse.Namespace, times: np.ndarray | None = None
+) -> dict[float, int]:
     """How many points each threshold in SWEEP would flag: the table to pick a threshold from."""
-    return {t: len(_flag(values, stamps, args, t)) for t in SWEEP}
+    return {t: len(_flag(values, stamps, args, t, times)) for t in SWEEP}
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO, limit: int) -> None:
@@ -292,13 +307,18 @@ def run(name: str, args: argparse.Namespace) -> int:
     if args.limit < 0:
         print(f"aitrace {name}: --limit must be >= 0, got {args.limit}", file=sys.stderr)
         return 2
+    if args.time is not None and (args.raw or args.kind or args.service):
+        print(f"aitrace {name}: --time goes with --metric (--service reads times from --timestamp)", file=sys.stderr)
+        return 2
     try:
         values, stamps = read_series(args.file, args.column, args.timestamp)
+        clock = None if args.time is None else read_series(args.file, args.column, args.time)[1]
     except (OSError, ValueError, csv.Error) as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
     try:
-        rows = _flag(values, stamps, args, args.threshold)
+        times = None if clock is None else _times_us(values, clock, args.time_unit)
+        rows = _flag(values, stamps, args, args.threshold, times)
     except BadInput as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
@@ -308,7 +328,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         f"{len(rows)} flagged at threshold {args.threshold} ({_rules(args)})",
         file=summary,
     )
-    sweep = threshold_sweep(values, stamps, args)
+    sweep = threshold_sweep(values, stamps, args, times)
     print("flagged per threshold: " + ", ".join(f"{t:g}: {n}" for t, n in sweep.items()), file=summary)
     if args.json:
         for r in rows:

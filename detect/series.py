@@ -20,7 +20,11 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
   norm, and a NaN one alert per layer beside the global one.
 * ``score`` (accuracy-like): the generic anomaly scores without the rises and repeats,
   which are good news or quantization.
-* ``other``: the generic anomaly scores; a ``flat`` run only once the series has varied.
+* ``other`` (a throughput, a GPU's memory, a server's CPU logged as a run's metric): the rules of a
+  model in service's series (:class:`~aitrace.detect.service.ServiceSeries`): the generic anomaly
+  scores, judged against the series' own daily or weekly cycle once it has one when the points come
+  with their event times (``times``; the worker has them), and a ``flat`` run only once the series has
+  varied.
 
 The generic scores page only on points that are also rare for the series itself
 (:class:`~aitrace.detect.calibrate.ScoreCalibrator`): its normal bursts do not.
@@ -44,13 +48,15 @@ Example
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly import AnomalyDetector, explain
 from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves
 from aitrace.detect.monitor import Finding, SeriesMonitor
+from aitrace.detect.service import ServiceSeries
 from aitrace.detect.training import TRAIN_SPLITS, PlateauCheck, StallCheck, metric_role, series_name
 
 # A gradient norm's rise is held while the median of the loss's last LEARNING_REPORTS reports sits LEARNING_FALL
@@ -59,8 +65,9 @@ from aitrace.detect.training import TRAIN_SPLITS, PlateauCheck, StallCheck, metr
 # its loss fell 2.3 to 1.5, paged exploding, then 2.0 for good as a level shift; an explosion drags the loss up.
 LEARNING_REPORTS, LEARNING_SPAN, LEARNING_FALL = 4, 16, 0.1
 _NORM_RISES = frozenset({"exploding", "spike", "level_shift", "variance_change"})
-_GOOD_NEWS = {"score": frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})}
-_GOOD_NEWS_CODES = {role: np.array(sorted(codes), dtype=np.int64) for role, codes in _GOOD_NEWS.items()}
+# a score's rises are good news and its repeats quantization (an accuracy that holds 0.98)
+_GOOD_NEWS = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})
+_GOOD_NEWS_CODES = np.array(sorted(_GOOD_NEWS), dtype=np.int64)
 
 
 class TrainingSeries:
@@ -83,7 +90,6 @@ class TrainingSeries:
         rule_split, rule_name = series_name(split, metric)  # ``val/loss`` sent without a split is a validation loss
         self.role = metric_role(rule_name)
         self.n_seen = 0
-        self.varied = False
         self.first: float | None = None
         # A score's resolution: the smallest move between consecutive values so far (1/32 for the accuracy of
         # batches of 32), and the last value. A move of one step is one example more or fewer: counting noise.
@@ -95,20 +101,21 @@ class TrainingSeries:
         per_layer = rule_name.lower().startswith(("update_ratio/", "grad_norm/"))
         monitored = self.role in ("loss", "grad_norm") and not per_layer
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
-        generic = self.role in ("score", "other")
-        self.detector = AnomalyDetector() if generic else None
-        self.calibrator = ScoreCalibrator() if generic else None
+        self.detector = AnomalyDetector() if self.role == "score" else None
+        self.calibrator = ScoreCalibrator() if self.role == "score" else None
+        self.service = ServiceSeries(metric, threshold=threshold) if self.role == "other" else None
         self.checks = checks = self.role == "loss" and rule_split in TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
         self.losses: list[float] = []  # a global gradient norm's: the run's last losses, read beside it
 
-    def update(self, steps: Any, values: Any, lr: Any = None, loss: Any = None) -> list[Finding]:
+    def update(self, steps: Any, values: Any, lr: Any = None, loss: Any = None, times: Any = None) -> list[Finding]:
         """Score the next points (steps and values of equal length); the findings among them.
 
         ``lr``: the run's learning rate at each step (NaN where not logged), for the plateau check; ``loss``:
         the run's training loss at each step (NaN where not logged, +-inf where it diverged or went NaN), for
-        a global gradient norm: its rise while the loss falls fast is learning, not an explosion."""
+        a global gradient norm: its rise while the loss falls fast is learning, not an explosion; ``times``:
+        the points' event times in microseconds, for an ``other`` series' cycle (none without them)."""
         steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if steps_arr.shape != vals.shape:
@@ -122,30 +129,31 @@ class TrainingSeries:
                     raise ValueError(f"loss and values differ in length: {losses.shape} vs {vals.shape}")
                 found = self._learning_held(found, losses)
         elif self.detector is not None:
-            found = self._generic(steps_arr, vals)
-        self._note_variation(vals)
+            found = self._scored(steps_arr, vals)
+        elif self.service is not None:
+            found = self._served(steps_arr, vals, times)
+        self._note_first(vals)
         found = [f for f in found if not self._hard_batch(f)]
         found += self._run_checks(steps_arr, vals, lr)
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda f: f.index)
 
-    def _generic(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
+    def _scored(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
+        """A ``score`` series: the generic anomaly scores, its falls only, beyond its resolution."""
         assert self.detector is not None and self.calibrator is not None
         scores = self.detector.score(vals)
         codes = self.detector.last_codes
-        ignore = _GOOD_NEWS.get(self.role, frozenset())
         quanta = self._quanta(vals)
         out = []
         # good news stays out of the history: a score's usual rises would make its first fall as large usual
-        news = np.where(np.isin(codes, _GOOD_NEWS_CODES[self.role]), CODE_NONE, codes) if ignore else codes
+        news = np.where(np.isin(codes, _GOOD_NEWS_CODES), CODE_NONE, codes)
         det = self.detector
         moves = point_moves(vals, codes, det.last_z, det.last_noise, det.last_level)
         for k in np.flatnonzero(self.calibrator.rare(scores, news, threshold=self.threshold, moves=moves)):
             code = int(codes[k])
-            # a repeat is news only for a series that varied before (not a constant logged per step)
-            if code in ignore or code == CODE_NONE or (code == CODE_FLAT and not self.varied):
+            if code in _GOOD_NEWS or code == CODE_NONE:
                 continue
-            if self.role == "score" and self._moved(code, float(vals[k]), int(k)) < 1.5 * quanta[k]:
+            if self._moved(code, float(vals[k]), int(k)) < 1.5 * quanta[k]:
                 continue  # one example more or fewer than its level: the resolution of the score
             reason = CODE_NAMES[code]
             critical = scores[k] >= 0.999 or reason in ("nan", "inf")
@@ -164,6 +172,17 @@ class TrainingSeries:
                 )
             )
         return out
+
+    def _served(self, steps: np.ndarray, vals: np.ndarray, times: Any) -> list[Finding]:
+        """An ``other`` series through the service path's rules: its findings at the run's steps. Without
+        event times the steps stand in for them, and no cycle is learnt or applied."""
+        assert self.service is not None
+        timed = times is not None
+        clock = times if timed else np.nan_to_num(steps).astype(np.int64)
+        return [
+            replace(f, step=float(steps[f.index - self.n_seen]), kind=self.role, time_us=f.time_us if timed else None)
+            for f in self.service.update(clock, vals, timed=timed)
+        ]
 
     def _learning_held(self, found: list[Finding], loss: np.ndarray) -> list[Finding]:
         """``found`` less the norm's rises at points where the loss's last reports fell by a tenth or more
@@ -217,12 +236,9 @@ class TrainingSeries:
             and finding.value < self.first
         )
 
-    def _note_variation(self, vals: np.ndarray) -> None:
-        finite = vals[np.isfinite(vals)]
-        if self.varied or finite.size == 0:
-            return
-        self.first = float(finite[0]) if self.first is None else self.first
-        self.varied = bool(np.any(finite != self.first))
+    def _note_first(self, vals: np.ndarray) -> None:
+        if self.first is None and (finite := vals[np.isfinite(vals)]).size:
+            self.first = float(finite[0])
 
     def _run_checks(self, steps: np.ndarray, vals: np.ndarray, lr: Any) -> list[Finding]:
         out = []
@@ -258,13 +274,13 @@ class TrainingSeries:
             "split": self.split,
             "threshold": self.threshold,
             "n_seen": self.n_seen,
-            "varied": self.varied,
             "first": self.first,
             "quantum": None if math.isinf(self.quantum) else self.quantum,
             "last": None if math.isnan(self.last) else self.last,
             "monitor": self.monitor.to_state() if self.monitor else None,
             "detector": self.detector.to_state() if self.detector else None,
             "calibrator": self.calibrator.to_state() if self.calibrator else None,
+            "service": self.service.to_state() if self.service else None,
             "stall": self.stall.to_state() if self.stall else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
             "losses": [None if math.isinf(v) else v for v in self.losses],  # a diverged loss, JSON-safe
@@ -273,7 +289,7 @@ class TrainingSeries:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TrainingSeries:
         s = cls(state["metric"], split=state["split"], threshold=state["threshold"])
-        s.n_seen, s.varied, s.first = int(state["n_seen"]), bool(state["varied"]), state["first"]
+        s.n_seen, s.first = int(state["n_seen"]), state["first"]
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
         s.losses = [math.inf if v is None else float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]
@@ -286,6 +302,8 @@ class TrainingSeries:
         if s.detector is not None and state["detector"] is not None:
             s.detector = AnomalyDetector.from_state(state["detector"])
             s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
+        if s.service is not None:
+            s.service = _service_from(state, s.service)
         s.stall = StallCheck.from_state(state["stall"]) if s.stall is not None and state["stall"] is not None else None
         s.plateau = (
             PlateauCheck.from_state(state["plateau"])
@@ -298,21 +316,16 @@ class TrainingSeries:
         return f"TrainingSeries({self.metric!r}, role={self.role!r}, split={self.split!r}, seen={self.n_seen})"
 
 
-def explain(metric: str, reason: str, value: float, det: AnomalyDetector, k: int) -> str:
-    """What moved, by how much, against what: point ``k`` of the detector's last chunk."""
-    level, noise, z = float(det.last_level[k]), float(det.last_noise[k]), float(det.last_z[k])
-    if reason in ("nan", "inf"):
-        return f"{metric} is {value}"
-    if reason == "flat":
-        return f"{metric} has repeated {value:g} for longer than it usually repeats a value"
-    if reason == "variance_change":
-        return f"{metric} became noisier than its usual spread ({noise:.3g}) around {level:.4g}"
-    if reason == "level_shift":  # z is the level's: the recent median against the long window's
-        return (
-            f"{metric}'s recent level {level:.4g} against {level - z * noise:.4g} before it "
-            f"(usual spread {noise:.3g}, {z:+.1f} of it)"
-        )
-    return f"{metric} {value:.4g} against a recent level of {level:.4g} (usual spread {noise:.3g}, {z:+.1f} of it)"
+def _service_from(state: dict[str, Any], fresh: ServiceSeries) -> ServiceSeries:
+    """An ``other`` series' service rules from its state; from a state saved before they were (its own
+    detector and calibrator, no cycle yet), the same windows and history, so it does not page afresh."""
+    if state.get("service") is not None:
+        return ServiceSeries.from_state(state["service"])
+    if state["detector"] is not None:
+        fresh.detector = AnomalyDetector.from_state(state["detector"])
+        fresh.calibrator = ScoreCalibrator.from_state(state["calibrator"])
+        fresh.n_seen, fresh.first, fresh.varied = int(state["n_seen"]), state["first"], bool(state["varied"])
+    return fresh
 
 
 def worst(findings: list[Finding]) -> Finding | None:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 from aitrace.detect import _cache  # noqa: F401  (sets the Numba cache dir before any @njit)
-from aitrace.detect.anomaly import AnomalyDetector
+from aitrace.detect.anomaly import AnomalyDetector, explain
 from aitrace.detect.anomaly_kernel import (
     CODE_DIP,
     CODE_FLAT,
@@ -65,7 +65,6 @@ from aitrace.detect.cycle import CycleModel, CycleView
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
 from aitrace.detect.level import LatencyShiftMonitor, LevelShift
-from aitrace.detect.series import explain
 from numba import njit
 
 SERVICE_KINDS = ("latency", "confidence", "error_rate", "wrong_predictions", "feature")
@@ -136,11 +135,14 @@ class ServiceSeries:
         self.clean = 0
         self.cleans: list[int] = []  # of each chunk of the last update_chunks
 
-    def update(self, times_us: Any, values: Any) -> list[Finding]:
-        """Score the next points (event times in microseconds, values); the findings among them."""
-        return self.update_chunks([(times_us, values)])[0]
+    def update(self, times_us: Any, values: Any, *, timed: bool = True) -> list[Finding]:
+        """Score the next points (event times in microseconds, values); the findings among them.
 
-    def update_chunks(self, chunks: Sequence[tuple[Any, Any]]) -> list[list[Finding]]:
+        ``timed=False``: the times are no clock (a training step): the cycle neither learns from these
+        points nor judges them."""
+        return self.update_chunks([(times_us, values)], timed=timed)[0]
+
+    def update_chunks(self, chunks: Sequence[tuple[Any, Any]], *, timed: bool = True) -> list[list[Finding]]:
         """Score several chunks (times, values) in one pass: each chunk's findings, and ``cleans`` each
         chunk's ``clean``, the same as :meth:`update` on each chunk in turn, and the same state after.
 
@@ -152,8 +154,8 @@ class ServiceSeries:
         parts = [_arrays(t, v) for t, v in chunks]
         times, vals = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts, strict=True))
         starts = [0, *itertools.accumulate(p[1].size for p in parts)]
-        period = self._period()
-        if self.cycle is not None:
+        period = self._period() if timed else 0
+        if self.cycle is not None and timed:
             view = self.cycle.observe(times, vals, cuts=starts[1:-1])
         else:
             view = CycleView(vals, np.zeros(vals.size), np.zeros(vals.size), np.full(vals.size, np.nan), [])

@@ -101,16 +101,16 @@ class RunSeriesDetectors(SeriesStateBase):
     ) -> tuple[Finding | None, int, int]:
         """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
 
-        ``at``: the chunk's times, steps and the run's learning rate at those steps (or None); ``what``:
+        ``at``: the chunk's times, steps and what the rules read beside the series at those steps; ``what``:
         the metric, its split and the verdicts the run's checks already paged, at their steps (not paged again
         here while the episode they were paged in lasts)."""
         times, steps, beside = at
         metric, split, paged = what
         rules = self._restore(key, state, "rules", TrainingSeries)
         rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
-        found = [f for f in rules.update(steps, values, **beside) if not _repeats(f, paged)]
-        self._save(key, state, "rules", rules)
         times = np.asarray(times, dtype=np.int64)
+        found = [f for f in rules.update(steps, values, times=times, **beside) if not _repeats(f, paged)]
+        self._save(key, state, "rules", rules)
         last_time = int(times[-1]) if times.size else 0
         top = worst(found)
         if top is None:

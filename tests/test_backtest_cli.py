@@ -75,6 +75,10 @@ def test_backtest_with_series_kind(tmp_path, capsys) -> None:
         (["--column", "loss", "--threshold", "0"], "--threshold"),
         (["--column", "loss", "--raw", "--window", "3"], "--window"),
         (["--column", "loss", "--window", "32"], "--window applies to --raw and --kind"),
+        (["--column", "loss", "--service", "latency", "--time", "step"], "--time goes with --metric"),
+        (["--column", "loss", "--raw", "--time", "step"], "--time goes with --metric"),
+        (["--column", "loss", "--time", "when"], "column 'when' not in"),
+        (["--column", "loss", "--time", "note"], "row 0: time 'x' is neither"),
     ],
 )
 def test_backtest_bad_arguments_exit_2(tmp_path, capsys, args, message) -> None:

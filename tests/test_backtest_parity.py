@@ -190,3 +190,56 @@ def test_backtest_replays_the_workers_service_findings(tmp_path: Path, kind: str
     # the first incident opens in the chunk of the backtest's first finding
     first = offline[0][0]
     assert (opened[0][0] - T0) // (CHUNK * 50_000) == (first - T0) // (CHUNK * 50_000)
+
+
+def _day_without_its_peak() -> tuple[np.ndarray, np.ndarray]:
+    """Every 5 minutes for 9 days with a daily cycle; on day 8 the daytime peak never comes: against the
+    recent level a calm day, against the cycle a deep dip."""
+    t = T0 + np.arange(9 * 288, dtype=np.int64) * 300_000_000
+    x = 100 + 10 * np.sin(2 * np.pi * (t - T0) / 86_400_000_000) + np.random.default_rng(3).normal(0, 0.5, t.size)
+    x[8 * 288 : 8 * 288 + 144] = 100 + np.random.default_rng(4).normal(0, 0.5, 144)
+    return t, x
+
+
+def test_a_run_metric_with_event_times_is_judged_against_its_cycle_offline_as_in_the_worker(tmp_path: Path) -> None:
+    """A server's metric logged as a run's (no loss, score or schedule) gets the rules of a model's series:
+    with the worker's event times, its daily cycle; `backtest --metric --time` replays the same."""
+    t, x = _day_without_its_peak()
+    day8 = range(8 * 288, 8 * 288 + 144)
+    src, out = tmp_path / "queue.csv", tmp_path / "queue-flagged.csv"
+    with src.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["step", "time_us", "value"])
+        w.writerows([i, int(ti), repr(float(v))] for i, (ti, v) in enumerate(zip(t, x, strict=True)))
+    cmd = [sys.executable, "-m", "aitrace.infra.cli", "backtest", str(src), "--column", "value", "--timestamp", "step"]
+    cmd += ["--time", "time_us", "--metric", "queue_depth", "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with out.open() as fh:
+        offline = [(int(float(r["timestamp"])), r["reason"]) for r in csv.DictReader(fh)]
+    det, opened = SeriesDetectors({}), []
+    for k, lo in enumerate(range(0, x.size, CHUNK)):
+        steps = np.arange(lo, min(lo + CHUNK, x.size))
+        series = {"train|queue_depth": {"steps": steps, "times": t[steps], "values": x[steps]}}
+        chunk = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series}
+        opened += [(int(a["step"]), a["detector"]) for a in det.apply(chunk, source="t:0", offset=k).alerts]
+    assert any(step in day8 for step, _ in offline), offline
+    assert opened and all(o in offline for o in opened), (opened, offline)
+    assert any(step in day8 for step, _ in opened)
+    # without event times the same rules have no cycle: the calm day is nothing
+    steps_only = TrainingSeries("queue_depth").update(np.arange(x.size), x)
+    assert not any(f.index in day8 for f in steps_only)
+
+
+def test_a_run_metric_state_from_before_the_service_rules_goes_on_with_its_history() -> None:
+    """A state saved when an ``other`` series had its own detector and calibrator restores into the service
+    rules with the same windows and history: the same findings as if it had never been saved."""
+    values = _series("throughput")
+    whole = TrainingSeries("throughput").update(np.arange(values.size), values)
+    first = TrainingSeries("throughput")
+    first.update(np.arange(250), values[:250])
+    state = first.to_state()
+    service = state.pop("service")
+    state |= {"detector": service["detector"], "calibrator": service["calibrator"], "varied": service["varied"]}
+    rest = TrainingSeries.from_state(state).update(np.arange(250, values.size), values[250:])
+    assert rest and [(f.index, f.reason) for f in rest] == [(f.index, f.reason) for f in whole if f.index >= 250]
