@@ -16,7 +16,8 @@ series page, as in the worker). With
 (:class:`~aitrace.detect.series.TrainingSeries`: the alerts the worker would raise on it,
 stalls and plateaus included), at the worker's default threshold (0.9) unless ``--threshold``
 says otherwise; ``--time`` names a column of the points' event times, which the worker has:
-a metric that is no loss, score or schedule is then judged against its daily or weekly cycle. With
+a metric that is no loss, score or schedule is then judged against its daily or weekly cycle (and
+its last day's level until it has one), a latency also by its sustained rises. With
 ``--service KIND`` (latency, confidence, error_rate, wrong_predictions, feature) the worker's
 rules for that series of a model in service decide (:mod:`aitrace.detect.service`: calibrated
 anomaly scores against the series' own cycle, latency level shifts, rate windows of 0/1
@@ -71,8 +72,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time",
         help="with --metric (or none of --raw, --kind, --service): a column of the points' event times, in "
-        "--time-unit or ISO 8601; a metric that is no loss, score or schedule is then judged against its daily or "
-        "weekly cycle, as the worker does",
+        "--time-unit or ISO 8601, which the worker has: a metric that is no loss, score or schedule is then judged "
+        "against its daily or weekly cycle (until it has one, from its second day against its last day's level), "
+        "and a latency also by its sustained rises",
     )
     parser.add_argument(
         "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service or --time: numeric times' unit"
@@ -193,9 +195,13 @@ def _times_us(values: np.ndarray, stamps: list[Any], unit: str | None) -> np.nda
     are row numbers) one a second from 0."""
     if unit is None:
         return np.arange(values.size, dtype=np.int64) * 1_000_000
-    if all(isinstance(s, float | int) for s in stamps):
+    numbers = [isinstance(s, float | int) for s in stamps]
+    if all(numbers):
         scale = {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
         return (np.asarray(stamps, dtype=np.float64) * scale).astype(np.int64)
+    if numbers[0]:  # numbers first: the odd one out is the first text (an empty cell blamed row 0)
+        row = numbers.index(False)
+        raise BadInput(f"row {row}: time {stamps[row]!r} is no number where the rows before hold numbers")
     return np.asarray([_iso_us(row, stamp) for row, stamp in enumerate(stamps)], dtype=np.int64)
 
 

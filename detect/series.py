@@ -115,7 +115,9 @@ class TrainingSeries:
         ``lr``: the run's learning rate at each step (NaN where not logged), for the plateau check; ``loss``:
         the run's training loss at each step (NaN where not logged, +-inf where it diverged or went NaN), for
         a global gradient norm: its rise while the loss falls fast is learning, not an explosion; ``times``:
-        the points' event times in microseconds, for an ``other`` series' cycle (none without them)."""
+        the points' event times in microseconds, for an ``other`` series' clock: its daily or weekly cycle (until
+        it has one, from its second day its last day's level) and, for a latency, its sustained rises. Without
+        them an ``other`` series gets neither."""
         steps_arr = np.asarray(steps, dtype=np.float64).reshape(-1)
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if steps_arr.shape != vals.shape:
@@ -175,14 +177,17 @@ class TrainingSeries:
 
     def _served(self, steps: np.ndarray, vals: np.ndarray, times: Any) -> list[Finding]:
         """An ``other`` series through the service path's rules: its findings at the run's steps. Without
-        event times the steps stand in for them, and no cycle is learnt or applied."""
+        event times the steps stand in for them (as microseconds: no day, hour or sustained rise is ever
+        told) and no cycle is learnt or applied."""
         assert self.service is not None
-        timed = times is not None
+        timed, base = times is not None, self.service.n_seen
         clock = times if timed else np.nan_to_num(steps).astype(np.int64)
-        return [
-            replace(f, step=float(steps[f.index - self.n_seen]), kind=self.role, time_us=f.time_us if timed else None)
-            for f in self.service.update(clock, vals, timed=timed)
-        ]
+        out = []
+        for f in self.service.update(clock, vals, timed=timed):
+            k = f.index - base  # its position in this chunk
+            when = f.time_us if timed else None
+            out.append(replace(f, index=self.n_seen + k, step=float(steps[k]), kind=self.role, time_us=when))
+        return out
 
     def _learning_held(self, found: list[Finding], loss: np.ndarray) -> list[Finding]:
         """``found`` less the norm's rises at points where the loss's last reports fell by a tenth or more
@@ -281,6 +286,8 @@ class TrainingSeries:
             "detector": self.detector.to_state() if self.detector else None,
             "calibrator": self.calibrator.to_state() if self.calibrator else None,
             "service": self.service.to_state() if self.service else None,
+            # read by releases before 2026-12-07 (a rollback fails without it); no rule here reads it
+            "varied": bool(self.service and self.service.varied),
             "stall": self.stall.to_state() if self.stall else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
             "losses": [None if math.isinf(v) else v for v in self.losses],  # a diverged loss, JSON-safe
@@ -325,6 +332,7 @@ def _service_from(state: dict[str, Any], fresh: ServiceSeries) -> ServiceSeries:
         fresh.detector = AnomalyDetector.from_state(state["detector"])
         fresh.calibrator = ScoreCalibrator.from_state(state["calibrator"])
         fresh.n_seen, fresh.first, fresh.varied = int(state["n_seen"]), state["first"], bool(state["varied"])
+        fresh.shift_base = fresh.n_seen  # a latency's sustained-rise check starts here: its indices count from it
     return fresh
 
 

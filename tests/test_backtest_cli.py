@@ -104,6 +104,8 @@ ISO_TIMES = "".join(f"2026-11-26T10:00:{i:02d},{1 + i % 3}\n" for i in range(3))
     [
         (f"t,v\n{ISO_TIMES}garbage,2\n", ["--service", "latency"], "row 3: time 'garbage' is neither"),
         (f"t,v\n{ISO_TIMES}7,2\n", ["--service", "latency"], "row 3: time 7 is a number where other rows"),
+        ("t,v\n5,1\n,2\n7,1\n", ["--service", "latency"], "row 1: time '' is no number where the rows before"),
+        ("t,v\n5,1\n,2\n7,1\n", ["--metric", "cpu", "--time", "t"], "row 1: time '' is no number"),
         ("t,v\n1,0\n2,1\n3,\n", ["--service", "error_rate"], "row 2: --service error_rate reads outcomes"),
         ("t,v\n1,0\n2,0.5\n", ["--service", "wrong_predictions"], "got 0.5"),
         ("t,v\n1,0\n", ["--limit", "-1"], "--limit must be >= 0"),

@@ -231,6 +231,12 @@ def test_a_run_metric_with_event_times_is_judged_against_its_cycle_offline_as_in
     assert not any(f.index in day8 for f in steps_only)
 
 
+def _old_format(state: dict) -> dict:
+    """A TrainingSeries state as releases before the service rules wrote it for an ``other`` series."""
+    service = state.pop("service")
+    return state | {"detector": service["detector"], "calibrator": service["calibrator"], "varied": service["varied"]}
+
+
 def test_a_run_metric_state_from_before_the_service_rules_goes_on_with_its_history() -> None:
     """A state saved when an ``other`` series had its own detector and calibrator restores into the service
     rules with the same windows and history: the same findings as if it had never been saved."""
@@ -238,8 +244,20 @@ def test_a_run_metric_state_from_before_the_service_rules_goes_on_with_its_histo
     whole = TrainingSeries("throughput").update(np.arange(values.size), values)
     first = TrainingSeries("throughput")
     first.update(np.arange(250), values[:250])
-    state = first.to_state()
-    service = state.pop("service")
-    state |= {"detector": service["detector"], "calibrator": service["calibrator"], "varied": service["varied"]}
-    rest = TrainingSeries.from_state(state).update(np.arange(250, values.size), values[250:])
+    rest = TrainingSeries.from_state(_old_format(first.to_state())).update(np.arange(250, values.size), values[250:])
     assert rest and [(f.index, f.reason) for f in rest] == [(f.index, f.reason) for f in whole if f.index >= 250]
+
+
+def test_a_latency_logged_by_a_run_restored_from_before_finds_its_sustained_rise() -> None:
+    """A latency's sustained-rise check counted from 0 after such a restore: its first shift indexed outside the
+    chunk and every later chunk of the run raised, in the worker as here."""
+    steps = np.arange(3000)
+    x = np.random.default_rng(2).lognormal(np.log(20.0), 0.1, steps.size) * np.where(steps < 2000, 1.0, 4.0)
+    times = T0 + steps * 1_000_000
+    first = TrainingSeries("latency")
+    first.update(steps[:1500], x[:1500], times=times[:1500])
+    rules, found = TrainingSeries.from_state(_old_format(first.to_state())), []
+    for lo in range(1500, steps.size, 100):
+        part = slice(lo, lo + 100)
+        found += rules.update(steps[part], x[part], times=times[part])
+    assert any(f.reason == "level_shift" and 2000 <= f.step < 2200 for f in found), found

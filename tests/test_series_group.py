@@ -105,10 +105,10 @@ def _failing_update(monkeypatch: pytest.MonkeyPatch, record: int) -> None:
     group's update of several chunks at its first chunk; ``update`` of one chunk is ``update_chunks`` too)."""
     real, first = ServiceSeries.update_chunks, T0 + record * 60 * 1000  # _record's first request time
 
-    def update_chunks(self: ServiceSeries, chunks: Any) -> Any:
+    def update_chunks(self: ServiceSeries, chunks: Any, **kw: Any) -> Any:
         if any(int(np.asarray(times)[0]) == first for times, _ in chunks):
             raise RuntimeError("bug on one chunk")
-        return real(self, chunks)
+        return real(self, chunks, **kw)
 
     monkeypatch.setattr(ServiceSeries, "update_chunks", update_chunks)
 

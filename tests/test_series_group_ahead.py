@@ -94,9 +94,9 @@ def test_a_groups_model_series_in_one_call_give_what_chunk_by_chunk_gave(monkeyp
         RateSeries.update_chunks,
     )
 
-    def counted(self: ServiceSeries, chunks: Any) -> Any:
+    def counted(self: ServiceSeries, chunks: Any, **kw: Any) -> Any:
         calls["numeric", len(chunks)] += 1
-        return real(self, chunks)
+        return real(self, chunks, **kw)
 
     def counted_drift(rules: Any, chunks: Any) -> Any:
         calls["drift", len(chunks)] += 1
