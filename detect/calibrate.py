@@ -73,6 +73,7 @@ Example
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -132,12 +133,24 @@ def point_moves(
     not finite (a step after a constant window, whose noise is the detector's floor of 1e-300). A point
     that both tips a level and stands far off it (a CPU at 99.7 % over a level of 2.4) is named for the
     level, and its own distance is its size."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        shift = (codes == CODE_LEVEL_UP) | (codes == CODE_LEVEL_DOWN)
-        moves = np.abs(values - level)
-        moves = np.where(shift, np.fmax(moves, np.abs(z * noise)), moves)
-        moves = np.where((codes == CODE_FLAT) | (codes == CODE_NONE), np.nan, moves)
-    return np.where(np.isfinite(moves), moves, np.nan)
+    out = np.empty(np.size(values))
+    _moves(np.asarray(values, dtype=np.float64), np.asarray(codes), z, noise, level, out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _moves(
+    values: np.ndarray, codes: np.ndarray, z: np.ndarray, noise: np.ndarray, level: np.ndarray, out: np.ndarray
+) -> None:
+    """:func:`point_moves` in one pass (numpy's seven calls and an errstate cost 15 us of a 10-point update)."""
+    for k in range(values.size):
+        c = codes[k]
+        m = abs(values[k] - level[k])
+        if c in (CODE_LEVEL_UP, CODE_LEVEL_DOWN):
+            size = abs(z[k] * noise[k])
+            if m != m or size > m:  # np.fmax: the larger, and a NaN only where both are
+                m = size
+        out[k] = m if c != CODE_FLAT and c != CODE_NONE and math.isfinite(m) else np.nan
 
 
 @functools.lru_cache(maxsize=64)
@@ -216,7 +229,7 @@ class ScoreCalibrator:
         """Sparse and JSON-safe: only the non-empty bins."""
         cells = _cells(self.hist).tolist()  # [[family, bin, count], ...] of plain ints
         state = {"rarity": self.rarity, "min_history": self.min_history, "total": self.total, "cells": cells}
-        state["largest"] = [None if np.isnan(v) else float(v) for v in self.largest]
+        state["largest"] = [None if v != v else v for v in self.largest.tolist()]  # NaN: none yet
         state["record_at"] = self.record_at.tolist()
         return state | ({"run": int(self.run[0]), "pending": _cells(self.pending).tolist()} if self.run[0] else {})
 

@@ -120,6 +120,19 @@ def _robust_var(x: np.ndarray) -> float:
 
 
 @njit(cache=True, error_model="numpy")
+def _hour_sums(times: np.ndarray, vals: np.ndarray) -> tuple[float, int, float]:
+    """The finite values' sum and count, and the sum of their positions inside their hour (0..1): one pass
+    where numpy's masks and reductions took 10 us of a 10-point update."""
+    total, n, pos = 0.0, 0, 0.0
+    for k in range(vals.size):
+        if math.isfinite(vals[k]):
+            total += vals[k]
+            n += 1
+            pos += (times[k] % HOUR_US) / HOUR_US
+    return total, n, pos
+
+
+@njit(cache=True, error_model="numpy")
 def _phase_kernel(
     resid: np.ndarray,
     times: np.ndarray,
@@ -304,10 +317,10 @@ class CycleModel:
 
     def _add(self, times: np.ndarray, vals: np.ndarray) -> None:
         """Points of the open hour (of one chunk) into its sum, count and mean position."""
-        ok = np.isfinite(vals)
-        self.open_sum += float(vals[ok].sum())
-        self.open_n += int(ok.sum())
-        self.open_pos += float(np.sum((times[ok] % HOUR_US) / HOUR_US))
+        total, n, pos = _hour_sums(times, vals)
+        self.open_sum += total
+        self.open_n += n
+        self.open_pos += pos
 
     def _judge(self, times: np.ndarray, vals: np.ndarray, view: CycleView, lo: int) -> None:
         hi = lo + vals.size

@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 from aitrace.detect.anomaly import AnomalyDetector
-from aitrace.detect.anomaly_kernel import CODE_NAN, CODE_SPIKE
+from aitrace.detect.anomaly_kernel import (
+    CODE_DIP,
+    CODE_FLAT,
+    CODE_LEVEL_DOWN,
+    CODE_LEVEL_UP,
+    CODE_NAN,
+    CODE_NONE,
+    CODE_SPIKE,
+)
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves
 
 
@@ -319,3 +327,18 @@ def test_a_latency_fall_is_never_the_largest_move() -> None:
         s.update(t, x)
         records.append(float(s.calibrator.largest[1]))
     assert records[0] == records[1]
+
+
+def test_a_points_move_is_its_distance_from_the_level_and_a_shift_its_size_where_larger() -> None:
+    """point_moves by hand: a spike's distance from the level; a level shift's larger of that and its own size
+    (z x noise, either may be NaN); none for a flat run or no reason; none where not finite (a step after a
+    constant window, noise 1e-300, z 1e306: an overflow)."""
+    codes = np.array([CODE_SPIKE, CODE_DIP, CODE_LEVEL_UP, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_FLAT, CODE_NONE,
+                      CODE_SPIKE, CODE_LEVEL_UP, CODE_LEVEL_UP], dtype=np.int8)  # fmt: skip
+    values = np.array([5.0, -3.0, 2.0, 1.0, np.nan, 7.0, 7.0, np.inf, 1.0, 4.0])
+    level = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, np.nan])
+    z = np.array([9.0, -9.0, 6.0, -6.0, 6.0, 0.0, 0.0, 9.0, 1e306, np.nan])
+    noise = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1e300, 0.5])
+    moves = point_moves(values, codes, z, noise, level)
+    want = [4.0, 4.0, 3.0, 3.0, 3.0, np.nan, np.nan, np.nan, np.nan, np.nan]
+    assert np.array_equal(moves, want, equal_nan=True), moves

@@ -100,10 +100,7 @@ class OldCycle(CycleModel):
                 self.open_bucket, self.open_sum, self.open_n, self.open_pos = b, 0.0, 0, 0.0
             if self.watch:
                 self._judge(times[lo:hi], vals[lo:hi], view, lo)
-            ok = np.isfinite(vals[lo:hi])
-            self.open_sum += float(vals[lo:hi][ok].sum())
-            self.open_n += int(ok.sum())
-            self.open_pos += float(np.sum((times[lo:hi][ok] % HOUR_US) / HOUR_US))
+            self._add(times[lo:hi], vals[lo:hi])  # one hour's sums, as the current code sums them
         return view
 
 
