@@ -42,9 +42,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from realdata_incidents import CHUNK, GAP, T0, river_incidents, run_starts, worker_incidents, zscore_incidents
 
 ALPHA = 0.05
 
@@ -136,11 +136,6 @@ def bench_tables(quick: bool) -> list[tuple[str, str, str, str]]:
 
 
 # ----------------------------------------------------------------------------- SKAB series
-T0 = 1_800_000_000_000_000
-GAP = 50  # normal points that close an incident (the worker's IncidentPolicy.resolve_after)
-CHUNK = 50  # points per chunk, as a metric batch reaches the worker
-
-
 def _read_skab(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     import csv
 
@@ -151,66 +146,6 @@ def _read_skab(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     labels = cols.pop("anomaly", None)
     cols.pop("changepoint", None)
     return cols, labels
-
-
-def worker_incidents(values: np.ndarray, name: str = "sensor", times: np.ndarray | None = None) -> list[int]:
-    """Indices where the worker's anomaly rule opens an incident on one series fed in chunks (one point a
-    second unless ``times``, microseconds, are given)."""
-    from aitrace.processors.detection import SeriesDetectors
-
-    det = SeriesDetectors({})
-    opened = []
-    times = T0 + np.arange(values.size, dtype=np.int64) * 1_000_000 if times is None else times
-    steps = np.arange(values.size, dtype=np.int64)
-    for k, lo in enumerate(range(0, values.size, CHUNK)):
-        hi = min(lo + CHUNK, values.size)
-        chunk = {
-            "kind": "run",
-            "run_id": "bench",
-            "service": "bench",
-            "trace_id": "0" * 32,
-            "ctx": None,
-            "series": {f"|{name}": {"steps": steps[lo:hi], "times": times[lo:hi], "values": values[lo:hi]}},
-        }
-        for alert in det.apply(chunk, source="s:0", offset=k).alerts:
-            if alert["version"] == 1 and alert["state"] == "open":
-                opened.append(int(np.searchsorted(times, alert["first_seen"])))
-    return opened
-
-
-def _runs(flags: np.ndarray, gap: int = GAP) -> list[int]:
-    """Start indices of runs of flags separated by at least ``gap`` normal points."""
-    starts, last = [], -(10**9)
-    for i in np.flatnonzero(flags).tolist():
-        if i - last > gap:
-            starts.append(i)
-        last = i
-    return starts
-
-
-def zscore_incidents(values: np.ndarray, window: int = 100, limit: float = 4.0) -> list[int]:
-    """Baseline: |z| > 4 against the mean / sd of the previous 100 points."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    if values.size <= window:
-        return []
-    win = sliding_window_view(values, window)[:-1]
-    mu, sd = win.mean(axis=1), win.std(axis=1)
-    x = values[window:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, np.abs(x - mu) / sd, np.where(x != mu, np.inf, 0.0))
-    flags = np.zeros(values.size, dtype=bool)
-    flags[window:] = z > limit
-    return _runs(flags)
-
-
-def river_incidents(values: np.ndarray, make: Callable[[], Any]) -> list[int]:
-    det = make()
-    flags = np.zeros(values.size, dtype=bool)
-    for i, v in enumerate(values.tolist()):
-        det.update(v)
-        flags[i] = det.drift_detected
-    return _runs(flags)
 
 
 def service_path_incidents(values: np.ndarray, times: np.ndarray | None = None) -> list[int]:
@@ -252,7 +187,7 @@ def monitor_incidents(values: np.ndarray) -> list[int]:
     for lo in range(0, values.size, CHUNK):
         for f in mon.update(np.arange(lo, min(lo + CHUNK, values.size)), values[lo : lo + CHUNK]):
             flags[f.index] = True
-    return _runs(flags)
+    return run_starts(flags)
 
 
 def _detectors() -> dict[str, Callable[[np.ndarray], list[int]]]:

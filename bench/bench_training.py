@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_runs as R
 from aitrace.detect.underfit import UNDERFIT_MIN_GAIN
-from bench_realdata import zscore_incidents
+from realdata_incidents import zscore_incidents
 
 T0 = 1_800_000_000_000_000
 CHUNK = 20

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from realdata_incidents import run_starts, worker_incidents
 
 HOUR_US = 3_600_000_000
 AFTER_US = 6 * HOUR_US  # an incident on the way back from a segment still belongs to it
@@ -63,20 +64,17 @@ def _segments(values: np.ndarray) -> list[tuple[int, int]]:
 
 def service_incidents(times: np.ndarray, values: np.ndarray, *, cycle: bool, chunk: int, gap: int) -> list[int]:
     from aitrace.detect.service import ServiceSeries
-    from bench_realdata import _runs
 
     rules, flags = ServiceSeries("series", cycle=cycle), np.zeros(values.size, dtype=bool)
     for lo in range(0, values.size, chunk):
         for f in rules.update(times[lo : lo + chunk], values[lo : lo + chunk]):
             flags[f.index] = True
-    return _runs(flags, gap)
+    return run_starts(flags, gap)
 
 
 def _detectors(times: np.ndarray, chunk: int, gap: int, base: dict[str, Callable]) -> dict[str, Callable]:
-    from bench_realdata import _runs, worker_incidents
-
     out: dict[str, Callable[[np.ndarray], list[int]]] = {
-        "worker rule (a run's metric)": lambda v: _runs(_flags(worker_incidents(v, "series", times), v.size), gap),
+        "worker rule (a run's metric)": lambda v: run_starts(_flags(worker_incidents(v, "series", times), v.size), gap),
         "ServiceSeries, cycle": lambda v: service_incidents(times, v, cycle=True, chunk=chunk, gap=gap),
         "ServiceSeries, no cycle": lambda v: service_incidents(times, v, cycle=False, chunk=chunk, gap=gap),
     }
