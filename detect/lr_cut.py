@@ -8,14 +8,12 @@ cut x1e-6 at step 100). The user's schedules do not fall that far between two lo
 a step decay is one decade, ReduceLROnPlateau a decade a time, a cosine or a linear decay
 approaches 0 gradually (its last value of exactly 0 ends the run), a warm-up rises. The cut
 itself never pages (an lr change is the user's); the loss after it decides. The losses after
-the cut are judged in blocks of ``head`` (16) losses, or as few as ``MIN_BLOCK`` (4) once they
-span as many steps as ``head`` dense ones (a loss logged every 5 steps: 4 losses over 15 steps),
-in step order: a block that falls (Mann-Kendall, one-sided p < 0.05) or whose median is
-``min_drop`` (5 %) below the block before is still learning; the first block that is neither is
-the ``plateau`` (a flat loss passes the trend test in 95 % of blocks). On the bench's run: step
-116, where the loss alone (:class:`~aitrace.detect.training.PlateauCheck`) needs 100 steps more;
-logged every 25 or 50 steps, 16 losses after the cut never came before the run ended. An lr that
-comes back within ``drop`` decades of its level before the cut re-arms the check.
+the cut are judged in blocks of ``head`` (16), in step order: a block that falls (Mann-Kendall,
+one-sided p < 0.05) or whose median is ``min_drop`` (5 %) below the block before is still
+learning; the first block that is neither is the ``plateau`` (a flat loss passes the trend
+test in 95 % of blocks). On the bench's run: step 116, where the loss alone
+(:class:`~aitrace.detect.training.PlateauCheck`) needs 100 steps more. An lr that comes back
+within ``drop`` decades of its level before the cut re-arms the check.
 
 Limits: an lr logged rarely (every 1,000 steps) under an exponential decay can fall 3
 decades between two logged values; that reads as a cut, and the plateau it leads to, if the
@@ -46,8 +44,6 @@ from aitrace.detect.finding import Finding
 from aitrace.detect.overfit import mann_kendall
 
 _STILL_FALLING = 0.05  # one-sided p of a falling trend in a block of losses after the cut
-# the fewest losses a block is judged on: 4 in a row that fall have a one-sided Mann-Kendall p of 1/24 < 0.05
-MIN_BLOCK = 4
 _CUT_KEYS = {"step", "before", "after", "loss", "prev", "through", "pending", "judged"}
 
 
@@ -133,8 +129,8 @@ class LrCut:
 
     def _judge(self, cut: dict[str, Any]) -> list[Finding]:
         p = self.params
-        while (size := _block_size(cut["pending"], p["head"])) is not None:
-            block, cut["pending"] = cut["pending"][:size], cut["pending"][size:]
+        while len(cut["pending"]) >= p["head"]:
+            block, cut["pending"] = cut["pending"][: p["head"]], cut["pending"][p["head"] :]
             values = np.array([v for _, v in block], dtype=np.float64)
             level, before = float(np.median(values)), cut["prev"]
             cut["prev"], cut["through"] = level, block[-1][0]
@@ -144,8 +140,8 @@ class LrCut:
             cut["judged"], cut["pending"] = True, []
             msg = (
                 f"the learning rate fell from {cut['before']:.2g} to {cut['after']:.2g} at step {cut['step']:g} "
-                f"and the loss has stopped falling (level {cut['loss']:.4g} then, {level:.4g} over its "
-                f"{len(block)} values from step {block[0][0]:g} to {block[-1][0]:g})"
+                f"and the loss has stopped falling (level {cut['loss']:.4g} then, {level:.4g} over the "
+                f"{p['head']} steps to {block[-1][0]:g})"
             )
             return [Finding(0, float(block[-1][0]), cut["after"], 1.0, "plateau", msg, p["drop"], "lr")]
         return []
@@ -168,16 +164,6 @@ class LrCut:
             pending = _float_pairs(cut["pending"], "pending losses")
             check.cut = {**cut, "pending": pending, "judged": bool(cut["judged"])}
         return check
-
-
-def _block_size(pending: list[list[float]], head: int) -> int | None:
-    """How many of the pending (step, loss) pairs the next block takes: ``head``, or the first
-    ``MIN_BLOCK`` or more that span ``head - 1`` steps (as ``head`` losses logged every step do); None
-    while too few have come."""
-    for k in range(min(MIN_BLOCK, head), min(head, len(pending)) + 1):
-        if k == head or pending[k - 1][0] - pending[0][0] >= head - 1:
-            return k
-    return None
 
 
 def _float_pairs(pairs: Any, what: str) -> list[list[float]]:

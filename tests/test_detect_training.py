@@ -512,21 +512,6 @@ def test_without_update_ratios_an_lr_cut_the_loss_does_not_improve_after_is_a_pl
     assert (found.step, found.kind) == (120.0, "update_ratio")
 
 
-def test_an_lr_cut_logged_sparsely_is_judged_on_fewer_losses_that_span_as_many_steps() -> None:
-    """Logged every 25 steps, the 16 losses after a cut at step 100 never came in a run of 330 steps; a block
-    is now the first 4 or more losses that span 15 steps (every 2 steps: 9 losses). A loss still falling
-    after the cut is still learning, however sparse."""
-    for every, at in ((25, 200.0), (5, 120.0), (2, 118.0)):
-        steps = np.arange(0, 330, every)
-        flat_after = (steps, _noisy(np.maximum(2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
-        cut = (steps, np.where(steps < 100, 2e-3, 2e-9))
-        [found] = _run_chunks(RunChecks(), {"loss": flat_after, "lr": cut})
-        assert (found.step, found.reason) == (at, "plateau"), (every, found)
-        assert f"from step {100 + every:g} to {at:g}" in found.message, found.message
-        still_falling = (steps, 2.3 * np.exp(-steps / 120))
-        assert _run_chunks(RunChecks(), {"loss": still_falling, "lr": cut}) == [], every
-
-
 def test_a_stall_from_step_sizes_is_judged_on_the_run_s_first_steps_only() -> None:
     """Warm-ups of every shape, an Adam run that learns with tiny lr x grad norm, a first chunk of 200
     steps whose norm then collapses (judged on its last 16 steps, it read as a stall and hid the
