@@ -133,8 +133,13 @@ def point_moves(
     not finite (a step after a constant window, whose noise is the detector's floor of 1e-300). A point
     that both tips a level and stands far off it (a CPU at 99.7 % over a level of 2.4) is named for the
     level, and its own distance is its size."""
-    out = np.empty(np.size(values))
-    _moves(np.asarray(values, dtype=np.float64), np.asarray(codes), z, noise, level, out)
+    vals, codes = np.asarray(values, dtype=np.float64), np.asarray(codes)
+    z, noise, level = (np.asarray(a, dtype=np.float64) for a in (z, noise, level))
+    if vals.ndim != 1 or any(a.shape != vals.shape for a in (codes, z, noise, level)):
+        shapes = [np.shape(a) for a in (vals, codes, z, noise, level)]
+        raise ValueError(f"values, codes, z, noise and level must be 1-D of one length, got {shapes}")
+    out = np.empty(vals.size)
+    _moves(vals, codes, z, noise, level, out)
     return out
 
 

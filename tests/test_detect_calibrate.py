@@ -342,3 +342,13 @@ def test_a_points_move_is_its_distance_from_the_level_and_a_shift_its_size_where
     moves = point_moves(values, codes, z, noise, level)
     want = [4.0, 4.0, 3.0, 3.0, 3.0, np.nan, np.nan, np.nan, np.nan, np.nan]
     assert np.array_equal(moves, want, equal_nan=True), moves
+
+
+def test_point_moves_refuses_details_of_another_length() -> None:
+    """The compiled pass reads every array at each point's index: a shorter one was read past its end."""
+    x = np.arange(4.0)
+    codes = np.full(4, CODE_SPIKE, dtype=np.int8)
+    with pytest.raises(ValueError, match="one length"):
+        point_moves(x, codes, np.ones(2), np.ones(2), np.ones(4))
+    with pytest.raises(ValueError, match="one length"):
+        point_moves(x, codes, np.ones(4), np.ones(4), np.ones(1))
