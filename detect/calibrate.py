@@ -37,13 +37,7 @@ How the defaults were chosen
 ----------------------------
 ``rarity=1e-3`` is the alert budget the issue sets (one false incident per 1,000 points of
 normal operation), stated as what the series itself does; ``min_history=200`` points before
-the history is trusted (until then the plain threshold decides, or with ``warm`` a score that
-high too: :class:`~aitrace.detect.service.ServiceSeries` asks for its critical 0.999, since a
-new series' first bursts are no news yet; 2026-12-07, worker rule, 0.9 -> 0.999 there: this
-machine's telemetry 0.83 -> 0.66 and 0.49 -> 0.42 false incidents per 1,000 points, SKAB's
-faults 30 of 34 either way and their pre-fault incidents 0.26 -> 0.16, NAB 16 -> 14 false
-incidents with the same 19 windows, the step times of the bench's healthy training recipes 13
--> 6 incidents over 20,808 points); one bin of slack (a
+the history is trusted (until then the plain threshold decides); one bin of slack (a
 quarter decade of odds) so that the next burst of the usual size, a little bigger by
 chance, is still the usual. Measured through the worker's rule in chunks of 50
 (``bench/bench_realdata.py``), on the SKAB pump recordings: false incidents on the
@@ -208,14 +202,9 @@ class ScoreCalibrator:
         self.largest = np.full(N_FAMILIES, np.nan)
         self.record_at = np.full(N_FAMILIES, -1, dtype=np.int64)
 
-    def rare(
-        self, scores: Any, codes: Any, *, threshold: float, moves: Any = None, warm: float | None = None
-    ) -> np.ndarray:
+    def rare(self, scores: Any, codes: Any, *, threshold: float, moves: Any = None) -> np.ndarray:
         """For each point: at or above ``threshold`` and rare for this series (then recorded, or held
         while its run goes on).
-
-        ``warm``: the score a point also needs before ``min_history`` points were seen, when the history
-        cannot yet say what is rare (NaN and Inf need none). Without it the threshold alone decides there.
 
         ``moves``: :func:`point_moves` of the same points. A flagged point (not a flat run) whose
         move is ``RECORD`` times the largest such move of its family so far pages even where its score
@@ -238,9 +227,6 @@ class ScoreCalibrator:
             codes, _bins(scores), out, self.hist, self.pending, self.run, floor, self.total, self.min_history,
             self.rarity, _FAMILY, records,
         )  # fmt: skip
-        if warm is not None and self.total < self.min_history:
-            young = slice(0, self.min_history - self.total)
-            out[young] &= (scores[young] >= warm) | (codes[young] == CODE_NAN) | (codes[young] == CODE_INF)
         self.total += int(scores.size)
         return out
 

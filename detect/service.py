@@ -9,8 +9,7 @@ offered; chunked input gives the findings of one call) and keeps its state in a 
 
 * :class:`ServiceSeries` (``latency``, ``confidence``, any other numeric series): the anomaly
   scores, paging only on points rare for the series itself
-  (:class:`~aitrace.detect.calibrate.ScoreCalibrator`; in its first 200 points, before its
-  history can say that, only on critical ones), judged against the series' own
+  (:class:`~aitrace.detect.calibrate.ScoreCalibrator`), judged against the series' own
   daily or weekly cycle once it has one, and from its second day until then against its last
   day's level (:class:`~aitrace.detect.cycle.CycleModel`); a
   ``flat`` run only once the series has varied; for latency also a sustained rise of the
@@ -232,10 +231,7 @@ class ServiceSeries:
         moves = point_moves(view.resid[lo:hi], codes[lo:hi], det.last_z, det.last_noise, det.last_level)
         for code in self.ignored:  # a latency's falls are never news, so never the largest move either
             moves[codes[lo:hi] == code] = np.nan
-        # a new series' first points have no history to say its bursts are usual: only critical ones page
-        rare = self.calibrator.rare(
-            scores[lo:hi], codes[lo:hi], threshold=self.threshold, moves=moves, warm=self.critical
-        )
+        rare = self.calibrator.rare(scores[lo:hi], codes[lo:hi], threshold=self.threshold, moves=moves)
         # the phase score is already in the series' own usual spread (and its slow rise into an
         # anomaly would count as "as high before" in the calibrator's history)
         rare |= phase & (scores[lo:hi] >= self.threshold)

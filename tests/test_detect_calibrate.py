@@ -62,38 +62,6 @@ def test_nan_always_pages_and_before_min_history_the_threshold_decides() -> None
     assert cal.total == 26
 
 
-def test_before_min_history_a_warm_score_is_also_needed_however_the_points_arrive() -> None:
-    """``warm``: a young series' flagged points also need that score (NaN needs none); from min_history on
-    the history decides as before; chunks and a state saved in the young part give the same answer."""
-    scores = np.r_[np.full(8, 0.95), [0.9995, 1.0], np.full(6, 0.95)]
-    codes = np.r_[np.full(9, CODE_SPIKE), [CODE_NAN], np.full(6, CODE_SPIKE)]
-    whole = ScoreCalibrator(min_history=12).rare(scores, codes, threshold=0.9, warm=0.999)
-    assert whole.tolist() == [False] * 8 + [True, True] + [False] * 2 + [False] * 4  # 0.95s: as high before
-    cal, parts = ScoreCalibrator(min_history=12), []
-    for lo in range(0, scores.size, 3):
-        cal = ScoreCalibrator.from_state(cal.to_state())
-        parts += cal.rare(scores[lo : lo + 3], codes[lo : lo + 3], threshold=0.9, warm=0.999).tolist()
-    assert parts == whole.tolist()
-    fresh = ScoreCalibrator(min_history=12).rare(scores[:8], codes[:8], threshold=0.9)  # without: the threshold
-    assert fresh.all()
-
-
-def test_a_new_service_series_pages_only_critical_points_until_it_has_a_history() -> None:
-    """A series' first 200 points cannot say that a burst is usual for it: only a critical score (0.999) or
-    a NaN pages there; the same spike later, first of its size, pages. Step times of real training runs
-    paged their first OS-jitter spikes (9 of 13 incidents on the bench's recipes were in the first 200)."""
-    from aitrace.detect.service import ServiceSeries
-
-    t = 1_800_000_000_000_000 + np.arange(400) * 1_000_000
-    x = np.random.default_rng(0).normal(100, 1, 400)
-    young = x.copy()
-    young[50], young[100], young[150] = np.nan, 130.0, 600.0  # a NaN, a 30-sd spike, a critical one
-    assert [(f.index, f.reason) for f in ServiceSeries("queue").update(t, young)] == [(50, "nan"), (150, "spike")]
-    later = x.copy()
-    later[250] = 130.0
-    assert [(f.index, f.reason) for f in ServiceSeries("queue").update(t, later)] == [(250, "spike")]
-
-
 def test_state_is_small_and_round_trips() -> None:
     x = _bursty(3000)
     det, cal = AnomalyDetector(), ScoreCalibrator()
