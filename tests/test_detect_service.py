@@ -160,3 +160,17 @@ def test_a_level_shift_is_told_by_its_levels_and_a_latency_that_falls_never_page
     faster[600:] /= 50  # a cache in front of the model: every request 50x faster, for good
     assert [f.reason for f in ServiceSeries("latency").update(t, faster)] == []
     assert "level_shift" in [f.reason for f in ServiceSeries("confidence").update(t, faster)]
+
+
+def test_a_new_models_first_requests_page_on_a_slow_request_and_a_confidence_collapse() -> None:
+    """A series' first 200 points have no history to calibrate against; asking them for a critical score
+    (0.999) there cut false incidents on real telemetry but missed a 10x latency at request 50 and a
+    confidence that fell to 0.3 at request 100 (a new deploy's failures), so the threshold decides there."""
+    rng = np.random.default_rng(4)
+    t = 1_800_000_000_000_000 + np.arange(400) * 50_000
+    latency = rng.normal(20, 2, 400)
+    latency[50] = 200.0
+    confidence = np.clip(rng.normal(0.9, 0.03, 400), 0, 1)
+    confidence[100:120] = 0.3
+    assert [(f.index, f.reason) for f in ServiceSeries("latency").update(t, latency)] == [(50, "spike")]
+    assert (100, "dip") in [(f.index, f.reason) for f in ServiceSeries("confidence").update(t, confidence)]
