@@ -113,22 +113,28 @@ def _parse_time(text: str) -> float | str:
     return text if math.isnan(value) else value
 
 
-def read_series(path: Path, column: str, timestamp: str | None) -> tuple[np.ndarray, list[Any]]:
-    """Values of ``column`` as float64 (NaN where empty/unparsable) and the timestamps (or row numbers)."""
+def read_series(
+    path: Path, column: str, timestamp: str | None, time: str | None = None
+) -> tuple[np.ndarray, list[Any], list[Any] | None]:
+    """Values of ``column`` as float64 (NaN where empty/unparsable), the timestamps (or row numbers), and
+    the event times of column ``time`` (None without it), in one pass over the file."""
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
-        for wanted in (column, timestamp):
+        for wanted in (column, timestamp, time):
             if wanted is not None and fields.count(wanted) > 1:  # DictReader would keep the last silently
                 raise ValueError(f"column {wanted!r} appears {fields.count(wanted)} times in {path}'s header")
             if wanted is not None and wanted not in fields:
                 raise ValueError(f"column {wanted!r} not in {path} (columns: {', '.join(fields) or 'none'})")
         values: list[float] = []
         stamps: list[Any] = []
+        clock: list[Any] = []
         for i, row in enumerate(reader):
             values.append(_parse_float(row[column]))
             stamps.append(_parse_time(row[timestamp]) if timestamp else i)
-    return np.asarray(values, dtype=np.float64), stamps
+            if time is not None:
+                clock.append(_parse_time(row[time]))
+    return np.asarray(values, dtype=np.float64), stamps, None if time is None else clock
 
 
 def _steps(values: np.ndarray, stamps: list[Any]) -> np.ndarray:
@@ -317,8 +323,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"aitrace {name}: --time goes with --metric (--service reads times from --timestamp)", file=sys.stderr)
         return 2
     try:
-        values, stamps = read_series(args.file, args.column, args.timestamp)
-        clock = None if args.time is None else read_series(args.file, args.column, args.time)[1]
+        values, stamps, clock = read_series(args.file, args.column, args.timestamp, args.time)
     except (OSError, ValueError, csv.Error) as exc:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
