@@ -163,11 +163,12 @@ def steady_rise(v: np.ndarray, best: int) -> bool:
     return bool((np.diff(v[best:]) > 0).all()) and v[-1] < float(v[: best + 1].max())
 
 
-def held_rise(v: np.ndarray, v_steps: list[float], t_steps: np.ndarray, t_vals: np.ndarray) -> float | None:
+def held_rise(v: np.ndarray, v_at: list[float], t_at: np.ndarray, t_vals: np.ndarray) -> float | None:
     """The relative rise of the validation loss ``v`` above its best, if it held while training loss fell.
 
-    ``v`` holds the validation losses so far (the last one new), ``v_steps`` their steps;
-    ``t_steps`` / ``t_vals`` the training losses kept. See the module's docstring.
+    ``v`` holds the validation losses so far (the last one new), ``v_at`` when each came;
+    ``t_at`` / ``t_vals`` the training losses kept and when each came (the worker passes event times:
+    steps may restart each epoch). See the module's docstring.
 
     >>> import numpy as np
     >>> val = np.array([1.0, 0.8, 0.7, 0.65, 0.70, 0.82, 0.85])
@@ -186,8 +187,8 @@ def held_rise(v: np.ndarray, v_steps: list[float], t_steps: np.ndarray, t_vals: 
     margin = max(floor * scale, OVERFIT_NOISE_SDS * wobble_sd(v[-9:]))
     if not bool((v[-OVERFIT_HELD:] >= v[best] + margin).all()):
         return None
-    seen = t_steps <= v_steps[-1]  # training loss known when this validation point came
-    before = t_vals[seen & (t_steps <= v_steps[best])][-16:]
-    after = t_vals[seen & (t_steps > v_steps[best])][-16:]
+    seen = t_at <= v_at[-1]  # training loss known when this validation point came
+    before = t_vals[seen & (t_at <= v_at[best])][-16:]
+    after = t_vals[seen & (t_at > v_at[best])][-16:]
     falling = before.size > 0 and after.size > 0 and float(np.median(after)) < float(np.median(before))
     return float((v[-1] - v[best]) / scale) if falling else None

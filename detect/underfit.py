@@ -75,16 +75,16 @@ UNDERFIT_RECENT = 16  # training losses in the level now, and at the start
 
 def under_fit(
     v: np.ndarray,
-    v_steps: list[float],
-    t_steps: np.ndarray,
+    v_at: list[float],
+    t_at: np.ndarray,
     t_vals: np.ndarray,
     start: float,
     first_val: float | None = None,
 ) -> float | None:
     """The training loss's level as a share of ``start`` if the run under-fits at the last evaluation.
 
-    ``v`` holds the validation losses so far (the last one new), ``v_steps`` their steps;
-    ``t_steps`` / ``t_vals`` the training losses kept, ``start`` the median of the first ones,
+    ``v`` holds the validation losses so far (the last one new), ``v_at`` when each came;
+    ``t_at`` / ``t_vals`` the training losses kept and when each came, ``start`` the median of the first ones,
     ``first_val`` the run's first validation loss (None: ``v[0]``).
     None when any condition of the module's docstring fails.
     """
@@ -94,7 +94,7 @@ def under_fit(
         return None  # the validation loss never left its first evaluation: not learnt yet
     if float(v[-UNDERFIT_SINCE:].min()) < float(v[:-UNDERFIT_SINCE].min()) * (1.0 - UNDERFIT_MIN_GAIN):
         return None  # still improving
-    seen = t_vals[t_steps <= v_steps[-1]][-UNDERFIT_RECENT:]
+    seen = t_vals[t_at <= v_at[-1]][-UNDERFIT_RECENT:]
     if seen.size < UNDERFIT_RECENT:
         return None
     now = float(np.median(seen))

@@ -215,13 +215,14 @@ Fit = tuple[tuple[float, int, int, list[float]] | None, int, int] | None
 
 def _keep_losses(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> int:
     """Append a chunk's finite training and validation losses to ``state``; how many validation points came."""
-    tr: list[Sequence[float]] = state.setdefault("train", [])  # (step, value): lists once restored
+    tr: list[Sequence[float]] = state.setdefault("train", [])  # (step, value, time): lists once restored
     va: list[Sequence[float]] = state.setdefault("val", [])  # (step, value, time)
     if train is not None:
         values = np.asarray(train["values"], dtype=np.float64)
         keep = np.isfinite(values)
-        steps = np.asarray(train["steps"], dtype=np.int64)[keep]
-        tr.extend(zip(steps[-_MAX_TRAIN_KEPT:].tolist(), values[keep][-_MAX_TRAIN_KEPT:].tolist(), strict=True))
+        steps = np.asarray(train["steps"], dtype=np.int64)[keep][-_MAX_TRAIN_KEPT:].tolist()
+        times = np.asarray(train["times"], dtype=np.int64)[keep][-_MAX_TRAIN_KEPT:].tolist()
+        tr.extend(zip(steps, values[keep][-_MAX_TRAIN_KEPT:].tolist(), times, strict=True))
         del tr[:-_MAX_TRAIN_KEPT]
     if val is None:
         return 0
@@ -238,16 +239,18 @@ def _each_new_evaluation(
     state: dict[str, Any], new: int, rule: Callable[[np.ndarray, list[float], np.ndarray, np.ndarray], float | None]
 ) -> Fit:
     """Ask ``rule`` at each of the ``new`` validation points in turn (a chunk holding several
-    evaluations reports the first one at which the rule held, not the chunk's last)."""
+    evaluations reports the first one at which the rule held, not the chunk's last).
+
+    The rules see when each loss came (:func:`_order`)."""
     tr, va = state["train"], state["val"]
     last_time = int(va[-1][2])
     if len(va) < 3 or len(tr) < 4:
         return None, 0, last_time
     v = np.asarray([x[1] for x in va])
-    t_steps = np.asarray([x[0] for x in tr])
+    t_at, v_at = _order(tr, va)
     t_vals = np.asarray([x[1] for x in tr])
     for end in range(max(3, len(va) - new), len(va)):
-        found = rule(v[: end + 1], [x[0] for x in va[: end + 1]], t_steps, t_vals)
+        found = rule(v[: end + 1], v_at[: end + 1], t_at, t_vals)
         if found is not None:
             return (
                 (found, int(va[end][0]), int(va[end][2]), v[int(np.argmin(v[: end + 1])) : end + 1].tolist()),
@@ -255,6 +258,21 @@ def _each_new_evaluation(
                 last_time,
             )
     return None, 10 * new, last_time
+
+
+def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.ndarray, list[float]]:
+    """When each kept training and validation loss came, as the rules compare them: their steps while
+    those only go forward (training steps never back, each evaluation at a later step), else their event
+    times. A loop that logs the batch index (a step that restarts each epoch) sends every evaluation at the
+    same few steps, and by steps no training loss ever came after the best one: over-fitting was never
+    found. Steps first, because a finished run's history sent afterwards has times of the sending (all its
+    training losses before all its evaluations). A training loss kept by a state from before has no time:
+    with times, it counts as older than every evaluation."""
+    t_steps = np.asarray([x[0] for x in tr], dtype=np.float64)
+    v_steps = [float(x[0]) for x in va]
+    if bool(np.all(np.diff(t_steps) >= 0)) and all(b > a for a, b in itertools.pairwise(v_steps)):
+        return t_steps, v_steps
+    return np.asarray([x[2] if len(x) > 2 else -1 for x in tr], dtype=np.float64), [float(x[2]) for x in va]
 
 
 def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:
@@ -302,12 +320,17 @@ def _note_start(state: dict[str, Any], train: dict[str, Any] | None, val: dict[s
     start: list[float] = state.setdefault("start", [])
     first_eval = None
     if not state.get("start_closed") and val is not None and len(val["steps"]):
-        first_eval = int(np.min(np.asarray(val["steps"], dtype=np.int64)))
+        first_eval = (int(np.min(val["steps"])), int(np.min(val["times"])))
     if train is not None and len(start) < UNDERFIT_RECENT and not state.get("start_closed"):
         values = np.asarray(train["values"], dtype=np.float64)
         keep = np.isfinite(values)
-        if first_eval is not None:
-            keep &= np.asarray(train["steps"], dtype=np.int64) <= first_eval
+        if first_eval is not None:  # by step, or by time where the steps go back (as _order)
+            steps = np.asarray(train["steps"], dtype=np.int64)
+            keep &= (
+                steps <= first_eval[0]
+                if bool(np.all(np.diff(steps) >= 0))
+                else np.asarray(train["times"]) <= first_eval[1]
+            )
         start += values[keep][: UNDERFIT_RECENT - len(start)].tolist()
     if first_eval is not None:
         state["start_closed"] = True

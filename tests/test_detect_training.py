@@ -782,7 +782,7 @@ def _overfit_reports(chunk_size: int) -> list[int]:
     reported = []
     for i in range(0, val.size, chunk_size):
         lo, hi = i * 10, (i + chunk_size) * 10
-        t = {"steps": train_steps[lo:hi], "values": train[lo:hi]}
+        t = {"steps": train_steps[lo:hi], "values": train[lo:hi], "times": train_steps[lo:hi]}
         v = {
             "steps": val_steps[i : i + chunk_size],
             "values": val[i : i + chunk_size],
@@ -891,7 +891,11 @@ def _underfit_run(run: dict, start: float) -> tuple[dict, dict]:
             train[22 * k + 6 : 22 * k + 22] = level
     steps = np.arange(train.size)
     val_steps = np.arange(1, len(run["val"]) + 1) * 22 - 1
-    return {"steps": steps, "values": train}, {"steps": val_steps, "values": np.asarray(run["val"]), "times": val_steps}
+    return {"steps": steps, "values": train, "times": steps}, {
+        "steps": val_steps,
+        "values": np.asarray(run["val"]),
+        "times": val_steps,
+    }
 
 
 def _underfit_reports(run: dict, start: float, chunk_evals: int, scored: list[bool] | None = None) -> list[int]:
@@ -932,7 +936,11 @@ def _quiet_epoch_by_epoch(train_losses: list[float], val_losses: list[float], pe
     state: dict = {}
     for e, val in enumerate(val_losses):
         steps = np.arange(per_epoch * e, per_epoch * (e + 1))
-        train = {"steps": steps, "values": np.asarray(train_losses[per_epoch * e : per_epoch * (e + 1)])}
+        train = {
+            "steps": steps,
+            "values": np.asarray(train_losses[per_epoch * e : per_epoch * (e + 1)]),
+            "times": steps,
+        }
         v = {"steps": steps[-1:], "values": np.asarray([val]), "times": steps[-1:]}
         outcome = windows.underfitting_update(state, train, v, True)
         assert outcome is not None and outcome[0] is None, f"eval {e}"
@@ -1108,3 +1116,20 @@ def test_a_norm_explosion_while_the_loss_turns_nan_or_sits_below_zero_still_page
     gone = [f.step for f in TrainingSeries("grad_norm").update(steps, norm, loss=falling) if f.reason == "exploding"]
     assert gone and 233 <= gone[0] < 240  # held while the loss fell, paged once it went NaN (inf)
     assert [f.reason for f in TrainingSeries("grad_norm").update(steps, norm, loss=flat)][:1] == ["exploding"]
+
+
+def test_a_runs_start_is_the_training_losses_before_its_first_evaluation_even_when_the_step_restarts() -> None:
+    """Three steps an epoch, three epochs in the first chunk: the start is the first epoch's losses (those
+    sent before the first evaluation), whether the step counts on or restarts at 0 each epoch."""
+    from aitrace.detect import windows
+
+    losses = np.array([0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    times = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10])  # each evaluation at 3, 7 and 11
+    starts = []
+    for steps, val_steps in ((np.arange(9), np.array([2, 5, 8])), (np.arange(9) % 3, np.array([2, 2, 2]))):
+        state: dict = {}
+        train = {"steps": steps, "values": losses, "times": times}
+        val = {"steps": val_steps, "values": np.array([0.9, 0.6, 0.3]), "times": np.array([3, 7, 11])}
+        windows.fitting_update(state, train, val, True)
+        starts.append(state["start"])
+    assert starts[0] == starts[1] == [0.9, 0.8, 0.7]

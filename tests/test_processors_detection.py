@@ -196,6 +196,35 @@ def test_overfitting_validation_rising_while_training_falls() -> None:
     assert over["kind"] == "training" and over["run_id"] == "r3" and over["statistic"] > 0.05
 
 
+def _epoch_alerts(restart: bool) -> list[dict]:
+    """A real over-fitting MLP's validation losses (test_detect_training._OVERFIT_S0), epoch by epoch through
+    the worker, 4 training steps an epoch; ``restart``: the step is the batch index, 0-3 every epoch."""
+    from test_detect_training import _OVERFIT_S0
+
+    det, alerts, per = SeriesDetectors({}), [], 4
+    train = np.geomspace(2.3, 0.01, per * len(_OVERFIT_S0))
+    for e, v in enumerate(_OVERFIT_S0):
+        first = 0 if restart else e * per
+        t0 = T0 + e * (per + 1) * 1000  # the evaluation comes after the epoch's steps
+        steps = S.metric_block(
+            trace="a" * 32, run_id="r9", start_step=first, series={"loss": train[e * per : (e + 1) * per]}, start_us=t0
+        )
+        val = S.metric_block(
+            trace="a" * 32, run_id="r9", start_step=first + per - 1, series={"loss": [v]}, start_us=t0 + per * 1000,
+            split="val",
+        )  # fmt: skip
+        alerts += _apply(det, blocks=[steps, val], offset=e)
+    return [a for a in alerts if a["detector"] == "overfitting"]
+
+
+def test_overfitting_is_found_when_the_step_restarts_each_epoch() -> None:
+    """A loop that logs the batch index sends every evaluation at step 3: by steps no training loss came
+    after the best one, and over-fitting was never found. By the event times it is, at the same evaluation."""
+    by_step, restarting = _epoch_alerts(False), _epoch_alerts(True)
+    assert by_step and restarting
+    assert restarting[0]["first_seen"] == by_step[0]["first_seen"] and restarting[0]["step"] == 3
+
+
 def test_a_one_epoch_bump_of_the_validation_loss_is_not_overfitting() -> None:
     """A real CNN on digits (seed 1): val loss bumped 9 % for one epoch while still improving."""
     det = SeriesDetectors({})
