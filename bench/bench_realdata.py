@@ -1,6 +1,7 @@
 """Detectors on real data, each figure beside a baseline measured in the same run.
 
-    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick] [--only-telemetry] [--only-cycles]
+    .venv/bin/python bench/bench_realdata.py [--data ../shared/data] [--quick] [--nab NAB]
+        [--only-telemetry] [--only-cycles] [--only-nab] [--only-pace]
 
 (a) drift on summaries (``aitrace.summarize`` -> ``detect_drift``) of real tables
     (scikit-learn's bundled wine, breast_cancer, iris, diabetes): share of random,
@@ -26,6 +27,8 @@
 (g) real cloud server metrics every 5 minutes with labelled incident windows (``realdata_nab.py``,
     the Numenta Anomaly Benchmark's AWS CloudWatch series, from a NAB checkout given by ``--nab``):
     false incidents per 1,000 points, windows found and NAB's standard score, beside the baselines.
+(h) a run's pace (``realdata_pace.py``): real step times and samples/s of the bench's healthy PyTorch
+    runs (bench/data/steptimes-*.csv.gz), false incidents, and the same runs made 4x slower.
 
 (b), (c) and (e) also run that rule through the worker (``service path``: a model's series,
 ``aitrace.detect.service.ServiceSeries``, one point a second) beside the training-run rule, and
@@ -391,9 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-cycles", action="store_true", help="run (f) alone")
     parser.add_argument("--nab", type=Path, default=None, help="a NAB checkout (github.com/numenta/NAB) for (g)")
     parser.add_argument("--only-nab", action="store_true", help="run (g) alone")
+    parser.add_argument("--only-pace", action="store_true", help="run (h) alone")
     args = parser.parse_args(argv)
     from realdata_cycles import bench_cycles
     from realdata_nab import bench_nab
+    from realdata_pace import bench_pace
     from realdata_tables import bench_sklearn_batches, bench_statsmodels_tables
 
     if args.only_telemetry:
@@ -404,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only_nab:
         bench_nab(args.nab, _timed_detectors())
+        return 0
+    if args.only_pace:
+        bench_pace(args.telemetry)
         return 0
     print(
         "(a) drift on summaries of real tables: ours (summarize -> detect_drift, Holm) vs scipy KS + Bonferroni on rows"
@@ -418,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_telemetry(args.telemetry)
     bench_cycles(_detectors(), CHUNK, GAP)
     bench_nab(args.nab, _timed_detectors())
+    bench_pace(args.telemetry)
     bench_speed()
     return 0
 

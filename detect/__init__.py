@@ -30,7 +30,9 @@ Sustained level changes (``aitrace.detect.level``)
         factor and beyond chance (rank test), reported once; ``.to_state()`` / ``.from_state()``.
 
 Training runs, as the worker judges them (``aitrace.detect.series``, ``aitrace.detect.training``)
-    ``metric_role(name) -> 'schedule' | 'loss' | 'grad_norm' | 'score' | 'other'``.
+    ``metric_role(name) -> 'schedule' | 'loss' | 'grad_norm' | 'score' | 'other'``;
+    ``pace_direction(name) -> 1 | -1 | 0``: a run's step time (+1) or throughput (-1), whose
+        only findings are sustained slowdowns and NaN (``PaceShiftMonitor``).
     ``TrainingSeries(metric, split='train', threshold=0.9)``: ``.update(steps, values) -> list[Finding]``
         (SeriesMonitor for losses and gradient norms, stall and plateau checks, schedules
         never); ``aitrace backtest --metric NAME`` runs it over a CSV.
@@ -107,7 +109,7 @@ from aitrace.detect.overfit import OverfitResult, overfitting
 from aitrace.detect.series import TrainingSeries
 from aitrace.detect.series_kinds import KINDS
 from aitrace.detect.service import DriftWindows, RateSeries, ServiceSeries
-from aitrace.detect.training import metric_role
+from aitrace.detect.training import metric_role, pace_direction
 from aitrace.detect.welch import t_pvalue, welch_t
 
 CACHE_DIR = _cache.CACHE_DIR
@@ -149,6 +151,7 @@ __all__ = [
     "ks_pvalue",
     "metric_role",
     "overfitting",
+    "pace_direction",
     "psi",
     "psi_batched",
     "psi_from_counts",

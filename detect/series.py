@@ -24,7 +24,8 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
   model in service's series (:class:`~aitrace.detect.service.ServiceSeries`): the generic anomaly
   scores, judged against the series' own daily or weekly cycle once it has one when the points come
   with their event times (``times``; the worker has them), and a ``flat`` run only once the series has
-  varied.
+  varied. A run's pace (its step time or throughput, :func:`~aitrace.detect.training.pace_direction`)
+  pages only a sustained slowdown and NaN or Inf, not the slow steps the machine's jitter makes.
 
 The generic scores page only on points that are also rare for the series itself
 (:class:`~aitrace.detect.calibrate.ScoreCalibrator`): its normal bursts do not.
@@ -57,7 +58,14 @@ from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves
 from aitrace.detect.monitor import Finding, SeriesMonitor
 from aitrace.detect.service import ServiceSeries
-from aitrace.detect.training import TRAIN_SPLITS, PlateauCheck, StallCheck, metric_role, series_name
+from aitrace.detect.training import (
+    TRAIN_SPLITS,
+    PlateauCheck,
+    StallCheck,
+    metric_role,
+    pace_direction,
+    series_name,
+)
 
 # A gradient norm's rise is held while the median of the loss's last LEARNING_REPORTS reports sits LEARNING_FALL
 # or more below that of the first LEARNING_REPORTS of its last LEARNING_SPAN: the model is leaving its flat start,
@@ -103,7 +111,8 @@ class TrainingSeries:
         self.monitor = SeriesMonitor(self.role, threshold=threshold, skip_seen=False) if monitored else None
         self.detector = AnomalyDetector() if self.role == "score" else None
         self.calibrator = ScoreCalibrator() if self.role == "score" else None
-        self.service = ServiceSeries(metric, threshold=threshold) if self.role == "other" else None
+        other = self.role == "other"
+        self.service = ServiceSeries(metric, threshold=threshold, pace=pace_direction(rule_name)) if other else None
         self.checks = checks = self.role == "loss" and rule_split in TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
@@ -327,7 +336,12 @@ def _service_from(state: dict[str, Any], fresh: ServiceSeries) -> ServiceSeries:
     """An ``other`` series' service rules from its state; from a state saved before they were (its own
     detector and calibrator, no cycle yet), the same windows and history, so it does not page afresh."""
     if state.get("service") is not None:
-        return ServiceSeries.from_state(state["service"])
+        restored = ServiceSeries.from_state(state["service"])
+        # the name decides: a run's pace saved before it was told pages its single slow steps no more
+        if restored.pace != fresh.pace:
+            restored.pace, restored.ignored = fresh.pace, fresh.ignored
+            restored.shift, restored.shift_base = fresh.shift, restored.n_seen
+        return restored
     if state["detector"] is not None:
         fresh.detector = AnomalyDetector.from_state(state["detector"])
         fresh.calibrator = ScoreCalibrator.from_state(state["calibrator"])

@@ -59,12 +59,14 @@ from aitrace.detect.anomaly_kernel import (
     CODE_NAMES,
     CODE_NAN,
     CODE_NONE,
+    CODE_SPIKE,
+    CODE_VARIANCE,
 )
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves, varied_through
 from aitrace.detect.cycle import CycleModel, CycleView
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.finding import Finding
-from aitrace.detect.level import LatencyShiftMonitor, LevelShift
+from aitrace.detect.level import LatencyShiftMonitor, LevelShift, PaceShiftMonitor
 from numba import njit
 
 SERVICE_KINDS = ("latency", "confidence", "error_rate", "wrong_predictions", "feature")
@@ -114,19 +116,26 @@ class ServiceSeries:
         Score from which a finding is critical (NaN and Inf always are).
     cycle:
         Judge the series against its own daily or weekly cycle once it has one.
+    pace:
+        +1 for a run's time per step, -1 for its throughput
+        (:func:`~aitrace.detect.training.pace_direction`): such a series pages only a sustained slowdown
+        (a level shift, or its cycle's phase, the slow way) and NaN or Inf. Its single slow steps are
+        the machine's (a garbage collection, a data loader's refill, another process on the core: on
+        the bench's healthy PyTorch runs a 0.5 ms step took up to 2.5 ms), not the run's.
     """
 
-    def __init__(self, metric: str, *, threshold: float = 0.9, critical: float = 0.999, cycle: bool = True) -> None:
+    def __init__(
+        self, metric: str, *, threshold: float = 0.9, critical: float = 0.999, cycle: bool = True, pace: int = 0
+    ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.metric, self.threshold, self.critical = metric, float(threshold), float(critical)
         self.detector = AnomalyDetector()
         self.calibrator = ScoreCalibrator()
         self.cycle = CycleModel() if cycle else None
-        self.shift = LatencyShiftMonitor() if metric == "latency" else None
-        # a latency that falls is not an incident: the fall back from a spike that lasted long enough
-        # to be the recent level scored as a critical "dip" and paged when the incident ended
-        self.ignored = (CODE_DIP, CODE_LEVEL_DOWN) if metric == "latency" else ()
+        self.pace = pace
+        self.shift = _shift_monitor(metric, pace)
+        self.ignored = _ignored(metric, pace)
         self.shift_base = 0  # points seen before the shift monitor (re)started
         self.shift_at: list[int] = []  # times of the level shifts of the last RECUR_DAYS, reported or held
         self.n_seen = 0
@@ -169,7 +178,7 @@ class ServiceSeries:
             if lo > 0:  # the baseline changed meaning (cycle on, off or new): scores start afresh
                 self.detector, self.calibrator = AnomalyDetector(), ScoreCalibrator()
                 if self.shift is not None:
-                    self.shift, self.shift_base = LatencyShiftMonitor(), self.n_seen + lo
+                    self.shift, self.shift_base = _shift_monitor(self.metric, self.pace), self.n_seen + lo
             scores[lo:hi] = self.detector.score(view.resid[lo:hi])
             codes[lo:hi] = self.detector.last_codes
             phase = _phase_overlay(
@@ -318,10 +327,10 @@ class ServiceSeries:
             float(vals[i]),
             shift.ratio,
             "level_shift",
-            shift.describe("latency (ms)") + _cycle_words(period),
+            shift.describe("latency (ms)" if not self.pace else self.metric) + _cycle_words(period),
             self.shift.sustained.params["min_ratio"],
             self.metric,
-            "critical" if shift.ratio >= 3 else "warning",
+            "critical" if max(shift.ratio, 1 / shift.ratio) >= 3 else "warning",
             time_us=int(times[i]),
             statistic=shift.z,
             evidence=(shift.baseline_median, shift.recent_median),
@@ -351,19 +360,42 @@ class ServiceSeries:
             "shift": self.shift.to_state() if self.shift is not None else None,
             "shift_base": self.shift_base,
             "shift_at": list(self.shift_at),
+            "pace": self.pace,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ServiceSeries:
-        s = cls(state["metric"], threshold=state["threshold"], critical=state["critical"], cycle=False)
+        pace = state.get("pace", 0)  # states saved before it was kept: none
+        if pace not in (-1, 0, 1) or isinstance(pace, bool):
+            raise ValueError(f"pace must be -1, 0 or 1, got {pace!r}")
+        s = cls(state["metric"], threshold=state["threshold"], critical=state["critical"], cycle=False, pace=pace)
         s.n_seen, s.first, s.varied = int(state["n_seen"]), state["first"], bool(state["varied"])
         s.detector = AnomalyDetector.from_state(state["detector"])
         s.calibrator = ScoreCalibrator.from_state(state["calibrator"])
         s.cycle = CycleModel.from_state(state["cycle"]) if state["cycle"] is not None else None
-        s.shift = LatencyShiftMonitor.from_state(state["shift"]) if state["shift"] is not None else None
+        shift = state["shift"]
+        s.shift = (
+            None if shift is None else (PaceShiftMonitor if "pace" in shift else LatencyShiftMonitor).from_state(shift)
+        )
         s.shift_base = int(state["shift_base"])
         s.shift_at = [int(v) for v in state.get("shift_at", [])]  # states saved before it was kept
         return s
+
+
+def _ignored(metric: str, pace: int) -> tuple[int, ...]:
+    """The reasons of the windowed scores a series never pages for. A latency that falls is not an incident:
+    the fall back from a spike that lasted long enough to be the recent level scored as a critical "dip" and
+    paged when the incident ended. A run's pace pages only NaN and Inf of them; its slowdowns are
+    :class:`~aitrace.detect.level.PaceShiftMonitor`'s."""
+    if pace:
+        return (CODE_SPIKE, CODE_DIP, CODE_LEVEL_UP, CODE_LEVEL_DOWN, CODE_VARIANCE, CODE_FLAT)
+    return (CODE_DIP, CODE_LEVEL_DOWN) if metric == "latency" else ()
+
+
+def _shift_monitor(metric: str, pace: int) -> LatencyShiftMonitor | PaceShiftMonitor | None:
+    if pace:
+        return PaceShiftMonitor(pace)
+    return LatencyShiftMonitor() if metric == "latency" else None
 
 
 def _cycle_words(period: int) -> str:

@@ -117,6 +117,37 @@ def metric_role(name: str) -> str:
     return "other"
 
 
+# A run's pace (how fast it trains) in its metrics' words: a time per step, iteration or batch, or a rate
+# of training units per second
+_PACE_TIMES = frozenset({"time", "ms", "sec", "secs", "seconds", "duration", "dt", "elapsed"})
+_PACE_OF = frozenset({"step", "it", "iter", "iteration", "batch", "data", "fwd", "bwd", "forward", "backward", "epoch"})
+_PACE_UNITS = frozenset(
+    {"samples", "sample", "tokens", "tok", "toks", "steps", "it", "iter", "iters", "images", "imgs", "examples", "seqs"}
+)
+_PACE_RATES = frozenset({"throughput", "mfu", "ips", "fps", "tps"})
+
+
+def pace_direction(name: str) -> int:
+    """Whether a run's series is its pace: +1 where a higher value is a slower run (``step_time``, nanoGPT's
+    ``dt``, timm's ``data_time``), -1 where a lower one is (``throughput``, ``samples_per_second``,
+    ``tokens/s``, ``mfu``), else 0. Read from the name's words only, and only of units of training:
+    a server's ``ctxt_per_s`` or ``latency_p50_ms`` is no pace.
+
+    >>> [pace_direction(n) for n in ("step_time_ms", "dt", "samples_per_second", "it/s", "ctxt_per_s", "loss")]
+    [1, 1, -1, -1, 0, 0]
+    """
+    words = re.findall(r"[a-z0-9]+", name.lower())
+    timed = any(w in _PACE_TIMES for w in words)
+    per_second = words[-1:] in (["s"], ["ps"], ["sec"], ["second"])
+    if any(w in _PACE_RATES for w in words) or (
+        per_second and any(w in _PACE_UNITS for w in words) and not any(w in _PACE_TIMES for w in words[:-1])
+    ):
+        return -1
+    if timed and (any(w in _PACE_OF for w in words) or set(words) <= _PACE_TIMES):
+        return 1
+    return 0
+
+
 def series_name(split: str, metric: str) -> tuple[str, str]:
     """The split and the name the run's rules read a series by.
 

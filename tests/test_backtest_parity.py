@@ -45,7 +45,10 @@ def _series(metric: str) -> np.ndarray:
         x = np.where(steps < 200, 1e-3, 1e-5) * np.exp(rng.normal(0, 0.1, 400))
     elif metric.startswith("grad_norm/"):  # one layer's norm explodes: the global norm pages, not this
         x = np.exp(rng.normal(0, 0.2, 400)) * np.where(steps < 250, 1.0, 1e4)
-    else:  # "throughput": no role, the generic scores
+    elif metric == "throughput":  # a run's pace: it falls to a quarter for good (its slowdowns only)
+        x = rng.normal(1000, 20, 400)
+        x[300:] /= 4
+    else:  # "gpu_memory": no role, the generic scores
         x = rng.normal(1000, 20, 400)
         x[300:] += 400
     return x
@@ -89,7 +92,9 @@ def _same(worker_detector: str, reason: str, value: float) -> bool:
 _QUIET = ("lr", "update_ratio/fc1", "grad_norm/fc1")  # a schedule, and per-layer series: never page alone
 
 
-@pytest.mark.parametrize("metric", ["loss", "grad_norm", "train_loss", "val/loss", "accuracy", "throughput", *_QUIET])
+@pytest.mark.parametrize(
+    "metric", ["loss", "grad_norm", "train_loss", "val/loss", "accuracy", "throughput", "gpu_memory", *_QUIET]
+)
 def test_backtest_replays_the_workers_findings(tmp_path: Path, metric: str) -> None:
     values = _series(metric)
     offline = _backtest(tmp_path, metric, values)
@@ -106,7 +111,7 @@ def test_backtest_replays_the_workers_findings(tmp_path: Path, metric: str) -> N
         assert step in by_step and _same(detector, by_step[step], values[step]), (step, detector, offline)
 
 
-@pytest.mark.parametrize("metric", ["loss", "val_loss", "accuracy", "throughput"])
+@pytest.mark.parametrize("metric", ["loss", "val_loss", "accuracy", "throughput", "gpu_memory"])
 def test_chunked_rules_give_the_findings_of_one_pass(metric: str) -> None:
     values = _series(metric)
     whole = TrainingSeries(metric).update(np.arange(values.size), values)
@@ -240,9 +245,9 @@ def _old_format(state: dict) -> dict:
 def test_a_run_metric_state_from_before_the_service_rules_goes_on_with_its_history() -> None:
     """A state saved when an ``other`` series had its own detector and calibrator restores into the service
     rules with the same windows and history: the same findings as if it had never been saved."""
-    values = _series("throughput")
-    whole = TrainingSeries("throughput").update(np.arange(values.size), values)
-    first = TrainingSeries("throughput")
+    values = _series("gpu_memory")
+    whole = TrainingSeries("gpu_memory").update(np.arange(values.size), values)
+    first = TrainingSeries("gpu_memory")
     first.update(np.arange(250), values[:250])
     rest = TrainingSeries.from_state(_old_format(first.to_state())).update(np.arange(250, values.size), values[250:])
     assert rest and [(f.index, f.reason) for f in rest] == [(f.index, f.reason) for f in whole if f.index >= 250]

@@ -1,0 +1,101 @@
+"""A run's pace (its step time or throughput): sustained slowdowns and NaN page, the machine's slow steps do not."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aitrace.detect.series import TrainingSeries
+from aitrace.detect.service import ServiceSeries
+from aitrace.detect.training import pace_direction
+
+T0 = 1_800_000_000_000_000
+RECORDED = Path(__file__).resolve().parent.parent / "bench" / "data" / "steptimes-vm-20261206.csv.gz"
+
+
+def test_a_pace_is_read_from_words_of_training_units_only() -> None:
+    slower_up = ["step_time_ms", "dt", "iter_time", "data_time", "batch_time", "time", "seconds_per_step", "sec/it"]
+    slower_down = ["throughput", "samples_per_second", "train_samples_per_second", "tokens/s", "it/s", "mfu"]
+    neither = ["ctxt_per_s", "latency_p50_ms", "requests_per_s", "disk_read_bps", "cpu_pct", "gpu_mem", "loss"]
+    assert [pace_direction(n) for n in slower_up] == [1] * len(slower_up)
+    assert [pace_direction(n) for n in slower_down] == [-1] * len(slower_down)
+    assert [pace_direction(n) for n in neither] == [0] * len(neither)
+
+
+def _feed(rules: TrainingSeries, values: np.ndarray, times: np.ndarray, chunk: int = 50) -> list:
+    found = []
+    for lo in range(0, values.size, chunk):
+        steps = np.arange(lo, min(lo + chunk, values.size))
+        found += rules.update(steps, values[steps], times=times[steps])
+    return found
+
+
+def test_real_step_times_of_healthy_runs_page_nothing() -> None:
+    """The step times and samples/s of 30 real healthy PyTorch runs on this 2-core machine (its jitter made a
+    0.5 ms step take up to 2.5 ms): the generic scores paged 13 of them, a run's pace rules none."""
+    runs: dict[str, list[tuple[int, int, float, float]]] = {}
+    with gzip.open(RECORDED, "rt", newline="") as fh:
+        for r in csv.DictReader(fh):
+            runs.setdefault(r["run"], []).append(
+                (int(r["step"]), int(r["time_us"]), float(r["step_time_ms"]), float(r["samples_per_sec"]))
+            )
+    assert len(runs) == 30
+    paged, generic = [], 0
+    for run, rows in runs.items():
+        rows.sort()
+        times = np.asarray([r[1] for r in rows], dtype=np.int64)
+        for k, metric in ((2, "step_time_ms"), (3, "samples_per_sec")):
+            values = np.asarray([r[k] for r in rows])
+            paged += [(run, metric, f.step) for f in _feed(TrainingSeries(metric), values, times)]
+            generic += len(_feed(TrainingSeries(f"series_{k}"), values, times))
+    assert paged == [] and generic > 0
+
+
+def _step_times(seed: int, slower_from: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """0.2 s steps with 5 % jitter, one in a hundred 2-8x slower (a collection, a loader's refill), 2x slower
+    for good from ``slower_from``: (seconds per step, event times)."""
+    rng = np.random.default_rng(seed)
+    step_s = 0.2 * rng.lognormal(0, 0.05, 3000)
+    slow = rng.random(step_s.size) < 0.01
+    step_s[slow] *= rng.uniform(2, 8, int(slow.sum()))
+    step_s[slower_from:] *= 2.0
+    return step_s, T0 + (np.cumsum(step_s) * 1e6).astype(np.int64)
+
+
+@pytest.mark.parametrize("metric", ["step_time", "samples_per_sec"])
+def test_a_sustained_slowdown_and_nan_page_single_slow_steps_do_not(metric: str) -> None:
+    for seed in range(3):
+        step_s, times = _step_times(seed)
+        values = step_s * 1000 if metric == "step_time" else 64 / step_s
+        values[2500] = np.nan
+        found = _feed(TrainingSeries(metric), values, times)
+        assert [f.reason for f in found] == ["level_shift", "nan"], found
+        assert 2000 <= found[0].step < 2100 and found[1].step == 2500 and found[1].severity == "critical"
+        assert ("rose" if metric == "step_time" else "fell") in found[0].message and metric in found[0].message
+
+
+def test_a_pace_saved_before_it_was_told_pages_its_slow_steps_no_more() -> None:
+    step_s, times = _step_times(0)
+    values = step_s * 1000
+    first = TrainingSeries("step_time")
+    _feed(first, values[:1000], times[:1000])
+    state = first.to_state()
+    del state["service"]["pace"]  # as a release before wrote it: the generic rules, no slowdown monitor
+    state["service"]["shift"] = None
+    rules = TrainingSeries.from_state(state)
+    assert rules.service is not None and rules.service.pace == 1
+    found = []
+    for lo in range(1000, 3000, 50):
+        steps = np.arange(lo, lo + 50)
+        found += rules.update(steps, values[steps], times=times[steps])
+    assert [f.reason for f in found] == ["level_shift"] and 2000 <= found[0].step < 2100
+
+
+def test_a_saved_pace_out_of_range_is_refused() -> None:
+    state = ServiceSeries("step_time", pace=1).to_state()
+    for bad in (2, True, "1"):
+        with pytest.raises(ValueError, match="pace"):
+            ServiceSeries.from_state(state | {"pace": bad})
