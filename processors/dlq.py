@@ -15,6 +15,10 @@ replaying a dead letter is producing its value back to ``aitrace.dlq.topic``. Ka
 ``aitrace.dlq.rejected``   only for partly valid batches: JSON list like ``["event:3", "block:0"]``;
                            the other events of that batch were processed
 ``aitrace.dlq.time``       when it was dead-lettered, epoch milliseconds
+``aitrace.dlq.truncated``  only for a value too large to go with its headers in one record (one just
+                           under the broker's limit): the original value's size in bytes; the value
+                           then holds its first bytes only (the whole record stays on its source topic)
+``aitrace.dlq.sha256``     beside ``truncated``: the whole original value's SHA-256, hex
 =========================  ====================================================
 
 :class:`DlqCounter` counts dead letters by reason for the worker's periodic stats line.
@@ -22,11 +26,12 @@ replaying a dead letter is producing its value back to ``aitrace.dlq.topic``. Ka
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 HEADER_PREFIX = "aitrace.dlq."
 
@@ -44,6 +49,8 @@ class DeadLetter:
     detail: str
     rejected: tuple[str, ...] = ()
     time_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    truncated: int = 0  # the original value's size, where the value holds its first bytes only (see fitted)
+    sha256: str = ""
 
     def __post_init__(self) -> None:
         # Kafka (aiokafka asserts it) refuses a record with neither key nor value: a
@@ -63,7 +70,29 @@ class DeadLetter:
         ]
         if self.rejected:
             pairs.append(("rejected", json.dumps(list(self.rejected))))
+        if self.truncated:
+            pairs += [("truncated", str(self.truncated)), ("sha256", self.sha256)]
         return [(HEADER_PREFIX + k, v.encode()) for k, v in pairs]
+
+
+# Room a dead letter keeps for Kafka's framing of its record and batch (~100 bytes) beside its key and headers
+_FRAMING = 4096
+
+
+def fitted(letter: DeadLetter, limit: int) -> DeadLetter:
+    """The letter as one record of at most ``limit`` bytes (the producer's ``max_request_size``): a value that
+    does not fit beside its key and headers keeps its first bytes, with headers ``truncated`` (its size) and
+    ``sha256`` (of the whole value). A record just under the broker's limit went to the dead letters as the
+    same bytes plus headers: the send was refused, the guard retried it, and the agent died on that record
+    at every restart."""
+    if letter.value is None:
+        return letter
+    marks = len(HEADER_PREFIX) * 2 + len("truncated") + 20 + len("sha256") + 64
+    room = limit - _FRAMING - len(letter.key or b"") - sum(len(k) + len(v) for k, v in letter.headers()) - marks
+    if len(letter.value) <= room:
+        return letter
+    digest = hashlib.sha256(letter.value).hexdigest()
+    return replace(letter, value=letter.value[: max(room, 0)], truncated=len(letter.value), sha256=digest)
 
 
 def tombstone_key(topic: str, partition: int, offset: int) -> bytes:

@@ -9,8 +9,8 @@ from typing import Any
 
 import faust
 from aitrace.processors.chunk_wire import SWEEP, group_chunks
-from aitrace.processors.dlq import DeadLetter
-from aitrace.processors.options import WorkerOptions
+from aitrace.processors.dlq import DeadLetter, fitted
+from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.producers.config import KafkaConfig
 from aitrace.schemas.codec import AvroSerializer
 
@@ -31,6 +31,7 @@ class Outputs:
 
     async def send_letters(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
+            letter = fitted(letter, MAX_RECORD_BYTES)  # the producer's max_request_size (app.py)
             await self.dlq.send(key=letter.key, value=letter.value, headers=letter.headers(), force=True)
 
     async def send_alerts(self, alerts: Iterable[dict[str, Any]]) -> None:

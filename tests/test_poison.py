@@ -20,7 +20,7 @@ import synth as S
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from aitrace.processors.app import create_app
 from aitrace.processors.decode import RecordDecoder
-from aitrace.processors.dlq import DeadLetter, parse_headers
+from aitrace.processors.dlq import DeadLetter, fitted, parse_headers
 from aitrace.processors.options import TimeSkew, WorkerOptions
 from aitrace.processors.pipeline import Pipeline
 from aitrace.producers.config import Settings
@@ -83,6 +83,43 @@ def test_a_tombstone_dead_letter_is_keyed_by_its_source() -> None:
     letter = DeadLetter(None, None, "t.events.system", 3, 41, "tombstone", "null value")
     assert letter.key == b"tombstone:t.events.system/3/41" and letter.value is None
     assert DeadLetter(None, b"k", "t", 0, 1, "empty", "").key == b"k"  # a real key stays
+
+
+def test_a_dead_letter_too_large_for_one_record_keeps_its_head_size_and_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A garbage record of 15,999,800 bytes (under the broker's 16 MiB and the worker's fetch size) went to the
+    DLQ as the same bytes plus headers: the worker's producer (max_request_size = MAX_RECORD_BYTES) refused it,
+    the quarantine sent it again, and the agent died on that record at every restart. Sent through the real
+    Outputs.send_letters to aiokafka's own size check."""
+    import hashlib
+
+    from aiokafka import AIOKafkaProducer
+    from aitrace.processors.options import MAX_RECORD_BYTES
+
+    runtime, _ = _runtime(tmp_path, monkeypatch)
+    sent: list[tuple[bytes | None, bytes, dict[str, str]]] = []
+    huge = bytes(range(256)) * (15_999_800 // 256)
+    topic = runtime.input_names[0]
+
+    async def main() -> None:
+        check = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", max_request_size=MAX_RECORD_BYTES)
+
+        async def send(key: bytes | None = None, value: bytes = b"", headers: Any = None, **_: Any) -> None:
+            check._serialize(key, value, headers)  # what Faust's topic.send meets first: raises when too large
+            sent.append((key, value, parse_headers(headers)))
+
+        monkeypatch.setattr(runtime.outputs.dlq, "send", send)
+        outputs = runtime.outputs
+        monkeypatch.setattr(outputs, "send_letters", type(outputs).send_letters.__get__(outputs))
+        await runtime.guarded(runtime.on_records, [Msg(huge, b"k", topic, 0, 0), Msg(_log_record(), b"k", topic, 0, 1)])
+
+    asyncio.run(main())
+    [(key, value, head)] = sent
+    assert key == b"k" and huge.startswith(value) and 15_900_000 < len(value) < len(huge)
+    assert head["truncated"] == str(len(huge)) and head["sha256"] == hashlib.sha256(huge).hexdigest()
+    small = DeadLetter(b"x" * 100, b"k", "t", 0, 0, "corrupt-body", "d")
+    assert fitted(small, MAX_RECORD_BYTES) is small and "truncated" not in parse_headers(small.headers())
 
 
 def test_tombstones_in_a_batch_go_to_the_dlq_and_the_rest_is_processed(
