@@ -166,9 +166,10 @@ def steady_rise(v: np.ndarray, best: int) -> bool:
 def held_rise(v: np.ndarray, v_at: list[float], t_at: np.ndarray, t_vals: np.ndarray) -> float | None:
     """The relative rise of the validation loss ``v`` above its best, if it held while training loss fell.
 
-    ``v`` holds the validation losses so far (the last one new), ``v_at`` when each came;
-    ``t_at`` / ``t_vals`` the training losses kept and when each came (the worker passes event times:
-    steps may restart each epoch). See the module's docstring.
+    ``v`` holds the validation losses so far (the last one new), ``v_at`` where each stands in the run's
+    progress; ``t_at`` / ``t_vals`` the training losses kept and where each stands (steps; the worker passes
+    ranks of its steps within stretches of training, ``windows._order``: steps may restart each epoch).
+    See the module's docstring.
 
     >>> import numpy as np
     >>> val = np.array([1.0, 0.8, 0.7, 0.65, 0.70, 0.82, 0.85])

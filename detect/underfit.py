@@ -83,8 +83,9 @@ def under_fit(
 ) -> float | None:
     """The training loss's level as a share of ``start`` if the run under-fits at the last evaluation.
 
-    ``v`` holds the validation losses so far (the last one new), ``v_at`` when each came;
-    ``t_at`` / ``t_vals`` the training losses kept and when each came, ``start`` the median of the first ones,
+    ``v`` holds the validation losses so far (the last one new), ``v_at`` where each stands in the run's
+    progress (steps, or ``windows._order``'s ranks); ``t_at`` / ``t_vals`` the training losses kept and
+    where each stands, ``start`` the median of the first ones,
     ``first_val`` the run's first validation loss (None: ``v[0]``).
     None when any condition of the module's docstring fails.
     """

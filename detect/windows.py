@@ -215,7 +215,8 @@ Fit = tuple[tuple[float, int, int, list[float]] | None, int, int] | None
 
 def _keep_losses(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> int:
     """Append a chunk's finite training and validation losses to ``state``; how many validation points came."""
-    tr: list[Sequence[float]] = state.setdefault("train", [])  # (step, value, time): lists once restored
+    # (step, value, time): lists once restored; (step, value) in a state saved before times were kept
+    tr: list[Sequence[float]] = state.setdefault("train", [])
     va: list[Sequence[float]] = state.setdefault("val", [])  # (step, value, time)
     if train is not None:
         values = np.asarray(train["values"], dtype=np.float64)
@@ -261,18 +262,34 @@ def _each_new_evaluation(
 
 
 def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.ndarray, list[float]]:
-    """When each kept training and validation loss came, as the rules compare them: their steps while
-    those only go forward (training steps never back, each evaluation at a later step), else their event
-    times. A loop that logs the batch index (a step that restarts each epoch) sends every evaluation at the
-    same few steps, and by steps no training loss ever came after the best one: over-fitting was never
-    found. Steps first, because a finished run's history sent afterwards has times of the sending (all its
-    training losses before all its evaluations). A training loss kept by a state from before has no time:
-    with times, it counts as older than every evaluation."""
-    t_steps = np.asarray([x[0] for x in tr], dtype=np.float64)
-    v_steps = [float(x[0]) for x in va]
-    if bool(np.all(np.diff(t_steps) >= 0)) and all(b > a for a, b in itertools.pairwise(v_steps)):
-        return t_steps, v_steps
-    return np.asarray([x[2] if len(x) > 2 else -1 for x in tr], dtype=np.float64), [float(x[2]) for x in va]
+    """Where each kept training and validation loss stands in the run's progress, as ranks the rules compare:
+    its step within the stretch of training it came in. A stretch ends where the training steps go back: a
+    loop that logs the batch index starts one every epoch, a run resumed from a checkpoint one where it
+    resumed; an evaluation belongs to the stretch going on at its event time. By steps alone, a loop logging
+    the batch index sent every evaluation at the same few steps, no training loss came after the best one,
+    and over-fitting was never found. Within a stretch the steps decide, not the times: a finished run's
+    history sent afterwards has times of the sending (all its training losses before all its evaluations),
+    and an evaluator may stamp a checkpoint's loss a while after its step. A training loss kept by a state
+    from before has no time: a stretch it starts holds every evaluation after it."""
+    t_steps = np.asarray([x[0] for x in tr], dtype=np.int64)
+    back = np.flatnonzero(np.diff(t_steps) < 0) + 1  # where a stretch starts (the first is the run's)
+    t_stretch = np.searchsorted(back, np.arange(t_steps.size), side="right")
+    starts = np.asarray([tr[k][2] if len(tr[k]) > 2 else -1 for k in back.tolist()], dtype=np.int64)
+    v_times = np.asarray([x[2] for x in va], dtype=np.int64)
+    # the stretch going on at each evaluation's time: the last one begun by then (times of stretches in order)
+    v_stretch = np.searchsorted(np.maximum.accumulate(starts) if starts.size else starts, v_times, side="right")
+    v_steps = np.asarray([x[0] for x in va], dtype=np.int64)
+    t_times = np.asarray([x[2] if len(x) > 2 else -1 for x in tr], dtype=np.int64)
+    for i in np.flatnonzero(v_stretch > 0).tolist():  # an evaluation stamped after its stretch ended (a late
+        # evaluator): its stretch is the one before where the one going on has not reached its step by then
+        now = (t_stretch == v_stretch[i]) & (t_times <= v_times[i])
+        if not now.any() or int(t_steps[now].max()) < v_steps[i]:
+            v_stretch[i] -= 1
+    pairs = np.empty(t_steps.size + len(va), dtype=[("stretch", np.int64), ("step", np.int64)])
+    pairs["stretch"] = np.concatenate([t_stretch, v_stretch])
+    pairs["step"] = np.concatenate([t_steps, v_steps])
+    rank = np.unique(pairs, return_inverse=True)[1].reshape(-1).astype(np.float64)
+    return rank[: t_steps.size], rank[t_steps.size :].tolist()
 
 
 def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:
@@ -324,13 +341,11 @@ def _note_start(state: dict[str, Any], train: dict[str, Any] | None, val: dict[s
     if train is not None and len(start) < UNDERFIT_RECENT and not state.get("start_closed"):
         values = np.asarray(train["values"], dtype=np.float64)
         keep = np.isfinite(values)
-        if first_eval is not None:  # by step, or by time where the steps go back (as _order)
+        if first_eval is not None:  # sent before it, and where the steps only go forward, at a step before it
             steps = np.asarray(train["steps"], dtype=np.int64)
-            keep &= (
-                steps <= first_eval[0]
-                if bool(np.all(np.diff(steps) >= 0))
-                else np.asarray(train["times"]) <= first_eval[1]
-            )
+            keep &= np.asarray(train["times"]) <= first_eval[1]
+            if bool(np.all(np.diff(steps) >= 0)):
+                keep &= steps <= first_eval[0]
         start += values[keep][: UNDERFIT_RECENT - len(start)].tolist()
     if first_eval is not None:
         state["start_closed"] = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import tracemalloc
 
 import numpy as np
@@ -1133,3 +1134,62 @@ def test_a_runs_start_is_the_training_losses_before_its_first_evaluation_even_wh
         windows.fitting_update(state, train, val, True)
         starts.append(state["start"])
     assert starts[0] == starts[1] == [0.9, 0.8, 0.7]
+
+
+def _lagged_evaluations(lag: int, resume: bool, batch_index: bool) -> list[str]:
+    """10 steps an epoch, 40 epochs; a loss spike training and validation share (no over-fitting); each
+    evaluation stamped ``lag`` steps after its step; ``resume``: once, steps 95-100 sent again."""
+    from aitrace.detect import windows
+
+    def curve(x: float) -> float:
+        return 2.0 * math.exp(-x / 60) + 0.3 + (1.2 * math.exp(-(x - 150) / 25) if x >= 150 else 0.0)
+
+    events, t = [], 0
+    for s in range(400):
+        events.append((t * 1000, "train", s, curve(s)))
+        if resume and s == 100:
+            for r in range(95, 101):
+                t += 1
+                events.append((t * 1000, "train", r, curve(r)))
+        t += 1
+        if (s + 1) % 10 == 0:
+            events.append(((t + lag) * 1000 - 1, "val", s, curve(s) * 1.05))
+    events.sort()
+    state: dict = {}
+    found = []
+    for lo in range(0, len(events), 25):
+        part = {"train": ([], [], []), "val": ([], [], [])}
+        for time_us, split, s, v in events[lo : lo + 25]:
+            for col, x in zip(part[split], (s % 10 if batch_index else s, v, time_us), strict=True):
+                col.append(x)
+        train, val = ({"steps": np.array(a), "values": np.array(b), "times": np.array(c)} for a, b, c in part.values())
+        outcome = windows.overfitting_update(state, train, val if len(val["steps"]) else None)
+        if outcome is not None and outcome[0] is not None:
+            found.append("overfitting")
+    return found
+
+
+def test_a_shared_loss_spike_is_not_overfitting_with_late_evaluations_resumes_or_batch_indices() -> None:
+    """Shown by a review: a resume (steps going back once) switched the window to event times, and an evaluator
+    stamping a checkpoint's loss 10 steps late then read the spike's recovery as validation rising alone."""
+    for lag in (0, 4, 8, 10, 20):
+        assert _lagged_evaluations(lag, resume=True, batch_index=False) == [], lag
+        assert _lagged_evaluations(lag, resume=False, batch_index=False) == [], lag
+    for lag in (0, 4, 8):  # a step restarting each epoch, stamped within the epoch after it
+        assert _lagged_evaluations(lag, resume=False, batch_index=True) == [], lag
+
+
+def test_the_start_is_the_losses_sent_before_the_first_evaluation_whatever_the_chunks() -> None:
+    """Shown by a review: a chunk holding the first evaluation, then the next epoch's steps 0-3 again, took
+    those later losses into the start (the steps of that one chunk went forward)."""
+    from aitrace.detect import windows
+
+    for later in (np.arange(4, 8), np.arange(4)):  # global steps, a step restarting each epoch
+        state: dict = {}
+        first = {"steps": np.arange(4), "values": np.array([2.3, 2.2, 2.1, 2.0]), "times": np.arange(4)}
+        windows.fitting_update(state, first, None, True)
+        second = {"steps": later, "values": np.array([1.0, 0.9, 0.8, 0.7]), "times": np.arange(5, 9)}
+        windows.fitting_update(
+            state, second, {"steps": np.array([3]), "values": np.array([1.9]), "times": np.array([4])}, True
+        )
+        assert state["start"] == [2.3, 2.2, 2.1, 2.0]

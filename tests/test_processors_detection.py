@@ -803,3 +803,33 @@ def test_a_loss_logged_as_nan_ends_the_norms_hold_in_the_worker() -> None:
             (a["detector"], a["step"]) for a in det.apply(chunk, source="t:0", offset=k).alerts if a["state"] == "open"
         ]
     assert any(d == "exploding" and 233 <= s < 250 for d, s in opened), opened
+
+
+def _history_then_evaluations(dup: int | None) -> list[tuple[int, str, int]]:
+    """A finished run's history sent afterwards: every training loss first (4 steps an epoch, global steps), then
+    the evaluations (a real over-fitting curve, best at evaluation 15), the one at ``dup`` sent twice."""
+    from test_detect_training import _OVERFIT_S0
+
+    val = _OVERFIT_S0 + [0.716 + 0.004 * i for i in range(1, 75)]
+    det, out, per = SeriesDetectors({}), [], 4
+    steps = np.arange(per * len(val))
+    for k, lo in enumerate(range(0, steps.size, 200)):
+        s = steps[lo : lo + 200]
+        series = {"train|loss": {"steps": s, "times": T0 + s, "values": np.geomspace(2.3, 0.01, steps.size)[s]}}
+        det.apply({"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series},
+                  source="t:0", offset=k)  # fmt: skip
+    evals = [(e, per * (e + 1) - 1, v) for e, v in enumerate(val)]
+    if dup is not None:
+        evals.insert(dup + 1, evals[dup])
+    for i, (e, step, v) in enumerate(evals):
+        series = {"val|loss": {"steps": np.array([step]), "times": np.array([T0 + 10**7 + i]), "values": np.array([v])}}
+        chunk = {"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series}
+        out += [(a["version"], a["state"], e) for a in det.apply(chunk, source="t:0", offset=1000 + i).alerts]
+    return out
+
+
+def test_a_history_sent_afterwards_finds_overfitting_once_with_an_evaluation_sent_twice() -> None:
+    """Shown by a review: when one repeated evaluation switched the whole window from steps to the times of the
+    sending, over-fitting was found 50 evaluations late, or resolved and paged again."""
+    assert _history_then_evaluations(None) == _history_then_evaluations(5) == _history_then_evaluations(30)
+    assert _history_then_evaluations(30) == [(1, "open", 18)]
