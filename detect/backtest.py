@@ -17,7 +17,8 @@ series page, as in the worker). With
 stalls and plateaus included), at the worker's default threshold (0.9) unless ``--threshold``
 says otherwise; ``--time`` names a column of the points' event times, which the worker has:
 a metric that is no loss, score or schedule is then judged against its daily or weekly cycle (and
-its last day's level until it has one), a latency also by its sustained rises. With
+its last day's level until it has one), a latency also by its sustained rises, and a run's pace
+(``step_time``, ``samples_per_sec``) by its slowdowns held 32 seconds (without times, only 3x ones). With
 ``--service KIND`` (latency, confidence, error_rate, wrong_predictions, feature) the worker's
 rules for that series of a model in service decide (:mod:`aitrace.detect.service`: calibrated
 anomaly scores against the series' own cycle, latency level shifts, rate windows of 0/1
@@ -74,7 +75,8 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="with --metric (or none of --raw, --kind, --service): a column of the points' event times, in "
         "--time-unit or ISO 8601, which the worker has: a metric that is no loss, score or schedule is then judged "
         "against its daily or weekly cycle (until it has one, from its second day against its last day's level), "
-        "and a latency also by its sustained rises",
+        "a latency also by its sustained rises, and a run's pace (step_time, samples_per_sec) by its 1.5x "
+        "slowdowns held 32 seconds (without times, only its 3x ones)",
     )
     parser.add_argument(
         "--time-unit", choices=("us", "ms", "s"), default="us", help="with --service or --time: numeric times' unit"

@@ -75,7 +75,7 @@ class LevelShift:
 
     def describe(self, what: str) -> str:
         """The change in words: what moved, by how much, against what."""
-        verb = "rose" if self.ratio >= 1 else "fell"
+        verb = "rose" if self.ratio >= 1 else "fell to"
         return (
             f"median {what} {verb} {self.ratio:.2g}x, {self.baseline_median:.3g} -> {self.recent_median:.3g} "
             f"(last {self.n_recent} against the {self.n_baseline} before them, rank test z {self.z:.1f})"
@@ -355,12 +355,14 @@ class LatencyShiftMonitor:
     offered; chunked input gives the same shifts as one call.
     """
 
-    def __init__(self, *, bucket_s: float = 1.0, sharp_ratio: float = 3.0, sustained_ratio: float = 1.5) -> None:
+    def __init__(
+        self, *, bucket_s: float = 1.0, sharp_ratio: float = 3.0, sustained_ratio: float = 1.5, direction: str = "up"
+    ) -> None:
         if bucket_s <= 0:
             raise ValueError("bucket_s must be positive")
         self.bucket_us = int(bucket_s * 1e6)
-        self.sharp = LevelShiftDetector(direction="up", min_ratio=sharp_ratio)
-        self.sustained = LevelShiftDetector(direction="up", min_ratio=sustained_ratio)
+        self.sharp = LevelShiftDetector(direction=direction, min_ratio=sharp_ratio)
+        self.sustained = LevelShiftDetector(direction=direction, min_ratio=sustained_ratio)
         self.bucket: int | None = None  # the open bucket's number and values (capped: a median needs few)
         self.pending: list[float] = []
         self.n_seen = 0
@@ -417,17 +419,26 @@ class LatencyShiftMonitor:
         return mon
 
 
+# A throughput of 0 or less (a run that made no progress) is read as this time per unit of work, so that a stall
+# still counts (a rank test, not a ratio alone, confirms a change); a median this far up mixes it in: shown as 0
+_PACE_STALL, _STALLED = 1e300, 1e100
+
+
 class PaceShiftMonitor:
     """A training run got slower and stays so: :class:`LatencyShiftMonitor` on its time per step (a
     throughput is read as its reciprocal, a time per unit of work), so a run's slowdown is judged as a
     service's latency is: 3x within 32 steps, or 1.5x held for 32 seconds (32 steps, for a run slower
-    than a step a second). Once per change, which then is the new normal.
+    than a step a second; without event times, only the 3x view). A change either way is the new normal
+    (a run that warms up for minutes, then runs 3x faster, is judged against its fast pace); only a
+    slowdown is reported. A throughput of 0 or less is no progress at all; a time per step of 0 or less
+    (faster than its timer) is left out, so a time that rises from 0 is judged only once it has a
+    positive baseline.
 
     A run's pace jitters with the machine (a garbage collection, a data loader's refill, another
-    process on the core): single slow steps, and a few dozen in a row, are not the run's. On the step
+    process on the core): single slow steps, and bursts of a dozen, are not the run's. On the step
     times and samples/s of the bench's healthy PyTorch runs (60 series, 20,808 points, steps of about
-    0.5 ms on this 2-core machine), the generic windowed scores opened 14 incidents (9 slow steps, 4
-    throughput dips, 1 level shift) and this monitor none; a :class:`LevelShiftDetector` on every
+    0.5 ms on this 2-core machine), the generic windowed scores opened 13 incidents (slow steps,
+    throughput dips, level shifts) and this monitor none; a :class:`LevelShiftDetector` on every
     step at 1.5x opened 4 (1.5-1.6x for 32 steps: 16 ms).
 
     ``pace``: +1 for a time per step (a rise is a slowdown), -1 for a throughput (a fall is).
@@ -437,7 +448,7 @@ class PaceShiftMonitor:
         if pace not in (-1, 1):
             raise ValueError(f"pace must be -1 or 1, got {pace!r}")
         self.pace = pace
-        self.monitor = LatencyShiftMonitor()
+        self.monitor = LatencyShiftMonitor(direction="both")
 
     @property
     def sustained(self) -> LevelShiftDetector:
@@ -446,22 +457,27 @@ class PaceShiftMonitor:
     def update(self, times_us: Any, values: Any) -> list[LevelShift]:
         """The confirmed slowdowns among the next values (event times in microseconds)."""
         vals = np.asarray(values, dtype=np.float64).ravel()
-        if self.pace > 0:
-            return self.monitor.update(times_us, vals)
-        with np.errstate(divide="ignore"):  # a throughput of 0 is an infinite time per unit: not scored
-            shifts = self.monitor.update(times_us, 1.0 / vals)
-        return [
-            replace(
-                s, ratio=1 / s.ratio, z=-s.z, baseline_median=1 / s.baseline_median, recent_median=1 / s.recent_median
-            )
-            for s in shifts
-        ]
+        per_step = vals
+        if self.pace < 0:
+            with np.errstate(divide="ignore", over="ignore"):
+                per_step = np.where(vals > 0.0, 1.0 / vals, np.where(np.isnan(vals), np.nan, _PACE_STALL))
+        found = [s for s in self.monitor.update(times_us, per_step) if s.ratio > 1.0]
+        return found if self.pace > 0 else [self._throughput(s) for s in found]
+
+    @staticmethod
+    def _throughput(shift: LevelShift) -> LevelShift:
+        """A slowdown in a throughput's own terms: its medians (0 where it stalled) and their ratio."""
+        base, recent = (0.0 if m >= _STALLED else 1.0 / m for m in (shift.baseline_median, shift.recent_median))
+        ratio = recent / base if base > 0 else 1.0 / shift.ratio
+        return replace(shift, ratio=ratio, z=-shift.z, baseline_median=base, recent_median=recent)
 
     def to_state(self) -> dict[str, Any]:
-        return {"pace": self.pace, "monitor": self.monitor.to_state()}
+        """The monitor's state with ``pace`` beside it: flat, so a release before (whose rules take it for a
+        latency's monitor) still reads it."""
+        return self.monitor.to_state() | {"pace": self.pace}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PaceShiftMonitor:
         mon = cls(int(state["pace"]))
-        mon.monitor = LatencyShiftMonitor.from_state(state["monitor"])
+        mon.monitor = LatencyShiftMonitor.from_state(state)
         return mon

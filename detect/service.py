@@ -119,9 +119,9 @@ class ServiceSeries:
     pace:
         +1 for a run's time per step, -1 for its throughput
         (:func:`~aitrace.detect.training.pace_direction`): such a series pages only a sustained slowdown
-        (a level shift, or its cycle's phase, the slow way) and NaN or Inf. Its single slow steps are
-        the machine's (a garbage collection, a data loader's refill, another process on the core: on
-        the bench's healthy PyTorch runs a 0.5 ms step took up to 2.5 ms), not the run's.
+        (:class:`~aitrace.detect.level.PaceShiftMonitor`) and NaN or Inf, and learns no cycle. Its single
+        slow steps are the machine's (a garbage collection, a data loader's refill, another process on the
+        core: on the bench's healthy PyTorch runs a 0.5 ms step took up to 2.5 ms), not the run's.
     """
 
     def __init__(
@@ -132,7 +132,7 @@ class ServiceSeries:
         self.metric, self.threshold, self.critical = metric, float(threshold), float(critical)
         self.detector = AnomalyDetector()
         self.calibrator = ScoreCalibrator()
-        self.cycle = CycleModel() if cycle else None
+        self.cycle = CycleModel() if cycle and not pace else None  # a run's pace keeps no clock's cycle
         self.pace = pace
         self.shift = _shift_monitor(metric, pace)
         self.ignored = _ignored(metric, pace)
@@ -321,20 +321,25 @@ class ServiceSeries:
         index = self.shift_base + shift.index
         i = index - self.n_seen  # position in this batch
         period = where.at(i)[1] if where is not None else self._period()
+        factor = max(shift.ratio, 1 / shift.ratio) if shift.ratio > 0 else 1e300  # a throughput stalled at 0: no end
+        unit = "_ms" if not self.pace else ""
         return Finding(
             index,
             float(times[i]),
             float(vals[i]),
-            shift.ratio,
+            factor,
             "level_shift",
             shift.describe("latency (ms)" if not self.pace else self.metric) + _cycle_words(period),
             self.shift.sustained.params["min_ratio"],
             self.metric,
-            "critical" if max(shift.ratio, 1 / shift.ratio) >= 3 else "warning",
+            "critical" if factor >= 3 else "warning",
             time_us=int(times[i]),
             statistic=shift.z,
             evidence=(shift.baseline_median, shift.recent_median),
-            details={"baseline_median_ms": f"{shift.baseline_median:.4g}", "median_ms": f"{shift.recent_median:.4g}"},
+            details={
+                f"baseline_median{unit}": f"{shift.baseline_median:.4g}",
+                f"median{unit}": f"{shift.recent_median:.4g}",
+            },
         )
 
     def headline(self, found: list[Finding]) -> Finding | None:

@@ -119,10 +119,11 @@ def metric_role(name: str) -> str:
 
 # A run's pace (how fast it trains) in its metrics' words: a time per step, iteration or batch, or a rate
 # of training units per second
-_PACE_TIMES = frozenset({"time", "ms", "sec", "secs", "seconds", "duration", "dt", "elapsed"})
+_PACE_TIMES = frozenset({"time", "ms", "sec", "secs", "seconds", "duration", "dt"})
 _PACE_OF = frozenset({"step", "it", "iter", "iteration", "batch", "data", "fwd", "bwd", "forward", "backward", "epoch"})
 _PACE_UNITS = frozenset(
-    {"samples", "sample", "tokens", "tok", "toks", "steps", "it", "iter", "iters", "images", "imgs", "examples", "seqs"}
+    {"samples", "sample", "tokens", "tok", "toks", "images", "imgs", "img", "examples", "seqs", "sequences"}
+    | {"step", "steps", "it", "iter", "iters", "iteration", "iterations", "batch", "batches", "epoch", "epochs"}
 )
 _PACE_RATES = frozenset({"throughput", "mfu", "ips", "fps", "tps"})
 
@@ -143,7 +144,8 @@ def pace_direction(name: str) -> int:
         per_second and any(w in _PACE_UNITS for w in words) and not any(w in _PACE_TIMES for w in words[:-1])
     ):
         return -1
-    if timed and (any(w in _PACE_OF for w in words) or set(words) <= _PACE_TIMES):
+    # a bare time ("time", "elapsed", "duration") is as often a run's whole elapsed time, which only grows
+    if timed and (any(w in _PACE_OF for w in words) or words == ["dt"]):
         return 1
     return 0
 

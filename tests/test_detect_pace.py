@@ -17,9 +17,11 @@ RECORDED = Path(__file__).resolve().parent.parent / "bench" / "data" / "steptime
 
 
 def test_a_pace_is_read_from_words_of_training_units_only() -> None:
-    slower_up = ["step_time_ms", "dt", "iter_time", "data_time", "batch_time", "time", "seconds_per_step", "sec/it"]
+    slower_up = ["step_time_ms", "dt", "iter_time", "data_time", "batch_time", "seconds_per_step", "sec/it"]
     slower_down = ["throughput", "samples_per_second", "train_samples_per_second", "tokens/s", "it/s", "mfu"]
+    slower_down += ["step_per_sec", "batch_per_sec", "batch/sec", "iteration_per_sec", "batches_per_sec"]
     neither = ["ctxt_per_s", "latency_p50_ms", "requests_per_s", "disk_read_bps", "cpu_pct", "gpu_mem", "loss"]
+    neither += ["time", "elapsed", "elapsed_time", "time/time_elapsed", "duration", "seconds"]  # a run's whole time
     assert [pace_direction(n) for n in slower_up] == [1] * len(slower_up)
     assert [pace_direction(n) for n in slower_down] == [-1] * len(slower_down)
     assert [pace_direction(n) for n in neither] == [0] * len(neither)
@@ -99,3 +101,37 @@ def test_a_saved_pace_out_of_range_is_refused() -> None:
     for bad in (2, True, "1"):
         with pytest.raises(ValueError, match="pace"):
             ServiceSeries.from_state(state | {"pace": bad})
+
+
+def test_a_throughput_that_stalls_at_zero_pages() -> None:
+    """Shown by a review: the slowdown monitor read only positive values, so a throughput that fell to 0 for
+    good (a run that makes no progress) never paged."""
+    times = T0 + np.arange(1500, dtype=np.int64) * 200_000
+    sps = 64 / (0.2 * np.random.default_rng(0).lognormal(0, 0.05, 1500))
+    sps[1000:] = 0.0
+    found = _feed(TrainingSeries("samples_per_sec"), sps, times)
+    assert {f.reason for f in found} == {"level_shift"} and 1000 <= found[0].step < 1040
+    assert found[0].severity == "critical" and "fell to 0x" in found[0].message and "-> 0 " in found[0].message
+
+
+def test_a_slow_warm_up_is_not_the_baseline_a_later_slowdown_is_judged_by() -> None:
+    """Shown by a review: 300 steps of a 3x slower warm-up (compilation, caches) stayed in the baseline, and a
+    later 2x slowdown of ten minutes never paged. A change either way is the new normal; a speed-up never pages."""
+    rng = np.random.default_rng(1)
+    step_s = np.r_[np.full(300, 0.6), np.full(300, 0.2), np.full(1500, 0.4)] * rng.lognormal(0, 0.05, 2100)
+    times = T0 + (np.cumsum(step_s) * 1e6).astype(np.int64)
+    for metric, values in (("step_time", step_s * 1000), ("samples_per_sec", 64 / step_s)):
+        found = _feed(TrainingSeries(metric), values, times)
+        assert {f.reason for f in found} == {"level_shift"} and 600 <= found[0].step < 700, (metric, found)
+
+
+def test_a_pace_state_is_read_by_the_release_before_as_a_latency_monitor() -> None:
+    """Shown by a review: the monitor's state nested under a key of its own, and the release before (which
+    restores any saved monitor as a latency's) raised KeyError on every pace series: a rollback crashed."""
+    from aitrace.detect.level import LatencyShiftMonitor
+
+    step_s, times = _step_times(0)
+    rules = TrainingSeries("step_time")
+    _feed(rules, step_s[:500] * 1000, times[:500])
+    saved = rules.to_state()["service"]["shift"]
+    assert LatencyShiftMonitor.from_state(saved).n_seen == 500  # what that release's from_state calls
