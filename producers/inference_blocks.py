@@ -151,7 +151,7 @@ def _split(value: Any, stats: Counter[str]) -> tuple[float | None, str | None]:
         return None, None
     if value is None:
         return math.nan, None
-    if type(value) is str:
-        return None, value
+    if isinstance(value, str):  # numpy.str_ too: text, as a single event has it
+        return None, ev.text_value(value, stats)
     number = ev.as_float(value)
     return (None, ev.text_value(value, stats)) if number is None else (number, None)

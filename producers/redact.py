@@ -435,6 +435,8 @@ class Redactor:
             return [self.value(v, ident, version) for v in value]
         if kind is tuple and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
             return (value[0], self.mapping(value[1]))  # an Avro union branch: (record name, fields)
+        if isinstance(value, str):  # numpy.str_, a StrEnum member: scanned, and sent, as the plain str it holds
+            return self.scrub(str.__str__(value), ident, version)
         return value
 
     def mapping(
@@ -502,6 +504,7 @@ class Redactor:
         """(scrubbed name, key action, identifier field, version field) of a key; cached while the key is clean."""
         if not isinstance(key, str):
             return key, 0, False, False
+        key = str.__str__(key)  # a str subclass (numpy.str_): scanned as the plain str it holds
         before = self.total
         plan = (
             self.scrub(key, True),

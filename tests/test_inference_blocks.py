@@ -298,3 +298,19 @@ def test_a_number_under_a_secret_name_is_nan_in_a_block_as_in_an_event(start: Ca
     assert all(math.isnan(f["ssn"]) and f["amount"] == 12.5 for f in features[1:4])
     assert math.isnan(features[0]["password"]) and "ssn" not in features[0]
     assert redactor.counts["field"] == single_redactor.counts["field"] == 40
+
+
+def test_a_str_subclass_is_redacted_and_sent_as_a_plain_str(start: Callable[..., Running]) -> None:
+    """``clf.predict(X)[0]`` is a ``numpy.str_``: the redactor scanned only ``type(v) is str``, so an e-mail or a
+    key in a prediction, a request id or a categorical feature of that type went out as it was."""
+    redactor = Redactor(hash_key="k")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "prediction": np.str_(f"bob{i}@example.com")}
+        fields["features"] = {"who": np.str_(f"alice{i}@example.org")}
+        if i == 5:
+            fields["request_id"] = np.str_("ghp_abcdefghijklmnopqrstuvwxyz0123456789")
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    text = repr(_sent(running))
+    assert "example.com" not in text and "example.org" not in text and "ghp_abc" not in text
+    assert redactor.counts["email"] == 80 and redactor.counts["github_token"] == 1

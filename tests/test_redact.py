@@ -880,3 +880,20 @@ def test_an_int_log_attribute_shaped_like_a_card_number_is_redacted(tmp_path: Pa
     attributes = doc["aitrace"]["attributes"]
     assert "4111111111111111" not in json.dumps(doc) and "REDACTED" in attributes["n"]
     assert attributes["t_us"] == "1765000000000000"
+
+
+def test_a_str_subclass_is_scanned_as_the_plain_str_it_holds() -> None:
+    """numpy.str_ and StrEnum members were passed by (``type(value) is str``), secrets and all."""
+    import enum
+
+    import numpy as np
+    from aitrace.producers import events as ev
+
+    class Mode(enum.StrEnum):
+        X = "password=hunter2xyz"
+
+    redactor = Redactor()
+    out = redactor.mapping({"note": np.str_("key AKIAQWERTYUIOPASDFGA"), "mode": Mode.X, np.str_("a@example.com"): 1})
+    assert type(out["note"]) is str and "AKIA" not in out["note"] and "hunter2xyz" not in out["mode"]
+    assert not any("example.com" in k for k in out)
+    assert type(ev.text_value(np.str_("x"), Counter())) is str and ev.text_value(Mode.X, Counter()) == Mode.X.value
