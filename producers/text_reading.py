@@ -18,6 +18,9 @@ _INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
     "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
 )
+# A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
+# a password, an e-mail or an id (letters, digits, "_-.+/=:@%" and the rest can). See :func:`without_cut_token`.
+_TOKEN_CHARS = re.compile(r"""[^\s"'`,;&<>()\[\]{}|]*""")
 # Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
 _TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -118,3 +121,11 @@ def _folded(text: str) -> str:
     folded = text.translate(_CONFUSABLES)
     before = len(KV_ANY.findall(text.lower())) + len(LITERALS.findall(text))
     return folded if len(KV_ANY.findall(folded.lower())) + len(LITERALS.findall(folded)) > before else text
+
+
+def without_cut_token(text: str) -> str:
+    """A text cut at a size limit, less the token the cut went through (its trailing run of characters that can be
+    part of a token): ``... ghp_ABCDEFGH`` was the head of a key, too short for its pattern, and went out as it was.
+    Nothing when it is one token."""
+    tail = _TOKEN_CHARS.match(text[::-1])  # matched on the reversed text: one pass, no backtracking
+    return text[: len(text) - tail.end()] if tail is not None else text
