@@ -215,7 +215,7 @@ class Redactor:
         keyword = [i for i, t in enumerate(self._triggers) if t == "kv"]
         self._kv_lower = self._compile(keyword)
         self._kv_any_case = self._compile(keyword, re.IGNORECASE)
-        key = hash_key.encode() if isinstance(hash_key, str) else hash_key
+        key = hash_key.encode("utf-8", "surrogatepass") if isinstance(hash_key, str) else hash_key
         self._hash_key = (key or os.urandom(16))[:64]
         self._regions = tuple(phone_regions) if patterns is None else ()
         self.counts: Counter[str] = Counter()
@@ -406,7 +406,9 @@ class Redactor:
             found.append(kind)
         if not ident:
             return f"[REDACTED:{kind}]"
-        digest = hashlib.blake2b(secret.encode(), key=self._hash_key, digest_size=4).hexdigest()
+        # surrogatepass: a lone surrogate (os.fsdecode of a name that is not UTF-8) is hashed, not raised on
+        data = secret.encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(data, key=self._hash_key, digest_size=4).hexdigest()
         return f"[REDACTED:{kind}#{digest.translate(_LETTERS)}]"  # letters, no ":" : a second pass finds nothing
 
     def _phones(self, text: str, plain: str, ident: bool, found: list[str] | None) -> str:

@@ -314,3 +314,17 @@ def test_a_str_subclass_is_redacted_and_sent_as_a_plain_str(start: Callable[...,
     text = repr(_sent(running))
     assert "example.com" not in text and "example.org" not in text and "ghp_abc" not in text
     assert redactor.counts["email"] == 80 and redactor.counts["github_token"] == 1
+
+
+def test_a_lone_surrogate_in_a_secret_of_an_identifier_costs_no_record(start: Callable[..., Running]) -> None:
+    """``os.fsdecode`` of a name that is not UTF-8 leaves a lone surrogate; inside a secret of an identifier field
+    the redactor hashed ``secret.encode()``, raised UnicodeEncodeError, and the whole block was dropped."""
+    bad = os.fsdecode(b"token=abc\xffdef")
+    redactor = Redactor(hash_key="k")
+    assert redactor.scrub(bad, True).startswith("[REDACTED:secret_assignment#")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "request_id": bad if i == 7 else f"req-{i}"}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = _sent(running)
+    assert len(sent) == 40 and "abc" not in repr(sent) and running.stats["dropped_processor_error"] == 0
