@@ -265,3 +265,16 @@ def test_a_feature_named_like_the_label_series_is_dead_lettered_from_a_block_too
         out = pipe.process_record(rec.value, key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
         letters += [(letter.reason, letter.detail) for letter in out.dead_letters]
     assert [reason for reason, _ in letters] == ["series-clash"] and "__label__" in letters[0][1], letters
+
+
+def test_two_class_names_that_redact_to_one_keep_the_block(start: Callable[..., Running]) -> None:
+    """Class counts under ``bob@example.com`` and ``bob%40example.com`` (one name once redacted) dropped the block."""
+    running = start([Redactor(hash_key="k")])
+    for i in range(20):
+        fields = {"stage": "s", "dataset": "d", "features": [], "batch": str(i),
+                  "class_counts": {"bob@example.com": 3, "bob%40example.com": 1}}  # fmt: skip
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    sent = _sent(running)
+    assert len(sent) == 20 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
+    assert all(len(e["payload"][1]["class_counts"]) == 1 for e in sent)

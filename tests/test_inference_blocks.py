@@ -328,3 +328,16 @@ def test_a_lone_surrogate_in_a_secret_of_an_identifier_costs_no_record(start: Ca
         running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
     sent = _sent(running)
     assert len(sent) == 40 and "abc" not in repr(sent) and running.stats["dropped_processor_error"] == 0
+
+
+def test_two_keys_that_redact_to_one_name_keep_the_block(start: Callable[..., Running]) -> None:
+    """``bob@example.com`` and ``bob%40example.com`` redact to one name: the block's number columns were named by a
+    strict zip of the scrubbed names, which raised, and every record of the block was dropped."""
+    redactor = Redactor(hash_key="k")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "features": {"bob@example.com": 1.0, "bob%40example.com": 0.0}}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = _sent(running)
+    assert len(sent) == 40 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
+    assert all(list(e["payload"][1]["features"]) == [redactor.scrub("bob@example.com", True)] for e in sent)
