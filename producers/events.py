@@ -217,9 +217,7 @@ def as_float(value: Any) -> float | None:
     """A number as float (numpy scalars, 0-d tensors included); None when it is not one."""
     if isinstance(value, float):
         return value
-    if isinstance(value, bool | int):
-        return float(value)
-    try:
+    try:  # an int past a double's range (10**400) raises OverflowError: no number
         return float(value)
     except (TypeError, ValueError, OverflowError, RuntimeError):
         return None

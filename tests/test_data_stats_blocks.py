@@ -278,3 +278,22 @@ def test_two_class_names_that_redact_to_one_keep_the_block(start: Callable[..., 
     sent = _sent(running)
     assert len(sent) == 20 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
     assert all(len(e["payload"][1]["class_counts"]) == 1 for e in sent)
+
+
+@pytest.mark.parametrize("where", ["row_count", "count", "histogram_counts"])
+def test_a_count_past_64_bits_costs_only_its_own_record(start: Callable[..., Running], where: str) -> None:
+    """A long field past 64 bits raised OverflowError from the encoder, which the serializer did not turn into
+    EncodeError, so the block was not split in halves and every record of it was dropped."""
+    running = start([Redactor()])
+    for i in range(20):
+        big = 10**30 if i == 7 else None
+        feature = {"name": "age", "count": 10, "histogram_edges": [0.0, 1.0, 2.0], "histogram_counts": [5, 5]}
+        if big and where != "row_count":
+            feature[where] = big if where == "count" else [5, big]
+        fields = {"stage": "s", "dataset": "d", "features": [feature], "batch": str(i), "row_count": 5}
+        if big and where == "row_count":
+            fields["row_count"] = big
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    batches = [e["payload"][1]["batch"] for e in _sent(running)]
+    assert batches == [str(i) for i in range(20) if i != 7] and running.stats["rejected_schema"] == 1

@@ -341,3 +341,22 @@ def test_two_keys_that_redact_to_one_name_keep_the_block(start: Callable[..., Ru
     sent = _sent(running)
     assert len(sent) == 40 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
     assert all(list(e["payload"][1]["features"]) == [redactor.scrub("bob@example.com", True)] for e in sent)
+
+
+def test_an_int_past_a_double_costs_no_other_record(start: Callable[..., Running]) -> None:
+    """``10**400`` in one record's latency, features or confidence raised OverflowError in the block builder
+    (``float(10**400)``, ``events.as_float`` converting ints outside its try) and the whole block was dropped."""
+    assert ev.as_float(10**400) is None
+    running = start([Redactor()])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "features": {"x": 10**400 if i == 3 else i}}
+        fields["latency_ms"] = 10**400 if i == 5 else 2
+        fields["confidence"] = 10**400 if i == 6 else 0.5
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = {e["payload"][1]["request_id"]: e["payload"][1] for e in _sent(running)}
+    # the latency is NaN, counted as rejected_bad_latency, and a worker refuses that record alone (as a single event)
+    assert (
+        sorted(sent) == sorted(f"req-{i}" for i in range(40) if i != 5) and running.stats["rejected_bad_latency"] == 1
+    )
+    assert sent["req-3"]["categorical_features"] == {"x": repr(10**400)} and sent["req-4"]["features"] == {"x": 4.0}
+    assert sent["req-6"]["confidence"] is None and running.stats["dropped_exporter_error"] == 0
