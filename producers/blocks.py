@@ -113,7 +113,9 @@ class _Redacting:
         out.update(aside)
         for name, kept in maps_aside.items():
             self._unblank(walked[name], out[name])
-            names = self.redactor.mapping(dict.fromkeys(kept), top=False)  # None values: only keys scrubbed
+            # each name scrubbed as a map key is: two that scrub to one (bob@example.com, bob%40example.com) keep
+            # the later column, as a single event's map keeps the later value
+            names = [self.redactor.scrub(k, True) if isinstance(k, str) else k for k in kept]
             out[name].update(zip(names, map(self._numbers, kept, kept.values()), strict=True))
         return out
 

@@ -154,10 +154,11 @@ def is_urgent_level(level: str) -> bool:
 def text_value(value: Any, stats: Counter[str]) -> str:
     """A value as text for a ``map<string>`` field: strings as they are, the rest as JSON.
 
-    Objects JSON cannot express are written with ``repr`` and counted as ``stringified``.
+    Objects JSON cannot express are written with ``repr`` and counted as ``stringified``. A ``str`` subclass
+    (``numpy.str_``, a ``StrEnum`` member) becomes a plain ``str``: the redactor scans plain strings only.
     """
     if isinstance(value, str):
-        return value
+        return value if type(value) is str else str.__str__(value)
     try:
         return orjson.dumps(value, option=_JSON_OPTS).decode()
     except TypeError:
@@ -216,9 +217,7 @@ def as_float(value: Any) -> float | None:
     """A number as float (numpy scalars, 0-d tensors included); None when it is not one."""
     if isinstance(value, float):
         return value
-    if isinstance(value, bool | int):
-        return float(value)
-    try:
+    try:  # an int past a double's range (10**400) raises OverflowError: no number
         return float(value)
     except (TypeError, ValueError, OverflowError, RuntimeError):
         return None
@@ -323,7 +322,7 @@ def inference_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, 
         if value is None:
             numeric[str(key)] = math.nan  # a missing input is data for data-quality checks
         elif isinstance(value, str):
-            categorical[str(key)] = value
+            categorical[str(key)] = value if type(value) is str else str.__str__(value)
         else:
             number = as_float(value)
             if number is None:

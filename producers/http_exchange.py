@@ -39,6 +39,7 @@ from aitrace.producers import tracecontext as tc
 from aitrace.producers.client import get_client
 from aitrace.producers.inference import Served, TracingClient, _error_items, _exception_problem, guard
 from aitrace.producers.spans import Span
+from aitrace.producers.text_reading import without_cut_token
 
 __all__ = ["INPUT_KINDS", "Body", "Exchange", "Middleware", "Options", "check_input"]
 
@@ -227,7 +228,10 @@ def _payload_text(body: Body, content_type: str, whole: bool, redactor: Any) -> 
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return f"<{body.total} bytes, not text>"
-    return redactor.scrub(text) + ("" if body.kept_all else f"... ({body.total} bytes)")
+    if body.kept_all:
+        return redactor.scrub(text)
+    # cut at max_body_bytes: the head of a secret the cut went through matches no pattern, so it goes too
+    return redactor.scrub(without_cut_token(text)) + f"... ({body.total} bytes)"
 
 
 def check_input(kind: str, body: bytes, content_type: str, whole: bool) -> str | None:

@@ -62,8 +62,12 @@ def inference_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
         statuses = _statuses(values["status"])
     except TypeError:
         return _slow_columns(rows, stats)
+    try:
+        latency = Doubles(latencies if int not in latency_kinds else map(float, latencies))
+    except OverflowError:  # an int past a double's range (10**400): record by record, it alone NaN
+        return _slow_columns(rows, stats)
     columns = _columns(rows, values, statuses, stats)
-    columns["latency_ms"] = Doubles(latencies if int not in latency_kinds else map(float, latencies))
+    columns["latency_ms"] = latency
     columns["features"], columns["categorical_features"] = _feature_columns(values["features"], stats)
     return columns
 
@@ -132,11 +136,11 @@ def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, li
         kinds = set(map(type, column))
         if kinds == {float}:  # floats only: the writer need not look again
             numeric[name] = Doubles(column)
-        elif kinds <= _NUMBERS:
-            numeric[name] = Doubles(map(float, column))
+        elif kinds <= _NUMBERS and (doubles := _doubles(column)) is not None:
+            numeric[name] = doubles
         elif kinds == {str}:
             text[name] = column
-        else:
+        else:  # (an int past a double's range, 10**400, is text, as in a single event)
             numbers, texts = zip(*(_split(v, stats) for v in column), strict=True)
             if numbers.count(None) != len(numbers):
                 numeric[name] = list(numbers)
@@ -145,13 +149,21 @@ def _feature_columns(maps: list[Any], stats: Counter[str]) -> tuple[dict[str, li
     return numeric, text
 
 
+def _doubles(column: list[Any]) -> Doubles | None:
+    """A column of numbers as doubles; None where an int in it is past a double's range (10**400)."""
+    try:
+        return Doubles(map(float, column))
+    except OverflowError:
+        return None
+
+
 def _split(value: Any, stats: Counter[str]) -> tuple[float | None, str | None]:
     """One feature value as (number, text), one of them None; a missing input (None) is NaN."""
     if value is _ABSENT:
         return None, None
     if value is None:
         return math.nan, None
-    if type(value) is str:
-        return None, value
+    if isinstance(value, str):  # numpy.str_ too: text, as a single event has it
+        return None, ev.text_value(value, stats)
     number = ev.as_float(value)
     return (None, ev.text_value(value, stats)) if number is None else (number, None)

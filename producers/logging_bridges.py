@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aitrace.producers import tracecontext as tc
+from aitrace.producers.logging_handler import attribute_name
 
 __all__ = ["LoguruSink", "StructlogProcessor", "loguru_patcher", "loguru_sink", "structlog_processor"]
 
@@ -73,10 +74,6 @@ class _Bridge:
             _SENDING.reset(token)
 
 
-def _attribute_name(key: str) -> str:
-    return f"extra.{key}" if key in ("level", "logger", "exc_info") else key
-
-
 class LoguruSink(_Bridge):
     """A loguru sink (a callable taking loguru's message) sending each record through ``client.log``."""
 
@@ -87,7 +84,7 @@ class LoguruSink(_Bridge):
             ctx = None
             if _TRACE_KEY in extra:
                 ctx = tc.SpanContext(extra.pop(_TRACE_KEY), extra.pop(_SPAN_KEY), extra.pop(_PARENT_KEY, None))
-            attributes = {_attribute_name(str(k)): v for k, v in extra.items()}
+            attributes = {attribute_name(str(k)): v for k, v in extra.items()}
             attributes.setdefault("module", record["module"])
             attributes.setdefault("function", record["function"])
             attributes.setdefault("lineno", record["line"])
@@ -131,8 +128,12 @@ class StructlogProcessor(_Bridge):
             wants_current = exc is True or (exc and not isinstance(exc, BaseException | tuple))
             if wants_current or (exc is None and method_name == "exception"):
                 exc = sys.exc_info()[1]
-            attributes = {_attribute_name(str(k)): v for k, v in event_dict.items() if k not in _STRUCTLOG_OWN}
-            message = str(event_dict.get("event", ""))
+            own = _STRUCTLOG_OWN
+            if "event" in event_dict or "message" not in event_dict:
+                message = str(event_dict.get("event", ""))
+            else:  # EventRenamer("message") ran before: the event is under "message"
+                message, own = str(event_dict["message"]), _STRUCTLOG_OWN | {"message"}
+            attributes = {attribute_name(str(k)): v for k, v in event_dict.items() if k not in own}
         except Exception:
             self.errors += 1
             return event_dict

@@ -11,12 +11,14 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-# ``client.log``'s own parameters: an ``extra=`` field of that name would clash with them.
-_RESERVED = frozenset({"level", "logger"})
+# ``client.log``'s own parameters (``self`` included): an attribute of that name would clash with them (TypeError:
+# the record was lost), so it travels as ``extra.<name>``.
+LOG_PARAMETERS = frozenset({"self", "level", "message", "exc_info", "logger"})
 
 
-def _attribute_name(key: str) -> str:
-    return f"extra.{key}" if key in _RESERVED else key
+def attribute_name(key: str) -> str:
+    """An attribute's name as ``client.log`` can take it (its own parameters' names get ``extra.``)."""
+    return f"extra.{key}" if key in LOG_PARAMETERS else key
 
 
 class AitraceHandler(logging.Handler):
@@ -37,7 +39,7 @@ class AitraceHandler(logging.Handler):
             if client is None:
                 return
         try:
-            attributes = {_attribute_name(k): v for k, v in vars(record).items() if k not in _STANDARD}
+            attributes = {attribute_name(k): v for k, v in vars(record).items() if k not in _STANDARD}
             attributes.setdefault("module", record.module)
             attributes.setdefault("lineno", record.lineno)
             client.log(record.levelno, record.getMessage(), exc_info=record.exc_info, logger=record.name, **attributes)

@@ -215,7 +215,7 @@ class Redactor:
         keyword = [i for i, t in enumerate(self._triggers) if t == "kv"]
         self._kv_lower = self._compile(keyword)
         self._kv_any_case = self._compile(keyword, re.IGNORECASE)
-        key = hash_key.encode() if isinstance(hash_key, str) else hash_key
+        key = hash_key.encode("utf-8", "surrogatepass") if isinstance(hash_key, str) else hash_key
         self._hash_key = (key or os.urandom(16))[:64]
         self._regions = tuple(phone_regions) if patterns is None else ()
         self.counts: Counter[str] = Counter()
@@ -406,7 +406,9 @@ class Redactor:
             found.append(kind)
         if not ident:
             return f"[REDACTED:{kind}]"
-        digest = hashlib.blake2b(secret.encode(), key=self._hash_key, digest_size=4).hexdigest()
+        # surrogatepass: a lone surrogate (os.fsdecode of a name that is not UTF-8) is hashed, not raised on
+        data = secret.encode("utf-8", "surrogatepass")
+        digest = hashlib.blake2b(data, key=self._hash_key, digest_size=4).hexdigest()
         return f"[REDACTED:{kind}#{digest.translate(_LETTERS)}]"  # letters, no ":" : a second pass finds nothing
 
     def _phones(self, text: str, plain: str, ident: bool, found: list[str] | None) -> str:
@@ -435,6 +437,8 @@ class Redactor:
             return [self.value(v, ident, version) for v in value]
         if kind is tuple and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
             return (value[0], self.mapping(value[1]))  # an Avro union branch: (record name, fields)
+        if isinstance(value, str):  # numpy.str_, a StrEnum member: scanned, and sent, as the plain str it holds
+            return self.scrub(str.__str__(value), ident, version)
         return value
 
     def mapping(
@@ -502,6 +506,7 @@ class Redactor:
         """(scrubbed name, key action, identifier field, version field) of a key; cached while the key is clean."""
         if not isinstance(key, str):
             return key, 0, False, False
+        key = str.__str__(key)  # a str subclass (numpy.str_): scanned as the plain str it holds
         before = self.total
         plan = (
             self.scrub(key, True),
@@ -524,9 +529,20 @@ class Redactor:
             self.counts["field"] += len(value)
             return {self.scrub(k, True) if isinstance(k, str) else k: REDACTED for k in value}
         if isinstance(value, list):
+            if value and all(v is None or type(v) in _SCALARS for v in value):
+                return self._blank_numbers(value)
             self.counts["field"] += len(value)
             return [REDACTED for _ in value]
         return value
+
+    def _blank_numbers(self, column: list[Any]) -> list[Any]:
+        """A block's number column under a secret's name (``init(deny=["confidence"])``): its doubles NaN, its ints
+        and bools kept, as a number in a single event is; blanked to texts, the block fit no schema and was lost."""
+        floats = sum(1 for v in column if type(v) is float)
+        if not floats:
+            return column
+        self.counts["field"] += floats
+        return [math.nan if type(v) is float else v for v in column]
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         """Processor entry point: an Event or a MetricBlock, walked whole (envelope, payload, labels, names)."""

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from aitrace.producers.text_reading import without_cut_token
 from aitrace.schemas.data_stats_block import MAX_CATEGORY_CHARS, MAX_HISTOGRAM_BINS
 
 EXACT_VALUES = 128  # a numeric column with at most this many distinct values is summarized exactly
@@ -188,8 +189,9 @@ def _categorical_stats(name: str, arr: Any, max_categories: int) -> dict[str, An
     values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in arr.ravel().tolist()]
     present = [v for v in values if v is not None]
     # A name past what a worker takes (free text summarized as a category) is cut to it: counted
-    # under its first MAX_CATEGORY_CHARS characters rather than the whole summary dead-lettered.
-    counts = Counter(v if len(v) <= MAX_CATEGORY_CHARS else v[:MAX_CATEGORY_CHARS] for v in present)
+    # under its first MAX_CATEGORY_CHARS characters rather than the whole summary dead-lettered, less the token the
+    # cut went through (the head of a key there matches no pattern of the redactor).
+    counts = Counter(v if len(v) <= MAX_CATEGORY_CHARS else without_cut_token(v[:MAX_CATEGORY_CHARS]) for v in present)
     top = dict(counts.most_common(max_categories))
     other = len(present) - sum(top.values())
     if other:

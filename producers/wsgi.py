@@ -55,16 +55,30 @@ class AitraceWSGIMiddleware(Middleware):
     def _exchange(self, environ: Environ) -> Exchange | None:
         headers = _headers(environ)
         url_map = getattr(self.app, "url_map", None) or getattr(getattr(self.app, "__self__", None), "url_map", None)
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
-        return self.start(environ.get("REQUEST_METHOD", "GET"), path, headers, lambda: _rule(url_map, environ))
+        path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/"))
+        method = _text(environ.get("REQUEST_METHOD", "GET"))
+        return self.start(method, path, headers, lambda: _rule(url_map, environ))
+
+
+def _text(value: Any) -> str:
+    """An environ string as the text the client sent: PEP 3333 hands the request's UTF-8 bytes over decoded as
+    latin-1, so ``/users/jöhn@exämple.com`` arrives as ``/users/jÃ¶hn@exÃ¤mple.com``, which no pattern reads
+    as an e-mail. Bytes that are not UTF-8 become U+FFFD; a server that already gave text keeps it."""
+    text = str(value)
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # not a latin-1 string: already decoded
+        return text
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
     """The request headers, lower-case, from ``HTTP_*`` and the two CGI names WSGI keeps apart."""
-    out = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+    out = {k[5:].replace("_", "-").lower(): _text(v) for k, v in environ.items() if k.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
-            out[key.replace("_", "-").lower()] = str(environ[key])
+            out[key.replace("_", "-").lower()] = _text(environ[key])
     return out
 
 

@@ -147,7 +147,7 @@ class AvroSerializer:
         buf.write(header)
         try:
             fastavro.schemaless_writer(buf, self.schema.parsed, avro_writer.plain_lists(obj), strict_allow_default=True)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:  # (an int past 64 bits)
             raise EncodeError(f"object does not fit {self.schema.name}: {exc}") from exc
         return buf.getvalue()
 

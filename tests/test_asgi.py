@@ -342,3 +342,21 @@ def test_traced_handlers_are_spans_with_one_record_each(make_client: Callable[..
     assert failed["payload"][1]["status"] == "error"
     assert failed["payload"][1]["error"] == "exception: ValueError: row 3 is not a number"
     assert spans[failed["span_id"]]["payload"][1]["status"] == "error"
+
+
+def test_a_secret_the_body_limit_cuts_through_is_left_out() -> None:
+    """A logged body cut at ``max_body_bytes`` kept the head of a key that straddled the cut (``ghp_`` and 19
+    characters: too short for the key's pattern), and the redactor let it through."""
+    from aitrace.producers.http_exchange import Body, _payload_text
+    from aitrace.producers.redact import Redactor
+
+    token = "ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IiLCJhZG1pbiI6dHJ1ZX0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    for text in ("x" * 40 + " " + token, "y" * 20 + " " + jwt, "password=" + "s" * 80):
+        body = Body(64)
+        body.add(text.encode())
+        out = _payload_text(body, "text/plain", False, Redactor())
+        assert out.endswith(f"... ({len(text)} bytes)") and "ghp_" not in out and "eyJ" not in out and "sss" not in out
+    whole = Body(64)
+    whole.add(b"plain words")
+    assert _payload_text(whole, "text/plain", True, Redactor()) == "plain words"

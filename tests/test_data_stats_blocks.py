@@ -265,3 +265,49 @@ def test_a_feature_named_like_the_label_series_is_dead_lettered_from_a_block_too
         out = pipe.process_record(rec.value, key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
         letters += [(letter.reason, letter.detail) for letter in out.dead_letters]
     assert [reason for reason, _ in letters] == ["series-clash"] and "__label__" in letters[0][1], letters
+
+
+def test_two_class_names_that_redact_to_one_keep_the_block(start: Callable[..., Running]) -> None:
+    """Class counts under ``bob@example.com`` and ``bob%40example.com`` (one name once redacted) dropped the block."""
+    running = start([Redactor(hash_key="k")])
+    for i in range(20):
+        fields = {"stage": "s", "dataset": "d", "features": [], "batch": str(i),
+                  "class_counts": {"bob@example.com": 3, "bob%40example.com": 1}}  # fmt: skip
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    sent = _sent(running)
+    assert len(sent) == 20 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
+    assert all(len(e["payload"][1]["class_counts"]) == 1 for e in sent)
+
+
+@pytest.mark.parametrize("where", ["row_count", "count", "histogram_counts"])
+def test_a_count_past_64_bits_costs_only_its_own_record(start: Callable[..., Running], where: str) -> None:
+    """A long field past 64 bits raised OverflowError from the encoder, which the serializer did not turn into
+    EncodeError, so the block was not split in halves and every record of it was dropped."""
+    running = start([Redactor()])
+    for i in range(20):
+        big = 10**30 if i == 7 else None
+        feature = {"name": "age", "count": 10, "histogram_edges": [0.0, 1.0, 2.0], "histogram_counts": [5, 5]}
+        if big and where != "row_count":
+            feature[where] = big if where == "count" else [5, big]
+        fields = {"stage": "s", "dataset": "d", "features": [feature], "batch": str(i), "row_count": 5}
+        if big and where == "row_count":
+            fields["row_count"] = big
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    batches = [e["payload"][1]["batch"] for e in _sent(running)]
+    assert batches == [str(i) for i in range(20) if i != 7] and running.stats["rejected_schema"] == 1
+
+
+def test_a_denied_count_keeps_its_block(start: Callable[..., Running]) -> None:
+    """``init(deny=["count"])`` named the block's row_count and count columns (longs): blanked to texts, every
+    block of data statistics was rejected; a single event keeps an integer under a secret's name."""
+    running = start([Redactor(deny=["count"])])
+    for i in range(20):
+        feature = {"name": "age", "dtype": "numeric", "count": 10, "mean": 1.5}
+        fields = {"stage": "s", "dataset": "d", "features": [feature], "batch": str(i), "row_count": 5}
+        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    sent = [e["payload"][1] for e in _sent(running)]
+    assert [p["batch"] for p in sent] == [str(i) for i in range(20)] and running.stats["rejected_schema"] == 0
+    assert all(p["row_count"] == 5 and p["features"][0]["count"] == 10 for p in sent)

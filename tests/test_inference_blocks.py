@@ -298,3 +298,83 @@ def test_a_number_under_a_secret_name_is_nan_in_a_block_as_in_an_event(start: Ca
     assert all(math.isnan(f["ssn"]) and f["amount"] == 12.5 for f in features[1:4])
     assert math.isnan(features[0]["password"]) and "ssn" not in features[0]
     assert redactor.counts["field"] == single_redactor.counts["field"] == 40
+
+
+def test_a_str_subclass_is_redacted_and_sent_as_a_plain_str(start: Callable[..., Running]) -> None:
+    """``clf.predict(X)[0]`` is a ``numpy.str_``: the redactor scanned only ``type(v) is str``, so an e-mail or a
+    key in a prediction, a request id or a categorical feature of that type went out as it was."""
+    redactor = Redactor(hash_key="k")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "prediction": np.str_(f"bob{i}@example.com")}
+        fields["features"] = {"who": np.str_(f"alice{i}@example.org")}
+        if i == 5:
+            fields["request_id"] = np.str_("ghp_abcdefghijklmnopqrstuvwxyz0123456789")
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    text = repr(_sent(running))
+    assert "example.com" not in text and "example.org" not in text and "ghp_abc" not in text
+    assert redactor.counts["email"] == 80 and redactor.counts["github_token"] == 1
+
+
+def test_a_lone_surrogate_in_a_secret_of_an_identifier_costs_no_record(start: Callable[..., Running]) -> None:
+    """``os.fsdecode`` of a name that is not UTF-8 leaves a lone surrogate; inside a secret of an identifier field
+    the redactor hashed ``secret.encode()``, raised UnicodeEncodeError, and the whole block was dropped."""
+    bad = os.fsdecode(b"token=abc\xffdef")
+    redactor = Redactor(hash_key="k")
+    assert redactor.scrub(bad, True).startswith("[REDACTED:secret_assignment#")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "request_id": bad if i == 7 else f"req-{i}"}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = _sent(running)
+    assert len(sent) == 40 and "abc" not in repr(sent) and running.stats["dropped_processor_error"] == 0
+
+
+def test_two_keys_that_redact_to_one_name_keep_the_block(start: Callable[..., Running]) -> None:
+    """``bob@example.com`` and ``bob%40example.com`` redact to one name: the block's number columns were named by a
+    strict zip of the scrubbed names, which raised, and every record of the block was dropped."""
+    redactor = Redactor(hash_key="k")
+    running = start([redactor])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "features": {"bob@example.com": 1.0, "bob%40example.com": 0.0}}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = _sent(running)
+    assert len(sent) == 40 and running.stats["dropped_processor_error"] == 0 and "bob" not in repr(sent)
+    assert all(list(e["payload"][1]["features"]) == [redactor.scrub("bob@example.com", True)] for e in sent)
+
+
+def test_an_int_past_a_double_costs_no_other_record(start: Callable[..., Running]) -> None:
+    """``10**400`` in one record's latency, features or confidence raised OverflowError in the block builder
+    (``float(10**400)``, ``events.as_float`` converting ints outside its try) and the whole block was dropped."""
+    assert ev.as_float(10**400) is None
+    running = start([Redactor()])
+    for i in range(40):
+        fields = {**_fields(i, odd=False, secret=False), "features": {"x": 10**400 if i == 3 else i}}
+        fields["latency_ms"] = 10**400 if i == 5 else 2
+        fields["confidence"] = 10**400 if i == 6 else 0.5
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = {e["payload"][1]["request_id"]: e["payload"][1] for e in _sent(running)}
+    # the latency is NaN, counted as rejected_bad_latency, and a worker refuses that record alone (as a single event)
+    assert (
+        sorted(sent) == sorted(f"req-{i}" for i in range(40) if i != 5) and running.stats["rejected_bad_latency"] == 1
+    )
+    assert sent["req-3"]["categorical_features"] == {"x": repr(10**400)} and sent["req-4"]["features"] == {"x": 4.0}
+    assert sent["req-6"]["confidence"] is None and running.stats["dropped_exporter_error"] == 0
+
+
+def test_a_denied_number_field_is_nan_in_a_block_as_in_an_event(start: Callable[..., Running]) -> None:
+    """``init(deny=["confidence"])``: the redactor blanked the block's confidence column to ``[REDACTED]`` texts,
+    which no double array takes, and every block of inference records was rejected (a single event has NaN)."""
+    redactor, single_redactor = Redactor(deny=["confidence"]), Redactor(deny=["confidence"])
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(40):
+            running.queue.append(
+                (ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, _fields(i, odd=True, secret=False), False)
+            )
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert len(from_blocks) == 40 and _same(from_blocks, from_events)
+    confidences = [e["payload"][1]["confidence"] for e in from_blocks]
+    assert all(c is None or math.isnan(c) for c in confidences) and any(c is not None for c in confidences)
+    assert redactor.counts["field"] == single_redactor.counts["field"]

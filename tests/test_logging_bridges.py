@@ -150,3 +150,31 @@ def test_a_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch, modu
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ImportError, match=rf"pip install 'aitrace\[{module}\]'"):
         getattr(importlib.reload(logging_bridges), factory)()
+
+
+def test_attributes_named_like_client_logs_parameters_keep_their_record(client: aitrace.Client, logger: Any) -> None:
+    """An attribute named ``message`` or ``self`` went to ``client.log`` as a keyword of its own parameter (TypeError):
+    structlog with ``EventRenamer("message")`` before the processor, ``logger.bind(message=...)`` in loguru or
+    ``extra={"self": ...}`` in the stdlib lost every such record (counted in ``.errors``, nothing sent)."""
+    processor = logging_bridges.structlog_processor(client)
+    log = structlog.wrap_logger(
+        structlog.ReturnLogger(),
+        processors=[structlog.processors.EventRenamer("message"), processor, structlog.processors.JSONRenderer()],
+    )
+    log.info("renamed", user="bob")
+    sink = logging_bridges.loguru_sink(client)
+    logger.add(sink, level="DEBUG")
+    logger.bind(message="bound text", self="me").info("bound")
+    stdlib = logging.getLogger("test.reserved")
+    handler = aitrace.AitraceHandler(client)
+    stdlib.addHandler(handler)
+    try:
+        stdlib.warning("plain", extra={"self": "me"})
+    finally:
+        stdlib.removeHandler(handler)
+    assert client.flush(timeout=30)
+    logs = _logs(client, 3)
+    assert processor.errors == sink.errors == 0
+    assert logs["renamed"]["payload"][1]["attributes"]["user"] == "bob"
+    assert logs["bound"]["payload"][1]["attributes"]["extra.message"] == "bound text"
+    assert logs["plain"]["payload"][1]["attributes"]["extra.self"] == "me"

@@ -640,9 +640,14 @@ def test_summaries_stay_within_what_a_worker_takes() -> None:
     # A worker dead-letters a data batch with a category past 1,024 characters or a histogram past
     # 4,096 bins (its reference would outgrow a changelog record): free text summarized as a
     # category is counted under its first 1,024 characters, and too many bins is the caller's error.
-    long_a, long_b = "a" * 1_024 + "1", "a" * 1_024 + "2"
+    long_a, long_b = "a " * 512 + "1", "a " * 512 + "2"
     (cat,) = aitrace.summarize({"note": np.array([long_a, long_b, "short"], dtype=object)})
-    assert cat["categories"] == {"a" * 1_024: 2, "short": 1}
+    assert cat["categories"] == {"a " * 512: 2, "short": 1}
+    # The cut leaves out the word it goes through: there the head of a key ("ghp_" and 19 characters, too short for
+    # its pattern) went out as it was.
+    token = "ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    (cut,) = aitrace.summarize({"note": ["z" * 1_000 + " " + token] * 3 + ["b" * 2_000]}, categorical=["note"])
+    assert cut["categories"] == {"z" * 1_000 + " ": 3, "": 1}
     assert len(aitrace.summarize({"x": np.arange(10_000.0)}, bins=4_094)[0]["histogram_counts"]) == 4_094
     with pytest.raises(ValueError, match="1 to 4094 bins"):
         aitrace.summarize({"x": np.arange(10.0)}, bins=5_000)

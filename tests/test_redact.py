@@ -880,3 +880,32 @@ def test_an_int_log_attribute_shaped_like_a_card_number_is_redacted(tmp_path: Pa
     attributes = doc["aitrace"]["attributes"]
     assert "4111111111111111" not in json.dumps(doc) and "REDACTED" in attributes["n"]
     assert attributes["t_us"] == "1765000000000000"
+
+
+def test_a_str_subclass_is_scanned_as_the_plain_str_it_holds() -> None:
+    """numpy.str_ and StrEnum members were passed by (``type(value) is str``), secrets and all."""
+    import enum
+
+    import numpy as np
+    from aitrace.producers import events as ev
+
+    class Mode(enum.StrEnum):
+        X = "password=hunter2xyz"
+
+    redactor = Redactor()
+    out = redactor.mapping({"note": np.str_("key AKIAQWERTYUIOPASDFGA"), "mode": Mode.X, np.str_("a@example.com"): 1})
+    assert type(out["note"]) is str and "AKIA" not in out["note"] and "hunter2xyz" not in out["mode"]
+    assert not any("example.com" in k for k in out)
+    assert type(ev.text_value(np.str_("x"), Counter())) is str and ev.text_value(Mode.X, Counter()) == Mode.X.value
+
+
+@pytest.mark.parametrize("hidden", ["\x00", "\x7f", "\x1b", "\x08", "\x01", "\ufff9", "\ufffb", "\U0001d173"])
+def test_a_control_character_inside_a_key_word_does_not_hide_it(hidden: str) -> None:
+    """Only zero-width characters were taken out before the scan: a NUL, DEL, ESC or backspace (or an interlinear
+    annotation or musical formatting character) inside ``password`` hid the assignment from every pattern."""
+    redactor = Redactor()
+    assert "Hunter2Secret" not in redactor.scrub(f"pass{hidden}word=Hunter2Secret")
+    assert redactor.mapping({f"pass{hidden}word": "Hunter2Secret"}) == {f"pass{hidden}word": REDACTED}
+    from aitrace.producers.text_reading import plain_variant
+
+    assert plain_variant("line one\n\tline two\r\n") is None  # tabs and line breaks stay

@@ -137,3 +137,21 @@ def test_a_failing_client_never_reaches_the_app(fail_at: str) -> None:
     http = flask_app(BrokenClient(fail_at), inputs={"/predict": "json"}).test_client()
     answer = http.post("/predict", json={"tenure_months": 3}, buffered=True)
     assert answer.status_code == 200 and answer.get_json() == {"prediction": "churn"}
+
+
+def test_a_non_ascii_path_is_read_as_utf_8_and_redacted(make_client: Callable[..., aitrace.Client]) -> None:
+    """PEP 3333 hands PATH_INFO over as the UTF-8 bytes decoded as latin-1: ``jöhn.dœ@exämple.com`` arrived as
+    ``jÃ¶hn.dÅ\x93@exÃ¤mple.com``, which no pattern reads as an e-mail, and went out whole in the route and
+    the span's name (so did ``contraseña=...``)."""
+    client = make_client(service="churn-api")
+    http = flask_app(client, model="churn").test_client()
+    paths = ["/users/jöhn.dœ@exämple.com/profile", "/reset/contraseña=Secreto123x"]
+    assert [http.get(path, buffered=True).status_code for path in paths] == [404, 404]
+    records, spans = delivered(client, 2)
+    text = json.dumps([records, list(spans.values())], ensure_ascii=False, default=repr)
+    for secret in ("jöhn.dœ@exämple.com", "Secreto123x"):
+        assert secret not in text and secret.encode().decode("latin-1") not in text
+    assert sorted(summary(e)["route"] for e in records) == [
+        "/reset/[REDACTED:secret_assignment]",
+        "/users/[REDACTED:email]/profile",
+    ]
