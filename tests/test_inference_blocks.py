@@ -259,7 +259,10 @@ def test_the_spool_carries_blocks(tmp_path: Path) -> None:
             client.inference(f"r{i}", "m", 2.0 + i, features={"x": float(i)})
 
     events, schemas = spooled(tmp_path, send, 30)
-    assert [e["payload"][1]["request_id"] for e in events] == [f"r{i}" for i in range(30)]
+    # in whatever order the records failed (the first one alone may spill after the block behind it)
+    assert sorted((e["payload"][1]["request_id"] for e in events), key=lambda r: int(r[1:])) == [
+        f"r{i}" for i in range(30)
+    ]
     assert schemas == {"aitrace.InferenceBlock"}
 
 

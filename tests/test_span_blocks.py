@@ -190,7 +190,10 @@ def test_the_spool_carries_blocks(tmp_path: Path) -> None:
                 pass
 
     events, schemas = spooled(tmp_path, send, 30)
-    assert [e["payload"][1]["name"] for e in events] == [f"work {i}" for i in range(30)]
+    # in whatever order the records failed (the first one alone may spill after the block behind it)
+    assert sorted((e["payload"][1]["name"] for e in events), key=lambda n: int(n.split()[1])) == [
+        f"work {i}" for i in range(30)
+    ]
     assert schemas == {"aitrace.SpanBlock"}
 
 
