@@ -453,6 +453,7 @@ class Pipeline:
         worker's throughput on training batches (4 metrics + the overfitting check).
         ``now`` (the worker's wall clock, epoch s): the entity's touch mark is renewed
         (:mod:`aitrace.processors.expiry`); without it (tests, benchmarks) no mark is written.
+        A chunk that raises leaves a :class:`Staged` table as it was (all or nothing for the entity).
         """
         chunk = restore_axes(unpack_chunk(value))
         self.counters["series"] += 1
@@ -464,8 +465,17 @@ class Pipeline:
         staged = table if isinstance(table, Staged) else None
         states = self._entity_states(entity, table)
         mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
+        # Staged by an earlier chunk of the batch, ``states`` is the staged value itself (Staged.private), so the
+        # series a chunk closed before it raised stayed applied: its dead letter was skipped as a redelivery and
+        # its alerts lost. The series states it replaces (copy-on-write, never changed) are put back instead.
+        before = dict(states) if staged is not None and entity in staged.pending else None
         try:
             result = self._detect(entity, chunk, states, staged is not None)
+        except BaseException:
+            if before is not None:
+                states.clear()
+                states.update(before)
+            raise
         finally:  # a staged value keeps its mark whatever the chunk did
             tracked = bool(states)
             if mark is not None:
