@@ -44,7 +44,7 @@ from aitrace.processors.chunks import (
     restore_axes,
     share_axes,
 )
-from aitrace.processors.decode import Decoded, RecordDecoder
+from aitrace.processors.decode import MIN_TIME_US, Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import ChunkResult, DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
@@ -92,6 +92,49 @@ def retry_key(batch_id: str, value: bytes) -> str:
     if len(batch_id) > _LONGEST_BATCH_ID:
         batch_id = "#" + hashlib.blake2b(batch_id.encode(errors="surrogatepass"), digest_size=16).hexdigest()
     return f"{batch_id}/{zlib.crc32(value):08x}{len(value):x}"
+
+
+# The event times a series chunk may hold: from the decoder's floor (no record it lets through is older) to the
+# first day of the year 9999 (documents end with 9999-12-31; a year left for the windows added to a time).
+CHUNK_TIMES_US = (MIN_TIME_US, 253_370_764_800_000_000)
+
+
+def _check_times(chunk: dict[str, Any]) -> None:
+    """Raise ValueError for a series chunk (as unpacked, its axes shared) holding an event time outside
+    :data:`CHUNK_TIMES_US`.
+
+    The worker's chunks come from decoded records, whose times are in range; any client can write the series
+    topic. A chunk timed 2**62 us opened an incident whose every later version raised building its document
+    (the alert's day), so the series' legitimate chunks after it failed as well. Checked before any state;
+    ~3 us a model chunk of 60 requests and 45 labels.
+    """
+    kind = chunk["kind"]
+    if kind == "model":
+        parts = [chunk["times"], [r[2] for r in chunk["requests"]], [e["time"] for e in chunk["labels"]]]
+    elif kind == "run":
+        axes = chunk.get("axes")
+        parts = [s["times"] for s in chunk["series"].values() if axes is None or "steps" in s]
+        if axes is not None:
+            parts.append(axes["times"])
+    elif kind == "data":
+        parts = [[s[0] for s in chunk["stats"]]]
+    else:
+        return  # not a kind the detectors take: they refuse it
+    lo, hi = CHUNK_TIMES_US
+    for times in parts:
+        if isinstance(times, np.ndarray):
+            if not times.size:
+                continue
+            if times.dtype.kind not in "iu":
+                raise ValueError(f"series chunk of {_shown(str(chunk.get('entity')))}: event times of {times.dtype}")
+            least, greatest = times.min(), times.max()
+        elif times:
+            least, greatest = min(times), max(times)  # a list: a time that is no number raises TypeError
+        else:
+            continue
+        if not (lo <= least and greatest <= hi) or isinstance(least, bool) or isinstance(greatest, bool):
+            raise ValueError(f"series chunk of {_shown(str(chunk.get('entity')))}: event times {least!r:.30}.."
+                             f"{greatest!r:.30} us, out of {lo}..{hi}")  # fmt: skip
 
 
 def _rows_by_trace(columns: EventColumns) -> dict[str, np.ndarray]:
@@ -455,13 +498,15 @@ class Pipeline:
         (:mod:`aitrace.processors.expiry`); without it (tests, benchmarks) no mark is written.
         A chunk that raises leaves a :class:`Staged` table as it was (all or nothing for the entity).
         """
-        chunk = restore_axes(unpack_chunk(value))
+        chunk = unpack_chunk(value)
         self.counters["series"] += 1
         entity = chunk["entity"]
         if len(entity) > self.detection.max_key_chars // 2:  # its own series' keys add to it
             self.counters["series_refused"] += 1
             self._warn(entity, "refused: an entity named past %d characters", self.detection.max_key_chars // 2)
             return [], []
+        _check_times(chunk)
+        chunk = restore_axes(chunk)
         staged = table if isinstance(table, Staged) else None
         states = self._entity_states(entity, table)
         mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
@@ -471,6 +516,9 @@ class Pipeline:
         before = dict(states) if staged is not None and entity in staged.pending else None
         try:
             result = self._detect(entity, chunk, states, staged is not None)
+            # before the write (as series_group): a document that raised after it (an alert's time out of range)
+            # left the dead-lettered chunk applied, and its redelivery skipped
+            documents = None if result is None else self._documents(result)
         except BaseException:
             if before is not None:
                 states.clear()
@@ -480,11 +528,13 @@ class Pipeline:
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
-        if result is None:
+        if result is None or documents is None:
             return [], []
         status = chunk.get("status") if chunk["kind"] == "run" else None  # a lifecycle event of the run
         self._write(entity, table, states, (mark, tracked, status), now=now, applied=result.applied > 0)
-        return self._outputs(entity, result)
+        self._count(entity, result)
+        self.counters["alerts"] += len(result.alerts)
+        return result.alerts, documents
 
     def series_group(
         self, values: list[bytes], table: Staged, *, now: float | None = None
@@ -499,7 +549,10 @@ class Pipeline:
         named too long); :meth:`series` then takes each chunk. A chunk that raises leaves the table as it
         was and the exception goes on: the caller applies the chunks one by one.
         """
-        chunks = [restore_axes(unpack_chunk(value)) for value in values]
+        chunks = [unpack_chunk(value) for value in values]
+        for chunk in chunks:
+            _check_times(chunk)
+        chunks = [restore_axes(chunk) for chunk in chunks]
         entity = chunks[0]["entity"]
         if len(entity) > self.detection.max_key_chars // 2 or any(
             c["entity"] != entity or c["kind"] not in ("model", "run") or c.get("status") is not None for c in chunks
@@ -556,13 +609,6 @@ class Pipeline:
             table[entity] = states
         elif applied:
             table[entity] = states
-
-    def _outputs(self, entity: str, result: ChunkResult) -> tuple[list[dict[str, Any]], list[Action]]:
-        """A chunk's alert records and documents (alerts, labels, rollups), its counts counted."""
-        self._count(entity, result)
-        actions = self._documents(result)
-        self.counters["alerts"] += len(result.alerts)
-        return result.alerts, actions
 
     def _documents(self, result: ChunkResult) -> list[Action]:
         """A chunk's documents: its rollups, alerts and labels."""

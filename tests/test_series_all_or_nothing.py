@@ -93,3 +93,77 @@ def test_a_group_with_a_chunk_that_raises_dead_letters_it_and_commits_only_the_o
     alerts.clear()
     asyncio.run(runtime.on_chunks([Msg(_chunk(21, spike=True), b"model/m", "app-series", 0, 501)]))
     assert [a["detector"] for a in alerts] == ["spike"]
+
+
+@pytest.mark.parametrize("same_batch", [False, True], ids=["alone", "after-a-chunk-of-its-entity"])
+def test_a_chunk_whose_documents_raise_is_not_applied(same_batch: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documents are built before the table is written: an alert document that raised after the write left
+    the dead-lettered chunk applied (its redelivery skipped, the alert never indexed)."""
+    from aitrace.processors import pipeline as pipeline_module
+    from aitrace.sinks.documents import DocumentError
+
+    pipe, table = Pipeline(WorkerOptions(index=True)), {}
+    _history(pipe, table)
+    view = Staged(table)
+    pipe.series(_chunk(20), view)
+    if not same_batch:
+        view.commit()
+        view = Staged(table)
+    good = orjson.dumps(view.get("model/m"), option=_JSON)
+
+    def refused(alert: dict[str, Any]) -> Any:
+        raise DocumentError("refused")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline_module, "alert_action", refused)
+        with pytest.raises(DocumentError):
+            pipe.series(_chunk(21, spike=True), view)
+    view.commit()
+    assert orjson.dumps(table["model/m"], option=_JSON) == good
+    view = Staged(table)
+    alerts, documents = pipe.series(_chunk(21, spike=True), view)
+    view.commit()
+    assert [a["detector"] for a in alerts] == ["spike"] and len(documents) == 1
+    assert pipe.counters["duplicates"] == 0 and pipe.counters["alerts"] == 1
+
+
+@pytest.mark.parametrize(
+    "times",
+    [[2**62], [T0, 2**62], [-(2**40)], [1_000_000], [float(T0)]],
+    ids=["2**62", "one-of-two", "negative", "seconds", "float"],
+)
+def test_a_chunk_timed_out_of_the_documents_range_is_refused_before_any_state(times: list[Any]) -> None:
+    """A client's chunk timed 2**62 us (with an inf latency) opened an incident whose alert document raised; with
+    the incident kept, every later version of it raised too (the alert's day is its first_seen), so the series'
+    legitimate chunks after it were dead-lettered as well."""
+    pipe, table = Pipeline(WorkerOptions(index=True)), {}
+    _history(pipe, table)
+    before = orjson.dumps(table, option=_JSON)
+    crafted = _chunk(20, times=np.array(times))
+    for group in (False, True):
+        view = Staged(table)
+        with pytest.raises(ValueError, match="event times"):
+            if group:
+                pipe.series_group([_chunk(20), crafted], view)
+            else:
+                pipe.series(crafted, view)
+        view.commit()
+        assert orjson.dumps(table, option=_JSON) == before
+    spikes = 0
+    for off in range(21, 60):  # legitimate chunks, a spike now and then: applied, alerted
+        view = Staged(table)
+        alerts, _ = pipe.series(_chunk(off, spike=off % 10 == 0), view)
+        view.commit()
+        spikes += sum(a["detector"] == "spike" for a in alerts)
+    assert spikes >= 1 and pipe.counters["duplicates"] == 0
+
+
+def test_a_label_or_request_timed_out_of_range_is_refused() -> None:
+    from aitrace.processors.chunk_wire import unpack_chunk
+
+    pipe = Pipeline(WorkerOptions(index=True))
+    for field, entry in (("requests", ["q", "1", 2**62, "e", "t"]), ("labels", {"time": 2**62})):
+        chunk = unpack_chunk(_chunk(1))
+        chunk[field] = [entry]
+        with pytest.raises(ValueError, match="event times"):
+            pipe.series(pack_chunk(chunk), {})
