@@ -264,6 +264,7 @@ class Pipeline:
         self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
         self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
         self.counters["expired"] = 0  # entities idle past their time, their state dropped (expiry.py)
+        self.counters["corrupt_state"] = 0  # table values restored in a shape never written, dropped
 
     # ------------------------------------------------------------ input records
 
@@ -386,6 +387,9 @@ class Pipeline:
         source = f"{topic}:{partition}"
         for trace_id, (events, blocks, column_blocks) in by_trace.items():
             state = traces.get(trace_id)
+            if state is not None and not correlate.sound_state(state):
+                self.corrupt_state(f"trace {trace_id}", state)
+                state = None  # the trace starts afresh: the record's events are kept, the other traces' too
             if state is None:
                 state = correlate.new_state(trace_id, partition, ingested=now)
             elif correlate.already_applied(state, source, offset, retry):
@@ -469,10 +473,21 @@ class Pipeline:
             if state is None:
                 keys.discard(trace_id)
                 continue
-            verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
+            try:
+                verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
+                done = self._trace_action(trace, state) if trace is not None else []
+            except Exception:
+                if correlate.sound_state(state):
+                    raise
+                # restored from the changelog in a shape it never had (checked here only when it fails: a tick
+                # reads every trace of the partition): dropped, or the partition's every tick raised
+                self.corrupt_state(f"trace {trace_id}", state)
+                del traces[trace_id]
+                keys.discard(trace_id)
+                continue
             if trace is not None:  # closed, or a closed one changed by late records
                 traces[trace_id] = state
-                actions.extend(self._trace_action(trace, state))
+                actions.extend(done)
             elif verdict == "evict":
                 del traces[trace_id]
                 keys.discard(trace_id)
@@ -585,10 +600,16 @@ class Pipeline:
 
     def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> dict[str, Any]:
         """The entity's value to change: of a Staged table (the worker's), a private copy whose series are
-        copied before they change, so that a dropped batch changes nothing."""
+        copied before they change, so that a dropped batch changes nothing. A value that is no dict (restored
+        from a changelog record the worker never wrote) is dropped: the entity starts afresh. Its series
+        states are checked as each is read (SeriesStateBase._open_state)."""
+        value = table.get(entity)
+        if value is not None and type(value) is not dict:
+            self.corrupt_state(entity, value)
+            return {}
         if isinstance(table, Staged):
             return table.private(entity) or {}
-        return dict(table.get(entity) or {})
+        return dict(value or {})
 
     def _detectors(self, states: dict[str, Any], *, cow: bool) -> SeriesDetectors:
         """The detectors that change an entity's series ``states``."""
@@ -661,10 +682,20 @@ class Pipeline:
             self.counters["series_refused"] += len(result.too_long)
             n, most, first = len(result.too_long), self.detection.max_key_chars, _shown(result.too_long[0])
             self._warn(entity, "refused %d series named past %d characters, first %s", n, most, first)
+        for key, dropped, value in result.corrupt:
+            self.corrupt_state(key, value, dropped)
         if result.evicted:
             self.counters["pending_evicted"] += result.evicted
             self._warn(entity, "%d labels / predictions waiting for their partner put out (%d bytes a room)",
                        result.evicted, self.detection.pending_bytes)  # fmt: skip
+
+    def corrupt_state(self, name: str, value: Any, dropped: str = "the value") -> None:
+        """``name``'s table value (``dropped``: which part of it), restored in a shape the worker never writes,
+        dropped: counted (``corrupt_state``), logged at most once a minute. The tables are restored from their
+        changelog topics, which any client can write: such a value made every later record of its key raise."""
+        self.counters["corrupt_state"] += 1
+        self._warn("changelog:", "%s of %s dropped, restored in a shape the worker never writes (%d so far): %s",
+                   dropped, _shown(name), self.counters["corrupt_state"], _shown(repr(value), 80))  # fmt: skip
 
     def _warn(self, entity: str, message: str, *args: Any) -> None:
         """Log ``message`` about ``entity`` at most once a minute per entity (the counters count every
@@ -701,5 +732,5 @@ class Pipeline:
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
             f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
             f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} expired={c['expired']} "
-            f"{self.dlq}"
+            f"corrupt_state={c['corrupt_state']} {self.dlq}"
         )
