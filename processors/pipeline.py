@@ -14,7 +14,9 @@ Input record (trace-keyed):
 4. :meth:`Pipeline.chunks` -> ``(entity key, bytes)`` records for the series repartition topic.
 
 Event times further from ingest time than :class:`TimeSkew` allows keep their ``@timestamp``
-but index into the ingest day (a trace: the day of its first record), flagged in ``labels``.
+but index into the ingest day (a trace: the day of its first record), flagged in ``labels``;
+the ingest time is the Kafka record's timestamp where it has one in that window
+(:meth:`Pipeline.ingest_time`), so a redelivery indexes where the first delivery did.
 
 Series chunk (entity-keyed): :meth:`Pipeline.series` -> alert records, alert documents,
 ground-truth label documents (joined to their prediction), rollup documents.
@@ -278,9 +280,15 @@ class Pipeline:
         offset: int,
         traces: MutableMapping[str, Any],
         now: float,
+        timestamp: float | None = None,
     ) -> RecordOutput:
-        """All trace-keyed work for one record (see the module doc)."""
+        """All trace-keyed work for one record (see the module doc).
+
+        ``now``: the worker's wall clock (epoch s); ``timestamp``: the Kafka record's (epoch s, None: it has none),
+        its ingest time where :meth:`ingest_time` takes it.
+        """
         self.counters["records"] += 1
+        ingested = self.ingest_time(timestamp, now)
         if value is None:  # a tombstone (or a keyed null): nothing to decode, keep where it was
             reason = "tombstone" if key is None else "empty"
             self.dlq.add(reason)
@@ -304,13 +312,22 @@ class Pipeline:
                 self.dlq.add(r.reason)
         fast = [fast_series(b, self.options.max_raw_rate, self.options.raw_metrics) for b in decoded.metric_blocks]
         # --no-index: documents are not even built (their building is indexing work)
-        actions, unindexable = self.event_actions(decoded, fast, now=now) if self.options.index else ([], [])
+        actions, unindexable = self.event_actions(decoded, fast, now=ingested) if self.options.index else ([], [])
         if unindexable:
             letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
             self.dlq.add("unindexable", len(unindexable))
         retry = retry_key(decoded.batch_id, value)
         actions.extend(
-            self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now, retry=retry)
+            self.correlate(
+                decoded,
+                traces,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                now=now,
+                retry=retry,
+                ingested=ingested,
+            )
         )
         clashes: list[str] = []
         chunks = self.chunks(
@@ -347,6 +364,19 @@ class Pipeline:
                 actions.extend(metric_block_actions(block, series=slow, window=window))
         return actions, problems
 
+    def ingest_time(self, timestamp: float | None, now: float) -> float:
+        """A record's ingest time (epoch s): its Kafka timestamp, the same at every delivery, where it lies within
+        the skew window around ``now`` (:class:`TimeSkew`); else ``now``, the wall clock.
+
+        An event timed outside the window is indexed under the ingest day: by the wall clock, a record delivered
+        again after midnight UTC (the worker died between the bulk request and the offset commit) put the same
+        ``_id`` into a second daily index. The producer sets the timestamp (CreateTime): one further out would let
+        a client pick any day's index, which the window is there to stop.
+        """
+        if timestamp is None or not math.isfinite(timestamp):
+            return now
+        return timestamp if now - self.skew.past_s <= timestamp <= now + self.skew.future_s else now
+
     def ingest_window(self, now: float) -> IngestWindow:
         """Event times indexed by their own day, around ingest time ``now`` (epoch seconds)."""
         return IngestWindow(int(now * 1e6), int(self.skew.past_s * 1e6), int(self.skew.future_s * 1e6))
@@ -361,10 +391,13 @@ class Pipeline:
         offset: int,
         now: float,
         retry: str,
+        ingested: float | None = None,
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index.
 
-        ``retry``: the record's :func:`retry_key` (a producer's retry repeats it).
+        ``retry``: the record's :func:`retry_key` (a producer's retry repeats it); ``ingested``: its ingest
+        time (:meth:`ingest_time`; None: ``now``), kept by a trace it opens (the day it is indexed under when
+        its times lie outside the skew window).
         """
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
         kept = decoded.event_columns
@@ -391,7 +424,7 @@ class Pipeline:
                 self.corrupt_state(f"trace {trace_id}", state)
                 state = None  # the trace starts afresh: the record's events are kept, the other traces' too
             if state is None:
-                state = correlate.new_state(trace_id, partition, ingested=now)
+                state = correlate.new_state(trace_id, partition, ingested=now if ingested is None else ingested)
             elif correlate.already_applied(state, source, offset, retry):
                 self.counters["duplicates"] += 1
                 continue

@@ -173,6 +173,7 @@ class Runtime:
                 offset=message.offset,
                 traces=staged,
                 now=now,
+                timestamp=_timestamp(message),
             )
         except Exception as exc:  # a bug on one record must not stop the worker: keep the record
             log.exception("processing failed at %s[%d]@%d", message.topic, message.partition, message.offset)
@@ -288,6 +289,13 @@ class Runtime:
         # far better than wall time (bench/bench_processors.py reads it)
         cpu = f" cpu_s={time.process_time():.3f}"
         return f"t={time.monotonic() - self._started:.3f} {self.pipeline.stats_line()}{extra}{cpu}"
+
+
+def _timestamp(message: Any) -> float | None:
+    """The Kafka record's timestamp (epoch s; Faust's message has it in seconds), None where it has none (-1 ms
+    for a record of the old message format)."""
+    stamp = getattr(message, "timestamp", None)
+    return float(stamp) if isinstance(stamp, int | float) and stamp > 0 else None
 
 
 def _extend(actions: list[Action], sources: dict[int, Any], new: list[Action], message: Any) -> None:
