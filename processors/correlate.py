@@ -91,6 +91,46 @@ def new_state(trace_id: str, partition: int, ingested: float | None = None) -> d
     }
 
 
+_NONE = type(None)
+_MISSING = object()
+# The top level of a trace state as new_state and apply_record leave it: key -> the types its value may have
+_SHAPE: dict[str, tuple[type, ...]] = {
+    "trace_id": (str,),
+    "partition": (int,),
+    "applied": (dict,),
+    "batches": (list,),
+    "spans": (dict,),
+    "services": (list,),
+    "start": (int, _NONE),
+    "end": (int, _NONE),
+    "events": (int,),
+    "dropped_spans": (int,),
+    "error": (list, _NONE),
+    "root": (str, _NONE),
+    "root_name": (str, _NONE),
+    "root_done": (bool,),
+    "closed": (bool,),
+    "complete": (bool,),
+    "touched": (int, float),
+    "context": (dict,),
+}
+
+
+def sound_state(state: Any) -> bool:
+    """Whether ``state``, read from the traces table, has the shape of a trace state (its top level, ~1.5 us).
+
+    The table is restored from its changelog, a topic any client can write: a value of another shape made
+    every later record of the trace raise (and be dead-lettered whole, the other traces' events with it).
+    """
+    if type(state) is not dict:
+        return False
+    for key, types in _SHAPE.items():
+        if not isinstance(state.get(key, _MISSING), types):
+            return False
+    ingested = state.get("ingested")
+    return ingested is None or isinstance(ingested, int | float)
+
+
 RECENT_BATCHES = 64
 
 

@@ -38,6 +38,7 @@ class SeriesDetectors(RunSeriesDetectors, ModelSeriesDetectors, DataSeriesDetect
         """
         result = ChunkResult()
         self._batch_id = batch_id
+        self._result = result
         handler: Callable[[Chunk, ChunkResult, str, int], None] = {
             "run": self._run,
             "model": self._model,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
 
 import orjson
-from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext
+from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext, sound_incident
 from aitrace.sinks.documents import Action
 
 Chunk = dict[str, Any]
@@ -135,6 +135,8 @@ class ChunkResult:
     refused: list[str] = field(default_factory=list)  # new series past the entity's max_series
     too_long: list[str] = field(default_factory=list)  # new series whose key passes max_key_chars
     evicted: int = 0  # labels / predictions put out of a full waiting room (pending_bytes)
+    # (series, what was dropped, its value): series states (or their rules) restored in a shape never written
+    corrupt: list[tuple[str, str, Any]] = field(default_factory=list)
 
 
 # Parts of a series state only ever replaced whole (rules objects' states by _save, the batch ids by
@@ -161,6 +163,30 @@ def _own(state: State) -> State:
     if deep:  # everything else (data references, losses, rollups...): through JSON
         owned.update(orjson.loads(orjson.dumps(deep, option=_NON_STR)))
     return owned
+
+
+def unsound(state: Any, source: str) -> str | None:
+    """What makes a series ``state`` read from the table unfit for a chunk from ``source`` (None: nothing).
+
+    The table is restored from its changelog, a topic any client can write: a state of another shape made
+    every later chunk of its entity raise. Checked as a series is opened for a chunk (~0.5 us): its parts
+    read there (the source's applied offset, the recent batch ids, the open incident, the waiting rooms); the
+    rules objects' states are checked as they are restored (:meth:`SeriesStateBase._restore`).
+    """
+    if type(state) is not dict:
+        return "state"
+    applied = state.get("applied")
+    if type(applied) is not dict or type(applied.get(source, -1)) is not int:
+        return "applied"
+    if type(state.get("bids", [])) is not list:
+        return "bids"
+    incident = state.get("incident")
+    if incident is not None and not sound_incident(incident):
+        return "incident"
+    for room in ("pred", "wait"):
+        if type(state.get(room, {})) is not dict:
+            return room
+    return None
 
 
 def redelivered(state: State, source: str, offset: int, batch_id: str | None) -> bool:
@@ -194,6 +220,7 @@ class SeriesStateBase:
         self.copy_on_write = copy_on_write
         self.incidents = IncidentTracker(self.config.policy)
         self._batch_id: str | None = None
+        self._result: ChunkResult | None = None  # of the chunk being applied: where a dropped rules state is noted
         # None: each chunk saves its rules objects' states. A dict: the chunks of a group (:meth:`defer_saving`)
         # keep them here, (series, name) -> (state, object), each saved once by :meth:`save_deferred`
         self._deferred: dict[tuple[str, str], tuple[State, Saved]] | None = None
@@ -247,6 +274,10 @@ class SeriesStateBase:
     def _open_state(self, key: str, source: str, offset: int, result: ChunkResult) -> State | None:
         """A copy of the series' state to apply this chunk to; None (counted skipped) for a redelivery."""
         state = self.table.get(key)
+        if state and (part := unsound(state, source)) is not None:
+            shown = state if part == "state" else state.get(part)
+            result.corrupt.append((key, "the state" if part == "state" else f"the state (its {part})", shown))
+            state = None  # dropped: the series starts afresh
         if not state:
             return {"applied": {}, "incident": None}
         if redelivered(state, source, offset, self._batch_id):
@@ -266,7 +297,16 @@ class SeriesStateBase:
         if kept is not None:  # the group's: newer than the state's (a series' key fixes its rules' kind)
             return kept[1]  # type: ignore[return-value]
         saved = state.get(name)
-        return None if saved is None else self.live.restore(key, saved, kind)
+        if saved is None:
+            return None
+        try:
+            return self.live.restore(key, saved, kind)
+        except Exception:  # restored from the changelog in a shape never saved: the series' rules start afresh
+            if self._result is None:
+                raise
+            self._result.corrupt.append((key, f"the {name}", saved))
+            state[name] = None
+            return None
 
     def _save(self, key: str, state: State, name: str, rules: Saved) -> None:
         if self._deferred is not None:

@@ -14,7 +14,9 @@ Input record (trace-keyed):
 4. :meth:`Pipeline.chunks` -> ``(entity key, bytes)`` records for the series repartition topic.
 
 Event times further from ingest time than :class:`TimeSkew` allows keep their ``@timestamp``
-but index into the ingest day (a trace: the day of its first record), flagged in ``labels``.
+but index into the ingest day (a trace: the day of its first record), flagged in ``labels``;
+the ingest time is the Kafka record's timestamp where it has one in that window
+(:meth:`Pipeline.ingest_time`), so a redelivery indexes where the first delivery did.
 
 Series chunk (entity-keyed): :meth:`Pipeline.series` -> alert records, alert documents,
 ground-truth label documents (joined to their prediction), rollup documents.
@@ -44,7 +46,7 @@ from aitrace.processors.chunks import (
     restore_axes,
     share_axes,
 )
-from aitrace.processors.decode import Decoded, RecordDecoder
+from aitrace.processors.decode import MIN_TIME_US, Decoded, RecordDecoder
 from aitrace.processors.detection import SeriesDetectors
 from aitrace.processors.detection_state import ChunkResult, DetectionConfig, LiveRules
 from aitrace.processors.dlq import DeadLetter, DlqCounter, rejected_labels
@@ -92,6 +94,49 @@ def retry_key(batch_id: str, value: bytes) -> str:
     if len(batch_id) > _LONGEST_BATCH_ID:
         batch_id = "#" + hashlib.blake2b(batch_id.encode(errors="surrogatepass"), digest_size=16).hexdigest()
     return f"{batch_id}/{zlib.crc32(value):08x}{len(value):x}"
+
+
+# The event times a series chunk may hold: from the decoder's floor (no record it lets through is older) to the
+# first day of the year 9999 (documents end with 9999-12-31; a year left for the windows added to a time).
+CHUNK_TIMES_US = (MIN_TIME_US, 253_370_764_800_000_000)
+
+
+def _check_times(chunk: dict[str, Any]) -> None:
+    """Raise ValueError for a series chunk (as unpacked, its axes shared) holding an event time outside
+    :data:`CHUNK_TIMES_US`.
+
+    The worker's chunks come from decoded records, whose times are in range; any client can write the series
+    topic. A chunk timed 2**62 us opened an incident whose every later version raised building its document
+    (the alert's day), so the series' legitimate chunks after it failed as well. Checked before any state;
+    ~3 us a model chunk of 60 requests and 45 labels.
+    """
+    kind = chunk["kind"]
+    if kind == "model":
+        parts = [chunk["times"], [r[2] for r in chunk["requests"]], [e["time"] for e in chunk["labels"]]]
+    elif kind == "run":
+        axes = chunk.get("axes")
+        parts = [s["times"] for s in chunk["series"].values() if axes is None or "steps" in s]
+        if axes is not None:
+            parts.append(axes["times"])
+    elif kind == "data":
+        parts = [[s[0] for s in chunk["stats"]]]
+    else:
+        return  # not a kind the detectors take: they refuse it
+    lo, hi = CHUNK_TIMES_US
+    for times in parts:
+        if isinstance(times, np.ndarray):
+            if not times.size:
+                continue
+            if times.dtype.kind not in "iu":
+                raise ValueError(f"series chunk of {_shown(str(chunk.get('entity')))}: event times of {times.dtype}")
+            least, greatest = times.min(), times.max()
+        elif times:
+            least, greatest = min(times), max(times)  # a list: a time that is no number raises TypeError
+        else:
+            continue
+        if not (lo <= least and greatest <= hi) or isinstance(least, bool) or isinstance(greatest, bool):
+            raise ValueError(f"series chunk of {_shown(str(chunk.get('entity')))}: event times {least!r:.30}.."
+                             f"{greatest!r:.30} us, out of {lo}..{hi}")  # fmt: skip
 
 
 def _rows_by_trace(columns: EventColumns) -> dict[str, np.ndarray]:
@@ -221,6 +266,7 @@ class Pipeline:
         self.counters["series_refused"] = 0  # new series of entities that tracked max_series already
         self.counters["pending_evicted"] = 0  # labels / predictions put out of a full waiting room
         self.counters["expired"] = 0  # entities idle past their time, their state dropped (expiry.py)
+        self.counters["corrupt_state"] = 0  # table values restored in a shape never written, dropped
 
     # ------------------------------------------------------------ input records
 
@@ -234,9 +280,15 @@ class Pipeline:
         offset: int,
         traces: MutableMapping[str, Any],
         now: float,
+        timestamp: float | None = None,
     ) -> RecordOutput:
-        """All trace-keyed work for one record (see the module doc)."""
+        """All trace-keyed work for one record (see the module doc).
+
+        ``now``: the worker's wall clock (epoch s); ``timestamp``: the Kafka record's (epoch s, None: it has none),
+        its ingest time where :meth:`ingest_time` takes it.
+        """
         self.counters["records"] += 1
+        ingested = self.ingest_time(timestamp, now)
         if value is None:  # a tombstone (or a keyed null): nothing to decode, keep where it was
             reason = "tombstone" if key is None else "empty"
             self.dlq.add(reason)
@@ -260,13 +312,22 @@ class Pipeline:
                 self.dlq.add(r.reason)
         fast = [fast_series(b, self.options.max_raw_rate, self.options.raw_metrics) for b in decoded.metric_blocks]
         # --no-index: documents are not even built (their building is indexing work)
-        actions, unindexable = self.event_actions(decoded, fast, now=now) if self.options.index else ([], [])
+        actions, unindexable = self.event_actions(decoded, fast, now=ingested) if self.options.index else ([], [])
         if unindexable:
             letters.append(DeadLetter(value, key, topic, partition, offset, "unindexable", unindexable[0]))
             self.dlq.add("unindexable", len(unindexable))
         retry = retry_key(decoded.batch_id, value)
         actions.extend(
-            self.correlate(decoded, traces, topic=topic, partition=partition, offset=offset, now=now, retry=retry)
+            self.correlate(
+                decoded,
+                traces,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                now=now,
+                retry=retry,
+                ingested=ingested,
+            )
         )
         clashes: list[str] = []
         chunks = self.chunks(
@@ -303,6 +364,19 @@ class Pipeline:
                 actions.extend(metric_block_actions(block, series=slow, window=window))
         return actions, problems
 
+    def ingest_time(self, timestamp: float | None, now: float) -> float:
+        """A record's ingest time (epoch s): its Kafka timestamp, the same at every delivery, where it lies within
+        the skew window around ``now`` (:class:`TimeSkew`); else ``now``, the wall clock.
+
+        An event timed outside the window is indexed under the ingest day: by the wall clock, a record delivered
+        again after midnight UTC (the worker died between the bulk request and the offset commit) put the same
+        ``_id`` into a second daily index. The producer sets the timestamp (CreateTime): one further out would let
+        a client pick any day's index, which the window is there to stop.
+        """
+        if timestamp is None or not math.isfinite(timestamp):
+            return now
+        return timestamp if now - self.skew.past_s <= timestamp <= now + self.skew.future_s else now
+
     def ingest_window(self, now: float) -> IngestWindow:
         """Event times indexed by their own day, around ingest time ``now`` (epoch seconds)."""
         return IngestWindow(int(now * 1e6), int(self.skew.past_s * 1e6), int(self.skew.future_s * 1e6))
@@ -317,10 +391,13 @@ class Pipeline:
         offset: int,
         now: float,
         retry: str,
+        ingested: float | None = None,
     ) -> list[Action]:
         """Fold the batch into its traces' state; trace documents to (re)index.
 
-        ``retry``: the record's :func:`retry_key` (a producer's retry repeats it).
+        ``retry``: the record's :func:`retry_key` (a producer's retry repeats it); ``ingested``: its ingest
+        time (:meth:`ingest_time`; None: ``now``), kept by a trace it opens (the day it is indexed under when
+        its times lie outside the skew window).
         """
         by_trace: dict[str, tuple[list[dict[str, Any]], list[MetricBlock], list[BlockColumns]]] = {}
         kept = decoded.event_columns
@@ -343,8 +420,11 @@ class Pipeline:
         source = f"{topic}:{partition}"
         for trace_id, (events, blocks, column_blocks) in by_trace.items():
             state = traces.get(trace_id)
+            if state is not None and not correlate.sound_state(state):
+                self.corrupt_state(f"trace {trace_id}", state)
+                state = None  # the trace starts afresh: the record's events are kept, the other traces' too
             if state is None:
-                state = correlate.new_state(trace_id, partition, ingested=now)
+                state = correlate.new_state(trace_id, partition, ingested=now if ingested is None else ingested)
             elif correlate.already_applied(state, source, offset, retry):
                 self.counters["duplicates"] += 1
                 continue
@@ -426,10 +506,21 @@ class Pipeline:
             if state is None:
                 keys.discard(trace_id)
                 continue
-            verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
+            try:
+                verdict, trace = correlate.on_tick(state, now=now, config=self.correlation)
+                done = self._trace_action(trace, state) if trace is not None else []
+            except Exception:
+                if correlate.sound_state(state):
+                    raise
+                # restored from the changelog in a shape it never had (checked here only when it fails: a tick
+                # reads every trace of the partition): dropped, or the partition's every tick raised
+                self.corrupt_state(f"trace {trace_id}", state)
+                del traces[trace_id]
+                keys.discard(trace_id)
+                continue
             if trace is not None:  # closed, or a closed one changed by late records
                 traces[trace_id] = state
-                actions.extend(self._trace_action(trace, state))
+                actions.extend(done)
             elif verdict == "evict":
                 del traces[trace_id]
                 keys.discard(trace_id)
@@ -453,28 +544,45 @@ class Pipeline:
         worker's throughput on training batches (4 metrics + the overfitting check).
         ``now`` (the worker's wall clock, epoch s): the entity's touch mark is renewed
         (:mod:`aitrace.processors.expiry`); without it (tests, benchmarks) no mark is written.
+        A chunk that raises leaves a :class:`Staged` table as it was (all or nothing for the entity).
         """
-        chunk = restore_axes(unpack_chunk(value))
+        chunk = unpack_chunk(value)
         self.counters["series"] += 1
         entity = chunk["entity"]
         if len(entity) > self.detection.max_key_chars // 2:  # its own series' keys add to it
             self.counters["series_refused"] += 1
             self._warn(entity, "refused: an entity named past %d characters", self.detection.max_key_chars // 2)
             return [], []
+        _check_times(chunk)
+        chunk = restore_axes(chunk)
         staged = table if isinstance(table, Staged) else None
         states = self._entity_states(entity, table)
         mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
+        # Staged by an earlier chunk of the batch, ``states`` is the staged value itself (Staged.private), so the
+        # series a chunk closed before it raised stayed applied: its dead letter was skipped as a redelivery and
+        # its alerts lost. The series states it replaces (copy-on-write, never changed) are put back instead.
+        before = dict(states) if staged is not None and entity in staged.pending else None
         try:
             result = self._detect(entity, chunk, states, staged is not None)
+            # before the write (as series_group): a document that raised after it (an alert's time out of range)
+            # left the dead-lettered chunk applied, and its redelivery skipped
+            documents = None if result is None else self._documents(result)
+        except BaseException:
+            if before is not None:
+                states.clear()
+                states.update(before)
+            raise
         finally:  # a staged value keeps its mark whatever the chunk did
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
-        if result is None:
+        if result is None or documents is None:
             return [], []
         status = chunk.get("status") if chunk["kind"] == "run" else None  # a lifecycle event of the run
         self._write(entity, table, states, (mark, tracked, status), now=now, applied=result.applied > 0)
-        return self._outputs(entity, result)
+        self._count(entity, result)
+        self.counters["alerts"] += len(result.alerts)
+        return result.alerts, documents
 
     def series_group(
         self, values: list[bytes], table: Staged, *, now: float | None = None
@@ -489,7 +597,10 @@ class Pipeline:
         named too long); :meth:`series` then takes each chunk. A chunk that raises leaves the table as it
         was and the exception goes on: the caller applies the chunks one by one.
         """
-        chunks = [restore_axes(unpack_chunk(value)) for value in values]
+        chunks = [unpack_chunk(value) for value in values]
+        for chunk in chunks:
+            _check_times(chunk)
+        chunks = [restore_axes(chunk) for chunk in chunks]
         entity = chunks[0]["entity"]
         if len(entity) > self.detection.max_key_chars // 2 or any(
             c["entity"] != entity or c["kind"] not in ("model", "run") or c.get("status") is not None for c in chunks
@@ -522,10 +633,16 @@ class Pipeline:
 
     def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> dict[str, Any]:
         """The entity's value to change: of a Staged table (the worker's), a private copy whose series are
-        copied before they change, so that a dropped batch changes nothing."""
+        copied before they change, so that a dropped batch changes nothing. A value that is no dict (restored
+        from a changelog record the worker never wrote) is dropped: the entity starts afresh. Its series
+        states are checked as each is read (SeriesStateBase._open_state)."""
+        value = table.get(entity)
+        if value is not None and type(value) is not dict:
+            self.corrupt_state(entity, value)
+            return {}
         if isinstance(table, Staged):
             return table.private(entity) or {}
-        return dict(table.get(entity) or {})
+        return dict(value or {})
 
     def _detectors(self, states: dict[str, Any], *, cow: bool) -> SeriesDetectors:
         """The detectors that change an entity's series ``states``."""
@@ -546,13 +663,6 @@ class Pipeline:
             table[entity] = states
         elif applied:
             table[entity] = states
-
-    def _outputs(self, entity: str, result: ChunkResult) -> tuple[list[dict[str, Any]], list[Action]]:
-        """A chunk's alert records and documents (alerts, labels, rollups), its counts counted."""
-        self._count(entity, result)
-        actions = self._documents(result)
-        self.counters["alerts"] += len(result.alerts)
-        return result.alerts, actions
 
     def _documents(self, result: ChunkResult) -> list[Action]:
         """A chunk's documents: its rollups, alerts and labels."""
@@ -605,10 +715,20 @@ class Pipeline:
             self.counters["series_refused"] += len(result.too_long)
             n, most, first = len(result.too_long), self.detection.max_key_chars, _shown(result.too_long[0])
             self._warn(entity, "refused %d series named past %d characters, first %s", n, most, first)
+        for key, dropped, value in result.corrupt:
+            self.corrupt_state(key, value, dropped)
         if result.evicted:
             self.counters["pending_evicted"] += result.evicted
             self._warn(entity, "%d labels / predictions waiting for their partner put out (%d bytes a room)",
                        result.evicted, self.detection.pending_bytes)  # fmt: skip
+
+    def corrupt_state(self, name: str, value: Any, dropped: str = "the value") -> None:
+        """``name``'s table value (``dropped``: which part of it), restored in a shape the worker never writes,
+        dropped: counted (``corrupt_state``), logged at most once a minute. The tables are restored from their
+        changelog topics, which any client can write: such a value made every later record of its key raise."""
+        self.counters["corrupt_state"] += 1
+        self._warn("changelog:", "%s of %s dropped, restored in a shape the worker never writes (%d so far): %s",
+                   dropped, _shown(name), self.counters["corrupt_state"], _shown(repr(value), 80))  # fmt: skip
 
     def _warn(self, entity: str, message: str, *args: Any) -> None:
         """Log ``message`` about ``entity`` at most once a minute per entity (the counters count every
@@ -645,5 +765,5 @@ class Pipeline:
             f"records={c['records']} events={c['events']} chunks={c['chunks']} series={c['series']} "
             f"traces={c['traces']} alerts={c['alerts']} duplicates_skipped={c['duplicates']} "
             f"series_refused={c['series_refused']} pending_evicted={c['pending_evicted']} expired={c['expired']} "
-            f"{self.dlq}"
+            f"corrupt_state={c['corrupt_state']} {self.dlq}"
         )

@@ -310,6 +310,62 @@ def test_a_trace_of_far_times_is_indexed_by_its_first_ingest_day() -> None:
     assert action["_index"] == f"aitrace-traces-{day}" and action["_source"]["labels"]["time_skew"] == "past"
 
 
+@dataclass
+class StampedMsg(Msg):
+    """A Faust message with its Kafka record's timestamp (epoch s)."""
+
+    timestamp: float = 0.0
+
+
+def test_a_record_delivered_again_the_next_day_indexes_into_the_day_it_first_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event outside the skew window goes to the ingest day's index: by the wall clock, the record delivered
+    again after midnight UTC (the worker died between the bulk request and the offset commit) put the same _id
+    into a second daily index. The ingest time is the Kafka record's timestamp, the same at every delivery."""
+    runtime, _ = _runtime(tmp_path, monkeypatch, index=True)
+    topic = runtime.input_names[2]
+    stamp = 1_790_000_000.0 - 1_790_000_000.0 % DAY_S + DAY_S - 60  # a minute before midnight UTC
+    tr = S.trace_id()
+    late = int((stamp - 10 * DAY_S) * 1e6)  # past the 7-day window
+    record = S.encode(S.batch([S.event(S.log("error", "late"), trace=tr, time_us=late, event_id="e1")]))
+    indexed: list[list[tuple[str, str, Any]]] = []
+
+    async def index(actions: list[Any], sources: Any) -> None:
+        indexed.append(sorted((a["_index"], a["_id"], a["_source"].get("labels")) for a in actions))
+
+    monkeypatch.setattr(runtime.indexing, "index", index)
+    monkeypatch.setattr(runtime.pipeline, "skew", TimeSkew(7 * DAY_S, DAY_S))
+    monkeypatch.setattr("aitrace.processors.runtime.table_writer", lambda table: lambda *_: None)  # died: no commit
+    for clock in (stamp + 1, stamp + 3600):  # delivered, then again an hour later: the next day
+        monkeypatch.setattr("aitrace.processors.runtime.time.time", lambda clock=clock: clock)
+        asyncio.run(runtime.on_records([StampedMsg(record, tr.encode(), topic, 0, 7, timestamp=stamp)]))
+    first, again = indexed
+    day = time.strftime("%Y.%m.%d", time.gmtime(stamp))
+    assert first == again and [a[0] for a in first] == [f"aitrace-events-{day}"]
+
+
+def test_a_record_timestamp_outside_the_skew_window_is_not_its_ingest_time() -> None:
+    """The producer sets the timestamp (CreateTime): one further out than the window would let a client pick the
+    day's index of events outside it. The wall clock then, as without a timestamp."""
+    pipe = Pipeline(WorkerOptions(), skew=TimeSkew(7 * DAY_S, DAY_S))
+    now = 1_790_000_000.0
+    assert pipe.ingest_time(now - 3 * DAY_S, now) == now - 3 * DAY_S
+    assert pipe.ingest_time(now + 0.5 * DAY_S, now) == now + 0.5 * DAY_S
+    for stamp in (None, now - 8 * DAY_S, now + 2 * DAY_S, float("nan"), float("inf")):
+        assert pipe.ingest_time(stamp, now) == now
+    tr, traces = S.trace_id(), {}
+    old = int((now - 400 * DAY_S) * 1e6)
+    record = S.encode(S.batch([S.event(S.log("error", "old"), trace=tr, time_us=old)]))
+    stamp = now - 3 * DAY_S
+    out = pipe.process_record(
+        record, key=None, topic="t", partition=0, offset=0, traces=traces, now=now, timestamp=stamp
+    )
+    day = time.strftime("%Y.%m.%d", time.gmtime(stamp))
+    assert [a["_index"] for a in out.actions] == [f"aitrace-events-{day}"]
+    assert traces[tr]["ingested"] == stamp and traces[tr]["touched"] == now  # idle times run by the wall clock
+
+
 def test_a_span_starting_out_of_range_is_rejected() -> None:
     tr = S.trace_id()
     bad = S.event(S.span("s", 12345, 5), trace=tr)  # seconds-like start: a unit mistake or a bit flip

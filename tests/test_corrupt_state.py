@@ -1,0 +1,145 @@
+"""Table values restored in a shape the worker never writes (the series and traces tables are restored from their
+changelog topics, which any client can write): each is dropped where it is read, counted (``corrupt_state``) and
+logged, and its entity or trace starts afresh, where it made every later record of its key raise (dead-lettered,
+for a trace the whole record with the other traces' events). States the worker wrote, read back through JSON as
+after a restart, are never taken for corrupt."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import synth as S
+from aitrace.processors import correlate
+from aitrace.processors.chunk_wire import pack_chunk
+from aitrace.processors.options import WorkerOptions
+from aitrace.processors.pipeline import Pipeline, Staged
+
+T0 = 1_790_000_000_000_000
+_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _chunk(off: int, *, spike: bool = False) -> bytes:
+    times = T0 + off * 10**8 + np.arange(20, dtype=np.int64) * 1_000_000
+    latency = np.random.default_rng(off).gamma(4, 5, 20)
+    if spike:
+        latency[-1] = 5000.0
+    return pack_chunk(
+        {"kind": "model", "model": "m", "service": "s", "entity": "model/m", "src": "t:0", "off": off,
+         "bid": f"b{off}", "requests": [], "labels": [], "times": times, "latency": latency,
+         "errors": np.zeros(20), "confidence": np.full(20, np.nan), "features": {"x": np.zeros(20)}}
+    )  # fmt: skip
+
+
+def _good() -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    pipe = Pipeline(WorkerOptions(index=True))
+    for off in range(1, 5):
+        pipe.series(_chunk(off), table)
+    return orjson.loads(orjson.dumps(table["model/m"], option=_JSON))
+
+
+GOOD = _good()
+LATENCY = GOOD["model/m/latency"]
+INCIDENT = {
+    "alert_id": "a", "version": 1, "state": "open", "series": "model/m/latency", "service": "s", "run_id": None,
+    "model": "m", "feature": None, "trace_id": None, "first_seen": T0, "last_seen": T0, "published_at": T0,
+    "findings": 1, "quiet": 0, "kind": "latency", "detector": "spike", "severity": "warning", "title": "t",
+    "step": None, "score": 1.0, "statistic": None, "threshold": None, "pvalue": None, "evidence": [], "details": {},
+}  # fmt: skip
+CASES = {
+    "entity a string": "garbage",
+    "entity a list": [1, 2],
+    "entity a number": 5,
+    "series a string": {"model/m/latency": "x"},
+    "series a list": {"model/m/latency": [1]},
+    "applied a string": {"model/m/latency": {**LATENCY, "applied": {"t:0": "x"}}},
+    "applied null": {"model/m/latency": {**LATENCY, "applied": None}},
+    "applied a list": {"model/m/latency": {**LATENCY, "applied": [1]}},
+    "rules a bogus dict": {"model/m/latency": {**LATENCY, "rules": {"bogus": 1}}},
+    "rules a list": {"model/m/latency": {**LATENCY, "rules": [1]}},
+    "incident a string": {"model/m/latency": {**LATENCY, "incident": "open"}},
+    "incident a bogus dict": {"model/m/latency": {**LATENCY, "incident": {"state": "open"}}},
+    "incident version a string": {"model/m/latency": {**LATENCY, "incident": {**INCIDENT, "version": "1"}}},
+    "incident severity unknown": {"model/m/latency": {**LATENCY, "incident": {**INCIDENT, "severity": "x"}}},
+    "bids a number": {"model/m/latency": {**LATENCY, "bids": 5}},
+    "feature rules bogus": {**GOOD, "model/m/feature/x": {"applied": {}, "incident": None, "rules": {"w": 1}}},
+    "waiting room a list": {**GOOD, "model/m/latency": {**LATENCY, "pred": [1]}},
+}
+
+
+@pytest.mark.parametrize("value", list(CASES.values()), ids=list(CASES))
+def test_a_corrupt_series_value_is_dropped_and_the_entity_goes_on(value: Any, caplog: pytest.LogCaptureFixture) -> None:
+    pipe, table = Pipeline(WorkerOptions(index=True)), {"model/m": value}
+    alerts = []
+    for off in range(10, 40):
+        view = Staged(table)
+        alerts += pipe.series(_chunk(off, spike=off == 39), view)[0]
+        view.commit()
+    assert pipe.counters["corrupt_state"] == 1
+    assert "restored in a shape the worker never writes" in caplog.text
+    assert [a["detector"] for a in alerts][-1:] == ["spike"]  # detecting afresh
+    state = table["model/m"]["model/m/latency"]
+    assert state["applied"] == {"t:0": 39} and isinstance(state["rules"], dict)
+    assert isinstance(state.get("bids", []), list) and state["incident"]["severity"] in ("warning", "critical")
+
+
+def test_a_corrupt_entity_through_a_group_is_dropped_too() -> None:
+    pipe, table = Pipeline(WorkerOptions(index=True)), {"model/m": "garbage"}
+    view = Staged(table)
+    out = pipe.series_group([_chunk(10), _chunk(11)], view)
+    view.commit()
+    assert out is not None and pipe.counters["corrupt_state"] == 1
+    assert table["model/m"]["model/m/latency"]["applied"] == {"t:0": 11}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["garbage", [1], 5, {"partition": 0}, {"events": "x"}, {**correlate.new_state("0" * 32, 0), "spans": []}],
+    ids=["string", "list", "number", "partition-only", "events-string", "spans-list"],
+)
+def test_a_corrupt_trace_value_is_dropped_and_the_record_kept_whole(bad: Any) -> None:
+    pipe = Pipeline(WorkerOptions(index=True))
+    t_bad, t_ok = S.trace_id(), S.trace_id()
+    traces: dict[str, Any] = {t_bad: bad}
+    record = S.encode(S.batch([S.event(S.log("info", "a"), trace=t_bad), S.event(S.log("error", "b"), trace=t_ok)]))
+    out = pipe.process_record(record, key=None, topic="t", partition=0, offset=1, traces=traces, now=time.time())
+    assert out.dead_letters == [] and len(out.actions) == 2
+    assert pipe.counters["corrupt_state"] == 1
+    assert correlate.sound_state(traces[t_bad]) and traces[t_bad]["events"] == 1 and t_ok in traces
+
+
+def test_a_tick_drops_a_corrupt_trace_of_its_partition_and_ticks_the_others() -> None:
+    pipe = Pipeline(WorkerOptions(index=True))
+    now = time.time()
+    t_ok = S.trace_id()
+    traces: dict[str, Any] = {}
+    record = S.encode(S.batch([S.event(S.log("error", "b"), trace=t_ok)]))
+    pipe.process_record(record, key=None, topic="t", partition=0, offset=1, traces=traces, now=now)
+    traces["bad"] = {"partition": 0, "closed": False, "touched": "x"}  # restored after a restart
+    [closed] = pipe.tick(0, traces, now=now + 3600)
+    assert closed["_id"] == t_ok and "bad" not in traces and pipe.counters["corrupt_state"] == 1
+    assert pipe.tick(0, traces, now=now + 3601) == []
+
+
+def test_states_the_worker_wrote_read_back_through_json_are_sound() -> None:
+    """A restart reads every value back from its JSON changelog record: none of them is dropped."""
+    import test_series_copy_on_write as cow
+
+    rng = np.random.default_rng(3)
+    pipe, traces, table = Pipeline(WorkerOptions(index=True)), {}, {}
+    alerts = 0
+    for offset, record in enumerate(cow._record(i, rng) for i in range(10)):
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=offset, traces=traces, now=1e9)
+        for _, chunk in out.chunks:
+            view = Staged(table)
+            alerts += len(pipe.series(chunk, view)[0])
+            view.commit()
+        traces = orjson.loads(orjson.dumps(traces, option=_JSON))
+        table = orjson.loads(orjson.dumps(table, option=_JSON))
+        pipe.tick(0, traces, now=1e9 + offset)
+    assert alerts and any(s.get("incident") for v in table.values() for s in v.values() if isinstance(s, dict))
+    assert pipe.counters["corrupt_state"] == 0
