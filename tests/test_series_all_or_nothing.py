@@ -43,12 +43,8 @@ def _history(pipe: Pipeline, table: dict[str, Any], n: int = 20) -> None:
         view.commit()
 
 
-def _applied(table: dict[str, Any]) -> dict[str, Any]:
-    return {name: state["applied"] for name, state in table["model/m"].items() if not name.startswith("@")}
-
-
-@pytest.mark.parametrize("same_batch", [False, True], ids=["alone", "after-a-chunk-of-its-entity"])
-def test_a_chunk_that_raises_part_way_leaves_its_entity_as_it_was(same_batch: bool) -> None:
+def _after_a_chunk(same_batch: bool) -> tuple[Pipeline, dict[str, Any], Staged, bytes]:
+    """A model's history, then chunk 20 staged (``same_batch``) or committed; the entity's value as JSON then."""
     pipe, table = Pipeline(WorkerOptions(index=True)), {}
     _history(pipe, table)
     view = Staged(table)
@@ -56,7 +52,16 @@ def test_a_chunk_that_raises_part_way_leaves_its_entity_as_it_was(same_batch: bo
     if not same_batch:
         view.commit()
         view = Staged(table)
-    good = orjson.dumps(view.get("model/m"), option=_JSON)
+    return pipe, table, view, orjson.dumps(view.get("model/m"), option=_JSON)
+
+
+def _applied(table: dict[str, Any]) -> dict[str, Any]:
+    return {name: state["applied"] for name, state in table["model/m"].items() if not name.startswith("@")}
+
+
+@pytest.mark.parametrize("same_batch", [False, True], ids=["alone", "after-a-chunk-of-its-entity"])
+def test_a_chunk_that_raises_part_way_leaves_its_entity_as_it_was(same_batch: bool) -> None:
+    pipe, table, view, good = _after_a_chunk(same_batch)
     with pytest.raises(ValueError, match="differ in length"):  # the worker dead-letters it
         pipe.series(_chunk(21, features=9, spike=True), view)
     view.commit()
@@ -102,14 +107,7 @@ def test_a_chunk_whose_documents_raise_is_not_applied(same_batch: bool, monkeypa
     from aitrace.processors import pipeline as pipeline_module
     from aitrace.sinks.documents import DocumentError
 
-    pipe, table = Pipeline(WorkerOptions(index=True)), {}
-    _history(pipe, table)
-    view = Staged(table)
-    pipe.series(_chunk(20), view)
-    if not same_batch:
-        view.commit()
-        view = Staged(table)
-    good = orjson.dumps(view.get("model/m"), option=_JSON)
+    pipe, table, view, good = _after_a_chunk(same_batch)
 
     def refused(alert: dict[str, Any]) -> Any:
         raise DocumentError("refused")
