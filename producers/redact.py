@@ -529,20 +529,9 @@ class Redactor:
             self.counts["field"] += len(value)
             return {self.scrub(k, True) if isinstance(k, str) else k: REDACTED for k in value}
         if isinstance(value, list):
-            if value and all(v is None or type(v) in _SCALARS for v in value):
-                return self._blank_numbers(value)
             self.counts["field"] += len(value)
             return [REDACTED for _ in value]
         return value
-
-    def _blank_numbers(self, column: list[Any]) -> list[Any]:
-        """A block's number column under a secret's name (``init(deny=["confidence"])``): its doubles NaN, its ints
-        and bools kept, as a number in a single event is; blanked to texts, the block fit no schema and was lost."""
-        floats = sum(1 for v in column if type(v) is float)
-        if not floats:
-            return column
-        self.counts["field"] += floats
-        return [math.nan if type(v) is float else v for v in column]
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         """Processor entry point: an Event or a MetricBlock, walked whole (envelope, payload, labels, names)."""

@@ -299,17 +299,3 @@ def test_a_count_past_64_bits_costs_only_its_own_record(start: Callable[..., Run
     running.exporter.wake.set()
     batches = [e["payload"][1]["batch"] for e in _sent(running)]
     assert batches == [str(i) for i in range(20) if i != 7] and running.stats["rejected_schema"] == 1
-
-
-def test_a_denied_count_keeps_its_block(start: Callable[..., Running]) -> None:
-    """``init(deny=["count"])`` named the block's row_count and count columns (longs): blanked to texts, every
-    block of data statistics was rejected; a single event keeps an integer under a secret's name."""
-    running = start([Redactor(deny=["count"])])
-    for i in range(20):
-        feature = {"name": "age", "dtype": "numeric", "count": 10, "mean": 1.5}
-        fields = {"stage": "s", "dataset": "d", "features": [feature], "batch": str(i), "row_count": 5}
-        running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
-    running.exporter.wake.set()
-    sent = [e["payload"][1] for e in _sent(running)]
-    assert [p["batch"] for p in sent] == [str(i) for i in range(20)] and running.stats["rejected_schema"] == 0
-    assert all(p["row_count"] == 5 and p["features"][0]["count"] == 10 for p in sent)
