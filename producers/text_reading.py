@@ -14,13 +14,8 @@ from aitrace.producers.secret_patterns import KV_ANY, LITERALS
 
 # Characters a reader does not see (zero-width, bidi controls, soft hyphen, variation selectors, fillers): they can
 # split a key word or a token so no pattern matches ("pass\u200bword=...") while the text reads the same.
-# Controls (C0 but tab and line breaks, DEL), interlinear annotation marks and musical formatting characters
-# hide a key word just as well ("pass\x00word=...") and show nothing either.
-_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
-_ASCII_CONTROLS = re.compile(f"[{_CONTROLS}]")
 _INVISIBLE = re.compile(
-    f"[{_CONTROLS}\ufff9-\ufffb\U0001d173-\U0001d17a"
-    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
     "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
 )
 # A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
@@ -55,9 +50,8 @@ _BESIDE_LATIN = re.compile(
 def plain_variant(text: str, keywords: bool | None = None) -> str | None:
     """``text`` as a reader or a URL decoder sees it, or None when that is ``text`` itself.
 
-    Controls but tab and line breaks removed ("pass\\x00word=..."). Non-ASCII text: tag characters read as ASCII,
-    NFKC (full-width and other compatibility letters become ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters
-    removed, Cyrillic and Greek look-alikes read as the
+    Non-ASCII text: tag characters read as ASCII, NFKC (full-width and other compatibility letters become
+    ASCII: "ｐａｓｓｗｏｒｄ＝..."), invisible characters removed, Cyrillic and Greek look-alikes read as the
     Latin letters they look like. Percent-encoded text decoded (twice at most:
     "next=%2Flogin%3Fpassword%3D..."). Escapes read as what they stand for: a bytes repr's UTF-8
     ("b'p\\xd0\\xb0ssword=...'"), JSON's "\\u0430", and the quotes of JSON held in a JSON string
@@ -70,8 +64,6 @@ def plain_variant(text: str, keywords: bool | None = None) -> str | None:
         out = _ESCAPES.sub(_unescaped, out)
     if not out.isascii():
         out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
-    elif not out.isprintable():  # (one C call: a control, or only a tab or a line break)
-        out = _ASCII_CONTROLS.sub("", out)
     # Quotes matter to the keyword patterns only: other escaped JSON is not scanned twice (2.5x the cost).
     quotes = '\\"' in out and (keywords if keywords is not None and out == text else KV_ANY.search(out.lower()))
     for _ in range(3 if quotes else 0):

@@ -897,15 +897,3 @@ def test_a_str_subclass_is_scanned_as_the_plain_str_it_holds() -> None:
     assert type(out["note"]) is str and "AKIA" not in out["note"] and "hunter2xyz" not in out["mode"]
     assert not any("example.com" in k for k in out)
     assert type(ev.text_value(np.str_("x"), Counter())) is str and ev.text_value(Mode.X, Counter()) == Mode.X.value
-
-
-@pytest.mark.parametrize("hidden", ["\x00", "\x7f", "\x1b", "\x08", "\x01", "\ufff9", "\ufffb", "\U0001d173"])
-def test_a_control_character_inside_a_key_word_does_not_hide_it(hidden: str) -> None:
-    """Only zero-width characters were taken out before the scan: a NUL, DEL, ESC or backspace (or an interlinear
-    annotation or musical formatting character) inside ``password`` hid the assignment from every pattern."""
-    redactor = Redactor()
-    assert "Hunter2Secret" not in redactor.scrub(f"pass{hidden}word=Hunter2Secret")
-    assert redactor.mapping({f"pass{hidden}word": "Hunter2Secret"}) == {f"pass{hidden}word": REDACTED}
-    from aitrace.producers.text_reading import plain_variant
-
-    assert plain_variant("line one\n\tline two\r\n") is None  # tabs and line breaks stay
