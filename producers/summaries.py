@@ -6,6 +6,7 @@ or polars.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -185,13 +186,23 @@ def _numeric_stats(
     return stats
 
 
+def _cut_category(value: str) -> str:
+    """A category past MAX_CATEGORY_CHARS: its head, less the token the cut went through. A value that is one token
+    (a URL, a hash) would have no head left, and all such values would count as the empty category: it is counted
+    under a short hash of the whole value instead."""
+    head = without_cut_token(value[:MAX_CATEGORY_CHARS])
+    if head.strip():
+        return head
+    return "...#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 def _categorical_stats(name: str, arr: Any, max_categories: int) -> dict[str, Any]:
     values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in arr.ravel().tolist()]
     present = [v for v in values if v is not None]
     # A name past what a worker takes (free text summarized as a category) is cut to it: counted
     # under its first MAX_CATEGORY_CHARS characters rather than the whole summary dead-lettered, less the token the
     # cut went through (the head of a key there matches no pattern of the redactor).
-    counts = Counter(v if len(v) <= MAX_CATEGORY_CHARS else without_cut_token(v[:MAX_CATEGORY_CHARS]) for v in present)
+    counts = Counter(v if len(v) <= MAX_CATEGORY_CHARS else _cut_category(v) for v in present)
     top = dict(counts.most_common(max_categories))
     other = len(present) - sum(top.values())
     if other:

@@ -20,7 +20,7 @@ _INVISIBLE = re.compile(
 )
 # A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
 # a password, an e-mail or an id (letters, digits, "_-.+/=:@%" and the rest can). See :func:`without_cut_token`.
-_TOKEN_CHARS = re.compile(r"""[^\s"'`,;&<>()\[\]{}|]*""")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=:%~]*")  # what a key, token or URL is made of (non-ASCII text is not)
 # Unicode tag characters mirror ASCII invisibly (the "ASCII smuggling" of prompt injections): read as their ASCII.
 _TAGS = {c: c - 0xE0000 for c in range(0xE0020, 0xE007F)}
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -125,7 +125,7 @@ def _folded(text: str) -> str:
 
 def without_cut_token(text: str) -> str:
     """A text cut at a size limit, less the token the cut went through (its trailing run of characters that can be
-    part of a token): ``... ghp_ABCDEFGH`` was the head of a key, too short for its pattern, and went out as it was.
-    Nothing when it is one token."""
+    part of a token, ASCII letters, digits and ``_-.+/=:%~``): ``... ghp_ABCDEFGH`` was the head of a key, too short
+    for its pattern, and went out as it was. Nothing when it is one token; text in other scripts keeps its head."""
     tail = _TOKEN_CHARS.match(text[::-1])  # matched on the reversed text: one pass, no backtracking
     return text[: len(text) - tail.end()] if tail is not None else text

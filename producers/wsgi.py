@@ -63,13 +63,15 @@ class AitraceWSGIMiddleware(Middleware):
 def _text(value: Any) -> str:
     """An environ string as the text the client sent: PEP 3333 hands the request's UTF-8 bytes over decoded as
     latin-1, so ``/users/jöhn@exämple.com`` arrives as ``/users/jÃ¶hn@exÃ¤mple.com``, which no pattern reads
-    as an e-mail. Bytes that are not UTF-8 become U+FFFD; a server that already gave text keeps it."""
+    as an e-mail. Only where those bytes are UTF-8: a header a client sent in latin-1 (``X-Request-Id: req-café``
+    from http.client) and text a server already decoded keep their reading (made U+FFFD, two request ids joined
+    into one and no longer matched the app's)."""
     text = str(value)
     if text.isascii():
         return text
     try:
-        return text.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # not a latin-1 string: already decoded
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):  # not latin-1 (already decoded), or not UTF-8 bytes
         return text
 
 

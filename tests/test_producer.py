@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -647,7 +648,8 @@ def test_summaries_stay_within_what_a_worker_takes() -> None:
     # its pattern) went out as it was.
     token = "ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     (cut,) = aitrace.summarize({"note": ["z" * 1_000 + " " + token] * 3 + ["b" * 2_000]}, categorical=["note"])
-    assert cut["categories"] == {"z" * 1_000 + " ": 3, "": 1}
+    one_token = "...#" + hashlib.sha256(b"b" * 2_000).hexdigest()[:12]  # no head left: a hash, not the empty category
+    assert cut["categories"] == {"z" * 1_000 + " ": 3, one_token: 1}
     assert len(aitrace.summarize({"x": np.arange(10_000.0)}, bins=4_094)[0]["histogram_counts"]) == 4_094
     with pytest.raises(ValueError, match="1 to 4094 bins"):
         aitrace.summarize({"x": np.arange(10.0)}, bins=5_000)
@@ -889,3 +891,15 @@ def test_stats_count_every_event_while_the_exporter_takes_them(make_client: Call
         client.metric({"loss": 1.0}, step=i)
     seen = Counter(client.stats()["enqueued"] for _ in range(3000))
     assert set(seen) == {n}, seen.most_common(5)
+
+
+def test_a_cut_keeps_the_head_of_text_in_other_scripts_and_long_tokens_stay_apart() -> None:
+    """Shown by a review: any non-ASCII character counted as part of a token, so a body of Chinese text cut at
+    its limit lost its whole head, and categories of one long token (URLs) all counted as the empty category."""
+    from aitrace.producers.text_reading import without_cut_token
+
+    assert without_cut_token('{"answer": "这是一个很长') == '{"answer": "这是一个很长'
+    assert without_cut_token("x ghp_ABCDEFGHIJKLMNOPQRS") == "x "
+    urls = ["https://cdn.example.com/" + c * 1_100 for c in "ab"]
+    (cat,) = aitrace.summarize({"u": [*urls, "", "", "short"]}, categorical=["u"])
+    assert cat["categories"][""] == 2 and cat["categories"]["short"] == 1 and len(cat["categories"]) == 4

@@ -155,3 +155,13 @@ def test_a_non_ascii_path_is_read_as_utf_8_and_redacted(make_client: Callable[..
         "/reset/[REDACTED:secret_assignment]",
         "/users/[REDACTED:email]/profile",
     ]
+
+
+def test_a_header_sent_in_latin_1_keeps_its_reading() -> None:
+    """Shown by a review: http.client and werkzeug's test client send a str header as latin-1; re-read as UTF-8 it
+    became U+FFFD, so X-Request-Id req-café and req-cafè were one id that no longer matched the app's."""
+    from aitrace.producers.wsgi import _text
+
+    assert _text("req-café-1") == "req-café-1" and _text("req-cafè-1") == "req-cafè-1"
+    assert _text("/menu/café") == "/menu/café"  # a path a server already decoded
+    assert _text("/users/jöhn".encode().decode("latin-1")) == "/users/jöhn"  # PEP 3333's latin-1 of UTF-8 bytes
