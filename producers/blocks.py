@@ -83,6 +83,12 @@ class _Sampling:
         return sample_block(self.sampler, self.shape, self.keep_fields, block)
 
 
+def _either(earlier: list[Any], later: list[Any]) -> list[Any]:
+    """Two columns of one map that became one name: each record's later value, its earlier one where the later
+    is missing (None or NaN): a record that had only the other key keeps its value."""
+    return [a if b is None or b != b else b for a, b in zip(earlier, later, strict=True)]
+
+
 class _Redacting:
     """:class:`Redactor` for a block, with the per-event rules for secret-named columns.
 
@@ -113,10 +119,12 @@ class _Redacting:
         out.update(aside)
         for name, kept in maps_aside.items():
             self._unblank(walked[name], out[name])
-            # each name scrubbed as a map key is: two that scrub to one (bob@example.com, bob%40example.com) keep
-            # the later column, as a single event's map keeps the later value
+            # each name scrubbed as a map key is: two that scrub to one (bob@example.com, bob%40example.com) are one
+            # column, a record's later value where it has one (as a single event's map keeps the later value)
             names = [self.redactor.scrub(k, True) if isinstance(k, str) else k for k in kept]
-            out[name].update(zip(names, map(self._numbers, kept, kept.values()), strict=True))
+            merged = out[name]
+            for key, column in zip(names, map(self._numbers, kept, kept.values()), strict=True):
+                merged[key] = column if key not in merged else _either(merged[key], column)
         return out
 
     def _numbers(self, name: str, column: list[Any]) -> list[Any]:

@@ -346,6 +346,22 @@ def test_two_keys_that_redact_to_one_name_keep_the_block(start: Callable[..., Ru
     assert all(list(e["payload"][1]["features"]) == [redactor.scrub("bob@example.com", True)] for e in sent)
 
 
+def test_a_record_with_only_one_of_two_keys_that_redact_to_one_name_keeps_its_value(
+    start: Callable[..., Running],
+) -> None:
+    """Shown by a review: the block kept the later column of the two, so a record that had only the earlier key
+    lost its value (NaN in a block, kept as a single event)."""
+    redactor = Redactor(hash_key="k")
+    running = start([redactor])
+    for i in range(40):
+        features = {"bob%40example.com": 2.0} if i == 0 else {"bob@example.com": 1.0} if i == 1 else {"z": 9.0}
+        fields = {**_fields(i, odd=False, secret=False), "features": features}
+        running.queue.append((ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    sent = {e["payload"][1]["request_id"]: e["payload"][1]["features"] for e in _sent(running)}
+    name = redactor.scrub("bob@example.com", True)
+    assert sent["req-0"][name] == 2.0 and sent["req-1"][name] == 1.0 and len(sent) == 40
+
+
 def test_an_int_past_a_double_costs_no_other_record(start: Callable[..., Running]) -> None:
     """``10**400`` in one record's latency, features or confidence raised OverflowError in the block builder
     (``float(10**400)``, ``events.as_float`` converting ints outside its try) and the whole block was dropped."""
