@@ -69,3 +69,28 @@ def test_a_dropped_batch_does_not_hold_back_the_next_tick(tmp_path: Path, monkey
             asyncio.run(runtime.on_records([Msg(b"", None, runtime.ticks_name, 0, 0)]))
     asyncio.run(runtime.guarded(runtime.on_records, [Msg(b"", None, runtime.ticks_name, 0, 0)]))
     assert ticked == [0, 0]
+
+
+def test_a_batch_slower_than_half_the_interval_does_not_skip_the_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shown by a review: the last tick's time was taken once the batch committed, so a batch taking more than
+    half the interval before its commit (indexing) made the timer's next tick wait: ticks every 2 s, not 1 s."""
+    runtime, _ = _runtime(tmp_path, monkeypatch)
+    runtime.options = replace(runtime.options, tick_interval_s=1.0)
+    clock = {"t": 1000.0}
+    monkeypatch.setattr("aitrace.processors.runtime.time.monotonic", lambda: clock["t"])
+    ticked = _counting(runtime, monkeypatch)
+    real = runtime.indexing.index
+
+    async def slow(actions: Any, sources: Any) -> Any:
+        clock["t"] += 0.9  # the bulk request of this batch takes 0.9 s
+        return await real(actions, sources)
+
+    monkeypatch.setattr(runtime.indexing, "index", slow)
+    name, training = runtime.ticks_name, runtime.input_names[0]
+    for k in range(10):  # the timer's tick every second, in a batch of its own beside a record
+        clock["t"] = max(clock["t"], 1000.0 + k)
+        batch = [Msg(_log_record(), None, training, 0, k), Msg(b"", None, name, 0, k)]
+        asyncio.run(runtime.guarded(runtime.on_records, batch))
+    assert len(ticked) == 10
