@@ -63,7 +63,7 @@ _REFRESH = 16
 
 # Beyond this magnitude differences of two values can overflow float64: such values
 # are scored like +-Inf (1.0, reason "inf") and kept out of the windows.
-_MAX_ABS = 1e300
+MAX_ABS = 1e300
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -131,7 +131,7 @@ def _score_chunk(
     inv_scale, var_score = _block_terms(med_l, sd_l, sd_s, var_h)
     for i in range(x.shape[0]):
         xi = x[i]
-        if not abs(xi) <= _MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
+        if not abs(xi) <= MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
             out_score[i] = 1.0
             out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
             if details:

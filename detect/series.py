@@ -337,11 +337,13 @@ def _service_from(state: dict[str, Any], fresh: ServiceSeries) -> ServiceSeries:
     detector and calibrator, no cycle yet), the same windows and history, so it does not page afresh."""
     if state.get("service") is not None:
         restored = ServiceSeries.from_state(state["service"])
-        # the name decides: a run's pace saved before it was told pages its single slow steps no more
-        if restored.pace != fresh.pace:
-            restored.pace, restored.ignored = fresh.pace, fresh.ignored
-            restored.shift, restored.shift_base = fresh.shift, restored.n_seen
-        return restored
+        if restored.pace == fresh.pace:
+            return restored
+        # The name decides the rules: a run's pace saved before it was told (a cycle learnt, single slow steps
+        # scored) gets a pace's, and only where the series stands carries over.
+        fresh.n_seen, fresh.first, fresh.varied = restored.n_seen, restored.first, restored.varied
+        fresh.shift_base = fresh.n_seen
+        return fresh
     if state["detector"] is not None:
         fresh.detector = AnomalyDetector.from_state(state["detector"])
         fresh.calibrator = ScoreCalibrator.from_state(state["calibrator"])

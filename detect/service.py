@@ -61,6 +61,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_NONE,
     CODE_SPIKE,
     CODE_VARIANCE,
+    MAX_ABS,
 )
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves, varied_through
 from aitrace.detect.cycle import CycleModel, CycleView
@@ -163,6 +164,8 @@ class ServiceSeries:
         parts = [_arrays(t, v) for t, v in chunks]
         times, vals = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts, strict=True))
         starts = [0, *itertools.accumulate(p[1].size for p in parts)]
+        if self.pace:
+            return self._pace_chunks(times, vals, starts)
         period = self._period() if timed else 0
         if self.cycle is not None and timed:
             view = self.cycle.observe(times, vals, cuts=starts[1:-1])
@@ -192,6 +195,41 @@ class ServiceSeries:
         out = self._per_chunk(found, scores, codes, starts)
         self.n_seen += int(vals.size)
         return out
+
+    def _pace_chunks(self, times: np.ndarray, vals: np.ndarray, starts: list[int]) -> list[list[Finding]]:
+        """A run's pace: NaN and Inf, and the slowdown monitor. Every other reason of the windowed scores is
+        ignored on a pace, so they are not run (~40 us an update, for nothing); their state stays as it was."""
+        bad = ~(np.abs(vals) <= MAX_ABS)  # what the windowed scores call nan or inf: past 1e300 too
+        scores = bad.astype(np.float64)
+        codes = np.where(np.isnan(vals), CODE_NAN, CODE_INF).astype(np.int8) * bad
+        self._varied_at(vals)
+        found = [self._non_finite(times, vals, int(i), starts) for i in np.flatnonzero(bad)]
+        assert self.shift is not None
+        found += [
+            self._shift_finding(s, times, vals) for s in self.shift.update(times, vals) if not self._recurs(s, times)
+        ]
+        found.sort(key=lambda f: f.index)
+        out = self._per_chunk(found, scores, codes, starts)
+        self.n_seen += int(vals.size)
+        return out
+
+    def _non_finite(self, times: np.ndarray, vals: np.ndarray, i: int, starts: list[int]) -> Finding:
+        value = float(vals[i])
+        start = starts[bisect.bisect_right(starts, i) - 1]
+        return Finding(
+            self.n_seen + i,
+            float(times[i]),
+            value,
+            1.0,
+            "nan" if math.isnan(value) else "inf",
+            f"{self.metric} is {value}",
+            self.threshold,
+            self.metric,
+            "critical",
+            time_us=int(times[i]),
+            statistic=0.0 if math.isnan(value) else value,
+            evidence=tuple(vals[max(start, i - 15) : i + 1].tolist()),
+        )
 
     def _per_chunk(
         self, found: list[Finding], scores: np.ndarray, codes: np.ndarray, starts: list[int]

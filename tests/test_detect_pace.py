@@ -135,3 +135,23 @@ def test_a_pace_state_is_read_by_the_release_before_as_a_latency_monitor() -> No
     _feed(rules, step_s[:500] * 1000, times[:500])
     saved = rules.to_state()["service"]["shift"]
     assert LatencyShiftMonitor.from_state(saved).n_seen == 500  # what that release's from_state calls
+
+
+def test_a_pace_saved_with_a_learnt_cycle_restores_without_it() -> None:
+    """Shown by a reread: a step time saved by a release that scored it as any series (six days of a daily
+    rhythm: a cycle learnt) kept that cycle when restored as a pace, which learns none; the rules come from
+    the name, and only where the series stands (points seen) from the state."""
+    hours = np.arange(6 * 24 * 12) / 12  # six days every 5 minutes
+    times = T0 + (hours * 3_600e6).astype(np.int64)
+    values = 200 * (1 + 0.3 * np.sin(2 * np.pi * hours / 24)) * np.random.default_rng(0).lognormal(0, 0.02, hours.size)
+    old = ServiceSeries("step_time")  # as a release before paces ran it: the generic rules, a cycle
+    for lo in range(0, hours.size, 12):
+        old.update(times[lo : lo + 12], values[lo : lo + 12])
+    assert old.cycle is not None and old.cycle.period == 24
+    rules = TrainingSeries("step_time")
+    state = rules.to_state() | {"n_seen": hours.size}
+    state["service"] = {k: v for k, v in old.to_state().items() if k != "pace"}
+    restored = TrainingSeries.from_state(state)
+    assert restored.service is not None and restored.service.pace == 1 and restored.service.cycle is None
+    assert restored.service.n_seen == hours.size and restored.service.shift_base == hours.size
+    assert restored.to_state()["service"]["cycle"] is None
