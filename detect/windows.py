@@ -250,15 +250,26 @@ def _each_new_evaluation(
     v = np.asarray([x[1] for x in va])
     t_at, v_at = _order(tr, va)
     t_vals = np.asarray([x[1] for x in tr])
+    judged = 0
     for end in range(max(3, len(va) - new), len(va)):
-        found = rule(v[: end + 1], v_at[: end + 1], t_at, t_vals)
+        if v_at[end] <= max(v_at[:end]):
+            continue  # sent again (a run resumed from its checkpoint, a redelivery): judged when it first came
+        judged += 1
+        p, p_at = _in_progress(v[: end + 1], v_at[: end + 1])
+        found = rule(p, p_at, t_at, t_vals)
         if found is not None:
-            return (
-                (found, int(va[end][0]), int(va[end][2]), v[int(np.argmin(v[: end + 1])) : end + 1].tolist()),
-                0,
-                last_time,
-            )
-    return None, 10 * new, last_time
+            return (found, int(va[end][0]), int(va[end][2]), p[int(np.argmin(p)) :].tolist()), 0, last_time
+    return None, 10 * judged, last_time  # an evaluation sent again is no evidence that an incident ended
+
+
+def _in_progress(v: np.ndarray, v_at: list[float]) -> tuple[np.ndarray, list[float]]:
+    """The validation losses in the order of the run's progress, one at each point of it: where one was sent
+    again (a run resumed from its checkpoint evaluates those steps again), the later. In the order they came,
+    a resumed run's replayed evaluations read as evaluations without a new best: 2 of 3 healthy slow
+    starters were called under-fitting."""
+    last = dict(zip(v_at, v.tolist(), strict=True))
+    at = sorted(last)
+    return np.asarray([last[a] for a in at]), at
 
 
 def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.ndarray, list[float]]:
@@ -286,10 +297,28 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
         if not now.any() or int(t_steps[now].max()) < v_steps[i]:
             v_stretch[i] -= 1
     pairs = np.empty(t_steps.size + len(va), dtype=[("stretch", np.int64), ("step", np.int64)])
-    pairs["stretch"] = np.concatenate([t_stretch, v_stretch])
+    same = _resumed(t_steps, back)  # a stretch that carries on the one before it: one count of steps
+    ids = np.concatenate([[0], np.cumsum(~same)])
+    pairs["stretch"] = np.concatenate([ids[t_stretch], ids[v_stretch]])
     pairs["step"] = np.concatenate([t_steps, v_steps])
     rank = np.unique(pairs, return_inverse=True)[1].reshape(-1).astype(np.float64)
     return rank[: t_steps.size], rank[t_steps.size :].tolist()
+
+
+def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Per stretch after the first: whether it carries on the stretch before, as a run resumed from its
+    checkpoint does. It starts past the middle of that stretch's steps (a resumed run goes back to a recent
+    checkpoint, a loop that logs the batch index to the first batch, or one of the first where it logs every
+    few batches: 0, 5, 0, 5 ...), and that stretch ended elsewhere than one before it: where the stretches
+    end at the same step, they are epochs of such a loop, and a checkpoint's epoch cannot be told."""
+    bounds = np.concatenate([[0], back, [steps.size]])
+    ends = steps[bounds[1:] - 1]
+    out = np.zeros(back.size, dtype=bool)
+    for i in range(back.size):
+        before = steps[bounds[i] : bounds[i + 1]]
+        mid = steps[back[i]] > (int(before[0]) + int(before.max())) / 2
+        out[i] = mid and not bool((ends[:i] == ends[i]).any())
+    return out
 
 
 def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:

@@ -1193,3 +1193,65 @@ def test_the_start_is_the_losses_sent_before_the_first_evaluation_whatever_the_c
             state, second, {"steps": np.array([3]), "values": np.array([1.9]), "times": np.array([4])}, True
         )
         assert state["start"] == [2.3, 2.2, 2.1, 2.0]
+
+
+def _resumed_run(
+    crash: int | None, checkpoint: int, batch_index: bool = False, spe: int = 20, epochs: int = 20, stops: int = 99
+) -> list[tuple[str, int]]:
+    """A classifier still learning slowly (both losses 3 % lower each epoch, validation 5 % above training,
+    training from 90 % to 55 % of the chance level), ``spe`` steps an epoch; ``crash``: the job dies after
+    that step and resumes from its ``checkpoint``, sending those steps and evaluations again; ``stops``: the
+    epoch from which both losses stay where they are (under-fitting). The fitting findings: (rule, step)."""
+    from aitrace.detect import windows
+
+    def loss(s: int) -> float:
+        return 2.3 * 0.9 * 0.97 ** min(s / spe, stops)
+
+    events = []
+    order = list(range(spe * epochs)) if crash is None else [*range(crash + 1), *range(checkpoint + 1, spe * epochs)]
+    for t, s in enumerate(order, start=1):
+        events.append((t, "train", s, loss(s)))
+        if (s + 1) % spe == 0:
+            events.append((t, "val", s, 1.05 * loss(s)))
+    state: dict = {}
+    found = []
+    for lo in range(0, len(events), 30):
+        part = {"train": ([], [], []), "val": ([], [], [])}
+        for time_us, split, s, v in events[lo : lo + 30]:
+            for col, x in zip(part[split], (s % spe if batch_index else s, v, time_us), strict=True):
+                col.append(x)
+        train, val = ({"steps": np.array(a), "values": np.array(b), "times": np.array(c)} for a, b, c in part.values())
+        over, under = windows.fitting_update(state, train, val if len(val["steps"]) else None, True)
+        found += [(rule, int(f[0][1])) for rule, f in (("over", over), ("under", under)) if f and f[0]]
+    return found
+
+
+def test_a_run_resumed_from_its_checkpoint_is_judged_as_the_run_it_continues() -> None:
+    """Found checking resumed runs: the evaluations a resumed job makes again came as three evaluations without a
+    new best, and a healthy slow starter was called under-fitting (2 of the bench's 3). A stretch of training
+    that goes back past the middle of the one before carries it on: an evaluation at a point of the run judged
+    already is not judged again, and the rules see one loss per point of the run, the later."""
+    assert _resumed_run(None, 0) == []
+    for crash, checkpoint in ((239, 179), (199, 139), (219, 209), (259, 199)):
+        assert _resumed_run(crash, checkpoint) == [], (crash, checkpoint)
+    # a loop logging the batch index, resumed within the epoch it died in
+    assert _resumed_run(None, 0, batch_index=True) == []
+    assert _resumed_run(229, 225, batch_index=True) == []
+    # a run that stops learning at epoch 12 is still called under-fitting, at the same evaluation
+    assert _resumed_run(None, 0, stops=12)[0] == _resumed_run(259, 199, stops=12)[0] == ("under", 299)
+
+
+def test_an_evaluation_sent_again_does_not_end_an_incident() -> None:
+    """Evaluations made again after a resume, or redelivered, count no evaluation towards an over-fitting
+    incident's end: the bench's over-fitting CNNs, resumed, closed their incident on the replay and opened a
+    second one later."""
+    from aitrace.detect import windows
+
+    state: dict = {}
+    train = {"steps": np.arange(0, 100), "values": np.linspace(2.0, 0.2, 100), "times": np.arange(0, 100)}
+    val = {"steps": np.arange(9, 100, 10), "values": np.array([1.0, 0.8, 0.7, 0.65, 0.66, 0.8, 0.9, 1.0, 1.1, 1.2])}
+    val["times"] = val["steps"] + 0
+    found, clean, _ = windows.overfitting_update(state, train, val)
+    assert found is not None and clean == 0
+    again = {k: v[-3:] for k, v in val.items()} | {"times": val["times"][-3:] + 1000}
+    assert windows.overfitting_update(state, None, again) == (None, 0, int(again["times"][-1]))
