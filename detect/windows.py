@@ -20,6 +20,7 @@ import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
 from aitrace.detect.overfit import held_rise
+from aitrace.detect.progress import KEPT_ENDS, carries_on
 from aitrace.detect.underfit import UNDERFIT_RECENT, under_fit
 
 _MAX_TRAIN_KEPT = 512
@@ -307,17 +308,15 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
 
 def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
     """Per stretch after the first: whether it carries on the stretch before, as a run resumed from its
-    checkpoint does. It starts past the middle of that stretch's steps (a resumed run goes back to a recent
-    checkpoint, a loop that logs the batch index to the first batch, or one of the first where it logs every
-    few batches: 0, 5, 0, 5 ...), and that stretch ended elsewhere than one before it: where the stretches
-    end at the same step, they are epochs of such a loop, and a checkpoint's epoch cannot be told."""
+    checkpoint does (:func:`~aitrace.detect.progress.carries_on`; the run's first step: the lowest kept)."""
     bounds = np.concatenate([[0], back, [steps.size]])
-    ends = steps[bounds[1:] - 1]
+    ends = steps[bounds[1:] - 1].tolist()
+    forward = np.diff(steps)
+    stride = float(forward[forward > 0].min()) if (forward > 0).any() else 1.0
     out = np.zeros(back.size, dtype=bool)
     for i in range(back.size):
-        before = steps[bounds[i] : bounds[i + 1]]
-        mid = steps[back[i]] > (int(before[0]) + int(before.max())) / 2
-        out[i] = mid and not bool((ends[:i] == ends[i]).any())
+        earlier = ends[max(0, i - KEPT_ENDS) : i]
+        out[i] = carries_on(int(steps[back[i]]), int(steps[: back[i]].min()), stride, ends[i], earlier)
     return out
 
 

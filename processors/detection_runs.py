@@ -54,9 +54,9 @@ class RunSeriesDetectors(SeriesStateBase):
             # what the series' rules read beside it: a loss the run's lr, the global gradient norm the loss
             beside: dict[str, np.ndarray | None] = {}
             if loss:
-                beside["lr"] = _named_at(named, rule_split, "lr", s["steps"])
+                beside["lr"] = _named_at(named, rule_split, "lr", s["steps"], s["times"])
             elif role == "grad_norm" and "/" not in rule_name:
-                beside["loss"] = _named_at(named, rule_split, "loss", s["steps"], gone=math.inf)
+                beside["loss"] = _named_at(named, rule_split, "loss", s["steps"], s["times"], gone=math.inf)
 
             def work(
                 state: State,
@@ -264,22 +264,34 @@ def _by_rule_name(series: dict[str, Any]) -> Named:
     return named
 
 
-def _named_at(named: Named, split: str, name: str, steps: Any, gone: float = math.nan) -> np.ndarray | None:
+def _named_at(named: Named, split: str, name: str, steps: Any, times: Any, gone: float = math.nan) -> np.ndarray | None:
     """The split's series of rule name ``name`` in this chunk (``lr``: ``learning_rate``, ``lr-Adam``, ...;
     ``loss``: ``train/loss``, ...) at each of ``steps``, NaN where it was not logged at that step; None when
     the chunk has none. A loss plateau at an lr that did not collapse is convergence, not a stop
     (:class:`~aitrace.detect.training.PlateauCheck`); a gradient norm that rises while the loss falls is a
     model leaving its flat start, not an explosion (:class:`~aitrace.detect.series.TrainingSeries`), so a loss
-    logged as NaN reads as ``gone`` there (inf: diverged), not as a step it was not logged at."""
+    logged as NaN reads as ``gone`` there (inf: diverged), not as a step it was not logged at. Where the chunk
+    holds a step twice (a batch index, two epochs), the value sent at the same step and time (``times``), else
+    NaN."""
     s = named.get(("train" if split in TRAIN_SPLITS else split, name))
     if s is None or not len(s["steps"]):
         return None
     at, rates = np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=np.float64)
+    want = np.asarray(steps, dtype=np.int64)
+    if np.array_equal(at, want):  # logged at the same steps, point for point (a batch index repeats its steps)
+        return np.where(np.isnan(rates), gone, rates)
     order = np.argsort(at, kind="stable")
     at, rates = at[order], rates[order]
-    want = np.asarray(steps, dtype=np.int64)
     k = np.minimum(np.searchsorted(at, want), at.size - 1)
-    return np.where(at[k] == want, np.where(np.isnan(rates[k]), gone, rates[k]), np.nan)
+    out = np.where(at[k] == want, np.where(np.isnan(rates[k]), gone, rates[k]), np.nan)
+    if np.unique(at).size < at.size:
+        logged = zip(np.asarray(s["steps"]).tolist(), np.asarray(s["times"]).tolist(), strict=True)
+        sent = dict(zip(logged, np.asarray(s["values"], dtype=np.float64).tolist(), strict=True))
+        out[:] = math.nan  # not the other epoch's at that index: not known here (the rules carry the last one)
+        for i, pair in enumerate(zip(want.tolist(), np.asarray(times).tolist(), strict=True)):
+            if (x := sent.get(pair)) is not None:
+                out[i] = gone if math.isnan(x) else x
+    return out
 
 
 def _fit_finding(rule: str, run_id: str, value: float, step: int, time_us: int, evidence: list[float]) -> Finding:

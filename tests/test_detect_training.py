@@ -1232,7 +1232,7 @@ def test_a_run_resumed_from_its_checkpoint_is_judged_as_the_run_it_continues() -
     that goes back past the middle of the one before carries it on: an evaluation at a point of the run judged
     already is not judged again, and the rules see one loss per point of the run, the later."""
     assert _resumed_run(None, 0) == []
-    for crash, checkpoint in ((239, 179), (199, 139), (219, 209), (259, 199)):
+    for crash, checkpoint in ((239, 179), (199, 139), (219, 209), (259, 199), (299, 99)):
         assert _resumed_run(crash, checkpoint) == [], (crash, checkpoint)
     # a loop logging the batch index, resumed within the epoch it died in
     assert _resumed_run(None, 0, batch_index=True) == []

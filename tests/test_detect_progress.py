@@ -1,0 +1,119 @@
+"""A run's logged steps as its progress: a batch index that restarts each epoch, a run resumed from its checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from aitrace.detect.progress import StepClock
+from aitrace.detect.run_checks import RunChecks
+from aitrace.detect.series import TrainingSeries
+
+EPOCH = 22  # batches an epoch: the bench's digits runs at batches of 64
+
+
+def _progress(*chunks: np.ndarray) -> list[float]:
+    clock = StepClock()
+    out: list[float] = []
+    for chunk in chunks:
+        clock = StepClock.from_state(clock.to_state())
+        out += clock.progress(chunk).tolist()
+    return out
+
+
+def test_a_batch_index_counts_on_across_epochs_whatever_the_chunks() -> None:
+    steps = np.tile(np.arange(EPOCH), 5)
+    assert _progress(steps) == list(range(5 * EPOCH))
+    assert _progress(*np.array_split(steps, 7)) == list(range(5 * EPOCH))
+    every_ten = np.r_[np.arange(0, 105, 10), np.arange(5, 105, 10), np.arange(0, 105, 10)]  # every 10 of 105
+    assert _progress(every_ten) == [*range(0, 101, 10), *range(110, 201, 10), *range(210, 311, 10)]  # exact
+
+
+def test_a_resume_sends_its_steps_again_and_is_not_a_new_epoch() -> None:
+    resumed = np.r_[np.arange(0, 600), np.arange(450, 700)]  # died at 599, resumed from its checkpoint at 450
+    assert _progress(resumed) == resumed.tolist()
+    early = np.r_[np.arange(0, 600), np.arange(100, 700)]  # a checkpoint far behind: still the run's steps
+    assert _progress(early) == early.tolist()
+    twice = np.r_[np.arange(0, 600), np.arange(450, 520), np.arange(450, 700)]  # died soon after, same checkpoint
+    assert _progress(twice) == twice.tolist()
+    in_epoch = np.r_[np.arange(EPOCH), np.arange(15), np.arange(10, EPOCH), np.arange(EPOCH)]  # a batch index
+    assert _progress(in_epoch) == [*range(EPOCH), *range(EPOCH, EPOCH + 15), *range(EPOCH + 10, 3 * EPOCH)]
+
+
+def test_a_clock_restores_exactly_and_refuses_a_state_it_never_wrote() -> None:
+    clock = StepClock()
+    clock.progress(np.r_[np.arange(EPOCH), np.arange(5)])
+    again = StepClock.from_state(clock.to_state())
+    assert again.to_state() == clock.to_state()
+    assert again.progress(np.arange(5, 8)).tolist() == clock.progress(np.arange(5, 8)).tolist()
+    assert StepClock().progress(np.array([math.nan, 3.0, math.nan])).tolist()[1] == 3.0
+    for bad in ({"offset": "x"}, {"ends": [math.inf]}, {"first": True}, {"stride": None, "peak": [1]}):
+        with pytest.raises((ValueError, TypeError)):
+            StepClock.from_state(clock.to_state() | bad)
+
+
+def _feed(rules: TrainingSeries, steps: np.ndarray, loss: np.ndarray, chunk: int = 30) -> list[tuple[str, float, int]]:
+    """(reason, logged step, position in the run) of each finding, fed ``chunk`` points at a time."""
+    out = []
+    for lo in range(0, steps.size, chunk):
+        rules = TrainingSeries.from_state(rules.to_state())
+        out += [(f.reason, f.step, lo + f.index - rules.n_seen + steps[lo : lo + chunk].size)
+                for f in rules.update(steps[lo : lo + chunk], loss[lo : lo + chunk])]  # fmt: skip
+    return out
+
+
+def test_a_loss_logged_by_batch_index_stalls_and_plateaus_where_it_would_by_global_step() -> None:
+    """Found checking the bench's runs with the batch index as their step: a stall or a plateau waits 100-150
+    steps, which a step restarting every 22 batches never reached; the loss's own rules never paged."""
+    n = 30 * EPOCH
+    rng = np.random.default_rng(0)
+    flat = 2.3 * np.exp(rng.normal(0, 0.05, n))
+    stops = np.maximum(2.3 * np.exp(-np.arange(n) / 30), 2.3 * np.exp(-100 / 30)) * np.exp(rng.normal(0, 0.05, n))
+    for loss, reason in ((flat, "stalled"), (stops, "plateau")):
+        by_step = _feed(TrainingSeries("loss"), np.arange(n), loss)
+        by_batch = _feed(TrainingSeries("loss"), np.arange(n) % EPOCH, loss)
+        assert [r for r, _, _ in by_step] == [reason] and [(r, k) for r, _, k in by_batch] == [
+            (r, k) for r, _, k in by_step
+        ]
+        assert by_batch[0][1] == by_step[0][1] % EPOCH  # named at the step the run logged
+
+
+def test_the_run_checks_read_a_batch_index_as_progress() -> None:
+    """The run's checks (loss, update ratios, lr) found the bench's plateau 43 steps later with the batch index
+    as the step, and the loss's own rule then paged it a second time."""
+    n = 15 * EPOCH
+    rng = np.random.default_rng(1)
+    loss = np.maximum(2.3 * np.exp(-np.arange(n) / 30), 2.3 * np.exp(-100 / 30)) * np.exp(rng.normal(0, 0.05, n))
+    ratios = np.where(np.arange(n) < 100, 5e-3, 5e-9)  # the weights all but stop at 100
+    found = {}
+    for name, steps in (("global", np.arange(n)), ("batch", np.arange(n) % EPOCH)):
+        check, out = RunChecks(), []
+        for lo in range(0, n, 20):
+            check = RunChecks.from_state(check.to_state())
+            part = slice(lo, lo + 20)
+            series = {"loss": (steps[part], loss[part])}
+            series |= {f"update_ratio/fc{i}": (steps[part], ratios[part] * (1 + 0.2 * i)) for i in range(3)}
+            out += [
+                (f.reason, f.step, lo + int(np.flatnonzero(steps[part] == f.step)[-1])) for f in check.update(series)
+            ]
+        found[name] = out
+    assert [r for r, _, _ in found["global"]] == ["plateau"]
+    assert [(r, k) for r, _, k in found["batch"]] == [(r, k) for r, _, k in found["global"]]
+    assert found["batch"][0][1] == found["global"][0][1] % EPOCH
+
+
+def test_a_loss_reads_the_lr_sent_with_it_where_a_chunk_holds_a_batch_index_twice() -> None:
+    """A chunk spanning an epoch's end holds each batch index twice; where the lr's steps were not the loss's
+    point for point (the chunk cut between a loss and its lr), each loss read the first epoch's lr at its
+    index, and the bench's plateau under a cosine schedule (the lr 3 decades down) was never paged."""
+    from aitrace.processors.detection_runs import _named_at
+
+    steps = np.r_[np.arange(EPOCH), np.arange(6)]
+    times = np.arange(steps.size) * 1000
+    rates = np.r_[np.full(EPOCH, 1e-3), np.full(6, 1e-7)]
+    cut = {("train", "lr"): {"steps": steps[:-1], "times": times[:-1], "values": rates[:-1]}}
+    got = _named_at(cut, "train", "lr", steps, times)
+    assert got[:-1].tolist() == rates[:-1].tolist() and math.isnan(got[-1])
+    whole = {("train", "lr"): {"steps": steps, "times": times, "values": rates}}
+    assert _named_at(whole, "train", "lr", steps, times).tolist() == rates.tolist()
