@@ -80,8 +80,8 @@ def test_a_loss_logged_by_batch_index_stalls_and_plateaus_where_it_would_by_glob
 
 
 def test_the_run_checks_read_a_batch_index_as_progress() -> None:
-    """The run's checks (loss, update ratios, lr) found the bench's plateau 43 steps later with the batch index
-    as the step, and the loss's own rule then paged it a second time."""
+    """The run's checks (loss, update ratios) found the bench's plateau 43 steps later with the batch index as
+    the step; read as progress, and paged once, the loss's own rule not paging it again."""
     n = 15 * EPOCH
     rng = np.random.default_rng(1)
     loss = np.maximum(2.3 * np.exp(-np.arange(n) / 30), 2.3 * np.exp(-100 / 30)) * np.exp(rng.normal(0, 0.05, n))
