@@ -13,8 +13,14 @@ from typing import Any
 
 import numpy as np
 import orjson
+from aitrace.processors.options import MAX_RECORD_BYTES
 
 _CHUNK_MAGIC = b"AC1"
+# The most bytes a chunk and its key (the entity) take in one series record: the producer's limit, less room for
+# Kafka's framing of the record and its batch. A larger chunk is cut in pieces (Pipeline.chunks): it is JSON where
+# its input was Avro, so a record under the limit could make a chunk far past it (a control character, 1 byte in
+# Avro, is 6 in JSON; a label's or a data stage's field names are not in Avro at all).
+CHUNK_MAX_BYTES = MAX_RECORD_BYTES - 65_536
 # A series record of exactly these bytes is no chunk: the series agent sweeps its partition for idle
 # entities (processors/expiry.py). Any client may write one: a sweep only drops what is idle anyway.
 SWEEP = b"AS1"

@@ -37,9 +37,10 @@ import numpy as np
 import orjson
 from aitrace.processors import correlate
 from aitrace.processors.block_columns import BlockColumns
-from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
+from aitrace.processors.chunk_wire import CHUNK_MAX_BYTES, pack_chunk, unpack_chunk
 from aitrace.processors.chunks import (
     column_chunks,
+    cut_chunk,
     event_column_chunks,
     extract_chunks,
     fast_series,
@@ -330,13 +331,19 @@ class Pipeline:
             )
         )
         clashes: list[str] = []
+        too_large: list[str] = []
         chunks = self.chunks(
-            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes
-        )
+            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes,
+            too_large=too_large,
+        )  # fmt: skip
         if clashes:
             detail = f"{len(clashes)} series of batch {decoded.batch_id!r} not checked; first: {clashes[0]}"
             letters.append(DeadLetter(value, key, topic, partition, offset, "series-clash", detail))
             self.dlq.add("series-clash", len(clashes))
+        if too_large:
+            detail = f"{len(too_large)} series chunk(s) of batch {decoded.batch_id!r} left out; first: {too_large[0]}"
+            letters.append(DeadLetter(value, key, topic, partition, offset, "series-too-large", detail))
+            self.dlq.add("series-too-large", len(too_large))
         n = decoded.event_count
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
@@ -458,10 +465,13 @@ class Pipeline:
         offset: int,
         retry: str,
         clashes: list[str] | None = None,
+        too_large: list[str] | None = None,
     ) -> list[tuple[str, bytes]]:
-        """Records for the series topic: one per entity, tagged with the source position.
+        """Records for the series topic: one per entity, tagged with the source position; several for an entity
+        whose chunk would not fit one record (:meth:`_pieces`).
 
-        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim).
+        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim);
+        ``too_large`` one per piece of one event's worth still too large for a record, left out.
         """
         out = []
         source = f"{topic}:{partition}"
@@ -476,8 +486,46 @@ class Pipeline:
             chunk["off"] = offset
             chunk["bid"] = retry
             chunk["entity"] = key
-            out.append((key, pack_chunk(share_axes(chunk))))
+            packed = pack_chunk(share_axes(chunk))
+            if len(packed) + 4 * len(key) <= CHUNK_MAX_BYTES:  # a character of the key is 4 bytes at most
+                out.append((key, packed))
+            else:
+                out += self._pieces(key, chunk, packed, too_large if too_large is not None else [])
         self.counters["chunks"] += len(out)
+        return out
+
+    def _pieces(self, key: str, chunk: dict[str, Any], packed: bytes, too_large: list[str]) -> list[tuple[str, bytes]]:
+        """The records of an entity's chunk that, with its key, may pass :data:`CHUNK_MAX_BYTES`: the chunk itself
+        if it fits, else its pieces (:func:`chunks.cut_chunk`, cut until each fits), in order.
+
+        The series side skips a chunk whose source offset or batch id a series has applied already, so the pieces
+        of one record each have a source and a batch id of their own: the first piece the chunk's, piece k
+        ``<source>#k`` and ``<batch id>#k``. A sibling is then no redelivery of the first piece, while a
+        redelivered record (the same bytes, so the same pieces) is skipped piece by piece as a whole chunk is.
+        A piece of one event's worth still too large is left out, a line in ``too_large`` for its dead letter.
+        """
+        room = CHUNK_MAX_BYTES - len(key.encode(errors="surrogatepass"))
+        if len(packed) <= room:
+            return [(key, packed)]
+        slack = 2 * (len(str(len(packed))) + 1)  # what "#k" adds to the source and the batch id of a piece
+        pieces: list[dict[str, Any]] = []
+        todo: list[tuple[dict[str, Any], int]] = [(chunk, len(packed))]
+        while todo:  # depth first, so the pieces keep the chunk's order
+            piece, size = todo.pop()
+            cut = cut_chunk(piece) if size + slack > room else None
+            if cut is None:
+                if size + slack <= room:
+                    pieces.append(piece)
+                else:
+                    too_large.append(f"a piece of {size} bytes of {_shown(key)}, one event's worth")
+                continue
+            todo += [(part, len(pack_chunk(share_axes(part)))) for part in reversed(cut)]
+        out = []
+        source, retry = chunk["src"], chunk["bid"]
+        for k, piece in enumerate(pieces):
+            if k:
+                piece = {**piece, "src": f"{source}#{k}", "bid": f"{retry}#{k}"}
+            out.append((key, pack_chunk(share_axes(piece))))
         return out
 
     def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> list[Action]:
