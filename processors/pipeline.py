@@ -604,7 +604,7 @@ class Pipeline:
         _check_times(chunk)
         chunk = restore_axes(chunk)
         staged = table if isinstance(table, Staged) else None
-        states = self._entity_states(entity, table)
+        states, corrupt = self._entity_states(entity, table)
         mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
         # Staged by an earlier chunk of the batch, ``states`` is the staged value itself (Staged.private), so the
         # series a chunk closed before it raised stayed applied: its dead letter was skipped as a redelivery and
@@ -624,6 +624,8 @@ class Pipeline:
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
+        if corrupt is not None:
+            self.corrupt_state(entity, corrupt)
         if result is None or documents is None:
             return [], []
         status = chunk.get("status") if chunk["kind"] == "run" else None  # a lifecycle event of the run
@@ -654,7 +656,7 @@ class Pipeline:
             c["entity"] != entity or c["kind"] not in ("model", "run") or c.get("status") is not None for c in chunks
         ):
             return None
-        states = self._entity_states(entity, table)
+        states, corrupt = self._entity_states(entity, table)
         mark = states.pop(MARK, None)
         before = dict(states)  # the series states the group replaces, never changes (copy-on-write)
         detectors = self._detectors(states, cow=True)
@@ -671,6 +673,8 @@ class Pipeline:
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
+        if corrupt is not None:
+            self.corrupt_state(entity, corrupt)
         # without a status, the marks chunk by chunk would end as this one (same clock, same partition)
         self._write(entity, table, states, (mark, tracked, None), now=now, applied=any(r.applied > 0 for r in results))
         self.counters["series"] += len(chunks)
@@ -679,18 +683,19 @@ class Pipeline:
             self.counters["alerts"] += len(result.alerts)
         return [(result.alerts, actions) for result, actions in zip(results, documents, strict=True)]
 
-    def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> dict[str, Any]:
+    def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> tuple[dict[str, Any], Any]:
         """The entity's value to change: of a Staged table (the worker's), a private copy whose series are
         copied before they change, so that a dropped batch changes nothing. A value that is no dict (restored
-        from a changelog record the worker never wrote) is dropped: the entity starts afresh. Its series
-        states are checked as each is read (SeriesStateBase._open_state)."""
+        from a changelog record the worker never wrote) is dropped: the entity starts afresh, and the value
+        comes second (else None), for the caller to count once its chunk or group went through: counted as it
+        was read, a group that raised counted it, then the first of its chunks applied one by one again. Its
+        series states are checked as each is read (SeriesStateBase._open_state)."""
         value = table.get(entity)
         if value is not None and type(value) is not dict:
-            self.corrupt_state(entity, value)
-            return {}
+            return {}, value
         if isinstance(table, Staged):
-            return table.private(entity) or {}
-        return dict(value or {})
+            return table.private(entity) or {}, None
+        return dict(value or {}), None
 
     def _detectors(self, states: dict[str, Any], *, cow: bool) -> SeriesDetectors:
         """The detectors that change an entity's series ``states``."""
