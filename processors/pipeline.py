@@ -502,30 +502,32 @@ class Pipeline:
         of one record each have a source and a batch id of their own: the first piece the chunk's, piece k
         ``<source>#k`` and ``<batch id>#k``. A sibling is then no redelivery of the first piece, while a
         redelivered record (the same bytes, so the same pieces) is skipped piece by piece as a whole chunk is.
-        A piece of one event's worth still too large is left out, a line in ``too_large`` for its dead letter.
+        A piece of one event's worth still too large goes with its texts as UTF-8 bytes, not JSON (``raw_texts``),
+        and if it is too large even so is left out, a line in ``too_large`` for its dead letter.
         """
         room = CHUNK_MAX_BYTES - len(key.encode(errors="surrogatepass"))
         if len(packed) <= room:
             return [(key, packed)]
         slack = 2 * (len(str(len(packed))) + 1)  # what "#k" adds to the source and the batch id of a piece
-        pieces: list[dict[str, Any]] = []
+        pieces: list[tuple[dict[str, Any], bool]] = []  # each piece, and whether its texts go raw
         todo: list[tuple[dict[str, Any], int]] = [(chunk, len(packed))]
         while todo:  # depth first, so the pieces keep the chunk's order
             piece, size = todo.pop()
             cut = cut_chunk(piece) if size + slack > room else None
-            if cut is None:
-                if size + slack <= room:
-                    pieces.append(piece)
-                else:
-                    too_large.append(f"a piece of {size} bytes of {_shown(key)}, one event's worth")
-                continue
-            todo += [(part, len(pack_chunk(share_axes(part)))) for part in reversed(cut)]
+            if cut is not None:
+                todo += [(part, len(pack_chunk(share_axes(part)))) for part in reversed(cut)]
+            elif size + slack <= room:
+                pieces.append((piece, False))
+            elif (raw := len(pack_chunk(share_axes(piece), raw_texts=True))) + slack <= room:
+                pieces.append((piece, True))
+            else:
+                too_large.append(f"a piece of {raw} bytes of {_shown(key)}, one event's worth")
         out = []
         source, retry = chunk["src"], chunk["bid"]
-        for k, piece in enumerate(pieces):
+        for k, (piece, raw_texts) in enumerate(pieces):
             if k:
                 piece = {**piece, "src": f"{source}#{k}", "bid": f"{retry}#{k}"}
-            out.append((key, pack_chunk(share_axes(piece))))
+            out.append((key, pack_chunk(share_axes(piece), raw_texts=raw_texts)))
         return out
 
     def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> list[Action]:

@@ -8,6 +8,7 @@ while a redelivered record is still skipped piece by piece."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import synth as S
 from aiokafka.errors import MessageSizeTooLargeError
 from aitrace.processors import pipeline as pipeline_module
-from aitrace.processors.chunk_wire import CHUNK_MAX_BYTES, group_chunks, split_chunks
+from aitrace.processors.chunk_wire import CHUNK_MAX_BYTES, group_chunks, pack_chunk, split_chunks, unpack_chunk
 from aitrace.processors.options import MAX_RECORD_BYTES, WorkerOptions
 from aitrace.processors.pipeline import Pipeline, Staged
 from test_poison import Msg, _runtime
@@ -134,17 +135,72 @@ def test_ordinary_chunks_in_pieces_give_the_same_alerts_and_labels(monkeypatch: 
     assert whole[2] and pieces[2] == whole[2]
 
 
-def test_one_event_too_large_for_a_series_record_is_dead_lettered_alone() -> None:
-    """A piece of one event's worth (a label of 2.8 million control characters) cannot be cut: it is left out
-    with a dead letter; the record's other chunks and documents are kept."""
+def _one_large_label(label: str) -> bytes:
     tr = S.trace_id()
     events = [
-        S.event(S.ground_truth("q", "m", "\x01" * 2_800_000), trace=tr, event_id="a" * 20),
-        S.event(S.ground_truth("q2", "m2", "ok"), trace=tr, event_id="b" * 20),
-        S.event(S.inference("q3", "m3", 5.0), trace=tr, event_id="c" * 20),
+        S.event(S.ground_truth("q", "m", label), trace=tr, time_us=T0, event_id="a" * 20),
+        S.event(S.ground_truth("q2", "m2", "ok"), trace=tr, time_us=T0, event_id="b" * 20),
+        S.event(S.inference("q3", "m3", 5.0), trace=tr, time_us=T0, event_id="c" * 20),
     ]
+    return S.encode(S.batch(events))
+
+
+def test_one_event_whose_json_passes_the_limit_goes_with_its_texts_as_bytes() -> None:
+    """A piece of one event's worth cannot be cut: a label of 2.8 million control characters (2.8 MB in the record,
+    17 MB as JSON) goes with its texts as UTF-8 bytes, and its document is the label's."""
+    label = "\x01" * 2_800_000
     pipe = Pipeline(WorkerOptions(index=True))
-    out = pipe.process_record(S.encode(S.batch(events)), key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
+    out = pipe.process_record(_one_large_label(label), key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
+    assert out.dead_letters == []
+    assert sorted(key for key, _ in out.chunks) == ["model/m", "model/m2", "model/m3"]
+    assert all(len(key) + len(value) <= CHUNK_MAX_BYTES for key, value in out.chunks)
+    docs = [a for _, actions in _apply(Pipeline(WorkerOptions(index=True)), out.chunks, {}) for a in actions]
+    labels = {d["_id"]: d["_source"]["aitrace"]["ground_truth"]["label"] for d in docs}
+    assert labels == {"a" * 20: label, "b" * 20: "ok"}
+
+
+def test_one_event_too_large_even_so_is_dead_lettered_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too large with its texts as bytes too (here the limit made small): that piece is left out with a dead
+    letter; the record's other chunks and documents are kept."""
+    monkeypatch.setattr(pipeline_module, "CHUNK_MAX_BYTES", 100_000)
+    pipe = Pipeline(WorkerOptions(index=True))
+    value = _one_large_label("x" * 200_000)
+    out = pipe.process_record(value, key=None, topic="t", partition=0, offset=0, traces={}, now=0.0)
     assert [(lt.reason, lt.offset) for lt in out.dead_letters] == [("series-too-large", 0)]
     assert sorted(key for key, _ in out.chunks) == ["model/m2", "model/m3"]
     assert [a["_id"] for a in out.actions if a["_index"].startswith("aitrace-events")] == ["c" * 20]
+
+
+NASTY = {
+    "kind": "model",
+    "plain": "text",
+    "ctl": 'a\x00b\x1f"q"\\',
+    "features": {"f\x01": np.arange(3.0), "g": np.arange(2, dtype=np.int64), "__nd": np.zeros(1)},
+    "requests": [["\x02" * 5, "1", 7, "e", "t"], ["r", None, 8, "e2", "t"]],
+    "labels": [{"payload": ("aitrace.GroundTruth", {"label": "\x03", "request_id": "r"}), "time": 1}],
+    "markers": [{"__s": [0, 1]}, {"__kv": 1}, {"__d": {"x": "\n"}}, {"__dict": 2}, {"\t__s": 3}],
+    "deep": {"a": {"b\x04": {"c": np.ones(2)}}},
+}
+
+
+def test_texts_as_bytes_read_back_as_the_json_chunk_does() -> None:
+    json_chunk, raw = pack_chunk(NASTY), pack_chunk(NASTY, raw_texts=True)
+    assert raw[:3] == b"AC2" and json_chunk[:3] == b"AC1"
+    want, got = unpack_chunk(json_chunk), unpack_chunk(raw)
+    dumps = orjson.OPT_SERIALIZE_NUMPY
+    assert orjson.dumps(got, option=dumps) == orjson.dumps(want, option=dumps)
+    assert got["features"]["f\x01"].dtype == np.float64 and got["features"]["g"].dtype == np.int64
+    big = {"kind": "model", "ids": ["\x01" * 1000] * 100}
+    assert len(pack_chunk(big, raw_texts=True)) < len(pack_chunk(big)) / 5
+
+
+def test_texts_as_bytes_that_do_not_lie_back_to_back_are_refused() -> None:
+    raw = pack_chunk({"kind": "model", "a": "\x01" * 10, "b": "\x02" * 10}, raw_texts=True)
+    (n,) = struct.unpack_from("<I", raw, 3)
+    header = raw[7 : 7 + n]
+    for bad in (header.replace(b"[10,10]", b"[0,10]"), header.replace(b"[10,10]", b"[10,1000000]")):
+        forged = raw[:3] + struct.pack("<I", len(bad)) + bad + raw[7 + n :]
+        with pytest.raises(ValueError, match="series chunk text"):
+            unpack_chunk(forged)
+    with pytest.raises(ValueError, match="its texts end"):
+        unpack_chunk(raw[:-5])
