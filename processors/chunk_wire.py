@@ -8,13 +8,20 @@ the series topic. :class:`aitrace.processors.pipeline.Pipeline` packs and unpack
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
 import numpy as np
 import orjson
+from aitrace.processors.options import MAX_RECORD_BYTES
 
 _CHUNK_MAGIC = b"AC1"
+# The most bytes a chunk and its key (the entity) take in one series record: the producer's limit, less room for
+# Kafka's framing of the record and its batch. A larger chunk is cut in pieces (Pipeline.chunks): it is JSON where
+# its input was Avro, so a record under the limit could make a chunk far past it (a control character, 1 byte in
+# Avro, is 6 in JSON; a label's or a data stage's field names are not in Avro at all).
+CHUNK_MAX_BYTES = MAX_RECORD_BYTES - 65_536
 # A series record of exactly these bytes is no chunk: the series agent sweeps its partition for idle
 # entities (processors/expiry.py). Any client may write one: a sweep only drops what is idle anyway.
 SWEEP = b"AS1"
@@ -24,16 +31,56 @@ _HEADER_LEN = struct.Struct("<I")
 _REF, _PLAIN = "__nd", "__dict"
 
 
-def pack_chunk(chunk: dict[str, Any]) -> bytes:
+# A chunk whose texts JSON would escape travel as their UTF-8 bytes (pack_chunk(raw_texts=True)): a JSON header
+# of text references, the texts, then the arrays as in a chunk of _CHUNK_MAGIC.
+_RAW_MAGIC = b"AC2"
+# in such a header: a text, a dict as its [key, value] pairs (a key JSON would escape), a dict as it is (its
+# only key one of these three)
+_TEXT, _PAIRS, _ASIS = "__s", "__kv", "__d"
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')  # what JSON writes as two or six bytes
+
+
+def pack_chunk(chunk: dict[str, Any], *, raw_texts: bool = False) -> bytes:
     """Series chunk -> bytes: a JSON header, then the raw bytes of every NumPy array in it.
 
     Arrays travel as machine bytes (8 bytes per float instead of ~19 characters of JSON,
     no float formatting or parsing), which is what the repartition hop mostly carries.
     Arrays may sit at any depth of nested dicts; lists are written as JSON.
+
+    ``raw_texts``: every text JSON would escape (a control character is six bytes there, a quote two) travels
+    as its UTF-8 bytes, after the header, as one event's worth too large for a series record otherwise
+    (Pipeline.chunks); it costs a walk over the header, so chunks that fit go without.
     """
     buffers: list[bytes] = []
-    header = orjson.dumps(_plain(_refs(chunk, buffers, [0])), option=orjson.OPT_SERIALIZE_NUMPY)
+    tree = _plain(_refs(chunk, buffers, [0]))
+    if raw_texts:
+        texts: list[bytes] = []
+        header = orjson.dumps(_texts(tree, texts, [0]), option=orjson.OPT_SERIALIZE_NUMPY)
+        raw = b"".join(texts)
+        head = _RAW_MAGIC + _HEADER_LEN.pack(len(header)) + header + _HEADER_LEN.pack(len(raw))
+        return head + raw + b"".join(buffers)
+    header = orjson.dumps(tree, option=orjson.OPT_SERIALIZE_NUMPY)
     return _CHUNK_MAGIC + _HEADER_LEN.pack(len(header)) + header + b"".join(buffers)
+
+
+def _texts(node: Any, texts: list[bytes], offset: list[int]) -> Any:
+    """``node`` (a header as :func:`pack_chunk` writes it) with each text JSON would escape replaced by its
+    reference, its UTF-8 bytes put in ``texts``."""
+    if isinstance(node, str):
+        if _ESCAPED.search(node) is None:
+            return node
+        raw = node.encode("utf-8", "surrogatepass")
+        texts.append(raw)
+        offset[0] += len(raw)
+        return {_TEXT: [offset[0] - len(raw), len(raw)]}
+    if isinstance(node, dict):
+        if any(_ESCAPED.search(key) for key in node):
+            return {_PAIRS: [[_texts(k, texts, offset), _texts(v, texts, offset)] for k, v in node.items()]}
+        out = {k: _texts(v, texts, offset) for k, v in node.items()}
+        return {_ASIS: out} if len(out) == 1 and next(iter(out)) in (_TEXT, _PAIRS, _ASIS) else out
+    if isinstance(node, list | tuple):
+        return [_texts(v, texts, offset) for v in node]
+    return node
 
 
 def _refs(node: dict[str, Any], buffers: list[bytes], offset: list[int]) -> dict[str, Any]:
@@ -71,15 +118,65 @@ def unpack_chunk(data: bytes) -> dict[str, Any]:
     naming the same bytes many times made a 199 KB record unpack into 480 MB of copies.
     """
     if data[:3] != _CHUNK_MAGIC:
+        if data[:3] == _RAW_MAGIC:
+            return _unpack_raw(data)
         raise ValueError(f"not a series chunk (first bytes {data[:3]!r})")
     (n,) = _HEADER_LEN.unpack_from(data, 3)
     base = 7 + n
     header = orjson.loads(data[7:base])
+    return _with_arrays(header, data, base)
+
+
+def _with_arrays(header: Any, data: bytes, base: int) -> Any:
+    """The chunk of a header whose arrays lie in ``data`` from ``base`` on, back to back, up to its end."""
     end = [0]  # where the next array must start
     chunk = _arrays_of(header, data, base, end) if isinstance(header, dict) else header
     if base + end[0] != len(data):
         raise ValueError(f"series chunk of {len(data)} bytes: its arrays end at {base + end[0]}")
     return chunk
+
+
+def _unpack_raw(data: bytes) -> dict[str, Any]:
+    """A chunk of :data:`_RAW_MAGIC`: its texts read back into the header, as in a chunk of ``_CHUNK_MAGIC``, then
+    its arrays. The texts must lie back to back in header order and fill their part, as the arrays do."""
+    (n,) = _HEADER_LEN.unpack_from(data, 3)
+    header = orjson.loads(data[7 : 7 + n])
+    (size,) = _HEADER_LEN.unpack_from(data, 7 + n)
+    start = 11 + n
+    texts = data[start : start + size]
+    if len(texts) != size:
+        raise ValueError(f"series chunk of {len(data)} bytes: its texts end at {start + size}")
+    end = [0]
+    header = _texts_of(header, texts, end)
+    if end[0] != size:
+        raise ValueError(f"series chunk texts of {size} bytes: the header's end at {end[0]}")
+    return _with_arrays(header, data, start + size)
+
+
+def _texts_of(node: Any, texts: bytes, end: list[int]) -> Any:
+    """Inverse of :func:`_texts`; ``end``: where the next text must start."""
+    if isinstance(node, list):
+        return [_texts_of(v, texts, end) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        if (ref := node.get(_TEXT)) is not None:
+            off, length = ref
+            if off != end[0] or length < 0 or off + length > len(texts):
+                raise ValueError(f"series chunk text at {off} ({length} bytes): the next starts at {end[0]}")
+            end[0] += length
+            return texts[off : off + length].decode("utf-8", "surrogatepass")
+        if (pairs := node.get(_PAIRS)) is not None:
+            out = {}
+            for key, value in pairs:
+                key = _texts_of(key, texts, end)
+                if not isinstance(key, str):
+                    raise ValueError(f"series chunk: a key of {type(key).__name__}")
+                out[key] = _texts_of(value, texts, end)
+            return out
+        if isinstance(inner := node.get(_ASIS), dict):
+            node = inner
+    return {k: _texts_of(v, texts, end) for k, v in node.items()}
 
 
 def _arrays_of(node: dict[str, Any], data: bytes, base: int, end: list[int]) -> Any:

@@ -446,3 +446,58 @@ def _same(a: Any, b: Any) -> bool:
     return a is b or (
         isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     )
+
+
+def cut_chunk(chunk: Chunk) -> tuple[Chunk, Chunk] | None:
+    """A chunk too large for one series record (see ``Pipeline.chunks``) cut in two pieces that, applied in turn,
+    carry what it carries; None: one event's worth, not to be cut.
+
+    A model's rows, predictions and labels are each cut in half (a label and its prediction in different pieces
+    still meet in the waiting rooms); a run's series each at half its points, or its series in two halves when
+    each has a point at most; a data stage's statistics in half. Every other field goes into both pieces.
+    """
+    kind = chunk["kind"]
+    if kind == "model":
+        n, r, m = len(chunk["times"]), len(chunk["requests"]), len(chunk["labels"])
+        cuts = _cuts([n, r, m])
+        if cuts is None:
+            return None
+        c, cr, cm = cuts
+        a = {**chunk, "requests": chunk["requests"][:cr], "labels": chunk["labels"][:cm]}
+        b = {**chunk, "requests": chunk["requests"][cr:], "labels": chunk["labels"][cm:]}
+        for piece, rows in ((a, slice(None, c)), (b, slice(c, None))):
+            for name in ("times", "latency", "errors", "confidence"):
+                piece[name] = chunk[name][rows]
+            piece["features"] = {k: v[rows] for k, v in chunk["features"].items()} if len(piece["times"]) else {}
+        return a, b
+    if kind == "run":
+        series = chunk["series"]
+        halves: list[dict[str, Any]] = [{}, {}]
+        if max((len(s["values"]) for s in series.values()), default=0) >= 2:
+            for name, s in series.items():
+                h = len(s["values"]) // 2
+                for piece, part in zip(halves, (slice(None, h), slice(h, None)), strict=True):
+                    if len(s["values"][part]):
+                        piece[name] = {**s, **{k: s[k][part] for k in ("steps", "times", "values")}}
+        elif len(series) >= 2:
+            names = list(series)
+            h = len(names) // 2
+            halves = [{k: series[k] for k in names[:h]}, {k: series[k] for k in names[h:]}]
+        else:
+            return None
+        return {**chunk, "series": halves[0]}, {**chunk, "series": halves[1]}
+    if kind == "data" and len(chunk["stats"]) >= 2:
+        h = len(chunk["stats"]) // 2
+        return {**chunk, "stats": chunk["stats"][:h]}, {**chunk, "stats": chunk["stats"][h:]}
+    return None
+
+
+def _cuts(lengths: list[int]) -> list[int] | None:
+    """Where to cut each of a chunk's sequences: each at its half while one has two items or more; else the first
+    non-empty one whole into the first piece, the others into the second (None: a single item, no cut)."""
+    if max(lengths) >= 2:
+        return [n // 2 for n in lengths]
+    if sum(lengths) < 2:
+        return None
+    first = next(i for i, n in enumerate(lengths) if n)
+    return [n if i <= first else 0 for i, n in enumerate(lengths)]

@@ -37,9 +37,10 @@ import numpy as np
 import orjson
 from aitrace.processors import correlate
 from aitrace.processors.block_columns import BlockColumns
-from aitrace.processors.chunk_wire import pack_chunk, unpack_chunk
+from aitrace.processors.chunk_wire import CHUNK_MAX_BYTES, pack_chunk, unpack_chunk
 from aitrace.processors.chunks import (
     column_chunks,
+    cut_chunk,
     event_column_chunks,
     extract_chunks,
     fast_series,
@@ -330,13 +331,19 @@ class Pipeline:
             )
         )
         clashes: list[str] = []
+        too_large: list[str] = []
         chunks = self.chunks(
-            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes
-        )
+            decoded, fast, topic=topic, partition=partition, offset=offset, retry=retry, clashes=clashes,
+            too_large=too_large,
+        )  # fmt: skip
         if clashes:
             detail = f"{len(clashes)} series of batch {decoded.batch_id!r} not checked; first: {clashes[0]}"
             letters.append(DeadLetter(value, key, topic, partition, offset, "series-clash", detail))
             self.dlq.add("series-clash", len(clashes))
+        if too_large:
+            detail = f"{len(too_large)} series chunk(s) of batch {decoded.batch_id!r} left out; first: {too_large[0]}"
+            letters.append(DeadLetter(value, key, topic, partition, offset, "series-too-large", detail))
+            self.dlq.add("series-too-large", len(too_large))
         n = decoded.event_count
         self.counters["events"] += n
         return RecordOutput(decoded, letters, actions, chunks, n)
@@ -458,10 +465,13 @@ class Pipeline:
         offset: int,
         retry: str,
         clashes: list[str] | None = None,
+        too_large: list[str] | None = None,
     ) -> list[tuple[str, bytes]]:
-        """Records for the series topic: one per entity, tagged with the source position.
+        """Records for the series topic: one per entity, tagged with the source position; several for an entity
+        whose chunk would not fit one record (:meth:`_pieces`).
 
-        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim).
+        ``clashes`` gets a line per run series left out for another's detector series (see chunks._claim);
+        ``too_large`` one per piece of one event's worth still too large for a record, left out.
         """
         out = []
         source = f"{topic}:{partition}"
@@ -476,8 +486,48 @@ class Pipeline:
             chunk["off"] = offset
             chunk["bid"] = retry
             chunk["entity"] = key
-            out.append((key, pack_chunk(share_axes(chunk))))
+            packed = pack_chunk(share_axes(chunk))
+            if len(packed) + 4 * len(key) <= CHUNK_MAX_BYTES:  # a character of the key is 4 bytes at most
+                out.append((key, packed))
+            else:
+                out += self._pieces(key, chunk, packed, too_large if too_large is not None else [])
         self.counters["chunks"] += len(out)
+        return out
+
+    def _pieces(self, key: str, chunk: dict[str, Any], packed: bytes, too_large: list[str]) -> list[tuple[str, bytes]]:
+        """The records of an entity's chunk that, with its key, may pass :data:`CHUNK_MAX_BYTES`: the chunk itself
+        if it fits, else its pieces (:func:`chunks.cut_chunk`, cut until each fits), in order.
+
+        The series side skips a chunk whose source offset or batch id a series has applied already, so the pieces
+        of one record each have a source and a batch id of their own: the first piece the chunk's, piece k
+        ``<source>#k`` and ``<batch id>#k``. A sibling is then no redelivery of the first piece, while a
+        redelivered record (the same bytes, so the same pieces) is skipped piece by piece as a whole chunk is.
+        A piece of one event's worth still too large goes with its texts as UTF-8 bytes, not JSON (``raw_texts``),
+        and if it is too large even so is left out, a line in ``too_large`` for its dead letter.
+        """
+        room = CHUNK_MAX_BYTES - len(key.encode(errors="surrogatepass"))
+        if len(packed) <= room:
+            return [(key, packed)]
+        slack = 2 * (len(str(len(packed))) + 1)  # what "#k" adds to the source and the batch id of a piece
+        pieces: list[tuple[dict[str, Any], bool]] = []  # each piece, and whether its texts go raw
+        todo: list[tuple[dict[str, Any], int]] = [(chunk, len(packed))]
+        while todo:  # depth first, so the pieces keep the chunk's order
+            piece, size = todo.pop()
+            cut = cut_chunk(piece) if size + slack > room else None
+            if cut is not None:
+                todo += [(part, len(pack_chunk(share_axes(part)))) for part in reversed(cut)]
+            elif size + slack <= room:
+                pieces.append((piece, False))
+            elif (raw := len(pack_chunk(share_axes(piece), raw_texts=True))) + slack <= room:
+                pieces.append((piece, True))
+            else:
+                too_large.append(f"a piece of {raw} bytes of {_shown(key)}, one event's worth")
+        out = []
+        source, retry = chunk["src"], chunk["bid"]
+        for k, (piece, raw_texts) in enumerate(pieces):
+            if k:
+                piece = {**piece, "src": f"{source}#{k}", "bid": f"{retry}#{k}"}
+            out.append((key, pack_chunk(share_axes(piece), raw_texts=raw_texts)))
         return out
 
     def _trace_action(self, trace: dict[str, Any], state: dict[str, Any]) -> list[Action]:
@@ -556,7 +606,7 @@ class Pipeline:
         _check_times(chunk)
         chunk = restore_axes(chunk)
         staged = table if isinstance(table, Staged) else None
-        states = self._entity_states(entity, table)
+        states, corrupt = self._entity_states(entity, table)
         mark = states.pop(MARK, None)  # the entity's idle bookkeeping, no series: the detectors never see it
         # Staged by an earlier chunk of the batch, ``states`` is the staged value itself (Staged.private), so the
         # series a chunk closed before it raised stayed applied: its dead letter was skipped as a redelivery and
@@ -576,6 +626,8 @@ class Pipeline:
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
+        if corrupt is not None:
+            self.corrupt_state(entity, corrupt)
         if result is None or documents is None:
             return [], []
         status = chunk.get("status") if chunk["kind"] == "run" else None  # a lifecycle event of the run
@@ -606,7 +658,7 @@ class Pipeline:
             c["entity"] != entity or c["kind"] not in ("model", "run") or c.get("status") is not None for c in chunks
         ):
             return None
-        states = self._entity_states(entity, table)
+        states, corrupt = self._entity_states(entity, table)
         mark = states.pop(MARK, None)
         before = dict(states)  # the series states the group replaces, never changes (copy-on-write)
         detectors = self._detectors(states, cow=True)
@@ -623,6 +675,8 @@ class Pipeline:
             tracked = bool(states)
             if mark is not None:
                 states[MARK] = mark
+        if corrupt is not None:
+            self.corrupt_state(entity, corrupt)
         # without a status, the marks chunk by chunk would end as this one (same clock, same partition)
         self._write(entity, table, states, (mark, tracked, None), now=now, applied=any(r.applied > 0 for r in results))
         self.counters["series"] += len(chunks)
@@ -631,18 +685,19 @@ class Pipeline:
             self.counters["alerts"] += len(result.alerts)
         return [(result.alerts, actions) for result, actions in zip(results, documents, strict=True)]
 
-    def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> dict[str, Any]:
+    def _entity_states(self, entity: str, table: MutableMapping[str, Any]) -> tuple[dict[str, Any], Any]:
         """The entity's value to change: of a Staged table (the worker's), a private copy whose series are
         copied before they change, so that a dropped batch changes nothing. A value that is no dict (restored
-        from a changelog record the worker never wrote) is dropped: the entity starts afresh. Its series
-        states are checked as each is read (SeriesStateBase._open_state)."""
+        from a changelog record the worker never wrote) is dropped: the entity starts afresh, and the value
+        comes second (else None), for the caller to count once its chunk or group went through: counted as it
+        was read, a group that raised counted it, then the first of its chunks applied one by one again. Its
+        series states are checked as each is read (SeriesStateBase._open_state)."""
         value = table.get(entity)
         if value is not None and type(value) is not dict:
-            self.corrupt_state(entity, value)
-            return {}
+            return {}, value
         if isinstance(table, Staged):
-            return table.private(entity) or {}
-        return dict(value or {})
+            return table.private(entity) or {}, None
+        return dict(value or {}), None
 
     def _detectors(self, states: dict[str, Any], *, cow: bool) -> SeriesDetectors:
         """The detectors that change an entity's series ``states``."""

@@ -96,6 +96,47 @@ def test_a_corrupt_entity_through_a_group_is_dropped_too() -> None:
     assert table["model/m"]["model/m/latency"]["applied"] == {"t:0": 11}
 
 
+def test_a_corrupt_entity_is_counted_once_when_its_group_goes_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group that raises leaves the table as it was and the worker applies its chunks one by one
+    (Runtime._group): the corrupt entity read by the group, then by the first chunk, was counted twice."""
+    from aitrace.processors.detection import SeriesDetectors
+
+    def bug(self: Any, chunks: Any) -> Any:
+        raise RuntimeError("bug on one group")
+
+    pipe, table = Pipeline(WorkerOptions(index=True)), {"model/m": "garbage"}
+    view = Staged(table)
+    with monkeypatch.context() as m:
+        m.setattr(SeriesDetectors, "apply_group", bug)
+        with pytest.raises(RuntimeError, match="bug on one group"):
+            pipe.series_group([_chunk(10), _chunk(11)], view)
+    for off in (10, 11):
+        pipe.series(_chunk(off), view)
+    view.commit()
+    assert pipe.counters["corrupt_state"] == 1
+    assert table["model/m"]["model/m/latency"]["applied"] == {"t:0": 11}
+
+
+def test_a_corrupt_entity_is_counted_once_when_a_chunk_raises_before_the_next_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunk by chunk, the entity is dropped by the chunk that applies: one that raised first counted it too."""
+
+    def bug(*args: Any) -> Any:
+        raise RuntimeError("bug on one chunk")
+
+    pipe, table = Pipeline(WorkerOptions(index=True)), {"model/m": "garbage"}
+    view = Staged(table)
+    with monkeypatch.context() as m:
+        m.setattr(Pipeline, "_detect", bug)
+        with pytest.raises(RuntimeError, match="bug on one chunk"):
+            pipe.series(_chunk(9), view)
+    pipe.series(_chunk(10), view)
+    view.commit()
+    assert pipe.counters["corrupt_state"] == 1
+    assert table["model/m"]["model/m/latency"]["applied"] == {"t:0": 10}
+
+
 @pytest.mark.parametrize(
     "bad",
     ["garbage", [1], 5, {"partition": 0}, {"events": "x"}, {**correlate.new_state("0" * 32, 0), "spans": []}],
