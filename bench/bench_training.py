@@ -18,6 +18,8 @@ within ~20 steps; onset: the first step whose 5-step median norm is a decade bel
 10 steps'), over-fitting on 64 rows, the tabular MLP trained 12 epochs (mild over-fitting:
 the healthy recipe until 2026-12-05), an lr x0.1 step decay that must stay quiet, and
 under-fitting: an MLP of 4 hidden units, an MLP under a weight decay of 30);
+``--restarts`` adds section (h), every run as a loop that logs the batch index as its step sends it, and
+resumed from a checkpoint (the job dies at 60 % of the run, resumes from 45 %), beside global steps;
 ``--every 10,50`` adds section (g), every run as a loop that logs every n steps sends it (Lightning's
 default is 50), ``--underfit-seeds`` adds section (e), under-fitting runs at those seeds, ``--vanish-seeds``
 section (f), the tanh runs at those seeds, and ``--overfit-seeds`` section (d), over-fitting
@@ -183,6 +185,58 @@ def cadence_section(cadences: tuple[int, ...], seeds: tuple[int, ...]) -> None:
             found = [(step, what) for step, what in worker_alerts(every(run, n)) if what.split(":")[0] in names]
             first = f"{found[0][1]}@{found[0][0]}" if found else "not found"
             print(f"        {run.name:22s} {pathology:20s} {first}")
+
+
+def restarts_section(seeds: tuple[int, ...]) -> None:
+    """(h) The runs as a loop sends them that logs the batch index as its step, and resumed: the job dies at
+    60 % of the run and resumes from its checkpoint at 45 %, sending those steps again. Each beside the same
+    run with global steps, all in arrival order (200 events a chunk): a run whose incidents differ is listed."""
+    runs = [R.record(name, recipe) for name, recipe in R.healthy(seeds) + R.slow_starters()]
+    runs += [R.record(name, recipe) for name, _pathology, recipe in R.pathologies()]
+    print(f"(h) batch index as the step, and resumed from a checkpoint: healthy seeds {seeds}, controls, pathologies")
+    for variant, beside in (("batch index", "global"), ("resumed", "global"), ("batch index, resumed", "resumed")):
+        differ = []
+        for run in runs:
+            plain, other = in_order(run, beside), in_order(run, variant)
+            if sorted(plain) != sorted(other):
+                differ.append(f"{run.name}: {sorted(set(plain) - set(other))} -> {sorted(set(other) - set(plain))}")
+        print(f"    {variant:22s} incidents differ from {beside} steps on {len(differ)} of {len(runs)} runs")
+        for line in differ:
+            print(f"        {line}")
+
+
+def in_order(run: R.Run, variant: str) -> list[str]:
+    """The worker's incidents (detector:series@the run's step at their event time) on a run sent in arrival
+    order, as ``variant`` (global, resumed, batch index, batch index, resumed) sends it."""
+    from aitrace.processors.detection import SeriesDetectors
+
+    events = sorted(
+        (T0 + s * 100_000 + (50_000 if key.startswith("val|") else 0), key, s, v)
+        for key, values in run.series.items()
+        for s, v in zip(run.steps[key], values, strict=True)
+    )
+    if "resumed" in variant:
+        last = max(e[2] for e in events)
+        crash, back, gap = int(last * 0.6), int(last * 0.45), 10**9
+        replay = [(t + gap, k, s, v) for t, k, s, v in events if back < s <= crash]
+        later = [(t + gap + (crash - back) * 100_000, k, s, v) for t, k, s, v in events if s > crash]
+        events = [e for e in events if e[2] <= crash] + replay + later
+    when = {t: s for t, _k, s, _v in events}
+    if variant.startswith("batch index"):
+        events = [(t, k, s % run.steps_per_epoch, v) for t, k, s, v in events]
+    det, out = SeriesDetectors({}), []
+    for c, lo in enumerate(range(0, len(events), 200)):
+        series: dict = {}
+        for t, k, s, v in events[lo : lo + 200]:
+            d = series.setdefault(k, {"times": [], "steps": [], "values": []})
+            for column, x in zip(d.values(), (t, s, v), strict=True):
+                column.append(x)
+        series = {k: {f: np.asarray(x) for f, x in d.items()} for k, d in series.items()}
+        chunk = {"kind": "run", "run_id": run.name, "service": "bench", "trace_id": "0" * 32, "ctx": None}
+        for a in det.apply({**chunk, "series": series}, source="s:0", offset=c).alerts:
+            if a["version"] == 1:
+                out.append(f"{a['detector']}:{a['series'].split('/', 2)[-1]}@{when.get(a['first_seen'], '?')}")
+    return out
 
 
 def _keep(run: R.Run, keep: list[str]) -> R.Run:
@@ -356,6 +410,7 @@ def main() -> int:
     ap.add_argument("--underfit-seeds", default="", help="seeds of section (e)'s under-fitting runs; none: skipped")
     ap.add_argument("--vanish-seeds", default="", help="seeds of section (f)'s vanishing-gradient runs; none: skipped")
     ap.add_argument("--every", default="", help="section (g): the runs logged every n steps, e.g. 10,50; none: skipped")
+    ap.add_argument("--restarts", action="store_true", help="section (h): batch index as the step, resumed runs")
     args = ap.parse_args()
     seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     flagged = healthy_section(seeds)
@@ -369,6 +424,8 @@ def main() -> int:
         vanishing_seeds_section(tuple(int(x) for x in args.vanish_seeds.split(",") if x))
     if args.every:
         cadence_section(tuple(int(x) for x in args.every.split(",") if x), seeds)
+    if args.restarts:
+        restarts_section(seeds)
     return 0
 
 
