@@ -170,30 +170,32 @@ class RunChecks:
         # each verdict found so far, at its last step (the training loss does not page it again)
         self.reported: dict[str, float] = {}
         self.clocks: dict[str, StepClock] = {}  # the run's progress, per series (one for a layered kind)
-        self._shared: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # this update's: a kind's steps read once
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         # The checks read the run's progress (a batch index restarting each epoch, :class:`StepClock`); a
         # finding names the step the run logged there.
         logged_at: dict[float, float] = {}
-        found = self._checks({name: self._progress(name, steps, values, logged_at) for name, (steps, values) in
-                              series.items()})  # fmt: skip
+        read: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a layered kind's steps, read once
+        found = self._checks({name: (self._progress(name, steps, read, logged_at), values) for name, (steps, values)
+                              in series.items()})  # fmt: skip
         self.reported.update((f.reason, f.step) for f in found)
         return [replace(f, step=logged_at.get(f.step, f.step)) for f in found]
 
-    def _progress(self, name: str, steps: Any, values: Any, logged_at: dict[float, float]) -> tuple[np.ndarray, Any]:
+    def _progress(
+        self, name: str, steps: Any, read: dict[str, tuple[np.ndarray, np.ndarray]], logged_at: dict[float, float]
+    ) -> np.ndarray:
         """A series' steps as the run's progress: one clock a series, one for all the layers' series of a kind
         (logged at the same steps: a model of 100 layers keeps two clocks, not 200)."""
         kind = name.split("/", 1)[0] if name.startswith(_LAYERED) else name
         raw = np.asarray(steps, dtype=np.float64).reshape(-1)
-        shared = self._shared.get(kind)
-        if shared is not None and np.array_equal(shared[0], raw):
-            return shared[1], values
+        first = read.get(kind)
+        if first is not None and np.array_equal(first[0], raw):
+            return first[1]
         clock = self.clocks.setdefault(kind, StepClock())
-        at = clock.progress(raw) if shared is None else raw + clock.offset  # a layer logged at its own steps
-        self._shared[kind] = (raw, at)
+        at = clock.progress(raw) if first is None else raw + clock.offset  # a layer logged at its own steps
+        read.setdefault(kind, (raw, at))
         logged_at.update(zip(at.tolist(), raw.tolist(), strict=True))
-        return at, values
+        return at
 
     def _checks(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []
@@ -223,7 +225,6 @@ class RunChecks:
             self.vanished = True  # the per-layer rule's (processors.detection_runs): it names the starved layer
         if "grad_norm" in series and not self.vanished:
             out += self._collapse(*series["grad_norm"], losses or self._loss_levels([], []))
-        self._shared.clear()
         return out
 
     @property
