@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
 from aitrace.detect.overfit import held_rise
-from aitrace.detect.progress import KEPT_ENDS, carries_on
+from aitrace.detect.progress import KEPT_ENDS
 from aitrace.detect.underfit import UNDERFIT_RECENT, under_fit
 
 _MAX_TRAIN_KEPT = 512
@@ -243,37 +243,60 @@ def _each_new_evaluation(
     """Ask ``rule`` at each of the ``new`` validation points in turn (a chunk holding several
     evaluations reports the first one at which the rule held, not the chunk's last).
 
-    The rules see when each loss came (:func:`_order`)."""
+    The rules see when each loss came (:func:`_order`) and the run's evaluations as it now stands
+    (:func:`_as_it_stands`); an evaluation sent again is not judged again."""
     tr, va = state["train"], state["val"]
     last_time = int(va[-1][2])
     if len(va) < 3 or len(tr) < 4:
         return None, 0, last_time
     v = np.asarray([x[1] for x in va])
-    t_at, v_at = _order(tr, va)
+    t_at, v_at, resumed_at = _order(tr, va)
     t_vals = np.asarray([x[1] for x in tr])
     judged = 0
-    for end in range(max(3, len(va) - new), len(va)):
-        if v_at[end] <= max(v_at[:end]):
-            continue  # sent again (a run resumed from its checkpoint, a redelivery): judged when it first came
+    for end, kept in _as_it_stands(va, v_at, resumed_at):
+        if end < max(3, len(va) - new) or kept is None:
+            continue
         judged += 1
-        p, p_at = _in_progress(v[: end + 1], v_at[: end + 1])
+        kept.sort(key=lambda i: v_at[i])  # stable: evaluations at one point of the run in the order they came
+        p, p_at = v[kept], [v_at[i] for i in kept]
         found = rule(p, p_at, t_at, t_vals)
         if found is not None:
             return (found, int(va[end][0]), int(va[end][2]), p[int(np.argmin(p)) :].tolist()), 0, last_time
     return None, 10 * judged, last_time  # an evaluation sent again is no evidence that an incident ended
 
 
-def _in_progress(v: np.ndarray, v_at: list[float]) -> tuple[np.ndarray, list[float]]:
-    """The validation losses in the order of the run's progress, one at each point of it: where one was sent
-    again (a run resumed from its checkpoint evaluates those steps again), the later. In the order they came,
-    a resumed run's replayed evaluations read as evaluations without a new best: 2 of 3 healthy slow
-    starters were called under-fitting."""
-    last = dict(zip(v_at, v.tolist(), strict=True))
-    at = sorted(last)
-    return np.asarray([last[a] for a in at]), at
+def _as_it_stands(
+    va: list[Sequence[float]], v_at: list[float], resumed_at: np.ndarray
+) -> Iterator[tuple[int, list[int] | None]]:
+    """Each evaluation in the order it came, with the evaluations the run stands on then (None: this one was
+    sent again, not to be judged again).
+
+    An evaluation at a point of the run already evaluated was sent again where a run resumed from its
+    checkpoint between the two (its training steps went back, :func:`_order`): the evaluations from that point
+    on are replaced by the resumed run's (in the order they came, its repeated evaluations read as evaluations
+    without a new best: 2 of 3 healthy slow starters were called under-fitting); or where it is the same loss
+    at the same step and time (a redelivery), left out. Else it is a new evaluation at a point the steps cannot tell
+    apart (a loop that logs the batch index every few batches holds several epochs in one stretch) and is
+    judged, after the others at that point."""
+    kept: list[int] = []
+    top, top_time = -math.inf, 0  # the furthest point evaluated so far, and when it was
+    seen: set[tuple[float, ...]] = set()
+    for j, x in enumerate(va):
+        at, when = v_at[j], int(x[2]) if len(x) > 2 else -1
+        again = at <= top and bool(((resumed_at > top_time) & (resumed_at <= when)).any())
+        if again:
+            kept = [i for i in kept if v_at[i] < at]
+        elif at <= top and tuple(x) in seen:
+            yield j, None
+            continue
+        seen.add(tuple(x))
+        kept.append(j)
+        if at > top:
+            top, top_time = at, when
+        yield j, (None if again else list(kept))
 
 
-def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.ndarray, list[float]]:
+def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.ndarray, list[float], np.ndarray]:
     """Where each kept training and validation loss stands in the run's progress, as ranks the rules compare:
     its step within the stretch of training it came in. A stretch ends where the training steps go back: a
     loop that logs the batch index starts one every epoch, a run resumed from a checkpoint one where it
@@ -282,7 +305,8 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
     and over-fitting was never found. Within a stretch the steps decide, not the times: a finished run's
     history sent afterwards has times of the sending (all its training losses before all its evaluations),
     and an evaluator may stamp a checkpoint's loss a while after its step. A training loss kept by a state
-    from before has no time: a stretch it starts holds every evaluation after it."""
+    from before has no time: a stretch it starts holds every evaluation after it. Third: when each stretch
+    that carries on the one before (a resume) began."""
     t_steps = np.asarray([x[0] for x in tr], dtype=np.int64)
     back = np.flatnonzero(np.diff(t_steps) < 0) + 1  # where a stretch starts (the first is the run's)
     t_stretch = np.searchsorted(back, np.arange(t_steps.size), side="right")
@@ -303,21 +327,22 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
     pairs["stretch"] = np.concatenate([ids[t_stretch], ids[v_stretch]])
     pairs["step"] = np.concatenate([t_steps, v_steps])
     rank = np.unique(pairs, return_inverse=True)[1].reshape(-1).astype(np.float64)
-    return rank[: t_steps.size], rank[t_steps.size :].tolist()
+    return rank[: t_steps.size], rank[t_steps.size :].tolist(), np.sort(starts[same])
 
 
 def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
     """Per stretch after the first: whether it carries on the stretch before, as a run resumed from its
-    checkpoint does (:func:`~aitrace.detect.progress.carries_on`; the run's first step: the lowest kept)."""
-    bounds = np.concatenate([[0], back, [steps.size]])
-    ends = steps[bounds[1:] - 1].tolist()
+    checkpoint does (:func:`~aitrace.detect.progress.carries_on`, for all stretches at once; the run's first
+    step: the lowest kept)."""
+    if not back.size:
+        return np.zeros(0, dtype=bool)
     forward = np.diff(steps)
     stride = float(forward[forward > 0].min()) if (forward > 0).any() else 1.0
-    out = np.zeros(back.size, dtype=bool)
-    for i in range(back.size):
-        earlier = ends[max(0, i - KEPT_ENDS) : i]
-        out[i] = carries_on(int(steps[back[i]]), int(steps[: back[i]].min()), stride, ends[i], earlier)
-    return out
+    ends = steps[back - 1]  # where each stretch before a new one ended
+    seen = np.zeros(back.size, dtype=bool)
+    for d in range(1, min(KEPT_ENDS, back.size - 1) + 1):  # ...where one of the stretches before it ended
+        seen[d:] |= ends[d:] == ends[:-d]
+    return (steps[back] > np.minimum.accumulate(steps)[back - 1] + stride) & ~seen
 
 
 def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:

@@ -1241,17 +1241,49 @@ def test_a_run_resumed_from_its_checkpoint_is_judged_as_the_run_it_continues() -
     assert _resumed_run(None, 0, stops=12)[0] == _resumed_run(259, 199, stops=12)[0] == ("under", 299)
 
 
+def _overfit_state() -> tuple[dict, dict]:
+    """A run's fitting state that has just found over-fitting, and its evaluations (steps 9-99, times = steps)."""
+    from aitrace.detect import windows
+
+    state: dict = {}
+    train = {"steps": np.arange(0, 100), "values": np.linspace(2.0, 0.2, 100), "times": np.arange(0, 100)}
+    values = np.array([1.0, 0.8, 0.7, 0.65, 0.66, 0.8, 0.9, 1.0, 1.1, 1.2])
+    val = {"steps": np.arange(9, 100, 10), "values": values, "times": np.arange(9, 100, 10)}
+    found, clean, _ = windows.overfitting_update(state, train, val)
+    assert found is not None and clean == 0
+    return state, val
+
+
 def test_an_evaluation_sent_again_does_not_end_an_incident() -> None:
     """Evaluations made again after a resume, or redelivered, count no evaluation towards an over-fitting
     incident's end: the bench's over-fitting CNNs, resumed, closed their incident on the replay and opened a
     second one later."""
     from aitrace.detect import windows
 
-    state: dict = {}
-    train = {"steps": np.arange(0, 100), "values": np.linspace(2.0, 0.2, 100), "times": np.arange(0, 100)}
-    val = {"steps": np.arange(9, 100, 10), "values": np.array([1.0, 0.8, 0.7, 0.65, 0.66, 0.8, 0.9, 1.0, 1.1, 1.2])}
-    val["times"] = val["steps"] + 0
-    found, clean, _ = windows.overfitting_update(state, train, val)
-    assert found is not None and clean == 0
-    again = {k: v[-3:] for k, v in val.items()} | {"times": val["times"][-3:] + 1000}
+    state, val = _overfit_state()  # redelivered: the same losses at the same steps and times
+    again = {k: v[-3:] for k, v in val.items()}
     assert windows.overfitting_update(state, None, again) == (None, 0, int(again["times"][-1]))
+    state, val = _overfit_state()  # resumed from step 70: its steps go back, its evaluations come again
+    resumed = {"steps": np.arange(71, 100), "values": np.linspace(0.74, 0.2, 29), "times": np.arange(1000, 1029)}
+    again = {k: v[-3:] for k, v in val.items()} | {"times": np.array([1009, 1019, 1028])}
+    assert windows.overfitting_update(state, resumed, again) == (None, 0, 1028)
+
+
+def test_evaluations_at_one_point_the_steps_cannot_tell_apart_are_each_judged() -> None:
+    """Shown by a review: a loop logging the batch index only every few batches holds several epochs in one
+    stretch of training, so their evaluations stand at one rank; read as sent again, over-fitting was found
+    17 epochs late or never. Without a resume between them (or the same loss at the same time) each is new."""
+    from aitrace.detect import windows
+
+    spe, every, found = 3, 10, []
+    state: dict = {}
+    for epoch in range(40):
+        steps = [s for s in range(epoch * spe, (epoch + 1) * spe) if s % every == 0]
+        train = {"steps": np.array(steps) % spe, "values": 2.0 * np.exp(-np.array(steps) / spe / 8) + 0.05}
+        train["times"] = np.array(steps)
+        val_loss = 0.6 + 0.004 * (epoch - 15) ** 2
+        val = {"steps": np.array([spe - 1]), "values": np.array([val_loss]), "times": np.array([(epoch + 1) * spe])}
+        outcome = windows.overfitting_update(state, train if steps else None, val)
+        if outcome is not None and outcome[0] is not None:
+            found.append(epoch)
+    assert found and found[0] <= 20, found
