@@ -31,7 +31,6 @@ from aitrace.detect.anomaly_kernel import (
     _I_REPEATS,
     _I_RUN,
     _I_SEEN,
-    _MAX_ABS,
     _REFRESH,
     CODE_DIP,
     CODE_FLAT,
@@ -42,6 +41,7 @@ from aitrace.detect.anomaly_kernel import (
     CODE_NONE,
     CODE_SPIKE,
     CODE_VARIANCE,
+    MAX_ABS,
     _block_terms,
     _squash,
 )
@@ -203,7 +203,7 @@ def old_score_kernel(
     inv_scale, var_score = _block_terms(med_l, sd_l, sd_s, var_h)
     for i in range(x.shape[0]):
         xi = x[i]
-        if not abs(xi) <= _MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
+        if not abs(xi) <= MAX_ABS:  # NaN, +-Inf, and values whose differences would overflow
             out_score[i] = 1.0
             out_code[i] = CODE_NAN if math.isnan(xi) else CODE_INF
             if details:
@@ -420,7 +420,7 @@ def awkward(rng: np.random.Generator, n: int) -> np.ndarray:
     runs = rng.integers(0, n, 6)
     for r in runs:
         x[r : r + int(rng.integers(5, 120))] = x[r]
-    special = [math.nan, math.inf, -math.inf, 1e300, -1e300, 2e300, 1e-310, 5e-324, _MAX_ABS, -_MAX_ABS]
+    special = [math.nan, math.inf, -math.inf, 1e300, -1e300, 2e300, 1e-310, 5e-324, MAX_ABS, -MAX_ABS]
     picks = rng.integers(0, n, n // 50)
     x[picks] = rng.choice(special, picks.size)
     with np.errstate(over="ignore"):  # 1e300 * 1e12 is +-Inf: one more special value
