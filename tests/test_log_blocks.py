@@ -350,3 +350,26 @@ def test_a_column_of_disguised_secrets_is_scanned_not_set_aside(start: Callable[
     events = _sent(running)
     notes = {e["payload"][1]["attributes"]["note"] for e in events}
     assert len(events) == 40 and notes == {"[REDACTED:secret_assignment]"}, notes
+
+
+def test_a_denied_number_column_keeps_its_block(start: Callable[..., Running]) -> None:
+    """``deny=["time"]`` or ``deny=["index"]`` named the block's time and index columns (longs and ints): blanked to
+    ``[REDACTED]`` texts, every log block was rejected by the schema, while single events kept their times. A
+    secret-named list of numbers in an attribute is a free value and stays blanked."""
+    redactor, single_redactor = (
+        Redactor(deny=["time", "index"], hash_key="k"),
+        Redactor(deny=["time", "index"], hash_key="k"),
+    )
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(20):
+            fields = {"level": "info", "message": f"step {i}", "logger": "app", "attributes": {"pin": [4, 3, 2, 1]},
+                      "exc": None}  # fmt: skip
+            running.queue.append((ev.LOG, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+        running.exporter.wake.set()
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert len(from_blocks) == 20 and blocks.stats["rejected_schema"] == 0
+    assert _without_ids(from_blocks) == _without_ids(from_events)
+    assert [e["time"] for e in from_blocks] == [1_700_000_000_000_000 + i for i in range(20)]
+    assert "4, 3, 2" not in repr(from_blocks) and redactor.counts == single_redactor.counts
