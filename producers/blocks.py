@@ -35,7 +35,7 @@ from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
 from aitrace.producers.secret_patterns import kept_whole, triggers
-from aitrace.producers.text_reading import plain_variant
+from aitrace.producers.text_reading import hides_in_controls, plain_variant
 from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
 
@@ -207,7 +207,8 @@ class _Redacting:
             scanned = _scanned(column)
             joined = "\n".join(scanned)
             variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
-            if not scanned or not (triggers(joined) or (variant is not None and triggers(variant))):
+            quiet = not scanned or not (triggers(joined) or (variant is not None and triggers(variant)))
+            if quiet and not hides_in_controls(joined):  # nor a key word a control hides ("pass\x00word=...")
                 clean[name] = column
         return clean
 

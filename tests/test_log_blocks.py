@@ -373,3 +373,17 @@ def test_a_denied_number_column_keeps_its_block(start: Callable[..., Running]) -
     assert _without_ids(from_blocks) == _without_ids(from_events)
     assert [e["time"] for e in from_blocks] == [1_700_000_000_000_000 + i for i in range(20)]
     assert "4, 3, 2" not in repr(from_blocks) and redactor.counts == single_redactor.counts
+
+
+def test_a_key_word_a_control_character_hides_is_found_in_a_long_column(start: Callable[..., Running]) -> None:
+    """A block's long text column is left unscanned when no pattern's trigger fires on its texts joined; a key word
+    split by controls (``p\\x00a\\x00s\\x00s...``) fires none, so the column must be scanned where one could hide."""
+    running = start([Redactor()])
+    hidden = "\x00".join("password")
+    for i in range(20):
+        fields = {"level": "info", "message": f"login {hidden}: Tr0ub4dorXyz{i}", "logger": "app", "attributes": {},
+                  "exc": None}  # fmt: skip
+        running.queue.append((ev.LOG, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    messages = [e["payload"][1]["message"] for e in _sent(running)]
+    assert len(messages) == 20 and not any("Tr0ub4dor" in m for m in messages)
