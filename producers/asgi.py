@@ -44,6 +44,7 @@ class AitraceMiddleware(Middleware):
             message = await receive()
             if message["type"] == "http.request":
                 exchange.request.add(message.get("body", b""))
+                exchange.request.more = bool(message.get("more_body", False))  # the app may stop reading here
             return message
 
         async def send_traced(message: Message) -> None:

@@ -30,11 +30,12 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
+from aitrace import schemas
 from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
 from aitrace.producers.secret_patterns import kept_whole, triggers
-from aitrace.producers.text_reading import plain_variant
+from aitrace.producers.text_reading import hides_in_controls, plain_variant
 from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
 
@@ -83,6 +84,33 @@ class _Sampling:
         return sample_block(self.sampler, self.shape, self.keep_fields, block)
 
 
+_NUMBER_TYPES = frozenset({"int", "long", "float", "double"})
+
+
+def _number_array(avro_type: Any) -> bool:
+    """An Avro array of numbers (nullable or not): a typed number column."""
+    if not isinstance(avro_type, dict) or avro_type.get("type") != "array":
+        return False
+    items = avro_type["items"]
+    branches = items if isinstance(items, list) else [items]
+    return any(b in _NUMBER_TYPES for b in branches) and all(b in _NUMBER_TYPES or b == "null" for b in branches)
+
+
+def number_columns(schema: str) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """A block schema's typed number columns: its fields that are arrays of numbers, and for each field that is a
+    record of columns (a data-stats block's ``features``: ``aitrace.FeatureColumns``), that record's."""
+    top: set[str] = set()
+    nested: dict[str, frozenset[str]] = {}
+    for field in schemas.raw(schema)["fields"]:
+        kind = field["type"]
+        if _number_array(kind):
+            top.add(field["name"])
+        elif isinstance(kind, str) and kind.startswith(f"{schemas.NAMESPACE}."):
+            inner = schemas.raw(kind)["fields"]
+            nested[field["name"]] = frozenset(f["name"] for f in inner if _number_array(f["type"]))
+    return frozenset(top), nested
+
+
 def _either(earlier: list[Any], later: list[Any]) -> list[Any]:
     """Two columns of one map that became one name: each record's later value, its earlier one where the later
     is missing (None or NaN): a record that had only the other key keeps its value."""
@@ -97,18 +125,33 @@ class _Redacting:
     (``auth: healthy``) stays, as it does in a single event; neither counts as a replacement.
     Numeric columns (``features``) and columns with nothing to find (:meth:`_clean`) skip the walk,
     only their names are scrubbed: a number in a single event is left as it is.
+
+    The schema's typed number columns (arrays of longs or doubles: ``confidence``, ``row_count``, a data-stats
+    block's ``features.count``, the index columns) skip the walk too, and under a secret's name
+    (``init(deny=["confidence"])``, ``deny=["count"]``) get the rule of a number in a single event: doubles NaN,
+    ints kept. Walked, such a column was blanked to ``[REDACTED]`` texts, which no number array takes, and every
+    block of its kind was rejected by the schema. Lists of numbers anywhere else (a body's or an attribute's
+    ``"pin": [4, 3, 2, 1]``) are free values, walked and blanked as before.
     """
 
     def __init__(self, redactor: Redactor, shape: BlockShape) -> None:
         self.redactor = redactor
         self.shape = shape
+        self.number_columns, self.nested_number_columns = number_columns(shape.schema)
 
     def __call__(self, block: Block) -> Block:
         scan_all = self.redactor.runs_on_every_text
         aside = {} if scan_all else {name: block[name] for name in _SPAN_TABLE if _generated_ids(block[name])}
         aside.update(self._clean(block, scan_all, skip=aside))
         maps = self.shape.column_maps
-        walked = {k: v for k, v in block.items() if k not in aside and k not in maps}
+        numbers = {name: block[name] for name in self.number_columns if name in block and name not in aside}
+        walked = {k: v for k, v in block.items() if k not in aside and k not in maps and k not in numbers}
+        nested_numbers: dict[str, dict[str, Any]] = {}
+        for name, inner in self.nested_number_columns.items():
+            record = walked.get(name)
+            if type(record) is dict:
+                nested_numbers[name] = {k: v for k, v in record.items() if k in inner}
+                walked[name] = {k: v for k, v in record.items() if k not in inner}
         maps_aside: dict[str, dict[str, list[Any]]] = {}
         for name in maps:
             columns = block[name]
@@ -117,6 +160,12 @@ class _Redacting:
             maps_aside[name] = kept
         out = self.redactor(walked)
         out.update(aside)
+        for name, column in numbers.items():
+            out[name] = self._numbers(name, column)
+        for name, columns in nested_numbers.items():
+            record = out.get(name)
+            if type(record) is dict:
+                record.update({k: self._numbers(k, v) for k, v in columns.items()})
         for name, kept in maps_aside.items():
             self._unblank(walked[name], out[name])
             # each name scrubbed as a map key is: two that scrub to one (bob@example.com, bob%40example.com) are one
@@ -158,7 +207,8 @@ class _Redacting:
             scanned = _scanned(column)
             joined = "\n".join(scanned)
             variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
-            if not scanned or not (triggers(joined) or (variant is not None and triggers(variant))):
+            quiet = not scanned or not (triggers(joined) or (variant is not None and triggers(variant)))
+            if quiet and not hides_in_controls(joined):  # nor a key word a control hides ("pass\x00word=...")
                 clean[name] = column
         return clean
 

@@ -543,6 +543,20 @@ class Exporter:
             self.stats["repaired_text"] += 1
             self._emit(topic, key, *repaired)
             return
+        # a metric block is split too: a step or an epoch past 64 bits (2**70) then costs only its own point, where
+        # it cost the block's every point (its names and split, which all points share, were repaired just above)
+        if events and blocks:
+            self._emit(topic, key, events, [])
+            self._emit(topic, key, [], blocks)
+            return
+        if len(blocks) > 1:
+            for block in blocks:
+                self._emit(topic, key, [], [block])
+            return
+        if blocks and len(blocks[0]["steps"]) > 1:
+            for part in metric_halves(blocks[0]):
+                self._emit(topic, key, [], [part])
+            return
         self.stats["rejected_schema"] += len(events) + sum(len(b["steps"]) for b in blocks)
         self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
 

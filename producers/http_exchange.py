@@ -50,14 +50,18 @@ _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a num
 
 
 class Body:
-    """The size of a body and, up to ``limit`` bytes, its head (for the checks and logged payloads)."""
+    """The size of a body and, up to ``limit`` bytes, its head (for the checks and logged payloads).
 
-    __slots__ = ("head", "limit", "total")
+    ``more``: the server said more of the body was to come when the app stopped reading (ASGI ``more_body``).
+    """
+
+    __slots__ = ("head", "limit", "more", "total")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.total = 0
         self.head = bytearray()
+        self.more = False
 
     def add(self, data: bytes) -> None:
         self.total += len(data)
@@ -138,7 +142,7 @@ class Exchange(Served):
     @property
     def request_whole(self) -> bool:
         """Every byte of the request body was read by the app and kept here."""
-        return self.request.kept_all and self.request.total == self.request_bytes
+        return self.request.kept_all and not self.request.more and self.request.total == self.request_bytes
 
     def default_request_id(self) -> str:
         return self.headers.get("x-request-id") or uuid.uuid4().hex
@@ -190,8 +194,10 @@ class Exchange(Served):
             return {}
         request_type = self.headers.get("content-type", "")
         return {
-            "request_body": _payload_text(self.request, request_type, self.request_whole, redactor),
-            "response_body": _payload_text(self.response, self.response_type, self.response.kept_all, redactor),
+            "request_body": _payload_text(self.request, request_type, self.request_whole, self.request_bytes, redactor),
+            "response_body": _payload_text(
+                self.response, self.response_type, self.response.kept_all, self.response.total, redactor
+            ),
         }
 
     def describe_span(self, span: Span) -> None:
@@ -216,8 +222,11 @@ def _phrase(status: int) -> str:
         return "error"
 
 
-def _payload_text(body: Body, content_type: str, whole: bool, redactor: Any) -> str:
-    """A body for the record, through the redactor: JSON by its structure, other text by its patterns."""
+def _payload_text(body: Body, content_type: str, whole: bool, total: int, redactor: Any) -> str:
+    """A body for the record, through the redactor: JSON by its structure, other text by its patterns.
+
+    ``whole``: ``body`` holds all of it; else it was cut, at ``max_body_bytes`` or where the app stopped reading
+    (``read(64)``), and the token the cut went through is left out. ``total``: the body's size in bytes."""
     data = bytes(body.head)
     if whole and "json" in content_type:
         try:
@@ -227,11 +236,12 @@ def _payload_text(body: Body, content_type: str, whole: bool, redactor: Any) -> 
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return f"<{body.total} bytes, not text>"
-    if body.kept_all:
+        return f"<{total} bytes, not text>"
+    if whole:
         return redactor.scrub(text)
-    # cut at max_body_bytes: the head of a secret the cut went through matches no pattern, so it goes too
-    return redactor.scrub(without_cut_token(text)) + f"... ({body.total} bytes)"
+    # cut at max_body_bytes or where the app stopped reading: the head of a secret the cut went through matches no
+    # pattern, so it goes too
+    return redactor.scrub(without_cut_token(text)) + f"... ({total} bytes)"
 
 
 def check_input(kind: str, body: bytes, content_type: str, whole: bool) -> str | None:

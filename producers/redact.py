@@ -50,7 +50,14 @@ from aitrace.producers.secret_patterns import (
     triggers,
     without_hex_ids,
 )
-from aitrace.producers.text_reading import latin_reading, plain_variant
+from aitrace.producers.text_reading import (
+    CONTROLS,
+    control_readings,
+    hides_in_controls,
+    hiding_control,
+    latin_reading,
+    plain_variant,
+)
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
 
@@ -182,6 +189,39 @@ def _split(patterns: Iterable[tuple[str, ...]]) -> tuple[list[str], list[str], l
     return kinds, trigs, regexes
 
 
+# What :meth:`Redactor._spans` puts in place of a secret: one character of a private-use plane per kind, repeated (no
+# pattern takes them for part of a word, a number or a key).
+_MARK = 0xF0000
+_KEYWORD_TRIGGERS = frozenset({"kv", "abroad", "dashp", "dashu"})
+_MARKED = re.compile("([\U000f0000-\U000ffffd])\\1*")
+
+
+_ASSIGNED = re.compile("[=:]")
+
+
+def _key_end(text: str, start: int, end: int) -> int:
+    """Where the key of a match ``text[start:end]`` ends: after its first ``=`` or ``:``, else at its end."""
+    found = _ASSIGNED.search(text, start, end)
+    return end if found is None else found.end()
+
+
+# A word character, controls, a word character: where a match that ends at the controls cut a word short.
+_WORD_AT = re.compile(f"\\w{CONTROLS.pattern}\\w")
+
+
+class _Marks(list[str]):
+    """The ``found`` list of a scan that marks where its secrets are instead of replacing them: the kinds by mark."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+
+    def mark(self, kind: str) -> str:
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+        return chr(_MARK + self.kinds.index(kind))
+
+
 class Redactor:
     """A processor that scrubs secrets and PII from events and metric blocks (see the module doc).
 
@@ -213,6 +253,10 @@ class Redactor:
         self._validators: list[Validator | None] = [VALIDATORS.get(k) for k in self._kinds]
         self._passes: dict[frozenset[str], _Pass] = {}
         keyword = [i for i, t in enumerate(self._triggers) if t == "kv"]
+        # Kinds found only after a key word (an assignment, a bearer header, -p/-u flags): what a control character
+        # inside a key word hides, and all that a text's readings around its controls are asked for
+        unkeyed = {k for k, t in zip(self._kinds, self._triggers, strict=True) if t not in _KEYWORD_TRIGGERS}
+        self._keyed = frozenset(self._kinds) - unkeyed
         self._kv_lower = self._compile(keyword)
         self._kv_any_case = self._compile(keyword, re.IGNORECASE)
         key = hash_key.encode("utf-8", "surrogatepass") if isinstance(hash_key, str) else hash_key
@@ -245,6 +289,9 @@ class Redactor:
                 action = 2
             else:
                 action = 1 if self._secret_key(words) else 0
+                if not action and hides_in_controls(key):  # "pass\x00word": read with its controls taken out too
+                    glued = CONTROLS.sub("", key)
+                    action = 1 if self._secret_key(_key_words(latin_reading(plain_variant(glued) or glued))) else 0
             if len(self._key_cache) < 10_000:
                 self._key_cache[key] = action
         return action
@@ -298,7 +345,10 @@ class Redactor:
         """The text with its secrets replaced; then, where its plain variant (as a reader or a URL decoder sees
         it: ``pass<U+200B>word=...``, ``%3Fpassword%3D...``) shows one more, that variant redacted instead.
 
-        The text itself first, so what its own form shows stays redacted whole (``password=a%20b``)."""
+        The text itself first, so what its own form shows stays redacted whole (``password=a%20b``). Before it, where
+        a control character could hide something (``pass\\x00word=...``: :meth:`_behind_controls`), what that hid."""
+        if not text.isprintable() and hides_in_controls(text):
+            text = self._behind_controls(text, ident, version, found)
         out, fired = self._scan(text, ident, version, found)
         variant = plain_variant(out, "kv" in fired)
         if variant is None:
@@ -310,6 +360,57 @@ class Redactor:
         if found is not None:
             found.extend(seen)
         return plain
+
+    def _behind_controls(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        """``text`` with what a control character hid redacted, the rest (controls included) as it was.
+
+        Two readings are scanned: each control as a space (``x\\x1bapi\\x1bkey=...`` reads as ``x api key=...``,
+        ``--password\\x00...`` as ``--password ...``) and without controls (``pass\\x00word=...`` as ``password=...``).
+        Only what follows a key word counts (an assignment, a bearer header, -p/-u flags: :attr:`_keyed`); glued, the
+        words or numbers a control separates would read as an e-mail (``git\\x00clone\\x00git@github.com``), a card or
+        a phone number (FIX fields: ``34=1080\\x0149=...``). A match of the first reading counts where it takes in a
+        control in its key (up to its first ``=`` or ``:``) and does not end at one inside a word
+        (``auth\\ufff9: hea\\x00lthy`` is no ``auth: hea``); one of the second where a control it took out sat inside
+        the key's words or between them and its ``=`` or ``:`` (:func:`text_reading.hiding_control`). A control in the
+        value only is left to the usual scan: glued, a value takes in the next field (``password=x\\x1fhost=db``).
+        Their union is redacted in the text itself, mapped back by offsets; the usual scan then runs on that, so
+        nothing it found before is lost.
+        """
+        spaced, removed, offsets = control_readings(text)
+        keyed = self._keyed
+        spans = [
+            (a, b, kind)
+            for a, b, kind in self._spans(spaced, ident, version)
+            if kind in keyed and CONTROLS.search(text, a, _key_end(text, a, b)) and not _WORD_AT.match(text, b - 1)
+        ]
+        for a, b, kind in self._spans(removed, ident, version):
+            start, end = offsets[a], offsets[b - 1] + 1
+            if kind in keyed and hiding_control(text[start : _key_end(text, start, end)]):
+                spans.append((start, end, kind))
+        if not spans:
+            return text
+        parts: list[str] = []
+        pos = 0
+        for start, end, kind in sorted(spans):
+            if end <= pos:
+                continue
+            start = max(start, pos)
+            parts.append(text[pos:start])
+            parts.append(self._token(kind, text[start:end], ident, found))
+            pos = end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def _spans(self, text: str, ident: bool, version: bool) -> list[tuple[int, int, str]]:
+        """``(start, end, kind)`` of what a scan of ``text`` redacts (each replaced by a mark of its own length)."""
+        marks = _Marks()
+        marked, _ = self._scan(text, ident, version, marks)
+        kinds = marks.kinds
+        return [
+            (m.start(), m.end(), kinds[ord(m.group()[0]) - _MARK])
+            for m in _MARKED.finditer(marked)
+            if ord(m.group()[0]) - _MARK < len(kinds) and text[m.start() : m.end()] != m.group()  # (not the text's own)
+        ]
 
     def _scan(self, text: str, ident: bool, version: bool, found: list[str] | None) -> tuple[str, frozenset[str]]:
         """``text`` with what the patterns find replaced, and the triggers that fired on it."""
@@ -401,6 +502,8 @@ class Redactor:
         return "".join(parts)
 
     def _token(self, kind: str, secret: str, ident: bool, found: list[str] | None) -> str:
+        if type(found) is _Marks:  # (a reading scanned for where its secrets are: nothing counted)
+            return found.mark(kind) * len(secret)
         self.counts[kind] += 1
         if found is not None:
             found.append(kind)

@@ -37,7 +37,8 @@ class AitraceWSGIMiddleware(Middleware):
         if exchange is None:
             return self.app(environ, start_response)
         if "wsgi.input" in environ:
-            environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], exchange.request)
+            sized = exchange.headers.get("content-length", "").isdigit()
+            environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], exchange.request, sized)
 
         def start_traced(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Callable[[bytes], object]:
             extra = guard("adding traceparent to the response", lambda: _started(exchange, status, headers), [])
@@ -100,23 +101,44 @@ def _rule(url_map: Any, environ: Environ) -> str | None:
 
 
 class _CountedInput:
-    """``wsgi.input`` that counts (and keeps the head of) what the app reads."""
+    """``wsgi.input`` that counts (and keeps the head of) what the app reads.
 
-    def __init__(self, stream: Any, body: Body) -> None:
+    Without a Content-Length (a chunked body, ``wsgi.input_terminated``) the size the app should have read is
+    unknown: the body counts as read in part (``Body.more``) while the app's last read could have stopped short of
+    its end (``read(n)`` that filled ``n`` bytes, a line read); a read that came back short or empty, or that asked
+    for everything, reached it.
+    """
+
+    def __init__(self, stream: Any, body: Body, sized: bool = True) -> None:
         self._stream = stream
         self._body = body
+        self._sized = sized
 
-    def read(self, *size: int) -> bytes:
-        return self._seen(self._stream.read(*size))
+    def read(self, *size: int | None) -> bytes:
+        data = self._seen(self._stream.read(*size))
+        if not self._sized:
+            wanted = size[0] if size and size[0] is not None else -1
+            self._body.more = 0 < wanted == len(data)
+        return data
 
-    def readline(self, *size: int) -> bytes:
-        return self._seen(self._stream.readline(*size))
+    def readline(self, *size: int | None) -> bytes:
+        data = self._seen(self._stream.readline(*size))
+        if not self._sized:
+            self._body.more = bool(data)
+        return data
 
-    def readlines(self, *hint: int) -> list[bytes]:
-        return [self._seen(line) for line in self._stream.readlines(*hint)]
+    def readlines(self, *hint: int | None) -> list[bytes]:
+        lines = [self._seen(line) for line in self._stream.readlines(*hint)]
+        if not self._sized:
+            self._body.more = bool(hint and hint[0] is not None and hint[0] > 0 and lines)
+        return lines
 
     def __iter__(self) -> Iterator[bytes]:
-        return (self._seen(line) for line in self._stream)
+        for line in self._stream:
+            if not self._sized:
+                self._body.more = True
+            yield self._seen(line)
+        self._body.more = False
 
     def _seen(self, data: bytes) -> bytes:
         self._body.add(data)

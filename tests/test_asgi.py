@@ -355,8 +355,41 @@ def test_a_secret_the_body_limit_cuts_through_is_left_out() -> None:
     for text in ("x" * 40 + " " + token, "y" * 20 + " " + jwt, "password=" + "s" * 80):
         body = Body(64)
         body.add(text.encode())
-        out = _payload_text(body, "text/plain", False, Redactor())
+        out = _payload_text(body, "text/plain", False, len(text), Redactor())
         assert out.endswith(f"... ({len(text)} bytes)") and "ghp_" not in out and "eyJ" not in out and "sss" not in out
     whole = Body(64)
     whole.add(b"plain words")
-    assert _payload_text(whole, "text/plain", True, Redactor()) == "plain words"
+    assert _payload_text(whole, "text/plain", True, 11, Redactor()) == "plain words"
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_a_secret_where_the_app_stopped_reading_is_left_out(
+    make_client: Callable[..., aitrace.Client], sized: bool
+) -> None:
+    """An app that read only part of the body (the first of two messages, ``more_body`` set) left the head of a
+    key that straddled where it stopped in the logged payload (a cut at ``max_body_bytes`` backed up to the last
+    separator; this one did not): ``ghp_`` and 19 characters, too short for the key's pattern."""
+    token = "ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    body = ("x" * 40 + " " + token + " tail").encode()
+    parts = [
+        {"type": "http.request", "body": body[:64], "more_body": True},
+        {"type": "http.request", "body": body[64:]},
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the first part only
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, Any]:
+        return parts.pop(0)
+
+    async def send(message: Any) -> None:
+        pass
+
+    client = make_client(service="churn-api")
+    headers = [(b"content-type", b"text/plain")] + ([(b"content-length", str(len(body)).encode())] if sized else [])
+    scope = {"type": "http", "method": "POST", "path": "/p", "headers": headers}
+    asyncio.run(AitraceMiddleware(app, client, model="m", log_payloads=True)(scope, receive, send))
+    records, _ = delivered(client, 1)
+    assert summary(records[0])["request_body"] == "x" * 40 + f" ... ({len(body) if sized else 64} bytes)"

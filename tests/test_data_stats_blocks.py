@@ -299,3 +299,40 @@ def test_a_count_past_64_bits_costs_only_its_own_record(start: Callable[..., Run
     running.exporter.wake.set()
     batches = [e["payload"][1]["batch"] for e in _sent(running)]
     assert batches == [str(i) for i in range(20) if i != 7] and running.stats["rejected_schema"] == 1
+
+
+@pytest.mark.parametrize("deny", [["count"], ["mean"], ["missing"], ["index"], ["time"]])
+def test_a_denied_number_column_keeps_its_block(start: Callable[..., Running], deny: list[str]) -> None:
+    """``init(deny=["count"])`` named the block's row_count and features.count columns (longs), ``deny=["mean"]``
+    its features.mean (doubles), ``deny=["index"]`` its index columns: blanked to ``[REDACTED]`` texts, which no
+    number array takes, every block of data statistics was rejected by the schema (shown by a review: 0 of 5 while
+    single events arrived). A typed number column now gets a single event's rule: doubles NaN, ints kept."""
+    redactor, single_redactor = Redactor(deny=deny, hash_key="k"), Redactor(deny=deny, hash_key="k")
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(20):
+            feature = {"name": "age", "dtype": "numeric", "count": 10, "mean": 1.5, "missing": 0}
+            fields = {"stage": "s", "dataset": "d", "features": [feature], "batch": str(i), "row_count": 5}
+            running.queue.append((ev.DATA, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+        running.exporter.wake.set()
+    sent = [e["payload"][1] for e in _sent(blocks)]
+    assert [p["batch"] for p in sent] == [str(i) for i in range(20)] and blocks.stats["rejected_schema"] == 0
+    assert all(p["row_count"] == 5 and p["features"][0]["count"] == 10 for p in sent)
+    assert all(math.isnan(p["features"][0]["mean"]) == (deny == ["mean"]) for p in sent)
+    assert _same(_sent(blocks), _sent(single)) and redactor.counts == single_redactor.counts
+
+
+def test_a_histogram_under_a_denied_name_is_nan_in_a_block() -> None:
+    """The concatenated histogram edges (doubles) under a secret's name are NaN, the counts (longs) kept; a single
+    event, which blanks the whole list, is not the measure here (its list of texts fits no schema either)."""
+    redactor = Redactor(deny=["histogram_edges"])
+    (chain,) = data_stats_blocks.block_chain([redactor]) or [None]
+    assert chain is not None
+    feature = {"name": "age", "dtype": "numeric", "count": 10, "missing": 0, "mean": 1.5}
+    feature.update({"histogram_edges": [0.0, 1.0, 2.0], "histogram_counts": [5, 5]})
+    columns = data_stats_blocks.data_stats_columns([(ev.DATA, 1, _TRACE, {"stage": "s", "dataset": "d",
+                                                   "features": [feature]}, False)], Counter())  # fmt: skip
+    out = chain(new_block("b", _TRACE.trace_id, dict(_ENVELOPE), columns))
+    assert all(math.isnan(v) for v in out["features"]["histogram_edges"])
+    assert list(out["features"]["histogram_counts"]) == [5, 5] and redactor.counts["field"] == 3

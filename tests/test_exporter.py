@@ -182,3 +182,21 @@ def test_the_worker_gives_the_gil_away_once_per_slice(
     exporter._share()  # 10.0005: inside the slice
     exporter._share()  # 10.0011: the slice is over, yield again
     assert sleeps == [0, 0]
+
+
+@pytest.mark.parametrize("field", ["step", "epoch"])
+@pytest.mark.parametrize("big", [2**70, -(2**70), 10**400], ids=["2**70", "-2**70", "10**400"])
+def test_a_step_or_epoch_past_64_bits_costs_only_its_own_point(
+    start: Callable[..., Running], field: str, big: int
+) -> None:
+    """A metric block that did not fit the schema was dropped whole: one step or epoch past 64 bits (fastavro:
+    "int too large to convert to C long") cost all 20 points of its block. It is split in halves as an event batch
+    is, so only that point is rejected (``rejected_schema``)."""
+    running = start()
+    for i in range(20):
+        step, epoch = (big if i == 7 and field == "step" else i), (big if i == 7 and field == "epoch" else 1)
+        running.queue.append((ev.METRIC, 1_700_000_000_000_000 + i, _CTX, ({"loss": 0.5}, step, epoch, "s"), False))
+    running.exporter.wake.set()
+    batches = running.flush()
+    assert sorted(s for b in batches for s in metric_steps(b)) == [i for i in range(20) if i != 7]
+    assert running.stats["rejected_schema"] == 1 and running.stats["sent"] == 19

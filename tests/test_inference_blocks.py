@@ -379,3 +379,34 @@ def test_an_int_past_a_double_costs_no_other_record(start: Callable[..., Running
     )
     assert sent["req-3"]["categorical_features"] == {"x": repr(10**400)} and sent["req-4"]["features"] == {"x": 4.0}
     assert sent["req-6"]["confidence"] is None and running.stats["dropped_exporter_error"] == 0
+
+
+def test_a_denied_number_field_is_nan_in_a_block_as_in_an_event(start: Callable[..., Running]) -> None:
+    """``init(deny=["confidence"])``: the redactor blanked the block's confidence column to ``[REDACTED]`` texts,
+    which no double array takes, and every block of inference records was rejected (shown by a review: 0 of 5
+    arrived; a single event has NaN). ``deny=["index"]`` blanked the index columns the same way."""
+    for deny in (["confidence"], ["latency"], ["index"]):
+        redactor, single_redactor = Redactor(deny=deny), Redactor(deny=deny)
+        blocks = start([redactor])
+        single = start([single_redactor, _PerEvent()])
+        for running in (blocks, single):
+            for i in range(40):
+                running.queue.append(
+                    (ev.INFERENCE, 1_700_000_000_000_000 + i, _TRACE, _fields(i, odd=True, secret=False), False)
+                )
+        from_blocks, from_events = _sent(blocks), _sent(single)
+        assert len(from_blocks) == 40 and _same(from_blocks, from_events) and blocks.stats["rejected_schema"] == 0
+        assert redactor.counts["field"] == single_redactor.counts["field"]
+        if deny == ["confidence"]:
+            confidences = [e["payload"][1]["confidence"] for e in from_blocks]
+            assert all(c is None or math.isnan(c) for c in confidences) and any(c is not None for c in confidences)
+
+
+def test_a_list_of_numbers_in_a_free_value_is_still_blanked() -> None:
+    """Only a block's typed number columns get the number rule: a secret-named list of numbers in a body or an
+    attribute (``"pin": [4, 3, 2, 1]``) is a free value and stays blanked (a fix that applied the rule to every list
+    of numbers sent it in clear)."""
+    redactor = Redactor(deny=["confidence"])
+    body = redactor.value({"user": "bob", "pin": [4, 3, 2, 1], "confidence": [0.5, 0.7], "secret": [0.25, 7]})
+    assert body["pin"] == ["[REDACTED]"] * 4 and body["confidence"] == ["[REDACTED]"] * 2
+    assert body["secret"] == ["[REDACTED]"] * 2

@@ -350,3 +350,40 @@ def test_a_column_of_disguised_secrets_is_scanned_not_set_aside(start: Callable[
     events = _sent(running)
     notes = {e["payload"][1]["attributes"]["note"] for e in events}
     assert len(events) == 40 and notes == {"[REDACTED:secret_assignment]"}, notes
+
+
+def test_a_denied_number_column_keeps_its_block(start: Callable[..., Running]) -> None:
+    """``deny=["time"]`` or ``deny=["index"]`` named the block's time and index columns (longs and ints): blanked to
+    ``[REDACTED]`` texts, every log block was rejected by the schema, while single events kept their times. A
+    secret-named list of numbers in an attribute is a free value and stays blanked."""
+    redactor, single_redactor = (
+        Redactor(deny=["time", "index"], hash_key="k"),
+        Redactor(deny=["time", "index"], hash_key="k"),
+    )
+    blocks = start([redactor])
+    single = start([single_redactor, _PerEvent()])
+    for running in (blocks, single):
+        for i in range(20):
+            fields = {"level": "info", "message": f"step {i}", "logger": "app", "attributes": {"pin": [4, 3, 2, 1]},
+                      "exc": None}  # fmt: skip
+            running.queue.append((ev.LOG, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+        running.exporter.wake.set()
+    from_blocks, from_events = _sent(blocks), _sent(single)
+    assert len(from_blocks) == 20 and blocks.stats["rejected_schema"] == 0
+    assert _without_ids(from_blocks) == _without_ids(from_events)
+    assert [e["time"] for e in from_blocks] == [1_700_000_000_000_000 + i for i in range(20)]
+    assert "4, 3, 2" not in repr(from_blocks) and redactor.counts == single_redactor.counts
+
+
+def test_a_key_word_a_control_character_hides_is_found_in_a_long_column(start: Callable[..., Running]) -> None:
+    """A block's long text column is left unscanned when no pattern's trigger fires on its texts joined; a key word
+    split by controls (``p\\x00a\\x00s\\x00s...``) fires none, so the column must be scanned where one could hide."""
+    running = start([Redactor()])
+    hidden = "\x00".join("password")
+    for i in range(20):
+        fields = {"level": "info", "message": f"login {hidden}: Tr0ub4dorXyz{i}", "logger": "app", "attributes": {},
+                  "exc": None}  # fmt: skip
+        running.queue.append((ev.LOG, 1_700_000_000_000_000 + i, _TRACE, fields, False))
+    running.exporter.wake.set()
+    messages = [e["payload"][1]["message"] for e in _sent(running)]
+    assert len(messages) == 20 and not any("Tr0ub4dor" in m for m in messages)

@@ -897,3 +897,55 @@ def test_a_str_subclass_is_scanned_as_the_plain_str_it_holds() -> None:
     assert type(out["note"]) is str and "AKIA" not in out["note"] and "hunter2xyz" not in out["mode"]
     assert not any("example.com" in k for k in out)
     assert type(ev.text_value(np.str_("x"), Counter())) is str and ev.text_value(Mode.X, Counter()) == Mode.X.value
+
+
+_HIDDEN = ["\x00", "\x7f", "\x1b", "\x08", "\x01", "\x1f", "\x0c", "\x85", "\ufff9", "\ufffb", "\U0001d173"]
+
+
+@pytest.mark.parametrize("hidden", _HIDDEN, ids=[f"U+{ord(c):04X}" for c in _HIDDEN])
+def test_a_control_character_inside_a_key_word_does_not_hide_it(hidden: str) -> None:
+    """Shown by a review: a NUL, DEL, ESC or backspace (or an interlinear annotation or musical formatting mark)
+    inside ``password`` hid the assignment from every pattern (``pass\\x00word=Hunter2Secret`` went out as it was).
+    A control between a key's words (``secret\\x1fkey``, ``set\\x00cookie``) must keep them a secret's name: taking
+    the controls out glued them (``secretkey``), which 4db65e5 did."""
+    redactor = Redactor()
+    for text in (
+        f"pass{hidden}word=Hunter2Secret",
+        f"tab\there pass{hidden}word=Hunter2Secret\tafter",
+        f"password{hidden}=Hunter2Secret",
+        f'{{"pass{hidden}word": "Hunter2Secret"}}',
+        f"p{hidden}a{hidden}s{hidden}s{hidden}w{hidden}o{hidden}r{hidden}d: Hunter2Secret",
+        f"secret{hidden}key=Hunter2Secret",
+        f"x{hidden}api{hidden}key=Hunter2Secret",
+        f"python{hidden}train.py{hidden}--password{hidden}Hunter2Secret{hidden}--epochs{hidden}3",
+    ):
+        assert "Hunter2" not in redactor.scrub(text), repr(text)
+        assert "Hunter2" not in redactor.scrub(text, ident=True), repr(text)
+    for key in ("pass{0}word", "secret{0}key", "set{0}cookie", "x{0}api{0}key", "api{0}key", "db{0}password"):
+        assert redactor.mapping({key.format(hidden): "Hunter2Secret"}) == {key.format(hidden): REDACTED}, key
+
+
+@pytest.mark.parametrize("hidden", ["\x00", "\x01", "\x1f", "\x0c"], ids=["NUL", "SOH", "US", "FF"])
+def test_text_a_control_character_separates_is_not_glued(hidden: str) -> None:
+    """Benign text whose words or fields a control separates (NUL-separated argv, FIX's SOH, unit separators) stays
+    as it was: read without its controls it would glue into e-mails (``git\\x00clone\\x00git@github.com``), phone
+    numbers (FIX fields) or a value that takes in the next field; read with a control as a space, a status word
+    split by one (``hea\\x00lthy``) would read as a short secret."""
+    from corpus.secrets import benign
+
+    redactor, plain = Redactor(), Redactor()
+    plain._behind_controls = lambda text, *_: text  # type: ignore[method-assign]  # the scan without the readings
+    for line in benign():
+        text = line.replace(" ", hidden)
+        assert redactor.scrub(text) == plain.scrub(text), repr(text)
+    fix = "8=FIX.4.2|9=178|35=D|34=1080|49=TESTBUY1|52=20180920-18:14:19.508|56=TESTSELL1|11=636730640278898634|"
+    fix += "15=USD|21=2|38=7000|40=1|54=1|55=MSFT|60=20180920-18:14:19.492|10=092|"
+    for text in (
+        fix.replace("|", hidden),
+        f"auth\ufff9: hea{hidden}lthy",
+        f"\x1b[31mERROR\x1b[0m{hidden}epoch 3 done",
+        f"id{hidden}5551234{hidden}567{hidden}row",
+    ):
+        assert redactor.scrub(text) == text, repr(text)
+    field = f"db{hidden}connect{hidden}password=kS1pAWTN3l{hidden}host=db"  # (a NUL or SOH ends no value, US and FF do)
+    assert redactor.scrub(field) == plain.scrub(field) and "kS1p" not in redactor.scrub(field)

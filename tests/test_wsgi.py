@@ -165,3 +165,31 @@ def test_a_header_sent_in_latin_1_keeps_its_reading() -> None:
     assert _text("req-café-1") == "req-café-1" and _text("req-cafè-1") == "req-cafè-1"
     assert _text("/menu/café") == "/menu/café"  # a path a server already decoded
     assert _text("/users/jöhn".encode().decode("latin-1")) == "/users/jöhn"  # PEP 3333's latin-1 of UTF-8 bytes
+
+
+def test_a_secret_where_the_app_stopped_reading_is_left_out(make_client: Callable[..., aitrace.Client]) -> None:
+    """Shown by a review (log_payloads=True): an app that read only part of the body (``read(64)``) left the head of
+    a key that straddled where it stopped (``ghp_`` and 19 characters, too short for the key's pattern) in the
+    record: only a cut at ``max_body_bytes`` backed up to the last separator. With or without a Content-Length."""
+    import io
+
+    token = "ghp_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    body = ("x" * 40 + " " + token + " tail").encode()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"].read(64)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = make_client(service="churn-api")
+    middleware = AitraceWSGIMiddleware(app, client, model="m", log_payloads=True)
+    for sized in (True, False):
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/p", "SCRIPT_NAME": "", "CONTENT_TYPE": "text/plain"}
+        environ.update({"CONTENT_LENGTH": str(len(body))} if sized else {"wsgi.input_terminated": True})
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer = middleware(environ, lambda status, headers, *exc: None)
+        assert list(answer) == [b"ok"]
+        answer.close()  # type: ignore[attr-defined]
+    records, _ = delivered(client, 2)
+    logged = sorted(summary(e)["request_body"] for e in records)
+    assert logged == ["x" * 40 + " ... (64 bytes)", "x" * 40 + f" ... ({len(body)} bytes)"]
