@@ -10,24 +10,27 @@ enumerate(loader): log(step=i)``), which restarts every epoch: with 22 batches a
 and plateau rules never paged. A run resumed from its checkpoint also goes back, once, to a recent
 step, and sends again what it did since.
 
-:class:`StepClock` tells the two apart where the steps go back (a *stretch* of training ends there).
-A loop logging the batch index goes back to the run's first step (or within one logging stride of it,
-where it logs every few batches: 0, 5, 0, 5 ...), and its stretches, its epochs, end at one step. A
-resumed run goes back to its checkpoint, past the run's first step, and the stretch it left ended
-where no stretch had: it carries that stretch on (its steps are progress already, sent again); any
-other restart continues the count after the furthest step so far. A checkpoint taken in an earlier
-epoch of a loop logging the batch index cannot be told from that loop's next epoch, and a job that
-dies at the same step every time and resumes reads as one whose steps restart. :func:`carries_on` is
-that test, which the fitting rules' ranks use too (:func:`aitrace.detect.windows._order`).
+:class:`StepClock` counts a restart only where the steps show an epoch: a stretch of training (the steps
+between two places where they go back) that began within one logging gap of the run's first step (where a
+loop logs every few batches: 0, 8, 6, 4 ...) ends within one gap of where the stretch before it ended, and
+that one began so too. The count then goes on after the furthest step so far (and the stretch before, not
+known for an epoch until this one ended, is counted as come after it too). Any other step back keeps the
+run's own steps: a resume, which sends steps again from its checkpoint; a loss logged once at a low step (an
+epoch's mean at step = epoch, a stray point); a job restarted from scratch under the same run. Read as
+restarts, each of those moved every later step past the whole run so far, and healthy runs were called
+stalled. :func:`resumes` tells a resume apart for the fitting rules' ranks
+(:func:`aitrace.detect.windows._order`), which see the stretch's next step too.
 
 Example
 -------
 >>> import numpy as np
 >>> clock = StepClock()
->>> clock.progress(np.r_[np.arange(6), np.arange(6)]).tolist()   # the batch index of two epochs
-[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
->>> clock.progress(np.array([0, 1, 2, 3, 2, 3, 4, 5])).tolist()  # the third, dead at 3, resumed from 2
-[12.0, 13.0, 14.0, 15.0, 14.0, 15.0, 16.0, 17.0]
+>>> clock.progress(np.tile(np.arange(6), 3)).tolist()   # the batch index: known for one at the third epoch
+[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0]
+>>> clock.progress(np.array([0, 1, 2, 3, 2, 3, 4, 5])).tolist()  # the fourth, dead at 3, resumed from 2
+[18.0, 19.0, 20.0, 21.0, 20.0, 21.0, 22.0, 23.0]
+>>> StepClock().progress(np.r_[np.arange(40), 0, np.arange(40, 45)]).tolist()[38:]  # a stray point: no restart
+[38.0, 39.0, 0.0, 40.0, 41.0, 42.0, 43.0, 44.0]
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ import numpy as np
 KEPT_ENDS = 8  # where the last stretches ended: epochs of a batch index end at one step
 
 
-def carries_on(step: float, first: float, stride: float, end: float, ends: list[float]) -> bool:
-    """Whether a stretch of training starting at ``step`` carries on the one before it (a resume) rather than
-    restarting: it starts past the run's ``first`` step by more than a logging ``stride``, and the stretch
-    before ended (at ``end``) elsewhere than those before it (``ends``)."""
-    return step > first + stride and end not in ends
+def resumes(step: float, after: float, first: float, stride: float, end: float, ends: list[float]) -> bool:
+    """Whether a stretch of training starting at ``step`` (then ``after``; NaN: not come yet) resumes the run
+    from a checkpoint: it starts past the run's ``first`` step by more than a logging ``stride``, goes on
+    within the steps sent before (a stray point is followed by a step past them), and the stretch before
+    ended (at ``end``) elsewhere than those before it (``ends``: epochs of a batch index end at one step)."""
+    return step > first + stride and after <= end and end not in ends
 
 
 class StepClock:
@@ -56,11 +60,15 @@ class StepClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
-        self.first = math.nan  # the lowest step logged, before any restart
+        self.first = math.nan  # the lowest step logged, before any step back
         self.stride = math.inf  # the smallest step forward between two logged steps
         self.last = math.nan
         self.peak = math.nan  # the furthest progress so far
-        self.ends: list[float] = []
+        self.ends: list[float] = []  # where the last stretches ended (what resumes() reads)
+        self.began = math.nan  # where the stretch going on began, if it began as an epoch would (else NaN)
+        self.owed = False  # ...and whether it was counted as the run's own steps (not known for an epoch yet)
+        self.since = math.nan  # its first logged step, and how many it logged
+        self.points = 0
 
     def progress(self, steps: Any) -> np.ndarray:
         raw = np.asarray(steps, dtype=np.float64).reshape(-1)
@@ -78,8 +86,11 @@ class StepClock:
         for b in [*back.tolist(), vals.size]:
             if lo < b:
                 part = vals[lo:b]
-                if not self.ends and not self.offset:  # the run's own steps so far: its first is theirs
+                if not self.ends:  # the run's own steps so far: its first is theirs
                     self.first = float(np.fmin(self.first, part.min()))
+                if math.isnan(self.since):
+                    self.since = float(part[0])
+                self.points += int(part.size)
                 self.last = float(part[-1])
                 out[finite[lo:b]] = part + self.offset
                 self.peak = float(np.fmax(self.peak, part.max() + self.offset))
@@ -89,10 +100,20 @@ class StepClock:
         return out
 
     def _back(self, step: float) -> None:
+        """The steps went back to ``step``: an epoch's restart (count on), or the run's own steps again."""
         stride = self.stride if math.isfinite(self.stride) else 1.0
-        if not carries_on(step, self.first, stride, self.last, self.ends):
-            self.offset = self.peak + stride - step
+        gap = (self.last - self.since) / (self.points - 1) if self.points > 1 else stride  # the stretch's logging
+        like_epoch = step <= self.first + max(gap, stride)
+        ends_alike = bool(self.ends) and abs(self.last - self.ends[-1]) <= max(gap, stride)
+        if like_epoch and math.isfinite(self.began) and ends_alike:
+            # the stretch that ended, begun as an epoch but not known for one yet, is counted after the others
+            owed = self.last - self.began + stride if self.owed else 0.0
+            self.offset, self.owed = self.peak + stride - step + owed, False
+        else:
+            self.owed = like_epoch  # counted as the run's own steps, until the next stretch tells
+        self.began = step if like_epoch else math.nan
         self.ends = [*self.ends, self.last][-KEPT_ENDS:]
+        self.since, self.points = step, 0
 
     def to_state(self) -> dict[str, Any]:
         def saved(x: float) -> float | None:
@@ -105,20 +126,33 @@ class StepClock:
             "last": saved(self.last),
             "peak": saved(self.peak),
             "ends": list(self.ends),
+            "began": saved(self.began),
+            "since": saved(self.since),
+            "points": self.points,
+            "owed": self.owed,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StepClock:
-        def read(x: Any) -> float:
-            if x is None:
+        def read(x: Any, *, empty: bool = True) -> float:
+            if x is None and empty:
                 return math.nan
-            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+            if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > 2.0**63:
                 raise ValueError(f"a step clock's steps are finite numbers, got {x!r}")
             return float(x)
 
         clock = cls()
-        clock.offset = read(state["offset"])
+        clock.offset = read(state["offset"], empty=False)
         clock.first, clock.last, clock.peak = (read(state[k]) for k in ("first", "last", "peak"))
-        clock.stride = math.inf if state["stride"] is None else read(state["stride"])
-        clock.ends = [read(x) for x in state["ends"]][-KEPT_ENDS:]
+        clock.began, clock.since = read(state.get("began")), read(state.get("since"))
+        points = state.get("points", 0)
+        if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+            raise ValueError(f"a step clock's points are a count, got {points!r}")
+        clock.points, clock.owed = points, bool(state.get("owed", False))
+        clock.stride = math.inf if state["stride"] is None else read(state["stride"], empty=False)
+        if clock.stride <= 0:
+            raise ValueError(f"a step clock's stride is positive, got {clock.stride!r}")
+        if not isinstance(state["ends"], list):
+            raise ValueError(f"a step clock's ends are a list, got {state['ends']!r}")
+        clock.ends = [read(x, empty=False) for x in state["ends"][-KEPT_ENDS:]]
         return clock

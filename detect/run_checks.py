@@ -102,6 +102,7 @@ from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
 _LAYERED = ("update_ratio/", "grad_norm/")  # a series per layer
+_CLOCKED = _TRAIN_LOSS | {"lr", "learning_rate", "grad_norm", "update_ratio"}  # the series the checks read
 # A (positive) loss below this share of its first value has learnt: a gradient that then falls by decades is a
 # full batch at its optimum (a linear regression on diabetes, full-batch SGD: the loss 1.10 -> 0.48, its floor, the
 # norm 2.2 -> 1e-3), not a collapse. The collapsing nets' losses stay at their first value (chance) or above it.
@@ -188,6 +189,8 @@ class RunChecks:
         (logged at the same steps: a model of 100 layers keeps two clocks, not 200)."""
         kind = name.split("/", 1)[0] if name.startswith(_LAYERED) else name
         raw = np.asarray(steps, dtype=np.float64).reshape(-1)
+        if kind not in _CLOCKED:  # a series no check reads: no clock kept for it (a run may send thousands)
+            return raw
         first = read.get(kind)
         if first is not None and np.array_equal(first[0], raw):
             return first[1]

@@ -331,9 +331,9 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
 
 
 def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
-    """Per stretch after the first: whether it carries on the stretch before, as a run resumed from its
-    checkpoint does (:func:`~aitrace.detect.progress.carries_on`, for all stretches at once; the run's first
-    step: the lowest kept)."""
+    """Per stretch after the first: whether it resumes the run from a checkpoint and so carries on the stretch
+    before it (:func:`~aitrace.detect.progress.resumes`, for all stretches at once; the run's first step: the
+    lowest kept; a stretch of one point so far resumes nothing)."""
     if not back.size:
         return np.zeros(0, dtype=bool)
     forward = np.diff(steps)
@@ -342,7 +342,10 @@ def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
     seen = np.zeros(back.size, dtype=bool)
     for d in range(1, min(KEPT_ENDS, back.size - 1) + 1):  # ...where one of the stretches before it ended
         seen[d:] |= ends[d:] == ends[:-d]
-    return (steps[back] > np.minimum.accumulate(steps)[back - 1] + stride) & ~seen
+    nxt = np.minimum(back + 1, steps.size - 1)
+    goes_on = (back + 1 < steps.size) & ~np.isin(back + 1, back)  # the stretch has a second point
+    within = goes_on & (steps[nxt] <= ends)
+    return (steps[back] > np.minimum.accumulate(steps)[back - 1] + stride) & within & ~seen
 
 
 def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None) -> Fit:

@@ -271,8 +271,7 @@ def _named_at(named: Named, split: str, name: str, steps: Any, times: Any, gone:
     (:class:`~aitrace.detect.training.PlateauCheck`); a gradient norm that rises while the loss falls is a
     model leaving its flat start, not an explosion (:class:`~aitrace.detect.series.TrainingSeries`), so a loss
     logged as NaN reads as ``gone`` there (inf: diverged), not as a step it was not logged at. Where the chunk
-    holds a step twice (a batch index, two epochs), the value sent at the same step and time (``times``), else
-    NaN."""
+    holds a step twice (a batch index, two epochs), the value sent at that step nearest in time (``times``)."""
     s = named.get(("train" if split in TRAIN_SPLITS else split, name))
     if s is None or not len(s["steps"]):
         return None
@@ -284,13 +283,15 @@ def _named_at(named: Named, split: str, name: str, steps: Any, times: Any, gone:
     at, rates = at[order], rates[order]
     k = np.minimum(np.searchsorted(at, want), at.size - 1)
     out = np.where(at[k] == want, np.where(np.isnan(rates[k]), gone, rates[k]), np.nan)
-    if np.unique(at).size < at.size:
-        logged = zip(np.asarray(s["steps"]).tolist(), np.asarray(s["times"]).tolist(), strict=True)
-        sent = dict(zip(logged, np.asarray(s["values"], dtype=np.float64).tolist(), strict=True))
-        out[:] = math.nan  # not the other epoch's at that index: not known here (the rules carry the last one)
-        for i, pair in enumerate(zip(want.tolist(), np.asarray(times).tolist(), strict=True)):
-            if (x := sent.get(pair)) is not None:
-                out[i] = gone if math.isnan(x) else x
+    steps_seen, counts = np.unique(at, return_counts=True)
+    if (counts > 1).any():  # the nearest in time of the values sent at that step: another epoch's is not it
+        by_step: dict[int, list[tuple[int, float]]] = {}
+        for step, time_us, x in zip(at.tolist(), np.asarray(s["times"])[order].tolist(), rates.tolist(), strict=True):
+            by_step.setdefault(step, []).append((time_us, x))
+        wanted_times = np.asarray(times).tolist()
+        for i in np.flatnonzero(np.isin(want, steps_seen[counts > 1])).tolist():
+            x = min(by_step[int(want[i])], key=lambda sent: abs(sent[0] - wanted_times[i]))[1]
+            out[i] = gone if math.isnan(x) else x
     return out
 
 

@@ -23,32 +23,44 @@ def _progress(*chunks: np.ndarray) -> list[float]:
 
 
 def test_a_batch_index_counts_on_across_epochs_whatever_the_chunks() -> None:
+    """Known for a batch index once two epochs ended at one step: from the third epoch on, the global step."""
     steps = np.tile(np.arange(EPOCH), 5)
-    assert _progress(steps) == list(range(5 * EPOCH))
-    assert _progress(*np.array_split(steps, 7)) == list(range(5 * EPOCH))
-    every_ten = np.r_[np.arange(0, 105, 10), np.arange(5, 105, 10), np.arange(0, 105, 10)]  # every 10 of 105
-    assert _progress(every_ten) == [*range(0, 101, 10), *range(110, 201, 10), *range(210, 311, 10)]  # exact
+    expected = [*range(EPOCH), *range(EPOCH), *range(2 * EPOCH, 5 * EPOCH)]
+    assert _progress(steps) == expected
+    assert _progress(*np.array_split(steps, 7)) == expected
+    every_ten = np.r_[np.arange(0, 105, 10), np.arange(5, 105, 10)]  # every 10 global steps of 105 an epoch
+    known = np.asarray(_progress(np.tile(every_ten, 3))[2 * every_ten.size :])  # the 5th and 6th epochs
+    assert (np.diff(known) == 10).all()
 
 
-def test_a_resume_sends_its_steps_again_and_is_not_a_new_epoch() -> None:
-    resumed = np.r_[np.arange(0, 600), np.arange(450, 700)]  # died at 599, resumed from its checkpoint at 450
-    assert _progress(resumed) == resumed.tolist()
-    early = np.r_[np.arange(0, 600), np.arange(100, 700)]  # a checkpoint far behind: still the run's steps
-    assert _progress(early) == early.tolist()
-    twice = np.r_[np.arange(0, 600), np.arange(450, 520), np.arange(450, 700)]  # died soon after, same checkpoint
-    assert _progress(twice) == twice.tolist()
-    in_epoch = np.r_[np.arange(EPOCH), np.arange(15), np.arange(10, EPOCH), np.arange(EPOCH)]  # a batch index
-    assert _progress(in_epoch) == [*range(EPOCH), *range(EPOCH, EPOCH + 15), *range(EPOCH + 10, 3 * EPOCH)]
+def test_steps_that_go_back_for_other_reasons_stay_the_run_s_own() -> None:
+    """Shown by a review: any step back to the run's first step restarted the count, so one loss logged at step
+    0 mid-run (or an epoch's mean at step = epoch, a job restarted from scratch) moved every later step past
+    the whole run so far, and healthy slow starters were called stalled."""
+    cases = {
+        "resumed": np.r_[np.arange(0, 600), np.arange(450, 700)],  # died at 599, resumed from its checkpoint
+        "far back": np.r_[np.arange(0, 600), np.arange(100, 700)],
+        "twice": np.r_[np.arange(0, 600), np.arange(450, 520), np.arange(450, 700)],
+        "stray": np.r_[np.arange(0, 40), 0, np.arange(40, 300)],
+        "epoch means": np.concatenate([np.r_[np.arange(e * EPOCH, (e + 1) * EPOCH), e + 1] for e in range(8)]),
+        "from scratch": np.r_[np.arange(0, 300), np.arange(0, 300)],
+    }
+    for name, steps in cases.items():
+        assert _progress(steps) == steps.tolist(), name
+    in_epoch = np.r_[np.tile(np.arange(EPOCH), 3), np.arange(15), np.arange(10, EPOCH)]  # a batch index, resumed
+    assert _progress(in_epoch)[-12:] == list(range(3 * EPOCH + 10, 4 * EPOCH))
 
 
 def test_a_clock_restores_exactly_and_refuses_a_state_it_never_wrote() -> None:
     clock = StepClock()
-    clock.progress(np.r_[np.arange(EPOCH), np.arange(5)])
+    clock.progress(np.r_[np.tile(np.arange(EPOCH), 3), np.arange(5)])
     again = StepClock.from_state(clock.to_state())
     assert again.to_state() == clock.to_state()
     assert again.progress(np.arange(5, 8)).tolist() == clock.progress(np.arange(5, 8)).tolist()
     assert StepClock().progress(np.array([math.nan, 3.0, math.nan])).tolist()[1] == 3.0
-    for bad in ({"offset": "x"}, {"ends": [math.inf]}, {"first": True}, {"stride": None, "peak": [1]}):
+    bad_states = ({"offset": "x"}, {"offset": None}, {"ends": [math.inf]}, {"ends": {}}, {"first": True},
+                  {"stride": 0}, {"stride": -5}, {"peak": [1]}, {"offset": 1e308})  # fmt: skip
+    for bad in bad_states:
         with pytest.raises((ValueError, TypeError)):
             StepClock.from_state(clock.to_state() | bad)
 
@@ -113,7 +125,9 @@ def test_a_loss_reads_the_lr_sent_with_it_where_a_chunk_holds_a_batch_index_twic
     times = np.arange(steps.size) * 1000
     rates = np.r_[np.full(EPOCH, 1e-3), np.full(6, 1e-7)]
     cut = {("train", "lr"): {"steps": steps[:-1], "times": times[:-1], "values": rates[:-1]}}
-    got = _named_at(cut, "train", "lr", steps, times)
-    assert got[:-1].tolist() == rates[:-1].tolist() and math.isnan(got[-1])
+    assert _named_at(cut, "train", "lr", steps, times)[:-1].tolist() == rates[:-1].tolist()
+    twice = {("train", "lr"): {"steps": np.repeat(steps, 2), "times": np.repeat(times, 2) + np.tile([1, 2], steps.size),
+                               "values": np.repeat(rates, 2)}}  # fmt: skip
+    assert _named_at(twice, "train", "lr", steps, times).tolist() == rates.tolist()  # logged twice a step, apart
     whole = {("train", "lr"): {"steps": steps, "times": times, "values": rates}}
     assert _named_at(whole, "train", "lr", steps, times).tolist() == rates.tolist()
