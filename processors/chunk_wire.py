@@ -69,7 +69,7 @@ def _texts(node: Any, texts: list[bytes], offset: list[int]) -> Any:
     if isinstance(node, str):
         if _ESCAPED.search(node) is None:
             return node
-        raw = node.encode("utf-8", "surrogatepass")
+        raw = node.encode("utf-8")  # strict: a lone surrogate never came from Avro, as orjson refuses one
         texts.append(raw)
         offset[0] += len(raw)
         return {_TEXT: [offset[0] - len(raw), len(raw)]}
@@ -165,7 +165,7 @@ def _texts_of(node: Any, texts: bytes, end: list[int]) -> Any:
             if off != end[0] or length < 0 or off + length > len(texts):
                 raise ValueError(f"series chunk text at {off} ({length} bytes): the next starts at {end[0]}")
             end[0] += length
-            return texts[off : off + length].decode("utf-8", "surrogatepass")
+            return texts[off : off + length].decode("utf-8")  # strict: a forged lone surrogate poisons the table
         if (pairs := node.get(_PAIRS)) is not None:
             out = {}
             for key, value in pairs:

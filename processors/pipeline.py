@@ -77,6 +77,10 @@ def _json_bytes(value: Any) -> int:
     return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY))
 
 
+_MAX_PIECES = 256  # an entity's chunk of a 16 MB record: 5-10 pieces as JSON escapes and names inflate it
+_CUT_BUDGET = 8  # bytes packed while cutting, in chunks of the whole: about log2(pieces) levels of it
+
+
 def _shown(name: str, most: int = 200) -> str:
     """A name as a log line shows it: a client's megabyte-long name is cut, its length said."""
     return name if len(name) <= most else f"{name[:most]}... ({len(name)} characters)"
@@ -511,11 +515,19 @@ class Pipeline:
         slack = 2 * (len(str(len(packed))) + 1)  # what "#k" adds to the source and the batch id of a piece
         pieces: list[tuple[dict[str, Any], bool]] = []  # each piece, and whether its texts go raw
         todo: list[tuple[dict[str, Any], int]] = [(chunk, len(packed))]
+        # A part every piece carries (a service name of millions of control characters) does not shrink with
+        # cutting: one 2.7 MB record made 200 records of 540 MB. The pieces and their bytes are bounded.
+        packed_bytes = 0
         while todo:  # depth first, so the pieces keep the chunk's order
             piece, size = todo.pop()
             cut = cut_chunk(piece) if size + slack > room else None
             if cut is not None:
-                todo += [(part, len(pack_chunk(share_axes(part)))) for part in reversed(cut)]
+                sizes = [len(pack_chunk(share_axes(part))) for part in cut]
+                packed_bytes += sum(sizes)
+                if packed_bytes > _CUT_BUDGET * len(packed) or len(pieces) + len(todo) + 2 > _MAX_PIECES:
+                    too_large.append(f"{_shown(key)}: {len(packed)} bytes that cutting does not make fit")
+                    return []
+                todo += list(zip(reversed(cut), reversed(sizes), strict=True))
             elif size + slack <= room:
                 pieces.append((piece, False))
             elif (raw := len(pack_chunk(share_axes(piece), raw_texts=True))) + slack <= room:
