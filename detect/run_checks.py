@@ -90,19 +90,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from aitrace.detect.finding import Finding
 from aitrace.detect.lr_cut import LrCut, logged_rates
-from aitrace.detect.progress import StepClock
 from aitrace.detect.rolling import rolling_median
 from aitrace.detect.training import VANISHING_DECADES, layer_spread
 
 _TRAIN_LOSS = frozenset({"loss", "train_loss", "train/loss"})
-_LAYERED = ("update_ratio/", "grad_norm/")  # a series per layer
-_CLOCKED = _TRAIN_LOSS | {"lr", "learning_rate", "grad_norm", "update_ratio"}  # the series the checks read
 # A (positive) loss below this share of its first value has learnt: a gradient that then falls by decades is a
 # full batch at its optimum (a linear regression on diabetes, full-batch SGD: the loss 1.10 -> 0.48, its floor, the
 # norm 2.2 -> 1e-3), not a collapse. The collapsing nets' losses stay at their first value (chance) or above it.
@@ -170,37 +166,8 @@ class RunChecks:
         self.lr_cut = LrCut(drop=drop, head=head, min_drop=min_drop)  # tracks the run's last lr
         # each verdict found so far, at its last step (the training loss does not page it again)
         self.reported: dict[str, float] = {}
-        self.clocks: dict[str, StepClock] = {}  # the run's progress, per series (one for a layered kind)
 
     def update(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
-        # The checks read the run's progress (a batch index restarting each epoch, :class:`StepClock`); a
-        # finding names the step the run logged there.
-        logged_at: dict[float, float] = {}
-        read: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a layered kind's steps, read once
-        found = self._checks({name: (self._progress(name, steps, read, logged_at), values) for name, (steps, values)
-                              in series.items()})  # fmt: skip
-        self.reported.update((f.reason, f.step) for f in found)
-        return [replace(f, step=logged_at.get(f.step, f.step)) for f in found]
-
-    def _progress(
-        self, name: str, steps: Any, read: dict[str, tuple[np.ndarray, np.ndarray]], logged_at: dict[float, float]
-    ) -> np.ndarray:
-        """A series' steps as the run's progress: one clock a series, one for all the layers' series of a kind
-        (logged at the same steps: a model of 100 layers keeps two clocks, not 200)."""
-        kind = name.split("/", 1)[0] if name.startswith(_LAYERED) else name
-        raw = np.asarray(steps, dtype=np.float64).reshape(-1)
-        if kind not in _CLOCKED:  # a series no check reads: no clock kept for it (a run may send thousands)
-            return raw
-        first = read.get(kind)
-        if first is not None and np.array_equal(first[0], raw):
-            return first[1]
-        clock = self.clocks.setdefault(kind, StepClock())
-        at = clock.progress(raw) if first is None else raw + clock.offset  # a layer logged at its own steps
-        read.setdefault(kind, (raw, at))
-        logged_at.update(zip(at.tolist(), raw.tolist(), strict=True))
-        return at
-
-    def _checks(self, series: dict[str, tuple[Any, Any]]) -> list[Finding]:
         out: list[Finding] = []
         losses = None  # the loss level at each loss step of the chunk
         for name in _TRAIN_LOSS.intersection(series):
@@ -228,6 +195,7 @@ class RunChecks:
             self.vanished = True  # the per-layer rule's (processors.detection_runs): it names the starved layer
         if "grad_norm" in series and not self.vanished:
             out += self._collapse(*series["grad_norm"], losses or self._loss_levels([], []))
+        self.reported.update((f.reason, f.step) for f in out)
         return out
 
     @property
@@ -502,7 +470,6 @@ class RunChecks:
             "steps_done": self.steps_done,
             "lr_cut": self.lr_cut.to_state(),
             "reported": dict(self.reported),
-            "clocks": {kind: clock.to_state() for kind, clock in self.clocks.items()},
         }
 
     @classmethod
@@ -527,7 +494,6 @@ class RunChecks:
             check.lr_cut.lr = float(state["lr"])
         check.first_sizes = [float(v) for v in state.get("first_sizes", [])]
         check.reported = {str(r): float(step) for r, step in dict(state.get("reported") or {}).items()}
-        check.clocks = {str(k): StepClock.from_state(c) for k, c in dict(state.get("clocks") or {}).items()}
         check.sized_at = math.nan if state.get("sized_at") is None else float(state["sized_at"])
         check.sized_from = math.nan if state.get("sized_from") is None else float(state["sized_from"])  # absent before
         check.loss_span = [float(v) for v in state["loss_span"]] if state.get("loss_span") else None

@@ -57,7 +57,6 @@ from aitrace.detect.anomaly import AnomalyDetector, explain
 from aitrace.detect.anomaly_kernel import CODE_FLAT, CODE_LEVEL_DOWN, CODE_LEVEL_UP, CODE_NAMES, CODE_NONE, CODE_SPIKE
 from aitrace.detect.calibrate import ScoreCalibrator, point_moves
 from aitrace.detect.monitor import Finding, SeriesMonitor
-from aitrace.detect.progress import StepClock
 from aitrace.detect.service import ServiceSeries
 from aitrace.detect.training import (
     TRAIN_SPLITS,
@@ -117,7 +116,6 @@ class TrainingSeries:
         self.checks = checks = self.role == "loss" and rule_split in TRAIN_SPLITS
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
-        self.clock = StepClock() if checks else None  # the run's progress, which those two wait on
         self.losses: list[float] = []  # a global gradient norm's: the run's last losses, read beside it
 
     def update(self, steps: Any, values: Any, lr: Any = None, loss: Any = None, times: Any = None) -> list[Finding]:
@@ -257,45 +255,30 @@ class TrainingSeries:
             self.first = float(finite[0])
 
     def _run_checks(self, steps: np.ndarray, vals: np.ndarray, lr: Any) -> list[Finding]:
-        """Stall and plateau, which wait a number of steps: they read the run's progress (a batch index
-        restarting each epoch never reached their waits, :class:`~aitrace.detect.progress.StepClock`)."""
-        out: list[Finding] = []
-        if self.clock is None:
-            return out
-        at = self.clock.progress(steps)
-        if self.stall is not None and (verdict := self.stall.update(at, vals)) is not None:
+        out = []
+        if self.stall is not None and (verdict := self.stall.update(steps, vals)) is not None:
             step, start, now = verdict
             msg = f"{self.metric} still at its starting level after {step} steps ({start:.4g} then, {now:.4g} now)"
-            out.append(self._at(steps, at, vals, step, "stalled", msg, since=self.stall.first_step))
-        if self.plateau is not None and (plateau := self.plateau.update(at, vals, lr)) is not None:
+            out.append(self._at(steps, vals, step, "stalled", msg, since=self.stall.first_step))
+        if self.plateau is not None and (plateau := self.plateau.update(steps, vals, lr)) is not None:
             step, best_step, best, now = plateau
-            since_best = f"since step {best_step}" if not self.clock.offset else f"in {step - best_step} steps"
-            msg = f"{self.metric} has not improved {since_best} ({best:.4g} then, {now:.4g} now)"
+            msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
             # the episode began by the first loss of the best level's window (a median lags the turn)
             since = best_step - self.plateau.params["window"] + 1
-            out.append(self._at(steps, at, vals, step, "plateau", msg, since=since))
+            out.append(self._at(steps, vals, step, "plateau", msg, since=since))
         return out
 
     def _at(
-        self,
-        steps: np.ndarray,
-        at: np.ndarray,
-        vals: np.ndarray,
-        step: int,
-        reason: str,
-        message: str,
-        *,
-        since: int | None,
+        self, steps: np.ndarray, vals: np.ndarray, step: int, reason: str, message: str, *, since: int | None
     ) -> Finding:
-        """The run check's finding at progress ``step`` (``at``: the chunk's progress), at the step the run
-        logged there; ``since``: the progress its episode began at (details ``since_step``)."""
-        hits = np.flatnonzero(at == step)
-        k = int(hits[0]) if hits.size else min(int(np.searchsorted(at, step)), vals.size - 1)
+        """The run check's finding at ``step``; ``since``: the step its episode began (details ``since_step``)."""
+        k = int(np.searchsorted(steps, step))
+        k = min(k, vals.size - 1)
         details = {} if since is None else {"since_step": str(since)}
+        value = float(vals[k])
         return Finding(
-            self.n_seen + k, float(steps[k]), float(vals[k]), 1.0, reason, message, self.threshold, "loss",
-            details=details,
-        )  # fmt: skip
+            self.n_seen + k, float(step), value, 1.0, reason, message, self.threshold, "loss", details=details
+        )
 
     # -- state -------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -315,7 +298,6 @@ class TrainingSeries:
             # read by releases before 2026-12-07 (a rollback fails without it); no rule here reads it
             "varied": bool(self.service and self.service.varied),
             "stall": self.stall.to_state() if self.stall else None,
-            "clock": self.clock.to_state() if self.clock else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
             "losses": [None if math.isinf(v) else v for v in self.losses],  # a diverged loss, JSON-safe
         }
@@ -339,8 +321,6 @@ class TrainingSeries:
         if s.service is not None:
             s.service = _service_from(state, s.service)
         s.stall = StallCheck.from_state(state["stall"]) if s.stall is not None and state["stall"] is not None else None
-        if s.clock is not None and state.get("clock") is not None:  # a state saved before has none: a fresh one
-            s.clock = StepClock.from_state(state["clock"])
         s.plateau = (
             PlateauCheck.from_state(state["plateau"])
             if s.plateau is not None and state["plateau"] is not None

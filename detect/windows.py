@@ -20,11 +20,11 @@ import numpy as np
 from aitrace.detect.drift_monitor import detect_drift
 from aitrace.detect.overfit import OVERFIT_MIN_RISE as OVERFIT_MIN_RISE
 from aitrace.detect.overfit import held_rise
-from aitrace.detect.progress import KEPT_ENDS
 from aitrace.detect.underfit import UNDERFIT_RECENT, under_fit
 
 _MAX_TRAIN_KEPT = 512
 _MAX_VAL_KEPT = 64
+_KEPT_ENDS = 8  # the stretches before one whose ends tell a resume from a batch index's next epoch
 _MAX_CATEGORIES = 1000
 _EPS = 1e-6
 
@@ -332,15 +332,18 @@ def _order(tr: list[Sequence[float]], va: list[Sequence[float]]) -> tuple[np.nda
 
 def _resumed(steps: np.ndarray, back: np.ndarray) -> np.ndarray:
     """Per stretch after the first: whether it resumes the run from a checkpoint and so carries on the stretch
-    before it (:func:`~aitrace.detect.progress.resumes`, for all stretches at once; the run's first step: the
-    lowest kept; a stretch of one point so far resumes nothing)."""
+    before it. It starts past the run's first step (the lowest kept) by more than a logging stride, goes on
+    within the steps sent before (a stray point, as an epoch's mean logged at step = epoch, is followed by a
+    step past them; a stretch of one point so far resumes nothing), and the stretch before ended elsewhere than
+    the last few before it (the epochs of a loop that logs the batch index end at one step, and a checkpoint's
+    epoch cannot be told). Any other stretch is counted on from the one before, as every stretch was."""
     if not back.size:
         return np.zeros(0, dtype=bool)
     forward = np.diff(steps)
     stride = float(forward[forward > 0].min()) if (forward > 0).any() else 1.0
     ends = steps[back - 1]  # where each stretch before a new one ended
     seen = np.zeros(back.size, dtype=bool)
-    for d in range(1, min(KEPT_ENDS, back.size - 1) + 1):  # ...where one of the stretches before it ended
+    for d in range(1, min(_KEPT_ENDS, back.size - 1) + 1):  # ...where one of the stretches before it ended
         seen[d:] |= ends[d:] == ends[:-d]
     nxt = np.minimum(back + 1, steps.size - 1)
     goes_on = (back + 1 < steps.size) & ~np.isin(back + 1, back)  # the stretch has a second point

@@ -1287,3 +1287,20 @@ def test_evaluations_at_one_point_the_steps_cannot_tell_apart_are_each_judged() 
         if outcome is not None and outcome[0] is not None:
             found.append(epoch)
     assert found and found[0] <= 20, found
+
+
+def test_only_a_stretch_that_goes_on_within_the_steps_sent_resumes() -> None:
+    """Found reviewing the resume rule: an epoch's mean loss logged at step = epoch (a stray low point, then the
+    run's next step) read as a resume, and over-fitting was found 5-52 steps late; a batch index's epochs end at
+    one step and are no resume; a run resumed from a checkpoint is, however far back within the kept losses."""
+    from aitrace.detect.windows import _resumed
+
+    def verdicts(steps: np.ndarray) -> list[bool]:
+        return _resumed(steps, np.flatnonzero(np.diff(steps) < 0) + 1).tolist()
+
+    epoch_means = np.concatenate([np.r_[np.arange(e * 22, (e + 1) * 22), e + 1] for e in range(6)])
+    assert not any(verdicts(epoch_means))
+    assert not any(verdicts(np.tile(np.arange(22), 6)))
+    assert verdicts(np.r_[np.arange(600), np.arange(450, 700)]) == [True]
+    assert verdicts(np.r_[np.arange(600), np.arange(100, 700)]) == [True]
+    assert verdicts(np.r_[np.arange(300), np.arange(0, 300)]) == [False]  # from scratch: counted on
