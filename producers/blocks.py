@@ -38,6 +38,7 @@ from aitrace.producers.secret_patterns import kept_whole, triggers
 from aitrace.producers.text_reading import hides_in_controls, plain_variant
 from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
+from aitrace.schemas.data_stats_block import LISTS as HISTOGRAM_LISTS
 
 Block = dict[str, Any]
 # The per-record payload fields sampling looks at (status, level, attributes), one dict per record.
@@ -166,6 +167,7 @@ class _Redacting:
             record = out.get(name)
             if type(record) is dict:
                 record.update({k: self._numbers(k, v) for k, v in columns.items()})
+                self._without_denied_histograms(record)
         for name, kept in maps_aside.items():
             self._unblank(walked[name], out[name])
             # each name scrubbed as a map key is: two that scrub to one (bob@example.com, bob%40example.com) are one
@@ -175,6 +177,17 @@ class _Redacting:
             for key, column in zip(names, map(self._numbers, kept, kept.values()), strict=True):
                 merged[key] = column if key not in merged else _either(merged[key], column)
         return out
+
+    def _without_denied_histograms(self, record: dict[str, Any]) -> None:
+        """Histograms under a secret's name (``deny=["edges"]``) are left out whole, edges and counts of every row:
+        NaN edges are no histogram, and the worker refused the whole record for them (its counts kept would
+        say what the edges hid). No histogram is valid: the drift test then reads the other statistics."""
+        if not any(values in record and self.redactor.key_action(values) == 1 for values, _ in HISTOGRAM_LISTS):
+            return
+        for values, lengths in HISTOGRAM_LISTS:
+            if values in record:  # counted once: the doubles a secret's name made NaN were counted then
+                self.redactor.counts["field"] += sum(1 for v in record[values] if v == v)
+                record[values], record[lengths] = [], []
 
     def _numbers(self, name: str, column: list[Any]) -> list[Any]:
         """A number column as it is; under a secret's name (``ssn``) its doubles NaN, as in a single event."""

@@ -228,11 +228,14 @@ def _payload_text(body: Body, content_type: str, whole: bool, total: int, redact
     ``whole``: ``body`` holds all of it; else it was cut, at ``max_body_bytes`` or where the app stopped reading
     (``read(64)``), and the token the cut went through is left out. ``total``: the body's size in bytes."""
     data = bytes(body.head)
-    if whole and "json" in content_type:
+    if "json" in content_type:
+        # By its structure wherever it parses, whole or not: a body read in full but not known to be (chunked, or
+        # an app that stops at its Content-Length) went by its text patterns only, and deny= fields went out
         try:
-            return orjson.dumps(redactor.value(orjson.loads(data))).decode()
+            shown = orjson.dumps(redactor.value(orjson.loads(data))).decode()
+            return shown if whole or len(data) >= total else shown + f"... ({total} bytes)"
         except orjson.JSONDecodeError:
-            pass  # a body that only claims to be JSON is text like any other
+            pass  # a body that only claims to be JSON, or one cut: text like any other
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -384,7 +384,7 @@ class Redactor:
             if kind in keyed and CONTROLS.search(text, a, _key_end(text, a, b)) and not _WORD_AT.match(text, b - 1)
         ]
         for a, b, kind in self._spans(removed, ident, version):
-            start, end = offsets[a], offsets[b - 1] + 1
+            start, end = int(offsets[a]), int(offsets[b - 1]) + 1
             if kind in keyed and hiding_control(text[start : _key_end(text, start, end)]):
                 spans.append((start, end, kind))
         if not spans:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import urllib.parse
+from typing import Any
 
 from aitrace.producers.secret_patterns import KV_ANY, LITERALS
 
@@ -25,6 +26,10 @@ _INVISIBLE = re.compile(
 # reads such a text both ways (:func:`control_readings`) and keeps what either shows where a control hid it.
 _CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufff9-\ufffb\U0001d173-\U0001d17a"
 CONTROLS = re.compile(f"[{_CONTROL_CHARS}]+")
+_CONTROL_POINTS = (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0), *range(0xFFF9, 0xFFFC),
+                   *range(0x1D173, 0x1D17B))  # fmt: skip
+_AS_SPACE = dict.fromkeys(_CONTROL_POINTS, " ")
+_AS_NOTHING = dict.fromkeys(_CONTROL_POINTS)
 # Where a control can hide something: between two letters or digits (not two digits: FIX's "1080\x0149" joins two
 # numbers, not a word), or between one and a key's "=", ":" or quote ("password\x00=...").
 _HIDING = re.compile(
@@ -177,14 +182,13 @@ def hiding_control(text: str) -> bool:
     return _HIDING.search(text) is not None
 
 
-def control_readings(text: str) -> tuple[str, str, list[int]]:
+def control_readings(text: str) -> tuple[str, str, Any]:
     """``text`` with each control read as a space (the same offsets), with the controls removed, and for each
-    character of the latter its offset in ``text``."""
-    spaced = CONTROLS.sub(lambda found: " " * len(found.group()), text)
-    kept: list[int] = []
-    pos = 0
-    for found in CONTROLS.finditer(text):
-        kept.extend(range(pos, found.start()))
-        pos = found.end()
-    kept.extend(range(pos, len(text)))
-    return spaced, CONTROLS.sub("", text), kept
+    character of the latter its offset in ``text`` (an array). In C loops: a regex substitution per control and a
+    list of every offset cost 1.2 s on 1 MB of NUL-separated words (the scan itself: 22 ms). numpy only here, for
+    the few texts a control could hide something in: the client imports without it."""
+    import numpy as np
+
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    kept = np.flatnonzero(~np.isin(points, np.asarray(_CONTROL_POINTS, dtype=np.uint32)))
+    return text.translate(_AS_SPACE), text.translate(_AS_NOTHING), kept

@@ -323,10 +323,15 @@ def test_a_denied_number_column_keeps_its_block(start: Callable[..., Running], d
     assert _same(_sent(blocks), _sent(single)) and redactor.counts == single_redactor.counts
 
 
-def test_a_histogram_under_a_denied_name_is_nan_in_a_block() -> None:
-    """The concatenated histogram edges (doubles) under a secret's name are NaN, the counts (longs) kept; a single
-    event, which blanks the whole list, is not the measure here (its list of texts fits no schema either)."""
-    redactor = Redactor(deny=["histogram_edges"])
+@pytest.mark.parametrize("deny", [["histogram_edges"], ["edges"], ["counts"]])
+def test_a_histogram_under_a_denied_name_is_left_out_of_a_block(deny: list[str]) -> None:
+    """Shown by a review: the concatenated histogram edges under a secret's name were made NaN, which the worker's
+    decoder refuses ("histogram edges must be finite and rising"): the whole record was lost, counted nowhere, and
+    under ``deny=["counts"]`` the counts went out. The histogram is left out whole, edges and counts of every row,
+    and the record reads back without it."""
+    from aitrace.schemas.data_stats_block import feature_stats
+
+    redactor = Redactor(deny=deny)
     (chain,) = data_stats_blocks.block_chain([redactor]) or [None]
     assert chain is not None
     feature = {"name": "age", "dtype": "numeric", "count": 10, "missing": 0, "mean": 1.5}
@@ -334,5 +339,9 @@ def test_a_histogram_under_a_denied_name_is_nan_in_a_block() -> None:
     columns = data_stats_blocks.data_stats_columns([(ev.DATA, 1, _TRACE, {"stage": "s", "dataset": "d",
                                                    "features": [feature]}, False)], Counter())  # fmt: skip
     out = chain(new_block("b", _TRACE.trace_id, dict(_ENVELOPE), columns))
-    assert all(math.isnan(v) for v in out["features"]["histogram_edges"])
-    assert list(out["features"]["histogram_counts"]) == [5, 5] and redactor.counts["field"] == 3
+    features = out["features"]
+    assert [list(features[k]) for k in ("histogram_edges", "histogram_edges_length")] == [[], []]
+    assert [list(features[k]) for k in ("histogram_counts", "histogram_counts_length")] == [[], []]
+    (row,) = feature_stats(features, "block b")
+    assert row["histogram_edges"] == [] and row["histogram_counts"] == [] and row["mean"] == 1.5
+    assert redactor.counts["field"] == 5

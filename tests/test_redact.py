@@ -949,3 +949,21 @@ def test_text_a_control_character_separates_is_not_glued(hidden: str) -> None:
         assert redactor.scrub(text) == text, repr(text)
     field = f"db{hidden}connect{hidden}password=kS1pAWTN3l{hidden}host=db"  # (a NUL or SOH ends no value, US and FF do)
     assert redactor.scrub(field) == plain.scrub(field) and "kS1p" not in redactor.scrub(field)
+
+
+def test_the_control_readings_are_the_text_with_each_control_as_a_space_or_taken_out() -> None:
+    """The two readings and the offsets come from C loops (translate, numpy): a regex substitution per control and
+    a list of every offset cost 1.2 s on 1 MB of NUL-separated words. Checked against the definition on random
+    texts of letters, controls of every kind, non-ASCII and astral characters."""
+    import random
+
+    from aitrace.producers.text_reading import CONTROLS, control_readings
+
+    rng = random.Random(0)
+    alphabet = ["a", "=", " ", "é", "\U0001f600", "\x00", "\x1f", "\x7f", "\x85", "\ufff9", "\U0001d173", "\t", "\n"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        spaced, removed, offsets = control_readings(text)
+        assert spaced == CONTROLS.sub(lambda m: " " * len(m.group()), text)
+        assert removed == CONTROLS.sub("", text)
+        assert [text[i] for i in offsets] == list(removed)

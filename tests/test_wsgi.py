@@ -193,3 +193,30 @@ def test_a_secret_where_the_app_stopped_reading_is_left_out(make_client: Callabl
     records, _ = delivered(client, 2)
     logged = sorted(summary(e)["request_body"] for e in records)
     assert logged == ["x" * 40 + " ... (64 bytes)", "x" * 40 + f" ... ({len(body)} bytes)"]
+
+
+def test_a_json_body_read_whole_goes_by_its_structure_however_it_was_read(
+    make_client: Callable[..., aitrace.Client],
+) -> None:
+    """Shown by a review of the cut-back: a chunked JSON body (no Content-Length) that the app read in one
+    ``read(n)`` or ``readline()`` counted as cut, so the key-by-key walk was skipped and a ``deny=`` field went out
+    in clear. A body that parses is read by its structure, whole or not."""
+    import io
+
+    body = b'{"user": "bob", "account_no": "DE-ACCT-99887766", "note": "hello"}'
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"].readline()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = make_client(service="churn-api", deny=["account_no"])
+    middleware = AitraceWSGIMiddleware(app, client, model="m", log_payloads=True)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/p", "SCRIPT_NAME": "", "CONTENT_TYPE": "application/json"}
+    environ.update({"wsgi.input_terminated": True, "wsgi.input": io.BytesIO(body)})
+    answer = middleware(environ, lambda status, headers, *exc: None)
+    assert list(answer) == [b"ok"]
+    answer.close()  # type: ignore[attr-defined]
+    records, _ = delivered(client, 1)
+    logged = summary(records[0])["request_body"]
+    assert "99887766" not in logged and '"user":"bob"' in logged, logged
