@@ -30,15 +30,12 @@ _CONTROL_POINTS = (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x
                    *range(0x1D173, 0x1D17B))  # fmt: skip
 _AS_SPACE = dict.fromkeys(_CONTROL_POINTS, " ")
 _AS_NOTHING = dict.fromkeys(_CONTROL_POINTS)
-_SHORT = 2_000  # characters: below, the offsets of a reading without controls are found in a Python loop
-# A terminal's colour codes (ANSI CSI: ESC [ parameters final), as structlog's ConsoleRenderer writes around a key
-# ("password\x1b[0m=..."), are one control: the "[0m" after the escape is no part of a word either.
-_CSI = "\x1b\\[[0-?]*[ -/]*[@-~]"
-_RUN = f"(?:{_CSI}|[{_CONTROL_CHARS}])+"
-_CSI_CODES = re.compile(_CSI)
 # Where a control can hide something: between two letters or digits (not two digits: FIX's "1080\x0149" joins two
 # numbers, not a word), or between one and a key's "=", ":" or quote ("password\x00=...").
-_HIDING = re.compile(f"(?:[^\\W\\d]|\\d(?={_RUN}[^\\W\\d])){_RUN}[\\w=:\"']|[=:\"']{_RUN}\\w|\\d{_RUN}[=:\"']")
+_HIDING = re.compile(
+    f"(?:[^\\W\\d]|\\d(?=[{_CONTROL_CHARS}]+[^\\W\\d]))[{_CONTROL_CHARS}]+[\\w=:\"']"
+    f"|[=:\"'][{_CONTROL_CHARS}]+\\w|\\d[{_CONTROL_CHARS}]+[=:\"']"
+)
 # A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
 # a password, an e-mail or an id (letters, digits, "_-.+/=:@%" and the rest can). See :func:`without_cut_token`.
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=:%~]*")  # what a key, token or URL is made of (non-ASCII text is not)
@@ -190,12 +187,8 @@ def control_readings(text: str) -> tuple[str, str, Any]:
     character of the latter its offset in ``text`` (an array). In C loops: a regex substitution per control and a
     list of every offset cost 1.2 s on 1 MB of NUL-separated words (the scan itself: 22 ms). numpy only here, for
     the few texts a control could hide something in: the client imports without it."""
-    if "\x1b[" in text:  # a colour code is read as one control, its "[0m" too
-        text = _CSI_CODES.sub(lambda code: "\x1b" * len(code.group()), text)
-    spaced, removed = text.translate(_AS_SPACE), text.translate(_AS_NOTHING)
-    if len(text) <= _SHORT:  # a log line: a loop costs less than numpy's calls (~30 us)
-        return spaced, removed, [i for i, (ch, read) in enumerate(zip(text, spaced, strict=True)) if ch == read]
     import numpy as np
 
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return spaced, removed, np.flatnonzero(~np.isin(points, np.asarray(_CONTROL_POINTS, dtype=np.uint32)))
+    kept = np.flatnonzero(~np.isin(points, np.asarray(_CONTROL_POINTS, dtype=np.uint32)))
+    return text.translate(_AS_SPACE), text.translate(_AS_NOTHING), kept
