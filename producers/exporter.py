@@ -42,6 +42,7 @@ from aitrace.producers.blocks import new_block
 from aitrace.producers.config import Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
+from aitrace.producers.metric_blocks import rows as metric_rows
 from aitrace.producers.spans import Span, Stage
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.avro_writer import varint_tables
@@ -565,7 +566,7 @@ class Exporter:
         with one plain point, and its first or its last point encodes alone. Where all fail alike (``split=5``,
         every step past 64 bits), halving down to each point cost the sender 112-174 us a point (1.6-2.6 before)
         to lose them all the same; a block whose first and last points both fail is lost whole, as before."""
-        probes = (_shell(block), _point(block, 0), _point(block, -1))
+        probes = (_shell(block), metric_rows(block, 0, 1), metric_rows(block, -1, None))
         fits = [self._fits(topic, probe) for probe in probes]
         return fits[0] and (fits[1] or fits[2])
 
@@ -593,14 +594,6 @@ def _shell(block: dict[str, Any]) -> dict[str, Any]:
     """A metric block's shared fields (names, split, ids) with one plain point."""
     return {**block, "steps": [0], "times": block["times"][:1], "epochs": [],
             "series": [{"name": s["name"], "values": [0.0]} for s in block["series"]]}  # fmt: skip
-
-
-def _point(block: dict[str, Any], i: int) -> dict[str, Any]:
-    """A metric block of its point ``i`` alone."""
-    at = slice(i, i + 1 if i != -1 else None)
-    return {**block, "steps": block["steps"][at], "times": block["times"][at],
-            "epochs": block["epochs"][at] if block["epochs"] else [],
-            "series": [{"name": s["name"], "values": s["values"][at]} for s in block["series"]]}  # fmt: skip
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")

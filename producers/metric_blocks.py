@@ -160,11 +160,17 @@ def halves(block: dict[str, Any]) -> list[dict[str, Any]]:
     half = n // 2
     out = []
     for lo, hi in ((0, half), (half, n)):
-        part = dict(block)
+        part = rows(block, lo, hi)
         part["block_id"] = f"{block['block_id']}.{lo}" if lo else block["block_id"]
-        for column in ("steps", "times"):
-            part[column] = block[column][lo:hi]
-        part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
-        part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
         out.append(part)
     return out
+
+
+def rows(block: dict[str, Any], lo: int, hi: int | None) -> dict[str, Any]:
+    """A metric block of its rows ``lo:hi`` (its id unchanged)."""
+    part = dict(block)
+    for column in ("steps", "times"):
+        part[column] = block[column][lo:hi]
+    part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
+    part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
+    return part
