@@ -35,7 +35,7 @@ from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
 from aitrace.producers.secret_patterns import kept_whole, triggers
-from aitrace.producers.text_reading import hides_in_controls, plain_variant
+from aitrace.producers.text_reading import has_terminal_codes, hides_in_controls, plain_variant
 from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
 from aitrace.schemas.data_stats_block import LISTS as HISTOGRAM_LISTS
@@ -221,7 +221,8 @@ class _Redacting:
             joined = "\n".join(scanned)
             variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
             quiet = not scanned or not (triggers(joined) or (variant is not None and triggers(variant)))
-            if quiet and not hides_in_controls(joined):  # nor a key word a control hides ("pass\x00word=...")
+            # nor a key word a control or a terminal code hides ("pass\x00word=...", "pass\x1b[1mword=...")
+            if quiet and not hides_in_controls(joined) and not has_terminal_codes(joined):
                 clean[name] = column
         return clean
 

@@ -6,6 +6,7 @@ characters, percent-encoding, the escapes of a bytes repr or of JSON held in a J
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 import urllib.parse
@@ -36,6 +37,12 @@ _HIDING = re.compile(
     f"(?:[^\\W\\d]|\\d(?=[{_CONTROL_CHARS}]+[^\\W\\d]))[{_CONTROL_CHARS}]+[\\w=:\"']"
     f"|[=:\"'][{_CONTROL_CHARS}]+\\w|\\d[{_CONTROL_CHARS}]+[=:\"']"
 )
+# A terminal's control sequences (ECMA-48 CSI: ESC "[" or C1's CSI, parameter and intermediate bytes, a final byte):
+# colours, bold, cursor moves. structlog's ConsoleRenderer(colors=True) wraps each key in them
+# ("\x1b[36mpassword\x1b[0m=..."), so the terminal shows "password=..." and no pattern sees it. A match starts only
+# at an escape and stops at the first character no sequence holds: one pass over any text (a redraw's chain of
+# cursor codes too), where reading a sequence as one control made the search for hiding controls quadratic.
+CSI = re.compile("(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]")
 # A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
 # a password, an e-mail or an id (letters, digits, "_-.+/=:@%" and the rest can). See :func:`without_cut_token`.
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=:%~]*")  # what a key, token or URL is made of (non-ASCII text is not)
@@ -192,3 +199,31 @@ def control_readings(text: str) -> tuple[str, str, Any]:
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     kept = np.flatnonzero(~np.isin(points, np.asarray(_CONTROL_POINTS, dtype=np.uint32)))
     return text.translate(_AS_SPACE), text.translate(_AS_NOTHING), kept
+
+
+class TerminalReading:
+    """A text as a terminal shows it: its CSI sequences (:data:`CSI`) taken out, and where each character of that
+    reading is in the text."""
+
+    def __init__(self, text: str) -> None:
+        self._starts: list[int] = [0]  # where each stretch between two sequences starts in the reading...
+        self._at: list[int] = [0]  # ... and in the text
+        parts: list[str] = []
+        pos = 0
+        for found in CSI.finditer(text):
+            parts.append(text[pos : found.start()])
+            self._starts.append(self._starts[-1] + found.start() - pos)
+            self._at.append(found.end())
+            pos = found.end()
+        parts.append(text[pos:])
+        self.text = "".join(parts)
+
+    def offset(self, index: int) -> int:
+        """Where the character ``index`` of the reading is in the text."""
+        stretch = bisect.bisect_right(self._starts, index) - 1
+        return self._at[stretch] + index - self._starts[stretch]
+
+
+def has_terminal_codes(text: str) -> bool:
+    """Whether ``text`` may hold a CSI sequence: two substring tests."""
+    return "\x1b[" in text or "\x9b" in text

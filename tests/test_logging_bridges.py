@@ -178,3 +178,26 @@ def test_attributes_named_like_client_logs_parameters_keep_their_record(client: 
     assert logs["renamed"]["payload"][1]["attributes"]["user"] == "bob"
     assert logs["bound"]["payload"][1]["attributes"]["extra.message"] == "bound text"
     assert logs["plain"]["payload"][1]["attributes"]["extra.self"] == "me"
+
+
+def test_a_colour_rendered_structlog_line_through_stdlib_logging_keeps_no_secret(client: aitrace.Client) -> None:
+    """structlog's ConsoleRenderer(colors=True) into stdlib logging wraps each key in a terminal's colour codes
+    (``\\x1b[36mpassword\\x1b[0m=``): the line a terminal shows as ``password=...`` reached the index in clear."""
+    name = "test.colours"
+    std = logging.getLogger(name)
+    std.addHandler(aitrace.AitraceHandler(client))
+    std.propagate = False
+    log = structlog.wrap_logger(
+        std, processors=[structlog.dev.ConsoleRenderer(colors=True)], wrapper_class=structlog.stdlib.BoundLogger
+    )
+    try:
+        log.warning("db connect", password="Hunter2Secret", host="db")
+        log.warning("login ok", token=None, user="bob")
+        assert client.flush(timeout=30)
+        messages = list(_logs(client, 2))
+    finally:
+        std.handlers.clear()
+    connect = next(m for m in messages if "db connect" in m)
+    assert "\x1b[" in connect and "Hunter2Secret" not in connect and "db" in connect.split("host")[1]
+    kept = next(m for m in messages if "login ok" in m)
+    assert "None" in kept and "bob" in kept  # what a plain line keeps is kept coloured

@@ -967,3 +967,39 @@ def test_the_control_readings_are_the_text_with_each_control_as_a_space_or_taken
         assert spaced == CONTROLS.sub(lambda m: " " * len(m.group()), text)
         assert removed == CONTROLS.sub("", text)
         assert [text[i] for i in offsets] == list(removed)
+
+
+def test_colour_codes_around_a_key_do_not_hide_it() -> None:
+    """Shown by a review: structlog's ConsoleRenderer(colors=True) wraps each key in colour codes
+    (``\\x1b[36mpassword\\x1b[0m=``); a terminal shows ``password=...`` and the password went out. The text is read
+    as a terminal shows it; what a plain line keeps is kept (a review of e07b103, which read a code as a control,
+    found ``auth=ok`` and ``token=None`` redacted)."""
+    r = Redactor()
+    for line in (
+        "\x1b[1mdb connect\x1b[0m \x1b[36mpassword\x1b[0m=\x1b[35mHunter2Secret\x1b[0m",
+        "\x1b[1;34mapi_key\x1b[0m\x1b[1m:\x1b[0m 'Hunter2Secret'",
+        "pass\x1b[1mword=Hunter2Secret",
+        "\x9b36mpassword\x9b0m=Hunter2Secret",
+    ):
+        assert "Hunter2Secret" not in r.scrub(line), line
+    for plain in (
+        "\x1b[1mdb connect\x1b[0m \x1b[36mhost\x1b[0m=\x1b[35mdb\x1b[0m \x1b[36mrows\x1b[0m=\x1b[35m42\x1b[0m",
+        "\x1b[36mauth\x1b[0m=\x1b[35mok\x1b[0m \x1b[36mtoken\x1b[0m=\x1b[35mNone\x1b[0m \x1b[36mpass\x1b[0m: 3 of 4",
+        "Done" + "\x1b[1A\x1b[2K" * 3_000,  # a redraw's chain of cursor codes: read in one pass
+    ):
+        assert r.scrub(plain) == plain
+    assert r.key_action("\x1b[36mpassword\x1b[0m") == 1 and r.key_action("pass\x1b[0mword") == 1
+
+
+def test_the_terminal_reading_is_the_text_without_its_codes_and_maps_back() -> None:
+    import random
+
+    from aitrace.producers.text_reading import CSI, TerminalReading
+
+    rng = random.Random(1)
+    alphabet = ["a", "=", " ", "\x1b[0m", "\x1b[1;34m", "\x1b[", "\x9b2K", "\x1b", "[", "m", "é", "\U0001f600"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        reading = TerminalReading(text)
+        assert reading.text == CSI.sub("", text)
+        assert [text[reading.offset(i)] for i in range(len(reading.text))] == list(reading.text)
