@@ -35,7 +35,7 @@ from aitrace.producers import events as ev
 from aitrace.producers.redact import REDACTED, Redactor
 from aitrace.producers.sampling import TraceSampler, must_keep
 from aitrace.producers.secret_patterns import kept_whole, triggers
-from aitrace.producers.text_reading import has_terminal_codes, hides_in_controls, plain_variant
+from aitrace.producers.text_reading import has_escapes, hides_in_controls, plain_variant, terminal_reading
 from aitrace.schemas.avro_writer import every
 from aitrace.schemas.block_shape import BlockShape
 from aitrace.schemas.data_stats_block import LISTS as HISTOGRAM_LISTS
@@ -219,10 +219,11 @@ class _Redacting:
                 continue
             scanned = _scanned(column)
             joined = "\n".join(scanned)
+            if has_escapes(joined):  # what the redactor scans: the texts as a terminal shows them
+                joined = terminal_reading(joined)
             variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
             quiet = not scanned or not (triggers(joined) or (variant is not None and triggers(variant)))
-            # nor a key word a control or a terminal code hides ("pass\x00word=...", "pass\x1b[1mword=...")
-            if quiet and not hides_in_controls(joined) and not has_terminal_codes(joined):
+            if quiet and not hides_in_controls(joined):  # nor a key word a control hides ("pass\x00word=...")
                 clean[name] = column
         return clean
 

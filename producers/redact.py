@@ -52,14 +52,13 @@ from aitrace.producers.secret_patterns import (
 )
 from aitrace.producers.text_reading import (
     CONTROLS,
-    CSI,
-    TerminalReading,
     control_readings,
-    has_terminal_codes,
+    has_escapes,
     hides_in_controls,
     hiding_control,
     latin_reading,
     plain_variant,
+    terminal_reading,
 )
 
 __all__ = ["REDACTED", "Redactor", "luhn_ok"]
@@ -292,8 +291,8 @@ class Redactor:
                 action = 2
             else:
                 action = 1 if self._secret_key(words) else 0
-                if not action and (hides_in_controls(key) or has_terminal_codes(key)):  # "pass\x00word": glued too
-                    glued = CONTROLS.sub("", CSI.sub("", key))
+                if not action and (hides_in_controls(key) or has_escapes(key)):  # "pass\x00word": glued too
+                    glued = CONTROLS.sub("", terminal_reading(key))
                     action = 1 if self._secret_key(_key_words(latin_reading(plain_variant(glued) or glued))) else 0
             if len(self._key_cache) < 10_000:
                 self._key_cache[key] = action
@@ -345,13 +344,24 @@ class Redactor:
         return hit[0]
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
+        """The text with its secrets replaced. A text holding a terminal's escape sequences is scanned as a terminal
+        shows it (:func:`text_reading.terminal_reading`: ``\\x1b[36mpassword\\x1b[0m=`` reads ``password=``) and,
+        where that shows a secret, sent in that reading, redacted; else scanned as it is, codes and all (a code
+        can split two words a terminal shows glued: ``my\\x1b[0mpassword=...``)."""
+        if has_escapes(text):
+            shown = terminal_reading(text)
+            if shown != text:
+                out = self._scrub_shown(shown, ident, version, found)
+                if out != shown:
+                    return out
+        return self._scrub_shown(text, ident, version, found)
+
+    def _scrub_shown(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         """The text with its secrets replaced; then, where its plain variant (as a reader or a URL decoder sees
         it: ``pass<U+200B>word=...``, ``%3Fpassword%3D...``) shows one more, that variant redacted instead.
 
         The text itself first, so what its own form shows stays redacted whole (``password=a%20b``). Before it, where
         a control character could hide something (``pass\\x00word=...``: :meth:`_behind_controls`), what that hid."""
-        if has_terminal_codes(text):
-            text = self._behind_terminal_codes(text, ident, version, found)
         if not text.isprintable() and hides_in_controls(text):
             text = self._behind_controls(text, ident, version, found)
         out, fired = self._scan(text, ident, version, found)
@@ -392,28 +402,6 @@ class Redactor:
             start, end = int(offsets[a]), int(offsets[b - 1]) + 1
             if kind in keyed and hiding_control(text[start : _key_end(text, start, end)]):
                 spans.append((start, end, kind))
-        return self._redacted(text, spans, ident, found)
-
-    def _behind_terminal_codes(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
-        """``text`` with what its terminal codes hid redacted, the rest (codes included) as it was.
-
-        The text is read as a terminal shows it (:class:`text_reading.TerminalReading`: ``\\x1b[36mpassword\\x1b[0m=``
-        as ``password=``) and what follows a key word there (:attr:`_keyed`) counts where a code sat inside the key
-        (up to its ``=`` or ``:``). Other kinds are left to the usual scan: a terminal also glues the numbers of
-        colour-coded columns into what reads as a card or a phone number. The reading is scanned as text is, so a
-        pair a plain text keeps (``auth=ok``, ``token=None``) is kept coloured too."""
-        if not triggers(CSI.sub("", text)) & _KEYWORD_TRIGGERS:  # no key word to show: a scan would find nothing
-            return text
-        reading = TerminalReading(text)
-        spans = []
-        for a, b, kind in self._spans(reading.text, ident, version):
-            start, end = reading.offset(a), reading.offset(b - 1) + 1
-            if kind in self._keyed and CSI.search(text, start, _key_end(text, start, end)):
-                spans.append((start, end, kind))
-        return self._redacted(text, spans, ident, found)
-
-    def _redacted(self, text: str, spans: list[tuple[int, int, str]], ident: bool, found: list[str] | None) -> str:
-        """``text`` with each of ``spans`` (``(start, end, kind)``, overlaps merged) replaced by its token."""
         if not spans:
             return text
         parts: list[str] = []

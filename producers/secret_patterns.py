@@ -83,7 +83,7 @@ _PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
 # A name, then its value in a field of its own: '{"name": "X-Api-Key", "value": "..."}' (HAR headers, Kubernetes
 # env lists), "- name: DB_PASSWORD\n  value: ..." (their YAML), '{"key": "db.password", "value": {"stringValue":
 # "..."}}' (OpenTelemetry's JSON attributes).
-_NAME_THEN_VALUE = r"[\"']?\s*,?\s*[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
+_NAME_THEN_VALUE = r"[\"']?\s*(?:,\s*)?[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
 _VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]+)"
 
@@ -209,7 +209,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ),
     ("iban", "digits", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
     ("ssn", "digits", r"(?<![\w-])(?!000|666|9\d\d)\d{3}(?:-(?!00)\d{2}-|\s(?!00)\d{2}\s)(?!0000)\d{4}(?![\w-])"),
-    ("ssn", "kv", r"\b(?:ssn|social[ _-]security(?:[ _-]number)?)\b[\"']?\s*[:=#]?\s*[\"']?\d{9}\b"),
+    ("ssn", "kv", r"\b(?:ssn|social[ _-]security(?:[ _-]number)?)\b[\"']?\s*(?:[:=#]\s*)?[\"']?\d{9}\b"),
     ("card", "digits", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
     (
         "ipv4",

@@ -6,7 +6,6 @@ characters, percent-encoding, the escapes of a bytes repr or of JSON held in a J
 
 from __future__ import annotations
 
-import bisect
 import re
 import unicodedata
 import urllib.parse
@@ -37,12 +36,6 @@ _HIDING = re.compile(
     f"(?:[^\\W\\d]|\\d(?=[{_CONTROL_CHARS}]+[^\\W\\d]))[{_CONTROL_CHARS}]+[\\w=:\"']"
     f"|[=:\"'][{_CONTROL_CHARS}]+\\w|\\d[{_CONTROL_CHARS}]+[=:\"']"
 )
-# A terminal's control sequences (ECMA-48 CSI: ESC "[" or C1's CSI, parameter and intermediate bytes, a final byte):
-# colours, bold, cursor moves. structlog's ConsoleRenderer(colors=True) wraps each key in them
-# ("\x1b[36mpassword\x1b[0m=..."), so the terminal shows "password=..." and no pattern sees it. A match starts only
-# at an escape and stops at the first character no sequence holds: one pass over any text (a redraw's chain of
-# cursor codes too), where reading a sequence as one control made the search for hiding controls quadratic.
-CSI = re.compile("(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]")
 # A text cut at a size limit ends inside its last token unless it ends at one of these: what cannot be part of a key,
 # a password, an e-mail or an id (letters, digits, "_-.+/=:@%" and the rest can). See :func:`without_cut_token`.
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.+/=:%~]*")  # what a key, token or URL is made of (non-ASCII text is not)
@@ -201,29 +194,42 @@ def control_readings(text: str) -> tuple[str, str, Any]:
     return text.translate(_AS_SPACE), text.translate(_AS_NOTHING), kept
 
 
-class TerminalReading:
-    """A text as a terminal shows it: its CSI sequences (:data:`CSI`) taken out, and where each character of that
-    reading is in the text."""
-
-    def __init__(self, text: str) -> None:
-        self._starts: list[int] = [0]  # where each stretch between two sequences starts in the reading...
-        self._at: list[int] = [0]  # ... and in the text
-        parts: list[str] = []
-        pos = 0
-        for found in CSI.finditer(text):
-            parts.append(text[pos : found.start()])
-            self._starts.append(self._starts[-1] + found.start() - pos)
-            self._at.append(found.end())
-            pos = found.end()
-        parts.append(text[pos:])
-        self.text = "".join(parts)
-
-    def offset(self, index: int) -> int:
-        """Where the character ``index`` of the reading is in the text."""
-        stretch = bisect.bisect_right(self._starts, index) - 1
-        return self._at[stretch] + index - self._starts[stretch]
+# A terminal's escape sequences (ECMA-48), which it does not show: CSI (ESC "[" or C1's CSI, parameters, a final
+# byte: colours, bold, cursor moves), OSC (ESC "]" ... BEL or ESC "\\": titles, rich's hyperlinks), charset
+# designations (tput sgr0's ESC "(B") and cursor saves. structlog's ConsoleRenderer(colors=True) wraps
+# each key in them ("\x1b[36mpassword\x1b[0m="), rich's highlighter each number ("password: \x1b[1;36m48291377"):
+# the terminal shows "password=...", no pattern saw it, and a value pattern stopped at the ";" of a code. A match
+# starts only at an escape and stops at the first character no sequence holds (an OSC at a line's end): one pass.
+_SGR = re.compile("(?:\x1b\\[|\x9b)[0-9;:]*m")
+# Only the common forms, whose bytes no key or value needs: parameters of digits, ";" and "?", and a final that moves
+# the cursor, erases, sets a mode or saves the cursor ("\x1b=", a keypad mode, is left: the "=" of an assignment).
+_TERMINAL_CODES = re.compile(
+    "(?:\x1b\\[|\x9b)[0-9;?]*(?P<final>[A-HJKSTfhlsu])"
+    "|(?:\x1b\\]|\x9d)(?P<osc>[^\x07\x1b\x9c\n]*)(?:\x07|\x1b\\\\|\x9c)"
+    "|\x1b[()][AB0-2]|\x1b[78]"
+)
+_MOVES = frozenset("ABCDEFGHf")  # cursor moves: the terminal shows a gap or a new line there (an erasure: none)
 
 
-def has_terminal_codes(text: str) -> bool:
-    """Whether ``text`` may hold a CSI sequence: two substring tests."""
-    return "\x1b[" in text or "\x9b" in text
+def _as_shown(found: re.Match[str]) -> str:
+    """What a terminal shows for an escape sequence: a space for a cursor move; an OSC's text, which the terminal
+    hides but the index would hold (a title, a hyperlink's URL), between spaces; nothing for the rest."""
+    if found.group("final") is not None:
+        return " " if found.group("final") in _MOVES else ""
+    payload = found.group("osc")
+    if payload is None:
+        return ""
+    shown = payload.split(";", 2)[2:] if payload.startswith("8;") else payload.split(";", 1)[1:]
+    return f" {shown[0]} " if shown and shown[0] else ""
+
+
+def terminal_reading(text: str) -> str:
+    """``text`` as a terminal shows it: colour codes taken out (one C loop), other escape sequences read as
+    :func:`_as_shown` says."""
+    shown = _SGR.sub("", text)
+    return _TERMINAL_CODES.sub(_as_shown, shown) if has_escapes(shown) else shown
+
+
+def has_escapes(text: str) -> bool:
+    """Whether ``text`` may hold a terminal's escape sequence: three substring tests."""
+    return "\x1b" in text or "\x9b" in text or "\x9d" in text

@@ -265,3 +265,12 @@ def test_interned_texts_are_the_texts_interned(shape: str) -> None:
     old = blocks.optional_interned(blocks.texts(list(column), old_stats))
     assert new == old
     assert new_stats == old_stats
+
+
+def test_a_column_whose_texts_a_terminal_shows_with_a_key_word_is_not_set_aside() -> None:
+    """The one look at a long column reads its texts as a terminal shows them, as the redactor does: a column of
+    "pa\\x1b[0mss\\x1b[0mword=..." holds no key word until its colour codes are taken out."""
+    coloured = [f"pa\x1b[0mss\x1b[0mword=swordfish{chr(97 + i)}" for i in range(blocks._LONG_COLUMN)]
+    plain = [f"\x1b[1mrequest {i} done\x1b[0m" for i in range(blocks._LONG_COLUMN)]
+    clean = blocks._Redacting(Redactor(hash_key="k"), INFERENCE_SHAPE)._clean({"a": coloured, "b": plain}, False)
+    assert sorted(clean) == ["b"]
