@@ -209,6 +209,8 @@ def _key_end(text: str, start: int, end: int) -> int:
 
 # A word character, controls, a word character: where a match that ends at the controls cut a word short.
 _WORD_AT = re.compile(f"\\w{CONTROLS.pattern}\\w")
+_WORD_RUN = re.compile(r"\w{1,256}")
+_SPACE_BEFORE_ASSIGN = re.compile(r"\s+(?=[=:])")
 
 
 class _Marks(list[str]):
@@ -384,10 +386,11 @@ class Redactor:
         Only what follows a key word counts (an assignment, a bearer header, -p/-u flags: :attr:`_keyed`); glued, the
         words or numbers a control separates would read as an e-mail (``git\\x00clone\\x00git@github.com``), a card or
         a phone number (FIX fields: ``34=1080\\x0149=...``). A match of the first reading counts where it takes in a
-        control in its key (up to its first ``=`` or ``:``) and does not end at one inside a word
-        (``auth\\ufff9: hea\\x00lthy`` is no ``auth: hea``); one of the second where a control it took out sat inside
-        the key's words or between them and its ``=`` or ``:`` (:func:`text_reading.hiding_control`). A control in the
-        value only is left to the usual scan: glued, a value takes in the next field (``password=x\\x1fhost=db``).
+        control in its key (up to its first ``=`` or ``:``) and, where it ends at one inside a word, shows a secret
+        with the word glued on too (``auth\\ufff9: hea\\x00lthy`` is no ``auth: hea``: :meth:`_glued_too`); one of
+        the second where a control it took out sat inside the key's words or between them and its ``=`` or ``:``
+        (:func:`text_reading.hiding_control`). A control in the value only is left to the usual scan: glued, a value
+        takes in the next field (``password=x\\x1fhost=db``).
         Their union is redacted in the text itself, mapped back by offsets; the usual scan then runs on that, so
         nothing it found before is lost.
         """
@@ -396,7 +399,9 @@ class Redactor:
         spans = [
             (a, b, kind)
             for a, b, kind in self._spans(spaced, ident, version)
-            if kind in keyed and CONTROLS.search(text, a, _key_end(text, a, b)) and not _WORD_AT.match(text, b - 1)
+            if kind in keyed
+            and CONTROLS.search(text, a, _key_end(text, a, b))
+            and (not _WORD_AT.match(text, b - 1) or self._glued_too(text, spaced, a, b, ident, version))
         ]
         for a, b, kind in self._spans(removed, ident, version):
             start, end = int(offsets[a]), int(offsets[b - 1]) + 1
@@ -415,6 +420,14 @@ class Redactor:
             pos = end
         parts.append(text[pos:])
         return "".join(parts)
+
+    def _glued_too(self, text: str, spaced: str, start: int, end: int, ident: bool, version: bool) -> bool:
+        """Whether a match ``spaced[start:end]`` that ends at controls inside a word still shows a secret with the
+        word's rest glued on: ``--password\\x00Hunter2Secret\\x00verbose`` (NUL-separated argv) is read both ways a
+        secret, ``auth\\ufff9: hea\\x00lthy`` only split (glued, "auth: healthy" is a status)."""
+        rest = _WORD_RUN.match(text, CONTROLS.match(text, end).end())
+        glued = spaced[start:end] + (rest.group() if rest is not None else "")
+        return bool(self._spans(_SPACE_BEFORE_ASSIGN.sub("", glued), ident, version))  # ("auth\ufff9:" as "auth:")
 
     def _spans(self, text: str, ident: bool, version: bool) -> list[tuple[int, int, str]]:
         """``(start, end, kind)`` of what a scan of ``text`` redacts (each replaced by a mark of its own length)."""

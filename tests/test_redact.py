@@ -918,6 +918,7 @@ def test_a_control_character_inside_a_key_word_does_not_hide_it(hidden: str) -> 
         f"secret{hidden}key=Hunter2Secret",
         f"x{hidden}api{hidden}key=Hunter2Secret",
         f"python{hidden}train.py{hidden}--password{hidden}Hunter2Secret{hidden}--epochs{hidden}3",
+        f"python{hidden}train.py{hidden}--password{hidden}Hunter2Secret{hidden}verbose",  # (argv: ends in a word)
     ):
         assert "Hunter2" not in redactor.scrub(text), repr(text)
         assert "Hunter2" not in redactor.scrub(text, ident=True), repr(text)
