@@ -288,13 +288,14 @@ class Redactor:
         action = self._key_cache.get(key)
         if action is None:
             # "ＰＡＳＳＷＯＲＤ", "pass\u200bword", "ΤΟΚΕΝ" (Greek): the word it reads as
-            words = _key_words(latin_reading(plain_variant(key) or key))
+            read = plain_variant(key) or key
+            words = _key_words(latin_reading(read))
             if key.lower() in self.allow or "_".join(words) in self.allow:
                 action = 2
             else:
                 action = 1 if self._secret_key(words) else 0
-                if not action and (hides_in_controls(key) or has_escapes(key)):  # "pass\x00word": glued too
-                    glued = CONTROLS.sub("", terminal_reading(key))
+                if not action and (hides_in_controls(read) or has_escapes(read)):  # "pass\x00word", "pass%00word"
+                    glued = CONTROLS.sub("", terminal_reading(read))
                     action = 1 if self._secret_key(_key_words(latin_reading(plain_variant(glued) or glued))) else 0
             if len(self._key_cache) < 10_000:
                 self._key_cache[key] = action
@@ -371,6 +372,8 @@ class Redactor:
         if variant is None:
             return out
         seen: list[str] = []
+        if not variant.isprintable() and hides_in_controls(variant):  # decoded: "pass%00word=..."
+            variant = self._behind_controls(variant, ident, version, seen)
         plain, _ = self._scan(variant, ident, version, seen)
         if not seen:
             return out

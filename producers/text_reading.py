@@ -17,8 +17,13 @@ from aitrace.producers.secret_patterns import KV_ANY, LITERALS
 # split a key word or a token so no pattern matches ("pass\u200bword=...") while the text reads the same.
 _INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
-    "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f"
+    "\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd]"  # prepended marks: nothing shown in Latin
 )
+# Combining marks left on a Latin letter after NFKC (which composes the accents of French or Vietnamese text), such as
+# overlays ("pass\u0336word") or a mark no letter precomposes with: a reader still reads the word under them. Taken
+# off where that shows a key word (:func:`_unmarked`).
+_MARKS_ON_LATIN = re.compile("(?<=[A-Za-z])[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 # Controls (C0 but tab and line breaks, DEL, C1), interlinear annotation marks and musical formatting characters show
 # nothing either, and are no letters: one inside a key word hides it from every pattern ("pass\x00word=..."). Removed,
 # they glue the words of a key ("secret\x1fkey", "set\x00cookie") and the fields of a protocol that separates with
@@ -81,7 +86,7 @@ def plain_variant(text: str, keywords: bool | None = None) -> str | None:
     if "\\x" in out or "\\u" in out:
         out = _ESCAPES.sub(_unescaped, out)
     if not out.isascii():
-        out = _folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS))))
+        out = _unmarked(_folded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", out.translate(_TAGS)))))
     # Quotes matter to the keyword patterns only: other escaped JSON is not scanned twice (2.5x the cost).
     quotes = '\\"' in out and (keywords if keywords is not None and out == text else KV_ANY.search(out.lower()))
     for _ in range(3 if quotes else 0):
@@ -139,6 +144,13 @@ def _folded(text: str) -> str:
     folded = text.translate(_CONFUSABLES)
     before = len(KV_ANY.findall(text.lower())) + len(LITERALS.findall(text))
     return folded if len(KV_ANY.findall(folded.lower())) + len(LITERALS.findall(folded)) > before else text
+
+
+def _unmarked(text: str) -> str:
+    """``text`` (NFKC) with the combining marks left on its Latin letters taken off, where that shows a key word
+    ("pass\u0336word"); else ``text``: one regex search."""
+    bare = _MARKS_ON_LATIN.sub("", text)
+    return bare if bare != text and KV_ANY.search(bare.lower()) else text
 
 
 def without_cut_token(text: str) -> str:

@@ -1033,3 +1033,32 @@ def test_no_pattern_holds_two_whitespace_runs_that_only_an_optional_character_se
 
     twice = re.compile(r"\\s[*+]\)?(?:\[[^\]]*\]|\\.|[^\\\[(])\?\\s[*+]")
     assert [kind for kind, _, regex in PATTERNS if twice.search(regex)] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pass%00word=Hunter2Secret",  # a control once percent-decoded
+        "next=%2Flogin%3Fpass%00word%3DHunter2Secret",
+        "pass\u0336word=Hunter2Secret",  # combining marks no letter composes with: a struck-through s
+        "p\u0308assword: Hunter2Secret",
+        "to\u20dbken=Hunter2Secret",
+        "pass\u0600word=Hunter2Secret",  # Arabic prepended marks: nothing shown beside Latin letters
+        "pass\u0605word=Hunter2Secret",
+    ],
+)
+def test_marks_and_decoded_controls_inside_a_key_word_do_not_hide_it(text: str) -> None:
+    """Shown by a review (each as at c9fe80f and d71dd26): a key word split by a percent-encoded NUL, a combining mark
+    a reader reads through, or a prepended format mark went out in clear."""
+    redactor = Redactor()
+    assert "Hunter2" not in redactor.scrub(text), text
+    name = text.split("=")[0].split(":")[0].split("%3F")[-1]
+    if "%2F" not in text:
+        assert redactor.key_action(name) == 1, name
+
+
+def test_accented_text_is_not_read_without_its_accents() -> None:
+    """Only marks NFKC leaves on a Latin letter are taken off: French or Vietnamese text keeps its accents."""
+    redactor = Redactor()
+    for text in ("café crème password_policy=strict", "naïve token=None", "Mật khẩu đã đổi", "pas\u0301sword reset"):
+        assert redactor.scrub(text) == text
