@@ -219,11 +219,8 @@ class _Redacting:
                 continue
             scanned = _scanned(column)
             joined = "\n".join(scanned)
-            if has_escapes(joined):  # what the redactor scans: the texts as a terminal shows them
-                joined = terminal_reading(joined)
-            variant = plain_variant(joined)  # what the redactor also scans (full-width, zero-width, %-escapes)
-            quiet = not scanned or not (triggers(joined) or (variant is not None and triggers(variant)))
-            if quiet and not hides_in_controls(joined):  # nor a key word a control hides ("pass\x00word=...")
+            # what the redactor scans: the texts as they are and, where they hold a terminal's codes, as it shows them
+            if not scanned or (_quiet(joined) and (not has_escapes(joined) or _quiet(terminal_reading(joined)))):
                 clean[name] = column
         return clean
 
@@ -235,6 +232,13 @@ class _Redacting:
             if len(redacted) == len(column) and all(r == REDACTED for r in redacted):
                 after[name] = [_kept(b, r) for b, r in zip(column, redacted, strict=True)]
                 self.redactor.counts["field"] -= sum(1 for r in after[name] if r != REDACTED)
+
+
+def _quiet(joined: str) -> bool:
+    """Whether no pattern's trigger fires on ``joined`` or its plain variant (full-width, zero-width, %-escapes), and no
+    control hides a key word in it ("pass\\x00word=...")."""
+    variant = plain_variant(joined)
+    return not (triggers(joined) or (variant is not None and triggers(variant)) or hides_in_controls(joined))
 
 
 def _scanned(column: list[str | None]) -> list[str]:

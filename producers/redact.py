@@ -51,6 +51,7 @@ from aitrace.producers.secret_patterns import (
     without_hex_ids,
 )
 from aitrace.producers.text_reading import (
+    CODE_MARK,
     CONTROLS,
     control_readings,
     has_escapes,
@@ -348,15 +349,15 @@ class Redactor:
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         """The text with its secrets replaced. A text holding a terminal's escape sequences is scanned as a terminal
-        shows it (:func:`text_reading.terminal_reading`: ``\\x1b[36mpassword\\x1b[0m=`` reads ``password=``) and,
-        where that shows a secret, sent in that reading, redacted; else scanned as it is, codes and all (a code
-        can split two words a terminal shows glued: ``my\\x1b[0mpassword=...``)."""
+        shows it (:func:`text_reading.terminal_reading`: ``\\x1b[36mpassword\\x1b[0m=`` reads ``password=``, each
+        code a boundary and, in the plain variant, nothing) and, where that shows a secret, sent in that reading,
+        redacted; else as it was, codes and all. Scanned as it is, a code's own characters read as a value
+        (``token: \\x1b[3;35mNone`` as ``token: \\x1b[3``)."""
         if has_escapes(text):
             shown = terminal_reading(text)
             if shown != text:
                 out = self._scrub_shown(shown, ident, version, found)
-                if out != shown:
-                    return out
+                return text if out == shown else out.replace(CODE_MARK, "")
         return self._scrub_shown(text, ident, version, found)
 
     def _scrub_shown(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:

@@ -121,13 +121,15 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "private_key",
         "begin",
-        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:(?:(?!-----BEGIN)[\s\S])*?-----END[A-Z0-9 ]*PRIVATE KEY"
+        r"(?: BLOCK)?-----"
         r"|(?:[A-Za-z0-9+/=\s]|\\[nr]|[A-Za-z-]+: [^\n]*\n)*)",
     ),
     (
         "private_key",
         "begin",
-        r"PuTTY-User-Key-File-\d: [\s\S]*?Private-Lines: \d+(?:\s|\\n)+(?:[A-Za-z0-9+/=]+(?:\s|\\n)*)+",
+        r"PuTTY-User-Key-File-\d: (?:(?!PuTTY-User-Key-File)[\s\S])*?Private-Lines: \d+(?:\s|\\n)+"
+        r"(?:[A-Za-z0-9+/=]+(?:\s|\\n)*)+",
     ),
     # Credentials in a URL's user-info whose password holds "/", "?" or "#" (a generated base64 one:
     # "admin:Xq8v/R2m+K@db"), which ends the authority for a URL parser but not for a reader, and "@" before them
@@ -139,11 +141,11 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "url_credentials",
         "url",
-        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#][^\s\"'<>]*"
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>:]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#][^\s\"'<>]*"
         r"(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
     ),
     # ... and the others (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
-    ("url_credentials", "url", r"(?<=://)[^\s/?#@\"'<>]*[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
+    ("url_credentials", "url", r"(?<=://)[^\s/?#\"'<>]*(?=@[^\s@/?#\"'<>]+)"),
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
@@ -210,7 +212,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("iban", "digits", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
     ("ssn", "digits", r"(?<![\w-])(?!000|666|9\d\d)\d{3}(?:-(?!00)\d{2}-|\s(?!00)\d{2}\s)(?!0000)\d{4}(?![\w-])"),
     ("ssn", "kv", r"\b(?:ssn|social[ _-]security(?:[ _-]number)?)\b[\"']?\s*(?:[:=#]\s*)?[\"']?\d{9}\b"),
-    ("card", "digits", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?![\d.])"),
+    ("card", "digits", r"(?<![\d.])[2-6]\d(?:[ -]?\d){11,17}(?!\d|\.\d)"),
     (
         "ipv4",
         "ip",
@@ -221,7 +223,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("phone", "digits", r"(?<![\w(])\(\d{3}\)\s?\d{3}[ .-]\d{4}(?!\d)|(?<![\w.-])\d{3}[.-]\d{3}[.-]\d{4}(?![\w.-])"),
     # No upper bound: an AWS session token (400-1,000 characters) or a SAML response is one run; a bound made
     # the lookarounds reject the whole run, so a long secret went through where a short one did not.
-    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])"),
+    ("high_entropy", "long", r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=-]|\.[\w+/=-])"),
 ]
 
 

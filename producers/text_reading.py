@@ -206,42 +206,49 @@ def control_readings(text: str) -> tuple[str, str, Any]:
     return text.translate(_AS_SPACE), text.translate(_AS_NOTHING), kept
 
 
-# A terminal's escape sequences (ECMA-48), which it does not show: CSI (ESC "[" or C1's CSI, parameters, a final
-# byte: colours, bold, cursor moves), OSC (ESC "]" ... BEL or ESC "\\": titles, rich's hyperlinks), charset
-# designations (tput sgr0's ESC "(B") and cursor saves. structlog's ConsoleRenderer(colors=True) wraps
-# each key in them ("\x1b[36mpassword\x1b[0m="), rich's highlighter each number ("password: \x1b[1;36m48291377"):
-# the terminal shows "password=...", no pattern saw it, and a value pattern stopped at the ";" of a code. A match
-# starts only at an escape and stops at the first character no sequence holds (an OSC at a line's end): one pass.
-_SGR = re.compile("(?:\x1b\\[|\x9b)[0-9;:]*m")
-# Only the common forms, whose bytes no key or value needs: parameters of digits, ";" and "?", and a final that moves
-# the cursor, erases, sets a mode or saves the cursor ("\x1b=", a keypad mode, is left: the "=" of an assignment).
+# A terminal's escape sequences (ECMA-48), which it does not show: CSI (ESC "[", parameters, a final byte: colours,
+# bold, cursor moves), OSC (ESC "]" ... BEL or ESC "\\": titles, rich's hyperlinks), charset designations (tput
+# sgr0's ESC "(B") and cursor saves. structlog's ConsoleRenderer(colors=True) wraps each key in them
+# ("\x1b[36mpassword\x1b[0m="), rich's highlighter each number ("password: \x1b[1;36m48291377"): the terminal shows
+# "password=...", no pattern saw it, and a value pattern stopped at the ";" of a code. Only 7-bit forms: the C1 bytes
+# of the 8-bit ones (0x9b, 0x9d) are what UTF-8 text decoded as Latin-1 holds, and read as codes they ate its
+# letters. Only the common forms, whose bytes no key or value needs: parameters of digits, ";" and "?" ("\x1b=", a
+# keypad mode, is left: the "=" of an assignment). A match starts only at an escape and stops at the first character
+# no sequence holds (an OSC at a line's end): one pass.
+_SGR = re.compile("\x1b\\[[0-9;:]*m")
 _TERMINAL_CODES = re.compile(
-    "(?:\x1b\\[|\x9b)[0-9;?]*(?P<final>[A-HJKSTfhlsu])"
-    "|(?:\x1b\\]|\x9d)(?P<osc>[^\x07\x1b\x9c\n]*)(?:\x07|\x1b\\\\|\x9c)"
-    "|\x1b[()][AB0-2]|\x1b[78]"
+    "\x1b\\[[0-9;?]*(?P<final>[A-HJKSTfhlsu])|\x1b\\](?P<osc>[^\x07\x1b\n]*)(?:\x07|\x1b\\\\)|\x1b[()][AB0-2]|\x1b[78]"
 )
-_MOVES = frozenset("ABCDEFGHf")  # cursor moves: the terminal shows a gap or a new line there (an erasure: none)
+CODE_MARK = "\u2063"  # INVISIBLE SEPARATOR: what a code reads as (plain_variant takes it out, as every invisible)
+# A boundary matters inside what could be one token (letters, digits, "-.+/@#%~&?_"): "123-45-6789\x1b[Kx" is no
+# "6789x", "bob@example.com\x1b[0m-x" no "com-x". Beside a space, a quote, a bracket, "=" or ":", which bound tokens
+# already, a code reads as nothing ("token=\x1b[35mNone" as "token=None", not a value that starts with a separator).
+# Possessive: a run of codes is not tried again at each of its starts.
+_TOKEN_CHAR = "[\\w\\-.+/@#%~&?]"
+_LONE_MARKS = re.compile(f"(?<!{_TOKEN_CHAR}){CODE_MARK}++|{CODE_MARK}++(?!{_TOKEN_CHAR})")
+_LINE_MOVES = frozenset("ABEF")  # the cursor up or down a line: the terminal shows the text after it on another
 
 
 def _as_shown(found: re.Match[str]) -> str:
-    """What a terminal shows for an escape sequence: a space for a cursor move; an OSC's text, which the terminal
-    hides but the index would hold (a title, a hyperlink's URL), between spaces; nothing for the rest."""
-    if found.group("final") is not None:
-        return " " if found.group("final") in _MOVES else ""
-    payload = found.group("osc")
-    if payload is None:
-        return ""
-    shown = payload.split(";", 2)[2:] if payload.startswith("8;") else payload.split(";", 1)[1:]
-    return f" {shown[0]} " if shown and shown[0] else ""
+    final = found.group("final")
+    if final is not None:
+        return "\n" if final in _LINE_MOVES else CODE_MARK
+    payload = found.group("osc")  # (a hyperlink's end, "8;;", holds nothing: rich puts one between a key and its "=")
+    return CODE_MARK if payload is None or payload == "8;;" else f"{CODE_MARK}{payload}{CODE_MARK}"
 
 
 def terminal_reading(text: str) -> str:
-    """``text`` as a terminal shows it: colour codes taken out (one C loop), other escape sequences read as
-    :func:`_as_shown` says."""
-    shown = _SGR.sub("", text)
-    return _TERMINAL_CODES.sub(_as_shown, shown) if has_escapes(shown) else shown
+    """``text`` as a terminal shows it, for the redactor: a code inside what could be a token an invisible separator
+    (:data:`CODE_MARK`), so a pattern sees a boundary where the code was ("123-45-6789\x1b[Kx") and the plain
+    variant, which takes invisible characters out, the words a code split glued ("pass\x1b[1mword"); other codes
+    nothing; a cursor move to another line a line break; an OSC's payload (a title, a hyperlink's URL), hidden on the
+    terminal but held by the index, kept as text. Colour codes in one C loop."""
+    shown = _SGR.sub(CODE_MARK, text)
+    if "\x1b" in shown:
+        shown = _TERMINAL_CODES.sub(_as_shown, shown)
+    return _LONE_MARKS.sub("", shown)
 
 
 def has_escapes(text: str) -> bool:
-    """Whether ``text`` may hold a terminal's escape sequence: three substring tests."""
-    return "\x1b" in text or "\x9b" in text or "\x9d" in text
+    """Whether ``text`` may hold a terminal's escape sequence."""
+    return "\x1b" in text

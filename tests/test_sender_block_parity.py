@@ -270,7 +270,13 @@ def test_interned_texts_are_the_texts_interned(shape: str) -> None:
 def test_a_column_whose_texts_a_terminal_shows_with_a_key_word_is_not_set_aside() -> None:
     """The one look at a long column reads its texts as a terminal shows them, as the redactor does: a column of
     "pa\\x1b[0mss\\x1b[0mword=..." holds no key word until its colour codes are taken out."""
-    coloured = [f"pa\x1b[0mss\x1b[0mword=swordfish{chr(97 + i)}" for i in range(blocks._LONG_COLUMN)]
-    plain = [f"\x1b[1mrequest {i} done\x1b[0m" for i in range(blocks._LONG_COLUMN)]
-    clean = blocks._Redacting(Redactor(hash_key="k"), INFERENCE_SHAPE)._clean({"a": coloured, "b": plain}, False)
-    assert sorted(clean) == ["b"]
+    n = blocks._LONG_COLUMN
+    columns = {
+        "glued": [f"pa\x1b[0mss\x1b[0mword=swordfish{chr(97 + i)}" for i in range(n)],
+        # (a review of a170d12: read alone, a reading that dropped text set these aside)
+        "osc": [f"row {i} \x1b]8;id=ghp_{'A' * 36};https://x\x1b\\link\x1b]8;;\x1b\\" for i in range(n)],
+        "latin-1": [f"שלום password=Hunter2Secret{i} שלום".encode().decode("latin-1") for i in range(n)],
+        "plain": [f"\x1b[1mrequest {i} done\x1b[0m" for i in range(n)],
+    }
+    clean = blocks._Redacting(Redactor(hash_key="k"), INFERENCE_SHAPE)._clean(columns, False)
+    assert sorted(clean) == ["plain"]
