@@ -51,7 +51,6 @@ from aitrace.producers.secret_patterns import (
     without_hex_ids,
 )
 from aitrace.producers.text_reading import (
-    CODE_MARK,
     CONTROLS,
     control_readings,
     has_escapes,
@@ -349,15 +348,14 @@ class Redactor:
 
     def _scrub(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
         """The text with its secrets replaced. A text holding a terminal's escape sequences is scanned as a terminal
-        shows it (:func:`text_reading.terminal_reading`: ``\\x1b[36mpassword\\x1b[0m=`` reads ``password=``, each
-        code a boundary and, in the plain variant, nothing) and, where that shows a secret, sent in that reading,
-        redacted; else as it was, codes and all. Scanned as it is, a code's own characters read as a value
-        (``token: \\x1b[3;35mNone`` as ``token: \\x1b[3``)."""
+        shows it (:func:`text_reading.terminal_reading`: ``\\x1b[36mpassword\\x1b[0m=`` reads ``password=``) and,
+        where that shows a secret, sent in that reading, redacted; else as it was, codes and all. Scanned as it is,
+        a code's own characters read as a value (``token: \\x1b[3;35mNone`` as ``token: \\x1b[3``)."""
         if has_escapes(text):
             shown = terminal_reading(text)
             if shown != text:
                 out = self._scrub_shown(shown, ident, version, found)
-                return text if out == shown else out.replace(CODE_MARK, "")
+                return text if out == shown else out
         return self._scrub_shown(text, ident, version, found)
 
     def _scrub_shown(self, text: str, ident: bool, version: bool, found: list[str] | None) -> str:
@@ -429,7 +427,8 @@ class Redactor:
         """Whether a match ``spaced[start:end]`` that ends at controls inside a word still shows a secret with the
         word's rest glued on: ``--password\\x00Hunter2Secret\\x00verbose`` (NUL-separated argv) is read both ways a
         secret, ``auth\\ufff9: hea\\x00lthy`` only split (glued, "auth: healthy" is a status)."""
-        rest = _WORD_RUN.match(text, CONTROLS.match(text, end).end())
+        controls = CONTROLS.match(text, end)  # (they are there: the match ends at them)
+        rest = _WORD_RUN.match(text, controls.end() if controls is not None else end)
         glued = spaced[start:end] + (rest.group() if rest is not None else "")
         return bool(self._spans(_SPACE_BEFORE_ASSIGN.sub("", glued), ident, version))  # ("auth\ufff9:" as "auth:")
 

@@ -212,41 +212,33 @@ def control_readings(text: str) -> tuple[str, str, Any]:
 # ("\x1b[36mpassword\x1b[0m="), rich's highlighter each number ("password: \x1b[1;36m48291377"): the terminal shows
 # "password=...", no pattern saw it, and a value pattern stopped at the ";" of a code. Only 7-bit forms: the C1 bytes
 # of the 8-bit ones (0x9b, 0x9d) are what UTF-8 text decoded as Latin-1 holds, and read as codes they ate its
-# letters. Only the common forms, whose bytes no key or value needs: parameters of digits, ";" and "?" ("\x1b=", a
-# keypad mode, is left: the "=" of an assignment). A match starts only at an escape and stops at the first character
-# no sequence holds (an OSC at a line's end): one pass.
-_SGR = re.compile("\x1b\\[[0-9;:]*m")
+# letters. Only the common forms, whose bytes no key or value needs: parameters of 3 or 4 digits (no card number is
+# a code), ";" and "?" ("\x1b=", a keypad mode, is left: the "=" of an assignment). A match starts only at an escape
+# and stops at the first character no sequence holds (an OSC at a line's end): one pass.
+_SGR = re.compile("\x1b\\[\\d{0,3}(?:[;:]\\d{0,3}){0,31}m")
 _TERMINAL_CODES = re.compile(
-    "\x1b\\[[0-9;?]*(?P<final>[A-HJKSTfhlsu])|\x1b\\](?P<osc>[^\x07\x1b\n]*)(?:\x07|\x1b\\\\)|\x1b[()][AB0-2]|\x1b[78]"
+    "\x1b\\[\\??\\d{0,4}(?:;\\d{0,4}){0,3}[A-HJKSTfhlsu]|\x1b\\](?P<osc>[^\x07\x1b\n]*)(?:\x07|\x1b\\\\)|\x1b[()][AB0-2]|\x1b[78]"
 )
-CODE_MARK = "\u2063"  # INVISIBLE SEPARATOR: what a code reads as (plain_variant takes it out, as every invisible)
-# A boundary matters inside what could be one token (letters, digits, "-.+/@#%~&?_"): "123-45-6789\x1b[Kx" is no
-# "6789x", "bob@example.com\x1b[0m-x" no "com-x". Beside a space, a quote, a bracket, "=" or ":", which bound tokens
-# already, a code reads as nothing ("token=\x1b[35mNone" as "token=None", not a value that starts with a separator).
-# Possessive: a run of codes is not tried again at each of its starts.
-_TOKEN_CHAR = "[\\w\\-.+/@#%~&?]"
-_LONE_MARKS = re.compile(f"(?<!{_TOKEN_CHAR}){CODE_MARK}++|{CODE_MARK}++(?!{_TOKEN_CHAR})")
-_LINE_MOVES = frozenset("ABEF")  # the cursor up or down a line: the terminal shows the text after it on another
-
-
-def _as_shown(found: re.Match[str]) -> str:
-    final = found.group("final")
-    if final is not None:
-        return "\n" if final in _LINE_MOVES else CODE_MARK
-    payload = found.group("osc")  # (a hyperlink's end, "8;;", holds nothing: rich puts one between a key and its "=")
-    return CODE_MARK if payload is None or payload == "8;;" else f"{CODE_MARK}{payload}{CODE_MARK}"
 
 
 def terminal_reading(text: str) -> str:
-    """``text`` as a terminal shows it, for the redactor: a code inside what could be a token an invisible separator
-    (:data:`CODE_MARK`), so a pattern sees a boundary where the code was ("123-45-6789\x1b[Kx") and the plain
-    variant, which takes invisible characters out, the words a code split glued ("pass\x1b[1mword"); other codes
-    nothing; a cursor move to another line a line break; an OSC's payload (a title, a hyperlink's URL), hidden on the
-    terminal but held by the index, kept as text. Colour codes in one C loop."""
-    shown = _SGR.sub(CODE_MARK, text)
-    if "\x1b" in shown:
-        shown = _TERMINAL_CODES.sub(_as_shown, shown)
-    return _LONE_MARKS.sub("", shown)
+    """``text`` as a terminal shows it, for the redactor: its codes taken out (colour codes in one C loop), and the
+    payloads of its OSC sequences (a title, a hyperlink's URL), which the terminal hides but the index would hold,
+    each on a line of its own after it. A code read as a boundary instead made rich's highlighted versions
+    (``cudnn_\\x1b[1;92m8.9.2.26``) IP addresses and, beside a link's text, a card number part of another."""
+    shown = _SGR.sub("", text)
+    if "\x1b" not in shown:
+        return shown
+    payloads: list[str] = []
+
+    def hidden(found: re.Match[str]) -> str:
+        payload = found.group("osc")
+        if payload and payload != "8;;":  # (a hyperlink's end holds nothing)
+            payloads.append(payload)
+        return ""
+
+    shown = _TERMINAL_CODES.sub(hidden, shown)
+    return "\n".join([shown, *payloads])
 
 
 def has_escapes(text: str) -> bool:

@@ -988,7 +988,12 @@ def test_the_control_readings_are_the_text_with_each_control_as_a_space_or_taken
         "password=Hunter\x1b[1C2Secret",  # a cursor move inside a value (a review: the value was cut at a space)
         # a second secret on the line (a review of a170d12: the reading alone glued the code's boundary away)
         "Charged bob@example.com card \x1b[1;36m4111111111111111\x1b[0m. password=Hunter2Secret",
-        "ssn 123-45-6789\x1b[Kx bob@example.com password=Hunter2Secret",
+        "ssn 123-45-6789 bob@example.com \x1b[1mpassword\x1b[0m=Hunter2Secret",
+        # a link's text beside a number (a review of fd3bc30: read inline, its "8;id=" made the card another number)
+        "charged card \x1b[1;36m4111111111111111\x1b[0m \x1b]8;id=1;file:///app/x.py\x1b\\x.py\x1b]8;;\x1b\\",
+        "password=\x1b]8;id=1;https://vault.example/s/1\x1b\\Hunter2Secret\x1b]8;;\x1b\\ host=db",
+        "db_pass: Fq\x1b[1AZfWe7ihGyiR",  # a cursor move inside a token (read as a line break, it split it)
+        "x \x1b[4111111111111111m y",  # no code: read as one, the text went out unscanned
         "token=Hunter2Secret card " + " ".join(["\x1b[1;36m4111\x1b[0m"] + ["\x1b[1;36m1111\x1b[0m"] * 3) + ".",
     ],
 )
@@ -997,7 +1002,7 @@ def test_a_terminal_s_escape_codes_do_not_hide_a_secret(line: str) -> None:
     (``\\x1b[36mpassword\\x1b[0m=``), rich's highlighter each number; a terminal shows ``password=...`` and the
     secret went out. A text is read as a terminal shows it, and sent in that reading where it shows a secret."""
     out = Redactor().scrub(line)
-    for secret in ("Hunter", "2Secret", "48291377", "123456789", "123-45-6789", "4111", "bob@"):
+    for secret in ("Hunter", "2Secret", "48291377", "123456789", "123-45-6789", "4111", "bob@", "ZfWe7"):
         assert secret not in out, out
 
 
@@ -1007,7 +1012,8 @@ def test_a_terminal_s_escape_codes_do_not_hide_a_secret(line: str) -> None:
         "\x1b[1mdb connect\x1b[0m \x1b[36mhost\x1b[0m=\x1b[35mdb\x1b[0m \x1b[36mrows\x1b[0m=\x1b[35m42\x1b[0m",
         "\x1b[36mauth\x1b[0m=\x1b[35mok\x1b[0m \x1b[36mtoken\x1b[0m=\x1b[35mNone\x1b[0m \x1b[36mpass\x1b[0m: 3 of 4",
         "token: \x1b[3;35mNone\x1b[0m auth=\x1b[35mok\x1b[0m",  # rich: "[REDACTED];35mNone" at d71dd26
-        "bypass\x1b[1A\x1b[2Kword=Zq9xT2vLm8",  # a line change
+        "libcudnn8-dev_\x1b[1;92m8.9.2.26\x1b[0m-1+cuda12.1",  # rich's highlighted version: no IP address
+        "Saved 4539578763621486.json",  # a file name
         "Done" + "\x1b[1A\x1b[2K" * 3_000,  # a redraw's chain of cursor codes: read in one pass
         "\x1b[" + "0;" * 5_000,  # no final byte: no code
         # UTF-8 decoded as Latin-1 holds C1's CSI and OSC bytes: no codes (a review: they ate Hebrew and Czech letters)
@@ -1021,17 +1027,15 @@ def test_what_a_plain_line_keeps_is_kept_coloured(line: str) -> None:
 
 
 def test_the_terminal_reading() -> None:
-    """Each code a boundary a pattern sees and the plain variant takes out (U+2063); C1's 8-bit forms are no codes:
+    """Codes taken out; an OSC's payload, which the index holds, on a line of its own; C1's 8-bit forms are no codes:
     UTF-8 text decoded as Latin-1 holds their bytes (a review: Hebrew and Czech text lost letters)."""
-    from aitrace.producers.text_reading import CODE_MARK as M
     from aitrace.producers.text_reading import terminal_reading
 
-    assert terminal_reading("\x1b[1;36mpass\x1b[0mword") == f"pass{M}word"  # a boundary between letters only
-    assert terminal_reading("\x1b[36mtoken\x1b[0m=\x1b[35mNone\x1b[0m") == "token=None"
-    assert terminal_reading("a\x1b[2Cb\x1b[1Ac\x1b[Kd\x1b[?25le") == f"a{M}b\nc{M}d{M}e"  # a line move: a line break
-    assert terminal_reading("\x1b]8;id=1;https://x/y\x1b\\link\x1b]8;;\x1b\\.") == f"8;id=1;https://x/y{M}link{M}."
-    assert terminal_reading("\x1b]0;my title\x07") == "0;my title"  # an OSC's payload: the index holds it
-    assert terminal_reading("\x1b(Bx\x1b7y\x1b8z") == f"x{M}y{M}z"  # a charset, cursor saves
+    assert terminal_reading("\x1b[1;36mpass\x1b[0mword") == "password"
+    assert terminal_reading("a\x1b[2Cb\x1b[1Ac\x1b[Kd\x1b[?25le") == "abcde"
+    assert terminal_reading("see \x1b]8;id=1;https://x/y\x1b\\link\x1b]8;;\x1b\\.") == "see link.\n8;id=1;https://x/y"
+    assert terminal_reading("\x1b]0;my title\x07done") == "done\n0;my title"
+    assert terminal_reading("\x1b(Bx\x1b7y\x1b8z") == "xyz"  # a charset, cursor saves
     kept = ("\x1b[", "\x1b[12;", "\x1b]0;title\nnext\x07", "\x1b", "\x1b=", "\x1b[=H", "\x9b36mx\x9d0;t\x9c", "plain")
     for text in kept:
         assert terminal_reading(text) == text
