@@ -13,7 +13,7 @@ hex-identifier fast paths of ``secret_patterns`` turned off: the baseline, in th
 ``--against REV`` instead compares ``Redactor.scrub`` of this tree with that of a git revision
 (its ``redact.py`` and ``secret_patterns.py`` loaded beside) on fresh texts of a few shapes (plain
 ASCII log lines, keyword lines, prose, a Cookie header, Cyrillic and Greek lines, URLs, JSON held in
-a JSON string): old and new alternate run by run, thread CPU time, medians.
+a JSON string, colour-coded lines): old and new alternate run by run, thread CPU time, medians.
 """
 
 from __future__ import annotations
@@ -180,6 +180,11 @@ TEXT_SHAPES: dict[str, Callable[[int], str]] = {
     "URL": lambda i: f"GET https://api.example.com/v1/items/{i}?page=2",
     "URL with credentials": lambda i: f"connect postgres://app:p@ss/w{i}rd@db.example:5432/app",
     "JSON in a JSON string": lambda i: f'{{"body":"{{\\"step\\":{i},\\"loss\\":0.{i % 97:02d},\\"ok\\":1}}"}}',
+    # structlog's ConsoleRenderer(colors=True) and rich's highlighter, through stdlib logging
+    "coloured, no key word": lambda i: f"\x1b[1mstep {i} done\x1b[0m \x1b[36mrows\x1b[0m=\x1b[35m{i}\x1b[0m",
+    "coloured, token=None": lambda i: f"\x1b[1mlogin {i}\x1b[0m \x1b[36mtoken\x1b[0m=\x1b[35mNone\x1b[0m",
+    "coloured, a password": lambda i: f"\x1b[1mdb {i}\x1b[0m \x1b[36mpassword\x1b[0m=\x1b[35mhunter{i}\x1b[0m",
+    "rich, a highlighted number": lambda i: f"epoch \x1b[1;36m{i}\x1b[0m loss \x1b[1;36m0.{i % 97:02d}\x1b[0m",
 }
 
 
