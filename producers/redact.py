@@ -161,6 +161,10 @@ IDENTIFIER_FIELDS = frozenset(
     }
 )
 _SCALARS = frozenset({int, float, bool})
+# A bare value (secret_patterns' _VALUE) is matched 512 characters at most: unbounded, every key word a check refused
+# took its value to the end of the text again ("xtoken=" * 20,000: 12.8 s). Once accepted, it is taken whole.
+_BARE_VALUE_AT = re.compile("[^\\s\"',;&)}\\]]")
+_BARE_VALUE_RUN = re.compile("[^\\s\"',;&)}\\]]*")
 _CACHE_MAX = 20_000
 _CACHE_LEN = 256
 _BARE_VERSION = re.compile(r"\s*v?[\d.]+(?:[-+~][\w.+~-]*)?\s*")
@@ -304,17 +308,20 @@ class Redactor:
     def _secret_key(self, words: list[str]) -> bool:
         """A secret word (or pair, or glued word: ``pgpassword``) followed by nothing or by tails (``password_hash``,
         ``password_confirm``); not ``token_count``."""
+        tails = len(words)  # where the run of tail words that ends the key starts (a slice a word: quadratic)
+        while tails and words[tails - 1] in _SECRET_TAILS:
+            tails -= 1
         for i, word in enumerate(words):
             pair = "_".join(words[i : i + 2])
             if pair in self.deny_names:
-                rest = words[i + 2 :]
+                rest = i + 2
             elif word == "pin" and i and hardware_pin(words[i - 1]):
                 continue  # cpu_pin, numa_pin: a pinning to cores or nodes, not a PIN
             elif word in self.deny_words or glued_secret(word):  # PGPASSWORD, password1, apitoken, JSESSIONID
-                rest = words[i + 1 :]
+                rest = i + 1
             else:
                 continue
-            if all(w in _SECRET_TAILS for w in rest):
+            if rest >= tails:
                 return True
         return False
 
@@ -515,6 +522,12 @@ class Redactor:
                 continue  # {"cudnn": "8.9.2.26"}: a version field holding only a version
             check = self._validators[i]
             if check is None or check(text[start:end], text, start):
+                if (
+                    kind == "secret_assignment"
+                    and _BARE_VALUE_AT.match(text, end - 1)
+                    and _BARE_VALUE_AT.match(text, end)
+                ):
+                    end = _BARE_VALUE_RUN.match(text, end).end()  # a value past the pattern's 512: taken whole
                 return kind, end
         return None
 
@@ -566,7 +579,8 @@ class Redactor:
         if kind is dict:
             return self.mapping(value, ident_values=ident, version=version)
         if kind is list:
-            if not value or type(value[0]) in _SCALARS:  # Avro arrays are typed: a numeric column
+            # a numeric column (Avro arrays are typed); a JSON list mixes ([1, "password=..."] went out whole)
+            if not value or (type(value[0]) in _SCALARS and _SCALARS.issuperset(map(type, value))):
                 return value
             return [self.value(v, ident, version) for v in value]
         if kind is tuple and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):

@@ -85,7 +85,7 @@ _PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
 # "..."}}' (OpenTelemetry's JSON attributes).
 _NAME_THEN_VALUE = r"[\"']?\s*(?:,\s*)?[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
 # A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
-_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]+)"
+_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{1,512})"
 
 STATUS_WORDS = _words(
     "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
@@ -141,7 +141,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "url_credentials",
         "url",
-        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>:]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#][^\s\"'<>]*"
+        r"(?<=://)(?!\[REDACTED)[^\s/?#@\"'<>:]*:(?!\d{1,5}[/?#])[^\s/?#@\"'<>]*(?:@[^\s/?#@.:\"'<>]*)*[/?#](?:(?!://)[^\s\"'<>])*"
         r"(?=@[A-Za-z0-9.-]+(?![^\s:/?#\"'<>]))",
     ),
     # ... and the others (mysql://u:p@h, redis://:p@h, https://token@h); the host stays.
@@ -149,7 +149,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
-    ("jwt", "lit", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+    ("jwt", "lit", r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
     ("openai_key", "lit", r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     ("stripe_key", "lit", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9+/=]{24,}"),
     ("github_token", "lit", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}"),
@@ -190,7 +190,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "secret_assignment",
         "kv",
-        r"cookie:[ \t]*(?:[^\s=;,\"]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+"
+        r"cookie:[ \t]*(?:[^\s=;,\":]+[ \t]*=[ \t]*[^\s;\"]{0,4096}(?:[ \t]*;[ \t]*|[ \t]+)?)+"
         rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
         rf"|{_KEY}(?:[\"']?(?:\s*[:=：＝]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
@@ -356,9 +356,13 @@ def _class(ch: str) -> int:
 
 # A segment that reads as a word, a camel-cased name, a number with a unit or a version ("Llama", "MiniLM",
 # "patch16", "8B", "v0"); random text seldom makes one longer than a few characters.
-_WORDISH = re.compile(
-    r"(?:[A-Z][a-z]+|[A-Z]{2,5}|[a-z]{2,})+(?:[A-Z]?\d+[A-Za-z]?)?|\d+[A-Za-z]{0,2}|[A-Za-z]\d{0,3}[A-Za-z]?|v\d+"
-)
+# As one regex, (?:[A-Z][a-z]+|[A-Z]{2,5}|[a-z]{2,})+(?:[A-Z]?\d+[A-Za-z]?)?|..., it tried every way to cut a run of
+# capitals into pieces before failing: 47 characters ("A" * 42 + "1aa-x", a 47-byte body) took 8 s. The same
+# language, decided run by run (:func:`_wordish`).
+_WORD_TAIL = re.compile(r"[A-Z]?\d+[A-Za-z]?")
+_SHORT_WORDISH = re.compile(r"\d+[A-Za-z]{0,2}|[A-Za-z]\d{0,3}[A-Za-z]?|v\d+")
+_CASE_RUNS = re.compile(r"[A-Z]+|[a-z]+")
+_DIGIT = re.compile(r"\d")
 _CAMEL_WORD = re.compile(r"[A-Z][a-z]{2,}|[a-z]{3,}")
 
 
@@ -369,8 +373,39 @@ def _wordy(body: str) -> bool:
     segments = re.split(r"[/_.+-]", body)
     if len(segments) < 2:
         return False
-    wordy = sum(len(s) for s in segments if _WORDISH.fullmatch(s))
+    wordy = sum(len(s) for s in segments if _wordish(s))
     return wordy >= 0.75 * sum(len(s) for s in segments)
+
+
+def _wordish(segment: str) -> bool:
+    """A word, camel-cased words, a run of capitals (``LM``), each with a number after it (``patch16``, ``Llama3B``),
+    or a short number with a unit or a version (``8B``, ``v0``)."""
+    if _SHORT_WORDISH.fullmatch(segment):
+        return True
+    digit = _DIGIT.search(segment)
+    if digit is None:
+        return _in_words(segment)
+    at = digit.start()
+    cuts = (at, at - 1) if at > 1 and segment[at - 1].isupper() else (at,)
+    return any(cut and _WORD_TAIL.fullmatch(segment, cut) and _in_words(segment[:cut]) for cut in cuts)
+
+
+def _in_words(letters: str) -> bool:
+    """Whether ASCII ``letters`` split into capitalised words, runs of 2-5 capitals and lower-case runs of 2 or more:
+    run by run, a run of k capitals followed by m lower-case letters splits unless k = 1 and m = 0 (a lone capital),
+    or k = 2 and m = 1 ("ABc": neither "AB" + "c" nor "A" + "Bc"); a text that starts in lower case needs 2."""
+    if not (letters.isascii() and letters.isalpha()):
+        return False
+    runs = _CASE_RUNS.findall(letters)
+    if runs[0].islower():
+        if len(runs[0]) < 2:
+            return False
+        runs = runs[1:]
+    for i in range(0, len(runs), 2):
+        capitals, lower = len(runs[i]), len(runs[i + 1]) if i + 1 < len(runs) else 0
+        if (capitals == 1 and lower == 0) or (capitals == 2 and lower == 1):
+            return False
+    return True
 
 
 def looks_random(text: str) -> bool:
@@ -418,9 +453,17 @@ def _blank_hex_id(match: re.Match[str]) -> str:
     return " " * len(token) if len(core) >= 16 and not core.isdigit() else token
 
 
+_BLANKED: tuple[str, str] = ("", "")  # the last text and its hex identifiers blanked
+
+
 def _inside_hex_id(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] (a match, no spaces in it) lies in a hex identifier :func:`without_hex_ids` blanks."""
-    return without_hex_ids(text)[start:end].isspace()
+    """Whether text[start:end] (a match, no spaces in it) lies in a hex identifier :func:`without_hex_ids` blanks.
+    Blanked once a text: for each candidate, "4111111111111111 " * 10,000 cost 34 s (a review)."""
+    global _BLANKED
+    last = _BLANKED
+    if last[0] is not text:
+        last = _BLANKED = (text, without_hex_ids(text))
+    return last[1][start:end].isspace()
 
 
 def _card_prefix(d: str) -> bool:

@@ -1092,3 +1092,49 @@ def test_a_number_or_a_key_before_a_full_stop_is_redacted(text: str, secret: str
     assert secret not in Redactor().scrub(text)
     for kept in ("took 4111111111111111.23 s", "file Z8xK2mQ9vL4nR7tY1wE5uI3oP6aS0dF.tar.gz"):  # a decimal, a name
         assert Redactor().scrub(kept) == kept
+
+
+def test_wordish_segments_are_decided_run_by_run_as_the_regex_did() -> None:
+    """One regex tried every way to cut a run of capitals before failing: "A" * 42 + "1aa-x" (a 47-byte body) took
+    8 s in the sender (a review). The run-by-run decision accepts the same segments (random strings checked against
+    the regex it replaces) and looks at 100,000 capitals at once."""
+    import random
+
+    from aitrace.producers import secret_patterns
+
+    regex = re.compile(
+        r"(?:[A-Z][a-z]+|[A-Z]{2,5}|[a-z]{2,})+(?:[A-Z]?\d+[A-Za-z]?)?|\d+[A-Za-z]{0,2}|[A-Za-z]\d{0,3}[A-Za-z]?|v\d+"
+    )
+    rng = random.Random(0)
+    for length in range(12):
+        for _ in range(3_000):
+            text = "".join(rng.choice("aAbBzZv019é٣") for _ in range(length))
+            assert secret_patterns._wordish(text) == (regex.fullmatch(text) is not None), text
+    assert not secret_patterns.looks_random("A" * 100_000 + "1aa-x")
+
+
+def test_a_list_that_starts_with_a_number_is_still_scanned() -> None:
+    """A JSON body {"a": [1, "password=..."]} went out whole: a list whose first item was a number was taken for a
+    numeric column (a review)."""
+    out = Redactor().value({"a": [1, "password=Hunter2Secret", {"token": "Hunter2Secret"}]})
+    assert "Hunter2" not in repr(out) and out["a"][0] == 1
+
+
+def test_a_value_past_the_pattern_s_bound_is_redacted_whole() -> None:
+    """A bare value is matched 512 characters at most (unbounded, each key word a check refused took its value to the
+    end of the text again: "xtoken=" * 20,000 cost 12.8 s, a review); an accepted one is still taken whole."""
+    out = Redactor().scrub("password=" + "Ab1" * 700 + " next=1")
+    assert "Ab1" not in out and out.endswith(" next=1")
+    out = Redactor().scrub("Cookie: sid=" + "Zq9" * 2_000 + "; theme=dark")
+    assert "Zq9" * 1_400 not in out  # (a cookie value is matched 4,096 characters at most: browsers keep no more)
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "password_hash", "db_password_confirm_again", "api_key_value", "x_api_key", "user_pin"]
+)
+def test_secret_names_with_their_tails(key: str) -> None:
+    """The tails after a secret word are found in one pass from the end (a slice a word cost a 640,000-character
+    name 4.4 s)."""
+    redactor = Redactor()
+    assert redactor.key_action(key) == 1
+    assert redactor.key_action(key + "_count") == 0 and redactor.key_action("cpu_pin") == 0
