@@ -527,7 +527,8 @@ class Redactor:
                     and _BARE_VALUE_AT.match(text, end - 1)
                     and _BARE_VALUE_AT.match(text, end)
                 ):
-                    end = _BARE_VALUE_RUN.match(text, end).end()  # a value past the pattern's 512: taken whole
+                    tail = _BARE_VALUE_RUN.match(text, end)  # a value past the pattern's 512: taken whole
+                    end = tail.end() if tail is not None else end
                 return kind, end
         return None
 
