@@ -234,8 +234,8 @@ def _payload_text(body: Body, content_type: str, whole: bool, total: int, redact
         try:
             shown = orjson.dumps(redactor.value(orjson.loads(data))).decode()
             return shown if whole or len(data) >= total else shown + f"... ({total} bytes)"
-        except orjson.JSONDecodeError:
-            pass  # a body that only claims to be JSON, or one cut: text like any other
+        except (orjson.JSONDecodeError, TypeError, RecursionError):
+            pass  # a body that only claims to be JSON, one cut, or one nested deeper than orjson writes: text
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

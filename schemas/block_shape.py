@@ -67,7 +67,15 @@ def rows(shape: BlockShape, block: Mapping[str, Any]) -> int:
         for key, values in (block.get(name) or {}).items():
             if len(values) != n:
                 raise ValueError(f"{what}: {name} {key!r} has {len(values)} values, not {n}")
+    labels = len(block.get("labels") or ())
+    if n * labels > MAX_LABEL_VALUES:
+        raise ValueError(f"{what}: {labels} labels on each of {n} records, over {MAX_LABEL_VALUES:,} label values")
     return n
+
+
+# Every record of a block carries the block's labels (in its event and its document): 8,000 labels on 8,000 rows,
+# a 143 KB record, took the worker 1.75 GB (a review). A client's labels are a few tags set once.
+MAX_LABEL_VALUES = 250_000
 
 
 def _per_record(columns: Mapping[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:

@@ -362,6 +362,20 @@ def test_a_secret_the_body_limit_cuts_through_is_left_out() -> None:
     assert _payload_text(whole, "text/plain", True, 11, Redactor()) == "plain words"
 
 
+@pytest.mark.parametrize("depth", [300, 1_000])
+def test_a_json_body_nested_deeper_than_orjson_writes_is_logged_as_text(depth: int) -> None:
+    """orjson reads 1,024 levels and writes 254: a body nested deeper raised TypeError (or the redactor's walk
+    RecursionError) out of the payload's text, and the record was lost (a review)."""
+    from aitrace.producers.http_exchange import Body, _payload_text
+    from aitrace.producers.redact import Redactor
+
+    data = ("[" * depth + '{"password": "Hunter2Secret"}' + "]" * depth).encode()
+    body = Body(len(data))
+    body.add(data)
+    out = _payload_text(body, "application/json", True, len(data), Redactor())
+    assert out.startswith("[[[") and "Hunter2Secret" not in out
+
+
 @pytest.mark.parametrize("sized", [True, False])
 def test_a_secret_where_the_app_stopped_reading_is_left_out(
     make_client: Callable[..., aitrace.Client], sized: bool
