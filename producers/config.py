@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 STATE_FILE = "stack.json"
 # scheme://user:password@host -> groups: prefix up to the user, the password
-_USERINFO_RE = re.compile(r"(?P<head>(?<![\w+.-])[a-zA-Z][\w+.-]*://[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@")
+_USERINFO_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]{0,31}://[^/@:\s]*)(?::(?P<pw>[^/@\s]*))?@")
 
 
 def mask_url(url: str) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -149,7 +150,7 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("slack_webhook", "lit", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"),
     ("discord_webhook", "lit", r"https://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
-    ("jwt", "lit", r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+    ("jwt", "lit", r"\beyJ[A-Za-z0-9_-]{5,2048}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
     ("openai_key", "lit", r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     ("stripe_key", "lit", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9+/=]{24,}"),
     ("github_token", "lit", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}"),
@@ -453,17 +454,16 @@ def _blank_hex_id(match: re.Match[str]) -> str:
     return " " * len(token) if len(core) >= 16 and not core.isdigit() else token
 
 
-_BLANKED: tuple[str, str] = ("", "")  # the last text and its hex identifiers blanked
+_BLANKED = threading.local()  # a thread's last text and its hex identifiers blanked (a sender and callers scrub)
 
 
 def _inside_hex_id(text: str, start: int, end: int) -> bool:
     """Whether text[start:end] (a match, no spaces in it) lies in a hex identifier :func:`without_hex_ids` blanks.
     Blanked once a text: for each candidate, "4111111111111111 " * 10,000 cost 34 s (a review)."""
-    global _BLANKED
-    last = _BLANKED
-    if last[0] is not text:
-        last = _BLANKED = (text, without_hex_ids(text))
-    return last[1][start:end].isspace()
+    last = getattr(_BLANKED, "last", None)
+    if last is None or last[0] is not text:
+        last = _BLANKED.last = (text, without_hex_ids(text))
+    return bool(last[1][start:end].isspace())
 
 
 def _card_prefix(d: str) -> bool:
@@ -633,7 +633,11 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
     return _valid_value(match, text, start)
 
 
-_NAME_VALUE = re.compile(rf"{_KEY}{_NAME_THEN_VALUE}(?P<value>{_VALUE})", re.IGNORECASE)
+# (the parsers below read a match already made: its value uncapped, as the redactor takes an accepted one whole)
+_WHOLE_VALUE = _VALUE.replace("{1,512}", "+")
+# A Cookie header whose value passed the pattern's 4,096 characters, taken whole once accepted (every pair after)
+COOKIE_WHOLE = re.compile(r"cookie:[ \t]*(?:[^\s=;,\":]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+")
+_NAME_VALUE = re.compile(rf"{_KEY}{_NAME_THEN_VALUE}(?P<value>{_WHOLE_VALUE})", re.IGNORECASE)
 _QUOTES = "\"'"
 # A secret word as a route's segment before a token of 16+ characters ("/reset-password/8f3a9c2e1b4d7a6f5e4d"):
 # a link's token is a credential while it lives.
@@ -703,7 +707,7 @@ _ENGLISH_END = re.compile(
 _SHAPED = re.compile(r"\d|[!-,./:-@\[-^_`{-~]|[a-z][A-Z]")  # a digit, ASCII punctuation but "-", camelCase
 _NUMBER = re.compile(r"[\d.,]+")
 _TRAILING = ".,!?:;"  # the end of a sentence, not of the value
-_PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_VALUE})")
+_PROSE_MATCH = re.compile(rf"(?P<key>{_KEY}){_PROSE}(?P<value>{_WHOLE_VALUE})")
 # Words that follow "password is" or "password:" in a sentence ("password is too short", "password: must be at
 # least 8 characters"), not in a password: 3+ letters (shorter words are no password in prose) and not already a
 # status word, a word of _PROSE_WORDS or a word with an English ending.

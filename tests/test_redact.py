@@ -1138,3 +1138,25 @@ def test_secret_names_with_their_tails(key: str) -> None:
     redactor = Redactor()
     assert redactor.key_action(key) == 1
     assert redactor.key_action(key + "_count") == 0 and redactor.key_action("cpu_pin") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- name: DB_PASSWORD\n  value: " + "S3CR-planet_94river.94coffee-" * 25,  # a name, then its value
+        '{"name": "X-Api-Key", "value": "' + "S3CR-planet_94river" * 40 + '"}',
+        "Cookie: big=" + "x" * 4_097 + "; session=S3CRsession99; csrf=S3CRcsrf99",  # pairs after a long one
+        "cookie: sid=" + "S3CR" * 1_100 + ",more" + "S3CR" * 20,
+        "id-token-eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IiLCJleHAiOjF9.c2lnbmF0dXJlc2lnbmF0dXJl",
+    ],
+)
+def test_long_values_and_glued_tokens_are_redacted_whole(text: str) -> None:
+    """A review of the bounds put on values (d1de6c1): a name/value pair's value past 512 characters, a Cookie
+    header's pairs after a value past 4,096 and a JWT after a '-' went out in part."""
+    out = Redactor().scrub(text)
+    assert "S3CR" not in out and "planet" not in out and "eyJzdWIi" not in out, out
+
+
+def test_prose_with_a_long_value_keeps_its_key() -> None:
+    out = Redactor().scrub("the password is " + "Zq9" * 200 + " ok")
+    assert out.startswith("the password is [REDACTED") and out.endswith(" ok")
