@@ -38,6 +38,8 @@ from typing import Any
 
 from aitrace.producers import phones
 from aitrace.producers.secret_patterns import (
+    BARE_VALUE_CHAR,
+    COOKIE_VALUE_CHAR,
     COOKIE_WHOLE,
     PASSWORD_ABROAD,
     PATTERNS,
@@ -162,11 +164,9 @@ IDENTIFIER_FIELDS = frozenset(
     }
 )
 _SCALARS = frozenset({int, float, bool})
-# A bare value (secret_patterns' _VALUE) is matched 512 characters at most: unbounded, every key word a check refused
-# took its value to the end of the text again ("xtoken=" * 20,000: 12.8 s). Once accepted, it is taken whole.
-_BARE_VALUE_AT = re.compile("[^\\s\"',;&)}\\]]")
-_BARE_VALUE_RUN = re.compile("[^\\s\"',;&)}\\]]*")
-_COOKIE_VALUE_AT = re.compile('[^\\s;"]')
+_BARE_VALUE_AT = re.compile(BARE_VALUE_CHAR)
+_BARE_VALUE_RUN = re.compile(f"{BARE_VALUE_CHAR}+")
+_COOKIE_VALUE_AT = re.compile(COOKIE_VALUE_CHAR)
 _CACHE_MAX = 20_000
 _CACHE_LEN = 256
 _BARE_VERSION = re.compile(r"\s*v?[\d.]+(?:[-+~][\w.+~-]*)?\s*")
@@ -524,22 +524,20 @@ class Redactor:
                 continue  # {"cudnn": "8.9.2.26"}: a version field holding only a version
             check = self._validators[i]
             if check is None or check(text[start:end], text, start):
-                if kind == "secret_assignment" and _COOKIE_VALUE_AT.match(text, end - 1) and end < len(text):
+                if kind == "secret_assignment":
                     end = self._whole(text, scan, start, end)
                 return kind, end
         return None
 
     @staticmethod
     def _whole(text: str, scan: str, start: int, end: int) -> int:
-        """Where an accepted assignment ends when its value ran past the pattern's bound (512 characters, a cookie's
-        4,096): at the end of the value's run, or of the Cookie header's pairs."""
+        """Where an accepted assignment ends when its value ran past the pattern's bound (secret_patterns' ``_value``,
+        ``_cookie``): at the end of the value's run, or of the Cookie header's pairs."""
         if scan.startswith("cookie:", start) and _COOKIE_VALUE_AT.match(text, end):
             whole = COOKIE_WHOLE.match(scan, start)
             return max(end, whole.end()) if whole is not None else end
-        if _BARE_VALUE_AT.match(text, end - 1) and _BARE_VALUE_AT.match(text, end):
-            tail = _BARE_VALUE_RUN.match(text, end)
-            return tail.end() if tail is not None else end
-        return end
+        tail = _BARE_VALUE_RUN.match(text, end) if _BARE_VALUE_AT.match(text, end - 1) else None
+        return tail.end() if tail is not None else end
 
     def _replaced(self, kind: str, match: str, ident: bool, found: list[str] | None) -> str:
         """A match with its secret parts (all of it, or a Cookie header's values) replaced by tokens."""

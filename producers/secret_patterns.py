@@ -85,8 +85,25 @@ _PROSE = r"(?:\s+(?:for|of)(?:\s+[\w.@-]+){1,2}?)?\s+(?:is|was)(?:\s*:)?\s+"
 # env lists), "- name: DB_PASSWORD\n  value: ..." (their YAML), '{"key": "db.password", "value": {"stringValue":
 # "..."}}' (OpenTelemetry's JSON attributes).
 _NAME_THEN_VALUE = r"[\"']?\s*(?:,\s*)?[\"']?value[\"']?\s*:\s*(?:\{\s*[\"']?\w*value[\"']?\s*:\s*)?"
-# A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter.
-_VALUE = r"(?:\"[^\"\n]{1,256}\"|'[^'\n]{1,256}'|[\"']?(?:(?:bearer|basic|token)\s+)?[^\s\"',;&)}\]]{1,512})"
+# A value: quoted (spaces and ";" allowed: '"cookie": "a=b; sid=..."') or a bare run up to a delimiter, of 512
+# characters at most in a pattern: unbounded, every key word a check refused took its value to the end of the text
+# again ("xtoken=" * 20,000: 12.8 s). An accepted one is taken whole (the redactor's ``_whole``), and the parsers
+# of a match already made read it so (``_WHOLE_VALUE``).
+BARE_VALUE_CHAR = r"[^\s\"',;&)}\]]"
+COOKIE_VALUE_CHAR = r"[^\s;\"]"
+
+
+def _value(run: str) -> str:
+    return rf"(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}'|[\"']?(?:(?:bearer|basic|token)\s+)?{BARE_VALUE_CHAR}{run})"
+
+
+def _cookie(run: str) -> str:
+    """A Cookie header: its name=value pairs (a value of ``run`` characters)."""
+    return rf"cookie:[ \t]*(?:[^\s=;,\":]+[ \t]*=[ \t]*{COOKIE_VALUE_CHAR}{run}(?:[ \t]*;[ \t]*|[ \t]+)?)+"
+
+
+_VALUE = _value("{1,512}")
+_WHOLE_VALUE = _value("+")
 
 STATUS_WORDS = _words(
     "true false null none nil yes no on off enabled disabled enable disable healthy unhealthy ok okay "
@@ -191,8 +208,8 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "secret_assignment",
         "kv",
-        r"cookie:[ \t]*(?:[^\s=;,\":]+[ \t]*=[ \t]*[^\s;\"]{0,4096}(?:[ \t]*;[ \t]*|[ \t]+)?)+"
-        rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
+        _cookie("{0,4096}")  # (browsers keep no longer cookie; see _value)
+        + rf"|[\[(]\s*b?[\"'][\w.-]*?{_KEY}[\"'],\s*b?(?:\"[^\"\n]{{1,256}}\"|'[^'\n]{{1,256}}')(?=\s*[\])])"
         rf"|{_KEY}(?:[\"']?(?:\s*[:=：＝]>?\s*|\s+(?=[\"']))|{_PROSE}|{_NAME_THEN_VALUE}|/(?=[\w-]{{16}})){_VALUE}"
         r"|identified\s+(?:with\s+\w+\s+)?by\s+(?:'[^'\n]{1,256}'|\"[^\"\n]{1,256}\")",
     ),
@@ -633,10 +650,7 @@ def _valid_assignment(match: str, text: str, start: int) -> bool:
     return _valid_value(match, text, start)
 
 
-# (the parsers below read a match already made: its value uncapped, as the redactor takes an accepted one whole)
-_WHOLE_VALUE = _VALUE.replace("{1,512}", "+")
-# A Cookie header whose value passed the pattern's 4,096 characters, taken whole once accepted (every pair after)
-COOKIE_WHOLE = re.compile(r"cookie:[ \t]*(?:[^\s=;,\":]+[ \t]*=[ \t]*[^\s;\"]*(?:[ \t]*;[ \t]*|[ \t]+)?)+")
+COOKIE_WHOLE = re.compile(_cookie("*"))  # a header whose value passed the pattern's 4,096, taken whole once accepted
 _NAME_VALUE = re.compile(rf"{_KEY}{_NAME_THEN_VALUE}(?P<value>{_WHOLE_VALUE})", re.IGNORECASE)
 _QUOTES = "\"'"
 # A secret word as a route's segment before a token of 16+ characters ("/reset-password/8f3a9c2e1b4d7a6f5e4d"):
