@@ -42,7 +42,6 @@ from aitrace.producers.blocks import new_block
 from aitrace.producers.config import Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
-from aitrace.producers.metric_blocks import rows as metric_rows
 from aitrace.producers.spans import Span, Stage
 from aitrace.producers.transport import Encoded, Transport
 from aitrace.schemas.avro_writer import varint_tables
@@ -544,8 +543,9 @@ class Exporter:
             self.stats["repaired_text"] += 1
             self._emit(topic, key, *repaired)
             return
-        # a metric block is split too: a step or an epoch past 64 bits (2**70) then costs only its own point, where
-        # it cost the block's every point (its names and split, which all points share, were repaired just above)
+        # events and blocks apart, and each block alone: one that fails costs only itself. A block's points cannot
+        # fail one by one (metric_blocks bounds steps and epochs and writes names and split as text): what fails
+        # is a field all its points share
         if events and blocks:
             self._emit(topic, key, events, [])
             self._emit(topic, key, [], blocks)
@@ -554,29 +554,8 @@ class Exporter:
             for block in blocks:
                 self._emit(topic, key, [], [block])
             return
-        if blocks and len(blocks[0]["steps"]) > 1 and self._one_point_fails(topic, blocks[0]):
-            for part in metric_halves(blocks[0]):
-                self._emit(topic, key, [], [part])
-            return
         self.stats["rejected_schema"] += len(events) + sum(len(b["steps"]) for b in blocks)
         self._warn_once("schema", f"aitrace: event dropped, it does not fit the schema: {exc}")
-
-    def _one_point_fails(self, topic: str, block: dict[str, Any]) -> bool:
-        """Whether a metric block that does not encode is worth halving: its shared fields (names, split) encode
-        with one plain point, and its first or its last point encodes alone. Where all fail alike (``split=5``,
-        every step past 64 bits), halving down to each point cost the sender 112-174 us a point (1.6-2.6 before)
-        to lose them all the same; a block whose first and last points both fail is lost whole, as before."""
-        probes = (_shell(block), metric_rows(block, 0, 1), metric_rows(block, -1, None))
-        fits = [self._fits(topic, probe) for probe in probes]
-        return fits[0] and (fits[1] or fits[2])
-
-    def _fits(self, topic: str, block: dict[str, Any]) -> bool:
-        """Whether a metric block encodes (a probe: nothing is sent)."""
-        try:
-            self._encode({"batch_id": "probe", "events": [], "metric_blocks": [block]}, topic)
-        except EncodeError:
-            return False
-        return True
 
     def _context(self, topic: str) -> SerializationContext:
         ctx = self._contexts.get(topic)
@@ -588,12 +567,6 @@ class Exporter:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
-
-
-def _shell(block: dict[str, Any]) -> dict[str, Any]:
-    """A metric block's shared fields (names, split, ids) with one plain point."""
-    return {**block, "steps": [0], "times": block["times"][:1], "epochs": [],
-            "series": [{"name": s["name"], "values": [0.0]} for s in block["series"]]}  # fmt: skip
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")

@@ -2,16 +2,24 @@
 the columns of one ``aitrace.MetricBlock``, built on the exporter thread.
 
 Bad values never raise here: a value that is not a number is left out of its point and
-counted (``rejected_*``), as in :mod:`aitrace.producers.events`.
+counted (``rejected_*``), as in :mod:`aitrace.producers.events`. Whatever a caller passes, a
+block this module builds fits ``aitrace.MetricBlock``: steps in 64 bits, epochs in 32, names
+and split as text. So the encoder never refuses one of its points, and one bad point never
+costs the points beside it (a step past 64 bits once took its whole block: 2 such steps in a
+block of 200 lost all 200).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
-from aitrace.producers.events import MetricPoint, Queued, as_float, as_int
+from aitrace.producers.events import MetricPoint, Queued, as_float, as_int, text_value
+
+_LONG = (-(2**63), 2**63 - 1)  # Avro's long: a step
+_INT = (-(2**31), 2**31 - 1)  # Avro's int: an epoch
 
 
 class MetricBlockBuilder:
@@ -72,7 +80,11 @@ def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockB
     for item in items:
         _, _, ctx, (values, _, _, split), _ = item
         key = (ctx.span_id, split, *values)  # span, split, metric names
-        rows = rows_by_key.get(key)
+        try:
+            rows = rows_by_key.get(key)
+        except TypeError:  # an unhashable split (a list): grouped by its text
+            key = (ctx.span_id, _split_text(split, stats), *values)
+            rows = rows_by_key.get(key)
         if rows is None:
             rows_by_key[key] = [item]
         else:
@@ -83,28 +95,33 @@ def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockB
         if not names:
             stats["rejected_empty_metric"] += len(rows)
             continue
+        split = key[1] if key[1] is None or isinstance(key[1], str) else _split_text(key[1], stats)
         try:
-            out.append(_fast_block(rows, key[1], names))
+            out.append(_fast_block(rows, split, names))
         except (TypeError, ValueError, OverflowError, RuntimeError):
-            out.extend(_slow_blocks(rows, stats))
+            out.extend(_slow_blocks(rows, split, stats))
     return out
 
 
-_INT = {int}
+_INTS = {int}
 _FLOAT = {float}
 
 
 def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBlockBuilder:
     points: list[MetricPoint] = [fields for _, _, _, fields, _ in rows]
     steps = [step for _, step, _, _ in points]
-    if set(map(type, steps)) != _INT:
-        raise TypeError("steps that are not int")
+    if set(map(type, steps)) != _INTS or min(steps) < _LONG[0] or max(steps) > _LONG[1]:
+        raise TypeError("steps that are not int, or past 64 bits")
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError("a metric name that is not text")
     epochs = [epoch for _, _, epoch, _ in points]
     block = MetricBlockBuilder(rows[0][2], split, names)
     block.steps = steps
     block.times = [time_us for _, time_us, _, _, _ in rows]
     no_epochs = epochs.count(None) == len(rows)
     block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else int(e) for e in epochs]
+    if not no_epochs and (min(block.epochs) < _INT[0] or max(block.epochs) > _INT[1]):
+        raise ValueError("an epoch past 32 bits")
     columns = [[values[name] for values, _, _, _ in points] for name in names]
     for i, column in enumerate(columns):
         if set(map(type, column)) != _FLOAT:
@@ -113,13 +130,14 @@ def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBl
     return block
 
 
-def _slow_blocks(rows: list[Queued], stats: Counter[str]) -> list[MetricBlockBuilder]:
-    """Row by row: values that are not numbers are left out (counted); bad steps drop the row."""
+def _slow_blocks(rows: list[Queued], split: str | None, stats: Counter[str]) -> list[MetricBlockBuilder]:
+    """Row by row: values that are not numbers are left out (counted); a bad step (not an integer, or past
+    64 bits) drops the row; a bad epoch (past 32 bits) is left out of it (counted)."""
     blocks: dict[tuple, MetricBlockBuilder] = {}
-    for _, time_us, ctx, (values, step, epoch, split), _ in rows:
+    for _, time_us, ctx, (values, step, epoch, _), _ in rows:
         names, floats = metric_point(values, stats)
         step_i = as_int(step)
-        if step_i is None or (isinstance(step, bool | float) and step != step_i):
+        if step_i is None or (isinstance(step, bool | float) and step != step_i) or not _LONG[0] <= step_i <= _LONG[1]:
             stats["rejected_bad_step"] += 1
             continue
         if not names:
@@ -129,6 +147,9 @@ def _slow_blocks(rows: list[Queued], stats: Counter[str]) -> list[MetricBlockBui
         if block is None:
             block = blocks[names] = MetricBlockBuilder(ctx, split, names)
         epoch_i = as_int(epoch)
+        if epoch_i is not None and not _INT[0] <= epoch_i <= _INT[1]:
+            stats["rejected_bad_epoch"] += 1
+            epoch_i = None
         block.steps.append(step_i)
         block.times.append(time_us)
         block.epochs.append(-1 if epoch_i is None else epoch_i)
@@ -140,16 +161,25 @@ def _slow_blocks(rows: list[Queued], stats: Counter[str]) -> list[MetricBlockBui
 def metric_point(values: Mapping[Any, Any], stats: Counter[str]) -> tuple[tuple, list[float]]:
     """``(names, floats)`` of one ``client.metric`` call; values that are not numbers are left out and counted.
 
-    NaN and Inf are numbers: they are kept (a diverging loss is the point of logging it).
+    NaN and Inf are numbers: they are kept (a diverging loss is the point of logging it). A name
+    that is not text is written as text (``{5: 0.5}`` is metric ``"5"``), as ``text_map`` writes
+    keys; one that then repeats a name of the point is left out (counted).
     """
-    kept_names = []
+    kept_names: list[str] = []
     floats = []
     for k, v in values.items():
         number = as_float(v)
         if number is None:
             stats["rejected_non_numeric_metric"] += 1
             continue
-        kept_names.append(k)
+        name = k if isinstance(k, str) else _text(k)
+        if name is None:
+            stats["rejected_bad_metric_name"] += 1
+            continue
+        if name in kept_names:
+            stats["rejected_duplicate_metric"] += 1
+            continue
+        kept_names.append(name)
         floats.append(number)
     return tuple(kept_names), floats
 
@@ -174,3 +204,17 @@ def rows(block: dict[str, Any], lo: int, hi: int | None) -> dict[str, Any]:
     part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
     part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
     return part
+
+
+def _split_text(split: Any, stats: Counter[str]) -> str:
+    """A split that is not a string (``split=5``, an ``Enum`` member, a list), as text: an Enum by its value."""
+    value = split.value if isinstance(split, Enum) else split
+    return value if isinstance(value, str) else text_value(value, stats)
+
+
+def _text(name: Any) -> str | None:
+    """A metric name that is not a string, as text; None when it has none (its ``__str__`` raises)."""
+    try:
+        return str(name)
+    except Exception:
+        return None
