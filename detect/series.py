@@ -9,10 +9,13 @@ What a series is asked follows its name (:func:`~aitrace.detect.training.metric_
 * ``schedule`` (``lr``, ``momentum``, ...): nothing; a schedule never pages by itself.
 * ``loss``: :class:`~aitrace.detect.monitor.SeriesMonitor` ``loss`` (spikes, divergence,
   NaN; a falling loss is good news), and on the training split :class:`StallCheck` and
-  :class:`PlateauCheck` (which takes the run's learning rate where the worker has it).
+  :class:`PlateauCheck` (which takes the run's learning rate where the worker has it). A
+  training loss under :data:`LOSS_FLOOR` of its first value is at its floor: it diverges only
+  by leaving it.
 * ``grad_norm``: ``SeriesMonitor`` ``grad_norm`` (explosions and collapses by decades, NaN)
   on the global norm; given the run's loss beside it (the worker gives it), a rise while the
-  loss falls fast is the model leaving its flat start and is held. The per-layer series
+  loss falls fast is the model leaving its flat start and is held, and a collapse at a step whose
+  loss is at its floor is a fitted batch (no gradient left), held too. The per-layer series
   (``grad_norm/<layer>``, ``update_ratio/<layer>``) get no point rules: they are read across layers (``layer_spread``,
   :class:`~aitrace.detect.run_checks.RunChecks`). On the real runs of
   ``bench/bench_training.py`` each step decay raised a ``level_shift`` or ``vanishing`` per
@@ -72,6 +75,12 @@ from aitrace.detect.training import (
 # and its norm settles at a new level. A 6-layer ReLU net logged every 5 steps: norm 0.16 to 4.5 in 25 steps while
 # its loss fell 2.3 to 1.5, paged exploding, then 2.0 for good as a level shift; an explosion drags the loss up.
 LEARNING_REPORTS, LEARNING_SPAN, LEARNING_FALL = 4, 16, 0.1
+# A training loss under this share of the run's first loss has learnt all but 1 % of it: there a batch's loss is
+# set by one example or two and by float precision (0 and 1e-8 among 1e-5), so its moves by decades are no
+# evidence. Runs that memorize their rows (the bench's tabular MLPs on 48 rows, losses 1e-8 to 3e-5 from 0.7)
+# paged a loss "diverging" from 1e-7 to 1e-5 and a gradient norm "vanishing" at a batch whose loss was 0 (a fitted
+# batch has no gradient). A loss that diverges leaves that floor (the bench's lr x100: NaN from 2.3, a spike to 40).
+LOSS_FLOOR = 0.01
 _NORM_RISES = frozenset({"exploding", "spike", "level_shift", "variance_change"})
 # a score's rises are good news and its repeats quantization (an accuracy that holds 0.98)
 _GOOD_NEWS = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})
@@ -117,6 +126,7 @@ class TrainingSeries:
         self.stall = StallCheck() if checks else None
         self.plateau = PlateauCheck() if checks else None
         self.losses: list[float] = []  # a global gradient norm's: the run's last losses, read beside it
+        self.first_loss: float | None = None  # and the run's first finite one
 
     def update(self, steps: Any, values: Any, lr: Any = None, loss: Any = None, times: Any = None) -> list[Finding]:
         """Score the next points (steps and values of equal length); the findings among them.
@@ -144,7 +154,7 @@ class TrainingSeries:
         elif self.service is not None:
             found = self._served(steps_arr, vals, times)
         self._note_first(vals)
-        found = [f for f in found if not self._hard_batch(f)]
+        found = [f for f in found if not (self._hard_batch(f) or self._at_floor(f))]
         found += self._run_checks(steps_arr, vals, lr)
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda f: f.index)
@@ -212,8 +222,12 @@ class TrainingSeries:
             then = np.median(span[:k]) if span.size >= 2 * k else math.nan
             # by a tenth of its size, whatever its sign (a negative log-likelihood sits below zero)
             learning = math.isfinite(then) and np.median(span[-k:]) < then - LEARNING_FALL * abs(then)
-            if not (learning and f.reason in _NORM_RISES):
+            # the collapse of a fitted batch: its own loss at the floor (the loss logged at the norm's step)
+            fitted = f.reason == "vanishing" and n > 0 and _under_floor(float(seen[n - 1]), self.first_loss)
+            if not (learning and f.reason in _NORM_RISES) and not fitted:
                 out.append(f)
+        if self.first_loss is None and (finite := seen[np.isfinite(seen)]).size:
+            self.first_loss = float(finite[0])
         self.losses = seen[-LEARNING_SPAN:].tolist()
         return out
 
@@ -249,6 +263,10 @@ class TrainingSeries:
             and math.isfinite(finding.value)
             and finding.value < self.first
         )
+
+    def _at_floor(self, finding: Finding) -> bool:
+        """A training loss "diverging" while it stays under :data:`LOSS_FLOOR` of the run's first loss."""
+        return finding.reason == "diverging" and self.checks and _under_floor(finding.value, self.first)
 
     def _note_first(self, vals: np.ndarray) -> None:
         if self.first is None and (finite := vals[np.isfinite(vals)]).size:
@@ -300,6 +318,7 @@ class TrainingSeries:
             "stall": self.stall.to_state() if self.stall else None,
             "plateau": self.plateau.to_state() if self.plateau else None,
             "losses": [None if math.isinf(v) else v for v in self.losses],  # a diverged loss, JSON-safe
+            "first_loss": self.first_loss,
         }
 
     @classmethod
@@ -309,6 +328,8 @@ class TrainingSeries:
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
         s.losses = [math.inf if v is None else float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]
+        first_loss = state.get("first_loss")  # absent from states written before: the next loss read stands in
+        s.first_loss = None if first_loss is None else float(first_loss)
         # Only the rules the name gets now, from a state written when the name read otherwise (before
         # series_name: lr-Adam scored as "other" kept paging its decay, val/loss sent without a split
         # kept its stall check). A check the state lacks is not begun mid-run: a fresh stall check on
@@ -350,6 +371,11 @@ def _service_from(state: dict[str, Any], fresh: ServiceSeries) -> ServiceSeries:
         fresh.n_seen, fresh.first, fresh.varied = int(state["n_seen"]), state["first"], bool(state["varied"])
         fresh.shift_base = fresh.n_seen  # a latency's sustained-rise check starts here: its indices count from it
     return fresh
+
+
+def _under_floor(value: float, first: float | None) -> bool:
+    """A loss in ``[0, LOSS_FLOOR x first)``: a positive first loss, all but 1 % of it learnt."""
+    return first is not None and first > 0 and 0.0 <= value < LOSS_FLOOR * first
 
 
 def worst(findings: list[Finding]) -> Finding | None:

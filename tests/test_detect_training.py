@@ -1304,3 +1304,74 @@ def test_only_a_stretch_that_goes_on_within_the_steps_sent_resumes() -> None:
     assert verdicts(np.r_[np.arange(600), np.arange(450, 700)]) == [True]
     assert verdicts(np.r_[np.arange(600), np.arange(100, 700)]) == [True]
     assert verdicts(np.r_[np.arange(300), np.arange(0, 300)]) == [False]  # from scratch: counted on
+
+
+# A real run that memorizes its rows (bench/training_runs.py overfitters: the tabular MLP on 48 rows of breast cancer,
+# seed 2, its first 115 training losses, 4 digits): from 0.69 its batch losses reach 0 to 3e-5, where one example
+# and float precision set them. The worker paged "diverging" at step 109 (1e-7 to 1e-5).
+_MEMORIZED_LOSS = [
+    0.6858, 0.445, 0.3885, 0.2382, 0.1452, 0.08393, 0.08076, 0.0228, 0.02911, 0.02805, 0.0007725, 0.004193,
+    0.004982, 0.0004162, 8.102e-05, 0.0005633, 5.908e-05, 0.0003275, 0.0007851, 0.0002773, 1.684e-06, 2.876e-06,
+    9.549e-05, 1.527e-06, 7.217e-05, 5.382e-05, 4.619e-07, 4.098e-07, 1.788e-06, 8.331e-05, 5.886e-07, 2.075e-05,
+    1.958e-05, 1.244e-06, 1.491e-05, 5.513e-07, 1.221e-05, 1.863e-07, 1.067e-05, 1.49e-07, 2.31e-07, 1.436e-05,
+    1.788e-07, 0.0, 2.235e-08, 1.267e-07, 3.949e-07, 1.195e-05, 1.341e-07, 6.459e-06, 6.303e-06, 1.099e-05,
+    2.126e-05, 1.863e-07, 5.677e-06, 1.49e-08, 2.98e-08, 9.946e-06, 1.714e-07, 1.478e-05, 1.457e-05, 5.252e-06,
+    2.757e-07, 0.0, 5.215e-08, 1.49e-08, 5.521e-06, 5.215e-08, 2.31e-07, 8.471e-06, 8.381e-06, 0.0, 5.96e-08,
+    1.863e-07, 1.043e-07, 7.451e-09, 1.296e-05, 0.0, 9.686e-08, 1.292e-05, 5.074e-06, 4.969e-06, 5.021e-06,
+    1.118e-07, 1.341e-07, 7.451e-09, 1.255e-05, 1.341e-07, 7.517e-06, 4.94e-06, 1.341e-07, 1.341e-07, 9.686e-08,
+    4.962e-06, 5.089e-06, 4.47e-08, 1.215e-05, 0.0, 5.059e-06, 0.0, 5.215e-08, 7.451e-09, 1.214e-05, 1.202e-05,
+    7.115e-06, 7.055e-06, 5.215e-08, 9.686e-08, 5.171e-06, 0.0, 4.47e-08, 1.341e-07, 4.47e-08, 6.638e-06, 1.863e-07
+]  # fmt: skip
+
+
+# The same family at seed 10: its global gradient norm and training loss at each of its first 106 steps. At step
+# 102 a batch fitted exactly (loss 0) has a norm of 4e-10: the worker paged "vanishing".
+_FITTED_NORM = [
+    1.15, 0.9862, 0.7128, 0.516, 0.7777, 0.3757, 0.2411, 0.2054, 0.302, 0.07276, 0.1951, 0.01304, 0.1273, 0.3644,
+    0.1198, 0.1046, 0.0145, 0.0003251, 0.09131, 0.0002521, 0.001014, 0.06165, 0.0004541, 0.03896, 0.002971, 0.02061,
+    0.04346, 0.0005144, 0.0002091, 0.002268, 0.00104, 3.299e-06, 0.001583, 0.0006716, 3.569e-07, 0.000243,
+    0.0006409, 2.617e-06, 0.0004334, 0.0004036, 8.89e-05, 9.184e-05, 0.0003235, 0.0002211, 3.798e-06, 8.041e-05,
+    0.0002771, 0.0003157, 0.0002844, 0.0001331, 7.237e-05, 0.0002393, 0.0001175, 8.716e-05, 0.0001467, 0.0001086,
+    7.515e-07, 0.0001708, 5.678e-08, 0.0001837, 0.0002064, 0.000202, 0.0001283, 2.754e-08, 0.0002003, 8.23e-05,
+    0.000165, 9.846e-05, 9.171e-05, 0.000205, 0.0002032, 8.939e-05, 1.209e-06, 0.0002361, 7.649e-05, 5.654e-05,
+    0.000179, 0.0001861, 0.0001527, 1.643e-06, 0.0001876, 0.0001058, 0.0001498, 7.367e-05, 9.914e-07, 5.253e-05,
+    5.079e-07, 2.453e-06, 7.354e-05, 0.0001477, 0.0001849, 0.000203, 0.0001817, 0.0001852, 5.569e-08, 8.199e-05,
+    7.166e-05, 1.258e-06, 0.0002251, 0.0002439, 7.183e-05, 7.018e-07, 3.765e-10, 7.207e-05, 0.0002226, 0.0001905
+]  # fmt: skip
+_FITTED_LOSS = [
+    0.6765, 0.516, 0.3417, 0.1693, 0.2045, 0.07063, 0.05311, 0.02035, 0.05456, 0.007457, 0.02863, 0.001301, 0.02494,
+    0.05155, 0.01643, 0.01248, 0.0008266, 2.339e-05, 0.007247, 1.856e-05, 5.354e-05, 0.005767, 2.044e-05, 0.002518,
+    0.000261, 0.00127, 0.002627, 2.837e-05, 8.061e-06, 0.000185, 8.313e-05, 1.714e-07, 8.957e-05, 5.214e-05,
+    1.49e-08, 8.799e-06, 4.157e-05, 1.192e-07, 2.354e-05, 3.636e-05, 3.211e-06, 3.263e-06, 2.732e-05, 1.202e-05,
+    1.937e-07, 2.764e-06, 2.008e-05, 2.23e-05, 2.633e-05, 1.024e-05, 2.563e-06, 1.716e-05, 9.045e-06, 2.935e-06,
+    7.89e-06, 8.359e-06, 2.98e-08, 5.692e-06, 0.0, 9.075e-06, 1.471e-05, 1.667e-05, 9.343e-06, 0.0, 1.423e-05,
+    2.757e-06, 8.598e-06, 4.671e-06, 6.906e-06, 1.798e-05, 1.782e-05, 6.698e-06, 4.47e-08, 1.612e-05, 4.031e-06,
+    1.84e-06, 9.685e-06, 1.518e-05, 5.044e-06, 5.96e-08, 1.328e-05, 5.58e-06, 4.999e-06, 3.904e-06, 4.47e-08,
+    1.721e-06, 2.235e-08, 1.118e-07, 2.503e-06, 9.566e-06, 1.309e-05, 1.077e-05, 1.47e-05, 1.308e-05, 0.0,
+    6.132e-06, 3.71e-06, 5.96e-08, 1.541e-05, 2.275e-05, 2.384e-06, 2.98e-08, 0.0, 2.451e-06, 1.525e-05, 1.655e-05
+]  # fmt: skip
+
+
+def _reasons(series: TrainingSeries, steps: np.ndarray, values: np.ndarray, loss: np.ndarray | None = None) -> list:
+    out = []
+    for lo in range(0, values.size, 20):
+        extra = {} if loss is None else {"loss": loss[lo : lo + 20]}
+        out += [(int(f.step), f.reason) for f in series.update(steps[lo : lo + 20], values[lo : lo + 20], **extra)]
+        series = TrainingSeries.from_state(series.to_state())
+    return out
+
+
+def test_a_loss_at_its_floor_does_not_diverge_and_one_that_leaves_it_does() -> None:
+    loss = np.asarray(_MEMORIZED_LOSS)
+    steps = np.arange(loss.size)
+    assert _reasons(TrainingSeries("loss"), steps, loss) == []
+    climbed = np.where(steps >= 100, np.linspace(0.05, 0.2, loss.size), loss)  # back above 1 % of its first 0.69
+    assert "diverging" in {reason for _, reason in _reasons(TrainingSeries("loss"), steps, climbed)}
+
+
+def test_a_gradient_norm_collapsing_at_a_fitted_batch_is_no_vanishing_but_one_at_a_higher_loss_is() -> None:
+    norm, loss = np.asarray(_FITTED_NORM), np.asarray(_FITTED_LOSS)
+    steps = np.arange(norm.size)
+    assert _reasons(TrainingSeries("grad_norm"), steps, norm, loss) == []
+    unfitted = np.where(steps >= 100, 0.3, loss)
+    assert _reasons(TrainingSeries("grad_norm"), steps, norm, unfitted) == [(102, "vanishing")]
