@@ -229,7 +229,7 @@ def as_int(value: Any) -> int | None:
         return None
     try:
         return int(value)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # a tensor of many elements raises RuntimeError, a caller's object anything
         return None
 
 

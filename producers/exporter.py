@@ -335,7 +335,7 @@ class Exporter:
         fields = fields.fields() if isinstance(fields, Span) else ev.fields_dict(kind, fields)
         try:
             payload = ev.PAYLOAD_BUILDERS[kind](fields, stats)
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # whatever a caller's value raises (a tensor's int(): RuntimeError) costs only it
             stats["rejected_bad_event"] += 1
             self._warn_once("bad-event", f"aitrace: event dropped, it cannot be built: {type(exc).__name__}: {exc}")
             return
@@ -433,12 +433,25 @@ class Exporter:
         """The group's rows of one kind as blocks (of :meth:`BlockKind.rows_per_block` records) through its chain."""
         limit = kind.rows_per_block(rows, self.producer.batch_max_events, self.producer.max_record_bytes)
         for lo in range(0, len(rows), limit):
-            columns = kind.columns(rows[lo : lo + limit], self.stats)
-            if not columns["time"]:
-                continue
-            block = new_block(self._new_id(), trace_id, self.envelope, columns)
-            for processed in self._process([block], kind.chain):
-                self._emit_block(topic, trace_id.encode(), kind, processed)
+            for columns in self._columns(kind, rows[lo : lo + limit]):
+                if not columns["time"]:
+                    continue
+                block = new_block(self._new_id(), trace_id, self.envelope, columns)
+                for processed in self._process([block], kind.chain):
+                    self._emit_block(topic, trace_id.encode(), kind, processed)
+
+    def _columns(self, kind: BlockKind, rows: list[ev.Queued]) -> list[dict[str, Any]]:
+        """The rows' columns, as one block. Where a row's value raises (an unhashable span name, an array as an
+        inference's error: it lost the trace's whole group), each row as its own block, and a row that raises
+        alone is counted as ``rejected_bad_event``."""
+        try:
+            return [kind.columns(rows, self.stats)]
+        except Exception as exc:
+            if len(rows) > 1:
+                return [columns for row in rows for columns in self._columns(kind, [row])]
+            self.stats["rejected_bad_event"] += 1
+            self._warn_once("bad-event", f"aitrace: event dropped, it cannot be built: {type(exc).__name__}: {exc}")
+            return []
 
     def _emit_block(self, topic: str, key: bytes, kind: BlockKind, block: dict[str, Any]) -> None:
         """One block as one record; split in halves when it is too large or holds a record that does not fit."""

@@ -39,6 +39,15 @@ _new_tuple = tuple.__new__
 _SpanContext = tc.SpanContext
 
 
+def _message(exc: BaseException) -> str:
+    """An exception's message; one whose ``__str__`` raises or returns no text must not replace it in the caller."""
+    try:
+        text = str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__qualname__}>"
+    return text if type(text) is str else f"<unprintable {type(exc).__qualname__}>"
+
+
 class Span:
     """A unit of work opened by :meth:`Client.span`; reported as an ``aitrace.Span`` when it ends."""
 
@@ -130,7 +139,7 @@ class Span:
         if exc is not None:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
-            self.error_message = str(exc)
+            self.error_message = _message(exc)
         self.end_us = _time_ns() // 1000
         # Client._put inlined: one Python call less per span on the caller's thread.
         client = self._client
@@ -169,6 +178,9 @@ class Stage(Span):
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         rows = {"rows_in": self.rows_in, "rows_out": self.rows_out}
         self.attributes.update((k, v) for k, v in rows.items() if v is not None)
-        if self.rows_in is not None and self.rows_out is not None and self.rows_out <= self.rows_in:
-            self.attributes["rows_dropped"] = self.rows_in - self.rows_out
+        try:  # counts the caller set by hand ("5", an array) are sent as they are, without rows_dropped
+            if self.rows_in is not None and self.rows_out is not None and self.rows_out <= self.rows_in:
+                self.attributes["rows_dropped"] = self.rows_in - self.rows_out
+        except Exception:
+            pass
         super().__exit__(exc_type, exc, tb)

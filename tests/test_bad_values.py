@@ -1,0 +1,157 @@
+"""A caller's value that raises when the sender reads it costs only its own event, counted; never the events
+beside it, and never an exception in the caller. Found by a fuzz of the client's methods by argument type
+(review of 7adc579): such a value lost the rest of the exporter's slice uncounted (``run_started(seed=...)``),
+a whole trace's group of its kind (``metric(step=...)``, ``inference(error=...)``, ``span(name=...)``), or
+replaced the caller's own exception (an exception whose ``__str__`` raises, a stage's ``rows_out`` set to text).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from aitrace.producers import tracecontext as tc
+from aitrace.producers.client import Client, default_processors
+from aitrace.producers.config import Settings
+from aitrace.producers.exporter import Exporter
+from aitrace.producers.transport import MemoryTransport
+from test_producer_support import decode
+
+
+class _LocalClient(Client):
+    """The real client whose exporter is not started: the test runs its ``_take`` and ``_send_pending``."""
+
+    def _start_worker(self) -> None:
+        producer = self.settings.producer
+        self._root = tc.SpanContext(tc.trace_id_for(producer.run_id or "r"), tc.new_span_id())
+        self._queue, self.stats_counter = deque(), Counter()
+        envelope = {
+            "service": producer.service, "service_version": None, "environment": producer.environment,
+            "host": socket.gethostname(), "pid": os.getpid(), "run_id": producer.run_id, "sampled": True,
+            "labels": {},
+        }  # fmt: skip
+        self.transport = MemoryTransport(self.stats_counter)
+        self._exporter = Exporter(
+            self.settings, self._queue, envelope, self._processors, "t", self.stats_counter, self.transport
+        )
+
+
+def _client() -> _LocalClient:
+    settings = Settings(service="unit", run_id="run-1", resource_interval_s=0)
+    processors, redactor = default_processors(settings)
+    return _LocalClient(settings, processors, None, None, None, redactor)
+
+
+def _sent(client: _LocalClient) -> Counter[str]:
+    """Events that arrived, by record kind (metric points as ``metric``)."""
+    client._exporter._take()
+    client._exporter._send_pending()
+    out: Counter[str] = Counter()
+    for record in client.transport.records:
+        batch = decode(record.value)
+        out.update(event["payload"][0].removeprefix("aitrace.") for event in batch["events"])
+        out["metric"] += sum(len(block["steps"]) for block in batch["metric_blocks"])
+    return out
+
+
+class _NoInt:
+    """A value whose ``int()`` raises RuntimeError, as a tensor of many elements does."""
+
+    def __int__(self) -> int:
+        raise RuntimeError("a Tensor with 2 elements cannot be converted to Scalar")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text either")
+
+
+def _step(c: Client) -> None:
+    c.metric({"loss": 0.5}, step=_NoInt())  # type: ignore[arg-type]
+
+
+def _error(c: Client) -> None:
+    c.inference("bad", "m", 1.0, error=np.array([0.1, 0.2]))
+
+
+def _status(c: Client) -> None:
+    with c.span("x") as span:
+        span.set_status("error", np.array([1, 2]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("bad", "lost", "counter"),
+    [(_step, "metric", "rejected_bad_step"),
+     (_error, "InferenceRecord", "rejected_bad_event"), (_status, "Span", "rejected_bad_event")],
+    ids=["metric step", "inference error", "span status message"],
+)  # fmt: skip
+def test_a_value_that_raises_costs_only_its_own_event(bad: Callable[[Client], None], lost: str, counter: str) -> None:
+    c = _client()
+    for i in range(30):
+        c.log("info", f"line {i}")
+        c.metric({"loss": 0.5}, step=i)
+        c.inference(f"r{i}", "m", 1.0)
+        c.ground_truth(f"r{i}", "m", 1)
+        with c.span(f"s{i}"):
+            pass
+    bad(c)
+    expected = Counter({"LogRecord": 30, "metric": 30, "InferenceRecord": 30, "GroundTruth": 30, "Span": 30})
+    assert _sent(c) == expected
+    assert c.stats_counter[counter] == 1 and c.stats_counter["dropped_exporter_error"] == 0
+
+
+def test_a_seed_that_raises_is_left_out_of_its_run_event() -> None:
+    c = _client()
+    c.log("info", "before")
+    c.run_started({"lr": 0.1}, seed=_NoInt())  # type: ignore[arg-type]
+    c.log("info", "after")
+    assert _sent(c) == Counter({"LogRecord": 2, "RunLifecycle": 1})
+
+
+def test_a_single_event_that_cannot_be_built_costs_only_itself() -> None:
+    """With a processor of the user's own in the chain every event travels alone (its payload built one by one):
+    a feature's quantiles as a list (not a mapping) raised AttributeError out of the exporter's slice, and the
+    rest of the slice was lost, uncounted."""
+    settings = Settings(service="unit", run_id="run-1", resource_interval_s=0)
+    processors, redactor = default_processors(settings)
+    c = _LocalClient(settings, [*processors, lambda event: event], None, None, None, redactor)
+    for i in range(20):
+        c.log("info", f"line {i}")
+        c.data_stats("stage", "d", [{"name": "f", "count": 3}], row_count=3)
+    c.data_stats("stage", "d", [{"name": "f", "quantiles": [0.5]}], row_count=3)
+    for i in range(20):
+        c.log("info", f"line {i}")
+    assert _sent(c) == Counter({"LogRecord": 40, "DataStats": 20}) and c.stats_counter["rejected_bad_event"] == 1
+
+
+@pytest.mark.parametrize("name", [["a", "b"], {"a": 1}, np.array(3)], ids=["list", "dict", "0-d array"])
+def test_a_span_named_by_an_unhashable_value_is_sent_beside_the_others(name: Any) -> None:
+    c = _client()
+    for i in range(10):
+        with c.span(f"s{i}"):
+            pass
+    with c.span(name):
+        pass
+    assert _sent(c) == Counter({"Span": 11}) and c.stats_counter["dropped_exporter_error"] == 0
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def test_the_callers_exception_leaves_a_span_whatever_its_message() -> None:
+    c = _client()
+    with pytest.raises(_Unprintable), c.span("step"):
+        raise _Unprintable()
+    assert _sent(c) == Counter({"Span": 1})
+
+
+def test_a_stage_whose_rows_out_is_not_a_number_ends_and_is_sent() -> None:
+    c = _client()
+    with c.stage("clean", rows_in=10) as stage:
+        stage.rows_out = "5"  # type: ignore[assignment]
+    assert tc.current() is None and _sent(c) == Counter({"Span": 1})
