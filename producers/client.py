@@ -269,8 +269,11 @@ class Client(ClientEvents):
 
         A missing or malformed header continues nothing (counted as ``bad_traceparent`` when present).
         """
-        raw = tc.header_value(headers)
-        ctx = tc.parse_traceparent(raw)
+        try:
+            raw = tc.header_value(headers)
+            ctx = tc.parse_traceparent(raw)
+        except Exception:  # a carrier of no known shape (a str, 3-tuples), a value that is not text (a list, 5)
+            raw, ctx = headers, None
         if ctx is None:
             if raw is not None:
                 self._dropped("bad_traceparent")

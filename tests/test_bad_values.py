@@ -40,6 +40,11 @@ class _LocalClient(Client):
             self.settings, self._queue, envelope, self._processors, "t", self.stats_counter, self.transport
         )
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Nothing to stop or flush: the exporter thread was never started (the test drains it)."""
+        self._closed = True
+        return True
+
 
 def _client() -> _LocalClient:
     settings = Settings(service="unit", run_id="run-1", resource_interval_s=0)
@@ -155,3 +160,19 @@ def test_a_stage_whose_rows_out_is_not_a_number_ends_and_is_sent() -> None:
     with c.stage("clean", rows_in=10) as stage:
         stage.rows_out = "5"  # type: ignore[assignment]
     assert tc.current() is None and _sent(c) == Counter({"Span": 1})
+
+
+_TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"traceparent": [_TP]}, {"traceparent": 5}, [("traceparent", _TP, "x")], f"traceparent: {_TP}", b"traceparent"],
+    ids=["a list value", "an int value", "3-tuples", "a str", "bytes"],
+)
+def test_headers_of_no_known_shape_continue_nothing_and_are_counted(headers: Any) -> None:
+    """The docs say a malformed header continues nothing and is counted: these raised into the caller."""
+    c = _client()
+    with c.extract(headers) as ctx:
+        assert ctx is None
+    assert c.stats()["bad_traceparent"] == 1
