@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from numbers import Integral
 from typing import Any
 
 import orjson
@@ -136,8 +137,8 @@ def normalize_level(level: Any) -> str:
     known = LEVEL_OF.get(level) if type(level) is str else None
     if known is not None:  # the caller's hot path: "info", "INFO", "warn", ...
         return known
-    if isinstance(level, int):
-        return LEVELS[min(max(level // 10 - 1, 0), 4)]
+    if isinstance(level, Integral):  # numpy's integers too: np.int64(40) read "info", not urgent
+        return LEVELS[min(max(int(level) // 10 - 1, 0), 4)]
     text = str(level).strip().lower()
     text = _LEVEL_ALIASES.get(text, text)
     return text if text in LEVELS else "info"

@@ -104,6 +104,7 @@ def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockB
 
 
 _INTS = {int}
+_EPOCH_TYPES = {int, type(None)}
 _FLOAT = {float}
 
 
@@ -119,7 +120,9 @@ def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBl
     block.steps = steps
     block.times = [time_us for _, time_us, _, _, _ in rows]
     no_epochs = epochs.count(None) == len(rows)
-    block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else int(e) for e in epochs]
+    if not no_epochs and not set(map(type, epochs)) <= _EPOCH_TYPES:
+        raise TypeError("epochs that are not int")  # 1.5, True, np.int64: read one by one
+    block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else e for e in epochs]
     if not no_epochs and (min(block.epochs) < _INT[0] or max(block.epochs) > _INT[1]):
         raise ValueError("an epoch past 32 bits")
     columns = [[values[name] for values, _, _, _ in points] for name in names]
@@ -136,8 +139,8 @@ def _slow_blocks(rows: list[Queued], split: str | None, stats: Counter[str]) -> 
     blocks: dict[tuple, MetricBlockBuilder] = {}
     for _, time_us, ctx, (values, step, epoch, _), _ in rows:
         names, floats = metric_point(values, stats)
-        step_i = as_int(step)
-        if step_i is None or (isinstance(step, bool | float) and step != step_i) or not _LONG[0] <= step_i <= _LONG[1]:
+        step_i = _whole(step, _LONG)
+        if step_i is None:
             stats["rejected_bad_step"] += 1
             continue
         if not names:
@@ -146,10 +149,9 @@ def _slow_blocks(rows: list[Queued], split: str | None, stats: Counter[str]) -> 
         block = blocks.get(names)
         if block is None:
             block = blocks[names] = MetricBlockBuilder(ctx, split, names)
-        epoch_i = as_int(epoch)
-        if epoch_i is not None and not _INT[0] <= epoch_i <= _INT[1]:
+        epoch_i = None if epoch is None else _whole(epoch, _INT)
+        if epoch is not None and epoch_i is None:
             stats["rejected_bad_epoch"] += 1
-            epoch_i = None
         block.steps.append(step_i)
         block.times.append(time_us)
         block.epochs.append(-1 if epoch_i is None else epoch_i)
@@ -204,6 +206,18 @@ def rows(block: dict[str, Any], lo: int, hi: int | None) -> dict[str, Any]:
     part["epochs"] = block["epochs"][lo:hi] if block["epochs"] else []
     part["series"] = [{"name": s["name"], "values": s["values"][lo:hi]} for s in block["series"]]
     return part
+
+
+def _whole(value: Any, bounds: tuple[int, int]) -> int | None:
+    """A step or an epoch as an integer within ``bounds``; None for a bool, a fraction (1.5, ``np.float32(0.5)``,
+    ``Decimal("1.5")``), a value past the bounds or anything that is not a number."""
+    number = as_int(value)
+    if number is None or isinstance(value, bool) or not bounds[0] <= number <= bounds[1]:
+        return None
+    try:
+        return number if type(value) is int or bool(value == number) else None
+    except Exception:  # a comparison that raises (an array) or cannot be a bool
+        return None
 
 
 def _split_text(split: Any, stats: Counter[str]) -> str:

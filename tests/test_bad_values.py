@@ -11,6 +11,7 @@ import os
 import socket
 from collections import Counter, deque
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -176,3 +177,30 @@ def test_headers_of_no_known_shape_continue_nothing_and_are_counted(headers: Any
     with c.extract(headers) as ctx:
         assert ctx is None
     assert c.stats()["bad_traceparent"] == 1
+
+
+def test_a_step_or_epoch_that_is_not_a_whole_number_is_not_taken_as_one() -> None:
+    """A bool, np.float32(0.5) and Decimal("1.5") were written as steps 1, 0 and 1, and an epoch of 1.5 as 1
+    (as_int's docstring: bools and fractions are not steps). numpy's whole numbers are."""
+    c = _client()
+    for step in (True, np.float32(0.5), Decimal("1.5"), 1.5):
+        c.metric({"loss": 0.5}, step=step)  # type: ignore[arg-type]
+    c.metric({"loss": 0.5}, step=7, epoch=1.5)  # type: ignore[arg-type]
+    c.metric({"loss": 0.5}, step=np.int64(8), epoch=np.int64(2))  # type: ignore[arg-type]
+    c.metric({"loss": 0.5}, step=9.0, epoch=3)  # type: ignore[arg-type]
+    c._exporter._take()
+    c._exporter._send_pending()
+    blocks = [block for record in c.transport.records for block in decode(record.value)["metric_blocks"]]
+    points = sorted((s, b["epochs"][i] if b["epochs"] else -1) for b in blocks for i, s in enumerate(b["steps"]))
+    assert points == [(7, -1), (8, 2), (9, 3)]
+    assert c.stats_counter["rejected_bad_step"] == 4 and c.stats_counter["rejected_bad_epoch"] == 1
+
+
+def test_a_numpy_integer_level_is_read_as_a_number() -> None:
+    c = _client()
+    c.log(np.int64(40), "disk full")  # type: ignore[arg-type]
+    c._exporter._take()
+    c._exporter._send_pending()
+    (record,) = c.transport.records
+    (event,) = decode(record.value)["events"]
+    assert event["payload"][1]["level"] == "error"
