@@ -25,6 +25,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from numbers import Integral
 from typing import Any
 
 from aitrace.producers import events as ev
@@ -345,13 +346,16 @@ def _validate(config: ProducerConfig) -> None:
         raise ValueError(f"full_policy must be one of {FULL_POLICIES}, got {config.full_policy!r}")
     if not 0.0 <= config.sample_rate <= 1.0:
         raise ValueError(f"sample_rate must lie in [0, 1], got {config.sample_rate!r}")
-    if config.resource_interval_s < 0:
-        raise ValueError(
-            f"resource_interval_s must not be negative (0 turns sampling off), got {config.resource_interval_s!r}"
-        )
+    # NaN passed every comparison (a resource sampler spinning at 3,000 samples/s, a sender never lingering or
+    # never bounded), inf or 1.5 events a batch lost every event, a wait past TIMEOUT_MAX killed its thread
+    for name, unit in (("resource_interval_s", 1.0), ("batch_linger_ms", 1000.0)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not 0 <= value <= threading.TIMEOUT_MAX * unit:
+            raise ValueError(f"{name} must be a number from 0 (0: off), got {value!r}")
     for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
 
 
 def default_processors(

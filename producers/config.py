@@ -166,6 +166,13 @@ class ProducerConfig(EnvConfig):
     resource_interval_s: float = 10.0  # resource samples inside client.run(...); 0 turns them off
     state_dir: str = ".aitrace"
 
+    def __post_init__(self) -> None:
+        # names given as numbers (run_id=12345) are names: the schema's strings refused every event of the client
+        for name in ("service", "service_version", "environment", "run_id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, str(value))
+
 
 CONCERNS: dict[str, type[EnvConfig]] = {"kafka": KafkaConfig, "search": SearchConfig, "producer": ProducerConfig}
 _CONCERN_OF_FIELD = {f.name: name for name, cls in CONCERNS.items() for f in fields(cls)}

@@ -257,8 +257,8 @@ class ResourceSampler:
     """
 
     def __init__(self, client: Any, interval_s: float) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be positive, got {interval_s!r}")
+        if not 0 < interval_s <= threading.TIMEOUT_MAX:  # NaN spun at 3,000 samples/s, inf killed the thread
+            raise ValueError(f"interval_s must be a positive number of seconds, got {interval_s!r}")
         self.client = client
         self.interval_s = interval_s
         self._stop = threading.Event()

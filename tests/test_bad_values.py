@@ -7,6 +7,7 @@ replaced the caller's own exception (an exception whose ``__str__`` raises, a st
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections import Counter, deque
@@ -204,3 +205,36 @@ def test_a_numpy_integer_level_is_read_as_a_number() -> None:
     (record,) = c.transport.records
     (event,) = decode(record.value)["events"]
     assert event["payload"][1]["level"] == "error"
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"batch_max_events": 1.5}, {"batch_max_events": math.inf}, {"queue_size": math.nan}, {"queue_size": True},
+     {"batch_linger_ms": math.nan}, {"resource_interval_s": math.nan}, {"resource_interval_s": math.inf},
+     {"resource_interval_s": 2**70}],
+    ids=lambda s: f"{next(iter(s))}={next(iter(s.values()))!r}",
+)  # fmt: skip
+def test_a_setting_no_sender_can_work_with_is_refused_at_init(setting: dict[str, Any]) -> None:
+    """NaN passed every comparison: the sender spun (linger) or never bounded its queue, the resource sampler
+    sampled 3,000 times a second; 1.5 or inf events a batch lost every event; a wait past TIMEOUT_MAX killed
+    the sampler's thread."""
+    settings = Settings(service="unit", **setting)
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        _LocalClient(settings, [], None, None, None, None)
+
+
+def test_a_resource_sampler_every_nan_seconds_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval_s"):
+        _client().start_resource_sampler(math.nan)
+
+
+def test_names_given_as_numbers_are_sent_as_text() -> None:
+    """run_id=12345 and environment=5 were accepted, and the schema's strings then refused every event."""
+    settings = Settings(service="unit", run_id=12345, environment=5, resource_interval_s=0)
+    c = _LocalClient(settings, [], None, None, None, None)
+    c.log("info", "hello")
+    c._exporter._take()
+    c._exporter._send_pending()
+    (record,) = c.transport.records
+    (event,) = decode(record.value)["events"]
+    assert (event["run_id"], event["environment"]) == ("12345", "5")
