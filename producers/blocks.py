@@ -488,8 +488,9 @@ def take_rows(shape: BlockShape, block: Block, keep: list[int]) -> Block:
         out[index] = [new_of.get(i, -1) for i in old]
         if table == "span_id" and block["parent_span_id"]:
             out["parent_span_id"] = [block["parent_span_id"][u] for u in used]
-    for name in shape.column_maps:
-        out[name] = {k: [v[i] for i in keep] for k, v in block[name].items()}
+    for name in shape.column_maps:  # a key none of the kept records has is left out (None: no such key)
+        columns = ((k, [v[i] for i in keep]) for k, v in block[name].items())
+        out[name] = {k: column for k, column in columns if column.count(None) < len(column)}
     return out
 
 

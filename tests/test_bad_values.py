@@ -238,3 +238,12 @@ def test_names_given_as_numbers_are_sent_as_text() -> None:
     (record,) = c.transport.records
     (event,) = decode(record.value)["events"]
     assert (event["run_id"], event["environment"]) == ("12345", "5")
+
+
+def test_a_huge_attribute_name_costs_only_the_record_that_carries_it() -> None:
+    """An attribute's name is a column of its block, and halving a block too large for one record kept every
+    column in each half: one 1 MB name made every half too large, and all 200 logs were dropped as oversized."""
+    c = _client()
+    for i in range(200):
+        c.log("info", f"line {i}", **({"k" * 1_000_000: 1} if i == 7 else {"a": 1}))
+    assert _sent(c) == Counter({"LogRecord": 199}) and c.stats_counter["dropped_oversized"] == 1
