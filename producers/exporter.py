@@ -105,6 +105,7 @@ class Exporter:
         self.transport = transport
         self._id_prefix = id_prefix
         self._next_id = 0
+        self._handed = 0  # events handed to the transport (a group that fails counts only the rest as dropped)
         registry = registry_at(settings.kafka.schema_registry_url)
         self._serializer = AvroSerializer("aitrace.Batch", registry=registry)
         self._plain_serializer = AvroSerializer("aitrace.Batch")
@@ -359,6 +360,7 @@ class Exporter:
         self._pending_events = 0
         self._urgent = False
         for (topic, trace_id), group in groups.items():
+            handed = self._handed
             try:
                 events = self._process(group.events)
                 blocks = [(self._new_id(), b) for b in metric_blocks(group.metrics, self.stats) if len(b)]
@@ -366,7 +368,8 @@ class Exporter:
                 for kind, rows in group.blocks.items():
                     self._send_blocks(topic, trace_id, self._block_kinds[kind], rows)
             except Exception:
-                self.stats["dropped_exporter_error"] += len(group)
+                # the events of the group not handed to the transport before it failed (those were sent)
+                self.stats["dropped_exporter_error"] += max(0, len(group) - (self._handed - handed))
                 log.exception("aitrace: a batch for %s could not be sent; its events are counted as dropped", topic)
 
     def _process(self, items: list[dict[str, Any]], chain: list[Processor] | None = None) -> list[dict[str, Any]]:
@@ -476,6 +479,7 @@ class Exporter:
             return
         if len(value) <= self.producer.max_record_bytes:
             self.transport.send(Encoded(topic, key, value, n))
+            self._handed += n
         elif n > 1:
             for part in kind.halves(block):
                 self._emit_block(topic, key, kind, part)
@@ -514,6 +518,7 @@ class Exporter:
             return
         if len(value) <= self.producer.max_record_bytes:
             self.transport.send(Encoded(topic, key, value, n_events))
+            self._handed += n_events
             return
         if len(events) > 1:
             half = len(events) // 2

@@ -247,3 +247,18 @@ def test_a_huge_attribute_name_costs_only_the_record_that_carries_it() -> None:
     for i in range(200):
         c.log("info", f"line {i}", **({"k" * 1_000_000: 1} if i == 7 else {"a": 1}))
     assert _sent(c) == Counter({"LogRecord": 199}) and c.stats_counter["dropped_oversized"] == 1
+
+
+def test_a_group_that_fails_part_way_counts_only_what_it_did_not_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole group was counted as dropped, the events it had already sent too (sent + dropped > enqueued)."""
+    c = _client()
+    for i in range(10):
+        c.metric({"loss": 0.5}, step=i)
+    for i in range(5):
+        c.log("info", f"line {i}")
+
+    def fails(*_: Any) -> None:
+        raise RuntimeError("a fault after the metrics were sent")
+
+    monkeypatch.setattr(c._exporter, "_send_blocks", fails)
+    assert _sent(c) == Counter({"metric": 10}) and c.stats_counter["dropped_exporter_error"] == 5
