@@ -260,9 +260,15 @@ def run_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
     """``aitrace.RunLifecycle``; unknown status names become UNKNOWN."""
     status = str(fields.get("status", "UNKNOWN")).upper()
     seed = as_int(fields.get("seed"))
+    config = text_map(flatten(fields.get("config") or {}), stats)
+    if seed is not None and not -(2**63) <= seed < 2**63:
+        # torch.initial_seed() of an unseeded run is any 64-bit unsigned number, half of them past the schema's
+        # long: the whole run event was refused; the seed goes into the config as text instead
+        config.setdefault("seed", str(seed))
+        seed = None
     return {
         "status": status if status in RUN_STATUSES else "UNKNOWN",
-        "config": text_map(flatten(fields.get("config") or {}), stats),
+        "config": config,
         "seed": seed,
         "code_version": optional_text(fields.get("code_version"), stats),
         "library_versions": dict(fields.get("library_versions") or {}),

@@ -262,3 +262,16 @@ def test_a_group_that_fails_part_way_counts_only_what_it_did_not_send(monkeypatc
 
     monkeypatch.setattr(c._exporter, "_send_blocks", fails)
     assert _sent(c) == Counter({"metric": 10}) and c.stats_counter["dropped_exporter_error"] == 5
+
+
+def test_a_seed_past_the_schemas_long_goes_into_the_config_as_text() -> None:
+    """torch.initial_seed() of an unseeded run is any 64-bit unsigned number: half are past Avro's long, and
+    run_started(seed=torch.initial_seed()) lost the whole run event."""
+    c = _client()
+    c.run_started({"lr": 0.1}, seed=13640143127458532357)
+    c._exporter._take()
+    c._exporter._send_pending()
+    (record,) = c.transport.records
+    (event,) = decode(record.value)["events"]
+    payload = event["payload"][1]
+    assert payload["seed"] is None and payload["config"] == {"lr": "0.1", "seed": "13640143127458532357"}
