@@ -445,16 +445,20 @@ class Exporter:
 
     def _columns(self, kind: BlockKind, rows: list[ev.Queued]) -> list[dict[str, Any]]:
         """The rows' columns, as one block. Where a row's value raises (an unhashable span name, an array as an
-        inference's error: it lost the trace's whole group), each row as its own block, and a row that raises
-        alone is counted as ``rejected_bad_event``."""
+        inference's error: it lost the trace's whole group), the rows in halves, down to the row that raises alone,
+        counted as ``rejected_bad_event``. Counts a failed build made are not kept (its rows are built again)."""
+        counts: Counter[str] = Counter()
         try:
-            return [kind.columns(rows, self.stats)]
+            columns = kind.columns(rows, counts)
         except Exception as exc:
             if len(rows) > 1:
-                return [columns for row in rows for columns in self._columns(kind, [row])]
+                half = len(rows) // 2
+                return self._columns(kind, rows[:half]) + self._columns(kind, rows[half:])
             self.stats["rejected_bad_event"] += 1
             self._warn_once("bad-event", f"aitrace: event dropped, it cannot be built: {type(exc).__name__}: {exc}")
             return []
+        self.stats.update(counts)
+        return [columns]
 
     def _emit_block(self, topic: str, key: bytes, kind: BlockKind, block: dict[str, Any]) -> None:
         """One block as one record; split in halves when it is too large or holds a record that does not fit."""
