@@ -301,6 +301,10 @@ class StallCheck:
         return check
 
 
+# The lr had fallen this many decades (x3) below its peak when the loss stopped improving: its fall stopped the loss
+LR_FELL = 0.5
+
+
 class PlateauCheck:
     """Reports when a loss that was improving stops improving while training goes on.
 
@@ -330,12 +334,14 @@ class PlateauCheck:
     reached by step ~100 of 330), SGD + Nesterov with a x0.3 step decay on digits (its loss
     still drifting down inside the ~15 % noise of its level) and a OneCycle anneal paged at an
     lr 1x to 6x below their peak. Nor does a plateau that began at such an lr become one when
-    a schedule later takes the lr 3 decades down (a cosine's last steps): the lr must have
-    stopped the weights by ``window`` steps after the loss's last best (a median lags the turn).
-    A regression MLP on diabetes (AdamW, warm-up and cosine) at its noise floor from step ~80
-    paged at step 216 of 220, when its lr reached 9e-7 (2 of 12 seeds); the bench's cut x1e-6
-    at step 100 stops a loss still improving, and a loss already at its floor there (a linear
-    regression by SGD) is reported too, as before.
+    a schedule later takes the lr 3 decades down (a cosine's last steps): at the loss's last
+    best the lr must already have fallen :data:`LR_FELL` (half a decade) below its peak, or
+    stopped the weights by ``window`` steps after it (a median lags the turn). A regression MLP
+    on diabetes (AdamW, warm-up and cosine) at its noise floor from step ~80 (the lr 0.76 of its
+    peak) paged at step 216 of 220, when its lr reached 9e-7 (2 of 12 seeds); the bench's cut
+    x1e-6 at step 100 stops a loss still improving, a loss already at its floor there (a
+    linear regression by SGD) is reported too, as before, and so is an lr decaying x0.9 a step
+    from step 100 (the bench's MLP: its loss stopped at step 119, the lr 0.87 decades down).
     """
 
     def __init__(
@@ -370,6 +376,7 @@ class PlateauCheck:
         self.reported = False
         # the step since which the lr has stopped the weights: -inf while no lr is known, None while it moves them
         self.stopped_from: float | None = -math.inf
+        self.best_fell = False  # the lr stood LR_FELL decades or more below its peak at the last best
 
     def update(self, steps: Any, values: Any, lr: Any = None) -> tuple[int, int, float, float] | None:
         """``(step, best step, best level, level)`` the first time a plateau holds, else None.
@@ -379,7 +386,7 @@ class PlateauCheck:
         vals = np.asarray(values, dtype=np.float64).ravel()
         finite = np.isfinite(vals)
         kept_steps = np.asarray(steps).ravel()[finite].astype(np.int64)
-        running = self._running(vals.size, lr)
+        drops = self._lr_drops(vals.size, lr)[finite]
         if not kept_steps.size:
             return None
         first = self.first_step = int(kept_steps[0]) if self.first_step is None else self.first_step
@@ -391,11 +398,11 @@ class PlateauCheck:
         levels = rolling_median(window, p["window"])
         first_full = kept_steps.size - levels.size  # values before it had no full window yet
         at = slice(max(0, first_full), None)
-        return self._walk(kept_steps[at], levels[max(0, -first_full) :], ~running[finite][at], first)
+        return self._walk(kept_steps[at], levels[max(0, -first_full) :], drops[at], first)
 
-    def _running(self, n: int, lr: Any) -> np.ndarray:
-        """Where the logged lr (carried forward to the steps it was not logged at) still moves the
-        weights: above ``lr_decades`` below its peak. False where no lr is known yet."""
+    def _lr_drops(self, n: int, lr: Any) -> np.ndarray:
+        """Decades the logged lr (carried forward to the steps it was not logged at) stands below its peak
+        so far; NaN where no lr is known yet."""
         logged = np.full(n, math.nan) if lr is None else np.asarray(lr, dtype=np.float64).ravel()
         rates = np.concatenate([[self.last_lr], logged])
         last = np.maximum.accumulate(np.where(np.isfinite(rates), np.arange(n + 1), 0))
@@ -403,22 +410,26 @@ class PlateauCheck:
         peaks = np.fmax.accumulate(np.concatenate([[self.peak_lr], rates]))[1:]  # fmax skips NaN
         if n:
             self.peak_lr, self.last_lr = float(peaks[-1]), float(rates[-1])
-        with np.errstate(invalid="ignore"):  # NaN compares False
-            return rates > peaks * 10.0 ** -self.params["lr_decades"]
+        with np.errstate(invalid="ignore", divide="ignore"):  # an lr of 0: inf decades
+            return np.log10(peaks / rates)
 
     def _walk(
-        self, steps: np.ndarray, levels: np.ndarray, stopped: np.ndarray, first: int
+        self, steps: np.ndarray, levels: np.ndarray, drops: np.ndarray, first: int
     ) -> tuple[int, int, float, float] | None:
         """The levels in order, jumping from one event (a new best, a plateau) to the next: between
         two new bests the thresholds are fixed, so each next event is one vectorized search.
-        ``stopped``: where a plateau may be reported (the lr is not known, or it collapsed)."""
+        ``drops``: decades the lr stands below its peak at each level (NaN: not known). A plateau may be
+        reported where it is not known or ``lr_decades`` down (the weights stopped)."""
         p, out, i = self.params, None, 0
+        with np.errstate(invalid="ignore"):  # NaN compares False
+            stopped = ~(drops < p["lr_decades"])
         since = self._stopped_since(steps, stopped)
         if levels.size and not math.isfinite(self.start):
             self.start = float(levels[0])
         while i < levels.size:
             if not math.isfinite(self.best):
                 self.best, self.best_step, self.reported = float(levels[i]), int(steps[i]), False
+                self.best_fell = bool(drops[i] >= LR_FELL)
                 i += 1
                 continue
             gain = p["min_gain"] * (5 if self.reported else 1)  # re-armed by real progress, not by noise
@@ -428,9 +439,9 @@ class PlateauCheck:
             learnt = 0 <= self.best < p["floor"] * self.start  # two decades down: converged
             if improved and not learnt and not self.reported:
                 wait = np.maximum(p["patience"], p["share"] * (steps[i:end] - first))
-                # the lr stopped the weights by the time the loss stopped improving (a window's grace: a median
-                # lags): one that a schedule stopped later found the loss at the floor its data allow
-                cut = since[i:end] <= self.best_step + p["window"]
+                # the lr's fall stopped the loss: it was falling at the last best, or stopped the weights
+                # by then (a window's grace: a median lags); one that fell later found the loss at its floor
+                cut = (since[i:end] <= self.best_step + p["window"]) | self.best_fell
                 due = np.flatnonzero((steps[i:end] - self.best_step >= wait) & stopped[i:end] & cut)
                 if due.size:
                     k = i + int(due[0])
@@ -440,6 +451,7 @@ class PlateauCheck:
                     continue
             if end < levels.size:
                 self.best, self.best_step, self.reported = float(levels[end]), int(steps[end]), False
+                self.best_fell = bool(drops[end] >= LR_FELL)
             i = end + 1
         return out
 
@@ -468,6 +480,7 @@ class PlateauCheck:
             "last_lr": self.last_lr if math.isfinite(self.last_lr) else None,
             "reported": self.reported,
             "stopped_from": "ever" if self.stopped_from == -math.inf else self.stopped_from,
+            "best_fell": self.best_fell,
         }
 
     @classmethod
@@ -483,6 +496,7 @@ class PlateauCheck:
         check.reported = bool(state["reported"])
         since = state.get("stopped_from", "ever")  # absent from states written before: as they were judged
         check.stopped_from = -math.inf if since == "ever" else None if since is None else float(since)
+        check.best_fell = bool(state.get("best_fell", False))
         return check
 
 

@@ -258,6 +258,23 @@ def test_a_loss_at_its_floor_long_before_a_cosine_ends_is_no_plateau_when_the_lr
     assert "plateau" not in found
 
 
+def test_an_lr_decaying_to_nothing_while_the_loss_still_learns_makes_a_plateau() -> None:
+    """The lr x0.9 a step from step 100: the loss, learning in proportion to the lr, stops before the lr is 3
+    decades down (step 166); the lr had fallen by then, so its fall is what stopped the loss."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(400)
+    lr = np.where(steps < 100, 0.01, 0.01 * 0.9 ** (steps - 100))
+    loss, level = np.empty(400), 2.3
+    for t in range(400):
+        level -= 2.0 * lr[t] * (level - 0.05)
+        loss[t] = level * (1 + 0.03 * rng.standard_normal())
+    series, found = TrainingSeries("loss"), []
+    for lo in range(0, 400, 20):
+        found += [f.reason for f in series.update(steps[lo : lo + 20], loss[lo : lo + 20], lr[lo : lo + 20])]
+        series = TrainingSeries.from_state(series.to_state())
+    assert found == ["plateau"]
+
+
 # The training loss of a real run of bench/training_runs.py (recorded 2026-12-06): the MLP on the
 # digits by SGD + momentum at lr 0.1, x0.1 at steps 264 and 528, batches of 32 (seed 0), steps
 # 400-659. Its first 32 steps stood at 2.05; by step 400 it is at 0.2-0.5 % of that, where one hard
