@@ -42,10 +42,9 @@ _SpanContext = tc.SpanContext
 def _message(exc: BaseException) -> str:
     """An exception's message; one whose ``__str__`` raises or returns no text must not replace it in the caller."""
     try:
-        text = str(exc)
+        return str(exc)  # (a __str__ that returns no text raises TypeError here)
     except Exception:
         return f"<unprintable {type(exc).__qualname__}>"
-    return text if type(text) is str else f"<unprintable {type(exc).__qualname__}>"
 
 
 class Span:
