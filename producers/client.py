@@ -31,7 +31,7 @@ from typing import Any
 from aitrace.producers import events as ev
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client_events import ClientEvents
-from aitrace.producers.config import ProducerConfig, Settings
+from aitrace.producers.config import COUNT_FIELDS, ProducerConfig, Settings
 from aitrace.producers.exporter import Exporter, Processor
 from aitrace.producers.kafka_transport import DeliveryListener, KafkaTransport
 from aitrace.producers.redact import Redactor
@@ -348,11 +348,17 @@ def _validate(config: ProducerConfig) -> None:
         raise ValueError(f"sample_rate must lie in [0, 1], got {config.sample_rate!r}")
     # NaN passed every comparison (a resource sampler spinning at 3,000 samples/s, a sender never lingering or
     # never bounded), inf or 1.5 events a batch lost every event, a wait past TIMEOUT_MAX killed its thread
-    for name, unit in (("resource_interval_s", 1.0), ("batch_linger_ms", 1000.0)):
+    waits = (
+        ("resource_interval_s", 1.0),
+        ("batch_linger_ms", 1e3),
+        ("close_timeout_s", 1.0),
+        ("full_block_timeout_s", 1.0),
+    )
+    for name, unit in waits:  # close_timeout_s=nan hung close() and the interpreter's exit
         value = getattr(config, name)
         if isinstance(value, bool) or not 0 <= value <= threading.TIMEOUT_MAX * unit:
-            raise ValueError(f"{name} must be a number from 0 (0: off), got {value!r}")
-    for name in ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes"):
+            raise ValueError(f"{name} must be a number of seconds (ms) from 0, got {value!r}")
+    for name in COUNT_FIELDS:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")

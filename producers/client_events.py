@@ -121,8 +121,9 @@ class ClientEvents:
                     sampler.stop()
         except BaseException as exc:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
-            self.log("error", f"run failed: {type(exc).__qualname__}: {exc}", exc_info=exc, logger="aitrace.run")
-            self.run_finished(status=status, message=f"{type(exc).__qualname__}: {exc}")
+            what = f"{type(exc).__qualname__}: {ev.exception_text(exc)}"
+            self.log("error", f"run failed: {what}", exc_info=exc, logger="aitrace.run")
+            self.run_finished(status=status, message=what)
             raise
         self.run_finished(status="FINISHED", message=name)
 

@@ -170,8 +170,19 @@ class ProducerConfig(EnvConfig):
         # names given as numbers (run_id=12345) are names: the schema's strings refused every event of the client
         for name in ("service", "service_version", "environment", "run_id"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
+            if isinstance(value, bytes):
+                object.__setattr__(self, name, value.decode("utf-8", "replace"))
+            elif value is not None and not isinstance(value, str):
                 object.__setattr__(self, name, str(value))
+        # counts given as whole floats (queue_size=1e5) are those counts: a float count of events a batch lost them all
+        for name in COUNT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
+
+
+# settings that count (events, bytes, milliseconds): positive whole numbers
+COUNT_FIELDS = ("queue_size", "batch_max_events", "max_record_bytes", "spool_max_bytes", "delivery_timeout_ms")
 
 
 CONCERNS: dict[str, type[EnvConfig]] = {"kafka": KafkaConfig, "search": SearchConfig, "producer": ProducerConfig}

@@ -138,9 +138,11 @@ def record_bytes(row: ev.Queued) -> int:
     try:
         features = ev.fields_dict(ev.DATA, row[3] if len(row) == 5 else row[5:]).get("features") or ()
         numbers = sum(
-            len(f.get(k) or ()) for f in features for k in ("quantiles", "histogram_edges", "histogram_counts")
+            len(f.get(k) if f.get(k) is not None else ())
+            for f in features
+            for k in ("quantiles", "histogram_edges", "histogram_counts")
         )
-    except (AttributeError, TypeError):
+    except Exception:  # an estimate: a row it cannot read is built (or rejected) on its own later
         return 64
     return 64 * (1 + len(features)) + 9 * numbers
 

@@ -218,9 +218,9 @@ def as_float(value: Any) -> float | None:
     """A number as float (numpy scalars, 0-d tensors included); None when it is not one."""
     if isinstance(value, float):
         return value
-    try:  # an int past a double's range (10**400) raises OverflowError: no number
+    try:  # an int past a double's range (10**400) raises OverflowError; a caller's object anything: no number
         return float(value)
-    except (TypeError, ValueError, OverflowError, RuntimeError):
+    except Exception:
         return None
 
 
@@ -237,6 +237,15 @@ def as_int(value: Any) -> int | None:
 # -- payloads of single events
 
 
+def exception_text(exc: BaseException) -> str:
+    """An exception's message; one whose ``__str__`` raises (or returns no text) is ``<unprintable X>``: its
+    message must not replace the exception in the caller, nor lose the event that reports it."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
 def log_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
     """``aitrace.LogRecord`` from ``client.log`` arguments (exception formatted here, off the caller)."""
     exc = fields.get("exc")
@@ -251,7 +260,7 @@ def log_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
     }
     if isinstance(exc, BaseException):
         payload["error_type"] = type(exc).__qualname__
-        payload["error_message"] = text_value(str(exc), stats)
+        payload["error_message"] = exception_text(exc)
         payload["stack_trace"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return payload
 
@@ -315,10 +324,15 @@ def feature_stats(raw: Mapping[str, Any], stats: Counter[str]) -> dict[str, Any]
         "min": as_float(raw.get("min")),
         "max": as_float(raw.get("max")),
         "quantiles": {str(k): as_float(v) for k, v in (raw.get("quantiles") or {}).items()},
-        "histogram_edges": [float(x) for x in raw.get("histogram_edges") or ()],
-        "histogram_counts": [int(x) for x in raw.get("histogram_counts") or ()],
+        "histogram_edges": [float(x) for x in _listed(raw.get("histogram_edges"))],
+        "histogram_counts": [int(x) for x in _listed(raw.get("histogram_counts"))],
         "categories": {str(k): int(v) for k, v in (raw.get("categories") or {}).items()},
     }
+
+
+def _listed(values: Any) -> Any:
+    """A sequence of numbers, or () for none: np.histogram's arrays too (``array or ()`` raised ValueError)."""
+    return () if values is None else values
 
 
 def inference_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockB
         key = (ctx.span_id, split, *values)  # span, split, metric names
         try:
             rows = rows_by_key.get(key)
-        except TypeError:  # an unhashable split (a list): grouped by its text
+        except Exception:  # an unhashable split (a list), a hash that raises: grouped by its text
             key = (ctx.span_id, _split_text(split, stats), *values)
             rows = rows_by_key.get(key)
         if rows is None:
@@ -96,10 +96,13 @@ def metric_blocks(items: list[Queued], stats: Counter[str]) -> list[MetricBlockB
             stats["rejected_empty_metric"] += len(rows)
             continue
         split = key[1] if key[1] is None or isinstance(key[1], str) else _split_text(key[1], stats)
+        counts: Counter[str] = Counter()  # kept only if the fast path holds (the slow one counts afresh)
         try:
-            out.append(_fast_block(rows, split, names))
-        except (TypeError, ValueError, OverflowError, RuntimeError):
+            out.append(_fast_block(rows, split, names, counts))
+        except Exception:  # anything unusual (a value whose float() raises ZeroDivisionError): row by row
             out.extend(_slow_blocks(rows, split, stats))
+        else:
+            stats.update(counts)
     return out
 
 
@@ -108,7 +111,7 @@ _EPOCH_TYPES = {int, type(None)}
 _FLOAT = {float}
 
 
-def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBlockBuilder:
+def _fast_block(rows: list[Queued], split: str | None, names: tuple, stats: Counter[str]) -> MetricBlockBuilder:
     points: list[MetricPoint] = [fields for _, _, _, fields, _ in rows]
     steps = [step for _, step, _, _ in points]
     if set(map(type, steps)) != _INTS or min(steps) < _LONG[0] or max(steps) > _LONG[1]:
@@ -119,12 +122,7 @@ def _fast_block(rows: list[Queued], split: str | None, names: tuple) -> MetricBl
     block = MetricBlockBuilder(rows[0][2], split, names)
     block.steps = steps
     block.times = [time_us for _, time_us, _, _, _ in rows]
-    no_epochs = epochs.count(None) == len(rows)
-    if not no_epochs and not set(map(type, epochs)) <= _EPOCH_TYPES:
-        raise TypeError("epochs that are not int")  # 1.5, True, np.int64: read one by one
-    block.epochs = [-1] * len(rows) if no_epochs else [-1 if e is None else e for e in epochs]
-    if not no_epochs and (min(block.epochs) < _INT[0] or max(block.epochs) > _INT[1]):
-        raise ValueError("an epoch past 32 bits")
+    block.epochs = [-1] * len(rows) if epochs.count(None) == len(rows) else _epochs(epochs, stats)
     columns = [[values[name] for values, _, _, _ in points] for name in names]
     for i, column in enumerate(columns):
         if set(map(type, column)) != _FLOAT:
@@ -168,6 +166,7 @@ def metric_point(values: Mapping[Any, Any], stats: Counter[str]) -> tuple[tuple,
     keys; one that then repeats a name of the point is left out (counted).
     """
     kept_names: list[str] = []
+    seen: set[str] = set()  # (a list's `in` made a point of 8,000 names cost 306 ms)
     floats = []
     for k, v in values.items():
         number = as_float(v)
@@ -178,9 +177,10 @@ def metric_point(values: Mapping[Any, Any], stats: Counter[str]) -> tuple[tuple,
         if name is None:
             stats["rejected_bad_metric_name"] += 1
             continue
-        if name in kept_names:
+        if name in seen:
             stats["rejected_duplicate_metric"] += 1
             continue
+        seen.add(name)
         kept_names.append(name)
         floats.append(number)
     return tuple(kept_names), floats
@@ -208,27 +208,44 @@ def rows(block: dict[str, Any], lo: int, hi: int | None) -> dict[str, Any]:
     return part
 
 
+def _epochs(epochs: list[Any], stats: Counter[str]) -> list[int]:
+    """The schema's epochs (-1: none): plain ints in 32 bits as they are, any other one through :func:`_whole`
+    (np.int64 and 2.0 are epochs; 1.5, True and 2**40 are left out, counted)."""
+    if set(map(type, epochs)) <= _EPOCH_TYPES:
+        plain = [-1 if e is None else e for e in epochs]
+        if _INT[0] <= min(plain) and max(plain) <= _INT[1]:
+            return plain
+    out = [-1 if e is None else _whole(e, _INT) for e in epochs]
+    stats["rejected_bad_epoch"] += out.count(None)
+    return [-1 if e is None else e for e in out]
+
+
 def _whole(value: Any, bounds: tuple[int, int]) -> int | None:
     """A step or an epoch as an integer within ``bounds``; None for a bool, a fraction (1.5, ``np.float32(0.5)``,
     ``Decimal("1.5")``), a value past the bounds or anything that is not a number."""
     number = as_int(value)
     if number is None or isinstance(value, bool) or not bounds[0] <= number <= bounds[1]:
         return None
-    try:
-        return number if type(value) is int or bool(value == number) else None
+    try:  # text that int() reads ("5", " 7 ") is that number, as it was before the bounds
+        return number if type(value) is int or isinstance(value, str) or bool(value == number) else None
     except Exception:  # a comparison that raises (an array) or cannot be a bool
         return None
 
 
 def _split_text(split: Any, stats: Counter[str]) -> str:
-    """A split that is not a string (``split=5``, an ``Enum`` member, a list), as text: an Enum by its value."""
-    value = split.value if isinstance(split, Enum) else split
-    return value if isinstance(value, str) else text_value(value, stats)
+    """A split that is not a string (``split=5``, an ``Enum`` member, a list), as :func:`_text` writes it; one with
+    no text of its own as ``text_value`` writes it (its repr, or ``<unrepresentable X>``)."""
+    text = _text(split)
+    return text_value(split, stats) if text is None else text
 
 
-def _text(name: Any) -> str | None:
-    """A metric name that is not a string, as text; None when it has none (its ``__str__`` raises)."""
+def _text(value: Any) -> str | None:
+    """A split or a metric name that is not a string, as text: an ``Enum`` member by its value (``Split.VAL`` is
+    "val"), anything else by ``str()``; None when that raises."""
+    value = value.value if isinstance(value, Enum) else value
+    if isinstance(value, str):
+        return value
     try:
-        return str(name)
+        return str(value)
     except Exception:
         return None

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aitrace.producers import tracecontext as tc
+from aitrace.producers.events import exception_text
 from aitrace.producers.summaries import row_count
 
 if TYPE_CHECKING:
@@ -37,14 +38,6 @@ _pop = tc._CURRENT.reset
 _T = TypeVar("_T")
 _new_tuple = tuple.__new__
 _SpanContext = tc.SpanContext
-
-
-def _message(exc: BaseException) -> str:
-    """An exception's message; one whose ``__str__`` raises or returns no text must not replace it in the caller."""
-    try:
-        return str(exc)  # (a __str__ that returns no text raises TypeError here)
-    except Exception:
-        return f"<unprintable {type(exc).__qualname__}>"
 
 
 class Span:
@@ -138,7 +131,7 @@ class Span:
         if exc is not None:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
-            self.error_message = _message(exc)
+            self.error_message = exception_text(exc)
         self.end_us = _time_ns() // 1000
         # Client._put inlined: one Python call less per span on the caller's thread.
         client = self._client

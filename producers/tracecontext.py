@@ -156,8 +156,15 @@ def header_value(headers: Any, name: str = TRACEPARENT) -> Any:
     """Find a header in a dict (any case) or in a Kafka-style list of ``(key, value)`` pairs."""
     if headers is None:
         return None
+    if isinstance(headers, str | bytes):
+        raise TypeError("headers given as text, not as a mapping or a list of (key, value) pairs")
     items = headers.items() if hasattr(headers, "items") else headers
-    for key, value in items:
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            if isinstance(item, tuple | list) and item and str(item[0]).lower() == name:
+                return item  # the header, malformed: no trace context reads from it (counted by the caller)
+            continue  # a pair of no known shape: the headers after it may still hold the one looked for
+        key, value = item
         key_text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
         if key_text.lower() == name:
             return value

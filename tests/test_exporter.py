@@ -248,7 +248,7 @@ class _Split(enum.Enum):
     VAL = "val"
 
 
-@pytest.mark.parametrize(("split", "text"), [(5, "5"), (_Split.VAL, "val"), (["a", 1], '["a",1]'), (2.5, "2.5")])
+@pytest.mark.parametrize(("split", "text"), [(5, "5"), (_Split.VAL, "val"), (["a", 1], "['a', 1]"), (2.5, "2.5")])
 def test_a_split_that_is_not_text_is_sent_as_text(start: Callable[..., Running], split: Any, text: str) -> None:
     running = start()
     for i in range(5):
