@@ -176,8 +176,8 @@ class TrainingSeries:
             code = int(codes[k])
             if code in _GOOD_NEWS or code == CODE_NONE:
                 continue
-            if self._moved(code, float(vals[k]), int(k)) < 1.5 * quanta[k]:
-                continue  # one example more or fewer than its level: the resolution of the score
+            if self._moved(code, float(vals[k]), int(k)) < self._resolved(int(k), float(quanta[k])):
+                continue  # a few examples more or fewer than its level: the resolution of the score
             reason = CODE_NAMES[code]
             critical = scores[k] >= 0.999 or reason in ("nan", "inf")
             message = explain(self.metric, reason, float(vals[k]), self.detector, int(k))
@@ -244,6 +244,22 @@ class TrainingSeries:
         finite = vals[np.isfinite(vals)]
         self.quantum, self.last = float(quanta[-1]), float(finite[-1]) if finite.size else self.last
         return quanta[:-1]
+
+    def _resolved(self, k: int, quantum: float) -> float:
+        """The smallest move of point ``k`` that pages: 1.5 examples (the score's resolution), and where its spread
+        is under one example (a batch accuracy that reads 32/32 nearly always: a spread of 0.004 at batches of 32)
+        the detector's own threshold counted in examples, as a count's noise is at least one of them: a batch at
+        30/32 among 32/32 read 16 spreads down and paged on a healthy Nesterov run."""
+        assert self.detector is not None
+        noise = float(self.detector.last_noise[k])
+        if not math.isfinite(quantum) or noise >= quantum:
+            return 1.5 * quantum
+        z = (
+            self.detector.params.threshold * math.sqrt(self.threshold / (1.0 - self.threshold))
+            if self.threshold < 1
+            else math.inf
+        )
+        return max(1.5 * quantum, z * quantum)
 
     def _moved(self, code: int, value: float, k: int) -> float:
         """How far point ``k`` moved from the detector's level; for a level shift, the level's own move."""

@@ -419,10 +419,12 @@ def test_a_runs_series_are_read_by_what_their_names_mean_in_each_trackers_naming
 def test_a_later_plateau_of_the_loss_is_news_after_the_checks_paged_one() -> None:
     """The verdicts the run's checks paged muted the loss's own plateau for the rest of the run: an lr cut
     at 100 (checks: 116), a warm restart at 300 that learned, then a gradual decay to ~0 from 500 that only
-    the loss's rule sees (a review's script). The repeat of the first is dropped, the second pages."""
+    the loss's rule sees (a review's script), the loss learning in step with the lr. The repeat of the first
+    is dropped, the second pages."""
     rng = np.random.default_rng(0)
     steps = np.arange(1200)
-    loss = np.r_[2.3 - 1.3 * steps[:100] / 100, np.full(200, 1.0), 1.0 - 0.5 * np.arange(200) / 200, np.full(700, 0.5)]
+    slowing = 0.5 - 0.2 * (1 - np.exp(-np.arange(700) / 20.0))  # learns as the lr lets it, then stops
+    loss = np.r_[2.3 - 1.3 * steps[:100] / 100, np.full(200, 1.0), 1.0 - 0.5 * np.arange(200) / 200, slowing]
     loss += 0.005 * rng.normal(size=1200)
     lr = np.r_[np.full(100, 0.1), np.full(200, 1e-7), np.full(200, 0.1), 0.1 * np.exp(-np.arange(700) / 20.0)]
     det, alerts = SeriesDetectors({}), []
@@ -431,7 +433,7 @@ def test_a_later_plateau_of_the_loss_is_news_after_the_checks_paged_one() -> Non
         block = S.metric_block(trace="a" * 32, run_id="r", start_step=i, series=series, start_us=T0 + i * 1000)
         alerts += _apply(det, blocks=[block], offset=i)
     plateaus = [(a["series"], a["step"]) for a in alerts if a["detector"] == "plateau" and a["version"] == 1]
-    assert plateaus == [("run/r/checks", 116), ("run/r/train/loss", 696)]
+    assert plateaus == [("run/r/checks", 116), ("run/r/train/loss", 800)]
 
 
 def test_a_run_s_series_take_its_places_before_its_checks() -> None:
