@@ -178,7 +178,7 @@ class Exchange(Served):
         out: dict[str, Any] = {
             "method": self.method,
             "route": self.route,
-            "status_code": self.status or (500 if self.error is not None else None),
+            "status_code": self._status_code(),
             "request_bytes": self.request_bytes,
             "response_bytes": self.response.total,
             "content_type": self.headers.get("content-type") or None,
@@ -186,6 +186,14 @@ class Exchange(Served):
         if self.options.log_payloads:
             out.update(self._payloads())
         return orjson.dumps(out).decode()
+
+    def _status_code(self) -> int | None:
+        """The response's status as HTTP has them (an app's 2**70 failed the record's JSON and lost it), 500 for
+        an exception before one was set."""
+        status = self.status
+        if isinstance(status, int) and not isinstance(status, bool) and 0 <= status <= 999:
+            return status or (500 if self.error is not None else None)
+        return 500 if status is None and self.error is not None else None
 
     def _payloads(self) -> dict[str, str]:
         redactor = getattr(self.client, "redactor", None)

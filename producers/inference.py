@@ -28,6 +28,7 @@ import inspect
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -36,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client import get_client
-from aitrace.producers.events import UNKNOWN_MODEL
+from aitrace.producers.events import UNKNOWN_MODEL, exception_text, text_value
 from aitrace.producers.spans import Span
 
 __all__ = [
@@ -215,7 +216,7 @@ class Served:
         notes = self.notes
         problem = self.problem()
         return {
-            "request_id": str(notes.request_id or self.default_request_id()),
+            "request_id": notes.request_id or self.default_request_id(),  # (text_value'd by the client)
             "model_name": notes.model or self.model or UNKNOWN_MODEL,
             "model_version": notes.version or self.version,
             "latency_ms": (time.perf_counter() - self._t0) * 1000,
@@ -232,7 +233,7 @@ class Served:
         """``<kind>: <detail>`` of what went wrong, or None."""
         if self.error is not None:
             return _exception_problem(self.error, self.notes.error)
-        return None if self.notes.error is None else str(self.notes.error)
+        return None if self.notes.error is None else text_value(self.notes.error, Counter())
 
     def default_request_id(self) -> str:
         return uuid.uuid4().hex
@@ -245,9 +246,11 @@ class Served:
 
 
 def _exception_problem(exc: BaseException, note: Any) -> str:
+    # a note, or an exception, with no text of its own lost the whole record: text_value / exception_text
+    told = None if note is None else text_value(note, Counter())
     if type(exc).__name__.endswith("ValidationError"):
-        return f"schema_validation: {note if note is not None else _validation_errors(exc)}"
-    return f"exception: {note if note is not None else f'{type(exc).__qualname__}: {exc}'}"
+        return f"schema_validation: {told if told is not None else _validation_errors(exc)}"
+    return f"exception: {told if told is not None else f'{type(exc).__qualname__}: {exception_text(exc)}'}"
 
 
 def _validation_errors(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ except ImportError as exc:
     raise ImportError("aitrace.lightning needs Lightning 2.x: pip install 'aitrace[lightning]'") from exc
 
 from aitrace.producers._training import by_split, resolve_client
+from aitrace.producers.events import exception_text
 
 __all__ = ["AitraceLogger"]
 
@@ -101,7 +102,7 @@ class AitraceLogger(Logger):
         values = dict(metrics)
         epoch = values.pop("epoch", None)  # Lightning adds the current epoch to step-less calls
         for split, group in by_split(values).items():
-            self._client.metric(group, step=step, epoch=None if epoch is None else int(epoch), split=split)
+            self._client.metric(group, step=step, epoch=epoch, split=split)  # (the client reads it; nan: none)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -114,7 +115,7 @@ class AitraceLogger(Logger):
         # Lightning calls finalize("failed") inside its except block: the exception is still in flight.
         exc = sys.exc_info()[1]
         if status == "failed" and exc is not None:
-            what = f"{type(exc).__qualname__}: {exc}"
+            what = f"{type(exc).__qualname__}: {exception_text(exc)}"  # (a __str__ that raises must not replace it)
             self._client.log("error", f"run failed: {what}", exc_info=exc, logger="aitrace.run")
             killed = isinstance(exc, KeyboardInterrupt | SystemExit)
             self._client.run_finished("KILLED" if killed else "FAILED", message=what)

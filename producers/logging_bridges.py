@@ -54,7 +54,7 @@ class _Bridge:
 
         return get_client()
 
-    def _send(self, level: Any, message: str, exc: Any, logger: Any, attributes: dict[str, Any], ctx: Any) -> None:
+    def _send(self, level: Any, message: Any, exc: Any, logger: Any, attributes: dict[str, Any], ctx: Any) -> None:
         if _SENDING.get() or _own(logger):
             return  # aitrace's own records, or a record logged while sending one: never loop
         token = _SENDING.set(True)
@@ -82,7 +82,7 @@ class LoguruSink(_Bridge):
             record = message.record
             extra = dict(record["extra"])
             ctx = None
-            if _TRACE_KEY in extra:
+            if _TRACE_KEY in extra and _SPAN_KEY in extra:  # (a user's own half of it stays an attribute)
                 ctx = tc.SpanContext(extra.pop(_TRACE_KEY), extra.pop(_SPAN_KEY), extra.pop(_PARENT_KEY, None))
             attributes = {attribute_name(str(k)): v for k, v in extra.items()}
             attributes.setdefault("module", record["module"])
@@ -129,10 +129,11 @@ class StructlogProcessor(_Bridge):
             if wants_current or (exc is None and method_name == "exception"):
                 exc = sys.exc_info()[1]
             own = _STRUCTLOG_OWN
+            # the message as it is: the client makes it text (an event whose str() raised was lost here)
             if "event" in event_dict or "message" not in event_dict:
-                message = str(event_dict.get("event", ""))
+                message = event_dict.get("event", "")
             else:  # EventRenamer("message") ran before: the event is under "message"
-                message, own = str(event_dict["message"]), _STRUCTLOG_OWN | {"message"}
+                message, own = event_dict["message"], _STRUCTLOG_OWN | {"message"}
             attributes = {attribute_name(str(k)): v for k, v in event_dict.items() if k not in own}
         except Exception:
             self.errors += 1

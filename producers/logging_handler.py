@@ -29,8 +29,8 @@ class AitraceHandler(logging.Handler):
         self._client = client
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("aitrace"):
-            return  # the client's own warnings must not loop back into it
+        if record.name == "aitrace" or record.name.startswith("aitrace."):
+            return  # the client's own warnings must not loop back into it (a user's "aitracer" is not ours)
         client = self._client
         if client is None:
             from aitrace.producers.client import get_client
@@ -39,7 +39,8 @@ class AitraceHandler(logging.Handler):
             if client is None:
                 return
         try:
-            attributes = {attribute_name(k): v for k, v in vars(record).items() if k not in _STANDARD}
+            # (extra={1: "x"} puts an int key in the record: as text, or the record was lost)
+            attributes = {attribute_name(str(k)): v for k, v in vars(record).items() if k not in _STANDARD}
             attributes.setdefault("module", record.module)
             attributes.setdefault("lineno", record.lineno)
             client.log(record.levelno, record.getMessage(), exc_info=record.exc_info, logger=record.name, **attributes)

@@ -52,13 +52,18 @@ class AitraceSpanExporter(SpanExporter):
         client = self._target()
         if self._shutdown or client is None:
             return SpanExportResult.FAILURE
-        try:
-            for span in spans:
+        failed = 0
+        for span in spans:  # one span that cannot be read costs only itself, counted, not the rest of its batch
+            try:
                 ctx, end_us, fields = span_fields(span)
-                client._put((ev.SPAN, end_us, ctx, fields, fields["status"] == "error"))
-        except Exception:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            except Exception:
+                failed += 1
+                continue
+            client._put((ev.SPAN, end_us, ctx, fields, fields["status"] == "error"))
+        if failed:
+            with client._caller_lock:  # a caller's counter (the sender thread owns stats_counter)
+                client._caller_stats["rejected_bad_event"] += failed
+        return SpanExportResult.FAILURE if failed else SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         """Stop exporting; the client stays open (it is the caller's)."""

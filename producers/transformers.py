@@ -29,6 +29,7 @@ except ImportError as exc:
     raise ImportError("aitrace.transformers needs transformers: pip install 'aitrace[transformers]'") from exc
 
 from aitrace.producers._training import by_split, resolve_client
+from aitrace.producers.logging_handler import attribute_name
 
 __all__ = ["AitraceCallback"]
 
@@ -67,11 +68,15 @@ class AitraceCallback(TrainerCallback):
             return
         values = dict(logs)
         epoch = values.pop("epoch", None)
-        index = max(math.ceil(epoch) - 1, 0) if epoch is not None else None
+        # a user's trainer.log(epoch=nan) raised into the Trainer: an epoch that is no finite number is none
+        finite = isinstance(epoch, int | float) and math.isfinite(epoch)
+        index = max(math.ceil(epoch) - 1, 0) if finite else None
         # Only the totals Trainer logs when training ends carry total_flos; their train_loss is the run's mean.
         if "total_flos" in values:
+            # a key named as log()'s parameters or this call's (message, event) raised TypeError into the Trainer
+            fields = {f"extra.{k}" if k == "event" else attribute_name(str(k)): v for k, v in values.items()}
             self.client.log(
-                "info", "training summary", logger="aitrace.transformers", event="train_summary", epoch=epoch, **values
+                "info", "training summary", logger="aitrace.transformers", event="train_summary", epoch=epoch, **fields
             )
             return
         for split, group in by_split(values).items():

@@ -144,6 +144,16 @@ class _CountedInput:
         self._body.add(data)
         return data
 
+    def __getattr__(self, name: str) -> Any:
+        """The stream's attributes that read nothing (seek, closed, fileno: apps use them); a way to read past the
+        count (readinto, read1, getvalue: werkzeug takes readinto where it finds it) stays hidden."""
+        if name not in _PASSED:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+_PASSED = frozenset({"seek", "tell", "seekable", "closed", "close", "fileno", "name", "mode", "encoding"})
+
 
 class _CountedBody:
     """The app's response iterable, counted; closing it closes the app's and sends the record."""
