@@ -237,6 +237,15 @@ def as_int(value: Any) -> int | None:
 # -- payloads of single events
 
 
+def plain_text(value: Any) -> str:
+    """``str(value)`` (a UUID, a date and an exception read as they print), or, where that raises,
+    ``<unrepresentable X>``: the text of a value that must never cost its event."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
 def exception_text(exc: BaseException) -> str:
     """An exception's message; one whose ``__str__`` raises (or returns no text) is ``<unprintable X>``: its
     message must not replace the exception in the caller, nor lose the event that reports it."""

@@ -28,7 +28,6 @@ import inspect
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -37,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client import get_client
-from aitrace.producers.events import UNKNOWN_MODEL, exception_text, text_value
+from aitrace.producers.events import UNKNOWN_MODEL, exception_text, plain_text
 from aitrace.producers.spans import Span
 
 __all__ = [
@@ -216,7 +215,7 @@ class Served:
         notes = self.notes
         problem = self.problem()
         return {
-            "request_id": notes.request_id or self.default_request_id(),  # (text_value'd by the client)
+            "request_id": plain_text(notes.request_id or self.default_request_id()),  # a UUID as it prints
             "model_name": notes.model or self.model or UNKNOWN_MODEL,
             "model_version": notes.version or self.version,
             "latency_ms": (time.perf_counter() - self._t0) * 1000,
@@ -233,7 +232,7 @@ class Served:
         """``<kind>: <detail>`` of what went wrong, or None."""
         if self.error is not None:
             return _exception_problem(self.error, self.notes.error)
-        return None if self.notes.error is None else text_value(self.notes.error, Counter())
+        return None if self.notes.error is None else plain_text(self.notes.error)
 
     def default_request_id(self) -> str:
         return uuid.uuid4().hex
@@ -246,8 +245,8 @@ class Served:
 
 
 def _exception_problem(exc: BaseException, note: Any) -> str:
-    # a note, or an exception, with no text of its own lost the whole record: text_value / exception_text
-    told = None if note is None else text_value(note, Counter())
+    # a note, or an exception, with no text of its own lost the whole record: plain_text / exception_text
+    told = None if note is None else plain_text(note)
     if type(exc).__name__.endswith("ValidationError"):
         return f"schema_validation: {told if told is not None else _validation_errors(exc)}"
     return f"exception: {told if told is not None else f'{type(exc).__qualname__}: {exception_text(exc)}'}"

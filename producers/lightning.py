@@ -24,6 +24,7 @@ Only global rank 0 sends, as with Lightning's own loggers. ``experiment`` is the
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from argparse import Namespace
@@ -102,7 +103,7 @@ class AitraceLogger(Logger):
         values = dict(metrics)
         epoch = values.pop("epoch", None)  # Lightning adds the current epoch to step-less calls
         for split, group in by_split(values).items():
-            self._client.metric(group, step=step, epoch=epoch, split=split)  # (the client reads it; nan: none)
+            self._client.metric(group, step=step, epoch=_epoch(epoch), split=split)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -128,3 +129,12 @@ class AitraceLogger(Logger):
             self._started = True
             seed = os.environ.get("PL_GLOBAL_SEED")  # set by lightning.seed_everything
             self._client.run_started(self._config, seed=int(seed) if seed else None)
+
+
+def _epoch(value: Any) -> int | None:
+    """Lightning's epoch (or one a user logged: 3.5 is epoch 3, as int() reads it); None for none, NaN or inf."""
+    try:
+        number = float(value)
+    except Exception:
+        return None
+    return int(number) if math.isfinite(number) else None

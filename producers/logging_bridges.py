@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aitrace.producers import tracecontext as tc
+from aitrace.producers.events import plain_text
 from aitrace.producers.logging_handler import attribute_name
 
 __all__ = ["LoguruSink", "StructlogProcessor", "loguru_patcher", "loguru_sink", "structlog_processor"]
@@ -54,7 +55,7 @@ class _Bridge:
 
         return get_client()
 
-    def _send(self, level: Any, message: Any, exc: Any, logger: Any, attributes: dict[str, Any], ctx: Any) -> None:
+    def _send(self, level: Any, message: str, exc: Any, logger: Any, attributes: dict[str, Any], ctx: Any) -> None:
         if _SENDING.get() or _own(logger):
             return  # aitrace's own records, or a record logged while sending one: never loop
         token = _SENDING.set(True)
@@ -129,11 +130,11 @@ class StructlogProcessor(_Bridge):
             if wants_current or (exc is None and method_name == "exception"):
                 exc = sys.exc_info()[1]
             own = _STRUCTLOG_OWN
-            # the message as it is: the client makes it text (an event whose str() raised was lost here)
+            # (an event whose str() raised was lost here: plain_text)
             if "event" in event_dict or "message" not in event_dict:
-                message = event_dict.get("event", "")
+                message = plain_text(event_dict.get("event", ""))
             else:  # EventRenamer("message") ran before: the event is under "message"
-                message, own = event_dict["message"], _STRUCTLOG_OWN | {"message"}
+                message, own = plain_text(event_dict["message"]), _STRUCTLOG_OWN | {"message"}
             attributes = {attribute_name(str(k)): v for k, v in event_dict.items() if k not in own}
         except Exception:
             self.errors += 1

@@ -341,16 +341,11 @@ def test_a_malformed_header_pair_does_not_hide_the_traceparent_after_it() -> Non
         assert ctx is not None and ctx.trace_id == _TP.split("-")[1]
 
 
-class _OddError(Exception):
-    def __str__(self) -> str:
-        raise RuntimeError("cannot format")
-
-
 def test_a_run_that_fails_with_an_unprintable_exception_reports_it_and_reraises_it() -> None:
     """run()'s f-strings formatted the exception: the caller got RuntimeError, and no FAILED event was sent."""
     c = _client()
-    with pytest.raises(_OddError), c.run("r"):
-        raise _OddError()
+    with pytest.raises(_Unprintable), c.run("r"):
+        raise _Unprintable()
     c._exporter._take()
     c._exporter._send_pending()
     payloads = [e["payload"][1] for r in c.transport.records for e in decode(r.value)["events"]]

@@ -11,12 +11,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from test_bad_values import _client, _sent
-
-
-class _Unprintable(Exception):
-    def __str__(self) -> str:
-        raise RuntimeError("no text")
+from test_bad_values import _client, _sent, _Unprintable
 
 
 def test_the_stdlib_handler_sends_a_users_logger_named_like_ours_and_an_int_extra_key() -> None:
@@ -148,3 +143,27 @@ def test_the_lightning_logger_reports_a_failure_whose_exception_has_no_text() ->
         logger.finalize("failed")
     sent = _sent(c)
     assert sent["RunLifecycle"] == 2 and sent["LogRecord"] == 1
+
+
+def test_a_request_id_given_as_a_uuid_is_sent_as_it_prints_so_its_label_joins() -> None:
+    """A review of the fix above: the id went through the client's JSON text (with its quotes), and the ground
+    truth sent with str(uuid) no longer joined its prediction."""
+    import uuid
+
+    from aitrace.producers.inference import annotate, traced
+    from test_producer_support import decode
+
+    c, rid = _client(), uuid.UUID(int=7)
+
+    @traced(client=c, model="m")
+    def predict(x: int) -> int:
+        annotate(request_id=rid, error=ValueError("too long"))
+        return x
+
+    predict(1)
+    c._exporter._take()
+    c._exporter._send_pending()
+    (payload,) = [
+        e["payload"][1] for r in c.transport.records for e in decode(r.value)["events"] if "error" in e["payload"][1]
+    ]
+    assert (payload["request_id"], payload["error"]) == (str(rid), "too long")
