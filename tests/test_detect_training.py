@@ -1437,3 +1437,5 @@ def test_a_batch_accuracy_two_examples_under_its_ceiling_is_no_dip_and_a_collaps
     collapsed = np.where(steps >= 852, 3.0, correct)  # 3 of 32 from step 852: training broke
     first = TrainingSeries("accuracy").update(steps, collapsed / 32)[0]
     assert (int(first.step), first.reason) == (852, "dip")
+    stays = np.where(steps >= 852, 22.0, correct)  # 22 of 32 from step 852 on: a shift of the level pages
+    assert {f.reason for f in TrainingSeries("accuracy").update(steps, stays / 32)} & {"dip", "level_shift"}
