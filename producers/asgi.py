@@ -35,7 +35,9 @@ class AitraceMiddleware(Middleware):
     """Trace every HTTP request of an ASGI app (settings: :class:`aitrace.producers.http_exchange.Middleware`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = self._exchange(scope) if scope["type"] == "http" else None
+        # request metadata the spec does not allow (str headers) passes through untraced, as it came
+        http = scope.get("type") == "http"
+        exchange = guard("reading the request", lambda: self._exchange(scope)) if http else None
         if exchange is None:
             await self.app(scope, receive, send)
             return
@@ -43,16 +45,15 @@ class AitraceMiddleware(Middleware):
         async def receive_counted() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                exchange.request.add(message.get("body", b""))
-                exchange.request.more = bool(message.get("more_body", False))  # the app may stop reading here
+                guard("counting the request", lambda: _received(exchange, message))
             return message
 
         async def send_traced(message: Message) -> None:
             if message["type"] == "http.response.start":
                 start = message  # the app's own message goes out if adding to it fails
                 message = guard("adding traceparent to the response", lambda: _with_headers(start, exchange), start)
-            elif message["type"] == "http.response.body":
-                exchange.response.add(message.get("body", b""))
+            elif message["type"] == "http.response.body":  # (a body of None or str is the server's to refuse)
+                guard("counting the response", lambda: exchange.response.add(message.get("body", b"")))
             await send(message)
 
         with exchange.serving():
@@ -62,6 +63,11 @@ class AitraceMiddleware(Middleware):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
         root_path = scope.get("root_path", "")
         return self.start(scope.get("method", "GET"), scope.get("path", "/"), headers, lambda: _route(scope, root_path))
+
+
+def _received(exchange: Exchange, message: Message) -> None:
+    exchange.request.add(message.get("body", b""))
+    exchange.request.more = bool(message.get("more_body", False))  # the app may stop reading here
 
 
 def _with_headers(message: Message, exchange: Exchange) -> Message:

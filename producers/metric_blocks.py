@@ -132,8 +132,8 @@ def _fast_block(rows: list[Queued], split: str | None, names: tuple, stats: Coun
 
 
 def _slow_blocks(rows: list[Queued], split: str | None, stats: Counter[str]) -> list[MetricBlockBuilder]:
-    """Row by row: values that are not numbers are left out (counted); a bad step (not an integer, or past
-    64 bits) drops the row; a bad epoch (past 32 bits) is left out of it (counted)."""
+    """Row by row: values that are not numbers are left out (counted); a bad step (a bool, a fraction, not a
+    number, past 64 bits) drops the row; a bad epoch (the same, past 32 bits) is left out of it (counted)."""
     blocks: dict[tuple, MetricBlockBuilder] = {}
     for _, time_us, ctx, (values, step, epoch, _), _ in rows:
         names, floats = metric_point(values, stats)

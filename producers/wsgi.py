@@ -33,7 +33,8 @@ class AitraceWSGIMiddleware(Middleware):
     """Trace every request of a WSGI app (settings: :class:`aitrace.producers.http_exchange.Middleware`)."""
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        exchange = self._exchange(environ)
+        # request metadata the spec does not allow (a bytes PATH_INFO) passes through untraced, as it came
+        exchange = guard("reading the request", lambda: self._exchange(environ))
         if exchange is None:
             return self.app(environ, start_response)
         if "wsgi.input" in environ:

@@ -78,7 +78,7 @@ def _wsgi(app: Any, client: Any, environ: dict[str, Any]) -> list[bytes]:
     try:
         return list(body)
     finally:
-        body.close()
+        getattr(body, "close", lambda: None)()  # (an untraced response is the app's own list)
 
 
 def test_a_wsgi_app_seeking_its_input_and_sending_a_status_past_64_bits_is_served_and_recorded() -> None:
@@ -167,3 +167,36 @@ def test_a_request_id_given_as_a_uuid_is_sent_as_it_prints_so_its_label_joins() 
         e["payload"][1] for r in c.transport.records for e in decode(r.value)["events"] if "error" in e["payload"][1]
     ]
     assert (payload["request_id"], payload["error"]) == (str(rid), "too long")
+
+
+def test_requests_whose_metadata_breaks_the_specs_reach_the_app_untraced_or_counted() -> None:
+    """ASGI headers as str and a WSGI PATH_INFO as bytes raised before the app ran; a response body of None raised
+    before the app's send (the server's to refuse)."""
+    import asyncio
+
+    from aitrace.producers.asgi import AitraceMiddleware
+
+    c, seen = _client(), []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": None})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        seen.append(message["type"])
+
+    scope = {"type": "http", "method": "GET", "path": "/a", "headers": [("x-a", "b")]}
+    asyncio.run(AitraceMiddleware(app, c, model="m")(scope, receive, send))
+    asyncio.run(AitraceMiddleware(app, c, model="m")({**scope, "headers": []}, receive, send))
+    assert seen == ["/a", "http.response.start", "http.response.body"] * 2
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    assert _wsgi(wsgi_app, c, {"PATH_INFO": b"/p"}) == [b"ok"]
