@@ -81,6 +81,7 @@ class Client(ClientEvents):
         self._run_id = settings.producer.run_id
         self._caller_stats: Counter[str] = Counter()
         self._caller_lock = threading.Lock()
+        self._told: set[str] = set()  # the calls whose bad argument was told (_rejected)
         self._closed = False
         self._auto_step = 0
         self._resource_sampler: Any = None
@@ -147,7 +148,12 @@ class Client(ClientEvents):
         ctx = _get_ctx()
         if ctx is None:  # outside any span: the run's root, unless OpenTelemetry is loaded and has one
             ctx = self._root if _OTEL not in _modules else self._fallback()
-        queue.append((_METRIC, _time_ns() // 1000, ctx, (dict(values), step, epoch, split), False))
+        try:
+            point = dict(values)
+        except Exception:  # 5, None, an array: no point to send
+            self._rejected("metric(values=)", "a mapping of names to numbers", values, "the point is dropped")
+            return
+        queue.append((_METRIC, _time_ns() // 1000, ctx, (point, step, epoch, split), False))
         exporter = self._exporter
         if exporter.sleeping:  # the first caller wakes it; cleared here, the next ones need not (Exporter._sleep)
             exporter.sleeping = False
@@ -197,6 +203,19 @@ class Client(ClientEvents):
                 "aitrace: %s (queue_size=%d); further drops are only counted", reason, self.settings.producer.queue_size
             )
 
+    def _rejected(self, call: str, takes: str, value: Any, outcome: str) -> None:
+        """An argument that is not what ``call`` takes: counted (``rejected_bad_argument``) and told once per call,
+        never raised into the caller (a telemetry call must not stop the training loop or the request it reports)."""
+        with self._caller_lock:
+            self._caller_stats["rejected_bad_argument"] += 1
+            first = call not in self._told
+            self._told.add(call)
+        if first:
+            log.warning(
+                "aitrace: %s takes %s, not %s: %s; further ones are only counted (rejected_bad_argument)",
+                call, takes, type(value).__qualname__, outcome,
+            )  # fmt: skip
+
     # -- spans and context propagation
 
     def span(self, name: str, kind: str = "internal", new_trace: bool | None = None, **attributes: Any) -> Span:
@@ -208,9 +227,15 @@ class Client(ClientEvents):
         """
         parent = _get_ctx()
         if parent is None:  # top level: the run's trace, unless a rule above (or OpenTelemetry) says otherwise
-            if new_trace is not None or kind in _NEW_TRACE_KINDS or _OTEL in _modules or not self._run_id:
-                ctx = self._span_context(kind, new_trace)
-                return Span(self, name, kind, attributes, ctx.trace_id, ctx.span_id, ctx.parent_span_id)
+            try:
+                if new_trace is not None or kind in _NEW_TRACE_KINDS or _OTEL in _modules or not self._run_id:
+                    ctx = self._span_context(kind, new_trace)
+                    return Span(self, name, kind, attributes, ctx.trace_id, ctx.span_id, ctx.parent_span_id)
+            except Exception:  # a kind that cannot be hashed, a new_trace with no truth value (an array)
+                read_kind, read_new = self._span_arguments(kind, new_trace)
+                if read_kind is kind and read_new is new_trace:
+                    raise
+                return self.span(name, read_kind, read_new, **attributes)
             parent = self._root
         try:
             span_id = _pop_span_id()
@@ -236,6 +261,19 @@ class Client(ClientEvents):
             rows_in = row_count(data)
         return Stage(self, name, attributes, self._span_context("internal", None), rows_in)
 
+    def _span_arguments(self, kind: Any, new_trace: Any) -> tuple[str, bool | None]:
+        """``span()``'s kind as text and new_trace as a bool (None where it has no truth value), the bad one told."""
+        if type(kind) is not str:
+            self._rejected("span(kind=)", "a kind's name", kind, "read as its text")
+            kind = ev.plain_text(kind)
+        if new_trace is not None:
+            try:
+                new_trace = bool(new_trace)
+            except Exception:
+                self._rejected("span(new_trace=)", "a bool", new_trace, "read as not given")
+                new_trace = None
+        return kind, new_trace
+
     def _span_context(self, kind: str, new_trace: bool | None) -> tc.SpanContext:
         parent = _get_ctx()
         if parent is None and _OTEL in _modules:
@@ -257,11 +295,14 @@ class Client(ClientEvents):
         headers = {} if headers is None else headers
         ctx = self._context()
         value = tc.format_traceparent(ctx, trace_sampled(ctx.trace_id, self.settings.producer.sample_rate))
-        if isinstance(headers, list):
-            headers[:] = [(k, v) for k, v in headers if str(k).lower() != tc.TRACEPARENT]
-            headers.append((tc.TRACEPARENT, value.encode("ascii")))
-        else:
-            headers[tc.TRACEPARENT] = value
+        try:
+            if isinstance(headers, list):
+                kept = [(k, v) for k, v in headers if ev.plain_text(k).lower() != tc.TRACEPARENT]
+                headers[:] = [*kept, (tc.TRACEPARENT, value.encode("ascii"))]
+            else:
+                headers[tc.TRACEPARENT] = value
+        except Exception:  # 5, a str, a tuple, a list of non-pairs: left as they were
+            self._rejected("inject(headers=)", "a dict or a list of (key, value) pairs", headers, "nothing added")
         return headers
 
     @contextmanager
@@ -320,8 +361,9 @@ class Client(ClientEvents):
         with self._exporter.take_lock:  # the queue and what was taken from it, at one moment
             out: dict[str, Any] = dict(self.stats_counter)
             queued = len(self._queue)
-        with self._caller_lock:
-            out.update(self._caller_stats)
+        with self._caller_lock:  # added: the caller counts rejected_bad_event too (otel.py)
+            for key, n in self._caller_stats.items():
+                out[key] = out.get(key, 0) + n
         if self.redactor is not None:
             out["redacted"] = self.redactor.total
             for kind, n in dict(self.redactor.counts).items():  # a copy: the exporter adds kinds

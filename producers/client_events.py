@@ -48,6 +48,7 @@ class ClientEvents:
         _room: Callable[[], bool]
         _exporter: Exporter
         _context: Callable[[], tc.SpanContext]
+        _rejected: Callable[[str, str, Any, str], None]
 
     def log(
         self,
@@ -81,10 +82,10 @@ class ClientEvents:
         """Start of a run: hyper-parameters, seed, code version, versions of the ML libraries imported."""
         fields = {
             "status": "STARTED",
-            "config": dict(config or {}),
+            "config": self._mapping("run_started(config=)", config, ev.config_fields),
             "seed": seed,
             "code_version": code_version,
-            "library_versions": ev.library_versions(libraries),
+            "library_versions": ev.library_versions(self._names("run_started(libraries=)", libraries)),
             "message": message,
         }
         self._put((ev.RUN, _time_ns() // 1000, self._context(), fields, False))
@@ -121,7 +122,7 @@ class ClientEvents:
                     sampler.stop()
         except BaseException as exc:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
-            what = f"{type(exc).__qualname__}: {ev.exception_text(exc)}"
+            what = f"{type(exc).__qualname__}: {ev.plain_text(exc)}"
             self.log("error", f"run failed: {what}", exc_info=exc, logger="aitrace.run")
             self.run_finished(status=status, message=what)
             raise
@@ -162,7 +163,7 @@ class ClientEvents:
             "sha256": digest.hexdigest(),
             "step": step,
         }
-        info.update({f"metrics.{k}": v for k, v in (metrics or {}).items()})
+        info.update({f"metrics.{k}": v for k, v in self._mapping("checkpoint(metrics=)", metrics).items()})
         self.log("info", f"checkpoint saved: {target}", logger="aitrace.checkpoint", **attributes, **info)
         return info
 
@@ -181,7 +182,7 @@ class ClientEvents:
         """Statistics of one batch at one pipeline stage (see :func:`aitrace.summarize`)."""
         # No counts: None, not an empty dict (the builders read both alike): every object a queued event holds is
         # one more step towards the next garbage collection, and each full collection walks the whole queue.
-        counts = dict(class_counts) if class_counts else None
+        counts = self._mapping("data_stats(class_counts=)", class_counts) or None
         ctx = _get_ctx()
         if ctx is None:
             ctx = self._context()
@@ -189,7 +190,12 @@ class ClientEvents:
         if len(queue) >= self._qmax and not self._room():
             return
         # Flat (events.Queued): the fields in the order of events.DATA_FIELDS after the first five items
-        queue.append((_DATA, _time_ns() // 1000, ctx, None, False, stage, dataset, list(features), row_count, counts,
+        try:
+            features = list(features)
+        except Exception:  # 5, None: the batch's counts still say something
+            self._rejected("data_stats(features=)", "an iterable of summaries", features, "sent without them")
+            features = []
+        queue.append((_DATA, _time_ns() // 1000, ctx, None, False, stage, dataset, features, row_count, counts,
                       label, batch, rows_dropped, ingest_delay_ms))  # fmt: skip
         exporter = self._exporter
         if exporter.sleeping:
@@ -215,7 +221,11 @@ class ClientEvents:
         ``model_name`` keys the model's series: surrounding whitespace is dropped, no name is
         ``"unknown"`` (counted as ``unnamed_model``), case is kept (:func:`aitrace.producers.events.model_name`).
         """
-        urgent = status == "error" or error is not None
+        try:
+            urgent = status == "error" or error is not None
+            features = dict(features or {})
+        except Exception:  # an array as status or features (no truth value), 5 as features: the record still goes
+            status, features, urgent = self._inference_arguments(status, features, error)
         ctx = _get_ctx()
         if ctx is None:
             ctx = self._context()
@@ -224,12 +234,37 @@ class ClientEvents:
             return
         # Flat (events.Queued): the fields in the order of events.INFERENCE_FIELDS after the first five items
         queue.append((_INFERENCE, _time_ns() // 1000, ctx, None, urgent, request_id, model_name, model_version,
-                      latency_ms, status, dict(features or {}), prediction, confidence, error, inputs_summary,
+                      latency_ms, status, features, prediction, confidence, error, inputs_summary,
                       feature_version))  # fmt: skip
         exporter = self._exporter
         if exporter.sleeping or urgent:
             exporter.sleeping = False
             exporter.wake.set()
+
+    def _inference_arguments(self, status: Any, features: Any, error: Any) -> tuple[str, dict[Any, Any], bool]:
+        """``inference()``'s status as text and features as a dict ({} where they are not a mapping), told."""
+        try:
+            error_status = bool(status == "error")
+        except Exception:
+            self._rejected("inference(status=)", '"ok" or "error"', status, "read as its text")
+            status = ev.plain_text(status)
+            error_status = status == "error"
+        return status, self._mapping("inference(features=)", features), error_status or error is not None
+
+    def _mapping(self, call: str, value: Any, read: Callable[[Any], dict[Any, Any]] = dict) -> dict[Any, Any]:
+        """A mapping argument as a dict ({} for None or one that is none: told, the event sent without it)."""
+        try:
+            return read(value) if value is not None else {}
+        except Exception:  # 5, an array, a list of non-pairs
+            self._rejected(call, "a mapping", value, "the event is sent without it")
+            return {}
+
+    def _names(self, call: str, value: Any) -> tuple[Any, ...]:
+        try:
+            return tuple(value)
+        except Exception:
+            self._rejected(call, "an iterable of names", value, "the event is sent without them")
+            return ()
 
     def ground_truth(self, request_id: str, model_name: str, label: Any) -> None:
         """The true label of an earlier prediction, joined to it by ``request_id``.

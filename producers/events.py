@@ -12,9 +12,12 @@ never raise here: a value that does not fit is turned into a string (counted as
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 import sys
 import traceback
+import types
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from numbers import Integral
@@ -139,7 +142,7 @@ def normalize_level(level: Any) -> str:
         return known
     if isinstance(level, Integral):  # numpy's integers too: np.int64(40) read "info", not urgent
         return LEVELS[min(max(int(level) // 10 - 1, 0), 4)]
-    text = str(level).strip().lower()
+    text = plain_text(level).strip().lower()
     text = _LEVEL_ALIASES.get(text, text)
     return text if text in LEVELS else "info"
 
@@ -239,20 +242,12 @@ def as_int(value: Any) -> int | None:
 
 def plain_text(value: Any) -> str:
     """``str(value)`` (a UUID, a date and an exception read as they print), or, where that raises,
-    ``<unrepresentable X>``: the text of a value that must never cost its event."""
+    ``<unrepresentable X>``: the text of a value (an exception's message, a request id, a note) must never
+    cost its event, nor replace the caller's own exception."""
     try:
         return str(value)
     except Exception:
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def exception_text(exc: BaseException) -> str:
-    """An exception's message; one whose ``__str__`` raises (or returns no text) is ``<unprintable X>``: its
-    message must not replace the exception in the caller, nor lose the event that reports it."""
-    try:
-        return str(exc)
-    except Exception:
-        return f"<unprintable {type(exc).__qualname__}>"
+        return f"<unrepresentable {type(value).__qualname__}>"
 
 
 def log_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
@@ -269,7 +264,7 @@ def log_payload(fields: dict[str, Any], stats: Counter[str]) -> dict[str, Any]:
     }
     if isinstance(exc, BaseException):
         payload["error_type"] = type(exc).__qualname__
-        payload["error_message"] = exception_text(exc)
+        payload["error_message"] = plain_text(exc)
         payload["stack_trace"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return payload
 
@@ -417,6 +412,17 @@ PAYLOAD_BUILDERS = {
     RESOURCE: resource_payload,
     SPAN: span_payload,
 }
+
+
+def config_fields(config: Any) -> dict[Any, Any]:
+    """A run's config as a dict: a mapping (or pairs) as it is; a dataclass, a pydantic model or an
+    ``argparse.Namespace`` (what training scripts hold their settings in) by its fields."""
+    if isinstance(config, argparse.Namespace | types.SimpleNamespace):
+        return dict(vars(config))
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    dump = getattr(config, "model_dump", None)  # pydantic 2
+    return dict(dump() if callable(dump) and not isinstance(config, type) else config)
 
 
 def library_versions(extra: Iterable[str] = ()) -> dict[str, str]:

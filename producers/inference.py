@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from aitrace.producers import tracecontext as tc
 from aitrace.producers.client import get_client
-from aitrace.producers.events import UNKNOWN_MODEL, exception_text, plain_text
+from aitrace.producers.events import UNKNOWN_MODEL, plain_text
 from aitrace.producers.spans import Span
 
 __all__ = [
@@ -245,11 +245,11 @@ class Served:
 
 
 def _exception_problem(exc: BaseException, note: Any) -> str:
-    # a note, or an exception, with no text of its own lost the whole record: plain_text / exception_text
+    # a note, or an exception, with no text of its own must not lose the whole record (plain_text)
     told = None if note is None else plain_text(note)
     if type(exc).__name__.endswith("ValidationError"):
         return f"schema_validation: {told if told is not None else _validation_errors(exc)}"
-    return f"exception: {told if told is not None else f'{type(exc).__qualname__}: {exception_text(exc)}'}"
+    return f"exception: {told if told is not None else f'{type(exc).__qualname__}: {plain_text(exc)}'}"
 
 
 def _validation_errors(exc: BaseException) -> str:

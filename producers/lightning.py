@@ -39,7 +39,7 @@ except ImportError as exc:
     raise ImportError("aitrace.lightning needs Lightning 2.x: pip install 'aitrace[lightning]'") from exc
 
 from aitrace.producers._training import by_split, resolve_client
-from aitrace.producers.events import exception_text
+from aitrace.producers.events import plain_text
 
 __all__ = ["AitraceLogger"]
 
@@ -116,7 +116,7 @@ class AitraceLogger(Logger):
         # Lightning calls finalize("failed") inside its except block: the exception is still in flight.
         exc = sys.exc_info()[1]
         if status == "failed" and exc is not None:
-            what = f"{type(exc).__qualname__}: {exception_text(exc)}"  # (a __str__ that raises must not replace it)
+            what = f"{type(exc).__qualname__}: {plain_text(exc)}"  # (a __str__ that raises must not replace it)
             self._client.log("error", f"run failed: {what}", exc_info=exc, logger="aitrace.run")
             killed = isinstance(exc, KeyboardInterrupt | SystemExit)
             self._client.run_finished("KILLED" if killed else "FAILED", message=what)

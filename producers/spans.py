@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aitrace.producers import tracecontext as tc
-from aitrace.producers.events import exception_text
+from aitrace.producers.events import plain_text
 from aitrace.producers.summaries import row_count
 
 if TYPE_CHECKING:
@@ -95,11 +95,20 @@ class Span:
         return self.end_us - self.duration_us
 
     def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
+        try:
+            self.attributes[key] = value
+        except Exception:  # a key that cannot be hashed (a list, an array): kept under its text
+            self._client._rejected("Span.set_attribute(key=)", "a name", key, "kept under its text")
+            self.attributes[plain_text(key)] = value
 
     def set_status(self, status: str, message: str | None = None) -> None:
         """``"ok"`` or ``"error"`` (an error span is never sampled out and leaves at once)."""
-        self.status = "error" if status == "error" else "ok"
+        try:
+            error = bool(status == "error")
+        except Exception:  # an array, an object whose == raises: not the word
+            self._client._rejected("Span.set_status(status=)", '"ok" or "error"', status, "the status is left")
+            return
+        self.status = "error" if error else "ok"
         if message is not None:
             self.error_message = message
 
@@ -131,7 +140,7 @@ class Span:
         if exc is not None:
             self.status = _ERROR
             self.error_type = exc_type.__qualname__ if exc_type else type(exc).__qualname__
-            self.error_message = exception_text(exc)
+            self.error_message = plain_text(exc)
         self.end_us = _time_ns() // 1000
         # Client._put inlined: one Python call less per span on the caller's thread.
         client = self._client

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from aitrace.producers.events import plain_text
 from aitrace.producers.text_reading import without_cut_token
 from aitrace.schemas.data_stats_block import MAX_CATEGORY_CHARS, MAX_HISTOGRAM_BINS
 
@@ -63,11 +64,12 @@ def summarize(
     out = []
     for name, column in _named_columns(columns):
         arr = _as_array(column, name in forced)
+        text = plain_text(name)  # a name whose str() raises must not cost the batch's other columns
         if name in forced or arr.dtype.kind in "OUSb":
-            out.append(_categorical_stats(str(name), arr, max_categories))
+            out.append(_categorical_stats(text, arr, max_categories))
         else:
-            ref_edges = (refs.get(str(name)) or {}).get("histogram_edges") or None
-            out.append(_numeric_stats(str(name), arr.astype(np.float64, copy=False), bins, levels, ref_edges))
+            ref_edges = (refs.get(text) or {}).get("histogram_edges") or None
+            out.append(_numeric_stats(text, arr.astype(np.float64, copy=False), bins, levels, ref_edges))
     return out
 
 
@@ -84,17 +86,16 @@ def frame_kind(obj: Any) -> str | None:
 
 
 def row_count(data: Any) -> int | None:
-    """Rows of a DataFrame, Series, array, list or mapping of columns; None when it has no length."""
-    if frame_kind(data) is not None:
-        return len(data)
-    if isinstance(data, Mapping):  # columns: the length of the first one
-        return row_count(next(iter(data.values()), ()))
-    shape = getattr(data, "shape", None)
-    if shape:
-        return int(shape[0])
+    """Rows of a DataFrame, Series, array, list or mapping of columns; None when it has no length (or one that
+    cannot be read: a stage's count must not raise into the pipeline it describes)."""
     try:
-        return len(data)
-    except TypeError:
+        if frame_kind(data) is not None:
+            return len(data)
+        if isinstance(data, Mapping):  # columns: the length of the first one
+            return row_count(next(iter(data.values()), ()))
+        shape = getattr(data, "shape", None)
+        return int(shape[0]) if shape else len(data)
+    except Exception:
         return None
 
 
@@ -197,7 +198,11 @@ def _cut_category(value: str) -> str:
 
 
 def _categorical_stats(name: str, arr: Any, max_categories: int) -> dict[str, Any]:
-    values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in arr.ravel().tolist()]
+    items = arr.ravel().tolist()
+    try:
+        values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in items]
+    except Exception:  # a value whose str() raises is one category, not the batch's loss
+        values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else plain_text(v) for v in items]
     present = [v for v in values if v is not None]
     # A name past what a worker takes (free text summarized as a category) is cut to it: counted
     # under its first MAX_CATEGORY_CHARS characters rather than the whole summary dead-lettered, less the token the

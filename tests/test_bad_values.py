@@ -374,3 +374,88 @@ def test_a_timeout_of_nan_is_refused_at_init(setting: dict[str, Any]) -> None:
 def test_a_run_id_given_as_bytes_is_its_text() -> None:
     settings = Settings(service="unit", run_id=b"run-7", resource_interval_s=0)
     assert _LocalClient(settings, [], None, None, None, None).settings.producer.run_id == "run-7"
+
+
+def _decoded(client: _LocalClient) -> list[dict[str, Any]]:
+    """Every event sent, decoded: ``(record name, payload)`` as the batch holds them."""
+    client._exporter._take()
+    client._exporter._send_pending()
+    return [event for record in client.transport.records for event in decode(record.value)["events"]]
+
+
+_NOT_A_MAPPING = [5, None, np.array([1.0, 2.0]), "loss", [1, 2]]
+
+
+@pytest.mark.parametrize("values", _NOT_A_MAPPING, ids=["int", "None", "array", "str", "list"])
+def test_metric_values_that_are_not_a_mapping_drop_that_point_told_once(
+    values: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A telemetry call must not stop the loop it reports (OpenTelemetry's rule for its API): ``metric(5)``
+    raised "'int' object is not iterable" into the training loop. Now the point is dropped, counted and
+    told once, in words that say what the call takes."""
+    c = _client()
+    c.metric({"loss": 0.5}, step=1)
+    c.metric(values, step=2)
+    c.metric(values, step=3)
+    c.metric({"loss": 0.4}, step=4)
+    assert _sent(c) == Counter({"metric": 2}) and c.stats()["rejected_bad_argument"] == 2
+    told = [r.getMessage() for r in caplog.records if "rejected_bad_argument" in r.getMessage()]
+    assert len(told) == 1 and "metric(values=) takes a mapping of names to numbers" in told[0]
+
+
+@pytest.mark.parametrize("bad", _NOT_A_MAPPING[2:] + [3.5], ids=["array", "str", "list", "float"])
+def test_an_argument_that_is_not_what_the_call_takes_costs_only_itself(bad: Any) -> None:
+    """Each of these raised into the caller; the event now goes without the bad argument, counted."""
+    c = _client()
+    c.inference("r1", "m", 2.0, features=bad)
+    c.inference("r2", "m", 2.0, status=np.array(["ok", "error"]))
+    c.data_stats("stage", "d", 5, row_count=3, class_counts=bad)  # type: ignore[arg-type]
+    c.run_started(bad, libraries=5)  # type: ignore[arg-type]
+    with c.span("top", kind=bad, new_trace=np.array([1, 0])) as span:
+        span.set_attribute(bad if not isinstance(bad, str | float) else ["k"], 1)
+        span.set_status(np.array([1, 2]))  # type: ignore[arg-type]
+    headers = c.inject(bad)
+    events = _decoded(c)
+    assert Counter(name.removeprefix("aitrace.") for name, _ in (e["payload"] for e in events)) == Counter(
+        {"InferenceRecord": 2, "DataStats": 1, "RunLifecycle": 1, "Span": 1}
+    )
+    assert c.stats()["rejected_bad_argument"] == 11 - isinstance(bad, str) and headers is bad  # "loss": a kind
+    span_payload = next(p for name, p in (e["payload"] for e in events) if name == "aitrace.Span")
+    assert span_payload["status"] == "ok" and span_payload["name"] == "top"
+
+
+def test_a_data_stats_class_counts_given_as_a_pandas_series_is_its_counts() -> None:
+    """``df.label.value_counts()`` has no truth value: it raised ValueError into the pipeline."""
+    pd = pytest.importorskip("pandas")
+    c = _client()
+    c.data_stats("stage", "d", [], row_count=5, class_counts=pd.Series({"cat": 3, "dog": 2}))
+    (event,) = _decoded(c)
+    assert event["payload"][1]["class_counts"] == {"cat": 3, "dog": 2}
+
+
+def test_a_run_config_held_in_a_namespace_or_a_dataclass_is_its_fields() -> None:
+    """Training scripts hold their settings in argparse's Namespace or a dataclass: ``dict()`` refused both."""
+    import argparse
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Config:
+        lr: float = 0.1
+        layers: int = 3
+
+    c = _client()
+    c.run_started(argparse.Namespace(lr=0.1, layers=3))  # type: ignore[arg-type]
+    c.run_started(Config())  # type: ignore[arg-type]
+    configs = [p["config"] for name, p in (e["payload"] for e in _decoded(c))]
+    assert configs == [{"lr": "0.1", "layers": "3"}] * 2 and "rejected_bad_argument" not in c.stats()
+
+
+def test_rejected_bad_event_counts_the_callers_and_the_senders_together() -> None:
+    """The OTel exporter counts unreadable spans on the caller's side: ``stats()`` let that count replace the
+    sender's own count of the same name."""
+    c = _client()
+    c.data_stats("stage", "d", [{"name": "f", "quantiles": [0.5]}], row_count=3)
+    _sent(c)
+    with c._caller_lock:
+        c._caller_stats["rejected_bad_event"] += 2
+    assert c.stats()["rejected_bad_event"] == c.stats_counter["rejected_bad_event"] + 2
