@@ -60,7 +60,12 @@ class AitraceMiddleware(Middleware):
             await self.app(scope, receive_counted, send_traced)
 
     def _exchange(self, scope: Scope) -> Exchange | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        headers: dict[str, str] = {}
+        for key, value in scope.get("headers") or ():
+            # a repeated header folds into one as a WSGI server folds it (RFC 9110): two traceparents are then
+            # no trace to continue, as W3C Trace Context asks, where the last one was taken
+            name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
         root_path = scope.get("root_path", "")
         return self.start(scope.get("method", "GET"), scope.get("path", "/"), headers, lambda: _route(scope, root_path))
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from test_bad_values import _client, _sent, _Unprintable
+from test_producer_support import decode
 
 
 def test_the_stdlib_handler_sends_a_users_logger_named_like_ours_and_an_int_extra_key() -> None:
@@ -151,7 +152,6 @@ def test_a_request_id_given_as_a_uuid_is_sent_as_it_prints_so_its_label_joins() 
     import uuid
 
     from aitrace.producers.inference import annotate, traced
-    from test_producer_support import decode
 
     c, rid = _client(), uuid.UUID(int=7)
 
@@ -200,3 +200,44 @@ def test_requests_whose_metadata_breaks_the_specs_reach_the_app_untraced_or_coun
         return [b"ok"]
 
     assert _wsgi(wsgi_app, c, {"PATH_INFO": b"/p"}) == [b"ok"]
+
+
+_TPS = (
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+)
+
+
+def test_two_traceparents_continue_no_trace_under_asgi_as_under_wsgi() -> None:
+    """W3C Trace Context: a request with two traceparent headers has no parent. A WSGI server folds them into one
+    ("A, B": malformed, counted); the ASGI middleware took the last one and continued its trace."""
+    import asyncio
+
+    from aitrace.producers.asgi import AitraceMiddleware
+
+    c = _client()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    headers = [(b"traceparent", tp.encode()) for tp in _TPS]
+    scope = {"type": "http", "method": "GET", "path": "/a", "headers": headers}
+    asyncio.run(AitraceMiddleware(app, c, model="m")(scope, receive, send))
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    _wsgi(wsgi_app, c, {"HTTP_TRACEPARENT": ", ".join(_TPS)})
+    c._exporter._take()
+    c._exporter._send_pending()
+    traces = {e["trace_id"] for r in c.transport.records for e in decode(r.value)["events"]}
+    assert len(traces) == 2 and not traces & {tp.split("-")[1] for tp in _TPS}
+    assert c.stats()["bad_traceparent"] == 2
