@@ -23,6 +23,7 @@ from aitrace.producers.client import Client, default_processors
 from aitrace.producers.config import Settings
 from aitrace.producers.exporter import Exporter
 from aitrace.producers.transport import MemoryTransport
+from aitrace.schemas.codec import AvroDeserializer
 from test_producer_support import decode
 
 
@@ -403,7 +404,7 @@ def test_metric_values_that_are_not_a_mapping_drop_that_point_told_once(
     assert len(told) == 1 and "metric(values=) takes a mapping of names to numbers" in told[0]
 
 
-@pytest.mark.parametrize("bad", _NOT_A_MAPPING[2:] + [3.5], ids=["array", "str", "list", "float"])
+@pytest.mark.parametrize("bad", [*_NOT_A_MAPPING[2:], 3.5], ids=["array", "str", "list", "float"])
 def test_an_argument_that_is_not_what_the_call_takes_costs_only_itself(bad: Any) -> None:
     """Each of these raised into the caller; the event now goes without the bad argument, counted."""
     c = _client()
@@ -459,3 +460,27 @@ def test_rejected_bad_event_counts_the_callers_and_the_senders_together() -> Non
     with c._caller_lock:
         c._caller_stats["rejected_bad_event"] += 2
     assert c.stats()["rejected_bad_event"] == c.stats_counter["rejected_bad_event"] + 2
+
+
+@pytest.mark.parametrize("kind", ["log", "span"])
+def test_attribute_names_that_differ_per_record_go_in_blocks_of_few_null_cells(kind: str) -> None:
+    """A column map holds a cell under every name for every record: 1,000 logs each with a name of its own were
+    one block of 1,000,000 cells (0.3 ms a log to send, 0.6 ms at 4,000: growing with the block). The rows now go
+    in blocks whose cells stay within 1,024 or 4x the values present; every attribute arrives as sent."""
+    c = _client()
+    for i in range(1_000):
+        attributes = {f"user_{i}": i, "route": "/p"}
+        if kind == "log":
+            c.log("info", "served", **attributes)
+        else:
+            with c.span("served", **attributes):
+                pass
+    c._exporter._take()
+    c._exporter._send_pending()
+    got: dict[str, str] = {}
+    for record in c.transport.records:
+        _, block = AvroDeserializer().decode(record.value)
+        columns, rows = block["attributes"], len(block["time"])
+        assert len(columns) * rows <= max(1_024, 4 * sum(v is not None for col in columns.values() for v in col))
+        got.update((k, v) for k, column in columns.items() for v in column if v is not None and k != "route")
+    assert got == {f"user_{i}": str(i) for i in range(1_000)}
