@@ -64,7 +64,10 @@ def span_columns(rows: list[ev.Queued], stats: Counter[str]) -> Block:
     )
     columns = {"time": times, **_span_table(ctxs)}
     for name, values in (("name", names), ("kind", kinds), ("status", statuses)):
-        table, index = blocks.interned(values)
+        try:
+            table, index = blocks.interned(values)
+        except TypeError:  # a name that cannot be hashed (a list): the rows as fields, where it is read as text
+            return _dict_columns(_five_item(rows), stats)
         if set(map(type, table)) != {str}:  # (a table of the distinct values: a look at a few)
             return _dict_columns(_five_item(rows), stats)
         columns[name], columns[f"{name}_index"] = table, index
