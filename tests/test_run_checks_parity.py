@@ -24,6 +24,7 @@ class MainRunChecks(RunChecks):
         finite = [x for x in np.asarray(values, dtype=np.float64).tolist() if math.isfinite(x)]
         self.start += finite[: head - len(self.start)]
         self.recent = [*self.recent, *finite][-head:]
+        self.seen += len(finite)  # (the count the plateau's rule keeps since)
 
     def _at_start(self) -> tuple[float, float] | None:
         """(start, now) loss levels while the loss has not left its start, else None."""
@@ -31,29 +32,6 @@ class MainRunChecks(RunChecks):
             return None
         start, now = float(np.median(self.start)), float(np.median(self.recent))
         return (start, now) if now >= start - self.params["min_drop"] * abs(start) else None
-
-    def _frozen(self, step: float, level: float) -> list[Finding]:
-        """The update ratio fell ``drop`` decades from one report to the next and stays there
-        while the loss stops improving: an lr change the loss then punishes."""
-        p, f = self.params, self.frozen
-        log = math.log10(max(level, 1e-300))
-        if f is None:
-            if self.last_ratio is not None and self.last_ratio - log >= p["drop"] and self.recent:
-                self.frozen = {"step": step, "before": self.last_ratio, "loss": float(np.median(self.recent)), "n": 1}
-            self.last_ratio = log
-            return []
-        if f["before"] - log < p["drop"]:  # moving again: re-armed
-            self.frozen, self.last_ratio = None, log
-            return []
-        f["n"] += 1
-        now = float(np.median(self.recent))
-        if f["n"] != p["reports"] or now < f["loss"] - p["min_drop"] * abs(f["loss"]):
-            return []
-        msg = (
-            f"weights stopped moving at step {f['step']:g} (update ratio 10^{f['before']:.1f} to 10^{log:.1f}) "
-            f"and the loss has not improved since ({f['loss']:.4g} then, {now:.4g} now)"
-        )
-        return [Finding(0, step, level, 1.0, "plateau", msg, p["drop"], "update_ratio")]
 
     def _collapse(self, steps: Any, values: Any, losses: tuple[np.ndarray, np.ndarray]) -> list[Finding]:
         """main's levels (NumPy medians of sliding windows); the verdict as RunChecks' since 2026-12-06."""
