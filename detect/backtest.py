@@ -120,7 +120,7 @@ def read_series(
 ) -> tuple[np.ndarray, list[Any], list[Any] | None]:
     """Values of ``column`` as float64 (NaN where empty/unparsable), the timestamps (or row numbers), and
     the event times of column ``time`` (None without it), in one pass over the file."""
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # (Excel's "CSV UTF-8" starts with a byte-order mark)
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         for wanted in (column, timestamp, time):
@@ -143,7 +143,11 @@ def _steps(values: np.ndarray, stamps: list[Any]) -> np.ndarray:
     """The timestamps when every one is a number, else the row numbers."""
     numeric = [s for s in stamps if isinstance(s, float | int)]
     if len(numeric) == len(stamps):
-        return np.asarray(stamps, dtype=np.float64)
+        steps = np.asarray(stamps, dtype=np.float64)
+        beyond = np.flatnonzero(~np.isfinite(steps))  # (the detectors refuse them: it was a traceback)
+        if beyond.size:
+            raise BadInput(f"row {int(beyond[0])}: timestamp {stamps[int(beyond[0])]!r} is no finite number")
+        return steps
     return np.arange(values.size, dtype=np.float64)
 
 
@@ -206,7 +210,12 @@ def _times_us(values: np.ndarray, stamps: list[Any], unit: str | None) -> np.nda
     numbers = [isinstance(s, float | int) for s in stamps]
     if all(numbers):
         scale = {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
-        return (np.asarray(stamps, dtype=np.float64) * scale).astype(np.int64)
+        times = np.asarray(stamps, dtype=np.float64) * scale
+        beyond = np.flatnonzero(~(np.abs(times) < 2.0**62))  # inf, 1e300: no time (int64 made them garbage)
+        if beyond.size:
+            row = int(beyond[0])
+            raise BadInput(f"row {row}: time {stamps[row]!r} {unit} is beyond any date")
+        return times.astype(np.int64)
     if numbers[0]:  # numbers first: the odd one out is the first text (an empty cell blamed row 0)
         row = numbers.index(False)
         raise BadInput(f"row {row}: time {stamps[row]!r} is no number where the rows before hold numbers")
@@ -216,13 +225,15 @@ def _times_us(values: np.ndarray, stamps: list[Any], unit: str | None) -> np.nda
 def _iso_us(row: int, stamp: Any) -> int:
     """One ISO 8601 time in microseconds; anything else names its row (a mix of numbers and
     text, or text that is no time, used to end in a traceback or in row numbers taken silently)."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     if isinstance(stamp, float | int):
         raise BadInput(f"row {row}: time {stamp:g} is a number where other rows hold text: use one form")
     try:
-        return int(datetime.fromisoformat(stamp).timestamp() * 1e6)
-    except (TypeError, ValueError):
+        when = datetime.fromisoformat(stamp)
+        # a time without a zone is UTC, as search, report and compare read it (not the operator's TZ)
+        return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1e6)
+    except (TypeError, ValueError, OverflowError):
         raise BadInput(f"row {row}: time {stamp!r} is neither a number (in --time-unit) nor ISO 8601 text") from None
 
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from aitrace.sinks.terminal import StdoutClosed
+from aitrace.sinks.terminal import StdoutClosed, inert
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -115,12 +115,13 @@ class _ScrubbingStream:
     real stream's, and ``--color auto`` or subprocesses rely on them.
     """
 
-    def __init__(self, inner: Any, secrets: list[str]) -> None:
+    def __init__(self, inner: Any, secrets: list[str], inert: bool = True) -> None:
         self._inner = inner
         self._secrets = secrets
+        self._inert = inert  # terminal controls written as escapes (sinks.terminal.inert)
 
     def write(self, text: str) -> int:
-        self._inner.write(scrub(text, self._secrets))
+        self._inner.write(scrub(inert(text) if self._inert else text, self._secrets))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -155,7 +156,11 @@ def scrubbed_output(argv: list[str]) -> Iterator[None]:
     """While a command runs, stdout, stderr and log records never carry a secret."""
     secrets = known_secrets(argv)
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ScrubbingStdout(out, secrets), _ScrubbingStream(err, secrets)
+    # what the worker writes is its own logs and banner (Faust's, coloured on a terminal), as is the stack's and
+    # the demo's stderr; elsewhere data read back from the topics and the index reaches the terminal
+    worker, logs = argv[:1] == ["worker"], argv[:1] in (["worker"], ["up"], ["demo"])
+    sys.stdout = _ScrubbingStdout(out, secrets, inert=not worker)
+    sys.stderr = _ScrubbingStream(err, secrets, inert=not logs)
     old_factory = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:

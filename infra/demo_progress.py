@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from aitrace.infra.demo_findings import Alert, alert_from_document, describe
 from aitrace.producers.config import SearchConfig, Settings
+from aitrace.sinks.terminal import CLEAR_LINE
 from elastic_transport import ApiError, TransportError
 
 
@@ -154,7 +155,7 @@ class Progress:
 
     def say(self, line: str) -> None:
         with self._lock:
-            self.out.write(("\r\033[K" if self.out.isatty() else "") + line + "\n")
+            self.out.write((CLEAR_LINE if self.out.isatty() else "") + line + "\n")
             self.out.flush()
 
     def alert(self, alert: Alert) -> None:
@@ -175,7 +176,7 @@ class Progress:
             with self._lock:
                 if self.out.isatty():
                     # one screen line, or the carriage return cannot rewrite it
-                    self.out.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
+                    self.out.write(CLEAR_LINE + line[: shutil.get_terminal_size().columns - 1])
                 else:
                     self.out.write(line + "\n")
                 self.out.flush()
@@ -185,4 +186,4 @@ class Progress:
         if self._thread is not None:
             self._thread.join(5)
         if self.out.isatty():
-            self.out.write("\r\033[K")
+            self.out.write(CLEAR_LINE)

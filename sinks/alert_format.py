@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aitrace.sinks.alert_stream import Alert
-from aitrace.sinks.terminal import DIM, GREEN, RESET
+from aitrace.sinks.terminal import BOLD_RED, CYAN, DIM, GREEN, RESET, YELLOW
 
-_COLOURS = {"critical": "\033[1;31m", "error": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
+_COLOURS = {"critical": BOLD_RED, "error": BOLD_RED, "warning": YELLOW, "info": CYAN}
 
 
 def format_time(micros: int | None) -> str:

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import sys
 from typing import TextIO
 
-GREEN, RED, YELLOW = "\033[32m", "\033[31m", "\033[33m"
+GREEN, RED, YELLOW, CYAN, BOLD_RED = "\033[32m", "\033[31m", "\033[33m", "\033[36m", "\033[1;31m"
 BOLD, DIM, RESET = "\033[1m", "\033[2m", "\033[0m"
+CLEAR_LINE = "\r\033[K"  # back to the line's start and clear it (the demo's progress line)
+# What a terminal acts on: C0 and C1 controls (ESC opens a sequence that sets the title, clears the screen, moves
+# the cursor; U+009B is a one-character CSI), DEL, and the marks that reorder or hide text (bidi overrides and
+# isolates, line and paragraph separators, the byte-order mark); kept: new lines, tabs and the codes above.
+_OURS = (CLEAR_LINE, BOLD_RED, GREEN, RED, YELLOW, CYAN, BOLD, DIM, RESET)
+_ACTED_ON = re.compile(
+    "|".join(map(re.escape, _OURS)) + "|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def inert(text: str) -> str:
+    """``text`` with every character a terminal acts on written as a JSON escape (``\\u001b``), this module's
+    own colour codes kept: a service name, a log message or an alert title from anyone who can write to a
+    topic must not set the terminal's title, clear it or hide a line. JSON stays valid and reads the same."""
+    return _ACTED_ON.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    text = found.group()
+    return text if len(text) > 1 else f"\\u{ord(text):04x}"
 
 
 def use_colour(choice: str, stream: TextIO) -> bool:
@@ -56,12 +77,16 @@ def stop_if_stdout_closed() -> None:
 
 __all__ = [
     "BOLD",
+    "BOLD_RED",
+    "CLEAR_LINE",
+    "CYAN",
     "DIM",
     "GREEN",
     "RED",
     "RESET",
     "YELLOW",
     "StdoutClosed",
+    "inert",
     "reader_gone",
     "stop_if_stdout_closed",
     "use_colour",

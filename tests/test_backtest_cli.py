@@ -183,3 +183,60 @@ def test_by_default_the_worker_s_rules_for_a_metric_named_like_the_column_decide
         assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step", "--json", *mode]) == 0
         outs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
     assert outs[0] == outs[1] != outs[2] and outs[0]
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read_by_its_column_names(tmp_path, capsys) -> None:
+    """Excel's "CSV UTF-8" starts with U+FEFF: the first column's name was "\\ufeffstep" and not found."""
+    src = tmp_path / "excel.csv"
+    src.write_bytes(b"\xef\xbb\xbfstep,loss\n" + "".join(f"{i},{1 + (i % 3) / 10}\n" for i in range(50)).encode())
+    assert main(["backtest", str(src), "--column", "loss", "--timestamp", "step"]) == 0
+    assert "50 points" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stamp", ["inf", "1e300"])
+def test_a_time_beyond_any_date_is_refused_by_its_row(tmp_path, capsys, stamp: str) -> None:
+    """Made an int64 of garbage and went on, exit 0."""
+    src = tmp_path / "far.csv"
+    src.write_text("t,loss\n" + "".join(f"{i if i != 7 else stamp},{1 + (i % 3) / 10}\n" for i in range(20)))
+    assert main(["backtest", str(src), "--column", "loss", "--metric", "loss", "--time", "t", "--time-unit", "s"]) == 2
+    assert f"row 7: time {float(stamp)!r} s is beyond any date" in capsys.readouterr().err
+    if stamp == "inf":  # as a step: the detectors refused it with a traceback
+        assert main(["backtest", str(src), "--column", "loss", "--timestamp", "t"]) == 2
+        assert "row 7: timestamp inf is no finite number" in capsys.readouterr().err
+
+
+def test_iso_times_without_a_zone_are_utc_whatever_the_operators_zone(tmp_path, monkeypatch) -> None:
+    """They were read in the local zone (TZ), unlike search, report and compare."""
+    import time as time_module
+
+    from aitrace.detect.backtest import _iso_us
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time_module.tzset()
+    try:
+        assert _iso_us(0, "2026-11-26T10:00:00") == _iso_us(0, "2026-11-26T10:00:00+00:00")
+    finally:
+        monkeypatch.delenv("TZ")
+        time_module.tzset()
+
+
+def test_terminal_controls_in_what_a_command_prints_reach_the_terminal_as_escapes(tmp_path, capsys) -> None:
+    """A CSV header (or a service name, a log message, an alert title read back from the index) could set the
+    terminal's title, clear the screen or reorder text: every command's output now shows such characters as
+    JSON escapes, its own colour codes kept."""
+    title = "\x1b]0;pwned\x07"
+    src = tmp_path / "hostile.csv"
+    src.write_text(f"step,{title}loss\u202e\x9b2J\n" + "".join(f"{i},{1 + (i % 3) / 10}\n" for i in range(5)))
+    assert main(["backtest", str(src), "--column", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "\\u001b]0;pwned\\u0007loss\\u202e\\u009b2J" in err
+    assert not {"\x1b", "\x07", "\u202e", "\x9b"} & set(err)
+
+
+def test_inert_keeps_json_valid_and_equal_and_the_commands_own_colours() -> None:
+    from aitrace.sinks.terminal import CLEAR_LINE, RED, RESET, inert
+
+    raw = json.dumps({"title": "a\x9bb\u2066c\r\n"}, ensure_ascii=False)
+    assert json.loads(inert(raw)) == json.loads(raw) and "\x9b" not in inert(raw)
+    assert inert(f"{CLEAR_LINE}{RED}error{RESET}\tx\n") == f"{CLEAR_LINE}{RED}error{RESET}\tx\n"
+    assert inert("\rfake") == "\\u000dfake" and inert("\x1b[8mhidden") == "\\u001b[8mhidden"
