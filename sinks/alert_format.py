@@ -14,7 +14,10 @@ def format_time(micros: int | None) -> str:
     """``2026-11-26 15:30:12Z`` from epoch microseconds (UTC)."""
     if micros is None:
         return "-"
-    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    try:
+        return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    except (ValueError, OverflowError, OSError, TypeError):  # past any date: a record any client can write
+        return f"<time {micros!r} us>"
 
 
 def _number(value: float) -> str:

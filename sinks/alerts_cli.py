@@ -113,6 +113,8 @@ def stop_on_signals(stream: AlertStream) -> Iterator[None]:
         return
 
     def handle(signum: int, frame: FrameType | None) -> None:
+        if stream.stopping.is_set():  # a second one: now (a read from a receiver that stalls does not see the flag)
+            raise KeyboardInterrupt
         stream.stop()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}

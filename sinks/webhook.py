@@ -112,9 +112,14 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
 
 
 def _iso(micros: int | None) -> str | None:
+    """ISO 8601 of epoch microseconds; None where there is none, or where it is past any date (a record any
+    client can write: it ended the forwarder, and every restart on the same uncommitted record)."""
     if micros is None:
         return None
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -122,7 +127,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # ("²".isdigit(): float() refused it with a traceback)
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -233,7 +238,7 @@ class WebhookForwarder:
         self.stats.attempts += 1
         try:
             with self._opener.open(request, timeout=self.timeout) as resp:
-                resp.read(_MAX_RESPONSE_BYTES)  # drain so the connection closes cleanly
+                self._drain(resp)
                 return _Outcome(resp.status, f"HTTP {resp.status}")
         except urllib.error.HTTPError as exc:
             with exc:
@@ -245,6 +250,16 @@ class WebhookForwarder:
             # Dropped connections surface as RemoteDisconnected / ConnectionResetError / timeouts.
             return _network_outcome(exc)
 
+    def _drain(self, resp: http.client.HTTPResponse) -> None:
+        """Read the answer's body so the connection closes cleanly, for ``timeout`` seconds in all: the socket's
+        timeout is per read, and a receiver trickling a byte a second held the forwarder for good."""
+        deadline, left = time.monotonic() + self.timeout, _MAX_RESPONSE_BYTES
+        while left > 0 and time.monotonic() < deadline:
+            chunk = resp.read1(min(left, 65536))
+            if not chunk:
+                return
+            left -= len(chunk)
+
     @staticmethod
     def _retryable(outcome: _Outcome) -> bool:
         return outcome.status is None or outcome.status in RETRYABLE_STATUS or outcome.status >= 500
@@ -252,7 +267,7 @@ class WebhookForwarder:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.retry_after_max)
-        ceiling = min(self.backoff_max, self.backoff * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_max, self.backoff * 2 ** min(attempt - 1, 64))  # (2**1024: a float overflow)
         return ceiling * (0.5 + random.random() / 2)  # jitter: many forwarders do not retry in step
 
 
@@ -262,14 +277,23 @@ def _network_outcome(exc: object) -> _Outcome:
     return _Outcome(None, str(exc))
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token: a field name
+_FRAMING = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+
+
 def parse_headers(specs: list[str]) -> dict[str, str]:
     """``["Authorization: Bearer x"]`` -> ``{"Authorization": "Bearer x"}``; ValueError on a bad one."""
     headers: dict[str, str] = {}
     for spec in specs:
         name, sep, value = spec.partition(":")
-        if not sep or not name.strip():
-            raise ValueError(f"header {name.strip() or spec!r} is not of the form 'Name: value'")
-        headers[name.strip()] = value.strip()
+        name, value = name.strip(), value.strip()
+        if not sep or not _TOKEN.fullmatch(name):
+            raise ValueError(f"header {name or spec!r} is not of the form 'Name: value' (a name of letters, digits, -)")
+        if not value.isprintable() or not value.isascii():  # CR/LF would add headers; urllib sends latin-1 only
+            raise ValueError(f"header {name}: its value must be printable ASCII")
+        if name.lower() in _FRAMING:
+            raise ValueError(f"header {name} is the request's own (it framed the body: a delivery of half an alert)")
+        headers[name] = value
     return headers
 
 

@@ -406,3 +406,73 @@ def test_cli_refuses_bad_options(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     state = run_cli("--webhook", "http://127.0.0.1:1/", "--state-file", str(tmp_path / "dir"))
     assert state.returncode == 1 and "cannot read alert ledger" in state.stderr
+
+
+def test_odd_answers_and_records_never_end_the_forwarder() -> None:
+    """From a report-only fuzz of the commands (/work/rev-w D7-D9, D12): a Retry-After of "²" (a digit to
+    str.isdigit) raised; the 1,025th retry of one alert (about 13 h of outage at the defaults) overflowed a
+    float; an alert whose last_seen is past any date (a record any client can write) ended the forwarder
+    and the tail, and every restart on the same uncommitted record; a header with CR/LF or a framing header
+    (Content-Length: 5 cut the body, the alert counted delivered) was sent."""
+    from aitrace.sinks.alert_format import format_alert
+
+    assert parse_retry_after("²") is None and parse_retry_after(" 12 ") == 12.0
+    forwarder = WebhookForwarder("http://127.0.0.1:9/x", backoff=0.5, backoff_max=60.0)
+    assert 30.0 <= forwarder._delay(5_000, None) <= 60.0
+    far = make_alert("far", 1, last_seen=2**62, first_seen=-(2**62))
+    assert alert_payload(far)["last_seen_iso"] is None and "<time 4611686018427387904 us>" in format_alert(far)
+    for bad in ["X-A: b\r\nX-Injected: c", "Content-Length: 5", "Bad Name: x", "X-Team: é"]:
+        with pytest.raises(ValueError):
+            parse_headers([bad])
+
+
+def test_a_receiver_that_trickles_its_answer_holds_a_delivery_no_longer_than_the_timeout() -> None:
+    """urllib's timeout is per read: a receiver sending its status line and then a byte every 0.2 s held the
+    forwarder as long as it liked (seen > 10 minutes, /work/rev-w D10)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(1000):
+                if stop.wait(0.2):
+                    return
+                conn.sendall(b" ")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    delivered: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: delivered.append(WebhookForwarder(f"http://127.0.0.1:{port}/h", timeout=1.0)(make_alert("t"))),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)  # (the answer trickles for 200 s: a join that ends is the deadline kept)
+    stop.set()
+    server.close()
+    assert delivered == [True]
+
+
+def test_a_second_signal_ends_a_wait_the_first_could_not() -> None:
+    """The first SIGINT/SIGTERM asks the loop to stop after the alert in hand; a read from a receiver that stalls
+    never sees that flag, and only SIGKILL ended the command (/work/rev-w D10). The second ends it now."""
+    import os
+
+    from aitrace.sinks.alerts_cli import stop_on_signals
+
+    class Stream:
+        stopping = threading.Event()
+
+        def stop(self) -> None:
+            self.stopping.set()
+
+    stream = Stream()
+    with pytest.raises(KeyboardInterrupt), stop_on_signals(stream):  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stream.stopping.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
