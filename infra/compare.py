@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aitrace.detect.training import metric_role
 from aitrace.infra.report import ReportError, add_source_arguments, read_index
 from aitrace.infra.report_data import Series
-from aitrace.infra.report_fetch import TRAINING_METRICS, Fetcher, alert_docs, run_docs, training_docs
-from aitrace.infra.report_training import training_series
+from aitrace.infra.report_fetch import TRAINING_METRICS, Doc, Fetcher, alert_docs, run_docs, training_docs
+from aitrace.infra.report_training import series_key, training_series
 from aitrace.infra.runs import RunInfo, config_differences, config_value, run_infos
+from aitrace.sinks.hit_rows import get
 
 GOALS = {"loss": min, "score": max}  # metric role -> which value is best
 TRAIN_SPLITS = ("train", "")  # named by the metric alone; other splits are "<split> <metric>"
@@ -72,8 +74,25 @@ def summarize(name: str, series: Series) -> MetricSummary | None:
         return None
     values.sort(key=lambda p: p.step)
     goal = GOALS.get(metric_role(name))
+    # a rolled-up window's point is its mean: its best is the band's low (a loss) or high (a score)
+    finite += [Point(x, float(low if goal is min else high)) for x, low, high in series.band if goal is not None]
     best = goal(finite, key=lambda p: p.value) if goal and finite else None
     return MetricSummary(values[0], values[-1], best, len(values))
+
+
+def rollup_lasts(docs: Iterable[Doc]) -> dict[tuple[str, str, str], Point]:
+    """(metric, run, split) -> the last finite value of its last rolled-up window (where the series is rolled up:
+    its points are window means, and the last of them is not where the run ended)."""
+    out: dict[tuple[str, str, str], Point] = {}
+    for doc in docs:
+        metric = get(doc, "aitrace.metric", {})
+        if not metric.get("rollup") or metric.get("last") is None or metric.get("step") is None:
+            continue
+        run, split = series_key(doc)
+        key = (str(metric.get("name")), run, split)
+        if key not in out or metric["step"] >= out[key].step:
+            out[key] = Point(metric["step"], float(metric["last"]))
+    return out
 
 
 def _label(name: str, split: str) -> str:
@@ -98,10 +117,14 @@ def compare_runs(fetcher: Fetcher, runs: list[str]) -> Comparison:
     alerts = alert_docs(fetcher, runs)
     infos = run_infos(runs, lifecycle)
     summaries = {run: _run_summary(infos[run], alerts) for run in runs}
+    lasts = rollup_lasts(training)
     for name, by_key in training_series(training).items():
         for (run, split), series in by_key.items():
             summary = summarize(name, series)
             if run in summaries and summary is not None:
+                end = lasts.get((name, run, split))
+                if end is not None and end.step >= summary.last.step and not isinstance(summary.last.value, str):
+                    summary.last = end
                 summaries[run].metrics[_label(name, split)] = summary
     for run_summary in summaries.values():
         run_summary.metrics = dict(sorted(run_summary.metrics.items(), key=lambda item: _label_order(item[0])))

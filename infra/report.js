@@ -34,14 +34,16 @@
     var err = (hi - lo) / n / step;
     step *= err >= 7.5 ? 10 : err >= 3.5 ? 5 : err >= 1.5 ? 2 : 1;
     var out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(v);
+    // a step below the values' resolution never advances v (0.9 + 1e-17 is 0.9): at most 2n ticks
+    for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9 && out.length <= 2 * n; v += step) out.push(v);
     return out;
   }
   function extent(values) {
     var lo = Infinity, hi = -Infinity;
     values.forEach(function (v) { if (v !== null && isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } });
     if (lo === Infinity) return null;
-    if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
+    // a constant metric (0.9 every step; its rollup's mean 0.9000000000000002): its span is rounding
+    if (hi - lo <= Math.abs(hi) * 1e-9) { lo -= Math.abs(lo) * 0.1 || 1; hi += Math.abs(hi) * 0.1 || 1; }
     return [lo, hi];
   }
 

@@ -13,7 +13,7 @@ from aitrace.sinks.hit_rows import get
 SeriesKey = tuple[str, str]  # (run, split); the split is "" when the producer sent none
 
 
-def _series_key(doc: Doc) -> SeriesKey:
+def series_key(doc: Doc) -> SeriesKey:
     run = get(doc, "aitrace.run_id") or get(doc, "service.name") or "run"
     return str(run), str(get(doc, "aitrace.metric.split") or "")
 
@@ -38,11 +38,15 @@ def training_series(docs: Iterable[Doc]) -> dict[str, dict[SeriesKey, Series]]:
         name, step = metric.get("name"), metric.get("step")
         if name not in TRAINING_METRICS or step is None:
             continue
-        key = _series_key(doc)
+        key = series_key(doc)
         series = by_metric[name].setdefault(key, Series(" ".join(k for k in key if k), []))
         if metric.get("nonfinite"):
             series.nonfinite.append([step, metric["nonfinite"]])
             continue
+        if metric.get("rollup") and metric.get("nonfinite_count"):  # a window of the worker's default rollup
+            series.nonfinite.append([step, "nan/inf"])  # (its NaN/Inf points are counted, not which or where)
+            if not metric.get("count"):
+                continue
         series.points.append([step, metric.get("value")])
         if metric.get("rollup") and metric.get("min") is not None and metric.get("max") is not None:
             series.band.append([step, metric["min"], metric["max"]])

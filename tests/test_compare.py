@@ -64,7 +64,9 @@ def test_json_has_each_runs_metrics_status_alerts_and_the_config_that_differs(
     assert diverge["metrics"]["grad_norm"]["last"]["value"] == pytest.approx(0.5 + 1e17)
     assert diverge["metrics"]["grad_norm"]["best"] is None  # no better direction for a norm or a schedule
     assert diverge["metrics"]["lr"]["last"] == {"step": 39, "value": 5.0}
-    assert healthy["metrics"]["accuracy"]["best"] == {"step": 39, "value": pytest.approx(0.9)}  # the highest
+    # rolled up: the highest is the last window's max, the last its last value (not the window means, 0.9)
+    assert healthy["metrics"]["accuracy"]["best"] == {"step": 39, "value": pytest.approx(1.0)}
+    assert healthy["metrics"]["accuracy"]["last"] == {"step": 39, "value": pytest.approx(0.95)}
     assert doc["config"] == {
         "diverge_at": {"run-diverge": 25, "run-healthy": None},
         "optim.momentum": {"run-healthy": 0.9},  # run-diverge has no such key
@@ -124,3 +126,33 @@ def test_an_unreachable_search_server_is_one_line_and_exit_status_1(capsys: pyte
 def test_fewer_than_two_runs_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert compare.run("compare", _args("run-a", "run-a")) == 2  # the same run twice is one run
     assert "two or more different runs" in capsys.readouterr().err
+
+
+def _window(run: str, start: int, count: int, mean: float | None, low: float | None, last: float | None, nan: int = 0):
+    """One rolled-up window of run's train loss, as the worker indexes it (sinks.metric_documents)."""
+    from aitrace.sinks.metric_documents import rollup_action
+
+    ctx = {"trace_id": f"t-{run}", "span_id": "s", "run_id": run, "service": "trainer", "time": 0}
+    action = rollup_action(
+        ctx, name="loss", split="train", window_start_us=start * 1000, window_us=10_000_000, count=count,
+        minimum=low, maximum=None if mean is None else mean * 2, mean=mean, last=last,
+        first_step=start, last_step=start + 99, nonfinite=nan,
+    )  # fmt: skip
+    return action["_source"]
+
+
+def test_a_rolled_up_run_shows_its_last_and_best_values_and_its_nan_windows() -> None:
+    """The worker rolls fast series up by default (a document per window: mean, min, max, last): compare printed
+    the window mean as first, last and best (2.0 at step 1, 0.0067 at the end: 0.042 three times), and a run
+    whose windows were all NaN had no points at all ('-'; the report: 'no data'). /work/rev-w D2, D3."""
+    from aitrace.infra.report_training import training_series
+
+    docs = [_window("a", 0, 100, 0.5, 0.2, 0.25), _window("a", 100, 100, 0.042, 0.0067, 0.0067)]
+    docs += [_window("b", 0, 0, None, None, None, nan=100), _window("b", 100, 0, None, None, None, nan=100)]
+    series = training_series(docs)["loss"]
+    run_a = compare.summarize("loss", series[("a", "train")])
+    assert run_a is not None and run_a.best is not None
+    lasts = compare.rollup_lasts(docs)
+    assert (run_a.best.value, lasts[("loss", "a", "train")].value) == (0.0067, 0.0067)
+    run_b = compare.summarize("loss", series[("b", "train")])
+    assert run_b is not None and (run_b.first.value, run_b.last.value, run_b.best) == ("nan/inf", "nan/inf", None)

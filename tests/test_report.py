@@ -665,6 +665,22 @@ def test_broken_page_script_is_reported_by_the_browser_check(tmp_path: Path) -> 
     assert "bad:" in dom.body.get("data-error-messages", "")
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed (run.py installs it as root)")
+def test_a_constant_metric_is_drawn(tmp_path: Path) -> None:
+    """Accuracy 0.9 at every step (a rollup's mean 0.9000000000000002): a span of rounding made a tick step
+    that never advanced ("RangeError: Invalid array length", no chart; /work/rev-w D4)."""
+    points: list[list[float | None]] = [[0, 0.9], [10, 0.9000000000000002], [20, 0.9]]
+    chart = report_data.Chart("flat", "flat", "step", "y", [report_data.Series("s", points)])
+    data = report_data.ReportData("t", "now", "all", [report_data.Section("s", "S", "", [chart])], [], {})
+    page = tmp_path / "flat.html"
+    page.write_text(report_page.render(data))
+    done = _chromium(["--dump-dom", page.as_uri()], tmp_path)
+    dom = _BodyAttrs()
+    dom.feed(done.stdout)
+    assert (dom.body.get("data-rendered"), dom.body.get("data-errors")) == ("1", "0"), dom.body
+    assert 'class="series" data-name="s"' in _chart_dom(done.stdout, "flat")
+
+
 def test_wall_time_helpers_are_stable() -> None:
     """Bucket choice and timestamp parsing the charts rely on."""
     assert report_inference._bucket_seconds(3_900) == 0.1
