@@ -91,6 +91,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     )
 
 
+_MAX_WINDOW = 1_000_000  # points: the detectors keep a few arrays of the window (about 20 MB)
+
+
 def _kinds() -> tuple[str, ...]:
     from aitrace.detect.series_kinds import KINDS
 
@@ -326,8 +329,8 @@ def run(name: str, args: argparse.Namespace) -> int:
         )
         return 2
     args.window = 64 if args.window is None else args.window
-    if args.window < 8:
-        print(f"aitrace {name}: --window must be >= 8, got {args.window}", file=sys.stderr)
+    if not 8 <= args.window <= _MAX_WINDOW:  # (2e9 asked numpy for 37 GiB: a traceback)
+        print(f"aitrace {name}: --window must be 8 to {_MAX_WINDOW:,}, got {args.window}", file=sys.stderr)
         return 2
     if args.limit < 0:
         print(f"aitrace {name}: --limit must be >= 0, got {args.limit}", file=sys.stderr)

@@ -37,7 +37,9 @@ from aitrace.infra.report_page import render
 from aitrace.infra.report_tables import alert_table, config_table, trace_table
 from aitrace.infra.report_training import training_charts
 from aitrace.producers.config import Settings
+from aitrace.sinks.es import es_url_argument
 from aitrace.sinks.hit_rows import get
+from aitrace.sinks.search import iso_utc
 
 T = TypeVar("T")
 
@@ -206,7 +208,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how much to read; ``aitrace compare`` reads the same way."""
-    parser.add_argument("--es-url", help="search server (default: AITRACE_ES_URL or the embedded stack)")
+    parser.add_argument(
+        "--es-url", type=es_url_argument, help="search server (default: AITRACE_ES_URL or the embedded stack)"
+    )
     parser.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help="documents read per kind at most")
     parser.add_argument("--since", metavar="TIME", type=_iso_time, help="only data from TIME on (ISO 8601, UTC)")
     parser.add_argument("--index-prefix", help="index name prefix (AITRACE_INDEX_PREFIX)")
@@ -227,12 +231,11 @@ def _positive(text: str) -> int:
 def _iso_time(text: str) -> str:
     """``--since``: an ISO 8601 time (naive means UTC), normalized to what the index compares."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return iso_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-11-26T15:40:00Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"time {text!r} is out of range (years 1 to 9999 in UTC)") from None
 
 
 def read_index(command: str, args: argparse.Namespace, read: Callable[[Any, str], T]) -> T | None:

@@ -115,6 +115,10 @@ def read_state(directory: Path) -> dict[str, Any]:
         raise StackError(f"{path} is not valid JSON ({exc}); remove it after stopping the processes") from None
     if not isinstance(state, dict):
         raise StackError(f"{path} does not hold a JSON object; remove it after stopping the processes")
+    services = state.get("services", {})
+    shaped = isinstance(services, dict) and all(isinstance(v, dict) for v in services.values())
+    if not shaped or not isinstance(state.get("external", {}), dict):  # (status and down read them)
+        raise StackError(f"{path} does not hold the stack's services; remove it after stopping the processes")
     return state
 
 

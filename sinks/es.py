@@ -233,6 +233,22 @@ def make_client(search: SearchConfig, capabilities: Capabilities | None = None) 
     return client
 
 
+def es_url_argument(text: str) -> str:
+    """``--es-url``: an http(s) URL with a host (and a port that is a number), or a usage error; a malformed one
+    (``http://[::1``) ended the commands in a traceback."""
+    import argparse
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError as exc:  # an unclosed [, a port that is no number or past 65535
+        raise argparse.ArgumentTypeError(f"not a URL: {safe_url(text)!r} ({exc})") from None
+    if not ok:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL with a host: {safe_url(text)!r}")
+    return text
+
+
 def make_sync_client(search: SearchConfig, capabilities: Capabilities | None = None) -> Elasticsearch:
     """Synchronous twin of :func:`make_client` (CLI commands, setup, tests)."""
     caps = capabilities or detect_capabilities(search)

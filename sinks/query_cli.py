@@ -17,7 +17,7 @@ import sys
 import orjson
 from aitrace.producers.config import SearchConfig, Settings
 from aitrace.sinks.documents import ALERTS, EVENTS, FAMILIES, TRACES
-from aitrace.sinks.es import SearchUnavailable, make_sync_client
+from aitrace.sinks.es import SearchUnavailable, es_url_argument, make_sync_client
 from aitrace.sinks.hit_rows import ROWS, format_rows
 from aitrace.sinks.search import QueryError, SearchFailed, SearchRequest, pattern, run_search
 from aitrace.sinks.terminal import use_colour
@@ -44,7 +44,9 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-n", "--size", type=int, default=20, help="how many hits (newest; default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of rows")
     parser.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the output")
-    parser.add_argument("--es-url", help="search server URL (default: AITRACE_ES_URL or the embedded stack)")
+    parser.add_argument(
+        "--es-url", type=es_url_argument, help="search server URL (default: AITRACE_ES_URL or the embedded stack)"
+    )
 
 
 def run(name: str, args: argparse.Namespace) -> int:

@@ -61,21 +61,23 @@ def parse_time(text: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     value = text.strip()
     if value == "now":
-        return _iso(now)
-    match = _RELATIVE.match(value)
-    if match:
-        return _iso(now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)]))
+        return iso_utc(now)
     try:
-        when = datetime.fromisoformat(value)
+        match = _RELATIVE.match(value)
+        if match:
+            return iso_utc(now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)]))
+        return iso_utc(datetime.fromisoformat(value))
+    except OverflowError:  # 99999999999d ago, 9999-12-31T23:59:59-01:00 (past year 9999 in UTC)
+        raise QueryError(f"time {text!r} is out of range (years 1 to 9999 in UTC)") from None
     except ValueError:
         raise QueryError(f"cannot read time {text!r}: use 15m, 1h, 2d, 1w, now, or an ISO date/time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return _iso(when)
 
 
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def iso_utc(when: datetime) -> str:
+    """``when`` (naive: UTC) as the index compares times: ``0001-01-01T00:00:00.000000Z`` (``%Y`` wrote year 1
+    as ``1``, which the server refused); OverflowError past the years 1 to 9999 in UTC."""
+    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return when.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _at_least(ranks: dict[str, int], level: str) -> list[str]:

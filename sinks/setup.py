@@ -24,6 +24,7 @@ from aitrace.sinks.es import (
     SearchUnavailable,
     auth_headers,
     detect_capabilities,
+    es_url_argument,
     make_sync_client,
     safe_url,
 )
@@ -40,7 +41,9 @@ class KibanaError(RuntimeError):
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--es-url", default=None, help="Elasticsearch / OpenSearch URL (AITRACE_ES_URL)")
+    parser.add_argument(
+        "--es-url", default=None, type=es_url_argument, help="Elasticsearch / OpenSearch URL (AITRACE_ES_URL)"
+    )
     parser.add_argument("--kibana-url", default=None, help="Kibana URL; saved objects are imported when set")
     parser.add_argument("--index-prefix", default=None, help="index name prefix (AITRACE_INDEX_PREFIX)")
     parser.add_argument(

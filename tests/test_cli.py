@@ -225,3 +225,45 @@ def test_up_with_a_port_out_of_range_is_a_usage_error(
     assert exit_.value.code == 2
     assert f"argument {flag}:" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--es-url", "http://[::1"],
+        ["compare", "a", "b", "--es-url", "http://u:pw@[::1"],
+        ["report", "--since", "9999-12-31T23:59:59-01:00"],
+        ["compare", "a", "b", "--since", "0001-01-01T00:00:00+01:00"],
+    ],
+)
+def test_arguments_out_of_range_are_usage_errors_not_tracebacks(argv: list[str], capsys) -> None:
+    """From /work/rev-w D13: each ended in a traceback (ValueError: Invalid IPv6 URL, OverflowError)."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err and "pw" not in err
+
+
+def test_times_out_of_range_and_year_one_read_as_the_index_compares_them() -> None:
+    from aitrace.sinks.search import QueryError, parse_time
+
+    assert parse_time("0001-01-01") == "0001-01-01T00:00:00.000000Z"  # %Y wrote "1-01-01": the server refused it
+    for text in ("99999999999d", "3000000d", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(QueryError, match="out of range"):
+            parse_time(text)
+
+
+def test_a_window_no_memory_holds_and_a_stack_file_of_the_wrong_shape_are_one_line(tmp_path, capsys) -> None:
+    """backtest --window 2e9 asked numpy for 37 GiB; a stack.json whose services are a list or hold text ended
+    status and down in an AttributeError (/work/rev-w D13)."""
+    src = tmp_path / "s.csv"
+    src.write_text("step,loss\n1,0.5\n2,0.4\n")
+    assert main(["backtest", str(src), "--column", "loss", "--raw", "--window", "2000000000"]) == 2
+    assert "--window must be 8 to 1,000,000" in capsys.readouterr().err
+    for i, services in enumerate(([], {"kafka": "x"})):
+        state = tmp_path / f"state{i}"
+        state.mkdir()
+        (state / "stack.json").write_text(json.dumps({"services": services}))
+        for command in ("status", "down"):
+            assert main([command, "--state-dir", str(state)]) == 1
+            assert "does not hold the stack's services" in capsys.readouterr().err
