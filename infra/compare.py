@@ -28,6 +28,7 @@ from aitrace.infra.report_training import series_key, training_series
 from aitrace.infra.runs import RunInfo, config_differences, config_value, run_infos
 from aitrace.sinks.hit_rows import get
 
+CELL = 60  # characters of a table cell
 GOALS = {"loss": min, "score": max}  # metric role -> which value is best
 TRAIN_SPLITS = ("train", "")  # named by the metric alone; other splits are "<split> <metric>"
 
@@ -188,9 +189,15 @@ def to_text(comparison: Comparison) -> str:
 
 def _align(rows: list[list[str]]) -> list[str]:
     """Columns padded to their widest cell; a title row (its first cell alone) does not widen the first."""
+    rows = [[_cut(c) for c in r] for r in rows]  # one 100 KB config value padded every cell to it (1.6 MB)
     first = max(len(r[0]) for r in rows if any(r[1:]))
     widths = [first] + [max(len(r[i]) for r in rows) for i in range(1, len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _cut(cell: str) -> str:
+    """A cell of at most :data:`CELL` characters (``--json`` has the whole value)."""
+    return cell if len(cell) <= CELL else cell[: CELL - 1] + "…"
 
 
 # --------------------------------------------------------------------------- CLI

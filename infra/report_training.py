@@ -24,6 +24,10 @@ def _alert_metric(alert: Doc) -> str | None:
     if details.get("metric") in TRAINING_METRICS:
         return str(details["metric"])
     series = str(get(alert, "aitrace.alert.series", "") or "")
+    parts = series.split("/")
+    if details.get("metric") or (len(parts) == 4 and parts[0] == "run"):  # a metric's own alert
+        # one the report does not draw (bleu_loss) marks no chart: it marked every chart of its run
+        return parts[3] if len(parts) == 4 and parts[3] in TRAINING_METRICS else ""
     for name in sorted(TRAINING_METRICS, key=len, reverse=True):  # grad_norm before a bare "norm"
         if name in series.replace("-", "_").split(":") or series.endswith(name) or f"/{name}" in series:
             return name

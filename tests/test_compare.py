@@ -156,3 +156,25 @@ def test_a_rolled_up_run_shows_its_last_and_best_values_and_its_nan_windows() ->
     assert (run_a.best.value, lasts[("loss", "a", "train")].value) == (0.0067, 0.0067)
     run_b = compare.summarize("loss", series[("b", "train")])
     assert run_b is not None and (run_b.first.value, run_b.last.value, run_b.best) == ("nan/inf", "nan/inf", None)
+
+
+def test_a_huge_config_value_does_not_pad_the_table() -> None:
+    """Every column was padded to its widest cell: one 100 KB value made a 19-line table 1.6 MB (/work/rev-w D21)."""
+    runs = [compare.RunSummary("a", "finished", 0), compare.RunSummary("b", "finished", 0)]
+    text = compare.to_text(compare.Comparison(runs, [("prompt", ["x" * 100_000, "y"])]))
+    assert max(map(len, text.splitlines())) < 3 * compare.CELL and "x" * (compare.CELL - 1) + "…" in text
+
+
+def test_an_alert_on_a_metric_the_report_does_not_draw_marks_no_chart() -> None:
+    """A bleu_loss spike was marked on every chart of its run, a smooth loss's too (/work/rev-w D5)."""
+    from aitrace.infra.report_training import _marks
+
+    def alert(series: str, metric: str | None = None) -> dict[str, Any]:
+        details = {"metric": metric} if metric else {}
+        return {"aitrace": {"run_id": "r", "alert": {"step": 5, "series": series, "details": details}}}
+
+    charts = ("loss", "accuracy", "grad_norm", "lr")
+    assert [_marks(alert("run/r/train/bleu_loss", "bleu_loss"), {"r"}, c) for c in charts] == [False] * 4
+    assert [_marks(alert("run/r/train/bleu_loss"), {"r"}, c) for c in charts] == [False] * 4
+    assert [_marks(alert("run/r/train/loss", "loss"), {"r"}, c) for c in charts] == [True, False, False, False]
+    assert [_marks(alert("run/r/checks"), {"r"}, c) for c in charts] == [True] * 4  # the run's own: every chart
