@@ -12,9 +12,9 @@ the window summarises its finite points (``count``, min, max, mean, last) and co
 others (``nonfinite``), so no point is silently dropped. The detectors see every point.
 
 A window is indexed when a later window starts, and the open window is re-indexed (same
-``_id``, growing counts) once per window length of event time, so a series that stops
-leaves at most its last window partly counted in the index, and only until it is written
-again.
+``_id``, growing counts) :data:`REWRITES` times per window length of event time, or when its
+points doubled since it was last written, so a series that stops leaves at most its last
+window's last tenth (of time) or half (of points) out of the index.
 
 Raw or rollup is decided per block and series by the block's own rate (points per second
 over its time span), so the decision is the same on every redelivery.
@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from aitrace.sinks.documents import Action, rollup_action
+
+REWRITES = 10  # times per window length of event time an open window is indexed again at most
 
 
 def is_fast(times: np.ndarray, max_raw_rate: float) -> bool:
@@ -81,12 +83,22 @@ def update(
         win = {**part, "written_at": None}
     assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
-    if win["written_at"] is None or last_time - win["written_at"] >= window_us:
+    if _due(win, last_time, window_us):
         if documents:
             out.append(_action(ctx, name, split, win, window_us))
-        win["written_at"] = last_time
+        win["written_at"], win["written_n"] = last_time, win["count"] + win.get("nonfinite", 0)
     state["win"] = win
     return out
+
+
+def _due(win: dict[str, Any], last_time: int, window_us: int) -> bool:
+    """Whether the open window is indexed again: never written, :data:`REWRITES` times a window length of event
+    time, or its points doubled since. Once a window length, as it was, is once per window: a run's last window
+    stayed as its first chunk left it (a 100,000-step run read as ending at step 2,000, /work/rev-w D6)."""
+    if win["written_at"] is None:
+        return True
+    points = win["count"] + win.get("nonfinite", 0)
+    return last_time - win["written_at"] >= window_us // REWRITES or points >= 2 * win.get("written_n", 0)
 
 
 def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[str, Any]]:

@@ -76,3 +76,19 @@ def test_a_worker_without_index_builds_no_rollup_documents_and_keeps_the_same_st
     assert any(d.startswith("rollup:") for d in documents[0])
     assert not any(d.startswith("rollup:") for d in documents[1])
     assert tables[0] == tables[1]
+
+
+def test_a_runs_last_window_is_indexed_near_its_end() -> None:
+    """The open window was indexed when it opened and then once per window length of event time, which a window
+    never lasts: a run's last window stayed as its first chunk left it (a 100,000-step run read as ending at step
+    2,000; /work/rev-w D6). Now at most a tenth of its time or half of its points behind."""
+    ctx = {"trace_id": "t", "span_id": "s", "run_id": "r", "service": "trainer"}
+    state: dict = {}
+    written = []
+    for chunk in range(50):  # 50 chunks of 20 points, 0.1 s apart, inside one 10-second window
+        steps = np.arange(chunk * 20, chunk * 20 + 20, dtype=np.int64)
+        times = 10_000_000 + steps * 5_000  # 200 points a second
+        written += rollup.update(state, ctx, "loss", "train", steps, times, np.ones(20), window_us=10_000_000)
+    last = written[-1]["_source"]["aitrace"]["metric"]
+    assert last["last_step"] >= 999 - 200 and last["count"] >= 500  # within 1 s (200 points) of the end
+    assert len(written) <= 2 * rollup.REWRITES
