@@ -470,6 +470,6 @@ def explain(metric: str, reason: str, value: float, det: AnomalyDetector, k: int
     if reason == "level_shift":  # z is the level's: the recent median against the long window's
         return (
             f"{metric}'s recent level {level:.4g} against {level - z * noise:.4g} before it "
-            f"(usual spread {noise:.3g}, {z:+.1f} of it)"
+            f"(usual spread {noise:.3g}, {z:+.3g} of it)"
         )
-    return f"{metric} {value:.4g} against a recent level of {level:.4g} (usual spread {noise:.3g}, {z:+.1f} of it)"
+    return f"{metric} {value:.4g} against a recent level of {level:.4g} (usual spread {noise:.3g}, {z:+.3g} of it)"

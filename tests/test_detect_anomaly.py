@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -346,3 +347,14 @@ def test_any_float_gives_a_defined_score(values) -> None:
     huge = ~(np.abs(values) <= 1e300)
     assert np.all(s[huge] == 1.0)
     assert set(np.unique(codes[huge])) <= {7, 8}  # nan, inf
+
+
+def test_an_alerts_words_read_a_huge_deviation_as_a_number() -> None:
+    """A spread of 5e-12 made "+999000000000000.0 of it" (/work/rev-w, outside the CLI)."""
+    from aitrace.detect.anomaly import explain
+
+    det = AnomalyDetector(window=16)
+    det.score(np.r_[np.full(40, 1.0) + 1e-12 * np.sin(np.arange(40)), 5e3])
+    text = explain("latency", "spike", 5e3, det, -1)
+    told = re.search(r", (\S+) of it\)", text)
+    assert told is not None and len(told.group(1)) <= 8, text  # "+5e+15", not "+4999999999999999.0"
