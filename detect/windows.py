@@ -23,6 +23,7 @@ from aitrace.detect.overfit import held_rise
 from aitrace.detect.underfit import UNDERFIT_RECENT, under_fit
 
 _MAX_TRAIN_KEPT = 512
+OVERFIT_LEARNT = 0.9  # a run whose training loss stands above this share of its start has not learnt (_learnt)
 _MAX_VAL_KEPT = 64
 _KEPT_ENDS = 8  # the stretches before one whose ends tell a resume from a batch index's next epoch
 _MAX_CATEGORIES = 1000
@@ -358,8 +359,9 @@ def overfitting_update(state: dict[str, Any], train: dict[str, Any] | None, val:
     Returns None when no validation point arrived, else ``(finding or None, clean, time)``
     where a finding is ``(relative rise, step, time, validation losses)``.
     """
+    _note_start(state, train, val, False)  # (the run's start: a run that has not learnt does not over-fit)
     new = _keep_losses(state, train, val)
-    return _each_new_evaluation(state, new, held_rise) if new else None
+    return _over_fit(state, new) if new else None
 
 
 def underfitting_update(
@@ -382,7 +384,23 @@ def fitting_update(
     new = _keep_losses(state, train, val)
     if not new:
         return None, None
-    return _each_new_evaluation(state, new, held_rise), _under_fit_verdicts(state, new)
+    return _over_fit(state, new), _under_fit_verdicts(state, new)
+
+
+def _over_fit(state: dict[str, Any], new: int) -> Fit:
+    return _each_new_evaluation(state, new, held_rise) if _learnt(state) else (None, 0, int(state["val"][-1][2]))
+
+
+def _learnt(state: dict[str, Any]) -> bool:
+    """Whether the training loss (median of the last 16) is ``OVERFIT_LEARNT`` of its start or less: a net that
+    learns nothing does not over-fit (a residual CNN at lr 1e-7 whose BatchNorm statistics settled, its validation
+    loss 2.34 -> 2.62 while its training loss sat at 2.75-2.9, paged over-fitting after its stall on 3 of 4 seeds,
+    /work/rev-x). A start not known, or not above 0 (a log-likelihood), is no evidence: judged as before."""
+    start = state.get("start") or []
+    if len(start) < 4 or float(np.median(start)) <= 0:
+        return True
+    recent = [x[1] for x in state["train"][-16:]]
+    return bool(recent) and float(np.median(recent)) <= OVERFIT_LEARNT * float(np.median(start))
 
 
 def _note_start(state: dict[str, Any], train: dict[str, Any] | None, val: dict[str, Any] | None, scored: bool) -> None:

@@ -1464,3 +1464,28 @@ def test_a_batch_accuracy_two_examples_under_its_ceiling_is_no_dip_and_a_collaps
     assert (int(first.step), first.reason) == (852, "dip")
     stays = np.where(steps >= 852, 22.0, correct)  # 22 of 32 from step 852 on: a shift of the level pages
     assert {f.reason for f in TrainingSeries("accuracy").update(steps, stays / 32)} & {"dip", "level_shift"}
+
+
+def test_a_run_that_has_not_learnt_does_not_over_fit() -> None:
+    """A residual CNN at lr 1e-7 (stalled: its training loss at 2.75-2.9, its start) whose BatchNorm statistics
+    settled had its validation loss go 2.34 -> 2.62 and paged over-fitting after its stall, on 3 of 4 seeds
+    (/work/rev-x). A training loss still at its start has fit nothing."""
+    from aitrace.detect import windows
+
+    val = np.array([2.34, 2.30, 2.28, 2.27, 2.45, 2.52, 2.58, 2.62, 2.62])  # no best for 5, 10 %+ above it
+    val_steps = np.arange(val.size) * 10 + 9
+    train_steps = np.arange(val.size * 10)
+    for train, paged in (
+        (2.85 - 0.0005 * train_steps, False),
+        (2.8 * np.exp(-train_steps / 40), True),
+    ):
+        for rule in ("over", "both"):
+            state: dict = {}
+            t = {"steps": train_steps, "values": train, "times": train_steps}
+            v = {"steps": val_steps, "values": val, "times": val_steps}
+            outcome = (
+                windows.overfitting_update(state, t, v)
+                if rule == "over"
+                else windows.fitting_update(state, t, v, True)[0]
+            )
+            assert outcome is not None and (outcome[0] is not None) == paged, (rule, paged)
