@@ -113,7 +113,11 @@ def _parse_float(text: str) -> float:
         return math.nan
 
 
-def _parse_time(text: str) -> float | str:
+def _parse_time(text: str) -> int | float | str:
+    try:  # a whole number stays one: a float kept 16 digits of a time in ns, and printed a step as 100.0
+        return int(text)
+    except (TypeError, ValueError):
+        pass
     value = _parse_float(text)
     return text if math.isnan(value) else value
 

@@ -240,3 +240,17 @@ def test_inert_keeps_json_valid_and_equal_and_the_commands_own_colours() -> None
     assert json.loads(inert(raw)) == json.loads(raw) and "\x9b" not in inert(raw)
     assert inert(f"{CLEAR_LINE}{RED}error{RESET}\tx\n") == f"{CLEAR_LINE}{RED}error{RESET}\tx\n"
     assert inert("\rfake") == "\\u000dfake" and inert("\x1b[8mhidden") == "\\u001b[8mhidden"
+
+
+def test_whole_number_timestamps_are_kept_whole(tmp_path, capsys) -> None:
+    """Parsed as floats, a time in nanoseconds lost its last digits in the table and the -o file, and steps printed
+    as 100.0 (/work/rev-w D19)."""
+    src, out = tmp_path / "ns.csv", tmp_path / "flagged.csv"
+    t0 = 1_733_580_000_123_456_789
+    rows = "".join(f"{t0 + i * 1_000_000_000},{1.0 if i != 300 else 50.0}\n" for i in range(400))
+    src.write_text("t,latency\n" + rows)
+    args = ["--column", "latency", "--timestamp", "t", "--raw", "--threshold", "0.5", "-o", str(out)]
+    assert main(["backtest", str(src), *args]) == 0
+    with out.open() as fh:
+        flagged = list(csv.DictReader(fh))
+    assert str(t0 + 300 * 1_000_000_000) in [r["timestamp"] for r in flagged]
