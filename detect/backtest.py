@@ -146,6 +146,13 @@ def read_series(
     return np.asarray(values, dtype=np.float64), stamps, None if time is None else clock
 
 
+def _backwards(stamps: list[Any]) -> int:
+    """How many numeric timestamps are below the one before them (0 where they are not all numbers)."""
+    if not all(isinstance(s, int | float) for s in stamps):
+        return 0
+    return int(np.count_nonzero(np.diff(np.asarray(stamps, dtype=np.float64)) < 0))
+
+
 def _steps(values: np.ndarray, stamps: list[Any]) -> np.ndarray:
     """The timestamps when every one is a number, else the row numbers."""
     numeric = [s for s in stamps if isinstance(s, float | int)]
@@ -354,6 +361,13 @@ def run(name: str, args: argparse.Namespace) -> int:
         print(f"aitrace {name}: {exc}", file=sys.stderr)
         return 2
     summary = sys.stderr if args.json else sys.stdout  # --json: stdout is the rows alone
+    backwards = _backwards(stamps) if args.timestamp else 0
+    if backwards:  # (the same data sorted flagged 2 points, shuffled 10, without a word)
+        print(
+            f"aitrace {name}: {backwards} row(s) earlier than the row before: scored in file order, as the worker "
+            "scores points in the order they arrive (sort the file by time to score them in time order)",
+            file=sys.stderr,
+        )
     print(
         f"{args.file}: {values.size} points in column {args.column!r}, "
         f"{len(rows)} flagged at threshold {args.threshold} ({_rules(args)})",
