@@ -76,7 +76,8 @@ def summarize(name: str, series: Series) -> MetricSummary | None:
     values.sort(key=lambda p: p.step)
     goal = GOALS.get(metric_role(name))
     # a rolled-up window's point is its mean: its best is the band's low (a loss) or high (a score)
-    finite += [Point(x, float(low if goal is min else high)) for x, low, high in series.band if goal is not None]
+    ends = [(x, low if goal is min else high) for x, low, high in series.band] if goal is not None else []
+    finite += [Point(x, float(end)) for x, end in ends if x is not None and end is not None]
     best = goal(finite, key=lambda p: p.value) if goal and finite else None
     return MetricSummary(values[0], values[-1], best, len(values))
 
@@ -196,8 +197,12 @@ def _align(rows: list[list[str]]) -> list[str]:
 
 
 def _cut(cell: str) -> str:
-    """A cell of at most :data:`CELL` characters (``--json`` has the whole value)."""
-    return cell if len(cell) <= CELL else cell[: CELL - 1] + "…"
+    """A cell of at most :data:`CELL` characters, its start and its end (two paths that differ in their last
+    folder stay told apart; ``--json`` has the whole value)."""
+    if len(cell) <= CELL:
+        return cell
+    head = (CELL - 1) * 2 // 3
+    return cell[:head] + "…" + cell[len(cell) - (CELL - 1 - head) :]
 
 
 # --------------------------------------------------------------------------- CLI

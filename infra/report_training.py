@@ -10,6 +10,7 @@ from aitrace.infra.report_data import Chart, Marker, Series
 from aitrace.infra.report_fetch import TRAINING_METRICS, Doc
 from aitrace.sinks.hit_rows import get
 
+_SPLITS = frozenset({"train", "training", "val", "valid", "validation", "eval", "test"})  # a metric's name prefix
 SeriesKey = tuple[str, str]  # (run, split); the split is "" when the producer sent none
 
 
@@ -27,7 +28,9 @@ def _alert_metric(alert: Doc) -> str | None:
     parts = series.split("/")
     if details.get("metric") or (len(parts) == 4 and parts[0] == "run"):  # a metric's own alert
         # one the report does not draw (bleu_loss) marks no chart: it marked every chart of its run
-        return parts[3] if len(parts) == 4 and parts[3] in TRAINING_METRICS else ""
+        name = str(details.get("metric") or parts[-1])
+        split, _, base = name.partition("_")  # val_loss, train_accuracy as a loop sends them: their chart
+        return name if name in TRAINING_METRICS else base if split in _SPLITS and base in TRAINING_METRICS else ""
     for name in sorted(TRAINING_METRICS, key=len, reverse=True):  # grad_norm before a bare "norm"
         if name in series.replace("-", "_").split(":") or series.endswith(name) or f"/{name}" in series:
             return name

@@ -12,9 +12,8 @@ the window summarises its finite points (``count``, min, max, mean, last) and co
 others (``nonfinite``), so no point is silently dropped. The detectors see every point.
 
 A window is indexed when a later window starts, and the open window is re-indexed (same
-``_id``, growing counts) :data:`REWRITES` times per window length of event time, or when its
-points doubled since it was last written, so a series that stops leaves at most its last
-window's last tenth (of time) or half (of points) out of the index.
+``_id``, growing counts) :data:`REWRITES` times per window length of event time at most, so a
+series that stops leaves at most the last tenth of a window's time out of the index.
 
 Raw or rollup is decided per block and series by the block's own rate (points per second
 over its time span), so the decision is the same on every redelivery.
@@ -86,19 +85,16 @@ def update(
     if _due(win, last_time, window_us):
         if documents:
             out.append(_action(ctx, name, split, win, window_us))
-        win["written_at"], win["written_n"] = last_time, win["count"] + win.get("nonfinite", 0)
+        win["written_at"] = last_time
     state["win"] = win
     return out
 
 
 def _due(win: dict[str, Any], last_time: int, window_us: int) -> bool:
-    """Whether the open window is indexed again: never written, :data:`REWRITES` times a window length of event
-    time, or its points doubled since. Once a window length, as it was, is once per window: a run's last window
-    stayed as its first chunk left it (a 100,000-step run read as ending at step 2,000, /work/rev-w D6)."""
-    if win["written_at"] is None:
-        return True
-    points = win["count"] + win.get("nonfinite", 0)
-    return last_time - win["written_at"] >= window_us // REWRITES or points >= 2 * win.get("written_n", 0)
+    """Whether the open window is indexed again: never written, or :data:`REWRITES` times a window length of event
+    time. Once a window length, as it was, is once per window: a run's last window stayed as its first chunk left
+    it (a 100,000-step run read as ending at step 2,000, /work/rev-w D6)."""
+    return win["written_at"] is None or last_time - win["written_at"] >= window_us // REWRITES
 
 
 def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from typing import Any
 
 from aitrace.producers import events as ev
 from aitrace.producers.block_kinds import BlockKind, Processor, block_kinds
-from aitrace.producers.blocks import SparseColumns, new_block
+from aitrace.producers.blocks import new_block
 from aitrace.producers.config import Settings
 from aitrace.producers.metric_blocks import MetricBlockBuilder, metric_blocks
 from aitrace.producers.metric_blocks import halves as metric_halves
@@ -450,10 +450,7 @@ class Exporter:
         counts: Counter[str] = Counter()
         try:
             columns = kind.columns(rows, counts)
-        except SparseColumns:  # records whose attribute names differ: smaller blocks, fewer null cells
-            half = len(rows) // 2
-            return self._columns(kind, rows[:half]) + self._columns(kind, rows[half:])
-        except Exception as exc:
+        except Exception as exc:  # (blocks.SparseColumns too: records whose attribute names differ, in halves)
             if len(rows) > 1:
                 half = len(rows) // 2
                 return self._columns(kind, rows[:half]) + self._columns(kind, rows[half:])

@@ -145,7 +145,8 @@ class Exchange(Served):
         return self.request.kept_all and not self.request.more and self.request.total == self.request_bytes
 
     def default_request_id(self) -> str:
-        return self.headers.get("x-request-id") or uuid.uuid4().hex
+        # the first of repeated ids (a client's, then a proxy's: folded "a, b" as servers fold repeated headers)
+        return self.headers.get("x-request-id", "").split(",")[0].strip() or uuid.uuid4().hex
 
     def problem(self) -> str | None:
         refused = self._refused_input()

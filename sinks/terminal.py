@@ -14,10 +14,11 @@ BOLD, DIM, RESET = "\033[1m", "\033[2m", "\033[0m"
 CLEAR_LINE = "\r\033[K"  # back to the line's start and clear it (the demo's progress line)
 # What a terminal acts on: C0 and C1 controls (ESC opens a sequence that sets the title, clears the screen, moves
 # the cursor; U+009B is a one-character CSI), DEL, and the marks that reorder or hide text (bidi overrides and
-# isolates, line and paragraph separators, the byte-order mark); kept: new lines, tabs and the codes above.
-_OURS = (CLEAR_LINE, BOLD_RED, GREEN, RED, YELLOW, CYAN, BOLD, DIM, RESET)
+# isolates, line and paragraph separators, the byte-order mark); kept: new lines, tabs, the left-to-right and
+# right-to-left marks of Hebrew and Arabic text, and the codes above.
+_OURS = (CLEAR_LINE, "\r\n", BOLD_RED, GREEN, RED, YELLOW, CYAN, BOLD, DIM, RESET)  # (\r\n: a Windows line's end)
 _ACTED_ON = re.compile(
-    "|".join(map(re.escape, _OURS)) + "|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+    "|".join(map(re.escape, _OURS)) + "|[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069\ufeff]"
 )
 
 

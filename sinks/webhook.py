@@ -278,7 +278,15 @@ def _network_outcome(exc: object) -> _Outcome:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token: a field name
-_FRAMING = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+_FRAMING = frozenset({"content-length", "transfer-encoding"})  # (Host reaches a receiver behind an ingress)
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_headers(specs: list[str]) -> dict[str, str]:
@@ -289,8 +297,8 @@ def parse_headers(specs: list[str]) -> dict[str, str]:
         name, value = name.strip(), value.strip()
         if not sep or not _TOKEN.fullmatch(name):
             raise ValueError(f"header {name or spec!r} is not of the form 'Name: value' (a name of letters, digits, -)")
-        if not value.isprintable() or not value.isascii():  # CR/LF would add headers; urllib sends latin-1 only
-            raise ValueError(f"header {name}: its value must be printable ASCII")
+        if not value.isprintable() or not _latin1(value):  # CR/LF would add headers
+            raise ValueError(f"header {name}: its value must be printable Latin-1 (what HTTP/1.1 sends)")
         if name.lower() in _FRAMING:
             raise ValueError(f"header {name} is the request's own (it framed the body: a delivery of half an alert)")
         headers[name] = value

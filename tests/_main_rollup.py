@@ -77,11 +77,10 @@ def update(
         win = {**part, "written_at": None}
     assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
-    points = win["count"] + win.get("nonfinite", 0)  # (the write policy as processors/rollup.py's since D6)
-    written = win["written_at"]
-    if written is None or last_time - written >= window_us // 10 or points >= 2 * win.get("written_n", 0):
+    # (the write policy as processors/rollup.py's since /work/rev-w D6: 10 times a window length)
+    if win["written_at"] is None or last_time - win["written_at"] >= window_us // 10:
         out.append(_action(ctx, name, split, win, window_us))
-        win["written_at"], win["written_n"] = last_time, points
+        win["written_at"] = last_time
     state["win"] = win
     return out
 

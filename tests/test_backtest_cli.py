@@ -240,6 +240,8 @@ def test_inert_keeps_json_valid_and_equal_and_the_commands_own_colours() -> None
     assert json.loads(inert(raw)) == json.loads(raw) and "\x9b" not in inert(raw)
     assert inert(f"{CLEAR_LINE}{RED}error{RESET}\tx\n") == f"{CLEAR_LINE}{RED}error{RESET}\tx\n"
     assert inert("\rfake") == "\\u000dfake" and inert("\x1b[8mhidden") == "\\u001b[8mhidden"
+    # a Windows line's end and Hebrew's right-to-left mark stay as they are (a review, /work/rev-y D6)
+    assert inert("line\r\nשלום\u200f!") == "line\r\nשלום\u200f!"
 
 
 def test_whole_number_timestamps_are_kept_whole(tmp_path, capsys) -> None:

@@ -494,3 +494,27 @@ def test_spans_named_by_unhashable_values_among_others_leave_in_one_block() -> N
         with c.span(["a"] if i % 2 else f"s{i}"):
             pass
     assert _sent(c) == Counter({"Span": 2_000}) and len(c.transport.records) == 1
+
+
+def test_a_batch_of_features_summarized_at_different_levels_is_sent_with_the_others() -> None:
+    """A review of the sparse-block split (/work/rev-y D1): one record whose features' quantile maps differ (200 at
+    the median, 10 at seven levels) read as sparse, and a record cannot be split: it recursed and lost every
+    data_stats record beside it. Only attribute maps (one per record) are judged sparse now."""
+    c = _client()
+    features = [{"name": f"m{i}", "count": 10, "quantiles": {0.5: np.float64(1.0)}} for i in range(200)]
+    levels = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    features += [{"name": f"f{i}", "count": 10, "quantiles": {q: np.float64(q) for q in levels}} for i in range(10)]
+    for _ in range(5):
+        c.data_stats("ingest", "ds", [{"name": "x", "count": 3, "quantiles": {0.5: 1.0}}], row_count=3)
+    c.data_stats("ingest", "ds", features, row_count=10)
+    assert _sent(c) == Counter({"DataStats": 6}) and c.stats_counter["dropped_exporter_error"] == 0
+
+
+def test_a_few_call_sites_each_with_names_of_their_own_stay_in_one_block() -> None:
+    """The same review (D2): 5 call sites each logging 6 names of their own were cut in blocks of 34 records
+    (128 records where 2; the sender's time doubled)."""
+    c = _client()
+    for i in range(1_000):
+        site = i % 5
+        c.log("info", "x", **{f"site{site}_k{j}": j for j in range(6)})
+    assert _sent(c) == Counter({"LogRecord": 1_000}) and len(c.transport.records) == 1

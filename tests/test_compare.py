@@ -162,7 +162,10 @@ def test_a_huge_config_value_does_not_pad_the_table() -> None:
     """Every column was padded to its widest cell: one 100 KB value made a 19-line table 1.6 MB (/work/rev-w D21)."""
     runs = [compare.RunSummary("a", "finished", 0), compare.RunSummary("b", "finished", 0)]
     text = compare.to_text(compare.Comparison(runs, [("prompt", ["x" * 100_000, "y"])]))
-    assert max(map(len, text.splitlines())) < 3 * compare.CELL and "x" * (compare.CELL - 1) + "…" in text
+    assert max(map(len, text.splitlines())) < 3 * compare.CELL and "xxx…xxx" in text
+    paths = [f"/mnt/shared/experiments/team-vision/resnet50/2026-12-01/sweep-17/{r}/checkpoints/x.ckpt" for r in "ab"]
+    text = compare.to_text(compare.Comparison(runs, [("checkpoint", paths)]))  # told apart by their ends
+    assert "a/checkpoints/x.ckpt" in text and "b/checkpoints/x.ckpt" in text
 
 
 def test_an_alert_on_a_metric_the_report_does_not_draw_marks_no_chart() -> None:
@@ -178,3 +181,6 @@ def test_an_alert_on_a_metric_the_report_does_not_draw_marks_no_chart() -> None:
     assert [_marks(alert("run/r/train/bleu_loss"), {"r"}, c) for c in charts] == [False] * 4
     assert [_marks(alert("run/r/train/loss", "loss"), {"r"}, c) for c in charts] == [True, False, False, False]
     assert [_marks(alert("run/r/checks"), {"r"}, c) for c in charts] == [True] * 4  # the run's own: every chart
+    # a loop's own names for its splits' metrics (a review of the fix above, /work/rev-y D8): their chart
+    assert [_marks(alert("run/r/val/val_loss", "val_loss"), {"r"}, c) for c in charts] == [True, False, False, False]
+    assert [_marks(alert("run/r/val/val_accuracy"), {"r"}, c) for c in charts] == [False, True, False, False]

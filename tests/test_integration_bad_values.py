@@ -235,9 +235,14 @@ def test_two_traceparents_continue_no_trace_under_asgi_as_under_wsgi() -> None:
         start_response("200 OK", [])
         return [b"ok"]
 
-    _wsgi(wsgi_app, c, {"HTTP_TRACEPARENT": ", ".join(_TPS)})
+    _wsgi(wsgi_app, c, {"HTTP_TRACEPARENT": ", ".join(_TPS), "HTTP_X_REQUEST_ID": "client-7f3a, proxy-91bc"})
     c._exporter._take()
     c._exporter._send_pending()
-    traces = {e["trace_id"] for r in c.transport.records for e in decode(r.value)["events"]}
+    events = [e for r in c.transport.records for e in decode(r.value)["events"]]
+    traces = {e["trace_id"] for e in events}
     assert len(traces) == 2 and not traces & {tp.split("-")[1] for tp in _TPS}
     assert c.stats()["bad_traceparent"] == 2
+    # a repeated X-Request-ID (a client's, then a proxy's) names the request by the first, so its label joins
+    # (a review of the fold above, /work/rev-y D7: "client-7f3a, proxy-91bc")
+    ids = {e["payload"][1]["request_id"] for e in events if e["payload"][0] == "aitrace.InferenceRecord"}
+    assert "client-7f3a" in ids
