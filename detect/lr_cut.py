@@ -22,7 +22,9 @@ loss stops falling, is reported.
 :class:`~aitrace.detect.run_checks.RunChecks` runs it for every run that logs its lr, update ratios or
 not: the ratios' own rule asked once, 3 reports after the fall, whether the loss had improved 5 %, and on
 runs of 7 families outside the bench (/work/rev-x) batch noise said it had on 21 of 72 cuts (found 88 to
-228 steps late, or never); this rule found all 72, 63 at +16.
+228 steps late, or never); this rule found all 72, 63 at +16. Where ratios are sent it concludes only
+once they fell too: an lr logged once an epoch under warm restarts reads the last step of a cycle (a
+3-decade "cut" every other epoch while the lr in use is back at its peak), and paged healthy runs.
 
 Example
 -------
@@ -70,7 +72,11 @@ class LrCut:
         lr: tuple[Any, Any] | None,
         loss: tuple[Any, Any] | None,
         level_at: Callable[[float], float],
+        *,
+        judge: bool = True,
     ) -> list[Finding]:
+        """``judge=False`` marks cuts and keeps the losses after them, and concludes nothing yet
+        (:meth:`judge_pending` does, once the run's update ratios say the weights stopped too)."""
         steps, rates = logged_rates(lr)
         if self._may_move(rates):  # the loop below only for a chunk where a cut starts or ends
             for step, x in zip(steps.tolist(), rates.tolist(), strict=True):
@@ -89,7 +95,12 @@ class LrCut:
             return []
         after = at > cut["through"]
         self._add(np.column_stack([at[after], values[after]]).tolist())
-        return self._judge(cut)
+        return self._judge(cut) if judge else []
+
+    def judge_pending(self) -> list[Finding]:
+        """Conclude on the losses kept after the cut (see ``judge`` in :meth:`update`)."""
+        cut = self.cut
+        return [] if cut is None or cut["judged"] else self._judge(cut)
 
     def _may_move(self, rates: np.ndarray) -> bool:
         """Whether any logged lr of the chunk falls ``drop`` decades from the one before it (or to 0),

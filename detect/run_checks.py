@@ -184,13 +184,20 @@ class RunChecks:
             self._step_sizes(lr, series["grad_norm"])
         levels = losses or self._loss_levels([], [])
         loss = next((series[n] for n in sorted(_TRAIN_LOSS) if n in series), None)
-        cut = self.lr_cut.update(lr, loss, lambda step: float(_level_at(*levels, np.array([step]))[0]))
-        out += [f for f in cut if not (self.frozen and self.frozen.get("judged"))]  # the weights' rule told it
+        # with update ratios sent, the lr's cut concludes only once they say the weights stopped too (a cut read
+        # from an lr logged once an epoch under warm restarts is the last step of a cycle, not a stop)
+        ratios = self.last_ratio is not None or any(n.startswith("update_ratio/") for n in series)
+        cut = self.lr_cut.update(
+            lr, loss, lambda step: float(_level_at(*levels, np.array([step]))[0]), judge=not ratios or bool(self.frozen)
+        )
         after = -math.inf  # the report before, in this chunk
         for step, (level, layers) in _report_levels(series).items():
             out += self._stall(step, level, layers, rate_at(after, step)) if not self.stall_done else []
             out += self._frozen(step, level)
             after = step
+        if ratios and self.frozen and not cut:  # (they fell in this chunk)
+            cut = self.lr_cut.judge_pending()
+        out += [f for f in cut if not self.frozen or not self.frozen.get("judged")]  # (the weights' rule told it)
         out += self._step_stall()
         spread = layer_spread({n: v for n, (_, v) in series.items() if n.startswith("grad_norm/")})
         if spread is not None and spread[0] >= VANISHING_DECADES:

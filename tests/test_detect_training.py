@@ -1489,3 +1489,20 @@ def test_a_run_that_has_not_learnt_does_not_over_fit() -> None:
                 else windows.fitting_update(state, t, v, True)[0]
             )
             assert outcome is not None and (outcome[0] is not None) == paged, (rule, paged)
+
+
+def test_an_lr_logged_once_an_epoch_under_warm_restarts_is_no_plateau_while_the_weights_move() -> None:
+    """A review of the plateau fix (/work/rev-z D2): an lr logged at each epoch's end under warm restarts is the
+    last step of a cycle, a 3-decade "cut" every other epoch while the lr in use is back at its peak; with the
+    lr's rule judging runs that send update ratios, 9 of 9 healthy such runs paged. Their ratios say the weights
+    move: the lr's rule waits for them."""
+    steps = np.arange(440)
+    epoch_ends = steps[43::44]
+    lr = (epoch_ends, np.where(np.arange(epoch_ends.size) % 2, 1.6e-5, 2.6e-2))  # a cycle of 2 epochs, min ~0
+    learning = (steps, _noisy(2.3 * np.exp(-steps / 150) + 0.1))
+    moving = _ratios(np.full(44, 3e-3))
+    assert _run_chunks(RunChecks(), {"loss": learning, "lr": lr, **moving}) == []
+    stopped = _ratios(np.where(np.arange(44) < 10, 3e-3, 3e-9))  # the same lr with the weights stopped: a plateau
+    flat = (steps, _noisy(np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
+    cut = (steps, np.where(steps < 100, 2e-3, 2e-9))
+    assert [f.reason for f in _run_chunks(RunChecks(), {"loss": flat, "lr": cut, **stopped})] == ["plateau"]
