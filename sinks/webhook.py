@@ -21,9 +21,12 @@ on its own:
 Requests go out one at a time, in the order of the topic, so the versions of one alert
 (one partition, keyed by ``alert_id``) reach the receiver in order. The window left to
 part 2 is small: a crash after the receiver answered but before the
-state file line was written. Other 4xx answers (and 3xx: a webhook that redirects a POST
-is misconfigured) are not retried: that version is counted as rejected, logged, and the
-stream moves on. When ``max_attempts`` is set and exhausted, the forwarder stops with an
+state file line was written. An answer that says the receiver is set up wrong, not that this
+alert is (3xx: a webhook that redirects a POST; 401, 403, 407: credentials; 404, 405: the URL),
+stops the forwarder with an error *without* committing, as every later alert would meet it: it
+counted each one rejected and committed it, and a receiver whose token expired lost them all
+silently. Other 4xx answers are about this alert: not retried, counted as rejected, logged, and
+the stream moves on. When ``max_attempts`` is set and exhausted, the forwarder stops with an
 error *without* committing, so the next start tries that version again.
 """
 
@@ -53,6 +56,7 @@ from aitrace.sinks.alert_stream import Alert, StopStream
 log = logging.getLogger("aitrace.alerts")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+MISCONFIGURED_STATUS = frozenset({401, 403, 404, 405, 407})  # and every 3xx (see the module's docstring)
 USER_AGENT = "aitrace-alerts/0.1"
 _MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -206,6 +210,12 @@ class WebhookForwarder:
             if outcome.status is not None and 200 <= outcome.status < 300:
                 self.stats.delivered += 1
                 return True
+            if outcome.status is not None and (outcome.status in MISCONFIGURED_STATUS or 300 <= outcome.status < 400):
+                self.stats.failures[outcome.reason] += 1
+                raise WebhookUnavailable(
+                    f"webhook {safe_url(self.url)} answered {outcome.reason} for {key}: the receiver's URL, "
+                    "redirect or credentials (--header) need fixing; nothing after it was committed"
+                )
             if not self._retryable(outcome):
                 self.stats.rejected[outcome.status or 0] += 1
                 log.warning("webhook refused %s (%s); not retried", key, outcome.reason)

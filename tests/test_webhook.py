@@ -163,14 +163,21 @@ def test_credentials_in_the_url_become_basic_auth(receiver: Receiver) -> None:
     assert receiver.authorization == ["Basic " + base64.b64encode(b"hook@ops:pa:ss").decode()]
 
 
-def test_client_errors_and_redirects_are_not_retried(receiver: Receiver) -> None:
+def test_client_errors_are_not_retried_and_a_misconfigured_receiver_stops_the_forwarder(receiver: Receiver) -> None:
+    """A 400 is about this alert: rejected, the stream moves on. A redirect, or 401/403 (an expired token), is about
+    the receiver: every alert after it would meet it, and each was counted rejected and committed, lost silently
+    (/work/rev-w D22). It stops the forwarder, nothing committed, as an unreachable receiver does."""
     receiver.refuse = {"bad:1"}
     receiver.plan = ["ok", "301"]
     forwarder = WebhookForwarder(receiver.url, sleep=_no_wait([]))
     assert forwarder(make_alert("bad")) is False
-    assert forwarder(make_alert("moved")) is False
+    with pytest.raises(WebhookUnavailable, match="HTTP 301 for moved:1: the receiver's URL, redirect or credentials"):
+        forwarder(make_alert("moved"))
     assert receiver.attempts == ["bad:1", "moved:1"]
-    assert forwarder.stats.rejected == Counter({400: 1, 301: 1}) and forwarder.stats.retries == 0
+    assert forwarder.stats.rejected == Counter({400: 1}) and forwarder.stats.retries == 0
+    receiver.plan = ["401"]
+    with pytest.raises(WebhookUnavailable, match="HTTP 401"):
+        forwarder(make_alert("expired-token"))
 
 
 def test_a_timeout_is_retried_with_the_same_key_so_the_receiver_can_dedupe(receiver: Receiver) -> None:
