@@ -402,5 +402,6 @@ def _under_floor(value: float, first: float | None) -> bool:
 
 
 def worst(findings: list[Finding]) -> Finding | None:
-    """The finding that names a chunk's incident: critical first, then the highest score."""
-    return max(findings, key=lambda f: (f.severity == "critical", f.score), default=None)
+    """The finding that names a chunk's incident: critical first, then a level shift (it says more than one
+    point), then the highest score."""
+    return max(findings, key=lambda f: (f.severity == "critical", f.reason == "level_shift", f.score), default=None)

@@ -365,7 +365,7 @@ class ServiceSeries:
             index,
             float(times[i]),
             float(vals[i]),
-            factor,
+            1.0 - 1.0 / factor,  # a score in [0, 1] as every finding's: the share of the level that is new
             "level_shift",
             shift.describe("latency (ms)" if not self.pace else self.metric) + _cycle_words(period),
             self.shift.sustained.params["min_ratio"],
@@ -377,6 +377,7 @@ class ServiceSeries:
             details={
                 f"baseline_median{unit}": f"{shift.baseline_median:.4g}",
                 f"median{unit}": f"{shift.recent_median:.4g}",
+                "factor": f"{factor:.3g}",
             },
         )
 

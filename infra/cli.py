@@ -115,13 +115,13 @@ class _ScrubbingStream:
     real stream's, and ``--color auto`` or subprocesses rely on them.
     """
 
-    def __init__(self, inner: Any, secrets: list[str], inert: bool = True) -> None:
+    def __init__(self, inner: Any, secrets: list[str], escape: bool = True) -> None:
         self._inner = inner
         self._secrets = secrets
-        self._inert = inert  # terminal controls written as escapes (sinks.terminal.inert)
+        self._escape = escape  # terminal controls written as escapes (sinks.terminal.inert)
 
     def write(self, text: str) -> int:
-        self._inner.write(scrub(inert(text) if self._inert else text, self._secrets))
+        self._inner.write(scrub(inert(text) if self._escape else text, self._secrets))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -159,8 +159,8 @@ def scrubbed_output(argv: list[str]) -> Iterator[None]:
     # what the worker writes is its own logs and banner (Faust's, coloured on a terminal), as is the stack's and
     # the demo's stderr; elsewhere data read back from the topics and the index reaches the terminal
     worker, logs = argv[:1] == ["worker"], argv[:1] in (["worker"], ["up"], ["demo"])
-    sys.stdout = _ScrubbingStdout(out, secrets, inert=not worker)
-    sys.stderr = _ScrubbingStream(err, secrets, inert=not logs)
+    sys.stdout = _ScrubbingStdout(out, secrets, escape=not worker)
+    sys.stderr = _ScrubbingStream(err, secrets, escape=not logs)
     old_factory = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:

@@ -185,7 +185,7 @@ def render_trace(view: TraceView, colour: bool = False) -> list[str]:
     if len(others) < len(view.events):
         notes.append(f"{len(view.events) - len(others)} span event(s) drawn above")
     if view.events_total > len(view.events):
-        notes.append(f"first {len(view.events)} of {view.events_total} events; see --max-events")
+        notes.append(f"first {len(view.events)} of {view.events_total} indexed; see --max-events")
     lines.append("")
     lines.append(f"events ({len(others)}" + "".join(f"; {n}" for n in notes) + "):")
     lines.extend(format_rows((event_row(e) for e in others), colour) or ["  (none)"])
@@ -206,7 +206,7 @@ def _trace_header(view: TraceView, colour: bool) -> list[str]:
         t.get("root_name") or "?",
         show_duration(t.get("duration_us")),
         f"{t.get('span_count', len(t.get('spans') or []))} spans",
-        f"{t.get('event_count', '?')} events",
+        f"{t.get('event_count', '?')} events sent",  # a run's metric points each: indexed in rollups (fewer)
         state,
     ]
     lines = ["  ".join(str(p) for p in parts)]

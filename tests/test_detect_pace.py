@@ -77,6 +77,7 @@ def test_a_sustained_slowdown_and_nan_page_single_slow_steps_do_not(metric: str)
         assert [f.reason for f in found] == ["level_shift", "nan"], found
         assert 2000 <= found[0].step < 2100 and found[1].step == 2500 and found[1].severity == "critical"
         assert ("rose" if metric == "step_time" else "fell") in found[0].message and metric in found[0].message
+        assert 0.4 < found[0].score < 0.6 and found[0].details["factor"].startswith(("1.9", "2"))  # 2x slower
 
 
 def test_a_pace_saved_before_it_was_told_pages_its_slow_steps_no_more() -> None:
@@ -155,3 +156,15 @@ def test_a_pace_saved_with_a_learnt_cycle_restores_without_it() -> None:
     assert restored.service is not None and restored.service.pace == 1 and restored.service.cycle is None
     assert restored.service.n_seen == hours.size and restored.service.shift_base == hours.size
     assert restored.to_state()["service"]["cycle"] is None
+
+
+def test_a_chunks_incident_is_named_for_its_level_shift_before_a_higher_scored_spike() -> None:
+    # A level shift's score became 1 - 1/factor (0.5 for 2x); it was the factor and so always named the
+    # incident beside a spike: it still does, a critical point still goes first.
+    from aitrace.detect.finding import Finding
+    from aitrace.detect.series import worst
+
+    spike = Finding(3, 3.0, 9.0, 0.97, "spike", "one slow step", 0.9, "step_time")
+    shift = Finding(5, 5.0, 2.0, 0.5, "level_shift", "median step_time rose 2x", 1.5, "step_time")
+    nan = Finding(7, 7.0, float("nan"), 1.0, "nan", "step_time is nan", 0.9, "step_time", "critical")
+    assert worst([spike, shift]) is shift and worst([shift, spike, nan]) is nan

@@ -340,7 +340,7 @@ def test_trace_prints_the_tree_events_and_alerts(indexed: Corpus, capsys: pytest
     code, lines, err = aitrace(capsys, "trace", T1)
     assert code == 0, err
     text = "\n".join(lines)
-    assert lines[0].startswith(f"trace {T1}  POST /predict  100ms  4 spans  7 events  complete")
+    assert lines[0].startswith(f"trace {T1}  POST /predict  100ms  4 spans  7 events sent  complete")
     assert "error: CUDA OOM in batch 17" in text
     tree = [line for line in lines if "POST /predict" in line or "─ " in line][1:]
     assert len(tree) == 4, tree
@@ -374,7 +374,7 @@ def test_trace_json(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0 and view["trace"]["trace"]["id"] == T1
     assert len(view["events"]) == 2 and view["events_total"] == 4 and len(view["alerts"]) == 1
     code, lines, _ = aitrace(capsys, "trace", T1, "--max-events", "2")
-    assert code == 0 and "events (2; first 2 of 4 events; see --max-events):" in lines
+    assert code == 0 and "events (2; first 2 of 4 indexed; see --max-events):" in lines
 
 
 def test_unknown_trace_is_an_error(indexed: Corpus, capsys: pytest.CaptureFixture[str]) -> None:
