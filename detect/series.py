@@ -169,6 +169,11 @@ class TrainingSeries:
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda f: f.index)
 
+    def headline(self, found: list[Finding]) -> Finding | None:
+        """The finding that names a chunk's incident: an ``other`` series' as a model's series names it
+        (:meth:`ServiceSeries.headline`: a sustained shift before a higher-scored point), else :func:`worst`."""
+        return self.service.headline(found) if self.service is not None else worst(found)
+
     def _scored(self, steps: np.ndarray, vals: np.ndarray) -> list[Finding]:
         """A ``score`` series: the generic anomaly scores, its falls only, beyond its resolution."""
         assert self.detector is not None and self.calibrator is not None
@@ -402,6 +407,5 @@ def _under_floor(value: float, first: float | None) -> bool:
 
 
 def worst(findings: list[Finding]) -> Finding | None:
-    """The finding that names a chunk's incident: critical first, then a level shift (it says more than one
-    point), then the highest score."""
-    return max(findings, key=lambda f: (f.severity == "critical", f.reason == "level_shift", f.score), default=None)
+    """The finding that names a chunk's incident: critical first, then the highest score."""
+    return max(findings, key=lambda f: (f.severity == "critical", f.score), default=None)

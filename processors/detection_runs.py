@@ -15,8 +15,8 @@ import numpy as np
 from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
-from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries, worst
-from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role, series_name
+from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries
+from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role, run_loss_name, series_name
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
@@ -112,7 +112,7 @@ class RunSeriesDetectors(SeriesStateBase):
         found = [f for f in rules.update(steps, values, times=times, **beside) if not _repeats(f, paged)]
         self._save(key, state, "rules", rules)
         last_time = int(times[-1]) if times.size else 0
-        top = worst(found)
+        top = rules.headline(found)
         if top is None:
             return None, int(values.size), last_time
         i = top.index - (rules.n_seen - values.size)  # position in this chunk
@@ -261,6 +261,10 @@ def _by_rule_name(series: dict[str, Any]) -> Named:
             later.append((key, s))
     for key, s in later:
         named.setdefault(key, s)
+    for split in {split for split, _ in named}:  # a run's loss by another name (mse) is its loss to the run's rules
+        alias = run_loss_name(name for sp, name in named if sp == split)
+        if alias is not None:
+            named.setdefault((split, "loss"), named[(split, alias)])
     return named
 
 

@@ -159,12 +159,13 @@ def test_a_pace_saved_with_a_learnt_cycle_restores_without_it() -> None:
 
 
 def test_a_chunks_incident_is_named_for_its_level_shift_before_a_higher_scored_spike() -> None:
-    # A level shift's score became 1 - 1/factor (0.5 for 2x); it was the factor and so always named the
-    # incident beside a spike: it still does, a critical point still goes first.
+    # A sustained shift's score became 1 - 1/factor (0.5 for 2x); as its factor it always named the incident
+    # beside a spike: a run's served series still names it first, a loss still by the highest score.
     from aitrace.detect.finding import Finding
-    from aitrace.detect.series import worst
 
     spike = Finding(3, 3.0, 9.0, 0.97, "spike", "one slow step", 0.9, "step_time")
     shift = Finding(5, 5.0, 2.0, 0.5, "level_shift", "median step_time rose 2x", 1.5, "step_time")
     nan = Finding(7, 7.0, float("nan"), 1.0, "nan", "step_time is nan", 0.9, "step_time", "critical")
-    assert worst([spike, shift]) is shift and worst([shift, spike, nan]) is nan
+    served = TrainingSeries("step_time")
+    assert served.headline([spike, shift]) is shift and served.headline([shift, spike, nan]) is nan
+    assert TrainingSeries("loss").headline([spike, shift]) is spike

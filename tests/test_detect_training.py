@@ -54,6 +54,21 @@ from aitrace.detect.training import PlateauCheck, StallCheck, layer_spread, metr
         ("lr_loss", "loss"),  # a logistic-regression probe's: lr is its first word, not its role
         ("lr_acc", "score"),
         ("lr_finder_loss", "loss"),
+        # a model's error by another name (before 2026-12-07 each read "other": a server's series' rules)
+        ("mse", "loss"),
+        ("val_rmse", "loss"),
+        ("train/mae", "loss"),
+        ("cross_entropy", "loss"),
+        ("bce", "loss"),
+        ("wer", "loss"),
+        ("top1_err", "loss"),  # read "score" (its top1): a rise of the error was good news
+        ("error_rate", "loss"),
+        ("l2_norm", "other"),
+        ("errors", "other"),
+        ("dice", "score"),
+        ("val_miou", "score"),
+        ("bleu", "score"),
+        ("r2", "score"),
     ],
 )
 def test_metric_role_reads_the_name(name: str, role: str) -> None:

@@ -196,6 +196,26 @@ def test_overfitting_validation_rising_while_training_falls() -> None:
     assert over["kind"] == "training" and over["run_id"] == "r3" and over["statistic"] > 0.05
 
 
+@pytest.mark.parametrize("name", ["loss", "mse", "cross_entropy", "total_loss"])
+def test_a_loss_by_another_name_is_the_runs_loss(name: str) -> None:
+    """A regression loop logging ``mse`` and ``val_mse``: its falling training curve went through a server
+    series' rules (level shifts and dips: 49 incidents on 120 healthy real runs where as ``loss`` 12), and
+    over-fitting was never asked. Now it is the run's loss, with every rule a loss has."""
+    det = SeriesDetectors({})
+    fall = np.geomspace(2.0, 0.05, 200) * np.random.default_rng(0).lognormal(0, 0.05, 200)
+    alerts = _apply(det, blocks=[S.metric_block(trace="a" * 32, run_id="r3", start_step=0, series={name: fall[:100]},
+                                                start_us=T0)])  # fmt: skip
+    for i, v in enumerate([1.0, 0.8, 0.7, 0.75, 0.85, 0.95, 1.05]):  # above its best 3 times in a row
+        val = S.metric_block(
+            trace="a" * 32, run_id="r3", start_step=100 + i * 10, series={name: [v]}, start_us=T0 + 10**6 + i,
+            split="val",
+        )  # fmt: skip
+        steps = S.metric_block(trace="a" * 32, run_id="r3", start_step=100 + i * 10, series={name: fall[100 + i * 10 :
+                               110 + i * 10]}, start_us=T0 + 10**6 + i)  # fmt: skip
+        alerts += _apply(det, blocks=[steps, val], offset=i + 1)
+    assert [a["detector"] for a in alerts] == ["overfitting"], [(a["detector"], a["title"]) for a in alerts]
+
+
 def _epoch_alerts(restart: bool) -> list[dict]:
     """A real over-fitting MLP's validation losses (test_detect_training._OVERFIT_S0), epoch by epoch through
     the worker, 4 training steps an epoch; ``restart``: the step is the batch index, 0-3 every epoch."""
