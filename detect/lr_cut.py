@@ -152,10 +152,10 @@ class LrCut:
             if lower or (moving and mann_kendall(-values)[1] < _STILL_FALLING):
                 continue
             cut["judged"], cut["pending"] = True, []
+            then = f"level {cut['loss']:.4g} then, " if math.isfinite(cut["loss"]) else ""
             msg = (
                 f"the learning rate fell from {cut['before']:.2g} to {cut['after']:.2g} at step {cut['step']:g} "
-                f"and the loss has stopped falling (level {cut['loss']:.4g} then, {level:.4g} over the "
-                f"{p['head']} steps to {block[-1][0]:g})"
+                f"and the loss has stopped falling ({then}{level:.4g} over the {p['head']} steps to {block[-1][0]:g})"
             )
             return [Finding(0, float(block[-1][0]), cut["after"], 1.0, "plateau", msg, p["drop"], "lr")]
         return []
@@ -176,7 +176,10 @@ class LrCut:
             if not isinstance(cut, dict) or set(cut) != _CUT_KEYS:
                 raise ValueError(f"malformed lr-cut state: {sorted(cut) if isinstance(cut, dict) else type(cut)}")
             pending = _float_pairs(cut["pending"], "pending losses")
-            check.cut = {**cut, "pending": pending, "judged": bool(cut["judged"])}
+            # a cut marked before the run's first loss has no level: NaN, which a JSON state (the worker's
+            # table) keeps as null, and the verdict's words then raised TypeError at every later chunk
+            loss = math.nan if cut["loss"] is None else float(cut["loss"])
+            check.cut = {**cut, "loss": loss, "pending": pending, "judged": bool(cut["judged"])}
         return check
 
 

@@ -108,9 +108,12 @@ class TrainingSeries:
         ``train`` (or empty) gets the run-level checks on a loss (stall, plateau).
     threshold:
         Anomaly score in [0, 1] from which a point is a finding (the worker's default 0.9).
+    checks:
+        False: a training loss without the stall and plateau checks (the worker's for a loss beside the run's
+        own, ``mse`` beside ``loss``: one stall, not one per loss).
     """
 
-    def __init__(self, metric: str, *, split: str = "train", threshold: float = 0.9) -> None:
+    def __init__(self, metric: str, *, split: str = "train", threshold: float = 0.9, checks: bool = True) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.metric, self.split, self.threshold = metric, split, float(threshold)
@@ -132,9 +135,9 @@ class TrainingSeries:
         self.calibrator = ScoreCalibrator() if self.role == "score" else None
         other = self.role == "other"
         self.service = ServiceSeries(metric, threshold=threshold, pace=pace_direction(rule_name)) if other else None
-        self.checks = checks = self.role == "loss" and rule_split in TRAIN_SPLITS
-        self.stall = StallCheck() if checks else None
-        self.plateau = PlateauCheck() if checks else None
+        self.checks = self.role == "loss" and rule_split in TRAIN_SPLITS  # a training loss
+        self.stall = StallCheck() if self.checks and checks else None
+        self.plateau = PlateauCheck() if self.checks and checks else None
         self.losses: list[float] = []  # a global gradient norm's: the run's last losses, read beside it
         self.first_loss: float | None = None  # and the run's first finite one
 
@@ -364,6 +367,8 @@ class TrainingSeries:
         # train/ppl (not a loss before) took the converged run's level as its start and paged stalled.
         if s.monitor is not None and state["monitor"] is not None:
             s.monitor = SeriesMonitor.from_state(state["monitor"])
+        elif s.monitor is not None:  # a monitor begun here counts the points from where the series stands: its
+            s.monitor.n_points = s.n_seen  # findings' indices are the series' (from 0 they indexed before the chunk)
         if s.detector is not None and state["detector"] is not None:
             s.detector = AnomalyDetector.from_state(state["detector"])
             s.calibrator = ScoreCalibrator.from_state(state["calibrator"])

@@ -368,7 +368,7 @@ class ServiceSeries:
             1.0 - 1.0 / factor,  # a score in [0, 1] as every finding's: the share of the level that is new
             "level_shift",
             shift.describe("latency (ms)" if not self.pace else self.metric) + _cycle_words(period),
-            self.shift.sustained.params["min_ratio"],
+            1.0 - 1.0 / self.shift.sustained.params["min_ratio"],  # the score of the least shift it reports
             self.metric,
             "critical" if factor >= 3 else "warning",
             time_us=int(times[i]),

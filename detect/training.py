@@ -86,16 +86,26 @@ _ALIASES = {
     "gnorm": "grad_norm",
 }
 _LIGHTNING_LR = re.compile(r"lr-[A-Za-z]\w*")  # LearningRateMonitor's ``lr-Adam`` (one optimizer, one group)
-_SCORES = frozenset(
-    {"accuracy", "acc", "top1", "top5", "f1", "precision", "recall", "auc", "auroc", "map", "iou", "miou", "dice"}
-    | {"bleu", "rouge", "rouge1", "rouge2", "rougel", "psnr", "ssim", "r2", "mcc", "ndcg", "mrr"}
-)
+# the scores of a classifier (a run that sends one is judged for under-fitting: underfit.py), then others
+_CLASSIFIER_SCORES = frozenset(
+    {"accuracy", "acc", "top1", "top5", "f1", "precision", "recall", "auc", "auroc", "map", "iou"}
+)  # fmt: skip
+_SCORES = _CLASSIFIER_SCORES | {
+    "miou", "dice", "bleu", "rouge", "rouge1", "rouge2", "rougel", "psnr", "ssim", "r2", "mcc", "ndcg", "mrr"
+}  # fmt: skip
 # A model's error by another name than loss: a regression's mse or mae, a cross-entropy, a word error rate, a
 # classifier's error rate (top1_err). Read as "other" (a server's series), a loss's fall paged as level shifts
 # and dips: a training loss logged as mse, 49 incidents on 120 healthy runs of 10 families where as loss 12.
-_LOSSES = frozenset(
-    {"mse", "rmse", "mae", "msle", "rmsle", "mape", "smape", "huber", "smooth_l1", "nll", "ce", "xent"}
-    | {"bce", "crossentropy", "cross_entropy", "logloss", "bpd", "bpc", "bpb", "wer", "cer", "err", "error", "fid"}
+# In the order one stands for the run's loss (run_loss_name): what a model trains on before what it is judged by.
+_LOSS_ORDER = (
+    "nll", "ce", "cross_entropy", "crossentropy", "xent", "bce", "logloss", "mse", "huber", "smooth_l1", "rmse",
+    "mae", "msle", "rmsle", "mape", "smape", "bpd", "bpc", "bpb", "wer", "cer", "err", "error", "fid",
+)  # fmt: skip
+_LOSSES = frozenset(_LOSS_ORDER)
+# words that make such a name a setting or a tally, not the error itself: mse_weight, huber_delta, error_count
+_NOT_A_MEASURE = frozenset(
+    {"count", "counts", "num", "weight", "weights", "coef", "coeff", "delta", "lambda", "alpha", "beta", "gamma"}
+    | {"scale", "factor", "threshold", "thresh", "eps", "margin", "clip", "temperature", "temp"}
 )
 
 
@@ -103,11 +113,20 @@ def _parts(name: str) -> list[str]:
     return [p for p in name.lower().replace("/", ".").replace("-", "_").split(".") if p]
 
 
+def _names_an_error(parts: list[str]) -> bool:
+    """Whether the name's own part (its last: ``mae_vit/acc`` is a masked autoencoder's accuracy) names a
+    model's error (``mse``, ``val_top1_err``), not a setting or a tally of it (``mse_weight``, ``error_count``)."""
+    last = parts[-1] if parts else ""
+    words = last.split("_")
+    return (last in _LOSSES or any(w in _LOSSES for w in words)) and not any(w in _NOT_A_MEASURE for w in words)
+
+
 def metric_role(name: str) -> str:
     """``schedule``, ``loss``, ``grad_norm``, ``score`` (higher is better) or ``other``.
 
     The role is read from the name's words (``val_loss``, ``train/acc``, ``lr/encoder``,
-    ``grad_norm/fc1``, ``update_ratio/fc1``, Lightning's ``lr-Adam``), never from its values.
+    ``grad_norm/fc1``, ``update_ratio/fc1``, Lightning's ``lr-Adam``, a regression's ``mse``), never from its
+    values.
     """
     rule_name = series_name("", name)[1]
     parts = _parts(rule_name)
@@ -121,28 +140,52 @@ def metric_role(name: str) -> str:
         return "schedule"
     if head in ("grad_norm", "gradient_norm", "update_ratio", "grad_norm_total") or head.startswith("grad_norm_"):
         return "grad_norm"
-    if "loss" in words or head in ("perplexity", "ppl") or any(w in _LOSSES for w in (*words, *parts)):
+    if "loss" in words or head in ("nll", "perplexity", "ppl") or _names_an_error(parts):
         return "loss"
     if any(w in _SCORES for w in words):
         return "score"
     return "other"
 
 
+def classifier_score(name: str) -> bool:
+    """Whether a series is a classifier's score (accuracy, F1, AUC, ...): a run that sends one is a classifier,
+    judged for under-fitting. A regression's r2, an image model's psnr or a segmenter's dice are scores, not
+    that (underfit.py: a regression loss does not start at a chance level)."""
+    return metric_role(name) == "score" and any(w in _CLASSIFIER_SCORES for p in _parts(name) for w in p.split("_"))
+
+
 def run_loss_name(names: Iterable[str]) -> str | None:
     """Of one split's series (by the names the rules read them by), the one that stands for the run's loss:
-    ``loss`` itself, else a loss by another name (``mse``, ``cross_entropy``, ``total_loss``; one with
-    "total" in it first, then the first in alphabetical order, so every chunk picks the same), else None.
-    A run that logs its regression loss as ``mse`` gets the run's checks and over- and under-fitting as one
-    that logs ``loss``. Per-layer series and a loss's per-step or per-epoch copy never stand for it.
+    ``loss`` itself, else a model's error by another name (``mse``, ``cross_entropy``) or a ``total_loss``
+    (the first by :func:`_loss_rank`), else None. A run that logs its
+    regression loss as ``mse`` gets the run's checks and over- and under-fitting as one that logs ``loss``.
+    Never a part of a loss (a VAE's ``kl_loss``, an actor-critic's ``entropy_loss``, which rises by design),
+    a per-layer series, a per-step or per-epoch copy or a name past 200 characters.
 
-    >>> run_loss_name(["mae", "mse", "lr"]), run_loss_name(["loss_cls", "total_loss"]), run_loss_name(["acc"])
-    ('mae', 'total_loss', None)
+    >>> run_loss_name(["mae", "mse", "lr"]), run_loss_name(["loss_cls", "total_loss"]), run_loss_name(["kl_loss"])
+    ('mse', 'total_loss', None)
     """
     names = list(names)
     if "loss" in names:
         return "loss"
-    losses = [n for n in names if metric_role(n) == "loss" and "/" not in n and not n.endswith(("_epoch", "_step"))]
-    return min(losses, key=lambda n: ("total" not in _parts(n)[-1].split("_"), n), default=None)
+    losses = [n for n in names if len(n) <= 200 and "/" not in n and not n.endswith(("_epoch", "_step"))]
+    losses = [n for n in losses if (_names_an_error(_parts(n)) or _totals(n)) and metric_role(n) == "loss"]
+    return min(losses, key=_loss_rank, default=None)
+
+
+def _totals(name: str) -> bool:
+    words = name.lower().split("_")
+    return "total" in words and "loss" in words
+
+
+def _loss_rank(name: str) -> tuple[int, str]:
+    """A total loss first, then by :data:`_LOSS_ORDER` (``mse`` before ``mae``: a regression trains on the
+    first and reports the second), then alphabetical."""
+    if _totals(name):
+        return -1, name
+    low = name.lower()
+    words = low.split("_")
+    return min((i for i, w in enumerate(_LOSS_ORDER) if w in words or w == low), default=len(_LOSS_ORDER)), name
 
 
 # A run's pace (how fast it trains) in its metrics' words: a time per step, iteration or batch, or a rate

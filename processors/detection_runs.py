@@ -16,7 +16,14 @@ from aitrace.detect import windows as K
 from aitrace.detect.finding import Finding
 from aitrace.detect.run_checks import RunChecks
 from aitrace.detect.series import TRAIN_SPLITS, TrainingSeries
-from aitrace.detect.training import VANISHING_DECADES, layer_spread, metric_role, run_loss_name, series_name
+from aitrace.detect.training import (
+    VANISHING_DECADES,
+    classifier_score,
+    layer_spread,
+    metric_role,
+    run_loss_name,
+    series_name,
+)
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
@@ -24,6 +31,7 @@ from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
+LOSS_NAME = "loss_name"  # in the run's checks' state: the series that stands for its loss ("": none)
 Named = dict[tuple[str, str], Any]  # a run chunk's series by (split, name) as the rules read them: _by_rule_name
 
 
@@ -42,14 +50,20 @@ class RunSeriesDetectors(SeriesStateBase):
             if self._admit(key, result, opening):
                 admitted.append((key, split, metric, s))
                 opening += key not in self.table
+        alias, decided = self._loss_alias(run_id, named, admitted)
+        if alias is not None:  # a run's loss by another name (mse) is its loss to the run's rules
+            for split in {split for split, _ in named}:
+                if (split, alias) in named:
+                    named.setdefault((split, "loss"), named[(split, alias)])
         # then the run's checks: a stall or plateau they paged is not paged again by the training loss's own rule
-        reported = self._run_checks(chunk, named, result, source, offset)
+        reported = self._run_checks(chunk, named, result, source, offset, decided)
         for key, split, metric, s in admitted:
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
             rule_split, rule_name = series_name(split, metric)
             role = metric_role(rule_name)
             loss = role == "loss"
+            checked = rule_name in ("loss", alias)  # the run's loss; another loss (mae beside it) is no second stall
             paged = reported if loss and rule_split in TRAIN_SPLITS else {}
             # what the series' rules read beside it: a loss the run's lr, the global gradient norm the loss
             beside: dict[str, np.ndarray | None] = {}
@@ -67,9 +81,10 @@ class RunSeriesDetectors(SeriesStateBase):
                 values: np.ndarray = values,
                 beside: dict[str, np.ndarray | None] = beside,
                 paged: dict[str, float] = paged,
+                checked: bool = checked,
             ) -> None:
                 at = (s["times"], s["steps"], beside)
-                outcome = self._training(ctx.series, state, values, at, (metric, split, paged), run_id)
+                outcome = self._training(ctx.series, state, values, at, (metric, split, paged, checked), run_id)
                 self._publish(result, state, ctx, outcome)
                 if s.get("rollup") and chunk.get("ctx"):
                     result.actions.extend(
@@ -96,18 +111,20 @@ class RunSeriesDetectors(SeriesStateBase):
         state: State,
         values: np.ndarray,
         at: tuple[Any, Any, dict[str, np.ndarray | None]],
-        what: tuple[str, str, dict[str, float]],
+        what: tuple[str, str, dict[str, float], bool],
         run_id: str,
     ) -> tuple[Finding | None, int, int]:
         """One training series through detect's TrainingSeries (the rules ``aitrace backtest --metric`` runs).
 
         ``at``: the chunk's times, steps and what the rules read beside the series at those steps; ``what``:
-        the metric, its split and the verdicts the run's checks already paged, at their steps (not paged again
-        here while the episode they were paged in lasts)."""
+        the metric, its split, the verdicts the run's checks already paged, at their steps (not paged again
+        here while the episode they were paged in lasts), and whether it is the run's loss (a loss beside it
+        gets no stall or plateau check of its own)."""
         times, steps, beside = at
-        metric, split, paged = what
+        metric, split, paged, checked = what
         rules = self._restore(key, state, "rules", TrainingSeries)
-        rules = rules or TrainingSeries(metric, split=split, threshold=self.config.anomaly_threshold)
+        threshold = self.config.anomaly_threshold
+        rules = rules or TrainingSeries(metric, split=split, threshold=threshold, checks=checked)
         times = np.asarray(times, dtype=np.int64)
         found = [f for f in rules.update(steps, values, times=times, **beside) if not _repeats(f, paged)]
         self._save(key, state, "rules", rules)
@@ -131,11 +148,33 @@ class RunSeriesDetectors(SeriesStateBase):
         after = sum(1 for f in found if f.index > top.index)
         return finding, int(values.size - 1 - i - after), last_time
 
+    def _loss_alias(self, run_id: str, named: Named, admitted: list[Any]) -> tuple[str | None, str | None]:
+        """The name that stands for the run's loss in this chunk where none is named ``loss``
+        (:func:`~aitrace.detect.training.run_loss_name`), and the decision this chunk makes (None: none made
+        here), kept in the run's checks' state: made once, at the first chunk that has one, so that every later
+        chunk reads the same series, whatever names it carries (``mae`` every 25 steps beside ``mse`` read as
+        the loss in those chunks: a stall found 60 steps late). A series older than that decision (a run the
+        worker saw before it read such names) stays as it was: the run's checks and fitting would start mid-run,
+        its start the converged loss at the upgrade (false under-fitting on 10 of 120 healthy runs, /work/rev-aa)."""
+        if any(name == "loss" for _, name in named):
+            return None, None
+        kept = (self.table.get(f"run/{run_id}/checks") or {}).get(LOSS_NAME)
+        if isinstance(kept, str):
+            return kept or None, None
+        alias = run_loss_name(name for split, name in named if split == "train")
+        if alias is None:
+            return None, None
+        series = named[("train", alias)]
+        key = next((key for key, _split, _metric, s in admitted if s is series), None)
+        fresh = key is not None and key not in self.table  # (a series refused a state never stands for it)
+        return (alias, alias) if fresh else (None, "")
+
     def _run_checks(
-        self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int
+        self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int, decided: str | None = None
     ) -> dict[str, float]:
         """Stall, plateau and vanishing gradients told across the run's training series (detect.run_checks),
-        by the names the rules read them by (``named``); the verdicts the run's checks have paged so far."""
+        by the names the rules read them by (``named``); the verdicts the run's checks have paged so far.
+        ``decided``: the name that stands for the run's loss, decided by this chunk (:meth:`_loss_alias`)."""
         series = {name: (s["steps"], s["values"]) for (split, name), s in named.items() if split == "train"}
         if not series:
             return {}
@@ -146,6 +185,8 @@ class RunSeriesDetectors(SeriesStateBase):
         last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
 
         def work(state: State) -> None:
+            if decided is not None:
+                state[LOSS_NAME] = decided
             checks = self._restore(key, state, "checks", RunChecks) or RunChecks()
             found = checks.update(series)
             paged.update(checks.reported)
@@ -210,7 +251,7 @@ class RunSeriesDetectors(SeriesStateBase):
         val = next((s for (split, name), s in named.items() if name == "loss" and split in _VAL_SPLITS), None)
         if train is None and val is None:
             return
-        scored = any(metric_role(name) == "score" for _split, name in named)
+        scored = any(classifier_score(name) for _split, name in named)
         run_id = chunk["run_id"]
         key = f"run/{run_id}/overfitting"  # one state for both: the losses they read are kept once
         contexts = [SeriesContext(f"run/{run_id}/{rule}", chunk["service"], run_id, None, "loss", chunk["trace_id"])
@@ -261,10 +302,6 @@ def _by_rule_name(series: dict[str, Any]) -> Named:
             later.append((key, s))
     for key, s in later:
         named.setdefault(key, s)
-    for split in {split for split, _ in named}:  # a run's loss by another name (mse) is its loss to the run's rules
-        alias = run_loss_name(name for sp, name in named if sp == split)
-        if alias is not None:
-            named.setdefault((split, "loss"), named[(split, alias)])
     return named
 
 

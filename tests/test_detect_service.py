@@ -60,6 +60,7 @@ def test_latency_finds_the_stuck_request_and_the_slower_store_once() -> None:
     assert len(shifts) == 2 and all(2500 <= f.index < 2900 for f in shifts)  # the sharp and the sustained view
     # a score in [0, 1] as every finding's (it was the factor, 1.5x and more: no --threshold could drop it)
     assert all(f.score == pytest.approx(1 - 1 / float(f.details["factor"]), rel=1e-2) for f in shifts)
+    assert all(f.threshold == pytest.approx(1 - 1 / 1.5) for f in shifts)  # the least shift's score, not 1.5x
     assert all(0 < f.score < 1 for f in found)
     assert all(f.time_us == T0 + f.index * 100_000 and f.category == "anomaly" for f in found)
 
