@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -207,7 +208,9 @@ def _run_locked(state_dir: Path, args: argparse.Namespace) -> int:
         print(f"aitrace demo: {exc}", file=sys.stderr)
     finally:
         if args.keep:
-            out.write(f"the stack keeps running (--keep); stop it with `aitrace down` (state in {state_dir})\n")
+            out.write(
+                f"the stack keeps running (--keep); stop it with `{aitrace_command()} down` (state in {state_dir})\n"
+            )
         else:
             stop_stack(handle, state_dir, out)
     if code != 0:
@@ -217,6 +220,20 @@ def _run_locked(state_dir: Path, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def aitrace_command() -> str:
+    """How this shell calls aitrace again: ``aitrace`` where that is this one, else the path of this environment's
+    script (after ``python3.11 run.py demo`` none is on PATH: ``.venv/bin/aitrace``, and the demo's hints failed
+    as written)."""
+    script = Path(sys.executable).with_name("aitrace")
+    found = shutil.which("aitrace")
+    if not script.exists() or (found is not None and Path(found).resolve() == script.resolve()):
+        return "aitrace"
+    here = Path.cwd()
+    if here != Path(here.anchor) and script.is_relative_to(here):  # (from / the whole path reads better)
+        return str(script.relative_to(here))
+    return str(script)
 
 
 def _run_with_stack(
@@ -237,7 +254,7 @@ def _run_with_stack(
         out.write(
             "  note: the stack was already running. The detectors carry what they saw before (an earlier\n"
             "  demo's series go on), so a fault that repeats one already open may not raise a new alert;\n"
-            "  for a clean run: `aitrace down`, then `aitrace demo`.\n"
+            f"  for a clean run: `{aitrace_command()} down`, then `{aitrace_command()} demo`.\n"
         )
     for role in handle.external_roles:
         out.write(
@@ -376,12 +393,13 @@ def _summary(
     trace_id = counter.longest_trace()
     if page is not None:
         w(f"\nthe pictures: {page} (training curves, drift, latency; opens offline in any browser)\n")
-    w("\nlook further" + (":\n" if keep else " (on the demo's data: run `aitrace demo --keep` first):\n"))
-    w(f"  aitrace search 'aitrace.run_id:{RUN_DIVERGE} AND aitrace.metric.name:grad_norm'\n")
-    w(f"  aitrace trace {trace_id or '<trace id>'}        # the slowest request, across three services\n")
-    w("  aitrace alerts --from-beginning\n")
-    w("  aitrace report -o report.html       # curves, drift, latency, alert table in one page\n")
+    me = aitrace_command()
+    w("\nlook further" + (":\n" if keep else f" (on the demo's data: run `{me} demo --keep` first):\n"))
+    w(f"  {me} search 'aitrace.run_id:{RUN_DIVERGE} AND aitrace.metric.name:grad_norm'\n")
+    w(f"  {me} trace {trace_id or '<trace id>'}        # the slowest request, across three services\n")
+    w(f"  {me} alerts --from-beginning\n")
+    w(f"  {me} report -o report.html       # curves, drift, latency, alert table in one page\n")
     w(f"\n{verdict.headline()}\n")
     if reused and not verdict.ok:
         w(f"  the stack was already running: {RUN_HEALTHY} and the others went on from an earlier demo's series;\n")
-        w("  for a clean run: `aitrace down`, then `aitrace demo`\n")
+        w(f"  for a clean run: `{me} down`, then `{me} demo`\n")

@@ -11,8 +11,9 @@ recomputation after a redelivery yields the same id: the alerts index (``_id`` =
 and a downstream consumer (``alert_id`` + ``version``) both see one incident.
 
 - a chunk with findings and no open incident opens one (version 1);
-- later findings update it (version + 1) when the severity rises or at most once per
-  ``update_every_us`` of event time, so a long incident does not flood the topic;
+- later findings update it (version + 1) when the severity rises or the series turns NaN or
+  infinite, or at most once per ``update_every_us`` of event time, so a long incident does not
+  flood the topic;
 - ``resolve_after`` clean points (or drift checks) in a row resolve it (version + 1,
   ``state = "resolved"``), in the same chunk when the clean points follow the finding
   there; the next finding opens a new incident.
@@ -28,6 +29,7 @@ from typing import Any
 from aitrace.detect.finding import Finding
 
 _RANK = {"info": 0, "warning": 1, "critical": 2}
+_NON_FINITE = ("nan", "inf")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,11 @@ class IncidentTracker:
     def _update(self, open_: dict[str, Any], f: Finding) -> bool:
         open_["findings"] += 1
         open_["last_seen"] = max(open_["last_seen"], _time_us(f))
-        escalates = _RANK[f.severity] > _RANK[open_["severity"]]
+        # a series gone NaN or infinite while its incident is open is news of its own (the loss of a run whose
+        # spike opened it at step 152 became NaN at 166): published at once, as a rise of severity is
+        escalates = _RANK[f.severity] > _RANK[open_["severity"]] or (
+            f.reason in _NON_FINITE and open_["detector"] not in _NON_FINITE
+        )
         due = _time_us(f) - open_["published_at"] >= self.policy.update_every_us
         if not (escalates or due):
             return False

@@ -477,3 +477,23 @@ def test_indexed_alerts_read_back_as_alerts_and_merge_by_version() -> None:
         ]["version"]
         == 2
     )
+
+
+def test_the_demos_hints_name_an_aitrace_this_shell_can_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``python3.11 run.py demo`` no aitrace is on PATH: the hints it printed (``aitrace search ...``,
+    ``aitrace down``) failed as written. They name the environment's script, relative to here when under it."""
+    from aitrace.infra import demo
+
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "aitrace").write_text("#!/bin/sh\n")
+    (bin_dir / "aitrace").chmod(0o755)
+    monkeypatch.setattr(demo.sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert demo.aitrace_command() == ".venv/bin/aitrace"
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert demo.aitrace_command() == "aitrace"
+    monkeypatch.chdir("/")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert demo.aitrace_command() == str(bin_dir / "aitrace")

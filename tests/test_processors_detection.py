@@ -75,6 +75,17 @@ def test_one_incident_is_one_alert_with_growing_versions_then_resolved() -> None
     assert again["alert_id"] != first["alert_id"] and again["version"] == 1
 
 
+def test_a_series_gone_nan_in_an_open_critical_incident_is_published_at_once() -> None:
+    """The demo's diverging run: its loss spike opened a critical incident at step 152 and the loss went NaN
+    at 166 inside it, told nowhere (the severity did not rise, no update was due)."""
+    tracker = IncidentTracker()
+    state: dict = {}
+    [opened] = tracker.observe(state, SeriesContext("s"), _finding("spike", "critical", 100), clean=0, last_time_us=100)
+    [gone] = tracker.observe(state, SeriesContext("s"), _finding("nan", "critical", 110), clean=0, last_time_us=110)
+    assert (gone["version"], gone["detector"], gone["alert_id"]) == (2, "nan", opened["alert_id"])
+    assert tracker.observe(state, SeriesContext("s"), _finding("inf", "critical", 120), clean=0, last_time_us=120) == []
+
+
 def test_a_finding_followed_by_enough_clean_points_opens_and_resolves_at_once() -> None:
     tracker = IncidentTracker(IncidentPolicy(resolve_after=5))
     state: dict = {}
