@@ -27,6 +27,7 @@ from aitrace.detect.training import (
 from aitrace.detect.underfit import UNDERFIT_MIN_LEVEL
 from aitrace.processors import rollup
 from aitrace.processors.detection_state import Chunk, ChunkResult, SeriesStateBase, State
+from aitrace.processors.expiry import ENDED
 from aitrace.processors.incidents import SeriesContext
 
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
@@ -42,6 +43,8 @@ class RunSeriesDetectors(SeriesStateBase):
 
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
+        status = chunk.get("status")  # (the series topic is any client's: a status may be any value)
+        ended = isinstance(status, str) and status in ENDED  # the run's end: its rolled-up windows indexed in full
         named = _by_rule_name(chunk["series"])
         admitted, opening = [], 0  # the series' keys take the run's slots before its checks' key, as they did
         for name, s in chunk["series"].items():
@@ -100,10 +103,22 @@ class RunSeriesDetectors(SeriesStateBase):
                             documents=self.rollup_documents,
                         )
                     )
+                if ended and self.rollup_documents:
+                    result.actions.extend(rollup.flush(state))
 
             self._with_state(key, source, offset, result, work)
+        if ended and self.rollup_documents:
+            self._flush_rollups(run_id, {key for key, *_ in admitted}, result, source, offset)
         self._fitting(chunk, named, result, source, offset)
         self._layers(chunk, named, result, source, offset)
+
+    def _flush_rollups(self, run_id: str, done: set[str], result: ChunkResult, source: str, offset: int) -> None:
+        """The run ended (its lifecycle event): the open rolled-up window of each of its series this chunk did
+        not carry, indexed in full (:func:`~aitrace.processors.rollup.flush`)."""
+        prefix = f"run/{run_id}/"
+        for key, state in list(self.table.items()):
+            if key.startswith(prefix) and key not in done and isinstance(state, dict) and state.get("win_of"):
+                self._with_state(key, source, offset, result, lambda state: result.actions.extend(rollup.flush(state)))
 
     def _training(
         self,

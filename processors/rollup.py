@@ -12,8 +12,9 @@ the window summarises its finite points (``count``, min, max, mean, last) and co
 others (``nonfinite``), so no point is silently dropped. The detectors see every point.
 
 A window is indexed when a later window starts, and the open window is re-indexed (same
-``_id``, growing counts) :data:`REWRITES` times per window length of event time at most, so a
-series that stops leaves at most the last tenth of a window's time out of the index.
+``_id``, growing counts) :data:`REWRITES` times per window length of event time at most, and
+once more when the run ends (:func:`flush`, on its lifecycle event), so a series that stops
+without an end leaves at most the last tenth of a window's time out of the index.
 
 Raw or rollup is decided per block and series by the block's own rate (points per second
 over its time span), so the decision is the same on every redelivery.
@@ -85,9 +86,39 @@ def update(
     if _due(win, last_time, window_us):
         if documents:
             out.append(_action(ctx, name, split, win, window_us))
-        win["written_at"] = last_time
+        win["written_at"], win["written_n"] = last_time, _points(win)
     state["win"] = win
+    state["win_of"] = {"ctx": ctx, "name": name, "split": split, "window_us": window_us}  # what flush writes
     return out
+
+
+def flush(state: dict[str, Any]) -> list[Action]:
+    """The open window's document again where points came after its last write: when the run ends. Its last
+    window is written when a later one starts, or again after a tenth of a window length of event time, and a
+    run that ended within that left its tail out of the index for good (the README's Lightning example: 8
+    training steps, steps 4-7 never indexed, ``compare`` said the run ended at step 3). Nothing for a state
+    without an open window, or with one written in full, or of a shape no worker wrote."""
+    win, of = state.get("win"), state.get("win_of")
+    if not (isinstance(win, dict) and isinstance(of, dict)) or win.get("written_n") == _points(win):
+        return []
+    ctx, name, split, window_us = of.get("ctx"), of.get("name"), of.get("split"), of.get("window_us")
+    if not (isinstance(ctx, dict) and isinstance(name, str) and (split is None or isinstance(split, str))):
+        return []
+    if type(window_us) is not int or window_us <= 0:
+        return []
+    try:
+        action = _action(ctx, name, split, win, window_us)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):  # a window of a shape no worker wrote
+        return []
+    win["written_n"] = _points(win)
+    return [action]
+
+
+def _points(win: dict[str, Any]) -> Any:
+    try:
+        return win["count"] + win.get("nonfinite", 0)
+    except (KeyError, TypeError):
+        return None
 
 
 def _due(win: dict[str, Any], last_time: int, window_us: int) -> bool:

@@ -32,8 +32,16 @@ def _feed(module: Any, chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     out: list[Any] = []
     for steps, times, values in chunks:
         out.append(module.update(state, CTX, "loss", None, steps, times, values, window_us=1_000_000, **kw))
-        out.append(orjson.dumps(state))
+        out.append(orjson.dumps(_windows(state)))
         state = orjson.loads(orjson.dumps(state))  # the table's JSON round trip
+    return out
+
+
+def _windows(state: dict[str, Any]) -> dict[str, Any]:
+    """The windows of a state, without what main did not keep: what :func:`rollup.flush` writes at a run's end."""
+    out = {k: v for k, v in state.items() if k != "win_of"}
+    if isinstance(out.get("win"), dict):
+        out["win"] = {k: v for k, v in out["win"].items() if k != "written_n"}
     return out
 
 
@@ -92,3 +100,48 @@ def test_a_runs_last_window_is_indexed_near_its_end() -> None:
     last = written[-1]["_source"]["aitrace"]["metric"]
     assert last["last_step"] >= 999 - 200 and last["count"] >= 500  # within 1 s (200 points) of the end
     assert len(written) <= rollup.REWRITES
+
+
+def test_a_runs_tail_is_indexed_when_the_run_ends() -> None:
+    """A run that ended within a tenth of a window of its window's last write left its tail out of the index
+    for good (the README's Lightning example: 8 steps, 4-7 never indexed, compare said it ended at step 3): its
+    end writes the window once more, in full, and only once; a state of a shape no worker wrote writes nothing."""
+    ctx = {"trace_id": "t", "span_id": "s", "run_id": "r", "service": "trainer"}
+    state: dict = {}
+    for lo in (0, 3, 6):  # 8 steps in 0.8 ms: one window, written at its first chunk only
+        steps = np.arange(lo, min(lo + 3, 8), dtype=np.int64)
+        rollup.update(state, ctx, "loss", "train", steps, 10_000_000 + steps * 100, 2.0 - 0.1 * steps, window_us=10**7)
+    state = orjson.loads(orjson.dumps(state))  # the table's JSON round trip
+    [tail] = rollup.flush(state)
+    metric = tail["_source"]["aitrace"]["metric"]
+    assert (metric["count"], metric["last_step"], metric["last"]) == (8, 7, pytest.approx(1.3))
+    assert rollup.flush(state) == []  # written in full
+    for broken in ({"win": state["win"], "win_of": {"ctx": 5}}, {"win": {"count": "x"}, "win_of": state["win_of"]}):
+        assert rollup.flush(broken) == []
+
+
+def test_the_worker_indexes_a_fast_runs_tail_at_its_end() -> None:
+    import synth as S
+    from aitrace.processors.options import WorkerOptions
+    from aitrace.processors.pipeline import Pipeline
+
+    pipe, table = Pipeline(WorkerOptions()), {}
+    last: dict = {}
+    for lo in (0, 4):  # 8 steps, 4 a batch, in 0.8 ms of event time: rolled up
+        block = S.metric_block(
+            trace="a" * 32, run_id="r", start_step=lo, series={"loss": 2.0 - 0.1 * np.arange(lo, lo + 4)},
+            start_us=T0 + lo * 100, step_us=100,
+        )  # fmt: skip
+        events = []
+        if lo:
+            end = {"status": "FINISHED", "config": {}, "seed": None, "code_version": None, "library_versions": {},
+                   "message": None}  # fmt: skip
+            events = [S.event(("aitrace.RunLifecycle", end), trace="a" * 32, run_id="r", time_us=T0 + 10_000)]
+        record = S.encode(S.batch(events, [block]))
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=lo, traces={}, now=0.0)
+        for _key, chunk in out.chunks:
+            for action in pipe.series(chunk, table)[1]:
+                if action["_id"].startswith("rollup:"):
+                    last[action["_id"]] = action["_source"]["aitrace"]["metric"]
+    [window] = last.values()
+    assert (window["count"], window["last_step"]) == (8, 7)
