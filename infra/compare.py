@@ -85,15 +85,27 @@ def summarize(name: str, series: Series) -> MetricSummary | None:
 def rollup_lasts(docs: Iterable[Doc]) -> dict[tuple[str, str, str], Point]:
     """(metric, run, split) -> the last finite value of its last rolled-up window (where the series is rolled up:
     its points are window means, and the last of them is not where the run ended)."""
+    return _rollup_ends(docs, "last", "step", later=True)
+
+
+def rollup_firsts(docs: Iterable[Doc]) -> dict[tuple[str, str, str], Point]:
+    """(metric, run, split) -> the first finite value of its first rolled-up window, at the window's first step
+    (a window's point is its mean at its last step: a run of 8 steps, all in one window, began "0.1 at step 7"
+    where its loss was 2.0 at step 0). Windows indexed before they kept their first value have none."""
+    return _rollup_ends(docs, "first", "first_step", later=False)
+
+
+def _rollup_ends(docs: Iterable[Doc], value: str, step: str, *, later: bool) -> dict[tuple[str, str, str], Point]:
     out: dict[tuple[str, str, str], Point] = {}
     for doc in docs:
         metric = get(doc, "aitrace.metric", {})
-        if not metric.get("rollup") or metric.get("last") is None or metric.get("step") is None:
+        at, x = metric.get(step), metric.get(value)
+        if not metric.get("rollup") or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, at)):
             continue
         run, split = series_key(doc)
         key = (str(metric.get("name")), run, split)
-        if key not in out or metric["step"] >= out[key].step:
-            out[key] = Point(metric["step"], float(metric["last"]))
+        if key not in out or (at >= out[key].step if later else at < out[key].step):
+            out[key] = Point(at, float(x))
     return out
 
 
@@ -119,14 +131,16 @@ def compare_runs(fetcher: Fetcher, runs: list[str]) -> Comparison:
     alerts = alert_docs(fetcher, runs)
     infos = run_infos(runs, lifecycle)
     summaries = {run: _run_summary(infos[run], alerts) for run in runs}
-    lasts = rollup_lasts(training)
+    lasts, firsts = rollup_lasts(training), rollup_firsts(training)
     for name, by_key in training_series(training).items():
         for (run, split), series in by_key.items():
             summary = summarize(name, series)
             if run in summaries and summary is not None:
-                end = lasts.get((name, run, split))
+                end, start = lasts.get((name, run, split)), firsts.get((name, run, split))
                 if end is not None and end.step >= summary.last.step and not isinstance(summary.last.value, str):
                     summary.last = end
+                if start is not None and start.step <= summary.first.step and not isinstance(summary.first.value, str):
+                    summary.first = start
                 summaries[run].metrics[_label(name, split)] = summary
     for run_summary in summaries.values():
         run_summary.metrics = dict(sorted(run_summary.metrics.items(), key=lambda item: _label_order(item[0])))

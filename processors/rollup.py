@@ -8,7 +8,7 @@ point twice (the caller skips chunks that are not newer). Windows are aligned to
 so the same points give the same ``_id`` after a redelivery.
 
 NaN/Inf points are data (a diverged loss), but a mean or a minimum of them says nothing:
-the window summarises its finite points (``count``, min, max, mean, last) and counts the
+the window summarises its finite points (``count``, min, max, mean, first, last) and counts the
 others (``nonfinite``), so no point is silently dropped. The detectors see every point.
 
 A window is indexed when a later window starts, and the open window is re-indexed (same
@@ -143,6 +143,7 @@ def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[
     maxs = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
     sums = np.add.reduceat(np.where(finite, values, 0.0), starts)
     last_finite = np.maximum.reduceat(np.where(finite, np.arange(wid.size), -1), starts)
+    first_finite = np.minimum.reduceat(np.where(finite, np.arange(wid.size), wid.size), starts)
     parts = []
     for j in range(starts.size):
         has = bool(n_finite[j])
@@ -154,6 +155,7 @@ def _parts(steps: np.ndarray, values: np.ndarray, wid: np.ndarray) -> list[dict[
                 "min": float(mins[j]) if has else None,
                 "max": float(maxs[j]) if has else None,
                 "sum": _add(0.0, float(sums[j])),
+                "first": float(values[first_finite[j]]) if has else None,
                 "last": float(values[last_finite[j]]) if has else None,
                 "first_step": int(steps[starts[j]]),
                 "last_step": int(steps[ends[j] - 1]),
@@ -187,6 +189,8 @@ def _merge(win: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         "min": _pick(min, win["min"], part["min"]),
         "max": _pick(max, win["max"], part["max"]),
         "sum": _add(win["sum"], part["sum"]),
+        # a window kept before its first value was: unknown, unless it had no finite point yet
+        "first": win["first"] if "first" in win else (part["first"] if win["count"] == 0 else None),
         "last": win["last"] if part["last"] is None else part["last"],
         "last_step": part["last_step"],
     }
@@ -203,6 +207,7 @@ def _action(ctx: dict[str, Any], name: str, split: str | None, win: dict[str, An
         minimum=win["min"],
         maximum=win["max"],
         mean=win["sum"] / win["count"] if win["count"] and win["sum"] is not None else None,
+        first=win.get("first"),
         last=win["last"],
         first_step=win["first_step"],
         last_step=win["last_step"],

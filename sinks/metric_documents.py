@@ -111,10 +111,11 @@ def rollup_action(
     last_step: int,
     nonfinite: int = 0,
     prefix: str = "aitrace",
+    first: float | None = None,
 ) -> Action:
     """One per-window rollup document of a metric series (name/value layout, value = mean).
 
-    ``count``, ``minimum``, ``maximum``, ``mean`` and ``last`` describe the finite points;
+    ``count``, ``minimum``, ``maximum``, ``mean``, ``first`` and ``last`` describe the finite points;
     ``nonfinite`` counts the NaN/Inf points of the window (a window of only those has
     ``count`` 0 and no value).
 
@@ -131,6 +132,7 @@ def rollup_action(
         "nonfinite_count": int(nonfinite),
         "min": num(minimum),
         "max": num(maximum),
+        "first": num(first),
         "last": num(last),
         "step": int(last_step),
         "first_step": int(first_step),

@@ -117,6 +117,7 @@ def _events_aitrace() -> Mapping:
             nonfinite_count=LONG,  # rollups: NaN/Inf points of the window (count is the finite ones)
             min=DOUBLE,
             max=DOUBLE,
+            first=DOUBLE,
             last=DOUBLE,
             first_step=LONG,
             last_step=LONG,

@@ -128,7 +128,10 @@ def test_fewer_than_two_runs_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert "two or more different runs" in capsys.readouterr().err
 
 
-def _window(run: str, start: int, count: int, mean: float | None, low: float | None, last: float | None, nan: int = 0):
+def _window(
+    run: str, start: int, count: int, mean: float | None, low: float | None, last: float | None, nan: int = 0,
+    first: float | None = None,
+):  # fmt: skip
     """One rolled-up window of run's train loss, as the worker indexes it (sinks.metric_documents)."""
     from aitrace.sinks.metric_documents import rollup_action
 
@@ -136,9 +139,18 @@ def _window(run: str, start: int, count: int, mean: float | None, low: float | N
     action = rollup_action(
         ctx, name="loss", split="train", window_start_us=start * 1000, window_us=10_000_000, count=count,
         minimum=low, maximum=None if mean is None else mean * 2, mean=mean, last=last,
-        first_step=start, last_step=start + 99, nonfinite=nan,
+        first_step=start, last_step=start + 99, nonfinite=nan, first=first,
     )  # fmt: skip
     return action["_source"]
+
+
+def test_a_rolled_up_run_starts_at_its_first_windows_first_value() -> None:
+    """A window's point is its mean at its last step: a run of 8 steps in one window began "0.1037 at step 100"
+    where its loss was 2.0 at step 0 (/work/rev-ab). A window indexed before it kept its first value has none."""
+    docs = [_window("a", 100, 100, 0.04, 0.006, 0.007, first=0.05), _window("a", 0, 100, 0.5, 0.2, 0.25, first=2.0)]
+    docs += [_window("b", 0, 100, 0.5, 0.2, 0.25)]
+    firsts = compare.rollup_firsts(docs)
+    assert firsts[("loss", "a", "train")] == compare.Point(0, 2.0) and ("loss", "b", "train") not in firsts
 
 
 def test_a_rolled_up_run_shows_its_last_and_best_values_and_its_nan_windows() -> None:

@@ -31,18 +31,26 @@ def _feed(module: Any, chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], 
     state: dict[str, Any] = {}
     out: list[Any] = []
     for steps, times, values in chunks:
-        out.append(module.update(state, CTX, "loss", None, steps, times, values, window_us=1_000_000, **kw))
+        actions = module.update(state, CTX, "loss", None, steps, times, values, window_us=1_000_000, **kw)
+        out.append([_without_first(a) for a in actions])
         out.append(orjson.dumps(_windows(state)))
         state = orjson.loads(orjson.dumps(state))  # the table's JSON round trip
     return out
 
 
 def _windows(state: dict[str, Any]) -> dict[str, Any]:
-    """The windows of a state, without what main did not keep: what :func:`rollup.flush` writes at a run's end."""
+    """The windows of a state, without what main did not keep: what :func:`rollup.flush` writes at a run's end,
+    and a window's first value."""
     out = {k: v for k, v in state.items() if k != "win_of"}
     if isinstance(out.get("win"), dict):
-        out["win"] = {k: v for k, v in out["win"].items() if k != "written_n"}
+        out["win"] = {k: v for k, v in out["win"].items() if k not in ("written_n", "first")}
     return out
+
+
+def _without_first(action: dict[str, Any]) -> dict[str, Any]:
+    """A rollup document without its window's first value (main's had none)."""
+    metric = {k: v for k, v in action["_source"]["aitrace"]["metric"].items() if k != "first"}
+    return {**action, "_source": {**action["_source"], "aitrace": {**action["_source"]["aitrace"], "metric": metric}}}
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -115,6 +123,14 @@ def test_a_runs_tail_is_indexed_when_the_run_ends() -> None:
     [tail] = rollup.flush(state)
     metric = tail["_source"]["aitrace"]["metric"]
     assert (metric["count"], metric["last_step"], metric["last"]) == (8, 7, pytest.approx(1.3))
+    assert metric["first"] == 2.0  # the window's first value (compare's "first": the mean was all it had)
+    old = {**state["win"], "written_n": 0}
+    del old["first"]  # a window kept before it had its first value: unknown, not the next chunk's
+    kept = {"win": old}
+    rollup.update(kept, ctx, "loss", "train", np.array([8]), np.array([10_000_900]), np.array([1.2]), window_us=10**7)
+    [more] = rollup.flush(kept)
+    assert more["_source"]["aitrace"]["metric"].get("first") is None
+    assert more["_source"]["aitrace"]["metric"]["count"] == 9
     assert rollup.flush(state) == []  # written in full
     for broken in ({"win": state["win"], "win_of": {"ctx": 5}}, {"win": {"count": "x"}, "win_of": state["win_of"]}):
         assert rollup.flush(broken) == []
