@@ -406,7 +406,15 @@ class AlertStream:
             log.error("kafka: fatal: %s", error.str())
         elif error.code() not in self._reported_errors:
             self._reported_errors.add(error.code())
-            log.warning("kafka: %s (retrying)", error.str())
+            hint = _NO_BROKER if error.code() == KafkaError._ALL_BROKERS_DOWN else ""
+            log.warning("kafka: %s (retrying)%s", error.str(), hint)
+
+
+# what a tail started where no broker answers is told (search's unreachable server says the same of itself)
+_NO_BROKER = (
+    ": is a broker running? `aitrace up` starts the embedded one (run it where its .aitrace/ is); "
+    "AITRACE_KAFKA_BOOTSTRAP or --bootstrap names another"
+)
 
 
 __all__ = [

@@ -508,3 +508,4 @@ def test_cli_waits_quietly_then_stops_when_the_broker_is_down(unique_topic: Call
             proc.wait()
     assert proc.returncode == 0, err
     assert "0 alert version(s) handled" in err
+    assert "`aitrace up` starts the embedded one" in line + err  # it retried for ever and never said why (/work/rev-ab)
