@@ -171,7 +171,7 @@ class RunSeriesDetectors(SeriesStateBase):
         the loss in those chunks: a stall found 60 steps late). A series older than that decision (a run the
         worker saw before it read such names) stays as it was: the run's checks and fitting would start mid-run,
         its start the converged loss at the upgrade (false under-fitting on 10 of 120 healthy runs, /work/rev-aa)."""
-        if any(name == "loss" for _, name in named):
+        if ("train", "loss") in named:  # (a validation loss alone leaves the training one to be found)
             return None, None
         kept = (self.table.get(f"run/{run_id}/checks") or {}).get(LOSS_NAME)
         if isinstance(kept, str):

@@ -157,3 +157,14 @@ def test_a_run_whose_mse_the_worker_kept_before_it_read_it_as_a_loss_goes_on_as_
     del det.table["run/r/overfitting"]
     assert _feed(det, "r", series, 200, 400) == []
     assert det.table["run/r/checks"]["loss_name"] == "" and "run/r/overfitting" not in det.table
+
+
+def test_a_training_mse_beside_a_validation_loss_is_the_runs_training_loss() -> None:
+    """A loop logging its training loss as mse and Keras' val_loss: the validation loss left the training one
+    unread (no stall check at all) wherever a chunk carried it."""
+    st = np.arange(200)
+    flat = 2.3 + 0.01 * np.random.default_rng(1).standard_normal(200)
+    ev = st[::20]  # an evaluation in every chunk
+    series = {"train|mse": (st, flat), "val|loss": (ev, np.full(ev.size, 2.3))}
+    opened = _feed(SeriesDetectors({}), "r", series, 0, 200)
+    assert "stalled" in [a["detector"] for a in opened], [(a["detector"], a["series"]) for a in opened]
