@@ -159,18 +159,24 @@ def run_loss_name(names: Iterable[str]) -> str | None:
     ``loss`` itself, else a model's error by another name (``mse``, ``cross_entropy``) or a ``total_loss``
     (the first by :func:`_loss_rank`), else None. A run that logs its
     regression loss as ``mse`` gets the run's checks and over- and under-fitting as one that logs ``loss``.
-    Never a part of a loss (a VAE's ``kl_loss``, an actor-critic's ``entropy_loss``, which rises by design),
-    a per-layer series, a per-step or per-epoch copy or a name past 200 characters.
+    A loss by a name of its own stands for it only alone (``ctc_loss``): of several (a VAE's ``recon_loss`` and
+    ``kl_loss``, an actor-critic's ``entropy_loss``, which rises by design) none does, and each keeps its own
+    checks. Never a per-layer series, a per-step or per-epoch copy or a name past 200 characters.
 
-    >>> run_loss_name(["mae", "mse", "lr"]), run_loss_name(["loss_cls", "total_loss"]), run_loss_name(["kl_loss"])
-    ('mse', 'total_loss', None)
+    >>> run_loss_name(["mae", "mse", "lr"]), run_loss_name(["loss_cls", "total_loss"]), run_loss_name(["ctc_loss"])
+    ('mse', 'total_loss', 'ctc_loss')
+    >>> run_loss_name(["kl_loss", "recon_loss"]) is None
+    True
     """
     names = list(names)
     if "loss" in names:
         return "loss"
     losses = [n for n in names if len(n) <= 200 and "/" not in n and not n.endswith(("_epoch", "_step"))]
-    losses = [n for n in losses if (_names_an_error(_parts(n)) or _totals(n)) and metric_role(n) == "loss"]
-    return min(losses, key=_loss_rank, default=None)
+    losses = [n for n in losses if metric_role(n) == "loss"]
+    errors = [n for n in losses if _names_an_error(_parts(n)) or _totals(n)]
+    if not errors:  # one loss alone (ctc_loss) is the run's; of several parts (a VAE's, an actor-critic's) none is
+        return losses[0] if len(losses) == 1 else None
+    return min(errors, key=_loss_rank)
 
 
 def _totals(name: str) -> bool:

@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -232,8 +233,8 @@ def aitrace_command() -> str:
         return "aitrace"
     here = Path.cwd()
     if here != Path(here.anchor) and script.is_relative_to(here):  # (from / the whole path reads better)
-        return str(script.relative_to(here))
-    return str(script)
+        return shlex.quote(str(script.relative_to(here)))
+    return shlex.quote(str(script))
 
 
 def _run_with_stack(

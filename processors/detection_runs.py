@@ -66,7 +66,9 @@ class RunSeriesDetectors(SeriesStateBase):
             rule_split, rule_name = series_name(split, metric)
             role = metric_role(rule_name)
             loss = role == "loss"
-            checked = rule_name in ("loss", alias)  # the run's loss; another loss (mae beside it) is no second stall
+            # the run's loss, or each of its losses where none stands for it (a VAE's, an actor-critic's); another
+            # loss beside the run's (mse beside loss, as Keras sends them) is no second stall
+            checked = rule_name in ("loss", alias) or ("train", "loss") not in named
             paged = reported if loss and rule_split in TRAIN_SPLITS else {}
             # what the series' rules read beside it: a loss the run's lr, the global gradient norm the loss
             beside: dict[str, np.ndarray | None] = {}

@@ -132,7 +132,12 @@ def test_a_runs_tail_is_indexed_when_the_run_ends() -> None:
     assert more["_source"]["aitrace"]["metric"].get("first") is None
     assert more["_source"]["aitrace"]["metric"]["count"] == 9
     assert rollup.flush(state) == []  # written in full
-    for broken in ({"win": state["win"], "win_of": {"ctx": 5}}, {"win": {"count": "x"}, "win_of": state["win_of"]}):
+    unwritten = {**state["win"], "written_n": 0}
+    labels = {**state["win_of"], "ctx": {**ctx, "labels": "a string"}}  # raised AttributeError: to the DLQ, again
+    for broken in (
+        {"win": unwritten, "win_of": {"ctx": 5}}, {"win": {"count": "x"}, "win_of": state["win_of"]},
+        {"win": dict(unwritten), "win_of": labels},
+    ):  # fmt: skip
         assert rollup.flush(broken) == []
 
 

@@ -83,6 +83,7 @@ def test_the_runs_loss_by_another_name_is_what_the_model_trains_on_never_a_part_
     assert run_loss_name(["kl_loss", "recon_loss"]) is None
     assert run_loss_name(["error_count", "mse"]) == "mse"
     assert run_loss_name(["x" * 300 + "_mse"]) is None
+    assert run_loss_name(["ctc_loss", "lr"]) == "ctc_loss"  # a loss by a name of its own, alone
 
 
 def test_only_a_classifiers_score_makes_a_run_a_classifier() -> None:
@@ -168,3 +169,18 @@ def test_a_training_mse_beside_a_validation_loss_is_the_runs_training_loss() -> 
     series = {"train|mse": (st, flat), "val|loss": (ev, np.full(ev.size, 2.3))}
     opened = _feed(SeriesDetectors({}), "r", series, 0, 200)
     assert "stalled" in [a["detector"] for a in opened], [(a["detector"], a["series"]) for a in opened]
+
+
+def test_a_run_of_several_losses_and_none_named_loss_keeps_a_stall_check_on_each() -> None:
+    """An actor-critic logs value_loss, policy_loss and entropy_loss and no loss: none stands for the run's, and
+    each kept its own stall check as before (a loss beside the run's gets none: the stall of a stalled A2C's value
+    loss went unpaged, /work/rev-ac)."""
+    st = np.arange(200)
+    rng = np.random.default_rng(2)
+    series = {
+        "train|value_loss": (st, 0.9 + 0.01 * rng.standard_normal(200)),
+        "train|policy_loss": (st, 0.01 * rng.standard_normal(200)),
+        "train|entropy_loss": (st, -1.38 + 0.001 * rng.standard_normal(200)),
+    }
+    opened = _feed(SeriesDetectors({}), "r", series, 0, 200)
+    assert ("stalled", "run/r/train/value_loss") in [(a["detector"], a["series"]) for a in opened], opened
