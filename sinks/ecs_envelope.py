@@ -10,6 +10,7 @@ index, flagged). The kind-specific bodies are in :mod:`aitrace.sinks.event_bodie
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,7 +122,24 @@ def payload_of(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def bulk_action(index: str, doc_id: str, source: Doc) -> Action:
-    return {"_index": index, "_id": doc_id, "_source": source}
+    return {"_index": index, "_id": bounded_id(doc_id), "_source": source}
+
+
+MAX_ID_BYTES = 512  # Elasticsearch refuses a longer _id ("id is too long"): the document was dead-lettered
+
+
+def bounded_id(doc_id: str) -> str:
+    """``doc_id``, or where it is past :data:`MAX_ID_BYTES` in UTF-8 its start and a digest of the whole: a metric
+    point's and a window's ids hold the metric's name, and a name of 170 CJK characters or 470 ASCII ones made
+    every document of its series a rejection. The same id gives the same result (a redelivery overwrites)."""
+    if len(doc_id) <= MAX_ID_BYTES // 4:  # 4 bytes a character at most: no encoding on the common path
+        return doc_id
+    raw = doc_id.encode("utf-8", "surrogatepass")  # (a client's lone surrogate is no reason to fail)
+    if len(raw) <= MAX_ID_BYTES:
+        return doc_id
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    head = raw[: MAX_ID_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
 
 
 # ---------------------------------------------------------------- envelope

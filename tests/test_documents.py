@@ -262,6 +262,33 @@ def test_metric_event_uses_name_value_layout_with_stable_ids() -> None:
     assert all(a["_source"]["event"]["kind"] == "metric" for a in actions)
 
 
+@pytest.mark.parametrize("name", ["x" * 600, "指标" * 100])
+def test_a_long_metric_name_keeps_its_documents_ids_within_elasticsearchs_512_bytes(name: str) -> None:
+    """A point's id is <block>:<i>:<name> and a window's holds the name too: Elasticsearch refuses an id past 512
+    bytes, and every document of such a series was a rejection (dead-lettered, never indexed)."""
+    from aitrace.sinks.metric_documents import rollup_action
+
+    raw = S.metric_block(trace="a" * 32, run_id="r", start_step=0, series={name: np.arange(3.0)})
+    points = d.metric_block_actions(MetricBlock.from_record(raw))
+    ctx = {"trace_id": "a" * 32, "span_id": "b" * 16, "service": "trainer", "run_id": "r"}
+    window = rollup_action(ctx, name=name, split="train", window_start_us=0, window_us=10**7, count=1,
+                           minimum=1.0, maximum=1.0, mean=1.0, last=1.0, first_step=0, last_step=0)  # fmt: skip
+    ids = [a["_id"] for a in [*points, window]]
+    assert all(len(i.encode()) <= 512 for i in ids) and len(set(ids)) == 4
+    again = d.metric_block_actions(MetricBlock.from_record(raw))
+    assert [a["_id"] for a in again] == ids[:3]  # a redelivery overwrites the same documents
+    assert (
+        d.metric_block_actions(
+            MetricBlock.from_record(
+                S.metric_block(
+                    trace="a" * 32, run_id="r", start_step=0, series={"loss": np.arange(3.0)}, block_id="blk"
+                )
+            )
+        )[0]["_id"]
+        == "blk:0:loss"
+    )
+
+
 @pytest.mark.parametrize(("raw", "word"), [(float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf")])
 def test_nonfinite_metric_is_kept_as_data(raw: float, word: str) -> None:
     payload = {"step": 5, "metrics": {"loss": raw}}
