@@ -437,3 +437,22 @@ def test_bytes_bound_the_chunks(scripted: Callable[..., ScriptedBulk]) -> None:
 
     assert run_with_client(server.url, body).indexed == 50
     assert max(len(r) for r in server.requests) == 4  # 4 x ~10 KB fit in 45 KB, 5 do not
+
+
+def test_a_long_metric_names_documents_are_indexed(search: OsmemProcess, unique_name: Callable[[str], str]) -> None:
+    """A point's id holds the metric's name, and the server refuses an id past 512 bytes (osmem-server as
+    Elasticsearch: "id ... is too long"): every point of a metric named with 600 characters was rejected."""
+    import numpy as np
+    import synth as S
+    from aitrace.schemas.metric_block import MetricBlock
+    from aitrace.sinks.metric_documents import metric_block_actions
+
+    prefix = unique_name("long")
+    block = S.metric_block(trace="a" * 32, run_id="r", start_step=0, series={"x" * 600: np.arange(5.0)})
+    actions = metric_block_actions(MetricBlock.from_record(block), prefix=prefix)
+
+    async def body(client: AsyncElasticsearch) -> Any:
+        return await BulkIndexer(client, config=FAST, index_prefix=prefix).index(actions)
+
+    result = run_with_client(search.url, body)
+    assert (result.indexed, result.rejected) == (5, [])
