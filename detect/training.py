@@ -263,6 +263,9 @@ def _read_name(split: str, metric: str) -> tuple[str, str]:
     # the loss's values of each step of training, of each epoch of validation (Lightning's on_step / on_epoch)
     if low in ("loss", "loss_step" if split in TRAIN_SPLITS else "loss_epoch"):
         return split, "loss"
+    copy = "_step" if split in TRAIN_SPLITS else "_epoch"  # and a loss by another name's (train_mse_step)
+    if low.endswith(copy) and _names_an_error(_parts(low[: -len(copy)])):
+        return split, base[: -len(copy)]
     return split, _ALIASES.get(low, "lr" if _LIGHTNING_LR.fullmatch(base) else base)
 
 

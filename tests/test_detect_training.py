@@ -101,6 +101,9 @@ def test_metric_role_reads_the_name(name: str, role: str) -> None:
         ("", "epoch/loss", ("", "loss_epoch")),  # the epoch's mean beside batch/loss, another series
         ("", "loss/val_epoch", ("val", "loss")),  # Lightning's copies under a split at the end
         ("", "loss/val_step", ("val", "loss_step")),
+        ("", "train_mse_step", ("train", "mse")),  # Lightning's copies of a loss by another name, as of loss
+        ("val", "val_mse_epoch", ("val", "mse")),
+        ("", "train_mse_epoch", ("train", "mse_epoch")),
     ],
 )
 def test_series_name_reads_a_trackers_name_as_the_rules_name(split: str, name: str, read_as: tuple) -> None:
