@@ -80,6 +80,11 @@ RECUR_US = 3 * 3_600_000_000
 RECUR_DAYS = 2
 
 
+def _shift_score(factor: float) -> float:
+    """A level shift's score in [0, 1], as every finding's: the share of the level that is new (2x: 0.5)."""
+    return 1.0 - 1.0 / factor
+
+
 def _arrays(times_us: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
     times = np.asarray(times_us, dtype=np.int64).reshape(-1)
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -365,10 +370,10 @@ class ServiceSeries:
             index,
             float(times[i]),
             float(vals[i]),
-            1.0 - 1.0 / factor,  # a score in [0, 1] as every finding's: the share of the level that is new
+            _shift_score(factor),
             "level_shift",
             shift.describe("latency (ms)" if not self.pace else self.metric) + _cycle_words(period),
-            1.0 - 1.0 / self.shift.sustained.params["min_ratio"],  # the score of the least shift it reports
+            _shift_score(self.shift.sustained.params["min_ratio"]),  # the least shift it reports
             self.metric,
             "critical" if factor >= 3 else "warning",
             time_us=int(times[i]),

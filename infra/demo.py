@@ -252,10 +252,11 @@ def _run_with_stack(
 
     settings = handle.settings
     if not handle.started_roles:
+        me = aitrace_command()
         out.write(
             "  note: the stack was already running. The detectors carry what they saw before (an earlier\n"
             "  demo's series go on), so a fault that repeats one already open may not raise a new alert;\n"
-            f"  for a clean run: `{aitrace_command()} down`, then `{aitrace_command()} demo`.\n"
+            f"  for a clean run: `{me} down`, then `{me} demo`.\n"
         )
     for role in handle.external_roles:
         out.write(
