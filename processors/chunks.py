@@ -91,7 +91,8 @@ def extract_chunks(
         elif kind == "aitrace.GroundTruth":
             _model_chunk(chunks, p["model_name"], event)["labels"].append(event)
         elif kind == "aitrace.RunLifecycle":  # its end lets the run's state expire sooner (expiry.py)
-            _run_chunk(chunks, event.get("run_id"), event["trace_id"], event["service"])["status"] = p["status"]
+            run = _run_chunk(chunks, event.get("run_id"), event["trace_id"], event["service"])
+            run["status"], run["status_time"] = p["status"], event["time"]
         elif kind == "aitrace.DataStats":
             key = data_entity(p["dataset"], p["stage"])
             chunk = chunks.setdefault(key, {"kind": "data", "dataset": p["dataset"], "stage": p["stage"], "stats": []})

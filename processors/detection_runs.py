@@ -44,7 +44,10 @@ class RunSeriesDetectors(SeriesStateBase):
     def _run(self, chunk: Chunk, result: ChunkResult, source: str, offset: int) -> None:
         run_id = chunk["run_id"]
         status = chunk.get("status")  # (the series topic is any client's: a status may be any value)
-        ended = isinstance(status, str) and status in ENDED  # the run's end: its rolled-up windows indexed in full
+        # the run's end: its rolled-up windows indexed in full (at the lifecycle event's time: a forged chunk's is
+        # not trusted to be an int)
+        end = chunk.get("status_time") if isinstance(status, str) and status in ENDED else None
+        ended_at = end if type(end) is int else None
         named = _by_rule_name(chunk["series"])
         admitted, opening = [], 0  # the series' keys take the run's slots before its checks' key, as they did
         for name, s in chunk["series"].items():
@@ -105,22 +108,28 @@ class RunSeriesDetectors(SeriesStateBase):
                             documents=self.rollup_documents,
                         )
                     )
-                if ended and self.rollup_documents:
-                    result.actions.extend(rollup.flush(state))
+                if ended_at is not None and self.rollup_documents:
+                    result.actions.extend(rollup.flush(state, ended_at))
 
             self._with_state(key, source, offset, result, work)
-        if ended and self.rollup_documents:
-            self._flush_rollups(run_id, {key for key, *_ in admitted}, result, source, offset)
+        if ended_at is not None and self.rollup_documents:
+            self._flush_rollups(run_id, {key for key, *_ in admitted}, ended_at, result, source, offset)
         self._fitting(chunk, named, result, source, offset)
         self._layers(chunk, named, result, source, offset)
 
-    def _flush_rollups(self, run_id: str, done: set[str], result: ChunkResult, source: str, offset: int) -> None:
+    def _flush_rollups(
+        self, run_id: str, done: set[str], ended_at: int, result: ChunkResult, source: str, offset: int
+    ) -> None:
         """The run ended (its lifecycle event): the open rolled-up window of each of its series this chunk did
         not carry, indexed in full (:func:`~aitrace.processors.rollup.flush`)."""
         prefix = f"run/{run_id}/"
+
+        def flush(state: State) -> None:
+            result.actions.extend(rollup.flush(state, ended_at))
+
         for key, state in list(self.table.items()):
             if key.startswith(prefix) and key not in done and isinstance(state, dict) and state.get("win_of"):
-                self._with_state(key, source, offset, result, lambda state: result.actions.extend(rollup.flush(state)))
+                self._with_state(key, source, offset, result, flush)
 
     def _training(
         self,

@@ -14,7 +14,9 @@ others (``nonfinite``), so no point is silently dropped. The detectors see every
 A window is indexed when a later window starts, and the open window is re-indexed (same
 ``_id``, growing counts) :data:`REWRITES` times per window length of event time at most, and
 once more when the run ends (:func:`flush`, on its lifecycle event), so a series that stops
-without an end leaves at most the last tenth of a window's time out of the index.
+without an end leaves at most the last tenth of a window's time out of the index. The client
+sends a batch's events before its metric blocks, so a run's end usually comes a record before
+its last points: points dated at or before the end that come after it are written at once.
 
 Raw or rollup is decided per block and series by the block's own rate (points per second
 over its time span), so the decision is the same on every redelivery.
@@ -83,7 +85,8 @@ def update(
         win = {**part, "written_at": None}
     assert win is not None  # at least one point is left, so at least one part
     last_time = int(times[-1])
-    if _due(win, last_time, window_us):
+    ended_at = state.get("ended_at")
+    if _due(win, last_time, window_us) or (type(ended_at) is int and last_time <= ended_at):
         if documents:
             out.append(_action(ctx, name, split, win, window_us))
         win["written_at"], win["written_n"] = last_time, _points(win)
@@ -92,13 +95,17 @@ def update(
     return out
 
 
-def flush(state: dict[str, Any]) -> list[Action]:
-    """The open window's document again where points came after its last write: when the run ends. Its last
-    window is written when a later one starts, or again after a tenth of a window length of event time, and a
-    run that ended within that left its tail out of the index for good (the README's Lightning example: 8
-    training steps, steps 4-7 never indexed, ``compare`` said the run ended at step 3). Nothing for a state
-    without an open window, or with one written in full, or of a shape no worker wrote."""
+def flush(state: dict[str, Any], ended_at: int) -> list[Action]:
+    """The open window's document again where points came after its last write: when the run ends (its
+    lifecycle event, dated ``ended_at``). Its last window is written when a later one starts, or again after a
+    tenth of a window length of event time, and a run that ended within that left its tail out of the index for
+    good (the README's Lightning example: 8 training steps, steps 4-7 never indexed, ``compare`` said the run
+    ended at step 3). The end is kept: points dated before it that come after it (the client sends a batch's
+    events before its metric blocks) are written by :func:`update` at once. Nothing for a state without an open
+    window, or with one written in full, or of a shape no worker wrote."""
     win, of = state.get("win"), state.get("win_of")
+    if isinstance(win, dict):
+        state["ended_at"] = ended_at
     if not (isinstance(win, dict) and isinstance(of, dict)) or win.get("written_n") == _points(win):
         return []
     ctx, name, split, window_us = of.get("ctx"), of.get("name"), of.get("split"), of.get("window_us")

@@ -8,6 +8,7 @@ import _main_rollup as main_rollup
 import numpy as np
 import orjson
 import pytest
+import synth as S
 from aitrace.processors import rollup
 
 T0 = 1_700_000_000_000_000
@@ -70,7 +71,6 @@ def test_without_documents_the_state_moves_the_same(seed: int) -> None:
 
 
 def test_a_worker_without_index_builds_no_rollup_documents_and_keeps_the_same_state() -> None:
-    import synth as S
     from aitrace.processors.options import WorkerOptions
     from aitrace.processors.pipeline import Pipeline
 
@@ -120,7 +120,7 @@ def test_a_runs_tail_is_indexed_when_the_run_ends() -> None:
         steps = np.arange(lo, min(lo + 3, 8), dtype=np.int64)
         rollup.update(state, ctx, "loss", "train", steps, 10_000_000 + steps * 100, 2.0 - 0.1 * steps, window_us=10**7)
     state = orjson.loads(orjson.dumps(state))  # the table's JSON round trip
-    [tail] = rollup.flush(state)
+    [tail] = rollup.flush(state, T0)
     metric = tail["_source"]["aitrace"]["metric"]
     assert (metric["count"], metric["last_step"], metric["last"]) == (8, 7, pytest.approx(1.3))
     assert metric["first"] == 2.0  # the window's first value (compare's "first": the mean was all it had)
@@ -128,41 +128,60 @@ def test_a_runs_tail_is_indexed_when_the_run_ends() -> None:
     del old["first"]  # a window kept before it had its first value: unknown, not the next chunk's
     kept = {"win": old}
     rollup.update(kept, ctx, "loss", "train", np.array([8]), np.array([10_000_900]), np.array([1.2]), window_us=10**7)
-    [more] = rollup.flush(kept)
+    [more] = rollup.flush(kept, T0)
     assert more["_source"]["aitrace"]["metric"].get("first") is None
     assert more["_source"]["aitrace"]["metric"]["count"] == 9
-    assert rollup.flush(state) == []  # written in full
+    assert rollup.flush(state, T0) == []  # written in full
     unwritten = {**state["win"], "written_n": 0}
     labels = {**state["win_of"], "ctx": {**ctx, "labels": "a string"}}  # raised AttributeError: to the DLQ, again
     for broken in (
         {"win": unwritten, "win_of": {"ctx": 5}}, {"win": {"count": "x"}, "win_of": state["win_of"]},
         {"win": dict(unwritten), "win_of": labels},
     ):  # fmt: skip
-        assert rollup.flush(broken) == []
+        assert rollup.flush(broken, T0) == []
 
 
-def test_the_worker_indexes_a_fast_runs_tail_at_its_end() -> None:
-    import synth as S
+_END = {"status": "FINISHED", "config": {}, "seed": None, "code_version": None, "library_versions": {}, "message": None}
+
+
+def _indexed(records: list[tuple[list[Any], list[Any]]]) -> list[dict[str, Any]]:
+    """Each rolled-up window's last document, the worker fed ``(events, metric blocks)`` records in turn."""
     from aitrace.processors.options import WorkerOptions
     from aitrace.processors.pipeline import Pipeline
 
-    pipe, table = Pipeline(WorkerOptions()), {}
-    last: dict = {}
-    for lo in (0, 4):  # 8 steps, 4 a batch, in 0.8 ms of event time: rolled up
-        block = S.metric_block(
-            trace="a" * 32, run_id="r", start_step=lo, series={"loss": 2.0 - 0.1 * np.arange(lo, lo + 4)},
-            start_us=T0 + lo * 100, step_us=100,
-        )  # fmt: skip
-        events = []
-        if lo:
-            end = {"status": "FINISHED", "config": {}, "seed": None, "code_version": None, "library_versions": {},
-                   "message": None}  # fmt: skip
-            events = [S.event(("aitrace.RunLifecycle", end), trace="a" * 32, run_id="r", time_us=T0 + 10_000)]
-        record = S.encode(S.batch(events, [block]))
-        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=lo, traces={}, now=0.0)
+    pipe, table, last = Pipeline(WorkerOptions()), {}, {}
+    for offset, (events, blocks) in enumerate(records):
+        record = S.encode(S.batch(events, blocks))
+        out = pipe.process_record(record, key=None, topic="t", partition=0, offset=offset, traces={}, now=0.0)
         for _key, chunk in out.chunks:
             for action in pipe.series(chunk, table)[1]:
                 if action["_id"].startswith("rollup:"):
                     last[action["_id"]] = action["_source"]["aitrace"]["metric"]
-    [window] = last.values()
+    return list(last.values())
+
+
+def _block(lo: int, hi: int, step_us: int = 100) -> Any:
+    loss = 2.0 - 0.1 * np.arange(lo, hi)
+    return S.metric_block(trace="a" * 32, run_id="r", start_step=lo, series={"loss": loss}, start_us=T0 + lo * step_us,
+                          step_us=step_us)  # fmt: skip
+
+
+def _end(time_us: int) -> Any:
+    return S.event(("aitrace.RunLifecycle", _END), trace="a" * 32, run_id="r", time_us=time_us)
+
+
+def test_the_worker_indexes_a_fast_runs_tail_at_its_end() -> None:
+    [window] = _indexed([([], [_block(0, 4)]), ([_end(T0 + 10_000)], [_block(4, 8)])])  # 8 steps in 0.8 ms
     assert (window["count"], window["last_step"]) == (8, 7)
+
+
+def test_the_points_that_come_after_the_runs_end_are_indexed() -> None:
+    """The client sends a batch's events before its metric blocks (the run's end first, its last points in the
+    records after it): the end's flush had nothing new to write, and the points after it stayed out of the index
+    (steps 4-7 of 8: compare read the run as ending at step 3). Points dated at or before the end are written as
+    they come; points after it (the run resumed under its id) are written as any run's, at most REWRITES a window."""
+    records = [([], [_block(0, 4)]), ([_end(T0 + 10_000)], []), ([], [_block(4, 6)]), ([], [_block(6, 8)])]
+    [window] = _indexed(records)
+    assert (window["count"], window["last_step"]) == (8, 7)
+    resumed = [*records, *(([], [_block(lo, lo + 2, step_us=10_000)]) for lo in range(8, 108, 2))]
+    assert _indexed(resumed)[0]["count"] < 108  # one 10 s window of 1.08 s: the resumed points not each written
