@@ -57,6 +57,12 @@ _LOG10 = math.log(10.0)
 # machine's real telemetry (``bench/bench_realdata.py`` (e)), an all-zero error count as ``flat`` at
 # every point.
 _UNCALIBRATED = frozenset({"loss", "grad_norm", "lr"})
+# A loss's level shift up is "diverging" only this far above the best level it reached (``rise``): a smooth
+# validation loss climbing 7 % past its best as a warm restart's lr came back (CosineAnnealingWarmRestarts on a
+# regression MLP, /work/rev-ad) is many times its tiny noise and paged critical; a rise near the best is the
+# over-fitting rule's question, which weighs the training loss beside it. Over-fitting rises 10-25 % past its best
+# at the 3 evaluations that rule waits for on the bench's runs (bench/training_runs.py); a divergence runs away.
+LOSS_LEVEL_RISE = 0.25
 _REASON_CODES = {
     "spike": CODE_SPIKE,
     "dip": CODE_DIP,
@@ -321,7 +327,7 @@ class SeriesMonitor:
         key = {CODE_LEVEL_UP: "level_up", CODE_LEVEL_DOWN: "level_down"}.get(code, generic)
         if (key in self.profile.ignore or generic in self.profile.ignore) and not self._collapse(code, value, level[k]):
             return None
-        return self._kind_finding(make, code, score, value, float(level[k]))
+        return self._kind_finding(make, code, score, value, float(level[k]), rise)
 
     def _collapse(self, code: int, value: float, level: float) -> bool:
         """A gradient norm's point 100x or more below its recent level: ``vanishing``, though a fall is normal."""
@@ -358,7 +364,9 @@ class SeriesMonitor:
         side = "below" if violation == "below" else "above"
         return make(1.0, "out_of_range", f"{kind} {value:g} is {side} its valid range limit {bound:g}", "critical")
 
-    def _kind_finding(self, make: Any, code: int, score: float, value: float, level: float) -> Finding:
+    def _kind_finding(
+        self, make: Any, code: int, score: float, value: float, level: float, rise: float
+    ) -> Finding | None:
         kind = self.kind
         up = code in (CODE_SPIKE, CODE_LEVEL_UP)
         down = code in (CODE_DIP, CODE_LEVEL_DOWN)
@@ -372,6 +380,8 @@ class SeriesMonitor:
                 score, "vanishing", f"gradient norm {value:g} fell to {ratio:.2g}x its recent level", "critical"
             )
         if kind == "loss" and code == CODE_LEVEL_UP:
+            if rise < LOSS_LEVEL_RISE:  # a rise beyond its noise, but close to its best: not a divergence
+                return None
             return make(score, "diverging", f"loss is rising away from its recent level ({value:g})", severity)
         if kind == "lr" and up:
             return make(

@@ -112,6 +112,7 @@ _LEARNT = 0.75
 SPARSE_POINTS = 4
 _START_SPAN = 150.0  # steps: as StallCheck's horizon; a run logged sparsely has its start judged once past it
 _WARMING = 1.1  # an lr that rose 10 % over the first steps is warming up: a stall is not judged
+_SAME = 1e-6  # losses this close (relative: a float32's precision, with room) are one value
 
 
 class RunChecks:
@@ -283,8 +284,10 @@ class RunChecks:
         size, levels, half = _median(self.first_sizes), self._at_start(), len(self.start) // 2
         early, late = _median(self.start[:half]), _median(self.start[half:])
         low, high = self.lr_span or (0.0, 0.0)
-        rising = high > _WARMING * low  # a warm-up, however slow
-        if size >= p["tiny_step"] or rising or levels is None or late < early - p["min_drop"] * abs(early):
+        if size < p["tiny_step"] and high > _WARMING * low and levels is not None:  # a warm-up, however slow:
+            self.steps_done, self.first_sizes, self.lr_span = False, [], None  # judged on the steps after it
+            return []
+        if size >= p["tiny_step"] or levels is None or late < early - p["min_drop"] * abs(early):
             return []
         self.stall_done = True
         msg = (
@@ -319,18 +322,21 @@ class RunChecks:
 
         A warm-up is told by the lr where the run logs it: the ratio's own rise over the first reports
         is momentum building up (SGD's x0.9: 2.7e-8 to 1.5e-7 in three reports at lr 1e-6), which once
-        read as a warm-up left the stall to the loss's own check at step 150. An lr of 0 is no step yet."""
+        read as a warm-up left the stall to the loss's own check at step 150. An lr of 0 is no step yet.
+        The reports are counted again from the last whose lr rose: a warm-up ends, and a stall under one (a
+        mistyped peak of 1e-7 under a linear warm-up or OneCycle) is judged on the reports after it, where
+        once a warm-up left it to the loss's own check at step 150 (/work/rev-ad). Without a logged lr the
+        ratio doubling is read as a warm-up, and the stall is left to that check."""
         p = self.params
         if lr == 0.0:
             return []
         if not self.ratios:
             self.ratio_lr = lr
-        if self.ratio_lr is not None and lr is not None:
-            rising = lr > _WARMING * self.ratio_lr
-        else:
-            rising = bool(self.ratios) and level > 2.0 * min(self.ratios)
-        if level >= p["tiny_ratio"] or rising:
-            self.stall_done, self.ratios = True, []  # the weights moved (or a warm-up is rising)
+        warming = self.ratio_lr is not None and lr is not None and lr > _WARMING * self.ratio_lr
+        if warming and level < p["tiny_ratio"]:  # judged again from here: on reports after the warm-up
+            self.ratios, self.ratio_lr = [], lr
+        elif level >= p["tiny_ratio"] or (lr is None and bool(self.ratios) and level > 2.0 * min(self.ratios)):
+            self.stall_done, self.ratios = True, []  # the weights moved (or, without an lr, the ratio doubled)
             return []
         self.ratios.append(level)
         levels = self._at_start()
@@ -384,6 +390,11 @@ class RunChecks:
             f["loss"], f["since"], f["seen"] = now, step, self.seen
             return []
         f["judged"] = True
+        if max(self.recent) - min(self.recent) <= _SAME * abs(now):
+            # the loss repeats one value: a full-batch fit at its optimum (LBFGS stops at its tolerance: its update
+            # ratio 0 and its loss the same to the last bit, /work/rev-ad), not weights an lr change stopped, whose
+            # loss keeps each batch's noise. A minibatch run whose weights stop keeps that noise, and is paged.
+            return []
         msg = (
             f"weights stopped moving at step {f['step']:g} (update ratio 10^{f['before']:.1f} to 10^{log:.1f}) "
             f"and the loss has stopped improving ({f['loss']:.4g} at step {f.get('since', f['step']):g}, "

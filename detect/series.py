@@ -52,6 +52,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +93,9 @@ LEARNING_REPORTS, LEARNING_SPAN, LEARNING_FALL = 4, 16, 0.1
 # and its divergence and vanishing gradients must page (a review, /work/rev-s). The bench's lr x100 leaves any floor.
 LOSS_FLOOR = 1e-3
 _NORM_RISES = frozenset({"exploding", "spike", "level_shift", "variance_change"})
+_ULP = 1e-6  # a float32's relative precision, with room: values this close are one value
+CONVERGED_FALLS = 8  # falls with no rise that lead a loss to the value it repeats: a deterministic fit converged
+
 # a score's rises are good news and its repeats quantization (an accuracy that holds 0.98)
 _GOOD_NEWS = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})
 _GOOD_NEWS_CODES = np.array(sorted(_GOOD_NEWS), dtype=np.int64)
@@ -121,6 +125,8 @@ class TrainingSeries:
         self.role = metric_role(rule_name)
         self.n_seen = 0
         self.first: float | None = None
+        # a loss's lowest finite value so far, its last, and its falls since it last rose (see _converged)
+        self.lowest, self.prev, self.falls = math.inf, math.nan, 0
         # A score's resolution: the smallest move between consecutive values so far (1/32 for the accuracy of
         # batches of 32), and the last value. A move of one step is one example more or fewer: counting noise.
         self.quantum, self.last = math.inf, math.nan
@@ -167,7 +173,8 @@ class TrainingSeries:
         elif self.service is not None:
             found = self._served(steps_arr, vals, times)
         self._note_first(vals)
-        found = [f for f in found if not (self._hard_batch(f) or self._at_floor(f))]
+        converged = self._converged(vals)
+        found = [f for f in found if not (self._hard_batch(f) or self._at_floor(f) or converged(f))]
         found += self._run_checks(steps_arr, vals, lr)
         self.n_seen += int(vals.size)
         return sorted(found, key=lambda f: f.index)
@@ -299,6 +306,34 @@ class TrainingSeries:
         """A training loss "diverging" while it stays under :data:`LOSS_FLOOR` of the run's first loss."""
         return finding.reason == "diverging" and self.checks and _under_floor(finding.value, self.first)
 
+    def _converged(self, vals: np.ndarray) -> Callable[[Finding], bool]:
+        """Whether a finding is a loss's ``flat`` at the lowest value it has had, reached by a descent of at least
+        :data:`CONVERGED_FALLS` falls with no rise since: a deterministic fit at its optimum (LBFGS stops at its
+        tolerance, its loss repeating to the last bit: paged critical on 3 of 3 healthy runs, /work/rev-ad). A
+        batch's loss rises every few steps, so a loss that froze after them (a loop logging a stale value), or
+        above its lowest, is still flat."""
+        finite = vals[np.isfinite(vals)]
+        prev = np.concatenate([[self.prev], finite[:-1]]) if finite.size else finite
+        with np.errstate(invalid="ignore"):
+            rose = finite > prev + _ULP * np.abs(prev)
+            fell = finite < prev - _ULP * np.abs(prev)
+        falls = np.cumsum(fell) + self.falls  # falls since the chunk began, on the carried count
+        # less the falls counted up to the last rise at or before each point
+        since = falls - np.maximum.accumulate(np.where(rose, falls - fell, 0)) if finite.size else falls
+        lows = np.minimum.accumulate(np.concatenate([[self.lowest], finite]))[1:]
+        at = np.flatnonzero(np.isfinite(vals))  # each value's place among the finite ones, for the findings
+        base = self.n_seen
+        if finite.size:
+            self.prev, self.lowest, self.falls = float(finite[-1]), float(lows[-1]), int(since[-1])
+
+        def converged(f: Finding) -> bool:
+            if self.role != "loss" or f.reason != "flat" or not math.isfinite(f.value):
+                return False
+            k = int(np.searchsorted(at, f.index - base))
+            return int(since[k]) >= CONVERGED_FALLS and f.value <= lows[k] + _ULP * abs(lows[k])
+
+        return converged
+
     def _note_first(self, vals: np.ndarray) -> None:
         if self.first is None and (finite := vals[np.isfinite(vals)]).size:
             self.first = float(finite[0])
@@ -338,6 +373,9 @@ class TrainingSeries:
             "threshold": self.threshold,
             "n_seen": self.n_seen,
             "first": self.first,
+            "lowest": None if math.isinf(self.lowest) else self.lowest,
+            "prev": None if math.isnan(self.prev) else self.prev,
+            "falls": self.falls,
             "quantum": None if math.isinf(self.quantum) else self.quantum,
             "last": None if math.isnan(self.last) else self.last,
             "monitor": self.monitor.to_state() if self.monitor else None,
@@ -356,6 +394,10 @@ class TrainingSeries:
     def from_state(cls, state: dict[str, Any]) -> TrainingSeries:
         s = cls(state["metric"], split=state["split"], threshold=state["threshold"])
         s.n_seen, s.first = int(state["n_seen"]), state["first"]
+        # (absent from states written before: the descent is counted from here)
+        s.lowest = math.inf if state.get("lowest") is None else float(state["lowest"])
+        s.prev = math.nan if state.get("prev") is None else float(state["prev"])
+        s.falls = int(state.get("falls", 0))
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
         s.losses = [math.inf if v is None else float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]
