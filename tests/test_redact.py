@@ -1160,3 +1160,33 @@ def test_long_values_and_glued_tokens_are_redacted_whole(text: str) -> None:
 def test_prose_with_a_long_value_keeps_its_key() -> None:
     out = Redactor().scrub("the password is " + "Zq9" * 200 + " ok")
     assert out.startswith("the password is [REDACTED") and out.endswith(" ok")
+
+
+_JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+    ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+_PROVIDER_KEYS = [
+    "AKIAZ7QW3RTY5UIO9PLK",
+    _JWT,
+    "ghp_" + "A1b2C3d4E5" * 3 + "A1b2C3",
+    "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+    "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+]
+
+
+@pytest.mark.parametrize("key", _PROVIDER_KEYS, ids=lambda k: k[:6])
+@pytest.mark.parametrize("word", ["loss", "layer3", "encoder.layers.0.q_proj.weight", "uploading with creds"])
+def test_a_provider_key_glued_on_with_an_underscore_is_redacted(redactor: Redactor, word: str, key: str) -> None:
+    """``\\b`` is no boundary after "_": "layer3_AKIA...", "creds_ghp_..." and "val_acc_eyJ..." kept the key whole,
+    in metric names, text and attribute keys alike (/work/rev-ae D5: the AWS key 38 times in the index)."""
+    glued = f"{word}_{key}"
+    leaked = [key[i : i + 12] for i in range(len(key) - 11)]
+    for out in (redactor.scrub(glued), redactor.scrub(glued, ident=True), *redactor.mapping({glued: 1})):
+        assert not any(part in out for part in leaked), out
+
+
+def test_identifiers_that_only_look_like_a_prefix_after_an_underscore_stay(redactor: Redactor) -> None:
+    for name in ("layer_norm_sk_weight", "model_hf_base_v2", "train_xoxo_count", "feat_AIza", "run_ghp_count"):
+        assert redactor.scrub(name, ident=True) == name
