@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import faust
+from aitrace.processors import table_codec
 from aitrace.processors.chunk_wire import SWEEP, split_chunks
 from aitrace.processors.decode import RecordDecoder
 from aitrace.processors.dlq import DeadLetter
@@ -32,6 +33,7 @@ from aitrace.producers.config import KafkaConfig, Settings
 from aitrace.schemas.codec import AvroDeserializer
 from aitrace.schemas.registry import registry_at
 from aitrace.sinks.documents import Action
+from faust.types import TableT
 
 log = logging.getLogger("aitrace.processors")
 
@@ -51,6 +53,18 @@ def record_decoder(kafka: KafkaConfig) -> RecordDecoder:
 _JSON: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
 
 
+def _table(app: faust.App, name: str, partitions: int) -> TableT[Any, Any]:
+    """A table whose changelog a record that is not JSON cannot halt: it reads as a value the pipeline drops
+    (:mod:`table_codec`). Faust takes a table's changelog codecs from its key and value types, not its schema,
+    and makes its changelog topic with the table: it is made again, as Faust makes it, with these codecs (before
+    the app starts, which reads the topic a table has then)."""
+    table = app.Table(name, partitions=partitions, schema=_JSON)
+    made: Any = table  # Faust's Table: its codecs and its topic maker are not in TableT
+    made.key_serializer = made.value_serializer = table_codec.NAME
+    made.changelog_topic = made._new_changelog_topic()
+    return table
+
+
 class Runtime:
     """What the agents share: the pipeline, the topics and tables, the indexing and the guard."""
 
@@ -64,9 +78,9 @@ class Runtime:
         self.input_names = tuple(settings.kafka.topic(t) for t in INPUT_TOPICS)
         self.ticks_name = self.outputs.ticks_name
         self.inputs = app.topic(*self.input_names, self.ticks_name, partitions=n, value_type=bytes)
-        self.traces = app.Table("traces", partitions=n, schema=_JSON)
+        self.traces = _table(app, "traces", n)
         # key: entity (run/<id>, model/<name>, data/<ds>/<stage>); value: {series: state}
-        self.series_state = app.Table("series", partitions=n, schema=_JSON)
+        self.series_state = _table(app, "series", n)
         self.indexing = Indexing(settings.search, options.index, self.pipeline.dlq, self.outputs)
         self.guarded = Guard(self._quarantine).guarded
         self._started = time.monotonic()

@@ -184,3 +184,17 @@ def test_states_the_worker_wrote_read_back_through_json_are_sound() -> None:
         pipe.tick(0, traces, now=1e9 + offset)
     assert alerts and any(s.get("incident") for v in table.values() for s in v.values() if isinstance(s, dict))
     assert pipe.counters["corrupt_state"] == 0
+
+
+def test_a_changelog_record_that_is_not_json_reads_as_a_value_the_pipeline_drops() -> None:
+    """The tables' changelog codec (processors/table_codec.py) reads JSON as Faust's does and anything else as a
+    marker, where Faust's raised and halted the worker's recovery: a value is then dropped and counted."""
+    from aitrace.processors.table_codec import UNDECODABLE, TolerantJSON
+
+    codec = TolerantJSON()
+    assert codec.loads(codec.dumps({"run/r": {"a": [1, 2.5, None]}})) == {"run/r": {"a": [1, 2.5, None]}}
+    assert [codec.loads(raw) for raw in (b"\xff", b"not json", b"{")] == [UNDECODABLE] * 3
+    pipe = Pipeline(WorkerOptions(index=True))
+    table = {"model/m": codec.loads(b"\xff")}
+    pipe.series(_chunk(1), table)
+    assert pipe.counters["corrupt_state"] == 1 and isinstance(table["model/m"], dict)

@@ -383,3 +383,34 @@ def test_a_worker_given_the_schema_registry_reads_registry_framed_records(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_record_that_is_not_json_on_a_tables_changelog_does_not_stop_the_worker_starting(
+    kafka: Any, search: Any, unique_name: Callable[[str], str], worker_factory: Callable[..., Worker]
+) -> None:
+    """The tables are restored from their changelog topics, which any client can write: one record whose key or
+    value is not JSON (``b"\\xff"``) made Faust's recovery log "Error in recovery" and wait for that offset for
+    ever, and the worker never became ready again (/work/rev-ae D7). It reads as a value the pipeline drops."""
+    prefix = unique_name("changelog")
+    system, training = f"{prefix}.events.system", f"{prefix}.events.training"
+    worker = worker_factory(kafka.bootstrap, search.url, prefix)
+    worker.start()
+    tr, first = _trace_batch(2)
+    block = S.metric_block(trace=tr, run_id="r1", start_step=0, series={"loss": [1.0, 0.9, 0.8, 0.7]})
+    _produce(kafka.bootstrap, [(system, tr, S.encode(first)), (training, tr, S.encode(S.batch([], [block])))])
+    events_index = f"{prefix}-events-*"
+    _wait("the first batch indexed", lambda: _count(search.url, events_index) >= 2, worker)
+    time.sleep(4)  # the metric points indexed too
+    before = _count(search.url, events_index)
+    worker.stop()
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for table in ("series", "traces"):
+        for key, value in ((b'"run/r1"', b"\xff"), (b"\xff", b"{}"), (b"\xff\xfe", b"not json")):
+            for partition in (0, 1):
+                producer.produce(f"{prefix}-app-{table}-changelog", key=key, value=value, partition=partition)
+    assert producer.flush(30) == 0
+    worker.start()
+    tr, second = _trace_batch(3)
+    _produce(kafka.bootstrap, [(system, tr, S.encode(second))])
+    after = before + len(second["events"])
+    _wait("the batch after the restart indexed", lambda: _count(search.url, events_index) == after, worker, timeout=120)
