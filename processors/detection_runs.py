@@ -184,7 +184,8 @@ class RunSeriesDetectors(SeriesStateBase):
         its start the converged loss at the upgrade (false under-fitting on 10 of 120 healthy runs, /work/rev-aa)."""
         if ("train", "loss") in named:  # (a validation loss alone leaves the training one to be found)
             return None, None
-        kept = (self.table.get(f"run/{run_id}/checks") or {}).get(LOSS_NAME)
+        checks = self.table.get(f"run/{run_id}/checks")  # (of any shape: a client's changelog record)
+        kept = checks.get(LOSS_NAME) if type(checks) is dict else None
         if isinstance(kept, str):
             return kept or None, None
         alias = run_loss_name(name for split, name in named if split == "train")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
 
 import orjson
+from aitrace.processors import rollup
 from aitrace.processors.incidents import IncidentPolicy, IncidentTracker, SeriesContext, sound_incident
 from aitrace.sinks.documents import Action
 
@@ -186,6 +187,8 @@ def unsound(state: Any, source: str) -> str | None:
     for room in ("pred", "wait"):
         if type(state.get(room, {})) is not dict:
             return room
+    if "win" in state and not rollup.sound_window(state["win"]):
+        return "win"
     return None
 
 

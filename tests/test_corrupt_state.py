@@ -198,3 +198,43 @@ def test_a_changelog_record_that_is_not_json_reads_as_a_value_the_pipeline_drops
     table = {"model/m": codec.loads(b"\xff")}
     pipe.series(_chunk(1), table)
     assert pipe.counters["corrupt_state"] == 1 and isinstance(table["model/m"], dict)
+
+
+def _run_chunk(off: int, name: str) -> bytes:
+    """20 steps of a run's training ``name`` in 2 ms of event time: rolled up (its state keeps an open window)."""
+    st = np.arange(off * 20, off * 20 + 20)
+    series = {f"train|{name}": {"steps": st, "times": T0 + st * 100, "values": 1.0 / (1 + st), "rollup": True}}
+    return pack_chunk(
+        {"kind": "run", "entity": "run/r", "run_id": "r", "service": "s", "trace_id": "0" * 32, "src": "t:0",
+         "off": off, "bid": f"b{off}", "series": series,
+         "ctx": {"trace_id": "0" * 32, "span_id": "1" * 16, "service": "s", "run_id": "r"}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("run/r/checks", "x"), ("run/r/checks", [1]), ("run/r/checks", 7),
+        ("run/r/train/mse", "win a string"), ("run/r/train/mse", {"id": "a"}), ("run/r/train/mse", "no count"),
+    ],
+)  # fmt: skip
+def test_a_runs_checks_or_open_window_of_another_shape_is_dropped_and_the_run_goes_on(key: str, value: Any) -> None:
+    """A run whose loss goes by another name (``mse``) read its checks' state before it was checked, and a rolled-up
+    series its open window: a state of another shape made every later chunk of the run raise, to the dead-letter
+    topic, its detection and rollups with it (/work/rev-ae D2)."""
+    pipe = Pipeline(WorkerOptions(index=True))
+    table: dict[str, Any] = {}
+    pipe.series(_run_chunk(0, "mse"), table)
+    states = orjson.loads(orjson.dumps(table, option=_JSON))  # as a restart reads them
+    assert pipe.counters["corrupt_state"] == 0 and "win" in states["run/r"]["run/r/train/mse"]
+    if key == "run/r/checks":
+        states["run/r"][key] = value
+    else:
+        win = states["run/r"][key]["win"]
+        win = value if value == "win a string" else {**win, "id": "a"} if value == {"id": "a"} else {
+            k: v for k, v in win.items() if k != "count"}  # fmt: skip
+        states["run/r"][key]["win"] = win
+    pipe = Pipeline(WorkerOptions(index=True))
+    for off in range(1, 4):
+        pipe.series(_run_chunk(off, "mse"), states)
+    assert pipe.counters["corrupt_state"] == 1

@@ -185,3 +185,17 @@ def test_the_points_that_come_after_the_runs_end_are_indexed() -> None:
     assert (window["count"], window["last_step"]) == (8, 7)
     resumed = [*records, *(([], [_block(lo, lo + 2, step_us=10_000)]) for lo in range(8, 108, 2))]
     assert _indexed(resumed)[0]["count"] < 108  # one 10 s window of 1.08 s: the resumed points not each written
+
+
+def test_an_end_dated_far_ahead_writes_the_window_no_more_than_its_rewrites() -> None:
+    """Points dated at or before the run's end are written as they come; an end a day ahead of its points (a
+    client's clock) made each of a resumed run's 600 chunks in one window write it again (/work/rev-ae D8)."""
+    state: dict = {}
+    ctx = {"trace_id": "t", "span_id": "s", "run_id": "r", "service": "trainer"}
+    rollup.update(state, ctx, "loss", "train", np.array([0]), np.array([T0]), np.array([1.0]), window_us=10**7)
+    rollup.flush(state, T0 + 86_400 * 10**6)
+    written = 0
+    for i in range(1, 601):  # 600 chunks of one point, 1 ms apart: one 10-second window
+        step = np.array([i])
+        written += len(rollup.update(state, ctx, "loss", "train", step, T0 + 1000 * step, np.ones(1), window_us=10**7))
+    assert written <= 2 * rollup.REWRITES
