@@ -119,10 +119,13 @@ def rollup_action(
     ``nonfinite`` counts the NaN/Inf points of the window (a window of only those has
     ``count`` 0 and no value).
 
-    ``_id`` = ``rollup:<trace_id>:<split>:<name>:<window_us>:<window_start_us>``: a
-    window recomputed after redelivery overwrites itself.
+    ``_id`` = ``rollup:<trace_id>:<run_id>:<split>:<name>:<window_us>:<window_start_us>``: a
+    window recomputed after redelivery overwrites itself. The run id is in it: the runs of a sweep
+    logged inside one driver's span share its trace, and each overwrote the others' windows
+    (/work/rev-ae D3: of two trials, one had no loss document).
     """
-    doc_id = f"rollup:{ctx.get('trace_id')}:{split or ''}:{name}:{window_us}:{window_start_us}"
+    run = ctx.get("run_id") or ""
+    doc_id = f"rollup:{ctx.get('trace_id')}:{run}:{split or ''}:{name}:{window_us}:{window_start_us}"
     metric = {
         "name": name,
         "value": num(mean),

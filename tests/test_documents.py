@@ -515,6 +515,19 @@ def test_rollup_document_counts_nonfinite_points_and_is_mapped() -> None:
         assert_mapped(a["_source"], "events")
 
 
+def test_the_windows_of_two_runs_in_one_trace_are_two_documents() -> None:
+    """The runs of a sweep logged inside one driver's span share its trace: each run's window had the same ``_id``
+    and the last run's overwrote the others' (/work/rev-ae D3)."""
+    base = d.block_context(MetricBlock.from_record(block(10, step_us=1000)))
+    common = {"name": "loss", "split": "train", "window_us": 10_000_000, "first_step": 0, "last_step": 9}
+    ids = {
+        d.rollup_action({**base, "run_id": run}, window_start_us=T0, count=1, minimum=1.0, maximum=1.0, mean=1.0,
+                        last=1.0, **common)["_id"]
+        for run in ("trial-0", "trial-1")
+    }  # fmt: skip
+    assert len(ids) == 2
+
+
 def test_metric_block_length_mismatch_is_a_document_error() -> None:
     bad = block(10, step_us=1000)
     bad["series"][0]["values"] = [1.0]

@@ -738,7 +738,7 @@ def test_rollup_windows_match_numpy_and_reemit_the_same_ids() -> None:
     wid = times // 10_000_000
     for w in np.unique(wid)[:-1]:  # complete windows
         sel = wid == w
-        m = final[f"rollup:{'a' * 32}::loss:10000000:{w * 10_000_000}"]
+        m = final[f"rollup:{'a' * 32}:r::loss:10000000:{w * 10_000_000}"]
         assert (
             m["count"] == sel.sum()
             and m["min"] == pytest.approx(values[sel].min())
