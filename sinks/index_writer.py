@@ -26,4 +26,9 @@ async def open_indexer(
     # Templates before the first document: a daily index created without them would get dynamic mappings.
     installed = await install_templates_async(client, capabilities_of(client), prefix=search.index_prefix)
     log.info("index templates: %s", ", ".join(installed))
-    return client, BulkIndexer(client, on_reject=on_reject, index_prefix=search.index_prefix)
+
+    async def templates_again() -> None:  # a server restarted empty (osmem-server keeps them in memory)
+        await install_templates_async(client, capabilities_of(client), prefix=search.index_prefix)
+
+    indexer = BulkIndexer(client, on_reject=on_reject, index_prefix=search.index_prefix, on_reconnect=templates_again)
+    return client, indexer

@@ -123,9 +123,13 @@ class BulkIndexer:
         on_reject: RejectCallback | None = None,
         config: IndexerConfig | None = None,
         index_prefix: str | None = None,
+        on_reconnect: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         """``index_prefix``: write actions named under the canonical prefix under this one (see the
-        module doc); None writes every ``_index`` as given."""
+        module doc); None writes every ``_index`` as given. ``on_reconnect``: awaited before the first
+        request after the cluster could not be reached (the worker puts its index templates again: a
+        search server restarted empty, as osmem-server does, had lost them, and the day's index was made
+        with dynamic mappings, its run ids ``text``); it raising is one more failed attempt."""
         self.config = cfg = config or IndexerConfig()
         self._index_prefix = index_prefix
         # The indexer owns retries: no transport-level retry loops without backoff.
@@ -133,6 +137,8 @@ class BulkIndexer:
             max_retries=0, retry_on_status=(), retry_on_timeout=False, request_timeout=cfg.request_timeout_s
         )
         self._on_reject = on_reject
+        self._on_reconnect = on_reconnect
+        self._unreached = False  # the last attempt could not reach the cluster: on_reconnect before the next
         self.chunk_docs = cfg.initial_chunk_docs
         self.concurrency = cfg.initial_concurrency
         self._in_flight = 0
@@ -265,6 +271,12 @@ class BulkIndexer:
         for doc in docs:
             doc.attempts += 1
         self.counters["requests"] += 1
+        if self._unreached and self._on_reconnect is not None:
+            try:
+                await self._on_reconnect()
+            except Exception as exc:  # (an answer of 5xx too: the cluster is not back yet)
+                return self._trouble(docs, "connection", exc), []
+        self._unreached = False
         try:
             started = time.monotonic()
             items = await self._bulk(docs)
@@ -272,6 +284,7 @@ class BulkIndexer:
         except ConnectionTimeout as exc:
             return self._trouble(docs, "timeout", exc), []
         except TransportError as exc:
+            self._unreached = True
             return self._trouble(docs, "connection", exc), []
         retry: list[_Doc] = []
         whole_request_status = _whole_request_status(items)

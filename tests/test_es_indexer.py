@@ -159,6 +159,30 @@ def test_server_down_for_a_while_loses_nothing(fresh_search: OsmemProcess) -> No
     assert count(url, index) == 1_000  # the restarted server holds every document sent while it was down
 
 
+def test_the_reconnect_hook_runs_before_the_first_request_after_the_cluster_was_unreachable() -> None:
+    """The worker puts its index templates again there (a search server restarted empty had lost them); the hook
+    failing is one more failed attempt, retried. Here the server never comes back."""
+    url = f"http://127.0.0.1:{free_port()}"
+    calls: list[int] = []
+
+    async def reconnect() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("still down")
+
+    cfg = IndexerConfig(initial_backoff_s=0.01, max_backoff_s=0.02, max_attempts=6)
+
+    async def body(client: AsyncElasticsearch) -> BulkIndexer:
+        indexer = BulkIndexer(client, config=cfg, on_reconnect=reconnect)
+        with pytest.raises(RetriesExhausted):
+            await indexer.index(docs("never", 5))
+        return indexer
+
+    indexer = run_with_client(url, body)
+    # attempt 1 is refused (the server is down), attempts 2-3 stop at the hook, 4-6 send and are refused again
+    assert len(calls) == 5 and indexer.counters["requests"] == 6
+
+
 def test_close_while_the_cluster_is_down_raises_instead_of_acknowledging() -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
