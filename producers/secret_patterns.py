@@ -171,7 +171,8 @@ PATTERNS: list[tuple[str, str, str]] = [
     # and an identifier that glued a key on with it ("layer3_AKIA...", "creds_ghp_...", "val_acc_eyJ...") sent the
     # key to the index whole (/work/rev-ae D5)
     ("jwt", "lit", r"(?<![A-Za-z0-9])eyJ[A-Za-z0-9_-]{5,2048}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-    ("openai_key", "lit", r"(?<![A-Za-z0-9])sk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    # (not after "_": "run_sk-learn-baseline-...", "train_sk-00001-of-01024" are run and shard names, /work/rev-af)
+    ("openai_key", "lit", r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     (
         "stripe_key",
         "lit",
@@ -188,9 +189,15 @@ PATTERNS: list[tuple[str, str, str]] = [
         r"(?<![A-Za-z0-9])(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas|glffct)-[A-Za-z0-9_-]{20,64}"
         r"|(?<![A-Za-z0-9])GR1348941[A-Za-z0-9_-]{20,}",
     ),
-    ("slack_token", "lit", r"(?<![A-Za-z0-9])xox[abposre]-[A-Za-z0-9-]{10,}|(?<![A-Za-z0-9])xapp-\d-[A-Za-z0-9-]{10,}"),
+    # after "_", a workspace's digits first ("hugs_xoxo-forever-and-always" is a name)
+    (
+        "slack_token",
+        "lit",
+        r"\bxox[abposre]-[A-Za-z0-9-]{10,}|(?<=_)xox[abposre]-\d[A-Za-z0-9-]{9,}|(?<![A-Za-z0-9])xapp-\d-[A-Za-z0-9-]{10,}",
+    ),
     ("google_key", "lit", r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}"),
-    ("huggingface_token", "lit", r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}"),
+    # after "_", a token's mixed case: "cache_hf_bertbaseuncased..." and "ckpt_hf_<sha>" are file names
+    ("huggingface_token", "lit", r"\bhf_[A-Za-z0-9]{30,}|(?<=_)hf_(?=[a-z0-9]*[A-Z])[A-Za-z0-9]{30,}"),
     ("pypi_token", "lit", r"(?<![A-Za-z0-9])pypi-AgE[A-Za-z0-9_-]{50,}"),
     ("npm_token", "lit", r"(?<![A-Za-z0-9])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])|(?i:_authToken)\s*=\s*[^\s\"']+"),
     ("sendgrid_key", "lit", r"(?<![A-Za-z0-9])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,50}"),
@@ -199,8 +206,8 @@ PATTERNS: list[tuple[str, str, str]] = [
         "lit",
         r"(?<![A-Za-z0-9])sq0(?:atp|csp|idp)-[0-9A-Za-z_-]{22,43}|(?<![A-Za-z0-9])EAAA[A-Za-z0-9_-]{60}",
     ),
-    ("twilio_key", "long", r"(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])"),
-    ("mailchimp_key", "long", r"(?<![A-Za-z0-9])[0-9a-f]{32}-us\d{1,2}(?![A-Za-z0-9])"),
+    ("twilio_key", "long", r"\b(?:AC|SK)[0-9a-f]{32}\b"),
+    ("mailchimp_key", "long", r"\b[0-9a-f]{32}-us\d{1,2}\b"),
     ("telegram_token", "long", r"(?<![\w:])\d{8,10}:[A-Za-z0-9_-]{35}(?![\w-])"),
     ("discord_token", "long", r"\b[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,38}\b"),
     (

@@ -1187,6 +1187,16 @@ def test_a_provider_key_glued_on_with_an_underscore_is_redacted(redactor: Redact
         assert not any(part in out for part in leaked), out
 
 
-def test_identifiers_that_only_look_like_a_prefix_after_an_underscore_stay(redactor: Redactor) -> None:
-    for name in ("layer_norm_sk_weight", "model_hf_base_v2", "train_xoxo_count", "feat_AIza", "run_ghp_count"):
-        assert redactor.scrub(name, ident=True) == name
+@pytest.mark.parametrize(
+    "name",
+    [
+        "layer_norm_sk_weight", "model_hf_base_v2", "train_xoxo_count", "feat_AIza", "run_ghp_count",
+        # run, shard and file names a review found redacted once keys glued on with "_" were (/work/rev-af D4)
+        "run_sk-learn-baseline-logreg-c1e-3-seed0", "exp_sk-resnet50-lr1e-3-bs256-cosine",
+        "/data/tfrecords/train_sk-00001-of-01024-shuffled", "ckpt_hf_3f2a9c1b4d7e6a5f8e9d0c1b2a3f4e5d6c7b8a9f.bin",
+        "cache_hf_bertbaseuncasedfinetunedsst2epoch3", "ckpt_5d41402abc4b2a76b9719d911017c592-us1.pt",
+        "hugs_xoxo-forever-and-always-2024", "run_ACde9f1c3b2a4d5e6f7a8b9c0d1e2f3a4b5c6.log",
+    ],
+)  # fmt: skip
+def test_identifiers_that_only_look_like_a_prefix_after_an_underscore_stay(redactor: Redactor, name: str) -> None:
+    assert redactor.scrub(name) == name and redactor.scrub(name, ident=True) == name
