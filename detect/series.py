@@ -83,7 +83,7 @@ from aitrace.detect.training import (
 # or more below that of the first LEARNING_REPORTS of its last LEARNING_SPAN: the model is leaving its flat start,
 # and its norm settles at a new level. A 6-layer ReLU net logged every 5 steps: norm 0.16 to 4.5 in 25 steps while
 # its loss fell 2.3 to 1.5, paged exploding, then 2.0 for good as a level shift; an explosion drags the loss up.
-LEARNING_REPORTS, LEARNING_SPAN, LEARNING_FALL = 4, 16, 0.1
+LEARNING_REPORTS, LEARNING_SPAN, LEARNING_FALL = 4, 16, 0.05
 # A training loss three decades under the run's first loss has learnt all but a thousandth of it: there a batch's
 # loss is set by one example or two and by float precision (0 and 1e-8 among 1e-5), so its moves by decades are no
 # evidence. Runs that memorize their rows (the bench's tabular MLPs on 48 rows, losses 1e-8 to 3e-5 from 0.7: 4-5
@@ -95,6 +95,7 @@ LOSS_FLOOR = 1e-3
 _NORM_RISES = frozenset({"exploding", "spike", "level_shift", "variance_change"})
 _ULP = 1e-6  # a float32's relative precision, with room: values this close are one value
 CONVERGED_FALLS = 8  # falls with no rise that lead a loss to the value it repeats: a deterministic fit converged
+CONVERGED_STEP = 1e-5  # ... the last of them this small (relative): it slowed to a stop (LBFGS: 2e-7 to 6e-7)
 
 # a score's rises are good news and its repeats quantization (an accuracy that holds 0.98)
 _GOOD_NEWS = frozenset({CODE_SPIKE, CODE_LEVEL_UP, CODE_FLAT})
@@ -126,7 +127,7 @@ class TrainingSeries:
         self.n_seen = 0
         self.first: float | None = None
         # a loss's lowest finite value so far, its last, and its falls since it last rose (see _converged)
-        self.lowest, self.prev, self.falls = math.inf, math.nan, 0
+        self.lowest, self.prev, self.falls, self.last_fall = math.inf, math.nan, 0, math.nan
         # A score's resolution: the smallest move between consecutive values so far (1/32 for the accuracy of
         # batches of 32), and the last value. A move of one step is one example more or fewer: counting noise.
         self.quantum, self.last = math.inf, math.nan
@@ -308,10 +309,11 @@ class TrainingSeries:
 
     def _converged(self, vals: np.ndarray) -> Callable[[Finding], bool]:
         """Whether a finding is a loss's ``flat`` at the lowest value it has had, reached by a descent of at least
-        :data:`CONVERGED_FALLS` falls with no rise since: a deterministic fit at its optimum (LBFGS stops at its
-        tolerance, its loss repeating to the last bit: paged critical on 3 of 3 healthy runs, /work/rev-ad). A
-        batch's loss rises every few steps, so a loss that froze after them (a loop logging a stale value), or
-        above its lowest, is still flat."""
+        :data:`CONVERGED_FALLS` falls with no rise since, the last of them under :data:`CONVERGED_STEP`: a
+        deterministic fit at its optimum (LBFGS stops at its tolerance, its loss repeating to the last bit: paged
+        critical on 3 of 3 healthy runs, /work/rev-ad). A batch's loss rises every few steps, so a loss that froze
+        after them (a loop logging a stale value), or above its lowest, is still flat; so is a full-batch descent
+        stopped mid-way, its last fall large (an lr schedule that went to 0: 1e-3 of the loss a step, /work/rev-af)."""
         finite = vals[np.isfinite(vals)]
         prev = np.concatenate([[self.prev], finite[:-1]]) if finite.size else finite
         with np.errstate(invalid="ignore"):
@@ -321,16 +323,23 @@ class TrainingSeries:
         # less the falls counted up to the last rise at or before each point
         since = falls - np.maximum.accumulate(np.where(rose, falls - fell, 0)) if finite.size else falls
         lows = np.minimum.accumulate(np.concatenate([[self.lowest], finite]))[1:]
+        # the size of the last fall at or before each point, relative to the value it fell from
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sizes = np.concatenate([[self.last_fall], np.where(fell, (prev - finite) / np.abs(prev), np.nan)])
+        last = np.maximum.accumulate(np.where(np.isfinite(sizes), np.arange(sizes.size), 0))
+        steps = sizes[last][1:]
         at = np.flatnonzero(np.isfinite(vals))  # each value's place among the finite ones, for the findings
         base = self.n_seen
         if finite.size:
             self.prev, self.lowest, self.falls = float(finite[-1]), float(lows[-1]), int(since[-1])
+            self.last_fall = float(steps[-1])
 
         def converged(f: Finding) -> bool:
             if self.role != "loss" or f.reason != "flat" or not math.isfinite(f.value):
                 return False
             k = int(np.searchsorted(at, f.index - base))
-            return int(since[k]) >= CONVERGED_FALLS and f.value <= lows[k] + _ULP * abs(lows[k])
+            lowest = f.value <= lows[k] + _ULP * abs(lows[k])
+            return int(since[k]) >= CONVERGED_FALLS and lowest and bool(steps[k] <= CONVERGED_STEP)
 
         return converged
 
@@ -376,6 +385,7 @@ class TrainingSeries:
             "lowest": None if math.isinf(self.lowest) else self.lowest,
             "prev": None if math.isnan(self.prev) else self.prev,
             "falls": self.falls,
+            "last_fall": None if math.isnan(self.last_fall) else self.last_fall,
             "quantum": None if math.isinf(self.quantum) else self.quantum,
             "last": None if math.isnan(self.last) else self.last,
             "monitor": self.monitor.to_state() if self.monitor else None,
@@ -397,7 +407,11 @@ class TrainingSeries:
         # (absent from states written before: the descent is counted from here)
         s.lowest = math.inf if state.get("lowest") is None else float(state["lowest"])
         s.prev = math.nan if state.get("prev") is None else float(state["prev"])
-        s.falls = int(state.get("falls", 0))
+        falls = state.get("falls", 0)
+        if type(falls) is not int or not 0 <= falls < 2**62:  # (1e30 from a forged changelog overflowed a C long)
+            raise ValueError(f"falls must be an int in [0, 2**62), got {falls!r}")
+        s.falls = falls
+        s.last_fall = math.nan if state.get("last_fall") is None else float(state["last_fall"])
         s.quantum = math.inf if state.get("quantum") is None else float(state["quantum"])
         s.last = math.nan if state.get("last") is None else float(state["last"])
         s.losses = [math.inf if v is None else float(v) for v in state.get("losses", [])][-LEARNING_SPAN:]

@@ -249,7 +249,10 @@ def _trim_evaluations(va: list[Sequence[float]]) -> None:
     cut = len(va) - (_MAX_VAL_KEPT - 2)
     old, kept = va[:cut], va[cut:]
     best = min(range(len(old)), key=lambda i: old[i][1])
-    if old[best][1] >= min(x[1] for x in kept):
+    # a best at a later step than the evaluations kept is a branch the run went back from (resumed from an earlier
+    # checkpoint): it is no reference for the run as it stands (a resumed run still improving paged over-fitting
+    # against it, /work/rev-af D3), and it goes as any evaluation does
+    if old[best][1] >= min(x[1] for x in kept) or old[best][0] > min(x[0] for x in kept):
         va[:] = va[-_MAX_VAL_KEPT:]
         return
     peak = max(range(best), key=lambda i: old[i][1]) if best else None

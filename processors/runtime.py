@@ -60,7 +60,7 @@ def _table(app: faust.App, name: str, partitions: int) -> TableT[Any, Any]:
     the app starts, which reads the topic a table has then)."""
     table = app.Table(name, partitions=partitions, schema=_JSON)
     made: Any = table  # Faust's Table: its codecs and its topic maker are not in TableT
-    made.key_serializer = made.value_serializer = table_codec.NAME
+    made.key_serializer, made.value_serializer = table_codec.KEY_NAME, table_codec.NAME
     made.changelog_topic = made._new_changelog_topic()
     return table
 

@@ -15,6 +15,7 @@ from typing import Any
 from faust.serializers import codecs
 
 NAME = "aitrace_json"
+KEY_NAME = "aitrace_json_key"
 UNDECODABLE = "\x00aitrace: undecodable changelog record"
 
 
@@ -33,4 +34,14 @@ class TolerantJSON(codecs.Codec):
             return UNDECODABLE
 
 
+class TolerantJSONKey(TolerantJSON):
+    """:class:`TolerantJSON` for keys: the worker's keys are texts, and a key of another JSON type may not be
+    hashable (``{"a": 1}``, ``[[[1]]]``: Faust's store raised on it, halting recovery as a record not JSON did)."""
+
+    def _loads(self, s: bytes) -> Any:
+        key = super()._loads(s)
+        return key if type(key) is str else UNDECODABLE
+
+
 codecs.register(NAME, TolerantJSON())
+codecs.register(KEY_NAME, TolerantJSONKey())

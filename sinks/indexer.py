@@ -281,7 +281,8 @@ class BulkIndexer:
             started = time.monotonic()
             items = await self._bulk(docs)
             elapsed = time.monotonic() - started
-        except ConnectionTimeout as exc:
+        except ConnectionTimeout as exc:  # (a server restarting may answer nothing for a while)
+            self._unreached = True
             return self._trouble(docs, "timeout", exc), []
         except TransportError as exc:
             self._unreached = True

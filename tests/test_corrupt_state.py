@@ -238,3 +238,28 @@ def test_a_runs_checks_or_open_window_of_another_shape_is_dropped_and_the_run_go
     for off in range(1, 4):
         pipe.series(_run_chunk(off, "mse"), states)
     assert pipe.counters["corrupt_state"] == 1
+
+
+def test_a_changelog_key_of_another_json_type_reads_as_the_marker() -> None:
+    """The worker's keys are texts; a key of another JSON type may not be hashable (``{"a": 1}``, ``[[[1]]]``), and
+    Faust's store raised on it during recovery, halting it as a record that is not JSON did (/work/rev-af D1)."""
+    from aitrace.processors.table_codec import UNDECODABLE, TolerantJSONKey
+
+    codec = TolerantJSONKey()
+    assert codec.loads(codec.dumps("run/r")) == "run/r"
+    assert {codec.loads(raw) for raw in (b'{"a":1}', b"[[[1]]]", b"[1,2]", b"5", b"null", b"\xff")} == {UNDECODABLE}
+
+
+@pytest.mark.parametrize("falls", [10**30, -1, 1.5, "3"])
+def test_a_loss_state_whose_count_of_falls_is_forged_is_dropped(falls: Any) -> None:
+    """A count of 10**30 (a big JSON integer, any client's changelog record) overflowed a C long at every later
+    chunk of the run: each raised, to the dead-letter topic (/work/rev-af D2)."""
+    pipe, table = Pipeline(WorkerOptions(index=True)), {}
+    for off in range(3):
+        pipe.series(_run_chunk(off, "loss"), table)
+    states = orjson.loads(orjson.dumps(table, option=_JSON))
+    states["run/r"]["run/r/train/loss"]["rules"]["falls"] = falls
+    pipe = Pipeline(WorkerOptions(index=True))
+    for off in range(3, 6):
+        pipe.series(_run_chunk(off, "loss"), states)
+    assert pipe.counters["corrupt_state"] == 1
