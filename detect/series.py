@@ -314,6 +314,8 @@ class TrainingSeries:
         critical on 3 of 3 healthy runs, /work/rev-ad). A batch's loss rises every few steps, so a loss that froze
         after them (a loop logging a stale value), or above its lowest, is still flat; so is a full-batch descent
         stopped mid-way, its last fall large (an lr schedule that went to 0: 1e-3 of the loss a step, /work/rev-af)."""
+        if self.role != "loss":  # (a hot path: every series' every update; only a loss can have converged)
+            return lambda f: False
         finite = vals[np.isfinite(vals)]
         prev = np.concatenate([[self.prev], finite[:-1]]) if finite.size else finite
         with np.errstate(invalid="ignore"):
@@ -335,7 +337,7 @@ class TrainingSeries:
             self.last_fall = float(steps[-1])
 
         def converged(f: Finding) -> bool:
-            if self.role != "loss" or f.reason != "flat" or not math.isfinite(f.value):
+            if f.reason != "flat" or not math.isfinite(f.value):
                 return False
             k = int(np.searchsorted(at, f.index - base))
             lowest = f.value <= lows[k] + _ULP * abs(lows[k])
