@@ -310,7 +310,7 @@ class AlertStream:
             code = error.code() if isinstance(error, KafkaError) else -1
             if code not in self._reported_errors:  # once per kind; librdkafka keeps retrying
                 self._reported_errors.add(code)
-                log.warning("cannot read metadata of %s yet: %s", self.topic, error or exc)
+                log.warning("cannot read metadata of %s yet: %s%s", self.topic, error or exc, _hint(code))
             return
         topic = meta.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
@@ -406,8 +406,7 @@ class AlertStream:
             log.error("kafka: fatal: %s", error.str())
         elif error.code() not in self._reported_errors:
             self._reported_errors.add(error.code())
-            hint = _NO_BROKER if error.code() == KafkaError._ALL_BROKERS_DOWN else ""
-            log.warning("kafka: %s (retrying)%s", error.str(), hint)
+            log.warning("kafka: %s (retrying)%s", error.str(), _hint(error.code()))
 
 
 # what a tail started where no broker answers is told (search's unreachable server says the same of itself)
@@ -415,6 +414,12 @@ _NO_BROKER = (
     ": is a broker running? `aitrace up` starts the embedded one (run it where its .aitrace/ is); "
     "AITRACE_KAFKA_BOOTSTRAP or --bootstrap names another"
 )
+
+
+def _hint(code: int) -> str:
+    # Which of the two librdkafka reports first (a metadata request's transport failure or its
+    # all-brokers-down event) is a race; either one means nothing answered.
+    return _NO_BROKER if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) else ""
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from aitrace.schemas.codec import AvroSerializer
 from aitrace.sinks.alert_format import format_alert
 from aitrace.sinks.alert_ledger import LedgerError, VersionLedger
 from aitrace.sinks.alert_stream import AlertFilter, AlertStream, StopStream, severity_rank
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 T0 = 1_795_700_000_000_000  # 2026-11-26 13:33:20 UTC, epoch µs
@@ -483,6 +483,42 @@ def test_cli_tails_new_alerts_and_stops_gracefully_on_sigterm(kafka: Any, unique
 def test_cli_refuses_a_bad_limit() -> None:
     bad = run_cli("--limit", "0")
     assert bad.returncode == 2 and "--limit must be at least 1" in bad.stderr
+
+
+class _MetadataFails:
+    """A consumer whose metadata request fails as librdkafka's does when nothing listens."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        raise KafkaException(KafkaError(self.code))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("code", [KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN])
+@pytest.mark.parametrize("report", ["metadata request", "error callback"])
+def test_no_broker_hint_whichever_failure_librdkafka_reports_first(
+    code: int, report: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A metadata request's transport failure can come before the all-brokers-down event: the
+    # first line the operator reads says what to do either way (the CLI test flaked on it).
+    from aitrace.infra.service_probes import free_port
+
+    stream = AlertStream(settings_for(f"127.0.0.1:{free_port()}"))
+    stream._consumer.close()
+    stream._consumer = _MetadataFails(code)  # type: ignore[assignment]
+    stream._reported_errors.clear()  # the real consumer's close may have served an error already
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aitrace.alerts"):
+        if report == "metadata request":
+            stream._ensure_assigned()
+        else:
+            stream._on_error(KafkaError(code))
+    told = [r.getMessage() for r in caplog.records if r.name == "aitrace.alerts"]
+    assert len(told) == 1 and "`aitrace up` starts the embedded one" in told[0], told
 
 
 def test_cli_waits_quietly_then_stops_when_the_broker_is_down(unique_topic: Callable[[str], str]) -> None:
