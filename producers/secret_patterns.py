@@ -131,6 +131,14 @@ _VERSION_WORDS = _words(
     "cudatoolkit bios vbios rev revision tag image"
 )
 
+
+def _mixed(least: int, also: str = "") -> str:
+    """A token's body of ``least`` characters or more (letters, digits and ``also``) with upper case, lower case
+    and a digit among its first ``least``: random, not a word ("task_live_dashboard", "disk-usage-2024")."""
+    first = f"[A-Za-z0-9{also}]{{0,{least - 1}}}"
+    return rf"(?={first}[A-Z])(?={first}[a-z])(?={first}\d)[A-Za-z0-9{also}]{{{least},}}"
+
+
 # (kind, trigger, regex): a pattern runs only on text where its trigger (see :func:`triggers`) fired.
 # Patterns of the "kv" trigger are written in lower case and run on the lower-cased text: Python's
 # case-insensitive matching costs about ten times more (9 µs for an alternation of 14 words).
@@ -169,19 +177,28 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("bearer", "kv", r"\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*"),
     # A provider's literal prefix begins a key after anything but a letter or a digit: "\b" is no boundary after "_",
     # and an identifier that glued a key on with it ("layer3_AKIA...", "creds_ghp_...", "val_acc_eyJ...") sent the
-    # key to the index whole (/work/rev-ae D5)
-    ("jwt", "lit", r"(?<![A-Za-z0-9])eyJ[A-Za-z0-9_-]{5,2048}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-    # (not after "_": "run_sk-learn-baseline-...", "train_sk-00001-of-01024" are run and shard names, /work/rev-af)
-    ("openai_key", "lit", r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    # key to the index whole (/work/rev-ae D5). Glued to a letter or a digit ("layer3AKIA...", a JSON-escaped tab's
+    # "\tAKIA..."), a key is taken where its prefix cannot start a word's tail: a JWT's two "eyJ" parts, a literal
+    # such as "github_pat_", or a body that mixes upper case, lower case and digits as a random token does (_MIXED).
+    ("jwt", "lit", r"eyJ[A-Za-z0-9_-]{5,2048}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+    # (not after "_" unless random: "run_sk-learn-baseline-...", "train_sk-00001-of-01024" are run and shard names)
+    (
+        "openai_key",
+        "lit",
+        r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"
+        rf"|(?<=[A-Za-z0-9_])sk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?{_mixed(20, '_-')}",
+    ),
     (
         "stripe_key",
         "lit",
-        r"(?<![A-Za-z0-9])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|(?<![A-Za-z0-9])whsec_[A-Za-z0-9+/=]{24,}",
+        r"(?<![A-Za-z0-9])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|(?<![A-Za-z0-9])whsec_[A-Za-z0-9+/=]{24,}"
+        rf"|(?<=[A-Za-z0-9])(?:sk|rk|pk)_(?:live|test)_{_mixed(16)}",
     ),
     (
         "github_token",
         "lit",
-        r"(?<![A-Za-z0-9])(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|(?<![A-Za-z0-9])github_pat_[A-Za-z0-9_]{30,}",
+        r"(?<![A-Za-z0-9])(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
+        rf"|(?<=[A-Za-z0-9])(?:ghp|gho|ghu|ghs|ghr)_{_mixed(30)}",
     ),
     (
         "gitlab_token",
@@ -189,15 +206,15 @@ PATTERNS: list[tuple[str, str, str]] = [
         r"(?<![A-Za-z0-9])(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas|glffct)-[A-Za-z0-9_-]{20,64}"
         r"|(?<![A-Za-z0-9])GR1348941[A-Za-z0-9_-]{20,}",
     ),
-    # after "_", a workspace's digits first ("hugs_xoxo-forever-and-always" is a name)
+    # after "_" or glued, a workspace's digits first ("hugs_xoxo-forever-and-always" is a name)
     (
         "slack_token",
         "lit",
-        r"\bxox[abposre]-[A-Za-z0-9-]{10,}|(?<=_)xox[abposre]-\d[A-Za-z0-9-]{9,}|(?<![A-Za-z0-9])xapp-\d-[A-Za-z0-9-]{10,}",
+        r"\bxox[abposre]-[A-Za-z0-9-]{10,}|(?<=[A-Za-z0-9_])xox[abposre]-\d[A-Za-z0-9-]{9,}|xapp-\d-[A-Za-z0-9-]{10,}",
     ),
-    ("google_key", "lit", r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}"),
-    # after "_", a token's mixed case: "cache_hf_bertbaseuncased..." and "ckpt_hf_<sha>" are file names
-    ("huggingface_token", "lit", r"\bhf_[A-Za-z0-9]{30,}|(?<=_)hf_(?=[a-z0-9]*[A-Z])[A-Za-z0-9]{30,}"),
+    ("google_key", "lit", r"AIza[0-9A-Za-z_-]{35}"),
+    # after "_" or glued, a token's mixed case: "cache_hf_bertbaseuncased..." and "ckpt_hf_<sha>" are file names
+    ("huggingface_token", "lit", r"\bhf_[A-Za-z0-9]{30,}|(?<=[A-Za-z0-9_])hf_(?=[a-z0-9]*[A-Z])[A-Za-z0-9]{30,}"),
     ("pypi_token", "lit", r"(?<![A-Za-z0-9])pypi-AgE[A-Za-z0-9_-]{50,}"),
     ("npm_token", "lit", r"(?<![A-Za-z0-9])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])|(?i:_authToken)\s*=\s*[^\s\"']+"),
     ("sendgrid_key", "lit", r"(?<![A-Za-z0-9])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,50}"),
@@ -222,7 +239,10 @@ PATTERNS: list[tuple[str, str, str]] = [
     (
         "aws_access_key",
         "long",
-        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"
+        # glued on ("layer3AKIA...", "AKIA...EXAMPLEsuffix"): with a digit among the 16, which a run of upper-case
+        # letters (a protein's or a DNA sequence's "ACCA...") has not
+        r"|(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)(?=[A-Z]{0,15}\d)[A-Z0-9]{16}",
     ),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
     # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
@@ -251,7 +271,8 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
-    ("aws_secret_key", "long", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    # (not a JWT's first part with a word glued before it: "loss" and its first 36 characters are 40)
+    ("aws_secret_key", "long", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]|\.eyJ)"),
     (
         "email",
         "at",

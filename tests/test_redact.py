@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
 from collections import Counter
@@ -1185,6 +1186,29 @@ def test_a_provider_key_glued_on_with_an_underscore_is_redacted(redactor: Redact
     leaked = [key[i : i + 12] for i in range(len(key) - 11)]
     for out in (redactor.scrub(glued), redactor.scrub(glued, ident=True), *redactor.mapping({glued: 1})):
         assert not any(part in out for part in leaked), out
+
+
+@pytest.mark.parametrize(
+    "key",
+    [*_PROVIDER_KEYS, "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd", "AIzaSyD-1234567890abcdefGHIJKLMNOPQRSTU"],
+    ids=lambda k: k[:6],
+)
+@pytest.mark.parametrize("glued", ["layer3{}", "loss{}", "err\\t{}", "{}suffix", "x{}Y9"])
+def test_a_provider_key_glued_to_a_letter_or_a_digit_is_redacted(redactor: Redactor, glued: str, key: str) -> None:
+    """No separator at all: "layer3AKIA...", a JSON-escaped tab's "\\tAKIA...", "AKIA...EXAMPLEsuffix" kept the key
+    whole (/work/rev-af), and "loss" before a JWT made its first 36 characters an AWS secret's 40, leaving the rest."""
+    text = glued.format(key)
+    leaked = [key[i : i + 12] for i in range(len(key) - 11)]
+    for out in (redactor.scrub(text), redactor.scrub(text, ident=True)):
+        assert not any(part in out for part in leaked), out
+
+
+def test_upper_case_sequences_are_no_aws_key_ids(redactor: Redactor) -> None:
+    # a protein's "...AKIA..." or a DNA read's "...ACCA..." with 16 more letters: a glued key has a digit among them
+    rng = random.Random(0)
+    sequences = ["".join(rng.choice(alphabet) for _ in range(400)) for alphabet in ("ACDEFGHIKLMNPQRSTVWY", "ACGT")]
+    for text in sequences:
+        assert redactor.scrub(text) == text
 
 
 @pytest.mark.parametrize(
