@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -181,6 +182,56 @@ def test_the_reconnect_hook_runs_before_the_first_request_after_the_cluster_was_
     indexer = run_with_client(url, body)
     # attempt 1 is refused (the server is down), attempts 2-3 stop at the hook, 4-6 send and are refused again
     assert len(calls) == 5 and indexer.counters["requests"] == 6
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers: a server restarting, or hung."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_the_reconnect_hook_runs_after_a_request_timed_out(silent_port: int) -> None:
+    """A cluster that answers nothing (requests time out) may come back empty as one that refused connections."""
+    calls: list[int] = []
+
+    async def reconnect() -> None:
+        calls.append(1)
+        raise ConnectionError("still silent")
+
+    cfg = IndexerConfig(initial_backoff_s=0.01, max_backoff_s=0.02, max_attempts=3, request_timeout_s=0.3)
+
+    async def body(client: AsyncElasticsearch) -> BulkIndexer:
+        indexer = BulkIndexer(client, config=cfg, on_reconnect=reconnect)
+        with pytest.raises(RetriesExhausted):
+            await indexer.index(docs("never", 5))
+        return indexer
+
+    indexer = run_with_client(f"http://127.0.0.1:{silent_port}", body)
+    # attempt 1 times out; attempts 2 and 3 stop at the hook, which fails as the cluster is still silent
+    assert indexer.retried_by_reason["timeout"] == 5 and len(calls) == 2
 
 
 def test_close_while_the_cluster_is_down_raises_instead_of_acknowledging() -> None:
