@@ -256,6 +256,9 @@ def pathologies() -> list[tuple[str, str, Recipe]]:
         ),
         ("nan", "nan", Recipe("mlp", 0, lr=2e-3, poison="nan", poison_step=200)),
         ("stalled", "stalled", Recipe("mlp", 0, lr=1e-7, schedule="constant")),
+        # the lr 1e-6 under Adam: each weight moves ~1e-6 a step, 1.5e-5 of a 64-input layer's size
+        ("stalled-1e-6", "stalled", Recipe("mlp", 0, lr=1e-6, schedule="constant")),
+        ("stalled-1e-6-tabular", "stalled", Recipe("tabular", 0, lr=1e-6, schedule="constant")),
         ("plateau", "plateau", Recipe("mlp", 0, lr=2e-3, schedule="constant", poison="plateau", poison_step=100)),
         (
             "vanishing",

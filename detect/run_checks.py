@@ -14,7 +14,7 @@ pathologies cannot be told early, or at all, from one series:
   median ratio across layers was 1e-6 from the first report, the slow starters' 1e-4 to
   4e-4, the healthy runs' 1e-3 to 2e-2. A weight that moves 1e-6 of its size per step needs
   a million steps to change: ``stalled`` once the loss is still at its start and the median
-  ratio stayed below ``tiny_ratio`` (1e-5, a decade under the slowest start that learned) on
+  ratio stayed below ``tiny_ratio`` (3e-5, a third of the slowest start that learned) on
   each of the run's first ``reports`` reports with no warm-up: the logged lr not rising 10 %
   over them, or, where the run logs no lr since the report before (an lr logged once an epoch
   says nothing of a per-step warm-up in between), the ratio not doubling (at a constant lr the
@@ -22,6 +22,13 @@ pathologies cannot be told early, or at all, from one series:
   A report at a logged lr of 0 is not judged: the schedule has not begun (LambdaLR(epoch / 5)
   is 0 through epoch 0). A ratio that was larger once never counts: a schedule that decays the
   lr later is the user's.
+  Adam moves each weight about lr a step whatever its gradient, so at lr 1e-6 its ratio is lr over
+  the weights' size: 1e-5 to 1.6e-5 on held-out runs whose loss never moved (an LSTM, a VAE, an MLP
+  under gradient accumulation; /work/rev-ag), where the lowest first report of 150 healthy held-out
+  runs was 1.6e-3 (/work/rev-ad, /work/rev-ag). At the threshold of 1e-5 they read as moving and
+  were left to the loss's own check (step 150). A ratio from ``tiny_ratio`` to 10 times it (a 512-input
+  layer under Adam at lr 1e-6: 4e-5; the slow starters) decides neither way: the step's size is asked,
+  as for a run that sends no ratios.
   A run that sends no update ratios but its learning rate and global gradient norm (what a
   hand-written loop logs) is told by the size of a plain SGD step, lr x grad norm (the lr in
   effect at each norm's step; an lr of 0 is no step yet): on the bench's runs the stalled
@@ -112,6 +119,9 @@ _LEARNT = 0.75
 SPARSE_POINTS = 4
 _START_SPAN = 150.0  # steps: as StallCheck's horizon; a run logged sparsely has its start judged once past it
 _WARMING = 1.1  # an lr that rose 10 % over the first steps is warming up: a stall is not judged
+# Update ratios from tiny_ratio to this many times it are a slow start's or a tiny lr's: the ratio alone decides
+# neither, and the step's size (lr x grad norm) is asked too
+_SLOW_BAND = 10.0
 _SAME = 1e-6  # losses this close (relative: a float32's precision, with room) are one value
 
 
@@ -126,7 +136,7 @@ class RunChecks:
     def __init__(
         self,
         *,
-        tiny_ratio: float = 1e-5,
+        tiny_ratio: float = 3e-5,
         reports: int = 3,
         decades: float = 1.5,
         drop: float = 3.0,
@@ -270,7 +280,10 @@ class RunChecks:
             self.lr_span = [low, max(high, float(rates[:need].max()))]
 
     def _step_stall(self) -> list[Finding]:
-        """Without update ratios: the run's first ``head`` steps (lr x grad norm) tiny, the lr not
+        """Without update ratios, or with ratios under ``_SLOW_BAND`` x ``tiny_ratio`` (Adam at lr 1e-6 moves
+        64-input layers 1.4e-5 of their size a step, over the ratio's threshold: found at step 150 by the loss
+        alone, or never, where the same run without its ratios was found at step 15): the run's first ``head``
+        steps (lr x grad norm) tiny, the lr not
         rising over them, and the loss not falling from the first half of its first ``head`` values
         to the second (nor since). A run logged every few steps is judged on fewer points once they
         span ``_START_SPAN`` steps (:data:`SPARSE_POINTS` at least). See the module's docstring."""
@@ -278,7 +291,8 @@ class RunChecks:
         sizes = len(self.first_sizes)
         spanned = sizes >= SPARSE_POINTS and self.sized_at - self.sized_from >= _START_SPAN
         ready = (sizes >= p["head"] or spanned) and self._start_losses() is not None
-        if self.steps_done or self.stall_done or self.last_ratio is not None or not ready:
+        slow = self.last_ratio is None or self.last_ratio < math.log10(_SLOW_BAND * p["tiny_ratio"])
+        if self.steps_done or self.stall_done or not slow or not ready:
             return []
         self.steps_done = True  # judged once, on the run's first steps
         size, levels, half = _median(self.first_sizes), self._at_start(), len(self.start) // 2
@@ -335,8 +349,11 @@ class RunChecks:
         warming = self.ratio_lr is not None and lr is not None and lr > _WARMING * self.ratio_lr
         if warming and level < p["tiny_ratio"]:  # judged again from here: on reports after the warm-up
             self.ratios, self.ratio_lr = [], lr
-        elif level >= p["tiny_ratio"] or (lr is None and bool(self.ratios) and level > 2.0 * min(self.ratios)):
+        elif level >= _SLOW_BAND * p["tiny_ratio"] or (lr is None and self.ratios and level > 2.0 * min(self.ratios)):
             self.stall_done, self.ratios = True, []  # the weights moved (or, without an lr, the ratio doubled)
+            return []
+        elif level >= p["tiny_ratio"]:  # slow: the step's size may still tell (_step_stall)
+            self.ratios = []
             return []
         self.ratios.append(level)
         levels = self._at_start()

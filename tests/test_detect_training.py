@@ -1526,3 +1526,68 @@ def test_an_lr_logged_once_an_epoch_under_warm_restarts_is_no_plateau_while_the_
     flat = (steps, _noisy(np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))))
     cut = (steps, np.where(steps < 100, 2e-3, 2e-9))
     assert [f.reason for f in _run_chunks(RunChecks(), {"loss": flat, "lr": cut, **stopped})] == ["plateau"]
+
+
+def test_adam_at_lr_1e_6_is_a_stall_though_its_weights_move_over_1e_5_of_their_size() -> None:
+    """Adam moves each weight about lr a step, so at lr 1e-6 its update ratio is lr over the weights' size: 1.5e-5
+    for the bench's breast-cancer MLP, 1.4e-5 for a VAE of /work/rev-ag (real runs, their first 40 steps, the loss
+    never moving). Over the ratios' old threshold of 1e-5 they read as moving and closed the verdict: the MLP with
+    its ratios sent was never found (without them: step 15, by lr x grad norm 7e-7), the VAE (lr x grad norm 8e-6,
+    its gradient norm 8.3) at step 150 by the loss alone. A run whose weights move (1e-3) is still no stall."""
+    steps = np.arange(41)
+    reports = steps[::10]
+    mlp = {
+        "loss": (steps, np.array(_ADAM_1E6_LOSS)),
+        "grad_norm": (steps, np.array(_ADAM_1E6_GRAD_NORM)),
+        "lr": (steps, np.full(41, 1e-6)),
+        **{f"update_ratio/linear{i}": (reports, np.array(r)) for i, r in enumerate(_ADAM_1E6_RATIOS)},
+    }
+    [found] = _run_chunks(RunChecks(), mlp)
+    assert (found.reason, found.step) == ("stalled", 15.0) and "lr x grad norm" in found.message
+    moving = {f"update_ratio/linear{i}": (reports, np.full(5, 1e-3)) for i in range(3)}
+    assert _run_chunks(RunChecks(), {**mlp, **moving}) == []  # Adam at a normal lr whose gradient is tiny
+    vae_steps = np.arange(1, 41)
+    vae = {
+        "loss": (vae_steps, np.array(_VAE_1E6_LOSS)),
+        "grad_norm": (vae_steps, np.array(_VAE_1E6_GRAD_NORM)),
+        "lr": (vae_steps, np.full(40, 1e-6)),
+        **{f"update_ratio/{name}": (reports[1:], np.array(r)) for name, r in _VAE_1E6_RATIOS.items()},
+    }
+    [found] = _run_chunks(RunChecks(), vae)
+    assert (found.reason, found.step) == ("stalled", 30.0) and "move 1.4e-05 of their size" in found.message
+
+
+# fmt: off
+_ADAM_1E6_LOSS = [
+    0.6986, 0.7029, 0.6749, 0.7269, 0.7113, 0.7008, 0.6879, 0.7092, 0.7094, 0.7364, 0.672, 0.6753, 0.7146, 0.6895,
+    0.6801, 0.7, 0.6755, 0.6479, 0.6611, 0.6794, 0.7212, 0.7152, 0.6955, 0.712, 0.6812, 0.6984, 0.6892, 0.7023,
+    0.7142, 0.6887, 0.7094, 0.6953, 0.6815, 0.6948, 0.681, 0.6865, 0.741, 0.7148, 0.6688, 0.7092, 0.6426,
+]
+_ADAM_1E6_GRAD_NORM = [
+    0.715, 0.7444, 0.6634, 0.9905, 0.6839, 0.7164, 0.5951, 0.7419, 0.7572, 0.8234, 0.5627, 0.7174, 0.7431, 0.7265,
+    0.7856, 0.6894, 0.6242, 0.7382, 0.653, 0.6795, 0.8066, 0.8217, 0.5853, 0.6979, 0.6019, 0.706, 0.8225, 0.6666,
+    0.8191, 0.6214, 0.6718, 0.6936, 0.7492, 0.7196, 0.7016, 0.7039, 0.9229, 0.8438, 0.6521, 0.8006, 0.749,
+]
+_ADAM_1E6_RATIOS = [
+    [9.527e-06, 7.701e-06, 7.621e-06, 7.661e-06, 7.764e-06],
+    [1.943e-05, 1.558e-05, 1.532e-05, 1.527e-05, 1.561e-05],
+    [1.876e-05, 1.486e-05, 1.455e-05, 1.484e-05, 1.493e-05],
+]
+_VAE_1E6_LOSS = [
+    44.62, 44.62, 44.54, 44.57, 44.53, 44.5, 44.53, 44.61, 44.66, 44.64, 44.53, 44.42, 44.69, 44.64, 44.64, 44.58,
+    44.61, 44.63, 44.47, 44.56, 44.68, 44.59, 44.61, 44.66, 44.56, 44.59, 44.57, 44.6, 44.49, 44.52, 44.69, 44.69,
+    44.71, 44.57, 44.59, 44.64, 44.78, 44.49, 44.53, 44.65,
+]
+_VAE_1E6_GRAD_NORM = [
+    8.311, 7.86, 7.91, 8.173, 8.326, 8.185, 8.321, 8.309, 8.619, 8.099, 7.875, 8.8, 8.265, 8.307, 8.329, 8.13, 8.259,
+    7.81, 8.103, 8.589, 8.246, 7.992, 8.278, 8.145, 8.464, 8.796, 7.823, 8.229, 8.273, 8.342, 8.324, 8.338, 8.438,
+    8.503, 8.078, 8.534, 8.015, 8.032, 8.337, 8.49,
+]
+_VAE_1E6_RATIOS = {
+    "enc.0": [9.453e-06, 9.352e-06, 9.435e-06, 9.315e-06],
+    "mu": [1.644e-05, 1.628e-05, 1.634e-05, 1.637e-05],
+    "logvar": [1.366e-05, 1.388e-05, 1.389e-05, 1.367e-05],
+    "dec.0": [3.399e-06, 3.291e-06, 3.279e-06, 3.273e-06],
+    "dec.2": [1.71e-05, 1.676e-05, 1.682e-05, 1.675e-05],
+}
+# fmt: on
