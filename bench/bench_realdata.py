@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sections' modules, also under python -m
 from realdata_incidents import CHUNK, GAP, T0, river_incidents, run_starts, worker_incidents, zscore_incidents
 
 ALPHA = 0.05

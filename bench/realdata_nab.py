@@ -37,6 +37,13 @@ def _us(text: str) -> int:
     return int(datetime.fromisoformat(text[:19]).replace(tzinfo=UTC).timestamp() * 1_000_000)
 
 
+def _short(key: str) -> str:
+    """A file's name in the per-file column: its hash (ec2_cpu_utilization_24ae8d: 24ae8d), else its name."""
+    stem = Path(key).stem
+    tail = stem.rsplit("_", 1)[-1]
+    return tail if len(tail) == 6 and all(c in "0123456789abcdef" for c in tail) else stem
+
+
 def read_nab(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]]:
     """``{file: (times_us, values, [(first, last) index of each window])}`` for the files of ``FOLDERS``."""
     windows = json.loads((root / "labels" / "combined_windows.json").read_text())
@@ -111,7 +118,7 @@ def bench_nab(root: Path | None, detectors: dict[str, Callable[[np.ndarray, np.n
             s, f, d, fp = nab_score(fn(times, values), values.size, spans)
             total, found, false = total + s, found + f, false + fp
             delays += d
-            per_file.append(f"{Path(key).stem[-6:]}:{fp}")
+            per_file.append(f"{_short(key)}:{fp}")
         norm = 100 * (total + FN * n_windows) / (perfect + FN * n_windows)
         delay = f"{np.median(delays):.0f}" if delays else "-"
         print(
