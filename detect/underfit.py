@@ -18,6 +18,8 @@ new evaluation:
   (:class:`~aitrace.detect.training.StallCheck`);
 * the training loss has levelled off: its level not ``UNDERFIT_STILL_FALLING`` (10 %) below that of the 16
   values before it;
+* it is near its chance level: no more than ``UNDERFIT_MAX_CUT`` (ln 4, in nats) below its start. With many
+  classes (a language model's vocabulary) half the start is still far from chance: see the constant;
 * the validation loss is 0.8 to 1.25 times that training loss (``UNDERFIT_GAP``), and its
   best is below 95 % of its first evaluation: a run whose validation loss has not left its
   start has not begun to learn (a CNN on 64 rows of digits sat at its chance level for 5
@@ -81,6 +83,12 @@ UNDERFIT_RECENT = 16  # training losses in the level now, and kept of the start
 # GRU evaluated every 4 steps on 64 rows had 3 evaluations without a 2 % gain (12 steps of its noise) while its
 # training loss was still falling fast, and was called under-fitting (3 runs, /work/rev-ad).
 UNDERFIT_STILL_FALLING = 0.1
+# ...and it has cut no more than ln 4 off its start: a cross-entropy in nats whose effective number of choices (e to
+# the loss) fell 4-fold or more has learnt. The share alone reads a many-class model mid-way as stuck: a character
+# language model (65 symbols, start 4.45) at 55 % of its start has cut its choices 7-fold and was still learning
+# (another 14 % over 800 steps), yet paged under-fitting on 6 of 6 seeds (/work/rev-ag). With 10 classes or fewer
+# the 50 % floor binds first (ln 10 / 2 = 1.15): the bench's under-fitters cut 0.2 to 0.8.
+UNDERFIT_MAX_CUT = math.log(4.0)
 
 
 def under_fit(
@@ -115,6 +123,7 @@ def under_fit(
         return None  # the training loss still falls: the model is still learning
     level = now / start
     lo, hi = UNDERFIT_GAP
-    if UNDERFIT_MIN_LEVEL <= level <= UNDERFIT_MAX_LEVEL and lo * now <= float(v[-1]) <= hi * now:
+    near_chance = start - now <= UNDERFIT_MAX_CUT
+    if UNDERFIT_MIN_LEVEL <= level <= UNDERFIT_MAX_LEVEL and near_chance and lo * now <= float(v[-1]) <= hi * now:
         return level
     return None

@@ -879,14 +879,15 @@ def test_overfitting_is_reported_at_the_first_evaluation_where_it_held_whatever_
 
 
 def _first_held_rise(val: list[float]) -> int | None:
-    """The first evaluation at which held_rise reports, training loss falling throughout."""
+    """The first evaluation at which held_rise reports, training loss falling throughout, below the validation loss
+    (a gap: over-fitting's)."""
     from aitrace.detect.overfit import held_rise
 
     v = np.asarray(val)
     steps = [10.0 * i for i in range(v.size)]
     t = np.arange(10.0 * v.size)
     for k in range(3, v.size):
-        if held_rise(v[: k + 1], steps[: k + 1], t, 2.0 * np.exp(-t / 50)) is not None:
+        if held_rise(v[: k + 1], steps[: k + 1], t, 0.2 * np.exp(-t / 50)) is not None:
             return k
     return None
 

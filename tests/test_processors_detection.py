@@ -848,7 +848,7 @@ def _history_then_evaluations(dup: int | None) -> list[tuple[int, str, int]]:
     steps = np.arange(per * len(val))
     for k, lo in enumerate(range(0, steps.size, 200)):
         s = steps[lo : lo + 200]
-        series = {"train|loss": {"steps": s, "times": T0 + s, "values": np.geomspace(2.3, 0.01, steps.size)[s]}}
+        series = {"train|loss": {"steps": s, "times": T0 + s, "values": np.geomspace(2.3, 1e-4, steps.size)[s]}}
         det.apply({"kind": "run", "run_id": "r", "service": "s", "trace_id": "0" * 32, "ctx": None, "series": series},
                   source="t:0", offset=k)  # fmt: skip
     evals = [(e, per * (e + 1) - 1, v) for e, v in enumerate(val)]
