@@ -357,7 +357,11 @@ class TrainingSeries:
             out.append(self._at(steps, vals, step, "stalled", msg, since=self.stall.first_step))
         if self.plateau is not None and (plateau := self.plateau.update(steps, vals, lr)) is not None:
             step, best_step, best, now = plateau
-            msg = f"{self.metric} has not improved since step {best_step} ({best:.4g} then, {now:.4g} now)"
+            # "not improved" beside a lower value read as a contradiction (/work/rev-ag): the gain asked is named
+            gain = self.plateau.params["min_gain"]
+            msg = (
+                f"{self.metric} has not improved by {gain:.0%} since step {best_step} ({best:.4g} then, {now:.4g} now)"
+            )
             # the episode began by the first loss of the best level's window (a median lags the turn)
             since = best_step - self.plateau.params["window"] + 1
             out.append(self._at(steps, vals, step, "plateau", msg, since=since))

@@ -224,6 +224,17 @@ def test_a_plateau_after_learning_is_reported_once_and_a_converging_run_is_not()
     assert PlateauCheck().update(steps, _noisy(converging)) is None
 
 
+def test_a_plateau_says_the_gain_it_asked_for() -> None:
+    """A VAE's loss 26.06 at the plateau's best and 25.77 when it paged read "has not improved (26.06 then, 25.77
+    now)": a contradiction to a reader (/work/rev-ag). The message names the gain it asked for."""
+    from aitrace.detect.series import TrainingSeries
+
+    steps = np.arange(400)
+    level = np.where(steps < 100, 2.3 * np.exp(-steps / 30), 2.3 * np.exp(-100 / 30))  # learning stops at 100
+    found = [f for f in TrainingSeries("loss").update(steps, _noisy(level)) if f.reason == "plateau"]
+    assert found and "has not improved by 2% since step" in found[0].message, found
+
+
 def _diabetes_by_sgd(steps: int = 400) -> np.ndarray:
     """The training loss of a linear regression on scikit-learn's diabetes (standardized) by minibatch SGD
     (batches of 16, lr 0.01): it falls from 0.7 to the noise the features do not explain (~0.47) by step ~100,

@@ -368,7 +368,7 @@ def test_a_loss_that_stops_improving_midway_is_a_plateau() -> None:
     loss = level * np.exp(np.random.default_rng(10).normal(0, 0.05, 400))
     alerts = [a for i in range(0, 400, 20) for a in _apply(det, blocks=[_loss_block(loss[i : i + 20], i)], offset=i)]
     plateau = [a for a in alerts if a["detector"] == "plateau"]
-    assert plateau and plateau[0]["state"] == "open" and "not improved since step" in plateau[0]["title"]
+    assert plateau and plateau[0]["state"] == "open" and "not improved by 2% since step" in plateau[0]["title"]
 
 
 def test_a_loss_plateau_pages_only_where_the_runs_lr_collapsed() -> None:
