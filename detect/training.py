@@ -98,9 +98,10 @@ _SCORES = _CLASSIFIER_SCORES | {
 # and dips: a training loss logged as mse, 49 incidents on 120 healthy runs of 10 families where as loss 12.
 # In the order one stands for the run's loss (run_loss_name): what a model trains on before what it is judged by.
 _LOSS_ORDER = (
-    "nll", "ce", "cross_entropy", "crossentropy", "xent", "bce", "logloss", "mse", "huber", "smooth_l1", "rmse",
-    "mae", "msle", "rmsle", "mape", "smape", "bpd", "bpc", "bpb", "wer", "cer", "err", "error", "fid",
-)  # fmt: skip
+    "nll", "ce", "cross_entropy", "crossentropy", "xent", "bce", "logloss", "nelbo", "neg_elbo", "negative_elbo",
+    "mse", "huber", "smooth_l1", "rmse", "mae", "msle", "rmsle", "mape", "smape", "bpd", "bpc", "bpb", "wer", "cer",
+    "err", "error", "fid",
+)  # fmt: skip (a VAE's negative ELBO is what it trains on; the ELBO itself is maximised: no loss)
 _LOSSES = frozenset(_LOSS_ORDER)
 # words that make such a name a setting or a tally, not the error itself: mse_weight, huber_delta, error_count
 _NOT_A_MEASURE = frozenset(

@@ -69,6 +69,9 @@ def _renamed(series: dict, name: str) -> dict:
         ("ce/accuracy", "score"),
         ("val_top1_err", "loss"),
         ("entropy_loss", "loss"),
+        ("neg_elbo", "loss"),  # a VAE's: what it trains on (/work/rev-ag: its stall and plateau were lost)
+        ("val_nelbo", "loss"),
+        ("elbo", "other"),  # maximised
     ],
 )
 def test_a_setting_or_a_tally_of_an_error_is_no_loss_and_the_names_own_part_decides(name: str, role: str) -> None:
@@ -84,6 +87,8 @@ def test_the_runs_loss_by_another_name_is_what_the_model_trains_on_never_a_part_
     assert run_loss_name(["error_count", "mse"]) == "mse"
     assert run_loss_name(["x" * 300 + "_mse"]) is None
     assert run_loss_name(["ctc_loss", "lr"]) == "ctc_loss"  # a loss by a name of its own, alone
+    assert run_loss_name(["neg_elbo", "lr"]) == "neg_elbo"
+    assert run_loss_name(["kl_loss", "recon_loss", "nelbo"]) == "nelbo"  # the total a VAE trains on, beside its parts
 
 
 def test_only_a_classifiers_score_makes_a_run_a_classifier() -> None:
