@@ -132,11 +132,13 @@ _VERSION_WORDS = _words(
 )
 
 
-def _mixed(least: int, also: str = "") -> str:
-    """A token's body of ``least`` characters or more (letters, digits and ``also``) with upper case, lower case
-    and a digit among its first ``least``: random, not a word ("task_live_dashboard", "disk-usage-2024")."""
+def _mixed(least: int, also: str = "", *, exact: bool = False) -> str:
+    """A token's body of ``least`` characters or more (exactly ``least``: ``exact``; letters, digits and ``also``)
+    with upper case, lower case and a digit among its first ``least``: random, not a word ("task_live_dashboard",
+    "disk-usage-2024")."""
     first = f"[A-Za-z0-9{also}]{{0,{least - 1}}}"
-    return rf"(?={first}[A-Z])(?={first}[a-z])(?={first}\d)[A-Za-z0-9{also}]{{{least},}}"
+    count = f"{{{least}}}" if exact else f"{{{least},}}"
+    return rf"(?={first}[A-Z])(?={first}[a-z])(?={first}\d)[A-Za-z0-9{also}]{count}"
 
 
 # (kind, trigger, regex): a pattern runs only on text where its trigger (see :func:`triggers`) fired.
@@ -186,7 +188,10 @@ PATTERNS: list[tuple[str, str, str]] = [
         "openai_key",
         "lit",
         r"\bsk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"
-        rf"|(?<=[A-Za-z0-9_])sk-(?:proj-|ant-|live-|test-|svcacct-|admin-)?{_mixed(20, '_-')}",
+        # glued: a project key's prefix, or the legacy 48 characters (a sha256's base64 or "mask-RCNN_resnet50"
+        # after a bare "sk-" were redacted, /work/rev-ak)
+        r"|(?<=[A-Za-z0-9_])sk-(?:(?:proj|ant|svcacct|admin)-[A-Za-z0-9_-]{20,}"
+        rf"|{_mixed(48, exact=True)}(?![A-Za-z0-9]))",
     ),
     (
         "stripe_key",
@@ -214,7 +219,13 @@ PATTERNS: list[tuple[str, str, str]] = [
     ),
     ("google_key", "lit", r"AIza[0-9A-Za-z_-]{35}"),
     # after "_" or glued, a token's mixed case: "cache_hf_bertbaseuncased..." and "ckpt_hf_<sha>" are file names
-    ("huggingface_token", "lit", r"\bhf_[A-Za-z0-9]{30,}|(?<=[A-Za-z0-9_])hf_(?=[a-z0-9]*[A-Z])[A-Za-z0-9]{30,}"),
+    # glued to a letter or a digit, a token's 34 letters (a sha256's base64 in a wheel's RECORD holds "hf_" too)
+    (
+        "huggingface_token",
+        "lit",
+        r"\bhf_[A-Za-z0-9]{30,}|(?<=_)hf_(?=[a-z0-9]*[A-Z])[A-Za-z0-9]{30,}"
+        r"|(?<=[A-Za-z0-9])hf_(?=[a-z]*[A-Z])[A-Za-z]{34}(?![A-Za-z0-9])",
+    ),
     ("pypi_token", "lit", r"(?<![A-Za-z0-9])pypi-AgE[A-Za-z0-9_-]{50,}"),
     ("npm_token", "lit", r"(?<![A-Za-z0-9])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])|(?i:_authToken)\s*=\s*[^\s\"']+"),
     ("sendgrid_key", "lit", r"(?<![A-Za-z0-9])SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{30,50}"),
@@ -240,9 +251,10 @@ PATTERNS: list[tuple[str, str, str]] = [
         "aws_access_key",
         "long",
         r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"
-        # glued on ("layer3AKIA...", "AKIA...EXAMPLEsuffix"): with a digit among the 16, which a run of upper-case
-        # letters (a protein's or a DNA sequence's "ACCA...") has not
-        r"|(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)(?=[A-Z]{0,15}\d)[A-Z0-9]{16}",
+        # glued on ("layer3AKIA...", "AKIA...EXAMPLEsuffix"): an access key's own prefixes (AKIA, ASIA: the others
+        # name users, roles and groups, 21 characters in sts' UserId, and ACCA is hex; /work/rev-ak) and a digit
+        # among the 16 (a protein's upper-case run has none)
+        r"|(?:AKIA|ASIA)(?=[A-Z]{0,15}\d)[A-Z0-9]{16}",
     ),
     # key=value, key: value, "key": "value", --key value, --key=value (the key names a secret), in one alternation
     # with the shapes below (one branch of the keyword pass: each branch costs at every position of a text):
@@ -271,8 +283,12 @@ PATTERNS: list[tuple[str, str, str]] = [
     ("user_password", "dashu", r"(?<!\S)(?:-u|--user)(?:\s+|=)?[^\s:\"'-][^\s:\"']*:[^\s\"']{3,}"),
     # `-p secret` (mysql, redis-cli...): only with a password word or a db client nearby (validator).
     ("secret_assignment", "dashp", r"(?<!\S)-p(?:\s+|(?=\S{4}))(?!-)[^\s\"']{3,}"),
-    # (not a JWT's first part with a word glued before it: "loss" and its first 36 characters are 40)
-    ("aws_secret_key", "long", r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]|\.eyJ)"),
+    # (not where a JWT starts inside: "loss" and a JWT's first 36 characters are 40, and took its start)
+    (
+        "aws_secret_key",
+        "long",
+        r"(?<![A-Za-z0-9+=])(?![A-Za-z0-9/+]{0,37}eyJ[A-Za-z0-9_-]*\.eyJ)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+    ),
     (
         "email",
         "at",

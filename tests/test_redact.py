@@ -1190,10 +1190,15 @@ def test_a_provider_key_glued_on_with_an_underscore_is_redacted(redactor: Redact
 
 @pytest.mark.parametrize(
     "key",
-    [*_PROVIDER_KEYS, "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd", "AIzaSyD-1234567890abcdefGHIJKLMNOPQRSTU"],
+    [
+        *(key for key in _PROVIDER_KEYS if not key.startswith("hf_")),
+        "hf_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh",  # glued, a token's own 34 letters (base64 digests hold "hf_" too)
+        "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd",
+        "AIzaSyD-1234567890abcdefGHIJKLMNOPQRSTU",
+    ],
     ids=lambda k: k[:6],
 )
-@pytest.mark.parametrize("glued", ["layer3{}", "loss{}", "err\\t{}", "{}suffix", "x{}Y9"])
+@pytest.mark.parametrize("glued", ["layer3{}", "loss{}", "err\\t{}", "{}suffix", "x{}.y9"])
 def test_a_provider_key_glued_to_a_letter_or_a_digit_is_redacted(redactor: Redactor, glued: str, key: str) -> None:
     """No separator at all: "layer3AKIA...", a JSON-escaped tab's "\\tAKIA...", "AKIA...EXAMPLEsuffix" kept the key
     whole (/work/rev-af), and "loss" before a JWT made its first 36 characters an AWS secret's 40, leaving the rest."""
@@ -1201,6 +1206,29 @@ def test_a_provider_key_glued_to_a_letter_or_a_digit_is_redacted(redactor: Redac
     leaked = [key[i : i + 12] for i in range(len(key) - 11)]
     for out in (redactor.scrub(text), redactor.scrub(text, ident=True)):
         assert not any(part in out for part in leaked), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"UserId": "AIDAJQABLZS4A3QDU576Q"',  # an IAM user's unique id (aws sts get-caller-identity): no secret
+        '"principalId": "AROAJ2UCCR6DPCEXAMPLE:session"',
+        "eval/mask-RCNN_resnet50_fpn_v2/mAP",
+        "risk-Adjusted_return_2024",
+        "sha256=3F2ACCA9B1C4D7E6A5F8E9D0C1B2A3F4E5D6C7B8A9F0E1D2C3B4A5F6E7D8C9B0",  # upper-case hex
+        "pandas/tests/series/methods/test_truncate.py,sha256=ohf_xX2TRMtlwP1e93WawB9QlLW0cByINkF6HN6Evv4,3689",
+    ],
+)
+def test_names_the_glued_key_patterns_once_took_stay(redactor: Redactor, text: str) -> None:
+    """A review of the glued-key patterns (/work/rev-ak): an IAM id lost 20 of its 21 characters, a bare "sk-"
+    glued inside a model's name or a sha256's base64 and "ACCA" inside upper-case hex were taken for keys."""
+    assert redactor.scrub(text) == text and redactor.scrub(text, ident=True) == text
+
+
+def test_an_aws_secret_before_a_jwt_is_redacted_with_it(redactor: Redactor) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    out = redactor.scrub(f"{secret}.{_JWT}")
+    assert secret[:12] not in out and "SflKxwRJSMeK" not in out, out
 
 
 def test_upper_case_sequences_are_no_aws_key_ids(redactor: Redactor) -> None:
