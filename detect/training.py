@@ -97,11 +97,12 @@ _SCORES = _CLASSIFIER_SCORES | {
 # classifier's error rate (top1_err). Read as "other" (a server's series), a loss's fall paged as level shifts
 # and dips: a training loss logged as mse, 49 incidents on 120 healthy runs of 10 families where as loss 12.
 # In the order one stands for the run's loss (run_loss_name): what a model trains on before what it is judged by.
+# A VAE's negative ELBO is what it trains on; the ELBO itself is maximised: no loss.
 _LOSS_ORDER = (
     "nll", "ce", "cross_entropy", "crossentropy", "xent", "bce", "logloss", "nelbo", "neg_elbo", "negative_elbo",
     "mse", "huber", "smooth_l1", "rmse", "mae", "msle", "rmsle", "mape", "smape", "bpd", "bpc", "bpb", "wer", "cer",
     "err", "error", "fid",
-)  # fmt: skip (a VAE's negative ELBO is what it trains on; the ELBO itself is maximised: no loss)
+)  # fmt: skip
 _LOSSES = frozenset(_LOSS_ORDER)
 # words that make such a name a setting or a tally, not the error itself: mse_weight, huber_delta, error_count
 _NOT_A_MEASURE = frozenset(
