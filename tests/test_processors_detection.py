@@ -464,7 +464,8 @@ def test_a_later_plateau_of_the_loss_is_news_after_the_checks_paged_one() -> Non
         block = S.metric_block(trace="a" * 32, run_id="r", start_step=i, series=series, start_us=T0 + i * 1000)
         alerts += _apply(det, blocks=[block], offset=i)
     plateaus = [(a["series"], a["step"]) for a in alerts if a["detector"] == "plateau" and a["version"] == 1]
-    assert plateaus == [("run/r/checks", 116), ("run/r/train/loss", 800)]
+    # (812: at 800 its level still crept down, under the best by 1 %)
+    assert plateaus == [("run/r/checks", 116), ("run/r/train/loss", 812)]
 
 
 def test_a_run_s_series_take_its_places_before_its_checks() -> None:
