@@ -372,7 +372,7 @@ def _fit_finding(rule: str, run_id: str, value: float, step: int, time_us: int, 
         message = (
             f"underfitting in run {run_id}: the training loss levelled off at {value:.0%} of its start and the "
             f"validation loss ({evidence[-1]:.4g}) sits on it: too little capacity, too much regularisation, "
-            "or inputs that carry little of the labels' signal"
+            "a learning rate too small to go further, or inputs that carry little of the labels' signal"
         )
         threshold, severity = UNDERFIT_MIN_LEVEL, "info"  # advice about the run, not an incident to wake anyone
     return Finding(0, float(step), value, math.nan, rule, message, threshold, "loss", severity, category="training",

@@ -173,6 +173,15 @@ def test_a_character_language_model_mid_way_is_not_under_fitting() -> None:
     assert "underfitting" in {d for _, d in _incidents({**near_chance, "|val_accuracy": run["|val_accuracy"]})}
 
 
+def test_under_fitting_names_a_learning_rate_too_small_among_its_causes() -> None:
+    """Fine-tunes at lr 1e-6 to 2e-6 were told "too little capacity" (/work/rev-aj): a model that cannot go further
+    may also be one whose steps are too small to."""
+    from aitrace.processors.detection_runs import _fit_finding
+
+    finding = _fit_finding("underfitting", "r", 0.8, 100, 0, [1.9, 1.85])
+    assert "a learning rate too small to go further" in finding.message and finding.severity == "info"
+
+
 # Real runs (/work/rev-ad/heldout_runs.py), rounded: gru-s0 (steps 1-110; its norm to 8 digits: clipping leaves it at
 # 0.9999991 and the like, which fewer digits make one value), lbfgs_wine-s1 (its loss as float32 sent
 # it), reg-s4 (validation every 11 steps), adagrad_wine-s0 (steps 1-149), overfit-gru-s2 (steps 1-79), ae-s0 (steps
