@@ -33,6 +33,7 @@ from aitrace.processors.incidents import SeriesContext
 _VAL_SPLITS = frozenset({"val", "valid", "validation", "eval", "test", "dev"})
 _TRAINING_DETECTORS = frozenset({"nan", "inf", "stalled", "plateau", "vanishing"})
 LOSS_NAME = "loss_name"  # in the run's checks' state: the series that stands for its loss ("": none)
+RUN_END = "ended_at"  # and the time of its end (a lifecycle FINISHED, FAILED or KILLED), for series first seen after
 Named = dict[tuple[str, str], Any]  # a run chunk's series by (split, name) as the rules read them: _by_rule_name
 
 
@@ -62,7 +63,8 @@ class RunSeriesDetectors(SeriesStateBase):
                 if (split, alias) in named:
                     named.setdefault((split, "loss"), named[(split, alias)])
         # then the run's checks: a stall or plateau they paged is not paged again by the training loss's own rule
-        reported = self._run_checks(chunk, named, result, source, offset, decided)
+        reported = self._run_checks(chunk, named, result, source, offset, decided, ended_at)
+        run_end = ended_at if ended_at is not None else self._run_end(run_id)
         for key, split, metric, s in admitted:
             ctx = SeriesContext(key, chunk["service"], run_id, None, metric, chunk["trace_id"])
             values = np.asarray(s["values"], dtype=np.float64)
@@ -108,8 +110,11 @@ class RunSeriesDetectors(SeriesStateBase):
                             documents=self.rollup_documents,
                         )
                     )
-                if ended_at is not None and self.rollup_documents:
-                    result.actions.extend(rollup.flush(state, ended_at))
+                # a series first seen after its run's end (the client sends a batch's events before its blocks)
+                # has its points dated before it written as they come, as its siblings have
+                end = ended_at if ended_at is not None or "ended_at" in state else run_end
+                if end is not None and self.rollup_documents:
+                    result.actions.extend(rollup.flush(state, end))
 
             self._with_state(key, source, offset, result, work)
         if ended_at is not None and self.rollup_documents:
@@ -196,17 +201,32 @@ class RunSeriesDetectors(SeriesStateBase):
         fresh = key is not None and key not in self.table  # (a series refused a state never stands for it)
         return (alias, alias) if fresh else (None, "")
 
+    def _run_end(self, run_id: str) -> int | None:
+        """The time of the run's end kept in its checks' state (of any shape: a client's changelog record)."""
+        checks = self.table.get(f"run/{run_id}/checks")
+        end = checks.get(RUN_END) if type(checks) is dict else None
+        return end if type(end) is int and 0 <= end < 2**63 else None  # (a forged one: no overflow downstream)
+
     def _run_checks(
-        self, chunk: Chunk, named: Named, result: ChunkResult, source: str, offset: int, decided: str | None = None
+        self,
+        chunk: Chunk,
+        named: Named,
+        result: ChunkResult,
+        source: str,
+        offset: int,
+        decided: str | None = None,
+        ended_at: int | None = None,
     ) -> dict[str, float]:
         """Stall, plateau and vanishing gradients told across the run's training series (detect.run_checks),
         by the names the rules read them by (``named``); the verdicts the run's checks have paged so far.
         ``decided``: the name that stands for the run's loss, decided by this chunk (:meth:`_loss_alias`)."""
         series = {name: (s["steps"], s["values"]) for (split, name), s in named.items() if split == "train"}
-        if not series:
-            return {}
         run_id = chunk["run_id"]
         key = f"run/{run_id}/checks"
+        if not series:
+            if ended_at is not None and key in self.table:  # (the end's chunk carries no series, often)
+                self._with_state(key, source, offset, result, lambda state: state.__setitem__(RUN_END, ended_at))
+            return {}
         paged: dict[str, float] = {}
         ctx = SeriesContext(key, chunk["service"], run_id, None, "loss", chunk["trace_id"])
         last_time = max(int(np.asarray(s["times"], dtype=np.int64)[-1]) for s in chunk["series"].values())
@@ -214,6 +234,8 @@ class RunSeriesDetectors(SeriesStateBase):
         def work(state: State) -> None:
             if decided is not None:
                 state[LOSS_NAME] = decided
+            if ended_at is not None:
+                state[RUN_END] = ended_at
             checks = self._restore(key, state, "checks", RunChecks) or RunChecks()
             found = checks.update(series)
             paged.update(checks.reported)

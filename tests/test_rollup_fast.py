@@ -187,6 +187,25 @@ def test_the_points_that_come_after_the_runs_end_are_indexed() -> None:
     assert _indexed(resumed)[0]["count"] < 108  # one 10 s window of 1.08 s: the resumed points not each written
 
 
+def test_a_series_first_seen_after_the_runs_end_is_indexed_in_full() -> None:
+    """A series whose first points come after its run's end, in more than one record (a metric the loop logs only
+    at the end, its blocks after the end's event): only its first record was written, the end was kept in its
+    siblings' states only. The run's checks keep the end's time for the series that come after it."""
+
+    def block(name: str, lo: int, hi: int) -> Any:
+        return S.metric_block(trace="a" * 32, run_id="r", start_step=lo, series={name: 2.0 - 0.1 * np.arange(lo, hi)},
+                              start_us=T0 + lo * 100, step_us=100)  # fmt: skip
+
+    records = [([], [block("loss", 0, 4)]), ([_end(T0 + 10_000)], []), ([], [block("loss", 4, 8), block("acc", 0, 4)])]
+    windows = _indexed([*records, ([], [block("acc", 4, 8)])])
+    assert sorted((w["count"], w["last_step"]) for w in windows) == [(8, 7), (8, 7)]
+    from aitrace.processors.detection import SeriesDetectors
+
+    for forged in ("x", 10**30, -1, None):  # a client's changelog record: no end, nothing raised
+        det = SeriesDetectors({"run/r/checks": {"applied": {}, "incident": None, "ended_at": forged}})
+        assert det._run_end("r") is None
+
+
 def test_an_end_dated_far_ahead_writes_the_window_no_more_than_its_rewrites() -> None:
     """Points dated at or before the run's end are written as they come; an end a day ahead of its points (a
     client's clock) made each of a resumed run's 600 chunks in one window write it again (/work/rev-ae D8)."""
