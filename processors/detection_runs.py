@@ -189,8 +189,7 @@ class RunSeriesDetectors(SeriesStateBase):
         its start the converged loss at the upgrade (false under-fitting on 10 of 120 healthy runs, /work/rev-aa)."""
         if ("train", "loss") in named:  # (a validation loss alone leaves the training one to be found)
             return None, None
-        checks = self.table.get(f"run/{run_id}/checks")  # (of any shape: a client's changelog record)
-        kept = checks.get(LOSS_NAME) if type(checks) is dict else None
+        kept = self._checks_state(run_id).get(LOSS_NAME)
         if isinstance(kept, str):
             return kept or None, None
         alias = run_loss_name(name for split, name in named if split == "train")
@@ -201,10 +200,15 @@ class RunSeriesDetectors(SeriesStateBase):
         fresh = key is not None and key not in self.table  # (a series refused a state never stands for it)
         return (alias, alias) if fresh else (None, "")
 
-    def _run_end(self, run_id: str) -> int | None:
-        """The time of the run's end kept in its checks' state (of any shape: a client's changelog record)."""
+    def _checks_state(self, run_id: str) -> dict[str, Any]:
+        """The run's checks' state as the table holds it; empty where it is of another shape (a client's
+        changelog record) or absent."""
         checks = self.table.get(f"run/{run_id}/checks")
-        end = checks.get(RUN_END) if type(checks) is dict else None
+        return checks if type(checks) is dict else {}
+
+    def _run_end(self, run_id: str) -> int | None:
+        """The time of the run's end kept in its checks' state."""
+        end = self._checks_state(run_id).get(RUN_END)
         return end if type(end) is int and 0 <= end < 2**63 else None  # (a forged one: no overflow downstream)
 
     def _run_checks(
